@@ -1,0 +1,49 @@
+"""Launch the DASGIL node with config/localize.yaml.
+
+    ros2 launch dasgil localize.launch.py checkpoint:=/path/to/generator.safetensors
+    ros2 launch dasgil localize.launch.py config:=/path/to/my.yaml image_topic:=/cam0/image_raw
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def _node(context):
+    params = [LaunchConfiguration("config").perform(context)]
+    # Launch arguments left empty keep the YAML's values.
+    overrides = {}
+    checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    if checkpoint:
+        overrides["checkpoint"] = checkpoint
+    image_topic = LaunchConfiguration("image_topic").perform(context)
+    if image_topic:
+        overrides["image_topics"] = [image_topic]
+    if overrides:
+        params.append(overrides)
+    return [
+        Node(
+            package="dasgil",
+            executable="dasgil_node",
+            name="dasgil_localizer",
+            output="screen",
+            parameters=params,
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)],
+        )
+    ]
+
+
+def generate_launch_description():
+    default_config = os.path.join(get_package_share_directory("dasgil"), "config", "localize.yaml")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("config", default_value=default_config, description="node parameters (YAML)"),
+            DeclareLaunchArgument("checkpoint", default_value="", description="generator checkpoint; overrides the YAML"),
+            DeclareLaunchArgument("image_topic", default_value="", description="one camera topic; overrides image_topics"),
+            DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+            OpaqueFunction(function=_node),
+        ]
+    )

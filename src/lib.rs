@@ -1,0 +1,19 @@
+//! DASGIL ("Domain Adaptation for Semantic and Geometric-aware Image-based Localization",
+//! Hu et al., IEEE TIP 2021) for robots: the network, its training data, the maps it searches and
+//! the ROS 2 node that turns camera frames into coarse 6-DoF pose priors.
+//!
+//! Pipeline: `data` (dataset readers, preprocessing) -> `model` (generator, discriminators,
+//! losses, checkpoints) -> training; `model` -> descriptors -> retrieval -> `node` (behind the
+//! `ros` feature). `synth` renders synthetic worlds in the real datasets' on-disk formats.
+
+pub mod atomic;
+pub mod data;
+pub mod model;
+pub mod python;
+pub mod tensor_io;
+pub mod toolchain;
+
+#[cfg(feature = "ros")]
+pub mod node;
+#[cfg(feature = "ros")]
+pub mod ros;

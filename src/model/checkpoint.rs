@@ -1,0 +1,423 @@
+//! Checkpoints: one network's state_dict as a safetensors file whose tensor names are the
+//! reference PyTorch keys, plus metadata (model config, discriminator type, epoch, step).
+//! Loading is strict: every missing, unexpected or mis-shaped tensor is reported at once.
+//!
+//! A plain safetensors file of a reference state_dict (no metadata) loads too: the generator's
+//! widths are read from its shapes, the input size defaults to the paper's 256x1024.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::config::ModelConfig;
+use super::discriminator::{Discriminator, DiscriminatorKind};
+use super::generator::Generator;
+use super::layers::WeightInit;
+use super::ModelError;
+use crate::tensor_io::{self, TensorFile, TensorFileError};
+
+/// Value of the `dasgil.format` metadata entry.
+pub const FORMAT: &str = "dasgil-checkpoint/1";
+
+/// Which network a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkRole {
+    Generator,
+    Discriminator,
+}
+
+/// What a checkpoint says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub network: NetworkRole,
+    pub config: ModelConfig,
+    /// The discriminator the model was trained with (for a discriminator: its own type).
+    pub discriminator: Option<DiscriminatorKind>,
+    pub epoch: Option<u64>,
+    pub step: Option<u64>,
+    /// Where the weights came from (e.g. the imported .pth file), free text.
+    pub source: Option<String>,
+}
+
+impl CheckpointMeta {
+    fn to_metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        m.insert("dasgil.format".into(), FORMAT.into());
+        let role = match self.network {
+            NetworkRole::Generator => "generator",
+            NetworkRole::Discriminator => "discriminator",
+        };
+        m.insert("dasgil.network".into(), role.into());
+        // ModelConfig serialises to a flat JSON object of integers; this cannot fail.
+        m.insert(
+            "dasgil.config".into(),
+            serde_json::to_string(&self.config).unwrap_or_default(),
+        );
+        if let Some(d) = self.discriminator {
+            m.insert("dasgil.discriminator".into(), d.short_name().into());
+        }
+        if let Some(e) = self.epoch {
+            m.insert("dasgil.epoch".into(), e.to_string());
+        }
+        if let Some(s) = self.step {
+            m.insert("dasgil.step".into(), s.to_string());
+        }
+        if let Some(s) = &self.source {
+            m.insert("dasgil.source".into(), s.clone());
+        }
+        m
+    }
+}
+
+/// A tensor that is not what the network expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorMismatch {
+    pub name: String,
+    pub expected: Option<(Vec<i64>, Kind)>,
+    pub found: Option<(Vec<i64>, Kind)>,
+}
+
+impl fmt::Display for TensorMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<(Vec<i64>, Kind)>| match v {
+            Some((s, k)) => format!("{s:?} {k:?}"),
+            None => "absent".to_string(),
+        };
+        let what = match (&self.expected, &self.found) {
+            (Some(_), None) => "missing",
+            (None, Some(_)) => "unexpected",
+            _ => "wrong shape or dtype",
+        };
+        write!(
+            f,
+            "{}: {what} (expected {}, found {})",
+            self.name,
+            show(&self.expected),
+            show(&self.found)
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    File(#[from] TensorFileError),
+    #[error("{path}: metadata field `{field}`: expected {expected}, found `{found}`")]
+    Metadata {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: cannot tell which network this is: {reason}")]
+    Unrecognised { path: PathBuf, reason: String },
+    #[error("{path}: {} tensor(s) do not match the {network}:\n  {}", mismatches.len(),
+        mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Mismatch {
+        path: PathBuf,
+        network: String,
+        mismatches: Vec<TensorMismatch>,
+    },
+    #[error("{path}: {source}")]
+    Model { path: PathBuf, source: ModelError },
+    #[error("{path}: cannot copy tensor `{name}`: {source}")]
+    Copy {
+        path: PathBuf,
+        name: String,
+        source: tch::TchError,
+    },
+}
+
+/// A generator with its variables.
+pub struct LoadedGenerator {
+    pub vs: nn::VarStore,
+    pub net: Generator,
+    pub meta: CheckpointMeta,
+}
+
+/// A discriminator with its variables.
+pub struct LoadedDiscriminator {
+    pub vs: nn::VarStore,
+    pub net: Discriminator,
+    pub meta: CheckpointMeta,
+}
+
+/// Every (name, tensor) of a var store, sorted by name.
+pub fn named_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<_> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Saves a network's variables and metadata to `path` (safetensors, atomic).
+pub fn save(vs: &nn::VarStore, meta: &CheckpointMeta, path: &Path) -> Result<(), CheckpointError> {
+    tensor_io::write(path, &named_tensors(vs), &meta.to_metadata())?;
+    Ok(())
+}
+
+/// Compares the file's tensors with the var store's, then copies them in (strict).
+pub fn load_strict(
+    vs: &nn::VarStore,
+    file: &TensorFile,
+    path: &Path,
+    network: &str,
+) -> Result<(), CheckpointError> {
+    let vars = vs.variables();
+    let mut mismatches = Vec::new();
+    let mut names: Vec<&String> = vars.keys().chain(file.tensors.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let expected = vars.get(name).map(|t| (t.size(), t.kind()));
+        let found = file.tensors.get(name).map(|t| (t.shape.clone(), t.kind));
+        if expected != found {
+            mismatches.push(TensorMismatch {
+                name: name.clone(),
+                expected,
+                found,
+            });
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(CheckpointError::Mismatch {
+            path: path.to_path_buf(),
+            network: network.into(),
+            mismatches,
+        });
+    }
+    tch::no_grad(|| {
+        for (name, var) in &vars {
+            let mut var = var.shallow_clone();
+            // Present: checked above.
+            if let Some(src) = file.tensors.get(name) {
+                var.f_copy_(&src.tensor)
+                    .map_err(|source| CheckpointError::Copy {
+                        path: path.to_path_buf(),
+                        name: name.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn meta_field<T: std::str::FromStr>(
+    file: &TensorFile,
+    path: &Path,
+    field: &str,
+    expected: &str,
+) -> Result<Option<T>, CheckpointError> {
+    match file.metadata.get(field) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| CheckpointError::Metadata {
+            path: path.to_path_buf(),
+            field: field.into(),
+            expected: expected.into(),
+            found: v.clone(),
+        }),
+    }
+}
+
+/// Reads the metadata of a checkpoint, filling what a plain state_dict file lacks from its
+/// tensor shapes (`input_size` overrides the input size, default the paper's).
+pub fn read_meta(
+    file: &TensorFile,
+    path: &Path,
+    input_size: Option<(i64, i64)>,
+) -> Result<CheckpointMeta, CheckpointError> {
+    if let Some(format) = file.metadata.get("dasgil.format") {
+        if format != FORMAT {
+            return Err(CheckpointError::Metadata {
+                path: path.into(),
+                field: "dasgil.format".into(),
+                expected: FORMAT.into(),
+                found: format.clone(),
+            });
+        }
+    }
+    let network = match file.metadata.get("dasgil.network").map(String::as_str) {
+        Some("generator") => NetworkRole::Generator,
+        Some("discriminator") => NetworkRole::Discriminator,
+        Some(other) => {
+            return Err(CheckpointError::Metadata {
+                path: path.into(),
+                field: "dasgil.network".into(),
+                expected: "generator or discriminator".into(),
+                found: other.into(),
+            })
+        }
+        None => infer_role(file, path)?,
+    };
+    let config = match file.metadata.get("dasgil.config") {
+        Some(json) => {
+            serde_json::from_str::<ModelConfig>(json).map_err(|e| CheckpointError::Metadata {
+                path: path.into(),
+                field: "dasgil.config".into(),
+                expected: format!("a model config ({e})"),
+                found: json.clone(),
+            })?
+        }
+        None => infer_config(file, path, network)?,
+    };
+    let config = match input_size {
+        Some((h, w)) => config
+            .with_input_size(h, w)
+            .map_err(|e| CheckpointError::Model {
+                path: path.into(),
+                source: e.into(),
+            })?,
+        None => config,
+    };
+    let discriminator = match meta_field::<String>(file, path, "dasgil.discriminator", "FD or CD")?
+    {
+        Some(s) => Some(
+            s.parse::<DiscriminatorKind>()
+                .map_err(|e| CheckpointError::Metadata {
+                    path: path.into(),
+                    field: "dasgil.discriminator".into(),
+                    expected: e,
+                    found: s,
+                })?,
+        ),
+        None if network == NetworkRole::Discriminator => Some(infer_discriminator(file, path)?),
+        None => None,
+    };
+    Ok(CheckpointMeta {
+        network,
+        config,
+        discriminator,
+        epoch: meta_field(file, path, "dasgil.epoch", "an unsigned integer")?,
+        step: meta_field(file, path, "dasgil.step", "an unsigned integer")?,
+        source: file.metadata.get("dasgil.source").cloned(),
+    })
+}
+
+fn infer_role(file: &TensorFile, path: &Path) -> Result<NetworkRole, CheckpointError> {
+    if file.tensors.contains_key("conv1.weight") {
+        Ok(NetworkRole::Generator)
+    } else if file.tensors.contains_key("bn.running_mean")
+        || file.tensors.contains_key("rb1.bn1.weight")
+    {
+        Ok(NetworkRole::Discriminator)
+    } else {
+        Err(CheckpointError::Unrecognised {
+            path: path.into(),
+            reason: "no `conv1.weight` (generator), `bn.running_mean` (FD) or `rb1.bn1.weight` (CD) tensor".into(),
+        })
+    }
+}
+
+fn infer_discriminator(
+    file: &TensorFile,
+    path: &Path,
+) -> Result<DiscriminatorKind, CheckpointError> {
+    if file.tensors.contains_key("bn.running_mean") {
+        Ok(DiscriminatorKind::Flatten)
+    } else if file.tensors.contains_key("rb1.bn1.weight") {
+        Ok(DiscriminatorKind::Cascade)
+    } else {
+        Err(CheckpointError::Unrecognised {
+            path: path.into(),
+            reason: "neither FD (`bn.*`) nor CD (`rb1.*`) tensors".into(),
+        })
+    }
+}
+
+/// Widths from shapes: d = conv1.weight[0] (generator) or rb1.bn1.weight[0] (CD); classes =
+/// conv_score.conv_final.weight[0]. Input size: the paper's.
+fn infer_config(
+    file: &TensorFile,
+    path: &Path,
+    role: NetworkRole,
+) -> Result<ModelConfig, CheckpointError> {
+    let dim0 = |name: &str| {
+        file.tensors
+            .get(name)
+            .and_then(|t| t.shape.first().copied())
+    };
+    let paper = ModelConfig::paper();
+    let unrecognised = |reason: &str| CheckpointError::Unrecognised {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    match role {
+        NetworkRole::Generator => Ok(ModelConfig {
+            base_width: dim0("conv1.weight").ok_or_else(|| unrecognised("no `conv1.weight`"))?,
+            num_classes: dim0("conv_score.conv_final.weight")
+                .ok_or_else(|| unrecognised("no `conv_score.conv_final.weight`"))?,
+            ..paper
+        }),
+        NetworkRole::Discriminator => Ok(ModelConfig {
+            base_width: dim0("rb1.bn1.weight").unwrap_or(paper.base_width),
+            ..paper
+        }),
+    }
+}
+
+/// Loads a generator checkpoint onto `device`. `input_size` overrides the stored input size.
+pub fn load_generator(
+    path: &Path,
+    device: Device,
+    input_size: Option<(i64, i64)>,
+) -> Result<LoadedGenerator, CheckpointError> {
+    let file = tensor_io::read(path)?;
+    let meta = read_meta(&file, path, input_size)?;
+    if meta.network != NetworkRole::Generator {
+        return Err(CheckpointError::Metadata {
+            path: path.into(),
+            field: "dasgil.network".into(),
+            expected: "generator".into(),
+            found: "discriminator".into(),
+        });
+    }
+    let vs = nn::VarStore::new(device);
+    let net =
+        Generator::new(&vs.root(), meta.config, WeightInit::TorchDefault).map_err(|source| {
+            CheckpointError::Model {
+                path: path.into(),
+                source,
+            }
+        })?;
+    load_strict(&vs, &file, path, "DASGIL generator")?;
+    Ok(LoadedGenerator { vs, net, meta })
+}
+
+/// Loads a discriminator checkpoint onto `device`.
+pub fn load_discriminator(
+    path: &Path,
+    device: Device,
+    input_size: Option<(i64, i64)>,
+) -> Result<LoadedDiscriminator, CheckpointError> {
+    let file = tensor_io::read(path)?;
+    let meta = read_meta(&file, path, input_size)?;
+    let kind = match (meta.network, meta.discriminator) {
+        (NetworkRole::Discriminator, Some(kind)) => kind,
+        _ => {
+            return Err(CheckpointError::Metadata {
+                path: path.into(),
+                field: "dasgil.network".into(),
+                expected: "discriminator".into(),
+                found: "generator".into(),
+            })
+        }
+    };
+    let vs = nn::VarStore::new(device);
+    let net = Discriminator::new(&vs.root(), &meta.config, kind).map_err(|source| {
+        CheckpointError::Model {
+            path: path.into(),
+            source,
+        }
+    })?;
+    load_strict(
+        &vs,
+        &file,
+        path,
+        &format!("DASGIL {} discriminator", kind.short_name()),
+    )?;
+    Ok(LoadedDiscriminator { vs, net, meta })
+}

@@ -1,0 +1,33 @@
+//! The DASGIL networks (paper section III-A), their losses (III-B), retrieval descriptors
+//! (III-C) and checkpoints, matching the authors' PyTorch code parameter for parameter.
+
+pub mod checkpoint;
+pub mod config;
+pub mod descriptor;
+pub mod discriminator;
+pub mod generator;
+pub mod import;
+pub mod layers;
+pub mod losses;
+
+pub use checkpoint::{CheckpointError, CheckpointMeta, NetworkRole};
+pub use config::ModelConfig;
+pub use descriptor::{DescriptorEncoder, DescriptorSpec};
+pub use discriminator::{Discriminator, DiscriminatorKind};
+pub use generator::{Generator, GeneratorOutput};
+pub use layers::WeightInit;
+
+/// Misuse of a network: wrong input shape, layer index or config.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("network input has shape {found}, expected {expected}")]
+    InputShape { expected: String, found: String },
+    #[error("encoder layer {layer} does not exist: layers are numbered 1 to 8")]
+    Layer { layer: usize },
+    #[error("expected {expected} feature maps, found {found}")]
+    FeatureCount { expected: usize, found: usize },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}

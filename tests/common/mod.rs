@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tch::Tensor;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's Python (tools/env.sh exports DASGIL_VENV). Tests that compare with PyTorch need it.
+pub fn python() -> PathBuf {
+    let p = dasgil::python::interpreter();
+    assert!(
+        Command::new(&p).arg("-c").arg("import torch, safetensors").status().map(|s| s.success()).unwrap_or(false),
+        "the Python interpreter {} lacks torch/safetensors: run tools/setup.sh and source tools/env.sh",
+        p.display()
+    );
+    p
+}
+
+/// Runs tools/python/dasgil_torch.py with `args`; panics with its stderr on failure.
+pub fn torch_peer(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(root().join("tools/python/dasgil_torch.py"))
+        .args(args)
+        .output()
+        .expect("run the PyTorch peer");
+    assert!(
+        out.status.success(),
+        "PyTorch peer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads a safetensors file into name -> tensor.
+pub fn read_tensors(path: &Path) -> BTreeMap<String, Tensor> {
+    dasgil::tensor_io::read(path)
+        .expect("read tensors")
+        .tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.tensor))
+        .collect()
+}
+
+/// max |a - b| / max |b|: the error relative to the reference tensor's scale.
+pub fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    let a = a.to_kind(tch::Kind::Double);
+    let b = b.to_kind(tch::Kind::Double);
+    let diff = (&a - &b).abs().max().double_value(&[]);
+    let scale = b.abs().max().double_value(&[]).max(1e-12);
+    diff / scale
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

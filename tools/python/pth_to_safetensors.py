@@ -1,0 +1,44 @@
+"""Convert a PyTorch state_dict (.pth) into a plain safetensors file, without running pickled
+code: torch.load(weights_only=True) only rebuilds tensors and plain containers.
+
+usage: python pth_to_safetensors.py IN.pth OUT.safetensors
+Prints one JSON line: {"tensors": N, "values": M}. Exit code 2 with a message on bad input.
+"""
+import json
+import sys
+
+
+def fail(msg):
+    print(msg, file=sys.stderr)
+    sys.exit(2)
+
+
+def main():
+    if len(sys.argv) != 3:
+        fail("usage: pth_to_safetensors.py IN.pth OUT.safetensors")
+    src, dst = sys.argv[1], sys.argv[2]
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError as e:
+        fail(f"this Python ({sys.executable}) lacks torch or safetensors: {e}")
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report whatever torch says, with the file
+        fail(f"{src}: not a weights-only PyTorch file: {type(e).__name__}: {e}")
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        fail(f"{src}: expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}")
+    out = {}
+    for name, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            fail(f"{src}: entry `{name}` is a {type(value).__name__}, expected a tensor")
+        # clone: shared tensors (the FD's PReLU appears twice) must be separate in safetensors.
+        out[str(name)] = value.detach().clone().contiguous()
+    save_file(out, dst)
+    print(json.dumps({"tensors": len(out), "values": int(sum(v.numel() for v in out.values()))}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One-time set-up of everything the build needs, from the package registries only:
+#   1. Debian: libclang-dev (r2r generates its message bindings with bindgen).
+#   2. A project-local Python 3.11 venv (.venv, git-ignored) holding the ROS 2 Jazzy wheels,
+#      torch==2.11.0 (the libtorch tch 0.24 links), numpy, safetensors and colcon.
+#   3. The wheel quirks (../shared/notes/toolchain.md): a librmw_implementation.so linker script.
+#      (The ros_*.libs folders and libpython are handled by tools/env.sh and build.rs.)
+#   4. A check that cargo-ament-build (a dependency of colcon-ros-cargo) is in .venv/bin.
+# Idempotent: each step checks whether its result is already there, so a second run takes
+# seconds. A failing step stops the script with the step's name, the reason and how to retry.
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STEP="start"
+
+fail() {
+  local code=$?
+  {
+    echo
+    echo "dasgil setup: step '$STEP' failed (exit code $code)."
+    echo "  why:   ${WHY:-see the command output above}"
+    echo "  retry: fix the cause, then run tools/setup.sh again; finished steps are skipped."
+  } >&2
+  exit "$code"
+}
+trap fail ERR
+
+say() { echo "dasgil setup: $*"; }
+
+# --- 1. Debian packages ---------------------------------------------------------------------
+STEP="debian packages (libclang-dev)"
+WHY="apt-get could not install libclang-dev; it needs root (or sudo) and the Debian registry"
+if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  say "installing libclang-dev"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q libclang-dev >/dev/null 2>&1 || {
+    $SUDO apt-get update -q >/dev/null
+    $SUDO apt-get install -y -q libclang-dev >/dev/null
+  }
+fi
+
+# --- 2. Python venv with the ROS 2 wheels and torch -----------------------------------------
+STEP="python venv (.venv)"
+WHY="python3.11 with the venv module is needed (found: $(command -v python3.11 || echo none))"
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  python3.11 -m venv "$VENV"
+fi
+
+STEP="python packages (tools/requirements.txt)"
+WHY="pip could not install the pinned packages; check the PyPI registry is reachable and has room on disk (torch needs ~5 GB)"
+REQ_HASH="$(sha256sum "$ROOT/tools/requirements.txt" | cut -d' ' -f1)"
+STAMP="$VENV/.dasgil-requirements.sha256"
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
+  say "installing Python packages (ROS 2 Jazzy wheels, torch 2.11.0; a few minutes on first run)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+    -r "$ROOT/tools/requirements.txt"
+  echo "$REQ_HASH" >"$STAMP"
+fi
+
+# --- 3. Wheel quirk: librmw_implementation.so -----------------------------------------------
+# The wheels choose the RMW statically and ship no librmw_implementation.so, which r2r links.
+# A GNU ld script with that name redirects the link to Fast DDS's RMW.
+STEP="rmw_implementation link script"
+WHY="librmw_fastrtps_cpp.so was not found under $VENV/lib; the rmw-fastrtps-cpp wheel may be missing"
+[ -e "$VENV/lib/librmw_fastrtps_cpp.so" ]
+if [ ! -e "$VENV/lib/librmw_implementation.so" ]; then
+  echo "INPUT(librmw_fastrtps_cpp.so)" >"$VENV/lib/librmw_implementation.so"
+fi
+
+# --- 4. cargo-ament-build (used by colcon-ros-cargo) ----------------------------------------
+# The colcon-ros-cargo wheel depends on the cargo-ament-build wheel, which ships the binary.
+STEP="cargo-ament-build"
+WHY="$VENV/bin/cargo-ament-build is missing; reinstall with: rm $STAMP && tools/setup.sh"
+"$VENV/bin/cargo-ament-build" --help >/dev/null
+
+STEP="done"
+say "ready (source tools/env.sh to build by hand)"

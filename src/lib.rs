@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod data;
 pub mod model;
 pub mod python;
+pub mod report;
 pub mod tensor_io;
 pub mod toolchain;
 

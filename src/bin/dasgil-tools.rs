@@ -96,10 +96,7 @@ fn parse_device(s: &str) -> Result<Device> {
 fn main() {
     init_tracing();
     if let Err(err) = run(Cli::parse()) {
-        eprintln!("error: {err}");
-        for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
-        }
+        eprintln!("{}", dasgil::report::error_report(&err));
         std::process::exit(1);
     }
 }

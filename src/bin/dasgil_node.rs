@@ -10,10 +10,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = dasgil::node::run().await {
-        eprintln!("dasgil_node: error: {err}");
-        for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
-        }
+        eprintln!("dasgil_node: {}", dasgil::report::error_report(&err));
         std::process::exit(1);
     }
 }

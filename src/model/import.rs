@@ -25,7 +25,7 @@ pub enum ImportError {
         python: PathBuf,
         source: std::io::Error,
     },
-    #[error("PyTorch could not read {path}: {message}")]
+    #[error("{path}: {message}")]
     Convert { path: PathBuf, message: String },
     #[error("cannot create a temporary folder: {0}")]
     Temp(std::io::Error),

@@ -35,7 +35,7 @@ pub fn depth_loss(side_outputs: &[Tensor], gt: &Tensor) -> Result<Tensor, ModelE
 /// against class indices [B, H, W] (int64, 0..C-1).
 pub fn segmentation_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor, ModelError> {
     let log_probs = logits.f_log_softmax(1, Kind::Float)?;
-    Ok(log_probs.f_nll_loss(target, None::<Tensor>, Reduction::Mean, -100)?)
+    Ok(log_probs.f_nll_loss2d(target, None::<Tensor>, Reduction::Mean, -100)?)
 }
 
 /// LSGAN discriminator loss (eq. 7): 0.5 (mean((D(real) - 1)^2) + mean(D(virtual)^2)).

@@ -7,7 +7,7 @@ Commands (all tensors exchanged as safetensors files):
   discriminator  FD/CD forward pass on given weights and features
   losses         the DASGIL losses on given tensors
   make-pth       a randomly initialised generator/discriminator saved as a .pth state_dict
-  bench          eager-mode latency of the encoder (descriptor layers) and the full generator
+  bench-server   eager-mode timing peer for benches/descriptor.rs (commands on stdin)
 """
 
 import argparse
@@ -222,14 +222,27 @@ def randomize_bn_stats(net, gen):
 
 
 def load_strict(net, path):
-    state = load_file(path)
+    if path.endswith(".pth"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        state = load_file(path)
     net.load_state_dict(state, strict=True)
+
+
+def load_input(path):
+    """`input`: a normalised [B, 3, H, W] batch, or `image_u8`: one [H, W, 3] uint8 RGB image,
+    normalised here as the reference does: /255, then mean 0.5, std 0.5."""
+    t = load_file(path)
+    if "input" in t:
+        return t["input"]
+    img = t["image_u8"].permute(2, 0, 1).float().unsqueeze(0) / 255.0
+    return (img - 0.5) / 0.5
 
 
 def cmd_forward(a):
     net = Generator(a.d, a.classes)
     load_strict(net, a.weights)
-    x = load_file(a.input)["input"]
+    x = load_input(a.input)
     net.train(a.train)
     with torch.set_grad_enabled(False):
         feats, depth, seg = net(x)
@@ -291,20 +304,10 @@ def cmd_make_pth(a):
     torch.save(net.state_dict(), a.out)
 
 
-def _time(fn, reps, warmup):
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-    samples.sort()
-    return {"median_ms": samples[len(samples) // 2], "min_ms": samples[0], "reps": reps}
-
-
-def cmd_bench(a):
-    torch.set_num_threads(a.threads)
+def cmd_bench_server(a):
+    """Timing peer for benches/descriptor.rs. Reads commands from stdin, one per line:
+    `threads N`; `descriptor N` / `full N` (N timed runs of the encoder layers 1..deepest of
+    --layers, or of the whole generator); `quit`. Answers each with one JSON line of samples (ms)."""
     torch.manual_seed(0)
     net = Generator().eval()
     net.reference_init()
@@ -313,22 +316,27 @@ def cmd_bench(a):
     deepest = max(layers)
 
     def descriptor():
-        with torch.no_grad():
-            feats = net.encode(x, deepest)
-            return torch.cat([feats[l - 1].reshape(1, -1) for l in layers], 1)
+        feats = net.encode(x, deepest)
+        return torch.cat([feats[i - 1].reshape(1, -1) for i in layers], 1)
 
-    def full():
+    jobs = {"descriptor": descriptor, "full": lambda: net(x)}
+    print(json.dumps({"torch_version": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        if words[0] == "threads":
+            torch.set_num_threads(int(words[1]))
+            print(json.dumps({"threads": torch.get_num_threads()}), flush=True)
+            continue
+        fn, reps = jobs[words[0]], int(words[1])
+        samples = []
         with torch.no_grad():
-            return net(x)
-
-    result = {
-        "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "descriptor": _time(descriptor, a.reps, a.warmup),
-        "full_generator": _time(full, max(3, a.reps // 10), 2),
-    }
-    json.dump(result, sys.stdout)
-    print()
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                samples.append((time.perf_counter() - t0) * 1000.0)
+        print(json.dumps({"samples": samples}), flush=True)
 
 
 def main():
@@ -366,14 +374,11 @@ def main():
     mk.add_argument("--height", type=int, default=256)
     mk.add_argument("--width", type=int, default=1024)
     mk.set_defaults(fn=cmd_make_pth)
-    b = sub.add_parser("bench")
+    b = sub.add_parser("bench-server")
     b.add_argument("--height", type=int, default=256)
     b.add_argument("--width", type=int, default=1024)
     b.add_argument("--layers", default="5,6")
-    b.add_argument("--reps", type=int, default=50)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--threads", type=int, default=torch.get_num_threads())
-    b.set_defaults(fn=cmd_bench)
+    b.set_defaults(fn=cmd_bench_server)
     a = p.parse_args()
     a.fn(a)
 

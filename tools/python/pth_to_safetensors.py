@@ -24,16 +24,18 @@ def main():
         fail(f"this Python ({sys.executable}) lacks torch or safetensors: {e}")
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report whatever torch says, with the file
-        fail(f"{src}: not a weights-only PyTorch file: {type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - report what torch says, without its unsafe advice
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith("WeightsUnpickler error:")), lines[0] if lines else "")
+        fail(f"not a weights-only PyTorch state_dict ({type(e).__name__}: {detail}); dasgil never runs code from checkpoint files")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        fail(f"{src}: expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}")
+        fail(f"expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}")
     out = {}
     for name, value in obj.items():
         if not isinstance(value, torch.Tensor):
-            fail(f"{src}: entry `{name}` is a {type(value).__name__}, expected a tensor")
+            fail(f"entry `{name}` is a {type(value).__name__}, expected a tensor")
         # clone: shared tensors (the FD's PReLU appears twice) must be separate in safetensors.
         out[str(name)] = value.detach().clone().contiguous()
     save_file(out, dst)

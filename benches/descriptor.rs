@@ -133,7 +133,7 @@ fn main() {
         time_ms(20, || drop(folded.describe(&xs)));
         peer.samples("descriptor", 20);
         for block in 0..blocks {
-            let mut run_ours = |ours: &mut Vec<f64>, plain: &mut Vec<f64>| {
+            let run_ours = |ours: &mut Vec<f64>, plain: &mut Vec<f64>| {
                 ours.extend(time_ms(reps, || {
                     drop(folded.describe(&xs).expect("describe"))
                 }));

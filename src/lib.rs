@@ -8,9 +8,11 @@
 
 pub mod atomic;
 pub mod data;
+pub mod geom;
 pub mod model;
 pub mod python;
 pub mod report;
+pub mod synth;
 pub mod tensor_io;
 pub mod toolchain;
 

@@ -64,6 +64,217 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Render a synthetic data set in a real data set's on-disk format.
+    Synth {
+        #[command(subcommand)]
+        format: SynthFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SynthFormat {
+    /// Virtual KITTI 2: scenes x 10 variations, rgb/depth/classSegmentation + text ground truth.
+    Vkitti2 {
+        #[command(flatten)]
+        common: SynthCommon,
+        #[arg(long, default_value_t = 2)]
+        scenes: usize,
+        /// Frames per scene and variation.
+        #[arg(long, default_value_t = 10)]
+        frames: usize,
+        #[arg(long, default_value_t = 1242)]
+        width: u32,
+        #[arg(long, default_value_t = 375)]
+        height: u32,
+        /// 1 (Camera_0) or 2 (stereo, Camera_1 0.53 m to the right).
+        #[arg(long, default_value_t = 1)]
+        cameras: u8,
+        /// Write the authors' repackaged layout (vkitti_2.0.3_{rgb,depth,classSegmentation,textgt}
+        /// roots, class-index segmentation) instead of the official one.
+        #[arg(long)]
+        dasgil_layout: bool,
+    },
+    /// KITTI odometry layout, the "real" domain (sensor noise, blur, vignetting, tone curve).
+    Kitti {
+        #[command(flatten)]
+        common: SynthCommon,
+        #[arg(long, default_value_t = 1)]
+        sequences: usize,
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        #[arg(long, default_value_t = 1241)]
+        width: u32,
+        #[arg(long, default_value_t = 376)]
+        height: u32,
+    },
+    /// An Extended CMU-Seasons slice: reference traversal as database, other seasons as queries.
+    Cmu {
+        #[command(flatten)]
+        common: SynthCommon,
+        #[arg(long, default_value_t = 2)]
+        slice: u32,
+        /// Database places along the route (two cameras each).
+        #[arg(long, default_value_t = 20)]
+        places: usize,
+        /// Metres between places.
+        #[arg(long, default_value_t = 4.0)]
+        spacing: f64,
+        /// Query conditions, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "foliage,snow,low-sun,overcast"
+        )]
+        conditions: Vec<String>,
+        #[arg(long, default_value_t = 1024)]
+        width: u32,
+        #[arg(long, default_value_t = 768)]
+        height: u32,
+    },
+    /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps and gps/ins.csv.
+    Robotcar {
+        #[command(flatten)]
+        common: SynthCommon,
+        #[arg(long, default_value_t = 3)]
+        traversals: usize,
+        /// Images per traversal, evenly along the loop.
+        #[arg(long, default_value_t = 40)]
+        frames: usize,
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        #[arg(long, default_value_t = 960)]
+        height: u32,
+    },
+}
+
+#[derive(clap::Args)]
+struct SynthCommon {
+    /// Output folder (the data set root).
+    #[arg(long)]
+    out: PathBuf,
+    /// World and noise seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write a contact sheet of what was made (read back through the dataset reader).
+    #[arg(long)]
+    preview: Option<PathBuf>,
+}
+
+fn run_synth(format: SynthFormat) -> Result<()> {
+    use dasgil::data::vkitti2::Layout;
+    use dasgil::synth::{cmu, kitti, preview, robotcar, vkitti2};
+    let started = std::time::Instant::now();
+    let (summary, common) = match format {
+        SynthFormat::Vkitti2 {
+            common,
+            scenes,
+            frames,
+            width,
+            height,
+            cameras,
+            dasgil_layout,
+        } => {
+            let layout = if dasgil_layout {
+                Layout::Dasgil
+            } else {
+                Layout::Official
+            };
+            let o = vkitti2::Options {
+                out: common.out.clone(),
+                seed: common.seed,
+                scenes,
+                frames,
+                width,
+                height,
+                cameras,
+                layout,
+            };
+            let s = vkitti2::generate(&o)?;
+            if let Some(p) = &common.preview {
+                preview::vkitti2(&o.out, layout, p)?;
+            }
+            (s, common)
+        }
+        SynthFormat::Kitti {
+            common,
+            sequences,
+            frames,
+            width,
+            height,
+        } => {
+            let o = kitti::Options {
+                out: common.out.clone(),
+                seed: common.seed,
+                sequences,
+                frames,
+                width,
+                height,
+            };
+            let s = kitti::generate(&o)?;
+            if let Some(p) = &common.preview {
+                preview::kitti(&o.out, sequences, p)?;
+            }
+            (s, common)
+        }
+        SynthFormat::Cmu {
+            common,
+            slice,
+            places,
+            spacing,
+            conditions,
+            width,
+            height,
+        } => {
+            let o = cmu::Options {
+                out: common.out.clone(),
+                seed: common.seed,
+                slice,
+                places,
+                spacing,
+                conditions,
+                width,
+                height,
+            };
+            let s = cmu::generate(&o)?;
+            if let Some(p) = &common.preview {
+                preview::cmu(&o.out, slice, places, p)?;
+            }
+            (s, common)
+        }
+        SynthFormat::Robotcar {
+            common,
+            traversals,
+            frames,
+            width,
+            height,
+        } => {
+            let o = robotcar::Options {
+                out: common.out.clone(),
+                seed: common.seed,
+                traversals,
+                frames,
+                width,
+                height,
+            };
+            let s = robotcar::generate(&o)?;
+            if let Some(p) = &common.preview {
+                preview::robotcar(&o.out, traversals, p)?;
+            }
+            (s, common)
+        }
+    };
+    println!(
+        "wrote {} images ({} files) to {} in {:.1} s{}",
+        summary.images,
+        summary.files,
+        common.out.display(),
+        started.elapsed().as_secs_f64(),
+        common
+            .preview
+            .map(|p| format!("; preview {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// "256x1024" -> (256, 1024).
@@ -112,6 +323,7 @@ fn init_tracing() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Synth { format } => run_synth(format)?,
         Command::Info { json } => {
             let info = dasgil::toolchain::ToolchainInfo::collect();
             if json {

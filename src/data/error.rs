@@ -1,0 +1,101 @@
+//! Errors of the dataset readers: each names the file, and where it applies the line, the field,
+//! what was expected and what was found.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: missing; expected {what}")]
+    Missing { path: PathBuf, what: String },
+    #[error("{path}:{line}: header: expected `{expected}`, found `{found}`")]
+    Header {
+        path: PathBuf,
+        line: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}:{line}: expected {expected} columns, found {found}")]
+    Columns {
+        path: PathBuf,
+        line: usize,
+        expected: String,
+        found: usize,
+    },
+    #[error("{path}:{line}: field `{field}`: expected {expected}, found `{found}`")]
+    Field {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error("{path}: cannot decode image: {message}")]
+    Image { path: PathBuf, message: String },
+    #[error("{path}: image is {found_w}x{found_h}, expected {expected_w}x{expected_h}")]
+    Size {
+        path: PathBuf,
+        expected_w: u32,
+        expected_h: u32,
+        found_w: u32,
+        found_h: u32,
+    },
+}
+
+impl DataError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn missing(path: &Path, what: impl Into<String>) -> Self {
+        Self::Missing {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    pub fn layout(path: &Path, message: impl Into<String>) -> Self {
+        Self::Layout {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Samples read, and the bad ones that were skipped (with why).
+#[derive(Debug, Default)]
+pub struct Skipped {
+    pub errors: Vec<DataError>,
+}
+
+impl Skipped {
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+}
+
+/// Keeps the good items of a fallible sequence and collects the errors of the bad ones, for
+/// data sets where a few broken samples should not stop the run.
+pub fn skip_bad<T>(items: impl IntoIterator<Item = Result<T, DataError>>) -> (Vec<T>, Skipped) {
+    let mut good = Vec::new();
+    let mut skipped = Skipped::default();
+    for item in items {
+        match item {
+            Ok(v) => good.push(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping bad sample");
+                skipped.errors.push(e);
+            }
+        }
+    }
+    (good, skipped)
+}

@@ -1,0 +1,201 @@
+//! Oxford RobotCar traversals (place-recognition evaluation).
+//!
+//! `<traversal>/<camera>/<timestamp>.png` raw Bayer images (`stereo/centre`, `stereo/left`,
+//! `stereo/right`: GBRG; `mono_left`, `mono_right`, `mono_rear`: RGGB), `<traversal>/stereo.timestamps`
+//! or `<traversal>/<mono>.timestamps` (`<µs> <chunk>` per line), and `gps/ins.csv` (header below),
+//! whose poses are interpolated at image timestamps (linear position, slerp rotation).
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, RgbImage};
+
+use super::error::DataError;
+use super::sequence::{Decode, PosedImage};
+use super::text::TextFile;
+use crate::geom::{interpolate, robotcar_world_from_vehicle, Pose};
+
+/// `gps/ins.csv` header, verbatim.
+pub const INS_HEADER: &str = "timestamp,ins_status,latitude,longitude,altitude,northing,easting,down,utm_zone,velocity_north,velocity_east,velocity_down,roll,pitch,yaw";
+
+/// Colour filter layouts, named by the top-left 2x2 block read row by row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BayerPattern {
+    Gbrg,
+    Rggb,
+}
+
+impl BayerPattern {
+    /// Which channel (0 R, 1 G, 2 B) pixel (x, y) samples.
+    pub fn channel(self, x: u32, y: u32) -> usize {
+        let (ox, oy) = ((x & 1) as usize, (y & 1) as usize);
+        let block = match self {
+            Self::Gbrg => [[1, 2], [0, 1]],
+            Self::Rggb => [[0, 1], [1, 2]],
+        };
+        block[oy][ox]
+    }
+
+    /// The pattern the RobotCar SDK uses for a camera folder.
+    pub fn for_camera(camera: &str) -> Self {
+        if camera.starts_with("stereo") {
+            Self::Gbrg
+        } else {
+            Self::Rggb
+        }
+    }
+}
+
+/// Bilinear demosaicing: each missing channel is the mean of that channel's samples in the
+/// 3x3 neighbourhood (edges clamped).
+pub fn demosaic(raw: &GrayImage, pattern: BayerPattern) -> RgbImage {
+    let (w, h) = raw.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let mut sum = [0u32; 3];
+        let mut n = [0u32; 3];
+        let own = pattern.channel(x, y);
+        for dy in -1i64..=1 {
+            for dx in -1i64..=1 {
+                let (sx, sy) = (x as i64 + dx, y as i64 + dy);
+                if sx < 0 || sy < 0 || sx >= w as i64 || sy >= h as i64 {
+                    continue;
+                }
+                let c = pattern.channel(sx as u32, sy as u32);
+                sum[c] += raw.get_pixel(sx as u32, sy as u32).0[0] as u32;
+                n[c] += 1;
+            }
+        }
+        let mut px = [0u8; 3];
+        for c in 0..3 {
+            px[c] = if c == own {
+                raw.get_pixel(x, y).0[0]
+            } else if n[c] > 0 {
+                ((sum[c] + n[c] / 2) / n[c]) as u8
+            } else {
+                0
+            };
+        }
+        image::Rgb(px)
+    })
+}
+
+/// One INS sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InsSample {
+    pub timestamp_us: i64,
+    pub world_from_vehicle: Pose,
+}
+
+pub fn read_ins(path: &Path) -> Result<Vec<InsSample>, DataError> {
+    let f = TextFile::read(path)?;
+    f.expect_header(INS_HEADER)?;
+    let mut out: Vec<InsSample> = Vec::new();
+    for line in f.lines(Some(','), None).skip(1) {
+        line.expect_columns(15)?;
+        let ts: i64 = line.parse(0, "timestamp", "microseconds")?;
+        let [n, e, d] = line.floats(5, &["northing", "easting", "down"])?;
+        let [r, p, y] = line.floats(12, &["roll", "pitch", "yaw"])?;
+        if let Some(prev) = out.last() {
+            if ts <= prev.timestamp_us {
+                return Err(line.field_error(
+                    "timestamp",
+                    &format!("increasing (> {})", prev.timestamp_us),
+                    line.fields[0],
+                ));
+            }
+        }
+        out.push(InsSample {
+            timestamp_us: ts,
+            world_from_vehicle: robotcar_world_from_vehicle(n, e, d, r, p, y),
+        });
+    }
+    if out.len() < 2 {
+        return Err(DataError::layout(
+            path,
+            "fewer than 2 INS samples: nothing to interpolate",
+        ));
+    }
+    Ok(out)
+}
+
+/// The INS pose at `ts`, interpolated between the bracketing samples; None outside the INS time span.
+pub fn pose_at(ins: &[InsSample], ts: i64) -> Option<Pose> {
+    let i = ins.partition_point(|s| s.timestamp_us <= ts);
+    if i == 0 || (i == ins.len() && ins[i - 1].timestamp_us != ts) {
+        return None;
+    }
+    if i == ins.len() {
+        return Some(ins[i - 1].world_from_vehicle);
+    }
+    let (a, b) = (&ins[i - 1], &ins[i]);
+    let s = (ts - a.timestamp_us) as f64 / (b.timestamp_us - a.timestamp_us) as f64;
+    Some(interpolate(&a.world_from_vehicle, &b.world_from_vehicle, s))
+}
+
+#[derive(Debug, Clone)]
+pub struct Traversal {
+    pub dir: PathBuf,
+    pub camera: String,
+    /// Images with the vehicle pose (world = local NED of the INS) interpolated at their time;
+    /// images outside the INS span have no pose.
+    pub images: Vec<PosedImage>,
+}
+
+impl Traversal {
+    /// `camera` is a folder such as `stereo/centre` or `mono_left`.
+    pub fn open(dir: &Path, camera: &str) -> Result<Self, DataError> {
+        let base = camera.split('/').next().unwrap_or(camera);
+        let ts_path = dir.join(format!("{base}.timestamps"));
+        let f = TextFile::read(&ts_path)?;
+        let mut stamps = Vec::new();
+        for line in f.lines(None, None) {
+            line.expect_columns(2)?;
+            stamps.push(line.parse::<i64>(0, "timestamp", "microseconds")?);
+            line.parse::<u32>(1, "chunk", "a chunk number")?;
+        }
+        let ins = read_ins(&dir.join("gps/ins.csv"))?;
+        let img_dir = dir.join(camera);
+        if !img_dir.is_dir() {
+            return Err(DataError::missing(
+                &img_dir,
+                format!("the {camera} image folder"),
+            ));
+        }
+        let images = stamps
+            .into_iter()
+            .map(|ts| PosedImage {
+                path: img_dir.join(format!("{ts}.png")),
+                camera: camera.to_string(),
+                timestamp_us: Some(ts),
+                world_from_cam: pose_at(&ins, ts),
+                intrinsics: None,
+            })
+            .collect();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            camera: camera.to_string(),
+            images,
+        })
+    }
+
+    pub fn decode(&self) -> Decode {
+        Decode::Bayer(BayerPattern::for_camera(&self.camera))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demosaic_recovers_a_flat_colour() {
+        let colour = [200u8, 120, 40];
+        for pattern in [BayerPattern::Gbrg, BayerPattern::Rggb] {
+            let raw = GrayImage::from_fn(6, 4, |x, y| image::Luma([colour[pattern.channel(x, y)]]));
+            let rgb = demosaic(&raw, pattern);
+            assert!(rgb.pixels().all(|p| p.0 == colour), "{pattern:?}");
+        }
+        assert_eq!(BayerPattern::Gbrg.channel(0, 0), 1);
+        assert_eq!(BayerPattern::Gbrg.channel(1, 0), 2);
+        assert_eq!(BayerPattern::Gbrg.channel(0, 1), 0);
+    }
+}

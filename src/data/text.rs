@@ -1,0 +1,225 @@
+//! Reading the datasets' small text files line by line, with errors that say file, line, field,
+//! expected and found.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::error::DataError;
+
+/// A text file's content with its path, for parsing with located errors.
+pub struct TextFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// One non-empty line split into fields.
+pub struct Line<'a> {
+    pub path: &'a Path,
+    /// 1-based line number.
+    pub number: usize,
+    pub raw: &'a str,
+    pub fields: Vec<&'a str>,
+}
+
+impl TextFile {
+    pub fn read(path: &Path) -> Result<Self, DataError> {
+        if !path.exists() {
+            return Err(DataError::missing(path, "a text file"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            text,
+        })
+    }
+
+    /// Non-empty lines (comments starting with `comment` skipped if given), fields split by
+    /// `sep` (None: any whitespace).
+    pub fn lines(
+        &self,
+        sep: Option<char>,
+        comment: Option<char>,
+    ) -> impl Iterator<Item = Line<'_>> {
+        self.text.lines().enumerate().filter_map(move |(i, raw)| {
+            let trimmed = raw.trim_end_matches('\r');
+            if trimmed.trim().is_empty()
+                || comment.is_some_and(|c| trimmed.trim_start().starts_with(c))
+            {
+                return None;
+            }
+            let fields = match sep {
+                Some(c) => trimmed.split(c).map(str::trim).collect(),
+                None => trimmed.split_whitespace().collect(),
+            };
+            Some(Line {
+                path: &self.path,
+                number: i + 1,
+                raw: trimmed,
+                fields,
+            })
+        })
+    }
+
+    /// Checks that the first line equals `expected` (whitespace-normalised).
+    pub fn expect_header(&self, expected: &str) -> Result<(), DataError> {
+        let first = self
+            .text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r');
+        let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if norm(first) != norm(expected) {
+            return Err(DataError::Header {
+                path: self.path.clone(),
+                line: 1,
+                expected: expected.to_string(),
+                found: first.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Line<'_> {
+    pub fn expect_columns(&self, n: usize) -> Result<(), DataError> {
+        if self.fields.len() != n {
+            return Err(DataError::Columns {
+                path: self.path.to_path_buf(),
+                line: self.number,
+                expected: n.to_string(),
+                found: self.fields.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Field `index` parsed as T; `name` and `expected` describe it in errors.
+    pub fn parse<T: FromStr>(
+        &self,
+        index: usize,
+        name: &str,
+        expected: &str,
+    ) -> Result<T, DataError> {
+        let found = self.fields.get(index).copied().unwrap_or("");
+        found
+            .parse()
+            .map_err(|_| self.field_error(name, expected, found))
+    }
+
+    /// Fields `from..from + N` as f64; each named `names[i]` in errors.
+    pub fn floats<const N: usize>(
+        &self,
+        from: usize,
+        names: &[&str; N],
+    ) -> Result<[f64; N], DataError> {
+        let mut out = [0.0f64; N];
+        for (i, name) in names.iter().enumerate() {
+            out[i] = self.parse(from + i, name, "a number")?;
+            if !out[i].is_finite() {
+                return Err(self.field_error(name, "a finite number", self.fields[from + i]));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn field_error(&self, name: &str, expected: &str, found: &str) -> DataError {
+        DataError::Field {
+            path: self.path.to_path_buf(),
+            line: self.number,
+            field: name.to_string(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+}
+
+/// Sorted entries of a folder (files and folders), by file name bytes.
+pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut v = Vec::new();
+    for entry in rd {
+        v.push(entry.map_err(|e| DataError::io(dir, e))?.path());
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Sorted sub-folders of a folder.
+pub fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect())
+}
+
+/// Image extensions the reference accepts (`.jpg .jpeg .png .ppm .bmp`, any case).
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "jpg" | "jpeg" | "png" | "ppm" | "bmp"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Every image file under `dir`, recursively, sorted by full path (the reference's
+/// `make_dataset`).
+pub fn images_recursive(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in sorted_entries(&d)? {
+            if p.is_dir() {
+                stack.push(p);
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_field_expected_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("intrinsic.txt");
+        std::fs::write(
+            &path,
+            "frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]\n0 0 725.0 7x5.0 620.5 187.0\n",
+        )
+        .unwrap();
+        let f = TextFile::read(&path).unwrap();
+        f.expect_header("frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]")
+            .unwrap();
+        let line = f.lines(None, None).nth(1).unwrap();
+        line.expect_columns(6).unwrap();
+        let e = line.floats(2, &["fx", "fy", "cx", "cy"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2: field `fy`: expected a number, found `7x5.0`",
+                path.display()
+            )
+        );
+        let e = f.expect_header("frame cameraID").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":1: header: expected `frame cameraID`"),
+            "{e}"
+        );
+        let e = line.expect_columns(18).unwrap_err();
+        assert!(
+            e.to_string().ends_with(":2: expected 18 columns, found 6"),
+            "{e}"
+        );
+    }
+}

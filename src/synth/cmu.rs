@@ -1,0 +1,210 @@
+//! A synthetic Extended CMU-Seasons slice: a reference traversal of a stretch of the loop as the
+//! database, and traversals of the same stretch under other seasons and conditions (foliage,
+//! snow, low sun, overcast, rain) as queries, each seen by two cameras (c0 looking 30 degrees
+//! left of the driving direction, c1 30 degrees right: an assumption of this generator), with
+//! the real file naming, intrinsics and pose files, and the query ground truth in camera-poses/.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::condition::{Condition, Sensor};
+use super::render::render;
+use super::world::{World, WorldParams};
+use super::{camera_pose, on_route, run_parallel, save_jpeg, Summary, SynthError};
+use crate::atomic::write_atomic;
+use crate::data::cmu_seasons::ImageName;
+use crate::geom::{CmuPose, Pinhole, Pose};
+
+/// The real cameras' pinhole parts (1024x768), scaled to the requested size.
+pub fn intrinsics(camera: &str, width: u32, height: u32) -> Pinhole {
+    let full = match camera {
+        "c0" => Pinhole {
+            width: 1024,
+            height: 768,
+            fx: 868.993378,
+            fy: 866.063001,
+            cx: 525.942323,
+            cy: 420.042529,
+        },
+        _ => Pinhole {
+            width: 1024,
+            height: 768,
+            fx: 873.382641,
+            fy: 876.489513,
+            cx: 529.324138,
+            cy: 397.272397,
+        },
+    };
+    full.scaled(width, height)
+}
+
+pub const CAMERAS: [(&str, f64); 2] = [("c0", 30.0), ("c1", -30.0)];
+pub const CAMERA_HEIGHT: f64 = 2.0;
+/// Database reference date 2011-04-21 15:07:55 UTC (timestamps start with 1303, as the
+/// reference code checks); query traversals on other days.
+const DB_START_US: i64 = 1_303_398_475_046_031;
+const QUERY_START_US: [i64; 5] = [
+    1_291_724_590_000_000,
+    1_311_871_200_000_000,
+    1_320_421_500_000_000,
+    1_329_900_000_000_000,
+    1_284_900_000_000_000,
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub slice: u32,
+    /// Database places along the stretch (one image per camera each).
+    pub places: usize,
+    /// Metres between database places.
+    pub spacing: f64,
+    /// Query conditions (names of `Condition::season`), default all but `reference`.
+    pub conditions: Vec<String>,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub struct Shot {
+    pub name: String,
+    pub query: bool,
+    pub condition: usize,
+    pub cam_from_world: Pose,
+    pub camera: &'static str,
+    pub time_s: f64,
+}
+
+/// Every image of the slice, database first.
+pub fn plan(world: &World, opts: &Options) -> Vec<Shot> {
+    let start = world.route.length() * ((opts.slice as f64) * 0.137).fract();
+    let mut shots = Vec::new();
+    let traversals = std::iter::once(None).chain((0..opts.conditions.len()).map(Some));
+    for (t, cond) in traversals.enumerate() {
+        // Queries drive the stretch again, half a spacing off and a little off the lane centre.
+        let (phase, lateral) = match cond {
+            None => (0.0, 0.0),
+            Some(c) => (
+                (0.3 + 0.37 * c as f64).fract() * opts.spacing,
+                0.35 * ((c % 3) as f64 - 1.0),
+            ),
+        };
+        let t0 = match cond {
+            None => DB_START_US,
+            Some(c) => {
+                QUERY_START_US[c % QUERY_START_US.len()]
+                    + (c / QUERY_START_US.len()) as i64 * 86_400_000_000
+            }
+        };
+        for i in 0..opts.places {
+            let s = start + i as f64 * opts.spacing + phase;
+            let (p, h) = on_route(world, s, lateral);
+            let ts = t0 + (i as i64) * 500_000;
+            for (camera, yaw) in CAMERAS {
+                let name = ImageName {
+                    index: (t * opts.places + i) as u32,
+                    camera: camera.to_string(),
+                    timestamp_us: ts,
+                }
+                .format();
+                let world_from_cam = camera_pose(p, h, yaw.to_radians(), CAMERA_HEIGHT);
+                shots.push(Shot {
+                    name,
+                    query: cond.is_some(),
+                    condition: cond.map_or(0, |c| c + 1),
+                    cam_from_world: world_from_cam.inverse(),
+                    camera,
+                    time_s: i as f64 * 0.5,
+                });
+            }
+        }
+    }
+    shots
+}
+
+fn pose_line(name: &str, p: &Pose) -> String {
+    let c = CmuPose::from_cam_from_world(p);
+    format!(
+        "{name} {} {} {} {} {} {} {}",
+        c.q_wxyz[0], c.q_wxyz[1], c.q_wxyz[2], c.q_wxyz[3], c.centre[0], c.centre[1], c.centre[2]
+    )
+}
+
+pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
+    if opts.places == 0 || opts.width < 16 || opts.height < 16 || !(opts.spacing > 0.0) {
+        return Err(SynthError::Options(
+            "--places >= 1, --spacing > 0 and --width/--height >= 16 are required".into(),
+        ));
+    }
+    let mut conds = vec![Condition::season("reference").expect("reference")];
+    for c in &opts.conditions {
+        conds.push(Condition::season(c).ok_or_else(|| {
+            SynthError::Options(format!(
+                "unknown condition `{c}`; expected one of {}",
+                Condition::SEASONS.join(", ")
+            ))
+        })?);
+    }
+    let world = World::generate(
+        opts.seed.wrapping_add(0xC0FFEE + opts.slice as u64),
+        WorldParams::default(),
+    );
+    let shots = plan(&world, opts);
+    let slice_dir = opts.out.join(format!("slice{}", opts.slice));
+    run_parallel(&shots, |shot| {
+        let cam = intrinsics(shot.camera, opts.width, opts.height);
+        let frame = render(
+            &world,
+            &cam,
+            &shot.cam_from_world.inverse(),
+            shot.time_s,
+            &conds[shot.condition],
+            &Sensor {
+                noise: 0.01,
+                ..Sensor::clean()
+            },
+        );
+        save_jpeg(
+            &slice_dir
+                .join(if shot.query { "query" } else { "database" })
+                .join(&shot.name),
+            &frame.rgb,
+        )
+    })?;
+    let mut intr = String::from("# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, fx, fy, cx, cy, k1, k2, p1, p2\n# Synthetic: rendered without lens distortion.\n");
+    for (camera, _) in CAMERAS {
+        let k = intrinsics(camera, opts.width, opts.height);
+        let _ = writeln!(
+            intr,
+            "{camera} OPENCV {} {} {} {} {} {} 0 0 0 0",
+            k.width, k.height, k.fx, k.fy, k.cx, k.cy
+        );
+    }
+    write_atomic(&opts.out.join("intrinsics.txt"), intr.as_bytes())?;
+    let (mut db, mut tests, mut truth) = (String::new(), String::new(), String::new());
+    for shot in &shots {
+        if shot.query {
+            let _ = writeln!(tests, "{}", shot.name);
+            let _ = writeln!(truth, "{}", pose_line(&shot.name, &shot.cam_from_world));
+        } else {
+            let _ = writeln!(db, "{}", pose_line(&shot.name, &shot.cam_from_world));
+        }
+    }
+    let n = opts.slice;
+    write_atomic(
+        &slice_dir.join(format!("ground-truth-database-images-slice{n}.txt")),
+        db.as_bytes(),
+    )?;
+    write_atomic(
+        &slice_dir.join(format!("test-images-slice{n}.txt")),
+        tests.as_bytes(),
+    )?;
+    write_atomic(
+        &slice_dir.join(format!("camera-poses/slice{n}-queries.txt")),
+        truth.as_bytes(),
+    )?;
+    Ok(Summary {
+        images: shots.len(),
+        files: shots.len() + 4,
+    })
+}

@@ -1,0 +1,168 @@
+//! Synthetic Oxford RobotCar traversals: the whole loop driven several times under different
+//! conditions, each with raw GBRG Bayer images from `stereo/centre`, `stereo.timestamps` and a
+//! `gps/ins.csv` at 50 Hz in the real header. INS frame: northing = world y + N0, easting =
+//! world x + E0, down = -z; yaw from north towards east.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use image::GrayImage;
+
+use super::condition::{Condition, Sensor};
+use super::render::render;
+use super::world::{World, WorldParams};
+use super::{camera_pose, on_route, run_parallel, save_png_gray, Summary, SynthError};
+use crate::atomic::write_atomic;
+use crate::data::robotcar::{BayerPattern, INS_HEADER};
+use crate::geom::Pinhole;
+
+/// Oxford's UTM origin for the synthetic world (zone 30U).
+pub const NORTHING0: f64 = 5_735_000.0;
+pub const EASTING0: f64 = 619_000.0;
+pub const CAMERA_HEIGHT: f64 = 1.5;
+const INS_RATE: f64 = 50.0;
+const CONDITIONS: [&str; 5] = ["overcast", "clone", "rain", "sunset", "fog"];
+const STARTS: [&str; 5] = [
+    "2014-12-09-13-21-02",
+    "2015-05-19-14-06-38",
+    "2014-11-25-09-18-32",
+    "2015-08-28-09-50-22",
+    "2014-12-16-18-44-24",
+];
+const START_US: [i64; 5] = [
+    1_418_131_262_000_000,
+    1_432_044_398_000_000,
+    1_416_907_112_000_000,
+    1_440_755_422_000_000,
+    1_418_755_464_000_000,
+];
+
+/// The stereo narrow-left model (1280x960, f = 964.828979), scaled.
+pub fn intrinsics(width: u32, height: u32) -> Pinhole {
+    Pinhole {
+        width: 1280,
+        height: 960,
+        fx: 964.828979,
+        fy: 964.828979,
+        cx: 643.788025,
+        cy: 484.407990,
+    }
+    .scaled(width, height)
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub traversals: usize,
+    /// Images per traversal, evenly along the whole loop.
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn traversal_name(i: usize) -> String {
+    STARTS
+        .get(i)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("2016-01-{:02}-12-00-00", 1 + i))
+}
+
+/// Speed (m/s) and start time of traversal `i`.
+fn timing(i: usize) -> (f64, i64) {
+    (
+        8.0 + (i % 3) as f64,
+        START_US
+            .get(i)
+            .copied()
+            .unwrap_or(1_451_649_600_000_000 + i as i64 * 86_400_000_000),
+    )
+}
+
+/// Bayer mosaic of an RGB image.
+pub fn mosaic(rgb: &image::RgbImage, pattern: BayerPattern) -> GrayImage {
+    GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        image::Luma([rgb.get_pixel(x, y).0[pattern.channel(x, y)]])
+    })
+}
+
+pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
+    if opts.traversals == 0 || opts.frames == 0 || opts.width < 16 || opts.height < 16 {
+        return Err(SynthError::Options(
+            "--traversals and --frames must be at least 1, --width/--height at least 16".into(),
+        ));
+    }
+    let world = World::generate(opts.seed.wrapping_add(0x0CA2), WorldParams::default());
+    let loop_len = world.route.length();
+    let cam = intrinsics(opts.width, opts.height);
+    let tasks: Vec<(usize, usize)> = (0..opts.traversals)
+        .flat_map(|t| (0..opts.frames).map(move |f| (t, f)))
+        .collect();
+    let frame_time = |t: usize, f: usize| {
+        let (speed, t0) = timing(t);
+        let s = (f as f64 + 0.5) * loop_len / opts.frames as f64;
+        (s, t0 + (s / speed * 1e6).round() as i64)
+    };
+    run_parallel(&tasks, |&(t, f)| {
+        let mut cond = Condition::vkitti2(CONDITIONS[t % CONDITIONS.len()]).expect("condition");
+        cond.texture_seed = 0x0C ^ t as u64;
+        let (s, ts) = frame_time(t, f);
+        let (p, h) = on_route(&world, s, 0.0);
+        let frame = render(
+            &world,
+            &cam,
+            &camera_pose(p, h, 0.0, CAMERA_HEIGHT),
+            s / 9.0,
+            &cond,
+            &Sensor {
+                noise: 0.012,
+                ..Sensor::clean()
+            },
+        );
+        let dir = opts.out.join(traversal_name(t)).join("stereo/centre");
+        save_png_gray(
+            &dir.join(format!("{ts}.png")),
+            &mosaic(&frame.rgb, BayerPattern::Gbrg),
+        )
+    })?;
+    for t in 0..opts.traversals {
+        let dir = opts.out.join(traversal_name(t));
+        let mut stamps = String::new();
+        for f in 0..opts.frames {
+            let _ = writeln!(stamps, "{} 1", frame_time(t, f).1);
+        }
+        write_atomic(&dir.join("stereo.timestamps"), stamps.as_bytes())?;
+        // INS from one second before the first image to one second after the last.
+        let (speed, t0) = timing(t);
+        let end_s = loop_len + speed;
+        let mut ins = format!("{INS_HEADER}\n");
+        let n = ((end_s / speed + 1.0) * INS_RATE) as i64;
+        for k in 0..=n {
+            let time = k as f64 / INS_RATE - 1.0;
+            let s = time * speed;
+            let (p, h) = on_route(&world, s, 0.0);
+            let (northing, easting) = (NORTHING0 + p[1], EASTING0 + p[0]);
+            let yaw = (std::f64::consts::FRAC_PI_2 - h).rem_euclid(std::f64::consts::TAU);
+            let yaw = if yaw > std::f64::consts::PI {
+                yaw - std::f64::consts::TAU
+            } else {
+                yaw
+            };
+            let lat = 51.75 + p[1] / 111_320.0;
+            let lon = -1.26 + p[0] / (111_320.0 * 51.75f64.to_radians().cos());
+            let _ = writeln!(
+                ins,
+                // The vehicle origin is on the ground: down = 0; roll = pitch = 0 on flat roads.
+                "{},INS_SOLUTION_GOOD,{lat:.9},{lon:.9},60.000,{northing:.4},{easting:.4},0.0000,30U,{:.4},{:.4},0,0,0,{yaw:.6}",
+                t0 + (time * 1e6).round() as i64,
+                speed * h.sin(),
+                speed * h.cos(),
+            );
+        }
+        write_atomic(&dir.join("gps/ins.csv"), ins.as_bytes())?;
+    }
+    Ok(Summary {
+        images: tasks.len(),
+        files: tasks.len() + 2 * opts.traversals,
+    })
+}

@@ -1,0 +1,251 @@
+//! Synthetic Virtual KITTI 2: scenes driven along the world's loop, each in the ten variations
+//! (same trajectory per scene in every variation; the camera rig yawed 15/30 degrees left or
+//! right; fog, morning, overcast, rain and sunset change light, colour and visibility), written
+//! in the official layout (and optionally the authors' repackaged one).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, ImageBuffer, Luma, RgbImage};
+
+use super::condition::{Condition, Sensor};
+use super::render::{render, Frame};
+use super::world::{World, WorldParams};
+use super::{
+    camera_pose, on_route, run_parallel, save_jpeg, save_png_gray, save_png_gray16, save_png_rgb,
+    Summary, SynthError,
+};
+use crate::atomic::write_atomic;
+use crate::data::vkitti2::{
+    Layout, Vkitti2Roots, CLASSES, COLORS_HEADER, EXTRINSIC_HEADER, FAR_VALUE, INTRINSIC_HEADER,
+    VARIATIONS,
+};
+use crate::geom::{matrix_rows, Pinhole, Pose};
+
+/// The real data set's scene names (more scenes continue from Scene30).
+const SCENE_NAMES: [&str; 5] = ["Scene01", "Scene02", "Scene06", "Scene18", "Scene20"];
+/// Camera_1 sits this far to the right of Camera_0 (VKITTI2 documentation).
+pub const BASELINE: f64 = 0.532725;
+pub const CAMERA_HEIGHT: f64 = 1.6;
+/// Metres driven per frame (10 Hz at 36 km/h).
+pub const FRAME_STEP: f64 = 1.0;
+pub const FRAME_RATE: f64 = 10.0;
+
+/// The real camera (1242x375, f = 725.0087); scaled to the requested size.
+pub fn intrinsics(width: u32, height: u32) -> Pinhole {
+    Pinhole {
+        width: 1242,
+        height: 375,
+        fx: 725.0087,
+        fy: 725.0087,
+        cx: 620.5,
+        cy: 187.0,
+    }
+    .scaled(width, height)
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub scenes: usize,
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    /// 1 (Camera_0) or 2 (stereo).
+    pub cameras: u8,
+    /// Official layout (all modalities under `out`), or the authors' repackaged one
+    /// (`out/vkitti_2.0.3_{rgb,depth,classSegmentation,textgt}`, class-index segmentation).
+    pub layout: Layout,
+}
+
+pub fn scene_name(i: usize) -> String {
+    SCENE_NAMES
+        .get(i)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("Scene{}", 30 + i))
+}
+
+/// Yaw of the camera rig in a variation (radians, positive left).
+pub fn variation_yaw(variation: &str) -> f64 {
+    let deg = match variation {
+        "15-deg-left" => 15.0,
+        "15-deg-right" => -15.0,
+        "30-deg-left" => 30.0,
+        "30-deg-right" => -30.0,
+        _ => 0.0,
+    };
+    f64::to_radians(deg)
+}
+
+/// A scene: its world and where along the loop its drive starts.
+pub struct SceneSpec {
+    pub world: World,
+    pub start: f64,
+}
+
+pub fn scene_spec(seed: u64, scene: usize) -> SceneSpec {
+    let world = World::generate(
+        seed.wrapping_add(scene as u64 * 7919),
+        WorldParams::default(),
+    );
+    let start = world.route.length() * (scene as f64 * 0.37).fract();
+    SceneSpec { world, start }
+}
+
+/// Camera-to-world pose of `camera` at `frame` in a variation.
+pub fn frame_pose(spec: &SceneSpec, frame: usize, camera: u8, variation: &str) -> Pose {
+    let (p, h) = on_route(&spec.world, spec.start + frame as f64 * FRAME_STEP, 0.0);
+    let cam0 = camera_pose(p, h, variation_yaw(variation), CAMERA_HEIGHT);
+    if camera == 0 {
+        return cam0;
+    }
+    let right = cam0.rotation * nalgebra::Vector3::x();
+    Pose::from_parts(
+        nalgebra::Translation3::from(cam0.translation.vector + right * BASELINE),
+        cam0.rotation,
+    )
+}
+
+/// Class colours of a frame.
+pub fn class_colours(frame: &Frame) -> RgbImage {
+    RgbImage::from_fn(frame.width, frame.height, |x, y| {
+        image::Rgb(CLASSES[frame.class[(y * frame.width + x) as usize] as usize].1)
+    })
+}
+
+/// z-depth in centimetres, 65535 at or beyond the far plane.
+pub fn depth_png(frame: &Frame) -> ImageBuffer<Luma<u16>, Vec<u16>> {
+    ImageBuffer::from_fn(frame.width, frame.height, |x, y| {
+        let z = frame.depth[(y * frame.width + x) as usize];
+        Luma([if z.is_finite() {
+            (z * 100.0).round().min(FAR_VALUE as f32) as u16
+        } else {
+            FAR_VALUE
+        }])
+    })
+}
+
+pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
+    if !(1..=2).contains(&opts.cameras) {
+        return Err(SynthError::Options(format!(
+            "--cameras: expected 1 or 2, found {}",
+            opts.cameras
+        )));
+    }
+    if opts.scenes == 0 || opts.frames == 0 || opts.width < 16 || opts.height < 16 {
+        return Err(SynthError::Options(
+            "--scenes and --frames must be at least 1, --width/--height at least 16".into(),
+        ));
+    }
+    let specs: Vec<SceneSpec> = (0..opts.scenes).map(|i| scene_spec(opts.seed, i)).collect();
+    let roots = match opts.layout {
+        Layout::Official => Vkitti2Roots::official(&opts.out),
+        Layout::Dasgil => Vkitti2Roots::dasgil(&opts.out),
+    };
+    let cam = intrinsics(opts.width, opts.height);
+    let mut tasks = Vec::new();
+    for s in 0..opts.scenes {
+        for var in VARIATIONS {
+            for f in 0..opts.frames {
+                for c in 0..opts.cameras {
+                    tasks.push((s, var, f, c));
+                }
+            }
+        }
+    }
+    run_parallel(&tasks, |&(s, var, f, c)| {
+        let cond = Condition::vkitti2(var).expect("known variation");
+        let pose = frame_pose(&specs[s], f, c, var);
+        let frame = render(
+            &specs[s].world,
+            &cam,
+            &pose,
+            f as f64 / FRAME_RATE,
+            &cond,
+            &Sensor::clean(),
+        );
+        write_frame(&roots, &scene_name(s), var, f, c, &frame)
+    })?;
+    for (s, spec) in specs.iter().enumerate() {
+        for var in VARIATIONS {
+            write_text(
+                &roots.textgt.join(scene_name(s)).join(var),
+                spec,
+                var,
+                opts,
+                &cam,
+            )?;
+        }
+    }
+    let images = tasks.len();
+    Ok(Summary {
+        images,
+        files: images * 3 + opts.scenes * VARIATIONS.len() * 3,
+    })
+}
+
+fn write_frame(
+    roots: &Vkitti2Roots,
+    scene: &str,
+    var: &str,
+    f: usize,
+    c: u8,
+    frame: &Frame,
+) -> Result<(), SynthError> {
+    let rel = Path::new(scene).join(var).join("frames");
+    let cam = format!("Camera_{c}");
+    let modality =
+        |root: &Path, kind: &str, name: String| root.join(&rel).join(kind).join(&cam).join(name);
+    save_jpeg(
+        &modality(&roots.rgb, "rgb", format!("rgb_{f:05}.jpg")),
+        &frame.rgb,
+    )?;
+    save_png_gray16(
+        &modality(&roots.depth, "depth", format!("depth_{f:05}.png")),
+        &depth_png(frame),
+    )?;
+    let seg_path = modality(
+        &roots.seg,
+        "classSegmentation",
+        format!("classgt_{f:05}.png"),
+    );
+    match roots.layout {
+        Layout::Official => save_png_rgb(&seg_path, &class_colours(frame)),
+        Layout::Dasgil => {
+            let index = GrayImage::from_raw(frame.width, frame.height, frame.class.clone())
+                .expect("one class per pixel");
+            save_png_gray(&seg_path, &index)
+        }
+    }
+}
+
+fn write_text(
+    dir: &Path,
+    spec: &SceneSpec,
+    var: &str,
+    opts: &Options,
+    cam: &Pinhole,
+) -> Result<(), SynthError> {
+    let (mut intr, mut extr) = (
+        format!("{INTRINSIC_HEADER}\n"),
+        format!("{EXTRINSIC_HEADER}\n"),
+    );
+    for f in 0..opts.frames {
+        for c in 0..opts.cameras {
+            let _ = writeln!(intr, "{f} {c} {} {} {} {}", cam.fx, cam.fy, cam.cx, cam.cy);
+            let m = matrix_rows(&frame_pose(spec, f, c, var).inverse());
+            let row: Vec<String> = m.iter().map(|v| v.to_string()).collect();
+            let _ = writeln!(extr, "{f} {c} {}", row.join(" "));
+        }
+    }
+    // The named classes, then Undefined last (as in one of the two published variants).
+    let mut colors = format!("{COLORS_HEADER}\n");
+    for (name, [r, g, b]) in CLASSES.iter().skip(1).chain(CLASSES.iter().take(1)) {
+        let _ = writeln!(colors, "{name} {r} {g} {b}");
+    }
+    write_atomic(&dir.join("intrinsic.txt"), intr.as_bytes())?;
+    write_atomic(&dir.join("extrinsic.txt"), extr.as_bytes())?;
+    write_atomic(&dir.join("colors.txt"), colors.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `dasgil-tools synth ...` as a user runs it: data set, summary line and contact sheet.
+
+use std::process::Command;
+
+fn tools(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .output()
+        .expect("run dasgil-tools")
+}
+
+#[test]
+fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs: [(&str, &[&str], (u32, u32)); 4] = [
+        (
+            "vkitti2",
+            &[
+                "--scenes", "1", "--frames", "1", "--width", "124", "--height", "38",
+            ],
+            (3, 10),
+        ),
+        (
+            "kitti",
+            &["--frames", "4", "--width", "124", "--height", "38"],
+            (4, 1),
+        ),
+        (
+            "cmu",
+            &[
+                "--places",
+                "2",
+                "--width",
+                "64",
+                "--height",
+                "48",
+                "--conditions",
+                "snow,rain",
+            ],
+            (3, 2),
+        ),
+        (
+            "robotcar",
+            &[
+                "--traversals",
+                "2",
+                "--frames",
+                "4",
+                "--width",
+                "64",
+                "--height",
+                "48",
+            ],
+            (4, 2),
+        ),
+    ];
+    for (format, extra, (cols, rows)) in runs {
+        let out = dir.path().join(format);
+        let preview = dir.path().join(format!("{format}.png"));
+        let mut args = vec![
+            "synth",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "1",
+            "--preview",
+            preview.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let res = tools(&args);
+        assert!(
+            res.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let said = String::from_utf8_lossy(&res.stdout);
+        assert!(
+            said.starts_with("wrote ") && said.contains("preview"),
+            "{said}"
+        );
+        let sheet = image::open(&preview).unwrap();
+        // Cells are 320 px wide with 4 px gaps.
+        assert_eq!(sheet.width(), cols * 324 + 4, "{format}: {cols} columns");
+        assert!(sheet.height() > rows * 40, "{format}: {rows} rows");
+    }
+    let res = tools(&[
+        "synth",
+        "vkitti2",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--cameras",
+        "3",
+    ]);
+    assert!(!res.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&res.stderr).trim(),
+        "error: --cameras: expected 1 or 2, found 3"
+    );
+}

@@ -1,0 +1,283 @@
+//! Every dataset reader reads what the synthetic generator writes, and the poses it reads are
+//! the ones the generator rendered with. The same seed writes the same bytes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dasgil::data::cmu_seasons::CmuSlice;
+use dasgil::data::kitti::OdometrySequence;
+use dasgil::data::robotcar::Traversal;
+use dasgil::data::vkitti2::{Layout, Vkitti2, Vkitti2Roots, VARIATIONS};
+use dasgil::data::Decode;
+use dasgil::geom::{centre, cmu_submission_line};
+use dasgil::synth::{cmu, kitti, robotcar, vkitti2};
+
+fn close(a: &nalgebra::Isometry3<f64>, b: &nalgebra::Isometry3<f64>, tol: f64) -> bool {
+    (a.to_homogeneous() - b.to_homogeneous()).abs().max() < tol
+}
+
+fn vk_opts(out: &Path, seed: u64) -> vkitti2::Options {
+    vkitti2::Options {
+        out: out.into(),
+        seed,
+        scenes: 1,
+        frames: 2,
+        width: 248,
+        height: 75,
+        cameras: 2,
+        layout: Layout::Official,
+    }
+}
+
+#[test]
+fn vkitti2_official_and_authors_layouts_read_back_with_their_poses() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = vkitti2::generate(&vk_opts(dir.path(), 3)).unwrap();
+    assert_eq!(summary.images, 10 * 2 * 2);
+    let other = tempfile::tempdir().unwrap();
+    vkitti2::generate(&vkitti2::Options {
+        layout: Layout::Dasgil,
+        ..vk_opts(other.path(), 3)
+    })
+    .unwrap();
+
+    let ds = Vkitti2::open(&Vkitti2Roots::official(dir.path())).unwrap();
+    assert_eq!(ds.scenes.len(), 1);
+    assert_eq!(ds.scenes[0].name, "Scene01");
+    let names: Vec<&str> = ds.scenes[0]
+        .variations
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, VARIATIONS);
+    let spec = vkitti2::scene_spec(3, 0);
+    let authors = Vkitti2::open(&Vkitti2Roots::dasgil(other.path())).unwrap();
+    for (var, var_authors) in ds.scenes[0]
+        .variations
+        .iter()
+        .zip(&authors.scenes[0].variations)
+    {
+        assert_eq!(var.frames.len(), 4, "{}: 2 frames x 2 cameras", var.name);
+        for frame in &var.frames {
+            // extrinsic.txt (world->camera) inverts to the trajectory the frame was rendered from.
+            let rendered =
+                vkitti2::frame_pose(&spec, frame.index as usize, frame.camera, &var.name);
+            assert!(
+                close(&frame.cam_from_world.unwrap().inverse(), &rendered, 1e-9),
+                "{} frame {}",
+                var.name,
+                frame.index
+            );
+            assert_eq!(frame.intrinsics.unwrap(), vkitti2::intrinsics(248, 75));
+        }
+        // Colour segmentation (official) and index maps (authors' layout) decode to the same classes.
+        let a = ds.load(&var.frames[0], &var.colors).unwrap();
+        let b = authors
+            .load(&var_authors.frames[0], &var_authors.colors)
+            .unwrap();
+        assert_eq!(a.classes, b.classes, "{}", var.name);
+        assert_eq!(a.depth_m, b.depth_m);
+        assert!(a.classes.pixels().any(|p| p.0[0] == 2), "sky present");
+        assert!(
+            a.depth_m.pixels().any(|p| p.0[0] == 655.35),
+            "far plane present"
+        );
+        assert!(a.depth_m.pixels().all(|p| p.0[0] > 0.0), "no zero depth");
+    }
+    // Camera rotations: 30-deg-left looks 30 degrees to the left of clone.
+    let yaw = |var: usize| {
+        ds.scenes[0].variations[var].frames[0]
+            .cam_from_world
+            .unwrap()
+            .inverse()
+            .rotation
+    };
+    let angle = yaw(4).angle_to(&yaw(2)); // clone vs 30-deg-left
+    assert!((angle.to_degrees() - 30.0).abs() < 1e-6, "{angle}");
+    assert_eq!(ds.posed_images().len(), 40);
+}
+
+#[test]
+fn same_seed_same_bytes_and_another_seed_another_world() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let small = |out: &Path, seed| vkitti2::Options {
+        frames: 1,
+        cameras: 1,
+        ..vk_opts(out, seed)
+    };
+    vkitti2::generate(&small(a.path(), 9)).unwrap();
+    vkitti2::generate(&small(b.path(), 9)).unwrap();
+    vkitti2::generate(&small(c.path(), 10)).unwrap();
+    let files = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(
+                        p.strip_prefix(root).unwrap().display().to_string(),
+                        std::fs::read(&p).unwrap(),
+                    );
+                }
+            }
+        }
+        out
+    };
+    let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
+    assert_eq!(fa.len(), 10 * 3 + 10 * 3);
+    assert!(fa == fb, "same seed: identical files");
+    let rgb = "Scene01/clone/frames/rgb/Camera_0/rgb_00000.jpg";
+    assert_ne!(fa[rgb], fc[rgb], "another seed renders another world");
+}
+
+#[test]
+fn kitti_odometry_reads_back_with_poses_relative_to_the_first_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    kitti::generate(&kitti::Options {
+        out: dir.path().into(),
+        seed: 4,
+        sequences: 2,
+        frames: 5,
+        width: 310,
+        height: 94,
+    })
+    .unwrap();
+    for s in ["00", "01"] {
+        let seq = OdometrySequence::open(&dir.path().join("dataset"), s, "image_2").unwrap();
+        assert_eq!(seq.images.len(), 5);
+        let first = seq.images[0].world_from_cam.unwrap();
+        assert!(
+            close(&first, &nalgebra::Isometry3::identity(), 1e-9),
+            "pose 0 is the identity"
+        );
+        // Driving forward: camera z (forward) grows, about FRAME_STEP per frame.
+        let last = seq.images[4].world_from_cam.unwrap();
+        let t = last.translation.vector;
+        assert!(
+            t.z > 3.0 && (t.norm() - 4.0 * kitti::FRAME_STEP).abs() < 0.5,
+            "{t:?}"
+        );
+        assert_eq!(seq.images[3].timestamp_us, Some(300_000));
+        let img = seq.images[2].load_rgb(Decode::Rgb).unwrap();
+        assert_eq!(img.dimensions(), (310, 94));
+    }
+}
+
+#[test]
+fn cmu_slice_reads_back_and_database_poses_round_trip_to_the_submission_convention() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cmu::Options {
+        out: dir.path().into(),
+        seed: 1,
+        slice: 7,
+        places: 3,
+        spacing: 5.0,
+        conditions: vec!["snow".into(), "foliage".into()],
+        width: 128,
+        height: 96,
+    };
+    cmu::generate(&opts).unwrap();
+    let slice = CmuSlice::open(dir.path(), 7).unwrap();
+    assert_eq!(slice.database.len(), 3 * 2);
+    assert_eq!(slice.queries.len(), 3 * 2 * 2);
+    assert_eq!(slice.query_truth.len(), slice.queries.len());
+    assert!(
+        slice.database.iter().all(|(n, _)| &n[13..17] == "1303"),
+        "database timestamps start with 1303"
+    );
+    assert!(slice.queries.iter().all(|n| &n[13..17] != "1303"));
+    assert_eq!(slice.cameras["c1"].pinhole, cmu::intrinsics("c1", 128, 96));
+
+    let world =
+        dasgil::synth::world::World::generate(1u64.wrapping_add(0xC0FFEE + 7), Default::default());
+    let shots = cmu::plan(&world, &opts);
+    for (img, shot) in slice
+        .database_images()
+        .iter()
+        .zip(shots.iter().filter(|s| !s.query))
+    {
+        assert_eq!(img.path.file_name().unwrap().to_str().unwrap(), shot.name);
+        assert!(close(
+            &img.world_from_cam.unwrap(),
+            &shot.cam_from_world.inverse(),
+            1e-5
+        ));
+        // A database image submitted as its own query gives back t = -R C.
+        let line = cmu_submission_line(&shot.name, &img.world_from_cam.unwrap().inverse());
+        let f: Vec<f64> = line
+            .split(' ')
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let t = shot.cam_from_world.translation.vector;
+        assert!(
+            (f[4] - t.x).abs() < 1e-4 && (f[5] - t.y).abs() < 1e-4 && (f[6] - t.z).abs() < 1e-4
+        );
+        assert!(
+            (centre(&shot.cam_from_world).coords - img.world_from_cam.unwrap().translation.vector)
+                .norm()
+                < 1e-5
+        );
+        assert_eq!(img.load_rgb(Decode::Rgb).unwrap().dimensions(), (128, 96));
+    }
+    // Queries sit near their database place but not on it.
+    let q = &slice.query_images()[0];
+    let d = &slice.database_images()[0];
+    let gap = (q.world_from_cam.unwrap().translation.vector
+        - d.world_from_cam.unwrap().translation.vector)
+        .norm();
+    assert!(gap > 0.1 && gap < 5.0, "{gap}");
+}
+
+#[test]
+fn robotcar_traversals_read_back_with_ins_poses_at_the_image_times() {
+    let dir = tempfile::tempdir().unwrap();
+    robotcar::generate(&robotcar::Options {
+        out: dir.path().into(),
+        seed: 2,
+        traversals: 2,
+        frames: 6,
+        width: 160,
+        height: 120,
+    })
+    .unwrap();
+    let world =
+        dasgil::synth::world::World::generate(2u64.wrapping_add(0x0CA2), Default::default());
+    let loop_len = world.route.length();
+    for t in 0..2 {
+        let tr = Traversal::open(
+            &dir.path().join(robotcar::traversal_name(t)),
+            "stereo/centre",
+        )
+        .unwrap();
+        assert_eq!(tr.images.len(), 6);
+        for (f, img) in tr.images.iter().enumerate() {
+            // Interpolated INS position (north, east) = where the frame was rendered.
+            let s = (f as f64 + 0.5) * loop_len / 6.0;
+            let (p, h) = dasgil::synth::on_route(&world, s, 0.0);
+            let pose = img.world_from_cam.expect("inside the INS span");
+            let v = pose.translation.vector;
+            assert!(
+                (v.x - (robotcar::NORTHING0 + p[1])).abs() < 0.05
+                    && (v.y - (robotcar::EASTING0 + p[0])).abs() < 0.05,
+                "traversal {t} frame {f}: {v:?}"
+            );
+            // NED yaw from north towards east = 90 deg - heading.
+            let yaw = pose.rotation.euler_angles().2;
+            let d = (yaw - (std::f64::consts::FRAC_PI_2 - h)).rem_euclid(std::f64::consts::TAU);
+            assert!(
+                d.min(std::f64::consts::TAU - d) < 0.02,
+                "yaw {yaw} vs heading {h}"
+            );
+        }
+        let rgb = tr.images[0].load_rgb(tr.decode()).unwrap();
+        assert_eq!(rgb.dimensions(), (160, 120));
+    }
+}

@@ -43,7 +43,7 @@ fn a_box_20_m_ahead_renders_at_20_m_with_its_class_and_edges_where_projected() {
         &Condition::clear(),
         &Sensor::clean(),
     );
-    let at = |u: u32, v: u32| ((v * f.width + u) as usize);
+    let at = |u: u32, v: u32| (v * f.width + u) as usize;
 
     // The principal point (620.5, 187) lies between pixel centres; the four around it hit the face.
     for (u, v) in [(620, 187), (621, 187), (620, 186), (621, 186)] {

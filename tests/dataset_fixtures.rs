@@ -165,6 +165,16 @@ fn vkitti2_malformed_text_and_images_are_named_precisely_and_bad_frames_can_be_s
             intr.display()
         )
     );
+    // A file without the row of an existing frame.
+    std::fs::write(
+        &intr,
+        good.lines().take(4).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    assert_eq!(
+        open().unwrap_err().to_string(),
+        format!("{}: no row for frame 1 camera 1", intr.display())
+    );
     std::fs::write(&intr, &good).unwrap();
 
     let extr = clone.join("extrinsic.txt");

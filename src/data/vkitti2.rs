@@ -363,6 +363,21 @@ fn read_camera_rows<const N: usize>(
     Ok(rows)
 }
 
+/// The row of (frame, camera) when the file exists; an error naming the file when it lacks one.
+fn row_for<'a, const N: usize>(
+    rows: &'a Option<HashMap<(u32, u8), [f64; N]>>,
+    path: &Path,
+    index: u32,
+    camera: u8,
+) -> Result<Option<&'a [f64; N]>, DataError> {
+    match rows {
+        None => Ok(None),
+        Some(rows) => rows.get(&(index, camera)).map(Some).ok_or_else(|| {
+            DataError::layout(path, format!("no row for frame {index} camera {camera}"))
+        }),
+    }
+}
+
 const EXTRINSIC_NAMES: [&str; 16] = [
     "r1,1", "r1,2", "r1,3", "t1", "r2,1", "r2,2", "r2,3", "t2", "r3,1", "r3,2", "r3,3", "t3", "0",
     "0", "0", "1",
@@ -428,37 +443,15 @@ fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation
                 path: rgb.clone(),
                 message: e.to_string(),
             })?;
-            let frame_intr = match &intrinsics {
-                None => None,
-                Some(rows) => {
-                    let k = rows.get(&(index, camera)).ok_or_else(|| {
-                        DataError::layout(
-                            &intr_path,
-                            format!("no row for frame {index} camera {camera}"),
-                        )
-                    })?;
-                    Some(Pinhole {
-                        width: w,
-                        height: h,
-                        fx: k[0],
-                        fy: k[1],
-                        cx: k[2],
-                        cy: k[3],
-                    })
-                }
-            };
-            let pose = match &extrinsics {
-                None => None,
-                Some(rows) => {
-                    let m = rows.get(&(index, camera)).ok_or_else(|| {
-                        DataError::layout(
-                            &extr_path,
-                            format!("no row for frame {index} camera {camera}"),
-                        )
-                    })?;
-                    Some(vkitti2_cam_from_world(m))
-                }
-            };
+            let frame_intr = row_for(&intrinsics, &intr_path, index, camera)?.map(|k| Pinhole {
+                width: w,
+                height: h,
+                fx: k[0],
+                fy: k[1],
+                cx: k[2],
+                cy: k[3],
+            });
+            let pose = row_for(&extrinsics, &extr_path, index, camera)?.map(vkitti2_cam_from_world);
             frames.push(Frame {
                 index,
                 camera,

@@ -421,3 +421,60 @@ pub fn load_discriminator(
     )?;
     Ok(LoadedDiscriminator { vs, net, meta })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> CheckpointMeta {
+        CheckpointMeta {
+            network: NetworkRole::Generator,
+            config: ModelConfig::paper().with_input_size(256, 512).unwrap(),
+            discriminator: Some(DiscriminatorKind::Cascade),
+            epoch: Some(3),
+            step: Some(1200),
+            source: Some("trained here".into()),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_bad_metadata_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gen.safetensors");
+        let vs = nn::VarStore::new(Device::Cpu);
+        Generator::new(&vs.root(), meta().config, WeightInit::Reference).unwrap();
+        save(&vs, &meta(), &path).unwrap();
+        let loaded = load_generator(&path, Device::Cpu, None).unwrap();
+        assert_eq!(loaded.meta, meta());
+        assert_eq!(loaded.net.config().input_width, 512);
+        // The weights themselves round-trip bit for bit.
+        let before = vs.variables();
+        for (name, t) in loaded.vs.variables() {
+            assert!(t.equal(&before[&name]), "{name}");
+        }
+        // A discriminator loader refuses a generator file.
+        let e = load_discriminator(&path, Device::Cpu, None).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("field `dasgil.network`: expected discriminator, found `generator`"),
+            "{e}"
+        );
+
+        let mut file = tensor_io::read(&path).unwrap();
+        file.metadata.insert("dasgil.epoch".into(), "three".into());
+        let tensors: Vec<(String, Tensor)> = file
+            .tensors
+            .into_iter()
+            .map(|(k, v)| (k, v.tensor))
+            .collect();
+        tensor_io::write(&path, &tensors, &file.metadata).unwrap();
+        let e = load_generator(&path, Device::Cpu, None).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: metadata field `dasgil.epoch`: expected an unsigned integer, found `three`",
+                path.display()
+            )
+        );
+    }
+}

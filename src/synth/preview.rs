@@ -107,15 +107,7 @@ pub fn kitti(out: &Path, sequences: usize, path: &Path) -> Result<(), SynthError
             "image_2",
         )
         .map_err(read_err)?;
-        let n = seq.images.len();
-        let picks: Vec<usize> = (0..4.min(n)).map(|i| i * n / 4.min(n)).collect();
-        rows.push(
-            picks
-                .iter()
-                .map(|&i| seq.images[i].load_rgb(crate::data::Decode::Rgb))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(read_err)?,
-        );
+        rows.push(evenly(&seq.images, crate::data::Decode::Rgb)?);
     }
     contact_sheet(&rows, path)
 }
@@ -154,17 +146,24 @@ pub fn robotcar(out: &Path, traversals: usize, path: &Path) -> Result<(), SynthE
             "stereo/centre",
         )
         .map_err(read_err)?;
-        let n = tr.images.len();
-        let picks: Vec<usize> = (0..4.min(n)).map(|i| i * n / 4.min(n)).collect();
-        rows.push(
-            picks
-                .iter()
-                .map(|&i| tr.images[i].load_rgb(tr.decode()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(read_err)?,
-        );
+        rows.push(evenly(&tr.images, tr.decode())?);
     }
     contact_sheet(&rows, path)
+}
+
+/// Up to 4 images spread evenly over a sequence, decoded.
+fn evenly(
+    images: &[crate::data::PosedImage],
+    decode: crate::data::Decode,
+) -> Result<Vec<RgbImage>, SynthError> {
+    let k = images.len().min(4);
+    (0..k)
+        .map(|i| {
+            images[i * images.len() / k]
+                .load_rgb(decode)
+                .map_err(read_err)
+        })
+        .collect()
 }
 
 fn read_err(e: crate::data::DataError) -> SynthError {

@@ -37,6 +37,16 @@ struct Hit {
     top: f64,
 }
 
+/// The entering root t of a t^2 + 2 b t + c = 0 (a > 0), if it lies in (eps, t_max].
+fn nearest_root(a: f64, b: f64, c: f64, eps: f64, t_max: f64) -> Option<f64> {
+    let disc = b * b - a * c;
+    if disc < 0.0 {
+        return None;
+    }
+    let t = (-b - disc.sqrt()) / a;
+    (t > eps && t <= t_max).then_some(t)
+}
+
 fn intersect(obj: &Object, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64) -> Option<Hit> {
     let eps = 1e-6;
     match obj.shape {
@@ -110,16 +120,13 @@ fn intersect(obj: &Object, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64) -> Opt
             if a < 1e-12 {
                 return None;
             }
-            let b = px * d.x + py * d.y;
-            let cc = px * px + py * py - r * r;
-            let disc = b * b - a * cc;
-            if disc < 0.0 {
-                return None;
-            }
-            let t = (-b - disc.sqrt()) / a;
-            if t <= eps || t > t_max {
-                return None;
-            }
+            let t = nearest_root(
+                a,
+                px * d.x + py * d.y,
+                px * px + py * py - r * r,
+                eps,
+                t_max,
+            )?;
             let z = o.z + d.z * t;
             if z < z0 || z > z1 {
                 return None;
@@ -145,16 +152,7 @@ fn intersect(obj: &Object, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64) -> Opt
             let lo = Vector3::new((o.x - cx) / rx, (o.y - cy) / ry, (o.z - cz) / rz);
             let ld = Vector3::new(d.x / rx, d.y / ry, d.z / rz);
             let a = ld.dot(&ld);
-            let b = lo.dot(&ld);
-            let cc = lo.dot(&lo) - 1.0;
-            let disc = b * b - a * cc;
-            if disc < 0.0 {
-                return None;
-            }
-            let t = (-b - disc.sqrt()) / a;
-            if t <= eps || t > t_max {
-                return None;
-            }
+            let t = nearest_root(a, lo.dot(&ld), lo.dot(&lo) - 1.0, eps, t_max)?;
             let p = lo + ld * t;
             let normal = Vector3::new(p.x / rx, p.y / ry, p.z / rz).normalize();
             Some(Hit {

@@ -68,10 +68,9 @@ pub fn demosaic(raw: &GrayImage, pattern: BayerPattern) -> RgbImage {
         for c in 0..3 {
             px[c] = if c == own {
                 raw.get_pixel(x, y).0[0]
-            } else if n[c] > 0 {
-                ((sum[c] + n[c] / 2) / n[c]) as u8
             } else {
-                0
+                // Rounded mean; every 3x3 window holds each channel at least once.
+                (sum[c] + n[c] / 2).checked_div(n[c]).unwrap_or(0) as u8
             };
         }
         image::Rgb(px)

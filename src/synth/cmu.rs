@@ -131,7 +131,12 @@ fn pose_line(name: &str, p: &Pose) -> String {
 }
 
 pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
-    if opts.places == 0 || opts.width < 16 || opts.height < 16 || !(opts.spacing > 0.0) {
+    if opts.places == 0
+        || opts.width < 16
+        || opts.height < 16
+        || opts.spacing.is_nan()
+        || opts.spacing <= 0.0
+    {
         return Err(SynthError::Options(
             "--places >= 1, --spacing > 0 and --width/--height >= 16 are required".into(),
         ));

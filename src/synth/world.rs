@@ -169,7 +169,7 @@ impl Grid {
         let cx = ((x - self.min[0]) / self.cell).floor();
         let cy = ((y - self.min[1]) / self.cell).floor();
         (cx >= 0.0 && cy >= 0.0 && (cx as usize) < self.nx && (cy as usize) < self.ny)
-            .then(|| (cx as usize, cy as usize))
+            .then_some((cx as usize, cy as usize))
     }
 
     fn cells_of(&self, fp: [f64; 4]) -> impl Iterator<Item = usize> + '_ {

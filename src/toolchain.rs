@@ -39,6 +39,22 @@ impl ToolchainInfo {
     }
 }
 
+/// Parses a device choice `cpu`, `cuda` or `auto` (CUDA when libtorch sees a GPU); `what`
+/// names the option or parameter in errors.
+pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
+    match s {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+        "cuda" => Err(format!(
+            "{what} is cuda, but libtorch sees no CUDA device (see `dasgil-tools info`)"
+        )),
+        other => Err(format!(
+            "{what}: expected cpu, cuda or auto, found `{other}`"
+        )),
+    }
+}
+
 #[cfg(feature = "ros")]
 fn ros_distro() -> Option<String> {
     Some(r2r::ROS_DISTRO.to_string())

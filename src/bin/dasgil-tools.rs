@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tch::Device;
 
 use dasgil::data::preprocess;
 use dasgil::model::checkpoint;
@@ -290,20 +289,6 @@ fn parse_size(s: &str) -> Result<(i64, i64), String> {
     Ok((parse(h)?, parse(w)?))
 }
 
-fn parse_device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => {
-            if !tch::Cuda::is_available() {
-                bail!("--device cuda: libtorch sees no CUDA device (see `dasgil-tools info`)");
-            }
-            Device::Cuda(0)
-        }
-        other => bail!("--device: expected cpu, cuda or auto, found `{other}`"),
-    })
-}
-
 fn main() {
     init_tracing();
     if let Err(err) = run(Cli::parse()) {
@@ -368,7 +353,8 @@ fn run(cli: Cli) -> Result<()> {
             output,
             device,
         } => {
-            let device = parse_device(&device)?;
+            let device =
+                dasgil::toolchain::parse_device(&device, "--device").map_err(anyhow::Error::msg)?;
             let loaded = checkpoint::load_generator(&ckpt, device, None)?;
             let cfg = loaded.meta.config;
             let img = preprocess::load_rgb(&image)?;

@@ -71,6 +71,17 @@ impl DataError {
     }
 }
 
+/// Opens an image file; a missing file is `Missing` (expected: `what`), an undecodable one `Image`.
+pub fn open_image(path: &Path, what: &str) -> Result<image::DynamicImage, DataError> {
+    if !path.is_file() {
+        return Err(DataError::missing(path, what));
+    }
+    image::open(path).map_err(|e| DataError::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Samples read, and the bad ones that were skipped (with why).
 #[derive(Debug, Default)]
 pub struct Skipped {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::DataError;
 use super::sequence::PosedImage;
-use super::text::{images_recursive, sorted_entries, TextFile};
+use super::text::{images_in, images_recursive, sorted_entries, TextFile};
 use crate::geom::kitti_world_from_cam;
 
 /// Every image under `root` (recursively, sorted by path), as the reference's real-domain loader.
@@ -48,10 +48,7 @@ impl OdometrySequence {
                 format!("the {camera} folder of odometry sequence {sequence}"),
             ));
         }
-        let files: Vec<PathBuf> = sorted_entries(&img_dir)?
-            .into_iter()
-            .filter(|p| super::text::is_image(p))
-            .collect();
+        let files = images_in(&img_dir)?;
         let times_path = seq_dir.join("times.txt");
         let times: Option<Vec<f64>> = if times_path.exists() {
             let f = TextFile::read(&times_path)?;
@@ -228,10 +225,7 @@ impl RawDrive {
                 format!("the {camera}/data folder of a raw drive"),
             ));
         }
-        let files: Vec<PathBuf> = sorted_entries(&data)?
-            .into_iter()
-            .filter(|p| super::text::is_image(p))
-            .collect();
+        let files = images_in(&data)?;
         let ts_path = drive_dir.join(camera).join("timestamps.txt");
         let f = TextFile::read(&ts_path)?;
         let stamps: Vec<i64> = f

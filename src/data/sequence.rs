@@ -35,13 +35,7 @@ pub enum Decode {
 impl PosedImage {
     /// Reads the image as 8-bit RGB.
     pub fn load_rgb(&self, decode: Decode) -> Result<RgbImage, DataError> {
-        if !self.path.is_file() {
-            return Err(DataError::missing(&self.path, "an image file"));
-        }
-        let img = image::open(&self.path).map_err(|e| DataError::Image {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let img = super::error::open_image(&self.path, "an image file")?;
         Ok(match decode {
             Decode::Rgb => img.to_rgb8(),
             Decode::Bayer(pattern) => super::robotcar::demosaic(&img.to_luma8(), pattern),

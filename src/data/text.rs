@@ -153,6 +153,14 @@ pub fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         .collect())
 }
 
+/// Image files directly in `dir`, sorted by name.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| is_image(p))
+        .collect())
+}
+
 /// Image extensions the reference accepts (`.jpg .jpeg .png .ppm .bmp`, any case).
 pub fn is_image(path: &Path) -> bool {
     path.extension()

@@ -272,15 +272,7 @@ impl Vkitti2 {
 
     /// Reads and checks one frame: RGB, depth in metres and class indices, all the same size.
     pub fn load(&self, frame: &Frame, colors: &ColorTable) -> Result<Sample, DataError> {
-        let open = |p: &Path| -> Result<image::DynamicImage, DataError> {
-            if !p.is_file() {
-                return Err(DataError::missing(p, "an image file of this frame"));
-            }
-            image::open(p).map_err(|e| DataError::Image {
-                path: p.into(),
-                message: e.to_string(),
-            })
-        };
+        let open = |p: &Path| super::error::open_image(p, "an image file of this frame");
         let rgb = open(&frame.rgb)?.to_rgb8();
         let (w, h) = rgb.dimensions();
         let check = |p: &Path, fw: u32, fh: u32| {

@@ -359,21 +359,24 @@ fn infer_config(
     }
 }
 
-/// Loads a generator checkpoint onto `device`. `input_size` overrides the stored input size.
-pub fn load_generator(
+fn wrong_role(path: &Path, expected: &str, found: &str) -> CheckpointError {
+    CheckpointError::Metadata {
+        path: path.into(),
+        field: "dasgil.network".into(),
+        expected: expected.into(),
+        found: found.into(),
+    }
+}
+
+/// The generator `meta` describes, on `device`, with `file`'s tensors loaded strictly.
+pub fn generator_from(
+    file: &TensorFile,
+    meta: &CheckpointMeta,
     path: &Path,
     device: Device,
-    input_size: Option<(i64, i64)>,
-) -> Result<LoadedGenerator, CheckpointError> {
-    let file = tensor_io::read(path)?;
-    let meta = read_meta(&file, path, input_size)?;
+) -> Result<(nn::VarStore, Generator), CheckpointError> {
     if meta.network != NetworkRole::Generator {
-        return Err(CheckpointError::Metadata {
-            path: path.into(),
-            field: "dasgil.network".into(),
-            expected: "generator".into(),
-            found: "discriminator".into(),
-        });
+        return Err(wrong_role(path, "generator", "discriminator"));
     }
     let vs = nn::VarStore::new(device);
     let net =
@@ -383,7 +386,46 @@ pub fn load_generator(
                 source,
             }
         })?;
-    load_strict(&vs, &file, path, "DASGIL generator")?;
+    load_strict(&vs, file, path, "DASGIL generator")?;
+    Ok((vs, net))
+}
+
+/// The discriminator `meta` describes, on `device`, with `file`'s tensors loaded strictly.
+pub fn discriminator_from(
+    file: &TensorFile,
+    meta: &CheckpointMeta,
+    path: &Path,
+    device: Device,
+) -> Result<(nn::VarStore, Discriminator), CheckpointError> {
+    let kind = match (meta.network, meta.discriminator) {
+        (NetworkRole::Discriminator, Some(kind)) => kind,
+        _ => return Err(wrong_role(path, "discriminator", "generator")),
+    };
+    let vs = nn::VarStore::new(device);
+    let net = Discriminator::new(&vs.root(), &meta.config, kind).map_err(|source| {
+        CheckpointError::Model {
+            path: path.into(),
+            source,
+        }
+    })?;
+    load_strict(
+        &vs,
+        file,
+        path,
+        &format!("DASGIL {} discriminator", kind.short_name()),
+    )?;
+    Ok((vs, net))
+}
+
+/// Loads a generator checkpoint onto `device`. `input_size` overrides the stored input size.
+pub fn load_generator(
+    path: &Path,
+    device: Device,
+    input_size: Option<(i64, i64)>,
+) -> Result<LoadedGenerator, CheckpointError> {
+    let file = tensor_io::read(path)?;
+    let meta = read_meta(&file, path, input_size)?;
+    let (vs, net) = generator_from(&file, &meta, path, device)?;
     Ok(LoadedGenerator { vs, net, meta })
 }
 
@@ -395,30 +437,7 @@ pub fn load_discriminator(
 ) -> Result<LoadedDiscriminator, CheckpointError> {
     let file = tensor_io::read(path)?;
     let meta = read_meta(&file, path, input_size)?;
-    let kind = match (meta.network, meta.discriminator) {
-        (NetworkRole::Discriminator, Some(kind)) => kind,
-        _ => {
-            return Err(CheckpointError::Metadata {
-                path: path.into(),
-                field: "dasgil.network".into(),
-                expected: "discriminator".into(),
-                found: "generator".into(),
-            })
-        }
-    };
-    let vs = nn::VarStore::new(device);
-    let net = Discriminator::new(&vs.root(), &meta.config, kind).map_err(|source| {
-        CheckpointError::Model {
-            path: path.into(),
-            source,
-        }
-    })?;
-    load_strict(
-        &vs,
-        &file,
-        path,
-        &format!("DASGIL {} discriminator", kind.short_name()),
-    )?;
+    let (vs, net) = discriminator_from(&file, &meta, path, device)?;
     Ok(LoadedDiscriminator { vs, net, meta })
 }
 

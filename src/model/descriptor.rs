@@ -76,6 +76,24 @@ impl DescriptorSpec {
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
+
+    /// The selected features e_l ([B, C, h, w], any memory layout), flattened in C, H, W order,
+    /// multiplied by their weights and concatenated: [B, D].
+    fn concat(&self, features: &[Tensor]) -> Tensor {
+        let parts: Vec<Tensor> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let f = features[l.layer - 1].flatten(1, -1);
+                if l.weight == 1.0 {
+                    f
+                } else {
+                    f * l.weight
+                }
+            })
+            .collect();
+        Tensor::cat(&parts, 1)
+    }
 }
 
 /// The same NCHW tensor laid out channels-last (strides of NHWC); libtorch picks its
@@ -161,20 +179,7 @@ impl DescriptorEncoder {
             x = x.conv2d(&conv.weight, Some(&conv.bias), [2, 2], [1, 1], [1, 1], 1);
             features.push(x.shallow_clone());
         }
-        let parts: Vec<Tensor> = self
-            .spec
-            .layers
-            .iter()
-            .map(|l| {
-                let f = features[l.layer - 1].flatten(1, -1);
-                if l.weight == 1.0 {
-                    f
-                } else {
-                    f * l.weight
-                }
-            })
-            .collect();
-        Ok(Tensor::cat(&parts, 1))
+        Ok(self.spec.concat(&features))
     }
 }
 
@@ -188,10 +193,5 @@ pub fn describe_unfolded(
     spec.validate()?;
     let _guard = tch::no_grad_guard();
     let features = gen.encode_t(xs, spec.deepest(), false)?;
-    let parts: Vec<Tensor> = spec
-        .layers
-        .iter()
-        .map(|l| features[l.layer - 1].flatten(1, -1) * l.weight)
-        .collect();
-    Ok(Tensor::cat(&parts, 1))
+    Ok(spec.concat(&features))
 }

@@ -6,12 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tch::{nn, Device};
+use tch::Device;
 
 use super::checkpoint::{self, CheckpointError, CheckpointMeta, NetworkRole};
-use super::discriminator::{Discriminator, DiscriminatorKind};
-use super::generator::Generator;
-use super::layers::WeightInit;
+use super::discriminator::DiscriminatorKind;
 use crate::tensor_io;
 
 const CONVERTER: &str = include_str!("../../tools/python/pth_to_safetensors.py");
@@ -102,30 +100,17 @@ pub fn import_pth(
     meta.source = input
         .file_name()
         .map(|n| format!("imported from {}", n.to_string_lossy()));
-    let vs = nn::VarStore::new(Device::Cpu);
-    let network_name = match meta.network {
+    let (vs, network_name) = match meta.network {
         NetworkRole::Generator => {
             meta.discriminator = opts.trained_with;
-            Generator::new(&vs.root(), meta.config, WeightInit::TorchDefault).map_err(
-                |source| CheckpointError::Model {
-                    path: input.into(),
-                    source,
-                },
-            )?;
-            "generator".to_string()
+            let (vs, _) = checkpoint::generator_from(&file, &meta, input, Device::Cpu)?;
+            (vs, "generator".to_string())
         }
         NetworkRole::Discriminator => {
-            let kind = meta.discriminator.unwrap_or(DiscriminatorKind::Flatten);
-            Discriminator::new(&vs.root(), &meta.config, kind).map_err(|source| {
-                CheckpointError::Model {
-                    path: input.into(),
-                    source,
-                }
-            })?;
-            format!("{} discriminator", kind.short_name())
+            let (vs, net) = checkpoint::discriminator_from(&file, &meta, input, Device::Cpu)?;
+            (vs, format!("{} discriminator", net.kind().short_name()))
         }
     };
-    checkpoint::load_strict(&vs, &file, input, &format!("DASGIL {network_name}"))?;
     checkpoint::save(&vs, &meta, output)?;
     let float_values = file
         .tensors

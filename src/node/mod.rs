@@ -138,16 +138,6 @@ impl Encoder {
     }
 }
 
-fn parse_device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
-        "cuda" => bail!("parameter `device` is cuda, but libtorch sees no CUDA device"),
-        other => bail!("parameter `device`: expected cpu, cuda or auto, found `{other}`"),
-    })
-}
-
 fn diagnostics(
     stats: &Stats,
     node_name: &str,
@@ -196,7 +186,8 @@ pub async fn run() -> Result<()> {
     let ctx = r2r::Context::create().context("creating the ROS 2 context")?;
     let mut node = r2r::Node::create(ctx, "dasgil_localizer", "").context("creating the node")?;
     let params = NodeParams::from_node(&node)?;
-    let device = parse_device(&params.device)?;
+    let device = crate::toolchain::parse_device(&params.device, "parameter `device`")
+        .map_err(anyhow::Error::msg)?;
     let loaded = checkpoint::load_generator(std::path::Path::new(&params.checkpoint), device, None)
         .with_context(|| format!("parameter `checkpoint` = {}", params.checkpoint))?;
     let kind = loaded

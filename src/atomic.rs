@@ -1,6 +1,7 @@
 //! Writing files so that a reader never sees half of one: write a temporary file beside the
 //! target, flush it to disk, then rename it over the target. What was already at the path stays
-//! intact until the new content is complete.
+//! intact until the new content is complete. The file gets the permissions of any newly
+//! created file (0666 less the user's umask, e.g. 0644), not the temporary file's private 0600.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,49 @@ impl PathIoError {
     }
 }
 
+/// 0666: the kernel applies the umask when the file is created, as for any new file.
+fn new_file_permissions() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o666)
+}
+
+/// The same file (same device and inode, so through symlinks and hard links too)?
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// An output that would overwrite one of the inputs.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to write {output_flag} {output}: it is the same file as {input_flag} {input}; choose another output path")]
+pub struct SameFileError {
+    pub output_flag: String,
+    pub output: PathBuf,
+    pub input_flag: String,
+    pub input: PathBuf,
+}
+
+/// Refuses `output` when it is the same file as any of `inputs` ((flag, path) pairs).
+pub fn refuse_overwriting_inputs(
+    output: (&str, &Path),
+    inputs: &[(&str, &Path)],
+) -> Result<(), SameFileError> {
+    for (flag, input) in inputs {
+        if same_file(output.1, input) {
+            return Err(SameFileError {
+                output_flag: output.0.to_string(),
+                output: output.1.to_path_buf(),
+                input_flag: flag.to_string(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same folder + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PathIoError> {
     write_atomic_with(path, |w| w.write_all(bytes))
@@ -42,6 +86,7 @@ where
     std::fs::create_dir_all(&dir).map_err(|e| PathIoError::new("cannot create folder", &dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".dasgil-tmp-")
+        .permissions(new_file_permissions())
         .tempfile_in(&dir)
         .map_err(|e| PathIoError::new("cannot create a temporary file in", &dir, e))?;
     {
@@ -71,6 +116,38 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_the_umask_not_the_private_temporary_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        write_atomic(&path, b"x").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        // What a plain create gives under this process's umask.
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, b"x").unwrap();
+        let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected);
+        assert_ne!(mode, 0o600, "the temporary file's private mode leaked");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_same_file_is_recognised_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x").unwrap();
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&a, &hard).unwrap();
+        let sym = dir.path().join("sym");
+        std::os::unix::fs::symlink(&a, &sym).unwrap();
+        assert!(same_file(&a, &hard) && same_file(&a, &sym));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+        let e = refuse_overwriting_inputs(("output", &sym), &[("input", &a)]).unwrap_err();
+        assert!(e.to_string().contains("same file as input"), "{e}");
     }
 
     #[test]

@@ -10,11 +10,15 @@ pub mod atomic;
 pub mod data;
 pub mod geom;
 pub mod model;
+pub mod plot;
+pub mod progress;
 pub mod python;
 pub mod report;
+pub mod resources;
 pub mod synth;
 pub mod tensor_io;
 pub mod toolchain;
+pub mod train;
 
 #[cfg(feature = "ros")]
 pub mod node;

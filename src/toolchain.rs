@@ -42,16 +42,31 @@ impl ToolchainInfo {
 /// Parses a device choice `cpu`, `cuda` or `auto` (CUDA when libtorch sees a GPU); `what`
 /// names the option or parameter in errors.
 pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
+    let cuda = |index: usize| {
+        let count = tch::Cuda::device_count() as usize;
+        if index < count {
+            Ok(tch::Device::Cuda(index))
+        } else if count == 0 {
+            Err(format!(
+                "{what} is {s}, but libtorch sees no CUDA device (see `dasgil-tools info`)"
+            ))
+        } else {
+            Err(format!(
+                "{what} is {s}, but libtorch sees only {count} CUDA device(s): cuda:0 to cuda:{}",
+                count - 1
+            ))
+        }
+    };
     match s {
         "auto" => Ok(tch::Device::cuda_if_available()),
         "cpu" => Ok(tch::Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-        "cuda" => Err(format!(
-            "{what} is cuda, but libtorch sees no CUDA device (see `dasgil-tools info`)"
-        )),
-        other => Err(format!(
-            "{what}: expected cpu, cuda or auto, found `{other}`"
-        )),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => cuda(index),
+            _ => Err(format!(
+                "{what}: expected cpu, cuda, cuda:N or auto, found `{other}`"
+            )),
+        },
     }
 }
 

@@ -95,6 +95,6 @@ fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
     assert!(!res.status.success());
     assert_eq!(
         String::from_utf8_lossy(&res.stderr).trim(),
-        "error: --cameras: expected 1 or 2, found 3"
+        "error: --cameras: expected 1 to 2, found 3"
     );
 }

@@ -49,6 +49,10 @@ enum Command {
         /// Python interpreter with torch (default: DASGIL_PYTHON, the project venv, python3).
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Remove this prefix from every tensor name (`module.` for a state_dict saved from
+        /// nn.DataParallel).
+        #[arg(long)]
+        strip_prefix: Option<String>,
     },
     /// Run the generator (eval mode) on one image; write e1..e8, depth_0..depth_3 and seg.
     Embed {
@@ -63,11 +67,219 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Train DASGIL on Virtual KITTI 2 (+ KITTI images as the unlabelled real domain).
+    ///
+    /// Writes OUT/config.yaml, losses.csv, loss_curves.png, predictions.png,
+    /// generator.safetensors and checkpoints/ (resume with --resume OUT). Ctrl-C or SIGTERM
+    /// writes a checkpoint and exits 0.
+    Train(Box<TrainArgs>),
     /// Render a synthetic data set in a real data set's on-disk format.
     Synth {
         #[command(subcommand)]
         format: SynthFormat,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Training configuration (default: the shipped config/train.yaml, the paper's values).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Virtual KITTI 2 root(s); several are pooled.
+    #[arg(long, num_args = 1..)]
+    vkitti: Vec<PathBuf>,
+    /// Read the Virtual KITTI 2 roots in the authors' repackaged layout.
+    #[arg(long)]
+    dasgil_layout: bool,
+    /// Folder of real-domain (KITTI) images, searched recursively.
+    #[arg(long)]
+    kitti: Option<PathBuf>,
+    /// Discriminator: FD or CD.
+    #[arg(long)]
+    dis: Option<DiscriminatorKind>,
+    /// Train without the discriminator (depth + segmentation + triplet only).
+    #[arg(long)]
+    no_adversarial: bool,
+    /// Epochs (1 to 100000).
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Steps per epoch (default: anchor frames / batch).
+    #[arg(long)]
+    steps_per_epoch: Option<u64>,
+    /// Stop after this many steps in all.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Triplets per step (1 to 64).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Network input HxW, multiples of 256 up to 4096 (e.g. 256x1024, 256x512).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(i64, i64)>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    device: Option<String>,
+    /// Checkpoint every N steps (and at every epoch's end).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder of a new run (must be empty or new).
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint (--epochs, --steps, --device
+    /// and --checkpoint-every may change; the rest is the run's own).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    use dasgil::train::{self, TrainConfig};
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupt))
+            .context("cannot install the signal handler")?;
+    }
+    let (mut cfg, out, resume) = match &a.resume {
+        Some(dir) => {
+            let (_, state) = train::latest_checkpoint(dir)?;
+            let fixed: [(&str, bool); 10] = [
+                ("--config", a.config.is_some()),
+                ("--vkitti", !a.vkitti.is_empty()),
+                ("--dasgil-layout", a.dasgil_layout),
+                ("--kitti", a.kitti.is_some()),
+                ("--dis", a.dis.is_some()),
+                ("--no-adversarial", a.no_adversarial),
+                ("--steps-per-epoch", a.steps_per_epoch.is_some()),
+                ("--batch", a.batch.is_some()),
+                ("--size", a.size.is_some()),
+                ("--seed", a.seed.is_some()),
+            ];
+            if let Some((flag, _)) = fixed.iter().find(|f| f.1) {
+                anyhow::bail!(
+                    "{flag} cannot change when resuming {}: a resumed run continues exactly as it \
+                     started (only --epochs, --steps, --device and --checkpoint-every may change)",
+                    dir.display()
+                );
+            }
+            (state.config, dir.clone(), true)
+        }
+        None => {
+            let cfg = match &a.config {
+                Some(p) => TrainConfig::read(p)?,
+                None => serde_yaml::from_str(include_str!("../../config/train.yaml"))
+                    .context("the built-in config/train.yaml")?,
+            };
+            let out = a
+                .out
+                .clone()
+                .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
+            refuse_non_empty(&out)?;
+            (cfg, out, false)
+        }
+    };
+    if !a.vkitti.is_empty() {
+        cfg.vkitti = a.vkitti.clone();
+    }
+    if a.dasgil_layout {
+        cfg.vkitti_layout = train::config::VkittiLayout::Dasgil;
+    }
+    if a.kitti.is_some() {
+        cfg.kitti = a.kitti.clone();
+    }
+    if let Some(d) = a.dis {
+        cfg.discriminator = d;
+    }
+    if a.no_adversarial {
+        cfg.adversarial = false;
+    }
+    if let Some(v) = a.epochs {
+        cfg.epochs = v;
+    }
+    if a.steps_per_epoch.is_some() {
+        cfg.steps_per_epoch = a.steps_per_epoch;
+    }
+    if a.steps.is_some() {
+        cfg.max_steps = a.steps;
+    }
+    if let Some(v) = a.batch {
+        cfg.batch = v;
+    }
+    if let Some((h, w)) = a.size {
+        cfg.input_height = h;
+        cfg.input_width = w;
+    }
+    if let Some(v) = &a.device {
+        cfg.device = v.clone();
+    }
+    if let Some(v) = a.checkpoint_every {
+        cfg.checkpoint_every = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if cfg.epochs > 100_000 {
+        anyhow::bail!("--epochs: expected 1 to 100000, found {}", cfg.epochs);
+    }
+    let s = train::run(cfg, &out, resume, interrupt)?;
+    let losses: Vec<String> = s
+        .last_losses
+        .iter()
+        .filter(|(n, _)| {
+            matches!(
+                n.as_str(),
+                "generator_total"
+                    | "depth_anchor"
+                    | "seg_anchor"
+                    | "triplet_total"
+                    | "discriminator"
+            )
+        })
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect();
+    let verb = match s.outcome {
+        train::Outcome::Finished => "trained",
+        train::Outcome::Interrupted => "interrupted: checkpoint written after",
+    };
+    println!(
+        "{verb} steps {}..{} of {} on {} in {}; last losses: {}",
+        s.first_step,
+        s.steps_done,
+        s.total_steps,
+        s.device,
+        dasgil::progress::format_secs(s.seconds),
+        losses.join(", ")
+    );
+    println!(
+        "generator: {}; curves: {}; predictions: {}",
+        s.out.join("generator.safetensors").display(),
+        s.out.join("loss_curves.png").display(),
+        s.out.join("predictions.png").display()
+    );
+    if s.outcome == train::Outcome::Interrupted {
+        println!(
+            "continue with: dasgil-tools train --resume {}",
+            s.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// A new run's (or data set's) output folder must be new or empty: nothing is mixed or lost.
+fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            anyhow::bail!("{}: exists and is not a folder", out.display());
+        }
+        let mut entries =
+            std::fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))?;
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "{}: folder is not empty; choose a new or empty folder (or --resume it)",
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -157,13 +369,127 @@ struct SynthCommon {
     /// Also write a contact sheet of what was made (read back through the dataset reader).
     #[arg(long)]
     preview: Option<PathBuf>,
+    /// Replace an earlier `synth` output in --out as a whole (never mixes two data sets; a
+    /// folder that is not a synth output is never replaced).
+    #[arg(long)]
+    force: bool,
 }
+
+/// Largest counts `synth` accepts (a typo such as --frames 1000000000 is refused up front).
+const MAX_FRAMES: u64 = 100_000;
+const MAX_SCENES: u64 = 1_000;
 
 fn run_synth(format: SynthFormat) -> Result<()> {
     use dasgil::data::vkitti2::Layout;
-    use dasgil::synth::{cmu, kitti, preview, robotcar, vkitti2};
+    use dasgil::synth::{check_plan, cmu, kitti, preview, robotcar, vkitti2, Plan};
     let started = std::time::Instant::now();
-    let (summary, common) = match format {
+    let (name, common, width, height, images, counts): (_, _, _, _, u64, Vec<_>) = match &format {
+        SynthFormat::Vkitti2 {
+            common,
+            scenes,
+            frames,
+            width,
+            height,
+            cameras,
+            ..
+        } => (
+            "vkitti2",
+            common,
+            *width,
+            *height,
+            (*scenes as u64) * 10 * (*frames as u64) * (*cameras as u64),
+            vec![
+                ("--scenes", *scenes as u64, MAX_SCENES),
+                ("--frames", *frames as u64, MAX_FRAMES),
+                ("--cameras", *cameras as u64, 2),
+            ],
+        ),
+        SynthFormat::Kitti {
+            common,
+            sequences,
+            frames,
+            width,
+            height,
+        } => (
+            "kitti",
+            common,
+            *width,
+            *height,
+            (*sequences as u64) * (*frames as u64),
+            vec![
+                ("--sequences", *sequences as u64, 100),
+                ("--frames", *frames as u64, MAX_FRAMES),
+            ],
+        ),
+        SynthFormat::Cmu {
+            common,
+            places,
+            spacing,
+            conditions,
+            width,
+            height,
+            slice,
+        } => {
+            if !(spacing.is_finite() && *spacing > 0.0 && *spacing <= 1000.0) {
+                anyhow::bail!(
+                    "--spacing: expected metres, more than 0 and at most 1000, found {spacing}"
+                );
+            }
+            if *slice > 1000 {
+                anyhow::bail!("--slice: expected 0 to 1000, found {slice}");
+            }
+            (
+                "cmu",
+                common,
+                *width,
+                *height,
+                (*places as u64) * 2 * (1 + conditions.len() as u64),
+                vec![
+                    ("--places", *places as u64, MAX_FRAMES),
+                    ("--conditions (count)", conditions.len() as u64, 16),
+                ],
+            )
+        }
+        SynthFormat::Robotcar {
+            common,
+            traversals,
+            frames,
+            width,
+            height,
+        } => (
+            "robotcar",
+            common,
+            *width,
+            *height,
+            (*traversals as u64) * (*frames as u64) * 3,
+            vec![
+                ("--traversals", *traversals as u64, 100),
+                ("--frames", *frames as u64, MAX_FRAMES),
+            ],
+        ),
+    };
+    check_plan(
+        &Plan {
+            images,
+            width,
+            height,
+            counts: &counts,
+        },
+        &common.out,
+    )?;
+    let out = common.out.clone();
+    let preview_path = common.preview.clone();
+    if let Some(p) = &preview_path {
+        if p.starts_with(&out) {
+            anyhow::bail!(
+                "--preview {} is inside --out {}: put the picture outside the data set",
+                p.display(),
+                out.display()
+            );
+        }
+    }
+    let staging = synth_staging(&out, common.force)?;
+    let summary = match format {
         SynthFormat::Vkitti2 {
             common,
             scenes,
@@ -178,8 +504,8 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             } else {
                 Layout::Official
             };
-            let o = vkitti2::Options {
-                out: common.out.clone(),
+            vkitti2::generate(&vkitti2::Options {
+                out: staging.clone(),
                 seed: common.seed,
                 scenes,
                 frames,
@@ -187,12 +513,7 @@ fn run_synth(format: SynthFormat) -> Result<()> {
                 height,
                 cameras,
                 layout,
-            };
-            let s = vkitti2::generate(&o)?;
-            if let Some(p) = &common.preview {
-                preview::vkitti2(&o.out, layout, p)?;
-            }
-            (s, common)
+            })
         }
         SynthFormat::Kitti {
             common,
@@ -200,21 +521,14 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             frames,
             width,
             height,
-        } => {
-            let o = kitti::Options {
-                out: common.out.clone(),
-                seed: common.seed,
-                sequences,
-                frames,
-                width,
-                height,
-            };
-            let s = kitti::generate(&o)?;
-            if let Some(p) = &common.preview {
-                preview::kitti(&o.out, sequences, p)?;
-            }
-            (s, common)
-        }
+        } => kitti::generate(&kitti::Options {
+            out: staging.clone(),
+            seed: common.seed,
+            sequences,
+            frames,
+            width,
+            height,
+        }),
         SynthFormat::Cmu {
             common,
             slice,
@@ -223,56 +537,154 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             conditions,
             width,
             height,
-        } => {
-            let o = cmu::Options {
-                out: common.out.clone(),
-                seed: common.seed,
-                slice,
-                places,
-                spacing,
-                conditions,
-                width,
-                height,
-            };
-            let s = cmu::generate(&o)?;
-            if let Some(p) = &common.preview {
-                preview::cmu(&o.out, slice, places, p)?;
-            }
-            (s, common)
-        }
+        } => cmu::generate(&cmu::Options {
+            out: staging.clone(),
+            seed: common.seed,
+            slice,
+            places,
+            spacing,
+            conditions,
+            width,
+            height,
+        }),
         SynthFormat::Robotcar {
             common,
             traversals,
             frames,
             width,
             height,
-        } => {
-            let o = robotcar::Options {
-                out: common.out.clone(),
-                seed: common.seed,
-                traversals,
-                frames,
-                width,
-                height,
-            };
-            let s = robotcar::generate(&o)?;
-            if let Some(p) = &common.preview {
-                preview::robotcar(&o.out, traversals, p)?;
-            }
-            (s, common)
+        } => robotcar::generate(&robotcar::Options {
+            out: staging.clone(),
+            seed: common.seed,
+            traversals,
+            frames,
+            width,
+            height,
+        }),
+    };
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
         }
     };
+    let marker = serde_json::json!({
+        "format": "dasgil-synth/1",
+        "dataset": name,
+        "images": summary.images,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    });
+    dasgil::atomic::write_atomic(
+        &staging.join(dasgil::synth::MARKER),
+        serde_json::to_string_pretty(&marker)?.as_bytes(),
+    )?;
+    synth_swap_in(&staging, &out)?;
+    if let Some(p) = &preview_path {
+        match &counts[..] {
+            _ if name == "vkitti2" => {
+                let layout = if out.join("vkitti_2.0.3_rgb").is_dir() {
+                    Layout::Dasgil
+                } else {
+                    Layout::Official
+                };
+                preview::vkitti2(&out, layout, p)?
+            }
+            [(_, sequences, _), ..] if name == "kitti" => {
+                preview::kitti(&out, *sequences as usize, p)?
+            }
+            [(_, traversals, _), ..] if name == "robotcar" => {
+                preview::robotcar(&out, *traversals as usize, p)?
+            }
+            [(_, places, _), ..] => {
+                let slice = cmu_slice_of(&out)?;
+                preview::cmu(&out, slice, *places as usize, p)?
+            }
+            [] => {}
+        }
+    }
     println!(
         "wrote {} images ({} files) to {} in {:.1} s{}",
         summary.images,
         summary.files,
-        common.out.display(),
+        out.display(),
         started.elapsed().as_secs_f64(),
-        common
-            .preview
+        preview_path
             .map(|p| format!("; preview {}", p.display()))
             .unwrap_or_default()
     );
+    Ok(())
+}
+
+/// The slice number of a CMU synth output (its single `sliceN` folder).
+fn cmu_slice_of(out: &std::path::Path) -> Result<u32> {
+    for e in std::fs::read_dir(out)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("slice").and_then(|n| n.parse().ok()) {
+            return Ok(n);
+        }
+    }
+    anyhow::bail!("{}: no sliceN folder was written", out.display())
+}
+
+/// Checks that `out` may receive a new data set (new, empty, or with --force an earlier synth
+/// output) and returns the staging folder beside it that the data set is rendered into.
+fn synth_staging(out: &std::path::Path, force: bool) -> Result<PathBuf> {
+    if out.exists() {
+        if !out.is_dir() {
+            anyhow::bail!("--out {}: exists and is not a folder", out.display());
+        }
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("cannot list {}", out.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            let is_synth = out.join(dasgil::synth::MARKER).is_file();
+            match (force, is_synth) {
+                (true, true) => {}
+                (false, true) => anyhow::bail!(
+                    "--out {}: holds an earlier synth data set; add --force to replace it as a \
+                     whole, or choose a new folder",
+                    out.display()
+                ),
+                (_, false) => anyhow::bail!(
+                    "--out {}: folder is not empty and is not a synth output; choose a new or \
+                     empty folder (nothing in it was changed)",
+                    out.display()
+                ),
+            }
+        }
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "synth".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create folder {}", parent.display()))?;
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging)
+        .with_context(|| format!("cannot create folder {}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Moves the complete data set in `staging` to `out`, replacing what `synth_staging` allowed.
+fn synth_swap_in(staging: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let old = PathBuf::from(format!("{}-old", staging.display()));
+    if out.exists() {
+        std::fs::rename(out, &old)
+            .with_context(|| format!("cannot move the earlier {} aside", out.display()))?;
+    }
+    std::fs::rename(staging, out)
+        .with_context(|| format!("cannot move the new data set to {}", out.display()))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove the replaced data set {}", old.display()))?;
+    }
     Ok(())
 }
 
@@ -309,6 +721,7 @@ fn init_tracing() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Synth { format } => run_synth(format)?,
+        Command::Train(args) => run_train(*args)?,
         Command::Info { json } => {
             let info = dasgil::toolchain::ToolchainInfo::collect();
             if json {
@@ -324,12 +737,14 @@ fn run(cli: Cli) -> Result<()> {
             epoch,
             trained_with,
             python,
+            strip_prefix,
         } => {
             let opts = ImportOptions {
                 python,
                 input_size,
                 epoch,
                 trained_with,
+                strip_prefix,
             };
             let report = import_pth(&input, &output, &opts)?;
             let cfg = report.meta.config;
@@ -346,6 +761,12 @@ fn run(cli: Cli) -> Result<()> {
                 report.meta.epoch.map(|e| format!(", epoch {e}")).unwrap_or_default(),
                 output.display()
             );
+            if report.upcast > 0 {
+                println!(
+                    "note: {} half-precision tensor(s) were converted to float32 (lossless)",
+                    report.upcast
+                );
+            }
         }
         Command::Embed {
             checkpoint: ckpt,
@@ -355,6 +776,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let device =
                 dasgil::toolchain::parse_device(&device, "--device").map_err(anyhow::Error::msg)?;
+            dasgil::atomic::refuse_overwriting_inputs(
+                ("--output", &output),
+                &[("--checkpoint", &ckpt), ("--image", &image)],
+            )?;
             let loaded = checkpoint::load_generator(&ckpt, device, None)?;
             let cfg = loaded.meta.config;
             let img = preprocess::load_rgb(&image)?;
@@ -362,6 +787,21 @@ fn run(cli: Cli) -> Result<()> {
                 .to_device(device);
             let out = tch::no_grad(|| loaded.net.forward_t(&xs, false))?;
             let named = out.into_named();
+            for (name, t) in &named {
+                let bad = t
+                    .isfinite()
+                    .logical_not()
+                    .sum(tch::Kind::Int64)
+                    .int64_value(&[]);
+                if bad > 0 {
+                    anyhow::bail!(
+                        "the network output `{name}` for {} holds {bad} non-finite value(s); \
+                         nothing was written to {}",
+                        image.display(),
+                        output.display()
+                    );
+                }
+            }
             dasgil::tensor_io::write(&output, &named, &Default::default())
                 .with_context(|| format!("writing the embedding of {}", image.display()))?;
             println!(

@@ -73,12 +73,48 @@ impl DataError {
 
 /// Opens an image file; a missing file is `Missing` (expected: `what`), an undecodable one `Image`.
 pub fn open_image(path: &Path, what: &str) -> Result<image::DynamicImage, DataError> {
+    if path.is_dir() {
+        return Err(DataError::Image {
+            path: path.to_path_buf(),
+            message: format!("is a folder; expected {what}"),
+        });
+    }
     if !path.is_file() {
         return Err(DataError::missing(path, what));
     }
-    image::open(path).map_err(|e| DataError::Image {
+    decode_image(path).map_err(|message| DataError::Image {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
+    })
+}
+
+/// Largest decoded image side and decoded size accepted: larger files are refused before the
+/// pixels are allocated (a crafted 100000x100000 PNG header would otherwise abort the process).
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
+/// Decodes an image file (format from its content) within [`MAX_IMAGE_SIDE`] and
+/// [`MAX_IMAGE_BYTES`]; the error is a message for the caller to put next to the path.
+pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err("not an image this tool reads (PNG or JPEG; the content is neither)".into());
+    }
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "image is larger than this tool accepts (at most {MAX_IMAGE_SIDE} pixels a side and \
+             {} MiB decoded): {e}",
+            MAX_IMAGE_BYTES >> 20
+        ),
+        other => other.to_string(),
     })
 }
 

@@ -14,11 +14,8 @@ use tch::{Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    #[error("cannot read image {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    #[error("cannot read image {path}: {message}")]
+    Read { path: PathBuf, message: String },
     #[error("image {what} is empty ({width}x{height})")]
     Empty {
         what: String,
@@ -31,9 +28,15 @@ pub enum PreprocessError {
 
 /// Opens any image file the `image` crate reads and converts it to 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
-    let img = image::open(path).map_err(|source| PreprocessError::Read {
+    if path.is_dir() {
+        return Err(PreprocessError::Read {
+            path: path.to_path_buf(),
+            message: "is a folder, expected an image file".into(),
+        });
+    }
+    let img = super::error::decode_image(path).map_err(|message| PreprocessError::Read {
         path: path.to_path_buf(),
-        source,
+        message,
     })?;
     Ok(img.to_rgb8())
 }
@@ -49,7 +52,7 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
 
 /// An 8-bit RGB image at the network size -> normalised CHW floats, written into `out`
 /// (length 3 * H * W).
-fn normalise_into(img: &RgbImage, out: &mut [f32]) {
+pub fn normalise_into(img: &RgbImage, out: &mut [f32]) {
     let plane = (img.width() * img.height()) as usize;
     for (i, px) in img.pixels().enumerate() {
         for c in 0..3 {

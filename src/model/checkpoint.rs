@@ -124,6 +124,12 @@ pub enum CheckpointError {
     },
     #[error("{path}: {source}")]
     Model { path: PathBuf, source: ModelError },
+    #[error("{path}: tensor `{name}` holds {count} non-finite value(s) (NaN or infinite); the checkpoint is damaged or its training diverged, and a network with it would only output NaN")]
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        count: i64,
+    },
     #[error("{path}: cannot copy tensor `{name}`: {source}")]
     Copy {
         path: PathBuf,
@@ -188,6 +194,26 @@ pub fn load_strict(
             network: network.into(),
             mismatches,
         });
+    }
+    for (name, t) in &file.tensors {
+        if matches!(
+            t.kind,
+            Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+        ) {
+            let bad = t
+                .tensor
+                .isfinite()
+                .logical_not()
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            if bad > 0 {
+                return Err(CheckpointError::NonFinite {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    count: bad,
+                });
+            }
+        }
     }
     tch::no_grad(|| {
         for (name, var) in &vars {

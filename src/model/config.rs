@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest input side accepted (a 4096x4096 input already needs ~20 GB for the generator's
+/// activations; larger sizes in a flag or a checkpoint's metadata are refused, not attempted).
+pub const MAX_INPUT_SIDE: i64 = 4096;
+
 /// Number of stride-2 encoder layers (e1..e8); input sides must be multiples of 2^8.
 pub const ENCODER_LAYERS: usize = 8;
 const SIDE_MULTIPLE: i64 = 1 << ENCODER_LAYERS;
@@ -31,7 +35,7 @@ impl Default for ModelConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "input size {height}x{width} (HxW) does not fit the DASGIL network: height and width must be \
-     positive multiples of 256 (eight stride-2 encoder layers halve the image down to e8 at \
+     positive multiples of 256 up to 4096 (eight stride-2 encoder layers halve the image down to e8 at \
      H/256 x W/256, and every U-Net skip must match its decoder layer exactly); sizes that work: \
      256x1024 (paper), 256x256, 256x512, 512x1024, 512x2048, ..."
 )]
@@ -42,10 +46,11 @@ pub struct InputSizeError {
 
 /// A base width or class count that makes no network.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("model config field `{field}` must be at least {min}, found {found}")]
+#[error("model config field `{field}` must be {min} to {max}, found {found}")]
 pub struct ConfigFieldError {
     pub field: &'static str,
     pub min: i64,
+    pub max: i64,
     pub found: i64,
 }
 
@@ -80,7 +85,7 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let ok = |v: i64| v > 0 && v % SIDE_MULTIPLE == 0;
+        let ok = |v: i64| v > 0 && v % SIDE_MULTIPLE == 0 && v <= MAX_INPUT_SIDE;
         if !ok(self.input_height) || !ok(self.input_width) {
             return Err(InputSizeError {
                 height: self.input_height,
@@ -88,21 +93,19 @@ impl ModelConfig {
             }
             .into());
         }
-        if self.base_width < 1 {
-            return Err(ConfigFieldError {
-                field: "base_width",
-                min: 1,
-                found: self.base_width,
+        for (field, min, max, found) in [
+            ("base_width", 1, 256, self.base_width),
+            ("num_classes", 2, 1024, self.num_classes),
+        ] {
+            if !(min..=max).contains(&found) {
+                return Err(ConfigFieldError {
+                    field,
+                    min,
+                    max,
+                    found,
+                }
+                .into());
             }
-            .into());
-        }
-        if self.num_classes < 2 {
-            return Err(ConfigFieldError {
-                field: "num_classes",
-                min: 2,
-                found: self.num_classes,
-            }
-            .into());
         }
         Ok(())
     }

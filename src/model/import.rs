@@ -28,6 +28,18 @@ pub enum ImportError {
     #[error("cannot create a temporary folder: {0}")]
     Temp(std::io::Error),
     #[error(transparent)]
+    SameFile(#[from] crate::atomic::SameFileError),
+    #[error("{path}: every tensor name starts with `{prefix}` (a state_dict saved from nn.DataParallel or DistributedDataParallel); import it with --strip-prefix {prefix}")]
+    Prefix { path: PathBuf, prefix: String },
+    #[error(
+        "{path}: --strip-prefix {prefix}: no tensor name starts with it (first name: `{first}`)"
+    )]
+    PrefixAbsent {
+        path: PathBuf,
+        prefix: String,
+        first: String,
+    },
+    #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     File(#[from] tensor_io::TensorFileError),
@@ -43,6 +55,8 @@ pub struct ImportOptions {
     pub epoch: Option<u64>,
     /// The discriminator the generator was trained with (recorded in its metadata).
     pub trained_with: Option<DiscriminatorKind>,
+    /// A prefix to remove from every tensor name (`module.` for DataParallel state_dicts).
+    pub strip_prefix: Option<String>,
 }
 
 /// What was converted.
@@ -53,6 +67,8 @@ pub struct ImportReport {
     /// Float values (parameters and BN statistics), as in the reference key lists.
     pub float_values: i64,
     pub network_name: String,
+    /// Half-precision tensors converted to float32 (lossless).
+    pub upcast: usize,
 }
 
 /// N from `N_net_gen.pth` / `N_net_dis.pth`.
@@ -69,9 +85,16 @@ pub fn import_pth(
     output: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
+    if input.is_dir() {
+        return Err(ImportError::Convert {
+            path: input.to_path_buf(),
+            message: "is a folder; expected a PyTorch state_dict file (N_net_gen.pth)".into(),
+        });
+    }
     if !input.is_file() {
         return Err(ImportError::Missing(input.to_path_buf()));
     }
+    crate::atomic::refuse_overwriting_inputs(("output", output), &[("input", input)])?;
     let tmp = tempfile::tempdir().map_err(ImportError::Temp)?;
     let plain = tmp.path().join("plain.safetensors");
     let python = opts
@@ -91,10 +114,16 @@ pub fn import_pth(
     if !out.status.success() {
         return Err(ImportError::Convert {
             path: input.to_path_buf(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            message: converter_message(&String::from_utf8_lossy(&out.stderr), out.status.code()),
         });
     }
-    let file = tensor_io::read(&plain)?;
+    let mut file = tensor_io::read(&plain)?;
+    rename_and_upcast(&mut file, input, opts.strip_prefix.as_deref())?;
+    let upcast = file
+        .metadata
+        .remove("dasgil.upcast")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut meta = checkpoint::read_meta(&file, input, opts.input_size)?;
     meta.epoch = opts.epoch.or_else(|| epoch_from_file_name(input));
     meta.source = input
@@ -128,12 +157,95 @@ pub fn import_pth(
         tensors: file.tensors.len(),
         float_values,
         network_name,
+        upcast,
     })
+}
+
+/// What the converter said, without PyTorch's advice to load with weights_only=False (which
+/// would run code from the file) and never empty.
+pub fn converter_message(stderr: &str, code: Option<i32>) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| !l.contains("weights_only=False") && !l.contains("Re-running `torch.load`"))
+        .collect();
+    if lines.is_empty() {
+        format!(
+            "the PyTorch converter failed (exit code {}) without a message; check that the file \
+             is a PyTorch state_dict (.pth) and that the venv's torch works (`dasgil-tools info`)",
+            code.map_or("none (killed by a signal)".to_string(), |c| c.to_string())
+        )
+    } else {
+        // The last lines carry the reason (a traceback's first lines do not).
+        lines[lines.len().saturating_sub(3)..].join("; ")
+    }
+}
+
+/// Strips `prefix` from every name (or explains the DataParallel prefix when none is given),
+/// and converts float16/bfloat16 tensors to float32, which is lossless; the count of converted
+/// tensors is left in the metadata entry `dasgil.upcast`.
+fn rename_and_upcast(
+    file: &mut tensor_io::TensorFile,
+    path: &Path,
+    prefix: Option<&str>,
+) -> Result<(), ImportError> {
+    let names: Vec<String> = file.tensors.keys().cloned().collect();
+    match prefix {
+        Some(p) => {
+            if !names.iter().any(|n| n.starts_with(p)) {
+                return Err(ImportError::PrefixAbsent {
+                    path: path.to_path_buf(),
+                    prefix: p.to_string(),
+                    first: names.first().cloned().unwrap_or_default(),
+                });
+            }
+            let old = std::mem::take(&mut file.tensors);
+            file.tensors = old
+                .into_iter()
+                .map(|(k, v)| (k.strip_prefix(p).map(str::to_string).unwrap_or(k), v))
+                .collect();
+        }
+        None => {
+            if !names.is_empty() && names.iter().all(|n| n.starts_with("module.")) {
+                return Err(ImportError::Prefix {
+                    path: path.to_path_buf(),
+                    prefix: "module.".into(),
+                });
+            }
+        }
+    }
+    let mut upcast = 0;
+    for t in file.tensors.values_mut() {
+        if matches!(t.kind, tch::Kind::Half | tch::Kind::BFloat16) {
+            t.tensor = t.tensor.to_kind(tch::Kind::Float);
+            t.kind = tch::Kind::Float;
+            upcast += 1;
+        }
+    }
+    file.metadata
+        .insert("dasgil.upcast".into(), upcast.to_string());
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn converter_messages_drop_unsafe_advice_and_are_never_empty() {
+        let m = converter_message(
+            "Weights only load failed.\nRe-running `torch.load` with `weights_only` set to `False` will likely succeed\nWeightsUnpickler error: Unsupported global: GLOBAL os.system\n",
+            Some(2),
+        );
+        assert!(!m.contains("False"), "{m}");
+        assert!(m.contains("Unsupported global"), "{m}");
+        let m = converter_message("  \n", Some(1));
+        assert!(
+            m.contains("exit code 1") && m.contains("without a message"),
+            "{m}"
+        );
+    }
 
     #[test]
     fn epoch_comes_from_reference_file_names() {

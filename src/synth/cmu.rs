@@ -156,7 +156,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     );
     let shots = plan(&world, opts);
     let slice_dir = opts.out.join(format!("slice{}", opts.slice));
-    run_parallel(&shots, |shot| {
+    run_parallel("synth cmu", &shots, |shot| {
         let cam = intrinsics(shot.camera, opts.width, opts.height);
         let frame = render(
             &world,

@@ -76,7 +76,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     let tasks: Vec<(usize, usize)> = (0..opts.sequences)
         .flat_map(|s| (0..opts.frames).map(move |f| (s, f)))
         .collect();
-    run_parallel(&tasks, |&(s, f)| {
+    run_parallel("synth kitti", &tasks, |&(s, f)| {
         let (world, start, cond) = &seqs[s];
         let frame = render(
             world,

@@ -96,12 +96,84 @@ fn save_encoded(
     Ok(())
 }
 
-/// Runs `tasks` in parallel, stopping at the first error.
+/// Runs `tasks` (one image each) in parallel with a progress bar, stopping at the first error.
 pub fn run_parallel<T: Sync>(
+    what: &str,
     tasks: &[T],
     f: impl Fn(&T) -> Result<(), SynthError> + Sync + Send,
 ) -> Result<(), SynthError> {
-    tasks.par_iter().try_for_each(f)
+    let progress = crate::progress::Progress::new(what, "images", tasks.len() as u64, 0);
+    let result = tasks.par_iter().try_for_each(|t| {
+        f(t)?;
+        progress.inc(1);
+        Ok(())
+    });
+    progress.finish();
+    result
+}
+
+/// Largest image side `synth` renders.
+pub const MAX_SIDE: u32 = 8192;
+/// File name of the marker a complete `synth` output holds (written last).
+pub const MARKER: &str = ".dasgil-synth.json";
+
+/// What a `synth` command is about to make, checked before anything is rendered.
+pub struct Plan<'a> {
+    pub images: u64,
+    pub width: u32,
+    pub height: u32,
+    /// (flag, value, largest accepted)
+    pub counts: &'a [(&'static str, u64, u64)],
+}
+
+/// Checks sizes and counts, then the estimated disk and memory against what this machine has.
+pub fn check_plan(plan: &Plan, out: &Path) -> Result<(), SynthError> {
+    for (flag, v) in [("--width", plan.width), ("--height", plan.height)] {
+        if !(16..=MAX_SIDE).contains(&v) {
+            return Err(SynthError::Options(format!(
+                "{flag}: expected 16 to {MAX_SIDE} pixels, found {v}"
+            )));
+        }
+    }
+    for &(flag, v, max) in plan.counts {
+        if !(1..=max).contains(&v) {
+            return Err(SynthError::Options(format!(
+                "{flag}: expected 1 to {max}, found {v}"
+            )));
+        }
+    }
+    let pixels = plan.width as u64 * plan.height as u64;
+    // Encoded RGB + 16-bit depth + classes, uncompressed at worst: 6 bytes a pixel.
+    let disk = plan.images.saturating_mul(pixels).saturating_mul(6);
+    if let Some(free) = crate::resources::free_disk(out) {
+        if disk > free {
+            return Err(SynthError::Options(format!(
+                "{} images of {}x{} need up to {} on disk; {} is free where {} would go",
+                plan.images,
+                plan.width,
+                plan.height,
+                crate::resources::human_bytes(disk),
+                crate::resources::human_bytes(free),
+                out.display()
+            )));
+        }
+    }
+    // Each rendering thread holds an image's colour, depth, class and float buffers.
+    let threads = rayon::current_num_threads() as u64;
+    let memory = pixels.saturating_mul(64).saturating_mul(threads);
+    if let Some(avail) = crate::resources::available_memory() {
+        if memory > avail {
+            return Err(SynthError::Options(format!(
+                "rendering {}x{} images on {threads} threads needs about {} of memory; {} is \
+                 available",
+                plan.width,
+                plan.height,
+                crate::resources::human_bytes(memory),
+                crate::resources::human_bytes(avail)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a generator wrote, for the summary line.

@@ -103,7 +103,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         let s = (f as f64 + 0.5) * loop_len / opts.frames as f64;
         (s, t0 + (s / speed * 1e6).round() as i64)
     };
-    run_parallel(&tasks, |&(t, f)| {
+    run_parallel("synth robotcar", &tasks, |&(t, f)| {
         let mut cond = Condition::vkitti2(CONDITIONS[t % CONDITIONS.len()]).expect("condition");
         cond.texture_seed = 0x0C ^ t as u64;
         let (s, ts) = frame_time(t, f);

@@ -154,7 +154,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             }
         }
     }
-    run_parallel(&tasks, |&(s, var, f, c)| {
+    run_parallel("synth vkitti2", &tasks, |&(s, var, f, c)| {
         let cond = Condition::vkitti2(var).expect("known variation");
         let pose = frame_pose(&specs[s], f, c, var);
         let frame = render(

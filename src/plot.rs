@@ -1,0 +1,267 @@
+//! Pictures people look at: line charts (loss curves, recall curves) and labelled image sheets,
+//! drawn with plotters into memory and written as PNG atomically.
+//!
+//! Text needs a TrueType font: `DASGIL_FONT`, else DejaVu Sans or Liberation Sans from the
+//! system (Debian `fonts-dejavu-core`, which tools/setup.sh installs). Without one the pictures
+//! are still drawn, without their words, and a warning says why.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use image::RgbImage;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::atomic::{write_atomic, PathIoError};
+
+const FONT_CANDIDATES: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error(transparent)]
+    Io(#[from] PathIoError),
+    #[error("cannot draw {path}: {message}")]
+    Draw { path: PathBuf, message: String },
+}
+
+/// Registers a font once; false when none was found (text is then left out).
+pub fn fonts() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("DASGIL_FONT") {
+            candidates.push(p.into());
+        }
+        candidates.extend(FONT_CANDIDATES.iter().map(PathBuf::from));
+        for p in candidates {
+            if let Ok(bytes) = std::fs::read(&p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        tracing::warn!(
+            "no TrueType font found (set DASGIL_FONT or install fonts-dejavu-core): \
+             pictures are drawn without text"
+        );
+        false
+    })
+}
+
+fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes an RGB buffer as PNG, atomically.
+pub fn save_png(path: &Path, img: &RgbImage) -> Result<(), PlotError> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| draw_err(path, e))?;
+    write_atomic(path, buf.get_ref())?;
+    Ok(())
+}
+
+/// One named series of (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Distinct colours for up to 10 series (then they repeat).
+pub fn palette(i: usize) -> RGBColor {
+    const C: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = C[i % C.len()];
+    RGBColor(r, g, b)
+}
+
+/// A chart panel: title, axis labels and series, drawn into one area of a picture.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: &'a [Series],
+    /// Log-scale y (values <= 0 are left out).
+    pub log_y: bool,
+}
+
+/// Draws panels in a grid of `cols` columns into a PNG of `width` x `height` pixels.
+pub fn charts(
+    path: &Path,
+    panels: &[Panel],
+    cols: usize,
+    width: u32,
+    height: u32,
+) -> Result<(), PlotError> {
+    let text = fonts();
+    let mut buf = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let cols = cols.max(1);
+        let rows = panels.len().div_ceil(cols).max(1);
+        let areas = root.split_evenly((rows, cols));
+        for (panel, area) in panels.iter().zip(areas.iter()) {
+            draw_panel(area, panel, text).map_err(|e| draw_err(path, e))?;
+        }
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    let img = RgbImage::from_raw(width, height, buf).ok_or_else(|| draw_err(path, "buffer"))?;
+    save_png(path, &img)
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+fn draw_panel(
+    area: &Area,
+    p: &Panel,
+    text: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let pts = |s: &Series| -> Vec<(f64, f64)> {
+        s.points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!p.log_y || *y > 0.0))
+            .collect()
+    };
+    let all: Vec<(f64, f64)> = p.series.iter().flat_map(pts).collect();
+    let (mut x0, mut x1, mut y0, mut y1) = all.iter().fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if all.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, if p.log_y { 0.1 } else { 0.0 }, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 * 1.1 + 1e-3;
+    }
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(12);
+    if text {
+        builder
+            .caption(p.title, ("sans-serif", 18))
+            .x_label_area_size(36)
+            .y_label_area_size(56);
+    }
+    macro_rules! finish {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            let mut mesh = chart.configure_mesh();
+            mesh.light_line_style(RGBColor(248, 248, 248));
+            if text {
+                mesh.x_desc(p.x_label)
+                    .y_desc(p.y_label)
+                    .label_style(("sans-serif", 12));
+            } else {
+                mesh.disable_x_axis().disable_y_axis();
+            }
+            mesh.draw()?;
+            for (i, s) in p.series.iter().enumerate() {
+                let c = palette(i);
+                let drawn = chart.draw_series(LineSeries::new(pts(s), c.stroke_width(2)))?;
+                if text {
+                    drawn.label(s.name.as_str()).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2))
+                    });
+                }
+            }
+            if text && !p.series.is_empty() {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 12))
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()?;
+            }
+        }};
+    }
+    // A log axis only pays (and only gets tick labels) over a wide range.
+    if p.log_y && y1 / y0 > 20.0 {
+        finish!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())?);
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
+    }
+    Ok(())
+}
+
+/// A grid of equally sized images with a caption above each, and a title line.
+pub fn image_sheet(
+    path: &Path,
+    title: &str,
+    rows: &[Vec<(String, RgbImage)>],
+    cell_w: u32,
+) -> Result<(), PlotError> {
+    let text = fonts();
+    let caption_h = if text { 20 } else { 4 };
+    let title_h = if text { 30 } else { 4 };
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
+    let cell_h = rows
+        .iter()
+        .flatten()
+        .map(|(_, im)| (im.height() as f64 * cell_w as f64 / im.width().max(1) as f64) as u32)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (w, h) = (
+        cols * (cell_w + 6) + 6,
+        title_h + rows.len() as u32 * (cell_h + caption_h + 6) + 6,
+    );
+    let mut sheet = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let mut labels = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, (caption, im)) in row.iter().enumerate() {
+            let x = 6 + c as u32 * (cell_w + 6);
+            let y = title_h + r as u32 * (cell_h + caption_h + 6);
+            let th = (im.height() as f64 * cell_w as f64 / im.width().max(1) as f64) as u32;
+            let thumb = image::imageops::resize(
+                im,
+                cell_w,
+                th.max(1),
+                image::imageops::FilterType::Triangle,
+            );
+            image::imageops::overlay(&mut sheet, &thumb, x as i64, (y + caption_h) as i64);
+            labels.push((caption.clone(), x, y + 2));
+        }
+    }
+    if text {
+        let mut buf = sheet.into_raw();
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            let style = ("sans-serif", 18).into_font().color(&BLACK);
+            root.draw_text(title, &style, (8, 6))
+                .map_err(|e| draw_err(path, e))?;
+            let small = ("sans-serif", 14).into_font().color(&BLACK);
+            for (t, x, y) in &labels {
+                root.draw_text(t, &small, (*x as i32, *y as i32))
+                    .map_err(|e| draw_err(path, e))?;
+            }
+            root.present().map_err(|e| draw_err(path, e))?;
+        }
+        sheet = RgbImage::from_raw(w, h, buf).ok_or_else(|| draw_err(path, "buffer"))?;
+    }
+    save_png(path, &sheet)
+}

@@ -1,0 +1,278 @@
+//! The training configuration (`config/train.yaml`): the paper's hyper-parameters, every field
+//! required, unknown fields rejected, each value checked before anything is allocated.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::vkitti2::Layout;
+use crate::model::config::ModelConfig;
+use crate::model::losses::TripletLayer;
+use crate::model::DiscriminatorKind;
+
+/// Largest batch and input side accepted (a 1024x4096 batch of 64 needs far more memory than
+/// any machine this runs on has; the limit turns an abort into a message).
+pub const MAX_BATCH: usize = 64;
+pub const MAX_SIDE: i64 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VkittiLayout {
+    Official,
+    Dasgil,
+}
+
+impl From<VkittiLayout> for Layout {
+    fn from(l: VkittiLayout) -> Self {
+        match l {
+            VkittiLayout::Official => Layout::Official,
+            VkittiLayout::Dasgil => Layout::Dasgil,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub vkitti: Vec<PathBuf>,
+    pub vkitti_layout: VkittiLayout,
+    pub kitti: Option<PathBuf>,
+    pub discriminator: DiscriminatorKind,
+    pub adversarial: bool,
+    pub input_height: i64,
+    pub input_width: i64,
+    pub batch: usize,
+    pub epochs: u64,
+    pub steps_per_epoch: Option<u64>,
+    pub max_steps: Option<u64>,
+    pub lr_generator: f64,
+    pub betas_generator: [f64; 2],
+    pub lr_discriminator: f64,
+    pub betas_discriminator: [f64; 2],
+    pub lr_step_epochs: u64,
+    pub lr_gamma: f64,
+    pub lambda_depth: f64,
+    pub lambda_seg: f64,
+    pub lambda_adversarial: f64,
+    pub triplet: Vec<TripletLayer>,
+    pub positive_window: usize,
+    pub seed: u64,
+    pub device: String,
+    pub checkpoint_every: u64,
+    pub loader_threads: usize,
+    pub prefetch: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the training config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{origin}: field `{field}`: expected {expected}, found {found}")]
+    Field {
+        origin: String,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+}
+
+impl TrainConfig {
+    /// Reads and checks a YAML config file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Self = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            input_height: self.input_height,
+            input_width: self.input_width,
+            ..ModelConfig::paper()
+        }
+    }
+
+    /// Checks every value; `origin` names where they came from (the file, or "flags").
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let err = |field: &'static str, expected: &str, found: String| ConfigError::Field {
+            origin: origin.to_string(),
+            field,
+            expected: expected.to_string(),
+            found,
+        };
+        if self.vkitti.is_empty() {
+            return Err(err(
+                "vkitti",
+                "at least one Virtual KITTI 2 root (--vkitti DIR)",
+                "none".into(),
+            ));
+        }
+        let side_ok = |v: i64| v > 0 && v % 256 == 0 && v <= MAX_SIDE;
+        if !side_ok(self.input_height) || !side_ok(self.input_width) {
+            return Err(err(
+                "input_height/input_width",
+                &format!("multiples of 256 up to {MAX_SIDE} (e.g. 256x1024, 256x512)"),
+                format!("{}x{}", self.input_height, self.input_width),
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return Err(err(
+                "batch",
+                &format!("1 to {MAX_BATCH}"),
+                self.batch.to_string(),
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(err("epochs", "at least 1", "0".into()));
+        }
+        if self.steps_per_epoch == Some(0) {
+            return Err(err("steps_per_epoch", "at least 1 or null", "0".into()));
+        }
+        if self.max_steps == Some(0) {
+            return Err(err("max_steps", "at least 1 or null", "0".into()));
+        }
+        let positive = |field: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(err(field, "a finite number > 0", v.to_string()))
+            }
+        };
+        let non_negative = |field: &'static str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(err(field, "a finite number >= 0", v.to_string()))
+            }
+        };
+        positive("lr_generator", self.lr_generator)?;
+        positive("lr_discriminator", self.lr_discriminator)?;
+        positive("lr_gamma", self.lr_gamma)?;
+        non_negative("lambda_depth", self.lambda_depth)?;
+        non_negative("lambda_seg", self.lambda_seg)?;
+        non_negative("lambda_adversarial", self.lambda_adversarial)?;
+        for (field, b) in [
+            ("betas_generator", self.betas_generator),
+            ("betas_discriminator", self.betas_discriminator),
+        ] {
+            if !b.iter().all(|v| v.is_finite() && (0.0..1.0).contains(v)) {
+                return Err(err(field, "two numbers in [0, 1)", format!("{b:?}")));
+            }
+        }
+        if self.lr_step_epochs == 0 {
+            return Err(err("lr_step_epochs", "at least 1", "0".into()));
+        }
+        if self.triplet.is_empty() {
+            return Err(err(
+                "triplet",
+                "at least one layer (paper: 3..6)",
+                "none".into(),
+            ));
+        }
+        for t in &self.triplet {
+            if !(1..=8).contains(&t.layer) {
+                return Err(err("triplet.layer", "1 to 8", t.layer.to_string()));
+            }
+            positive("triplet.margin", t.margin)?;
+            non_negative("triplet.weight", t.weight)?;
+        }
+        if self.positive_window > 1000 {
+            return Err(err(
+                "positive_window",
+                "0 to 1000 frames",
+                self.positive_window.to_string(),
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(err("checkpoint_every", "at least 1", "0".into()));
+        }
+        if !(1..=32).contains(&self.loader_threads) {
+            return Err(err(
+                "loader_threads",
+                "1 to 32",
+                self.loader_threads.to_string(),
+            ));
+        }
+        if !(1..=64).contains(&self.prefetch) {
+            return Err(err("prefetch", "1 to 64", self.prefetch.to_string()));
+        }
+        crate::toolchain::parse_device(&self.device, "device")
+            .map_err(|e| err("device", "cpu, cuda, cuda:N or auto", e))?;
+        Ok(())
+    }
+
+    /// The learning rate of epoch `epoch` (0-based) under StepLR.
+    pub fn lr_at(&self, base: f64, epoch: u64) -> f64 {
+        base * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> TrainConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/train.yaml");
+        TrainConfig::read(&path).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_config_holds_the_papers_values() {
+        let c = shipped();
+        assert_eq!(c.lr_generator, 2e-3);
+        assert_eq!(c.lr_discriminator, 1e-3);
+        assert_eq!(c.betas_generator, [0.9, 0.999]);
+        assert_eq!(c.betas_discriminator, [0.5, 0.9]);
+        assert_eq!(c.lambda_seg, 100.0);
+        assert_eq!(c.batch, 8);
+        assert_eq!((c.input_height, c.input_width), (256, 1024));
+        assert_eq!(c.triplet, crate::model::losses::paper_triplet_layers());
+        assert_eq!(c.discriminator, DiscriminatorKind::Cascade);
+        // It needs only the data roots to be valid.
+        let mut c = c;
+        c.vkitti = vec!["/data/vkitti2".into()];
+        c.validate("config/train.yaml").unwrap();
+        assert_eq!(c.lr_at(2e-3, 49), 2e-3);
+        assert_eq!(c.lr_at(2e-3, 50), 1e-3);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.yaml");
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/train.yaml"),
+        )
+        .unwrap();
+        std::fs::write(&p, text.replace("lambda_seg:", "lambda_segg:")).unwrap();
+        let e = TrainConfig::read(&p).unwrap_err().to_string();
+        assert!(e.contains("lambda_segg") && e.contains("t.yaml:"), "{e}");
+        let mut c = shipped();
+        c.vkitti = vec!["x".into()];
+        c.lr_generator = f64::NAN;
+        let e = c.validate("flags").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "flags: field `lr_generator`: expected a finite number > 0, found NaN"
+        );
+        c.lr_generator = 1e-3;
+        c.input_width = 1000;
+        assert!(c.validate("f").unwrap_err().to_string().contains("1000"));
+    }
+}

@@ -1,0 +1,421 @@
+//! Runs the bad-input corpus (tests/bad_inputs.txt) through the real `dasgil-tools` binary:
+//! every case gets its exit code and message, none panics, aborts, hangs, advises
+//! weights_only=False, leaves a partial output, or changes a byte of its inputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{path_str, torch_peer};
+
+fn tools(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dasgil-tools")
+}
+
+fn ok(args: &[&str]) {
+    let out = tools(args);
+    assert!(
+        out.status.success(),
+        "fixture command {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn python(script: &str) {
+    let st = Command::new(common::python())
+        .arg("-c")
+        .arg(script)
+        .status()
+        .unwrap();
+    assert!(st.success(), "python fixture failed: {script}");
+}
+
+/// CRC-32 (PNG chunks).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header declares 100000 x 100000 pixels (and no pixel data).
+fn huge_png(path: &Path) {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    std::fs::write(path, png).unwrap();
+}
+
+fn rewrite(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Vec<(String, tch::Tensor)>, &mut std::collections::HashMap<String, String>),
+) {
+    let file = dasgil::tensor_io::read(src).unwrap();
+    let mut meta = file.metadata;
+    let mut tensors: Vec<(String, tch::Tensor)> = file
+        .tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.tensor))
+        .collect();
+    edit(&mut tensors, &mut meta);
+    dasgil::tensor_io::write(dst, &tensors, &meta).unwrap();
+}
+
+fn make_fixtures(d: &Path) {
+    std::fs::create_dir_all(d.join("dir")).unwrap();
+    std::fs::create_dir_all(d.join("not-synth")).unwrap();
+    std::fs::write(d.join("not-synth/notes.txt"), "mine").unwrap();
+    let gen_pth = d.join("gen.pth");
+    torch_peer(&[
+        "make-pth",
+        "--network",
+        "generator",
+        "--out",
+        path_str(&gen_pth),
+    ]);
+    std::os::unix::fs::symlink(&gen_pth, d.join("gen-symlink.pth")).unwrap();
+    std::fs::hard_link(&gen_pth, d.join("gen-hardlink.pth")).unwrap();
+    let g = path_str(&gen_pth);
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    python(&format!(
+        "import torch\n\
+         sd = torch.load(r'{g}', weights_only=True)\n\
+         torch.save({{'module.' + k: v for k, v in sd.items()}}, r'{}')\n\
+         torch.save({{k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}}, r'{}')\n\
+         del sd['conv3_bn.running_var']\n\
+         torch.save(sd, r'{}')\n\
+         torch.save([1, 2, 3], r'{}')\n\
+         class Evil:\n    def __reduce__(self):\n        return (print, ('pwned',))\n\
+         torch.save({{'x': Evil()}}, r'{}')\n",
+        p("module.pth"),
+        p("half.pth"),
+        p("small.pth"),
+        p("list.pth"),
+        p("evil.pth")
+    ));
+    std::fs::write(d.join("empty.pth"), b"").unwrap();
+    std::fs::write(d.join("text.pth"), b"hello").unwrap();
+    let no_torch = d.join("python-without-torch");
+    std::fs::write(
+        &no_torch,
+        format!("#!/bin/sh\nexec {} -S \"$@\"\n", common::python().display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&no_torch, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let gen = d.join("gen.safetensors");
+    ok(&["import-checkpoint", g, path_str(&gen)]);
+    rewrite(&gen, &d.join("nan.safetensors"), |t, _| {
+        for (k, v) in t.iter_mut() {
+            if k == "conv2.weight" {
+                let w = v.copy();
+                let _ = w.get(0).get(0).get(0).get(0).fill_(f64::NAN);
+                *v = w;
+            }
+        }
+    });
+    rewrite(&gen, &d.join("big.safetensors"), |_, m| {
+        m.insert(
+            "dasgil.config".into(),
+            r#"{"input_height":65536,"input_width":65536,"base_width":8,"num_classes":15}"#.into(),
+        );
+    });
+    rewrite(&gen, &d.join("other.safetensors"), |t, m| {
+        t.retain(|(k, _)| k == "conv2.weight");
+        t[0].0 = "foo".into();
+        m.clear();
+    });
+    let bytes = std::fs::read(&gen).unwrap();
+    std::fs::write(d.join("trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+
+    image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([x as u8 * 4, y as u8 * 8, 90]))
+        .save(d.join("img.png"))
+        .unwrap();
+    std::os::unix::fs::symlink(d.join("img.png"), d.join("img-symlink.png")).unwrap();
+    std::fs::write(d.join("notimage.png"), b"not a picture").unwrap();
+    std::fs::write(d.join("notimage.txt"), b"not a picture").unwrap();
+    huge_png(&d.join("huge.png"));
+
+    ok(&[
+        "synth",
+        "kitti",
+        "--out",
+        &p("ki"),
+        "--frames",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "32",
+    ]);
+    for vk in ["vk", "vk-one-variation"] {
+        ok(&[
+            "synth",
+            "vkitti2",
+            "--out",
+            &p(vk),
+            "--scenes",
+            "1",
+            "--frames",
+            "3",
+            "--width",
+            "64",
+            "--height",
+            "32",
+        ]);
+    }
+    for e in std::fs::read_dir(d.join("vk-one-variation/Scene01")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "clone" {
+            std::fs::remove_dir_all(e.path()).unwrap();
+        }
+    }
+    let cfg = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
+    std::fs::write(
+        d.join("train-unknown-field.yaml"),
+        cfg.replace("lambda_seg:", "lamda_seg:"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("train-bad-yaml.yaml"),
+        "# c\n\nvkitti: []\nbatch: [1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("train-negative-lr.yaml"),
+        cfg.replace("lr_generator: 0.002", "lr_generator: -0.1"),
+    )
+    .unwrap();
+    for run in ["run", "run-corrupt"] {
+        ok(&[
+            "train",
+            "--vkitti",
+            &p("vk"),
+            "--kitti",
+            &p("ki"),
+            "--size",
+            "256x256",
+            "--batch",
+            "1",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            &p(run),
+        ]);
+    }
+    let ck = d.join("run-corrupt/checkpoints/step-00000001/generator.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..100]).unwrap();
+}
+
+/// Every file under `d` (not following links) with its content.
+fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            } else {
+                out.insert(
+                    path.clone(),
+                    std::fs::read_link(&path)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                );
+            }
+        }
+    }
+    out
+}
+
+struct Case {
+    line: usize,
+    exit: i32,
+    fragment: String,
+    args: Vec<String>,
+}
+
+fn parse_corpus(text: &str) -> Vec<Case> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| {
+            let parts: Vec<&str> = l.splitn(3, " | ").collect();
+            assert_eq!(
+                parts.len(),
+                3,
+                "bad_inputs.txt:{}: expected EXIT | FRAGMENT | ARGS",
+                i + 1
+            );
+            Case {
+                line: i + 1,
+                exit: parts[0].trim().parse().unwrap(),
+                fragment: parts[1].to_string(),
+                args: parts[2].split_whitespace().map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+fn run_with_timeout(args: &[String], limit: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            return (
+                None,
+                format!(
+                    "HUNG after {limit:?}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn every_bad_input_gets_a_clear_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("fixtures");
+    make_fixtures(&d);
+    let outs = tmp.path().join("outs");
+    std::fs::create_dir_all(&outs).unwrap();
+    let before = snapshot(&d);
+    let corpus = std::fs::read_to_string(common::root().join("tests/bad_inputs.txt")).unwrap();
+    let cases = parse_corpus(&corpus);
+    let mut failures = Vec::new();
+    let mut per_command: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &cases {
+        let out = outs.join(format!("case{}", c.line));
+        let args: Vec<String> = c
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{d}", path_str(&d))
+                    .replace("{out}", path_str(&out))
+            })
+            .collect();
+        let fragment = c.fragment.replace("{d}", path_str(&d));
+        *per_command.entry(args[0].clone()).or_default() += 1;
+        let (code, text) = run_with_timeout(&args, Duration::from_secs(60));
+        let mut problems = Vec::new();
+        if code != Some(c.exit) {
+            problems.push(format!("exit code {code:?}, expected {}", c.exit));
+        }
+        if !text.contains(&fragment) {
+            problems.push(format!("output lacks `{fragment}`"));
+        }
+        for bad in [
+            "panicked",
+            "RUST_BACKTRACE",
+            "weights_only=False",
+            "memory allocation of",
+        ] {
+            if text.contains(bad) {
+                problems.push(format!("output contains `{bad}`"));
+            }
+        }
+        if c.exit != 0 && out.exists() {
+            problems.push(format!("left {} behind", out.display()));
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&outs)
+            .unwrap()
+            .chain(std::fs::read_dir(&d).unwrap())
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".partial") || n.starts_with(".dasgil-tmp"))
+            .collect();
+        if !leftovers.is_empty() {
+            problems.push(format!("left temporary files: {leftovers:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "bad_inputs.txt:{} `{}`: {}\n    output: {}",
+                c.line,
+                args.join(" "),
+                problems.join("; "),
+                text.trim().replace('\n', "\n            ")
+            ));
+        }
+    }
+    let after = snapshot(&d);
+    for (path, bytes) in &before {
+        match after.get(path) {
+            Some(b) if b == bytes => {}
+            Some(_) => failures.push(format!("fixture {} was changed", path.display())),
+            None => failures.push(format!("fixture {} was removed", path.display())),
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        failures.push(format!(
+            "a file appeared among the fixtures: {}",
+            path.display()
+        ));
+    }
+    eprintln!(
+        "bad-input cases per command: {per_command:?} ({} in all)",
+        cases.len()
+    );
+    for cmd in ["info", "import-checkpoint", "embed", "synth", "train"] {
+        assert!(
+            per_command.contains_key(cmd),
+            "no bad-input case for `{cmd}`"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,308 @@
+//! `dasgil-tools train` as a user runs it, on a tiny generated data set: losses go down,
+//! checkpoints are written, a resumed run equals an unbroken one step for step, a corrupt
+//! checkpoint is refused, a diverging run stops naming the step and term, SIGTERM saves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+mod common;
+use common::path_str;
+
+fn tools(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dasgil-tools")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tiny VKITTI2 (1 scene x 10 variations x 6 frames) and KITTI (4 images), made once per run
+/// of this test binary.
+fn data() -> &'static (PathBuf, PathBuf) {
+    static DATA: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train-data");
+        let _ = std::fs::remove_dir_all(&dir);
+        let vk = dir.join("vkitti2");
+        let ki = dir.join("kitti");
+        ok(&tools(&[
+            "synth",
+            "vkitti2",
+            "--out",
+            path_str(&vk),
+            "--scenes",
+            "1",
+            "--frames",
+            "6",
+            "--width",
+            "320",
+            "--height",
+            "128",
+        ]));
+        ok(&tools(&[
+            "synth",
+            "kitti",
+            "--out",
+            path_str(&ki),
+            "--frames",
+            "4",
+            "--width",
+            "320",
+            "--height",
+            "128",
+        ]));
+        (vk, ki)
+    })
+}
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let (vk, ki) = data();
+    let mut args = vec![
+        "train",
+        "--vkitti",
+        path_str(vk),
+        "--kitti",
+        path_str(ki),
+        "--size",
+        "256x256",
+        "--batch",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--out",
+        path_str(out),
+    ];
+    args.extend_from_slice(extra);
+    tools(&args)
+}
+
+fn csv_rows(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("losses.csv"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn column(rows: &[String], name: &str) -> Vec<f64> {
+    let i = rows[0].split(',').position(|h| h == name).unwrap();
+    rows[1..]
+        .iter()
+        .map(|r| r.split(',').nth(i).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn trains_checkpoints_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    let stdout = ok(&train(&full, &["--steps", "8", "--checkpoint-every", "4"]));
+    assert!(
+        stdout.contains("trained steps 0..8 of 8 on Cpu"),
+        "{stdout}"
+    );
+    let rows = csv_rows(&full);
+    assert_eq!(rows.len(), 9, "{rows:?}");
+    // The generator loss and the segmentation terms fall from the initialisation.
+    for term in ["generator_total", "seg_anchor", "seg_negative"] {
+        let v = column(&rows, term);
+        let (first, last) = ((v[0] + v[1]) / 2.0, (v[6] + v[7]) / 2.0);
+        assert!(last < first * 0.9, "{term} did not go down: {v:?}");
+    }
+    // Every term is present and finite; the discriminator was trained.
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r.split(',').all(|v| v.parse::<f64>().unwrap().is_finite())));
+    assert!(column(&rows, "discriminator").iter().all(|&v| v > 0.0));
+    for f in [
+        "config.yaml",
+        "generator.safetensors",
+        "loss_curves.png",
+        "predictions.png",
+    ] {
+        assert!(full.join(f).is_file(), "{f}");
+    }
+    let latest = std::fs::read_to_string(full.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-00000008");
+    for f in [
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ] {
+        assert!(
+            full.join("checkpoints/step-00000008").join(f).is_file(),
+            "{f}"
+        );
+    }
+    // The generator loads as a checkpoint anyone can embed with.
+    let g = dasgil::model::checkpoint::load_generator(
+        &full.join("generator.safetensors"),
+        tch::Device::Cpu,
+        None,
+    )
+    .unwrap();
+    assert_eq!(g.meta.step, Some(8));
+    assert_eq!(
+        (g.meta.config.input_height, g.meta.config.input_width),
+        (256, 256)
+    );
+
+    // The same run split in two by a resume gives the same losses, step for step.
+    let split = dir.path().join("split");
+    ok(&train(&split, &["--steps", "3", "--checkpoint-every", "2"]));
+    let resumed = ok(&tools(&[
+        "train",
+        "--resume",
+        path_str(&split),
+        "--steps",
+        "8",
+    ]));
+    assert!(resumed.contains("trained steps 3..8 of 8"), "{resumed}");
+    assert_eq!(csv_rows(&split), rows);
+
+    // Changing the data or the model on resume is refused.
+    let e = tools(&["train", "--resume", path_str(&split), "--batch", "2"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("--batch cannot change when resuming"));
+
+    // A new run into a non-empty folder is refused; nothing there changes.
+    let before = std::fs::read(split.join("losses.csv")).unwrap();
+    let e = train(&split, &["--steps", "1"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("folder is not empty"));
+    assert_eq!(std::fs::read(split.join("losses.csv")).unwrap(), before);
+
+    // A corrupt checkpoint is refused naming the file.
+    let ck = split.join("checkpoints/step-00000008/generator.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    std::fs::write(&ck, &bytes[..bytes.len() / 2]).unwrap();
+    let e = tools(&["train", "--resume", path_str(&split), "--steps", "9"]);
+    assert_eq!(e.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains(path_str(&ck)) && msg.contains("not a valid safetensors file"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_term_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("train.yaml");
+    let text = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("lr_generator: 0.002", "lr_generator: 1.0e+30"),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let e = train(
+        &out,
+        &[
+            "--config",
+            path_str(&cfg),
+            "--steps",
+            "6",
+            "--checkpoint-every",
+            "1",
+        ],
+    );
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert_eq!(e.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("step 1: loss term `"), "{msg}");
+    assert!(
+        msg.contains("The last good checkpoint (step 1) is intact"),
+        "{msg}"
+    );
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-00000001");
+    dasgil::model::checkpoint::load_generator(
+        &out.join("checkpoints/step-00000001/generator.safetensors"),
+        tch::Device::Cpu,
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
+fn sigterm_writes_a_checkpoint_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (vk, ki) = data();
+    let child = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args([
+            "train",
+            "--vkitti",
+            path_str(vk),
+            "--kitti",
+            path_str(ki),
+            "--size",
+            "256x256",
+            "--batch",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&out),
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(out.join("losses.csv"))
+        .map(|t| t.lines().count() < 3)
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no training step in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("interrupted: checkpoint written after"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("continue with: dasgil-tools train --resume"),
+        "{stdout}"
+    );
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step >= 2);
+    // The rows written match the checkpoint (resume continues from there).
+    assert_eq!(csv_rows(&out).len() as u64, step + 1);
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Trains the model shipped in maps/models/ from nothing but this repository: renders the
+# synthetic training worlds with fixed seeds (Virtual KITTI 2 layout, and KITTI layout as the
+# unlabelled real domain), trains DASGIL with the CD discriminator at a reduced size that fits
+# a 2-core CPU in about an hour and a half, and copies the generator to maps/models/.
+#
+#   tools/train-shipped-model.sh            # everything; resumes a run that was interrupted
+#   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
+#   STEPS=900 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
+#
+# On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/tools/setup.sh" >/dev/null
+# shellcheck source=env.sh
+source "$ROOT/tools/env.sh"
+WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
+STEPS="${STEPS:-900}"
+BATCH="${BATCH:-4}"
+SIZE="${SIZE:-256x512}"
+DEVICE="${DEVICE:-auto}"
+MODEL="$ROOT/maps/models/dasgil-synth-cd-${SIZE}.safetensors"
+(cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
+TOOLS="$ROOT/target/release/dasgil-tools"
+mkdir -p "$WORK"
+
+# Each data set is rendered into a temporary folder and moved into place when complete, so an
+# interrupted render is redone, never half-used.
+render() {
+  local name="$1"; shift
+  if [ ! -d "$WORK/$name" ]; then
+    rm -rf "$WORK/$name.partial"
+    echo "== rendering $name: dasgil-tools synth $*"
+    "$TOOLS" synth "$@" --out "$WORK/$name.partial"
+    mv "$WORK/$name.partial" "$WORK/$name"
+  fi
+}
+# 8 scenes (each its own procedural world) x 10 variations x 20 frames; 828x250 keeps the
+# Virtual KITTI 2 aspect ratio at two thirds of its size.
+render vkitti2 vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250
+# The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve).
+render kitti kitti --seed 2002 --sequences 2 --frames 40
+
+if [ -f "$WORK/run/checkpoints/latest" ]; then
+  echo "== resuming $WORK/run"
+  "$TOOLS" train --resume "$WORK/run" --steps "$STEPS" --device "$DEVICE"
+else
+  rm -rf "$WORK/run"
+  "$TOOLS" train --vkitti "$WORK/vkitti2" --kitti "$WORK/kitti" --dis CD \
+    --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --checkpoint-every 50 --seed 7 \
+    --device "$DEVICE" --out "$WORK/run"
+fi
+mkdir -p "$(dirname "$MODEL")"
+cp "$WORK/run/generator.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
+cp "$WORK/run/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
+cp "$WORK/run/predictions.png" "$ROOT/maps/models/predictions.png"
+cp "$WORK/run/config.yaml" "$ROOT/maps/models/train-config.yaml"
+echo "== shipped model: $MODEL"

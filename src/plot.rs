@@ -102,6 +102,8 @@ pub struct Panel<'a> {
     pub series: &'a [Series],
     /// Log-scale y (values <= 0 are left out).
     pub log_y: bool,
+    /// Fixed y range (e.g. 0..100 for percentages) instead of the data's.
+    pub y_range: Option<(f64, f64)>,
 }
 
 /// Draws panels in a grid of `cols` columns into a PNG of `width` x `height` pixels.
@@ -157,6 +159,9 @@ fn draw_panel(
     if y1 <= y0 {
         y1 = y0 * 1.1 + 1e-3;
     }
+    if let Some((lo, hi)) = p.y_range {
+        (y0, y1) = (lo, hi);
+    }
     let mut builder = ChartBuilder::on(area);
     builder.margin(12);
     if text {
@@ -202,7 +207,11 @@ fn draw_panel(
     if p.log_y && y1 / y0 > 20.0 {
         finish!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())?);
     } else {
-        let pad = (y1 - y0) * 0.05;
+        let pad = if p.y_range.is_some() {
+            0.0
+        } else {
+            (y1 - y0) * 0.05
+        };
         finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
     }
     Ok(())

@@ -73,11 +73,303 @@ enum Command {
     /// generator.safetensors and checkpoints/ (resume with --resume OUT). Ctrl-C or SIGTERM
     /// writes a checkpoint and exits 0.
     Train(Box<TrainArgs>),
+    /// Encode a geotagged image sequence's database images into a descriptor map.
+    BuildMap(Box<BuildMapArgs>),
+    /// Find the nearest map images of each image and the pose prior the node would publish.
+    Localize(Box<LocalizeArgs>),
+    /// Score a model (or a baseline) on a sequence with query ground truth.
+    Evaluate(Box<EvaluateArgs>),
     /// Render a synthetic data set in a real data set's on-disk format.
     Synth {
         #[command(subcommand)]
         format: SynthFormat,
     },
+}
+
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// A named sequence of config/sequences.yaml (cmu_slice: a synthetic Extended CMU-Seasons
+    /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil).
+    #[arg(long)]
+    sequence: Option<String>,
+    /// Another sequences file instead of the built-in config/sequences.yaml.
+    #[arg(long)]
+    sequences: Option<PathBuf>,
+    /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// The CMU slice, or the KITTI odometry sequence number.
+    #[arg(long)]
+    slice: Option<u32>,
+    /// Cameras to use, comma-separated (cmu: c0,c1).
+    #[arg(long, value_delimiter = ',')]
+    cameras: Option<Vec<String>>,
+}
+
+impl SourceArgs {
+    fn open(&self) -> Result<dasgil::maps::SourceImages> {
+        Ok(dasgil::maps::commands::source(
+            self.sequence.as_deref(),
+            self.sequences.as_deref(),
+            self.format.as_deref(),
+            self.root.as_deref(),
+            self.slice,
+            self.cameras.clone(),
+        )?)
+    }
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Generator checkpoint (default: the shipped model, maps/models/). With --baseline
+    /// untrained: the model whose shape (input size, layers) the untrained network takes.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// A baseline instead of a model: raw-pixels or untrained (the paper's initialisation).
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Descriptor layers, e.g. 5,6 (default: the paper's for the model's discriminator).
+    #[arg(long, value_parser = dasgil::maps::commands::parse_layers)]
+    layers: Option<dasgil::model::DescriptorSpec>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl ModelArgs {
+    fn choice(&self) -> Result<dasgil::maps::commands::ModelChoice> {
+        use dasgil::maps::commands::ModelChoice;
+        Ok(match self.baseline.as_deref() {
+            None => ModelChoice::Checkpoint(self.checkpoint.clone()),
+            Some("raw-pixels") if self.checkpoint.is_some() => {
+                anyhow::bail!("--baseline raw-pixels uses no network: drop --checkpoint")
+            }
+            Some("raw-pixels") => ModelChoice::RawPixels,
+            Some("untrained") => ModelChoice::Untrained(self.checkpoint.clone()),
+            Some(other) => {
+                anyhow::bail!("--baseline: expected raw-pixels or untrained, found `{other}`")
+            }
+        })
+    }
+    fn device(&self) -> Result<tch::Device> {
+        dasgil::toolchain::parse_device(&self.device, "--device").map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(clap::Args)]
+struct BuildMapArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The map file to write (default: SEQUENCE.map.safetensors in the current folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the checkpoint's BatchNorm statistics (the paper's behaviour) instead of
+    /// re-estimating them on the map's images.
+    #[arg(long)]
+    no_adapt: bool,
+    /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
+    #[arg(long)]
+    f16: bool,
+    /// The map's default metric: l1 (the reference's), l2 or cosine.
+    #[arg(long, default_value = "l1")]
+    metric: dasgil::maps::search::Metric,
+}
+
+#[derive(clap::Args)]
+struct LocalizeArgs {
+    #[arg(long)]
+    map: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Candidates to report (1 to 1000).
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// l1, l2 or cosine (default: the map's).
+    #[arg(long)]
+    metric: Option<dasgil::maps::search::Metric>,
+    /// Search every camera's entries (default: only the query's camera, as the reference).
+    #[arg(long)]
+    shared: bool,
+    /// Camera of the images when their names do not say (CMU names do).
+    #[arg(long)]
+    camera: Option<String>,
+    /// Geo-gating: only entries within --radius metres of this x,y,z.
+    #[arg(long, value_delimiter = ',', num_args = 3, requires = "radius")]
+    near: Option<Vec<f64>>,
+    #[arg(long)]
+    radius: Option<f64>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Images to localize.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output folder: report.json, report.md, submission.txt, recall_curves.png, matches.png.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "l1")]
+    metric: dasgil::maps::search::Metric,
+    /// Search every camera's entries (default: per camera, as the reference).
+    #[arg(long)]
+    shared: bool,
+    /// Report the unadapted map first (both are always reported for a network).
+    #[arg(long)]
+    no_adapt: bool,
+}
+
+fn run_build_map(a: BuildMapArgs) -> Result<()> {
+    use dasgil::maps::commands;
+    let src = a.source.open()?;
+    let (mut enc, _) = commands::make_encoder(
+        &a.model.choice()?,
+        a.model.layers.clone(),
+        a.model.device()?,
+    )?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}.map.safetensors",
+            a.source
+                .sequence
+                .clone()
+                .or(a.source.format.clone())
+                .unwrap_or_else(|| "map".into())
+        ))
+    });
+    let line = commands::build_map(
+        &mut enc,
+        &src,
+        &out,
+        &dasgil::maps::BuildOptions {
+            adapt: !a.no_adapt,
+            f16: a.f16,
+            metric: a.metric,
+        },
+    )?;
+    println!("{line}");
+    Ok(())
+}
+
+fn run_localize(a: LocalizeArgs) -> Result<()> {
+    use dasgil::maps::commands;
+    if !(1..=1000).contains(&a.top_k) {
+        anyhow::bail!("--top-k: expected 1 to 1000, found {}", a.top_k);
+    }
+    let near = match (&a.near, a.radius) {
+        (Some(p), Some(r)) => {
+            if !(r.is_finite() && r > 0.0) || p.iter().any(|v| !v.is_finite()) {
+                anyhow::bail!("--near/--radius: expected finite coordinates and a radius > 0, found {p:?} and {r}");
+            }
+            Some(([p[0], p[1], p[2]], r))
+        }
+        _ => None,
+    };
+    let map = dasgil::maps::file::MapFile::open(&a.map)?;
+    let choice = match (&a.model.baseline, &a.model.checkpoint) {
+        (Some(_), _) | (None, Some(_)) => a.model.choice()?,
+        (None, None) if map.meta.encoder.kind == "raw-pixels" => commands::ModelChoice::RawPixels,
+        (None, None) => commands::ModelChoice::Checkpoint(
+            map.meta
+                .encoder
+                .checkpoint
+                .as_ref()
+                .map(PathBuf::from)
+                .filter(|p| p.is_file()),
+        ),
+    };
+    let layers = a.model.layers.clone().or_else(|| {
+        (!map.meta.encoder.layers.is_empty()).then(|| dasgil::model::DescriptorSpec {
+            layers: map
+                .meta
+                .encoder
+                .layers
+                .iter()
+                .map(|&(layer, weight)| dasgil::model::DescriptorLayer { layer, weight })
+                .collect(),
+        })
+    });
+    let (mut enc, _) = commands::make_encoder(&choice, layers, a.model.device()?)?;
+    let results = commands::localize(
+        &mut enc,
+        &map,
+        &a.images,
+        &commands::LocalizeOptions {
+            top_k: a.top_k,
+            metric: a.metric,
+            shared: a.shared,
+            camera: a.camera.clone(),
+            near,
+        },
+    )?;
+    for r in results {
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        println!("{}", r.image);
+        for c in &r.candidates {
+            println!(
+                "  {:>2}. {} ({}) distance {:.5}  t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]",
+                c.rank, c.name, c.camera, c.distance, c.t[0], c.t[1], c.t[2], c.q_wxyz[0], c.q_wxyz[1], c.q_wxyz[2], c.q_wxyz[3]
+            );
+        }
+        let sd: Vec<String> = (0..6)
+            .map(|i| format!("{:.2}", r.prior.covariance[i * 7].sqrt()))
+            .collect();
+        println!(
+            "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd (x y z m, roll pitch yaw rad) [{}]  confidence {:.3}",
+            r.prior.t[0], r.prior.t[1], r.prior.t[2], r.prior.q_wxyz[0], r.prior.q_wxyz[1], r.prior.q_wxyz[2], r.prior.q_wxyz[3], sd.join(", "), r.prior.confidence
+        );
+    }
+    Ok(())
+}
+
+fn run_evaluate(a: EvaluateArgs) -> Result<()> {
+    use dasgil::maps::evaluate::threshold_name;
+    let src = a.source.open()?;
+    let reports = dasgil::maps::commands::evaluate(
+        &a.model.choice()?,
+        a.model.layers.clone(),
+        a.model.device()?,
+        &src,
+        &a.out,
+        a.metric,
+        !a.shared,
+        !a.no_adapt,
+    )?;
+    for r in &reports {
+        let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
+        println!(
+            "{} (adaptation {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            r.model, r.adaptation, r.all.queries, r.map_entries,
+            acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),
+            100.0 * r.all.recall_at_n[&1], r.all.median_position_error
+        );
+        for (cond, s) in &r.by_condition {
+            println!(
+                "    {cond}: (5 m, 10 deg) {:.1}%, recall@1 {:.1}%, median {:.1} m",
+                100.0 * s.accuracy[&threshold_name((5.0, 10.0))],
+                100.0 * s.recall_at_n[&1],
+                s.median_position_error
+            );
+        }
+    }
+    println!(
+        "wrote {}: report.json, report.md, submission.txt, recall_curves.png, matches.png",
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -722,6 +1014,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Synth { format } => run_synth(format)?,
         Command::Train(args) => run_train(*args)?,
+        Command::BuildMap(args) => run_build_map(*args)?,
+        Command::Localize(args) => run_localize(*args)?,
+        Command::Evaluate(args) => run_evaluate(*args)?,
         Command::Info { json } => {
             let info = dasgil::toolchain::ToolchainInfo::collect();
             if json {

@@ -12,7 +12,7 @@ pub mod losses;
 
 pub use checkpoint::{CheckpointError, CheckpointMeta, NetworkRole};
 pub use config::ModelConfig;
-pub use descriptor::{DescriptorEncoder, DescriptorSpec};
+pub use descriptor::{DescriptorEncoder, DescriptorLayer, DescriptorSpec};
 pub use discriminator::{Discriminator, DiscriminatorKind};
 pub use generator::{Generator, GeneratorOutput};
 pub use layers::WeightInit;

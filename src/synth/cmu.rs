@@ -38,6 +38,9 @@ pub fn intrinsics(camera: &str, width: u32, height: u32) -> Pinhole {
     full.scaled(width, height)
 }
 
+/// File of a synthetic slice naming each query image's condition.
+pub const QUERY_CONDITIONS: &str = "query-conditions.txt";
+
 pub const CAMERAS: [(&str, f64); 2] = [("c0", 30.0), ("c1", -30.0)];
 pub const CAMERA_HEIGHT: f64 = 2.0;
 /// Database reference date 2011-04-21 15:07:55 UTC (timestamps start with 1303, as the
@@ -187,8 +190,17 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     }
     write_atomic(&opts.out.join("intrinsics.txt"), intr.as_bytes())?;
     let (mut db, mut tests, mut truth) = (String::new(), String::new(), String::new());
+    // Synthetic extra (the real data set has no such file): the condition of each query image,
+    // so `evaluate` can report per condition.
+    let mut conditions = String::from("# image condition\n");
     for shot in &shots {
         if shot.query {
+            let _ = writeln!(
+                conditions,
+                "{} {}",
+                shot.name,
+                opts.conditions[shot.condition - 1]
+            );
             let _ = writeln!(tests, "{}", shot.name);
             let _ = writeln!(truth, "{}", pose_line(&shot.name, &shot.cam_from_world));
         } else {
@@ -208,8 +220,9 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         &slice_dir.join(format!("camera-poses/slice{n}-queries.txt")),
         truth.as_bytes(),
     )?;
+    write_atomic(&slice_dir.join(QUERY_CONDITIONS), conditions.as_bytes())?;
     Ok(Summary {
         images: shots.len(),
-        files: shots.len() + 4,
+        files: shots.len() + 5,
     })
 }

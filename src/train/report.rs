@@ -154,6 +154,7 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             y_label: "loss",
             series: &s_total,
             log_y: true,
+            y_range: None,
         },
         Panel {
             title: "depth L1 (m, mean of 4 scales)",
@@ -161,6 +162,7 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             y_label: "loss",
             series: &s_depth,
             log_y: true,
+            y_range: None,
         },
         Panel {
             title: "segmentation cross-entropy",
@@ -168,6 +170,7 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             y_label: "loss",
             series: &s_seg,
             log_y: true,
+            y_range: None,
         },
         Panel {
             title: "multi-scale triplet (weighted)",
@@ -175,6 +178,7 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             y_label: "loss",
             series: &s_trip,
             log_y: false,
+            y_range: None,
         },
         Panel {
             title: "LSGAN (x lambda_adversarial)",
@@ -182,6 +186,7 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             y_label: "loss",
             series: &s_adv,
             log_y: false,
+            y_range: None,
         },
     ];
     plot::charts(png, &panels, 2, 1200, 1000)?;

@@ -1,0 +1,375 @@
+//! Evaluation of retrieval-based localization on a data set with query ground truth:
+//! recall@N (a top-N candidate within 25 m), recall@D (the top-1 within D metres), and the
+//! Extended CMU-Seasons accuracies at (0.25 m, 2 deg), (0.5 m, 5 deg), (5 m, 10 deg), each in
+//! all and per query condition and camera; a benchmark submission; report.json / report.md;
+//! recall curves and a sheet of query / top-1 pairs as PNG.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::encode::MapEncoder;
+use super::file::MapFile;
+use super::search::{top_k, MapIndex, Metric};
+use super::{MapsError, SourceImages};
+use crate::data::PosedImage;
+use crate::geom::Pose;
+use crate::plot::{self, Panel, Series};
+
+pub const RECALL_N: [usize; 4] = [1, 5, 10, 20];
+pub const RECALL_D: [f64; 8] = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0];
+pub const CMU_THRESHOLDS: [(f64, f64); 3] = [(0.25, 2.0), (0.5, 5.0), (5.0, 10.0)];
+pub const RECALL_RADIUS: f64 = 25.0;
+
+/// One query's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub name: String,
+    pub camera: String,
+    pub condition: String,
+    /// Position error of the top-1 (m) and its rotation error (deg).
+    pub position_error: f64,
+    pub rotation_error: f64,
+    /// Rank (1-based) of the first candidate within 25 m, if any in the top 20.
+    pub first_within_25m: Option<usize>,
+    pub top1: String,
+    pub distance: f32,
+}
+
+/// Scores of a set of queries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Scores {
+    pub queries: usize,
+    /// N -> share of queries with a top-N candidate within 25 m.
+    pub recall_at_n: BTreeMap<usize, f64>,
+    /// D (m, as text) -> share of queries whose top-1 is within D.
+    pub recall_at_d: BTreeMap<String, f64>,
+    /// "0.25m,2deg" ... -> share within both thresholds.
+    pub accuracy: BTreeMap<String, f64>,
+    pub median_position_error: f64,
+}
+
+pub fn threshold_name(t: (f64, f64)) -> String {
+    format!("{}m,{}deg", t.0, t.1)
+}
+
+pub fn score(results: &[&QueryResult]) -> Scores {
+    let n = results.len().max(1) as f64;
+    let share =
+        |f: &dyn Fn(&QueryResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
+    let mut errs: Vec<f64> = results.iter().map(|r| r.position_error).collect();
+    errs.sort_by(|a, b| a.total_cmp(b));
+    Scores {
+        queries: results.len(),
+        recall_at_n: RECALL_N
+            .iter()
+            .map(|&k| (k, share(&|r| r.first_within_25m.is_some_and(|f| f <= k))))
+            .collect(),
+        recall_at_d: RECALL_D
+            .iter()
+            .map(|&d| (format!("{d}"), share(&|r| r.position_error <= d)))
+            .collect(),
+        accuracy: CMU_THRESHOLDS
+            .iter()
+            .map(|&t| {
+                (
+                    threshold_name(t),
+                    share(&|r| r.position_error <= t.0 && r.rotation_error <= t.1),
+                )
+            })
+            .collect(),
+        median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub model: String,
+    pub adaptation: String,
+    pub metric: String,
+    pub map_entries: usize,
+    pub all: Scores,
+    pub by_condition: BTreeMap<String, Scores>,
+    pub by_camera: BTreeMap<String, Scores>,
+    pub queries: Vec<QueryResult>,
+}
+
+/// Condition labels of query images: the synthetic slice's `query-conditions.txt` when present,
+/// else the query's date (each Extended CMU-Seasons traversal is one day).
+pub fn condition_labels(slice_dir: &Path, queries: &[PosedImage]) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(slice_dir.join(crate::synth::cmu::QUERY_CONDITIONS)) {
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((name, cond)) = line.split_once(' ') {
+                labels.insert(name.to_string(), cond.trim().to_string());
+            }
+        }
+    }
+    for q in queries {
+        let name = super::image_name(q);
+        labels.entry(name).or_insert_with(|| match q.timestamp_us {
+            Some(us) => {
+                let days = us.div_euclid(86_400_000_000);
+                format!("day {days}")
+            }
+            None => "unknown".into(),
+        });
+    }
+    labels
+}
+
+fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
+    (a.rotation.inverse() * b.rotation).angle().to_degrees()
+}
+
+/// Runs every query with ground truth against `map` (built from `src.database` in order).
+pub fn evaluate(
+    encoder: &MapEncoder,
+    map: &MapFile,
+    src: &SourceImages,
+    labels: &BTreeMap<String, String>,
+    metric: Metric,
+    per_camera: bool,
+    model: &str,
+) -> Result<(Report, Vec<(String, Pose)>), MapsError> {
+    let queries: Vec<&PosedImage> = src
+        .queries
+        .iter()
+        .filter(|q| q.world_from_cam.is_some())
+        .collect();
+    if queries.is_empty() {
+        return Err(MapsError::Other(format!(
+            "{}: no query images with ground truth to evaluate on",
+            src.source.root
+        )));
+    }
+    let owned: Vec<PosedImage> = queries.iter().map(|q| (*q).clone()).collect();
+    let progress = crate::progress::Progress::new("evaluate", "queries", owned.len() as u64, 0);
+    let desc = encoder.encode_images(&owned, src.decode, Some(&progress))?;
+    progress.finish();
+    let dim = encoder.dim();
+    let index = MapIndex::new(map);
+    let mut results = Vec::with_capacity(owned.len());
+    let mut submission = Vec::with_capacity(owned.len());
+    for (i, q) in owned.iter().enumerate() {
+        let truth = q.world_from_cam.expect("filtered");
+        let cands = if per_camera {
+            index.candidates(Some(&q.camera), None)
+        } else {
+            None
+        };
+        if per_camera && cands.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(MapsError::Other(format!(
+                "query {} is from camera `{}`, which the map does not have (cameras: {})",
+                q.path.display(),
+                q.camera,
+                index
+                    .by_camera
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let hits = top_k(
+            map,
+            &desc[i * dim..(i + 1) * dim],
+            20,
+            metric,
+            cands.as_deref(),
+        );
+        let best = map.pose(hits[0].index);
+        let err = |p: &Pose| (p.translation.vector - truth.translation.vector).norm();
+        let first = hits
+            .iter()
+            .position(|h| err(&map.pose(h.index)) <= RECALL_RADIUS)
+            .map(|r| r + 1);
+        let name = super::image_name(q);
+        submission.push((name.clone(), best.inverse()));
+        results.push(QueryResult {
+            condition: labels
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
+            name,
+            camera: q.camera.clone(),
+            position_error: err(&best),
+            rotation_error: rotation_error_deg(&best, &truth),
+            first_within_25m: first,
+            top1: map.meta.names[hits[0].index].clone(),
+            distance: hits[0].distance,
+        });
+    }
+    let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {
+        let mut groups: BTreeMap<String, Vec<&QueryResult>> = BTreeMap::new();
+        for r in &results {
+            groups.entry(key(r)).or_default().push(r);
+        }
+        groups.into_iter().map(|(k, v)| (k, score(&v))).collect()
+    };
+    let report = Report {
+        model: model.to_string(),
+        adaptation: map.meta.encoder.adaptation.clone(),
+        metric: metric.name().into(),
+        map_entries: map.len(),
+        all: score(&results.iter().collect::<Vec<_>>()),
+        by_condition: group(&|r| r.condition.clone()),
+        by_camera: group(&|r| r.camera.clone()),
+        queries: results,
+    };
+    Ok((report, submission))
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}", v * 100.0)
+}
+
+/// report.md: the tables a person reads.
+pub fn markdown(reports: &[&Report]) -> String {
+    let mut s = String::from("# Localization report\n\n");
+    for r in reports {
+        s.push_str(&format!(
+            "## {} (adaptation: {}, metric: {}, {} map images, {} queries)\n\n",
+            r.model, r.adaptation, r.metric, r.map_entries, r.all.queries
+        ));
+        s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
+        rows.extend(
+            r.by_condition
+                .iter()
+                .map(|(k, v)| (format!("condition {k}"), v)),
+        );
+        rows.extend(r.by_camera.iter().map(|(k, v)| (format!("camera {k}"), v)));
+        for (name, sc) in rows {
+            let acc: Vec<String> = CMU_THRESHOLDS
+                .iter()
+                .map(|t| pct(sc.accuracy[&threshold_name(*t)]))
+                .collect();
+            let rn: Vec<String> = RECALL_N.iter().map(|n| pct(sc.recall_at_n[n])).collect();
+            s.push_str(&format!(
+                "| {name} | {} | {} | {} | {:.1} |\n",
+                sc.queries,
+                acc.join(" | "),
+                rn.join(" | "),
+                sc.median_position_error
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// recall_curves.png: recall@D of the top-1 and recall@N at 25 m, one series per report.
+pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), MapsError> {
+    let label = |r: &Report| format!("{} ({})", r.model, r.adaptation);
+    let by_d: Vec<Series> = reports
+        .iter()
+        .map(|r| Series {
+            name: label(r),
+            points: RECALL_D
+                .iter()
+                .map(|d| (*d, 100.0 * r.all.recall_at_d[&format!("{d}")]))
+                .collect(),
+        })
+        .collect();
+    let by_n: Vec<Series> = reports
+        .iter()
+        .map(|r| Series {
+            name: label(r),
+            points: RECALL_N
+                .iter()
+                .map(|n| (*n as f64, 100.0 * r.all.recall_at_n[n]))
+                .collect(),
+        })
+        .collect();
+    plot::charts(
+        path,
+        &[
+            Panel {
+                title: "top-1 within D metres",
+                x_label: "D (m)",
+                y_label: "queries (%)",
+                series: &by_d,
+                log_y: false,
+                y_range: Some((0.0, 100.0)),
+            },
+            Panel {
+                title: "a top-N candidate within 25 m",
+                x_label: "N",
+                y_label: "queries (%)",
+                series: &by_n,
+                log_y: false,
+                y_range: Some((0.0, 100.0)),
+            },
+        ],
+        2,
+        1200,
+        500,
+    )?;
+    Ok(())
+}
+
+/// matches.png: query / top-1 map image pairs, the first right and wrong ones of each condition.
+pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(), MapsError> {
+    let db: BTreeMap<String, &PosedImage> = src
+        .database
+        .iter()
+        .map(|p| (super::image_name(p), p))
+        .collect();
+    let qs: BTreeMap<String, &PosedImage> = src
+        .queries
+        .iter()
+        .map(|p| (super::image_name(p), p))
+        .collect();
+    let mut picked: Vec<&QueryResult> = Vec::new();
+    for cond in report.by_condition.keys() {
+        for right in [true, false] {
+            if let Some(r) = report
+                .queries
+                .iter()
+                .find(|r| &r.condition == cond && (r.position_error <= 5.0) == right)
+            {
+                picked.push(r);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for r in picked.iter().take(10) {
+        let (Some(q), Some(m)) = (qs.get(&r.name), db.get(&r.top1)) else {
+            continue;
+        };
+        let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
+            continue;
+        };
+        let verdict = if r.position_error <= 5.0 {
+            "right"
+        } else {
+            "WRONG"
+        };
+        rows.push(vec![
+            (
+                format!("query {} ({}, {})", r.name, r.condition, r.camera),
+                qi,
+            ),
+            (
+                format!(
+                    "top-1 {}: {verdict}, {:.1} m, {:.1} deg",
+                    r.top1, r.position_error, r.rotation_error
+                ),
+                mi,
+            ),
+        ]);
+    }
+    plot::image_sheet(
+        path,
+        &format!(
+            "{} ({}): query and its top-1 map image",
+            report.model, report.adaptation
+        ),
+        &rows,
+        420,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! The map file: one safetensors file (readable from Python with `safetensors.numpy`),
+//! memory-mapped when opened.
+//!
+//! Tensors:
+//! - `descriptors` [N, D] F32 (or F16 with `--f16`): one row per map image;
+//! - `poses` [N, 7] F64: `world_from_cam` of each image as tx ty tz qw qx qy qz (the camera
+//!   centre in world coordinates and the camera-to-world rotation; camera axes x right, y down,
+//!   z forward);
+//! - `timestamps_us` [N] I64 (-1 where unknown);
+//! - `adapted.<bn>.running_mean` / `.running_var` F32: the encoder's BatchNorm statistics
+//!   re-estimated on this map's images (map-time adaptation), when used.
+//!
+//! Metadata `dasgil.map` holds a JSON [`MapMeta`]: format version, image names and cameras, the
+//! encoder (model fingerprint, input size, layers and weights, normalisation, adaptation),
+//! source, creation time, and a checksum of every tensor's bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::PathIoError;
+
+pub const MAP_FORMAT: &str = "dasgil-map/1";
+
+/// Which encoder made the descriptors; a query must be encoded the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderMeta {
+    /// `dasgil` (a generator checkpoint) or `raw-pixels` (the baseline).
+    pub kind: String,
+    /// Hash of the generator's weights and BatchNorm statistics as loaded from the checkpoint
+    /// (before adaptation); for raw pixels, a name of the recipe.
+    pub model_fingerprint: String,
+    /// Where the weights came from (informative).
+    pub checkpoint: Option<String>,
+    pub input_height: i64,
+    pub input_width: i64,
+    /// Encoder layers (1-based) and their weights.
+    pub layers: Vec<(usize, f64)>,
+    /// Image preprocessing, in words (compared as text).
+    pub normalisation: String,
+    /// `adabn` (BatchNorm statistics re-estimated on the map's images, stored in the file) or
+    /// `none` (the checkpoint's statistics, the paper's behaviour).
+    pub adaptation: String,
+    /// Images the statistics were estimated on.
+    pub adaptation_images: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceMeta {
+    pub format: String,
+    pub root: String,
+    pub slice: Option<u32>,
+    pub sequence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapMeta {
+    pub format: String,
+    pub names: Vec<String>,
+    pub cameras: Vec<String>,
+    pub encoder: EncoderMeta,
+    /// Default metric: `l1` (the reference's), `l2` or `cosine`.
+    pub metric: String,
+    pub source: SourceMeta,
+    /// Seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// Checksum of the tensors' bytes (names sorted), see [`payload_checksum`].
+    pub payload_checksum: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error(transparent)]
+    Io(#[from] PathIoError),
+    #[error("{path}: not a dasgil map: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("{path}: the map file is damaged: its content checksum is {found}, the file says {expected} (truncated or modified since it was written); rebuild it with build-map")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: this map was built with another encoder than the one given: {differences}; encode queries with the map's own checkpoint and settings, or rebuild the map")]
+    Mismatch { path: PathBuf, differences: String },
+}
+
+/// 64-bit hash of byte slices (four interleaved multiply-rotate lanes, then mixed); fast enough
+/// to check a large map when it is opened. Not cryptographic.
+pub struct Hasher64 {
+    lanes: [u64; 4],
+    len: u64,
+    tail: Vec<u8>,
+}
+
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+impl Default for Hasher64 {
+    fn default() -> Self {
+        Self {
+            lanes: [P1, P2, P1 ^ P2, P2.rotate_left(17)],
+            len: 0,
+            tail: Vec::new(),
+        }
+    }
+}
+
+impl Hasher64 {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if !self.tail.is_empty() {
+            let need = 32 - self.tail.len();
+            let take = need.min(bytes.len());
+            self.tail.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.tail.len() == 32 {
+                let block = std::mem::take(&mut self.tail);
+                self.block(&block);
+            }
+        }
+        let mut chunks = bytes.chunks_exact(32);
+        for c in &mut chunks {
+            self.block(c);
+        }
+        self.tail.extend_from_slice(chunks.remainder());
+    }
+
+    fn block(&mut self, c: &[u8]) {
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&c[i * 8..i * 8 + 8]);
+            *lane = (lane.wrapping_add(u64::from_le_bytes(w).wrapping_mul(P2)))
+                .rotate_left(31)
+                .wrapping_mul(P1);
+        }
+    }
+
+    pub fn finish(mut self) -> u64 {
+        let tail = std::mem::take(&mut self.tail);
+        let mut h = self.len.wrapping_mul(P1);
+        for lane in self.lanes {
+            h = (h ^ lane.wrapping_mul(P2)).rotate_left(27).wrapping_mul(P1);
+        }
+        for &b in &tail {
+            h = (h ^ b as u64).wrapping_mul(P1).rotate_left(11);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^ (h >> 29)
+    }
+
+    pub fn hex(self) -> String {
+        format!("{:016x}", self.finish())
+    }
+}
+
+/// The checksum of named tensors' bytes, in name order (names included).
+pub fn payload_checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = Hasher64::default();
+    for (name, bytes) in sorted {
+        h.update(name.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.hex()
+}
+
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl safetensors::tensor::View for &RawTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Writes a map atomically; fills in the checksum.
+pub fn write_map(path: &Path, tensors: &[RawTensor], meta: &mut MapMeta) -> Result<(), MapError> {
+    meta.payload_checksum =
+        payload_checksum(tensors.iter().map(|t| (t.name.as_str(), t.data.as_slice())));
+    let mut md = HashMap::new();
+    md.insert(
+        "dasgil.map".to_string(),
+        serde_json::to_string(meta).unwrap_or_default(),
+    );
+    let views: Vec<(String, &RawTensor)> = tensors.iter().map(|t| (t.name.clone(), t)).collect();
+    let bytes = safetensors::serialize(views, Some(md)).map_err(|e| MapError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    crate::atomic::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// An opened (memory-mapped, verified) map.
+pub struct MapFile {
+    pub path: PathBuf,
+    pub meta: MapMeta,
+    mmap: Mmap,
+    /// name -> (dtype, shape, byte range in the mmap)
+    index: BTreeMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+}
+
+impl MapFile {
+    /// Opens and checks a map: format, shapes agree with the names, checksum of every byte.
+    pub fn open(path: &Path) -> Result<Self, MapError> {
+        let fmt = |message: String| MapError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        if path.is_dir() {
+            return Err(fmt("is a folder, expected a map file (.safetensors)".into()));
+        }
+        let file =
+            std::fs::File::open(path).map_err(|e| PathIoError::new("cannot open", path, e))?;
+        // SAFETY: the map is read-only here; a file changed underneath would fail the checksum
+        // or give wrong numbers, never memory unsafety in safe code reading a byte slice.
+        let mmap =
+            unsafe { Mmap::map(&file) }.map_err(|e| PathIoError::new("cannot map", path, e))?;
+        let (header_len, header) =
+            SafeTensors::read_metadata(&mmap).map_err(|e| fmt(format!("{e}")))?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| fmt(format!("{e}")))?;
+        let json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("dasgil.map"))
+            .ok_or_else(|| fmt("no `dasgil.map` metadata (is this a checkpoint?)".into()))?;
+        let meta: MapMeta =
+            serde_json::from_str(json).map_err(|e| fmt(format!("metadata `dasgil.map`: {e}")))?;
+        if meta.format != MAP_FORMAT {
+            return Err(fmt(format!(
+                "metadata field `format`: expected {MAP_FORMAT}, found `{}`",
+                meta.format
+            )));
+        }
+        let base = mmap.as_ptr() as usize;
+        let mut index = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let start = view.data().as_ptr() as usize - base;
+            let range = start..start + view.data().len();
+            index.insert(name, (view.dtype(), view.shape().to_vec(), range));
+        }
+        let _ = header_len;
+        let found = payload_checksum(
+            index
+                .iter()
+                .map(|(n, (_, _, r))| (n.as_str(), &mmap[r.clone()])),
+        );
+        if found != meta.payload_checksum {
+            return Err(MapError::Checksum {
+                path: path.to_path_buf(),
+                expected: meta.payload_checksum.clone(),
+                found,
+            });
+        }
+        let map = Self {
+            path: path.to_path_buf(),
+            meta,
+            mmap,
+            index,
+        };
+        map.check_shapes()?;
+        Ok(map)
+    }
+
+    fn check_shapes(&self) -> Result<(), MapError> {
+        let n = self.meta.names.len();
+        let fmt = |message: String| MapError::Format {
+            path: self.path.clone(),
+            message,
+        };
+        if self.meta.cameras.len() != n {
+            return Err(fmt(format!(
+                "{} names but {} cameras",
+                n,
+                self.meta.cameras.len()
+            )));
+        }
+        let want = |name: &str, dtypes: &[Dtype], shape0: usize| -> Result<(), MapError> {
+            match self.index.get(name) {
+                Some((dt, shape, _)) if dtypes.contains(dt) && shape.first() == Some(&shape0) => {
+                    Ok(())
+                }
+                Some((dt, shape, _)) => Err(fmt(format!(
+                    "tensor `{name}`: expected {dtypes:?} with {shape0} rows, found {dt:?} {shape:?}"
+                ))),
+                None => Err(fmt(format!("tensor `{name}` is missing"))),
+            }
+        };
+        for (name, (dt, _, r)) in &self.index {
+            let align = match dt {
+                Dtype::F64 | Dtype::I64 => 8,
+                Dtype::F32 | Dtype::I32 => 4,
+                Dtype::F16 | Dtype::BF16 => 2,
+                _ => 1,
+            };
+            if (self.mmap.as_ptr() as usize + r.start) % align != 0 {
+                return Err(fmt(format!(
+                    "tensor `{name}` is not aligned to {align} bytes"
+                )));
+            }
+        }
+        want("descriptors", &[Dtype::F32, Dtype::F16], n)?;
+        want("poses", &[Dtype::F64], n)?;
+        want("timestamps_us", &[Dtype::I64], n)?;
+        if self.index["poses"].1 != [n, 7] {
+            return Err(fmt(format!(
+                "tensor `poses`: expected [{n}, 7], found {:?}",
+                self.index["poses"].1
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.meta.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.names.is_empty()
+    }
+
+    /// Descriptor length D.
+    pub fn dim(&self) -> usize {
+        self.index["descriptors"].1.get(1).copied().unwrap_or(0)
+    }
+
+    pub fn bytes(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        self.index
+            .get(name)
+            .map(|(dt, shape, r)| (*dt, shape.as_slice(), &self.mmap[r.clone()]))
+    }
+
+    /// The descriptor rows as stored.
+    pub fn descriptors(&self) -> Descriptors<'_> {
+        let (dt, _, bytes) = self.bytes("descriptors").expect("checked on open");
+        match dt {
+            Dtype::F16 => Descriptors::F16(bytemuck::cast_slice(bytes)),
+            _ => Descriptors::F32(bytemuck::cast_slice(bytes)),
+        }
+    }
+
+    /// world_from_cam of entry i.
+    pub fn pose(&self, i: usize) -> crate::geom::Pose {
+        let (_, _, bytes) = self.bytes("poses").expect("checked on open");
+        let v: &[f64] = bytemuck::cast_slice(bytes);
+        let r = &v[i * 7..i * 7 + 7];
+        crate::geom::Pose::from_parts(
+            nalgebra::Translation3::new(r[0], r[1], r[2]),
+            crate::geom::quaternion_wxyz([r[3], r[4], r[5], r[6]]),
+        )
+    }
+
+    pub fn timestamp_us(&self, i: usize) -> Option<i64> {
+        let (_, _, bytes) = self.bytes("timestamps_us").expect("checked on open");
+        let v: &[i64] = bytemuck::cast_slice(bytes);
+        (v[i] >= 0).then_some(v[i])
+    }
+
+    /// The adapted BatchNorm statistics stored in the map (name -> values).
+    pub fn adapted_stats(&self) -> BTreeMap<String, Vec<f32>> {
+        self.index
+            .iter()
+            .filter_map(|(n, (dt, _, r))| {
+                let key = n.strip_prefix("adapted.")?;
+                (*dt == Dtype::F32).then(|| {
+                    (
+                        key.to_string(),
+                        bytemuck::cast_slice::<u8, f32>(&self.mmap[r.clone()]).to_vec(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Descriptor rows, f32 or f16.
+pub enum Descriptors<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_depends_on_every_byte_and_on_how_they_are_split_not() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut a = Hasher64::default();
+        a.update(&data);
+        let mut b = Hasher64::default();
+        b.update(&data[..13]);
+        b.update(&data[13..700]);
+        b.update(&data[700..]);
+        let ha = a.finish();
+        assert_eq!(ha, b.finish());
+        let mut flipped = data.clone();
+        flipped[500] ^= 1;
+        let mut c = Hasher64::default();
+        c.update(&flipped);
+        assert_ne!(ha, c.finish());
+    }
+}

@@ -1,0 +1,271 @@
+//! Exact top-K retrieval over a map's descriptors: L1 (default; with the per-layer scaling of
+//! `encode` it equals the reference's distance), L2 or cosine. Rows are scanned in parallel
+//! chunks, each keeping its own top-K, so a query allocates only O(threads x K). Candidates can
+//! be restricted to one camera (the reference searches c0 and c1 separately) and to a radius
+//! around a prior position (a k-d tree over the map's camera centres).
+
+use rayon::prelude::*;
+
+use super::file::{Descriptors, MapFile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    L1,
+    L2,
+    Cosine,
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "l1" | "L1" => Ok(Self::L1),
+            "l2" | "L2" => Ok(Self::L2),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(format!("expected l1, l2 or cosine, found `{other}`")),
+        }
+    }
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::L1 => "l1",
+            Self::L2 => "l2",
+            Self::Cosine => "cosine",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub index: usize,
+    pub distance: f32,
+}
+
+const LANES: usize = 16;
+
+fn l1(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += (x[i] - y[i]).abs();
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y).abs()).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    (acc.iter().sum::<f32>() + tail).sqrt()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            ab[i] += x[i] * y[i];
+            aa[i] += x[i] * x[i];
+            bb[i] += y[i] * y[i];
+        }
+    }
+    let mut s = [
+        ab.iter().sum::<f32>(),
+        aa.iter().sum::<f32>(),
+        bb.iter().sum::<f32>(),
+    ];
+    for (x, y) in ra.iter().zip(rb) {
+        s[0] += x * y;
+        s[1] += x * x;
+        s[2] += y * y;
+    }
+    1.0 - s[0] / (s[1].sqrt() * s[2].sqrt()).max(1e-20)
+}
+
+/// Distance between two descriptors under `metric`.
+pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    match metric {
+        Metric::L1 => l1(a, b),
+        Metric::L2 => l2(a, b),
+        Metric::Cosine => cosine(a, b),
+    }
+}
+
+/// Keeps the K smallest (distance, index) pairs, ties by index.
+fn push_top(top: &mut Vec<Hit>, k: usize, hit: Hit) {
+    if top.len() == k
+        && top
+            .last()
+            .is_some_and(|w| (hit.distance, hit.index) >= (w.distance, w.index))
+    {
+        return;
+    }
+    let pos = top
+        .binary_search_by(|h| {
+            (h.distance, h.index)
+                .partial_cmp(&(hit.distance, hit.index))
+                .unwrap_or(std::cmp::Ordering::Less)
+        })
+        .unwrap_or_else(|p| p);
+    top.insert(pos, hit);
+    top.truncate(k);
+}
+
+fn merge(mut a: Vec<Hit>, b: Vec<Hit>, k: usize) -> Vec<Hit> {
+    for h in b {
+        push_top(&mut a, k, h);
+    }
+    a
+}
+
+/// Rows scanned per parallel task.
+const CHUNK: usize = 256;
+
+/// The `k` nearest rows of `map` to `query`, best first; only `candidates` when given.
+pub fn top_k(
+    map: &MapFile,
+    query: &[f32],
+    k: usize,
+    metric: Metric,
+    candidates: Option<&[usize]>,
+) -> Vec<Hit> {
+    let dim = map.dim();
+    assert_eq!(query.len(), dim, "query length");
+    let k = k.max(1);
+    let descs = map.descriptors();
+    let row_distance = |i: usize, buf: &mut Vec<f32>| -> f32 {
+        match &descs {
+            Descriptors::F32(v) => distance(metric, query, &v[i * dim..(i + 1) * dim]),
+            Descriptors::F16(v) => {
+                buf.clear();
+                buf.extend(v[i * dim..(i + 1) * dim].iter().map(|h| h.to_f32()));
+                distance(metric, query, buf)
+            }
+        }
+    };
+    let scan = |rows: &mut dyn Iterator<Item = usize>| {
+        let mut top = Vec::with_capacity(k + 1);
+        let mut buf = Vec::new();
+        for i in rows {
+            let d = row_distance(i, &mut buf);
+            push_top(
+                &mut top,
+                k,
+                Hit {
+                    index: i,
+                    distance: if d.is_nan() { f32::INFINITY } else { d },
+                },
+            );
+        }
+        top
+    };
+    match candidates {
+        Some(c) => c
+            .par_chunks(CHUNK)
+            .map(|chunk| scan(&mut chunk.iter().copied()))
+            .reduce(Vec::new, |a, b| merge(a, b, k)),
+        None => (0..map.len().div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| scan(&mut (c * CHUNK..((c + 1) * CHUNK).min(map.len()))))
+            .reduce(Vec::new, |a, b| merge(a, b, k)),
+    }
+}
+
+/// Map rows by camera, and a k-d tree over camera centres for geo-gating.
+pub struct MapIndex {
+    pub by_camera: std::collections::BTreeMap<String, Vec<usize>>,
+    tree: kiddo::KdTree<f64, 3>,
+}
+
+impl MapIndex {
+    pub fn new(map: &MapFile) -> Self {
+        let mut by_camera: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        let mut tree: kiddo::KdTree<f64, 3> = kiddo::KdTree::new();
+        for (i, cam) in map.meta.cameras.iter().enumerate() {
+            by_camera.entry(cam.clone()).or_default().push(i);
+            let t = map.pose(i).translation.vector;
+            tree.add(&[t.x, t.y, t.z], i as u64);
+        }
+        Self { by_camera, tree }
+    }
+
+    /// Candidate rows: of `camera` (None: all), within `radius` metres of `near` (None: any).
+    pub fn candidates(
+        &self,
+        camera: Option<&str>,
+        near: Option<([f64; 3], f64)>,
+    ) -> Option<Vec<usize>> {
+        let of_camera = camera.and_then(|c| self.by_camera.get(c));
+        match near {
+            None => of_camera.cloned(),
+            Some((p, r)) => {
+                let mut rows: Vec<usize> = self
+                    .tree
+                    .within_unsorted::<kiddo::SquaredEuclidean>(&p, r * r)
+                    .into_iter()
+                    .map(|n| n.item as usize)
+                    .collect();
+                rows.sort_unstable();
+                if let Some(cam) = of_camera {
+                    rows.retain(|i| cam.binary_search(i).is_ok());
+                }
+                Some(rows)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_match_their_definitions() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).sin()).collect();
+        let l1_ref: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+        let l2_ref: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        assert!((l1(&a, &b) - l1_ref).abs() < 1e-3);
+        assert!((l2(&a, &b) - l2_ref).abs() < 1e-3);
+        assert!(cosine(&a, &a).abs() < 1e-6);
+        let neg: Vec<f32> = a.iter().map(|x| -x).collect();
+        assert!((cosine(&a, &neg) - 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn top_keeps_the_k_smallest_in_order() {
+        let mut top = Vec::new();
+        for (i, d) in [5.0, 1.0, 3.0, 1.0, 9.0, 0.5].iter().enumerate() {
+            push_top(
+                &mut top,
+                3,
+                Hit {
+                    index: i,
+                    distance: *d,
+                },
+            );
+        }
+        let got: Vec<(usize, f32)> = top.iter().map(|h| (h.index, h.distance)).collect();
+        assert_eq!(got, [(5, 0.5), (1, 1.0), (3, 1.0)]);
+    }
+}

@@ -1,0 +1,345 @@
+//! `build-map`, `localize` and `evaluate` as a user runs them, on a small generated Extended
+//! CMU-Seasons slice: a map is built and reopened, database images find themselves, maps of
+//! another model, layer set, or damaged files are refused with clear messages, and evaluate runs
+//! with a model and both baselines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::path_str;
+
+fn tools(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dasgil-tools")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tools(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(args: &[&str]) -> String {
+    let out = tools(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+/// A freshly initialised 256x256 generator checkpoint (trained with CD: descriptor e5).
+fn checkpoint(path: &Path, seed: i64) {
+    use dasgil::model::{
+        checkpoint, CheckpointMeta, Generator, ModelConfig, NetworkRole, WeightInit,
+    };
+    tch::manual_seed(seed);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
+    Generator::new(&vs.root(), cfg, WeightInit::Reference).unwrap();
+    checkpoint::save(
+        &vs,
+        &CheckpointMeta {
+            network: NetworkRole::Generator,
+            config: cfg,
+            discriminator: Some(dasgil::model::DiscriminatorKind::Cascade),
+            epoch: None,
+            step: None,
+            source: Some("test".into()),
+        },
+        path,
+    )
+    .unwrap();
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    ckpt: PathBuf,
+    other: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cmu");
+    ok(&[
+        "synth",
+        "cmu",
+        "--out",
+        path_str(&root),
+        "--slice",
+        "3",
+        "--places",
+        "6",
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--conditions",
+        "snow,overcast",
+    ]);
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 1);
+    let other = dir.path().join("other.safetensors");
+    checkpoint(&other, 2);
+    Fixture {
+        root,
+        ckpt,
+        other,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn build_reopen_localize_and_refuse_what_does_not_fit() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let map = dir.join("slice3.map.safetensors");
+    let said = ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--out",
+        path_str(&map),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        said.contains("12 images (2 cameras: c0,c1), 4096-d descriptors (f32)"),
+        "{said}"
+    );
+    assert!(said.contains("adaptation: adabn"), "{said}");
+    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    assert_eq!(m.len(), 12);
+    assert_eq!(m.meta.encoder.layers, vec![(5, 1.0)]);
+    assert_eq!(
+        m.adapted_stats().len(),
+        8,
+        "conv2_bn..conv5_bn, mean and var"
+    );
+    // Poses are world_from_cam: the stored centre equals the ground truth's camera centre.
+    let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
+    let (name, truth) = &slice.database[3];
+    let i = m.meta.names.iter().position(|n| n == name).unwrap();
+    let t = m.pose(i).translation.vector;
+    for k in 0..3 {
+        assert!((t[k] - truth.centre[k]).abs() < 1e-9);
+    }
+
+    // Every database image finds itself first, at distance 0, with the map's statistics.
+    let db: Vec<PathBuf> = slice
+        .database_images()
+        .iter()
+        .map(|p| p.path.clone())
+        .collect();
+    let mut args = vec![
+        "localize",
+        "--map",
+        path_str(&map),
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--device",
+        "cpu",
+        "--json",
+        "--top-k",
+        "3",
+    ];
+    args.extend(db.iter().map(|p| path_str(p)));
+    let out = ok(&args);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12);
+    for (l, p) in lines.iter().zip(&db) {
+        let c0 = &l["candidates"][0];
+        assert_eq!(c0["name"], p.file_name().unwrap().to_str().unwrap());
+        assert!(c0["distance"].as_f64().unwrap() < 1e-5, "{l}");
+        assert_eq!(l["prior"]["covariance"].as_array().unwrap().len(), 36);
+        assert_eq!(l["prior"]["t"], c0["t"]);
+        // Per camera, as the reference: every candidate has the query's camera.
+        let cam = c0["camera"].as_str().unwrap();
+        assert!(l["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["camera"] == cam));
+    }
+    // The map's checkpoint is the default for localize.
+    let out = ok(&[
+        "localize",
+        "--map",
+        path_str(&map),
+        "--device",
+        "cpu",
+        path_str(&db[0]),
+    ]);
+    assert!(out.contains("prior: t ["), "{out}");
+
+    // Another model, or other layers: refused, saying what differs.
+    let e = err(&[
+        "localize",
+        "--map",
+        path_str(&map),
+        "--checkpoint",
+        path_str(&f.other),
+        "--device",
+        "cpu",
+        path_str(&db[0]),
+    ]);
+    assert!(
+        e.contains("was built with another encoder") && e.contains("model fingerprint"),
+        "{e}"
+    );
+    let e = err(&[
+        "localize",
+        "--map",
+        path_str(&map),
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--layers",
+        "5,6",
+        "--device",
+        "cpu",
+        path_str(&db[0]),
+    ]);
+    assert!(
+        e.contains("descriptor layers: map [(5, 1.0)], given [(5, 1.0), (6, 1.0)]"),
+        "{e}"
+    );
+    // A truncated and a bit-flipped file: refused, naming the file.
+    let bytes = std::fs::read(&map).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let e = err(&["localize", "--map", path_str(&cut), path_str(&db[0])]);
+    assert!(e.contains("cut.safetensors: not a dasgil map"), "{e}");
+    let flipped = dir.join("flipped.safetensors");
+    let mut b = bytes.clone();
+    let k = b.len() - 1000;
+    b[k] ^= 0x10;
+    std::fs::write(&flipped, &b).unwrap();
+    let e = err(&["localize", "--map", path_str(&flipped), path_str(&db[0])]);
+    assert!(
+        e.contains("flipped.safetensors: the map file is damaged"),
+        "{e}"
+    );
+    // A map never overwrites the checkpoint it is built with.
+    let e = err(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--out",
+        path_str(&f.ckpt),
+        "--device",
+        "cpu",
+    ]);
+    assert!(e.contains("same file as --checkpoint"), "{e}");
+
+    // f16 storage halves the descriptors and keeps the ranking of a self-match.
+    let half = dir.join("half.safetensors");
+    ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--out",
+        path_str(&half),
+        "--device",
+        "cpu",
+        "--f16",
+    ]);
+    let out = ok(&[
+        "localize",
+        "--map",
+        path_str(&half),
+        "--device",
+        "cpu",
+        "--json",
+        path_str(&db[5]),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["candidates"][0]["name"],
+        db[5].file_name().unwrap().to_str().unwrap()
+    );
+}
+
+#[test]
+fn evaluate_scores_a_model_and_both_baselines() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("model", vec!["--checkpoint", path_str(&f.ckpt)]),
+        ("raw", vec!["--baseline", "raw-pixels"]),
+        (
+            "untrained",
+            vec!["--baseline", "untrained", "--checkpoint", path_str(&f.ckpt)],
+        ),
+    ];
+    for (name, extra) in runs {
+        let out = dir.join(format!("eval-{name}"));
+        let mut args = vec![
+            "evaluate",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&f.root),
+            "--slice",
+            "3",
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ];
+        args.extend(extra);
+        let said = ok(&args);
+        assert!(said.contains("24 queries, 12 map images"), "{said}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let reports = report["reports"].as_array().unwrap();
+        // A network is reported with and without map-time adaptation; raw pixels once.
+        assert_eq!(reports.len(), if name == "raw" { 1 } else { 2 }, "{name}");
+        let all = &reports[0]["all"];
+        for k in ["0.25m,2deg", "0.5m,5deg", "5m,10deg"] {
+            let v = all["accuracy"][k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v));
+        }
+        assert_eq!(reports[0]["by_condition"].as_object().unwrap().len(), 2);
+        assert_eq!(reports[0]["by_camera"].as_object().unwrap().len(), 2);
+        let sub = std::fs::read_to_string(out.join("submission.txt")).unwrap();
+        assert_eq!(sub.lines().count(), 24);
+        assert!(sub.lines().all(|l| l.split(' ').count() == 8));
+        for png in ["recall_curves.png", "matches.png"] {
+            assert!(image::open(out.join(png)).unwrap().width() > 100);
+        }
+        assert!(std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("| all | 24 |"));
+    }
+}

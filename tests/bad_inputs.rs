@@ -126,6 +126,7 @@ fn make_fixtures(d: &Path) {
 
     let gen = d.join("gen.safetensors");
     ok(&["import-checkpoint", g, path_str(&gen)]);
+    std::os::unix::fs::symlink(&gen, d.join("gen-symlink.safetensors")).unwrap();
     rewrite(&gen, &d.join("nan.safetensors"), |t, _| {
         for (k, v) in t.iter_mut() {
             if k == "conv2.weight" {
@@ -191,6 +192,37 @@ fn make_fixtures(d: &Path) {
             std::fs::remove_dir_all(e.path()).unwrap();
         }
     }
+    ok(&[
+        "synth",
+        "cmu",
+        "--out",
+        &p("cmu"),
+        "--places",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--conditions",
+        "snow",
+    ]);
+    ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        &p("cmu"),
+        "--slice",
+        "2",
+        "--checkpoint",
+        &p("gen.safetensors"),
+        "--out",
+        &p("map.safetensors"),
+        "--device",
+        "cpu",
+    ]);
+    let bytes = std::fs::read(d.join("map.safetensors")).unwrap();
+    std::fs::write(d.join("map-trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let cfg = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
     std::fs::write(
         d.join("train-unknown-field.yaml"),

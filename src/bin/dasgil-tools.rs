@@ -197,9 +197,9 @@ struct LocalizeArgs {
     /// Camera of the images when their names do not say (CMU names do).
     #[arg(long)]
     camera: Option<String>,
-    /// Geo-gating: only entries within --radius metres of this x,y,z.
-    #[arg(long, value_delimiter = ',', num_args = 3, requires = "radius")]
-    near: Option<Vec<f64>>,
+    /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).
+    #[arg(long, requires = "radius")]
+    near: Option<String>,
     #[arg(long)]
     radius: Option<f64>,
     /// One JSON object per line instead of text.
@@ -267,7 +267,16 @@ fn run_localize(a: LocalizeArgs) -> Result<()> {
         anyhow::bail!("--top-k: expected 1 to 1000, found {}", a.top_k);
     }
     let near = match (&a.near, a.radius) {
-        (Some(p), Some(r)) => {
+        (Some(text), Some(r)) => {
+            let p: Vec<f64> = text
+                .split(',')
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .ok()
+                .filter(|v: &Vec<f64>| v.len() == 3)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--near: expected X,Y,Z in metres, found `{text}`")
+                })?;
             if !(r.is_finite() && r > 0.0) || p.iter().any(|v| !v.is_finite()) {
                 anyhow::bail!("--near/--radius: expected finite coordinates and a radius > 0, found {p:?} and {r}");
             }

@@ -322,6 +322,19 @@ pub fn evaluate(
     per_camera: bool,
     adapt_first: bool,
 ) -> Result<Vec<Report>, MapsError> {
+    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
+        return Err(MapsError::Other(format!(
+            "{}: no query images with ground truth to evaluate on (evaluate needs a data set \
+             with queries and their poses, such as an Extended CMU-Seasons slice)",
+            src.source.root
+        )));
+    }
+    if out.is_file() {
+        return Err(MapsError::Other(format!(
+            "--out {}: is a file; expected a folder for the report",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(out)
         .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
     let slice_dir = src

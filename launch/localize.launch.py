@@ -1,7 +1,7 @@
 """Launch the DASGIL node with config/localize.yaml.
 
-    ros2 launch dasgil localize.launch.py checkpoint:=/path/to/generator.safetensors
-    ros2 launch dasgil localize.launch.py config:=/path/to/my.yaml image_topic:=/cam0/image_raw
+    ros2 launch dasgil localize.launch.py map:=/path/to/cmu_slice.map.safetensors
+    ros2 launch dasgil localize.launch.py map:=... config:=/path/to/my.yaml image_topic:=/cam0/image_raw
 """
 import os
 
@@ -16,6 +16,9 @@ def _node(context):
     params = [LaunchConfiguration("config").perform(context)]
     # Launch arguments left empty keep the YAML's values.
     overrides = {}
+    map_file = LaunchConfiguration("map").perform(context)
+    if map_file:
+        overrides["map"] = map_file
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
     if checkpoint:
         overrides["checkpoint"] = checkpoint
@@ -41,6 +44,7 @@ def generate_launch_description():
     return LaunchDescription(
         [
             DeclareLaunchArgument("config", default_value=default_config, description="node parameters (YAML)"),
+            DeclareLaunchArgument("map", default_value="", description="descriptor map (dasgil-tools build-map); overrides the YAML"),
             DeclareLaunchArgument("checkpoint", default_value="", description="generator checkpoint; overrides the YAML"),
             DeclareLaunchArgument("image_topic", default_value="", description="one camera topic; overrides image_topics"),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),

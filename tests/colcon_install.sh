@@ -38,11 +38,13 @@ set -u
 case ":$AMENT_PREFIX_PATH:" in *":$PREFIX:"*) ;; *) fail "install/setup.bash does not put $PREFIX on AMENT_PREFIX_PATH" ;; esac
 info="$("$PREFIX/lib/dasgil/dasgil-tools" info)"
 grep -q "ROS distro:     jazzy" <<<"$info" || fail "installed dasgil-tools info says: $info"
-# The node starts and refuses clearly to run without a checkpoint.
+# The node starts and refuses clearly to run without a map.
 if out="$("$PREFIX/lib/dasgil/dasgil_node" 2>&1)"; then
-  fail "installed dasgil_node ran without a checkpoint"
+  fail "installed dasgil_node ran without a map"
 fi
-grep -q "parameter \`checkpoint\` is empty" <<<"$out" || fail "installed dasgil_node said: $out"
+grep -q "parameter \`map\` is empty" <<<"$out" || fail "installed dasgil_node said: $out"
+# The shipped model is installed where the tools look for it.
+[ -d "$PREFIX/share/dasgil/maps" ] || fail "share/dasgil/maps is missing from the install tree"
 
 # The launch file names the installed executable and the installed config, and is valid Python.
 # (launch_ros is not installable here, so `ros2 launch` itself cannot run.)
@@ -56,6 +58,6 @@ python - "$PREFIX/share/dasgil/config/localize.yaml" <<'PY' || fail "config chec
 import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
 params = cfg["dasgil_localizer"]["ros__parameters"]
-assert set(params) == {"checkpoint", "image_topics", "device", "diagnostics_period"}, params
+assert set(params) == {"map", "checkpoint", "image_topics", "camera_ids", "top_k", "frame_id", "metric", "device", "diagnostics_period"}, params
 PY
 echo "colcon install test: ok ($PREFIX)"

@@ -1,5 +1,7 @@
-//! The node binary as a user runs it: given a checkpoint and a camera topic, it encodes good
-//! frames, reports malformed ones on /diagnostics, and keeps running.
+//! The node binary as a user runs it: given a map (built by `dasgil-tools build-map` from a
+//! generated Extended CMU-Seasons slice) and a camera topic, it publishes the pose prior of good
+//! frames (a map image sent as a frame is localized at its own pose, with the image's stamp),
+//! reports malformed frames on /diagnostics, and keeps running.
 #![cfg(feature = "ros")]
 
 mod common;
@@ -56,13 +58,62 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
         source: None,
     };
     checkpoint::save(&vs, &meta, &ckpt).unwrap();
+    let slice = dir.path().join("cmu");
+    let map = dir.path().join("map.safetensors");
+    for args in [
+        vec![
+            "synth",
+            "cmu",
+            "--out",
+            slice.to_str().unwrap(),
+            "--places",
+            "4",
+            "--width",
+            "128",
+            "--height",
+            "96",
+            "--conditions",
+            "snow",
+        ],
+        vec![
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            slice.to_str().unwrap(),
+            "--slice",
+            "2",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            map.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = dasgil::data::cmu_seasons::CmuSlice::open(&slice, 2)
+        .unwrap()
+        .database_images();
+    let probe = &db[5];
+    let probe_img = image::open(&probe.path).unwrap().to_rgb8();
+    let probe_pose = probe.world_from_cam.unwrap();
 
     let ns = format!("/dasgil_node_test_{}", std::process::id());
     let camera = format!("{ns}/cam0/image_raw");
     let diag_topic = format!("{ns}/diagnostics");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
         .args(["--ros-args", "-p"])
-        .arg(format!("checkpoint:={}", ckpt.display()))
+        .arg(format!("map:={}", map.display()))
         .args([
             "-p",
             &format!("image_topics:=[{camera}]"),
@@ -72,6 +123,7 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
             "device:=cpu",
         ])
         .args(["-r", &format!("/diagnostics:={diag_topic}")])
+        .args(["-r", &format!("__ns:={ns}")])
         .kill_on_drop(true)
         .spawn()
         .expect("start dasgil_node");
@@ -84,6 +136,18 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
     let mut diags = node
         .subscribe::<r2r::diagnostic_msgs::msg::DiagnosticArray>(&diag_topic, QosProfile::default())
         .unwrap();
+    let mut priors = node
+        .subscribe::<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>(
+            &format!("{ns}/pose_prior"),
+            QosProfile::default(),
+        )
+        .unwrap();
+    let mut candidates = node
+        .subscribe::<r2r::geometry_msgs::msg::PoseArray>(
+            &format!("{ns}/pose_candidates"),
+            QosProfile::default(),
+        )
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let spinner = std::thread::spawn(move || {
@@ -92,19 +156,36 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
         }
     });
 
-    // Alternate a good 320x200 frame and one whose data is 7 bytes short.
+    // Alternate a map image sent as a frame (stamped i seconds) and a frame 7 bytes short.
+    let good = |i: u64| r2r::sensor_msgs::msg::Image {
+        header: r2r::std_msgs::msg::Header {
+            frame_id: "cam0".into(),
+            stamp: r2r::builtin_interfaces::msg::Time {
+                sec: i as i32,
+                nanosec: 0,
+            },
+        },
+        height: probe_img.height(),
+        width: probe_img.width(),
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: probe_img.width() * 3,
+        data: probe_img.as_raw().clone(),
+    };
     let result = tokio::time::timeout(Duration::from_secs(90), async {
         let mut i = 0u64;
         loop {
-            camera_pub
-                .publish(&frame(320, 200, if i % 2 == 0 { 0 } else { 7 }))
-                .unwrap();
+            if i % 2 == 0 {
+                camera_pub.publish(&good(1000 + i)).unwrap();
+            } else {
+                camera_pub.publish(&frame(320, 200, 7)).unwrap();
+            }
             i += 1;
             if let Ok(Some(msg)) =
                 tokio::time::timeout(Duration::from_millis(150), diags.next()).await
             {
                 let status = &msg.status[0];
-                if value(status, "frames_encoded") >= 2 && value(status, "frames_rejected") >= 2 {
+                if value(status, "frames_localized") >= 2 && value(status, "frames_rejected") >= 2 {
                     return status.clone();
                 }
             }
@@ -116,7 +197,33 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
     let alive = child.try_wait().unwrap().is_none();
     let _ = child.start_kill();
     let status =
-        result.expect("the node did not report 2 encoded and 2 rejected frames within 90 s");
+        result.expect("the node did not report 2 localized and 2 rejected frames within 90 s");
+    // The pose prior of the map image is its own pose, with the frame's stamp and the map frame.
+    let prior = tokio::time::timeout(Duration::from_secs(5), priors.next())
+        .await
+        .expect("a pose prior")
+        .unwrap();
+    assert_eq!(prior.header.frame_id, "map");
+    assert!(
+        prior.header.stamp.sec >= 1000 && prior.header.stamp.sec % 2 == 0,
+        "{:?}",
+        prior.header
+    );
+    let p = &prior.pose.pose.position;
+    let t = probe_pose.translation.vector;
+    assert!((p.x - t.x).abs() < 1e-9 && (p.y - t.y).abs() < 1e-9 && (p.z - t.z).abs() < 1e-9);
+    let q = &prior.pose.pose.orientation;
+    assert!(
+        (probe_pose.rotation.w - q.w).abs() < 1e-9 && (probe_pose.rotation.i - q.x).abs() < 1e-9
+    );
+    assert_eq!(prior.pose.covariance.len(), 36);
+    assert!((0..6).all(|i| prior.pose.covariance[i * 7] > 0.0));
+    let cands = tokio::time::timeout(Duration::from_secs(5), candidates.next())
+        .await
+        .expect("pose candidates")
+        .unwrap();
+    assert_eq!(cands.poses.len(), 5);
+    assert_eq!(cands.poses[0].position.x, p.x);
     assert!(alive, "dasgil_node exited");
     assert_eq!(status.level, 1, "a bad frame makes the status WARN");
     assert!(

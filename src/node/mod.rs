@@ -1,9 +1,10 @@
-//! The DASGIL ROS 2 node (cargo feature `ros`): subscribes to camera images, turns each frame
-//! into a DASGIL descriptor (the encoder layers the model's discriminator type calls for), and
-//! reports on /diagnostics. Frames are encoded off the ROS executor, latest frame wins, and a
-//! bad frame is counted and reported, never fatal.
-//!
-//! Map retrieval and the pose prior (PoseWithCovarianceStamped) build on this once maps exist.
+//! The DASGIL ROS 2 node (cargo feature `ros`): subscribes to camera images, encodes each frame
+//! exactly as the map was built (the same code as `dasgil-tools localize`: `maps::encode` with
+//! the map's adapted statistics), retrieves the nearest map images and publishes
+//! `pose_prior` (geometry_msgs/PoseWithCovarianceStamped, the best map image's camera pose with
+//! the covariance of `maps::prior`) and `pose_candidates` (geometry_msgs/PoseArray, best
+//! first), both stamped with the source image's stamp, and /diagnostics. Frames are encoded off
+//! the ROS executor, latest frame wins, and a bad frame is counted and reported, never fatal.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,21 +12,34 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use r2r::QosProfile;
-use tch::Device;
 
-use crate::data::{preprocess, raw_image};
-use crate::model::checkpoint;
-use crate::model::{DescriptorEncoder, DescriptorSpec, DiscriminatorKind};
+use crate::data::raw_image;
+use crate::maps::encode::MapEncoder;
+use crate::maps::file::MapFile;
+use crate::maps::prior::pose_prior;
+use crate::maps::search::{top_k, MapIndex, Metric};
 
 type ImageMsg = r2r::sensor_msgs::msg::Image;
+type PriorMsg = r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
+type PoseArrayMsg = r2r::geometry_msgs::msg::PoseArray;
 
 /// Node parameters (`ros__parameters` in config/localize.yaml).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeParams {
-    /// Generator checkpoint (.safetensors) to encode frames with. Required.
+    /// The descriptor map (`dasgil-tools build-map`). Required.
+    pub map: String,
+    /// Generator checkpoint; empty: the one the map was built with (or the shipped model).
     pub checkpoint: String,
     /// Camera image topics (sensor_msgs/Image).
     pub image_topics: Vec<String>,
+    /// The map camera each topic is (parallel to image_topics); empty: search every camera.
+    pub camera_ids: Vec<String>,
+    /// Candidates retrieved (and published in pose_candidates).
+    pub top_k: i64,
+    /// frame_id of the published poses (the map's world frame).
+    pub frame_id: String,
+    /// l1, l2 or cosine; empty: the map's.
+    pub metric: String,
     /// cpu, cuda or auto.
     pub device: String,
     /// Seconds between /diagnostics messages.
@@ -35,8 +49,13 @@ pub struct NodeParams {
 impl Default for NodeParams {
     fn default() -> Self {
         Self {
+            map: String::new(),
             checkpoint: String::new(),
             image_topics: vec!["/camera/image_raw".into()],
+            camera_ids: Vec::new(),
+            top_k: 5,
+            frame_id: "map".into(),
+            metric: String::new(),
             device: "auto".into(),
             diagnostics_period: 1.0,
         }
@@ -59,15 +78,36 @@ impl NodeParams {
     pub fn from_node(node: &r2r::Node) -> Result<Self> {
         let d = Self::default();
         let p = Self {
+            map: param(node, "map", d.map)?,
             checkpoint: param(node, "checkpoint", d.checkpoint)?,
             image_topics: param(node, "image_topics", d.image_topics)?,
+            camera_ids: param(node, "camera_ids", d.camera_ids)?,
+            top_k: param(node, "top_k", d.top_k)?,
+            frame_id: param(node, "frame_id", d.frame_id)?,
+            metric: param(node, "metric", d.metric)?,
             device: param(node, "device", d.device)?,
             diagnostics_period: param(node, "diagnostics_period", d.diagnostics_period)?,
         };
-        if p.checkpoint.is_empty() {
+        if p.map.is_empty() {
             bail!(
-                "parameter `checkpoint` is empty: set it to a dasgil generator checkpoint (.safetensors), \
-                 e.g. `ros2 launch dasgil localize.launch.py checkpoint:=/path/to/generator.safetensors`"
+                "parameter `map` is empty: set it to a map made by `dasgil-tools build-map`, \
+                 e.g. `ros2 launch dasgil localize.launch.py map:=/path/to/cmu_slice.map.safetensors`"
+            );
+        }
+        if !p.camera_ids.is_empty() && p.camera_ids.len() != p.image_topics.len() {
+            bail!(
+                "parameters `camera_ids` and `image_topics`: expected lists of the same length \
+                 (one map camera per topic), found {} and {}",
+                p.camera_ids.len(),
+                p.image_topics.len()
+            );
+        }
+        if !(1..=1000).contains(&p.top_k) {
+            bail!("parameter `top_k`: expected 1 to 1000, found {}", p.top_k);
+        }
+        if p.frame_id.is_empty() {
+            bail!(
+                "parameter `frame_id`: expected a frame name such as `map`, found an empty string"
             );
         }
         if p.image_topics.is_empty() {
@@ -89,6 +129,7 @@ struct Stats {
     received: u64,
     encoded: u64,
     rejected: u64,
+    localized: u64,
     /// Frames replaced by a newer one before the encoder got to them.
     skipped: u64,
     last_error: Option<String>,
@@ -101,6 +142,8 @@ struct Frame {
     /// Arrival number across all topics, to count the frames a newer one replaced.
     seq: u64,
     topic: String,
+    /// The map camera of the topic (None: search every camera).
+    camera: Option<String>,
     msg: ImageMsg,
 }
 
@@ -108,16 +151,24 @@ struct Frame {
 const LEVEL_OK: u8 = 0;
 const LEVEL_WARN: u8 = 1;
 
-struct Encoder {
-    encoder: DescriptorEncoder,
-    height: i64,
-    width: i64,
-    device: Device,
+/// What one frame gave: the prior and the candidates (map indices), or why not.
+struct Answer {
+    prior: crate::maps::prior::PosePrior,
+    candidates: Vec<crate::geom::Pose>,
+    descriptor_len: i64,
 }
 
-impl Encoder {
-    /// Frame -> descriptor length; any problem with the frame is an error string.
-    fn encode(&self, frame: &Frame) -> Result<i64, String> {
+struct Localizer {
+    encoder: MapEncoder,
+    map: Arc<MapFile>,
+    index: MapIndex,
+    metric: Metric,
+    top_k: usize,
+}
+
+impl Localizer {
+    /// Frame -> pose prior; any problem with the frame is an error string.
+    fn localize(&self, frame: &Frame) -> Result<Answer, String> {
         let m = &frame.msg;
         let img = raw_image::decode(
             m.width,
@@ -128,13 +179,37 @@ impl Encoder {
             &m.data,
         )
         .map_err(|e| format!("{}: frame `{}`: {e}", frame.topic, m.header.frame_id))?;
-        let xs = preprocess::to_network_input(&img, self.height, self.width)
-            .map_err(|e| e.to_string())?;
+        let prepared = self.encoder.prepare(&img).map_err(|e| e.to_string())?;
         let desc = self
             .encoder
-            .describe(&xs.to_device(self.device))
+            .encode(&[prepared])
             .map_err(|e| e.to_string())?;
-        Ok(desc.size()[1])
+        let cands = self.index.candidates(frame.camera.as_deref(), None);
+        let hits = top_k(&self.map, &desc, self.top_k, self.metric, cands.as_deref());
+        let prior = pose_prior(&self.map, &hits).ok_or("the map has no entries")?;
+        Ok(Answer {
+            prior,
+            candidates: hits.iter().map(|h| self.map.pose(h.index)).collect(),
+            descriptor_len: desc.len() as i64,
+        })
+    }
+}
+
+fn ros_pose(p: &crate::geom::Pose) -> r2r::geometry_msgs::msg::Pose {
+    let t = p.translation.vector;
+    let q = p.rotation;
+    r2r::geometry_msgs::msg::Pose {
+        position: r2r::geometry_msgs::msg::Point {
+            x: t.x,
+            y: t.y,
+            z: t.z,
+        },
+        orientation: r2r::geometry_msgs::msg::Quaternion {
+            x: q.i,
+            y: q.j,
+            z: q.k,
+            w: q.w,
+        },
     }
 }
 
@@ -172,6 +247,7 @@ fn diagnostics(
                 kv("frames_received", stats.received.to_string()),
                 kv("frames_encoded", stats.encoded.to_string()),
                 kv("frames_rejected", stats.rejected.to_string()),
+                kv("frames_localized", stats.localized.to_string()),
                 kv("frames_skipped", stats.skipped.to_string()),
                 kv("descriptor_length", stats.descriptor_len.to_string()),
                 kv("last_latency_ms", format!("{:.2}", stats.last_latency_ms)),
@@ -188,30 +264,85 @@ pub async fn run() -> Result<()> {
     let params = NodeParams::from_node(&node)?;
     let device = crate::toolchain::parse_device(&params.device, "parameter `device`")
         .map_err(anyhow::Error::msg)?;
-    let loaded = checkpoint::load_generator(std::path::Path::new(&params.checkpoint), device, None)
-        .with_context(|| format!("parameter `checkpoint` = {}", params.checkpoint))?;
-    let kind = loaded
-        .meta
-        .discriminator
-        .unwrap_or(DiscriminatorKind::Flatten);
-    let spec = DescriptorSpec::paper(kind);
-    let cfg = loaded.meta.config;
-    // tch tensors are Send but not Sync: the encoder is used by one blocking task at a time.
-    let encoder = Arc::new(Mutex::new(Encoder {
-        encoder: DescriptorEncoder::new(&loaded.net, spec)?,
-        height: cfg.input_height,
-        width: cfg.input_width,
-        device,
+    let map = Arc::new(
+        MapFile::open(std::path::Path::new(&params.map))
+            .with_context(|| format!("parameter `map` = {}", params.map))?,
+    );
+    let checkpoint = if params.checkpoint.is_empty() {
+        match map
+            .meta
+            .encoder
+            .checkpoint
+            .as_deref()
+            .map(std::path::PathBuf::from)
+        {
+            Some(p) if p.is_file() => p,
+            _ => crate::maps::commands::default_checkpoint()?,
+        }
+    } else {
+        params.checkpoint.clone().into()
+    };
+    let layers = crate::model::DescriptorSpec {
+        layers: map
+            .meta
+            .encoder
+            .layers
+            .iter()
+            .map(|&(layer, weight)| crate::model::DescriptorLayer { layer, weight })
+            .collect(),
+    };
+    let mut encoder = if map.meta.encoder.kind == "raw-pixels" {
+        MapEncoder::raw_pixels()
+    } else {
+        MapEncoder::from_checkpoint(&checkpoint, device, Some(layers))
+            .with_context(|| format!("checkpoint {}", checkpoint.display()))?
+    };
+    encoder.use_map(&map)?;
+    let metric: Metric = if params.metric.is_empty() {
+        map.meta.metric.parse().map_err(anyhow::Error::msg)?
+    } else {
+        params
+            .metric
+            .parse()
+            .map_err(|e| anyhow::anyhow!("parameter `metric`: {e}"))?
+    };
+    for cam in &params.camera_ids {
+        if !map.meta.cameras.contains(cam) {
+            bail!(
+                "parameter `camera_ids`: `{cam}` is not a camera of the map {} (it has: {})",
+                params.map,
+                {
+                    let mut c = map.meta.cameras.clone();
+                    c.sort();
+                    c.dedup();
+                    c.join(", ")
+                }
+            );
+        }
+    }
+    let index = MapIndex::new(&map);
+    // tch tensors are Send but not Sync: the localizer is used by one blocking task at a time.
+    let localizer = Arc::new(Mutex::new(Localizer {
+        encoder,
+        map: map.clone(),
+        index,
+        metric,
+        top_k: params.top_k as usize,
     }));
+    let prior_pub = node.create_publisher::<PriorMsg>("pose_prior", QosProfile::default())?;
+    let cand_pub =
+        node.create_publisher::<PoseArrayMsg>("pose_candidates", QosProfile::default())?;
+    let frame_id = params.frame_id.clone();
     let node_name = node.name()?;
-    tracing::info!(checkpoint = %params.checkpoint, topics = ?params.image_topics, ?device, "dasgil node ready");
+    tracing::info!(map = %params.map, entries = map.len(), checkpoint = %checkpoint.display(), topics = ?params.image_topics, ?device, "dasgil node ready");
 
     let stats = Arc::new(Mutex::new(Stats::default()));
     let (latest_tx, mut latest_rx) = tokio::sync::watch::channel::<Option<Arc<Frame>>>(None);
     let latest_tx = Arc::new(latest_tx);
-    for topic in &params.image_topics {
+    for (i, topic) in params.image_topics.iter().enumerate() {
         let mut sub = node.subscribe::<ImageMsg>(topic, QosProfile::sensor_data())?;
         let (tx, stats, topic) = (latest_tx.clone(), stats.clone(), topic.clone());
+        let camera = params.camera_ids.get(i).cloned();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let seq = {
@@ -222,6 +353,7 @@ pub async fn run() -> Result<()> {
                 tx.send_replace(Some(Arc::new(Frame {
                     seq,
                     topic: topic.clone(),
+                    camera: camera.clone(),
                     msg,
                 })));
             }
@@ -238,19 +370,46 @@ pub async fn run() -> Result<()> {
             // Frames between the last one encoded and this one were replaced: latest wins.
             let skipped = frame.seq.saturating_sub(last_seq + 1);
             last_seq = frame.seq;
-            let enc = encoder.clone();
+            let loc = localizer.clone();
             let started = Instant::now();
+            let stamp = frame.msg.header.stamp.clone();
             let result = tokio::task::spawn_blocking(move || {
-                enc.lock().unwrap_or_else(|p| p.into_inner()).encode(&frame)
+                loc.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .localize(&frame)
             })
             .await;
+            if let Ok(Ok(answer)) = &result {
+                let header = r2r::std_msgs::msg::Header {
+                    stamp: stamp.clone(),
+                    frame_id: frame_id.clone(),
+                };
+                let prior = PriorMsg {
+                    header: header.clone(),
+                    pose: r2r::geometry_msgs::msg::PoseWithCovariance {
+                        pose: ros_pose(&answer.prior.pose),
+                        covariance: answer.prior.covariance.to_vec(),
+                    },
+                };
+                let cands = PoseArrayMsg {
+                    header,
+                    poses: answer.candidates.iter().map(ros_pose).collect(),
+                };
+                if let Err(e) = prior_pub
+                    .publish(&prior)
+                    .and_then(|_| cand_pub.publish(&cands))
+                {
+                    tracing::warn!(error = %e, "cannot publish the pose prior");
+                }
+            }
             let ms = started.elapsed().as_secs_f64() * 1e3;
             let mut s = worker_stats.lock().unwrap_or_else(|p| p.into_inner());
             s.skipped += skipped;
             match result {
-                Ok(Ok(len)) => {
+                Ok(Ok(answer)) => {
                     s.encoded += 1;
-                    s.descriptor_len = len;
+                    s.localized += 1;
+                    s.descriptor_len = answer.descriptor_len;
                     s.last_latency_ms = ms;
                     s.total_latency_ms += ms;
                 }

@@ -15,6 +15,8 @@ pub struct Progress {
     what: String,
     unit: String,
     total: u64,
+    /// Units already done when this run started (a resumed run), left out of the rate.
+    start_done: u64,
     bar: Option<ProgressBar>,
     started: Instant,
     state: Mutex<LogState>,
@@ -65,6 +67,7 @@ impl Progress {
             what: what.into(),
             unit: unit.into(),
             total,
+            start_done: done,
             bar,
             started: now,
             state: Mutex::new(LogState {
@@ -107,7 +110,11 @@ impl Progress {
             self.unit,
             100.0 * done as f64 / self.total.max(1) as f64,
             format_secs(elapsed.as_secs_f64()),
-            eta(elapsed, done, self.total),
+            eta(
+                elapsed,
+                done.saturating_sub(self.start_done),
+                self.total.saturating_sub(self.start_done)
+            ),
             if msg.is_empty() { "" } else { ", " },
             msg
         )
@@ -135,5 +142,7 @@ mod tests {
         assert_eq!(eta(Duration::from_secs(10), 1, 11), "1m40s");
         let p = Progress::new("train", "steps", 10, 0);
         assert!(p.line(5, "g 1.0").contains("train: 5/10 steps (50%)"));
+        // A resumed run's rate counts only its own steps.
+        assert_eq!(eta(Duration::from_secs(10), 10 - 8, 20 - 8), "50s");
     }
 }

@@ -117,6 +117,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         path_str(&map),
         "--device",
         "cpu",
+        "--adapt",
     ]);
     assert!(
         said.contains("12 images (2 cameras: c0,c1), 4096-d descriptors (f32)"),

@@ -6,7 +6,7 @@
 #
 #   tools/train-shipped-model.sh            # everything; resumes a run that was interrupted
 #   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
-#   STEPS=900 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
+#   STEPS=600 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
 #
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
 set -euo pipefail
@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
-STEPS="${STEPS:-900}"
+STEPS="${STEPS:-600}"
 BATCH="${BATCH:-4}"
 SIZE="${SIZE:-256x512}"
 DEVICE="${DEVICE:-auto}"
@@ -49,6 +49,11 @@ else
   "$TOOLS" train --vkitti "$WORK/vkitti2" --kitti "$WORK/kitti" --dis CD \
     --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --checkpoint-every 50 --seed 7 \
     --device "$DEVICE" --out "$WORK/run"
+fi
+done_steps="$(sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$WORK/run/checkpoints/latest")"
+if [ "${done_steps:-0}" -lt "$STEPS" ]; then
+  echo "== stopped at step ${done_steps:-0} of $STEPS; run this script again to resume (nothing shipped)"
+  exit 0
 fi
 mkdir -p "$(dirname "$MODEL")"
 cp "$WORK/run/generator.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"

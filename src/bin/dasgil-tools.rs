@@ -167,10 +167,11 @@ struct BuildMapArgs {
     /// The map file to write (default: SEQUENCE.map.safetensors in the current folder).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Keep the checkpoint's BatchNorm statistics (the paper's behaviour) instead of
-    /// re-estimating them on the map's images.
+    /// Map-time adaptation: re-estimate the encoder's BatchNorm statistics on the map's images
+    /// (no labels) and store them in the map. Default off: the checkpoint's statistics, the
+    /// paper's behaviour, which scored as well on held-out-world validation (maps/models/MODEL_CARD.md).
     #[arg(long)]
-    no_adapt: bool,
+    adapt: bool,
     /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
     #[arg(long)]
     f16: bool,
@@ -224,9 +225,10 @@ struct EvaluateArgs {
     /// Search every camera's entries (default: per camera, as the reference).
     #[arg(long)]
     shared: bool,
-    /// Report the unadapted map first (both are always reported for a network).
+    /// Report the adapted map first (both are always reported for a network; the first one is
+    /// also written as submission.txt).
     #[arg(long)]
-    no_adapt: bool,
+    adapt: bool,
 }
 
 fn run_build_map(a: BuildMapArgs) -> Result<()> {
@@ -252,7 +254,7 @@ fn run_build_map(a: BuildMapArgs) -> Result<()> {
         &src,
         &out,
         &dasgil::maps::BuildOptions {
-            adapt: !a.no_adapt,
+            adapt: a.adapt,
             f16: a.f16,
             metric: a.metric,
         },
@@ -355,7 +357,7 @@ fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         &a.out,
         a.metric,
         !a.shared,
-        !a.no_adapt,
+        a.adapt,
     )?;
     for r in &reports {
         let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
@@ -589,13 +591,16 @@ enum SynthFormat {
     Vkitti2 {
         #[command(flatten)]
         common: SynthCommon,
+        /// Scenes, 1 to 1000 (each its own procedural world).
         #[arg(long, default_value_t = 2)]
         scenes: usize,
-        /// Frames per scene and variation.
+        /// Frames per scene and variation (1 to 100000).
         #[arg(long, default_value_t = 10)]
         frames: usize,
+        /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1242)]
         width: u32,
+        /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 375)]
         height: u32,
         /// 1 (Camera_0) or 2 (stereo, Camera_1 0.53 m to the right).
@@ -610,12 +615,16 @@ enum SynthFormat {
     Kitti {
         #[command(flatten)]
         common: SynthCommon,
+        /// Sequences, 1 to 100.
         #[arg(long, default_value_t = 1)]
         sequences: usize,
+        /// Frames per sequence, 1 to 100000.
         #[arg(long, default_value_t = 20)]
         frames: usize,
+        /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1241)]
         width: u32,
+        /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 376)]
         height: u32,
     },
@@ -623,12 +632,13 @@ enum SynthFormat {
     Cmu {
         #[command(flatten)]
         common: SynthCommon,
+        /// Slice number, 0 to 1000.
         #[arg(long, default_value_t = 2)]
         slice: u32,
-        /// Database places along the route (two cameras each).
+        /// Database places along the route (two cameras each), 1 to 100000.
         #[arg(long, default_value_t = 20)]
         places: usize,
-        /// Metres between places.
+        /// Metres between places, more than 0 and at most 1000.
         #[arg(long, default_value_t = 4.0)]
         spacing: f64,
         /// Query conditions, comma-separated.
@@ -638,8 +648,10 @@ enum SynthFormat {
             default_value = "foliage,snow,low-sun,overcast"
         )]
         conditions: Vec<String>,
+        /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1024)]
         width: u32,
+        /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 768)]
         height: u32,
     },
@@ -647,13 +659,16 @@ enum SynthFormat {
     Robotcar {
         #[command(flatten)]
         common: SynthCommon,
+        /// Traversals, 1 to 100.
         #[arg(long, default_value_t = 3)]
         traversals: usize,
-        /// Images per traversal, evenly along the loop.
+        /// Images per traversal, evenly along the loop, 1 to 100000.
         #[arg(long, default_value_t = 40)]
         frames: usize,
+        /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1280)]
         width: u32,
+        /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 960)]
         height: u32,
     },
@@ -1016,6 +1031,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

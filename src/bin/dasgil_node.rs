@@ -8,6 +8,7 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(err) = dasgil::node::run().await {
         eprintln!("dasgil_node: {}", dasgil::report::error_report(&err));

@@ -1,0 +1,197 @@
+//! Benchmark (not a test): exact top-K query latency over maps of 1k and 10k entries of 20,480-d
+//! f32 descriptors (the FD descriptor at 256x1024), ours (`maps::search::top_k`, L1) against
+//! `torch.cdist(p=1) + topk` on the same data in the venv's PyTorch, timed in alternating
+//! blocks; and the scan's memory-bandwidth floor (map bytes / measured read bandwidth).
+//!
+//!     source tools/env.sh && cargo bench --bench retrieval
+//!
+//! Env: DASGIL_BENCH_SIZES (default "1000,10000"), DASGIL_BENCH_BLOCKS (default 6),
+//! DASGIL_BENCH_REPS (queries per block, default 10).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use dasgil::maps::file::{
+    write_map, EncoderMeta, MapFile, MapMeta, RawTensor, SourceMeta, MAP_FORMAT,
+};
+use dasgil::maps::search::{top_k, Metric};
+use rand::{Rng, SeedableRng};
+use safetensors::tensor::Dtype;
+
+const DIM: usize = 20_480;
+
+const PEER: &str = r#"
+import sys, time, json, torch
+from safetensors.torch import load_file
+torch.set_num_threads(int(sys.argv[2]))
+d = load_file(sys.argv[1])["descriptors"]
+q = d[:64].clone() + 0.01
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    reps = int(line)
+    ts = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        dist = torch.cdist(q[i % 64:i % 64 + 1], d, p=1)
+        torch.topk(dist, 10, largest=False)
+        ts.append((time.perf_counter() - t0) * 1e3)
+    print(json.dumps(ts), flush=True)
+"#;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn make_map(path: &std::path::Path, n: usize) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
+    let desc: Vec<f32> = (0..n * DIM).map(|_| rng.random::<f32>()).collect();
+    let poses: Vec<f64> = (0..n)
+        .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+        .collect();
+    let times: Vec<i64> = vec![-1; n];
+    let tensors = vec![
+        RawTensor {
+            name: "descriptors".into(),
+            dtype: Dtype::F32,
+            shape: vec![n, DIM],
+            data: bytemuck::cast_slice(&desc).to_vec(),
+        },
+        RawTensor {
+            name: "poses".into(),
+            dtype: Dtype::F64,
+            shape: vec![n, 7],
+            data: bytemuck::cast_slice(&poses).to_vec(),
+        },
+        RawTensor {
+            name: "timestamps_us".into(),
+            dtype: Dtype::I64,
+            shape: vec![n],
+            data: bytemuck::cast_slice(&times).to_vec(),
+        },
+    ];
+    let mut meta = MapMeta {
+        format: MAP_FORMAT.into(),
+        names: (0..n).map(|i| format!("{i}")).collect(),
+        cameras: vec!["c0".into(); n],
+        encoder: EncoderMeta {
+            kind: "bench".into(),
+            model_fingerprint: "random".into(),
+            checkpoint: None,
+            input_height: 256,
+            input_width: 1024,
+            layers: vec![(5, 1.0), (6, 1.0)],
+            normalisation: "none".into(),
+            adaptation: "none".into(),
+            adaptation_images: 0,
+        },
+        metric: "l1".into(),
+        source: SourceMeta {
+            format: "random".into(),
+            root: String::new(),
+            slice: None,
+            sequence: None,
+        },
+        created_unix: 0,
+        payload_checksum: String::new(),
+    };
+    write_map(path, &tensors, &mut meta).unwrap();
+}
+
+/// Read bandwidth of a plain sum over `bytes` (parallel, as the scan), GB/s.
+fn bandwidth(data: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: f32 = data
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().sum::<f32>())
+            .sum();
+        std::hint::black_box(s);
+        best = best.max((data.len() * 4) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("DASGIL_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let blocks = env_usize("DASGIL_BENCH_BLOCKS", 6);
+    let reps = env_usize("DASGIL_BENCH_REPS", 10);
+    let threads = rayon::current_num_threads();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "exact top-10 L1 over {DIM}-d f32 descriptors, {threads} threads, median ms per query"
+    );
+    println!(
+        "| entries | ours | torch.cdist+topk | ours / torch | bandwidth floor | ours / floor |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for n in sizes {
+        let path = dir.path().join(format!("map{n}.safetensors"));
+        make_map(&path, n);
+        let t_open = Instant::now();
+        let map = MapFile::open(&path).unwrap();
+        let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
+        let dasgil::maps::file::Descriptors::F32(all) = map.descriptors() else {
+            unreachable!()
+        };
+        let queries: Vec<Vec<f32>> = (0..64)
+            .map(|i| {
+                all[i * DIM..(i + 1) * DIM]
+                    .iter()
+                    .map(|v| v + 0.01)
+                    .collect()
+            })
+            .collect();
+        let gbps = bandwidth(all);
+        let floor_ms = (n * DIM * 4) as f64 / gbps / 1e6;
+        let mut peer = Command::new(dasgil::python::interpreter())
+            .args(["-c", PEER, path.to_str().unwrap(), &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the PyTorch peer");
+        let mut stdin = peer.stdin.take().unwrap();
+        let mut stdout = BufReader::new(peer.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..blocks {
+            for i in 0..reps {
+                let t = Instant::now();
+                std::hint::black_box(top_k(&map, &queries[i % 64], 10, Metric::L1, None));
+                ours.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            writeln!(stdin, "{reps}").unwrap();
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            let ts: Vec<f64> = serde_json::from_str(&line).unwrap();
+            theirs.extend(ts);
+        }
+        drop(stdin);
+        let _ = peer.wait();
+        let (o, t) = (median(ours), median(theirs));
+        println!(
+            "| {n} | {o:.2} | {t:.2} | {:.2}x | {floor_ms:.2} ms ({gbps:.1} GB/s) | {:.2}x |",
+            o / t,
+            o / floor_ms
+        );
+        eprintln!(
+            "map of {n} entries ({} MiB) opened and verified in {open_ms:.0} ms",
+            (n * DIM * 4) >> 20
+        );
+    }
+}

@@ -95,14 +95,7 @@ pub fn make_encoder(
             };
             let loaded = crate::model::checkpoint::load_generator(&path, tch::Device::Cpu, None)
                 .map_err(super::encode::EncodeError::from)?;
-            let spec = layers.unwrap_or_else(|| {
-                DescriptorSpec::paper(
-                    loaded
-                        .meta
-                        .discriminator
-                        .unwrap_or(crate::model::DiscriminatorKind::Flatten),
-                )
-            });
+            let spec = layers.unwrap_or_else(|| super::encode::default_spec(&loaded.meta));
             Ok((
                 MapEncoder::untrained(loaded.meta.config, device, spec)?,
                 "untrained".into(),

@@ -46,6 +46,24 @@ pub enum EncodeError {
     Other(String),
 }
 
+/// The paper's descriptor layers for the discriminator a checkpoint was trained with (FD:
+/// e5 + e6, CD: e5; FD when the checkpoint does not say).
+pub fn default_spec(meta: &crate::model::CheckpointMeta) -> DescriptorSpec {
+    DescriptorSpec::paper(
+        meta.discriminator
+            .unwrap_or(crate::model::DiscriminatorKind::Flatten),
+    )
+}
+
+/// Overwrites a BatchNorm's running statistics.
+fn set_bn_stats(bn: &crate::model::layers::BatchNorm, mean: &[f32], var: &[f32], device: Device) {
+    let _guard = tch::no_grad_guard();
+    let mut rm = bn.bn.running_mean.shallow_clone();
+    let mut rv = bn.bn.running_var.shallow_clone();
+    rm.copy_(&Tensor::from_slice(mean).to_device(device));
+    rv.copy_(&Tensor::from_slice(var).to_device(device));
+}
+
 /// Hash of a var store's tensors (names and values, sorted by name).
 pub fn fingerprint(vs: &nn::VarStore) -> String {
     let mut h = Hasher64::default();
@@ -141,14 +159,7 @@ impl MapEncoder {
         layers: Option<DescriptorSpec>,
     ) -> Result<Self, EncodeError> {
         let loaded = checkpoint::load_generator(path, device, None)?;
-        let spec = layers.unwrap_or_else(|| {
-            DescriptorSpec::paper(
-                loaded
-                    .meta
-                    .discriminator
-                    .unwrap_or(crate::model::DiscriminatorKind::Flatten),
-            )
-        });
+        let spec = layers.unwrap_or_else(|| default_spec(&loaded.meta));
         Self::from_generator(
             loaded.vs,
             loaded.net,
@@ -347,10 +358,7 @@ impl MapEncoder {
                     (((sumsq[i] - count * m * m) / (count - 1.0)).max(0.0)) as f32
                 })
                 .collect();
-            let mut rm = bn.bn.running_mean.shallow_clone();
-            let mut rv = bn.bn.running_var.shallow_clone();
-            rm.copy_(&Tensor::from_slice(&mean).to_device(device));
-            rv.copy_(&Tensor::from_slice(&var).to_device(device));
+            set_bn_stats(bn, &mean, &var, device);
             self.adapted.insert(format!("conv{layer}_bn"), (mean, var));
         }
         *folded = DescriptorEncoder::new(gen, spec.clone())?;
@@ -455,10 +463,7 @@ impl MapEncoder {
                     }
                     .into());
                 }
-                let mut rm = bn.bn.running_mean.shallow_clone();
-                let mut rv = bn.bn.running_var.shallow_clone();
-                rm.copy_(&Tensor::from_slice(mean).to_device(device));
-                rv.copy_(&Tensor::from_slice(var).to_device(device));
+                set_bn_stats(bn, mean, var, device);
                 self.adapted.insert(key, (mean.clone(), var.clone()));
             }
             *folded = DescriptorEncoder::new(gen, spec.clone())?;

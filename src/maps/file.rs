@@ -181,6 +181,23 @@ pub struct RawTensor {
     pub data: Vec<u8>,
 }
 
+impl RawTensor {
+    /// A tensor from plain values (stored little-endian, as on every platform this runs on).
+    pub fn new<T: bytemuck::Pod>(
+        name: &str,
+        dtype: Dtype,
+        shape: Vec<usize>,
+        values: &[T],
+    ) -> Self {
+        Self {
+            name: name.into(),
+            dtype,
+            shape,
+            data: bytemuck::cast_slice(values).to_vec(),
+        }
+    }
+}
+
 impl safetensors::tensor::View for &RawTensor {
     fn dtype(&self) -> Dtype {
         self.dtype

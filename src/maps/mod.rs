@@ -291,19 +291,9 @@ pub fn build_map(
     let dim = encoder.dim();
     let descriptors = if opts.f16 {
         let h: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
-        RawTensor {
-            name: "descriptors".into(),
-            dtype: Dtype::F16,
-            shape: vec![n, dim],
-            data: bytemuck::cast_slice(&h).to_vec(),
-        }
+        RawTensor::new("descriptors", Dtype::F16, vec![n, dim], &h)
     } else {
-        RawTensor {
-            name: "descriptors".into(),
-            dtype: Dtype::F32,
-            shape: vec![n, dim],
-            data: bytemuck::cast_slice(&desc).to_vec(),
-        }
+        RawTensor::new("descriptors", Dtype::F32, vec![n, dim], &desc)
     };
     let mut poses = Vec::with_capacity(n * 7);
     let mut times = Vec::with_capacity(n);
@@ -316,26 +306,16 @@ pub fn build_map(
     }
     let mut tensors = vec![
         descriptors,
-        RawTensor {
-            name: "poses".into(),
-            dtype: Dtype::F64,
-            shape: vec![n, 7],
-            data: bytemuck::cast_slice(&poses).to_vec(),
-        },
-        RawTensor {
-            name: "timestamps_us".into(),
-            dtype: Dtype::I64,
-            shape: vec![n],
-            data: bytemuck::cast_slice(&times).to_vec(),
-        },
+        RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
+        RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
     for (name, values) in encoder.adapted_tensors() {
-        tensors.push(RawTensor {
-            name,
-            dtype: Dtype::F32,
-            shape: vec![values.len()],
-            data: bytemuck::cast_slice(&values).to_vec(),
-        });
+        tensors.push(RawTensor::new(
+            &name,
+            Dtype::F32,
+            vec![values.len()],
+            &values,
+        ));
     }
     let mut meta = MapMeta {
         format: MAP_FORMAT.into(),

@@ -339,6 +339,60 @@ def cmd_bench_server(a):
         print(json.dumps({"samples": samples}), flush=True)
 
 
+def cmd_train_step_server(a):
+    """Timing peer for benches/train_step.rs: one DASGIL training step as the reference takes it
+    (G step: depth + segmentation x 100 for A, A+, B, multi-scale triplet on layers 3..6,
+    LSGAN G x 100; then D step: LSGAN on E(real) vs E(virtual) x 100), on random data of the
+    given size. Reads `step N` lines; answers each with one JSON line of samples (ms)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    gen = Generator()
+    gen.reference_init()
+    dis = make_discriminator(a.dis, 8, a.height, a.width)
+    discriminator_init(dis)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-3, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(dis.parameters(), lr=1e-3, betas=(0.5, 0.9))
+    b, h, w = a.batch, a.height, a.width
+    imgs = [torch.rand(b, 3, h, w) * 2 - 1 for _ in range(3)]
+    depths = [torch.rand(b, 1, h, w) * 100 for _ in range(3)]
+    classes = [torch.randint(0, 15, (b, h, w)) for _ in range(3)]
+    real = torch.rand(b, 3, h, w) * 2 - 1
+
+    def step():
+        outs = [gen(x) for x in imgs]
+        total = 0
+        for (feats, depth, seg), gt, cls in zip(outs, depths, classes):
+            total = total + sum(torch.mean(torch.abs(p - F.interpolate(gt, size=p.shape[2:]))) for p in depth) / 4
+            total = total + 100 * F.nll_loss(F.log_softmax(seg, dim=1), cls)
+        fa, fp, fn = outs[0][0], outs[1][0], outs[2][0]
+        for layer in (3, 4, 5, 6):
+            dp, dn = F.mse_loss(fa[layer - 1], fp[layer - 1]), F.mse_loss(fa[layer - 1], fn[layer - 1])
+            total = total + 25 * torch.clamp(1 - dn / (1.0 + dp), min=0.0)
+        with torch.no_grad():
+            real_feats = gen.encode(real)
+        total = total + 100 * 0.5 * torch.mean((dis(fa) - 1.0) ** 2)
+        opt_g.zero_grad()
+        total.backward()
+        opt_g.step()
+        d_real, d_virtual = dis(real_feats), dis([f.detach() for f in fa])
+        loss_d = 100 * 0.5 * (torch.mean((d_real - 1.0) ** 2) + torch.mean(d_virtual ** 2))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+
+    print(json.dumps({"torch_version": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        samples = []
+        for _ in range(int(words[1])):
+            t0 = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - t0) * 1000.0)
+        print(json.dumps({"samples": samples}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -379,6 +433,13 @@ def main():
     b.add_argument("--width", type=int, default=1024)
     b.add_argument("--layers", default="5,6")
     b.set_defaults(fn=cmd_bench_server)
+    ts = sub.add_parser("train-step-server")
+    ts.add_argument("--height", type=int, default=256)
+    ts.add_argument("--width", type=int, default=512)
+    ts.add_argument("--batch", type=int, default=4)
+    ts.add_argument("--dis", choices=["FD", "CD"], default="CD")
+    ts.add_argument("--threads", type=int, default=2)
+    ts.set_defaults(fn=cmd_train_step_server)
     a = p.parse_args()
     a.fn(a)
 

@@ -236,3 +236,80 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
     // Paper FD descriptor (layers 5 and 6) at 256x256: 64*8*8 + 64*4*4.
     assert_eq!(value(&status, "descriptor_length"), 64 * 8 * 8 + 64 * 4 * 4);
 }
+
+/// Runs the node with `args` until it exits (it must: every case is a start-up error).
+fn node_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dasgil_node");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+#[test]
+fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let e = node_error(&["--ros-args", "--params-file", "/nonexistent/params.yaml"]);
+    assert!(
+        e.contains("--params-file /nonexistent/params.yaml: cannot read it"),
+        "{e}"
+    );
+    let bad = p(
+        "bad.yaml",
+        "dasgil_localizer:\n  ros__parameters:\n    top_k: [1\n",
+    );
+    let e = node_error(&["--ros-args", "--params-file", &bad]);
+    assert!(
+        e.contains(&format!("--params-file {bad}:")) && e.contains("not valid YAML"),
+        "{e}"
+    );
+    let empty = p(
+        "empty.yaml",
+        "dasgil_localizer:\n  ros__parameters:\n    map: /x.safetensors\n    image_topics: []\n",
+    );
+    let e = node_error(&["--ros-args", "--params-file", &empty]);
+    assert!(
+        e.contains("parameter `image_topics`: expected at least one"),
+        "{e}"
+    );
+    let e = node_error(&["--ros-args", "-p", "map:=/x.safetensors", "-p", "top_k:=0"]);
+    assert!(
+        e.contains("parameter `top_k`: expected 1 to 1000, found 0"),
+        "{e}"
+    );
+    let e = node_error(&[
+        "--ros-args",
+        "-p",
+        "map:=/x.safetensors",
+        "-p",
+        "image_topics:=[a, b]",
+        "-p",
+        "camera_ids:=[c0]",
+    ]);
+    assert!(e.contains("expected lists of the same length"), "{e}");
+    // An integer for a double is accepted; a misspelt name is warned about; the map is checked.
+    let e = node_error(&[
+        "--ros-args",
+        "-p",
+        "map:=/nonexistent.safetensors",
+        "-p",
+        "diagnostics_period:=1",
+        "-p",
+        "topk:=3",
+    ]);
+    assert!(!e.contains("parameter `diagnostics_period`"), "{e}");
+    assert!(e.contains("unknown parameter `topk`"), "{e}");
+    assert!(
+        e.contains("parameter `map` = /nonexistent.safetensors"),
+        "{e}"
+    );
+}

@@ -305,6 +305,7 @@ pub fn localize(
 
 /// evaluate: builds the map(s) in `out` and scores the queries; both ways (with and without
 /// map-time adaptation) for a network. Returns the reports, primary first.
+#[allow(clippy::too_many_arguments)] // the command's options, one each
 pub fn evaluate(
     choice: &ModelChoice,
     layers: Option<DescriptorSpec>,

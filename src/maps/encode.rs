@@ -129,6 +129,8 @@ impl Preparer {
     }
 }
 
+// One per encoder: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Net {
     Dasgil {
         _vs: nn::VarStore,

@@ -13,6 +13,7 @@
 //!   matrix is multiplied by 1 + GAP_SCALE / (g + 0.01), so an ambiguous match reports a wide
 //!   prior;
 //! - confidence = g, clamped to [0, 1].
+//!
 //! Position and rotation blocks are independent (off-diagonal blocks zero).
 
 use nalgebra::{Matrix3, Vector3};

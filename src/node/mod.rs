@@ -62,6 +62,20 @@ impl Default for NodeParams {
     }
 }
 
+/// The parameters this node reads; any other name is warned about (a likely misspelling).
+pub const KNOWN_PARAMS: [&str; 10] = [
+    "map",
+    "checkpoint",
+    "image_topics",
+    "camera_ids",
+    "top_k",
+    "frame_id",
+    "metric",
+    "device",
+    "diagnostics_period",
+    "use_sim_time",
+];
+
 fn param<T>(node: &r2r::Node, name: &str, default: T) -> Result<T>
 where
     r2r::ParameterValue: TryInto<Option<T>, Error = r2r::WrongParameterType>,
@@ -71,6 +85,77 @@ where
         Ok(None) => Ok(default),
         Err(e) => bail!("parameter `{name}`: {e}"),
     }
+}
+
+/// A floating-point parameter; an integer (`diagnostics_period: 1`) is accepted as well.
+fn param_f64(node: &r2r::Node, name: &str, default: f64) -> Result<f64> {
+    let params = node.params.lock().unwrap_or_else(|p| p.into_inner());
+    match params.get(name).map(|p| &p.value) {
+        None | Some(r2r::ParameterValue::NotSet) => Ok(default),
+        Some(r2r::ParameterValue::Double(v)) => Ok(*v),
+        Some(r2r::ParameterValue::Integer(v)) => Ok(*v as f64),
+        Some(other) => bail!("parameter `{name}`: expected a number, found {other:?}"),
+    }
+}
+
+/// Checks every `--params-file` on the command line before r2r reads it (r2r panics on a
+/// missing or malformed file): readable, valid YAML (with the line of a syntax error), the
+/// `<node>: ros__parameters:` shape, no empty `image_topics`. Returns warnings for unknown
+/// parameter names.
+pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a != "--params-file" {
+            continue;
+        }
+        let Some(path) = it.next() else {
+            bail!("--params-file needs a file name after it");
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--params-file {path}: cannot read it"))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "--params-file {path}{}: not valid YAML: {e}",
+                e.location()
+                    .map(|l| format!(":{}", l.line()))
+                    .unwrap_or_default()
+            )
+        })?;
+        let Some(nodes) = doc.as_mapping() else {
+            bail!("--params-file {path}: expected `dasgil_localizer: {{ros__parameters: {{...}}}}` at the top, found {doc:?}");
+        };
+        for (node_name, body) in nodes {
+            let node_name = node_name.as_str().unwrap_or("?");
+            let Some(params) = body.get("ros__parameters").and_then(|p| p.as_mapping()) else {
+                bail!("--params-file {path}: node `{node_name}`: expected a `ros__parameters:` mapping");
+            };
+            let ours = node_name
+                .trim_start_matches('/')
+                .ends_with("dasgil_localizer")
+                || node_name.ends_with("/**")
+                || node_name == "**";
+            if !ours {
+                continue;
+            }
+            for (k, v) in params {
+                let k = k.as_str().unwrap_or("?");
+                if !KNOWN_PARAMS.contains(&k) && !k.starts_with("qos_overrides") {
+                    warnings.push(format!(
+                        "--params-file {path}: unknown parameter `{k}` (known: {}); it is ignored",
+                        KNOWN_PARAMS.join(", ")
+                    ));
+                }
+                if k == "image_topics" && v.as_sequence().is_some_and(|s| s.is_empty()) {
+                    bail!(
+                        "--params-file {path}: parameter `image_topics`: expected at least one \
+                         sensor_msgs/Image topic, found an empty list"
+                    );
+                }
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 impl NodeParams {
@@ -86,7 +171,7 @@ impl NodeParams {
             frame_id: param(node, "frame_id", d.frame_id)?,
             metric: param(node, "metric", d.metric)?,
             device: param(node, "device", d.device)?,
-            diagnostics_period: param(node, "diagnostics_period", d.diagnostics_period)?,
+            diagnostics_period: param_f64(node, "diagnostics_period", d.diagnostics_period)?,
         };
         if p.map.is_empty() {
             bail!(
@@ -259,8 +344,24 @@ fn diagnostics(
 
 /// Runs the node until Ctrl-C.
 pub async fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let warnings = check_params_files(&args)?;
     let ctx = r2r::Context::create().context("creating the ROS 2 context")?;
     let mut node = r2r::Node::create(ctx, "dasgil_localizer", "").context("creating the node")?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    {
+        let params = node.params.lock().unwrap_or_else(|p| p.into_inner());
+        for name in params.keys() {
+            if !KNOWN_PARAMS.contains(&name.as_str()) && !name.starts_with("qos_overrides") {
+                tracing::warn!(
+                    "unknown parameter `{name}` (known: {}); it is ignored",
+                    KNOWN_PARAMS.join(", ")
+                );
+            }
+        }
+    }
     let params = NodeParams::from_node(&node)?;
     let device = crate::toolchain::parse_device(&params.device, "parameter `device`")
         .map_err(anyhow::Error::msg)?;

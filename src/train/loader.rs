@@ -333,7 +333,7 @@ impl Loader {
     }
 
     /// The next step's batch, or None after the last step.
-    pub fn next(&mut self) -> Option<Result<HostBatch, String>> {
+    pub fn next_batch(&mut self) -> Option<Result<HostBatch, String>> {
         if self.next >= self.end {
             return None;
         }

@@ -244,10 +244,10 @@ impl Trainer {
         };
         let mut total = &trip.total + &adv_g;
         for t in &depth {
-            total = total + t * cfg.lambda_depth;
+            total += t * cfg.lambda_depth;
         }
         for t in &seg {
-            total = total + t * cfg.lambda_seg;
+            total += t * cfg.lambda_seg;
         }
         let mut row = vec![scalar(&total)];
         row.extend(depth.iter().map(scalar));
@@ -584,7 +584,7 @@ pub fn run(
     let mut last = Vec::new();
     let mut outcome = Outcome::Finished;
     let val = report::ValidationSample::pick(&data, &spec)?;
-    while let Some(host) = loader.next() {
+    while let Some(host) = loader.next_batch() {
         let host = host.map_err(TrainError::Loader)?;
         let step = host.step;
         let epoch = step / steps_per_epoch;

@@ -5,6 +5,7 @@
 //! - negative B: a random scene, variation and frame, drawn independently;
 //! - one horizontal flip shared by A and A+, its own for B; a real-domain image with its own
 //!   flip.
+//!
 //! Every draw of step `s` comes from a ChaCha stream keyed by (seed, s), so a step's batch is
 //! the same whichever thread makes it and whether or not the run was resumed.
 

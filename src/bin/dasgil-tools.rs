@@ -804,7 +804,7 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             );
         }
     }
-    let staging = synth_staging(&out, common.force)?;
+    let staging = dasgil::synth::output::staging(&out, common.force)?;
     let summary = match format {
         SynthFormat::Vkitti2 {
             common,
@@ -886,16 +886,11 @@ fn run_synth(format: SynthFormat) -> Result<()> {
         }
     };
     let marker = serde_json::json!({
-        "format": "dasgil-synth/1",
         "dataset": name,
         "images": summary.images,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    dasgil::atomic::write_atomic(
-        &staging.join(dasgil::synth::MARKER),
-        serde_json::to_string_pretty(&marker)?.as_bytes(),
-    )?;
-    synth_swap_in(&staging, &out)?;
+    dasgil::synth::output::finish(&staging, &out, marker)?;
     if let Some(p) = &preview_path {
         match &counts[..] {
             _ if name == "vkitti2" => {
@@ -941,67 +936,6 @@ fn cmu_slice_of(out: &std::path::Path) -> Result<u32> {
         }
     }
     anyhow::bail!("{}: no sliceN folder was written", out.display())
-}
-
-/// Checks that `out` may receive a new data set (new, empty, or with --force an earlier synth
-/// output) and returns the staging folder beside it that the data set is rendered into.
-fn synth_staging(out: &std::path::Path, force: bool) -> Result<PathBuf> {
-    if out.exists() {
-        if !out.is_dir() {
-            anyhow::bail!("--out {}: exists and is not a folder", out.display());
-        }
-        let empty = std::fs::read_dir(out)
-            .with_context(|| format!("cannot list {}", out.display()))?
-            .next()
-            .is_none();
-        if !empty {
-            let is_synth = out.join(dasgil::synth::MARKER).is_file();
-            match (force, is_synth) {
-                (true, true) => {}
-                (false, true) => anyhow::bail!(
-                    "--out {}: holds an earlier synth data set; add --force to replace it as a \
-                     whole, or choose a new folder",
-                    out.display()
-                ),
-                (_, false) => anyhow::bail!(
-                    "--out {}: folder is not empty and is not a synth output; choose a new or \
-                     empty folder (nothing in it was changed)",
-                    out.display()
-                ),
-            }
-        }
-    }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "synth".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create folder {}", parent.display()))?;
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir(&staging)
-        .with_context(|| format!("cannot create folder {}", staging.display()))?;
-    Ok(staging)
-}
-
-/// Moves the complete data set in `staging` to `out`, replacing what `synth_staging` allowed.
-fn synth_swap_in(staging: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let old = PathBuf::from(format!("{}-old", staging.display()));
-    if out.exists() {
-        std::fs::rename(out, &old)
-            .with_context(|| format!("cannot move the earlier {} aside", out.display()))?;
-    }
-    std::fs::rename(staging, out)
-        .with_context(|| format!("cannot move the new data set to {}", out.display()))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove the replaced data set {}", old.display()))?;
-    }
-    Ok(())
 }
 
 /// "256x1024" -> (256, 1024).

@@ -256,8 +256,7 @@ impl MapFile {
         // or give wrong numbers, never memory unsafety in safe code reading a byte slice.
         let mmap =
             unsafe { Mmap::map(&file) }.map_err(|e| PathIoError::new("cannot map", path, e))?;
-        let (header_len, header) =
-            SafeTensors::read_metadata(&mmap).map_err(|e| fmt(format!("{e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&mmap).map_err(|e| fmt(format!("{e}")))?;
         let st = SafeTensors::deserialize(&mmap).map_err(|e| fmt(format!("{e}")))?;
         let json = header
             .metadata()
@@ -279,7 +278,6 @@ impl MapFile {
             let range = start..start + view.data().len();
             index.insert(name, (view.dtype(), view.shape().to_vec(), range));
         }
-        let _ = header_len;
         let found = payload_checksum(
             index
                 .iter()

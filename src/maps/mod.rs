@@ -207,17 +207,7 @@ impl Sequence {
 
 /// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done).
 fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), MapsError> {
-    let parent = root.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", parent, e))?;
-    let staging = parent.join(format!(
-        ".{}.partial-{}",
-        root.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
+    let staging = crate::synth::output::staging(root, false)?;
     crate::synth::cmu::generate(&crate::synth::cmu::Options {
         out: staging.clone(),
         seed: g.seed,
@@ -228,13 +218,11 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), MapsError> {
         width: g.width,
         height: g.height,
     })?;
-    let marker = serde_json::json!({"format": "dasgil-synth/1", "dataset": "cmu", "generate": g});
-    crate::atomic::write_atomic(
-        &staging.join(crate::synth::MARKER),
-        marker.to_string().as_bytes(),
+    crate::synth::output::finish(
+        &staging,
+        root,
+        serde_json::json!({"dataset": "cmu", "generate": g}),
     )?;
-    std::fs::rename(&staging, root)
-        .map_err(|e| crate::atomic::PathIoError::new("cannot move into place", root, e))?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod cmu;
 pub mod condition;
 pub mod kitti;
 pub mod noise;
+pub mod output;
 pub mod preview;
 pub mod render;
 pub mod robotcar;
@@ -114,8 +115,7 @@ pub fn run_parallel<T: Sync>(
 
 /// Largest image side `synth` renders.
 pub const MAX_SIDE: u32 = 8192;
-/// File name of the marker a complete `synth` output holds (written last).
-pub const MARKER: &str = ".dasgil-synth.json";
+pub use output::MARKER;
 
 /// What a `synth` command is about to make, checked before anything is rendered.
 pub struct Plan<'a> {

@@ -326,11 +326,12 @@ impl Trainer {
             &self.meta(NetworkRole::Generator, epoch),
             &partial.join("generator.safetensors"),
         )?;
-        let mut optim = self.opt_g.state();
-        for (n, t) in optim.iter_mut() {
-            *n = format!("g.{n}");
-            let _ = t;
-        }
+        let mut optim: Vec<(String, Tensor)> = self
+            .opt_g
+            .state()
+            .into_iter()
+            .map(|(n, t)| (format!("g.{n}"), t))
+            .collect();
         let mut optim_meta = std::collections::HashMap::new();
         optim_meta.insert("generator_steps".to_string(), self.opt_g.step.to_string());
         if let Some((vs, _, opt_d)) = &self.dis {

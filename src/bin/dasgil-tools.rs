@@ -695,117 +695,29 @@ struct SynthCommon {
 const MAX_FRAMES: u64 = 100_000;
 const MAX_SCENES: u64 = 1_000;
 
-fn run_synth(format: SynthFormat) -> Result<()> {
+type SynthResult<T> = Result<T, dasgil::synth::SynthError>;
+/// Renders a data set into the given folder.
+type Generate = Box<dyn FnOnce(&std::path::Path) -> SynthResult<dasgil::synth::Summary>>;
+/// Writes a contact sheet of the data set in the first folder to the second path.
+type Preview = Box<dyn FnOnce(&std::path::Path, &std::path::Path) -> SynthResult<()>>;
+
+/// One `synth` command, taken apart once: what it will make (checked before anything is
+/// rendered), how to render it into a folder, and how to preview the result.
+struct SynthJob {
+    name: &'static str,
+    common: SynthCommon,
+    width: u32,
+    height: u32,
+    images: u64,
+    counts: Vec<(&'static str, u64, u64)>,
+    generate: Generate,
+    preview: Preview,
+}
+
+fn synth_job(format: SynthFormat) -> Result<SynthJob> {
     use dasgil::data::vkitti2::Layout;
-    use dasgil::synth::{check_plan, cmu, kitti, preview, robotcar, vkitti2, Plan};
-    let started = std::time::Instant::now();
-    let (name, common, width, height, images, counts): (_, _, _, _, u64, Vec<_>) = match &format {
-        SynthFormat::Vkitti2 {
-            common,
-            scenes,
-            frames,
-            width,
-            height,
-            cameras,
-            ..
-        } => (
-            "vkitti2",
-            common,
-            *width,
-            *height,
-            (*scenes as u64) * 10 * (*frames as u64) * (*cameras as u64),
-            vec![
-                ("--scenes", *scenes as u64, MAX_SCENES),
-                ("--frames", *frames as u64, MAX_FRAMES),
-                ("--cameras", *cameras as u64, 2),
-            ],
-        ),
-        SynthFormat::Kitti {
-            common,
-            sequences,
-            frames,
-            width,
-            height,
-        } => (
-            "kitti",
-            common,
-            *width,
-            *height,
-            (*sequences as u64) * (*frames as u64),
-            vec![
-                ("--sequences", *sequences as u64, 100),
-                ("--frames", *frames as u64, MAX_FRAMES),
-            ],
-        ),
-        SynthFormat::Cmu {
-            common,
-            places,
-            spacing,
-            conditions,
-            width,
-            height,
-            slice,
-        } => {
-            if !(spacing.is_finite() && *spacing > 0.0 && *spacing <= 1000.0) {
-                anyhow::bail!(
-                    "--spacing: expected metres, more than 0 and at most 1000, found {spacing}"
-                );
-            }
-            if *slice > 1000 {
-                anyhow::bail!("--slice: expected 0 to 1000, found {slice}");
-            }
-            (
-                "cmu",
-                common,
-                *width,
-                *height,
-                (*places as u64) * 2 * (1 + conditions.len() as u64),
-                vec![
-                    ("--places", *places as u64, MAX_FRAMES),
-                    ("--conditions (count)", conditions.len() as u64, 16),
-                ],
-            )
-        }
-        SynthFormat::Robotcar {
-            common,
-            traversals,
-            frames,
-            width,
-            height,
-        } => (
-            "robotcar",
-            common,
-            *width,
-            *height,
-            (*traversals as u64) * (*frames as u64) * 3,
-            vec![
-                ("--traversals", *traversals as u64, 100),
-                ("--frames", *frames as u64, MAX_FRAMES),
-            ],
-        ),
-    };
-    check_plan(
-        &Plan {
-            images,
-            width,
-            height,
-            counts: &counts,
-        },
-        &common.out,
-    )?;
-    let out = common.out.clone();
-    let preview_path = common.preview.clone();
-    if let Some(p) = &preview_path {
-        if p.starts_with(&out) {
-            anyhow::bail!(
-                "--preview {} is inside --out {}: put the picture outside the data set",
-                p.display(),
-                out.display()
-            );
-        }
-    }
-    let staging = dasgil::synth::output::staging(&out, common.force)?;
-    let summary = match format {
+    use dasgil::synth::{cmu, kitti, preview, robotcar, vkitti2};
+    Ok(match format {
         SynthFormat::Vkitti2 {
             common,
             scenes,
@@ -820,16 +732,32 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             } else {
                 Layout::Official
             };
-            vkitti2::generate(&vkitti2::Options {
-                out: staging.clone(),
-                seed: common.seed,
-                scenes,
-                frames,
+            let seed = common.seed;
+            SynthJob {
+                name: "vkitti2",
                 width,
                 height,
-                cameras,
-                layout,
-            })
+                images: (scenes as u64) * 10 * (frames as u64) * (cameras as u64),
+                counts: vec![
+                    ("--scenes", scenes as u64, MAX_SCENES),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                    ("--cameras", cameras as u64, 2),
+                ],
+                generate: Box::new(move |out| {
+                    vkitti2::generate(&vkitti2::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        scenes,
+                        frames,
+                        width,
+                        height,
+                        cameras,
+                        layout,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::vkitti2(out, layout, p)),
+                common,
+            }
         }
         SynthFormat::Kitti {
             common,
@@ -837,14 +765,31 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             frames,
             width,
             height,
-        } => kitti::generate(&kitti::Options {
-            out: staging.clone(),
-            seed: common.seed,
-            sequences,
-            frames,
-            width,
-            height,
-        }),
+        } => {
+            let seed = common.seed;
+            SynthJob {
+                name: "kitti",
+                width,
+                height,
+                images: (sequences as u64) * (frames as u64),
+                counts: vec![
+                    ("--sequences", sequences as u64, 100),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                ],
+                generate: Box::new(move |out| {
+                    kitti::generate(&kitti::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        sequences,
+                        frames,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::kitti(out, sequences, p)),
+                common,
+            }
+        }
         SynthFormat::Cmu {
             common,
             slice,
@@ -853,32 +798,101 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             conditions,
             width,
             height,
-        } => cmu::generate(&cmu::Options {
-            out: staging.clone(),
-            seed: common.seed,
-            slice,
-            places,
-            spacing,
-            conditions,
-            width,
-            height,
-        }),
+        } => {
+            if !(spacing.is_finite() && spacing > 0.0 && spacing <= 1000.0) {
+                anyhow::bail!(
+                    "--spacing: expected metres, more than 0 and at most 1000, found {spacing}"
+                );
+            }
+            if slice > 1000 {
+                anyhow::bail!("--slice: expected 0 to 1000, found {slice}");
+            }
+            let seed = common.seed;
+            SynthJob {
+                name: "cmu",
+                width,
+                height,
+                images: (places as u64) * 2 * (1 + conditions.len() as u64),
+                counts: vec![
+                    ("--places", places as u64, MAX_FRAMES),
+                    ("--conditions (count)", conditions.len() as u64, 16),
+                ],
+                generate: Box::new(move |out| {
+                    cmu::generate(&cmu::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        slice,
+                        places,
+                        spacing,
+                        conditions,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::cmu(out, slice, places, p)),
+                common,
+            }
+        }
         SynthFormat::Robotcar {
             common,
             traversals,
             frames,
             width,
             height,
-        } => robotcar::generate(&robotcar::Options {
-            out: staging.clone(),
-            seed: common.seed,
-            traversals,
-            frames,
-            width,
-            height,
-        }),
-    };
-    let summary = match summary {
+        } => {
+            let seed = common.seed;
+            SynthJob {
+                name: "robotcar",
+                width,
+                height,
+                images: (traversals as u64) * (frames as u64) * 3,
+                counts: vec![
+                    ("--traversals", traversals as u64, 100),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                ],
+                generate: Box::new(move |out| {
+                    robotcar::generate(&robotcar::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        traversals,
+                        frames,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::robotcar(out, traversals, p)),
+                common,
+            }
+        }
+    })
+}
+
+fn run_synth(format: SynthFormat) -> Result<()> {
+    use dasgil::synth::{check_plan, output, Plan};
+    let started = std::time::Instant::now();
+    let job = synth_job(format)?;
+    let out = job.common.out.clone();
+    check_plan(
+        &Plan {
+            images: job.images,
+            width: job.width,
+            height: job.height,
+            counts: &job.counts,
+        },
+        &out,
+    )?;
+    let preview_path = job.common.preview.clone();
+    if let Some(p) = &preview_path {
+        if p.starts_with(&out) {
+            anyhow::bail!(
+                "--preview {} is inside --out {}: put the picture outside the data set",
+                p.display(),
+                out.display()
+            );
+        }
+    }
+    let staging = output::staging(&out, job.common.force)?;
+    let summary = match (job.generate)(&staging) {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -886,33 +900,13 @@ fn run_synth(format: SynthFormat) -> Result<()> {
         }
     };
     let marker = serde_json::json!({
-        "dataset": name,
+        "dataset": job.name,
         "images": summary.images,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    dasgil::synth::output::finish(&staging, &out, marker)?;
+    output::finish(&staging, &out, marker)?;
     if let Some(p) = &preview_path {
-        match &counts[..] {
-            _ if name == "vkitti2" => {
-                let layout = if out.join("vkitti_2.0.3_rgb").is_dir() {
-                    Layout::Dasgil
-                } else {
-                    Layout::Official
-                };
-                preview::vkitti2(&out, layout, p)?
-            }
-            [(_, sequences, _), ..] if name == "kitti" => {
-                preview::kitti(&out, *sequences as usize, p)?
-            }
-            [(_, traversals, _), ..] if name == "robotcar" => {
-                preview::robotcar(&out, *traversals as usize, p)?
-            }
-            [(_, places, _), ..] => {
-                let slice = cmu_slice_of(&out)?;
-                preview::cmu(&out, slice, *places as usize, p)?
-            }
-            [] => {}
-        }
+        (job.preview)(&out, p)?;
     }
     println!(
         "wrote {} images ({} files) to {} in {:.1} s{}",
@@ -925,17 +919,6 @@ fn run_synth(format: SynthFormat) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
-}
-
-/// The slice number of a CMU synth output (its single `sliceN` folder).
-fn cmu_slice_of(out: &std::path::Path) -> Result<u32> {
-    for e in std::fs::read_dir(out)? {
-        let name = e?.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("slice").and_then(|n| n.parse().ok()) {
-            return Ok(n);
-        }
-    }
-    anyhow::bail!("{}: no sliceN folder was written", out.display())
 }
 
 /// "256x1024" -> (256, 1024).

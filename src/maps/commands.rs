@@ -340,13 +340,11 @@ pub fn evaluate(
         .unwrap_or_default();
     let labels = evaluate::condition_labels(&slice_dir, &src.queries);
     let mut reports = Vec::new();
-    let (probe, _) = make_encoder(choice, layers.clone(), device)?;
-    let ways: Vec<bool> = if probe.adaptable() {
-        vec![adapt_first, !adapt_first]
-    } else {
-        vec![false]
+    // Raw pixels have no statistics to adapt; a network is evaluated both ways.
+    let ways: Vec<bool> = match choice {
+        ModelChoice::RawPixels => vec![false],
+        _ => vec![adapt_first, !adapt_first],
     };
-    drop(probe);
     let mut submission = None;
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
@@ -364,11 +362,11 @@ pub fn evaluate(
                 metric,
             },
         )?;
+        // Queries go through the same path as localize and the node: the map, as opened.
         let map = MapFile::open(&map_path)?;
-        let mut qenc = make_encoder(choice, layers.clone(), device)?.0;
-        qenc.use_map(&map)?;
+        enc.use_map(&map)?;
         let (report, sub) =
-            evaluate::evaluate(&qenc, &map, src, &labels, metric, per_camera, &name)?;
+            evaluate::evaluate(&enc, &map, src, &labels, metric, per_camera, &name)?;
         if submission.is_none() {
             submission = Some(sub);
         }

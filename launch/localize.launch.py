@@ -2,6 +2,8 @@
 
     ros2 launch dasgil localize.launch.py map:=/path/to/cmu_slice.map.safetensors
     ros2 launch dasgil localize.launch.py map:=... config:=/path/to/my.yaml image_topic:=/cam0/image_raw
+    ros2 launch dasgil localize.launch.py map:=... image_topics:=/cam0/image_raw,/cam1/image_raw \
+        camera_ids:=c0,c1 transport:=compressed log_level:=warn
 """
 import os
 
@@ -25,6 +27,14 @@ def _node(context):
     image_topic = LaunchConfiguration("image_topic").perform(context)
     if image_topic:
         overrides["image_topics"] = [image_topic]
+    # Comma-separated lists (a launch argument is a string).
+    for name in ("image_topics", "camera_ids"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
+    transport = LaunchConfiguration("transport").perform(context)
+    if transport:
+        overrides["transport"] = transport
     if overrides:
         params.append(overrides)
     return [
@@ -47,6 +57,9 @@ def generate_launch_description():
             DeclareLaunchArgument("map", default_value="", description="descriptor map (dasgil-tools build-map); overrides the YAML"),
             DeclareLaunchArgument("checkpoint", default_value="", description="generator checkpoint; overrides the YAML"),
             DeclareLaunchArgument("image_topic", default_value="", description="one camera topic; overrides image_topics"),
+            DeclareLaunchArgument("image_topics", default_value="", description="camera topics, comma-separated; overrides image_topics"),
+            DeclareLaunchArgument("camera_ids", default_value="", description="map camera of each topic, comma-separated (e.g. c0,c1)"),
+            DeclareLaunchArgument("transport", default_value="", description="raw or compressed; overrides the YAML"),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
             OpaqueFunction(function=_node),
         ]

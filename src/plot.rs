@@ -54,7 +54,7 @@ pub fn fonts() -> bool {
     })
 }
 
-fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+pub(crate) fn draw_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
     PlotError::Draw {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -217,13 +217,24 @@ fn draw_panel(
     Ok(())
 }
 
-/// A grid of equally sized images with a caption above each, and a title line.
+/// A grid of equally sized images with a caption above each, and a title line, as a PNG.
 pub fn image_sheet(
     path: &Path,
     title: &str,
     rows: &[Vec<(String, RgbImage)>],
     cell_w: u32,
 ) -> Result<(), PlotError> {
+    let sheet = sheet_image(path, title, rows, cell_w)?;
+    save_png(path, &sheet)
+}
+
+/// [`image_sheet`]'s picture (`path` only names it in errors).
+pub fn sheet_image(
+    path: &Path,
+    title: &str,
+    rows: &[Vec<(String, RgbImage)>],
+    cell_w: u32,
+) -> Result<RgbImage, PlotError> {
     let text = fonts();
     let caption_h = if text { 20 } else { 4 };
     let title_h = if text { 30 } else { 4 };
@@ -272,5 +283,18 @@ pub fn image_sheet(
         }
         sheet = RgbImage::from_raw(w, h, buf).ok_or_else(|| draw_err(path, "buffer"))?;
     }
-    save_png(path, &sheet)
+    Ok(sheet)
+}
+
+/// Pictures stacked top to bottom on white, each centred.
+pub fn stack(parts: &[RgbImage]) -> RgbImage {
+    let w = parts.iter().map(RgbImage::width).max().unwrap_or(1);
+    let h = parts.iter().map(RgbImage::height).sum::<u32>().max(1);
+    let mut out = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for p in parts {
+        image::imageops::overlay(&mut out, p, ((w - p.width()) / 2) as i64, y as i64);
+        y += p.height();
+    }
+    out
 }

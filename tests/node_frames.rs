@@ -1,11 +1,16 @@
-//! The node binary as a user runs it: given a map (built by `dasgil-tools build-map` from a
-//! generated Extended CMU-Seasons slice) and a camera topic, it publishes the pose prior of good
-//! frames (a map image sent as a frame is localized at its own pose, with the image's stamp),
-//! reports malformed frames on /diagnostics, and keeps running.
+//! The node binary as a user runs it, against a real ROS 2 peer (this test process, its own
+//! node, DDS in between): given a map (built by `dasgil-tools build-map` from a generated
+//! Extended CMU-Seasons slice) and two camera topics, it publishes the pose prior of good frames
+//! (a map image sent as a frame is localized at its own pose, with the image's stamp, per
+//! camera), survives and counts a burst of malformed frames in /diagnostics, goes back to OK
+//! and keeps localizing; never publishes a stamp it was not sent; takes CompressedImage; swaps a
+//! rebuilt map in through ~/reload_map and refuses one of another model.
 #![cfg(feature = "ros")]
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,39 +21,228 @@ use futures::StreamExt;
 use r2r::QosProfile;
 use tch::{nn, Device};
 
-fn frame(width: u32, height: u32, truncate: usize) -> r2r::sensor_msgs::msg::Image {
-    let mut data: Vec<u8> = (0..width * height * 3).map(|i| (i % 256) as u8).collect();
-    data.truncate(data.len() - truncate);
-    r2r::sensor_msgs::msg::Image {
-        header: r2r::std_msgs::msg::Header {
-            frame_id: "cam0".into(),
-            ..Default::default()
-        },
-        height,
-        width,
-        encoding: "rgb8".into(),
-        is_bigendian: 0,
-        step: width * 3,
-        data,
-    }
+type Image = r2r::sensor_msgs::msg::Image;
+type Compressed = r2r::sensor_msgs::msg::CompressedImage;
+type Prior = r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
+type Diag = r2r::diagnostic_msgs::msg::DiagnosticArray;
+type Status = r2r::diagnostic_msgs::msg::DiagnosticStatus;
+
+fn stamp(sec: i32) -> r2r::builtin_interfaces::msg::Time {
+    r2r::builtin_interfaces::msg::Time { sec, nanosec: 0 }
 }
 
-fn value(status: &r2r::diagnostic_msgs::msg::DiagnosticStatus, key: &str) -> u64 {
+/// Malformed frames of every kind the node must survive.
+fn malformed(i: usize) -> Image {
+    let (w, h) = (320u32, 200u32);
+    let mut m = Image {
+        header: r2r::std_msgs::msg::Header {
+            frame_id: "cam0".into(),
+            stamp: stamp(50_000 + i as i32),
+        },
+        height: h,
+        width: w,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: w * 3,
+        data: vec![7; (w * h * 3) as usize],
+    };
+    match i % 5 {
+        0 => m.data.truncate(m.data.len() - 7),
+        1 => m.encoding = "yuv422_weird".into(),
+        2 => (m.width, m.height, m.step, m.data) = (0, 0, 0, Vec::new()),
+        3 => m.step = 10,
+        _ => (m.width, m.height) = (100_000, 100_000),
+    }
+    m
+}
+
+fn value(status: &Status, key: &str) -> u64 {
     status
         .values
         .iter()
         .find(|kv| kv.key == key)
         .map(|kv| kv.value.parse().unwrap())
-        .unwrap()
+        .unwrap_or_else(|| panic!("no `{key}` in {status:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_encodes_good_frames_and_survives_bad_ones() {
-    let dir = tempfile::tempdir().unwrap();
+fn run_tools(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn synth(slice: &Path, places: &str) {
+    let s = slice.to_str().unwrap();
+    run_tools(&[
+        "synth",
+        "cmu",
+        "--out",
+        s,
+        "--places",
+        places,
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--conditions",
+        "snow",
+    ]);
+}
+
+fn build_map(slice: &Path, ckpt: Option<&Path>, map: &Path) {
+    let mut args = vec![
+        "build-map".to_string(),
+        "--format".into(),
+        "cmu".into(),
+        "--root".into(),
+        slice.display().to_string(),
+        "--slice".into(),
+        "2".into(),
+        "--out".into(),
+        map.display().to_string(),
+        "--device".into(),
+        "cpu".into(),
+    ];
+    match ckpt {
+        Some(c) => args.extend(["--checkpoint".into(), c.display().to_string()]),
+        None => args.extend(["--baseline".into(), "raw-pixels".into()]),
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_tools(&args);
+}
+
+struct Probe {
+    img: image::RgbImage,
+    jpeg: Vec<u8>,
+    pose: dasgil::geom::Pose,
+}
+
+fn probe(slice: &Path, index: usize, camera: &str) -> Probe {
+    let db = dasgil::data::cmu_seasons::CmuSlice::open(slice, 2)
+        .unwrap()
+        .database_images();
+    let p = db.iter().filter(|p| p.camera == camera).nth(index).unwrap();
+    Probe {
+        img: image::open(&p.path).unwrap().to_rgb8(),
+        jpeg: std::fs::read(&p.path).unwrap(),
+        pose: p.world_from_cam.unwrap(),
+    }
+}
+
+fn raw(p: &Probe, sec: i32, frame: &str) -> Image {
+    Image {
+        header: r2r::std_msgs::msg::Header {
+            frame_id: frame.into(),
+            stamp: stamp(sec),
+        },
+        height: p.img.height(),
+        width: p.img.width(),
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: p.img.width() * 3,
+        data: p.img.as_raw().clone(),
+    }
+}
+
+fn same_position(prior: &Prior, pose: &dasgil::geom::Pose) -> bool {
+    let p = &prior.pose.pose.position;
+    let t = pose.translation.vector;
+    (p.x - t.x).abs() < 1e-9 && (p.y - t.y).abs() < 1e-9 && (p.z - t.z).abs() < 1e-9
+}
+
+/// A running node under test, its namespace, and the test's own ROS 2 node.
+struct Harness {
+    child: tokio::process::Child,
+    ns: String,
+    node: Option<r2r::Node>,
+}
+
+impl Harness {
+    fn start(tag: &str, map: &Path, extra: &[String]) -> Self {
+        let ns = format!("/dasgil_node_test_{tag}_{}", std::process::id());
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"));
+        cmd.args(["--ros-args", "-p"])
+            .arg(format!("map:={}", map.display()))
+            .args(["-p", "diagnostics_period:=0.2", "-p", "device:=cpu"])
+            .args(extra)
+            .args(["-r", &format!("/diagnostics:={ns}/diagnostics")])
+            .args(["-r", &format!("__ns:={ns}")])
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("start dasgil_node");
+        let ctx = r2r::Context::create().unwrap();
+        let node = r2r::Node::create(ctx, &format!("test_driver_{tag}"), "").unwrap();
+        Harness {
+            child,
+            ns,
+            node: Some(node),
+        }
+    }
+
+    /// Spins the test's node in a thread until the returned flag is set.
+    fn spin(&mut self) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let mut node = self.node.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                node.spin_once(Duration::from_millis(5));
+            }
+        });
+        (stop, h)
+    }
+}
+
+/// Waits for a diagnostics message whose status `i` satisfies `f`.
+async fn wait_diag(
+    diags: &mut (impl futures::Stream<Item = Diag> + Unpin),
+    i: usize,
+    what: &str,
+    f: impl Fn(&Status) -> bool,
+) -> Status {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let msg = diags.next().await.expect("diagnostics stream");
+            if let Some(s) = msg.status.get(i) {
+                if f(s) {
+                    return s.clone();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
+}
+
+/// Waits for the next prior with stamp `sec`, returning it and any priors seen before it.
+async fn wait_prior(
+    priors: &mut (impl futures::Stream<Item = Prior> + Unpin),
+    sec: i32,
+    seen: &mut Vec<Prior>,
+) -> Prior {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let p = priors.next().await.expect("prior stream");
+            seen.push(p.clone());
+            if p.header.stamp.sec == sec {
+                return p;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no prior stamped {sec}"))
+}
+
+fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
     let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     Generator::new(&vs.root(), cfg, WeightInit::Reference).unwrap();
-    let ckpt = dir.path().join("gen.safetensors");
+    let ckpt = dir.join("gen.safetensors");
     let meta = CheckpointMeta {
         network: NetworkRole::Generator,
         config: cfg,
@@ -58,89 +252,43 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
         source: None,
     };
     checkpoint::save(&vs, &meta, &ckpt).unwrap();
-    let slice = dir.path().join("cmu");
+    ckpt
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cameras_bad_frame_burst_recovery_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let (slice, bigger) = (dir.path().join("cmu"), dir.path().join("cmu6"));
     let map = dir.path().join("map.safetensors");
-    for args in [
-        vec![
-            "synth",
-            "cmu",
-            "--out",
-            slice.to_str().unwrap(),
-            "--places",
-            "4",
-            "--width",
-            "128",
-            "--height",
-            "96",
-            "--conditions",
-            "snow",
-        ],
-        vec![
-            "build-map",
-            "--format",
-            "cmu",
-            "--root",
-            slice.to_str().unwrap(),
-            "--slice",
-            "2",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--out",
-            map.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ],
-    ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let db = dasgil::data::cmu_seasons::CmuSlice::open(&slice, 2)
-        .unwrap()
-        .database_images();
-    let probe = &db[5];
-    let probe_img = image::open(&probe.path).unwrap().to_rgb8();
-    let probe_pose = probe.world_from_cam.unwrap();
+    synth(&slice, "4");
+    build_map(&slice, Some(&ckpt), &map);
+    let c0 = probe(&slice, 2, "c0");
+    let c1 = probe(&slice, 1, "c1");
 
-    let ns = format!("/dasgil_node_test_{}", std::process::id());
-    let camera = format!("{ns}/cam0/image_raw");
-    let diag_topic = format!("{ns}/diagnostics");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
-        .args(["--ros-args", "-p"])
-        .arg(format!("map:={}", map.display()))
-        .args([
-            "-p",
-            &format!("image_topics:=[{camera}]"),
-            "-p",
-            "diagnostics_period:=0.2",
-            "-p",
-            "device:=cpu",
-        ])
-        .args(["-r", &format!("/diagnostics:={diag_topic}")])
-        .args(["-r", &format!("__ns:={ns}")])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start dasgil_node");
-
-    let ctx = r2r::Context::create().unwrap();
-    let mut node = r2r::Node::create(ctx, "dasgil_node_test_driver", "").unwrap();
-    let camera_pub = node
-        .create_publisher::<r2r::sensor_msgs::msg::Image>(&camera, QosProfile::sensor_data())
+    let mut h = Harness::start(
+        "two",
+        &map,
+        &[
+            "-p".into(),
+            "image_topics:=[cam0/image_raw, cam1/image_raw]".into(),
+            "-p".into(),
+            "camera_ids:=[c0, c1]".into(),
+        ],
+    );
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam0 = node
+        .create_publisher::<Image>(&format!("{ns}/cam0/image_raw"), QosProfile::sensor_data())
+        .unwrap();
+    let cam1 = node
+        .create_publisher::<Image>(&format!("{ns}/cam1/image_raw"), QosProfile::sensor_data())
         .unwrap();
     let mut diags = node
-        .subscribe::<r2r::diagnostic_msgs::msg::DiagnosticArray>(&diag_topic, QosProfile::default())
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
         .unwrap();
     let mut priors = node
-        .subscribe::<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>(
-            &format!("{ns}/pose_prior"),
-            QosProfile::default(),
-        )
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
         .unwrap();
     let mut candidates = node
         .subscribe::<r2r::geometry_msgs::msg::PoseArray>(
@@ -148,93 +296,205 @@ async fn node_encodes_good_frames_and_survives_bad_ones() {
             QosProfile::default(),
         )
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let spinner = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            node.spin_once(Duration::from_millis(10));
-        }
-    });
-
-    // Alternate a map image sent as a frame (stamped i seconds) and a frame 7 bytes short.
-    let good = |i: u64| r2r::sensor_msgs::msg::Image {
-        header: r2r::std_msgs::msg::Header {
-            frame_id: "cam0".into(),
-            stamp: r2r::builtin_interfaces::msg::Time {
-                sec: i as i32,
-                nanosec: 0,
-            },
-        },
-        height: probe_img.height(),
-        width: probe_img.width(),
-        encoding: "rgb8".into(),
-        is_bigendian: 0,
-        step: probe_img.width() * 3,
-        data: probe_img.as_raw().clone(),
-    };
-    let result = tokio::time::timeout(Duration::from_secs(90), async {
-        let mut i = 0u64;
-        loop {
-            if i % 2 == 0 {
-                camera_pub.publish(&good(1000 + i)).unwrap();
-            } else {
-                camera_pub.publish(&frame(320, 200, 7)).unwrap();
-            }
-            i += 1;
-            if let Ok(Some(msg)) =
-                tokio::time::timeout(Duration::from_millis(150), diags.next()).await
-            {
-                let status = &msg.status[0];
-                if value(status, "frames_localized") >= 2 && value(status, "frames_rejected") >= 2 {
-                    return status.clone();
-                }
-            }
-        }
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    spinner.join().unwrap();
-    let alive = child.try_wait().unwrap().is_none();
-    let _ = child.start_kill();
-    let status =
-        result.expect("the node did not report 2 localized and 2 rejected frames within 90 s");
-    // The pose prior of the map image is its own pose, with the frame's stamp and the map frame.
-    let prior = tokio::time::timeout(Duration::from_secs(5), priors.next())
-        .await
-        .expect("a pose prior")
+    let reload = node
+        .create_client::<r2r::std_srvs::srv::Trigger::Service>(
+            &format!("{ns}/dasgil_localizer/reload_map"),
+            QosProfile::default(),
+        )
         .unwrap();
-    assert_eq!(prior.header.frame_id, "map");
-    assert!(
-        prior.header.stamp.sec >= 1000 && prior.header.stamp.sec % 2 == 0,
-        "{:?}",
-        prior.header
-    );
-    let p = &prior.pose.pose.position;
-    let t = probe_pose.translation.vector;
-    assert!((p.x - t.x).abs() < 1e-9 && (p.y - t.y).abs() < 1e-9 && (p.z - t.z).abs() < 1e-9);
-    let q = &prior.pose.pose.orientation;
-    assert!(
-        (probe_pose.rotation.w - q.w).abs() < 1e-9 && (probe_pose.rotation.i - q.x).abs() < 1e-9
-    );
-    assert_eq!(prior.pose.covariance.len(), 36);
-    assert!((0..6).all(|i| prior.pose.covariance[i * 7] > 0.0));
+    let service_ready = r2r::Node::is_available(&reload).unwrap();
+    let (stop, spinner) = h.spin();
+    let mut seen = Vec::new();
+    let mut sent_good: BTreeSet<i32> = BTreeSet::new();
+
+    // Both cameras: each map image comes back at its own pose, stamp and the map frame.
+    wait_diag(&mut diags, 1, "the node's diagnostics", |_| true).await;
+    let mut sec = 1000;
+    let p0 = loop {
+        // Until the node's subscriptions are matched, frames may go nowhere: resend.
+        cam0.publish(&raw(&c0, sec, "cam0")).unwrap();
+        sent_good.insert(sec);
+        if let Ok(p) = tokio::time::timeout(
+            Duration::from_secs(2),
+            wait_prior(&mut priors, sec, &mut seen),
+        )
+        .await
+        {
+            break p;
+        }
+        sec += 1;
+    };
+    assert_eq!(p0.header.frame_id, "map");
+    assert!(same_position(&p0, &c0.pose), "{p0:?}");
+    assert_eq!(p0.pose.covariance.len(), 36);
+    assert!((0..6).all(|i| p0.pose.covariance[i * 7] > 0.0));
     let cands = tokio::time::timeout(Duration::from_secs(5), candidates.next())
         .await
         .expect("pose candidates")
         .unwrap();
-    assert_eq!(cands.poses.len(), 5);
-    assert_eq!(cands.poses[0].position.x, p.x);
-    assert!(alive, "dasgil_node exited");
-    assert_eq!(status.level, 1, "a bad frame makes the status WARN");
+    assert_eq!(cands.poses.len(), 4, "top_k 5, but 4 map images of c0");
+    cam1.publish(&raw(&c1, 2000, "cam1")).unwrap();
+    sent_good.insert(2000);
+    let p1 = wait_prior(&mut priors, 2000, &mut seen).await;
     assert!(
-        status
-            .message
-            .contains("data has 191993 bytes, expected step 960 x height 200 = 192000"),
-        "{}",
-        status.message
+        same_position(&p1, &c1.pose),
+        "camera c1 is matched among c1's images"
     );
-    // Paper FD descriptor (layers 5 and 6) at 256x256: 64*8*8 + 64*4*4.
-    assert_eq!(value(&status, "descriptor_length"), 64 * 8 * 8 + 64 * 4 * 4);
+
+    // A burst of 50 malformed frames on cam0: survived, counted, WARN.
+    for i in 0..50 {
+        cam0.publish(&malformed(i)).unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let warn = wait_diag(&mut diags, 0, "rejected frames", |s| {
+        value(s, "frames_rejected") >= 1 && s.level == 1
+    })
+    .await;
+    assert!(warn.message.contains("rejected"), "{}", warn.message);
+    // Every malformed frame was either decoded and rejected or replaced by a newer one.
+    let settled = wait_diag(&mut diags, 0, "all frames accounted for", |s| {
+        value(s, "frames_rejected") + value(s, "frames_replaced") + value(s, "frames_localized")
+            == value(s, "frames_received")
+    })
+    .await;
+    assert!(value(&settled, "frames_received") >= 51, "{settled:?}");
+    // Good frames again: localized, and the status returns to OK.
+    for k in 0..3 {
+        cam0.publish(&raw(&c0, 3000 + k, "cam0")).unwrap();
+        sent_good.insert(3000 + k);
+        wait_prior(&mut priors, 3000 + k, &mut seen).await;
+    }
+    let ok = wait_diag(&mut diags, 0, "OK after good frames", |s| s.level == 0).await;
+    assert!(value(&ok, "frames_localized") >= 4, "{ok:?}");
+    assert_eq!(value(&ok, "map_entries"), 8);
+    for p in &seen {
+        assert!(
+            sent_good.contains(&p.header.stamp.sec),
+            "a prior with a stamp never sent with a good frame: {:?}",
+            p.header
+        );
+    }
+
+    // ~/reload_map: a map of another encoder is refused and the old one kept; a rebuilt map of
+    // the same model (more places) is swapped in.
+    tokio::time::timeout(Duration::from_secs(20), service_ready)
+        .await
+        .expect("reload_map service")
+        .unwrap();
+    let other = dir.path().join("other.safetensors");
+    build_map(&slice, None, &other);
+    std::fs::rename(&other, &map).unwrap();
+    let r = reload
+        .request(&r2r::std_srvs::srv::Trigger::Request {})
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(!r.success, "{}", r.message);
+    assert!(r.message.contains("kept the old map"), "{}", r.message);
+    synth(&bigger, "6");
+    let rebuilt = dir.path().join("rebuilt.safetensors");
+    build_map(&bigger, Some(&ckpt), &rebuilt);
+    std::fs::rename(&rebuilt, &map).unwrap();
+    let r = reload
+        .request(&r2r::std_srvs::srv::Trigger::Request {})
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(r.success, "{}", r.message);
+    assert!(r.message.contains("12 entries"), "{}", r.message);
+    wait_diag(&mut diags, 0, "the reloaded map's size", |s| {
+        value(s, "map_entries") == 12
+    })
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    // SIGTERM: a clean exit, within 2 s.
+    let pid = h.child.id().unwrap() as i32;
+    let t = std::time::Instant::now();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(5), h.child.wait())
+        .await
+        .expect("the node did not stop within 5 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let slice = dir.path().join("cmu");
+    let map = dir.path().join("map.safetensors");
+    synth(&slice, "4");
+    build_map(&slice, Some(&ckpt), &map);
+    let c0 = probe(&slice, 3, "c0");
+    let mut h = Harness::start(
+        "jpeg",
+        &map,
+        &[
+            "-p".into(),
+            "transport:=compressed".into(),
+            "-p".into(),
+            "image_topics:=[cam0/image_raw/compressed]".into(),
+            "-p".into(),
+            "camera_ids:=[c0]".into(),
+        ],
+    );
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam = node
+        .create_publisher::<Compressed>(
+            &format!("{ns}/cam0/image_raw/compressed"),
+            QosProfile::sensor_data(),
+        )
+        .unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    let mut priors = node
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    let msg = |sec: i32, data: Vec<u8>| Compressed {
+        header: r2r::std_msgs::msg::Header {
+            frame_id: "cam0".into(),
+            stamp: stamp(sec),
+        },
+        format: "jpeg".into(),
+        data,
+    };
+    wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    let mut seen = Vec::new();
+    let mut sec = 100;
+    let p = loop {
+        cam.publish(&msg(sec, c0.jpeg.clone())).unwrap();
+        if let Ok(p) = tokio::time::timeout(
+            Duration::from_secs(2),
+            wait_prior(&mut priors, sec, &mut seen),
+        )
+        .await
+        {
+            break p;
+        }
+        sec += 1;
+    };
+    assert!(same_position(&p, &c0.pose), "{p:?}");
+    // A JPEG start-of-image marker followed by garbage.
+    let mut corrupt = c0.jpeg[..4].to_vec();
+    corrupt.extend((0..5000u32).map(|i| (i * 7919 % 251) as u8));
+    cam.publish(&msg(900, corrupt)).unwrap();
+    let s = wait_diag(&mut diags, 0, "a rejected JPEG", |s| {
+        value(s, "frames_rejected") == 1
+    })
+    .await;
+    assert!(s.message.contains("compressed frame"), "{}", s.message);
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    assert!(seen.iter().all(|p| p.header.stamp.sec != 900));
 }
 
 /// Runs the node with `args` until it exits (it must: every case is a start-up error).
@@ -296,6 +556,21 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         "camera_ids:=[c0]",
     ]);
     assert!(e.contains("expected lists of the same length"), "{e}");
+    // Absurd values and wrong types: the parameter, the expected and the found value.
+    for (arg, want) in [
+        ("top_k:=-3", "parameter `top_k`: expected 1 to 1000, found -3"),
+        ("diagnostics_period:=1e20", "parameter `diagnostics_period`: expected seconds from 0.01 to 3600, found 100000000000000000000"),
+        ("transport:=h264", "parameter `transport`: expected `raw` or `compressed`, found `h264`"),
+        ("min_confidence:=2", "parameter `min_confidence`: expected 0 to 1, found 2"),
+        ("max_rate:=-1.0", "parameter `max_rate`: expected 0 (no limit) to 1000 Hz, found -1"),
+        ("gate_radius:=0", "parameter `gate_radius`: expected metres > 0"),
+        ("base_from_camera:=[1 2 3]", "parameter `base_from_camera` entry 0"),
+        ("top_k:=many", "parameter `top_k`"),
+        ("image_topics:=5", "parameter `image_topics`"),
+    ] {
+        let e = node_error(&["--ros-args", "-p", "map:=/x.safetensors", "-p", arg]);
+        assert!(e.contains(want), "{arg}: {e}");
+    }
     // An integer for a double is accepted; a misspelt name is warned about; the map is checked.
     let e = node_error(&[
         "--ros-args",

@@ -6,6 +6,7 @@
 #   3. The wheel quirks (../shared/notes/toolchain.md): a librmw_implementation.so linker script.
 #      (The ros_*.libs folders and libpython are handled by tools/env.sh and build.rs.)
 #   4. A check that cargo-ament-build (a dependency of colcon-ros-cargo) is in .venv/bin.
+#   5. `ros2 launch|topic|param` and launch_ros from ../shared/vendor/ros2-jazzy (no /opt/ros).
 # Idempotent: each step checks whether its result is already there, so a second run takes
 # seconds. A failing step stops the script with the step's name, the reason and how to retry.
 set -Eeuo pipefail
@@ -76,6 +77,18 @@ fi
 STEP="cargo-ament-build"
 WHY="$VENV/bin/cargo-ament-build is missing; reinstall with: rm $STAMP && tools/setup.sh"
 "$VENV/bin/cargo-ament-build" --help >/dev/null
+
+# --- 5. ROS 2 launch and command-line tooling ----------------------------------------------
+# `ros2 launch`, `ros2 topic`, `ros2 param` and launch_ros are not on PyPI. With a ROS 2 Jazzy
+# install (/opt/ros/jazzy) they come from there; otherwise from the vendored jazzy sources in
+# ../shared/vendor/ros2-jazzy when that folder is present (its install.sh is idempotent).
+STEP="ros2 launch tooling (../shared/vendor/ros2-jazzy)"
+WHY="the vendored install.sh failed; its output above names the package"
+VENDOR="$ROOT/../shared/vendor/ros2-jazzy"
+if [ ! -d /opt/ros/jazzy ] && [ -x "$VENDOR/install.sh" ]; then
+  if [ ! -e "$VENV/.ros2-jazzy-tooling" ]; then say "installing ros2 launch/topic/param (about a minute)"; fi
+  "$VENDOR/install.sh" "$VENV"
+fi
 
 STEP="done"
 say "ready (source tools/env.sh to build by hand)"

@@ -2,7 +2,9 @@
 # Every test of the project, from a fresh clone: set-up, then
 #   1. cargo test (unit, PyTorch parity, ROS 2 smoke and node tests, CLI end-to-end),
 #   2. the library and dasgil-tools build without ROS 2 (cargo feature `ros` off),
-#   3. colcon build installs the package the way `ros2 launch dasgil ...` expects.
+#   3. colcon build installs the package the way `ros2 launch dasgil ...` expects,
+#   4. the product through the real ROS 2 tooling: tools/demo.sh on a small slice, `ros2 launch`,
+#      `ros2 param`, `ros2 topic echo` (tests/ros_launch.sh).
 # Extra arguments go to cargo test (e.g. `tools/test.sh model_reference`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,10 @@ passed=$((passed + 1))
 
 step "colcon build: install tree"
 bash "$ROOT/tests/colcon_install.sh"
+passed=$((passed + 1))
+
+step "ros2 launch: the demo pipeline on cmu_mini, ros2 param/topic, shutdown"
+bash "$ROOT/tests/ros_launch.sh"
 passed=$((passed + 1))
 
 echo

@@ -9,12 +9,23 @@
 #   STEPS=600 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
 #
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
+#
+# Ablation (what the discriminator adds): VARIANT=no-adversarial trains the same run without the
+# discriminator (depth + segmentation + triplet only) into build/ablation-no-adversarial and
+# ships nothing; tools/evaluate-shipped-model.sh then scores both.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
+VARIANT="${VARIANT:-}"
+EXTRA=()
+case "$VARIANT" in
+  "") ;;
+  no-adversarial) EXTRA=(--no-adversarial) ;;
+  *) echo "VARIANT: expected no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
+esac
 STEPS="${STEPS:-600}"
 BATCH="${BATCH:-4}"
 SIZE="${SIZE:-256x512}"
@@ -41,18 +52,24 @@ render vkitti2 vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 2
 # The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve).
 render kitti kitti --seed 2002 --sequences 2 --frames 40
 
-if [ -f "$WORK/run/checkpoints/latest" ]; then
-  echo "== resuming $WORK/run"
-  "$TOOLS" train --resume "$WORK/run" --steps "$STEPS" --device "$DEVICE"
+RUN="$WORK/run"
+if [ -n "$VARIANT" ]; then RUN="$ROOT/build/ablation-$VARIANT"; fi
+if [ -f "$RUN/checkpoints/latest" ]; then
+  echo "== resuming $RUN"
+  "$TOOLS" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"
 else
-  rm -rf "$WORK/run"
+  rm -rf "$RUN"
   "$TOOLS" train --vkitti "$WORK/vkitti2" --kitti "$WORK/kitti" --dis CD \
     --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --checkpoint-every 50 --seed 7 \
-    --device "$DEVICE" --out "$WORK/run"
+    --device "$DEVICE" "${EXTRA[@]}" --out "$RUN"
 fi
-done_steps="$(sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$WORK/run/checkpoints/latest")"
+done_steps="$(sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$RUN/checkpoints/latest")"
 if [ "${done_steps:-0}" -lt "$STEPS" ]; then
   echo "== stopped at step ${done_steps:-0} of $STEPS; run this script again to resume (nothing shipped)"
+  exit 0
+fi
+if [ -n "$VARIANT" ]; then
+  echo "== $VARIANT: $RUN/generator.safetensors (not shipped)"
   exit 0
 fi
 mkdir -p "$(dirname "$MODEL")"

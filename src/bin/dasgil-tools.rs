@@ -79,6 +79,11 @@ enum Command {
     Localize(Box<LocalizeArgs>),
     /// Score a model (or a baseline) on a sequence with query ground truth.
     Evaluate(Box<EvaluateArgs>),
+    /// Play a sequence's query frames to a running dasgil_node over ROS 2 at camera rate and
+    /// score the pose priors it publishes (accuracy per condition, latency, frames dropped,
+    /// covariance coverage); writes OUT/priors.csv, summary.json and route.png.
+    #[cfg(feature = "ros")]
+    Replay(Box<ReplayArgs>),
     /// Render a synthetic data set in a real data set's on-disk format.
     Synth {
         #[command(subcommand)]
@@ -209,6 +214,129 @@ struct LocalizeArgs {
     /// Images to localize.
     #[arg(required = true)]
     images: Vec<PathBuf>,
+}
+
+#[cfg(feature = "ros")]
+#[derive(clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The map the node runs (names the map image each prior came from in route.png).
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Camera topics, comma-separated, parallel to --cameras.
+    #[arg(long, value_delimiter = ',', default_value = "/camera/image_raw")]
+    topics: Vec<String>,
+    /// The query camera played on each topic, comma-separated, parallel to --topics.
+    #[arg(long, value_delimiter = ',', default_value = "c0")]
+    camera_ids: Vec<String>,
+    /// Frames per second and camera.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
+    #[arg(long, default_value = "raw")]
+    transport: String,
+    /// The node's pose prior topic.
+    #[arg(long, default_value = "/pose_prior")]
+    prior_topic: String,
+    /// The frame_id the priors must carry.
+    #[arg(long, default_value = "map")]
+    frame_id: String,
+    /// Seconds to wait for the node to subscribe.
+    #[arg(long, default_value_t = 120.0)]
+    wait: f64,
+    /// At most this many frames per camera.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Play for this many seconds, cycling through the frames (for load tests).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Output folder: priors.csv, summary.json, route.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[cfg(feature = "ros")]
+fn run_replay(a: ReplayArgs) -> Result<()> {
+    use dasgil::maps::replay;
+    if a.topics.len() != a.camera_ids.len() {
+        anyhow::bail!(
+            "--topics and --camera-ids: expected one camera per topic, found {} topics and {} camera ids",
+            a.topics.len(),
+            a.camera_ids.len()
+        );
+    }
+    if !matches!(a.transport.as_str(), "raw" | "compressed") {
+        anyhow::bail!(
+            "--transport: expected raw or compressed, found `{}`",
+            a.transport
+        );
+    }
+    if !(a.wait.is_finite() && a.wait > 0.0 && a.wait <= 86400.0) {
+        anyhow::bail!("--wait: expected seconds in (0, 86400], found {}", a.wait);
+    }
+    if a.out.is_file() {
+        anyhow::bail!("--out {}: is a file; expected a folder", a.out.display());
+    }
+    let src = a.source.open()?;
+    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
+        anyhow::bail!(
+            "{}: no query images with ground truth to replay and score",
+            src.source.root
+        );
+    }
+    let map = a
+        .map
+        .as_deref()
+        .map(dasgil::maps::file::MapFile::open)
+        .transpose()?;
+    let slice_dir = src
+        .queries
+        .first()
+        .and_then(|q| q.path.parent())
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let labels = dasgil::maps::evaluate::condition_labels(&slice_dir, &src.queries);
+    let (sent, received) = dasgil::node::replay::replay(
+        &src,
+        &dasgil::node::replay::ReplayOptions {
+            topics: a.topics.clone(),
+            cameras: a.camera_ids.clone(),
+            rate: a.rate,
+            compressed: a.transport == "compressed",
+            prior_topic: a.prior_topic.clone(),
+            wait: std::time::Duration::from_secs_f64(a.wait),
+            limit: a.limit,
+            duration: a
+                .duration
+                .map(|d| {
+                    if d.is_finite() && d > 0.0 && d <= 86400.0 {
+                        Ok(std::time::Duration::from_secs_f64(d))
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "--duration: expected seconds in (0, 86400], found {d}"
+                        ))
+                    }
+                })
+                .transpose()?,
+        },
+    )?;
+    let summary = replay::score(&src, &labels, map.as_ref(), &sent, &received, &a.frame_id);
+    let png = replay::write_outputs(&a.out, &summary, &src, &received)?;
+    print!("{}", replay::summary_text(&summary));
+    println!(
+        "wrote {}: priors.csv, summary.json; picture: {}",
+        a.out.display(),
+        png.display()
+    );
+    if summary.priors_received == 0 {
+        anyhow::bail!(
+            "no pose prior came back from the node for {} frames",
+            summary.frames_sent
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -959,6 +1087,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::BuildMap(args) => run_build_map(*args)?,
         Command::Localize(args) => run_localize(*args)?,
         Command::Evaluate(args) => run_evaluate(*args)?,
+        #[cfg(feature = "ros")]
+        Command::Replay(args) => run_replay(*args)?,
         Command::Info { json } => {
             let info = dasgil::toolchain::ToolchainInfo::collect();
             if json {

@@ -3,12 +3,15 @@
 #[cfg(feature = "ros")]
 #[tokio::main]
 async fn main() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // Log lines go through ROS logging (stdout/stderr the ROS way, /rosout, `--log-level`);
+    // this crate's events down to debug are handed over and rcutils applies the level.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dasgil=debug,warn"));
+    tracing_subscriber::registry()
+        .with(dasgil::node::log::RosLog.with_filter(filter))
         .init();
     if let Err(err) = dasgil::node::run().await {
         eprintln!("dasgil_node: {}", dasgil::report::error_report(&err));

@@ -96,10 +96,24 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// Decodes an image file (format from its content) within [`MAX_IMAGE_SIDE`] and
 /// [`MAX_IMAGE_BYTES`]; the error is a message for the caller to put next to the path.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
-    let mut reader = image::ImageReader::open(path)
+    let reader = image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    decode_limited(reader)
+}
+
+/// [`decode_image`] for bytes in memory (e.g. a sensor_msgs/CompressedImage), same limits.
+pub fn decode_image_bytes(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    decode_limited(reader)
+}
+
+fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+) -> Result<image::DynamicImage, String> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);

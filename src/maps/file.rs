@@ -368,6 +368,11 @@ impl MapFile {
             .map(|(dt, shape, r)| (*dt, shape.as_slice(), &self.mmap[r.clone()]))
     }
 
+    /// Names of the tensors in the file.
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.index.keys().cloned().collect()
+    }
+
     /// The descriptor rows as stored.
     pub fn descriptors(&self) -> Descriptors<'_> {
         let (dt, _, bytes) = self.bytes("descriptors").expect("checked on open");

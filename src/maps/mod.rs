@@ -6,6 +6,7 @@ pub mod encode;
 pub mod evaluate;
 pub mod file;
 pub mod prior;
+pub mod replay;
 pub mod search;
 
 use std::collections::BTreeMap;

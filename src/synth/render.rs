@@ -47,7 +47,54 @@ fn nearest_root(a: f64, b: f64, c: f64, eps: f64, t_max: f64) -> Option<f64> {
     (t > eps && t <= t_max).then_some(t)
 }
 
-fn intersect(obj: &Object, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64) -> Option<Hit> {
+/// What the tracer precomputes per object (once a frame, not once a ray): sin and cos of a box's
+/// yaw, and a circle in the ground plane that holds the object's footprint (centre x, y and a
+/// radius with a margin), for a cheap and conservative miss test.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    sc: (f64, f64),
+    circle: [f64; 3],
+}
+
+fn bounds(obj: &Object) -> Bounds {
+    match obj.shape {
+        Shape::Box {
+            cx,
+            cy,
+            hx,
+            hy,
+            yaw,
+            ..
+        } => Bounds {
+            sc: yaw.sin_cos(),
+            circle: [cx, cy, hx.hypot(hy) * 1.001 + 1e-6],
+        },
+        // Cylinders and ellipsoids are cheap to test as they are.
+        _ => Bounds {
+            sc: (0.0, 1.0),
+            circle: [0.0, 0.0, f64::INFINITY],
+        },
+    }
+}
+
+/// False when the ray's ground-plane line cannot come within the circle `c` (conservative).
+fn may_hit(c: &[f64; 3], o: &Point3<f64>, d: &Vector3<f64>) -> bool {
+    let a = d.x * d.x + d.y * d.y;
+    if !c[2].is_finite() || a < 1e-12 {
+        return true;
+    }
+    let cross = d.x * (c[1] - o.y) - d.y * (c[0] - o.x);
+    cross * cross <= c[2] * c[2] * a
+}
+
+/// `sc`: sin and cos of a box's yaw (`bounds`).
+fn intersect(
+    obj: &Object,
+    sc: (f64, f64),
+    o: &Point3<f64>,
+    d: &Vector3<f64>,
+    t_max: f64,
+) -> Option<Hit> {
     let eps = 1e-6;
     match obj.shape {
         Shape::Box {
@@ -57,9 +104,9 @@ fn intersect(obj: &Object, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64) -> Opt
             hy,
             z0,
             z1,
-            yaw,
+            ..
         } => {
-            let (s, c) = yaw.sin_cos();
+            let (s, c) = sc;
             // Into the box frame (rotate by -yaw about z).
             let (px, py) = (o.x - cx, o.y - cy);
             let lo = [c * px + s * py, -s * px + c * py, o.z];
@@ -183,6 +230,24 @@ pub struct Tracer<'a> {
     /// Moving vehicles at this frame's time, near the camera.
     pub movers: Vec<Object>,
     pub foliage: f32,
+    /// `bounds` of each world object and of each mover.
+    world_bounds: Vec<Bounds>,
+    mover_bounds: Vec<Bounds>,
+    /// Mailbox: the ray number that last tested each world object. An object spans several grid
+    /// cells; testing it again on the same ray cannot change the result (its hit, if any, is
+    /// already the limit), so it is skipped.
+    tested: std::cell::RefCell<Vec<u32>>,
+    ray: std::cell::Cell<u32>,
+    /// No object reaches above this height: an upward ray that climbs past it hits nothing more.
+    ceiling: f64,
+}
+
+/// The highest point of a shape.
+fn top(shape: &Shape) -> f64 {
+    match *shape {
+        Shape::Box { z1, .. } | Shape::Cylinder { z1, .. } => z1,
+        Shape::Ellipsoid { cz, rz, .. } => cz + rz.abs(),
+    }
 }
 
 impl Tracer<'_> {
@@ -190,16 +255,27 @@ impl Tracer<'_> {
     fn trace(&self, o: &Point3<f64>, d: &Vector3<f64>, t_max: f64, any: bool) -> Option<Hit> {
         let mut best: Option<Hit> = None;
         let mut limit = t_max;
-        let consider = |obj: &Object, best: &mut Option<Hit>, limit: &mut f64| {
-            if let Some(h) = intersect(obj, o, d, *limit) {
+        let ray = self.ray.get().wrapping_add(1);
+        self.ray.set(ray);
+        let mut tested = self.tested.borrow_mut();
+        if ray == 0 {
+            tested.fill(0);
+            self.ray.set(1);
+        }
+        let ray = self.ray.get();
+        let consider = |obj: &Object, b: &Bounds, best: &mut Option<Hit>, limit: &mut f64| {
+            if !may_hit(&b.circle, o, d) {
+                return;
+            }
+            if let Some(h) = intersect(obj, b.sc, o, d, *limit) {
                 if h.t < *limit && foliage_blocks(&h.material, &(o + d * h.t), self.foliage) {
                     *limit = h.t;
                     *best = Some(h);
                 }
             }
         };
-        for m in &self.movers {
-            consider(m, &mut best, &mut limit);
+        for (m, b) in self.movers.iter().zip(&self.mover_bounds) {
+            consider(m, b, &mut best, &mut limit);
         }
         if any && best.is_some() {
             return best;
@@ -219,6 +295,9 @@ impl Tracer<'_> {
                 t_in = t_in.max(a.min(b));
                 t_out = t_out.min(a.max(b));
             }
+        }
+        if d.z > 1e-12 {
+            t_out = t_out.min((self.ceiling - o.z) / d.z);
         }
         if t_in > t_out {
             return best;
@@ -252,7 +331,17 @@ impl Tracer<'_> {
         );
         loop {
             for &oi in &g.objects[iy as usize * g.nx + ix as usize] {
-                consider(&self.world.objects[oi as usize], &mut best, &mut limit);
+                let oi = oi as usize;
+                if tested[oi] == ray {
+                    continue;
+                }
+                tested[oi] = ray;
+                consider(
+                    &self.world.objects[oi],
+                    &self.world_bounds[oi],
+                    &mut best,
+                    &mut limit,
+                );
                 if any && best.is_some() {
                     return best;
                 }
@@ -506,9 +595,20 @@ pub fn render(
             // Not the vehicle carrying the camera, and near enough to matter.
             dd > 7.0 && dd < 250.0
         })
-        .collect();
+        .collect::<Vec<_>>();
     let tracer = Tracer {
         world,
+        world_bounds: world.objects.iter().map(bounds).collect(),
+        mover_bounds: movers.iter().map(bounds).collect(),
+        tested: std::cell::RefCell::new(vec![0; world.objects.len()]),
+        ceiling: world
+            .objects
+            .iter()
+            .chain(&movers)
+            .map(|o| top(&o.shape))
+            .fold(0.0, f64::max)
+            + 1e-6,
+        ray: std::cell::Cell::new(0),
         movers,
         foliage: cond.foliage,
     };

@@ -1,0 +1,556 @@
+//! Scoring the pose priors a running node published for replayed query frames (the ROS side is
+//! `node::replay`): accuracy against the ground truth, per query condition, image-to-prior
+//! latency, frames dropped, how often the truth lies inside the published 95% position
+//! ellipsoid; `priors.csv`, `summary.json` and `route.png` (the route from above with the map
+//! poses, the true query poses and the priors with their covariance ellipses, and a few query /
+//! matched map image pairs).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use nalgebra::{Matrix2, Matrix3, Vector3};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::file::MapFile;
+use super::{image_name, MapsError, SourceImages};
+use crate::geom::Pose;
+use crate::plot;
+
+/// chi-square 95% quantiles: 3 degrees of freedom (position ellipsoid) and 2 (its ground-plane
+/// ellipse in the picture).
+pub const CHI2_3_95: f64 = 7.814_727_903;
+pub const CHI2_2_95: f64 = 5.991_464_547;
+
+/// A frame the replay published.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub stamp_ns: i64,
+    /// Index into the source's queries.
+    pub query: usize,
+}
+
+/// A prior the node published.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub stamp_ns: i64,
+    pub received_ns: i64,
+    pub frame_id: String,
+    pub pose: Pose,
+    pub covariance: [f64; 36],
+}
+
+/// One sent frame's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrameResult {
+    pub name: String,
+    pub camera: String,
+    pub condition: String,
+    pub stamp_ns: i64,
+    /// None: no prior came back for this frame.
+    pub latency_ms: Option<f64>,
+    pub position_error: Option<f64>,
+    pub rotation_error: Option<f64>,
+    /// Squared Mahalanobis distance of the true position under the prior's position covariance.
+    pub mahalanobis2: Option<f64>,
+    /// The map image whose pose the prior is (when it is one of the map's).
+    pub matched: Option<String>,
+}
+
+/// Shares and counts over a set of frames.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tally {
+    pub frames: usize,
+    pub priors: usize,
+    /// Of the priors: within (5 m, 10 deg) and within 25 m.
+    pub within_5m_10deg: f64,
+    pub within_25m: f64,
+    pub median_position_error: f64,
+    /// Of the priors: the true position inside the 95% position ellipsoid.
+    pub inside_95_ellipsoid: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    pub frames_sent: usize,
+    pub priors_received: usize,
+    /// Sent frames with no prior (dropped by the node, ambiguous, or lost).
+    pub frames_without_prior: usize,
+    /// Priors whose stamp was never sent (must be 0).
+    pub unknown_stamps: usize,
+    /// Priors in a frame other than the expected one.
+    pub wrong_frame_id: usize,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub all: Tally,
+    pub by_condition: BTreeMap<String, Tally>,
+    pub by_camera: BTreeMap<String, Tally>,
+    pub frames: Vec<FrameResult>,
+}
+
+fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
+    (a.rotation.inverse() * b.rotation).angle().to_degrees()
+}
+
+fn position_cov(c: &[f64; 36]) -> Matrix3<f64> {
+    Matrix3::from_fn(|r, k| c[r * 6 + k])
+}
+
+fn tally(rs: &[&FrameResult]) -> Tally {
+    let with: Vec<&&FrameResult> = rs.iter().filter(|r| r.position_error.is_some()).collect();
+    let n = with.len().max(1) as f64;
+    let share = |f: &dyn Fn(&FrameResult) -> bool| with.iter().filter(|r| f(r)).count() as f64 / n;
+    let mut errs: Vec<f64> = with.iter().filter_map(|r| r.position_error).collect();
+    errs.sort_by(f64::total_cmp);
+    Tally {
+        frames: rs.len(),
+        priors: with.len(),
+        within_5m_10deg: share(&|r| {
+            r.position_error.unwrap_or(f64::INFINITY) <= 5.0
+                && r.rotation_error.unwrap_or(f64::INFINITY) <= 10.0
+        }),
+        within_25m: share(&|r| r.position_error.unwrap_or(f64::INFINITY) <= 25.0),
+        median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
+        inside_95_ellipsoid: share(&|r| r.mahalanobis2.unwrap_or(f64::INFINITY) <= CHI2_3_95),
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() - 1) as f64) * q).round() as usize]
+}
+
+/// Matches priors to sent frames by stamp and scores them against the queries' ground truth.
+/// `labels`: query name -> condition.
+pub fn score(
+    src: &SourceImages,
+    labels: &BTreeMap<String, String>,
+    map: Option<&MapFile>,
+    sent: &[Sent],
+    received: &[Received],
+    frame_id: &str,
+) -> ReplaySummary {
+    let by_stamp: BTreeMap<i64, &Received> = received.iter().map(|r| (r.stamp_ns, r)).collect();
+    let sent_stamps: std::collections::BTreeSet<i64> = sent.iter().map(|s| s.stamp_ns).collect();
+    let map_poses: Vec<(Pose, String)> = map
+        .map(|m| {
+            (0..m.len())
+                .map(|i| (m.pose(i), m.meta.names.get(i).cloned().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut frames = Vec::new();
+    for s in sent {
+        let q = &src.queries[s.query];
+        let name = image_name(q);
+        let mut fr = FrameResult {
+            condition: labels
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
+            name,
+            camera: q.camera.clone(),
+            stamp_ns: s.stamp_ns,
+            latency_ms: None,
+            position_error: None,
+            rotation_error: None,
+            mahalanobis2: None,
+            matched: None,
+        };
+        if let Some(r) = by_stamp.get(&s.stamp_ns) {
+            fr.latency_ms = Some((r.received_ns - r.stamp_ns) as f64 / 1e6);
+            if let Some(gt) = &q.world_from_cam {
+                let d: Vector3<f64> = gt.translation.vector - r.pose.translation.vector;
+                fr.position_error = Some(d.norm());
+                fr.rotation_error = Some(rotation_error_deg(gt, &r.pose));
+                fr.mahalanobis2 = position_cov(&r.covariance)
+                    .try_inverse()
+                    .map(|inv| (d.transpose() * inv * d)[(0, 0)]);
+            }
+            fr.matched = map_poses
+                .iter()
+                .find(|(p, _)| {
+                    (p.translation.vector - r.pose.translation.vector).norm() < 1e-6
+                        && rotation_error_deg(p, &r.pose) < 1e-4
+                })
+                .map(|(_, n)| n.clone());
+        }
+        frames.push(fr);
+    }
+    let mut lat: Vec<f64> = frames.iter().filter_map(|f| f.latency_ms).collect();
+    lat.sort_by(f64::total_cmp);
+    let all: Vec<&FrameResult> = frames.iter().collect();
+    let group = |key: &dyn Fn(&FrameResult) -> String| {
+        let mut g: BTreeMap<String, Vec<&FrameResult>> = BTreeMap::new();
+        for f in &frames {
+            g.entry(key(f)).or_default().push(f);
+        }
+        g.into_iter()
+            .map(|(k, v)| (k, tally(&v)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    ReplaySummary {
+        frames_sent: sent.len(),
+        priors_received: received.len(),
+        frames_without_prior: frames.iter().filter(|f| f.latency_ms.is_none()).count(),
+        unknown_stamps: received
+            .iter()
+            .filter(|r| !sent_stamps.contains(&r.stamp_ns))
+            .count(),
+        wrong_frame_id: received.iter().filter(|r| r.frame_id != frame_id).count(),
+        latency_p50_ms: percentile(&lat, 0.5),
+        latency_p99_ms: percentile(&lat, 0.99),
+        all: tally(&all),
+        by_condition: group(&|f| f.condition.clone()),
+        by_camera: group(&|f| f.camera.clone()),
+        frames,
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:5.1}%", 100.0 * x)
+}
+
+/// The summary a user reads.
+pub fn summary_text(s: &ReplaySummary) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "frames sent {}, priors received {} ({} frames without a prior, {} unknown stamps)",
+        s.frames_sent, s.priors_received, s.frames_without_prior, s.unknown_stamps
+    );
+    let _ = writeln!(
+        t,
+        "image-to-prior latency: p50 {:.1} ms, p99 {:.1} ms",
+        s.latency_p50_ms, s.latency_p99_ms
+    );
+    let _ = writeln!(
+        t,
+        "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12}",
+        "condition",
+        "frames",
+        "priors",
+        "(5 m, 10 deg)",
+        "<= 25 m",
+        "median error",
+        "in 95% ellip."
+    );
+    let row = |t: &mut String, name: &str, x: &Tally| {
+        let _ = writeln!(
+            t,
+            "{:<12} {:>7} {:>7} {:>13} {:>9} {:>11.2} m {:>12}",
+            name,
+            x.frames,
+            x.priors,
+            pct(x.within_5m_10deg),
+            pct(x.within_25m),
+            x.median_position_error,
+            pct(x.inside_95_ellipsoid)
+        );
+    };
+    for (c, x) in &s.by_condition {
+        row(&mut t, c, x);
+    }
+    row(&mut t, "all", &s.all);
+    t
+}
+
+/// priors.csv: one row per sent frame.
+pub fn priors_csv(s: &ReplaySummary) -> String {
+    let mut t = String::from(
+        "name,camera,condition,stamp_ns,latency_ms,position_error_m,rotation_error_deg,mahalanobis2,matched\n",
+    );
+    let o = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    for f in &s.frames {
+        let _ = writeln!(
+            t,
+            "{},{},{},{},{},{},{},{},{}",
+            f.name,
+            f.camera,
+            f.condition,
+            f.stamp_ns,
+            o(f.latency_ms),
+            o(f.position_error),
+            o(f.rotation_error),
+            o(f.mahalanobis2),
+            f.matched.as_deref().unwrap_or("")
+        );
+    }
+    t
+}
+
+/// Points of the 95% ground-plane ellipse of a position covariance around (x, y).
+fn ellipse(x: f64, y: f64, cov: &Matrix3<f64>) -> Vec<(f64, f64)> {
+    let c2 = Matrix2::new(cov[(0, 0)], cov[(0, 1)], cov[(1, 0)], cov[(1, 1)]);
+    let eig = c2.symmetric_eigen();
+    let k = CHI2_2_95.sqrt();
+    (0..=48)
+        .map(|i| {
+            let a = i as f64 / 48.0 * std::f64::consts::TAU;
+            let (u, v) = (
+                k * eig.eigenvalues[0].max(0.0).sqrt() * a.cos(),
+                k * eig.eigenvalues[1].max(0.0).sqrt() * a.sin(),
+            );
+            let e0 = eig.eigenvectors.column(0);
+            let e1 = eig.eigenvectors.column(1);
+            (x + u * e0[0] + v * e1[0], y + u * e0[1] + v * e1[1])
+        })
+        .collect()
+}
+
+/// route.png: the route from above, and query / matched map image pairs below it.
+pub fn route_png(
+    path: &Path,
+    s: &ReplaySummary,
+    src: &SourceImages,
+    received: &[Received],
+) -> Result<(), MapsError> {
+    let text = plot::fonts();
+    let (w, h) = (1400u32, 620u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let by_stamp: BTreeMap<i64, &Received> = received.iter().map(|r| (r.stamp_ns, r)).collect();
+    let qs: BTreeMap<String, &crate::data::PosedImage> =
+        src.queries.iter().map(|q| (image_name(q), q)).collect();
+    // The longer extent of the route runs across the picture (equal scale on both axes).
+    let ext = |f: &dyn Fn(&Pose) -> f64| {
+        let v: Vec<f64> = src
+            .database
+            .iter()
+            .chain(&src.queries)
+            .filter_map(|p| p.world_from_cam.as_ref().map(f))
+            .collect();
+        v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    let swap = ext(&|p| p.translation.vector.y) > ext(&|p| p.translation.vector.x);
+    let xy = move |p: &Pose| {
+        let t = p.translation.vector;
+        if swap {
+            (t.y, t.x)
+        } else {
+            (t.x, t.y)
+        }
+    };
+    let db: Vec<(f64, f64)> = src
+        .database
+        .iter()
+        .filter_map(|p| p.world_from_cam.as_ref().map(xy))
+        .collect();
+    let truth: Vec<(f64, f64)> = s
+        .frames
+        .iter()
+        .filter_map(|f| {
+            qs.get(&f.name)
+                .and_then(|q| q.world_from_cam.as_ref().map(xy))
+        })
+        .collect();
+    let priors: Vec<(&crate::maps::replay::FrameResult, &Received)> = s
+        .frames
+        .iter()
+        .filter_map(|f| by_stamp.get(&f.stamp_ns).map(|r| (f, *r)))
+        .collect();
+    let all: Vec<(f64, f64)> = db
+        .iter()
+        .chain(&truth)
+        .copied()
+        .chain(priors.iter().map(|(_, r)| xy(&r.pose)))
+        .collect();
+    let (mut x0, mut x1, mut y0, mut y1) = all.iter().fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if all.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    // Equal scale on both axes, with a margin.
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let half = ((x1 - x0) / 2.0)
+        .max((y1 - y0) / 2.0 * w as f64 / h as f64)
+        .max(10.0)
+        * 1.08;
+    let half_y = half * h as f64 / w as f64;
+    let draw = |buf: &mut Vec<u8>| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut b = ChartBuilder::on(&root);
+        b.margin(14);
+        if text {
+            b.caption(
+                format!(
+                    "pose priors of {} replayed frames: {:.1}% within (5 m, 10 deg), median {:.2} m, \
+                     truth inside the 95% ellipsoid {:.1}%",
+                    s.frames_sent,
+                    100.0 * s.all.within_5m_10deg,
+                    s.all.median_position_error,
+                    100.0 * s.all.inside_95_ellipsoid
+                ),
+                ("sans-serif", 18),
+            )
+            .x_label_area_size(36)
+            .y_label_area_size(56);
+        }
+        let mut chart = b.build_cartesian_2d(cx - half..cx + half, cy - half_y..cy + half_y)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.light_line_style(RGBColor(245, 245, 245));
+        if text {
+            let (a, b) = if swap { ("y", "x") } else { ("x", "y") };
+            mesh.x_desc(format!("{a} (m, map frame)"))
+                .y_desc(format!("{b} (m)"));
+        }
+        mesh.draw()?;
+        let grey = RGBColor(120, 120, 120);
+        let green = RGBColor(44, 160, 44);
+        let red = RGBColor(214, 39, 40);
+        for (f, r) in &priors {
+            let cov = position_cov(&r.covariance);
+            let (px, py) = xy(&r.pose);
+            let cov = if swap {
+                let mut c = cov;
+                c.swap_rows(0, 1);
+                c.swap_columns(0, 1);
+                c
+            } else {
+                cov
+            };
+            let c = if f.position_error.unwrap_or(f64::INFINITY) <= 5.0 {
+                RGBColor(31, 119, 180)
+            } else {
+                red
+            };
+            chart.draw_series(std::iter::once(PathElement::new(
+                ellipse(px, py, &cov),
+                c.mix(0.25).stroke_width(1),
+            )))?;
+        }
+        let a = chart.draw_series(db.iter().map(|&(x, y)| {
+            Rectangle::new([(x - 0.6, y - 0.6), (x + 0.6, y + 0.6)], grey.filled())
+        }))?;
+        if text {
+            a.label("map images (database poses)")
+                .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 6, y + 3)], grey.filled()));
+        }
+        let a = chart.draw_series(
+            truth
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, green.filled())),
+        )?;
+        if text {
+            a.label("queries: true pose")
+                .legend(move |(x, y)| Circle::new((x + 3, y), 3, green.filled()));
+        }
+        let a = chart.draw_series(priors.iter().map(|(f, r)| {
+            let c = if f.position_error.unwrap_or(f64::INFINITY) <= 5.0 {
+                RGBColor(31, 119, 180)
+            } else {
+                red
+            };
+            Cross::new(xy(&r.pose), 5, c.stroke_width(2))
+        }))?;
+        if text {
+            a.label("published prior (blue: within 5 m, red: not) and its 95% ellipse")
+                .legend(move |(x, y)| {
+                    Cross::new((x + 3, y), 5, RGBColor(31, 119, 180).stroke_width(2))
+                });
+        }
+        // Wrong priors: a line from the truth to the prior.
+        for (f, r) in &priors {
+            if f.position_error.unwrap_or(0.0) > 5.0 {
+                if let Some(gt) = qs.get(&f.name).and_then(|q| q.world_from_cam.as_ref()) {
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![xy(gt), xy(&r.pose)],
+                        red.mix(0.6).stroke_width(1),
+                    )))?;
+                }
+            }
+        }
+        if text {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw(&mut buf).map_err(|e| plot::draw_err(path, e))?;
+    let route =
+        image::RgbImage::from_raw(w, h, buf).ok_or_else(|| plot::draw_err(path, "buffer"))?;
+    // A few pairs: per condition the first right and the first wrong prior.
+    let db_by_name: BTreeMap<String, &crate::data::PosedImage> =
+        src.database.iter().map(|p| (image_name(p), p)).collect();
+    // img_00040_c0_1291724590000000us.jpg -> img_00040_c0
+    let short = |n: &str| match n.rsplit_once('_') {
+        Some((head, tail)) if tail.contains("us.") => head.to_string(),
+        _ => n.to_string(),
+    };
+    let mut cells = Vec::new();
+    for cond in s.by_condition.keys() {
+        for right in [true, false] {
+            let Some(f) = s.frames.iter().find(|f| {
+                &f.condition == cond
+                    && f.matched.is_some()
+                    && f.position_error.is_some_and(|e| (e <= 5.0) == right)
+            }) else {
+                continue;
+            };
+            let (Some(q), Some(m)) = (
+                qs.get(&f.name),
+                f.matched.as_ref().and_then(|n| db_by_name.get(n)),
+            ) else {
+                continue;
+            };
+            let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
+                continue;
+            };
+            let verdict = if right { "right" } else { "WRONG" };
+            cells.push((format!("query {} ({cond})", short(&f.name)), qi));
+            cells.push((
+                format!(
+                    "map {}: {verdict}, {:.1} m",
+                    short(f.matched.as_deref().unwrap_or("?")),
+                    f.position_error.unwrap_or(f64::NAN),
+                ),
+                mi,
+            ));
+        }
+    }
+    cells.truncate(16);
+    let rows: Vec<Vec<(String, image::RgbImage)>> = cells.chunks(4).map(|c| c.to_vec()).collect();
+    let mut parts = vec![route];
+    if !rows.is_empty() {
+        parts.push(plot::sheet_image(
+            path,
+            "replayed query frames, each beside the map image its prior came from",
+            &rows,
+            330,
+        )?);
+    }
+    plot::save_png(path, &plot::stack(&parts))?;
+    Ok(())
+}
+
+/// Writes priors.csv, summary.json and route.png into `out`; returns the PNG's path.
+pub fn write_outputs(
+    out: &Path,
+    s: &ReplaySummary,
+    src: &SourceImages,
+    received: &[Received],
+) -> Result<std::path::PathBuf, MapsError> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
+    crate::atomic::write_atomic(&out.join("priors.csv"), priors_csv(s).as_bytes())?;
+    crate::atomic::write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(s)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let png = out.join("route.png");
+    route_png(&png, s, src, received)?;
+    Ok(png)
+}

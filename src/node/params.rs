@@ -1,0 +1,476 @@
+//! The node's parameters: declared through r2r's `RosParams` derive, so `ros2 param list`, `get`
+//! and `describe` (with the descriptions below) see them; read once at start-up and validated;
+//! read-only while the node runs (`ros2 param set` is refused with the reason).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use r2r::indexmap::IndexMap;
+use r2r::{Parameter, ParameterValue, RosParams};
+
+/// A string-array parameter (r2r's derive has no array support of its own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StringList(pub Vec<String>);
+
+/// A floating-point parameter that also accepts an integer (`diagnostics_period: 1`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Number(pub f64);
+
+fn wrong_type(name: &str, expected: &'static str) -> r2r::Error {
+    r2r::Error::InvalidParameterType {
+        name: name.to_string(),
+        ty: expected,
+    }
+}
+
+/// Applies a value given on the command line or in a params file, then (re)inserts the
+/// parameter with its description and current value, as r2r does for its own leaf types.
+fn register_leaf(
+    me: &mut dyn RosParams,
+    prefix: &str,
+    param: Option<Parameter>,
+    params: &mut IndexMap<String, Parameter>,
+) -> r2r::Result<()> {
+    if let Some(given) = params.get(prefix) {
+        let v = given.value.clone();
+        me.set_parameter("", &v)
+            .map_err(|e| e.update_param_name(prefix))?;
+        params.shift_remove(prefix);
+    }
+    let mut param = param.unwrap_or_else(|| Parameter::new(ParameterValue::NotSet));
+    param.value = me.get_parameter("")?;
+    params.insert(prefix.to_owned(), param);
+    Ok(())
+}
+
+impl RosParams for StringList {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<Parameter>,
+        params: &mut IndexMap<String, Parameter>,
+    ) -> r2r::Result<()> {
+        register_leaf(self, prefix, param, params)
+    }
+    fn get_parameter(&mut self, _name: &str) -> r2r::Result<ParameterValue> {
+        Ok(ParameterValue::StringArray(self.0.clone()))
+    }
+    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.check_parameter(name, value)?;
+        self.0 = match value {
+            ParameterValue::StringArray(v) => v.clone(),
+            // `[]` in YAML arrives as not set (an empty array has no type).
+            _ => Vec::new(),
+        };
+        Ok(())
+    }
+    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        match value {
+            ParameterValue::StringArray(_) | ParameterValue::NotSet => Ok(()),
+            // `camera_ids: []` in YAML arrives as an empty array of no declared type.
+            ParameterValue::ByteArray(v) if v.is_empty() => Ok(()),
+            ParameterValue::BoolArray(v) if v.is_empty() => Ok(()),
+            ParameterValue::IntegerArray(v) if v.is_empty() => Ok(()),
+            ParameterValue::DoubleArray(v) if v.is_empty() => Ok(()),
+            _ => Err(wrong_type(name, "a list of strings")),
+        }
+    }
+}
+
+impl RosParams for Number {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<Parameter>,
+        params: &mut IndexMap<String, Parameter>,
+    ) -> r2r::Result<()> {
+        register_leaf(self, prefix, param, params)
+    }
+    fn get_parameter(&mut self, _name: &str) -> r2r::Result<ParameterValue> {
+        Ok(ParameterValue::Double(self.0))
+    }
+    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.check_parameter(name, value)?;
+        self.0 = match *value {
+            ParameterValue::Double(v) => v,
+            ParameterValue::Integer(v) => v as f64,
+            _ => self.0, // NotSet: the default stays
+        };
+        Ok(())
+    }
+    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        match value {
+            ParameterValue::Double(_) | ParameterValue::Integer(_) | ParameterValue::NotSet => {
+                Ok(())
+            }
+            _ => Err(wrong_type(name, "a number")),
+        }
+    }
+}
+
+/// Node parameters (`ros__parameters` in config/localize.yaml); the doc comments are what
+/// `ros2 param describe /dasgil_localizer NAME` prints.
+#[derive(Debug, Clone, PartialEq, r2r::RosParams)]
+pub struct NodeParams {
+    /// Descriptor map file made by `dasgil-tools build-map` (required)
+    pub map: String,
+    /// Generator checkpoint (.safetensors); empty: the map's own, else the shipped model
+    pub checkpoint: String,
+    /// Camera topics, one per camera (sensor_msgs/Image, or CompressedImage with transport compressed)
+    pub image_topics: StringList,
+    /// Map camera of each topic, parallel to image_topics (e.g. [c0, c1]); empty: all map images
+    pub camera_ids: StringList,
+    /// raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, jpeg or png)
+    pub transport: String,
+    /// Descriptor distance: l1, l2 or cosine; empty: the map's
+    pub metric: String,
+    /// Map images retrieved per frame (1..1000), published best first on pose_candidates
+    pub top_k: i64,
+    /// frame_id of pose_prior and pose_candidates (the map's world frame)
+    pub frame_id: String,
+    /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images within gate_radius of its latest position are searched
+    pub prior_topic: String,
+    /// Search radius around the latest prior_topic position [m]
+    pub gate_radius: Number,
+    /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw"; when set, the published pose is base_link's, otherwise the camera's
+    pub base_from_camera: StringList,
+    /// Most frames localized per second and camera [Hz]; 0: as many as the model keeps up with
+    pub max_rate: Number,
+    /// Matches below this confidence (1 - d1/d2, 0..1) publish no prior and are counted as ambiguous
+    pub min_confidence: Number,
+    /// cpu, cuda, cuda:N or auto (CUDA when libtorch sees a GPU)
+    pub device: String,
+    /// Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics
+    pub diagnostics_period: Number,
+}
+
+impl Default for NodeParams {
+    fn default() -> Self {
+        Self {
+            map: String::new(),
+            checkpoint: String::new(),
+            image_topics: StringList(vec!["/camera/image_raw".into()]),
+            camera_ids: StringList::default(),
+            transport: "raw".into(),
+            metric: String::new(),
+            top_k: 5,
+            frame_id: "map".into(),
+            prior_topic: String::new(),
+            gate_radius: Number(50.0),
+            base_from_camera: StringList::default(),
+            max_rate: Number(0.0),
+            min_confidence: Number(0.0),
+            device: "auto".into(),
+            diagnostics_period: Number(1.0),
+        }
+    }
+}
+
+/// The parameters this node reads; any other name is warned about (a likely misspelling).
+pub const KNOWN_PARAMS: [&str; 16] = [
+    "map",
+    "checkpoint",
+    "image_topics",
+    "camera_ids",
+    "transport",
+    "metric",
+    "top_k",
+    "frame_id",
+    "prior_topic",
+    "gate_radius",
+    "base_from_camera",
+    "max_rate",
+    "min_confidence",
+    "device",
+    "diagnostics_period",
+    "use_sim_time",
+];
+
+/// The parameters as `ros2 param` sees them: read-only once the node has started (a change
+/// would silently not take effect, so it is refused with the reason).
+pub struct Served {
+    pub params: NodeParams,
+    pub frozen: Arc<AtomicBool>,
+}
+
+impl RosParams for Served {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<Parameter>,
+        params: &mut IndexMap<String, Parameter>,
+    ) -> r2r::Result<()> {
+        self.params.register_parameters(prefix, param, params)
+    }
+    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
+        self.params.get_parameter(name)
+    }
+    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.check_parameter(name, value)?;
+        self.params.set_parameter(name, value)
+    }
+    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        if self.frozen.load(Ordering::Relaxed) {
+            return Err(r2r::Error::ParameterValueConv {
+                name: name.to_string(),
+                msg: "read-only while the node runs; change it in the params file or on the \
+                      command line and restart the node (a new map: call ~/reload_map)"
+                    .into(),
+            });
+        }
+        self.params.check_parameter(name, value)
+    }
+}
+
+/// A camera's extrinsic "x y z qx qy qz qw" (base_link from camera).
+pub fn parse_extrinsic(s: &str) -> Result<crate::geom::Pose, String> {
+    let v: Vec<f64> = s
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f64>()
+                .map_err(|_| format!("`{t}` is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    if v.len() != 7 || v.iter().any(|x| !x.is_finite()) {
+        return Err(format!(
+            "expected 7 finite numbers \"x y z qx qy qz qw\", found {} in `{s}`",
+            v.len()
+        ));
+    }
+    let q = nalgebra::Quaternion::new(v[6], v[3], v[4], v[5]);
+    let n = q.norm();
+    if !(0.9..=1.1).contains(&n) {
+        return Err(format!(
+            "the quaternion (qx qy qz qw) must have norm 1, found norm {n:.4} in `{s}`"
+        ));
+    }
+    Ok(crate::geom::Pose::from_parts(
+        nalgebra::Translation3::new(v[0], v[1], v[2]),
+        nalgebra::UnitQuaternion::from_quaternion(q),
+    ))
+}
+
+impl NodeParams {
+    /// Declares the parameters on `node` (values from the command line and params files
+    /// applied) and serves them to `ros2 param`; validates them. A value of the wrong type names
+    /// the parameter, the expected and the found value. Returns the parameters, the switch that
+    /// makes them read-only, and the parameter services' future (spawn it).
+    pub fn declare(
+        node: &mut r2r::Node,
+    ) -> Result<(
+        Self,
+        Arc<AtomicBool>,
+        impl std::future::Future<Output = ()> + Send,
+    )> {
+        let given: Vec<(String, ParameterValue)> = {
+            let params = node.params.lock().unwrap_or_else(|e| e.into_inner());
+            params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        };
+        let frozen = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(std::sync::Mutex::new(Served {
+            params: Self::default(),
+            frozen: frozen.clone(),
+        }));
+        let (handler, _events) = match node.make_derived_parameter_handler(served.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                let name = match &e {
+                    r2r::Error::InvalidParameterType { name, .. }
+                    | r2r::Error::ParameterValueConv { name, .. }
+                    | r2r::Error::InvalidParameterName { name } => name.clone(),
+                    _ => String::new(),
+                };
+                let found = given
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| format!("{v:?}"))
+                    .unwrap_or_else(|| "?".into());
+                bail!("parameter `{name}`: {e} (found {found})");
+            }
+        };
+        let p = served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .params
+            .clone();
+        p.validate()?;
+        Ok((p, frozen, handler))
+    }
+
+    /// Every value is checked before anything is loaded.
+    pub fn validate(&self) -> Result<()> {
+        let p = self;
+        if p.map.is_empty() {
+            bail!(
+                "parameter `map` is empty: set it to a map made by `dasgil-tools build-map`, \
+                 e.g. `ros2 launch dasgil localize.launch.py map:=/path/to/cmu_slice.map.safetensors`"
+            );
+        }
+        if p.image_topics.0.is_empty() {
+            bail!(
+                "parameter `image_topics`: expected at least one camera topic, found an empty list"
+            );
+        }
+        if let Some(t) = p.image_topics.0.iter().find(|t| t.trim().is_empty()) {
+            bail!("parameter `image_topics`: expected topic names, found `{t}`");
+        }
+        for (name, list) in [
+            ("camera_ids", &p.camera_ids),
+            ("base_from_camera", &p.base_from_camera),
+        ] {
+            if !list.0.is_empty() && list.0.len() != p.image_topics.0.len() {
+                bail!(
+                    "parameters `{name}` and `image_topics`: expected lists of the same length \
+                     (one entry per topic), found {} and {}",
+                    list.0.len(),
+                    p.image_topics.0.len()
+                );
+            }
+        }
+        for (i, e) in p.base_from_camera.0.iter().enumerate() {
+            parse_extrinsic(e).map_err(|m| {
+                anyhow::anyhow!(
+                    "parameter `base_from_camera` entry {i} (topic {}): {m}",
+                    p.image_topics.0[i]
+                )
+            })?;
+        }
+        if !matches!(p.transport.as_str(), "raw" | "compressed") {
+            bail!(
+                "parameter `transport`: expected `raw` or `compressed`, found `{}`",
+                p.transport
+            );
+        }
+        if !(1..=1000).contains(&p.top_k) {
+            bail!("parameter `top_k`: expected 1 to 1000, found {}", p.top_k);
+        }
+        if p.frame_id.is_empty() {
+            bail!(
+                "parameter `frame_id`: expected a frame name such as `map`, found an empty string"
+            );
+        }
+        let secs = p.diagnostics_period.0;
+        if !(secs.is_finite() && (0.01..=3600.0).contains(&secs)) {
+            bail!(
+                "parameter `diagnostics_period`: expected seconds from 0.01 to 3600, found {secs}"
+            );
+        }
+        let r = p.gate_radius.0;
+        if !(r.is_finite() && r > 0.0 && r <= 1e6) {
+            bail!("parameter `gate_radius`: expected metres > 0 and at most 1e6, found {r}");
+        }
+        let m = p.max_rate.0;
+        if !(m.is_finite() && (0.0..=1000.0).contains(&m)) {
+            bail!("parameter `max_rate`: expected 0 (no limit) to 1000 Hz, found {m}");
+        }
+        let c = p.min_confidence.0;
+        if !(c.is_finite() && (0.0..=1.0).contains(&c)) {
+            bail!("parameter `min_confidence`: expected 0 to 1, found {c}");
+        }
+        Ok(())
+    }
+}
+
+/// Checks every `--params-file` on the command line before r2r reads it (r2r panics on a
+/// missing or malformed file): readable, valid YAML (with the line of a syntax error), the
+/// `<node>: ros__parameters:` shape, no empty `image_topics`. Returns warnings for unknown
+/// parameter names.
+pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a != "--params-file" {
+            continue;
+        }
+        let Some(path) = it.next() else {
+            bail!("--params-file needs a file name after it");
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--params-file {path}: cannot read it"))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "--params-file {path}{}: not valid YAML: {e}",
+                e.location()
+                    .map(|l| format!(":{}", l.line()))
+                    .unwrap_or_default()
+            )
+        })?;
+        let Some(nodes) = doc.as_mapping() else {
+            bail!("--params-file {path}: expected `dasgil_localizer: {{ros__parameters: {{...}}}}` at the top, found {doc:?}");
+        };
+        for (node_name, body) in nodes {
+            let node_name = node_name.as_str().unwrap_or("?");
+            let Some(params) = body.get("ros__parameters").and_then(|p| p.as_mapping()) else {
+                bail!("--params-file {path}: node `{node_name}`: expected a `ros__parameters:` mapping");
+            };
+            let ours = node_name
+                .trim_start_matches('/')
+                .ends_with("dasgil_localizer")
+                || node_name.ends_with("/**")
+                || node_name == "**";
+            if !ours {
+                continue;
+            }
+            for (k, v) in params {
+                let k = k.as_str().unwrap_or("?");
+                if !KNOWN_PARAMS.contains(&k) && !k.starts_with("qos_overrides") {
+                    warnings.push(format!(
+                        "--params-file {path}: unknown parameter `{k}` (known: {}); it is ignored",
+                        KNOWN_PARAMS.join(", ")
+                    ));
+                }
+                if k == "image_topics" && v.as_sequence().is_some_and(|s| s.is_empty()) {
+                    bail!(
+                        "--params-file {path}: parameter `image_topics`: expected at least one \
+                         camera topic, found an empty list"
+                    );
+                }
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extrinsics_parse_and_refuse() {
+        let p = parse_extrinsic("1 2 3 0 0 0 1").unwrap();
+        assert_eq!(p.translation.vector.x, 1.0);
+        assert!(parse_extrinsic("1 2 3").unwrap_err().contains("expected 7"));
+        assert!(parse_extrinsic("1 2 3 0 0 0 5")
+            .unwrap_err()
+            .contains("norm 1"));
+        assert!(parse_extrinsic("1 2 x 0 0 0 1")
+            .unwrap_err()
+            .contains("`x`"));
+    }
+
+    #[test]
+    fn validation_names_the_parameter_and_value() {
+        let ok = NodeParams {
+            map: "m".into(),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        let bad = |f: &dyn Fn(&mut NodeParams)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            p.validate().unwrap_err().to_string()
+        };
+        assert!(bad(&|p| p.top_k = -3).contains("`top_k`: expected 1 to 1000, found -3"));
+        assert!(bad(&|p| p.diagnostics_period.0 = 1e20).contains("found 100000000000000000000"));
+        assert!(bad(&|p| p.min_confidence.0 = f64::NAN).contains("`min_confidence`"));
+        assert!(bad(&|p| p.transport = "h264".into()).contains("found `h264`"));
+        assert!(bad(&|p| p.image_topics.0.clear()).contains("empty list"));
+        assert!(bad(&|p| p.camera_ids.0 = vec!["a".into(), "b".into()]).contains("found 2 and 1"));
+        assert!(bad(&|p| p.base_from_camera.0 = vec!["0 0 0 0 0 0 2".into()]).contains("norm"));
+    }
+}

@@ -1,0 +1,273 @@
+//! `dasgil-tools replay`: plays a sequence's query frames to a running node through real ROS 2
+//! publishers at camera rate (each camera on its own topic, stamped with the time of sending as
+//! a camera driver stamps capture), and collects the `pose_prior` messages that come back.
+//! Scoring is `maps::replay`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use r2r::QosProfile;
+
+use crate::data::PosedImage;
+use crate::maps::replay::{Received, Sent};
+use crate::maps::SourceImages;
+
+pub struct ReplayOptions {
+    /// Topic of each camera, parallel to `cameras`.
+    pub topics: Vec<String>,
+    pub cameras: Vec<String>,
+    /// Frames per second and camera.
+    pub rate: f64,
+    /// sensor_msgs/CompressedImage (the files' JPEG/PNG bytes) instead of sensor_msgs/Image rgb8.
+    pub compressed: bool,
+    pub prior_topic: String,
+    /// How long to wait for the node to subscribe.
+    pub wait: Duration,
+    /// At most this many frames per camera.
+    pub limit: Option<usize>,
+    /// Play for this long, cycling through the frames (None: each frame once).
+    pub duration: Option<Duration>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn ros_time(ns: i64) -> r2r::builtin_interfaces::msg::Time {
+    r2r::builtin_interfaces::msg::Time {
+        sec: (ns / 1_000_000_000) as i32,
+        nanosec: (ns % 1_000_000_000) as u32,
+    }
+}
+
+enum Publisher {
+    Raw(r2r::Publisher<r2r::sensor_msgs::msg::Image>),
+    Compressed(r2r::Publisher<r2r::sensor_msgs::msg::CompressedImage>),
+}
+
+impl Publisher {
+    fn subscribers(&self) -> usize {
+        match self {
+            Publisher::Raw(p) => p.get_inter_process_subscription_count(),
+            Publisher::Compressed(p) => p.get_inter_process_subscription_count(),
+        }
+        .unwrap_or(0)
+    }
+
+    fn send(&self, q: &PosedImage, src: &SourceImages, stamp_ns: i64, camera: &str) -> Result<()> {
+        let header = r2r::std_msgs::msg::Header {
+            stamp: ros_time(stamp_ns),
+            frame_id: camera.to_string(),
+        };
+        match self {
+            Publisher::Raw(p) => {
+                let img = q
+                    .load_rgb(src.decode)
+                    .with_context(|| format!("query {}", q.path.display()))?;
+                p.publish(&r2r::sensor_msgs::msg::Image {
+                    header,
+                    height: img.height(),
+                    width: img.width(),
+                    encoding: "rgb8".into(),
+                    is_bigendian: 0,
+                    step: img.width() * 3,
+                    data: img.into_raw(),
+                })?;
+            }
+            Publisher::Compressed(p) => {
+                let data = std::fs::read(&q.path)
+                    .with_context(|| format!("cannot read {}", q.path.display()))?;
+                let format = match q.path.extension().and_then(|e| e.to_str()) {
+                    Some("png") => "png",
+                    _ => "jpeg",
+                };
+                p.publish(&r2r::sensor_msgs::msg::CompressedImage {
+                    header,
+                    format: format.into(),
+                    data,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends the queries of `opts.cameras` (each camera's in sequence order, cameras interleaved
+/// evenly within a period) and returns what was sent and what came back.
+pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Vec<Received>)> {
+    if !(opts.rate.is_finite() && opts.rate > 0.0 && opts.rate <= 1000.0) {
+        bail!(
+            "--rate: expected frames per second in (0, 1000], found {}",
+            opts.rate
+        );
+    }
+    let mut per_camera: Vec<Vec<usize>> = opts
+        .cameras
+        .iter()
+        .map(|c| {
+            src.queries
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| &q.camera == c)
+                .map(|(i, _)| i)
+                .take(opts.limit.unwrap_or(usize::MAX))
+                .collect()
+        })
+        .collect();
+    for (c, list) in opts.cameras.iter().zip(&per_camera) {
+        if list.is_empty() {
+            let mut have: Vec<&str> = src.queries.iter().map(|q| q.camera.as_str()).collect();
+            have.sort_unstable();
+            have.dedup();
+            bail!(
+                "--camera-ids: the sequence has no query images of camera `{c}` (it has: {})",
+                have.join(", ")
+            );
+        }
+    }
+    let ctx = r2r::Context::create().context("creating the ROS 2 context")?;
+    let mut node = r2r::Node::create(ctx, "dasgil_replay", "").context("creating the node")?;
+    let mut pubs = Vec::new();
+    for t in &opts.topics {
+        pubs.push(if opts.compressed {
+            Publisher::Compressed(node.create_publisher(t, QosProfile::sensor_data())?)
+        } else {
+            Publisher::Raw(node.create_publisher(t, QosProfile::sensor_data())?)
+        });
+    }
+    let mut sub = node.subscribe::<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>(
+        &opts.prior_topic,
+        QosProfile::default(),
+    )?;
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            while let Some(m) = sub.next().await {
+                let p = &m.pose.pose;
+                let cov: [f64; 36] = m
+                    .pose
+                    .covariance
+                    .as_slice()
+                    .try_into()
+                    .unwrap_or([f64::NAN; 36]);
+                let pose = crate::geom::Pose::from_parts(
+                    nalgebra::Translation3::new(p.position.x, p.position.y, p.position.z),
+                    nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+                        p.orientation.w,
+                        p.orientation.x,
+                        p.orientation.y,
+                        p.orientation.z,
+                    )),
+                );
+                let stamp_ns =
+                    m.header.stamp.sec as i64 * 1_000_000_000 + m.header.stamp.nanosec as i64;
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Received {
+                        stamp_ns,
+                        received_ns: now_ns(),
+                        frame_id: m.header.frame_id.clone(),
+                        pose,
+                        covariance: cov,
+                    });
+            }
+        })
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_spin = stop.clone();
+    let spinner = std::thread::spawn(move || {
+        while !stop_spin.load(Ordering::Relaxed) {
+            node.spin_once(Duration::from_millis(5));
+        }
+    });
+    let result = (|| {
+        // The node subscribes once it has loaded its model and map.
+        let t0 = Instant::now();
+        let mut last_note = Instant::now();
+        while pubs.iter().any(|p| p.subscribers() == 0) {
+            if t0.elapsed() > opts.wait {
+                bail!(
+                    "no node subscribed to {} within {:.0} s: is dasgil_node running (same \
+                     ROS_DOMAIN_ID, topics and transport)?",
+                    opts.topics.join(", "),
+                    opts.wait.as_secs_f64()
+                );
+            }
+            if last_note.elapsed() > Duration::from_secs(5) {
+                tracing::info!(
+                    "waiting for a node to subscribe to {}",
+                    opts.topics.join(", ")
+                );
+                last_note = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Discovery of the prior topic finishes shortly after.
+        std::thread::sleep(Duration::from_millis(500));
+        let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
+        let rounds = match opts.duration {
+            Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),
+            None => longest,
+        };
+        let total: usize = if opts.duration.is_some() {
+            rounds * per_camera.len()
+        } else {
+            per_camera.iter().map(Vec::len).sum()
+        };
+        let progress = crate::progress::Progress::new("replay", "frames", total as u64, 0);
+        let period = 1.0 / opts.rate;
+        let n_cam = opts.cameras.len().max(1);
+        let mut sent = Vec::new();
+        let start = Instant::now();
+        for k in 0..rounds {
+            for (j, list) in per_camera.iter_mut().enumerate() {
+                let qi = if opts.duration.is_some() {
+                    list[k % list.len()]
+                } else {
+                    let Some(&qi) = list.get(k) else { continue };
+                    qi
+                };
+                let due =
+                    start + Duration::from_secs_f64(period * (k as f64 + j as f64 / n_cam as f64));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let stamp = now_ns();
+                pubs[j].send(&src.queries[qi], src, stamp, &opts.cameras[j])?;
+                sent.push(Sent {
+                    stamp_ns: stamp,
+                    query: qi,
+                });
+                progress.inc(1);
+            }
+        }
+        progress.finish();
+        // Let the last priors arrive: until all came back, or 3 s without a new one.
+        let mut count = 0;
+        let mut quiet = Instant::now();
+        loop {
+            let n = received.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if n >= sent.len() || quiet.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            if n != count {
+                count = n;
+                quiet = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(sent)
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let _ = spinner.join();
+    let sent = result?;
+    let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok((sent, got))
+}

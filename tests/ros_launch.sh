@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The product as users run it, through the real ROS 2 tooling (vendored jazzy launch/ros2cli):
+#   1. tools/demo.sh on the small slice cmu_mini: colcon install tree, build-map with the shipped
+#      model, `ros2 launch dasgil localize.launch.py` with two cameras, the queries replayed at
+#      camera rate over ROS 2, the priors scored; its summary and PNG are checked;
+#   2. `ros2 launch` again (compressed transport): `ros2 param list/describe/get/set` see the
+#      declared parameters, `ros2 topic echo` shows a prior in the map frame, `log_level:=warn`
+#      silences the info lines, and SIGINT stops everything cleanly within 2 s.
+# Needs tools/env.sh sourced; ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE come from the caller.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$(mktemp -d)"
+LAUNCH=""
+cleanup() {
+  if [ -n "$LAUNCH" ] && kill -0 "$LAUNCH" 2>/dev/null; then kill -KILL "$LAUNCH" 2>/dev/null || true; fi
+  rm -rf "$OUT"
+}
+trap cleanup EXIT
+fail() {
+  echo "ros launch test: FAILED: $*" >&2
+  for f in "$OUT"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
+  exit 1
+}
+
+# 1. The demo on the small slice.
+"$ROOT/tools/demo.sh" --sequence cmu_mini --rate 10 --out "$OUT/demo" >"$OUT/demo.log" 2>&1 ||
+  fail "tools/demo.sh --sequence cmu_mini failed"
+summary="$(cat "$OUT/demo.log")"
+grep -q "frames sent 40, priors received 40 (0 frames without a prior, 0 unknown stamps)" <<<"$summary" ||
+  fail "demo summary: $(grep 'frames sent' <<<"$summary")"
+grep -qE "^all +40 +40 +(9[0-9]|100)\.[0-9]%" <<<"$summary" || fail "demo accuracy below 90%: $(grep '^all' <<<"$summary")"
+grep -qE "image-to-prior latency: p50 [0-9.]+ ms, p99 [0-9.]+ ms" <<<"$summary" || fail "no latency line"
+python - "$OUT/demo/route.png" "$OUT/demo/summary.json" <<'PY' || fail "route.png / summary.json"
+import json, struct, sys
+png = open(sys.argv[1], "rb").read(32)
+assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h = struct.unpack(">II", png[16:24])
+assert w >= 1000 and h >= 600, (w, h)
+s = json.load(open(sys.argv[2]))
+assert s["unknown_stamps"] == 0 and s["wrong_frame_id"] == 0, s
+assert set(s["by_condition"]) == {"snow", "low-sun"}, s["by_condition"].keys()
+assert 0.85 <= s["all"]["inside_95_ellipsoid"] <= 1.0, s["all"]
+PY
+grep -q "process has finished cleanly" "$OUT/demo/node.log" || fail "the demo's node did not stop cleanly"
+
+# 2. ros2 launch, param, topic, log level, SIGINT.
+set +u
+# shellcheck disable=SC1091
+source "$ROOT/build/ros-ws/install/setup.bash"
+set -u
+MAP="$OUT/demo/cmu_mini.map.safetensors"
+set -m
+ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
+  camera_ids:=c0 transport:=compressed log_level:=warn >"$OUT/launch.log" 2>&1 &
+LAUNCH=$!
+set +m
+for _ in $(seq 300); do
+  ros2 node list 2>/dev/null | grep -q "^/dasgil_localizer$" && break
+  kill -0 "$LAUNCH" 2>/dev/null || fail "ros2 launch exited"
+  sleep 0.2
+done
+params="$(ros2 param list /dasgil_localizer)" || fail "ros2 param list"
+for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
+  base_from_camera max_rate min_confidence device diagnostics_period; do
+  grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
+done
+desc="$(ros2 param describe /dasgil_localizer min_confidence)"
+grep -q "Description: Matches below this confidence" <<<"$desc" || fail "describe: $desc"
+got="$(ros2 param get /dasgil_localizer transport)"
+grep -q "compressed" <<<"$got" || fail "param get transport: $got"
+set_out="$(ros2 param set /dasgil_localizer top_k 3 2>&1 || true)"
+grep -q "read-only while the node runs" <<<"$set_out" || fail "param set was not refused: $set_out"
+timeout 60 ros2 topic echo --once /pose_prior >"$OUT/echo.log" 2>&1 &
+ECHO=$!
+sleep 2
+"$ROOT/build/ros-ws/install/dasgil/lib/dasgil/dasgil-tools" replay --sequence cmu_mini --map "$MAP" \
+  --topics /ros_launch_test/cam0/compressed --camera-ids c0 --transport compressed --limit 5 \
+  --out "$OUT/replay" >"$OUT/replay.log" 2>&1 || fail "replay (compressed)"
+wait "$ECHO" || fail "ros2 topic echo --once /pose_prior got nothing"
+grep -q "frame_id: map" "$OUT/echo.log" || fail "echo: $(cat "$OUT/echo.log")"
+grep -q "covariance:" "$OUT/echo.log" || fail "echo has no covariance"
+grep -q "frames sent 5, priors received 5" "$OUT/replay.log" || fail "compressed replay: $(cat "$OUT/replay.log")"
+if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn still printed info lines"; fi
+t0=$(date +%s%N)
+kill -INT "$LAUNCH"
+wait "$LAUNCH" || fail "ros2 launch exited non-zero after SIGINT"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+LAUNCH=""
+grep -q "process has finished cleanly" "$OUT/launch.log" || fail "node did not finish cleanly"
+[ "$ms" -lt 2000 ] || fail "shutdown took $ms ms"
+echo "ros launch test: ok (demo on cmu_mini; ros2 launch/param/topic; SIGINT shutdown ${ms} ms)"

@@ -193,14 +193,21 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
+    // DASGIL_BENCH_DIR keeps the maps and logs there (else a temporary folder).
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = std::env::var_os("DASGIL_BENCH_DIR").map(PathBuf::from);
+    if let Some(k) = &keep {
+        std::fs::create_dir_all(k).unwrap();
+    }
+    let dir_path = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = &dir_path;
     let entries: usize = std::env::var("DASGIL_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let block = secs("DASGIL_BENCH_SECONDS", 20.0);
     let load = secs("DASGIL_BENCH_LOAD_SECONDS", 60.0);
-    let base = dir.path().join("base.map.safetensors");
+    let base = dir.join("base.map.safetensors");
     run(Command::new(TOOLS).args([
         "build-map",
         "--sequence",
@@ -208,7 +215,7 @@ fn main() {
         "--out",
         base.to_str().unwrap(),
     ]));
-    let map = dir.path().join("tiled.map.safetensors");
+    let map = dir.join("tiled.map.safetensors");
     tiled_map(&base, &map, entries);
     let checkpoint = PathBuf::from(
         MapFile::open(&map)
@@ -233,13 +240,8 @@ fn main() {
     let mut all: std::collections::BTreeMap<&str, (Vec<f64>, Vec<f64>)> = Default::default();
     for round in 0..2 {
         for which in ["ours", "peer"] {
-            let l = start(
-                which,
-                &map,
-                &checkpoint,
-                &dir.path().join(format!("{which}.log")),
-            );
-            let s = replay(&dir.path().join(format!("r{round}-{which}")), 10.0, block);
+            let l = start(which, &map, &checkpoint, &dir.join(format!("{which}.log")));
+            let s = replay(&dir.join(format!("r{round}-{which}")), 10.0, block);
             let (p50, p99) = (
                 s["latency_p50_ms"].as_f64().unwrap_or(f64::NAN),
                 s["latency_p99_ms"].as_f64().unwrap_or(f64::NAN),
@@ -266,6 +268,9 @@ fn main() {
         );
     }
 
+    if load <= 0.0 {
+        return;
+    }
     println!("\n2. load: 30 Hz per camera (60 frames/s) for {load:.0} s");
     println!(
         "{:<16} {:>6} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11}",
@@ -276,7 +281,7 @@ fn main() {
             which,
             &map,
             &checkpoint,
-            &dir.path().join(format!("load-{which}.log")),
+            &dir.join(format!("load-{which}.log")),
         );
         let pid = l.child.id();
         let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -293,7 +298,7 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
-        let out = dir.path().join(format!("load-{which}"));
+        let out = dir.join(format!("load-{which}"));
         let s = replay(&out, 30.0, load);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         sampler.join().unwrap();

@@ -291,20 +291,29 @@ fn robotcar_fixture_interpolates_ins_and_rejects_bad_ins_files() {
     let tr = Traversal::open(&dir, "stereo/centre").unwrap();
     assert_eq!(tr.images.len(), 3);
     // 1418132416737115 lies 37.115% of the way from the first to the second INS row.
-    let p = tr.images[0].world_from_cam.unwrap().translation.vector;
+    let rows = read_ins(&dir.join("gps/ins.csv")).unwrap();
+    let ins_pose = dasgil::data::robotcar::pose_at(&rows, 1418132416737115).unwrap();
+    let p = ins_pose.translation.vector;
     assert!(
         (p.x - (5735840.12 + 0.37115 * 0.10)).abs() < 1e-6
             && (p.y - (620059.71 - 0.37115 * 0.80)).abs() < 1e-6,
         "{p:?}"
     );
     assert!((p.z - (-110.6)).abs() < 1e-9);
-    let yaw = tr.images[0]
-        .world_from_cam
-        .unwrap()
-        .rotation
-        .euler_angles()
-        .2;
+    let yaw = ins_pose.rotation.euler_angles().2;
     assert!((yaw - (-1.4450 - 0.37115 * 0.001)).abs() < 1e-6);
+    // The image's pose is the camera's: the INS pose through the SDK's extrinsics (the stereo
+    // camera 2.09 m from the INS unit), in the optical frame (z forward).
+    let cam = tr.images[0].world_from_cam.unwrap();
+    let expect = ins_pose * dasgil::data::robotcar::ins_from_image("stereo/centre").unwrap();
+    assert!((cam.translation.vector - expect.translation.vector).norm() < 1e-9);
+    assert!(cam.rotation.angle_to(&expect.rotation) < 1e-9);
+    let lever = (cam.translation.vector - p).norm();
+    assert!((lever - 2.0920).abs() < 1e-3, "{lever}");
+    // Looking forward: the optical axis is the vehicle's x (yaw -1.445 rad from north).
+    let axis = cam.rotation * nalgebra::Vector3::z();
+    let forward = ins_pose.rotation * nalgebra::Vector3::x();
+    assert!(axis.dot(&forward) > 0.99, "{axis:?} {forward:?}");
     assert_eq!(
         tr.images[0].load_rgb(tr.decode()).unwrap().dimensions(),
         (4, 4)
@@ -365,4 +374,39 @@ fn kitti_fixtures_read_raw_timestamps_oxts_and_odometry_poses() {
     .unwrap_err()
     .to_string()
     .ends_with("0000000000.txt:1: expected 30 columns, found 4"));
+}
+
+#[test]
+fn kitti_image_2_poses_are_cam0_poses_moved_by_the_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("sequences/00");
+    std::fs::create_dir_all(seq.join("image_2")).unwrap();
+    std::fs::create_dir_all(dir.path().join("poses")).unwrap();
+    image::RgbImage::new(8, 4)
+        .save(seq.join("image_2/000000.png"))
+        .unwrap();
+    // KITTI odometry sequence 00's P0 and P2 (rectified, same K).
+    std::fs::write(
+        seq.join("calib.txt"),
+        "P0: 7.188560e+02 0 6.071928e+02 0 0 7.188560e+02 1.852157e+02 0 0 0 1 0\n\
+         P1: 7.188560e+02 0 6.071928e+02 -3.861448e+02 0 7.188560e+02 1.852157e+02 0 0 0 1 0\n\
+         P2: 7.188560e+02 0 6.071928e+02 4.538225e+01 0 7.188560e+02 1.852157e+02 -1.130887e-01 0 0 1 3.779761e-03\n\
+         P3: 7.188560e+02 0 6.071928e+02 -3.372877e+02 0 7.188560e+02 1.852157e+02 2.369057e+00 0 0 1 4.915215e-03\n",
+    )
+    .unwrap();
+    // cam0 one metre forward (z) of the world origin, no rotation.
+    std::fs::write(dir.path().join("poses/00.txt"), "1 0 0 0 0 1 0 0 0 0 1 1\n").unwrap();
+    let s = dasgil::data::kitti::OdometrySequence::open(dir.path(), "00", "image_2").unwrap();
+    let t = s.images[0].world_from_cam.unwrap().translation.vector;
+    // t_2 = K^-1 P2[:, 3]: x = (45.38 - 607.19 * 0.00378) / 718.86 = 0.0599 m; camera 2 sits
+    // that far to the left of cam0 (x right), so its centre is at x = -0.0599.
+    assert!((t.x + 0.0599).abs() < 2e-4, "{t:?}");
+    assert!((t.z - (1.0 - 0.00378)).abs() < 1e-5, "{t:?}");
+    // Without calib.txt, image_2 keeps the poses file's pose.
+    std::fs::remove_file(seq.join("calib.txt")).unwrap();
+    let s = dasgil::data::kitti::OdometrySequence::open(dir.path(), "00", "image_2").unwrap();
+    assert_eq!(
+        s.images[0].world_from_cam.unwrap().translation.vector.z,
+        1.0
+    );
 }

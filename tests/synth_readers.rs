@@ -262,20 +262,24 @@ fn robotcar_traversals_read_back_with_ins_poses_at_the_image_times() {
             // Interpolated INS position (north, east) = where the frame was rendered.
             let s = (f as f64 + 0.5) * loop_len / 6.0;
             let (p, h) = dasgil::synth::on_route(&world, s, 0.0);
+            // The camera pose through the SDK's extrinsics: at the rendered position (NED:
+            // north, east, down) and looking along the direction of travel.
             let pose = img.world_from_cam.expect("inside the INS span");
             let v = pose.translation.vector;
             assert!(
                 (v.x - (robotcar::NORTHING0 + p[1])).abs() < 0.05
-                    && (v.y - (robotcar::EASTING0 + p[0])).abs() < 0.05,
+                    && (v.y - (robotcar::EASTING0 + p[0])).abs() < 0.05
+                    && (v.z + robotcar::CAMERA_HEIGHT).abs() < 0.05,
                 "traversal {t} frame {f}: {v:?}"
             );
-            // NED yaw from north towards east = 90 deg - heading.
-            let yaw = pose.rotation.euler_angles().2;
-            let d = (yaw - (std::f64::consts::FRAC_PI_2 - h)).rem_euclid(std::f64::consts::TAU);
+            let axis = pose.rotation * nalgebra::Vector3::z();
+            let travel = nalgebra::Vector3::new(h.sin(), h.cos(), 0.0);
             assert!(
-                d.min(std::f64::consts::TAU - d) < 0.02,
-                "yaw {yaw} vs heading {h}"
+                axis.dot(&travel) > 0.999,
+                "optical axis {axis:?} vs travel {travel:?}"
             );
+            // Image y (down) points down in NED (+z).
+            assert!((pose.rotation * nalgebra::Vector3::y()).z > 0.999);
         }
         let rgb = tr.images[0].load_rgb(tr.decode()).unwrap();
         assert_eq!(rgb.dimensions(), (160, 120));

@@ -2,7 +2,11 @@
 //!
 //! - Image folder (what DASGIL reads): every image below a root, recursively, sorted.
 //! - Odometry: `dataset/sequences/NN/image_{0,1,2,3}/%06d.png`, `times.txt` (seconds),
-//!   `dataset/poses/NN.txt` (12 floats: 3x4 camera-to-world of cam0, world = first cam0 frame).
+//!   `calib.txt` (`P0:` .. `P3:`, 3x4 rectified projections), `dataset/poses/NN.txt` (12 floats:
+//!   3x4 camera-to-world of cam0, world = first cam0 frame). The pose of `image_N` is cam0's moved
+//!   by camera N's offset from calib.txt: `P_N = K [I | t_N]`, so `t_N = K^-1 P_N[:, 3]` and
+//!   `world_from_camN = world_from_cam0 * translation(-t_N)` (image_2 is about 6 cm to the left
+//!   of cam0: in the published calibrations t_2 is about (0.06, 0, 0.003) m).
 //! - Raw: `<date>/<date>_drive_<dddd>_sync/image_0X/data/%010d.png`, `image_0X/timestamps.txt`
 //!   (`YYYY-MM-DD HH:MM:SS.nnnnnnnnn`), `oxts/data/%010d.txt` (30 values).
 
@@ -26,6 +30,35 @@ pub fn image_folder(root: &Path) -> Result<Vec<PathBuf>, DataError> {
         ));
     }
     Ok(images)
+}
+
+/// t_N of `P{n}:` in an odometry calib.txt (the offset of camera N from cam0, in metres, in the
+/// rectified frame): `t = K^-1 P[:, 3]`.
+pub fn camera_offset(calib: &Path, n: &str) -> Result<nalgebra::Vector3<f64>, DataError> {
+    let f = TextFile::read(calib)?;
+    let key = format!("P{n}:");
+    for line in f.lines(None, None) {
+        if line.fields.first() != Some(&key.as_str()) {
+            continue;
+        }
+        line.expect_columns(13)?;
+        let names = [
+            "p00", "p01", "p02", "p03", "p10", "p11", "p12", "p13", "p20", "p21", "p22", "p23",
+        ];
+        let v: [f64; 12] = line.floats(1, &names)?;
+        let (fx, cx, fy, cy) = (v[0], v[2], v[5], v[6]);
+        if fx.abs() < 1e-9 || fy.abs() < 1e-9 {
+            return Err(line.field_error("p00", "a focal length > 0", line.fields[1]));
+        }
+        let tz = v[11];
+        let ty = (v[7] - cy * tz) / fy;
+        let tx = (v[3] - cx * tz) / fx;
+        return Ok(nalgebra::Vector3::new(tx, ty, tz));
+    }
+    Err(DataError::layout(
+        calib,
+        format!("no `{key}` line: expected the projection of camera {n}"),
+    ))
 }
 
 /// One odometry sequence.
@@ -94,6 +127,12 @@ impl OdometrySequence {
                 }
             }
         }
+        let cam0_from_cam = match (&poses, camera.strip_prefix("image_")) {
+            (Some(_), Some(n)) if seq_dir.join("calib.txt").exists() => {
+                camera_offset(&seq_dir.join("calib.txt"), n)?
+            }
+            _ => nalgebra::Vector3::zeros(),
+        };
         let images = files
             .into_iter()
             .enumerate()
@@ -101,7 +140,9 @@ impl OdometrySequence {
                 path,
                 camera: camera.to_string(),
                 timestamp_us: times.as_ref().map(|t| (t[i] * 1e6).round() as i64),
-                world_from_cam: poses.as_ref().map(|p| kitti_world_from_cam(&p[i])),
+                world_from_cam: poses.as_ref().map(|p| {
+                    kitti_world_from_cam(&p[i]) * nalgebra::Translation3::from(-cam0_from_cam)
+                }),
                 intrinsics: None,
             })
             .collect();

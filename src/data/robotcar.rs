@@ -77,11 +77,48 @@ pub fn demosaic(raw: &GrayImage, pattern: BayerPattern) -> RgbImage {
     })
 }
 
-/// One INS sample.
+/// One INS sample: the pose of the INS unit in the local NED world.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InsSample {
     pub timestamp_us: i64,
-    pub world_from_vehicle: Pose,
+    pub world_from_ins: Pose,
+}
+
+/// The RobotCar SDK's `extrinsics/<sensor>.txt` values (`x y z roll pitch yaw`, metres and
+/// radians; ori-mrg/robotcar-dataset-sdk), see ../shared/reference/dataset-formats.md 4.x.
+pub const INS_EXTRINSICS: [f64; 6] = [-1.7132, 0.1181, 1.1948, -0.0125, 0.0400, 0.0050];
+
+/// The extrinsics of a camera folder (`stereo/centre`, `mono_left`, ...); None if unknown.
+pub fn camera_extrinsics(camera: &str) -> Option<[f64; 6]> {
+    match camera.split('/').next().unwrap_or(camera) {
+        "stereo" => Some([0.0; 6]),
+        "mono_left" => Some([-0.0905, 1.6375, 0.2803, 0.2079, -0.2339, 1.2321]),
+        "mono_right" => Some([-0.2587, -1.6810, 0.3226, -0.1961, -0.2469, -1.2675]),
+        "mono_rear" => Some([-2.0582, 0.0894, 0.3675, -0.0119, -0.2498, 3.1283]),
+        _ => None,
+    }
+}
+
+/// The SDK's `build_se3_transform`: translation (x, y, z), rotation Rz(yaw) Ry(pitch) Rx(roll).
+fn se3(x: &[f64; 6]) -> Pose {
+    robotcar_world_from_vehicle(x[0], x[1], x[2], x[3], x[4], x[5])
+}
+
+/// ins_from_image: from the optical (image) frame of `camera` (x right, y down, z forward) to
+/// the INS frame. The SDK composes `G_camera_posesource = se3(<camera>.txt) * se3(ins.txt)`
+/// (INS to camera, the camera frame x forward, y right, z down); the image frame maps to the
+/// camera frame by the axis permutation x_cam = z_img, y_cam = x_img, z_cam = y_img.
+pub fn ins_from_image(camera: &str) -> Option<Pose> {
+    let camera_from_ins = se3(&camera_extrinsics(camera)?) * se3(&INS_EXTRINSICS);
+    let camera_from_image = Pose::from_parts(
+        nalgebra::Translation3::identity(),
+        nalgebra::UnitQuaternion::from_matrix(&nalgebra::Matrix3::new(
+            0.0, 0.0, 1.0, //
+            1.0, 0.0, 0.0, //
+            0.0, 1.0, 0.0,
+        )),
+    );
+    Some(camera_from_ins.inverse() * camera_from_image)
 }
 
 pub fn read_ins(path: &Path) -> Result<Vec<InsSample>, DataError> {
@@ -104,7 +141,7 @@ pub fn read_ins(path: &Path) -> Result<Vec<InsSample>, DataError> {
         }
         out.push(InsSample {
             timestamp_us: ts,
-            world_from_vehicle: robotcar_world_from_vehicle(n, e, d, r, p, y),
+            world_from_ins: robotcar_world_from_vehicle(n, e, d, r, p, y),
         });
     }
     if out.len() < 2 {
@@ -123,19 +160,21 @@ pub fn pose_at(ins: &[InsSample], ts: i64) -> Option<Pose> {
         return None;
     }
     if i == ins.len() {
-        return Some(ins[i - 1].world_from_vehicle);
+        return Some(ins[i - 1].world_from_ins);
     }
     let (a, b) = (&ins[i - 1], &ins[i]);
     let s = (ts - a.timestamp_us) as f64 / (b.timestamp_us - a.timestamp_us) as f64;
-    Some(interpolate(&a.world_from_vehicle, &b.world_from_vehicle, s))
+    Some(interpolate(&a.world_from_ins, &b.world_from_ins, s))
 }
 
 #[derive(Debug, Clone)]
 pub struct Traversal {
     pub dir: PathBuf,
     pub camera: String,
-    /// Images with the vehicle pose (world = local NED of the INS) interpolated at their time;
-    /// images outside the INS span have no pose.
+    /// Images with the camera's pose (`world_from_cam`: the optical frame, x right, y down,
+    /// z forward, in the local NED world of the INS): the INS pose interpolated at the image
+    /// time, composed with the SDK's camera and INS extrinsics. Images outside the INS span have
+    /// no pose.
     pub images: Vec<PosedImage>,
 }
 
@@ -152,6 +191,15 @@ impl Traversal {
             line.parse::<u32>(1, "chunk", "a chunk number")?;
         }
         let ins = read_ins(&dir.join("gps/ins.csv"))?;
+        let Some(ins_from_image) = ins_from_image(camera) else {
+            return Err(DataError::layout(
+                dir,
+                format!(
+                    "camera `{camera}`: expected stereo/centre, stereo/left, stereo/right, \
+                     mono_left, mono_right or mono_rear (the cameras with published extrinsics)"
+                ),
+            ));
+        };
         let img_dir = dir.join(camera);
         if !img_dir.is_dir() {
             return Err(DataError::missing(
@@ -165,7 +213,7 @@ impl Traversal {
                 path: img_dir.join(format!("{ts}.png")),
                 camera: camera.to_string(),
                 timestamp_us: Some(ts),
-                world_from_cam: pose_at(&ins, ts),
+                world_from_cam: pose_at(&ins, ts).map(|p| p * ins_from_image),
                 intrinsics: None,
             })
             .collect();

@@ -46,7 +46,34 @@ pub struct Hit {
 
 const LANES: usize = 16;
 
-fn l1(a: &[f32], b: &[f32]) -> f32 {
+/// The kernels are written once, inlined into a baseline (SSE2) and an AVX2 copy; the AVX2 one
+/// is chosen at run time when the CPU has it. Same lanes, same order of additions: the same
+/// results on either path.
+macro_rules! dispatch {
+    ($name:ident, $kernel:ident, $avx2:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2(a: &[f32], b: &[f32]) -> f32 {
+            $kernel(a, b)
+        }
+
+        fn $name(a: &[f32], b: &[f32]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { $avx2(a, b) };
+            }
+            $kernel(a, b)
+        }
+    };
+}
+
+dispatch!(l1, l1_kernel, l1_avx2);
+dispatch!(l2, l2_kernel, l2_avx2);
+dispatch!(cosine, cosine_kernel, cosine_avx2);
+
+#[inline(always)]
+fn l1_kernel(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -59,7 +86,8 @@ fn l1(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-fn l2(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+fn l2_kernel(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -73,7 +101,8 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
     (acc.iter().sum::<f32>() + tail).sqrt()
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+#[inline(always)]
+fn cosine_kernel(a: &[f32], b: &[f32]) -> f32 {
     let (mut ab, mut aa, mut bb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -233,6 +262,15 @@ impl MapIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_dispatched_kernels_equal_the_baseline_ones_bit_for_bit() {
+        let a: Vec<f32> = (0..8203).map(|i| (i as f32 * 0.37).sin() * 1e-3).collect();
+        let b: Vec<f32> = (0..8203).map(|i| (i as f32 * 0.11).cos() * 1e-3).collect();
+        assert_eq!(l1(&a, &b).to_bits(), l1_kernel(&a, &b).to_bits());
+        assert_eq!(l2(&a, &b).to_bits(), l2_kernel(&a, &b).to_bits());
+        assert_eq!(cosine(&a, &b).to_bits(), cosine_kernel(&a, &b).to_bits());
+    }
 
     #[test]
     fn distances_match_their_definitions() {

@@ -60,25 +60,32 @@ impl Publisher {
         .unwrap_or(0)
     }
 
-    fn send(&self, q: &PosedImage, src: &SourceImages, stamp_ns: i64, camera: &str) -> Result<()> {
-        let header = r2r::std_msgs::msg::Header {
+    /// Reads (and for raw, decodes) the frame, then stamps it with the time of sending and
+    /// publishes it; returns the stamp. Decoding happens before the stamp, as in a camera driver
+    /// that stamps a frame when it is ready, so the measured latency is the node's and DDS's.
+    fn send(&self, q: &PosedImage, src: &SourceImages, camera: &str) -> Result<i64> {
+        let header = |stamp_ns: i64| r2r::std_msgs::msg::Header {
             stamp: ros_time(stamp_ns),
             frame_id: camera.to_string(),
         };
+        let stamp;
         match self {
             Publisher::Raw(p) => {
                 let img = q
                     .load_rgb(src.decode)
                     .with_context(|| format!("query {}", q.path.display()))?;
-                p.publish(&r2r::sensor_msgs::msg::Image {
-                    header,
+                let mut msg = r2r::sensor_msgs::msg::Image {
+                    header: header(0),
                     height: img.height(),
                     width: img.width(),
                     encoding: "rgb8".into(),
                     is_bigendian: 0,
                     step: img.width() * 3,
                     data: img.into_raw(),
-                })?;
+                };
+                stamp = now_ns();
+                msg.header = header(stamp);
+                p.publish(&msg)?;
             }
             Publisher::Compressed(p) => {
                 let data = std::fs::read(&q.path)
@@ -87,14 +94,15 @@ impl Publisher {
                     Some("png") => "png",
                     _ => "jpeg",
                 };
+                stamp = now_ns();
                 p.publish(&r2r::sensor_msgs::msg::CompressedImage {
-                    header,
+                    header: header(stamp),
                     format: format.into(),
                     data,
                 })?;
             }
         }
-        Ok(())
+        Ok(stamp)
     }
 }
 
@@ -239,8 +247,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let stamp = now_ns();
-                pubs[j].send(&src.queries[qi], src, stamp, &opts.cameras[j])?;
+                let stamp = pubs[j].send(&src.queries[qi], src, &opts.cameras[j])?;
                 sent.push(Sent {
                     stamp_ns: stamp,
                     query: qi,

@@ -1,7 +1,9 @@
 //! Synthetic Oxford RobotCar traversals: the whole loop driven several times under different
 //! conditions, each with raw GBRG Bayer images from `stereo/centre`, `stereo.timestamps` and a
-//! `gps/ins.csv` at 50 Hz in the real header. INS frame: northing = world y + N0, easting =
-//! world x + E0, down = -z; yaw from north towards east.
+//! `gps/ins.csv` at 50 Hz in the real header. INS world: northing = world y + N0, easting =
+//! world x + E0, down = -z; yaw from north towards east. The INS rows are the INS unit's pose:
+//! the rendered stereo camera's pose composed with the RobotCar SDK's extrinsics, so that the
+//! reader (`data::robotcar`) gets the camera pose back.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -79,6 +81,19 @@ fn timing(i: usize) -> (f64, i64) {
     )
 }
 
+/// The synthetic world (x east, y north, z up) in the RobotCar INS world (local NED: x north =
+/// world y + N0, y east = world x + E0, z down).
+fn ned_from_synth() -> crate::geom::Pose {
+    crate::geom::Pose::from_parts(
+        nalgebra::Translation3::new(NORTHING0, EASTING0, 0.0),
+        nalgebra::UnitQuaternion::from_matrix(&nalgebra::Matrix3::new(
+            0.0, 1.0, 0.0, //
+            1.0, 0.0, 0.0, //
+            0.0, 0.0, -1.0,
+        )),
+    )
+}
+
 /// Bayer mosaic of an RGB image.
 pub fn mosaic(rgb: &image::RgbImage, pattern: BayerPattern) -> GrayImage {
     GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
@@ -125,6 +140,8 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             &mosaic(&frame.rgb, BayerPattern::Gbrg),
         )
     })?;
+    let ins_from_image = crate::data::robotcar::ins_from_image("stereo/centre")
+        .expect("stereo/centre has published extrinsics");
     for t in 0..opts.traversals {
         let dir = opts.out.join(traversal_name(t));
         let mut stamps = String::new();
@@ -141,19 +158,18 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             let time = k as f64 / INS_RATE - 1.0;
             let s = time * speed;
             let (p, h) = on_route(&world, s, 0.0);
-            let (northing, easting) = (NORTHING0 + p[1], EASTING0 + p[0]);
-            let yaw = (std::f64::consts::FRAC_PI_2 - h).rem_euclid(std::f64::consts::TAU);
-            let yaw = if yaw > std::f64::consts::PI {
-                yaw - std::f64::consts::TAU
-            } else {
-                yaw
-            };
+            // The INS pose that, through the SDK's extrinsics, puts the stereo camera where the
+            // frame was rendered: world_from_ins = world_from_image * inverse(ins_from_image).
+            let world_from_image = ned_from_synth() * camera_pose(p, h, 0.0, CAMERA_HEIGHT);
+            let world_from_ins = world_from_image * ins_from_image.inverse();
+            let t = world_from_ins.translation.vector;
+            let (northing, easting, down) = (t.x, t.y, t.z);
+            let (roll, pitch, yaw) = world_from_ins.rotation.euler_angles();
             let lat = 51.75 + p[1] / 111_320.0;
             let lon = -1.26 + p[0] / (111_320.0 * 51.75f64.to_radians().cos());
             let _ = writeln!(
                 ins,
-                // The vehicle origin is on the ground: down = 0; roll = pitch = 0 on flat roads.
-                "{},INS_SOLUTION_GOOD,{lat:.9},{lon:.9},60.000,{northing:.4},{easting:.4},0.0000,30U,{:.4},{:.4},0,0,0,{yaw:.6}",
+                "{},INS_SOLUTION_GOOD,{lat:.9},{lon:.9},60.000,{northing:.4},{easting:.4},{down:.4},30U,{:.4},{:.4},0,{roll:.6},{pitch:.6},{yaw:.6}",
                 t0 + (time * 1e6).round() as i64,
                 speed * h.sin(),
                 speed * h.cos(),

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dasgil::maps::file::{write_map, MapFile, RawTensor};
-use safetensors::tensor::Dtype;
+use common::tiled_map;
+use dasgil::maps::file::MapFile;
+
+mod common;
 
 const TOOLS: &str = env!("CARGO_BIN_EXE_dasgil-tools");
 const NODE: &str = env!("CARGO_BIN_EXE_dasgil_node");
@@ -35,54 +37,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// cmu_slice's map tiled to `entries` rows: copy c > 0 is moved 1 km per copy along x and its
-/// descriptors get Gaussian-like noise of the descriptors' own spread.
-fn tiled_map(base: &Path, out: &Path, entries: usize) {
-    let m = MapFile::open(base).unwrap();
-    let (dtype, shape, bytes) = m.bytes("descriptors").unwrap();
-    assert_eq!(dtype, Dtype::F32);
-    let (n, dim) = (shape[0], shape[1]);
-    let base_desc: &[f32] = bytemuck::cast_slice(bytes);
-    let mean = base_desc.iter().map(|v| v.abs()).sum::<f32>() / base_desc.len() as f32;
-    let mut desc = Vec::with_capacity(entries * dim);
-    let mut poses = Vec::with_capacity(entries * 7);
-    let mut times = Vec::new();
-    let mut meta = m.meta.clone();
-    meta.names.clear();
-    meta.cameras.clear();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for r in 0..entries {
-        let (c, i) = (r / n, r % n);
-        for v in &base_desc[i * dim..(i + 1) * dim] {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            desc.push(if c == 0 { *v } else { v + 2.0 * mean * u });
-        }
-        let p = m.pose(i);
-        let t = p.translation.vector;
-        let q = dasgil::geom::wxyz(&p.rotation);
-        poses.extend([t.x + 1000.0 * c as f64, t.y, t.z, q[0], q[1], q[2], q[3]]);
-        times.push(-1i64);
-        meta.names.push(format!("{}#{c}", m.meta.names[i]));
-        meta.cameras.push(m.meta.cameras[i].clone());
-    }
-    let mut tensors = vec![
-        RawTensor::new("descriptors", Dtype::F32, vec![entries, dim], &desc),
-        RawTensor::new("poses", Dtype::F64, vec![entries, 7], &poses),
-        RawTensor::new("timestamps_us", Dtype::I64, vec![entries], &times),
-    ];
-    for name in m.tensor_names() {
-        if name.contains("running_") {
-            let (_, shape, bytes) = m.bytes(&name).unwrap();
-            let v: &[f32] = bytemuck::cast_slice(bytes);
-            tensors.push(RawTensor::new(&name, Dtype::F32, shape.to_vec(), v));
-        }
-    }
-    write_map(out, &tensors, &mut meta).unwrap();
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -216,7 +170,7 @@ fn main() {
         base.to_str().unwrap(),
     ]));
     let map = dir.join("tiled.map.safetensors");
-    tiled_map(&base, &map, entries);
+    tiled_map(&base, &map, entries, None);
     let checkpoint = PathBuf::from(
         MapFile::open(&map)
             .unwrap()

@@ -87,6 +87,7 @@ fn make_map(path: &std::path::Path, n: usize) {
         },
         created_unix: 0,
         payload_checksum: String::new(),
+        compression: None,
     };
     write_map(path, &tensors, &mut meta).unwrap();
 }

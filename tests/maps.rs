@@ -291,6 +291,76 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
 }
 
 #[test]
+fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let map = dir.join("compressed.map.safetensors");
+    ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--checkpoint",
+        path_str(&f.ckpt),
+        "--out",
+        path_str(&map),
+        "--device",
+        "cpu",
+        "--compress",
+        "32",
+        "--shortlist",
+        "4",
+    ]);
+    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    let c = m.meta.compression.clone().expect("compression metadata");
+    assert_eq!((c.dims, c.shortlist), (32, 4));
+    assert_eq!(m.bytes("codes").unwrap().1, &[12, 32]);
+    let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
+    let db: Vec<PathBuf> = slice
+        .database_images()
+        .iter()
+        .map(|p| p.path.clone())
+        .collect();
+    let mut args = vec![
+        "localize",
+        "--map",
+        path_str(&map),
+        "--json",
+        "--top-k",
+        "2",
+    ];
+    args.extend(db.iter().map(|p| path_str(p)));
+    for (l, p) in ok(&args).lines().zip(&db) {
+        let l: serde_json::Value = serde_json::from_str(l).unwrap();
+        let c0 = &l["candidates"][0];
+        assert_eq!(c0["name"], p.file_name().unwrap().to_str().unwrap());
+        assert!(c0["distance"].as_f64().unwrap() < 1e-5, "{l}");
+    }
+    // Bad options are refused before anything is written.
+    let e = err(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--out",
+        path_str(&dir.join("x.safetensors")),
+        "--compress",
+        "5",
+    ]);
+    assert!(
+        e.contains("--compress: expected 16 to 4096 projected values, found 5"),
+        "{e}"
+    );
+    assert!(!dir.join("x.safetensors").exists());
+}
+
+#[test]
 fn evaluate_scores_a_model_and_both_baselines() {
     let f = fixture();
     let dir = f._dir.path();

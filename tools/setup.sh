@@ -28,6 +28,19 @@ fail() {
 trap fail ERR
 
 say() { echo "dasgil setup: $*"; }
+# Runs a long command and prints a line every 20 s while it works (no silent minutes).
+with_heartbeat() {
+  local what="$1"; shift
+  "$@" &
+  local pid=$! start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( (SECONDS - start) % 20 == 0 )) && kill -0 "$pid" 2>/dev/null; then
+      say "$what: still working ($((SECONDS - start)) s)"
+    fi
+  done
+  wait "$pid"
+}
 
 # --- 1. Debian packages ---------------------------------------------------------------------
 STEP="debian packages (libclang-dev)"
@@ -57,8 +70,8 @@ REQ_HASH="$(sha256sum "$ROOT/tools/requirements.txt" | cut -d' ' -f1)"
 STAMP="$VENV/.dasgil-requirements.sha256"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
   say "installing Python packages (ROS 2 Jazzy wheels, torch 2.11.0; a few minutes on first run)"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-    -r "$ROOT/tools/requirements.txt"
+  with_heartbeat "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    --no-input -r "$ROOT/tools/requirements.txt"
   echo "$REQ_HASH" >"$STAMP"
 fi
 
@@ -87,7 +100,7 @@ WHY="the vendored install.sh failed; its output above names the package"
 VENDOR="$ROOT/../shared/vendor/ros2-jazzy"
 if [ ! -d /opt/ros/jazzy ] && [ -x "$VENDOR/install.sh" ]; then
   if [ ! -e "$VENV/.ros2-jazzy-tooling" ]; then say "installing ros2 launch/topic/param (about a minute)"; fi
-  "$VENDOR/install.sh" "$VENV"
+  with_heartbeat "ros2 tooling" "$VENDOR/install.sh" "$VENV"
 fi
 
 STEP="done"

@@ -180,6 +180,14 @@ struct BuildMapArgs {
     /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
     #[arg(long)]
     f16: bool,
+    /// The compressed search mode for large maps: also store int8 codes of a DIMS-value random
+    /// projection of each descriptor; queries scan the codes and re-rank a shortlist exactly
+    /// (16 to 4096; e.g. 256).
+    #[arg(long, value_name = "DIMS")]
+    compress: Option<usize>,
+    /// Rows re-ranked exactly per query in the compressed mode.
+    #[arg(long, default_value_t = 100)]
+    shortlist: usize,
     /// The map's default metric: l1 (the reference's), l2 or cosine.
     #[arg(long, default_value = "l1")]
     metric: dasgil::maps::search::Metric,
@@ -385,10 +393,23 @@ fn run_build_map(a: BuildMapArgs) -> Result<()> {
             adapt: a.adapt,
             f16: a.f16,
             metric: a.metric,
+            compress: compress_option(a.compress, a.shortlist)?,
         },
     )?;
     println!("{line}");
     Ok(())
+}
+
+/// `--compress DIMS --shortlist S`, checked.
+fn compress_option(dims: Option<usize>, shortlist: usize) -> Result<Option<(usize, usize)>> {
+    let Some(dims) = dims else { return Ok(None) };
+    if !(16..=4096).contains(&dims) {
+        anyhow::bail!("--compress: expected 16 to 4096 projected values, found {dims}");
+    }
+    if !(1..=100_000).contains(&shortlist) {
+        anyhow::bail!("--shortlist: expected 1 to 100000 rows, found {shortlist}");
+    }
+    Ok(Some((dims, shortlist)))
 }
 
 fn run_localize(a: LocalizeArgs) -> Result<()> {
@@ -428,15 +449,7 @@ fn run_localize(a: LocalizeArgs) -> Result<()> {
         ),
     };
     let layers = a.model.layers.clone().or_else(|| {
-        (!map.meta.encoder.layers.is_empty()).then(|| dasgil::model::DescriptorSpec {
-            layers: map
-                .meta
-                .encoder
-                .layers
-                .iter()
-                .map(|&(layer, weight)| dasgil::model::DescriptorLayer { layer, weight })
-                .collect(),
-        })
+        (!map.meta.encoder.layers.is_empty()).then(|| map.meta.encoder.descriptor_spec())
     });
     let (mut enc, _) = commands::make_encoder(&choice, layers, a.model.device()?)?;
     let results = commands::localize(

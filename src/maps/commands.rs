@@ -6,7 +6,7 @@ use super::encode::MapEncoder;
 use super::evaluate::{self, Report};
 use super::file::MapFile;
 use super::prior::pose_prior;
-use super::search::{top_k, MapIndex, Metric};
+use super::search::{search, MapIndex, Metric};
 use super::{BuildOptions, MapsError, Sequence, SourceImages};
 use crate::data::cmu_seasons::ImageName;
 use crate::model::{DescriptorLayer, DescriptorSpec};
@@ -263,7 +263,7 @@ pub fn localize(
                 path.display()
             )));
         }
-        let hits = top_k(map, &desc, opts.top_k, metric, cands.as_deref());
+        let hits = search(map, &desc, opts.top_k, metric, cands.as_deref());
         let prior = pose_prior(map, &hits).ok_or_else(|| {
             MapsError::Other(format!(
                 "{}: the map has no entries to match",
@@ -360,6 +360,7 @@ pub fn evaluate(
                 adapt,
                 f16: false,
                 metric,
+                compress: None,
             },
         )?;
         // Queries go through the same path as localize and the node: the map, as opened.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encode::MapEncoder;
 use super::file::MapFile;
-use super::search::{top_k, MapIndex, Metric};
+use super::search::{search, MapIndex, Metric};
 use super::{MapsError, SourceImages};
 use crate::data::PosedImage;
 use crate::geom::Pose;
@@ -173,7 +173,7 @@ pub fn evaluate(
                     .join(", ")
             )));
         }
-        let hits = top_k(
+        let hits = search(
             map,
             &desc[i * dim..(i + 1) * dim],
             20,

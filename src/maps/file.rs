@@ -49,6 +49,19 @@ pub struct EncoderMeta {
     pub adaptation_images: usize,
 }
 
+impl EncoderMeta {
+    /// The descriptor layers and weights this encoder was built with.
+    pub fn descriptor_spec(&self) -> crate::model::DescriptorSpec {
+        crate::model::DescriptorSpec {
+            layers: self
+                .layers
+                .iter()
+                .map(|&(layer, weight)| crate::model::DescriptorLayer { layer, weight })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceMeta {
@@ -72,6 +85,10 @@ pub struct MapMeta {
     pub created_unix: u64,
     /// Checksum of the tensors' bytes (names sorted), see [`payload_checksum`].
     pub payload_checksum: String,
+    /// The compressed search mode's parameters (tensors `projection`, `codes`, `code_scales`);
+    /// absent: exact search only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<super::compress::CompressionMeta>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +357,26 @@ impl MapFile {
         want("descriptors", &[Dtype::F32, Dtype::F16], n)?;
         want("poses", &[Dtype::F64], n)?;
         want("timestamps_us", &[Dtype::I64], n)?;
+        if let Some(c) = &self.meta.compression {
+            if c.kind != super::compress::KIND || c.dims == 0 || c.shortlist == 0 {
+                return Err(fmt(format!(
+                    "metadata `compression`: expected kind {} with dims and shortlist > 0, found {c:?}",
+                    super::compress::KIND
+                )));
+            }
+            want("codes", &[Dtype::I8], n)?;
+            want("code_scales", &[Dtype::F32], n)?;
+            want("projection", &[Dtype::F32], c.dims)?;
+            let d = self.dim();
+            for (name, shape) in [("codes", vec![n, c.dims]), ("projection", vec![c.dims, d])] {
+                if self.index[name].1 != shape {
+                    return Err(fmt(format!(
+                        "tensor `{name}`: expected {shape:?}, found {:?}",
+                        self.index[name].1
+                    )));
+                }
+            }
+        }
         if self.index["poses"].1 != [n, 7] {
             return Err(fmt(format!(
                 "tensor `poses`: expected [{n}, 7], found {:?}",

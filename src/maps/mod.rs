@@ -2,6 +2,7 @@
 //! (`localize`, the node) and measuring how well a model localizes (`evaluate`).
 
 pub mod commands;
+pub mod compress;
 pub mod encode;
 pub mod evaluate;
 pub mod file;
@@ -232,7 +233,12 @@ pub struct BuildOptions {
     pub adapt: bool,
     pub f16: bool,
     pub metric: search::Metric,
+    /// The compressed search mode: projected dimensions and shortlist (`maps::compress`).
+    pub compress: Option<(usize, usize)>,
 }
+
+/// Seed of the compressed mode's projection.
+pub const PROJECTION_SEED: u64 = 0xDA5_617;
 
 /// The name a map stores for an image: its file name (CMU names carry camera and time).
 pub fn image_name(p: &PosedImage) -> String {
@@ -298,6 +304,24 @@ pub fn build_map(
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
+    let compression = opts.compress.map(|(dims, shortlist)| {
+        let p = compress::projection(dims, dim, PROJECTION_SEED);
+        let (codes, scales) = compress::encode_rows(&p, dims, &desc, dim);
+        tensors.push(RawTensor::new(
+            "projection",
+            Dtype::F32,
+            vec![dims, dim],
+            &p,
+        ));
+        tensors.push(RawTensor::new("codes", Dtype::I8, vec![n, dims], &codes));
+        tensors.push(RawTensor::new("code_scales", Dtype::F32, vec![n], &scales));
+        compress::CompressionMeta {
+            kind: compress::KIND.into(),
+            dims,
+            seed: PROJECTION_SEED,
+            shortlist,
+        }
+    });
     for (name, values) in encoder.adapted_tensors() {
         tensors.push(RawTensor::new(
             &name,
@@ -315,6 +339,7 @@ pub fn build_map(
         source: src.source.clone(),
         created_unix: file::now_unix(),
         payload_checksum: String::new(),
+        compression,
     };
     file::write_map(out, &tensors, &mut meta)?;
     Ok(meta)

@@ -136,7 +136,7 @@ pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Keeps the K smallest (distance, index) pairs, ties by index.
-fn push_top(top: &mut Vec<Hit>, k: usize, hit: Hit) {
+pub(crate) fn push_top(top: &mut Vec<Hit>, k: usize, hit: Hit) {
     if top.len() == k
         && top
             .last()
@@ -155,11 +155,51 @@ fn push_top(top: &mut Vec<Hit>, k: usize, hit: Hit) {
     top.truncate(k);
 }
 
-fn merge(mut a: Vec<Hit>, b: Vec<Hit>, k: usize) -> Vec<Hit> {
+pub(crate) fn merge(mut a: Vec<Hit>, b: Vec<Hit>, k: usize) -> Vec<Hit> {
     for h in b {
         push_top(&mut a, k, h);
     }
     a
+}
+
+/// Distance from `query` to row `i` of `descs` (`buf`: scratch for a float16 row); NaN counts
+/// as infinitely far.
+pub(crate) fn row_distance(
+    descs: &Descriptors,
+    dim: usize,
+    metric: Metric,
+    query: &[f32],
+    i: usize,
+    buf: &mut Vec<f32>,
+) -> f32 {
+    let d = match descs {
+        Descriptors::F32(v) => distance(metric, query, &v[i * dim..(i + 1) * dim]),
+        Descriptors::F16(v) => {
+            buf.clear();
+            buf.extend(v[i * dim..(i + 1) * dim].iter().map(|h| h.to_f32()));
+            distance(metric, query, buf)
+        }
+    };
+    if d.is_nan() {
+        f32::INFINITY
+    } else {
+        d
+    }
+}
+
+/// The map's search: the compressed one when the map was built with `--compress`
+/// (`maps::compress`), else the exact [`top_k`].
+pub fn search(
+    map: &MapFile,
+    query: &[f32],
+    k: usize,
+    metric: Metric,
+    candidates: Option<&[usize]>,
+) -> Vec<Hit> {
+    match &map.meta.compression {
+        Some(c) => super::compress::top_k(map, c, query, k, metric, candidates),
+        None => top_k(map, query, k, metric, candidates),
+    }
 }
 
 /// Rows scanned per parallel task.
@@ -177,29 +217,12 @@ pub fn top_k(
     assert_eq!(query.len(), dim, "query length");
     let k = k.max(1);
     let descs = map.descriptors();
-    let row_distance = |i: usize, buf: &mut Vec<f32>| -> f32 {
-        match &descs {
-            Descriptors::F32(v) => distance(metric, query, &v[i * dim..(i + 1) * dim]),
-            Descriptors::F16(v) => {
-                buf.clear();
-                buf.extend(v[i * dim..(i + 1) * dim].iter().map(|h| h.to_f32()));
-                distance(metric, query, buf)
-            }
-        }
-    };
     let scan = |rows: &mut dyn Iterator<Item = usize>| {
         let mut top = Vec::with_capacity(k + 1);
         let mut buf = Vec::new();
         for i in rows {
-            let d = row_distance(i, &mut buf);
-            push_top(
-                &mut top,
-                k,
-                Hit {
-                    index: i,
-                    distance: if d.is_nan() { f32::INFINITY } else { d },
-                },
-            );
+            let distance = row_distance(&descs, dim, metric, query, i, &mut buf);
+            push_top(&mut top, k, Hit { index: i, distance });
         }
         top
     };

@@ -12,7 +12,7 @@ use crate::geom::Pose;
 use crate::maps::encode::MapEncoder;
 use crate::maps::file::MapFile;
 use crate::maps::prior::{pose_prior, PosePrior};
-use crate::maps::search::{top_k, MapIndex, Metric};
+use crate::maps::search::{search, MapIndex, Metric};
 
 pub type ImageMsg = r2r::sensor_msgs::msg::Image;
 pub type CompressedMsg = r2r::sensor_msgs::msg::CompressedImage;
@@ -116,15 +116,7 @@ impl Localizer {
             MapFile::open(map_path).with_context(|| format!("map {}", map_path.display()))?,
         );
         let checkpoint = checkpoint_for(&map, checkpoint)?;
-        let layers = crate::model::DescriptorSpec {
-            layers: map
-                .meta
-                .encoder
-                .layers
-                .iter()
-                .map(|&(layer, weight)| crate::model::DescriptorLayer { layer, weight })
-                .collect(),
-        };
+        let layers = map.meta.encoder.descriptor_spec();
         let mut encoder = if map.meta.encoder.kind == "raw-pixels" {
             MapEncoder::raw_pixels()
         } else {
@@ -201,7 +193,7 @@ impl Localizer {
                 None => "the map has no image of this camera".into(),
             }));
         }
-        let hits = top_k(&self.map, &desc, self.top_k, self.metric, cands.as_deref());
+        let hits = search(&self.map, &desc, self.top_k, self.metric, cands.as_deref());
         let Some(mut prior) = pose_prior(&self.map, &hits) else {
             return Err(NoPrior::NoCandidates("the map has no entries".into()));
         };

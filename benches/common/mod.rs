@@ -53,32 +53,9 @@ pub fn tiled_map(base: &Path, out: &Path, entries: usize, compress: Option<(usiz
         }
     }
     meta.compression = compress.map(|(dims, shortlist)| {
-        let p = compress::projection(dims, dim, dasgil::maps::PROJECTION_SEED);
-        let (codes, scales) = compress::encode_rows(&p, dims, &desc, dim);
-        tensors.push(RawTensor::new(
-            "projection",
-            Dtype::F32,
-            vec![dims, dim],
-            &p,
-        ));
-        tensors.push(RawTensor::new(
-            "codes",
-            Dtype::I8,
-            vec![entries, dims],
-            &codes,
-        ));
-        tensors.push(RawTensor::new(
-            "code_scales",
-            Dtype::F32,
-            vec![entries],
-            &scales,
-        ));
-        compress::CompressionMeta {
-            kind: compress::KIND.into(),
-            dims,
-            seed: dasgil::maps::PROJECTION_SEED,
-            shortlist,
-        }
+        let (t, meta) = compress::map_tensors(&desc, entries, dim, dims, shortlist);
+        tensors.extend(t);
+        meta
     });
     write_map(out, &tensors, &mut meta).unwrap();
 }

@@ -87,6 +87,33 @@ pub fn encode_rows(p: &[f32], dims: usize, desc: &[f32], d: usize) -> (Vec<i8>, 
     (codes, scales)
 }
 
+/// What a map stores for the compressed mode: the `projection`, `codes` and `code_scales`
+/// tensors of `n` descriptors ([n, d] row-major), and the metadata.
+pub fn map_tensors(
+    desc: &[f32],
+    n: usize,
+    d: usize,
+    dims: usize,
+    shortlist: usize,
+) -> (Vec<super::file::RawTensor>, CompressionMeta) {
+    use safetensors::tensor::Dtype;
+    let p = projection(dims, d, super::PROJECTION_SEED);
+    let (codes, scales) = encode_rows(&p, dims, desc, d);
+    (
+        vec![
+            super::file::RawTensor::new("projection", Dtype::F32, vec![dims, d], &p),
+            super::file::RawTensor::new("codes", Dtype::I8, vec![n, dims], &codes),
+            super::file::RawTensor::new("code_scales", Dtype::F32, vec![n], &scales),
+        ],
+        CompressionMeta {
+            kind: KIND.into(),
+            dims,
+            seed: super::PROJECTION_SEED,
+            shortlist,
+        },
+    )
+}
+
 /// The compressed search: approximate L2 on the codes for every candidate, exact `metric` on
 /// the `shortlist` best, the best `k` of those returned (best first).
 pub fn top_k(

@@ -305,22 +305,9 @@ pub fn build_map(
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
     let compression = opts.compress.map(|(dims, shortlist)| {
-        let p = compress::projection(dims, dim, PROJECTION_SEED);
-        let (codes, scales) = compress::encode_rows(&p, dims, &desc, dim);
-        tensors.push(RawTensor::new(
-            "projection",
-            Dtype::F32,
-            vec![dims, dim],
-            &p,
-        ));
-        tensors.push(RawTensor::new("codes", Dtype::I8, vec![n, dims], &codes));
-        tensors.push(RawTensor::new("code_scales", Dtype::F32, vec![n], &scales));
-        compress::CompressionMeta {
-            kind: compress::KIND.into(),
-            dims,
-            seed: PROJECTION_SEED,
-            shortlist,
-        }
+        let (t, meta) = compress::map_tensors(&desc, n, dim, dims, shortlist);
+        tensors.extend(t);
+        meta
     });
     for (name, values) in encoder.adapted_tensors() {
         tensors.push(RawTensor::new(

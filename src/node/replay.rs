@@ -217,8 +217,10 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Discovery of the prior topic finishes shortly after.
-        std::thread::sleep(Duration::from_millis(500));
+        // The node's pose_prior publisher and our subscription match shortly after (a prior
+        // published before that is lost: volatile QoS). 500 ms was too short under CI load
+        // once (4 of 5 priors came back); wait 2 s.
+        std::thread::sleep(Duration::from_secs(2));
         let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
         let rounds = match opts.duration {
             Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),

@@ -12,7 +12,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d)"
 LAUNCH=""
 cleanup() {
-  if [ -n "$LAUNCH" ] && kill -0 "$LAUNCH" 2>/dev/null; then kill -KILL "$LAUNCH" 2>/dev/null || true; fi
+  # ros2 launch runs in its own process group (set -m): stop the node with it, never orphan it.
+  if [ -n "$LAUNCH" ] && kill -0 "$LAUNCH" 2>/dev/null; then
+    kill -INT -- "-$LAUNCH" 2>/dev/null || true
+    sleep 2
+    kill -KILL -- "-$LAUNCH" 2>/dev/null || true
+  fi
   rm -rf "$OUT"
 }
 trap cleanup EXIT

@@ -65,7 +65,8 @@ stop_node() {
   if kill -0 "$LAUNCH" 2>/dev/null; then
     kill -INT "$LAUNCH" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$LAUNCH" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$LAUNCH" 2>/dev/null || true
+    # Its own process group (set -m): the node goes with it, never orphaned.
+    kill -KILL -- "-$LAUNCH" 2>/dev/null || true
   fi
 }
 trap stop_node EXIT

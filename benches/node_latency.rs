@@ -140,10 +140,7 @@ fn replay(out: &Path, rate: f64, seconds: f64) -> serde_json::Value {
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() - 1) as f64 * q).round() as usize]
+    dasgil::maps::replay::percentile(v, q)
 }
 
 fn main() {

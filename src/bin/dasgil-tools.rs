@@ -298,14 +298,7 @@ fn run_replay(a: ReplayArgs) -> Result<()> {
         .as_deref()
         .map(dasgil::maps::file::MapFile::open)
         .transpose()?;
-    let slice_dir = src
-        .queries
-        .first()
-        .and_then(|q| q.path.parent())
-        .and_then(|p| p.parent())
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let labels = dasgil::maps::evaluate::condition_labels(&slice_dir, &src.queries);
+    let labels = dasgil::maps::evaluate::condition_labels(&src);
     let (sent, received) = dasgil::node::replay::replay(
         &src,
         &dasgil::node::replay::ReplayOptions {

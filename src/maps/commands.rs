@@ -331,14 +331,7 @@ pub fn evaluate(
     }
     std::fs::create_dir_all(out)
         .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
-    let slice_dir = src
-        .queries
-        .first()
-        .and_then(|q| q.path.parent())
-        .and_then(|p| p.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let labels = evaluate::condition_labels(&slice_dir, &src.queries);
+    let labels = evaluate::condition_labels(src);
     let mut reports = Vec::new();
     // Raw pixels have no statistics to adapt; a network is evaluated both ways.
     let ways: Vec<bool> = match choice {

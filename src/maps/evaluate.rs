@@ -98,7 +98,15 @@ pub struct Report {
 
 /// Condition labels of query images: the synthetic slice's `query-conditions.txt` when present,
 /// else the query's date (each Extended CMU-Seasons traversal is one day).
-pub fn condition_labels(slice_dir: &Path, queries: &[PosedImage]) -> BTreeMap<String, String> {
+/// The slice folder is the one above the queries' folder.
+pub fn condition_labels(src: &SourceImages) -> BTreeMap<String, String> {
+    let queries = &src.queries;
+    let slice_dir = queries
+        .first()
+        .and_then(|q| q.path.parent())
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut labels = BTreeMap::new();
     if let Ok(text) = std::fs::read_to_string(slice_dir.join(crate::synth::cmu::QUERY_CONDITIONS)) {
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -116,7 +116,8 @@ fn tally(rs: &[&FrameResult]) -> Tally {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The q-quantile (nearest rank) of sorted values; NaN when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use r2r::QosProfile;
 
+use crate::maps::replay::percentile;
 use localizer::{Incoming, Localizer, NoPrior};
 pub use params::{check_params_files, NodeParams, KNOWN_PARAMS};
 
@@ -60,14 +61,6 @@ struct CameraStats {
     /// Arrival -> published, milliseconds.
     latencies: VecDeque<f64>,
     last_accepted: Option<Instant>,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// One camera: where its frames come from and what it is in the map.

@@ -1,8 +1,11 @@
 //! Benchmark (not a test): exact top-K query latency over maps of 1k and 10k entries of 20,480-d
 //! f32 descriptors (the FD descriptor at 256x1024), ours (`maps::search::top_k`, L1) against
-//! `torch.cdist(p=1) + topk` on the same data in the venv's PyTorch, timed in alternating
-//! blocks; and the scan's memory-bandwidth floor (map bytes / measured read bandwidth).
+//! `torch.cdist(p=1) + topk` on the same data in the venv's PyTorch and faiss `IndexFlat` with
+//! `METRIC_L1` (faiss-cpu), timed in alternating blocks; and the scan's memory-bandwidth floor
+//! (map bytes / measured read bandwidth). Ours also on the same map stored as float16
+//! (`build-map --f16`), which halves the bytes the scan reads (the peers search the f32 data).
 //!
+//!     tools/setup.sh --bench    # once: faiss-cpu for the second peer
 //!     source tools/env.sh && cargo bench --bench retrieval
 //!
 //! Env: DASGIL_BENCH_SIZES (default "1000,10000"), DASGIL_BENCH_BLOCKS (default 6),
@@ -24,17 +27,30 @@ const DIM: usize = 20_480;
 const PEER: &str = r#"
 import sys, time, json, torch
 from safetensors.torch import load_file
-torch.set_num_threads(int(sys.argv[2]))
+threads = int(sys.argv[2])
+torch.set_num_threads(threads)
 d = load_file(sys.argv[1])["descriptors"]
 q = d[:64].clone() + 0.01
-print(json.dumps({"ready": True}), flush=True)
+try:
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexFlat(d.shape[1], faiss.METRIC_L1)
+    index.add(d.numpy())
+    qn = q.numpy()
+    has_faiss = True
+except ImportError:
+    has_faiss = False
+print(json.dumps({"ready": True, "faiss": has_faiss}), flush=True)
 for line in sys.stdin:
-    reps = int(line)
+    kind, reps = line.split()
     ts = []
-    for i in range(reps):
+    for i in range(int(reps)):
         t0 = time.perf_counter()
-        dist = torch.cdist(q[i % 64:i % 64 + 1], d, p=1)
-        torch.topk(dist, 10, largest=False)
+        if kind == "cdist":
+            dist = torch.cdist(q[i % 64:i % 64 + 1], d, p=1)
+            torch.topk(dist, 10, largest=False)
+        else:
+            index.search(qn[i % 64:i % 64 + 1], 10)
         ts.append((time.perf_counter() - t0) * 1e3)
     print(json.dumps(ts), flush=True)
 "#;
@@ -51,15 +67,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn make_map(path: &std::path::Path, n: usize) {
+fn make_map(path: &std::path::Path, n: usize, f16: bool) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
     let desc: Vec<f32> = (0..n * DIM).map(|_| rng.random::<f32>()).collect();
+    let halves: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
     let poses: Vec<f64> = (0..n)
         .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
         .collect();
     let times: Vec<i64> = vec![-1; n];
     let tensors = vec![
-        RawTensor::new("descriptors", Dtype::F32, vec![n, DIM], &desc),
+        if f16 {
+            RawTensor::new("descriptors", Dtype::F16, vec![n, DIM], &halves)
+        } else {
+            RawTensor::new("descriptors", Dtype::F32, vec![n, DIM], &desc)
+        },
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
@@ -132,12 +153,17 @@ fn main() {
         "exact top-10 L1 over {DIM}-d f32 descriptors, {threads} threads, median ms per query"
     );
     println!(
-        "| entries | ours | torch.cdist+topk | ours / torch | bandwidth floor | ours / floor |"
+        "| entries | ours | torch.cdist+topk | faiss IndexFlat L1 | ours / torch | ours / faiss \
+         | bandwidth floor | ours / floor |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let path = dir.path().join(format!("map{n}.safetensors"));
-        make_map(&path, n);
+        make_map(&path, n, false);
+        // The same map stored as float16 (`build-map --f16`): half the bytes to scan.
+        let path16 = dir.path().join(format!("map{n}-f16.safetensors"));
+        make_map(&path16, n, true);
+        let map16 = MapFile::open(&path16).unwrap();
         let t_open = Instant::now();
         let map = MapFile::open(&path).unwrap();
         let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
@@ -164,26 +190,58 @@ fn main() {
         let mut stdout = BufReader::new(peer.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let has_faiss = ready["faiss"].as_bool().unwrap_or(false);
+        if !has_faiss {
+            eprintln!(
+                "faiss is not installed in the venv: run tools/setup.sh --bench for that peer"
+            );
+        }
+        let (mut ours, mut ours16, mut cdist, mut faiss) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut ask = |kind: &str, into: &mut Vec<f64>| {
+            writeln!(stdin, "{kind} {reps}").unwrap();
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            let ts: Vec<f64> = serde_json::from_str(&line).unwrap();
+            into.extend(ts);
+        };
         for _ in 0..blocks {
             for i in 0..reps {
                 let t = Instant::now();
                 std::hint::black_box(top_k(&map, &queries[i % 64], 10, Metric::L1, None));
                 ours.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            writeln!(stdin, "{reps}").unwrap();
-            line.clear();
-            stdout.read_line(&mut line).unwrap();
-            let ts: Vec<f64> = serde_json::from_str(&line).unwrap();
-            theirs.extend(ts);
+            for i in 0..reps {
+                let t = Instant::now();
+                std::hint::black_box(top_k(&map16, &queries[i % 64], 10, Metric::L1, None));
+                ours16.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ask("cdist", &mut cdist);
+            if has_faiss {
+                ask("faiss", &mut faiss);
+            }
         }
         drop(stdin);
         let _ = peer.wait();
-        let (o, t) = (median(ours), median(theirs));
+        let (o, t) = (median(ours), median(cdist));
+        let faiss_ms = has_faiss.then(|| median(faiss));
+        let (f, of) = match faiss_ms {
+            Some(f) => (format!("{f:.2}"), format!("{:.2}x", o / f)),
+            None => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "| {n} | {o:.2} | {t:.2} | {:.2}x | {floor_ms:.2} ms ({gbps:.1} GB/s) | {:.2}x |",
+            "| {n} | {o:.2} | {t:.2} | {f} | {:.2}x | {of} | {floor_ms:.2} ms ({gbps:.1} GB/s) | {:.2}x |",
             o / t,
             o / floor_ms
+        );
+        let o16 = median(ours16);
+        let of16 = faiss_ms.map_or("-".into(), |f| format!("{:.2}x", o16 / f));
+        println!(
+            "| {n} (ours f16) | {o16:.2} | {t:.2} | {f} | {:.2}x | {of16} | {:.2} ms | {:.2}x |",
+            o16 / t,
+            floor_ms / 2.0,
+            o16 / (floor_ms / 2.0)
         );
         eprintln!(
             "map of {n} entries ({} MiB) opened and verified in {open_ms:.0} ms",

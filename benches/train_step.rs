@@ -129,6 +129,7 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> f64 {
         height: 250,
         cameras: 1,
         layout: dasgil::data::vkitti2::Layout::Official,
+        appearance: Default::default(),
     })
     .unwrap();
     kitti::generate(&kitti::Options {

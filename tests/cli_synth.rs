@@ -98,3 +98,74 @@ fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
         "error: --cameras: expected 1 to 2, found 3"
     );
 }
+
+#[test]
+fn wide_appearance_changes_the_look_of_every_variation_but_not_the_poses() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, appearance: &str| {
+        let out = dir.path().join(name);
+        let o = tools(&[
+            "synth",
+            "vkitti2",
+            "--seed",
+            "3",
+            "--scenes",
+            "1",
+            "--frames",
+            "1",
+            "--width",
+            "124",
+            "--height",
+            "38",
+            "--appearance",
+            appearance,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let (fixed, wide, again) = (
+        run("fixed", "fixed"),
+        run("wide", "wide"),
+        run("again", "wide"),
+    );
+    let read = |root: &std::path::Path, rel: String| std::fs::read(root.join(rel)).unwrap();
+    let mut looks = std::collections::BTreeSet::new();
+    for var in dasgil::data::vkitti2::VARIATIONS {
+        let text = format!("Scene01/{var}/extrinsic.txt");
+        assert_eq!(
+            read(&fixed, text.clone()),
+            read(&wide, text),
+            "{var}: poses"
+        );
+        let rgb = format!("Scene01/{var}/frames/rgb/Camera_0/rgb_00000.jpg");
+        assert_ne!(
+            read(&fixed, rgb.clone()),
+            read(&wide, rgb.clone()),
+            "{var}: same look"
+        );
+        assert_eq!(
+            read(&wide, rgb.clone()),
+            read(&again, rgb.clone()),
+            "{var}: not repeatable"
+        );
+        looks.insert(read(&wide, rgb));
+    }
+    assert_eq!(looks.len(), 10, "each variation its own look");
+
+    let o = tools(&[
+        "synth",
+        "vkitti2",
+        "--appearance",
+        "summer",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("expected fixed or wide, found `summer`"),
+        "{err}"
+    );
+}

@@ -26,6 +26,7 @@ fn vk_opts(out: &Path, seed: u64) -> vkitti2::Options {
         height: 75,
         cameras: 2,
         layout: Layout::Official,
+        appearance: Default::default(),
     }
 }
 

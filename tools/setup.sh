@@ -7,12 +7,21 @@
 #      (The ros_*.libs folders and libpython are handled by tools/env.sh and build.rs.)
 #   4. A check that cargo-ament-build (a dependency of colcon-ros-cargo) is in .venv/bin.
 #   5. `ros2 launch|topic|param` and launch_ros from ../shared/vendor/ros2-jazzy (no /opt/ros).
+#   6. With --bench only: the benchmarks' Python peers (tools/requirements-bench.txt: faiss-cpu,
+#      pillow), which the product and its tests do not need.
 # Idempotent: each step checks whether its result is already there, so a second run takes
 # seconds. A failing step stops the script with the step's name, the reason and how to retry.
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) BENCH=1 ;;
+    *) echo "tools/setup.sh: unknown argument \`$arg\` (expected --bench or nothing)" >&2; exit 2 ;;
+  esac
+done
 STEP="start"
 
 fail() {
@@ -101,6 +110,20 @@ VENDOR="$ROOT/../shared/vendor/ros2-jazzy"
 if [ ! -d /opt/ros/jazzy ] && [ -x "$VENDOR/install.sh" ]; then
   if [ ! -e "$VENV/.ros2-jazzy-tooling" ]; then say "installing ros2 launch/topic/param (about a minute)"; fi
   with_heartbeat "ros2 tooling" "$VENDOR/install.sh" "$VENV"
+fi
+
+# --- 6. Benchmark peers (optional) ---------------------------------------------------------
+if [ "$BENCH" = 1 ]; then
+  STEP="benchmark peers (tools/requirements-bench.txt)"
+  WHY="pip could not install faiss-cpu/pillow; check the PyPI registry is reachable"
+  BENCH_HASH="$(sha256sum "$ROOT/tools/requirements-bench.txt" | cut -d' ' -f1)"
+  BENCH_STAMP="$VENV/.dasgil-requirements-bench.sha256"
+  if [ "$(cat "$BENCH_STAMP" 2>/dev/null || true)" != "$BENCH_HASH" ]; then
+    say "installing the benchmarks' peers (faiss-cpu, pillow)"
+    with_heartbeat "pip install (bench)" "$VENV/bin/python" -m pip install -q \
+      --disable-pip-version-check --no-input -r "$ROOT/tools/requirements-bench.txt"
+    echo "$BENCH_HASH" >"$BENCH_STAMP"
+  fi
 fi
 
 STEP="done"

@@ -13,6 +13,8 @@
 # Ablation (what the discriminator adds): VARIANT=no-adversarial trains the same run without the
 # discriminator (depth + segmentation + triplet only) into build/ablation-no-adversarial and
 # ships nothing; tools/evaluate-shipped-model.sh then scores both.
+# VARIANT=wide-appearance trains the same run on training worlds whose variations also differ
+# in season and light (synth vkitti2 --appearance wide) into build/ablation-wide-appearance.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
@@ -21,10 +23,12 @@ source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
 VARIANT="${VARIANT:-}"
 EXTRA=()
+APPEARANCE=fixed
 case "$VARIANT" in
   "") ;;
   no-adversarial) EXTRA=(--no-adversarial) ;;
-  *) echo "VARIANT: expected no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
+  wide-appearance) APPEARANCE=wide ;;
+  *) echo "VARIANT: expected no-adversarial, wide-appearance or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
 esac
 STEPS="${STEPS:-600}"
 BATCH="${BATCH:-4}"
@@ -48,7 +52,10 @@ render() {
 }
 # 8 scenes (each its own procedural world) x 10 variations x 20 frames; 828x250 keeps the
 # Virtual KITTI 2 aspect ratio at two thirds of its size.
-render vkitti2 vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250
+VKITTI=vkitti2
+if [ "$APPEARANCE" = wide ]; then VKITTI=vkitti2-wide; fi
+render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
+  --appearance "$APPEARANCE"
 # The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve).
 render kitti kitti --seed 2002 --sequences 2 --frames 40
 
@@ -59,7 +66,7 @@ if [ -f "$RUN/checkpoints/latest" ]; then
   "$TOOLS" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"
 else
   rm -rf "$RUN"
-  "$TOOLS" train --vkitti "$WORK/vkitti2" --kitti "$WORK/kitti" --dis CD \
+  "$TOOLS" train --vkitti "$WORK/$VKITTI" --kitti "$WORK/kitti" --dis CD \
     --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --checkpoint-every 50 --seed 7 \
     --device "$DEVICE" "${EXTRA[@]}" --out "$RUN"
 fi

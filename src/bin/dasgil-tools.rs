@@ -744,6 +744,11 @@ enum SynthFormat {
         /// roots, class-index segmentation) instead of the official one.
         #[arg(long)]
         dasgil_layout: bool,
+        /// fixed: each variation's light and weather, one season everywhere (Virtual KITTI 2's
+        /// look); wide: each scene and variation also draws its own season and light (leaves,
+        /// grass, snow, sun), so that positives differ in season too (for training).
+        #[arg(long, default_value = "fixed", value_parser = parse_appearance)]
+        appearance: dasgil::synth::condition::Appearance,
     },
     /// KITTI odometry layout, the "real" domain (sensor noise, blur, vignetting, tone curve).
     Kitti {
@@ -808,6 +813,11 @@ enum SynthFormat {
     },
 }
 
+fn parse_appearance(s: &str) -> Result<dasgil::synth::condition::Appearance, String> {
+    dasgil::synth::condition::Appearance::parse(s)
+        .ok_or_else(|| format!("expected fixed or wide, found `{s}`"))
+}
+
 #[derive(clap::Args)]
 struct SynthCommon {
     /// Output folder (the data set root).
@@ -860,6 +870,7 @@ fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             height,
             cameras,
             dasgil_layout,
+            appearance,
         } => {
             let layout = if dasgil_layout {
                 Layout::Dasgil
@@ -887,6 +898,7 @@ fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         height,
                         cameras,
                         layout,
+                        appearance,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::vkitti2(out, layout, p)),

@@ -188,13 +188,31 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
             }
         })
     });
+    let prior_topic = if opts.prior_topic.starts_with('/') {
+        opts.prior_topic.clone()
+    } else {
+        format!("/{}", opts.prior_topic)
+    };
+    let node = Arc::new(Mutex::new(node));
     let stop = Arc::new(AtomicBool::new(false));
     let stop_spin = stop.clone();
+    let spin_node = node.clone();
     let spinner = std::thread::spawn(move || {
         while !stop_spin.load(Ordering::Relaxed) {
-            node.spin_once(Duration::from_millis(5));
+            spin_node
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .spin_once(Duration::from_millis(5));
+            std::thread::yield_now();
         }
     });
+    let prior_publishers = || {
+        node.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_publishers_info_by_topic(&prior_topic, false)
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
     let result = (|| {
         // The node subscribes once it has loaded its model and map.
         let t0 = Instant::now();
@@ -217,10 +235,20 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The node's pose_prior publisher and our subscription match shortly after (a prior
-        // published before that is lost: volatile QoS). 500 ms was too short under CI load
-        // once (4 of 5 priors came back); wait 2 s.
-        std::thread::sleep(Duration::from_secs(2));
+        // A prior published before our subscription has matched the node's publisher is lost
+        // (volatile QoS): wait until the graph shows that publisher, then a little more for
+        // the match itself (a fixed 500 ms once lost the first of 5 priors under CI load).
+        while prior_publishers() == 0 {
+            if t0.elapsed() > opts.wait {
+                bail!(
+                    "the node subscribed to the images but nothing publishes {prior_topic} \
+                     within {:.0} s (--prior-topic, the node's remapping)",
+                    opts.wait.as_secs_f64()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
         let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
         let rounds = match opts.duration {
             Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),

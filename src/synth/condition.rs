@@ -204,6 +204,76 @@ impl Condition {
     ];
 }
 
+/// How much a synthetic Virtual KITTI 2 data set's appearance varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Appearance {
+    /// Virtual KITTI 2's: each variation has its fixed light and weather, and every scene the
+    /// same season (full summer leaves, green grass).
+    #[default]
+    Fixed,
+    /// Each (scene, variation) also draws its own season and light on top of the variation's
+    /// weather: leaf cover and colour (summer to bare, green to autumn), grass (green to dry or
+    /// brown), snow cover in about one of five, sun height and direction, ambient light,
+    /// exposure and saturation. Geometry and textures stay the scene's, so a positive pair (two
+    /// variations of one place) differs in season as well as weather, and the triplet loss
+    /// learns invariance to it.
+    Wide,
+}
+
+impl Appearance {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fixed" => Some(Self::Fixed),
+            "wide" => Some(Self::Wide),
+            _ => None,
+        }
+    }
+}
+
+impl Condition {
+    /// This condition with a season-like look drawn from `key` (`Appearance::Wide`): the same
+    /// key gives the same look. The weather stays (fog, rain); without direct sun (overcast, rain)
+    /// the sun does not move.
+    pub fn widened(&self, key: u64) -> Self {
+        let mut draw = {
+            let mut i = 0i64;
+            move || {
+                i += 1;
+                unit(hash(&[key as i64, i])) as f32
+            }
+        };
+        let mut c = self.clone();
+        // Leaves: from bare to full; their colour from summer green through yellow to red-brown.
+        c.foliage = 0.1 + 0.9 * draw();
+        let autumn = draw();
+        let summer = [0.85, 1.05, 0.75];
+        let fall = [1.55, 0.85, 0.35];
+        c.leaf_tint = std::array::from_fn(|k| summer[k] + (fall[k] - summer[k]) * autumn);
+        // Grass: lush green to dry straw and brown earth.
+        let dry = draw();
+        let (green, straw) = ([0.22, 0.44, 0.12], [0.46, 0.40, 0.22]);
+        c.grass = std::array::from_fn(|k| green[k] + (straw[k] - green[k]) * dry);
+        // Snow on about one in five (not with rain).
+        c.snow = if self.rain == 0.0 && draw() < 0.2 {
+            0.4 + 0.5 * draw()
+        } else {
+            0.0
+        };
+        if self.sun_strength > 0.0 {
+            let elevation = 8.0 + 57.0 * draw() as f64;
+            let azimuth = 360.0 * draw() as f64;
+            c.sun_dir = sun(elevation, azimuth);
+            let warm = draw() * (1.0 - (elevation as f32 - 8.0) / 57.0);
+            c.sun_rgb = [1.0, 0.97 - 0.25 * warm, 0.9 - 0.4 * warm];
+        }
+        let ambient = 0.85 + 0.3 * draw();
+        c.ambient_rgb = c.ambient_rgb.map(|v| v * ambient);
+        c.exposure *= 0.85 + 0.3 * draw();
+        c.saturation *= 0.8 + 0.4 * draw();
+        c
+    }
+}
+
 /// How the camera turns linear light into pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sensor {
@@ -348,4 +418,42 @@ fn blur(img: &[[f32; 3]], w: u32, h: u32, sigma: f32) -> Vec<[f32; 3]> {
         out
     };
     pass(&pass(img, true), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widened_looks_are_repeatable_span_the_seasons_and_keep_the_weather() {
+        let clone = Condition::vkitti2("clone").unwrap();
+        assert_eq!(clone.widened(42), clone.widened(42));
+        assert_ne!(clone.widened(42), clone.widened(43));
+        let looks: Vec<Condition> = (0..500).map(|k| clone.widened(k)).collect();
+        let (lo, hi) = looks.iter().fold((1f32, 0f32), |(lo, hi), c| {
+            (lo.min(c.foliage), hi.max(c.foliage))
+        });
+        assert!(lo < 0.2 && hi > 0.9, "foliage spans {lo}..{hi}");
+        let snowy = looks.iter().filter(|c| c.snow > 0.0).count();
+        assert!((60..140).contains(&snowy), "{snowy} of 500 snowy");
+        let low_sun = looks.iter().filter(|c| c.sun_dir[2] < 0.3).count();
+        assert!(
+            low_sun > 50,
+            "{low_sun} of 500 with the sun below 17 degrees"
+        );
+        for weather in ["rain", "overcast", "fog"] {
+            let base = Condition::vkitti2(weather).unwrap();
+            for k in 0..100 {
+                let c = base.widened(k);
+                assert_eq!(c.fog_density, base.fog_density);
+                assert_eq!(c.rain, base.rain);
+                if base.sun_strength == 0.0 {
+                    assert_eq!(c.sun_dir, base.sun_dir, "{weather}: no sun to move");
+                }
+                if weather == "rain" {
+                    assert_eq!(c.snow, 0.0, "no snow in the rain");
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
-use super::condition::{Condition, Sensor};
+use super::condition::{Appearance, Condition, Sensor};
 use super::render::{render, Frame};
 use super::world::{World, WorldParams};
 use super::{
@@ -57,6 +57,8 @@ pub struct Options {
     /// Official layout (all modalities under `out`), or the authors' repackaged one
     /// (`out/vkitti_2.0.3_{rgb,depth,classSegmentation,textgt}`, class-index segmentation).
     pub layout: Layout,
+    /// Fixed (Virtual KITTI 2's look) or wide (a season drawn per scene and variation).
+    pub appearance: Appearance,
 }
 
 pub fn scene_name(i: usize) -> String {
@@ -107,6 +109,23 @@ pub fn frame_pose(spec: &SceneSpec, frame: usize, camera: u8, variation: &str) -
     )
 }
 
+/// The light, weather and season of a scene's variation.
+pub fn variation_condition(opts: &Options, scene: usize, variation: &str) -> Condition {
+    let cond = Condition::vkitti2(variation).expect("known variation");
+    match opts.appearance {
+        Appearance::Fixed => cond,
+        Appearance::Wide => {
+            let v = VARIATIONS.iter().position(|&x| x == variation).unwrap_or(0);
+            cond.widened(super::noise::hash(&[
+                opts.seed as i64,
+                scene as i64,
+                v as i64,
+                0xA99E,
+            ]))
+        }
+    }
+}
+
 /// Class colours of a frame.
 pub fn class_colours(frame: &Frame) -> RgbImage {
     RgbImage::from_fn(frame.width, frame.height, |x, y| {
@@ -155,7 +174,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         }
     }
     run_parallel("synth vkitti2", &tasks, |&(s, var, f, c)| {
-        let cond = Condition::vkitti2(var).expect("known variation");
+        let cond = variation_condition(opts, s, var);
         let pose = frame_pose(&specs[s], f, c, var);
         let frame = render(
             &specs[s].world,

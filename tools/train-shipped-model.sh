@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the model shipped in maps/models/ from nothing but this repository: renders the
-# synthetic training worlds with fixed seeds (Virtual KITTI 2 layout, and KITTI layout as the
-# unlabelled real domain), trains DASGIL with the CD discriminator at a reduced size that fits
-# a 2-core CPU in about an hour and a half, and copies the generator to maps/models/.
+# synthetic training worlds with fixed seeds (Virtual KITTI 2 layout with wide appearance: each
+# scene and variation its own season and light; KITTI layout as the unlabelled real domain),
+# trains DASGIL with the CD discriminator at a reduced size that fits a 2-core CPU in about an
+# hour, and copies the generator to maps/models/.
 #
 #   tools/train-shipped-model.sh            # everything; resumes a run that was interrupted
 #   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
@@ -10,11 +11,11 @@
 #
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
 #
-# Ablation (what the discriminator adds): VARIANT=no-adversarial trains the same run without the
-# discriminator (depth + segmentation + triplet only) into build/ablation-no-adversarial and
-# ships nothing; tools/evaluate-shipped-model.sh then scores both.
-# VARIANT=wide-appearance trains the same run on training worlds whose variations also differ
-# in season and light (synth vkitti2 --appearance wide) into build/ablation-wide-appearance.
+# Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
+#   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
+#     --appearance fixed: one season everywhere); this was the shipped model before 2026-11-28.
+#   VARIANT=no-adversarial: the same run without the discriminator (depth + segmentation +
+#     triplet only), on the worlds APPEARANCE names (wide, or fixed as recorded in the card).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
@@ -22,13 +23,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
 VARIANT="${VARIANT:-}"
+APPEARANCE="${APPEARANCE:-wide}"
 EXTRA=()
-APPEARANCE=fixed
+case "$APPEARANCE" in
+  wide|fixed) ;;
+  *) echo "APPEARANCE: expected wide or fixed, found \`$APPEARANCE\`" >&2; exit 2 ;;
+esac
 case "$VARIANT" in
   "") ;;
+  fixed-appearance) APPEARANCE=fixed ;;
   no-adversarial) EXTRA=(--no-adversarial) ;;
-  wide-appearance) APPEARANCE=wide ;;
-  *) echo "VARIANT: expected no-adversarial, wide-appearance or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
+  *) echo "VARIANT: expected fixed-appearance, no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
 esac
 STEPS="${STEPS:-600}"
 BATCH="${BATCH:-4}"
@@ -51,7 +56,7 @@ render() {
   fi
 }
 # 8 scenes (each its own procedural world) x 10 variations x 20 frames; 828x250 keeps the
-# Virtual KITTI 2 aspect ratio at two thirds of its size.
+# Virtual KITTI 2 aspect ratio at two thirds of its size. Wide appearance: see synth --help.
 VKITTI=vkitti2
 if [ "$APPEARANCE" = wide ]; then VKITTI=vkitti2-wide; fi
 render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
@@ -60,7 +65,11 @@ render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height
 render kitti kitti --seed 2002 --sequences 2 --frames 40
 
 RUN="$WORK/run"
-if [ -n "$VARIANT" ]; then RUN="$ROOT/build/ablation-$VARIANT"; fi
+case "$VARIANT" in
+  "") ;;
+  no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE" ;;
+  *) RUN="$ROOT/build/ablation-$VARIANT" ;;
+esac
 if [ -f "$RUN/checkpoints/latest" ]; then
   echo "== resuming $RUN"
   "$TOOLS" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"

@@ -229,6 +229,17 @@ def load_strict(net, path):
     net.load_state_dict(state, strict=True)
 
 
+def load_dasgil_checkpoint(path):
+    """A generator checkpoint written by dasgil-tools (safetensors with its `dasgil.config`
+    metadata) -> (the Generator in eval mode, input height, input width)."""
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f:
+        cfg = json.loads(f.metadata()["dasgil.config"])
+    net = Generator(cfg["base_width"], cfg["num_classes"]).eval()
+    net.load_state_dict(load_file(path), strict=True)
+    return net, cfg["input_height"], cfg["input_width"]
+
+
 def load_input(path):
     """`input`: a normalised [B, 3, H, W] batch, or `image_u8`: one [H, W, 3] uint8 RGB image,
     normalised here as the reference does: /255, then mean 0.5, std 0.5."""

@@ -19,11 +19,10 @@ import time
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dasgil_torch import Generator  # noqa: E402
+from dasgil_torch import load_dasgil_checkpoint  # noqa: E402
 
 
 def main():
@@ -38,11 +37,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    with safe_open(a.checkpoint, "pt") as f:
-        cfg = json.loads(f.metadata()["dasgil.config"])
-    net = Generator(cfg["base_width"], cfg["num_classes"]).eval()
-    net.load_state_dict(load_file(a.checkpoint), strict=True)
-    h, w = cfg["input_height"], cfg["input_width"]
+    net, h, w = load_dasgil_checkpoint(a.checkpoint)
     layers = [(int(lw.split(":")[0]), float(lw.split(":")[1])) for lw in a.layers.split(",")]
     deepest = max(layer for layer, _ in layers)
 

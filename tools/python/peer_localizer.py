@@ -17,10 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dasgil_torch import Generator  # noqa: E402
+from dasgil_torch import load_dasgil_checkpoint  # noqa: E402
 
 import rclpy  # noqa: E402
 from geometry_msgs.msg import PoseWithCovarianceStamped  # noqa: E402
@@ -39,11 +38,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    with safe_open(a.checkpoint, "pt") as f:
-        cfg = json.loads(f.metadata()["dasgil.config"])
-    net = Generator(cfg["base_width"], cfg["num_classes"]).eval()
-    net.load_state_dict(load_file(a.checkpoint), strict=True)
-    h, w = cfg["input_height"], cfg["input_width"]
+    net, h, w = load_dasgil_checkpoint(a.checkpoint)
 
     with safe_open(a.map, "pt") as f:
         meta = json.loads(f.metadata()["dasgil.map"])

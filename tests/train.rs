@@ -174,6 +174,19 @@ fn trains_checkpoints_and_resumes_exactly() {
     ]));
     assert!(resumed.contains("trained steps 3..8 of 8"), "{resumed}");
     assert_eq!(csv_rows(&split), rows);
+    // Resuming a finished run says so and changes nothing.
+    let again = ok(&tools(&[
+        "train",
+        "--resume",
+        path_str(&split),
+        "--steps",
+        "8",
+    ]));
+    assert!(
+        again.contains("nothing to train: the run is already at step 8 of 8"),
+        "{again}"
+    );
+    assert_eq!(csv_rows(&split), rows);
 
     // Changing the data or the model on resume is refused.
     let e = tools(&["train", "--resume", path_str(&split), "--batch", "2"]);

@@ -677,15 +677,23 @@ fn run_train(a: TrainArgs) -> Result<()> {
         train::Outcome::Finished => "trained",
         train::Outcome::Interrupted => "interrupted: checkpoint written after",
     };
-    println!(
-        "{verb} steps {}..{} of {} on {} in {}; last losses: {}",
-        s.first_step,
-        s.steps_done,
-        s.total_steps,
-        s.device,
-        dasgil::progress::format_secs(s.seconds),
-        losses.join(", ")
-    );
+    if s.first_step == s.steps_done {
+        println!(
+            "nothing to train: the run is already at step {} of {} (raise --steps or --epochs \
+             to continue it)",
+            s.steps_done, s.total_steps
+        );
+    } else {
+        println!(
+            "{verb} steps {}..{} of {} on {} in {}; last losses: {}",
+            s.first_step,
+            s.steps_done,
+            s.total_steps,
+            s.device,
+            dasgil::progress::format_secs(s.seconds),
+            losses.join(", ")
+        );
+    }
     println!(
         "generator: {}; curves: {}; predictions: {}",
         s.out.join("generator.safetensors").display(),

@@ -67,20 +67,32 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn make_map(path: &std::path::Path, n: usize, f16: bool) {
+/// Writes one random map of `n` entries twice: descriptors as f32 to `path`, and the same
+/// values as float16 (`build-map --f16`) to `path16`.
+fn make_maps(path: &std::path::Path, path16: &std::path::Path, n: usize) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
     let desc: Vec<f32> = (0..n * DIM).map(|_| rng.random::<f32>()).collect();
+    write_bench_map(
+        path,
+        n,
+        RawTensor::new("descriptors", Dtype::F32, vec![n, DIM], &desc),
+    );
     let halves: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
+    drop(desc);
+    write_bench_map(
+        path16,
+        n,
+        RawTensor::new("descriptors", Dtype::F16, vec![n, DIM], &halves),
+    );
+}
+
+fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
     let poses: Vec<f64> = (0..n)
         .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
         .collect();
     let times: Vec<i64> = vec![-1; n];
     let tensors = vec![
-        if f16 {
-            RawTensor::new("descriptors", Dtype::F16, vec![n, DIM], &halves)
-        } else {
-            RawTensor::new("descriptors", Dtype::F32, vec![n, DIM], &desc)
-        },
+        descriptors,
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
@@ -159,10 +171,9 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let path = dir.path().join(format!("map{n}.safetensors"));
-        make_map(&path, n, false);
         // The same map stored as float16 (`build-map --f16`): half the bytes to scan.
         let path16 = dir.path().join(format!("map{n}-f16.safetensors"));
-        make_map(&path16, n, true);
+        make_maps(&path, &path16, n);
         let map16 = MapFile::open(&path16).unwrap();
         let t_open = Instant::now();
         let map = MapFile::open(&path).unwrap();
@@ -207,15 +218,12 @@ fn main() {
             into.extend(ts);
         };
         for _ in 0..blocks {
-            for i in 0..reps {
-                let t = Instant::now();
-                std::hint::black_box(top_k(&map, &queries[i % 64], 10, Metric::L1, None));
-                ours.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            for i in 0..reps {
-                let t = Instant::now();
-                std::hint::black_box(top_k(&map16, &queries[i % 64], 10, Metric::L1, None));
-                ours16.push(t.elapsed().as_secs_f64() * 1e3);
+            for (m, into) in [(&map, &mut ours), (&map16, &mut ours16)] {
+                for i in 0..reps {
+                    let t = Instant::now();
+                    std::hint::black_box(top_k(m, &queries[i % 64], 10, Metric::L1, None));
+                    into.push(t.elapsed().as_secs_f64() * 1e3);
+                }
             }
             ask("cdist", &mut cdist);
             if has_faiss {

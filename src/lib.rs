@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod data;
 pub mod geom;
+pub mod localize;
 pub mod maps;
 pub mod model;
 pub mod plot;

@@ -505,5 +505,133 @@ fn evaluate_scores_a_model_and_both_baselines() {
         assert!(std::fs::read_to_string(out.join("report.md"))
             .unwrap()
             .contains("| all | 24 |"));
+        // What the node would publish at its defaults (min_confidence 0): every frame.
+        let published = &reports[0]["published"];
+        assert_eq!(published["outcomes"]["localized"], 24, "{published}");
+        assert_eq!(published["scores"]["queries"], 24, "{published}");
+        if name == "model" {
+            same_pose_from_localize_and_submission(&f.root, &out, &sub);
+        }
+    }
+}
+
+/// `localize --json` with the map evaluate built gives, for every query of the slice, the pose
+/// evaluate's submission.txt holds (there camera-from-world: C = -R^T t is the prior's position).
+fn same_pose_from_localize_and_submission(root: &Path, out: &Path, submission: &str) {
+    let queries = dasgil::data::cmu_seasons::CmuSlice::open(root, 3)
+        .unwrap()
+        .query_images();
+    let map = out.join("map-none.safetensors");
+    let mut args = vec![
+        "localize",
+        "--json",
+        "--device",
+        "cpu",
+        "--map",
+        path_str(&map),
+    ];
+    args.extend(queries.iter().map(|q| path_str(&q.path)));
+    let said = ok(&args);
+    let mut by_name = std::collections::BTreeMap::new();
+    for line in submission.lines() {
+        let v: Vec<&str> = line.split(' ').collect();
+        let n: Vec<f64> = v[1..].iter().map(|x| x.parse().unwrap()).collect();
+        let cam_from_world = dasgil::geom::Pose::from_parts(
+            nalgebra::Translation3::new(n[4], n[5], n[6]),
+            nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+                n[0], n[1], n[2], n[3],
+            )),
+        );
+        by_name.insert(v[0].to_string(), cam_from_world.inverse());
+    }
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), queries.len());
+    for (line, q) in lines.iter().zip(&queries) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["status"], "localized", "{line}");
+        let name = q.path.file_name().unwrap().to_str().unwrap();
+        let from_sub = by_name[name];
+        let t: Vec<f64> = (0..3)
+            .map(|i| v["prior"]["t"][i].as_f64().unwrap())
+            .collect();
+        let c = from_sub.translation.vector;
+        let d = ((t[0] - c.x).powi(2) + (t[1] - c.y).powi(2) + (t[2] - c.z).powi(2)).sqrt();
+        assert!(d < 1e-6, "{name}: localize at {t:?}, submission at {c:?}");
+        let q_wxyz: Vec<f64> = (0..4)
+            .map(|i| v["prior"]["q_wxyz"][i].as_f64().unwrap())
+            .collect();
+        let r = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+            q_wxyz[0], q_wxyz[1], q_wxyz[2], q_wxyz[3],
+        ));
+        assert!(
+            r.angle_to(&from_sub.rotation) < 1e-6,
+            "{name}: rotation differs"
+        );
+    }
+}
+
+/// A RobotCar map is built from demosaiced Bayer frames; each database image, given back raw as
+/// the data set ships it (a single-channel GBRG mosaic PNG), is decoded the same way and finds
+/// itself at distance 0.
+#[test]
+fn every_raw_robotcar_database_image_localizes_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 4);
+    let rc = dir.path().join("robotcar");
+    ok(&[
+        "synth",
+        "robotcar",
+        "--out",
+        path_str(&rc),
+        "--traversals",
+        "1",
+        "--frames",
+        "8",
+        "--width",
+        "128",
+        "--height",
+        "96",
+    ]);
+    let trav = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let map = dir.path().join("rc.map.safetensors");
+    ok(&[
+        "build-map",
+        "--format",
+        "robotcar",
+        "--root",
+        path_str(&trav),
+        "--cameras",
+        "stereo/centre",
+        "--checkpoint",
+        path_str(&ckpt),
+        "--device",
+        "cpu",
+        "--out",
+        path_str(&map),
+    ]);
+    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    assert_eq!(m.meta.decoding.name(), "bayer_gbrg");
+    let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
+        .unwrap()
+        .images;
+    assert_eq!(images.len(), 8);
+    let mut args = vec![
+        "localize",
+        "--json",
+        "--device",
+        "cpu",
+        "--map",
+        path_str(&map),
+    ];
+    args.extend(images.iter().map(|p| path_str(&p.path)));
+    let said = ok(&args);
+    for (line, p) in said.lines().zip(&images) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let top = &v["candidates"][0];
+        let name = p.path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(top["name"], name, "{line}");
+        let d = top["distance"].as_f64().unwrap();
+        assert!(d < 1e-6, "{name}: distance to itself {d}");
     }
 }

@@ -491,10 +491,30 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
     })
     .await;
     assert!(s.message.contains("compressed frame"), "{}", s.message);
+    // A single-channel frame for a map of colour images: refused, not localized as grey.
+    let grey =
+        image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(c0.img.clone()).to_luma8());
+    let mut png = std::io::Cursor::new(Vec::new());
+    grey.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mut mono = msg(901, png.into_inner());
+    mono.format = "mono8; png compressed ".into();
+    cam.publish(&mono).unwrap();
+    let s = wait_diag(&mut diags, 0, "a rejected mono8 frame", |s| {
+        value(s, "frames_rejected") == 2
+    })
+    .await;
+    assert!(
+        s.message
+            .contains("single-channel frame for a map of colour images"),
+        "{}",
+        s.message
+    );
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
-    assert!(seen.iter().all(|p| p.header.stamp.sec != 900));
+    assert!(seen
+        .iter()
+        .all(|p| p.header.stamp.sec != 900 && p.header.stamp.sec != 901));
 }
 
 /// Runs the node with `args` until it exits (it must: every case is a start-up error).
@@ -587,4 +607,224 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         e.contains("parameter `map` = /nonexistent.safetensors"),
         "{e}"
     );
+}
+
+/// A RobotCar map (built from demosaiced GBRG mosaics): every database image, sent raw as the
+/// camera gives it (a `bayer_gbrg8` Image, then a `bayer_gbrg8; png compressed mono8`
+/// CompressedImage), is localized at its own pose; frames that cannot be a camera image of the
+/// map's kind (depth and generic matrix types, planar YUV, unknown names) are each refused,
+/// counted in /diagnostics with their encoding named, and publish nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bayer_frames_localize_to_themselves_and_non_camera_encodings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let rc = dir.path().join("robotcar");
+    run_tools(&[
+        "synth",
+        "robotcar",
+        "--out",
+        rc.to_str().unwrap(),
+        "--traversals",
+        "1",
+        "--frames",
+        "5",
+        "--width",
+        "128",
+        "--height",
+        "96",
+    ]);
+    let trav = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let map = dir.path().join("rc.map.safetensors");
+    run_tools(&[
+        "build-map",
+        "--format",
+        "robotcar",
+        "--root",
+        trav.to_str().unwrap(),
+        "--cameras",
+        "stereo/centre",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        map.to_str().unwrap(),
+    ]);
+    let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
+        .unwrap()
+        .images;
+    for transport in ["raw", "compressed"] {
+        let mut h = Harness::start(
+            &format!("bayer_{transport}"),
+            &map,
+            &[
+                "-p".into(),
+                format!("transport:={transport}"),
+                "-p".into(),
+                "image_topics:=[cam/image_raw]".into(),
+                "-p".into(),
+                "camera_ids:=[stereo/centre]".into(),
+            ],
+        );
+        let ns = h.ns.clone();
+        let node = h.node.as_mut().unwrap();
+        let topic = format!("{ns}/cam/image_raw");
+        // One message type per topic: the publisher of this transport only.
+        let raw_pub = (transport == "raw").then(|| {
+            node.create_publisher::<Image>(&topic, QosProfile::sensor_data())
+                .unwrap()
+        });
+        let comp_pub = (transport == "compressed").then(|| {
+            node.create_publisher::<Compressed>(&topic, QosProfile::sensor_data())
+                .unwrap()
+        });
+        let mut diags = node
+            .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+            .unwrap();
+        let mut priors = node
+            .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+            .unwrap();
+        let (stop, spinner) = h.spin();
+        let header = |sec: i32| r2r::std_msgs::msg::Header {
+            frame_id: "stereo_centre".into(),
+            stamp: stamp(sec),
+        };
+        let send = |sec: i32, p: &dasgil::data::PosedImage| {
+            let mosaic = image::open(&p.path).unwrap().to_luma8();
+            if let Some(raw_pub) = &raw_pub {
+                raw_pub
+                    .publish(&Image {
+                        header: header(sec),
+                        height: mosaic.height(),
+                        width: mosaic.width(),
+                        encoding: "bayer_gbrg8".into(),
+                        is_bigendian: 0,
+                        step: mosaic.width(),
+                        data: mosaic.into_raw(),
+                    })
+                    .unwrap();
+            } else if let Some(comp_pub) = &comp_pub {
+                comp_pub
+                    .publish(&Compressed {
+                        header: header(sec),
+                        format: "bayer_gbrg8; png compressed mono8".into(),
+                        data: std::fs::read(&p.path).unwrap(),
+                    })
+                    .unwrap();
+            }
+        };
+        wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+        let mut seen = Vec::new();
+        // The first frame is resent until the subscription is matched.
+        let mut sec = 10;
+        loop {
+            send(sec, &images[0]);
+            if let Ok(p) = tokio::time::timeout(
+                Duration::from_secs(2),
+                wait_prior(&mut priors, sec, &mut seen),
+            )
+            .await
+            {
+                assert!(
+                    same_position(&p, &images[0].world_from_cam.unwrap()),
+                    "{p:?}"
+                );
+                break;
+            }
+            sec += 1;
+        }
+        for (k, p) in images.iter().enumerate().skip(1) {
+            let sec = 100 + k as i32;
+            send(sec, p);
+            let prior = wait_prior(&mut priors, sec, &mut seen).await;
+            assert!(
+                same_position(&prior, &p.world_from_cam.unwrap()),
+                "{transport}: image {k} was not localized at its own pose: {prior:?}"
+            );
+        }
+        // Refused encodings: one at a time, each counted and named.
+        type SendBad = Box<dyn Fn(i32)>;
+        let refused: Vec<(String, SendBad)> = if transport == "raw" {
+            ["16UC1", "32FC1", "8UC1", "8UC3", "nv21", "bayer_xyzw8"]
+                .into_iter()
+                .map(|enc| {
+                    let pb = raw_pub.clone().unwrap();
+                    let f: SendBad = Box::new(move |sec| {
+                        let bpp = match enc {
+                            "32FC1" => 4,
+                            "16UC1" => 2,
+                            "8UC3" => 3,
+                            _ => 1,
+                        };
+                        pb.publish(&Image {
+                            header: r2r::std_msgs::msg::Header {
+                                frame_id: "stereo_centre".into(),
+                                stamp: stamp(sec),
+                            },
+                            height: 96,
+                            width: 128,
+                            encoding: enc.into(),
+                            is_bigendian: 0,
+                            step: 128 * bpp,
+                            data: vec![9; (128 * 96 * bpp) as usize],
+                        })
+                        .unwrap()
+                    });
+                    (enc.to_string(), f)
+                })
+                .collect()
+        } else {
+            let png = std::fs::read(&images[0].path).unwrap();
+            [
+                "16UC1; compressedDepth png",
+                "32FC1; png compressed ",
+                "rgb8; h264",
+            ]
+            .into_iter()
+            .map(|format| {
+                let (pb, png) = (comp_pub.clone().unwrap(), png.clone());
+                let f: SendBad = Box::new(move |sec| {
+                    pb.publish(&Compressed {
+                        header: r2r::std_msgs::msg::Header {
+                            frame_id: "stereo_centre".into(),
+                            stamp: stamp(sec),
+                        },
+                        format: format.into(),
+                        data: png.clone(),
+                    })
+                    .unwrap()
+                });
+                (format.split(';').next().unwrap().to_string(), f)
+            })
+            .collect()
+        };
+        for (k, (name, send_bad)) in refused.iter().enumerate() {
+            send_bad(900 + k as i32);
+            let rejected = k as u64 + 1;
+            let s = wait_diag(
+                &mut diags,
+                0,
+                &format!("`{name}` counted as rejected"),
+                |s| value(s, "frames_rejected") == rejected,
+            )
+            .await;
+            assert_eq!(s.level, 1, "{s:?}");
+            assert!(
+                s.message.contains(&format!("`{name}")),
+                "{name}: {}",
+                s.message
+            );
+        }
+        // A good frame after them is still localized; none of the refused stamps came back.
+        send(2000, &images[1]);
+        wait_prior(&mut priors, 2000, &mut seen).await;
+        assert!(
+            seen.iter()
+                .all(|p| p.header.stamp.sec < 900 || p.header.stamp.sec >= 1000),
+            "a refused frame published a prior"
+        );
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    }
 }

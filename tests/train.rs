@@ -68,26 +68,7 @@ fn data() -> &'static (PathBuf, PathBuf) {
 }
 
 fn train(out: &Path, extra: &[&str]) -> Output {
-    let (vk, ki) = data();
-    let mut args = vec![
-        "train",
-        "--vkitti",
-        path_str(vk),
-        "--kitti",
-        path_str(ki),
-        "--size",
-        "256x256",
-        "--batch",
-        "1",
-        "--device",
-        "cpu",
-        "--seed",
-        "5",
-        "--out",
-        path_str(out),
-    ];
-    args.extend_from_slice(extra);
-    tools(&args)
+    train_cmd(out, extra).output().expect("run dasgil-tools")
 }
 
 fn csv_rows(out: &Path) -> Vec<String> {
@@ -106,11 +87,62 @@ fn column(rows: &[String], name: &str) -> Vec<f64> {
         .collect()
 }
 
+fn train_cmd(out: &Path, extra: &[&str]) -> Command {
+    let (vk, ki) = data();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"));
+    c.args([
+        "train",
+        "--vkitti",
+        path_str(vk),
+        "--kitti",
+        path_str(ki),
+        "--size",
+        "256x256",
+        "--batch",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--out",
+        path_str(out),
+    ])
+    .args(extra)
+    .env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs the commands at the same time (they load the cores for each other, as the other tests
+/// of this file and other test binaries do) and returns their outputs in order.
+fn concurrently(cmds: Vec<Command>) -> Vec<Output> {
+    let children: Vec<_> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run dasgil-tools")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
 #[test]
 fn trains_checkpoints_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full");
-    let stdout = ok(&train(&full, &["--steps", "8", "--checkpoint-every", "4"]));
+    let split = dir.path().join("split");
+    // The unbroken run and the first part of the split run train at the same time, so exact
+    // resume is checked on a loaded machine (4 compute threads on the cores at least).
+    let outs = concurrently(vec![
+        train_cmd(&full, &["--steps", "8", "--checkpoint-every", "4"]),
+        train_cmd(&split, &["--steps", "3", "--checkpoint-every", "2"]),
+    ]);
+    let stdout = ok(&outs[0]);
+    ok(&outs[1]);
     assert!(
         stdout.contains("trained steps 0..8 of 8 on Cpu"),
         "{stdout}"
@@ -162,18 +194,48 @@ fn trains_checkpoints_and_resumes_exactly() {
         (256, 256)
     );
 
-    // The same run split in two by a resume gives the same losses, step for step.
-    let split = dir.path().join("split");
-    ok(&train(&split, &["--steps", "3", "--checkpoint-every", "2"]));
-    let resumed = ok(&tools(&[
-        "train",
-        "--resume",
-        path_str(&split),
-        "--steps",
-        "8",
-    ]));
+    // The same run split in two by a resume gives the same losses, step for step, while a
+    // third run with the same seed trains beside the resume (same seed, same bytes, under load).
+    // The resume repeats the run's own data and model flags: accepted, they do not change it.
+    let again_dir = dir.path().join("again");
+    let mut resume = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"));
+    let (vk, ki) = data();
+    resume
+        .args(["train", "--resume", path_str(&split), "--steps", "8"])
+        .args(["--batch", "1", "--size", "256x256", "--seed", "5"])
+        .args(["--vkitti", path_str(vk), "--kitti", path_str(ki)])
+        .env("RUST_LOG", "warn");
+    let outs = concurrently(vec![
+        resume,
+        train_cmd(&again_dir, &["--steps", "8", "--checkpoint-every", "4"]),
+    ]);
+    let resumed = ok(&outs[0]);
+    ok(&outs[1]);
     assert!(resumed.contains("trained steps 3..8 of 8"), "{resumed}");
-    assert_eq!(csv_rows(&split), rows);
+    let differing = |a: &[String], b: &[String]| {
+        a.iter()
+            .zip(b)
+            .find(|(x, y)| x != y)
+            .map(|(x, y)| format!("first differing row:\n{x}\n{y}"))
+    };
+    assert_eq!(csv_rows(&split).len(), rows.len());
+    assert_eq!(
+        differing(&csv_rows(&split), &rows),
+        None,
+        "resumed vs unbroken"
+    );
+    assert_eq!(
+        differing(&csv_rows(&again_dir), &rows),
+        None,
+        "same seed, second run"
+    );
+    // The thread count is recorded with the run (resume uses it).
+    let cfg = std::fs::read_to_string(split.join("config.yaml")).unwrap();
+    assert!(
+        cfg.lines()
+            .any(|l| l.starts_with("threads: ") && l != "threads: 0"),
+        "{cfg}"
+    );
     // Resuming a finished run says so and changes nothing.
     let again = ok(&tools(&[
         "train",
@@ -188,10 +250,15 @@ fn trains_checkpoints_and_resumes_exactly() {
     );
     assert_eq!(csv_rows(&split), rows);
 
-    // Changing the data or the model on resume is refused.
+    // Changing the data or the model on resume is refused, naming the recorded and given value.
     let e = tools(&["train", "--resume", path_str(&split), "--batch", "2"]);
     assert_eq!(e.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&e.stderr).contains("--batch cannot change when resuming"));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains("--batch cannot change when resuming")
+            && msg.contains("the run has batch = 1, given 2"),
+        "{msg}"
+    );
 
     // A new run into a non-empty folder is refused; nothing there changes.
     let before = std::fs::read(split.join("losses.csv")).unwrap();

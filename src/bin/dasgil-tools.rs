@@ -199,8 +199,8 @@ struct LocalizeArgs {
     map: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Candidates to report (1 to 1000).
-    #[arg(long, default_value_t = 5)]
+    /// Candidates to report and to compute the prior from (1 to 1000; default the node's).
+    #[arg(long, default_value_t = dasgil::localize::Options::default().top_k, value_parser = parse_top_k)]
     top_k: usize,
     /// l1, l2 or cosine (default: the map's).
     #[arg(long)]
@@ -216,6 +216,10 @@ struct LocalizeArgs {
     near: Option<String>,
     #[arg(long)]
     radius: Option<f64>,
+    /// Matches with confidence (1 - d1/d2) below this are reported as `ambiguous` (the node
+    /// would not publish them); 0 to 1, default the node's.
+    #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
+    min_confidence: f64,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -405,11 +409,24 @@ fn compress_option(dims: Option<usize>, shortlist: usize) -> Result<Option<(usiz
     Ok(Some((dims, shortlist)))
 }
 
+/// Candidates per query: 1 to 1000.
+fn parse_top_k(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|v| (1..=1000).contains(v))
+        .ok_or_else(|| format!("expected 1 to 1000, found {s}"))
+}
+
+/// A number from 0 to 1.
+fn parse_unit(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("expected a number from 0 to 1, found `{s}`"))
+}
+
 fn run_localize(a: LocalizeArgs) -> Result<()> {
     use dasgil::maps::commands;
-    if !(1..=1000).contains(&a.top_k) {
-        anyhow::bail!("--top-k: expected 1 to 1000, found {}", a.top_k);
-    }
     let near = match (&a.near, a.radius) {
         (Some(text), Some(r)) => {
             let p: Vec<f64> = text
@@ -444,20 +461,42 @@ fn run_localize(a: LocalizeArgs) -> Result<()> {
     let layers = a.model.layers.clone().or_else(|| {
         (!map.meta.encoder.layers.is_empty()).then(|| map.meta.encoder.descriptor_spec())
     });
-    let (mut enc, _) = commands::make_encoder(&choice, layers, a.model.device()?)?;
+    let (enc, _) = commands::make_encoder(&choice, layers, a.model.device()?)?;
+    if let Some(c) = &a.camera {
+        if !map.meta.cameras.contains(c) {
+            let mut have = map.meta.cameras.clone();
+            have.sort();
+            have.dedup();
+            anyhow::bail!(
+                "--camera {c}: the map {} has no images of this camera (it has: {})",
+                a.map.display(),
+                have.join(", ")
+            );
+        }
+    }
+    let loc = dasgil::localize::Localizer::new(
+        enc,
+        std::sync::Arc::new(map),
+        dasgil::localize::Options {
+            metric: a.metric,
+            top_k: a.top_k,
+            min_confidence: a.min_confidence,
+        },
+    )?;
     let results = commands::localize(
-        &mut enc,
-        &map,
+        &loc,
         &a.images,
         &commands::LocalizeOptions {
-            top_k: a.top_k,
-            metric: a.metric,
             shared: a.shared,
             camera: a.camera.clone(),
             near,
         },
-    )?;
-    for r in results {
+    );
+    let mut failed = 0;
+    for r in &results {
+        if matches!(r.status, "rejected" | "no_candidates") {
+            failed += 1;
+        }
         if a.json {
             println!("{}", serde_json::to_string(&r)?);
             continue;
@@ -469,12 +508,23 @@ fn run_localize(a: LocalizeArgs) -> Result<()> {
                 c.rank, c.name, c.camera, c.distance, c.t[0], c.t[1], c.t[2], c.q_wxyz[0], c.q_wxyz[1], c.q_wxyz[2], c.q_wxyz[3]
             );
         }
-        let sd: Vec<String> = (0..6)
-            .map(|i| format!("{:.2}", r.prior.covariance[i * 7].sqrt()))
-            .collect();
-        println!(
-            "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd (x y z m, roll pitch yaw rad) [{}]  confidence {:.3}",
-            r.prior.t[0], r.prior.t[1], r.prior.t[2], r.prior.q_wxyz[0], r.prior.q_wxyz[1], r.prior.q_wxyz[2], r.prior.q_wxyz[3], sd.join(", "), r.prior.confidence
+        if let Some(p) = &r.prior {
+            let sd: Vec<String> = (0..6)
+                .map(|i| format!("{:.2}", p.covariance[i * 7].sqrt()))
+                .collect();
+            println!(
+                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd (x y z m, roll pitch yaw rad) [{}]  confidence {:.3}",
+                p.t[0], p.t[1], p.t[2], p.q_wxyz[0], p.q_wxyz[1], p.q_wxyz[2], p.q_wxyz[3], sd.join(", "), p.confidence
+            );
+        }
+        if let Some(why) = &r.reason {
+            println!("  {}: {why}", r.status);
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} image(s) could not be localized (each is reported above, with the reason)",
+            results.len()
         );
     }
     Ok(())
@@ -560,11 +610,16 @@ struct TrainArgs {
     checkpoint_every: Option<u64>,
     #[arg(long)]
     seed: Option<u64>,
+    /// libtorch CPU threads (default: one per core). Recorded in the run; a resume keeps the
+    /// run's count unless given (a resume with another count is not bit-identical to an
+    /// unbroken run).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Output folder of a new run (must be empty or new).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint (--epochs, --steps, --device
-    /// and --checkpoint-every may change; the rest is the run's own).
+    /// Continue the run in this folder from its latest checkpoint (--epochs, --steps, --device,
+    /// --checkpoint-every and --threads may change; other flags must repeat the run's values).
     #[arg(long)]
     resume: Option<PathBuf>,
 }
@@ -576,43 +631,46 @@ fn run_train(a: TrainArgs) -> Result<()> {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupt))
             .context("cannot install the signal handler")?;
     }
-    let (mut cfg, out, resume) = match &a.resume {
+    // On --resume the run's recorded configuration is the base; a flag (or a --config file)
+    // that gives a value the run already has is accepted, one that differs is refused below.
+    let (recorded, out) = match &a.resume {
         Some(dir) => {
             let (_, state) = train::latest_checkpoint(dir)?;
-            let fixed: [(&str, bool); 10] = [
-                ("--config", a.config.is_some()),
-                ("--vkitti", !a.vkitti.is_empty()),
-                ("--dasgil-layout", a.dasgil_layout),
-                ("--kitti", a.kitti.is_some()),
-                ("--dis", a.dis.is_some()),
-                ("--no-adversarial", a.no_adversarial),
-                ("--steps-per-epoch", a.steps_per_epoch.is_some()),
-                ("--batch", a.batch.is_some()),
-                ("--size", a.size.is_some()),
-                ("--seed", a.seed.is_some()),
-            ];
-            if let Some((flag, _)) = fixed.iter().find(|f| f.1) {
-                anyhow::bail!(
-                    "{flag} cannot change when resuming {}: a resumed run continues exactly as it \
-                     started (only --epochs, --steps, --device and --checkpoint-every may change)",
-                    dir.display()
-                );
-            }
-            (state.config, dir.clone(), true)
+            (Some(state.config), dir.clone())
         }
         None => {
-            let cfg = match &a.config {
-                Some(p) => TrainConfig::read(p)?,
-                None => serde_yaml::from_str(include_str!("../../config/train.yaml"))
-                    .context("the built-in config/train.yaml")?,
-            };
             let out = a
                 .out
                 .clone()
                 .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
             refuse_non_empty(&out)?;
-            (cfg, out, false)
+            (None, out)
         }
+    };
+    let resume = recorded.is_some();
+    let mut cfg = match (&a.config, &recorded) {
+        (Some(p), recorded) => {
+            let mut c = TrainConfig::read(p)?;
+            if let Some(r) = recorded {
+                // A config file without data paths keeps the run's.
+                if c.vkitti.is_empty() {
+                    c.vkitti = r.vkitti.clone();
+                }
+                if c.kitti.is_none() {
+                    c.kitti = r.kitti.clone();
+                }
+                // What a resume may change comes from flags, not from the file.
+                c.epochs = r.epochs;
+                c.max_steps = r.max_steps;
+                c.device = r.device.clone();
+                c.checkpoint_every = r.checkpoint_every;
+                c.threads = r.threads;
+            }
+            c
+        }
+        (None, Some(r)) => r.clone(),
+        (None, None) => serde_yaml::from_str(include_str!("../../config/train.yaml"))
+            .context("the built-in config/train.yaml")?,
     };
     if !a.vkitti.is_empty() {
         cfg.vkitti = a.vkitti.clone();
@@ -653,6 +711,32 @@ fn run_train(a: TrainArgs) -> Result<()> {
     }
     if let Some(v) = a.seed {
         cfg.seed = v;
+    }
+    if let Some(v) = a.threads {
+        cfg.threads = v;
+    }
+    if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
+        if let Some(c) = r.fixed_differences(&cfg).first() {
+            let flag = match c.field.as_str() {
+                "input_height" | "input_width" => "--size".to_string(),
+                "discriminator" => "--dis".to_string(),
+                "adversarial" => "--no-adversarial".to_string(),
+                "vkitti_layout" => "--dasgil-layout".to_string(),
+                "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
+                    format!("--{}", c.field.replace('_', "-"))
+                }
+                other => format!("--config field `{other}`"),
+            };
+            anyhow::bail!(
+                "{flag} cannot change when resuming {}: the run has {} = {}, given {}; a resumed \
+                 run continues exactly as it started (only --epochs, --steps, --device, \
+                 --checkpoint-every and --threads may change)",
+                dir.display(),
+                c.field,
+                c.recorded,
+                c.given
+            );
+        }
     }
     if cfg.epochs > 100_000 {
         anyhow::bail!("--epochs: expected 1 to 100000, found {}", cfg.epochs);

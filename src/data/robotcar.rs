@@ -17,22 +17,43 @@ use crate::geom::{interpolate, robotcar_world_from_vehicle, Pose};
 /// `gps/ins.csv` header, verbatim.
 pub const INS_HEADER: &str = "timestamp,ins_status,latitude,longitude,altitude,northing,easting,down,utm_zone,velocity_north,velocity_east,velocity_down,roll,pitch,yaw";
 
-/// Colour filter layouts, named by the top-left 2x2 block read row by row.
+/// Colour filter layouts, named by the top-left 2x2 block read row by row (the names of
+/// sensor_msgs/image_encodings: `bayer_rggb8`, `bayer_bggr8`, `bayer_gbrg8`, `bayer_grbg8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BayerPattern {
     Gbrg,
     Rggb,
+    Bggr,
+    Grbg,
 }
 
 impl BayerPattern {
+    pub const ALL: [BayerPattern; 4] = [Self::Rggb, Self::Bggr, Self::Gbrg, Self::Grbg];
+
     /// Which channel (0 R, 1 G, 2 B) pixel (x, y) samples.
     pub fn channel(self, x: u32, y: u32) -> usize {
         let (ox, oy) = ((x & 1) as usize, (y & 1) as usize);
         let block = match self {
             Self::Gbrg => [[1, 2], [0, 1]],
             Self::Rggb => [[0, 1], [1, 2]],
+            Self::Bggr => [[2, 1], [1, 0]],
+            Self::Grbg => [[1, 0], [2, 1]],
         };
         block[oy][ox]
+    }
+
+    /// `rggb`, `bggr`, `gbrg` or `grbg`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gbrg => "gbrg",
+            Self::Rggb => "rggb",
+            Self::Bggr => "bggr",
+            Self::Grbg => "grbg",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// The pattern the RobotCar SDK uses for a camera folder.

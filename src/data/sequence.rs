@@ -23,22 +23,78 @@ pub struct PosedImage {
     pub intrinsics: Option<Pinhole>,
 }
 
-/// Decoding recipe for an image file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a data set's image files become RGB: the recipe a map records, so a query is decoded
+/// the way the map's images were. Stored in map files by [`Decode::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Decode {
-    /// Colour or grey image, converted to RGB.
+    /// Colour images (a grey file is replicated to RGB).
+    #[default]
     Rgb,
+    /// Single-channel (grey) images, replicated to RGB: a grey camera's frames match them.
+    Grey,
     /// Raw Bayer mosaic (RobotCar), demosaiced with the given pattern.
     Bayer(super::robotcar::BayerPattern),
+}
+
+impl Decode {
+    /// `rgb`, `grey` or `bayer_<pattern>` (e.g. `bayer_gbrg`).
+    pub fn name(self) -> String {
+        match self {
+            Decode::Rgb => "rgb".into(),
+            Decode::Grey => "grey".into(),
+            Decode::Bayer(p) => format!("bayer_{}", p.name()),
+        }
+    }
+
+    pub fn is_rgb(&self) -> bool {
+        *self == Decode::Rgb
+    }
+}
+
+impl std::str::FromStr for Decode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rgb" => Ok(Decode::Rgb),
+            "grey" => Ok(Decode::Grey),
+            _ => s
+                .strip_prefix("bayer_")
+                .and_then(super::robotcar::BayerPattern::parse)
+                .map(Decode::Bayer)
+                .ok_or_else(|| {
+                    format!("expected rgb, grey or bayer_rggb|bggr|gbrg|grbg, found `{s}`")
+                }),
+        }
+    }
+}
+
+impl serde::Serialize for Decode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Decode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl PosedImage {
     /// Reads the image as 8-bit RGB.
     pub fn load_rgb(&self, decode: Decode) -> Result<RgbImage, DataError> {
-        let img = super::error::open_image(&self.path, "an image file")?;
-        Ok(match decode {
-            Decode::Rgb => img.to_rgb8(),
-            Decode::Bayer(pattern) => super::robotcar::demosaic(&img.to_luma8(), pattern),
-        })
+        decode_file(&self.path, decode)
     }
+}
+
+/// Reads an image file as 8-bit RGB by the recipe `decode` (the one path for map images and
+/// query files).
+pub fn decode_file(path: &std::path::Path, decode: Decode) -> Result<RgbImage, DataError> {
+    let img = super::error::open_image(path, "an image file")?;
+    Ok(match decode {
+        Decode::Rgb => img.to_rgb8(),
+        Decode::Grey => image::DynamicImage::ImageLuma8(img.to_luma8()).to_rgb8(),
+        Decode::Bayer(pattern) => super::robotcar::demosaic(&img.to_luma8(), pattern),
+    })
 }

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use super::encode::MapEncoder;
 use super::evaluate::{self, Report};
 use super::file::MapFile;
-use super::prior::pose_prior;
-use super::search::{search, MapIndex, Metric};
+use super::search::Metric;
 use super::{BuildOptions, MapsError, Sequence, SourceImages};
 use crate::data::cmu_seasons::ImageName;
+use crate::localize::{Frame, Localizer, Outcome, Query};
 use crate::model::{DescriptorLayer, DescriptorSpec};
 
 /// File name of the shipped model (in maps/models/).
@@ -194,8 +194,15 @@ pub fn build_map(
 #[derive(Debug, serde::Serialize)]
 pub struct Localized {
     pub image: String,
+    /// `localized` (the node would publish it), `ambiguous` (below --min-confidence: the node
+    /// would not), `rejected` (the file cannot be a query for this map) or `no_candidates`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
-    pub prior: Prior,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior: Option<Prior>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -216,10 +223,8 @@ pub struct Prior {
     pub confidence: f64,
 }
 
-/// Options of `localize`.
+/// Where `localize` searches (the Localizer's own settings are in its `Options`).
 pub struct LocalizeOptions {
-    pub top_k: usize,
-    pub metric: Option<Metric>,
     /// Search all cameras' entries, not only the query's camera.
     pub shared: bool,
     /// The camera of the images when their names do not say (CMU names do).
@@ -227,80 +232,84 @@ pub struct LocalizeOptions {
     pub near: Option<([f64; 3], f64)>,
 }
 
-/// Localizes each image against the map.
-pub fn localize(
-    enc: &mut MapEncoder,
-    map: &MapFile,
-    images: &[PathBuf],
-    opts: &LocalizeOptions,
-) -> Result<Vec<Localized>, MapsError> {
-    enc.use_map(map)?;
-    let metric = match opts.metric {
-        Some(m) => m,
-        None => map.meta.metric.parse().map_err(|e: String| {
-            MapsError::Other(format!("{}: metric: {e}", map.path.display()))
-        })?,
-    };
-    let index = MapIndex::new(map);
-    let mut out = Vec::with_capacity(images.len());
-    for path in images {
-        let img =
-            crate::data::preprocess::load_rgb(path).map_err(super::encode::EncodeError::from)?;
-        let desc = enc.encode(&[enc.prepare(&img)?])?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let camera = opts
-            .camera
-            .clone()
-            .or_else(|| ImageName::parse(&name).map(|n| n.camera));
-        let camera = camera.filter(|c| !opts.shared && index.by_camera.contains_key(c));
-        let cands = index.candidates(camera.as_deref(), opts.near);
-        if cands.as_ref().is_some_and(|c| c.is_empty()) {
-            return Err(MapsError::Other(format!(
-                "{}: no map entry is within the given radius of the prior position",
-                path.display()
-            )));
-        }
-        let hits = search(map, &desc, opts.top_k, metric, cands.as_deref());
-        let prior = pose_prior(map, &hits).ok_or_else(|| {
-            MapsError::Other(format!(
-                "{}: the map has no entries to match",
-                map.path.display()
-            ))
-        })?;
-        let pose_parts = |p: &crate::geom::Pose| {
-            let t = p.translation.vector;
-            ([t.x, t.y, t.z], crate::geom::wxyz(&p.rotation))
-        };
-        let (t, q) = pose_parts(&prior.pose);
-        out.push(Localized {
-            image: path.display().to_string(),
-            candidates: hits
-                .iter()
-                .enumerate()
-                .map(|(r, h)| {
-                    let (t, q) = pose_parts(&map.pose(h.index));
-                    Candidate {
-                        rank: r + 1,
-                        name: map.meta.names[h.index].clone(),
-                        camera: map.meta.cameras[h.index].clone(),
-                        distance: h.distance,
+fn pose_parts(p: &crate::geom::Pose) -> ([f64; 3], [f64; 4]) {
+    let t = p.translation.vector;
+    ([t.x, t.y, t.z], crate::geom::wxyz(&p.rotation))
+}
+
+/// Localizes each image against the Localizer's map; an image that fails is reported in its
+/// place (the others are still localized).
+pub fn localize(loc: &Localizer, images: &[PathBuf], opts: &LocalizeOptions) -> Vec<Localized> {
+    let map = &loc.map;
+    images
+        .iter()
+        .map(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let camera = opts
+                .camera
+                .clone()
+                .or_else(|| ImageName::parse(&name).map(|n| n.camera));
+            let camera = camera.filter(|c| !opts.shared && loc.index.by_camera.contains_key(c));
+            let outcome = loc.localize(
+                &Frame::File(path),
+                &Query {
+                    camera: camera.as_deref(),
+                    near: opts.near,
+                    base_from_cam: None,
+                },
+            );
+            let (status, reason) = match &outcome {
+                Outcome::Prior(_) => ("localized", None),
+                Outcome::Ambiguous(a) => (
+                    "ambiguous",
+                    Some(format!(
+                        "confidence {:.3} is below --min-confidence {}",
+                        a.prior.confidence, loc.options.min_confidence
+                    )),
+                ),
+                Outcome::Rejected(e) => ("rejected", Some(e.clone())),
+                Outcome::NoCandidates(e) => ("no_candidates", Some(e.clone())),
+            };
+            let answer = outcome.answer();
+            Localized {
+                image: path.display().to_string(),
+                status,
+                reason,
+                candidates: answer
+                    .map(|a| {
+                        a.hits
+                            .iter()
+                            .take(loc.options.top_k)
+                            .enumerate()
+                            .map(|(r, h)| {
+                                let (t, q) = pose_parts(&map.pose(h.index));
+                                Candidate {
+                                    rank: r + 1,
+                                    name: map.meta.names[h.index].clone(),
+                                    camera: map.meta.cameras[h.index].clone(),
+                                    distance: h.distance,
+                                    t,
+                                    q_wxyz: q,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                prior: answer.map(|a| {
+                    let (t, q) = pose_parts(&a.prior.pose);
+                    Prior {
                         t,
                         q_wxyz: q,
+                        covariance: a.prior.covariance.to_vec(),
+                        confidence: a.prior.confidence,
                     }
-                })
-                .collect(),
-            prior: Prior {
-                t,
-                q_wxyz: q,
-                covariance: prior.covariance.to_vec(),
-                confidence: prior.confidence,
-            },
-        });
-    }
-    Ok(out)
+                }),
+            }
+        })
+        .collect()
 }
 
 /// evaluate: builds the map(s) in `out` and scores the queries; both ways (with and without
@@ -356,11 +365,18 @@ pub fn evaluate(
                 compress: None,
             },
         )?;
-        // Queries go through the same path as localize and the node: the map, as opened.
-        let map = MapFile::open(&map_path)?;
-        enc.use_map(&map)?;
-        let (report, sub) =
-            evaluate::evaluate(&enc, &map, src, &labels, metric, per_camera, &name)?;
+        // Queries go through the same Localizer as localize and the node: the map, as
+        // opened, with the node's defaults.
+        let map = std::sync::Arc::new(MapFile::open(&map_path)?);
+        let loc = Localizer::new(
+            enc,
+            map,
+            crate::localize::Options {
+                metric: Some(metric),
+                ..Default::default()
+            },
+        )?;
+        let (report, sub) = evaluate::evaluate(&loc, src, &labels, per_camera, &name)?;
         if submission.is_none() {
             submission = Some(sub);
         }

@@ -9,12 +9,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::encode::MapEncoder;
-use super::file::MapFile;
-use super::search::{search, MapIndex, Metric};
 use super::{MapsError, SourceImages};
 use crate::data::PosedImage;
 use crate::geom::Pose;
+use crate::localize::{Localizer, Outcome, Query, Tally};
 use crate::plot::{self, Panel, Series};
 
 pub const RECALL_N: [usize; 4] = [1, 5, 10, 20];
@@ -35,6 +33,16 @@ pub struct QueryResult {
     pub first_within_25m: Option<usize>,
     pub top1: String,
     pub distance: f32,
+    /// The prior's confidence (1 - d1/d2) and whether the node, at the same settings, would
+    /// publish it (false: withheld as ambiguous).
+    #[serde(default)]
+    pub confidence: f64,
+    #[serde(default = "yes")]
+    pub published: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Scores of a set of queries.
@@ -90,10 +98,42 @@ pub struct Report {
     pub adaptation: String,
     pub metric: String,
     pub map_entries: usize,
+    /// Every query frame (the node's answer whether or not it would publish it).
     pub all: Scores,
+    /// What the node would publish, at the Localizer's defaults (the node's): the scores of the
+    /// published frames and the counts of every outcome (withheld frames are not scored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
     pub by_condition: BTreeMap<String, Scores>,
     pub by_camera: BTreeMap<String, Scores>,
     pub queries: Vec<QueryResult>,
+}
+
+/// The node's view of a query set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    pub min_confidence: f64,
+    pub outcomes: Tally,
+    pub scores: Scores,
+}
+
+impl<'de> Deserialize<'de> for Tally {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct T {
+            localized: u64,
+            ambiguous: u64,
+            rejected: u64,
+            no_candidates: u64,
+        }
+        let t = T::deserialize(d)?;
+        Ok(Tally {
+            localized: t.localized,
+            ambiguous: t.ambiguous,
+            rejected: t.rejected,
+            no_candidates: t.no_candidates,
+        })
+    }
 }
 
 /// Condition labels of query images: the synthetic slice's `query-conditions.txt` when present,
@@ -132,13 +172,11 @@ fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
     (a.rotation.inverse() * b.rotation).angle().to_degrees()
 }
 
-/// Runs every query with ground truth against `map` (built from `src.database` in order).
+/// Runs every query with ground truth through `loc` (its map built from `src.database`).
 pub fn evaluate(
-    encoder: &MapEncoder,
-    map: &MapFile,
+    loc: &Localizer,
     src: &SourceImages,
     labels: &BTreeMap<String, String>,
-    metric: Metric,
     per_camera: bool,
     model: &str,
 ) -> Result<(Report, Vec<(String, Pose)>), MapsError> {
@@ -153,42 +191,46 @@ pub fn evaluate(
             src.source.root
         )));
     }
+    let map = &loc.map;
     let owned: Vec<PosedImage> = queries.iter().map(|q| (*q).clone()).collect();
     let progress = crate::progress::Progress::new("evaluate", "queries", owned.len() as u64, 0);
-    let desc = encoder.encode_images(&owned, src.decode, Some(&progress))?;
+    // Batched encoding of the query files, decoded by the map's recipe (Localizer::describe
+    // per file gives the same descriptors, one at a time).
+    let desc = loc
+        .encoder
+        .encode_images(&owned, map.meta.decoding, Some(&progress))?;
     progress.finish();
-    let dim = encoder.dim();
-    let index = MapIndex::new(map);
+    let dim = loc.encoder.dim();
     let mut results = Vec::with_capacity(owned.len());
     let mut submission = Vec::with_capacity(owned.len());
+    let mut tally = Tally::default();
     for (i, q) in owned.iter().enumerate() {
         let truth = q.world_from_cam.expect("filtered");
-        let cands = if per_camera {
-            index.candidates(Some(&q.camera), None)
-        } else {
-            None
-        };
-        if per_camera && cands.as_ref().is_none_or(|c| c.is_empty()) {
+        if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
             return Err(MapsError::Other(format!(
                 "query {} is from camera `{}`, which the map does not have (cameras: {})",
                 q.path.display(),
                 q.camera,
-                index
-                    .by_camera
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                loc.cameras().join(", ")
             )));
         }
-        let hits = search(
-            map,
+        let outcome = loc.localize_descriptor(
             &desc[i * dim..(i + 1) * dim],
-            20,
-            metric,
-            cands.as_deref(),
+            &Query {
+                camera: per_camera.then_some(q.camera.as_str()),
+                ..Default::default()
+            },
+            RECALL_N[RECALL_N.len() - 1],
         );
-        let best = map.pose(hits[0].index);
+        tally.record(&outcome);
+        let Some(answer) = outcome.answer() else {
+            return Err(MapsError::Other(format!(
+                "query {}: no prior: {outcome:?}",
+                q.path.display()
+            )));
+        };
+        let hits = &answer.hits;
+        let best = answer.prior.pose;
         let err = |p: &Pose| (p.translation.vector - truth.translation.vector).norm();
         let first = hits
             .iter()
@@ -208,6 +250,8 @@ pub fn evaluate(
             first_within_25m: first,
             top1: map.meta.names[hits[0].index].clone(),
             distance: hits[0].distance,
+            confidence: answer.prior.confidence,
+            published: matches!(outcome, Outcome::Prior(_)),
         });
     }
     let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {
@@ -220,9 +264,14 @@ pub fn evaluate(
     let report = Report {
         model: model.to_string(),
         adaptation: map.meta.encoder.adaptation.clone(),
-        metric: metric.name().into(),
+        metric: loc.metric.name().into(),
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
+        published: Some(Published {
+            min_confidence: loc.options.min_confidence,
+            outcomes: tally,
+            scores: score(&results.iter().filter(|r| r.published).collect::<Vec<_>>()),
+        }),
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
         queries: results,
@@ -244,6 +293,15 @@ pub fn markdown(reports: &[&Report]) -> String {
         ));
         s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m |\n|---|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
+        if let Some(p) = &r.published {
+            rows.push((
+                format!(
+                    "published by the node (min_confidence {}: {} withheld as ambiguous)",
+                    p.min_confidence, p.outcomes.ambiguous
+                ),
+                &p.scores,
+            ));
+        }
         rows.extend(
             r.by_condition
                 .iter()

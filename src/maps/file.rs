@@ -89,6 +89,11 @@ pub struct MapMeta {
     /// absent: exact search only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<super::compress::CompressionMeta>,
+    /// How the map's image files became RGB (`grey`, `bayer_gbrg`, ...; absent: `rgb`): a query
+    /// is decoded the same way (a raw RobotCar PNG is demosaiced, a mono8 frame matches only a
+    /// grey or Bayer map).
+    #[serde(default, skip_serializing_if = "crate::data::Decode::is_rgb")]
+    pub decoding: crate::data::Decode,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,6 @@ pub mod compress;
 pub mod encode;
 pub mod evaluate;
 pub mod file;
-pub mod prior;
 pub mod replay;
 pub mod search;
 
@@ -248,6 +247,23 @@ pub fn image_name(p: &PosedImage) -> String {
         .unwrap_or_default()
 }
 
+/// The decoding a map records: the source's, with colour files told apart from grey ones
+/// (a grey data set's map takes mono8 frames; a colour one refuses them).
+fn recorded_decoding(src: &SourceImages) -> Result<Decode, MapsError> {
+    if src.decode != Decode::Rgb {
+        return Ok(src.decode);
+    }
+    let Some(first) = src.database.first() else {
+        return Ok(Decode::Rgb);
+    };
+    let img = crate::data::error::open_image(&first.path, "a database image")?;
+    Ok(if img.color().has_color() {
+        Decode::Rgb
+    } else {
+        Decode::Grey
+    })
+}
+
 /// Encodes `src.database` into a map written to `out`.
 pub fn build_map(
     encoder: &mut MapEncoder,
@@ -327,6 +343,7 @@ pub fn build_map(
         created_unix: file::now_unix(),
         payload_checksum: String::new(),
         compression,
+        decoding: recorded_decoding(src)?,
     };
     file::write_map(out, &tensors, &mut meta)?;
     Ok(meta)

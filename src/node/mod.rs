@@ -23,9 +23,10 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use r2r::QosProfile;
 
+use crate::localize::{Localizer, Outcome, Query};
 use crate::maps::replay::percentile;
-use localizer::{Incoming, Localizer, NoPrior};
-pub use params::{check_params_files, NodeParams, KNOWN_PARAMS};
+use localizer::Incoming;
+pub use params::{check_params_files, known_params, NodeParams};
 
 type PriorMsg = r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
 type PoseArrayMsg = r2r::geometry_msgs::msg::PoseArray;
@@ -288,18 +289,26 @@ fn spawn_worker(
                 let Some(pending) = pending else { break };
                 let (loc, cams) = (localizer.clone(), cameras.clone());
                 let stamp = pending.msg.header().stamp.clone();
+                let pending_arrived = pending.arrived;
                 let result = tokio::task::spawn_blocking(move || {
                     let cam = &cams[i];
-                    let img = pending.msg.decode(&cam.topic).map_err(NoPrior::Bad)?;
-                    lock(&loc).localize(
-                        &img,
-                        cam.id.as_deref(),
-                        gate.map(|c| (c, gate_radius)),
-                        cam.base_from_cam.as_ref(),
-                    )
+                    let outcome = lock(&loc).localize(
+                        &pending.msg.frame(),
+                        &Query {
+                            camera: cam.id.as_deref(),
+                            near: gate.map(|c| (c, gate_radius)),
+                            base_from_cam: cam.base_from_cam.as_ref(),
+                        },
+                    );
+                    match outcome {
+                        Outcome::Rejected(e) => {
+                            Outcome::Rejected(format!("{}: {e}", pending.msg.describe(&cam.topic)))
+                        }
+                        other => other,
+                    }
                 })
                 .await;
-                if let Ok(Ok(answer)) = &result {
+                if let Ok(Outcome::Prior(answer)) = &result {
                     let header = r2r::std_msgs::msg::Header {
                         stamp,
                         frame_id: frame_id.clone(),
@@ -323,11 +332,11 @@ fn spawn_worker(
                         tracing::warn!("cannot publish the pose prior: {e}");
                     }
                 }
-                let ms = pending.arrived.elapsed().as_secs_f64() * 1e3;
+                let ms = pending_arrived.elapsed().as_secs_f64() * 1e3;
                 let mut sh = lock(&shared);
                 let s = &mut sh.stats[i];
                 let bad = match result {
-                    Ok(Ok(_)) => {
+                    Ok(Outcome::Prior(_)) => {
                         s.localized += 1;
                         s.latencies.push_back(ms);
                         if s.latencies.len() > LATENCY_WINDOW {
@@ -335,20 +344,21 @@ fn spawn_worker(
                         }
                         None
                     }
-                    Ok(Err(NoPrior::Ambiguous(c))) => {
+                    Ok(Outcome::Ambiguous(a)) => {
                         s.ambiguous += 1;
                         tracing::debug!(
-                            "{}: ambiguous match (confidence {c:.3}): no prior",
-                            cameras[i].topic
+                            "{}: ambiguous match (confidence {:.3}): no prior",
+                            cameras[i].topic,
+                            a.prior.confidence
                         );
                         None
                     }
-                    Ok(Err(NoPrior::NoCandidates(why))) => {
+                    Ok(Outcome::NoCandidates(why)) => {
                         s.no_candidates += 1;
                         tracing::debug!("{}: {why}: no prior", cameras[i].topic);
                         None
                     }
-                    Ok(Err(NoPrior::Bad(e))) => Some(e),
+                    Ok(Outcome::Rejected(e)) => Some(e),
                     Err(e) => Some(format!("encoder task failed: {e}")),
                 };
                 s.last_bad = bad.is_some();
@@ -388,22 +398,25 @@ fn serve_reload(
         "~/reload_map",
         QosProfile::default(),
     )?;
-    let (map, checkpoint, metric, top_k, min_c) = (
+    let (map, checkpoint, options) = (
         PathBuf::from(&params.map),
-        params.checkpoint.clone(),
-        params.metric.clone(),
-        params.top_k as usize,
-        params.min_confidence.0,
+        params.checkpoint_path(),
+        params.localizer_options()?,
     );
     let ids: Vec<String> = params.camera_ids.0.clone();
     tokio::spawn(async move {
         while let Some(req) = srv.next().await {
-            let (map, checkpoint, metric, ids) =
-                (map.clone(), checkpoint.clone(), metric.clone(), ids.clone());
+            let (map, checkpoint, options, ids) = (
+                map.clone(),
+                checkpoint.clone(),
+                options.clone(),
+                ids.clone(),
+            );
             let fingerprint_now = lock(&map_info_slot).fingerprint.clone();
             let loaded = tokio::task::spawn_blocking(move || {
-                let (loc, _) = Localizer::load(&map, &checkpoint, device, &metric, top_k, min_c)?;
-                loc.check_cameras(&ids)?;
+                let (loc, _) = Localizer::load(&map, checkpoint.as_deref(), device, options)?;
+                loc.check_cameras(&ids)
+                    .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
                 if loc.map.meta.encoder.model_fingerprint != fingerprint_now {
                     anyhow::bail!(
                         "the map was built with model {}, the node runs {fingerprint_now}",
@@ -458,11 +471,12 @@ pub async fn run() -> Result<()> {
     }
     {
         let params = lock(&node.params);
+        let known = known_params();
         for name in params.keys() {
-            if !KNOWN_PARAMS.contains(&name.as_str()) && !name.starts_with("qos_overrides") {
+            if !known.contains(name) && !name.starts_with("qos_overrides") {
                 tracing::warn!(
                     "unknown parameter `{name}` (known: {}); it is ignored",
-                    KNOWN_PARAMS.join(", ")
+                    known.join(", ")
                 );
             }
         }
@@ -472,14 +486,13 @@ pub async fn run() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let (loc, checkpoint) = Localizer::load(
         std::path::Path::new(&params.map),
-        &params.checkpoint,
+        params.checkpoint_path().as_deref(),
         device,
-        &params.metric,
-        params.top_k as usize,
-        params.min_confidence.0,
+        params.localizer_options()?,
     )
     .with_context(|| format!("parameter `map` = {}", params.map))?;
-    loc.check_cameras(&params.camera_ids.0)?;
+    loc.check_cameras(&params.camera_ids.0)
+        .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
     let cameras: Vec<Camera> = params
         .image_topics
         .0

@@ -154,38 +154,53 @@ impl Default for NodeParams {
             camera_ids: StringList::default(),
             transport: "raw".into(),
             metric: String::new(),
-            top_k: 5,
+            top_k: crate::localize::Options::default().top_k as i64,
             frame_id: "map".into(),
             prior_topic: String::new(),
             gate_radius: Number(50.0),
             base_from_camera: StringList::default(),
             max_rate: Number(0.0),
-            min_confidence: Number(0.0),
+            min_confidence: Number(crate::localize::Options::default().min_confidence),
             device: "auto".into(),
             diagnostics_period: Number(1.0),
         }
     }
 }
 
-/// The parameters this node reads; any other name is warned about (a likely misspelling).
-pub const KNOWN_PARAMS: [&str; 16] = [
-    "map",
-    "checkpoint",
-    "image_topics",
-    "camera_ids",
-    "transport",
-    "metric",
-    "top_k",
-    "frame_id",
-    "prior_topic",
-    "gate_radius",
-    "base_from_camera",
-    "max_rate",
-    "min_confidence",
-    "device",
-    "diagnostics_period",
-    "use_sim_time",
-];
+/// The parameters this node reads (the fields of [`NodeParams`], as r2r declares them, and
+/// ROS's own `use_sim_time`); any other name is warned about (a likely misspelling).
+pub fn known_params() -> Vec<String> {
+    let mut declared = IndexMap::new();
+    // Registering the defaults only lists the names; it cannot fail for them.
+    let _ = NodeParams::default().register_parameters("", None, &mut declared);
+    let mut names: Vec<String> = declared.into_keys().collect();
+    names.push("use_sim_time".into());
+    names
+}
+
+impl NodeParams {
+    /// `checkpoint`, None when empty (the map's own, else the shipped model).
+    pub fn checkpoint_path(&self) -> Option<std::path::PathBuf> {
+        (!self.checkpoint.is_empty()).then(|| self.checkpoint.clone().into())
+    }
+
+    /// The Localizer's settings from `metric`, `top_k` and `min_confidence`.
+    pub fn localizer_options(&self) -> Result<crate::localize::Options> {
+        Ok(crate::localize::Options {
+            metric: if self.metric.is_empty() {
+                None
+            } else {
+                Some(
+                    self.metric
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("parameter `metric`: {e}"))?,
+                )
+            },
+            top_k: self.top_k.clamp(1, 1000) as usize,
+            min_confidence: self.min_confidence.0,
+        })
+    }
+}
 
 /// The parameters as `ros2 param` sees them: read-only once the node has started (a change
 /// would silently not take effect, so it is refused with the reason).
@@ -382,6 +397,7 @@ impl NodeParams {
 /// parameter names.
 pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
+    let known = known_params();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a != "--params-file" {
@@ -418,10 +434,10 @@ pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
             }
             for (k, v) in params {
                 let k = k.as_str().unwrap_or("?");
-                if !KNOWN_PARAMS.contains(&k) && !k.starts_with("qos_overrides") {
+                if !known.iter().any(|n| n == k) && !k.starts_with("qos_overrides") {
                     warnings.push(format!(
                         "--params-file {path}: unknown parameter `{k}` (known: {}); it is ignored",
-                        KNOWN_PARAMS.join(", ")
+                        known.join(", ")
                     ));
                 }
                 if k == "image_topics" && v.as_sequence().is_some_and(|s| s.is_empty()) {
@@ -451,6 +467,37 @@ mod tests {
         assert!(parse_extrinsic("1 2 x 0 0 0 1")
             .unwrap_err()
             .contains("`x`"));
+    }
+
+    #[test]
+    fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
+        let known = known_params();
+        assert_eq!(known.len(), 16, "{known:?}");
+        for name in [
+            "map",
+            "top_k",
+            "min_confidence",
+            "diagnostics_period",
+            "use_sim_time",
+        ] {
+            assert!(known.iter().any(|k| k == name), "{name}: {known:?}");
+        }
+        let shipped = include_str!("../../config/localize.yaml");
+        for name in known.iter().filter(|n| *n != "use_sim_time") {
+            assert!(
+                shipped
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name}:"))),
+                "config/localize.yaml lacks `{name}`"
+            );
+        }
+        // The node's defaults are the Localizer's (localize and evaluate use them too).
+        let d = NodeParams::default();
+        let o = crate::localize::Options::default();
+        assert_eq!(
+            (d.top_k as usize, d.min_confidence.0),
+            (o.top_k, o.min_confidence)
+        );
     }
 
     #[test]

@@ -61,6 +61,72 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     pub loader_threads: usize,
     pub prefetch: usize,
+    /// libtorch intra-op threads on the CPU. 0 (the default): one per core, resolved when the run
+    /// starts and recorded in config.yaml, so a resume uses the same count (the order of float
+    /// sums, and so the losses' last digits, depend on it). Older runs without the field: 0.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// Fields a resume may change: how long, where and how often, none of what is computed.
+pub const RESUMABLE_FIELDS: [&str; 5] = [
+    "epochs",
+    "max_steps",
+    "device",
+    "checkpoint_every",
+    "threads",
+];
+
+/// One field that differs between a run's recorded configuration and a resume's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub field: String,
+    pub recorded: String,
+    pub given: String,
+}
+
+impl TrainConfig {
+    /// Fields outside [`RESUMABLE_FIELDS`] whose values differ (data paths compared after
+    /// resolving them, so `./vk` and `/abs/vk` are the same folder).
+    pub fn fixed_differences(&self, given: &TrainConfig) -> Vec<Changed> {
+        fn canonical(paths: &mut [PathBuf]) {
+            for p in paths {
+                if let Ok(c) = std::fs::canonicalize(&*p) {
+                    *p = c;
+                }
+            }
+        }
+        let (mut a, mut b) = (self.clone(), given.clone());
+        for c in [&mut a, &mut b] {
+            canonical(&mut c.vkitti);
+            if let Some(k) = c.kitti.as_mut() {
+                canonical(std::slice::from_mut(k));
+            }
+        }
+        let to_map = |c: &TrainConfig| match serde_yaml::to_value(c) {
+            Ok(serde_yaml::Value::Mapping(m)) => m,
+            _ => serde_yaml::Mapping::new(),
+        };
+        let (ma, mb) = (to_map(&a), to_map(&b));
+        let text = |v: Option<&serde_yaml::Value>| {
+            v.and_then(|v| serde_yaml::to_string(v).ok())
+                .map(|s| s.trim().replace('\n', " "))
+                .unwrap_or_else(|| "none".into())
+        };
+        let mut out = Vec::new();
+        for (k, va) in &ma {
+            let Some(name) = k.as_str() else { continue };
+            if RESUMABLE_FIELDS.contains(&name) || mb.get(k) == Some(va) {
+                continue;
+            }
+            out.push(Changed {
+                field: name.to_string(),
+                recorded: text(Some(va)),
+                given: text(mb.get(k)),
+            });
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +267,13 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 {
             return Err(err("checkpoint_every", "at least 1", "0".into()));
+        }
+        if self.threads > 1024 {
+            return Err(err(
+                "threads",
+                "0 (one per core) to 1024",
+                self.threads.to_string(),
+            ));
         }
         if !(1..=32).contains(&self.loader_threads) {
             return Err(err(

@@ -517,15 +517,27 @@ fn check_memory(cfg: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Pins libtorch's intra-op thread count to `cfg.threads` (0: resolved to libtorch's default,
+/// one per core, and recorded), so a resume, or a second run of the same config on this
+/// machine, splits every parallel sum the same way. An explicit count also turns off MKL's
+/// dynamic threading (which may otherwise pick a thread count per call).
+pub fn fix_threads(cfg: &mut TrainConfig) {
+    if cfg.threads == 0 {
+        cfg.threads = tch::get_num_threads().max(1) as usize;
+    }
+    tch::set_num_threads(cfg.threads as i32);
+}
+
 /// The run: opens the data, builds or restores the networks, trains with a background loader,
 /// writes losses, pictures and checkpoints; stops cleanly on `interrupt`.
 pub fn run(
-    cfg: TrainConfig,
+    mut cfg: TrainConfig,
     out: &Path,
     resume: bool,
     interrupt: Arc<AtomicBool>,
 ) -> Result<Summary, TrainError> {
     let started = Instant::now();
+    fix_threads(&mut cfg);
     let origin = out.join("config.yaml").display().to_string();
     cfg.validate(&origin)?;
     if cfg.adversarial && cfg.discriminator == DiscriminatorKind::Flatten && cfg.batch < 2 {

@@ -1,0 +1,344 @@
+//! The one Localizer: a camera frame in; a pose prior (pose, covariance, confidence,
+//! candidates) or the reason there is none out. `dasgil-tools localize`, `evaluate` and the
+//! ROS 2 node all go through it, with the same defaults ([`Options::default`], which the node's
+//! parameters and the CLI flags start from), so the figures `evaluate` reports are what the
+//! node publishes.
+//!
+//! The steps, in order:
+//! 1. decode: the frame as its source describes it (`data::raw_image`: a `sensor_msgs/Image`
+//!    encoding, a `CompressedImage` format, or an image file) becomes RGB the way the map's own
+//!    images did (`MapMeta::decoding`): a raw Bayer frame is demosaiced with its stated pattern,
+//!    a single-channel frame is used only for a grey or a Bayer map; anything else is rejected;
+//! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
+//! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
+//! 4. the prior from the top-K ([`prior`]), withheld as ambiguous when its confidence is below
+//!    `min_confidence`, moved to base_link when an extrinsic is given.
+
+pub mod prior;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use crate::data::raw_image::{self, Pixels};
+use crate::data::Decode;
+use crate::geom::Pose;
+use crate::maps::encode::MapEncoder;
+use crate::maps::file::MapFile;
+use crate::maps::search::{search, Hit, MapIndex, Metric};
+use crate::maps::MapsError;
+pub use prior::{pose_prior, to_base, PosePrior};
+
+/// A frame as its source gave it.
+pub enum Frame<'a> {
+    /// A `sensor_msgs/Image`.
+    Raw {
+        width: u32,
+        height: u32,
+        encoding: &'a str,
+        big_endian: bool,
+        step: u32,
+        data: &'a [u8],
+    },
+    /// A `sensor_msgs/CompressedImage`.
+    Compressed { format: &'a str, data: &'a [u8] },
+    /// An image file as the data set stores it (decoded by the map's recipe, as at build time).
+    File(&'a Path),
+}
+
+/// The settings every path shares; `Default` is the node's defaults (config/localize.yaml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Distance; None: the map's own.
+    pub metric: Option<Metric>,
+    /// Map images the prior is computed from (and published on pose_candidates).
+    pub top_k: usize,
+    /// A match with confidence (1 - d1/d2) below this is withheld as ambiguous.
+    pub min_confidence: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            metric: None,
+            top_k: 5,
+            min_confidence: 0.0,
+        }
+    }
+}
+
+/// Where to search for one frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    /// The map camera the frame is from (None: all map images).
+    pub camera: Option<&'a str>,
+    /// Geo-gating: only map images within the radius (metres) of this position.
+    pub near: Option<([f64; 3], f64)>,
+    /// base_link from camera: the prior is then base_link's.
+    pub base_from_cam: Option<&'a Pose>,
+}
+
+/// A prior and what it came from.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub prior: PosePrior,
+    /// The retrieved map rows, best first (at least `top_k` when the map has them; more when
+    /// the caller asked for more, e.g. evaluate's recall@20).
+    pub hits: Vec<Hit>,
+    /// The poses of the first `top_k` hits (base_link's when an extrinsic is given).
+    pub candidates: Vec<Pose>,
+}
+
+/// What one frame gave.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A prior to publish.
+    Prior(Answer),
+    /// A match below `min_confidence`: computed, not published.
+    Ambiguous(Answer),
+    /// The frame is not a camera image of the map's kind, or cannot be decoded.
+    Rejected(String),
+    /// No map image to match (the camera or the geo-gate left none).
+    NoCandidates(String),
+}
+
+impl Outcome {
+    /// The prior whether or not it would be published.
+    pub fn answer(&self) -> Option<&Answer> {
+        match self {
+            Outcome::Prior(a) | Outcome::Ambiguous(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// What the node publishes.
+    pub fn published(&self) -> Option<&Answer> {
+        match self {
+            Outcome::Prior(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Counts of outcomes (the node keeps one per camera; `localize` and `evaluate` report theirs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub localized: u64,
+    pub ambiguous: u64,
+    pub rejected: u64,
+    pub no_candidates: u64,
+}
+
+impl Tally {
+    pub fn record(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Prior(_) => self.localized += 1,
+            Outcome::Ambiguous(_) => self.ambiguous += 1,
+            Outcome::Rejected(_) => self.rejected += 1,
+            Outcome::NoCandidates(_) => self.no_candidates += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.localized + self.ambiguous + self.rejected + self.no_candidates
+    }
+}
+
+/// Pixels as the source described them -> RGB the way the map's images were made.
+pub fn to_map_rgb(pixels: Pixels, map: Decode) -> Result<RgbImage, String> {
+    let grey = |rgb: RgbImage| {
+        image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(rgb).to_luma8()).to_rgb8()
+    };
+    Ok(match (pixels, map) {
+        (Pixels::Mosaic(raw, pattern), Decode::Grey) => {
+            grey(crate::data::robotcar::demosaic(&raw, pattern))
+        }
+        (Pixels::Mosaic(raw, pattern), _) => crate::data::robotcar::demosaic(&raw, pattern),
+        (Pixels::Colour(rgb), Decode::Grey) => grey(rgb),
+        (Pixels::Colour(rgb), _) => rgb,
+        (Pixels::Mono(g), Decode::Grey) => image::DynamicImage::ImageLuma8(g).to_rgb8(),
+        // The map's own raw images were single-channel mosaics of this pattern.
+        (Pixels::Mono(g), Decode::Bayer(pattern)) => crate::data::robotcar::demosaic(&g, pattern),
+        (Pixels::Mono(_), Decode::Rgb) => {
+            return Err(
+                "a single-channel frame for a map of colour images: the map cannot \
+                 match it (publish a colour encoding such as rgb8 or bgr8, or bayer_* for a raw \
+                 sensor; a map built from grey images takes mono8)"
+                    .into(),
+            )
+        }
+    })
+}
+
+/// Decodes a frame for a map whose images were decoded by `map`.
+pub fn decode_frame(frame: &Frame, map: Decode) -> Result<RgbImage, String> {
+    let pixels = match frame {
+        Frame::Raw {
+            width,
+            height,
+            encoding,
+            big_endian,
+            step,
+            data,
+        } => raw_image::decode(*width, *height, encoding, *big_endian, *step, data)
+            .map_err(|e| e.to_string())?,
+        Frame::Compressed { format, data } => {
+            raw_image::decode_compressed(format, data).map_err(|e| e.to_string())?
+        }
+        Frame::File(path) => {
+            return crate::data::sequence::decode_file(path, map).map_err(|e| e.to_string())
+        }
+    };
+    to_map_rgb(pixels, map)
+}
+
+pub struct Localizer {
+    pub encoder: MapEncoder,
+    pub map: Arc<MapFile>,
+    pub index: MapIndex,
+    pub metric: Metric,
+    pub options: Options,
+}
+
+/// The checkpoint to encode with: the given one, else the map's own when it exists, else the
+/// shipped model.
+pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, MapsError> {
+    if let Some(g) = given {
+        return Ok(g.into());
+    }
+    match map.meta.encoder.checkpoint.as_deref().map(PathBuf::from) {
+        Some(p) if p.is_file() => Ok(p),
+        _ => crate::maps::commands::default_checkpoint(),
+    }
+}
+
+impl Localizer {
+    /// A Localizer over an opened map with an encoder made for it (the map's adapted statistics
+    /// are applied here).
+    pub fn new(
+        mut encoder: MapEncoder,
+        map: Arc<MapFile>,
+        options: Options,
+    ) -> Result<Self, MapsError> {
+        encoder.use_map(&map)?;
+        let metric = match options.metric {
+            Some(m) => m,
+            None => map.meta.metric.parse().map_err(|e: String| {
+                MapsError::Other(format!("{}: metric: {e}", map.path.display()))
+            })?,
+        };
+        if !(1..=1000).contains(&options.top_k) {
+            return Err(MapsError::Other(format!(
+                "top_k: expected 1 to 1000, found {}",
+                options.top_k
+            )));
+        }
+        let index = MapIndex::new(&map);
+        Ok(Self {
+            encoder,
+            map,
+            index,
+            metric,
+            options,
+        })
+    }
+
+    /// Opens `map_path` and an encoder that encodes exactly as the map was built (the given
+    /// checkpoint, else the map's own, else the shipped model). Returns the checkpoint used.
+    pub fn load(
+        map_path: &Path,
+        checkpoint: Option<&Path>,
+        device: tch::Device,
+        options: Options,
+    ) -> Result<(Self, PathBuf), MapsError> {
+        let map = Arc::new(MapFile::open(map_path)?);
+        let checkpoint = checkpoint_for(&map, checkpoint)?;
+        let layers = map.meta.encoder.descriptor_spec();
+        let encoder = if map.meta.encoder.kind == "raw-pixels" {
+            MapEncoder::raw_pixels()
+        } else {
+            MapEncoder::from_checkpoint(&checkpoint, device, Some(layers))?
+        };
+        Ok((Self::new(encoder, map, options)?, checkpoint))
+    }
+
+    /// The map's cameras, sorted, once each.
+    pub fn cameras(&self) -> Vec<String> {
+        self.index.by_camera.keys().cloned().collect()
+    }
+
+    /// Refuses camera ids the map does not have.
+    pub fn check_cameras(&self, ids: &[String]) -> Result<(), String> {
+        for cam in ids {
+            if !self.index.by_camera.contains_key(cam) {
+                return Err(format!(
+                    "`{cam}` is not a camera of the map {} (it has: {})",
+                    self.map.path.display(),
+                    self.cameras().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes and encodes one frame: its descriptor, or why the frame is rejected.
+    pub fn describe(&self, frame: &Frame) -> Result<Vec<f32>, String> {
+        let img = decode_frame(frame, self.map.meta.decoding)?;
+        let prepared = self.encoder.prepare(&img).map_err(|e| e.to_string())?;
+        self.encoder.encode(&[prepared]).map_err(|e| e.to_string())
+    }
+
+    /// Frame -> outcome.
+    pub fn localize(&self, frame: &Frame, query: &Query) -> Outcome {
+        match self.describe(frame) {
+            Ok(desc) => self.localize_descriptor(&desc, query, self.options.top_k),
+            Err(e) => Outcome::Rejected(e),
+        }
+    }
+
+    /// A descriptor (made by this Localizer's encoder) -> outcome; retrieves at least `want`
+    /// hits (the prior uses the first `top_k`).
+    pub fn localize_descriptor(&self, desc: &[f32], query: &Query, want: usize) -> Outcome {
+        let cands = self.index.candidates(query.camera, query.near);
+        if cands.as_ref().is_some_and(|c| c.is_empty()) {
+            let of_camera = query
+                .camera
+                .map(|c| format!(" of camera {c}"))
+                .unwrap_or_default();
+            return Outcome::NoCandidates(match query.near {
+                Some((p, r)) => format!(
+                    "no map image{of_camera} within {r} m of the prior ({:.1}, {:.1}, {:.1})",
+                    p[0], p[1], p[2]
+                ),
+                None => format!("the map has no image{of_camera}"),
+            });
+        }
+        let k = self.options.top_k;
+        let hits = search(&self.map, desc, want.max(k), self.metric, cands.as_deref());
+        let Some(mut prior) = pose_prior(&self.map, &hits[..hits.len().min(k)]) else {
+            return Outcome::NoCandidates("the map has no entries".into());
+        };
+        let mut candidates: Vec<Pose> = hits
+            .iter()
+            .take(k)
+            .map(|h| self.map.pose(h.index))
+            .collect();
+        if let Some(bc) = query.base_from_cam {
+            prior = to_base(&prior, bc);
+            for c in &mut candidates {
+                *c *= bc.inverse();
+            }
+        }
+        let answer = Answer {
+            prior,
+            hits,
+            candidates,
+        };
+        if answer.prior.confidence < self.options.min_confidence {
+            Outcome::Ambiguous(answer)
+        } else {
+            Outcome::Prior(answer)
+        }
+    }
+}

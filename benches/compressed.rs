@@ -12,10 +12,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use dasgil::maps::compress;
-use dasgil::maps::encode::MapEncoder;
-use dasgil::maps::file::MapFile;
-use dasgil::maps::search::{top_k, Hit, MapIndex, Metric};
+use dasgil::extract::MapEncoder;
+use dasgil::map::file::MapFile;
+use dasgil::retrieval::compress;
+use dasgil::retrieval::{top_k, Hit, MapIndex, Metric};
 
 mod common;
 
@@ -57,7 +57,7 @@ fn main() {
     let mut enc =
         MapEncoder::from_checkpoint(Path::new(&ckpt), tch::Device::Cpu, Some(spec)).unwrap();
     enc.use_map(&base_map).unwrap();
-    let seqs = dasgil::maps::sequences(None).unwrap();
+    let seqs = dasgil::data::sources::sequences(None).unwrap();
     let seq = &seqs["cmu_slice"];
     let src = seq
         .open(Some("cmu_slice"), &seq.resolve("cmu_slice").unwrap())

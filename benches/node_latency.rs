@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tiled_map;
-use dasgil::maps::file::MapFile;
+use dasgil::map::file::MapFile;
 
 mod common;
 
@@ -140,7 +140,7 @@ fn replay(out: &Path, rate: f64, seconds: f64) -> serde_json::Value {
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    dasgil::maps::replay::percentile(v, q)
+    dasgil::eval::online::percentile(v, q)
 }
 
 fn main() {

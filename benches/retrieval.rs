@@ -15,10 +15,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use dasgil::maps::file::{
+use dasgil::map::file::{
     write_map, EncoderMeta, MapFile, MapMeta, RawTensor, SourceMeta, MAP_FORMAT,
 };
-use dasgil::maps::search::{top_k, Metric};
+use dasgil::retrieval::{top_k, Metric};
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::Dtype;
 
@@ -101,14 +101,14 @@ fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
         names: (0..n).map(|i| format!("{i}")).collect(),
         cameras: vec!["c0".into(); n],
         encoder: EncoderMeta {
-            kind: "bench".into(),
+            kind: dasgil::map::file::EncoderKind::Dasgil,
             model_fingerprint: "random".into(),
             checkpoint: None,
             input_height: 256,
             input_width: 1024,
             layers: vec![(5, 1.0), (6, 1.0)],
             normalisation: "none".into(),
-            adaptation: "none".into(),
+            adaptation: dasgil::map::file::Adaptation::None,
             adaptation_images: 0,
         },
         metric: "l1".into(),
@@ -179,7 +179,7 @@ fn main() {
         let t_open = Instant::now();
         let map = MapFile::open(&path).unwrap();
         let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
-        let dasgil::maps::file::Descriptors::F32(all) = map.descriptors() else {
+        let dasgil::map::file::Descriptors::F32(all) = map.descriptors() else {
             unreachable!()
         };
         let queries: Vec<Vec<f32>> = (0..64)

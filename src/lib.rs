@@ -8,15 +8,19 @@
 
 pub mod atomic;
 pub mod data;
+pub mod error;
+pub mod eval;
+pub mod extract;
 pub mod geom;
 pub mod localize;
-pub mod maps;
+pub mod map;
 pub mod model;
 pub mod plot;
 pub mod progress;
 pub mod python;
 pub mod report;
 pub mod resources;
+pub mod retrieval;
 pub mod synth;
 pub mod tensor_io;
 pub mod toolchain;

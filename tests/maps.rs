@@ -124,7 +124,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "{said}"
     );
     assert!(said.contains("adaptation: adabn"), "{said}");
-    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    let m = dasgil::map::file::MapFile::open(&map).unwrap();
     assert_eq!(m.len(), 12);
     assert_eq!(m.meta.encoder.layers, vec![(5, 1.0)]);
     assert_eq!(
@@ -314,7 +314,7 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
         "--shortlist",
         "4",
     ]);
-    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    let m = dasgil::map::file::MapFile::open(&map).unwrap();
     let c = m.meta.compression.clone().expect("compression metadata");
     assert_eq!((c.dims, c.shortlist), (32, 4));
     assert_eq!(m.bytes("codes").unwrap().1, &[12, 32]);
@@ -443,7 +443,7 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
             said.contains(&format!("{} images", reader_poses.len())),
             "{said}"
         );
-        let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+        let m = dasgil::map::file::MapFile::open(&map).unwrap();
         for (i, p) in reader_poses.iter().enumerate() {
             let want = p.world_from_cam.unwrap();
             let got = m.pose(i);
@@ -610,7 +610,7 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
         "--out",
         path_str(&map),
     ]);
-    let m = dasgil::maps::file::MapFile::open(&map).unwrap();
+    let m = dasgil::map::file::MapFile::open(&map).unwrap();
     assert_eq!(m.meta.decoding.name(), "bayer_gbrg");
     let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
         .unwrap()

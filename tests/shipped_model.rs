@@ -12,12 +12,12 @@ use std::process::Command;
 mod common;
 use common::path_str;
 
-use dasgil::maps::encode::MapEncoder;
+use dasgil::extract::MapEncoder;
 
 fn shipped() -> PathBuf {
     common::root()
         .join("maps/models")
-        .join(dasgil::maps::commands::SHIPPED_MODEL)
+        .join(dasgil::extract::choice::SHIPPED_MODEL)
 }
 
 fn evaluate(out: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use dasgil::maps::compress;
-use dasgil::maps::file::{write_map, MapFile, RawTensor};
+use dasgil::map::file::{write_map, MapFile, RawTensor};
+use dasgil::retrieval::compress;
 use safetensors::tensor::Dtype;
 
 /// A map tiled to `entries` rows (with `compress`: also the compressed mode's codes): copy c > 0 is moved 1 km per copy along x and its

@@ -10,6 +10,7 @@ pub mod preprocess;
 pub mod raw_image;
 pub mod robotcar;
 pub mod sequence;
+pub mod sources;
 pub mod text;
 pub mod vkitti2;
 

@@ -23,11 +23,11 @@ use image::RgbImage;
 
 use crate::data::raw_image::{self, Pixels};
 use crate::data::Decode;
+use crate::error::PipelineError;
+use crate::extract::MapEncoder;
 use crate::geom::Pose;
-use crate::maps::encode::MapEncoder;
-use crate::maps::file::MapFile;
-use crate::maps::search::{search, Hit, MapIndex, Metric};
-use crate::maps::MapsError;
+use crate::map::file::MapFile;
+use crate::retrieval::{search, Hit, MapIndex, Metric};
 pub use prior::{pose_prior, to_base, PosePrior};
 
 /// A frame as its source gave it.
@@ -203,13 +203,13 @@ pub struct Localizer {
 
 /// The checkpoint to encode with: the given one, else the map's own when it exists, else the
 /// shipped model.
-pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, MapsError> {
+pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, PipelineError> {
     if let Some(g) = given {
         return Ok(g.into());
     }
     match map.meta.encoder.checkpoint.as_deref().map(PathBuf::from) {
         Some(p) if p.is_file() => Ok(p),
-        _ => crate::maps::commands::default_checkpoint(),
+        _ => crate::extract::choice::default_checkpoint(),
     }
 }
 
@@ -220,19 +220,21 @@ impl Localizer {
         mut encoder: MapEncoder,
         map: Arc<MapFile>,
         options: Options,
-    ) -> Result<Self, MapsError> {
+    ) -> Result<Self, PipelineError> {
         encoder.use_map(&map)?;
         let metric = match options.metric {
             Some(m) => m,
-            None => map.meta.metric.parse().map_err(|e: String| {
-                MapsError::Other(format!("{}: metric: {e}", map.path.display()))
-            })?,
+            None => map
+                .meta
+                .metric
+                .parse()
+                .map_err(|e: String| PipelineError::MapMetric {
+                    path: map.path.clone(),
+                    message: e,
+                })?,
         };
         if !(1..=1000).contains(&options.top_k) {
-            return Err(MapsError::Other(format!(
-                "top_k: expected 1 to 1000, found {}",
-                options.top_k
-            )));
+            return Err(PipelineError::TopK(options.top_k));
         }
         let index = MapIndex::new(&map);
         Ok(Self {
@@ -251,11 +253,11 @@ impl Localizer {
         checkpoint: Option<&Path>,
         device: tch::Device,
         options: Options,
-    ) -> Result<(Self, PathBuf), MapsError> {
+    ) -> Result<(Self, PathBuf), PipelineError> {
         let map = Arc::new(MapFile::open(map_path)?);
         let checkpoint = checkpoint_for(&map, checkpoint)?;
         let layers = map.meta.encoder.descriptor_spec();
-        let encoder = if map.meta.encoder.kind == "raw-pixels" {
+        let encoder = if map.meta.encoder.kind == crate::map::file::EncoderKind::RawPixels {
             MapEncoder::raw_pixels()
         } else {
             MapEncoder::from_checkpoint(&checkpoint, device, Some(layers))?

@@ -23,8 +23,8 @@
 use nalgebra::{Matrix3, Vector3};
 
 use crate::geom::Pose;
-use crate::maps::file::MapFile;
-use crate::maps::search::Hit;
+use crate::map::file::MapFile;
+use crate::retrieval::Hit;
 
 pub const TAU: f64 = 0.05;
 pub const SIGMA_POSITION: f64 = 1.0;

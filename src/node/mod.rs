@@ -9,10 +9,10 @@
 //! frame of each camera first-come first-served), the publishers, diagnostics, `~/reload_map`.
 //! A bad frame is counted and reported, never fatal.
 
+pub mod frame_player;
 pub mod localizer;
 pub mod log;
 pub mod params;
-pub mod replay;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use r2r::QosProfile;
 
+use crate::eval::online::percentile;
 use crate::localize::{Localizer, Outcome, Query};
-use crate::maps::replay::percentile;
 use localizer::Incoming;
 pub use params::{check_params_files, known_params, NodeParams};
 

@@ -9,10 +9,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MapsError, SourceImages};
+use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
+use crate::error::PipelineError;
 use crate::geom::Pose;
 use crate::localize::{Localizer, Outcome, Query, Tally};
+use crate::map::image_name;
 use crate::plot::{self, Panel, Series};
 
 pub const RECALL_N: [usize; 4] = [1, 5, 10, 20];
@@ -156,7 +158,7 @@ pub fn condition_labels(src: &SourceImages) -> BTreeMap<String, String> {
         }
     }
     for q in queries {
-        let name = super::image_name(q);
+        let name = image_name(q);
         labels.entry(name).or_insert_with(|| match q.timestamp_us {
             Some(us) => {
                 let days = us.div_euclid(86_400_000_000);
@@ -179,17 +181,16 @@ pub fn evaluate(
     labels: &BTreeMap<String, String>,
     per_camera: bool,
     model: &str,
-) -> Result<(Report, Vec<(String, Pose)>), MapsError> {
+) -> Result<(Report, Vec<(String, Pose)>), PipelineError> {
     let queries: Vec<&PosedImage> = src
         .queries
         .iter()
         .filter(|q| q.world_from_cam.is_some())
         .collect();
     if queries.is_empty() {
-        return Err(MapsError::Other(format!(
-            "{}: no query images with ground truth to evaluate on",
-            src.source.root
-        )));
+        return Err(PipelineError::NoGroundTruth {
+            root: src.source.root.clone(),
+        });
     }
     let map = &loc.map;
     let owned: Vec<PosedImage> = queries.iter().map(|q| (*q).clone()).collect();
@@ -207,12 +208,11 @@ pub fn evaluate(
     for (i, q) in owned.iter().enumerate() {
         let truth = q.world_from_cam.expect("filtered");
         if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
-            return Err(MapsError::Other(format!(
-                "query {} is from camera `{}`, which the map does not have (cameras: {})",
-                q.path.display(),
-                q.camera,
-                loc.cameras().join(", ")
-            )));
+            return Err(PipelineError::QueryCamera {
+                path: q.path.clone(),
+                camera: q.camera.clone(),
+                have: loc.cameras().join(", "),
+            });
         }
         let outcome = loc.localize_descriptor(
             &desc[i * dim..(i + 1) * dim],
@@ -224,10 +224,10 @@ pub fn evaluate(
         );
         tally.record(&outcome);
         let Some(answer) = outcome.answer() else {
-            return Err(MapsError::Other(format!(
-                "query {}: no prior: {outcome:?}",
-                q.path.display()
-            )));
+            return Err(PipelineError::NoPrior {
+                path: q.path.clone(),
+                why: format!("{outcome:?}"),
+            });
         };
         let hits = &answer.hits;
         let best = answer.prior.pose;
@@ -236,7 +236,7 @@ pub fn evaluate(
             .iter()
             .position(|h| err(&map.pose(h.index)) <= RECALL_RADIUS)
             .map(|r| r + 1);
-        let name = super::image_name(q);
+        let name = image_name(q);
         submission.push((name.clone(), best.inverse()));
         results.push(QueryResult {
             condition: labels
@@ -263,7 +263,7 @@ pub fn evaluate(
     };
     let report = Report {
         model: model.to_string(),
-        adaptation: map.meta.encoder.adaptation.clone(),
+        adaptation: map.meta.encoder.adaptation.name().into(),
         metric: loc.metric.name().into(),
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
@@ -328,7 +328,7 @@ pub fn markdown(reports: &[&Report]) -> String {
 }
 
 /// recall_curves.png: recall@D of the top-1 and recall@N at 25 m, one series per report.
-pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), MapsError> {
+pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), PipelineError> {
     let label = |r: &Report| format!("{} ({})", r.model, r.adaptation);
     let by_d: Vec<Series> = reports
         .iter()
@@ -378,17 +378,11 @@ pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), MapsError> 
 }
 
 /// matches.png: query / top-1 map image pairs, the first right and wrong ones of each condition.
-pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(), MapsError> {
-    let db: BTreeMap<String, &PosedImage> = src
-        .database
-        .iter()
-        .map(|p| (super::image_name(p), p))
-        .collect();
-    let qs: BTreeMap<String, &PosedImage> = src
-        .queries
-        .iter()
-        .map(|p| (super::image_name(p), p))
-        .collect();
+pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(), PipelineError> {
+    let db: BTreeMap<String, &PosedImage> =
+        src.database.iter().map(|p| (image_name(p), p)).collect();
+    let qs: BTreeMap<String, &PosedImage> =
+        src.queries.iter().map(|p| (image_name(p), p)).collect();
     let mut picked: Vec<&QueryResult> = Vec::new();
     for cond in report.by_condition.keys() {
         for right in [true, false] {

@@ -13,9 +13,11 @@ use nalgebra::{Matrix2, Matrix3, Vector3};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::file::MapFile;
-use super::{image_name, MapsError, SourceImages};
+use crate::data::sources::SourceImages;
+use crate::error::PipelineError;
 use crate::geom::Pose;
+use crate::map::file::MapFile;
+use crate::map::image_name;
 use crate::plot;
 
 /// chi-square 95% quantiles: 3 degrees of freedom (position ellipsoid) and 2 (its ground-plane
@@ -308,7 +310,7 @@ pub fn route_png(
     s: &ReplaySummary,
     src: &SourceImages,
     received: &[Received],
-) -> Result<(), MapsError> {
+) -> Result<(), PipelineError> {
     let text = plot::fonts();
     let (w, h) = (1400u32, 620u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -347,7 +349,7 @@ pub fn route_png(
                 .and_then(|q| q.world_from_cam.as_ref().map(xy))
         })
         .collect();
-    let priors: Vec<(&crate::maps::replay::FrameResult, &Received)> = s
+    let priors: Vec<(&crate::eval::online::FrameResult, &Received)> = s
         .frames
         .iter()
         .filter_map(|f| by_stamp.get(&f.stamp_ns).map(|r| (f, *r)))
@@ -541,7 +543,7 @@ pub fn write_outputs(
     s: &ReplaySummary,
     src: &SourceImages,
     received: &[Received],
-) -> Result<std::path::PathBuf, MapsError> {
+) -> Result<std::path::PathBuf, PipelineError> {
     std::fs::create_dir_all(out)
         .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
     crate::atomic::write_atomic(&out.join("priors.csv"), priors_csv(s).as_bytes())?;

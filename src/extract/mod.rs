@@ -4,6 +4,8 @@
 //! each layer's mean absolute difference). `build-map`, `localize`, `evaluate` and the node all
 //! encode through [`MapEncoder`], and queries always with the map's own statistics.
 
+pub mod choice;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
@@ -12,8 +14,8 @@ use image::RgbImage;
 use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::file::{EncoderMeta, Hasher64, MapError, MapFile};
 use crate::data::{preprocess, Decode, PosedImage};
+use crate::map::file::{Adaptation, EncoderKind, EncoderMeta, Hasher64, MapError, MapFile};
 use crate::model::checkpoint::{self, named_tensors};
 use crate::model::{DescriptorEncoder, DescriptorSpec, Generator, ModelConfig, WeightInit};
 use crate::progress::Progress;
@@ -203,14 +205,14 @@ impl MapEncoder {
             scale.extend(std::iter::repeat_n(1.0f32 / n as f32, n as usize));
         }
         let meta = EncoderMeta {
-            kind: "dasgil".into(),
+            kind: EncoderKind::Dasgil,
             model_fingerprint: fingerprint(&vs),
             checkpoint,
             input_height: cfg.input_height,
             input_width: cfg.input_width,
             layers: spec.layers.iter().map(|l| (l.layer, l.weight)).collect(),
             normalisation: NORMALISATION.into(),
-            adaptation: "none".into(),
+            adaptation: Adaptation::None,
             adaptation_images: 0,
         };
         Ok(Self {
@@ -232,14 +234,14 @@ impl MapEncoder {
         Self {
             net: Net::RawPixels,
             meta: EncoderMeta {
-                kind: "raw-pixels".into(),
+                kind: EncoderKind::RawPixels,
                 model_fingerprint: format!("raw-pixels-{}x{}", RAW_SIZE.0, RAW_SIZE.1),
                 checkpoint: None,
                 input_height: RAW_SIZE.0,
                 input_width: RAW_SIZE.1,
                 layers: Vec::new(),
                 normalisation: RAW_NORMALISATION.into(),
-                adaptation: "none".into(),
+                adaptation: Adaptation::None,
                 adaptation_images: 0,
             },
             device: Device::Cpu,
@@ -364,7 +366,7 @@ impl MapEncoder {
             self.adapted.insert(format!("conv{layer}_bn"), (mean, var));
         }
         *folded = DescriptorEncoder::new(gen, spec.clone())?;
-        self.meta.adaptation = "adabn".into();
+        self.meta.adaptation = Adaptation::Adabn;
         self.meta.adaptation_images = prepared.len();
         Ok(())
     }
@@ -432,7 +434,7 @@ impl MapEncoder {
             }
             .into());
         }
-        if m.adaptation == "adabn" {
+        if m.adaptation == Adaptation::Adabn {
             let stats = map.adapted_stats();
             let device = self.device;
             let Net::Dasgil {
@@ -469,7 +471,7 @@ impl MapEncoder {
                 self.adapted.insert(key, (mean.clone(), var.clone()));
             }
             *folded = DescriptorEncoder::new(gen, spec.clone())?;
-            self.meta.adaptation = m.adaptation.clone();
+            self.meta.adaptation = m.adaptation;
             self.meta.adaptation_images = m.adaptation_images;
         }
         Ok(())

@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use r2r::QosProfile;
 
+use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
-use crate::maps::replay::{Received, Sent};
-use crate::maps::SourceImages;
+use crate::eval::online::{Received, Sent};
 
 pub struct ReplayOptions {
     /// Topic of each camera, parallel to `cameras`.
@@ -109,9 +109,9 @@ impl Publisher {
 /// Sends the queries of `opts.cameras` (each camera's in sequence order, cameras interleaved
 /// evenly within a period) and returns what was sent and what came back.
 pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Vec<Received>)> {
-    if !(opts.rate.is_finite() && opts.rate > 0.0 && opts.rate <= 1000.0) {
+    if !(0.001..=1000.0).contains(&opts.rate) {
         bail!(
-            "--rate: expected frames per second in (0, 1000], found {}",
+            "--rate: expected frames per second from 0.001 to 1000, found {}",
             opts.rate
         );
     }

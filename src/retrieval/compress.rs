@@ -9,8 +9,8 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::file::MapFile;
-use super::search::{Hit, Metric};
+use super::{Hit, Metric};
+use crate::map::file::MapFile;
 
 /// What a compressed map stores besides the exact descriptors (metadata `compression`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,20 +95,20 @@ pub fn map_tensors(
     d: usize,
     dims: usize,
     shortlist: usize,
-) -> (Vec<super::file::RawTensor>, CompressionMeta) {
+) -> (Vec<crate::map::file::RawTensor>, CompressionMeta) {
     use safetensors::tensor::Dtype;
-    let p = projection(dims, d, super::PROJECTION_SEED);
+    let p = projection(dims, d, crate::map::PROJECTION_SEED);
     let (codes, scales) = encode_rows(&p, dims, desc, d);
     (
         vec![
-            super::file::RawTensor::new("projection", Dtype::F32, vec![dims, d], &p),
-            super::file::RawTensor::new("codes", Dtype::I8, vec![n, dims], &codes),
-            super::file::RawTensor::new("code_scales", Dtype::F32, vec![n], &scales),
+            crate::map::file::RawTensor::new("projection", Dtype::F32, vec![dims, d], &p),
+            crate::map::file::RawTensor::new("codes", Dtype::I8, vec![n, dims], &codes),
+            crate::map::file::RawTensor::new("code_scales", Dtype::F32, vec![n], &scales),
         ],
         CompressionMeta {
             kind: KIND.into(),
             dims,
-            seed: super::PROJECTION_SEED,
+            seed: crate::map::PROJECTION_SEED,
             shortlist,
         },
     )
@@ -159,7 +159,7 @@ pub fn top_k(
         .map(|chunk| {
             let mut top = Vec::with_capacity(shortlist + 1);
             for &i in chunk {
-                super::search::push_top(
+                super::push_top(
                     &mut top,
                     shortlist,
                     Hit {
@@ -170,14 +170,14 @@ pub fn top_k(
             }
             top
         })
-        .reduce(Vec::new, |a, b| super::search::merge(a, b, shortlist));
+        .reduce(Vec::new, |a, b| super::merge(a, b, shortlist));
     let dim = map.dim();
     let descs = map.descriptors();
     let mut buf = Vec::new();
     let mut exact = Vec::with_capacity(k + 1);
     for h in short {
-        let distance = super::search::row_distance(&descs, dim, metric, query, h.index, &mut buf);
-        super::search::push_top(
+        let distance = super::row_distance(&descs, dim, metric, query, h.index, &mut buf);
+        super::push_top(
             &mut exact,
             k,
             Hit {

@@ -4,9 +4,11 @@
 //! be restricted to one camera (the reference searches c0 and c1 separately) and to a radius
 //! around a prior position (a k-d tree over the map's camera centres).
 
+pub mod compress;
+
 use rayon::prelude::*;
 
-use super::file::{Descriptors, MapFile};
+use crate::map::file::{Descriptors, MapFile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -255,7 +257,7 @@ pub fn search(
     candidates: Option<&[usize]>,
 ) -> Vec<Hit> {
     match &map.meta.compression {
-        Some(c) => super::compress::top_k(map, c, query, k, metric, candidates),
+        Some(c) => compress::top_k(map, c, query, k, metric, candidates),
         None => top_k(map, query, k, metric, candidates),
     }
 }

@@ -30,7 +30,7 @@ pub const MAP_FORMAT: &str = "dasgil-map/1";
 #[serde(deny_unknown_fields)]
 pub struct EncoderMeta {
     /// `dasgil` (a generator checkpoint) or `raw-pixels` (the baseline).
-    pub kind: String,
+    pub kind: EncoderKind,
     /// Hash of the generator's weights and BatchNorm statistics as loaded from the checkpoint
     /// (before adaptation); for raw pixels, a name of the recipe.
     pub model_fingerprint: String,
@@ -44,9 +44,60 @@ pub struct EncoderMeta {
     pub normalisation: String,
     /// `adabn` (BatchNorm statistics re-estimated on the map's images, stored in the file) or
     /// `none` (the checkpoint's statistics, the paper's behaviour).
-    pub adaptation: String,
+    pub adaptation: Adaptation,
     /// Images the statistics were estimated on.
     pub adaptation_images: usize,
+}
+
+/// What made a map's descriptors (stored by these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncoderKind {
+    /// A generator checkpoint's encoder.
+    #[serde(rename = "dasgil")]
+    Dasgil,
+    /// The raw-pixel baseline.
+    #[serde(rename = "raw-pixels")]
+    RawPixels,
+}
+
+/// Which BatchNorm statistics encode (stored by these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Adaptation {
+    /// The checkpoint's statistics (the paper's behaviour).
+    None,
+    /// Re-estimated on the map's images (AdaBN), stored in the map.
+    Adabn,
+}
+
+impl EncoderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dasgil => "dasgil",
+            Self::RawPixels => "raw-pixels",
+        }
+    }
+}
+
+impl Adaptation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Adabn => "adabn",
+        }
+    }
+}
+
+impl std::fmt::Display for EncoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for Adaptation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl EncoderMeta {
@@ -88,7 +139,7 @@ pub struct MapMeta {
     /// The compressed search mode's parameters (tensors `projection`, `codes`, `code_scales`);
     /// absent: exact search only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compression: Option<super::compress::CompressionMeta>,
+    pub compression: Option<crate::retrieval::compress::CompressionMeta>,
     /// How the map's image files became RGB (`grey`, `bayer_gbrg`, ...; absent: `rgb`): a query
     /// is decoded the same way (a raw RobotCar PNG is demosaiced, a mono8 frame matches only a
     /// grey or Bayer map).
@@ -363,10 +414,10 @@ impl MapFile {
         want("poses", &[Dtype::F64], n)?;
         want("timestamps_us", &[Dtype::I64], n)?;
         if let Some(c) = &self.meta.compression {
-            if c.kind != super::compress::KIND || c.dims == 0 || c.shortlist == 0 {
+            if c.kind != crate::retrieval::compress::KIND || c.dims == 0 || c.shortlist == 0 {
                 return Err(fmt(format!(
                     "metadata `compression`: expected kind {} with dims and shortlist > 0, found {c:?}",
-                    super::compress::KIND
+                    crate::retrieval::compress::KIND
                 )));
             }
             want("codes", &[Dtype::I8], n)?;

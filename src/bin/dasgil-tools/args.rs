@@ -1,0 +1,152 @@
+//! Flags shared by several commands: where the images come from, which model encodes them,
+//! and the parsers of values several flags take.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+#[derive(clap::Args)]
+pub(crate) struct SourceArgs {
+    /// A named sequence of config/sequences.yaml (cmu_slice: a synthetic Extended CMU-Seasons
+    /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil).
+    #[arg(long)]
+    pub(crate) sequence: Option<String>,
+    /// Another sequences file instead of the built-in config/sequences.yaml.
+    #[arg(long)]
+    pub(crate) sequences: Option<PathBuf>,
+    /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    #[arg(long)]
+    pub(crate) root: Option<PathBuf>,
+    /// The CMU slice, or the KITTI odometry sequence number.
+    #[arg(long)]
+    pub(crate) slice: Option<u32>,
+    /// Cameras to use, comma-separated (cmu: c0,c1).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) cameras: Option<Vec<String>>,
+}
+
+impl SourceArgs {
+    pub(crate) fn open(&self) -> Result<dasgil::data::sources::SourceImages> {
+        Ok(dasgil::data::sources::source(
+            self.sequence.as_deref(),
+            self.sequences.as_deref(),
+            self.format.as_deref(),
+            self.root.as_deref(),
+            self.slice,
+            self.cameras.clone(),
+        )?)
+    }
+}
+
+/// `--baseline`: what a model is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Baseline {
+    /// The image itself, downsampled (no network).
+    RawPixels,
+    /// The paper's initialisation of the network, not trained.
+    Untrained,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Generator checkpoint (default: the shipped model, maps/models/). With --baseline
+    /// untrained: the model whose shape (input size, layers) the untrained network takes.
+    #[arg(long)]
+    pub(crate) checkpoint: Option<PathBuf>,
+    /// A baseline instead of a model: raw-pixels or untrained (the paper's initialisation).
+    #[arg(long, value_enum)]
+    pub(crate) baseline: Option<Baseline>,
+    /// Descriptor layers, e.g. 5,6 (default: the paper's for the model's discriminator).
+    #[arg(long, value_parser = dasgil::extract::choice::parse_layers)]
+    pub(crate) layers: Option<dasgil::model::DescriptorSpec>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub(crate) device: String,
+}
+
+impl ModelArgs {
+    pub(crate) fn choice(&self) -> Result<dasgil::extract::choice::ModelChoice> {
+        use dasgil::extract::choice::ModelChoice;
+        Ok(match self.baseline {
+            None => ModelChoice::Checkpoint(self.checkpoint.clone()),
+            Some(Baseline::RawPixels) if self.checkpoint.is_some() => {
+                anyhow::bail!("--baseline raw-pixels uses no network: drop --checkpoint")
+            }
+            Some(Baseline::RawPixels) => ModelChoice::RawPixels,
+            Some(Baseline::Untrained) => ModelChoice::Untrained(self.checkpoint.clone()),
+        })
+    }
+    pub(crate) fn device(&self) -> Result<tch::Device> {
+        dasgil::toolchain::parse_device(&self.device, "--device").map_err(anyhow::Error::msg)
+    }
+}
+
+/// "256x1024" -> (256, 1024).
+pub(crate) fn parse_size(s: &str) -> Result<(i64, i64), String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected HxW such as 256x1024, found `{s}`"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("expected HxW such as 256x1024, found `{s}`"))
+    };
+    Ok((parse(h)?, parse(w)?))
+}
+
+/// Candidates per query: 1 to 1000.
+pub(crate) fn parse_top_k(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|v| (1..=1000).contains(v))
+        .ok_or_else(|| format!("expected 1 to 1000, found {s}"))
+}
+
+/// A number from 0 to 1.
+pub(crate) fn parse_unit(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("expected a number from 0 to 1, found `{s}`"))
+}
+
+/// A new run's (or data set's) output folder must be new or empty: nothing is mixed or lost.
+pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            anyhow::bail!("{}: exists and is not a folder", out.display());
+        }
+        let mut entries =
+            std::fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))?;
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "{}: folder is not empty; choose a new or empty folder (or --resume it)",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `X,Y,Z` in metres, finite.
+pub(crate) fn parse_point(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected X,Y,Z in metres, found `{s}`"))?;
+    match v[..] {
+        [x, y, z] if v.iter().all(|c| c.is_finite()) => Ok([x, y, z]),
+        _ => Err(format!("expected X,Y,Z in metres, found `{s}`")),
+    }
+}
+
+/// A radius in metres: finite and > 0.
+pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("expected metres > 0, found `{s}`"))
+}

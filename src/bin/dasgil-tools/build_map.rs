@@ -1,0 +1,84 @@
+//! `dasgil-tools build-map`: a sequence's database images -> a descriptor map.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::args::*;
+
+#[derive(clap::Args)]
+pub(crate) struct BuildMapArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The map file to write (default: SEQUENCE.map.safetensors in the current folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Map-time adaptation: re-estimate the encoder's BatchNorm statistics on the map's images
+    /// (no labels) and store them in the map. Default off: the checkpoint's statistics, the
+    /// paper's behaviour, which scored as well on held-out-world validation (maps/models/MODEL_CARD.md).
+    #[arg(long)]
+    adapt: bool,
+    /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
+    #[arg(long)]
+    f16: bool,
+    /// The compressed search mode for large maps: also store int8 codes of a DIMS-value random
+    /// projection of each descriptor; queries scan the codes and re-rank a shortlist exactly
+    /// (16 to 4096; e.g. 256).
+    #[arg(long, value_name = "DIMS")]
+    compress: Option<usize>,
+    /// Rows re-ranked exactly per query in the compressed mode.
+    #[arg(long, default_value_t = 100)]
+    shortlist: usize,
+    /// The map's default metric: l1 (the reference's), l2 or cosine.
+    #[arg(long, default_value = "l1")]
+    metric: dasgil::retrieval::Metric,
+}
+
+/// `--compress DIMS --shortlist S`, checked.
+pub(crate) fn compress_option(
+    dims: Option<usize>,
+    shortlist: usize,
+) -> Result<Option<(usize, usize)>> {
+    let Some(dims) = dims else { return Ok(None) };
+    if !(16..=4096).contains(&dims) {
+        anyhow::bail!("--compress: expected 16 to 4096 projected values, found {dims}");
+    }
+    if !(1..=100_000).contains(&shortlist) {
+        anyhow::bail!("--shortlist: expected 1 to 100000 rows, found {shortlist}");
+    }
+    Ok(Some((dims, shortlist)))
+}
+
+pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
+    let src = a.source.open()?;
+    let (mut enc, _) = dasgil::extract::choice::make_encoder(
+        &a.model.choice()?,
+        a.model.layers.clone(),
+        a.model.device()?,
+    )?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}.map.safetensors",
+            a.source
+                .sequence
+                .clone()
+                .or(a.source.format.clone())
+                .unwrap_or_else(|| "map".into())
+        ))
+    });
+    let line = dasgil::map::build_map_summary(
+        &mut enc,
+        &src,
+        &out,
+        &dasgil::map::BuildOptions {
+            adapt: a.adapt,
+            f16: a.f16,
+            metric: a.metric,
+            compress: compress_option(a.compress, a.shortlist)?,
+        },
+    )?;
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! `dasgil-tools evaluate`: a model or a baseline scored on queries with ground truth.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::args::*;
+
+#[derive(clap::Args)]
+pub(crate) struct EvaluateArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output folder: report.json, report.md, submission.txt, recall_curves.png, matches.png.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "l1")]
+    metric: dasgil::retrieval::Metric,
+    /// Search every camera's entries (default: per camera, as the reference).
+    #[arg(long)]
+    shared: bool,
+    /// Report the adapted map first (both are always reported for a network; the first one is
+    /// also written as submission.txt).
+    #[arg(long)]
+    adapt: bool,
+}
+
+pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
+    use dasgil::eval::offline::threshold_name;
+    let src = a.source.open()?;
+    let reports = dasgil::eval::run(
+        &a.model.choice()?,
+        a.model.layers.clone(),
+        a.model.device()?,
+        &src,
+        &a.out,
+        a.metric,
+        !a.shared,
+        a.adapt,
+    )?;
+    for r in &reports {
+        let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
+        println!(
+            "{} (adaptation {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            r.model, r.adaptation, r.all.queries, r.map_entries,
+            acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),
+            100.0 * r.all.recall_at_n[&1], r.all.median_position_error
+        );
+        for (cond, s) in &r.by_condition {
+            println!(
+                "    {cond}: (5 m, 10 deg) {:.1}%, recall@1 {:.1}%, median {:.1} m",
+                100.0 * s.accuracy[&threshold_name((5.0, 10.0))],
+                100.0 * s.recall_at_n[&1],
+                s.median_position_error
+            );
+        }
+    }
+    println!(
+        "wrote {}: report.json, report.md, submission.txt, recall_curves.png, matches.png",
+        a.out.display()
+    );
+    Ok(())
+}

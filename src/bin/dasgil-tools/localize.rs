@@ -1,0 +1,261 @@
+//! `dasgil-tools localize`: image files through the one Localizer, reported per image.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::args::*;
+use super::args::{parse_point, parse_radius};
+use dasgil::data::cmu_seasons::ImageName;
+use dasgil::localize::{Frame, Localizer, Outcome, Query};
+
+#[derive(clap::Args)]
+pub(crate) struct LocalizeArgs {
+    #[arg(long)]
+    map: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Candidates to report and to compute the prior from (1 to 1000; default the node's).
+    #[arg(long, default_value_t = dasgil::localize::Options::default().top_k, value_parser = parse_top_k)]
+    top_k: usize,
+    /// l1, l2 or cosine (default: the map's).
+    #[arg(long)]
+    metric: Option<dasgil::retrieval::Metric>,
+    /// Search every camera's entries (default: only the query's camera, as the reference).
+    #[arg(long)]
+    shared: bool,
+    /// Camera of the images when their names do not say (CMU names do).
+    #[arg(long)]
+    camera: Option<String>,
+    /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).
+    #[arg(long, requires = "radius", value_parser = parse_point)]
+    near: Option<[f64; 3]>,
+    /// Metres (> 0); only with --near.
+    #[arg(long, requires = "near", value_parser = parse_radius)]
+    radius: Option<f64>,
+    /// Matches with confidence (1 - d1/d2) below this are reported as `ambiguous` (the node
+    /// would not publish them); 0 to 1, default the node's.
+    #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
+    min_confidence: f64,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Images to localize.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
+    let near = a.near.zip(a.radius);
+    let map = dasgil::map::file::MapFile::open(&a.map)?;
+    let choice = match (&a.model.baseline, &a.model.checkpoint) {
+        (Some(_), _) | (None, Some(_)) => a.model.choice()?,
+        (None, None) if map.meta.encoder.kind == dasgil::map::file::EncoderKind::RawPixels => {
+            dasgil::extract::choice::ModelChoice::RawPixels
+        }
+        (None, None) => dasgil::extract::choice::ModelChoice::Checkpoint(
+            map.meta
+                .encoder
+                .checkpoint
+                .as_ref()
+                .map(PathBuf::from)
+                .filter(|p| p.is_file()),
+        ),
+    };
+    let layers = a.model.layers.clone().or_else(|| {
+        (!map.meta.encoder.layers.is_empty()).then(|| map.meta.encoder.descriptor_spec())
+    });
+    let (enc, _) = dasgil::extract::choice::make_encoder(&choice, layers, a.model.device()?)?;
+    if let Some(c) = &a.camera {
+        if !map.meta.cameras.contains(c) {
+            let mut have = map.meta.cameras.clone();
+            have.sort();
+            have.dedup();
+            anyhow::bail!(
+                "--camera {c}: the map {} has no images of this camera (it has: {})",
+                a.map.display(),
+                have.join(", ")
+            );
+        }
+    }
+    let loc = dasgil::localize::Localizer::new(
+        enc,
+        std::sync::Arc::new(map),
+        dasgil::localize::Options {
+            metric: a.metric,
+            top_k: a.top_k,
+            min_confidence: a.min_confidence,
+        },
+    )?;
+    let results = localize(
+        &loc,
+        &a.images,
+        &LocalizeOptions {
+            shared: a.shared,
+            camera: a.camera.clone(),
+            near,
+        },
+    );
+    let mut failed = 0;
+    for r in &results {
+        if matches!(r.status, "rejected" | "no_candidates") {
+            failed += 1;
+        }
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        println!("{}", r.image);
+        for c in &r.candidates {
+            println!(
+                "  {:>2}. {} ({}) distance {:.5}  t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]",
+                c.rank, c.name, c.camera, c.distance, c.t[0], c.t[1], c.t[2], c.q_wxyz[0], c.q_wxyz[1], c.q_wxyz[2], c.q_wxyz[3]
+            );
+        }
+        if let Some(p) = &r.prior {
+            let sd: Vec<String> = (0..6)
+                .map(|i| format!("{:.2}", p.covariance[i * 7].sqrt()))
+                .collect();
+            println!(
+                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd (x y z m, roll pitch yaw rad) [{}]  confidence {:.3}",
+                p.t[0], p.t[1], p.t[2], p.q_wxyz[0], p.q_wxyz[1], p.q_wxyz[2], p.q_wxyz[3], sd.join(", "), p.confidence
+            );
+        }
+        if let Some(why) = &r.reason {
+            println!("  {}: {why}", r.status);
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} image(s) could not be localized (each is reported above, with the reason)",
+            results.len()
+        );
+    }
+    Ok(())
+}
+
+/// One image's answer of `localize`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Localized {
+    pub(crate) image: String,
+    /// `localized` (the node would publish it), `ambiguous` (below --min-confidence: the node
+    /// would not), `rejected` (the file cannot be a query for this map) or `no_candidates`.
+    pub(crate) status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) candidates: Vec<Candidate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prior: Option<Prior>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Candidate {
+    pub(crate) rank: usize,
+    pub(crate) name: String,
+    pub(crate) camera: String,
+    pub(crate) distance: f32,
+    pub(crate) t: [f64; 3],
+    pub(crate) q_wxyz: [f64; 4],
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Prior {
+    pub(crate) t: [f64; 3],
+    pub(crate) q_wxyz: [f64; 4],
+    pub(crate) covariance: Vec<f64>,
+    pub(crate) confidence: f64,
+}
+
+/// Where `localize` searches (the Localizer's own settings are in its `Options`).
+pub(crate) struct LocalizeOptions {
+    /// Search all cameras' entries, not only the query's camera.
+    pub(crate) shared: bool,
+    /// The camera of the images when their names do not say (CMU names do).
+    pub(crate) camera: Option<String>,
+    pub(crate) near: Option<([f64; 3], f64)>,
+}
+
+fn pose_parts(p: &dasgil::geom::Pose) -> ([f64; 3], [f64; 4]) {
+    let t = p.translation.vector;
+    ([t.x, t.y, t.z], dasgil::geom::wxyz(&p.rotation))
+}
+
+/// Localizes each image against the Localizer's map; an image that fails is reported in its
+/// place (the others are still localized).
+pub(crate) fn localize(
+    loc: &Localizer,
+    images: &[PathBuf],
+    opts: &LocalizeOptions,
+) -> Vec<Localized> {
+    let map = &loc.map;
+    images
+        .iter()
+        .map(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let camera = opts
+                .camera
+                .clone()
+                .or_else(|| ImageName::parse(&name).map(|n| n.camera));
+            let camera = camera.filter(|c| !opts.shared && loc.index.by_camera.contains_key(c));
+            let outcome = loc.localize(
+                &Frame::File(path),
+                &Query {
+                    camera: camera.as_deref(),
+                    near: opts.near,
+                    base_from_cam: None,
+                },
+            );
+            let (status, reason) = match &outcome {
+                Outcome::Prior(_) => ("localized", None),
+                Outcome::Ambiguous(a) => (
+                    "ambiguous",
+                    Some(format!(
+                        "confidence {:.3} is below --min-confidence {}",
+                        a.prior.confidence, loc.options.min_confidence
+                    )),
+                ),
+                Outcome::Rejected(e) => ("rejected", Some(e.clone())),
+                Outcome::NoCandidates(e) => ("no_candidates", Some(e.clone())),
+            };
+            let answer = outcome.answer();
+            Localized {
+                image: path.display().to_string(),
+                status,
+                reason,
+                candidates: answer
+                    .map(|a| {
+                        a.hits
+                            .iter()
+                            .take(loc.options.top_k)
+                            .enumerate()
+                            .map(|(r, h)| {
+                                let (t, q) = pose_parts(&map.pose(h.index));
+                                Candidate {
+                                    rank: r + 1,
+                                    name: map.meta.names[h.index].clone(),
+                                    camera: map.meta.cameras[h.index].clone(),
+                                    distance: h.distance,
+                                    t,
+                                    q_wxyz: q,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                prior: answer.map(|a| {
+                    let (t, q) = pose_parts(&a.prior.pose);
+                    Prior {
+                        t,
+                        q_wxyz: q,
+                        covariance: a.prior.covariance.to_vec(),
+                        confidence: a.prior.confidence,
+                    }
+                }),
+            }
+        })
+        .collect()
+}

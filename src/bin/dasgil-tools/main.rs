@@ -1,0 +1,112 @@
+//! `dasgil-tools`: the command-line side of DASGIL. One file per command (its flags, checked
+//! where they are defined, and its run function); `args` holds the flags several commands share.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod args;
+mod build_map;
+mod embed;
+mod evaluate;
+mod import_checkpoint;
+mod localize;
+#[cfg(feature = "ros")]
+mod replay;
+mod synth;
+mod train;
+
+use build_map::{run_build_map, BuildMapArgs};
+use evaluate::{run_evaluate, EvaluateArgs};
+use localize::{run_localize, LocalizeArgs};
+#[cfg(feature = "ros")]
+use replay::{run_replay, ReplayArgs};
+use synth::{run_synth, SynthFormat};
+use train::{run_train, TrainArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "dasgil-tools",
+    version,
+    about = "DASGIL training, data and map tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the toolchain: libtorch version, CUDA availability, ROS 2 distro and RMW.
+    Info {
+        /// Print as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert an authors' checkpoint (N_net_gen.pth or N_net_dis.pth) to a dasgil checkpoint.
+    ImportCheckpoint(Box<import_checkpoint::ImportArgs>),
+    /// Run the generator (eval mode) on one image; write e1..e8, depth_0..depth_3 and seg.
+    Embed(Box<embed::EmbedArgs>),
+    /// Train DASGIL on Virtual KITTI 2 (+ KITTI images as the unlabelled real domain).
+    ///
+    /// Writes OUT/config.yaml, losses.csv, loss_curves.png, predictions.png,
+    /// generator.safetensors and checkpoints/ (resume with --resume OUT). Ctrl-C or SIGTERM
+    /// writes a checkpoint and exits 0.
+    Train(Box<TrainArgs>),
+    /// Encode a geotagged image sequence's database images into a descriptor map.
+    BuildMap(Box<BuildMapArgs>),
+    /// Find the nearest map images of each image and the pose prior the node would publish.
+    Localize(Box<LocalizeArgs>),
+    /// Score a model (or a baseline) on a sequence with query ground truth.
+    Evaluate(Box<EvaluateArgs>),
+    /// Play a sequence's query frames to a running dasgil_node over ROS 2 at camera rate and
+    /// score the pose priors it publishes (accuracy per condition, latency, frames dropped,
+    /// covariance coverage); writes OUT/priors.csv, summary.json and route.png.
+    #[cfg(feature = "ros")]
+    Replay(Box<ReplayArgs>),
+    /// Render a synthetic data set in a real data set's on-disk format.
+    Synth {
+        #[command(subcommand)]
+        format: SynthFormat,
+    },
+}
+
+fn main() {
+    init_tracing();
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("{}", dasgil::report::error_report(&err));
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Synth { format } => run_synth(format)?,
+        Command::Train(args) => run_train(*args)?,
+        Command::BuildMap(args) => run_build_map(*args)?,
+        Command::Localize(args) => run_localize(*args)?,
+        Command::Evaluate(args) => run_evaluate(*args)?,
+        #[cfg(feature = "ros")]
+        Command::Replay(args) => run_replay(*args)?,
+        Command::Info { json } => {
+            let info = dasgil::toolchain::ToolchainInfo::collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("{info}");
+            }
+        }
+        Command::ImportCheckpoint(a) => import_checkpoint::run_import(*a)?,
+        Command::Embed(a) => embed::run_embed(*a)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `dasgil-tools replay`: a sequence's query frames played to a running node, the priors it
+//! publishes scored.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::args::*;
+
+#[cfg(feature = "ros")]
+/// `--transport`: how frames are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Transport {
+    /// sensor_msgs/Image rgb8.
+    Raw,
+    /// sensor_msgs/CompressedImage, the files' bytes.
+    Compressed,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The map the node runs (names the map image each prior came from in route.png).
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Camera topics, comma-separated, parallel to --cameras.
+    #[arg(long, value_delimiter = ',', default_value = "/camera/image_raw")]
+    topics: Vec<String>,
+    /// The query camera played on each topic, comma-separated, parallel to --topics.
+    #[arg(long, value_delimiter = ',', default_value = "c0")]
+    camera_ids: Vec<String>,
+    /// Frames per second and camera.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
+    rate: f64,
+    /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
+    #[arg(long, value_enum, default_value_t = Transport::Raw)]
+    transport: Transport,
+    /// The node's pose prior topic.
+    #[arg(long, default_value = "/pose_prior")]
+    prior_topic: String,
+    /// The frame_id the priors must carry.
+    #[arg(long, default_value = "map")]
+    frame_id: String,
+    /// Seconds to wait for the node to subscribe.
+    #[arg(long, default_value_t = 120.0)]
+    wait: f64,
+    /// At most this many frames per camera.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Play for this many seconds, cycling through the frames (for load tests).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Output folder: priors.csv, summary.json, route.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[cfg(feature = "ros")]
+pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
+    use dasgil::eval::online;
+    if a.topics.len() != a.camera_ids.len() {
+        anyhow::bail!(
+            "--topics and --camera-ids: expected one camera per topic, found {} topics and {} camera ids",
+            a.topics.len(),
+            a.camera_ids.len()
+        );
+    }
+    if !(a.wait.is_finite() && a.wait > 0.0 && a.wait <= 86400.0) {
+        anyhow::bail!("--wait: expected seconds in (0, 86400], found {}", a.wait);
+    }
+    if a.out.is_file() {
+        anyhow::bail!("--out {}: is a file; expected a folder", a.out.display());
+    }
+    let src = a.source.open()?;
+    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
+        anyhow::bail!(
+            "{}: no query images with ground truth to replay and score",
+            src.source.root
+        );
+    }
+    let map = a
+        .map
+        .as_deref()
+        .map(dasgil::map::file::MapFile::open)
+        .transpose()?;
+    let labels = dasgil::eval::offline::condition_labels(&src);
+    let (sent, received) = dasgil::node::frame_player::replay(
+        &src,
+        &dasgil::node::frame_player::ReplayOptions {
+            topics: a.topics.clone(),
+            cameras: a.camera_ids.clone(),
+            rate: a.rate,
+            compressed: a.transport == Transport::Compressed,
+            prior_topic: a.prior_topic.clone(),
+            wait: std::time::Duration::from_secs_f64(a.wait),
+            limit: a.limit,
+            duration: a
+                .duration
+                .map(|d| {
+                    if d.is_finite() && d > 0.0 && d <= 86400.0 {
+                        Ok(std::time::Duration::from_secs_f64(d))
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "--duration: expected seconds in (0, 86400], found {d}"
+                        ))
+                    }
+                })
+                .transpose()?,
+        },
+    )?;
+    let summary = online::score(&src, &labels, map.as_ref(), &sent, &received, &a.frame_id);
+    let png = online::write_outputs(&a.out, &summary, &src, &received)?;
+    print!("{}", online::summary_text(&summary));
+    println!(
+        "wrote {}: priors.csv, summary.json; picture: {}",
+        a.out.display(),
+        png.display()
+    );
+    if summary.priors_received == 0 {
+        anyhow::bail!(
+            "no pose prior came back from the node for {} frames",
+            summary.frames_sent
+        );
+    }
+    Ok(())
+}
+
+/// Frames per second and camera: 0.001 to 1000.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|r| (0.001..=1000.0).contains(r))
+        .ok_or_else(|| format!("expected frames per second from 0.001 to 1000, found `{s}`"))
+}

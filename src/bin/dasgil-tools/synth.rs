@@ -1,0 +1,356 @@
+//! `dasgil-tools synth`: synthetic data sets in the real data sets' on-disk formats.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use clap::Subcommand;
+
+type SynthResult<T> = Result<T, dasgil::synth::SynthError>;
+/// Renders a data set into the given folder.
+type Generate = Box<dyn FnOnce(&std::path::Path) -> SynthResult<dasgil::synth::Summary>>;
+/// Writes a contact sheet of the data set in the first folder to the second path.
+type Preview = Box<dyn FnOnce(&std::path::Path, &std::path::Path) -> SynthResult<()>>;
+
+#[derive(Subcommand)]
+pub(crate) enum SynthFormat {
+    /// Virtual KITTI 2: scenes x 10 variations, rgb/depth/classSegmentation + text ground truth.
+    Vkitti2 {
+        #[command(flatten)]
+        common: SynthCommon,
+        /// Scenes, 1 to 1000 (each its own procedural world).
+        #[arg(long, default_value_t = 2)]
+        scenes: usize,
+        /// Frames per scene and variation (1 to 100000).
+        #[arg(long, default_value_t = 10)]
+        frames: usize,
+        /// Image width in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 1242)]
+        width: u32,
+        /// Image height in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 375)]
+        height: u32,
+        /// 1 (Camera_0) or 2 (stereo, Camera_1 0.53 m to the right).
+        #[arg(long, default_value_t = 1)]
+        cameras: u8,
+        /// Write the authors' repackaged layout (vkitti_2.0.3_{rgb,depth,classSegmentation,textgt}
+        /// roots, class-index segmentation) instead of the official one.
+        #[arg(long)]
+        dasgil_layout: bool,
+        /// fixed: each variation's light and weather, one season everywhere (Virtual KITTI 2's
+        /// look); wide: each scene and variation also draws its own season and light (leaves,
+        /// grass, snow, sun), so that positives differ in season too (for training).
+        #[arg(long, default_value = "fixed", value_parser = parse_appearance)]
+        appearance: dasgil::synth::condition::Appearance,
+    },
+    /// KITTI odometry layout, the "real" domain (sensor noise, blur, vignetting, tone curve).
+    Kitti {
+        #[command(flatten)]
+        common: SynthCommon,
+        /// Sequences, 1 to 100.
+        #[arg(long, default_value_t = 1)]
+        sequences: usize,
+        /// Frames per sequence, 1 to 100000.
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// Image width in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 1241)]
+        width: u32,
+        /// Image height in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 376)]
+        height: u32,
+    },
+    /// An Extended CMU-Seasons slice: reference traversal as database, other seasons as queries.
+    Cmu {
+        #[command(flatten)]
+        common: SynthCommon,
+        /// Slice number, 0 to 1000.
+        #[arg(long, default_value_t = 2)]
+        slice: u32,
+        /// Database places along the route (two cameras each), 1 to 100000.
+        #[arg(long, default_value_t = 20)]
+        places: usize,
+        /// Metres between places, more than 0 and at most 1000.
+        #[arg(long, default_value_t = 4.0)]
+        spacing: f64,
+        /// Query conditions, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "foliage,snow,low-sun,overcast"
+        )]
+        conditions: Vec<String>,
+        /// Image width in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 1024)]
+        width: u32,
+        /// Image height in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 768)]
+        height: u32,
+    },
+    /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps and gps/ins.csv.
+    Robotcar {
+        #[command(flatten)]
+        common: SynthCommon,
+        /// Traversals, 1 to 100.
+        #[arg(long, default_value_t = 3)]
+        traversals: usize,
+        /// Images per traversal, evenly along the loop, 1 to 100000.
+        #[arg(long, default_value_t = 40)]
+        frames: usize,
+        /// Image width in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Image height in pixels, 16 to 8192.
+        #[arg(long, default_value_t = 960)]
+        height: u32,
+    },
+}
+
+pub(crate) fn parse_appearance(s: &str) -> Result<dasgil::synth::condition::Appearance, String> {
+    dasgil::synth::condition::Appearance::parse(s)
+        .ok_or_else(|| format!("expected fixed or wide, found `{s}`"))
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SynthCommon {
+    /// Output folder (the data set root).
+    #[arg(long)]
+    out: PathBuf,
+    /// World and noise seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write a contact sheet of what was made (read back through the dataset reader).
+    #[arg(long)]
+    preview: Option<PathBuf>,
+    /// Replace an earlier `synth` output in --out as a whole (never mixes two data sets; a
+    /// folder that is not a synth output is never replaced).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Largest counts `synth` accepts (a typo such as --frames 1000000000 is refused up front).
+pub(crate) const MAX_FRAMES: u64 = 100_000;
+
+pub(crate) const MAX_SCENES: u64 = 1_000;
+
+/// One `synth` command, taken apart once: what it will make (checked before anything is
+/// rendered), how to render it into a folder, and how to preview the result.
+pub(crate) struct SynthJob {
+    name: &'static str,
+    common: SynthCommon,
+    width: u32,
+    height: u32,
+    images: u64,
+    counts: Vec<(&'static str, u64, u64)>,
+    generate: Generate,
+    preview: Preview,
+}
+
+pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
+    use dasgil::data::vkitti2::Layout;
+    use dasgil::synth::{cmu, kitti, preview, robotcar, vkitti2};
+    Ok(match format {
+        SynthFormat::Vkitti2 {
+            common,
+            scenes,
+            frames,
+            width,
+            height,
+            cameras,
+            dasgil_layout,
+            appearance,
+        } => {
+            let layout = if dasgil_layout {
+                Layout::Dasgil
+            } else {
+                Layout::Official
+            };
+            let seed = common.seed;
+            SynthJob {
+                name: "vkitti2",
+                width,
+                height,
+                images: (scenes as u64) * 10 * (frames as u64) * (cameras as u64),
+                counts: vec![
+                    ("--scenes", scenes as u64, MAX_SCENES),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                    ("--cameras", cameras as u64, 2),
+                ],
+                generate: Box::new(move |out| {
+                    vkitti2::generate(&vkitti2::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        scenes,
+                        frames,
+                        width,
+                        height,
+                        cameras,
+                        layout,
+                        appearance,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::vkitti2(out, layout, p)),
+                common,
+            }
+        }
+        SynthFormat::Kitti {
+            common,
+            sequences,
+            frames,
+            width,
+            height,
+        } => {
+            let seed = common.seed;
+            SynthJob {
+                name: "kitti",
+                width,
+                height,
+                images: (sequences as u64) * (frames as u64),
+                counts: vec![
+                    ("--sequences", sequences as u64, 100),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                ],
+                generate: Box::new(move |out| {
+                    kitti::generate(&kitti::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        sequences,
+                        frames,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::kitti(out, sequences, p)),
+                common,
+            }
+        }
+        SynthFormat::Cmu {
+            common,
+            slice,
+            places,
+            spacing,
+            conditions,
+            width,
+            height,
+        } => {
+            if !(spacing.is_finite() && spacing > 0.0 && spacing <= 1000.0) {
+                anyhow::bail!(
+                    "--spacing: expected metres, more than 0 and at most 1000, found {spacing}"
+                );
+            }
+            if slice > 1000 {
+                anyhow::bail!("--slice: expected 0 to 1000, found {slice}");
+            }
+            let seed = common.seed;
+            SynthJob {
+                name: "cmu",
+                width,
+                height,
+                images: (places as u64) * 2 * (1 + conditions.len() as u64),
+                counts: vec![
+                    ("--places", places as u64, MAX_FRAMES),
+                    ("--conditions (count)", conditions.len() as u64, 16),
+                ],
+                generate: Box::new(move |out| {
+                    cmu::generate(&cmu::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        slice,
+                        places,
+                        spacing,
+                        conditions,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::cmu(out, slice, places, p)),
+                common,
+            }
+        }
+        SynthFormat::Robotcar {
+            common,
+            traversals,
+            frames,
+            width,
+            height,
+        } => {
+            let seed = common.seed;
+            SynthJob {
+                name: "robotcar",
+                width,
+                height,
+                images: (traversals as u64) * (frames as u64) * 3,
+                counts: vec![
+                    ("--traversals", traversals as u64, 100),
+                    ("--frames", frames as u64, MAX_FRAMES),
+                ],
+                generate: Box::new(move |out| {
+                    robotcar::generate(&robotcar::Options {
+                        out: out.to_path_buf(),
+                        seed,
+                        traversals,
+                        frames,
+                        width,
+                        height,
+                    })
+                }),
+                preview: Box::new(move |out, p| preview::robotcar(out, traversals, p)),
+                common,
+            }
+        }
+    })
+}
+
+pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
+    use dasgil::synth::{check_plan, output, Plan};
+    let started = std::time::Instant::now();
+    let job = synth_job(format)?;
+    let out = job.common.out.clone();
+    check_plan(
+        &Plan {
+            images: job.images,
+            width: job.width,
+            height: job.height,
+            counts: &job.counts,
+        },
+        &out,
+    )?;
+    let preview_path = job.common.preview.clone();
+    if let Some(p) = &preview_path {
+        if p.starts_with(&out) {
+            anyhow::bail!(
+                "--preview {} is inside --out {}: put the picture outside the data set",
+                p.display(),
+                out.display()
+            );
+        }
+    }
+    let staging = output::staging(&out, job.common.force)?;
+    let summary = match (job.generate)(&staging) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
+    };
+    let marker = serde_json::json!({
+        "dataset": job.name,
+        "images": summary.images,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    });
+    output::finish(&staging, &out, marker)?;
+    if let Some(p) = &preview_path {
+        (job.preview)(&out, p)?;
+    }
+    println!(
+        "wrote {} images ({} files) to {} in {:.1} s{}",
+        summary.images,
+        summary.files,
+        out.display(),
+        started.elapsed().as_secs_f64(),
+        preview_path
+            .map(|p| format!("; preview {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

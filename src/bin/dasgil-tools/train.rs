@@ -1,0 +1,234 @@
+//! `dasgil-tools train`: the adversarial multi-task loop, new or resumed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::args::*;
+use dasgil::model::DiscriminatorKind;
+
+#[derive(clap::Args)]
+pub(crate) struct TrainArgs {
+    /// Training configuration (default: the shipped config/train.yaml, the paper's values).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Virtual KITTI 2 root(s); several are pooled.
+    #[arg(long, num_args = 1..)]
+    vkitti: Vec<PathBuf>,
+    /// Read the Virtual KITTI 2 roots in the authors' repackaged layout.
+    #[arg(long)]
+    dasgil_layout: bool,
+    /// Folder of real-domain (KITTI) images, searched recursively.
+    #[arg(long)]
+    kitti: Option<PathBuf>,
+    /// Discriminator: FD or CD.
+    #[arg(long)]
+    dis: Option<DiscriminatorKind>,
+    /// Train without the discriminator (depth + segmentation + triplet only).
+    #[arg(long)]
+    no_adversarial: bool,
+    /// Epochs (1 to 100000).
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Steps per epoch (default: anchor frames / batch).
+    #[arg(long)]
+    steps_per_epoch: Option<u64>,
+    /// Stop after this many steps in all.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Triplets per step (1 to 64).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Network input HxW, multiples of 256 up to 4096 (e.g. 256x1024, 256x512).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(i64, i64)>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    device: Option<String>,
+    /// Checkpoint every N steps (and at every epoch's end).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// libtorch CPU threads (default: one per core). Recorded in the run; a resume keeps the
+    /// run's count unless given (a resume with another count is not bit-identical to an
+    /// unbroken run).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder of a new run (must be empty or new).
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint (--epochs, --steps, --device,
+    /// --checkpoint-every and --threads may change; other flags must repeat the run's values).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
+    use dasgil::train::{self, TrainConfig};
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupt))
+            .context("cannot install the signal handler")?;
+    }
+    // On --resume the run's recorded configuration is the base; a flag (or a --config file)
+    // that gives a value the run already has is accepted, one that differs is refused below.
+    let (recorded, out) = match &a.resume {
+        Some(dir) => {
+            let (_, state) = train::latest_checkpoint(dir)?;
+            (Some(state.config), dir.clone())
+        }
+        None => {
+            let out = a
+                .out
+                .clone()
+                .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
+            refuse_non_empty(&out)?;
+            (None, out)
+        }
+    };
+    let resume = recorded.is_some();
+    let mut cfg = match (&a.config, &recorded) {
+        (Some(p), recorded) => {
+            let mut c = TrainConfig::read(p)?;
+            if let Some(r) = recorded {
+                // A config file without data paths keeps the run's.
+                if c.vkitti.is_empty() {
+                    c.vkitti = r.vkitti.clone();
+                }
+                if c.kitti.is_none() {
+                    c.kitti = r.kitti.clone();
+                }
+                // What a resume may change comes from flags, not from the file.
+                c.epochs = r.epochs;
+                c.max_steps = r.max_steps;
+                c.device = r.device.clone();
+                c.checkpoint_every = r.checkpoint_every;
+                c.threads = r.threads;
+            }
+            c
+        }
+        (None, Some(r)) => r.clone(),
+        (None, None) => serde_yaml::from_str(include_str!("../../../config/train.yaml"))
+            .context("the built-in config/train.yaml")?,
+    };
+    if !a.vkitti.is_empty() {
+        cfg.vkitti = a.vkitti.clone();
+    }
+    if a.dasgil_layout {
+        cfg.vkitti_layout = train::config::VkittiLayout::Dasgil;
+    }
+    if a.kitti.is_some() {
+        cfg.kitti = a.kitti.clone();
+    }
+    if let Some(d) = a.dis {
+        cfg.discriminator = d;
+    }
+    if a.no_adversarial {
+        cfg.adversarial = false;
+    }
+    if let Some(v) = a.epochs {
+        cfg.epochs = v;
+    }
+    if a.steps_per_epoch.is_some() {
+        cfg.steps_per_epoch = a.steps_per_epoch;
+    }
+    if a.steps.is_some() {
+        cfg.max_steps = a.steps;
+    }
+    if let Some(v) = a.batch {
+        cfg.batch = v;
+    }
+    if let Some((h, w)) = a.size {
+        cfg.input_height = h;
+        cfg.input_width = w;
+    }
+    if let Some(v) = &a.device {
+        cfg.device = v.clone();
+    }
+    if let Some(v) = a.checkpoint_every {
+        cfg.checkpoint_every = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.threads {
+        cfg.threads = v;
+    }
+    if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
+        if let Some(c) = r.fixed_differences(&cfg).first() {
+            let flag = match c.field.as_str() {
+                "input_height" | "input_width" => "--size".to_string(),
+                "discriminator" => "--dis".to_string(),
+                "adversarial" => "--no-adversarial".to_string(),
+                "vkitti_layout" => "--dasgil-layout".to_string(),
+                "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
+                    format!("--{}", c.field.replace('_', "-"))
+                }
+                other => format!("--config field `{other}`"),
+            };
+            anyhow::bail!(
+                "{flag} cannot change when resuming {}: the run has {} = {}, given {}; a resumed \
+                 run continues exactly as it started (only --epochs, --steps, --device, \
+                 --checkpoint-every and --threads may change)",
+                dir.display(),
+                c.field,
+                c.recorded,
+                c.given
+            );
+        }
+    }
+    if cfg.epochs > 100_000 {
+        anyhow::bail!("--epochs: expected 1 to 100000, found {}", cfg.epochs);
+    }
+    let s = train::run(cfg, &out, resume, interrupt)?;
+    let losses: Vec<String> = s
+        .last_losses
+        .iter()
+        .filter(|(n, _)| {
+            matches!(
+                n.as_str(),
+                "generator_total"
+                    | "depth_anchor"
+                    | "seg_anchor"
+                    | "triplet_total"
+                    | "discriminator"
+            )
+        })
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect();
+    let verb = match s.outcome {
+        train::Outcome::Finished => "trained",
+        train::Outcome::Interrupted => "interrupted: checkpoint written after",
+    };
+    if s.first_step == s.steps_done {
+        println!(
+            "nothing to train: the run is already at step {} of {} (raise --steps or --epochs \
+             to continue it)",
+            s.steps_done, s.total_steps
+        );
+    } else {
+        println!(
+            "{verb} steps {}..{} of {} on {} in {}; last losses: {}",
+            s.first_step,
+            s.steps_done,
+            s.total_steps,
+            s.device,
+            dasgil::progress::format_secs(s.seconds),
+            losses.join(", ")
+        );
+    }
+    println!(
+        "generator: {}; curves: {}; predictions: {}",
+        s.out.join("generator.safetensors").display(),
+        s.out.join("loss_curves.png").display(),
+        s.out.join("predictions.png").display()
+    );
+    if s.outcome == train::Outcome::Interrupted {
+        println!(
+            "continue with: dasgil-tools train --resume {}",
+            s.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Geotagged image sources: the named sequences of config/sequences.yaml (rendering the
+//! synthetic ones on first use) and ad hoc data sets (`--format`, `--root`), opened through the
+//! format's reader into database and query images with the decoding recipe of their files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{cmu_seasons::CmuSlice, Decode, PosedImage};
+use crate::error::PipelineError;
+use crate::map::file::SourceMeta;
+
+pub const SEQUENCES_YAML: &str = include_str!("../../config/sequences.yaml");
+
+/// How a missing synthetic sequence is rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub seed: u64,
+    pub places: usize,
+    pub spacing: f64,
+    pub conditions: Vec<String>,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    pub format: String,
+    pub root: PathBuf,
+    #[serde(default)]
+    pub slice: Option<u32>,
+    #[serde(default)]
+    pub cameras: Option<Vec<String>>,
+    #[serde(default)]
+    pub generate: Option<Generate>,
+}
+
+/// The data folder relative sequence roots live under.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DASGIL_DATA") {
+        return d.into();
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    home.join(".cache/dasgil")
+}
+
+/// Named sequences from `file` (default: the built-in config/sequences.yaml).
+pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, PipelineError> {
+    let (text, origin) = match file {
+        Some(p) => (
+            std::fs::read_to_string(p)
+                .map_err(|e| crate::atomic::PathIoError::new("cannot read", p, e))?,
+            p.display().to_string(),
+        ),
+        None => (
+            SEQUENCES_YAML.to_string(),
+            "config/sequences.yaml".to_string(),
+        ),
+    };
+    serde_yaml::from_str(&text).map_err(|e| PipelineError::SequencesFile {
+        origin,
+        line: e.location().map(|l| l.line()),
+        message: e.to_string(),
+    })
+}
+
+/// The images of a data set: database (the map) and queries with ground truth where known.
+pub struct SourceImages {
+    pub source: SourceMeta,
+    pub database: Vec<PosedImage>,
+    pub queries: Vec<PosedImage>,
+    pub decode: Decode,
+}
+
+fn keep_cameras(images: Vec<PosedImage>, cameras: &Option<Vec<String>>) -> Vec<PosedImage> {
+    match cameras {
+        None => images,
+        Some(c) => images
+            .into_iter()
+            .filter(|i| c.contains(&i.camera))
+            .collect(),
+    }
+}
+
+impl Sequence {
+    /// The sequence's root (relative roots under [`data_dir`]), rendered first when missing and
+    /// a `generate` recipe is given.
+    pub fn resolve(&self, name: &str) -> Result<PathBuf, PipelineError> {
+        let root = if self.root.is_absolute() {
+            self.root.clone()
+        } else {
+            data_dir().join(&self.root)
+        };
+        if !root.exists() {
+            if let (Some(g), "cmu") = (&self.generate, self.format.as_str()) {
+                tracing::info!(sequence = name, root = %root.display(), "rendering the synthetic sequence (first use)");
+                render_cmu(&root, self.slice.unwrap_or(2), g)?;
+            }
+        }
+        Ok(root)
+    }
+
+    /// Opens the sequence's images.
+    pub fn open(&self, name: Option<&str>, root: &Path) -> Result<SourceImages, PipelineError> {
+        let mut source = SourceMeta {
+            format: self.format.clone(),
+            root: root.display().to_string(),
+            slice: self.slice,
+            sequence: name.map(str::to_string),
+        };
+        match self.format.as_str() {
+            "cmu" => {
+                let slice = self.slice.ok_or(PipelineError::MissingSlice)?;
+                let s = CmuSlice::open(root, slice)?;
+                Ok(SourceImages {
+                    database: keep_cameras(s.database_images(), &self.cameras),
+                    queries: keep_cameras(s.query_images(), &self.cameras),
+                    source,
+                    decode: Decode::Rgb,
+                })
+            }
+            "kitti" => {
+                let seq = format!("{:02}", self.slice.unwrap_or(0));
+                let cam = self
+                    .cameras
+                    .as_ref()
+                    .and_then(|c| c.first().cloned())
+                    .unwrap_or_else(|| "image_2".into());
+                let s = crate::data::kitti::OdometrySequence::open(root, &seq, &cam)?;
+                source.slice = self.slice.or(Some(0));
+                Ok(SourceImages {
+                    database: s.images,
+                    queries: Vec::new(),
+                    source,
+                    decode: Decode::Rgb,
+                })
+            }
+            "vkitti2" => {
+                let ds = crate::data::vkitti2::Vkitti2::open(
+                    &crate::data::vkitti2::Vkitti2Roots::official(root),
+                )?;
+                Ok(SourceImages {
+                    database: keep_cameras(ds.posed_images(), &self.cameras),
+                    queries: Vec::new(),
+                    source,
+                    decode: Decode::Rgb,
+                })
+            }
+            "robotcar" => {
+                let cam = self
+                    .cameras
+                    .as_ref()
+                    .and_then(|c| c.first().cloned())
+                    .unwrap_or_else(|| "stereo/centre".into());
+                let t = crate::data::robotcar::Traversal::open(root, &cam)?;
+                let decode = t.decode();
+                Ok(SourceImages {
+                    database: t.images,
+                    queries: Vec::new(),
+                    source,
+                    decode,
+                })
+            }
+            other => Err(PipelineError::UnknownFormat(other.to_string())),
+        }
+    }
+}
+
+/// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done).
+fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
+    let staging = crate::synth::output::staging(root, false)?;
+    crate::synth::cmu::generate(&crate::synth::cmu::Options {
+        out: staging.clone(),
+        seed: g.seed,
+        slice,
+        places: g.places,
+        spacing: g.spacing,
+        conditions: g.conditions.clone(),
+        width: g.width,
+        height: g.height,
+    })?;
+    crate::synth::output::finish(
+        &staging,
+        root,
+        serde_json::json!({"dataset": "cmu", "generate": g}),
+    )?;
+    Ok(())
+}
+
+/// A named sequence, or an ad hoc one from --format/--root.
+pub fn source(
+    name: Option<&str>,
+    sequences_file: Option<&Path>,
+    format: Option<&str>,
+    root: Option<&Path>,
+    slice: Option<u32>,
+    cameras: Option<Vec<String>>,
+) -> Result<SourceImages, PipelineError> {
+    match (name, format, root) {
+        (Some(n), None, None) => {
+            let all = sequences(sequences_file)?;
+            let seq = all.get(n).ok_or_else(|| PipelineError::UnknownSequence {
+                name: n.to_string(),
+                known: all.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+            let mut seq = seq.clone();
+            if let Some(c) = cameras {
+                seq.cameras = Some(c);
+            }
+            let root = seq.resolve(n)?;
+            seq.open(Some(n), &root)
+        }
+        (None, Some(f), Some(r)) => {
+            let seq = Sequence {
+                format: f.to_string(),
+                root: r.to_path_buf(),
+                slice,
+                cameras,
+                generate: None,
+            };
+            seq.open(None, r)
+        }
+        (Some(_), _, _) => Err(PipelineError::BothSources),
+        _ => Err(PipelineError::NoSource),
+    }
+}

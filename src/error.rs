@@ -1,0 +1,62 @@
+//! The error of the localization pipeline (sources, extraction, maps, retrieval, localization,
+//! evaluation): the steps' own errors, and one named variant per other way a request fails,
+//! each saying what was expected and what was found.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Encode(#[from] crate::extract::EncodeError),
+    #[error(transparent)]
+    Map(#[from] crate::map::file::MapError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Synth(#[from] crate::synth::SynthError),
+    #[error(transparent)]
+    Io(#[from] crate::atomic::PathIoError),
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    #[error(transparent)]
+    SameFile(#[from] crate::atomic::SameFileError),
+    /// A sequences file that is not valid YAML of the expected shape.
+    #[error("{origin}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    SequencesFile {
+        origin: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("--sequence {name}: no such sequence; known: {known}")]
+    UnknownSequence { name: String, known: String },
+    #[error("give either --sequence NAME or --format with --root, not both")]
+    BothSources,
+    #[error("which images? give --sequence NAME (e.g. cmu_slice) or --format cmu|robotcar|kitti|vkitti2 with --root DIR")]
+    NoSource,
+    #[error("format: expected cmu, kitti, vkitti2 or robotcar, found `{0}`")]
+    UnknownFormat(String),
+    #[error("format cmu needs a slice (--slice N)")]
+    MissingSlice,
+    #[error("{root}: no database images to build a map from")]
+    NoDatabase { root: String },
+    #[error("images without a pose cannot be map entries: {examples}")]
+    Unposed { examples: String },
+    #[error("{root}: no query images with ground truth to evaluate on (evaluate needs a data set with queries and their poses, such as an Extended CMU-Seasons slice)")]
+    NoGroundTruth { root: String },
+    #[error("--out {}: is a file; expected a folder for the report", path.display())]
+    OutIsFile { path: PathBuf },
+    #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]
+    QueryCamera {
+        path: PathBuf,
+        camera: String,
+        have: String,
+    },
+    #[error("query {}: no prior: {why}", path.display())]
+    NoPrior { path: PathBuf, why: String },
+    #[error("{}: metric: {message}", path.display())]
+    MapMetric { path: PathBuf, message: String },
+    #[error("top_k: expected 1 to 1000, found {0}")]
+    TopK(usize),
+    #[error("no --checkpoint given and the shipped model {} was not found (looked in: {tried}); pass --checkpoint FILE or set DASGIL_MODEL", crate::extract::choice::SHIPPED_MODEL)]
+    NoShippedModel { tried: String },
+}

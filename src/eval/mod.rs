@@ -1,0 +1,101 @@
+//! Evaluation: offline (`offline`: queries with ground truth through the Localizer, recall and
+//! the Extended CMU-Seasons accuracies, the benchmark submission, report and plots) and online
+//! (`online`: scoring the priors a running node published for replayed frames).
+
+pub mod offline;
+pub mod online;
+
+use std::path::Path;
+
+use crate::data::sources::SourceImages;
+use crate::error::PipelineError;
+use crate::extract::choice::{make_encoder, ModelChoice};
+use crate::localize::Localizer;
+use crate::map::file::MapFile;
+use crate::map::BuildOptions;
+use crate::model::DescriptorSpec;
+use crate::retrieval::Metric;
+use offline::Report;
+
+/// evaluate: builds the map(s) in `out` and scores the queries through the Localizer; both ways (with and without
+/// map-time adaptation) for a network. Returns the reports, primary first.
+#[allow(clippy::too_many_arguments)] // the command's options, one each
+pub fn run(
+    choice: &ModelChoice,
+    layers: Option<DescriptorSpec>,
+    device: tch::Device,
+    src: &SourceImages,
+    out: &Path,
+    metric: Metric,
+    per_camera: bool,
+    adapt_first: bool,
+) -> Result<Vec<Report>, PipelineError> {
+    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
+        return Err(PipelineError::NoGroundTruth {
+            root: src.source.root.clone(),
+        });
+    }
+    if out.is_file() {
+        return Err(PipelineError::OutIsFile {
+            path: out.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
+    let labels = offline::condition_labels(src);
+    let mut reports = Vec::new();
+    // Raw pixels have no statistics to adapt; a network is evaluated both ways.
+    let ways: Vec<bool> = match choice {
+        ModelChoice::RawPixels => vec![false],
+        _ => vec![adapt_first, !adapt_first],
+    };
+    let mut submission = None;
+    for adapt in ways {
+        let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
+        let map_path = out.join(format!(
+            "map-{}.safetensors",
+            if adapt { "adabn" } else { "none" }
+        ));
+        crate::map::build_map(
+            &mut enc,
+            src,
+            &map_path,
+            &BuildOptions {
+                adapt,
+                f16: false,
+                metric,
+                compress: None,
+            },
+        )?;
+        // Queries go through the same Localizer as localize and the node: the map, as
+        // opened, with the node's defaults.
+        let map = std::sync::Arc::new(MapFile::open(&map_path)?);
+        let loc = Localizer::new(
+            enc,
+            map,
+            crate::localize::Options {
+                metric: Some(metric),
+                ..Default::default()
+            },
+        )?;
+        let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
+        if submission.is_none() {
+            submission = Some(sub);
+        }
+        reports.push(report);
+    }
+    if let Some(sub) = submission {
+        crate::data::cmu_seasons::write_submission(&out.join("submission.txt"), &sub)?;
+    }
+    let refs: Vec<&Report> = reports.iter().collect();
+    crate::atomic::write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&serde_json::json!({ "reports": reports }))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
+    offline::recall_curves(&out.join("recall_curves.png"), &refs)?;
+    offline::match_sheet(&out.join("matches.png"), &reports[0], src)?;
+    Ok(reports)
+}

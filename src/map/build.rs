@@ -1,0 +1,180 @@
+//! build-map: a source's database images -> descriptors (with optional map-time adaptation)
+//! -> the map file with poses, names, cameras, times, the encoder's description, the decoding of
+//! its images and, optionally, the compressed search mode's codes.
+
+use std::path::Path;
+
+use safetensors::tensor::Dtype;
+
+use super::file::{self, MapMeta, RawTensor, MAP_FORMAT};
+use crate::data::sources::SourceImages;
+use crate::data::{Decode, PosedImage};
+use crate::error::PipelineError;
+use crate::extract::MapEncoder;
+use crate::retrieval::{compress, Metric};
+
+/// Options of `build-map`.
+pub struct BuildOptions {
+    pub adapt: bool,
+    pub f16: bool,
+    pub metric: Metric,
+    /// The compressed search mode: projected dimensions and shortlist (`maps::compress`).
+    pub compress: Option<(usize, usize)>,
+}
+
+/// Seed of the compressed mode's projection.
+pub const PROJECTION_SEED: u64 = 0xDA5_617;
+
+/// The name a map stores for an image: its file name (CMU names carry camera and time).
+pub fn image_name(p: &PosedImage) -> String {
+    p.path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The decoding a map records: the source's, with colour files told apart from grey ones
+/// (a grey data set's map takes mono8 frames; a colour one refuses them).
+fn recorded_decoding(src: &SourceImages) -> Result<Decode, PipelineError> {
+    if src.decode != Decode::Rgb {
+        return Ok(src.decode);
+    }
+    let Some(first) = src.database.first() else {
+        return Ok(Decode::Rgb);
+    };
+    let img = crate::data::error::open_image(&first.path, "a database image")?;
+    Ok(if img.color().has_color() {
+        Decode::Rgb
+    } else {
+        Decode::Grey
+    })
+}
+
+/// Encodes `src.database` into a map written to `out`.
+pub fn build_map(
+    encoder: &mut MapEncoder,
+    src: &SourceImages,
+    out: &Path,
+    opts: &BuildOptions,
+) -> Result<MapMeta, PipelineError> {
+    let db = &src.database;
+    if db.is_empty() {
+        return Err(PipelineError::NoDatabase {
+            root: src.source.root.clone(),
+        });
+    }
+    let missing: Vec<String> = db
+        .iter()
+        .filter(|p| p.world_from_cam.is_none())
+        .take(3)
+        .map(|p| p.path.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(PipelineError::Unposed {
+            examples: format!(
+                "{}{}",
+                missing.join(", "),
+                if missing.len() == 3 { ", ..." } else { "" }
+            ),
+        });
+    }
+    if opts.adapt && encoder.adaptable() {
+        let subset = encoder.prepare_subset(db, src.decode)?;
+        encoder.adapt(&subset)?;
+    }
+    let progress = crate::progress::Progress::new("build-map", "images", db.len() as u64, 0);
+    let desc = encoder.encode_images(db, src.decode, Some(&progress))?;
+    progress.finish();
+    let n = db.len();
+    let dim = encoder.dim();
+    let descriptors = if opts.f16 {
+        let h: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
+        RawTensor::new("descriptors", Dtype::F16, vec![n, dim], &h)
+    } else {
+        RawTensor::new("descriptors", Dtype::F32, vec![n, dim], &desc)
+    };
+    let mut poses = Vec::with_capacity(n * 7);
+    let mut times = Vec::with_capacity(n);
+    for p in db {
+        let pose = p.world_from_cam.expect("checked above");
+        let t = pose.translation.vector;
+        let q = crate::geom::wxyz(&pose.rotation);
+        poses.extend([t.x, t.y, t.z, q[0], q[1], q[2], q[3]]);
+        times.push(p.timestamp_us.unwrap_or(-1));
+    }
+    let mut tensors = vec![
+        descriptors,
+        RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
+        RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
+    ];
+    let compression = opts.compress.map(|(dims, shortlist)| {
+        let (t, meta) = compress::map_tensors(&desc, n, dim, dims, shortlist);
+        tensors.extend(t);
+        meta
+    });
+    for (name, values) in encoder.adapted_tensors() {
+        tensors.push(RawTensor::new(
+            &name,
+            Dtype::F32,
+            vec![values.len()],
+            &values,
+        ));
+    }
+    let mut meta = MapMeta {
+        format: MAP_FORMAT.into(),
+        names: db.iter().map(image_name).collect(),
+        cameras: db.iter().map(|p| p.camera.clone()).collect(),
+        encoder: encoder.meta.clone(),
+        metric: opts.metric.name().into(),
+        source: src.source.clone(),
+        created_unix: file::now_unix(),
+        payload_checksum: String::new(),
+        compression,
+        decoding: recorded_decoding(src)?,
+    };
+    file::write_map(out, &tensors, &mut meta)?;
+    Ok(meta)
+}
+
+/// build-map as the command runs it: refuses to overwrite the checkpoint, builds, and returns
+/// a summary line.
+pub fn build_map_summary(
+    enc: &mut MapEncoder,
+    src: &SourceImages,
+    out: &Path,
+    opts: &BuildOptions,
+) -> Result<String, PipelineError> {
+    if let Some(c) = enc.meta.checkpoint.as_deref() {
+        crate::atomic::refuse_overwriting_inputs(
+            ("--out", out),
+            &[("--checkpoint", Path::new(c))],
+        )?;
+    }
+    let started = std::time::Instant::now();
+    let meta = build_map(enc, src, out, opts)?;
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    Ok(format!(
+        "map {}: {} images ({} cameras: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}), {} in {}",
+        out.display(),
+        meta.names.len(),
+        {
+            let mut c = meta.cameras.clone();
+            c.sort();
+            c.dedup();
+            c.len()
+        },
+        {
+            let mut c = meta.cameras.clone();
+            c.sort();
+            c.dedup();
+            c.join(",")
+        },
+        enc.dim(),
+        if opts.f16 { "f16" } else { "f32" },
+        meta.encoder.kind,
+        meta.encoder.model_fingerprint,
+        meta.encoder.adaptation,
+        crate::resources::human_bytes(bytes),
+        crate::progress::format_secs(started.elapsed().as_secs_f64())
+    ))
+}

@@ -282,6 +282,36 @@ fn cmu_fixture_reads_and_malformed_lines_are_named() {
         CmuSlice::open(&cmu, 2).unwrap_err().to_string(),
         format!("{}:2: field `name`: expected img_%05d_c<k>_<16-digit timestamp>us.jpg, found `img_122_c1_1303398475046031us.jpg`", gt.display())
     );
+    // Whitespace separates fields however much of it there is (double spaces, tabs).
+    replace_line(&gt, 2, "img_00122_c1_1303398475046031us.jpg\t0.328395  0.258772 0.569011\t -0.709950 -85.392177 55.210379 -2.9807");
+    let s = CmuSlice::open(&cmu, 2).unwrap();
+    assert!((s.database[1].1.q_wxyz[3] + 0.709950).abs() < 1e-12);
+    // A zero, unnormalised or NaN quaternion is refused where it is read, naming the line.
+    for (q, found) in [
+        ("0 0 0 0", "0 0 0 0 (norm 0)"),
+        ("0.5 0.5 0.5 0.6", "0.5 0.5 0.5 0.6 (norm 1.05"),
+    ] {
+        replace_line(
+            &gt,
+            2,
+            &format!("img_00122_c1_1303398475046031us.jpg {q} -85.392177 55.210379 -2.9807"),
+        );
+        let e = CmuSlice::open(&cmu, 2).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:2: field `qw qx qy qz`: expected a unit quaternion (norm 1 +- 0.01), found `{found}", gt.display())),
+            "{e}"
+        );
+    }
+    replace_line(
+        &gt,
+        2,
+        "img_00122_c1_1303398475046031us.jpg NaN 0 0 1 -85.392177 55.210379 -2.9807",
+    );
+    let e = CmuSlice::open(&cmu, 2).unwrap_err().to_string();
+    assert!(
+        e.contains(":2: field `qw`: expected a finite number, found `NaN`"),
+        "{e}"
+    );
 }
 
 #[test]

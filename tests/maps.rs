@@ -458,7 +458,10 @@ fn evaluate_scores_a_model_and_both_baselines() {
     let f = fixture();
     let dir = f._dir.path();
     let runs: [(&str, Vec<&str>); 3] = [
-        ("model", vec!["--checkpoint", path_str(&f.ckpt)]),
+        (
+            "model",
+            vec!["--checkpoint", path_str(&f.ckpt), "--min-confidence", "0.1"],
+        ),
         ("raw", vec!["--baseline", "raw-pixels"]),
         (
             "untrained",
@@ -505,10 +508,35 @@ fn evaluate_scores_a_model_and_both_baselines() {
         assert!(std::fs::read_to_string(out.join("report.md"))
             .unwrap()
             .contains("| all | 24 |"));
-        // What the node would publish at its defaults (min_confidence 0): every frame.
+        // What the node would publish: every frame at the default min_confidence 0; with 0.1,
+        // exactly the queries whose confidence reaches it (the others counted as ambiguous).
         let published = &reports[0]["published"];
-        assert_eq!(published["outcomes"]["localized"], 24, "{published}");
-        assert_eq!(published["scores"]["queries"], 24, "{published}");
+        let queries = reports[0]["queries"].as_array().unwrap();
+        let thr = if name == "model" { 0.1 } else { 0.0 };
+        let reaching = queries
+            .iter()
+            .filter(|q| q["confidence"].as_f64().unwrap() >= thr)
+            .count() as u64;
+        for q in queries {
+            let c = q["confidence"].as_f64().unwrap();
+            assert_eq!(q["published"].as_bool(), Some(c >= thr), "{q}");
+        }
+        assert_eq!(published["min_confidence"].as_f64(), Some(thr));
+        assert_eq!(
+            published["outcomes"]["localized"].as_u64(),
+            Some(reaching),
+            "{published}"
+        );
+        assert_eq!(
+            published["outcomes"]["ambiguous"].as_u64(),
+            Some(24 - reaching)
+        );
+        if reaching > 0 {
+            assert_eq!(published["scores"]["queries"].as_u64(), Some(reaching));
+        }
+        if name != "model" {
+            assert_eq!(reaching, 24);
+        }
         if name == "model" {
             same_pose_from_localize_and_submission(&f.root, &out, &sub);
         }
@@ -626,6 +654,7 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
     ];
     args.extend(images.iter().map(|p| path_str(&p.path)));
     let said = ok(&args);
+    assert_eq!(said.lines().count(), images.len(), "{said}");
     for (line, p) in said.lines().zip(&images) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let top = &v["candidates"][0];

@@ -112,16 +112,31 @@ impl ImageName {
     }
 }
 
+/// How far from 1 a pose file's quaternion norm may be before the line is refused (it is
+/// normalised either way). The data set README's own example line has norm 1.0013 (6 digits
+/// per component); a zero, NaN or clearly unnormalised quaternion is a broken file, not a
+/// rotation.
+pub const QUATERNION_TOLERANCE: f64 = 0.01;
+
 /// `name qw qx qy qz cx cy cz` lines.
 pub fn read_pose_list(path: &Path) -> Result<Vec<(String, CmuPose)>, DataError> {
     let f = TextFile::read(path)?;
     let mut out = Vec::new();
-    for line in f.lines(Some(' '), None) {
+    // Fields are separated by whitespace, however much of it (spaces or tabs).
+    for line in f.lines(None, None) {
         line.expect_columns(8)?;
         let v = line.floats(1, &["qw", "qx", "qy", "qz", "cx", "cy", "cz"])?;
         let name = line.fields[0];
         if ImageName::parse(name).is_none() {
             return Err(line.field_error("name", "img_%05d_c<k>_<16-digit timestamp>us.jpg", name));
+        }
+        let norm = v[..4].iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !((1.0 - QUATERNION_TOLERANCE)..=(1.0 + QUATERNION_TOLERANCE)).contains(&norm) {
+            return Err(line.field_error(
+                "qw qx qy qz",
+                &format!("a unit quaternion (norm 1 +- {QUATERNION_TOLERANCE})"),
+                &format!("{} {} {} {} (norm {norm})", v[0], v[1], v[2], v[3]),
+            ));
         }
         out.push((
             name.to_string(),

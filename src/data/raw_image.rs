@@ -136,11 +136,9 @@ fn layout(encoding: &str) -> Result<Layout, RawImageError> {
         }
         _ => {
             if let Some(rest) = encoding.strip_prefix("bayer_") {
-                let (pattern, depth) = match rest.len() {
-                    5 => (&rest[..4], &rest[4..]),
-                    6 => (&rest[..4], &rest[4..]),
-                    _ => ("", ""),
-                };
+                // `get`: the name may be any bytes off the wire (a multi-byte character
+                // must not be split).
+                let (pattern, depth) = (rest.get(..4).unwrap_or(""), rest.get(4..).unwrap_or(""));
                 if let (Some(pattern), Some(depth)) = (
                     BayerPattern::parse(pattern),
                     match depth {
@@ -414,6 +412,10 @@ mod tests {
         let yuyv = colour(decode(2, 1, "yuyv", false, 4, &[235, 128, 16, 128]).unwrap());
         assert_eq!(yuyv.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(yuyv.get_pixel(1, 0).0, [0, 0, 0]);
+        // Red in yuyv order (Y0 U Y1 V): U and V in their places, not swapped.
+        let red2 = colour(decode(2, 1, "yuv422_yuy2", false, 4, &[81, 90, 81, 240]).unwrap());
+        let p = red2.get_pixel(1, 0).0;
+        assert!(p[0] > 230 && p[1] < 30 && p[2] < 30, "{p:?}");
         // Strong V is red.
         let red = colour(decode(2, 1, "uyvy", false, 4, &[90, 81, 240, 81]).unwrap());
         let p = red.get_pixel(0, 0).0;
@@ -434,8 +436,13 @@ mod tests {
             );
             assert!(e.to_string().contains(&format!("`{enc}`")), "{e}");
         }
-        let e = decode(2, 2, "rgb9", false, 8, &[0; 16]).unwrap_err();
-        assert!(e.to_string().contains("unknown encoding `rgb9`"), "{e}");
+        for enc in ["rgb9", "bayer_aéé", "bayer_ab€8", "bayer_", "bayer_rggb32"] {
+            let e = decode(2, 2, enc, false, 8, &[0; 16]).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("unknown encoding `{enc}`")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

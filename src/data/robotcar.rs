@@ -262,8 +262,26 @@ mod tests {
             let rgb = demosaic(&raw, pattern);
             assert!(rgb.pixels().all(|p| p.0 == colour), "{pattern:?}");
         }
-        assert_eq!(BayerPattern::Gbrg.channel(0, 0), 1);
-        assert_eq!(BayerPattern::Gbrg.channel(1, 0), 2);
-        assert_eq!(BayerPattern::Gbrg.channel(0, 1), 0);
+        // Each pattern's top-left 2x2 block, read row by row (0 R, 1 G, 2 B), is its name.
+        for (p, block) in [
+            (BayerPattern::Rggb, [0, 1, 1, 2]),
+            (BayerPattern::Bggr, [2, 1, 1, 0]),
+            (BayerPattern::Gbrg, [1, 2, 0, 1]),
+            (BayerPattern::Grbg, [1, 0, 2, 1]),
+        ] {
+            let got = [
+                p.channel(0, 0),
+                p.channel(1, 0),
+                p.channel(0, 1),
+                p.channel(1, 1),
+            ];
+            assert_eq!(got, block, "{p:?}");
+            // The block repeats.
+            assert_eq!(p.channel(2, 2), block[0]);
+            assert_eq!(p.channel(3, 4), block[1]);
+            let name: String = got.iter().map(|c| ['r', 'g', 'b'][*c]).collect();
+            assert_eq!(name, p.name());
+            assert_eq!(BayerPattern::parse(p.name()), Some(p));
+        }
     }
 }

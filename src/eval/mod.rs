@@ -29,6 +29,7 @@ pub fn run(
     metric: Metric,
     per_camera: bool,
     adapt_first: bool,
+    min_confidence: f64,
 ) -> Result<Vec<Report>, PipelineError> {
     if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
         return Err(PipelineError::NoGroundTruth {
@@ -75,6 +76,7 @@ pub fn run(
             map,
             crate::localize::Options {
                 metric: Some(metric),
+                min_confidence,
                 ..Default::default()
             },
         )?;

@@ -116,7 +116,8 @@ pub struct Report {
 pub struct Published {
     pub min_confidence: f64,
     pub outcomes: Tally,
-    pub scores: Scores,
+    /// None when the node would publish nothing.
+    pub scores: Option<Scores>,
 }
 
 impl<'de> Deserialize<'de> for Tally {
@@ -199,7 +200,7 @@ pub fn evaluate(
     // per file gives the same descriptors, one at a time).
     let desc = loc
         .encoder
-        .encode_images(&owned, map.meta.decoding, Some(&progress))?;
+        .encode_images(&owned, map.meta.image_decoding(), Some(&progress))?;
     progress.finish();
     let dim = loc.encoder.dim();
     let mut results = Vec::with_capacity(owned.len());
@@ -226,7 +227,10 @@ pub fn evaluate(
         let Some(answer) = outcome.answer() else {
             return Err(PipelineError::NoPrior {
                 path: q.path.clone(),
-                why: format!("{outcome:?}"),
+                why: match &outcome {
+                    Outcome::Rejected(why) | Outcome::NoCandidates(why) => why.clone(),
+                    _ => String::new(),
+                },
             });
         };
         let hits = &answer.hits;
@@ -270,7 +274,10 @@ pub fn evaluate(
         published: Some(Published {
             min_confidence: loc.options.min_confidence,
             outcomes: tally,
-            scores: score(&results.iter().filter(|r| r.published).collect::<Vec<_>>()),
+            scores: {
+                let published: Vec<&QueryResult> = results.iter().filter(|r| r.published).collect();
+                (!published.is_empty()).then(|| score(&published))
+            },
         }),
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
@@ -293,13 +300,17 @@ pub fn markdown(reports: &[&Report]) -> String {
         ));
         s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m |\n|---|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
-        if let Some(p) = &r.published {
+        if let Some((p, sc)) = r
+            .published
+            .as_ref()
+            .and_then(|p| p.scores.as_ref().map(|s| (p, s)))
+        {
             rows.push((
                 format!(
                     "published by the node (min_confidence {}: {} withheld as ambiguous)",
                     p.min_confidence, p.outcomes.ambiguous
                 ),
-                &p.scores,
+                sc,
             ));
         }
         rows.extend(

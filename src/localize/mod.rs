@@ -187,7 +187,15 @@ pub fn decode_frame(frame: &Frame, map: Decode) -> Result<RgbImage, String> {
             raw_image::decode_compressed(format, data).map_err(|e| e.to_string())?
         }
         Frame::File(path) => {
-            return crate::data::sequence::decode_file(path, map).map_err(|e| e.to_string())
+            // A raw mosaic file (single channel) for a Bayer map is decoded exactly as the
+            // map's own files were; otherwise the file's channels say colour or mono.
+            let img =
+                crate::data::error::open_image(path, "an image file").map_err(|e| e.to_string())?;
+            if img.color().has_color() {
+                Pixels::Colour(img.to_rgb8())
+            } else {
+                Pixels::Mono(img.to_luma8())
+            }
         }
     };
     to_map_rgb(pixels, map)
@@ -286,7 +294,7 @@ impl Localizer {
 
     /// Decodes and encodes one frame: its descriptor, or why the frame is rejected.
     pub fn describe(&self, frame: &Frame) -> Result<Vec<f32>, String> {
-        let img = decode_frame(frame, self.map.meta.decoding)?;
+        let img = decode_frame(frame, self.map.meta.image_decoding())?;
         let prepared = self.encoder.prepare(&img).map_err(|e| e.to_string())?;
         self.encoder.encode(&[prepared]).map_err(|e| e.to_string())
     }
@@ -342,5 +350,66 @@ impl Localizer {
         } else {
             Outcome::Prior(answer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::robotcar::BayerPattern;
+    use image::{GrayImage, Rgb};
+
+    #[test]
+    fn pixels_become_what_the_map_was_built_from() {
+        let rgb = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 60) as u8, (y * 60) as u8, 200]));
+        let grey_of = |i: &RgbImage| {
+            image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(i.clone()).to_luma8())
+                .to_rgb8()
+        };
+        // Colour: as is for colour and Bayer maps, grey for a grey map.
+        assert_eq!(
+            to_map_rgb(Pixels::Colour(rgb.clone()), Decode::Rgb).unwrap(),
+            rgb
+        );
+        let bayer = Decode::Bayer(BayerPattern::Gbrg);
+        assert_eq!(to_map_rgb(Pixels::Colour(rgb.clone()), bayer).unwrap(), rgb);
+        assert_eq!(
+            to_map_rgb(Pixels::Colour(rgb.clone()), Decode::Grey).unwrap(),
+            grey_of(&rgb)
+        );
+        // Mono: replicated for a grey map, demosaiced with the map's pattern for a Bayer map,
+        // refused for a colour map.
+        let mono = GrayImage::from_fn(4, 4, |x, y| image::Luma([(x * 10 + y * 50) as u8]));
+        let g = to_map_rgb(Pixels::Mono(mono.clone()), Decode::Grey).unwrap();
+        assert!(g
+            .enumerate_pixels()
+            .all(|(x, y, p)| p.0 == [mono.get_pixel(x, y).0[0]; 3]));
+        assert_eq!(
+            to_map_rgb(Pixels::Mono(mono.clone()), bayer).unwrap(),
+            crate::data::robotcar::demosaic(&mono, BayerPattern::Gbrg)
+        );
+        let e = to_map_rgb(Pixels::Mono(mono.clone()), Decode::Rgb).unwrap_err();
+        assert!(
+            e.contains("single-channel frame for a map of colour images"),
+            "{e}"
+        );
+        // A stated mosaic: its own pattern, whatever the map's; grey for a grey map.
+        let rggb = crate::data::robotcar::demosaic(&mono, BayerPattern::Rggb);
+        assert_eq!(
+            to_map_rgb(Pixels::Mosaic(mono.clone(), BayerPattern::Rggb), bayer).unwrap(),
+            rggb
+        );
+        assert_eq!(
+            to_map_rgb(
+                Pixels::Mosaic(mono.clone(), BayerPattern::Rggb),
+                Decode::Rgb
+            )
+            .unwrap(),
+            rggb
+        );
+        assert_eq!(
+            to_map_rgb(Pixels::Mosaic(mono, BayerPattern::Rggb), Decode::Grey).unwrap(),
+            grey_of(&rggb)
+        );
     }
 }

@@ -39,11 +39,23 @@ fn recorded_decoding(src: &SourceImages) -> Result<Decode, PipelineError> {
     if src.decode != Decode::Rgb {
         return Ok(src.decode);
     }
-    let Some(first) = src.database.first() else {
-        return Ok(Decode::Rgb);
-    };
-    let img = crate::data::error::open_image(&first.path, "a database image")?;
-    Ok(if img.color().has_color() {
+    // Grey only when every file is single-channel (read from the headers); a colour data set
+    // with a few grey files stays a colour map.
+    for p in &src.database {
+        let colour = image::ImageReader::open(&p.path)
+            .and_then(|r| r.with_guessed_format())
+            .map_err(|e| crate::data::DataError::io(&p.path, e))
+            .map(|r| {
+                r.into_decoder()
+                    .map(|d| image::ImageDecoder::color_type(&d))
+            });
+        match colour {
+            Ok(Ok(c)) if !c.has_color() => continue,
+            // Colour, or unreadable here (the encoder reports it with the file).
+            _ => return Ok(Decode::Rgb),
+        }
+    }
+    Ok(if src.database.is_empty() {
         Decode::Rgb
     } else {
         Decode::Grey

@@ -100,6 +100,22 @@ impl std::fmt::Display for Adaptation {
     }
 }
 
+impl MapMeta {
+    /// How the map's images became RGB: the recorded `decoding`; a RobotCar map written before
+    /// the field existed was built from Bayer mosaics (the reader always demosaiced them).
+    pub fn image_decoding(&self) -> crate::data::Decode {
+        use crate::data::{robotcar::BayerPattern, Decode};
+        match (
+            self.decoding,
+            self.source.format.as_str(),
+            self.cameras.first(),
+        ) {
+            (Decode::Rgb, "robotcar", Some(cam)) => Decode::Bayer(BayerPattern::for_camera(cam)),
+            (d, _, _) => d,
+        }
+    }
+}
+
 impl EncoderMeta {
     /// The descriptor layers and weights this encoder was built with.
     pub fn descriptor_spec(&self) -> crate::model::DescriptorSpec {

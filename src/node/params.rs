@@ -484,20 +484,24 @@ mod tests {
         }
         let shipped = include_str!("../../config/localize.yaml");
         for name in known.iter().filter(|n| *n != "use_sim_time") {
-            assert!(
-                shipped
-                    .lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{name}:"))),
-                "config/localize.yaml lacks `{name}`"
-            );
+            let n = shipped
+                .lines()
+                .filter(|l| l.trim_start().starts_with(&format!("{name}:")))
+                .count();
+            assert_eq!(n, 1, "config/localize.yaml has `{name}` {n} times");
         }
-        // The node's defaults are the Localizer's (localize and evaluate use them too).
+        // The node's defaults, and the shipped file's values, are the Localizer's (localize and
+        // evaluate use them too).
         let d = NodeParams::default();
         let o = crate::localize::Options::default();
         assert_eq!(
             (d.top_k as usize, d.min_confidence.0),
             (o.top_k, o.min_confidence)
         );
+        let yaml: serde_yaml::Value = serde_yaml::from_str(shipped).unwrap();
+        let p = &yaml["dasgil_localizer"]["ros__parameters"];
+        assert_eq!(p["top_k"].as_u64(), Some(o.top_k as u64));
+        assert_eq!(p["min_confidence"].as_f64(), Some(o.min_confidence));
     }
 
     #[test]

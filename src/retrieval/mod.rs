@@ -301,19 +301,46 @@ pub fn top_k(
 /// Map rows by camera, and a k-d tree over camera centres for geo-gating.
 pub struct MapIndex {
     pub by_camera: std::collections::BTreeMap<String, Vec<usize>>,
+    /// One tree item per distinct camera centre: kiddo's fixed-size leaves cannot hold more
+    /// than their bucket size (32) of identical points (a map whose poses are placeholders has
+    /// hundreds at one spot), so identical centres share an item; `places[item]` are its rows.
     tree: kiddo::KdTree<f64, 3>,
+    places: Vec<Vec<usize>>,
 }
 
 impl MapIndex {
     pub fn new(map: &MapFile) -> Self {
+        Self::from_parts(
+            &map.meta.cameras,
+            (0..map.len()).map(|i| {
+                let t = map.pose(i).translation.vector;
+                [t.x, t.y, t.z]
+            }),
+        )
+    }
+
+    /// The index of rows with these cameras and camera centres (row order).
+    pub fn from_parts(cameras: &[String], centres: impl Iterator<Item = [f64; 3]>) -> Self {
         let mut by_camera: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
         let mut tree: kiddo::KdTree<f64, 3> = kiddo::KdTree::new();
-        for (i, cam) in map.meta.cameras.iter().enumerate() {
+        let mut places: Vec<Vec<usize>> = Vec::new();
+        let mut seen: std::collections::HashMap<[u64; 3], usize> = Default::default();
+        for (i, (cam, c)) in cameras.iter().zip(centres).enumerate() {
             by_camera.entry(cam.clone()).or_default().push(i);
-            let t = map.pose(i).translation.vector;
-            tree.add(&[t.x, t.y, t.z], i as u64);
+            // +0.0 for -0.0, so the two zeros are one place.
+            let key = c.map(|v| (v + 0.0).to_bits());
+            let item = *seen.entry(key).or_insert_with(|| {
+                tree.add(&c, places.len() as u64);
+                places.push(Vec::new());
+                places.len() - 1
+            });
+            places[item].push(i);
         }
-        Self { by_camera, tree }
+        Self {
+            by_camera,
+            tree,
+            places,
+        }
     }
 
     /// Candidate rows: of `camera` (None: all), within `radius` metres of `near` (None: any).
@@ -330,7 +357,7 @@ impl MapIndex {
                     .tree
                     .within_unsorted::<kiddo::SquaredEuclidean>(&p, r * r)
                     .into_iter()
-                    .map(|n| n.item as usize)
+                    .flat_map(|n| self.places[n.item as usize].iter().copied())
                     .collect();
                 rows.sort_unstable();
                 if let Some(cam) = of_camera {
@@ -394,6 +421,34 @@ mod tests {
         assert!(cosine(&a, &a).abs() < 1e-6);
         let neg: Vec<f32> = a.iter().map(|x| -x).collect();
         assert!((cosine(&a, &neg) - 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_thousand_map_images_at_one_spot_are_indexed_and_gated() {
+        // Placeholder poses: every image at the origin (kiddo alone panics past 32), and two
+        // real places; -0.0 and 0.0 are the same spot.
+        let mut centres = vec![[0.0, 0.0, 0.0]; 1000];
+        centres[7] = [-0.0, 0.0, -0.0];
+        centres.push([30.0, 0.0, 0.0]);
+        centres.push([0.0, 4.0, 0.0]);
+        let cameras: Vec<String> = (0..centres.len())
+            .map(|i| if i % 2 == 0 { "c0" } else { "c1" }.to_string())
+            .collect();
+        let index = MapIndex::from_parts(&cameras, centres.into_iter());
+        let near = index
+            .candidates(None, Some(([0.0, 0.0, 0.0], 5.0)))
+            .unwrap();
+        assert_eq!(near.len(), 1001, "1000 at the origin and the one 4 m away");
+        assert!(near.windows(2).all(|w| w[0] < w[1]), "sorted rows");
+        assert!(!near.contains(&1000), "the image 30 m away is outside 5 m");
+        let c1 = index
+            .candidates(Some("c1"), Some(([0.0, 0.0, 0.0], 5.0)))
+            .unwrap();
+        assert_eq!(c1.len(), 501);
+        assert_eq!(
+            index.candidates(None, Some(([30.0, 0.0, 0.0], 1.0))),
+            Some(vec![1000])
+        );
     }
 
     #[test]

@@ -537,9 +537,9 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
 ) -> Result<Summary, TrainError> {
     let started = Instant::now();
-    fix_threads(&mut cfg);
     let origin = out.join("config.yaml").display().to_string();
     cfg.validate(&origin)?;
+    fix_threads(&mut cfg);
     if cfg.adversarial && cfg.discriminator == DiscriminatorKind::Flatten && cfg.batch < 2 {
         return Err(config::ConfigError::Field {
             origin,

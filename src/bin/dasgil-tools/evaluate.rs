@@ -24,6 +24,10 @@ pub(crate) struct EvaluateArgs {
     /// also written as submission.txt).
     #[arg(long)]
     adapt: bool,
+    /// The node's `min_confidence` to report what it would publish at (0 to 1; default the
+    /// node's): withheld frames are counted in the report's `published` block.
+    #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
+    min_confidence: f64,
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
@@ -38,6 +42,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         a.metric,
         !a.shared,
         a.adapt,
+        a.min_confidence,
     )?;
     for r in &reports {
         let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];

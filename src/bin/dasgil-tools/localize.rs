@@ -48,6 +48,19 @@ pub(crate) struct LocalizeArgs {
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
     let near = a.near.zip(a.radius);
     let map = dasgil::map::file::MapFile::open(&a.map)?;
+    // --camera picks the map images to search (not with --shared, which searches all).
+    if let (Some(c), false) = (&a.camera, a.shared) {
+        if !map.meta.cameras.contains(c) {
+            let mut have = map.meta.cameras.clone();
+            have.sort();
+            have.dedup();
+            anyhow::bail!(
+                "--camera {c}: the map {} has no images of this camera (it has: {})",
+                a.map.display(),
+                have.join(", ")
+            );
+        }
+    }
     let choice = match (&a.model.baseline, &a.model.checkpoint) {
         (Some(_), _) | (None, Some(_)) => a.model.choice()?,
         (None, None) if map.meta.encoder.kind == dasgil::map::file::EncoderKind::RawPixels => {
@@ -66,18 +79,6 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
         (!map.meta.encoder.layers.is_empty()).then(|| map.meta.encoder.descriptor_spec())
     });
     let (enc, _) = dasgil::extract::choice::make_encoder(&choice, layers, a.model.device()?)?;
-    if let Some(c) = &a.camera {
-        if !map.meta.cameras.contains(c) {
-            let mut have = map.meta.cameras.clone();
-            have.sort();
-            have.dedup();
-            anyhow::bail!(
-                "--camera {c}: the map {} has no images of this camera (it has: {})",
-                a.map.display(),
-                have.join(", ")
-            );
-        }
-    }
     let loc = dasgil::localize::Localizer::new(
         enc,
         std::sync::Arc::new(map),

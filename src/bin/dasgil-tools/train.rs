@@ -99,12 +99,11 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 if c.kitti.is_none() {
                     c.kitti = r.kitti.clone();
                 }
-                // What a resume may change comes from flags, not from the file.
-                c.epochs = r.epochs;
-                c.max_steps = r.max_steps;
-                c.device = r.device.clone();
-                c.checkpoint_every = r.checkpoint_every;
-                c.threads = r.threads;
+                // What a resume may change (epochs, steps, device, checkpoint_every) comes from
+                // the file, then flags; a file that leaves `threads` at 0 keeps the run's count.
+                if c.threads == 0 {
+                    c.threads = r.threads;
+                }
             }
             c
         }

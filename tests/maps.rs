@@ -368,22 +368,7 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("gen.safetensors");
     checkpoint(&ckpt, 3);
-    let rc = dir.path().join("robotcar");
-    ok(&[
-        "synth",
-        "robotcar",
-        "--out",
-        path_str(&rc),
-        "--traversals",
-        "1",
-        "--frames",
-        "6",
-        "--width",
-        "128",
-        "--height",
-        "96",
-    ]);
-    let trav = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let trav = common::synth_robotcar(dir.path(), 6);
     let ki = dir.path().join("kitti");
     ok(&[
         "synth",
@@ -606,40 +591,41 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("gen.safetensors");
     checkpoint(&ckpt, 4);
-    let rc = dir.path().join("robotcar");
-    ok(&[
-        "synth",
-        "robotcar",
-        "--out",
-        path_str(&rc),
-        "--traversals",
-        "1",
-        "--frames",
-        "8",
-        "--width",
-        "128",
-        "--height",
-        "96",
-    ]);
-    let trav = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let trav = common::synth_robotcar(dir.path(), 8);
     let map = dir.path().join("rc.map.safetensors");
-    ok(&[
-        "build-map",
-        "--format",
-        "robotcar",
-        "--root",
-        path_str(&trav),
-        "--cameras",
-        "stereo/centre",
-        "--checkpoint",
-        path_str(&ckpt),
-        "--device",
-        "cpu",
-        "--out",
-        path_str(&map),
-    ]);
+    ok(&common::robotcar_map_args(&trav, &ckpt, &map));
     let m = dasgil::map::file::MapFile::open(&map).unwrap();
     assert_eq!(m.meta.decoding.name(), "bayer_gbrg");
+    // --out onto one of the map's own images is refused before any encoding; the image stays.
+    let first = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
+        .unwrap()
+        .images[3]
+        .path
+        .clone();
+    let before = std::fs::read(&first).unwrap();
+    let mut args = common::robotcar_map_args(&trav, &ckpt, &map);
+    *args.last_mut().unwrap() = path_str(&first);
+    let e = err(&args);
+    assert!(
+        e.contains("it is the same file as the database image") && e.contains(path_str(&first)),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&first).unwrap(), before);
+    // Negative coordinates are values of --near (not flags).
+    let said = ok(&[
+        "localize",
+        "--json",
+        "--device",
+        "cpu",
+        "--map",
+        path_str(&map),
+        "--near",
+        "-1e6,-1e6,-1e6",
+        "--radius",
+        "1e7",
+        path_str(&first),
+    ]);
+    assert!(said.contains("\"status\":\"localized\""), "{said}");
     let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
         .unwrap()
         .images;

@@ -618,38 +618,9 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
 async fn raw_bayer_frames_localize_to_themselves_and_non_camera_encodings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = test_checkpoint(dir.path());
-    let rc = dir.path().join("robotcar");
-    run_tools(&[
-        "synth",
-        "robotcar",
-        "--out",
-        rc.to_str().unwrap(),
-        "--traversals",
-        "1",
-        "--frames",
-        "5",
-        "--width",
-        "128",
-        "--height",
-        "96",
-    ]);
-    let trav = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let trav = common::synth_robotcar(dir.path(), 5);
     let map = dir.path().join("rc.map.safetensors");
-    run_tools(&[
-        "build-map",
-        "--format",
-        "robotcar",
-        "--root",
-        trav.to_str().unwrap(),
-        "--cameras",
-        "stereo/centre",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--out",
-        map.to_str().unwrap(),
-    ]);
+    common::run_tools_ok(&common::robotcar_map_args(&trav, &ckpt, &map));
     let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
         .unwrap()
         .images;

@@ -148,6 +148,66 @@ pub fn build_map(
     Ok(meta)
 }
 
+/// Fails early, naming the path, when `out` is a folder or its folder cannot take a new file
+/// (missing, read-only): better than after encoding every image.
+pub fn check_writable(out: &Path) -> Result<(), PipelineError> {
+    use crate::atomic::PathIoError;
+    if out.is_dir() {
+        return Err(PathIoError::new(
+            "cannot write the map",
+            out,
+            std::io::Error::other(
+                "is a folder; expected a file path such as slice.map.safetensors",
+            ),
+        )
+        .into());
+    }
+    if out.is_file() && !is_dasgil_map(out) {
+        return Err(PathIoError::new(
+            "refusing to replace",
+            out,
+            std::io::Error::other(
+                "it exists and is not a dasgil map (an image, a pose file, ...); choose another --out",
+            ),
+        )
+        .into());
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".dasgil-write-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| PathIoError::new("cannot write into", dir, e).into())
+}
+
+/// Whether `path` starts like a map file: a safetensors header whose metadata has `dasgil.map`
+/// (read from the header only; a rebuilt map may replace an old one, nothing else may be).
+fn is_dasgil_map(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut n = [0u8; 8];
+    if f.read_exact(&mut n).is_err() {
+        return false;
+    }
+    let n = u64::from_le_bytes(n);
+    if n > 100 << 20 {
+        return false;
+    }
+    let mut header = vec![0u8; n as usize];
+    if f.read_exact(&mut header).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(&header)
+        .ok()
+        .and_then(|v| v.get("__metadata__")?.get("dasgil.map").cloned())
+        .is_some()
+}
+
 /// build-map as the command runs it: refuses to overwrite the checkpoint, builds, and returns
 /// a summary line.
 pub fn build_map_summary(
@@ -156,12 +216,19 @@ pub fn build_map_summary(
     out: &Path,
     opts: &BuildOptions,
 ) -> Result<String, PipelineError> {
+    // Before any image is encoded: the output is none of the inputs (the checkpoint, a
+    // database image) and can be written where it is to go.
+    let mut inputs: Vec<(&str, &Path)> = Vec::with_capacity(src.database.len() + 1);
     if let Some(c) = enc.meta.checkpoint.as_deref() {
-        crate::atomic::refuse_overwriting_inputs(
-            ("--out", out),
-            &[("--checkpoint", Path::new(c))],
-        )?;
+        inputs.push(("--checkpoint", Path::new(c)));
     }
+    inputs.extend(
+        src.database
+            .iter()
+            .map(|p| ("the database image", p.path.as_path())),
+    );
+    crate::atomic::refuse_overwriting_inputs(("--out", out), &inputs)?;
+    check_writable(out)?;
     let started = std::time::Instant::now();
     let meta = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);

@@ -61,3 +61,60 @@ pub fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Runs `dasgil-tools` with `args`; panics with its output unless it succeeds.
+pub fn run_tools_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dasgil-tools");
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A one-traversal synthetic RobotCar data set (128x96, `frames` frames) in `dir/robotcar`;
+/// returns the traversal folder.
+pub fn synth_robotcar(dir: &Path, frames: usize) -> PathBuf {
+    let rc = dir.join("robotcar");
+    let frames = frames.to_string();
+    run_tools_ok(&[
+        "synth",
+        "robotcar",
+        "--out",
+        path_str(&rc),
+        "--traversals",
+        "1",
+        "--frames",
+        &frames,
+        "--width",
+        "128",
+        "--height",
+        "96",
+    ]);
+    rc.join(dasgil::synth::robotcar::traversal_name(0))
+}
+
+/// The build-map arguments of a traversal's stereo/centre map with `ckpt`, written to `map`.
+pub fn robotcar_map_args<'a>(trav: &'a Path, ckpt: &'a Path, map: &'a Path) -> Vec<&'a str> {
+    vec![
+        "build-map",
+        "--format",
+        "robotcar",
+        "--root",
+        path_str(trav),
+        "--cameras",
+        "stereo/centre",
+        "--checkpoint",
+        path_str(ckpt),
+        "--device",
+        "cpu",
+        "--out",
+        path_str(map),
+    ]
+}

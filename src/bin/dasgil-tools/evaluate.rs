@@ -52,6 +52,21 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),
             100.0 * r.all.recall_at_n[&1], r.all.median_position_error
         );
+        if let Some(p) = &r.published {
+            let t = &p.outcomes;
+            let acc5 = p
+                .scores
+                .as_ref()
+                .map(|s| format!("{:.1}%", 100.0 * s.accuracy[&threshold_name((5.0, 10.0))]))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "    published by the node at min_confidence {}: {} of {} ({} withheld as ambiguous); (5 m, 10 deg) of those {acc5}",
+                p.min_confidence,
+                t.localized,
+                t.total(),
+                t.ambiguous
+            );
+        }
         for (cond, s) in &r.by_condition {
             println!(
                 "    {cond}: (5 m, 10 deg) {:.1}%, recall@1 {:.1}%, median {:.1} m",

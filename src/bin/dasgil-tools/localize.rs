@@ -28,10 +28,10 @@ pub(crate) struct LocalizeArgs {
     #[arg(long)]
     camera: Option<String>,
     /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).
-    #[arg(long, requires = "radius", value_parser = parse_point)]
+    #[arg(long, requires = "radius", allow_hyphen_values = true, value_parser = parse_point)]
     near: Option<[f64; 3]>,
     /// Metres (> 0); only with --near.
-    #[arg(long, requires = "near", value_parser = parse_radius)]
+    #[arg(long, requires = "near", allow_hyphen_values = true, value_parser = parse_radius)]
     radius: Option<f64>,
     /// Matches with confidence (1 - d1/d2) below this are reported as `ambiguous` (the node
     /// would not publish them); 0 to 1, default the node's.
@@ -215,7 +215,7 @@ pub(crate) fn localize(
                 Outcome::Ambiguous(a) => (
                     "ambiguous",
                     Some(format!(
-                        "confidence {:.3} is below --min-confidence {}",
+                        "confidence {} is below --min-confidence {}",
                         a.prior.confidence, loc.options.min_confidence
                     )),
                 ),

@@ -339,6 +339,55 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
         assert_eq!(c0["name"], p.file_name().unwrap().to_str().unwrap());
         assert!(c0["distance"].as_f64().unwrap() < 1e-5, "{l}");
     }
+    // With a shortlist covering the map, the compressed mode re-ranks every row exactly: the
+    // queries' candidates, distances included, equal the exact map's.
+    let (wide, exact) = (
+        dir.join("wide.map.safetensors"),
+        dir.join("exact.map.safetensors"),
+    );
+    for (out, extra) in [
+        (&wide, vec!["--compress", "32", "--shortlist", "100"]),
+        (&exact, vec![]),
+    ] {
+        let mut a = vec![
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&f.root),
+            "--slice",
+            "3",
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--out",
+            path_str(out),
+            "--device",
+            "cpu",
+        ];
+        a.extend(extra);
+        ok(&a);
+    }
+    let queries: Vec<PathBuf> = slice
+        .query_images()
+        .iter()
+        .map(|q| q.path.clone())
+        .collect();
+    let answers = |m: &Path| {
+        let mut a = vec!["localize", "--map", path_str(m), "--json", "--top-k", "5"];
+        a.extend(queries.iter().map(|p| path_str(p)));
+        ok(&a)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["candidates"].clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (from_wide, from_exact) = (answers(&wide), answers(&exact));
+    assert_eq!(from_wide.len(), queries.len());
+    for (q, (w, e)) in queries.iter().zip(from_wide.iter().zip(&from_exact)) {
+        assert_eq!(w, e, "{}: compressed (shortlist 100) vs exact", q.display());
+    }
     // Bad options are refused before anything is written.
     let e = err(&[
         "build-map",
@@ -524,6 +573,40 @@ fn evaluate_scores_a_model_and_both_baselines() {
         }
         if name == "model" {
             same_pose_from_localize_and_submission(&f.root, &out, &sub);
+            // evaluate --map scores the prebuilt map the same way: same submission, same scores.
+            let again = dir.join("eval-map");
+            let said = ok(&[
+                "evaluate",
+                "--format",
+                "cmu",
+                "--root",
+                path_str(&f.root),
+                "--slice",
+                "3",
+                "--out",
+                path_str(&again),
+                "--device",
+                "cpu",
+                "--map",
+                path_str(&out.join("map-none.safetensors")),
+                "--min-confidence",
+                "0.1",
+            ]);
+            assert!(said.contains("24 queries, 12 map images"), "{said}");
+            assert_eq!(
+                std::fs::read_to_string(again.join("submission.txt")).unwrap(),
+                sub
+            );
+            let r2: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(again.join("report.json")).unwrap())
+                    .unwrap();
+            assert_eq!(r2["reports"].as_array().unwrap().len(), 1);
+            assert_eq!(r2["reports"][0]["all"], reports[0]["all"]);
+            assert_eq!(r2["reports"][0]["published"], reports[0]["published"]);
+            assert!(
+                !again.join("map-none.safetensors").exists(),
+                "no map is built"
+            );
         }
     }
 }

@@ -79,7 +79,7 @@ timeout 60 ros2 topic echo --once /pose_prior >"$OUT/echo.log" 2>&1 &
 ECHO=$!
 sleep 2
 "$ROOT/build/ros-ws/install/dasgil/lib/dasgil/dasgil-tools" replay --sequence cmu_mini --map "$MAP" \
-  --topics /ros_launch_test/cam0/compressed --camera-ids c0 --transport compressed --limit 5 \
+  --topics /ros_launch_test/cam0/compressed --camera-ids c0 --transport compressed --limit 5 --rate 2 \
   --out "$OUT/replay" >"$OUT/replay.log" 2>&1 || fail "replay (compressed)"
 wait "$ECHO" || fail "ros2 topic echo --once /pose_prior got nothing"
 grep -q "frame_id: map" "$OUT/echo.log" || fail "echo: $(cat "$OUT/echo.log")"

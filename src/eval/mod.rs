@@ -31,18 +31,7 @@ pub fn run(
     adapt_first: bool,
     min_confidence: f64,
 ) -> Result<Vec<Report>, PipelineError> {
-    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
-        return Err(PipelineError::NoGroundTruth {
-            root: src.source.root.clone(),
-        });
-    }
-    if out.is_file() {
-        return Err(PipelineError::OutIsFile {
-            path: out.to_path_buf(),
-        });
-    }
-    std::fs::create_dir_all(out)
-        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
+    prepare_out(src, out)?;
     let labels = offline::condition_labels(src);
     let mut reports = Vec::new();
     // Raw pixels have no statistics to adapt; a network is evaluated both ways.
@@ -86,6 +75,68 @@ pub fn run(
         }
         reports.push(report);
     }
+    write_outputs(out, src, reports, submission)
+}
+
+/// evaluate --map: scores the queries against a prebuilt map (the deployed f16 or compressed
+/// one, say) through the Localizer, encoding with the map's own checkpoint (or `checkpoint`)
+/// and adaptation, at the map's metric. One report.
+pub fn run_on_map(
+    map: &Path,
+    checkpoint: Option<&Path>,
+    device: tch::Device,
+    src: &SourceImages,
+    out: &Path,
+    per_camera: bool,
+    min_confidence: f64,
+) -> Result<Vec<Report>, PipelineError> {
+    // The map is opened (and checked) before the output folder is made.
+    let (loc, used) = Localizer::load(
+        map,
+        checkpoint,
+        device,
+        crate::localize::Options {
+            min_confidence,
+            ..Default::default()
+        },
+    )?;
+    let name = match loc.map.meta.encoder.kind {
+        crate::map::file::EncoderKind::RawPixels => "raw-pixels".to_string(),
+        crate::map::file::EncoderKind::Dasgil => used
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    prepare_out(src, out)?;
+    let labels = offline::condition_labels(src);
+    let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
+    write_outputs(out, src, vec![report], Some(sub))
+}
+
+/// The checks both ways of evaluate make before any work.
+fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
+    if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
+        return Err(PipelineError::NoGroundTruth {
+            root: src.source.root.clone(),
+        });
+    }
+    if out.is_file() {
+        return Err(PipelineError::OutIsFile {
+            path: out.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
+    Ok(())
+}
+
+/// submission.txt (from the first report's way), report.json, report.md and the plots.
+fn write_outputs(
+    out: &Path,
+    src: &SourceImages,
+    reports: Vec<Report>,
+    submission: Option<Vec<(String, crate::geom::Pose)>>,
+) -> Result<Vec<Report>, PipelineError> {
     if let Some(sub) = submission {
         crate::data::cmu_seasons::write_submission(&out.join("submission.txt"), &sub)?;
     }

@@ -292,6 +292,15 @@ impl Localizer {
         Ok(())
     }
 
+    /// Encodes one blank frame, so the first real frame does not pay for libtorch's first-call
+    /// set-up (allocations, kernel selection: hundreds of milliseconds on a CPU).
+    pub fn warm_up(&self) {
+        let blank = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
+        if let Ok(p) = self.encoder.prepare(&blank) {
+            let _ = self.encoder.encode(&[p]);
+        }
+    }
+
     /// Decodes and encodes one frame: its descriptor, or why the frame is rejected.
     pub fn describe(&self, frame: &Frame) -> Result<Vec<f32>, String> {
         let img = decode_frame(frame, self.map.meta.image_decoding())?;

@@ -417,6 +417,7 @@ fn serve_reload(
                 let (loc, _) = Localizer::load(&map, checkpoint.as_deref(), device, options)?;
                 loc.check_cameras(&ids)
                     .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
+                loc.warm_up();
                 if loc.map.meta.encoder.model_fingerprint != fingerprint_now {
                     anyhow::bail!(
                         "the map was built with model {}, the node runs {fingerprint_now}",
@@ -493,6 +494,7 @@ pub async fn run() -> Result<()> {
     .with_context(|| format!("parameter `map` = {}", params.map))?;
     loc.check_cameras(&params.camera_ids.0)
         .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
+    loc.warm_up();
     let cameras: Vec<Camera> = params
         .image_topics
         .0

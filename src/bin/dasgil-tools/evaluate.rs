@@ -12,6 +12,11 @@ pub(crate) struct EvaluateArgs {
     source: SourceArgs,
     #[command(flatten)]
     model: ModelArgs,
+    /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
+    /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
+    /// adaptation and metric; one report.
+    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric"])]
+    map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, recall_curves.png, matches.png.
     #[arg(long)]
     out: PathBuf,
@@ -33,17 +38,29 @@ pub(crate) struct EvaluateArgs {
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
     let src = a.source.open()?;
-    let reports = dasgil::eval::run(
-        &a.model.choice()?,
-        a.model.layers.clone(),
-        a.model.device()?,
-        &src,
-        &a.out,
-        a.metric,
-        !a.shared,
-        a.adapt,
-        a.min_confidence,
-    )?;
+    let reports = if let Some(map) = &a.map {
+        dasgil::eval::run_on_map(
+            map,
+            a.model.checkpoint.as_deref(),
+            a.model.device()?,
+            &src,
+            &a.out,
+            !a.shared,
+            a.min_confidence,
+        )?
+    } else {
+        dasgil::eval::run(
+            &a.model.choice()?,
+            a.model.layers.clone(),
+            a.model.device()?,
+            &src,
+            &a.out,
+            a.metric,
+            !a.shared,
+            a.adapt,
+            a.min_confidence,
+        )?
+    };
     for r in &reports {
         let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
         println!(

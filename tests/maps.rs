@@ -18,14 +18,21 @@ fn tools(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = tools(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::run_tools_ok(args)
+}
+
+/// `localize --json --device cpu --map MAP IMAGES...`: one JSON line per image.
+fn localize_json<'a>(map: &'a Path, images: impl Iterator<Item = &'a Path>) -> String {
+    let mut args = vec![
+        "localize",
+        "--json",
+        "--device",
+        "cpu",
+        "--map",
+        path_str(map),
+    ];
+    args.extend(images.map(path_str));
+    ok(&args)
 }
 
 fn err(args: &[&str]) -> String {
@@ -618,16 +625,7 @@ fn same_pose_from_localize_and_submission(root: &Path, out: &Path, submission: &
         .unwrap()
         .query_images();
     let map = out.join("map-none.safetensors");
-    let mut args = vec![
-        "localize",
-        "--json",
-        "--device",
-        "cpu",
-        "--map",
-        path_str(&map),
-    ];
-    args.extend(queries.iter().map(|q| path_str(&q.path)));
-    let said = ok(&args);
+    let said = localize_json(&map, queries.iter().map(|q| q.path.as_path()));
     let mut by_name = std::collections::BTreeMap::new();
     for line in submission.lines() {
         let v: Vec<&str> = line.split(' ').collect();
@@ -713,16 +711,7 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
         .unwrap()
         .images;
     assert_eq!(images.len(), 8);
-    let mut args = vec![
-        "localize",
-        "--json",
-        "--device",
-        "cpu",
-        "--map",
-        path_str(&map),
-    ];
-    args.extend(images.iter().map(|p| path_str(&p.path)));
-    let said = ok(&args);
+    let said = localize_json(&map, images.iter().map(|p| p.path.as_path()));
     assert_eq!(said.lines().count(), images.len(), "{said}");
     for (line, p) in said.lines().zip(&images) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();

@@ -66,15 +66,7 @@ fn value(status: &Status, key: &str) -> u64 {
 }
 
 fn run_tools(args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_tools_ok(args);
 }
 
 fn synth(slice: &Path, places: &str) {

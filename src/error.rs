@@ -41,8 +41,14 @@ pub enum PipelineError {
     NoDatabase { root: String },
     #[error("images without a pose cannot be map entries: {examples}")]
     Unposed { examples: String },
-    #[error("{root}: no query images with ground truth to evaluate on (evaluate needs a data set with queries and their poses, such as an Extended CMU-Seasons slice)")]
-    NoGroundTruth { root: String },
+    #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
+    DuplicateEntry {
+        path: PathBuf,
+        first: String,
+        second: String,
+    },
+    #[error("{root}: no query images to evaluate (evaluate needs a data set with queries, such as an Extended CMU-Seasons slice; scores need their poses too)")]
+    NoQueries { root: String },
     #[error("--out {}: is a file; expected a folder for the report", path.display())]
     OutIsFile { path: PathBuf },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]

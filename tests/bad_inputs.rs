@@ -102,6 +102,11 @@ fn make_fixtures(d: &Path) {
          sd = torch.load(r'{g}', weights_only=True)\n\
          torch.save({{'module.' + k: v for k, v in sd.items()}}, r'{}')\n\
          torch.save({{k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}}, r'{}')\n\
+         import collections\n\
+         for version, out in ((1, r'{}'), (2, r'{}')):\n\
+         \x20   old = collections.OrderedDict((k, v) for k, v in sd.items() if not k.endswith('num_batches_tracked'))\n\
+         \x20   old._metadata = collections.OrderedDict((k[:-len('.running_mean')], {{'version': version}}) for k in sd if k.endswith('.running_mean'))\n\
+         \x20   torch.save(old, out)\n\
          del sd['conv3_bn.running_var']\n\
          torch.save(sd, r'{}')\n\
          torch.save([1, 2, 3], r'{}')\n\
@@ -109,6 +114,8 @@ fn make_fixtures(d: &Path) {
          torch.save({{'x': Evil()}}, r'{}')\n",
         p("module.pth"),
         p("half.pth"),
+        p("old-bn.pth"),
+        p("new-missing-bn.pth"),
         p("small.pth"),
         p("list.pth"),
         p("evil.pth")
@@ -223,6 +230,70 @@ fn make_fixtures(d: &Path) {
     ]);
     let bytes = std::fs::read(d.join("map.safetensors")).unwrap();
     std::fs::write(d.join("map-trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    // Cut-off images: a JPEG of the slice, and a copy of the slice with one database image cut.
+    let copy = |from: &str, to: &str| {
+        let s = std::process::Command::new("cp")
+            .args(["-r", &p(from), &p(to)])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    let files = |dir: &str, ext: &str| -> Vec<std::path::PathBuf> {
+        let out = std::process::Command::new("find")
+            .args([&p(dir), "-name", &format!("*.{ext}")])
+            .output()
+            .unwrap();
+        let mut v: Vec<std::path::PathBuf> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(Into::into)
+            .collect();
+        v.sort();
+        v
+    };
+    let cut = |path: &Path, to: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        std::fs::write(to, &bytes[..bytes.len() / 2]).unwrap();
+    };
+    cut(
+        &files("cmu/slice2/database", "jpg")[0],
+        &d.join("trunc.jpg"),
+    );
+    copy("cmu", "cmu-trunc");
+    let victim = files("cmu-trunc/slice2/database", "jpg")[0].clone();
+    cut(&victim.clone(), &victim);
+    // Virtual KITTI 2 with every depth re-saved as 8-bit (an image editor's doing).
+    copy("vk", "vk-depth8");
+    for f in files("vk-depth8", "png")
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("/depth/"))
+    {
+        let img = image::open(f).unwrap().to_luma8();
+        img.save(f).unwrap();
+    }
+    // The repackaged layout with class 255 ("void") in every segmentation map.
+    ok(&[
+        "synth",
+        "vkitti2",
+        "--out",
+        &p("vk-class255"),
+        "--scenes",
+        "1",
+        "--frames",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "32",
+        "--dasgil-layout",
+    ]);
+    for f in files("vk-class255", "png")
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("classgt"))
+    {
+        let mut img = image::open(f).unwrap().to_luma8();
+        img.put_pixel(5, 7, image::Luma([255]));
+        img.save(f).unwrap();
+    }
     let cfg = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
     std::fs::write(
         d.join("train-unknown-field.yaml"),

@@ -266,3 +266,62 @@ fn bad_inputs_get_errors_that_name_the_file_and_the_problem() {
     );
     assert!(!Path::new("/tmp/never.safetensors").exists());
 }
+
+/// A state_dict from a PyTorch before `num_batches_tracked` (no such buffers; `_metadata`
+/// version 1) loads in PyTorch strictly, so it imports; the same without the buffers but
+/// marked as from a newer PyTorch (version 2) is refused by PyTorch's strict load, and here.
+#[test]
+fn old_batchnorm_state_dicts_import_exactly_when_pytorch_loads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = dir.path().join("gen.pth");
+    torch_peer(&[
+        "make-pth",
+        "--network",
+        "generator",
+        "--out",
+        path_str(&pth),
+    ]);
+    let (old, newer) = (dir.path().join("old.pth"), dir.path().join("newer.pth"));
+    let st = Command::new(common::python())
+        .arg("-c")
+        .arg(format!(
+            "import torch, collections\n\
+             sd = torch.load(r'{}', weights_only=True)\n\
+             for version, out in ((1, r'{}'), (2, r'{}')):\n\
+             \x20   old = collections.OrderedDict((k, v) for k, v in sd.items() if not k.endswith('num_batches_tracked'))\n\
+             \x20   old._metadata = collections.OrderedDict((k[:-len('.running_mean')], {{'version': version}}) for k in sd if k.endswith('.running_mean'))\n\
+             \x20   torch.save(old, out)\n",
+            path_str(&pth),
+            path_str(&old),
+            path_str(&newer)
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    ok(&tools(&["import-checkpoint", path_str(&pth), path_str(&a)]));
+    let said = ok(&tools(&["import-checkpoint", path_str(&old), path_str(&b)]));
+    assert!(said.contains("160 tensors"), "{said}");
+    // The same weights; the filled-in counters are 0.
+    let (ta, tb) = (read_tensors(&a), read_tensors(&b));
+    for (name, t) in &ta {
+        if name.ends_with("num_batches_tracked") {
+            assert_eq!(tb[name].int64_value(&[]), 0, "{name}");
+        } else {
+            assert!(t.equal(&tb[name]), "{name}");
+        }
+    }
+    let e = err(&tools(&[
+        "import-checkpoint",
+        path_str(&newer),
+        path_str(&dir.path().join("c.safetensors")),
+    ]));
+    assert!(
+        e.contains("20 tensor(s) do not match")
+            && e.contains("conv2_bn.num_batches_tracked: missing"),
+        "{e}"
+    );
+}

@@ -153,5 +153,68 @@ fn wide_appearance_changes_the_look_of_every_variation_but_not_the_poses() {
         looks.insert(read(&wide, rgb));
     }
     assert_eq!(looks.len(), 10, "each variation its own look");
+    // Random appearance: another look per variation and another rig, at the same place.
+    let (random, random_again) = (run("random", "random"), run("random-again", "random"));
+    let centre = |root: &std::path::Path, var: &str| -> (Vec<f64>, Vec<f64>) {
+        let text = String::from_utf8(read(root, format!("Scene01/{var}/extrinsic.txt"))).unwrap();
+        let row: Vec<f64> = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .skip(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        // cam_from_world [R | t] row-major (4x4): centre = -R^T t.
+        let c = (0..3)
+            .map(|k| -(0..3).map(|r| row[r * 4 + k] * row[r * 4 + 3]).sum::<f64>())
+            .collect();
+        let intr = String::from_utf8(read(root, format!("Scene01/{var}/intrinsic.txt"))).unwrap();
+        let fx = intr
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .skip(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (c, fx)
+    };
+    let mut rigs = std::collections::BTreeSet::new();
+    let (clone_centre, _) = centre(&random, "clone");
+    for var in dasgil::data::vkitti2::VARIATIONS {
+        let rgb = format!("Scene01/{var}/frames/rgb/Camera_0/rgb_00000.jpg");
+        assert_eq!(
+            read(&random, rgb.clone()),
+            read(&random_again, rgb.clone()),
+            "{var}: random not repeatable"
+        );
+        assert_ne!(
+            read(&random, rgb.clone()),
+            read(&wide, rgb),
+            "{var}: random looks like wide"
+        );
+        let ((_, k_fixed), (c_random, k_random)) = (centre(&fixed, var), centre(&random, var));
+        // Every variation at the same place on the road (x and y of the camera centre; a
+        // random scene is its own world, with its own block sizes), each on its own rig.
+        assert!(
+            (clone_centre[0] - c_random[0]).abs() < 1e-6
+                && (clone_centre[1] - c_random[1]).abs() < 1e-6,
+            "{var}: camera centre moved on the ground: {clone_centre:?} vs {c_random:?}"
+        );
+        assert!(
+            (1.2..=2.2).contains(&c_random[2]),
+            "{var}: camera height {}",
+            c_random[2]
+        );
+        assert!(
+            k_random[0] >= 0.75 * k_fixed[0] - 1e-9 && k_random[0] <= 1.3 * k_fixed[0] + 1e-9,
+            "{var}: focal {} vs {}",
+            k_random[0],
+            k_fixed[0]
+        );
+        rigs.insert(format!("{:.4} {:.4}", c_random[2], k_random[0]));
+    }
+    assert!(rigs.len() >= 9, "each variation its own rig: {rigs:?}");
     // A bad --appearance is in the bad-input corpus (tests/bad_inputs.txt).
 }

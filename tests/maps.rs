@@ -722,3 +722,188 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
         assert!(d < 1e-6, "{name}: distance to itself {d}");
     }
 }
+
+#[test]
+fn robotcar_frames_outside_the_ins_span_are_skipped_and_a_missing_chunk_is_named_before_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 5);
+    let trav = common::synth_robotcar(dir.path(), 12);
+    let stamps: Vec<i64> = std::fs::read_to_string(trav.join("stereo.timestamps"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    // The INS log starts after the first two images and ends before the last one (as every
+    // real traversal's does): those three are skipped and counted, the other nine mapped.
+    let ins_path = trav.join("gps/ins.csv");
+    let ins = std::fs::read_to_string(&ins_path).unwrap();
+    let mut lines = ins.lines();
+    let header = lines.next().unwrap();
+    let kept: Vec<&str> = lines
+        .filter(|l| {
+            let ts: i64 = l.split(',').next().unwrap().parse().unwrap();
+            ts > stamps[1] && ts < stamps[11]
+        })
+        .collect();
+    let (first, last) = (
+        kept[0].split(',').next().unwrap().to_string(),
+        kept[kept.len() - 1].split(',').next().unwrap().to_string(),
+    );
+    std::fs::write(&ins_path, format!("{header}\n{}\n", kept.join("\n"))).unwrap();
+    let map = dir.path().join("edges.map.safetensors");
+    let said = ok(&common::robotcar_map_args(&trav, &ckpt, &map));
+    assert!(said.contains(": 9 images"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "skipped 3 of 12 images outside the INS span {first}..{last} µs"
+        )) && said.contains("(2 before its first row, 1 after its last)"),
+        "{said}"
+    );
+    let m = dasgil::map::file::MapFile::open(&map).unwrap();
+    assert_eq!(m.meta.names.len(), 9);
+    assert!(
+        (0..9).all(|i| m.pose(i).translation.vector.iter().all(|v| v.is_finite())),
+        "no extrapolated or NaN pose"
+    );
+
+    // A chunk never downloaded (chunk 2 is frames 4..8): refused before any image is encoded,
+    // naming the count and the chunk; no map is written.
+    for ts in &stamps[4..8] {
+        std::fs::remove_file(trav.join(format!("stereo/centre/{ts}.png"))).unwrap();
+    }
+    let map = dir.path().join("missing.map.safetensors");
+    let e = err(&common::robotcar_map_args(&trav, &ckpt, &map));
+    assert!(
+        e.contains("4 of 12 images listed here are missing")
+            && e.contains("chunk 2: 4 of 4")
+            && e.contains("stereo.timestamps"),
+        "{e}"
+    );
+    assert!(!e.contains("chunk 1") && !e.contains("chunk 3"), "{e}");
+    assert!(!map.exists());
+}
+
+#[test]
+fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_ground_truth() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let poses = f.root.join("slice3/camera-poses/slice3-queries.txt");
+    let all_truth = std::fs::read_to_string(&poses).unwrap();
+    let evaluate = |out: &Path| {
+        ok(&[
+            "evaluate",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&f.root),
+            "--slice",
+            "3",
+            "--out",
+            path_str(out),
+            "--device",
+            "cpu",
+            "--baseline",
+            "raw-pixels",
+        ])
+    };
+    let listed: Vec<String> = std::fs::read_to_string(f.root.join("slice3/test-images-slice3.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed.len(), 24);
+    let submitted = |out: &Path| -> Vec<String> {
+        std::fs::read_to_string(out.join("submission.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    // Ground truth for 6 of the 24 queries: 6 scored, 18 counted, all 24 submitted.
+    let six: Vec<&str> = all_truth.lines().take(6).collect();
+    std::fs::write(&poses, format!("{}\n", six.join("\n"))).unwrap();
+    let out = dir.join("partial");
+    let said = evaluate(&out);
+    assert!(
+        said.contains(
+            "18 of 24 listed queries have no ground truth: in submission.txt, not scored"
+        ) && said.contains("6 queries, 12 map images"),
+        "{said}"
+    );
+    assert_eq!(submitted(&out), listed);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reports"][0]["unscored"], 18);
+    assert_eq!(report["reports"][0]["all"]["queries"], 6);
+    // No ground truth at all (a benchmark test slice): the submission, and no scores.
+    std::fs::write(&poses, "").unwrap();
+    let out = dir.join("none");
+    let said = evaluate(&out);
+    assert!(
+        said.contains("no ground truth for any of the 24 listed queries: scores not computed"),
+        "{said}"
+    );
+    assert_eq!(submitted(&out), listed);
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("24 of the 24 listed queries have no ground truth"));
+    assert!(!out.join("recall_curves.png").exists());
+}
+
+#[test]
+fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let list = f
+        .root
+        .join("slice3/ground-truth-database-images-slice3.txt");
+    let text = std::fs::read_to_string(&list).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    let build = |out: &Path| {
+        tools(&[
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&f.root),
+            "--slice",
+            "3",
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            path_str(out),
+        ])
+    };
+    // The first image listed again with the same pose: dropped and said.
+    std::fs::write(&list, format!("{text}{first}\n")).unwrap();
+    let map = dir.join("dup.map.safetensors");
+    let o = build(&map);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        said.contains(": 12 images") && said.contains("dropped 1 duplicate entries"),
+        "{said}"
+    );
+    let m = dasgil::map::file::MapFile::open(&map).unwrap();
+    let mut names = m.meta.names.clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 12, "one entry per image");
+    // Listed again 100 m away: refused before encoding, naming the image and both poses.
+    let mut fields: Vec<String> = first.split(' ').map(str::to_string).collect();
+    let x: f64 = fields[5].parse().unwrap();
+    fields[5] = format!("{}", x + 100.0);
+    std::fs::write(&list, format!("{text}{}\n", fields.join(" "))).unwrap();
+    let map = dir.join("two-poses.map.safetensors");
+    let o = build(&map);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains(fields[0].as_str()) && e.contains("listed twice with different poses"),
+        "{e}"
+    );
+    assert!(!map.exists());
+}

@@ -148,6 +148,7 @@ fn kitti_odometry_reads_back_with_poses_relative_to_the_first_frame() {
         frames: 5,
         width: 310,
         height: 94,
+        styled: false,
     })
     .unwrap();
     for s in ["00", "01"] {
@@ -183,6 +184,7 @@ fn cmu_slice_reads_back_and_database_poses_round_trip_to_the_submission_conventi
         conditions: vec!["snow".into(), "foliage".into()],
         width: 128,
         height: 96,
+        style: None,
     };
     cmu::generate(&opts).unwrap();
     let slice = CmuSlice::open(dir.path(), 7).unwrap();

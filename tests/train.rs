@@ -281,6 +281,112 @@ fn trains_checkpoints_and_resumes_exactly() {
 }
 
 #[test]
+fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, split, plain) = (
+        dir.path().join("full"),
+        dir.path().join("split"),
+        dir.path().join("plain"),
+    );
+    let outs = concurrently(vec![
+        train_cmd(
+            &full,
+            &["--augment", "--steps", "4", "--checkpoint-every", "2"],
+        ),
+        train_cmd(
+            &split,
+            &["--augment", "--steps", "2", "--checkpoint-every", "2"],
+        ),
+        train_cmd(&plain, &["--steps", "1"]),
+    ]);
+    for o in &outs {
+        ok(o);
+    }
+    let cfg = std::fs::read_to_string(full.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "augment: true"), "{cfg}");
+    let cfg = std::fs::read_to_string(plain.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "augment: false"), "{cfg}");
+    // Same seed and draws: only the augmentation separates step 0 of the two runs.
+    let (rows, first_plain) = (csv_rows(&full), csv_rows(&plain));
+    let depth = |rows: &[String]| column(rows, "depth_anchor")[0];
+    assert_ne!(
+        depth(&rows),
+        depth(&first_plain),
+        "augmentation did not reach the batches"
+    );
+    // The resume repeats --augment (accepted) and continues bit for bit.
+    let resumed = ok(&tools(&[
+        "train",
+        "--resume",
+        path_str(&split),
+        "--augment",
+        "--steps",
+        "4",
+    ]));
+    assert!(resumed.contains("trained steps 2..4 of 4"), "{resumed}");
+    assert_eq!(csv_rows(&split), rows, "resumed augmented run vs unbroken");
+}
+
+#[test]
+fn a_cut_off_training_image_is_skipped_and_counted_and_never_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vk, ki) = data();
+    // A copy of the data with frame 0's RGB cut off in every variation (half of each draw's
+    // scene frames at 6 per variation come near it).
+    let copy = dir.path().join("vk");
+    let s = Command::new("cp")
+        .args(["-r", path_str(vk), path_str(&copy)])
+        .status()
+        .unwrap();
+    assert!(s.success());
+    let mut cut = 0;
+    for var in dasgil::data::vkitti2::VARIATIONS {
+        let f = copy.join(format!("Scene01/{var}/frames/rgb/Camera_0/rgb_00000.jpg"));
+        let bytes = std::fs::read(&f).unwrap();
+        std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+        cut += 1;
+    }
+    let run = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args([
+            "train",
+            "--vkitti",
+            path_str(&copy),
+            "--kitti",
+            path_str(ki),
+        ])
+        .args([
+            "--size", "256x256", "--batch", "1", "--device", "cpu", "--seed", "5",
+        ])
+        .args(["--steps", "3", "--out", path_str(&run)])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let said = ok(&o);
+    assert!(said.contains("trained steps 0..3 of 3"), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("skipped "))
+        .unwrap_or_else(|| panic!("no skip count: {said}"));
+    let n: usize = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        (1..=cut).contains(&n) && line.contains("rgb_00000.jpg") && line.contains("truncated JPEG"),
+        "{line}"
+    );
+    // A resume goes on past the bad files, to the same losses as before for the done steps.
+    let before = csv_rows(&run);
+    let resumed = ok(&tools(&[
+        "train",
+        "--resume",
+        path_str(&run),
+        "--steps",
+        "5",
+    ]));
+    assert!(resumed.contains("trained steps 3..5 of 5"), "{resumed}");
+    assert_eq!(&csv_rows(&run)[..before.len()], &before[..]);
+}
+
+#[test]
 fn a_diverging_run_stops_naming_the_step_and_term_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("train.yaml");

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Trains the model shipped in maps/models/ from nothing but this repository: renders the
-# synthetic training worlds with fixed seeds (Virtual KITTI 2 layout with wide appearance: each
-# scene and variation its own season and light; KITTI layout as the unlabelled real domain),
-# trains DASGIL with the CD discriminator at a reduced size that fits a 2-core CPU in about an
-# hour, and copies the generator to maps/models/.
+# synthetic training worlds with fixed seeds (Virtual KITTI 2 layout with domain randomization:
+# each scene and variation its own season, light, style, camera development and rig; KITTI
+# layout in "real" styles as the unlabelled domain), trains DASGIL with the CD discriminator and
+# loader augmentation at a reduced size that fits a 2-core CPU, and, with SHIP=1 once
+# validation has chosen the run, copies the generator to maps/models/.
 #
-#   tools/train-shipped-model.sh            # everything; resumes a run that was interrupted
+#   nice -n 19 tools/train-shipped-model.sh   # everything; resumes a run that was interrupted
 #   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
-#   STEPS=600 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
+#   STEPS=1200 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
+#   SHIP=1 tools/train-shipped-model.sh       # copy the finished run to maps/models/
 #
+# It stops cleanly on SIGTERM/Ctrl-C (a checkpoint is written) and resumes from the last
+# checkpoint (every 50 steps) when run again. Candidates for selection: the run's
+# checkpoints/step-N/generator.safetensors, scored with `dasgil-tools evaluate --sequence
+# cmu_val_pastel|cmu_val_ink --checkpoint ...` (tools/evaluate-shipped-model.sh for the card).
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
+#
+# APPEARANCE: random (default), wide or fixed (synth vkitti2 --appearance); AUGMENT: 1 (default)
+# or 0 (train --augment); REAL: styled (default) or fixed (synth kitti --appearance).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -23,26 +32,41 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
 VARIANT="${VARIANT:-}"
-APPEARANCE="${APPEARANCE:-wide}"
+APPEARANCE="${APPEARANCE:-random}"
+AUGMENT="${AUGMENT:-1}"
+REAL="${REAL:-styled}"
+SHIP="${SHIP:-0}"
 EXTRA=()
 case "$APPEARANCE" in
-  wide|fixed) ;;
-  *) echo "APPEARANCE: expected wide or fixed, found \`$APPEARANCE\`" >&2; exit 2 ;;
+  random|wide|fixed) ;;
+  *) echo "APPEARANCE: expected random, wide or fixed, found \`$APPEARANCE\`" >&2; exit 2 ;;
+esac
+case "$AUGMENT" in
+  1) EXTRA+=(--augment) ;;
+  0) ;;
+  *) echo "AUGMENT: expected 1 or 0, found \`$AUGMENT\`" >&2; exit 2 ;;
+esac
+case "$REAL" in
+  styled|fixed) ;;
+  *) echo "REAL: expected styled or fixed, found \`$REAL\`" >&2; exit 2 ;;
 esac
 case "$VARIANT" in
   "") ;;
   fixed-appearance) APPEARANCE=fixed ;;
-  no-adversarial) EXTRA=(--no-adversarial) ;;
+  no-adversarial) EXTRA+=(--no-adversarial) ;;
   *) echo "VARIANT: expected fixed-appearance, no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
 esac
-STEPS="${STEPS:-600}"
+STEPS="${STEPS:-1200}"
 BATCH="${BATCH:-4}"
 SIZE="${SIZE:-256x512}"
 DEVICE="${DEVICE:-auto}"
 MODEL="$ROOT/maps/models/dasgil-synth-cd-${SIZE}.safetensors"
 (cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
-TOOLS="$ROOT/target/release/dasgil-tools"
 mkdir -p "$WORK"
+# A copy of the binary, so rebuilding the repository while this runs never changes a run midway.
+cp "$ROOT/target/release/dasgil-tools" "$WORK/dasgil-tools.tmp"
+mv "$WORK/dasgil-tools.tmp" "$WORK/dasgil-tools"
+TOOLS="$WORK/dasgil-tools"
 
 # Each data set is rendered into a temporary folder and moved into place when complete, so an
 # interrupted render is redone, never half-used.
@@ -55,42 +79,74 @@ render() {
     mv "$WORK/$name.partial" "$WORK/$name"
   fi
 }
-# 8 scenes (each its own procedural world) x 10 variations x 20 frames; 828x250 keeps the
-# Virtual KITTI 2 aspect ratio at two thirds of its size. Wide appearance: see synth --help.
+# Scenes (each its own procedural world) x 10 variations x frames; 828x250 keeps the Virtual
+# KITTI 2 aspect ratio at two thirds of its size. Appearances: see synth vkitti2 --help. Random
+# appearance draws a style per scene and variation, so it renders more scenes (more styles).
 VKITTI=vkitti2
-if [ "$APPEARANCE" = wide ]; then VKITTI=vkitti2-wide; fi
-render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
-  --appearance "$APPEARANCE"
-# The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve).
-render kitti kitti --seed 2002 --sequences 2 --frames 40
+case "$APPEARANCE" in
+  wide) VKITTI=vkitti2-wide
+    render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
+      --appearance wide ;;
+  random) VKITTI=vkitti2-random
+    render "$VKITTI" vkitti2 --seed 1001 --scenes 16 --frames 12 --width 828 --height 250 \
+      --appearance random ;;
+  *) render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 ;;
+esac
+# The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve); styled:
+# each sequence in its own "real" style and camera, a look no labelled world has.
+KITTI=kitti
+if [ "$REAL" = styled ]; then
+  KITTI=kitti-styled
+  render "$KITTI" kitti --seed 2002 --sequences 8 --frames 10 --appearance styled
+else
+  render "$KITTI" kitti --seed 2002 --sequences 2 --frames 40
+fi
 
-RUN="$WORK/run"
+# One run folder per recipe, so a changed recipe never resumes another's run.
+RUN="$WORK/run-$APPEARANCE-aug$AUGMENT-$REAL-$SIZE-b$BATCH"
 case "$VARIANT" in
   "") ;;
   no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE" ;;
   *) RUN="$ROOT/build/ablation-$VARIANT" ;;
 esac
-if [ -f "$RUN/checkpoints/latest" ]; then
-  echo "== resuming $RUN"
-  "$TOOLS" train --resume "$RUN" --steps "$STEPS" --device "$DEVICE"
-else
-  rm -rf "$RUN"
-  "$TOOLS" train --vkitti "$WORK/$VKITTI" --kitti "$WORK/kitti" --dis CD \
-    --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --checkpoint-every 50 --seed 7 \
-    --device "$DEVICE" "${EXTRA[@]}" --out "$RUN"
-fi
-done_steps="$(sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$RUN/checkpoints/latest")"
-if [ "${done_steps:-0}" -lt "$STEPS" ]; then
-  echo "== stopped at step ${done_steps:-0} of $STEPS; run this script again to resume (nothing shipped)"
-  exit 0
-fi
+# Trains in legs of EVERY steps; after each leg the generator is kept as a candidate
+# ($RUN/candidates/step-N.safetensors), so validation can choose the training length.
+EVERY="${EVERY:-300}"
+done_steps() { sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' "$RUN/checkpoints/latest" 2>/dev/null; }
+if [ ! -f "$RUN/checkpoints/latest" ]; then rm -rf "$RUN"; fi
+target=0
+while [ "$target" -lt "$STEPS" ]; do
+  target=$((target + EVERY))
+  if [ "$target" -gt "$STEPS" ]; then target="$STEPS"; fi
+  if [ -f "$RUN/candidates/step-$target.safetensors" ]; then continue; fi
+  if [ -f "$RUN/checkpoints/latest" ]; then
+    echo "== resuming $RUN at step $(done_steps) towards $target"
+    "$TOOLS" train --resume "$RUN" --steps "$target" --device "$DEVICE"
+  else
+    "$TOOLS" train --vkitti "$WORK/$VKITTI" --kitti "$WORK/$KITTI" --dis CD \
+      --size "$SIZE" --batch "$BATCH" --steps "$target" --checkpoint-every 50 --seed 7 \
+      --device "$DEVICE" "${EXTRA[@]}" --out "$RUN"
+  fi
+  if [ "$(done_steps)" != "$target" ]; then
+    echo "== stopped at step $(done_steps) of $STEPS; run this script again to resume (nothing shipped)"
+    exit 0
+  fi
+  mkdir -p "$RUN/candidates"
+  cp "$RUN/generator.safetensors" "$RUN/candidates/step-$target.safetensors.tmp"
+  mv "$RUN/candidates/step-$target.safetensors.tmp" "$RUN/candidates/step-$target.safetensors"
+  echo "== candidate at step $target: $RUN/candidates/step-$target.safetensors"
+done
 if [ -n "$VARIANT" ]; then
   echo "== $VARIANT: $RUN/generator.safetensors (not shipped)"
   exit 0
 fi
+if [ "$SHIP" != 1 ]; then
+  echo "== candidate: $RUN/generator.safetensors (not shipped; SHIP=1 copies it to maps/models/)"
+  exit 0
+fi
 mkdir -p "$(dirname "$MODEL")"
-cp "$WORK/run/generator.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
-cp "$WORK/run/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
-cp "$WORK/run/predictions.png" "$ROOT/maps/models/predictions.png"
-cp "$WORK/run/config.yaml" "$ROOT/maps/models/train-config.yaml"
+cp "$RUN/generator.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
+cp "$RUN/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
+cp "$RUN/predictions.png" "$ROOT/maps/models/predictions.png"
+cp "$RUN/config.yaml" "$ROOT/maps/models/train-config.yaml"
 echo "== shipped model: $MODEL"

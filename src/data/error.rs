@@ -96,19 +96,71 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// Decodes an image file (format from its content) within [`MAX_IMAGE_SIDE`] and
 /// [`MAX_IMAGE_BYTES`]; the error is a message for the caller to put next to the path.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    decode_limited(reader)
+    if reader.format().is_none() {
+        // The content says nothing: the extension names the format the decoder then checks.
+        if let Ok(format) = image::ImageFormat::from_path(path) {
+            reader.set_format(format);
+        }
+    }
+    decode_checked(reader, &bytes)
 }
 
-/// [`decode_image`] for bytes in memory (e.g. a sensor_msgs/CompressedImage), same limits.
+/// Why `bytes` is a cut-off JPEG or PNG, if it is one. A JPEG decoder fills what is missing with
+/// grey without a word; the end markers say whether the file is whole: a JPEG's end-of-image
+/// marker (FF D9) after its last start-of-scan (FF DA; FF D9 cannot occur inside entropy-coded
+/// data, so a thumbnail's earlier one does not count), a PNG's IEND chunk.
+pub fn truncation(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA])?;
+        let whole = bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        return (!whole).then(|| {
+            format!(
+                "truncated JPEG: no end-of-image marker (FF D9) after the last scan ({} bytes); \
+                 the file was cut off (an interrupted download or copy?)",
+                bytes.len()
+            )
+        });
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let tail = &bytes[bytes.len().saturating_sub(256)..];
+        let whole = tail.windows(4).any(|w| w == b"IEND");
+        return (!whole).then(|| {
+            format!(
+                "truncated PNG: no IEND chunk ({} bytes); the file was cut off (an interrupted \
+                 download or copy?)",
+                bytes.len()
+            )
+        });
+    }
+    None
+}
+
+/// [`decode_image`] for bytes in memory (e.g. a sensor_msgs/CompressedImage), same limits; a
+/// cut-off JPEG or PNG is refused ([`truncation`]).
 pub fn decode_image_bytes(bytes: &[u8]) -> Result<image::DynamicImage, String> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    decode_limited(reader)
+    decode_checked(reader, bytes)
+}
+
+/// Decodes within the limits, then refuses a cut-off file ([`truncation`]): the size limit is
+/// said first (a huge header alone is both), a decoder's own error is replaced by the truncation
+/// when there is one (it says more).
+fn decode_checked<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    bytes: &[u8],
+) -> Result<image::DynamicImage, String> {
+    let decoded = decode_limited(reader);
+    match (&decoded, truncation(bytes)) {
+        (Err(e), _) if e.starts_with("image is larger") => decoded,
+        (_, Some(why)) => Err(why),
+        _ => decoded,
+    }
 }
 
 fn decode_limited<R: std::io::BufRead + std::io::Seek>(

@@ -197,6 +197,8 @@ pub struct Traversal {
     /// time, composed with the SDK's camera and INS extrinsics. Images outside the INS span have
     /// no pose.
     pub images: Vec<PosedImage>,
+    /// The first and last INS timestamps (µs).
+    pub ins_span: (i64, i64),
 }
 
 impl Traversal {
@@ -206,10 +208,11 @@ impl Traversal {
         let ts_path = dir.join(format!("{base}.timestamps"));
         let f = TextFile::read(&ts_path)?;
         let mut stamps = Vec::new();
+        let mut chunks = Vec::new();
         for line in f.lines(None, None) {
             line.expect_columns(2)?;
             stamps.push(line.parse::<i64>(0, "timestamp", "microseconds")?);
-            line.parse::<u32>(1, "chunk", "a chunk number")?;
+            chunks.push(line.parse::<u32>(1, "chunk", "a chunk number")?);
         }
         let ins = read_ins(&dir.join("gps/ins.csv"))?;
         let Some(ins_from_image) = ins_from_image(camera) else {
@@ -228,6 +231,39 @@ impl Traversal {
                 format!("the {camera} image folder"),
             ));
         }
+        // Every listed image must be there before anything is encoded: a chunk never downloaded
+        // is named with its count, not found one file at a time after hours of work.
+        let mut missing: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+        let mut example = None;
+        for (ts, chunk) in stamps.iter().zip(&chunks) {
+            let entry = missing.entry(*chunk).or_default();
+            entry.1 += 1;
+            let path = img_dir.join(format!("{ts}.png"));
+            if !path.is_file() {
+                entry.0 += 1;
+                example.get_or_insert(path);
+            }
+        }
+        if let Some(example) = example {
+            let total: usize = missing.values().map(|m| m.0).sum();
+            let per_chunk: Vec<String> = missing
+                .iter()
+                .filter(|(_, m)| m.0 > 0)
+                .map(|(c, m)| format!("chunk {c}: {} of {}", m.0, m.1))
+                .collect();
+            return Err(DataError::layout(
+                &ts_path,
+                format!(
+                    "{total} of {} images listed here are missing from {} ({}; e.g. {}): \
+                     download the missing chunks, or remove their lines from this file",
+                    stamps.len(),
+                    img_dir.display(),
+                    per_chunk.join(", "),
+                    example.display()
+                ),
+            ));
+        }
+        let ins_span = (ins[0].timestamp_us, ins[ins.len() - 1].timestamp_us);
         let images = stamps
             .into_iter()
             .map(|ts| PosedImage {
@@ -242,6 +278,7 @@ impl Traversal {
             dir: dir.to_path_buf(),
             camera: camera.to_string(),
             images,
+            ins_span,
         })
     }
 

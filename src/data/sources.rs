@@ -23,6 +23,9 @@ pub struct Generate {
     pub conditions: Vec<String>,
     pub width: u32,
     pub height: u32,
+    /// A reserved style (`synth cmu --style`), for validation worlds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,8 @@ pub struct SourceImages {
     pub database: Vec<PosedImage>,
     pub queries: Vec<PosedImage>,
     pub decode: Decode,
+    /// What was left out while opening, and why (said with the command's summary).
+    pub notes: Vec<String>,
 }
 
 fn keep_cameras(images: Vec<PosedImage>, cameras: &Option<Vec<String>>) -> Vec<PosedImage> {
@@ -122,6 +127,7 @@ impl Sequence {
                     queries: keep_cameras(s.query_images(), &self.cameras),
                     source,
                     decode: Decode::Rgb,
+                    notes: Vec::new(),
                 })
             }
             "kitti" => {
@@ -138,6 +144,7 @@ impl Sequence {
                     queries: Vec::new(),
                     source,
                     decode: Decode::Rgb,
+                    notes: Vec::new(),
                 })
             }
             "vkitti2" => {
@@ -149,6 +156,7 @@ impl Sequence {
                     queries: Vec::new(),
                     source,
                     decode: Decode::Rgb,
+                    notes: Vec::new(),
                 })
             }
             "robotcar" => {
@@ -159,11 +167,39 @@ impl Sequence {
                     .unwrap_or_else(|| "stereo/centre".into());
                 let t = crate::data::robotcar::Traversal::open(root, &cam)?;
                 let decode = t.decode();
+                // Every real traversal has frames before the first or after the last INS row:
+                // they are skipped and counted, never given an extrapolated pose.
+                let listed = t.images.len();
+                let (before, after) = t.images.iter().filter(|p| p.world_from_cam.is_none()).fold(
+                    (0, 0),
+                    |(b, a), p| match p.timestamp_us {
+                        Some(ts) if ts < t.ins_span.0 => (b + 1, a),
+                        _ => (b, a + 1),
+                    },
+                );
+                let mut notes = Vec::new();
+                if before + after > 0 {
+                    notes.push(format!(
+                        "skipped {} of {listed} images outside the INS span {}..{} µs of {} \
+                         ({before} before its first row, {after} after its last): a pose is \
+                         never extrapolated",
+                        before + after,
+                        t.ins_span.0,
+                        t.ins_span.1,
+                        root.join("gps/ins.csv").display(),
+                    ));
+                    tracing::warn!("{}", notes[0]);
+                }
                 Ok(SourceImages {
-                    database: t.images,
+                    database: t
+                        .images
+                        .into_iter()
+                        .filter(|p| p.world_from_cam.is_some())
+                        .collect(),
                     queries: Vec::new(),
                     source,
                     decode,
+                    notes,
                 })
             }
             other => Err(PipelineError::UnknownFormat(other.to_string())),
@@ -183,6 +219,7 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         conditions: g.conditions.clone(),
         width: g.width,
         height: g.height,
+        style: g.style.clone(),
     })?;
     crate::synth::output::finish(
         &staging,

@@ -287,13 +287,60 @@ impl Vkitti2 {
             }
             Ok(())
         };
-        let depth_raw = open(&frame.depth)?.to_luma16();
+        // Depth is a 16-bit single-channel PNG in centimetres: an 8-bit or colour re-save would
+        // train on depths ~8x wrong without a word.
+        let depth_raw = match open(&frame.depth)? {
+            image::DynamicImage::ImageLuma16(d) => d,
+            other => {
+                return Err(DataError::Image {
+                    path: frame.depth.clone(),
+                    message: format!(
+                        "depth: expected a 16-bit single-channel PNG (centimetres, 65535 = far), \
+                         found {:?}; was it re-saved by an image editor?",
+                        other.color()
+                    ),
+                })
+            }
+        };
         check(&frame.depth, depth_raw.width(), depth_raw.height())?;
         let depth_m = DepthMap::from_fn(w, h, |x, y| {
             Luma([depth_raw.get_pixel(x, y).0[0] as f32 / 100.0])
         });
-        let seg = open(&frame.seg)?.to_rgb8();
+        let seg_img = open(&frame.seg)?;
+        if self.seg_encoding == SegEncoding::IndexMap && seg_img.color().bytes_per_pixel() != 1 {
+            return Err(DataError::Image {
+                path: frame.seg.clone(),
+                message: format!(
+                    "segmentation: expected an 8-bit single-channel class-index PNG (the \
+                     repackaged layout), found {:?}",
+                    seg_img.color()
+                ),
+            });
+        }
+        let seg = seg_img.to_rgb8();
         check(&frame.seg, seg.width(), seg.height())?;
+        if self.seg_encoding == SegEncoding::IndexMap {
+            // A class index the network has no output for (255 is often "void"): named here, not
+            // left to fail inside libtorch's cross-entropy without a file or a step.
+            if let Some((i, p)) = seg
+                .pixels()
+                .enumerate()
+                .find(|(_, p)| p.0[0] as usize >= CLASSES.len())
+            {
+                return Err(DataError::Image {
+                    path: frame.seg.clone(),
+                    message: format!(
+                        "segmentation: class index {} at pixel ({}, {}); expected 0 to {} (the {} \
+                         Virtual KITTI 2 classes)",
+                        p.0[0],
+                        i as u32 % w,
+                        i as u32 / w,
+                        CLASSES.len() - 1,
+                        CLASSES.len()
+                    ),
+                });
+            }
+        }
         let classes = GrayImage::from_fn(w, h, |x, y| {
             let p = seg.get_pixel(x, y).0;
             Luma([match self.seg_encoding {

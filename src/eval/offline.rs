@@ -100,8 +100,12 @@ pub struct Report {
     pub adaptation: String,
     pub metric: String,
     pub map_entries: usize,
-    /// Every query frame (the node's answer whether or not it would publish it).
+    /// Every query frame with ground truth (the node's answer whether or not it would publish
+    /// it).
     pub all: Scores,
+    /// Listed queries without ground truth: localized and in submission.txt, not scored.
+    #[serde(default)]
+    pub unscored: usize,
     /// What the node would publish, at the Localizer's defaults (the node's): the scores of the
     /// published frames and the counts of every outcome (withheld frames are not scored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +179,8 @@ fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
     (a.rotation.inverse() * b.rotation).angle().to_degrees()
 }
 
-/// Runs every query with ground truth through `loc` (its map built from `src.database`).
+/// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
+/// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,
@@ -183,31 +188,26 @@ pub fn evaluate(
     per_camera: bool,
     model: &str,
 ) -> Result<(Report, Vec<(String, Pose)>), PipelineError> {
-    let queries: Vec<&PosedImage> = src
-        .queries
-        .iter()
-        .filter(|q| q.world_from_cam.is_some())
-        .collect();
-    if queries.is_empty() {
-        return Err(PipelineError::NoGroundTruth {
+    if src.queries.is_empty() {
+        return Err(PipelineError::NoQueries {
             root: src.source.root.clone(),
         });
     }
     let map = &loc.map;
-    let owned: Vec<PosedImage> = queries.iter().map(|q| (*q).clone()).collect();
+    let owned: &[PosedImage] = &src.queries;
     let progress = crate::progress::Progress::new("evaluate", "queries", owned.len() as u64, 0);
     // Batched encoding of the query files, decoded by the map's recipe (Localizer::describe
     // per file gives the same descriptors, one at a time).
     let desc = loc
         .encoder
-        .encode_images(&owned, map.meta.image_decoding(), Some(&progress))?;
+        .encode_images(owned, map.meta.image_decoding(), Some(&progress))?;
     progress.finish();
     let dim = loc.encoder.dim();
     let mut results = Vec::with_capacity(owned.len());
     let mut submission = Vec::with_capacity(owned.len());
     let mut tally = Tally::default();
+    let mut unscored = 0;
     for (i, q) in owned.iter().enumerate() {
-        let truth = q.world_from_cam.expect("filtered");
         if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
             return Err(PipelineError::QueryCamera {
                 path: q.path.clone(),
@@ -223,7 +223,6 @@ pub fn evaluate(
             },
             RECALL_N[RECALL_N.len() - 1],
         );
-        tally.record(&outcome);
         let Some(answer) = outcome.answer() else {
             return Err(PipelineError::NoPrior {
                 path: q.path.clone(),
@@ -235,13 +234,18 @@ pub fn evaluate(
         };
         let hits = &answer.hits;
         let best = answer.prior.pose;
+        let name = image_name(q);
+        submission.push((name.clone(), best.inverse()));
+        let Some(truth) = q.world_from_cam else {
+            unscored += 1;
+            continue;
+        };
+        tally.record(&outcome);
         let err = |p: &Pose| (p.translation.vector - truth.translation.vector).norm();
         let first = hits
             .iter()
             .position(|h| err(&map.pose(h.index)) <= RECALL_RADIUS)
             .map(|r| r + 1);
-        let name = image_name(q);
-        submission.push((name.clone(), best.inverse()));
         results.push(QueryResult {
             condition: labels
                 .get(&name)
@@ -271,6 +275,7 @@ pub fn evaluate(
         metric: loc.metric.name().into(),
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
+        unscored,
         published: Some(Published {
             min_confidence: loc.options.min_confidence,
             outcomes: tally,
@@ -298,6 +303,22 @@ pub fn markdown(reports: &[&Report]) -> String {
             "## {} (adaptation: {}, metric: {}, {} map images, {} queries)\n\n",
             r.model, r.adaptation, r.metric, r.map_entries, r.all.queries
         ));
+        if r.unscored > 0 {
+            s.push_str(&format!(
+                "{} of the {} listed queries have no ground truth: they are in submission.txt \
+                 and not scored{}.\n\n",
+                r.unscored,
+                r.unscored + r.all.queries,
+                if r.all.queries == 0 {
+                    " (no scores computed)"
+                } else {
+                    ""
+                }
+            ));
+            if r.all.queries == 0 {
+                continue;
+            }
+        }
         s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m |\n|---|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
         if let Some((p, sc)) = r

@@ -178,9 +178,15 @@ impl MapEncoder {
         device: Device,
         spec: DescriptorSpec,
     ) -> Result<Self, EncodeError> {
-        tch::manual_seed(0);
-        let vs = nn::VarStore::new(device);
-        let gen = Generator::new(&vs.root(), cfg, WeightInit::Reference)?;
+        let (vs, gen) = {
+            let _rng = crate::model::TORCH_RNG
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            tch::manual_seed(0);
+            let vs = nn::VarStore::new(device);
+            let gen = Generator::new(&vs.root(), cfg, WeightInit::Reference)?;
+            (vs, gen)
+        };
         Self::from_generator(
             vs,
             gen,

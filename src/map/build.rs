@@ -62,6 +62,49 @@ fn recorded_decoding(src: &SourceImages) -> Result<Decode, PipelineError> {
     })
 }
 
+/// The database with each image once: an image listed again with the same pose (within 1 mm
+/// and 0.001 rad) is dropped and counted; listed again with another pose, it is refused (one
+/// image cannot be two places). Same path, same image: a timestamp listed twice is one too.
+pub fn deduplicated(db: &[PosedImage]) -> Result<(Vec<PosedImage>, usize), PipelineError> {
+    let mut first: std::collections::HashMap<&Path, &PosedImage> = Default::default();
+    let mut kept = Vec::with_capacity(db.len());
+    let mut dropped = 0;
+    let describe = |p: &PosedImage| match &p.world_from_cam {
+        Some(w) => {
+            let t = w.translation.vector;
+            format!("camera centre ({:.3}, {:.3}, {:.3}) m", t.x, t.y, t.z)
+        }
+        None => "no pose".into(),
+    };
+    for p in db {
+        match first.get(p.path.as_path()) {
+            None => {
+                first.insert(&p.path, p);
+                kept.push(p.clone());
+            }
+            Some(a) => {
+                let same = match (&a.world_from_cam, &p.world_from_cam) {
+                    (Some(x), Some(y)) => {
+                        (x.translation.vector - y.translation.vector).norm() <= 1e-3
+                            && x.rotation.angle_to(&y.rotation) <= 1e-3
+                    }
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    return Err(PipelineError::DuplicateEntry {
+                        path: p.path.clone(),
+                        first: describe(a),
+                        second: describe(p),
+                    });
+                }
+                dropped += 1;
+            }
+        }
+    }
+    Ok((kept, dropped))
+}
+
 /// Encodes `src.database` into a map written to `out`.
 pub fn build_map(
     encoder: &mut MapEncoder,
@@ -69,7 +112,8 @@ pub fn build_map(
     out: &Path,
     opts: &BuildOptions,
 ) -> Result<MapMeta, PipelineError> {
-    let db = &src.database;
+    let (db, _) = deduplicated(&src.database)?;
+    let db = &db;
     if db.is_empty() {
         return Err(PipelineError::NoDatabase {
             root: src.source.root.clone(),
@@ -229,6 +273,7 @@ pub fn build_map_summary(
     );
     crate::atomic::refuse_overwriting_inputs(("--out", out), &inputs)?;
     check_writable(out)?;
+    let (_, dropped) = deduplicated(&src.database)?;
     let started = std::time::Instant::now();
     let meta = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
@@ -255,5 +300,10 @@ pub fn build_map_summary(
         meta.encoder.adaptation,
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())
-    ))
+    ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()
+        + &if dropped > 0 {
+            format!("\ndropped {dropped} duplicate entries (an image listed again with the same pose)")
+        } else {
+            String::new()
+        })
 }

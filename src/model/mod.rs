@@ -11,6 +11,12 @@ pub mod layers;
 pub mod losses;
 
 pub use checkpoint::{CheckpointError, CheckpointMeta, NetworkRole};
+
+/// libtorch's random generator is one per process: whoever seeds it and then draws weights from
+/// it (the untrained baseline, a new training run) holds this lock meanwhile, so another thread
+/// of the same process (a test beside it, a second encoder) cannot draw in between and change
+/// the weights "seed N" promises.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub use config::ModelConfig;
 pub use descriptor::{DescriptorEncoder, DescriptorLayer, DescriptorSpec};
 pub use discriminator::{Discriminator, DiscriminatorKind};

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::condition::{Condition, Sensor};
 use super::render::render;
+use super::style::{self, Style};
 use super::world::{World, WorldParams};
 use super::{camera_pose, on_route, run_parallel, save_jpeg, Summary, SynthError};
 use crate::atomic::write_atomic;
@@ -67,6 +68,9 @@ pub struct Options {
     pub conditions: Vec<String>,
     pub width: u32,
     pub height: u32,
+    /// A reserved style (`style::RESERVED`) every image is drawn in, each query condition
+    /// graded its own way; None: the world as it is.
+    pub style: Option<String>,
 }
 
 pub struct Shot {
@@ -152,6 +156,17 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
                 Condition::SEASONS.join(", ")
             ))
         })?);
+    }
+    if let Some(name) = &opts.style {
+        let style = Style::reserved(name).ok_or_else(|| {
+            SynthError::Options(format!(
+                "unknown style `{name}`; expected one of {}",
+                style::RESERVED.join(", ")
+            ))
+        })?;
+        for c in conds.iter_mut() {
+            c.style = style.for_condition(&c.name);
+        }
     }
     let world = World::generate(
         opts.seed.wrapping_add(0xC0FFEE + opts.slice as u64),

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::condition::{Condition, Sensor};
+use super::noise::{hash, unit};
 use super::render::render;
+use super::style::Style;
 use super::world::{World, WorldParams};
 use super::{camera_pose, on_route, run_parallel, save_png_rgb, Summary, SynthError};
 use crate::atomic::write_atomic;
@@ -38,10 +40,14 @@ pub struct Options {
     pub frames: usize,
     pub width: u32,
     pub height: u32,
+    /// Each sequence in its own "real" style (`Style::real`: natural muted materials with
+    /// weathering, a camera's cast) and its own camera (noise, blur, vignetting, tone curve
+    /// drawn per sequence), so the unlabelled domain looks unlike the labelled worlds.
+    pub styled: bool,
 }
 
 /// World, start and condition of sequence `i`.
-fn sequence(seed: u64, i: usize) -> (World, f64, Condition) {
+fn sequence(seed: u64, i: usize, styled: bool) -> (World, f64, Condition) {
     let world = World::generate(
         seed.wrapping_mul(31).wrapping_add(1000 + i as u64),
         WorldParams::default(),
@@ -54,7 +60,29 @@ fn sequence(seed: u64, i: usize) -> (World, f64, Condition) {
     };
     cond.texture_seed = 0xBEEF ^ seed;
     cond.grass = [0.33, 0.40, 0.19];
+    if styled {
+        cond.style = Style::real(hash(&[seed as i64, i as i64, 0x4EA1]));
+    }
     (world, start, cond)
+}
+
+/// The camera of sequence `s`: KITTI-like (`Sensor::real`), with its noise, blur, vignetting,
+/// contrast and cast drawn per sequence when styled.
+fn sequence_sensor(seed: u64, s: usize, styled: bool) -> Sensor {
+    let base = Sensor::real(seed ^ s as u64);
+    if !styled {
+        return base;
+    }
+    let d = |k: i64| unit(hash(&[seed as i64, s as i64, 0x5E45, k])) as f32;
+    Sensor {
+        noise: 0.01 + 0.025 * d(1),
+        blur: 0.4 + 1.0 * d(2),
+        vignetting: 0.15 + 0.4 * d(3),
+        contrast: 1.0 + 0.4 * d(4),
+        tint: [0.95 + 0.12 * d(5), 1.0, 0.82 + 0.15 * d(6)],
+        gamma: 1.8 + 0.5 * d(7),
+        ..base
+    }
 }
 
 pub fn frame_pose(world: &World, start: f64, f: usize) -> Pose {
@@ -70,7 +98,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     }
     let cam = intrinsics(opts.width, opts.height);
     let seqs: Vec<(World, f64, Condition)> = (0..opts.sequences)
-        .map(|i| sequence(opts.seed, i))
+        .map(|i| sequence(opts.seed, i, opts.styled))
         .collect();
     let dataset = opts.out.join("dataset");
     let tasks: Vec<(usize, usize)> = (0..opts.sequences)
@@ -84,7 +112,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             &frame_pose(world, *start, f),
             f as f64 / FRAME_RATE,
             cond,
-            &Sensor::real(opts.seed ^ s as u64),
+            &sequence_sensor(opts.seed, s, opts.styled),
         );
         save_png_rgb(
             &dataset.join(format!("sequences/{s:02}/image_2/{f:06}.png")),

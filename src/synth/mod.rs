@@ -15,6 +15,7 @@ pub mod output;
 pub mod preview;
 pub mod render;
 pub mod robotcar;
+pub mod style;
 pub mod vkitti2;
 pub mod world;
 

@@ -8,6 +8,7 @@ use nalgebra::{Point3, Vector3};
 
 use super::condition::{Condition, Sensor};
 use super::noise::{fbm2, hash, unit, value2};
+use super::style::Part;
 use super::world::{class, Material, Object, Shape, World, SIDEWALK};
 use crate::geom::{Pinhole, Pose};
 
@@ -383,11 +384,25 @@ fn scale(a: [f32; 3], s: f32) -> [f32; 3] {
 /// Surface colour (albedo) of a hit point.
 fn albedo(hit: &Hit, p: &Point3<f64>, cond: &Condition, tex: u64) -> [f32; 3] {
     let n = |sx: f64, sy: f64, f: f64| fbm2(tex, sx * f, sy * f) as f32;
+    let style = &cond.style;
+    let restyle =
+        |part: Part, c: [f32; 3], u: f64, v: f64| style.surface(part).apply(c, style.seed, u, v);
     let base = match hit.material {
-        Material::Plain(c) | Material::Sign(c) => scale(c, 0.9 + 0.2 * n(p.x + p.z, p.y, 3.0)),
-        Material::Bark => scale([0.30, 0.22, 0.15], 0.8 + 0.4 * n(p.z, p.x + p.y, 4.0)),
+        Material::Plain(c) | Material::Sign(c) => restyle(
+            Part::Other,
+            scale(c, 0.9 + 0.2 * n(p.x + p.z, p.y, 3.0)),
+            p.x + p.y,
+            p.z,
+        ),
+        Material::Bark => restyle(
+            Part::Bark,
+            scale([0.30, 0.22, 0.15], 0.8 + 0.4 * n(p.z, p.x + p.y, 4.0)),
+            p.x + p.y,
+            p.z,
+        ),
         Material::Foliage { base, seed } => {
             let v = fbm2(tex ^ seed as u64, p.x * 1.3 + p.z, p.y * 1.3 - p.z) as f32;
+            let base = restyle(Part::Leaves, base, p.x + p.y, p.z);
             scale(mul(base, cond.leaf_tint), 0.55 + 0.8 * v)
         }
         Material::Vehicle(c) => {
@@ -399,7 +414,7 @@ fn albedo(hit: &Hit, p: &Point3<f64>, cond: &Condition, tex: u64) -> [f32; 3] {
             } else if z < 0.6 {
                 [0.04, 0.04, 0.04] // wheels and sills
             } else {
-                c
+                restyle(Part::Vehicle, c, p.x + p.y, z)
             }
         }
         Material::Facade {
@@ -410,8 +425,11 @@ fn albedo(hit: &Hit, p: &Point3<f64>, cond: &Condition, tex: u64) -> [f32; 3] {
         } => {
             let (u, z) = hit.uv;
             if hit.normal.z > 0.5 {
-                scale([0.32, 0.31, 0.30], 0.8 + 0.4 * n(p.x, p.y, 0.5)) // roof
+                let roof = scale([0.32, 0.31, 0.30], 0.8 + 0.4 * n(p.x, p.y, 0.5));
+                restyle(Part::Roof, roof, p.x, p.y)
             } else {
+                let spacing = spacing * style.window_scale[0];
+                let floor = floor * style.window_scale[1];
                 let fu = (u / spacing as f64).fract();
                 let fz = (z / floor as f64).fract();
                 let in_window = (0.22..0.78).contains(&fu)
@@ -426,9 +444,14 @@ fn albedo(hit: &Hit, p: &Point3<f64>, cond: &Condition, tex: u64) -> [f32; 3] {
                         (z / floor as f64).floor() as i64,
                         p.x as i64,
                     ]));
-                    scale(window, if lit > 0.9 { 2.4 } else { 1.0 })
+                    restyle(
+                        Part::Window,
+                        scale(window, if lit > 0.9 { 2.4 } else { 1.0 }),
+                        u,
+                        z,
+                    )
                 } else {
-                    scale(wall, grime)
+                    restyle(Part::Wall, scale(wall, grime), u, z)
                 }
             }
         }
@@ -462,12 +485,20 @@ fn ground(world: &World, x: f64, y: f64, cond: &Condition, tex: u64) -> ([f32; 3
             let c = if dashed || edge_line {
                 [0.80, 0.80, 0.76]
             } else {
-                scale([0.24, 0.24, 0.25], 0.8 + 0.4 * grain)
+                let asphalt = scale([0.24, 0.24, 0.25], 0.8 + 0.4 * grain);
+                cond.style
+                    .surface(Part::Road)
+                    .apply(asphalt, cond.style.seed, along, dist)
             };
             (c, class::ROAD)
         }
-        Some((clearance, _, _)) if clearance <= SIDEWALK => {
-            (scale([0.52, 0.50, 0.47], 0.85 + 0.3 * grain), class::ROAD)
+        Some((clearance, along, _)) if clearance <= SIDEWALK => {
+            let paving = scale([0.52, 0.50, 0.47], 0.85 + 0.3 * grain);
+            let c =
+                cond.style
+                    .surface(Part::Sidewalk)
+                    .apply(paving, cond.style.seed, along, clearance);
+            (c, class::ROAD)
         }
         _ => {
             let dirt = fbm2(tex ^ 0x33, x / 18.0, y / 18.0) as f32;
@@ -476,7 +507,12 @@ fn ground(world: &World, x: f64, y: f64, cond: &Condition, tex: u64) -> ([f32; 3
                 [0.42, 0.36, 0.25],
                 (dirt - 0.35).clamp(0.0, 0.6) * 1.4,
             );
-            (scale(grass, 0.75 + 0.5 * grain), class::TERRAIN)
+            let grass = scale(grass, 0.75 + 0.5 * grain);
+            let c = cond
+                .style
+                .surface(Part::Terrain)
+                .apply(grass, cond.style.seed, x, y);
+            (c, class::TERRAIN)
         }
     };
     let colour = if cond.snow > 0.0 {
@@ -496,6 +532,10 @@ fn sky(d: &Vector3<f64>, cond: &Condition, tex: u64) -> [f32; 3] {
     let dn = d.normalize();
     let elev = dn.z.max(0.0) as f32;
     let mut c = lerp(cond.sky_horizon, cond.sky_zenith, elev.powf(0.6));
+    if cond.style.sky_mix > 0.0 {
+        let [zenith, horizon] = cond.style.sky;
+        c = lerp(c, lerp(horizon, zenith, elev.powf(0.6)), cond.style.sky_mix);
+    }
     let sun = Vector3::from(cond.sun_dir);
     let glow = dn.dot(&sun).max(0.0).powf(64.0) as f32;
     c = lerp(c, cond.sun_rgb, glow * 0.8);
@@ -545,7 +585,9 @@ fn shade(
     let p = o + d * t;
     let sun = Vector3::from(cond.sun_dir);
     let facing = normal.dot(&sun).max(0.0) as f32;
-    let lit = if facing > 0.0 && cond.sun_strength > 0.0 {
+    let lit = if facing > 0.0 && cond.sun_strength > 0.0 && !cond.style.shadows {
+        facing
+    } else if facing > 0.0 && cond.sun_strength > 0.0 {
         let origin = p + normal * 0.02;
         let blocked = tr.trace(&origin, &sun, 300.0, true).is_some();
         if blocked {

@@ -145,8 +145,9 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     for t in 0..opts.traversals {
         let dir = opts.out.join(traversal_name(t));
         let mut stamps = String::new();
+        // Three download chunks per traversal, numbered from 1 as the data set's.
         for f in 0..opts.frames {
-            let _ = writeln!(stamps, "{} 1", frame_time(t, f).1);
+            let _ = writeln!(stamps, "{} {}", frame_time(t, f).1, 1 + f * 3 / opts.frames);
         }
         write_atomic(&dir.join("stereo.timestamps"), stamps.as_bytes())?;
         // INS from one second before the first image to one second after the last.

@@ -10,6 +10,7 @@ use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 use super::condition::{Appearance, Condition, Sensor};
 use super::render::{render, Frame};
+use super::style::Style;
 use super::world::{World, WorldParams};
 use super::{
     camera_pose, on_route, run_parallel, save_jpeg, save_png_gray, save_png_gray16, save_png_rgb,
@@ -87,18 +88,68 @@ pub struct SceneSpec {
 }
 
 pub fn scene_spec(seed: u64, scene: usize) -> SceneSpec {
-    let world = World::generate(
-        seed.wrapping_add(scene as u64 * 7919),
-        WorldParams::default(),
-    );
+    scene_spec_with(seed, scene, Appearance::Fixed)
+}
+
+/// A scene's world; `Appearance::Random` also draws its building heights and tree sizes (the
+/// same in every variation: the place's geometry is fixed).
+pub fn scene_spec_with(seed: u64, scene: usize, appearance: Appearance) -> SceneSpec {
+    let mut params = WorldParams::default();
+    if appearance == Appearance::Random {
+        let key = super::noise::hash(&[seed as i64, scene as i64, 0x5CA1E]);
+        let d = |i: i64| super::noise::unit(super::noise::hash(&[key as i64, i]));
+        params.building_height = 0.6 + 1.0 * d(1);
+        params.tree_size = 0.6 + 0.9 * d(2);
+        params.block = 85.0 + 50.0 * d(3);
+    }
+    let world = World::generate(seed.wrapping_add(scene as u64 * 7919), params);
     let start = world.route.length() * (scene as f64 * 0.37).fract();
     SceneSpec { world, start }
 }
 
+/// Where the camera sits on the vehicle and how wide it sees: Virtual KITTI 2's rig by default;
+/// `Appearance::Random` draws one per scene and variation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rig {
+    /// Metres above the ground.
+    pub height: f64,
+    /// Radians, positive looking up.
+    pub pitch: f64,
+    /// Multiplier of the focal length (field of view).
+    pub focal: f64,
+}
+
+impl Default for Rig {
+    fn default() -> Self {
+        Self {
+            height: CAMERA_HEIGHT,
+            pitch: 0.0,
+            focal: 1.0,
+        }
+    }
+}
+
 /// Camera-to-world pose of `camera` at `frame` in a variation.
 pub fn frame_pose(spec: &SceneSpec, frame: usize, camera: u8, variation: &str) -> Pose {
+    frame_pose_with(spec, frame, camera, variation, &Rig::default())
+}
+
+/// Camera-to-world pose of `camera` at `frame` in a variation, on `rig`.
+pub fn frame_pose_with(
+    spec: &SceneSpec,
+    frame: usize,
+    camera: u8,
+    variation: &str,
+    rig: &Rig,
+) -> Pose {
     let (p, h) = on_route(&spec.world, spec.start + frame as f64 * FRAME_STEP, 0.0);
-    let cam0 = camera_pose(p, h, variation_yaw(variation), CAMERA_HEIGHT);
+    let mut cam0 = camera_pose(p, h, variation_yaw(variation), rig.height);
+    if rig.pitch != 0.0 {
+        // Camera x points right and y down: a positive rotation about x turns the optical axis
+        // (z) towards -y, up.
+        cam0.rotation *=
+            nalgebra::UnitQuaternion::from_axis_angle(&nalgebra::Vector3::x_axis(), rig.pitch);
+    }
     if camera == 0 {
         return cam0;
     }
@@ -111,17 +162,51 @@ pub fn frame_pose(spec: &SceneSpec, frame: usize, camera: u8, variation: &str) -
 
 /// The light, weather and season of a scene's variation.
 pub fn variation_condition(opts: &Options, scene: usize, variation: &str) -> Condition {
+    variation_look(opts, scene, variation).condition
+}
+
+/// How a scene's variation is drawn: light, weather, season and style; the camera's
+/// development; the rig.
+pub struct Look {
+    pub condition: Condition,
+    pub sensor: Sensor,
+    pub rig: Rig,
+}
+
+pub fn variation_look(opts: &Options, scene: usize, variation: &str) -> Look {
     let cond = Condition::vkitti2(variation).expect("known variation");
+    let v = VARIATIONS.iter().position(|&x| x == variation).unwrap_or(0);
+    let key = |salt: i64| super::noise::hash(&[opts.seed as i64, scene as i64, v as i64, salt]);
     match opts.appearance {
-        Appearance::Fixed => cond,
-        Appearance::Wide => {
-            let v = VARIATIONS.iter().position(|&x| x == variation).unwrap_or(0);
-            cond.widened(super::noise::hash(&[
-                opts.seed as i64,
-                scene as i64,
-                v as i64,
-                0xA99E,
-            ]))
+        Appearance::Fixed => Look {
+            condition: cond,
+            sensor: Sensor::clean(),
+            rig: Rig::default(),
+        },
+        Appearance::Wide => Look {
+            condition: cond.widened(key(0xA99E)),
+            sensor: Sensor::clean(),
+            rig: Rig::default(),
+        },
+        Appearance::Random => {
+            let mut condition = cond.widened(key(0xA99E));
+            condition.style = Style::training(key(0x57F1E));
+            // Fog for about one in six on top of the variation's own.
+            let k = key(0xF06);
+            let d = |i: i64| super::noise::unit(super::noise::hash(&[k as i64, i])) as f32;
+            if d(1) < 0.17 {
+                condition.fog_density = condition.fog_density.max(0.004 + 0.03 * d(2) as f64);
+            }
+            let rig = Rig {
+                height: 1.2 + 1.0 * d(3) as f64,
+                pitch: (-8.0 + 12.0 * d(4) as f64).to_radians(),
+                focal: 0.75 + 0.55 * d(5) as f64,
+            };
+            Look {
+                condition,
+                sensor: Sensor::randomized(key(0x5E45)),
+                rig,
+            }
         }
     }
 }
@@ -157,7 +242,9 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             "--scenes and --frames must be at least 1, --width/--height at least 16".into(),
         ));
     }
-    let specs: Vec<SceneSpec> = (0..opts.scenes).map(|i| scene_spec(opts.seed, i)).collect();
+    let specs: Vec<SceneSpec> = (0..opts.scenes)
+        .map(|i| scene_spec_with(opts.seed, i, opts.appearance))
+        .collect();
     let roots = match opts.layout {
         Layout::Official => Vkitti2Roots::official(&opts.out),
         Layout::Dasgil => Vkitti2Roots::dasgil(&opts.out),
@@ -174,15 +261,15 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         }
     }
     run_parallel("synth vkitti2", &tasks, |&(s, var, f, c)| {
-        let cond = variation_condition(opts, s, var);
-        let pose = frame_pose(&specs[s], f, c, var);
+        let look = variation_look(opts, s, var);
+        let pose = frame_pose_with(&specs[s], f, c, var, &look.rig);
         let frame = render(
             &specs[s].world,
-            &cam,
+            &rig_intrinsics(&cam, &look.rig),
             &pose,
             f as f64 / FRAME_RATE,
-            &cond,
-            &Sensor::clean(),
+            &look.condition,
+            &look.sensor,
         );
         write_frame(&roots, &scene_name(s), var, f, c, &frame)
     })?;
@@ -190,6 +277,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         for var in VARIATIONS {
             write_text(
                 &roots.textgt.join(scene_name(s)).join(var),
+                s,
                 spec,
                 var,
                 opts,
@@ -239,8 +327,18 @@ fn write_frame(
     }
 }
 
+/// The camera with the rig's focal multiplier.
+fn rig_intrinsics(cam: &Pinhole, rig: &Rig) -> Pinhole {
+    Pinhole {
+        fx: cam.fx * rig.focal,
+        fy: cam.fy * rig.focal,
+        ..*cam
+    }
+}
+
 fn write_text(
     dir: &Path,
+    scene: usize,
     spec: &SceneSpec,
     var: &str,
     opts: &Options,
@@ -250,10 +348,12 @@ fn write_text(
         format!("{INTRINSIC_HEADER}\n"),
         format!("{EXTRINSIC_HEADER}\n"),
     );
+    let rig = variation_look(opts, scene, var).rig;
+    let cam = rig_intrinsics(cam, &rig);
     for f in 0..opts.frames {
         for c in 0..opts.cameras {
             let _ = writeln!(intr, "{f} {c} {} {} {} {}", cam.fx, cam.fy, cam.cx, cam.cy);
-            let m = matrix_rows(&frame_pose(spec, f, c, var).inverse());
+            let m = matrix_rows(&frame_pose_with(spec, f, c, var, &rig).inverse());
             let row: Vec<String> = m.iter().map(|v| v.to_string()).collect();
             let _ = writeln!(extr, "{f} {c} {}", row.join(" "));
         }
@@ -267,4 +367,52 @@ fn write_text(
     write_atomic(&dir.join("extrinsic.txt"), extr.as_bytes())?;
     write_atomic(&dir.join("colors.txt"), colors.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_looks_change_colours_but_never_depth_or_classes() {
+        let opts = Options {
+            out: PathBuf::new(),
+            seed: 11,
+            scenes: 1,
+            frames: 1,
+            width: 96,
+            height: 32,
+            cameras: 1,
+            layout: Layout::Official,
+            appearance: Appearance::Random,
+        };
+        let spec = scene_spec_with(opts.seed, 0, opts.appearance);
+        let cam = intrinsics(96, 32);
+        let pose = frame_pose(&spec, 0, 0, "clone");
+        let mut styled = 0;
+        let base = render(
+            &spec.world,
+            &cam,
+            &pose,
+            0.0,
+            &Condition::clear(),
+            &Sensor::clean(),
+        );
+        for var in VARIATIONS {
+            let look = variation_look(&opts, 0, var);
+            // Same leaves (bare trees let rays through) to compare the geometry alone.
+            let cond = Condition {
+                foliage: Condition::clear().foliage,
+                ..look.condition.clone()
+            };
+            let frame = render(&spec.world, &cam, &pose, 0.0, &cond, &look.sensor);
+            assert_eq!(frame.class, base.class, "{var}: classes");
+            assert_eq!(frame.depth, base.depth, "{var}: depth");
+            if !cond.style.is_none() {
+                styled += 1;
+                assert_ne!(frame.rgb, base.rgb, "{var}: styled but unchanged");
+            }
+        }
+        assert!(styled >= 6, "{styled} of 10 variations styled");
+    }
 }

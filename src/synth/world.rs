@@ -230,6 +230,9 @@ pub struct WorldParams {
     pub junctions: usize,
     /// Mean block size in metres.
     pub block: f64,
+    /// Multiplier of building heights and of tree sizes (1: as drawn).
+    pub building_height: f64,
+    pub tree_size: f64,
 }
 
 impl Default for WorldParams {
@@ -237,6 +240,8 @@ impl Default for WorldParams {
         Self {
             junctions: 4,
             block: 110.0,
+            building_height: 1.0,
+            tree_size: 1.0,
         }
     }
 }
@@ -252,6 +257,8 @@ pub struct World {
     pub route: Route,
     /// The right-hand lane offset drivers keep from the centre line.
     pub lane_offset: f64,
+    /// `WorldParams::building_height` and `tree_size`.
+    pub shape_scale: [f64; 2],
 }
 
 /// Kind of neighbourhood, from low-frequency noise: decides what lines a road.
@@ -382,6 +389,7 @@ impl World {
             grid,
             route,
             lane_offset: -1.9,
+            shape_scale: [params.building_height, params.tree_size],
         };
         world.populate(&mut rng);
         world
@@ -412,6 +420,7 @@ impl World {
             grid,
             route,
             lane_offset: 0.0,
+            shape_scale: [1.0, 1.0],
         };
         for (ri, r) in roads.iter().enumerate() {
             let m = r.half_width + SIDEWALK;
@@ -614,7 +623,7 @@ impl World {
                     hx: w / 2.0,
                     hy: d / 2.0,
                     z0: 0.0,
-                    z1: height,
+                    z1: height * self.shape_scale[0],
                     yaw: h,
                 },
                 class: class::BUILDING,
@@ -676,8 +685,8 @@ impl World {
     }
 
     fn tree(&mut self, rng: &mut Rng, p: [f64; 2], clearance: f64) {
-        let trunk_h = rng.range(2.0, 3.5);
-        let r = rng.range(1.6, 3.4);
+        let trunk_h = rng.range(2.0, 3.5) * self.shape_scale[1];
+        let r = rng.range(1.6, 3.4) * self.shape_scale[1];
         let trunk = Object {
             shape: Shape::Cylinder {
                 cx: p[0],

@@ -66,6 +66,10 @@ pub struct TrainConfig {
     /// sums, and so the losses' last digits, depend on it). Older runs without the field: 0.
     #[serde(default)]
     pub threads: usize,
+    /// Photometric and small geometric augmentation of every labelled image in the loader
+    /// (`train::augment`); false reproduces the paper. Older runs without the field: false.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 /// Fields a resume may change: how long, where and how often, none of what is computed.

@@ -35,6 +35,10 @@ pub struct TrainingData {
     pub scenes: Vec<SceneFrames>,
     pub real: Vec<PathBuf>,
     pub space: SamplingSpace,
+    /// Files that could not be read, with why: each is replaced by the next readable frame of
+    /// its scene and variation (or the next real image), the same way every time, so a bad file
+    /// never stops or loops a run and a resume stays exact.
+    skipped: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +139,76 @@ impl TrainingData {
             scenes,
             real,
             space,
+            skipped: Default::default(),
         })
+    }
+
+    /// The unreadable files met so far (path, why), in path order.
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        let s = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        s.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+    }
+
+    fn note_skipped(&self, error: &LoadError) {
+        let text = error.to_string();
+        let (path, why) = text.split_once(": ").unwrap_or((&text, ""));
+        let mut s = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.contains_key(path) {
+            tracing::warn!(
+                "skipping an unreadable training image (replaced by the next frame): {text}"
+            );
+            s.insert(path.to_string(), why.to_string());
+        }
+    }
+
+    /// `labelled` of `r`, or, when its files cannot be read, of the next readable frame of the
+    /// same scene and variation (skipped files are counted, `skipped`).
+    pub fn labelled_or_next(
+        &self,
+        r: FrameRef,
+        flip: bool,
+        height: u32,
+        width: u32,
+        augment: Option<u64>,
+    ) -> Result<LabelledImage, LoadError> {
+        let n = self.scenes[r.scene].variations[r.variation].1.len().max(1);
+        let mut first_error = None;
+        for k in 0..n {
+            let at = FrameRef {
+                frame: (r.frame + k) % n,
+                ..r
+            };
+            match self.labelled(at, flip, height, width, augment) {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    self.note_skipped(&e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| LoadError::Other("no frames".into())))
+    }
+
+    /// `real` of `index`, or of the next readable real image.
+    pub fn real_or_next(
+        &self,
+        index: usize,
+        flip: bool,
+        height: u32,
+        width: u32,
+    ) -> Result<Vec<f32>, LoadError> {
+        let n = self.real.len().max(1);
+        let mut first_error = None;
+        for k in 0..n {
+            match self.real((index + k) % n, flip, height, width) {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    self.note_skipped(&e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| LoadError::Other("no real images".into())))
     }
 
     /// The frame a reference points at.
@@ -143,13 +216,15 @@ impl TrainingData {
         &self.scenes[r.scene].variations[r.variation].1[r.frame]
     }
 
-    /// Decodes one labelled frame at the network size: RGB bicubic, depth and classes nearest.
+    /// Decodes one labelled frame at the network size: RGB bicubic, depth and classes nearest;
+    /// then, with an augmentation key, augmented (`super::augment`).
     pub fn labelled(
         &self,
         r: FrameRef,
         flip: bool,
         height: u32,
         width: u32,
+        augment: Option<u64>,
     ) -> Result<LabelledImage, LoadError> {
         let scene = &self.scenes[r.scene];
         let (_, frames, colors) = &scene.variations[r.variation];
@@ -159,8 +234,11 @@ impl TrainingData {
             imageops::flip_horizontal_in_place(&mut rgb);
         }
         let (sw, sh) = sample.depth_m.dimensions();
-        let depth = resize_nearest(sample.depth_m.as_raw(), sw, sh, width, height, flip);
-        let classes = resize_nearest(sample.classes.as_raw(), sw, sh, width, height, flip);
+        let mut depth = resize_nearest(sample.depth_m.as_raw(), sw, sh, width, height, flip);
+        let mut classes = resize_nearest(sample.classes.as_raw(), sw, sh, width, height, flip);
+        if let Some(key) = augment {
+            super::augment::augment(&mut rgb, &mut depth, &mut classes, key);
+        }
         Ok(LabelledImage {
             rgb: normalised(&rgb),
             depth,
@@ -246,6 +324,8 @@ pub struct BatchSpec {
     pub window: usize,
     pub height: u32,
     pub width: u32,
+    /// Augment each labelled image (`super::augment`).
+    pub augment: bool,
 }
 
 /// Makes the batch of `step` (decoding every image; no tensors).
@@ -257,22 +337,25 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
     let mut depth: [Vec<f32>; 3] = Default::default();
     let mut classes: [Vec<i64>; 3] = Default::default();
     let mut real = Vec::new();
-    for d in &draws {
+    for (t, d) in draws.iter().enumerate() {
         let parts = [
             (d.anchor, d.flip_pair),
             (d.positive, d.flip_pair),
             (d.negative, d.flip_negative),
         ];
         for (i, (r, flip)) in parts.into_iter().enumerate() {
+            let aug = spec
+                .augment
+                .then(|| super::augment::key(spec.seed, step, t, i));
             let img = data
-                .labelled(r, flip, spec.height, spec.width)
+                .labelled_or_next(r, flip, spec.height, spec.width, aug)
                 .map_err(|e| format!("step {step}: {e}"))?;
             rgb[i].extend_from_slice(&img.rgb);
             depth[i].extend_from_slice(&img.depth);
             classes[i].extend_from_slice(&img.classes);
         }
         real.extend(
-            data.real(d.real, d.flip_real, spec.height, spec.width)
+            data.real_or_next(d.real, d.flip_real, spec.height, spec.width)
                 .map_err(|e| format!("step {step}: {e}"))?,
         );
     }

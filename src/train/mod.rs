@@ -9,6 +9,7 @@
 //! pure function of the seed and the step, so no other random state exists).
 
 pub mod adam;
+pub mod augment;
 pub mod config;
 pub mod loader;
 pub mod report;
@@ -105,6 +106,8 @@ pub struct Summary {
     pub last_losses: Vec<(String, f64)>,
     pub out: PathBuf,
     pub device: String,
+    /// Unreadable training images met (path, why), each replaced by the next readable frame.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// The columns of losses.csv after `step,epoch,lr_generator,lr_discriminator`.
@@ -168,6 +171,9 @@ impl Trainer {
     pub fn new(cfg: TrainConfig) -> Result<Self, TrainError> {
         let device = crate::toolchain::parse_device(&cfg.device, "device")
             .map_err(|e| TrainError::Loader(e.to_string()))?;
+        let _rng = crate::model::TORCH_RNG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(cfg.seed as i64);
         let model_cfg = cfg.model_config();
         let gen_vs = nn::VarStore::new(device);
@@ -617,6 +623,7 @@ pub fn run(
         window: cfg.positive_window,
         height: cfg.input_height as u32,
         width: cfg.input_width as u32,
+        augment: cfg.augment,
     };
     let mut loader = Loader::start(
         Arc::clone(&data),
@@ -691,5 +698,6 @@ pub fn run(
         last_losses: last,
         out: out.to_path_buf(),
         device: format!("{:?}", trainer.device),
+        skipped: data.skipped(),
     })
 }

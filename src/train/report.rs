@@ -37,7 +37,7 @@ impl ValidationSample {
             variation,
             frame,
         };
-        let image = data.labelled(r, false, spec.height, spec.width)?;
+        let image = data.labelled_or_next(r, false, spec.height, spec.width, None)?;
         Ok(Self {
             name: format!(
                 "{} {} frame {}",

@@ -32,6 +32,22 @@ def main():
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         fail(f"expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}")
+    # PyTorch's BatchNorm fills in a missing `num_batches_tracked` (as 0) when the state_dict
+    # comes from before the buffer existed: no version for the module in `_metadata`, or one
+    # below 2 (torch.nn.modules.batchnorm._NormBase._load_from_state_dict). Do exactly that;
+    # anything else missing is left for the strict load to refuse, as PyTorch's strict load does.
+    metadata = getattr(obj, "_metadata", None) or {}
+    filled = 0
+    obj = dict(obj)
+    for name in list(obj):
+        if not name.endswith("running_mean"):
+            continue
+        prefix = name[: -len("running_mean")]
+        key = prefix + "num_batches_tracked"
+        version = metadata.get(prefix[:-1], {}).get("version") if isinstance(metadata, dict) else None
+        if key not in obj and (version is None or version < 2):
+            obj[key] = torch.tensor(0, dtype=torch.long)
+            filled += 1
     out = {}
     for name, value in obj.items():
         if not isinstance(value, torch.Tensor):
@@ -39,7 +55,7 @@ def main():
         # clone: shared tensors (the FD's PReLU appears twice) must be separate in safetensors.
         out[str(name)] = value.detach().clone().contiguous()
     save_file(out, dst)
-    print(json.dumps({"tensors": len(out), "values": int(sum(v.numel() for v in out.values()))}))
+    print(json.dumps({"tensors": len(out), "values": int(sum(v.numel() for v in out.values())), "filled": filled}))
 
 
 if __name__ == "__main__":

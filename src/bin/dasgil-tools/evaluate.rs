@@ -61,8 +61,24 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             a.min_confidence,
         )?
     };
+    if reports.iter().all(|r| r.all.queries == 0) {
+        let n = reports.first().map_or(0, |r| r.unscored);
+        println!(
+            "no ground truth for any of the {n} listed queries: scores not computed; wrote {}: \
+             submission.txt ({n} poses, the benchmark's format), report.json, report.md",
+            a.out.display()
+        );
+        return Ok(());
+    }
     for r in &reports {
         let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
+        if r.unscored > 0 {
+            println!(
+                "{} of {} listed queries have no ground truth: in submission.txt, not scored",
+                r.unscored,
+                r.unscored + r.all.queries
+            );
+        }
         println!(
             "{} (adaptation {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
             r.model, r.adaptation, r.all.queries, r.map_entries,

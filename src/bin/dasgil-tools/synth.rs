@@ -39,7 +39,10 @@ pub(crate) enum SynthFormat {
         dasgil_layout: bool,
         /// fixed: each variation's light and weather, one season everywhere (Virtual KITTI 2's
         /// look); wide: each scene and variation also draws its own season and light (leaves,
-        /// grass, snow, sun), so that positives differ in season too (for training).
+        /// grass, snow, sun), so that positives differ in season too; random: domain
+        /// randomization on top of wide (per scene and variation a random style of palettes,
+        /// surface patterns, windows, sky, colour cast, camera development and rig; per scene
+        /// building and tree sizes), the place's geometry fixed across variations.
         #[arg(long, default_value = "fixed", value_parser = parse_appearance)]
         appearance: dasgil::synth::condition::Appearance,
     },
@@ -59,6 +62,11 @@ pub(crate) enum SynthFormat {
         /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 376)]
         height: u32,
+        /// fixed: one KITTI-like look; styled: each sequence in its own "real" style (natural,
+        /// muted materials with weathering, a camera's noise, blur, vignetting and cast drawn
+        /// per sequence), a look no `synth vkitti2` appearance uses.
+        #[arg(long, default_value = "fixed", value_parser = ["fixed", "styled"])]
+        appearance: String,
     },
     /// An Extended CMU-Seasons slice: reference traversal as database, other seasons as queries.
     Cmu {
@@ -86,6 +94,12 @@ pub(crate) enum SynthFormat {
         /// Image height in pixels, 16 to 8192.
         #[arg(long, default_value_t = 768)]
         height: u32,
+        /// Draw the slice in a style reserved for model selection (flat-pastel: pastel colours,
+        /// flat light, checkers and dots, 6 tone levels; dusk-ink: dark saturated materials
+        /// under a teal-orange grade); each query condition is graded its own way. No training
+        /// world uses these styles. Default: the world as it is.
+        #[arg(long, value_parser = dasgil::synth::style::RESERVED)]
+        style: Option<String>,
     },
     /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps and gps/ins.csv.
     Robotcar {
@@ -108,7 +122,7 @@ pub(crate) enum SynthFormat {
 
 pub(crate) fn parse_appearance(s: &str) -> Result<dasgil::synth::condition::Appearance, String> {
     dasgil::synth::condition::Appearance::parse(s)
-        .ok_or_else(|| format!("expected fixed or wide, found `{s}`"))
+        .ok_or_else(|| format!("expected fixed, wide or random, found `{s}`"))
 }
 
 #[derive(clap::Args)]
@@ -199,8 +213,10 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             frames,
             width,
             height,
+            appearance,
         } => {
             let seed = common.seed;
+            let styled = appearance == "styled";
             SynthJob {
                 name: "kitti",
                 width,
@@ -218,6 +234,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         frames,
                         width,
                         height,
+                        styled,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::kitti(out, sequences, p)),
@@ -232,6 +249,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             conditions,
             width,
             height,
+            style,
         } => {
             if !(spacing.is_finite() && spacing > 0.0 && spacing <= 1000.0) {
                 anyhow::bail!(
@@ -261,6 +279,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         conditions,
                         width,
                         height,
+                        style,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::cmu(out, slice, places, p)),

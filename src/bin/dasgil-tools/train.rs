@@ -27,6 +27,10 @@ pub(crate) struct TrainArgs {
     /// Train without the discriminator (depth + segmentation + triplet only).
     #[arg(long)]
     no_adversarial: bool,
+    /// Augment each labelled training image (colour jitter, grey, gamma, blur, noise, JPEG,
+    /// small zoom and rotation); not in the paper.
+    #[arg(long)]
+    augment: bool,
     /// Epochs (1 to 100000).
     #[arg(long)]
     epochs: Option<u64>,
@@ -126,6 +130,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if a.no_adversarial {
         cfg.adversarial = false;
     }
+    if a.augment {
+        cfg.augment = true;
+    }
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }
@@ -160,6 +167,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "input_height" | "input_width" => "--size".to_string(),
                 "discriminator" => "--dis".to_string(),
                 "adversarial" => "--no-adversarial".to_string(),
+                "augment" => "--augment".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
                     format!("--{}", c.field.replace('_', "-"))
@@ -180,7 +188,33 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if cfg.epochs > 100_000 {
         anyhow::bail!("--epochs: expected 1 to 100000, found {}", cfg.epochs);
     }
-    let s = train::run(cfg, &out, resume, interrupt)?;
+    // A new run that fails before its first checkpoint leaves nothing behind: the folder it
+    // made is removed, a folder that was empty is emptied again.
+    let existed = out.exists();
+    let was_empty = existed
+        && std::fs::read_dir(&out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+    let s = match train::run(cfg, &out, resume, interrupt) {
+        Ok(s) => s,
+        Err(e) => {
+            if !resume && !out.join("checkpoints/latest").exists() {
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&out);
+                } else if was_empty {
+                    for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
+                        let p = entry.path();
+                        let _ = if p.is_dir() {
+                            std::fs::remove_dir_all(&p)
+                        } else {
+                            std::fs::remove_file(&p)
+                        };
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let losses: Vec<String> = s
         .last_losses
         .iter()
@@ -215,6 +249,13 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
             s.device,
             dasgil::progress::format_secs(s.seconds),
             losses.join(", ")
+        );
+    }
+    if let Some((path, why)) = s.skipped.first() {
+        println!(
+            "skipped {} unreadable training images (each replaced by the next readable frame of \
+             its scene and variation), e.g. {path}: {why}",
+            s.skipped.len()
         );
     }
     println!(

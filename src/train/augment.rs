@@ -1,0 +1,255 @@
+//! Training-time augmentation (`augment: true` in the training configuration; off by default,
+//! so the paper's training is reproduced exactly). Not in the paper or the authors' code: it
+//! makes the encoder's descriptors depend less on colour, tone and sensor, the shift that
+//! separates worlds drawn by different hands (maps/models/MODEL_CARD.md).
+//!
+//! Each labelled image of a triplet (anchor, positive, negative) is augmented independently, with
+//! draws keyed by (seed, step, triplet, part), so a batch is the same whatever the loader's
+//! thread count and a resumed run continues bit for bit. The flip of the anchor and its positive
+//! stays shared, as the reference has it (`TripletDraw::flip_pair`). Real-domain images are not
+//! augmented: they are the discriminator's target look.
+//!
+//! In this order, each with its probability:
+//! - geometry (p 0.5): zoom x1.0-1.15, rotation within +-3 degrees, shift within the zoom's
+//!   margin; RGB bilinear, depth and classes by the same map, nearest (values never blended);
+//! - colour jitter (each p 0.8): brightness x0.6-1.4, contrast x0.6-1.4 about the mean,
+//!   saturation x0.4-1.6, hue within +-0.08 turns (rotation of the YIQ chroma plane);
+//! - grey (p 0.1); gamma 0.7-1.5 (p 0.5);
+//! - Gaussian blur, sigma 0.3-1.5 px (p 0.2); Gaussian noise, sigma up to 0.04 (p 0.3);
+//! - JPEG at quality 30-90 (p 0.3).
+
+use image::{Rgb, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Draws of one image: a function of the run's seed, the step, the triplet and the part
+/// (0 anchor, 1 positive, 2 negative).
+pub fn key(seed: u64, step: u64, triplet: usize, part: usize) -> u64 {
+    let mut h = 0xA06_3E47u64 ^ seed.rotate_left(17);
+    for v in [step, triplet as u64, part as u64] {
+        h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// Augments one labelled image in place: `rgb` (W x H), `depth` and `classes` (row-major H x W,
+/// geometry only).
+pub fn augment<T: Copy>(rgb: &mut RgbImage, depth: &mut [f32], classes: &mut [T], key: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    let (w, h) = rgb.dimensions();
+    if rng.random_bool(0.5) {
+        let zoom = rng.random_range(1.0..1.15f64);
+        let angle = rng.random_range(-3.0..3.0f64).to_radians();
+        // The shift keeps the zoomed view inside the image.
+        let margin = |n: u32| (n as f64) * (1.0 - 1.0 / zoom) / 2.0;
+        let shift = [
+            rng.random_range(-1.0..1.0) * margin(w),
+            rng.random_range(-1.0..1.0) * margin(h),
+        ];
+        warp(rgb, depth, classes, zoom, angle, shift);
+    }
+    let mut px: Vec<[f32; 3]> = rgb
+        .pixels()
+        .map(|p| p.0.map(|v| v as f32 / 255.0))
+        .collect();
+    let lum = |c: &[f32; 3]| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+    // Colour jitter, in a random order of its four parts (as torchvision's ColorJitter).
+    let mut order = [0u8, 1, 2, 3];
+    for i in (1..4).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    for op in order {
+        if !rng.random_bool(0.8) {
+            continue;
+        }
+        match op {
+            0 => {
+                let b = rng.random_range(0.6..1.4f32);
+                px.iter_mut().for_each(|c| *c = c.map(|v| v * b));
+            }
+            1 => {
+                let f = rng.random_range(0.6..1.4f32);
+                let mean = px.iter().map(lum).sum::<f32>() / px.len().max(1) as f32;
+                px.iter_mut()
+                    .for_each(|c| *c = c.map(|v| mean + (v - mean) * f));
+            }
+            2 => {
+                let s = rng.random_range(0.4..1.6f32);
+                px.iter_mut().for_each(|c| {
+                    let l = lum(c);
+                    *c = c.map(|v| l + (v - l) * s);
+                });
+            }
+            _ => {
+                let turn = rng.random_range(-0.08..0.08f32) * std::f32::consts::TAU;
+                let (sn, cs) = turn.sin_cos();
+                px.iter_mut().for_each(|c| {
+                    let y = lum(c);
+                    let i = 0.596 * c[0] - 0.274 * c[1] - 0.322 * c[2];
+                    let q = 0.211 * c[0] - 0.523 * c[1] + 0.312 * c[2];
+                    let (i, q) = (i * cs - q * sn, i * sn + q * cs);
+                    *c = [
+                        y + 0.956 * i + 0.621 * q,
+                        y - 0.272 * i - 0.647 * q,
+                        y - 1.106 * i + 1.703 * q,
+                    ];
+                });
+            }
+        }
+    }
+    if rng.random_bool(0.1) {
+        px.iter_mut().for_each(|c| *c = [lum(c); 3]);
+    }
+    if rng.random_bool(0.5) {
+        let g = rng.random_range(0.7..1.5f32);
+        px.iter_mut()
+            .for_each(|c| *c = c.map(|v| v.clamp(0.0, 1.0).powf(g)));
+    }
+    let blur = rng.random_bool(0.2).then(|| rng.random_range(0.3..1.5f32));
+    let noise = rng.random_bool(0.3).then(|| rng.random_range(0.0..0.04f32));
+    if let Some(sigma) = noise {
+        for c in px.iter_mut() {
+            for v in c.iter_mut() {
+                *v += sigma * gaussian(&mut rng);
+            }
+        }
+    }
+    for (p, c) in rgb.pixels_mut().zip(&px) {
+        *p = Rgb(c.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
+    }
+    if let Some(sigma) = blur {
+        *rgb = image::imageops::blur(rgb, sigma);
+    }
+    if rng.random_bool(0.3) {
+        let quality = rng.random_range(30..=90u8);
+        if let Some(img) = jpeg_round_trip(rgb, quality) {
+            *rgb = img;
+        }
+    }
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
+    let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+fn jpeg_round_trip(rgb: &RgbImage, quality: u8) -> Option<RgbImage> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(rgb)
+        .ok()?;
+    Some(
+        image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+            .ok()?
+            .to_rgb8(),
+    )
+}
+
+/// Zoom about the centre by `zoom`, rotate by `angle`, shift by `shift` pixels: each output pixel
+/// reads the source point that maps onto it (edges clamped). RGB bilinear; depth and classes
+/// nearest, by the same map.
+fn warp<T: Copy>(
+    rgb: &mut RgbImage,
+    depth: &mut [f32],
+    classes: &mut [T],
+    zoom: f64,
+    angle: f64,
+    shift: [f64; 2],
+) {
+    let (w, h) = rgb.dimensions();
+    let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    let (s, c) = angle.sin_cos();
+    let src_of = |x: u32, y: u32| {
+        let (dx, dy) = (x as f64 - cx, y as f64 - cy);
+        (
+            cx + (c * dx + s * dy) / zoom + shift[0],
+            cy + (-s * dx + c * dy) / zoom + shift[1],
+        )
+    };
+    let clamp = |v: f64, n: u32| v.clamp(0.0, n as f64 - 1.0);
+    let src = rgb.clone();
+    let (old_depth, old_classes) = (depth.to_vec(), classes.to_vec());
+    for y in 0..h {
+        for x in 0..w {
+            let (sx, sy) = src_of(x, y);
+            let (sx, sy) = (clamp(sx, w), clamp(sy, h));
+            let (x0, y0) = (sx.floor() as u32, sy.floor() as u32);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
+            let p = |xx: u32, yy: u32| src.get_pixel(xx, yy).0;
+            let (a, b, cc, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+            let out: [u8; 3] = std::array::from_fn(|k| {
+                let top = a[k] as f32 + (b[k] as f32 - a[k] as f32) * fx;
+                let bottom = cc[k] as f32 + (d[k] as f32 - cc[k] as f32) * fx;
+                (top + (bottom - top) * fy).round() as u8
+            });
+            rgb.put_pixel(x, y, Rgb(out));
+            let near = (sy.round() as usize) * w as usize + sx.round() as usize;
+            let i = (y * w + x) as usize;
+            depth[i] = old_depth[near];
+            classes[i] = old_classes[near];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(w: u32, h: u32) -> (RgbImage, Vec<f32>, Vec<u8>) {
+        let rgb = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7) as u8, (y * 11) as u8, 90]));
+        let depth = (0..w * h).map(|i| 1.0 + (i % w) as f32 * 0.5).collect();
+        let classes = (0..w * h).map(|i| ((i / w) % 5) as u8).collect();
+        (rgb, depth, classes)
+    }
+
+    #[test]
+    fn the_same_key_gives_the_same_image_and_labels_keep_their_values() {
+        let (rgb, depth, classes) = sample(32, 16);
+        let run = |k: u64| {
+            let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
+            augment(&mut r, &mut d, &mut c, k);
+            (r, d, c)
+        };
+        assert_eq!(run(3), run(3));
+        let mut changed = 0;
+        for k in 0..40 {
+            let (r, d, c) = run(k);
+            changed += (r != rgb) as usize;
+            // Nearest sampling: every label value is one of the source's.
+            assert!(
+                d.iter().all(|v| depth.contains(v)),
+                "key {k}: blended depth"
+            );
+            assert!(c.iter().all(|v| *v < 5), "key {k}: class out of range");
+        }
+        assert!(changed >= 38, "{changed} of 40 images changed");
+        assert_ne!(key(1, 2, 0, 0), key(1, 2, 0, 1));
+        assert_ne!(key(1, 2, 0, 0), key(1, 3, 0, 0));
+        assert_ne!(key(1, 2, 0, 0), key(2, 2, 0, 0));
+    }
+
+    #[test]
+    fn warp_moves_labels_with_the_pixels() {
+        // Identity warp changes nothing; a pure shift of one pixel moves everything by one.
+        let (mut rgb, mut depth, mut classes) = sample(8, 4);
+        let (r0, d0, c0) = (rgb.clone(), depth.clone(), classes.clone());
+        warp(&mut rgb, &mut depth, &mut classes, 1.0, 0.0, [0.0, 0.0]);
+        assert_eq!(
+            (rgb.clone(), depth.clone(), classes.clone()),
+            (r0.clone(), d0.clone(), c0.clone())
+        );
+        warp(&mut rgb, &mut depth, &mut classes, 1.0, 0.0, [1.0, 0.0]);
+        for y in 0..4u32 {
+            for x in 0..7u32 {
+                let i = (y * 8 + x) as usize;
+                assert_eq!(rgb.get_pixel(x, y), r0.get_pixel(x + 1, y));
+                assert_eq!(depth[i], d0[i + 1]);
+                assert_eq!(classes[i], c0[i + 1]);
+            }
+        }
+    }
+}

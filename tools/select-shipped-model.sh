@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Scores the candidates of a training run (tools/train-shipped-model.sh keeps one every 300
+# steps in RUN/candidates/), the model shipped now and both baselines on the validation worlds
+# in styles no training world uses (cmu_val_pastel, cmu_val_ink; config/sequences.yaml), with
+# and without map-time adaptation, and writes the table that chooses the shipped model, its
+# training length and the default adaptation (maps/models/MODEL_CARD.md, "How it was chosen").
+# The test worlds (cmu_slice, cmu_calibration) are not used here.
+#
+#   tools/select-shipped-model.sh [RUN]      # default: the newest run under build/shipped-model
+#   WORLDS="cmu_val_pastel" tools/select-shipped-model.sh RUN
+#
+# Output: RUN/selection/{WORLD}-{CANDIDATE}/report.* and RUN/selection/selection.md. Scores
+# already computed are kept (delete a folder to redo it), so it resumes when run again.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/tools/setup.sh" >/dev/null
+# shellcheck source=env.sh
+source "$ROOT/tools/env.sh"
+RUN="${1:-$(ls -td "$ROOT"/build/shipped-model/run-* 2>/dev/null | head -1)}"
+if [ -z "$RUN" ] || [ ! -d "$RUN/candidates" ]; then
+  echo "no run with candidates: give RUN (a folder with candidates/step-N.safetensors)" >&2
+  exit 2
+fi
+WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
+(cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
+TOOLS="$ROOT/target/release/dasgil-tools"
+OUT="$RUN/selection"
+mkdir -p "$OUT"
+runs=("shipped-now:" "raw-pixels:--baseline raw-pixels" "untrained:--baseline untrained")
+for c in "$RUN"/candidates/step-*.safetensors; do
+  [ -e "$c" ] || continue
+  runs+=("$(basename "$c" .safetensors):--checkpoint $c")
+done
+for world in $WORLDS; do
+  for run in "${runs[@]}"; do
+    name="${run%%:*}"
+    dest="$OUT/$world-$name"
+    if [ -f "$dest/report.json" ]; then continue; fi
+    rm -rf "$dest.partial"
+    echo "== $world: $name"
+    # shellcheck disable=SC2086
+    "$TOOLS" evaluate --sequence "$world" --device cpu --out "$dest.partial" ${run#*:}
+    mv "$dest.partial" "$dest"
+  done
+done
+python3 - "$OUT" $WORLDS <<'PY'
+import json, os, sys
+out, worlds = sys.argv[1], sys.argv[2:]
+rows = {}
+for d in sorted(os.listdir(out)):
+    path = os.path.join(out, d, "report.json")
+    if not os.path.isfile(path):
+        continue
+    world = next((w for w in worlds if d.startswith(w + "-")), None)
+    if world is None:
+        continue
+    name = d[len(world) + 1:]
+    for r in json.load(open(path))["reports"]:
+        rows.setdefault((name, r["adaptation"]), {})[world] = r["all"]["accuracy"]["5m,10deg"]
+lines = ["| model | adaptation | " + " | ".join(worlds) + " | mean |",
+         "|---|---|" + "---|" * (len(worlds) + 1)]
+for (name, adapt), v in sorted(rows.items(), key=lambda kv: -sum(kv[1].values())):
+    cells = [f"{100 * v[w]:.1f}%" if w in v else "-" for w in worlds]
+    mean = sum(v.values()) / len(v) if v else 0
+    lines.append(f"| {name} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
+text = "# Selection on the validation worlds, (5 m, 10 deg)\n\n" + "\n".join(lines) + "\n"
+open(os.path.join(out, "selection.md"), "w").write(text)
+print(text)
+PY

@@ -39,6 +39,8 @@ pub enum PipelineError {
     MissingSlice,
     #[error("{root}: no database images to build a map from")]
     NoDatabase { root: String },
+    #[error("--compress {dims}: expected fewer projected values than the descriptor has ({dim}); codes as wide as the descriptor only make the map larger (use the exact map, or --compress {} or less)", dim / 4)]
+    CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}")]
     Unposed { examples: String },
     #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
@@ -63,6 +65,8 @@ pub enum PipelineError {
     MapMetric { path: PathBuf, message: String },
     #[error("top_k: expected 1 to 1000, found {0}")]
     TopK(usize),
+    #[error("top-k 1 with min-confidence {min_confidence}: the confidence compares the best match with the second, so with one candidate it is 0 and every prior would be withheld; use top-k 2 or more")]
+    TopKConfidence { min_confidence: f64 },
     #[error("no --checkpoint given and the shipped model {} was not found (looked in: {tried}); pass --checkpoint FILE or set DASGIL_MODEL", crate::extract::choice::SHIPPED_MODEL)]
     NoShippedModel { tried: String },
 }

@@ -398,6 +398,38 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
         value(s, "map_entries") == 12
     })
     .await;
+    // The map file overwritten in place while the node runs (`cp`, an editor: same inode, cut
+    // to a few bytes): the node keeps the map it loaded and goes on localizing.
+    std::fs::write(&map, b"not a map any more").unwrap();
+    cam0.publish(&raw(&c0, 4000, "cam0")).unwrap();
+    sent_good.insert(4000);
+    wait_prior(&mut priors, 4000, &mut seen).await;
+    assert!(
+        h.child.try_wait().unwrap().is_none(),
+        "dasgil_node exited after the map changed"
+    );
+    // 20 calls at once: every caller gets an answer (the file is no map now: the old one kept).
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            reload
+                .request(&r2r::std_srvs::srv::Trigger::Request {})
+                .unwrap()
+        })
+        .collect();
+    let answers = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(calls))
+        .await
+        .expect("not every one of 20 quick ~/reload_map calls was answered within 60 s");
+    for a in answers {
+        let a = a.unwrap();
+        assert!(
+            !a.success && a.message.contains("kept the old map"),
+            "{}",
+            a.message
+        );
+    }
+    cam0.publish(&raw(&c0, 4001, "cam0")).unwrap();
+    sent_good.insert(4001);
+    wait_prior(&mut priors, 4001, &mut seen).await;
 
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
@@ -433,6 +465,8 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
             "image_topics:=[cam0/image_raw/compressed]".into(),
             "-p".into(),
             "camera_ids:=[c0]".into(),
+            "-p".into(),
+            "frame_timeout:=2.0".into(),
         ],
     );
     let ns = h.ns.clone();
@@ -458,7 +492,16 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
         format: "jpeg".into(),
         data,
     };
-    wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    // Nothing published yet: after frame_timeout (2 s) the camera's status warns, with causes.
+    let s = wait_diag(&mut diags, 0, "a WARN for a camera without frames", |s| {
+        s.level == 1 && s.message.contains("no frame in")
+    })
+    .await;
+    assert!(
+        s.message.contains("since the node started") && s.message.contains("transport: compressed"),
+        "{}",
+        s.message
+    );
     let mut seen = Vec::new();
     let mut sec = 100;
     let p = loop {
@@ -501,6 +544,12 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
         "{}",
         s.message
     );
+    // The camera falls silent: a WARN again after frame_timeout, saying how many came before.
+    let s = wait_diag(&mut diags, 0, "a WARN for a camera that stopped", |s| {
+        s.level == 1 && s.message.contains("no frame for")
+    })
+    .await;
+    assert!(s.message.contains("received"), "{}", s.message);
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
@@ -790,4 +839,54 @@ async fn raw_bayer_frames_localize_to_themselves_and_non_camera_encodings_are_re
         spinner.join().unwrap();
         assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
     }
+}
+
+/// `replay` waiting for a node that never comes: SIGTERM (what Ctrl-C and a supervisor send)
+/// ends it within a second, with a non-zero exit and a message saying so.
+#[test]
+fn replay_stops_on_sigterm_while_waiting_for_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let slice = dir.path().join("cmu");
+    synth(&slice, "2");
+    let topic = format!("/replay_sigterm_{}/image_raw", std::process::id());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(["replay", "--format", "cmu", "--root"])
+        .arg(&slice)
+        .args([
+            "--slice",
+            "2",
+            "--topics",
+            &topic,
+            "--camera-ids",
+            "c0",
+            "--wait",
+            "120",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id() as i32;
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("replay did not stop within 10 s of SIGTERM")
+        .unwrap();
+    let took = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted while waiting for a node to subscribe: no frame was sent"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?} to stop");
 }

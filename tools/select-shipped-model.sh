@@ -17,9 +17,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
 RUN="${1:-$(ls -td "$ROOT"/build/shipped-model/run-* 2>/dev/null | head -1)}"
-if [ -z "$RUN" ] || [ ! -d "$RUN/candidates" ]; then
-  echo "no run with candidates: give RUN (a folder with candidates/step-N.safetensors)" >&2
+if [ -z "$RUN" ] || [ ! -d "$RUN" ]; then
+  echo "no training run: give RUN (tools/train-shipped-model.sh's run folder)" >&2
   exit 2
+fi
+if ! ls "$RUN"/candidates/step-*.safetensors >/dev/null 2>&1; then
+  echo "note: $RUN has no candidates yet; scoring the shipped model and the baselines only" >&2
 fi
 WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
 (cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)

@@ -244,6 +244,11 @@ impl Localizer {
         if !(1..=1000).contains(&options.top_k) {
             return Err(PipelineError::TopK(options.top_k));
         }
+        if options.min_confidence > 0.0 && options.top_k < 2 {
+            return Err(PipelineError::TopKConfidence {
+                min_confidence: options.min_confidence,
+            });
+        }
         let index = MapIndex::new(&map);
         Ok(Self {
             encoder,

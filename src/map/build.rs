@@ -112,6 +112,14 @@ pub fn build_map(
     out: &Path,
     opts: &BuildOptions,
 ) -> Result<MapMeta, PipelineError> {
+    if let Some((dims, _)) = opts.compress {
+        if dims >= encoder.dim() {
+            return Err(PipelineError::CompressWide {
+                dims,
+                dim: encoder.dim(),
+            });
+        }
+    }
     let (db, _) = deduplicated(&src.database)?;
     let db = &db;
     if db.is_empty() {

@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
@@ -320,12 +319,42 @@ pub fn write_map(path: &Path, tensors: &[RawTensor], meta: &mut MapMeta) -> Resu
     Ok(())
 }
 
-/// An opened (memory-mapped, verified) map.
+/// A file's bytes in memory, 8-byte aligned (f64 and i64 tensors are read in place).
+struct AlignedBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    fn read(file: &mut std::fs::File, path: &Path) -> Result<Self, MapError> {
+        use std::io::Read;
+        let len = file
+            .metadata()
+            .map_err(|e| PathIoError::new("cannot read", path, e))?
+            .len() as usize;
+        let mut words = vec![0u64; len.div_ceil(8)];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        file.read_exact(&mut bytes[..len])
+            .map_err(|e| PathIoError::new("cannot read", path, e))?;
+        Ok(Self { words, len })
+    }
+}
+
+impl std::ops::Deref for AlignedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+}
+
+/// An opened (read into memory, verified) map. Read, not memory-mapped: a map file replaced or
+/// truncated in place while the node runs (`cp new.map map`) would otherwise kill it with a bus
+/// error; the node keeps the map it loaded until `~/reload_map`.
 pub struct MapFile {
     pub path: PathBuf,
     pub meta: MapMeta,
-    mmap: Mmap,
-    /// name -> (dtype, shape, byte range in the mmap)
+    bytes: AlignedBytes,
+    /// name -> (dtype, shape, byte range in the file)
     index: BTreeMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
 }
 
@@ -339,14 +368,11 @@ impl MapFile {
         if path.is_dir() {
             return Err(fmt("is a folder, expected a map file (.safetensors)".into()));
         }
-        let file =
+        let mut file =
             std::fs::File::open(path).map_err(|e| PathIoError::new("cannot open", path, e))?;
-        // SAFETY: the map is read-only here; a file changed underneath would fail the checksum
-        // or give wrong numbers, never memory unsafety in safe code reading a byte slice.
-        let mmap =
-            unsafe { Mmap::map(&file) }.map_err(|e| PathIoError::new("cannot map", path, e))?;
-        let (_, header) = SafeTensors::read_metadata(&mmap).map_err(|e| fmt(format!("{e}")))?;
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| fmt(format!("{e}")))?;
+        let bytes = AlignedBytes::read(&mut file, path)?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fmt(format!("{e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt(format!("{e}")))?;
         let json = header
             .metadata()
             .as_ref()
@@ -360,7 +386,7 @@ impl MapFile {
                 meta.format
             )));
         }
-        let base = mmap.as_ptr() as usize;
+        let base = bytes.as_ptr() as usize;
         let mut index = BTreeMap::new();
         for (name, view) in st.tensors() {
             let start = view.data().as_ptr() as usize - base;
@@ -370,7 +396,7 @@ impl MapFile {
         let found = payload_checksum(
             index
                 .iter()
-                .map(|(n, (_, _, r))| (n.as_str(), &mmap[r.clone()])),
+                .map(|(n, (_, _, r))| (n.as_str(), &bytes[r.clone()])),
         );
         if found != meta.payload_checksum {
             return Err(MapError::Checksum {
@@ -382,7 +408,7 @@ impl MapFile {
         let map = Self {
             path: path.to_path_buf(),
             meta,
-            mmap,
+            bytes,
             index,
         };
         map.check_shapes()?;
@@ -420,7 +446,7 @@ impl MapFile {
                 Dtype::F16 | Dtype::BF16 => 2,
                 _ => 1,
             };
-            if (self.mmap.as_ptr() as usize + r.start) % align != 0 {
+            if (self.bytes.as_ptr() as usize + r.start) % align != 0 {
                 return Err(fmt(format!(
                     "tensor `{name}` is not aligned to {align} bytes"
                 )));
@@ -474,7 +500,7 @@ impl MapFile {
     pub fn bytes(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
         self.index
             .get(name)
-            .map(|(dt, shape, r)| (*dt, shape.as_slice(), &self.mmap[r.clone()]))
+            .map(|(dt, shape, r)| (*dt, shape.as_slice(), &self.bytes[r.clone()]))
     }
 
     /// Names of the tensors in the file.
@@ -517,7 +543,7 @@ impl MapFile {
                 (*dt == Dtype::F32).then(|| {
                     (
                         key.to_string(),
-                        bytemuck::cast_slice::<u8, f32>(&self.mmap[r.clone()]).to_vec(),
+                        bytemuck::cast_slice::<u8, f32>(&self.bytes[r.clone()]).to_vec(),
                     )
                 })
             })

@@ -108,7 +108,15 @@ impl Publisher {
 
 /// Sends the queries of `opts.cameras` (each camera's in sequence order, cameras interleaved
 /// evenly within a period) and returns what was sent and what came back.
-pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Vec<Received>)> {
+/// What a replay sent and got back; `interrupted` when Ctrl-C or SIGTERM stopped it while
+/// playing (what was sent until then is scored).
+pub struct Played {
+    pub sent: Vec<Sent>,
+    pub received: Vec<Received>,
+    pub interrupted: bool,
+}
+
+pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
     if !(0.001..=1000.0).contains(&opts.rate) {
         bail!(
             "--rate: expected frames per second from 0.001 to 1000, found {}",
@@ -139,7 +147,16 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
             );
         }
     }
+    // Ctrl-C and SIGTERM stop the waits at once and the playing at the next frame; what was
+    // sent is still scored and written (a flag, checked in every loop; registered after the
+    // ROS 2 context so it takes the signals from there on).
     let ctx = r2r::Context::create().context("creating the ROS 2 context")?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .context("installing the Ctrl-C handler")?;
+    }
+    let stopped = || interrupted.load(Ordering::Relaxed);
     let mut node = r2r::Node::create(ctx, "dasgil_replay", "").context("creating the node")?;
     let mut pubs = Vec::new();
     for t in &opts.topics {
@@ -218,6 +235,9 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
         let t0 = Instant::now();
         let mut last_note = Instant::now();
         while pubs.iter().any(|p| p.subscribers() == 0) {
+            if stopped() {
+                bail!("interrupted while waiting for a node to subscribe: no frame was sent");
+            }
             if t0.elapsed() > opts.wait {
                 bail!(
                     "no node subscribed to {} within {:.0} s: is dasgil_node running (same \
@@ -239,6 +259,9 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
         // (volatile QoS): wait until the graph shows that publisher, then a little more for
         // the match itself (a fixed 500 ms once lost the first of 5 priors under CI load).
         while prior_publishers() == 0 {
+            if stopped() {
+                bail!("interrupted while waiting for the node's {prior_topic}: no frame was sent");
+            }
             if t0.elapsed() > opts.wait {
                 bail!(
                     "the node subscribed to the images but nothing publishes {prior_topic} \
@@ -264,8 +287,11 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
         let n_cam = opts.cameras.len().max(1);
         let mut sent = Vec::new();
         let start = Instant::now();
-        for k in 0..rounds {
+        'play: for k in 0..rounds {
             for (j, list) in per_camera.iter_mut().enumerate() {
+                if stopped() {
+                    break 'play;
+                }
                 let qi = if opts.duration.is_some() {
                     list[k % list.len()]
                 } else {
@@ -274,8 +300,12 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
                 };
                 let due =
                     start + Duration::from_secs_f64(period * (k as f64 + j as f64 / n_cam as f64));
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
+                // Sleep in short steps so that Ctrl-C is seen at a slow --rate too.
+                while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    if stopped() {
+                        break 'play;
+                    }
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
                 }
                 let stamp = pubs[j].send(&src.queries[qi], src, &opts.cameras[j])?;
                 sent.push(Sent {
@@ -291,7 +321,10 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
         let mut quiet = Instant::now();
         loop {
             let n = received.lock().unwrap_or_else(|e| e.into_inner()).len();
-            if n >= sent.len() || quiet.elapsed() > Duration::from_secs(3) {
+            if n >= sent.len()
+                || quiet.elapsed() > Duration::from_secs(3)
+                || (stopped() && quiet.elapsed() > Duration::from_millis(500))
+            {
                 break;
             }
             if n != count {
@@ -306,5 +339,9 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<(Vec<Sent>, Ve
     let _ = spinner.join();
     let sent = result?;
     let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok((sent, got))
+    Ok(Played {
+        sent,
+        received: got,
+        interrupted: stopped(),
+    })
 }

@@ -62,6 +62,10 @@ struct CameraStats {
     /// Arrival -> published, milliseconds.
     latencies: VecDeque<f64>,
     last_accepted: Option<Instant>,
+    /// When the last frame arrived (accepted or not).
+    last_arrival: Option<Instant>,
+    /// Whether the current silence (no frame for `frame_timeout`) was logged.
+    silence_logged: bool,
 }
 
 /// One camera: where its frames come from and what it is in the map.
@@ -82,6 +86,10 @@ struct Shared {
     stats: Vec<CameraStats>,
     /// Latest position from `prior_topic`.
     gate_center: Option<[f64; 3]>,
+    /// When the subscriptions were made.
+    started: Instant,
+    /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
+    frame_timeout: Option<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,10 +137,39 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
+    let (started, timeout) = (shared.started, shared.frame_timeout);
     for (cam, s) in cameras.iter().zip(shared.stats.iter_mut()) {
         let new_rejections = s.rejected - s.rejected_reported;
         s.rejected_reported = s.rejected;
-        let (level, message) = if s.last_bad || new_rejections > 0 {
+        let silent = s.last_arrival.unwrap_or(started).elapsed();
+        let silence = timeout.filter(|t| silent >= *t).map(|_| {
+            if s.received == 0 {
+                format!(
+                    "no frame in {:.0} s since the node started: check the topic and transport \
+                     (`ros2 topic info -v {}`); raw images over ~512 KiB do not pass Fast DDS's \
+                     default shared memory: use the README's FASTRTPS_DEFAULT_PROFILES_FILE or \
+                     `transport: compressed`",
+                    silent.as_secs_f64(),
+                    cam.topic
+                )
+            } else {
+                format!(
+                    "no frame for {:.0} s (after {} received): the camera stopped, or its frames \
+                     stopped passing DDS",
+                    silent.as_secs_f64(),
+                    s.received
+                )
+            }
+        });
+        if let Some(m) = &silence {
+            if !s.silence_logged {
+                tracing::warn!("{}: {m}", cam.topic);
+                s.silence_logged = true;
+            }
+        }
+        let (level, message) = if let Some(m) = silence {
+            (LEVEL_WARN, m)
+        } else if s.last_bad || new_rejections > 0 {
             (
                 LEVEL_WARN,
                 format!(
@@ -215,6 +252,8 @@ fn subscribe_cameras(
                 let mut sh = lock(&shared);
                 let s = &mut sh.stats[i];
                 s.received += 1;
+                s.last_arrival = Some(now);
+                s.silence_logged = false;
                 if let (Some(gap), Some(last)) = (min_gap, s.last_accepted) {
                     if now.duration_since(last) < gap {
                         s.throttled += 1;
@@ -386,7 +425,9 @@ fn spawn_worker(
 }
 
 /// `~/reload_map` (std_srvs/Trigger): loads the map file again (e.g. rebuilt) with a fresh
-/// encoder; a map that does not match the model is refused and the old one kept.
+/// encoder; a map that does not match the model is refused and the old one kept. Every call is
+/// answered: the request queue keeps all calls (a burst is never dropped by a queue depth), and
+/// the calls waiting when a reload starts share that reload and its answer.
 fn serve_reload(
     node: &mut r2r::Node,
     params: &NodeParams,
@@ -396,7 +437,7 @@ fn serve_reload(
 ) -> Result<()> {
     let mut srv = node.create_service::<r2r::std_srvs::srv::Trigger::Service>(
         "~/reload_map",
-        QosProfile::default(),
+        QosProfile::services_default().keep_all(),
     )?;
     let (map, checkpoint, options) = (
         PathBuf::from(&params.map),
@@ -404,8 +445,23 @@ fn serve_reload(
         params.localizer_options()?,
     );
     let ids: Vec<String> = params.camera_ids.0.clone();
+    // r2r hands requests over through a channel of 10 and drops (never answers) the ones that
+    // do not fit: one task only moves them into an unbounded queue, so the channel is always
+    // being emptied while a reload runs.
+    let (queue, mut requests) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(req) = srv.next().await {
+            if queue.send(req).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(first) = requests.recv().await {
+            let mut callers = vec![first];
+            while let Ok(more) = requests.try_recv() {
+                callers.push(more);
+            }
             let (map, checkpoint, options, ids) = (
                 map.clone(),
                 checkpoint.clone(),
@@ -452,8 +508,10 @@ fn serve_reload(
                     message: format!("kept the old map: reload failed: {e}"),
                 },
             };
-            if let Err(e) = req.respond(response) {
-                tracing::warn!("cannot answer ~/reload_map: {e}");
+            for req in callers {
+                if let Err(e) = req.respond(response.clone()) {
+                    tracing::warn!("cannot answer ~/reload_map: {e}");
+                }
             }
         }
     });
@@ -527,6 +585,9 @@ pub async fn run() -> Result<()> {
         slots: cameras.iter().map(|_| None).collect(),
         stats: vec![CameraStats::default(); cameras.len()],
         gate_center: None,
+        started: Instant::now(),
+        frame_timeout: (params.frame_timeout.0 > 0.0)
+            .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
@@ -572,6 +633,8 @@ pub async fn run() -> Result<()> {
     let spinner = std::thread::spawn(move || {
         while !stop_spin.load(std::sync::atomic::Ordering::Relaxed) {
             node.spin_once(Duration::from_millis(10));
+            // Let the tasks that empty r2r's bounded channels run between two takes.
+            std::thread::yield_now();
         }
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -143,6 +143,8 @@ pub struct NodeParams {
     pub device: String,
     /// Seconds between diagnostic_msgs/DiagnosticArray messages on /diagnostics
     pub diagnostics_period: Number,
+    /// Seconds without a frame on a camera topic before /diagnostics and the log warn (with the likely causes); 0: never
+    pub frame_timeout: Number,
 }
 
 impl Default for NodeParams {
@@ -163,6 +165,7 @@ impl Default for NodeParams {
             min_confidence: Number(crate::localize::Options::default().min_confidence),
             device: "auto".into(),
             diagnostics_period: Number(1.0),
+            frame_timeout: Number(10.0),
         }
     }
 }
@@ -387,6 +390,19 @@ impl NodeParams {
         if !(c.is_finite() && (0.0..=1.0).contains(&c)) {
             bail!("parameter `min_confidence`: expected 0 to 1, found {c}");
         }
+        let t = p.frame_timeout.0;
+        if !(t.is_finite() && (0.0..=86400.0).contains(&t)) {
+            bail!("parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found {t}");
+        }
+        if c > 0.0 && p.top_k < 2 {
+            bail!(
+                "parameters `top_k` and `min_confidence`: the confidence compares the best match \
+                 with the second, so top_k 1 gives confidence 0 and min_confidence {c} would \
+                 withhold every prior; expected top_k 2 or more with min_confidence > 0, found \
+                 top_k {}",
+                p.top_k
+            );
+        }
         Ok(())
     }
 }
@@ -472,12 +488,13 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 16, "{known:?}");
+        assert_eq!(known.len(), 17, "{known:?}");
         for name in [
             "map",
             "top_k",
             "min_confidence",
             "diagnostics_period",
+            "frame_timeout",
             "use_sim_time",
         ] {
             assert!(known.iter().any(|k| k == name), "{name}: {known:?}");
@@ -519,6 +536,11 @@ mod tests {
         assert!(bad(&|p| p.top_k = -3).contains("`top_k`: expected 1 to 1000, found -3"));
         assert!(bad(&|p| p.diagnostics_period.0 = 1e20).contains("found 100000000000000000000"));
         assert!(bad(&|p| p.min_confidence.0 = f64::NAN).contains("`min_confidence`"));
+        assert!(bad(&|p| {
+            p.top_k = 1;
+            p.min_confidence.0 = 0.2
+        })
+        .contains("expected top_k 2 or more with min_confidence > 0, found top_k 1"));
         assert!(bad(&|p| p.transport = "h264".into()).contains("found `h264`"));
         assert!(bad(&|p| p.image_topics.0.clear()).contains("empty list"));
         assert!(bad(&|p| p.camera_ids.0 = vec!["a".into(), "b".into()]).contains("found 2 and 1"));

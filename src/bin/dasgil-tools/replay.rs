@@ -85,7 +85,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         .map(dasgil::map::file::MapFile::open)
         .transpose()?;
     let labels = dasgil::eval::offline::condition_labels(&src);
-    let (sent, received) = dasgil::node::frame_player::replay(
+    let played = dasgil::node::frame_player::replay(
         &src,
         &dasgil::node::frame_player::ReplayOptions {
             topics: a.topics.clone(),
@@ -109,14 +109,22 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
                 .transpose()?,
         },
     )?;
-    let summary = online::score(&src, &labels, map.as_ref(), &sent, &received, &a.frame_id);
-    let png = online::write_outputs(&a.out, &summary, &src, &received)?;
+    let (sent, received) = (&played.sent, &played.received);
+    let summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
+    let png = online::write_outputs(&a.out, &summary, &src, received)?;
     print!("{}", online::summary_text(&summary));
     println!(
         "wrote {}: priors.csv, summary.json; picture: {}",
         a.out.display(),
         png.display()
     );
+    if played.interrupted {
+        anyhow::bail!(
+            "interrupted after {} frames: the results above and in {} cover those",
+            summary.frames_sent,
+            a.out.display()
+        );
+    }
     if summary.priors_received == 0 {
         anyhow::bail!(
             "no pose prior came back from the node for {} frames",

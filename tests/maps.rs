@@ -888,10 +888,7 @@ fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
         "{said}"
     );
     let m = dasgil::map::file::MapFile::open(&map).unwrap();
-    let mut names = m.meta.names.clone();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), 12, "one entry per image");
+    assert_eq!(m.meta.names.len(), 12, "one entry per image");
     // Listed again 100 m away: refused before encoding, naming the image and both poses.
     let mut fields: Vec<String> = first.split(' ').map(str::to_string).collect();
     let x: f64 = fields[5].parse().unwrap();

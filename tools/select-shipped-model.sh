@@ -16,7 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
-RUN="${1:-$(ls -td "$ROOT"/build/shipped-model/run-* 2>/dev/null | head -1)}"
+WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
+RUN="${1:-$(ls -td "$WORK"/run-* 2>/dev/null | head -1)}"
 if [ -z "$RUN" ] || [ ! -d "$RUN" ]; then
   echo "no training run: give RUN (tools/train-shipped-model.sh's run folder)" >&2
   exit 2

@@ -9,12 +9,13 @@
 #   nice -n 19 tools/train-shipped-model.sh   # everything; resumes a run that was interrupted
 #   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
 #   STEPS=1200 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
-#   SHIP=1 tools/train-shipped-model.sh       # copy the finished run to maps/models/
+#   SHIP=1 CANDIDATE=step-600 tools/train-shipped-model.sh   # copy the chosen candidate
 #
 # It stops cleanly on SIGTERM/Ctrl-C (a checkpoint is written) and resumes from the last
 # checkpoint (every 50 steps) when run again. Candidates for selection: the run's
-# checkpoints/step-N/generator.safetensors, scored with `dasgil-tools evaluate --sequence
-# cmu_val_pastel|cmu_val_ink --checkpoint ...` (tools/evaluate-shipped-model.sh for the card).
+# candidates/step-N.safetensors (one per leg of EVERY steps), scored by
+# tools/select-shipped-model.sh on cmu_val_pastel and cmu_val_ink; SHIP=1 copies the one
+# CANDIDATE names (the choice is validation's, not the newest).
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
 #
 # APPEARANCE: random (default), wide or fixed (synth vkitti2 --appearance); AUGMENT: 1 (default)
@@ -106,8 +107,8 @@ fi
 RUN="$WORK/run-$APPEARANCE-aug$AUGMENT-$REAL-$SIZE-b$BATCH"
 case "$VARIANT" in
   "") ;;
-  no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE" ;;
-  *) RUN="$ROOT/build/ablation-$VARIANT" ;;
+  no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE-aug$AUGMENT-$REAL" ;;
+  *) RUN="$ROOT/build/ablation-$VARIANT-aug$AUGMENT-$REAL" ;;
 esac
 # Trains in legs of EVERY steps; after each leg the generator is kept as a candidate
 # ($RUN/candidates/step-N.safetensors), so validation can choose the training length.
@@ -119,6 +120,10 @@ while [ "$target" -lt "$STEPS" ]; do
   target=$((target + EVERY))
   if [ "$target" -gt "$STEPS" ]; then target="$STEPS"; fi
   if [ -f "$RUN/candidates/step-$target.safetensors" ]; then continue; fi
+  if [ "$(done_steps)" ] && [ "$(done_steps)" -gt "$target" ]; then
+    echo "== no candidate at step $target: the run is already at step $(done_steps) (EVERY changed?)"
+    continue
+  fi
   if [ -f "$RUN/checkpoints/latest" ]; then
     echo "== resuming $RUN at step $(done_steps) towards $target"
     "$TOOLS" train --resume "$RUN" --steps "$target" --device "$DEVICE"
@@ -141,12 +146,19 @@ if [ -n "$VARIANT" ]; then
   exit 0
 fi
 if [ "$SHIP" != 1 ]; then
-  echo "== candidate: $RUN/generator.safetensors (not shipped; SHIP=1 copies it to maps/models/)"
+  echo "== candidates in $RUN/candidates (not shipped): choose with tools/select-shipped-model.sh,"
+  echo "   then SHIP=1 CANDIDATE=step-N $0"
   exit 0
 fi
+CANDIDATE="${CANDIDATE:-}"
+if [ -z "$CANDIDATE" ] || [ ! -f "$RUN/candidates/$CANDIDATE.safetensors" ]; then
+  echo "SHIP=1: name the candidate validation chose, e.g. CANDIDATE=step-600 (have: $(ls "$RUN/candidates" | tr '\n' ' '))" >&2
+  exit 2
+fi
 mkdir -p "$(dirname "$MODEL")"
-cp "$RUN/generator.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
+cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
 cp "$RUN/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
 cp "$RUN/predictions.png" "$ROOT/maps/models/predictions.png"
 cp "$RUN/config.yaml" "$ROOT/maps/models/train-config.yaml"
+echo "note: loss_curves.png and predictions.png are of the whole run (step $(done_steps)); the shipped generator is $CANDIDATE"
 echo "== shipped model: $MODEL"

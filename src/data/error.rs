@@ -96,6 +96,14 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// Decodes an image file (format from its content) within [`MAX_IMAGE_SIDE`] and
 /// [`MAX_IMAGE_BYTES`]; the error is a message for the caller to put next to the path.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "image file of {} MiB is larger than this tool accepts (at most {} MiB)",
+            len >> 20,
+            MAX_IMAGE_BYTES >> 20
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
         .with_guessed_format()
@@ -110,31 +118,76 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
 }
 
 /// Why `bytes` is a cut-off JPEG or PNG, if it is one. A JPEG decoder fills what is missing with
-/// grey without a word; the end markers say whether the file is whole: a JPEG's end-of-image
-/// marker (FF D9) after its last start-of-scan (FF DA; FF D9 cannot occur inside entropy-coded
-/// data, so a thumbnail's earlier one does not count), a PNG's IEND chunk.
+/// grey without a word, so the file's structure is walked from its start: a JPEG's marker
+/// segments (each skipped by its length; entropy-coded data up to the next marker that is not a
+/// restart marker or a stuffed 0xFF) up to the end-of-image marker (FF D9), a PNG's chunks (each
+/// skipped by its length) up to IEND. Whatever follows the end (a trailer, padding) is not
+/// looked at; a structure that runs past the last byte is a cut-off file.
 pub fn truncation(bytes: &[u8]) -> Option<String> {
+    let cut = |what: &str| {
+        Some(format!(
+            "truncated {what} ({} bytes); the file was cut off (an interrupted download or copy?)",
+            bytes.len()
+        ))
+    };
     if bytes.starts_with(&[0xFF, 0xD8]) {
-        let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA])?;
-        let whole = bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9]);
-        return (!whole).then(|| {
-            format!(
-                "truncated JPEG: no end-of-image marker (FF D9) after the last scan ({} bytes); \
-                 the file was cut off (an interrupted download or copy?)",
-                bytes.len()
-            )
-        });
+        let mut i = 2;
+        loop {
+            // Fill bytes (0xFF) may precede a marker.
+            while i < bytes.len() && bytes[i] == 0xFF && bytes.get(i + 1) == Some(&0xFF) {
+                i += 1;
+            }
+            if i + 1 >= bytes.len() {
+                return cut("JPEG: no end-of-image marker (FF D9)");
+            }
+            if bytes[i] != 0xFF {
+                // Not a marker where one must be: leave it to the decoder to name.
+                return None;
+            }
+            let marker = bytes[i + 1];
+            i += 2;
+            match marker {
+                0xD9 => return None,
+                0x01 | 0xD0..=0xD7 => continue,
+                _ => {}
+            }
+            if i + 2 > bytes.len() {
+                return cut("JPEG: no end-of-image marker (FF D9)");
+            }
+            let len = u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
+            i += len;
+            if marker == 0xDA {
+                // Entropy-coded data: up to a marker that is not FF 00 or a restart marker.
+                loop {
+                    if i + 1 >= bytes.len() {
+                        return cut("JPEG: no end-of-image marker (FF D9)");
+                    }
+                    if bytes[i] == 0xFF && !matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+        }
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let tail = &bytes[bytes.len().saturating_sub(256)..];
-        let whole = tail.windows(4).any(|w| w == b"IEND");
-        return (!whole).then(|| {
-            format!(
-                "truncated PNG: no IEND chunk ({} bytes); the file was cut off (an interrupted \
-                 download or copy?)",
-                bytes.len()
-            )
-        });
+        let mut i = 8;
+        loop {
+            if i + 8 > bytes.len() {
+                return cut("PNG: no IEND chunk");
+            }
+            let len =
+                u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+            let kind = &bytes[i + 4..i + 8];
+            let end = (i + 12).saturating_add(len);
+            if end > bytes.len() {
+                return cut("PNG: no IEND chunk");
+            }
+            if kind == b"IEND" {
+                return None;
+            }
+            i = end;
+        }
     }
     None
 }
@@ -211,4 +264,52 @@ pub fn skip_bad<T>(items: impl IntoIterator<Item = Result<T, DataError>>) -> (Ve
         }
     }
     (good, skipped)
+}
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::truncation;
+
+    fn jpeg() -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([x as u8 * 6, y as u8 * 9, 77]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn whole_files_pass_cut_ones_are_named_and_trailers_are_not_read() {
+        let j = jpeg();
+        assert_eq!(truncation(&j), None);
+        for cut in [j.len() - 1, j.len() - 2, j.len() / 2, 30] {
+            let why = truncation(&j[..cut]).unwrap_or_else(|| panic!("cut at {cut} passed"));
+            assert!(why.starts_with("truncated JPEG"), "{why}");
+        }
+        // A trailer after EOI (a motion photo's video, padding) holding FF DA and no FF D9.
+        let mut trailer = j.clone();
+        trailer.extend([0xFF, 0xDA, 0x00, 0x04, 0x11, 0x22, 0x33, 0x00, 0x00]);
+        assert_eq!(truncation(&trailer), None);
+        let mut png = Vec::new();
+        image::RgbImage::from_fn(16, 16, |x, _| image::Rgb([x as u8, 0, 0]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(truncation(&png), None);
+        assert!(truncation(&png[..png.len() - 5])
+            .unwrap()
+            .starts_with("truncated PNG"));
+        assert!(truncation(&png[..png.len() / 2])
+            .unwrap()
+            .starts_with("truncated PNG"));
+        let mut after = png.clone();
+        after.extend(vec![7u8; 1000]);
+        assert_eq!(truncation(&after), None, "data after IEND is not a cut");
+        assert_eq!(
+            truncation(b"hello"),
+            None,
+            "not a JPEG or PNG: the decoder says"
+        );
+    }
 }

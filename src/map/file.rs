@@ -326,16 +326,49 @@ struct AlignedBytes {
 }
 
 impl AlignedBytes {
+    /// The whole file, once its safetensors header says how long it is and the file has exactly
+    /// that length (a large file that is no map is refused before it is read).
     fn read(file: &mut std::fs::File, path: &Path) -> Result<Self, MapError> {
-        use std::io::Read;
-        let len = file
-            .metadata()
-            .map_err(|e| PathIoError::new("cannot read", path, e))?
-            .len() as usize;
+        use std::io::{Read, Seek};
+        let fmt = |message: String| MapError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let io = |e| PathIoError::new("cannot read", path, e);
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = [0u8; 8];
+        file.read_exact(&mut head)
+            .map_err(|_| fmt(format!("{len} bytes: too short for a map")))?;
+        let n = u64::from_le_bytes(head);
+        if n > 100 << 20 || 8 + n > len {
+            return Err(fmt(format!(
+                "header length {n} does not fit the file's {len} bytes (is this a map?)"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(io)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&header).map_err(|e| fmt(format!("header is not JSON: {e}")))?;
+        let data_end = value
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        if 8 + n + data_end != len {
+            return Err(fmt(format!(
+                "the header describes {} bytes, the file has {len}",
+                8 + n + data_end
+            )));
+        }
+        file.rewind().map_err(io)?;
+        let len = len as usize;
         let mut words = vec![0u64; len.div_ceil(8)];
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
-        file.read_exact(&mut bytes[..len])
-            .map_err(|e| PathIoError::new("cannot read", path, e))?;
+        file.read_exact(&mut bytes[..len]).map_err(io)?;
         Ok(Self { words, len })
     }
 }

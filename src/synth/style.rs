@@ -1,8 +1,9 @@
 //! Styles: how a renderer draws the world's surfaces, sky and tones, independently of the
 //! place (geometry, depth, classes) and of the season and weather (`Condition`).
 //!
-//! Three families that never share a mechanism, so a model can be trained on one and chosen on
-//! another without having seen it:
+//! Three families, so a model can be trained on one and chosen on another without having seen
+//! it (each reserved look is built from mechanisms the training family never draws; a colour
+//! cast as such is common to all three):
 //! - **training** (`Style::training`, `synth vkitti2 --appearance random`): per scene and
 //!   variation, random palettes (any hue, from grey to saturated) for each kind of surface,
 //!   plain, noise, stripe, bar and brick patterns, window layouts, sky colours and a colour cast;
@@ -44,9 +45,10 @@ impl Pattern {
             Pattern::Stripes => band(y),
             Pattern::Bars => band(x),
             Pattern::Bricks => {
+                // rem_euclid, not fract: the same bricks at negative coordinates.
                 let row = (y * 3.0).floor();
-                let along = x + if row as i64 % 2 == 0 { 0.0 } else { 0.5 };
-                let mortar = (y * 3.0).fract() < 0.12 || along.fract() < 0.05;
+                let along = x + if row.rem_euclid(2.0) == 0.0 { 0.0 } else { 0.5 };
+                let mortar = (y * 3.0).rem_euclid(1.0) < 0.12 || along.rem_euclid(1.0) < 0.05;
                 if mortar {
                     -1.0
                 } else {
@@ -537,6 +539,26 @@ mod tests {
         assert!(
             (half[0] - 0.7).abs() < 1e-5 && (half[1] - 0.2).abs() < 1e-5,
             "{half:?}"
+        );
+        // Bricks look the same on both sides of 0 (a shift by whole bricks and rows).
+        for (u, v) in [(0.3, 0.2), (0.7, 0.5), (0.55, 0.9)] {
+            let a = Pattern::Bricks.at(9, u, v, 1.0);
+            let b = Pattern::Bricks.at(9, u - 4.0, v - 2.0, 1.0);
+            assert_eq!(
+                a == -1.0,
+                b == -1.0,
+                "mortar at ({u}, {v}) but not 4 bricks left"
+            );
+        }
+        let mortar = (0..100)
+            .filter(|i| {
+                Pattern::Bricks.at(9, -50.0 + *i as f64 * 0.37, -20.0 + *i as f64 * 0.11, 1.0)
+                    == -1.0
+            })
+            .count();
+        assert!(
+            mortar < 40,
+            "{mortar} of 100 points at negative coordinates are mortar"
         );
         assert_eq!(hsv(0.0, 1.0, 1.0), [1.0, 0.0, 0.0]);
         assert_eq!(hsv(0.5, 0.0, 0.5), [0.5, 0.5, 0.5]);

@@ -374,6 +374,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_positive_pitch_looks_up_and_the_rig_sets_height_and_focal_length() {
+        let spec = scene_spec(3, 0);
+        let rig = Rig {
+            height: 2.0,
+            pitch: 5f64.to_radians(),
+            focal: 1.2,
+        };
+        let flat = frame_pose(&spec, 0, 0, "clone");
+        let up = frame_pose_with(&spec, 0, 0, "clone", &rig);
+        let forward = |p: &Pose| p.rotation * nalgebra::Vector3::z();
+        assert!(forward(&flat).z.abs() < 1e-9);
+        assert!(
+            (forward(&up).z - 5f64.to_radians().sin()).abs() < 1e-9,
+            "optical axis {:?}",
+            forward(&up)
+        );
+        assert!((up.translation.vector.z - 2.0).abs() < 1e-12);
+        let cam = rig_intrinsics(&intrinsics(828, 250), &rig);
+        assert!((cam.fx - 1.2 * intrinsics(828, 250).fx).abs() < 1e-9);
+    }
+
+    #[test]
     fn random_looks_change_colours_but_never_depth_or_classes() {
         let opts = Options {
             out: PathBuf::new(),

@@ -15,7 +15,8 @@
 //! - colour jitter (each p 0.8): brightness x0.6-1.4, contrast x0.6-1.4 about the mean,
 //!   saturation x0.4-1.6, hue within +-0.08 turns (rotation of the YIQ chroma plane);
 //! - grey (p 0.1); gamma 0.7-1.5 (p 0.5);
-//! - Gaussian blur, sigma 0.3-1.5 px (p 0.2); Gaussian noise, sigma up to 0.04 (p 0.3);
+//! - Gaussian noise, sigma up to 0.04 (p 0.3), then the 8-bit image; Gaussian blur, sigma
+//!   0.3-1.5 px (p 0.2);
 //! - JPEG at quality 30-90 (p 0.3).
 
 use image::{Rgb, RgbImage};

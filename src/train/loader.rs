@@ -161,8 +161,9 @@ impl TrainingData {
         }
     }
 
-    /// `labelled` of `r`, or, when its files cannot be read, of the next readable frame of the
-    /// same scene and variation (skipped files are counted, `skipped`).
+    /// `labelled` of `r`, or, when its files cannot be read, of the nearest readable frame of the
+    /// same scene and variation (r+1, r-1, r+2, ...: a positive stays near its anchor; skipped
+    /// files are counted, `skipped`).
     pub fn labelled_or_next(
         &self,
         r: FrameRef,
@@ -173,9 +174,13 @@ impl TrainingData {
     ) -> Result<LabelledImage, LoadError> {
         let n = self.scenes[r.scene].variations[r.variation].1.len().max(1);
         let mut first_error = None;
-        for k in 0..n {
+        let order = std::iter::once(0).chain((1..n as i64).flat_map(|k| [k, -k]));
+        for frame in order.map(|k| r.frame as i64 + k) {
+            if frame < 0 || frame >= n as i64 {
+                continue;
+            }
             let at = FrameRef {
-                frame: (r.frame + k) % n,
+                frame: frame as usize,
                 ..r
             };
             match self.labelled(at, flip, height, width, augment) {

@@ -890,3 +890,103 @@ fn replay_stops_on_sigterm_while_waiting_for_a_node() {
     );
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
 }
+
+/// `prior_topic` gating as a robot feeds it: a best-effort publisher is heard (the node
+/// subscribes best effort), a position far from every map image leaves nothing to match (counted
+/// as no_candidates), a prior in `odom` is ignored, and a prior older than `prior_timeout` stops
+/// gating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let slice = dir.path().join("cmu");
+    let map = dir.path().join("map.safetensors");
+    synth(&slice, "4");
+    build_map(&slice, Some(&ckpt), &map);
+    let c0 = probe(&slice, 2, "c0");
+    let mut h = Harness::start(
+        "gate",
+        &map,
+        &[
+            "-p".into(),
+            "image_topics:=[cam0/image_raw]".into(),
+            "-p".into(),
+            "camera_ids:=[c0]".into(),
+            "-p".into(),
+            "prior_topic:=odom_prior".into(),
+            "-p".into(),
+            "gate_radius:=5.0".into(),
+            "-p".into(),
+            "prior_timeout:=1.5".into(),
+        ],
+    );
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam = node
+        .create_publisher::<Image>(&format!("{ns}/cam0/image_raw"), QosProfile::sensor_data())
+        .unwrap();
+    let gate_best_effort = node
+        .create_publisher::<Prior>(
+            &format!("{ns}/odom_prior"),
+            QosProfile::default().best_effort(),
+        )
+        .unwrap();
+    let gate_reliable = node
+        .create_publisher::<Prior>(&format!("{ns}/odom_prior"), QosProfile::default())
+        .unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    let mut priors = node
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    let far = |frame: &str| {
+        let mut p = Prior::default();
+        p.header.frame_id = frame.into();
+        p.pose.pose.position.x = 1e4;
+        p.pose.pose.position.y = 1e4;
+        p.pose.pose.orientation.w = 1.0;
+        p
+    };
+    wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    let mut seen = Vec::new();
+    // Best effort, far from the map: frames find nothing to match while it is fresh.
+    let gated = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut sec = 100;
+        loop {
+            gate_best_effort.publish(&far("map")).unwrap();
+            cam.publish(&raw(&c0, sec, "cam0")).unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let d = diags.next().await.unwrap();
+            if d.status
+                .first()
+                .is_some_and(|s| value(s, "frames_no_candidates") >= 1)
+            {
+                return;
+            }
+            sec += 1;
+        }
+    })
+    .await;
+    assert!(
+        gated.is_ok(),
+        "a best-effort prior far away never gated the search"
+    );
+    // The prior is not refreshed: after prior_timeout the whole map is searched again.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    cam.publish(&raw(&c0, 500, "cam0")).unwrap();
+    let p = wait_prior(&mut priors, 500, &mut seen).await;
+    assert!(same_position(&p, &c0.pose), "{p:?}");
+    // A prior in odom (reliable publisher) is not map coordinates: ignored, frames localize.
+    for k in 0..3 {
+        gate_reliable.publish(&far("odom")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cam.publish(&raw(&c0, 600 + k, "cam0")).unwrap();
+        let p = wait_prior(&mut priors, 600 + k, &mut seen).await;
+        assert!(same_position(&p, &c0.pose), "{p:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}

@@ -123,6 +123,27 @@ pub fn to_base(prior: &PosePrior, base_from_cam: &Pose) -> PosePrior {
     }
 }
 
+/// The map's up direction, from its cameras: the mean of their -y axes (a camera's y points down
+/// in the image, and vehicle cameras are mounted about level), whatever the world frame's
+/// convention (ENU z up, RobotCar's NED z down). None for an empty map.
+pub fn map_up(poses: impl Iterator<Item = Pose>) -> Option<Vector3<f64>> {
+    let sum: Vector3<f64> = poses.map(|p| p.rotation * -Vector3::y()).sum();
+    (sum.norm() > 1e-9).then(|| sum.normalize())
+}
+
+/// Degrees between base_link's z axis and `up` when the camera stands at `world_from_cam` and
+/// base_link is `base_from_cam` from it: near 0 for a right extrinsic (REP 103 base_link: z up);
+/// about 90 when the camera's body frame (x forward) was given instead of its optical frame, or
+/// the quaternion was written w first.
+pub fn base_tilt_deg(world_from_cam: &Pose, base_from_cam: &Pose, up: &Vector3<f64>) -> f64 {
+    let world_from_base = world_from_cam * base_from_cam.inverse();
+    (world_from_base.rotation * Vector3::z())
+        .dot(up)
+        .clamp(-1.0, 1.0)
+        .acos()
+        .to_degrees()
+}
+
 #[cfg(test)]
 mod tests {
     //! Every number below is worked out by hand from the formula in the module comment
@@ -142,6 +163,41 @@ mod tests {
             (got - want).abs() <= 1e-9 * want.abs().max(1.0),
             "{what}: got {got}, want {want}"
         );
+    }
+
+    #[test]
+    fn base_link_tilt_tells_an_optical_extrinsic_from_a_body_frame_one() {
+        // A level camera looking along world +x, optical axes: x right (-y world), y down.
+        let world_from_cam = crate::synth::camera_pose([0.0, 0.0], 0.0, 0.0, 1.5);
+        let up = map_up(std::iter::repeat_n(world_from_cam, 3)).unwrap();
+        assert!((up - Vector3::z()).norm() < 1e-9, "{up:?}");
+        // The right extrinsic: base_link (x forward, z up) from the optical frame.
+        let optical_in_base = Pose::from_parts(
+            Translation3::new(0.2, 0.0, 1.0),
+            UnitQuaternion::from_matrix(&Matrix3::new(
+                0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0,
+            )),
+        );
+        close(
+            base_tilt_deg(&world_from_cam, &optical_in_base, &up),
+            0.0,
+            "optical",
+        );
+        // The camera body frame given instead (identity rotation): base_link's z points forward.
+        let body = Pose::from_parts(Translation3::new(0.2, 0.0, 1.0), UnitQuaternion::identity());
+        close(
+            base_tilt_deg(&world_from_cam, &body, &up),
+            90.0,
+            "body frame",
+        );
+        // RobotCar's NED world: up is -z, and the same right extrinsic is still level.
+        let ned = Pose::from_parts(
+            Translation3::identity(),
+            UnitQuaternion::from_axis_angle(&Vector3::x_axis(), std::f64::consts::PI),
+        ) * world_from_cam;
+        let up_ned = map_up(std::iter::once(ned)).unwrap();
+        assert!((up_ned + Vector3::z()).norm() < 1e-9, "{up_ned:?}");
+        close(base_tilt_deg(&ned, &optical_in_base, &up_ned), 0.0, "NED");
     }
 
     #[test]

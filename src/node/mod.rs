@@ -84,8 +84,8 @@ struct Pending {
 struct Shared {
     slots: Vec<Option<Pending>>,
     stats: Vec<CameraStats>,
-    /// Latest position from `prior_topic`.
-    gate_center: Option<[f64; 3]>,
+    /// Latest position from `prior_topic`, and when it arrived.
+    gate_center: Option<([f64; 3], Instant)>,
     /// When the subscriptions were made.
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
@@ -274,17 +274,38 @@ fn subscribe_cameras(
 }
 
 /// Subscribes `prior_topic` (when set): its latest position centres the geo-gate.
-fn subscribe_prior(node: &mut r2r::Node, topic: &str, shared: &Arc<Mutex<Shared>>) -> Result<()> {
+/// `prior_topic`: the latest position gates the search. Subscribed best effort, which matches
+/// reliable and best-effort publishers alike. A prior in another frame than `frame_id` (odom,
+/// say) is not map coordinates: it is ignored, and the log says so (once per frame name).
+fn subscribe_prior(
+    node: &mut r2r::Node,
+    topic: &str,
+    frame_id: &str,
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<()> {
     if topic.is_empty() {
         return Ok(());
     }
-    let mut sub = node.subscribe::<PriorMsg>(topic, QosProfile::default())?;
+    let mut sub = node.subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())?;
     let shared = shared.clone();
+    let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
     tokio::spawn(async move {
+        let mut warned = std::collections::BTreeSet::new();
         while let Some(m) = sub.next().await {
+            if m.header.frame_id != frame_id {
+                if warned.insert(m.header.frame_id.clone()) {
+                    tracing::warn!(
+                        "prior_topic {topic}: a prior in frame `{}` is ignored: the search gate \
+                         needs positions in `{frame_id}` (publish the map-frame estimate, e.g. \
+                         robot_localization's map-frame output)",
+                        m.header.frame_id
+                    );
+                }
+                continue;
+            }
             let p = &m.pose.pose.position;
             if p.x.is_finite() && p.y.is_finite() && p.z.is_finite() {
-                lock(&shared).gate_center = Some([p.x, p.y, p.z]);
+                lock(&shared).gate_center = Some(([p.x, p.y, p.z], Instant::now()));
             }
         }
     });
@@ -307,8 +328,10 @@ fn spawn_worker(
     pubs: Publishers,
     frame_id: String,
     gate_radius: f64,
+    prior_timeout: Duration,
 ) {
     tokio::spawn(async move {
+        let mut expired_logged = false;
         loop {
             wake.notified().await;
             loop {
@@ -323,7 +346,28 @@ fn spawn_worker(
                         .map(|(i, _)| i);
                     let Some(i) = next else { break };
                     let p = sh.slots[i].take();
-                    (i, p, sh.gate_center)
+                    // A prior older than prior_timeout no longer gates: the whole map is
+                    // searched until a new one arrives.
+                    let gate = match sh.gate_center {
+                        Some((c, at)) if at.elapsed() <= prior_timeout => {
+                            expired_logged = false;
+                            Some(c)
+                        }
+                        Some((_, at)) => {
+                            if !expired_logged {
+                                tracing::info!(
+                                    "the last prior_topic position is {:.1} s old (prior_timeout \
+                                     {:.1} s): searching the whole map until a new one arrives",
+                                    at.elapsed().as_secs_f64(),
+                                    prior_timeout.as_secs_f64()
+                                );
+                                expired_logged = true;
+                            }
+                            None
+                        }
+                        None => None,
+                    };
+                    (i, p, gate)
                 };
                 let Some(pending) = pending else { break };
                 let (loc, cams) = (localizer.clone(), cameras.clone());
@@ -568,6 +612,33 @@ pub async fn run() -> Result<()> {
                 .and_then(|e| params::parse_extrinsic(e).ok()),
         })
         .collect();
+    // A base_from_camera that makes base_link's z point away from the map cameras' up is
+    // almost always the camera's body frame given for its optical frame, or w written first.
+    if let Some(up) = crate::localize::prior::map_up((0..loc.map.len()).map(|i| loc.map.pose(i))) {
+        for cam in &cameras {
+            let Some(b) = &cam.base_from_cam else {
+                continue;
+            };
+            let at = (0..loc.map.len())
+                .find(|&i| {
+                    cam.id
+                        .as_ref()
+                        .is_none_or(|id| &loc.map.meta.cameras[i] == id)
+                })
+                .map(|i| loc.map.pose(i));
+            if let Some(w) = at {
+                let tilt = crate::localize::prior::base_tilt_deg(&w, b, &up);
+                if tilt > 30.0 {
+                    tracing::warn!(
+                        "base_from_camera for {}: base_link's z axis would point {tilt:.0} degrees \
+                         away from up in the map: is it the pose of the camera's OPTICAL frame \
+                         (x right, y down, z forward), written x y z qx qy qz qw (w last)?",
+                        cam.topic
+                    );
+                }
+            }
+        }
+    }
     let info = Arc::new(Mutex::new(map_info(&loc)));
     tracing::info!(
         "dasgil node ready: map {} ({} entries), checkpoint {}, topics {:?} ({}), device {device:?}",
@@ -591,7 +662,7 @@ pub async fn run() -> Result<()> {
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
-    subscribe_prior(&mut node, &params.prior_topic, &shared)?;
+    subscribe_prior(&mut node, &params.prior_topic, &params.frame_id, &shared)?;
     let pubs = Publishers {
         prior: node.create_publisher::<PriorMsg>("pose_prior", QosProfile::default())?,
         candidates: node
@@ -606,6 +677,7 @@ pub async fn run() -> Result<()> {
         pubs,
         params.frame_id.clone(),
         params.gate_radius.0,
+        Duration::from_secs_f64(params.prior_timeout.0),
     );
     serve_reload(&mut node, &params, device, localizer, info.clone())?;
 

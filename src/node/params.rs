@@ -133,7 +133,9 @@ pub struct NodeParams {
     pub prior_topic: String,
     /// Search radius around the latest prior_topic position [m]
     pub gate_radius: Number,
-    /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw"; when set, the published pose is base_link's, otherwise the camera's
+    /// A prior_topic position older than this [s] no longer gates: the whole map is searched until a new one arrives
+    pub prior_timeout: Number,
+    /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw" (quaternion w last): the pose of the camera's OPTICAL frame (x right, y down, z forward; the *_optical_frame of REP 103) in base_link, not the camera body frame (x forward); when set, the published pose is base_link's, otherwise the camera's
     pub base_from_camera: StringList,
     /// Most frames localized per second and camera [Hz]; 0: as many as the model keeps up with
     pub max_rate: Number,
@@ -160,6 +162,7 @@ impl Default for NodeParams {
             frame_id: "map".into(),
             prior_topic: String::new(),
             gate_radius: Number(50.0),
+            prior_timeout: Number(5.0),
             base_from_camera: StringList::default(),
             max_rate: Number(0.0),
             min_confidence: Number(crate::localize::Options::default().min_confidence),
@@ -390,6 +393,10 @@ impl NodeParams {
         if !(c.is_finite() && (0.0..=1.0).contains(&c)) {
             bail!("parameter `min_confidence`: expected 0 to 1, found {c}");
         }
+        let pt = p.prior_timeout.0;
+        if !(pt.is_finite() && pt > 0.0 && pt <= 86400.0) {
+            bail!("parameter `prior_timeout`: expected seconds > 0 and at most 86400, found {pt}");
+        }
         let t = p.frame_timeout.0;
         if !(t.is_finite() && (0.0..=86400.0).contains(&t)) {
             bail!("parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found {t}");
@@ -488,13 +495,14 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 17, "{known:?}");
+        assert_eq!(known.len(), 18, "{known:?}");
         for name in [
             "map",
             "top_k",
             "min_confidence",
             "diagnostics_period",
             "frame_timeout",
+            "prior_timeout",
             "use_sim_time",
         ] {
             assert!(known.iter().any(|k| k == name), "{name}: {known:?}");

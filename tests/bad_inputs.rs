@@ -259,6 +259,9 @@ fn make_fixtures(d: &Path) {
         &d.join("trunc.jpg"),
     );
     copy("cmu", "cmu-trunc");
+    // A slice whose first query image is gone: evaluate fails after building its maps.
+    copy("cmu", "cmu-noquery");
+    std::fs::remove_file(&files("cmu-noquery/slice2/query", "jpg")[0]).unwrap();
     let victim = files("cmu-trunc/slice2/database", "jpg")[0].clone();
     cut(&victim.clone(), &victim);
     // Virtual KITTI 2 with every depth re-saved as 8-bit (an image editor's doing).

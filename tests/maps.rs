@@ -302,7 +302,7 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     let f = fixture();
     let dir = f._dir.path();
     let map = dir.join("compressed.map.safetensors");
-    ok(&[
+    let said = ok(&[
         "build-map",
         "--format",
         "cmu",
@@ -321,6 +321,13 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
         "--shortlist",
         "4",
     ]);
+    // 12 rows of 4096 values: the 32 x 4096 projection (512 KiB) outweighs the descriptors
+    // (192 KiB), and the summary says so.
+    assert!(
+        said.contains("compressed search: 32 projected values, shortlist 4")
+            && said.contains("compression pays off for maps with many more images than 32"),
+        "{said}"
+    );
     let m = dasgil::map::file::MapFile::open(&map).unwrap();
     let c = m.meta.compression.clone().expect("compression metadata");
     assert_eq!((c.dims, c.shortlist), (32, 4));
@@ -884,7 +891,7 @@ fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        said.contains(": 12 images") && said.contains("dropped 1 duplicate entries"),
+        said.contains(": 12 images") && said.contains("dropped 1 duplicate entry ("),
         "{said}"
     );
     let m = dasgil::map::file::MapFile::open(&map).unwrap();

@@ -408,25 +408,6 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
         h.child.try_wait().unwrap().is_none(),
         "dasgil_node exited after the map changed"
     );
-    // 20 calls at once: every caller gets an answer (the file is no map now: the old one kept).
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            reload
-                .request(&r2r::std_srvs::srv::Trigger::Request {})
-                .unwrap()
-        })
-        .collect();
-    let answers = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(calls))
-        .await
-        .expect("not every one of 20 quick ~/reload_map calls was answered within 60 s");
-    for a in answers {
-        let a = a.unwrap();
-        assert!(
-            !a.success && a.message.contains("kept the old map"),
-            "{}",
-            a.message
-        );
-    }
     cam0.publish(&raw(&c0, 4001, "cam0")).unwrap();
     sent_good.insert(4001);
     wait_prior(&mut priors, 4001, &mut seen).await;

@@ -31,7 +31,71 @@ pub fn run(
     adapt_first: bool,
     min_confidence: f64,
 ) -> Result<Vec<Report>, PipelineError> {
+    let before = OutState::of(out);
     prepare_out(src, out)?;
+    let result = run_in(
+        choice,
+        layers,
+        device,
+        src,
+        out,
+        metric,
+        per_camera,
+        adapt_first,
+        min_confidence,
+    );
+    before.clean_up_after(out, result)
+}
+
+/// What --out held before a run: a failed run removes what it added (the maps it built, a
+/// half-written report), and the folder itself when it made it; what was there stays.
+struct OutState {
+    existed: bool,
+    entries: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+impl OutState {
+    fn of(out: &Path) -> Self {
+        Self {
+            existed: out.exists(),
+            entries: std::fs::read_dir(out)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn clean_up_after<T>(
+        &self,
+        out: &Path,
+        result: Result<T, PipelineError>,
+    ) -> Result<T, PipelineError> {
+        if result.is_err() && out.is_dir() {
+            if !self.existed {
+                let _ = std::fs::remove_dir_all(out);
+            } else {
+                for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
+                    if !self.entries.contains(&e.path()) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // run's options, one each
+fn run_in(
+    choice: &ModelChoice,
+    layers: Option<DescriptorSpec>,
+    device: tch::Device,
+    src: &SourceImages,
+    out: &Path,
+    metric: Metric,
+    per_camera: bool,
+    adapt_first: bool,
+    min_confidence: f64,
+) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
     let mut reports = Vec::new();
     // Raw pixels have no statistics to adapt; a network is evaluated both ways.
@@ -111,10 +175,12 @@ pub fn run_on_map(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
+    let before = OutState::of(out);
     prepare_out(src, out)?;
     let labels = offline::condition_labels(src);
-    let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
-    write_outputs(out, src, vec![report], Some(sub))
+    let result = offline::evaluate(&loc, src, &labels, per_camera, &name)
+        .and_then(|(report, sub)| write_outputs(out, src, vec![report], Some(sub)));
+    before.clean_up_after(out, result)
 }
 
 /// The checks both ways of evaluate make before any work.

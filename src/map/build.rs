@@ -310,8 +310,35 @@ pub fn build_map_summary(
         crate::progress::format_secs(started.elapsed().as_secs_f64())
     ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()
         + &if dropped > 0 {
-            format!("\ndropped {dropped} duplicate entries (an image listed again with the same pose)")
+            format!(
+                "\ndropped {dropped} duplicate {} (an image listed again with the same pose, \
+                 within 1 mm and 0.001 rad)",
+                if dropped == 1 { "entry" } else { "entries" }
+            )
         } else {
             String::new()
+        }
+        + &match opts.compress {
+            // The projection is stored with the map (K x D floats): it pays off only for maps
+            // with many more rows than K.
+            Some((dims, shortlist)) => {
+                let projection = (dims * enc.dim() * 4) as u64;
+                let descriptors = (meta.names.len() * enc.dim() * if opts.f16 { 2 } else { 4 }) as u64;
+                format!(
+                    "\ncompressed search: {dims} projected values, shortlist {shortlist}; the \
+                     projection adds {}{}",
+                    crate::resources::human_bytes(projection),
+                    if projection > descriptors {
+                        format!(
+                            ", more than the {} of descriptors: compression pays off for maps \
+                             with many more images than {dims}",
+                            crate::resources::human_bytes(descriptors)
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+            None => String::new(),
         })
 }

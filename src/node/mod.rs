@@ -328,7 +328,7 @@ fn spawn_worker(
     pubs: Publishers,
     frame_id: String,
     gate_radius: f64,
-    prior_timeout: Duration,
+    prior_timeout: Option<Duration>,
 ) {
     tokio::spawn(async move {
         let mut expired_logged = false;
@@ -349,7 +349,7 @@ fn spawn_worker(
                     // A prior older than prior_timeout no longer gates: the whole map is
                     // searched until a new one arrives.
                     let gate = match sh.gate_center {
-                        Some((c, at)) if at.elapsed() <= prior_timeout => {
+                        Some((c, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
                             expired_logged = false;
                             Some(c)
                         }
@@ -359,7 +359,7 @@ fn spawn_worker(
                                     "the last prior_topic position is {:.1} s old (prior_timeout \
                                      {:.1} s): searching the whole map until a new one arrives",
                                     at.elapsed().as_secs_f64(),
-                                    prior_timeout.as_secs_f64()
+                                    prior_timeout.map_or(0.0, |t| t.as_secs_f64())
                                 );
                                 expired_logged = true;
                             }
@@ -552,11 +552,13 @@ fn serve_reload(
                     message: format!("kept the old map: reload failed: {e}"),
                 },
             };
+            let n = callers.len();
             for req in callers {
                 if let Err(e) = req.respond(response.clone()) {
                     tracing::warn!("cannot answer ~/reload_map: {e}");
                 }
             }
+            tracing::debug!("answered {n} ~/reload_map call(s)");
         }
     });
     Ok(())
@@ -677,7 +679,7 @@ pub async fn run() -> Result<()> {
         pubs,
         params.frame_id.clone(),
         params.gate_radius.0,
-        Duration::from_secs_f64(params.prior_timeout.0),
+        (params.prior_timeout.0 > 0.0).then(|| Duration::from_secs_f64(params.prior_timeout.0)),
     );
     serve_reload(&mut node, &params, device, localizer, info.clone())?;
 

@@ -133,7 +133,7 @@ pub struct NodeParams {
     pub prior_topic: String,
     /// Search radius around the latest prior_topic position [m]
     pub gate_radius: Number,
-    /// A prior_topic position older than this [s] no longer gates: the whole map is searched until a new one arrives
+    /// Seconds since the last prior_topic message was received (wall clock; its header stamp is not used) after which it no longer gates and the whole map is searched until a new one arrives; 0: it gates until replaced
     pub prior_timeout: Number,
     /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw" (quaternion w last): the pose of the camera's OPTICAL frame (x right, y down, z forward; the *_optical_frame of REP 103) in base_link, not the camera body frame (x forward); when set, the published pose is base_link's, otherwise the camera's
     pub base_from_camera: StringList,
@@ -394,8 +394,8 @@ impl NodeParams {
             bail!("parameter `min_confidence`: expected 0 to 1, found {c}");
         }
         let pt = p.prior_timeout.0;
-        if !(pt.is_finite() && pt > 0.0 && pt <= 86400.0) {
-            bail!("parameter `prior_timeout`: expected seconds > 0 and at most 86400, found {pt}");
+        if !(pt.is_finite() && (0.0..=86400.0).contains(&pt)) {
+            bail!("parameter `prior_timeout`: expected 0 (never expires) to 86400 seconds, found {pt}");
         }
         let t = p.frame_timeout.0;
         if !(t.is_finite() && (0.0..=86400.0).contains(&t)) {

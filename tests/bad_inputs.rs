@@ -8,13 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{path_str, torch_peer};
+use common::{path_str, torch_peer, OutputWithin};
 
 fn tools(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .output_limited()
         .expect("run dasgil-tools")
 }
 
@@ -31,8 +31,9 @@ fn python(script: &str) {
     let st = Command::new(common::python())
         .arg("-c")
         .arg(script)
-        .status()
-        .unwrap();
+        .output_limited()
+        .unwrap()
+        .status;
     assert!(st.success(), "python fixture failed: {script}");
 }
 
@@ -272,6 +273,41 @@ fn make_fixtures(d: &Path) {
     {
         let img = image::open(f).unwrap().to_luma8();
         img.save(f).unwrap();
+    }
+    // Poses that are no rigid transforms: a KITTI odometry sequence whose second pose has a
+    // zero rotation (a placeholder row), and Virtual KITTI 2 extrinsics with one rotation
+    // scaled by 2 and one last row that is not 0 0 0 1.
+    let odo = d.join("kitti-odo");
+    std::fs::create_dir_all(odo.join("sequences/00/image_2")).unwrap();
+    std::fs::create_dir_all(odo.join("poses")).unwrap();
+    for i in 0..2 {
+        std::fs::copy(
+            d.join("img.png"),
+            odo.join(format!("sequences/00/image_2/{i:06}.png")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        odo.join("poses/00.txt"),
+        "1 0 0 0 0 1 0 0 0 0 1 0\n0 0 0 0.8 0 0 0 0 0 0 0 1.6\n",
+    )
+    .unwrap();
+    for (to, row, edit) in [("vk-scaled", 2usize, 2usize), ("vk-lastrow", 3, 14)] {
+        copy("vk", to);
+        let f = d.join(to).join("Scene01/clone/extrinsic.txt");
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let mut fields: Vec<String> = lines[row].split(' ').map(String::from).collect();
+        if edit == 2 {
+            for c in [2, 3, 4, 6, 7, 8, 10, 11, 12] {
+                let v: f64 = fields[c].parse().unwrap();
+                fields[c] = (2.0 * v).to_string();
+            }
+        } else {
+            fields[edit] = "0.5".into();
+        }
+        lines[row] = fields.join(" ");
+        std::fs::write(&f, lines.join("\n") + "\n").unwrap();
     }
     // The repackaged layout with class 255 ("void") in every segmentation map.
     ok(&[

@@ -7,13 +7,13 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{max_rel_err, path_str, read_tensors, torch_peer};
+use common::{max_rel_err, path_str, read_tensors, torch_peer, OutputWithin};
 use image::RgbImage;
 
 fn tools(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
-        .output()
+        .output_limited()
         .expect("run dasgil-tools")
 }
 
@@ -186,8 +186,9 @@ fn bad_inputs_get_errors_that_name_the_file_and_the_problem() {
     let st = Command::new(common::python())
         .arg("-c")
         .arg(script)
-        .status()
-        .unwrap();
+        .output_limited()
+        .unwrap()
+        .status;
     assert!(st.success());
     let out = tools(&[
         "import-checkpoint",
@@ -295,8 +296,9 @@ fn old_batchnorm_state_dicts_import_exactly_when_pytorch_loads_them() {
             path_str(&old),
             path_str(&newer)
         ))
-        .status()
-        .unwrap();
+        .output_limited()
+        .unwrap()
+        .status;
     assert!(st.success());
     let (a, b) = (
         dir.path().join("a.safetensors"),

@@ -2,10 +2,13 @@
 
 use std::process::Command;
 
+mod common;
+use common::OutputWithin;
+
 fn tools(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
-        .output()
+        .output_limited()
         .expect("run dasgil-tools")
 }
 

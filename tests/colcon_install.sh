@@ -41,7 +41,7 @@ grep -q "parameter \`map\` is empty" <<<"$out" || fail "installed dasgil_node sa
 [ -d "$PREFIX/share/dasgil/maps" ] || fail "share/dasgil/maps is missing from the install tree"
 
 # The launch file names the installed executable and the installed config, and is valid Python.
-# (`ros2 launch` itself runs in tests/demo_pipeline.sh.)
+# (`ros2 launch` itself runs in tests/ros_launch.sh.)
 python - "$PREFIX/share/dasgil/launch/localize.launch.py" <<'PY' || fail "launch file check"
 import ast, sys
 src = open(sys.argv[1]).read()

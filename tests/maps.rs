@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::path_str;
+use common::{path_str, OutputWithin};
 
 fn tools(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .output_limited()
         .expect("run dasgil-tools")
 }
 

@@ -8,6 +8,7 @@
 #![cfg(feature = "ros")]
 
 mod common;
+use common::OutputWithin;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -157,6 +158,26 @@ struct Harness {
 
 impl Harness {
     fn start(tag: &str, map: &Path, extra: &[String]) -> Self {
+        Self::start_with(tag, map, extra, |_| {})
+    }
+
+    /// As `start`, with the node's output (debug level) written to `log`.
+    fn start_logged(tag: &str, map: &Path, extra: &[String], log: &Path) -> Self {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        Self::start_with(tag, map, extra, move |cmd| {
+            cmd.env("RUST_LOG", "dasgil=debug,warn")
+                .stdout(out)
+                .stderr(err);
+        })
+    }
+
+    fn start_with(
+        tag: &str,
+        map: &Path,
+        extra: &[String],
+        setup: impl FnOnce(&mut tokio::process::Command),
+    ) -> Self {
         let ns = format!("/dasgil_node_test_{tag}_{}", std::process::id());
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"));
         cmd.args(["--ros-args", "-p"])
@@ -166,6 +187,7 @@ impl Harness {
             .args(["-r", &format!("/diagnostics:={ns}/diagnostics")])
             .args(["-r", &format!("__ns:={ns}")])
             .kill_on_drop(true);
+        setup(&mut cmd);
         let child = cmd.spawn().expect("start dasgil_node");
         let ctx = r2r::Context::create().unwrap();
         let node = r2r::Node::create(ctx, &format!("test_driver_{tag}"), "").unwrap();
@@ -209,6 +231,19 @@ async fn wait_diag(
     })
     .await
     .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
+}
+
+/// One `~/reload_map` call, answered within 60 s (a reload of a small map takes well under 1).
+async fn call_reload(
+    client: &r2r::Client<r2r::std_srvs::srv::Trigger::Service>,
+) -> r2r::std_srvs::srv::Trigger::Response {
+    let call = client
+        .request(&r2r::std_srvs::srv::Trigger::Request {})
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("no answer from ~/reload_map within 60 s")
+        .unwrap()
 }
 
 /// Waits for the next prior with stamp `sec`, returning it and any priors seen before it.
@@ -376,22 +411,14 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     let other = dir.path().join("other.safetensors");
     build_map(&slice, None, &other);
     std::fs::rename(&other, &map).unwrap();
-    let r = reload
-        .request(&r2r::std_srvs::srv::Trigger::Request {})
-        .unwrap()
-        .await
-        .unwrap();
+    let r = call_reload(&reload).await;
     assert!(!r.success, "{}", r.message);
     assert!(r.message.contains("kept the old map"), "{}", r.message);
     synth(&bigger, "6");
     let rebuilt = dir.path().join("rebuilt.safetensors");
     build_map(&bigger, Some(&ckpt), &rebuilt);
     std::fs::rename(&rebuilt, &map).unwrap();
-    let r = reload
-        .request(&r2r::std_srvs::srv::Trigger::Request {})
-        .unwrap()
-        .await
-        .unwrap();
+    let r = call_reload(&reload).await;
     assert!(r.success, "{}", r.message);
     assert!(r.message.contains("12 entries"), "{}", r.message);
     wait_diag(&mut diags, 0, "the reloaded map's size", |s| {
@@ -544,7 +571,7 @@ fn node_error(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .output_within(Duration::from_secs(120))
         .expect("run dasgil_node");
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
@@ -608,6 +635,10 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         ("gate_radius:=0", "parameter `gate_radius`: expected metres > 0"),
         ("base_from_camera:=[1 2 3]", "parameter `base_from_camera` entry 0"),
         ("top_k:=many", "parameter `top_k`"),
+        ("frame_timeout:=-1.0", "parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found -1"),
+        ("frame_timeout:=1e9", "parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found 1000000000"),
+        ("prior_timeout:=-0.5", "parameter `prior_timeout`: expected 0 (never expires) to 86400 seconds, found -0.5"),
+        ("prior_timeout:=.nan", "parameter `prior_timeout`"),
         ("image_topics:=5", "parameter `image_topics`"),
     ] {
         let e = node_error(&["--ros-args", "-p", "map:=/x.safetensors", "-p", arg]);
@@ -820,6 +851,152 @@ async fn raw_bayer_frames_localize_to_themselves_and_non_camera_encodings_are_re
         spinner.join().unwrap();
         assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
     }
+}
+
+/// Ctrl-C while the node is still loading its map and model (a large map takes a while): the
+/// node stops at once with exit status 0 and says so, as it does once running (the signal was
+/// swallowed before: the node went on to start up and run).
+#[test]
+fn node_stops_on_ctrl_c_while_loading_its_map() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
+    synth(&slice, "2");
+    build_map(&slice, Some(&ckpt), &map);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
+        .args(["--ros-args", "-p"])
+        .arg(format!("map:={}", map.display()))
+        .args(["-p", "device:=cpu", "-r"])
+        .arg(format!(
+            "__ns:=/dasgil_node_test_ctrlc_{}",
+            std::process::id()
+        ))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no `loading the map` line within 30 s: {log:#?}"));
+        let loading = line.contains("loading the map");
+        log.push(line);
+        if loading {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let sent = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the node did not stop within 10 s of Ctrl-C during loading: {log:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log.extend(rx.iter());
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("shutting down: interrupted while loading"),
+        "the node finished loading before the signal or did not say why it stopped: {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Bursts of `~/reload_map` calls from one client (an operator's script, a supervisor retrying):
+/// every call is answered, each burst sharing a reload (here of a file that is no map: the old
+/// map is kept and each answer says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_a_reload_map_burst_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
+    synth(&slice, "2");
+    build_map(&slice, None, &map);
+    let bursts: usize = std::env::var("DASGIL_TEST_RELOAD_BURSTS")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(10);
+    let log = dir.path().join("node.log");
+    let mut h = Harness::start_logged("reload_burst", &map, &[], &log);
+    let mut node = h.node.take().unwrap();
+    let reload = node
+        .create_client::<r2r::std_srvs::srv::Trigger::Service>(
+            &format!("{}/dasgil_localizer/reload_map", h.ns),
+            QosProfile::services_default().keep_all(),
+        )
+        .unwrap();
+    let ready = r2r::Node::is_available(&reload).unwrap();
+    h.node = Some(node);
+    let (stop, spinner) = h.spin();
+    let node_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .unwrap_or_else(|_| panic!("no ~/reload_map within 30 s: {}", node_log()))
+        .unwrap();
+    std::fs::write(&map, b"not a map any more").unwrap();
+    for burst in 0..bursts {
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                reload
+                    .request(&r2r::std_srvs::srv::Trigger::Request {})
+                    .unwrap()
+            })
+            .collect();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.into_iter().map(|c| {
+            let answered = answered.clone();
+            async move {
+                let a = c.await;
+                answered.fetch_add(1, Ordering::Relaxed);
+                a
+            }
+        });
+        let all = futures::future::join_all(counted);
+        let Ok(answers) = tokio::time::timeout(Duration::from_secs(30), all).await else {
+            panic!(
+                "burst {burst}: {} of 20 ~/reload_map calls answered within 30 s; node log:\n{}",
+                answered.load(Ordering::Relaxed),
+                node_log()
+            );
+        };
+        for a in answers {
+            let a = a.unwrap();
+            assert!(
+                !a.success && a.message.contains("kept the old map"),
+                "{}",
+                a.message
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(
+        h.child.try_wait().unwrap().is_none(),
+        "dasgil_node exited: {}",
+        node_log()
+    );
 }
 
 /// `replay` waiting for a node that never comes: SIGTERM (what Ctrl-C and a supervisor send)

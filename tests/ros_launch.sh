@@ -27,9 +27,11 @@ fail() {
   exit 1
 }
 
-# 1. The demo on the small slice.
-"$ROOT/tools/demo.sh" --sequence cmu_mini --rate 10 --out "$OUT/demo" >"$OUT/demo.log" 2>&1 ||
-  fail "tools/demo.sh --sequence cmu_mini failed"
+# 1. The demo on the small slice. At 2 Hz per camera a frame has 500 ms before the next of its
+# camera replaces it: every frame gets its prior even on a loaded 2-core machine (at 10 Hz a
+# busy machine drops frames, newest-wins, as documented; keeping up is node_latency's bench).
+timeout 900 "$ROOT/tools/demo.sh" --sequence cmu_mini --rate 2 --out "$OUT/demo" >"$OUT/demo.log" 2>&1 ||
+  fail "tools/demo.sh --sequence cmu_mini failed (or ran past 900 s)"
 summary="$(cat "$OUT/demo.log")"
 grep -q "frames sent 40, priors received 40 (0 frames without a prior, 0 unknown stamps)" <<<"$summary" ||
   fail "demo summary: $(grep 'frames sent' <<<"$summary")"
@@ -64,21 +66,21 @@ for _ in $(seq 300); do
   kill -0 "$LAUNCH" 2>/dev/null || fail "ros2 launch exited"
   sleep 0.2
 done
-params="$(ros2 param list /dasgil_localizer)" || fail "ros2 param list"
+params="$(timeout 60 ros2 param list /dasgil_localizer)" || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
   base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
 done
-desc="$(ros2 param describe /dasgil_localizer min_confidence)"
+desc="$(timeout 60 ros2 param describe /dasgil_localizer min_confidence)"
 grep -q "Description: Matches below this confidence" <<<"$desc" || fail "describe: $desc"
-got="$(ros2 param get /dasgil_localizer transport)"
+got="$(timeout 60 ros2 param get /dasgil_localizer transport)"
 grep -q "compressed" <<<"$got" || fail "param get transport: $got"
-set_out="$(ros2 param set /dasgil_localizer top_k 3 2>&1 || true)"
+set_out="$(timeout 60 ros2 param set /dasgil_localizer top_k 3 2>&1 || true)"
 grep -q "read-only while the node runs" <<<"$set_out" || fail "param set was not refused: $set_out"
 timeout 60 ros2 topic echo --once /pose_prior >"$OUT/echo.log" 2>&1 &
 ECHO=$!
 sleep 2
-"$ROOT/build/ros-ws/install/dasgil/lib/dasgil/dasgil-tools" replay --sequence cmu_mini --map "$MAP" \
+timeout 300 "$ROOT/build/ros-ws/install/dasgil/lib/dasgil/dasgil-tools" replay --sequence cmu_mini --map "$MAP" \
   --topics /ros_launch_test/cam0/compressed --camera-ids c0 --transport compressed --limit 5 --rate 2 \
   --out "$OUT/replay" >"$OUT/replay.log" 2>&1 || fail "replay (compressed)"
 wait "$ECHO" || fail "ros2 topic echo --once /pose_prior got nothing"
@@ -88,6 +90,9 @@ grep -q "frames sent 5, priors received 5" "$OUT/replay.log" || fail "compressed
 if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn still printed info lines"; fi
 t0=$(date +%s%N)
 kill -INT "$LAUNCH"
+# Bounded: a launch that ignores SIGINT fails the test after 30 s instead of hanging it.
+for _ in $(seq 300); do kill -0 "$LAUNCH" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$LAUNCH" 2>/dev/null && fail "ros2 launch still running 30 s after SIGINT"
 wait "$LAUNCH" || fail "ros2 launch exited non-zero after SIGINT"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 LAUNCH=""

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::path_str;
+use common::{path_str, OutputWithin};
 
 use dasgil::extract::MapEncoder;
 
@@ -36,7 +36,7 @@ fn evaluate(out: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
         .env("RUST_LOG", "warn")
         .env("DASGIL_DATA", data)
         .env_remove("DASGIL_MODEL")
-        .output()
+        .output_limited()
         .expect("run dasgil-tools");
     assert!(
         res.status.success(),
@@ -177,7 +177,7 @@ fn the_shipped_model_separates_positives_from_negatives_better_than_untrained() 
             "--height",
             "188",
         ])
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),

@@ -3,6 +3,9 @@
 
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::OutputWithin;
+
 #[test]
 fn libtorch_computes_known_values() {
     // [[1, 2], [3, 4]] x [[5, 6], [7, 8]] = [[19, 22], [43, 50]]
@@ -30,7 +33,7 @@ fn libtorch_computes_known_values() {
 fn info_reports_the_toolchain() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(["info", "--json"])
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),
@@ -55,7 +58,7 @@ fn info_reports_the_toolchain() {
     }
     let text = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .arg("info")
-        .output()
+        .output_limited()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(

@@ -7,13 +7,13 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 mod common;
-use common::path_str;
+use common::{path_str, OutputWithin};
 
 fn tools(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .output_limited()
         .expect("run dasgil-tools")
 }
 
@@ -68,7 +68,9 @@ fn data() -> &'static (PathBuf, PathBuf) {
 }
 
 fn train(out: &Path, extra: &[&str]) -> Output {
-    train_cmd(out, extra).output().expect("run dasgil-tools")
+    train_cmd(out, extra)
+        .output_limited()
+        .expect("run dasgil-tools")
 }
 
 fn csv_rows(out: &Path) -> Vec<String> {
@@ -115,18 +117,13 @@ fn train_cmd(out: &Path, extra: &[&str]) -> Command {
 /// Runs the commands at the same time (they load the cores for each other, as the other tests
 /// of this file and other test binaries do) and returns their outputs in order.
 fn concurrently(cmds: Vec<Command>) -> Vec<Output> {
-    let children: Vec<_> = cmds
+    let running: Vec<_> = cmds
         .into_iter()
-        .map(|mut c| {
-            c.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run dasgil-tools")
-        })
+        .map(|mut c| std::thread::spawn(move || c.output_limited().expect("run dasgil-tools")))
         .collect();
-    children
+    running
         .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
+        .map(|r| r.join().expect("a training command failed the test"))
         .collect()
 }
 

@@ -104,8 +104,14 @@ impl OdometrySequence {
             ];
             Some(
                 f.lines(None, None)
-                    .map(|l| l.expect_columns(12).and_then(|_| l.floats(0, &names)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .map(|l| {
+                        l.expect_columns(12)?;
+                        let v = l.floats(0, &names)?;
+                        let r = [[v[0], v[1], v[2]], [v[4], v[5], v[6]], [v[8], v[9], v[10]]];
+                        l.expect_rotation(r, "r11..r33")?;
+                        Ok(v)
+                    })
+                    .collect::<Result<Vec<_>, DataError>>()?,
             )
         } else {
             None

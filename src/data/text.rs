@@ -6,6 +6,11 @@ use std::str::FromStr;
 
 use super::error::DataError;
 
+/// How far a pose file's rotation matrix may be from orthonormal (largest entry of |RᵀR - I|):
+/// the benchmarks print rotations to 6 or more digits (about 1e-6 off); a hand-edited one with
+/// 3 decimals stays near 1e-3.
+pub const ROTATION_TOLERANCE: f64 = 0.01;
+
 /// A text file's content with its path, for parsing with located errors.
 pub struct TextFile {
     pub path: PathBuf,
@@ -121,6 +126,28 @@ impl Line<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Checks that the row-major 3x3 `r` (fields `names`, as one field in errors) is a
+    /// rotation: orthonormal within [`ROTATION_TOLERANCE`] (largest entry of |RᵀR - I|) and
+    /// with determinant +1. A zero, scaled or mirrored matrix is a broken pose, not a rotation
+    /// (it would reach the map and the node's priors as NaN or a skewed frame).
+    pub fn expect_rotation(&self, r: [[f64; 3]; 3], names: &str) -> Result<(), DataError> {
+        let m = nalgebra::Matrix3::from_fn(|i, j| r[i][j]);
+        let dev = (m.transpose() * m - nalgebra::Matrix3::identity())
+            .abs()
+            .max();
+        let det = m.determinant();
+        if dev > ROTATION_TOLERANCE || det <= 0.0 {
+            return Err(self.field_error(
+                names,
+                &format!(
+                    "a rotation matrix (|RᵀR - I| <= {ROTATION_TOLERANCE} per entry, determinant +1)"
+                ),
+                &format!("largest |RᵀR - I| entry {dev:.3e}, determinant {det:.4}"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn field_error(&self, name: &str, expected: &str, found: &str) -> DataError {

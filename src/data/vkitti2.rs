@@ -19,7 +19,7 @@ use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 use super::error::DataError;
 use super::sequence::PosedImage;
-use super::text::{images_recursive, sorted_dirs, TextFile};
+use super::text::{images_recursive, sorted_dirs, Line, TextFile};
 use crate::geom::{vkitti2_cam_from_world, Pinhole, Pose};
 
 /// The ten variations, in byte order (the reference's variation indices 0..9).
@@ -386,6 +386,7 @@ fn read_camera_rows<const N: usize>(
     path: &Path,
     header: &str,
     names: &[&str; N],
+    check: impl Fn(&Line, &[f64; N]) -> Result<(), DataError>,
 ) -> Result<HashMap<(u32, u8), [f64; N]>, DataError> {
     let file = TextFile::read(path)?;
     file.expect_header(header)?;
@@ -397,7 +398,9 @@ fn read_camera_rows<const N: usize>(
         if camera > 1 {
             return Err(line.field_error("cameraID", "0 or 1", line.fields[1]));
         }
-        rows.insert((frame, camera), line.floats(2, names)?);
+        let v = line.floats(2, names)?;
+        check(&line, &v)?;
+        rows.insert((frame, camera), v);
     }
     Ok(rows)
 }
@@ -422,6 +425,26 @@ const EXTRINSIC_NAMES: [&str; 16] = [
     "0", "0", "1",
 ];
 
+/// An extrinsic.txt row is a rigid transform: a rotation block and a last row of 0 0 0 1.
+fn check_extrinsic(line: &Line, v: &[f64; 16]) -> Result<(), DataError> {
+    line.expect_rotation(
+        [[v[0], v[1], v[2]], [v[4], v[5], v[6]], [v[8], v[9], v[10]]],
+        "r1,1..r3,3",
+    )?;
+    if v[12..]
+        .iter()
+        .zip([0.0, 0.0, 0.0, 1.0])
+        .any(|(a, b)| (a - b).abs() > 1e-6)
+    {
+        return Err(line.field_error(
+            "last row",
+            "0 0 0 1",
+            &format!("{} {} {} {}", v[12], v[13], v[14], v[15]),
+        ));
+    }
+    Ok(())
+}
+
 fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation, DataError> {
     let name = file_name(rel);
     let text_dir = roots.textgt.join(rel);
@@ -432,6 +455,7 @@ fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation
             &intr_path,
             INTRINSIC_HEADER,
             &["K[0,0]", "K[1,1]", "K[0,2]", "K[1,2]"],
+            |_, _| Ok(()),
         )?)
     } else {
         None
@@ -441,6 +465,7 @@ fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation
             &extr_path,
             EXTRINSIC_HEADER,
             &EXTRINSIC_NAMES,
+            check_extrinsic,
         )?)
     } else {
         None

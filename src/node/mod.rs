@@ -472,13 +472,19 @@ fn spawn_worker(
 /// encoder; a map that does not match the model is refused and the old one kept. Every call is
 /// answered: the request queue keeps all calls (a burst is never dropped by a queue depth), and
 /// the calls waiting when a reload starts share that reload and its answer.
+///
+/// Returns what the spinning thread must call after each `spin_once`: r2r hands requests over
+/// through a channel of 10 and drops (never answers) the ones that do not fit, and a task on
+/// the runtime does not always run between two spins (a burst of 20 lost one call in about 100
+/// bursts that way), while one `spin_once` takes at most one request per service: moving it
+/// into an unbounded queue right there keeps r2r's channel empty.
 fn serve_reload(
     node: &mut r2r::Node,
     params: &NodeParams,
     device: tch::Device,
     localizer: Arc<Mutex<Localizer>>,
     map_info_slot: Arc<Mutex<MapInfo>>,
-) -> Result<()> {
+) -> Result<impl FnMut() + Send + 'static> {
     let mut srv = node.create_service::<r2r::std_srvs::srv::Trigger::Service>(
         "~/reload_map",
         QosProfile::services_default().keep_all(),
@@ -489,17 +495,12 @@ fn serve_reload(
         params.localizer_options()?,
     );
     let ids: Vec<String> = params.camera_ids.0.clone();
-    // r2r hands requests over through a channel of 10 and drops (never answers) the ones that
-    // do not fit: one task only moves them into an unbounded queue, so the channel is always
-    // being emptied while a reload runs.
     let (queue, mut requests) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(req) = srv.next().await {
-            if queue.send(req).is_err() {
-                break;
-            }
+    let drain = move || {
+        while let Some(Some(req)) = futures::FutureExt::now_or_never(srv.next()) {
+            let _ = queue.send(req);
         }
-    });
+    };
     tokio::spawn(async move {
         while let Some(first) = requests.recv().await {
             let mut callers = vec![first];
@@ -561,7 +562,21 @@ fn serve_reload(
             tracing::debug!("answered {n} ~/reload_map call(s)");
         }
     });
-    Ok(())
+    Ok(drain)
+}
+
+/// A signal during start-up: the node stops at once (exit status 0, as after a Ctrl-C once
+/// running). The loading thread cannot be interrupted and the runtime would wait for it on the
+/// way out; `exit` would run libtorch's static destructors under that thread's feet, so the
+/// process ends with `_exit` once the log is flushed (nothing has been written but the log).
+fn interrupted_while_loading(map: &str) -> ! {
+    use std::io::Write;
+    tracing::info!("shutting down: interrupted while loading {map}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process without running atexit handlers; nothing is shared
+    // with another process and no file of ours is half-written at this point.
+    unsafe { libc::_exit(0) }
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -589,16 +604,36 @@ pub async fn run() -> Result<()> {
     let (params, frozen, param_services) = NodeParams::declare(&mut node)?;
     let device = crate::toolchain::parse_device(&params.device, "parameter `device`")
         .map_err(anyhow::Error::msg)?;
-    let (loc, checkpoint) = Localizer::load(
-        std::path::Path::new(&params.map),
-        params.checkpoint_path().as_deref(),
-        device,
-        params.localizer_options()?,
-    )
-    .with_context(|| format!("parameter `map` = {}", params.map))?;
-    loc.check_cameras(&params.camera_ids.0)
-        .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
-    loc.warm_up();
+    // Ctrl-C and SIGTERM are heard from here on, also while the map and the model load (which
+    // can take a while for a large map): the load runs on a blocking thread and a signal ends
+    // the node at once, as it does after start-up.
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the Ctrl-C handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let loading = {
+        let (map, checkpoint, options, ids) = (
+            PathBuf::from(&params.map),
+            params.checkpoint_path(),
+            params.localizer_options()?,
+            params.camera_ids.0.clone(),
+        );
+        tracing::info!("loading the map {} and its model", map.display());
+        tokio::task::spawn_blocking(move || -> Result<(Localizer, PathBuf)> {
+            let (loc, checkpoint) =
+                Localizer::load(&map, checkpoint.as_deref(), device, options)
+                    .with_context(|| format!("parameter `map` = {}", map.display()))?;
+            loc.check_cameras(&ids)
+                .map_err(|e| anyhow::anyhow!("parameter `camera_ids`: {e}"))?;
+            loc.warm_up();
+            Ok((loc, checkpoint))
+        })
+    };
+    let (loc, checkpoint) = tokio::select! {
+        loaded = loading => loaded.context("the map loading thread failed")??,
+        _ = int.recv() => interrupted_while_loading(&params.map),
+        _ = term.recv() => interrupted_while_loading(&params.map),
+    };
     let cameras: Vec<Camera> = params
         .image_topics
         .0
@@ -681,7 +716,7 @@ pub async fn run() -> Result<()> {
         params.gate_radius.0,
         (params.prior_timeout.0 > 0.0).then(|| Duration::from_secs_f64(params.prior_timeout.0)),
     );
-    serve_reload(&mut node, &params, device, localizer, info.clone())?;
+    let mut drain_reload_calls = serve_reload(&mut node, &params, device, localizer, info.clone())?;
 
     let diag_pub = node.create_publisher::<DiagArray>("/diagnostics", QosProfile::default())?;
     let mut timer = node.create_wall_timer(Duration::from_secs_f64(params.diagnostics_period.0))?;
@@ -707,14 +742,13 @@ pub async fn run() -> Result<()> {
     let spinner = std::thread::spawn(move || {
         while !stop_spin.load(std::sync::atomic::Ordering::Relaxed) {
             node.spin_once(Duration::from_millis(10));
-            // Let the tasks that empty r2r's bounded channels run between two takes.
+            drain_reload_calls();
+            // Let the tasks that empty r2r's other bounded channels run between two takes.
             std::thread::yield_now();
         }
     });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = int.recv() => {},
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");

@@ -28,7 +28,7 @@ pub fn torch_peer(args: &[&str]) -> String {
     let out = Command::new(python())
         .arg(root().join("tools/python/dasgil_torch.py"))
         .args(args)
-        .output()
+        .output_limited()
         .expect("run the PyTorch peer");
     assert!(
         out.status.success(),
@@ -62,12 +62,77 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// How long a test lets one command run before it fails the test: far above any command's
+/// time in the suite on a loaded 2-core machine, so only a hang reaches it.
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// `Command::output` with a time limit: a command that hangs is killed and the test fails,
+/// naming it and showing what it printed, instead of the suite hanging.
+pub trait OutputWithin {
+    /// Within [`COMMAND_LIMIT`].
+    fn output_limited(&mut self) -> std::io::Result<std::process::Output> {
+        self.output_within(COMMAND_LIMIT)
+    }
+    fn output_within(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> std::io::Result<std::process::Output> {
+        use std::io::Read;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let reader = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let out = reader(Box::new(child.stdout.take().expect("piped stdout")));
+        let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                let (o, e) = (
+                    out.join().unwrap_or_default(),
+                    err.join().unwrap_or_default(),
+                );
+                panic!(
+                    "{self:?} did not finish within {} s (killed); it printed:\n{}\n{}",
+                    limit.as_secs(),
+                    String::from_utf8_lossy(&o),
+                    String::from_utf8_lossy(&e)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+}
+
 /// Runs `dasgil-tools` with `args`; panics with its output unless it succeeds.
 pub fn run_tools_ok(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
+        .output_limited()
         .expect("run dasgil-tools");
     assert!(
         out.status.success(),

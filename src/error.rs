@@ -51,6 +51,8 @@ pub enum PipelineError {
     },
     #[error("{root}: no query images to evaluate (evaluate needs a data set with queries, such as an Extended CMU-Seasons slice; scores need their poses too)")]
     NoQueries { root: String },
+    #[error("{}: no timestamp: the sequence filter orders queries by time (use --filter none, or a data set whose query names or lists give timestamps)", path.display())]
+    NoTimestamp { path: PathBuf },
     #[error("--out {}: is a file; expected a folder for the report", path.display())]
     OutIsFile { path: PathBuf },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]

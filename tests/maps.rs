@@ -621,6 +621,43 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 !again.join("map-none.safetensors").exists(),
                 "no map is built"
             );
+            assert_eq!(r2["reports"][0]["filter"], "none");
+            // --filter sequence: the same queries through the Bayes filter in time order; every
+            // listed query in submission.txt, the filter and its counts in the report, and at
+            // least the single-frame accuracy on this easy slice.
+            let seq = dir.join("eval-sequence");
+            ok(&[
+                "evaluate",
+                "--format",
+                "cmu",
+                "--root",
+                path_str(&f.root),
+                "--slice",
+                "3",
+                "--out",
+                path_str(&seq),
+                "--device",
+                "cpu",
+                "--map",
+                path_str(&out.join("map-none.safetensors")),
+                "--filter",
+                "sequence",
+            ]);
+            let r3: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(seq.join("report.json")).unwrap())
+                    .unwrap();
+            let r3 = &r3["reports"][0];
+            assert_eq!(r3["filter"], "sequence");
+            assert!(r3["sequence"]["relocalizations"].as_u64().is_some(), "{r3}");
+            let acc = |r: &serde_json::Value| r["all"]["accuracy"]["5m,10deg"].as_f64().unwrap();
+            assert!(
+                acc(r3) >= acc(&reports[0]),
+                "{} < {}",
+                acc(r3),
+                acc(&reports[0])
+            );
+            let sub3 = std::fs::read_to_string(seq.join("submission.txt")).unwrap();
+            assert_eq!(sub3.lines().count(), 24);
         }
     }
 }

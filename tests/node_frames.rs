@@ -925,6 +925,83 @@ fn node_stops_on_ctrl_c_while_loading_its_map() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// `filter: sequence` through the node: a drive past the map's own images (one a second,
+/// camera c0), each localized at its own pose by the filter's chosen place, with a covariance
+/// no tighter than the single frame's; a bad `filter` value stops the node naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_filter_through_the_node_follows_a_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = test_checkpoint(dir.path());
+    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
+    synth(&slice, "5");
+    build_map(&slice, Some(&ckpt), &map);
+    let args = |filter: &str| -> Vec<String> {
+        [
+            "-p",
+            "image_topics:=[cam0/image_raw]",
+            "-p",
+            "camera_ids:=[c0]",
+            "-p",
+            &format!("filter:={filter}"),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut h = Harness::start("sequence", &map, &args("sequence"));
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam = node
+        .create_publisher::<Image>(&format!("{ns}/cam0/image_raw"), QosProfile::sensor_data())
+        .unwrap();
+    let mut priors = node
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    let mut seen = Vec::new();
+    let first = probe(&slice, 0, "c0");
+    let mut sec = 100;
+    let p = loop {
+        cam.publish(&raw(&first, sec, "cam0")).unwrap();
+        if let Ok(p) = tokio::time::timeout(
+            Duration::from_secs(2),
+            wait_prior(&mut priors, sec, &mut seen),
+        )
+        .await
+        {
+            break p;
+        }
+        sec += 1;
+    };
+    assert!(same_position(&p, &first.pose), "{p:?}");
+    for place in 1..5 {
+        let frame = probe(&slice, place, "c0");
+        sec += 1;
+        cam.publish(&raw(&frame, sec, "cam0")).unwrap();
+        let p = wait_prior(&mut priors, sec, &mut seen).await;
+        assert!(
+            same_position(&p, &frame.pose),
+            "place {place}: prior at {:?}, image at {:?}",
+            p.pose.pose.position,
+            frame.pose.translation.vector
+        );
+        assert!((0..6).all(|i| p.pose.covariance[i * 7] > 0.0), "{p:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    let e = node_error(&[
+        "--ros-args",
+        "-p",
+        "map:=/x.safetensors",
+        "-p",
+        "filter:=hmm",
+    ]);
+    assert!(
+        e.contains("parameter `filter`: expected none or sequence, found `hmm`"),
+        "{e}"
+    );
+}
+
 /// Bursts of `~/reload_map` calls from one client (an operator's script, a supervisor retrying):
 /// every call is answered, each burst sharing a reload (here of a file that is no map: the old
 /// map is kept and each answer says so).

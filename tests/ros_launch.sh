@@ -68,7 +68,7 @@ for _ in $(seq 300); do
 done
 params="$(timeout 60 ros2 param list /dasgil_localizer)" || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
-  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout; do
+  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
 done
 desc="$(timeout 60 ros2 param describe /dasgil_localizer min_confidence)"

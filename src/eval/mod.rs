@@ -29,7 +29,7 @@ pub fn run(
     metric: Metric,
     per_camera: bool,
     adapt_first: bool,
-    min_confidence: f64,
+    options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
     prepare_out(src, out)?;
@@ -42,7 +42,7 @@ pub fn run(
         metric,
         per_camera,
         adapt_first,
-        min_confidence,
+        options,
     );
     before.clean_up_after(out, result)
 }
@@ -94,7 +94,7 @@ fn run_in(
     metric: Metric,
     per_camera: bool,
     adapt_first: bool,
-    min_confidence: f64,
+    options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
     let mut reports = Vec::new();
@@ -129,8 +129,7 @@ fn run_in(
             map,
             crate::localize::Options {
                 metric: Some(metric),
-                min_confidence,
-                ..Default::default()
+                ..options.clone()
             },
         )?;
         let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
@@ -156,18 +155,10 @@ pub fn run_on_map(
     src: &SourceImages,
     out: &Path,
     per_camera: bool,
-    min_confidence: f64,
+    options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     // The map is opened (and checked) before the output folder is made.
-    let (loc, used) = Localizer::load(
-        map,
-        checkpoint,
-        device,
-        crate::localize::Options {
-            min_confidence,
-            ..Default::default()
-        },
-    )?;
+    let (loc, used) = Localizer::load(map, checkpoint, device, options.clone())?;
     let name = match loc.map.meta.encoder.kind {
         crate::map::file::EncoderKind::RawPixels => "raw-pixels".to_string(),
         crate::map::file::EncoderKind::Dasgil => used

@@ -13,7 +13,7 @@ use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
 use crate::error::PipelineError;
 use crate::geom::Pose;
-use crate::localize::{Localizer, Outcome, Query, Tally};
+use crate::localize::{Filter, Localizer, Outcome, Query, Tally};
 use crate::map::image_name;
 use crate::plot::{self, Panel, Series};
 
@@ -110,9 +110,27 @@ pub struct Report {
     /// published frames and the counts of every outcome (withheld frames are not scored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
+    /// `none` (each query on its own) or `sequence` (the Bayes filter over the map's places).
+    #[serde(default = "filter_none")]
+    pub filter: String,
+    /// The sequence filter's relocalizations (a jump beyond the motion's reach) and resets (a
+    /// gap long enough to start again), with `filter: sequence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceCounts>,
     pub by_condition: BTreeMap<String, Scores>,
     pub by_camera: BTreeMap<String, Scores>,
     pub queries: Vec<QueryResult>,
+}
+
+fn filter_none() -> String {
+    "none".into()
+}
+
+/// What the sequence filter did over a query set.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequenceCounts {
+    pub relocalizations: u64,
+    pub resets: u64,
 }
 
 /// The node's view of a query set.
@@ -207,7 +225,7 @@ pub fn evaluate(
     let mut submission = Vec::with_capacity(owned.len());
     let mut tally = Tally::default();
     let mut unscored = 0;
-    for (i, q) in owned.iter().enumerate() {
+    for q in owned {
         if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
             return Err(PipelineError::QueryCamera {
                 path: q.path.clone(),
@@ -215,14 +233,53 @@ pub fn evaluate(
                 have: loc.cameras().join(", "),
             });
         }
-        let outcome = loc.localize_descriptor(
-            &desc[i * dim..(i + 1) * dim],
-            &Query {
-                camera: per_camera.then_some(q.camera.as_str()),
-                ..Default::default()
-            },
-            RECALL_N[RECALL_N.len() - 1],
-        );
+    }
+    fn query(q: &PosedImage, per_camera: bool) -> Query<'_> {
+        Query {
+            camera: per_camera.then_some(q.camera.as_str()),
+            ..Default::default()
+        }
+    }
+    let want = RECALL_N[RECALL_N.len() - 1];
+    let mut sequence = None;
+    let outcomes: Vec<Outcome> = match loc.options.filter {
+        Filter::None => owned
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                loc.localize_descriptor(&desc[i * dim..(i + 1) * dim], &query(q, per_camera), want)
+            })
+            .collect(),
+        Filter::Sequence => {
+            // Every camera's queries in time order (ties in list order) through one filter.
+            let mut stamps = Vec::with_capacity(owned.len());
+            for q in owned {
+                stamps.push(q.timestamp_us.ok_or_else(|| PipelineError::NoTimestamp {
+                    path: q.path.clone(),
+                })?);
+            }
+            let mut order: Vec<usize> = (0..owned.len()).collect();
+            order.sort_by_key(|&i| stamps[i]);
+            let mut filter = crate::localize::sequence::SequenceFilter::new(&loc.places);
+            let mut out: Vec<Option<Outcome>> = vec![None; owned.len()];
+            for i in order {
+                out[i] = Some(loc.localize_in_sequence(
+                    &mut filter,
+                    &desc[i * dim..(i + 1) * dim],
+                    &query(&owned[i], per_camera),
+                    stamps[i] as f64 * 1e-6,
+                    None,
+                    want,
+                ));
+            }
+            sequence = Some(SequenceCounts {
+                relocalizations: filter.relocalizations,
+                resets: filter.resets,
+            });
+            out.into_iter().map(|o| o.expect("every query")).collect()
+        }
+    };
+    for (q, outcome) in owned.iter().zip(outcomes) {
         let Some(answer) = outcome.answer() else {
             return Err(PipelineError::NoPrior {
                 path: q.path.clone(),
@@ -276,6 +333,8 @@ pub fn evaluate(
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
         unscored,
+        filter: loc.options.filter.name().into(),
+        sequence,
         published: Some(Published {
             min_confidence: loc.options.min_confidence,
             outcomes: tally,

@@ -12,9 +12,12 @@
 //! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
 //! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
 //! 4. the prior from the top-K ([`prior`]), withheld as ambiguous when its confidence is below
-//!    `min_confidence`, moved to base_link when an extrinsic is given.
+//!    `min_confidence`, moved to base_link when an extrinsic is given;
+//! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
+//!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 
 pub mod prior;
+pub mod sequence;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +59,8 @@ pub struct Options {
     pub top_k: usize,
     /// A match with confidence (1 - d1/d2) below this is withheld as ambiguous.
     pub min_confidence: f64,
+    /// Single frames, or a filter over the sequence of frames.
+    pub filter: Filter,
 }
 
 impl Default for Options {
@@ -64,6 +69,37 @@ impl Default for Options {
             metric: None,
             top_k: 5,
             min_confidence: 0.0,
+            filter: Filter::None,
+        }
+    }
+}
+
+/// How frames are combined (node parameter `filter`, `evaluate --filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// Each frame on its own.
+    #[default]
+    None,
+    /// A Bayes filter over the map's places across frames, cameras and time ([`sequence`]).
+    Sequence,
+}
+
+impl Filter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::None => "none",
+            Filter::Sequence => "sequence",
+        }
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Filter::None),
+            "sequence" => Ok(Filter::Sequence),
+            _ => Err(format!("expected none or sequence, found `{s}`")),
         }
     }
 }
@@ -201,12 +237,20 @@ pub fn decode_frame(frame: &Frame, map: Decode) -> Result<RgbImage, String> {
     to_map_rgb(pixels, map)
 }
 
+/// One vehicle's sequence filter, made anew for each map (a reload starts it again).
+#[derive(Default)]
+pub struct Sequence {
+    state: Option<(Arc<MapFile>, sequence::SequenceFilter)>,
+}
+
 pub struct Localizer {
     pub encoder: MapEncoder,
     pub map: Arc<MapFile>,
     pub index: MapIndex,
     pub metric: Metric,
     pub options: Options,
+    /// The map's places, the sequence filter's states.
+    pub places: sequence::Places,
 }
 
 /// The checkpoint to encode with: the given one, else the map's own when it exists, else the
@@ -250,12 +294,14 @@ impl Localizer {
             });
         }
         let index = MapIndex::new(&map);
+        let places = sequence::Places::new(&map);
         Ok(Self {
             encoder,
             map,
             index,
             metric,
             options,
+            places,
         })
     }
 
@@ -313,6 +359,36 @@ impl Localizer {
         self.encoder.encode(&[prepared]).map_err(|e| e.to_string())
     }
 
+    /// Frame -> outcome, through `sequence` when `options.filter` is `sequence` (`time`: the
+    /// frame's stamp in seconds; the node's path).
+    pub fn localize_at(
+        &self,
+        sequence: &mut Sequence,
+        frame: &Frame,
+        query: &Query,
+        time: f64,
+    ) -> Outcome {
+        if self.options.filter == Filter::None {
+            return self.localize(frame, query);
+        }
+        let desc = match self.describe(frame) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Rejected(e),
+        };
+        let fresh = sequence
+            .state
+            .as_ref()
+            .is_none_or(|(map, _)| !Arc::ptr_eq(map, &self.map));
+        if fresh {
+            sequence.state = Some((
+                self.map.clone(),
+                sequence::SequenceFilter::new(&self.places),
+            ));
+        }
+        let (_, filter) = sequence.state.as_mut().expect("just set");
+        self.localize_in_sequence(filter, &desc, query, time, None, self.options.top_k)
+    }
+
     /// Frame -> outcome.
     pub fn localize(&self, frame: &Frame, query: &Query) -> Outcome {
         match self.describe(frame) {
@@ -340,9 +416,68 @@ impl Localizer {
         }
         let k = self.options.top_k;
         let hits = search(&self.map, desc, want.max(k), self.metric, cands.as_deref());
+        self.answer(hits, query, None)
+    }
+
+    /// One frame of a sequence (`filter: sequence`): the frame's own search, then the filter's
+    /// step at `time` (seconds; `travelled`: metres since the previous frame, from odometry,
+    /// when known). The prior is made from the row the filter chose, first, then the frame's
+    /// other hits, and its position block gains the posterior's spread. A frame that gives no
+    /// answer (rejected, no candidates) leaves the filter as it was.
+    pub fn localize_in_sequence(
+        &self,
+        filter: &mut sequence::SequenceFilter,
+        desc: &[f32],
+        query: &Query,
+        time: f64,
+        travelled: Option<f64>,
+        want: usize,
+    ) -> Outcome {
+        let single = self.localize_descriptor(desc, query, want.max(sequence::HITS));
+        let answer = match single {
+            Outcome::Prior(a) | Outcome::Ambiguous(a) => a,
+            other => return other,
+        };
+        filter.predict(&self.places, time, travelled);
+        let of_camera = query.camera.and_then(|c| self.index.by_camera.get(c));
+        let may_match = |r: usize| {
+            of_camera.is_none_or(|rows| rows.binary_search(&r).is_ok())
+                && query.near.is_none_or(|(p, radius)| {
+                    let t = self.map.pose(r).translation.vector;
+                    let d = [t.x - p[0], t.y - p[1], t.z - p[2]];
+                    (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() <= radius
+                })
+        };
+        let Some(step) = filter.observe(&self.places, &answer.hits, may_match) else {
+            return Outcome::Ambiguous(answer);
+        };
+        let mut hits = vec![Hit {
+            index: step.row,
+            distance: step.distance,
+        }];
+        hits.extend(answer.hits.iter().filter(|h| h.index != step.row).copied());
+        self.answer(hits, query, Some(step.spread))
+    }
+
+    /// The outcome from ranked hits (the first is the prior's pose); `spread` is added to the
+    /// prior's position block (before the move to base_link).
+    fn answer(
+        &self,
+        hits: Vec<Hit>,
+        query: &Query,
+        spread: Option<nalgebra::Matrix3<f64>>,
+    ) -> Outcome {
+        let k = self.options.top_k;
         let Some(mut prior) = pose_prior(&self.map, &hits[..hits.len().min(k)]) else {
             return Outcome::NoCandidates("the map has no entries".into());
         };
+        if let Some(s) = spread {
+            for r in 0..3 {
+                for c in 0..3 {
+                    prior.covariance[r * 6 + c] += s[(r, c)];
+                }
+            }
+        }
         let mut candidates: Vec<Pose> = hits
             .iter()
             .take(k)

@@ -330,6 +330,8 @@ fn spawn_worker(
     gate_radius: f64,
     prior_timeout: Option<Duration>,
 ) {
+    // The vehicle's sequence filter (`filter: sequence`): frames are localized one at a time.
+    let sequence = Arc::new(Mutex::new(crate::localize::Sequence::default()));
     tokio::spawn(async move {
         let mut expired_logged = false;
         loop {
@@ -370,18 +372,21 @@ fn spawn_worker(
                     (i, p, gate)
                 };
                 let Some(pending) = pending else { break };
-                let (loc, cams) = (localizer.clone(), cameras.clone());
+                let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
                 let stamp = pending.msg.header().stamp.clone();
+                let time = stamp.sec as f64 + stamp.nanosec as f64 * 1e-9;
                 let pending_arrived = pending.arrived;
                 let result = tokio::task::spawn_blocking(move || {
                     let cam = &cams[i];
-                    let outcome = lock(&loc).localize(
+                    let outcome = lock(&loc).localize_at(
+                        &mut lock(&seq),
                         &pending.msg.frame(),
                         &Query {
                             camera: cam.id.as_deref(),
                             near: gate.map(|c| (c, gate_radius)),
                             base_from_cam: cam.base_from_cam.as_ref(),
                         },
+                        time,
                     );
                     match outcome {
                         Outcome::Rejected(e) => {

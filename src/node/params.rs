@@ -147,6 +147,8 @@ pub struct NodeParams {
     pub diagnostics_period: Number,
     /// Seconds without a frame on a camera topic before /diagnostics and the log warn (with the likely causes); 0: never
     pub frame_timeout: Number,
+    /// none: each frame on its own; sequence: every camera's frames, in stamp order, through one Bayes filter over the map's places (consecutive frames single out the place; a kidnapping is found again within a few frames)
+    pub filter: String,
 }
 
 impl Default for NodeParams {
@@ -169,6 +171,7 @@ impl Default for NodeParams {
             device: "auto".into(),
             diagnostics_period: Number(1.0),
             frame_timeout: Number(10.0),
+            filter: crate::localize::Options::default().filter.name().into(),
         }
     }
 }
@@ -204,6 +207,10 @@ impl NodeParams {
             },
             top_k: self.top_k.clamp(1, 1000) as usize,
             min_confidence: self.min_confidence.0,
+            filter: self
+                .filter
+                .parse()
+                .map_err(|e| anyhow::anyhow!("parameter `filter`: {e}"))?,
         })
     }
 }
@@ -495,7 +502,7 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 18, "{known:?}");
+        assert_eq!(known.len(), 19, "{known:?}");
         for name in [
             "map",
             "top_k",

@@ -33,11 +33,21 @@ pub(crate) struct EvaluateArgs {
     /// node's): withheld frames are counted in the report's `published` block.
     #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
     min_confidence: f64,
+    /// none: each query on its own (the reference's retrieval); sequence: the queries in time
+    /// order (every camera's) through the Bayes filter over the map's places that the node's
+    /// `filter: sequence` runs (docs/sequence-filter.md). Needs query timestamps.
+    #[arg(long, default_value = "none")]
+    filter: dasgil::localize::Filter,
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
     let src = a.source.open()?;
+    let options = dasgil::localize::Options {
+        min_confidence: a.min_confidence,
+        filter: a.filter,
+        ..Default::default()
+    };
     let reports = if let Some(map) = &a.map {
         dasgil::eval::run_on_map(
             map,
@@ -46,7 +56,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             &src,
             &a.out,
             !a.shared,
-            a.min_confidence,
+            &options,
         )?
     } else {
         dasgil::eval::run(
@@ -58,7 +68,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             a.metric,
             !a.shared,
             a.adapt,
-            a.min_confidence,
+            &options,
         )?
     };
     if reports.iter().all(|r| r.all.queries == 0) {

@@ -86,6 +86,7 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             metric: a.metric,
             top_k: a.top_k,
             min_confidence: a.min_confidence,
+            ..Default::default()
         },
     )?;
     let results = localize(

@@ -1,0 +1,576 @@
+//! Sequence localization (`filter: sequence`, `evaluate --filter sequence`): a discrete Bayes
+//! filter (a hidden Markov model) over the map's places, fed by every camera's frames in time
+//! order. docs/sequence-filter.md has the model with its numbers.
+//!
+//! Why a grid of places and not particles: what a retrieval map can tell apart is a map place
+//! (two images closer than the map's spacing look the same to it), retrieval already gives a
+//! likelihood for the places it ranks, and a grid makes the update exact and deterministic
+//! (the same frames give the same priors) with no particle depletion after a kidnapping: a
+//! uniform share of the belief keeps every place alive.
+//!
+//! - State: the vehicle's place. Places are map rows grouped by camera centre, in map order:
+//!   a row within [`PLACE_RADIUS`] of a place's first row joins it (the cameras of one stop are
+//!   one place).
+//! - Motion over `dt` seconds, in any direction (so driving backwards, stopping and a second
+//!   lap of a loop need nothing special): p'(j) = (1 - e) sum_i p(i) K(d_ij) / sum_j K(d_ij)
+//!   plus e / N, with K(d) = exp(-(d - u)^2 / (2 s^2)), d_ij the distance between place centres,
+//!   e = [`UNIFORM_SHARE`]. Without odometry u = 0 and s = [`MOTION_FLOOR`] + [`MAX_SPEED`] dt;
+//!   with the distance travelled u from odometry, s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] u.
+//!   When 3 s exceeds [`RESET_REACH`] (a long gap: another traversal) the belief starts again
+//!   from uniform.
+//! - Observation (one frame of one camera): its [`HITS`] best map rows of that camera with
+//!   descriptor distances d; L(place) = exp(-(d - d_1) / scale) for the best row of the place
+//!   among them, scale = d_K - d_1 with K = [`SCALE_RANK`] (the K-th best is e times less
+//!   likely than the best: the scale follows the frame, not a constant fitted to one world);
+//!   places with no row among the hits get the likelihood of the last hit.
+//! - Output: the place with the most posterior mass within [`REGION_RADIUS`] (a belief spread
+//!   over neighbouring places outweighs one aliased place far away); the frame's best-matching
+//!   row there (any row of that camera at that place when none was among the hits). The position covariance gains
+//!   the posterior's spread about that place, so a belief split between two stretches of road
+//!   says so.
+//! - Reset report: a published place further from the previous one than the motion allows
+//!   (3 s + [`REGION_RADIUS`], the published place may move within its region) is counted as
+//!   a relocalization, never passed off as motion.
+
+use nalgebra::{Matrix3, Vector3};
+
+use crate::map::file::MapFile;
+use crate::retrieval::Hit;
+
+/// Rows whose camera centres lie within this of a place's first row are one place (metres).
+pub const PLACE_RADIUS: f64 = 1.0;
+/// Standard deviation of the motion kernel at no elapsed time and no odometry (metres).
+pub const MOTION_FLOOR: f64 = 2.0;
+/// Speed bound without odometry: the motion kernel widens by this much per second (m/s).
+pub const MAX_SPEED: f64 = 15.0;
+/// With odometry: the kernel's width per metre travelled (odometry's drift and the map's
+/// spacing).
+pub const ODOMETRY_DRIFT: f64 = 0.2;
+/// A motion reach (3 s) beyond this says nothing: the belief starts again (metres).
+pub const RESET_REACH: f64 = 1000.0;
+/// Share of the belief spread over every place at each step (recovery from a kidnapping).
+pub const UNIFORM_SHARE: f64 = 0.01;
+/// The published place is the one with the most belief within this distance (metres).
+pub const REGION_RADIUS: f64 = 10.0;
+/// Places this many times less likely than the best are not moved one by one (their belief
+/// joins the uniform share).
+pub const PRUNE: f64 = 1e-3;
+/// How many of the likeliest places the published region is chosen among.
+pub const REGION_CANDIDATES: usize = 64;
+/// Retrieval hits per observation.
+pub const HITS: usize = 50;
+/// The likelihood scale is the distance from the best hit to this one (1-based rank).
+pub const SCALE_RANK: usize = 5;
+
+/// The map's places: rows grouped by camera centre.
+pub struct Places {
+    /// Place of each map row.
+    pub of_row: Vec<usize>,
+    /// Camera centre of each place's first row.
+    pub centre: Vec<[f64; 3]>,
+    /// Rows of each place, in map order.
+    pub rows: Vec<Vec<usize>>,
+    tree: kiddo::KdTree<f64, 3>,
+}
+
+impl Places {
+    pub fn new(map: &MapFile) -> Self {
+        Self::from_centres((0..map.len()).map(|i| {
+            let t = map.pose(i).translation.vector;
+            [t.x, t.y, t.z]
+        }))
+    }
+
+    /// Groups rows (their camera centres, in map order) into places.
+    pub fn from_centres(centres: impl Iterator<Item = [f64; 3]>) -> Self {
+        let mut tree: kiddo::KdTree<f64, 3> = kiddo::KdTree::new();
+        let (mut of_row, mut centre, mut rows) = (Vec::new(), Vec::new(), Vec::<Vec<usize>>::new());
+        for (i, c) in centres.enumerate() {
+            let near = tree.nearest_one::<kiddo::SquaredEuclidean>(&c);
+            let place = if !centre.is_empty() && near.distance <= PLACE_RADIUS * PLACE_RADIUS {
+                near.item as usize
+            } else {
+                // kiddo's leaves hold at most 32 equal points: places are PLACE_RADIUS apart.
+                tree.add(&c, centre.len() as u64);
+                centre.push(c);
+                rows.push(Vec::new());
+                centre.len() - 1
+            };
+            rows[place].push(i);
+            of_row.push(place);
+        }
+        Self {
+            of_row,
+            centre,
+            rows,
+            tree,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.centre.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.centre.is_empty()
+    }
+
+    fn distance(&self, a: usize, b: usize) -> f64 {
+        let (p, q) = (self.centre[a], self.centre[b]);
+        ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt()
+    }
+}
+
+/// What one filtered frame gave.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The place of highest posterior.
+    pub place: usize,
+    /// The map row the prior is made from (of the frame's camera when the place has one).
+    pub row: usize,
+    /// Its descriptor distance to the frame (the last hit's when it was not among the hits).
+    pub distance: f32,
+    /// The posterior's position covariance about the chosen place (metres squared).
+    pub spread: Matrix3<f64>,
+    /// The posterior mass within REGION_RADIUS of the chosen place.
+    pub mass: f64,
+    /// The chosen place is further from the previous one than the motion allows.
+    pub relocalized: bool,
+}
+
+/// One vehicle's belief over the map's places.
+pub struct SequenceFilter {
+    belief: Vec<f64>,
+    /// The belief is uniform (start, or after a reset): prediction leaves it so.
+    uniform: bool,
+    last_time: Option<f64>,
+    last_place: Option<usize>,
+    /// Motion reach of the step now being made (for the relocalization test).
+    reach: f64,
+    /// Relocalizations so far.
+    pub relocalizations: u64,
+    /// Belief resets after a long gap so far.
+    pub resets: u64,
+}
+
+impl SequenceFilter {
+    pub fn new(places: &Places) -> Self {
+        let n = places.len().max(1);
+        Self {
+            belief: vec![1.0 / n as f64; n],
+            uniform: true,
+            last_time: None,
+            last_place: None,
+            reach: f64::INFINITY,
+            relocalizations: 0,
+            resets: 0,
+        }
+    }
+
+    /// Moves the belief to time `t` (seconds), with `travelled` metres from odometry if known.
+    pub fn predict(&mut self, places: &Places, t: f64, travelled: Option<f64>) {
+        let dt = self.last_time.map_or(f64::INFINITY, |l| (t - l).abs());
+        self.last_time = Some(t);
+        let (u, s) = match travelled {
+            Some(u) if dt.is_finite() => (u.abs(), MOTION_FLOOR + ODOMETRY_DRIFT * u.abs()),
+            _ => (0.0, MOTION_FLOOR + MAX_SPEED * dt),
+        };
+        self.reach = u + 3.0 * s;
+        if !self.reach.is_finite() || self.reach > RESET_REACH {
+            if !self.uniform && self.last_place.is_some() {
+                self.resets += 1;
+            }
+            self.reset();
+            return;
+        }
+        if self.uniform {
+            return;
+        }
+        let n = places.len();
+        let top = self.belief.iter().cloned().fold(0.0, f64::max);
+        let mut next = vec![UNIFORM_SHARE / n as f64; n];
+        let mut near = Vec::new();
+        let mut unmoved = 0.0;
+        for i in 0..n {
+            let p = self.belief[i];
+            // Places PRUNE times less likely than the best are not moved one by one: their
+            // belief joins the uniform share (a few thousand kernel sums after a reset would
+            // cost milliseconds; the belief they hold is spread, not lost).
+            if p < top * PRUNE {
+                unmoved += p;
+                continue;
+            }
+            near.clear();
+            near.extend(
+                places
+                    .tree
+                    .within_unsorted::<kiddo::SquaredEuclidean>(
+                        &places.centre[i],
+                        self.reach * self.reach,
+                    )
+                    .into_iter()
+                    .map(|nb| {
+                        let j = nb.item as usize;
+                        let d = nb.distance.sqrt();
+                        (j, (-(d - u).powi(2) / (2.0 * s * s)).exp())
+                    }),
+            );
+            let sum: f64 = near.iter().map(|(_, w)| w).sum();
+            if sum <= 0.0 {
+                next[i] += (1.0 - UNIFORM_SHARE) * p;
+                continue;
+            }
+            for &(j, w) in &near {
+                next[j] += (1.0 - UNIFORM_SHARE) * p * w / sum;
+            }
+        }
+        if unmoved > 0.0 {
+            let share = (1.0 - UNIFORM_SHARE) * unmoved / n as f64;
+            next.iter_mut().for_each(|b| *b += share);
+        }
+        normalize(&mut next);
+        self.belief = next;
+    }
+
+    /// Back to a uniform belief (a new traversal, or the caller's reset).
+    pub fn reset(&mut self) {
+        let n = self.belief.len();
+        self.belief.iter_mut().for_each(|b| *b = 1.0 / n as f64);
+        self.uniform = true;
+        self.last_place = None;
+    }
+
+    /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
+    /// returns the place and row to publish. `camera_rows` are the rows the frame may match
+    /// (its camera's), used when the chosen place has no row among the hits.
+    pub fn observe(
+        &mut self,
+        places: &Places,
+        hits: &[Hit],
+        may_match: impl Fn(usize) -> bool,
+    ) -> Option<Step> {
+        let d1 = hits.first()?.distance as f64;
+        let last = hits.last()?.distance as f64;
+        let kth = hits[(SCALE_RANK - 1).min(hits.len() - 1)].distance as f64;
+        let scale = (kth - d1).max(1e-9 * d1.abs().max(1e-12));
+        let floor = (-(last - d1) / scale).exp();
+        let mut lik = vec![floor; places.len()];
+        let mut best_row: Vec<Option<(usize, f32)>> = vec![None; places.len()];
+        for h in hits {
+            let p = places.of_row[h.index];
+            let l = (-(h.distance as f64 - d1) / scale).exp();
+            if l > lik[p] || best_row[p].is_none() {
+                lik[p] = lik[p].max(l);
+            }
+            if best_row[p].is_none() {
+                best_row[p] = Some((h.index, h.distance));
+            }
+        }
+        for (b, l) in self.belief.iter_mut().zip(&lik) {
+            *b *= l;
+        }
+        normalize(&mut self.belief);
+        self.uniform = false;
+        // The place with the most belief within REGION_RADIUS among those this frame can show
+        // (a place without a row of this camera cannot be published from this frame): a
+        // belief spread over a few neighbouring places outweighs one aliased place far away.
+        let top = self.belief.iter().cloned().fold(0.0, f64::max);
+        let region = |j: usize| -> f64 {
+            places
+                .tree
+                .within_unsorted::<kiddo::SquaredEuclidean>(
+                    &places.centre[j],
+                    REGION_RADIUS * REGION_RADIUS,
+                )
+                .into_iter()
+                .map(|nb| self.belief[nb.item as usize])
+                .sum()
+        };
+        let can_show =
+            |j: usize| best_row[j].is_some() || places.rows[j].iter().any(|&r| may_match(r));
+        // Regions are weighed around the REGION_CANDIDATES likeliest places (a uniform belief
+        // after a reset would otherwise ask for every place's region).
+        let mut likely: Vec<usize> = (0..places.len())
+            .filter(|&j| self.belief[j] >= top * 1e-3 && can_show(j))
+            .collect();
+        if likely.len() > REGION_CANDIDATES {
+            likely.select_nth_unstable_by(REGION_CANDIDATES, |&a, &b| {
+                self.belief[b].total_cmp(&self.belief[a])
+            });
+            likely.truncate(REGION_CANDIDATES);
+        }
+        let (centre, mass) = likely
+            .into_iter()
+            .map(|j| (j, region(j)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+        // Within that region, the place of highest posterior (this frame's evidence decides
+        // between neighbours).
+        let place = places
+            .tree
+            .within_unsorted::<kiddo::SquaredEuclidean>(
+                &places.centre[centre],
+                REGION_RADIUS * REGION_RADIUS,
+            )
+            .into_iter()
+            .map(|nb| nb.item as usize)
+            .filter(|&j| can_show(j))
+            .max_by(|&a, &b| self.belief[a].total_cmp(&self.belief[b]).then(b.cmp(&a)))
+            .unwrap_or(centre);
+        let (row, distance) = best_row[place].unwrap_or_else(|| {
+            let r = *places.rows[place]
+                .iter()
+                .find(|&&r| may_match(r))
+                .expect("filtered");
+            (r, last as f32)
+        });
+        let c = Vector3::from(places.centre[place]);
+        let mut spread = Matrix3::zeros();
+        for (j, &b) in self.belief.iter().enumerate() {
+            if b < 1e-9 {
+                continue;
+            }
+            let v = Vector3::from(places.centre[j]) - c;
+            spread += b * v * v.transpose();
+        }
+        let relocalized = self
+            .last_place
+            .is_some_and(|l| places.distance(l, place) > self.reach + REGION_RADIUS);
+        if relocalized {
+            self.relocalizations += 1;
+        }
+        self.last_place = Some(place);
+        Some(Step {
+            place,
+            row,
+            distance,
+            spread,
+            mass,
+            relocalized,
+        })
+    }
+}
+
+fn normalize(v: &mut [f64]) {
+    let s: f64 = v.iter().sum();
+    if s > 0.0 && s.is_finite() {
+        v.iter_mut().for_each(|x| *x /= s);
+    } else {
+        let n = v.len() as f64;
+        v.iter_mut().for_each(|x| *x = 1.0 / n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of numbers in [0, 1).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// A route of `n` places 5 m apart on a line, two cameras each (rows 2p and 2p + 1), or on
+    /// a circle of that circumference when `circle`.
+    fn route(n: usize, circle: bool) -> Places {
+        let r = 5.0 * n as f64 / std::f64::consts::TAU;
+        Places::from_centres((0..2 * n).map(|row| {
+            let p = (row / 2) as f64;
+            if circle {
+                let a = p * 5.0 / r;
+                [r * a.cos(), r * a.sin(), 0.0]
+            } else {
+                [5.0 * p, 0.0, 0.0]
+            }
+        }))
+    }
+
+    /// The hits of a frame of camera `cam` at place `truth`: the true place's row at distance
+    /// 1.0, the others further by 0.01 per place of offset (up to 20) plus noise; with
+    /// probability `alias` one random place looks better than the truth (a single-frame error).
+    fn hits(places: &Places, truth: usize, cam: usize, alias: f64, rng: &mut Lcg) -> Vec<Hit> {
+        let n = places.len();
+        let fake = (rng.next() < alias).then(|| (rng.next() * n as f64) as usize % n);
+        let mut v: Vec<Hit> = (0..n)
+            .map(|p| {
+                let off = (p as i64 - truth as i64).unsigned_abs().min(20) as f64;
+                let mut d = 1.0 + 0.01 * off + 0.02 * rng.next();
+                if p == truth {
+                    d = 1.0;
+                }
+                if Some(p) == fake && p != truth {
+                    d = 0.97;
+                }
+                Hit {
+                    index: 2 * p + cam,
+                    distance: d as f32,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        v.truncate(HITS);
+        v
+    }
+
+    /// Runs frames (time, true place, camera) through a filter; returns the share of frames
+    /// the filter put within one place of the truth, the share single-frame retrieval did, and
+    /// the steps.
+    fn run(
+        places: &Places,
+        frames: &[(f64, usize, usize)],
+        alias: f64,
+        seed: u64,
+    ) -> (f64, f64, Vec<Step>, SequenceFilter) {
+        let mut rng = Lcg(seed);
+        let mut f = SequenceFilter::new(places);
+        let (mut good, mut single, mut steps) = (0, 0, Vec::new());
+        let mut prev: Option<(f64, usize)> = None;
+        for &(t, truth, cam) in frames {
+            let h = hits(places, truth, cam, alias, &mut rng);
+            f.predict(places, t, None);
+            let s = f.observe(places, &h, |r| r % 2 == cam).unwrap();
+            assert_eq!(s.row % 2, cam, "a row of another camera was published");
+            // Never a jump beyond what the speed bound allows (3 sigma of the motion, the
+            // places' size) without a relocalization or a reset reported.
+            if let Some((t0, p)) = prev {
+                let jump = places.distance(p, s.place);
+                let allowed = 3.0 * (MOTION_FLOOR + MAX_SPEED * (t - t0)) + REGION_RADIUS;
+                let reset = 3.0 * (MOTION_FLOOR + MAX_SPEED * (t - t0)) > RESET_REACH;
+                assert!(
+                    jump <= allowed || s.relocalized || reset,
+                    "jumped {jump:.1} m (allowed {allowed:.1}) at t {t} without a relocalization"
+                );
+            }
+            prev = Some((t, s.place));
+            good += ((s.place as i64 - truth as i64).abs() <= 1) as usize;
+            single += ((places.of_row[h[0].index] as i64 - truth as i64).abs() <= 1) as usize;
+            steps.push(s);
+        }
+        let n = frames.len() as f64;
+        (good as f64 / n, single as f64 / n, steps, f)
+    }
+
+    #[test]
+    fn places_group_the_cameras_of_one_stop() {
+        let p = route(10, false);
+        assert_eq!(p.len(), 10);
+        assert_eq!(p.rows[3], vec![6, 7]);
+        assert_eq!(p.of_row[7], 3);
+    }
+
+    #[test]
+    fn a_drive_beats_single_frame_and_survives_a_kidnapping() {
+        let places = route(200, false);
+        // 10 m/s, a frame every 0.5 s: one place per frame; kidnapped at frame 60 to place 150.
+        let mut frames: Vec<(f64, usize, usize)> =
+            (0..60).map(|i| (0.5 * i as f64, i + 10, 0)).collect();
+        frames.extend((0..40).map(|i| (30.0 + 0.5 * i as f64, 150 + i / 4, 0)));
+        let (good, single, steps, f) = run(&places, &frames, 0.3, 7);
+        assert!(
+            single < 0.8,
+            "the test's single-frame retrieval is too good: {single}"
+        );
+        assert!(
+            good > 0.95,
+            "filtered {good:.2} vs single-frame {single:.2}"
+        );
+        // Found again within 3 frames of the kidnapping, reported as a relocalization.
+        let back = (60..100)
+            .find(|&i| (steps[i].place as i64 - 150).abs() <= 1)
+            .unwrap();
+        assert!(back <= 63, "found again at frame {back}");
+        assert!(steps[60..=back].iter().any(|s| s.relocalized));
+        assert!(f.relocalizations >= 1);
+    }
+
+    #[test]
+    fn backwards_a_stop_and_a_skipped_stretch() {
+        let places = route(200, false);
+        let mut frames: Vec<(f64, usize, usize)> = Vec::new();
+        // Backwards from 150 to 100, stopped at 100 for 10 frames, then 30 s without frames
+        // while driving on to 40, and forward again.
+        frames.extend((0..50).map(|i| (0.5 * i as f64, 150 - i, 0)));
+        frames.extend((0..10).map(|i| (25.0 + 0.5 * i as f64, 100, 0)));
+        frames.extend((0..40).map(|i| (60.0 + 0.5 * i as f64, 40 + i, 0)));
+        let (good, single, steps, _) = run(&places, &frames, 0.3, 11);
+        assert!(
+            good > 0.93,
+            "filtered {good:.2} vs single-frame {single:.2}"
+        );
+        // After the gap: right again within 3 frames.
+        let again = (60..100)
+            .find(|&i| (steps[i].place as i64 - frames[i].1 as i64).abs() <= 1)
+            .unwrap();
+        assert!(again <= 63, "right again at frame {again}");
+    }
+
+    #[test]
+    fn two_cameras_at_once_and_a_second_lap_of_a_loop() {
+        let places = route(80, true);
+        // Two laps of the loop (80 places), both cameras at each stamp.
+        let frames: Vec<(f64, usize, usize)> = (0..160)
+            .flat_map(|i| [(0.5 * i as f64, i % 80, 0), (0.5 * i as f64, i % 80, 1)])
+            .collect();
+        let (good, single, steps, f) = run(&places, &frames, 0.3, 3);
+        assert!(
+            good > 0.95,
+            "filtered {good:.2} vs single-frame {single:.2}"
+        );
+        // Once settled (the first frames may correct a first guess), the laps cross the loop's
+        // closure (place 79 -> 0) as motion, never as a relocalization.
+        let late: Vec<usize> = (20..steps.len())
+            .filter(|&i| steps[i].relocalized)
+            .collect();
+        assert!(late.is_empty(), "relocalized at frames {late:?}");
+        assert!(f.relocalizations <= 2, "{}", f.relocalizations);
+    }
+
+    #[test]
+    fn a_long_gap_starts_again_and_the_spread_follows_the_belief() {
+        let places = route(100, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Lcg(5);
+        for i in 0..10 {
+            f.predict(&places, 0.5 * i as f64, None);
+            f.observe(&places, &hits(&places, 20 + i, 0, 0.0, &mut rng), |r| {
+                r % 2 == 0
+            });
+        }
+        f.predict(&places, 5.0, None);
+        let settled = f
+            .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), |r| {
+                r % 2 == 0
+            })
+            .unwrap();
+        assert!((settled.place as i64 - 30).abs() <= 1, "{}", settled.place);
+        // The belief holds the place and its neighbours (5 m away): a spread of a few metres.
+        assert!(settled.spread.trace() < 200.0, "{}", settled.spread);
+        assert!(settled.mass > 0.2, "{}", settled.mass);
+        // A frame that looks like a place 300 m away: the belief is split between the two,
+        // and the spread says so (hundreds of metres squared, not a few).
+        f.predict(&places, 5.5, None);
+        let split = f
+            .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), |r| {
+                r % 2 == 0
+            })
+            .unwrap();
+        assert!(split.spread.trace() > 1000.0, "{}", split.spread.trace());
+        // Wherever it publishes, a move that far is reported as a relocalization.
+        assert_eq!(
+            split.relocalized,
+            (split.place as i64 - 30).abs() > 3,
+            "published {}",
+            split.place
+        );
+        // A day later: the old belief says nothing (reset counted), the frame alone decides.
+        f.predict(&places, 86_400.0, None);
+        assert_eq!(f.resets, 1);
+        assert!(f.belief.iter().all(|&b| (b - 0.01).abs() < 1e-12));
+    }
+}

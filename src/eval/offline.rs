@@ -213,6 +213,13 @@ pub fn evaluate(
     }
     let map = &loc.map;
     let owned: &[PosedImage] = &src.queries;
+    if loc.options.filter == Filter::Sequence {
+        if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
+            return Err(PipelineError::NoTimestamp {
+                path: q.path.clone(),
+            });
+        }
+    }
     let progress = crate::progress::Progress::new("evaluate", "queries", owned.len() as u64, 0);
     // Batched encoding of the query files, decoded by the map's recipe (Localizer::describe
     // per file gives the same descriptors, one at a time).

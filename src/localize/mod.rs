@@ -157,6 +157,12 @@ impl Outcome {
     }
 }
 
+/// Whether a prior of `confidence` is withheld as ambiguous at `min_confidence`: below it; a
+/// match exactly at the threshold is published.
+pub fn withheld(confidence: f64, min_confidence: f64) -> bool {
+    confidence < min_confidence
+}
+
 /// Counts of outcomes (the node keeps one per camera; `localize` and `evaluate` report theirs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
@@ -434,9 +440,8 @@ impl Localizer {
         want: usize,
     ) -> Outcome {
         let single = self.localize_descriptor(desc, query, want.max(sequence::HITS));
-        let answer = match single {
-            Outcome::Prior(a) | Outcome::Ambiguous(a) => a,
-            other => return other,
+        let Some(answer) = single.answer() else {
+            return single;
         };
         filter.predict(&self.places, time, travelled);
         let of_camera = query.camera.and_then(|c| self.index.by_camera.get(c));
@@ -448,35 +453,41 @@ impl Localizer {
                     (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() <= radius
                 })
         };
-        let Some(step) = filter.observe(&self.places, &answer.hits, may_match) else {
-            return Outcome::Ambiguous(answer);
+        // The filter sees HITS hits whatever the caller retrieves (the node's top_k, evaluate's
+        // recall@20), so the node and evaluate compute the same thing.
+        let observed = &answer.hits[..answer.hits.len().min(sequence::HITS)];
+        let Some(step) = filter.observe(&self.places, observed, may_match) else {
+            return single;
         };
         let mut hits = vec![Hit {
             index: step.row,
             distance: step.distance,
         }];
         hits.extend(answer.hits.iter().filter(|h| h.index != step.row).copied());
-        self.answer(hits, query, Some(step.spread))
+        self.answer(hits, query, Some((step.spread, step.mass)))
     }
 
-    /// The outcome from ranked hits (the first is the prior's pose); `spread` is added to the
-    /// prior's position block (before the move to base_link).
+    /// The outcome from ranked hits (the first is the prior's pose). From the sequence filter,
+    /// `filtered` = (the posterior's spread, added to the prior's position block before the move
+    /// to base_link; the posterior mass near the published place, which is then the confidence
+    /// that `min_confidence` compares).
     fn answer(
         &self,
         hits: Vec<Hit>,
         query: &Query,
-        spread: Option<nalgebra::Matrix3<f64>>,
+        filtered: Option<(nalgebra::Matrix3<f64>, f64)>,
     ) -> Outcome {
         let k = self.options.top_k;
         let Some(mut prior) = pose_prior(&self.map, &hits[..hits.len().min(k)]) else {
             return Outcome::NoCandidates("the map has no entries".into());
         };
-        if let Some(s) = spread {
+        if let Some((s, mass)) = filtered {
             for r in 0..3 {
                 for c in 0..3 {
                     prior.covariance[r * 6 + c] += s[(r, c)];
                 }
             }
+            prior.confidence = mass.clamp(0.0, 1.0);
         }
         let mut candidates: Vec<Pose> = hits
             .iter()
@@ -494,7 +505,7 @@ impl Localizer {
             hits,
             candidates,
         };
-        if answer.prior.confidence < self.options.min_confidence {
+        if withheld(answer.prior.confidence, self.options.min_confidence) {
             Outcome::Ambiguous(answer)
         } else {
             Outcome::Prior(answer)
@@ -507,6 +518,17 @@ mod tests {
     use super::*;
     use crate::data::robotcar::BayerPattern;
     use image::{GrayImage, Rgb};
+
+    #[test]
+    fn a_match_exactly_at_min_confidence_is_published() {
+        assert!(!withheld(0.5, 0.5));
+        assert!(withheld(0.5 - 1e-12, 0.5));
+        assert!(
+            !withheld(0.0, 0.0),
+            "min_confidence 0 publishes every match"
+        );
+        assert!(!withheld(1.0, 1.0));
+    }
 
     #[test]
     fn pixels_become_what_the_map_was_built_from() {

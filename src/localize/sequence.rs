@@ -24,8 +24,9 @@
 //!   likely than the best: the scale follows the frame, not a constant fitted to one world);
 //!   places with no row among the hits get the likelihood of the last hit.
 //! - Output: the place with the most posterior mass within [`REGION_RADIUS`] (a belief spread
-//!   over neighbouring places outweighs one aliased place far away); the frame's best-matching
-//!   row there (any row of that camera at that place when none was among the hits). The position covariance gains
+//!   over neighbouring places outweighs one aliased place far away); in that region the frame's
+//!   own best match when it lies there, else the place of highest posterior; the frame's
+//!   best-matching row there (any row of that camera at that place when none was among the hits). The position covariance gains
 //!   the posterior's spread about that place, so a belief split between two stretches of road
 //!   says so.
 //! - Reset report: a published place further from the previous one than the motion allows
@@ -251,6 +252,10 @@ impl SequenceFilter {
     ) -> Option<Step> {
         let d1 = hits.first()?.distance as f64;
         let last = hits.last()?.distance as f64;
+        // A frame whose distances are not finite says nothing: the belief is left as it was.
+        if !(d1.is_finite() && last.is_finite()) {
+            return None;
+        }
         let kth = hits[(SCALE_RANK - 1).min(hits.len() - 1)].distance as f64;
         let scale = (kth - d1).max(1e-9 * d1.abs().max(1e-12));
         let floor = (-(last - d1) / scale).exp();
@@ -303,19 +308,26 @@ impl SequenceFilter {
             .into_iter()
             .map(|j| (j, region(j)))
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
-        // Within that region, the place of highest posterior (this frame's evidence decides
-        // between neighbours).
-        let place = places
-            .tree
-            .within_unsorted::<kiddo::SquaredEuclidean>(
-                &places.centre[centre],
-                REGION_RADIUS * REGION_RADIUS,
-            )
-            .into_iter()
-            .map(|nb| nb.item as usize)
-            .filter(|&j| can_show(j))
-            .max_by(|&a, &b| self.belief[a].total_cmp(&self.belief[b]).then(b.cmp(&a)))
-            .unwrap_or(centre);
+        // Within that region: the frame's own best match when it lies there (the filter only
+        // overrides a frame that jumps out of the believed region; between neighbours the frame
+        // knows best), else the place of highest posterior.
+        let own = places.of_row[hits[0].index];
+        let in_region = places.distance(own, centre) <= REGION_RADIUS;
+        let place = if in_region && can_show(own) {
+            own
+        } else {
+            places
+                .tree
+                .within_unsorted::<kiddo::SquaredEuclidean>(
+                    &places.centre[centre],
+                    REGION_RADIUS * REGION_RADIUS,
+                )
+                .into_iter()
+                .map(|nb| nb.item as usize)
+                .filter(|&j| can_show(j))
+                .max_by(|&a, &b| self.belief[a].total_cmp(&self.belief[b]).then(b.cmp(&a)))
+                .unwrap_or(centre)
+        };
         let (row, distance) = best_row[place].unwrap_or_else(|| {
             let r = *places.rows[place]
                 .iter()
@@ -323,10 +335,13 @@ impl SequenceFilter {
                 .expect("filtered");
             (r, last as f32)
         });
+        // The spread over the places that hold belief of their own (not the uniform share every
+        // place keeps, which would make it grow with the size of the map).
         let c = Vector3::from(places.centre[place]);
         let mut spread = Matrix3::zeros();
+        let top = self.belief.iter().cloned().fold(0.0, f64::max);
         for (j, &b) in self.belief.iter().enumerate() {
-            if b < 1e-9 {
+            if b < top * PRUNE {
                 continue;
             }
             let v = Vector3::from(places.centre[j]) - c;
@@ -454,6 +469,46 @@ mod tests {
         }
         let n = frames.len() as f64;
         (good as f64 / n, single as f64 / n, steps, f)
+    }
+
+    #[test]
+    fn every_place_keeps_the_uniform_share_after_a_prediction() {
+        // However settled the belief, each place holds at least UNIFORM_SHARE / N after a
+        // prediction, so that a kidnapped robot is found within a few frames anywhere.
+        let places = route(100, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Lcg(9);
+        for i in 0..30 {
+            f.predict(&places, 0.5 * i as f64, None);
+            f.observe(&places, &hits(&places, 10 + i, 0, 0.0, &mut rng), |r| {
+                r % 2 == 0
+            });
+        }
+        f.predict(&places, 15.0, None);
+        let least = f.belief.iter().cloned().fold(f64::INFINITY, f64::min);
+        let want = UNIFORM_SHARE / places.len() as f64;
+        assert!(
+            least >= want * 0.999,
+            "least belief {least:e}, expected at least {want:e}"
+        );
+        assert!((f.belief.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_settled_belief_on_a_long_map_reports_a_narrow_spread() {
+        // 10 km of places: the uniform share every place keeps must not widen the spread.
+        let places = route(2000, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Lcg(13);
+        let mut last = None;
+        for i in 0..20 {
+            f.predict(&places, 0.5 * i as f64, None);
+            last = f.observe(&places, &hits(&places, 10 + i, 0, 0.0, &mut rng), |r| {
+                r % 2 == 0
+            });
+        }
+        let s = last.unwrap();
+        assert!(s.spread.trace() < 200.0, "{}", s.spread.trace());
     }
 
     #[test]

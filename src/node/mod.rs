@@ -374,7 +374,15 @@ fn spawn_worker(
                 let Some(pending) = pending else { break };
                 let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
                 let stamp = pending.msg.header().stamp.clone();
-                let time = stamp.sec as f64 + stamp.nanosec as f64 * 1e-9;
+                // The sequence filter's clock: the frame's stamp; a camera that stamps nothing
+                // (0) gets the wall clock, so motion still widens with time.
+                let time = if stamp.sec == 0 && stamp.nanosec == 0 {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64())
+                } else {
+                    stamp.sec as f64 + stamp.nanosec as f64 * 1e-9
+                };
                 let pending_arrived = pending.arrived;
                 let result = tokio::task::spawn_blocking(move || {
                     let cam = &cams[i];
@@ -579,6 +587,8 @@ fn interrupted_while_loading(map: &str) -> ! {
     tracing::info!("shutting down: interrupted while loading {map}");
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    // SAFETY: fflush(NULL) flushes every C stdio stream (rcutils logs through them).
+    unsafe { libc::fflush(std::ptr::null_mut()) };
     // SAFETY: `_exit` ends the process without running atexit handlers; nothing is shared
     // with another process and no file of ours is half-written at this point.
     unsafe { libc::_exit(0) }

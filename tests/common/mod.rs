@@ -85,9 +85,14 @@ impl OutputWithin for Command {
         limit: std::time::Duration,
     ) -> std::io::Result<std::process::Output> {
         use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        // Its own process group: a hang is killed with everything it started (a Python
+        // grandchild holding the pipes open would keep the readers waiting).
         let mut child = self
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .spawn()?;
         let reader = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
@@ -100,11 +105,13 @@ impl OutputWithin for Command {
         let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
         let start = std::time::Instant::now();
         let status = loop {
-            if let Some(status) = child.try_wait()? {
+            let waited = child.try_wait();
+            if let Ok(Some(status)) = waited {
                 break status;
             }
-            if start.elapsed() > limit {
-                let _ = child.kill();
+            if waited.is_err() || start.elapsed() > limit {
+                // SAFETY: a signal to the process group this function made.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
                 let (o, e) = (
                     out.join().unwrap_or_default(),

@@ -693,12 +693,13 @@ pub async fn run() -> Result<()> {
     }
     let info = Arc::new(Mutex::new(map_info(&loc)));
     tracing::info!(
-        "dasgil node ready: map {} ({} entries), checkpoint {}, topics {:?} ({}), device {device:?}",
+        "dasgil node ready: map {} ({} entries), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}",
         params.map,
         loc.map.len(),
         checkpoint.display(),
         params.image_topics.0,
-        params.transport
+        params.transport,
+        params.filter
     );
     let localizer = Arc::new(Mutex::new(loc));
     tokio::spawn(param_services);

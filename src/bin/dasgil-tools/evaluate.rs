@@ -110,6 +110,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 t.ambiguous
             );
         }
+        if let Some(seq) = &r.sequence {
+            println!(
+                "    filter sequence (queries in time order through the Bayes filter over the map's places): {} relocalization(s), {} reset(s) after a gap (docs/sequence-filter.md)",
+                seq.relocalizations, seq.resets
+            );
+        }
         for (cond, s) in &r.by_condition {
             println!(
                 "    {cond}: (5 m, 10 deg) {:.1}%, recall@1 {:.1}%, median {:.1} m",

@@ -263,10 +263,7 @@ impl SequenceFilter {
         let mut best_row: Vec<Option<(usize, f32)>> = vec![None; places.len()];
         for h in hits {
             let p = places.of_row[h.index];
-            let l = (-(h.distance as f64 - d1) / scale).exp();
-            if l > lik[p] || best_row[p].is_none() {
-                lik[p] = lik[p].max(l);
-            }
+            lik[p] = lik[p].max((-(h.distance as f64 - d1) / scale).exp());
             if best_row[p].is_none() {
                 best_row[p] = Some((h.index, h.distance));
             }
@@ -339,7 +336,6 @@ impl SequenceFilter {
         // place keeps, which would make it grow with the size of the map).
         let c = Vector3::from(places.centre[place]);
         let mut spread = Matrix3::zeros();
-        let top = self.belief.iter().cloned().fold(0.0, f64::max);
         for (j, &b) in self.belief.iter().enumerate() {
             if b < top * PRUNE {
                 continue;

@@ -67,8 +67,6 @@ pub enum PipelineError {
     MapMetric { path: PathBuf, message: String },
     #[error("top_k: expected 1 to 1000, found {0}")]
     TopK(usize),
-    #[error("top-k 1 with min-confidence {min_confidence}: the confidence compares the best match with the second, so with one candidate it is 0 and every prior would be withheld; use top-k 2 or more")]
-    TopKConfidence { min_confidence: f64 },
     #[error("no --checkpoint given and the shipped model {} was not found (looked in: {tried}); pass --checkpoint FILE or set DASGIL_MODEL", crate::extract::choice::SHIPPED_MODEL)]
     NoShippedModel { tried: String },
 }

@@ -33,9 +33,11 @@ fail() {
 timeout 900 "$ROOT/tools/demo.sh" --sequence cmu_mini --rate 2 --out "$OUT/demo" >"$OUT/demo.log" 2>&1 ||
   fail "tools/demo.sh --sequence cmu_mini failed (or ran past 900 s)"
 summary="$(cat "$OUT/demo.log")"
-grep -q "frames sent 40, priors received 40 (0 frames without a prior, 0 unknown stamps)" <<<"$summary" ||
+# A frame without a prior is one withheld as ambiguous (min_confidence 0.04: 3 of the 40 here
+# when this was written); at 2 Hz none is dropped.
+grep -qE "frames sent 40, priors received (3[4-9]|40) \([0-6] frames without a prior, 0 unknown stamps\)" <<<"$summary" ||
   fail "demo summary: $(grep 'frames sent' <<<"$summary")"
-grep -qE "^all +40 +40 +(9[0-9]|100)\.[0-9]%" <<<"$summary" || fail "demo accuracy below 90%: $(grep '^all' <<<"$summary")"
+grep -qE "^all +40 +(3[4-9]|40) +(9[0-9]|100)\.[0-9]%" <<<"$summary" || fail "demo accuracy below 90%: $(grep '^all' <<<"$summary")"
 grep -qE "image-to-prior latency: p50 [0-9.]+ ms, p99 [0-9.]+ ms" <<<"$summary" || fail "no latency line"
 python - "$OUT/demo/route.png" "$OUT/demo/summary.json" <<'PY' || fail "route.png / summary.json"
 import json, struct, sys

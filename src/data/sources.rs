@@ -221,7 +221,7 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         height: g.height,
         style: g.style.clone(),
     })?;
-    crate::synth::output::finish(
+    crate::synth::output::finish_unless_present(
         &staging,
         root,
         serde_json::json!({"dataset": "cmu", "generate": g}),

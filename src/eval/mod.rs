@@ -220,6 +220,17 @@ fn write_outputs(
             .as_bytes(),
     )?;
     crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
+    for r in &reports {
+        let mut lines = String::new();
+        for c in &r.candidates {
+            lines.push_str(&c.to_string());
+            lines.push('\n');
+        }
+        crate::atomic::write_atomic(
+            &out.join(format!("candidates-{}.jsonl", r.adaptation)),
+            lines.as_bytes(),
+        )?;
+    }
     offline::recall_curves(&out.join("recall_curves.png"), &refs)?;
     offline::match_sheet(&out.join("matches.png"), &reports[0], src)?;
     Ok(reports)

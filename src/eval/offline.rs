@@ -41,6 +41,13 @@ pub struct QueryResult {
     pub confidence: f64,
     #[serde(default = "yes")]
     pub published: bool,
+    /// Squared Mahalanobis distance of the true position under the prior's position block
+    /// (inside the 95% ellipsoid when <= 7.81); None for a singular block.
+    #[serde(default)]
+    pub mahalanobis2: Option<f64>,
+    /// The longest semi-axis of the prior's 95% position ellipsoid (m).
+    #[serde(default)]
+    pub radius_95: f64,
 }
 
 fn yes() -> bool {
@@ -58,6 +65,12 @@ pub struct Scores {
     /// "0.25m,2deg" ... -> share within both thresholds.
     pub accuracy: BTreeMap<String, f64>,
     pub median_position_error: f64,
+    /// The true position inside the prior's 95% position ellipsoid (docs/pose-prior.md).
+    #[serde(default)]
+    pub inside_95_ellipsoid: f64,
+    /// The median of the 95% ellipsoids' longest semi-axes (m).
+    #[serde(default)]
+    pub median_radius_95: f64,
 }
 
 pub fn threshold_name(t: (f64, f64)) -> String {
@@ -70,6 +83,8 @@ pub fn score(results: &[&QueryResult]) -> Scores {
         |f: &dyn Fn(&QueryResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
     let mut errs: Vec<f64> = results.iter().map(|r| r.position_error).collect();
     errs.sort_by(|a, b| a.total_cmp(b));
+    let mut radii: Vec<f64> = results.iter().map(|r| r.radius_95).collect();
+    radii.sort_by(|a, b| a.total_cmp(b));
     Scores {
         queries: results.len(),
         recall_at_n: RECALL_N
@@ -90,6 +105,11 @@ pub fn score(results: &[&QueryResult]) -> Scores {
             })
             .collect(),
         median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
+        inside_95_ellipsoid: share(&|r| {
+            r.mahalanobis2
+                .is_some_and(|m| m <= crate::localize::prior::CHI2_3_95)
+        }),
+        median_radius_95: radii.get(radii.len() / 2).copied().unwrap_or(f64::NAN),
     }
 }
 
@@ -120,6 +140,11 @@ pub struct Report {
     pub by_condition: BTreeMap<String, Scores>,
     pub by_camera: BTreeMap<String, Scores>,
     pub queries: Vec<QueryResult>,
+    /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
+    /// distance, position): written as candidates-{adaptation}.jsonl, the input of
+    /// tools/python/fit_prior.py (docs/pose-prior.md).
+    #[serde(skip)]
+    pub candidates: Vec<serde_json::Value>,
 }
 
 fn filter_none() -> String {
@@ -232,6 +257,7 @@ pub fn evaluate(
     let mut submission = Vec::with_capacity(owned.len());
     let mut tally = Tally::default();
     let mut unscored = 0;
+    let mut candidates = Vec::new();
     for q in owned {
         if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
             return Err(PipelineError::QueryCamera {
@@ -324,7 +350,22 @@ pub fn evaluate(
             distance: hits[0].distance,
             confidence: answer.prior.confidence,
             published: matches!(outcome, Outcome::Prior(_)),
+            mahalanobis2: crate::localize::prior::mahalanobis2(
+                &answer.prior.covariance,
+                &best.translation.vector,
+                &truth.translation.vector,
+            ),
+            radius_95: crate::localize::prior::radius_95(&answer.prior.covariance),
         });
+        candidates.push(serde_json::json!({
+            "name": results.last().map(|r: &QueryResult| r.name.clone()),
+            "camera": q.camera,
+            "truth": truth.translation.vector.as_slice(),
+            "candidates": hits.iter().take(crate::localize::prior::QUALITY_HITS).map(|h| {
+                let t = map.pose(h.index).translation.vector;
+                serde_json::json!([h.distance, t.x, t.y, t.z])
+            }).collect::<Vec<_>>(),
+        }));
     }
     let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {
         let mut groups: BTreeMap<String, Vec<&QueryResult>> = BTreeMap::new();
@@ -353,6 +394,7 @@ pub fn evaluate(
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
         queries: results,
+        candidates,
     };
     Ok((report, submission))
 }
@@ -385,7 +427,7 @@ pub fn markdown(reports: &[&Report]) -> String {
                 continue;
             }
         }
-        s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m | in 95% ellipsoid % | median 95% radius m |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
         if let Some((p, sc)) = r
             .published
@@ -413,11 +455,13 @@ pub fn markdown(reports: &[&Report]) -> String {
                 .collect();
             let rn: Vec<String> = RECALL_N.iter().map(|n| pct(sc.recall_at_n[n])).collect();
             s.push_str(&format!(
-                "| {name} | {} | {} | {} | {:.1} |\n",
+                "| {name} | {} | {} | {} | {:.1} | {} | {:.1} |\n",
                 sc.queries,
                 acc.join(" | "),
                 rn.join(" | "),
-                sc.median_position_error
+                sc.median_position_error,
+                pct(sc.inside_95_ellipsoid),
+                sc.median_radius_95
             ));
         }
         s.push('\n');

@@ -22,7 +22,7 @@ use crate::plot;
 
 /// chi-square 95% quantiles: 3 degrees of freedom (position ellipsoid) and 2 (its ground-plane
 /// ellipse in the picture).
-pub const CHI2_3_95: f64 = 7.814_727_903;
+pub use crate::localize::prior::CHI2_3_95;
 pub const CHI2_2_95: f64 = 5.991_464_547;
 
 /// A frame the replay published.
@@ -56,6 +56,9 @@ pub struct FrameResult {
     pub rotation_error: Option<f64>,
     /// Squared Mahalanobis distance of the true position under the prior's position covariance.
     pub mahalanobis2: Option<f64>,
+    /// The longest semi-axis of the prior's 95% position ellipsoid (m).
+    #[serde(default)]
+    pub radius_95: Option<f64>,
     /// The map image whose pose the prior is (when it is one of the map's).
     pub matched: Option<String>,
 }
@@ -71,6 +74,9 @@ pub struct Tally {
     pub median_position_error: f64,
     /// Of the priors: the true position inside the 95% position ellipsoid.
     pub inside_95_ellipsoid: f64,
+    /// Of the priors: the median longest semi-axis of the 95% position ellipsoid (m).
+    #[serde(default)]
+    pub median_radius_95: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,16 +101,14 @@ fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
     (a.rotation.inverse() * b.rotation).angle().to_degrees()
 }
 
-fn position_cov(c: &[f64; 36]) -> Matrix3<f64> {
-    Matrix3::from_fn(|r, k| c[r * 6 + k])
-}
-
 fn tally(rs: &[&FrameResult]) -> Tally {
     let with: Vec<&&FrameResult> = rs.iter().filter(|r| r.position_error.is_some()).collect();
     let n = with.len().max(1) as f64;
     let share = |f: &dyn Fn(&FrameResult) -> bool| with.iter().filter(|r| f(r)).count() as f64 / n;
     let mut errs: Vec<f64> = with.iter().filter_map(|r| r.position_error).collect();
     errs.sort_by(f64::total_cmp);
+    let mut radii: Vec<f64> = with.iter().filter_map(|r| r.radius_95).collect();
+    radii.sort_by(f64::total_cmp);
     Tally {
         frames: rs.len(),
         priors: with.len(),
@@ -115,6 +119,7 @@ fn tally(rs: &[&FrameResult]) -> Tally {
         within_25m: share(&|r| r.position_error.unwrap_or(f64::INFINITY) <= 25.0),
         median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
         inside_95_ellipsoid: share(&|r| r.mahalanobis2.unwrap_or(f64::INFINITY) <= CHI2_3_95),
+        median_radius_95: radii.get(radii.len() / 2).copied().unwrap_or(f64::NAN),
     }
 }
 
@@ -161,6 +166,7 @@ pub fn score(
             position_error: None,
             rotation_error: None,
             mahalanobis2: None,
+            radius_95: None,
             matched: None,
         };
         if let Some(r) = by_stamp.get(&s.stamp_ns) {
@@ -169,9 +175,12 @@ pub fn score(
                 let d: Vector3<f64> = gt.translation.vector - r.pose.translation.vector;
                 fr.position_error = Some(d.norm());
                 fr.rotation_error = Some(rotation_error_deg(gt, &r.pose));
-                fr.mahalanobis2 = position_cov(&r.covariance)
-                    .try_inverse()
-                    .map(|inv| (d.transpose() * inv * d)[(0, 0)]);
+                fr.mahalanobis2 = crate::localize::prior::mahalanobis2(
+                    &r.covariance,
+                    &r.pose.translation.vector,
+                    &gt.translation.vector,
+                );
+                fr.radius_95 = Some(crate::localize::prior::radius_95(&r.covariance));
             }
             fr.matched = map_poses
                 .iter()
@@ -232,26 +241,28 @@ pub fn summary_text(s: &ReplaySummary) -> String {
     );
     let _ = writeln!(
         t,
-        "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12}",
+        "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12} {:>12}",
         "condition",
         "frames",
         "priors",
         "(5 m, 10 deg)",
         "<= 25 m",
         "median error",
-        "in 95% ellip."
+        "in 95% ellip.",
+        "95% radius"
     );
     let row = |t: &mut String, name: &str, x: &Tally| {
         let _ = writeln!(
             t,
-            "{:<12} {:>7} {:>7} {:>13} {:>9} {:>11.2} m {:>12}",
+            "{:<12} {:>7} {:>7} {:>13} {:>9} {:>11.2} m {:>12} {:>10.1} m",
             name,
             x.frames,
             x.priors,
             pct(x.within_5m_10deg),
             pct(x.within_25m),
             x.median_position_error,
-            pct(x.inside_95_ellipsoid)
+            pct(x.inside_95_ellipsoid),
+            x.median_radius_95
         );
     };
     for (c, x) in &s.by_condition {
@@ -264,13 +275,13 @@ pub fn summary_text(s: &ReplaySummary) -> String {
 /// priors.csv: one row per sent frame.
 pub fn priors_csv(s: &ReplaySummary) -> String {
     let mut t = String::from(
-        "name,camera,condition,stamp_ns,latency_ms,position_error_m,rotation_error_deg,mahalanobis2,matched\n",
+        "name,camera,condition,stamp_ns,latency_ms,position_error_m,rotation_error_deg,mahalanobis2,radius_95_m,matched\n",
     );
     let o = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
     for f in &s.frames {
         let _ = writeln!(
             t,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             f.name,
             f.camera,
             f.condition,
@@ -279,6 +290,7 @@ pub fn priors_csv(s: &ReplaySummary) -> String {
             o(f.position_error),
             o(f.rotation_error),
             o(f.mahalanobis2),
+            o(f.radius_95),
             f.matched.as_deref().unwrap_or("")
         );
     }
@@ -407,7 +419,7 @@ pub fn route_png(
         let green = RGBColor(44, 160, 44);
         let red = RGBColor(214, 39, 40);
         for (f, r) in &priors {
-            let cov = position_cov(&r.covariance);
+            let cov = crate::localize::prior::position_block(&r.covariance);
             let (px, py) = xy(&r.pose);
             let cov = if swap {
                 let mut c = cov;

@@ -57,7 +57,8 @@ pub struct Options {
     pub metric: Option<Metric>,
     /// Map images the prior is computed from (and published on pose_candidates).
     pub top_k: usize,
-    /// A match with confidence (1 - d1/d2) below this is withheld as ambiguous.
+    /// A match with confidence ([`prior::confidence`]: 1 - d_1 / d_alt) below this is withheld
+    /// as ambiguous.
     pub min_confidence: f64,
     /// Single frames, or a filter over the sequence of frames.
     pub filter: Filter,
@@ -68,7 +69,7 @@ impl Default for Options {
         Self {
             metric: None,
             top_k: 5,
-            min_confidence: 0.0,
+            min_confidence: prior::DEFAULT_MIN_CONFIDENCE,
             filter: Filter::None,
         }
     }
@@ -119,8 +120,8 @@ pub struct Query<'a> {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub prior: PosePrior,
-    /// The retrieved map rows, best first (at least `top_k` when the map has them; more when
-    /// the caller asked for more, e.g. evaluate's recall@20).
+    /// The retrieved map rows, best first (at least `top_k` and prior::QUALITY_HITS when the
+    /// map has them; more when the caller asked for more).
     pub hits: Vec<Hit>,
     /// The poses of the first `top_k` hits (base_link's when an extrinsic is given).
     pub candidates: Vec<Pose>,
@@ -294,11 +295,6 @@ impl Localizer {
         if !(1..=1000).contains(&options.top_k) {
             return Err(PipelineError::TopK(options.top_k));
         }
-        if options.min_confidence > 0.0 && options.top_k < 2 {
-            return Err(PipelineError::TopKConfidence {
-                min_confidence: options.min_confidence,
-            });
-        }
         let index = MapIndex::new(&map);
         let places = sequence::Places::new(&map);
         Ok(Self {
@@ -421,7 +417,8 @@ impl Localizer {
             });
         }
         let k = self.options.top_k;
-        let hits = search(&self.map, desc, want.max(k), self.metric, cands.as_deref());
+        let want = want.max(k).max(prior::QUALITY_HITS);
+        let hits = search(&self.map, desc, want, self.metric, cands.as_deref());
         self.answer(hits, query, None)
     }
 
@@ -470,7 +467,7 @@ impl Localizer {
     /// The outcome from ranked hits (the first is the prior's pose). From the sequence filter,
     /// `filtered` = (the posterior's spread, added to the prior's position block before the move
     /// to base_link; the posterior mass near the published place, which is then the confidence
-    /// that `min_confidence` compares).
+    /// that `min_confidence` compares and that weighs the room for a wrong match).
     fn answer(
         &self,
         hits: Vec<Hit>,
@@ -478,16 +475,16 @@ impl Localizer {
         filtered: Option<(nalgebra::Matrix3<f64>, f64)>,
     ) -> Outcome {
         let k = self.options.top_k;
-        let Some(mut prior) = pose_prior(&self.map, &hits[..hits.len().min(k)]) else {
+        let Some(mut prior) = pose_prior(&self.map, &hits, k, filtered.map(|(_, mass)| mass))
+        else {
             return Outcome::NoCandidates("the map has no entries".into());
         };
-        if let Some((s, mass)) = filtered {
+        if let Some((s, _)) = filtered {
             for r in 0..3 {
                 for c in 0..3 {
                     prior.covariance[r * 6 + c] += s[(r, c)];
                 }
             }
-            prior.confidence = mass.clamp(0.0, 1.0);
         }
         let mut candidates: Vec<Pose> = hits
             .iter()

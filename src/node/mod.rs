@@ -34,6 +34,14 @@ type DiagArray = r2r::diagnostic_msgs::msg::DiagnosticArray;
 
 /// Latencies kept per camera for the percentiles.
 const LATENCY_WINDOW: usize = 1000;
+/// Matched frames (published or withheld) per camera that /diagnostics' match-quality figures
+/// cover.
+const QUALITY_WINDOW: usize = 30;
+/// A camera whose last QUALITY_WINDOW matched frames (at least QUALITY_MIN_FRAMES of them) were
+/// withheld this often is a WARN: it has stopped matching the map (another place, weather or
+/// look than the map's, a covered or misaimed lens).
+const QUALITY_WARN_WITHHELD: f64 = 0.5;
+const QUALITY_MIN_FRAMES: usize = 10;
 /// Rejected-frame warnings: at most one log line per camera this often.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -66,6 +74,47 @@ struct CameraStats {
     last_arrival: Option<Instant>,
     /// Whether the current silence (no frame for `frame_timeout`) was logged.
     silence_logged: bool,
+    /// The last QUALITY_WINDOW matched frames: (confidence, withheld).
+    recent: VecDeque<(f64, bool)>,
+}
+
+/// Match quality over a camera's recent matched frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MatchQuality {
+    frames: usize,
+    /// Share withheld as ambiguous (confidence below min_confidence).
+    withheld: f64,
+    /// Median confidence (docs/pose-prior.md).
+    median_confidence: f64,
+}
+
+impl MatchQuality {
+    fn of(recent: &VecDeque<(f64, bool)>) -> Option<Self> {
+        if recent.is_empty() {
+            return None;
+        }
+        let mut c: Vec<f64> = recent.iter().map(|r| r.0).collect();
+        c.sort_by(f64::total_cmp);
+        Some(Self {
+            frames: recent.len(),
+            withheld: recent.iter().filter(|r| r.1).count() as f64 / recent.len() as f64,
+            median_confidence: c[c.len() / 2],
+        })
+    }
+
+    /// Whether an operator should look at the camera.
+    fn stopped_matching(&self) -> bool {
+        self.frames >= QUALITY_MIN_FRAMES && self.withheld > QUALITY_WARN_WITHHELD
+    }
+}
+
+impl CameraStats {
+    fn matched(&mut self, confidence: f64, withheld: bool) {
+        self.recent.push_back((confidence, withheld));
+        if self.recent.len() > QUALITY_WINDOW {
+            self.recent.pop_front();
+        }
+    }
 }
 
 /// One camera: where its frames come from and what it is in the map.
@@ -129,6 +178,7 @@ fn diagnostics(
     cameras: &[Camera],
     map: &MapInfo,
     node_name: &str,
+    min_confidence: f64,
     now: r2r::builtin_interfaces::msg::Time,
 ) -> DiagArray {
     use r2r::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
@@ -167,8 +217,22 @@ fn diagnostics(
                 s.silence_logged = true;
             }
         }
+        let quality = MatchQuality::of(&s.recent);
         let (level, message) = if let Some(m) = silence {
             (LEVEL_WARN, m)
+        } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
+            (
+                LEVEL_WARN,
+                format!(
+                    "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
+                     ambiguous (median confidence {:.3}, min_confidence {}): the camera sees \
+                     another place, weather or look than the map's, or its view is blocked",
+                    100.0 * q.withheld,
+                    q.frames,
+                    q.median_confidence,
+                    min_confidence
+                ),
+            )
         } else if s.last_bad || new_rejections > 0 {
             (
                 LEVEL_WARN,
@@ -198,6 +262,15 @@ fn diagnostics(
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
                 kv("frames_throttled", s.throttled.to_string()),
+                kv("recent_matched_frames", quality.map_or(0, |q| q.frames).to_string()),
+                kv(
+                    "recent_withheld_share",
+                    quality.map_or("-".into(), |q| format!("{:.3}", q.withheld)),
+                ),
+                kv(
+                    "recent_median_confidence",
+                    quality.map_or("-".into(), |q| format!("{:.3}", q.median_confidence)),
+                ),
                 kv("latency_p50_ms", format!("{:.2}", percentile(&lat, 0.5))),
                 kv("latency_p99_ms", format!("{:.2}", percentile(&lat, 0.99))),
                 kv("map_entries", map.entries.to_string()),
@@ -432,8 +505,9 @@ fn spawn_worker(
                 let mut sh = lock(&shared);
                 let s = &mut sh.stats[i];
                 let bad = match result {
-                    Ok(Outcome::Prior(_)) => {
+                    Ok(Outcome::Prior(a)) => {
                         s.localized += 1;
+                        s.matched(a.prior.confidence, false);
                         s.latencies.push_back(ms);
                         if s.latencies.len() > LATENCY_WINDOW {
                             s.latencies.pop_front();
@@ -442,6 +516,7 @@ fn spawn_worker(
                     }
                     Ok(Outcome::Ambiguous(a)) => {
                         s.ambiguous += 1;
+                        s.matched(a.prior.confidence, true);
                         tracing::debug!(
                             "{}: ambiguous match (confidence {:.3}): no prior",
                             cameras[i].topic,
@@ -738,6 +813,7 @@ pub async fn run() -> Result<()> {
     let mut timer = node.create_wall_timer(Duration::from_secs_f64(params.diagnostics_period.0))?;
     let clock = node.get_ros_clock();
     let node_name = node.name()?;
+    let min_confidence = params.min_confidence.0;
     tokio::spawn(async move {
         while timer.tick().await.is_ok() {
             let now = clock
@@ -746,7 +822,14 @@ pub async fn run() -> Result<()> {
                 .and_then(|mut c| c.get_now().ok())
                 .unwrap_or_default();
             let now = r2r::Clock::to_builtin_time(&now);
-            let msg = diagnostics(&mut lock(&shared), &cameras, &lock(&info), &node_name, now);
+            let msg = diagnostics(
+                &mut lock(&shared),
+                &cameras,
+                &lock(&info),
+                &node_name,
+                min_confidence,
+                now,
+            );
             if let Err(e) = diag_pub.publish(&msg) {
                 tracing::warn!("cannot publish diagnostics: {e}");
             }
@@ -771,4 +854,40 @@ pub async fn run() -> Result<()> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = spinner.join();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_camera_that_stops_matching_is_told_apart_from_one_that_matches() {
+        let mut s = CameraStats::default();
+        assert_eq!(MatchQuality::of(&s.recent), None);
+        // 9 of 9 withheld: too few frames to judge.
+        for _ in 0..9 {
+            s.matched(0.01, true);
+        }
+        let q = MatchQuality::of(&s.recent).unwrap();
+        assert_eq!((q.frames, q.withheld), (9, 1.0));
+        assert!(!q.stopped_matching());
+        s.matched(0.02, true);
+        assert!(MatchQuality::of(&s.recent).unwrap().stopped_matching());
+        // The window keeps the last 30: 30 good frames after them clear the warning.
+        for _ in 0..30 {
+            s.matched(0.3, false);
+        }
+        let q = MatchQuality::of(&s.recent).unwrap();
+        assert_eq!((q.frames, q.withheld, q.median_confidence), (30, 0.0, 0.3));
+        assert!(!q.stopped_matching());
+        // Exactly half withheld is not yet a warning; more than half is.
+        for _ in 0..15 {
+            s.matched(0.0, true);
+        }
+        let q = MatchQuality::of(&s.recent).unwrap();
+        assert_eq!(q.withheld, 0.5);
+        assert!(!q.stopped_matching());
+        s.matched(0.0, true);
+        assert!(MatchQuality::of(&s.recent).unwrap().stopped_matching());
+    }
 }

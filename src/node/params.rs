@@ -408,15 +408,6 @@ impl NodeParams {
         if !(t.is_finite() && (0.0..=86400.0).contains(&t)) {
             bail!("parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found {t}");
         }
-        if c > 0.0 && p.top_k < 2 {
-            bail!(
-                "parameters `top_k` and `min_confidence`: the confidence compares the best match \
-                 with the second, so top_k 1 gives confidence 0 and min_confidence {c} would \
-                 withhold every prior; expected top_k 2 or more with min_confidence > 0, found \
-                 top_k {}",
-                p.top_k
-            );
-        }
         Ok(())
     }
 }
@@ -551,11 +542,6 @@ mod tests {
         assert!(bad(&|p| p.top_k = -3).contains("`top_k`: expected 1 to 1000, found -3"));
         assert!(bad(&|p| p.diagnostics_period.0 = 1e20).contains("found 100000000000000000000"));
         assert!(bad(&|p| p.min_confidence.0 = f64::NAN).contains("`min_confidence`"));
-        assert!(bad(&|p| {
-            p.top_k = 1;
-            p.min_confidence.0 = 0.2
-        })
-        .contains("expected top_k 2 or more with min_confidence > 0, found top_k 1"));
         assert!(bad(&|p| p.transport = "h264".into()).contains("found `h264`"));
         assert!(bad(&|p| p.image_topics.0.clear()).contains("empty list"));
         assert!(bad(&|p| p.camera_ids.0 = vec!["a".into(), "b".into()]).contains("found 2 and 1"));

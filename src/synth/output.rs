@@ -63,6 +63,32 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
 
 /// Marks the data set in `staging` complete (`marker` plus the format tag) and moves it to
 /// `out`, replacing what [`staging`] allowed.
+/// Like [`finish`] for a data set rendered on first use: when another process put `out` in
+/// place meanwhile (two commands rendering the same named sequence at once), its copy is kept
+/// and this one removed, so that a reader of the first copy never sees it moved away.
+pub fn finish_unless_present(
+    staging: &Path,
+    out: &Path,
+    mut marker: serde_json::Value,
+) -> Result<(), SynthError> {
+    marker["format"] = "dasgil-synth/1".into();
+    write_atomic(
+        &staging.join(MARKER),
+        serde_json::to_string_pretty(&marker)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    // rename(2) onto a non-empty folder fails: whoever renames first wins, atomically.
+    match std::fs::rename(staging, out) {
+        Ok(()) => Ok(()),
+        Err(_) if out.join(MARKER).is_file() => {
+            let _ = std::fs::remove_dir_all(staging);
+            Ok(())
+        }
+        Err(e) => Err(PathIoError::new("cannot move into place", out, e).into()),
+    }
+}
+
 pub fn finish(staging: &Path, out: &Path, mut marker: serde_json::Value) -> Result<(), SynthError> {
     marker["format"] = "dasgil-synth/1".into();
     write_atomic(

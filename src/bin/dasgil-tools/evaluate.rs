@@ -17,7 +17,7 @@ pub(crate) struct EvaluateArgs {
     /// adaptation and metric; one report.
     #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric"])]
     map: Option<PathBuf>,
-    /// Output folder: report.json, report.md, submission.txt, recall_curves.png, matches.png.
+    /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value = "l1")]
@@ -97,16 +97,25 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         );
         if let Some(p) = &r.published {
             let t = &p.outcomes;
-            let acc5 = p
+            let of_those = p
                 .scores
                 .as_ref()
-                .map(|s| format!("{:.1}%", 100.0 * s.accuracy[&threshold_name((5.0, 10.0))]))
-                .unwrap_or_else(|| "-".into());
+                .map(|s| {
+                    format!(
+                        "(5 m, 10 deg) of those {:.1}%, median error {:.1} m, truth inside the 95% ellipsoid {:.1}%, median 95% radius {:.1} m",
+                        100.0 * s.accuracy[&threshold_name((5.0, 10.0))],
+                        s.median_position_error,
+                        100.0 * s.inside_95_ellipsoid,
+                        s.median_radius_95
+                    )
+                })
+                .unwrap_or_else(|| "nothing published".into());
             println!(
-                "    published by the node at min_confidence {}: {} of {} ({} withheld as ambiguous); (5 m, 10 deg) of those {acc5}",
+                "    published by the node at min_confidence {}: {} of {} ({:.1}%; {} withheld as ambiguous); {of_those}",
                 p.min_confidence,
                 t.localized,
                 t.total(),
+                100.0 * t.localized as f64 / t.total().max(1) as f64,
                 t.ambiguous
             );
         }
@@ -126,7 +135,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         }
     }
     println!(
-        "wrote {}: report.json, report.md, submission.txt, recall_curves.png, matches.png",
+        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, recall_curves.png, matches.png",
         a.out.display()
     );
     Ok(())

@@ -203,8 +203,17 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         .unwrap();
     let l: serde_json::Value = serde_json::from_str(
         ok(&[
-            "localize", "--map", path_str(&map), "--checkpoint", path_str(&f.ckpt), "--device",
-            "cpu", "--json", "--camera", "c0", path_str(&grey),
+            "localize",
+            "--map",
+            path_str(&map),
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--device",
+            "cpu",
+            "--json",
+            "--camera",
+            "c0",
+            path_str(&grey),
         ])
         .trim(),
     )
@@ -212,7 +221,10 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
     let confidence = l["prior"]["confidence"].as_f64().unwrap();
     let cov = &l["prior"]["covariance"];
     let trace: f64 = [0, 7, 14].iter().map(|&i| cov[i].as_f64().unwrap()).sum();
-    eprintln!("grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}", l["status"]);
+    eprintln!(
+        "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
+        l["status"]
+    );
     // Not a confident match (below 0.175, 0.04 when this was written): withheld at the default
     // min_confidence or not, its prior makes room for a wrong match, wider than a map image's
     // own (trace 3: the 1 m floor on each axis).
@@ -614,28 +626,42 @@ fn evaluate_scores_a_model_and_both_baselines() {
             assert_eq!(published["scores"]["queries"].as_u64(), Some(reaching));
         }
         // Coverage: the share of queries whose truth lies inside the prior's 95% ellipsoid is
-        // the share with squared Mahalanobis distance <= 7.81; every prior has a 95% radius of
-        // at least the 1 m floor's sqrt(7.81); candidates-none.jsonl has every query's true
-        // position and its candidates (6 map images per camera here).
+        // the share with squared Mahalanobis distance <= 7.81. candidates-none.jsonl has every
+        // query's true position and the candidates its prior depends on, and
+        // tools/python/fit_prior.py recomputes from them exactly evaluate's confidence, 95%
+        // radius and Mahalanobis distance (the Python formula is the Rust one).
         let inside = queries
             .iter()
             .filter(|q| q["mahalanobis2"].as_f64().unwrap() <= 7.814_727_903)
             .count() as f64;
         let share = all["inside_95_ellipsoid"].as_f64().unwrap();
         assert!((share - inside / 24.0).abs() < 1e-12, "{share} {inside}");
-        for q in queries {
-            assert!(q["radius_95"].as_f64().unwrap() >= 7.81f64.sqrt(), "{q}");
-        }
-        let lines = std::fs::read_to_string(out.join(format!(
+        let file = format!(
             "candidates-{}.jsonl",
             reports[0]["adaptation"].as_str().unwrap()
-        )))
-        .unwrap();
+        );
+        let lines = std::fs::read_to_string(out.join(&file)).unwrap();
         assert_eq!(lines.lines().count(), 24);
-        for l in lines.lines() {
+        for (l, q) in lines.lines().zip(queries) {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["name"], q["name"], "{l}");
+            assert_eq!(v["confidence"], q["confidence"], "{l}");
             assert_eq!(v["truth"].as_array().unwrap().len(), 3, "{l}");
-            assert_eq!(v["candidates"].as_array().unwrap().len(), 6, "{l}");
+            assert!(!v["candidates"].as_array().unwrap().is_empty(), "{l}");
+        }
+        {
+            let verify = std::process::Command::new(common::python())
+                .arg(common::root().join("tools/python/fit_prior.py"))
+                .args(["--verify", "--fit", path_str(&out), "--adaptation"])
+                .arg(reports[0]["adaptation"].as_str().unwrap())
+                .output_limited()
+                .unwrap();
+            let said = String::from_utf8_lossy(&verify.stdout);
+            assert!(
+                verify.status.success() && said.contains("verified"),
+                "fit_prior.py --verify: {said}{}",
+                String::from_utf8_lossy(&verify.stderr)
+            );
         }
         if name == "model" {
             same_pose_from_localize_and_submission(&f.root, &out, &sub);

@@ -395,8 +395,17 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     assert!(value(&ok, "frames_localized") >= 4, "{ok:?}");
     // The match quality of the camera's recent frames: its own map images, none withheld.
     assert!(value(&ok, "recent_matched_frames") >= 4, "{ok:?}");
-    let text = |k: &str| ok.values.iter().find(|kv| kv.key == k).map(|kv| kv.value.clone());
-    assert_eq!(text("recent_withheld_share").as_deref(), Some("0.000"), "{ok:?}");
+    let text = |k: &str| {
+        ok.values
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(
+        text("recent_withheld_share").as_deref(),
+        Some("0.000"),
+        "{ok:?}"
+    );
     assert_eq!(value(&ok, "map_entries"), 8);
     for p in &seen {
         assert!(

@@ -59,7 +59,10 @@ source "$ROOT/build/ros-ws/install/setup.bash"
 set -u
 MAP="$OUT/demo/cmu_mini.map.safetensors"
 set -m
-ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
+# env --default-signal=INT: a script started in the background (nohup, a CI runner's job) hands
+# its children SIGINT ignored, and ros2 launch then never hears the SIGINT below (seen: "still
+# running 30 s after SIGINT", no shutdown line in its log).
+env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
   camera_ids:=c0 transport:=compressed log_level:=warn >"$OUT/launch.log" 2>&1 &
 LAUNCH=$!
 set +m
@@ -68,7 +71,15 @@ for _ in $(seq 300); do
   kill -0 "$LAUNCH" 2>/dev/null || fail "ros2 launch exited"
   sleep 0.2
 done
-params="$(timeout 60 ros2 param list /dasgil_localizer)" || fail "ros2 param list"
+# The node is in `ros2 node list`; its parameter services can take a moment more to be
+# discovered ("Node not found"): a few tries.
+params=""
+for _ in $(seq 10); do
+  params="$(timeout 60 ros2 param list /dasgil_localizer 2>&1)" && break
+  params=""
+  sleep 1
+done
+[ -n "$params" ] || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
   base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
@@ -94,7 +105,12 @@ t0=$(date +%s%N)
 kill -INT "$LAUNCH"
 # Bounded: a launch that ignores SIGINT fails the test after 30 s instead of hanging it.
 for _ in $(seq 300); do kill -0 "$LAUNCH" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$LAUNCH" 2>/dev/null && fail "ros2 launch still running 30 s after SIGINT"
+if kill -0 "$LAUNCH" 2>/dev/null; then
+  # What was still running, and in which state (seen once: no shutdown line from launch at all).
+  ps -o pid,ppid,stat,wchan:24,etime,cmd --pid "$LAUNCH" --ppid "$LAUNCH" >"$OUT/ps.log" 2>&1 || true
+  fail "ros2 launch still running 30 s after SIGINT; processes:
+$(cat "$OUT/ps.log")"
+fi
 wait "$LAUNCH" || fail "ros2 launch exited non-zero after SIGINT"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 LAUNCH=""

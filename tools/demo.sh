@@ -57,7 +57,9 @@ stage "node: ros2 launch dasgil localize.launch.py (ROS_DOMAIN_ID=$ROS_DOMAIN_ID
 # Job control on: a background job of a script would otherwise ignore SIGINT, which is how
 # ros2 launch is told to stop (it then stops the node with SIGINT, as Ctrl-C does).
 set -m
-ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/cam0/image_raw,/cam1/image_raw \
+# SIGINT back to its default for ros2 launch: started from a background job (nohup, CI), this
+# script would hand it SIGINT ignored, and the stop below would not reach it.
+env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/cam0/image_raw,/cam1/image_raw \
   camera_ids:=c0,c1 transport:="$TRANSPORT" >"$OUT/node.log" 2>&1 &
 LAUNCH=$!
 set +m

@@ -209,7 +209,12 @@ impl Sequence {
 
 /// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done).
 fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
-    let staging = crate::synth::output::staging(root, false)?;
+    let staging = match crate::synth::output::staging(root, false) {
+        Ok(s) => s,
+        // Another command finished rendering it since `resolve` looked: use that one.
+        Err(_) if crate::synth::output::is_complete(root) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     crate::synth::cmu::generate(&crate::synth::cmu::Options {
         out: staging.clone(),
         seed: g.seed,

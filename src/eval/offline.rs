@@ -35,7 +35,7 @@ pub struct QueryResult {
     pub first_within_25m: Option<usize>,
     pub top1: String,
     pub distance: f32,
-    /// The prior's confidence (1 - d1/d2) and whether the node, at the same settings, would
+    /// The prior's confidence (1 - d1/d_alt, docs/pose-prior.md) and whether the node, at the same settings, would
     /// publish it (false: withheld as ambiguous).
     #[serde(default)]
     pub confidence: f64,
@@ -334,6 +334,7 @@ pub fn evaluate(
         let err = |p: &Pose| (p.translation.vector - truth.translation.vector).norm();
         let first = hits
             .iter()
+            .take(RECALL_N[RECALL_N.len() - 1])
             .position(|h| err(&map.pose(h.index)) <= RECALL_RADIUS)
             .map(|r| r + 1);
         results.push(QueryResult {
@@ -357,14 +358,25 @@ pub fn evaluate(
             ),
             radius_95: crate::localize::prior::radius_95(&answer.prior.covariance),
         });
+        let ranked: Vec<(Pose, f64)> = hits
+            .iter()
+            .map(|h| (map.pose(h.index), h.distance as f64))
+            .collect();
+        let used = crate::localize::prior::hits_used(&ranked, loc.options.top_k);
+        let r = results.last().expect("just pushed");
         candidates.push(serde_json::json!({
-            "name": results.last().map(|r: &QueryResult| r.name.clone()),
+            "name": r.name,
             "camera": q.camera,
             "truth": truth.translation.vector.as_slice(),
-            "candidates": hits.iter().take(crate::localize::prior::QUALITY_HITS).map(|h| {
-                let t = map.pose(h.index).translation.vector;
-                serde_json::json!([h.distance, t.x, t.y, t.z])
+            "candidates": ranked[..used].iter().map(|(p, d)| {
+                let t = p.translation.vector;
+                serde_json::json!([d, t.x, t.y, t.z])
             }).collect::<Vec<_>>(),
+            "filter": loc.options.filter.name(),
+            "top_k": loc.options.top_k,
+            "confidence": r.confidence,
+            "radius_95": r.radius_95,
+            "mahalanobis2": r.mahalanobis2,
         }));
     }
     let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {

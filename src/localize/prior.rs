@@ -4,28 +4,35 @@
 //!
 //! With the ranked hits (pose t_k, R_k; descriptor distance d_k; best first):
 //! - confidence (the match-quality signal): c = 1 - d_1 / d_alt, where d_alt is the best
-//!   distance of a hit more than ALT_RADIUS from the best one, among the first QUALITY_HITS (the
-//!   last of them when none is that far), clamped to [0, 1]. It is the ratio test of the best
-//!   match against the best match *elsewhere*: near 0 when another place matches as well (an
-//!   ambiguous or foreign view), larger when one place stands out. It needs no ground truth, and
-//!   a ratio carries across worlds where raw distances do not;
+//!   distance of a hit more than ALT_RADIUS from the best one among the QUALITY_HITS retrieved,
+//!   clamped to [0, 1]; 1 when no hit is that far (the searched images are all at the best
+//!   one's place: nothing else to confuse it with); 0 for a non-finite distance. It is the ratio
+//!   test of the best match against the best match *elsewhere*: near 0 when another place
+//!   matches about as well, larger when one place stands out. It needs no ground truth, and a
+//!   ratio carries across worlds where raw distances do not;
 //! - the match's own spread, over the first top_k hits: weights w_k = exp(-(d_k / d_1 - 1) / TAU)
 //!   (TAU = 0.05), A_t = sum_k w_k (t_k - t_1)(t_k - t_1)^T / sum_k w_k + s_t^2 I with
 //!   s_t = SIGMA_POSITION (the spacing of map images is the floor of what retrieval can say);
 //!   A_r the same over the rotation vectors log(R_1^T R_k) mapped to the world frame, + s_r^2 I;
-//! - the room for a wrong match, over the first SPREAD_HITS hits, unweighted:
-//!   B_t = sum_k (t_k - t_1)(t_k - t_1)^T / n, B_r the same over the rotation vectors: where the
-//!   truth lies when the best match is not it (the next candidates);
+//! - the room for a wrong match, over the first SPREAD_HITS hits at distinct places (a hit
+//!   within PLACE_SPACING of one already taken is skipped, so a dense map's next frames do not
+//!   count as alternatives), unweighted: B_t = sum_k (t_k - t_1)(t_k - t_1)^T / n, B_r the same
+//!   over the rotation vectors: where the truth lies when the best match is not it;
 //! - the weight of that room: a = WRONG_SCALE * max(0, 1 - c / CONFIDENT): a match at
 //!   confidence CONFIDENT or above is trusted as a match; below it, the prior widens linearly
 //!   towards the candidates' spread;
 //! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r, position and
 //!   rotation uncorrelated.
 //!
-//! The constants were fitted so that the true position lies inside the 95% position ellipsoid
-//! for at least 95% of the published priors on each of three worlds (cmu_calibration in our
-//! renderer's look, cmu_val_pastel and cmu_val_ink in the two reserved looks), each left out of
-//! the fit in turn to check it; cmu_slice is not used (docs/pose-prior.md, the table).
+//! With the sequence filter (a confidence given: the posterior mass), the prior is the chosen
+//! row's with the floors only (A_t = s_t^2 I, A_r = s_r^2 I, a = 0): the caller adds the
+//! posterior's spread, which holds the alternatives.
+//!
+//! The constants were fitted (tools/python/fit_prior.py) so that the true position lies inside
+//! the 95% position ellipsoid for at least 95% of the published priors on each of three worlds
+//! (cmu_calibration in our renderer's look, cmu_val_pastel and cmu_val_ink in the two reserved
+//! looks), per camera, L1 metric, top_k 5, no filter, camera poses; leaving cmu_val_ink out of
+//! the fit gives 88.5% on it. cmu_slice is not used (docs/pose-prior.md, the table).
 
 use nalgebra::{Matrix3, Vector3};
 
@@ -40,11 +47,16 @@ pub const SIGMA_ROTATION: f64 = 0.035; // 2 degrees
 /// alternative): one and a half times the 5 m spacing of the synthetic slices' places, and
 /// beyond the 5 m of the coarsest Extended CMU-Seasons threshold.
 pub const ALT_RADIUS: f64 = 7.5;
-/// Hits the confidence looks at: the Localizer retrieves at least this many whatever `top_k`,
-/// so the node (top_k 5) and `evaluate` (recall@20) compute the same confidence.
-pub const QUALITY_HITS: usize = 20;
-/// Hits whose spread is the room for a wrong match.
+/// Hits the confidence and the room for a wrong match look at: the Localizer retrieves at least
+/// this many whatever `top_k` (an exact search costs about the same for 5 or 200), so that the
+/// node (top_k 5) and `evaluate` (recall@20) compute the same prior, and a dense map (a frame
+/// every metre) still has hits beyond ALT_RADIUS among them.
+pub const QUALITY_HITS: usize = 200;
+/// Distinct places whose spread is the room for a wrong match.
 pub const SPREAD_HITS: usize = 10;
+/// Hits closer than this (metres) to one already taken are one place for the room for a wrong
+/// match (half the synthetic slices' 5 m spacing, so none of theirs is merged).
+pub const PLACE_SPACING: f64 = 2.5;
 /// Confidence from which a match is trusted as one (no room for a wrong match is added).
 pub const CONFIDENT: f64 = 0.175;
 /// The weight of the candidates' spread at confidence 0.
@@ -52,8 +64,9 @@ pub const WRONG_SCALE: f64 = 3.5;
 /// The factor on the match's own position spread (fitted: 1.0, i.e. none; it stays a named
 /// constant so that a refit changes one number).
 pub const POSITION_CALIBRATION: f64 = 1.0;
-/// The node's and the CLI's default `min_confidence`: a match whose best place stands out from
-/// the next by less than 4% is withheld (chosen on the fitting worlds, docs/pose-prior.md).
+/// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
+/// match more than ALT_RADIUS away is withheld (17-25% of the matches on the fitting worlds,
+/// docs/pose-prior.md).
 pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.04;
 
 #[derive(Debug, Clone)]
@@ -89,17 +102,61 @@ pub fn confidence(ranked: &[(Pose, f64)]) -> f64 {
         return 0.0;
     };
     let considered = &ranked[..ranked.len().min(QUALITY_HITS)];
+    if considered.iter().any(|(_, d)| !d.is_finite()) {
+        return 0.0;
+    }
     let t1 = p1.translation.vector;
-    let alt = considered
+    let Some((_, alt)) = considered
         .iter()
         .find(|(p, _)| (p.translation.vector - t1).norm() > ALT_RADIUS)
-        .or(considered.last())
-        .map(|(_, d)| *d)
-        .unwrap_or(*d1);
-    if !(alt > 0.0) {
+    else {
+        return 1.0;
+    };
+    // Rounding can make a distance slightly negative (cosine of a near-exact match).
+    let (d1, alt) = (d1.max(0.0), alt.max(0.0));
+    if alt <= 0.0 {
         return 0.0;
     }
     (1.0 - d1 / alt).clamp(0.0, 1.0)
+}
+
+/// The first SPREAD_HITS of `ranked` at distinct places (each more than PLACE_SPACING from the
+/// ones taken before it), the best first.
+pub fn distinct_places(ranked: &[(Pose, f64)]) -> Vec<&(Pose, f64)> {
+    let mut taken: Vec<&(Pose, f64)> = Vec::with_capacity(SPREAD_HITS);
+    for r in &ranked[..ranked.len().min(QUALITY_HITS)] {
+        if taken.len() == SPREAD_HITS {
+            break;
+        }
+        let t = r.0.translation.vector;
+        if taken
+            .iter()
+            .all(|k| (k.0.translation.vector - t).norm() > PLACE_SPACING)
+        {
+            taken.push(r);
+        }
+    }
+    taken
+}
+
+/// How many of `ranked` the prior depends on: the first `top_k`, through the first hit beyond
+/// ALT_RADIUS and through the last of the distinct places (what `evaluate` writes to
+/// candidates-*.jsonl, so that tools/python/fit_prior.py computes the same prior).
+pub fn hits_used(ranked: &[(Pose, f64)], top_k: usize) -> usize {
+    let Some((p1, _)) = ranked.first() else {
+        return 0;
+    };
+    let considered = &ranked[..ranked.len().min(QUALITY_HITS)];
+    let t1 = p1.translation.vector;
+    let far = considered
+        .iter()
+        .position(|(p, _)| (p.translation.vector - t1).norm() > ALT_RADIUS)
+        .map_or(considered.len(), |i| i + 1);
+    let last_place = distinct_places(considered)
+        .last()
+        .and_then(|last| considered.iter().position(|r| std::ptr::eq(r, *last)))
+        .map_or(0, |i| i + 1);
+    top_k.min(considered.len()).max(far).max(last_place)
 }
 
 /// The weight of the candidates' spread at `confidence`.
@@ -127,24 +184,44 @@ fn prior_with_confidence(
     let (p1, d1) = ranked.first()?;
     let p1 = *p1;
     let d1 = d1.max(1e-12);
-    let confidence = given.map_or_else(|| confidence(ranked), |c| c.clamp(0.0, 1.0));
+    let confidence = match given {
+        Some(c) if c.is_finite() => c.clamp(0.0, 1.0),
+        Some(_) => 0.0,
+        None => confidence(ranked),
+    };
+    // With a given confidence (the sequence filter): the chosen row alone, the floors.
+    let own = if given.is_some() { 1 } else { top_k.max(1) };
     let (mut at, mut ar, mut wsum) = (Matrix3::zeros(), Matrix3::zeros(), 0.0);
-    for (pk, dk) in ranked.iter().take(top_k.max(1)) {
-        let w = (-(dk / d1 - 1.0) / TAU).exp();
+    for (pk, dk) in ranked.iter().take(own) {
+        // Distances below the best's (rounding) count as the best's; a non-finite one not.
+        let w = if dk.is_finite() {
+            (-(dk.max(d1) / d1 - 1.0) / TAU).exp()
+        } else {
+            0.0
+        };
         let (dt, rv) = offsets(&p1, pk);
         at += w * dt * dt.transpose();
         ar += w * rv * rv.transpose();
         wsum += w;
     }
-    let spread = &ranked[..ranked.len().min(SPREAD_HITS)];
+    let wsum = wsum.max(1e-300);
+    let spread = if given.is_some() {
+        Vec::new()
+    } else {
+        distinct_places(ranked)
+    };
     let (mut bt, mut br) = (Matrix3::zeros(), Matrix3::zeros());
-    for (pk, _) in spread {
+    for (pk, _) in spread.iter().copied() {
         let (dt, rv) = offsets(&p1, pk);
         bt += dt * dt.transpose();
         br += rv * rv.transpose();
     }
-    let n = spread.len() as f64;
-    let a = wrong_weight(confidence);
+    let n = spread.len().max(1) as f64;
+    let a = if given.is_some() {
+        0.0
+    } else {
+        wrong_weight(confidence)
+    };
     let st = (at / wsum + Matrix3::identity() * SIGMA_POSITION.powi(2)) * POSITION_CALIBRATION
         + bt * (a / n);
     let sr = ar / wsum + Matrix3::identity() * SIGMA_ROTATION.powi(2) + br * (a / n);
@@ -303,13 +380,17 @@ mod tests {
     fn two_entries_at_one_pose_at_distances_1_and_2() {
         let p = at(3.0, 4.0, 0.2);
         let prior = prior_from_ranked(&[(p, 1.0), (p, 2.0)], 5).unwrap();
-        // No hit beyond 7.5 m: the alternative is the last hit, confidence 1 - 1/2.
-        close(prior.confidence, 0.5, "confidence");
+        // No hit beyond 7.5 m: nothing else to confuse the place with, confidence 1.
+        close(prior.confidence, 1.0, "confidence");
         assert_eq!(prior.pose, p);
-        // No spread and a confident match (0.5 >= 0.175): the floors alone.
+        // No spread and a confident match: the floors alone.
         for i in 0..3 {
             close(prior.covariance[i * 7], 1.0, "position variance");
-            close(prior.covariance[(i + 3) * 7], 0.035 * 0.035, "rotation variance");
+            close(
+                prior.covariance[(i + 3) * 7],
+                0.035 * 0.035,
+                "rotation variance",
+            );
         }
         // Blocks are independent; the matrix is diagonal here.
         for r in 0..6 {
@@ -334,15 +415,49 @@ mod tests {
         ];
         close(confidence(&ranked), 1.0 - 1.0 / 1.25, "confidence");
         // Exactly 7.5 m is still the same place.
-        let edge = [(at(0.0, 0.0, 0.0), 1.0), (at(7.5, 0.0, 0.0), 1.1), (at(8.0, 0.0, 0.0), 2.0)];
+        let edge = [
+            (at(0.0, 0.0, 0.0), 1.0),
+            (at(7.5, 0.0, 0.0), 1.1),
+            (at(8.0, 0.0, 0.0), 2.0),
+        ];
         close(confidence(&edge), 0.5, "edge");
-        // Only the first 20 hits count: a far hit at rank 21 is not looked at, the last of the
-        // 20 (distance 2.0) is the alternative.
-        let mut long: Vec<(Pose, f64)> = (0..20).map(|i| (at(0.0, 0.0, 0.0), 1.0 + i as f64 / 19.0)).collect();
-        long.push((at(50.0, 0.0, 0.0), 2.5));
-        close(confidence(&long), 0.5, "20 hits");
+        // A dense map: 199 hits at the best's place, the alternative at rank 200 still counts;
+        // one at rank 201 does not (confidence 1: no other place among the 200).
+        let mut dense: Vec<(Pose, f64)> = (0..199).map(|_| (at(0.0, 0.0, 0.0), 1.0)).collect();
+        dense.push((at(50.0, 0.0, 0.0), 2.5));
+        close(confidence(&dense), 0.6, "rank 200");
+        dense.insert(1, (at(1.0, 0.0, 0.0), 1.0));
+        close(confidence(&dense), 1.0, "rank 201");
         assert_eq!(confidence(&[]), 0.0);
-        assert_eq!(confidence(&[(at(0.0, 0.0, 0.0), 0.0), (at(9.0, 0.0, 0.0), 0.0)]), 0.0);
+        assert_eq!(
+            confidence(&[(at(0.0, 0.0, 0.0), 0.0), (at(9.0, 0.0, 0.0), 0.0)]),
+            0.0
+        );
+    }
+
+    #[test]
+    fn negative_and_non_finite_distances_give_finite_priors() {
+        // Cosine rounding: the best match at -1e-7, an alternative 10 m away at 0.5.
+        let prior = prior_from_ranked(
+            &[
+                (at(0.0, 0.0, 0.0), -1e-7),
+                (at(1.0, 0.0, 0.0), 0.2),
+                (at(10.0, 0.0, 0.0), 0.5),
+            ],
+            5,
+        )
+        .unwrap();
+        close(prior.confidence, 1.0, "confidence");
+        assert!(prior.covariance.iter().all(|v| v.is_finite()), "{prior:?}");
+        close(prior.covariance[0], 1.0, "xx: the 1 m floor");
+        // A NaN distance: confidence 0 (withheld at any min_confidence > 0, widest room).
+        let nan = prior_from_ranked(
+            &[(at(0.0, 0.0, 0.0), 0.1), (at(10.0, 0.0, 0.0), f64::NAN)],
+            5,
+        )
+        .unwrap();
+        assert_eq!(nan.confidence, 0.0);
+        assert!(nan.covariance.iter().all(|v| v.is_finite()), "{nan:?}");
     }
 
     #[test]
@@ -352,7 +467,11 @@ mod tests {
         // beyond top_k 2, so it does not widen the match's own spread.
         let w = (-1.0f64).exp();
         let prior = prior_from_ranked(
-            &[(at(0.0, 0.0, 0.0), 2.0), (at(4.0, 0.0, 0.0), 2.1), (at(20.0, 0.0, 0.0), 4.0)],
+            &[
+                (at(0.0, 0.0, 0.0), 2.0),
+                (at(4.0, 0.0, 0.0), 2.1),
+                (at(20.0, 0.0, 0.0), 4.0),
+            ],
             2,
         )
         .unwrap();
@@ -379,19 +498,63 @@ mod tests {
         close(wrong_weight(0.0), 3.5, "at 0");
         assert_eq!(wrong_weight(0.175), 0.0);
         assert_eq!(wrong_weight(0.9), 0.0);
-        // Only the first 10 hits are the spread: an 11th far away adds nothing.
-        let mut ranked: Vec<(Pose, f64)> = (0..10).map(|_| (at(0.0, 0.0, 0.0), 1.0)).collect();
-        ranked.push((at(1000.0, 0.0, 0.0), 1.0));
-        let wide = prior_from_ranked(&ranked, 1).unwrap();
-        close(wide.confidence, 0.0, "confidence");
-        close(wide.covariance[0], 1.0, "xx, 11th hit left out");
     }
 
     #[test]
-    fn a_single_hit_has_confidence_0_and_no_spread() {
+    fn the_room_for_a_wrong_match_counts_ten_distinct_places() {
+        // 12 places 5 m apart on x, all at distance 1 (confidence 0, weight 3.5), each seen
+        // twice (a dense map: a second frame 1 m further on): the room is the first 10 places,
+        // x = 0, 5, ..., 45, the second frames and the places at 50 and 55 left out.
+        let mut ranked = Vec::new();
+        for i in 0..12 {
+            ranked.push((at(5.0 * i as f64, 0.0, 0.0), 1.0));
+            ranked.push((at(5.0 * i as f64 + 1.0, 0.0, 0.0), 1.0));
+        }
+        let places = distinct_places(&ranked);
+        assert_eq!(places.len(), 10);
+        assert!(places
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.0.translation.x == 5.0 * i as f64));
+        let prior = prior_from_ranked(&ranked, 1).unwrap();
+        close(prior.confidence, 0.0, "confidence");
+        let mean_square: f64 = (0..10).map(|i| (5.0 * i as f64).powi(2)).sum::<f64>() / 10.0;
+        close(prior.covariance[0], 1.0 + 3.5 * mean_square, "xx");
+    }
+
+    #[test]
+    fn with_the_filter_the_chosen_row_gets_the_floors_and_its_mass() {
+        // The filter chose a row whose own distance is worse than the frame's next hits: no
+        // weights from the others, no room for a wrong match (the caller adds the posterior's
+        // spread); the confidence is the mass given, NaN counting as 0.
+        let ranked = [
+            (at(0.0, 0.0, 0.0), 2.0),
+            (at(30.0, 0.0, 0.0), 1.0),
+            (at(60.0, 0.0, 0.0), 1.1),
+        ];
+        let p = prior_with_confidence(&ranked, 5, Some(0.01)).unwrap();
+        close(p.confidence, 0.01, "mass");
+        close(p.covariance[0], 1.0, "xx");
+        close(p.covariance[35], 0.035 * 0.035, "yaw");
+        assert_eq!(
+            prior_with_confidence(&ranked, 5, Some(f64::NAN))
+                .unwrap()
+                .confidence,
+            0.0
+        );
+        assert_eq!(
+            prior_with_confidence(&ranked, 5, Some(7.0))
+                .unwrap()
+                .confidence,
+            1.0
+        );
+    }
+
+    #[test]
+    fn a_single_hit_is_confident_with_the_floors() {
         let prior = prior_from_ranked(&[(at(1.0, 2.0, 0.0), 0.7)], 5).unwrap();
-        assert_eq!(prior.confidence, 0.0);
-        // Its own spread is zero: the floors.
+        // Nothing else was searched (a geo-gate with one image): confidence 1, the floors.
+        assert_eq!(prior.confidence, 1.0);
         close(prior.covariance[0], 1.0, "xx");
         close(prior.covariance[35], 0.035 * 0.035, "yaw");
         assert!(prior_from_ranked(&[], 5).is_none());
@@ -400,15 +563,12 @@ mod tests {
     #[test]
     fn an_equally_close_rotated_candidate_widens_yaw() {
         // Both at distance 1 at one place (weights 1), the second turned 0.1 rad about z: the
-        // mean outer product of the rotation vectors is 0.01 / 2 on yaw. Confidence 0 (no other
-        // place; the last hit is as close): the spread's weight 3.5 adds 3.5 * 0.01 / 2 more.
-        let prior = prior_from_ranked(
-            &[(at(0.0, 0.0, 0.0), 1.0), (at(0.0, 0.0, 0.1), 1.0)],
-            5,
-        )
-        .unwrap();
-        close(prior.confidence, 0.0, "confidence");
-        close(prior.covariance[35], 0.005 + 0.035 * 0.035 + 3.5 * 0.005, "yaw");
+        // mean outer product of the rotation vectors is 0.01 / 2 on yaw; confidence 1 (no other
+        // place), so no room for a wrong match.
+        let prior =
+            prior_from_ranked(&[(at(0.0, 0.0, 0.0), 1.0), (at(0.0, 0.0, 0.1), 1.0)], 5).unwrap();
+        close(prior.confidence, 1.0, "confidence");
+        close(prior.covariance[35], 0.005 + 0.035 * 0.035, "yaw");
         close(prior.covariance[21], 0.035 * 0.035, "roll");
         close(prior.covariance[0], 1.0, "xx");
     }
@@ -416,7 +576,7 @@ mod tests {
     #[test]
     fn a_zero_best_distance_does_not_divide_by_zero() {
         let p = at(0.0, 0.0, 0.0);
-        let prior = prior_from_ranked(&[(p, 0.0), (p, 0.5)], 5).unwrap();
+        let prior = prior_from_ranked(&[(p, 0.0), (at(10.0, 0.0, 0.0), 0.5)], 5).unwrap();
         close(prior.confidence, 1.0, "confidence");
         assert!(prior.covariance.iter().all(|v| v.is_finite()));
     }

@@ -38,8 +38,9 @@ const LATENCY_WINDOW: usize = 1000;
 /// cover.
 const QUALITY_WINDOW: usize = 30;
 /// A camera whose last QUALITY_WINDOW matched frames (at least QUALITY_MIN_FRAMES of them) were
-/// withheld this often is a WARN: it has stopped matching the map (another place, weather or
-/// look than the map's, a covered or misaimed lens).
+/// withheld this often, or whose median confidence is below the default min_confidence (so that
+/// min_confidence 0 does not switch the alarm off), is a WARN: it has stopped matching the map
+/// (another place, weather or look than the map's, a covered or misaimed lens).
 const QUALITY_WARN_WITHHELD: f64 = 0.5;
 const QUALITY_MIN_FRAMES: usize = 10;
 /// Rejected-frame warnings: at most one log line per camera this often.
@@ -76,6 +77,8 @@ struct CameraStats {
     silence_logged: bool,
     /// The last QUALITY_WINDOW matched frames: (confidence, withheld).
     recent: VecDeque<(f64, bool)>,
+    /// The map (its address) those frames were matched against.
+    quality_map: Option<usize>,
 }
 
 /// Match quality over a camera's recent matched frames.
@@ -104,7 +107,9 @@ impl MatchQuality {
 
     /// Whether an operator should look at the camera.
     fn stopped_matching(&self) -> bool {
-        self.frames >= QUALITY_MIN_FRAMES && self.withheld > QUALITY_WARN_WITHHELD
+        self.frames >= QUALITY_MIN_FRAMES
+            && (self.withheld > QUALITY_WARN_WITHHELD
+                || self.median_confidence < crate::localize::prior::DEFAULT_MIN_CONFIDENCE)
     }
 }
 
@@ -220,25 +225,25 @@ fn diagnostics(
         let quality = MatchQuality::of(&s.recent);
         let (level, message) = if let Some(m) = silence {
             (LEVEL_WARN, m)
-        } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
-            (
-                LEVEL_WARN,
-                format!(
-                    "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
-                     ambiguous (median confidence {:.3}, min_confidence {}): the camera sees \
-                     another place, weather or look than the map's, or its view is blocked",
-                    100.0 * q.withheld,
-                    q.frames,
-                    q.median_confidence,
-                    min_confidence
-                ),
-            )
         } else if s.last_bad || new_rejections > 0 {
             (
                 LEVEL_WARN,
                 format!(
                     "{new_rejections} frame(s) rejected since the last report; last: {}",
                     s.last_error.as_deref().unwrap_or("?")
+                ),
+            )
+        } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
+            (
+                LEVEL_WARN,
+                format!(
+                    "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
+                     ambiguous, median confidence {:.3} (min_confidence {}): the camera sees \
+                     another place, weather or look than the map's, or its view is blocked",
+                    100.0 * q.withheld,
+                    q.frames,
+                    q.median_confidence,
+                    min_confidence
                 ),
             )
         } else if s.received == 0 {
@@ -262,7 +267,10 @@ fn diagnostics(
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
                 kv("frames_throttled", s.throttled.to_string()),
-                kv("recent_matched_frames", quality.map_or(0, |q| q.frames).to_string()),
+                kv(
+                    "recent_matched_frames",
+                    quality.map_or(0, |q| q.frames).to_string(),
+                ),
                 kv(
                     "recent_withheld_share",
                     quality.map_or("-".into(), |q| format!("{:.3}", q.withheld)),
@@ -459,7 +467,10 @@ fn spawn_worker(
                 let pending_arrived = pending.arrived;
                 let result = tokio::task::spawn_blocking(move || {
                     let cam = &cams[i];
-                    let outcome = lock(&loc).localize_at(
+                    let loc = lock(&loc);
+                    // Which map answered: a reload starts the camera's match-quality window anew.
+                    let map_id = Arc::as_ptr(&loc.map) as usize;
+                    let outcome = loc.localize_at(
                         &mut lock(&seq),
                         &pending.msg.frame(),
                         &Query {
@@ -469,14 +480,19 @@ fn spawn_worker(
                         },
                         time,
                     );
-                    match outcome {
+                    let outcome = match outcome {
                         Outcome::Rejected(e) => {
                             Outcome::Rejected(format!("{}: {e}", pending.msg.describe(&cam.topic)))
                         }
                         other => other,
-                    }
+                    };
+                    (outcome, map_id)
                 })
                 .await;
+                let (result, map_id) = match result {
+                    Ok((o, id)) => (Ok(o), Some(id)),
+                    Err(e) => (Err(e), None),
+                };
                 if let Ok(Outcome::Prior(answer)) = &result {
                     let header = r2r::std_msgs::msg::Header {
                         stamp,
@@ -504,6 +520,10 @@ fn spawn_worker(
                 let ms = pending_arrived.elapsed().as_secs_f64() * 1e3;
                 let mut sh = lock(&shared);
                 let s = &mut sh.stats[i];
+                if map_id.is_some() && map_id != s.quality_map {
+                    s.recent.clear();
+                    s.quality_map = map_id;
+                }
                 let bad = match result {
                     Ok(Outcome::Prior(a)) => {
                         s.localized += 1;
@@ -882,12 +902,21 @@ mod tests {
         assert!(!q.stopped_matching());
         // Exactly half withheld is not yet a warning; more than half is.
         for _ in 0..15 {
-            s.matched(0.0, true);
+            s.matched(0.1, true);
         }
         let q = MatchQuality::of(&s.recent).unwrap();
         assert_eq!(q.withheld, 0.5);
         assert!(!q.stopped_matching());
-        s.matched(0.0, true);
+        s.matched(0.1, true);
         assert!(MatchQuality::of(&s.recent).unwrap().stopped_matching());
+        // With min_confidence 0 nothing is withheld: a median confidence below 0.04 still
+        // warns.
+        let mut z = CameraStats::default();
+        for _ in 0..10 {
+            z.matched(0.03, false);
+        }
+        let q = MatchQuality::of(&z.recent).unwrap();
+        assert_eq!(q.withheld, 0.0);
+        assert!(q.stopped_matching());
     }
 }

@@ -139,7 +139,7 @@ pub struct NodeParams {
     pub base_from_camera: StringList,
     /// Most frames localized per second and camera [Hz]; 0: as many as the model keeps up with
     pub max_rate: Number,
-    /// Matches below this confidence (1 - d1/d2, 0..1) publish no prior and are counted as ambiguous
+    /// Matches below this confidence (1 - d1/d_alt, d_alt the best match over 7.5 m away; 0..1) publish no prior and are counted as ambiguous
     pub min_confidence: Number,
     /// cpu, cuda, cuda:N or auto (CUDA when libtorch sees a GPU)
     pub device: String,

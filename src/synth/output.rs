@@ -54,30 +54,30 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     };
     std::fs::create_dir_all(&parent)
         .map_err(|e| PathIoError::new("cannot create folder", &parent, e))?;
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    // Unique per process and call: two renders of one data set never share a staging folder.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = parent.join(format!(".{name}.partial-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging)
         .map_err(|e| PathIoError::new("cannot create folder", &staging, e))?;
     Ok(staging)
 }
 
-/// Marks the data set in `staging` complete (`marker` plus the format tag) and moves it to
-/// `out`, replacing what [`staging`] allowed.
+/// Whether `out` holds a complete synth data set (its marker is written last).
+pub fn is_complete(out: &Path) -> bool {
+    out.join(MARKER).is_file()
+}
+
 /// Like [`finish`] for a data set rendered on first use: when another process put `out` in
 /// place meanwhile (two commands rendering the same named sequence at once), its copy is kept
 /// and this one removed, so that a reader of the first copy never sees it moved away.
 pub fn finish_unless_present(
     staging: &Path,
     out: &Path,
-    mut marker: serde_json::Value,
+    marker: serde_json::Value,
 ) -> Result<(), SynthError> {
-    marker["format"] = "dasgil-synth/1".into();
-    write_atomic(
-        &staging.join(MARKER),
-        serde_json::to_string_pretty(&marker)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    write_marker(staging, marker)?;
     // rename(2) onto a non-empty folder fails: whoever renames first wins, atomically.
     match std::fs::rename(staging, out) {
         Ok(()) => Ok(()),
@@ -89,7 +89,8 @@ pub fn finish_unless_present(
     }
 }
 
-pub fn finish(staging: &Path, out: &Path, mut marker: serde_json::Value) -> Result<(), SynthError> {
+/// Writes the marker (plus the format tag) that says `staging` holds a complete data set.
+fn write_marker(staging: &Path, mut marker: serde_json::Value) -> Result<(), SynthError> {
     marker["format"] = "dasgil-synth/1".into();
     write_atomic(
         &staging.join(MARKER),
@@ -97,6 +98,13 @@ pub fn finish(staging: &Path, out: &Path, mut marker: serde_json::Value) -> Resu
             .unwrap_or_default()
             .as_bytes(),
     )?;
+    Ok(())
+}
+
+/// Marks the data set in `staging` complete (`marker` plus the format tag) and moves it to
+/// `out`, replacing what [`staging`] allowed.
+pub fn finish(staging: &Path, out: &Path, marker: serde_json::Value) -> Result<(), SynthError> {
+    write_marker(staging, marker)?;
     let old = PathBuf::from(format!("{}-old", staging.display()));
     if out.exists() {
         std::fs::rename(out, &old).map_err(|e| PathIoError::new("cannot move aside", out, e))?;

@@ -1,21 +1,22 @@
 """Fits and checks the pose prior's covariance (src/localize/prior.rs, docs/pose-prior.md) from
 `dasgil-tools evaluate` outputs: each evaluate folder's candidates-none.jsonl holds, per scored
-query, its true camera position and its first 20 candidates (descriptor distance, position),
-exactly what the Localizer's prior is computed from.
+query, its true camera position and the candidates the prior depends on (descriptor distance,
+position; the first top_k, through the first one more than 7.5 m from the best and through the
+tenth distinct place), with evaluate's own confidence, 95% radius and Mahalanobis distance.
 
     python tools/python/fit_prior.py --fit OUT1 OUT2 OUT3 --check OUT4 [--adaptation none]
 
-For every (POSITION_CALIBRATION, WRONG_SCALE, CONFIDENT, min_confidence) of a grid it computes,
-per world, the share of queries published (confidence >= min_confidence), the share of those
-whose true position lies inside the prior's 95% position ellipsoid (squared Mahalanobis distance
-<= 7.81), their median 95% radius (longest semi-axis) and median error. It keeps the constants
-that reach 95% coverage on every --fit world with the smallest worst ratio of median radius to
-median error, at the given --min-confidence (the shipped default when not given), and prints the
-table for the --fit and --check worlds, then the leave-one-world-out checks (fit on all but one
---fit world, report the left-out one).
+First it recomputes evaluate's numbers with the shipped constants and stops if a query differs
+(the formula here must stay the one in src/localize/prior.rs). Then, for every
+(POSITION_CALIBRATION, WRONG_SCALE, CONFIDENT) of a grid and the given --min-confidence (not
+fitted: the share withheld is a choice; default the node's 0.04), it computes per world the share
+of queries published, the share of those whose true position lies inside the prior's 95%
+position ellipsoid (squared Mahalanobis distance <= 7.81), their median 95% radius (longest
+semi-axis) and median error. It keeps the constants that reach 95% coverage on every --fit world
+with the smallest worst ratio of median radius to median error, prints the tables (shipped and
+fitted) for the --fit and --check worlds, then the leave-one-world-out checks.
 
-numpy only. The formula here is the one in src/localize/prior.rs; a change there needs the same
-change here.
+numpy only. Single frames only (evaluate without --filter), camera poses (no base_link).
 """
 
 import argparse
@@ -26,52 +27,129 @@ import sys
 import numpy as np
 
 CHI2_3_95 = 7.814727903251178
+# POSITION_CALIBRATION, WRONG_SCALE, CONFIDENT in src/localize/prior.rs.
+SHIPPED = (1.0, 3.5, 0.175)
 TAU = 0.05
 SIGMA_POSITION = 1.0
 ALT_RADIUS = 7.5
-QUALITY_HITS = 20
 SPREAD_HITS = 10
-TOP_K = 5
+PLACE_SPACING = 2.5
+
+
+def fail(message):
+    sys.exit(f"fit_prior.py: {message}")
 
 
 def load(folder, adaptation):
+    if not os.path.isdir(folder):
+        fail(f"{folder}: no such folder (give `dasgil-tools evaluate --out` folders)")
     path = os.path.join(folder, f"candidates-{adaptation}.jsonl")
     if not os.path.isfile(path):
-        sys.exit(f"{path}: missing; run `dasgil-tools evaluate ... --out {folder}` first")
-    conf, own, room, offset = [], [], [], []
+        have = sorted(f for f in os.listdir(folder) if f.startswith("candidates-"))
+        fail(f"{path}: missing ({'the folder has ' + ', '.join(have) if have else 'no candidates file here'}); "
+             f"run `dasgil-tools evaluate ... --out {folder}` (version with candidates files)")
+    conf, own, room, offset, rust = [], [], [], [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
             try:
                 q = json.loads(line)
-                h = np.array(q["candidates"], dtype=float)[:QUALITY_HITS]
+            except ValueError as e:
+                fail(f"{where}: not JSON ({e})")
+            if not isinstance(q, dict):
+                fail(f"{where}: expected an object with `truth` and `candidates`, found {type(q).__name__}")
+            if q.get("filter", "none") != "none":
+                fail(f"{where}: written by `evaluate --filter {q['filter']}`; the fit is for single "
+                     "frames (run evaluate without --filter)")
+            try:
+                h = np.array(q["candidates"], dtype=float)
                 truth = np.array(q["truth"], dtype=float)
-            except (ValueError, KeyError) as e:
-                sys.exit(f"{path}:{n}: expected an object with `truth` and `candidates`: {e}")
+                top_k = int(q.get("top_k", 5))
+            except (KeyError, ValueError, TypeError) as e:
+                fail(f"{where}: expected `truth` [x, y, z] and `candidates` [[distance, x, y, z], ...]: {e!r}")
+            if truth.shape != (3,):
+                fail(f"{where}: field `truth`: expected [x, y, z], found {q['truth']}")
+            if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] != 4:
+                fail(f"{where}: field `candidates`: expected one or more [distance, x, y, z], found shape {h.shape}")
+            if not np.isfinite(truth).all() or not np.isfinite(h[:, 1:]).all():
+                fail(f"{where}: expected finite positions")
             d, t = h[:, 0], h[:, 1:4]
-            far = np.linalg.norm(t - t[0], axis=1) > ALT_RADIUS
-            alt = d[far][0] if far.any() else d[-1]
-            conf.append(float(np.clip(1 - d[0] / alt, 0, 1)) if alt > 0 else 0.0)
-            k = h[:TOP_K]
-            w = np.exp(-(k[:, 0] / max(d[0], 1e-12) - 1) / TAU)
+            if not np.isfinite(d).all():
+                c = 0.0
+            else:
+                far = np.linalg.norm(t - t[0], axis=1) > ALT_RADIUS
+                if not far.any():
+                    c = 1.0
+                else:
+                    d1, alt = max(d[0], 0.0), max(d[far][0], 0.0)
+                    c = float(np.clip(1 - d1 / alt, 0, 1)) if alt > 0 else 0.0
+            conf.append(c)
+            k = h[:max(top_k, 1)]
+            d1 = max(d[0], 1e-12)
+            w = np.where(np.isfinite(k[:, 0]),
+                         np.exp(-(np.maximum(k[:, 0], d1) / d1 - 1) / TAU), 0.0)
             dt = k[:, 1:4] - t[0]
             own.append((w[:, None, None] * np.einsum("ki,kj->kij", dt, dt)).sum(0) / w.sum()
                        + SIGMA_POSITION ** 2 * np.eye(3))
-            ds = t[:SPREAD_HITS] - t[0]
+            places = []
+            for p in t:
+                if len(places) == SPREAD_HITS:
+                    break
+                if all(np.linalg.norm(p - x) > PLACE_SPACING for x in places):
+                    places.append(p)
+            ds = np.array(places) - t[0]
             room.append(np.einsum("ki,kj->ij", ds, ds) / len(ds))
             offset.append(truth - t[0])
-    return np.array(conf), np.array(own), np.array(room), np.array(offset)
+            rust.append((q.get("confidence"), q.get("radius_95"), q.get("mahalanobis2")))
+    if not conf:
+        fail(f"{path}: no queries (an evaluate run without ground truth?)")
+    world = np.array(conf), np.array(own), np.array(room), np.array(offset)
+    check_reproduction(path, world, rust)
+    return world
+
+
+def check_reproduction(path, world, rust):
+    """This script's prior with the shipped constants must be evaluate's own, query by query."""
+    conf, own, room, offset = world
+    a = SHIPPED[1] * np.maximum(0.0, 1.0 - conf / SHIPPED[2])
+    cov = SHIPPED[0] * own + a[:, None, None] * room
+    radius = np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[:, -1])
+    m2 = np.einsum("ni,ni->n", offset, np.linalg.solve(cov, offset[..., None])[..., 0])
+    off = 0
+    for i, (c, r, m) in enumerate(rust):
+        if c is None:
+            continue  # a file from before these fields
+        close = lambda x, y: y is not None and abs(x - y) <= 1e-6 * max(1.0, abs(y))
+        if not (close(conf[i], c) and close(radius[i], r) and close(m2[i], m)):
+            off += 1
+    if off:
+        fail(f"{path}: {off} of {len(rust)} queries differ from what evaluate computed "
+             "(confidence, 95% radius or Mahalanobis distance): this script and "
+             "src/localize/prior.rs disagree, or the constants here (SHIPPED) are not the "
+             "binary's")
+
+
+def median(values):
+    """The upper middle value, as `evaluate` reports it."""
+    v = np.sort(np.asarray(values))
+    return float(v[len(v) // 2]) if len(v) else float("nan")
 
 
 def score(world, calibration, wrong_scale, confident, min_confidence):
     conf, own, room, offset = world
     pub = conf >= min_confidence
+    if not pub.any():
+        return {"published": 0.0, "inside_95": float("nan"), "median_radius_95": float("nan"),
+                "median_error": float("nan")}
     a = wrong_scale * np.maximum(0.0, 1.0 - conf[pub] / confident)
     cov = calibration * own[pub] + a[:, None, None] * room[pub]
     m2 = np.einsum("ni,ni->n", offset[pub], np.linalg.solve(cov, offset[pub][..., None])[..., 0])
     radius = np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[:, -1])
     error = np.linalg.norm(offset[pub], axis=1)
     return {"published": pub.mean(), "inside_95": (m2 <= CHI2_3_95).mean(),
-            "median_radius_95": float(np.median(radius)), "median_error": float(np.median(error))}
+            "median_radius_95": median(radius), "median_error": median(error)}
 
 
 GRID = [(c, a, g) for c in (0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
@@ -83,7 +161,7 @@ def fit(worlds, min_confidence):
     best = None
     for c, a, g in GRID:
         s = [score(w, c, a, g, min_confidence) for w in worlds]
-        if min(x["inside_95"] for x in s) < 0.95:
+        if any(not x["inside_95"] >= 0.95 for x in s):  # NaN (nothing published) fails too
             continue
         worst = max(x["median_radius_95"] / x["median_error"] for x in s)
         if best is None or worst < best[0]:
@@ -105,19 +183,45 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fit", nargs="+", required=True, help="evaluate output folders to fit on")
     ap.add_argument("--check", nargs="*", default=[], help="evaluate output folders to check on")
-    ap.add_argument("--adaptation", default="none", help="none or adabn (the map's way)")
-    ap.add_argument("--min-confidence", type=float, default=0.04)
+    ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
+                    help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
+    ap.add_argument("--min-confidence", type=float, default=0.04,
+                    help="withhold below this confidence, 0 to 1 (default: the node's 0.04)")
+    ap.add_argument("--verify", action="store_true",
+                    help="only check that this script reproduces evaluate's numbers and print "
+                         "the shipped constants' table (no fit)")
     a = ap.parse_args()
+    if not 0.0 <= a.min_confidence <= 1.0:
+        ap.error(f"--min-confidence: expected 0 to 1, found {a.min_confidence}")
     name = lambda p: os.path.basename(os.path.normpath(p))
+    folders = [os.path.realpath(p) for p in a.fit + a.check]
+    if len(set(folders)) != len(folders):
+        ap.error("a folder is given twice (in --fit and --check, or twice in one): each world once")
     fit_worlds = [load(p, a.adaptation) for p in a.fit]
     check_worlds = [load(p, a.adaptation) for p in a.check]
+    names = [name(p) for p in a.fit + a.check]
+    marks = {name(p): " (fit)" for p in a.fit}
+    print(f"The shipped constants (POSITION_CALIBRATION {SHIPPED[0]}, WRONG_SCALE {SHIPPED[1]}, "
+          f"CONFIDENT {SHIPPED[2]}) at min_confidence {a.min_confidence}:\n")
+    table(names, fit_worlds + check_worlds, SHIPPED, a.min_confidence, marks)
+    if a.verify:
+        n = sum(len(w[0]) for w in fit_worlds + check_worlds)
+        print(f"\nverified: evaluate's confidence, 95% radius and Mahalanobis distance of {n} "
+              "queries reproduced")
+        return
     constants = fit(fit_worlds, a.min_confidence)
     if constants is None:
-        sys.exit("no constants of the grid reach 95% coverage on every --fit world")
-    print(f"POSITION_CALIBRATION {constants[0]}, WRONG_SCALE {constants[1]}, "
-          f"CONFIDENT {constants[2]} at min_confidence {a.min_confidence}\n")
-    table([name(p) for p in a.fit + a.check], fit_worlds + check_worlds, constants,
-          a.min_confidence, {name(p): " (fit)" for p in a.fit})
+        fail("no constants of the grid reach 95% coverage on every --fit world "
+             "(at this min_confidence nothing may be published)")
+    print(f"\nFitted: POSITION_CALIBRATION {constants[0]}, WRONG_SCALE {constants[1]}, "
+          f"CONFIDENT {constants[2]}:\n")
+    table(names, fit_worlds + check_worlds, constants, a.min_confidence, marks)
+    edges = [f"{label} {v}" for label, v, axis in
+             zip(("POSITION_CALIBRATION", "WRONG_SCALE", "CONFIDENT"), constants,
+                 ((0.6, 1.2), (1.0, 6.0), (0.125, 0.25))) if v in axis]
+    if edges:
+        print(f"\nnote: {', '.join(edges)} is at the edge of the grid; the best value may lie "
+              "beyond it (widen GRID in this script)")
     if len(a.fit) > 1:
         print("\nLeave one world out: fitted on the others, scored on it")
         for i, p in enumerate(a.fit):
@@ -130,6 +234,10 @@ def main():
             print(f"- {name(p)}: constants {c}: published {100 * s['published']:.1f}%, inside "
                   f"{100 * s['inside_95']:.1f}%, median radius {s['median_radius_95']:.1f} m, "
                   f"median error {s['median_error']:.2f} m")
+    else:
+        print("\n(one --fit world: no leave-one-world-out check; give two or more)")
+    print("\nTo use fitted constants: set them in src/localize/prior.rs (and SHIPPED here), "
+          "rebuild, and check with `dasgil-tools evaluate` on a world not used for fitting.")
 
 
 if __name__ == "__main__":

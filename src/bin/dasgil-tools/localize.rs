@@ -33,7 +33,7 @@ pub(crate) struct LocalizeArgs {
     /// Metres (> 0); only with --near.
     #[arg(long, requires = "near", allow_hyphen_values = true, value_parser = parse_radius)]
     radius: Option<f64>,
-    /// Matches with confidence (1 - d1/d2) below this are reported as `ambiguous` (the node
+    /// Matches with confidence (1 - d1/d_alt, docs/pose-prior.md) below this are reported as `ambiguous` (the node
     /// would not publish them); 0 to 1, default the node's.
     #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
     min_confidence: f64,
@@ -216,7 +216,7 @@ pub(crate) fn localize(
                 Outcome::Ambiguous(a) => (
                     "ambiguous",
                     Some(format!(
-                        "confidence {} is below --min-confidence {}",
+                        "confidence {:.3} is below --min-confidence {}",
                         a.prior.confidence, loc.options.min_confidence
                     )),
                 ),

@@ -3,7 +3,8 @@
 //! `torch.cdist(p=1) + topk` on the same data in the venv's PyTorch and faiss `IndexFlat` with
 //! `METRIC_L1` (faiss-cpu), timed in alternating blocks; and the scan's memory-bandwidth floor
 //! (map bytes / measured read bandwidth). Ours also on the same map stored as float16
-//! (`build-map --f16`), which halves the bytes the scan reads (the peers search the f32 data).
+//! (`build-map --f16`), which halves the bytes the scan reads (the peers search the f32 data), and
+//! ours for the top 200 (what the Localizer retrieves for the pose prior's confidence).
 //!
 //!     tools/setup.sh --bench    # once: faiss-cpu for the second peer
 //!     source tools/env.sh && cargo bench --bench retrieval
@@ -209,8 +210,8 @@ fn main() {
                 "faiss is not installed in the venv: run tools/setup.sh --bench for that peer"
             );
         }
-        let (mut ours, mut ours16, mut cdist, mut faiss) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut ours16, mut ours200, mut cdist, mut faiss) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut ask = |kind: &str, into: &mut Vec<f64>| {
             writeln!(stdin, "{kind} {reps}").unwrap();
             line.clear();
@@ -219,10 +220,16 @@ fn main() {
             into.extend(ts);
         };
         for _ in 0..blocks {
-            for (m, into) in [(&map, &mut ours), (&map16, &mut ours16)] {
+            // Top 10 as the peers; top 200 as the Localizer asks since the pose prior's
+            // confidence looks for a candidate beyond 7.5 m among 200 (localize::prior).
+            for (m, k, into) in [
+                (&map, 10, &mut ours),
+                (&map16, 10, &mut ours16),
+                (&map, 200, &mut ours200),
+            ] {
                 for i in 0..reps {
                     let t = Instant::now();
-                    std::hint::black_box(top_k(m, &queries[i % 64], 10, Metric::L1, None));
+                    std::hint::black_box(top_k(m, &queries[i % 64], k, Metric::L1, None));
                     into.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
@@ -251,6 +258,12 @@ fn main() {
             o16 / t,
             floor_ms / 2.0,
             o16 / (floor_ms / 2.0)
+        );
+        let o200 = median(ours200);
+        println!(
+            "| {n} (ours, top 200) | {o200:.2} | {t:.2} | {f} | {:.2}x | - | {floor_ms:.2} ms | {:.2}x |",
+            o200 / t,
+            o200 / floor_ms
         );
         eprintln!(
             "map of {n} entries ({} MiB) opened and verified in {open_ms:.0} ms",

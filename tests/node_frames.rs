@@ -467,8 +467,18 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
+/// A node named `name` on a 4-place slice's map (the test checkpoint) taking camera c0 as
+/// compressed frames on cam0/image_raw/compressed, with one more parameter `extra`: the temporary
+/// folder (keep it), the harness, c0's probe and the camera's publisher.
+fn compressed_camera_node(
+    name: &str,
+    extra: &str,
+) -> (
+    tempfile::TempDir,
+    Harness,
+    Probe,
+    r2r::Publisher<Compressed>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = test_checkpoint(dir.path());
     let slice = dir.path().join("cmu");
@@ -477,7 +487,7 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
     build_map(&slice, Some(&ckpt), &map);
     let c0 = probe(&slice, 3, "c0");
     let mut h = Harness::start(
-        "jpeg",
+        name,
         &map,
         &[
             "-p".into(),
@@ -487,17 +497,27 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
             "-p".into(),
             "camera_ids:=[c0]".into(),
             "-p".into(),
-            "frame_timeout:=2.0".into(),
+            extra.into(),
         ],
     );
     let ns = h.ns.clone();
-    let node = h.node.as_mut().unwrap();
-    let cam = node
+    let cam = h
+        .node
+        .as_mut()
+        .unwrap()
         .create_publisher::<Compressed>(
             &format!("{ns}/cam0/image_raw/compressed"),
             QosProfile::sensor_data(),
         )
         .unwrap();
+    (dir, h, c0, cam)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
+    let (_dir, mut h, c0, cam) = compressed_camera_node("jpeg", "frame_timeout:=2.0");
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
     let mut diags = node
         .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
         .unwrap();
@@ -580,6 +600,74 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
 }
 
 /// Runs the node with `args` until it exits (it must: every case is a start-up error).
+/// An operator sees a camera that has stopped matching: with `min_confidence` 1 every frame that
+/// is not exactly a map image (here one mirrored) is withheld as ambiguous, and after 10 such
+/// frames /diagnostics WARNs and reports the withheld share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_frames_are_all_withheld_warns_on_diagnostics() {
+    let (_dir, mut h, c0, cam) = compressed_camera_node("quality", "min_confidence:=1.0");
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    // The map image mirrored (a map image's own JPEG would match itself exactly: confidence 1).
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::imageops::flip_horizontal(&c0.img))
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let jpeg = jpeg.into_inner();
+    let (stop, spinner) = h.spin();
+    wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    let warned = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut sec = 100;
+        loop {
+            cam.publish(&Compressed {
+                header: r2r::std_msgs::msg::Header {
+                    frame_id: "cam0".into(),
+                    stamp: stamp(sec),
+                },
+                format: "jpeg".into(),
+                data: jpeg.clone(),
+            })
+            .unwrap();
+            sec += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Some(d) = diags.next().await {
+                if let Some(s) = d.status.first() {
+                    if s.level == 1 && s.message.contains("stopped matching the map") {
+                        return s.clone();
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("no WARN `stopped matching the map` within 60 s");
+    assert!(value(&warned, "frames_ambiguous") >= 10, "{warned:?}");
+    assert_eq!(value(&warned, "frames_localized"), 0, "{warned:?}");
+    let text = |k: &str| {
+        warned
+            .values
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(
+        text("recent_withheld_share").as_deref(),
+        Some("1.000"),
+        "{warned:?}"
+    );
+    assert!(
+        warned.message.contains("min_confidence 1"),
+        "{}",
+        warned.message
+    );
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}
+
 fn node_error(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil_node"))
         .args(args)

@@ -1057,6 +1057,9 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     let mut priors = node
         .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
         .unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
     let (stop, spinner) = h.spin();
     let mut seen = Vec::new();
     let first = probe(&slice, 0, "c0");
@@ -1087,6 +1090,15 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
         );
         assert!((0..6).all(|i| p.pose.covariance[i * 7] > 0.0), "{p:?}");
     }
+    // /diagnostics reports the filter's counts: a drive at one frame a second, no reset.
+    let d = wait_diag(&mut diags, 0, "the filter's counts", |s| {
+        s.values
+            .iter()
+            .any(|kv| kv.key == "filter_resets" && kv.value != "-")
+    })
+    .await;
+    assert_eq!(value(&d, "filter_resets"), 0, "{d:?}");
+    assert!(value(&d, "filter_relocalizations") <= 1, "{d:?}");
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");

@@ -569,8 +569,11 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
             ),
             (
                 format!(
-                    "top-1 {}: {verdict}, {:.1} m, {:.1} deg",
-                    r.top1, r.position_error, r.rotation_error
+                    "top-1: {verdict} {:.1} m {:.0} deg, conf {:.2}, {}",
+                    r.position_error,
+                    r.rotation_error,
+                    r.confidence,
+                    if r.published { "published" } else { "withheld" }
                 ),
                 mi,
             ),

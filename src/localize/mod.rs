@@ -250,6 +250,16 @@ pub struct Sequence {
     state: Option<(Arc<MapFile>, sequence::SequenceFilter)>,
 }
 
+impl Sequence {
+    /// The filter's relocalizations and resets since it started (on this map); None before
+    /// its first frame.
+    pub fn counts(&self) -> Option<(u64, u64)> {
+        self.state
+            .as_ref()
+            .map(|(_, f)| (f.relocalizations, f.resets))
+    }
+}
+
 pub struct Localizer {
     pub encoder: MapEncoder,
     pub map: Arc<MapFile>,

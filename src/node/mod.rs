@@ -144,6 +144,8 @@ struct Shared {
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
     frame_timeout: Option<Duration>,
+    /// With `filter: sequence`: the filter's relocalizations and resets (all cameras share it).
+    filter_counts: Option<(u64, u64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -192,7 +194,8 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
-    let (started, timeout) = (shared.started, shared.frame_timeout);
+    let (started, timeout, filter_counts) =
+        (shared.started, shared.frame_timeout, shared.filter_counts);
     for (cam, s) in cameras.iter().zip(shared.stats.iter_mut()) {
         let new_rejections = s.rejected - s.rejected_reported;
         s.rejected_reported = s.rejected;
@@ -282,6 +285,14 @@ fn diagnostics(
                 kv("latency_p50_ms", format!("{:.2}", percentile(&lat, 0.5))),
                 kv("latency_p99_ms", format!("{:.2}", percentile(&lat, 0.99))),
                 kv("map_entries", map.entries.to_string()),
+                kv(
+                    "filter_relocalizations",
+                    filter_counts.map_or("-".into(), |c| c.0.to_string()),
+                ),
+                kv(
+                    "filter_resets",
+                    filter_counts.map_or("-".into(), |c| c.1.to_string()),
+                ),
                 kv("map_fingerprint", map.fingerprint.clone()),
                 kv("map", map.path.clone()),
             ],
@@ -470,8 +481,9 @@ fn spawn_worker(
                     let loc = lock(&loc);
                     // Which map answered: a reload starts the camera's match-quality window anew.
                     let map_id = Arc::as_ptr(&loc.map) as usize;
+                    let mut seq = lock(&seq);
                     let outcome = loc.localize_at(
-                        &mut lock(&seq),
+                        &mut seq,
                         &pending.msg.frame(),
                         &Query {
                             camera: cam.id.as_deref(),
@@ -486,12 +498,12 @@ fn spawn_worker(
                         }
                         other => other,
                     };
-                    (outcome, map_id)
+                    (outcome, map_id, seq.counts())
                 })
                 .await;
-                let (result, map_id) = match result {
-                    Ok((o, id)) => (Ok(o), Some(id)),
-                    Err(e) => (Err(e), None),
+                let (result, map_id, filter_counts) = match result {
+                    Ok((o, id, counts)) => (Ok(o), Some(id), counts),
+                    Err(e) => (Err(e), None, None),
                 };
                 if let Ok(Outcome::Prior(answer)) = &result {
                     let header = r2r::std_msgs::msg::Header {
@@ -519,6 +531,9 @@ fn spawn_worker(
                 }
                 let ms = pending_arrived.elapsed().as_secs_f64() * 1e3;
                 let mut sh = lock(&shared);
+                if filter_counts.is_some() {
+                    sh.filter_counts = filter_counts;
+                }
                 let s = &mut sh.stats[i];
                 if map_id.is_some() && map_id != s.quality_map {
                     s.recent.clear();
@@ -807,6 +822,7 @@ pub async fn run() -> Result<()> {
         started: Instant::now(),
         frame_timeout: (params.frame_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
+        filter_counts: None,
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;

@@ -726,6 +726,14 @@ fn evaluate_scores_a_model_and_both_baselines() {
                     .unwrap();
             let r3 = &r3["reports"][0];
             assert_eq!(r3["filter"], "sequence");
+            let md = std::fs::read_to_string(seq.join("report.md")).unwrap();
+            assert!(md.contains("Filter: sequence"), "{md}");
+            assert!(
+                std::fs::read_to_string(out.join("report.md"))
+                    .unwrap()
+                    .contains("Filter: none"),
+                "report.md of the single-frame run"
+            );
             assert!(r3["sequence"]["relocalizations"].as_u64().is_some(), "{r3}");
             let acc = |r: &serde_json::Value| r["all"]["accuracy"]["5m,10deg"].as_f64().unwrap();
             assert!(

@@ -423,6 +423,14 @@ pub fn markdown(reports: &[&Report]) -> String {
             "## {} (adaptation: {}, metric: {}, {} map images, {} queries)\n\n",
             r.model, r.adaptation, r.metric, r.map_entries, r.all.queries
         ));
+        match &r.sequence {
+            Some(c) => s.push_str(&format!(
+                "Filter: sequence (the queries in time order through the Bayes filter over the \
+                 map's places, docs/sequence-filter.md): {} relocalization(s), {} reset(s).\n\n",
+                c.relocalizations, c.resets
+            )),
+            None => s.push_str("Filter: none (each query on its own).\n\n"),
+        }
         if r.unscored > 0 {
             s.push_str(&format!(
                 "{} of the {} listed queries have no ground truth: they are in submission.txt \

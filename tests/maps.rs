@@ -154,20 +154,24 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         .iter()
         .map(|p| p.path.clone())
         .collect();
-    let mut args = vec![
-        "localize",
-        "--map",
-        path_str(&map),
-        "--checkpoint",
-        path_str(&f.ckpt),
-        "--device",
-        "cpu",
-        "--json",
-        "--top-k",
-        "3",
-    ];
-    args.extend(db.iter().map(|p| path_str(p)));
-    let out = ok(&args);
+    // localize --json with the test checkpoint and `more` arguments.
+    let localize = |more: &[&str]| {
+        let mut args = vec![
+            "localize",
+            "--map",
+            path_str(&map),
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        args.extend_from_slice(more);
+        ok(&args)
+    };
+    let mut more = vec!["--top-k", "3"];
+    more.extend(db.iter().map(|p| path_str(p)));
+    let out = localize(&more);
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -201,23 +205,8 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
     image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]))
         .save(&grey)
         .unwrap();
-    let l: serde_json::Value = serde_json::from_str(
-        ok(&[
-            "localize",
-            "--map",
-            path_str(&map),
-            "--checkpoint",
-            path_str(&f.ckpt),
-            "--device",
-            "cpu",
-            "--json",
-            "--camera",
-            "c0",
-            path_str(&grey),
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let l: serde_json::Value =
+        serde_json::from_str(localize(&["--camera", "c0", path_str(&grey)]).trim()).unwrap();
     let confidence = l["prior"]["confidence"].as_f64().unwrap();
     let cov = &l["prior"]["covariance"];
     let trace: f64 = [0, 7, 14].iter().map(|&i| cov[i].as_f64().unwrap()).sum();

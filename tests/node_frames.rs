@@ -265,6 +265,25 @@ async fn wait_prior(
     .unwrap_or_else(|_| panic!("no prior stamped {sec}"))
 }
 
+/// Sends a first frame with `send(sec)` until its prior comes back (until the node's
+/// subscription is matched, frames may go nowhere), the stamp `*sec` one second later each try.
+async fn first_prior(
+    priors: &mut (impl futures::Stream<Item = Prior> + Unpin),
+    seen: &mut Vec<Prior>,
+    sec: &mut i32,
+    mut send: impl FnMut(i32),
+) -> Prior {
+    loop {
+        send(*sec);
+        if let Ok(p) =
+            tokio::time::timeout(Duration::from_secs(2), wait_prior(priors, *sec, seen)).await
+        {
+            return p;
+        }
+        *sec += 1;
+    }
+}
+
 fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
     let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
@@ -337,20 +356,11 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     // Both cameras: each map image comes back at its own pose, stamp and the map frame.
     wait_diag(&mut diags, 1, "the node's diagnostics", |_| true).await;
     let mut sec = 1000;
-    let p0 = loop {
-        // Until the node's subscriptions are matched, frames may go nowhere: resend.
+    let p0 = first_prior(&mut priors, &mut seen, &mut sec, |sec| {
         cam0.publish(&raw(&c0, sec, "cam0")).unwrap();
         sent_good.insert(sec);
-        if let Ok(p) = tokio::time::timeout(
-            Duration::from_secs(2),
-            wait_prior(&mut priors, sec, &mut seen),
-        )
-        .await
-        {
-            break p;
-        }
-        sec += 1;
-    };
+    })
+    .await;
     assert_eq!(p0.header.frame_id, "map");
     assert!(same_position(&p0, &c0.pose), "{p0:?}");
     assert_eq!(p0.pose.covariance.len(), 36);
@@ -545,18 +555,10 @@ async fn compressed_frames_are_localized_and_corrupt_ones_rejected() {
     );
     let mut seen = Vec::new();
     let mut sec = 100;
-    let p = loop {
-        cam.publish(&msg(sec, c0.jpeg.clone())).unwrap();
-        if let Ok(p) = tokio::time::timeout(
-            Duration::from_secs(2),
-            wait_prior(&mut priors, sec, &mut seen),
-        )
-        .await
-        {
-            break p;
-        }
-        sec += 1;
-    };
+    let p = first_prior(&mut priors, &mut seen, &mut sec, |sec| {
+        cam.publish(&msg(sec, c0.jpeg.clone())).unwrap()
+    })
+    .await;
     assert!(same_position(&p, &c0.pose), "{p:?}");
     // A JPEG start-of-image marker followed by garbage.
     let mut corrupt = c0.jpeg[..4].to_vec();
@@ -841,23 +843,11 @@ async fn raw_bayer_frames_localize_to_themselves_and_non_camera_encodings_are_re
         wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
         let mut seen = Vec::new();
         // The first frame is resent until the subscription is matched.
-        let mut sec = 10;
-        loop {
-            send(sec, &images[0]);
-            if let Ok(p) = tokio::time::timeout(
-                Duration::from_secs(2),
-                wait_prior(&mut priors, sec, &mut seen),
-            )
-            .await
-            {
-                assert!(
-                    same_position(&p, &images[0].world_from_cam.unwrap()),
-                    "{p:?}"
-                );
-                break;
-            }
-            sec += 1;
-        }
+        let p = first_prior(&mut priors, &mut seen, &mut 10, |sec| send(sec, &images[0])).await;
+        assert!(
+            same_position(&p, &images[0].world_from_cam.unwrap()),
+            "{p:?}"
+        );
         for (k, p) in images.iter().enumerate().skip(1) {
             let sec = 100 + k as i32;
             send(sec, p);
@@ -1064,18 +1054,10 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     let mut seen = Vec::new();
     let first = probe(&slice, 0, "c0");
     let mut sec = 100;
-    let p = loop {
-        cam.publish(&raw(&first, sec, "cam0")).unwrap();
-        if let Ok(p) = tokio::time::timeout(
-            Duration::from_secs(2),
-            wait_prior(&mut priors, sec, &mut seen),
-        )
-        .await
-        {
-            break p;
-        }
-        sec += 1;
-    };
+    let p = first_prior(&mut priors, &mut seen, &mut sec, |sec| {
+        cam.publish(&raw(&first, sec, "cam0")).unwrap()
+    })
+    .await;
     assert!(same_position(&p, &first.pose), "{p:?}");
     for place in 1..5 {
         let frame = probe(&slice, place, "c0");

@@ -23,6 +23,23 @@ fn shipped() -> PathBuf {
         .join(dasgil::extract::choice::SHIPPED_MODEL)
 }
 
+/// Runs dasgil-tools with `args` on the data folder `data` and the shipped model; panics with
+/// its stderr on failure.
+fn tools(data: &Path, args: &[&str]) {
+    let res = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("DASGIL_DATA", data)
+        .env_remove("DASGIL_MODEL")
+        .output_limited()
+        .expect("run dasgil-tools");
+    assert!(
+        res.status.success(),
+        "{args:?}:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
 fn evaluate(out: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
         "evaluate",
@@ -34,18 +51,7 @@ fn evaluate(out: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
         path_str(out),
     ];
     args.extend_from_slice(extra);
-    let res = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-        .args(&args)
-        .env("RUST_LOG", "warn")
-        .env("DASGIL_DATA", data)
-        .env_remove("DASGIL_MODEL")
-        .output_limited()
-        .expect("run dasgil-tools");
-    assert!(
-        res.status.success(),
-        "{args:?}:\n{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    tools(data, &args);
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
 
@@ -134,25 +140,17 @@ fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let data = tmp.join("dasgil-data");
     let map = tmp.join("beyond-cmu_mini.map.safetensors");
-    let res = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-        .args([
+    tools(
+        &data,
+        &[
             "build-map",
             "--sequence",
             "cmu_mini",
             "--device",
             "cpu",
             "--out",
-        ])
-        .arg(&map)
-        .env("RUST_LOG", "warn")
-        .env("DASGIL_DATA", &data)
-        .env_remove("DASGIL_MODEL")
-        .output_limited()
-        .expect("run dasgil-tools");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
+            path_str(&map),
+        ],
     );
     let out = tmp.join("beyond-eval");
     let _ = std::fs::remove_dir_all(&out);

@@ -402,6 +402,23 @@ mod tests {
         }))
     }
 
+    /// Camera 0 drives from place `from` one place per half second for `frames` frames (time 0,
+    /// 0.5, ...), each frame's own hits without aliases: the last frame's step.
+    fn drive(
+        f: &mut SequenceFilter,
+        places: &Places,
+        rng: &mut Lcg,
+        from: usize,
+        frames: usize,
+    ) -> Option<Step> {
+        let mut last = None;
+        for i in 0..frames {
+            f.predict(places, 0.5 * i as f64, None);
+            last = f.observe(places, &hits(places, from + i, 0, 0.0, rng), |r| r % 2 == 0);
+        }
+        last
+    }
+
     /// The hits of a frame of camera `cam` at place `truth`: the true place's row at distance
     /// 1.0, the others further by 0.01 per place of offset (up to 20) plus noise; with
     /// probability `alias` one random place looks better than the truth (a single-frame error).
@@ -474,12 +491,7 @@ mod tests {
         let places = route(100, false);
         let mut f = SequenceFilter::new(&places);
         let mut rng = Lcg(9);
-        for i in 0..30 {
-            f.predict(&places, 0.5 * i as f64, None);
-            f.observe(&places, &hits(&places, 10 + i, 0, 0.0, &mut rng), |r| {
-                r % 2 == 0
-            });
-        }
+        drive(&mut f, &places, &mut rng, 10, 30);
         f.predict(&places, 15.0, None);
         let least = f.belief.iter().cloned().fold(f64::INFINITY, f64::min);
         let want = UNIFORM_SHARE / places.len() as f64;
@@ -496,14 +508,7 @@ mod tests {
         let places = route(2000, false);
         let mut f = SequenceFilter::new(&places);
         let mut rng = Lcg(13);
-        let mut last = None;
-        for i in 0..20 {
-            f.predict(&places, 0.5 * i as f64, None);
-            last = f.observe(&places, &hits(&places, 10 + i, 0, 0.0, &mut rng), |r| {
-                r % 2 == 0
-            });
-        }
-        let s = last.unwrap();
+        let s = drive(&mut f, &places, &mut rng, 10, 20).unwrap();
         assert!(s.spread.trace() < 200.0, "{}", s.spread.trace());
     }
 
@@ -587,12 +592,7 @@ mod tests {
         let places = route(100, false);
         let mut f = SequenceFilter::new(&places);
         let mut rng = Lcg(5);
-        for i in 0..10 {
-            f.predict(&places, 0.5 * i as f64, None);
-            f.observe(&places, &hits(&places, 20 + i, 0, 0.0, &mut rng), |r| {
-                r % 2 == 0
-            });
-        }
+        drive(&mut f, &places, &mut rng, 20, 10);
         f.predict(&places, 5.0, None);
         let settled = f
             .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), |r| {

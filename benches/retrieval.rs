@@ -118,6 +118,7 @@ fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
             root: String::new(),
             slice: None,
             sequence: None,
+            bag: None,
         },
         created_unix: 0,
         payload_checksum: String::new(),

@@ -13,6 +13,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
+    Bag(Box<crate::bag::BagError>),
+    #[error(transparent)]
     Synth(#[from] crate::synth::SynthError),
     #[error(transparent)]
     Io(#[from] crate::atomic::PathIoError),
@@ -69,4 +71,10 @@ pub enum PipelineError {
     TopK(usize),
     #[error("no --checkpoint given and the shipped model {} was not found (looked in: {tried}); pass --checkpoint FILE or set DASGIL_MODEL", crate::extract::choice::SHIPPED_MODEL)]
     NoShippedModel { tried: String },
+}
+
+impl From<crate::bag::BagError> for PipelineError {
+    fn from(e: crate::bag::BagError) -> Self {
+        PipelineError::Bag(Box::new(e))
+    }
 }

@@ -4,9 +4,11 @@
 //!
 //! Pipeline: `data` (dataset readers, preprocessing) -> `model` (generator, discriminators,
 //! losses, checkpoints) -> training; `model` -> descriptors -> retrieval -> `node` (behind the
-//! `ros` feature). `synth` renders synthetic worlds in the real datasets' on-disk formats.
+//! `ros` feature). `synth` renders synthetic worlds in the real datasets' on-disk formats; `bag`
+//! reads a robot's rosbag2 recordings as posed frames.
 
 pub mod atomic;
+pub mod bag;
 pub mod data;
 pub mod error;
 pub mod eval;

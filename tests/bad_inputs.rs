@@ -259,6 +259,45 @@ fn make_fixtures(d: &Path) {
         &files("cmu/slice2/database", "jpg")[0],
         &d.join("trunc.jpg"),
     );
+    // rosbag2 recordings of the slice (tools/python/world_to_bag.py): MCAP with raw frames and
+    // TF; sqlite3 with JPEG frames and /odom; each cut in half; one with a bad storage name;
+    // one whose poses cover none of its frames.
+    let to_bag = |out: &str, extra: &[&str]| {
+        let st = Command::new(common::python())
+            .arg(common::root().join("tools/python/world_to_bag.py"))
+            .args(["--root", &p("cmu"), "--slice", "2", "--out", &p(out)])
+            .args(extra)
+            .output_limited()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "world_to_bag.py {out}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    to_bag("bag", &[]);
+    to_bag(
+        "bag-odom",
+        &[
+            "--storage",
+            "sqlite3",
+            "--transport",
+            "compressed",
+            "--poses",
+            "odometry",
+        ],
+    );
+    to_bag("bag-trimmed", &["--trim-poses", "0.2"]);
+    cut(&d.join("bag/bag.mcap"), &d.join("bag-trunc.mcap"));
+    cut(&d.join("bag-odom/bag-odom.db3"), &d.join("bag-trunc.db3"));
+    copy("bag", "bag-badmeta");
+    let meta = d.join("bag-badmeta/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(
+        &meta,
+        text.replace("storage_identifier: mcap", "storage_identifier: rosbag1"),
+    )
+    .unwrap();
     copy("cmu", "cmu-trunc");
     // A slice whose first query image is gone: evaluate fails after building its maps.
     copy("cmu", "cmu-noquery");
@@ -428,10 +467,12 @@ fn parse_corpus(text: &str) -> Vec<Case> {
         .collect()
 }
 
-fn run_with_timeout(args: &[String], limit: Duration) -> (Option<i32>, String) {
+fn run_with_timeout(args: &[String], limit: Duration, data: &Path) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
         .args(args)
         .env("RUST_LOG", "warn")
+        // Where a recording's frames are extracted to: never the user's ~/.cache.
+        .env("DASGIL_DATA", data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -488,7 +529,8 @@ fn every_bad_input_gets_a_clear_error_and_changes_nothing() {
             .collect();
         let fragment = c.fragment.replace("{d}", path_str(&d));
         *per_command.entry(args[0].clone()).or_default() += 1;
-        let (code, text) = run_with_timeout(&args, Duration::from_secs(60));
+        let (code, text) =
+            run_with_timeout(&args, Duration::from_secs(60), &tmp.path().join("data"));
         let mut problems = Vec::new();
         if code != Some(c.exit) {
             problems.push(format!("exit code {code:?}, expected {}", c.exit));

@@ -112,6 +112,29 @@ if [ ! -d /opt/ros/jazzy ] && [ -x "$VENDOR/install.sh" ]; then
   with_heartbeat "ros2 tooling" "$VENDOR/install.sh" "$VENV"
 fi
 
+# --- 5b. tf2_msgs (TFMessage, the type of /tf and /tf_static) ------------------------------
+# build-map --bag reads /tf with r2r, which needs tf2_msgs; the Jazzy wheels on PyPI do not carry
+# it. Generated from tools/ros/tf2_msgs with rosidl and cmake (about 20 s) unless a ROS 2 install
+# has it. Needs the rosidl generators step 5 installs.
+STEP="tf2_msgs (tools/ros/tf2_msgs, rosidl and cmake)"
+WHY="cmake could not generate tf2_msgs; the log above names the error"
+TF2_HASH="$(cat "$ROOT"/tools/ros/tf2_msgs/{package.xml,CMakeLists.txt,msg/TFMessage.msg} | sha256sum | cut -d' ' -f1)"
+TF2_STAMP="$VENV/.dasgil-tf2-msgs.sha256"
+if [ ! -d /opt/ros/jazzy ] && [ "$(cat "$TF2_STAMP" 2>/dev/null || true)" != "$TF2_HASH" ]; then
+  say "generating tf2_msgs into the venv (about 20 s)"
+  TF2_TMP="$(mktemp -d)"
+  if ! with_heartbeat "tf2_msgs" env AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH" \
+    bash -c 'cmake -S "$1" -B "$2/build" -DCMAKE_INSTALL_PREFIX="$3" -DBUILD_TESTING=OFF \
+      -DPython3_EXECUTABLE="$3/bin/python" -Wno-dev && cmake --build "$2/build" -j"$(nproc)" \
+      && cmake --install "$2/build"' _ "$ROOT/tools/ros/tf2_msgs" "$TF2_TMP" "$VENV" >"$TF2_TMP.log" 2>&1; then
+    tail -30 "$TF2_TMP.log" >&2
+    rm -rf "$TF2_TMP" "$TF2_TMP.log"
+    false
+  fi
+  rm -rf "$TF2_TMP" "$TF2_TMP.log"
+  echo "$TF2_HASH" >"$TF2_STAMP"
+fi
+
 # --- 6. Benchmark peers (optional) ---------------------------------------------------------
 if [ "$BENCH" = 1 ]; then
   STEP="benchmark peers (tools/requirements-bench.txt)"

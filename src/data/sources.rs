@@ -117,6 +117,7 @@ impl Sequence {
             root: root.display().to_string(),
             slice: self.slice,
             sequence: name.map(str::to_string),
+            bag: None,
         };
         match self.format.as_str() {
             "cmu" => {

@@ -196,10 +196,15 @@ fn write_outputs(
     out: &Path,
     src: &SourceImages,
     reports: Vec<Report>,
-    submission: Option<Vec<(String, crate::geom::Pose)>>,
+    submission: Option<Vec<offline::Localized>>,
 ) -> Result<Vec<Report>, PipelineError> {
     if let Some(sub) = submission {
-        crate::data::cmu_seasons::write_submission(&out.join("submission.txt"), &sub)?;
+        let lines: Vec<(String, crate::geom::Pose)> = sub
+            .iter()
+            .map(|l| (l.name.clone(), l.world_from_cam.inverse()))
+            .collect();
+        crate::data::cmu_seasons::write_submission(&out.join("submission.txt"), &lines)?;
+        write_tum(out, &sub)?;
     }
     let refs: Vec<&Report> = reports.iter().collect();
     if reports.iter().all(|r| r.all.queries == 0) {
@@ -234,4 +239,57 @@ fn write_outputs(
     offline::recall_curves(&out.join("recall_curves.png"), &refs)?;
     offline::match_sheet(&out.join("matches.png"), &reports[0], src)?;
     Ok(reports)
+}
+
+/// Per camera, the published priors and the truth as TUM trajectories (`priors-<camera>.tum`,
+/// `truth-<camera>.tum`; queries with a timestamp), for evo and other trajectory tools.
+fn write_tum(out: &Path, localized: &[offline::Localized]) -> Result<(), PipelineError> {
+    type Rows = Vec<(i64, crate::geom::Pose)>;
+    let mut cameras: std::collections::BTreeMap<&str, (Rows, Rows)> = Default::default();
+    for l in localized {
+        let Some(us) = l.timestamp_us else { continue };
+        let (priors, truth) = cameras.entry(&l.camera).or_default();
+        if l.published {
+            priors.push((us, l.world_from_cam));
+        }
+        if let Some(t) = l.truth {
+            truth.push((us, t));
+        }
+    }
+    for (camera, (priors, truth)) in cameras {
+        let part = crate::bag::file_part(camera);
+        crate::atomic::write_atomic(
+            &out.join(format!("priors-{part}.tum")),
+            offline::tum(&priors).as_bytes(),
+        )?;
+        if !truth.is_empty() {
+            crate::atomic::write_atomic(
+                &out.join(format!("truth-{part}.tum")),
+                offline::tum(&truth).as_bytes(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A recording's frames (`bag::frames::open`) as the queries of `evaluate --map MAP`: their
+/// recorded poses are the truth. When the map was built from a recording too, its extracted
+/// frames are the database (for matches.png).
+pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, PipelineError> {
+    src.queries = std::mem::take(&mut src.database);
+    let m = MapFile::open(map)?;
+    {
+        let root = std::path::PathBuf::from(&m.meta.source.root);
+        src.database = (0..m.len())
+            .map(|i| crate::data::PosedImage {
+                path: root.join(&m.meta.names[i]),
+                camera: m.meta.cameras[i].clone(),
+                timestamp_us: m.timestamp_us(i),
+                world_from_cam: Some(m.pose(i)),
+                intrinsics: None,
+            })
+            .filter(|p| p.path.is_file())
+            .collect();
+    }
+    Ok(src)
 }

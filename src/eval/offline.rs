@@ -224,13 +224,26 @@ fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
 
 /// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
 /// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
+/// A query's prior as `evaluate` found it: for submission.txt and the TUM trajectories.
+#[derive(Debug, Clone)]
+pub struct Localized {
+    pub name: String,
+    pub camera: String,
+    pub timestamp_us: Option<i64>,
+    /// The prior (the camera's pose in the map's world frame).
+    pub world_from_cam: Pose,
+    /// Whether the node would publish it (confidence at least min_confidence).
+    pub published: bool,
+    pub truth: Option<Pose>,
+}
+
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,
     labels: &BTreeMap<String, String>,
     per_camera: bool,
     model: &str,
-) -> Result<(Report, Vec<(String, Pose)>), PipelineError> {
+) -> Result<(Report, Vec<Localized>), PipelineError> {
     if src.queries.is_empty() {
         return Err(PipelineError::NoQueries {
             root: src.source.root.clone(),
@@ -325,7 +338,14 @@ pub fn evaluate(
         let hits = &answer.hits;
         let best = answer.prior.pose;
         let name = image_name(q);
-        submission.push((name.clone(), best.inverse()));
+        submission.push(Localized {
+            name: name.clone(),
+            camera: q.camera.clone(),
+            timestamp_us: q.timestamp_us,
+            world_from_cam: best,
+            published: matches!(outcome, Outcome::Prior(_)),
+            truth: q.world_from_cam,
+        });
         let Some(truth) = q.world_from_cam else {
             unscored += 1;
             continue;
@@ -597,4 +617,29 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
         420,
     )?;
     Ok(())
+}
+
+/// TUM trajectory lines (`stamp tx ty tz qx qy qz qw`, stamp in seconds) of `poses`, in time
+/// order: what `evo_ape tum truth.tum priors.tum` reads.
+pub fn tum(poses: &[(i64, Pose)]) -> String {
+    let mut rows: Vec<&(i64, Pose)> = poses.iter().collect();
+    rows.sort_by_key(|r| r.0);
+    let mut out = String::from("# timestamp tx ty tz qx qy qz qw\n");
+    for (us, p) in rows {
+        let t = p.translation.vector;
+        let q = p.rotation.coords;
+        out.push_str(&format!(
+            "{}.{:06} {:.6} {:.6} {:.6} {:.9} {:.9} {:.9} {:.9}\n",
+            us.div_euclid(1_000_000),
+            us.rem_euclid(1_000_000),
+            t.x,
+            t.y,
+            t.z,
+            q.x,
+            q.y,
+            q.z,
+            q.w
+        ));
+    }
+    out
 }

@@ -135,6 +135,28 @@ pub struct SourceMeta {
     pub root: String,
     pub slice: Option<u32>,
     pub sequence: Option<String>,
+    /// A map built from a rosbag2 recording (`build-map --bag`): the recording, its topics and
+    /// frames. `root` is then the folder its frames were extracted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bag: Option<BagSourceMeta>,
+}
+
+/// Where a map's images came from in a rosbag2 recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BagSourceMeta {
+    /// The recording (folder or file) as given.
+    pub path: String,
+    /// `mcap` or `sqlite3`.
+    pub storage: String,
+    pub image_topics: Vec<String>,
+    /// The `header.frame_id` of each image topic's frames (the camera optical frames).
+    pub camera_frames: Vec<String>,
+    /// The frame the poses are in (`--world-frame`, e.g. `map`).
+    pub world_frame: String,
+    /// Poses from this topic instead of TF (`--pose-topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pose_topic: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

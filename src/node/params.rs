@@ -253,31 +253,7 @@ impl RosParams for Served {
 
 /// A camera's extrinsic "x y z qx qy qz qw" (base_link from camera).
 pub fn parse_extrinsic(s: &str) -> Result<crate::geom::Pose, String> {
-    let v: Vec<f64> = s
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<f64>()
-                .map_err(|_| format!("`{t}` is not a number"))
-        })
-        .collect::<Result<_, _>>()?;
-    if v.len() != 7 || v.iter().any(|x| !x.is_finite()) {
-        return Err(format!(
-            "expected 7 finite numbers \"x y z qx qy qz qw\", found {} in `{s}`",
-            v.len()
-        ));
-    }
-    let q = nalgebra::Quaternion::new(v[6], v[3], v[4], v[5]);
-    let n = q.norm();
-    if !(0.9..=1.1).contains(&n) {
-        return Err(format!(
-            "the quaternion (qx qy qz qw) must have norm 1, found norm {n:.4} in `{s}`"
-        ));
-    }
-    Ok(crate::geom::Pose::from_parts(
-        nalgebra::Translation3::new(v[0], v[1], v[2]),
-        nalgebra::UnitQuaternion::from_quaternion(q),
-    ))
+    crate::geom::parse_xyz_qxyzw(s)
 }
 
 impl NodeParams {

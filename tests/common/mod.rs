@@ -190,3 +190,27 @@ pub fn robotcar_map_args<'a>(trav: &'a Path, ckpt: &'a Path, map: &'a Path) -> V
         path_str(map),
     ]
 }
+
+/// A freshly initialised 256x256 generator checkpoint (trained with CD: descriptor e5).
+pub fn checkpoint(path: &Path, seed: i64) {
+    use dasgil::model::{
+        checkpoint, CheckpointMeta, Generator, ModelConfig, NetworkRole, WeightInit,
+    };
+    tch::manual_seed(seed);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
+    Generator::new(&vs.root(), cfg, WeightInit::Reference).unwrap();
+    checkpoint::save(
+        &vs,
+        &CheckpointMeta {
+            network: NetworkRole::Generator,
+            config: cfg,
+            discriminator: Some(dasgil::model::DiscriminatorKind::Cascade),
+            epoch: None,
+            step: None,
+            source: Some("test".into()),
+        },
+        path,
+    )
+    .unwrap();
+}

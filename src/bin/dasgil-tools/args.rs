@@ -150,3 +150,98 @@ pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
         .filter(|r| r.is_finite() && *r > 0.0)
         .ok_or_else(|| format!("expected metres > 0, found `{s}`"))
 }
+
+/// A rosbag2 recording as the source (`build-map --bag`, `evaluate --bag`).
+#[derive(clap::Args)]
+pub(crate) struct BagArgs {
+    /// A rosbag2 recording: its folder (with metadata.yaml), or one .mcap or .db3 file. Frames of
+    /// --image-topic are posed by TF (--world-frame -> the image's header.frame_id, the camera's
+    /// optical frame) or by --pose-topic, and written once to $DASGIL_DATA/bags/ (default
+    /// ~/.cache/dasgil/bags/).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["sequence", "format", "root"])]
+    pub(crate) bag: Option<PathBuf>,
+    /// A sensor_msgs/Image or CompressedImage topic of the recording (repeat for more cameras).
+    #[arg(long = "image-topic", value_name = "TOPIC", requires = "bag")]
+    image_topics: Vec<String>,
+    /// The map's camera id for each --image-topic, in order (e.g. c0, c1: what the node's
+    /// camera_ids then name). Default: the topic names.
+    #[arg(long = "camera-id", value_name = "NAME", requires = "bag")]
+    camera_ids: Vec<String>,
+    /// The frame the poses are in (REP 105: map; or odom for a single drive). For evaluate,
+    /// the frame of the recorded truth (alias --truth-frame).
+    #[arg(
+        long,
+        value_name = "FRAME",
+        default_value = "map",
+        visible_alias = "truth-frame"
+    )]
+    world_frame: String,
+    /// Poses from this topic instead of /tf: nav_msgs/Odometry, geometry_msgs/PoseStamped or
+    /// PoseWithCovarianceStamped, with header.frame_id the world frame.
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        requires = "bag",
+        visible_alias = "truth-topic"
+    )]
+    pose_topic: Option<String>,
+    /// With --pose-topic: the camera's optical frame in the pose's body frame, \"x y z qx qy qz
+    /// qw\" (m; as the node's base_from_camera); once for every topic, or once per
+    /// --image-topic. Default: the pose is the camera's.
+    #[arg(long, value_name = "POSE", requires = "pose_topic", value_parser = dasgil::geom::parse_xyz_qxyzw)]
+    base_from_camera: Vec<dasgil::geom::Pose>,
+    /// Keep every Nth posed frame of each topic.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    every: usize,
+    /// Keep a frame only when its camera is at least D metres from the topic's last kept frame.
+    #[arg(long, value_name = "D", default_value_t = 0.0)]
+    min_distance: f64,
+    /// The largest time (s) between two pose messages a frame's pose is interpolated across;
+    /// frames in a longer gap are skipped and counted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    max_pose_gap: f64,
+}
+
+#[cfg(feature = "ros")]
+type BagOptions = dasgil::bag::frames::BagOptions;
+#[cfg(not(feature = "ros"))]
+type BagOptions = ();
+
+impl BagArgs {
+    /// None without --bag.
+    pub(crate) fn options(&self) -> Option<Result<BagOptions>> {
+        let bag = self.bag.clone()?;
+        #[cfg(feature = "ros")]
+        {
+            Some(Ok(dasgil::bag::frames::BagOptions {
+                bag,
+                image_topics: self.image_topics.clone(),
+                camera_ids: self.camera_ids.clone(),
+                world_frame: self.world_frame.clone(),
+                pose_topic: self.pose_topic.clone(),
+                base_from_camera: self.base_from_camera.clone(),
+                every: self.every,
+                min_distance: self.min_distance,
+                max_gap_s: self.max_pose_gap,
+            }))
+        }
+        #[cfg(not(feature = "ros"))]
+        {
+            let _ = bag;
+            Some(Err(anyhow::anyhow!(
+                "--bag: this dasgil-tools was built without the `ros` feature, which reads \
+                 recordings (r2r deserializes their messages); rebuild with default features"
+            )))
+        }
+    }
+}
+
+#[cfg(feature = "ros")]
+pub(crate) fn open_bag(o: &BagOptions) -> Result<dasgil::data::sources::SourceImages> {
+    Ok(dasgil::bag::frames::open(o)?)
+}
+
+#[cfg(not(feature = "ros"))]
+pub(crate) fn open_bag(_: &BagOptions) -> Result<dasgil::data::sources::SourceImages> {
+    anyhow::bail!("--bag: this dasgil-tools was built without the `ros` feature")
+}

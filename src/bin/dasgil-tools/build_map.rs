@@ -11,6 +11,8 @@ pub(crate) struct BuildMapArgs {
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
+    bag: BagArgs,
+    #[command(flatten)]
     model: ModelArgs,
     /// The map file to write (default: SEQUENCE.map.safetensors in the current folder).
     #[arg(long)]
@@ -52,7 +54,10 @@ pub(crate) fn compress_option(
 }
 
 pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
-    let src = a.source.open()?;
+    let src = match a.bag.options() {
+        Some(o) => open_bag(&o?)?,
+        None => a.source.open()?,
+    };
     let (mut enc, _) = dasgil::extract::choice::make_encoder(
         &a.model.choice()?,
         a.model.layers.clone(),
@@ -65,6 +70,11 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
                 .sequence
                 .clone()
                 .or(a.source.format.clone())
+                .or(a
+                    .bag
+                    .bag
+                    .as_ref()
+                    .and_then(|b| { b.file_stem().map(|s| s.to_string_lossy().into_owned()) }))
                 .unwrap_or_else(|| "map".into())
         ))
     });

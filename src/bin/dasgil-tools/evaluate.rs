@@ -10,6 +10,10 @@ use super::args::*;
 pub(crate) struct EvaluateArgs {
     #[command(flatten)]
     source: SourceArgs,
+    /// With --map: the recording's frames are the queries, scored against the truth recorded
+    /// with them (TF from --truth-frame to each image's frame, or --truth-topic).
+    #[command(flatten)]
+    bag: BagArgs,
     #[command(flatten)]
     model: ModelArgs,
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
@@ -42,7 +46,18 @@ pub(crate) struct EvaluateArgs {
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
-    let src = a.source.open()?;
+    let src = match a.bag.options() {
+        Some(o) => {
+            let Some(map) = &a.map else {
+                anyhow::bail!(
+                    "evaluate --bag scores a recording against a map: give --map (built with \
+                     build-map, e.g. from another recording of the site)"
+                );
+            };
+            dasgil::eval::bag_queries(open_bag(&o?)?, map)?
+        }
+        None => a.source.open()?,
+    };
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
@@ -135,7 +150,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         }
     }
     println!(
-        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, recall_curves.png, matches.png",
+        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, priors-CAMERA.tum and truth-CAMERA.tum (evo_ape tum truth-c0.tum priors-c0.tum), recall_curves.png, matches.png",
         a.out.display()
     );
     Ok(())

@@ -1,0 +1,887 @@
+//! A recording's camera frames with their poses: messages deserialized with r2r (CDR), images
+//! decoded by the node's own code (`data::raw_image`), each frame posed by TF (the world frame
+//! -> the image's `header.frame_id` at its `header.stamp`) or by a recorded trajectory
+//! (`--pose-topic`, with `--base-from-camera`), thinned, and written once as PNG files into a
+//! cache folder (`$DASGIL_DATA/bags/`, keyed by the recording's files and these options) that
+//! map building reads like any data set. A frame that cannot be posed without extrapolating is
+//! skipped and counted, never given a guessed pose.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use r2r::WrappedTypesupport;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::reader::{Bag, Record};
+use super::tf::{frame_id, Miss, Samples, TfTree};
+use super::BagError;
+use crate::data::raw_image::{self, Pixels, RawImageError};
+use crate::data::sources::SourceImages;
+use crate::data::{Decode, PosedImage};
+use crate::error::PipelineError;
+use crate::geom::Pose;
+use crate::map::file::{BagSourceMeta, SourceMeta};
+
+pub const IMAGE: &str = "sensor_msgs/msg/Image";
+pub const COMPRESSED: &str = "sensor_msgs/msg/CompressedImage";
+pub const TF_MESSAGE: &str = "tf2_msgs/msg/TFMessage";
+pub const POSE_TYPES: [&str; 3] = [
+    "nav_msgs/msg/Odometry",
+    "geometry_msgs/msg/PoseStamped",
+    "geometry_msgs/msg/PoseWithCovarianceStamped",
+];
+
+/// Bumped when what is extracted changes, so older cache folders are not reused.
+const EXTRACT_VERSION: u32 = 1;
+
+/// What to take from a recording.
+#[derive(Debug, Clone)]
+pub struct BagOptions {
+    pub bag: PathBuf,
+    pub image_topics: Vec<String>,
+    /// The map's camera id of each image topic (parallel; empty: the topic names), as the
+    /// node's `camera_ids` name them.
+    pub camera_ids: Vec<String>,
+    /// The frame the poses are to be in (REP 105: usually `map`).
+    pub world_frame: String,
+    /// Poses from this topic (`nav_msgs/Odometry`, `geometry_msgs/PoseStamped` or
+    /// `PoseWithCovarianceStamped`) instead of TF.
+    pub pose_topic: Option<String>,
+    /// With `pose_topic`: the camera (optical frame) in the pose topic's body frame, per image
+    /// topic or one for all; identity when empty.
+    pub base_from_camera: Vec<Pose>,
+    /// Keep every Nth posed frame of each topic (1: all).
+    pub every: usize,
+    /// Keep a frame only this far (m) from the topic's last kept frame (0: all).
+    pub min_distance: f64,
+    /// The largest gap (s) between two pose messages a frame's pose is interpolated across.
+    pub max_gap_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FrameEntry {
+    name: String,
+    topic: String,
+    camera: String,
+    stamp_ns: i64,
+    /// tx ty tz qw qx qy qz
+    world_from_cam: [f64; 7],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Extracted {
+    bag: BagSourceMeta,
+    decode: Decode,
+    frames: Vec<FrameEntry>,
+    notes: Vec<String>,
+}
+
+const LIST: &str = "frames.json";
+
+/// A kept frame after decoding: its file name and mosaic pattern, or why it was not written.
+type Written = Result<(String, Option<crate::data::robotcar::BayerPattern>), RawImageError>;
+
+/// The recording's frames as a data set (database = every kept frame), extracted on first use.
+pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
+    check_options(o)?;
+    let bag = Bag::open(&o.bag)?;
+    check_topics(&bag, o)?;
+    let dir = crate::data::sources::data_dir()
+        .join("bags")
+        .join(cache_name(&bag, o)?);
+    let extracted = if crate::synth::output::is_complete(&dir) {
+        let path = dir.join(LIST);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| crate::atomic::PathIoError::new("cannot read", &path, e))?;
+        let mut x: Extracted = serde_json::from_str(&text).map_err(|e| BagError::Open {
+            path: path.clone(),
+            why: format!("the frame list of an earlier extraction is unreadable ({e}); delete {} to extract again", dir.display()),
+        })?;
+        x.notes.insert(
+            0,
+            format!("frames extracted before, reused from {}", dir.display()),
+        );
+        x
+    } else {
+        extract(&bag, o, &dir)?
+    };
+    let database = extracted
+        .frames
+        .iter()
+        .map(|f| {
+            let p = f.world_from_cam;
+            PosedImage {
+                path: dir.join(&f.name),
+                camera: f.camera.clone(),
+                timestamp_us: Some(f.stamp_ns.div_euclid(1000)),
+                world_from_cam: Some(Pose::from_parts(
+                    nalgebra::Translation3::new(p[0], p[1], p[2]),
+                    nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+                        p[3], p[4], p[5], p[6],
+                    )),
+                )),
+                intrinsics: None,
+            }
+        })
+        .collect();
+    Ok(SourceImages {
+        source: SourceMeta {
+            format: "rosbag2".into(),
+            root: dir.display().to_string(),
+            slice: None,
+            sequence: None,
+            bag: Some(extracted.bag),
+        },
+        database,
+        queries: Vec::new(),
+        decode: extracted.decode,
+        notes: extracted.notes,
+    })
+}
+
+fn check_options(o: &BagOptions) -> Result<(), BagError> {
+    let bad = |field: &str, expected: &str, found: String| BagError::Option {
+        field: field.into(),
+        expected: expected.into(),
+        found,
+    };
+    if o.image_topics.is_empty() {
+        return Err(bad(
+            "--image-topic",
+            "at least one image topic",
+            "none".into(),
+        ));
+    }
+    if !o.camera_ids.is_empty() && o.camera_ids.len() != o.image_topics.len() {
+        return Err(bad(
+            "--camera-id",
+            &format!("one per --image-topic ({})", o.image_topics.len()),
+            o.camera_ids.len().to_string(),
+        ));
+    }
+    if o.camera_ids.iter().any(|c| c.trim().is_empty()) {
+        return Err(bad(
+            "--camera-id",
+            "a name such as c0",
+            "an empty one".into(),
+        ));
+    }
+    if frame_id(&o.world_frame).is_empty() {
+        return Err(bad(
+            "--world-frame",
+            "a frame id such as map",
+            format!("`{}`", o.world_frame),
+        ));
+    }
+    if o.every == 0 {
+        return Err(bad("--every", "1 or more", "0".into()));
+    }
+    if !(o.min_distance.is_finite() && o.min_distance >= 0.0) {
+        return Err(bad(
+            "--min-distance",
+            "0 or more metres",
+            o.min_distance.to_string(),
+        ));
+    }
+    if !(o.max_gap_s.is_finite() && o.max_gap_s > 0.0) {
+        return Err(bad(
+            "--max-pose-gap",
+            "more than 0 seconds",
+            o.max_gap_s.to_string(),
+        ));
+    }
+    if o.pose_topic.is_none() && !o.base_from_camera.is_empty() {
+        return Err(bad(
+            "--base-from-camera",
+            "only with --pose-topic (with TF, the camera's frame is the image's header.frame_id)",
+            format!("{} given", o.base_from_camera.len()),
+        ));
+    }
+    if o.base_from_camera.len() > 1 && o.base_from_camera.len() != o.image_topics.len() {
+        return Err(bad(
+            "--base-from-camera",
+            &format!("one, or one per --image-topic ({})", o.image_topics.len()),
+            o.base_from_camera.len().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
+    let list = |keep: &dyn Fn(&str) -> bool| {
+        let v: Vec<String> = bag
+            .topics
+            .iter()
+            .filter(|t| keep(&t.ty))
+            .map(|t| format!("{} ({})", t.name, t.ty))
+            .collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    for t in &o.image_topics {
+        match bag.topic(t) {
+            None => {
+                return Err(BagError::UnknownTopic {
+                    path: bag.path.clone(),
+                    option: "--image-topic".into(),
+                    topic: t.clone(),
+                    candidates: list(&|ty| ty == IMAGE || ty == COMPRESSED),
+                    all: list(&|_| true),
+                })
+            }
+            Some(topic) if topic.ty != IMAGE && topic.ty != COMPRESSED => {
+                return Err(BagError::WrongType {
+                    path: bag.path.clone(),
+                    option: "--image-topic".into(),
+                    topic: t.clone(),
+                    found: topic.ty.clone(),
+                    expected: format!("{IMAGE} or {COMPRESSED}"),
+                })
+            }
+            _ => {}
+        }
+    }
+    match &o.pose_topic {
+        Some(p) => match bag.topic(p) {
+            None => Err(BagError::UnknownTopic {
+                path: bag.path.clone(),
+                option: "--pose-topic".into(),
+                topic: p.clone(),
+                candidates: list(&|ty| POSE_TYPES.contains(&ty)),
+                all: list(&|_| true),
+            }),
+            Some(topic) if !POSE_TYPES.contains(&topic.ty.as_str()) => Err(BagError::WrongType {
+                path: bag.path.clone(),
+                option: "--pose-topic".into(),
+                topic: p.clone(),
+                found: topic.ty.clone(),
+                expected: POSE_TYPES.join(", "),
+            }),
+            _ => Ok(()),
+        },
+        None => {
+            let tf: Vec<&str> = ["/tf", "/tf_static"]
+                .into_iter()
+                .filter(|t| bag.topic(t).is_some_and(|x| x.ty == TF_MESSAGE))
+                .collect();
+            if tf.is_empty() {
+                Err(BagError::NoTf {
+                    path: bag.path.clone(),
+                    poses: list(&|ty| POSE_TYPES.contains(&ty)),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `<recording name>-<16 hex digits>`: the key covers the recording's files (path, size,
+/// modification time) and every option that changes what is extracted.
+fn cache_name(bag: &Bag, o: &BagOptions) -> Result<String, BagError> {
+    let mut h = std::hash::DefaultHasher::new();
+    EXTRACT_VERSION.hash(&mut h);
+    for f in &bag.files {
+        let abs = std::fs::canonicalize(f).map_err(|e| BagError::Open {
+            path: f.clone(),
+            why: e.to_string(),
+        })?;
+        abs.hash(&mut h);
+        let m = std::fs::metadata(f).map_err(|e| BagError::Open {
+            path: f.clone(),
+            why: e.to_string(),
+        })?;
+        m.len().hash(&mut h);
+        if let Ok(t) = m.modified() {
+            t.hash(&mut h);
+        }
+    }
+    o.image_topics.hash(&mut h);
+    o.camera_ids.hash(&mut h);
+    o.world_frame.hash(&mut h);
+    o.pose_topic.hash(&mut h);
+    for p in &o.base_from_camera {
+        let t = p.translation.vector;
+        let q = p.rotation.coords;
+        for v in [t.x, t.y, t.z, q.x, q.y, q.z, q.w] {
+            v.to_bits().hash(&mut h);
+        }
+    }
+    o.every.hash(&mut h);
+    o.min_distance.to_bits().hash(&mut h);
+    o.max_gap_s.to_bits().hash(&mut h);
+    let stem: String = bag
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bag".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(format!("{stem}-{:016x}", h.finish()))
+}
+
+fn stamp_ns(t: &r2r::builtin_interfaces::msg::Time) -> i64 {
+    t.sec as i64 * 1_000_000_000 + t.nanosec as i64
+}
+
+fn pose_of(
+    p: &r2r::geometry_msgs::msg::Vector3,
+    q: &r2r::geometry_msgs::msg::Quaternion,
+) -> Option<Pose> {
+    pose_of_xyz([p.x, p.y, p.z], q)
+}
+
+fn pose_of_xyz(t: [f64; 3], q: &r2r::geometry_msgs::msg::Quaternion) -> Option<Pose> {
+    let quat = nalgebra::Quaternion::new(q.w, q.x, q.y, q.z);
+    let n = quat.norm();
+    if !(t.iter().all(|v| v.is_finite()) && n.is_finite() && (0.9..=1.1).contains(&n)) {
+        return None;
+    }
+    Some(Pose::from_parts(
+        nalgebra::Translation3::new(t[0], t[1], t[2]),
+        nalgebra::UnitQuaternion::from_quaternion(quat),
+    ))
+}
+
+/// A frame met in the first pass.
+struct Seen {
+    topic: usize,
+    index: u64,
+    stamp_ns: i64,
+    frame_id: String,
+}
+
+/// Per image topic: what became of its messages.
+#[derive(Default)]
+struct Counts {
+    messages: u64,
+    undecodable_message: u64,
+    zero_stamp: u64,
+    duplicate: u64,
+    before: u64,
+    after: u64,
+    gap: u64,
+    thinned: u64,
+    undecodable_image: u64,
+    kept: u64,
+    frames: BTreeSet<String>,
+}
+
+fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineError> {
+    let max_gap_ns = (o.max_gap_s * 1e9).round() as i64;
+    let mut notes: Vec<String> = bag.notes.clone();
+    let mut tree = TfTree::default();
+    let mut trajectory = Samples::default();
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut counts: Vec<Counts> = o.image_topics.iter().map(|_| Counts::default()).collect();
+    let mut bad_poses = 0u64;
+    let mut first_bad: Option<String> = None;
+    let pose_type = o
+        .pose_topic
+        .as_ref()
+        .and_then(|p| bag.topic(p))
+        .map(|t| t.ty.clone());
+    let mut topics: Vec<&str> = o.image_topics.iter().map(String::as_str).collect();
+    match &o.pose_topic {
+        Some(p) => topics.push(p),
+        None => topics.extend(["/tf", "/tf_static"]),
+    }
+    let world = frame_id(&o.world_frame).to_string();
+    let started = std::time::Instant::now();
+    let deser = |r: &Record<'_>, ty: &str, e: r2r::Error| {
+        format!(
+            "{}: topic {}, message {} (recorded at {} ns): cannot deserialize as {ty}: {e}",
+            bag.path.display(),
+            r.topic,
+            r.index,
+            r.log_time_ns
+        )
+    };
+    let mut pose_frame_error: Option<BagError> = None;
+    let read_notes = bag.read(&topics, |r| {
+        if let Some(ti) = o.image_topics.iter().position(|t| t == r.topic) {
+            let c = &mut counts[ti];
+            c.messages += 1;
+            let ty = &bag.topic(r.topic).expect("checked").ty;
+            let header = if ty == IMAGE {
+                r2r::sensor_msgs::msg::Image::from_serialized_bytes(r.data).map(|m| m.header)
+            } else {
+                r2r::sensor_msgs::msg::CompressedImage::from_serialized_bytes(r.data)
+                    .map(|m| m.header)
+            };
+            match header {
+                Ok(h) => {
+                    let mut stamp = stamp_ns(&h.stamp);
+                    if stamp == 0 {
+                        c.zero_stamp += 1;
+                        stamp = r.log_time_ns;
+                    }
+                    seen.push(Seen {
+                        topic: ti,
+                        index: r.index,
+                        stamp_ns: stamp,
+                        frame_id: frame_id(&h.frame_id).to_string(),
+                    });
+                }
+                Err(e) => {
+                    c.undecodable_message += 1;
+                    first_bad.get_or_insert_with(|| deser(&r, ty, e));
+                }
+            }
+            return Ok(());
+        }
+        if r.topic == "/tf" || r.topic == "/tf_static" {
+            match r2r::tf2_msgs::msg::TFMessage::from_serialized_bytes(r.data) {
+                Ok(m) => {
+                    for t in m.transforms {
+                        match pose_of(&t.transform.translation, &t.transform.rotation) {
+                            Some(p) => tree.add(
+                                &t.header.frame_id,
+                                &t.child_frame_id,
+                                stamp_ns(&t.header.stamp),
+                                p,
+                                r.topic == "/tf_static",
+                            ),
+                            None => bad_poses += 1,
+                        }
+                    }
+                }
+                Err(e) => {
+                    bad_poses += 1;
+                    first_bad.get_or_insert_with(|| deser(&r, TF_MESSAGE, e));
+                }
+            }
+            return Ok(());
+        }
+        // The pose topic.
+        let ty = pose_type.as_deref().unwrap_or_default();
+        let parsed = match ty {
+            "nav_msgs/msg/Odometry" => r2r::nav_msgs::msg::Odometry::from_serialized_bytes(r.data)
+                .map(|m| (m.header, m.pose.pose)),
+            "geometry_msgs/msg/PoseStamped" => {
+                r2r::geometry_msgs::msg::PoseStamped::from_serialized_bytes(r.data)
+                    .map(|m| (m.header, m.pose))
+            }
+            _ => r2r::geometry_msgs::msg::PoseWithCovarianceStamped::from_serialized_bytes(r.data)
+                .map(|m| (m.header, m.pose.pose)),
+        };
+        match parsed {
+            Ok((h, p)) => {
+                if frame_id(&h.frame_id) != world && pose_frame_error.is_none() {
+                    pose_frame_error = Some(BagError::PoseFrame {
+                        topic: r.topic.to_string(),
+                        found: h.frame_id.clone(),
+                        world: world.clone(),
+                    });
+                }
+                match pose_of_xyz([p.position.x, p.position.y, p.position.z], &p.orientation) {
+                    Some(pose) => trajectory.push(stamp_ns(&h.stamp), pose),
+                    None => bad_poses += 1,
+                }
+            }
+            Err(e) => {
+                bad_poses += 1;
+                first_bad.get_or_insert_with(|| deser(&r, ty, e));
+            }
+        }
+        Ok(())
+    })?;
+    notes.extend(read_notes);
+    if let Some(e) = pose_frame_error {
+        return Err(e.into());
+    }
+    tree.finish();
+    trajectory.finish();
+    let read_s = started.elapsed().as_secs_f64();
+
+    // Poses; a camera frame TF cannot reach at all is an error, not a skip.
+    let mut posed: Vec<(usize, Pose)> = Vec::new(); // (index into seen, world_from_cam)
+    for (i, s) in seen.iter().enumerate() {
+        counts[s.topic].frames.insert(s.frame_id.clone());
+        let pose = match &o.pose_topic {
+            Some(topic) => trajectory
+                .at(s.stamp_ns, max_gap_ns, topic)
+                .map(|world_from_base| {
+                    let base_from_cam = match o.base_from_camera.len() {
+                        0 => Pose::identity(),
+                        1 => o.base_from_camera[0],
+                        _ => o.base_from_camera[s.topic],
+                    };
+                    world_from_base * base_from_cam
+                }),
+            None => {
+                if !tree.connected(&world, &s.frame_id) {
+                    return Err(BagError::NoChain {
+                        path: bag.path.clone(),
+                        world: world.clone(),
+                        frame: s.frame_id.clone(),
+                        topic: o.image_topics[s.topic].clone(),
+                        known: {
+                            let f = tree.frames();
+                            if f.is_empty() {
+                                "none".into()
+                            } else {
+                                f.into_iter().collect::<Vec<_>>().join(", ")
+                            }
+                        },
+                    }
+                    .into());
+                }
+                tree.lookup(&world, &s.frame_id, s.stamp_ns, max_gap_ns)
+            }
+        };
+        let c = &mut counts[s.topic];
+        match pose {
+            Ok(p) => posed.push((i, p)),
+            Err(Miss::Before { .. }) => c.before += 1,
+            Err(Miss::After { .. }) => c.after += 1,
+            Err(Miss::Gap { .. }) => c.gap += 1,
+            Err(Miss::Unconnected) => c.before += 1, // an empty trajectory: before its start
+        }
+    }
+    // Per topic in stamp order: one frame per stamp, then thinning.
+    posed.sort_by_key(|&(i, _)| (seen[i].topic, seen[i].stamp_ns, seen[i].index));
+    let mut keep: Vec<(usize, Pose)> = Vec::new();
+    // (topic, stamp) of the previous posed frame, the topic's posed frames so far, and the
+    // camera centre of its last kept frame.
+    let mut prev: Option<(usize, i64)> = None;
+    let mut nth = 0u64;
+    let mut last_kept: Option<nalgebra::Vector3<f64>> = None;
+    for (i, p) in posed {
+        let s = &seen[i];
+        if prev.map(|(t, _)| t) != Some(s.topic) {
+            nth = 0;
+            last_kept = None;
+        }
+        if prev == Some((s.topic, s.stamp_ns)) {
+            counts[s.topic].duplicate += 1;
+            continue;
+        }
+        prev = Some((s.topic, s.stamp_ns));
+        let centre = p.translation.vector;
+        let far_enough = match last_kept {
+            Some(c) => (centre - c).norm() >= o.min_distance,
+            None => true,
+        };
+        if nth % o.every as u64 == 0 && far_enough {
+            keep.push((i, p));
+            last_kept = Some(centre);
+        } else {
+            counts[s.topic].thinned += 1;
+        }
+        nth += 1;
+    }
+
+    // Second pass: decode the kept frames and write them.
+    let staging = crate::synth::output::staging(dir, false)?;
+    let mut wanted: std::collections::HashMap<(usize, u64), usize> = Default::default();
+    for (k, &(i, _)) in keep.iter().enumerate() {
+        wanted.insert((seen[i].topic, seen[i].index), k);
+    }
+    let progress = crate::progress::Progress::new("bag frames", "frames", keep.len() as u64, 0);
+    let mut written: Vec<Option<Written>> = vec![None; keep.len()];
+    let mut batch: Vec<(usize, usize, Vec<u8>)> = Vec::new(); // (keep index, topic, bytes)
+    let image_topics: Vec<&str> = o.image_topics.iter().map(String::as_str).collect();
+    let flush = |batch: &mut Vec<(usize, usize, Vec<u8>)>,
+                 written: &mut Vec<Option<Written>>|
+     -> Result<(), PipelineError> {
+        let done: Vec<(usize, Written, Option<PipelineError>)> = batch
+            .par_iter()
+            .map(|(k, topic, bytes)| {
+                let (i, _) = keep[*k];
+                let s = &seen[i];
+                let name = format!(
+                    "{}-{}.{:09}.png",
+                    super::file_part(&o.image_topics[*topic]),
+                    s.stamp_ns.div_euclid(1_000_000_000),
+                    s.stamp_ns.rem_euclid(1_000_000_000)
+                );
+                let ty = &bag.topic(&o.image_topics[*topic]).expect("checked").ty;
+                let pixels = if ty == IMAGE {
+                    match r2r::sensor_msgs::msg::Image::from_serialized_bytes(bytes) {
+                        Ok(m) => raw_image::decode(
+                            m.width,
+                            m.height,
+                            &m.encoding,
+                            m.is_bigendian != 0,
+                            m.step,
+                            &m.data,
+                        ),
+                        Err(e) => Err(RawImageError::Refused {
+                            encoding: e.to_string(),
+                            why: "the message could not be deserialized",
+                        }),
+                    }
+                } else {
+                    match r2r::sensor_msgs::msg::CompressedImage::from_serialized_bytes(bytes) {
+                        Ok(m) => raw_image::decode_compressed(&m.format, &m.data),
+                        Err(e) => Err(RawImageError::Refused {
+                            encoding: e.to_string(),
+                            why: "the message could not be deserialized",
+                        }),
+                    }
+                };
+                let pixels = match pixels {
+                    Ok(p) => p,
+                    Err(e) => return (*k, Err(e), None),
+                };
+                let path = staging.join(&name);
+                let (res, pattern) = match &pixels {
+                    Pixels::Colour(rgb) => (write_png(&path, rgb), None),
+                    Pixels::Mono(g) => (write_png(&path, g), None),
+                    Pixels::Mosaic(g, pat) => (write_png(&path, g), Some(*pat)),
+                };
+                match res {
+                    Ok(()) => (*k, Ok((name, pattern)), None),
+                    Err(e) => (*k, Ok((name, pattern)), Some(e)),
+                }
+            })
+            .collect();
+        batch.clear();
+        for (k, r, err) in done {
+            if let Some(e) = err {
+                return Err(e);
+            }
+            written[k] = Some(r);
+        }
+        Ok(())
+    };
+    let mut flush_error: Option<PipelineError> = None;
+    let notes2 = bag.read(&image_topics, |r| {
+        let ti = o
+            .image_topics
+            .iter()
+            .position(|t| t == r.topic)
+            .expect("asked");
+        if let Some(&k) = wanted.get(&(ti, r.index)) {
+            batch.push((k, ti, r.data.to_vec()));
+            if batch.len() >= 16 {
+                let n = batch.len() as u64;
+                if let Err(e) = flush(&mut batch, &mut written) {
+                    flush_error = Some(e);
+                    return Err(BagError::Stopped);
+                }
+                progress.inc(n);
+            }
+        }
+        Ok(())
+    });
+    if let Some(e) = flush_error {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if let Err(e) = notes2 {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e.into());
+    }
+    let n = batch.len() as u64;
+    if let Err(e) = flush(&mut batch, &mut written) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    progress.inc(n);
+    progress.finish();
+
+    let mut frames = Vec::new();
+    let mut patterns = BTreeSet::new();
+    let mut first_image_error: Option<String> = None;
+    for (k, w) in written.into_iter().enumerate() {
+        let (i, p) = keep[k];
+        let s = &seen[i];
+        match w {
+            Some(Ok((name, pattern))) => {
+                if let Some(pt) = pattern {
+                    patterns.insert(pt.name());
+                }
+                let t = p.translation.vector;
+                let q = p.rotation.coords;
+                counts[s.topic].kept += 1;
+                frames.push(FrameEntry {
+                    name,
+                    topic: o.image_topics[s.topic].clone(),
+                    camera: o
+                        .camera_ids
+                        .get(s.topic)
+                        .unwrap_or(&o.image_topics[s.topic])
+                        .clone(),
+                    stamp_ns: s.stamp_ns,
+                    world_from_cam: [t.x, t.y, t.z, q.w, q.x, q.y, q.z],
+                });
+            }
+            Some(Err(e)) => {
+                counts[s.topic].undecodable_image += 1;
+                first_image_error.get_or_insert_with(|| {
+                    format!(
+                        "{}: topic {}, frame stamped {} ns: {e}",
+                        bag.path.display(),
+                        o.image_topics[s.topic],
+                        s.stamp_ns
+                    )
+                });
+            }
+            // Not met again on the second read (the file changed meanwhile).
+            None => counts[s.topic].undecodable_message += 1,
+        }
+    }
+    let decode = match patterns.len() {
+        0 => Decode::Rgb,
+        1 if frames.len() == keep.len() => {
+            let name = patterns.into_iter().next().expect("one");
+            Decode::Bayer(crate::data::robotcar::BayerPattern::parse(name).expect("a name"))
+        }
+        _ => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(BagError::MixedMosaics {
+                path: bag.path.clone(),
+            }
+            .into());
+        }
+    };
+    for (ti, c) in counts.iter().enumerate() {
+        notes.push(summary_line(&o.image_topics[ti], c, o, &bag.path));
+    }
+    if bad_poses > 0 || tree.conflicts > 0 {
+        notes.push(format!(
+            "{} pose or transform message{} with a non-finite value or a quaternion whose norm is \
+             not 1 skipped; {} transform{} naming a second parent for a frame ignored (tf2 \
+             rejects them)",
+            bad_poses,
+            if bad_poses == 1 { "" } else { "s" },
+            tree.conflicts,
+            if tree.conflicts == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(b) = first_bad {
+        notes.push(format!("first message that could not be read: {b}"));
+    }
+    if let Some(b) = &first_image_error {
+        notes.push(format!("first frame that could not be decoded: {b}"));
+    }
+    let total: u64 = counts.iter().map(|c| c.messages).sum();
+    notes.push(format!(
+        "bag read: {total} image messages in {:.1} s ({:.0} images/s, first pass); {} frames \
+         decoded and written in {:.1} s",
+        read_s,
+        total as f64 / read_s.max(1e-9),
+        frames.len(),
+        started.elapsed().as_secs_f64() - read_s
+    ));
+    if frames.is_empty() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(BagError::NoFrames {
+            path: bag.path.clone(),
+            why: notes.join("; "),
+        }
+        .into());
+    }
+    let meta = BagSourceMeta {
+        path: bag.path.display().to_string(),
+        storage: bag.storage.name().into(),
+        image_topics: o.image_topics.clone(),
+        camera_frames: counts
+            .iter()
+            .map(|c| c.frames.iter().cloned().collect::<Vec<_>>().join("|"))
+            .collect(),
+        world_frame: world,
+        pose_topic: o.pose_topic.clone(),
+    };
+    let extracted = Extracted {
+        bag: meta,
+        decode,
+        frames,
+        notes,
+    };
+    crate::atomic::write_atomic(
+        &staging.join(LIST),
+        serde_json::to_string_pretty(&extracted)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    crate::synth::output::finish_unless_present(
+        &staging,
+        dir,
+        serde_json::json!({"dataset": "rosbag2 frames", "bag": extracted.bag.path}),
+    )?;
+    Ok(extracted)
+}
+
+fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
+    let mut skipped = Vec::new();
+    let mut say = |n: u64, what: String| {
+        if n > 0 {
+            skipped.push(format!("{n} {what}"));
+        }
+    };
+    let span = match &o.pose_topic {
+        Some(p) => format!("the poses of {p}"),
+        None => "TF".to_string(),
+    };
+    say(c.before, format!("before the start of {span}"));
+    say(c.after, format!("after the end of {span}"));
+    say(
+        c.gap,
+        format!("across a gap of more than {} s in {span}", o.max_gap_s),
+    );
+    say(c.duplicate, "with a stamp seen before".into());
+    say(c.thinned, "thinned (--every/--min-distance)".into());
+    say(c.undecodable_message, "unreadable messages".into());
+    say(c.undecodable_image, "undecodable images".into());
+    let _ = bag;
+    format!(
+        "{topic} (frame {}): {} messages, {} frames kept{}{}",
+        if c.frames.is_empty() {
+            "-".to_string()
+        } else {
+            c.frames.iter().cloned().collect::<Vec<_>>().join("|")
+        },
+        c.messages,
+        c.kept,
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; skipped {} (a pose is never extrapolated)",
+                skipped.join(", ")
+            )
+        },
+        if c.zero_stamp > 0 {
+            format!(
+                "; {} frames had a zero header.stamp and were timed by their recording time",
+                c.zero_stamp
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn write_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<u8>>) -> Result<(), PipelineError>
+where
+    P: image::Pixel<Subpixel = u8> + image::PixelWithColorType,
+{
+    use image::ImageEncoder;
+    let file = std::fs::File::create(path)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot create", path, e))?;
+    let w = std::io::BufWriter::new(file);
+    image::codecs::png::PngEncoder::new_with_quality(
+        w,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Sub,
+    )
+    .write_image(img.as_raw(), img.width(), img.height(), P::COLOR_TYPE)
+    .map_err(|e| {
+        crate::atomic::PathIoError::new("cannot write", path, std::io::Error::other(e)).into()
+    })
+}

@@ -1,0 +1,485 @@
+//! rosbag2 storage: a recording folder (`metadata.yaml` plus its files) or one file, MCAP (the
+//! default storage since Iron, read with the `mcap` crate) or sqlite3 (`.db3`, read with
+//! `rusqlite`), as its topics and the serialized (CDR) messages of chosen topics, in file order.
+//!
+//! Formats: rosbag2's `metadata.yaml` (`rosbag2_bagfile_information`: `storage_identifier`,
+//! `relative_file_paths`, `topics_with_message_count`, `compression_format`/`_mode`); the
+//! sqlite3 plugin's tables `topics(id, name, type, serialization_format, ...)` and
+//! `messages(id, topic_id, timestamp, data)`; MCAP channels with `ros2msg` schemas named like
+//! `sensor_msgs/msg/Image` and `cdr` message encoding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::BagError;
+
+/// The storage plugin of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    Mcap,
+    Sqlite3,
+}
+
+impl Storage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::Mcap => "mcap",
+            Storage::Sqlite3 => "sqlite3",
+        }
+    }
+
+    fn of_file(p: &Path) -> Option<Self> {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("mcap") => Some(Storage::Mcap),
+            Some("db3") => Some(Storage::Sqlite3),
+            _ => None,
+        }
+    }
+}
+
+/// A topic of the recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub name: String,
+    /// `package/msg/Type`.
+    pub ty: String,
+    /// `cdr` for every ROS 2 recording.
+    pub serialization: String,
+    /// Messages recorded, when the bag says.
+    pub count: Option<u64>,
+}
+
+/// One serialized message.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    /// The message's number among its topic's messages, in file order (the same on every read).
+    pub index: u64,
+    /// When it was recorded, nanoseconds since the UNIX epoch.
+    pub log_time_ns: i64,
+    /// The CDR bytes, encapsulation header first.
+    pub data: &'a [u8],
+}
+
+/// An opened recording.
+#[derive(Debug, Clone)]
+pub struct Bag {
+    /// As the user gave it.
+    pub path: PathBuf,
+    pub storage: Storage,
+    pub files: Vec<PathBuf>,
+    pub topics: Vec<Topic>,
+    /// Said of the recording while opening (a missing metadata.yaml).
+    pub notes: Vec<String>,
+    /// Per-message zstd compression (`compression_mode: MESSAGE`).
+    message_zstd: bool,
+}
+
+#[derive(Deserialize)]
+struct MetadataFile {
+    rosbag2_bagfile_information: Metadata,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    storage_identifier: String,
+    #[serde(default)]
+    relative_file_paths: Vec<String>,
+    #[serde(default)]
+    topics_with_message_count: Vec<TopicCount>,
+    #[serde(default)]
+    compression_format: String,
+    #[serde(default)]
+    compression_mode: String,
+}
+
+#[derive(Deserialize)]
+struct TopicCount {
+    topic_metadata: TopicMetadata,
+    #[serde(default)]
+    message_count: u64,
+}
+
+#[derive(Deserialize)]
+struct TopicMetadata {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default = "cdr")]
+    serialization_format: String,
+}
+
+fn cdr() -> String {
+    "cdr".into()
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> BagError {
+    BagError::Open {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    }
+}
+
+impl Bag {
+    /// Opens a recording folder or a single `.mcap`/`.db3` file.
+    pub fn open(path: &Path) -> Result<Bag, BagError> {
+        let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
+        let mut notes = Vec::new();
+        let (storage, files, listed, message_zstd) = if meta.is_dir() {
+            let yaml = path.join("metadata.yaml");
+            if yaml.is_file() {
+                let text = std::fs::read_to_string(&yaml).map_err(|e| io(&yaml, e))?;
+                let m: MetadataFile =
+                    serde_yaml::from_str(&text).map_err(|e| BagError::Metadata {
+                        path: yaml.clone(),
+                        line: e.location().map(|l| l.line()),
+                        message: e.to_string(),
+                    })?;
+                let m = m.rosbag2_bagfile_information;
+                let storage = match m.storage_identifier.as_str() {
+                    "mcap" => Storage::Mcap,
+                    "sqlite3" => Storage::Sqlite3,
+                    other => {
+                        return Err(BagError::Storage {
+                            path: yaml,
+                            found: other.to_string(),
+                        })
+                    }
+                };
+                let message_zstd = match (
+                    m.compression_format.as_str(),
+                    m.compression_mode.to_ascii_uppercase().as_str(),
+                ) {
+                    ("", _) | (_, "NONE") | (_, "") => false,
+                    ("zstd", "MESSAGE") => true,
+                    (format, mode) => {
+                        return Err(BagError::Compressed {
+                            path: yaml,
+                            format: format.to_string(),
+                            mode: mode.to_string(),
+                        })
+                    }
+                };
+                let files: Vec<PathBuf> =
+                    m.relative_file_paths.iter().map(|f| path.join(f)).collect();
+                if files.is_empty() {
+                    return Err(BagError::Metadata {
+                        path: yaml,
+                        line: None,
+                        message: "relative_file_paths is empty: the recording has no files".into(),
+                    });
+                }
+                for f in &files {
+                    if !f.is_file() {
+                        return Err(io(
+                            f,
+                            "listed in metadata.yaml (relative_file_paths) but missing",
+                        ));
+                    }
+                }
+                let listed: Vec<Topic> = m
+                    .topics_with_message_count
+                    .into_iter()
+                    .map(|t| Topic {
+                        name: t.topic_metadata.name,
+                        ty: t.topic_metadata.ty,
+                        serialization: t.topic_metadata.serialization_format,
+                        count: Some(t.message_count),
+                    })
+                    .collect();
+                (storage, files, Some(listed), message_zstd)
+            } else {
+                // A recording that was not closed (the recorder killed) has no metadata.yaml:
+                // its data files are read directly.
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| io(path, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| Storage::of_file(p).is_some())
+                    .collect();
+                files.sort();
+                let Some(first) = files.first() else {
+                    return Err(io(
+                        path,
+                        "not a rosbag2 recording: no metadata.yaml and no .mcap or .db3 file",
+                    ));
+                };
+                let storage = Storage::of_file(first).expect("filtered");
+                if files.iter().any(|f| Storage::of_file(f) != Some(storage)) {
+                    return Err(io(
+                        path,
+                        "holds both .mcap and .db3 files and no metadata.yaml: which recording?",
+                    ));
+                }
+                notes.push(format!(
+                    "{}: no metadata.yaml (a recording that was not closed?); read its {} file{} directly",
+                    path.display(),
+                    files.len(),
+                    if files.len() == 1 { "" } else { "s" }
+                ));
+                (storage, files, None, false)
+            }
+        } else {
+            let storage = Storage::of_file(path).ok_or_else(|| {
+                io(
+                    path,
+                    "not a rosbag2 recording: expected a recording folder (with metadata.yaml), \
+                     a .mcap or a .db3 file",
+                )
+            })?;
+            (storage, vec![path.to_path_buf()], None, false)
+        };
+        let mut bag = Bag {
+            path: path.to_path_buf(),
+            storage,
+            files,
+            topics: Vec::new(),
+            notes,
+            message_zstd,
+        };
+        bag.topics = match listed {
+            Some(t) if !t.is_empty() => t,
+            _ => bag.read_topics()?,
+        };
+        Ok(bag)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// The topics the files declare (MCAP channels, sqlite3 `topics` rows).
+    fn read_topics(&self) -> Result<Vec<Topic>, BagError> {
+        let mut out: BTreeMap<String, Topic> = BTreeMap::new();
+        for f in &self.files {
+            match self.storage {
+                Storage::Sqlite3 => {
+                    let db = open_sqlite(f)?;
+                    let mut st = db
+                        .prepare("SELECT name, type, serialization_format FROM topics")
+                        .map_err(|e| sqlite(f, e))?;
+                    let rows = st
+                        .query_map([], |r| {
+                            Ok(Topic {
+                                name: r.get(0)?,
+                                ty: r.get(1)?,
+                                serialization: r.get(2)?,
+                                count: None,
+                            })
+                        })
+                        .map_err(|e| sqlite(f, e))?;
+                    for t in rows {
+                        let t = t.map_err(|e| sqlite(f, e))?;
+                        out.entry(t.name.clone()).or_insert(t);
+                    }
+                }
+                Storage::Mcap => {
+                    let map = map_file(f)?;
+                    let summary = mcap::Summary::read(&map).ok().flatten();
+                    let channels: Vec<(String, String, String)> = match summary {
+                        Some(s) if !s.channels.is_empty() => {
+                            s.channels.values().map(|c| channel_topic(c)).collect()
+                        }
+                        // No summary (a truncated recording): the channels met on a linear read.
+                        _ => {
+                            let mut seen = HashMap::new();
+                            let stream = mcap::MessageStream::new_with_options(
+                                &map,
+                                mcap::read::Options::IgnoreEndMagic.into(),
+                            )
+                            .map_err(|e| mcap_error(f, e))?;
+                            for m in stream {
+                                let Ok(m) = m else { break };
+                                seen.entry(m.channel.id)
+                                    .or_insert_with(|| channel_topic(&m.channel));
+                            }
+                            seen.into_values().collect()
+                        }
+                    };
+                    for (name, ty, ser) in channels {
+                        out.entry(name.clone()).or_insert(Topic {
+                            name,
+                            ty,
+                            serialization: ser,
+                            count: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Calls `f` with every message of `topics`, in file order (sqlite3: by recording time).
+    /// A file that ends mid-record (a recording cut short) is read up to its last whole message
+    /// and said in the returned notes.
+    pub fn read(
+        &self,
+        topics: &[&str],
+        mut f: impl FnMut(Record<'_>) -> Result<(), BagError>,
+    ) -> Result<Vec<String>, BagError> {
+        let mut notes = Vec::new();
+        let mut counters: HashMap<String, u64> = HashMap::new();
+        for t in topics {
+            if let Some(topic) = self.topic(t) {
+                if topic.serialization != "cdr" {
+                    return Err(BagError::Serialization {
+                        path: self.path.clone(),
+                        topic: t.to_string(),
+                        found: topic.serialization.clone(),
+                    });
+                }
+            }
+        }
+        let mut scratch = Vec::new();
+        let mut deliver = |topic: &str, log_time_ns: i64, data: &[u8], file: &Path| {
+            let counter = counters.entry(topic.to_string()).or_insert(0);
+            let index = *counter;
+            *counter += 1;
+            let data = if self.message_zstd {
+                scratch = zstd::decode_all(data).map_err(|e| BagError::Open {
+                    path: file.to_path_buf(),
+                    why: format!("topic {topic}, message {index}: zstd: {e}"),
+                })?;
+                &scratch[..]
+            } else {
+                data
+            };
+            f(Record {
+                topic,
+                index,
+                log_time_ns,
+                data,
+            })
+        };
+        for file in &self.files {
+            match self.storage {
+                Storage::Sqlite3 => {
+                    let db = open_sqlite(file)?;
+                    let mut ids: HashMap<i64, String> = HashMap::new();
+                    {
+                        let mut st = db
+                            .prepare("SELECT id, name FROM topics")
+                            .map_err(|e| sqlite(file, e))?;
+                        let rows = st
+                            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                            .map_err(|e| sqlite(file, e))?;
+                        for r in rows {
+                            let (id, name) = r.map_err(|e| sqlite(file, e))?;
+                            if topics.contains(&name.as_str()) {
+                                ids.insert(id, name);
+                            }
+                        }
+                    }
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    let list = ids
+                        .keys()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let mut st = db
+                        .prepare(&format!(
+                            "SELECT topic_id, timestamp, data FROM messages \
+                             WHERE topic_id IN ({list}) ORDER BY timestamp, id"
+                        ))
+                        .map_err(|e| sqlite(file, e))?;
+                    let mut rows = st.query([]).map_err(|e| sqlite(file, e))?;
+                    while let Some(r) = rows.next().map_err(|e| sqlite(file, e))? {
+                        let id: i64 = r.get(0).map_err(|e| sqlite(file, e))?;
+                        let stamp: i64 = r.get(1).map_err(|e| sqlite(file, e))?;
+                        let data = r.get_ref(2).map_err(|e| sqlite(file, e))?;
+                        let data = data.as_blob().map_err(|e| sqlite(file, e.into()))?;
+                        deliver(&ids[&id], stamp, data, file)?;
+                    }
+                }
+                Storage::Mcap => {
+                    let map = map_file(file)?;
+                    let stream = mcap::MessageStream::new_with_options(
+                        &map,
+                        mcap::read::Options::IgnoreEndMagic.into(),
+                    )
+                    .map_err(|e| mcap_error(file, e))?;
+                    for (read, m) in stream.enumerate() {
+                        let m = match m {
+                            Ok(m) => m,
+                            Err(e) => {
+                                if read == 0 {
+                                    return Err(mcap_error(file, e));
+                                }
+                                notes.push(format!(
+                                    "{}: the file ends inside a record after {read} messages \
+                                     (a recording cut short?): {e}; the messages before it are used",
+                                    file.display()
+                                ));
+                                break;
+                            }
+                        };
+                        if m.channel.message_encoding != "cdr" {
+                            if topics.contains(&m.channel.topic.as_str()) {
+                                return Err(BagError::Serialization {
+                                    path: file.clone(),
+                                    topic: m.channel.topic.clone(),
+                                    found: m.channel.message_encoding.clone(),
+                                });
+                            }
+                            continue;
+                        }
+                        if !topics.contains(&m.channel.topic.as_str()) {
+                            continue;
+                        }
+                        let t = i64::try_from(m.log_time).unwrap_or(i64::MAX);
+                        deliver(&m.channel.topic, t, &m.data, file)?;
+                    }
+                }
+            }
+        }
+        Ok(notes)
+    }
+}
+
+fn channel_topic(c: &mcap::Channel<'_>) -> (String, String, String) {
+    (
+        c.topic.clone(),
+        c.schema
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
+        c.message_encoding.clone(),
+    )
+}
+
+fn map_file(f: &Path) -> Result<memmap2::Mmap, BagError> {
+    let file = std::fs::File::open(f).map_err(|e| io(f, e))?;
+    // SAFETY: the recording is only read; a writer truncating it meanwhile is the one case a
+    // map can fault on, as with any reader of a file being rewritten.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(f, e))
+}
+
+fn open_sqlite(f: &Path) -> Result<rusqlite::Connection, BagError> {
+    let db = rusqlite::Connection::open_with_flags(
+        f,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite(f, e))?;
+    // A file that is not a database is only found out at the first query.
+    db.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| sqlite(f, e))?;
+    Ok(db)
+}
+
+fn sqlite(f: &Path, e: rusqlite::Error) -> BagError {
+    BagError::Sqlite {
+        path: f.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn mcap_error(f: &Path, e: mcap::McapError) -> BagError {
+    BagError::Mcap {
+        path: f.to_path_buf(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,499 @@
+//! `build-map --bag` as a robotics engineer runs it on their robot's recording: a small
+//! Extended CMU-Seasons world written as rosbag2 recordings (tools/python/world_to_bag.py, with
+//! the `rosbags` package) in both storages (MCAP, sqlite3), both image transports, and posed by
+//! TF or by a pose topic. A map built from the recording must hold the same places as the map
+//! built from the folder, and score the same queries the same; frames outside the recorded
+//! poses are skipped and counted. Bad recordings are in the bad-input corpus.
+
+use std::path::{Path, PathBuf};
+
+mod common;
+use common::{checkpoint, path_str, run_tools_ok as ok, OutputWithin};
+
+/// Runs tools/python/world_to_bag.py; returns what it printed.
+fn world_to_bag(args: &[&str]) -> String {
+    let out = std::process::Command::new(common::python())
+        .arg(common::root().join("tools/python/world_to_bag.py"))
+        .args(args)
+        .output_limited()
+        .expect("run world_to_bag.py");
+    assert!(
+        out.status.success(),
+        "world_to_bag.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// dasgil-tools with its own data folder (the frames cache), so tests never share one.
+fn tools_in(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("DASGIL_DATA", data)
+        .output_limited()
+        .expect("run dasgil-tools")
+}
+
+fn ok_in(data: &Path, args: &[&str]) -> String {
+    let out = tools_in(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The map file's metadata (JSON).
+fn map_meta(map: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(map).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().as_ref().unwrap();
+    serde_json::from_str(meta.values().next().unwrap()).unwrap()
+}
+
+/// (camera, timestamp µs) -> (x, y, z, qw, qx, qy, qz) of every map entry.
+fn map_poses(map: &Path) -> std::collections::BTreeMap<(String, i64), [f64; 7]> {
+    let bytes = std::fs::read(map).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let json = map_meta(map);
+    let cameras: Vec<String> = json["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let poses: Vec<f64> = st
+        .tensor("poses")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let times: Vec<i64> = st
+        .tensor("timestamps_us")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    cameras
+        .into_iter()
+        .zip(times)
+        .zip(poses.chunks_exact(7))
+        .map(|((c, t), p)| ((c, t), p.try_into().unwrap()))
+        .collect()
+}
+
+/// `evaluate --map MAP` on the world's queries: (queries, recall@1, share within 5 m and 10°).
+fn evaluate(data: &Path, map: &Path, root: &Path, out: &Path) -> (u64, f64, f64) {
+    ok_in(
+        data,
+        &[
+            "evaluate",
+            "--map",
+            path_str(map),
+            "--format",
+            "cmu",
+            "--root",
+            path_str(root),
+            "--slice",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            path_str(out),
+        ],
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let all = &r["reports"][0]["all"];
+    (
+        all["queries"].as_u64().unwrap(),
+        all["recall_at_n"]["1"].as_f64().unwrap(),
+        all["accuracy"]["5m,10deg"].as_f64().unwrap(),
+    )
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+    ckpt: PathBuf,
+    data: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cmu");
+    ok(&[
+        "synth",
+        "cmu",
+        "--out",
+        path_str(&root),
+        "--slice",
+        "3",
+        "--places",
+        "8",
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--conditions",
+        "snow,overcast",
+    ]);
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 1);
+    World {
+        dir: dir.path().to_path_buf(),
+        data: dir.path().join("data"),
+        root,
+        ckpt,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_map_from_a_recording_holds_the_folders_places_and_scores_its_queries_the_same() {
+    let w = world();
+    let d = |n: &str| w.dir.join(n);
+    ok_in(
+        &w.data,
+        &[
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&w.root),
+            "--slice",
+            "3",
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--out",
+            path_str(&d("folder.map")),
+            "--device",
+            "cpu",
+        ],
+    );
+    let folder = map_poses(&d("folder.map"));
+    let folder_scores = evaluate(&w.data, &d("folder.map"), &w.root, &d("ev-folder"));
+    assert_eq!(folder.len(), 16);
+    assert_eq!(folder_scores.0, 32);
+
+    // MCAP, raw rgb8 frames, posed by TF (map -> odom -> base_link -> cK_optical_frame); and
+    // sqlite3, the JPEG bytes as CompressedImage, posed by nav_msgs/Odometry of base_link
+    // with the cameras' mounting given as --base-from-camera.
+    for (name, storage, transport, poses) in [
+        ("tf-mcap", "mcap", "raw", "tf"),
+        ("odom-sqlite", "sqlite3", "compressed", "odometry"),
+    ] {
+        let bag = d(name);
+        let printed = world_to_bag(&[
+            "--root",
+            path_str(&w.root),
+            "--slice",
+            "3",
+            "--out",
+            path_str(&bag),
+            "--storage",
+            storage,
+            "--transport",
+            transport,
+            "--poses",
+            poses,
+        ]);
+        let topic = |c: &str| {
+            if transport == "raw" {
+                format!("/{c}/image_raw")
+            } else {
+                format!("/{c}/image_raw/compressed")
+            }
+        };
+        let (t0, t1) = (topic("c0"), topic("c1"));
+        let map = d(&format!("{name}.map"));
+        let mut args = vec![
+            "build-map",
+            "--bag",
+            path_str(&bag),
+            "--image-topic",
+            &t0,
+            "--image-topic",
+            &t1,
+            "--camera-id",
+            "c0",
+            "--camera-id",
+            "c1",
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--out",
+            path_str(&map),
+            "--device",
+            "cpu",
+        ];
+        // The mounting world_to_bag.py printed, one per camera.
+        let mounts: Vec<String> = printed
+            .lines()
+            .filter_map(|l| {
+                l.split_once(": ")
+                    .filter(|(k, _)| k.starts_with("--base-from-camera"))
+            })
+            .map(|(_, v)| v.trim_matches('"').to_string())
+            .collect();
+        if poses != "tf" {
+            assert_eq!(mounts.len(), 2, "{printed}");
+            args.extend(["--pose-topic", "/odom"]);
+            for m in &mounts {
+                args.extend(["--base-from-camera", m.as_str()]);
+            }
+        }
+        let summary = ok_in(&w.data, &args);
+        assert!(
+            summary.contains("16 images (2 cameras: c0,c1)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains(&format!(
+                "{t0} (frame c0_optical_frame): 8 messages, 8 frames kept"
+            )),
+            "{summary}"
+        );
+        assert!(summary.contains("images/s"), "{summary}");
+        // Every place of the folder's map, at the same pose (interpolated between 50 Hz pose
+        // messages: within 2 cm and 0.2 degrees).
+        let from_bag = map_poses(&map);
+        assert_eq!(
+            from_bag.keys().collect::<Vec<_>>(),
+            folder.keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (k, p) in &from_bag {
+            let f = &folder[k];
+            let dt = ((p[0] - f[0]).powi(2) + (p[1] - f[1]).powi(2) + (p[2] - f[2]).powi(2)).sqrt();
+            let dot = (p[3] * f[3] + p[4] * f[4] + p[5] * f[5] + p[6] * f[6])
+                .abs()
+                .min(1.0);
+            let angle = 2.0 * dot.acos().to_degrees();
+            assert!(
+                dt < 0.02 && angle < 0.2,
+                "{name} {k:?}: {dt} m, {angle} deg"
+            );
+        }
+        // The same queries score the same (within one query of 32).
+        let scores = evaluate(&w.data, &map, &w.root, &d(&format!("ev-{name}")));
+        assert_eq!(scores.0, folder_scores.0);
+        assert!(
+            (scores.1 - folder_scores.1).abs() <= 1.0 / 32.0 + 1e-9
+                && (scores.2 - folder_scores.2).abs() <= 1.0 / 32.0 + 1e-9,
+            "{name}: {scores:?} vs the folder's {folder_scores:?}"
+        );
+        // The map says where it came from.
+        let source = &map_meta(&map)["source"];
+        assert_eq!(source["format"], "rosbag2", "{source}");
+        assert_eq!(source["bag"]["path"], path_str(&bag), "{source}");
+        assert_eq!(source["bag"]["storage"], storage, "{source}");
+        assert_eq!(source["bag"]["image_topics"][1], t1.as_str(), "{source}");
+        assert_eq!(
+            source["bag"]["camera_frames"][1], "c1_optical_frame",
+            "{source}"
+        );
+        assert_eq!(source["bag"]["world_frame"], "map", "{source}");
+    }
+}
+
+#[test]
+fn frames_outside_the_recorded_poses_are_skipped_and_counted_and_thinning_keeps_fewer() {
+    let w = world();
+    let bag = w.dir.join("trimmed");
+    // No TF in the first and last 0.6 s of the drive (frames every 0.5 s): the first two and
+    // last two stamps of each camera cannot be posed without extrapolating.
+    world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--out",
+        path_str(&bag),
+        "--trim-poses",
+        "0.6",
+    ]);
+    let base = [
+        "build-map",
+        "--bag",
+        path_str(&bag),
+        "--image-topic",
+        "/c0/image_raw",
+        "--checkpoint",
+        path_str(&w.ckpt),
+        "--device",
+        "cpu",
+    ];
+    let out = w.dir.join("trimmed.map");
+    let mut args = base.to_vec();
+    args.extend(["--out", path_str(&out)]);
+    let s = ok_in(&w.data, &args);
+    assert!(
+        s.contains(
+            "8 messages, 4 frames kept; skipped 2 before the start of TF, 2 after the end of TF"
+        ),
+        "{s}"
+    );
+    assert_eq!(map_poses(&out).len(), 4);
+    // A second build reuses the extracted frames and says so, with the same counts.
+    let again = w.dir.join("again.map");
+    let mut args = base.to_vec();
+    args.extend(["--out", path_str(&again)]);
+    let s2 = ok_in(&w.data, &args);
+    assert!(
+        s2.contains("reused from") && s2.contains("4 frames kept"),
+        "{s2}"
+    );
+    // Thinning: every 2nd posed frame, and frames at least 7 m apart (places are 4 m apart).
+    for (flag, value, kept) in [("--every", "2", 2), ("--min-distance", "7", 2)] {
+        let m = w.dir.join(format!("thin{flag}.map"));
+        let mut args = base.to_vec();
+        args.extend([flag, value, "--out", path_str(&m)]);
+        let s = ok_in(&w.data, &args);
+        assert!(s.contains(&format!("{kept} frames kept")), "{flag}: {s}");
+        assert!(
+            s.contains("thinned (--every/--min-distance)"),
+            "{flag}: {s}"
+        );
+        assert_eq!(map_poses(&m).len(), kept, "{flag}");
+    }
+}
+
+#[test]
+fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
+    let w = world();
+    let d = |n: &str| w.dir.join(n);
+    let map = d("db.map");
+    world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--out",
+        path_str(&d("db")),
+    ]);
+    ok_in(
+        &w.data,
+        &[
+            "build-map",
+            "--bag",
+            path_str(&d("db")),
+            "--image-topic",
+            "/c0/image_raw",
+            "--image-topic",
+            "/c1/image_raw",
+            "--camera-id",
+            "c0",
+            "--camera-id",
+            "c1",
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--out",
+            path_str(&map),
+            "--device",
+            "cpu",
+        ],
+    );
+    // The folder's queries against the map, and the same queries recorded with TF.
+    let folder = evaluate(&w.data, &map, &w.root, &d("ev-folder"));
+    world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--part",
+        "query",
+        "--out",
+        path_str(&d("q")),
+    ]);
+    let printed = ok_in(
+        &w.data,
+        &[
+            "evaluate",
+            "--map",
+            path_str(&map),
+            "--bag",
+            path_str(&d("q")),
+            "--image-topic",
+            "/c0/image_raw",
+            "--image-topic",
+            "/c1/image_raw",
+            "--camera-id",
+            "c0",
+            "--camera-id",
+            "c1",
+            "--truth-frame",
+            "map",
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&d("ev-bag")),
+        ],
+    );
+    assert!(printed.contains("32 queries, 16 map images"), "{printed}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("ev-bag/report.json")).unwrap()).unwrap();
+    let all = &r["reports"][0]["all"];
+    let (recall, acc) = (
+        all["recall_at_n"]["1"].as_f64().unwrap(),
+        all["accuracy"]["5m,10deg"].as_f64().unwrap(),
+    );
+    assert!(
+        (recall - folder.1).abs() <= 1.0 / 32.0 + 1e-9
+            && (acc - folder.2).abs() <= 1.0 / 32.0 + 1e-9,
+        "recording ({recall}, {acc}) vs folder {folder:?}"
+    );
+    // TUM trajectories per camera: the truth of every query, the published priors, in time
+    // order, `stamp tx ty tz qx qy qz qw`; the folder's and the recording's truth agree.
+    for dir in ["ev-bag", "ev-folder"] {
+        for cam in ["c0", "c1"] {
+            let truth = std::fs::read_to_string(d(&format!("{dir}/truth-{cam}.tum"))).unwrap();
+            let rows: Vec<Vec<f64>> = truth
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+                .collect();
+            assert_eq!(rows.len(), 16, "{dir} {cam}");
+            assert!(rows.iter().all(|r| r.len() == 8), "{dir} {cam}");
+            assert!(
+                rows.windows(2).all(|p| p[0][0] < p[1][0]),
+                "{dir} {cam}: time order"
+            );
+            let priors = std::fs::read_to_string(d(&format!("{dir}/priors-{cam}.tum"))).unwrap();
+            assert!(
+                priors.starts_with("# timestamp tx ty tz qx qy qz qw\n"),
+                "{priors}"
+            );
+        }
+    }
+    let a = std::fs::read_to_string(d("ev-bag/truth-c1.tum")).unwrap();
+    let b = std::fs::read_to_string(d("ev-folder/truth-c1.tum")).unwrap();
+    for (x, y) in a.lines().zip(b.lines()).skip(1) {
+        let x: Vec<f64> = x.split(' ').map(|v| v.parse().unwrap()).collect();
+        let y: Vec<f64> = y.split(' ').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(x[0], y[0]);
+        let dt = ((x[1] - y[1]).powi(2) + (x[2] - y[2]).powi(2) + (x[3] - y[3]).powi(2)).sqrt();
+        assert!(dt < 0.02, "{x:?} vs {y:?}");
+    }
+    // Without --map there is nothing to score the recording against.
+    let out = tools_in(
+        &w.data,
+        &[
+            "evaluate",
+            "--bag",
+            path_str(&d("q")),
+            "--image-topic",
+            "/c0/image_raw",
+            "--out",
+            path_str(&d("ev-none")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --map"));
+    assert!(!d("ev-none").exists());
+}

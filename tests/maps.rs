@@ -162,13 +162,18 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         assert_eq!(l["prior"]["covariance"].as_array().unwrap().len(), 36);
         assert_eq!(l["prior"]["t"], c0["t"]);
         // The map's own images: one place stands out (confidence near 1), published, and the
-        // tightest prior there is (docs/pose-prior.md): the 1 m floor on each axis.
+        // tightest prior there is (docs/pose-prior.md): the 1 m floor on each axis, times the
+        // fitted POSITION_CALIBRATION.
         assert_eq!(l["status"], "localized", "{l}");
         assert!(l["prior"]["confidence"].as_f64().unwrap() > 0.99, "{l}");
         let cov = l["prior"]["covariance"].as_array().unwrap();
         for i in [0, 7, 14] {
             let v = cov[i].as_f64().unwrap();
-            assert!((1.0..1.001).contains(&v), "position variance {v}: {l}");
+            let floor = dasgil::localize::prior::POSITION_CALIBRATION;
+            assert!(
+                (floor..floor + 0.001).contains(&v),
+                "position variance {v}: {l}"
+            );
         }
         // Per camera, as the reference: every candidate has the query's camera.
         let cam = c0["camera"].as_str().unwrap();
@@ -192,11 +197,18 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
         l["status"]
     );
-    // Not a confident match (below 0.175, 0.04 when this was written): withheld at the default
-    // min_confidence or not, its prior makes room for a wrong match, wider than a map image's
-    // own (trace 3: the 1 m floor on each axis).
-    assert!(confidence < 0.175, "a grey frame: confidence {confidence}");
-    assert!(trace > 3.1, "a grey frame: position trace {trace}");
+    // Not a confident match (below CONFIDENT, 0.04 when this was written): withheld at the
+    // default min_confidence or not, its prior makes room for a wrong match, wider than a map
+    // image's own (trace 3 x POSITION_CALIBRATION: the floor on each axis).
+    use dasgil::localize::prior::{CONFIDENT, POSITION_CALIBRATION};
+    assert!(
+        confidence < CONFIDENT,
+        "a grey frame: confidence {confidence}"
+    );
+    assert!(
+        trace > 3.0 * POSITION_CALIBRATION + 0.1,
+        "a grey frame: position trace {trace}"
+    );
     // The map's checkpoint is the default for localize.
     let out = ok(&[
         "localize",

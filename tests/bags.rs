@@ -8,21 +8,11 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{checkpoint, path_str, run_tools_ok as ok, OutputWithin};
+use common::{checkpoint, path_str, OutputWithin};
 
 /// Runs tools/python/world_to_bag.py; returns what it printed.
 fn world_to_bag(args: &[&str]) -> String {
-    let out = std::process::Command::new(common::python())
-        .arg(common::root().join("tools/python/world_to_bag.py"))
-        .args(args)
-        .output_limited()
-        .expect("run world_to_bag.py");
-    assert!(
-        out.status.success(),
-        "world_to_bag.py {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::python_tool("world_to_bag.py", args)
 }
 
 /// dasgil-tools with its own data folder (the frames cache), so tests never share one.
@@ -128,22 +118,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cmu");
-    ok(&[
-        "synth",
-        "cmu",
-        "--out",
-        path_str(&root),
-        "--slice",
-        "3",
-        "--places",
-        "8",
-        "--width",
-        "128",
-        "--height",
-        "96",
-        "--conditions",
-        "snow,overcast",
-    ]);
+    common::small_cmu(&root, "8");
     let ckpt = dir.path().join("gen.safetensors");
     checkpoint(&ckpt, 1);
     World {
@@ -470,6 +445,55 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
                 "{priors}"
             );
         }
+    }
+    // The columns are what TUM says: the truth against the slice's own ground truth
+    // (camera-poses: `name qw qx qy qz cx cy cz`, q world->camera: the TUM quaternion is its
+    // conjugate), and every published prior is a map image's pose, quaternion order included.
+    let rows = |path: &Path| -> Vec<Vec<f64>> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+            .collect()
+    };
+    let gt_dir = w.root.join("slice3/camera-poses");
+    let mut gt: std::collections::BTreeMap<(String, i64), Vec<f64>> = Default::default();
+    for f in std::fs::read_dir(&gt_dir).unwrap() {
+        for l in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            let (cam, us) = (&v[0][10..12], v[0][13..29].parse::<i64>().unwrap());
+            gt.insert(
+                (cam.to_string(), us),
+                v[1..].iter().map(|x| x.parse().unwrap()).collect(),
+            );
+        }
+    }
+    let same_rotation = |tum: &[f64], wxyz: [f64; 4]| {
+        let dot = tum[4] * wxyz[1] + tum[5] * wxyz[2] + tum[6] * wxyz[3] + tum[7] * wxyz[0];
+        dot.abs() > 1.0 - 1e-6
+    };
+    for r in rows(&d("ev-folder/truth-c0.tum")) {
+        let g = &gt[&("c0".to_string(), (r[0] * 1e6).round() as i64)];
+        assert!(
+            (r[1] - g[4]).abs() + (r[2] - g[5]).abs() + (r[3] - g[6]).abs() < 1e-5,
+            "{r:?} {g:?}"
+        );
+        assert!(
+            same_rotation(&r, [g[0], -g[1], -g[2], -g[3]]),
+            "{r:?} vs {g:?}"
+        );
+    }
+    let entries = map_poses(&map);
+    let priors = rows(&d("ev-bag/priors-c0.tum"));
+    assert!(!priors.is_empty());
+    for r in &priors {
+        assert!(
+            entries.iter().any(|((c, _), p)| c == "c0"
+                && (r[1] - p[0]).abs() + (r[2] - p[1]).abs() + (r[3] - p[2]).abs() < 1e-5
+                && same_rotation(r, [p[3], p[4], p[5], p[6]])),
+            "prior {r:?} is no c0 map image's pose"
+        );
     }
     let a = std::fs::read_to_string(d("ev-bag/truth-c1.tum")).unwrap();
     let b = std::fs::read_to_string(d("ev-folder/truth-c1.tum")).unwrap();

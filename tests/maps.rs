@@ -55,22 +55,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cmu");
-    ok(&[
-        "synth",
-        "cmu",
-        "--out",
-        path_str(&root),
-        "--slice",
-        "3",
-        "--places",
-        "6",
-        "--width",
-        "128",
-        "--height",
-        "96",
-        "--conditions",
-        "snow,overcast",
-    ]);
+    common::small_cmu(&root, "6");
     let ckpt = dir.path().join("gen.safetensors");
     checkpoint(&ckpt, 1);
     let other = dir.path().join("other.safetensors");

@@ -100,6 +100,16 @@ wait "$ECHO" || fail "ros2 topic echo --once /pose_prior got nothing"
 grep -q "frame_id: map" "$OUT/echo.log" || fail "echo: $(cat "$OUT/echo.log")"
 grep -q "covariance:" "$OUT/echo.log" || fail "echo has no covariance"
 grep -q "frames sent 5, priors received 5" "$OUT/replay.log" || fail "compressed replay: $(cat "$OUT/replay.log")"
+# The same queries as a rosbag2 recording (tools/python/world_to_bag.py, MCAP, TF), played by
+# `replay --bag` at the recording's rate (2 Hz here) and scored against its recorded truth.
+MINI="${DASGIL_DATA:-$HOME/.cache/dasgil}/cmu_mini"
+"$ROOT/.venv/bin/python" "$ROOT/tools/python/world_to_bag.py" --root "$MINI" --slice 2 --part query \
+  --cameras c0 --out "$OUT/mini_queries" >"$OUT/bag.log" 2>&1 || fail "world_to_bag.py on $MINI"
+DASGIL_DATA="$OUT/data" timeout 300 "$ROOT/build/ros-ws/install/dasgil/lib/dasgil/dasgil-tools" replay \
+  --bag "$OUT/mini_queries" --image-topic /c0/image_raw --map "$MAP" \
+  --topics /ros_launch_test/cam0/compressed --camera-ids /c0/image_raw --transport compressed --limit 5 \
+  --out "$OUT/replay-bag" >"$OUT/replay-bag.log" 2>&1 || fail "replay --bag"
+grep -q "frames sent 5, priors received 5" "$OUT/replay-bag.log" || fail "replay --bag: $(cat "$OUT/replay-bag.log")"
 if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn still printed info lines"; fi
 t0=$(date +%s%N)
 kill -INT "$LAUNCH"

@@ -92,18 +92,7 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
         .join("bags")
         .join(cache_name(&bag, o)?);
     let extracted = if crate::synth::output::is_complete(&dir) {
-        let path = dir.join(LIST);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| crate::atomic::PathIoError::new("cannot read", &path, e))?;
-        let mut x: Extracted = serde_json::from_str(&text).map_err(|e| BagError::Open {
-            path: path.clone(),
-            why: format!("the frame list of an earlier extraction is unreadable ({e}); delete {} to extract again", dir.display()),
-        })?;
-        x.notes.insert(
-            0,
-            format!("frames extracted before, reused from {}", dir.display()),
-        );
-        x
+        reuse(&dir)?
     } else {
         extract(&bag, o, &dir)?
     };
@@ -141,6 +130,37 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
     })
 }
 
+/// The frames an earlier extraction (this process's or another's) left in `dir`.
+fn reuse(dir: &Path) -> Result<Extracted, PipelineError> {
+    let path = dir.join(LIST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot read", &path, e))?;
+    let mut x: Extracted = serde_json::from_str(&text).map_err(|e| BagError::Open {
+        path: path.clone(),
+        why: format!(
+            "the frame list of an earlier extraction is unreadable ({e}); delete {} to extract again",
+            dir.display()
+        ),
+    })?;
+    x.notes.insert(
+        0,
+        format!("frames extracted before, reused from {}", dir.display()),
+    );
+    Ok(x)
+}
+
+/// Removes a staging folder unless the extraction finished (an error or a panic leaves no
+/// half-written copy behind).
+struct Staging(PathBuf, bool);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 fn check_options(o: &BagOptions) -> Result<(), BagError> {
     let bad = |field: &str, expected: &str, found: String| BagError::Option {
         field: field.into(),
@@ -160,6 +180,15 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
             &format!("one per --image-topic ({})", o.image_topics.len()),
             o.camera_ids.len().to_string(),
         ));
+    }
+    for (list, field) in [
+        (&o.image_topics, "--image-topic"),
+        (&o.camera_ids, "--camera-id"),
+    ] {
+        let mut seen = BTreeSet::new();
+        if let Some(d) = list.iter().find(|t| !seen.insert(t.as_str())) {
+            return Err(bad(field, "each value once", format!("`{d}` twice")));
+        }
     }
     if o.camera_ids.iter().any(|c| c.trim().is_empty()) {
         return Err(bad(
@@ -377,6 +406,8 @@ struct Counts {
     undecodable_image: u64,
     kept: u64,
     frames: BTreeSet<String>,
+    /// The first frame skipped for want of a pose, and why (the link, the stamp).
+    first_miss: Option<String>,
 }
 
 fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineError> {
@@ -543,13 +574,39 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             }
         };
         let c = &mut counts[s.topic];
-        match pose {
-            Ok(p) => posed.push((i, p)),
-            Err(Miss::Before { .. }) => c.before += 1,
-            Err(Miss::After { .. }) => c.after += 1,
-            Err(Miss::Gap { .. }) => c.gap += 1,
-            Err(Miss::Unconnected) => c.before += 1, // an empty trajectory: before its start
-        }
+        let why = match &pose {
+            Ok(p) => {
+                posed.push((i, *p));
+                continue;
+            }
+            Err(Miss::Before { child }) => {
+                c.before += 1;
+                format!("before the first message of the link to `{child}`")
+            }
+            Err(Miss::After { child }) => {
+                c.after += 1;
+                format!("after the last message of the link to `{child}`")
+            }
+            Err(Miss::Gap { child, gap_ns }) => {
+                c.gap += 1;
+                format!(
+                    "in a gap of {:.3} s between messages of the link to `{child}`",
+                    *gap_ns as f64 * 1e-9
+                )
+            }
+            // An empty trajectory.
+            Err(Miss::Unconnected) => {
+                c.before += 1;
+                "no pose message at all".to_string()
+            }
+        };
+        c.first_miss.get_or_insert_with(|| {
+            format!(
+                "first skipped: the frame stamped {}.{:09} s, {why}",
+                s.stamp_ns.div_euclid(1_000_000_000),
+                s.stamp_ns.rem_euclid(1_000_000_000)
+            )
+        });
     }
     // Per topic in stamp order: one frame per stamp, then thinning.
     posed.sort_by_key(|&(i, _)| (seen[i].topic, seen[i].stamp_ns, seen[i].index));
@@ -585,7 +642,12 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     }
 
     // Second pass: decode the kept frames and write them.
-    let staging = crate::synth::output::staging(dir, false)?;
+    // Another command may have finished extracting the same frames during the first pass.
+    if crate::synth::output::is_complete(dir) {
+        return reuse(dir);
+    }
+    let mut guard = Staging(crate::synth::output::staging(dir, false)?, false);
+    let staging = guard.0.clone();
     let mut wanted: std::collections::HashMap<(usize, u64), usize> = Default::default();
     for (k, &(i, _)) in keep.iter().enumerate() {
         wanted.insert((seen[i].topic, seen[i].index), k);
@@ -696,6 +758,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
 
     let mut frames = Vec::new();
     let mut patterns = BTreeSet::new();
+    let mut mosaics = 0usize;
     let mut first_image_error: Option<String> = None;
     for (k, w) in written.into_iter().enumerate() {
         let (i, p) = keep[k];
@@ -704,6 +767,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             Some(Ok((name, pattern))) => {
                 if let Some(pt) = pattern {
                     patterns.insert(pt.name());
+                    mosaics += 1;
                 }
                 let t = p.translation.vector;
                 let q = p.rotation.coords;
@@ -735,14 +799,15 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             None => counts[s.topic].undecodable_message += 1,
         }
     }
-    let decode = match patterns.len() {
-        0 => Decode::Rgb,
-        1 if frames.len() == keep.len() => {
+    // Raw mosaics only when every written frame is one, of one pattern; colour and grey
+    // frames only when none is. A mix cannot share one decoding.
+    let decode = match (patterns.len(), mosaics) {
+        (0, _) => Decode::Rgb,
+        (1, n) if n == frames.len() => {
             let name = patterns.into_iter().next().expect("one");
             Decode::Bayer(crate::data::robotcar::BayerPattern::parse(name).expect("a name"))
         }
         _ => {
-            let _ = std::fs::remove_dir_all(&staging);
             return Err(BagError::MixedMosaics {
                 path: bag.path.clone(),
             }
@@ -814,6 +879,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         dir,
         serde_json::json!({"dataset": "rosbag2 frames", "bag": extracted.bag.path}),
     )?;
+    guard.1 = true;
     Ok(extracted)
 }
 
@@ -864,7 +930,24 @@ fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
         } else {
             String::new()
         }
-    )
+    ) + &c
+        .first_miss
+        .as_ref()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default()
+        + &{
+            let body: Vec<&String> = c.frames.iter().filter(|f| !f.contains("optical")).collect();
+            if o.pose_topic.is_none() && !body.is_empty() {
+                format!(
+                    "; note: frame {} is not named as an optical frame: the poses are those of \
+                     the image's frame_id, taken as the camera's optical frame (x right, y down, \
+                     z forward; REP 103); a camera_link-style frame (x forward) turns them by 90 deg",
+                    body.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                )
+            } else {
+                String::new()
+            }
+        }
 }
 
 fn write_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<u8>>) -> Result<(), PipelineError>

@@ -278,6 +278,20 @@ fn write_tum(out: &Path, localized: &[offline::Localized]) -> Result<(), Pipelin
 pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, PipelineError> {
     src.queries = std::mem::take(&mut src.database);
     let m = MapFile::open(map)?;
+    // Truth and map must be in one frame: a map from a recording says which.
+    if let (Some(mb), Some(qb)) = (&m.meta.source.bag, &src.source.bag) {
+        if mb.world_frame != qb.world_frame {
+            return Err(PipelineError::Bag(Box::new(crate::bag::BagError::Option {
+                field: "--truth-frame".into(),
+                expected: format!(
+                    "the map's world frame `{}` ({} was built in it)",
+                    mb.world_frame,
+                    map.display()
+                ),
+                found: format!("`{}`", qb.world_frame),
+            })));
+        }
+    }
     {
         let root = std::path::PathBuf::from(&m.meta.source.root);
         src.database = (0..m.len())

@@ -621,6 +621,16 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
 
 /// TUM trajectory lines (`stamp tx ty tz qx qy qz qw`, stamp in seconds) of `poses`, in time
 /// order: what `evo_ape tum truth.tum priors.tum` reads.
+///
+/// ```
+/// let p = dasgil::geom::Pose::identity();
+/// assert_eq!(
+///     dasgil::eval::offline::tum(&[(-1, p), (1_500_000, p)]),
+///     "# timestamp tx ty tz qx qy qz qw\n\
+///      -0.000001 0.000000 0.000000 0.000000 0.000000000 0.000000000 0.000000000 1.000000000\n\
+///      1.500000 0.000000 0.000000 0.000000 0.000000000 0.000000000 0.000000000 1.000000000\n"
+/// );
+/// ```
 pub fn tum(poses: &[(i64, Pose)]) -> String {
     let mut rows: Vec<&(i64, Pose)> = poses.iter().collect();
     rows.sort_by_key(|r| r.0);
@@ -629,9 +639,10 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
         let t = p.translation.vector;
         let q = p.rotation.coords;
         out.push_str(&format!(
-            "{}.{:06} {:.6} {:.6} {:.6} {:.9} {:.9} {:.9} {:.9}\n",
-            us.div_euclid(1_000_000),
-            us.rem_euclid(1_000_000),
+            "{}{}.{:06} {:.6} {:.6} {:.6} {:.9} {:.9} {:.9} {:.9}\n",
+            if *us < 0 { "-" } else { "" },
+            us.unsigned_abs() / 1_000_000,
+            us.unsigned_abs() % 1_000_000,
             t.x,
             t.y,
             t.z,

@@ -25,17 +25,44 @@ pub fn python() -> PathBuf {
 
 /// Runs tools/python/dasgil_torch.py with `args`; panics with its stderr on failure.
 pub fn torch_peer(args: &[&str]) -> String {
+    python_tool("dasgil_torch.py", args)
+}
+
+/// Runs tools/python/SCRIPT with `args` in the project's Python; returns its stdout, panics
+/// with its stderr on failure.
+pub fn python_tool(script: &str, args: &[&str]) -> String {
     let out = Command::new(python())
-        .arg(root().join("tools/python/dasgil_torch.py"))
+        .arg(root().join("tools/python").join(script))
         .args(args)
         .output_limited()
-        .expect("run the PyTorch peer");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "PyTorch peer {args:?} failed:\n{}",
+        "{script} {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dasgil-tools synth cmu` into `root`: a small Extended CMU-Seasons slice 3 of `places`
+/// places, 128x96, snow and overcast queries.
+pub fn small_cmu(root: &Path, places: &str) {
+    run_tools_ok(&[
+        "synth",
+        "cmu",
+        "--out",
+        path_str(root),
+        "--slice",
+        "3",
+        "--places",
+        places,
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--conditions",
+        "snow,overcast",
+    ]);
 }
 
 /// Reads a safetensors file into name -> tensor.

@@ -165,8 +165,13 @@ pub(crate) struct BagArgs {
     image_topics: Vec<String>,
     /// The map's camera id for each --image-topic, in order (e.g. c0, c1: what the node's
     /// camera_ids then name). Default: the topic names.
-    #[arg(long = "camera-id", value_name = "NAME", requires = "bag")]
-    camera_ids: Vec<String>,
+    #[arg(
+        long = "camera-id",
+        id = "bag_camera_ids",
+        value_name = "NAME",
+        requires = "bag"
+    )]
+    bag_camera_ids: Vec<String>,
     /// The frame the poses are in (REP 105: map; or odom for a single drive). For evaluate,
     /// the frame of the recorded truth (alias --truth-frame).
     #[arg(
@@ -216,7 +221,7 @@ impl BagArgs {
             Some(Ok(dasgil::bag::frames::BagOptions {
                 bag,
                 image_topics: self.image_topics.clone(),
-                camera_ids: self.camera_ids.clone(),
+                camera_ids: self.bag_camera_ids.clone(),
                 world_frame: self.world_frame.clone(),
                 pose_topic: self.pose_topic.clone(),
                 base_from_camera: self.base_from_camera.clone(),

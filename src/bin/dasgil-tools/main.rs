@@ -110,3 +110,28 @@ fn run(cli: Cli) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every command: unique argument ids across flattened groups (a
+    /// shared id silently merges two flags), valid `requires`/`conflicts_with` names.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        let cmd = super::Cli::command();
+        // clap checks these only in debug builds; the suite runs release builds, so the one
+        // that bit (two flattened groups sharing an id) is checked here too.
+        for sub in cmd.get_subcommands() {
+            let mut seen = std::collections::BTreeSet::new();
+            for a in sub.get_arguments() {
+                assert!(
+                    seen.insert(a.get_id().as_str().to_string()),
+                    "dasgil-tools {}: argument id `{}` is defined twice",
+                    sub.get_name(),
+                    a.get_id()
+                );
+            }
+        }
+        cmd.debug_assert();
+    }
+}

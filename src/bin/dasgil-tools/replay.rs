@@ -1,5 +1,5 @@
-//! `dasgil-tools replay`: a sequence's query frames played to a running node, the priors it
-//! publishes scored.
+//! `dasgil-tools replay`: a sequence's query frames, or a rosbag2 recording's frames
+//! (`--bag`), played to a running node, the priors it publishes scored.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,10 @@ pub(crate) enum Transport {
 pub(crate) struct ReplayArgs {
     #[command(flatten)]
     source: SourceArgs,
+    /// A recording's frames instead of a sequence's queries, scored against the truth recorded
+    /// with them; --camera-ids then names the recording's topics (or their --camera-id).
+    #[command(flatten)]
+    bag: BagArgs,
     /// The map the node runs (names the map image each prior came from in route.png).
     #[arg(long)]
     map: Option<PathBuf>,
@@ -30,9 +34,10 @@ pub(crate) struct ReplayArgs {
     /// The query camera played on each topic, comma-separated, parallel to --topics.
     #[arg(long, value_delimiter = ',', default_value = "c0")]
     camera_ids: Vec<String>,
-    /// Frames per second and camera.
-    #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
-    rate: f64,
+    /// Frames per second and camera (default 10; with --bag, the recording's rate: the median
+    /// interval between a camera's frames).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
     /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
     #[arg(long, value_enum, default_value_t = Transport::Raw)]
     transport: Transport,
@@ -72,7 +77,19 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     if a.out.is_file() {
         anyhow::bail!("--out {}: is a file; expected a folder", a.out.display());
     }
-    let src = a.source.open()?;
+    let src = match a.bag.options() {
+        Some(o) => {
+            let mut s = open_bag(&o?)?;
+            s.queries = std::mem::take(&mut s.database);
+            s
+        }
+        None => a.source.open()?,
+    };
+    let rate = match (a.rate, a.bag.bag.is_some()) {
+        (Some(r), _) => r,
+        (None, true) => recorded_rate(&src.queries)?,
+        (None, false) => 10.0,
+    };
     if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
         anyhow::bail!(
             "{}: no query images with ground truth to replay and score",
@@ -90,7 +107,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         &dasgil::node::frame_player::ReplayOptions {
             topics: a.topics.clone(),
             cameras: a.camera_ids.clone(),
-            rate: a.rate,
+            rate,
             compressed: a.transport == Transport::Compressed,
             prior_topic: a.prior_topic.clone(),
             wait: std::time::Duration::from_secs_f64(a.wait),
@@ -132,6 +149,30 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A recording's frame rate per camera: one over the median interval between consecutive
+/// frames of a camera (gaps between separate drives do not move a median).
+#[cfg(feature = "ros")]
+fn recorded_rate(frames: &[dasgil::data::PosedImage]) -> Result<f64> {
+    let mut by_camera: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+    for f in frames {
+        if let Some(t) = f.timestamp_us {
+            by_camera.entry(&f.camera).or_default().push(t);
+        }
+    }
+    let mut gaps: Vec<i64> = Vec::new();
+    for stamps in by_camera.values_mut() {
+        stamps.sort_unstable();
+        gaps.extend(stamps.windows(2).map(|w| w[1] - w[0]).filter(|&g| g > 0));
+    }
+    if gaps.is_empty() {
+        anyhow::bail!("--bag: fewer than two frames of one camera: give --rate");
+    }
+    gaps.sort_unstable();
+    let rate = 1e6 / gaps[gaps.len() / 2] as f64;
+    parse_rate(&rate.to_string())
+        .map_err(|e| anyhow::anyhow!("the recording's rate: {e}; give --rate"))
 }
 
 /// Frames per second and camera: 0.001 to 1000.

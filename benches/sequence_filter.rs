@@ -15,16 +15,9 @@ use dasgil::localize::sequence::{
 };
 use dasgil::retrieval::Hit;
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// Seeded draws (a test stream, not the product's).
+type Draws = rand_chacha::ChaCha8Rng;
+use rand::{Rng, SeedableRng};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -33,12 +26,13 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn hits(n: usize, truth: usize, rng: &mut Lcg) -> Vec<Hit> {
-    let alias = (rng.next() < 0.3).then(|| (rng.next() * n as f64) as usize % n);
+fn hits(n: usize, truth: usize, rng: &mut Draws) -> Vec<Hit> {
+    let alias = (rng.random::<f64>() < 0.3).then(|| (rng.random::<f64>() * n as f64) as usize % n);
     let mut v: Vec<Hit> = (truth.saturating_sub(40)..(truth + 40).min(n))
         .map(|p| Hit {
             index: 2 * p,
-            distance: (1.0 + 0.01 * (p as f64 - truth as f64).abs() + 0.02 * rng.next()) as f32,
+            distance: (1.0 + 0.01 * (p as f64 - truth as f64).abs() + 0.02 * rng.random::<f64>())
+                as f32,
         })
         .collect();
     if let Some(a) = alias {
@@ -110,7 +104,7 @@ fn main() {
         2 * n,
         places.len()
     );
-    let mut rng = Lcg(17);
+    let mut rng = Draws::seed_from_u64(17);
     let truths: Vec<usize> = (0..frames)
         .map(|i| (100 + i / 2).min(places.len() - 1))
         .collect();

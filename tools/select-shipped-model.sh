@@ -26,11 +26,18 @@ if ! ls "$RUN"/candidates/step-*.safetensors >/dev/null 2>&1; then
   echo "note: $RUN has no candidates yet; scoring the shipped model and the baselines only" >&2
 fi
 WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
-(cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
-TOOLS="$ROOT/target/release/dasgil-tools"
+# TOOLS: a dasgil-tools binary to score with (e.g. the run's own copy, while the tree is being
+# rebuilt); default: this tree's, built now.
+if [ -z "${TOOLS:-}" ]; then
+  (cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
+  TOOLS="$ROOT/target/release/dasgil-tools"
+fi
 OUT="$RUN/selection"
 mkdir -p "$OUT"
-runs=("shipped-now:" "raw-pixels:--baseline raw-pixels" "untrained:--baseline untrained")
+# The shipped model's folder is named by its checksum, so a newly shipped model is scored anew.
+SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors | head -1)"
+SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
+runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels" "untrained:--baseline untrained")
 for c in "$RUN"/candidates/step-*.safetensors; do
   [ -e "$c" ] || continue
   runs+=("$(basename "$c" .safetensors):--checkpoint $c")

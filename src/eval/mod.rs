@@ -191,6 +191,14 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// submission.txt's entries: per query its cam_from_world (the benchmark's convention,
+/// `name qw qx qy qz tx ty tz` with t = -R C), the inverse of the prior's world_from_cam.
+pub fn submission_entries(sub: &[offline::Localized]) -> Vec<(String, crate::geom::Pose)> {
+    sub.iter()
+        .map(|l| (l.name.clone(), l.world_from_cam.inverse()))
+        .collect()
+}
+
 /// submission.txt (from the first report's way), report.json, report.md and the plots.
 fn write_outputs(
     out: &Path,
@@ -199,11 +207,10 @@ fn write_outputs(
     submission: Option<Vec<offline::Localized>>,
 ) -> Result<Vec<Report>, PipelineError> {
     if let Some(sub) = submission {
-        let lines: Vec<(String, crate::geom::Pose)> = sub
-            .iter()
-            .map(|l| (l.name.clone(), l.world_from_cam.inverse()))
-            .collect();
-        crate::data::cmu_seasons::write_submission(&out.join("submission.txt"), &lines)?;
+        crate::data::cmu_seasons::write_submission(
+            &out.join("submission.txt"),
+            &submission_entries(&sub),
+        )?;
         write_tum(out, &sub)?;
     }
     let refs: Vec<&Report> = reports.iter().collect();
@@ -306,4 +313,47 @@ pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, Pi
             .collect();
     }
     Ok(src)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Quaternion, Translation3, UnitQuaternion, Vector3};
+
+    /// Every submission line, read back, gives C = -R^T t at the prior's camera centre and R^T
+    /// as the prior's world_from_cam rotation (a line holding world_from_cam itself fails).
+    #[test]
+    fn submission_lines_hold_cam_from_world_whose_centre_is_the_prior() {
+        let centre = Vector3::new(12.5, -40.25, 3.0);
+        let rot = UnitQuaternion::from_euler_angles(0.3, -0.2, 1.1);
+        let world_from_cam = crate::geom::Pose::from_parts(Translation3::from(centre), rot);
+        let sub = vec![offline::Localized {
+            name: "img_00001_c0_1000us.jpg".into(),
+            camera: "c0".into(),
+            timestamp_us: Some(1000),
+            world_from_cam,
+            published: true,
+            truth: None,
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("submission.txt");
+        crate::data::cmu_seasons::write_submission(&path, &submission_entries(&sub)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let f: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(f.len(), 8, "one line of 8 fields: {text}");
+        assert_eq!(f[0], "img_00001_c0_1000us.jpg");
+        let v: Vec<f64> = f[1..].iter().map(|x| x.parse().unwrap()).collect();
+        let r = UnitQuaternion::from_quaternion(Quaternion::new(v[0], v[1], v[2], v[3]));
+        let t = Vector3::new(v[4], v[5], v[6]);
+        let c = -(r.inverse() * t);
+        assert!(
+            (c - centre).norm() < 1e-9,
+            "C = -R^T t of the line is {c:?}, the prior's centre is {centre:?}"
+        );
+        assert!(
+            r.inverse().angle_to(&rot) < 1e-9,
+            "R^T of the line differs from the prior's rotation by {} rad",
+            r.inverse().angle_to(&rot)
+        );
+    }
 }

@@ -222,8 +222,6 @@ fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
     (a.rotation.inverse() * b.rotation).angle().to_degrees()
 }
 
-/// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
-/// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 /// A query's prior as `evaluate` found it: for submission.txt and the TUM trajectories.
 #[derive(Debug, Clone)]
 pub struct Localized {
@@ -237,6 +235,8 @@ pub struct Localized {
     pub truth: Option<Pose>,
 }
 
+/// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
+/// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,
@@ -653,4 +653,76 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    fn result(position_error: f64, rotation_error: f64, first: Option<usize>) -> QueryResult {
+        QueryResult {
+            name: "q".into(),
+            camera: "c0".into(),
+            condition: "snow".into(),
+            position_error,
+            rotation_error,
+            first_within_25m: first,
+            top1: "m".into(),
+            distance: 1.0,
+            confidence: 0.5,
+            published: true,
+            mahalanobis2: Some(position_error * position_error),
+            radius_95: position_error * 2.0,
+        }
+    }
+
+    #[test]
+    fn the_rotation_error_is_the_relative_rotations_angle_in_degrees() {
+        let at = |yaw_deg: f64, x: f64| {
+            Pose::from_parts(
+                Translation3::new(x, 0.0, 0.0),
+                UnitQuaternion::from_axis_angle(&Vector3::z_axis(), yaw_deg.to_radians()),
+            )
+        };
+        let e = rotation_error_deg(&at(30.0, 0.0), &at(-15.0, 9.0));
+        assert!(
+            (e - 45.0).abs() < 1e-9,
+            "rotation error {e}, expected 45 deg"
+        );
+        let e = rotation_error_deg(&at(170.0, 0.0), &at(-170.0, 0.0));
+        assert!(
+            (e - 20.0).abs() < 1e-9,
+            "rotation error {e} across +-180, expected 20 deg"
+        );
+    }
+
+    /// Each threshold needs both the position and the rotation within it, inclusive; recall@N
+    /// counts a first hit within 25 m at rank <= N; the median is the middle error; inside the
+    /// ellipsoid is Mahalanobis^2 <= 7.81.
+    #[test]
+    fn scores_count_both_thresholds_ranks_and_the_ellipsoid() {
+        let rs = [
+            result(5.0, 10.0, Some(1)), // (5 m, 10 deg) exactly: counted
+            result(4.0, 10.5, Some(2)), // rotation just out
+            result(5.5, 3.0, Some(5)),  // position just out
+            result(0.2, 1.9, Some(20)), // every threshold
+            result(30.0, 1.0, None),    // nothing within 25 m in the top 20
+        ];
+        let refs: Vec<&QueryResult> = rs.iter().collect();
+        let s = score(&refs);
+        assert_eq!(s.queries, 5);
+        let acc = |t: &str| s.accuracy[t];
+        assert_eq!(acc("5m,10deg"), 2.0 / 5.0, "5 m, 10 deg");
+        assert_eq!(acc("0.5m,5deg"), 1.0 / 5.0, "0.5 m, 5 deg");
+        assert_eq!(acc("0.25m,2deg"), 1.0 / 5.0, "0.25 m, 2 deg");
+        assert_eq!(s.recall_at_n[&1], 1.0 / 5.0, "recall@1");
+        assert_eq!(s.recall_at_n[&5], 3.0 / 5.0, "recall@5");
+        assert_eq!(s.recall_at_n[&20], 4.0 / 5.0, "recall@20");
+        assert_eq!(s.recall_at_d["5"], 3.0 / 5.0, "recall at 5 m");
+        assert_eq!(s.median_position_error, 5.0, "median position error");
+        assert_eq!(s.median_radius_95, 10.0, "median 95% radius");
+        // Mahalanobis^2 = error^2 here: only 0.2^2 is within 7.81 (4^2 = 16 is not).
+        assert_eq!(s.inside_95_ellipsoid, 1.0 / 5.0, "inside the 95% ellipsoid");
+    }
 }

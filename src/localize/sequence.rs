@@ -375,17 +375,9 @@ fn normalize(v: &mut [f64]) {
 mod tests {
     use super::*;
 
-    /// A deterministic stream of numbers in [0, 1).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    /// Seeded draws (a test stream, not the product's).
+    type Draws = rand_chacha::ChaCha8Rng;
+    use rand::{Rng, SeedableRng};
 
     /// A route of `n` places 5 m apart on a line, two cameras each (rows 2p and 2p + 1), or on
     /// a circle of that circumference when `circle`.
@@ -407,7 +399,7 @@ mod tests {
     fn drive(
         f: &mut SequenceFilter,
         places: &Places,
-        rng: &mut Lcg,
+        rng: &mut Draws,
         from: usize,
         frames: usize,
     ) -> Option<Step> {
@@ -422,13 +414,14 @@ mod tests {
     /// The hits of a frame of camera `cam` at place `truth`: the true place's row at distance
     /// 1.0, the others further by 0.01 per place of offset (up to 20) plus noise; with
     /// probability `alias` one random place looks better than the truth (a single-frame error).
-    fn hits(places: &Places, truth: usize, cam: usize, alias: f64, rng: &mut Lcg) -> Vec<Hit> {
+    fn hits(places: &Places, truth: usize, cam: usize, alias: f64, rng: &mut Draws) -> Vec<Hit> {
         let n = places.len();
-        let fake = (rng.next() < alias).then(|| (rng.next() * n as f64) as usize % n);
+        let fake =
+            (rng.random::<f64>() < alias).then(|| (rng.random::<f64>() * n as f64) as usize % n);
         let mut v: Vec<Hit> = (0..n)
             .map(|p| {
                 let off = (p as i64 - truth as i64).unsigned_abs().min(20) as f64;
-                let mut d = 1.0 + 0.01 * off + 0.02 * rng.next();
+                let mut d = 1.0 + 0.01 * off + 0.02 * rng.random::<f64>();
                 if p == truth {
                     d = 1.0;
                 }
@@ -455,7 +448,7 @@ mod tests {
         alias: f64,
         seed: u64,
     ) -> (f64, f64, Vec<Step>, SequenceFilter) {
-        let mut rng = Lcg(seed);
+        let mut rng = Draws::seed_from_u64(seed);
         let mut f = SequenceFilter::new(places);
         let (mut good, mut single, mut steps) = (0, 0, Vec::new());
         let mut prev: Option<(f64, usize)> = None;
@@ -490,7 +483,7 @@ mod tests {
         // prediction, so that a kidnapped robot is found within a few frames anywhere.
         let places = route(100, false);
         let mut f = SequenceFilter::new(&places);
-        let mut rng = Lcg(9);
+        let mut rng = Draws::seed_from_u64(9);
         drive(&mut f, &places, &mut rng, 10, 30);
         f.predict(&places, 15.0, None);
         let least = f.belief.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -507,7 +500,7 @@ mod tests {
         // 10 km of places: the uniform share every place keeps must not widen the spread.
         let places = route(2000, false);
         let mut f = SequenceFilter::new(&places);
-        let mut rng = Lcg(13);
+        let mut rng = Draws::seed_from_u64(13);
         let s = drive(&mut f, &places, &mut rng, 10, 20).unwrap();
         assert!(s.spread.trace() < 200.0, "{}", s.spread.trace());
     }
@@ -591,7 +584,7 @@ mod tests {
     fn a_long_gap_starts_again_and_the_spread_follows_the_belief() {
         let places = route(100, false);
         let mut f = SequenceFilter::new(&places);
-        let mut rng = Lcg(5);
+        let mut rng = Draws::seed_from_u64(5);
         drive(&mut f, &places, &mut rng, 20, 10);
         f.predict(&places, 5.0, None);
         let settled = f

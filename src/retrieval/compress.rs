@@ -124,15 +124,57 @@ pub fn top_k(
     metric: Metric,
     candidates: Option<&[usize]>,
 ) -> Vec<Hit> {
+    let codes = Codes {
+        projection: bytemuck::cast_slice(map.bytes("projection").expect("checked on open").2),
+        dims: c.dims,
+        codes: bytemuck::cast_slice(map.bytes("codes").expect("checked on open").2),
+        scales: bytemuck::cast_slice(map.bytes("code_scales").expect("checked on open").2),
+    };
+    let rows: Vec<usize> = match candidates {
+        Some(c) => c.to_vec(),
+        None => (0..map.len()).collect(),
+    };
+    let descs = map.descriptors();
+    rerank_top_k(
+        &codes,
+        c.shortlist,
+        &descs,
+        map.dim(),
+        query,
+        k,
+        metric,
+        &rows,
+    )
+}
+
+/// A compressed map's codes: the projection ([dims, D] row-major), the int8 codes ([n, dims])
+/// and one scale per row.
+pub struct Codes<'a> {
+    pub projection: &'a [f32],
+    pub dims: usize,
+    pub codes: &'a [i8],
+    pub scales: &'a [f32],
+}
+
+/// [`top_k`] on the parts of a map: the `shortlist` (at least `k`) of `rows` closest by the codes'
+/// approximate L2, re-ranked by the exact `metric` on `descs` ([n, dim]).
+#[allow(clippy::too_many_arguments)]
+pub fn rerank_top_k(
+    codes: &Codes<'_>,
+    shortlist: usize,
+    descs: &crate::map::file::Descriptors<'_>,
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    metric: Metric,
+    rows: &[usize],
+) -> Vec<Hit> {
     use rayon::prelude::*;
-    let dims = c.dims;
-    let p: &[f32] = bytemuck::cast_slice(map.bytes("projection").expect("checked on open").2);
-    let codes: &[i8] = bytemuck::cast_slice(map.bytes("codes").expect("checked on open").2);
-    let scales: &[f32] = bytemuck::cast_slice(map.bytes("code_scales").expect("checked on open").2);
-    let y = project(p, dims, query);
+    let dims = codes.dims;
+    let y = project(codes.projection, dims, query);
     let approx = |i: usize| -> f32 {
-        let s = scales[i];
-        let row = &codes[i * dims..(i + 1) * dims];
+        let s = codes.scales[i];
+        let row = &codes.codes[i * dims..(i + 1) * dims];
         let mut acc = [0f32; 8];
         for (cs, ys) in row.chunks_exact(8).zip(y.chunks_exact(8)) {
             for j in 0..8 {
@@ -149,11 +191,7 @@ pub fn top_k(
             .sum();
         acc.iter().sum::<f32>() + tail
     };
-    let shortlist = c.shortlist.max(k);
-    let rows: Vec<usize> = match candidates {
-        Some(c) => c.to_vec(),
-        None => (0..map.len()).collect(),
-    };
+    let shortlist = shortlist.max(k);
     let short = rows
         .par_chunks(4096)
         .map(|chunk| {
@@ -171,12 +209,10 @@ pub fn top_k(
             top
         })
         .reduce(Vec::new, |a, b| super::merge(a, b, shortlist));
-    let dim = map.dim();
-    let descs = map.descriptors();
     let mut buf = Vec::new();
     let mut exact = Vec::with_capacity(k + 1);
     for h in short {
-        let distance = super::row_distance(&descs, dim, metric, query, h.index, &mut buf);
+        let distance = super::row_distance(descs, dim, metric, query, h.index, &mut buf);
         super::push_top(
             &mut exact,
             k,
@@ -203,5 +239,58 @@ mod tests {
         for (v, q) in y.iter().zip(&c) {
             assert!((v - s * *q as f32).abs() <= s / 2.0 + 1e-7);
         }
+    }
+
+    /// With a shortlist that covers the map, the compressed search is the exact search: the same
+    /// rows in the same order with the exact metric's distances (not the codes' approximate L2),
+    /// for every metric and for a candidate subset.
+    #[test]
+    fn a_shortlist_covering_the_map_gives_the_exact_results_and_distances() {
+        use crate::map::file::Descriptors;
+        let (n, d, dims) = (40usize, 48usize, 16usize);
+        let desc: Vec<f32> = (0..n * d)
+            .map(|i| ((i as f32 * 0.731).sin() + (i % 7) as f32 * 0.1) * 0.01)
+            .collect();
+        let query: Vec<f32> = (0..d).map(|i| (i as f32 * 0.377).cos() * 0.01).collect();
+        let p = projection(dims, d, 3);
+        let (c, s) = encode_rows(&p, dims, &desc, d);
+        let codes = Codes {
+            projection: &p,
+            dims,
+            codes: &c,
+            scales: &s,
+        };
+        let descs = Descriptors::F32(&desc);
+        let all: Vec<usize> = (0..n).collect();
+        let odd: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+        for metric in [Metric::L1, Metric::L2, Metric::Cosine] {
+            for rows in [&all, &odd] {
+                let mut want: Vec<(usize, f32)> = rows
+                    .iter()
+                    .map(|&i| {
+                        (
+                            i,
+                            super::super::distance(metric, &query, &desc[i * d..(i + 1) * d]),
+                        )
+                    })
+                    .collect();
+                want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                want.truncate(5);
+                let got: Vec<(usize, f32)> =
+                    rerank_top_k(&codes, n, &descs, d, &query, 5, metric, rows)
+                        .iter()
+                        .map(|h| (h.index, h.distance))
+                        .collect();
+                assert_eq!(
+                    got,
+                    want,
+                    "{metric:?} over {} rows: compressed (index, distance) vs exact",
+                    rows.len()
+                );
+            }
+        }
+        // A shortlist of 1 still returns k (the shortlist is at least k).
+        let got = rerank_top_k(&codes, 1, &descs, d, &query, 3, Metric::L1, &all);
+        assert_eq!(got.len(), 3, "k hits from a shortlist smaller than k");
     }
 }

@@ -14,10 +14,10 @@ use dasgil::localize::sequence::{
     Places, SequenceFilter, HITS, MAX_SPEED, MOTION_FLOOR, UNIFORM_SHARE,
 };
 use dasgil::retrieval::Hit;
+use rand::{Rng, SeedableRng};
 
 /// Seeded draws (a test stream, not the product's).
 type Draws = rand_chacha::ChaCha8Rng;
-use rand::{Rng, SeedableRng};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -4,6 +4,7 @@
     ros2 launch dasgil localize.launch.py map:=... config:=/path/to/my.yaml image_topic:=/cam0/image_raw
     ros2 launch dasgil localize.launch.py map:=... image_topics:=/cam0/image_raw,/cam1/image_raw \
         camera_ids:=c0,c1 transport:=compressed log_level:=warn
+    ros2 launch dasgil localize.launch.py map:=... filter:=sequence odometry_topic:=/odom
 """
 import os
 
@@ -32,9 +33,10 @@ def _node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
-    transport = LaunchConfiguration("transport").perform(context)
-    if transport:
-        overrides["transport"] = transport
+    for name in ("transport", "filter", "odometry_topic"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = value
     if overrides:
         params.append(overrides)
     return [
@@ -60,6 +62,8 @@ def generate_launch_description():
             DeclareLaunchArgument("image_topics", default_value="", description="camera topics, comma-separated; overrides image_topics"),
             DeclareLaunchArgument("camera_ids", default_value="", description="map camera of each topic, comma-separated (e.g. c0,c1)"),
             DeclareLaunchArgument("transport", default_value="", description="raw or compressed; overrides the YAML"),
+            DeclareLaunchArgument("filter", default_value="", description="none or sequence; overrides the YAML"),
+            DeclareLaunchArgument("odometry_topic", default_value="", description="nav_msgs/Odometry topic for filter sequence; overrides the YAML"),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
             OpaqueFunction(function=_node),
         ]

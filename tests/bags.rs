@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{checkpoint, path_str, OutputWithin};
+use common::{checkpoint, path_str};
 
 /// Runs tools/python/world_to_bag.py; returns what it printed.
 fn world_to_bag(args: &[&str]) -> String {
@@ -17,23 +17,35 @@ fn world_to_bag(args: &[&str]) -> String {
 
 /// dasgil-tools with its own data folder (the frames cache), so tests never share one.
 fn tools_in(data: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("DASGIL_DATA", data)
-        .output_limited()
-        .expect("run dasgil-tools")
+    common::run_tools_in(Some(data), args)
 }
 
 fn ok_in(data: &Path, args: &[&str]) -> String {
-    let out = tools_in(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::run_tools_ok_in(Some(data), args)
+}
+
+/// `CMD --bag BAG` with two image topics as cameras c0 and c1, then `rest`.
+fn two_cameras<'a>(
+    cmd: &'a str,
+    bag: &'a Path,
+    topics: [&'a str; 2],
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        cmd,
+        "--bag",
+        path_str(bag),
+        "--image-topic",
+        topics[0],
+        "--image-topic",
+        topics[1],
+        "--camera-id",
+        "c0",
+        "--camera-id",
+        "c1",
+    ];
+    args.extend_from_slice(rest);
+    args
 }
 
 /// The map file's metadata (JSON).
@@ -188,25 +200,19 @@ fn a_map_from_a_recording_holds_the_folders_places_and_scores_its_queries_the_sa
         };
         let (t0, t1) = (topic("c0"), topic("c1"));
         let map = d(&format!("{name}.map"));
-        let mut args = vec![
+        let mut args = two_cameras(
             "build-map",
-            "--bag",
-            path_str(&bag),
-            "--image-topic",
-            &t0,
-            "--image-topic",
-            &t1,
-            "--camera-id",
-            "c0",
-            "--camera-id",
-            "c1",
-            "--checkpoint",
-            path_str(&w.ckpt),
-            "--out",
-            path_str(&map),
-            "--device",
-            "cpu",
-        ];
+            &bag,
+            [t0.as_str(), t1.as_str()],
+            &[
+                "--checkpoint",
+                path_str(&w.ckpt),
+                "--out",
+                path_str(&map),
+                "--device",
+                "cpu",
+            ],
+        );
         // The mounting world_to_bag.py printed, one per camera.
         let mounts: Vec<String> = printed
             .lines()
@@ -352,27 +358,22 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
         "--out",
         path_str(&d("db")),
     ]);
+    let db = d("db");
     ok_in(
         &w.data,
-        &[
+        &two_cameras(
             "build-map",
-            "--bag",
-            path_str(&d("db")),
-            "--image-topic",
-            "/c0/image_raw",
-            "--image-topic",
-            "/c1/image_raw",
-            "--camera-id",
-            "c0",
-            "--camera-id",
-            "c1",
-            "--checkpoint",
-            path_str(&w.ckpt),
-            "--out",
-            path_str(&map),
-            "--device",
-            "cpu",
-        ],
+            &db,
+            ["/c0/image_raw", "/c1/image_raw"],
+            &[
+                "--checkpoint",
+                path_str(&w.ckpt),
+                "--out",
+                path_str(&map),
+                "--device",
+                "cpu",
+            ],
+        ),
     );
     // The folder's queries against the map, and the same queries recorded with TF.
     let folder = evaluate(&w.data, &map, &w.root, &d("ev-folder"));
@@ -386,29 +387,24 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
         "--out",
         path_str(&d("q")),
     ]);
+    let (q, ev) = (d("q"), d("ev-bag"));
     let printed = ok_in(
         &w.data,
-        &[
+        &two_cameras(
             "evaluate",
-            "--map",
-            path_str(&map),
-            "--bag",
-            path_str(&d("q")),
-            "--image-topic",
-            "/c0/image_raw",
-            "--image-topic",
-            "/c1/image_raw",
-            "--camera-id",
-            "c0",
-            "--camera-id",
-            "c1",
-            "--truth-frame",
-            "map",
-            "--device",
-            "cpu",
-            "--out",
-            path_str(&d("ev-bag")),
-        ],
+            &q,
+            ["/c0/image_raw", "/c1/image_raw"],
+            &[
+                "--map",
+                path_str(&map),
+                "--truth-frame",
+                "map",
+                "--device",
+                "cpu",
+                "--out",
+                path_str(&ev),
+            ],
+        ),
     );
     assert!(printed.contains("32 queries, 16 map images"), "{printed}");
     let r: serde_json::Value =

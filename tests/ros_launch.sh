@@ -39,6 +39,7 @@ grep -qE "frames sent 40, priors received (3[4-9]|40) \([0-6] frames without a p
   fail "demo summary: $(grep 'frames sent' <<<"$summary")"
 grep -qE "^all +40 +(3[4-9]|40) +(9[0-9]|100)\.[0-9]%" <<<"$summary" || fail "demo accuracy below 90%: $(grep '^all' <<<"$summary")"
 grep -qE "image-to-prior latency: p50 [0-9.]+ ms, p99 [0-9.]+ ms" <<<"$summary" || fail "no latency line"
+grep -q "node filter: none (single frames; /diagnostics)" <<<"$summary" || fail "demo: no node filter line"
 python - "$OUT/demo/route.png" "$OUT/demo/summary.json" <<'PY' || fail "route.png / summary.json"
 import json, struct, sys
 png = open(sys.argv[1], "rb").read(32)
@@ -63,7 +64,8 @@ set -m
 # its children SIGINT ignored, and ros2 launch then never hears the SIGINT below (seen: "still
 # running 30 s after SIGINT", no shutdown line in its log).
 env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
-  camera_ids:=c0 transport:=compressed log_level:=warn >"$OUT/launch.log" 2>&1 &
+  camera_ids:=c0 transport:=compressed filter:=sequence odometry_topic:=/ros_launch_test/odom log_level:=warn \
+  >"$OUT/launch.log" 2>&1 &
 LAUNCH=$!
 set +m
 for _ in $(seq 300); do
@@ -81,13 +83,15 @@ for _ in $(seq 10); do
 done
 [ -n "$params" ] || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
-  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter; do
+  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
 done
 desc="$(timeout 60 ros2 param describe /dasgil_localizer min_confidence)"
 grep -q "Description: Matches below this confidence" <<<"$desc" || fail "describe: $desc"
 got="$(timeout 60 ros2 param get /dasgil_localizer transport)"
 grep -q "compressed" <<<"$got" || fail "param get transport: $got"
+got="$(timeout 60 ros2 param get /dasgil_localizer odometry_topic)"
+grep -q "/ros_launch_test/odom" <<<"$got" || fail "param get odometry_topic (launch arg): $got"
 set_out="$(timeout 60 ros2 param set /dasgil_localizer top_k 3 2>&1 || true)"
 grep -q "read-only while the node runs" <<<"$set_out" || fail "param set was not refused: $set_out"
 timeout 60 ros2 topic echo --once /pose_prior >"$OUT/echo.log" 2>&1 &
@@ -100,6 +104,8 @@ wait "$ECHO" || fail "ros2 topic echo --once /pose_prior got nothing"
 grep -q "frame_id: map" "$OUT/echo.log" || fail "echo: $(cat "$OUT/echo.log")"
 grep -q "covariance:" "$OUT/echo.log" || fail "echo has no covariance"
 grep -q "frames sent 5, priors received 5" "$OUT/replay.log" || fail "compressed replay: $(cat "$OUT/replay.log")"
+grep -qE "node filter: sequence \([0-9]+ relocalization\(s\), 0 reset\(s\) during the replay" "$OUT/replay.log" ||
+  fail "replay against filter:=sequence: $(grep 'node filter' "$OUT/replay.log")"
 # The same queries as a rosbag2 recording (tools/python/world_to_bag.py, MCAP, TF), played by
 # `replay --bag` at the recording's rate (2 Hz here) and scored against its recorded truth.
 MINI="${DASGIL_DATA:-$HOME/.cache/dasgil}/cmu_mini"

@@ -7,21 +7,24 @@
 #      colcon install tree, two cameras (c0, c1);
 #   5. the slice's query frames replayed to it through ROS 2 publishers at camera rate, the pose
 #      priors collected and scored: a summary and a PNG of the route.
-# Usage: tools/demo.sh [--sequence NAME] [--rate HZ] [--transport raw|compressed] [--out DIR]
+# Usage: tools/demo.sh [--sequence NAME] [--rate HZ] [--transport raw|compressed]
+#                     [--filter none|sequence] [--out DIR]
 # Outputs in build/demo (or --out): the map, node.log, priors.csv, summary.json, route.png.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SEQ=cmu_slice
 RATE=10
 TRANSPORT=raw
+FILTER=
 OUT="$ROOT/build/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
     --sequence) SEQ="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --transport) TRANSPORT="$2"; shift 2 ;;
+    --filter) FILTER="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +63,7 @@ set -m
 # SIGINT back to its default for ros2 launch: started from a background job (nohup, CI), this
 # script would hand it SIGINT ignored, and the stop below would not reach it.
 env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/cam0/image_raw,/cam1/image_raw \
-  camera_ids:=c0,c1 transport:="$TRANSPORT" >"$OUT/node.log" 2>&1 &
+  camera_ids:=c0,c1 transport:="$TRANSPORT" ${FILTER:+filter:="$FILTER"} >"$OUT/node.log" 2>&1 &
 LAUNCH=$!
 set +m
 stop_node() {

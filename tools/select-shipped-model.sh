@@ -35,7 +35,11 @@ fi
 OUT="$RUN/selection"
 mkdir -p "$OUT"
 # The shipped model's folder is named by its checksum, so a newly shipped model is scored anew.
-SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors | head -1)"
+SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)"
+if [ -z "$SHIPPED" ]; then
+    echo "select-shipped-model: no shipped model in $ROOT/maps/models (dasgil-synth-*.safetensors); restore it with git checkout maps/models" >&2
+    exit 1
+fi
 SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
 runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels" "untrained:--baseline untrained")
 for c in "$RUN"/candidates/step-*.safetensors; do

@@ -740,19 +740,15 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         }
         Ok(())
     });
+    // On an error the guard removes the staging folder.
     if let Some(e) = flush_error {
-        let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
     if let Err(e) = notes2 {
-        let _ = std::fs::remove_dir_all(&staging);
         return Err(e.into());
     }
     let n = batch.len() as u64;
-    if let Err(e) = flush(&mut batch, &mut written) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
+    flush(&mut batch, &mut written)?;
     progress.inc(n);
     progress.finish();
 
@@ -844,7 +840,6 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         started.elapsed().as_secs_f64() - read_s
     ));
     if frames.is_empty() {
-        let _ = std::fs::remove_dir_all(&staging);
         return Err(BagError::NoFrames {
             path: bag.path.clone(),
             why: notes.join("; "),

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use nalgebra::{Translation3, UnitQuaternion};
+use nalgebra::Translation3;
 
 use crate::geom::Pose;
 
@@ -93,13 +93,12 @@ impl Samples {
     }
 }
 
-/// `a` at w = 0, `b` at w = 1: translation linearly, rotation by slerp along the shorter arc.
+/// `a` at w = 0, `b` at w = 1: translation linearly, rotation by slerp along the shorter arc
+/// (nalgebra's `UnitQuaternion::try_slerp` flips `b` when the two have opposite signs, as tf2's
+/// `slerp` does; `slerp_takes_the_short_way_when_quaternions_have_opposite_signs` guards it).
 pub fn interpolate(a: &Pose, b: &Pose, w: f64) -> Pose {
     let t = a.translation.vector.lerp(&b.translation.vector, w);
-    let (qa, mut qb) = (a.rotation, b.rotation);
-    if qa.coords.dot(&qb.coords) < 0.0 {
-        qb = UnitQuaternion::new_unchecked(-qb.into_inner());
-    }
+    let (qa, qb) = (a.rotation, b.rotation);
     let q = qa.try_slerp(&qb, w, 1e-12).unwrap_or(qa);
     Pose::from_parts(Translation3::from(t), q)
 }
@@ -226,7 +225,7 @@ impl TfTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nalgebra::Vector3;
+    use nalgebra::{UnitQuaternion, Vector3};
 
     fn pose(x: f64, y: f64, yaw: f64) -> Pose {
         Pose::from_parts(
@@ -303,6 +302,32 @@ mod tests {
         let mut b = pose(0.0, 0.0, 0.3);
         b.rotation = UnitQuaternion::new_unchecked(-b.rotation.into_inner());
         let m = interpolate(&a, &b, 0.5);
-        assert!((m.rotation.angle() - 0.2).abs() < 1e-9);
+        assert!(
+            (m.rotation.angle() - 0.2).abs() < 1e-9,
+            "yaw halfway between 0.1 and 0.3 rad (b's quaternion negated): {} rad",
+            m.rotation.angle()
+        );
+    }
+
+    #[test]
+    fn interpolation_weights_each_end_by_its_distance_in_time() {
+        // A quarter of the way from (0 m, yaw 0.1) to (4 m, -2 m, yaw 0.9): 1 m, -0.5 m, yaw 0.3,
+        // with b's quaternion as given and negated (the same rotation).
+        let a = pose(0.0, 0.0, 0.1);
+        for sign in [1.0, -1.0] {
+            let mut b = pose(4.0, -2.0, 0.9);
+            b.rotation = UnitQuaternion::new_unchecked(b.rotation.into_inner() * sign);
+            let m = interpolate(&a, &b, 0.25);
+            let t = m.translation.vector;
+            assert!(
+                (t - Vector3::new(1.0, -0.5, 0.0)).norm() < 1e-9,
+                "translation at w = 0.25 (b's quaternion sign {sign}): {t:?}, want [1, -0.5, 0]"
+            );
+            let yaw = m.rotation.euler_angles().2;
+            assert!(
+                (yaw - 0.3).abs() < 1e-9,
+                "yaw at w = 0.25 (b's quaternion sign {sign}): {yaw} rad, want 0.3"
+            );
+        }
     }
 }

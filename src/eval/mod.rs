@@ -193,7 +193,7 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
 
 /// submission.txt's entries: per query its cam_from_world (the benchmark's convention,
 /// `name qw qx qy qz tx ty tz` with t = -R C), the inverse of the prior's world_from_cam.
-pub fn submission_entries(sub: &[offline::Localized]) -> Vec<(String, crate::geom::Pose)> {
+fn submission_entries(sub: &[offline::Localized]) -> Vec<(String, crate::geom::Pose)> {
     sub.iter()
         .map(|l| (l.name.clone(), l.world_from_cam.inverse()))
         .collect()

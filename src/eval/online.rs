@@ -95,6 +95,43 @@ pub struct ReplaySummary {
     pub by_condition: BTreeMap<String, Tally>,
     pub by_camera: BTreeMap<String, Tally>,
     pub frames: Vec<FrameResult>,
+    /// The node's filter during the replay, from its /diagnostics (None: no diagnostics came).
+    #[serde(default)]
+    pub node_filter: Option<NodeFilter>,
+}
+
+/// Which filter the node ran during a replay, and what the sequence filter reported meanwhile
+/// (/diagnostics `filter_relocalizations` and `filter_resets`, the last values minus those
+/// before the first frame; docs/sequence-filter.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeFilter {
+    /// `sequence` when the node reported filter counts, else `none`.
+    pub filter: String,
+    pub relocalizations: u64,
+    pub resets: u64,
+}
+
+impl NodeFilter {
+    /// From the counts seen before the first frame and after the last prior (None: "-" in
+    /// /diagnostics, i.e. no sequence filter has run on the node's current map yet).
+    pub fn from_counts(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> NodeFilter {
+        match after {
+            None => NodeFilter {
+                filter: "none".into(),
+                relocalizations: 0,
+                resets: 0,
+            },
+            Some((r1, s1)) => {
+                // A map reload during the replay starts the counts again: then the last ones.
+                let (r0, s0) = before.filter(|b| b.0 <= r1 && b.1 <= s1).unwrap_or((0, 0));
+                NodeFilter {
+                    filter: "sequence".into(),
+                    relocalizations: r1 - r0,
+                    resets: s1 - s0,
+                }
+            }
+        }
+    }
 }
 
 fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
@@ -219,6 +256,7 @@ pub fn score(
         by_condition: group(&|f| f.condition.clone()),
         by_camera: group(&|f| f.camera.clone()),
         frames,
+        node_filter: None,
     }
 }
 
@@ -269,6 +307,19 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         row(&mut t, c, x);
     }
     row(&mut t, "all", &s.all);
+    let _ = match &s.node_filter {
+        Some(f) if f.filter == "sequence" => writeln!(
+            t,
+            "node filter: sequence ({} relocalization(s), {} reset(s) during the replay; \
+             /diagnostics)",
+            f.relocalizations, f.resets
+        ),
+        Some(_) => writeln!(t, "node filter: none (single frames; /diagnostics)"),
+        None => writeln!(
+            t,
+            "node filter: unknown (no /diagnostics from a dasgil node during the replay)"
+        ),
+    };
     t
 }
 
@@ -568,4 +619,26 @@ pub fn write_outputs(
     let png = out.join("route.png");
     route_png(&png, s, src, received)?;
     Ok(png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_filter_counts_only_what_happened_during_the_replay() {
+        let f = NodeFilter::from_counts(Some((4, 1)), Some((7, 3)));
+        assert_eq!(
+            (f.filter.as_str(), f.relocalizations, f.resets),
+            ("sequence", 3, 2)
+        );
+        // A fresh node ("-" before its first frame).
+        let f = NodeFilter::from_counts(None, Some((2, 0)));
+        assert_eq!((f.relocalizations, f.resets), (2, 0));
+        // A map reload during the replay started the counts again: the last ones.
+        let f = NodeFilter::from_counts(Some((9, 2)), Some((1, 0)));
+        assert_eq!((f.relocalizations, f.resets), (1, 0));
+        // Still "-" after the frames: the node runs filter none.
+        assert_eq!(NodeFilter::from_counts(None, None).filter, "none");
+    }
 }

@@ -16,6 +16,7 @@
 //! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
 //!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 
+pub mod odometry;
 pub mod prior;
 pub mod sequence;
 
@@ -258,6 +259,15 @@ impl Sequence {
             .as_ref()
             .map(|(_, f)| (f.relocalizations, f.resets))
     }
+
+    /// The stamp (seconds) of the last frame the filter moved to, on `map`: where the motion to
+    /// the next frame starts (None before the first frame, or after a map change).
+    pub fn last_time(&self, map: &Arc<MapFile>) -> Option<f64> {
+        self.state
+            .as_ref()
+            .filter(|(m, _)| Arc::ptr_eq(m, map))
+            .and_then(|(_, f)| f.last_time())
+    }
 }
 
 pub struct Localizer {
@@ -372,13 +382,15 @@ impl Localizer {
     }
 
     /// Frame -> outcome, through `sequence` when `options.filter` is `sequence` (`time`: the
-    /// frame's stamp in seconds; the node's path).
+    /// frame's stamp in seconds; `travelled`: metres since [`Sequence::last_time`], from
+    /// odometry, when known; the node's path).
     pub fn localize_at(
         &self,
         sequence: &mut Sequence,
         frame: &Frame,
         query: &Query,
         time: f64,
+        travelled: Option<f64>,
     ) -> Outcome {
         if self.options.filter == Filter::None {
             return self.localize(frame, query);
@@ -398,7 +410,8 @@ impl Localizer {
             ));
         }
         let (_, filter) = sequence.state.as_mut().expect("just set");
-        self.localize_in_sequence(filter, &desc, query, time, None, self.options.top_k)
+        let travelled = if fresh { None } else { travelled };
+        self.localize_in_sequence(filter, &desc, query, time, travelled, self.options.top_k)
     }
 
     /// Frame -> outcome.

@@ -168,6 +168,11 @@ impl SequenceFilter {
         }
     }
 
+    /// The time (seconds) of the last [`Self::predict`].
+    pub fn last_time(&self) -> Option<f64> {
+        self.last_time
+    }
+
     /// Moves the belief to time `t` (seconds), with `travelled` metres from odometry if known.
     pub fn predict(&mut self, places: &Places, t: f64, travelled: Option<f64>) {
         let dt = self.last_time.map_or(f64::INFINITY, |l| (t - l).abs());

@@ -13,7 +13,7 @@ use r2r::QosProfile;
 
 use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
-use crate::eval::online::{Received, Sent};
+use crate::eval::online::{NodeFilter, Received, Sent};
 
 pub struct ReplayOptions {
     /// Topic of each camera, parallel to `cameras`.
@@ -114,6 +114,42 @@ pub struct Played {
     pub sent: Vec<Sent>,
     pub received: Vec<Received>,
     pub interrupted: bool,
+    /// The node's filter during the replay, from /diagnostics (None: no diagnostics came).
+    pub node_filter: Option<NodeFilter>,
+}
+
+/// What /diagnostics said last: messages with a dasgil node's status, and its filter counts
+/// (relocalizations, resets; None while they read "-").
+#[derive(Default)]
+struct DiagSeen {
+    messages: u64,
+    counts: Option<(u64, u64)>,
+}
+
+/// The filter counts of the first status in `m` that has them (a dasgil node's), or None when
+/// no status has the keys; Some(None) when they read "-" (no sequence filter has run).
+fn filter_counts(m: &r2r::diagnostic_msgs::msg::DiagnosticArray) -> Option<Option<(u64, u64)>> {
+    m.status.iter().find_map(|st| {
+        let get = |k: &str| {
+            st.values
+                .iter()
+                .find(|kv| kv.key == k)
+                .map(|kv| kv.value.clone())
+        };
+        let (r, s) = (get("filter_relocalizations")?, get("filter_resets")?);
+        Some(r.parse().ok().zip(s.parse().ok()))
+    })
+}
+
+/// Waits up to `limit` (or until interrupted) for a /diagnostics message after the `after`-th.
+fn wait_diag(seen: &Mutex<DiagSeen>, after: u64, limit: Duration, stopped: &dyn Fn() -> bool) {
+    let t0 = Instant::now();
+    while seen.lock().unwrap_or_else(|e| e.into_inner()).messages <= after
+        && t0.elapsed() < limit
+        && !stopped()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
@@ -205,6 +241,26 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             }
         })
     });
+    // The node's /diagnostics (every `diagnostics_period`, 1 s by default): which filter it
+    // runs, and the sequence filter's relocalizations and resets during the replay.
+    let mut diag_sub = node.subscribe::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
+        "/diagnostics",
+        QosProfile::default(),
+    )?;
+    let diags: Arc<Mutex<DiagSeen>> = Arc::default();
+    let diag_sink = diags.clone();
+    std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            while let Some(m) = diag_sub.next().await {
+                if let Some(counts) = filter_counts(&m) {
+                    let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
+                    d.messages += 1;
+                    d.counts = counts;
+                }
+            }
+        })
+    });
+    let diag_wait = Duration::from_millis(2500);
     let prior_topic = if opts.prior_topic.starts_with('/') {
         opts.prior_topic.clone()
     } else {
@@ -272,6 +328,9 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(300));
+        // The filter counts before the first frame (a node that runs a while already has some).
+        wait_diag(&diags, 0, diag_wait, &stopped);
+        let before = diags.lock().unwrap_or_else(|e| e.into_inner()).counts;
         let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
         let rounds = match opts.duration {
             Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),
@@ -333,15 +392,21 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(sent)
+        // And after the last prior: one more /diagnostics message.
+        let n = diags.lock().unwrap_or_else(|e| e.into_inner()).messages;
+        wait_diag(&diags, n, diag_wait, &stopped);
+        let d = diags.lock().unwrap_or_else(|e| e.into_inner());
+        let node_filter = (d.messages > 0).then(|| NodeFilter::from_counts(before, d.counts));
+        Ok((sent, node_filter))
     })();
     stop.store(true, Ordering::Relaxed);
     let _ = spinner.join();
-    let sent = result?;
+    let (sent, node_filter) = result?;
     let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(Played {
         sent,
         received: got,
         interrupted: stopped(),
+        node_filter,
     })
 }

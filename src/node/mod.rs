@@ -146,6 +146,10 @@ struct Shared {
     frame_timeout: Option<Duration>,
     /// With `filter: sequence`: the filter's relocalizations and resets (all cameras share it).
     filter_counts: Option<(u64, u64)>,
+    /// `odometry_topic`'s positions (None: no odometry topic).
+    odometry: Option<crate::localize::odometry::OdometryTrack>,
+    /// Frames whose motion in the sequence filter came from odometry.
+    odometry_frames: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,6 +200,10 @@ fn diagnostics(
     let mut status = Vec::new();
     let (started, timeout, filter_counts) =
         (shared.started, shared.frame_timeout, shared.filter_counts);
+    let odometry = shared
+        .odometry
+        .as_ref()
+        .map(|o| (o.taken, o.dropped, shared.odometry_frames, o.newest()));
     for (cam, s) in cameras.iter().zip(shared.stats.iter_mut()) {
         let new_rejections = s.rejected - s.rejected_reported;
         s.rejected_reported = s.rejected;
@@ -292,6 +300,24 @@ fn diagnostics(
                 kv(
                     "filter_resets",
                     filter_counts.map_or("-".into(), |c| c.1.to_string()),
+                ),
+                kv(
+                    "odometry_samples",
+                    odometry.map_or("-".into(), |o| o.0.to_string()),
+                ),
+                kv(
+                    "odometry_dropped",
+                    odometry.map_or("-".into(), |o| o.1.to_string()),
+                ),
+                kv(
+                    "odometry_newest_stamp",
+                    odometry
+                        .and_then(|o| o.3)
+                        .map_or("-".into(), |t| format!("{t:.3}")),
+                ),
+                kv(
+                    "filter_odometry_frames",
+                    odometry.map_or("-".into(), |o| o.2.to_string()),
                 ),
                 kv("map_fingerprint", map.fingerprint.clone()),
                 kv("map", map.path.clone()),
@@ -404,6 +430,39 @@ fn subscribe_prior(
     Ok(())
 }
 
+/// Subscribes `odometry_topic` (when set; used with `filter: sequence`): its positions, by
+/// stamp, give the distance travelled between two frames. Best effort, which matches reliable
+/// and best-effort publishers alike. Samples with a zero stamp, out of stamp order or with
+/// non-finite values are dropped and counted (/diagnostics `odometry_dropped`).
+fn subscribe_odometry(
+    node: &mut r2r::Node,
+    topic: &str,
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<()> {
+    if topic.is_empty() {
+        return Ok(());
+    }
+    let mut sub =
+        node.subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())?;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            let st = &m.header.stamp;
+            let p = &m.pose.pose.position;
+            let mut sh = lock(&shared);
+            let Some(track) = sh.odometry.as_mut() else {
+                continue;
+            };
+            if st.sec == 0 && st.nanosec == 0 {
+                track.dropped += 1;
+                continue;
+            }
+            track.push(st.sec as f64 + st.nanosec as f64 * 1e-9, [p.x, p.y, p.z]);
+        }
+    });
+    Ok(())
+}
+
 struct Publishers {
     prior: r2r::Publisher<PriorMsg>,
     candidates: r2r::Publisher<PoseArrayMsg>,
@@ -465,6 +524,7 @@ fn spawn_worker(
                 };
                 let Some(pending) = pending else { break };
                 let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
+                let odo_shared = shared.clone();
                 let stamp = pending.msg.header().stamp.clone();
                 // The sequence filter's clock: the frame's stamp; a camera that stamps nothing
                 // (0) gets the wall clock, so motion still widens with time.
@@ -482,6 +542,10 @@ fn spawn_worker(
                     // Which map answered: a reload starts the camera's match-quality window anew.
                     let map_id = Arc::as_ptr(&loc.map) as usize;
                     let mut seq = lock(&seq);
+                    // The distance travelled since the filter's last frame, from odometry.
+                    let travelled = seq
+                        .last_time(&loc.map)
+                        .and_then(|t0| lock(&odo_shared).odometry.as_ref()?.travelled(t0, time));
                     let outcome = loc.localize_at(
                         &mut seq,
                         &pending.msg.frame(),
@@ -491,6 +555,7 @@ fn spawn_worker(
                             base_from_cam: cam.base_from_cam.as_ref(),
                         },
                         time,
+                        travelled,
                     );
                     let outcome = match outcome {
                         Outcome::Rejected(e) => {
@@ -498,12 +563,13 @@ fn spawn_worker(
                         }
                         other => other,
                     };
-                    (outcome, map_id, seq.counts())
+                    let moved_by_odometry = travelled.is_some() && outcome.answer().is_some();
+                    (outcome, map_id, seq.counts(), moved_by_odometry)
                 })
                 .await;
-                let (result, map_id, filter_counts) = match result {
-                    Ok((o, id, counts)) => (Ok(o), Some(id), counts),
-                    Err(e) => (Err(e), None, None),
+                let (result, map_id, filter_counts, by_odometry) = match result {
+                    Ok((o, id, counts, odo)) => (Ok(o), Some(id), counts, odo),
+                    Err(e) => (Err(e), None, None, false),
                 };
                 if let Ok(Outcome::Prior(answer)) = &result {
                     let header = r2r::std_msgs::msg::Header {
@@ -533,6 +599,9 @@ fn spawn_worker(
                 let mut sh = lock(&shared);
                 if filter_counts.is_some() {
                     sh.filter_counts = filter_counts;
+                }
+                if by_odometry {
+                    sh.odometry_frames += 1;
                 }
                 let s = &mut sh.stats[i];
                 if map_id.is_some() && map_id != s.quality_map {
@@ -801,15 +870,34 @@ pub async fn run() -> Result<()> {
             }
         }
     }
+    // Odometry moves the sequence filter only: with filter none it would be read for nothing.
+    let odometry_topic = if loc.options.filter == crate::localize::Filter::Sequence {
+        params.odometry_topic.clone()
+    } else {
+        if !params.odometry_topic.is_empty() {
+            tracing::warn!(
+                "odometry_topic {} is not subscribed: it is used with filter sequence only \
+                 (filter is {})",
+                params.odometry_topic,
+                params.filter
+            );
+        }
+        String::new()
+    };
     let info = Arc::new(Mutex::new(map_info(&loc)));
     tracing::info!(
-        "dasgil node ready: map {} ({} entries), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}",
+        "dasgil node ready: map {} ({} entries), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         checkpoint.display(),
         params.image_topics.0,
         params.transport,
-        params.filter
+        params.filter,
+        if odometry_topic.is_empty() {
+            String::new()
+        } else {
+            format!(", odometry {odometry_topic}")
+        }
     );
     let localizer = Arc::new(Mutex::new(loc));
     tokio::spawn(param_services);
@@ -823,10 +911,13 @@ pub async fn run() -> Result<()> {
         frame_timeout: (params.frame_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
         filter_counts: None,
+        odometry: (!odometry_topic.is_empty()).then(Default::default),
+        odometry_frames: 0,
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
     subscribe_prior(&mut node, &params.prior_topic, &params.frame_id, &shared)?;
+    subscribe_odometry(&mut node, &odometry_topic, &shared)?;
     let pubs = Publishers {
         prior: node.create_publisher::<PriorMsg>("pose_prior", QosProfile::default())?,
         candidates: node

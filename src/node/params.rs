@@ -149,6 +149,8 @@ pub struct NodeParams {
     pub frame_timeout: Number,
     /// none: each frame on its own; sequence: every camera's frames, in stamp order, through one Bayes filter over the map's places (consecutive frames single out the place; a kidnapping is found again within a few frames)
     pub filter: String,
+    /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place; stamps must share the cameras' clock; empty: no odometry
+    pub odometry_topic: String,
 }
 
 impl Default for NodeParams {
@@ -172,6 +174,7 @@ impl Default for NodeParams {
             diagnostics_period: Number(1.0),
             frame_timeout: Number(10.0),
             filter: crate::localize::Options::default().filter.name().into(),
+            odometry_topic: String::new(),
         }
     }
 }
@@ -469,7 +472,7 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 19, "{known:?}");
+        assert_eq!(known.len(), 20, "{known:?}");
         for name in [
             "map",
             "top_k",
@@ -477,6 +480,7 @@ mod tests {
             "diagnostics_period",
             "frame_timeout",
             "prior_timeout",
+            "odometry_topic",
             "use_sim_time",
         ] {
             assert!(known.iter().any(|k| k == name), "{name}: {known:?}");

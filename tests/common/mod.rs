@@ -111,7 +111,6 @@ impl OutputWithin for Command {
         &mut self,
         limit: std::time::Duration,
     ) -> std::io::Result<std::process::Output> {
-        use std::io::Read;
         use std::os::unix::process::CommandExt;
         // Its own process group: a hang is killed with everything it started (a Python
         // grandchild holding the pipes open would keep the readers waiting).
@@ -121,53 +120,92 @@ impl OutputWithin for Command {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .spawn()?;
-        let reader = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                buf
-            })
-        };
-        let out = reader(Box::new(child.stdout.take().expect("piped stdout")));
-        let err = reader(Box::new(child.stderr.take().expect("piped stderr")));
-        let start = std::time::Instant::now();
-        let status = loop {
-            let waited = child.try_wait();
-            if let Ok(Some(status)) = waited {
-                break status;
+        let what = format!("{self:?}");
+        Ok(wait_output_within(&mut child, limit, &what))
+    }
+}
+
+/// Waits at most `limit` for a spawned `child` whose stdout and stderr are piped (read while it
+/// runs, so a full pipe never blocks it) and returns its output. A child still running then is
+/// killed, with its process group when it leads one, and the test fails naming `what` and
+/// showing what it printed.
+pub fn wait_output_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
             }
-            if waited.is_err() || start.elapsed() > limit {
-                // SAFETY: a signal to the process group this function made.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                let (o, e) = (
-                    out.join().unwrap_or_default(),
-                    err.join().unwrap_or_default(),
-                );
-                panic!(
-                    "{self:?} did not finish within {} s (killed); it printed:\n{}\n{}",
-                    limit.as_secs(),
-                    String::from_utf8_lossy(&o),
-                    String::from_utf8_lossy(&e)
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        Ok(std::process::Output {
-            status,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+            buf
         })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = std::time::Instant::now();
+    let status = loop {
+        let waited = child.try_wait();
+        if let Ok(Some(status)) = waited {
+            break status;
+        }
+        if waited.is_err() || start.elapsed() > limit {
+            // SAFETY: signals to the child and to the process group it leads (if it leads one;
+            // otherwise no such group exists and the call does nothing).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default(),
+            );
+            panic!(
+                "{what} did not finish within {} s (killed); it printed:\n{}\n{}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 
 /// Runs `dasgil-tools` with `args`; panics with its output unless it succeeds.
 pub fn run_tools_ok(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output_limited()
-        .expect("run dasgil-tools");
+    run_tools_ok_in(None, args)
+}
+
+/// `dasgil-tools ARGS` (with `DASGIL_DATA` set to `data` when given), its output.
+pub fn run_tools_in(data: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"));
+    cmd.args(args).env("RUST_LOG", "warn");
+    if let Some(d) = data {
+        cmd.env("DASGIL_DATA", d);
+    }
+    cmd.output_limited().expect("run dasgil-tools")
+}
+
+/// As [`run_tools_ok`], with `DASGIL_DATA` set to `data` when given.
+pub fn run_tools_ok_in(data: Option<&Path>, args: &[&str]) -> String {
+    let out = run_tools_in(data, args);
     assert!(
         out.status.success(),
         "{args:?} failed:\n{}\n{}",

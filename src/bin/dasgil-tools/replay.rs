@@ -127,7 +127,8 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         },
     )?;
     let (sent, received) = (&played.sent, &played.received);
-    let summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
+    let mut summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
+    summary.node_filter = played.node_filter.clone();
     let png = online::write_outputs(&a.out, &summary, &src, received)?;
     print!("{}", online::summary_text(&summary));
     println!(

@@ -1157,7 +1157,7 @@ async fn odometry_keeps_the_sequence_filter_through_long_stops() {
         .unwrap();
     let (stop, spinner) = h.spin();
     // Odometry of a robot standing still, 4 samples a second, stamped on the cameras' clock.
-    let mut odom_until = 0.0f64;
+    let mut odom_until = 98.0f64;
     let mut odometry_to = |until: f64| {
         while odom_until < until {
             odom_until += 0.25;
@@ -1169,13 +1169,14 @@ async fn odometry_keeps_the_sequence_filter_through_long_stops() {
             };
             m.pose.pose.orientation.w = 1.0;
             odom.publish(&m).unwrap();
-            std::thread::sleep(Duration::from_millis(2));
+            // Paced so that the node's best-effort queue (depth 10) keeps every sample.
+            std::thread::sleep(Duration::from_millis(10));
         }
     };
     let here = probe(&slice, 2, "c0");
     let mut seen = Vec::new();
     let mut sec = 100;
-    odometry_to(90.0);
+    odometry_to(99.0);
     let p = first_prior(&mut priors, &mut seen, &mut sec, |sec| {
         cam.publish(&raw(&here, sec, "cam0")).unwrap()
     })

@@ -112,12 +112,16 @@ pub struct NodeFilter {
 }
 
 impl NodeFilter {
-    /// From the counts seen before the first frame and after the last prior (None: "-" in
-    /// /diagnostics, i.e. no sequence filter has run on the node's current map yet).
-    pub fn from_counts(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> NodeFilter {
+    /// From the node's `filter` and the counts seen before the first frame and after the last
+    /// prior (None: "-" in /diagnostics, no frame through the filter on the node's map yet).
+    pub fn from_counts(
+        filter: &str,
+        before: Option<(u64, u64)>,
+        after: Option<(u64, u64)>,
+    ) -> NodeFilter {
         match after {
             None => NodeFilter {
-                filter: "none".into(),
+                filter: filter.into(),
                 relocalizations: 0,
                 resets: 0,
             },
@@ -125,7 +129,7 @@ impl NodeFilter {
                 // A map reload during the replay starts the counts again: then the last ones.
                 let (r0, s0) = before.filter(|b| b.0 <= r1 && b.1 <= s1).unwrap_or((0, 0));
                 NodeFilter {
-                    filter: "sequence".into(),
+                    filter: filter.into(),
                     relocalizations: r1 - r0,
                     resets: s1 - s0,
                 }
@@ -314,7 +318,10 @@ pub fn summary_text(s: &ReplaySummary) -> String {
              /diagnostics)",
             f.relocalizations, f.resets
         ),
-        Some(_) => writeln!(t, "node filter: none (single frames; /diagnostics)"),
+        Some(f) if f.filter == "none" => {
+            writeln!(t, "node filter: none (single frames; /diagnostics)")
+        }
+        Some(f) => writeln!(t, "node filter: {} (/diagnostics)", f.filter),
         None => writeln!(
             t,
             "node filter: unknown (no /diagnostics from a dasgil node during the replay)"
@@ -627,18 +634,20 @@ mod tests {
 
     #[test]
     fn the_node_filter_counts_only_what_happened_during_the_replay() {
-        let f = NodeFilter::from_counts(Some((4, 1)), Some((7, 3)));
+        let f = NodeFilter::from_counts("sequence", Some((4, 1)), Some((7, 3)));
         assert_eq!(
             (f.filter.as_str(), f.relocalizations, f.resets),
             ("sequence", 3, 2)
         );
         // A fresh node ("-" before its first frame).
-        let f = NodeFilter::from_counts(None, Some((2, 0)));
+        let f = NodeFilter::from_counts("sequence", None, Some((2, 0)));
         assert_eq!((f.relocalizations, f.resets), (2, 0));
         // A map reload during the replay started the counts again: the last ones.
-        let f = NodeFilter::from_counts(Some((9, 2)), Some((1, 0)));
+        let f = NodeFilter::from_counts("sequence", Some((9, 2)), Some((1, 0)));
         assert_eq!((f.relocalizations, f.resets), (1, 0));
-        // Still "-" after the frames: the node runs filter none.
-        assert_eq!(NodeFilter::from_counts(None, None).filter, "none");
+        // Every frame rejected: the filter is still named, with nothing counted.
+        let f = NodeFilter::from_counts("sequence", None, None);
+        assert_eq!((f.filter.as_str(), f.relocalizations), ("sequence", 0));
+        assert_eq!(NodeFilter::from_counts("none", None, None).filter, "none");
     }
 }

@@ -382,15 +382,15 @@ impl Localizer {
     }
 
     /// Frame -> outcome, through `sequence` when `options.filter` is `sequence` (`time`: the
-    /// frame's stamp in seconds; `travelled`: metres since [`Sequence::last_time`], from
-    /// odometry, when known; the node's path).
+    /// frame's stamp in seconds; `travel`: the odometry's motion since
+    /// [`Sequence::last_time`], when known; the node's path).
     pub fn localize_at(
         &self,
         sequence: &mut Sequence,
         frame: &Frame,
         query: &Query,
         time: f64,
-        travelled: Option<f64>,
+        travel: Option<sequence::Travel>,
     ) -> Outcome {
         if self.options.filter == Filter::None {
             return self.localize(frame, query);
@@ -410,8 +410,8 @@ impl Localizer {
             ));
         }
         let (_, filter) = sequence.state.as_mut().expect("just set");
-        let travelled = if fresh { None } else { travelled };
-        self.localize_in_sequence(filter, &desc, query, time, travelled, self.options.top_k)
+        let travel = if fresh { None } else { travel };
+        self.localize_in_sequence(filter, &desc, query, time, travel, self.options.top_k)
     }
 
     /// Frame -> outcome.
@@ -446,8 +446,8 @@ impl Localizer {
     }
 
     /// One frame of a sequence (`filter: sequence`): the frame's own search, then the filter's
-    /// step at `time` (seconds; `travelled`: metres since the previous frame, from odometry,
-    /// when known). The prior is made from the row the filter chose, first, then the frame's
+    /// step at `time` (seconds; `travel`: the odometry's motion since the previous frame, when
+    /// known). The prior is made from the row the filter chose, first, then the frame's
     /// other hits, and its position block gains the posterior's spread. A frame that gives no
     /// answer (rejected, no candidates) leaves the filter as it was.
     pub fn localize_in_sequence(
@@ -456,14 +456,14 @@ impl Localizer {
         desc: &[f32],
         query: &Query,
         time: f64,
-        travelled: Option<f64>,
+        travel: Option<sequence::Travel>,
         want: usize,
     ) -> Outcome {
         let single = self.localize_descriptor(desc, query, want.max(sequence::HITS));
         let Some(answer) = single.answer() else {
             return single;
         };
-        filter.predict(&self.places, time, travelled);
+        filter.predict(&self.places, time, travel);
         let of_camera = query.camera.and_then(|c| self.index.by_camera.get(c));
         let may_match = |r: usize| {
             of_camera.is_none_or(|rows| rows.binary_search(&r).is_ok())

@@ -1,10 +1,12 @@
-//! The distance a robot travelled between two frames, from its odometry (the node's
-//! `odometry_topic`, nav_msgs/Odometry): the sequence filter's motion (docs/sequence-filter.md,
-//! "Odometry"). Only the path length is used, not the direction: odometry's frame (`odom`) is
-//! not the map's, and its heading drifts, while the distance it reports stays good for the
-//! short stretches between two frames.
+//! How far a robot moved between two frames, from its odometry (the node's `odometry_topic`,
+//! nav_msgs/Odometry): the sequence filter's motion (docs/sequence-filter.md, "Odometry in the
+//! node"). Distances only, not directions: odometry's frame (`odom`) is not the map's, and its
+//! heading drifts, while the distances it reports stay good for the short stretches between
+//! two frames.
 
 use std::collections::VecDeque;
+
+use super::sequence::Travel;
 
 /// Samples further apart than this (seconds) leave a hole: no distance is given across it.
 pub const MAX_GAP: f64 = 1.0;
@@ -22,23 +24,48 @@ pub struct OdometryTrack {
     pub dropped: u64,
     /// Samples taken.
     pub taken: u64,
+    /// Times the odometry's clock went back by more than [`MAX_GAP`] (a bag played in a loop, a
+    /// simulator restarted): the samples before were let go.
+    pub restarts: u64,
+}
+
+/// What [`OdometryTrack::push`] did with a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Taken,
+    /// Out of order (older than the newest by up to [`MAX_GAP`]) or not finite.
+    Dropped,
+    /// Older than the newest by more than [`MAX_GAP`]: the clock went back; kept, alone.
+    Restarted,
 }
 
 impl OdometryTrack {
-    /// Adds the position `p` (metres, odometry's frame) at stamp `t` (seconds). A sample older
-    /// than the newest, or with a non-finite value, is dropped and counted; false then.
-    pub fn push(&mut self, t: f64, p: [f64; 3]) -> bool {
+    /// Adds the position `p` (metres, odometry's frame) at stamp `t` (seconds). A sample with
+    /// a non-finite value, or not newer than the newest by up to [`MAX_GAP`], is dropped and
+    /// counted; one older by more than that starts the track again (the clock went back).
+    pub fn push(&mut self, t: f64, p: [f64; 3]) -> Pushed {
         let newest = self.samples.back().map(|s| s.0);
-        if !t.is_finite() || p.iter().any(|v| !v.is_finite()) || newest.is_some_and(|n| t < n) {
+        if !t.is_finite() || p.iter().any(|v| !v.is_finite()) {
             self.dropped += 1;
-            return false;
+            return Pushed::Dropped;
+        }
+        let mut pushed = Pushed::Taken;
+        if let Some(n) = newest {
+            if t < n - MAX_GAP {
+                self.samples.clear();
+                self.restarts += 1;
+                pushed = Pushed::Restarted;
+            } else if t <= n {
+                self.dropped += 1;
+                return Pushed::Dropped;
+            }
         }
         self.samples.push_back((t, p));
         self.taken += 1;
         while self.samples.front().is_some_and(|s| s.0 < t - KEEP) {
             self.samples.pop_front();
         }
-        true
+        pushed
     }
 
     /// The newest sample's stamp.
@@ -46,16 +73,24 @@ impl OdometryTrack {
         self.samples.back().map(|s| s.0)
     }
 
-    /// Path length (metres) of the odometry between stamps `t0` and `t1` (either order): the
-    /// sum of the steps between the samples inside, plus the interpolated pieces at both ends.
-    /// None unless the samples reach from `t0` to `t1` without a gap over [`MAX_GAP`]; an end
-    /// up to [`MAX_GAP`] beyond the first or newest sample holds that sample's position (the
-    /// frame arrived a little before or after the odometry).
-    pub fn travelled(&self, t0: f64, t1: f64) -> Option<f64> {
+    /// The odometry's motion between stamps `t0` and `t1` (either order): the straight-line
+    /// distance between its positions there and the path length (the sum of the steps between
+    /// the samples inside, plus the interpolated pieces at both ends), in metres. None unless
+    /// the samples reach from `t0` to `t1` without a gap over [`MAX_GAP`]; an end up to
+    /// [`MAX_GAP`] beyond the first or newest sample holds that sample's position (the frame
+    /// arrived a little before or after the odometry).
+    pub fn travelled(&self, t0: f64, t1: f64) -> Option<Travel> {
         let (t0, t1) = if t0 <= t1 { (t0, t1) } else { (t1, t0) };
         let (first, last) = (self.samples.front()?.0, self.samples.back()?.0);
         if !(t0.is_finite() && t1.is_finite()) || t0 < first - MAX_GAP || t1 > last + MAX_GAP {
             return None;
+        }
+        if t0 == t1 {
+            // Two cameras with one stamp.
+            return Some(Travel {
+                displacement: 0.0,
+                path: 0.0,
+            });
         }
         // The samples from the last one at or before t0 to the first one at or after t1 (or the
         // ends) must follow each other within MAX_GAP.
@@ -64,7 +99,11 @@ impl OdometryTrack {
             .samples
             .partition_point(|s| s.0 <= t0)
             .saturating_sub(1);
-        let hi = self.samples.partition_point(|s| s.0 < t1).min(n - 1);
+        let hi = self
+            .samples
+            .partition_point(|s| s.0 < t1)
+            .min(n - 1)
+            .max(lo);
         if (lo..hi).any(|j| self.samples[j + 1].0 - self.samples[j].0 > MAX_GAP) {
             return None;
         }
@@ -79,7 +118,12 @@ impl OdometryTrack {
                 anchor = *p;
             }
         }
-        Some(length + dist(&anchor, &self.at(t1)))
+        let (start, end) = (self.at(t0), self.at(t1));
+        let path = length + dist(&anchor, &end);
+        Some(Travel {
+            displacement: dist(&start, &end),
+            path,
+        })
     }
 
     /// The position at `t`: interpolated between the samples around it, else the nearest end's.
@@ -108,8 +152,10 @@ fn dist(a: &[f64; 3], b: &[f64; 3]) -> f64 {
 mod tests {
     use super::*;
 
-    fn close(got: Option<f64>, want: f64, what: &str) {
-        let got = got.unwrap_or_else(|| panic!("{what}: no distance, expected {want}"));
+    fn close(got: Option<Travel>, want: f64, what: &str) {
+        let got = got
+            .unwrap_or_else(|| panic!("{what}: no distance, expected {want}"))
+            .path;
         assert!(
             (got - want).abs() < 1e-9,
             "{what}: travelled {got}, expected {want}"
@@ -136,6 +182,11 @@ mod tests {
             4.0,
             "around the corner: 2 m east then 2 m north",
         );
+        let corner = o.travelled(104.0, 106.0).unwrap().displacement;
+        assert!(
+            (corner - 8f64.sqrt()).abs() < 1e-9,
+            "around the corner: {corner} m from where it was, expected sqrt(8)"
+        );
         close(o.travelled(106.0, 104.0), 4.0, "either order");
         close(o.travelled(100.0, 110.0), 20.0, "the whole drive");
         close(o.travelled(103.0, 103.0), 0.0, "no time");
@@ -155,23 +206,77 @@ mod tests {
             o.push(i as f64 * 0.02, [j, -j, 0.0]);
         }
         let d = o.travelled(0.0, 70.0).unwrap();
-        assert!(d < 0.05, "a standing robot travelled {d} m");
+        assert!(d.path < 0.05, "a standing robot travelled {} m", d.path);
+        assert!(
+            d.displacement < 0.05,
+            "a standing robot moved {} m",
+            d.displacement
+        );
     }
 
     #[test]
     fn a_hole_in_the_odometry_gives_no_distance_and_bad_samples_are_counted() {
         let mut o = OdometryTrack::default();
         for (t, x) in [(0.0, 0.0), (0.5, 1.0), (2.0, 4.0), (2.5, 5.0)] {
-            assert!(o.push(t, [x, 0.0, 0.0]));
+            assert_eq!(o.push(t, [x, 0.0, 0.0]), Pushed::Taken);
         }
         assert_eq!(o.travelled(0.0, 2.5), None, "a 1.5 s hole inside");
         close(o.travelled(2.0, 2.5), 1.0, "after the hole");
         close(o.travelled(0.0, 0.5), 1.0, "before the hole");
-        assert!(!o.push(1.0, [0.0; 3]), "older than the newest");
-        assert!(!o.push(3.0, [f64::NAN, 0.0, 0.0]), "not finite");
-        assert_eq!((o.taken, o.dropped), (4, 2));
+        assert_eq!(
+            o.push(2.0, [0.0; 3]),
+            Pushed::Dropped,
+            "older than the newest"
+        );
+        assert_eq!(
+            o.push(2.5, [0.0; 3]),
+            Pushed::Dropped,
+            "the newest's stamp again"
+        );
+        assert_eq!(
+            o.push(3.0, [f64::NAN, 0.0, 0.0]),
+            Pushed::Dropped,
+            "not finite"
+        );
+        assert_eq!((o.taken, o.dropped), (4, 3));
         // Samples older than KEEP seconds are let go.
-        assert!(o.push(2.5 + KEEP + 1.0, [9.0, 0.0, 0.0]));
+        assert_eq!(o.push(2.5 + KEEP + 1.0, [9.0, 0.0, 0.0]), Pushed::Taken);
         assert_eq!(o.samples.len(), 1);
+        // The clock went back (a bag played again): the track starts again from that sample.
+        assert_eq!(o.push(0.5, [1.0, 0.0, 0.0]), Pushed::Restarted);
+        assert_eq!(o.push(1.0, [2.0, 0.0, 0.0]), Pushed::Taken);
+        assert_eq!((o.samples.len(), o.restarts), (2, 1));
+        close(o.travelled(0.5, 1.0), 1.0, "after the restart");
+    }
+
+    /// Two cameras with one stamp, at a stamp that is also a sample's, ask for no motion (this
+    /// once indexed a range backwards and panicked).
+    #[test]
+    fn one_stamp_twice_is_no_motion() {
+        let mut o = OdometryTrack::default();
+        for (t, x) in [(1.0, 0.0), (2.0, 1.0), (2.0, 1.0), (3.0, 2.0)] {
+            o.push(t, [x, 0.0, 0.0]);
+        }
+        let m = o.travelled(2.0, 2.0).unwrap();
+        assert_eq!((m.displacement, m.path), (0.0, 0.0));
+        let m = o.travelled(2.0, 2.5).unwrap();
+        assert!((m.path - 0.5).abs() < 1e-9, "half a second later: {m:?}");
+    }
+
+    /// Out and back: 20 m east and 20 m west again; the robot is where it was.
+    #[test]
+    fn out_and_back_is_a_long_path_and_no_displacement() {
+        let mut o = OdometryTrack::default();
+        for i in 0..=40 {
+            let x = if i <= 20 { i as f64 } else { 40.0 - i as f64 };
+            o.push(i as f64 * 0.5, [x, 0.0, 0.0]);
+        }
+        let m = o.travelled(0.0, 20.0).unwrap();
+        assert!((m.path - 40.0).abs() < 1e-9, "path {}", m.path);
+        assert!(
+            m.displacement.abs() < 1e-9,
+            "displacement {}",
+            m.displacement
+        );
     }
 }

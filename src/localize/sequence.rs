@@ -15,7 +15,9 @@
 //!   lap of a loop need nothing special): p'(j) = (1 - e) sum_i p(i) K(d_ij) / sum_j K(d_ij)
 //!   plus e / N, with K(d) = exp(-(d - u)^2 / (2 s^2)), d_ij the distance between place centres,
 //!   e = [`UNIFORM_SHARE`]. Without odometry u = 0 and s = [`MOTION_FLOOR`] + [`MAX_SPEED`] dt;
-//!   with the distance travelled u from odometry, s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] u.
+//!   with odometry ([`Travel`]) u is the straight-line distance between the odometry's
+//!   positions at the two frames and s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] times the path
+//!   length driven in between.
 //!   When 3 s exceeds [`RESET_REACH`] (a long gap: another traversal) the belief starts again
 //!   from uniform.
 //! - Observation (one frame of one camera): its [`HITS`] best map rows of that camera with
@@ -47,6 +49,15 @@ pub const MAX_SPEED: f64 = 15.0;
 /// With odometry: the kernel's width per metre travelled (odometry's drift and the map's
 /// spacing).
 pub const ODOMETRY_DRIFT: f64 = 0.2;
+/// The odometry's motion between two frames (metres, odometry's frame): how far the robot is
+/// from where it was (`displacement`, the kernel's centre u) and the path it drove (`path`,
+/// which sets the kernel's width: odometry drifts with the distance driven).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Travel {
+    pub displacement: f64,
+    pub path: f64,
+}
+
 /// A motion reach (3 s) beyond this says nothing: the belief starts again (metres).
 pub const RESET_REACH: f64 = 1000.0;
 /// Share of the belief spread over every place at each step (recovery from a kidnapping).
@@ -140,6 +151,7 @@ pub struct Step {
 }
 
 /// One vehicle's belief over the map's places.
+#[derive(Debug, Clone)]
 pub struct SequenceFilter {
     belief: Vec<f64>,
     /// The belief is uniform (start, or after a reset): prediction leaves it so.
@@ -173,12 +185,16 @@ impl SequenceFilter {
         self.last_time
     }
 
-    /// Moves the belief to time `t` (seconds), with `travelled` metres from odometry if known.
-    pub fn predict(&mut self, places: &Places, t: f64, travelled: Option<f64>) {
+    /// Moves the belief to time `t` (seconds), with the odometry's `travel` since the last
+    /// prediction if known.
+    pub fn predict(&mut self, places: &Places, t: f64, travel: Option<Travel>) {
         let dt = self.last_time.map_or(f64::INFINITY, |l| (t - l).abs());
         self.last_time = Some(t);
-        let (u, s) = match travelled {
-            Some(u) if dt.is_finite() => (u.abs(), MOTION_FLOOR + ODOMETRY_DRIFT * u.abs()),
+        let (u, s) = match travel {
+            Some(m) if dt.is_finite() && m.displacement.is_finite() && m.path.is_finite() => (
+                m.displacement.abs(),
+                MOTION_FLOOR + ODOMETRY_DRIFT * m.path.abs().max(m.displacement.abs()),
+            ),
             _ => (0.0, MOTION_FLOOR + MAX_SPEED * dt),
         };
         self.reach = u + 3.0 * s;
@@ -621,5 +637,51 @@ mod tests {
         f.predict(&places, 86_400.0, None);
         assert_eq!(f.resets, 1);
         assert!(f.belief.iter().all(|&b| (b - 0.01).abs() < 1e-12));
+    }
+
+    /// With odometry the motion is centred on the displacement and widened by the path: a
+    /// robot that drove 20 m out and 20 m back during a 60 s stop is still at its place, one
+    /// that drove 40 m on is 8 places (40 m) away, either way; without odometry 60 s resets.
+    #[test]
+    fn odometry_centres_the_motion_on_the_displacement_and_widens_it_with_the_path() {
+        let places = route(100, false);
+        let argmax = |f: &SequenceFilter| {
+            f.belief
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as i64
+        };
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(9);
+        drive(&mut f, &places, &mut rng, 10, 20);
+        let here = argmax(&f);
+        assert!((here - 29).abs() <= 1, "settled at place {here}");
+        let mut back = f.clone();
+        let out_and_back = Travel {
+            displacement: 0.0,
+            path: 40.0,
+        };
+        back.predict(&places, 69.5, Some(out_and_back));
+        assert_eq!(back.resets, 0);
+        let stayed = (argmax(&back) - here).abs();
+        assert!(
+            stayed <= 1,
+            "out and back: {stayed} places away, expected where it was"
+        );
+        let mut on = f.clone();
+        let forward = Travel {
+            displacement: 40.0,
+            path: 40.0,
+        };
+        on.predict(&places, 69.5, Some(forward));
+        let moved = (argmax(&on) - here).abs();
+        assert!(
+            (moved - 8).abs() <= 1,
+            "40 m on: {moved} places away, expected 8"
+        );
+        f.predict(&places, 69.5, None);
+        assert_eq!(f.resets, 1, "60 s without odometry reaches past 1 km");
     }
 }

@@ -118,17 +118,21 @@ pub struct Played {
     pub node_filter: Option<NodeFilter>,
 }
 
-/// What /diagnostics said last: messages with a dasgil node's status, and its filter counts
-/// (relocalizations, resets; None while they read "-").
+/// What /diagnostics said last: messages with a dasgil node's status, its `filter`, and the
+/// filter's counts (relocalizations, resets; None while they read "-": no frame yet).
 #[derive(Default)]
 struct DiagSeen {
     messages: u64,
+    filter: String,
     counts: Option<(u64, u64)>,
 }
 
-/// The filter counts of the first status in `m` that has them (a dasgil node's), or None when
-/// no status has the keys; Some(None) when they read "-" (no sequence filter has run).
-fn filter_counts(m: &r2r::diagnostic_msgs::msg::DiagnosticArray) -> Option<Option<(u64, u64)>> {
+/// The node's filter and its counts, as one status reports them.
+type FilterReport = (String, Option<(u64, u64)>);
+
+/// The filter name and counts of the first status in `m` that has them (a dasgil node's), or
+/// None when no status has the keys.
+fn filter_counts(m: &r2r::diagnostic_msgs::msg::DiagnosticArray) -> Option<FilterReport> {
     m.status.iter().find_map(|st| {
         let get = |k: &str| {
             st.values
@@ -136,8 +140,12 @@ fn filter_counts(m: &r2r::diagnostic_msgs::msg::DiagnosticArray) -> Option<Optio
                 .find(|kv| kv.key == k)
                 .map(|kv| kv.value.clone())
         };
-        let (r, s) = (get("filter_relocalizations")?, get("filter_resets")?);
-        Some(r.parse().ok().zip(s.parse().ok()))
+        let (f, r, s) = (
+            get("filter")?,
+            get("filter_relocalizations")?,
+            get("filter_resets")?,
+        );
+        Some((f, r.parse().ok().zip(s.parse().ok())))
     })
 }
 
@@ -252,9 +260,10 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
     std::thread::spawn(move || {
         futures::executor::block_on(async {
             while let Some(m) = diag_sub.next().await {
-                if let Some(counts) = filter_counts(&m) {
+                if let Some((filter, counts)) = filter_counts(&m) {
                     let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
                     d.messages += 1;
+                    d.filter = filter;
                     d.counts = counts;
                 }
             }
@@ -392,11 +401,13 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // And after the last prior: one more /diagnostics message.
+        // And after the last prior: the second /diagnostics message from now (the first may
+        // have left the node between its last prior and that frame's count).
         let n = diags.lock().unwrap_or_else(|e| e.into_inner()).messages;
-        wait_diag(&diags, n, diag_wait, &stopped);
+        wait_diag(&diags, n + 1, 2 * diag_wait, &stopped);
         let d = diags.lock().unwrap_or_else(|e| e.into_inner());
-        let node_filter = (d.messages > 0).then(|| NodeFilter::from_counts(before, d.counts));
+        let node_filter =
+            (d.messages > 0).then(|| NodeFilter::from_counts(&d.filter, before, d.counts));
         Ok((sent, node_filter))
     })();
     stop.store(true, Ordering::Relaxed);

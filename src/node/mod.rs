@@ -144,6 +144,8 @@ struct Shared {
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
     frame_timeout: Option<Duration>,
+    /// The `filter` parameter (none, sequence).
+    filter: &'static str,
     /// With `filter: sequence`: the filter's relocalizations and resets (all cameras share it).
     filter_counts: Option<(u64, u64)>,
     /// `odometry_topic`'s positions (None: no odometry topic).
@@ -198,8 +200,12 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
-    let (started, timeout, filter_counts) =
-        (shared.started, shared.frame_timeout, shared.filter_counts);
+    let (started, timeout, filter_counts, filter_name) = (
+        shared.started,
+        shared.frame_timeout,
+        shared.filter_counts,
+        shared.filter,
+    );
     let odometry = shared
         .odometry
         .as_ref()
@@ -293,6 +299,7 @@ fn diagnostics(
                 kv("latency_p50_ms", format!("{:.2}", percentile(&lat, 0.5))),
                 kv("latency_p99_ms", format!("{:.2}", percentile(&lat, 0.99))),
                 kv("map_entries", map.entries.to_string()),
+                kv("filter", filter_name.to_string()),
                 kv(
                     "filter_relocalizations",
                     filter_counts.map_or("-".into(), |c| c.0.to_string()),
@@ -433,7 +440,8 @@ fn subscribe_prior(
 /// Subscribes `odometry_topic` (when set; used with `filter: sequence`): its positions, by
 /// stamp, give the distance travelled between two frames. Best effort, which matches reliable
 /// and best-effort publishers alike. Samples with a zero stamp, out of stamp order or with
-/// non-finite values are dropped and counted (/diagnostics `odometry_dropped`).
+/// non-finite values are dropped and counted (/diagnostics `odometry_dropped`); a stamp more
+/// than 1 s older than the newest starts the track again (logged).
 fn subscribe_odometry(
     node: &mut r2r::Node,
     topic: &str,
@@ -445,6 +453,7 @@ fn subscribe_odometry(
     let mut sub =
         node.subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())?;
     let shared = shared.clone();
+    let topic = topic.to_string();
     tokio::spawn(async move {
         while let Some(m) = sub.next().await {
             let st = &m.header.stamp;
@@ -457,7 +466,13 @@ fn subscribe_odometry(
                 track.dropped += 1;
                 continue;
             }
-            track.push(st.sec as f64 + st.nanosec as f64 * 1e-9, [p.x, p.y, p.z]);
+            let t = st.sec as f64 + st.nanosec as f64 * 1e-9;
+            if track.push(t, [p.x, p.y, p.z]) == crate::localize::odometry::Pushed::Restarted {
+                tracing::warn!(
+                    "{topic}: odometry stamp {t:.3} s is more than 1 s older than the one before: \
+                     its clock went back (a bag played again?); starting its track again"
+                );
+            }
         }
     });
     Ok(())
@@ -542,7 +557,7 @@ fn spawn_worker(
                     // Which map answered: a reload starts the camera's match-quality window anew.
                     let map_id = Arc::as_ptr(&loc.map) as usize;
                     let mut seq = lock(&seq);
-                    // The distance travelled since the filter's last frame, from odometry.
+                    // The odometry's motion since the filter's last frame.
                     let travelled = seq
                         .last_time(&loc.map)
                         .and_then(|t0| lock(&odo_shared).odometry.as_ref()?.travelled(t0, time));
@@ -899,6 +914,7 @@ pub async fn run() -> Result<()> {
             format!(", odometry {odometry_topic}")
         }
     );
+    let filter_name = loc.options.filter.name();
     let localizer = Arc::new(Mutex::new(loc));
     tokio::spawn(param_services);
     frozen.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -910,6 +926,7 @@ pub async fn run() -> Result<()> {
         started: Instant::now(),
         frame_timeout: (params.frame_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
+        filter: filter_name,
         filter_counts: None,
         odometry: (!odometry_topic.is_empty()).then(Default::default),
         odometry_frames: 0,

@@ -67,6 +67,9 @@ fn start(which: &str, map: &Path, checkpoint: &Path, log: &Path) -> Localizer {
                 "camera_ids:=[c0, c1]",
                 "-p",
                 "device:=cpu",
+                // Single frames, as the peer does (whatever the node's default).
+                "-p",
+                "filter:=none",
             ])
             .stdout(Stdio::null())
             .stderr(log)

@@ -198,6 +198,10 @@ impl Harness {
         cmd.args(["--ros-args", "-p"])
             .arg(format!("map:={}", map.display()))
             .args(["-p", "diagnostics_period:=0.2", "-p", "device:=cpu"])
+            // These tests check single frames, so they pin `filter: none` (whatever the node's
+            // default); the filter's own tests give `filter:=sequence` in `extra`, which comes
+            // later and wins.
+            .args(["-p", "filter:=none"])
             .args(extra)
             .args(["-r", &format!("/diagnostics:={ns}/diagnostics")])
             .args(["-r", &format!("__ns:={ns}")])

@@ -20,6 +20,10 @@
 #
 # APPEARANCE: random (default), wide or fixed (synth vkitti2 --appearance); AUGMENT: 1 (default)
 # or 0 (train --augment); REAL: styled (default) or fixed (synth kitti --appearance).
+# INIT=FILE: a new run starts from these generator weights (train --init-generator), e.g. the
+# shipped model, to continue its training when its run's checkpoints are gone (a fresh clone);
+# the new run's steps start at 0 (its step N is the starting model's steps + N). SEED (default 7; give another with INIT, so the continued run does
+# not draw the same batches again).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -58,6 +62,18 @@ case "$VARIANT" in
   *) echo "VARIANT: expected fixed-appearance, no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
 esac
 STEPS="${STEPS:-1200}"
+SEED="${SEED:-7}"
+INIT="${INIT:-}"
+if [ -n "$INIT" ]; then
+  [ -f "$INIT" ] || { echo "INIT: no such file: $INIT" >&2; exit 2; }
+  # A copy named by its checksum: the run's record (config.yaml) keeps naming the weights it
+  # started from even after SHIP=1 replaces the shipped model it may have come from.
+  INIT_SUM="$(sha256sum "$INIT" | cut -c1-8)"
+  mkdir -p "$WORK"
+  INIT_COPY="$WORK/init-$INIT_SUM.safetensors"
+  [ -f "$INIT_COPY" ] || { cp "$INIT" "$INIT_COPY.tmp" && mv "$INIT_COPY.tmp" "$INIT_COPY"; }
+  EXTRA+=(--init-generator "$INIT_COPY")
+fi
 BATCH="${BATCH:-4}"
 SIZE="${SIZE:-256x512}"
 DEVICE="${DEVICE:-auto}"
@@ -110,6 +126,11 @@ case "$VARIANT" in
   no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE-aug$AUGMENT-$REAL" ;;
   *) RUN="$ROOT/build/ablation-$VARIANT-aug$AUGMENT-$REAL" ;;
 esac
+if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
+if [ -n "$INIT" ]; then
+  # Named by the starting weights' checksum, so another starting file never resumes this run.
+  RUN="$RUN-from-$INIT_SUM"
+fi
 # Trains in legs of EVERY steps; after each leg the generator is kept as a candidate
 # ($RUN/candidates/step-N.safetensors), so validation can choose the training length.
 EVERY="${EVERY:-300}"
@@ -129,7 +150,7 @@ while [ "$target" -lt "$STEPS" ]; do
     "$TOOLS" train --resume "$RUN" --steps "$target" --device "$DEVICE"
   else
     "$TOOLS" train --vkitti "$WORK/$VKITTI" --kitti "$WORK/$KITTI" --dis CD \
-      --size "$SIZE" --batch "$BATCH" --steps "$target" --checkpoint-every 50 --seed 7 \
+      --size "$SIZE" --batch "$BATCH" --steps "$target" --checkpoint-every 50 --seed "$SEED" \
       --device "$DEVICE" "${EXTRA[@]}" --out "$RUN"
   fi
   if [ "$(done_steps)" != "$target" ]; then

@@ -139,7 +139,7 @@ pub struct NodeParams {
     pub base_from_camera: StringList,
     /// Most frames localized per second and camera [Hz]; 0: as many as the model keeps up with
     pub max_rate: Number,
-    /// Matches below this confidence (1 - d1/d_alt, d_alt the best match over 7.5 m away; 0..1) publish no prior and are counted as ambiguous
+    /// Matches below this confidence (1 - d1/d_alt, d_alt the best match over 7.5 m away; with filter sequence, the posterior mass within 10 m of the published place; 0..1) publish no prior and are counted as ambiguous
     pub min_confidence: Number,
     /// cpu, cuda, cuda:N or auto (CUDA when libtorch sees a GPU)
     pub device: String,
@@ -505,6 +505,8 @@ mod tests {
         let p = &yaml["dasgil_localizer"]["ros__parameters"];
         assert_eq!(p["top_k"].as_u64(), Some(o.top_k as u64));
         assert_eq!(p["min_confidence"].as_f64(), Some(o.min_confidence));
+        assert_eq!(d.filter, o.filter.name());
+        assert_eq!(p["filter"].as_str(), Some(d.filter.as_str()));
     }
 
     #[test]

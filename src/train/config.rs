@@ -70,6 +70,12 @@ pub struct TrainConfig {
     /// (`train::augment`); false reproduces the paper. Older runs without the field: false.
     #[serde(default)]
     pub augment: bool,
+    /// A new run starts from these generator weights (`train --init-generator`: a run's
+    /// generator.safetensors, a shipped model, an imported authors' checkpoint) instead of the
+    /// reference initialisation; the optimizer and the discriminator start fresh. Not in the
+    /// paper. Older runs without the field: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_generator: Option<PathBuf>,
 }
 
 /// Fields a resume may change: how long, where and how often, none of what is computed.
@@ -106,6 +112,9 @@ impl TrainConfig {
             if let Some(k) = c.kitti.as_mut() {
                 canonical(std::slice::from_mut(k));
             }
+            if let Some(k) = c.init_generator.as_mut() {
+                canonical(std::slice::from_mut(k));
+            }
         }
         let to_map = |c: &TrainConfig| match serde_yaml::to_value(c) {
             Ok(serde_yaml::Value::Mapping(m)) => m,
@@ -118,14 +127,17 @@ impl TrainConfig {
                 .unwrap_or_else(|| "none".into())
         };
         let mut out = Vec::new();
-        for (k, va) in &ma {
+        // Both sides' keys: a field left out when empty (init_generator) may be on one only.
+        let mut keys: Vec<&serde_yaml::Value> = ma.keys().collect();
+        keys.extend(mb.keys().filter(|k| !ma.contains_key(*k)));
+        for k in keys {
             let Some(name) = k.as_str() else { continue };
-            if RESUMABLE_FIELDS.contains(&name) || mb.get(k) == Some(va) {
+            if RESUMABLE_FIELDS.contains(&name) || mb.get(k) == ma.get(k) {
                 continue;
             }
             out.push(Changed {
                 field: name.to_string(),
-                recorded: text(Some(va)),
+                recorded: text(ma.get(k)),
                 given: text(mb.get(k)),
             });
         }

@@ -395,6 +395,14 @@ impl Trainer {
         Ok(dest)
     }
 
+    /// Replaces the generator's weights by those in `path` (every tensor, by name, shape and
+    /// type; anything else is refused naming the file): the starting point of a new run.
+    pub fn init_generator(&mut self, path: &Path) -> Result<(), TrainError> {
+        let file = tensor_io::read(path)?;
+        checkpoint::load_strict(&self.gen_vs, &file, path, "DASGIL generator")?;
+        Ok(())
+    }
+
     /// Restores networks, optimizers and the step from `out/checkpoints/latest`.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<u64, TrainError> {
         let resume_err = |path: &Path, message: String| TrainError::Resume {
@@ -609,6 +617,10 @@ pub fn run(
         write_atomic(&csv_path, kept.as_bytes())?;
         tracing::info!(step = state.step, checkpoint = %dir.display(), "resuming");
     } else {
+        if let Some(init) = &cfg.init_generator {
+            trainer.init_generator(init)?;
+            tracing::info!(generator = %init.display(), "starting from these generator weights");
+        }
         write_atomic(&csv_path, csv_header(&cfg).as_bytes())?;
     }
     let yaml = serde_yaml::to_string(&cfg).unwrap_or_default();

@@ -71,6 +71,15 @@ enum Command {
 }
 
 fn main() {
+    // Intel MKL (libtorch's BLAS on x86) does not promise the same code path and reduction
+    // order run to run, even at a fixed thread count (seen: two identical training runs differed
+    // in the 7th digit from the third step on while other trainings shared the 2 cores).
+    // MKL_CBWR=AUTO selects its conditional numerical reproducibility mode: the same results run
+    // to run on one machine with one thread count. Set before libtorch's first MKL call, while
+    // the process has one thread; a user's value is kept.
+    if std::env::var_os("MKL_CBWR").is_none() {
+        std::env::set_var("MKL_CBWR", "AUTO");
+    }
     init_tracing();
     if let Err(err) = run(Cli::parse()) {
         eprintln!("{}", dasgil::report::error_report(&err));

@@ -59,6 +59,12 @@ pub(crate) struct TrainArgs {
     /// unbroken run).
     #[arg(long)]
     threads: Option<usize>,
+    /// Start a new run from these generator weights instead of the reference initialisation
+    /// (fine-tuning): a run's generator.safetensors, a shipped model (maps/models/) or an
+    /// imported authors' checkpoint, of the same network (every tensor's name and shape must
+    /// match). The optimizer and the discriminator start fresh; recorded in config.yaml.
+    #[arg(long, conflicts_with = "resume")]
+    init_generator: Option<PathBuf>,
     /// Output folder of a new run (must be empty or new).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -102,6 +108,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 }
                 if c.kitti.is_none() {
                     c.kitti = r.kitti.clone();
+                }
+                if c.init_generator.is_none() {
+                    c.init_generator = r.init_generator.clone();
                 }
                 // What a resume may change (epochs, steps, device, checkpoint_every) comes from
                 // the file, then flags; a file that leaves `threads` at 0 keeps the run's count.
@@ -161,6 +170,14 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if let Some(v) = a.threads {
         cfg.threads = v;
     }
+    if a.init_generator.is_some() {
+        cfg.init_generator = a.init_generator.clone();
+    }
+    // Recorded absolute (from the flag or a --config file), so the run says which file it
+    // started from wherever it is read.
+    if let Some(p) = cfg.init_generator.take() {
+        cfg.init_generator = Some(std::fs::canonicalize(&p).unwrap_or(p));
+    }
     if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
         if let Some(c) = r.fixed_differences(&cfg).first() {
             let flag = match c.field.as_str() {
@@ -169,6 +186,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "adversarial" => "--no-adversarial".to_string(),
                 "augment" => "--augment".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
+                "init_generator" => "--init-generator".to_string(),
                 "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
                     format!("--{}", c.field.replace('_', "-"))
                 }

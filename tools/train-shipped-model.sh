@@ -22,8 +22,9 @@
 # or 0 (train --augment); REAL: styled (default) or fixed (synth kitti --appearance).
 # INIT=FILE: a new run starts from these generator weights (train --init-generator), e.g. the
 # shipped model, to continue its training when its run's checkpoints are gone (a fresh clone);
-# the new run's steps start at 0 (its step N is the starting model's steps + N). SEED (default 7; give another with INIT, so the continued run does
-# not draw the same batches again).
+# the new run's steps start at 0 (its step N is the starting model's steps + N).
+# SEED (default 7; give another with INIT, so the continued run does not draw the same batches
+# again).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2

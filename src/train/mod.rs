@@ -396,8 +396,9 @@ impl Trainer {
     }
 
     /// Replaces the generator's weights by those in `path` (every tensor, by name, shape and
-    /// type; anything else is refused naming the file): the starting point of a new run.
-    pub fn init_generator(&mut self, path: &Path) -> Result<(), TrainError> {
+    /// type; anything else is refused naming the file): a new run's starting point, and the
+    /// generator part of a checkpoint.
+    pub fn load_generator(&mut self, path: &Path) -> Result<(), TrainError> {
         let file = tensor_io::read(path)?;
         checkpoint::load_strict(&self.gen_vs, &file, path, "DASGIL generator")?;
         Ok(())
@@ -409,9 +410,7 @@ impl Trainer {
             path: path.to_path_buf(),
             message,
         };
-        let gen_path = dir.join("generator.safetensors");
-        let file = tensor_io::read(&gen_path)?;
-        checkpoint::load_strict(&self.gen_vs, &file, &gen_path, "DASGIL generator")?;
+        self.load_generator(&dir.join("generator.safetensors"))?;
         let opt_path = dir.join("optimizer.safetensors");
         let opt_file = tensor_io::read(&opt_path)?;
         let steps = |key: &str| -> Result<u64, TrainError> {
@@ -618,7 +617,7 @@ pub fn run(
         tracing::info!(step = state.step, checkpoint = %dir.display(), "resuming");
     } else {
         if let Some(init) = &cfg.init_generator {
-            trainer.init_generator(init)?;
+            trainer.load_generator(init)?;
             tracing::info!(generator = %init.display(), "starting from these generator weights");
         }
         write_atomic(&csv_path, csv_header(&cfg).as_bytes())?;

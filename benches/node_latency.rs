@@ -133,6 +133,9 @@ fn replay(out: &Path, rate: f64, seconds: f64) -> serde_json::Value {
         &rate.to_string(),
         "--duration",
         &seconds.to_string(),
+        // Windows below are taken on the stamps: the time of sending.
+        "--stamps",
+        "send",
         "--wait",
         "120",
         "--out",

@@ -11,7 +11,7 @@ mod common;
 use common::OutputWithin;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1039,16 +1039,22 @@ fn node_stops_on_ctrl_c_while_loading_its_map() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// A five-place slice under `dir` and its map with the test checkpoint: (slice, map).
+fn five_places(dir: &Path) -> (PathBuf, PathBuf) {
+    let ckpt = test_checkpoint(dir);
+    let (slice, map) = (dir.join("cmu"), dir.join("map.safetensors"));
+    synth(&slice, "5");
+    build_map(&slice, Some(&ckpt), &map);
+    (slice, map)
+}
+
 /// `filter: sequence` through the node: a drive past the map's own images (one a second,
 /// camera c0), each localized at its own pose by the filter's chosen place, with a covariance
 /// no tighter than the single frame's; a bad `filter` value stops the node naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequence_filter_through_the_node_follows_a_drive() {
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = test_checkpoint(dir.path());
-    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
-    synth(&slice, "5");
-    build_map(&slice, Some(&ckpt), &map);
+    let (slice, map) = five_places(dir.path());
     let args = |filter: &str| -> Vec<String> {
         [
             "-p",
@@ -1120,6 +1126,101 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     );
 }
 
+/// Under `filter: sequence` the match-quality alarm reads each frame's own single-frame
+/// confidence, not the posterior: camera c0 drives past the map's images and keeps the belief
+/// (and so the posterior mass of every frame) up, while camera c1 sees noise. c1's frames are
+/// published (the posterior says where the vehicle is), yet /diagnostics WARNs that c1 has
+/// stopped matching the map, and not c0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_belief() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, map) = five_places(dir.path());
+    let args: Vec<String> = [
+        "-p",
+        "image_topics:=[cam0/image_raw,cam1/image_raw]",
+        "-p",
+        "camera_ids:=[c0,c1]",
+        "-p",
+        "filter:=sequence",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut h = Harness::start("blindcam", &map, &args);
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let pub_of = |node: &mut r2r::Node, t: &str| {
+        node.create_publisher::<Image>(&format!("{ns}/{t}"), QosProfile::sensor_data())
+            .unwrap()
+    };
+    let (cam0, cam1) = (
+        pub_of(node, "cam0/image_raw"),
+        pub_of(node, "cam1/image_raw"),
+    );
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    let places: Vec<Probe> = (0..5).map(|i| probe(&slice, i, "c0")).collect();
+    // Noise the size of a map image (seeded): matches no place better than the others.
+    let mut noise = places[0].img.clone();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for p in noise.pixels_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *p = image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8]);
+    }
+    let blind = Probe {
+        img: noise,
+        jpeg: Vec::new(),
+        pose: places[0].pose,
+    };
+    let (stop, spinner) = h.spin();
+    wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    let warned = tokio::time::timeout(Duration::from_secs(90), async {
+        let mut sec = 100;
+        loop {
+            // Driving up and down the five places, one a second; c1 half a second later.
+            let k = (sec as usize / 2) % 8;
+            let place = if k < 5 { k } else { 8 - k };
+            cam0.publish(&raw(&places[place], sec, "cam0")).unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            cam1.publish(&raw(&blind, sec + 1, "cam1")).unwrap();
+            sec += 2;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(10), diags.next()).await
+            {
+                if let [c0, c1, ..] = &d.status[..] {
+                    if c1.level == 1 && c1.message.contains("stopped matching the map") {
+                        return (c0.clone(), c1.clone());
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("no WARN `stopped matching the map` for the blind camera within 90 s");
+    let (c0, c1) = warned;
+    // c1's frames were published, not withheld: the alarm came from their own confidence.
+    assert!(value(&c1, "frames_localized") >= 10, "{c1:?}");
+    assert_eq!(value(&c1, "frames_ambiguous"), 0, "{c1:?}");
+    assert!(
+        !c0.message.contains("stopped matching"),
+        "the seeing camera warned too: {c0:?}"
+    );
+    let median = |s: &Status| -> f64 {
+        s.values
+            .iter()
+            .find(|kv| kv.key == "recent_median_confidence")
+            .and_then(|kv| kv.value.parse().ok())
+            .unwrap_or_else(|| panic!("{s:?}"))
+    };
+    assert!(median(&c1) < 0.04 && median(&c0) > 0.5, "{c0:?} {c1:?}");
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}
+
 /// `odometry_topic` with `filter: sequence`: a robot stopped at a map place, one frame every 70 s
 /// (without odometry each gap's reach, 15 m/s, exceeds 1 km and resets the belief), with
 /// nav_msgs/Odometry saying it has not moved: the filter keeps its place (no reset), every frame
@@ -1128,10 +1229,7 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
 async fn odometry_keeps_the_sequence_filter_through_long_stops() {
     type Odometry = r2r::nav_msgs::msg::Odometry;
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = test_checkpoint(dir.path());
-    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
-    synth(&slice, "5");
-    build_map(&slice, Some(&ckpt), &map);
+    let (slice, map) = five_places(dir.path());
     let args: Vec<String> = [
         "-p",
         "image_topics:=[cam0/image_raw]",

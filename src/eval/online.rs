@@ -28,7 +28,11 @@ pub const CHI2_2_95: f64 = 5.991_464_547;
 /// A frame the replay published.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The frame's header stamp (what the node's prior carries back).
     pub stamp_ns: i64,
+    /// Wall clock when it was published (ns since the Unix epoch): latency is measured from
+    /// here, whatever the stamp says.
+    pub sent_ns: i64,
     /// Index into the source's queries.
     pub query: usize,
 }
@@ -211,7 +215,7 @@ pub fn score(
             matched: None,
         };
         if let Some(r) = by_stamp.get(&s.stamp_ns) {
-            fr.latency_ms = Some((r.received_ns - r.stamp_ns) as f64 / 1e6);
+            fr.latency_ms = Some((r.received_ns - s.sent_ns) as f64 / 1e6);
             if let Some(gt) = &q.world_from_cam {
                 let d: Vector3<f64> = gt.translation.vector - r.pose.translation.vector;
                 fr.position_error = Some(d.norm());

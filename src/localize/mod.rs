@@ -51,7 +51,8 @@ pub enum Frame<'a> {
     File(&'a Path),
 }
 
-/// The settings every path shares; `Default` is the node's defaults (config/localize.yaml).
+/// The settings every path shares; `Default` is the node's defaults (config/localize.yaml)
+/// except `filter`: the node's is `sequence`, evaluate's `none` (the paper's protocol).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Distance; None: the map's own.
@@ -126,6 +127,11 @@ pub struct Answer {
     pub hits: Vec<Hit>,
     /// The poses of the first `top_k` hits (base_link's when an extrinsic is given).
     pub candidates: Vec<Pose>,
+    /// The frame's own single-frame confidence (1 - d_1 / d_alt, [`prior::confidence`]): the
+    /// prior's `confidence` without a filter; with `filter: sequence`, where the prior's is
+    /// the posterior mass, still how well this frame alone matched the map (what tells a
+    /// camera that has stopped matching while another camera keeps the belief up).
+    pub frame_confidence: f64,
 }
 
 /// What one frame gave.
@@ -484,7 +490,12 @@ impl Localizer {
             distance: step.distance,
         }];
         hits.extend(answer.hits.iter().filter(|h| h.index != step.row).copied());
-        self.answer(hits, query, Some((step.spread, step.mass)))
+        let frame_confidence = answer.frame_confidence;
+        let mut out = self.answer(hits, query, Some((step.spread, step.mass)));
+        if let Outcome::Prior(a) | Outcome::Ambiguous(a) = &mut out {
+            a.frame_confidence = frame_confidence;
+        }
+        out
     }
 
     /// The outcome from ranked hits (the first is the prior's pose). From the sequence filter,
@@ -521,6 +532,7 @@ impl Localizer {
             }
         }
         let answer = Answer {
+            frame_confidence: prior.confidence,
             prior,
             hits,
             candidates,

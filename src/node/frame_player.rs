@@ -1,6 +1,7 @@
 //! `dasgil-tools replay`: plays a sequence's query frames to a running node through real ROS 2
-//! publishers at camera rate (each camera on its own topic, stamped with the time of sending as
-//! a camera driver stamps capture), and collects the `pose_prior` messages that come back.
+//! publishers at camera rate (each camera on its own topic; stamped with the data's own clock,
+//! as `ros2 bag play` keeps a recording's stamps, or with the time of sending, as a camera
+//! driver stamps capture), and collects the `pose_prior` messages that come back.
 //! Scoring is `maps::replay`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +16,25 @@ use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
 use crate::eval::online::{NodeFilter, Received, Sent};
 
+/// What a replayed frame's header stamp says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamps {
+    /// The frame's own timestamp in the data set, the data's clock moved so that the first
+    /// frame is stamped when the replay starts: the stamps keep the data's time differences
+    /// (the vehicle's speed, the gaps between traversals) whatever `rate` frames are sent at.
+    Data,
+    /// The wall clock when the frame is sent.
+    Send,
+}
+
 pub struct ReplayOptions {
     /// Topic of each camera, parallel to `cameras`.
     pub topics: Vec<String>,
     pub cameras: Vec<String>,
     /// Frames per second and camera.
     pub rate: f64,
+    /// None: `Data` when every frame to be played has a timestamp, else `Send`.
+    pub stamps: Option<Stamps>,
     /// sensor_msgs/CompressedImage (the files' JPEG/PNG bytes) instead of sensor_msgs/Image rgb8.
     pub compressed: bool,
     pub prior_topic: String,
@@ -39,11 +53,17 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn ros_time(ns: i64) -> r2r::builtin_interfaces::msg::Time {
-    r2r::builtin_interfaces::msg::Time {
-        sec: (ns / 1_000_000_000) as i32,
-        nanosec: (ns % 1_000_000_000) as u32,
-    }
+/// A ROS time (builtin_interfaces/Time: i32 seconds, u32 nanoseconds) from nanoseconds since
+/// the Unix epoch; an error outside what it holds.
+fn ros_time(ns: i64) -> Result<r2r::builtin_interfaces::msg::Time> {
+    let sec = i32::try_from(ns.div_euclid(1_000_000_000))
+        .ok()
+        .filter(|s| *s >= 0)
+        .with_context(|| format!("stamp {ns} ns: outside what a ROS time holds"))?;
+    Ok(r2r::builtin_interfaces::msg::Time {
+        sec,
+        nanosec: ns.rem_euclid(1_000_000_000) as u32,
+    })
 }
 
 enum Publisher {
@@ -60,22 +80,31 @@ impl Publisher {
         .unwrap_or(0)
     }
 
-    /// Reads (and for raw, decodes) the frame, then stamps it with the time of sending and
-    /// publishes it; returns the stamp. Decoding happens before the stamp, as in a camera driver
-    /// that stamps a frame when it is ready, so the measured latency is the node's and DDS's.
-    fn send(&self, q: &PosedImage, src: &SourceImages, camera: &str) -> Result<i64> {
-        let header = |stamp_ns: i64| r2r::std_msgs::msg::Header {
-            stamp: ros_time(stamp_ns),
-            frame_id: camera.to_string(),
+    /// Reads (and for raw, decodes) the frame, then stamps it (`stamp`, or the time of sending
+    /// when None) and publishes it; returns the stamp and the time of sending. Decoding happens
+    /// before the time of sending is taken, as in a camera driver that stamps a frame when it
+    /// is ready, so the measured latency is the node's and DDS's.
+    fn send(
+        &self,
+        q: &PosedImage,
+        src: &SourceImages,
+        camera: &str,
+        stamp: Option<i64>,
+    ) -> Result<(i64, i64)> {
+        let header = |stamp_ns: i64| -> Result<r2r::std_msgs::msg::Header> {
+            Ok(r2r::std_msgs::msg::Header {
+                stamp: ros_time(stamp_ns)?,
+                frame_id: camera.to_string(),
+            })
         };
-        let stamp;
+        let sent;
         match self {
             Publisher::Raw(p) => {
                 let img = q
                     .load_rgb(src.decode)
                     .with_context(|| format!("query {}", q.path.display()))?;
                 let mut msg = r2r::sensor_msgs::msg::Image {
-                    header: header(0),
+                    header: Default::default(),
                     height: img.height(),
                     width: img.width(),
                     encoding: "rgb8".into(),
@@ -83,8 +112,8 @@ impl Publisher {
                     step: img.width() * 3,
                     data: img.into_raw(),
                 };
-                stamp = now_ns();
-                msg.header = header(stamp);
+                sent = now_ns();
+                msg.header = header(stamp.unwrap_or(sent))?;
                 p.publish(&msg)?;
             }
             Publisher::Compressed(p) => {
@@ -94,15 +123,15 @@ impl Publisher {
                     Some("png") => "png",
                     _ => "jpeg",
                 };
-                stamp = now_ns();
+                sent = now_ns();
                 p.publish(&r2r::sensor_msgs::msg::CompressedImage {
-                    header: header(stamp),
+                    header: header(stamp.unwrap_or(sent))?,
                     format: format.into(),
                     data,
                 })?;
             }
         }
-        Ok(stamp)
+        Ok((stamp.unwrap_or(sent), sent))
     }
 }
 
@@ -116,6 +145,8 @@ pub struct Played {
     pub interrupted: bool,
     /// The node's filter during the replay, from /diagnostics (None: no diagnostics came).
     pub node_filter: Option<NodeFilter>,
+    /// What the frames' stamps said.
+    pub stamps: Stamps,
 }
 
 /// What /diagnostics said last: messages with a dasgil node's status, its `filter`, and the
@@ -160,6 +191,81 @@ fn wait_diag(seen: &Mutex<DiagSeen>, after: u64, limit: Duration, stopped: &dyn 
     }
 }
 
+/// `Stamps::Data` keeps the data's time between two frames up to this (ns); a longer gap (the
+/// months between two traversals) is shortened to it: still far past what resets the node's
+/// sequence filter (about 22 s), and the stamps stay near the wall clock.
+const DATA_GAP_CAP_NS: i64 = 3_600_000_000_000;
+
+/// `Stamps::Data`: each frame's stamp from its timestamp in the data set.
+struct DataClock {
+    /// The played frames' distinct timestamps (us), sorted, and each one's time after the
+    /// first with the gaps over DATA_GAP_CAP_NS shortened (ns).
+    times_us: Vec<i64>,
+    after_first_ns: Vec<i64>,
+    /// The wall clock the first timestamp maps to (ns).
+    start_ns: i64,
+    /// `--duration`'s k-th pass is stamped k times this later (the span and one capped gap).
+    pass_ns: i64,
+    pass: usize,
+    /// Stamps given in this pass (passes never overlap).
+    used: std::collections::BTreeSet<i64>,
+}
+
+impl DataClock {
+    /// `times`: the timestamps (us) of the frames to be played.
+    fn new(times: impl Iterator<Item = i64>, start_ns: i64) -> Self {
+        let mut times_us: Vec<i64> = times.collect();
+        times_us.sort_unstable();
+        times_us.dedup();
+        let mut after_first_ns = Vec::with_capacity(times_us.len());
+        let mut at = 0i64;
+        for (i, t) in times_us.iter().enumerate() {
+            if i > 0 {
+                let gap = t.saturating_sub(times_us[i - 1]).saturating_mul(1000);
+                at = at.saturating_add(gap.min(DATA_GAP_CAP_NS));
+            }
+            after_first_ns.push(at);
+        }
+        Self {
+            times_us,
+            after_first_ns,
+            start_ns,
+            pass_ns: at.saturating_add(DATA_GAP_CAP_NS),
+            pass: 0,
+            used: Default::default(),
+        }
+    }
+
+    /// The stamp (ns) of a frame with timestamp `t_us` in pass `pass` (0 for the first): its
+    /// time after the data's first frame (long gaps shortened) after the replay's start, moved
+    /// on by whole nanoseconds until no other frame has it (the cameras of one capture share a
+    /// timestamp in the data: the second is 1 ns later; each prior must name its frame).
+    /// Errors past what a ROS time holds (i32 seconds: January 2038).
+    fn stamp(&mut self, t_us: i64, pass: usize) -> Result<i64> {
+        if pass != self.pass {
+            self.pass = pass;
+            self.used.clear();
+        }
+        let i = self
+            .times_us
+            .binary_search(&t_us)
+            .unwrap_or_else(|i| i.saturating_sub(1));
+        let after = self.after_first_ns.get(i).copied().unwrap_or(0);
+        let mut s = (pass as i64)
+            .checked_mul(self.pass_ns)
+            .and_then(|p| p.checked_add(after))
+            .and_then(|p| p.checked_add(self.start_ns))
+            .filter(|s| ros_time(*s).is_ok())
+            .with_context(|| {
+                format!("--stamps data: pass {pass} of the frames runs past what a ROS time holds")
+            })?;
+        while !self.used.insert(s) {
+            s += 1;
+        }
+        Ok(s)
+    }
+}
+
 pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
     if !(0.001..=1000.0).contains(&opts.rate) {
         bail!(
@@ -180,6 +286,27 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                 .collect()
         })
         .collect();
+    let untimed = per_camera
+        .iter()
+        .flatten()
+        .map(|&i| &src.queries[i])
+        .find(|q| q.timestamp_us.is_none());
+    let stamps = match (opts.stamps, untimed) {
+        (Some(Stamps::Data), Some(q)) => bail!(
+            "--stamps data: query {} has no timestamp in the data set; --stamps send stamps \
+             frames with the time of sending",
+            q.path.display()
+        ),
+        (Some(s), _) => s,
+        (None, None) => Stamps::Data,
+        (None, Some(_)) => Stamps::Send,
+    };
+    if stamps == Stamps::Data {
+        // In the data's time order (what the stamps then say), each camera's frames.
+        for list in &mut per_camera {
+            list.sort_by_key(|&i| src.queries[i].timestamp_us);
+        }
+    }
     for (c, list) in opts.cameras.iter().zip(&per_camera) {
         if list.is_empty() {
             let mut have: Vec<&str> = src.queries.iter().map(|q| q.camera.as_str()).collect();
@@ -345,26 +472,34 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),
             None => longest,
         };
-        let total: usize = if opts.duration.is_some() {
-            rounds * per_camera.len()
-        } else {
-            per_camera.iter().map(Vec::len).sum()
-        };
+        let total: usize = per_camera
+            .iter()
+            .map(|l| {
+                let (whole, part) = (rounds / longest.max(1), rounds % longest.max(1));
+                whole * l.len() + part.min(l.len())
+            })
+            .sum();
         let progress = crate::progress::Progress::new("replay", "frames", total as u64, 0);
         let period = 1.0 / opts.rate;
         let n_cam = opts.cameras.len().max(1);
         let mut sent = Vec::new();
         let start = Instant::now();
+        let mut clock = DataClock::new(
+            per_camera
+                .iter()
+                .flatten()
+                .filter_map(|&i| src.queries[i].timestamp_us),
+            now_ns(),
+        );
         'play: for k in 0..rounds {
             for (j, list) in per_camera.iter_mut().enumerate() {
                 if stopped() {
                     break 'play;
                 }
-                let qi = if opts.duration.is_some() {
-                    list[k % list.len()]
-                } else {
-                    let Some(&qi) = list.get(k) else { continue };
-                    qi
+                // --duration cycles in rounds of the longest camera's frames: a shorter camera
+                // waits for the next round, so that every camera's k-th pass is one pass.
+                let Some(&qi) = list.get(k % longest.max(1)) else {
+                    continue;
                 };
                 let due =
                     start + Duration::from_secs_f64(period * (k as f64 + j as f64 / n_cam as f64));
@@ -375,9 +510,18 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                     }
                     std::thread::sleep(wait.min(Duration::from_millis(50)));
                 }
-                let stamp = pubs[j].send(&src.queries[qi], src, &opts.cameras[j])?;
+                let stamp = match stamps {
+                    Stamps::Data => Some(clock.stamp(
+                        src.queries[qi].timestamp_us.unwrap_or(i64::MIN),
+                        k / longest.max(1),
+                    )?),
+                    Stamps::Send => None,
+                };
+                let (stamp_ns, sent_ns) =
+                    pubs[j].send(&src.queries[qi], src, &opts.cameras[j], stamp)?;
                 sent.push(Sent {
-                    stamp_ns: stamp,
+                    stamp_ns,
+                    sent_ns,
                     query: qi,
                 });
                 progress.inc(1);
@@ -419,5 +563,43 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         received: got,
         interrupted: stopped(),
         node_filter,
+        stamps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataClock;
+
+    #[test]
+    fn data_stamps_keep_the_data_time_differences_and_name_each_frame() {
+        // Two cameras at 0.5 s, then a second traversal a month later (us).
+        let month = 30 * 86_400_000_000i64;
+        let t = [1_000_000, 1_500_000, 1_000_000 + month];
+        let start = 1_700_000_000_000_000_000;
+        let mut c = DataClock::new(t.into_iter(), start);
+        let c0 = c.stamp(t[0], 0).unwrap();
+        let c1 = c.stamp(t[0], 0).unwrap();
+        assert_eq!(
+            c0, start,
+            "the first frame is stamped when the replay starts"
+        );
+        assert_eq!(c1, start + 1, "the second camera of a capture: 1 ns later");
+        let half = c.stamp(t[1], 0).unwrap() - c0;
+        assert_eq!(half, 500_000_000, "0.5 s as in the data");
+        // The month between traversals shortened to an hour (past any filter reset).
+        let hour = 3_600_000_000_000;
+        let next = c.stamp(t[2], 0).unwrap();
+        assert_eq!(next - c0, half + hour);
+        // --duration's passes: each after the last (the span and an hour), stamps anew.
+        let again = c.stamp(t[0], 1).unwrap();
+        assert_eq!(again - c0, half + 2 * hour);
+        assert_eq!(c.stamp(t[0], 1).unwrap(), again + 1);
+        // A year of 1 s passes at 2 Hz would run past what a ROS time holds: an error, no wrap.
+        let e = c.stamp(t[0], 200_000).unwrap_err().to_string();
+        assert!(e.contains("runs past what a ROS time holds"), "{e}");
+        assert!(super::ros_time(-1).is_err() && super::ros_time(i64::MAX).is_err());
+        let r = super::ros_time(1_500_000_000_250_000_000).unwrap();
+        assert_eq!((r.sec, r.nanosec), (1_500_000_000, 250_000_000));
+    }
 }

@@ -38,8 +38,9 @@ const LATENCY_WINDOW: usize = 1000;
 /// cover.
 const QUALITY_WINDOW: usize = 30;
 /// A camera whose last QUALITY_WINDOW matched frames (at least QUALITY_MIN_FRAMES of them) were
-/// withheld this often, or whose median confidence is below the default min_confidence (so that
-/// min_confidence 0 does not switch the alarm off), is a WARN: it has stopped matching the map
+/// withheld this often, or whose median single-frame confidence (the frames' own, whatever the
+/// filter: with `filter: sequence` another camera can keep the posterior up) is below the
+/// default min_confidence (so that min_confidence 0 does not switch the alarm off), is a WARN: it has stopped matching the map
 /// (another place, weather or look than the map's, a covered or misaimed lens).
 const QUALITY_WARN_WITHHELD: f64 = 0.5;
 const QUALITY_MIN_FRAMES: usize = 10;
@@ -75,7 +76,8 @@ struct CameraStats {
     last_arrival: Option<Instant>,
     /// Whether the current silence (no frame for `frame_timeout`) was logged.
     silence_logged: bool,
-    /// The last QUALITY_WINDOW matched frames: (confidence, withheld).
+    /// The last QUALITY_WINDOW matched frames: (the frame's own single-frame confidence,
+    /// withheld).
     recent: VecDeque<(f64, bool)>,
     /// The map (its address) those frames were matched against.
     quality_map: Option<usize>,
@@ -87,7 +89,7 @@ struct MatchQuality {
     frames: usize,
     /// Share withheld as ambiguous (confidence below min_confidence).
     withheld: f64,
-    /// Median confidence (docs/pose-prior.md).
+    /// Median single-frame confidence (docs/pose-prior.md).
     median_confidence: f64,
 }
 
@@ -255,7 +257,7 @@ fn diagnostics(
                 LEVEL_WARN,
                 format!(
                     "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
-                     ambiguous, median confidence {:.3} (min_confidence {}): the camera sees \
+                     ambiguous, median single-frame confidence {:.3} (min_confidence {}): the camera sees \
                      another place, weather or look than the map's, or its view is blocked",
                     100.0 * q.withheld,
                     q.frames,
@@ -626,7 +628,7 @@ fn spawn_worker(
                 let bad = match result {
                     Ok(Outcome::Prior(a)) => {
                         s.localized += 1;
-                        s.matched(a.prior.confidence, false);
+                        s.matched(a.frame_confidence, false);
                         s.latencies.push_back(ms);
                         if s.latencies.len() > LATENCY_WINDOW {
                             s.latencies.pop_front();
@@ -635,7 +637,7 @@ fn spawn_worker(
                     }
                     Ok(Outcome::Ambiguous(a)) => {
                         s.ambiguous += 1;
-                        s.matched(a.prior.confidence, true);
+                        s.matched(a.frame_confidence, true);
                         tracing::debug!(
                             "{}: ambiguous match (confidence {:.3}): no prior",
                             cameras[i].topic,

@@ -17,6 +17,18 @@ pub(crate) enum Transport {
     Compressed,
 }
 
+/// `--stamps`: what a frame's header stamp says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StampsArg {
+    /// The frame's timestamp in the data set (file name, times.txt, the recording's header),
+    /// moved so that the first frame is stamped when the replay starts, gaps over an hour
+    /// shortened to one, each camera's frames in time order: the node's sequence filter sees
+    /// the data's speeds and gaps, whatever --rate frames are sent at.
+    Data,
+    /// The time of sending, as a camera driver stamps capture.
+    Send,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct ReplayArgs {
     #[command(flatten)]
@@ -38,6 +50,12 @@ pub(crate) struct ReplayArgs {
     /// interval between a camera's frames).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
+    /// What the frames' header stamps say (default: data when every frame played has a
+    /// timestamp in the data set, else send). The cameras of one capture share a timestamp:
+    /// a stamp already given moves on by whole nanoseconds (the second camera's is 1 ns later),
+    /// so that each prior names its frame.
+    #[arg(long, value_enum)]
+    stamps: Option<StampsArg>,
     /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
     #[arg(long, value_enum, default_value_t = Transport::Raw)]
     transport: Transport,
@@ -102,12 +120,18 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         .map(dasgil::map::file::MapFile::open)
         .transpose()?;
     let labels = dasgil::eval::offline::condition_labels(&src);
+    use dasgil::node::frame_player::Stamps;
+    let stamps = a.stamps.map(|s| match s {
+        StampsArg::Data => Stamps::Data,
+        StampsArg::Send => Stamps::Send,
+    });
     let played = dasgil::node::frame_player::replay(
         &src,
         &dasgil::node::frame_player::ReplayOptions {
             topics: a.topics.clone(),
             cameras: a.camera_ids.clone(),
             rate,
+            stamps,
             compressed: a.transport == Transport::Compressed,
             prior_topic: a.prior_topic.clone(),
             wait: std::time::Duration::from_secs_f64(a.wait),
@@ -131,6 +155,13 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     summary.node_filter = played.node_filter.clone();
     let png = online::write_outputs(&a.out, &summary, &src, received)?;
     print!("{}", online::summary_text(&summary));
+    println!(
+        "stamps: {}",
+        match played.stamps {
+            Stamps::Data => "the data's own (--stamps data; gaps over an hour shortened to one)",
+            Stamps::Send => "the time of sending (--stamps send)",
+        }
+    );
     println!(
         "wrote {}: priors.csv, summary.json; picture: {}",
         a.out.display(),

@@ -8,7 +8,7 @@
 #   5. the slice's query frames replayed to it through ROS 2 publishers at camera rate, the pose
 #      priors collected and scored: a summary and a PNG of the route.
 # Usage: tools/demo.sh [--sequence NAME] [--rate HZ] [--transport raw|compressed]
-#                     [--filter none|sequence] [--out DIR]
+#                     [--filter none|sequence] [--stamps data|send] [--out DIR]
 # Outputs in build/demo (or --out): the map, node.log, priors.csv, summary.json, route.png.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +16,7 @@ SEQ=cmu_slice
 RATE=10
 TRANSPORT=raw
 FILTER=
+STAMPS=
 OUT="$ROOT/build/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
     --rate) RATE="$2"; shift 2 ;;
     --transport) TRANSPORT="$2"; shift 2 ;;
     --filter) FILTER="$2"; shift 2 ;;
+    --stamps) STAMPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
@@ -89,7 +91,7 @@ grep -q "dasgil node ready" "$OUT/node.log" || { echo "demo: the node did not ge
 
 stage "replay: the query frames of c0 and c1 at $RATE Hz each ($TRANSPORT), priors scored"
 if ! "$TOOLS" replay --sequence "$SEQ" --map "$MAP" --topics /cam0/image_raw,/cam1/image_raw \
-  --camera-ids c0,c1 --rate "$RATE" --transport "$TRANSPORT" --wait 90 --out "$OUT"; then
+  --camera-ids c0,c1 --rate "$RATE" --transport "$TRANSPORT" ${STAMPS:+--stamps "$STAMPS"} --wait 90 --out "$OUT"; then
   echo "demo: the replay failed; the node's log ($OUT/node.log) ends with:" >&2
   tail -20 "$OUT/node.log" >&2
   exit 1

@@ -482,7 +482,10 @@ impl Localizer {
         // The filter sees HITS hits whatever the caller retrieves (the node's top_k, evaluate's
         // recall@20), so the node and evaluate compute the same thing.
         let observed = &answer.hits[..answer.hits.len().min(sequence::HITS)];
-        let Some(step) = filter.observe(&self.places, observed, may_match) else {
+        // A frame sure of its own match (single-frame confidence at least CONFIDENT) is
+        // published there even outside the believed region.
+        let sure = answer.frame_confidence >= prior::CONFIDENT;
+        let Some(step) = filter.observe(&self.places, observed, sure, may_match) else {
             return single;
         };
         let mut hits = vec![Hit {

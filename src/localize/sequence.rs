@@ -14,8 +14,9 @@
 //! - Motion over `dt` seconds, in any direction (so driving backwards, stopping and a second
 //!   lap of a loop need nothing special): p'(j) = (1 - e) sum_i p(i) K(d_ij) / sum_j K(d_ij)
 //!   plus e / N, with K(d) = exp(-(d - u)^2 / (2 s^2)), d_ij the distance between place centres,
-//!   e = [`UNIFORM_SHARE`]. Without odometry u = 0 and s = [`MOTION_FLOOR`] + [`MAX_SPEED`] dt;
-//!   with odometry ([`Travel`]) u is the straight-line distance between the odometry's
+//!   e = [`UNIFORM_SHARE`]. Without odometry u = 0 and s = [`MOTION_FLOOR`] + [`MAX_SPEED`] dt,
+//!   mixed with the same kernel at [`FAST_SPEED`], each weighed by how well it predicted the
+//!   frames (their evidence; [`SPEED_SWITCH`] lets the vehicle change regime); with odometry ([`Travel`]) u is the straight-line distance between the odometry's
 //!   positions at the two frames and s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] times the path
 //!   length driven in between.
 //!   When 3 s exceeds [`RESET_REACH`] (a long gap: another traversal) the belief starts again
@@ -27,11 +28,13 @@
 //!   places with no row among the hits get the likelihood of the last hit.
 //! - Output: the place with the most posterior mass within [`REGION_RADIUS`] (a belief spread
 //!   over neighbouring places outweighs one aliased place far away); in that region the frame's
-//!   own best match when it lies there, else the place of highest posterior; the frame's
-//!   best-matching row there (any row of that camera at that place when none was among the hits). The position covariance gains
+//!   own best match when it lies there (or, wherever it lies, when the frame is sure of it:
+//!   single-frame confidence at least [`crate::localize::prior::CONFIDENT`]), else the place of
+//!   highest posterior; the frame's best-matching row there (any row of that camera at that
+//!   place when none was among the hits). The position covariance gains
 //!   the posterior's spread about that place, so a belief split between two stretches of road
 //!   says so.
-//! - Reset report: a published place further from the previous one than the motion allows
+//! - Reset report: a published place further from the previous one than the slow bound allows
 //!   (3 s + [`REGION_RADIUS`], the published place may move within its region) is counted as
 //!   a relocalization, never passed off as motion.
 
@@ -46,6 +49,14 @@ pub const PLACE_RADIUS: f64 = 1.0;
 pub const MOTION_FLOOR: f64 = 2.0;
 /// Speed bound without odometry: the motion kernel widens by this much per second (m/s).
 pub const MAX_SPEED: f64 = 15.0;
+/// The second speed bound (m/s): a vehicle on a highway, or frames stamped faster than the
+/// vehicle drove (a data set replayed at a higher rate). Without odometry the motion is a
+/// mixture of the two bounds, weighed by how well each predicted the frames.
+pub const FAST_SPEED: f64 = 50.0;
+/// The chance per frame that the vehicle changes between the two speed bounds.
+pub const SPEED_SWITCH: f64 = 0.05;
+/// Frames closer in time than this (seconds) are one instant: the cameras of one capture.
+pub const SIMULTANEOUS: f64 = 1e-3;
 /// With odometry: the kernel's width per metre travelled (odometry's drift and the map's
 /// spacing).
 pub const ODOMETRY_DRIFT: f64 = 0.2;
@@ -146,7 +157,7 @@ pub struct Step {
     pub spread: Matrix3<f64>,
     /// The posterior mass within REGION_RADIUS of the chosen place.
     pub mass: f64,
-    /// The chosen place is further from the previous one than the motion allows.
+    /// The chosen place is further from the previous one than the slow bound allows.
     pub relocalized: bool,
 }
 
@@ -160,6 +171,10 @@ pub struct SequenceFilter {
     last_place: Option<usize>,
     /// Motion reach of the step now being made (for the relocalization test).
     reach: f64,
+    /// The probability that the vehicle moves within MAX_SPEED rather than FAST_SPEED.
+    slow: f64,
+    /// The last prediction under each speed bound (slow, fast), until the frame weighs them.
+    components: Option<(Vec<f64>, Vec<f64>)>,
     /// Relocalizations so far.
     pub relocalizations: u64,
     /// Belief resets after a long gap so far.
@@ -175,6 +190,8 @@ impl SequenceFilter {
             last_time: None,
             last_place: None,
             reach: f64::INFINITY,
+            slow: 0.5,
+            components: None,
             relocalizations: 0,
             resets: 0,
         }
@@ -190,12 +207,14 @@ impl SequenceFilter {
     pub fn predict(&mut self, places: &Places, t: f64, travel: Option<Travel>) {
         let dt = self.last_time.map_or(f64::INFINITY, |l| (t - l).abs());
         self.last_time = Some(t);
-        let (u, s) = match travel {
+        self.components = None;
+        let (u, s, odometry) = match travel {
             Some(m) if dt.is_finite() && m.displacement.is_finite() && m.path.is_finite() => (
                 m.displacement.abs(),
                 MOTION_FLOOR + ODOMETRY_DRIFT * m.path.abs().max(m.displacement.abs()),
+                true,
             ),
-            _ => (0.0, MOTION_FLOOR + MAX_SPEED * dt),
+            _ => (0.0, MOTION_FLOOR + MAX_SPEED * dt, false),
         };
         self.reach = u + 3.0 * s;
         if !self.reach.is_finite() || self.reach > RESET_REACH {
@@ -208,6 +227,32 @@ impl SequenceFilter {
         if self.uniform {
             return;
         }
+        // Odometry says how far; frames less than SIMULTANEOUS apart (the cameras of one
+        // capture) leave nothing for two speeds to tell apart: one motion model.
+        if odometry || dt < SIMULTANEOUS {
+            // Odometry says how far: one motion model.
+            self.belief = self.moved(places, u, s);
+            return;
+        }
+        // Without odometry, two speed bounds weighed by how well each predicted the frames.
+        let slow = self.moved(places, u, s);
+        // Its reach capped at what resets the belief (a gap of minutes is one anyway).
+        let fast_s = (MOTION_FLOOR + FAST_SPEED * dt).min(RESET_REACH / 3.0);
+        let fast = self.moved(places, 0.0, fast_s);
+        let m = (1.0 - SPEED_SWITCH) * self.slow + SPEED_SWITCH * (1.0 - self.slow);
+        self.belief = slow
+            .iter()
+            .zip(&fast)
+            .map(|(a, b)| m * a + (1.0 - m) * b)
+            .collect();
+        self.slow = m;
+        self.components = Some((slow, fast));
+    }
+
+    /// The belief moved by the kernel centred on `u` with width `s` (metres), the uniform
+    /// share added.
+    fn moved(&self, places: &Places, u: f64, s: f64) -> Vec<f64> {
+        let reach = u + 3.0 * s;
         let n = places.len();
         let top = self.belief.iter().cloned().fold(0.0, f64::max);
         let mut next = vec![UNIFORM_SHARE / n as f64; n];
@@ -226,10 +271,7 @@ impl SequenceFilter {
             near.extend(
                 places
                     .tree
-                    .within_unsorted::<kiddo::SquaredEuclidean>(
-                        &places.centre[i],
-                        self.reach * self.reach,
-                    )
+                    .within_unsorted::<kiddo::SquaredEuclidean>(&places.centre[i], reach * reach)
                     .into_iter()
                     .map(|nb| {
                         let j = nb.item as usize;
@@ -251,7 +293,7 @@ impl SequenceFilter {
             next.iter_mut().for_each(|b| *b += share);
         }
         normalize(&mut next);
-        self.belief = next;
+        next
     }
 
     /// Back to a uniform belief (a new traversal, or the caller's reset).
@@ -260,6 +302,7 @@ impl SequenceFilter {
         self.belief.iter_mut().for_each(|b| *b = 1.0 / n as f64);
         self.uniform = true;
         self.last_place = None;
+        self.components = None;
     }
 
     /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
@@ -269,6 +312,7 @@ impl SequenceFilter {
         &mut self,
         places: &Places,
         hits: &[Hit],
+        sure: bool,
         may_match: impl Fn(usize) -> bool,
     ) -> Option<Step> {
         let d1 = hits.first()?.distance as f64;
@@ -287,6 +331,16 @@ impl SequenceFilter {
             lik[p] = lik[p].max((-(h.distance as f64 - d1) / scale).exp());
             if best_row[p].is_none() {
                 best_row[p] = Some((h.index, h.distance));
+            }
+        }
+        if let Some((slow, fast)) = self.components.take() {
+            let evidence = |p: &[f64]| p.iter().zip(&lik).map(|(a, l)| a * l).sum::<f64>();
+            let (es, ef) = (
+                self.slow * evidence(&slow),
+                (1.0 - self.slow) * evidence(&fast),
+            );
+            if es + ef > 0.0 && (es + ef).is_finite() {
+                self.slow = es / (es + ef);
             }
         }
         for (b, l) in self.belief.iter_mut().zip(&lik) {
@@ -322,7 +376,7 @@ impl SequenceFilter {
             });
             likely.truncate(REGION_CANDIDATES);
         }
-        let (centre, mass) = likely
+        let (centre, region_mass) = likely
             .into_iter()
             .map(|j| (j, region(j)))
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
@@ -331,7 +385,10 @@ impl SequenceFilter {
         // knows best), else the place of highest posterior.
         let own = places.of_row[hits[0].index];
         let in_region = places.distance(own, centre) <= REGION_RADIUS;
-        let place = if in_region && can_show(own) {
+        // A frame sure of itself (`sure`: its single-frame confidence at least CONFIDENT) is
+        // not overridden: a belief that lags behind a vehicle faster than the motion allows
+        // follows it.
+        let place = if (in_region || sure) && can_show(own) {
             own
         } else {
             places
@@ -345,6 +402,13 @@ impl SequenceFilter {
                 .filter(|&j| can_show(j))
                 .max_by(|&a, &b| self.belief[a].total_cmp(&self.belief[b]).then(b.cmp(&a)))
                 .unwrap_or(centre)
+        };
+        // The mass about the published place (a sure frame's place outside the region holds
+        // only its own).
+        let mass = if places.distance(place, centre) <= REGION_RADIUS {
+            region_mass
+        } else {
+            region(place)
         };
         let (row, distance) = best_row[place].unwrap_or_else(|| {
             let r = *places.rows[place]
@@ -427,7 +491,9 @@ mod tests {
         let mut last = None;
         for i in 0..frames {
             f.predict(places, 0.5 * i as f64, None);
-            last = f.observe(places, &hits(places, from + i, 0, 0.0, rng), |r| r % 2 == 0);
+            last = f.observe(places, &hits(places, from + i, 0, 0.0, rng), false, |r| {
+                r % 2 == 0
+            });
         }
         last
     }
@@ -476,7 +542,7 @@ mod tests {
         for &(t, truth, cam) in frames {
             let h = hits(places, truth, cam, alias, &mut rng);
             f.predict(places, t, None);
-            let s = f.observe(places, &h, |r| r % 2 == cam).unwrap();
+            let s = f.observe(places, &h, false, |r| r % 2 == cam).unwrap();
             assert_eq!(s.row % 2, cam, "a row of another camera was published");
             // Never a jump beyond what the speed bound allows (3 sigma of the motion, the
             // places' size) without a relocalization or a reset reported.
@@ -560,6 +626,57 @@ mod tests {
     }
 
     #[test]
+    fn a_vehicle_faster_than_the_speed_bound_is_followed() {
+        // 50 m/s (a place every 0.1 s), frames stamped as they come: the 15 m/s bound alone
+        // lags behind; the faster bound of the mixture takes over.
+        let places = route(200, false);
+        let frames: Vec<(f64, usize, usize)> =
+            (0..150).map(|i| (0.1 * i as f64, i + 20, 0)).collect();
+        let (good, single, _, f) = run(&places, &frames, 0.3, 17);
+        // (With the 15 m/s bound alone: 0.07 of the frames within a place; single frames 0.73.)
+        assert!(
+            good > 0.75 && good > single + 0.05,
+            "filtered {good:.2} vs single-frame {single:.2}"
+        );
+        assert!(f.slow < 0.5, "the fast bound's weight: {}", 1.0 - f.slow);
+        // At 10 m/s the slow bound explains the frames better.
+        let frames: Vec<(f64, usize, usize)> =
+            (0..150).map(|i| (0.5 * i as f64, i + 20, 0)).collect();
+        let (good, single, _, f) = run(&places, &frames, 0.3, 17);
+        assert!(
+            good > 0.95,
+            "filtered {good:.2} vs single-frame {single:.2}"
+        );
+        assert!(f.slow > 0.5, "the slow bound's weight: {}", f.slow);
+    }
+
+    #[test]
+    fn a_frame_sure_of_its_match_is_published_outside_the_believed_region() {
+        let places = route(100, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(21);
+        drive(&mut f, &places, &mut rng, 20, 10);
+        let far = hits(&places, 90, 0, 0.0, &mut rng);
+        let mut unsure = f.clone();
+        unsure.predict(&places, 5.0, None);
+        let u = unsure
+            .observe(&places, &far, false, |r| r % 2 == 0)
+            .unwrap();
+        f.predict(&places, 5.0, None);
+        let s = f.observe(&places, &far, true, |r| r % 2 == 0).unwrap();
+        assert_eq!(s.place, 90, "unsure: {}", u.place);
+        assert!(s.relocalized);
+        // Its confidence is the posterior mass about place 90, not the believed region's
+        // (which the unsure frame, published there, reports).
+        assert!(
+            (u.place as i64 - 30).abs() <= 2,
+            "unsure published {}",
+            u.place
+        );
+        assert!(s.mass + 0.05 < u.mass, "mass {} against {}", s.mass, u.mass);
+    }
+
+    #[test]
     fn backwards_a_stop_and_a_skipped_stretch() {
         let places = route(200, false);
         let mut frames: Vec<(f64, usize, usize)> = Vec::new();
@@ -609,7 +726,7 @@ mod tests {
         drive(&mut f, &places, &mut rng, 20, 10);
         f.predict(&places, 5.0, None);
         let settled = f
-            .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), |r| {
+            .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), false, |r| {
                 r % 2 == 0
             })
             .unwrap();
@@ -621,7 +738,7 @@ mod tests {
         // and the spread says so (hundreds of metres squared, not a few).
         f.predict(&places, 5.5, None);
         let split = f
-            .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), |r| {
+            .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), false, |r| {
                 r % 2 == 0
             })
             .unwrap();

@@ -456,8 +456,9 @@ pub fn route_png(
         if text {
             b.caption(
                 format!(
-                    "pose priors of {} replayed frames: {:.1}% within (5 m, 10 deg), median {:.2} m, \
-                     truth inside the 95% ellipsoid {:.1}%",
+                    "{} pose priors for {} replayed frames: {:.1}% of them within (5 m, 10 deg), \
+                     median {:.2} m, truth inside the 95% ellipsoid {:.1}%",
+                    s.all.priors,
                     s.frames_sent,
                     100.0 * s.all.within_5m_10deg,
                     s.all.median_position_error,

@@ -40,7 +40,7 @@ pub(crate) struct ReplayArgs {
     /// The map the node runs (names the map image each prior came from in route.png).
     #[arg(long)]
     map: Option<PathBuf>,
-    /// Camera topics, comma-separated, parallel to --cameras.
+    /// Camera topics, comma-separated, parallel to --camera-ids.
     #[arg(long, value_delimiter = ',', default_value = "/camera/image_raw")]
     topics: Vec<String>,
     /// The query camera played on each topic, comma-separated, parallel to --topics.
@@ -94,6 +94,9 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     }
     if a.out.is_file() {
         anyhow::bail!("--out {}: is a file; expected a folder", a.out.display());
+    }
+    if a.limit == Some(0) {
+        anyhow::bail!("--limit: expected at least 1 frame per camera, found 0");
     }
     let src = match a.bag.options() {
         Some(o) => {

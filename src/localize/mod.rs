@@ -134,6 +134,18 @@ pub struct Answer {
     pub frame_confidence: f64,
 }
 
+/// What the sequence filter adds to a frame's prior.
+struct Filtered {
+    /// The posterior's spread about the published place, added to the prior's position block
+    /// before the move to base_link.
+    spread: nalgebra::Matrix3<f64>,
+    /// The posterior mass near the published place: the prior's confidence, which
+    /// `min_confidence` compares and which weighs the room for a wrong match.
+    mass: f64,
+    /// The frame's own single-frame confidence (`Answer::frame_confidence`).
+    frame_confidence: f64,
+}
+
 /// What one frame gave.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -493,30 +505,26 @@ impl Localizer {
             distance: step.distance,
         }];
         hits.extend(answer.hits.iter().filter(|h| h.index != step.row).copied());
-        let frame_confidence = answer.frame_confidence;
-        let mut out = self.answer(hits, query, Some((step.spread, step.mass)));
-        if let Outcome::Prior(a) | Outcome::Ambiguous(a) = &mut out {
-            a.frame_confidence = frame_confidence;
-        }
-        out
+        let filtered = Filtered {
+            spread: step.spread,
+            mass: step.mass,
+            frame_confidence: answer.frame_confidence,
+        };
+        self.answer(hits, query, Some(filtered))
     }
 
-    /// The outcome from ranked hits (the first is the prior's pose). From the sequence filter,
-    /// `filtered` = (the posterior's spread, added to the prior's position block before the move
-    /// to base_link; the posterior mass near the published place, which is then the confidence
-    /// that `min_confidence` compares and that weighs the room for a wrong match).
-    fn answer(
-        &self,
-        hits: Vec<Hit>,
-        query: &Query,
-        filtered: Option<(nalgebra::Matrix3<f64>, f64)>,
-    ) -> Outcome {
+    /// The outcome from ranked hits (the first is the prior's pose), with what the sequence
+    /// filter adds when it chose them.
+    fn answer(&self, hits: Vec<Hit>, query: &Query, filtered: Option<Filtered>) -> Outcome {
         let k = self.options.top_k;
-        let Some(mut prior) = pose_prior(&self.map, &hits, k, filtered.map(|(_, mass)| mass))
+        let Some(mut prior) = pose_prior(&self.map, &hits, k, filtered.as_ref().map(|f| f.mass))
         else {
             return Outcome::NoCandidates("the map has no entries".into());
         };
-        if let Some((s, _)) = filtered {
+        let frame_confidence = filtered
+            .as_ref()
+            .map_or(prior.confidence, |f| f.frame_confidence);
+        if let Some(Filtered { spread: s, .. }) = filtered {
             for r in 0..3 {
                 for c in 0..3 {
                     prior.covariance[r * 6 + c] += s[(r, c)];
@@ -535,7 +543,7 @@ impl Localizer {
             }
         }
         let answer = Answer {
-            frame_confidence: prior.confidence,
+            frame_confidence,
             prior,
             hits,
             candidates,

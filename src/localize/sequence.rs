@@ -16,8 +16,9 @@
 //!   plus e / N, with K(d) = exp(-(d - u)^2 / (2 s^2)), d_ij the distance between place centres,
 //!   e = [`UNIFORM_SHARE`]. Without odometry u = 0 and s = [`MOTION_FLOOR`] + [`MAX_SPEED`] dt,
 //!   mixed with the same kernel at [`FAST_SPEED`], each weighed by how well it predicted the
-//!   frames (their evidence; [`SPEED_SWITCH`] lets the vehicle change regime); with odometry ([`Travel`]) u is the straight-line distance between the odometry's
-//!   positions at the two frames and s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] times the path
+//!   frames (their evidence; [`SPEED_SWITCH`] lets the vehicle change regime); with odometry
+//!   ([`Travel`]) u is the straight-line distance between the odometry's positions at the two
+//!   frames and s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] times the path
 //!   length driven in between.
 //!   When 3 s exceeds [`RESET_REACH`] (a long gap: another traversal) the belief starts again
 //!   from uniform.
@@ -230,7 +231,6 @@ impl SequenceFilter {
         // Odometry says how far; frames less than SIMULTANEOUS apart (the cameras of one
         // capture) leave nothing for two speeds to tell apart: one motion model.
         if odometry || dt < SIMULTANEOUS {
-            // Odometry says how far: one motion model.
             self.belief = self.moved(places, u, s);
             return;
         }

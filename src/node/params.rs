@@ -508,7 +508,7 @@ mod tests {
         assert_eq!(p["top_k"].as_u64(), Some(o.top_k as u64));
         assert_eq!(p["min_confidence"].as_f64(), Some(o.min_confidence));
         // The filter is the one default that differs: the node runs the sequence filter,
-        // evaluate and localize the paper's single-frame retrieval (docs/sequence-filter.md).
+        // evaluate the paper's single-frame retrieval (docs/sequence-filter.md).
         assert_eq!(d.filter, crate::localize::Filter::Sequence.name());
         assert_eq!(o.filter, crate::localize::Filter::None);
         assert_eq!(p["filter"].as_str(), Some(d.filter.as_str()));

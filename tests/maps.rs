@@ -708,6 +708,31 @@ fn evaluate_scores_a_model_and_both_baselines() {
             );
             let sub3 = std::fs::read_to_string(seq.join("submission.txt")).unwrap();
             assert_eq!(sub3.lines().count(), 24);
+            // The published covariance reaches as far as SPREAD_MASS of the belief:
+            // tools/python/fit_sequence_spread.py recomputes every query's 95% radius and
+            // Mahalanobis distance from the belief profile evaluate writes (the Python formula
+            // is the Rust one), and the profile is a distribution about the published place.
+            let lines = std::fs::read_to_string(seq.join("candidates-none.jsonl")).unwrap();
+            let (mut settled, mut spread) = (0, 0);
+            for l in lines.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let profile = v["belief_profile"].as_array().unwrap();
+                let field = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap();
+                let d: Vec<f64> = profile.iter().map(|p| field(p, "ground")).collect();
+                let total: f64 = profile.iter().map(|p| field(p, "share")).sum();
+                assert!((total - 1.0).abs() < 1e-9, "{l}");
+                assert!(d.windows(2).all(|w| w[0] <= w[1]), "{l}");
+                // The published place holds belief of its own (ground distance 0 first).
+                settled += usize::from(d.first() == Some(&0.0));
+                // The belief reaches beyond the floor: radius over sqrt(7.81 * 0.9).
+                spread += usize::from(v["radius_95"].as_f64().unwrap() > 2.66);
+            }
+            assert!(settled >= 20 && spread >= 1, "{settled} {spread} of 24");
+            let said = common::python_tool(
+                "fit_sequence_spread.py",
+                &["--verify", "--fit", path_str(&seq)],
+            );
+            assert!(said.contains("verified"), "{said}");
         }
     }
 }

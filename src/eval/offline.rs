@@ -141,8 +141,10 @@ pub struct Report {
     pub by_camera: BTreeMap<String, Scores>,
     pub queries: Vec<QueryResult>,
     /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
-    /// distance, position): written as candidates-{adaptation}.jsonl, the input of
-    /// tools/python/fit_prior.py (docs/pose-prior.md).
+    /// distance, position) and, with the sequence filter, the belief about the published place
+    /// (`belief_profile`, [`crate::localize::sequence::BeliefAt`] nearest first) and the map's
+    /// `up`: written as candidates-{adaptation}.jsonl, the input of tools/python/fit_prior.py
+    /// (single frames) and tools/python/fit_sequence_spread.py (the filter; docs/pose-prior.md).
     #[serde(skip)]
     pub candidates: Vec<serde_json::Value>,
 }
@@ -397,6 +399,8 @@ pub fn evaluate(
             "confidence": r.confidence,
             "radius_95": r.radius_95,
             "mahalanobis2": r.mahalanobis2,
+            "belief_profile": answer.belief_profile,
+            "up": loc.places.up.as_slice(),
         }));
     }
     let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {

@@ -132,11 +132,14 @@ pub struct Answer {
     /// the posterior mass, still how well this frame alone matched the map (what tells a
     /// camera that has stopped matching while another camera keeps the belief up).
     pub frame_confidence: f64,
+    /// With `filter: sequence`: the belief about the published place, nearest first
+    /// ([`sequence::Step::profile`]); empty without the filter.
+    pub belief_profile: Vec<sequence::BeliefAt>,
 }
 
 /// What the sequence filter adds to a frame's prior.
 struct Filtered {
-    /// The posterior's spread about the published place, added to the prior's position block
+    /// The belief's reach about the published place (R^2 / 7.81 in the ground plane), added to the prior's position block
     /// before the move to base_link.
     spread: nalgebra::Matrix3<f64>,
     /// The posterior mass near the published place: the prior's confidence, which
@@ -144,6 +147,8 @@ struct Filtered {
     mass: f64,
     /// The frame's own single-frame confidence (`Answer::frame_confidence`).
     frame_confidence: f64,
+    /// `Answer::belief_profile`.
+    profile: Vec<sequence::BeliefAt>,
 }
 
 /// What one frame gave.
@@ -466,7 +471,7 @@ impl Localizer {
     /// One frame of a sequence (`filter: sequence`): the frame's own search, then the filter's
     /// step at `time` (seconds; `travel`: the odometry's motion since the previous frame, when
     /// known). The prior is made from the row the filter chose, first, then the frame's
-    /// other hits, and its position block gains the posterior's spread. A frame that gives no
+    /// other hits, and its position block gains the belief's reach. A frame that gives no
     /// answer (rejected, no candidates) leaves the filter as it was.
     pub fn localize_in_sequence(
         &self,
@@ -509,6 +514,7 @@ impl Localizer {
             spread: step.spread,
             mass: step.mass,
             frame_confidence: answer.frame_confidence,
+            profile: step.profile,
         };
         self.answer(hits, query, Some(filtered))
     }
@@ -524,12 +530,17 @@ impl Localizer {
         let frame_confidence = filtered
             .as_ref()
             .map_or(prior.confidence, |f| f.frame_confidence);
-        if let Some(Filtered { spread: s, .. }) = filtered {
+        let mut belief_profile = Vec::new();
+        if let Some(Filtered {
+            spread: s, profile, ..
+        }) = filtered
+        {
             for r in 0..3 {
                 for c in 0..3 {
                     prior.covariance[r * 6 + c] += s[(r, c)];
                 }
             }
+            belief_profile = profile;
         }
         let mut candidates: Vec<Pose> = hits
             .iter()
@@ -547,6 +558,7 @@ impl Localizer {
             prior,
             hits,
             candidates,
+            belief_profile,
         };
         if withheld(answer.prior.confidence, self.options.min_confidence) {
             Outcome::Ambiguous(answer)

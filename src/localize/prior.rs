@@ -26,7 +26,7 @@
 //!
 //! With the sequence filter (a confidence given: the posterior mass), the prior is the chosen
 //! row's with the floors only (A_t = s_t^2 I, A_r = s_r^2 I, a = 0): the caller adds the
-//! posterior's spread, which holds the alternatives.
+//! belief's reach (sequence::SPREAD_MASS), which holds the alternatives.
 //!
 //! The constants were fitted (tools/python/fit_prior.py) so that the true position lies inside
 //! the 95% position ellipsoid for at least 95% of the published priors on each of three worlds

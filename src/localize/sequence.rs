@@ -32,9 +32,18 @@
 //!   own best match when it lies there (or, wherever it lies, when the frame is sure of it:
 //!   single-frame confidence at least [`crate::localize::prior::CONFIDENT`]), else the place of
 //!   highest posterior; the frame's best-matching row there (any row of that camera at that
-//!   place when none was among the hits). The position covariance gains
-//!   the posterior's spread about that place, so a belief split between two stretches of road
-//!   says so.
+//!   place when none was among the hits).
+//! - Position covariance: the floor of a single match plus R^2 / 7.81 (I - u u^T) + H^2 / 7.81
+//!   u u^T, u the map's up (7.81 the 95% point of chi-square with 3 degrees of freedom): R the
+//!   ground distance (perpendicular to u) from the published place within which
+//!   [`SPREAD_MASS`] of the belief lies (the places that hold belief of their own, cumulated
+//!   outwards, linearly between places, from 0 at 0), H the largest height difference (along u)
+//!   of a place within R. So the 95% ellipsoid is a disc out to about where that share of the
+//!   belief is (the road's direction is not used): a belief split between two stretches of road
+//!   widens it when the other stretch holds more than 1 - SPREAD_MASS of it, and a settled
+//!   belief is not widened by the little left far away. SPREAD_MASS was fitted so that the 95%
+//!   ellipsoid holds the truth for 95% of the priors of the fitting worlds together
+//!   (tools/python/fit_sequence_spread.py; docs/pose-prior.md).
 //! - Reset report: a published place further from the previous one than the slow bound allows
 //!   (3 s + [`REGION_RADIUS`], the published place may move within its region) is counted as
 //!   a relocalization, never passed off as motion.
@@ -74,6 +83,11 @@ pub struct Travel {
 pub const RESET_REACH: f64 = 1000.0;
 /// Share of the belief spread over every place at each step (recovery from a kidnapping).
 pub const UNIFORM_SHARE: f64 = 0.01;
+/// The share of the belief within the published 95% ellipsoid's reach (the module comment).
+/// The posterior is less sure than it should be (its likelihood is tempered so that an aliased
+/// place is not ruled out): on the fitting worlds 80% of its belief reaches as far as the truth
+/// lies in 95% of the frames (the three fitting worlds together).
+pub const SPREAD_MASS: f64 = 0.8;
 /// The published place is the one with the most belief within this distance (metres).
 pub const REGION_RADIUS: f64 = 10.0;
 /// Places this many times less likely than the best are not moved one by one (their belief
@@ -94,18 +108,26 @@ pub struct Places {
     pub centre: Vec<[f64; 3]>,
     /// Rows of each place, in map order.
     pub rows: Vec<Vec<usize>>,
+    /// The map's up direction (unit; [`crate::localize::prior::map_up`]): the ground plane the
+    /// spread lies in is perpendicular to it.
+    pub up: Vector3<f64>,
     tree: kiddo::KdTree<f64, 3>,
 }
 
 impl Places {
     pub fn new(map: &MapFile) -> Self {
-        Self::from_centres((0..map.len()).map(|i| {
+        let mut places = Self::from_centres((0..map.len()).map(|i| {
             let t = map.pose(i).translation.vector;
             [t.x, t.y, t.z]
-        }))
+        }));
+        if let Some(up) = crate::localize::prior::map_up((0..map.len()).map(|i| map.pose(i))) {
+            places.up = up;
+        }
+        places
     }
 
-    /// Groups rows (their camera centres, in map order) into places.
+    /// Groups rows (their camera centres, in map order) into places; up is +z until
+    /// [`Places::new`] finds the map's.
     pub fn from_centres(centres: impl Iterator<Item = [f64; 3]>) -> Self {
         let mut tree: kiddo::KdTree<f64, 3> = kiddo::KdTree::new();
         let (mut of_row, mut centre, mut rows) = (Vec::new(), Vec::new(), Vec::<Vec<usize>>::new());
@@ -127,6 +149,7 @@ impl Places {
             of_row,
             centre,
             rows,
+            up: Vector3::z(),
             tree,
         }
     }
@@ -154,8 +177,12 @@ pub struct Step {
     pub row: usize,
     /// Its descriptor distance to the frame (the last hit's when it was not among the hits).
     pub distance: f32,
-    /// The posterior's position covariance about the chosen place (metres squared).
+    /// The posterior's position covariance about the chosen place (metres squared): R^2 / 7.81
+    /// in the ground plane (the module comment).
     pub spread: Matrix3<f64>,
+    /// The belief about the chosen place, one entry per place that holds belief of its own,
+    /// nearest (on the ground) first; R and H are read from it.
+    pub profile: Vec<BeliefAt>,
     /// The posterior mass within REGION_RADIUS of the chosen place.
     pub mass: f64,
     /// The chosen place is further from the previous one than the slow bound allows.
@@ -417,17 +444,42 @@ impl SequenceFilter {
                 .expect("filtered");
             (r, last as f32)
         });
-        // The spread over the places that hold belief of their own (not the uniform share every
-        // place keeps, which would make it grow with the size of the map).
-        let c = Vector3::from(places.centre[place]);
-        let mut spread = Matrix3::zeros();
-        for (j, &b) in self.belief.iter().enumerate() {
-            if b < top * PRUNE {
-                continue;
-            }
-            let v = Vector3::from(places.centre[j]) - c;
-            spread += b * v * v.transpose();
-        }
+        // The belief of the places that hold some of their own (not the uniform share every
+        // place keeps, which would make the reach grow with the size of the map), by distance.
+        let (c, up) = (Vector3::from(places.centre[place]), places.up);
+        let mut profile: Vec<BeliefAt> = self
+            .belief
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b >= top * PRUNE)
+            .map(|(j, &b)| {
+                let v = Vector3::from(places.centre[j]) - c;
+                let height = v.dot(&up);
+                BeliefAt {
+                    ground: (v - up * height).norm(),
+                    height,
+                    share: b,
+                }
+            })
+            .collect();
+        profile.sort_by(|a, b| a.ground.total_cmp(&b.ground));
+        let kept: f64 = profile.iter().map(|p| p.share).sum();
+        profile.iter_mut().for_each(|p| p.share /= kept);
+        let reach = reach_of(&profile, SPREAD_MASS);
+        let height = profile
+            .iter()
+            .take_while(|p| p.ground <= reach)
+            .fold(0.0f64, |h, p| h.max(p.height.abs()));
+        // A map position that is not finite would make the covariance NaN: say "anywhere".
+        let (reach, height) = if reach.is_finite() && height.is_finite() {
+            (reach, height)
+        } else {
+            (RESET_REACH, RESET_REACH)
+        };
+        let vertical = up * up.transpose();
+        let spread = ((Matrix3::identity() - vertical) * (reach * reach)
+            + vertical * (height * height))
+            / crate::localize::prior::CHI2_3_95;
         let relocalized = self
             .last_place
             .is_some_and(|l| places.distance(l, place) > self.reach + REGION_RADIUS);
@@ -440,10 +492,48 @@ impl SequenceFilter {
             row,
             distance,
             spread,
+            profile,
             mass,
             relocalized,
         })
     }
+}
+
+/// One place's belief seen from the published place: evaluate writes these as
+/// `belief_profile` (tools/python/fit_sequence_spread.py reads them).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BeliefAt {
+    /// Distance on the ground (perpendicular to the map's up) between the place centres (each
+    /// place's first map image), metres.
+    pub ground: f64,
+    /// Height of the place above the published one, along the map's up, metres.
+    pub height: f64,
+    /// Its share of the belief the places hold of their own (those at least a thousandth of
+    /// the best, [`PRUNE`]; the uniform share left out), summing to 1 over the profile.
+    pub share: f64,
+}
+
+/// The ground distance within which `share` of the belief lies: `profile` nearest first,
+/// summing to 1; the cumulative share grows linearly between its distances, from 0 at 0.
+pub fn reach_of(profile: &[BeliefAt], share: f64) -> f64 {
+    let (mut prev_d, mut prev_acc) = (0.0, 0.0);
+    for &BeliefAt {
+        ground: d,
+        share: m,
+        ..
+    } in profile
+    {
+        let acc = prev_acc + m;
+        if acc >= share {
+            return if acc > prev_acc {
+                prev_d + (d - prev_d) * ((share - prev_acc) / (acc - prev_acc)).clamp(0.0, 1.0)
+            } else {
+                d
+            };
+        }
+        (prev_d, prev_acc) = (d, acc);
+    }
+    prev_d
 }
 
 fn normalize(v: &mut [f64]) {
@@ -589,7 +679,93 @@ mod tests {
         let mut f = SequenceFilter::new(&places);
         let mut rng = Draws::seed_from_u64(13);
         let s = drive(&mut f, &places, &mut rng, 10, 20).unwrap();
-        assert!(s.spread.trace() < 200.0, "{}", s.spread.trace());
+        assert!(
+            s.spread.trace() < 2.0 * 15.0 * 15.0 / 7.81,
+            "{}",
+            s.spread.trace()
+        );
+    }
+
+    #[test]
+    fn the_reach_cumulates_the_belief_outwards_linearly_between_places() {
+        let at = |ground: f64, share: f64| BeliefAt {
+            ground,
+            height: 0.0,
+            share,
+        };
+        // Worked by hand: 0.5 at the place itself, 0.3 at 5 m, 0.2 at 20 m.
+        let profile = [at(0.0, 0.5), at(5.0, 0.3), at(20.0, 0.2)];
+        assert_eq!(reach_of(&profile, 0.4), 0.0);
+        assert_eq!(reach_of(&profile, 0.5), 0.0);
+        // 0.82: 0.8 is reached at 5 m, the last 0.02 of the 0.2 between 5 and 20 m.
+        assert!((reach_of(&profile, 0.82) - 6.5).abs() < 1e-12);
+        assert!((reach_of(&profile, 0.65) - 2.5).abs() < 1e-12);
+        // A published place without belief of its own: from 0 at 0 to the first place's share.
+        assert!((reach_of(&[at(10.0, 1.0)], 0.82) - 8.2).abs() < 1e-12);
+        assert_eq!(reach_of(&[], 0.82), 0.0);
+    }
+
+    #[test]
+    fn the_spread_is_a_disc_on_the_ground_out_to_the_belief_and_up_to_its_heights() {
+        // A road along y climbing a 10% grade, in a world frame whose up is +x (not z): place
+        // p at y = 5p, x = 0.5p. The belief is split between places 0 and 1 and a place 100 m
+        // on; the published place is 0, 80% of the belief lies beyond place 1, so the disc
+        // reaches between place 1 and the far place, and the heights are place 1's (0.5 m).
+        let mut places = Places::from_centres((0..60).map(|row| {
+            let p = (row / 2) as f64;
+            [0.5 * p, 5.0 * p, 0.0]
+        }));
+        places.up = Vector3::x();
+        let mut f = SequenceFilter::new(&places);
+        let far = 20;
+        let hit = |place: usize, row: usize, distance: f32| Hit {
+            index: places.rows[place][row],
+            distance,
+        };
+        let last = places.len() - 1;
+        // Equally good at places 0 and 1, e^-0.01 at the far place, e^-1 at the last place
+        // (the fifth hit sets the scale to 1), nothing elsewhere (the last hit's likelihood,
+        // e^-19, is pruned).
+        let hits = [
+            hit(0, 0, 1.0),
+            hit(0, 1, 1.0),
+            hit(1, 0, 1.0),
+            hit(far, 0, 1.01),
+            hit(last, 0, 2.0),
+            hit(last - 1, 0, 20.0),
+        ];
+        let s = f.observe(&places, &hits, false, |_| true).unwrap();
+        assert_eq!(s.place, 0);
+        let (e, e_far) = ((-1.0f64).exp(), (-0.01f64).exp());
+        let total = 2.0 + e_far + e;
+        // Ground distances along y only (x is up): 0, 5, 100, 145 m; heights 0, 0.5, 10, 14.5.
+        let want = [
+            (0.0, 0.0, 1.0),
+            (5.0, 0.5, 1.0),
+            (100.0, 10.0, e_far),
+            (145.0, 14.5, e),
+        ];
+        assert_eq!(s.profile.len(), 4, "{:?}", s.profile);
+        for (got, (g, h, b)) in s.profile.iter().zip(want) {
+            assert!(
+                (got.ground - g).abs() < 1e-9
+                    && (got.height - h).abs() < 1e-9
+                    && (got.share - b / total).abs() < 1e-6,
+                "{got:?} {:?}",
+                (g, h, b / total)
+            );
+        }
+        let r = reach_of(&s.profile, SPREAD_MASS);
+        let hand = 5.0 + 95.0 * (SPREAD_MASS - 2.0 / total) / (e_far / total);
+        assert!((r - hand).abs() < 1e-4 * hand, "reach {r}, by hand {hand}");
+        assert!(r > 5.0 && r < 100.0);
+        // R^2 / 7.81 on y and z (the ground), 0.5^2 / 7.81 on x (up), nothing between.
+        let chi = crate::localize::prior::CHI2_3_95;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1e-9);
+        assert!(close(s.spread[(1, 1)], r * r / chi), "{}", s.spread);
+        assert!(close(s.spread[(2, 2)], r * r / chi), "{}", s.spread);
+        assert!(close(s.spread[(0, 0)], 0.25 / chi), "{}", s.spread);
+        assert_eq!(s.spread[(0, 1)], 0.0);
     }
 
     #[test]
@@ -731,18 +907,32 @@ mod tests {
             })
             .unwrap();
         assert!((settled.place as i64 - 30).abs() <= 1, "{}", settled.place);
-        // The belief holds the place and its neighbours (5 m away): a spread of a few metres.
-        assert!(settled.spread.trace() < 200.0, "{}", settled.spread);
+        // The belief holds the place and its neighbours (5 m away): the 95% ellipsoid reaches
+        // about two places (R^2 / 7.81 on each ground axis, R under 15 m).
+        assert!(
+            settled.spread.trace() < 2.0 * 15.0 * 15.0 / 7.81,
+            "{}",
+            settled.spread
+        );
         assert!(settled.mass > 0.2, "{}", settled.mass);
-        // A frame that looks like a place 300 m away: the belief is split between the two,
-        // and the spread says so (hundreds of metres squared, not a few).
+        // A frame that looks like a place 300 m away: some of the belief moves there, the rest
+        // widens about place 30, and the spread says so.
         f.predict(&places, 5.5, None);
         let split = f
             .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), false, |r| {
                 r % 2 == 0
             })
             .unwrap();
-        assert!(split.spread.trace() > 1000.0, "{}", split.spread.trace());
+        // The ellipsoid reaches R = 42.7 m here (the belief about place 30 has widened too),
+        // against 11.6 m before.
+        let reach = |s: &Step| (s.spread.trace() * crate::localize::prior::CHI2_3_95 / 2.0).sqrt();
+        assert!(reach(&split) > 30.0, "{}", reach(&split));
+        assert!(
+            reach(&split) > 3.0 * reach(&settled),
+            "{} {}",
+            reach(&split),
+            reach(&settled)
+        );
         // Wherever it publishes, a move that far is reported as a relocalization.
         assert_eq!(
             split.relocalized,

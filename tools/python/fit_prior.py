@@ -37,7 +37,23 @@ PLACE_SPACING = 2.5
 
 
 def fail(message):
-    sys.exit(f"fit_prior.py: {message}")
+    sys.exit(f"{os.path.basename(sys.argv[0])}: {message}")
+
+
+def json_lines(path, what):
+    """(where, object) for each non-empty line of a JSON-lines file; fails naming the line."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                q = json.loads(line)
+            except ValueError as e:
+                fail(f"{where}: not JSON ({e})")
+            if not isinstance(q, dict):
+                fail(f"{where}: expected an object with {what}, found {type(q).__name__}")
+            yield where, q
 
 
 def load(folder, adaptation):
@@ -49,60 +65,50 @@ def load(folder, adaptation):
         fail(f"{path}: missing ({'the folder has ' + ', '.join(have) if have else 'no candidates file here'}); "
              f"run `dasgil-tools evaluate ... --out {folder}` (version with candidates files)")
     conf, own, room, offset, rust = [], [], [], [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                q = json.loads(line)
-            except ValueError as e:
-                fail(f"{where}: not JSON ({e})")
-            if not isinstance(q, dict):
-                fail(f"{where}: expected an object with `truth` and `candidates`, found {type(q).__name__}")
-            if q.get("filter", "none") != "none":
-                fail(f"{where}: written by `evaluate --filter {q['filter']}`; the fit is for single "
-                     "frames (run evaluate without --filter)")
-            try:
-                h = np.array(q["candidates"], dtype=float)
-                truth = np.array(q["truth"], dtype=float)
-                top_k = int(q.get("top_k", 5))
-            except (KeyError, ValueError, TypeError) as e:
-                fail(f"{where}: expected `truth` [x, y, z] and `candidates` [[distance, x, y, z], ...]: {e!r}")
-            if truth.shape != (3,):
-                fail(f"{where}: field `truth`: expected [x, y, z], found {q['truth']}")
-            if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] != 4:
-                fail(f"{where}: field `candidates`: expected one or more [distance, x, y, z], found shape {h.shape}")
-            if not np.isfinite(truth).all() or not np.isfinite(h[:, 1:]).all():
-                fail(f"{where}: expected finite positions")
-            d, t = h[:, 0], h[:, 1:4]
-            if not np.isfinite(d).all():
-                c = 0.0
+    for where, q in json_lines(path, "`truth` and `candidates`"):
+        if q.get("filter", "none") != "none":
+            fail(f"{where}: written by `evaluate --filter {q['filter']}`; the fit is for single "
+                 "frames (run evaluate without --filter)")
+        try:
+            h = np.array(q["candidates"], dtype=float)
+            truth = np.array(q["truth"], dtype=float)
+            top_k = int(q.get("top_k", 5))
+        except (KeyError, ValueError, TypeError) as e:
+            fail(f"{where}: expected `truth` [x, y, z] and `candidates` [[distance, x, y, z], ...]: {e!r}")
+        if truth.shape != (3,):
+            fail(f"{where}: field `truth`: expected [x, y, z], found {q['truth']}")
+        if h.ndim != 2 or h.shape[0] == 0 or h.shape[1] != 4:
+            fail(f"{where}: field `candidates`: expected one or more [distance, x, y, z], found shape {h.shape}")
+        if not np.isfinite(truth).all() or not np.isfinite(h[:, 1:]).all():
+            fail(f"{where}: expected finite positions")
+        d, t = h[:, 0], h[:, 1:4]
+        if not np.isfinite(d).all():
+            c = 0.0
+        else:
+            far = np.linalg.norm(t - t[0], axis=1) > ALT_RADIUS
+            if not far.any():
+                c = 1.0
             else:
-                far = np.linalg.norm(t - t[0], axis=1) > ALT_RADIUS
-                if not far.any():
-                    c = 1.0
-                else:
-                    d1, alt = max(d[0], 0.0), max(d[far][0], 0.0)
-                    c = float(np.clip(1 - d1 / alt, 0, 1)) if alt > 0 else 0.0
-            conf.append(c)
-            k = h[:max(top_k, 1)]
-            d1 = max(d[0], 1e-12)
-            w = np.where(np.isfinite(k[:, 0]),
-                         np.exp(-(np.maximum(k[:, 0], d1) / d1 - 1) / TAU), 0.0)
-            dt = k[:, 1:4] - t[0]
-            own.append((w[:, None, None] * np.einsum("ki,kj->kij", dt, dt)).sum(0) / w.sum()
-                       + SIGMA_POSITION ** 2 * np.eye(3))
-            places = []
-            for p in t:
-                if len(places) == SPREAD_HITS:
-                    break
-                if all(np.linalg.norm(p - x) > PLACE_SPACING for x in places):
-                    places.append(p)
-            ds = np.array(places) - t[0]
-            room.append(np.einsum("ki,kj->ij", ds, ds) / len(ds))
-            offset.append(truth - t[0])
-            rust.append((q.get("confidence"), q.get("radius_95"), q.get("mahalanobis2")))
+                d1, alt = max(d[0], 0.0), max(d[far][0], 0.0)
+                c = float(np.clip(1 - d1 / alt, 0, 1)) if alt > 0 else 0.0
+        conf.append(c)
+        k = h[:max(top_k, 1)]
+        d1 = max(d[0], 1e-12)
+        w = np.where(np.isfinite(k[:, 0]),
+                     np.exp(-(np.maximum(k[:, 0], d1) / d1 - 1) / TAU), 0.0)
+        dt = k[:, 1:4] - t[0]
+        own.append((w[:, None, None] * np.einsum("ki,kj->kij", dt, dt)).sum(0) / w.sum()
+                   + SIGMA_POSITION ** 2 * np.eye(3))
+        places = []
+        for p in t:
+            if len(places) == SPREAD_HITS:
+                break
+            if all(np.linalg.norm(p - x) > PLACE_SPACING for x in places):
+                places.append(p)
+        ds = np.array(places) - t[0]
+        room.append(np.einsum("ki,kj->ij", ds, ds) / len(ds))
+        offset.append(truth - t[0])
+        rust.append((q.get("confidence"), q.get("radius_95"), q.get("mahalanobis2")))
     if not conf:
         fail(f"{path}: no queries (an evaluate run without ground truth?)")
     world = np.array(conf), np.array(own), np.array(room), np.array(offset)
@@ -179,28 +185,39 @@ def table(names, worlds, constants, min_confidence, marks):
               f"{s['median_error']:.2f} m |")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fit", nargs="+", required=True, help="evaluate output folders to fit on")
-    ap.add_argument("--check", nargs="*", default=[], help="evaluate output folders to check on")
-    ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
-                    help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
+def arguments(doc, folders, shipped):
+    """The command line both fit scripts share (this one and fit_sequence_spread.py)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--fit", nargs="+", required=True, help=f"{folders} to fit on")
+    ap.add_argument("--check", nargs="*", default=[], help=f"{folders} to check on")
     ap.add_argument("--min-confidence", type=float, default=0.04,
                     help="withhold below this confidence, 0 to 1 (default: the node's 0.04)")
     ap.add_argument("--verify", action="store_true",
                     help="only check that this script reproduces evaluate's numbers and print "
-                         "the shipped constants' table (no fit)")
+                         f"the {shipped} table (no fit)")
+    return ap
+
+
+def parse(ap):
+    """The arguments, checked; the worlds' names (folder names) and their table marks."""
     a = ap.parse_args()
     if not 0.0 <= a.min_confidence <= 1.0:
         ap.error(f"--min-confidence: expected 0 to 1, found {a.min_confidence}")
-    name = lambda p: os.path.basename(os.path.normpath(p))
     folders = [os.path.realpath(p) for p in a.fit + a.check]
     if len(set(folders)) != len(folders):
         ap.error("a folder is given twice (in --fit and --check, or twice in one): each world once")
+    name = lambda p: os.path.basename(os.path.normpath(p))
+    return a, [name(p) for p in a.fit + a.check], {name(p): " (fit)" for p in a.fit}
+
+
+def main():
+    ap = arguments(__doc__, "evaluate output folders", "shipped constants'")
+    ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
+                    help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
+    a, names, marks = parse(ap)
+    name = lambda p: os.path.basename(os.path.normpath(p))
     fit_worlds = [load(p, a.adaptation) for p in a.fit]
     check_worlds = [load(p, a.adaptation) for p in a.check]
-    names = [name(p) for p in a.fit + a.check]
-    marks = {name(p): " (fit)" for p in a.fit}
     print(f"The shipped constants (POSITION_CALIBRATION {SHIPPED[0]}, WRONG_SCALE {SHIPPED[1]}, "
           f"CONFIDENT {SHIPPED[2]}) at min_confidence {a.min_confidence}:\n")
     table(names, fit_worlds + check_worlds, SHIPPED, a.min_confidence, marks)

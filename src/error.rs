@@ -35,7 +35,7 @@ pub enum PipelineError {
     BothSources,
     #[error("which images? give --sequence NAME (e.g. cmu_slice) or --format cmu|robotcar|kitti|vkitti2 with --root DIR")]
     NoSource,
-    #[error("format: expected cmu, kitti, vkitti2 or robotcar, found `{0}`")]
+    #[error("--format: expected cmu, kitti, vkitti2 or robotcar, found `{0}`")]
     UnknownFormat(String),
     #[error("format cmu needs a slice (--slice N)")]
     MissingSlice,

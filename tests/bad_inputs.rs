@@ -384,6 +384,11 @@ fn make_fixtures(d: &Path) {
     )
     .unwrap();
     std::fs::write(
+        d.join("sequences-bad-format.yaml"),
+        "# mine\nmine:\n  format: cmu\n  root: cmu\n  slice: 2\ntheirs:\n  format: png\n  root: cmu\n",
+    )
+    .unwrap();
+    std::fs::write(
         d.join("train-negative-lr.yaml"),
         cfg.replace("lr_generator: 0.002", "lr_generator: -0.1"),
     )

@@ -55,6 +55,7 @@ assert set(s["by_condition"]) == {"snow", "low-sun"}, s["by_condition"].keys()
 assert 0.85 <= s["all"]["inside_95_ellipsoid"] <= 1.0, s["all"]
 # replay's default --stamps data: the data's clock (0.5 s between captures; the months between
 # the traversals shortened to an hour), the second camera of a capture 1 ns after the first.
+assert s["stamps"] == "data", s.get("stamps")
 st = {(f["camera"], f["name"].split("_")[1]): f["stamp_ns"] for f in s["frames"]}
 c0 = sorted(v for (c, _), v in st.items() if c == "c0")
 assert c0[1] - c0[0] == 500_000_000, c0[:2]

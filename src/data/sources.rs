@@ -31,6 +31,7 @@ pub struct Generate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sequence {
+    #[serde(deserialize_with = "known_format")]
     pub format: String,
     pub root: PathBuf,
     #[serde(default)]
@@ -39,6 +40,21 @@ pub struct Sequence {
     pub cameras: Option<Vec<String>>,
     #[serde(default)]
     pub generate: Option<Generate>,
+}
+
+/// The data set layouts a sequence may have.
+pub const FORMATS: [&str; 4] = ["cmu", "kitti", "vkitti2", "robotcar"];
+
+/// A sequences file's `format:`, refused there (with its line) when it is none of [`FORMATS`].
+fn known_format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let f = String::deserialize(d)?;
+    if FORMATS.contains(&f.as_str()) {
+        Ok(f)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "field `format`: expected cmu, kitti, vkitti2 or robotcar, found `{f}`"
+        )))
+    }
 }
 
 /// The data folder relative sequence roots live under.

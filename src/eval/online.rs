@@ -102,6 +102,10 @@ pub struct ReplaySummary {
     /// The node's filter during the replay, from its /diagnostics (None: no diagnostics came).
     #[serde(default)]
     pub node_filter: Option<NodeFilter>,
+    /// What the frames' header stamps were (`replay --stamps`): "data" (each frame's timestamp
+    /// in the data set, moved to the replay's start) or "send" (the time of sending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamps: Option<String>,
 }
 
 /// Which filter the node ran during a replay, and what the sequence filter reported meanwhile
@@ -265,6 +269,7 @@ pub fn score(
         by_camera: group(&|f| f.camera.clone()),
         frames,
         node_filter: None,
+        stamps: None,
     }
 }
 

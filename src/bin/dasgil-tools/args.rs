@@ -131,6 +131,22 @@ pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
 }
 
 /// `X,Y,Z` in metres, finite.
+/// `--map PATH` names a map file: refused here, naming the flag, when it is missing or a folder
+/// (what is inside is checked when the map is opened).
+pub(crate) fn map_flag(path: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "--map {}: is a folder, expected a map file made by build-map (.safetensors)",
+            path.display()
+        ),
+        Err(e) => anyhow::bail!(
+            "--map: cannot open {}: {e} (expected a map file made by build-map)",
+            path.display()
+        ),
+    }
+}
+
 pub(crate) fn parse_point(s: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> = s
         .split(',')
@@ -190,8 +206,8 @@ pub(crate) struct BagArgs {
         visible_alias = "truth-topic"
     )]
     pose_topic: Option<String>,
-    /// With --pose-topic: the camera's optical frame in the pose's body frame, \"x y z qx qy qz
-    /// qw\" (m; as the node's base_from_camera); once for every topic, or once per
+    /// With --pose-topic: the camera's optical frame in the pose's body frame, 'x y z qx qy qz
+    /// qw' (m; as the node's base_from_camera); once for every topic, or once per
     /// --image-topic. Default: the pose is the camera's.
     #[arg(long, value_name = "POSE", requires = "pose_topic", value_parser = dasgil::geom::parse_xyz_qxyzw)]
     base_from_camera: Vec<dasgil::geom::Pose>,

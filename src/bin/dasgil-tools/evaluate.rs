@@ -46,6 +46,9 @@ pub(crate) struct EvaluateArgs {
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
+    if let Some(m) = &a.map {
+        crate::args::map_flag(m)?;
+    }
     let src = match a.bag.options() {
         Some(o) => {
             let Some(map) = &a.map else {

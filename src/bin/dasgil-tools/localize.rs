@@ -47,6 +47,7 @@ pub(crate) struct LocalizeArgs {
 
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
     let near = a.near.zip(a.radius);
+    crate::args::map_flag(&a.map)?;
     let map = dasgil::map::file::MapFile::open(&a.map)?;
     // --camera picks the map images to search (not with --shared, which searches all).
     if let (Some(c), false) = (&a.camera, a.shared) {

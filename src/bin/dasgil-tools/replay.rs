@@ -98,6 +98,9 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     if a.limit == Some(0) {
         anyhow::bail!("--limit: expected at least 1 frame per camera, found 0");
     }
+    if let Some(m) = &a.map {
+        crate::args::map_flag(m)?;
+    }
     let src = match a.bag.options() {
         Some(o) => {
             let mut s = open_bag(&o?)?;
@@ -113,8 +116,13 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     };
     if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
         anyhow::bail!(
-            "{}: no query images with ground truth to replay and score",
-            src.source.root
+            "{}: no query images with ground truth to replay and score ({} queries in this {} \
+             data set, none with a pose); replay plays an Extended CMU-Seasons slice's queries \
+             (--format cmu, --sequence cmu_slice) or a recording's frames (--bag with \
+             --pose-topic)",
+            src.source.root,
+            src.queries.len(),
+            src.source.format
         );
     }
     let map = a
@@ -156,6 +164,13 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     let (sent, received) = (&played.sent, &played.received);
     let mut summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
     summary.node_filter = played.node_filter.clone();
+    summary.stamps = Some(
+        match played.stamps {
+            Stamps::Data => "data",
+            Stamps::Send => "send",
+        }
+        .into(),
+    );
     let png = online::write_outputs(&a.out, &summary, &src, received)?;
     print!("{}", online::summary_text(&summary));
     println!(

@@ -1308,6 +1308,15 @@ async fn odometry_keeps_the_sequence_filter_through_long_stops() {
     })
     .await;
     assert!(same_position(&p, &here.pose), "{p:?}");
+    // The node's odometry subscription has matched this publisher (best effort: nothing sent
+    // before would be kept).
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        odom.wait_for_inter_process_subscribers().unwrap(),
+    )
+    .await
+    .expect("the node subscribes the odometry topic within 60 s")
+    .unwrap();
     for _ in 0..3 {
         sec += 70;
         // The odometry up to the frame's stamp is in the node before the frame is sent.

@@ -130,23 +130,22 @@ pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `X,Y,Z` in metres, finite.
-/// `--map PATH` names a map file: refused here, naming the flag, when it is missing or a folder
-/// (what is inside is checked when the map is opened).
+/// `--map PATH` names a map file: refused here, naming the flag, when it is missing, a folder or
+/// not a regular file (what is inside is checked when the map is opened).
 pub(crate) fn map_flag(path: &std::path::Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => anyhow::bail!(
-            "--map {}: is a folder, expected a map file made by build-map (.safetensors)",
-            path.display()
-        ),
-        Err(e) => anyhow::bail!(
-            "--map: cannot open {}: {e} (expected a map file made by build-map)",
-            path.display()
-        ),
-    }
+    let what = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(()),
+        Ok(m) if m.is_dir() => "is a folder".to_string(),
+        Ok(_) => "is not a regular file".to_string(),
+        Err(e) => format!("cannot open it: {e}"),
+    };
+    anyhow::bail!(
+        "--map {}: {what}; expected a map file made by build-map (.safetensors)",
+        path.display()
+    )
 }
 
+/// `X,Y,Z` in metres, finite.
 pub(crate) fn parse_point(s: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> = s
         .split(',')

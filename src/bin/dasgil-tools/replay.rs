@@ -116,13 +116,13 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     };
     if !src.queries.iter().any(|q| q.world_from_cam.is_some()) {
         anyhow::bail!(
-            "{}: no query images with ground truth to replay and score ({} queries in this {} \
-             data set, none with a pose); replay plays an Extended CMU-Seasons slice's queries \
-             (--format cmu, --sequence cmu_slice) or a recording's frames (--bag with \
-             --pose-topic)",
+            "{}: no query images with ground truth to replay and score: the {} data set has {} \
+             query images, 0 with a pose; replay plays query images with ground truth: the \
+             synthetic Extended CMU-Seasons slices (--sequence cmu_slice, cmu_mini; real \
+             slices publish no query poses) or a recording's frames (--bag with --pose-topic)",
             src.source.root,
-            src.queries.len(),
-            src.source.format
+            src.source.format,
+            src.queries.len()
         );
     }
     let map = a

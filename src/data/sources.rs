@@ -72,8 +72,13 @@ pub fn data_dir() -> PathBuf {
 pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, PipelineError> {
     let (text, origin) = match file {
         Some(p) => (
-            std::fs::read_to_string(p)
-                .map_err(|e| crate::atomic::PathIoError::new("cannot read", p, e))?,
+            std::fs::read_to_string(p).map_err(|e| {
+                crate::atomic::PathIoError::new(
+                    "cannot read the sequences file (--sequences)",
+                    p,
+                    e,
+                )
+            })?,
             p.display().to_string(),
         ),
         None => (

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::args::*;
 
@@ -128,7 +128,14 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     let map = a
         .map
         .as_deref()
-        .map(dasgil::map::file::MapFile::open)
+        .map(|m| {
+            dasgil::map::file::MapFile::open(m).with_context(|| {
+                format!(
+                    "--map {}: expected a map file made by build-map",
+                    m.display()
+                )
+            })
+        })
         .transpose()?;
     let labels = dasgil::eval::offline::condition_labels(&src);
     use dasgil::node::frame_player::Stamps;

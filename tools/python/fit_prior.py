@@ -215,7 +215,6 @@ def main():
     ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
                     help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
     a, names, marks = parse(ap)
-    name = lambda p: os.path.basename(os.path.normpath(p))
     fit_worlds = [load(p, a.adaptation) for p in a.fit]
     check_worlds = [load(p, a.adaptation) for p in a.check]
     print(f"The shipped constants (POSITION_CALIBRATION {SHIPPED[0]}, WRONG_SCALE {SHIPPED[1]}, "
@@ -241,14 +240,14 @@ def main():
               "beyond it (widen GRID in this script)")
     if len(a.fit) > 1:
         print("\nLeave one world out: fitted on the others, scored on it")
-        for i, p in enumerate(a.fit):
+        for i in range(len(a.fit)):
             rest = fit_worlds[:i] + fit_worlds[i + 1:]
             c = fit(rest, a.min_confidence)
             if c is None:
-                print(f"- {name(p)}: no fit on the others")
+                print(f"- {names[i]}: no fit on the others")
                 continue
             s = score(fit_worlds[i], *c, a.min_confidence)
-            print(f"- {name(p)}: constants {c}: published {100 * s['published']:.1f}%, inside "
+            print(f"- {names[i]}: constants {c}: published {100 * s['published']:.1f}%, inside "
                   f"{100 * s['inside_95']:.1f}%, median radius {s['median_radius_95']:.1f} m, "
                   f"median error {s['median_error']:.2f} m")
     else:

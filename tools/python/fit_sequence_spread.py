@@ -141,7 +141,6 @@ def table(names, worlds, share, min_confidence, marks):
 def main():
     a, names, marks = parse(arguments(__doc__, "evaluate --filter sequence folders",
                                       "shipped SPREAD_MASS's"))
-    name = lambda p: os.path.basename(os.path.normpath(p))
     fit_worlds = [load(p) for p in a.fit]
     check_worlds = [load(p) for p in a.check]
     print(f"The shipped SPREAD_MASS {SHIPPED} at min_confidence {a.min_confidence}:\n")
@@ -161,13 +160,13 @@ def main():
     table(names, fit_worlds + check_worlds, share, a.min_confidence, marks)
     if len(a.fit) > 1:
         print("\nLeave one world out: fitted on the others, scored on it")
-        for i, p in enumerate(a.fit):
+        for i in range(len(a.fit)):
             s = fit(fit_worlds[:i] + fit_worlds[i + 1:], a.min_confidence)
             if s is None:
-                print(f"- {name(p)}: no fit on the others")
+                print(f"- {names[i]}: no fit on the others")
                 continue
             inside, radius, error, _ = scores(fit_worlds[i], s, a.min_confidence)
-            print(f"- {name(p)}: SPREAD_MASS {s}: inside {100 * inside.mean():.1f}%, median radius "
+            print(f"- {names[i]}: SPREAD_MASS {s}: inside {100 * inside.mean():.1f}%, median radius "
                   f"{median(radius):.1f} m, median error {median(error):.2f} m")
     else:
         print("\n(one --fit world: no leave-one-world-out check; give two or more)")

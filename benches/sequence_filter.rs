@@ -125,7 +125,7 @@ fn main() {
         for &i in block {
             let t = Instant::now();
             f.predict(&places, i as f64 * 0.1, None);
-            let s = f.observe(&places, &obs[i], false, |r| r % 2 == 0).unwrap();
+            let s = f.observe(&places, &obs[i], 0.0, |r| r % 2 == 0).unwrap();
             filt_ms.push(t.elapsed().as_secs_f64() * 1e3);
             filt_ok += near(s.place, truths[i]) as usize;
         }

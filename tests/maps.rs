@@ -733,6 +733,12 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 &["--verify", "--fit", path_str(&seq)],
             );
             assert!(said.contains("verified"), "{said}");
+            // The off-the-map test: tools/python/fit_off_map.py replays every frame's
+            // probability of being off the map and its published flag from what evaluate
+            // writes (the Python recursion is the Rust one).
+            let said =
+                common::python_tool("fit_off_map.py", &["--verify", "--fit", path_str(&seq)]);
+            assert!(said.contains("verified"), "{said}");
         }
     }
 }

@@ -1201,9 +1201,23 @@ async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_
     .await
     .expect("no WARN `stopped matching the map` for the blind camera within 90 s");
     let (c0, c1) = warned;
-    // c1's frames were published, not withheld: the alarm came from their own confidence.
-    assert!(value(&c1, "frames_localized") >= 10, "{c1:?}");
-    assert_eq!(value(&c1, "frames_ambiguous"), 0, "{c1:?}");
+    // c1's frames were published, not withheld (but perhaps its first, before c0's frames
+    // settled the belief: a frame that stands out from no place counts towards the vehicle
+    // being off the map): the alarm came from their own confidence, and c0 keeps the vehicle
+    // on the map.
+    assert!(value(&c1, "frames_localized") >= 9, "{c1:?}");
+    assert!(value(&c1, "frames_ambiguous") <= 1, "{c1:?}");
+    assert!(
+        c1.message.contains("median single-frame confidence"),
+        "{c1:?}"
+    );
+    let off_map: f64 = c1
+        .values
+        .iter()
+        .find(|kv| kv.key == "filter_off_map")
+        .and_then(|kv| kv.value.parse().ok())
+        .expect("filter_off_map");
+    assert!(off_map < 0.5, "{c1:?}");
     assert!(
         !c0.message.contains("stopped matching"),
         "the seeing camera warned too: {c0:?}"

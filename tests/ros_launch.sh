@@ -94,7 +94,8 @@ for _ in $(seq 10); do
 done
 [ -n "$params" ] || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
-  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic; do
+  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic \
+  off_map_threshold; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
 done
 desc="$(timeout 60 ros2 param describe /dasgil_localizer min_confidence)"

@@ -143,8 +143,12 @@ pub struct Report {
     /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
     /// distance, position) and, with the sequence filter, the belief about the published place
     /// (`belief_profile`, [`crate::localize::sequence::BeliefAt`] nearest first) and the map's
-    /// `up`: written as candidates-{adaptation}.jsonl, the input of tools/python/fit_prior.py
-    /// (single frames) and tools/python/fit_sequence_spread.py (the filter; docs/pose-prior.md).
+    /// `up`, the probability of being off the map (`off_map`), the motion's `evidence`, the
+    /// frame's own `frame_confidence`; for every query its `timestamp_us`, whether it was
+    /// `published`, and `map_distance` (metres from the true position to the nearest map
+    /// place): written as candidates-{adaptation}.jsonl, the input of tools/python/fit_prior.py
+    /// (single frames), tools/python/fit_sequence_spread.py and tools/python/fit_off_map.py
+    /// (the filter; docs/pose-prior.md, docs/sequence-filter.md).
     #[serde(skip)]
     pub candidates: Vec<serde_json::Value>,
 }
@@ -177,6 +181,8 @@ impl<'de> Deserialize<'de> for Tally {
             ambiguous: u64,
             rejected: u64,
             no_candidates: u64,
+            #[serde(default)]
+            off_the_map: u64,
         }
         let t = T::deserialize(d)?;
         Ok(Tally {
@@ -184,6 +190,7 @@ impl<'de> Deserialize<'de> for Tally {
             ambiguous: t.ambiguous,
             rejected: t.rejected,
             no_candidates: t.no_candidates,
+            off_the_map: t.off_the_map,
         })
     }
 }
@@ -400,6 +407,15 @@ pub fn evaluate(
             "radius_95": r.radius_95,
             "mahalanobis2": r.mahalanobis2,
             "belief_profile": answer.belief_profile,
+            "off_map": answer.off_map,
+            "frame_confidence": answer.frame_confidence,
+            "evidence": answer.evidence,
+            "timestamp_us": q.timestamp_us,
+            "map_distance": loc.places.nearest_distance({
+                let t = truth.translation.vector;
+                [t.x, t.y, t.z]
+            }),
+            "published": r.published,
             "up": loc.places.up.as_slice(),
         }));
     }

@@ -64,6 +64,10 @@ pub struct Options {
     pub min_confidence: f64,
     /// Single frames, or a filter over the sequence of frames.
     pub filter: Filter,
+    /// With `filter: sequence`: a frame whose probability of being off the map
+    /// ([`sequence::Step::off_map`]) is at least this is withheld (counted as ambiguous, and
+    /// as off the map); 1: never withheld for it.
+    pub off_map_threshold: f64,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             top_k: 5,
             min_confidence: prior::DEFAULT_MIN_CONFIDENCE,
             filter: Filter::None,
+            off_map_threshold: sequence::OFF_MAP_WITHHOLD,
         }
     }
 }
@@ -135,6 +140,15 @@ pub struct Answer {
     /// With `filter: sequence`: the belief about the published place, nearest first
     /// ([`sequence::Step::profile`]); empty without the filter.
     pub belief_profile: Vec<sequence::BeliefAt>,
+    /// With `filter: sequence`: the probability that the vehicle is off the map
+    /// ([`sequence::Step::off_map`]); a prior is withheld while it is at least
+    /// [`Options::off_map_threshold`]. None without the filter.
+    pub off_map: Option<f64>,
+    /// With `filter: sequence`: [`sequence::Step::evidence`].
+    pub evidence: Option<f64>,
+    /// Withheld because the filter believes the vehicle is off the map (`off_map` at least
+    /// `Options::off_map_threshold`).
+    pub off_the_map: bool,
 }
 
 /// What the sequence filter adds to a frame's prior.
@@ -149,6 +163,8 @@ struct Filtered {
     frame_confidence: f64,
     /// `Answer::belief_profile`.
     profile: Vec<sequence::BeliefAt>,
+    off_map: f64,
+    evidence: Option<f64>,
 }
 
 /// What one frame gave.
@@ -188,6 +204,12 @@ pub fn withheld(confidence: f64, min_confidence: f64) -> bool {
     confidence < min_confidence
 }
 
+/// Whether a prior is withheld as off the map: the filter's probability of being off the map
+/// (None without the filter) at least `threshold`, unless the threshold is 1 (never).
+pub fn off_map_withheld(off_map: Option<f64>, threshold: f64) -> bool {
+    threshold < 1.0 && off_map.is_some_and(|p| p >= threshold)
+}
+
 /// Counts of outcomes (the node keeps one per camera; `localize` and `evaluate` report theirs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
@@ -195,13 +217,18 @@ pub struct Tally {
     pub ambiguous: u64,
     pub rejected: u64,
     pub no_candidates: u64,
+    /// Of the ambiguous, those withheld as off the map (filter sequence).
+    pub off_the_map: u64,
 }
 
 impl Tally {
     pub fn record(&mut self, o: &Outcome) {
         match o {
             Outcome::Prior(_) => self.localized += 1,
-            Outcome::Ambiguous(_) => self.ambiguous += 1,
+            Outcome::Ambiguous(a) => {
+                self.ambiguous += 1;
+                self.off_the_map += u64::from(a.off_the_map);
+            }
             Outcome::Rejected(_) => self.rejected += 1,
             Outcome::NoCandidates(_) => self.no_candidates += 1,
         }
@@ -275,12 +302,12 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// The filter's relocalizations and resets since it started (on this map); None before
-    /// its first frame.
-    pub fn counts(&self) -> Option<(u64, u64)> {
+    /// The filter's relocalizations and resets since it started (on this map), and the
+    /// probability now that the vehicle is off the map; None before its first frame.
+    pub fn counts(&self) -> Option<(u64, u64, f64)> {
         self.state
             .as_ref()
-            .map(|(_, f)| (f.relocalizations, f.resets))
+            .map(|(_, f)| (f.relocalizations, f.resets, f.off_map()))
     }
 
     /// The stamp (seconds) of the last frame the filter moved to, on `map`: where the motion to
@@ -499,10 +526,8 @@ impl Localizer {
         // The filter sees HITS hits whatever the caller retrieves (the node's top_k, evaluate's
         // recall@20), so the node and evaluate compute the same thing.
         let observed = &answer.hits[..answer.hits.len().min(sequence::HITS)];
-        // A frame sure of its own match (single-frame confidence at least CONFIDENT) is
-        // published there even outside the believed region.
-        let sure = answer.frame_confidence >= prior::CONFIDENT;
-        let Some(step) = filter.observe(&self.places, observed, sure, may_match) else {
+        let Some(step) = filter.observe(&self.places, observed, answer.frame_confidence, may_match)
+        else {
             return single;
         };
         let mut hits = vec![Hit {
@@ -515,6 +540,8 @@ impl Localizer {
             mass: step.mass,
             frame_confidence: answer.frame_confidence,
             profile: step.profile,
+            off_map: step.off_map,
+            evidence: step.evidence,
         };
         self.answer(hits, query, Some(filtered))
     }
@@ -531,6 +558,9 @@ impl Localizer {
             .as_ref()
             .map_or(prior.confidence, |f| f.frame_confidence);
         let mut belief_profile = Vec::new();
+        let (off_map, evidence) = filtered
+            .as_ref()
+            .map_or((None, None), |f| (Some(f.off_map), f.evidence));
         if let Some(Filtered {
             spread: s, profile, ..
         }) = filtered
@@ -559,8 +589,11 @@ impl Localizer {
             hits,
             candidates,
             belief_profile,
+            off_map,
+            evidence,
+            off_the_map: off_map_withheld(off_map, self.options.off_map_threshold),
         };
-        if withheld(answer.prior.confidence, self.options.min_confidence) {
+        if answer.off_the_map || withheld(answer.prior.confidence, self.options.min_confidence) {
             Outcome::Ambiguous(answer)
         } else {
             Outcome::Prior(answer)

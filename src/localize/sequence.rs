@@ -44,6 +44,17 @@
 //!   belief is not widened by the little left far away. SPREAD_MASS was fitted so that the 95%
 //!   ellipsoid holds the truth for 95% of the priors of the fitting worlds together
 //!   (tools/python/fit_sequence_spread.py; docs/pose-prior.md).
+//! - Off the map: beside the places, the filter keeps the probability q that the vehicle is off
+//!   the map (`belief` is the belief given that it is on it). Over dt seconds q relaxes towards
+//!   0.25, the stationary share of a vehicle that leaves the map at rate 1 / [`ON_MAP_TIME`]
+//!   and comes back at rate 1 / [`OFF_MAP_TIME`] ([`off_map_after`]); a frame weighs it as q L_off / (q L_off + (1 - q) E), E = sum_j
+//!   p(j) L(j) the motion's predicted belief times the frame's likelihoods (how well the
+//!   places the motion predicts explain it; not counted right after a reset, when nothing is
+//!   predicted) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`]) with c the
+//!   frame's single-frame confidence. So a vehicle stays on the map while its frames follow a
+//!   path on it and stand out from the map's other places; q at least [`OFF_MAP_WITHHOLD`]
+//!   (the node's `off_map_threshold`) withholds the prior. Starts (and resets) at
+//!   [`OFF_MAP_START`].
 //! - Reset report: a published place further from the previous one than the slow bound allows
 //!   (3 s + [`REGION_RADIUS`], the published place may move within its region) is counted as
 //!   a relocalization, never passed off as motion.
@@ -85,9 +96,9 @@ pub const RESET_REACH: f64 = 1000.0;
 pub const UNIFORM_SHARE: f64 = 0.01;
 /// The share of the belief within the published 95% ellipsoid's reach (the module comment).
 /// The posterior is less sure than it should be (its likelihood is tempered so that an aliased
-/// place is not ruled out): on the fitting worlds 80% of its belief reaches as far as the truth
-/// lies in 95% of the frames (the three fitting worlds together).
-pub const SPREAD_MASS: f64 = 0.8;
+/// place is not ruled out): on the fitting worlds 75% of its belief reaches as far as the truth
+/// lies in 95% of the published frames (the three fitting worlds together).
+pub const SPREAD_MASS: f64 = 0.75;
 /// The published place is the one with the most belief within this distance (metres).
 pub const REGION_RADIUS: f64 = 10.0;
 /// Places this many times less likely than the best are not moved one by one (their belief
@@ -99,6 +110,21 @@ pub const REGION_CANDIDATES: usize = 64;
 pub const HITS: usize = 50;
 /// The likelihood scale is the distance from the best hit to this one (1-based rank).
 pub const SCALE_RANK: usize = 5;
+/// The likelihood of a frame under "off the map" at single-frame confidence 0, relative to its
+/// best place's (1); it falls as exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence
+/// c. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py
+/// (docs/sequence-filter.md, "Off the map").
+pub const OFF_MAP_LIKELIHOOD: f64 = 4.0;
+/// The single-frame confidence over which the off-the-map likelihood falls by e (fitted).
+pub const OFF_MAP_CONFIDENCE: f64 = 0.03;
+/// Mean time (seconds) a vehicle stays on its map before it leaves it.
+pub const ON_MAP_TIME: f64 = 60.0;
+/// Mean time (seconds) a vehicle off its map stays off it.
+pub const OFF_MAP_TIME: f64 = 20.0;
+/// The probability of being off the map at the start and after a reset.
+pub const OFF_MAP_START: f64 = 0.2;
+/// A prior is withheld while the probability of being off the map is at least this.
+pub const OFF_MAP_WITHHOLD: f64 = 0.5;
 
 /// The map's places: rows grouped by camera centre.
 pub struct Places {
@@ -158,6 +184,17 @@ impl Places {
         self.centre.len()
     }
 
+    /// The distance (metres) from `p` to the nearest place's centre; infinite without places.
+    pub fn nearest_distance(&self, p: [f64; 3]) -> f64 {
+        if self.centre.is_empty() {
+            return f64::INFINITY;
+        }
+        self.tree
+            .nearest_one::<kiddo::SquaredEuclidean>(&p)
+            .distance
+            .sqrt()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.centre.is_empty()
     }
@@ -187,6 +224,12 @@ pub struct Step {
     pub mass: f64,
     /// The chosen place is further from the previous one than the slow bound allows.
     pub relocalized: bool,
+    /// The probability that the vehicle is off the map after this frame.
+    pub off_map: f64,
+    /// How well the motion's prediction explained this frame: sum over places of the predicted
+    /// belief times the frame's likelihood (1 at the best match); None when the belief had
+    /// nothing to predict from (the first frame, or after a reset).
+    pub evidence: Option<f64>,
 }
 
 /// One vehicle's belief over the map's places.
@@ -203,6 +246,9 @@ pub struct SequenceFilter {
     slow: f64,
     /// The last prediction under each speed bound (slow, fast), until the frame weighs them.
     components: Option<(Vec<f64>, Vec<f64>)>,
+    /// The probability that the vehicle is off the map (`belief` is the belief given that it
+    /// is on it).
+    off: f64,
     /// Relocalizations so far.
     pub relocalizations: u64,
     /// Belief resets after a long gap so far.
@@ -220,9 +266,15 @@ impl SequenceFilter {
             reach: f64::INFINITY,
             slow: 0.5,
             components: None,
+            off: OFF_MAP_START,
             relocalizations: 0,
             resets: 0,
         }
+    }
+
+    /// The probability that the vehicle is off the map.
+    pub fn off_map(&self) -> f64 {
+        self.off
     }
 
     /// The time (seconds) of the last [`Self::predict`].
@@ -236,6 +288,10 @@ impl SequenceFilter {
         let dt = self.last_time.map_or(f64::INFINITY, |l| (t - l).abs());
         self.last_time = Some(t);
         self.components = None;
+        // Leaving the map and coming back, over dt (nothing between the cameras of a capture).
+        if dt.is_finite() && dt >= SIMULTANEOUS {
+            self.off = off_map_after(self.off, dt);
+        }
         let (u, s, odometry) = match travel {
             Some(m) if dt.is_finite() && m.displacement.is_finite() && m.path.is_finite() => (
                 m.displacement.abs(),
@@ -330,6 +386,7 @@ impl SequenceFilter {
         self.uniform = true;
         self.last_place = None;
         self.components = None;
+        self.off = OFF_MAP_START;
     }
 
     /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
@@ -339,9 +396,10 @@ impl SequenceFilter {
         &mut self,
         places: &Places,
         hits: &[Hit],
-        sure: bool,
+        confidence: f64,
         may_match: impl Fn(usize) -> bool,
     ) -> Option<Step> {
+        let sure = confidence >= crate::localize::prior::CONFIDENT;
         let d1 = hits.first()?.distance as f64;
         let last = hits.last()?.distance as f64;
         // A frame whose distances are not finite says nothing: the belief is left as it was.
@@ -368,6 +426,24 @@ impl SequenceFilter {
             );
             if es + ef > 0.0 && (es + ef).is_finite() {
                 self.slow = es / (es + ef);
+            }
+        }
+        // On the map or off it: how well the motion's prediction explains the frame against
+        // how well "off the map" does. A uniform belief predicts nothing: not a test.
+        let evidence = (!self.uniform)
+            .then(|| {
+                self.belief
+                    .iter()
+                    .zip(&lik)
+                    .map(|(b, l)| b * l)
+                    .sum::<f64>()
+            })
+            .filter(|e| e.is_finite());
+        if let Some(e) = evidence {
+            let off = self.off * off_map_likelihood(confidence);
+            let on = (1.0 - self.off) * e;
+            if off + on > 0.0 {
+                self.off = off / (off + on);
             }
         }
         for (b, l) in self.belief.iter_mut().zip(&lik) {
@@ -495,6 +571,8 @@ impl SequenceFilter {
             profile,
             mass,
             relocalized,
+            off_map: self.off,
+            evidence,
         })
     }
 }
@@ -534,6 +612,29 @@ pub fn reach_of(profile: &[BeliefAt], share: f64) -> f64 {
         (prev_d, prev_acc) = (d, acc);
     }
     prev_d
+}
+
+/// The probability of being off the map `dt` seconds after it was `q`: the two-state Markov
+/// process that leaves the map at rate 1 / [`ON_MAP_TIME`] and comes back at rate 1 /
+/// [`OFF_MAP_TIME`] relaxes towards its stationary share pi = (1 / ON) / (1 / ON + 1 / OFF)
+/// (0.25): q + (pi - q) (1 - exp(-dt (1 / ON + 1 / OFF))).
+pub fn off_map_after(q: f64, dt: f64) -> f64 {
+    let (leave, back) = (1.0 / ON_MAP_TIME, 1.0 / OFF_MAP_TIME);
+    let pi = leave / (leave + back);
+    q + (pi - q) * (1.0 - (-dt * (leave + back)).exp())
+}
+
+/// A frame's likelihood off the map (relative to its best place's 1), from its single-frame
+/// confidence: a frame that matches no place better than the places elsewhere (confidence
+/// near 0) is what a camera off the map sees.
+pub fn off_map_likelihood(confidence: f64) -> f64 {
+    // Not finite: NaN says nothing (0, the likeliest off the map); +inf stands out (1).
+    let c = if confidence.is_nan() {
+        0.0
+    } else {
+        confidence.clamp(0.0, 1.0)
+    };
+    OFF_MAP_LIKELIHOOD * (-c / OFF_MAP_CONFIDENCE).exp()
 }
 
 fn normalize(v: &mut [f64]) {
@@ -581,7 +682,7 @@ mod tests {
         let mut last = None;
         for i in 0..frames {
             f.predict(places, 0.5 * i as f64, None);
-            last = f.observe(places, &hits(places, from + i, 0, 0.0, rng), false, |r| {
+            last = f.observe(places, &hits(places, from + i, 0, 0.0, rng), 0.0, |r| {
                 r % 2 == 0
             });
         }
@@ -632,7 +733,7 @@ mod tests {
         for &(t, truth, cam) in frames {
             let h = hits(places, truth, cam, alias, &mut rng);
             f.predict(places, t, None);
-            let s = f.observe(places, &h, false, |r| r % 2 == cam).unwrap();
+            let s = f.observe(places, &h, 0.0, |r| r % 2 == cam).unwrap();
             assert_eq!(s.row % 2, cam, "a row of another camera was published");
             // Never a jump beyond what the speed bound allows (3 sigma of the motion, the
             // places' size) without a relocalization or a reset reported.
@@ -652,6 +753,94 @@ mod tests {
         }
         let n = frames.len() as f64;
         (good as f64 / n, single as f64 / n, steps, f)
+    }
+
+    /// Frames of camera 0 from `t0`, one per half second, at the given true places with the
+    /// given single-frame confidence: the probability of being off the map after each.
+    fn off_map_along(
+        f: &mut SequenceFilter,
+        places: &Places,
+        rng: &mut Draws,
+        t0: f64,
+        at: &[usize],
+        confidence: f64,
+    ) -> Vec<f64> {
+        at.iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                f.predict(places, t0 + 0.5 * i as f64, None);
+                let s = f.observe(places, &hits(places, p, 0, 0.0, rng), confidence, |r| {
+                    r % 2 == 0
+                });
+                s.unwrap().off_map
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_that_follow_no_path_on_the_map_take_the_vehicle_off_it_and_back() {
+        let places = route(200, false);
+        let mut rng = Draws::seed_from_u64(21);
+        let path = |from: usize| (from..from + 20).collect::<Vec<_>>();
+        // Places no motion connects: 45 places (225 m) apart in half a second.
+        let jumps: Vec<usize> = (0..20).map(|i| (i * 45) % 200).collect();
+        let mut f = SequenceFilter::new(&places);
+        assert_eq!(f.off_map(), OFF_MAP_START);
+        // On the map, the frames follow the route and stand out (single-frame confidence
+        // 0.2): the vehicle stays on it.
+        let on = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.2);
+        assert!(on[2..].iter().all(|&q| q < 0.05), "on the route: {on:?}");
+        // Frames that stand out a little (0.06, off the map 4 e^-2 = 0.54 times as likely as
+        // at their best place) but match places no motion connects: off the map within a few
+        // frames, and it stays so.
+        let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, 0.06);
+        let first = off.iter().position(|&q| q >= OFF_MAP_WITHHOLD);
+        assert!(first.is_some_and(|i| i <= 5), "jumping: {off:?}");
+        assert!(off[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{off:?}");
+        // Back on the route: on the map again within a few frames.
+        let back = off_map_along(&mut f, &places, &mut rng, 20.0, &path(120), 0.2);
+        let first = back.iter().position(|&q| q < OFF_MAP_WITHHOLD);
+        assert!(first.is_some_and(|i| i <= 3), "back: {back:?}");
+        assert!(back[6..].iter().all(|&q| q < 0.05), "{back:?}");
+        // Frames along the route that stand out from no place (confidence 0: what a camera off
+        // the map sees) count towards off the map too.
+        let mut f = SequenceFilter::new(&places);
+        let flat = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.0);
+        assert!(flat[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{flat:?}");
+        // By hand: the likelihood off the map at confidence 0 and at OFF_MAP_CONFIDENCE.
+        assert_eq!(off_map_likelihood(0.0), OFF_MAP_LIKELIHOOD);
+        let at = off_map_likelihood(OFF_MAP_CONFIDENCE);
+        assert!((at * 1f64.exp() - OFF_MAP_LIKELIHOOD).abs() < 1e-12, "{at}");
+        assert_eq!(off_map_likelihood(f64::NAN), OFF_MAP_LIKELIHOOD);
+        // The transition, by hand: 0.25 is where it settles; over 0.5 s from 0.001 it moves by
+        // (0.25 - 0.001) (1 - e^(-0.5 / 15)); a stop of 5 minutes (with odometry, no reset)
+        // ends at 0.25, never past it.
+        let r = 1.0 - (-0.5f64 / 15.0).exp();
+        assert!((off_map_after(0.001, 0.5) - (0.001 + 0.249 * r)).abs() < 1e-12);
+        assert!((off_map_after(0.001, 300.0) - 0.25).abs() < 1e-6);
+        assert!((off_map_after(0.9, 300.0) - 0.25).abs() < 1e-6);
+        assert_eq!(off_map_after(0.25, 7.0), 0.25);
+        // Through the filter: a stop of 5 minutes on the map with odometry keeps the belief
+        // (no reset) and leaves q at the stationary 0.25, under the threshold.
+        let mut f = SequenceFilter::new(&places);
+        off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.2);
+        assert!(f.off_map() < 0.05);
+        let still = Travel {
+            displacement: 0.0,
+            path: 0.0,
+        };
+        f.predict(&places, 9.5 + 300.0, Some(still));
+        assert!((f.off_map() - 0.25).abs() < 1e-3, "{}", f.off_map());
+        // A long gap without odometry resets the belief: q starts again at OFF_MAP_START and
+        // the first frame after it does not weigh it (nothing predicted).
+        f.predict(&places, 2000.0, None);
+        assert_eq!(f.off_map(), OFF_MAP_START);
+        let s = f
+            .observe(&places, &hits(&places, 50, 0, 0.0, &mut rng), 0.0, |r| {
+                r % 2 == 0
+            })
+            .unwrap();
+        assert_eq!((s.evidence, s.off_map), (None, OFF_MAP_START));
     }
 
     #[test]
@@ -734,7 +923,7 @@ mod tests {
             hit(last, 0, 2.0),
             hit(last - 1, 0, 20.0),
         ];
-        let s = f.observe(&places, &hits, false, |_| true).unwrap();
+        let s = f.observe(&places, &hits, 0.0, |_| true).unwrap();
         assert_eq!(s.place, 0);
         let (e, e_far) = ((-1.0f64).exp(), (-0.01f64).exp());
         let total = 2.0 + e_far + e;
@@ -835,11 +1024,9 @@ mod tests {
         let far = hits(&places, 90, 0, 0.0, &mut rng);
         let mut unsure = f.clone();
         unsure.predict(&places, 5.0, None);
-        let u = unsure
-            .observe(&places, &far, false, |r| r % 2 == 0)
-            .unwrap();
+        let u = unsure.observe(&places, &far, 0.0, |r| r % 2 == 0).unwrap();
         f.predict(&places, 5.0, None);
-        let s = f.observe(&places, &far, true, |r| r % 2 == 0).unwrap();
+        let s = f.observe(&places, &far, 1.0, |r| r % 2 == 0).unwrap();
         assert_eq!(s.place, 90, "unsure: {}", u.place);
         assert!(s.relocalized);
         // Its confidence is the posterior mass about place 90, not the believed region's
@@ -902,7 +1089,7 @@ mod tests {
         drive(&mut f, &places, &mut rng, 20, 10);
         f.predict(&places, 5.0, None);
         let settled = f
-            .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), false, |r| {
+            .observe(&places, &hits(&places, 30, 0, 0.0, &mut rng), 0.0, |r| {
                 r % 2 == 0
             })
             .unwrap();
@@ -919,16 +1106,16 @@ mod tests {
         // widens about place 30, and the spread says so.
         f.predict(&places, 5.5, None);
         let split = f
-            .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), false, |r| {
+            .observe(&places, &hits(&places, 90, 0, 0.0, &mut rng), 0.0, |r| {
                 r % 2 == 0
             })
             .unwrap();
-        // The ellipsoid reaches R = 42.7 m here (the belief about place 30 has widened too),
-        // against 11.6 m before.
+        // The ellipsoid reaches R = 25 m here (the belief about place 30 has widened too),
+        // against 10 m before (at SPREAD_MASS 0.8: 42.7 and 11.6 m).
         let reach = |s: &Step| (s.spread.trace() * crate::localize::prior::CHI2_3_95 / 2.0).sqrt();
-        assert!(reach(&split) > 30.0, "{}", reach(&split));
+        assert!(reach(&split) > 20.0, "{}", reach(&split));
         assert!(
-            reach(&split) > 3.0 * reach(&settled),
+            reach(&split) > 2.0 * reach(&settled),
             "{} {}",
             reach(&split),
             reach(&settled)

@@ -148,8 +148,9 @@ struct Shared {
     frame_timeout: Option<Duration>,
     /// The `filter` parameter (none, sequence).
     filter: &'static str,
-    /// With `filter: sequence`: the filter's relocalizations and resets (all cameras share it).
-    filter_counts: Option<(u64, u64)>,
+    /// With `filter: sequence`: the filter's relocalizations and resets, and the probability
+    /// that the vehicle is off the map (all cameras share it).
+    filter_counts: Option<(u64, u64, f64)>,
     /// `odometry_topic`'s positions (None: no odometry topic).
     odometry: Option<crate::localize::odometry::OdometryTrack>,
     /// Frames whose motion in the sequence filter came from odometry.
@@ -194,6 +195,7 @@ fn diagnostics(
     map: &MapInfo,
     node_name: &str,
     min_confidence: f64,
+    off_map_threshold: f64,
     now: r2r::builtin_interfaces::msg::Time,
 ) -> DiagArray {
     use r2r::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
@@ -250,6 +252,18 @@ fn diagnostics(
                 format!(
                     "{new_rejections} frame(s) rejected since the last report; last: {}",
                     s.last_error.as_deref().unwrap_or("?")
+                ),
+            )
+        } else if let Some(p) = filter_counts
+            .map(|c| c.2)
+            .filter(|&p| crate::localize::off_map_withheld(Some(p), off_map_threshold))
+        {
+            (
+                LEVEL_WARN,
+                format!(
+                    "off the map: the sequence filter gives {p:.2} to the vehicle being where \
+                     the map does not reach (its frames neither follow a path on the map nor \
+                     stand out from its other places); priors are withheld until they do"
                 ),
             )
         } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
@@ -309,6 +323,10 @@ fn diagnostics(
                 kv(
                     "filter_resets",
                     filter_counts.map_or("-".into(), |c| c.1.to_string()),
+                ),
+                kv(
+                    "filter_off_map",
+                    filter_counts.map_or("-".into(), |c| format!("{:.3}", c.2)),
                 ),
                 kv(
                     "odometry_samples",
@@ -960,6 +978,7 @@ pub async fn run() -> Result<()> {
     let clock = node.get_ros_clock();
     let node_name = node.name()?;
     let min_confidence = params.min_confidence.0;
+    let off_map_threshold = params.off_map_threshold.0;
     tokio::spawn(async move {
         while timer.tick().await.is_ok() {
             let now = clock
@@ -974,6 +993,7 @@ pub async fn run() -> Result<()> {
                 &lock(&info),
                 &node_name,
                 min_confidence,
+                off_map_threshold,
                 now,
             );
             if let Err(e) = diag_pub.publish(&msg) {

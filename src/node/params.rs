@@ -149,6 +149,8 @@ pub struct NodeParams {
     pub frame_timeout: Number,
     /// sequence (default): every camera's frames, in the order they arrive and timed by their stamps, through one Bayes filter over the map's places (consecutive frames single out the place; a kidnapping is found again within a few frames; stamps must follow the vehicle: capture time or a recording's own); none: each frame on its own
     pub filter: String,
+    /// With filter sequence: a frame whose probability of being off the map (the filter's; its frames neither follow a path on the map nor stand out from its other places) is at least this publishes no prior and is counted as ambiguous; 1: never withheld for it (0..1)
+    pub off_map_threshold: Number,
     /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place; stamps must share the cameras' clock; empty: no odometry
     pub odometry_topic: String,
 }
@@ -176,6 +178,7 @@ impl Default for NodeParams {
             // Chosen through the node (docs/sequence-filter.md): more correct priors per frame
             // on every world measured; evaluate keeps the paper's single-frame protocol.
             filter: crate::localize::Filter::Sequence.name().into(),
+            off_map_threshold: Number(crate::localize::Options::default().off_map_threshold),
             odometry_topic: String::new(),
         }
     }
@@ -216,6 +219,7 @@ impl NodeParams {
                 .filter
                 .parse()
                 .map_err(|e| anyhow::anyhow!("parameter `filter`: {e}"))?,
+            off_map_threshold: self.off_map_threshold.0,
         })
     }
 }
@@ -381,6 +385,10 @@ impl NodeParams {
         if !(c.is_finite() && (0.0..=1.0).contains(&c)) {
             bail!("parameter `min_confidence`: expected 0 to 1, found {c}");
         }
+        let o = p.off_map_threshold.0;
+        if !(o.is_finite() && (0.0..=1.0).contains(&o)) {
+            bail!("parameter `off_map_threshold`: expected 0 to 1 (1: never), found {o}");
+        }
         let pt = p.prior_timeout.0;
         if !(pt.is_finite() && (0.0..=86400.0).contains(&pt)) {
             bail!("parameter `prior_timeout`: expected 0 (never expires) to 86400 seconds, found {pt}");
@@ -474,7 +482,7 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 20, "{known:?}");
+        assert_eq!(known.len(), 21, "{known:?}");
         for name in [
             "map",
             "top_k",
@@ -483,6 +491,7 @@ mod tests {
             "frame_timeout",
             "prior_timeout",
             "odometry_topic",
+            "off_map_threshold",
             "use_sim_time",
         ] {
             assert!(known.iter().any(|k| k == name), "{name}: {known:?}");
@@ -512,6 +521,8 @@ mod tests {
         assert_eq!(d.filter, crate::localize::Filter::Sequence.name());
         assert_eq!(o.filter, crate::localize::Filter::None);
         assert_eq!(p["filter"].as_str(), Some(d.filter.as_str()));
+        assert_eq!(d.off_map_threshold.0, o.off_map_threshold);
+        assert_eq!(p["off_map_threshold"].as_f64(), Some(o.off_map_threshold));
     }
 
     #[test]
@@ -529,6 +540,8 @@ mod tests {
         assert!(bad(&|p| p.top_k = -3).contains("`top_k`: expected 1 to 1000, found -3"));
         assert!(bad(&|p| p.diagnostics_period.0 = 1e20).contains("found 100000000000000000000"));
         assert!(bad(&|p| p.min_confidence.0 = f64::NAN).contains("`min_confidence`"));
+        assert!(bad(&|p| p.off_map_threshold.0 = 1.5)
+            .contains("`off_map_threshold`: expected 0 to 1 (1: never), found 1.5"));
         assert!(bad(&|p| p.transport = "h264".into()).contains("found `h264`"));
         assert!(bad(&|p| p.image_topics.0.clear()).contains("empty list"));
         assert!(bad(&|p| p.camera_ids.0 = vec!["a".into(), "b".into()]).contains("found 2 and 1"));

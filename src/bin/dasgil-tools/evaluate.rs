@@ -42,6 +42,10 @@ pub(crate) struct EvaluateArgs {
     /// `filter: sequence` runs (docs/sequence-filter.md). Needs query timestamps.
     #[arg(long, default_value = "none")]
     filter: dasgil::localize::Filter,
+    /// With --filter sequence, the node's `off_map_threshold`: a query whose probability of
+    /// being off the map is at least this is withheld (0 to 1; 1: never; default the node's).
+    #[arg(long, default_value_t = dasgil::localize::Options::default().off_map_threshold, value_parser = parse_unit)]
+    off_map_threshold: f64,
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
@@ -64,6 +68,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
+        off_map_threshold: a.off_map_threshold,
         ..Default::default()
     };
     let reports = if let Some(map) = &a.map {
@@ -129,12 +134,17 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 })
                 .unwrap_or_else(|| "nothing published".into());
             println!(
-                "    published by the node at min_confidence {}: {} of {} ({:.1}%; {} withheld as ambiguous); {of_those}",
+                "    published by the node at min_confidence {}: {} of {} ({:.1}%; {} withheld as ambiguous{}); {of_those}",
                 p.min_confidence,
                 t.localized,
                 t.total(),
                 100.0 * t.localized as f64 / t.total().max(1) as f64,
-                t.ambiguous
+                t.ambiguous,
+                if r.filter == "sequence" {
+                    format!(", {} of them off the map", t.off_the_map)
+                } else {
+                    String::new()
+                }
             );
         }
         if let Some(seq) = &r.sequence {

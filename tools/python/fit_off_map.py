@@ -1,0 +1,215 @@
+"""Fits and checks the sequence filter's off-the-map test (OFF_MAP_LIKELIHOOD and
+OFF_MAP_CONFIDENCE in src/localize/sequence.rs; docs/sequence-filter.md, "Off the map") from
+`dasgil-tools evaluate --filter sequence` outputs, some of them made with a map that shows only
+part of the route (`--map` of a shorter sequence of the same world), so that some queries lie
+where the map does not reach. Each folder's candidates-none.jsonl holds, per query: its stamp
+(`timestamp_us`), the distance from its true position to the nearest map place (`map_distance`,
+metres), the motion's `evidence` (null right after a reset), the frame's single-frame
+confidence (`frame_confidence`), the filter's probability of being off the map (`off_map`),
+the prior's `confidence` (the posterior mass about the published place), whether it was
+`published` and its squared Mahalanobis distance (`mahalanobis2`).
+
+    python tools/python/fit_off_map.py --fit OUT1 OUT2 ... --check OUT3 ...
+
+A query is shown by the map when its true position lies within --shown metres (default 10, two
+place spacings of the synthetic worlds) of a map place, else it is beyond the map. The filter's
+probability q of being off the map does not change the belief over the places, so this script
+replays q exactly for other constants: per frame in time order, q -> q + (0.25 - q)
+(1 - exp(-dt (1/60 + 1/20))) over the time dt since the last capture (a vehicle that leaves the
+map at rate 1/60 s and comes back at rate 1/20 s), then
+q -> q L / (q L + (1 - q) E) with E the frame's evidence and L = OFF_MAP_LIKELIHOOD
+exp(-c / OFF_MAP_CONFIDENCE), c the frame's confidence; back to 0.2 after a reset. A prior is
+published when q is below --off-map-threshold (0.5, the node's) and its confidence is at least
+--min-confidence.
+First it replays the shipped constants and stops if a frame's q or published flag differs from
+evaluate's. Then, over a grid, it keeps the constants under which the map's own queries keep
+their priors (at least --keep of the shown queries published on every --fit folder) with the
+largest share of the queries beyond the map withheld or covered (not published, or the truth
+inside the 95% ellipsoid) over the --fit folders together, and prints the tables (shipped and
+fitted) for the --fit and --check folders.
+
+numpy only.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+from fit_prior import arguments, fail, json_lines, parse
+
+CHI2_3_95 = 7.814727903251178
+# OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE in src/localize/sequence.rs.
+SHIPPED = (4.0, 0.03)
+# ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS there (not fitted).
+ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS = 60.0, 20.0, 0.2, 1e-3
+GRID = [(a, b) for a in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0) for b in (0.02, 0.03, 0.04, 0.06, 0.1)]
+
+
+def load(folder, shown):
+    if not os.path.isdir(folder):
+        fail(f"{folder}: no such folder (give `dasgil-tools evaluate --filter sequence --out` folders)")
+    path = os.path.join(folder, "candidates-none.jsonl")
+    if not os.path.isfile(path):
+        fail(f"{path}: missing; run `dasgil-tools evaluate --filter sequence ... --out {folder}`")
+    report = os.path.join(folder, "report.json")
+    try:
+        with open(report) as f:
+            unscored = json.load(f)["reports"][0].get("unscored", 0)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        fail(f"{report}: expected evaluate's report ({err!r})")
+    if unscored:
+        fail(f"{report}: {unscored} queries without ground truth went through the filter but "
+             "have no line in candidates-none.jsonl: the replay needs every query (use data "
+             "with ground truth for every query)")
+    frames = []
+    for n, (where, q) in enumerate(json_lines(path, "`timestamp_us`, `evidence`, `off_map`, ...")):
+        if q.get("filter") == "sequence" and q.get("off_map") is None:
+            fail(f"{where}: field `off_map` is null: the filter took no step for this frame "
+                 "(descriptor distances not finite); such a run cannot be replayed")
+        if q.get("filter") != "sequence":
+            fail(f"{where}: field `filter`: expected \"sequence\", found {q.get('filter')!r} "
+                 "(run evaluate with --filter sequence)")
+        try:
+            t = int(q["timestamp_us"])
+            e = q["evidence"]
+            e = None if e is None else float(e)
+            c = float(q["frame_confidence"])
+            off = float(q["off_map"])
+            conf = float(q["confidence"])
+            published = bool(q["published"])
+            d = q["map_distance"]
+            d = math.inf if d is None else float(d)
+            m2 = q["mahalanobis2"]
+        except (KeyError, ValueError, TypeError) as err:
+            fail(f"{where}: expected `timestamp_us`, `evidence`, `frame_confidence`, `off_map`, "
+                 f"`confidence`, `published`, `map_distance` and `mahalanobis2` (an evaluate of "
+                 f"this version): {err!r}")
+        inside = m2 is not None and float(m2) <= CHI2_3_95
+        frames.append(dict(order=(t, n), t=t * 1e-6, evidence=e, confidence=c, off=off, mass=conf,
+                           published=published, shown=d <= shown, inside=inside, where=where))
+    if not frames:
+        fail(f"{path}: no queries (an evaluate run without ground truth?)")
+    frames.sort(key=lambda f: f["order"])
+    return frames
+
+
+def replay(frames, constants, min_confidence, threshold):
+    """(q, published) per frame, in time order."""
+    a_off, b_off = constants
+    q, last, out = OFF_MAP_START, None, []
+    for f in frames:
+        if last is not None and abs(f["t"] - last) >= SIMULTANEOUS:
+            dt = abs(f["t"] - last)
+            leave, back = 1.0 / ON_MAP_TIME, 1.0 / OFF_MAP_TIME
+            q = q + (leave / (leave + back) - q) * (1.0 - math.exp(-dt * (leave + back)))
+        last = f["t"]
+        if f["evidence"] is None:
+            q = OFF_MAP_START
+        else:
+            off = q * a_off * math.exp(-max(f["confidence"], 0.0) / b_off)
+            on = (1.0 - q) * f["evidence"]
+            if off + on > 0.0:
+                q = off / (off + on)
+        off_the_map = threshold < 1.0 and q >= threshold
+        out.append((q, not off_the_map and f["mass"] >= min_confidence))
+    return out
+
+
+def check_reproduction(name, frames, min_confidence, threshold):
+    bad = [f["where"] for f, (q, p) in zip(frames, replay(frames, SHIPPED, min_confidence, threshold))
+           if abs(q - f["off"]) > 1e-9 * max(1.0, f["off"]) or p != f["published"]]
+    if bad:
+        fail(f"{name}: {len(bad)} of {len(frames)} frames differ from evaluate's off_map or "
+             f"published (first: {bad[0]}): this script and src/localize/sequence.rs disagree, "
+             "SHIPPED here is not the binary's, or --min-confidence or --off-map-threshold is not "
+             "evaluate's")
+
+
+def scores(frames, constants, min_confidence, threshold):
+    replayed = list(zip(frames, (p for _, p in replay(frames, constants, min_confidence, threshold))))
+    shown = [(f, p) for f, p in replayed if f["shown"]]
+    beyond = [(f, p) for f, p in replayed if not f["shown"]]
+    kept = [f for f, p in shown if p]
+    return dict(
+        shown=len(shown),
+        kept=len(kept) / len(shown) if shown else None,
+        inside=sum(f["inside"] for f in kept) / len(kept) if kept else None,
+        beyond=len(beyond),
+        withheld=sum(1 for _, p in beyond if not p),
+        safe=sum(1 for f, p in beyond if not p or f["inside"]),
+    )
+
+
+def fit(worlds, min_confidence, threshold, keep):
+    best = None
+    for constants in GRID:
+        s = [scores(w, constants, min_confidence, threshold) for w in worlds]
+        if any(x["kept"] is not None and x["kept"] < keep for x in s):
+            continue
+        beyond = sum(x["beyond"] for x in s)
+        safe = sum(x["safe"] for x in s) / beyond if beyond else 0.0
+        if best is None or safe > best[0]:
+            best = (safe, constants)
+    return best
+
+
+def table(names, worlds, constants, min_confidence, threshold, marks):
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"
+    print("| folder | shown queries | published | inside 95% ellipsoid | beyond the map | "
+          "withheld | withheld or covered |")
+    print("|---|---|---|---|---|---|---|")
+    for name, w in zip(names, worlds):
+        s = scores(w, constants, min_confidence, threshold)
+        safe = s["safe"] / s["beyond"] if s["beyond"] else None
+        print(f"| {name}{marks.get(name, '')} | {s['shown']} | {pct(s['kept'])} | "
+              f"{pct(s['inside'])} | {s['beyond']} | {s['withheld']} | {pct(safe)} |")
+
+
+def main():
+    ap = arguments(__doc__, "evaluate --filter sequence folders", "shipped constants'")
+    ap.add_argument("--shown", type=float, default=10.0,
+                    help="metres from a map place within which a query is shown by the map")
+    ap.add_argument("--off-map-threshold", type=float, default=0.5,
+                    help="withhold at this probability of being off the map, as evaluate's flag "
+                         "(default the node's 0.5; 1: never)")
+    ap.add_argument("--keep", type=float, default=0.85,
+                    help="the least share of the shown queries published on every --fit folder")
+    a, names, marks = parse(ap)
+    if not a.shown > 0.0:
+        ap.error(f"--shown: expected a distance above 0, found {a.shown}")
+    if not 0.0 <= a.keep <= 1.0:
+        ap.error(f"--keep: expected 0 to 1, found {a.keep}")
+    if not 0.0 <= a.off_map_threshold <= 1.0:
+        ap.error(f"--off-map-threshold: expected 0 to 1, found {a.off_map_threshold}")
+    w = a.off_map_threshold
+    worlds = [load(p, a.shown) for p in a.fit + a.check]
+    for name, frames in zip(names, worlds):
+        check_reproduction(name, frames, a.min_confidence, w)
+    fit_worlds = worlds[:len(a.fit)]
+    print(f"The shipped constants (OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE) {SHIPPED} at "
+          f"min_confidence {a.min_confidence}:\n")
+    table(names, worlds, SHIPPED, a.min_confidence, w, marks)
+    if a.verify:
+        print(f"\nverified: evaluate's off_map and published of {sum(map(len, worlds))} queries "
+              "reproduced")
+        return
+    best = fit(fit_worlds, a.min_confidence, w, a.keep)
+    if best is None:
+        fail(f"no constants of the grid keep {100 * a.keep:.0f}% of the shown queries' priors on "
+             "every --fit folder")
+    safe, constants = best
+    print(f"\nFitted: (OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE) {constants}: {100 * safe:.1f}% of "
+          f"the --fit folders' queries beyond the map withheld or covered, keeping "
+          f"{100 * a.keep:.0f}% of the shown queries' priors on each:\n")
+    if constants[0] in (GRID[0][0], GRID[-1][0]) or constants[1] in (GRID[0][1], GRID[-1][1]):
+        print("note: the fit is at the edge of the grid; the best value may lie beyond it\n")
+    table(names, worlds, constants, a.min_confidence, w, marks)
+    print("\nTo use fitted values: set OFF_MAP_LIKELIHOOD and OFF_MAP_CONFIDENCE in "
+          "src/localize/sequence.rs (and SHIPPED here), rebuild, and check with `dasgil-tools "
+          "evaluate --filter sequence` on worlds not used for fitting.")
+
+
+if __name__ == "__main__":
+    main()

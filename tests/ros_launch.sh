@@ -56,6 +56,12 @@ assert 0.85 <= s["all"]["inside_95_ellipsoid"] <= 1.0, s["all"]
 # replay's default --stamps data: the data's clock (0.5 s between captures; the months between
 # the traversals shortened to an hour), the second camera of a capture 1 ns after the first.
 assert s["stamps"] == "data", s.get("stamps")
+# The node's own account of the frames it did not answer (/diagnostics): withheld, skipped as
+# stale or rejected; the rest of the frames without a prior were lost in transport.
+o = s["node_outcomes"]
+assert set(o) == {"withheld", "off_the_map", "skipped", "rejected"}, o
+assert o["off_the_map"] <= o["withheld"] and o["rejected"] == 0, o
+assert o["withheld"] + o["skipped"] <= s["frames_without_prior"], (o, s["frames_without_prior"])
 st = {(f["camera"], f["name"].split("_")[1]): f["stamp_ns"] for f in s["frames"]}
 c0 = sorted(v for (c, _), v in st.items() if c == "c0")
 assert c0[1] - c0[0] == 500_000_000, c0[:2]

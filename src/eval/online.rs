@@ -106,6 +106,75 @@ pub struct ReplaySummary {
     /// in the data set, moved to the replay's start) or "send" (the time of sending).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamps: Option<String>,
+    /// What the node did with the frames it did not answer, from its /diagnostics (every
+    /// camera's counts, the last minus those before the first frame; None: no diagnostics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_outcomes: Option<NodeOutcomes>,
+}
+
+/// The node's count of frames it withheld (`frames_ambiguous`: below `min_confidence` or off
+/// the map), of those off the map (`frames_off_map`), skipped as stale (`frames_dropped`: a
+/// newer frame of the camera came first, or `max_rate`) and rejected (`frames_rejected`), over
+/// a replay.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeOutcomes {
+    pub withheld: u64,
+    pub off_the_map: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+}
+
+impl NodeOutcomes {
+    /// The sums over the node's cameras of `frames_ambiguous`, `frames_off_map`,
+    /// `frames_dropped` and `frames_rejected` in one /diagnostics message (None: no status has
+    /// them all).
+    pub fn from_diagnostics<'a>(
+        values: impl Iterator<Item = &'a [(String, String)]>,
+    ) -> Option<NodeOutcomes> {
+        let mut total: Option<NodeOutcomes> = None;
+        for kv in values {
+            let get = |k: &str| -> Option<u64> {
+                kv.iter()
+                    .find(|(key, _)| key == k)
+                    .and_then(|(_, v)| v.parse().ok())
+            };
+            let (Some(w), Some(o), Some(s), Some(r)) = (
+                get("frames_ambiguous"),
+                get("frames_off_map"),
+                get("frames_dropped"),
+                get("frames_rejected"),
+            ) else {
+                continue;
+            };
+            let t = total.get_or_insert_with(NodeOutcomes::default);
+            t.withheld += w;
+            t.off_the_map += o;
+            t.skipped += s;
+            t.rejected += r;
+        }
+        total
+    }
+
+    /// What happened between `before` (the counts before the first frame) and `after`; the
+    /// after counts alone when a count went down (the node restarted, or reloaded its map).
+    pub fn during(before: Option<NodeOutcomes>, after: NodeOutcomes) -> NodeOutcomes {
+        match before {
+            Some(b)
+                if b.withheld <= after.withheld
+                    && b.off_the_map <= after.off_the_map
+                    && b.skipped <= after.skipped
+                    && b.rejected <= after.rejected =>
+            {
+                NodeOutcomes {
+                    withheld: after.withheld - b.withheld,
+                    off_the_map: after.off_the_map - b.off_the_map,
+                    skipped: after.skipped - b.skipped,
+                    rejected: after.rejected - b.rejected,
+                }
+            }
+            _ => after,
+        }
+    }
 }
 
 /// Which filter the node ran during a replay, and what the sequence filter reported meanwhile
@@ -270,6 +339,7 @@ pub fn score(
         frames,
         node_filter: None,
         stamps: None,
+        node_outcomes: None,
     }
 }
 
@@ -285,6 +355,14 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         "frames sent {}, priors received {} ({} frames without a prior, {} unknown stamps)",
         s.frames_sent, s.priors_received, s.frames_without_prior, s.unknown_stamps
     );
+    if let Some(o) = &s.node_outcomes {
+        let _ = writeln!(
+            t,
+            "the node: {} frame(s) withheld ({} of them off the map), {} skipped as stale, {} \
+             rejected (/diagnostics)",
+            o.withheld, o.off_the_map, o.skipped, o.rejected
+        );
+    }
     let _ = writeln!(
         t,
         "image-to-prior latency: p50 {:.1} ms, p99 {:.1} ms",
@@ -659,5 +737,43 @@ mod tests {
         let f = NodeFilter::from_counts("sequence", None, None);
         assert_eq!((f.filter.as_str(), f.relocalizations), ("sequence", 0));
         assert_eq!(NodeFilter::from_counts("none", None, None).filter, "none");
+    }
+
+    #[test]
+    fn the_node_outcomes_sum_the_cameras_and_count_only_the_replay() {
+        let cam = |w: u64, o: u64, s: u64, r: u64| -> Vec<(String, String)> {
+            [
+                ("frames_ambiguous", w),
+                ("frames_off_map", o),
+                ("frames_dropped", s),
+                ("frames_rejected", r),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        // Two cameras and a status without the keys (another node's).
+        let other = vec![("frames_ambiguous".to_string(), "x".to_string())];
+        let m = [cam(3, 2, 1, 0), cam(4, 0, 5, 1), other];
+        let after = NodeOutcomes::from_diagnostics(m.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!(
+            after,
+            NodeOutcomes {
+                withheld: 7,
+                off_the_map: 2,
+                skipped: 6,
+                rejected: 1
+            }
+        );
+        let before = NodeOutcomes::from_diagnostics([cam(1, 1, 0, 0)].iter().map(Vec::as_slice));
+        let d = NodeOutcomes::during(before, after);
+        assert_eq!(
+            (d.withheld, d.off_the_map, d.skipped, d.rejected),
+            (6, 1, 6, 1)
+        );
+        // A count that went down (the node restarted): the counts after alone.
+        let before = NodeOutcomes::from_diagnostics([cam(9, 0, 0, 0)].iter().map(Vec::as_slice));
+        assert_eq!(NodeOutcomes::during(before, after), after);
+        assert_eq!(NodeOutcomes::from_diagnostics(std::iter::empty()), None);
     }
 }

@@ -14,7 +14,7 @@ use r2r::QosProfile;
 
 use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
-use crate::eval::online::{NodeFilter, Received, Sent};
+use crate::eval::online::{NodeFilter, NodeOutcomes, Received, Sent};
 
 /// What a replayed frame's header stamp says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,8 @@ pub struct Played {
     pub interrupted: bool,
     /// The node's filter during the replay, from /diagnostics (None: no diagnostics came).
     pub node_filter: Option<NodeFilter>,
+    /// What the node did with the frames it did not answer, from /diagnostics.
+    pub node_outcomes: Option<NodeOutcomes>,
     /// What the frames' stamps said.
     pub stamps: Stamps,
 }
@@ -156,6 +158,8 @@ struct DiagSeen {
     messages: u64,
     filter: String,
     counts: Option<(u64, u64)>,
+    /// The node's withheld, off-the-map, skipped and rejected frames, all cameras.
+    outcomes: Option<NodeOutcomes>,
 }
 
 /// The node's filter and its counts, as one status reports them.
@@ -388,10 +392,21 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         futures::executor::block_on(async {
             while let Some(m) = diag_sub.next().await {
                 if let Some((filter, counts)) = filter_counts(&m) {
+                    let statuses: Vec<Vec<(String, String)>> = m
+                        .status
+                        .iter()
+                        .map(|st| {
+                            st.values
+                                .iter()
+                                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                                .collect()
+                        })
+                        .collect();
                     let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
                     d.messages += 1;
                     d.filter = filter;
                     d.counts = counts;
+                    d.outcomes = NodeOutcomes::from_diagnostics(statuses.iter().map(Vec::as_slice));
                 }
             }
         })
@@ -466,7 +481,10 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         std::thread::sleep(Duration::from_millis(300));
         // The filter counts before the first frame (a node that runs a while already has some).
         wait_diag(&diags, 0, diag_wait, &stopped);
-        let before = diags.lock().unwrap_or_else(|e| e.into_inner()).counts;
+        let (before, outcomes_before) = {
+            let d = diags.lock().unwrap_or_else(|e| e.into_inner());
+            (d.counts, d.outcomes)
+        };
         let longest = per_camera.iter().map(Vec::len).max().unwrap_or(0);
         let rounds = match opts.duration {
             Some(d) => ((d.as_secs_f64() * opts.rate).ceil() as usize).max(1),
@@ -552,17 +570,21 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         let d = diags.lock().unwrap_or_else(|e| e.into_inner());
         let node_filter =
             (d.messages > 0).then(|| NodeFilter::from_counts(&d.filter, before, d.counts));
-        Ok((sent, node_filter))
+        let node_outcomes = d
+            .outcomes
+            .map(|after| NodeOutcomes::during(outcomes_before, after));
+        Ok((sent, node_filter, node_outcomes))
     })();
     stop.store(true, Ordering::Relaxed);
     let _ = spinner.join();
-    let (sent, node_filter) = result?;
+    let (sent, node_filter, node_outcomes) = result?;
     let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(Played {
         sent,
         received: got,
         interrupted: stopped(),
         node_filter,
+        node_outcomes,
         stamps,
     })
 }

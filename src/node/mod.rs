@@ -54,8 +54,10 @@ struct CameraStats {
     localized: u64,
     /// Unusable frames (decoding, size, encoding).
     rejected: u64,
-    /// Below `min_confidence`: no prior published.
+    /// Below `min_confidence`, or off the map: no prior published.
     ambiguous: u64,
+    /// Of `ambiguous`: withheld because the sequence filter believed the vehicle off the map.
+    off_map: u64,
     /// No map image to match (geo-gating).
     no_candidates: u64,
     /// Replaced by a newer frame of the same camera before the worker got to them.
@@ -296,6 +298,7 @@ fn diagnostics(
                 kv("frames_localized", s.localized.to_string()),
                 kv("frames_rejected", s.rejected.to_string()),
                 kv("frames_ambiguous", s.ambiguous.to_string()),
+                kv("frames_off_map", s.off_map.to_string()),
                 kv("frames_no_candidates", s.no_candidates.to_string()),
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
@@ -655,6 +658,7 @@ fn spawn_worker(
                     }
                     Ok(Outcome::Ambiguous(a)) => {
                         s.ambiguous += 1;
+                        s.off_map += u64::from(a.off_the_map);
                         s.matched(a.frame_confidence, true);
                         tracing::debug!(
                             "{}: ambiguous match (confidence {:.3}): no prior",

@@ -171,6 +171,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     let (sent, received) = (&played.sent, &played.received);
     let mut summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
     summary.node_filter = played.node_filter.clone();
+    summary.node_outcomes = played.node_outcomes;
     summary.stamps = Some(
         match played.stamps {
             Stamps::Data => "data",

@@ -65,6 +65,9 @@ def load(folder, shown):
              "with ground truth for every query)")
     frames = []
     for n, (where, q) in enumerate(json_lines(path, "`timestamp_us`, `evidence`, `off_map`, ...")):
+        if q.get("filter") == "sequence" and "off_map" not in q:
+            fail(f"{where}: no field `off_map`: made by a dasgil-tools older than the off-the-map "
+                 "test; run evaluate --filter sequence again")
         if q.get("filter") == "sequence" and q.get("off_map") is None:
             fail(f"{where}: field `off_map` is null: the filter took no step for this frame "
                  "(descriptor distances not finite); such a run cannot be replayed")

@@ -5,6 +5,7 @@
     ros2 launch dasgil localize.launch.py map:=... image_topics:=/cam0/image_raw,/cam1/image_raw \
         camera_ids:=c0,c1 transport:=compressed log_level:=warn
     ros2 launch dasgil localize.launch.py map:=... filter:=sequence odometry_topic:=/odom
+    ros2 launch dasgil localize.launch.py map:=... off_map_threshold:=1
 """
 import os
 
@@ -37,6 +38,15 @@ def _node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    # A number (the node checks its range and names the parameter).
+    value = LaunchConfiguration("off_map_threshold").perform(context)
+    if value:
+        try:
+            overrides["off_map_threshold"] = float(value)
+        except ValueError:
+            raise RuntimeError(
+                f"launch argument off_map_threshold: expected a number from 0 to 1 (1: never), found {value!r}"
+            ) from None
     if overrides:
         params.append(overrides)
     return [
@@ -64,6 +74,11 @@ def generate_launch_description():
             DeclareLaunchArgument("transport", default_value="", description="raw or compressed; overrides the YAML"),
             DeclareLaunchArgument("filter", default_value="", description="none or sequence; overrides the YAML"),
             DeclareLaunchArgument("odometry_topic", default_value="", description="nav_msgs/Odometry topic for filter sequence; overrides the YAML"),
+            DeclareLaunchArgument(
+                "off_map_threshold",
+                default_value="",
+                description="with filter sequence: withhold priors while the probability of being off the map is at least this (1: never); overrides the YAML",
+            ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
             OpaqueFunction(function=_node),
         ]

@@ -168,6 +168,9 @@ pub struct SequenceCounts {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Published {
     pub min_confidence: f64,
+    /// With the sequence filter: the off-the-map threshold the run used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_map_threshold: Option<f64>,
     pub outcomes: Tally,
     /// None when the node would publish nothing.
     pub scores: Option<Scores>,
@@ -437,6 +440,8 @@ pub fn evaluate(
         sequence,
         published: Some(Published {
             min_confidence: loc.options.min_confidence,
+            off_map_threshold: (loc.options.filter == Filter::Sequence)
+                .then_some(loc.options.off_map_threshold),
             outcomes: tally,
             scores: {
                 let published: Vec<&QueryResult> = results.iter().filter(|r| r.published).collect();
@@ -495,10 +500,17 @@ pub fn markdown(reports: &[&Report]) -> String {
             .and_then(|p| p.scores.as_ref().map(|s| (p, s)))
         {
             rows.push((
-                format!(
-                    "published by the node (min_confidence {}: {} withheld as ambiguous)",
-                    p.min_confidence, p.outcomes.ambiguous
-                ),
+                match p.off_map_threshold {
+                    Some(t) => format!(
+                        "published by the node (min_confidence {}, off_map_threshold {t}: {} \
+                         withheld as ambiguous, {} of them off the map)",
+                        p.min_confidence, p.outcomes.ambiguous, p.outcomes.off_the_map
+                    ),
+                    None => format!(
+                        "published by the node (min_confidence {}: {} withheld as ambiguous)",
+                        p.min_confidence, p.outcomes.ambiguous
+                    ),
+                },
                 sc,
             ));
         }

@@ -203,6 +203,10 @@ def main():
         fail(f"no constants of the grid keep {100 * a.keep:.0f}% of the shown queries' priors on "
              "every --fit folder")
     safe, constants = best
+    if len(a.fit) < 3:
+        print(f"note: fitted on {len(a.fit)} folder(s); the shipped constants were fitted on six "
+              "(three worlds, each on its own map and on a map of part of its route): a fit on "
+              "few queries is a poor reason to change src/localize/sequence.rs\n")
     print(f"\nFitted: (OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE) {constants}: {100 * safe:.1f}% of "
           f"the --fit folders' queries beyond the map withheld or covered, keeping "
           f"{100 * a.keep:.0f}% of the shown queries' priors on each:\n")

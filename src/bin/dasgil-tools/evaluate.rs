@@ -43,15 +43,22 @@ pub(crate) struct EvaluateArgs {
     #[arg(long, default_value = "none")]
     filter: dasgil::localize::Filter,
     /// With --filter sequence, the node's `off_map_threshold`: a query whose probability of
-    /// being off the map is at least this is withheld (0 to 1; 1: never; default the node's).
-    #[arg(long, default_value_t = dasgil::localize::Options::default().off_map_threshold, value_parser = parse_unit)]
-    off_map_threshold: f64,
+    /// being off the map is at least this is withheld (0 to 1; 1: never; default the node's,
+    /// 0.5).
+    #[arg(long, value_parser = parse_unit, allow_hyphen_values = true)]
+    off_map_threshold: Option<f64>,
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
     if let Some(m) = &a.map {
         crate::args::map_flag(m)?;
+    }
+    if a.off_map_threshold.is_some() && a.filter != dasgil::localize::Filter::Sequence {
+        eprintln!(
+            "note: --off-map-threshold applies to --filter sequence only; ignored with --filter {}",
+            a.filter.name()
+        );
     }
     let src = match a.bag.options() {
         Some(o) => {
@@ -68,7 +75,9 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
-        off_map_threshold: a.off_map_threshold,
+        off_map_threshold: a
+            .off_map_threshold
+            .unwrap_or(dasgil::localize::Options::default().off_map_threshold),
         ..Default::default()
     };
     let reports = if let Some(map) = &a.map {
@@ -134,8 +143,11 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 })
                 .unwrap_or_else(|| "nothing published".into());
             println!(
-                "    published by the node at min_confidence {}: {} of {} ({:.1}%; {} withheld as ambiguous{}); {of_those}",
+                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}); {of_those}",
                 p.min_confidence,
+                p.off_map_threshold
+                    .map(|t| format!(", off_map_threshold {t}"))
+                    .unwrap_or_default(),
                 t.localized,
                 t.total(),
                 100.0 * t.localized as f64 / t.total().max(1) as f64,

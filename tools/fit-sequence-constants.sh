@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Refits the sequence filter's fitted constants with the model the maps are built with (the
+# shipped one unless DASGIL_MODEL or CHECKPOINT says otherwise) and prints the tables quoted in
+# docs/sequence-filter.md and docs/pose-prior.md:
+# - SPREAD_MASS (tools/python/fit_sequence_spread.py): the three fitting worlds on their own
+#   maps, cmu_slice as the check;
+# - OFF_MAP_LIKELIHOOD and OFF_MAP_CONFIDENCE (tools/python/fit_off_map.py): the same, plus
+#   each fitting world driven past the end of a map of the first part of its route
+#   (config/partial-maps.yaml); checks: cmu_slice on a map of its first 20 places, of cmu_mini
+#   (its first 10) and of cmu_calibration (another world).
+# Every run is `dasgil-tools evaluate --filter sequence`; the scripts first check that they
+# reproduce evaluate's numbers. About 2 minutes on 2 cores (nothing else running; the partial
+# worlds are rendered on first use).
+#
+#   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
+#   CHECKPOINT=FILE tools/fit-sequence-constants.sh   # another generator checkpoint
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/tools/setup.sh" >/dev/null
+# shellcheck source=env.sh
+source "$ROOT/tools/env.sh"
+(cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
+TOOLS="$ROOT/target/release/dasgil-tools"
+OUT="${1:-$ROOT/build/sequence-fit}"
+mkdir -p "$OUT/maps"
+CK=()
+if [ -n "${CHECKPOINT:-}" ]; then CK=(--checkpoint "$CHECKPOINT"); fi
+map() { # NAME [--sequences FILE]: a map of the named sequence
+  [ -f "$OUT/maps/$1.map.safetensors" ] ||
+    "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu "${CK[@]}" --out "$OUT/maps/$1.map.safetensors" >"$OUT/maps/$1.log" 2>&1 ||
+    { echo "fit-sequence-constants: build-map $1 failed: $OUT/maps/$1.log" >&2; exit 1; }
+}
+for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20; do
+  map "$m" --sequences "$ROOT/config/partial-maps.yaml"
+done
+map cmu_mini
+map cmu_calibration
+run() { # FOLDER QUERIES [MAP]
+  local extra=()
+  [ -n "${3:-}" ] && extra=(--map "$OUT/maps/$3.map.safetensors")
+  "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
+    { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
+  echo "$1: $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"
+}
+run cmu_calibration cmu_calibration
+run cmu_val_pastel cmu_val_pastel
+run cmu_val_ink cmu_val_ink
+run cmu_slice cmu_slice
+run cmu_calibration-past-first10 cmu_calibration cmu_calibration_first10
+run cmu_val_pastel-past-first15 cmu_val_pastel cmu_val_pastel_first15
+run cmu_val_ink-past-first15 cmu_val_ink cmu_val_ink_first15
+run cmu_slice-past-first20 cmu_slice cmu_slice_first20
+run cmu_slice-past-cmu_mini cmu_slice cmu_mini
+run cmu_slice-on-cmu_calibration-map cmu_slice cmu_calibration
+cd "$OUT"
+echo
+python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
+echo
+python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
+  cmu_calibration-past-first10 cmu_val_pastel-past-first15 cmu_val_ink-past-first15 \
+  --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map

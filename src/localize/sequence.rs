@@ -47,8 +47,9 @@
 //! - Off the map: beside the places, the filter keeps the probability q that the vehicle is off
 //!   the map (`belief` is the belief given that it is on it). Over dt seconds q relaxes towards
 //!   0.25, the stationary share of a vehicle that leaves the map at rate 1 / [`ON_MAP_TIME`]
-//!   and comes back at rate 1 / [`OFF_MAP_TIME`] ([`off_map_after`]); a frame weighs it as q L_off / (q L_off + (1 - q) E), E = sum_j
-//!   p(j) L(j) the motion's predicted belief times the frame's likelihoods (how well the
+//!   and comes back at rate 1 / [`OFF_MAP_TIME`] ([`off_map_after`]); a frame weighs it as
+//!   q L_off / (q L_off + (1 - q) E), E = sum_j p(j) L(j) the motion's predicted belief times
+//!   the frame's likelihoods (how well the
 //!   places the motion predicts explain it; not counted right after a reset, when nothing is
 //!   predicted) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`]) with c the
 //!   frame's single-frame confidence. So a vehicle stays on the map while its frames follow a
@@ -428,17 +429,15 @@ impl SequenceFilter {
                 self.slow = es / (es + ef);
             }
         }
+        for (b, l) in self.belief.iter_mut().zip(&lik) {
+            *b *= l;
+        }
+        // The normalizer is the evidence: the predicted (normalized) belief times the
+        // likelihoods, summed.
+        let total = normalize(&mut self.belief);
         // On the map or off it: how well the motion's prediction explains the frame against
         // how well "off the map" does. A uniform belief predicts nothing: not a test.
-        let evidence = (!self.uniform)
-            .then(|| {
-                self.belief
-                    .iter()
-                    .zip(&lik)
-                    .map(|(b, l)| b * l)
-                    .sum::<f64>()
-            })
-            .filter(|e| e.is_finite());
+        let evidence = (!self.uniform).then_some(total).filter(|e| e.is_finite());
         if let Some(e) = evidence {
             let off = self.off * off_map_likelihood(confidence);
             let on = (1.0 - self.off) * e;
@@ -446,10 +445,6 @@ impl SequenceFilter {
                 self.off = off / (off + on);
             }
         }
-        for (b, l) in self.belief.iter_mut().zip(&lik) {
-            *b *= l;
-        }
-        normalize(&mut self.belief);
         self.uniform = false;
         // The place with the most belief within REGION_RADIUS among those this frame can show
         // (a place without a row of this camera cannot be published from this frame): a
@@ -637,7 +632,9 @@ pub fn off_map_likelihood(confidence: f64) -> f64 {
     OFF_MAP_LIKELIHOOD * (-c / OFF_MAP_CONFIDENCE).exp()
 }
 
-fn normalize(v: &mut [f64]) {
+/// Scales `v` to sum to 1 (uniform when its sum is not positive and finite); returns the sum
+/// it had.
+fn normalize(v: &mut [f64]) -> f64 {
     let s: f64 = v.iter().sum();
     if s > 0.0 && s.is_finite() {
         v.iter_mut().for_each(|x| *x /= s);
@@ -645,6 +642,7 @@ fn normalize(v: &mut [f64]) {
         let n = v.len() as f64;
         v.iter_mut().for_each(|x| *x = 1.0 / n);
     }
+    s
 }
 
 #[cfg(test)]

@@ -182,7 +182,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
         l["status"]
     );
-    // Not a confident match (below CONFIDENT, 0.04 when this was written): withheld at the
+    // Not a confident match (below CONFIDENT, 0.1 since 2026-12-01): withheld at the
     // default min_confidence or not, its prior makes room for a wrong match, wider than a map
     // image's own (trace 3 x POSITION_CALIBRATION: the floor on each axis).
     use dasgil::localize::prior::{CONFIDENT, POSITION_CALIBRATION};
@@ -724,8 +724,10 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 assert!(d.windows(2).all(|w| w[0] <= w[1]), "{l}");
                 // The published place holds belief of its own (ground distance 0 first).
                 settled += usize::from(d.first() == Some(&0.0));
-                // The belief reaches beyond the floor: radius over sqrt(7.81 * 0.9).
-                spread += usize::from(v["radius_95"].as_f64().unwrap() > 2.66);
+                // The belief reaches beyond the floor: radius over
+                // sqrt(7.81 * POSITION_CALIBRATION), the floor's 95% radius.
+                let floor = (7.814_727_903 * dasgil::localize::prior::POSITION_CALIBRATION).sqrt();
+                spread += usize::from(v["radius_95"].as_f64().unwrap() > floor + 0.01);
             }
             assert!(settled >= 20 && spread >= 1, "{settled} {spread} of 24");
             let said = common::python_tool(

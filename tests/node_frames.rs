@@ -303,10 +303,19 @@ async fn first_prior(
     }
 }
 
+/// The same untrained network in every test and every run: its weights are drawn from a seeded
+/// generator under a lock (the tests of this file run in parallel and share libtorch's global
+/// generator). Unseeded, one draw in about seven (2 of 15 measured) let the blind camera's noise
+/// frames stand out a little from the five places (median confidence 0.06), and its test failed.
 fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
+    static DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
-    Generator::new(&vs.root(), cfg, WeightInit::Reference).unwrap();
+    {
+        let _one_at_a_time = DRAW.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(7);
+        Generator::new(&vs.root(), cfg, WeightInit::Reference).unwrap();
+    }
     let ckpt = dir.join("gen.safetensors");
     let meta = CheckpointMeta {
         network: NetworkRole::Generator,
@@ -1176,31 +1185,33 @@ async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_
     };
     let (stop, spinner) = h.spin();
     wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
-    let warned = tokio::time::timeout(Duration::from_secs(90), async {
-        let mut sec = 100;
-        loop {
-            // Driving up and down the five places, one a second; c1 half a second later.
-            let k = (sec as usize / 2) % 8;
-            let place = if k < 5 { k } else { 8 - k };
-            cam0.publish(&raw(&places[place], sec, "cam0")).unwrap();
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            cam1.publish(&raw(&blind, sec + 1, "cam1")).unwrap();
-            sec += 2;
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            while let Ok(Some(d)) =
-                tokio::time::timeout(Duration::from_millis(10), diags.next()).await
-            {
-                if let [c0, c1, ..] = &d.status[..] {
-                    if c1.level == 1 && c1.message.contains("stopped matching the map") {
-                        return (c0.clone(), c1.clone());
-                    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    let mut sec = 100;
+    let (c0, c1) = 'drive: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no WARN `stopped matching the map` for the blind camera within 90 s; the last \
+             statuses (c0, c1): {last:#?}"
+        );
+        // Driving up and down the five places, one a second; c1 half a second later.
+        let k = (sec as usize / 2) % 8;
+        let place = if k < 5 { k } else { 8 - k };
+        cam0.publish(&raw(&places[place], sec, "cam0")).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        cam1.publish(&raw(&blind, sec + 1, "cam1")).unwrap();
+        sec += 2;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(10), diags.next()).await
+        {
+            if let [c0, c1, ..] = &d.status[..] {
+                if c1.level == 1 && c1.message.contains("stopped matching the map") {
+                    break 'drive (c0.clone(), c1.clone());
                 }
+                last = Some((c0.clone(), c1.clone()));
             }
         }
-    })
-    .await
-    .expect("no WARN `stopped matching the map` for the blind camera within 90 s");
-    let (c0, c1) = warned;
+    };
     // c1's frames were published, not withheld (but perhaps its first, before c0's frames
     // settled the belief: a frame that stands out from no place counts towards the vehicle
     // being off the map): the alarm came from their own confidence, and c0 keeps the vehicle
@@ -1229,6 +1240,11 @@ async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_
             .and_then(|kv| kv.value.parse().ok())
             .unwrap_or_else(|| panic!("{s:?}"))
     };
+    eprintln!(
+        "blind camera: median confidence {:.3} (seeing camera {:.3})",
+        median(&c1),
+        median(&c0)
+    );
     assert!(median(&c1) < 0.04 && median(&c0) > 0.5, "{c0:?} {c1:?}");
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();

@@ -30,7 +30,7 @@
 //! - Output: the place with the most posterior mass within [`REGION_RADIUS`] (a belief spread
 //!   over neighbouring places outweighs one aliased place far away); in that region the frame's
 //!   own best match when it lies there (or, wherever it lies, when the frame is sure of it:
-//!   single-frame confidence at least [`crate::localize::prior::CONFIDENT`]), else the place of
+//!   single-frame confidence at least [`SURE`]), else the place of
 //!   highest posterior; the frame's best-matching row there (any row of that camera at that
 //!   place when none was among the hits).
 //! - Position covariance: the floor of a single match plus R^2 / 7.81 (I - u u^T) + H^2 / 7.81
@@ -97,9 +97,13 @@ pub const RESET_REACH: f64 = 1000.0;
 pub const UNIFORM_SHARE: f64 = 0.01;
 /// The share of the belief within the published 95% ellipsoid's reach (the module comment).
 /// The posterior is less sure than it should be (its likelihood is tempered so that an aliased
-/// place is not ruled out): on the fitting worlds 75% of its belief reaches as far as the truth
+/// place is not ruled out): on the fitting worlds 78% of its belief reaches as far as the truth
 /// lies in 95% of the published frames (the three fitting worlds together).
-pub const SPREAD_MASS: f64 = 0.75;
+pub const SPREAD_MASS: f64 = 0.78;
+/// A frame whose single-frame confidence is at least this is sure of its own match, which the
+/// belief does not override (0.15: the value of the single-frame prior's CONFIDENT when this
+/// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1).
+pub const SURE: f64 = 0.15;
 /// The published place is the one with the most belief within this distance (metres).
 pub const REGION_RADIUS: f64 = 10.0;
 /// Places this many times less likely than the best are not moved one by one (their belief
@@ -115,9 +119,9 @@ pub const SCALE_RANK: usize = 5;
 /// best place's (1); it falls as exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence
 /// c. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py
 /// (docs/sequence-filter.md, "Off the map").
-pub const OFF_MAP_LIKELIHOOD: f64 = 4.0;
+pub const OFF_MAP_LIKELIHOOD: f64 = 6.0;
 /// The single-frame confidence over which the off-the-map likelihood falls by e (fitted).
-pub const OFF_MAP_CONFIDENCE: f64 = 0.03;
+pub const OFF_MAP_CONFIDENCE: f64 = 0.015;
 /// Mean time (seconds) a vehicle stays on its map before it leaves it.
 pub const ON_MAP_TIME: f64 = 60.0;
 /// Mean time (seconds) a vehicle off its map stays off it.
@@ -400,7 +404,7 @@ impl SequenceFilter {
         confidence: f64,
         may_match: impl Fn(usize) -> bool,
     ) -> Option<Step> {
-        let sure = confidence >= crate::localize::prior::CONFIDENT;
+        let sure = confidence >= SURE;
         let d1 = hits.first()?.distance as f64;
         let last = hits.last()?.distance as f64;
         // A frame whose distances are not finite says nothing: the belief is left as it was.
@@ -483,7 +487,7 @@ impl SequenceFilter {
         // knows best), else the place of highest posterior.
         let own = places.of_row[hits[0].index];
         let in_region = places.distance(own, centre) <= REGION_RADIUS;
-        // A frame sure of itself (`sure`: its single-frame confidence at least CONFIDENT) is
+        // A frame sure of itself (`sure`: its single-frame confidence at least SURE) is
         // not overridden: a belief that lags behind a vehicle faster than the motion allows
         // follows it.
         let place = if (in_region || sure) && can_show(own) {
@@ -788,7 +792,7 @@ mod tests {
         // 0.2): the vehicle stays on it.
         let on = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.2);
         assert!(on[2..].iter().all(|&q| q < 0.05), "on the route: {on:?}");
-        // Frames that stand out a little (0.06, off the map 4 e^-2 = 0.54 times as likely as
+        // Frames that stand out a little (0.06, off the map 6 e^-4 = 0.11 times as likely as
         // at their best place) but match places no motion connects: off the map within a few
         // frames, and it stays so.
         let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, 0.06);
@@ -1020,6 +1024,20 @@ mod tests {
         let mut rng = Draws::seed_from_u64(21);
         drive(&mut f, &places, &mut rng, 20, 10);
         let far = hits(&places, 90, 0, 0.0, &mut rng);
+        // The threshold is SURE, not the single-frame prior's CONFIDENT (refitted with each
+        // model): a frame just under SURE is not sure of itself, one at SURE is.
+        const { assert!(crate::localize::prior::CONFIDENT < SURE - 0.01) };
+        for (c, sure) in [(SURE - 0.01, false), (SURE, true)] {
+            let mut g = f.clone();
+            g.predict(&places, 5.0, None);
+            let step = g.observe(&places, &far, c, |r| r % 2 == 0).unwrap();
+            assert_eq!(
+                step.place == 90,
+                sure,
+                "confidence {c}: published {}",
+                step.place
+            );
+        }
         let mut unsure = f.clone();
         unsure.predict(&places, 5.0, None);
         let u = unsure.observe(&places, &far, 0.0, |r| r % 2 == 0).unwrap();
@@ -1109,7 +1127,7 @@ mod tests {
             })
             .unwrap();
         // The ellipsoid reaches R = 25 m here (the belief about place 30 has widened too),
-        // against 10 m before (at SPREAD_MASS 0.8: 42.7 and 11.6 m).
+        // against 10 m before (measured at SPREAD_MASS 0.75; at 0.8: 42.7 and 11.6 m).
         let reach = |s: &Step| (s.spread.trace() * crate::localize::prior::CHI2_3_95 / 2.0).sqrt();
         assert!(reach(&split) > 20.0, "{}", reach(&split));
         assert!(

@@ -28,7 +28,7 @@ import numpy as np
 
 CHI2_3_95 = 7.814727903251178
 # POSITION_CALIBRATION, WRONG_SCALE, CONFIDENT in src/localize/prior.rs.
-SHIPPED = (0.9, 3.0, 0.15)
+SHIPPED = (0.4, 0.5, 0.1)
 TAU = 0.05
 SIGMA_POSITION = 1.0
 ALT_RADIUS = 7.5
@@ -158,9 +158,9 @@ def score(world, calibration, wrong_scale, confident, min_confidence):
             "median_radius_95": median(radius), "median_error": median(error)}
 
 
-GRID = [(c, a, g) for c in (0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
-        for a in (1.0, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0)
-        for g in (0.125, 0.15, 0.175, 0.2, 0.25)]
+GRID = [(c, a, g) for c in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
+        for a in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0)
+        for g in (0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25)]
 
 
 def fit(worlds, min_confidence):

@@ -154,8 +154,8 @@ MUTATIONS = [
      "                m.path.abs(),\n",
      LIB, "localize::sequence::tests::", "the motion kernel centred on the path length, not the displacement"),
     ("node-odometry-unused", "src/localize/mod.rs",
-     "let travelled = if fresh { None } else { travelled };",
-     "let travelled = if fresh { None } else { travelled.filter(|_| false) };",
+     "let travel = if fresh { None } else { travel };",
+     "let travel = if fresh { None } else { travel.filter(|_| false) };",
      ["--test", "node_frames"], "odometry",
      "the node reads odometry but the filter moves by the speed bound"),
 ]

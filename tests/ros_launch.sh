@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The product as users run it, through the real ROS 2 tooling (vendored jazzy launch/ros2cli):
+#   0. tools/demo.sh refuses mistyped arguments before any set-up;
 #   1. tools/demo.sh on the small slice cmu_mini: colcon install tree, build-map with the shipped
 #      model, `ros2 launch dasgil localize.launch.py` with two cameras, the queries replayed at
 #      camera rate over ROS 2, the priors scored; its summary and PNG are checked;
@@ -26,6 +27,17 @@ fail() {
   for f in "$OUT"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
   exit 1
 }
+
+# 0. A mistyped demo argument is refused at once (exit 2, a `demo:` message naming the flag),
+# before minutes of set-up, build and map.
+for bad in "--stamps date" "--rate 0" "--rate abc" "--filter sequnce" "--transport jpeg" "--out"; do
+  rc=0
+  # shellcheck disable=SC2086
+  timeout 10 "$ROOT/tools/demo.sh" $bad >"$OUT/bad-arg.log" 2>&1 || rc=$?
+  [ "$rc" = 2 ] || fail "tools/demo.sh $bad: exit $rc, expected 2"
+  grep -q "^demo: ${bad%% *}" "$OUT/bad-arg.log" || fail "tools/demo.sh $bad: no \`demo: ${bad%% *}\` message"
+done
+rm -f "$OUT/bad-arg.log"
 
 # 1. The demo on the small slice. At 2 Hz per camera a frame has 500 ms before the next of its
 # camera replaces it: every frame gets its prior even on a loaded 2-core machine (at 10 Hz a

@@ -20,16 +20,31 @@ STAMPS=
 OUT="$ROOT/build/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --sequence) SEQ="$2"; shift 2 ;;
-    --rate) RATE="$2"; shift 2 ;;
-    --transport) TRANSPORT="$2"; shift 2 ;;
-    --filter) FILTER="$2"; shift 2 ;;
-    --stamps) STAMPS="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --sequence|--rate|--transport|--filter|--stamps|--out)
+      if [ $# -lt 2 ]; then echo "demo: $1 needs a value (see --help)" >&2; exit 2; fi ;;
     *) echo "demo: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
+  case "$1" in
+    --sequence) SEQ="$2" ;;
+    --rate) RATE="$2" ;;
+    --transport) TRANSPORT="$2" ;;
+    --filter) FILTER="$2" ;;
+    --stamps) STAMPS="$2" ;;
+    --out) OUT="$2" ;;
+  esac
+  shift 2
 done
+# Checked here, before minutes of set-up, build and map (the node and replay check them again).
+case "$TRANSPORT" in raw|compressed) ;; *)
+  echo "demo: --transport: expected raw or compressed, found \`$TRANSPORT\`" >&2; exit 2 ;; esac
+case "$FILTER" in ""|none|sequence) ;; *)
+  echo "demo: --filter: expected none or sequence, found \`$FILTER\`" >&2; exit 2 ;; esac
+case "$STAMPS" in ""|data|send) ;; *)
+  echo "demo: --stamps: expected data or send, found \`$STAMPS\`" >&2; exit 2 ;; esac
+if ! [[ "$RATE" =~ ^[0-9]*\.?[0-9]+$ ]] || ! awk -v r="$RATE" 'BEGIN { exit !(r > 0) }'; then
+  echo "demo: --rate: expected a rate in Hz above 0, found \`$RATE\`" >&2; exit 2
+fi
 START=$(date +%s)
 stage() { echo; echo "=== demo [$(( $(date +%s) - START )) s] $*"; }
 

@@ -232,9 +232,12 @@ def main():
     print(f"\nFitted: POSITION_CALIBRATION {constants[0]}, WRONG_SCALE {constants[1]}, "
           f"CONFIDENT {constants[2]}:\n")
     table(names, fit_worlds + check_worlds, constants, a.min_confidence, marks)
+    # The grid's lowest and highest value on each axis (read from GRID, so a widened grid
+    # keeps this check true).
+    ends = [(min(g[i] for g in GRID), max(g[i] for g in GRID)) for i in range(3)]
     edges = [f"{label} {v}" for label, v, axis in
-             zip(("POSITION_CALIBRATION", "WRONG_SCALE", "CONFIDENT"), constants,
-                 ((0.6, 1.2), (1.0, 6.0), (0.125, 0.25))) if v in axis]
+             zip(("POSITION_CALIBRATION", "WRONG_SCALE", "CONFIDENT"), constants, ends)
+             if v in axis]
     if edges:
         print(f"\nnote: {', '.join(edges)} is at the edge of the grid; the best value may lie "
               "beyond it (widen GRID in this script)")

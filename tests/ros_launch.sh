@@ -55,6 +55,8 @@ grep -qE "image-to-prior latency: p50 [0-9.]+ ms, p99 [0-9.]+ ms" <<<"$summary" 
 # apart in the data, and replay stamps frames with the data's clock: one reset between them.
 grep -qE "node filter: sequence \([0-9]+ relocalization\(s\), 1 reset\(s\) during the replay" <<<"$summary" ||
   fail "demo: node filter line: $(grep 'node filter' <<<"$summary")"
+grep -qE "^correct priors per frame sent: [0-9]+ of 40 \([0-9.]+%; within \(5 m, 10 deg\)" <<<"$summary" ||
+  fail "demo: no 'correct priors per frame sent' line"
 python - "$OUT/demo/route.png" "$OUT/demo/summary.json" <<'PY' || fail "route.png / summary.json"
 import json, struct, sys
 png = open(sys.argv[1], "rb").read(32)
@@ -65,6 +67,10 @@ s = json.load(open(sys.argv[2]))
 assert s["unknown_stamps"] == 0 and s["wrong_frame_id"] == 0, s
 assert set(s["by_condition"]) == {"snow", "low-sun"}, s["by_condition"].keys()
 assert 0.85 <= s["all"]["inside_95_ellipsoid"] <= 1.0, s["all"]
+# Correct priors per frame sent: the priors within (5 m, 10 deg) over every frame sent.
+a = s["all"]
+assert a["frames"] == s["frames_sent"], a
+assert abs(a["correct_per_frame"] - a["within_5m_10deg"] * a["priors"] / a["frames"]) < 1e-9, a
 # replay's default --stamps data: the data's clock (0.5 s between captures; the months between
 # the traversals shortened to an hour), the second camera of a capture 1 ns after the first.
 assert s["stamps"] == "data", s.get("stamps")

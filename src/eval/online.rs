@@ -81,6 +81,10 @@ pub struct Tally {
     /// Of the priors: the median longest semi-axis of the 95% position ellipsoid (m).
     #[serde(default)]
     pub median_radius_95: f64,
+    /// Of the frames: a prior within (5 m, 10 deg); a frame without a prior is a miss. The
+    /// figure to compare filters by (docs/sequence-filter.md, "Which filter").
+    #[serde(default)]
+    pub correct_per_frame: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,17 +231,20 @@ fn tally(rs: &[&FrameResult]) -> Tally {
     errs.sort_by(f64::total_cmp);
     let mut radii: Vec<f64> = with.iter().filter_map(|r| r.radius_95).collect();
     radii.sort_by(f64::total_cmp);
+    let correct = |r: &FrameResult| {
+        r.position_error.unwrap_or(f64::INFINITY) <= 5.0
+            && r.rotation_error.unwrap_or(f64::INFINITY) <= 10.0
+    };
     Tally {
         frames: rs.len(),
         priors: with.len(),
-        within_5m_10deg: share(&|r| {
-            r.position_error.unwrap_or(f64::INFINITY) <= 5.0
-                && r.rotation_error.unwrap_or(f64::INFINITY) <= 10.0
-        }),
+        within_5m_10deg: share(&correct),
         within_25m: share(&|r| r.position_error.unwrap_or(f64::INFINITY) <= 25.0),
         median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
         inside_95_ellipsoid: share(&|r| r.mahalanobis2.unwrap_or(f64::INFINITY) <= CHI2_3_95),
         median_radius_95: radii.get(radii.len() / 2).copied().unwrap_or(f64::NAN),
+        correct_per_frame: with.iter().filter(|r| correct(r)).count() as f64
+            / rs.len().max(1) as f64,
     }
 }
 
@@ -398,6 +405,14 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         row(&mut t, c, x);
     }
     row(&mut t, "all", &s.all);
+    let _ = writeln!(
+        t,
+        "correct priors per frame sent: {} of {} ({:.1}%; within (5 m, 10 deg), a frame without \
+         a prior counts as a miss)",
+        (s.all.correct_per_frame * s.all.frames as f64).round() as usize,
+        s.all.frames,
+        100.0 * s.all.correct_per_frame
+    );
     let _ = match &s.node_filter {
         Some(f) if f.filter == "sequence" => writeln!(
             t,

@@ -116,6 +116,11 @@ pub struct ReplaySummary {
     pub node_outcomes: Option<NodeOutcomes>,
 }
 
+/// The value of `key` among one diagnostic status's key-value pairs.
+pub fn status_value<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
 /// The node's count of frames it withheld (`frames_ambiguous`: below `min_confidence` or off
 /// the map), of those off the map (`frames_off_map`), skipped as stale (`frames_dropped`: a
 /// newer frame of the camera came first, or `max_rate`) and rejected (`frames_rejected`), over
@@ -137,11 +142,7 @@ impl NodeOutcomes {
     ) -> Option<NodeOutcomes> {
         let mut total: Option<NodeOutcomes> = None;
         for kv in values {
-            let get = |k: &str| -> Option<u64> {
-                kv.iter()
-                    .find(|(key, _)| key == k)
-                    .and_then(|(_, v)| v.parse().ok())
-            };
+            let get = |k: &str| -> Option<u64> { status_value(kv, k)?.parse().ok() };
             let (Some(w), Some(o), Some(s), Some(r)) = (
                 get("frames_ambiguous"),
                 get("frames_off_map"),
@@ -231,20 +232,23 @@ fn tally(rs: &[&FrameResult]) -> Tally {
     errs.sort_by(f64::total_cmp);
     let mut radii: Vec<f64> = with.iter().filter_map(|r| r.radius_95).collect();
     radii.sort_by(f64::total_cmp);
-    let correct = |r: &FrameResult| {
-        r.position_error.unwrap_or(f64::INFINITY) <= 5.0
-            && r.rotation_error.unwrap_or(f64::INFINITY) <= 10.0
-    };
+    // Priors within (5 m, 10 deg): of the priors and of all frames.
+    let correct = with
+        .iter()
+        .filter(|r| {
+            r.position_error.unwrap_or(f64::INFINITY) <= 5.0
+                && r.rotation_error.unwrap_or(f64::INFINITY) <= 10.0
+        })
+        .count() as f64;
     Tally {
         frames: rs.len(),
         priors: with.len(),
-        within_5m_10deg: share(&correct),
+        within_5m_10deg: correct / n,
         within_25m: share(&|r| r.position_error.unwrap_or(f64::INFINITY) <= 25.0),
         median_position_error: errs.get(errs.len() / 2).copied().unwrap_or(f64::NAN),
         inside_95_ellipsoid: share(&|r| r.mahalanobis2.unwrap_or(f64::INFINITY) <= CHI2_3_95),
         median_radius_95: radii.get(radii.len() / 2).copied().unwrap_or(f64::NAN),
-        correct_per_frame: with.iter().filter(|r| correct(r)).count() as f64
-            / rs.len().max(1) as f64,
+        correct_per_frame: correct / rs.len().max(1) as f64,
     }
 }
 

@@ -14,7 +14,7 @@ use r2r::QosProfile;
 
 use crate::data::sources::SourceImages;
 use crate::data::PosedImage;
-use crate::eval::online::{NodeFilter, NodeOutcomes, Received, Sent};
+use crate::eval::online::{status_value, NodeFilter, NodeOutcomes, Received, Sent};
 
 /// What a replayed frame's header stamp says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,22 +165,18 @@ struct DiagSeen {
 /// The node's filter and its counts, as one status reports them.
 type FilterReport = (String, Option<(u64, u64)>);
 
-/// The filter name and counts of the first status in `m` that has them (a dasgil node's), or
+/// The filter name and counts of the first of a /diagnostics message's statuses (each its
+/// key-value pairs) that has them (a dasgil node's), or
 /// None when no status has the keys.
-fn filter_counts(m: &r2r::diagnostic_msgs::msg::DiagnosticArray) -> Option<FilterReport> {
-    m.status.iter().find_map(|st| {
-        let get = |k: &str| {
-            st.values
-                .iter()
-                .find(|kv| kv.key == k)
-                .map(|kv| kv.value.clone())
-        };
+fn filter_counts(statuses: &[Vec<(String, String)>]) -> Option<FilterReport> {
+    statuses.iter().find_map(|kv| {
+        let get = |k: &str| status_value(kv, k);
         let (f, r, s) = (
             get("filter")?,
             get("filter_relocalizations")?,
             get("filter_resets")?,
         );
-        Some((f, r.parse().ok().zip(s.parse().ok())))
+        Some((f.to_string(), r.parse().ok().zip(s.parse().ok())))
     })
 }
 
@@ -391,17 +387,18 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
     std::thread::spawn(move || {
         futures::executor::block_on(async {
             while let Some(m) = diag_sub.next().await {
-                if let Some((filter, counts)) = filter_counts(&m) {
-                    let statuses: Vec<Vec<(String, String)>> = m
-                        .status
-                        .iter()
-                        .map(|st| {
-                            st.values
-                                .iter()
-                                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                                .collect()
-                        })
-                        .collect();
+                // Each status's key-value pairs, read for the filter and for the outcomes.
+                let statuses: Vec<Vec<(String, String)>> = m
+                    .status
+                    .iter()
+                    .map(|st| {
+                        st.values
+                            .iter()
+                            .map(|kv| (kv.key.clone(), kv.value.clone()))
+                            .collect()
+                    })
+                    .collect();
+                if let Some((filter, counts)) = filter_counts(&statuses) {
                     let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
                     d.messages += 1;
                     d.filter = filter;

@@ -137,17 +137,19 @@ fn the_recorded_cmu_slice_figures_of_the_shipped_model_and_baselines_reproduce()
 /// tools/python/fit_off_map.py's `--shown` fits the off-the-map constants with, which measures
 /// to the nearest place's centre). Those beyond get a confident wrong prior only rarely:
 /// withheld, or their truth inside the 95% ellipsoid, for at least 2/3 of them alone (an
-/// ellipsoid cannot reach road the map has never seen) and 4/5 of them under the filter (its
-/// off-the-map test withholds them). The shown queries keep their priors: 85% or more of the
-/// published inside, and under the filter 9/10 of them published.
+/// ellipsoid cannot reach road the map has never seen) and 9/10 of them under the filter (its
+/// off-the-map test withholds them, and past the map's end its ellipsoid reaches on by how far
+/// the vehicle may have driven), never fewer under the filter than alone. The shown queries
+/// keep their priors: 85% or more of the published inside, and under the filter 9/10 of them
+/// published.
 ///
-/// Measured with the fifth model (2026-12-01): beyond, 197 of 232 alone and 192 of 232 under
-/// the filter (6 over the bar; the fourth model had about 227, 97.8%); shown, 79 of 81 and 85
-/// of 88 published priors inside, 88 of 88 published under the filter. Until 2026-12-01 "shown"
-/// was within 25 m; with the fifth model that fails (under the filter 88 of 109 inside,
-/// 80.7%): the frames 10-25 m past the map's end look like its last stretch, and the filter
-/// publishes the last place with a narrow ellipsoid. They now count as beyond, where they
-/// must be withheld or covered like the rest (docs/sequence-filter.md, "Off the map").
+/// Measured with the fifth model (2026-12-02): beyond, 197 of 232 alone and 217 of 232 under
+/// the filter (8 over the bar; 192 before the filter widened its ellipsoid past the map's end,
+/// against 197 alone); shown, 79 of 81 and 88 of 88 published priors inside, 88 of 88
+/// published under the filter. Until 2026-12-01 "shown" was within 25 m; with the fifth model
+/// that failed (under the filter 88 of 109 inside, 80.7%): the frames 10-25 m past the map's
+/// end look like its last stretch. They now count as beyond, where they must be withheld or
+/// covered like the rest (docs/sequence-filter.md, "Off the map").
 #[test]
 fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -166,6 +168,7 @@ fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
         ],
     );
     let m = dasgil::map::file::MapFile::open(&map).unwrap();
+    let mut covered = Vec::new();
     for filter in ["none", "sequence"] {
         let out = tmp.join(format!("beyond-eval-{filter}"));
         let _ = std::fs::remove_dir_all(&out);
@@ -210,7 +213,8 @@ fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
             on.len()
         );
         assert!(off.len() >= 160, "{} queries beyond the map", off.len());
-        let least = if filter == "none" { 2.0 / 3.0 } else { 0.8 };
+        covered.push(safe);
+        let least = if filter == "none" { 2.0 / 3.0 } else { 0.9 };
         assert!(
             safe as f64 >= least * off.len() as f64,
             "filter {filter}: {safe} of {}",
@@ -229,6 +233,12 @@ fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
             assert!(10 * on_pub >= 9 * on.len(), "{on_pub} of {}", on.len());
         }
     }
+    assert!(
+        covered[1] >= covered[0],
+        "beyond the map the filter withheld or covered {} queries, single frames {}",
+        covered[1],
+        covered[0]
+    );
 }
 
 /// Share of triplets with d(anchor, positive) < d(anchor, negative) under `enc`: anchors are

@@ -143,7 +143,8 @@ pub struct Report {
     /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
     /// distance, position) and, with the sequence filter, the belief about the published place
     /// (`belief_profile`, [`crate::localize::sequence::BeliefAt`] nearest first) and the map's
-    /// `up`, the probability of being off the map (`off_map`), the motion's `evidence`, the
+    /// `up`, the probability of being off the map (`off_map`), the motion's `evidence`, how far
+    /// the vehicle may have driven past a map's end (`beyond_end`, metres), the
     /// frame's own `frame_confidence`; for every query its `timestamp_us`, whether it was
     /// `published`, and `map_distance` (metres from the true position to the nearest map
     /// place): written as candidates-{adaptation}.jsonl, the input of tools/python/fit_prior.py
@@ -413,6 +414,7 @@ pub fn evaluate(
             "off_map": answer.off_map,
             "frame_confidence": answer.frame_confidence,
             "evidence": answer.evidence,
+            "beyond_end": answer.beyond_end,
             "timestamp_us": q.timestamp_us,
             "map_distance": loc.places.nearest_distance({
                 let t = truth.translation.vector;

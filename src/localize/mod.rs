@@ -146,6 +146,9 @@ pub struct Answer {
     pub off_map: Option<f64>,
     /// With `filter: sequence`: [`sequence::Step::evidence`].
     pub evidence: Option<f64>,
+    /// With `filter: sequence`: [`sequence::Step::beyond_end`] (metres; 0 away from a map's
+    /// end); None without the filter.
+    pub beyond_end: Option<f64>,
     /// Withheld because the filter believes the vehicle is off the map (`off_map` at least
     /// `Options::off_map_threshold`).
     pub off_the_map: bool,
@@ -153,8 +156,8 @@ pub struct Answer {
 
 /// What the sequence filter adds to a frame's prior.
 struct Filtered {
-    /// The belief's reach about the published place (R^2 / 7.81 in the ground plane), added to the prior's position block
-    /// before the move to base_link.
+    /// The belief's reach about the published place ((R + beyond_end)^2 / 7.81 in the ground
+    /// plane), added to the prior's position block before the move to base_link.
     spread: nalgebra::Matrix3<f64>,
     /// The posterior mass near the published place: the prior's confidence, which
     /// `min_confidence` compares and which weighs the room for a wrong match.
@@ -165,6 +168,7 @@ struct Filtered {
     profile: Vec<sequence::BeliefAt>,
     off_map: f64,
     evidence: Option<f64>,
+    beyond_end: f64,
 }
 
 /// What one frame gave.
@@ -542,6 +546,7 @@ impl Localizer {
             profile: step.profile,
             off_map: step.off_map,
             evidence: step.evidence,
+            beyond_end: step.beyond_end,
         };
         self.answer(hits, query, Some(filtered))
     }
@@ -558,9 +563,9 @@ impl Localizer {
             .as_ref()
             .map_or(prior.confidence, |f| f.frame_confidence);
         let mut belief_profile = Vec::new();
-        let (off_map, evidence) = filtered
-            .as_ref()
-            .map_or((None, None), |f| (Some(f.off_map), f.evidence));
+        let (off_map, evidence, beyond_end) = filtered.as_ref().map_or((None, None, None), |f| {
+            (Some(f.off_map), f.evidence, Some(f.beyond_end))
+        });
         if let Some(Filtered {
             spread: s, profile, ..
         }) = filtered
@@ -591,6 +596,7 @@ impl Localizer {
             belief_profile,
             off_map,
             evidence,
+            beyond_end,
             off_the_map: off_map_withheld(off_map, self.options.off_map_threshold),
         };
         if answer.off_the_map || withheld(answer.prior.confidence, self.options.min_confidence) {

@@ -56,6 +56,18 @@
 //!   path on it and stand out from the map's other places; q at least [`OFF_MAP_WITHHOLD`]
 //!   (the node's `off_map_threshold`) withholds the prior. Starts (and resets) at
 //!   [`OFF_MAP_START`].
+//! - Past a map's end: at a place that ends a road on the map ([`Places::road_end`]) the
+//!   frames cannot tell a vehicle parked there from one driving on past it (the road on looks
+//!   like the map's last stretch, and the belief waits at the end). So from when the published
+//!   place reaches an end from another place, at a speed, the ground radius R above grows by
+//!   how far the vehicle may have driven on since: its odometry's path, else the published
+//!   place's speed when it got there (a running mean over [`SPEED_TIME`] of its motion between
+//!   captures at least [`SPEED_GAP`] apart, each sample at most [`FAST_SPEED`]) times the time
+//!   past the newest stamp, plus the published place's distance back from the end
+//!   (`beyond_end`). A vehicle that turns back loses it after [`LEAVE_CAPTURES`] captures in a
+//!   row with its published place more than 2 [`REGION_RADIUS`] from the end; one that stops
+//!   at the end keeps a growing ellipsoid (it looks the same); one that starts at an end and
+//!   drives into the map is not widened.
 //! - Reset report: a published place further from the previous one than the slow bound allows
 //!   (3 s + [`REGION_RADIUS`], the published place may move within its region) is counted as
 //!   a relocalization, never passed off as motion.
@@ -128,6 +140,22 @@ pub const ON_MAP_TIME: f64 = 60.0;
 pub const OFF_MAP_TIME: f64 = 20.0;
 /// The probability of being off the map at the start and after a reset.
 pub const OFF_MAP_START: f64 = 0.2;
+/// A place is the end of a road on the map ([`Places::road_end`]) when the mean of the unit
+/// vectors to its neighbours within [`END_SPACINGS`] spacings is at least this long (1: all on
+/// one side; a straight stretch gives about 0, a right-angled corner 0.71).
+pub const END_ALIGNMENT: f64 = 0.8;
+/// The neighbourhood of the end test, in spacings (the distance from the place to its
+/// second-nearest other place).
+pub const END_SPACINGS: f64 = 3.0;
+/// Time constant (seconds) of the published place's speed, the running mean that says how far
+/// a vehicle at a map's end may have driven on.
+pub const SPEED_TIME: f64 = 3.0;
+/// Captures closer in time than this (seconds) give no speed sample (unsynchronized cameras
+/// of one capture).
+pub const SPEED_GAP: f64 = 0.05;
+/// Captures in a row with the published place more than 2 [`REGION_RADIUS`] from the end that
+/// end the widening past it (one stray frame does not).
+pub const LEAVE_CAPTURES: u32 = 3;
 /// A prior is withheld while the probability of being off the map is at least this.
 pub const OFF_MAP_WITHHOLD: f64 = 0.5;
 
@@ -142,6 +170,9 @@ pub struct Places {
     /// The map's up direction (unit; [`crate::localize::prior::map_up`]): the ground plane the
     /// spread lies in is perpendicular to it.
     pub up: Vector3<f64>,
+    /// Whether each place is the end of a road on the map (its neighbours all lie on one side,
+    /// [`END_ALIGNMENT`]): a vehicle there may drive on, off the map.
+    pub road_end: Vec<bool>,
     tree: kiddo::KdTree<f64, 3>,
 }
 
@@ -176,11 +207,13 @@ impl Places {
             rows[place].push(i);
             of_row.push(place);
         }
+        let road_end = road_ends(&centre, &tree);
         Self {
             of_row,
             centre,
             rows,
             up: Vector3::z(),
+            road_end,
             tree,
         }
     }
@@ -210,6 +243,36 @@ impl Places {
     }
 }
 
+/// Which places end a road on the map: those whose neighbours within [`END_SPACINGS`] times
+/// the distance to their second-nearest other place lie on one side (the mean of the unit
+/// vectors to them at least [`END_ALIGNMENT`] long). The second-nearest, not the nearest: a
+/// place's nearest may be a camera beside it (two lanes, two rigs), and a stretch mapped
+/// sparsely is still a road. A map of one place is its own end.
+fn road_ends(centre: &[[f64; 3]], tree: &kiddo::KdTree<f64, 3>) -> Vec<bool> {
+    centre
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let near = tree.nearest_n::<kiddo::SquaredEuclidean>(c, 3);
+            let Some(far) = near.last().filter(|_| near.len() > 1) else {
+                return true;
+            };
+            let radius = END_SPACINGS * far.distance.sqrt();
+            let mut sum = Vector3::zeros();
+            let mut count = 0usize;
+            for n in tree.within_unsorted::<kiddo::SquaredEuclidean>(c, radius * radius) {
+                let j = n.item as usize;
+                let v = Vector3::from(centre[j]) - Vector3::from(*c);
+                if j != i && v.norm() > 0.0 {
+                    sum += v.normalize();
+                    count += 1;
+                }
+            }
+            count == 0 || (sum / count as f64).norm() >= END_ALIGNMENT
+        })
+        .collect()
+}
+
 /// What one filtered frame gave.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -235,6 +298,24 @@ pub struct Step {
     /// belief times the frame's likelihood (1 at the best match); None when the belief had
     /// nothing to predict from (the first frame, or after a reset).
     pub evidence: Option<f64>,
+    /// How far (metres) the truth may lie from the published place beyond the end of a road on
+    /// the map: the distance driven since the published place reached the end plus the
+    /// published place's distance back from it (0 away from an end, and at an end before the
+    /// vehicle moved on); the spread's ground radius includes it (the module comment).
+    pub beyond_end: f64,
+}
+
+/// The vehicle at the end of a road on the map: the end place, the published place's speed
+/// when it got there (m/s), how far the vehicle may have driven on since (metres), the newest
+/// stamp counted (seconds), and how many captures in a row its published place has been far
+/// from the end.
+#[derive(Debug, Clone, Copy)]
+struct AtEnd {
+    place: usize,
+    arrival_speed: f64,
+    driven: f64,
+    newest: f64,
+    away: u32,
 }
 
 /// One vehicle's belief over the map's places.
@@ -254,6 +335,14 @@ pub struct SequenceFilter {
     /// The probability that the vehicle is off the map (`belief` is the belief given that it
     /// is on it).
     off: f64,
+    /// The published place's speed (m/s), a running mean over [`SPEED_TIME`] (None before two
+    /// captures).
+    speed: Option<f64>,
+    /// The last published place and its time (for the speed).
+    last_published: Option<(usize, f64)>,
+    /// Set from when the published place reaches the end of a road on the map, coming from
+    /// another place, until it leaves it ([`LEAVE_CAPTURES`]).
+    at_end: Option<AtEnd>,
     /// Relocalizations so far.
     pub relocalizations: u64,
     /// Belief resets after a long gap so far.
@@ -272,6 +361,9 @@ impl SequenceFilter {
             slow: 0.5,
             components: None,
             off: OFF_MAP_START,
+            speed: None,
+            last_published: None,
+            at_end: None,
             relocalizations: 0,
             resets: 0,
         }
@@ -305,6 +397,21 @@ impl SequenceFilter {
             ),
             _ => (0.0, MOTION_FLOOR + MAX_SPEED * dt, false),
         };
+        // At a map's end: how far the vehicle may have driven on (odometry's path when known,
+        // else the speed it reached the end with).
+        // Only time beyond the newest stamp counts: stamps that go back and forth (frames
+        // localized out of order) do not drive the vehicle on.
+        if let Some(e) = self.at_end.as_mut().filter(|_| t.is_finite()) {
+            let ahead = (t - e.newest).max(0.0);
+            if ahead > 0.0 {
+                let step = match travel {
+                    Some(m) if odometry => m.path.abs().max(m.displacement.abs()),
+                    _ => e.arrival_speed * ahead,
+                };
+                e.driven = (e.driven + step).min(RESET_REACH);
+                e.newest = t;
+            }
+        }
         self.reach = u + 3.0 * s;
         if !self.reach.is_finite() || self.reach > RESET_REACH {
             if !self.uniform && self.last_place.is_some() {
@@ -392,6 +499,9 @@ impl SequenceFilter {
         self.last_place = None;
         self.components = None;
         self.off = OFF_MAP_START;
+        self.speed = None;
+        self.last_published = None;
+        self.at_end = None;
     }
 
     /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
@@ -551,10 +661,6 @@ impl SequenceFilter {
         } else {
             (RESET_REACH, RESET_REACH)
         };
-        let vertical = up * up.transpose();
-        let spread = ((Matrix3::identity() - vertical) * (reach * reach)
-            + vertical * (height * height))
-            / crate::localize::prior::CHI2_3_95;
         let relocalized = self
             .last_place
             .is_some_and(|l| places.distance(l, place) > self.reach + REGION_RADIUS);
@@ -562,6 +668,13 @@ impl SequenceFilter {
             self.relocalizations += 1;
         }
         self.last_place = Some(place);
+        let beyond_end = self.widen_past_end(places, place, relocalized);
+        // The disc reaches on by how far the vehicle may have driven past a map's end.
+        let ground = reach + beyond_end;
+        let vertical = up * up.transpose();
+        let spread = ((Matrix3::identity() - vertical) * (ground * ground)
+            + vertical * (height * height))
+            / crate::localize::prior::CHI2_3_95;
         Some(Step {
             place,
             row,
@@ -572,6 +685,71 @@ impl SequenceFilter {
             relocalized,
             off_map: self.off,
             evidence,
+            beyond_end,
+        })
+    }
+
+    /// Follows the published `place`: its running speed, and at the end of a road on the map
+    /// how far the vehicle may have driven on since the published place got there. Returns
+    /// that distance plus the published place's distance back from the end (the truth may lie
+    /// that far from the published place; metres, 0 elsewhere). The widening starts when the
+    /// published place reaches an end from another place, at a speed (a vehicle that starts
+    /// at an end, or drives into the map from it, is not widened), and stops after
+    /// [`LEAVE_CAPTURES`] captures in a row with the published place more than twice
+    /// [`REGION_RADIUS`] from the end (it turned back; the published place may fall back within
+    /// its region while the vehicle drives on, and one stray frame does not end it).
+    fn widen_past_end(&mut self, places: &Places, place: usize, relocalized: bool) -> f64 {
+        let Some(now) = self.last_time.filter(|t| t.is_finite()) else {
+            return 0.0;
+        };
+        let mut arrived = false;
+        let mut new_capture = true;
+        match self.last_published {
+            Some((from, then)) => {
+                let dt = (now - then).abs();
+                // Another camera of the same capture (or one a few milliseconds apart): the
+                // speed is measured between captures.
+                if dt < SPEED_GAP {
+                    new_capture = false;
+                } else {
+                    if !relocalized {
+                        let v = (places.distance(from, place) / dt).min(FAST_SPEED);
+                        self.speed = Some(match self.speed {
+                            Some(s) => s + (1.0 - (-dt / SPEED_TIME).exp()) * (v - s),
+                            None => v,
+                        });
+                    }
+                    arrived = from != place;
+                    self.last_published = Some((place, now));
+                }
+            }
+            None => self.last_published = Some((place, now)),
+        }
+        if let Some(e) = self.at_end.as_mut() {
+            if new_capture {
+                let far = places.distance(e.place, place) > 2.0 * REGION_RADIUS;
+                e.away = if far { e.away + 1 } else { 0 };
+            }
+            if e.away >= LEAVE_CAPTURES {
+                self.at_end = None;
+            }
+        }
+        let speed = self.speed.unwrap_or(0.0);
+        if self.at_end.is_none() && places.road_end[place] && arrived && speed > 0.0 {
+            self.at_end = Some(AtEnd {
+                place,
+                arrival_speed: speed,
+                driven: 0.0,
+                newest: now,
+                away: 0,
+            });
+        }
+        self.at_end.map_or(0.0, |e| {
+            if e.driven > 0.0 {
+                e.driven + places.distance(e.place, place)
+            } else {
+                0.0
+            }
         })
     }
 }
@@ -1193,5 +1371,189 @@ mod tests {
         );
         f.predict(&places, 69.5, None);
         assert_eq!(f.resets, 1, "60 s without odometry reaches past 1 km");
+    }
+
+    #[test]
+    fn the_ends_of_a_road_are_its_first_and_last_places_and_not_a_corner_or_a_loop() {
+        let line = route(20, false);
+        let ends: Vec<usize> = (0..line.len()).filter(|&p| line.road_end[p]).collect();
+        assert_eq!(ends, vec![0, 19]);
+        let circle = route(40, true);
+        assert!(circle.road_end.iter().all(|&e| !e), "a loop has no end");
+        // An L: 10 places east, then 10 north from the corner (place 9).
+        let l = Places::from_centres((0..20).map(|p| {
+            if p < 10 {
+                [5.0 * p as f64, 0.0, 0.0]
+            } else {
+                [45.0, 5.0 * (p - 9) as f64, 0.0]
+            }
+        }));
+        let ends: Vec<usize> = (0..l.len()).filter(|&p| l.road_end[p]).collect();
+        assert_eq!(ends, vec![0, 19], "the corner is not an end");
+        assert!(Places::from_centres([[0.0, 0.0, 0.0]].into_iter()).road_end[0]);
+        // Mapped densely (3 m) in a slow street, then sparsely (12 m) on a fast stretch.
+        let mut x = 0.0;
+        let mixed = Places::from_centres((0..30).map(|p| {
+            x += if p < 15 { 3.0 } else { 12.0 };
+            [x, 0.0, 0.0]
+        }));
+        let ends: Vec<usize> = (0..mixed.len()).filter(|&p| mixed.road_end[p]).collect();
+        assert_eq!(ends, vec![0, 29], "a sparse stretch is still a road");
+        // Two rigs side by side, 1.2 m apart, places 5 m apart along the road.
+        let lanes = Places::from_centres(
+            (0..40).map(|r| [5.0 * (r / 2) as f64, 1.2 * (r % 2) as f64, 0.0]),
+        );
+        let ends: Vec<usize> = (0..lanes.len())
+            .filter(|&p| lanes.road_end[p])
+            .map(|p| p / 2)
+            .collect();
+        assert_eq!(ends, vec![0, 0, 19, 19], "only the two ends of both lanes");
+    }
+
+    /// The 95% radius on the ground of a step's spread (metres).
+    fn radius_95(step: &Step) -> f64 {
+        (crate::localize::prior::CHI2_3_95 * step.spread[(0, 0)]).sqrt()
+    }
+
+    /// One frame of camera `cam` at time `t` whose hits are those of place `truth`, with
+    /// single-frame confidence `c`: the filter's step.
+    fn frame(
+        f: &mut SequenceFilter,
+        places: &Places,
+        rng: &mut Draws,
+        (t, truth, cam, c): (f64, usize, usize, f64),
+    ) -> Step {
+        f.predict(places, t, None);
+        f.observe(places, &hits(places, truth, cam, 0.0, rng), c, |r| {
+            r % 2 == cam
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn driving_on_past_the_end_of_the_map_widens_the_spread_until_it_turns_back() {
+        let places = route(20, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(5);
+        // Along the map at 10 m/s (a place per half second) to its end (place 19)...
+        let mut t = 0.0;
+        for p in 0..20 {
+            let s = frame(&mut f, &places, &mut rng, (t, p, 0, 0.0));
+            assert_eq!(s.beyond_end, 0.0, "on the way, at place {p}");
+            t += 0.5;
+        }
+        // ...and on, 5 m per frame, the frames looking most like the map's last place: the
+        // 95% ellipsoid about the published place reaches the truth.
+        let mut radius = Vec::new();
+        for k in 1..=10 {
+            let s = frame(&mut f, &places, &mut rng, (t, 19, 0, 0.0));
+            let truth = 5.0 * (19 + k) as f64;
+            let error = (truth - places.centre[s.place][0]).abs();
+            assert!(
+                radius_95(&s) >= error,
+                "{k} places past the end: 95% radius {:.1} m, truth {error:.1} m away",
+                radius_95(&s)
+            );
+            radius.push(radius_95(&s));
+            t += 0.5;
+        }
+        assert!(radius.windows(2).all(|w| w[1] > w[0]), "{radius:?}");
+        // Turning back: once the vehicle is well back on the map the widening is gone.
+        for p in (10..20).rev() {
+            let s = frame(&mut f, &places, &mut rng, (t, p, 0, 0.0));
+            if p == 10 {
+                assert_eq!(s.beyond_end, 0.0, "45 m back on the map");
+            }
+            t += 0.5;
+        }
+    }
+
+    #[test]
+    fn a_stray_frame_past_the_end_does_not_end_the_widening_nor_do_a_second_camera_or_old_stamps() {
+        let places = route(20, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(9);
+        for p in 0..20 {
+            frame(&mut f, &places, &mut rng, (0.5 * p as f64, p, 0, 0.0));
+        }
+        let t = 10.0;
+        let mut past = |f: &mut SequenceFilter, t: f64, truth: usize, cam: usize, c: f64| {
+            frame(f, &places, &mut rng, (t, truth, cam, c))
+        };
+        let first = past(&mut f, t, 19, 0, 0.0).beyond_end;
+        // A frame sure of a place 45 m back (aliasing), then on past the end.
+        let stray = past(&mut f, t + 0.5, 10, 0, 1.0);
+        assert_eq!(stray.place, 10, "the sure frame is published");
+        let on = past(&mut f, t + 1.0, 19, 0, 0.0).beyond_end;
+        // The second camera of that capture, and a frame stamped half a second earlier.
+        let second = past(&mut f, t + 1.0, 19, 1, 0.0).beyond_end;
+        let old = past(&mut f, t + 0.5, 19, 0, 0.0).beyond_end;
+        assert!(first > 0.0 && on > first, "{first} then {on}");
+        assert_eq!(
+            second, on,
+            "a second camera at the same instant drives no further"
+        );
+        assert_eq!(old, on, "an older stamp drives no further");
+    }
+
+    #[test]
+    fn a_vehicle_that_drives_into_the_map_from_its_end_is_not_widened() {
+        let places = route(20, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(10);
+        let travel = Some(Travel {
+            displacement: 5.0,
+            path: 5.0,
+        });
+        for p in 0..20 {
+            f.predict(&places, 0.5 * p as f64, travel);
+            let s = f.observe(&places, &hits(&places, p, 0, 0.0, &mut rng), 0.0, |r| {
+                r % 2 == 0
+            });
+            assert_eq!(s.unwrap().beyond_end, 0.0, "at place {p}");
+        }
+    }
+
+    #[test]
+    fn a_vehicle_parked_at_the_end_of_the_map_from_the_start_is_not_widened() {
+        let places = route(20, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(6);
+        // No speed to drive on with, and it never arrived from another place.
+        for i in 0..20 {
+            let s = frame(&mut f, &places, &mut rng, (0.5 * i as f64, 19, 0, 0.0));
+            assert_eq!(s.beyond_end, 0.0, "frame {i}");
+        }
+    }
+
+    #[test]
+    fn odometry_says_how_far_the_vehicle_drove_past_the_end() {
+        let places = route(20, false);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(8);
+        let travel = Some(Travel {
+            displacement: 2.0,
+            path: 2.0,
+        });
+        let mut t = 0.0;
+        for p in 15..20 {
+            f.predict(&places, t, travel);
+            f.observe(&places, &hits(&places, p, 0, 0.0, &mut rng), 0.0, |r| {
+                r % 2 == 0
+            });
+            t += 0.5;
+        }
+        // Three more frames, 2 m each by odometry, looking like the last place.
+        let mut step = None;
+        for _ in 0..3 {
+            f.predict(&places, t, travel);
+            step = f.observe(&places, &hits(&places, 19, 0, 0.0, &mut rng), 0.0, |r| {
+                r % 2 == 0
+            });
+            t += 0.5;
+        }
+        let s = step.unwrap();
+        assert_eq!(s.place, 19);
+        assert!((s.beyond_end - 6.0).abs() < 1e-9, "{}", s.beyond_end);
     }
 }

@@ -4,15 +4,17 @@ position ellipsoid reaches (src/localize/sequence.rs, docs/pose-prior.md), from
 scored query, its true camera position, the published position (the first candidate), the
 belief about it (`belief_profile`: {"ground", "height", "share"} per place holding belief of its
 own, nearest on the ground first; metres along and perpendicular to the map's up, shares
-summing to 1), the map's up direction (`up`, a unit vector in the map's world frame), and
-evaluate's own confidence, 95% radius and Mahalanobis distance.
+summing to 1), the map's up direction (`up`, a unit vector in the map's world frame), how far the
+vehicle may have driven past a map's end (`beyond_end`, metres, 0 elsewhere), and evaluate's own
+confidence, 95% radius and Mahalanobis distance.
 
     python tools/python/fit_sequence_spread.py --fit OUT1 OUT2 OUT3 --check OUT4
 
-The prior's position block with the filter is F I + R^2 / 7.81 (I - u u^T) + H^2 / 7.81 u u^T:
-F the floor of a single match (POSITION_CALIBRATION * SIGMA_POSITION^2), u the map's up, R the
-ground distance within which SPREAD_MASS of the belief lies (cumulated outwards, linearly
-between places, from 0 at 0), H the largest height difference of a place within R.
+The prior's position block with the filter is F I + (R + B)^2 / 7.81 (I - u u^T) + H^2 / 7.81
+u u^T: F the floor of a single match (POSITION_CALIBRATION * SIGMA_POSITION^2), u the map's up, R
+the ground distance within which SPREAD_MASS of the belief lies (cumulated outwards, linearly
+between places, from 0 at 0), B `beyond_end`, H the largest height difference of a place within
+R.
 First this script recomputes evaluate's 95% radius and Mahalanobis distance with the shipped
 SPREAD_MASS and stops if a query differs (the formula here must stay the one in the Rust). Then
 it keeps the smallest SPREAD_MASS of a grid (0.50 to 0.99) whose 95% ellipsoids hold the truth
@@ -72,6 +74,7 @@ def load(folder):
                        for p in q["belief_profile"]]
             conf = float(q["confidence"])
             published = bool(q.get("published", True))
+            beyond = float(q.get("beyond_end") or 0.0)
         except (KeyError, IndexError, ValueError, TypeError) as e:
             fail(f"{where}: expected `truth` [x, y, z], `candidates` [[distance, x, y, z], ...], "
                  f"`up` [x, y, z], `belief_profile` [{{\"ground\", \"height\", \"share\"}}, ...] and "
@@ -81,28 +84,29 @@ def load(folder):
         if not profile:
             fail(f"{where}: field `belief_profile`: expected one or more places, found []")
         # Published: evaluate's flag (the off-the-map test withholds too), at --min-confidence.
-        queries.append((truth - best, up, profile, conf if published else -1.0, q.get("radius_95"),
-                        q.get("mahalanobis2")))
+        queries.append((truth - best, up, profile, beyond, conf if published else -1.0,
+                        q.get("radius_95"), q.get("mahalanobis2")))
     if not queries:
         fail(f"{path}: no queries (an evaluate run without ground truth?)")
     check_reproduction(path, queries)
     return queries
 
 
-def covariance(up, profile, share):
+def covariance(up, profile, beyond, share):
     r = reach_of(profile, share)
     h = max([abs(height) for ground, height, _ in profile if ground <= r], default=0.0)
+    g = r + beyond  # the disc reaches on past a map's end (`beyond_end`)
     vertical = np.outer(up, up)
-    return FLOOR * np.eye(3) + (r * r * (np.eye(3) - vertical) + h * h * vertical) / CHI2_3_95
+    return FLOOR * np.eye(3) + (g * g * (np.eye(3) - vertical) + h * h * vertical) / CHI2_3_95
 
 
 def scores(queries, share, min_confidence):
     inside, radius, error, published = [], [], [], 0
-    for offset, up, profile, conf, _, _ in queries:
+    for offset, up, profile, beyond, conf, _, _ in queries:
         if conf < min_confidence:
             continue
         published += 1
-        cov = covariance(up, profile, share)
+        cov = covariance(up, profile, beyond, share)
         inside.append(offset @ np.linalg.solve(cov, offset) <= CHI2_3_95)
         radius.append(np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[-1]))
         error.append(np.linalg.norm(offset))
@@ -111,8 +115,8 @@ def scores(queries, share, min_confidence):
 
 def check_reproduction(path, queries):
     off = 0
-    for offset, up, profile, _, r95, m2 in queries:
-        cov = covariance(up, profile, SHIPPED)
+    for offset, up, profile, beyond, _, r95, m2 in queries:
+        cov = covariance(up, profile, beyond, SHIPPED)
         radius = np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[-1])
         maha = offset @ np.linalg.solve(cov, offset)
         close = lambda x, y: y is not None and abs(x - y) <= 1e-6 * max(1.0, abs(y))

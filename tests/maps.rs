@@ -242,6 +242,31 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
     let e = err(&["localize", "--map", path_str(&cut), path_str(&db[0])]);
     assert!(e.contains("cut.safetensors: not a dasgil map"), "{e}");
+    // evaluate names the flag too, and writes nothing.
+    let eval_out = dir.join("eval-cut");
+    let e = err(&[
+        "evaluate",
+        "--format",
+        "cmu",
+        "--root",
+        path_str(&f.root),
+        "--slice",
+        "3",
+        "--map",
+        path_str(&cut),
+        "--device",
+        "cpu",
+        "--out",
+        path_str(&eval_out),
+    ]);
+    assert!(
+        e.contains("--map: ") && e.contains("cut.safetensors: not a dasgil map"),
+        "{e}"
+    );
+    assert!(
+        !eval_out.exists(),
+        "an evaluate that failed wrote {eval_out:?}"
+    );
     let flipped = dir.join("flipped.safetensors");
     let mut b = bytes.clone();
     let k = b.len() - 1000;

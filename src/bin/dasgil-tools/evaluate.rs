@@ -68,7 +68,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                      build-map, e.g. from another recording of the site)"
                 );
             };
-            dasgil::eval::bag_queries(open_bag(&o?)?, map)?
+            dasgil::eval::bag_queries(open_bag(&o?)?, map).map_err(map_flag_error)?
         }
         None => a.source.open()?,
     };
@@ -89,7 +89,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             &a.out,
             !a.shared,
             &options,
-        )?
+        )
+        .map_err(map_flag_error)?
     } else {
         dasgil::eval::run(
             &a.model.choice()?,
@@ -179,4 +180,15 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// A map that cannot be read, named as the flag that gave it (the other errors as they are).
+fn map_flag_error(e: dasgil::error::PipelineError) -> anyhow::Error {
+    match e {
+        // The error names the file already.
+        dasgil::error::PipelineError::Map(m) => {
+            anyhow::anyhow!("--map: {m}; expected a map file made by build-map")
+        }
+        other => other.into(),
+    }
 }

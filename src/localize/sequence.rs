@@ -109,9 +109,9 @@ pub const RESET_REACH: f64 = 1000.0;
 pub const UNIFORM_SHARE: f64 = 0.01;
 /// The share of the belief within the published 95% ellipsoid's reach (the module comment).
 /// The posterior is less sure than it should be (its likelihood is tempered so that an aliased
-/// place is not ruled out): on the fitting worlds 77% of its belief reaches as far as the truth
+/// place is not ruled out): on the fitting worlds 75% of its belief reaches as far as the truth
 /// lies in 95% of the published frames (the three fitting worlds together).
-pub const SPREAD_MASS: f64 = 0.77;
+pub const SPREAD_MASS: f64 = 0.75;
 /// A frame whose single-frame confidence is at least this is sure of its own match, which the
 /// belief does not override (0.15: the value of the single-frame prior's CONFIDENT when this
 /// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1).
@@ -133,7 +133,7 @@ pub const SCALE_RANK: usize = 5;
 /// (docs/sequence-filter.md, "Off the map").
 pub const OFF_MAP_LIKELIHOOD: f64 = 3.0;
 /// The single-frame confidence over which the off-the-map likelihood falls by e (fitted).
-pub const OFF_MAP_CONFIDENCE: f64 = 0.025;
+pub const OFF_MAP_CONFIDENCE: f64 = 0.03;
 /// Mean time (seconds) a vehicle stays on its map before it leaves it.
 pub const ON_MAP_TIME: f64 = 60.0;
 /// Mean time (seconds) a vehicle off its map stays off it.

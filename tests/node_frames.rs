@@ -1059,7 +1059,11 @@ fn five_places(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// `filter: sequence` through the node: a drive past the map's own images (one a second,
 /// camera c0), each localized at its own pose by the filter's chosen place, with a covariance
-/// no tighter than the single frame's; a bad `filter` value stops the node naming it.
+/// no tighter than the single frame's; then on past the map's end (its last image again and
+/// again, as the road beyond an end looks like the map's last stretch), where /diagnostics
+/// WARNs `past the map's end` with how far the vehicle may have driven on
+/// (`filter_beyond_end_m`) and the prior's ellipsoid has widened by that; a bad `filter` value
+/// stops the node naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequence_filter_through_the_node_follows_a_drive() {
     let dir = tempfile::tempdir().unwrap();
@@ -1110,6 +1114,47 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
         );
         assert!((0..6).all(|i| p.pose.covariance[i * 7] > 0.0), "{p:?}");
     }
+    // Past the end: no warning yet, then the last place's image for 6 more seconds.
+    let beyond_end = |s: &Status| -> f64 {
+        let v = &s.values.iter().find(|kv| kv.key == "filter_beyond_end_m");
+        v.and_then(|kv| kv.value.parse().ok())
+            .unwrap_or_else(|| panic!("no filter_beyond_end_m in {s:?}"))
+    };
+    let at_end = wait_diag(&mut diags, 0, "filter_beyond_end_m at the end", |s| {
+        s.values
+            .iter()
+            .any(|kv| kv.key == "filter_beyond_end_m" && kv.value != "-")
+    })
+    .await;
+    assert!(!at_end.message.contains("past the map's end"), "{at_end:?}");
+    assert!(beyond_end(&at_end) <= 10.0, "{at_end:?}");
+    let end = probe(&slice, 4, "c0");
+    let mut last = None;
+    for _ in 0..6 {
+        sec += 1;
+        cam.publish(&raw(&end, sec, "cam0")).unwrap();
+        last = Some(wait_prior(&mut priors, sec, &mut seen).await);
+    }
+    let last = last.unwrap();
+    assert!(same_position(&last, &end.pose), "{last:?}");
+    let d = wait_diag(&mut diags, 0, "a WARN past the map's end", |s| {
+        s.message.contains("past the map's end")
+    })
+    .await;
+    assert_eq!(d.level, 1, "{d:?}");
+    let b = beyond_end(&d);
+    assert!(b > 10.0, "{d:?}");
+    assert!(
+        d.message.contains(&format!("up to {b:.0} m past it")),
+        "{d:?}"
+    );
+    // The position block's trace holds the ground disc's two axes: at least 2 b^2 / 7.81.
+    let c = &last.pose.covariance;
+    let trace = c[0] + c[7] + c[14];
+    assert!(
+        trace >= 2.0 * b * b / 7.81,
+        "trace {trace} m^2, {b} m past the end"
+    );
     // /diagnostics reports the filter's counts: a drive at one frame a second, no reset.
     let d = wait_diag(&mut diags, 0, "the filter's counts", |s| {
         s.values

@@ -153,6 +153,9 @@ struct Shared {
     /// With `filter: sequence`: the filter's relocalizations and resets, and the probability
     /// that the vehicle is off the map (all cameras share it).
     filter_counts: Option<(u64, u64, f64)>,
+    /// With `filter: sequence`: how far (metres) the vehicle may have driven past the end of a
+    /// road on the map, as of the last frame the filter answered (0 away from an end).
+    filter_beyond_end: Option<f64>,
     /// `odometry_topic`'s positions (None: no odometry topic).
     odometry: Option<crate::localize::odometry::OdometryTrack>,
     /// Frames whose motion in the sequence filter came from odometry.
@@ -206,11 +209,12 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
-    let (started, timeout, filter_counts, filter_name) = (
+    let (started, timeout, filter_counts, filter_name, beyond_end) = (
         shared.started,
         shared.frame_timeout,
         shared.filter_counts,
         shared.filter,
+        shared.filter_beyond_end,
     );
     let odometry = shared
         .odometry
@@ -281,6 +285,17 @@ fn diagnostics(
                     min_confidence
                 ),
             )
+        } else if let Some(b) = beyond_end.filter(|&b| b > crate::localize::sequence::REGION_RADIUS)
+        {
+            (
+                LEVEL_WARN,
+                format!(
+                    "past the map's end: the frames still match the last place of a road on the \
+                     map, and the vehicle may be up to {b:.0} m past it; the priors' 95% \
+                     ellipsoids are widened by that until it turns back (a map that covers the \
+                     route gives tight priors again)"
+                ),
+            )
         } else if s.received == 0 {
             (LEVEL_OK, "waiting for images".to_string())
         } else {
@@ -330,6 +345,10 @@ fn diagnostics(
                 kv(
                     "filter_off_map",
                     filter_counts.map_or("-".into(), |c| format!("{:.3}", c.2)),
+                ),
+                kv(
+                    "filter_beyond_end_m",
+                    beyond_end.map_or("-".into(), |b| format!("{b:.1}")),
                 ),
                 kv(
                     "odometry_samples",
@@ -637,6 +656,14 @@ fn spawn_worker(
                 let mut sh = lock(&shared);
                 if filter_counts.is_some() {
                     sh.filter_counts = filter_counts;
+                }
+                if let Some(b) = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| o.answer())
+                    .and_then(|a| a.beyond_end)
+                {
+                    sh.filter_beyond_end = Some(b);
                 }
                 if by_odometry {
                     sh.odometry_frames += 1;
@@ -952,6 +979,7 @@ pub async fn run() -> Result<()> {
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
         filter: filter_name,
         filter_counts: None,
+        filter_beyond_end: None,
         odometry: (!odometry_topic.is_empty()).then(Default::default),
         odometry_frames: 0,
     }));

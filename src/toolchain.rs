@@ -39,6 +39,18 @@ impl ToolchainInfo {
     }
 }
 
+/// Checks the spelling of a device choice (`cpu`, `cuda`, `cuda:N` or `auto`) without asking
+/// libtorch what it sees: the command-line flags' value parser, so that a misspelt `--device`
+/// is a usage error (exit 2) like any other bad flag value.
+pub fn device_syntax(s: &str) -> Result<String, String> {
+    let index = s.strip_prefix("cuda:").map(str::parse::<usize>);
+    if matches!(s, "auto" | "cpu" | "cuda") || matches!(index, Some(Ok(_))) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("expected cpu, cuda, cuda:N or auto, found `{s}`"))
+    }
+}
+
 /// Parses a device choice `cpu`, `cuda` or `auto` (CUDA when libtorch sees a GPU); `what`
 /// names the option or parameter in errors.
 pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
@@ -63,9 +75,7 @@ pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
         "cuda" => cuda(0),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(index)) => cuda(index),
-            _ => Err(format!(
-                "{what}: expected cpu, cuda, cuda:N or auto, found `{other}`"
-            )),
+            _ => Err(format!("{what}: {}", device_syntax(other).unwrap_err())),
         },
     }
 }

@@ -417,7 +417,8 @@ fn make_fixtures(d: &Path) {
     std::fs::write(&ck, &bytes[..100]).unwrap();
 }
 
-/// Every file under `d` (not following links) with its content.
+/// Every file and folder under `d` (not following links) with its content ("(folder)" for a
+/// folder).
 fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![d.to_path_buf()];
@@ -426,6 +427,8 @@ fn snapshot(d: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = e.unwrap().path();
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.is_dir() {
+                // A folder is an entry too (an empty one left behind, or one removed, shows).
+                out.insert(path.clone(), b"(folder)".to_vec());
                 stack.push(path);
             } else if meta.is_file() {
                 out.insert(path.clone(), std::fs::read(&path).unwrap());
@@ -612,7 +615,7 @@ fn every_bad_input_gets_a_clear_error_and_changes_nothing() {
     }
     for path in after.keys().filter(|p| !before.contains_key(*p)) {
         failures.push(format!(
-            "a file appeared among the fixtures: {}",
+            "a file or folder appeared among the fixtures: {}",
             path.display()
         ));
     }

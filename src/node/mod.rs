@@ -285,15 +285,18 @@ fn diagnostics(
                     min_confidence
                 ),
             )
-        } else if let Some(b) = beyond_end.filter(|&b| b > crate::localize::sequence::REGION_RADIUS)
+        } else if let Some(b) =
+            beyond_end.filter(|&b| b > crate::localize::sequence::REGION_RADIUS && s.received > 0)
         {
             (
                 LEVEL_WARN,
                 format!(
-                    "past the map's end: the frames still match the last place of a road on the \
-                     map, and the vehicle may be up to {b:.0} m past it; the priors' 95% \
-                     ellipsoids are widened by that until it turns back (a map that covers the \
-                     route gives tight priors again)"
+                    "past the map's end: the vehicle reached the end of a road on the map and \
+                     may have driven on; the truth may lie up to {b:.0} m from the published \
+                     place, and the priors' 95% ellipsoids are widened by that until it turns \
+                     back (a map that covers the route gives tight priors again; without \
+                     odometry_topic a vehicle parked at the end looks the same and keeps \
+                     growing)"
                 ),
             )
         } else if s.received == 0 {
@@ -742,6 +745,7 @@ fn serve_reload(
     device: tch::Device,
     localizer: Arc<Mutex<Localizer>>,
     map_info_slot: Arc<Mutex<MapInfo>>,
+    shared: Arc<Mutex<Shared>>,
 ) -> Result<impl FnMut() + Send + 'static> {
     let mut srv = node.create_service::<r2r::std_srvs::srv::Trigger::Service>(
         "~/reload_map",
@@ -792,6 +796,12 @@ fn serve_reload(
                     let message = format!("reloaded {} ({} entries)", info.path, info.entries);
                     *lock(&localizer) = loc;
                     *lock(&map_info_slot) = info;
+                    // The sequence filter starts again on the new map: what it said about the
+                    // old one (off the map, past its end, its counts) is not reported for it.
+                    let mut sh = lock(&shared);
+                    sh.filter_counts = None;
+                    sh.filter_beyond_end = None;
+                    drop(sh);
                     tracing::info!("{message}");
                     r2r::std_srvs::srv::Trigger::Response {
                         success: true,
@@ -1003,7 +1013,14 @@ pub async fn run() -> Result<()> {
         params.gate_radius.0,
         (params.prior_timeout.0 > 0.0).then(|| Duration::from_secs_f64(params.prior_timeout.0)),
     );
-    let mut drain_reload_calls = serve_reload(&mut node, &params, device, localizer, info.clone())?;
+    let mut drain_reload_calls = serve_reload(
+        &mut node,
+        &params,
+        device,
+        localizer,
+        info.clone(),
+        shared.clone(),
+    )?;
 
     let diag_pub = node.create_publisher::<DiagArray>("/diagnostics", QosProfile::default())?;
     let mut timer = node.create_wall_timer(Duration::from_secs_f64(params.diagnostics_period.0))?;

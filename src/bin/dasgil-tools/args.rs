@@ -62,7 +62,7 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_parser = dasgil::extract::choice::parse_layers)]
     pub(crate) layers: Option<dasgil::model::DescriptorSpec>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = dasgil::toolchain::device_syntax)]
     pub(crate) device: String,
 }
 
@@ -130,6 +130,9 @@ pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// What `--map` must name, in its errors.
+pub(crate) const MAP_EXPECTED: &str = "expected a map file made by build-map (.safetensors)";
+
 /// `--map PATH` names a map file: refused here, naming the flag, when it is missing, a folder or
 /// not a regular file (what is inside is checked when the map is opened).
 pub(crate) fn map_flag(path: &std::path::Path) -> Result<()> {
@@ -139,10 +142,14 @@ pub(crate) fn map_flag(path: &std::path::Path) -> Result<()> {
         Ok(_) => "is not a regular file".to_string(),
         Err(e) => format!("cannot open it: {e}"),
     };
-    anyhow::bail!(
-        "--map {}: {what}; expected a map file made by build-map (.safetensors)",
-        path.display()
-    )
+    anyhow::bail!("--map {}: {what}; {MAP_EXPECTED}", path.display())
+}
+
+/// Opens the map `--map PATH` names; every error names the flag and the file.
+pub(crate) fn open_map(path: &std::path::Path) -> Result<dasgil::map::file::MapFile> {
+    map_flag(path)?;
+    dasgil::map::file::MapFile::open(path)
+        .with_context(|| format!("--map {}: {MAP_EXPECTED}", path.display()))
 }
 
 /// `X,Y,Z` in metres, finite.

@@ -16,8 +16,8 @@ pub(crate) struct EmbedArgs {
     /// Output safetensors file.
     #[arg(long)]
     pub(crate) output: PathBuf,
-    /// cpu, cuda or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
+    /// cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto", value_parser = dasgil::toolchain::device_syntax)]
     pub(crate) device: String,
 }
 

@@ -182,13 +182,15 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-/// A map that cannot be read, named as the flag that gave it (the other errors as they are).
+/// A map that cannot be used, named as the flag that gave it; a file that is no map at all also
+/// says what `--map` expects (the other errors as they are).
 fn map_flag_error(e: dasgil::error::PipelineError) -> anyhow::Error {
     match e {
         // The error names the file already.
-        dasgil::error::PipelineError::Map(m) => {
-            anyhow::anyhow!("--map: {m}; expected a map file made by build-map")
+        dasgil::error::PipelineError::Map(m @ dasgil::map::file::MapError::Format { .. }) => {
+            anyhow::anyhow!("--map: {m}; {}", crate::args::MAP_EXPECTED)
         }
+        dasgil::error::PipelineError::Map(m) => anyhow::anyhow!("--map: {m}"),
         other => other.into(),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::args::*;
 use super::args::{parse_point, parse_radius};
@@ -47,13 +47,7 @@ pub(crate) struct LocalizeArgs {
 
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
     let near = a.near.zip(a.radius);
-    crate::args::map_flag(&a.map)?;
-    let map = dasgil::map::file::MapFile::open(&a.map).with_context(|| {
-        format!(
-            "--map {}: expected a map file made by build-map",
-            a.map.display()
-        )
-    })?;
+    let map = crate::args::open_map(&a.map)?;
     // --camera picks the map images to search (not with --shared, which searches all).
     if let (Some(c), false) = (&a.camera, a.shared) {
         if !map.meta.cameras.contains(c) {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::args::*;
 
@@ -125,18 +125,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
             src.queries.len()
         );
     }
-    let map = a
-        .map
-        .as_deref()
-        .map(|m| {
-            dasgil::map::file::MapFile::open(m).with_context(|| {
-                format!(
-                    "--map {}: expected a map file made by build-map",
-                    m.display()
-                )
-            })
-        })
-        .transpose()?;
+    let map = a.map.as_deref().map(crate::args::open_map).transpose()?;
     let labels = dasgil::eval::offline::condition_labels(&src);
     use dasgil::node::frame_player::Stamps;
     let stamps = a.stamps.map(|s| match s {

@@ -47,7 +47,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long)]
+    #[arg(long, value_parser = dasgil::toolchain::device_syntax)]
     device: Option<String>,
     /// Checkpoint every N steps (and at every epoch's end).
     #[arg(long)]

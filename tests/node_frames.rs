@@ -252,6 +252,33 @@ async fn wait_diag(
     .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
 }
 
+/// A client of the node's `~/reload_map` (namespace `ns`) and what tells when the service is
+/// there (it resolves while the node spins: `service_up`).
+fn reload_client(
+    node: &mut r2r::Node,
+    ns: &str,
+) -> (
+    r2r::Client<r2r::std_srvs::srv::Trigger::Service>,
+    impl std::future::Future<Output = r2r::Result<()>>,
+) {
+    let client = node
+        .create_client::<r2r::std_srvs::srv::Trigger::Service>(
+            &format!("{ns}/dasgil_localizer/reload_map"),
+            QosProfile::default(),
+        )
+        .unwrap();
+    let ready = r2r::Node::is_available(&client).unwrap();
+    (client, ready)
+}
+
+/// Waits up to 20 s for the service of `reload_client`.
+async fn service_up(ready: impl std::future::Future<Output = r2r::Result<()>>) {
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .expect("reload_map service")
+        .unwrap();
+}
+
 /// One `~/reload_map` call, answered within 60 s (a reload of a small map takes well under 1).
 async fn call_reload(
     client: &r2r::Client<r2r::std_srvs::srv::Trigger::Service>,
@@ -370,13 +397,7 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
             QosProfile::default(),
         )
         .unwrap();
-    let reload = node
-        .create_client::<r2r::std_srvs::srv::Trigger::Service>(
-            &format!("{ns}/dasgil_localizer/reload_map"),
-            QosProfile::default(),
-        )
-        .unwrap();
-    let service_ready = r2r::Node::is_available(&reload).unwrap();
+    let (reload, service_ready) = reload_client(node, &ns);
     let (stop, spinner) = h.spin();
     let mut seen = Vec::new();
     let mut sent_good: BTreeSet<i32> = BTreeSet::new();
@@ -459,10 +480,7 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
 
     // ~/reload_map: a map of another encoder is refused and the old one kept; a rebuilt map of
     // the same model (more places) is swapped in.
-    tokio::time::timeout(Duration::from_secs(20), service_ready)
-        .await
-        .expect("reload_map service")
-        .unwrap();
+    service_up(service_ready).await;
     let other = dir.path().join("other.safetensors");
     build_map(&slice, None, &other);
     std::fs::rename(&other, &map).unwrap();
@@ -1092,13 +1110,7 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     let mut diags = node
         .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
         .unwrap();
-    let reload = node
-        .create_client::<r2r::std_srvs::srv::Trigger::Service>(
-            &format!("{ns}/dasgil_localizer/reload_map"),
-            QosProfile::default(),
-        )
-        .unwrap();
-    let service_ready = r2r::Node::is_available(&reload).unwrap();
+    let (reload, service_ready) = reload_client(node, &ns);
     let (stop, spinner) = h.spin();
     let mut seen = Vec::new();
     let first = probe(&slice, 0, "c0");
@@ -1181,10 +1193,7 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     assert!(value(&d, "filter_relocalizations") <= 1, "{d:?}");
     // A reloaded map (the remedy the WARN names) starts the filter again: nothing past an end,
     // no WARN, until a frame on the new map says otherwise.
-    tokio::time::timeout(Duration::from_secs(20), service_ready)
-        .await
-        .expect("reload_map service")
-        .unwrap();
+    service_up(service_ready).await;
     let r = call_reload(&reload).await;
     assert!(r.success, "{}", r.message);
     let after = wait_diag(&mut diags, 0, "no WARN past the end after a reload", |s| {

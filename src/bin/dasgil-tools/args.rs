@@ -96,6 +96,16 @@ pub(crate) fn parse_size(s: &str) -> Result<(i64, i64), String> {
     Ok((parse(h)?, parse(w)?))
 }
 
+/// A count of at least 1 (steps).
+pub(crate) fn parse_at_least_one(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, found `{s}`"
+        )),
+    }
+}
+
 /// Candidates per query: 1 to 1000.
 pub(crate) fn parse_top_k(s: &str) -> Result<usize, String> {
     s.parse::<usize>()

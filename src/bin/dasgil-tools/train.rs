@@ -32,17 +32,17 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     augment: bool,
     /// Epochs (1 to 100000).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     epochs: Option<u64>,
     /// Steps per epoch (default: anchor frames / batch).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_at_least_one, allow_negative_numbers = true)]
     steps_per_epoch: Option<u64>,
-    /// Stop after this many steps in all.
-    #[arg(long)]
+    /// Stop after this many steps in all (at least 1).
+    #[arg(long, value_parser = parse_at_least_one, allow_negative_numbers = true)]
     steps: Option<u64>,
     /// Triplets per step (1 to 64).
-    #[arg(long)]
-    batch: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=dasgil::train::config::MAX_BATCH as u64))]
+    batch: Option<u64>,
     /// Network input HxW, multiples of 256 up to 4096 (e.g. 256x1024, 256x512).
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
@@ -152,7 +152,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
         cfg.max_steps = a.steps;
     }
     if let Some(v) = a.batch {
-        cfg.batch = v;
+        cfg.batch = v as usize;
     }
     if let Some((h, w)) = a.size {
         cfg.input_height = h;

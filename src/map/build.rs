@@ -232,7 +232,18 @@ pub fn check_writable(out: &Path) -> Result<(), PipelineError> {
         .prefix(".dasgil-write-check")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(|e| PathIoError::new("cannot write into", dir, e).into())
+        .map_err(|e| {
+            // The probe's own temporary name is no business of the user's: say why, plainly.
+            let why = if dir.is_dir() {
+                std::io::Error::new(e.kind(), format!("{} (choose another --out)", e.kind()))
+            } else {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the folder does not exist (create it, or choose another --out)",
+                )
+            };
+            PathIoError::new("cannot write into", dir, why).into()
+        })
 }
 
 /// Whether `path` starts like a map file: a safetensors header whose metadata has `dasgil.map`

@@ -39,20 +39,38 @@ impl ToolchainInfo {
     }
 }
 
-/// Checks the spelling of a device choice (`cpu`, `cuda`, `cuda:N` or `auto`) without asking
-/// libtorch what it sees: the command-line flags' value parser, so that a misspelt `--device`
-/// is a usage error (exit 2) like any other bad flag value.
-pub fn device_syntax(s: &str) -> Result<String, String> {
-    let index = s.strip_prefix("cuda:").map(str::parse::<usize>);
-    if matches!(s, "auto" | "cpu" | "cuda") || matches!(index, Some(Ok(_))) {
-        Ok(s.to_string())
-    } else {
-        Err(format!("expected cpu, cuda, cuda:N or auto, found `{s}`"))
+/// A device choice as spelt: `auto`, `cpu`, or CUDA device N (`cuda` is `cuda:0`).
+enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+/// Reads the spelling of a device choice (`cpu`, `cuda`, `cuda:N` or `auto`); the one place
+/// that knows it.
+fn device_choice(s: &str) -> Result<DeviceChoice, String> {
+    match s {
+        "auto" => Ok(DeviceChoice::Auto),
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" => Ok(DeviceChoice::Cuda(0)),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => Ok(DeviceChoice::Cuda(index)),
+            _ => Err(format!(
+                "expected cpu, cuda, cuda:N or auto, found `{other}`"
+            )),
+        },
     }
 }
 
-/// Parses a device choice `cpu`, `cuda` or `auto` (CUDA when libtorch sees a GPU); `what`
-/// names the option or parameter in errors.
+/// Checks the spelling of a device choice without asking libtorch what it sees: the
+/// command-line flags' value parser, so that a misspelt `--device` is a usage error (exit 2)
+/// like any other bad flag value.
+pub fn device_syntax(s: &str) -> Result<String, String> {
+    device_choice(s).map(|_| s.to_string())
+}
+
+/// Parses a device choice `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when libtorch sees a GPU);
+/// `what` names the option or parameter in errors.
 pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
     let cuda = |index: usize| {
         let count = tch::Cuda::device_count() as usize;
@@ -69,14 +87,10 @@ pub fn parse_device(s: &str, what: &str) -> Result<tch::Device, String> {
             ))
         }
     };
-    match s {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => cuda(0),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(index)) => cuda(index),
-            _ => Err(format!("{what}: {}", device_syntax(other).unwrap_err())),
-        },
+    match device_choice(s).map_err(|e| format!("{what}: {e}"))? {
+        DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+        DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+        DeviceChoice::Cuda(index) => cuda(index),
     }
 }
 

@@ -66,8 +66,9 @@ fn value(status: &Status, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{key}` in {status:?}"))
 }
 
-/// A diagnostics value that is a stamp in seconds ("-": none yet, read as -inf).
-fn stamp_value(status: &Status, key: &str) -> f64 {
+/// A diagnostics value that is a number, such as a stamp in seconds or a distance in metres
+/// ("-": none yet, read as -inf).
+fn number_value(status: &Status, key: &str) -> f64 {
     let kv = status
         .values
         .iter()
@@ -78,7 +79,7 @@ fn stamp_value(status: &Status, key: &str) -> f64 {
     }
     kv.value
         .parse()
-        .unwrap_or_else(|e| panic!("`{key}` = {:?} is no stamp: {e}", kv.value))
+        .unwrap_or_else(|e| panic!("`{key}` = {:?} is no number: {e}", kv.value))
 }
 
 fn run_tools(args: &[&str]) {
@@ -1134,18 +1135,12 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
         assert!((0..6).all(|i| p.pose.covariance[i * 7] > 0.0), "{p:?}");
     }
     // Past the end: no warning yet, then the last place's image for 6 more seconds.
-    let beyond_end = |s: &Status| -> f64 {
-        let v = &s.values.iter().find(|kv| kv.key == "filter_beyond_end_m");
-        v.and_then(|kv| kv.value.parse().ok())
-            .unwrap_or_else(|| panic!("no filter_beyond_end_m in {s:?}"))
-    };
+    let beyond_end = |s: &Status| number_value(s, "filter_beyond_end_m");
     // The messages queued during the drive are dropped: the next ones come after the frame at
     // the end.
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(10), diags.next()).await {}
     let at_end = wait_diag(&mut diags, 0, "filter_beyond_end_m at the end", |s| {
-        s.values
-            .iter()
-            .any(|kv| kv.key == "filter_beyond_end_m" && kv.value != "-")
+        beyond_end(s).is_finite()
     })
     .await;
     assert!(!at_end.message.contains("past the map's end"), "{at_end:?}");
@@ -1447,7 +1442,7 @@ async fn odometry_keeps_the_sequence_filter_through_long_stops() {
         )
         .await;
         wait_diag(&mut diags, 0, "the odometry up to the frame's stamp", |s| {
-            stamp_value(s, "odometry_newest_stamp") >= sec as f64 + 0.5
+            number_value(s, "odometry_newest_stamp") >= sec as f64 + 0.5
         })
         .await;
         cam.publish(&raw(&here, sec, "cam0")).unwrap();

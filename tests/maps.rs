@@ -52,6 +52,40 @@ struct Fixture {
     other: PathBuf,
 }
 
+impl Fixture {
+    /// `CMD --format cmu --root ROOT --slice 3 REST...`: a command on the fixture's slice.
+    fn args<'a>(&'a self, cmd: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            cmd,
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&self.root),
+            "--slice",
+            "3",
+        ];
+        a.extend_from_slice(rest);
+        a
+    }
+
+    /// `build-map` on the fixture's slice with its checkpoint on the CPU into `out`, then REST.
+    fn build_map<'a>(&'a self, out: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut a = self.args(
+            "build-map",
+            &[
+                "--checkpoint",
+                path_str(&self.ckpt),
+                "--out",
+                path_str(out),
+                "--device",
+                "cpu",
+            ],
+        );
+        a.extend_from_slice(rest);
+        a
+    }
+}
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cmu");
@@ -73,22 +107,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
     let f = fixture();
     let dir = f._dir.path();
     let map = dir.join("slice3.map.safetensors");
-    let said = ok(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--checkpoint",
-        path_str(&f.ckpt),
-        "--out",
-        path_str(&map),
-        "--device",
-        "cpu",
-        "--adapt",
-    ]);
+    let said = ok(&f.build_map(&map, &["--adapt"]));
     assert!(
         said.contains("12 images (2 cameras: c0,c1), 4096-d descriptors (f32)"),
         "{said}"
@@ -244,21 +263,17 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
     assert!(e.contains("cut.safetensors: not a dasgil map"), "{e}");
     // evaluate names the flag too, and writes nothing.
     let eval_out = dir.join("eval-cut");
-    let e = err(&[
+    let e = err(&f.args(
         "evaluate",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--map",
-        path_str(&cut),
-        "--device",
-        "cpu",
-        "--out",
-        path_str(&eval_out),
-    ]);
+        &[
+            "--map",
+            path_str(&cut),
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&eval_out),
+        ],
+    ));
     assert!(
         e.contains("--map: ") && e.contains("cut.safetensors: not a dasgil map"),
         "{e}"
@@ -278,41 +293,12 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "{e}"
     );
     // A map never overwrites the checkpoint it is built with.
-    let e = err(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--checkpoint",
-        path_str(&f.ckpt),
-        "--out",
-        path_str(&f.ckpt),
-        "--device",
-        "cpu",
-    ]);
+    let e = err(&f.build_map(&f.ckpt, &[]));
     assert!(e.contains("same file as --checkpoint"), "{e}");
 
     // f16 storage halves the descriptors and keeps the ranking of a self-match.
     let half = dir.join("half.safetensors");
-    ok(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--checkpoint",
-        path_str(&f.ckpt),
-        "--out",
-        path_str(&half),
-        "--device",
-        "cpu",
-        "--f16",
-    ]);
+    ok(&f.build_map(&half, &["--f16"]));
     let out = ok(&[
         "localize",
         "--map",
@@ -334,25 +320,7 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     let f = fixture();
     let dir = f._dir.path();
     let map = dir.join("compressed.map.safetensors");
-    let said = ok(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--checkpoint",
-        path_str(&f.ckpt),
-        "--out",
-        path_str(&map),
-        "--device",
-        "cpu",
-        "--compress",
-        "32",
-        "--shortlist",
-        "4",
-    ]);
+    let said = ok(&f.build_map(&map, &["--compress", "32", "--shortlist", "4"]));
     // 12 rows of 4096 values: the 32 x 4096 projection (512 KiB) outweighs the descriptors
     // (192 KiB), and the summary says so.
     assert!(
@@ -395,23 +363,7 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
         (&wide, vec!["--compress", "32", "--shortlist", "100"]),
         (&exact, vec![]),
     ] {
-        let mut a = vec![
-            "build-map",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&f.root),
-            "--slice",
-            "3",
-            "--checkpoint",
-            path_str(&f.ckpt),
-            "--out",
-            path_str(out),
-            "--device",
-            "cpu",
-        ];
-        a.extend(extra);
-        ok(&a);
+        ok(&f.build_map(out, &extra));
     }
     let queries: Vec<PathBuf> = slice
         .query_images()
@@ -434,22 +386,21 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     for (q, (w, e)) in queries.iter().zip(from_wide.iter().zip(&from_exact)) {
         assert_eq!(w, e, "{}: compressed (shortlist 100) vs exact", q.display());
     }
-    // Bad options are refused before anything is written.
-    let e = err(&[
+    // Bad options are refused as the command line is parsed (usage error, exit 2), before
+    // anything is written.
+    let out = tools(&f.args(
         "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        path_str(&f.root),
-        "--slice",
-        "3",
-        "--out",
-        path_str(&dir.join("x.safetensors")),
-        "--compress",
-        "5",
-    ]);
+        &[
+            "--out",
+            path_str(&dir.join("x.safetensors")),
+            "--compress",
+            "5",
+        ],
+    ));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
     assert!(
-        e.contains("--compress: expected 16 to 4096 projected values, found 5"),
+        e.contains("invalid value '5' for '--compress <DIMS>': 5 is not in 16..=4096"),
         "{e}"
     );
     assert!(!dir.join("x.safetensors").exists());
@@ -550,19 +501,7 @@ fn evaluate_scores_a_model_and_both_baselines() {
     ];
     for (name, extra) in runs {
         let out = dir.join(format!("eval-{name}"));
-        let mut args = vec![
-            "evaluate",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&f.root),
-            "--slice",
-            "3",
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-        ];
+        let mut args = f.args("evaluate", &["--out", path_str(&out), "--device", "cpu"]);
         args.extend(extra);
         let said = ok(&args);
         assert!(said.contains("24 queries, 12 map images"), "{said}");
@@ -656,23 +595,19 @@ fn evaluate_scores_a_model_and_both_baselines() {
             same_pose_from_localize_and_submission(&f.root, &out, &sub);
             // evaluate --map scores the prebuilt map the same way: same submission, same scores.
             let again = dir.join("eval-map");
-            let said = ok(&[
+            let said = ok(&f.args(
                 "evaluate",
-                "--format",
-                "cmu",
-                "--root",
-                path_str(&f.root),
-                "--slice",
-                "3",
-                "--out",
-                path_str(&again),
-                "--device",
-                "cpu",
-                "--map",
-                path_str(&out.join("map-none.safetensors")),
-                "--min-confidence",
-                "0.1",
-            ]);
+                &[
+                    "--out",
+                    path_str(&again),
+                    "--device",
+                    "cpu",
+                    "--map",
+                    path_str(&out.join("map-none.safetensors")),
+                    "--min-confidence",
+                    "0.1",
+                ],
+            ));
             assert!(said.contains("24 queries, 12 map images"), "{said}");
             assert_eq!(
                 std::fs::read_to_string(again.join("submission.txt")).unwrap(),
@@ -693,23 +628,19 @@ fn evaluate_scores_a_model_and_both_baselines() {
             // listed query in submission.txt, the filter and its counts in the report, and at
             // least the single-frame accuracy on this easy slice.
             let seq = dir.join("eval-sequence");
-            ok(&[
+            ok(&f.args(
                 "evaluate",
-                "--format",
-                "cmu",
-                "--root",
-                path_str(&f.root),
-                "--slice",
-                "3",
-                "--out",
-                path_str(&seq),
-                "--device",
-                "cpu",
-                "--map",
-                path_str(&out.join("map-none.safetensors")),
-                "--filter",
-                "sequence",
-            ]);
+                &[
+                    "--out",
+                    path_str(&seq),
+                    "--device",
+                    "cpu",
+                    "--map",
+                    path_str(&out.join("map-none.safetensors")),
+                    "--filter",
+                    "sequence",
+                ],
+            ));
             let r3: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(seq.join("report.json")).unwrap())
                     .unwrap();
@@ -947,21 +878,17 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
     let poses = f.root.join("slice3/camera-poses/slice3-queries.txt");
     let all_truth = std::fs::read_to_string(&poses).unwrap();
     let evaluate = |out: &Path| {
-        ok(&[
+        ok(&f.args(
             "evaluate",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&f.root),
-            "--slice",
-            "3",
-            "--out",
-            path_str(out),
-            "--device",
-            "cpu",
-            "--baseline",
-            "raw-pixels",
-        ])
+            &[
+                "--out",
+                path_str(out),
+                "--device",
+                "cpu",
+                "--baseline",
+                "raw-pixels",
+            ],
+        ))
     };
     let listed: Vec<String> = std::fs::read_to_string(f.root.join("slice3/test-images-slice3.txt"))
         .unwrap()
@@ -1017,21 +944,17 @@ fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
     let text = std::fs::read_to_string(&list).unwrap();
     let first = text.lines().next().unwrap().to_string();
     let build = |out: &Path| {
-        tools(&[
+        tools(&f.args(
             "build-map",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&f.root),
-            "--slice",
-            "3",
-            "--checkpoint",
-            path_str(&f.ckpt),
-            "--device",
-            "cpu",
-            "--out",
-            path_str(out),
-        ])
+            &[
+                "--checkpoint",
+                path_str(&f.ckpt),
+                "--device",
+                "cpu",
+                "--out",
+                path_str(out),
+            ],
+        ))
     };
     // The first image listed again with the same pose: dropped and said.
     std::fs::write(&list, format!("{text}{first}\n")).unwrap();

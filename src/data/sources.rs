@@ -23,7 +23,7 @@ pub struct Generate {
     pub conditions: Vec<String>,
     pub width: u32,
     pub height: u32,
-    /// A reserved style (`synth cmu --style`), for validation worlds.
+    /// A reserved style (`synth cmu --style`), for validation worlds, or the test style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
 }

@@ -44,6 +44,17 @@ pub struct InputSizeError {
     pub width: i64,
 }
 
+/// Whether the network takes `height` x `width` images: positive multiples of 256 up to
+/// [`MAX_INPUT_SIDE`].
+pub fn check_input_size(height: i64, width: i64) -> Result<(), InputSizeError> {
+    let ok = |v: i64| v > 0 && v % SIDE_MULTIPLE == 0 && v <= MAX_INPUT_SIDE;
+    if ok(height) && ok(width) {
+        Ok(())
+    } else {
+        Err(InputSizeError { height, width })
+    }
+}
+
 /// A base width or class count that makes no network.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("model config field `{field}` must be {min} to {max}, found {found}")]
@@ -85,14 +96,7 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let ok = |v: i64| v > 0 && v % SIDE_MULTIPLE == 0 && v <= MAX_INPUT_SIDE;
-        if !ok(self.input_height) || !ok(self.input_width) {
-            return Err(InputSizeError {
-                height: self.input_height,
-                width: self.input_width,
-            }
-            .into());
-        }
+        check_input_size(self.input_height, self.input_width)?;
         for (field, min, max, found) in [
             ("base_width", 1, 256, self.base_width),
             ("num_classes", 2, 1024, self.num_classes),

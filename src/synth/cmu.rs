@@ -68,8 +68,8 @@ pub struct Options {
     pub conditions: Vec<String>,
     pub width: u32,
     pub height: u32,
-    /// A reserved style (`style::RESERVED`) every image is drawn in, each query condition
-    /// graded its own way; None: the world as it is.
+    /// A reserved or test style (`style::NAMED`) every image is drawn in, each query
+    /// condition graded its own way; None: the world as it is.
     pub style: Option<String>,
 }
 
@@ -161,7 +161,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         let style = Style::reserved(name).ok_or_else(|| {
             SynthError::Options(format!(
                 "unknown style `{name}`; expected one of {}",
-                style::RESERVED.join(", ")
+                style::NAMED.join(", ")
             ))
         })?;
         for c in conds.iter_mut() {

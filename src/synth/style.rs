@@ -11,9 +11,13 @@
 //!   natural, muted materials (concrete, asphalt, brick, sandstone, plaster) with weathering
 //!   streaks, under a camera's colour cast;
 //! - **reserved** (`Style::reserved`, `synth cmu --style NAME`): two fixed looks kept for model
-//!   selection only: checker and dot patterns, posterized tones, no cast shadows or a hard
-//!   colour grade, and seasons graded by their own hand (`Style::for_condition`). No training
-//!   world uses checkers, dots, posterization, shadowless light or a season grade.
+//!   selection only ([`RESERVED`]): checker and dot patterns, posterized tones, no cast shadows
+//!   or a hard colour grade, and seasons graded by their own hand (`Style::for_condition`). No
+//!   training world uses checkers, dots, posterization, shadowless light or a season grade.
+//! - **test** ([`TEST_ONLY`], also `synth cmu --style NAME`): one fixed look for reported test
+//!   figures only, never for training, selection or fitting a constant: diagonal hatching and
+//!   a sepia grade that mixes the channels (most colour gone), seasons graded its own way.
+//!   Neither other family uses hatching or a desaturating grade.
 
 use super::noise::{fbm2, hash, unit};
 
@@ -33,6 +37,8 @@ pub enum Pattern {
     Checker,
     /// Reserved family only.
     Dots,
+    /// Diagonal bands (test family only).
+    Hatch,
 }
 
 impl Pattern {
@@ -67,6 +73,7 @@ impl Pattern {
                     -1.0
                 }
             }
+            Pattern::Hatch => band((x + y) * std::f64::consts::FRAC_1_SQRT_2),
             Pattern::Dots => {
                 let (fx, fy) = (x.fract().abs() - 0.5, y.fract().abs() - 0.5);
                 if fx * fx + fy * fy < 0.09 {
@@ -171,6 +178,11 @@ const IDENTITY: [[f32; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.
 
 /// The styles kept for model selection (`synth cmu --style`): no training world uses them.
 pub const RESERVED: [&str; 2] = ["flat-pastel", "dusk-ink"];
+/// The style kept for reported test figures (`synth cmu --style`): no training world, no
+/// model selection and no fitted constant uses it.
+pub const TEST_ONLY: [&str; 1] = ["sepia-hatch"];
+/// Every name `synth cmu --style` takes: [`RESERVED`], then [`TEST_ONLY`].
+pub const NAMED: [&str; 3] = ["flat-pastel", "dusk-ink", "sepia-hatch"];
 
 /// Hue (turns), saturation and value to RGB.
 fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
@@ -318,7 +330,7 @@ impl Style {
         style
     }
 
-    /// A reserved style (`RESERVED`), or None.
+    /// A reserved or test style ([`NAMED`]), or None.
     pub fn reserved(name: &str) -> Option<Self> {
         let mut style = Self::none();
         style.name = name.into();
@@ -370,6 +382,33 @@ impl Style {
                 style.sky_mix = 0.9;
                 style.grade = [[1.15, 0.1, 0.0], [0.0, 1.0, 0.1], [0.0, 0.15, 1.1]];
             }
+            // Test only: earth tones with diagonal hatching, under a sepia grade that mixes the
+            // channels (70% sepia, 30% the colour as it was), shadows as they are.
+            "sepia-hatch" => {
+                style.surfaces = [
+                    surface([0.60, 0.52, 0.42], Pattern::Hatch, 1.3, 0.18), // wall
+                    surface([0.35, 0.25, 0.22], Pattern::Plain, 1.0, 0.0),  // roof
+                    surface([0.30, 0.32, 0.30], Pattern::Hatch, 0.5, 0.1),  // window
+                    surface([0.38, 0.36, 0.33], Pattern::Hatch, 2.2, 0.08), // road
+                    surface([0.68, 0.64, 0.58], Pattern::Plain, 1.0, 0.0),  // sidewalk
+                    surface([0.45, 0.48, 0.30], Pattern::Hatch, 1.6, 0.12), // terrain
+                    surface([0.30, 0.42, 0.22], Pattern::Plain, 1.0, 0.0),  // leaves
+                    surface([0.32, 0.24, 0.18], Pattern::Plain, 1.0, 0.0),  // bark
+                    surface([0.55, 0.50, 0.45], Pattern::Plain, 1.0, 0.0),  // vehicle
+                    surface([0.50, 0.45, 0.40], Pattern::Hatch, 0.25, 0.15), // other
+                ];
+                style.window_scale = [1.25, 0.85];
+                style.sky = [[0.70, 0.66, 0.55], [0.92, 0.88, 0.78]];
+                style.sky_mix = 0.8;
+                const SEPIA: [[f32; 3]; 3] = [
+                    [0.393, 0.769, 0.189],
+                    [0.349, 0.686, 0.168],
+                    [0.272, 0.534, 0.131],
+                ];
+                style.grade = std::array::from_fn(|r| {
+                    std::array::from_fn(|c| 0.7 * SEPIA[r][c] + if r == c { 0.3 } else { 0.0 })
+                });
+            }
             _ => return None,
         }
         Some(style)
@@ -379,11 +418,21 @@ impl Style {
     /// its own way (a colour matrix per condition, as another artist would draw winter or
     /// autumn); other styles are unchanged.
     pub fn for_condition(&self, condition: &str) -> Self {
-        if !RESERVED.contains(&self.name.as_str()) {
+        if !NAMED.contains(&self.name.as_str()) {
             return self.clone();
         }
         let flat = self.name == "flat-pastel";
         let cast: [f32; 3] = match (condition, flat) {
+            // The test style's own hand: after the sepia, snow bright and blue-grey, low sun
+            // dim and red, foliage yellow-green, overcast dark.
+            (c, _) if self.name == "sepia-hatch" => match c {
+                "snow" => [1.0, 1.1, 1.3],
+                "low-sun" => [1.1, 0.75, 0.55],
+                "foliage" => [1.0, 1.1, 0.7],
+                "overcast" => [0.7, 0.72, 0.75],
+                "rain" => [0.65, 0.7, 0.8],
+                _ => [1.0, 1.0, 1.0],
+            },
             ("snow", true) => [0.85, 0.95, 1.25],
             ("snow", false) => [0.7, 0.85, 1.3],
             ("low-sun", true) => [1.25, 0.9, 1.05],
@@ -462,7 +511,7 @@ mod tests {
                 assert!(
                     !matches!(
                         surf.pattern,
-                        Pattern::Checker | Pattern::Dots | Pattern::Streaks
+                        Pattern::Checker | Pattern::Dots | Pattern::Streaks | Pattern::Hatch
                     ),
                     "training style with {:?}",
                     surf.pattern
@@ -493,12 +542,23 @@ mod tests {
             let r = Style::real(k);
             assert!(r.shadows && r.posterize == 0);
             assert!(r.surfaces.iter().all(|s| s.pattern == Pattern::Streaks));
+            // The real family's grade stays near the identity (no desaturating mix).
+            assert!(
+                r.grade[0][1] < 0.05 && r.grade[2][0] < 0.05,
+                "{:?}",
+                r.grade
+            );
+        }
+        // Training grades are casts only (diagonal); the test style's mixes the channels.
+        for s in &styles {
+            assert!((0..3).all(|r| (0..3).all(|c| r == c || s.grade[r][c] == 0.0)));
         }
     }
 
     #[test]
     fn reserved_styles_exist_and_grade_each_season_differently() {
-        for name in RESERVED {
+        assert_eq!([RESERVED.as_slice(), TEST_ONLY.as_slice()].concat(), NAMED);
+        for name in NAMED {
             let s = Style::reserved(name).expect(name);
             assert!(!s.is_none());
             let snow = s.for_condition("snow");
@@ -512,6 +572,19 @@ mod tests {
         assert_eq!(flat.posterized(60), 51);
         assert_eq!(flat.posterized(255), 255);
         assert_eq!(flat.posterized(0), 0);
+        // The test style: no pattern or grade of a validation style, and most colour gone (a
+        // saturated red comes out with its channels within a third of each other).
+        let test = Style::reserved("sepia-hatch").unwrap();
+        assert!(test.shadows && test.posterize == 0);
+        for name in RESERVED {
+            let v = Style::reserved(name).unwrap();
+            assert_ne!(v.grade, test.grade);
+            for (a, b) in v.surfaces.iter().zip(&test.surfaces) {
+                assert!(a.pattern != b.pattern || a.pattern == Pattern::Plain);
+            }
+        }
+        let red = test.graded([0.8, 0.1, 0.1]);
+        assert!(red[2] > red[0] / 3.0 && red[1] > red[0] / 3.0, "{red:?}");
     }
 
     #[test]

@@ -10,10 +10,10 @@ use crate::model::config::ModelConfig;
 use crate::model::losses::TripletLayer;
 use crate::model::DiscriminatorKind;
 
-/// Largest batch and input side accepted (a 1024x4096 batch of 64 needs far more memory than
-/// any machine this runs on has; the limit turns an abort into a message).
+/// Largest batch accepted (a 1024x4096 batch of 64 needs far more memory than any machine
+/// this runs on has; the limit turns an abort into a message). The largest input side is the
+/// network's, [`crate::model::config::MAX_INPUT_SIDE`].
 pub const MAX_BATCH: usize = 64;
-pub const MAX_SIDE: i64 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,11 +205,13 @@ impl TrainConfig {
                 "none".into(),
             ));
         }
-        let side_ok = |v: i64| v > 0 && v % 256 == 0 && v <= MAX_SIDE;
-        if !side_ok(self.input_height) || !side_ok(self.input_width) {
+        if crate::model::config::check_input_size(self.input_height, self.input_width).is_err() {
             return Err(err(
                 "input_height/input_width",
-                &format!("multiples of 256 up to {MAX_SIDE} (e.g. 256x1024, 256x512)"),
+                &format!(
+                    "multiples of 256 up to {} (e.g. 256x1024, 256x512)",
+                    crate::model::config::MAX_INPUT_SIDE
+                ),
                 format!("{}x{}", self.input_height, self.input_width),
             ));
         }

@@ -84,16 +84,14 @@ impl ModelArgs {
 }
 
 /// "256x1024" -> (256, 1024).
-pub(crate) fn parse_size(s: &str) -> Result<(i64, i64), String> {
-    let (h, w) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected HxW such as 256x1024, found `{s}`"))?;
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<i64>()
-            .map_err(|_| format!("expected HxW such as 256x1024, found `{s}`"))
-    };
-    Ok((parse(h)?, parse(w)?))
+/// A network input size HxW the model takes (multiples of 256 up to 4096).
+pub(crate) fn parse_input_size(s: &str) -> Result<(i64, i64), String> {
+    let syntax = || format!("expected HxW such as 256x1024, found `{s}`");
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(syntax)?;
+    let parse = |v: &str| v.trim().parse::<i64>().map_err(|_| syntax());
+    let (h, w) = (parse(h)?, parse(w)?);
+    dasgil::model::config::check_input_size(h, w).map_err(|e| e.to_string())?;
+    Ok((h, w))
 }
 
 /// A count of at least 1 (steps).
@@ -104,6 +102,24 @@ pub(crate) fn parse_at_least_one(s: &str) -> Result<u64, String> {
             "expected a whole number of at least 1, found `{s}`"
         )),
     }
+}
+
+/// A finite distance of 0 or more (metres).
+pub(crate) fn parse_metres_or_zero(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("expected metres, 0 or more, found `{s}`"))
+}
+
+/// A finite time of more than 0 (seconds).
+pub(crate) fn parse_positive_seconds(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("expected seconds, more than 0, found `{s}`"))
 }
 
 /// Candidates per query: 1 to 1000.
@@ -183,6 +199,9 @@ pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("expected metres > 0, found `{s}`"))
 }
 
+/// The sources a recording's own flags cannot be used with.
+const NOT_BAG: [&str; 3] = ["sequence", "format", "root"];
+
 /// A rosbag2 recording as the source (`build-map --bag`, `evaluate --bag`).
 #[derive(clap::Args)]
 pub(crate) struct BagArgs {
@@ -190,10 +209,10 @@ pub(crate) struct BagArgs {
     /// --image-topic are posed by TF (--world-frame -> the image's header.frame_id, the camera's
     /// optical frame) or by --pose-topic, and written once to $DASGIL_DATA/bags/ (default
     /// ~/.cache/dasgil/bags/).
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["sequence", "format", "root"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = NOT_BAG)]
     pub(crate) bag: Option<PathBuf>,
     /// A sensor_msgs/Image or CompressedImage topic of the recording (repeat for more cameras).
-    #[arg(long = "image-topic", value_name = "TOPIC", requires = "bag")]
+    #[arg(long = "image-topic", value_name = "TOPIC", requires = "bag", conflicts_with_all = NOT_BAG)]
     image_topics: Vec<String>,
     /// The map's camera id for each --image-topic, in order (e.g. c0, c1: what the node's
     /// camera_ids then name). Default: the topic names.
@@ -201,7 +220,7 @@ pub(crate) struct BagArgs {
         long = "camera-id",
         id = "bag_camera_ids",
         value_name = "NAME",
-        requires = "bag"
+        requires = "bag", conflicts_with_all = NOT_BAG
     )]
     bag_camera_ids: Vec<String>,
     /// The frame the poses are in (REP 105: map; or odom for a single drive). For evaluate,
@@ -210,7 +229,8 @@ pub(crate) struct BagArgs {
         long,
         value_name = "FRAME",
         default_value = "map",
-        visible_alias = "truth-frame"
+        visible_alias = "truth-frame",
+        conflicts_with_all = NOT_BAG
     )]
     world_frame: String,
     /// Poses from this topic instead of /tf: nav_msgs/Odometry, geometry_msgs/PoseStamped or
@@ -218,24 +238,28 @@ pub(crate) struct BagArgs {
     #[arg(
         long,
         value_name = "TOPIC",
-        requires = "bag",
+        requires = "bag", conflicts_with_all = NOT_BAG,
         visible_alias = "truth-topic"
     )]
     pose_topic: Option<String>,
     /// With --pose-topic: the camera's optical frame in the pose's body frame, 'x y z qx qy qz
     /// qw' (m; as the node's base_from_camera); once for every topic, or once per
     /// --image-topic. Default: the pose is the camera's.
-    #[arg(long, value_name = "POSE", requires = "pose_topic", value_parser = dasgil::geom::parse_xyz_qxyzw)]
+    #[arg(long, value_name = "POSE", requires = "pose_topic", conflicts_with_all = NOT_BAG, value_parser = dasgil::geom::parse_xyz_qxyzw)]
     base_from_camera: Vec<dasgil::geom::Pose>,
-    /// Keep every Nth posed frame of each topic.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    every: usize,
-    /// Keep a frame only when its camera is at least D metres from the topic's last kept frame.
-    #[arg(long, value_name = "D", default_value_t = 0.0)]
+    /// Keep every Nth posed frame of each topic (1 or more).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "bag", conflicts_with_all = NOT_BAG,
+          value_parser = parse_at_least_one, allow_negative_numbers = true)]
+    every: u64,
+    /// Keep a frame only when its camera is at least D metres from the topic's last kept frame
+    /// (0 or more).
+    #[arg(long, value_name = "D", default_value_t = 0.0, requires = "bag", conflicts_with_all = NOT_BAG,
+          value_parser = parse_metres_or_zero, allow_negative_numbers = true)]
     min_distance: f64,
     /// The largest time (s) between two pose messages a frame's pose is interpolated across;
-    /// frames in a longer gap are skipped and counted.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    /// frames in a longer gap are skipped and counted (more than 0).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, requires = "bag", conflicts_with_all = NOT_BAG,
+          value_parser = parse_positive_seconds, allow_negative_numbers = true)]
     max_pose_gap: f64,
 }
 
@@ -257,7 +281,7 @@ impl BagArgs {
                 world_frame: self.world_frame.clone(),
                 pose_topic: self.pose_topic.clone(),
                 base_from_camera: self.base_from_camera.clone(),
-                every: self.every,
+                every: usize::try_from(self.every).unwrap_or(usize::MAX),
                 min_distance: self.min_distance,
                 max_gap_s: self.max_pose_gap,
             }))

@@ -28,29 +28,15 @@ pub(crate) struct BuildMapArgs {
     /// The compressed search mode for large maps: also store int8 codes of a DIMS-value random
     /// projection of each descriptor; queries scan the codes and re-rank a shortlist exactly
     /// (16 to 4096; e.g. 256).
-    #[arg(long, value_name = "DIMS")]
-    compress: Option<usize>,
-    /// Rows re-ranked exactly per query in the compressed mode.
-    #[arg(long, default_value_t = 100)]
-    shortlist: usize,
+    #[arg(long, value_name = "DIMS", value_parser = clap::value_parser!(u64).range(16..=4096))]
+    compress: Option<u64>,
+    /// Rows re-ranked exactly per query in the compressed mode (1 to 100000).
+    #[arg(long, default_value_t = 100, requires = "compress",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    shortlist: u64,
     /// The map's default metric: l1 (the reference's), l2 or cosine.
     #[arg(long, default_value = "l1")]
     metric: dasgil::retrieval::Metric,
-}
-
-/// `--compress DIMS --shortlist S`, checked.
-pub(crate) fn compress_option(
-    dims: Option<usize>,
-    shortlist: usize,
-) -> Result<Option<(usize, usize)>> {
-    let Some(dims) = dims else { return Ok(None) };
-    if !(16..=4096).contains(&dims) {
-        anyhow::bail!("--compress: expected 16 to 4096 projected values, found {dims}");
-    }
-    if !(1..=100_000).contains(&shortlist) {
-        anyhow::bail!("--shortlist: expected 1 to 100000 rows, found {shortlist}");
-    }
-    Ok(Some((dims, shortlist)))
 }
 
 pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
@@ -86,7 +72,8 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
             adapt: a.adapt,
             f16: a.f16,
             metric: a.metric,
-            compress: compress_option(a.compress, a.shortlist)?,
+            // Both within ranges clap checked (at most 100000).
+            compress: a.compress.map(|dims| (dims as usize, a.shortlist as usize)),
         },
     )?;
     println!("{line}");

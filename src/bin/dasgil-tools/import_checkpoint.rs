@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::args::parse_size;
+use super::args::parse_input_size;
 use dasgil::model::import::{import_pth, ImportOptions};
 use dasgil::model::DiscriminatorKind;
 
@@ -16,7 +16,7 @@ pub(crate) struct ImportArgs {
     /// The safetensors checkpoint to write.
     pub(crate) output: PathBuf,
     /// Network input size HxW the model is used at (default 256x1024, the paper's).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = parse_input_size)]
     pub(crate) input_size: Option<(i64, i64)>,
     /// Epoch to record (default: N from the N_net_*.pth file name).
     #[arg(long)]

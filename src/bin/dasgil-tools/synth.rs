@@ -73,13 +73,13 @@ pub(crate) enum SynthFormat {
         #[command(flatten)]
         common: SynthCommon,
         /// Slice number, 0 to 1000.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
         slice: u32,
         /// Database places along the route (two cameras each), 1 to 100000.
         #[arg(long, default_value_t = 20)]
         places: usize,
         /// Metres between places, more than 0 and at most 1000.
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 4.0, value_parser = parse_spacing, allow_negative_numbers = true)]
         spacing: f64,
         /// Query conditions, comma-separated.
         #[arg(
@@ -96,9 +96,10 @@ pub(crate) enum SynthFormat {
         height: u32,
         /// Draw the slice in a style reserved for model selection (flat-pastel: pastel colours,
         /// flat light, checkers and dots, 6 tone levels; dusk-ink: dark saturated materials
-        /// under a teal-orange grade); each query condition is graded its own way. No training
-        /// world uses these styles. Default: the world as it is.
-        #[arg(long, value_parser = dasgil::synth::style::RESERVED)]
+        /// under a teal-orange grade) or for test figures only (sepia-hatch: diagonal hatching
+        /// under a sepia grade); each query condition is graded its own way. No training world
+        /// uses these styles. Default: the world as it is.
+        #[arg(long, value_parser = dasgil::synth::style::NAMED)]
         style: Option<String>,
     },
     /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps and gps/ins.csv.
@@ -251,14 +252,6 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             height,
             style,
         } => {
-            if !(spacing.is_finite() && spacing > 0.0 && spacing <= 1000.0) {
-                anyhow::bail!(
-                    "--spacing: expected metres, more than 0 and at most 1000, found {spacing}"
-                );
-            }
-            if slice > 1000 {
-                anyhow::bail!("--slice: expected 0 to 1000, found {slice}");
-            }
             let seed = common.seed;
             SynthJob {
                 name: "cmu",
@@ -372,4 +365,13 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// `synth cmu --spacing`: metres, more than 0 and at most 1000.
+fn parse_spacing(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1000.0)
+        .ok_or_else(|| format!("expected metres, more than 0 and at most 1000, found `{s}`"))
 }

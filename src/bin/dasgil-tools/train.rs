@@ -44,7 +44,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=dasgil::train::config::MAX_BATCH as u64))]
     batch: Option<u64>,
     /// Network input HxW, multiples of 256 up to 4096 (e.g. 256x1024, 256x512).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = parse_input_size)]
     size: Option<(i64, i64)>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, value_parser = dasgil::toolchain::device_syntax)]

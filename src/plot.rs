@@ -170,6 +170,9 @@ fn draw_panel(
             .x_label_area_size(36)
             .y_label_area_size(56);
     }
+    // A log axis only pays (and only gets tick labels) over a wide range.
+    let log = p.log_y && y1 / y0 > 20.0;
+    let y_label: &dyn Fn(&f64) -> String = if log { &log_tick_label } else { &tick_label };
     macro_rules! finish {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -178,7 +181,9 @@ fn draw_panel(
             if text {
                 mesh.x_desc(p.x_label)
                     .y_desc(p.y_label)
-                    .label_style(("sans-serif", 12));
+                    .label_style(("sans-serif", 12))
+                    .x_label_formatter(&tick_label)
+                    .y_label_formatter(y_label);
             } else {
                 mesh.disable_x_axis().disable_y_axis();
             }
@@ -203,8 +208,7 @@ fn draw_panel(
             }
         }};
     }
-    // A log axis only pays (and only gets tick labels) over a wide range.
-    if p.log_y && y1 / y0 > 20.0 {
+    if log {
         finish!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())?);
     } else {
         let pad = if p.y_range.is_some() {
@@ -215,6 +219,39 @@ fn draw_panel(
         finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
     }
     Ok(())
+}
+
+/// A tick's label: whole numbers without decimals (`200`, not `200.0`), others with up to
+/// three significant digits.
+pub fn tick_label(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        let s = format!("{v:.digits$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    }
+}
+
+/// A log axis's tick label: only at 1, 2 and 5 times a power of ten (the others, 3-9, crowd
+/// each other near the top of a decade), blank elsewhere.
+fn log_tick_label(v: &f64) -> String {
+    if *v <= 0.0 {
+        return String::new();
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    {
+        tick_label(v)
+    } else {
+        String::new()
+    }
 }
 
 /// A grid of equally sized images with a caption above each, and a title line, as a PNG.
@@ -297,4 +334,27 @@ pub fn stack(parts: &[RgbImage]) -> RgbImage {
         y += p.height();
     }
     out
+}
+
+#[cfg(test)]
+mod tick_tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_drop_needless_decimals_and_log_axes_label_1_2_5_only() {
+        assert_eq!(tick_label(&200.0), "200");
+        assert_eq!(tick_label(&0.0), "0");
+        assert_eq!(tick_label(&-5.0), "-5");
+        assert_eq!(tick_label(&0.25), "0.25");
+        assert_eq!(tick_label(&37.5), "37.5");
+        assert_eq!(tick_label(&0.65), "0.65");
+        assert_eq!(tick_label(&1234.7), "1235");
+        assert_eq!(log_tick_label(&1000.0), "1000");
+        assert_eq!(log_tick_label(&2000.0), "2000");
+        assert_eq!(log_tick_label(&5000.0), "5000");
+        assert_eq!(log_tick_label(&0.2), "0.2");
+        assert_eq!(log_tick_label(&9000.0), "");
+        assert_eq!(log_tick_label(&3000.0), "");
+        assert_eq!(log_tick_label(&0.0), "");
+    }
 }

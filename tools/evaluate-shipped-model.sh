@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Evaluates the shipped model against both baselines on the test worlds, which nothing chooses
 # or fits with, and records the figures per world in maps/models/WORLD-evaluation.json, with the
-# reports and recall curves under maps/models/evaluation/ (cmu_slice) and
-# maps/models/evaluation/WORLD/ (the others):
+# reports and recall curves (and the shipped model's query / map pairs, matches.png) under
+# maps/models/evaluation/ (cmu_slice) and maps/models/evaluation/WORLD/ (the others):
 #   cmu_slice       a synthetic Extended CMU-Seasons slice in our renderer's own look, of a world
 #                   no training data came from (its figures are checked by tests/shipped_model.rs);
 #   cmu_test_sepia  a world in the look kept for test figures (synth cmu --style sepia-hatch),
@@ -57,7 +57,9 @@ for name in ["shipped", "shipped-sequence", "raw-pixels", "untrained"]:
             "published_inside_95_ellipsoid": p["scores"]["inside_95_ellipsoid"],
             "published_median_radius_95_m": p["scores"]["median_radius_95"],
         }
-    for f in ["report.md", "recall_curves.png", "matches.png"]:
+    # The pictures of query / map pairs (3 MB each) for the shipped model's single frames only.
+    files = ["report.md", "recall_curves.png"] + (["matches.png"] if name == "shipped" else [])
+    for f in files:
         shutil.copy(os.path.join(work, name, f), os.path.join(out, f"{name}-{f}"))
 tmp = summary + ".tmp"
 with open(tmp, "w") as fh:

@@ -480,6 +480,9 @@ fn ellipse(x: f64, y: f64, cov: &Matrix3<f64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// route.png draws at most this many right priors' ellipses (every wrong prior's is drawn).
+const MAX_RIGHT_ELLIPSES: usize = 40;
+
 /// route.png: the route from above, and query / matched map image pairs below it.
 pub fn route_png(
     path: &Path,
@@ -525,7 +528,7 @@ pub fn route_png(
                 .and_then(|q| q.world_from_cam.as_ref().map(xy))
         })
         .collect();
-    let priors: Vec<(&crate::eval::online::FrameResult, &Received)> = s
+    let priors: Vec<(&FrameResult, &Received)> = s
         .frames
         .iter()
         .filter_map(|f| by_stamp.get(&f.stamp_ns).map(|r| (f, *r)))
@@ -577,13 +580,17 @@ pub fn route_png(
         if text {
             let (a, b) = if swap { ("y", "x") } else { ("x", "y") };
             mesh.x_desc(format!("{a} (m, map frame)"))
-                .y_desc(format!("{b} (m)"));
+                .y_desc(format!("{b} (m)"))
+                .x_label_formatter(&plot::tick_label)
+                .y_label_formatter(&plot::tick_label);
         }
         mesh.draw()?;
         let grey = RGBColor(120, 120, 120);
         let green = RGBColor(44, 160, 44);
         let red = RGBColor(214, 39, 40);
-        for (f, r) in &priors {
+        let blue = RGBColor(31, 119, 180);
+        let right = |f: &FrameResult| f.position_error.unwrap_or(f64::INFINITY) <= 5.0;
+        let outline = |r: &Received| {
             let cov = crate::localize::prior::position_block(&r.covariance);
             let (px, py) = xy(&r.pose);
             let cov = if swap {
@@ -594,15 +601,40 @@ pub fn route_png(
             } else {
                 cov
             };
-            let c = if f.position_error.unwrap_or(f64::INFINITY) <= 5.0 {
-                RGBColor(31, 119, 180)
+            ellipse(px, py, &cov)
+        };
+        // The right priors' ellipses, at most MAX_RIGHT_ELLIPSES of them evenly along the
+        // drive (hundreds overlap into a blur); every wrong prior's on top, stronger.
+        let n_right = priors.iter().filter(|(f, _)| right(f)).count();
+        let every = n_right.div_ceil(MAX_RIGHT_ELLIPSES).max(1);
+        let a = chart.draw_series(
+            priors
+                .iter()
+                .filter(|(f, _)| right(f))
+                .step_by(every)
+                .map(|(_, r)| PathElement::new(outline(r), blue.mix(0.35).stroke_width(1))),
+        )?;
+        if text && n_right > 0 {
+            let which = if every > 1 {
+                format!("95% ellipse of every {every}th right prior")
             } else {
-                red
+                "95% ellipse of each right prior".to_string()
             };
-            chart.draw_series(std::iter::once(PathElement::new(
-                ellipse(px, py, &cov),
-                c.mix(0.25).stroke_width(1),
-            )))?;
+            a.label(which).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 16, y)], blue.mix(0.35).stroke_width(1))
+            });
+        }
+        let a = chart.draw_series(
+            priors
+                .iter()
+                .filter(|(f, _)| !right(f))
+                .map(|(_, r)| PathElement::new(outline(r), red.mix(0.7).stroke_width(2))),
+        )?;
+        if text && priors.iter().any(|(f, _)| !right(f)) {
+            a.label("95% ellipse of each wrong prior; a red line joins it to its truth")
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], red.mix(0.7).stroke_width(2))
+                });
         }
         let a = chart.draw_series(db.iter().map(|&(x, y)| {
             Rectangle::new([(x - 0.6, y - 0.6), (x + 0.6, y + 0.6)], grey.filled())
@@ -621,18 +653,12 @@ pub fn route_png(
                 .legend(move |(x, y)| Circle::new((x + 3, y), 3, green.filled()));
         }
         let a = chart.draw_series(priors.iter().map(|(f, r)| {
-            let c = if f.position_error.unwrap_or(f64::INFINITY) <= 5.0 {
-                RGBColor(31, 119, 180)
-            } else {
-                red
-            };
+            let c = if right(f) { blue } else { red };
             Cross::new(xy(&r.pose), 5, c.stroke_width(2))
         }))?;
         if text {
-            a.label("published prior (blue: within 5 m, red: not) and its 95% ellipse")
-                .legend(move |(x, y)| {
-                    Cross::new((x + 3, y), 5, RGBColor(31, 119, 180).stroke_width(2))
-                });
+            a.label("published prior (blue: within 5 m, red: not)")
+                .legend(move |(x, y)| Cross::new((x + 3, y), 5, blue.stroke_width(2)));
         }
         // Wrong priors: a line from the truth to the prior.
         for (f, r) in &priors {
@@ -640,7 +666,7 @@ pub fn route_png(
                 if let Some(gt) = qs.get(&f.name).and_then(|q| q.world_from_cam.as_ref()) {
                     chart.draw_series(std::iter::once(PathElement::new(
                         vec![xy(gt), xy(&r.pose)],
-                        red.mix(0.6).stroke_width(1),
+                        red.mix(0.8).stroke_width(2),
                     )))?;
                 }
             }

@@ -185,7 +185,8 @@ fn loss_curves(csv: &Path, png: &Path, cfg: &TrainConfig) -> Result<(), TrainErr
             x_label: "step",
             y_label: "loss",
             series: &s_adv,
-            log_y: false,
+            // From thousands in the first steps to below 1: a linear axis flattens the rest.
+            log_y: true,
             y_range: None,
         },
     ];

@@ -224,7 +224,13 @@ fn draw_panel(
 /// A tick's label: whole numbers without decimals (`200`, not `200.0`), others with up to
 /// three significant digits.
 pub fn tick_label(v: &f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+    let a = v.abs();
+    if a < 1e-12 {
+        // Zero, also -0 and rounding noise around it.
+        "0".to_string()
+    } else if !(1e-3..1e7).contains(&a) {
+        format!("{v:.2e}")
+    } else if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
@@ -240,14 +246,14 @@ pub fn tick_label(v: &f64) -> String {
 /// A log axis's tick label: only at 1, 2 and 5 times a power of ten (the others, 3-9, crowd
 /// each other near the top of a decade), blank elsewhere.
 fn log_tick_label(v: &f64) -> String {
-    if *v <= 0.0 {
+    if !(v.is_finite() && *v > 0.0) {
         return String::new();
     }
-    let mantissa = v / 10f64.powf(v.log10().floor());
-    if [1.0, 2.0, 5.0]
-        .iter()
-        .any(|m| (mantissa - m).abs() < 1e-6 * m)
-    {
+    // v / m a power of ten, to rounding (log10 of an exact power of ten may be off by an ulp).
+    if [1.0, 2.0, 5.0].iter().any(|m| {
+        let e = (v / m).log10();
+        (e - e.round()).abs() < 1e-9
+    }) {
         tick_label(v)
     } else {
         String::new()
@@ -356,5 +362,13 @@ mod tick_tests {
         assert_eq!(log_tick_label(&9000.0), "");
         assert_eq!(log_tick_label(&3000.0), "");
         assert_eq!(log_tick_label(&0.0), "");
+        assert_eq!(log_tick_label(&1e-3), "0.001");
+        assert_eq!(log_tick_label(&0.05), "0.05");
+        assert_eq!(tick_label(&-0.0), "0");
+        assert_eq!(tick_label(&1e-14), "0");
+        assert_eq!(tick_label(&2e-6), "2.00e-6");
+        assert_eq!(tick_label(&1.5e-6), "1.50e-6");
+        assert_eq!(tick_label(&2.5e7), "2.50e7");
+        assert_eq!(tick_label(&0.001), "0.001");
     }
 }

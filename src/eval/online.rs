@@ -480,7 +480,8 @@ fn ellipse(x: f64, y: f64, cov: &Matrix3<f64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// route.png draws at most this many right priors' ellipses (every wrong prior's is drawn).
+/// route.png draws at most this many right priors' ellipses (every wrong prior's is drawn;
+/// right: within (5 m, 10 deg)).
 const MAX_RIGHT_ELLIPSES: usize = 40;
 
 /// route.png: the route from above, and query / matched map image pairs below it.
@@ -589,7 +590,13 @@ pub fn route_png(
         let green = RGBColor(44, 160, 44);
         let red = RGBColor(214, 39, 40);
         let blue = RGBColor(31, 119, 180);
-        let right = |f: &FrameResult| f.position_error.unwrap_or(f64::INFINITY) <= 5.0;
+        // Right: within (5 m, 10 deg), as every summary counts; wrong: scored and not; frames
+        // without a true pose are neither (a grey cross, no ellipse).
+        let scored = |f: &FrameResult| f.position_error.is_some();
+        let right = |f: &FrameResult| {
+            f.position_error.is_some_and(|e| e <= 5.0)
+                && f.rotation_error.is_some_and(|e| e <= 10.0)
+        };
         let outline = |r: &Received| {
             let cov = crate::localize::prior::position_block(&r.covariance);
             let (px, py) = xy(&r.pose);
@@ -603,20 +610,27 @@ pub fn route_png(
             };
             ellipse(px, py, &cov)
         };
-        // The right priors' ellipses, at most MAX_RIGHT_ELLIPSES of them evenly along the
-        // drive (hundreds overlap into a blur); every wrong prior's on top, stronger.
-        let n_right = priors.iter().filter(|(f, _)| right(f)).count();
-        let every = n_right.div_ceil(MAX_RIGHT_ELLIPSES).max(1);
-        let a = chart.draw_series(
-            priors
-                .iter()
-                .filter(|(f, _)| right(f))
-                .step_by(every)
-                .map(|(_, r)| PathElement::new(outline(r), blue.mix(0.35).stroke_width(1))),
-        )?;
-        if text && n_right > 0 {
-            let which = if every > 1 {
-                format!("95% ellipse of every {every}th right prior")
+        // The right priors' ellipses, at most MAX_RIGHT_ELLIPSES of them spread evenly along
+        // the drive (hundreds overlap into a blur; an uneven stride mixes the cameras, whose
+        // frames alternate); every wrong prior's on top, stronger.
+        let rights: Vec<&Received> = priors
+            .iter()
+            .filter(|(f, _)| right(f))
+            .map(|(_, r)| *r)
+            .collect();
+        let drawn = rights.len().min(MAX_RIGHT_ELLIPSES);
+        let a = chart.draw_series((0..drawn).map(|j| {
+            PathElement::new(
+                outline(rights[j * rights.len() / drawn]),
+                blue.mix(0.35).stroke_width(1),
+            )
+        }))?;
+        if text && drawn > 0 {
+            let which = if drawn < rights.len() {
+                format!(
+                    "95% ellipses of {drawn} of the {} right priors, spread along the drive",
+                    rights.len()
+                )
             } else {
                 "95% ellipse of each right prior".to_string()
             };
@@ -624,13 +638,14 @@ pub fn route_png(
                 PathElement::new([(x, y), (x + 16, y)], blue.mix(0.35).stroke_width(1))
             });
         }
+        let wrong = |f: &FrameResult| scored(f) && !right(f);
         let a = chart.draw_series(
             priors
                 .iter()
-                .filter(|(f, _)| !right(f))
+                .filter(|(f, _)| wrong(f))
                 .map(|(_, r)| PathElement::new(outline(r), red.mix(0.7).stroke_width(2))),
         )?;
-        if text && priors.iter().any(|(f, _)| !right(f)) {
+        if text && priors.iter().any(|(f, _)| wrong(f)) {
             a.label("95% ellipse of each wrong prior; a red line joins it to its truth")
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 16, y)], red.mix(0.7).stroke_width(2))
@@ -653,16 +668,20 @@ pub fn route_png(
                 .legend(move |(x, y)| Circle::new((x + 3, y), 3, green.filled()));
         }
         let a = chart.draw_series(priors.iter().map(|(f, r)| {
-            let c = if right(f) { blue } else { red };
+            let c = match (right(f), scored(f)) {
+                (true, _) => blue,
+                (false, true) => red,
+                (false, false) => grey,
+            };
             Cross::new(xy(&r.pose), 5, c.stroke_width(2))
         }))?;
         if text {
-            a.label("published prior (blue: within 5 m, red: not)")
+            a.label("published prior (blue: within (5 m, 10 deg), red: not)")
                 .legend(move |(x, y)| Cross::new((x + 3, y), 5, blue.stroke_width(2)));
         }
         // Wrong priors: a line from the truth to the prior.
         for (f, r) in &priors {
-            if f.position_error.unwrap_or(0.0) > 5.0 {
+            if wrong(f) {
                 if let Some(gt) = qs.get(&f.name).and_then(|q| q.world_from_cam.as_ref()) {
                     chart.draw_series(std::iter::once(PathElement::new(
                         vec![xy(gt), xy(&r.pose)],

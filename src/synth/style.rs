@@ -1,9 +1,9 @@
 //! Styles: how a renderer draws the world's surfaces, sky and tones, independently of the
 //! place (geometry, depth, classes) and of the season and weather (`Condition`).
 //!
-//! Three families, so a model can be trained on one and chosen on another without having seen
-//! it (each reserved look is built from mechanisms the training family never draws; a colour
-//! cast as such is common to all three):
+//! Four families, so a model can be trained on one, chosen on another and tested on a third
+//! without having seen them (each reserved or test look is built from mechanisms the training
+//! family never draws; a colour cast as such is common to all):
 //! - **training** (`Style::training`, `synth vkitti2 --appearance random`): per scene and
 //!   variation, random palettes (any hue, from grey to saturated) for each kind of surface,
 //!   plain, noise, stripe, bar and brick patterns, window layouts, sky colours and a colour cast;

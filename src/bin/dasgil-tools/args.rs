@@ -11,16 +11,17 @@ pub(crate) struct SourceArgs {
     /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil).
     #[arg(long)]
     pub(crate) sequence: Option<String>,
-    /// Another sequences file instead of the built-in config/sequences.yaml.
-    #[arg(long)]
+    /// Another sequences file instead of the built-in config/sequences.yaml (with --sequence).
+    #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequences: Option<PathBuf>,
     /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
     #[arg(long)]
     pub(crate) format: Option<String>,
     #[arg(long)]
     pub(crate) root: Option<PathBuf>,
-    /// The CMU slice, or the KITTI odometry sequence number.
-    #[arg(long)]
+    /// The CMU slice, or the KITTI odometry sequence number (with --format; a --sequence has
+    /// its own).
+    #[arg(long, conflicts_with = "sequence")]
     pub(crate) slice: Option<u32>,
     /// Cameras to use, comma-separated (cmu: c0,c1).
     #[arg(long, value_delimiter = ',')]
@@ -199,8 +200,15 @@ pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("expected metres > 0, found `{s}`"))
 }
 
-/// The sources a recording's own flags cannot be used with.
-const NOT_BAG: [&str; 3] = ["sequence", "format", "root"];
+/// The flags of the other sources, which a recording and its own flags cannot be used with.
+const NOT_BAG: [&str; 6] = [
+    "sequence",
+    "sequences",
+    "format",
+    "root",
+    "slice",
+    "cameras",
+];
 
 /// A rosbag2 recording as the source (`build-map --bag`, `evaluate --bag`).
 #[derive(clap::Args)]
@@ -230,6 +238,7 @@ pub(crate) struct BagArgs {
         value_name = "FRAME",
         default_value = "map",
         visible_alias = "truth-frame",
+        requires = "bag",
         conflicts_with_all = NOT_BAG
     )]
     world_frame: String,

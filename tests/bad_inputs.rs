@@ -259,6 +259,35 @@ fn make_fixtures(d: &Path) {
         &files("cmu/slice2/database", "jpg")[0],
         &d.join("trunc.jpg"),
     );
+    // A map of another place: the slice's database moved 1 km east (the camera centres of its
+    // ground truth), so the slice's own queries lie a kilometre from every map image.
+    copy("cmu", "cmu-far");
+    let gt = d.join("cmu-far/slice2/ground-truth-database-images-slice2.txt");
+    let moved: String = std::fs::read_to_string(&gt)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split(' ').map(str::to_string).collect();
+            f[5] = (f[5].parse::<f64>().unwrap() + 1000.0).to_string();
+            f.join(" ") + "\n"
+        })
+        .collect();
+    std::fs::write(&gt, moved).unwrap();
+    ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        &p("cmu-far"),
+        "--slice",
+        "2",
+        "--checkpoint",
+        &p("gen.safetensors"),
+        "--out",
+        &p("map-far.safetensors"),
+        "--device",
+        "cpu",
+    ]);
     // rosbag2 recordings of the slice (tools/python/world_to_bag.py): MCAP with raw frames and
     // TF; sqlite3 with JPEG frames and /odom; each cut in half; one with a bad storage name;
     // one whose poses cover none of its frames.

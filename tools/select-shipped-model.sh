@@ -4,7 +4,9 @@
 # in styles no training world uses (cmu_val_pastel, cmu_val_ink; config/sequences.yaml), with
 # and without map-time adaptation, and writes the table that chooses the shipped model, its
 # training length and the default adaptation (maps/models/MODEL_CARD.md, "How it was chosen").
-# The test worlds (cmu_slice, cmu_calibration) are not used here.
+# The test worlds (cmu_slice, cmu_test_sepia) and the calibration world (cmu_calibration) are
+# not used here, and WORLDS refuses the test worlds: figures on them are reported, never chosen
+# on (docs/testing.md).
 #
 #   tools/select-shipped-model.sh [RUN]      # default: the newest run under build/shipped-model
 #   WORLDS="cmu_val_pastel" tools/select-shipped-model.sh RUN
@@ -26,6 +28,14 @@ if ! ls "$RUN"/candidates/step-*.safetensors >/dev/null 2>&1; then
   echo "note: $RUN has no candidates yet; scoring the shipped model and the baselines only" >&2
 fi
 WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
+for w in $WORLDS; do
+  case "$w" in
+    cmu_slice | cmu_test_sepia)
+      echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink)" >&2
+      exit 2
+      ;;
+  esac
+done
 # TOOLS: a dasgil-tools binary to score with (e.g. the run's own copy, while the tree is being
 # rebuilt); default: this tree's, built now.
 if [ -z "${TOOLS:-}" ]; then

@@ -14,7 +14,7 @@ use crate::data::PosedImage;
 use crate::error::PipelineError;
 use crate::geom::Pose;
 use crate::localize::{Filter, Localizer, Outcome, Query, Tally};
-use crate::map::image_name;
+use crate::map::{image_name, MapFile};
 use crate::plot::{self, Panel, Series};
 
 pub const RECALL_N: [usize; 4] = [1, 5, 10, 20];
@@ -250,6 +250,34 @@ pub struct Localized {
 
 /// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
 /// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
+/// `evaluate` warns when the queries' true positions lie a median of more than this (metres)
+/// from the nearest map image: a map of another place, or truth in another frame.
+pub const OFF_MAP_WARNING: f64 = 2.0 * RECALL_RADIUS;
+
+/// The median, over up to 200 queries with a true pose (evenly spread), of the distance from the
+/// query's true position to the nearest map image's (metres); None without such queries or an
+/// empty map.
+pub fn median_distance_to_map(map: &MapFile, queries: &[PosedImage]) -> Option<f64> {
+    let truths: Vec<_> = queries.iter().filter_map(|q| q.world_from_cam).collect();
+    if truths.is_empty() || map.is_empty() {
+        return None;
+    }
+    let rows: Vec<_> = (0..map.len())
+        .map(|i| map.pose(i).translation.vector)
+        .collect();
+    let n = truths.len().min(200);
+    let mut d: Vec<f64> = (0..n)
+        .map(|j| {
+            let t = truths[j * truths.len() / n].translation.vector;
+            rows.iter()
+                .map(|r| (r - t).norm())
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    d.sort_by(f64::total_cmp);
+    Some(d[n / 2])
+}
+
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,
@@ -264,6 +292,15 @@ pub fn evaluate(
     }
     let map = &loc.map;
     let owned: &[PosedImage] = &src.queries;
+    if let Some(d) = median_distance_to_map(map, owned) {
+        if d > OFF_MAP_WARNING {
+            tracing::warn!(
+                "the queries' true positions lie a median {d:.1} m from the nearest map image: \
+                 this map does not show where they were taken (another place's map, or another \
+                 world frame?); every figure below is of queries off the map"
+            );
+        }
+    }
     if loc.options.filter == Filter::Sequence {
         if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
             return Err(PipelineError::NoTimestamp {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 pub(crate) struct SourceArgs {
     /// A named sequence of config/sequences.yaml (cmu_slice: a synthetic Extended CMU-Seasons
     /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequence: Option<String>,
     /// Another sequences file instead of the built-in config/sequences.yaml (with --sequence).
     #[arg(long, conflicts_with_all = ["format", "root"])]
@@ -217,7 +217,7 @@ pub(crate) struct BagArgs {
     /// --image-topic are posed by TF (--world-frame -> the image's header.frame_id, the camera's
     /// optical frame) or by --pose-topic, and written once to $DASGIL_DATA/bags/ (default
     /// ~/.cache/dasgil/bags/).
-    #[arg(long, value_name = "PATH", conflicts_with_all = NOT_BAG)]
+    #[arg(long, value_name = "PATH", conflicts_with_all = NOT_BAG, requires = "image_topics")]
     pub(crate) bag: Option<PathBuf>,
     /// A sensor_msgs/Image or CompressedImage topic of the recording (repeat for more cameras).
     #[arg(long = "image-topic", value_name = "TOPIC", requires = "bag", conflicts_with_all = NOT_BAG)]

@@ -40,6 +40,12 @@ pub(crate) struct BuildMapArgs {
 }
 
 pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
+    if a.adapt && a.model.baseline == Some(Baseline::RawPixels) {
+        anyhow::bail!(
+            "--adapt re-estimates a network's BatchNorm statistics, and --baseline raw-pixels \
+             uses no network: drop --adapt (or use --baseline untrained)"
+        );
+    }
     let src = match a.bag.options() {
         Some(o) => open_bag(&o?)?,
         None => a.source.open()?,

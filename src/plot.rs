@@ -233,7 +233,7 @@ pub fn tick_label(v: &f64) -> String {
     } else if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
-        let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        let digits = (2 - a.log10().floor() as i32).clamp(0, 6) as usize;
         let s = format!("{v:.digits$}");
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()

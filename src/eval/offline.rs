@@ -248,8 +248,6 @@ pub struct Localized {
     pub truth: Option<Pose>,
 }
 
-/// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
-/// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 /// `evaluate` warns when the queries' true positions lie a median of more than this (metres)
 /// from the nearest map image: a map of another place, or truth in another frame.
 pub const OFF_MAP_WARNING: f64 = 2.0 * RECALL_RADIUS;
@@ -278,6 +276,8 @@ pub fn median_distance_to_map(map: &MapFile, queries: &[PosedImage]) -> Option<f
     Some(d[n / 2])
 }
 
+/// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
+/// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,

@@ -105,22 +105,29 @@ pub(crate) fn parse_at_least_one(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A number `ok` accepts, else "expected {expected}, found `s`": the one shape of every
+/// numeric flag's value parser here.
+pub(crate) fn parse_number_where(
+    s: &str,
+    ok: impl Fn(f64) -> bool,
+    expected: &str,
+) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| ok(*v))
+        .ok_or_else(|| format!("expected {expected}, found `{s}`"))
+}
+
 /// A finite distance of 0 or more (metres).
 pub(crate) fn parse_metres_or_zero(s: &str) -> Result<f64, String> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("expected metres, 0 or more, found `{s}`"))
+    let ok = |v: f64| v.is_finite() && v >= 0.0;
+    parse_number_where(s.trim(), ok, "metres, 0 or more")
 }
 
 /// A finite time of more than 0 (seconds).
 pub(crate) fn parse_positive_seconds(s: &str) -> Result<f64, String> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .ok_or_else(|| format!("expected seconds, more than 0, found `{s}`"))
+    let ok = |v: f64| v.is_finite() && v > 0.0;
+    parse_number_where(s.trim(), ok, "seconds, more than 0")
 }
 
 /// Candidates per query: 1 to 1000.
@@ -133,10 +140,7 @@ pub(crate) fn parse_top_k(s: &str) -> Result<usize, String> {
 
 /// A number from 0 to 1.
 pub(crate) fn parse_unit(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| (0.0..=1.0).contains(v))
-        .ok_or_else(|| format!("expected a number from 0 to 1, found `{s}`"))
+    parse_number_where(s, |v| (0.0..=1.0).contains(&v), "a number from 0 to 1")
 }
 
 /// A new run's (or data set's) output folder must be new or empty: nothing is mixed or lost.
@@ -194,10 +198,7 @@ pub(crate) fn parse_point(s: &str) -> Result<[f64; 3], String> {
 
 /// A radius in metres: finite and > 0.
 pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .ok_or_else(|| format!("expected metres > 0, found `{s}`"))
+    parse_number_where(s, |r| r.is_finite() && r > 0.0, "metres > 0")
 }
 
 /// The flags of the other sources, which a recording and its own flags cannot be used with.

@@ -224,8 +224,6 @@ fn recorded_rate(frames: &[dasgil::data::PosedImage]) -> Result<f64> {
 
 /// Frames per second and camera: 0.001 to 1000.
 fn parse_rate(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|r| (0.001..=1000.0).contains(r))
-        .ok_or_else(|| format!("expected frames per second from 0.001 to 1000, found `{s}`"))
+    let ok = |r: f64| (0.001..=1000.0).contains(&r);
+    parse_number_where(s, ok, "frames per second from 0.001 to 1000")
 }

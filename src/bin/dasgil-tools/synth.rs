@@ -369,9 +369,6 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
 
 /// `synth cmu --spacing`: metres, more than 0 and at most 1000.
 fn parse_spacing(s: &str) -> Result<f64, String> {
-    s.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1000.0)
-        .ok_or_else(|| format!("expected metres, more than 0 and at most 1000, found `{s}`"))
+    let ok = |v: f64| v.is_finite() && v > 0.0 && v <= 1000.0;
+    super::args::parse_number_where(s.trim(), ok, "metres, more than 0 and at most 1000")
 }

@@ -39,6 +39,9 @@ pub enum PipelineError {
     UnknownFormat(String),
     #[error("format cmu needs a slice (--slice N)")]
     MissingSlice,
+    /// `--cameras` (or a sequence's `cameras`) that the data set cannot give.
+    #[error("cameras {given}: {message}")]
+    Cameras { given: String, message: String },
     #[error("{root}: no database images to build a map from")]
     NoDatabase { root: String },
     #[error("--compress {dims}: expected fewer projected values than the descriptor has ({dim}); codes as wide as the descriptor only make the map larger (use the exact map, or --compress {} or less)", dim / 4)]

@@ -201,7 +201,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
         l["status"]
     );
-    // Not a confident match (below CONFIDENT, 0.1 since 2026-12-01): withheld at the
+    // Not a confident match (below CONFIDENT, 0.075 since 2026-12-02): withheld at the
     // default min_confidence or not, its prior makes room for a wrong match, wider than a map
     // image's own (trace 3 x POSITION_CALIBRATION: the floor on each axis).
     use dasgil::localize::prior::{CONFIDENT, POSITION_CALIBRATION};
@@ -313,6 +313,148 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         v["candidates"][0]["name"],
         db[5].file_name().unwrap().to_str().unwrap()
     );
+}
+
+#[test]
+fn a_map_built_with_autocontrast_says_so_and_its_queries_follow_it() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let plain = dir.join("plain.map.safetensors");
+    let stretched = dir.join("autocontrast.map.safetensors");
+    assert!(ok(&f.build_map(&plain, &[])).contains("photometric: none"));
+    let said = ok(&f.build_map(&stretched, &["--photometric", "autocontrast"]));
+    assert!(
+        said.contains("(adaptation: none, photometric: autocontrast)"),
+        "{said}"
+    );
+    let encoder_of = |map: &Path| {
+        dasgil::map::file::MapFile::open(map)
+            .unwrap()
+            .meta
+            .encoder
+            .clone()
+    };
+    let e = encoder_of(&stretched);
+    assert!(
+        e.normalisation
+            .contains("per-channel autocontrast (1% cut at each end)"),
+        "{}",
+        e.normalisation
+    );
+    assert_eq!(e.photometric_name(), "autocontrast");
+    // One database image, as a dimmer, flatter exposure of the same view (v -> 40 + v / 3).
+    let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
+    let db = slice.database_images();
+    let own = &db[4].path;
+    let mut img = image::open(own).unwrap().to_rgb8();
+    for px in img.pixels_mut() {
+        for c in 0..3 {
+            px.0[c] = 40 + px.0[c] / 3;
+        }
+    }
+    let dim = dir.join("dim.png");
+    img.save(&dim).unwrap();
+    // localize takes no --photometric: the query is encoded the way its map was built.
+    let first = |map: &Path| -> (String, f64) {
+        let l: serde_json::Value =
+            serde_json::from_str(localize_json(map, std::iter::once(dim.as_path())).trim())
+                .unwrap();
+        let c0 = &l["candidates"][0];
+        (
+            c0["name"].as_str().unwrap().to_string(),
+            c0["distance"].as_f64().unwrap(),
+        )
+    };
+    let (name, d_stretched) = first(&stretched);
+    let (_, d_plain) = first(&plain);
+    let own_name = own.file_name().unwrap().to_str().unwrap();
+    assert_eq!(name, own_name);
+    assert!(
+        d_stretched < 0.25 * d_plain,
+        "the dim copy should lie much nearer its original after autocontrast: {d_stretched} \
+         against {d_plain} without"
+    );
+    // Map-time adaptation estimates its statistics on stretched images, and raw pixels stretch
+    // the colour image before it turns grey: both store the mode, and their queries follow it.
+    let adapted = dir.join("adapted.map.safetensors");
+    ok(&f.build_map(&adapted, &["--adapt", "--photometric", "autocontrast"]));
+    let adapted_plain = dir.join("adapted-plain.map.safetensors");
+    ok(&f.build_map(&adapted_plain, &["--adapt"]));
+    let raw = dir.join("raw.map.safetensors");
+    ok(&f.args(
+        "build-map",
+        &[
+            "--baseline",
+            "raw-pixels",
+            "--photometric",
+            "autocontrast",
+            "--out",
+            path_str(&raw),
+        ],
+    ));
+    let e = encoder_of(&raw);
+    assert!(
+        e.normalisation
+            .starts_with("per-channel autocontrast (1% cut at each end), grey"),
+        "{}",
+        e.normalisation
+    );
+    let (name, d_adapted) = first(&adapted);
+    let (_, d_adapted_plain) = first(&adapted_plain);
+    assert_eq!(name, own_name);
+    assert!(
+        d_adapted < 0.25 * d_adapted_plain,
+        "adapted: {d_adapted} against {d_adapted_plain} without"
+    );
+    // (Raw pixels are standardised per image, which removes most of a linear dimming anyway:
+    // only that the query still finds its own image is checked.)
+    assert_eq!(first(&raw).0, own_name);
+    // evaluate --map scores with the map's mode and says which.
+    let scored = dir.join("eval-autocontrast");
+    ok(&f.args(
+        "evaluate",
+        &[
+            "--map",
+            path_str(&stretched),
+            "--out",
+            path_str(&scored),
+            "--device",
+            "cpu",
+        ],
+    ));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scored.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["reports"][0]["photometric"], "autocontrast");
+    assert!(std::fs::read_to_string(scored.join("report.md"))
+        .unwrap()
+        .contains("photometric: autocontrast"));
+    // evaluate --map follows the map too, so --photometric there is a usage error, as is a
+    // mode that does not exist.
+    for (args, needle) in [
+        (
+            vec![
+                "evaluate",
+                "--map",
+                path_str(&stretched),
+                "--photometric",
+                "none",
+                "--out",
+                path_str(dir),
+            ],
+            "--photometric",
+        ),
+        (
+            f.build_map(&dir.join("x.map.safetensors"), &["--photometric", "histeq"]),
+            "[possible values: none, autocontrast]",
+        ),
+    ] {
+        let out = tools(&args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    assert!(!dir.join("x.map.safetensors").exists());
 }
 
 #[test]
@@ -509,6 +651,11 @@ fn evaluate_scores_a_model_and_both_baselines() {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();
         let reports = report["reports"].as_array().unwrap();
+        // What was scored, and how its images were prepared.
+        assert_eq!(report["source"]["format"], "cmu");
+        assert_eq!(report["source"]["slice"], 3);
+        assert_eq!(report["source"]["root"], path_str(&f.root));
+        assert!(reports.iter().all(|r| r["photometric"] == "none"));
         // A network is reported with and without map-time adaptation; raw pixels once.
         assert_eq!(reports.len(), if name == "raw" { 1 } else { 2 }, "{name}");
         let all = &reports[0]["all"];
@@ -589,6 +736,39 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 verify.status.success() && said.contains("verified"),
                 "fit_prior.py --verify: {said}{}",
                 String::from_utf8_lossy(&verify.stderr)
+            );
+            // The same folder as if it had scored a test world: a fit refuses it (it reads
+            // the world from report.json's source; --verify, which fits nothing, does not),
+            // --check takes it.
+            let test = dir.join(format!("as-test-{name}"));
+            std::fs::create_dir(&test).unwrap();
+            let mut r = report.clone();
+            r["source"]["sequence"] = "cmu_test_sepia".into();
+            std::fs::write(test.join("report.json"), r.to_string()).unwrap();
+            std::fs::copy(out.join(&file), test.join(&file)).unwrap();
+            let fit = |args: &[&str]| {
+                std::process::Command::new(common::python())
+                    .arg(common::root().join("tools/python/fit_prior.py"))
+                    .args(args)
+                    .args(["--adaptation", reports[0]["adaptation"].as_str().unwrap()])
+                    .output_limited()
+                    .unwrap()
+            };
+            let refused = fit(&["--fit", path_str(&test)]);
+            let e = String::from_utf8_lossy(&refused.stderr);
+            assert_eq!(refused.status.code(), Some(2), "{e}");
+            assert!(e.contains("scores the test world cmu_test_sepia"), "{e}");
+            let checked = fit(&[
+                "--verify",
+                "--fit",
+                path_str(&out),
+                "--check",
+                path_str(&test),
+            ]);
+            assert!(
+                checked.status.success(),
+                "{}",
+                String::from_utf8_lossy(&checked.stderr)
             );
         }
         if name == "model" {

@@ -199,7 +199,7 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
     }
     if frame_id(&o.world_frame).is_empty() {
         return Err(bad(
-            "--world-frame",
+            "--world-frame/--truth-frame",
             "a frame id such as map",
             format!("`{}`", o.world_frame),
         ));

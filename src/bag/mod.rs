@@ -94,7 +94,7 @@ pub enum BagError {
     )]
     NoTf { path: PathBuf, poses: String },
     #[error(
-        "--pose-topic {topic}: header.frame_id `{found}`, expected the --world-frame `{world}`"
+        "--pose-topic {topic}: header.frame_id `{found}`, expected the --world-frame/--truth-frame `{world}`"
     )]
     PoseFrame {
         topic: String,
@@ -105,7 +105,7 @@ pub enum BagError {
         "{path}: TF has no chain from the world frame `{world}` to `{frame}` (header.frame_id of \
          {topic}); frames in /tf and /tf_static: {known}. Record the transforms that connect them \
          (REP 105: map -> odom -> base_link -> the camera's optical frame), choose another \
-         --world-frame, or give --pose-topic"
+         --world-frame/--truth-frame, or give --pose-topic"
     )]
     NoChain {
         path: PathBuf,

@@ -50,6 +50,111 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     image::imageops::resize(img, width, height, FilterType::CatmullRom)
 }
 
+/// A photometric normalisation applied to each image on its own, after the resize and before
+/// the network's fixed normalisation: what a map was built with is stored in it (as part of
+/// its preprocessing description), and queries follow the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Photometric {
+    /// The image as the camera gave it (the paper's and the reference code's behaviour).
+    #[default]
+    None,
+    /// Per-channel contrast stretch: in each of R, G and B the value at the
+    /// [`AUTOCONTRAST_CUT`] quantile from the bottom becomes 0, the one at the same quantile
+    /// from the top becomes 255, linearly in between, clamped outside. It undoes a global
+    /// exposure, contrast or colour-cast change (dusk, haze, a sepia or teal grade), not the
+    /// content: a channel with no spread (all one value within the cut) is left as it is.
+    Autocontrast,
+}
+
+/// Share of pixels at each end of a channel that [`Photometric::Autocontrast`] clips (1%).
+pub const AUTOCONTRAST_CUT: f64 = 0.01;
+
+impl Photometric {
+    /// The name users give (`--photometric`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Autocontrast => "autocontrast",
+        }
+    }
+
+    /// Every mode, for messages and parsing.
+    pub const ALL: [Photometric; 2] = [Photometric::None, Photometric::Autocontrast];
+
+    /// Applies the normalisation in place.
+    pub fn apply(self, img: &mut RgbImage) {
+        match self {
+            Self::None => {}
+            Self::Autocontrast => autocontrast(img, AUTOCONTRAST_CUT),
+        }
+    }
+}
+
+impl std::fmt::Display for Photometric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Photometric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("expected none or autocontrast, found `{s}`"))
+    }
+}
+
+/// Per-channel linear stretch between the `cut` and `1 - cut` quantiles of each channel's
+/// histogram (see [`Photometric::Autocontrast`]).
+pub fn autocontrast(img: &mut RgbImage, cut: f64) {
+    let n = (img.width() as u64) * (img.height() as u64);
+    if n == 0 {
+        return;
+    }
+    // Pixels allowed below the low end and above the high end of each channel.
+    let clip = (n as f64 * cut).floor() as u64;
+    let mut lut = [[0u8; 256]; 3];
+    for (c, table) in lut.iter_mut().enumerate() {
+        let mut hist = [0u64; 256];
+        for px in img.pixels() {
+            hist[px.0[c] as usize] += 1;
+        }
+        // The lowest value with more than `clip` pixels at or below it; the highest with more
+        // than `clip` at or above it.
+        let (mut below, mut lo) = (0u64, 0usize);
+        for (v, &h) in hist.iter().enumerate() {
+            below += h;
+            if below > clip {
+                lo = v;
+                break;
+            }
+        }
+        let (mut above, mut hi) = (0u64, 255usize);
+        for (v, &h) in hist.iter().enumerate().rev() {
+            above += h;
+            if above > clip {
+                hi = v;
+                break;
+            }
+        }
+        for (v, out) in table.iter_mut().enumerate() {
+            *out = if hi <= lo {
+                v as u8
+            } else {
+                let t = (v as f64 - lo as f64) * 255.0 / (hi - lo) as f64;
+                t.round().clamp(0.0, 255.0) as u8
+            };
+        }
+    }
+    for px in img.pixels_mut() {
+        for c in 0..3 {
+            px.0[c] = lut[c][px.0[c] as usize];
+        }
+    }
+}
+
 /// An 8-bit RGB image at the network size -> normalised CHW floats, written into `out`
 /// (length 3 * H * W).
 pub fn normalise_into(img: &RgbImage, out: &mut [f32]) {
@@ -111,6 +216,71 @@ mod tests {
         assert!((v(2) - (-0.6)).abs() < 1e-6);
         // Untouched pixel: black.
         assert_eq!(t.double_value(&[0, 1, 5, 5]), -1.0);
+    }
+
+    #[test]
+    fn autocontrast_stretches_each_channel_between_its_quantiles() {
+        // 100 pixels: red 50..149 (one each), green all 7, blue 0 except one 200.
+        let mut img = RgbImage::new(10, 10);
+        for (i, px) in img.pixels_mut().enumerate() {
+            *px = image::Rgb([50 + i as u8, 7, if i == 99 { 200 } else { 0 }]);
+        }
+        let mut out = img.clone();
+        autocontrast(&mut out, 0.01);
+        // Red: one pixel may lie below the low end and one above the high end, so 51 -> 0
+        // and 148 -> 255; 50 and 149 are clamped.
+        let red: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(red[0], 0);
+        assert_eq!(red[1], 0);
+        assert_eq!(red[98], 255);
+        assert_eq!(red[99], 255);
+        // 100 lies 49 of 97 steps above 51.
+        assert_eq!(red[50], (49.0f64 * 255.0 / 97.0).round() as u8);
+        // Green has no spread: unchanged. Blue: the one bright pixel is cut, nothing is left
+        // above 0, so it stays as it was too.
+        assert!(out.pixels().all(|p| p.0[1] == 7));
+        assert_eq!(out.get_pixel(9, 9).0[2], 200);
+        assert_eq!(out.get_pixel(0, 0).0[2], 0);
+    }
+
+    #[test]
+    fn autocontrast_undoes_a_global_exposure_and_contrast_change() {
+        let mut img = RgbImage::new(64, 32);
+        for (x, y, px) in img.enumerate_pixels_mut() {
+            *px = image::Rgb([(x * 4) as u8, (y * 8) as u8, ((x + y) * 2) as u8]);
+        }
+        // The same scene, darker and flatter: v -> 40 + v / 3.
+        let mut dim = img.clone();
+        for px in dim.pixels_mut() {
+            for c in 0..3 {
+                px.0[c] = 40 + px.0[c] / 3;
+            }
+        }
+        Photometric::Autocontrast.apply(&mut img);
+        Photometric::Autocontrast.apply(&mut dim);
+        let worst = img
+            .pixels()
+            .zip(dim.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |c| (a.0[c] as i32 - b.0[c] as i32).abs()))
+            .max()
+            .unwrap();
+        // Within the rounding of the darkening (v / 3 loses up to 2 levels, times ~3).
+        assert!(worst <= 8, "largest difference {worst}");
+        let mut same = img.clone();
+        Photometric::None.apply(&mut same);
+        assert_eq!(same, img);
+    }
+
+    #[test]
+    fn photometric_names_round_trip() {
+        for m in Photometric::ALL {
+            assert_eq!(m.name().parse::<Photometric>().unwrap(), m);
+        }
+        let e = "histeq".parse::<Photometric>().unwrap_err();
+        assert!(
+            e.contains("none or autocontrast") && e.contains("`histeq`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,15 +103,78 @@ pub struct SourceImages {
     pub notes: Vec<String>,
 }
 
-fn keep_cameras(images: Vec<PosedImage>, cameras: &Option<Vec<String>>) -> Vec<PosedImage> {
-    match cameras {
-        None => images,
-        Some(c) => images
-            .into_iter()
-            .filter(|i| c.contains(&i.camera))
-            .collect(),
+/// The images of the chosen cameras (all when none are chosen); a chosen camera with no image
+/// in `images` is refused, naming the cameras there are.
+fn keep_cameras(
+    images: Vec<PosedImage>,
+    cameras: &Option<Vec<String>>,
+    root: &Path,
+) -> Result<Vec<PosedImage>, PipelineError> {
+    let Some(c) = cameras else {
+        return Ok(images);
+    };
+    let mut present: Vec<&str> = images.iter().map(|i| i.camera.as_str()).collect();
+    present.sort_unstable();
+    present.dedup();
+    if let Some(missing) = c.iter().find(|c| !present.contains(&c.as_str())) {
+        return Err(PipelineError::Cameras {
+            given: c.join(","),
+            message: format!(
+                "no image of camera `{missing}` in {}; its cameras: {}",
+                root.display(),
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present.join(", ")
+                }
+            ),
+        });
+    }
+    Ok(images
+        .into_iter()
+        .filter(|i| c.contains(&i.camera))
+        .collect())
+}
+
+/// The one camera folder a single-camera layout reads (KITTI, RobotCar): the chosen one, or
+/// `default`.
+fn one_camera(
+    format: &str,
+    cameras: &Option<Vec<String>>,
+    known: &[&str],
+    default: &str,
+) -> Result<String, PipelineError> {
+    let Some(c) = cameras else {
+        return Ok(default.to_string());
+    };
+    let refuse = |message: String| PipelineError::Cameras {
+        given: c.join(","),
+        message,
+    };
+    match c.as_slice() {
+        [one] if known.contains(&one.as_str()) => Ok(one.clone()),
+        [one] => Err(refuse(format!(
+            "format {format} has no camera `{one}`; expected one of {}",
+            known.join(", ")
+        ))),
+        _ => Err(refuse(format!(
+            "format {format} reads one camera per map, found {}; build one map per camera",
+            c.len()
+        ))),
     }
 }
+
+/// KITTI odometry's camera folders.
+const KITTI_CAMERAS: [&str; 4] = ["image_0", "image_1", "image_2", "image_3"];
+/// RobotCar's camera folders with published extrinsics.
+const ROBOTCAR_CAMERAS: [&str; 6] = [
+    "stereo/centre",
+    "stereo/left",
+    "stereo/right",
+    "mono_left",
+    "mono_right",
+    "mono_rear",
+];
 
 impl Sequence {
     /// The sequence's root (relative roots under [`data_dir`]), rendered first when missing and
@@ -145,8 +208,13 @@ impl Sequence {
                 let slice = self.slice.ok_or(PipelineError::MissingSlice)?;
                 let s = CmuSlice::open(root, slice)?;
                 Ok(SourceImages {
-                    database: keep_cameras(s.database_images(), &self.cameras),
-                    queries: keep_cameras(s.query_images(), &self.cameras),
+                    database: keep_cameras(s.database_images(), &self.cameras, root)?,
+                    // A camera the database has may have no queries (a database-only rig).
+                    queries: s
+                        .query_images()
+                        .into_iter()
+                        .filter(|i| self.cameras.as_ref().is_none_or(|c| c.contains(&i.camera)))
+                        .collect(),
                     source,
                     decode: Decode::Rgb,
                     notes: Vec::new(),
@@ -154,11 +222,7 @@ impl Sequence {
             }
             "kitti" => {
                 let seq = format!("{:02}", self.slice.unwrap_or(0));
-                let cam = self
-                    .cameras
-                    .as_ref()
-                    .and_then(|c| c.first().cloned())
-                    .unwrap_or_else(|| "image_2".into());
+                let cam = one_camera("kitti", &self.cameras, &KITTI_CAMERAS, "image_2")?;
                 let s = crate::data::kitti::OdometrySequence::open(root, &seq, &cam)?;
                 source.slice = self.slice.or(Some(0));
                 Ok(SourceImages {
@@ -174,7 +238,7 @@ impl Sequence {
                     &crate::data::vkitti2::Vkitti2Roots::official(root),
                 )?;
                 Ok(SourceImages {
-                    database: keep_cameras(ds.posed_images(), &self.cameras),
+                    database: keep_cameras(ds.posed_images(), &self.cameras, root)?,
                     queries: Vec::new(),
                     source,
                     decode: Decode::Rgb,
@@ -182,11 +246,12 @@ impl Sequence {
                 })
             }
             "robotcar" => {
-                let cam = self
-                    .cameras
-                    .as_ref()
-                    .and_then(|c| c.first().cloned())
-                    .unwrap_or_else(|| "stereo/centre".into());
+                let cam = one_camera(
+                    "robotcar",
+                    &self.cameras,
+                    &ROBOTCAR_CAMERAS,
+                    "stereo/centre",
+                )?;
                 let t = crate::data::robotcar::Traversal::open(root, &cam)?;
                 let decode = t.decode();
                 // Every real traversal has frames before the first or after the last INS row:

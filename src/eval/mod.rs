@@ -7,6 +7,7 @@ pub mod online;
 
 use std::path::Path;
 
+use crate::data::preprocess::Photometric;
 use crate::data::sources::SourceImages;
 use crate::error::PipelineError;
 use crate::extract::choice::{make_encoder, ModelChoice};
@@ -29,6 +30,7 @@ pub fn run(
     metric: Metric,
     per_camera: bool,
     adapt_first: bool,
+    photometric: Photometric,
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
@@ -42,6 +44,7 @@ pub fn run(
         metric,
         per_camera,
         adapt_first,
+        photometric,
         options,
     );
     before.clean_up_after(out, result)
@@ -94,6 +97,7 @@ fn run_in(
     metric: Metric,
     per_camera: bool,
     adapt_first: bool,
+    photometric: Photometric,
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
@@ -106,6 +110,7 @@ fn run_in(
     let mut submission = None;
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
+        enc.set_photometric(photometric);
         let map_path = out.join(format!(
             "map-{}.safetensors",
             if adapt { "adabn" } else { "none" }
@@ -214,23 +219,24 @@ fn write_outputs(
         write_tum(out, &sub)?;
     }
     let refs: Vec<&Report> = reports.iter().collect();
-    if reports.iter().all(|r| r.all.queries == 0) {
-        // No ground truth (a benchmark's test slice): the submission is the result.
+    // What was scored (the sequence, format, root and slice), then the reports.
+    let write_json = || {
         crate::atomic::write_atomic(
             &out.join("report.json"),
-            serde_json::to_string_pretty(&serde_json::json!({ "reports": reports }))
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "source": src.source, "reports": reports }),
+            )
+            .unwrap_or_default()
+            .as_bytes(),
+        )
+    };
+    if reports.iter().all(|r| r.all.queries == 0) {
+        // No ground truth (a benchmark's test slice): the submission is the result.
+        write_json()?;
         crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
         return Ok(reports);
     }
-    crate::atomic::write_atomic(
-        &out.join("report.json"),
-        serde_json::to_string_pretty(&serde_json::json!({ "reports": reports }))
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    write_json()?;
     crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
     for r in &reports {
         let mut lines = String::new();

@@ -118,6 +118,10 @@ pub fn score(results: &[&QueryResult]) -> Scores {
 pub struct Report {
     pub model: String,
     pub adaptation: String,
+    /// The per-image photometric normalisation of map and queries (`--photometric`). Older
+    /// reports without the field: none.
+    #[serde(default = "photometric_none")]
+    pub photometric: String,
     pub metric: String,
     pub map_entries: usize,
     /// Every query frame with ground truth (the node's answer whether or not it would publish
@@ -471,6 +475,7 @@ pub fn evaluate(
     let report = Report {
         model: model.to_string(),
         adaptation: map.meta.encoder.adaptation.name().into(),
+        photometric: map.meta.encoder.photometric_name(),
         metric: loc.metric.name().into(),
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
@@ -495,6 +500,10 @@ pub fn evaluate(
     Ok((report, submission))
 }
 
+fn photometric_none() -> String {
+    crate::data::preprocess::Photometric::None.name().into()
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
 }
@@ -504,8 +513,8 @@ pub fn markdown(reports: &[&Report]) -> String {
     let mut s = String::from("# Localization report\n\n");
     for r in reports {
         s.push_str(&format!(
-            "## {} (adaptation: {}, metric: {}, {} map images, {} queries)\n\n",
-            r.model, r.adaptation, r.metric, r.map_entries, r.all.queries
+            "## {} (adaptation: {}, photometric: {}, metric: {}, {} map images, {} queries)\n\n",
+            r.model, r.adaptation, r.photometric, r.metric, r.map_entries, r.all.queries
         ));
         match &r.sequence {
             Some(c) => s.push_str(&format!(

@@ -14,6 +14,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::data::preprocess::Photometric;
 use crate::data::{preprocess, Decode, PosedImage};
 use crate::map::file::{Adaptation, EncoderKind, EncoderMeta, Hasher64, MapError, MapFile};
 use crate::model::checkpoint::{self, named_tensors};
@@ -25,6 +26,33 @@ pub const NORMALISATION: &str =
     "RGB, bicubic resize to the input size, /255, mean 0.5, std 0.5 per channel";
 const RAW_NORMALISATION: &str =
     "grey (0.299 R + 0.587 G + 0.114 B), area resize to the input size, zero mean, unit std per image";
+/// What [`Photometric::Autocontrast`] adds to the description.
+const AUTOCONTRAST_STEP: &str = "per-channel autocontrast (1% cut at each end)";
+
+/// A preprocessing description (as stored in maps) for an encoder and a photometric mode.
+pub fn normalisation(raw: bool, photometric: Photometric) -> String {
+    match (raw, photometric) {
+        (false, Photometric::None) => NORMALISATION.to_string(),
+        (true, Photometric::None) => RAW_NORMALISATION.to_string(),
+        // The network's input: after the resize, where it is applied.
+        (false, Photometric::Autocontrast) => NORMALISATION.replacen(
+            "to the input size",
+            &format!("to the input size, {AUTOCONTRAST_STEP}"),
+            1,
+        ),
+        // Raw pixels: on the colour image, before it turns grey.
+        (true, Photometric::Autocontrast) => format!("{AUTOCONTRAST_STEP}, {RAW_NORMALISATION}"),
+    }
+}
+
+/// The photometric mode a stored preprocessing description names, if it is one this build
+/// writes for that encoder.
+pub fn photometric_of(raw: bool, description: &str) -> Option<Photometric> {
+    Photometric::ALL
+        .into_iter()
+        .find(|&m| normalisation(raw, m) == description)
+}
+
 /// Raw-pixel baseline size.
 pub const RAW_SIZE: (i64, i64) = (32, 128);
 /// Most images map-time adaptation estimates statistics on (evenly spaced over the map).
@@ -96,6 +124,7 @@ pub struct Preparer {
     raw: bool,
     height: i64,
     width: i64,
+    photometric: Photometric,
 }
 
 impl Preparer {
@@ -109,12 +138,19 @@ impl Preparer {
             )));
         }
         if !self.raw {
-            let resized = preprocess::resize_bicubic(img, w as u32, h as u32);
+            let mut resized = preprocess::resize_bicubic(img, w as u32, h as u32);
+            self.photometric.apply(&mut resized);
             let mut out = vec![0f32; (3 * h * w) as usize];
             preprocess::normalise_into(&resized, &mut out);
             return Ok(out);
         }
-        let grey = image::imageops::grayscale(img);
+        let grey = if self.photometric == Photometric::None {
+            image::imageops::grayscale(img)
+        } else {
+            let mut colour = img.clone();
+            self.photometric.apply(&mut colour);
+            image::imageops::grayscale(&colour)
+        };
         let small = image::imageops::resize(
             &grey,
             w as u32,
@@ -152,6 +188,8 @@ pub struct MapEncoder {
     scale: Option<Tensor>,
     /// Adapted statistics (bn name -> (mean, var)) when adaptation ran or came from a map.
     adapted: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+    /// The per-image photometric normalisation before the network (or the raw pixels).
+    photometric: Photometric,
 }
 
 impl MapEncoder {
@@ -232,6 +270,7 @@ impl MapEncoder {
             device,
             scale: Some(Tensor::from_slice(&scale).to_device(device)),
             adapted: BTreeMap::new(),
+            photometric: Photometric::None,
         })
     }
 
@@ -253,7 +292,24 @@ impl MapEncoder {
             device: Device::Cpu,
             scale: None,
             adapted: BTreeMap::new(),
+            photometric: Photometric::None,
         }
+    }
+
+    /// Sets the photometric normalisation images get before encoding (and the preprocessing
+    /// description a map built with this encoder stores).
+    pub fn set_photometric(&mut self, photometric: Photometric) {
+        self.photometric = photometric;
+        self.meta.normalisation = normalisation(self.is_raw(), photometric);
+    }
+
+    /// The photometric normalisation in use.
+    pub fn photometric(&self) -> Photometric {
+        self.photometric
+    }
+
+    fn is_raw(&self) -> bool {
+        matches!(self.net, Net::RawPixels)
     }
 
     /// Whether this encoder has BatchNorm statistics to adapt.
@@ -272,9 +328,10 @@ impl MapEncoder {
     /// What turns images into this encoder's inputs (plain data, shareable across threads).
     pub fn preparer(&self) -> Preparer {
         Preparer {
-            raw: matches!(self.net, Net::RawPixels),
+            raw: self.is_raw(),
             height: self.meta.input_height,
             width: self.meta.input_width,
+            photometric: self.photometric,
         }
     }
 
@@ -388,7 +445,8 @@ impl MapEncoder {
     }
 
     /// Makes this encoder encode exactly as `map` was built: the same encoder (refused with
-    /// every difference named otherwise) and, when the map was adapted, its statistics.
+    /// every difference named otherwise), the map's photometric normalisation and, when the
+    /// map was adapted, its statistics.
     pub fn use_map(&mut self, map: &MapFile) -> Result<(), EncodeError> {
         let m = &map.meta.encoder;
         let mine = &self.meta;
@@ -420,10 +478,15 @@ impl MapEncoder {
                 m.layers, mine.layers
             ));
         }
-        if m.normalisation != mine.normalisation {
+        // The photometric normalisation follows the map; any other preprocessing must match.
+        let map_photometric = photometric_of(self.is_raw(), &m.normalisation);
+        if map_photometric.is_none() {
             diffs.push(format!(
-                "preprocessing: map `{}`, given `{}`",
-                m.normalisation, mine.normalisation
+                "preprocessing: map `{}`, this build encodes with `{}`",
+                m.normalisation,
+                Photometric::ALL
+                    .map(|p| normalisation(self.is_raw(), p))
+                    .join("` or `")
             ));
         }
         if map.dim() != self.dim() {
@@ -439,6 +502,9 @@ impl MapEncoder {
                 differences: diffs.join("; "),
             }
             .into());
+        }
+        if let Some(p) = map_photometric {
+            self.set_photometric(p);
         }
         if m.adaptation == Adaptation::Adabn {
             let stats = map.adapted_stats();

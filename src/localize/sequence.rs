@@ -114,7 +114,7 @@ pub const UNIFORM_SHARE: f64 = 0.01;
 pub const SPREAD_MASS: f64 = 0.75;
 /// A frame whose single-frame confidence is at least this is sure of its own match, which the
 /// belief does not override (0.15: the value of the single-frame prior's CONFIDENT when this
-/// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1).
+/// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1 and 0.075).
 pub const SURE: f64 = 0.15;
 /// The published place is the one with the most belief within this distance (metres).
 pub const REGION_RADIUS: f64 = 10.0;

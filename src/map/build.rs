@@ -297,7 +297,7 @@ pub fn build_map_summary(
     let meta = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(format!(
-        "map {}: {} images ({} cameras: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}), {} in {}",
+        "map {}: {} images ({} cameras: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
         out.display(),
         meta.names.len(),
         {
@@ -317,6 +317,7 @@ pub fn build_map_summary(
         meta.encoder.kind,
         meta.encoder.model_fingerprint,
         meta.encoder.adaptation,
+        meta.encoder.photometric_name(),
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())
     ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()

@@ -116,6 +116,13 @@ impl MapMeta {
 }
 
 impl EncoderMeta {
+    /// The photometric normalisation (`--photometric`) the stored preprocessing names, or
+    /// `other` for a preprocessing this build does not write.
+    pub fn photometric_name(&self) -> String {
+        crate::extract::photometric_of(self.kind == EncoderKind::RawPixels, &self.normalisation)
+            .map_or_else(|| "other".to_string(), |p| p.name().to_string())
+    }
+
     /// The descriptor layers and weights this encoder was built with.
     pub fn descriptor_spec(&self) -> crate::model::DescriptorSpec {
         crate::model::DescriptorSpec {

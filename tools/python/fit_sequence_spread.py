@@ -37,7 +37,7 @@ CHI2_3_95 = 7.814727903251178
 # SPREAD_MASS in src/localize/sequence.rs.
 SHIPPED = 0.75
 # POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.
-FLOOR = 0.4 * 1.0 ** 2
+FLOOR = 0.5 * 1.0 ** 2
 GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]
 TARGET = 0.95
 

@@ -84,6 +84,16 @@ impl ModelArgs {
     }
 }
 
+/// `--photometric`: the names of [`dasgil::data::preprocess::Photometric`], listed in --help.
+pub(crate) fn photometric_parser(
+) -> impl clap::builder::TypedValueParser<Value = dasgil::data::preprocess::Photometric> {
+    use clap::builder::TypedValueParser;
+    use dasgil::data::preprocess::Photometric;
+    clap::builder::PossibleValuesParser::new(Photometric::ALL.map(Photometric::name))
+        // Only the listed names reach this.
+        .map(|s| s.parse::<Photometric>().unwrap_or_default())
+}
+
 /// "256x1024" -> (256, 1024).
 /// A network input size HxW the model takes (multiples of 256 up to 4096).
 pub(crate) fn parse_input_size(s: &str) -> Result<(i64, i64), String> {

@@ -22,6 +22,11 @@ pub(crate) struct BuildMapArgs {
     /// paper's behaviour, which scored as well on held-out-world validation (maps/models/MODEL_CARD.md).
     #[arg(long)]
     adapt: bool,
+    /// Per-image photometric normalisation before encoding, stored in the map (queries follow
+    /// it): none, or autocontrast (each colour channel stretched so its 1% and 99% quantiles
+    /// become 0 and 255, which undoes a global exposure, contrast or colour-cast change).
+    #[arg(long, default_value = "none", value_parser = photometric_parser())]
+    photometric: dasgil::data::preprocess::Photometric,
     /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
     #[arg(long)]
     f16: bool,
@@ -55,6 +60,7 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         a.model.layers.clone(),
         a.model.device()?,
     )?;
+    enc.set_photometric(a.photometric);
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.map.safetensors",

@@ -19,7 +19,7 @@ pub(crate) struct EvaluateArgs {
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
     /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
     /// adaptation and metric; one report.
-    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric"])]
+    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric"])]
     map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
@@ -33,6 +33,10 @@ pub(crate) struct EvaluateArgs {
     /// also written as submission.txt).
     #[arg(long)]
     adapt: bool,
+    /// Per-image photometric normalisation of map and query images before encoding (as
+    /// build-map --photometric).
+    #[arg(long, default_value = "none", value_parser = photometric_parser())]
+    photometric: dasgil::data::preprocess::Photometric,
     /// The node's `min_confidence` to report what it would publish at (0 to 1; default the
     /// node's): withheld frames are counted in the report's `published` block.
     #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
@@ -47,6 +51,20 @@ pub(crate) struct EvaluateArgs {
     /// 0.5).
     #[arg(long, value_parser = parse_unit, allow_hyphen_values = true)]
     off_map_threshold: Option<f64>,
+    /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
+    /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "",
+          value_parser = compress_is_build_maps)]
+    #[allow(dead_code)] // its parser always refuses it
+    compress: Option<String>,
+}
+
+fn compress_is_build_maps(_: &str) -> Result<String, String> {
+    Err(
+        "evaluate builds exact maps; to score a compressed one, build it with `build-map \
+         --compress DIMS` and give it to `evaluate --map FILE`"
+            .into(),
+    )
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
@@ -55,10 +73,16 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         crate::args::map_flag(m)?;
     }
     if a.off_map_threshold.is_some() && a.filter != dasgil::localize::Filter::Sequence {
-        eprintln!(
-            "note: --off-map-threshold applies to --filter sequence only; ignored with --filter {}",
-            a.filter.name()
-        );
+        // A usage error (exit 2) like clap's own: the flag would be ignored.
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--off-map-threshold applies to --filter sequence only (given --filter {}): add \
+                 --filter sequence, or drop --off-map-threshold\n",
+                a.filter.name()
+            ),
+        )
+        .exit();
     }
     let src = match a.bag.options() {
         Some(o) => {
@@ -101,6 +125,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             a.metric,
             !a.shared,
             a.adapt,
+            a.photometric,
             &options,
         )?
     };
@@ -123,8 +148,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (adaptation {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
-            r.model, r.adaptation, r.all.queries, r.map_entries,
+            "{} (adaptation {}, photometric {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            r.model, r.adaptation, r.photometric, r.all.queries, r.map_entries,
             acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),
             100.0 * r.all.recall_at_n[&1], r.all.median_position_error
         );

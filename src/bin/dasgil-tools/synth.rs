@@ -81,11 +81,14 @@ pub(crate) enum SynthFormat {
         /// Metres between places, more than 0 and at most 1000.
         #[arg(long, default_value_t = 4.0, value_parser = parse_spacing, allow_negative_numbers = true)]
         spacing: f64,
-        /// Query conditions, comma-separated.
+        /// Query conditions, comma-separated (reference is the database's own look).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "foliage,snow,low-sun,overcast"
+            default_value = "foliage,snow,low-sun,overcast",
+            value_parser = clap::builder::PossibleValuesParser::new(
+                dasgil::synth::condition::Condition::SEASONS
+            )
         )]
         conditions: Vec<String>,
         /// Image width in pixels, 16 to 8192.

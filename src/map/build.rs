@@ -297,7 +297,7 @@ pub fn build_map_summary(
     let meta = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(format!(
-        "map {}: {} images ({} cameras: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
+        "map {}: {} images ({} camera{}: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
         out.display(),
         meta.names.len(),
         {
@@ -305,6 +305,17 @@ pub fn build_map_summary(
             c.sort();
             c.dedup();
             c.len()
+        },
+        if meta
+            .cameras
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 1
+        {
+            ""
+        } else {
+            "s"
         },
         {
             let mut c = meta.cameras.clone();

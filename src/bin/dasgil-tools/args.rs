@@ -15,9 +15,11 @@ pub(crate) struct SourceArgs {
     #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequences: Option<PathBuf>,
     /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
-    #[arg(long)]
+    #[arg(long, requires = "root")]
     pub(crate) format: Option<String>,
-    #[arg(long)]
+    /// The data set's folder (with --format): an Extended CMU-Seasons or KITTI dataset root, a
+    /// Virtual KITTI 2 root, or one RobotCar traversal's folder.
+    #[arg(long, requires = "format")]
     pub(crate) root: Option<PathBuf>,
     /// The CMU slice, or the KITTI odometry sequence number (with --format; a --sequence has
     /// its own).

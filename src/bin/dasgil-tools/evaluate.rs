@@ -34,7 +34,7 @@ pub(crate) struct EvaluateArgs {
     #[arg(long)]
     adapt: bool,
     /// Per-image photometric normalisation of map and query images before encoding (as
-    /// build-map --photometric).
+    /// build-map --photometric). Not with --map: queries follow the map's mode.
     #[arg(long, default_value = "none", value_parser = photometric_parser())]
     photometric: dasgil::data::preprocess::Photometric,
     /// The node's `min_confidence` to report what it would publish at (0 to 1; default the
@@ -53,24 +53,22 @@ pub(crate) struct EvaluateArgs {
     off_map_threshold: Option<f64>,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "",
-          value_parser = compress_is_build_maps)]
-    #[allow(dead_code)] // its parser always refuses it
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
     compress: Option<String>,
-}
-
-fn compress_is_build_maps(_: &str) -> Result<String, String> {
-    Err(
-        "evaluate builds exact maps; to score a compressed one, build it with `build-map \
-         --compress DIMS` and give it to `evaluate --map FILE`"
-            .into(),
-    )
 }
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
     if let Some(m) = &a.map {
         crate::args::map_flag(m)?;
+    }
+    if a.compress.is_some() {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--compress is build-map's: evaluate builds exact maps. To score a compressed map, \
+             build it with `build-map --compress DIMS` and give it to `evaluate --map FILE`\n",
+        )
+        .exit();
     }
     if a.off_map_threshold.is_some() && a.filter != dasgil::localize::Filter::Sequence {
         // A usage error (exit 2) like clap's own: the flag would be ignored.

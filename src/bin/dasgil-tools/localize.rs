@@ -11,6 +11,8 @@ use dasgil::localize::{Frame, Localizer, Outcome, Query};
 
 #[derive(clap::Args)]
 pub(crate) struct LocalizeArgs {
+    /// The map to search (build-map's output). Queries are encoded the way it was built: its
+    /// model, layers, input size, adaptation and photometric mode (said on stderr).
     #[arg(long)]
     map: PathBuf,
     #[command(flatten)]
@@ -48,6 +50,15 @@ pub(crate) struct LocalizeArgs {
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
     let near = a.near.zip(a.radius);
     let map = crate::args::open_map(&a.map)?;
+    eprintln!(
+        "map {}: {} images, encoder {} (adaptation {}, photometric {}); queries are encoded the \
+         same way",
+        a.map.display(),
+        map.len(),
+        map.meta.encoder.kind,
+        map.meta.encoder.adaptation,
+        map.meta.encoder.photometric_name()
+    );
     // --camera picks the map images to search (not with --shared, which searches all).
     if let (Some(c), false) = (&a.camera, a.shared) {
         if !map.meta.cameras.contains(c) {

@@ -458,6 +458,47 @@ fn a_map_built_with_autocontrast_says_so_and_its_queries_follow_it() {
 }
 
 #[test]
+fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searched() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let map = dir.join("c0.map.safetensors");
+    ok(&f.build_map(&map, &["--cameras", "c0"]));
+    let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
+    let c1 = slice
+        .database_images()
+        .into_iter()
+        .find(|p| p.camera == "c1")
+        .unwrap()
+        .path;
+    let args = |more: &[&'static str]| {
+        let mut a = vec![
+            "localize",
+            "--json",
+            "--device",
+            "cpu",
+            "--map",
+            path_str(&map),
+        ];
+        a.extend_from_slice(more);
+        a.push(path_str(&c1));
+        a
+    };
+    let out = tools(&args(&[]));
+    assert_eq!(out.status.code(), Some(1));
+    let l: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(l["status"], "rejected", "{l}");
+    let why = l["reason"].as_str().unwrap();
+    assert!(
+        why.contains("camera `c1`, which the map does not have (cameras: c0)"),
+        "{why}"
+    );
+    // Searching every camera's images, it gets c0's candidates.
+    let l: serde_json::Value = serde_json::from_str(ok(&args(&["--shared"])).trim()).unwrap();
+    assert_eq!(l["candidates"][0]["camera"], "c0", "{l}");
+}
+
+#[test]
 fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     let f = fixture();
     let dir = f._dir.path();

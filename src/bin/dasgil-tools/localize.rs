@@ -209,11 +209,35 @@ pub(crate) fn localize(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let camera = opts
+            let named = opts
                 .camera
                 .clone()
                 .or_else(|| ImageName::parse(&name).map(|n| n.camera));
-            let camera = camera.filter(|c| !opts.shared && loc.index.by_camera.contains_key(c));
+            // Per camera (the default), the image's camera must be one the map has, as
+            // `evaluate` and the node require (a --camera the map lacks was refused before).
+            if let Some(c) = named
+                .as_ref()
+                .filter(|c| !opts.shared && !loc.index.by_camera.contains_key(*c))
+            {
+                let mut have: Vec<&String> = loc.index.by_camera.keys().collect();
+                have.sort();
+                return Localized {
+                    image: path.display().to_string(),
+                    status: "rejected",
+                    reason: Some(format!(
+                        "its name says camera `{c}`, which the map does not have (cameras: {}); \
+                         give --camera to say which camera took it, or --shared to search every \
+                         camera's images",
+                        have.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    candidates: Vec::new(),
+                    prior: None,
+                };
+            }
+            let camera = named.filter(|_| !opts.shared);
             let outcome = loc.localize(
                 &Frame::File(path),
                 &Query {

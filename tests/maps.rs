@@ -21,8 +21,8 @@ fn ok(args: &[&str]) -> String {
     common::run_tools_ok(args)
 }
 
-/// `localize --json --device cpu --map MAP IMAGES...`: one JSON line per image.
-fn localize_json<'a>(map: &'a Path, images: impl Iterator<Item = &'a Path>) -> String {
+/// `localize --json --device cpu --map MAP MORE...` (images to add).
+fn localize_args<'a>(map: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "localize",
         "--json",
@@ -31,6 +31,13 @@ fn localize_json<'a>(map: &'a Path, images: impl Iterator<Item = &'a Path>) -> S
         "--map",
         path_str(map),
     ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// `localize --json --device cpu --map MAP IMAGES...`: one JSON line per image.
+fn localize_json<'a>(map: &'a Path, images: impl Iterator<Item = &'a Path>) -> String {
+    let mut args = localize_args(map, &[]);
     args.extend(images.map(path_str));
     ok(&args)
 }
@@ -471,15 +478,7 @@ fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searche
         .unwrap()
         .path;
     let args = |more: &[&'static str]| {
-        let mut a = vec![
-            "localize",
-            "--json",
-            "--device",
-            "cpu",
-            "--map",
-            path_str(&map),
-        ];
-        a.extend_from_slice(more);
+        let mut a = localize_args(&map, more);
         a.push(path_str(&c1));
         a
     };
@@ -1001,19 +1000,16 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
     );
     assert_eq!(std::fs::read(&first).unwrap(), before);
     // Negative coordinates are values of --near (not flags).
-    let said = ok(&[
-        "localize",
-        "--json",
-        "--device",
-        "cpu",
-        "--map",
-        path_str(&map),
-        "--near",
-        "-1e6,-1e6,-1e6",
-        "--radius",
-        "1e7",
-        path_str(&first),
-    ]);
+    let said = ok(&localize_args(
+        &map,
+        &[
+            "--near",
+            "-1e6,-1e6,-1e6",
+            "--radius",
+            "1e7",
+            path_str(&first),
+        ],
+    ));
     assert!(said.contains("\"status\":\"localized\""), "{said}");
     let images = dasgil::data::robotcar::Traversal::open(&trav, "stereo/centre")
         .unwrap()

@@ -999,6 +999,16 @@ fn every_raw_robotcar_database_image_localizes_to_itself() {
         "{e}"
     );
     assert_eq!(std::fs::read(&first).unwrap(), before);
+    // --root one folder too high (the folder synth wrote the traversals into): the error
+    // names the traversals there.
+    let above = trav.parent().unwrap();
+    let e = err(&common::robotcar_map_args(above, &ckpt, &map));
+    let name = trav.file_name().unwrap().to_str().unwrap();
+    assert!(
+        e.contains("--root is one traversal's folder (with stereo.timestamps, gps/ins.csv and stereo/centre/)")
+            && e.contains(&format!("traversals in this folder: {name}")),
+        "{e}"
+    );
     // Negative coordinates are values of --near (not flags).
     let said = ok(&localize_args(
         &map,

@@ -206,6 +206,29 @@ impl Traversal {
     pub fn open(dir: &Path, camera: &str) -> Result<Self, DataError> {
         let base = camera.split('/').next().unwrap_or(camera);
         let ts_path = dir.join(format!("{base}.timestamps"));
+        if !ts_path.exists() {
+            // A common slip: the folder above the traversals. Name the traversals in it.
+            let mut below: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().join(format!("{base}.timestamps")).is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            below.sort();
+            return Err(DataError::missing(
+                &ts_path,
+                format!(
+                    "the {base}.timestamps of a RobotCar traversal: --root is one traversal's \
+                     folder (with {base}.timestamps, gps/ins.csv and {camera}/){}",
+                    if below.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; traversals in this folder: {}", below.join(", "))
+                    }
+                ),
+            ));
+        }
         let f = TextFile::read(&ts_path)?;
         let mut stamps = Vec::new();
         let mut chunks = Vec::new();

@@ -109,6 +109,16 @@ pub struct InsSample {
 /// radians; ori-mrg/robotcar-dataset-sdk), see ../shared/reference/dataset-formats.md 4.x.
 pub const INS_EXTRINSICS: [f64; 6] = [-1.7132, 0.1181, 1.1948, -0.0125, 0.0400, 0.0050];
 
+/// The camera folders with published extrinsics (the ones a traversal is read from).
+pub const CAMERAS: [&str; 6] = [
+    "stereo/centre",
+    "stereo/left",
+    "stereo/right",
+    "mono_left",
+    "mono_right",
+    "mono_rear",
+];
+
 /// The extrinsics of a camera folder (`stereo/centre`, `mono_left`, ...); None if unknown.
 pub fn camera_extrinsics(camera: &str) -> Option<[f64; 6]> {
     match camera.split('/').next().unwrap_or(camera) {
@@ -242,8 +252,9 @@ impl Traversal {
             return Err(DataError::layout(
                 dir,
                 format!(
-                    "camera `{camera}`: expected stereo/centre, stereo/left, stereo/right, \
-                     mono_left, mono_right or mono_rear (the cameras with published extrinsics)"
+                    "camera `{camera}`: expected {} or {} (the cameras with published extrinsics)",
+                    CAMERAS[..CAMERAS.len() - 1].join(", "),
+                    CAMERAS[CAMERAS.len() - 1]
                 ),
             ));
         };

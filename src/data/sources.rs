@@ -166,15 +166,6 @@ fn one_camera(
 
 /// KITTI odometry's camera folders.
 const KITTI_CAMERAS: [&str; 4] = ["image_0", "image_1", "image_2", "image_3"];
-/// RobotCar's camera folders with published extrinsics.
-const ROBOTCAR_CAMERAS: [&str; 6] = [
-    "stereo/centre",
-    "stereo/left",
-    "stereo/right",
-    "mono_left",
-    "mono_right",
-    "mono_rear",
-];
 
 impl Sequence {
     /// The sequence's root (relative roots under [`data_dir`]), rendered first when missing and
@@ -249,7 +240,7 @@ impl Sequence {
                 let cam = one_camera(
                     "robotcar",
                     &self.cameras,
-                    &ROBOTCAR_CAMERAS,
+                    &crate::data::robotcar::CAMERAS,
                     "stereo/centre",
                 )?;
                 let t = crate::data::robotcar::Traversal::open(root, &cam)?;

@@ -303,11 +303,6 @@ impl MapEncoder {
         self.meta.normalisation = normalisation(self.is_raw(), photometric);
     }
 
-    /// The photometric normalisation in use.
-    pub fn photometric(&self) -> Photometric {
-        self.photometric
-    }
-
     fn is_raw(&self) -> bool {
         matches!(self.net, Net::RawPixels)
     }

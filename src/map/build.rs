@@ -296,33 +296,16 @@ pub fn build_map_summary(
     let started = std::time::Instant::now();
     let meta = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    let mut cameras = meta.cameras.clone();
+    cameras.sort();
+    cameras.dedup();
     Ok(format!(
         "map {}: {} images ({} camera{}: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
         out.display(),
         meta.names.len(),
-        {
-            let mut c = meta.cameras.clone();
-            c.sort();
-            c.dedup();
-            c.len()
-        },
-        if meta
-            .cameras
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            == 1
-        {
-            ""
-        } else {
-            "s"
-        },
-        {
-            let mut c = meta.cameras.clone();
-            c.sort();
-            c.dedup();
-            c.join(",")
-        },
+        cameras.len(),
+        if cameras.len() == 1 { "" } else { "s" },
+        cameras.join(","),
         enc.dim(),
         if opts.f16 { "f16" } else { "f32" },
         meta.encoder.kind,

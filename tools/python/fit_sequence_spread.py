@@ -35,7 +35,7 @@ from fit_prior import arguments, fail, json_lines, median, parse
 
 CHI2_3_95 = 7.814727903251178
 # SPREAD_MASS in src/localize/sequence.rs.
-SHIPPED = 0.75
+SHIPPED = 0.83
 # POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.
 FLOOR = 0.5 * 1.0 ** 2
 GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]

@@ -39,6 +39,9 @@ pub enum PipelineError {
     UnknownFormat(String),
     #[error("format cmu needs a slice (--slice N)")]
     MissingSlice,
+    /// KITTI odometry without `--slice` where the data set has several sequences.
+    #[error("format kitti reads one odometry sequence per map: give --slice N ({} has {have})", root.display())]
+    KittiSequence { root: PathBuf, have: String },
     /// `--cameras` (or a sequence's `cameras`) that the data set cannot give.
     #[error("cameras {given}: {message}")]
     Cameras { given: String, message: String },

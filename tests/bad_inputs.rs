@@ -178,6 +178,21 @@ fn make_fixtures(d: &Path) {
         "--height",
         "32",
     ]);
+    // Two odometry sequences: build-map needs --slice to choose.
+    ok(&[
+        "synth",
+        "kitti",
+        "--out",
+        &p("ki-two"),
+        "--sequences",
+        "2",
+        "--frames",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "32",
+    ]);
     for vk in ["vk", "vk-one-variation"] {
         ok(&[
             "synth",

@@ -627,14 +627,8 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
                 .images,
         ),
         (
-            vec![
-                "--format",
-                "kitti",
-                "--root",
-                path_str(&ki.join("dataset")),
-                "--slice",
-                "0",
-            ],
+            // No --slice: the root's only odometry sequence (00) is read.
+            vec!["--format", "kitti", "--root", path_str(&ki.join("dataset"))],
             dasgil::data::kitti::OdometrySequence::open(&ki.join("dataset"), "00", "image_2")
                 .unwrap()
                 .images,

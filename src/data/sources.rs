@@ -167,6 +167,38 @@ fn one_camera(
 /// KITTI odometry's camera folders.
 const KITTI_CAMERAS: [&str; 4] = ["image_0", "image_1", "image_2", "image_3"];
 
+/// The odometry sequence a KITTI root without `--slice` means: its only one (`sequences/NN`),
+/// or 0 when it has none (the reader then names the missing folder); several are refused,
+/// naming them, rather than one chosen silently.
+fn kitti_only_sequence(root: &Path) -> Result<u32, PipelineError> {
+    let dir = root.join("sequences");
+    let mut found: Vec<u32> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| name.parse().ok())
+                .flatten()
+        })
+        .collect();
+    found.sort_unstable();
+    match found.as_slice() {
+        [] => Ok(0),
+        [one] => Ok(*one),
+        many => Err(PipelineError::KittiSequence {
+            root: dir,
+            have: many
+                .iter()
+                .map(|s| format!("{s:02}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 impl Sequence {
     /// The sequence's root (relative roots under [`data_dir`]), rendered first when missing and
     /// a `generate` recipe is given.
@@ -212,10 +244,14 @@ impl Sequence {
                 })
             }
             "kitti" => {
-                let seq = format!("{:02}", self.slice.unwrap_or(0));
+                let slice = match self.slice {
+                    Some(s) => s,
+                    None => kitti_only_sequence(root)?,
+                };
+                let seq = format!("{slice:02}");
                 let cam = one_camera("kitti", &self.cameras, &KITTI_CAMERAS, "image_2")?;
                 let s = crate::data::kitti::OdometrySequence::open(root, &seq, &cam)?;
-                source.slice = self.slice.or(Some(0));
+                source.slice = Some(slice);
                 Ok(SourceImages {
                     database: s.images,
                     queries: Vec::new(),

@@ -22,7 +22,7 @@ pub(crate) struct SourceArgs {
     #[arg(long, requires = "format")]
     pub(crate) root: Option<PathBuf>,
     /// The CMU slice, or the KITTI odometry sequence number (with --format; a --sequence has
-    /// its own).
+    /// its own). KITTI without it: the root's only sequence (several are refused).
     #[arg(long, conflicts_with = "sequence")]
     pub(crate) slice: Option<u32>,
     /// Cameras to use, comma-separated (cmu: c0,c1).

@@ -681,6 +681,16 @@ fn evaluate_scores_a_model_and_both_baselines() {
         args.extend(extra);
         let said = ok(&args);
         assert!(said.contains("24 queries, 12 map images"), "{said}");
+        // The maps it scored are named where it says what it wrote, and are there.
+        let maps: &[&str] = if name == "raw" {
+            &["map-none.safetensors"]
+        } else {
+            &["map-none.safetensors", "map-adabn.safetensors"]
+        };
+        for m in maps {
+            assert!(said.contains(m) && out.join(m).is_file(), "{m}: {said}");
+        }
+        assert_eq!(said.contains("map-adabn"), name != "raw", "{said}");
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();

@@ -198,8 +198,17 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
     }
+    // The maps it built and scored (none with --map, which scores the given one).
+    let maps = match (&a.map, &a.model.baseline) {
+        (Some(_), _) => "",
+        (None, Some(Baseline::RawPixels)) => ", map-none.safetensors (the map scored)",
+        (None, _) => {
+            ", map-none.safetensors and map-adabn.safetensors (the maps scored, without and with \
+             adaptation; `evaluate --map FILE` scores one again)"
+        }
+    };
     println!(
-        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, priors-CAMERA.tum and truth-CAMERA.tum (evo_ape tum truth-c0.tum priors-c0.tum), recall_curves.png, matches.png",
+        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, priors-CAMERA.tum and truth-CAMERA.tum (evo_ape tum truth-c0.tum priors-c0.tum), recall_curves.png, matches.png{maps}",
         a.out.display()
     );
     Ok(())

@@ -167,11 +167,27 @@ fn one_camera(
 /// KITTI odometry's camera folders.
 const KITTI_CAMERAS: [&str; 4] = ["image_0", "image_1", "image_2", "image_3"];
 
-/// The odometry sequence a KITTI root without `--slice` means: its only one (`sequences/NN`),
-/// or 0 when it has none (the reader then names the missing folder); several are refused,
-/// naming them, rather than one chosen silently.
-fn kitti_only_sequence(root: &Path) -> Result<u32, PipelineError> {
+/// The odometry sequences (`sequences/NN` folders) of a KITTI root, in order. A root without a
+/// `sequences` folder is refused, pointing at the folder that has one when the root is one
+/// level too high (`.../dataset` inside it) or too low (the `sequences` folder itself).
+fn kitti_sequences(root: &Path) -> Result<Vec<u32>, PipelineError> {
     let dir = root.join("sequences");
+    if !dir.is_dir() {
+        let hint = if root.join("dataset").join("sequences").is_dir() {
+            format!("; give --root {}", root.join("dataset").display())
+        } else if root.file_name().is_some_and(|n| n == "sequences") {
+            root.parent()
+                .map(|p| format!("; give --root {} (the folder that holds it)", p.display()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        return Err(crate::data::DataError::missing(
+            &dir,
+            format!("the sequences folder of a KITTI odometry data set root{hint}"),
+        )
+        .into());
+    }
     let mut found: Vec<u32> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -185,16 +201,26 @@ fn kitti_only_sequence(root: &Path) -> Result<u32, PipelineError> {
         })
         .collect();
     found.sort_unstable();
-    match found.as_slice() {
+    Ok(found)
+}
+
+fn two_digits(seqs: &[u32]) -> String {
+    seqs.iter()
+        .map(|s| format!("{s:02}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The odometry sequence a KITTI root without `--slice` means: its only one, or 0 when it has
+/// none (the reader then names the missing folder); several are refused, naming them, rather
+/// than one chosen silently.
+fn kitti_only_sequence(root: &Path, have: &[u32]) -> Result<u32, PipelineError> {
+    match have {
         [] => Ok(0),
         [one] => Ok(*one),
         many => Err(PipelineError::KittiSequence {
-            root: dir,
-            have: many
-                .iter()
-                .map(|s| format!("{s:02}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            root: root.join("sequences"),
+            have: two_digits(many),
         }),
     }
 }
@@ -244,12 +270,24 @@ impl Sequence {
                 })
             }
             "kitti" => {
+                // The flags first (a camera KITTI does not have), then the folders.
+                let cam = one_camera("kitti", &self.cameras, &KITTI_CAMERAS, "image_2")?;
+                let have = kitti_sequences(root)?;
                 let slice = match self.slice {
                     Some(s) => s,
-                    None => kitti_only_sequence(root)?,
+                    None => kitti_only_sequence(root, &have)?,
                 };
+                if !have.is_empty() && !have.contains(&slice) {
+                    return Err(crate::data::DataError::missing(
+                        &root.join("sequences").join(format!("{slice:02}")),
+                        format!(
+                            "odometry sequence {slice:02} (--slice {slice}); the root has {}",
+                            two_digits(&have)
+                        ),
+                    )
+                    .into());
+                }
                 let seq = format!("{slice:02}");
-                let cam = one_camera("kitti", &self.cameras, &KITTI_CAMERAS, "image_2")?;
                 let s = crate::data::kitti::OdometrySequence::open(root, &seq, &cam)?;
                 source.slice = Some(slice);
                 Ok(SourceImages {

@@ -194,8 +194,10 @@ fn kitti_sequences(root: &Path) -> Result<Vec<u32>, PipelineError> {
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| {
+            // Digits only (parse alone would take `+1`); an empty name does not parse.
             let name = e.file_name().into_string().ok()?;
-            (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
+            name.bytes()
+                .all(|b| b.is_ascii_digit())
                 .then(|| name.parse().ok())
                 .flatten()
         })

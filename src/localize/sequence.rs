@@ -510,7 +510,7 @@ impl SequenceFilter {
     /// about its centre plus `shift`, by a Gaussian of width `s` (metres); a place with none
     /// within 3 s keeps its belief. The uniform share is added.
     fn shifted(&self, places: &Places, shift: Vector3<f64>, s: f64) -> Vec<f64> {
-        let to = |c: [f64; 3]| [c[0] + shift.x, c[1] + shift.y, c[2] + shift.z];
+        let to = |c: [f64; 3]| (Vector3::from(c) + shift).into();
         self.transported(places, to, 3.0 * s, |d| (-d * d / (2.0 * s * s)).exp())
     }
 
@@ -770,7 +770,7 @@ impl SequenceFilter {
             self.relocalizations += 1;
         }
         self.last_place = Some(place);
-        let beyond_end = self.widen_past_end(places, place, relocalized);
+        let beyond_end = self.follow_published(places, place, relocalized);
         // The disc reaches on by how far the vehicle may have driven past a map's end.
         let ground = reach + beyond_end;
         let vertical = up * up.transpose();
@@ -791,7 +791,8 @@ impl SequenceFilter {
         })
     }
 
-    /// Follows the published `place`: its running speed, and at the end of a road on the map
+    /// Follows the published `place`: its running speed and velocity (forgotten at a
+    /// relocalization, by any camera of a capture), and at the end of a road on the map
     /// how far the vehicle may have driven on since the published place got there. Returns
     /// that distance plus the published place's distance back from the end (the truth may lie
     /// that far from the published place; metres, 0 elsewhere). The widening starts when the
@@ -800,7 +801,7 @@ impl SequenceFilter {
     /// [`LEAVE_CAPTURES`] captures in a row with the published place more than twice
     /// [`REGION_RADIUS`] from the end (it turned back; the published place may fall back within
     /// its region while the vehicle drives on, and one stray frame does not end it).
-    fn widen_past_end(&mut self, places: &Places, place: usize, relocalized: bool) -> f64 {
+    fn follow_published(&mut self, places: &Places, place: usize, relocalized: bool) -> f64 {
         let Some(now) = self.last_time.filter(|t| t.is_finite()) else {
             return 0.0;
         };
@@ -823,29 +824,28 @@ impl SequenceFilter {
                     if relocalized {
                         // A jump says nothing of the direction of travel.
                         self.forget_velocity();
-                    } else if now > then {
-                        // Stamps that go back (frames localized out of order) give no
-                        // direction.
-                        let (a, b) = (places.centre[from], places.centre[place]);
-                        let mut u = Vector3::new(b[0] - a[0], b[1] - a[1], b[2] - a[2]) / dt;
+                    } else {
+                        let moved = Vector3::from(places.centre[place])
+                            - Vector3::from(places.centre[from]);
+                        let v = (moved.norm() / dt).min(FAST_SPEED);
+                        self.speed = Some(match self.speed {
+                            Some(s) => s + (1.0 - (-dt / SPEED_TIME).exp()) * (v - s),
+                            None => v,
+                        });
+                        // The same motion as a velocity, capped likewise. Stamps that go back
+                        // (frames localized out of order) and a map position that is not
+                        // finite give no direction.
+                        let mut u = moved / dt;
                         if u.norm() > FAST_SPEED {
                             u *= FAST_SPEED / u.norm();
                         }
-                        // A map position that is not finite gives no direction.
-                        if u.iter().all(|x| x.is_finite()) {
+                        if now > then && u.iter().all(|x| x.is_finite()) {
                             let keep = (-dt / VELOCITY_TIME).exp();
                             self.velocity = Some(match self.velocity {
                                 Some(v) => v * keep + u * (1.0 - keep),
                                 None => u,
                             });
                         }
-                    }
-                    if !relocalized {
-                        let v = (places.distance(from, place) / dt).min(FAST_SPEED);
-                        self.speed = Some(match self.speed {
-                            Some(s) => s + (1.0 - (-dt / SPEED_TIME).exp()) * (v - s),
-                            None => v,
-                        });
                     }
                     arrived = from != place;
                     self.last_published = Some((place, now));

@@ -517,3 +517,167 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --map"));
     assert!(!d("ev-none").exists());
 }
+
+/// `evaluate --bag ... --filter sequence --odometry-topic TOPIC`: the recording's wheel
+/// odometry (tools/python/world_to_bag.py --wheel-odometry, drifting) reaches the filter as the
+/// node's `odometry_topic` hands it on. Every capture but the first of each drive moves the
+/// filter by it (between drives the odometry has a hole; the two cameras of a capture are one
+/// step), and the filter's output differs from the run without; the report says what was
+/// taken. A topic that is
+/// missing, of another type, or given without the filter is refused, naming it.
+#[test]
+fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
+    let w = world();
+    let d = |n: &str| w.dir.join(n);
+    let map = d("db.map");
+    world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--out",
+        path_str(&d("db")),
+    ]);
+    ok_in(
+        &w.data,
+        &two_cameras(
+            "build-map",
+            &d("db"),
+            ["/c0/image_raw", "/c1/image_raw"],
+            &[
+                "--checkpoint",
+                path_str(&w.ckpt),
+                "--out",
+                path_str(&map),
+                "--device",
+                "cpu",
+            ],
+        ),
+    );
+    let printed = world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--part",
+        "query",
+        "--wheel-odometry",
+        "/wheel/odom",
+        "--out",
+        path_str(&d("q")),
+    ]);
+    assert!(
+        printed.contains("wheel odometry on /wheel/odom"),
+        "{printed}"
+    );
+    // The drives of the query recording: its stamps more than 5 s apart.
+    let mut stamps: Vec<i64> = Vec::new();
+    for f in std::fs::read_dir(w.root.join("slice3/camera-poses")).unwrap() {
+        for l in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            stamps.push(l[13..29].parse().unwrap());
+        }
+    }
+    stamps.sort_unstable();
+    let drives = 1 + stamps
+        .windows(2)
+        .filter(|p| p[1] - p[0] > 5_000_000)
+        .count() as u64;
+    assert!(drives >= 2, "{drives}");
+    let evaluate = |out: &str, extra: &[&str]| {
+        let mut rest = vec!["--map", path_str(&map), "--device", "cpu", "--out"];
+        let out = d(out);
+        rest.push(path_str(&out));
+        rest.extend_from_slice(extra);
+        tools_in(
+            &w.data,
+            &two_cameras(
+                "evaluate",
+                &d("q"),
+                ["/c0/image_raw", "/c1/image_raw"],
+                &rest,
+            ),
+        )
+    };
+    let out = evaluate(
+        "ev-odom",
+        &["--filter", "sequence", "--odometry-topic", "/wheel/odom"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("ev-odom/report.json")).unwrap()).unwrap();
+    let o = &r["reports"][0]["sequence"]["odometry"];
+    assert_eq!(o["topic"], "/wheel/odom", "{o}");
+    let messages = o["messages"].as_u64().unwrap();
+    assert!(messages > 32, "{o}");
+    assert_eq!(o["taken"].as_u64().unwrap(), messages, "{o}");
+    assert_eq!(o["left_out"].as_u64().unwrap(), 0, "{o}");
+    assert_eq!(o["out_of_order"].as_u64().unwrap(), 0, "{o}");
+    // 32 queries: 16 captures of two cameras.
+    assert_eq!(o["steps_moved"].as_u64().unwrap(), 16 - drives, "{o}");
+    assert!(
+        stdout.contains(&format!(
+            "odometry from /wheel/odom: {messages} of its {messages} message(s) taken"
+        )) && stdout.contains(&format!("{} filter step(s) moved by it", 16 - drives)),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(d("ev-odom/report.md")).unwrap();
+    assert!(md.contains("odometry from /wheel/odom"), "{md}");
+    // Without the topic: no odometry block.
+    let out = evaluate("ev-plain", &["--filter", "sequence"]);
+    assert!(out.status.success());
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("ev-plain/report.json")).unwrap()).unwrap();
+    assert!(r["reports"][0]["sequence"].get("odometry").is_none(), "{r}");
+    // The odometry moved the belief: the published beliefs differ.
+    let beliefs = |dir: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d(dir).join("candidates-none.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["belief_profile"].clone()
+            })
+            .collect()
+    };
+    let (with, without) = (beliefs("ev-odom"), beliefs("ev-plain"));
+    assert_eq!(with.len(), without.len());
+    assert!(with.iter().all(|b| b.is_array()), "{:?}", with.first());
+    assert!(
+        with != without,
+        "the same beliefs with and without odometry"
+    );
+    // Refused: an image topic, a topic the recording lacks, no sequence filter.
+    let out = evaluate(
+        "ev-wrong",
+        &["--filter", "sequence", "--odometry-topic", "/c0/image_raw"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--odometry-topic /c0/image_raw: type sensor_msgs/msg/Image")
+            && err.contains("expected nav_msgs/msg/Odometry"),
+        "{err}"
+    );
+    let out = evaluate(
+        "ev-missing",
+        &["--filter", "sequence", "--odometry-topic", "/odom"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--odometry-topic /odom: no such topic")
+            && err.contains("candidates: /wheel/odom (nav_msgs/msg/Odometry)"),
+        "{err}"
+    );
+    let out = evaluate("ev-none", &["--odometry-topic", "/wheel/odom"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("add --filter sequence"), "{err}");
+    for dir in ["ev-wrong", "ev-missing", "ev-none"] {
+        assert!(!d(dir).exists(), "{dir}");
+    }
+}

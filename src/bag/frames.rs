@@ -127,6 +127,7 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
         queries: Vec::new(),
         decode: extracted.decode,
         notes: extracted.notes,
+        odometry: None,
     })
 }
 

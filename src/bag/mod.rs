@@ -4,12 +4,16 @@
 //! - [`reader`]: the storage (MCAP or sqlite3) as topics and CDR messages;
 //! - [`tf`]: the TF tree and trajectories, interpolated, never extrapolated;
 //! - `frames` (with the `ros` feature: messages are deserialized by r2r): the frames, posed,
-//!   thinned and written once into a cache folder.
+//!   thinned and written once into a cache folder;
+//! - `odometry` (with the `ros` feature): an odometry topic's positions, for `evaluate`'s
+//!   sequence filter.
 
 use std::path::PathBuf;
 
 #[cfg(feature = "ros")]
 pub mod frames;
+#[cfg(feature = "ros")]
+pub mod odometry;
 pub mod reader;
 pub mod tf;
 

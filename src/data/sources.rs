@@ -101,6 +101,8 @@ pub struct SourceImages {
     pub decode: Decode,
     /// What was left out while opening, and why (said with the command's summary).
     pub notes: Vec<String>,
+    /// A recording's odometry (`evaluate --odometry-topic`), for the sequence filter.
+    pub odometry: Option<crate::localize::odometry::RecordedOdometry>,
 }
 
 /// The images of the chosen cameras (all when none are chosen); a chosen camera with no image
@@ -269,6 +271,7 @@ impl Sequence {
                     source,
                     decode: Decode::Rgb,
                     notes: Vec::new(),
+                    odometry: None,
                 })
             }
             "kitti" => {
@@ -298,6 +301,7 @@ impl Sequence {
                     source,
                     decode: Decode::Rgb,
                     notes: Vec::new(),
+                    odometry: None,
                 })
             }
             "vkitti2" => {
@@ -310,6 +314,7 @@ impl Sequence {
                     source,
                     decode: Decode::Rgb,
                     notes: Vec::new(),
+                    odometry: None,
                 })
             }
             "robotcar" => {
@@ -354,6 +359,7 @@ impl Sequence {
                     source,
                     decode,
                     notes,
+                    odometry: None,
                 })
             }
             other => Err(PipelineError::UnknownFormat(other.to_string())),

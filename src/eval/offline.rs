@@ -158,15 +158,45 @@ pub struct Report {
     pub candidates: Vec<serde_json::Value>,
 }
 
+/// `; odometry from TOPIC: ...` for the report and the summary.
+pub fn odometry_line(o: &OdometryUse) -> String {
+    format!(
+        "; odometry from {}: {} of its {} message(s) taken ({} left out, {} dropped, {} recorded \
+         out of stamp order), {} filter step(s) moved by it",
+        o.topic, o.taken, o.messages, o.left_out, o.dropped, o.out_of_order, o.steps_moved
+    )
+}
+
 fn filter_none() -> String {
     "none".into()
 }
 
 /// What the sequence filter did over a query set.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SequenceCounts {
     pub relocalizations: u64,
     pub resets: u64,
+    /// With a recording's odometry (`--odometry-topic`): what the filter took from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odometry: Option<OdometryUse>,
+}
+
+/// A recording's odometry as the sequence filter used it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OdometryUse {
+    pub topic: String,
+    /// Messages read; left out (stamp 0, not decodable: the node drops the first and cannot
+    /// read the second); taken by the filter's track; dropped by it (not finite, or a stamp
+    /// repeated); recorded out of stamp order (used in stamp order here: the node, taking
+    /// them as they arrive, would drop those older than the newest).
+    pub messages: u64,
+    pub left_out: u64,
+    pub taken: u64,
+    pub dropped: u64,
+    pub out_of_order: u64,
+    /// The filter's steps moved by the odometry: each capture after the first of a drive
+    /// (the cameras of one capture are one step), where the odometry covered the interval.
+    pub steps_moved: u64,
 }
 
 /// The node's view of a query set.
@@ -362,19 +392,45 @@ pub fn evaluate(
             order.sort_by_key(|&i| stamps[i]);
             let mut filter = crate::localize::sequence::SequenceFilter::new(&loc.places);
             let mut out: Vec<Option<Outcome>> = vec![None; owned.len()];
+            // A recording's odometry reaches the filter as the node's subscription hands it on.
+            let mut odometry = src
+                .odometry
+                .as_ref()
+                .map(crate::localize::odometry::OdometryReplay::new);
             for i in order {
-                out[i] = Some(loc.localize_in_sequence(
+                let time = stamps[i] as f64 * 1e-6;
+                let travel = odometry
+                    .as_mut()
+                    .and_then(|o| o.travelled(filter.last_time(), time));
+                let outcome = loc.localize_in_sequence(
                     &mut filter,
                     &desc[i * dim..(i + 1) * dim],
                     &query(&owned[i], per_camera),
-                    stamps[i] as f64 * 1e-6,
-                    None,
+                    time,
+                    travel,
                     want,
-                ));
+                );
+                out[i] = Some(outcome);
+            }
+            if let Some(o) = odometry.as_mut() {
+                o.finish();
             }
             sequence = Some(SequenceCounts {
                 relocalizations: filter.relocalizations,
                 resets: filter.resets,
+                odometry: src
+                    .odometry
+                    .as_ref()
+                    .zip(odometry)
+                    .map(|(r, o)| OdometryUse {
+                        topic: r.topic.clone(),
+                        messages: r.samples.len() as u64 + r.left_out,
+                        left_out: r.left_out,
+                        taken: o.track.taken,
+                        dropped: o.track.dropped,
+                        out_of_order: r.out_of_order,
+                        steps_moved: filter.odometry_moves,
+                    }),
             });
             out.into_iter().map(|o| o.expect("every query")).collect()
         }
@@ -519,8 +575,10 @@ pub fn markdown(reports: &[&Report]) -> String {
         match &r.sequence {
             Some(c) => s.push_str(&format!(
                 "Filter: sequence (the queries in time order through the Bayes filter over the \
-                 map's places, docs/sequence-filter.md): {} relocalization(s), {} reset(s).\n\n",
-                c.relocalizations, c.resets
+                 map's places, docs/sequence-filter.md): {} relocalization(s), {} reset(s){}.\n\n",
+                c.relocalizations,
+                c.resets,
+                c.odometry.as_ref().map(odometry_line).unwrap_or_default()
             )),
             None => s.push_str("Filter: none (each query on its own).\n\n"),
         }

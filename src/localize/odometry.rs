@@ -144,6 +144,56 @@ impl OdometryTrack {
     }
 }
 
+/// A recording's odometry (`evaluate --bag REC --odometry-topic TOPIC`): its positions
+/// (stamp in seconds, position in metres in the odometry's frame) in the recording's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordedOdometry {
+    pub topic: String,
+    pub samples: Vec<(f64, [f64; 3])>,
+    /// Messages left out: stamp 0 (the node drops them too) or not decodable.
+    pub left_out: u64,
+    /// Samples recorded after one with a later stamp (`samples` holds them in stamp order).
+    pub out_of_order: u64,
+}
+
+/// A recording's odometry handed to an [`OdometryTrack`] the way the node's subscription hands
+/// it on while frames come in stamp order: by a frame at `t`, every sample stamped up to `t`
+/// has arrived (in stamp order: [`RecordedOdometry::samples`] is sorted).
+pub struct OdometryReplay<'a> {
+    samples: &'a [(f64, [f64; 3])],
+    next: usize,
+    pub track: OdometryTrack,
+}
+
+impl<'a> OdometryReplay<'a> {
+    pub fn new(odometry: &'a RecordedOdometry) -> Self {
+        Self {
+            samples: &odometry.samples,
+            next: 0,
+            track: OdometryTrack::default(),
+        }
+    }
+
+    /// The odometry's motion from `t0` (the filter's last frame, if any) to the frame at `t`,
+    /// from the samples that have arrived by `t`.
+    pub fn travelled(&mut self, t0: Option<f64>, t: f64) -> Option<Travel> {
+        while let Some(&(ts, p)) = self.samples.get(self.next).filter(|s| s.0 <= t) {
+            self.track.push(ts, p);
+            self.next += 1;
+        }
+        self.track.travelled(t0?, t)
+    }
+
+    /// Hands on the samples stamped after the last frame (so that `track.taken` counts every
+    /// sample).
+    pub fn finish(&mut self) {
+        for &(ts, p) in &self.samples[self.next..] {
+            self.track.push(ts, p);
+        }
+        self.next = self.samples.len();
+    }
+}
+
 fn dist(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }

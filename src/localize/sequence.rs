@@ -23,7 +23,9 @@
 //!   the undirected kernels cannot tell the place ahead from the place behind. With odometry
 //!   ([`Travel`]) u is the straight-line distance between the odometry's positions at the two
 //!   frames and s = [`MOTION_FLOOR`] + [`ODOMETRY_DRIFT`] times the path
-//!   length driven in between.
+//!   length driven in between, mixed by evidence with the directed kernel moved that distance
+//!   along v (the odometry's heading is in its own frame, not the map's: the velocity gives
+//!   the direction, once it is at least [`HEADING_MIN_SPEED`]).
 //!   When 3 s exceeds [`RESET_REACH`] (a long gap: another traversal) the belief starts again
 //!   from uniform.
 //! - Observation (one frame of one camera): its [`HITS`] best map rows of that camera with
@@ -108,6 +110,9 @@ pub const VELOCITY_SPACING: f64 = 1.0 / 3.0;
 /// posterior there is at least this share of the region's highest; else it publishes the
 /// place of highest posterior.
 pub const OWN_SHARE: f64 = 0.5;
+/// With odometry, the published place's velocity gives the direction of travel only at this
+/// speed or more (m/s): slower, its direction is the noise of the places' centres.
+pub const HEADING_MIN_SPEED: f64 = 0.5;
 /// Frames closer in time than this (seconds) are one instant: the cameras of one capture.
 pub const SIMULTANEOUS: f64 = 1e-3;
 /// With odometry: the kernel's width per metre travelled (odometry's drift and the map's
@@ -372,9 +377,14 @@ pub struct SequenceFilter {
     /// The probability of each motion model without odometry: within MAX_SPEED, within
     /// FAST_SPEED, at the published place's velocity (0 until it is known).
     weights: [f64; 3],
+    /// With odometry, the probability of its two motion models: the odometry's distance in
+    /// any direction, and along the published place's velocity (0 until it is known).
+    odometry_weights: [f64; 2],
     /// The last prediction under each motion model, until the frame weighs them (empty for a
-    /// model not used).
+    /// model not used): without odometry the three of `weights`, with it the two of
+    /// `odometry_weights` (`by_odometry`).
     components: Option<[Vec<f64>; 3]>,
+    by_odometry: bool,
     /// The published place's velocity (m/s, map frame), a running mean over
     /// [`VELOCITY_TIME`] (None before two captures).
     velocity: Option<Vector3<f64>>,
@@ -393,6 +403,9 @@ pub struct SequenceFilter {
     pub relocalizations: u64,
     /// Belief resets after a long gap so far.
     pub resets: u64,
+    /// Predictions (captures after the first, the cameras of one capture counted once) that
+    /// moved the belief by the odometry's travel.
+    pub odometry_moves: u64,
 }
 
 impl SequenceFilter {
@@ -405,7 +418,9 @@ impl SequenceFilter {
             last_place: None,
             reach: f64::INFINITY,
             weights: [0.5, 0.5, 0.0],
+            odometry_weights: [1.0, 0.0],
             components: None,
+            by_odometry: false,
             velocity: None,
             off: OFF_MAP_START,
             speed: None,
@@ -413,6 +428,7 @@ impl SequenceFilter {
             at_end: None,
             relocalizations: 0,
             resets: 0,
+            odometry_moves: 0,
         }
     }
 
@@ -473,10 +489,41 @@ impl SequenceFilter {
         if self.uniform {
             return;
         }
-        // Odometry says how far; frames less than SIMULTANEOUS apart (the cameras of one
-        // capture) leave nothing for two speeds to tell apart: one motion model.
-        if odometry || dt < SIMULTANEOUS {
+        // Frames less than SIMULTANEOUS apart (the cameras of one capture) leave nothing for
+        // two motion models to tell apart: one.
+        if dt < SIMULTANEOUS {
             self.belief = self.moved(places, u, s);
+            return;
+        }
+        let directed_width = MOTION_FLOOR.max(VELOCITY_SPACING * places.spacing);
+        if odometry {
+            self.odometry_moves += 1;
+            // Odometry says how far, not which way in the map's frame (its heading is in its
+            // own frame, and drifts): the belief moved that far in any direction, and that far
+            // along the published place's velocity, weighed by how well each predicted the
+            // frames. A vehicle that turns or reverses hands the weight to the first.
+            let ring = self.moved(places, u, s);
+            let heading = self
+                .velocity
+                .and_then(|v| v.try_normalize(HEADING_MIN_SPEED));
+            let along = match heading {
+                Some(h) => self.shifted(places, h * u * elapsed.signum(), directed_width),
+                None => Vec::new(),
+            };
+            if along.is_empty() {
+                self.belief = ring;
+                return;
+            }
+            let w = self.odometry_weights[1];
+            let m1 = (1.0 - SPEED_SWITCH) * w + SPEED_SWITCH * (1.0 - w);
+            self.belief = ring
+                .iter()
+                .zip(&along)
+                .map(|(a, b)| (1.0 - m1) * a + m1 * b)
+                .collect();
+            self.odometry_weights = [1.0 - m1, m1];
+            self.by_odometry = true;
+            self.components = Some([ring, Vec::new(), along]);
             return;
         }
         // Without odometry, two speed bounds and the published place's velocity, weighed by
@@ -486,11 +533,7 @@ impl SequenceFilter {
         let fast_s = (MOTION_FLOOR + FAST_SPEED * dt).min(RESET_REACH / 3.0);
         let fast = self.moved(places, 0.0, fast_s);
         let moving = match self.velocity {
-            Some(v) => self.shifted(
-                places,
-                v * elapsed,
-                MOTION_FLOOR.max(VELOCITY_SPACING * places.spacing),
-            ),
+            Some(v) => self.shifted(places, v * elapsed, directed_width),
             None => Vec::new(),
         };
         let used = if moving.is_empty() { 2 } else { 3 };
@@ -503,6 +546,7 @@ impl SequenceFilter {
             .map(|j| m[0] * slow[j] + m[1] * fast[j] + moving.get(j).map_or(0.0, |b| m[2] * b))
             .collect();
         self.weights = m;
+        self.by_odometry = false;
         self.components = Some([slow, fast, moving]);
     }
 
@@ -595,6 +639,7 @@ impl SequenceFilter {
     /// (the speed bounds keep their weights between them).
     fn forget_velocity(&mut self) {
         self.velocity = None;
+        self.odometry_weights = [1.0, 0.0];
         let (a, b) = (self.weights[0], self.weights[1]);
         self.weights = if a + b > 0.0 && (a + b).is_finite() {
             [a / (a + b), b / (a + b), 0.0]
@@ -634,13 +679,25 @@ impl SequenceFilter {
         }
         if let Some(predicted) = self.components.take() {
             let evidence = |p: &[f64]| p.iter().zip(&lik).map(|(a, l)| a * l).sum::<f64>();
-            let mut e = [0.0; 3];
-            for (k, p) in predicted.iter().enumerate() {
-                e[k] = self.weights[k] * evidence(p);
-            }
-            let total: f64 = e.iter().sum();
-            if total > 0.0 && total.is_finite() {
-                self.weights = e.map(|x| x / total);
+            if self.by_odometry {
+                let w = self.odometry_weights;
+                let e = [
+                    w[0] * evidence(&predicted[0]),
+                    w[1] * evidence(&predicted[2]),
+                ];
+                let total = e[0] + e[1];
+                if total > 0.0 && total.is_finite() {
+                    self.odometry_weights = e.map(|x| x / total);
+                }
+            } else {
+                let mut e = [0.0; 3];
+                for (k, p) in predicted.iter().enumerate() {
+                    e[k] = self.weights[k] * evidence(p);
+                }
+                let total: f64 = e.iter().sum();
+                if total > 0.0 && total.is_finite() {
+                    self.weights = e.map(|x| x / total);
+                }
             }
         }
         for (b, l) in self.belief.iter_mut().zip(&lik) {
@@ -1385,6 +1442,80 @@ mod tests {
             "the velocity's weight at the end: {:?}",
             f.weights
         );
+    }
+
+    #[test]
+    fn odometry_moves_the_belief_along_the_velocity_and_follows_a_turn() {
+        // The frames of the previous test, moved by odometry (each step's true distance, 2%
+        // long). The distance alone puts the place behind the last one (5 m back) level with
+        // the one ahead, so an alias two behind the truth wins whenever it looks better; along
+        // the published place's velocity it loses. At the turn the weight goes back to the
+        // distance alone until the velocity points the new way.
+        let places = route(200, false);
+        let truths: Vec<usize> = (20..100).chain((40..99).rev()).collect();
+        let run = |heading: bool| {
+            let mut rng = Draws::seed_from_u64(23);
+            let mut f = SequenceFilter::new(&places);
+            let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
+            for (i, &truth) in truths.iter().enumerate() {
+                let mut h = hits(&places, truth, 0, 0.0, &mut rng);
+                if rng.random::<f64>() < 0.4 {
+                    let alias = if rng.random::<bool>() {
+                        truth + 2
+                    } else {
+                        truth - 2
+                    };
+                    h.iter_mut()
+                        .filter(|x| x.index == 2 * alias)
+                        .for_each(|x| x.distance = 0.99);
+                    h.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                }
+                let travel = (i > 0).then(|| {
+                    let d = 1.02 * places.distance(truths[i - 1], truth);
+                    Travel {
+                        displacement: d,
+                        path: d,
+                    }
+                });
+                if !heading {
+                    // The distance alone (the filter before it used the velocity's heading).
+                    f.forget_velocity();
+                }
+                f.predict(&places, 0.5 * i as f64, travel);
+                let s = f.observe(&places, &h, 0.0, |r| r % 2 == 0).unwrap();
+                if i >= 5 {
+                    exact += (s.place == truth) as usize;
+                    single += (places.of_row[h[0].index] == truth) as usize;
+                }
+                steps.push(s.place);
+            }
+            let n = (truths.len() - 5) as f64;
+            (exact as f64 / n, single as f64 / n, steps, f)
+        };
+        let (exact, single, steps, f) = run(true);
+        let (distance_only, ..) = run(false);
+        assert!(
+            exact > 0.9 && exact > distance_only + 0.08 && exact > single + 0.2,
+            "on their place: {exact:.2} of the frames, {distance_only:.2} by the distance \
+             alone, {single:.2} single frames"
+        );
+        // After the turn (frame 80 is the first back): on its place again within 5 frames, and
+        // from then on but once (while the velocity turns, an alias behind the truth can win,
+        // as it does by the distance alone).
+        let wrong = (85..=110).filter(|&i| steps[i] != truths[i]).count();
+        assert!(
+            wrong <= 1,
+            "after the turn: published {:?}, truth {:?}",
+            &steps[80..=110],
+            &truths[80..=110]
+        );
+        assert!(
+            f.odometry_weights[1] > 0.5,
+            "the heading's weight at the end: {:?}",
+            f.odometry_weights
+        );
+        // The speed bounds' weights were not touched by the odometry's steps.
+        assert_eq!(f.weights, [0.5, 0.5, 0.0]);
     }
 
     /// Camera 0 drives forward one place per half second from place 10 to 29, so the filter

@@ -151,7 +151,7 @@ pub struct NodeParams {
     pub filter: String,
     /// With filter sequence: a frame whose probability of being off the map (the filter's; its frames neither follow a path on the map nor stand out from its other places) is at least this publishes no prior and is counted as ambiguous; 1: never withheld for it (0..1)
     pub off_map_threshold: Number,
-    /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place; stamps must share the cameras' clock; empty: no odometry
+    /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place (the direction comes from the filter's own velocity: odometry's frame is not the map's); stamps must share the cameras' clock; empty: no odometry
     pub odometry_topic: String,
 }
 

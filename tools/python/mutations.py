@@ -158,6 +158,16 @@ MUTATIONS = [
      "let travel = if fresh { None } else { travel.filter(|_| false) };",
      ["--test", "node_frames"], "odometry",
      "the node reads odometry but the filter moves by the speed bound"),
+    ("odometry-heading-backwards", "src/localize/sequence.rs",
+     "Some(h) => self.shifted(places, h * u * elapsed.signum(), directed_width),",
+     "Some(h) => self.shifted(places, -h * u * elapsed.signum(), directed_width),",
+     LIB, "localize::sequence::tests::odometry",
+     "with odometry, the belief moved against the velocity, not along it"),
+    ("eval-odometry-unused", "src/eval/offline.rs",
+     ".and_then(|o| o.travelled(filter.last_time(), time));",
+     ".and_then(|o| o.travelled(filter.last_time(), time).filter(|_| false));",
+     ["--test", "bags"], "odometry",
+     "evaluate reads the recording's odometry but the filter moves by the speed bound"),
 ]
 
 FINISHED = re.compile(r"test result: .*finished in ([0-9.]+)s")

@@ -7,7 +7,8 @@ So `build-map --bag` can be tried, and is tested, before a user has a recording 
 
   .venv/bin/python tools/python/world_to_bag.py --root ~/.cache/dasgil/cmu_slice --slice 2 \
       --out cmu_slice_database [--storage mcap|sqlite3] [--transport raw|compressed] \
-      [--poses tf|odometry|pose-stamped|pose-with-covariance] [--part database|query]
+      [--poses tf|odometry|pose-stamped|pose-with-covariance] [--part database|query] \
+      [--wheel-odometry /wheel/odom [--odometry-scale-error 0.02] [--odometry-heading-drift 0.5]]
 
 Topics: /<camera>/image_raw (sensor_msgs/Image, rgb8) or /<camera>/image_raw/compressed
 (sensor_msgs/CompressedImage, the JPEG files' bytes, format "rgb8; jpeg compressed rgb8"),
@@ -18,6 +19,11 @@ its own stamp when the lookup interpolates; base_link -> <camera>_optical_frame 
 mounting per camera. With --poses odometry|pose-stamped|pose-with-covariance, /odom or /pose
 carries base_link in map at the same 50 Hz instead of /tf, and the mounting is printed for
 --base-from-camera.
+With --wheel-odometry TOPIC, the recording also holds what a robot's own odometry would report
+(nav_msgs/Odometry, frame wheel_odom, child base_link, 50 Hz, from the origin at the start of
+each drive): the true motion, its distances scaled by 1 + --odometry-scale-error and its
+heading walking off by --odometry-heading-drift degrees per square-root metre (seeded), for
+`evaluate --bag ... --filter sequence --odometry-topic TOPIC` and the node's `odometry_topic`.
 
 Format: ground-truth-database-images-slice<N>.txt (query: camera-poses/*.txt) lines `name qw qx qy qz cx cy cz` (world->camera rotation,
 camera centre), images under slice<N>/database|query/ (../shared/reference/dataset-formats.md).
@@ -119,6 +125,39 @@ def base_from_optical(camera):
     return t
 
 
+def wheel_odometry(a, ts, w, times, interp, header, pose):
+    """(ns, connection, bytes) of the drifting odometry at every pose time, restarting at the
+    origin where a drive starts (a gap over DRIVE_GAP_S)."""
+    T = ts.types
+    conn = w.add_connection(a.wheel_odometry, "nav_msgs/msg/Odometry", typestore=ts)
+    Msg = T["nav_msgs/msg/Odometry"]
+    Vec3 = T["geometry_msgs/msg/Vector3"]
+    cov = np.zeros(36)
+    rng = np.random.default_rng(a.odometry_seed)
+    sigma = np.deg2rad(a.odometry_heading_drift)
+    out, odom, prev, prev_ns = [], None, None, None
+    for ns in times:
+        truth = interp(ns)
+        if prev_ns is None or ns - prev_ns > DRIVE_GAP_S * 1e9:
+            odom = np.eye(4)
+        else:
+            step = np.linalg.inv(prev) @ truth
+            step[:3, 3] *= 1.0 + a.odometry_scale_error
+            yaw = rng.normal(0.0, sigma * np.sqrt(np.linalg.norm(step[:3, 3])))
+            c, s = np.cos(yaw), np.sin(yaw)
+            turn = np.eye(4)
+            turn[:2, :2] = [[c, -s], [s, c]]
+            odom = odom @ step @ turn
+        prev, prev_ns = truth, ns
+        zero = Vec3(x=0.0, y=0.0, z=0.0)
+        m = Msg(header=header(ns, "wheel_odom"), child_frame_id="base_link",
+                pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose(odom), covariance=cov),
+                twist=T["geometry_msgs/msg/TwistWithCovariance"](
+                    twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=cov))
+        out.append((ns, conn, ts.serialize_cdr(m, "nav_msgs/msg/Odometry")))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="the data set folder (holds slice<N>/)")
@@ -130,6 +169,13 @@ def main():
     ap.add_argument("--transport", choices=["raw", "compressed"], default="raw")
     ap.add_argument("--poses", choices=["tf", "odometry", "pose-stamped", "pose-with-covariance"],
                     default="tf")
+    ap.add_argument("--wheel-odometry", metavar="TOPIC",
+                    help="also record drifting wheel odometry (nav_msgs/Odometry) on this topic")
+    ap.add_argument("--odometry-scale-error", type=float, default=0.02, metavar="E",
+                    help="the wheel odometry's distances are 1 + E times the true ones")
+    ap.add_argument("--odometry-heading-drift", type=float, default=0.5, metavar="DEG",
+                    help="its heading's random walk, degrees per square-root metre driven")
+    ap.add_argument("--odometry-seed", type=int, default=0)
     ap.add_argument("--trim-poses", type=float, default=0.0, metavar="S",
                     help="record no pose in the first and last S seconds (frames outside the span)")
     a = ap.parse_args()
@@ -298,6 +344,8 @@ def main():
                 qw, qx, qy, qz = mat_to_quat(b[:3, :3])
                 print(f"--base-from-camera for {cam}: \"{b[0, 3]:.6f} {b[1, 3]:.6f} {b[2, 3]:.6f} "
                       f"{qx:.9f} {qy:.9f} {qz:.9f} {qw:.9f}\"")
+        if a.wheel_odometry:
+            msgs.extend(wheel_odometry(a, ts, w, times, interp, header, pose))
         Image_ = T["sensor_msgs/msg/Image"]
         Compressed = T["sensor_msgs/msg/CompressedImage"]
         for stamp, cam, name, _ in frames:
@@ -318,7 +366,9 @@ def main():
         msgs.sort(key=lambda m: m[0])
         for ns, conn, data in msgs:
             w.write(conn, ns, data)
-    print(f"{a.out}: {len(frames)} frames of {','.join(cameras)} ({a.transport}, {a.storage}, poses by {a.poses})")
+    odometry = f", wheel odometry on {a.wheel_odometry}" if a.wheel_odometry else ""
+    print(f"{a.out}: {len(frames)} frames of {','.join(cameras)} ({a.transport}, {a.storage}, "
+          f"poses by {a.poses}{odometry})")
 
 
 if __name__ == "__main__":

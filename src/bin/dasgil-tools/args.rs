@@ -319,6 +319,29 @@ impl BagArgs {
     }
 }
 
+impl BagArgs {
+    /// The recording given with --bag.
+    pub(crate) fn path(&self) -> Option<&std::path::Path> {
+        self.bag.as_deref()
+    }
+}
+
+#[cfg(feature = "ros")]
+pub(crate) fn read_odometry(
+    bag: &std::path::Path,
+    topic: &str,
+) -> Result<dasgil::localize::odometry::RecordedOdometry> {
+    Ok(dasgil::bag::odometry::read(bag, topic)?)
+}
+
+#[cfg(not(feature = "ros"))]
+pub(crate) fn read_odometry(
+    _: &std::path::Path,
+    _: &str,
+) -> Result<dasgil::localize::odometry::RecordedOdometry> {
+    anyhow::bail!("--odometry-topic: this dasgil-tools was built without the `ros` feature")
+}
+
 #[cfg(feature = "ros")]
 pub(crate) fn open_bag(o: &BagOptions) -> Result<dasgil::data::sources::SourceImages> {
     Ok(dasgil::bag::frames::open(o)?)

@@ -51,6 +51,11 @@ pub(crate) struct EvaluateArgs {
     /// 0.5).
     #[arg(long, value_parser = parse_unit, allow_hyphen_values = true)]
     off_map_threshold: Option<f64>,
+    /// With --bag and --filter sequence: the recording's nav_msgs/Odometry topic (e.g. /odom),
+    /// the node's `odometry_topic`: the distance travelled between frames, and the velocity's
+    /// direction, move the filter's belief as in the node (docs/sequence-filter.md).
+    #[arg(long, value_name = "TOPIC", requires = "bag")]
+    odometry_topic: Option<String>,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -82,7 +87,23 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         )
         .exit();
     }
-    let src = match a.bag.options() {
+    if a.odometry_topic.is_some() && a.filter != dasgil::localize::Filter::Sequence {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--odometry-topic moves the sequence filter's belief (given --filter {}): add \
+                 --filter sequence, or drop --odometry-topic\n",
+                a.filter.name()
+            ),
+        )
+        .exit();
+    }
+    // The odometry topic first: a wrong one fails before the recording's frames are extracted.
+    let odometry = match (&a.odometry_topic, a.bag.path()) {
+        (Some(topic), Some(bag)) => Some(read_odometry(bag, topic)?),
+        _ => None,
+    };
+    let mut src = match a.bag.options() {
         Some(o) => {
             let Some(map) = &a.map else {
                 anyhow::bail!(
@@ -94,6 +115,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         }
         None => a.source.open()?,
     };
+    src.odometry = odometry;
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
@@ -185,8 +207,10 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         }
         if let Some(seq) = &r.sequence {
             println!(
-                "    filter sequence (queries in time order through the Bayes filter over the map's places): {} relocalization(s), {} reset(s) after a gap (docs/sequence-filter.md)",
-                seq.relocalizations, seq.resets
+                "    filter sequence (queries in time order through the Bayes filter over the map's places): {} relocalization(s), {} reset(s) after a gap{} (docs/sequence-filter.md)",
+                seq.relocalizations,
+                seq.resets,
+                seq.odometry.as_ref().map(dasgil::eval::offline::odometry_line).unwrap_or_default()
             );
         }
         for (cond, s) in &r.by_condition {

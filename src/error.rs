@@ -49,8 +49,8 @@ pub enum PipelineError {
     NoDatabase { root: String },
     #[error("--compress {dims}: expected fewer projected values than the descriptor has ({dim}); codes as wide as the descriptor only make the map larger (use the exact map, or --compress {} or less)", dim / 4)]
     CompressWide { dims: usize, dim: usize },
-    #[error("images without a pose cannot be map entries: {examples}")]
-    Unposed { examples: String },
+    #[error("images without a pose cannot be map entries: {examples}{hint}")]
+    Unposed { examples: String, hint: String },
     #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
     DuplicateEntry {
         path: PathBuf,

@@ -375,6 +375,10 @@ fn make_fixtures(d: &Path) {
         "1 0 0 0 0 1 0 0 0 0 1 0\n0 0 0 0.8 0 0 0 0 0 0 0 1.6\n",
     )
     .unwrap();
+    // A KITTI odometry sequence without its poses (sequences 11-21 have none).
+    let bare = d.join("kitti-noposes/sequences/00/image_2");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(d.join("img.png"), bare.join("000000.png")).unwrap();
     for (to, row, edit) in [("vk-scaled", 2usize, 2usize), ("vk-lastrow", 3, 14)] {
         copy("vk", to);
         let f = d.join(to).join("Scene01/clone/extrinsic.txt");

@@ -651,33 +651,107 @@ fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
         "the same beliefs with and without odometry"
     );
     // Refused: an image topic, a topic the recording lacks, no sequence filter.
-    let out = evaluate(
-        "ev-wrong",
-        &["--filter", "sequence", "--odometry-topic", "/c0/image_raw"],
+    let refused = |out: std::process::Output, exit: i32, fragments: &[&str]| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit), "{err}");
+        assert!(fragments.iter().all(|f| err.contains(f)), "{err}");
+    };
+    refused(
+        evaluate(
+            "ev-wrong",
+            &["--filter", "sequence", "--odometry-topic", "/c0/image_raw"],
+        ),
+        1,
+        &[
+            "--odometry-topic /c0/image_raw: type sensor_msgs/msg/Image",
+            "expected nav_msgs/msg/Odometry",
+        ],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("--odometry-topic /c0/image_raw: type sensor_msgs/msg/Image")
-            && err.contains("expected nav_msgs/msg/Odometry"),
-        "{err}"
+    refused(
+        evaluate(
+            "ev-missing",
+            &["--filter", "sequence", "--odometry-topic", "/odom"],
+        ),
+        1,
+        &[
+            "--odometry-topic /odom: no such topic",
+            "candidates: /wheel/odom (nav_msgs/msg/Odometry)",
+        ],
     );
-    let out = evaluate(
-        "ev-missing",
-        &["--filter", "sequence", "--odometry-topic", "/odom"],
+    refused(
+        evaluate("ev-none", &["--odometry-topic", "/wheel/odom"]),
+        2,
+        &["add --filter sequence"],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("--odometry-topic /odom: no such topic")
-            && err.contains("candidates: /wheel/odom (nav_msgs/msg/Odometry)"),
-        "{err}"
+    let out = tools_in(
+        &w.data,
+        &[
+            "evaluate",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&w.root),
+            "--slice",
+            "3",
+            "--map",
+            path_str(&map),
+            "--filter",
+            "sequence",
+            "--odometry-topic",
+            "/wheel/odom",
+            "--out",
+            path_str(&d("ev-folder")),
+        ],
     );
-    let out = evaluate("ev-none", &["--odometry-topic", "/wheel/odom"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("add --filter sequence"), "{err}");
-    for dir in ["ev-wrong", "ev-missing", "ev-none"] {
+    refused(out, 2, &["--odometry-topic reads a recording's odometry"]);
+    for dir in ["ev-wrong", "ev-missing", "ev-none", "ev-folder"] {
         assert!(!d(dir).exists(), "{dir}");
     }
+    // A map built from the folder scores the recording too, and matches.png shows its images
+    // (the map names them by file name: the folder's reader finds them).
+    let folder_map = d("folder.map");
+    ok_in(
+        &w.data,
+        &[
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            path_str(&w.root),
+            "--slice",
+            "3",
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&folder_map),
+        ],
+    );
+    let out = tools_in(
+        &w.data,
+        &two_cameras(
+            "evaluate",
+            &d("q"),
+            ["/c0/image_raw", "/c1/image_raw"],
+            &[
+                "--map",
+                path_str(&folder_map),
+                "--device",
+                "cpu",
+                "--out",
+                path_str(&d("ev-folder-map")),
+            ],
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, h) = image::image_dimensions(d("ev-folder-map/matches.png")).unwrap();
+    assert!(
+        h > 100,
+        "matches.png is {h} pixels high: no map image found"
+    );
 }

@@ -240,19 +240,7 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
 }
 
 fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
-    let list = |keep: &dyn Fn(&str) -> bool| {
-        let v: Vec<String> = bag
-            .topics
-            .iter()
-            .filter(|t| keep(&t.ty))
-            .map(|t| format!("{} ({})", t.name, t.ty))
-            .collect();
-        if v.is_empty() {
-            "none".to_string()
-        } else {
-            v.join(", ")
-        }
-    };
+    let list = |keep: &dyn Fn(&str) -> bool| bag.topic_list(keep);
     for t in &o.image_topics {
         match bag.topic(t) {
             None => {

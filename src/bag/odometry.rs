@@ -22,25 +22,12 @@ pub fn read(path: &Path, topic: &str) -> Result<RecordedOdometry, BagError> {
     let option = "--odometry-topic".to_string();
     match bag.topic(topic) {
         None => {
-            let list = |keep: &dyn Fn(&str) -> bool| {
-                let v: Vec<String> = bag
-                    .topics
-                    .iter()
-                    .filter(|t| keep(&t.ty))
-                    .map(|t| format!("{} ({})", t.name, t.ty))
-                    .collect();
-                if v.is_empty() {
-                    "none".to_string()
-                } else {
-                    v.join(", ")
-                }
-            };
             return Err(BagError::UnknownTopic {
                 path: bag.path.clone(),
                 option,
                 topic: topic.to_string(),
-                candidates: list(&|ty| ty == ODOMETRY),
-                all: list(&|_| true),
+                candidates: bag.topic_list(&|ty| ty == ODOMETRY),
+                all: bag.topic_list(&|_| true),
             });
         }
         Some(t) if t.ty != ODOMETRY => {

@@ -245,6 +245,22 @@ impl Bag {
         Ok(bag)
     }
 
+    /// `name (type), ...` of the topics whose type `keep` accepts, or `none`: the candidates
+    /// an error about a topic option names.
+    pub fn topic_list(&self, keep: &dyn Fn(&str) -> bool) -> String {
+        let v: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| keep(&t.ty))
+            .map(|t| format!("{} ({})", t.name, t.ty))
+            .collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<&Topic> {
         self.topics.iter().find(|t| t.name == name)
     }

@@ -286,8 +286,9 @@ fn write_tum(out: &Path, localized: &[offline::Localized]) -> Result<(), Pipelin
 }
 
 /// A recording's frames (`bag::frames::open`) as the queries of `evaluate --map MAP`: their
-/// recorded poses are the truth. When the map was built from a recording too, its extracted
-/// frames are the database (for matches.png).
+/// recorded poses are the truth. The map's images are the database (for matches.png): a
+/// recording's extracted frames, or a folder data set's images, found by its reader (the map
+/// names them by file name); a note says when they are not there.
 pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, PipelineError> {
     src.queries = std::mem::take(&mut src.database);
     let m = MapFile::open(map)?;
@@ -306,17 +307,57 @@ pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, Pi
         }
     }
     {
-        let root = std::path::PathBuf::from(&m.meta.source.root);
+        let s = &m.meta.source;
+        let root = std::path::PathBuf::from(&s.root);
+        // A folder data set's images by (camera, file name), where its reader finds them.
+        let by_name: std::collections::HashMap<(String, String), std::path::PathBuf> = if s
+            .bag
+            .is_none()
+            && root.is_dir()
+        {
+            crate::data::sources::source(None, None, Some(&s.format), Some(&root), s.slice, None)
+                .map(|d| {
+                    d.database
+                        .into_iter()
+                        .filter_map(|p| {
+                            let name = p.path.file_name()?.to_string_lossy().into_owned();
+                            Some(((p.camera, name), p.path))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
         src.database = (0..m.len())
-            .map(|i| crate::data::PosedImage {
-                path: root.join(&m.meta.names[i]),
-                camera: m.meta.cameras[i].clone(),
-                timestamp_us: m.timestamp_us(i),
-                world_from_cam: Some(m.pose(i)),
-                intrinsics: None,
+            .map(|i| {
+                let (name, camera) = (&m.meta.names[i], &m.meta.cameras[i]);
+                let direct = root.join(name);
+                let path = if direct.is_file() {
+                    direct
+                } else {
+                    by_name
+                        .get(&(camera.clone(), name.clone()))
+                        .cloned()
+                        .unwrap_or(direct)
+                };
+                crate::data::PosedImage {
+                    path,
+                    camera: camera.clone(),
+                    timestamp_us: m.timestamp_us(i),
+                    world_from_cam: Some(m.pose(i)),
+                    intrinsics: None,
+                }
             })
             .filter(|p| p.path.is_file())
             .collect();
+        if src.database.is_empty() && !m.is_empty() {
+            src.notes.push(format!(
+                "matches.png shows no map images: {} names images of {} that are not there",
+                map.display(),
+                root.display()
+            ));
+        }
     }
     Ok(src)
 }

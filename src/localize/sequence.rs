@@ -1084,6 +1084,24 @@ mod tests {
         v
     }
 
+    /// [`hits`] of camera 0 where, with probability 0.4, a place two ahead or two behind
+    /// matches better than the truth (10 m: within any speed bound's reach).
+    fn hits_aliased(places: &Places, truth: usize, rng: &mut Draws) -> Vec<Hit> {
+        let mut h = hits(places, truth, 0, 0.0, rng);
+        if rng.random::<f64>() < 0.4 {
+            let alias = if rng.random::<bool>() {
+                truth + 2
+            } else {
+                truth - 2
+            };
+            h.iter_mut()
+                .filter(|x| x.index == 2 * alias)
+                .for_each(|x| x.distance = 0.99);
+            h.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        }
+        h
+    }
+
     /// Runs frames (time, true place, camera) through a filter; returns the share of frames
     /// the filter put within one place of the truth, the share single-frame retrieval did, and
     /// the steps.
@@ -1403,18 +1421,7 @@ mod tests {
         let truths: Vec<usize> = (20..100).chain((40..99).rev()).collect();
         let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
         for (i, &truth) in truths.iter().enumerate() {
-            let mut h = hits(&places, truth, 0, 0.0, &mut rng);
-            if rng.random::<f64>() < 0.4 {
-                let alias = if rng.random::<bool>() {
-                    truth + 2
-                } else {
-                    truth - 2
-                };
-                h.iter_mut()
-                    .filter(|x| x.index == 2 * alias)
-                    .for_each(|x| x.distance = 0.99);
-                h.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-            }
+            let h = hits_aliased(&places, truth, &mut rng);
             f.predict(&places, 0.5 * i as f64, None);
             let s = f.observe(&places, &h, 0.0, |r| r % 2 == 0).unwrap();
             if i >= 5 {
@@ -1458,18 +1465,7 @@ mod tests {
             let mut f = SequenceFilter::new(&places);
             let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
             for (i, &truth) in truths.iter().enumerate() {
-                let mut h = hits(&places, truth, 0, 0.0, &mut rng);
-                if rng.random::<f64>() < 0.4 {
-                    let alias = if rng.random::<bool>() {
-                        truth + 2
-                    } else {
-                        truth - 2
-                    };
-                    h.iter_mut()
-                        .filter(|x| x.index == 2 * alias)
-                        .for_each(|x| x.distance = 0.99);
-                    h.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-                }
+                let h = hits_aliased(&places, truth, &mut rng);
                 let travel = (i > 0).then(|| {
                     let d = 1.02 * places.distance(truths[i - 1], truth);
                     Travel {

@@ -134,12 +134,25 @@ pub fn build_map(
         .map(|p| p.path.display().to_string())
         .collect();
     if !missing.is_empty() {
+        // Where the poses were to come from, where the layout says.
+        let hint = match (src.source.format.as_str(), src.source.slice) {
+            ("kitti", Some(s)) => format!(
+                "; a KITTI odometry sequence's poses are {}: missing (KITTI publishes them for \
+                 sequences 00-10 only)",
+                Path::new(&src.source.root)
+                    .join("poses")
+                    .join(format!("{s:02}.txt"))
+                    .display()
+            ),
+            _ => String::new(),
+        };
         return Err(PipelineError::Unposed {
             examples: format!(
                 "{}{}",
                 missing.join(", "),
                 if missing.len() == 3 { ", ..." } else { "" }
             ),
+            hint,
         });
     }
     if opts.adapt && encoder.adaptable() {

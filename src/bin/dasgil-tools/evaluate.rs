@@ -54,7 +54,7 @@ pub(crate) struct EvaluateArgs {
     /// With --bag and --filter sequence: the recording's nav_msgs/Odometry topic (e.g. /odom),
     /// the node's `odometry_topic`: the distance travelled between frames, and the velocity's
     /// direction, move the filter's belief as in the node (docs/sequence-filter.md).
-    #[arg(long, value_name = "TOPIC", requires = "bag")]
+    #[arg(long, value_name = "TOPIC")]
     odometry_topic: Option<String>,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
@@ -84,6 +84,14 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                  --filter sequence, or drop --off-map-threshold\n",
                 a.filter.name()
             ),
+        )
+        .exit();
+    }
+    if a.odometry_topic.is_some() && a.bag.path().is_none() {
+        clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--odometry-topic reads a recording's odometry: give the recording with --bag REC \
+             --image-topic TOPIC --map MAP (a folder data set has no odometry)\n",
         )
         .exit();
     }

@@ -33,7 +33,7 @@ pub enum PipelineError {
     UnknownSequence { name: String, known: String },
     #[error("give either --sequence NAME or --format with --root, not both")]
     BothSources,
-    #[error("which images? give --sequence NAME (e.g. cmu_slice) or --format cmu|robotcar|kitti|vkitti2 with --root DIR")]
+    #[error("which images? give --sequence NAME (e.g. cmu_slice), --format cmu|robotcar|kitti|vkitti2 with --root DIR, or a recording: --bag REC with --image-topic TOPIC")]
     NoSource,
     #[error("--format: expected cmu, kitti, vkitti2 or robotcar, found `{0}`")]
     UnknownFormat(String),

@@ -125,7 +125,15 @@ fn io(path: &Path, e: impl std::fmt::Display) -> BagError {
 impl Bag {
     /// Opens a recording folder or a single `.mcap`/`.db3` file.
     pub fn open(path: &Path) -> Result<Bag, BagError> {
-        let meta = std::fs::metadata(path).map_err(|e| io(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            io(
+                path,
+                format!(
+                    "{e}; --bag expects a rosbag2 recording: a folder with metadata.yaml, or one \
+                     .mcap or .db3 file"
+                ),
+            )
+        })?;
         let mut notes = Vec::new();
         let (storage, files, listed, message_zstd) = if meta.is_dir() {
             let yaml = path.join("metadata.yaml");

@@ -4,14 +4,16 @@
 //! best, 30% of frames with an aliased place far away looking better). Measured, interleaved
 //! in blocks: the filter's predict + observe per frame, and as the peer a dense forward step
 //! (every place to every place, no pruning), over the same frames. Reported: mean and p99 per
-//! frame of each, and the share of frames each puts within 10 m of the truth.
+//! frame of each, and the share of frames each puts within 10 m of the truth. The same frames
+//! through a second filter moved by odometry (the true 1 m per frame), interleaved likewise:
+//! the ring and the directed kernel instead of the three kernels without it.
 //!
 //! Env: DASGIL_BENCH_PLACES (default 5000), DASGIL_BENCH_FRAMES (default 100).
 
 use std::time::Instant;
 
 use dasgil::localize::sequence::{
-    Places, SequenceFilter, HITS, MAX_SPEED, MOTION_FLOOR, UNIFORM_SHARE,
+    Places, SequenceFilter, Travel, HITS, MAX_SPEED, MOTION_FLOOR, UNIFORM_SHARE,
 };
 use dasgil::retrieval::Hit;
 use rand::{Rng, SeedableRng};
@@ -112,9 +114,10 @@ fn main() {
         .iter()
         .map(|&t| hits(places.len(), t, &mut rng))
         .collect();
-    let (mut filt_ms, mut dense_ms) = (Vec::new(), Vec::new());
-    let (mut filt_ok, mut dense_ok) = (0, 0);
+    let (mut filt_ms, mut dense_ms, mut odo_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut filt_ok, mut dense_ok, mut odo_ok) = (0, 0, 0);
     let mut f = SequenceFilter::new(&places);
+    let mut fo = SequenceFilter::new(&places);
     let mut belief = vec![1.0 / places.len() as f64; places.len()];
     let near = |a: usize, b: usize| {
         let (p, q) = (places.centre[a], places.centre[b]);
@@ -128,6 +131,17 @@ fn main() {
             let s = f.observe(&places, &obs[i], 0.0, |r| r % 2 == 0).unwrap();
             filt_ms.push(t.elapsed().as_secs_f64() * 1e3);
             filt_ok += near(s.place, truths[i]) as usize;
+        }
+        for &i in block {
+            let travel = (i > 0).then_some(Travel {
+                displacement: 1.0,
+                path: 1.0,
+            });
+            let t = Instant::now();
+            fo.predict(&places, i as f64 * 0.1, travel);
+            let s = fo.observe(&places, &obs[i], 0.0, |r| r % 2 == 0).unwrap();
+            odo_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            odo_ok += near(s.place, truths[i]) as usize;
         }
         for &i in block {
             let t = Instant::now();
@@ -148,9 +162,14 @@ fn main() {
     };
     let (fm, fp) = stats(&mut filt_ms);
     let (dm, dp) = stats(&mut dense_ms);
+    let (om, op) = stats(&mut odo_ms);
     println!(
         "filter (pruned, k-d tree): mean {fm:.3} ms, p99 {fp:.3} ms per frame; within 10 m {:.1}%",
         100.0 * filt_ok as f64 / frames as f64
+    );
+    println!(
+        "filter with odometry: mean {om:.3} ms, p99 {op:.3} ms per frame; within 10 m {:.1}%",
+        100.0 * odo_ok as f64 / frames as f64
     );
     println!(
         "peer (dense forward step): mean {dm:.3} ms, p99 {dp:.3} ms per frame; within 10 m {:.1}%",

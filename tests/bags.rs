@@ -127,6 +127,61 @@ struct World {
     data: PathBuf,
 }
 
+impl World {
+    /// A map of the world's folder (slice 3) at `map`.
+    fn folder_map(&self, map: &Path) {
+        ok_in(
+            &self.data,
+            &[
+                "build-map",
+                "--format",
+                "cmu",
+                "--root",
+                path_str(&self.root),
+                "--slice",
+                "3",
+                "--checkpoint",
+                path_str(&self.ckpt),
+                "--out",
+                path_str(map),
+                "--device",
+                "cpu",
+            ],
+        );
+    }
+
+    /// The world's database written as a recording (`db`, TF-posed) and the map built from it
+    /// with cameras c0 and c1 (`db.map`, returned).
+    fn map_from_recording(&self) -> PathBuf {
+        let (db, map) = (self.dir.join("db"), self.dir.join("db.map"));
+        world_to_bag(&[
+            "--root",
+            path_str(&self.root),
+            "--slice",
+            "3",
+            "--out",
+            path_str(&db),
+        ]);
+        ok_in(
+            &self.data,
+            &two_cameras(
+                "build-map",
+                &db,
+                ["/c0/image_raw", "/c1/image_raw"],
+                &[
+                    "--checkpoint",
+                    path_str(&self.ckpt),
+                    "--out",
+                    path_str(&map),
+                    "--device",
+                    "cpu",
+                ],
+            ),
+        );
+        map
+    }
+}
+
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cmu");
@@ -146,24 +201,7 @@ fn world() -> World {
 fn a_map_from_a_recording_holds_the_folders_places_and_scores_its_queries_the_same() {
     let w = world();
     let d = |n: &str| w.dir.join(n);
-    ok_in(
-        &w.data,
-        &[
-            "build-map",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&w.root),
-            "--slice",
-            "3",
-            "--checkpoint",
-            path_str(&w.ckpt),
-            "--out",
-            path_str(&d("folder.map")),
-            "--device",
-            "cpu",
-        ],
-    );
+    w.folder_map(&d("folder.map"));
     let folder = map_poses(&d("folder.map"));
     let folder_scores = evaluate(&w.data, &d("folder.map"), &w.root, &d("ev-folder"));
     assert_eq!(folder.len(), 16);
@@ -349,32 +387,7 @@ fn frames_outside_the_recorded_poses_are_skipped_and_counted_and_thinning_keeps_
 fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
     let w = world();
     let d = |n: &str| w.dir.join(n);
-    let map = d("db.map");
-    world_to_bag(&[
-        "--root",
-        path_str(&w.root),
-        "--slice",
-        "3",
-        "--out",
-        path_str(&d("db")),
-    ]);
-    let db = d("db");
-    ok_in(
-        &w.data,
-        &two_cameras(
-            "build-map",
-            &db,
-            ["/c0/image_raw", "/c1/image_raw"],
-            &[
-                "--checkpoint",
-                path_str(&w.ckpt),
-                "--out",
-                path_str(&map),
-                "--device",
-                "cpu",
-            ],
-        ),
-    );
+    let map = w.map_from_recording();
     // The folder's queries against the map, and the same queries recorded with TF.
     let folder = evaluate(&w.data, &map, &w.root, &d("ev-folder"));
     world_to_bag(&[
@@ -529,31 +542,7 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
 fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
     let w = world();
     let d = |n: &str| w.dir.join(n);
-    let map = d("db.map");
-    world_to_bag(&[
-        "--root",
-        path_str(&w.root),
-        "--slice",
-        "3",
-        "--out",
-        path_str(&d("db")),
-    ]);
-    ok_in(
-        &w.data,
-        &two_cameras(
-            "build-map",
-            &d("db"),
-            ["/c0/image_raw", "/c1/image_raw"],
-            &[
-                "--checkpoint",
-                path_str(&w.ckpt),
-                "--out",
-                path_str(&map),
-                "--device",
-                "cpu",
-            ],
-        ),
-    );
+    let map = w.map_from_recording();
     let printed = world_to_bag(&[
         "--root",
         path_str(&w.root),
@@ -583,8 +572,8 @@ fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
         .filter(|p| p[1] - p[0] > 5_000_000)
         .count() as u64;
     assert!(drives >= 2, "{drives}");
-    let evaluate = |out: &str, extra: &[&str]| {
-        let mut rest = vec!["--map", path_str(&map), "--device", "cpu", "--out"];
+    let evaluate_on = |map: &Path, out: &str, extra: &[&str]| {
+        let mut rest = vec!["--map", path_str(map), "--device", "cpu", "--out"];
         let out = d(out);
         rest.push(path_str(&out));
         rest.extend_from_slice(extra);
@@ -598,6 +587,7 @@ fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
             ),
         )
     };
+    let evaluate = |out: &str, extra: &[&str]| evaluate_on(&map, out, extra);
     let out = evaluate(
         "ev-odom",
         &["--filter", "sequence", "--odometry-topic", "/wheel/odom"],
@@ -710,40 +700,8 @@ fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
     // A map built from the folder scores the recording too, and matches.png shows its images
     // (the map names them by file name: the folder's reader finds them).
     let folder_map = d("folder.map");
-    ok_in(
-        &w.data,
-        &[
-            "build-map",
-            "--format",
-            "cmu",
-            "--root",
-            path_str(&w.root),
-            "--slice",
-            "3",
-            "--checkpoint",
-            path_str(&w.ckpt),
-            "--device",
-            "cpu",
-            "--out",
-            path_str(&folder_map),
-        ],
-    );
-    let out = tools_in(
-        &w.data,
-        &two_cameras(
-            "evaluate",
-            &d("q"),
-            ["/c0/image_raw", "/c1/image_raw"],
-            &[
-                "--map",
-                path_str(&folder_map),
-                "--device",
-                "cpu",
-                "--out",
-                path_str(&d("ev-folder-map")),
-            ],
-        ),
-    );
+    w.folder_map(&folder_map);
+    let out = evaluate_on(&folder_map, "ev-folder-map", &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -515,7 +515,7 @@ impl SequenceFilter {
                 return;
             }
             let w = self.odometry_weights[1];
-            let m1 = (1.0 - SPEED_SWITCH) * w + SPEED_SWITCH * (1.0 - w);
+            let m1 = switched(w, 2);
             self.belief = ring
                 .iter()
                 .zip(&along)
@@ -540,7 +540,7 @@ impl SequenceFilter {
         let mut m = [0.0; 3];
         for (k, mk) in m.iter_mut().enumerate().take(used) {
             let w = self.weights[k];
-            *mk = (1.0 - SPEED_SWITCH) * w + SPEED_SWITCH * (1.0 - w) / (used - 1) as f64;
+            *mk = switched(w, used);
         }
         self.belief = (0..slow.len())
             .map(|j| m[0] * slow[j] + m[1] * fast[j] + moving.get(j).map_or(0.0, |b| m[2] * b))
@@ -678,26 +678,11 @@ impl SequenceFilter {
             }
         }
         if let Some(predicted) = self.components.take() {
-            let evidence = |p: &[f64]| p.iter().zip(&lik).map(|(a, l)| a * l).sum::<f64>();
+            let [a, b, c] = &predicted;
             if self.by_odometry {
-                let w = self.odometry_weights;
-                let e = [
-                    w[0] * evidence(&predicted[0]),
-                    w[1] * evidence(&predicted[2]),
-                ];
-                let total = e[0] + e[1];
-                if total > 0.0 && total.is_finite() {
-                    self.odometry_weights = e.map(|x| x / total);
-                }
+                reweigh(&mut self.odometry_weights, [a, c], &lik);
             } else {
-                let mut e = [0.0; 3];
-                for (k, p) in predicted.iter().enumerate() {
-                    e[k] = self.weights[k] * evidence(p);
-                }
-                let total: f64 = e.iter().sum();
-                if total > 0.0 && total.is_finite() {
-                    self.weights = e.map(|x| x / total);
-                }
+                reweigh(&mut self.weights, [a, b, c], &lik);
             }
         }
         for (b, l) in self.belief.iter_mut().zip(&lik) {
@@ -941,6 +926,31 @@ impl SequenceFilter {
     }
 }
 
+/// A motion model's weight mixed for the next prediction: mostly its own, a share
+/// [`SPEED_SWITCH`] spread from the `models - 1` others (the vehicle may change regime).
+fn switched(w: f64, models: usize) -> f64 {
+    (1.0 - SPEED_SWITCH) * w + SPEED_SWITCH * (1.0 - w) / (models - 1) as f64
+}
+
+/// Each motion model's weight times its prediction's evidence (the frame's likelihood `lik`
+/// summed over the predicted belief; an empty prediction, a model not used, has none),
+/// normalized; left as it was when nothing explains the frame.
+fn reweigh<const N: usize>(weights: &mut [f64; N], predictions: [&Vec<f64>; N], lik: &[f64]) {
+    let mut e = [0.0; N];
+    for k in 0..N {
+        e[k] = weights[k]
+            * predictions[k]
+                .iter()
+                .zip(lik)
+                .map(|(a, l)| a * l)
+                .sum::<f64>();
+    }
+    let total: f64 = e.iter().sum();
+    if total > 0.0 && total.is_finite() {
+        *weights = e.map(|x| x / total);
+    }
+}
+
 /// One place's belief seen from the published place: evaluate writes these as
 /// `belief_profile` (tools/python/fit_sequence_spread.py reads them).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -1082,6 +1092,45 @@ mod tests {
         v.sort_by(|a, b| a.distance.total_cmp(&b.distance));
         v.truncate(HITS);
         v
+    }
+
+    /// Camera 0 drives from place 20 forward to 99, turns and drives back to 40, one place per
+    /// half second, each frame's hits from [`hits_aliased`] (the same draws on every call).
+    /// `odometry`: each step moved by its true distance, 2% long; `heading: false` forgets the
+    /// velocity before each step (with odometry: the distance alone). Returns the share of the
+    /// frames after the fifth that the filter put on their place, the same for single frames,
+    /// the published places, the true ones and the filter.
+    fn out_and_back(
+        places: &Places,
+        odometry: bool,
+        heading: bool,
+    ) -> (f64, f64, Vec<usize>, Vec<usize>, SequenceFilter) {
+        let mut rng = Draws::seed_from_u64(23);
+        let mut f = SequenceFilter::new(places);
+        let truths: Vec<usize> = (20..100).chain((40..99).rev()).collect();
+        let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
+        for (i, &truth) in truths.iter().enumerate() {
+            let h = hits_aliased(places, truth, &mut rng);
+            let travel = (odometry && i > 0).then(|| {
+                let d = 1.02 * places.distance(truths[i - 1], truth);
+                Travel {
+                    displacement: d,
+                    path: d,
+                }
+            });
+            if !heading {
+                f.forget_velocity();
+            }
+            f.predict(places, 0.5 * i as f64, travel);
+            let s = f.observe(places, &h, 0.0, |r| r % 2 == 0).unwrap();
+            if i >= 5 {
+                exact += (s.place == truth) as usize;
+                single += (places.of_row[h[0].index] == truth) as usize;
+            }
+            steps.push(s.place);
+        }
+        let n = (truths.len() - 5) as f64;
+        (exact as f64 / n, single as f64 / n, steps, truths, f)
     }
 
     /// [`hits`] of camera 0 where, with probability 0.4, a place two ahead or two behind
@@ -1416,22 +1465,7 @@ mod tests {
         // it out). The published place's velocity predicts the next place. The vehicle drives
         // forward 80 places, turns and drives back 60.
         let places = route(200, false);
-        let mut rng = Draws::seed_from_u64(23);
-        let mut f = SequenceFilter::new(&places);
-        let truths: Vec<usize> = (20..100).chain((40..99).rev()).collect();
-        let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
-        for (i, &truth) in truths.iter().enumerate() {
-            let h = hits_aliased(&places, truth, &mut rng);
-            f.predict(&places, 0.5 * i as f64, None);
-            let s = f.observe(&places, &h, 0.0, |r| r % 2 == 0).unwrap();
-            if i >= 5 {
-                exact += (s.place == truth) as usize;
-                single += (places.of_row[h[0].index] == truth) as usize;
-            }
-            steps.push(s.place);
-        }
-        let n = (truths.len() - 5) as f64;
-        let (exact, single) = (exact as f64 / n, single as f64 / n);
+        let (exact, single, steps, truths, f) = out_and_back(&places, false, true);
         assert!(
             exact > 0.85 && exact > single + 0.2,
             "the filter put {exact:.2} of the frames on their place, single frames {single:.2}"
@@ -1459,37 +1493,8 @@ mod tests {
         // the published place's velocity it loses. At the turn the weight goes back to the
         // distance alone until the velocity points the new way.
         let places = route(200, false);
-        let truths: Vec<usize> = (20..100).chain((40..99).rev()).collect();
-        let run = |heading: bool| {
-            let mut rng = Draws::seed_from_u64(23);
-            let mut f = SequenceFilter::new(&places);
-            let (mut exact, mut single, mut steps) = (0, 0, Vec::new());
-            for (i, &truth) in truths.iter().enumerate() {
-                let h = hits_aliased(&places, truth, &mut rng);
-                let travel = (i > 0).then(|| {
-                    let d = 1.02 * places.distance(truths[i - 1], truth);
-                    Travel {
-                        displacement: d,
-                        path: d,
-                    }
-                });
-                if !heading {
-                    // The distance alone (the filter before it used the velocity's heading).
-                    f.forget_velocity();
-                }
-                f.predict(&places, 0.5 * i as f64, travel);
-                let s = f.observe(&places, &h, 0.0, |r| r % 2 == 0).unwrap();
-                if i >= 5 {
-                    exact += (s.place == truth) as usize;
-                    single += (places.of_row[h[0].index] == truth) as usize;
-                }
-                steps.push(s.place);
-            }
-            let n = (truths.len() - 5) as f64;
-            (exact as f64 / n, single as f64 / n, steps, f)
-        };
-        let (exact, single, steps, f) = run(true);
-        let (distance_only, ..) = run(false);
+        let (exact, single, steps, truths, f) = out_and_back(&places, true, true);
+        let (distance_only, ..) = out_and_back(&places, true, false);
         assert!(
             exact > 0.9 && exact > distance_only + 0.08 && exact > single + 0.2,
             "on their place: {exact:.2} of the frames, {distance_only:.2} by the distance \

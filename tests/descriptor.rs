@@ -150,6 +150,7 @@ fn a_two_layer_descriptor_distance_is_the_sum_of_per_layer_mean_differences() {
             epoch: None,
             step: None,
             source: Some("test".into()),
+            descriptor_layers: None,
         },
         &ckpt,
     )

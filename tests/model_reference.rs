@@ -121,6 +121,7 @@ fn save_checkpoint(vs: &nn::VarStore, cfg: ModelConfig, role: NetworkRole, path:
         epoch: None,
         step: None,
         source: None,
+        descriptor_layers: None,
     };
     checkpoint::save(vs, &meta, path).unwrap();
 }

@@ -352,6 +352,7 @@ fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
         epoch: None,
         step: None,
         source: None,
+        descriptor_layers: None,
     };
     checkpoint::save(&vs, &meta, &ckpt).unwrap();
     ckpt

@@ -10,6 +10,13 @@
 #
 #   tools/select-shipped-model.sh [RUN]      # default: the newest run under build/shipped-model
 #   WORLDS="cmu_val_pastel" tools/select-shipped-model.sh RUN
+#   LAYERS=5 tools/select-shipped-model.sh RUN   # score the candidates with other descriptor layers
+#
+# LAYERS: the descriptor layers the candidates are scored with (default 6: the shipped model's,
+# chosen on these worlds on 2026-12-03 over the paper's 5 for a CD model; MODEL_CARD.md), which
+# SHIP=1 in tools/train-shipped-model.sh then records in the shipped file (this script writes
+# them to RUN/selection/layers for it). The shipped model is scored with the layers its file
+# records; the untrained network with LAYERS, as the candidates.
 #
 # Output: RUN/selection/{WORLD}-{CANDIDATE}/report.* and RUN/selection/selection.md. Scores
 # already computed are kept (delete a folder to redo it), so it resumes when run again.
@@ -44,6 +51,8 @@ if [ -z "${TOOLS:-}" ]; then
 fi
 OUT="$RUN/selection"
 mkdir -p "$OUT"
+# The layers the candidates were scored with, for SHIP=1 to record in the shipped file.
+echo "$LAYERS" > "$OUT/layers.tmp" && mv "$OUT/layers.tmp" "$OUT/layers"
 # The shipped model's folder is named by its checksum, so a newly shipped model is scored anew.
 SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)"
 if [ -z "$SHIPPED" ]; then
@@ -51,10 +60,15 @@ if [ -z "$SHIPPED" ]; then
     exit 1
 fi
 SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
-runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels" "untrained:--baseline untrained")
+LAYERS="${LAYERS:-6}"
+LAYERS_ID="e${LAYERS//,/}"
+LAYERS_ID="${LAYERS_ID//\*/x}"
+runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels"
+  "untrained-$LAYERS_ID:--baseline untrained --layers $LAYERS")
 for c in "$RUN"/candidates/step-*.safetensors; do
   [ -e "$c" ] || continue
-  runs+=("$(basename "$c" .safetensors):--checkpoint $c")
+  # Named by the layers too, so scores with other layers are never reused for these.
+  runs+=("$(basename "$c" .safetensors)-$LAYERS_ID:--checkpoint $c --layers $LAYERS")
 done
 for world in $WORLDS; do
   for run in "${runs[@]}"; do

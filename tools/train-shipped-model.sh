@@ -10,6 +10,8 @@
 #   DASGIL_WORK=/big/disk tools/train-shipped-model.sh
 #   STEPS=1200 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
 #   SHIP=1 CANDIDATE=step-600 tools/train-shipped-model.sh   # copy the chosen candidate
+#   SHIP=1 CANDIDATE=step-600 LAYERS=6 ...   # and record its descriptor layers (default: those
+#                                            # tools/select-shipped-model.sh scored it with)
 #
 # It stops cleanly on SIGTERM/Ctrl-C (a checkpoint is written) and resumes from the last
 # checkpoint (every 50 steps) when run again. Candidates for selection: the run's
@@ -178,7 +180,17 @@ if [ -z "$CANDIDATE" ] || [ ! -f "$RUN/candidates/$CANDIDATE.safetensors" ]; the
   exit 2
 fi
 mkdir -p "$(dirname "$MODEL")"
-cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp" && mv "$MODEL.tmp" "$MODEL"
+# The descriptor layers validation scored the candidate with (LAYERS, else what
+# tools/select-shipped-model.sh wrote to RUN/selection/layers), recorded in the file: build-map,
+# localize, evaluate and the node use them.
+LAYERS="${LAYERS:-$(cat "$RUN/selection/layers" 2>/dev/null || true)}"
+if [ -z "$LAYERS" ]; then
+  echo "SHIP=1: which descriptor layers did validation score $CANDIDATE with? Run tools/select-shipped-model.sh $RUN first, or give LAYERS=6 (or 5 for the paper's)" >&2
+  exit 2
+fi
+cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp"
+python "$ROOT/tools/python/set_descriptor_layers.py" "$MODEL.tmp" "$LAYERS"
+mv "$MODEL.tmp" "$MODEL"
 cp "$RUN/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
 cp "$RUN/predictions.png" "$ROOT/maps/models/predictions.png"
 cp "$RUN/config.yaml" "$ROOT/maps/models/train-config.yaml"

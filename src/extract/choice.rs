@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::MapEncoder;
 use crate::error::PipelineError;
-use crate::model::{DescriptorLayer, DescriptorSpec};
+use crate::model::DescriptorSpec;
 
 /// File name of the shipped model (in maps/models/).
 pub const SHIPPED_MODEL: &str = "dasgil-synth-cd-256x512.safetensors";
@@ -46,18 +46,7 @@ pub fn default_checkpoint() -> Result<PathBuf, PipelineError> {
 
 /// `--layers 5,6` -> a descriptor spec (weights 1).
 pub fn parse_layers(s: &str) -> Result<DescriptorSpec, String> {
-    let layers = s
-        .split(',')
-        .map(|v| {
-            v.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=8).contains(l))
-                .map(|layer| DescriptorLayer { layer, weight: 1.0 })
-                .ok_or_else(|| format!("expected encoder layers 1 to 8 such as 5,6, found `{s}`"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(DescriptorSpec { layers })
+    s.parse()
 }
 
 /// Which encoder a command uses.

@@ -76,13 +76,16 @@ pub enum EncodeError {
     Other(String),
 }
 
-/// The paper's descriptor layers for the discriminator a checkpoint was trained with (FD:
-/// e5 + e6, CD: e5; FD when the checkpoint does not say).
+/// A checkpoint's descriptor layers: those its `dasgil.descriptor_layers` names (chosen on
+/// validation, as the shipped model's), else the paper's for the discriminator it was trained
+/// with (FD: e5 + e6, CD: e5; FD when the checkpoint does not say).
 pub fn default_spec(meta: &crate::model::CheckpointMeta) -> DescriptorSpec {
-    DescriptorSpec::paper(
-        meta.discriminator
-            .unwrap_or(crate::model::DiscriminatorKind::Flatten),
-    )
+    meta.descriptor_layers.clone().unwrap_or_else(|| {
+        DescriptorSpec::paper(
+            meta.discriminator
+                .unwrap_or(crate::model::DiscriminatorKind::Flatten),
+        )
+    })
 }
 
 /// Overwrites a BatchNorm's running statistics.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::config::ModelConfig;
+use super::descriptor::DescriptorSpec;
 use super::discriminator::{Discriminator, DiscriminatorKind};
 use super::generator::Generator;
 use super::layers::WeightInit;
@@ -41,6 +42,9 @@ pub struct CheckpointMeta {
     pub step: Option<u64>,
     /// Where the weights came from (e.g. the imported .pth file), free text.
     pub source: Option<String>,
+    /// The descriptor layers chosen for this generator on validation (`dasgil.descriptor_layers`,
+    /// e.g. `6`); absent: the paper's for its discriminator (`extract::default_spec`).
+    pub descriptor_layers: Option<DescriptorSpec>,
 }
 
 impl CheckpointMeta {
@@ -68,6 +72,9 @@ impl CheckpointMeta {
         }
         if let Some(s) = &self.source {
             m.insert("dasgil.source".into(), s.clone());
+        }
+        if let Some(l) = &self.descriptor_layers {
+            m.insert("dasgil.descriptor_layers".into(), l.to_string());
         }
         m
     }
@@ -320,6 +327,12 @@ pub fn read_meta(
         epoch: meta_field(file, path, "dasgil.epoch", "an unsigned integer")?,
         step: meta_field(file, path, "dasgil.step", "an unsigned integer")?,
         source: file.metadata.get("dasgil.source").cloned(),
+        descriptor_layers: meta_field(
+            file,
+            path,
+            "dasgil.descriptor_layers",
+            "encoder layers 1 to 8, each once, comma-separated, such as 6 or 5,6",
+        )?,
     })
 }
 
@@ -479,6 +492,7 @@ mod tests {
             epoch: Some(3),
             step: Some(1200),
             source: Some("trained here".into()),
+            descriptor_layers: Some("6".parse().unwrap()),
         }
     }
 
@@ -521,5 +535,48 @@ mod tests {
                 path.display()
             )
         );
+
+        // Descriptor layers named twice (or outside 1..8) are refused naming the field.
+        file.metadata.insert("dasgil.epoch".into(), "3".into());
+        file.metadata
+            .insert("dasgil.descriptor_layers".into(), "4,4".into());
+        tensor_io::write(&path, &tensors, &file.metadata).unwrap();
+        let e = load_generator(&path, Device::Cpu, None).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: metadata field `dasgil.descriptor_layers`: expected encoder layers 1 to 8, \
+                 each once, comma-separated, such as 6 or 5,6, found `4,4`",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn recorded_descriptor_layers_are_the_default_else_the_papers() {
+        let mut m = meta();
+        assert_eq!(
+            crate::extract::default_spec(&m).to_string(),
+            "6",
+            "the layers the file records"
+        );
+        m.descriptor_layers = None;
+        assert_eq!(crate::extract::default_spec(&m).to_string(), "5", "CD: e5");
+        m.discriminator = Some(DiscriminatorKind::Flatten);
+        assert_eq!(crate::extract::default_spec(&m).to_string(), "5,6", "FD");
+        m.discriminator = None;
+        assert_eq!(
+            crate::extract::default_spec(&m).to_string(),
+            "5,6",
+            "unsaid: FD"
+        );
+        assert_eq!(
+            "6,5".parse::<DescriptorSpec>().unwrap().to_string(),
+            "6,5",
+            "order kept"
+        );
+        for bad in ["", "0", "9", "5,5", "five"] {
+            assert!(bad.parse::<DescriptorSpec>().is_err(), "{bad:?}");
+        }
     }
 }

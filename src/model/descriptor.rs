@@ -96,6 +96,53 @@ impl DescriptorSpec {
     }
 }
 
+/// `5,6` -> layers 5 and 6, weights 1: the form of `--layers` and of a checkpoint's
+/// `dasgil.descriptor_layers`.
+impl std::str::FromStr for DescriptorSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut layers: Vec<DescriptorLayer> = Vec::new();
+        for v in s.split(',') {
+            let layer = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=ENCODER_LAYERS).contains(l))
+                .ok_or_else(|| {
+                    format!(
+                        "expected encoder layers 1 to {ENCODER_LAYERS} such as 5,6, found `{s}`"
+                    )
+                })?;
+            if layers.iter().any(|l| l.layer == layer) {
+                return Err(format!(
+                    "expected each encoder layer once, found `{s}` (layer {layer} twice)"
+                ));
+            }
+            layers.push(DescriptorLayer { layer, weight: 1.0 });
+        }
+        Ok(Self { layers })
+    }
+}
+
+/// `5,6`; a layer whose weight is not 1 is written `5*0.5`.
+impl std::fmt::Display for DescriptorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| {
+                if l.weight == 1.0 {
+                    l.layer.to_string()
+                } else {
+                    format!("{}*{}", l.layer, l.weight)
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// The same NCHW tensor laid out channels-last (strides of NHWC); libtorch picks its
 /// channels-last convolution kernels from these strides.
 fn channels_last(t: &Tensor) -> Tensor {

@@ -209,6 +209,9 @@ impl Trainer {
                 "dasgil-tools train (seed {}, step {})",
                 self.cfg.seed, self.step
             )),
+            // A trained generator's layers are chosen afterwards, on validation (the shipped
+            // model's: tools/select-shipped-model.sh).
+            descriptor_layers: None,
         }
     }
 

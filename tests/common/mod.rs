@@ -274,6 +274,7 @@ pub fn checkpoint(path: &Path, seed: i64) {
             epoch: None,
             step: None,
             source: Some("test".into()),
+            descriptor_layers: None,
         },
         path,
     )

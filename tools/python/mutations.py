@@ -168,6 +168,11 @@ MUTATIONS = [
      ".and_then(|o| o.travelled(filter.last_time(), time).filter(|_| false));",
      ["--test", "bags"], "odometry",
      "evaluate reads the recording's odometry but the filter moves by the speed bound"),
+    ("descriptor-layers-ignored", "src/extract/mod.rs",
+     "meta.descriptor_layers.clone().unwrap_or_else(|| {",
+     "None.unwrap_or_else(|| {",
+     LIB, "model::checkpoint::tests::recorded_descriptor_layers",
+     "a checkpoint's recorded descriptor layers are ignored: the shipped model retrieves with e5"),
 ]
 
 FINISHED = re.compile(r"test result: .*finished in ([0-9.]+)s")

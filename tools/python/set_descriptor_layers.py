@@ -1,0 +1,104 @@
+"""Records the descriptor layers chosen for a generator checkpoint on validation.
+
+    python tools/python/set_descriptor_layers.py MODEL.safetensors 6
+
+writes the checkpoint's metadata `dasgil.descriptor_layers` (encoder layers 1 to 8, each once,
+comma-separated: `6`, `5,6`), which `build-map`, `localize`, `evaluate` and the node then use
+when `--layers` is not given (without it: the paper's, e5 for a CD model, e5 + e6 for FD).
+The tensors and every other metadata field are kept as they are, so maps built with the file
+before stay valid (a map records its own layers); `none` removes the field. A weight other
+than 1 is written `5*0.5`. The file is rewritten through a temporary file in its folder
+(flushed to disk, then renamed over it), keeping the file's permissions.
+tools/train-shipped-model.sh calls it when it ships a model (LAYERS=...).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FIELD = "dasgil.descriptor_layers"
+
+
+def fail(message):
+    sys.exit(f"{os.path.basename(sys.argv[0])}: {message}")
+
+
+def parse_layers(text):
+    """The same form src/model/descriptor.rs reads: `6`, `5,6`, `5*0.5,6`."""
+    bad = f"layers: expected encoder layers 1 to 8 such as 6 or 5,6 (a weight: 5*0.5), found `{text}`"
+    layers, parts = [], []
+    for part in text.split(","):
+        layer, _, weight = part.strip().partition("*")
+        layer = layer.strip()
+        if not layer.isdigit() or not 1 <= int(layer) <= 8:
+            fail(bad)
+        if weight:
+            try:
+                w = float(weight)
+            except ValueError:
+                fail(bad)
+            if not (w > 0 and w != float("inf")):
+                fail(bad)
+        if int(layer) in layers:
+            fail(f"layers: expected each encoder layer once, found `{text}` (layer {layer} twice)")
+        layers.append(int(layer))
+        parts.append(layer if not weight or float(weight) == 1.0 else f"{layer}*{weight.strip()}")
+    return ",".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="a generator checkpoint (.safetensors) written by dasgil-tools")
+    ap.add_argument("layers", help="e.g. 6 or 5,6; `none` removes the field")
+    a = ap.parse_args()
+    layers = None if a.layers == "none" else parse_layers(a.layers)
+    if not os.path.isfile(a.model):
+        fail(f"{a.model}: no such file; expected a generator checkpoint (.safetensors)")
+    try:
+        with safe_open(a.model, framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for a file that is not one
+        fail(f"{a.model}: not a safetensors file ({e})")
+    network = metadata.get("dasgil.network")
+    if network != "generator":
+        fail(f"{a.model}: dasgil.network: expected generator, found {network or 'nothing'}")
+    if layers is None:
+        metadata.pop(FIELD, None)
+    else:
+        metadata[FIELD] = layers
+    folder = os.path.dirname(os.path.abspath(a.model))
+    mode = os.stat(a.model).st_mode & 0o7777
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".set-layers-", suffix=".safetensors", dir=folder)
+    except OSError as e:
+        fail(f"{a.model}: cannot write beside it in {folder} ({e.strerror}); the file is unchanged")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, a.model)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        fail(f"{a.model}: cannot rewrite it ({e}); the file is unchanged")
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    print(f"{a.model}: {FIELD} = {layers or '(removed: the paper default)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -208,7 +208,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
         l["status"]
     );
-    // Not a confident match (below CONFIDENT, 0.075 since 2026-12-02): withheld at the
+    // Not a confident match (below CONFIDENT, 0.125 since 2026-12-03): withheld at the
     // default min_confidence or not, its prior makes room for a wrong match, wider than a map
     // image's own (trace 3 x POSITION_CALIBRATION: the floor on each axis).
     use dasgil::localize::prior::{CONFIDENT, POSITION_CALIBRATION};

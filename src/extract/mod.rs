@@ -196,8 +196,9 @@ pub struct MapEncoder {
 }
 
 impl MapEncoder {
-    /// A trained (or imported) generator checkpoint; `layers` default to the paper's choice for
-    /// the discriminator it was trained with (FD: e5+e6, CD: e5).
+    /// A trained (or imported) generator checkpoint; `layers` default to those it records
+    /// (`dasgil.descriptor_layers`), else the paper's choice for the discriminator it was
+    /// trained with (FD: e5+e6, CD: e5): `default_spec`.
     pub fn from_checkpoint(
         path: &Path,
         device: Device,

@@ -66,8 +66,8 @@ pub const WRONG_SCALE: f64 = 3.0;
 /// The factor on the match's own position spread, floor included (fitted: 0.6).
 pub const POSITION_CALIBRATION: f64 = 0.6;
 /// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
-/// match more than ALT_RADIUS away is withheld (15-24% of the matches on the fitting worlds,
-/// docs/pose-prior.md).
+/// match more than ALT_RADIUS away is withheld (9-22% of the matches on the fitting worlds with
+/// the shipped model's e6, 15-24% with e5; docs/pose-prior.md).
 pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.04;
 
 #[derive(Debug, Clone)]

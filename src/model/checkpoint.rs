@@ -554,6 +554,20 @@ mod tests {
 
     #[test]
     fn recorded_descriptor_layers_are_the_default_else_the_papers() {
+        // A weighted set round-trips through the file's metadata.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gen.safetensors");
+        let vs = nn::VarStore::new(Device::Cpu);
+        Generator::new(&vs.root(), meta().config, WeightInit::Reference).unwrap();
+        let weighted = CheckpointMeta {
+            descriptor_layers: Some("5*0.5,6".parse().unwrap()),
+            ..meta()
+        };
+        save(&vs, &weighted, &path).unwrap();
+        assert_eq!(
+            load_generator(&path, Device::Cpu, None).unwrap().meta,
+            weighted
+        );
         let mut m = meta();
         assert_eq!(
             crate::extract::default_spec(&m).to_string(),
@@ -570,12 +584,17 @@ mod tests {
             "5,6",
             "unsaid: FD"
         );
+        for text in ["6,5", "5*0.5,6", "3,4*2,5,6"] {
+            let spec: DescriptorSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text, "written as read, order kept");
+        }
         assert_eq!(
-            "6,5".parse::<DescriptorSpec>().unwrap().to_string(),
-            "6,5",
-            "order kept"
+            "5*0.5".parse::<DescriptorSpec>().unwrap().layers[0].weight,
+            0.5
         );
-        for bad in ["", "0", "9", "5,5", "five"] {
+        for bad in [
+            "", "0", "9", "5,5", "five", "5*", "5*0", "5*-1", "5*nan", "5*inf",
+        ] {
             assert!(bad.parse::<DescriptorSpec>().is_err(), "{bad:?}");
         }
     }

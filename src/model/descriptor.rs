@@ -96,36 +96,45 @@ impl DescriptorSpec {
     }
 }
 
-/// `5,6` -> layers 5 and 6, weights 1: the form of `--layers` and of a checkpoint's
-/// `dasgil.descriptor_layers`.
+/// `5,6` -> layers 5 and 6, weights 1; `5*0.5,6` gives layer 5 the weight 0.5 (reference
+/// `--testlayers_w`): the form of `--layers` and of a checkpoint's `dasgil.descriptor_layers`.
 impl std::str::FromStr for DescriptorSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "expected encoder layers 1 to {ENCODER_LAYERS} such as 5,6 (a weight: 5*0.5), \
+                 found `{s}`"
+            )
+        };
         let mut layers: Vec<DescriptorLayer> = Vec::new();
         for v in s.split(',') {
-            let layer = v
+            let (layer, weight) = match v.trim().split_once('*') {
+                Some((l, w)) => (l, w.trim().parse::<f64>().map_err(|_| bad())?),
+                None => (v.trim(), 1.0),
+            };
+            if !(weight.is_finite() && weight > 0.0) {
+                return Err(bad());
+            }
+            let layer = layer
                 .trim()
                 .parse::<usize>()
                 .ok()
                 .filter(|l| (1..=ENCODER_LAYERS).contains(l))
-                .ok_or_else(|| {
-                    format!(
-                        "expected encoder layers 1 to {ENCODER_LAYERS} such as 5,6, found `{s}`"
-                    )
-                })?;
+                .ok_or_else(bad)?;
             if layers.iter().any(|l| l.layer == layer) {
                 return Err(format!(
                     "expected each encoder layer once, found `{s}` (layer {layer} twice)"
                 ));
             }
-            layers.push(DescriptorLayer { layer, weight: 1.0 });
+            layers.push(DescriptorLayer { layer, weight });
         }
         Ok(Self { layers })
     }
 }
 
-/// `5,6`; a layer whose weight is not 1 is written `5*0.5`.
+/// `5,6`; a layer whose weight is not 1 is written `5*0.5` (read back by `FromStr`).
 impl std::fmt::Display for DescriptorSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self

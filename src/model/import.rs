@@ -131,6 +131,10 @@ pub fn import_pth(
         .map(|n| format!("imported from {}", n.to_string_lossy()));
     let (vs, network_name) = match meta.network {
         NetworkRole::Generator => {
+            if opts.trained_with.is_some() && opts.trained_with != meta.discriminator {
+                // Layers recorded for the other discriminator's training are not this one's.
+                meta.descriptor_layers = None;
+            }
             meta.discriminator = opts.trained_with;
             let (vs, _) = checkpoint::generator_from(&file, &meta, input, Device::Cpu)?;
             (vs, "generator".to_string())

@@ -17,10 +17,12 @@ between places, from 0 at 0), B `beyond_end`, H the largest height difference of
 R.
 First this script recomputes evaluate's 95% radius and Mahalanobis distance with the shipped
 SPREAD_MASS and stops if a query differs (the formula here must stay the one in the Rust). Then
-it keeps the smallest SPREAD_MASS of a grid (0.50 to 0.99) whose 95% ellipsoids hold the truth
-for at least 95% of the published priors of the --fit worlds pooled (not on each: a world
-may get less), prints the tables (shipped and fitted) for the --fit and --check worlds, then
-the leave-one-world-out checks.
+it chooses a coverage target as tools/python/fit_prior.py does (the lowest of 95%, 95.5%, ...
+99.5% at which a fit on all --fit worlds but one covers the one left out at 95%, each in turn),
+keeps the smallest SPREAD_MASS of a grid (0.50 to 0.99) whose 95% ellipsoids hold the truth
+for at least that share of the published priors of the --fit worlds pooled (not on each: a
+world may get less), prints the tables (shipped and fitted) for the --fit and --check worlds,
+then the leave-one-world-out checks at that target.
 
 numpy only. Camera poses (no base_link); the priors scored are those evaluate published (its
 `published`: the off-the-map test withholds some) and, of those, the ones at --min-confidence or
@@ -150,12 +152,17 @@ def choose_target(worlds, min_confidence):
         held = True
         for i in range(len(worlds)):
             s = fit(worlds[:i] + worlds[i + 1:], min_confidence, target)
-            if s is None or scores(worlds[i], s, min_confidence)[0].mean() < TARGET:
+            inside = scores(worlds[i], s, min_confidence)[0] if s is not None else []
+            # A held-out world that publishes nothing holds nothing (not NaN, which compares
+            # false both ways).
+            if not (len(inside) and inside.mean() >= TARGET):
                 held = False
                 break
         if held:
             return target
-    return TARGETS[-1]
+    fail(f"no coverage target up to {100 * TARGETS[-1]:.1f}% holds each --fit world left out of "
+         f"a fit on the others at {100 * TARGET:.0f}%: the worlds disagree too much to fit one "
+         "SPREAD_MASS on them")
 
 
 def table(names, worlds, share, min_confidence, marks):

@@ -61,7 +61,8 @@ pub(crate) struct ModelArgs {
     /// A baseline instead of a model: raw-pixels or untrained (the paper's initialisation).
     #[arg(long, value_enum)]
     pub(crate) baseline: Option<Baseline>,
-    /// Descriptor layers, e.g. 5,6 (default: the paper's for the model's discriminator).
+    /// Descriptor layers, e.g. 5,6 or 5*0.5,6 (default: those the checkpoint records, as the
+    /// shipped model's e6, else the paper's for its discriminator: CD e5, FD e5,e6).
     #[arg(long, value_parser = dasgil::extract::choice::parse_layers)]
     pub(crate) layers: Option<dasgil::model::DescriptorSpec>,
     /// cpu, cuda, cuda:N or auto.

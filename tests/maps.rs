@@ -143,6 +143,28 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         .iter()
         .map(|p| p.path.clone())
         .collect();
+
+    // A reader that goes away (`localize ... | head -1`) ends localize quietly, as it ends
+    // `cat` (killed by SIGPIPE), not with a panic in println! (exit 101).
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+            .args(localize_args(&map, &[path_str(&db[0])]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!e.contains("panicked"), "{e}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{:?}: {e}",
+            out.status
+        );
+    }
     // localize --json with the test checkpoint and `more` arguments.
     let localize = |more: &[&str]| {
         let mut args = vec![
@@ -259,7 +281,11 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         path_str(&db[0]),
     ]);
     assert!(
-        e.contains("descriptor layers: map [(5, 1.0)], given [(5, 1.0), (6, 1.0)]"),
+        e.contains(&format!(
+            "--layers 5,6: {} was built with descriptor layers 5 and queries are encoded as the \
+             map's images were; leave out --layers, or build a map with --layers 5,6",
+            map.display()
+        )),
         "{e}"
     );
     // A truncated and a bit-flipped file: refused, naming the file.

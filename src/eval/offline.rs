@@ -117,6 +117,12 @@ pub fn score(results: &[&QueryResult]) -> Scores {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub model: String,
+    /// The descriptor's encoder layers (`6`, `5,6`; `none` for raw pixels) and its length.
+    /// Older reports without them: empty and 0.
+    #[serde(default)]
+    pub layers: String,
+    #[serde(default)]
+    pub descriptor_values: usize,
     pub adaptation: String,
     /// The per-image photometric normalisation of map and queries (`--photometric`). Older
     /// reports without the field: none.
@@ -530,6 +536,8 @@ pub fn evaluate(
     };
     let report = Report {
         model: model.to_string(),
+        layers: map.meta.encoder.layers_name(),
+        descriptor_values: map.dim(),
         adaptation: map.meta.encoder.adaptation.name().into(),
         photometric: map.meta.encoder.photometric_name(),
         metric: loc.metric.name().into(),
@@ -569,8 +577,15 @@ pub fn markdown(reports: &[&Report]) -> String {
     let mut s = String::from("# Localization report\n\n");
     for r in reports {
         s.push_str(&format!(
-            "## {} (adaptation: {}, photometric: {}, metric: {}, {} map images, {} queries)\n\n",
-            r.model, r.adaptation, r.photometric, r.metric, r.map_entries, r.all.queries
+            "## {} (layers: {}, {} values; adaptation: {}, photometric: {}, metric: {}, {} map images, {} queries)\n\n",
+            r.model,
+            r.layers,
+            r.descriptor_values,
+            r.adaptation,
+            r.photometric,
+            r.metric,
+            r.map_entries,
+            r.all.queries
         ));
         match &r.sequence {
             Some(c) => s.push_str(&format!(

@@ -473,8 +473,9 @@ impl MapEncoder {
         }
         if m.layers != mine.layers {
             diffs.push(format!(
-                "descriptor layers: map {:?}, given {:?}",
-                m.layers, mine.layers
+                "descriptor layers: map {}, given {}",
+                m.layers_name(),
+                mine.layers_name()
             ));
         }
         // The photometric normalisation follows the map; any other preprocessing must match.

@@ -313,7 +313,7 @@ pub fn build_map_summary(
     cameras.sort();
     cameras.dedup();
     Ok(format!(
-        "map {}: {} images ({} camera{}: {}), {}-d descriptors ({}), encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
+        "map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
         out.display(),
         meta.names.len(),
         cameras.len(),
@@ -321,6 +321,7 @@ pub fn build_map_summary(
         cameras.join(","),
         enc.dim(),
         if opts.f16 { "f16" } else { "f32" },
+        meta.encoder.layers_name(),
         meta.encoder.kind,
         meta.encoder.model_fingerprint,
         meta.encoder.adaptation,

@@ -123,6 +123,16 @@ impl EncoderMeta {
             .map_or_else(|| "other".to_string(), |p| p.name().to_string())
     }
 
+    /// The descriptor layers as `--layers` writes them (`6`, `5,6`, `5*0.5,6`); `none` for raw
+    /// pixels, which has none.
+    pub fn layers_name(&self) -> String {
+        if self.layers.is_empty() {
+            "none".into()
+        } else {
+            self.descriptor_spec().to_string()
+        }
+    }
+
     /// The descriptor layers and weights this encoder was built with.
     pub fn descriptor_spec(&self) -> crate::model::DescriptorSpec {
         crate::model::DescriptorSpec {

@@ -104,8 +104,8 @@ impl std::str::FromStr for DescriptorSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             format!(
-                "expected encoder layers 1 to {ENCODER_LAYERS} such as 5,6 (a weight: 5*0.5), \
-                 found `{s}`"
+                "expected encoder layers 1 to {ENCODER_LAYERS} such as 5,6 (a weight above 0: \
+                 5*0.5), found `{s}`"
             )
         };
         let mut layers: Vec<DescriptorLayer> = Vec::new();

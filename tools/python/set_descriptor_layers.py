@@ -56,6 +56,8 @@ def main():
     ap.add_argument("layers", help="e.g. 6 or 5,6; `none` removes the field")
     a = ap.parse_args()
     layers = None if a.layers == "none" else parse_layers(a.layers)
+    if os.path.isdir(a.model):
+        fail(f"{a.model}: is a folder; expected a generator checkpoint (.safetensors)")
     if not os.path.isfile(a.model):
         fail(f"{a.model}: no such file; expected a generator checkpoint (.safetensors)")
     try:
@@ -65,8 +67,12 @@ def main():
     except Exception as e:  # safetensors raises several types for a file that is not one
         fail(f"{a.model}: not a safetensors file ({e})")
     network = metadata.get("dasgil.network")
+    if "dasgil.map" in metadata:
+        fail(f"{a.model}: a dasgil map, not a checkpoint: a map records the layers it was built "
+             "with; give the generator checkpoint it was built from")
     if network != "generator":
         fail(f"{a.model}: dasgil.network: expected generator, found {network or 'nothing'}")
+    before = metadata.get(FIELD, "(none: the paper default)")
     if layers is None:
         metadata.pop(FIELD, None)
     else:
@@ -97,7 +103,7 @@ def main():
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    print(f"{a.model}: {FIELD} = {layers or '(removed: the paper default)'}")
+    print(f"{a.model}: {FIELD} {before} -> {layers or '(none: the paper default)'}")
 
 
 if __name__ == "__main__":

@@ -176,8 +176,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (adaptation {}, photometric {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
-            r.model, r.adaptation, r.photometric, r.all.queries, r.map_entries,
+            "{} (layers {}, adaptation {}, photometric {}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            r.model, r.layers, r.adaptation, r.photometric, r.all.queries, r.map_entries,
             acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),
             100.0 * r.all.recall_at_n[&1], r.all.median_position_error
         );

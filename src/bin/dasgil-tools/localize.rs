@@ -50,12 +50,25 @@ pub(crate) struct LocalizeArgs {
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
     let near = a.near.zip(a.radius);
     let map = crate::args::open_map(&a.map)?;
+    // Queries are encoded with the map's layers; another --layers could never match it.
+    if let Some(given) = &a.model.layers {
+        if !map.meta.encoder.layers.is_empty() && *given != map.meta.encoder.descriptor_spec() {
+            anyhow::bail!(
+                "--layers {given}: {} was built with descriptor layers {} and queries are encoded \
+                 as the map's images were; leave out --layers, or build a map with --layers {given}",
+                a.map.display(),
+                map.meta.encoder.layers_name()
+            );
+        }
+    }
     eprintln!(
-        "map {}: {} images, encoder {} (adaptation {}, photometric {}); queries are encoded the \
-         same way",
+        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}); \
+         queries are encoded the same way",
         a.map.display(),
         map.len(),
         map.meta.encoder.kind,
+        map.meta.encoder.layers_name(),
+        map.dim(),
         map.meta.encoder.adaptation,
         map.meta.encoder.photometric_name()
     );

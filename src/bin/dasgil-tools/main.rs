@@ -81,9 +81,29 @@ fn main() {
         std::env::set_var("MKL_CBWR", "AUTO");
     }
     init_tracing();
-    if let Err(err) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    #[cfg(feature = "ros")]
+    let replay = matches!(cli.command, Command::Replay(_));
+    #[cfg(not(feature = "ros"))]
+    let replay = false;
+    if !replay {
+        quiet_on_closed_pipe();
+    }
+    if let Err(err) = run(cli) {
         eprintln!("{}", dasgil::report::error_report(&err));
         std::process::exit(1);
+    }
+}
+
+/// Output into a pipe whose reader has gone (`dasgil-tools localize ... | head -1`) ends the
+/// command quietly, as it ends `cat`, instead of a panic in println! (Rust ignores SIGPIPE, so
+/// the write fails and println! panics). Not for replay, whose ROS 2 middleware may write to
+/// the sockets of peers that went away, where an error is the right answer.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -685,6 +685,7 @@ pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), PipelineErr
                 .collect(),
         })
         .collect();
+    let (by_d, by_n) = (merge_identical(by_d), merge_identical(by_n));
     plot::charts(
         path,
         &[
@@ -710,6 +711,19 @@ pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), PipelineErr
         500,
     )?;
     Ok(())
+}
+
+/// Series with the same points as an earlier one are drawn once, under both names ("shipped
+/// (none) = shipped (adabn)"), so one curve never hides another unnamed.
+fn merge_identical(series: Vec<Series>) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for s in series {
+        match out.iter_mut().find(|o| o.points == s.points) {
+            Some(o) => o.name = format!("{} = {}", o.name, s.name),
+            None => out.push(s),
+        }
+    }
+    out
 }
 
 /// matches.png: query / top-1 map image pairs, the first right and wrong ones of each condition.
@@ -812,6 +826,21 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 mod tests {
     use super::*;
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    #[test]
+    fn identical_curves_are_drawn_once_under_both_names() {
+        let s = |name: &str, y: f64| Series {
+            name: name.into(),
+            points: vec![(5.0, 50.0), (10.0, y)],
+        };
+        let merged = merge_identical(vec![
+            s("a (none)", 90.0),
+            s("b", 80.0),
+            s("a (adabn)", 90.0),
+        ]);
+        let names: Vec<&str> = merged.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a (none) = a (adabn)", "b"]);
+    }
 
     fn result(position_error: f64, rotation_error: f64, first: Option<usize>) -> QueryResult {
         QueryResult {

@@ -318,8 +318,14 @@ pub fn sheet_image(
             root.draw_text(title, &style, (8, 6))
                 .map_err(|e| draw_err(path, e))?;
             let small = ("sans-serif", 14).into_font().color(&BLACK);
+            // A caption wider than its image (a recording's long frame names) would run into
+            // the next one: it loses its middle instead.
+            let fits = |s: &str| {
+                root.estimate_text_size(s, &small)
+                    .map_or(true, |(tw, _)| tw + 4 <= cell_w)
+            };
             for (t, x, y) in &labels {
-                root.draw_text(t, &small, (*x as i32, *y as i32))
+                root.draw_text(&fit_caption(t, fits), &small, (*x as i32, *y as i32))
                     .map_err(|e| draw_err(path, e))?;
             }
             root.present().map_err(|e| draw_err(path, e))?;
@@ -327,6 +333,27 @@ pub fn sheet_image(
         sheet = RgbImage::from_raw(w, h, buf).ok_or_else(|| draw_err(path, "buffer"))?;
     }
     Ok(sheet)
+}
+
+/// `text` as it is when `fits` says so, else with its middle replaced by "..." (keeping as much
+/// of both ends as fits: a name's start and its condition and camera at the end).
+fn fit_caption(text: &str, fits: impl Fn(&str) -> bool) -> String {
+    if fits(text) {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    for keep in (2..chars.len()).rev() {
+        let head = keep / 2;
+        let s: String = chars[..head]
+            .iter()
+            .chain("...".chars().collect::<Vec<_>>().iter())
+            .chain(chars[chars.len() - (keep - head)..].iter())
+            .collect();
+        if fits(&s) {
+            return s;
+        }
+    }
+    "...".to_string()
 }
 
 /// Pictures stacked top to bottom on white, each centred.
@@ -370,5 +397,25 @@ mod tick_tests {
         assert_eq!(tick_label(&1.5e-6), "1.50e-6");
         assert_eq!(tick_label(&2.5e7), "2.50e7");
         assert_eq!(tick_label(&0.001), "0.001");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_caption_loses_its_middle_and_keeps_both_ends() {
+        let fits = |s: &str| s.chars().count() <= 20;
+        assert_eq!(fit_caption("short (snow, c0)", fits), "short (snow, c0)");
+        let long = "query 1700000012345678901.png (day 14950; c0)";
+        let fitted = fit_caption(long, fits);
+        assert_eq!(fitted.chars().count(), 20, "{fitted}");
+        assert!(
+            fitted.starts_with("query 1") && fitted.ends_with("c0)"),
+            "{fitted}"
+        );
+        assert!(fitted.contains("..."), "{fitted}");
+        assert_eq!(fit_caption(long, |_| false), "...");
     }
 }

@@ -35,6 +35,9 @@ if ! ls "$RUN"/candidates/step-*.safetensors >/dev/null 2>&1; then
   echo "note: $RUN has no candidates yet; scoring the shipped model and the baselines only" >&2
 fi
 WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
+LAYERS="${LAYERS:-6}"
+LAYERS_ID="e${LAYERS//,/}"
+LAYERS_ID="${LAYERS_ID//\*/x}"
 for w in $WORLDS; do
   case "$w" in
     cmu_slice | cmu_test_sepia)
@@ -60,9 +63,6 @@ if [ -z "$SHIPPED" ]; then
     exit 1
 fi
 SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
-LAYERS="${LAYERS:-6}"
-LAYERS_ID="e${LAYERS//,/}"
-LAYERS_ID="${LAYERS_ID//\*/x}"
 runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels"
   "untrained-$LAYERS_ID:--baseline untrained --layers $LAYERS")
 for c in "$RUN"/candidates/step-*.safetensors; do

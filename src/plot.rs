@@ -342,13 +342,14 @@ fn fit_caption(text: &str, fits: impl Fn(&str) -> bool) -> String {
         return text.to_string();
     }
     let chars: Vec<char> = text.chars().collect();
+    let part = |from: usize, to: usize| chars[from..to].iter().collect::<String>();
     for keep in (2..chars.len()).rev() {
         let head = keep / 2;
-        let s: String = chars[..head]
-            .iter()
-            .chain("...".chars().collect::<Vec<_>>().iter())
-            .chain(chars[chars.len() - (keep - head)..].iter())
-            .collect();
+        let s = format!(
+            "{}...{}",
+            part(0, head),
+            part(chars.len() - (keep - head), chars.len())
+        );
         if fits(&s) {
             return s;
         }

@@ -44,7 +44,7 @@ pub fn default_checkpoint() -> Result<PathBuf, PipelineError> {
     })
 }
 
-/// `--layers 5,6` -> a descriptor spec (weights 1).
+/// `--layers 5,6` (or `5*0.5,6`) -> a descriptor spec: `DescriptorSpec`'s `FromStr`.
 pub fn parse_layers(s: &str) -> Result<DescriptorSpec, String> {
     s.parse()
 }

@@ -496,13 +496,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn metadata_round_trips_and_bad_metadata_is_named() {
+    /// A generator of `meta`'s config saved with `meta` in a new folder: (folder, file, weights).
+    fn saved(meta: &CheckpointMeta) -> (tempfile::TempDir, PathBuf, nn::VarStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gen.safetensors");
         let vs = nn::VarStore::new(Device::Cpu);
-        Generator::new(&vs.root(), meta().config, WeightInit::Reference).unwrap();
-        save(&vs, &meta(), &path).unwrap();
+        Generator::new(&vs.root(), meta.config, WeightInit::Reference).unwrap();
+        save(&vs, meta, &path).unwrap();
+        (dir, path, vs)
+    }
+
+    #[test]
+    fn metadata_round_trips_and_bad_metadata_is_named() {
+        let (_dir, path, vs) = saved(&meta());
         let loaded = load_generator(&path, Device::Cpu, None).unwrap();
         assert_eq!(loaded.meta, meta());
         assert_eq!(loaded.net.config().input_width, 512);
@@ -555,15 +561,11 @@ mod tests {
     #[test]
     fn recorded_descriptor_layers_are_the_default_else_the_papers() {
         // A weighted set round-trips through the file's metadata.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gen.safetensors");
-        let vs = nn::VarStore::new(Device::Cpu);
-        Generator::new(&vs.root(), meta().config, WeightInit::Reference).unwrap();
         let weighted = CheckpointMeta {
             descriptor_layers: Some("5*0.5,6".parse().unwrap()),
             ..meta()
         };
-        save(&vs, &weighted, &path).unwrap();
+        let (_dir, path, _) = saved(&weighted);
         assert_eq!(
             load_generator(&path, Device::Cpu, None).unwrap().meta,
             weighted

@@ -29,7 +29,7 @@ def fail(message):
 
 def parse_layers(text):
     """The same form src/model/descriptor.rs reads: `6`, `5,6`, `5*0.5,6`."""
-    bad = f"layers: expected encoder layers 1 to 8 such as 6 or 5,6 (a weight: 5*0.5), found `{text}`"
+    bad = f"layers: expected encoder layers 1 to 8 such as 6 or 5,6 (a weight above 0: 5*0.5), found `{text}`"
     layers, parts = [], []
     for part in text.split(","):
         layer, _, weight = part.strip().partition("*")
@@ -90,19 +90,18 @@ def main():
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, a.model)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         fail(f"{a.model}: cannot rewrite it ({e}); the file is unchanged")
-    except BaseException:
+    finally:
+        # Gone after the rename; left only when something failed before it.
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+    # The rename itself to disk (the file is already the new one here).
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     print(f"{a.model}: {FIELD} {before} -> {layers or '(none: the paper default)'}")
 
 

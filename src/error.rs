@@ -57,7 +57,7 @@ pub enum PipelineError {
         first: String,
         second: String,
     },
-    #[error("{root}: no query images to evaluate (evaluate needs a data set with queries, such as an Extended CMU-Seasons slice; scores need their poses too)")]
+    #[error("{root}: no query images to evaluate (evaluate needs a data set with queries, such as an Extended CMU-Seasons slice, and scores need their poses; a RobotCar traversal, a KITTI sequence or Virtual KITTI 2 is one drive: build a map of another drive of the place with build-map and score this one against it with --map MAP)")]
     NoQueries { root: String },
     #[error("{}: no timestamp: the sequence filter orders queries by time (use --filter none, or a data set whose query names or lists give timestamps)", path.display())]
     NoTimestamp { path: PathBuf },

@@ -1240,3 +1240,107 @@ fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
     );
     assert!(!map.exists());
 }
+
+/// The paper's RobotCar protocol: a map of one traversal, another traversal's images scored
+/// against it with `evaluate --map` (they are the queries, labelled by their date), its
+/// visual odometry (vo/vo.csv) moving the sequence filter as a recording's odometry does;
+/// `--no-odometry` leaves it unread, a broken row is named by file, line and field, and
+/// without --map the error says how to score one drive.
+#[test]
+fn a_robotcar_traversal_is_scored_against_another_ones_map_with_its_visual_odometry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 5);
+    let rc = dir.path().join("robotcar");
+    common::run_tools_ok(&[
+        "synth",
+        "robotcar",
+        "--out",
+        path_str(&rc),
+        "--traversals",
+        "2",
+        "--frames",
+        "10",
+        "--width",
+        "128",
+        "--height",
+        "96",
+    ]);
+    let reference = rc.join(dasgil::synth::robotcar::traversal_name(0));
+    let query = rc.join(dasgil::synth::robotcar::traversal_name(1));
+    let map = dir.path().join("rc.map.safetensors");
+    ok(&common::robotcar_map_args(&reference, &ckpt, &map));
+    let evaluate = |out: &Path, more: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "evaluate",
+            "--format",
+            "robotcar",
+            "--root",
+            path_str(&query),
+            "--cameras",
+            "stereo/centre",
+            "--map",
+            path_str(&map),
+            "--device",
+            "cpu",
+            "--out",
+            path_str(out),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(more.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |out: &Path, more: &[&str]| -> serde_json::Value {
+        let args = evaluate(out, more);
+        let said = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(said.contains("10 queries, 10 map images"), "{said}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        report["reports"][0].clone()
+    };
+    let vo = query.join(dasgil::data::robotcar::VO_FILE);
+    let rows = std::fs::read_to_string(&vo).unwrap().lines().count() - 1;
+    let r = run(&dir.path().join("seq"), &["--filter", "sequence"]);
+    assert_eq!(r["all"]["queries"], 10, "{r}");
+    let conditions: Vec<&String> = r["by_condition"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        conditions,
+        ["2015-05-19"],
+        "labelled by the traversal's date"
+    );
+    let odo = &r["sequence"]["odometry"];
+    assert_eq!(odo["topic"], path_str(&vo), "{odo}");
+    // Every row's source frame, and the first row's destination (the chain's origin).
+    assert_eq!(odo["taken"], rows as u64 + 1, "{odo}");
+    assert_eq!(odo["steps_moved"], 9, "every query after the first: {odo}");
+    let r = run(
+        &dir.path().join("no-odo"),
+        &["--filter", "sequence", "--no-odometry"],
+    );
+    assert!(r["sequence"].get("odometry").is_none(), "{r}");
+    // A broken row: file, line and field, nothing scored.
+    let text = std::fs::read_to_string(&vo).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[5] = lines[5].replacen(",0.0", ",north", 1);
+    assert!(lines[5].contains("north"), "{}", lines[5]);
+    std::fs::write(&vo, lines.join("\n")).unwrap();
+    let out = dir.path().join("broken");
+    let args = evaluate(&out, &["--filter", "sequence"]);
+    let e = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains(&format!("{}:6", vo.display())) && e.contains("north"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a failed evaluate leaves no --out");
+    // Without a map, one drive has no queries: the error says how to score it.
+    let mut args = evaluate(&out, &["--checkpoint", path_str(&ckpt)]);
+    let at = args.iter().position(|a| a == "--map").unwrap();
+    args.drain(at..at + 2);
+    let e = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains("no query images to evaluate") && e.contains("--map MAP"),
+        "{e}"
+    );
+}

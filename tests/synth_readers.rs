@@ -263,7 +263,7 @@ fn robotcar_traversals_read_back_with_ins_poses_at_the_image_times() {
         assert_eq!(tr.images.len(), 6);
         for (f, img) in tr.images.iter().enumerate() {
             // Interpolated INS position (north, east) = where the frame was rendered.
-            let s = (f as f64 + 0.5) * loop_len / 6.0;
+            let s = robotcar::frame_arc(t, f, 6, loop_len);
             let (p, h) = dasgil::synth::on_route(&world, s, 0.0);
             // The camera pose through the SDK's extrinsics: at the rendered position (NED:
             // north, east, down) and looking along the direction of travel.
@@ -286,5 +286,39 @@ fn robotcar_traversals_read_back_with_ins_poses_at_the_image_times() {
         }
         let rgb = tr.images[0].load_rgb(tr.decode()).unwrap();
         assert_eq!(rgb.dimensions(), (160, 120));
+        // The visual odometry's path between two frames is the true path within its scale
+        // error: the INS positions of the frames between them, 100 steps in all.
+        let vo = dasgil::data::robotcar::read_vo(
+            &dir.path()
+                .join(robotcar::traversal_name(t))
+                .join(dasgil::data::robotcar::VO_FILE),
+        )
+        .unwrap();
+        let (a, b) = (
+            tr.images[1].timestamp_us.unwrap(),
+            tr.images[4].timestamp_us.unwrap(),
+        );
+        let path_between = |lo: i64, hi: i64| -> f64 {
+            let inside: Vec<[f64; 3]> = vo
+                .iter()
+                .filter(|s| s.0 >= lo && s.0 <= hi)
+                .map(|s| s.1)
+                .collect();
+            inside
+                .windows(2)
+                .map(|w| {
+                    ((w[1][0] - w[0][0]).powi(2)
+                        + (w[1][1] - w[0][1]).powi(2)
+                        + (w[1][2] - w[0][2]).powi(2))
+                    .sqrt()
+                })
+                .sum()
+        };
+        let truth = 3.0 * loop_len / 6.0;
+        let measured = path_between(a, b);
+        assert!(
+            (measured / truth - 1.0).abs() <= robotcar::VO_SCALE_ERROR + 0.01,
+            "traversal {t}: odometry drove {measured:.1} m between frames 1 and 4, truth {truth:.1} m"
+        );
     }
 }

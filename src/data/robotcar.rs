@@ -184,6 +184,91 @@ pub fn read_ins(path: &Path) -> Result<Vec<InsSample>, DataError> {
     Ok(out)
 }
 
+/// Where a traversal keeps its visual odometry.
+pub const VO_FILE: &str = "vo/vo.csv";
+
+/// `vo/vo.csv` header as the RobotCar SDK's files carry it. The SDK skips this line unread
+/// (`interpolate_poses.py`), and so does [`read_vo`]: only its place and width are checked.
+pub const VO_HEADER: &str = "source_timestamp,destination_timestamp,x,y,z,roll,pitch,yaw";
+
+/// A traversal's visual odometry (`vo/vo.csv`), chained into positions: each row is the pose
+/// of the frame at `source_timestamp` relative to the one at `destination_timestamp` (the
+/// previous frame), `x y z` metres and `roll pitch yaw` radians in the stereo camera's frame (x
+/// forward, y right, z down), composed as the SDK's `build_se3_transform` (Rz Ry Rx). Chained
+/// in row order from the identity at the first row's destination time, as the SDK's
+/// `interpolate_vo_poses` does. Returns (µs, position in metres in the first frame's frame).
+/// Errors name the file, line and field: a row that is not 8 numbers, a source timestamp not
+/// after the previous row's, or a file with no row.
+pub fn read_vo(path: &Path) -> Result<Vec<(i64, [f64; 3])>, DataError> {
+    let f = TextFile::read(path)?;
+    let mut lines = f.lines(Some(','), None);
+    let header = lines.next().ok_or_else(|| {
+        DataError::layout(
+            path,
+            format!("empty: expected the header `{VO_HEADER}` and one row per pair of frames"),
+        )
+    })?;
+    header.expect_columns(8)?;
+    if header.fields[0].parse::<f64>().is_ok() {
+        return Err(header.field_error(
+            "header",
+            &format!("the header line `{VO_HEADER}` (the SDK skips the first line)"),
+            header.raw,
+        ));
+    }
+    let mut world_from_frame = Pose::identity();
+    let mut out: Vec<(i64, [f64; 3])> = Vec::new();
+    for line in lines {
+        line.expect_columns(8)?;
+        let source: i64 = line.parse(0, "source_timestamp", "microseconds")?;
+        let destination: i64 = line.parse(1, "destination_timestamp", "microseconds")?;
+        let rel = line.floats(2, &["x", "y", "z", "roll", "pitch", "yaw"])?;
+        if out.is_empty() && destination < source {
+            out.push((destination, [0.0; 3]));
+        }
+        if let Some(&(prev, _)) = out.last() {
+            if source <= prev {
+                return Err(line.field_error(
+                    "source_timestamp",
+                    &format!("increasing (> {prev})"),
+                    line.fields[0],
+                ));
+            }
+        }
+        world_from_frame *= se3(&rel);
+        let t = world_from_frame.translation.vector;
+        out.push((source, [t.x, t.y, t.z]));
+    }
+    if out.len() < 2 {
+        return Err(DataError::layout(
+            path,
+            "no relative pose below the header: nothing to chain",
+        ));
+    }
+    Ok(out)
+}
+
+/// The visual odometry of the traversal in `dir` ([`VO_FILE`], [`read_vo`]) as the sequence
+/// filter takes a recording's odometry (stamps in seconds); None when the traversal has none.
+pub fn traversal_odometry(
+    dir: &Path,
+) -> Result<Option<crate::localize::odometry::RecordedOdometry>, DataError> {
+    let path = dir.join(VO_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let samples = read_vo(&path)?
+        .into_iter()
+        .map(|(us, p)| (us as f64 * 1e-6, p))
+        .collect();
+    Ok(Some(crate::localize::odometry::RecordedOdometry {
+        topic: path.display().to_string(),
+        samples,
+        left_out: 0,
+        out_of_order: 0,
+    }))
+}
+
 /// The INS pose at `ts`, interpolated between the bracketing samples; None outside the INS time span.
 pub fn pose_at(ins: &[InsSample], ts: i64) -> Option<Pose> {
     let i = ins.partition_point(|s| s.timestamp_us <= ts);
@@ -324,6 +409,66 @@ impl Traversal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vo_file(body: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vo.csv");
+        std::fs::write(&path, format!("{VO_HEADER}\n{body}")).unwrap();
+        (dir, path)
+    }
+
+    /// A square driven with 10 m forward then a quarter turn right (yaw +90 degrees: z down),
+    /// four times: the chain comes back to its start, each side 10 m long, the second corner at
+    /// (10, 10) (x forward, y right of the first frame).
+    #[test]
+    fn visual_odometry_chains_relative_poses_into_positions() {
+        let q = std::f64::consts::FRAC_PI_2;
+        let body: String = (1..=4)
+            .map(|k| format!("{},{},10,0,0,0,0,{q}\n", 1000 * k, 1000 * (k - 1)))
+            .collect();
+        let (_d, path) = vo_file(&body);
+        let track = read_vo(&path).unwrap();
+        let stamps: Vec<i64> = track.iter().map(|s| s.0).collect();
+        assert_eq!(
+            stamps,
+            [0, 1000, 2000, 3000, 4000],
+            "origin at the first destination"
+        );
+        let want = [
+            [0.0, 0.0],
+            [10.0, 0.0],
+            [10.0, 10.0],
+            [0.0, 10.0],
+            [0.0, 0.0],
+        ];
+        for ((_, p), w) in track.iter().zip(want) {
+            assert!(
+                (p[0] - w[0]).abs() < 1e-9 && (p[1] - w[1]).abs() < 1e-9 && p[2].abs() < 1e-9,
+                "{p:?}, expected {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn visual_odometry_errors_name_the_line_and_field() {
+        let e = |body: &str| read_vo(&vo_file(body).1).unwrap_err().to_string();
+        let msg = e("1000,0,1,0,0,0,0,0\n2000,1000,1,0,0,zero,0,0\n");
+        assert!(msg.contains(":3") && msg.contains("roll"), "{msg}");
+        let msg = e("1000,0,1,0,0,0,0,0\n1000,500,1,0,0,0,0,0\n");
+        assert!(
+            msg.contains("source_timestamp") && msg.contains("> 1000"),
+            "{msg}"
+        );
+        let msg = e("1000,0,1,0,0,0,0\n");
+        assert!(msg.contains(":2") && msg.contains('8'), "{msg}");
+        let msg = e("");
+        assert!(msg.contains("no relative pose"), "{msg}");
+        let dir = tempfile::tempdir().unwrap();
+        let headless = dir.path().join("vo.csv");
+        std::fs::write(&headless, "1000,0,1,0,0,0,0,0\n").unwrap();
+        let msg = read_vo(&headless).unwrap_err().to_string();
+        assert!(msg.contains("header"), "{msg}");
+    }
 
     #[test]
     fn demosaic_recovers_a_flat_colour() {

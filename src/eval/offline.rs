@@ -260,15 +260,27 @@ pub fn condition_labels(src: &SourceImages) -> BTreeMap<String, String> {
     }
     for q in queries {
         let name = image_name(q);
-        labels.entry(name).or_insert_with(|| match q.timestamp_us {
-            Some(us) => {
-                let days = us.div_euclid(86_400_000_000);
-                format!("day {days}")
-            }
-            None => "unknown".into(),
-        });
+        labels
+            .entry(name)
+            .or_insert_with(|| date_label(q.timestamp_us));
     }
     labels
+}
+
+/// A query's condition when nothing names it: the UTC date of its timestamp (a RobotCar
+/// traversal, a recording), or `day N` for a clock that starts near 0 (KITTI's seconds since
+/// the sequence start: before 2000), `unknown` without one.
+fn date_label(timestamp_us: Option<i64>) -> String {
+    const YEAR_2000_S: i64 = 946_684_800;
+    match timestamp_us {
+        Some(us) if us.div_euclid(1_000_000) >= YEAR_2000_S => {
+            time::OffsetDateTime::from_unix_timestamp(us.div_euclid(1_000_000))
+                .map(|t| t.date().to_string())
+                .unwrap_or_else(|_| format!("day {}", us.div_euclid(86_400_000_000)))
+        }
+        Some(us) => format!("day {}", us.div_euclid(86_400_000_000)),
+        None => "unknown".into(),
+    }
 }
 
 fn rotation_error_deg(a: &Pose, b: &Pose) -> f64 {
@@ -826,6 +838,18 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 mod tests {
     use super::*;
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    /// A RobotCar traversal's or a recording's queries are labelled by their UTC date; KITTI's
+    /// clock from the sequence start by day.
+    #[test]
+    fn queries_without_a_named_condition_are_labelled_by_date() {
+        // 2014-11-25 09:18:32 UTC, the synthetic traversal 2014-11-25-09-18-32.
+        assert_eq!(date_label(Some(1_416_907_112_000_000)), "2014-11-25");
+        assert_eq!(date_label(Some(1_416_959_999_999_999)), "2014-11-25");
+        assert_eq!(date_label(Some(1_416_960_000_000_000)), "2014-11-26");
+        assert_eq!(date_label(Some(12_500_000)), "day 0");
+        assert_eq!(date_label(None), "unknown");
+    }
 
     #[test]
     fn identical_curves_are_drawn_once_under_both_names() {

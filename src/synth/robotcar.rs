@@ -3,7 +3,9 @@
 //! `gps/ins.csv` at 50 Hz in the real header. INS world: northing = world y + N0, easting =
 //! world x + E0, down = -z; yaw from north towards east. The INS rows are the INS unit's pose:
 //! the rendered stereo camera's pose composed with the RobotCar SDK's extrinsics, so that the
-//! reader (`data::robotcar`) gets the camera pose back.
+//! reader (`data::robotcar`) gets the camera pose back. `vo/vo.csv` holds the drive's visual
+//! odometry at the stereo rate ([`VO_RATE`]): the true relative poses of the vehicle frame
+//! with a per-traversal scale error and yaw drift ([`vo_rows`]), as a real VO drifts.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,6 +25,12 @@ pub const NORTHING0: f64 = 5_735_000.0;
 pub const EASTING0: f64 = 619_000.0;
 pub const CAMERA_HEIGHT: f64 = 1.5;
 const INS_RATE: f64 = 50.0;
+/// Rows per second of `vo/vo.csv` (the Bumblebee stereo camera's frame rate, about 16 Hz).
+pub const VO_RATE: f64 = 16.0;
+/// The visual odometry's scale error is drawn per traversal up to this (its distances are 1 +
+/// e times the true ones), and its yaw drift up to [`VO_YAW_DRIFT`] degrees per second.
+pub const VO_SCALE_ERROR: f64 = 0.03;
+pub const VO_YAW_DRIFT: f64 = 0.3;
 const CONDITIONS: [&str; 5] = ["overcast", "clone", "rain", "sunset", "fog"];
 const STARTS: [&str; 5] = [
     "2014-12-09-13-21-02",
@@ -70,6 +78,16 @@ pub fn traversal_name(i: usize) -> String {
         .unwrap_or_else(|| format!("2016-01-{:02}-12-00-00", 1 + i))
 }
 
+/// Arc length (metres along the loop) of frame `f` of traversal `t`, `frames` evenly along
+/// the loop: the first traversal's at the middle of each stretch, every other one's shifted by
+/// a fraction of the spacing of its own (the golden ratio's, 0.38 for the second, 0.76 for
+/// the third, ...), as a real drive's frames never fall where another drive's did: a query
+/// traversal's frames lie between the reference's.
+pub fn frame_arc(t: usize, f: usize, frames: usize, loop_len: f64) -> f64 {
+    let phase = (0.5 + t as f64 * 0.381_966_011_250_105).fract();
+    (f as f64 + phase) * loop_len / frames as f64
+}
+
 /// Speed (m/s) and start time of traversal `i`.
 fn timing(i: usize) -> (f64, i64) {
     (
@@ -115,7 +133,7 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         .collect();
     let frame_time = |t: usize, f: usize| {
         let (speed, t0) = timing(t);
-        let s = (f as f64 + 0.5) * loop_len / opts.frames as f64;
+        let s = frame_arc(t, f, opts.frames, loop_len);
         (s, t0 + (s / speed * 1e6).round() as i64)
     };
     run_parallel("synth robotcar", &tasks, |&(t, f)| {
@@ -177,9 +195,61 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             );
         }
         write_atomic(&dir.join("gps/ins.csv"), ins.as_bytes())?;
+        let vo = vo_rows(
+            opts.seed ^ t as u64,
+            (end_s / speed + 1.0, t0 - 1_000_000),
+            |time| on_route(&world, (time - 1.0) * speed, 0.0),
+        );
+        write_atomic(&dir.join("vo/vo.csv"), vo.as_bytes())?;
     }
     Ok(Summary {
         images: tasks.len(),
-        files: tasks.len() + 2 * opts.traversals,
+        files: tasks.len() + 3 * opts.traversals,
     })
+}
+
+/// `vo/vo.csv` (header and rows, data::robotcar::VO_HEADER) of a drive of `span.0` seconds
+/// from `span.1` µs, the vehicle at `at(seconds since the start)` (position, heading in the
+/// synthetic world): the relative pose of each frame to the previous one in the vehicle frame
+/// (x forward, y right, z down), its translation scaled by 1 + e and its yaw offset by the
+/// drift rate times the frame interval (e and the rate drawn from `seed`).
+fn vo_rows(seed: u64, span: (f64, i64), at: impl Fn(f64) -> ([f64; 2], f64)) -> String {
+    let mut rng = super::noise::Rng::new(seed ^ 0x0D0E);
+    let scale = 1.0 + rng.range(-VO_SCALE_ERROR, VO_SCALE_ERROR);
+    let drift = rng.range(-VO_YAW_DRIFT, VO_YAW_DRIFT).to_radians() / VO_RATE;
+    // world_from_vehicle in the synthetic world: x forward, y right, z down (a proper rotation).
+    let vehicle = |time: f64| {
+        let (p, h) = at(time);
+        let forward = nalgebra::Vector3::new(h.cos(), h.sin(), 0.0);
+        let right = nalgebra::Vector3::new(h.sin(), -h.cos(), 0.0);
+        let down = nalgebra::Vector3::new(0.0, 0.0, -1.0);
+        crate::geom::Pose::from_parts(
+            nalgebra::Translation3::new(p[0], p[1], CAMERA_HEIGHT),
+            nalgebra::UnitQuaternion::from_matrix(&nalgebra::Matrix3::from_columns(&[
+                forward, right, down,
+            ])),
+        )
+    };
+    let stamp = |k: i64| span.1 + (k as f64 / VO_RATE * 1e6).round() as i64;
+    let mut out = format!("{}\n", crate::data::robotcar::VO_HEADER);
+    let n = (span.0 * VO_RATE) as i64;
+    let mut prev = vehicle(0.0);
+    for k in 1..=n {
+        let next = vehicle(k as f64 / VO_RATE);
+        let rel = prev.inverse() * next;
+        let t = rel.translation.vector * scale;
+        let (roll, pitch, yaw) = rel.rotation.euler_angles();
+        let _ = writeln!(
+            out,
+            "{},{},{:.6},{:.6},{:.6},{roll:.8},{pitch:.8},{:.8}",
+            stamp(k),
+            stamp(k - 1),
+            t.x,
+            t.y,
+            t.z,
+            yaw + drift,
+        );
+        prev = next;
+    }
+    out
 }

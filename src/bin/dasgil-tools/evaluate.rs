@@ -56,6 +56,11 @@ pub(crate) struct EvaluateArgs {
     /// direction, move the filter's belief as in the node (docs/sequence-filter.md).
     #[arg(long, value_name = "TOPIC")]
     odometry_topic: Option<String>,
+    /// With --filter sequence on a RobotCar traversal scored against --map: leave its visual
+    /// odometry (vo/vo.csv, read by default) unread, so the filter moves by its speed bounds
+    /// alone, as without odometry.
+    #[arg(long, conflicts_with = "odometry_topic")]
+    no_odometry: bool,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -95,6 +100,16 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         )
         .exit();
     }
+    if a.no_odometry && a.filter != dasgil::localize::Filter::Sequence {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--no-odometry applies to --filter sequence only (given --filter {}): drop it\n",
+                a.filter.name()
+            ),
+        )
+        .exit();
+    }
     if a.odometry_topic.is_some() && a.filter != dasgil::localize::Filter::Sequence {
         clap::Error::raw(
             clap::error::ErrorKind::ArgumentConflict,
@@ -124,6 +139,25 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         None => a.source.open()?,
     };
     src.odometry = odometry;
+    if a.map.is_some() && src.queries.is_empty() && !src.database.is_empty() {
+        // One drive (a RobotCar traversal, a KITTI sequence, Virtual KITTI 2) has no queries of
+        // its own: scored against another drive's map, its images are the queries.
+        eprintln!(
+            "evaluate: the {} images of {} are the queries (a {} data set has no queries of its \
+             own; the map is the database)",
+            src.database.len(),
+            src.source.root,
+            src.source.format
+        );
+        src.queries = std::mem::take(&mut src.database);
+        if src.source.format == "robotcar"
+            && a.filter == dasgil::localize::Filter::Sequence
+            && !a.no_odometry
+        {
+            src.odometry =
+                dasgil::data::robotcar::traversal_odometry(std::path::Path::new(&src.source.root))?;
+        }
+    }
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,

@@ -537,6 +537,7 @@ pub fn evaluate(
             }),
             "published": r.published,
             "up": loc.places.up.as_slice(),
+            "map_spacing": loc.places.spacing,
         }));
     }
     let group = |key: &dyn Fn(&QueryResult) -> String| -> BTreeMap<String, Scores> {

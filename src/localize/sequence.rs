@@ -48,7 +48,9 @@
 //!   of a place within R. So the 95% ellipsoid is a disc out to about where that share of the
 //!   belief is (the road's direction is not used): a belief split between two stretches of road
 //!   widens it when the other stretch holds more than 1 - SPREAD_MASS of it, and a settled
-//!   belief is not widened by the little left far away. SPREAD_MASS was fitted so that the 95%
+//!   belief is not widened by the little left far away. R is at least [`BETWEEN_SPACING`]
+//!   times the map's spacing: a query lies between map images, up to half their spacing from
+//!   the nearest, however sure the belief is of that image. SPREAD_MASS was fitted so that the 95%
 //!   ellipsoid holds the truth for 95% of the priors of the fitting worlds together
 //!   (tools/python/fit_sequence_spread.py; docs/pose-prior.md).
 //! - Off the map: beside the places, the filter keeps the probability q that the vehicle is off
@@ -136,10 +138,17 @@ pub const UNIFORM_SHARE: f64 = 0.01;
 /// place is not ruled out): on the fitting worlds 73% of its belief reaches as far as the truth
 /// lies in 96% of the published frames (the three fitting worlds together, at the target at which
 /// each held out of a fit on the other two is covered at 95%; the shipped model
-/// with its descriptor layer e6, 2026-12-03). Fitted before OFF_MAP_LIKELIHOOD and
-/// OFF_MAP_CONFIDENCE were refitted for e6; with them, tools/fit-sequence-constants.sh gives
-/// 0.72, one grid step narrower, and 0.73 was kept.
+/// with its descriptor layer e6, 2026-12-03). Kept when the floor of [`BETWEEN_SPACING`] came:
+/// a refit with the floor gives 0.6 (95.2-96.2% on the fitting worlds), which narrows the
+/// ellipsoid of a spread belief to pay for the floor's cover of a settled one, and held the
+/// truth for 78.3% of cmu_test_sepia's priors (88.3% before the floor): the floor only widens
+/// (docs/sequence-filter.md, "Between map images").
 pub const SPREAD_MASS: f64 = 0.73;
+/// The ground reach R is at least this share of the map's spacing ([`Places::spacing`]): a
+/// query lies between the map's images, up to half their spacing from the nearest one, and a
+/// belief sure of that image does not make the truth lie on it (docs/sequence-filter.md,
+/// "Between map images"). Geometry, not fitted.
+pub const BETWEEN_SPACING: f64 = 0.5;
 /// A frame whose single-frame confidence is at least this is sure of its own match, which the
 /// belief does not override (0.15: the value of the single-frame prior's CONFIDENT when this
 /// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1, 0.075 and,
@@ -818,8 +827,9 @@ impl SequenceFilter {
         }
         self.last_place = Some(place);
         let beyond_end = self.follow_published(places, place, relocalized);
-        // The disc reaches on by how far the vehicle may have driven past a map's end.
-        let ground = reach + beyond_end;
+        // The disc reaches at least half the map's spacing (the truth lies between its images),
+        // and on by how far the vehicle may have driven past a map's end.
+        let ground = reach.max(BETWEEN_SPACING * places.spacing) + beyond_end;
         let vertical = up * up.transpose();
         let spread = ((Matrix3::identity() - vertical) * (ground * ground)
             + vertical * (height * height))
@@ -1398,6 +1408,35 @@ mod tests {
         assert_eq!(s.spread[(0, 1)], 0.0);
     }
 
+    /// A belief sure of one place (the same frame seen again and again, nothing moving it)
+    /// still reaches half the map's spacing on the ground: the truth lies between the map's
+    /// images, not on the one the belief is sure of.
+    #[test]
+    fn a_settled_belief_reaches_half_the_maps_spacing() {
+        let places = route(10, false);
+        assert!((places.spacing - 5.0).abs() < 1e-9, "{}", places.spacing);
+        let mut f = SequenceFilter::new(&places);
+        let mut rng = Draws::seed_from_u64(9);
+        let frame = hits(&places, 4, 0, 0.0, &mut rng);
+        let mut step = None;
+        for _ in 0..8 {
+            step = f.observe(&places, &frame, 0.0, |r| r % 2 == 0);
+        }
+        let s = step.unwrap();
+        assert_eq!(s.place, 4);
+        assert_eq!(reach_of(&s.profile, SPREAD_MASS), 0.0, "{:?}", s.profile);
+        let chi = crate::localize::prior::CHI2_3_95;
+        let floor = BETWEEN_SPACING * places.spacing;
+        // Up is z here (`Places::from_centres`): a disc of the floor's radius on x and y.
+        for (axis, want) in [(0, floor * floor / chi), (1, floor * floor / chi), (2, 0.0)] {
+            assert!(
+                (s.spread[(axis, axis)] - want).abs() < 1e-9,
+                "spread {}, floor {floor} m",
+                s.spread
+            );
+        }
+    }
+
     #[test]
     fn places_group_the_cameras_of_one_stop() {
         let p = route(10, false);
@@ -1712,8 +1751,8 @@ mod tests {
             })
             .unwrap();
         // The ellipsoid reaches R = 15 m here (the belief about place 30 has widened too),
-        // against under 7.5 m before (measured at SPREAD_MASS 0.73; at 0.75: 25 and 10 m; at
-        // 0.8: 42.7 and 11.6 m).
+        // against 5 m before (measured at SPREAD_MASS 0.73; at 0.75: 25 and 10 m; at 0.8: 42.7
+        // and 11.6 m; at 0.6 with the floor of half the spacing: 8.4 and 2.5 m).
         let reach = |s: &Step| (s.spread.trace() * crate::localize::prior::CHI2_3_95 / 2.0).sqrt();
         assert!(reach(&split) > 14.0, "{}", reach(&split));
         assert!(

@@ -6,15 +6,16 @@ belief about it (`belief_profile`: {"ground", "height", "share"} per place holdi
 own, nearest on the ground first; metres along and perpendicular to the map's up, shares
 summing to 1), the map's up direction (`up`, a unit vector in the map's world frame), how far the
 vehicle may have driven past a map's end (`beyond_end`, metres, 0 elsewhere), and evaluate's own
-confidence, 95% radius and Mahalanobis distance.
+confidence, 95% radius and Mahalanobis distance, and the map's spacing (`map_spacing`, metres:
+the median distance from a place to its nearest other place).
 
     python tools/python/fit_sequence_spread.py --fit OUT1 OUT2 OUT3 --check OUT4
 
 The prior's position block with the filter is F I + (R + B)^2 / 7.81 (I - u u^T) + H^2 / 7.81
 u u^T: F the floor of a single match (POSITION_CALIBRATION * SIGMA_POSITION^2), u the map's up, R
 the ground distance within which SPREAD_MASS of the belief lies (cumulated outwards, linearly
-between places, from 0 at 0), B `beyond_end`, H the largest height difference of a place within
-R.
+between places, from 0 at 0), at least BETWEEN_SPACING times the map's spacing, B `beyond_end`,
+H the largest height difference of a place within the distance SPREAD_MASS gives.
 First this script recomputes evaluate's 95% radius and Mahalanobis distance with the shipped
 SPREAD_MASS and stops if a query differs (the formula here must stay the one in the Rust). Then
 it chooses a coverage target as tools/python/fit_prior.py does (the lowest of 95%, 95.5%, ...
@@ -40,6 +41,8 @@ CHI2_3_95 = 7.814727903251178
 SHIPPED = 0.73
 # POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.
 FLOOR = 0.6 * 1.0 ** 2
+# BETWEEN_SPACING in src/localize/sequence.rs.
+BETWEEN_SPACING = 0.5
 GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]
 TARGET = 0.95
 
@@ -77,16 +80,17 @@ def load(folder):
             conf = float(q["confidence"])
             published = bool(q.get("published", True))
             beyond = float(q.get("beyond_end") or 0.0)
+            spacing = float(q["map_spacing"])
         except (KeyError, IndexError, ValueError, TypeError) as e:
             fail(f"{where}: expected `truth` [x, y, z], `candidates` [[distance, x, y, z], ...], "
                  f"`up` [x, y, z], `belief_profile` [{{\"ground\", \"height\", \"share\"}}, ...] and "
-                 f"`confidence`: {e!r}")
+                 f"`confidence` and `map_spacing` (an evaluate run of this version): {e!r}")
         if truth.shape != (3,) or best.shape != (3,) or up.shape != (3,):
             fail(f"{where}: `truth`, the first candidate and `up` must be [x, y, z]")
         if not profile:
             fail(f"{where}: field `belief_profile`: expected one or more places, found []")
         # Published: evaluate's flag (the off-the-map test withholds too), at --min-confidence.
-        queries.append((truth - best, up, profile, beyond, conf if published else -1.0,
+        queries.append((truth - best, up, profile, (beyond, spacing), conf if published else -1.0,
                         q.get("radius_95"), q.get("mahalanobis2")))
     if not queries:
         fail(f"{path}: no queries (an evaluate run without ground truth?)")
@@ -94,10 +98,12 @@ def load(folder):
     return queries
 
 
-def covariance(up, profile, beyond, share):
+def covariance(up, profile, beyond_spacing, share):
+    beyond, spacing = beyond_spacing
     r = reach_of(profile, share)
     h = max([abs(height) for ground, height, _ in profile if ground <= r], default=0.0)
-    g = r + beyond  # the disc reaches on past a map's end (`beyond_end`)
+    # At least half the map's spacing; on past a map's end (`beyond_end`).
+    g = max(r, BETWEEN_SPACING * spacing) + beyond
     vertical = np.outer(up, up)
     return FLOOR * np.eye(3) + (g * g * (np.eye(3) - vertical) + h * h * vertical) / CHI2_3_95
 

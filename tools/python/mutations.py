@@ -173,6 +173,12 @@ MUTATIONS = [
      "None.unwrap_or_else(|| {",
      LIB, "model::checkpoint::tests::recorded_descriptor_layers",
      "a checkpoint's recorded descriptor layers are ignored: the shipped model retrieves with e5"),
+    ("between-images-floor-dropped", "src/localize/sequence.rs",
+     "let ground = reach.max(BETWEEN_SPACING * places.spacing) + beyond_end;",
+     "let ground = reach + beyond_end;",
+     LIB, "localize::sequence::tests::a_settled_belief",
+     "the filter's ellipsoid loses its floor of half the map's spacing: a settled belief "
+     "claims the truth lies on the map image"),
 ]
 
 FINISHED = re.compile(r"test result: .*finished in ([0-9.]+)s")

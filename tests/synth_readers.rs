@@ -286,8 +286,8 @@ fn robotcar_traversals_read_back_with_ins_poses_at_the_image_times() {
         }
         let rgb = tr.images[0].load_rgb(tr.decode()).unwrap();
         assert_eq!(rgb.dimensions(), (160, 120));
-        // The visual odometry's path between two frames is the true path within its scale
-        // error: the INS positions of the frames between them, 100 steps in all.
+        // The visual odometry's path between frames 1 and 4 (its positions between their
+        // stamps) is the true path along the loop within the odometry's scale error.
         let vo = dasgil::data::robotcar::read_vo(
             &dir.path()
                 .join(robotcar::traversal_name(t))

@@ -197,8 +197,10 @@ pub const VO_HEADER: &str = "source_timestamp,destination_timestamp,x,y,z,roll,p
 /// forward, y right, z down), composed as the SDK's `build_se3_transform` (Rz Ry Rx). Chained
 /// in row order from the identity at the first row's destination time, as the SDK's
 /// `interpolate_vo_poses` does. Returns (µs, position in metres in the first frame's frame).
-/// Errors name the file, line and field: a row that is not 8 numbers, a source timestamp not
-/// after the previous row's, or a file with no row.
+/// Errors name the file, line and field: a row that is not 8 numbers, a destination timestamp
+/// not before its source, a source timestamp not after the previous row's, or a file with no
+/// row. A row whose destination is not the previous row's source (a dropped frame) is chained
+/// as the SDK chains it.
 pub fn read_vo(path: &Path) -> Result<Vec<(i64, [f64; 3])>, DataError> {
     let f = TextFile::read(path)?;
     let mut lines = f.lines(Some(','), None);
@@ -223,7 +225,14 @@ pub fn read_vo(path: &Path) -> Result<Vec<(i64, [f64; 3])>, DataError> {
         let source: i64 = line.parse(0, "source_timestamp", "microseconds")?;
         let destination: i64 = line.parse(1, "destination_timestamp", "microseconds")?;
         let rel = line.floats(2, &["x", "y", "z", "roll", "pitch", "yaw"])?;
-        if out.is_empty() && destination < source {
+        if destination >= source {
+            return Err(line.field_error(
+                "destination_timestamp",
+                &format!("before the row's source_timestamp {source} (the previous frame)"),
+                line.fields[1],
+            ));
+        }
+        if out.is_empty() {
             out.push((destination, [0.0; 3]));
         }
         if let Some(&(prev, _)) = out.last() {
@@ -463,6 +472,11 @@ mod tests {
         assert!(msg.contains(":2") && msg.contains('8'), "{msg}");
         let msg = e("");
         assert!(msg.contains("no relative pose"), "{msg}");
+        let msg = e("1000,2000,1,0,0,0,0,0\n");
+        assert!(
+            msg.contains(":2") && msg.contains("destination_timestamp") && msg.contains("2000"),
+            "{msg}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let headless = dir.path().join("vo.csv");
         std::fs::write(&headless, "1000,0,1,0,0,0,0,0\n").unwrap();

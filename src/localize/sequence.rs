@@ -45,7 +45,7 @@
 //!   ground distance (perpendicular to u) from the published place within which
 //!   [`SPREAD_MASS`] of the belief lies (the places that hold belief of their own, cumulated
 //!   outwards, linearly between places, from 0 at 0), H the largest height difference (along u)
-//!   of a place within R. So the 95% ellipsoid is a disc out to about where that share of the
+//!   of a place within that distance (before the floor below). So the 95% ellipsoid is a disc out to about where that share of the
 //!   belief is (the road's direction is not used): a belief split between two stretches of road
 //!   widens it when the other stretch holds more than 1 - SPREAD_MASS of it, and a settled
 //!   belief is not widened by the little left far away. R is at least [`BETWEEN_SPACING`]

@@ -84,7 +84,8 @@ def load(folder):
         except (KeyError, IndexError, ValueError, TypeError) as e:
             fail(f"{where}: expected `truth` [x, y, z], `candidates` [[distance, x, y, z], ...], "
                  f"`up` [x, y, z], `belief_profile` [{{\"ground\", \"height\", \"share\"}}, ...] and "
-                 f"`confidence` and `map_spacing` (an evaluate run of this version): {e!r}")
+                 f"`confidence` and `map_spacing` (runs of evaluate before 2026-12-03 lack "
+                 f"`map_spacing`: run it again): {e!r}")
         if truth.shape != (3,) or best.shape != (3,) or up.shape != (3,):
             fail(f"{where}: `truth`, the first candidate and `up` must be [x, y, z]")
         if not profile:
@@ -110,11 +111,11 @@ def covariance(up, profile, beyond_spacing, share):
 
 def scores(queries, share, min_confidence):
     inside, radius, error, published = [], [], [], 0
-    for offset, up, profile, beyond, conf, _, _ in queries:
+    for offset, up, profile, beyond_spacing, conf, _, _ in queries:
         if conf < min_confidence:
             continue
         published += 1
-        cov = covariance(up, profile, beyond, share)
+        cov = covariance(up, profile, beyond_spacing, share)
         inside.append(offset @ np.linalg.solve(cov, offset) <= CHI2_3_95)
         radius.append(np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[-1]))
         error.append(np.linalg.norm(offset))
@@ -123,8 +124,8 @@ def scores(queries, share, min_confidence):
 
 def check_reproduction(path, queries):
     off = 0
-    for offset, up, profile, beyond, _, r95, m2 in queries:
-        cov = covariance(up, profile, beyond, SHIPPED)
+    for offset, up, profile, beyond_spacing, _, r95, m2 in queries:
+        cov = covariance(up, profile, beyond_spacing, SHIPPED)
         radius = np.sqrt(CHI2_3_95 * np.linalg.eigvalsh(cov)[-1])
         maha = offset @ np.linalg.solve(cov, offset)
         close = lambda x, y: y is not None and abs(x - y) <= 1e-6 * max(1.0, abs(y))

@@ -139,7 +139,24 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         None => a.source.open()?,
     };
     src.odometry = odometry;
-    if a.map.is_some() && src.queries.is_empty() && !src.database.is_empty() {
+    let one_drive = matches!(src.source.format.as_str(), "robotcar" | "kitti" | "vkitti2");
+    if a.no_odometry && (a.bag.path().is_some() || src.source.format != "robotcar") {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--no-odometry leaves a RobotCar traversal's vo/vo.csv unread (evaluate --format \
+                 robotcar --root TRAVERSAL --map MAP --filter sequence); this {} source has no \
+                 odometry to leave out: drop it\n",
+                if a.bag.path().is_some() {
+                    "recording"
+                } else {
+                    src.source.format.as_str()
+                }
+            ),
+        )
+        .exit();
+    }
+    if one_drive && a.map.is_some() && src.queries.is_empty() && !src.database.is_empty() {
         // One drive (a RobotCar traversal, a KITTI sequence, Virtual KITTI 2) has no queries of
         // its own: scored against another drive's map, its images are the queries.
         eprintln!(
@@ -154,8 +171,16 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             && a.filter == dasgil::localize::Filter::Sequence
             && !a.no_odometry
         {
-            src.odometry =
-                dasgil::data::robotcar::traversal_odometry(std::path::Path::new(&src.source.root))?;
+            let root = std::path::Path::new(&src.source.root);
+            src.odometry = dasgil::data::robotcar::traversal_odometry(root)?;
+            if src.odometry.is_none() {
+                eprintln!(
+                    "evaluate: no {}: the sequence filter moves by its speed bounds alone \
+                     (the traversal's visual odometry is a download of its own; --no-odometry \
+                     says you know)",
+                    root.join(dasgil::data::robotcar::VO_FILE).display()
+                );
+            }
         }
     }
     let options = dasgil::localize::Options {

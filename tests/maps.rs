@@ -1315,6 +1315,13 @@ fn a_robotcar_traversal_is_scored_against_another_ones_map_with_its_visual_odome
     // Every row's source frame, and the first row's destination (the chain's origin).
     assert_eq!(odo["taken"], rows as u64 + 1, "{odo}");
     assert_eq!(odo["steps_moved"], 9, "every query after the first: {odo}");
+    // matches.png shows query / map image pairs (the map's images found from the map): more
+    // than its title.
+    let (_, height) = image::image_dimensions(dir.path().join("seq/matches.png")).unwrap();
+    assert!(
+        height > 100,
+        "matches.png is {height} px tall: no image pairs"
+    );
     let r = run(
         &dir.path().join("no-odo"),
         &["--filter", "sequence", "--no-odometry"],

@@ -228,7 +228,7 @@ pub fn read_vo(path: &Path) -> Result<Vec<(i64, [f64; 3])>, DataError> {
         if destination >= source {
             return Err(line.field_error(
                 "destination_timestamp",
-                &format!("before the row's source_timestamp {source} (the previous frame)"),
+                &format!("the previous frame's time, before this row's source_timestamp {source}"),
                 line.fields[1],
             ));
         }

@@ -285,11 +285,12 @@ fn write_tum(out: &Path, localized: &[offline::Localized]) -> Result<(), Pipelin
     Ok(())
 }
 
-/// A recording's frames (`bag::frames::open`) as the queries of `evaluate --map MAP`: their
-/// recorded poses are the truth. The map's images are the database (for matches.png): a
+/// A recording's frames (`bag::frames::open`), or one drive's images (a RobotCar traversal, a
+/// KITTI sequence, Virtual KITTI 2: a data set's `database`), as the queries of `evaluate
+/// --map MAP`: their recorded poses are the truth. The map's images are the database (for matches.png): a
 /// recording's extracted frames, or a folder data set's images, found by its reader (the map
 /// names them by file name); a note says when they are not there.
-pub fn bag_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, PipelineError> {
+pub fn map_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, PipelineError> {
     src.queries = std::mem::take(&mut src.database);
     let m = MapFile::open(map)?;
     // Truth and map must be in one frame: a map from a recording says which.

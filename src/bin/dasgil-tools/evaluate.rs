@@ -104,7 +104,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         clap::Error::raw(
             clap::error::ErrorKind::ArgumentConflict,
             format!(
-                "--no-odometry applies to --filter sequence only (given --filter {}): drop it\n",
+                "--no-odometry applies to --filter sequence only (the filter here: {}): add \
+                 --filter sequence, or drop --no-odometry\n",
                 a.filter.name()
             ),
         )
@@ -134,7 +135,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                      build-map, e.g. from another recording of the site)"
                 );
             };
-            dasgil::eval::bag_queries(open_bag(&o?)?, map).map_err(map_flag_error)?
+            dasgil::eval::map_queries(open_bag(&o?)?, map).map_err(map_flag_error)?
         }
         None => a.source.open()?,
     };
@@ -156,7 +157,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         )
         .exit();
     }
-    if one_drive && a.map.is_some() && src.queries.is_empty() && !src.database.is_empty() {
+    let notes_before = src.notes.len();
+    let drive_map = a
+        .map
+        .as_ref()
+        .filter(|_| one_drive && src.queries.is_empty() && !src.database.is_empty());
+    if let Some(map) = drive_map {
         // One drive (a RobotCar traversal, a KITTI sequence, Virtual KITTI 2) has no queries of
         // its own: scored against another drive's map, its images are the queries.
         eprintln!(
@@ -166,7 +172,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             src.source.root,
             src.source.format
         );
-        src.queries = std::mem::take(&mut src.database);
+        src = dasgil::eval::map_queries(src, map).map_err(map_flag_error)?;
         if src.source.format == "robotcar"
             && a.filter == dasgil::localize::Filter::Sequence
             && !a.no_odometry
@@ -174,14 +180,18 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             let root = std::path::Path::new(&src.source.root);
             src.odometry = dasgil::data::robotcar::traversal_odometry(root)?;
             if src.odometry.is_none() {
-                eprintln!(
-                    "evaluate: no {}: the sequence filter moves by its speed bounds alone \
-                     (the traversal's visual odometry is a download of its own; --no-odometry \
-                     says you know)",
+                src.notes.push(format!(
+                    "no {}: the sequence filter moves by its speed bounds alone (RobotCar's \
+                     visual odometry is a download of its own: put its vo.csv there; \
+                     --no-odometry turns this note off)",
                     root.join(dasgil::data::robotcar::VO_FILE).display()
-                );
+                ));
             }
         }
+    }
+    // What scoring against the map added (the data set's own notes are said when it opens).
+    for note in &src.notes[notes_before..] {
+        eprintln!("evaluate: {note}");
     }
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
@@ -298,8 +308,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
              adaptation; `evaluate --map FILE` scores one again)"
         }
     };
+    let camera = src
+        .queries
+        .first()
+        .map_or("c0".to_string(), |q| dasgil::bag::file_part(&q.camera));
     println!(
-        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, priors-CAMERA.tum and truth-CAMERA.tum (evo_ape tum truth-c0.tum priors-c0.tum), recall_curves.png, matches.png{maps}",
+        "wrote {}: report.json, report.md, submission.txt, candidates-*.jsonl, priors-CAMERA.tum and truth-CAMERA.tum (evo_ape tum truth-{camera}.tum priors-{camera}.tum), recall_curves.png, matches.png{maps}",
         a.out.display()
     );
     Ok(())

@@ -105,7 +105,9 @@ pub(crate) enum SynthFormat {
         #[arg(long, value_parser = dasgil::synth::style::NAMED)]
         style: Option<String>,
     },
-    /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps and gps/ins.csv.
+    /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps, gps/ins.csv and
+    /// vo/vo.csv; the first (2014-12-09-13-21-02) is the reference, the others' frames lie
+    /// between its frames.
     Robotcar {
         #[command(flatten)]
         common: SynthCommon,

@@ -185,6 +185,8 @@ fn cmu_slice_reads_back_and_database_poses_round_trip_to_the_submission_conventi
         width: 128,
         height: 96,
         style: None,
+        query_lateral: 0.0,
+        query_yaw_noise: 0.0,
     };
     cmu::generate(&opts).unwrap();
     let slice = CmuSlice::open(dir.path(), 7).unwrap();
@@ -237,6 +239,83 @@ fn cmu_slice_reads_back_and_database_poses_round_trip_to_the_submission_conventi
         - d.world_from_cam.unwrap().translation.vector)
         .norm();
     assert!(gap > 0.1 && gap < 5.0, "{gap}");
+}
+
+/// `synth cmu --query-lateral 1 --query-yaw-noise 3` (the drive protocol of
+/// config/sequences.yaml) moves every query 1 m to the left of where it would be and turns the
+/// vehicle by a draw of sigma 3 degrees cut at 7.5, both cameras alike; the database is the same.
+#[test]
+fn cmu_drive_protocol_moves_the_queries_sideways_and_turns_them_by_the_seeded_noise() {
+    let opts = |lateral: f64, yaw: f64| cmu::Options {
+        out: "unused".into(),
+        seed: 3,
+        slice: 8,
+        places: 150,
+        spacing: 2.5,
+        conditions: vec!["snow".into(), "foliage".into()],
+        width: 64,
+        height: 48,
+        style: None,
+        query_lateral: lateral,
+        query_yaw_noise: yaw,
+    };
+    let world =
+        dasgil::synth::world::World::generate(3u64.wrapping_add(0xC0FFEE + 8), Default::default());
+    let plain = cmu::plan(&world, &opts(0.0, 0.0));
+    let drive = cmu::plan(&world, &opts(1.0, 3.0));
+    assert_eq!(drive.len(), plain.len());
+    // Camera centre and optical axis (z forward, synth::camera_pose) in the world frame.
+    let axes = |s: &cmu::Shot| {
+        let w = s.cam_from_world.inverse();
+        let forward = w.rotation * nalgebra::Vector3::z();
+        (w.translation.vector, forward)
+    };
+    let mut turns = Vec::new();
+    for (a, b) in plain.iter().zip(&drive) {
+        assert_eq!(a.name, b.name);
+        if !a.query {
+            assert!(
+                close(&a.cam_from_world, &b.cam_from_world, 1e-12),
+                "{}",
+                a.name
+            );
+            continue;
+        }
+        let ((ta, fa), (tb, fb)) = (axes(a), axes(b));
+        // The vehicle's heading: the plain shot's optical axis less the camera's yaw in the rig.
+        let rig_yaw = cmu::CAMERAS.iter().find(|c| c.0 == a.camera).unwrap().1;
+        let heading = fa.y.atan2(fa.x) - rig_yaw.to_radians();
+        let left = nalgebra::Vector3::new(-heading.sin(), heading.cos(), 0.0);
+        let moved = tb - ta;
+        assert!(
+            (moved - left).norm() < 1e-9,
+            "{}: moved {moved:?}, left {left:?}",
+            a.name
+        );
+        let turn = (fa.x * fb.y - fa.y * fb.x)
+            .atan2(fa.x * fb.x + fa.y * fb.y)
+            .to_degrees();
+        assert!(turn.abs() <= 7.5 + 1e-9, "{}: turned {turn} deg", a.name);
+        turns.push(turn);
+    }
+    // Both cameras of a frame turn alike (the plan gives c0 then c1 of each frame).
+    for pair in turns.chunks(2) {
+        assert!((pair[0] - pair[1]).abs() < 1e-9, "{pair:?}");
+    }
+    let frames: Vec<f64> = turns.iter().step_by(2).copied().collect();
+    let n = frames.len() as f64;
+    let mean = frames.iter().sum::<f64>() / n;
+    let sd = (frames.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n).sqrt();
+    assert!(
+        mean.abs() < 0.6 && (2.4..3.4).contains(&sd),
+        "mean {mean}, sd {sd}"
+    );
+    // Seeded: the same options plan the same shots.
+    let again = cmu::plan(&world, &opts(1.0, 3.0));
+    assert!(again
+        .iter()
+        .zip(&drive)
+        .all(|(a, b)| a.cam_from_world == b.cam_from_world));
 }
 
 #[test]

@@ -11,6 +11,9 @@
 #   tools/select-shipped-model.sh [RUN]      # default: the newest run under build/shipped-model
 #   WORLDS="cmu_val_pastel" tools/select-shipped-model.sh RUN
 #   LAYERS=5 tools/select-shipped-model.sh RUN   # score the candidates with other descriptor layers
+#   WORLDS="cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive" \
+#     tools/select-shipped-model.sh RUN   # also the drive-protocol validation worlds (queries
+#                                         # 1 m aside, turned; reported, not yet the rule)
 #
 # LAYERS: the descriptor layers the candidates are scored with (default 6: the shipped model's,
 # chosen on these worlds on 2026-12-03 over the paper's 5 for a CD model; MODEL_CARD.md), which
@@ -40,7 +43,7 @@ LAYERS_ID="e${LAYERS//,/}"
 LAYERS_ID="${LAYERS_ID//\*/x}"
 for w in $WORLDS; do
   case "$w" in
-    cmu_slice | cmu_test_sepia)
+    cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive)
       echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink)" >&2
       exit 2
       ;;

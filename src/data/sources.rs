@@ -26,6 +26,16 @@ pub struct Generate {
     /// A reserved style (`synth cmu --style`), for validation worlds, or the test style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
+    /// `synth cmu --query-lateral` (metres; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub query_lateral: f64,
+    /// `synth cmu --query-yaw-noise` (degrees; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub query_yaw_noise: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +395,8 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         width: g.width,
         height: g.height,
         style: g.style.clone(),
+        query_lateral: g.query_lateral,
+        query_yaw_noise: g.query_yaw_noise,
     })?;
     crate::synth::output::finish_unless_present(
         &staging,

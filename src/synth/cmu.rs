@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::condition::{Condition, Sensor};
+use super::noise::{hash, mix, unit};
 use super::render::render;
 use super::style::{self, Style};
 use super::world::{World, WorldParams};
@@ -71,6 +72,19 @@ pub struct Options {
     /// A reserved or test style (`style::NAMED`) every image is drawn in, each query
     /// condition graded its own way; None: the world as it is.
     pub style: Option<String>,
+    /// Metres every query traversal drives left (+) of the database's line, on top of its own
+    /// offset (`synth cmu --query-lateral`).
+    pub query_lateral: f64,
+    /// Standard deviation (degrees) of the vehicle's heading noise per query frame, cut at
+    /// 2.5 sigma (`synth cmu --query-yaw-noise`).
+    pub query_yaw_noise: f64,
+}
+
+/// A standard normal draw cut at 2.5, from a hash (Box-Muller).
+fn normal_cut(h: u64) -> f64 {
+    let u1 = 1.0 - unit(mix(h)); // (0, 1]
+    let u2 = unit(mix(h ^ 0xA5A5_A5A5));
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).clamp(-2.5, 2.5)
 }
 
 pub struct Shot {
@@ -93,7 +107,7 @@ pub fn plan(world: &World, opts: &Options) -> Vec<Shot> {
             None => (0.0, 0.0),
             Some(c) => (
                 (0.3 + 0.37 * c as f64).fract() * opts.spacing,
-                0.35 * ((c % 3) as f64 - 1.0),
+                0.35 * ((c % 3) as f64 - 1.0) + opts.query_lateral,
             ),
         };
         let t0 = match cond {
@@ -106,6 +120,13 @@ pub fn plan(world: &World, opts: &Options) -> Vec<Shot> {
         for i in 0..opts.places {
             let s = start + i as f64 * opts.spacing + phase;
             let (p, h) = on_route(world, s, lateral);
+            let h = match cond {
+                Some(_) if opts.query_yaw_noise > 0.0 => {
+                    let draw = normal_cut(hash(&[opts.seed as i64, t as i64, i as i64, 0x5941]));
+                    h + (opts.query_yaw_noise * draw).to_radians()
+                }
+                _ => h,
+            };
             let ts = t0 + (i as i64) * 500_000;
             for (camera, yaw) in CAMERAS {
                 let name = ImageName {

@@ -225,7 +225,14 @@ def arguments(doc, folders, shipped):
 # The test worlds (docs/testing.md, config/sequences.yaml) and the sequences drawn from them
 # (cmu_mini and cmu_slice_first20 are the first places of cmu_slice's world, seed 4242):
 # figures on them are reported, never fitted on. --check takes them; --fit refuses them.
-TEST_WORLDS = ("cmu_slice", "cmu_mini", "cmu_slice_first20", "cmu_test_sepia")
+TEST_WORLDS = (
+    "cmu_slice",
+    "cmu_mini",
+    "cmu_slice_first20",
+    "cmu_test_sepia",
+    "cmu_test_drive",
+    "cmu_test_sepia_drive",
+)
 # Fewer published priors than this in a --fit world make a fit that says little.
 FEW_PRIORS = 100
 

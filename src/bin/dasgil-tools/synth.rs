@@ -104,6 +104,14 @@ pub(crate) enum SynthFormat {
         /// uses these styles. Default: the world as it is.
         #[arg(long, value_parser = dasgil::synth::style::NAMED)]
         style: Option<String>,
+        /// Metres every query traversal drives to the left (+) or right (-) of the database's
+        /// line, on top of each traversal's own offset of up to 0.35 m; -5 to 5.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_query_lateral, allow_negative_numbers = true)]
+        query_lateral: f64,
+        /// Standard deviation, in degrees, of the vehicle's heading noise in each query frame
+        /// (both cameras turn with it; drawn from the seed, cut at 2.5 sigma); 0 to 30.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_query_yaw_noise)]
+        query_yaw_noise: f64,
     },
     /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps, gps/ins.csv and
     /// vo/vo.csv; the first (2014-12-09-13-21-02) is the reference, the others' frames lie
@@ -256,6 +264,8 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             width,
             height,
             style,
+            query_lateral,
+            query_yaw_noise,
         } => {
             let seed = common.seed;
             SynthJob {
@@ -278,6 +288,8 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         width,
                         height,
                         style,
+                        query_lateral,
+                        query_yaw_noise,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::cmu(out, slice, places, p)),
@@ -370,6 +382,18 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// `synth cmu --query-lateral`: metres, -5 to 5.
+fn parse_query_lateral(s: &str) -> Result<f64, String> {
+    let ok = |v: f64| v.is_finite() && v.abs() <= 5.0;
+    super::args::parse_number_where(s.trim(), ok, "metres, -5 to 5")
+}
+
+/// `synth cmu --query-yaw-noise`: degrees, 0 to 30.
+fn parse_query_yaw_noise(s: &str) -> Result<f64, String> {
+    let ok = |v: f64| v.is_finite() && (0.0..=30.0).contains(&v);
+    super::args::parse_number_where(s.trim(), ok, "degrees, 0 to 30")
 }
 
 /// `synth cmu --spacing`: metres, more than 0 and at most 1000.

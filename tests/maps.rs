@@ -1341,6 +1341,29 @@ fn a_robotcar_traversal_is_scored_against_another_ones_map_with_its_visual_odome
         "{e}"
     );
     assert!(!out.exists(), "a failed evaluate leaves no --out");
+    // Without vo.csv the filter runs on its speed bounds: the summary and report.json's
+    // `notes` say so (and a run with it has no such note).
+    let notes = |out: &Path| -> String {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        report["notes"].to_string()
+    };
+    assert!(!notes(&dir.path().join("seq")).contains("vo.csv"));
+    std::fs::remove_file(&vo).unwrap();
+    let out = dir.path().join("without-vo");
+    let args = evaluate(&out, &["--filter", "sequence"]);
+    let o = common::run_tools_in(None, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && said.contains("speed bounds alone"),
+        "{said}"
+    );
+    let noted = notes(&out);
+    assert!(
+        noted.contains(&vo.display().to_string()) && noted.contains("speed bounds alone"),
+        "{noted}"
+    );
     // Without a map, one drive has no queries: the error says how to score it.
     let mut args = evaluate(&out, &["--checkpoint", path_str(&ckpt)]);
     let at = args.iter().position(|a| a == "--map").unwrap();

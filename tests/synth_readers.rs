@@ -310,6 +310,44 @@ fn cmu_drive_protocol_moves_the_queries_sideways_and_turns_them_by_the_seeded_no
         mean.abs() < 0.6 && (2.4..3.4).contains(&sd),
         "mean {mean}, sd {sd}"
     );
+    // Clamped at 2.5 sigma: the widest turns sit at 7.5 degrees.
+    assert!(
+        frames.iter().any(|t| (t.abs() - 7.5).abs() < 1e-9),
+        "no turn clamped at 7.5 degrees among {} frames",
+        frames.len()
+    );
+    // Each traversal draws its own: the snow and foliage traversals' i-th frames differ.
+    let half = frames.len() / 2;
+    let same = (0..half).filter(|&i| frames[i] == frames[half + i]).count();
+    assert_eq!(same, 0, "the two traversals share {same} turns");
+    // Another seed draws other turns (the same world, so only the noise differs).
+    let reseeded = cmu::plan(
+        &world,
+        &cmu::Options {
+            seed: 4,
+            ..opts(1.0, 3.0)
+        },
+    );
+    let moved = reseeded
+        .iter()
+        .zip(&drive)
+        .filter(|(a, b)| a.query && a.cam_from_world != b.cam_from_world)
+        .count();
+    assert_eq!(
+        moved,
+        turns.len(),
+        "another seed, the same turns for some frames"
+    );
+    // config/sequences.yaml reaches cmu::generate without the command line's checks.
+    for (lateral, yaw, field) in [
+        (f64::NAN, 0.0, "query_lateral"),
+        (-6.0, 0.0, "query_lateral"),
+        (0.0, -1.0, "query_yaw_noise"),
+        (0.0, 31.0, "query_yaw_noise"),
+    ] {
+        let e = cmu::generate(&opts(lateral, yaw)).unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    }
     // Seeded: the same options plan the same shots.
     let again = cmu::plan(&world, &opts(1.0, 3.0));
     assert!(again

@@ -6,7 +6,10 @@
 #   cmu_slice       a synthetic Extended CMU-Seasons slice in our renderer's own look, of a world
 #                   no training data came from (its figures are checked by tests/shipped_model.rs);
 #   cmu_test_sepia  a world in the look kept for test figures (synth cmu --style sepia-hatch),
-#                   which no training, selection or fitted constant used.
+#                   which no training, selection or fitted constant used;
+#   cmu_test_drive, cmu_test_sepia_drive  the drive protocol (queries driven 1 m further left
+#                   and turned by a few degrees per frame, map images 2.5 m apart), in our look
+#                   and in the test look.
 # Each world: the shipped model one frame at a time (both adaptations) and through the sequence
 # filter (`--filter sequence`), raw pixels, the untrained network.
 #
@@ -22,7 +25,7 @@ TOOLS="$ROOT/target/release/dasgil-tools"
 OUT="$ROOT/maps/models/evaluation"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-WORLDS="${WORLDS:-cmu_slice cmu_test_sepia}"
+WORLDS="${WORLDS:-cmu_slice cmu_test_sepia cmu_test_drive cmu_test_sepia_drive}"
 for world in $WORLDS; do
   for run in shipped:"" shipped-sequence:"--filter sequence" raw-pixels:"--baseline raw-pixels" \
     untrained:"--baseline untrained"; do

@@ -4,7 +4,8 @@
 # in styles no training world uses (cmu_val_pastel, cmu_val_ink; config/sequences.yaml), with
 # and without map-time adaptation, and writes the table that chooses the shipped model, its
 # training length and the default adaptation (maps/models/MODEL_CARD.md, "How it was chosen").
-# The test worlds (cmu_slice, cmu_test_sepia) and the calibration world (cmu_calibration) are
+# The test worlds (cmu_slice, cmu_test_sepia, cmu_test_drive, cmu_test_sepia_drive) and the
+# calibration world (cmu_calibration) are
 # not used here, and WORLDS refuses the test worlds: figures on them are reported, never chosen
 # on (docs/testing.md).
 #
@@ -13,7 +14,7 @@
 #   LAYERS=5 tools/select-shipped-model.sh RUN   # score the candidates with other descriptor layers
 #   WORLDS="cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive" \
 #     tools/select-shipped-model.sh RUN   # also the drive-protocol validation worlds (queries
-#                                         # 1 m aside, turned; reported, not yet the rule)
+#                                         # 0.65-1 m to the left, turned; reported, not yet the rule)
 #
 # LAYERS: the descriptor layers the candidates are scored with (default 6: the shipped model's,
 # chosen on these worlds on 2026-12-03 over the paper's 5 for a CD model; MODEL_CARD.md), which
@@ -44,7 +45,7 @@ LAYERS_ID="${LAYERS_ID//\*/x}"
 for w in $WORLDS; do
   case "$w" in
     cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive)
-      echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink)" >&2
+      echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink, cmu_val_pastel_drive, cmu_val_ink_drive)" >&2
       exit 2
       ;;
   esac

@@ -219,12 +219,14 @@ fn write_outputs(
         write_tum(out, &sub)?;
     }
     let refs: Vec<&Report> = reports.iter().collect();
-    // What was scored (the sequence, format, root and slice), then the reports.
+    // What was scored (the sequence, format, root and slice), what the data set and the scoring
+    // said about it (`notes`: images left out, a RobotCar traversal without vo/vo.csv, ...),
+    // then the reports.
     let write_json = || {
         crate::atomic::write_atomic(
             &out.join("report.json"),
             serde_json::to_string_pretty(
-                &serde_json::json!({ "source": src.source, "reports": reports }),
+                &serde_json::json!({ "source": src.source, "notes": src.notes, "reports": reports }),
             )
             .unwrap_or_default()
             .as_bytes(),

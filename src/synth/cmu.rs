@@ -75,12 +75,12 @@ pub struct Options {
     /// Metres every query traversal drives left (+) of the database's line, on top of its own
     /// offset (`synth cmu --query-lateral`).
     pub query_lateral: f64,
-    /// Standard deviation (degrees) of the vehicle's heading noise per query frame, cut at
-    /// 2.5 sigma (`synth cmu --query-yaw-noise`).
+    /// Standard deviation (degrees) of the vehicle's heading noise per query frame, clamped
+    /// at +-2.5 sigma (`synth cmu --query-yaw-noise`).
     pub query_yaw_noise: f64,
 }
 
-/// A standard normal draw cut at 2.5, from a hash (Box-Muller).
+/// A standard normal draw clamped to +-2.5, from a hash (Box-Muller).
 fn normal_cut(h: u64) -> f64 {
     let u1 = 1.0 - unit(mix(h)); // (0, 1]
     let u2 = unit(mix(h ^ 0xA5A5_A5A5));
@@ -168,6 +168,21 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         return Err(SynthError::Options(
             "--places >= 1, --spacing > 0 and --width/--height >= 16 are required".into(),
         ));
+    }
+    // config/sequences.yaml reaches here without the command line's checks.
+    if !(opts.query_lateral.is_finite() && opts.query_lateral.abs() <= 5.0) {
+        return Err(SynthError::Options(format!(
+            "query lateral offset (--query-lateral, query_lateral): expected metres, -5 to 5, \
+             found {}",
+            opts.query_lateral
+        )));
+    }
+    if !(opts.query_yaw_noise.is_finite() && (0.0..=30.0).contains(&opts.query_yaw_noise)) {
+        return Err(SynthError::Options(format!(
+            "query heading noise (--query-yaw-noise, query_yaw_noise): expected degrees, 0 to \
+             30, found {}",
+            opts.query_yaw_noise
+        )));
     }
     let mut conds = vec![Condition::season("reference").expect("reference")];
     for c in &opts.conditions {

@@ -29,6 +29,22 @@ pub enum PipelineError {
         line: Option<usize>,
         message: String,
     },
+    /// A `generate:` recipe that cannot be rendered (nothing is written).
+    #[error("sequence {sequence}: its `generate:` recipe cannot render {}: {message}", root.display())]
+    GenerateRecipe {
+        sequence: String,
+        root: PathBuf,
+        message: String,
+    },
+    /// A rendered sequence whose recipe has changed since it was rendered.
+    #[error(
+        "sequence {sequence}: {} was rendered from another `generate:` recipe than the sequences \
+         file gives now (its {} records the one it was made with); remove that folder to render \
+         it again, or give the sequence another `root:`",
+        root.display(),
+        crate::synth::output::MARKER
+    )]
+    StaleRender { sequence: String, root: PathBuf },
     #[error("--sequence {name}: no such sequence; known: {known}")]
     UnknownSequence { name: String, known: String },
     #[error("give either --sequence NAME or --format with --root, not both")]

@@ -1374,3 +1374,79 @@ fn a_robotcar_traversal_is_scored_against_another_ones_map_with_its_visual_odome
         "{e}"
     );
 }
+
+/// A sequences file's `generate:` recipe: a bad one is refused before anything is written
+/// (nothing left beside the root), a good one renders on first use, and once rendered the
+/// recipe cannot change under it unnoticed (the old render would be scored).
+#[test]
+fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 7);
+    let root = dir.path().join("world");
+    let file = dir.path().join("sequences.yaml");
+    let recipe = |extra: &str| {
+        format!(
+            "mine:\n  format: cmu\n  root: {}\n  slice: 2\n  cameras: [c0, c1]\n  generate:\n    \
+             seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    \
+             height: 48\n{extra}",
+            root.display()
+        )
+    };
+    let build = |out: &str| {
+        [
+            "build-map",
+            "--sequences",
+            path_str(&file),
+            "--sequence",
+            "mine",
+            "--checkpoint",
+            path_str(&ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+    };
+    let left_beside = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("partial") || n == "world")
+            .collect()
+    };
+    let map = dir.path().join("m.safetensors");
+    // Out of range where the command line would refuse it too: the file's line and the field.
+    std::fs::write(&file, recipe("    query_lateral: .nan\n")).unwrap();
+    let e = err(&build(path_str(&map)).each_ref().map(String::as_str));
+    assert!(
+        e.contains(&format!("{}:", file.display()))
+            && e.contains("field `query_lateral`: expected metres, -5 to 5, found NaN"),
+        "{e}"
+    );
+    // Checked when rendering: named by the sequence, nothing staged beside the root.
+    std::fs::write(&file, recipe("").replace("width: 64", "width: 8")).unwrap();
+    let e = err(&build(path_str(&map)).each_ref().map(String::as_str));
+    assert!(
+        e.contains("sequence mine: its `generate:` recipe cannot render") && e.contains("16"),
+        "{e}"
+    );
+    assert!(left_beside().is_empty(), "{:?}", left_beside());
+    assert!(!map.exists());
+    // A good recipe renders once, then is used as rendered.
+    std::fs::write(&file, recipe("    query_lateral: 1.0\n")).unwrap();
+    ok(&build(path_str(&map)).each_ref().map(String::as_str));
+    assert_eq!(left_beside(), ["world"]);
+    let again = dir.path().join("again.safetensors");
+    ok(&build(path_str(&again)).each_ref().map(String::as_str));
+    // Edited afterwards: refused, the render and the map kept.
+    std::fs::write(&file, recipe("    query_lateral: 2.0\n")).unwrap();
+    let third = dir.path().join("third.safetensors");
+    let e = err(&build(path_str(&third)).each_ref().map(String::as_str));
+    assert!(
+        e.contains("was rendered from another `generate:` recipe") && e.contains(path_str(&root)),
+        "{e}"
+    );
+    assert!(!third.exists() && map.exists() && root.join(".dasgil-synth.json").is_file());
+}

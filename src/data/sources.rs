@@ -26,16 +26,49 @@ pub struct Generate {
     /// A reserved style (`synth cmu --style`), for validation worlds, or the test style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
-    /// `synth cmu --query-lateral` (metres; 0: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// `synth cmu --query-lateral` (metres, -5 to 5; 0: none).
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "query_lateral_in_range"
+    )]
     pub query_lateral: f64,
-    /// `synth cmu --query-yaw-noise` (degrees; 0: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// `synth cmu --query-yaw-noise` (degrees, 0 to 30; 0: none).
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "query_yaw_noise_in_range"
+    )]
     pub query_yaw_noise: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+/// `generate: query_lateral:` refused there (with its line) outside -5 to 5 metres, as the
+/// command line's `--query-lateral` is.
+fn query_lateral_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v.abs() <= 5.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "field `query_lateral`: expected metres, -5 to 5, found {v}"
+        )))
+    }
+}
+
+/// `generate: query_yaw_noise:` refused there (with its line) outside 0 to 30 degrees.
+fn query_yaw_noise_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && (0.0..=30.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "field `query_yaw_noise`: expected degrees, 0 to 30, found {v}"
+        )))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,10 +281,19 @@ impl Sequence {
         } else {
             data_dir().join(&self.root)
         };
-        if !root.exists() {
-            if let (Some(g), "cmu") = (&self.generate, self.format.as_str()) {
+        if let (Some(g), "cmu") = (&self.generate, self.format.as_str()) {
+            if !root.exists() {
                 tracing::info!(sequence = name, root = %root.display(), "rendering the synthetic sequence (first use)");
-                render_cmu(&root, self.slice.unwrap_or(2), g)?;
+                render_cmu(&root, self.slice.unwrap_or(2), g)
+                    .map_err(|e| recipe_error(name, &root, e))?;
+            } else if let Some(had) = rendered_recipe(&root) {
+                // A recipe edited after its first use would otherwise score the old render.
+                if &had != g {
+                    return Err(PipelineError::StaleRender {
+                        sequence: name.to_string(),
+                        root: root.clone(),
+                    });
+                }
             }
         }
         Ok(root)
@@ -377,16 +419,33 @@ impl Sequence {
     }
 }
 
-/// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done).
+/// The `generate` recipe a rendered sequence's marker records (None: none, or not readable as
+/// one, e.g. a folder `synth cmu` wrote by hand).
+fn rendered_recipe(root: &Path) -> Option<Generate> {
+    let text = std::fs::read_to_string(root.join(crate::synth::output::MARKER)).ok()?;
+    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(marker.get("generate")?.clone()).ok()
+}
+
+/// A recipe that cannot be rendered, named by its sequence.
+fn recipe_error(name: &str, root: &Path, e: PipelineError) -> PipelineError {
+    match e {
+        PipelineError::Synth(crate::synth::SynthError::Options(message)) => {
+            PipelineError::GenerateRecipe {
+                sequence: name.to_string(),
+                root: root.to_path_buf(),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done;
+/// the options are checked before the staging folder is made, and a failed render removes it).
 fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
-    let staging = match crate::synth::output::staging(root, false) {
-        Ok(s) => s,
-        // Another command finished rendering it since `resolve` looked: use that one.
-        Err(_) if crate::synth::output::is_complete(root) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    crate::synth::cmu::generate(&crate::synth::cmu::Options {
-        out: staging.clone(),
+    let opts = |out: PathBuf| crate::synth::cmu::Options {
+        out,
         seed: g.seed,
         slice,
         places: g.places,
@@ -397,7 +456,18 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         style: g.style.clone(),
         query_lateral: g.query_lateral,
         query_yaw_noise: g.query_yaw_noise,
-    })?;
+    };
+    crate::synth::cmu::check(&opts(root.to_path_buf()))?;
+    let staging = match crate::synth::output::staging(root, false) {
+        Ok(s) => s,
+        // Another command finished rendering it since `resolve` looked: use that one.
+        Err(_) if crate::synth::output::is_complete(root) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(e) = crate::synth::cmu::generate(&opts(staging.clone())) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e.into());
+    }
     crate::synth::output::finish_unless_present(
         &staging,
         root,

@@ -158,16 +158,24 @@ fn pose_line(name: &str, p: &Pose) -> String {
     )
 }
 
-pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
-    if opts.places == 0
-        || opts.width < 16
-        || opts.height < 16
-        || opts.spacing.is_nan()
-        || opts.spacing <= 0.0
-    {
+/// Checks the options `generate` takes (nothing is written).
+pub fn check(opts: &Options) -> Result<(), SynthError> {
+    if opts.places == 0 {
         return Err(SynthError::Options(
-            "--places >= 1, --spacing > 0 and --width/--height >= 16 are required".into(),
+            "places (--places): expected 1 or more, found 0".into(),
         ));
+    }
+    if !(opts.spacing.is_finite() && opts.spacing > 0.0) {
+        return Err(SynthError::Options(format!(
+            "spacing (--spacing): expected metres, more than 0, found {}",
+            opts.spacing
+        )));
+    }
+    if opts.width < 16 || opts.height < 16 {
+        return Err(SynthError::Options(format!(
+            "image size (--width, --height): expected 16 pixels or more each, found {}x{}",
+            opts.width, opts.height
+        )));
     }
     // config/sequences.yaml reaches here without the command line's checks.
     if !(opts.query_lateral.is_finite() && opts.query_lateral.abs() <= 5.0) {
@@ -184,6 +192,27 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             opts.query_yaw_noise
         )));
     }
+    for c in &opts.conditions {
+        if Condition::season(c).is_none() {
+            return Err(SynthError::Options(format!(
+                "unknown condition `{c}`; expected one of {}",
+                Condition::SEASONS.join(", ")
+            )));
+        }
+    }
+    if let Some(name) = &opts.style {
+        if Style::reserved(name).is_none() {
+            return Err(SynthError::Options(format!(
+                "unknown style `{name}`; expected one of {}",
+                style::NAMED.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
+    check(opts)?;
     let mut conds = vec![Condition::season("reference").expect("reference")];
     for c in &opts.conditions {
         conds.push(Condition::season(c).ok_or_else(|| {

@@ -110,7 +110,7 @@ pub(crate) enum SynthFormat {
         query_lateral: f64,
         /// Standard deviation, in degrees, of the vehicle's heading noise in each query frame
         /// (both cameras turn with it; drawn from the --seed, clamped at +-2.5 sigma); 0 to 30.
-        #[arg(long, default_value_t = 0.0, value_parser = parse_query_yaw_noise)]
+        #[arg(long, default_value_t = 0.0, value_parser = parse_query_yaw_noise, allow_negative_numbers = true)]
         query_yaw_noise: f64,
     },
     /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps, gps/ins.csv and

@@ -765,10 +765,11 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
         let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
             continue;
         };
+        // "correct": within 5 m of the truth (not "to the right").
         let verdict = if r.position_error <= 5.0 {
-            "right"
+            "correct,"
         } else {
-            "WRONG"
+            "WRONG,"
         };
         rows.push(vec![
             (
@@ -777,7 +778,7 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
             ),
             (
                 format!(
-                    "top-1: {verdict} {:.1} m {:.0} deg, conf {:.2}, {}",
+                    "top-1: {verdict} {:.1} m / {:.0} deg from the truth, conf {:.2}, {}",
                     r.position_error,
                     r.rotation_error,
                     r.confidence,

@@ -732,11 +732,11 @@ pub fn route_png(
             let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
                 continue;
             };
-            let verdict = if right { "right" } else { "WRONG" };
+            let verdict = if right { "correct" } else { "WRONG" };
             cells.push((format!("query {} ({cond})", short(&f.name)), qi));
             cells.push((
                 format!(
-                    "map {}: {verdict}, {:.1} m",
+                    "map {}: {verdict}, {:.1} m from the truth",
                     short(f.matched.as_deref().unwrap_or("?")),
                     f.position_error.unwrap_or(f64::NAN),
                 ),

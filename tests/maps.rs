@@ -1429,7 +1429,8 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
     std::fs::write(&file, recipe("").replace("width: 64", "width: 8")).unwrap();
     let e = err(&build(path_str(&map)).each_ref().map(String::as_str));
     assert!(
-        e.contains("sequence mine: its `generate:` recipe cannot render") && e.contains("16"),
+        e.contains("sequence mine: its `generate:` recipe cannot render")
+            && e.contains("expected 16 pixels or more each, found 8x48"),
         "{e}"
     );
     assert!(left_beside().is_empty(), "{:?}", left_beside());
@@ -1440,6 +1441,23 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
     assert_eq!(left_beside(), ["world"]);
     let again = dir.path().join("again.safetensors");
     ok(&build(path_str(&again)).each_ref().map(String::as_str));
+    // The same recipe written otherwise (5 for 5.0, 1 for 1.0) is the same recipe.
+    std::fs::write(
+        &file,
+        recipe("    query_lateral: 1\n").replace("spacing: 5.0", "spacing: 5"),
+    )
+    .unwrap();
+    let same = dir.path().join("same.safetensors");
+    ok(&build(path_str(&same)).each_ref().map(String::as_str));
+    // Another slice of the same recipe is another render.
+    std::fs::write(
+        &file,
+        recipe("    query_lateral: 1.0\n").replace("slice: 2", "slice: 3"),
+    )
+    .unwrap();
+    let slice3 = dir.path().join("slice3.safetensors");
+    let e = err(&build(path_str(&slice3)).each_ref().map(String::as_str));
+    assert!(e.contains("was rendered from another"), "{e}");
     // Edited afterwards: refused, the render and the map kept.
     std::fs::write(&file, recipe("    query_lateral: 2.0\n")).unwrap();
     let third = dir.path().join("third.safetensors");

@@ -345,7 +345,7 @@ fn cmu_drive_protocol_moves_the_queries_sideways_and_turns_them_by_the_seeded_no
         (0.0, -1.0, "query_yaw_noise"),
         (0.0, 31.0, "query_yaw_noise"),
     ] {
-        let e = cmu::generate(&opts(lateral, yaw)).unwrap_err().to_string();
+        let e = cmu::check(&opts(lateral, yaw)).unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
     }
     // Seeded: the same options plan the same shots.

@@ -282,13 +282,15 @@ impl Sequence {
             data_dir().join(&self.root)
         };
         if let (Some(g), "cmu") = (&self.generate, self.format.as_str()) {
+            let slice = self.slice.unwrap_or(2);
             if !root.exists() {
                 tracing::info!(sequence = name, root = %root.display(), "rendering the synthetic sequence (first use)");
-                render_cmu(&root, self.slice.unwrap_or(2), g)
-                    .map_err(|e| recipe_error(name, &root, e))?;
-            } else if let Some(had) = rendered_recipe(&root) {
-                // A recipe edited after its first use would otherwise score the old render.
-                if &had != g {
+                render_cmu(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
+            }
+            // Also after rendering: another command may have put its render there first. A
+            // recipe edited after its first use would otherwise score the old render.
+            if let Some((had, had_slice)) = rendered_recipe(&root) {
+                if !same_recipe(&had, g) || had_slice.is_some_and(|s| s != slice) {
                     return Err(PipelineError::StaleRender {
                         sequence: name.to_string(),
                         root: root.clone(),
@@ -419,12 +421,33 @@ impl Sequence {
     }
 }
 
-/// The `generate` recipe a rendered sequence's marker records (None: none, or not readable as
-/// one, e.g. a folder `synth cmu` wrote by hand).
-fn rendered_recipe(root: &Path) -> Option<Generate> {
+/// The `generate` recipe a rendered sequence's marker records, and its slice (markers before
+/// 2026-12-03 have none). None: no recipe, or one this version cannot read (a folder `synth
+/// cmu` wrote by hand, a marker with fields unknown here): not checked.
+fn rendered_recipe(root: &Path) -> Option<(Generate, Option<u32>)> {
     let text = std::fs::read_to_string(root.join(crate::synth::output::MARKER)).ok()?;
     let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
-    serde_json::from_value(marker.get("generate")?.clone()).ok()
+    let recipe = serde_json::from_value(marker.get("generate")?.clone()).ok()?;
+    let slice = marker
+        .get("slice")
+        .and_then(|s| s.as_u64())
+        .and_then(|s| u32::try_from(s).ok());
+    Some((recipe, slice))
+}
+
+/// The same recipe, numbers compared to 1e-9 (relative): the marker's JSON numbers may read
+/// back one unit in the last place away from what was written.
+fn same_recipe(a: &Generate, b: &Generate) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300);
+    a.seed == b.seed
+        && a.places == b.places
+        && close(a.spacing, b.spacing)
+        && a.conditions == b.conditions
+        && a.width == b.width
+        && a.height == b.height
+        && a.style == b.style
+        && close(a.query_lateral, b.query_lateral)
+        && close(a.query_yaw_noise, b.query_yaw_noise)
 }
 
 /// A recipe that cannot be rendered, named by its sequence.
@@ -458,21 +481,43 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         query_yaw_noise: g.query_yaw_noise,
     };
     crate::synth::cmu::check(&opts(root.to_path_buf()))?;
+    if slice > 1000 {
+        return Err(crate::synth::SynthError::Options(format!(
+            "slice: expected 0 to 1000, found {slice}"
+        ))
+        .into());
+    }
+    // The command line's limits on sizes and counts, and disk and memory for the render.
+    crate::synth::check_plan(
+        &crate::synth::Plan {
+            images: (g.places as u64).saturating_mul(2 * (1 + g.conditions.len() as u64)),
+            width: g.width,
+            height: g.height,
+            counts: &[
+                ("places", g.places as u64, 100_000),
+                ("conditions (count)", g.conditions.len() as u64, 16),
+            ],
+        },
+        root,
+    )?;
     let staging = match crate::synth::output::staging(root, false) {
         Ok(s) => s,
         // Another command finished rendering it since `resolve` looked: use that one.
         Err(_) if crate::synth::output::is_complete(root) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = crate::synth::cmu::generate(&opts(staging.clone())) {
+    // Whatever fails from here on, the staging folder (ours) goes.
+    let rendered = crate::synth::cmu::generate(&opts(staging.clone())).and_then(|_| {
+        crate::synth::output::finish_unless_present(
+            &staging,
+            root,
+            serde_json::json!({"dataset": "cmu", "generate": g, "slice": slice}),
+        )
+    });
+    if rendered.is_err() && staging.exists() {
         let _ = std::fs::remove_dir_all(&staging);
-        return Err(e.into());
     }
-    crate::synth::output::finish_unless_present(
-        &staging,
-        root,
-        serde_json::json!({"dataset": "cmu", "generate": g}),
-    )?;
+    rendered?;
     Ok(())
 }
 

@@ -765,9 +765,9 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
         let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
             continue;
         };
-        // "correct": within 5 m of the truth (not "to the right").
+        // Within 5 m of the truth, position only (not "to the right").
         let verdict = if r.position_error <= 5.0 {
-            "correct,"
+            "within 5 m,"
         } else {
             "WRONG,"
         };

@@ -732,7 +732,11 @@ pub fn route_png(
             let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
                 continue;
             };
-            let verdict = if right { "correct" } else { "WRONG" };
+            let verdict = if right {
+                "within (5 m, 10 deg)"
+            } else {
+                "WRONG"
+            };
             cells.push((format!("query {} ({cond})", short(&f.name)), qi));
             cells.push((
                 format!(

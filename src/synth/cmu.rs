@@ -165,9 +165,9 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
             "places (--places): expected 1 or more, found 0".into(),
         ));
     }
-    if !(opts.spacing.is_finite() && opts.spacing > 0.0) {
+    if !(opts.spacing.is_finite() && opts.spacing > 0.0 && opts.spacing <= 1000.0) {
         return Err(SynthError::Options(format!(
-            "spacing (--spacing): expected metres, more than 0, found {}",
+            "spacing (--spacing): expected metres, more than 0 and at most 1000, found {}",
             opts.spacing
         )));
     }
@@ -195,7 +195,7 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
     for c in &opts.conditions {
         if Condition::season(c).is_none() {
             return Err(SynthError::Options(format!(
-                "unknown condition `{c}`; expected one of {}",
+                "conditions (--conditions): unknown condition `{c}`; expected one of {}",
                 Condition::SEASONS.join(", ")
             )));
         }
@@ -203,7 +203,7 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
     if let Some(name) = &opts.style {
         if Style::reserved(name).is_none() {
             return Err(SynthError::Options(format!(
-                "unknown style `{name}`; expected one of {}",
+                "style (--style): unknown style `{name}`; expected one of {}",
                 style::NAMED.join(", ")
             )));
         }

@@ -49,24 +49,26 @@ fn is_zero(v: &f64) -> bool {
 /// `generate: query_lateral:` refused there (with its line) outside -5 to 5 metres, as the
 /// command line's `--query-lateral` is.
 fn query_lateral_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use crate::synth::cmu::{query_lateral_ok, QUERY_LATERAL};
     let v = f64::deserialize(d)?;
-    if v.is_finite() && v.abs() <= 5.0 {
+    if query_lateral_ok(v) {
         Ok(v)
     } else {
         Err(serde::de::Error::custom(format!(
-            "field `query_lateral`: expected metres, -5 to 5, found {v}"
+            "field `query_lateral`: expected {QUERY_LATERAL}, found {v}"
         )))
     }
 }
 
 /// `generate: query_yaw_noise:` refused there (with its line) outside 0 to 30 degrees.
 fn query_yaw_noise_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use crate::synth::cmu::{query_yaw_noise_ok, QUERY_YAW_NOISE};
     let v = f64::deserialize(d)?;
-    if v.is_finite() && (0.0..=30.0).contains(&v) {
+    if query_yaw_noise_ok(v) {
         Ok(v)
     } else {
         Err(serde::de::Error::custom(format!(
-            "field `query_yaw_noise`: expected degrees, 0 to 30, found {v}"
+            "field `query_yaw_noise`: expected {QUERY_YAW_NOISE}, found {v}"
         )))
     }
 }

@@ -80,6 +80,21 @@ pub struct Options {
     pub query_yaw_noise: f64,
 }
 
+/// What `--query-lateral` (and a sequences file's `query_lateral`) takes.
+pub const QUERY_LATERAL: &str = "metres, -5 to 5";
+/// What `--query-yaw-noise` (and `query_yaw_noise`) takes.
+pub const QUERY_YAW_NOISE: &str = "degrees, 0 to 30";
+
+/// Whether a query lateral offset is one [`QUERY_LATERAL`] allows.
+pub fn query_lateral_ok(v: f64) -> bool {
+    v.is_finite() && v.abs() <= 5.0
+}
+
+/// Whether a query heading noise is one [`QUERY_YAW_NOISE`] allows.
+pub fn query_yaw_noise_ok(v: f64) -> bool {
+    v.is_finite() && (0.0..=30.0).contains(&v)
+}
+
 /// A standard normal draw clamped to +-2.5, from a hash (Box-Muller).
 fn normal_cut(h: u64) -> f64 {
     let u1 = 1.0 - unit(mix(h)); // (0, 1]
@@ -178,17 +193,17 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
         )));
     }
     // config/sequences.yaml reaches here without the command line's checks.
-    if !(opts.query_lateral.is_finite() && opts.query_lateral.abs() <= 5.0) {
+    if !query_lateral_ok(opts.query_lateral) {
         return Err(SynthError::Options(format!(
-            "query lateral offset (--query-lateral, query_lateral): expected metres, -5 to 5, \
+            "query lateral offset (--query-lateral, query_lateral): expected {QUERY_LATERAL}, \
              found {}",
             opts.query_lateral
         )));
     }
-    if !(opts.query_yaw_noise.is_finite() && (0.0..=30.0).contains(&opts.query_yaw_noise)) {
+    if !query_yaw_noise_ok(opts.query_yaw_noise) {
         return Err(SynthError::Options(format!(
-            "query heading noise (--query-yaw-noise, query_yaw_noise): expected degrees, 0 to \
-             30, found {}",
+            "query heading noise (--query-yaw-noise, query_yaw_noise): expected \
+             {QUERY_YAW_NOISE}, found {}",
             opts.query_yaw_noise
         )));
     }

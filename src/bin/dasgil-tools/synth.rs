@@ -386,14 +386,14 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
 
 /// `synth cmu --query-lateral`: metres, -5 to 5.
 fn parse_query_lateral(s: &str) -> Result<f64, String> {
-    let ok = |v: f64| v.is_finite() && v.abs() <= 5.0;
-    super::args::parse_number_where(s.trim(), ok, "metres, -5 to 5")
+    use dasgil::synth::cmu::{query_lateral_ok, QUERY_LATERAL};
+    super::args::parse_number_where(s.trim(), query_lateral_ok, QUERY_LATERAL)
 }
 
 /// `synth cmu --query-yaw-noise`: degrees, 0 to 30.
 fn parse_query_yaw_noise(s: &str) -> Result<f64, String> {
-    let ok = |v: f64| v.is_finite() && (0.0..=30.0).contains(&v);
-    super::args::parse_number_where(s.trim(), ok, "degrees, 0 to 30")
+    use dasgil::synth::cmu::{query_yaw_noise_ok, QUERY_YAW_NOISE};
+    super::args::parse_number_where(s.trim(), query_yaw_noise_ok, QUERY_YAW_NOISE)
 }
 
 /// `synth cmu --spacing`: metres, more than 0 and at most 1000.

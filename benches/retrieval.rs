@@ -123,6 +123,7 @@ fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
         created_unix: 0,
         payload_checksum: String::new(),
         compression: None,
+        yaw_views_deg: Vec::new(),
         decoding: Default::default(),
     };
     write_map(path, &tensors, &mut meta).unwrap();

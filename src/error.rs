@@ -67,6 +67,8 @@ pub enum PipelineError {
     CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}{hint}")]
     Unposed { examples: String, hint: String },
+    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; the source gives none for {examples} (build the map without --yaw-views, or from a source with intrinsics: a bag's CameraInfo, the data set's calibration files)")]
+    NoIntrinsics { examples: String },
     #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
     DuplicateEntry {
         path: PathBuf,

@@ -614,6 +614,94 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     assert!(!dir.join("x.safetensors").exists());
 }
 
+/// `--yaw-views`: the map stores each image's turned views, and a query that is a database image
+/// turned as one of them finds that image's entry at distance ~0 (the plain map: far); the
+/// entries, poses and base descriptors stay the plain map's; evaluate builds its maps with them
+/// and says so.
+#[test]
+fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let (with, plain) = (
+        dir.join("views.map.safetensors"),
+        dir.join("plain.map.safetensors"),
+    );
+    ok(&f.build_map(&with, &["--yaw-views", "4,8"]));
+    ok(&f.build_map(&plain, &[]));
+    let (m, p) = (
+        dasgil::map::file::MapFile::open(&with).unwrap(),
+        dasgil::map::file::MapFile::open(&plain).unwrap(),
+    );
+    assert_eq!(m.meta.yaw_views_deg, vec![4.0, -4.0, 8.0, -8.0]);
+    assert_eq!(m.bytes("view_descriptors").unwrap().1, &[12 * 4, m.dim()]);
+    assert!(p.bytes("view_descriptors").is_none() && p.meta.yaw_views_deg.is_empty());
+    assert_eq!(m.meta.names, p.meta.names);
+    assert_eq!(m.bytes("poses").unwrap().2, p.bytes("poses").unwrap().2);
+    let floats = |m: &dasgil::map::file::MapFile, t: &str| -> Vec<f32> {
+        bytemuck::cast_slice::<u8, f32>(m.bytes(t).unwrap().2).to_vec()
+    };
+    let (mb, pb) = (floats(&m, "descriptors"), floats(&p, "descriptors"));
+    let scale = pb.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    assert!(mb
+        .iter()
+        .zip(&pb)
+        .all(|(a, b)| (a - b).abs() <= 1e-5 * scale));
+    // Database image 5 turned 8 degrees right: view 3 of its entry.
+    let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
+    let db = slice.database_images();
+    let img = image::open(&db[5].path).unwrap().to_rgb8();
+    let turned = dasgil::map::views::yaw_view(&img, &db[5].intrinsics.unwrap(), -8.0);
+    let query = dir.join("turned.png");
+    turned.save(&query).unwrap();
+    let best = |map: &Path| -> (String, f64) {
+        let l: serde_json::Value =
+            serde_json::from_str(&localize_json(map, std::iter::once(query.as_path()))).unwrap();
+        let c0 = &l["candidates"][0];
+        (
+            c0["name"].as_str().unwrap().to_string(),
+            c0["distance"].as_f64().unwrap(),
+        )
+    };
+    let (name, d_views) = best(&with);
+    assert_eq!(name, db[5].path.file_name().unwrap().to_str().unwrap());
+    let (_, d_plain) = best(&plain);
+    assert!(
+        d_views < 1e-6 && d_plain > 100.0 * d_views && d_plain > 1e-5,
+        "turned query: {d_views} with views, {d_plain} without"
+    );
+    // evaluate builds both maps with the views and names them.
+    let out = dir.join("eval-views");
+    let said = ok(&f.args(
+        "evaluate",
+        &[
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--device",
+            "cpu",
+            "--yaw-views",
+            "4",
+            "--out",
+            path_str(&out),
+        ],
+    ));
+    assert!(
+        said.contains("yaw views ±4 deg): 24 queries, 12 map images"),
+        "{said}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for r in report["reports"].as_array().unwrap() {
+        assert_eq!(r["yaw_views"], "±4 deg");
+    }
+    for built in ["map-none.safetensors", "map-adabn.safetensors"] {
+        let b = dasgil::map::file::MapFile::open(&out.join(built)).unwrap();
+        assert_eq!(b.meta.yaw_views_deg, vec![4.0, -4.0], "{built}");
+    }
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("yaw views: ±4 deg"));
+}
+
 /// The README's "With real data" map commands for RobotCar and KITTI, on generated traversals in
 /// those layouts: each map row holds the camera pose the reader gives (RobotCar: through the
 /// SDK's extrinsics; KITTI: cam0's pose moved to image_2).
@@ -725,7 +813,9 @@ fn evaluate_scores_a_model_and_both_baselines() {
         assert_eq!(report["source"]["format"], "cmu");
         assert_eq!(report["source"]["slice"], 3);
         assert_eq!(report["source"]["root"], path_str(&f.root));
-        assert!(reports.iter().all(|r| r["photometric"] == "none"));
+        assert!(reports
+            .iter()
+            .all(|r| r["photometric"] == "none" && r["yaw_views"] == "none"));
         // A network is reported with and without map-time adaptation; raw pixels once.
         assert_eq!(reports.len(), if name == "raw" { 1 } else { 2 }, "{name}");
         let all = &reports[0]["all"];

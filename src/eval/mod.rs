@@ -31,6 +31,7 @@ pub fn run(
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
+    yaw_views: &[f64],
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
@@ -45,6 +46,7 @@ pub fn run(
         per_camera,
         adapt_first,
         photometric,
+        yaw_views,
         options,
     );
     before.clean_up_after(out, result)
@@ -98,6 +100,7 @@ fn run_in(
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
+    yaw_views: &[f64],
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
@@ -124,6 +127,7 @@ fn run_in(
                 f16: false,
                 metric,
                 compress: None,
+                yaw_views: yaw_views.to_vec(),
             },
         )?;
         // Queries go through the same Localizer as localize and the node: the map, as

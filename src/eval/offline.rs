@@ -128,6 +128,9 @@ pub struct Report {
     /// reports without the field: none.
     #[serde(default = "photometric_none")]
     pub photometric: String,
+    /// The map's yaw views (`--yaw-views`: `±3,±6 deg`; `none`). Older reports: none.
+    #[serde(default = "views_none")]
+    pub yaw_views: String,
     pub metric: String,
     pub map_entries: usize,
     /// Every query frame with ground truth (the node's answer whether or not it would publish
@@ -553,6 +556,7 @@ pub fn evaluate(
         descriptor_values: map.dim(),
         adaptation: map.meta.encoder.adaptation.name().into(),
         photometric: map.meta.encoder.photometric_name(),
+        yaw_views: crate::map::views::describe(&map.meta.yaw_views_deg),
         metric: loc.metric.name().into(),
         map_entries: map.len(),
         all: score(&results.iter().collect::<Vec<_>>()),
@@ -581,6 +585,10 @@ fn photometric_none() -> String {
     crate::data::preprocess::Photometric::None.name().into()
 }
 
+fn views_none() -> String {
+    crate::map::views::describe(&[])
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
 }
@@ -590,12 +598,13 @@ pub fn markdown(reports: &[&Report]) -> String {
     let mut s = String::from("# Localization report\n\n");
     for r in reports {
         s.push_str(&format!(
-            "## {} (layers: {}, {} values; adaptation: {}, photometric: {}, metric: {}, {} map images, {} queries)\n\n",
+            "## {} (layers: {}, {} values; adaptation: {}, photometric: {}, yaw views: {}, metric: {}, {} map images, {} queries)\n\n",
             r.model,
             r.layers,
             r.descriptor_values,
             r.adaptation,
             r.photometric,
+            r.yaw_views,
             r.metric,
             r.map_entries,
             r.all.queries

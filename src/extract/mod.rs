@@ -182,6 +182,10 @@ enum Net {
     RawPixels,
 }
 
+/// The images encoded for one source image (itself; with yaw views, its views too).
+type MakeImages<'a> =
+    dyn Fn(&PosedImage, RgbImage) -> Result<Vec<RgbImage>, EncodeError> + Sync + 'a;
+
 /// Encodes images into map descriptors.
 pub struct MapEncoder {
     net: Net,
@@ -557,18 +561,71 @@ impl MapEncoder {
         decode: Decode,
         progress: Option<&Progress>,
     ) -> Result<Vec<f32>, EncodeError> {
+        self.encode_with(images, decode, 1, &|_, img| Ok(vec![img]), progress)
+    }
+
+    /// [`Self::encode_images`] and each image's yaw views (`crate::map::views`, in the order of
+    /// `yaws`): the images' rows, then the views' rows (entry-major, `yaws.len()` per image).
+    /// Every image needs its intrinsics.
+    pub fn encode_images_and_views(
+        &self,
+        images: &[PosedImage],
+        decode: Decode,
+        yaws: &[f64],
+        progress: Option<&Progress>,
+    ) -> Result<(Vec<f32>, Vec<f32>), EncodeError> {
+        let per = 1 + yaws.len();
+        let views = |p: &PosedImage, img: RgbImage| -> Result<Vec<RgbImage>, EncodeError> {
+            let k = p.intrinsics.ok_or_else(|| {
+                EncodeError::Other(format!(
+                    "{}: no camera intrinsics, which yaw views need",
+                    p.path.display()
+                ))
+            })?;
+            let mut out = Vec::with_capacity(per);
+            out.extend(
+                yaws.iter()
+                    .map(|&y| crate::map::views::yaw_view(&img, &k, y)),
+            );
+            out.insert(0, img);
+            Ok(out)
+        };
+        let rows = self.encode_with(images, decode, per, &views, progress)?;
+        let dim = self.dim();
+        let mut base = Vec::with_capacity(images.len() * dim);
+        let mut view_rows = Vec::with_capacity(images.len() * yaws.len() * dim);
+        for entry in rows.chunks_exact(per * dim) {
+            base.extend_from_slice(&entry[..dim]);
+            view_rows.extend_from_slice(&entry[dim..]);
+        }
+        Ok((base, view_rows))
+    }
+
+    /// Encodes `per_image` images made from each image by `make` (rows image-major).
+    fn encode_with(
+        &self,
+        images: &[PosedImage],
+        decode: Decode,
+        per_image: usize,
+        make: &MakeImages<'_>,
+        progress: Option<&Progress>,
+    ) -> Result<Vec<f32>, EncodeError> {
         let batch = 8;
         let dim = self.dim();
-        let mut out = Vec::with_capacity(images.len() * dim);
+        let mut out = Vec::with_capacity(images.len() * per_image * dim);
         let preparer = self.preparer();
         let prepared_of = move |chunk: &[PosedImage]| -> Result<Vec<Vec<f32>>, EncodeError> {
-            chunk
+            let per: Vec<Vec<Vec<f32>>> = chunk
                 .par_iter()
                 .map(|p| {
                     let img = p.load_rgb(decode)?;
-                    preparer.prepare(&img)
+                    make(p, img)?
+                        .iter()
+                        .map(|v| preparer.prepare(v))
+                        .collect::<Result<Vec<_>, _>>()
                 })
-                .collect()
+                .collect::<Result<_, _>>()?;
+            Ok(per.into_iter().flatten().collect())
         };
         std::thread::scope(|s| -> Result<(), EncodeError> {
             let (tx, rx) = sync_channel::<Result<Vec<Vec<f32>>, EncodeError>>(2);
@@ -581,15 +638,17 @@ impl MapEncoder {
             });
             for prepared in rx {
                 let prepared = prepared?;
-                out.extend(self.encode(&prepared)?);
+                for part in prepared.chunks(batch) {
+                    out.extend(self.encode(part)?);
+                }
                 if let Some(p) = progress {
-                    p.inc(prepared.len() as u64);
+                    p.inc((prepared.len() / per_image) as u64);
                 }
             }
             let _ = producer.join();
             Ok(())
         })?;
-        if out.len() != images.len() * dim {
+        if out.len() != images.len() * per_image * dim {
             return Err(EncodeError::Other(
                 "the image decoder stopped before the last image".into(),
             ));

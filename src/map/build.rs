@@ -20,6 +20,9 @@ pub struct BuildOptions {
     pub metric: Metric,
     /// The compressed search mode: projected dimensions and shortlist (`maps::compress`).
     pub compress: Option<(usize, usize)>,
+    /// Yaw views per entry, degrees, positive turned left (`views::parse_yaw_views`); empty:
+    /// none, the reference's map.
+    pub yaw_views: Vec<f64>,
 }
 
 /// Seed of the compressed mode's projection.
@@ -155,21 +158,49 @@ pub fn build_map(
             hint,
         });
     }
+    if !opts.yaw_views.is_empty() {
+        let missing: Vec<String> = db
+            .iter()
+            .filter(|p| p.intrinsics.is_none())
+            .take(3)
+            .map(|p| p.path.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(PipelineError::NoIntrinsics {
+                examples: format!(
+                    "{}{}",
+                    missing.join(", "),
+                    if missing.len() == 3 { ", ..." } else { "" }
+                ),
+            });
+        }
+    }
     if opts.adapt && encoder.adaptable() {
         let subset = encoder.prepare_subset(db, src.decode)?;
         encoder.adapt(&subset)?;
     }
     let progress = crate::progress::Progress::new("build-map", "images", db.len() as u64, 0);
-    let desc = encoder.encode_images(db, src.decode, Some(&progress))?;
+    let (desc, view_desc) = if opts.yaw_views.is_empty() {
+        (
+            encoder.encode_images(db, src.decode, Some(&progress))?,
+            Vec::new(),
+        )
+    } else {
+        encoder.encode_images_and_views(db, src.decode, &opts.yaw_views, Some(&progress))?
+    };
     progress.finish();
     let n = db.len();
     let dim = encoder.dim();
-    let descriptors = if opts.f16 {
-        let h: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
-        RawTensor::new("descriptors", Dtype::F16, vec![n, dim], &h)
-    } else {
-        RawTensor::new("descriptors", Dtype::F32, vec![n, dim], &desc)
+    let rows = |name: &str, values: &[f32]| {
+        let shape = vec![values.len() / dim.max(1), dim];
+        if opts.f16 {
+            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            RawTensor::new(name, Dtype::F16, shape, &h)
+        } else {
+            RawTensor::new(name, Dtype::F32, shape, values)
+        }
     };
+    let descriptors = rows("descriptors", &desc);
     let mut poses = Vec::with_capacity(n * 7);
     let mut times = Vec::with_capacity(n);
     for p in db {
@@ -184,6 +215,9 @@ pub fn build_map(
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
+    if !opts.yaw_views.is_empty() {
+        tensors.push(rows("view_descriptors", &view_desc));
+    }
     let compression = opts.compress.map(|(dims, shortlist)| {
         let (t, meta) = compress::map_tensors(&desc, n, dim, dims, shortlist);
         tensors.extend(t);
@@ -208,6 +242,7 @@ pub fn build_map(
         payload_checksum: String::new(),
         compression,
         decoding: recorded_decoding(src)?,
+        yaw_views_deg: opts.yaw_views.clone(),
     };
     file::write_map(out, &tensors, &mut meta)?;
     Ok(meta)

@@ -199,6 +199,11 @@ pub struct MapMeta {
     /// grey or Bayer map).
     #[serde(default, skip_serializing_if = "crate::data::Decode::is_rgb")]
     pub decoding: crate::data::Decode,
+    /// The yaw views stored per entry (`build-map --yaw-views`; degrees, positive turned left;
+    /// tensor `view_descriptors`, entry-major: row `i * V + v` is entry i's view v); absent: none.
+    /// A query's distance to an entry is the smallest over its descriptor and its views.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub yaw_views_deg: Vec<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -525,6 +530,36 @@ impl MapFile {
             }
         }
         want("descriptors", &[Dtype::F32, Dtype::F16], n)?;
+        let views = self.meta.yaw_views_deg.len();
+        if let Some(bad) = self
+            .meta
+            .yaw_views_deg
+            .iter()
+            .find(|y| !(y.abs() > 0.0 && y.abs() <= crate::map::views::MAX_YAW_DEG))
+        {
+            return Err(fmt(format!(
+                "metadata `yaw_views_deg`: expected angles of more than 0 and at most {} degrees either way, found {bad}",
+                crate::map::views::MAX_YAW_DEG
+            )));
+        }
+        if views > 0 {
+            let dt = self.index["descriptors"].0;
+            want("view_descriptors", &[dt], n * views)?;
+            let shape = &self.index["view_descriptors"].1;
+            if shape.get(1).copied() != Some(self.dim()) || shape.len() != 2 {
+                return Err(fmt(format!(
+                    "tensor `view_descriptors`: expected [{}, {}] ({} views of {n} entries), found {shape:?}",
+                    n * views,
+                    self.dim(),
+                    views
+                )));
+            }
+        } else if self.index.contains_key("view_descriptors") {
+            return Err(fmt(
+                "tensor `view_descriptors` without metadata `yaw_views_deg`: which views are they?"
+                    .into(),
+            ));
+        }
         want("poses", &[Dtype::F64], n)?;
         want("timestamps_us", &[Dtype::I64], n)?;
         if let Some(c) = &self.meta.compression {
@@ -587,6 +622,20 @@ impl MapFile {
             Dtype::F16 => Descriptors::F16(bytemuck::cast_slice(bytes)),
             _ => Descriptors::F32(bytemuck::cast_slice(bytes)),
         }
+    }
+
+    /// Yaw views per entry (0: none).
+    pub fn views(&self) -> usize {
+        self.meta.yaw_views_deg.len()
+    }
+
+    /// The views' descriptor rows as stored (entry-major), when the map has views.
+    pub fn view_descriptors(&self) -> Option<Descriptors<'_>> {
+        let (dt, _, bytes) = self.bytes("view_descriptors")?;
+        Some(match dt {
+            Dtype::F16 => Descriptors::F16(bytemuck::cast_slice(bytes)),
+            _ => Descriptors::F32(bytemuck::cast_slice(bytes)),
+        })
     }
 
     /// world_from_cam of entry i.

@@ -134,11 +134,10 @@ pub fn top_k(
         Some(c) => c.to_vec(),
         None => (0..map.len()).collect(),
     };
-    let descs = map.descriptors();
     rerank_top_k(
         &codes,
         c.shortlist,
-        &descs,
+        &super::EntryRows::of(map),
         map.dim(),
         query,
         k,
@@ -157,12 +156,13 @@ pub struct Codes<'a> {
 }
 
 /// [`top_k`] on the parts of a map: the `shortlist` (at least `k`) of `rows` closest by the codes'
-/// approximate L2, re-ranked by the exact `metric` on `descs` ([n, dim]).
+/// approximate L2 (of the entries' own descriptors), re-ranked by the exact `metric` on `entries`
+/// (the smallest over an entry's descriptor and its yaw views).
 #[allow(clippy::too_many_arguments)]
 pub fn rerank_top_k(
     codes: &Codes<'_>,
     shortlist: usize,
-    descs: &crate::map::file::Descriptors<'_>,
+    entries: &super::EntryRows<'_>,
     dim: usize,
     query: &[f32],
     k: usize,
@@ -212,7 +212,7 @@ pub fn rerank_top_k(
     let mut buf = Vec::new();
     let mut exact = Vec::with_capacity(k + 1);
     for h in short {
-        let distance = super::row_distance(descs, dim, metric, query, h.index, &mut buf);
+        let distance = super::entry_distance(entries, dim, metric, query, h.index, &mut buf);
         super::push_top(
             &mut exact,
             k,
@@ -260,7 +260,7 @@ mod tests {
             codes: &c,
             scales: &s,
         };
-        let descs = Descriptors::F32(&desc);
+        let entries = super::super::EntryRows::plain(Descriptors::F32(&desc));
         let all: Vec<usize> = (0..n).collect();
         let odd: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
         for metric in [Metric::L1, Metric::L2, Metric::Cosine] {
@@ -277,7 +277,7 @@ mod tests {
                 want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
                 want.truncate(5);
                 let got: Vec<(usize, f32)> =
-                    rerank_top_k(&codes, n, &descs, d, &query, 5, metric, rows)
+                    rerank_top_k(&codes, n, &entries, d, &query, 5, metric, rows)
                         .iter()
                         .map(|h| (h.index, h.distance))
                         .collect();
@@ -290,7 +290,7 @@ mod tests {
             }
         }
         // A shortlist of 1 still returns k (the shortlist is at least k).
-        let got = rerank_top_k(&codes, 1, &descs, d, &query, 3, Metric::L1, &all);
+        let got = rerank_top_k(&codes, 1, &entries, d, &query, 3, Metric::L1, &all);
         assert_eq!(got.len(), 3, "k hits from a shortlist smaller than k");
     }
 }

@@ -194,6 +194,51 @@ pub(crate) fn row_distance(
     nan_far(d)
 }
 
+/// A map's searchable rows: each entry's descriptor and, when the map has yaw views
+/// (`build-map --yaw-views`), `per_entry` view rows per entry (entry-major).
+pub struct EntryRows<'a> {
+    pub base: Descriptors<'a>,
+    pub views: Option<Descriptors<'a>>,
+    pub per_entry: usize,
+}
+
+impl<'a> EntryRows<'a> {
+    pub fn of(map: &'a MapFile) -> Self {
+        Self {
+            base: map.descriptors(),
+            views: map.view_descriptors(),
+            per_entry: map.views(),
+        }
+    }
+
+    /// Rows without views.
+    pub fn plain(base: Descriptors<'a>) -> Self {
+        Self {
+            base,
+            views: None,
+            per_entry: 0,
+        }
+    }
+}
+
+/// The distance from `query` to entry `i`: the smallest over its descriptor and its views.
+pub(crate) fn entry_distance(
+    rows: &EntryRows,
+    dim: usize,
+    metric: Metric,
+    query: &[f32],
+    i: usize,
+    buf: &mut Vec<f32>,
+) -> f32 {
+    let mut d = row_distance(&rows.base, dim, metric, query, i, buf);
+    if let Some(views) = &rows.views {
+        for v in i * rows.per_entry..(i + 1) * rows.per_entry {
+            d = d.min(row_distance(views, dim, metric, query, v, buf));
+        }
+    }
+    d
+}
+
 fn nan_far(d: f32) -> f32 {
     if d.is_nan() {
         f32::INFINITY
@@ -276,12 +321,12 @@ pub fn top_k(
     let dim = map.dim();
     assert_eq!(query.len(), dim, "query length");
     let k = k.max(1);
-    let descs = map.descriptors();
+    let entries = EntryRows::of(map);
     let scan = |rows: &mut dyn Iterator<Item = usize>| {
         let mut top = Vec::with_capacity(k + 1);
         let mut buf = Vec::new();
         for i in rows {
-            let distance = row_distance(&descs, dim, metric, query, i, &mut buf);
+            let distance = entry_distance(&entries, dim, metric, query, i, &mut buf);
             push_top(&mut top, k, Hit { index: i, distance });
         }
         top

@@ -97,6 +97,15 @@ pub(crate) fn photometric_parser(
         .map(|s| s.parse::<Photometric>().unwrap_or_default())
 }
 
+/// `--yaw-views 3,6`: the signed yaws of the views (`dasgil::map::views::parse_yaw_views`); one
+/// value to clap (a bare `Vec` would be taken for a repeated option).
+#[derive(Debug, Clone)]
+pub(crate) struct YawViews(pub Vec<f64>);
+
+pub(crate) fn parse_yaw_views(s: &str) -> Result<YawViews, String> {
+    dasgil::map::views::parse_yaw_views(s).map(YawViews)
+}
+
 /// "256x1024" -> (256, 1024).
 /// A network input size HxW the model takes (multiples of 256 up to 4096).
 pub(crate) fn parse_input_size(s: &str) -> Result<(i64, i64), String> {

@@ -42,6 +42,13 @@ pub(crate) struct BuildMapArgs {
     /// The map's default metric: l1 (the reference's), l2 or cosine.
     #[arg(long, default_value = "l1")]
     metric: dasgil::retrieval::Metric,
+    /// Yaw views: also encode each map image as its camera turned by these angles (degrees,
+    /// each both ways, e.g. 3,6: four views), a homography of the image by its intrinsics; a
+    /// query's distance to an entry is the smallest over the image and its views, so a query
+    /// turned a few degrees from the map image still finds it (docs/map-format.md). Each view
+    /// costs the map one more descriptor per entry (size and search time). Default: none.
+    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_hyphen_values = true)]
+    yaw_views: Option<YawViews>,
 }
 
 pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
@@ -86,6 +93,7 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
             metric: a.metric,
             // Both within ranges clap checked (at most 100000).
             compress: a.compress.map(|dims| (dims as usize, a.shortlist as usize)),
+            yaw_views: a.yaw_views.clone().map(|v| v.0).unwrap_or_default(),
         },
     )?;
     println!("{line}");

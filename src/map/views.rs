@@ -1,0 +1,240 @@
+//! Yaw views of a map's images (`build-map --yaw-views`): each database image is also encoded as
+//! the camera would have seen it turned by a few degrees about its vertical axis, and a query's
+//! distance to the map entry is the smallest over the entry's image and its views.
+//!
+//! Why: a map image is one heading at one place; a vehicle passing it later drives a little
+//! aside and turned, and a turn of a few degrees shifts the whole image sideways. The
+//! descriptor (flattened encoder feature maps, paper section III-D) keeps where things are in
+//! the image, so a turned query lands far from its place's map image (maps/models/MODEL_CARD.md,
+//! "The drive protocol": queries turned 4-6 degrees from the nearest map image are retrieved
+//! within 5 m far less often). A pure rotation needs no depth: for pinhole intrinsics K, the
+//! view turned by yaw `a` is the homography `p_src ~ K R_a^T K^-1 p_view`, exact for every scene
+//! point (the view synthesis of Torii et al., "24/7 place recognition by view synthesis", CVPR
+//! 2015, restricted to rotations). Pixels the original image does not show stay black.
+//!
+//! Convention: a positive yaw turns the camera to its left (counter-clockwise seen from above,
+//! as REP 103's yaw about an up axis), so the scene moves right in the view. The view's
+//! `world_from_cam` is the image's, right-multiplied by the rotation; the map keeps the image's
+//! pose (the entry is the place; the view only matches).
+
+use image::{Rgb, RgbImage};
+use nalgebra::{Matrix3, Vector3};
+
+use crate::geom::Pinhole;
+
+/// At most this many distinct angles (each used both ways: 8 views per image).
+pub const MAX_ANGLES: usize = 4;
+/// The largest angle, in degrees: beyond it a view is mostly black at the usual fields of view.
+pub const MAX_YAW_DEG: f64 = 20.0;
+
+/// Parses `--yaw-views`: comma-separated angles in degrees, each in (0, 20], at most four
+/// distinct; each becomes two views (left and right). Returns the signed yaws in the order the
+/// map stores its views: +a1, -a1, +a2, -a2, ...
+pub fn parse_yaw_views(s: &str) -> Result<Vec<f64>, String> {
+    let mut angles: Vec<f64> = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let a: f64 = part.parse().map_err(|_| {
+            format!(
+                "expected angles in degrees separated by commas (e.g. 3,6), found `{part}` in `{s}`"
+            )
+        })?;
+        if !(a > 0.0 && a <= MAX_YAW_DEG) {
+            return Err(format!(
+                "each angle must be more than 0 and at most {MAX_YAW_DEG} degrees (each is used \
+                 both ways, left and right), found {part}"
+            ));
+        }
+        if angles.contains(&a) {
+            return Err(format!("angle {part} is given twice in `{s}`"));
+        }
+        angles.push(a);
+    }
+    if angles.len() > MAX_ANGLES {
+        return Err(format!(
+            "at most {MAX_ANGLES} angles ({} views per image), found {} in `{s}`",
+            2 * MAX_ANGLES,
+            angles.len()
+        ));
+    }
+    Ok(angles.iter().flat_map(|&a| [a, -a]).collect())
+}
+
+/// `+3,-3,+6,-6` as a report writes it: `±3,±6 deg`; `none` without views.
+pub fn describe(yaws: &[f64]) -> String {
+    if yaws.is_empty() {
+        return "none".into();
+    }
+    let mut shown: Vec<String> = Vec::new();
+    for &y in yaws {
+        let a = format!("±{}", y.abs());
+        if !shown.contains(&a) {
+            shown.push(a);
+        }
+    }
+    format!("{} deg", shown.join(","))
+}
+
+/// The rotation from the image's camera frame to the view's (camera axes: x right, y down, z
+/// forward), for a view turned left by `yaw_deg`.
+pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
+    let (s, c) = yaw_deg.to_radians().sin_cos();
+    // The view's x, y, z axes as rows in the image's frame: turned left, its optical axis
+    // points to the image's -x.
+    Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c)
+}
+
+/// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's) as the
+/// camera turned left by `yaw_deg` would see it: bilinear, black where the image shows nothing.
+pub fn yaw_view(img: &RgbImage, k: &Pinhole, yaw_deg: f64) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let k = if (k.width, k.height) == (w, h) {
+        *k
+    } else {
+        k.scaled(w, h)
+    };
+    let kk = Matrix3::new(k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0);
+    let k_inv = Matrix3::new(
+        1.0 / k.fx,
+        0.0,
+        -k.cx / k.fx,
+        0.0,
+        1.0 / k.fy,
+        -k.cy / k.fy,
+        0.0,
+        0.0,
+        1.0,
+    );
+    // View pixel -> source pixel: the view's ray, back in the image's frame, projected.
+    let to_src = kk * view_from_cam(yaw_deg).transpose() * k_inv;
+    let mut out = RgbImage::new(w, h);
+    for (u, v, px) in out.enumerate_pixels_mut() {
+        let p = to_src * Vector3::new(u as f64, v as f64, 1.0);
+        if p.z <= 0.0 {
+            continue;
+        }
+        if let Some(c) = bilinear(img, p.x / p.z, p.y / p.z) {
+            *px = c;
+        }
+    }
+    out
+}
+
+/// The colour at (x, y) (pixel centres at integers), None outside the image.
+fn bilinear(img: &RgbImage, x: f64, y: f64) -> Option<Rgb<u8>> {
+    let (w, h) = img.dimensions();
+    // A hair of slack: the identity homography may land 1e-13 outside the last pixel.
+    const SLACK: f64 = 1e-6;
+    let (xm, ym) = ((w - 1) as f64, (h - 1) as f64);
+    if !(x >= -SLACK && y >= -SLACK && x <= xm + SLACK && y <= ym + SLACK) {
+        return None;
+    }
+    let (x, y) = (x.clamp(0.0, xm), y.clamp(0.0, ym));
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+    let p = |xx, yy| img.get_pixel(xx, yy).0.map(f64::from);
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    Some(Rgb(std::array::from_fn(|i| {
+        let top = a[i] + (b[i] - a[i]) * fx;
+        let bottom = c[i] + (d[i] - c[i]) * fx;
+        (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera() -> Pinhole {
+        Pinhole {
+            width: 160,
+            height: 120,
+            fx: 120.0,
+            fy: 118.0,
+            cx: 81.0,
+            cy: 58.0,
+        }
+    }
+
+    #[test]
+    fn a_point_moves_where_the_turned_camera_sees_it() {
+        let k = camera();
+        // A white 3x3 spot on black, at the pixel of a known ray.
+        let ray = Vector3::new(-0.2, 0.1, 1.0);
+        let (u, v) = (k.fx * ray.x + k.cx, k.fy * ray.y + k.cy);
+        let mut img = RgbImage::new(k.width, k.height);
+        for du in -1..=1 {
+            for dv in -1..=1 {
+                img.put_pixel(
+                    (u.round() as i32 + du) as u32,
+                    (v.round() as i32 + dv) as u32,
+                    Rgb([255; 3]),
+                );
+            }
+        }
+        for yaw in [5.0, -5.0, 12.0] {
+            let view = yaw_view(&img, &k, yaw);
+            let r = view_from_cam(yaw) * ray;
+            let want = (k.fx * r.x / r.z + k.cx, k.fy * r.y / r.z + k.cy);
+            let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+            for (x, y, p) in view.enumerate_pixels() {
+                let m = p.0[0] as f64;
+                sx += m * x as f64;
+                sy += m * y as f64;
+                n += m;
+            }
+            assert!(n > 0.0, "the spot left the view at yaw {yaw}");
+            let got = (sx / n, sy / n);
+            assert!(
+                (got.0 - want.0).abs() < 0.6 && (got.1 - want.1).abs() < 0.6,
+                "yaw {yaw}: spot at {got:?}, expected {want:?}"
+            );
+            // Turned left, the scene moves right.
+            assert_eq!(got.0 > u, yaw > 0.0, "yaw {yaw}: {got:?} from {u}");
+        }
+    }
+
+    #[test]
+    fn no_turn_is_the_image_and_uncovered_pixels_are_black() {
+        let k = camera();
+        let img = RgbImage::from_fn(k.width, k.height, |x, y| {
+            Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 200])
+        });
+        assert_eq!(yaw_view(&img, &k, 0.0), img);
+        // Turned 10 degrees left, the left edge shows what lies beyond the image: black.
+        let view = yaw_view(&img, &k, 10.0);
+        assert_eq!(view.get_pixel(0, 60).0, [0, 0, 0]);
+        assert_ne!(view.get_pixel(159, 60).0, [0, 0, 0]);
+        // Intrinsics given for another size are scaled to the image's.
+        let half = Pinhole {
+            width: 80,
+            height: 60,
+            fx: 60.0,
+            fy: 59.0,
+            cx: 40.25,
+            cy: 28.75,
+        };
+        assert_eq!(yaw_view(&img, &half, 10.0), view);
+    }
+
+    #[test]
+    fn the_angles_parse_into_left_and_right_views_or_say_what_is_wrong() {
+        assert_eq!(parse_yaw_views("3,6").unwrap(), vec![3.0, -3.0, 6.0, -6.0]);
+        assert_eq!(describe(&parse_yaw_views("3, 6").unwrap()), "±3,±6 deg");
+        assert_eq!(describe(&[]), "none");
+        for (bad, says) in [
+            ("0", "more than 0"),
+            ("-3", "more than 0"),
+            ("25", "at most 20"),
+            ("nan", "more than 0"),
+            ("3,x", "found `x`"),
+            ("", "found ``"),
+            ("3,3", "given twice"),
+            ("1,2,3,4,5", "at most 4 angles"),
+        ] {
+            let e = parse_yaw_views(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

@@ -67,7 +67,7 @@ pub enum PipelineError {
     CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}{hint}")]
     Unposed { examples: String, hint: String },
-    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; the source gives none for {examples} (build the map without --yaw-views, or from a source with intrinsics: a bag's CameraInfo, the data set's calibration files)")]
+    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; the source gives none for {examples} (build the map without --yaw-views; the readers that give intrinsics: Extended CMU-Seasons (intrinsics.txt), Virtual KITTI 2 (intrinsic.txt) and KITTI odometry (calib.txt); RobotCar and rosbag2 recordings do not yet)")]
     NoIntrinsics { examples: String },
     #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
     DuplicateEntry {

@@ -650,7 +650,12 @@ fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
     let slice = dasgil::data::cmu_seasons::CmuSlice::open(&f.root, 3).unwrap();
     let db = slice.database_images();
     let img = image::open(&db[5].path).unwrap().to_rgb8();
-    let turned = dasgil::map::views::yaw_view(&img, &db[5].intrinsics.unwrap(), -8.0);
+    let turned = dasgil::map::views::yaw_view(
+        &img,
+        &db[5].intrinsics.unwrap(),
+        db[5].distortion.as_ref(),
+        -8.0,
+    );
     let query = dir.join("turned.png");
     turned.save(&query).unwrap();
     let best = |map: &Path| -> (String, f64) {
@@ -770,6 +775,35 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
             let got = m.pose(i);
             assert!((got.translation.vector - want.translation.vector).norm() < 1e-9);
             assert!(got.rotation.angle_to(&want.rotation) < 1e-9);
+        }
+        // Yaw views need intrinsics: KITTI's calib.txt gives image_2's (at the images' size),
+        // RobotCar's reader none (refused, naming images).
+        let views = dir
+            .path()
+            .join(format!("{}-views.map.safetensors", args[1]));
+        let mut with_views = all.clone();
+        *with_views.last_mut().unwrap() = path_str(&views);
+        with_views.extend(["--yaw-views", "4"]);
+        if args[1] == "kitti" {
+            let k = reader_poses[0]
+                .intrinsics
+                .expect("image_2's intrinsics from calib.txt");
+            assert_eq!((k.width, k.height), (128, 96));
+            assert!(
+                k.fx > 0.0 && k.fy > 0.0 && k.cx > 0.0 && k.cx < 128.0,
+                "{k:?}"
+            );
+            ok(&with_views);
+            let v = dasgil::map::file::MapFile::open(&views).unwrap();
+            assert_eq!(v.views(), 2);
+        } else {
+            let e = err(&with_views);
+            assert!(
+                e.contains("which needs the camera's intrinsics; the source gives none for")
+                    && e.contains(".png"),
+                "{e}"
+            );
+            assert!(!views.exists());
         }
     }
 }

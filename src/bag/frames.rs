@@ -112,6 +112,7 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
                     )),
                 )),
                 intrinsics: None,
+                distortion: None,
             }
         })
         .collect();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::error::DataError;
 use super::sequence::PosedImage;
 use super::text::{images_in, images_recursive, sorted_entries, TextFile};
-use crate::geom::kitti_world_from_cam;
+use crate::geom::{kitti_world_from_cam, Pinhole};
 
 /// Every image under `root` (recursively, sorted by path), as the reference's real-domain loader.
 pub fn image_folder(root: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -35,6 +35,15 @@ pub fn image_folder(root: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// t_N of `P{n}:` in an odometry calib.txt (the offset of camera N from cam0, in metres, in the
 /// rectified frame): `t = K^-1 P[:, 3]`.
 pub fn camera_offset(calib: &Path, n: &str) -> Result<nalgebra::Vector3<f64>, DataError> {
+    camera_projection(calib, n).map(|(t, _)| t)
+}
+
+/// `P{n}:` of an odometry calib.txt as camera N's offset from cam0 ([`camera_offset`]) and its
+/// rectified intrinsics `[fx, fy, cx, cy]` (pixels; the images are rectified: no distortion).
+pub fn camera_projection(
+    calib: &Path,
+    n: &str,
+) -> Result<(nalgebra::Vector3<f64>, [f64; 4]), DataError> {
     let f = TextFile::read(calib)?;
     let key = format!("P{n}:");
     for line in f.lines(None, None) {
@@ -53,7 +62,7 @@ pub fn camera_offset(calib: &Path, n: &str) -> Result<nalgebra::Vector3<f64>, Da
         let tz = v[11];
         let ty = (v[7] - cy * tz) / fy;
         let tx = (v[3] - cx * tz) / fx;
-        return Ok(nalgebra::Vector3::new(tx, ty, tz));
+        return Ok((nalgebra::Vector3::new(tx, ty, tz), [fx, fy, cx, cy]));
     }
     Err(DataError::layout(
         calib,
@@ -133,11 +142,32 @@ impl OdometrySequence {
                 }
             }
         }
-        let cam0_from_cam = match (&poses, camera.strip_prefix("image_")) {
-            (Some(_), Some(n)) if seq_dir.join("calib.txt").exists() => {
-                camera_offset(&seq_dir.join("calib.txt"), n)?
-            }
+        let calib = seq_dir.join("calib.txt");
+        let projection = match camera.strip_prefix("image_") {
+            Some(n) if calib.exists() => Some(camera_projection(&calib, n)?),
+            _ => None,
+        };
+        let cam0_from_cam = match (&poses, &projection) {
+            (Some(_), Some((t, _))) => *t,
             _ => nalgebra::Vector3::zeros(),
+        };
+        // The rectified intrinsics at the images' size (the first image's; a sequence's images
+        // share it).
+        let intrinsics = match (&projection, files.first()) {
+            (Some((_, [fx, fy, cx, cy])), Some(first)) => {
+                let (width, height) = image::image_dimensions(first).map_err(|e| {
+                    DataError::layout(first, format!("cannot read the image's size: {e}"))
+                })?;
+                Some(Pinhole {
+                    width,
+                    height,
+                    fx: *fx,
+                    fy: *fy,
+                    cx: *cx,
+                    cy: *cy,
+                })
+            }
+            _ => None,
         };
         let images = files
             .into_iter()
@@ -149,7 +179,8 @@ impl OdometrySequence {
                 world_from_cam: poses.as_ref().map(|p| {
                     kitti_world_from_cam(&p[i]) * nalgebra::Translation3::from(-cam0_from_cam)
                 }),
-                intrinsics: None,
+                intrinsics,
+                distortion: None,
             })
             .collect();
         Ok(Self {
@@ -308,6 +339,7 @@ impl RawDrive {
                 timestamp_us: Some(ts),
                 world_from_cam: None,
                 intrinsics: None,
+                distortion: None,
             })
             .collect();
         Ok(Self { images, oxts })

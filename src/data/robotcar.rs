@@ -400,6 +400,7 @@ impl Traversal {
                 timestamp_us: Some(ts),
                 world_from_cam: pose_at(&ins, ts).map(|p| p * ins_from_image),
                 intrinsics: None,
+                distortion: None,
             })
             .collect();
         Ok(Self {

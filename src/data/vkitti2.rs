@@ -367,6 +367,7 @@ impl Vkitti2 {
                         timestamp_us: None,
                         world_from_cam: f.cam_from_world.map(|p| p.inverse()),
                         intrinsics: f.intrinsics,
+                        distortion: None,
                     });
                 }
             }

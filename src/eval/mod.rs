@@ -354,6 +354,7 @@ pub fn map_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, Pi
                     timestamp_us: m.timestamp_us(i),
                     world_from_cam: Some(m.pose(i)),
                     intrinsics: None,
+                    distortion: None,
                 }
             })
             .filter(|p| p.path.is_file())

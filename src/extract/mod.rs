@@ -585,7 +585,7 @@ impl MapEncoder {
             let mut out = Vec::with_capacity(per);
             out.extend(
                 yaws.iter()
-                    .map(|&y| crate::map::views::yaw_view(&img, &k, y)),
+                    .map(|&y| crate::map::views::yaw_view(&img, &k, p.distortion.as_ref(), y)),
             );
             out.insert(0, img);
             Ok(out)

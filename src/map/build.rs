@@ -133,7 +133,7 @@ pub fn build_map(
     let missing: Vec<String> = db
         .iter()
         .filter(|p| p.world_from_cam.is_none())
-        .take(3)
+        .take(4)
         .map(|p| p.path.display().to_string())
         .collect();
     if !missing.is_empty() {
@@ -152,8 +152,8 @@ pub fn build_map(
         return Err(PipelineError::Unposed {
             examples: format!(
                 "{}{}",
-                missing.join(", "),
-                if missing.len() == 3 { ", ..." } else { "" }
+                missing[..missing.len().min(3)].join(", "),
+                if missing.len() > 3 { ", ..." } else { "" }
             ),
             hint,
         });
@@ -162,15 +162,15 @@ pub fn build_map(
         let missing: Vec<String> = db
             .iter()
             .filter(|p| p.intrinsics.is_none())
-            .take(3)
+            .take(4)
             .map(|p| p.path.display().to_string())
             .collect();
         if !missing.is_empty() {
             return Err(PipelineError::NoIntrinsics {
                 examples: format!(
                     "{}{}",
-                    missing.join(", "),
-                    if missing.len() == 3 { ", ..." } else { "" }
+                    missing[..missing.len().min(3)].join(", "),
+                    if missing.len() > 3 { ", ..." } else { "" }
                 ),
             });
         }
@@ -348,7 +348,7 @@ pub fn build_map_summary(
     cameras.sort();
     cameras.dedup();
     Ok(format!(
-        "map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}), {} in {}",
+"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}), {} in {}",
         out.display(),
         meta.names.len(),
         cameras.len(),
@@ -361,6 +361,15 @@ pub fn build_map_summary(
         meta.encoder.model_fingerprint,
         meta.encoder.adaptation,
         meta.encoder.photometric_name(),
+        if meta.yaw_views_deg.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", yaw views: {}, {} more descriptors per image",
+                super::views::describe(&meta.yaw_views_deg),
+                meta.yaw_views_deg.len()
+            )
+        },
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())
     ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()

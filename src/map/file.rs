@@ -1,5 +1,5 @@
-//! The map file: one safetensors file (readable from Python with `safetensors.numpy`),
-//! memory-mapped when opened.
+//! The map file: one safetensors file (readable from Python with `safetensors.numpy`), read
+//! into memory and checked when opened.
 //!
 //! Tensors:
 //! - `descriptors` [N, D] F32 (or F16 with `--f16`): one row per map image;
@@ -8,7 +8,9 @@
 //!   z forward);
 //! - `timestamps_us` [N] I64 (-1 where unknown);
 //! - `adapted.<bn>.running_mean` / `.running_var` F32: the encoder's BatchNorm statistics
-//!   re-estimated on this map's images (map-time adaptation), when used.
+//!   re-estimated on this map's images (map-time adaptation), when used;
+//! - `view_descriptors` [N * V, D] (the dtype of `descriptors`): each image's V yaw views
+//!   (`build-map --yaw-views`, metadata `yaw_views_deg`), when used.
 //!
 //! Metadata `dasgil.map` holds a JSON [`MapMeta`]: format version, image names and cameras, the
 //! encoder (model fingerprint, input size, layers and weights, normalisation, adaptation),
@@ -689,6 +691,159 @@ pub fn now_unix() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 3-entry map of 4-value descriptors with `views` yaw views per entry written from
+    /// `view_rows` (as `dtype`), or with the tensor and metadata given as they are.
+    fn views_map(
+        dir: &Path,
+        name: &str,
+        yaws: Vec<f64>,
+        view_tensor: Option<(Dtype, Vec<usize>, Vec<f32>)>,
+    ) -> Result<MapFile, MapError> {
+        let n = 3;
+        let desc: Vec<f32> = (0..n * 4).map(|i| i as f32).collect();
+        let poses: Vec<f64> = (0..n)
+            .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+            .collect();
+        let mut tensors = vec![
+            RawTensor::new("descriptors", Dtype::F32, vec![n, 4], &desc),
+            RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
+            RawTensor::new("timestamps_us", Dtype::I64, vec![n], &[-1i64; 3]),
+        ];
+        if let Some((dt, shape, v)) = view_tensor {
+            tensors.push(match dt {
+                Dtype::F16 => {
+                    let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+                    RawTensor::new("view_descriptors", dt, shape, &h)
+                }
+                _ => RawTensor::new("view_descriptors", dt, shape, &v),
+            });
+        }
+        let mut meta = MapMeta {
+            format: MAP_FORMAT.into(),
+            names: (0..n).map(|i| format!("{i}.png")).collect(),
+            cameras: vec!["c0".into(); n],
+            encoder: EncoderMeta {
+                kind: EncoderKind::Dasgil,
+                model_fingerprint: "test".into(),
+                checkpoint: None,
+                input_height: 256,
+                input_width: 512,
+                layers: vec![(6, 1.0)],
+                normalisation: "none".into(),
+                adaptation: Adaptation::None,
+                adaptation_images: 0,
+            },
+            metric: "l1".into(),
+            source: SourceMeta {
+                format: "test".into(),
+                root: String::new(),
+                slice: None,
+                sequence: None,
+                bag: None,
+            },
+            created_unix: 0,
+            payload_checksum: String::new(),
+            compression: None,
+            decoding: Default::default(),
+            yaw_views_deg: yaws,
+        };
+        let path = dir.join(name);
+        write_map(&path, &tensors, &mut meta)?;
+        MapFile::open(&path)
+    }
+
+    #[test]
+    fn an_entry_is_as_near_as_its_nearest_view_and_a_malformed_view_tensor_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Entry i's two views: its descriptor shifted by +-100 (i + 1).
+        let views: Vec<f32> = (0..3)
+            .flat_map(|i| {
+                let s = 100.0 * (i + 1) as f32;
+                (0..8).map(move |j| (i * 4 + j % 4) as f32 + if j < 4 { s } else { -s })
+            })
+            .collect();
+        for dt in [Dtype::F32, Dtype::F16] {
+            let m = views_map(
+                dir.path(),
+                &format!("{dt:?}.map"),
+                vec![3.0, -3.0],
+                Some((dt, vec![6, 4], views.clone())),
+            );
+            // F16 views beside F32 descriptors: refused (one dtype per map).
+            if dt == Dtype::F16 {
+                let e = m.err().expect("mixed dtypes").to_string();
+                assert!(
+                    e.contains("tensor `view_descriptors`: expected [F32]"),
+                    "{e}"
+                );
+                continue;
+            }
+            let m = m.unwrap();
+            assert_eq!(m.views(), 2);
+            // A query equal to entry 2's second view: entry 2 at distance 0; every entry at
+            // the smallest L1 over its own row and its two view rows.
+            let q: Vec<f32> = views[5 * 4..6 * 4].to_vec();
+            let l1 = |row: &[f32]| -> f32 { row.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum() };
+            let want = |i: usize| -> f32 {
+                let own: Vec<f32> = (0..4).map(|j| (i * 4 + j) as f32).collect();
+                l1(&own)
+                    .min(l1(&views[(2 * i) * 4..(2 * i + 1) * 4]))
+                    .min(l1(&views[(2 * i + 1) * 4..(2 * i + 2) * 4]))
+            };
+            let hits = crate::retrieval::top_k(&m, &q, 3, crate::retrieval::Metric::L1, None);
+            assert_eq!((hits[0].index, hits[0].distance), (2, 0.0), "{hits:?}");
+            for h in &hits {
+                assert_eq!(h.distance, want(h.index), "{hits:?}");
+            }
+            // Entry 1 is found through its view (384), not its own row (1184).
+            assert_eq!((hits[1].index, hits[1].distance), (1, 384.0), "{hits:?}");
+        }
+        for (name, yaws, tensor, says) in [
+            (
+                "no-meta",
+                vec![],
+                Some((Dtype::F32, vec![6, 4], views.clone())),
+                "without metadata `yaw_views_deg`",
+            ),
+            (
+                "rows",
+                vec![3.0, -3.0, 6.0, -6.0],
+                Some((Dtype::F32, vec![6, 4], views.clone())),
+                "expected [F32] with 12 rows, found F32 [6, 4]",
+            ),
+            (
+                "dim",
+                vec![3.0, -3.0],
+                Some((Dtype::F32, vec![6, 2, 2], views.clone())),
+                "expected [6, 4] (2 views of 3 entries), found [6, 2, 2]",
+            ),
+            (
+                "missing",
+                vec![3.0, -3.0],
+                None,
+                "tensor `view_descriptors` is missing",
+            ),
+            (
+                "angle",
+                vec![3.0, 0.0],
+                Some((Dtype::F32, vec![6, 4], views.clone())),
+                "at most 20 degrees either way, found 0",
+            ),
+            (
+                "wide",
+                vec![25.0, -25.0],
+                Some((Dtype::F32, vec![6, 4], views.clone())),
+                "found 25",
+            ),
+        ] {
+            let e = views_map(dir.path(), name, yaws, tensor)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: opened"))
+                .to_string();
+            assert!(e.contains(says), "{name}: {e}");
+        }
+    }
 
     #[test]
     fn the_hash_depends_on_every_byte_and_on_how_they_are_split_not() {

@@ -10,12 +10,15 @@
 //! within 5 m far less often). A pure rotation needs no depth: for pinhole intrinsics K, the
 //! view turned by yaw `a` is the homography `p_src ~ K R_a^T K^-1 p_view`, exact for every scene
 //! point (the view synthesis of Torii et al., "24/7 place recognition by view synthesis", CVPR
-//! 2015, restricted to rotations). Pixels the original image does not show stay black.
+//! 2015, restricted to rotations). With lens distortion (OpenCV's k1, k2, p1, p2, as Extended
+//! CMU-Seasons' `intrinsics.txt` gives them) each view pixel is undistorted to its ray, turned,
+//! and distorted again into the image: the view is what the same (distorting) camera would have
+//! taken turned. Pixels the original image does not show stay black.
 //!
 //! Convention: a positive yaw turns the camera to its left (counter-clockwise seen from above,
 //! as REP 103's yaw about an up axis), so the scene moves right in the view. The view's
-//! `world_from_cam` is the image's, right-multiplied by the rotation; the map keeps the image's
-//! pose (the entry is the place; the view only matches).
+//! `world_from_cam` would be the image's times `view_from_cam(yaw)^T` (cam_from_view); the map
+//! keeps the image's pose (the entry is the place; the view only matches).
 
 use image::{Rgb, RgbImage};
 use nalgebra::{Matrix3, Vector3};
@@ -84,36 +87,97 @@ pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
     Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c)
 }
 
-/// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's) as the
-/// camera turned left by `yaw_deg` would see it: bilinear, black where the image shows nothing.
-pub fn yaw_view(img: &RgbImage, k: &Pinhole, yaw_deg: f64) -> RgbImage {
+/// OpenCV's radial-tangential lens model: `[k1, k2, p1, p2]` on normalised coordinates (so
+/// the same at any image size).
+pub type Distortion = [f64; 4];
+
+/// Normalised undistorted (x, y) -> distorted (OpenCV's model).
+pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
+    let [k1, k2, p1, p2] = *d;
+    let r2 = x * x + y * y;
+    let radial = 1.0 + k1 * r2 + k2 * r2 * r2;
+    (
+        x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
+        y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y,
+    )
+}
+
+/// The inverse of [`distort`] by fixed-point iteration (as OpenCV's undistortPoints, iterated
+/// to convergence); None where it does not converge (far outside the lens's valid field).
+pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
+    let [k1, k2, p1, p2] = *d;
+    let (mut x, mut y) = (xd, yd);
+    for _ in 0..100 {
+        let r2 = x * x + y * y;
+        let radial = 1.0 + k1 * r2 + k2 * r2 * r2;
+        if radial <= 0.0 {
+            return None;
+        }
+        let dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x);
+        let dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y;
+        let (nx, ny) = ((xd - dx) / radial, (yd - dy) / radial);
+        let step = (nx - x).hypot(ny - y);
+        (x, y) = (nx, ny);
+        if step < 1e-12 {
+            break;
+        }
+    }
+    let (cx, cy) = distort(d, x, y);
+    ((cx - xd).hypot(cy - yd) < 1e-8).then_some((x, y))
+}
+
+/// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
+/// lens `distortion`, None: none) as the camera turned left by `yaw_deg` would see it:
+/// bilinear, black where the image shows nothing.
+pub fn yaw_view(
+    img: &RgbImage,
+    k: &Pinhole,
+    distortion: Option<&Distortion>,
+    yaw_deg: f64,
+) -> RgbImage {
     let (w, h) = img.dimensions();
     let k = if (k.width, k.height) == (w, h) {
         *k
     } else {
         k.scaled(w, h)
     };
-    let kk = Matrix3::new(k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0);
-    let k_inv = Matrix3::new(
-        1.0 / k.fx,
-        0.0,
-        -k.cx / k.fx,
-        0.0,
-        1.0 / k.fy,
-        -k.cy / k.fy,
-        0.0,
-        0.0,
-        1.0,
-    );
-    // View pixel -> source pixel: the view's ray, back in the image's frame, projected.
-    let to_src = kk * view_from_cam(yaw_deg).transpose() * k_inv;
+    let lens = distortion.filter(|d| d.iter().any(|&c| c != 0.0));
+    let to_norm = |u: f64, v: f64| ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
+    // The field the image covers, as the largest undistorted radius of its corners: beyond it
+    // a distortion polynomial may fold back into the image, and the image shows nothing there.
+    let r2_max = lens.map(|d| {
+        let (wm, hm) = ((w - 1) as f64, (h - 1) as f64);
+        [(0.0, 0.0), (wm, 0.0), (0.0, hm), (wm, hm)]
+            .iter()
+            .map(|&(u, v)| {
+                let (xd, yd) = to_norm(u, v);
+                undistort(d, xd, yd).map_or(f64::INFINITY, |(x, y)| x * x + y * y)
+            })
+            .fold(0.0, f64::max)
+    });
+    let cam_from_view = view_from_cam(yaw_deg).transpose();
     let mut out = RgbImage::new(w, h);
     for (u, v, px) in out.enumerate_pixels_mut() {
-        let p = to_src * Vector3::new(u as f64, v as f64, 1.0);
-        if p.z <= 0.0 {
+        // View pixel -> its ray -> the same ray in the image's frame -> the image's pixel.
+        let (xd, yd) = to_norm(u as f64, v as f64);
+        let Some((x, y)) = lens.map_or(Some((xd, yd)), |d| undistort(d, xd, yd)) else {
+            continue;
+        };
+        let r = cam_from_view * Vector3::new(x, y, 1.0);
+        if r.z <= 0.0 {
             continue;
         }
-        if let Some(c) = bilinear(img, p.x / p.z, p.y / p.z) {
+        let (xs, ys) = (r.x / r.z, r.y / r.z);
+        let (xs, ys) = match (lens, r2_max) {
+            (Some(d), Some(r2)) => {
+                if xs * xs + ys * ys > r2 {
+                    continue;
+                }
+                distort(d, xs, ys)
+            }
+            _ => (xs, ys),
+        };
+        if let Some(c) = bilinear(img, k.fx * xs + k.cx, k.fy * ys + k.cy) {
             *px = c;
         }
     }
@@ -157,12 +221,39 @@ mod tests {
         }
     }
 
+    /// A strong barrel lens, as Extended CMU-Seasons' cameras (k1 about -0.4).
+    const LENS: Distortion = [-0.35, 0.15, 0.0012, -0.0008];
+
+    /// The pixel of a ray (x, y, 1) through `lens`.
+    fn pixel(k: &Pinhole, lens: Option<&Distortion>, x: f64, y: f64) -> (f64, f64) {
+        let (x, y) = lens.map_or((x, y), |d| distort(d, x, y));
+        (k.fx * x + k.cx, k.fy * y + k.cy)
+    }
+
+    #[test]
+    fn undistort_inverts_distort_across_the_image() {
+        for (x, y) in [(0.0, 0.0), (0.3, -0.2), (-0.6, 0.45), (0.66, 0.5)] {
+            let (xd, yd) = distort(&LENS, x, y);
+            let (ux, uy) = undistort(&LENS, xd, yd).unwrap();
+            assert!(
+                (ux - x).abs() < 1e-9 && (uy - y).abs() < 1e-9,
+                "{x} {y}: {ux} {uy}"
+            );
+        }
+    }
+
     #[test]
     fn a_point_moves_where_the_turned_camera_sees_it() {
+        for lens in [None, Some(&LENS)] {
+            a_point_moves_with(lens);
+        }
+    }
+
+    fn a_point_moves_with(lens: Option<&Distortion>) {
         let k = camera();
         // A white 3x3 spot on black, at the pixel of a known ray.
         let ray = Vector3::new(-0.2, 0.1, 1.0);
-        let (u, v) = (k.fx * ray.x + k.cx, k.fy * ray.y + k.cy);
+        let (u, v) = pixel(&k, lens, ray.x, ray.y);
         let mut img = RgbImage::new(k.width, k.height);
         for du in -1..=1 {
             for dv in -1..=1 {
@@ -174,9 +265,9 @@ mod tests {
             }
         }
         for yaw in [5.0, -5.0, 12.0] {
-            let view = yaw_view(&img, &k, yaw);
+            let view = yaw_view(&img, &k, lens, yaw);
             let r = view_from_cam(yaw) * ray;
-            let want = (k.fx * r.x / r.z + k.cx, k.fy * r.y / r.z + k.cy);
+            let want = pixel(&k, lens, r.x / r.z, r.y / r.z);
             let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
             for (x, y, p) in view.enumerate_pixels() {
                 let m = p.0[0] as f64;
@@ -188,7 +279,7 @@ mod tests {
             let got = (sx / n, sy / n);
             assert!(
                 (got.0 - want.0).abs() < 0.6 && (got.1 - want.1).abs() < 0.6,
-                "yaw {yaw}: spot at {got:?}, expected {want:?}"
+                "yaw {yaw}, lens {lens:?}: spot at {got:?}, expected {want:?}"
             );
             // Turned left, the scene moves right.
             assert_eq!(got.0 > u, yaw > 0.0, "yaw {yaw}: {got:?} from {u}");
@@ -201,9 +292,17 @@ mod tests {
         let img = RgbImage::from_fn(k.width, k.height, |x, y| {
             Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 200])
         });
-        assert_eq!(yaw_view(&img, &k, 0.0), img);
+        assert_eq!(yaw_view(&img, &k, None, 0.0), img);
+        assert_eq!(yaw_view(&img, &k, Some(&[0.0; 4]), 0.0), img);
+        // Through a lens, no turn is the image too (up to the undistortion's rounding).
+        let same = yaw_view(&img, &k, Some(&LENS), 0.0);
+        for (a, b) in same.pixels().zip(img.pixels()) {
+            for c in 0..3 {
+                assert!(a.0[c].abs_diff(b.0[c]) <= 1, "{a:?} {b:?}");
+            }
+        }
         // Turned 10 degrees left, the left edge shows what lies beyond the image: black.
-        let view = yaw_view(&img, &k, 10.0);
+        let view = yaw_view(&img, &k, None, 10.0);
         assert_eq!(view.get_pixel(0, 60).0, [0, 0, 0]);
         assert_ne!(view.get_pixel(159, 60).0, [0, 0, 0]);
         // Intrinsics given for another size are scaled to the image's.
@@ -215,7 +314,7 @@ mod tests {
             cx: 40.25,
             cy: 28.75,
         };
-        assert_eq!(yaw_view(&img, &half, 10.0), view);
+        assert_eq!(yaw_view(&img, &half, None, 10.0), view);
     }
 
     #[test]

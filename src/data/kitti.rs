@@ -144,31 +144,48 @@ impl OdometrySequence {
         }
         let calib = seq_dir.join("calib.txt");
         let projection = match camera.strip_prefix("image_") {
-            Some(n) if calib.exists() => Some(camera_projection(&calib, n)?),
+            Some(n) if calib.exists() => match camera_projection(&calib, n) {
+                Ok(p) => Some(p),
+                // The poses need camera N's offset from cam0: a bad calib.txt is an error then;
+                // without poses it only costs the intrinsics.
+                Err(e) if poses.is_some() => return Err(e),
+                Err(_) => None,
+            },
             _ => None,
         };
         let cam0_from_cam = match (&poses, &projection) {
             (Some(_), Some((t, _))) => *t,
             _ => nalgebra::Vector3::zeros(),
         };
-        // The rectified intrinsics at the images' size (the first image's; a sequence's images
-        // share it).
-        let intrinsics = match (&projection, files.first()) {
-            (Some((_, [fx, fy, cx, cy])), Some(first)) => {
-                let (width, height) = image::image_dimensions(first).map_err(|e| {
-                    DataError::layout(first, format!("cannot read the image's size: {e}"))
-                })?;
-                Some(Pinhole {
-                    width,
-                    height,
-                    fx: *fx,
-                    fy: *fy,
-                    cx: *cx,
-                    cy: *cy,
-                })
-            }
-            _ => None,
-        };
+        // The rectified intrinsics at the images' size (the first image's, read from its
+        // header; a sequence's images share it), when they fit it (a downscaled copy with the
+        // original calib.txt does not: its principal point lies outside): else none.
+        let intrinsics =
+            projection
+                .as_ref()
+                .zip(files.first())
+                .and_then(|((_, [fx, fy, cx, cy]), first)| {
+                    let (width, height) = image::ImageReader::open(first)
+                        .ok()?
+                        .with_guessed_format()
+                        .ok()?
+                        .into_dimensions()
+                        .ok()?;
+                    let fits = *cx > 0.0
+                        && *cx < width as f64
+                        && *cy > 0.0
+                        && *cy < height as f64
+                        && *fx > 0.0
+                        && *fy > 0.0;
+                    fits.then_some(Pinhole {
+                        width,
+                        height,
+                        fx: *fx,
+                        fy: *fy,
+                        cx: *cx,
+                        cy: *cy,
+                    })
+                });
         let images = files
             .into_iter()
             .enumerate()

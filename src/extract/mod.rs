@@ -583,10 +583,12 @@ impl MapEncoder {
                 ))
             })?;
             let mut out = Vec::with_capacity(per);
-            out.extend(
-                yaws.iter()
-                    .map(|&y| crate::map::views::yaw_view(&img, &k, p.distortion.as_ref(), y)),
-            );
+            out.extend(crate::map::views::yaw_views(
+                &img,
+                &k,
+                p.distortion.as_ref(),
+                yaws,
+            ));
             out.insert(0, img);
             Ok(out)
         };

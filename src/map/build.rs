@@ -387,7 +387,9 @@ pub fn build_map_summary(
             // with many more rows than K.
             Some((dims, shortlist)) => {
                 let projection = (dims * enc.dim() * 4) as u64;
-                let descriptors = (meta.names.len() * enc.dim() * if opts.f16 { 2 } else { 4 }) as u64;
+                // The images' rows and their yaw views' rows.
+                let rows = meta.names.len() * (1 + meta.yaw_views_deg.len());
+                let descriptors = (rows * enc.dim() * if opts.f16 { 2 } else { 4 }) as u64;
                 format!(
                     "\ncompressed search: {dims} projected values, shortlist {shortlist}; the \
                      projection adds {}{}",

@@ -63,10 +63,15 @@ pub fn parse_yaw_views(s: &str) -> Result<Vec<f64>, String> {
     Ok(angles.iter().flat_map(|&a| [a, -a]).collect())
 }
 
-/// `+3,-3,+6,-6` as a report writes it: `±3,±6 deg`; `none` without views.
+/// `+3,-3,+6,-6` as a report writes it: `±3,±6 deg`; `none` without views; a set that is not
+/// symmetric (a map written otherwise) with its signs: `+3,-6 deg`.
 pub fn describe(yaws: &[f64]) -> String {
     if yaws.is_empty() {
         return "none".into();
+    }
+    if !yaws.iter().all(|y| yaws.contains(&-y)) {
+        let signed: Vec<String> = yaws.iter().map(|y| format!("{y:+}")).collect();
+        return format!("{} deg", signed.join(","));
     }
     let mut shown: Vec<String> = Vec::new();
     for &y in yaws {
@@ -116,14 +121,35 @@ pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
         let dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x);
         let dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y;
         let (nx, ny) = ((xd - dx) / radial, (yd - dy) / radial);
-        let step = (nx - x).hypot(ny - y);
+        let step2 = (nx - x).powi(2) + (ny - y).powi(2);
         (x, y) = (nx, ny);
-        if step < 1e-12 {
+        if step2 < 1e-24 {
             break;
         }
     }
     let (cx, cy) = distort(d, x, y);
     ((cx - xd).hypot(cy - yd) < 1e-8).then_some((x, y))
+}
+
+/// The squared radius (of undistorted normalised coordinates) where the radial part of the
+/// lens model folds back (`r (1 + k1 r^2 + k2 r^4)` stops growing): the smallest positive root
+/// s of `1 + 3 k1 s + 5 k2 s^2`; None if it never folds.
+pub fn fold_r2(d: &Distortion) -> Option<f64> {
+    let [k1, k2, ..] = *d;
+    let roots: Vec<f64> = if k2 == 0.0 {
+        vec![-1.0 / (3.0 * k1)]
+    } else {
+        let disc = 9.0 * k1 * k1 - 20.0 * k2;
+        if disc < 0.0 {
+            return None;
+        }
+        let q = disc.sqrt();
+        vec![(-3.0 * k1 - q) / (10.0 * k2), (-3.0 * k1 + q) / (10.0 * k2)]
+    };
+    roots
+        .into_iter()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .min_by(f64::total_cmp)
 }
 
 /// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
@@ -135,6 +161,16 @@ pub fn yaw_view(
     distortion: Option<&Distortion>,
     yaw_deg: f64,
 ) -> RgbImage {
+    yaw_views(img, k, distortion, &[yaw_deg]).remove(0)
+}
+
+/// [`yaw_view`] for each of `yaws`; each view pixel's ray is undistorted once for all of them.
+pub fn yaw_views(
+    img: &RgbImage,
+    k: &Pinhole,
+    distortion: Option<&Distortion>,
+    yaws: &[f64],
+) -> Vec<RgbImage> {
     let (w, h) = img.dimensions();
     let k = if (k.width, k.height) == (w, h) {
         *k
@@ -143,45 +179,60 @@ pub fn yaw_view(
     };
     let lens = distortion.filter(|d| d.iter().any(|&c| c != 0.0));
     let to_norm = |u: f64, v: f64| ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
-    // The field the image covers, as the largest undistorted radius of its corners: beyond it
-    // a distortion polynomial may fold back into the image, and the image shows nothing there.
+    // The field the image covers: the largest undistorted radius of its corners, and never
+    // past where the lens model folds back (beyond it a ray would land inside the image again,
+    // a ghost of another direction; a corner that cannot be undistorted lies past the fold).
     let r2_max = lens.map(|d| {
+        let fold = fold_r2(d).unwrap_or(f64::INFINITY);
         let (wm, hm) = ((w - 1) as f64, (h - 1) as f64);
         [(0.0, 0.0), (wm, 0.0), (0.0, hm), (wm, hm)]
             .iter()
             .map(|&(u, v)| {
                 let (xd, yd) = to_norm(u, v);
-                undistort(d, xd, yd).map_or(f64::INFINITY, |(x, y)| x * x + y * y)
+                undistort(d, xd, yd).map_or(fold, |(x, y)| x * x + y * y)
             })
             .fold(0.0, f64::max)
+            .min(fold)
     });
-    let cam_from_view = view_from_cam(yaw_deg).transpose();
-    let mut out = RgbImage::new(w, h);
-    for (u, v, px) in out.enumerate_pixels_mut() {
-        // View pixel -> its ray -> the same ray in the image's frame -> the image's pixel.
-        let (xd, yd) = to_norm(u as f64, v as f64);
-        let Some((x, y)) = lens.map_or(Some((xd, yd)), |d| undistort(d, xd, yd)) else {
-            continue;
-        };
-        let r = cam_from_view * Vector3::new(x, y, 1.0);
-        if r.z <= 0.0 {
-            continue;
-        }
-        let (xs, ys) = (r.x / r.z, r.y / r.z);
-        let (xs, ys) = match (lens, r2_max) {
-            (Some(d), Some(r2)) => {
-                if xs * xs + ys * ys > r2 {
+    // Each view pixel's ray (z = 1), the same for every yaw.
+    let rays: Vec<Option<(f64, f64)>> = (0..h)
+        .flat_map(|v| (0..w).map(move |u| (u, v)))
+        .map(|(u, v)| {
+            let (xd, yd) = to_norm(u as f64, v as f64);
+            match lens {
+                Some(d) => undistort(d, xd, yd),
+                None => Some((xd, yd)),
+            }
+        })
+        .collect();
+    yaws.iter()
+        .map(|&yaw| {
+            let cam_from_view = view_from_cam(yaw).transpose();
+            let mut out = RgbImage::new(w, h);
+            for (px, ray) in out.pixels_mut().zip(&rays) {
+                // The view pixel's ray, in the image's frame, to the image's pixel.
+                let Some((x, y)) = *ray else { continue };
+                let r = cam_from_view * Vector3::new(x, y, 1.0);
+                if r.z <= 0.0 {
                     continue;
                 }
-                distort(d, xs, ys)
+                let (xs, ys) = (r.x / r.z, r.y / r.z);
+                let (xs, ys) = match (lens, r2_max) {
+                    (Some(d), Some(r2)) => {
+                        if xs * xs + ys * ys > r2 {
+                            continue;
+                        }
+                        distort(d, xs, ys)
+                    }
+                    _ => (xs, ys),
+                };
+                if let Some(c) = bilinear(img, k.fx * xs + k.cx, k.fy * ys + k.cy) {
+                    *px = c;
+                }
             }
-            _ => (xs, ys),
-        };
-        if let Some(c) = bilinear(img, k.fx * xs + k.cx, k.fy * ys + k.cy) {
-            *px = c;
-        }
-    }
-    out
+            out
+        })
+        .collect()
 }
 
 /// The colour at (x, y) (pixel centres at integers), None outside the image.
@@ -232,6 +283,12 @@ mod tests {
 
     #[test]
     fn undistort_inverts_distort_across_the_image() {
+        // OpenCV's model at one point, by hand: (0.5, -0.3) -> (0.448138, -0.268638).
+        let (xd, yd) = distort(&LENS, 0.5, -0.3);
+        assert!(
+            (xd - 0.448138).abs() < 1e-6 && (yd + 0.268638).abs() < 1e-6,
+            "{xd} {yd}"
+        );
         for (x, y) in [(0.0, 0.0), (0.3, -0.2), (-0.6, 0.45), (0.66, 0.5)] {
             let (xd, yd) = distort(&LENS, x, y);
             let (ux, uy) = undistort(&LENS, xd, yd).unwrap();
@@ -240,6 +297,21 @@ mod tests {
                 "{x} {y}: {ux} {uy}"
             );
         }
+        // The image's corners, through this lens and through Extended CMU-Seasons' c0.
+        let k = camera();
+        let cmu_c0: Distortion = [-0.399431, 0.188924, 0.000153, 0.000571];
+        for d in [LENS, cmu_c0] {
+            for (u, v) in [(0.0, 0.0), (159.0, 0.0), (0.0, 119.0), (159.0, 119.0)] {
+                let (xd, yd) = ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
+                let (x, y) = undistort(&d, xd, yd).expect("a corner undistorts");
+                let back = distort(&d, x, y);
+                assert!((back.0 - xd).abs() < 1e-9 && (back.1 - yd).abs() < 1e-9);
+            }
+        }
+        // Where the radial model folds back: k1 -0.5 alone at r^2 = 2/3; CMU's never.
+        assert!((fold_r2(&[-0.5, 0.0, 0.0, 0.0]).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(fold_r2(&cmu_c0), None);
+        assert_eq!(fold_r2(&[0.1, 0.0, 0.0, 0.0]), None);
     }
 
     #[test]
@@ -251,19 +323,23 @@ mod tests {
 
     fn a_point_moves_with(lens: Option<&Distortion>) {
         let k = camera();
-        // A white 3x3 spot on black, at the pixel of a known ray.
-        let ray = Vector3::new(-0.2, 0.1, 1.0);
-        let (u, v) = pixel(&k, lens, ray.x, ray.y);
+        // A white 3x3 spot on black, centred on a whole pixel far enough out that the lens
+        // bends it (ray about (-0.45, 0.3)); the spot's own ray is that pixel's.
+        let (u, v) = pixel(&k, lens, -0.45, 0.3);
+        let (u, v) = (u.round(), v.round());
         let mut img = RgbImage::new(k.width, k.height);
         for du in -1..=1 {
             for dv in -1..=1 {
                 img.put_pixel(
-                    (u.round() as i32 + du) as u32,
-                    (v.round() as i32 + dv) as u32,
+                    (u as i32 + du) as u32,
+                    (v as i32 + dv) as u32,
                     Rgb([255; 3]),
                 );
             }
         }
+        let (xd, yd) = ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
+        let (x, y) = lens.map_or((xd, yd), |d| undistort(d, xd, yd).unwrap());
+        let ray = Vector3::new(x, y, 1.0);
         for yaw in [5.0, -5.0, 12.0] {
             let view = yaw_view(&img, &k, lens, yaw);
             let r = view_from_cam(yaw) * ray;
@@ -278,7 +354,7 @@ mod tests {
             assert!(n > 0.0, "the spot left the view at yaw {yaw}");
             let got = (sx / n, sy / n);
             assert!(
-                (got.0 - want.0).abs() < 0.6 && (got.1 - want.1).abs() < 0.6,
+                (got.0 - want.0).abs() < 0.3 && (got.1 - want.1).abs() < 0.3,
                 "yaw {yaw}, lens {lens:?}: spot at {got:?}, expected {want:?}"
             );
             // Turned left, the scene moves right.
@@ -322,6 +398,7 @@ mod tests {
         assert_eq!(parse_yaw_views("3,6").unwrap(), vec![3.0, -3.0, 6.0, -6.0]);
         assert_eq!(describe(&parse_yaw_views("3, 6").unwrap()), "±3,±6 deg");
         assert_eq!(describe(&[]), "none");
+        assert_eq!(describe(&[3.0, -6.0]), "+3,-6 deg");
         for (bad, says) in [
             ("0", "more than 0"),
             ("-3", "more than 0"),

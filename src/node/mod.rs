@@ -962,11 +962,12 @@ pub async fn run() -> Result<()> {
     };
     let info = Arc::new(Mutex::new(map_info(&loc)));
     tracing::info!(
-        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
+        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}, yaw views {}), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         loc.map.meta.encoder.adaptation,
         loc.map.meta.encoder.photometric_name(),
+        crate::map::views::describe(&loc.map.meta.yaw_views_deg),
         checkpoint.display(),
         params.image_topics.0,
         params.transport,

@@ -47,7 +47,7 @@ pub(crate) struct BuildMapArgs {
     /// query's distance to an entry is the smallest over the image and its views, so a query
     /// turned a few degrees from the map image still finds it (docs/map-format.md). Each view
     /// costs the map one more descriptor per entry (size and search time). Default: none.
-    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_hyphen_values = true)]
+    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_negative_numbers = true)]
     yaw_views: Option<YawViews>,
 }
 

@@ -37,9 +37,9 @@ pub(crate) struct EvaluateArgs {
     /// build-map --photometric). Not with --map: queries follow the map's mode.
     #[arg(long, default_value = "none", value_parser = photometric_parser())]
     photometric: dasgil::data::preprocess::Photometric,
-    /// Yaw views of every map image (as build-map --yaw-views, e.g. 3,6). Not with --map: the
-    /// map has its own.
-    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_hyphen_values = true)]
+    /// Yaw views of every map image (as build-map --yaw-views, e.g. 3,6). Not with --map: a
+    /// map's views are fixed when it is built, and its queries search them.
+    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_negative_numbers = true)]
     yaw_views: Option<YawViews>,
     /// The node's `min_confidence` to report what it would publish at (0 to 1; default the
     /// node's): withheld frames are counted in the report's `published` block.

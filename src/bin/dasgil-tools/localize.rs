@@ -62,15 +62,16 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}); \
-         queries are encoded the same way",
+        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}, yaw \
+         views {}); queries are encoded the same way",
         a.map.display(),
         map.len(),
         map.meta.encoder.kind,
         map.meta.encoder.layers_name(),
         map.dim(),
         map.meta.encoder.adaptation,
-        map.meta.encoder.photometric_name()
+        map.meta.encoder.photometric_name(),
+        dasgil::map::views::describe(&map.meta.yaw_views_deg)
     );
     // --camera picks the map images to search (not with --shared, which searches all).
     if let (Some(c), false) = (&a.camera, a.shared) {

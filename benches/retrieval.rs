@@ -16,9 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use dasgil::map::file::{
-    write_map, EncoderMeta, MapFile, MapMeta, RawTensor, SourceMeta, MAP_FORMAT,
-};
+use dasgil::map::file::{write_map, MapFile, MapMeta, RawTensor};
 use dasgil::retrieval::{top_k, Metric};
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::Dtype;
@@ -97,35 +95,9 @@ fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
-    let mut meta = MapMeta {
-        format: MAP_FORMAT.into(),
-        names: (0..n).map(|i| format!("{i}")).collect(),
-        cameras: vec!["c0".into(); n],
-        encoder: EncoderMeta {
-            kind: dasgil::map::file::EncoderKind::Dasgil,
-            model_fingerprint: "random".into(),
-            checkpoint: None,
-            input_height: 256,
-            input_width: 1024,
-            layers: vec![(5, 1.0), (6, 1.0)],
-            normalisation: "none".into(),
-            adaptation: dasgil::map::file::Adaptation::None,
-            adaptation_images: 0,
-        },
-        metric: "l1".into(),
-        source: SourceMeta {
-            format: "random".into(),
-            root: String::new(),
-            slice: None,
-            sequence: None,
-            bag: None,
-        },
-        created_unix: 0,
-        payload_checksum: String::new(),
-        compression: None,
-        yaw_views_deg: Vec::new(),
-        decoding: Default::default(),
-    };
+    let mut meta = MapMeta::by_hand(n, "random");
+    meta.encoder.input_width = 1024;
+    meta.encoder.layers = vec![(5, 1.0), (6, 1.0)];
     write_map(path, &tensors, &mut meta).unwrap();
 }
 

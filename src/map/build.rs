@@ -65,6 +65,22 @@ fn recorded_decoding(src: &SourceImages) -> Result<Decode, PipelineError> {
     })
 }
 
+/// The paths of the first three images `lacks` picks ("a, b, c, ..." when there are more), for
+/// an error message; None when it picks none.
+fn examples(db: &[PosedImage], lacks: impl Fn(&PosedImage) -> bool) -> Option<String> {
+    let found: Vec<String> = db
+        .iter()
+        .filter(|p| lacks(p))
+        .take(4)
+        .map(|p| p.path.display().to_string())
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let more = if found.len() > 3 { ", ..." } else { "" };
+    Some(format!("{}{more}", found[..found.len().min(3)].join(", ")))
+}
+
 /// The database with each image once: an image listed again with the same pose (within 1 mm
 /// and 0.001 rad) is dropped and counted; listed again with another pose, it is refused (one
 /// image cannot be two places). Same path, same image: a timestamp listed twice is one too.
@@ -130,13 +146,7 @@ pub fn build_map(
             root: src.source.root.clone(),
         });
     }
-    let missing: Vec<String> = db
-        .iter()
-        .filter(|p| p.world_from_cam.is_none())
-        .take(4)
-        .map(|p| p.path.display().to_string())
-        .collect();
-    if !missing.is_empty() {
+    if let Some(examples) = examples(db, |p| p.world_from_cam.is_none()) {
         // Where the poses were to come from, where the layout says.
         let hint = match (src.source.format.as_str(), src.source.slice) {
             ("kitti", Some(s)) => format!(
@@ -149,30 +159,11 @@ pub fn build_map(
             ),
             _ => String::new(),
         };
-        return Err(PipelineError::Unposed {
-            examples: format!(
-                "{}{}",
-                missing[..missing.len().min(3)].join(", "),
-                if missing.len() > 3 { ", ..." } else { "" }
-            ),
-            hint,
-        });
+        return Err(PipelineError::Unposed { examples, hint });
     }
     if !opts.yaw_views.is_empty() {
-        let missing: Vec<String> = db
-            .iter()
-            .filter(|p| p.intrinsics.is_none())
-            .take(4)
-            .map(|p| p.path.display().to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(PipelineError::NoIntrinsics {
-                examples: format!(
-                    "{}{}",
-                    missing[..missing.len().min(3)].join(", "),
-                    if missing.len() > 3 { ", ..." } else { "" }
-                ),
-            });
+        if let Some(examples) = examples(db, |p| p.intrinsics.is_none()) {
+            return Err(PipelineError::NoIntrinsics { examples });
         }
     }
     if opts.adapt && encoder.adaptable() {

@@ -102,6 +102,44 @@ impl std::fmt::Display for Adaptation {
 }
 
 impl MapMeta {
+    /// The metadata of a map written by hand rather than by build-map (tests, benchmarks): `n`
+    /// entries named `0`, `1`, ... on camera `c0`, from the source format `source`, encoded by a
+    /// DASGIL encoder whose fingerprint is `source` too (256 x 512 input, descriptor layer e6,
+    /// no photometric normalisation or adaptation), L1 metric, exact search only, no views.
+    /// Change the fields that differ before writing it with [`write_map`], which fills in the
+    /// checksum and the time.
+    pub fn by_hand(n: usize, source: &str) -> MapMeta {
+        MapMeta {
+            format: MAP_FORMAT.into(),
+            names: (0..n).map(|i| i.to_string()).collect(),
+            cameras: vec!["c0".into(); n],
+            encoder: EncoderMeta {
+                kind: EncoderKind::Dasgil,
+                model_fingerprint: source.into(),
+                checkpoint: None,
+                input_height: 256,
+                input_width: 512,
+                layers: vec![(6, 1.0)],
+                normalisation: "none".into(),
+                adaptation: Adaptation::None,
+                adaptation_images: 0,
+            },
+            metric: "l1".into(),
+            source: SourceMeta {
+                format: source.into(),
+                root: String::new(),
+                slice: None,
+                sequence: None,
+                bag: None,
+            },
+            created_unix: 0,
+            payload_checksum: String::new(),
+            compression: None,
+            decoding: Default::default(),
+            yaw_views_deg: Vec::new(),
+        }
+    }
+
     /// How the map's images became RGB: the recorded `decoding`; a RobotCar map written before
     /// the field existed was built from Bayer mosaics (the reader always demosaiced them).
     pub fn image_decoding(&self) -> crate::data::Decode {
@@ -720,33 +758,8 @@ mod tests {
             });
         }
         let mut meta = MapMeta {
-            format: MAP_FORMAT.into(),
-            names: (0..n).map(|i| format!("{i}.png")).collect(),
-            cameras: vec!["c0".into(); n],
-            encoder: EncoderMeta {
-                kind: EncoderKind::Dasgil,
-                model_fingerprint: "test".into(),
-                checkpoint: None,
-                input_height: 256,
-                input_width: 512,
-                layers: vec![(6, 1.0)],
-                normalisation: "none".into(),
-                adaptation: Adaptation::None,
-                adaptation_images: 0,
-            },
-            metric: "l1".into(),
-            source: SourceMeta {
-                format: "test".into(),
-                root: String::new(),
-                slice: None,
-                sequence: None,
-                bag: None,
-            },
-            created_unix: 0,
-            payload_checksum: String::new(),
-            compression: None,
-            decoding: Default::default(),
             yaw_views_deg: yaws,
+            ..MapMeta::by_hand(n, "test")
         };
         let path = dir.join(name);
         write_map(&path, &tensors, &mut meta)?;

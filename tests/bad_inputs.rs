@@ -305,7 +305,7 @@ fn make_fixtures(d: &Path) {
     ]);
     // rosbag2 recordings of the slice (tools/python/world_to_bag.py): MCAP with raw frames and
     // TF; sqlite3 with JPEG frames and /odom; each cut in half; one with a bad storage name;
-    // one whose poses cover none of its frames.
+    // one whose poses cover none of its frames; one without camera_info.
     let to_bag = |out: &str, extra: &[&str]| {
         let st = Command::new(common::python())
             .arg(common::root().join("tools/python/world_to_bag.py"))
@@ -332,6 +332,7 @@ fn make_fixtures(d: &Path) {
         ],
     );
     to_bag("bag-trimmed", &["--trim-poses", "0.2"]);
+    to_bag("bag-bare", &["--no-camera-info"]);
     cut(&d.join("bag/bag.mcap"), &d.join("bag-trunc.mcap"));
     cut(&d.join("bag-odom/bag-odom.db3"), &d.join("bag-trunc.db3"));
     copy("bag", "bag-badmeta");

@@ -56,36 +56,51 @@ fn map_meta(map: &Path) -> serde_json::Value {
     serde_json::from_str(meta.values().next().unwrap()).unwrap()
 }
 
-/// (camera, timestamp µs) -> (x, y, z, qw, qx, qy, qz) of every map entry.
-fn map_poses(map: &Path) -> std::collections::BTreeMap<(String, i64), [f64; 7]> {
+/// A map file's tensor `name` as 8- or 4-byte little-endian values, and its row length.
+fn map_tensor<T>(map: &Path, name: &str, from: fn(&[u8]) -> T) -> (Vec<T>, usize) {
     let bytes = std::fs::read(map).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let json = map_meta(map);
-    let cameras: Vec<String> = json["cameras"]
+    let t = st.tensor(name).unwrap();
+    let width = std::mem::size_of::<T>();
+    let values = t.data().chunks_exact(width).map(from).collect();
+    (values, t.shape().get(1).copied().unwrap_or(1))
+}
+
+/// Each map entry's (camera, timestamp µs), in the map's row order.
+fn map_keys(map: &Path) -> Vec<(String, i64)> {
+    let (times, _) = map_tensor(map, "timestamps_us", |b| {
+        i64::from_le_bytes(b.try_into().unwrap())
+    });
+    map_meta(map)["cameras"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    let poses: Vec<f64> = st
-        .tensor("poses")
-        .unwrap()
-        .data()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let times: Vec<i64> = st
-        .tensor("timestamps_us")
-        .unwrap()
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    cameras
-        .into_iter()
         .zip(times)
+        .collect()
+}
+
+/// (camera, timestamp µs) -> (x, y, z, qw, qx, qy, qz) of every map entry.
+fn map_poses(map: &Path) -> std::collections::BTreeMap<(String, i64), [f64; 7]> {
+    let (poses, _) = map_tensor(map, "poses", |b| f64::from_le_bytes(b.try_into().unwrap()));
+    map_keys(map)
+        .into_iter()
         .zip(poses.chunks_exact(7))
-        .map(|((c, t), p)| ((c, t), p.try_into().unwrap()))
+        .map(|(k, p)| (k, p.try_into().unwrap()))
+        .collect()
+}
+
+/// (camera, timestamp µs) -> each yaw view's descriptor of every map entry (`view_descriptors`,
+/// f32, entry-major).
+fn map_views(map: &Path) -> std::collections::BTreeMap<(String, i64), Vec<Vec<f32>>> {
+    let (values, dim) = map_tensor(map, "view_descriptors", |b| {
+        f32::from_le_bytes(b.try_into().unwrap())
+    });
+    let per_entry = map_meta(map)["yaw_views_deg"].as_array().unwrap().len();
+    map_keys(map)
+        .into_iter()
+        .zip(values.chunks_exact(per_entry * dim))
+        .map(|(k, rows)| (k, rows.chunks_exact(dim).map(<[f32]>::to_vec).collect()))
         .collect()
 }
 
@@ -319,6 +334,90 @@ fn a_map_from_a_recording_holds_the_folders_places_and_scores_its_queries_the_sa
         );
         assert_eq!(source["bag"]["world_frame"], "map", "{source}");
     }
+}
+
+/// Yaw views need intrinsics: a recording gives them in each camera's camera_info (K, D; as a
+/// driver publishes it beside the image topic), and its views are the folder's (which takes them
+/// from intrinsics.txt); a recording without camera_info is refused, naming where they come from.
+#[test]
+fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
+    let w = world();
+    let d = |n: &str| w.dir.join(n);
+    let build = |source: &[&str], out: &Path| {
+        let mut args = vec!["build-map"];
+        args.extend_from_slice(source);
+        args.extend([
+            "--yaw-views",
+            "4",
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--out",
+            path_str(out),
+            "--device",
+            "cpu",
+        ]);
+        tools_in(&w.data, &args)
+    };
+    let root = path_str(&w.root);
+    let folder = build(
+        &["--format", "cmu", "--root", root, "--slice", "3"],
+        &d("folder.map"),
+    );
+    assert!(folder.status.success(), "{folder:?}");
+    // The JPEG files' bytes as CompressedImage: decoded as the folder's files are, so the
+    // views are the folder's exactly when the intrinsics are.
+    let recording = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--root", root, "--slice", "3", "--out", path_str(out)];
+        args.extend_from_slice(&["--transport", "compressed"]);
+        args.extend_from_slice(extra);
+        world_to_bag(&args);
+    };
+    recording(&d("db"), &[]);
+    let topics = ["/c0/image_raw/compressed", "/c1/image_raw/compressed"];
+    let bag = build(
+        &two_cameras("--bag", &d("db"), topics, &[])[1..],
+        &d("db.map"),
+    );
+    let summary =
+        String::from_utf8_lossy(&bag.stdout).to_string() + &String::from_utf8_lossy(&bag.stderr);
+    assert!(bag.status.success(), "{summary}");
+    assert!(
+        summary.contains(
+            "/c0/image_raw/compressed: intrinsics from /c0/camera_info (K and D, no distortion)"
+        ),
+        "{summary}"
+    );
+    assert_eq!(
+        map_meta(&d("db.map"))["yaw_views_deg"],
+        serde_json::json!([4.0, -4.0])
+    );
+    // Each view is the folder's (other intrinsics would turn the image about another centre,
+    // by another angle).
+    let (from_bag, from_folder) = (map_views(&d("db.map")), map_views(&d("folder.map")));
+    assert_eq!(
+        from_bag.keys().collect::<Vec<_>>(),
+        from_folder.keys().collect::<Vec<_>>()
+    );
+    for (k, views) in &from_bag {
+        assert!(
+            views == &from_folder[k],
+            "{k:?}: the views differ from the folder's"
+        );
+    }
+
+    // The same recording without camera_info: refused, and nothing written.
+    recording(&d("bare"), &["--no-camera-info"]);
+    let bare = build(
+        &two_cameras("--bag", &d("bare"), topics, &[])[1..],
+        &d("bare.map"),
+    );
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(!bare.status.success(), "{err}");
+    assert!(
+        err.contains("--yaw-views") && err.contains("camera_info"),
+        "{err}"
+    );
+    assert!(!d("bare.map").exists());
 }
 
 #[test]

@@ -248,10 +248,11 @@ fn cmu_fixture_reads_and_malformed_lines_are_named() {
     let c = db[0].world_from_cam.unwrap().translation.vector;
     assert!((c - nalgebra::Vector3::new(-85.392177, 55.210379, -2.9807)).norm() < 1e-6);
     assert_eq!(slice.cameras["c1"].k2, 0.181925);
-    // The lens, in OpenCV's order (k1, k2, p1, p2), travels with each image (yaw views use it).
+    // The lens, in OpenCV's order (k1, k2, p1, p2, k3; OPENCV has no k3), travels with each
+    // image (yaw views use it).
     assert_eq!(
         db[0].distortion,
-        Some([-0.399431, 0.188924, 0.000153, 0.000571])
+        Some([-0.399431, 0.188924, 0.000153, 0.000571, 0.0])
     );
     assert!(db[0].load_rgb(Decode::Rgb).is_ok());
     let q = &slice.query_images()[0];

@@ -14,6 +14,7 @@ use r2r::WrappedTypesupport;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::lens::{self, CameraInfo};
 use super::reader::{Bag, Record};
 use super::tf::{frame_id, Miss, Samples, TfTree};
 use super::BagError;
@@ -27,6 +28,7 @@ use crate::map::file::{BagSourceMeta, SourceMeta};
 pub const IMAGE: &str = "sensor_msgs/msg/Image";
 pub const COMPRESSED: &str = "sensor_msgs/msg/CompressedImage";
 pub const TF_MESSAGE: &str = "tf2_msgs/msg/TFMessage";
+pub const CAMERA_INFO: &str = "sensor_msgs/msg/CameraInfo";
 pub const POSE_TYPES: [&str; 3] = [
     "nav_msgs/msg/Odometry",
     "geometry_msgs/msg/PoseStamped",
@@ -34,7 +36,7 @@ pub const POSE_TYPES: [&str; 3] = [
 ];
 
 /// Bumped when what is extracted changes, so older cache folders are not reused.
-const EXTRACT_VERSION: u32 = 1;
+const EXTRACT_VERSION: u32 = 2;
 
 /// What to take from a recording.
 #[derive(Debug, Clone)]
@@ -70,18 +72,42 @@ struct FrameEntry {
     world_from_cam: [f64; 7],
 }
 
+/// An image topic's intrinsics and lens, from its `camera_info` topic ([`lens`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicLens {
+    topic: String,
+    width: u32,
+    height: u32,
+    /// fx fy cx cy (pixels)
+    intrinsics: [f64; 4],
+    /// OpenCV's k1 k2 p1 p2 k3; absent: none (or a rectified topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    distortion: Option<crate::map::views::Distortion>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Extracted {
     bag: BagSourceMeta,
     decode: Decode,
     frames: Vec<FrameEntry>,
+    /// The image topics whose camera_info gave intrinsics (the others' frames have none).
+    #[serde(default)]
+    lenses: Vec<TopicLens>,
     notes: Vec<String>,
 }
 
 const LIST: &str = "frames.json";
 
-/// A kept frame after decoding: its file name and mosaic pattern, or why it was not written.
-type Written = Result<(String, Option<crate::data::robotcar::BayerPattern>), RawImageError>;
+/// A kept frame after decoding: its file name, mosaic pattern and size (width, height), or why
+/// it was not written.
+type Written = Result<
+    (
+        String,
+        Option<crate::data::robotcar::BayerPattern>,
+        (u32, u32),
+    ),
+    RawImageError,
+>;
 
 /// The recording's frames as a data set (database = every kept frame), extracted on first use.
 pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
@@ -101,6 +127,7 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
         .iter()
         .map(|f| {
             let p = f.world_from_cam;
+            let lens = extracted.lenses.iter().find(|l| l.topic == f.topic);
             PosedImage {
                 path: dir.join(&f.name),
                 camera: f.camera.clone(),
@@ -111,8 +138,18 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
                         p[3], p[4], p[5], p[6],
                     )),
                 )),
-                intrinsics: None,
-                distortion: None,
+                intrinsics: lens.map(|l| {
+                    let [fx, fy, cx, cy] = l.intrinsics;
+                    crate::geom::Pinhole {
+                        width: l.width,
+                        height: l.height,
+                        fx,
+                        fy,
+                        cx,
+                        cy,
+                    }
+                }),
+                distortion: lens.and_then(|l| l.distortion),
             }
         })
         .collect();
@@ -351,6 +388,21 @@ fn cache_name(bag: &Bag, o: &BagOptions) -> Result<String, BagError> {
     Ok(format!("{stem}-{:016x}", h.finish()))
 }
 
+/// The fields [`lens::lens`] reads; None when K or P has the wrong length.
+fn camera_info(m: r2r::sensor_msgs::msg::CameraInfo) -> Option<CameraInfo> {
+    Some(CameraInfo {
+        width: m.width,
+        height: m.height,
+        distortion_model: m.distortion_model,
+        d: m.d,
+        k: m.k.try_into().ok()?,
+        p: m.p.try_into().ok()?,
+        binning_x: m.binning_x,
+        binning_y: m.binning_y,
+        roi: [m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height],
+    })
+}
+
 fn stamp_ns(t: &r2r::builtin_interfaces::msg::Time) -> i64 {
     t.sec as i64 * 1_000_000_000 + t.nanosec as i64
 }
@@ -415,6 +467,20 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .and_then(|p| bag.topic(p))
         .map(|t| t.ty.clone());
     let mut topics: Vec<&str> = o.image_topics.iter().map(String::as_str).collect();
+    // Each image topic's camera_info topic, when the recording has it.
+    let info_topics: Vec<String> = o
+        .image_topics
+        .iter()
+        .map(|t| lens::camera_info_topic(t))
+        .collect();
+    let recorded_infos: BTreeSet<&str> = info_topics
+        .iter()
+        .map(String::as_str)
+        .filter(|t| bag.topic(t).is_some_and(|x| x.ty == CAMERA_INFO))
+        .collect();
+    topics.extend(recorded_infos.iter().copied());
+    // Per camera_info topic: the first readable message, and how many later ones differ.
+    let mut infos: std::collections::BTreeMap<String, (CameraInfo, u64)> = Default::default();
     match &o.pose_topic {
         Some(p) => topics.push(p),
         None => topics.extend(["/tf", "/tf_static"]),
@@ -459,6 +525,36 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                 Err(e) => {
                     c.undecodable_message += 1;
                     first_bad.get_or_insert_with(|| deser(&r, ty, e));
+                }
+            }
+            return Ok(());
+        }
+        if recorded_infos.contains(r.topic) {
+            match r2r::sensor_msgs::msg::CameraInfo::from_serialized_bytes(r.data) {
+                Ok(m) => match camera_info(m) {
+                    Some(info) => match infos.get_mut(r.topic) {
+                        Some((first, changed)) => {
+                            if *first != info {
+                                *changed += 1;
+                            }
+                        }
+                        None => {
+                            infos.insert(r.topic.to_string(), (info, 0));
+                        }
+                    },
+                    None => {
+                        first_bad.get_or_insert_with(|| {
+                            format!(
+                                "{}: topic {}, message {}: K has not 9 values or P not 12",
+                                bag.path.display(),
+                                r.topic,
+                                r.index
+                            )
+                        });
+                    }
+                },
+                Err(e) => {
+                    first_bad.get_or_insert_with(|| deser(&r, CAMERA_INFO, e));
                 }
             }
             return Ok(());
@@ -690,14 +786,14 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                     Err(e) => return (*k, Err(e), None),
                 };
                 let path = staging.join(&name);
-                let (res, pattern) = match &pixels {
-                    Pixels::Colour(rgb) => (write_png(&path, rgb), None),
-                    Pixels::Mono(g) => (write_png(&path, g), None),
-                    Pixels::Mosaic(g, pat) => (write_png(&path, g), Some(*pat)),
+                let (res, pattern, size) = match &pixels {
+                    Pixels::Colour(rgb) => (write_png(&path, rgb), None, rgb.dimensions()),
+                    Pixels::Mono(g) => (write_png(&path, g), None, g.dimensions()),
+                    Pixels::Mosaic(g, pat) => (write_png(&path, g), Some(*pat), g.dimensions()),
                 };
                 match res {
-                    Ok(()) => (*k, Ok((name, pattern)), None),
-                    Err(e) => (*k, Ok((name, pattern)), Some(e)),
+                    Ok(()) => (*k, Ok((name, pattern, size)), None),
+                    Err(e) => (*k, Ok((name, pattern, size)), Some(e)),
                 }
             })
             .collect();
@@ -746,11 +842,14 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     let mut patterns = BTreeSet::new();
     let mut mosaics = 0usize;
     let mut first_image_error: Option<String> = None;
+    // Each image topic's frame sizes (a camera_info fits only frames of its size).
+    let mut sizes: Vec<BTreeSet<(u32, u32)>> = vec![BTreeSet::new(); o.image_topics.len()];
     for (k, w) in written.into_iter().enumerate() {
         let (i, p) = keep[k];
         let s = &seen[i];
         match w {
-            Some(Ok((name, pattern))) => {
+            Some(Ok((name, pattern, size))) => {
+                sizes[s.topic].insert(size);
                 if let Some(pt) = pattern {
                     patterns.insert(pt.name());
                     mosaics += 1;
@@ -803,6 +902,65 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     for (ti, c) in counts.iter().enumerate() {
         notes.push(summary_line(&o.image_topics[ti], c, o, &bag.path));
     }
+    let mut lenses = Vec::new();
+    for (ti, topic) in o.image_topics.iter().enumerate() {
+        let info_topic = &info_topics[ti];
+        let rectified = lens::is_rectified(topic);
+        let found = match infos.get(info_topic) {
+            None if recorded_infos.contains(info_topic.as_str()) => {
+                Err(format!("no readable message on {info_topic}"))
+            }
+            None => Err(format!(
+                "no {info_topic} ({CAMERA_INFO}) in the recording (yaw views need it: \
+                 record the camera driver's camera_info topic too)"
+            )),
+            Some((info, changed)) => lens::lens(info, rectified)
+                .map_err(|why| format!("{info_topic}: {why}"))
+                .and_then(|(k, d)| {
+                    let size = (k.width, k.height);
+                    match sizes[ti].iter().find(|&&s| s != size) {
+                        Some(&(w, h)) => Err(format!(
+                            "{info_topic} is calibrated at {} x {}, but frames of {w} x {h} were \
+                             recorded",
+                            k.width, k.height
+                        )),
+                        None => Ok((k, d, *changed)),
+                    }
+                }),
+        };
+        match found {
+            Ok((k, d, changed)) => {
+                notes.push(format!(
+                    "{topic}: intrinsics from {info_topic} ({}){}",
+                    if rectified {
+                        "P: a rectified topic, no distortion".to_string()
+                    } else {
+                        format!(
+                            "K and D, {}",
+                            if d.is_some() {
+                                "distorted"
+                            } else {
+                                "no distortion"
+                            }
+                        )
+                    },
+                    if changed > 0 {
+                        format!("; {changed} later message(s) differ from the first, which is used")
+                    } else {
+                        String::new()
+                    }
+                ));
+                lenses.push(TopicLens {
+                    topic: topic.clone(),
+                    width: k.width,
+                    height: k.height,
+                    intrinsics: [k.fx, k.fy, k.cx, k.cy],
+                    distortion: d,
+                });
+            }
+            Err(why) => notes.push(format!("{topic}: no intrinsics: {why}")),
+        }
+    }
     if bad_poses > 0 || tree.conflicts > 0 {
         notes.push(format!(
             "{} pose or transform message{} with a non-finite value or a quaternion whose norm is \
@@ -851,6 +1009,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         bag: meta,
         decode,
         frames,
+        lenses,
         notes,
     };
     crate::atomic::write_atomic(

@@ -1,6 +1,7 @@
 //! rosbag2 recordings in: a robot's own camera frames, posed by its TF tree or a recorded
 //! trajectory, as a data set that `build-map --bag` encodes into a map.
 //!
+//! - [`lens`]: a camera's intrinsics and lens from its `camera_info` topic;
 //! - [`reader`]: the storage (MCAP or sqlite3) as topics and CDR messages;
 //! - [`tf`]: the TF tree and trajectories, interpolated, never extrapolated;
 //! - `frames` (with the `ros` feature: messages are deserialized by r2r): the frames, posed,
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 #[cfg(feature = "ros")]
 pub mod frames;
+pub mod lens;
 #[cfg(feature = "ros")]
 pub mod odometry;
 pub mod reader;

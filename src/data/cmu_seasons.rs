@@ -215,7 +215,10 @@ impl CmuSlice {
         PosedImage {
             path: self.dir.join(sub).join(name),
             intrinsics: self.cameras.get(&camera).map(|c| c.pinhole),
-            distortion: self.cameras.get(&camera).map(|c| [c.k1, c.k2, c.p1, c.p2]),
+            distortion: self
+                .cameras
+                .get(&camera)
+                .map(|c| [c.k1, c.k2, c.p1, c.p2, 0.0]),
             camera,
             timestamp_us: parsed.map(|n| n.timestamp_us),
             world_from_cam: pose.map(|p| p.cam_from_world().inverse()),

@@ -21,7 +21,7 @@ pub struct PosedImage {
     pub world_from_cam: Option<Pose>,
     /// Intrinsics at the stored image size, when known.
     pub intrinsics: Option<Pinhole>,
-    /// The lens's distortion (OpenCV's k1, k2, p1, p2; `map::views::Distortion`), when the data
+    /// The lens's distortion (OpenCV's k1, k2, p1, p2, k3; `map::views::Distortion`), when the data
     /// set gives one; None: none known (an undistorted or rectified image).
     pub distortion: Option<crate::map::views::Distortion>,
 }

@@ -163,7 +163,19 @@ pub fn build_map(
     }
     if !opts.yaw_views.is_empty() {
         if let Some(examples) = examples(db, |p| p.intrinsics.is_none()) {
-            return Err(PipelineError::NoIntrinsics { examples });
+            // A recording says per topic why it has none.
+            let why: Vec<&str> = src
+                .notes
+                .iter()
+                .filter(|n| n.contains(": no intrinsics: "))
+                .map(String::as_str)
+                .collect();
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            };
+            return Err(PipelineError::NoIntrinsics { examples, why });
         }
     }
     if opts.adapt && encoder.adaptable() {

@@ -10,8 +10,8 @@
 //! within 5 m far less often). A pure rotation needs no depth: for pinhole intrinsics K, the
 //! view turned by yaw `a` is the homography `p_src ~ K R_a^T K^-1 p_view`, exact for every scene
 //! point (the view synthesis of Torii et al., "24/7 place recognition by view synthesis", CVPR
-//! 2015, restricted to rotations). With lens distortion (OpenCV's k1, k2, p1, p2, as Extended
-//! CMU-Seasons' `intrinsics.txt` gives them) each view pixel is undistorted to its ray, turned,
+//! 2015, restricted to rotations). With lens distortion (OpenCV's k1, k2, p1, p2, k3, as Extended
+//! CMU-Seasons' `intrinsics.txt` (k3 = 0) and a ROS camera's `plumb_bob` CameraInfo give them) each view pixel is undistorted to its ray, turned,
 //! and distorted again into the image: the view is what the same (distorting) camera would have
 //! taken turned. Pixels the original image does not show stay black.
 //!
@@ -92,15 +92,21 @@ pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
     Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c)
 }
 
-/// OpenCV's radial-tangential lens model: `[k1, k2, p1, p2]` on normalised coordinates (so
-/// the same at any image size).
-pub type Distortion = [f64; 4];
+/// OpenCV's radial-tangential lens model: `[k1, k2, p1, p2, k3]` (OpenCV's and ROS
+/// `plumb_bob`'s order) on normalised coordinates (so the same at any image size).
+pub type Distortion = [f64; 5];
+
+/// The radial factor `1 + k1 r^2 + k2 r^4 + k3 r^6` at `r2` = r^2.
+fn radial(d: &Distortion, r2: f64) -> f64 {
+    let [k1, k2, _, _, k3] = *d;
+    1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+}
 
 /// Normalised undistorted (x, y) -> distorted (OpenCV's model).
 pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
-    let [k1, k2, p1, p2] = *d;
+    let [_, _, p1, p2, _] = *d;
     let r2 = x * x + y * y;
-    let radial = 1.0 + k1 * r2 + k2 * r2 * r2;
+    let radial = radial(d, r2);
     (
         x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
         y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y,
@@ -110,11 +116,11 @@ pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
 /// The inverse of [`distort`] by fixed-point iteration (as OpenCV's undistortPoints, iterated
 /// to convergence); None where it does not converge (far outside the lens's valid field).
 pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
-    let [k1, k2, p1, p2] = *d;
+    let [_, _, p1, p2, _] = *d;
     let (mut x, mut y) = (xd, yd);
     for _ in 0..100 {
         let r2 = x * x + y * y;
-        let radial = 1.0 + k1 * r2 + k2 * r2 * r2;
+        let radial = radial(d, r2);
         if radial <= 0.0 {
             return None;
         }
@@ -132,24 +138,32 @@ pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
 }
 
 /// The squared radius (of undistorted normalised coordinates) where the radial part of the
-/// lens model folds back (`r (1 + k1 r^2 + k2 r^4)` stops growing): the smallest positive root
-/// s of `1 + 3 k1 s + 5 k2 s^2`; None if it never folds.
+/// lens model folds back (`r (1 + k1 r^2 + k2 r^4 + k3 r^6)` stops growing): the smallest
+/// positive root s of `1 + 3 k1 s + 5 k2 s^2 + 7 k3 s^3`; None if it never folds within
+/// s = 1e4 (a ray 89.4 degrees off the optical axis).
 pub fn fold_r2(d: &Distortion) -> Option<f64> {
-    let [k1, k2, ..] = *d;
-    let roots: Vec<f64> = if k2 == 0.0 {
-        vec![-1.0 / (3.0 * k1)]
-    } else {
-        let disc = 9.0 * k1 * k1 - 20.0 * k2;
-        if disc < 0.0 {
-            return None;
+    let [k1, k2, _, _, k3] = *d;
+    let slope = |s: f64| 1.0 + s * (3.0 * k1 + s * (5.0 * k2 + s * 7.0 * k3));
+    // The first sign change on a geometric grid (1% steps), then bisection.
+    let (mut lo, mut hi) = (0.0, 1e-6);
+    while hi <= 1e4 {
+        if slope(hi) <= 0.0 {
+            for _ in 0..200 {
+                let mid = 0.5 * (lo + hi);
+                if mid <= lo || mid >= hi {
+                    break;
+                }
+                if slope(mid) <= 0.0 {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return Some(hi);
         }
-        let q = disc.sqrt();
-        vec![(-3.0 * k1 - q) / (10.0 * k2), (-3.0 * k1 + q) / (10.0 * k2)]
-    };
-    roots
-        .into_iter()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .min_by(f64::total_cmp)
+        (lo, hi) = (hi, hi * 1.01);
+    }
+    None
 }
 
 /// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
@@ -273,7 +287,7 @@ mod tests {
     }
 
     /// A strong barrel lens, as Extended CMU-Seasons' cameras (k1 about -0.4).
-    const LENS: Distortion = [-0.35, 0.15, 0.0012, -0.0008];
+    const LENS: Distortion = [-0.35, 0.15, 0.0012, -0.0008, 0.0];
 
     /// The pixel of a ray (x, y, 1) through `lens`.
     fn pixel(k: &Pinhole, lens: Option<&Distortion>, x: f64, y: f64) -> (f64, f64) {
@@ -299,8 +313,10 @@ mod tests {
         }
         // The image's corners, through this lens and through Extended CMU-Seasons' c0.
         let k = camera();
-        let cmu_c0: Distortion = [-0.399431, 0.188924, 0.000153, 0.000571];
-        for d in [LENS, cmu_c0] {
+        let cmu_c0: Distortion = [-0.399431, 0.188924, 0.000153, 0.000571, 0.0];
+        // A plumb_bob calibration with k3 (a ROS camera's CameraInfo).
+        let plumb_bob: Distortion = [-0.29, 0.08, 0.0004, -0.0002, -0.01];
+        for d in [LENS, cmu_c0, plumb_bob] {
             for (u, v) in [(0.0, 0.0), (159.0, 0.0), (0.0, 119.0), (159.0, 119.0)] {
                 let (xd, yd) = ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
                 let (x, y) = undistort(&d, xd, yd).expect("a corner undistorts");
@@ -308,10 +324,15 @@ mod tests {
                 assert!((back.0 - xd).abs() < 1e-9 && (back.1 - yd).abs() < 1e-9);
             }
         }
-        // Where the radial model folds back: k1 -0.5 alone at r^2 = 2/3; CMU's never.
-        assert!((fold_r2(&[-0.5, 0.0, 0.0, 0.0]).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // Where the radial model folds back: k1 -0.5 alone at r^2 = 2/3; k3 -1/7 alone at 1;
+        // CMU's never.
+        assert!((fold_r2(&[-0.5, 0.0, 0.0, 0.0, 0.0]).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((fold_r2(&[0.0, 0.0, 0.0, 0.0, -1.0 / 7.0]).unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(fold_r2(&cmu_c0), None);
-        assert_eq!(fold_r2(&[0.1, 0.0, 0.0, 0.0]), None);
+        assert_eq!(fold_r2(&[0.1, 0.0, 0.0, 0.0, 0.0]), None);
+        // k3 by hand: (0.5, -0.3), r^2 0.34, radial 1 - 0.01 * 0.34^3.
+        let (xd, _) = distort(&[0.0, 0.0, 0.0, 0.0, -0.01], 0.5, -0.3);
+        assert!((xd - 0.5 * (1.0 - 0.01 * 0.34f64.powi(3))).abs() < 1e-12);
     }
 
     #[test]
@@ -369,7 +390,7 @@ mod tests {
             Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 200])
         });
         assert_eq!(yaw_view(&img, &k, None, 0.0), img);
-        assert_eq!(yaw_view(&img, &k, Some(&[0.0; 4]), 0.0), img);
+        assert_eq!(yaw_view(&img, &k, Some(&[0.0; 5]), 0.0), img);
         // Through a lens, no turn is the image too (up to the undistortion's rounding).
         let same = yaw_view(&img, &k, Some(&LENS), 0.0);
         for (a, b) in same.pixels().zip(img.pixels()) {

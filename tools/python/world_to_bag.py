@@ -12,7 +12,10 @@ So `build-map --bag` can be tried, and is tested, before a user has a recording 
 
 Topics: /<camera>/image_raw (sensor_msgs/Image, rgb8) or /<camera>/image_raw/compressed
 (sensor_msgs/CompressedImage, the JPEG files' bytes, format "rgb8; jpeg compressed rgb8"),
-frame <camera>_optical_frame, stamped with the time in the image name (microseconds). TF:
+frame <camera>_optical_frame, stamped with the time in the image name (microseconds), and
+/<camera>/camera_info (sensor_msgs/CameraInfo with the same header, as a camera driver publishes
+it: K, P and plumb_bob D = k1 k2 p1 p2 0 from the data set's intrinsics.txt; --no-camera-info
+leaves it out). TF:
 map -> odom identity (static); odom -> base_link at 50 Hz over the drive, interpolated between
 the images' poses (translation linearly, rotation by slerp), so a frame's pose is only exact at
 its own stamp when the lookup interpolates; base_link -> <camera>_optical_frame static, a fixed
@@ -176,6 +179,8 @@ def main():
     ap.add_argument("--odometry-heading-drift", type=float, default=0.5, metavar="DEG",
                     help="its heading's random walk, degrees per square-root metre driven")
     ap.add_argument("--odometry-seed", type=int, default=0)
+    ap.add_argument("--no-camera-info", action="store_true",
+                    help="record no /<camera>/camera_info (a recording without intrinsics)")
     ap.add_argument("--trim-poses", type=float, default=0.0, metavar="S",
                     help="record no pose in the first and last S seconds (frames outside the span)")
     a = ap.parse_args()
@@ -197,6 +202,25 @@ def main():
         for f in files:
             poses.update(read_poses(os.path.join(gt, f)))
     cameras = a.cameras.split(",")
+    # camera -> (width, height, fx, fy, cx, cy, k1, k2, p1, p2) from intrinsics.txt.
+    lenses = {}
+    if not a.no_camera_info:
+        path = os.path.join(a.root, "intrinsics.txt")
+        if not os.path.isfile(path):
+            sys.exit(f"{path}: missing (the cameras' intrinsics for camera_info; --no-camera-info "
+                     "records none)")
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts or parts[0].startswith("#"):
+                    continue
+                if len(parts) != 12 or parts[1] != "OPENCV":
+                    sys.exit(f"{path}:{n}: expected `camera OPENCV width height fx fy cx cy k1 k2 "
+                             f"p1 p2`, found `{line.strip()}`")
+                lenses[parts[0]] = [int(parts[2]), int(parts[3])] + [float(v) for v in parts[4:]]
+        missing = [c for c in cameras if c not in lenses]
+        if missing:
+            sys.exit(f"{path}: no intrinsics for camera(s) {', '.join(missing)}")
     frames = []  # (stamp_ns, camera, name, world_from_cam)
     for name, t in poses.items():
         cam, us = parse_name(name)
@@ -299,6 +323,8 @@ def main():
             else:
                 image_conn[cam] = w.add_connection(
                     f"/{cam}/image_raw/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
+        info_conn = {cam: w.add_connection(f"/{cam}/camera_info", "sensor_msgs/msg/CameraInfo",
+                                           typestore=ts) for cam in lenses if cam in cameras}
         msgs = []  # (ns, conn, bytes)
         if a.poses == "tf":
             tf = w.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=ts)
@@ -348,6 +374,20 @@ def main():
             msgs.extend(wheel_odometry(a, ts, w, times, interp, header, pose))
         Image_ = T["sensor_msgs/msg/Image"]
         Compressed = T["sensor_msgs/msg/CompressedImage"]
+        CameraInfo = T["sensor_msgs/msg/CameraInfo"]
+        RegionOfInterest = T["sensor_msgs/msg/RegionOfInterest"]
+
+        def camera_info(h, cam):
+            width, height, fx, fy, cx, cy, k1, k2, p1, p2 = lenses[cam]
+            k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
+            p = np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
+            m = CameraInfo(header=h, height=height, width=width, distortion_model="plumb_bob",
+                           d=np.array([k1, k2, p1, p2, 0.0], dtype=np.float64), k=k,
+                           r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,
+                           roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
+                                                do_rectify=False))
+            return ts.serialize_cdr(m, CameraInfo.__msgtype__)
+
         for stamp, cam, name, _ in frames:
             path = os.path.join(slice_dir, a.part, name)
             h = header(stamp, f"{cam}_optical_frame")
@@ -363,10 +403,13 @@ def main():
                 data = ts.serialize_cdr(m, Compressed.__msgtype__)
             # Recorded a little after the exposure, as a driver's frames arrive.
             msgs.append((stamp + 20_000_000, image_conn[cam], data))
+            if cam in info_conn:
+                msgs.append((stamp + 20_000_000, info_conn[cam], camera_info(h, cam)))
         msgs.sort(key=lambda m: m[0])
         for ns, conn, data in msgs:
             w.write(conn, ns, data)
     odometry = f", wheel odometry on {a.wheel_odometry}" if a.wheel_odometry else ""
+    odometry += "" if info_conn else ", no camera_info"
     print(f"{a.out}: {len(frames)} frames of {','.join(cameras)} ({a.transport}, {a.storage}, "
           f"poses by {a.poses}{odometry})")
 

@@ -1,0 +1,214 @@
+//! A camera's intrinsics and lens from its `sensor_msgs/CameraInfo` (REP 104), for what needs
+//! them in a map built from a recording (`build-map --bag --yaw-views`).
+//!
+//! Which CameraInfo: image_transport's convention, the `camera_info` topic beside the image
+//! topic (`/cam/image_raw` and `/cam/image_raw/compressed` -> `/cam/camera_info`). Which
+//! numbers: for a raw image (`image_raw`, `image_color`, ...) the camera matrix K and the
+//! distortion D; for a rectified one (a topic named `image_rect...`, as image_proc publishes
+//! it) the projection matrix P and no distortion (REP 104: P holds the intrinsics of the
+//! rectified image).
+
+use crate::geom::Pinhole;
+use crate::map::views::Distortion;
+
+/// The fields of a CameraInfo message this needs (REP 104 names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInfo {
+    pub width: u32,
+    pub height: u32,
+    pub distortion_model: String,
+    pub d: Vec<f64>,
+    pub k: [f64; 9],
+    pub p: [f64; 12],
+    pub binning_x: u32,
+    pub binning_y: u32,
+    /// x_offset, y_offset, width, height of the region of interest (all 0: the full image).
+    pub roi: [u32; 4],
+}
+
+/// The `camera_info` topic of an image topic (image_transport's convention): the image
+/// topic's namespace (without a `/compressed` transport suffix) and `camera_info`.
+pub fn camera_info_topic(image_topic: &str) -> String {
+    let base = image_topic
+        .strip_suffix("/compressed")
+        .unwrap_or(image_topic);
+    let ns = base.rsplit_once('/').map_or("", |(ns, _)| ns);
+    format!("{ns}/camera_info")
+}
+
+/// Whether an image topic carries rectified images (image_proc's `image_rect`,
+/// `image_rect_color`): its intrinsics are P's, with no distortion.
+pub fn is_rectified(image_topic: &str) -> bool {
+    let base = image_topic
+        .strip_suffix("/compressed")
+        .unwrap_or(image_topic);
+    base.rsplit('/')
+        .next()
+        .is_some_and(|last| last.starts_with("image_rect"))
+}
+
+/// The intrinsics (at the calibrated size) and the lens of images of `info`'s camera, as
+/// OpenCV's model (`plumb_bob`; `rational_polynomial` when its k4-k6 are 0), or why not.
+pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Distortion>), String> {
+    if info.width == 0 || info.height == 0 {
+        return Err(format!(
+            "width x height {} x {}: expected the calibrated image size",
+            info.width, info.height
+        ));
+    }
+    if info.binning_x > 1 || info.binning_y > 1 {
+        return Err(format!(
+            "binning {} x {}: binned images are not supported (expected 0 or 1)",
+            info.binning_x, info.binning_y
+        ));
+    }
+    let [_, _, rw, rh] = info.roi;
+    if (rw, rh) != (0, 0) && (rw, rh) != (info.width, info.height) {
+        return Err(format!(
+            "a region of interest of {rw} x {rh} in {} x {}: cropped images are not supported",
+            info.width, info.height
+        ));
+    }
+    let (fx, fy, cx, cy, what) = if rectified {
+        (info.p[0], info.p[5], info.p[2], info.p[6], "P")
+    } else {
+        (info.k[0], info.k[4], info.k[2], info.k[5], "K")
+    };
+    if !([fx, fy, cx, cy].iter().all(|v| v.is_finite()) && fx > 0.0 && fy > 0.0) {
+        return Err(format!(
+            "{what} gives fx {fx}, fy {fy}, cx {cx}, cy {cy}: expected positive focal lengths \
+             (an all-zero {what} is an uncalibrated camera)"
+        ));
+    }
+    let k = Pinhole {
+        width: info.width,
+        height: info.height,
+        fx,
+        fy,
+        cx,
+        cy,
+    };
+    if rectified {
+        return Ok((k, None));
+    }
+    if info.d.iter().any(|v| !v.is_finite()) {
+        return Err(format!("D {:?}: a value is not finite", info.d));
+    }
+    let model = info.distortion_model.as_str();
+    let extra = match model {
+        "plumb_bob" if info.d.len() <= 5 => &[][..],
+        "rational_polynomial" if info.d.len() <= 8 => info.d.get(5..).unwrap_or(&[]),
+        "" | "none" if info.d.iter().all(|&v| v == 0.0) => &[][..],
+        _ => {
+            return Err(format!(
+                "distortion_model `{model}` with {} coefficients: expected plumb_bob (up to 5), \
+                 rational_polynomial with k4-k6 zero, or none",
+                info.d.len()
+            ))
+        }
+    };
+    if extra.iter().any(|&v| v != 0.0) {
+        return Err(format!(
+            "rational_polynomial k4-k6 {extra:?}: only OpenCV's k1, k2, p1, p2, k3 model is \
+             supported (expected them 0)"
+        ));
+    }
+    let mut d: Distortion = [0.0; 5];
+    for (slot, v) in d.iter_mut().zip(&info.d) {
+        *slot = *v;
+    }
+    Ok((k, d.iter().any(|&v| v != 0.0).then_some(d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> CameraInfo {
+        CameraInfo {
+            width: 640,
+            height: 480,
+            distortion_model: "plumb_bob".into(),
+            d: vec![-0.29, 0.08, 0.0004, -0.0002, -0.01],
+            k: [500.0, 0.0, 321.5, 0.0, 502.0, 239.0, 0.0, 0.0, 1.0],
+            p: [
+                480.0, 0.0, 318.0, 0.0, 0.0, 481.0, 240.5, 0.0, 0.0, 0.0, 1.0, 0.0,
+            ],
+            binning_x: 0,
+            binning_y: 0,
+            roi: [0; 4],
+        }
+    }
+
+    #[test]
+    fn the_camera_info_topic_sits_beside_the_image_topic() {
+        assert_eq!(camera_info_topic("/cam/image_raw"), "/cam/camera_info");
+        assert_eq!(
+            camera_info_topic("/cam/image_raw/compressed"),
+            "/cam/camera_info"
+        );
+        assert_eq!(
+            camera_info_topic("/robot/front/image_rect_color"),
+            "/robot/front/camera_info"
+        );
+        assert_eq!(camera_info_topic("/image_raw"), "/camera_info");
+        assert!(is_rectified("/cam/image_rect/compressed"));
+        assert!(is_rectified("/cam/image_rect_color"));
+        assert!(!is_rectified("/cam/image_raw"));
+        assert!(!is_rectified("/rect/image_raw"));
+    }
+
+    #[test]
+    fn raw_images_take_k_and_d_and_rectified_ones_take_p() {
+        let (k, d) = lens(&info(), false).unwrap();
+        assert_eq!((k.width, k.height), (640, 480));
+        assert_eq!((k.fx, k.fy, k.cx, k.cy), (500.0, 502.0, 321.5, 239.0));
+        assert_eq!(d, Some([-0.29, 0.08, 0.0004, -0.0002, -0.01]));
+        let (k, d) = lens(&info(), true).unwrap();
+        assert_eq!((k.fx, k.fy, k.cx, k.cy), (480.0, 481.0, 318.0, 240.5));
+        assert_eq!(d, None);
+        // Four coefficients (no k3), rational_polynomial with k4-k6 zero, no distortion.
+        let mut i = info();
+        i.d = vec![-0.2, 0.05, 0.0, 0.0];
+        assert_eq!(
+            lens(&i, false).unwrap().1,
+            Some([-0.2, 0.05, 0.0, 0.0, 0.0])
+        );
+        i.distortion_model = "rational_polynomial".into();
+        i.d = vec![-0.2, 0.05, 0.0, 0.0, 0.01, 0.0, 0.0, 0.0];
+        assert_eq!(
+            lens(&i, false).unwrap().1,
+            Some([-0.2, 0.05, 0.0, 0.0, 0.01])
+        );
+        i.d = vec![0.0; 5];
+        i.distortion_model = "plumb_bob".into();
+        assert_eq!(lens(&i, false).unwrap().1, None);
+        i.distortion_model = String::new();
+        i.d = Vec::new();
+        assert_eq!(lens(&i, false).unwrap().1, None);
+    }
+
+    #[test]
+    fn what_the_model_cannot_follow_is_refused_with_the_field() {
+        let why = |f: &dyn Fn(&mut CameraInfo)| {
+            let mut i = info();
+            f(&mut i);
+            lens(&i, false).unwrap_err()
+        };
+        assert!(why(&|i| i.k = [0.0; 9]).contains("uncalibrated"));
+        assert!(why(&|i| i.width = 0).contains("calibrated image size"));
+        assert!(why(&|i| i.binning_x = 2).contains("binning 2 x 0"));
+        assert!(why(&|i| i.roi = [10, 10, 320, 240]).contains("320 x 240"));
+        assert!(why(&|i| i.distortion_model = "equidistant".into()).contains("`equidistant`"));
+        assert!(why(&|i| {
+            i.distortion_model = "rational_polynomial".into();
+            i.d = vec![-0.2, 0.05, 0.0, 0.0, 0.01, 0.3, 0.0, 0.0];
+        })
+        .contains("k4-k6"));
+        assert!(why(&|i| i.d[0] = f64::NAN).contains("not finite"));
+        // A full-image region of interest is the image.
+        let mut i = info();
+        i.roi = [0, 0, 640, 480];
+        assert!(lens(&i, false).is_ok());
+    }
+}

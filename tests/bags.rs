@@ -398,11 +398,17 @@ fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
         from_bag.keys().collect::<Vec<_>>(),
         from_folder.keys().collect::<Vec<_>>()
     );
+    // (Within float rounding: the encoder's batches differ in order; half a pixel moves a view
+    // by far more.)
+    let l1 = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>();
     for (k, views) in &from_bag {
-        assert!(
-            views == &from_folder[k],
-            "{k:?}: the views differ from the folder's"
-        );
+        for (v, f) in views.iter().zip(&from_folder[k]) {
+            let (off, size) = (l1(v, f), l1(f, &vec![0.0; f.len()]));
+            assert!(
+                off <= 1e-4 * size,
+                "{k:?}: a view {off:e} off the folder's ({size:e})"
+            );
+        }
     }
 
     // The same recording without camera_info: refused, and nothing written.
@@ -414,7 +420,7 @@ fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
     let err = String::from_utf8_lossy(&bare.stderr);
     assert!(!bare.status.success(), "{err}");
     assert!(
-        err.contains("--yaw-views") && err.contains("camera_info"),
+        err.contains("--yaw-views") && err.contains("no /c0/camera_info"),
         "{err}"
     );
     assert!(!d("bare.map").exists());

@@ -468,10 +468,16 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .map(|t| t.ty.clone());
     let mut topics: Vec<&str> = o.image_topics.iter().map(String::as_str).collect();
     // Each image topic's camera_info topic, when the recording has it.
+    let compressed: Vec<bool> = o
+        .image_topics
+        .iter()
+        .map(|t| bag.topic(t).is_some_and(|x| x.ty == COMPRESSED))
+        .collect();
     let info_topics: Vec<String> = o
         .image_topics
         .iter()
-        .map(|t| lens::camera_info_topic(t))
+        .zip(&compressed)
+        .map(|(t, &c)| lens::camera_info_topic(t, c))
         .collect();
     let recorded_infos: BTreeSet<&str> = info_topics
         .iter()
@@ -479,8 +485,11 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .filter(|t| bag.topic(t).is_some_and(|x| x.ty == CAMERA_INFO))
         .collect();
     topics.extend(recorded_infos.iter().copied());
-    // Per camera_info topic: the first readable message, and how many later ones differ.
+    // Per camera_info topic: the first readable message (the first calibrated one, when a
+    // driver publishes an all-zero K until its calibration loads), how many later ones differ,
+    // and the first message that could not be read.
     let mut infos: std::collections::BTreeMap<String, (CameraInfo, u64)> = Default::default();
+    let mut info_errors: std::collections::BTreeMap<String, String> = Default::default();
     match &o.pose_topic {
         Some(p) => topics.push(p),
         None => topics.extend(["/tf", "/tf_static"]),
@@ -533,6 +542,9 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             match r2r::sensor_msgs::msg::CameraInfo::from_serialized_bytes(r.data) {
                 Ok(m) => match camera_info(m) {
                     Some(info) => match infos.get_mut(r.topic) {
+                        Some((first, _)) if first.k[0] == 0.0 && info.k[0] != 0.0 => {
+                            *first = info;
+                        }
                         Some((first, changed)) => {
                             if *first != info {
                                 *changed += 1;
@@ -543,18 +555,15 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                         }
                     },
                     None => {
-                        first_bad.get_or_insert_with(|| {
-                            format!(
-                                "{}: topic {}, message {}: K has not 9 values or P not 12",
-                                bag.path.display(),
-                                r.topic,
-                                r.index
-                            )
+                        info_errors.entry(r.topic.to_string()).or_insert_with(|| {
+                            format!("message {}: K has not 9 values or P not 12", r.index)
                         });
                     }
                 },
                 Err(e) => {
-                    first_bad.get_or_insert_with(|| deser(&r, CAMERA_INFO, e));
+                    info_errors
+                        .entry(r.topic.to_string())
+                        .or_insert_with(|| deser(&r, CAMERA_INFO, e));
                 }
             }
             return Ok(());
@@ -905,11 +914,18 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     let mut lenses = Vec::new();
     for (ti, topic) in o.image_topics.iter().enumerate() {
         let info_topic = &info_topics[ti];
-        let rectified = lens::is_rectified(topic);
+        let rectified = lens::is_rectified(topic, compressed[ti]);
         let found = match infos.get(info_topic) {
             None if recorded_infos.contains(info_topic.as_str()) => {
-                Err(format!("no readable message on {info_topic}"))
+                Err(match info_errors.get(info_topic) {
+                    Some(e) => format!("no readable message on {info_topic}: {e}"),
+                    None => format!("{info_topic} is recorded with no message"),
+                })
             }
+            None if bag.topic(info_topic).is_some() => Err(format!(
+                "{info_topic} has type {}, expected {CAMERA_INFO}",
+                bag.topic(info_topic).map_or("", |t| t.ty.as_str())
+            )),
             None => Err(format!(
                 "no {info_topic} ({CAMERA_INFO}) in the recording (yaw views need it: \
                  record the camera driver's camera_info topic too)"
@@ -958,7 +974,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                     distortion: d,
                 });
             }
-            Err(why) => notes.push(format!("{topic}: no intrinsics: {why}")),
+            Err(why) => notes.push(format!("{topic}{}{why}", lens::NO_INTRINSICS)),
         }
     }
     if bad_poses > 0 || tree.conflicts > 0 {

@@ -26,23 +26,33 @@ pub struct CameraInfo {
     pub roi: [u32; 4],
 }
 
-/// The `camera_info` topic of an image topic (image_transport's convention): the image
-/// topic's namespace (without a `/compressed` transport suffix) and `camera_info`.
-pub fn camera_info_topic(image_topic: &str) -> String {
-    let base = image_topic
-        .strip_suffix("/compressed")
-        .unwrap_or(image_topic);
+/// What a recording's notes say of an image topic whose frames got no intrinsics:
+/// `<topic>: no intrinsics: <why>` (build-map quotes these notes when `--yaw-views` needs them).
+pub const NO_INTRINSICS: &str = ": no intrinsics: ";
+
+/// The base topic of an image topic: a `sensor_msgs/CompressedImage` topic is image_transport's
+/// `<base>/<transport>` (`compressed`, `zstd`, `compressedDepth`, ...).
+fn base_topic(image_topic: &str, compressed: bool) -> &str {
+    if compressed {
+        image_topic.rsplit_once('/').map_or("", |(base, _)| base)
+    } else {
+        image_topic
+    }
+}
+
+/// The `camera_info` topic of an image topic (image_transport's convention): the namespace of
+/// its base topic (without the transport of a `compressed` one) and `camera_info`.
+pub fn camera_info_topic(image_topic: &str, compressed: bool) -> String {
+    let base = base_topic(image_topic, compressed);
     let ns = base.rsplit_once('/').map_or("", |(ns, _)| ns);
     format!("{ns}/camera_info")
 }
 
 /// Whether an image topic carries rectified images (image_proc's `image_rect`,
 /// `image_rect_color`): its intrinsics are P's, with no distortion.
-pub fn is_rectified(image_topic: &str) -> bool {
-    let base = image_topic
-        .strip_suffix("/compressed")
-        .unwrap_or(image_topic);
-    base.rsplit('/')
+pub fn is_rectified(image_topic: &str, compressed: bool) -> bool {
+    base_topic(image_topic, compressed)
+        .rsplit('/')
         .next()
         .is_some_and(|last| last.starts_with("image_rect"))
 }
@@ -62,18 +72,24 @@ pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Disto
             info.binning_x, info.binning_y
         ));
     }
-    let [_, _, rw, rh] = info.roi;
-    if (rw, rh) != (0, 0) && (rw, rh) != (info.width, info.height) {
+    let [rx, ry, rw, rh] = info.roi;
+    if (rw, rh) != (0, 0) && (rx, ry, rw, rh) != (0, 0, info.width, info.height) {
         return Err(format!(
-            "a region of interest of {rw} x {rh} in {} x {}: cropped images are not supported",
+            "roi x_offset {rx}, y_offset {ry}, width {rw}, height {rh} in {} x {}: cropped \
+             images are not supported (expected all 0, or the full image)",
             info.width, info.height
         ));
     }
-    let (fx, fy, cx, cy, what) = if rectified {
-        (info.p[0], info.p[5], info.p[2], info.p[6], "P")
+    let (fx, fy, cx, cy, skew, what) = if rectified {
+        (info.p[0], info.p[5], info.p[2], info.p[6], info.p[1], "P")
     } else {
-        (info.k[0], info.k[4], info.k[2], info.k[5], "K")
+        (info.k[0], info.k[4], info.k[2], info.k[5], info.k[1], "K")
     };
+    if skew != 0.0 {
+        return Err(format!(
+            "{what}[1] (skew) {skew}: expected 0 (a camera with skewed pixels is not supported)"
+        ));
+    }
     if !([fx, fy, cx, cy].iter().all(|v| v.is_finite()) && fx > 0.0 && fy > 0.0) {
         return Err(format!(
             "{what} gives fx {fx}, fy {fy}, cx {cx}, cy {cy}: expected positive focal lengths \
@@ -102,7 +118,7 @@ pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Disto
         _ => {
             return Err(format!(
                 "distortion_model `{model}` with {} coefficients: expected plumb_bob (up to 5), \
-                 rational_polynomial with k4-k6 zero, or none",
+                 rational_polynomial (up to 8, its k4-k6 zero), or none with D all zero",
                 info.d.len()
             ))
         }
@@ -142,20 +158,27 @@ mod tests {
 
     #[test]
     fn the_camera_info_topic_sits_beside_the_image_topic() {
-        assert_eq!(camera_info_topic("/cam/image_raw"), "/cam/camera_info");
         assert_eq!(
-            camera_info_topic("/cam/image_raw/compressed"),
+            camera_info_topic("/cam/image_raw", false),
             "/cam/camera_info"
         );
+        // Any transport of a CompressedImage topic.
+        for transport in ["compressed", "zstd", "compressedDepth"] {
+            assert_eq!(
+                camera_info_topic(&format!("/cam/image_raw/{transport}"), true),
+                "/cam/camera_info"
+            );
+        }
         assert_eq!(
-            camera_info_topic("/robot/front/image_rect_color"),
+            camera_info_topic("/robot/front/image_rect_color", false),
             "/robot/front/camera_info"
         );
-        assert_eq!(camera_info_topic("/image_raw"), "/camera_info");
-        assert!(is_rectified("/cam/image_rect/compressed"));
-        assert!(is_rectified("/cam/image_rect_color"));
-        assert!(!is_rectified("/cam/image_raw"));
-        assert!(!is_rectified("/rect/image_raw"));
+        assert_eq!(camera_info_topic("/image_raw", false), "/camera_info");
+        assert!(is_rectified("/cam/image_rect/compressed", true));
+        assert!(is_rectified("/cam/image_rect_color", false));
+        assert!(!is_rectified("/cam/image_raw", false));
+        assert!(!is_rectified("/rect/image_raw", false));
+        assert!(!is_rectified("/cam/image_raw/compressed", true));
     }
 
     #[test]
@@ -198,7 +221,9 @@ mod tests {
         assert!(why(&|i| i.k = [0.0; 9]).contains("uncalibrated"));
         assert!(why(&|i| i.width = 0).contains("calibrated image size"));
         assert!(why(&|i| i.binning_x = 2).contains("binning 2 x 0"));
-        assert!(why(&|i| i.roi = [10, 10, 320, 240]).contains("320 x 240"));
+        assert!(why(&|i| i.roi = [10, 10, 320, 240]).contains("width 320, height 240"));
+        assert!(why(&|i| i.roi = [4, 0, 640, 480]).contains("x_offset 4"));
+        assert!(why(&|i| i.k[1] = 0.5).contains("K[1] (skew) 0.5"));
         assert!(why(&|i| i.distortion_model = "equidistant".into()).contains("`equidistant`"));
         assert!(why(&|i| {
             i.distortion_model = "rational_polynomial".into();

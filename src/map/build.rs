@@ -167,7 +167,7 @@ pub fn build_map(
             let why: Vec<&str> = src
                 .notes
                 .iter()
-                .filter(|n| n.contains(": no intrinsics: "))
+                .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS))
                 .map(String::as_str)
                 .collect();
             let why = if why.is_empty() {

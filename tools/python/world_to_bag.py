@@ -14,8 +14,9 @@ Topics: /<camera>/image_raw (sensor_msgs/Image, rgb8) or /<camera>/image_raw/com
 (sensor_msgs/CompressedImage, the JPEG files' bytes, format "rgb8; jpeg compressed rgb8"),
 frame <camera>_optical_frame, stamped with the time in the image name (microseconds), and
 /<camera>/camera_info (sensor_msgs/CameraInfo with the same header, as a camera driver publishes
-it: K, P and plumb_bob D = k1 k2 p1 p2 0 from the data set's intrinsics.txt; --no-camera-info
-leaves it out). TF:
+it: K and plumb_bob D = k1 k2 p1 p2 0 from the data set's intrinsics.txt, and P, a rectified
+camera's, K's with the principal point half a pixel to the right (so a reader that takes P for
+the raw images is caught); --no-camera-info leaves it out). TF:
 map -> odom identity (static); odom -> base_link at 50 Hz over the drive, interpolated between
 the images' poses (translation linearly, rotation by slerp), so a frame's pose is only exact at
 its own stamp when the lookup interpolates; base_link -> <camera>_optical_frame static, a fixed
@@ -380,7 +381,7 @@ def main():
         def camera_info(h, cam):
             width, height, fx, fy, cx, cy, k1, k2, p1, p2 = lenses[cam]
             k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
-            p = np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
+            p = np.array([fx, 0, cx + 0.5, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
             m = CameraInfo(header=h, height=height, width=width, distortion_model="plumb_bob",
                            d=np.array([k1, k2, p1, p2, 0.0], dtype=np.float64), k=k,
                            r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,

@@ -67,11 +67,12 @@ pub enum PipelineError {
     CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}{hint}")]
     Unposed { examples: String, hint: String },
-    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; the source gives none for {examples}{why} (build the map without --yaw-views; the readers that give intrinsics: Extended CMU-Seasons (intrinsics.txt), Virtual KITTI 2 (intrinsic.txt), KITTI odometry (calib.txt) and rosbag2 recordings (each image topic's camera_info, sensor_msgs/CameraInfo); RobotCar traversals do not yet)")]
+    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; {what} (build the map without --yaw-views; {hint})")]
     NoIntrinsics {
-        examples: String,
-        /// The source's own reasons (a recording's topics without camera_info), ` (...)`.
-        why: String,
+        /// Which images have none: a recording's topics with the reason, or example paths.
+        what: String,
+        /// Where intrinsics come from.
+        hint: String,
     },
     #[error("{}: listed twice with different poses ({first}; then {second}): one image is one place; fix the pose list", path.display())]
     DuplicateEntry {

@@ -391,6 +391,28 @@ fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
         map_meta(&d("db.map"))["yaw_views_deg"],
         serde_json::json!([4.0, -4.0])
     );
+    // --camera-info-topic names another (here c0's for both cameras).
+    let named = build(
+        &two_cameras(
+            "--bag",
+            &d("db"),
+            topics,
+            &[
+                "--camera-info-topic",
+                "/c0/camera_info",
+                "--camera-info-topic",
+                "/c0/camera_info",
+            ],
+        )[1..],
+        &d("named.map"),
+    );
+    let said = String::from_utf8_lossy(&named.stdout).to_string()
+        + &String::from_utf8_lossy(&named.stderr);
+    assert!(
+        named.status.success()
+            && said.contains("/c1/image_raw/compressed: intrinsics from /c0/camera_info"),
+        "{said}"
+    );
     // Each view is the folder's (other intrinsics would turn the image about another centre,
     // by another angle).
     let (from_bag, from_folder) = (map_views(&d("db.map")), map_views(&d("folder.map")));

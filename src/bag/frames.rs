@@ -46,6 +46,9 @@ pub struct BagOptions {
     /// The map's camera id of each image topic (parallel; empty: the topic names), as the
     /// node's `camera_ids` name them.
     pub camera_ids: Vec<String>,
+    /// The CameraInfo topic of each image topic (parallel; empty: each image topic's own, beside
+    /// it, [`lens::camera_info_topic`]).
+    pub camera_info_topics: Vec<String>,
     /// The frame the poses are to be in (REP 105: usually `map`).
     pub world_frame: String,
     /// Poses from this topic (`nav_msgs/Odometry`, `geometry_msgs/PoseStamped` or
@@ -213,6 +216,13 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
             "none".into(),
         ));
     }
+    if !o.camera_info_topics.is_empty() && o.camera_info_topics.len() != o.image_topics.len() {
+        return Err(bad(
+            "--camera-info-topic",
+            &format!("one per --image-topic ({})", o.image_topics.len()),
+            o.camera_info_topics.len().to_string(),
+        ));
+    }
     if !o.camera_ids.is_empty() && o.camera_ids.len() != o.image_topics.len() {
         return Err(bad(
             "--camera-id",
@@ -277,49 +287,47 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
     Ok(())
 }
 
+/// `topic` (given as `option`) is in the recording with one of `types` (`expected` says them):
+/// else the topics that have, or the type found.
+fn expect_topic(
+    bag: &Bag,
+    option: &str,
+    topic: &str,
+    types: &[&str],
+    expected: String,
+) -> Result<(), BagError> {
+    let list = |keep: &dyn Fn(&str) -> bool| bag.topic_list(keep);
+    match bag.topic(topic) {
+        None => Err(BagError::UnknownTopic {
+            path: bag.path.clone(),
+            option: option.into(),
+            topic: topic.into(),
+            candidates: list(&|ty| types.contains(&ty)),
+            all: list(&|_| true),
+        }),
+        Some(t) if !types.contains(&t.ty.as_str()) => Err(BagError::WrongType {
+            path: bag.path.clone(),
+            option: option.into(),
+            topic: topic.into(),
+            found: t.ty.clone(),
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
     let list = |keep: &dyn Fn(&str) -> bool| bag.topic_list(keep);
     for t in &o.image_topics {
-        match bag.topic(t) {
-            None => {
-                return Err(BagError::UnknownTopic {
-                    path: bag.path.clone(),
-                    option: "--image-topic".into(),
-                    topic: t.clone(),
-                    candidates: list(&|ty| ty == IMAGE || ty == COMPRESSED),
-                    all: list(&|_| true),
-                })
-            }
-            Some(topic) if topic.ty != IMAGE && topic.ty != COMPRESSED => {
-                return Err(BagError::WrongType {
-                    path: bag.path.clone(),
-                    option: "--image-topic".into(),
-                    topic: t.clone(),
-                    found: topic.ty.clone(),
-                    expected: format!("{IMAGE} or {COMPRESSED}"),
-                })
-            }
-            _ => {}
-        }
+        let expected = format!("{IMAGE} or {COMPRESSED}");
+        expect_topic(bag, "--image-topic", t, &[IMAGE, COMPRESSED], expected)?;
+    }
+    for t in &o.camera_info_topics {
+        let expected = CAMERA_INFO.to_string();
+        expect_topic(bag, "--camera-info-topic", t, &[CAMERA_INFO], expected)?;
     }
     match &o.pose_topic {
-        Some(p) => match bag.topic(p) {
-            None => Err(BagError::UnknownTopic {
-                path: bag.path.clone(),
-                option: "--pose-topic".into(),
-                topic: p.clone(),
-                candidates: list(&|ty| POSE_TYPES.contains(&ty)),
-                all: list(&|_| true),
-            }),
-            Some(topic) if !POSE_TYPES.contains(&topic.ty.as_str()) => Err(BagError::WrongType {
-                path: bag.path.clone(),
-                option: "--pose-topic".into(),
-                topic: p.clone(),
-                found: topic.ty.clone(),
-                expected: POSE_TYPES.join(", "),
-            }),
-            _ => Ok(()),
-        },
+        Some(p) => expect_topic(bag, "--pose-topic", p, &POSE_TYPES, POSE_TYPES.join(", ")),
         None => {
             let tf: Vec<&str> = ["/tf", "/tf_static"]
                 .into_iter()
@@ -359,6 +367,7 @@ fn cache_name(bag: &Bag, o: &BagOptions) -> Result<String, BagError> {
     }
     o.image_topics.hash(&mut h);
     o.camera_ids.hash(&mut h);
+    o.camera_info_topics.hash(&mut h);
     o.world_frame.hash(&mut h);
     o.pose_topic.hash(&mut h);
     for p in &o.base_from_camera {
@@ -473,12 +482,15 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .iter()
         .map(|t| bag.topic(t).is_some_and(|x| x.ty == COMPRESSED))
         .collect();
-    let info_topics: Vec<String> = o
-        .image_topics
-        .iter()
-        .zip(&compressed)
-        .map(|(t, &c)| lens::camera_info_topic(t, c))
-        .collect();
+    let info_topics: Vec<String> = if o.camera_info_topics.is_empty() {
+        o.image_topics
+            .iter()
+            .zip(&compressed)
+            .map(|(t, &c)| lens::camera_info_topic(t, c))
+            .collect()
+    } else {
+        o.camera_info_topics.clone()
+    };
     let recorded_infos: BTreeSet<&str> = info_topics
         .iter()
         .map(String::as_str)
@@ -927,8 +939,13 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                 bag.topic(info_topic).map_or("", |t| t.ty.as_str())
             )),
             None => Err(format!(
-                "no {info_topic} ({CAMERA_INFO}) in the recording (yaw views need it: \
-                 record the camera driver's camera_info topic too)"
+                "no {info_topic} ({CAMERA_INFO}) in the recording ({})",
+                match bag.topic_list(&|ty| ty == CAMERA_INFO).as_str() {
+                    "none" => "record the camera driver's camera_info topic too".to_string(),
+                    there => format!(
+                        "CameraInfo topics there: {there}; name one with --camera-info-topic"
+                    ),
+                }
             )),
             Some((info, changed)) => lens::lens(info, rectified)
                 .map_err(|why| format!("{info_topic}: {why}"))

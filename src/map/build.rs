@@ -170,12 +170,23 @@ pub fn build_map(
                 .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS))
                 .map(String::as_str)
                 .collect();
-            let why = if why.is_empty() {
-                String::new()
+            return Err(if why.is_empty() {
+                PipelineError::NoIntrinsics {
+                    what: format!("the source gives none for {examples}"),
+                    hint: "the readers that give intrinsics: Extended CMU-Seasons \
+                           (intrinsics.txt), Virtual KITTI 2 (intrinsic.txt), KITTI odometry \
+                           (calib.txt) and rosbag2 recordings (each image topic's \
+                           sensor_msgs/CameraInfo); RobotCar traversals do not yet"
+                        .into(),
+                }
             } else {
-                format!(" ({})", why.join("; "))
-            };
-            return Err(PipelineError::NoIntrinsics { examples, why });
+                PipelineError::NoIntrinsics {
+                    what: why.join("; "),
+                    hint: "a recording gives them in each image topic's camera_info topic, \
+                           --camera-info-topic names it when it is not beside the image topic"
+                        .into(),
+                }
+            });
         }
     }
     if opts.adapt && encoder.adaptable() {

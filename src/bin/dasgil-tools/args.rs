@@ -254,6 +254,15 @@ pub(crate) struct BagArgs {
         requires = "bag", conflicts_with_all = NOT_BAG
     )]
     bag_camera_ids: Vec<String>,
+    /// The sensor_msgs/CameraInfo topic of each --image-topic, in order (the intrinsics
+    /// --yaw-views needs). Default: the one beside each image topic, as image_transport names
+    /// it (/cam/image_raw -> /cam/camera_info).
+    #[arg(
+        long = "camera-info-topic",
+        value_name = "TOPIC",
+        requires = "bag", conflicts_with_all = NOT_BAG
+    )]
+    camera_info_topics: Vec<String>,
     /// The frame the poses are in (REP 105: map; or odom for a single drive). For evaluate,
     /// the frame of the recorded truth (alias --truth-frame).
     #[arg(
@@ -310,6 +319,7 @@ impl BagArgs {
                 bag,
                 image_topics: self.image_topics.clone(),
                 camera_ids: self.bag_camera_ids.clone(),
+                camera_info_topics: self.camera_info_topics.clone(),
                 world_frame: self.world_frame.clone(),
                 pose_topic: self.pose_topic.clone(),
                 base_from_camera: self.base_from_camera.clone(),

@@ -19,7 +19,8 @@ pub(crate) struct BuildMapArgs {
     out: Option<PathBuf>,
     /// Map-time adaptation: re-estimate the encoder's BatchNorm statistics on the map's images
     /// (no labels) and store them in the map. Default off: the checkpoint's statistics, the
-    /// paper's behaviour, which scored as well on held-out-world validation (maps/models/MODEL_CARD.md).
+    /// paper's behaviour, which scored better on the validation worlds with the shipped model
+    /// (maps/models/MODEL_CARD.md); `evaluate` reports both ways.
     #[arg(long)]
     adapt: bool,
     /// Per-image photometric normalisation before encoding, stored in the map (queries follow

@@ -438,6 +438,11 @@ fn make_fixtures(d: &Path) {
     )
     .unwrap();
     std::fs::write(
+        d.join("sequences-bad-lens.yaml"),
+        "# mine\nmine:\n  format: cmu\n  root: cmu-lens\n  slice: 2\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n    lens: fisheye\n",
+    )
+    .unwrap();
+    std::fs::write(
         d.join("train-negative-lr.yaml"),
         cfg.replace("lr_generator: 0.002", "lr_generator: -0.1"),
     )

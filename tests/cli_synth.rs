@@ -39,6 +39,8 @@ fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
                 "48",
                 "--conditions",
                 "snow,rain",
+                "--lens",
+                "cmu",
             ],
             (3, 2),
         ),
@@ -87,6 +89,16 @@ fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
         assert_eq!(sheet.width(), cols * 324 + 4, "{format}: {cols} columns");
         assert!(sheet.height() > rows * 40, "{format}: {rows} rows");
     }
+    // --lens cmu: intrinsics.txt gives each camera the real file's distortion (the format
+    // spec's table), read back as build-map reads it.
+    let cams =
+        dasgil::data::cmu_seasons::read_intrinsics(&dir.path().join("cmu/intrinsics.txt")).unwrap();
+    let d = |c: &str| {
+        let c = &cams[c];
+        [c.k1, c.k2, c.p1, c.p2]
+    };
+    assert_eq!(d("c0"), [-0.399431, 0.188924, 0.000153, 0.000571]);
+    assert_eq!(d("c1"), [-0.397066, 0.181925, 0.000176, -0.000579]);
     let res = tools(&[
         "synth",
         "vkitti2",

@@ -187,6 +187,7 @@ fn cmu_slice_reads_back_and_database_poses_round_trip_to_the_submission_conventi
         style: None,
         query_lateral: 0.0,
         query_yaw_noise: 0.0,
+        lens: cmu::Lens::Pinhole,
     };
     cmu::generate(&opts).unwrap();
     let slice = CmuSlice::open(dir.path(), 7).unwrap();
@@ -258,6 +259,7 @@ fn cmu_drive_protocol_moves_the_queries_sideways_and_turns_them_by_the_seeded_no
         style: None,
         query_lateral: lateral,
         query_yaw_noise: yaw,
+        lens: cmu::Lens::Pinhole,
     };
     let world =
         dasgil::synth::world::World::generate(3u64.wrapping_add(0xC0FFEE + 8), Default::default());

@@ -9,7 +9,10 @@
 #                   which no training, selection or fitted constant used;
 #   cmu_test_drive, cmu_test_sepia_drive  the drive protocol (queries driven 1 m further left
 #                   and turned by a few degrees per frame, map images 2.5 m apart), in our look
-#                   and in the test look.
+#                   and in the test look;
+#   cmu_test_drive_lens  cmu_test_drive drawn through the real Extended CMU-Seasons cameras' barrel
+#                   distortion (synth cmu --lens cmu; tools/evaluate-lens.sh crosses it with
+#                   cmu_test_drive's map and queries).
 # Each world: the shipped model one frame at a time (both adaptations) and through the sequence
 # filter (`--filter sequence`), raw pixels, the untrained network.
 #
@@ -25,7 +28,7 @@ TOOLS="$ROOT/target/release/dasgil-tools"
 OUT="$ROOT/maps/models/evaluation"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-WORLDS="${WORLDS:-cmu_slice cmu_test_sepia cmu_test_drive cmu_test_sepia_drive}"
+WORLDS="${WORLDS:-cmu_slice cmu_test_sepia cmu_test_drive cmu_test_sepia_drive cmu_test_drive_lens}"
 for world in $WORLDS; do
   for run in shipped:"" shipped-sequence:"--filter sequence" raw-pixels:"--baseline raw-pixels" \
     untrained:"--baseline untrained"; do

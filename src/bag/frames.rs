@@ -36,7 +36,7 @@ pub const POSE_TYPES: [&str; 3] = [
 ];
 
 /// Bumped when what is extracted changes, so older cache folders are not reused.
-const EXTRACT_VERSION: u32 = 2;
+const EXTRACT_VERSION: u32 = 3;
 
 /// What to take from a recording.
 #[derive(Debug, Clone)]
@@ -79,10 +79,7 @@ struct FrameEntry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TopicLens {
     topic: String,
-    width: u32,
-    height: u32,
-    /// fx fy cx cy (pixels)
-    intrinsics: [f64; 4],
+    intrinsics: crate::geom::Pinhole,
     /// OpenCV's k1 k2 p1 p2 k3; absent: none (or a rectified topic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     distortion: Option<crate::map::views::Distortion>,
@@ -141,17 +138,7 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
                         p[3], p[4], p[5], p[6],
                     )),
                 )),
-                intrinsics: lens.map(|l| {
-                    let [fx, fy, cx, cy] = l.intrinsics;
-                    crate::geom::Pinhole {
-                        width: l.width,
-                        height: l.height,
-                        fx,
-                        fy,
-                        cx,
-                        cy,
-                    }
-                }),
+                intrinsics: lens.map(|l| l.intrinsics),
                 distortion: lens.and_then(|l| l.distortion),
             }
         })
@@ -216,19 +203,18 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
             "none".into(),
         ));
     }
-    if !o.camera_info_topics.is_empty() && o.camera_info_topics.len() != o.image_topics.len() {
-        return Err(bad(
-            "--camera-info-topic",
-            &format!("one per --image-topic ({})", o.image_topics.len()),
-            o.camera_info_topics.len().to_string(),
-        ));
-    }
-    if !o.camera_ids.is_empty() && o.camera_ids.len() != o.image_topics.len() {
-        return Err(bad(
-            "--camera-id",
-            &format!("one per --image-topic ({})", o.image_topics.len()),
-            o.camera_ids.len().to_string(),
-        ));
+    // Options given once per image topic, or not at all.
+    for (list, field) in [
+        (&o.camera_info_topics, "--camera-info-topic"),
+        (&o.camera_ids, "--camera-id"),
+    ] {
+        if !list.is_empty() && list.len() != o.image_topics.len() {
+            return Err(bad(
+                field,
+                &format!("one per --image-topic ({})", o.image_topics.len()),
+                list.len().to_string(),
+            ));
+        }
     }
     for (list, field) in [
         (&o.image_topics, "--image-topic"),
@@ -985,9 +971,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                 ));
                 lenses.push(TopicLens {
                     topic: topic.clone(),
-                    width: k.width,
-                    height: k.height,
-                    intrinsics: [k.fx, k.fy, k.cx, k.cy],
+                    intrinsics: k,
                     distortion: d,
                 });
             }

@@ -40,6 +40,9 @@ pub struct Generate {
         deserialize_with = "query_yaw_noise_in_range"
     )]
     pub query_yaw_noise: f64,
+    /// `synth cmu --lens` (pinhole or cmu; default pinhole).
+    #[serde(default, skip_serializing_if = "crate::synth::cmu::Lens::is_pinhole")]
+    pub lens: crate::synth::cmu::Lens,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -450,6 +453,7 @@ fn same_recipe(a: &Generate, b: &Generate) -> bool {
         && a.style == b.style
         && close(a.query_lateral, b.query_lateral)
         && close(a.query_yaw_noise, b.query_yaw_noise)
+        && a.lens == b.lens
 }
 
 /// A recipe that cannot be rendered, named by its sequence.
@@ -481,6 +485,7 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         style: g.style.clone(),
         query_lateral: g.query_lateral,
         query_yaw_noise: g.query_yaw_noise,
+        lens: g.lens,
     };
     crate::synth::cmu::check(&opts(root.to_path_buf()))?;
     if slice > 1000 {

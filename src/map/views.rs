@@ -113,16 +113,23 @@ pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
     )
 }
 
-/// The inverse of [`distort`] by fixed-point iteration (as OpenCV's undistortPoints, iterated
-/// to convergence); None where it does not converge (far outside the lens's valid field).
+/// The inverse of [`distort`]: fixed-point iteration (as OpenCV's undistortPoints, iterated to
+/// convergence), and where that does not converge (a strong barrel far from the centre: the
+/// iteration oscillates) Newton's method on the lens model from where it stopped. None where
+/// neither finds a point that distorts back to (xd, yd) before the lens model folds back (far
+/// outside the lens's valid field).
 pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
     let [_, _, p1, p2, _] = *d;
     let (mut x, mut y) = (xd, yd);
+    let residual = |x: f64, y: f64| {
+        let (cx, cy) = distort(d, x, y);
+        (cx - xd).hypot(cy - yd)
+    };
     for _ in 0..100 {
         let r2 = x * x + y * y;
         let radial = radial(d, r2);
         if radial <= 0.0 {
-            return None;
+            break;
         }
         let dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x);
         let dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y;
@@ -133,8 +140,56 @@ pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
             break;
         }
     }
-    let (cx, cy) = distort(d, x, y);
-    ((cx - xd).hypot(cy - yd) < 1e-8).then_some((x, y))
+    if !(x.is_finite() && y.is_finite() && residual(x, y) < 1e-8) {
+        (x, y) = newton_undistort(d, xd, yd)?;
+    }
+    let within_fold = fold_r2(d).is_none_or(|fold| x * x + y * y <= fold);
+    (residual(x, y) < 1e-8 && within_fold).then_some((x, y))
+}
+
+/// Newton's method for [`undistort`], from the distorted point itself, each step halved until
+/// the residual shrinks.
+fn newton_undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
+    let [k1, k2, p1, p2, k3] = *d;
+    let residual = |x: f64, y: f64| {
+        let (cx, cy) = distort(d, x, y);
+        (cx - xd, cy - yd)
+    };
+    let (mut x, mut y) = (xd, yd);
+    let (mut ex, mut ey) = residual(x, y);
+    for _ in 0..100 {
+        if ex.hypot(ey) < 1e-12 {
+            break;
+        }
+        // The Jacobian of `distort` at (x, y); dr is the radial factor's derivative by r^2.
+        let r2 = x * x + y * y;
+        let rad = radial(d, r2);
+        let dr = k1 + r2 * (2.0 * k2 + r2 * 3.0 * k3);
+        let (a, b) = (
+            rad + 2.0 * x * x * dr + 2.0 * p1 * y + 6.0 * p2 * x,
+            2.0 * x * y * dr + 2.0 * p1 * x + 2.0 * p2 * y,
+        );
+        let (c, e) = (b, rad + 2.0 * y * y * dr + 6.0 * p1 * y + 2.0 * p2 * x);
+        let det = a * e - b * c;
+        if det.abs() < 1e-15 {
+            return None;
+        }
+        let (sx, sy) = ((e * ex - b * ey) / det, (a * ey - c * ex) / det);
+        let mut t = 1.0;
+        loop {
+            let (nx, ny) = (x - t * sx, y - t * sy);
+            let (nex, ney) = residual(nx, ny);
+            if nex.hypot(ney) < ex.hypot(ey) {
+                (x, y, ex, ey) = (nx, ny, nex, ney);
+                break;
+            }
+            t *= 0.5;
+            if t < 1e-6 {
+                return None;
+            }
+        }
+    }
+    Some((x, y))
 }
 
 /// The squared radius (of undistorted normalised coordinates) where the radial part of the
@@ -333,6 +388,24 @@ mod tests {
         // k3 by hand: (0.5, -0.3), r^2 0.34, radial 1 - 0.01 * 0.34^3.
         let (xd, _) = distort(&[0.0, 0.0, 0.0, 0.0, -0.01], 0.5, -0.3);
         assert!((xd - 0.5 * (1.0 - 0.01 * 0.34f64.powi(3))).abs() < 1e-12);
+    }
+
+    /// A strong barrel far from the centre, where the fixed-point iteration oscillates (a
+    /// corner of a wide Virtual KITTI 2 rig through k1 = -0.42): Newton's method inverts it.
+    #[test]
+    fn a_strong_barrel_far_out_is_undistorted_all_the_same() {
+        let d = [-0.42, 0.163, 0.0003, 0.0001, 0.0];
+        let (xd, yd) = (-1.14, -0.345);
+        let (x, y) = undistort(&d, xd, yd).expect("undistorted");
+        let (cx, cy) = distort(&d, x, y);
+        assert!((cx - xd).hypot(cy - yd) < 1e-9, "({cx}, {cy})");
+        assert!(x.hypot(y) > 1.3, "pushed out: ({x}, {y})");
+        // A lens that folds back: nothing past the fold is returned.
+        let folding = [-0.5, 0.0, 0.0, 0.0, 0.0];
+        let fold = fold_r2(&folding).unwrap();
+        let (x, y) = undistort(&folding, 0.3, 0.0).unwrap();
+        assert!(x * x + y * y <= fold);
+        assert!(undistort(&folding, 0.6, 0.0).is_none());
     }
 
     #[test]

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 
 use super::condition::{Condition, Sensor};
 use super::noise::{hash, mix, unit};
-use super::render::render;
+use super::render::render_through;
 use super::style::{self, Style};
 use super::world::{World, WorldParams};
 use super::{camera_pose, on_route, run_parallel, save_jpeg, Summary, SynthError};
 use crate::atomic::write_atomic;
 use crate::data::cmu_seasons::ImageName;
 use crate::geom::{CmuPose, Pinhole, Pose};
+use crate::map::views::Distortion;
 
 /// The real cameras' pinhole parts (1024x768), scaled to the requested size.
 pub fn intrinsics(camera: &str, width: u32, height: u32) -> Pinhole {
@@ -38,6 +39,46 @@ pub fn intrinsics(camera: &str, width: u32, height: u32) -> Pinhole {
         },
     };
     full.scaled(width, height)
+}
+
+/// The lens the slice's images are drawn through (`synth cmu --lens`, a sequences file's
+/// `generate: lens:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lens {
+    /// An ideal pinhole: `intrinsics.txt` gives k1 = k2 = p1 = p2 = 0.
+    #[default]
+    Pinhole,
+    /// The real cameras' lenses: each camera's OPENCV distortion from the real `intrinsics.txt`
+    /// (barrel, k1 about -0.4: a corner of the image shows what a pinhole would put 25% further
+    /// out), written to the slice's `intrinsics.txt` as the real file has it.
+    Cmu,
+}
+
+impl Lens {
+    /// The names `--lens` takes.
+    pub const NAMES: [&'static str; 2] = ["pinhole", "cmu"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pinhole" => Some(Self::Pinhole),
+            "cmu" => Some(Self::Cmu),
+            _ => None,
+        }
+    }
+
+    pub fn is_pinhole(&self) -> bool {
+        *self == Self::Pinhole
+    }
+
+    /// `camera`'s distortion `[k1, k2, p1, p2, k3]` (k3 = 0: the real file has none).
+    pub fn distortion(&self, camera: &str) -> Distortion {
+        match (self, camera) {
+            (Self::Pinhole, _) => [0.0; 5],
+            (Self::Cmu, "c0") => [-0.399431, 0.188924, 0.000153, 0.000571, 0.0],
+            (Self::Cmu, _) => [-0.397066, 0.181925, 0.000176, -0.000579, 0.0],
+        }
+    }
 }
 
 /// File of a synthetic slice naming each query image's condition.
@@ -78,6 +119,8 @@ pub struct Options {
     /// Standard deviation (degrees) of the vehicle's heading noise per query frame, clamped
     /// at +-2.5 sigma (`synth cmu --query-yaw-noise`).
     pub query_yaw_noise: f64,
+    /// The lens every image is drawn through (`synth cmu --lens`).
+    pub lens: Lens,
 }
 
 /// What `--query-lateral` (and a sequences file's `query_lateral`) takes.
@@ -256,9 +299,10 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     let slice_dir = opts.out.join(format!("slice{}", opts.slice));
     run_parallel("synth cmu", &shots, |shot| {
         let cam = intrinsics(shot.camera, opts.width, opts.height);
-        let frame = render(
+        let frame = render_through(
             &world,
             &cam,
+            Some(&opts.lens.distortion(shot.camera)),
             &shot.cam_from_world.inverse(),
             shot.time_s,
             &conds[shot.condition],
@@ -274,12 +318,17 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
             &frame.rgb,
         )
     })?;
-    let mut intr = String::from("# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, fx, fy, cx, cy, k1, k2, p1, p2\n# Synthetic: rendered without lens distortion.\n");
+    let mut intr = String::from("# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, fx, fy, cx, cy, k1, k2, p1, p2\n");
+    intr.push_str(match opts.lens {
+        Lens::Pinhole => "# Synthetic: rendered without lens distortion.\n",
+        Lens::Cmu => "# Synthetic: rendered through the real cameras' lens distortion.\n",
+    });
     for (camera, _) in CAMERAS {
         let k = intrinsics(camera, opts.width, opts.height);
+        let [k1, k2, p1, p2, _] = opts.lens.distortion(camera);
         let _ = writeln!(
             intr,
-            "{camera} OPENCV {} {} {} {} {} {} 0 0 0 0",
+            "{camera} OPENCV {} {} {} {} {} {} {k1} {k2} {p1} {p2}",
             k.width, k.height, k.fx, k.fy, k.cx, k.cy
         );
     }

@@ -1,6 +1,6 @@
-//! Ray casting of the procedural world with a pinhole camera: one ray through each pixel centre
-//! gives the RGB colour, the z-depth and the Virtual KITTI 2 class of the same surface point, so
-//! the three images agree exactly. Objects are found by walking the world's 2-D grid cell by
+//! Ray casting of the procedural world with a pinhole camera, optionally behind a distorting lens
+//! ([`render_through`]): one ray through each pixel centre gives the RGB colour, the z-depth and
+//! the Virtual KITTI 2 class of the same surface point, so the three images agree exactly. Objects are found by walking the world's 2-D grid cell by
 //! cell along the ray (DDA); the ground is the plane z = 0; sun shadows come from a second ray.
 
 use image::RgbImage;
@@ -11,6 +11,7 @@ use super::noise::{fbm2, hash, unit, value2};
 use super::style::Part;
 use super::world::{class, Material, Object, Shape, World, SIDEWALK};
 use crate::geom::{Pinhole, Pose};
+use crate::map::views::{undistort, Distortion};
 
 /// Rays stop here: what lies beyond is sky (and the VKITTI2 far plane is 655.35 m).
 pub const MAX_DISTANCE: f64 = 600.0;
@@ -625,6 +626,25 @@ pub fn render(
     cond: &Condition,
     sensor: &Sensor,
 ) -> Frame {
+    render_through(world, cam, None, world_from_cam, time_s, cond, sensor)
+}
+
+/// [`render`] through a lens with OpenCV's radial-tangential distortion (`lens`: k1, k2, p1, p2,
+/// k3 on normalised coordinates; None or all zero: an ideal pinhole). Each pixel's ray is the
+/// undistorted direction of its centre, so the frame is what a camera with intrinsics `cam` and
+/// that lens takes (Extended CMU-Seasons' images are such: not undistorted). A pixel whose ray
+/// cannot be undistorted (past where the lens model folds back) gets no light (black before the
+/// sensor's development), no depth (infinite, as sky) and class 0.
+pub fn render_through(
+    world: &World,
+    cam: &Pinhole,
+    lens: Option<&Distortion>,
+    world_from_cam: &Pose,
+    time_s: f64,
+    cond: &Condition,
+    sensor: &Sensor,
+) -> Frame {
+    let lens = lens.filter(|d| d.iter().any(|&c| c != 0.0));
     let origin = Point3::from(world_from_cam.translation.vector);
     let rot = world_from_cam.rotation.to_rotation_matrix();
     let movers = world
@@ -661,9 +681,20 @@ pub fn render(
     let mut cls = vec![0u8; (w * h) as usize];
     for v in 0..h {
         for u in 0..w {
-            let d = rot * cam.ray(u as f64, v as f64);
-            let (c, z, k) = shade(&tracer, &origin, &d, cond, tex);
             let i = (v * w + u) as usize;
+            let ray = cam.ray(u as f64, v as f64);
+            let ray = match lens {
+                None => ray,
+                Some(d) => match undistort(d, ray.x, ray.y) {
+                    Some((x, y)) => Vector3::new(x, y, 1.0),
+                    None => {
+                        depth[i] = f32::INFINITY;
+                        continue;
+                    }
+                },
+            };
+            let d = rot * ray;
+            let (c, z, k) = shade(&tracer, &origin, &d, cond, tex);
             rgb[i] = c;
             depth[i] = z;
             cls[i] = k;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 use super::condition::{Appearance, Condition, Sensor};
-use super::render::{render, Frame};
+use super::render::{render_through, Frame};
 use super::style::Style;
 use super::world::{World, WorldParams};
 use super::{
@@ -22,6 +22,7 @@ use crate::data::vkitti2::{
     VARIATIONS,
 };
 use crate::geom::{matrix_rows, Pinhole, Pose};
+use crate::map::views::Distortion;
 
 /// The real data set's scene names (more scenes continue from Scene30).
 const SCENE_NAMES: [&str; 5] = ["Scene01", "Scene02", "Scene06", "Scene18", "Scene20"];
@@ -117,6 +118,11 @@ pub struct Rig {
     pub pitch: f64,
     /// Multiplier of the focal length (field of view).
     pub focal: f64,
+    /// The lens: OpenCV's k1, k2, p1, p2, k3 (all zero: an ideal pinhole, as Virtual KITTI 2's
+    /// own images). The intrinsics file stays a pinhole's, as the real data set's has no
+    /// distortion fields; depth and classes are drawn through the same lens, so every modality
+    /// still agrees pixel by pixel.
+    pub lens: Distortion,
 }
 
 impl Default for Rig {
@@ -125,8 +131,24 @@ impl Default for Rig {
             height: CAMERA_HEIGHT,
             pitch: 0.0,
             focal: 1.0,
+            lens: [0.0; 5],
         }
     }
+}
+
+/// A lens drawn from `d` (uniform draws in [0, 1) by index): two in five an ideal pinhole,
+/// the others radial distortion from a mild pincushion (k1 = 0.05) to a barrel stronger than
+/// Extended CMU-Seasons' cameras (k1 = -0.45; theirs is about -0.4), k2 following k1 as in
+/// those cameras (about -0.47 k1, never folding back inside the image: 9 k1^2 < 20 k2), and a
+/// tangential part of up to 0.001.
+fn random_lens(d: impl Fn(i64) -> f64) -> Distortion {
+    if d(6) < 0.4 {
+        return [0.0; 5];
+    }
+    let k1 = -0.45 + 0.5 * d(7);
+    let k2 = (-0.47 * k1).max(0.0) * (0.8 + 0.4 * d(8));
+    let tangential = |i: i64| 0.001 * (2.0 * d(i) - 1.0);
+    [k1, k2, tangential(9), tangential(10), 0.0]
 }
 
 /// Camera-to-world pose of `camera` at `frame` in a variation.
@@ -201,6 +223,7 @@ pub fn variation_look(opts: &Options, scene: usize, variation: &str) -> Look {
                 height: 1.2 + 1.0 * d(3) as f64,
                 pitch: (-8.0 + 12.0 * d(4) as f64).to_radians(),
                 focal: 0.75 + 0.55 * d(5) as f64,
+                lens: random_lens(|i| d(i) as f64),
             };
             Look {
                 condition,
@@ -263,9 +286,10 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
     run_parallel("synth vkitti2", &tasks, |&(s, var, f, c)| {
         let look = variation_look(opts, s, var);
         let pose = frame_pose_with(&specs[s], f, c, var, &look.rig);
-        let frame = render(
+        let frame = render_through(
             &specs[s].world,
             &rig_intrinsics(&cam, &look.rig),
+            Some(&look.rig.lens),
             &pose,
             f as f64 / FRAME_RATE,
             &look.condition,
@@ -372,6 +396,39 @@ fn write_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::views::{fold_r2, undistort};
+    use crate::synth::render::render;
+
+    /// Random looks' lenses: about two in five pinholes, k1 from -0.45 to 0.05, and no lens
+    /// folds back inside the widest image the rig draws (focal 0.75): every pixel has a ray.
+    #[test]
+    fn random_lenses_span_pinhole_to_strong_barrel_and_never_fold_inside_the_image() {
+        let cam = rig_intrinsics(
+            &intrinsics(828, 250),
+            &Rig {
+                focal: 0.75,
+                ..Rig::default()
+            },
+        );
+        let corner = ((0.0 - cam.cx) / cam.fx, (0.0 - cam.cy) / cam.fy);
+        let (mut pinholes, mut k1s) = (0, Vec::new());
+        for key in 0..400i64 {
+            let d = |i: i64| super::super::noise::unit(super::super::noise::hash(&[key, i]));
+            let lens = random_lens(d);
+            if lens == [0.0; 5] {
+                pinholes += 1;
+                continue;
+            }
+            k1s.push(lens[0]);
+            assert!((-0.45..=0.05).contains(&lens[0]), "{lens:?}");
+            assert!(lens[2].abs() <= 1e-3 && lens[3].abs() <= 1e-3);
+            assert!(fold_r2(&lens).is_none(), "{lens:?} folds");
+            assert!(undistort(&lens, corner.0, corner.1).is_some(), "{lens:?}");
+        }
+        assert!((120..200).contains(&pinholes), "{pinholes} pinholes of 400");
+        let barrels = k1s.iter().filter(|&&k| k < -0.3).count();
+        assert!(barrels > 50, "{barrels} lenses with k1 < -0.3");
+    }
 
     #[test]
     fn a_positive_pitch_looks_up_and_the_rig_sets_height_and_focal_length() {
@@ -380,6 +437,7 @@ mod tests {
             height: 2.0,
             pitch: 5f64.to_radians(),
             focal: 1.2,
+            lens: [0.0; 5],
         };
         let flat = frame_pose(&spec, 0, 0, "clone");
         let up = frame_pose_with(&spec, 0, 0, "clone", &rig);

@@ -112,6 +112,11 @@ pub(crate) enum SynthFormat {
         /// (both cameras turn with it; drawn from the --seed, clamped at +-2.5 sigma); 0 to 30.
         #[arg(long, default_value_t = 0.0, value_parser = parse_query_yaw_noise, allow_negative_numbers = true)]
         query_yaw_noise: f64,
+        /// The lens the images are drawn through: pinhole (none) or cmu (the real cameras'
+        /// barrel distortion, k1 about -0.4, as the real intrinsics.txt gives it for c0 and c1;
+        /// written to intrinsics.txt, so build-map's --yaw-views use it).
+        #[arg(long, default_value = "pinhole", value_parser = dasgil::synth::cmu::Lens::NAMES)]
+        lens: String,
     },
     /// Oxford RobotCar traversals: Bayer stereo/centre images, timestamps, gps/ins.csv and
     /// vo/vo.csv; the first (2014-12-09-13-21-02) is the reference, the others' frames lie
@@ -266,8 +271,10 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             style,
             query_lateral,
             query_yaw_noise,
+            lens,
         } => {
             let seed = common.seed;
+            let lens = cmu::Lens::from_name(&lens).expect("clap checked the name");
             SynthJob {
                 name: "cmu",
                 width,
@@ -290,6 +297,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         style,
                         query_lateral,
                         query_yaw_noise,
+                        lens,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::cmu(out, slice, places, p)),

@@ -67,8 +67,12 @@ pub enum PipelineError {
     CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}{hint}")]
     Unposed { examples: String, hint: String },
-    #[error("--yaw-views turns each map image about its camera, which needs the camera's intrinsics; {what} (build the map without --yaw-views; {hint})")]
+    #[error("{option} {purpose}, which needs the camera's intrinsics; {what} (build the map without {option}; {hint})")]
     NoIntrinsics {
+        /// The option that needs them (`--yaw-views`, `--rectify`).
+        option: &'static str,
+        /// What it does with them.
+        purpose: &'static str,
         /// Which images have none: a recording's topics with the reason, or example paths.
         what: String,
         /// Where intrinsics come from.

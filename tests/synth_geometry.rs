@@ -1,7 +1,7 @@
 //! The renderer's geometry: a known object at a known distance renders at that depth and class,
 //! a known 3-D point projects where the intrinsics say, and RGB, depth and classes agree.
 
-use dasgil::map::views::yaw_view;
+use dasgil::map::views::{rectified, yaw_view};
 use dasgil::synth::condition::{Condition, Sensor};
 use dasgil::synth::render::{render, render_through};
 use dasgil::synth::world::{class, Material, Object, Road, Shape, World};
@@ -236,4 +236,47 @@ fn a_yaw_view_through_the_cmu_lens_is_the_turned_camera_s_image() {
         not_turned > 3.0 * through_lens,
         "{not_turned} vs {through_lens}"
     );
+}
+
+/// `build-map --rectify`'s rectification of an image taken through the real c0 lens is what the
+/// renderer draws through an ideal pinhole with the same intrinsics.
+#[test]
+fn a_rectified_image_through_the_cmu_lens_is_the_pinhole_camera_s_image() {
+    let world = World::generate(78, Default::default());
+    let (p, h) = on_route(&world, 60.0, 0.0);
+    let cam = cmu::intrinsics("c0", 256, 192);
+    let lens = cmu::Lens::Cmu.distortion("c0");
+    let pose = camera_pose(p, h, 0.0, cmu::CAMERA_HEIGHT);
+    let shot = |lens: Option<&[f64; 5]>| {
+        render_through(
+            &world,
+            &cam,
+            lens,
+            &pose,
+            0.0,
+            &Condition::clear(),
+            &Sensor::clean(),
+        )
+        .rgb
+    };
+    let (distorted, pinhole) = (shot(Some(&lens)), shot(None));
+    let error = |img: &image::RgbImage| {
+        img.pixels()
+            .zip(pinhole.pixels())
+            .map(|(a, b)| {
+                (0..3)
+                    .map(|i| (a[i] as f64 - b[i] as f64).abs())
+                    .sum::<f64>()
+                    / 3.0
+            })
+            .sum::<f64>()
+            / (256.0 * 192.0)
+    };
+    let straightened = rectified(&distorted, &cam, Some(&lens));
+    let (after, before) = (error(&straightened), error(&distorted));
+    eprintln!("mean abs difference to the pinhole image: rectified {after:.2}, raw {before:.2}");
+    assert!(after < 4.0, "{after}");
+    assert!(before > 3.0 * after, "{before} vs {after}");
+    // No lens: the image as it is.
+    assert_eq!(rectified(&pinhole, &cam, Some(&[0.0; 5])), pinhole);
 }

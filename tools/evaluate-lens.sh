@@ -6,12 +6,15 @@
 # with another lens are measured beside the same-lens cases, for the model and raw pixels.
 # Test worlds: nothing is chosen or fitted on them.
 #
-#   tools/evaluate-lens.sh OUT [evaluate options, e.g. --checkpoint FILE --layers 6]
-# Writes OUT/MAP-map/QUERIES-queries/{MODEL}/ (evaluate's report) and prints one line per case.
+#   tools/evaluate-lens.sh OUT [--rectify] [evaluate options for the model, e.g. --checkpoint FILE]
+# --rectify: maps built with build-map --rectify (the queries of evaluate --map follow them).
+# Writes OUT/MAP-map/QUERIES-queries/{model,raw-pixels}/ (evaluate's report) and prints a table.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[ $# -ge 1 ] || { echo "usage: $0 OUT [evaluate options]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 OUT [--rectify] [evaluate options]" >&2; exit 2; }
 OUT="$1"; shift
+COMMON=()
+if [ "${1:-}" = --rectify ]; then COMMON+=(--rectify); shift; fi
 "$ROOT/tools/setup.sh" >/dev/null
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
@@ -24,7 +27,8 @@ for model in model raw-pixels; do
     # The map, from the world's own evaluation (same-lens queries).
     own="$OUT/$map-map/$map-queries/$model"
     mkdir -p "$(dirname "$own")"
-    "$TOOLS" evaluate --sequence "$map" --device cpu --out "$own" "${extra[@]}" >"$own.log" 2>&1
+    "$TOOLS" evaluate --sequence "$map" --device cpu --out "$own" "${COMMON[@]}" "${extra[@]}" \
+      >"$own.log" 2>&1
     for queries in cmu_test_drive cmu_test_drive_lens; do
       [ "$queries" = "$map" ] && continue
       other="$OUT/$map-map/$queries-queries/$model"
@@ -44,5 +48,6 @@ for model in ["model", "raw-pixels"]:
             r = [r for r in json.load(open(os.path.join(out, f"{m}-map", f"{q}-queries", model, "report.json")))["reports"]
                  if r["adaptation"] == "none"][0]
             print(f"{m:22s} {q:22s} {model:10s} {100*r['all']['accuracy']['5m,10deg']:12.1f}%  "
-                  f"{100*r['all']['recall_at_n']['1']:7.1f}%  {100*r['published']['scores']['inside_95_ellipsoid']:8.1f}%")
+                  f"{100*r['all']['recall_at_n']['1']:7.1f}%  {100*r['published']['scores']['inside_95_ellipsoid']:8.1f}%"
+                  + ("  rectified" if r.get("rectified") else ""))
 PY

@@ -31,6 +31,7 @@ pub fn run(
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
+    rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
@@ -46,6 +47,7 @@ pub fn run(
         per_camera,
         adapt_first,
         photometric,
+        rectify,
         yaw_views,
         options,
     );
@@ -100,6 +102,7 @@ fn run_in(
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
+    rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
 ) -> Result<Vec<Report>, PipelineError> {
@@ -114,6 +117,7 @@ fn run_in(
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
         enc.set_photometric(photometric);
+        enc.set_rectified(rectify);
         let map_path = out.join(format!(
             "map-{}.safetensors",
             if adapt { "adabn" } else { "none" }

@@ -128,6 +128,10 @@ pub struct Report {
     /// reports without the field: none.
     #[serde(default = "photometric_none")]
     pub photometric: String,
+    /// Whether map and query images were rectified with their intrinsics and lens
+    /// (`--rectify`). Older reports: false.
+    #[serde(default)]
+    pub rectified: bool,
     /// The map's yaw views (`--yaw-views`: `±3,±6 deg`; `none`). Older reports: none.
     #[serde(default = "views_none")]
     pub yaw_views: String,
@@ -556,6 +560,7 @@ pub fn evaluate(
         descriptor_values: map.dim(),
         adaptation: map.meta.encoder.adaptation.name().into(),
         photometric: map.meta.encoder.photometric_name(),
+        rectified: map.meta.encoder.rectified,
         yaw_views: crate::map::views::describe(&map.meta.yaw_views_deg),
         metric: loc.metric.name().into(),
         map_entries: map.len(),
@@ -598,12 +603,13 @@ pub fn markdown(reports: &[&Report]) -> String {
     let mut s = String::from("# Localization report\n\n");
     for r in reports {
         s.push_str(&format!(
-            "## {} (layers: {}, {} values; adaptation: {}, photometric: {}, yaw views: {}, metric: {}, {} map images, {} queries)\n\n",
+            "## {} (layers: {}, {} values; adaptation: {}, photometric: {}{}, yaw views: {}, metric: {}, {} map images, {} queries)\n\n",
             r.model,
             r.layers,
             r.descriptor_values,
             r.adaptation,
             r.photometric,
+            if r.rectified { ", rectified" } else { "" },
             r.yaw_views,
             r.metric,
             r.map_entries,

@@ -182,6 +182,26 @@ enum Net {
     RawPixels,
 }
 
+/// An image as the encoder takes it: decoded, and with `rectify` rectified with its intrinsics
+/// and lens (`crate::map::views::rectified`; an image without a lens as it is).
+fn load(p: &PosedImage, decode: Decode, rectify: bool) -> Result<RgbImage, EncodeError> {
+    let img = p.load_rgb(decode)?;
+    if !rectify {
+        return Ok(img);
+    }
+    let Some(k) = p.intrinsics else {
+        return Err(EncodeError::Other(format!(
+            "{}: no camera intrinsics, which rectification (--rectify) needs",
+            p.path.display()
+        )));
+    };
+    Ok(crate::map::views::rectified(
+        &img,
+        &k,
+        p.distortion.as_ref(),
+    ))
+}
+
 /// The images encoded for one source image (itself; with yaw views, its views too).
 type MakeImages<'a> =
     dyn Fn(&PosedImage, RgbImage) -> Result<Vec<RgbImage>, EncodeError> + Sync + 'a;
@@ -266,6 +286,7 @@ impl MapEncoder {
             normalisation: NORMALISATION.into(),
             adaptation: Adaptation::None,
             adaptation_images: 0,
+            rectified: false,
         };
         Ok(Self {
             net: Net::Dasgil {
@@ -296,6 +317,7 @@ impl MapEncoder {
                 normalisation: RAW_NORMALISATION.into(),
                 adaptation: Adaptation::None,
                 adaptation_images: 0,
+                rectified: false,
             },
             device: Device::Cpu,
             scale: None,
@@ -309,6 +331,12 @@ impl MapEncoder {
     pub fn set_photometric(&mut self, photometric: Photometric) {
         self.photometric = photometric;
         self.meta.normalisation = normalisation(self.is_raw(), photometric);
+    }
+
+    /// Sets whether each image is rectified with its intrinsics and lens before encoding
+    /// (`build-map --rectify`; stored in a map built with this encoder).
+    pub fn set_rectified(&mut self, on: bool) {
+        self.meta.rectified = on;
     }
 
     fn is_raw(&self) -> bool {
@@ -510,6 +538,7 @@ impl MapEncoder {
         if let Some(p) = map_photometric {
             self.set_photometric(p);
         }
+        self.set_rectified(m.rectified);
         if m.adaptation == Adaptation::Adabn {
             let stats = map.adapted_stats();
             let device = self.device;
@@ -575,6 +604,8 @@ impl MapEncoder {
         progress: Option<&Progress>,
     ) -> Result<(Vec<f32>, Vec<f32>), EncodeError> {
         let per = 1 + yaws.len();
+        // A rectified image has no lens left.
+        let rectified = self.meta.rectified;
         let views = |p: &PosedImage, img: RgbImage| -> Result<Vec<RgbImage>, EncodeError> {
             let k = p.intrinsics.ok_or_else(|| {
                 EncodeError::Other(format!(
@@ -586,7 +617,7 @@ impl MapEncoder {
             out.extend(crate::map::views::yaw_views(
                 &img,
                 &k,
-                p.distortion.as_ref(),
+                p.distortion.as_ref().filter(|_| !rectified),
                 yaws,
             ));
             out.insert(0, img);
@@ -616,11 +647,12 @@ impl MapEncoder {
         let dim = self.dim();
         let mut out = Vec::with_capacity(images.len() * per_image * dim);
         let preparer = self.preparer();
+        let rectify = self.meta.rectified;
         let prepared_of = move |chunk: &[PosedImage]| -> Result<Vec<Vec<f32>>, EncodeError> {
             let per: Vec<Vec<Vec<f32>>> = chunk
                 .par_iter()
                 .map(|p| {
-                    let img = p.load_rgb(decode)?;
+                    let img = load(p, decode, rectify)?;
                     make(p, img)?
                         .iter()
                         .map(|v| preparer.prepare(v))
@@ -667,10 +699,11 @@ impl MapEncoder {
         let n = images.len().min(ADAPTATION_IMAGES);
         let picks: Vec<usize> = (0..n).map(|i| i * images.len() / n.max(1)).collect();
         let preparer = self.preparer();
+        let rectify = self.meta.rectified;
         picks
             .par_iter()
             .map(|&i| {
-                let img = images[i].load_rgb(decode)?;
+                let img = load(&images[i], decode, rectify)?;
                 preparer.prepare(&img)
             })
             .collect()

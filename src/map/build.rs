@@ -161,7 +161,18 @@ pub fn build_map(
         };
         return Err(PipelineError::Unposed { examples, hint });
     }
-    if !opts.yaw_views.is_empty() {
+    // The options that need each image's intrinsics.
+    let needs_intrinsics = if !opts.yaw_views.is_empty() {
+        Some(("--yaw-views", "turns each map image about its camera"))
+    } else if encoder.meta.rectified {
+        Some((
+            "--rectify",
+            "undistorts each map image with its camera's lens",
+        ))
+    } else {
+        None
+    };
+    if let Some((option, purpose)) = needs_intrinsics {
         if let Some(examples) = examples(db, |p| p.intrinsics.is_none()) {
             // A recording says per topic why it has none.
             let why: Vec<&str> = src
@@ -172,6 +183,8 @@ pub fn build_map(
                 .collect();
             return Err(if why.is_empty() {
                 PipelineError::NoIntrinsics {
+                    option,
+                    purpose,
                     what: format!("the source gives none for {examples}"),
                     hint: "the readers that give intrinsics: Extended CMU-Seasons \
                            (intrinsics.txt), Virtual KITTI 2 (intrinsic.txt), KITTI odometry \
@@ -181,6 +194,8 @@ pub fn build_map(
                 }
             } else {
                 PipelineError::NoIntrinsics {
+                    option,
+                    purpose,
                     what: why.join("; "),
                     hint: "a recording gives them in each image topic's camera_info topic, \
                            --camera-info-topic names it when it is not beside the image topic"
@@ -362,7 +377,7 @@ pub fn build_map_summary(
     cameras.sort();
     cameras.dedup();
     Ok(format!(
-"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}), {} in {}",
+"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}{}), {} in {}",
         out.display(),
         meta.names.len(),
         cameras.len(),
@@ -375,6 +390,11 @@ pub fn build_map_summary(
         meta.encoder.model_fingerprint,
         meta.encoder.adaptation,
         meta.encoder.photometric_name(),
+        if meta.encoder.rectified {
+            ", rectified"
+        } else {
+            ""
+        },
         if meta.yaw_views_deg.is_empty() {
             String::new()
         } else {

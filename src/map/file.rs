@@ -48,6 +48,16 @@ pub struct EncoderMeta {
     pub adaptation: Adaptation,
     /// Images the statistics were estimated on.
     pub adaptation_images: usize,
+    /// Whether each image was rectified with its intrinsics and lens before encoding
+    /// (`build-map --rectify`: what an ideal pinhole with the same intrinsics would have
+    /// taken); queries of `evaluate --map` follow the map, the node's frames must come rectified
+    /// (an `image_rect` topic). Absent in older maps: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rectified: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// What made a map's descriptors (stored by these names).
@@ -123,6 +133,7 @@ impl MapMeta {
                 normalisation: "none".into(),
                 adaptation: Adaptation::None,
                 adaptation_images: 0,
+                rectified: false,
             },
             metric: "l1".into(),
             source: SourceMeta {

@@ -304,6 +304,35 @@ pub fn yaw_views(
         .collect()
 }
 
+/// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
+/// lens `distortion`) rectified: what an ideal pinhole camera with the same intrinsics and size
+/// would have taken (`build-map --rectify`; image_proc's rectification with the same K as the new
+/// camera matrix). Each output pixel's ray is distorted into the image and sampled bilinearly;
+/// black where the image shows nothing (with a barrel lens, nowhere: the lens sees wider). No
+/// lens (None or all zero): the image unchanged.
+pub fn rectified(img: &RgbImage, k: &Pinhole, distortion: Option<&Distortion>) -> RgbImage {
+    let Some(d) = distortion.filter(|d| d.iter().any(|&c| c != 0.0)) else {
+        return img.clone();
+    };
+    let (w, h) = img.dimensions();
+    let k = if (k.width, k.height) == (w, h) {
+        *k
+    } else {
+        k.scaled(w, h)
+    };
+    // Rays past where the lens model folds back are not in the image (a ghost of another
+    // direction would land there).
+    let fold = fold_r2(d).unwrap_or(f64::INFINITY);
+    RgbImage::from_fn(w, h, |u, v| {
+        let (x, y) = ((u as f64 - k.cx) / k.fx, (v as f64 - k.cy) / k.fy);
+        if x * x + y * y > fold {
+            return Rgb([0, 0, 0]);
+        }
+        let (xd, yd) = distort(d, x, y);
+        bilinear(img, k.fx * xd + k.cx, k.fy * yd + k.cy).unwrap_or(Rgb([0, 0, 0]))
+    })
+}
+
 /// The colour at (x, y) (pixel centres at integers), None outside the image.
 fn bilinear(img: &RgbImage, x: f64, y: f64) -> Option<Rgb<u8>> {
     let (w, h) = img.dimensions();

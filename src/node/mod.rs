@@ -961,12 +961,32 @@ pub async fn run() -> Result<()> {
         String::new()
     };
     let info = Arc::new(Mutex::new(map_info(&loc)));
+    if loc.map.meta.encoder.rectified {
+        // The node takes frames as they come; a rectified map wants rectified frames.
+        let raw: Vec<&String> = params
+            .image_topics
+            .0
+            .iter()
+            .filter(|t| !t.contains("rect"))
+            .collect();
+        if !raw.is_empty() {
+            tracing::warn!(
+                "map {} was built from rectified images (build-map --rectify), and the node                  encodes frames as they arrive: {raw:?} do not look rectified (image_proc                  publishes image_rect); frames through another lens than the map's retrieve                  worse (maps/models/MODEL_CARD.md, \"Lenses\")",
+                params.map
+            );
+        }
+    }
     tracing::info!(
-        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}, yaw views {}), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
+        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         loc.map.meta.encoder.adaptation,
         loc.map.meta.encoder.photometric_name(),
+        if loc.map.meta.encoder.rectified {
+            ", rectified"
+        } else {
+            ""
+        },
         crate::map::views::describe(&loc.map.meta.yaw_views_deg),
         checkpoint.display(),
         params.image_topics.0,

@@ -47,7 +47,12 @@ pub fn python_tool(script: &str, args: &[&str]) -> String {
 /// `dasgil-tools synth cmu` into `root`: a small Extended CMU-Seasons slice 3 of `places`
 /// places, 128x96, snow and overcast queries.
 pub fn small_cmu(root: &Path, places: &str) {
-    run_tools_ok(&[
+    small_cmu_with(root, places, &[]);
+}
+
+/// [`small_cmu`] with more `synth cmu` options (`--lens cmu`, ...).
+pub fn small_cmu_with(root: &Path, places: &str, more: &[&str]) {
+    let mut args = vec![
         "synth",
         "cmu",
         "--out",
@@ -62,7 +67,9 @@ pub fn small_cmu(root: &Path, places: &str) {
         "96",
         "--conditions",
         "snow,overcast",
-    ]);
+    ];
+    args.extend_from_slice(more);
+    run_tools_ok(&args);
 }
 
 /// Reads a safetensors file into name -> tensor.

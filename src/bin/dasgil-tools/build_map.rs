@@ -28,6 +28,15 @@ pub(crate) struct BuildMapArgs {
     /// become 0 and 255, which undoes a global exposure, contrast or colour-cast change).
     #[arg(long, default_value = "none", value_parser = photometric_parser())]
     photometric: dasgil::data::preprocess::Photometric,
+    /// Rectify each image with its camera's intrinsics and lens before encoding (what an ideal
+    /// pinhole with the same intrinsics and size would have taken; stored in the map, and
+    /// evaluate's queries follow it), as the paper's authors did with Extended CMU-Seasons
+    /// (their database_rect/ and query_rect/). Use it when the robot's camera differs from the
+    /// map's, and feed the node rectified frames (image_proc's image_rect topic): a map and
+    /// queries through different lenses lose retrieval (maps/models/MODEL_CARD.md, "Lenses").
+    /// Needs intrinsics (as --yaw-views); images without a lens are encoded as they are.
+    #[arg(long)]
+    rectify: bool,
     /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).
     #[arg(long)]
     f16: bool,
@@ -69,6 +78,7 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         a.model.device()?,
     )?;
     enc.set_photometric(a.photometric);
+    enc.set_rectified(a.rectify);
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.map.safetensors",

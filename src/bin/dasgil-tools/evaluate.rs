@@ -19,7 +19,7 @@ pub(crate) struct EvaluateArgs {
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
     /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
     /// adaptation and metric; one report.
-    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric", "yaw_views"])]
+    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric", "rectify", "yaw_views"])]
     map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
@@ -37,6 +37,10 @@ pub(crate) struct EvaluateArgs {
     /// build-map --photometric). Not with --map: queries follow the map's mode.
     #[arg(long, default_value = "none", value_parser = photometric_parser())]
     photometric: dasgil::data::preprocess::Photometric,
+    /// Rectify map and query images with their intrinsics and lens before encoding (as
+    /// build-map --rectify). Not with --map: queries follow the map.
+    #[arg(long)]
+    rectify: bool,
     /// Yaw views of every map image (as build-map --yaw-views, e.g. 3,6). Not with --map: a
     /// map's views are fixed when it is built, and its queries search them.
     #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_negative_numbers = true)]
@@ -227,6 +231,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             !a.shared,
             a.adapt,
             a.photometric,
+            a.rectify,
             a.yaw_views.as_ref().map_or(&[][..], |v| &v.0[..]),
             &options,
         )?
@@ -250,8 +255,9 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (layers {}, adaptation {}, photometric {}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            "{} (layers {}, adaptation {}, photometric {}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
             r.model, r.layers, r.adaptation, r.photometric,
+            if r.rectified { ", rectified" } else { "" },
             if r.yaw_views == "none" { String::new() } else { format!(", yaw views {}", r.yaw_views) },
             r.all.queries, r.map_entries,
             acc((0.25, 2.0)), acc((0.5, 5.0)), acc((5.0, 10.0)),

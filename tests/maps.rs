@@ -1676,7 +1676,10 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
     a.push("--rectify");
     let e = err(&a);
     assert!(
-        e.contains("--rectify undistorts each map image with its camera's lens, which needs the camera's intrinsics"),
+        e.contains(
+            "--rectify undistorts each map image with its camera's lens, which needs the \
+             camera's intrinsics; the source gives none for"
+        ),
         "{e}"
     );
 }

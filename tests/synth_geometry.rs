@@ -129,7 +129,7 @@ fn opencv_distort(d: [f64; 5], x: f64, y: f64) -> (f64, f64) {
 
 /// `synth cmu --lens cmu`: the box's top-left front corner, 10 m ahead, 5 m left and 3 m above
 /// the camera (normalised (-0.5, -0.3), where a pinhole would put it), renders where the real
-/// c0 lens moves it: 22 px nearer the centre.
+/// c0 lens moves it: about 25 px right and 15 px down, nearer the centre.
 #[test]
 fn through_the_cmu_lens_a_corner_renders_where_the_distortion_moves_it() {
     let building = Object {

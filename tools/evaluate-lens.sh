@@ -6,8 +6,11 @@
 # with another lens are measured beside the same-lens cases, for the model and raw pixels.
 # Test worlds: nothing is chosen or fitted on them.
 #
-#   tools/evaluate-lens.sh OUT [--rectify] [evaluate options for the model, e.g. --checkpoint FILE]
+#   tools/evaluate-lens.sh OUT [--rectify] [--checkpoint FILE] [--layers L]
 # --rectify: maps built with build-map --rectify (the queries of evaluate --map follow them).
+# The other options choose the model (--checkpoint, --layers: what a map records); options of the
+# search (--filter, --min-confidence) and --device are not taken, as the cross runs could not
+# follow them. Runs on the CPU.
 # Writes OUT/MAP-map/QUERIES-queries/{model,raw-pixels}/ (evaluate's report) and prints a table.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +18,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$1"; shift
 COMMON=()
 if [ "${1:-}" = --rectify ]; then COMMON+=(--rectify); shift; fi
+for o in "$@"; do
+  case "$o" in
+    --filter*|--min-confidence*|--device*|--map*|--baseline*)
+      echo "$0: $o is not taken (see the header: model options only)" >&2; exit 2 ;;
+  esac
+done
 "$ROOT/tools/setup.sh" >/dev/null
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
@@ -27,7 +36,8 @@ for model in model raw-pixels; do
     # The map, from the world's own evaluation (same-lens queries).
     own="$OUT/$map-map/$map-queries/$model"
     mkdir -p "$(dirname "$own")"
-    "$TOOLS" evaluate --sequence "$map" --device cpu --out "$own" "${COMMON[@]}" "${extra[@]}" \
+    "$TOOLS" evaluate --sequence "$map" --device cpu --out "$own" ${COMMON[@]+"${COMMON[@]}"} \
+      ${extra[@]+"${extra[@]}"} \
       >"$own.log" 2>&1
     for queries in cmu_test_drive cmu_test_drive_lens; do
       [ "$queries" = "$map" ] && continue

@@ -107,7 +107,9 @@ case "$APPEARANCE" in
   wide) VKITTI=vkitti2-wide
     render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
       --appearance wide ;;
-  random) VKITTI=vkitti2-random
+  # -lens: since 2026-12-03 the random appearance draws a lens per scene and variation too;
+  # a folder rendered before (vkitti2-random, pinhole only) is not reused.
+  random) VKITTI=vkitti2-random-lens
     render "$VKITTI" vkitti2 --seed 1001 --scenes 16 --frames 12 --width 828 --height 250 \
       --appearance random ;;
   *) render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 ;;

@@ -368,8 +368,9 @@ pub fn evaluate(
         }
     }
     let progress = crate::progress::Progress::new("evaluate", "queries", owned.len() as u64, 0);
-    // Batched encoding of the query files, decoded by the map's recipe (Localizer::describe
-    // per file gives the same descriptors, one at a time).
+    // Batched encoding of the query files, decoded by the map's recipe and, for a rectified
+    // map, rectified with each file's intrinsics (Localizer::describe per frame gives the same
+    // descriptors for an unrectified map; it encodes frames as they are).
     let desc = loc
         .encoder
         .encode_images(owned, map.meta.image_decoding(), Some(&progress))?;

@@ -191,7 +191,8 @@ fn load(p: &PosedImage, decode: Decode, rectify: bool) -> Result<RgbImage, Encod
     }
     let Some(k) = p.intrinsics else {
         return Err(EncodeError::Other(format!(
-            "{}: no camera intrinsics, which rectification (--rectify) needs",
+            "{}: no camera intrinsics, which rectification needs (--rectify, or a map built with \
+             it)",
             p.path.display()
         )));
     };

@@ -162,15 +162,17 @@ pub fn build_map(
         return Err(PipelineError::Unposed { examples, hint });
     }
     // The options that need each image's intrinsics.
-    let needs_intrinsics = if !opts.yaw_views.is_empty() {
-        Some(("--yaw-views", "turns each map image about its camera"))
-    } else if encoder.meta.rectified {
-        Some((
+    let needs_intrinsics = match (!opts.yaw_views.is_empty(), encoder.meta.rectified) {
+        (true, false) => Some(("--yaw-views", "turns each map image about its camera")),
+        (false, true) => Some((
             "--rectify",
             "undistorts each map image with its camera's lens",
-        ))
-    } else {
-        None
+        )),
+        (true, true) => Some((
+            "--yaw-views (and --rectify)",
+            "turns each map image about its camera (and undistorts it with its lens)",
+        )),
+        (false, false) => None,
     };
     if let Some((option, purpose)) = needs_intrinsics {
         if let Some(examples) = examples(db, |p| p.intrinsics.is_none()) {

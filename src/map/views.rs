@@ -115,7 +115,7 @@ pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
 
 /// The inverse of [`distort`]: fixed-point iteration (as OpenCV's undistortPoints, iterated to
 /// convergence), and where that does not converge (a strong barrel far from the centre: the
-/// iteration oscillates) Newton's method on the lens model from where it stopped. None where
+/// iteration oscillates) Newton's method on the lens model from the distorted point. None where
 /// neither finds a point that distorts back to (xd, yd) before the lens model folds back (far
 /// outside the lens's valid field).
 pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
@@ -306,8 +306,9 @@ pub fn yaw_views(
 
 /// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
 /// lens `distortion`) rectified: what an ideal pinhole camera with the same intrinsics and size
-/// would have taken (`build-map --rectify`; image_proc's rectification with the same K as the new
-/// camera matrix). Each output pixel's ray is distorted into the image and sampled bilinearly;
+/// would have taken (`build-map --rectify`; OpenCV's undistort with K as the new camera matrix.
+/// image_proc's `image_rect` maps to the calibration's P instead, which may differ from K in
+/// focal length and centre). Each output pixel's ray is distorted into the image and sampled bilinearly;
 /// black where the image shows nothing (with a barrel lens, nowhere: the lens sees wider). No
 /// lens (None or all zero): the image unchanged.
 pub fn rectified(img: &RgbImage, k: &Pinhole, distortion: Option<&Distortion>) -> RgbImage {

@@ -967,11 +967,14 @@ pub async fn run() -> Result<()> {
             .image_topics
             .0
             .iter()
-            .filter(|t| !t.contains("rect"))
+            .filter(|t| !crate::bag::lens::is_rectified(t, params.transport == "compressed"))
             .collect();
         if !raw.is_empty() {
             tracing::warn!(
-                "map {} was built from rectified images (build-map --rectify), and the node                  encodes frames as they arrive: {raw:?} do not look rectified (image_proc                  publishes image_rect); frames through another lens than the map's retrieve                  worse (maps/models/MODEL_CARD.md, \"Lenses\")",
+                "map {} was built from rectified images (build-map --rectify), and the node \
+                 encodes frames as they arrive: {raw:?} do not look rectified (image_proc \
+                 publishes image_rect); frames through another lens than the map's retrieve \
+                 worse (maps/models/MODEL_CARD.md, \"Lenses\")",
                 params.map
             );
         }

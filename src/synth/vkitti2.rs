@@ -139,8 +139,8 @@ impl Default for Rig {
 /// A lens drawn from `d` (uniform draws in [0, 1) by index): two in five an ideal pinhole,
 /// the others radial distortion from a mild pincushion (k1 = 0.05) to a barrel stronger than
 /// Extended CMU-Seasons' cameras (k1 = -0.45; theirs is about -0.4), k2 following k1 as in
-/// those cameras (about -0.47 k1, never folding back inside the image: 9 k1^2 < 20 k2), and a
-/// tangential part of up to 0.001.
+/// those cameras (about -0.47 k1, so a barrel never folds back inside the image: 9 k1^2 < 20
+/// k2; a pincushion, k2 = 0, never folds), and a tangential part of up to 0.001.
 fn random_lens(d: impl Fn(i64) -> f64) -> Distortion {
     if d(6) < 0.4 {
         return [0.0; 5];

@@ -62,8 +62,8 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}, yaw \
-         views {}); queries are encoded the same way",
+        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}{}, \
+         yaw views {}); queries are encoded the same way{}",
         a.map.display(),
         map.len(),
         map.meta.encoder.kind,
@@ -71,7 +71,17 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
         map.dim(),
         map.meta.encoder.adaptation,
         map.meta.encoder.photometric_name(),
-        dasgil::map::views::describe(&map.meta.yaw_views_deg)
+        if map.meta.encoder.rectified {
+            ", rectified"
+        } else {
+            ""
+        },
+        dasgil::map::views::describe(&map.meta.yaw_views_deg),
+        if map.meta.encoder.rectified {
+            ", except rectification: give rectified images (localize encodes them as they are)"
+        } else {
+            ""
+        }
     );
     // --camera picks the map images to search (not with --shared, which searches all).
     if let (Some(c), false) = (&a.camera, a.shared) {

@@ -67,8 +67,10 @@ pub enum PipelineError {
     CompressWide { dims: usize, dim: usize },
     #[error("images without a pose cannot be map entries: {examples}{hint}")]
     Unposed { examples: String, hint: String },
-    #[error("{option} {purpose}, which needs the camera's intrinsics; {what} (build the map without {option}; {hint})")]
+    #[error("{option} {purpose}, which needs the camera's intrinsics; {what} ({doing} without {option}; {hint})")]
     NoIntrinsics {
+        /// What to do without the option: `build the map`, `replay`.
+        doing: &'static str,
         /// The option that needs them (`--yaw-views`, `--rectify`).
         option: &'static str,
         /// What it does with them.

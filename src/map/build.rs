@@ -81,6 +81,54 @@ fn examples(db: &[PosedImage], lacks: impl Fn(&PosedImage) -> bool) -> Option<St
     Some(format!("{}{more}", found[..found.len().min(3)].join(", ")))
 }
 
+/// The error for `option` (which `purpose`, with each image's intrinsics) when some of
+/// `images` (of `src`) have none: a recording's notes say per topic why, else example paths,
+/// and the way out is `doing` without the option; None when every image has intrinsics.
+pub fn missing_intrinsics<'a>(
+    src: &SourceImages,
+    images: impl Iterator<Item = &'a PosedImage>,
+    doing: &'static str,
+    option: &'static str,
+    purpose: &'static str,
+) -> Option<PipelineError> {
+    let without: Vec<PosedImage> = images
+        .filter(|p| p.intrinsics.is_none())
+        .take(4)
+        .cloned()
+        .collect();
+    let examples = examples(&without, |_| true)?;
+    // A recording says per topic why it has none.
+    let why: Vec<&str> = src
+        .notes
+        .iter()
+        .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS))
+        .map(String::as_str)
+        .collect();
+    Some(if why.is_empty() {
+        PipelineError::NoIntrinsics {
+            doing,
+            option,
+            purpose,
+            what: format!("the source gives none for {examples}"),
+            hint: "the readers that give intrinsics: Extended CMU-Seasons (intrinsics.txt), \
+                   Virtual KITTI 2 (intrinsic.txt), KITTI odometry (calib.txt) and rosbag2 \
+                   recordings (each image topic's sensor_msgs/CameraInfo); RobotCar traversals \
+                   do not yet"
+                .into(),
+        }
+    } else {
+        PipelineError::NoIntrinsics {
+            doing,
+            option,
+            purpose,
+            what: why.join("; "),
+            hint: "a recording gives them in each image topic's camera_info topic, \
+                   --camera-info-topic names it when it is not beside the image topic"
+                .into(),
+        }
+    })
+}
+
 /// The database with each image once: an image listed again with the same pose (within 1 mm
 /// and 0.001 rad) is dropped and counted; listed again with another pose, it is refused (one
 /// image cannot be two places). Same path, same image: a timestamp listed twice is one too.
@@ -175,35 +223,8 @@ pub fn build_map(
         (false, false) => None,
     };
     if let Some((option, purpose)) = needs_intrinsics {
-        if let Some(examples) = examples(db, |p| p.intrinsics.is_none()) {
-            // A recording says per topic why it has none.
-            let why: Vec<&str> = src
-                .notes
-                .iter()
-                .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS))
-                .map(String::as_str)
-                .collect();
-            return Err(if why.is_empty() {
-                PipelineError::NoIntrinsics {
-                    option,
-                    purpose,
-                    what: format!("the source gives none for {examples}"),
-                    hint: "the readers that give intrinsics: Extended CMU-Seasons \
-                           (intrinsics.txt), Virtual KITTI 2 (intrinsic.txt), KITTI odometry \
-                           (calib.txt) and rosbag2 recordings (each image topic's \
-                           sensor_msgs/CameraInfo); RobotCar traversals do not yet"
-                        .into(),
-                }
-            } else {
-                PipelineError::NoIntrinsics {
-                    option,
-                    purpose,
-                    what: why.join("; "),
-                    hint: "a recording gives them in each image topic's camera_info topic, \
-                           --camera-info-topic names it when it is not beside the image topic"
-                        .into(),
-                }
-            });
+        if let Some(e) = missing_intrinsics(src, db.iter(), "build the map", option, purpose) {
+            return Err(e);
         }
     }
     if opts.adapt && encoder.adaptable() {

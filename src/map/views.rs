@@ -96,6 +96,27 @@ pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
 /// `plumb_bob`'s order) on normalised coordinates (so the same at any image size).
 pub type Distortion = [f64; 5];
 
+/// `distortion` if it bends anything (a coefficient other than zero), else None: an all-zero
+/// lens is an ideal pinhole.
+pub fn lens_of(distortion: Option<&Distortion>) -> Option<&Distortion> {
+    distortion.filter(|d| d.iter().any(|&c| c != 0.0))
+}
+
+/// Intrinsics `k` (given at any size) for an image of `w` x `h` pixels.
+fn intrinsics_at(k: &Pinhole, w: u32, h: u32) -> Pinhole {
+    if (k.width, k.height) == (w, h) {
+        *k
+    } else {
+        k.scaled(w, h)
+    }
+}
+
+/// How far `(x, y)` distorts from the distorted point `(xd, yd)`: distort(x, y) - (xd, yd).
+fn residual(d: &Distortion, x: f64, y: f64, xd: f64, yd: f64) -> (f64, f64) {
+    let (cx, cy) = distort(d, x, y);
+    (cx - xd, cy - yd)
+}
+
 /// The radial factor `1 + k1 r^2 + k2 r^4 + k3 r^6` at `r2` = r^2.
 fn radial(d: &Distortion, r2: f64) -> f64 {
     let [k1, k2, _, _, k3] = *d;
@@ -121,9 +142,9 @@ pub fn distort(d: &Distortion, x: f64, y: f64) -> (f64, f64) {
 pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
     let [_, _, p1, p2, _] = *d;
     let (mut x, mut y) = (xd, yd);
-    let residual = |x: f64, y: f64| {
-        let (cx, cy) = distort(d, x, y);
-        (cx - xd).hypot(cy - yd)
+    let miss = |x: f64, y: f64| {
+        let (ex, ey) = residual(d, x, y, xd, yd);
+        ex.hypot(ey)
     };
     for _ in 0..100 {
         let r2 = x * x + y * y;
@@ -140,23 +161,19 @@ pub fn undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
             break;
         }
     }
-    if !(x.is_finite() && y.is_finite() && residual(x, y) < 1e-8) {
+    if !(x.is_finite() && y.is_finite() && miss(x, y) < 1e-8) {
         (x, y) = newton_undistort(d, xd, yd)?;
     }
     let within_fold = fold_r2(d).is_none_or(|fold| x * x + y * y <= fold);
-    (residual(x, y) < 1e-8 && within_fold).then_some((x, y))
+    (miss(x, y) < 1e-8 && within_fold).then_some((x, y))
 }
 
 /// Newton's method for [`undistort`], from the distorted point itself, each step halved until
 /// the residual shrinks.
 fn newton_undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
     let [k1, k2, p1, p2, k3] = *d;
-    let residual = |x: f64, y: f64| {
-        let (cx, cy) = distort(d, x, y);
-        (cx - xd, cy - yd)
-    };
     let (mut x, mut y) = (xd, yd);
-    let (mut ex, mut ey) = residual(x, y);
+    let (mut ex, mut ey) = residual(d, x, y, xd, yd);
     for _ in 0..100 {
         if ex.hypot(ey) < 1e-12 {
             break;
@@ -178,7 +195,7 @@ fn newton_undistort(d: &Distortion, xd: f64, yd: f64) -> Option<(f64, f64)> {
         let mut t = 1.0;
         loop {
             let (nx, ny) = (x - t * sx, y - t * sy);
-            let (nex, ney) = residual(nx, ny);
+            let (nex, ney) = residual(d, nx, ny, xd, yd);
             if nex.hypot(ney) < ex.hypot(ey) {
                 (x, y, ex, ey) = (nx, ny, nex, ney);
                 break;
@@ -241,12 +258,8 @@ pub fn yaw_views(
     yaws: &[f64],
 ) -> Vec<RgbImage> {
     let (w, h) = img.dimensions();
-    let k = if (k.width, k.height) == (w, h) {
-        *k
-    } else {
-        k.scaled(w, h)
-    };
-    let lens = distortion.filter(|d| d.iter().any(|&c| c != 0.0));
+    let k = intrinsics_at(k, w, h);
+    let lens = lens_of(distortion);
     let to_norm = |u: f64, v: f64| ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
     // The field the image covers: the largest undistorted radius of its corners, and never
     // past where the lens model folds back (beyond it a ray would land inside the image again,
@@ -306,21 +319,17 @@ pub fn yaw_views(
 
 /// The image `img` (taken with intrinsics `k`, given at any size: scaled to the image's, and
 /// lens `distortion`) rectified: what an ideal pinhole camera with the same intrinsics and size
-/// would have taken (`build-map --rectify`; OpenCV's undistort with K as the new camera matrix.
-/// image_proc's `image_rect` maps to the calibration's P instead, which may differ from K in
-/// focal length and centre). Each output pixel's ray is distorted into the image and sampled bilinearly;
-/// black where the image shows nothing (with a barrel lens, nowhere: the lens sees wider). No
-/// lens (None or all zero): the image unchanged.
+/// would have taken (`build-map --rectify`; OpenCV's undistort with K as the new camera
+/// matrix. image_proc's `image_rect` maps to the calibration's P instead, which may differ
+/// from K in focal length and centre). Each output pixel's ray is distorted into the image and
+/// sampled bilinearly; black where the image shows nothing (with a barrel lens, nowhere: the
+/// lens sees wider). No lens (None or all zero): the image unchanged.
 pub fn rectified(img: &RgbImage, k: &Pinhole, distortion: Option<&Distortion>) -> RgbImage {
-    let Some(d) = distortion.filter(|d| d.iter().any(|&c| c != 0.0)) else {
+    let Some(d) = lens_of(distortion) else {
         return img.clone();
     };
     let (w, h) = img.dimensions();
-    let k = if (k.width, k.height) == (w, h) {
-        *k
-    } else {
-        k.scaled(w, h)
-    };
+    let k = intrinsics_at(k, w, h);
     // Rays past where the lens model folds back are not in the image (a ghost of another
     // direction would land there).
     let fold = fold_r2(d).unwrap_or(f64::INFINITY);

@@ -37,6 +37,10 @@ pub struct ReplayOptions {
     pub stamps: Option<Stamps>,
     /// sensor_msgs/CompressedImage (the files' JPEG/PNG bytes) instead of sensor_msgs/Image rgb8.
     pub compressed: bool,
+    /// Each frame rectified with its camera's intrinsics and lens before it is published
+    /// (`map::views::rectified`, what `build-map --rectify` encodes), as image_proc's
+    /// `image_rect` topics carry rectified frames; compressed, a rectified frame is sent as PNG.
+    pub rectify: bool,
     pub prior_topic: String,
     /// How long to wait for the node to subscribe.
     pub wait: Duration,
@@ -80,16 +84,18 @@ impl Publisher {
         .unwrap_or(0)
     }
 
-    /// Reads (and for raw, decodes) the frame, then stamps it (`stamp`, or the time of sending
-    /// when None) and publishes it; returns the stamp and the time of sending. Decoding happens
-    /// before the time of sending is taken, as in a camera driver that stamps a frame when it
-    /// is ready, so the measured latency is the node's and DDS's.
+    /// Reads (and for raw, decodes; with `rectify`, rectifies) the frame, then stamps it
+    /// (`stamp`, or the time of sending when None) and publishes it; returns the stamp and the
+    /// time of sending. Decoding happens before the time of sending is taken, as in a camera
+    /// driver that stamps a frame when it is ready, so the measured latency is the node's and
+    /// DDS's.
     fn send(
         &self,
         q: &PosedImage,
         src: &SourceImages,
         camera: &str,
         stamp: Option<i64>,
+        rectify: bool,
     ) -> Result<(i64, i64)> {
         let header = |stamp_ns: i64| -> Result<r2r::std_msgs::msg::Header> {
             Ok(r2r::std_msgs::msg::Header {
@@ -103,6 +109,7 @@ impl Publisher {
                 let img = q
                     .load_rgb(src.decode)
                     .with_context(|| format!("query {}", q.path.display()))?;
+                let img = if rectify { rectified(q, &img)? } else { img };
                 let mut msg = r2r::sensor_msgs::msg::Image {
                     header: Default::default(),
                     height: img.height(),
@@ -117,11 +124,25 @@ impl Publisher {
                 p.publish(&msg)?;
             }
             Publisher::Compressed(p) => {
-                let data = std::fs::read(&q.path)
-                    .with_context(|| format!("cannot read {}", q.path.display()))?;
-                let format = match q.path.extension().and_then(|e| e.to_str()) {
-                    Some("png") => "png",
-                    _ => "jpeg",
+                let lens = crate::map::views::lens_of(q.distortion.as_ref());
+                let (data, format) = if rectify && lens.is_some() {
+                    // Re-encoded losslessly: the node decodes what was rectified.
+                    let img = q
+                        .load_rgb(src.decode)
+                        .with_context(|| format!("query {}", q.path.display()))?;
+                    let mut png = Vec::new();
+                    rectified(q, &img)?
+                        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                        .with_context(|| format!("encoding {} rectified", q.path.display()))?;
+                    (png, "png")
+                } else {
+                    let data = std::fs::read(&q.path)
+                        .with_context(|| format!("cannot read {}", q.path.display()))?;
+                    let format = match q.path.extension().and_then(|e| e.to_str()) {
+                        Some("png") => "png",
+                        _ => "jpeg",
+                    };
+                    (data, format)
                 };
                 sent = now_ns();
                 p.publish(&r2r::sensor_msgs::msg::CompressedImage {
@@ -133,6 +154,18 @@ impl Publisher {
         }
         Ok((stamp.unwrap_or(sent), sent))
     }
+}
+
+/// Frame `img` of `q` rectified with its intrinsics and lens (`map::views::rectified`); an
+/// error when `q` has no intrinsics.
+fn rectified(q: &PosedImage, img: &image::RgbImage) -> Result<image::RgbImage> {
+    let k = q.intrinsics.with_context(|| {
+        format!(
+            "--rectify: {} has no camera intrinsics, which rectification needs",
+            q.path.display()
+        )
+    })?;
+    Ok(crate::map::views::rectified(img, &k, q.distortion.as_ref()))
 }
 
 /// Sends the queries of `opts.cameras` (each camera's in sequence order, cameras interleaved
@@ -316,6 +349,17 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                 "--camera-ids: the sequence has no query images of camera `{c}` (it has: {})",
                 have.join(", ")
             );
+        }
+    }
+    if opts.rectify {
+        // Before any frame is sent: a replay that stops at its first frame without intrinsics
+        // would have scored a part of the frames.
+        let played = per_camera.iter().flatten().map(|&i| &src.queries[i]);
+        let purpose = "undistorts each frame with its camera's lens";
+        if let Some(e) =
+            crate::map::build::missing_intrinsics(src, played, "replay", "--rectify", purpose)
+        {
+            return Err(e.into());
         }
     }
     // Ctrl-C and SIGTERM stop the waits at once and the playing at the next frame; what was
@@ -533,7 +577,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                     Stamps::Send => None,
                 };
                 let (stamp_ns, sent_ns) =
-                    pubs[j].send(&src.queries[qi], src, &opts.cameras[j], stamp)?;
+                    pubs[j].send(&src.queries[qi], src, &opts.cameras[j], stamp, opts.rectify)?;
                 sent.push(Sent {
                     stamp_ns,
                     sent_ns,

@@ -1,7 +1,8 @@
 //! Ray casting of the procedural world with a pinhole camera, optionally behind a distorting lens
 //! ([`render_through`]): one ray through each pixel centre gives the RGB colour, the z-depth and
-//! the Virtual KITTI 2 class of the same surface point, so the three images agree exactly. Objects are found by walking the world's 2-D grid cell by
-//! cell along the ray (DDA); the ground is the plane z = 0; sun shadows come from a second ray.
+//! the Virtual KITTI 2 class of the same surface point, so the three images agree exactly.
+//! Objects are found by walking the world's 2-D grid cell by cell along the ray (DDA); the
+//! ground is the plane z = 0; sun shadows come from a second ray.
 
 use image::RgbImage;
 use nalgebra::{Point3, Vector3};
@@ -11,7 +12,7 @@ use super::noise::{fbm2, hash, unit, value2};
 use super::style::Part;
 use super::world::{class, Material, Object, Shape, World, SIDEWALK};
 use crate::geom::{Pinhole, Pose};
-use crate::map::views::{undistort, Distortion};
+use crate::map::views::{lens_of, undistort, Distortion};
 
 /// Rays stop here: what lies beyond is sky (and the VKITTI2 far plane is 655.35 m).
 pub const MAX_DISTANCE: f64 = 600.0;
@@ -644,7 +645,7 @@ pub fn render_through(
     cond: &Condition,
     sensor: &Sensor,
 ) -> Frame {
-    let lens = lens.filter(|d| d.iter().any(|&c| c != 0.0));
+    let lens = lens_of(lens);
     let origin = Point3::from(world_from_cam.translation.vector);
     let rot = world_from_cam.rotation.to_rotation_matrix();
     let movers = world

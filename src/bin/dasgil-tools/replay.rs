@@ -59,6 +59,12 @@ pub(crate) struct ReplayArgs {
     /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
     #[arg(long, value_enum, default_value_t = Transport::Raw)]
     transport: Transport,
+    /// Publish each frame rectified with its camera's intrinsics and lens (undistorted to an
+    /// ideal pinhole with the same K: what build-map --rectify encodes), as image_proc's
+    /// image_rect topics carry them; for a node running a map built with --rectify (name the
+    /// node's topics image_rect...). Compressed, a rectified frame is sent as PNG.
+    #[arg(long)]
+    rectify: bool,
     /// The node's pose prior topic.
     #[arg(long, default_value = "/pose_prior")]
     prior_topic: String,
@@ -126,6 +132,25 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         );
     }
     let map = a.map.as_deref().map(crate::args::open_map).transpose()?;
+    if let (Some(m), Some(path)) = (&map, &a.map) {
+        // The node encodes frames as they arrive: they must be what the map's images were.
+        let (built, given) = (m.meta.encoder.rectified, a.rectify);
+        if built != given {
+            eprintln!(
+                "replay: warning: map {} was built {} --rectify and the frames are played {}: \
+                 the node encodes them as they arrive, so its priors will not be what evaluate \
+                 --map scores ({})",
+                path.display(),
+                if built { "with" } else { "without" },
+                if given { "rectified" } else { "as recorded" },
+                if built {
+                    "give --rectify"
+                } else {
+                    "leave out --rectify"
+                }
+            );
+        }
+    }
     let labels = dasgil::eval::offline::condition_labels(&src);
     use dasgil::node::frame_player::Stamps;
     let stamps = a.stamps.map(|s| match s {
@@ -140,6 +165,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
             rate,
             stamps,
             compressed: a.transport == Transport::Compressed,
+            rectify: a.rectify,
             prior_topic: a.prior_topic.clone(),
             wait: std::time::Duration::from_secs_f64(a.wait),
             limit: a.limit,

@@ -37,6 +37,8 @@ export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;builtin_interfaces
 # tch: build against the venv's torch==2.11.0.
 export LIBTORCH_USE_PYTORCH=1
 _dasgil_prepend PATH "$_dasgil_venv/bin"
+# The binaries `cargo build --release` makes (dasgil-tools, dasgil_node), by name.
+_dasgil_prepend PATH "$DASGIL_ROOT/target/release"
 # Quirk 3: librcl from the wheels needs libpython symbols; build.rs links this file into the
 # ROS binaries when the variable is set (a real ROS install does not need it).
 DASGIL_LIBPYTHON="$("$_dasgil_venv/bin/python" -c 'import sysconfig, os; print(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")))')"

@@ -91,19 +91,24 @@ pub fn missing_intrinsics<'a>(
     option: &'static str,
     purpose: &'static str,
 ) -> Option<PipelineError> {
-    let without: Vec<PosedImage> = images
-        .filter(|p| p.intrinsics.is_none())
-        .take(4)
-        .cloned()
-        .collect();
-    let examples = examples(&without, |_| true)?;
-    // A recording says per topic why it has none.
-    let why: Vec<&str> = src
+    let without: Vec<&PosedImage> = images.filter(|p| p.intrinsics.is_none()).collect();
+    let first: Vec<PosedImage> = without.iter().take(4).map(|p| (*p).clone()).collect();
+    let examples = examples(&first, |_| true)?;
+    // A recording says per topic why it has none: the notes of these images' topics (all such
+    // notes when a --camera-id renamed the topics).
+    let notes = src
         .notes
         .iter()
-        .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS))
-        .map(String::as_str)
-        .collect();
+        .filter(|n| n.contains(crate::bag::lens::NO_INTRINSICS));
+    let of_these = |n: &&String| {
+        without
+            .iter()
+            .any(|p| n.starts_with(&format!("{}{}", p.camera, crate::bag::lens::NO_INTRINSICS)))
+    };
+    let mut why: Vec<&str> = notes.clone().filter(of_these).map(String::as_str).collect();
+    if why.is_empty() {
+        why = notes.map(String::as_str).collect();
+    }
     Some(if why.is_empty() {
         PipelineError::NoIntrinsics {
             doing,

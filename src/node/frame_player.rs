@@ -35,11 +35,12 @@ pub struct ReplayOptions {
     pub rate: f64,
     /// None: `Data` when every frame to be played has a timestamp, else `Send`.
     pub stamps: Option<Stamps>,
-    /// sensor_msgs/CompressedImage (the files' JPEG/PNG bytes) instead of sensor_msgs/Image rgb8.
+    /// sensor_msgs/CompressedImage (the files' JPEG/PNG bytes; with `rectify`, a frame through a
+    /// lens as the PNG of its rectified image) instead of sensor_msgs/Image rgb8.
     pub compressed: bool,
-    /// Each frame rectified with its camera's intrinsics and lens before it is published
-    /// (`map::views::rectified`, what `build-map --rectify` encodes), as image_proc's
-    /// `image_rect` topics carry rectified frames; compressed, a rectified frame is sent as PNG.
+    /// Each frame through a lens rectified with its camera's intrinsics and lens before it is
+    /// published (`map::views::rectified`, to K, what `build-map --rectify` encodes; image_proc's
+    /// `image_rect` maps to P); compressed, a rectified frame is sent as PNG.
     pub rectify: bool,
     pub prior_topic: String,
     /// How long to wait for the node to subscribe.
@@ -109,7 +110,12 @@ impl Publisher {
                 let img = q
                     .load_rgb(src.decode)
                     .with_context(|| format!("query {}", q.path.display()))?;
-                let img = if rectify { rectified(q, &img)? } else { img };
+                let lens = crate::map::views::lens_of(q.distortion.as_ref());
+                let img = if rectify && lens.is_some() {
+                    rectified(q, &img)?
+                } else {
+                    img
+                };
                 let mut msg = r2r::sensor_msgs::msg::Image {
                     header: Default::default(),
                     height: img.height(),
@@ -356,8 +362,9 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         // would have scored a part of the frames.
         let played = per_camera.iter().flatten().map(|&i| &src.queries[i]);
         let purpose = "undistorts each frame with its camera's lens";
+        let doing = "replay (to a map built)";
         if let Some(e) =
-            crate::map::build::missing_intrinsics(src, played, "replay", "--rectify", purpose)
+            crate::map::build::missing_intrinsics(src, played, doing, "--rectify", purpose)
         {
             return Err(e.into());
         }

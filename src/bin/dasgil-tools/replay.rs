@@ -13,7 +13,8 @@ use super::args::*;
 pub(crate) enum Transport {
     /// sensor_msgs/Image rgb8.
     Raw,
-    /// sensor_msgs/CompressedImage, the files' bytes.
+    /// sensor_msgs/CompressedImage, the files' bytes (with --rectify, a frame through a lens as
+    /// the PNG of its rectified image).
     Compressed,
 }
 
@@ -56,13 +57,15 @@ pub(crate) struct ReplayArgs {
     /// so that each prior names its frame.
     #[arg(long, value_enum)]
     stamps: Option<StampsArg>,
-    /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files' bytes).
+    /// raw (sensor_msgs/Image rgb8) or compressed (sensor_msgs/CompressedImage, the files'
+    /// bytes; with --rectify, a frame through a lens as the PNG of its rectified image).
     #[arg(long, value_enum, default_value_t = Transport::Raw)]
     transport: Transport,
-    /// Publish each frame rectified with its camera's intrinsics and lens (undistorted to an
-    /// ideal pinhole with the same K: what build-map --rectify encodes), as image_proc's
-    /// image_rect topics carry them; for a node running a map built with --rectify (name the
-    /// node's topics image_rect...). Compressed, a rectified frame is sent as PNG.
+    /// Publish each frame through a lens rectified with its camera's intrinsics and lens
+    /// (undistorted to an ideal pinhole with the same K: what build-map --rectify and evaluate
+    /// encode; image_proc's image_rect maps to the calibration's P instead), for a node running
+    /// a map built with --rectify (name the node's topics image_rect...). A frame without a
+    /// lens (an image_rect topic of a recording, a pinhole data set) is sent as it is.
     #[arg(long)]
     rectify: bool,
     /// The node's pose prior topic.
@@ -132,10 +135,23 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         );
     }
     let map = a.map.as_deref().map(crate::args::open_map).transpose()?;
+    // Rectifying changes only frames through a lens (not an image_rect topic's, not a pinhole
+    // data set's).
+    let lens = src
+        .queries
+        .iter()
+        .filter(|q| a.camera_ids.contains(&q.camera))
+        .any(|q| dasgil::map::views::lens_of(q.distortion.as_ref()).is_some());
+    if a.rectify && !lens {
+        eprintln!(
+            "replay: --rectify: no frame to play has a lens (intrinsics without distortion, or \
+             an image_rect topic): the frames are sent as they are"
+        );
+    }
     if let (Some(m), Some(path)) = (&map, &a.map) {
         // The node encodes frames as they arrive: they must be what the map's images were.
         let (built, given) = (m.meta.encoder.rectified, a.rectify);
-        if built != given {
+        if built != given && lens {
             eprintln!(
                 "replay: warning: map {} was built {} --rectify and the frames are played {}: \
                  the node encodes them as they arrive, so its priors will not be what evaluate \

@@ -362,7 +362,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         // would have scored a part of the frames.
         let played = per_camera.iter().flatten().map(|&i| &src.queries[i]);
         let purpose = "undistorts each frame with its camera's lens";
-        let doing = "replay (to a map built)";
+        let doing = "replay to a map built";
         if let Some(e) =
             crate::map::build::missing_intrinsics(src, played, doing, "--rectify", purpose)
         {

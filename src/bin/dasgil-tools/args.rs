@@ -255,7 +255,7 @@ pub(crate) struct BagArgs {
     )]
     bag_camera_ids: Vec<String>,
     /// The sensor_msgs/CameraInfo topic of each --image-topic, in order (the intrinsics
-    /// --yaw-views needs). Default: the one beside each image topic, as image_transport names
+    /// --yaw-views and --rectify need). Default: the one beside each image topic, as image_transport names
     /// it (/cam/image_raw -> /cam/camera_info).
     #[arg(
         long = "camera-info-topic",

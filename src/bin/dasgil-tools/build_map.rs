@@ -31,10 +31,15 @@ pub(crate) struct BuildMapArgs {
     /// Rectify each image with its camera's intrinsics and lens before encoding (what an ideal
     /// pinhole with the same intrinsics and size would have taken; stored in the map, and
     /// evaluate's queries follow it), as the paper's authors did with Extended CMU-Seasons
-    /// (their database_rect/ and query_rect/). Use it when the robot's camera differs from the
-    /// map's, and feed the node rectified frames (image_proc's image_rect topic): a map and
-    /// queries through different lenses lose retrieval (maps/models/MODEL_CARD.md, "Lenses").
-    /// Needs intrinsics (as --yaw-views); images without a lens are encoded as they are.
+    /// (their database_rect/ and query_rect/). For images that keep their lens (Extended
+    /// CMU-Seasons, a recording's image_raw topics) searched with queries through another lens:
+    /// a map and queries through different lenses lose retrieval (maps/models/MODEL_CARD.md,
+    /// "Lenses"); replay --rectify plays rectified frames to the node. The node encodes frames
+    /// as they arrive and cannot rectify: on a robot, build the map from the kind of topic the
+    /// node will subscribe to (image_raw frames: a map of raw images; image_rect frames: a map
+    /// of image_rect images, no --rectify needed), as image_proc's image_rect maps to the
+    /// calibration's P where --rectify keeps K. Needs intrinsics (as --yaw-views); images
+    /// without a lens are encoded as they are.
     #[arg(long)]
     rectify: bool,
     /// Store descriptors as float16 (half the size; distances change by ~1e-3 relative).

@@ -19,7 +19,7 @@ pub(crate) struct EvaluateArgs {
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
     /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
     /// adaptation and metric; one report.
-    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric", "rectify", "yaw_views"])]
+    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric", "yaw_views"])]
     map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
@@ -77,6 +77,16 @@ pub(crate) struct EvaluateArgs {
 
 pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     use dasgil::eval::offline::threshold_name;
+    if a.map.is_some() && a.rectify {
+        // A usage error (exit 2) like clap's conflicts, saying why.
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--rectify is fixed when a map is built: evaluate --map encodes its queries as the \
+             map's images were (rectified if the map was built with build-map --rectify, as \
+             the summary line and report.json say): leave out --rectify\n",
+        )
+        .exit();
+    }
     if let Some(m) = &a.map {
         crate::args::map_flag(m)?;
     }

@@ -142,7 +142,13 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         .iter()
         .filter(|q| a.camera_ids.contains(&q.camera))
         .any(|q| dasgil::map::views::lens_of(q.distortion.as_ref()).is_some());
-    if a.rectify && !lens {
+    let intrinsics = src
+        .queries
+        .iter()
+        .filter(|q| a.camera_ids.contains(&q.camera))
+        .all(|q| q.intrinsics.is_some());
+    // (Without intrinsics, the player refuses --rectify itself, saying why.)
+    if a.rectify && !lens && intrinsics {
         eprintln!(
             "replay: --rectify: no frame to play has a lens (intrinsics without distortion, or \
              an image_rect topic): the frames are sent as they are"

@@ -1629,6 +1629,13 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
     let open = |p: &Path| dasgil::map::file::MapFile::open(p).unwrap();
     let (plain, raw, rect) = (open(&plain), open(&raw), open(&rect));
     assert!(rect.meta.encoder.rectified && !raw.meta.encoder.rectified);
+    // Each map records the lens its images were taken through, per camera.
+    for (m, lensed) in [(&plain, false), (&raw, true), (&rect, true)] {
+        assert_eq!(m.meta.lenses.len(), 2, "{:?}", m.meta.lenses);
+        for d in m.meta.lenses.values() {
+            assert_eq!(d[0] < -0.3, lensed, "{:?}", m.meta.lenses);
+        }
+    }
     let rows = |m: &dasgil::map::file::MapFile| match m.descriptors() {
         dasgil::map::file::Descriptors::F32(d) => d.to_vec(),
         dasgil::map::file::Descriptors::F16(_) => panic!("an f32 map"),
@@ -1648,24 +1655,50 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
         g_rect < 0.5 * g_raw,
         "rectified {g_rect} against raw {g_raw} (L1 to the pinhole slice's descriptors)"
     );
-    // evaluate --map: the queries are rectified as the map's images were.
+    // evaluate --map with the lens slice's queries: those of the rectified map are rectified as
+    // its images were; the pinhole slice's map is warned about (once per camera), the others not.
+    let evaluate = |map: &str, out: &Path| {
+        let o = common::run_tools_in(
+            None,
+            &Fixture::args_on(
+                &lens,
+                "evaluate",
+                &[
+                    "--map",
+                    &*dir.join(map).to_string_lossy(),
+                    "--checkpoint",
+                    path_str(&f.ckpt),
+                    "--out",
+                    path_str(out),
+                    "--device",
+                    "cpu",
+                ],
+            ),
+        );
+        let (said, warned) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        assert!(o.status.success(), "{said}\n{warned}");
+        (said, warned)
+    };
+    let lens_warning = "are encoded as taken through a lens with k1 -0.";
+    let (_, warned) = evaluate("pinhole.map.safetensors", &dir.join("eval-pinhole"));
+    assert_eq!(warned.matches(lens_warning).count(), 2, "{warned}");
+    assert!(
+        warned.contains("camera c0's queries")
+            && warned.contains("camera c1's queries")
+            && warned.contains(
+                "the map's images through another lens (c0: a pinhole): one puts rays up to"
+            ),
+        "{warned}"
+    );
+    let (_, warned) = evaluate("lens.map.safetensors", &dir.join("eval-lens"));
+    assert!(!warned.contains("through another lens"), "{warned}");
     let out = dir.join("eval-rectified");
-    let rect_path = dir.join("lens-rectified.map.safetensors");
-    let said = ok(&Fixture::args_on(
-        &lens,
-        "evaluate",
-        &[
-            "--map",
-            path_str(&rect_path),
-            "--checkpoint",
-            path_str(&f.ckpt),
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-        ],
-    ));
+    let (said, warned) = evaluate("lens-rectified.map.safetensors", &out);
     assert!(said.contains("photometric none, rectified)"), "{said}");
+    assert!(!warned.contains("through another lens"), "{warned}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["reports"][0]["rectified"], true);

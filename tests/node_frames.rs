@@ -253,6 +253,27 @@ async fn wait_diag(
     .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
 }
 
+/// Publishes `msg` once per diagnostics message until the node's first status satisfies `f`.
+async fn publish_until<T: r2r::WrappedTypesupport + 'static>(
+    publisher: &r2r::Publisher<T>,
+    msg: T,
+    diags: &mut (impl futures::Stream<Item = Diag> + Unpin),
+    what: &str,
+    f: impl Fn(&Status) -> bool,
+) -> Status {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            publisher.publish(&msg).unwrap();
+            let d = diags.next().await.expect("diagnostics stream");
+            if let Some(s) = d.status.first().filter(|s| f(s)) {
+                return s.clone();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
+}
+
 /// A client of the node's `~/reload_map` (namespace `ns`) and what tells when the service is
 /// there (it resolves while the node spins: `service_up`).
 fn reload_client(
@@ -717,6 +738,121 @@ async fn a_camera_whose_frames_are_all_withheld_warns_on_diagnostics() {
         "{}",
         warned.message
     );
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}
+
+/// A camera whose camera_info gives another lens than the map's images were taken through
+/// (the map: a pinhole slice; the camera: Extended CMU-Seasons' barrel lens) is a WARN on
+/// /diagnostics, with `lens` saying how far apart; the same camera calibrated as a pinhole is
+/// as the map's, and an uncalibrated camera_info is named unusable. No frame is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
+    let (_dir, mut h, c0, _cam) = compressed_camera_node("lens", "frame_timeout:=0.0");
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    let info_pub = node
+        .create_publisher::<r2r::sensor_msgs::msg::CameraInfo>(
+            &format!("{ns}/cam0/camera_info"),
+            QosProfile::default(),
+        )
+        .unwrap();
+    let (w, h_px) = c0.img.dimensions();
+    let info = |d: Vec<f64>, f: f64| r2r::sensor_msgs::msg::CameraInfo {
+        width: w,
+        height: h_px,
+        distortion_model: "plumb_bob".into(),
+        d,
+        k: vec![
+            f,
+            0.0,
+            w as f64 / 2.0,
+            0.0,
+            f,
+            h_px as f64 / 2.0,
+            0.0,
+            0.0,
+            1.0,
+        ],
+        p: vec![
+            f,
+            0.0,
+            w as f64 / 2.0,
+            0.0,
+            0.0,
+            f,
+            h_px as f64 / 2.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+            0.0,
+        ],
+        ..Default::default()
+    };
+    let (stop, spinner) = h.spin();
+    let lens_of = |s: &Status| {
+        s.values
+            .iter()
+            .find(|kv| kv.key == "lens")
+            .map(|kv| kv.value.clone())
+            .unwrap_or_default()
+    };
+    // Before any camera_info: nothing known, nothing to warn about.
+    let s = wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
+    assert_eq!((s.level, lens_of(&s).as_str()), (0, "-"), "{s:?}");
+    let cmu = vec![-0.399431, 0.188924, 0.000153, 0.000571, 0.0];
+    let warned = publish_until(
+        &info_pub,
+        info(cmu, 100.0),
+        &mut diags,
+        "a WARN for another lens",
+        |s| {
+            s.level == 1
+                && s.values
+                    .iter()
+                    .any(|kv| kv.key == "lens" && kv.value.starts_with("another than the map's"))
+        },
+    )
+    .await;
+    assert!(
+        warned.message.starts_with("frames are encoded as taken through a lens with k1 -0.399, k2 0.189, the map's images through another lens (c0: a pinhole): one puts rays up to 22% further out than the other"),
+        "{warned:?}"
+    );
+    assert_eq!(
+        lens_of(&warned),
+        "another than the map's (rays up to 22% further out)"
+    );
+    let s = publish_until(
+        &info_pub,
+        info(vec![0.0; 5], 100.0),
+        &mut diags,
+        "the map's lens",
+        |s| {
+            s.values
+                .iter()
+                .any(|kv| kv.key == "lens" && kv.value == "as the map's")
+        },
+    )
+    .await;
+    assert_eq!(s.level, 0, "{s:?}");
+    let s = publish_until(
+        &info_pub,
+        info(vec![0.0; 5], 0.0),
+        &mut diags,
+        "an unusable camera_info",
+        |s| {
+            s.values
+                .iter()
+                .any(|kv| kv.key == "lens" && kv.value.starts_with("cannot compare: K gives fx 0"))
+        },
+    )
+    .await;
+    assert_eq!(s.level, 0, "{s:?}");
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");

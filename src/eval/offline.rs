@@ -335,6 +335,46 @@ pub fn median_distance_to_map(map: &MapFile, queries: &[PosedImage]) -> Option<f
     Some(d[n / 2])
 }
 
+/// One line per query camera whose lens differs from the map's
+/// ([`crate::map::views::lens_mismatch`]: compared with the same map camera with `per_camera`,
+/// with every camera otherwise), as each side is encoded: a rectified map's images and queries
+/// count as pinholes. Cameras without intrinsics, and maps that recorded no lens (older ones,
+/// sources without intrinsics), are not judged.
+pub fn lens_warnings(
+    map: &crate::map::file::MapMeta,
+    queries: &[PosedImage],
+    per_camera: bool,
+) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for q in queries {
+        let Some(k) = q.intrinsics.as_ref() else {
+            continue;
+        };
+        if !seen.insert(q.camera.as_str()) {
+            continue;
+        }
+        let rectified = map.encoder.rectified;
+        if let crate::map::views::LensCompare::Other(m) = crate::map::views::lens_mismatch(
+            &map.lenses,
+            rectified,
+            &q.camera,
+            k,
+            q.distortion.as_ref(),
+            rectified,
+            per_camera,
+        ) {
+            out.push(format!(
+                "camera {}'s queries (e.g. {}) {}",
+                q.camera,
+                q.path.display(),
+                m.explain()
+            ));
+        }
+    }
+    out
+}
+
 /// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
 /// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
 pub fn evaluate(
@@ -359,6 +399,9 @@ pub fn evaluate(
                  world frame?); every figure below is of queries off the map"
             );
         }
+    }
+    for w in lens_warnings(&map.meta, owned, per_camera) {
+        tracing::warn!("{w}");
     }
     if loc.options.filter == Filter::Sequence {
         if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
@@ -867,6 +910,66 @@ mod tests {
         assert_eq!(date_label(Some(1_416_960_000_000_000)), "2014-11-26");
         assert_eq!(date_label(Some(12_500_000)), "day 0");
         assert_eq!(date_label(None), "unknown");
+    }
+
+    #[test]
+    fn queries_through_another_lens_than_the_map_s_are_warned_about_once_per_camera() {
+        let cmu = [-0.399431, 0.188924, 0.000153, 0.000571, 0.0];
+        let k = crate::geom::Pinhole {
+            width: 128,
+            height: 96,
+            fx: 100.0,
+            fy: 100.0,
+            cx: 64.0,
+            cy: 48.0,
+        };
+        let q = |camera: &str, i: usize, lens: Option<[f64; 5]>, known: bool| PosedImage {
+            path: format!("query/{camera}_{i}.jpg").into(),
+            camera: camera.into(),
+            timestamp_us: None,
+            world_from_cam: None,
+            intrinsics: known.then_some(k),
+            distortion: lens,
+        };
+        let map = |lenses: &[(&str, [f64; 5])], rectified: bool| {
+            let mut m = crate::map::file::MapMeta::by_hand(2, "test");
+            m.lenses = lenses.iter().map(|(c, d)| (c.to_string(), *d)).collect();
+            m.encoder.rectified = rectified;
+            m
+        };
+        let lensed = [q("c0", 0, Some(cmu), true), q("c0", 1, Some(cmu), true)];
+        // A pinhole map: one line for camera c0, naming a query, both lenses and the shift.
+        let w = lens_warnings(&map(&[("c0", [0.0; 5])], false), &lensed, true);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("camera c0's queries (e.g. query/c0_0.jpg) are encoded as taken through a lens with k1 -0.399, k2 0.189")
+                && w[0].contains(
+                    "the map's images through another lens (c0: a pinhole): one puts rays up to 22% further out"
+                )
+                && w[0].contains("build-map --rectify"),
+            "{w:?}"
+        );
+        // The same lens; a rectified map (its queries are rectified too); no intrinsics; a map
+        // that recorded no lens: nothing to say.
+        assert!(lens_warnings(&map(&[("c0", cmu)], false), &lensed, true).is_empty());
+        assert!(lens_warnings(&map(&[("c0", [0.0; 5])], true), &lensed, true).is_empty());
+        let unknown = [q("c0", 0, Some(cmu), false)];
+        assert!(lens_warnings(&map(&[("c0", [0.0; 5])], false), &unknown, true).is_empty());
+        assert!(lens_warnings(&map(&[], false), &lensed, true).is_empty());
+        // Searched against every camera, a map camera with the queries' lens is enough; per
+        // camera, c0's own lens counts.
+        let two = map(&[("c0", [0.0; 5]), ("c1", cmu)], false);
+        assert!(lens_warnings(&two, &lensed, false).is_empty());
+        assert_eq!(lens_warnings(&two, &lensed, true).len(), 1);
+        // A pinhole query (intrinsics, no distortion) against a lens map.
+        let pinhole = [q("c1", 0, None, true)];
+        let w = lens_warnings(&two, &pinhole, true);
+        assert!(
+            w.len() == 1
+                && w[0].contains("taken through a pinhole")
+                && w[0].contains("c1: a lens with k1 -0.399"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -300,9 +300,21 @@ pub fn build_map(
         compression,
         decoding: recorded_decoding(src)?,
         yaw_views_deg: opts.yaw_views.clone(),
+        lenses: lenses(db),
     };
     file::write_map(out, &tensors, &mut meta)?;
     Ok(meta)
+}
+
+/// Each camera's lens (`MapMeta::lenses`): that of its first image with intrinsics (no
+/// distortion given: a pinhole).
+fn lenses(db: &[PosedImage]) -> std::collections::BTreeMap<String, super::views::Distortion> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in db.iter().filter(|p| p.intrinsics.is_some()) {
+        out.entry(p.camera.clone())
+            .or_insert(p.distortion.unwrap_or([0.0; 5]));
+    }
+    out
 }
 
 /// Fails early, naming the path, when `out` is a folder or its folder cannot take a new file

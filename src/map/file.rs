@@ -148,6 +148,7 @@ impl MapMeta {
             compression: None,
             decoding: Default::default(),
             yaw_views_deg: Vec::new(),
+            lenses: BTreeMap::new(),
         }
     }
 
@@ -255,6 +256,12 @@ pub struct MapMeta {
     /// A query's distance to an entry is the smallest over its descriptor and its views.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub yaw_views_deg: Vec<f64>,
+    /// Each camera's lens as its database images were taken (OpenCV's k1, k2, p1, p2, k3; all
+    /// zero: a pinhole or already rectified images), for the cameras whose images come with
+    /// intrinsics; absent in older maps and for sources without intrinsics. `evaluate` warns
+    /// when its queries were taken through another lens (see `crate::eval::offline::lens_warnings`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lenses: BTreeMap<String, crate::map::views::Distortion>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -96,6 +96,141 @@ pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
 /// `plumb_bob`'s order) on normalised coordinates (so the same at any image size).
 pub type Distortion = [f64; 5];
 
+/// How much further out one lens puts a ray than the other, at most over the image: the largest
+/// ratio of their radial factors g = 1 + k1 r^2 + k2 r^4 + k3 r^6, less 1, for r from the
+/// centre to the corner of `k` farthest from (cx, cy), within the field where both lenses keep
+/// the order of rays (before [`fold_r2`]); tangential terms, a thousandth at most in real
+/// lenses, are left out. 0 for the same lens; about 0.21 for an Extended CMU-Seasons camera
+/// against a pinhole (the lens draws the pinhole's corner 17% nearer the centre).
+pub fn corner_shift(k: &Pinhole, a: &Distortion, b: &Distortion) -> f64 {
+    let corner = [(0.0, 0.0), (k.width as f64, 0.0), (0.0, k.height as f64)]
+        .into_iter()
+        .chain([(k.width as f64, k.height as f64)])
+        .map(|(u, v)| ((u - k.cx) / k.fx).powi(2) + ((v - k.cy) / k.fy).powi(2))
+        .fold(0.0, f64::max);
+    let field = [fold_r2(a), fold_r2(b)]
+        .into_iter()
+        .flatten()
+        .fold(corner, f64::min);
+    (0..=32)
+        .map(|i| {
+            let r2 = field * i as f64 / 32.0;
+            let (ga, gb) = (radial(a, r2), radial(b, r2));
+            (ga / gb).max(gb / ga) - 1.0
+        })
+        .fold(0.0, f64::max)
+}
+
+/// A camera's frames are said to come through another lens than the map's images when
+/// [`corner_shift`] to every map camera they are compared with is over this. Not measured: the
+/// one case measured (maps/models/MODEL_CARD.md, "Lenses") is a shift of 0.21, a pinhole map
+/// searched with frames through the Extended CMU-Seasons lenses losing 8.8 points, with the
+/// truth inside the priors' 95% ellipsoid for 82% of them (1.9 points the other way round).
+pub const LENS_WARNING_SHIFT: f64 = 0.02;
+
+/// A camera's lens against a map's ([`lens_mismatch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LensCompare {
+    /// Within [`LENS_WARNING_SHIFT`] of a map camera it is compared with.
+    Same,
+    /// Another lens.
+    Other(LensMismatch),
+    /// The map recorded no lens for the cameras it would be compared with (older maps, sources
+    /// without intrinsics).
+    Unknown,
+}
+
+/// How a camera's lens differs from the map's ([`lens_mismatch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LensMismatch {
+    /// The smallest [`corner_shift`] to a map camera compared with.
+    pub shift: f64,
+    /// The camera's lens as its frames are encoded, in words.
+    pub frames: String,
+    /// Each map camera compared with and its lens as its images were encoded, in words.
+    pub map: Vec<String>,
+    /// Whether the map's images were rectified (and the frames are not).
+    map_rectified: bool,
+}
+
+impl LensMismatch {
+    /// What to tell the user, after naming the camera's frames: `are encoded as taken ...`.
+    pub fn explain(&self) -> String {
+        let advice = if self.map_rectified {
+            "give rectified frames (image_proc's image_rect topic)"
+        } else {
+            "take the map and the frames through the same camera, or rectify both \
+             (build-map --rectify, and rectified frames)"
+        };
+        format!(
+            "are encoded as taken through {}, the map's images through another lens ({}): one \
+             puts rays up to {:.0}% further out than the other; expect fewer matches and 95% \
+             ellipsoids that miss the truth more often (maps/models/MODEL_CARD.md, \"Lenses\": \
+             at 21%, 8.8 points fewer and 82% inside for frames through a lens on a pinhole \
+             map, 1.9 points fewer the other way round); {advice}",
+            self.frames,
+            self.map.join("; "),
+            100.0 * self.shift
+        )
+    }
+}
+
+/// Whether frames of `camera` (intrinsics `k`, lens `distortion`; `rectified`: the frames are
+/// rectified images, a pinhole whatever the lens) are encoded through another lens than the
+/// map's images (`lenses`: `MapMeta::lenses`; `map_rectified`: every map image was rectified,
+/// a pinhole, whatever it recorded). Compared with the map camera of the same name when
+/// `per_camera` (the search keeps to it), else with every map camera (the nearest counts).
+pub fn lens_mismatch(
+    lenses: &std::collections::BTreeMap<String, Distortion>,
+    map_rectified: bool,
+    camera: &str,
+    k: &Pinhole,
+    distortion: Option<&Distortion>,
+    rectified: bool,
+    per_camera: bool,
+) -> LensCompare {
+    let pinhole = [0.0; 5];
+    let theirs: Vec<(String, Distortion)> = if map_rectified {
+        vec![("rectified".to_string(), pinhole)]
+    } else if per_camera {
+        match lenses.get(camera) {
+            Some(d) => vec![(camera.to_string(), *d)],
+            None => return LensCompare::Unknown,
+        }
+    } else if lenses.is_empty() {
+        return LensCompare::Unknown;
+    } else {
+        lenses.iter().map(|(c, d)| (c.clone(), *d)).collect()
+    };
+    let mine = match distortion {
+        Some(d) if !rectified => *d,
+        _ => pinhole,
+    };
+    let shift = theirs
+        .iter()
+        .map(|(_, d)| corner_shift(k, &mine, d))
+        .fold(f64::INFINITY, f64::min);
+    if shift <= LENS_WARNING_SHIFT {
+        return LensCompare::Same;
+    }
+    let describe = |d: &Distortion| match lens_of(Some(d)) {
+        None => "a pinhole".to_string(),
+        Some(d) if d[4] != 0.0 => {
+            format!("a lens with k1 {:.3}, k2 {:.3}, k3 {:.3}", d[0], d[1], d[4])
+        }
+        Some(d) => format!("a lens with k1 {:.3}, k2 {:.3}", d[0], d[1]),
+    };
+    LensCompare::Other(LensMismatch {
+        shift,
+        frames: describe(&mine),
+        map: theirs
+            .iter()
+            .map(|(c, d)| format!("{c}: {}", describe(d)))
+            .collect(),
+        map_rectified,
+    })
+}
+
 /// `distortion` if it bends anything (a coefficient other than zero), else None: an all-zero
 /// lens is an ideal pinhole.
 pub fn lens_of(distortion: Option<&Distortion>) -> Option<&Distortion> {
@@ -387,6 +522,93 @@ mod tests {
     fn pixel(k: &Pinhole, lens: Option<&Distortion>, x: f64, y: f64) -> (f64, f64) {
         let (x, y) = lens.map_or((x, y), |d| distort(d, x, y));
         (k.fx * x + k.cx, k.fy * y + k.cy)
+    }
+
+    #[test]
+    fn the_corner_shift_is_how_much_further_out_one_lens_puts_the_outermost_corner() {
+        let k = camera();
+        // The corner farthest from (81, 58) is (0, 120) (LENS keeps the order of rays out to it,
+        // its factor falling all the way); its ray through LENS by OpenCV's model, tangential
+        // terms included (the shift leaves them out; this lens's, twice a real camera's, move
+        // the corner 0.35% of its radius).
+        let (x, y) = ((0.0 - k.cx) / k.fx, (120.0 - k.cy) / k.fy);
+        assert!(fold_r2(&LENS).is_none_or(|f| f > x * x + y * y));
+        let (xd, yd) = distort(&LENS, x, y);
+        let moved = ((xd * xd + yd * yd) / (x * x + y * y)).sqrt();
+        let shift = corner_shift(&k, &LENS, &[0.0; 5]);
+        assert!(
+            (shift - (1.0 / moved - 1.0)).abs() < 8e-3,
+            "{shift} {moved}"
+        );
+        assert!(shift > 0.15, "{shift}");
+        assert_eq!(corner_shift(&k, &LENS, &LENS), 0.0);
+        assert_eq!(corner_shift(&k, &[0.0; 5], &LENS), shift);
+        // A narrower view reaches less far out, and the shift is smaller.
+        let narrow = Pinhole {
+            fx: 2.0 * k.fx,
+            fy: 2.0 * k.fy,
+            ..k
+        };
+        assert!(corner_shift(&narrow, &LENS, &[0.0; 5]) < 0.5 * shift);
+        // Two lenses whose factors meet at the corner still differ inside the image.
+        let r2 = x * x + y * y;
+        let crossing = [-0.2, 0.0, 0.0, 0.0, 0.0];
+        let other = [-0.4, 0.2 / r2, 0.0, 0.0, 0.0];
+        assert!((radial(&crossing, r2) - radial(&other, r2)).abs() < 1e-12);
+        assert!(corner_shift(&k, &crossing, &other) > 0.02);
+    }
+
+    #[test]
+    fn a_lens_is_compared_with_the_map_camera_searched_and_unknown_without_a_record() {
+        let k = camera();
+        let lenses = |l: &[(&str, Distortion)]| -> std::collections::BTreeMap<String, Distortion> {
+            l.iter().map(|(c, d)| (c.to_string(), *d)).collect()
+        };
+        let pin = [0.0; 5];
+        let both = lenses(&[("c0", pin), ("c1", LENS)]);
+        let other = |c: LensCompare| matches!(c, LensCompare::Other(_));
+        // Per camera, c0's own record counts; across cameras the nearest.
+        assert!(other(lens_mismatch(
+            &both,
+            false,
+            "c0",
+            &k,
+            Some(&LENS),
+            false,
+            true
+        )));
+        assert_eq!(
+            lens_mismatch(&both, false, "c0", &k, Some(&LENS), false, false),
+            LensCompare::Same
+        );
+        // A camera without a record, or a map with none: unknown, whatever the lens.
+        let only_c1 = lenses(&[("c1", LENS)]);
+        assert_eq!(
+            lens_mismatch(&only_c1, false, "c0", &k, Some(&LENS), false, true),
+            LensCompare::Unknown
+        );
+        assert_eq!(
+            lens_mismatch(&lenses(&[]), false, "c0", &k, None, false, false),
+            LensCompare::Unknown
+        );
+        // Rectified frames are pinholes; a rectified map's images are, recorded or not.
+        assert_eq!(
+            lens_mismatch(&both, false, "c0", &k, Some(&LENS), true, true),
+            LensCompare::Same
+        );
+        let LensCompare::Other(m) =
+            lens_mismatch(&lenses(&[]), true, "c0", &k, Some(&LENS), false, true)
+        else {
+            panic!("raw frames through a lens on a rectified map");
+        };
+        assert!(
+            m.explain().contains("(rectified: a pinhole)")
+                && m.explain().contains("give rectified frames")
+        );
+        assert_eq!(
+            lens_mismatch(&lenses(&[]), true, "c0", &k, None, false, true),
+            LensCompare::Same
+        );
     }
 
     #[test]

@@ -83,7 +83,20 @@ struct CameraStats {
     recent: VecDeque<(f64, bool)>,
     /// The map (its address) those frames were matched against.
     quality_map: Option<usize>,
+    /// The camera's intrinsics and lens as its latest camera_info gives them (and whether its
+    /// frames are rectified), or why they cannot be read; None: no camera_info yet. Compared
+    /// with the current map's lenses at each /diagnostics message (`lens`).
+    lens: Option<Result<CameraLens, String>>,
+    /// The `lens` value last logged.
+    lens_logged: Option<String>,
 }
+
+/// A camera's lens from its camera_info: intrinsics, distortion, rectified frames.
+type CameraLens = (
+    crate::geom::Pinhole,
+    Option<crate::map::views::Distortion>,
+    bool,
+);
 
 /// Match quality over a camera's recent matched frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,6 +144,8 @@ struct Camera {
     topic: String,
     id: Option<String>,
     base_from_cam: Option<crate::geom::Pose>,
+    /// Its `camera_info` topic (image_transport's convention).
+    info_topic: String,
 }
 
 struct Pending {
@@ -192,6 +207,9 @@ struct MapInfo {
     path: String,
     entries: usize,
     fingerprint: String,
+    /// Each map camera's lens (`MapMeta::lenses`) and whether its images were rectified.
+    lenses: std::collections::BTreeMap<String, crate::map::views::Distortion>,
+    rectified: bool,
 }
 
 fn diagnostics(
@@ -250,6 +268,45 @@ fn diagnostics(
             }
         }
         let quality = MatchQuality::of(&s.recent);
+        let (lens, lens_warning) = match &s.lens {
+            None => ("-".to_string(), None),
+            Some(Err(why)) => (format!("cannot compare: {why}"), None),
+            Some(Ok((k, d, rectified))) => match crate::map::views::lens_mismatch(
+                &map.lenses,
+                map.rectified,
+                cam.id.as_deref().unwrap_or_default(),
+                k,
+                d.as_ref(),
+                *rectified,
+                cam.id.is_some(),
+            ) {
+                crate::map::views::LensCompare::Same => ("as the map's".to_string(), None),
+                crate::map::views::LensCompare::Unknown => {
+                    ("map records no lens".to_string(), None)
+                }
+                crate::map::views::LensCompare::Other(m) => (
+                    format!(
+                        "another than the map's (rays up to {:.0}% further out)",
+                        100.0 * m.shift
+                    ),
+                    Some(format!("frames {}", m.explain())),
+                ),
+            },
+        };
+        if s.lens_logged.as_deref() != Some(lens.as_str()) {
+            let info_topic = &cam.info_topic;
+            match &lens_warning {
+                Some(w) => tracing::warn!("{}: per {info_topic}, its {w}", cam.topic),
+                None if lens.starts_with("cannot") => {
+                    tracing::warn!("{}: per {info_topic}, the lens {lens}", cam.topic)
+                }
+                None if lens != "-" => {
+                    tracing::info!("{}: per {info_topic}, lens {lens}", cam.topic)
+                }
+                None => {}
+            }
+            s.lens_logged = Some(lens.clone());
+        }
         let (level, message) = if let Some(m) = silence {
             (LEVEL_WARN, m)
         } else if s.last_bad || new_rejections > 0 {
@@ -299,6 +356,8 @@ fn diagnostics(
                      growing)"
                 ),
             )
+        } else if let Some(w) = lens_warning {
+            (LEVEL_WARN, w)
         } else if s.received == 0 {
             (LEVEL_OK, "waiting for images".to_string())
         } else {
@@ -371,6 +430,7 @@ fn diagnostics(
                     "filter_odometry_frames",
                     odometry.map_or("-".into(), |o| o.2.to_string()),
                 ),
+                kv("lens", lens),
                 kv("map_fingerprint", map.fingerprint.clone()),
                 kv("map", map.path.clone()),
             ],
@@ -390,6 +450,8 @@ fn map_info(loc: &Localizer) -> MapInfo {
         path: loc.map.path.display().to_string(),
         entries: loc.map.len(),
         fingerprint: loc.map.meta.encoder.model_fingerprint.clone(),
+        lenses: loc.map.meta.lenses.clone(),
+        rectified: loc.map.meta.encoder.rectified,
     }
 }
 
@@ -441,6 +503,61 @@ fn subscribe_cameras(
         });
     }
     Ok(())
+}
+
+/// Subscribes each camera's `camera_info` (image_transport's convention: beside the image
+/// topic) and keeps the lens it gives; each /diagnostics message compares it with the current
+/// map's images' (`map::views::lens_mismatch`; frames of an `image_rect...` topic are
+/// rectified, a pinhole, as are a rectified map's images): `lens` (another lens: WARN), logged
+/// when it changes. Best effort, which matches reliable and best-effort publishers alike.
+/// Frames are encoded as they arrive whatever the lens.
+fn subscribe_camera_info(
+    node: &mut r2r::Node,
+    params: &NodeParams,
+    cameras: &[Camera],
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<()> {
+    let compressed = params.transport == "compressed";
+    for (i, cam) in cameras.iter().enumerate() {
+        let topic = &cam.info_topic;
+        let mut sub = node.subscribe::<r2r::sensor_msgs::msg::CameraInfo>(
+            topic,
+            QosProfile::default().best_effort(),
+        )?;
+        let rectified = crate::bag::lens::is_rectified(&cam.topic, compressed);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let lens = crate::bag::lens::lens(&camera_info(&m), rectified)
+                    .map(|(k, d)| (k, d, rectified));
+                lock(&shared).stats[i].lens = Some(lens);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The fields of a sensor_msgs/CameraInfo that `bag::lens::lens` reads.
+fn camera_info(m: &r2r::sensor_msgs::msg::CameraInfo) -> crate::bag::lens::CameraInfo {
+    let fixed = |v: &[f64], out: &mut [f64]| {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o = *x;
+        }
+    };
+    let (mut k, mut p) = ([0.0; 9], [0.0; 12]);
+    fixed(&m.k, &mut k);
+    fixed(&m.p, &mut p);
+    crate::bag::lens::CameraInfo {
+        width: m.width,
+        height: m.height,
+        distortion_model: m.distortion_model.clone(),
+        d: m.d.clone(),
+        k,
+        p,
+        binning_x: m.binning_x,
+        binning_y: m.binning_y,
+        roi: [m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height],
+    }
 }
 
 /// Subscribes `prior_topic` (when set): its latest position centres the geo-gate.
@@ -911,6 +1028,10 @@ pub async fn run() -> Result<()> {
         .enumerate()
         .map(|(i, topic)| Camera {
             topic: topic.clone(),
+            info_topic: crate::bag::lens::camera_info_topic(
+                topic,
+                params.transport == "compressed",
+            ),
             id: params.camera_ids.0.get(i).cloned(),
             base_from_cam: params
                 .base_from_camera
@@ -1021,6 +1142,7 @@ pub async fn run() -> Result<()> {
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
+    subscribe_camera_info(&mut node, &params, &cameras, &shared)?;
     subscribe_prior(&mut node, &params.prior_topic, &params.frame_id, &shared)?;
     subscribe_odometry(&mut node, &odometry_topic, &shared)?;
     let pubs = Publishers {

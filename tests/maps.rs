@@ -1682,26 +1682,35 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
         assert!(o.status.success(), "{said}\n{warned}");
         (said, warned)
     };
-    let lens_warning = "are encoded as taken through a lens with k1 -0.";
-    let (_, warned) = evaluate("pinhole.map.safetensors", &dir.join("eval-pinhole"));
+    let lens_warning = "taken through a distorting lens (k1 -0.";
+    let report = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+    };
+    let out = dir.join("eval-pinhole");
+    let (_, warned) = evaluate("pinhole.map.safetensors", &out);
     assert_eq!(warned.matches(lens_warning).count(), 2, "{warned}");
     assert!(
-        warned.contains("camera c0's queries")
-            && warned.contains("camera c1's queries")
-            && warned.contains(
-                "the map's images through another lens (c0: a pinhole): one puts rays up to"
-            ),
+        warned.contains("camera c0: queries")
+            && warned.contains("camera c1: queries")
+            && warned
+                .contains("map images through c0: a pinhole (no distortion): one puts rays up to"),
         "{warned}"
     );
-    let (_, warned) = evaluate("lens.map.safetensors", &dir.join("eval-lens"));
-    assert!(!warned.contains("through another lens"), "{warned}");
+    // Kept with the figures: report.json and report.md.
+    let lines = report(&out)["reports"][0]["lenses"].clone();
+    assert_eq!(lines.as_array().map(Vec::len), Some(2), "{lines}");
+    assert!(lines[0].as_str().unwrap().contains(lens_warning), "{lines}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert_eq!(md.matches("Lens: camera c").count(), 2, "{md}");
+    let out = dir.join("eval-lens");
+    let (_, warned) = evaluate("lens.map.safetensors", &out);
+    assert!(!warned.contains("one puts rays"), "{warned}");
+    assert!(report(&out)["reports"][0].get("lenses").is_none());
     let out = dir.join("eval-rectified");
     let (said, warned) = evaluate("lens-rectified.map.safetensors", &out);
     assert!(said.contains("photometric none, rectified)"), "{said}");
-    assert!(!warned.contains("through another lens"), "{warned}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["reports"][0]["rectified"], true);
+    assert!(!warned.contains("one puts rays"), "{warned}");
+    assert_eq!(report(&out)["reports"][0]["rectified"], true);
     // --rectify needs intrinsics: a folder of images gives none.
     let trav = common::synth_robotcar(dir, 4);
     let rc_map = dir.join("rc.map");

@@ -820,12 +820,12 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
     )
     .await;
     assert!(
-        warned.message.starts_with("frames are encoded as taken through a lens with k1 -0.399, k2 0.189, the map's images through another lens (c0: a pinhole): one puts rays up to 22% further out than the other"),
+        warned.message.starts_with("frames taken through a distorting lens (k1 -0.399, k2 0.189), map images through c0: a pinhole (no distortion): one puts rays up to 21.7% further out than the other."),
         "{warned:?}"
     );
     assert_eq!(
         lens_of(&warned),
-        "another than the map's (rays up to 22% further out)"
+        "another than the map's (rays up to 21.7% further out)"
     );
     let s = publish_until(
         &info_pub,

@@ -156,6 +156,10 @@ pub struct Report {
     pub sequence: Option<SequenceCounts>,
     pub by_condition: BTreeMap<String, Scores>,
     pub by_camera: BTreeMap<String, Scores>,
+    /// What the lens check found ([`lens_warnings`]): a line per query camera through another
+    /// lens than the map's images, or that the map recorded none. Absent: nothing to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lenses: Vec<String>,
     pub queries: Vec<QueryResult>,
     /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
     /// distance, position) and, with the sequence filter, the belief about the published place
@@ -335,18 +339,24 @@ pub fn median_distance_to_map(map: &MapFile, queries: &[PosedImage]) -> Option<f
     Some(d[n / 2])
 }
 
+/// What [`lens_warnings`] says when the map recorded no lens to compare with.
+pub const LENS_UNKNOWN: &str = "records no lens";
+
 /// One line per query camera whose lens differs from the map's
 /// ([`crate::map::views::lens_mismatch`]: compared with the same map camera with `per_camera`,
 /// with every camera otherwise), as each side is encoded: a rectified map's images and queries
-/// count as pinholes. Cameras without intrinsics, and maps that recorded no lens (older ones,
-/// sources without intrinsics), are not judged.
+/// count as pinholes; one line when the map recorded no lens for a query camera with
+/// intrinsics (an older map, a source without intrinsics: [`LENS_UNKNOWN`]). Cameras without
+/// intrinsics are not judged.
 pub fn lens_warnings(
     map: &crate::map::file::MapMeta,
     queries: &[PosedImage],
     per_camera: bool,
 ) -> Vec<String> {
+    use crate::map::views::{lens_mismatch, LensCompare};
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
+    let mut unknown = Vec::new();
     for q in queries {
         let Some(k) = q.intrinsics.as_ref() else {
             continue;
@@ -355,7 +365,7 @@ pub fn lens_warnings(
             continue;
         }
         let rectified = map.encoder.rectified;
-        if let crate::map::views::LensCompare::Other(m) = crate::map::views::lens_mismatch(
+        match lens_mismatch(
             &map.lenses,
             rectified,
             &q.camera,
@@ -364,13 +374,29 @@ pub fn lens_warnings(
             rectified,
             per_camera,
         ) {
-            out.push(format!(
-                "camera {}'s queries (e.g. {}) {}",
+            LensCompare::Same => {}
+            LensCompare::Unknown => unknown.push(q.camera.clone()),
+            LensCompare::Other(m) => out.push(format!(
+                "camera {}: queries (e.g. {}) {}; {}",
                 q.camera,
                 q.path.display(),
-                m.explain()
-            ));
+                m.describe(),
+                if rectified {
+                    "give the queries rectified (evaluate --map rectifies them itself)"
+                } else {
+                    "rebuild the map with build-map --rectify (evaluate --map then rectifies \
+                     the queries itself), or from images of the queries' camera"
+                }
+            )),
         }
+    }
+    if !unknown.is_empty() {
+        out.push(format!(
+            "the map {LENS_UNKNOWN} for camera(s) {} (built before maps recorded lenses, or from \
+             a source without intrinsics): the queries' lens is not checked against it; \
+             rebuild the map to check it",
+            unknown.join(", ")
+        ));
     }
     out
 }
@@ -400,8 +426,13 @@ pub fn evaluate(
             );
         }
     }
-    for w in lens_warnings(&map.meta, owned, per_camera) {
-        tracing::warn!("{w}");
+    let lenses = lens_warnings(&map.meta, owned, per_camera);
+    for w in &lenses {
+        if w.contains(LENS_UNKNOWN) {
+            tracing::info!("{w}");
+        } else {
+            tracing::warn!("{w}");
+        }
     }
     if loc.options.filter == Filter::Sequence {
         if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
@@ -599,6 +630,7 @@ pub fn evaluate(
         groups.into_iter().map(|(k, v)| (k, score(&v))).collect()
     };
     let report = Report {
+        lenses,
         model: model.to_string(),
         layers: map.meta.encoder.layers_name(),
         descriptor_values: map.dim(),
@@ -668,6 +700,9 @@ pub fn markdown(reports: &[&Report]) -> String {
                 c.odometry.as_ref().map(odometry_line).unwrap_or_default()
             )),
             None => s.push_str("Filter: none (each query on its own).\n\n"),
+        }
+        for l in &r.lenses {
+            s.push_str(&format!("Lens: {l}\n\n"));
         }
         if r.unscored > 0 {
             s.push_str(&format!(
@@ -942,20 +977,30 @@ mod tests {
         let w = lens_warnings(&map(&[("c0", [0.0; 5])], false), &lensed, true);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("camera c0's queries (e.g. query/c0_0.jpg) are encoded as taken through a lens with k1 -0.399, k2 0.189")
-                && w[0].contains(
-                    "the map's images through another lens (c0: a pinhole): one puts rays up to 22% further out"
-                )
-                && w[0].contains("build-map --rectify"),
+            w[0].starts_with(
+                "camera c0: queries (e.g. query/c0_0.jpg) taken through a distorting lens (k1 \
+                 -0.399, k2 0.189), map images through c0: a pinhole (no distortion): one puts \
+                 rays up to 21.7% further out than the other."
+            ) && w[0].ends_with(
+                "rebuild the map with build-map --rectify (evaluate --map then rectifies the \
+                 queries itself), or from images of the queries' camera"
+            ),
             "{w:?}"
         );
-        // The same lens; a rectified map (its queries are rectified too); no intrinsics; a map
-        // that recorded no lens: nothing to say.
+        // The same lens; a rectified map (its queries are rectified too); no intrinsics:
+        // nothing to say. A map that recorded no lens: said once, for the cameras unchecked.
         assert!(lens_warnings(&map(&[("c0", cmu)], false), &lensed, true).is_empty());
         assert!(lens_warnings(&map(&[("c0", [0.0; 5])], true), &lensed, true).is_empty());
         let unknown = [q("c0", 0, Some(cmu), false)];
         assert!(lens_warnings(&map(&[("c0", [0.0; 5])], false), &unknown, true).is_empty());
-        assert!(lens_warnings(&map(&[], false), &lensed, true).is_empty());
+        assert_eq!(
+            lens_warnings(&map(&[], false), &lensed, true),
+            [
+                "the map records no lens for camera(s) c0 (built before maps recorded lenses, or \
+              from a source without intrinsics): the queries' lens is not checked against it; \
+              rebuild the map to check it"
+            ]
+        );
         // Searched against every camera, a map camera with the queries' lens is enough; per
         // camera, c0's own lens counts.
         let two = map(&[("c0", [0.0; 5]), ("c1", cmu)], false);
@@ -966,8 +1011,8 @@ mod tests {
         let w = lens_warnings(&two, &pinhole, true);
         assert!(
             w.len() == 1
-                && w[0].contains("taken through a pinhole")
-                && w[0].contains("c1: a lens with k1 -0.399"),
+                && w[0].contains("taken through a pinhole (no distortion), map images")
+                && w[0].contains("c1: a distorting lens (k1 -0.399"),
             "{w:?}"
         );
     }

@@ -154,24 +154,30 @@ pub struct LensMismatch {
 }
 
 impl LensMismatch {
-    /// What to tell the user, after naming the camera's frames: `are encoded as taken ...`.
-    pub fn explain(&self) -> String {
-        let advice = if self.map_rectified {
-            "give rectified frames (image_proc's image_rect topic)"
-        } else {
-            "take the map and the frames through the same camera, or rectify both \
-             (build-map --rectify, and rectified frames)"
-        };
+    /// The two lenses and what that costs, after naming the frames: `taken through ..., map
+    /// images through ...: ...`.
+    pub fn describe(&self) -> String {
         format!(
-            "are encoded as taken through {}, the map's images through another lens ({}): one \
-             puts rays up to {:.0}% further out than the other; expect fewer matches and 95% \
-             ellipsoids that miss the truth more often (maps/models/MODEL_CARD.md, \"Lenses\": \
-             at 21%, 8.8 points fewer and 82% inside for frames through a lens on a pinhole \
-             map, 1.9 points fewer the other way round); {advice}",
+            "taken through {}, map images through {}: one puts rays up to {:.1}% further out \
+             than the other. Expect fewer matches and 95% ellipsoids that hold the truth less \
+             often (maps/models/MODEL_CARD.md, \"Lenses\": at 21%, 8.8 points fewer and the \
+             truth inside 82% of the ellipsoids for frames through a lens on a pinhole map; \
+             1.9 points fewer the other way round)",
             self.frames,
             self.map.join("; "),
             100.0 * self.shift
         )
+    }
+
+    /// [`Self::describe`] and what to do, for frames that arrive as they are (the node).
+    pub fn explain(&self) -> String {
+        let advice = if self.map_rectified {
+            "subscribe the rectified images (image_proc's image_rect topic)"
+        } else {
+            "build the map from images of this camera, or rectify both (build-map --rectify, \
+             and the image_rect topic)"
+        };
+        format!("{}; {advice}", self.describe())
     }
 }
 
@@ -214,11 +220,12 @@ pub fn lens_mismatch(
         return LensCompare::Same;
     }
     let describe = |d: &Distortion| match lens_of(Some(d)) {
-        None => "a pinhole".to_string(),
-        Some(d) if d[4] != 0.0 => {
-            format!("a lens with k1 {:.3}, k2 {:.3}, k3 {:.3}", d[0], d[1], d[4])
-        }
-        Some(d) => format!("a lens with k1 {:.3}, k2 {:.3}", d[0], d[1]),
+        None => "a pinhole (no distortion)".to_string(),
+        Some(d) if d[4] != 0.0 => format!(
+            "a distorting lens (k1 {:.3}, k2 {:.3}, k3 {:.3})",
+            d[0], d[1], d[4]
+        ),
+        Some(d) => format!("a distorting lens (k1 {:.3}, k2 {:.3})", d[0], d[1]),
     };
     LensCompare::Other(LensMismatch {
         shift,
@@ -602,8 +609,9 @@ mod tests {
             panic!("raw frames through a lens on a rectified map");
         };
         assert!(
-            m.explain().contains("(rectified: a pinhole)")
-                && m.explain().contains("give rectified frames")
+            m.explain()
+                .contains("map images through rectified: a pinhole (no distortion)")
+                && m.explain().contains("subscribe the rectified images")
         );
         assert_eq!(
             lens_mismatch(&lenses(&[]), true, "c0", &k, None, false, true),

@@ -286,7 +286,7 @@ fn diagnostics(
                 }
                 crate::map::views::LensCompare::Other(m) => (
                     format!(
-                        "another than the map's (rays up to {:.0}% further out)",
+                        "another than the map's (rays up to {:.1}% further out)",
                         100.0 * m.shift
                     ),
                     Some(format!("frames {}", m.explain())),

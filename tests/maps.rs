@@ -532,6 +532,30 @@ fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searche
     // Searching every camera's images, it gets c0's candidates.
     let l: serde_json::Value = serde_json::from_str(ok(&args(&["--shared"])).trim()).unwrap();
     assert_eq!(l["candidates"][0]["camera"], "c0", "{l}");
+    // evaluate --map with the slice's c0 and c1 queries: refused before any query is encoded
+    // (no progress shown) or any warning about the others, nothing written.
+    let out = dir.join("eval-c0-map");
+    let e = err(&Fixture::args_on(
+        &f.root,
+        "evaluate",
+        &[
+            "--map",
+            path_str(&map),
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ],
+    ));
+    assert!(
+        e.contains("is from camera `c1`, which the map does not have (cameras: c0)")
+            && !e.contains("WARN")
+            && !e.contains(" queries ("),
+        "{e}"
+    );
+    assert!(!out.join("report.json").exists());
 }
 
 #[test]
@@ -1622,10 +1646,20 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
         let said = ok(&f.build_map_on(root, &out, rest));
         (out, said)
     };
-    let (plain, _) = build(&pinhole, "pinhole.map.safetensors", &[]);
+    let (plain, said) = build(&pinhole, "pinhole.map.safetensors", &[]);
+    assert!(
+        said.contains("), lenses: c0 pinhole, c1 pinhole, "),
+        "{said}"
+    );
     let (raw, _) = build(&lens, "lens.map.safetensors", &[]);
     let (rect, said) = build(&lens, "lens-rectified.map.safetensors", &["--rectify"]);
-    assert!(said.contains("photometric: none, rectified)"), "{said}");
+    assert!(
+        said.contains(
+            "photometric: none, rectified), lenses: c0 distorting (k1 -0.399, k2 0.189), c1 \
+             distorting (k1 -0.397, k2 0.182), "
+        ),
+        "{said}"
+    );
     let open = |p: &Path| dasgil::map::file::MapFile::open(p).unwrap();
     let (plain, raw, rect) = (open(&plain), open(&raw), open(&rect));
     assert!(rect.meta.encoder.rectified && !raw.meta.encoder.rectified);

@@ -417,6 +417,16 @@ pub fn evaluate(
     }
     let map = &loc.map;
     let owned: &[PosedImage] = &src.queries;
+    // A query the map cannot answer stops the run before any warning about the rest or any work.
+    for q in owned {
+        if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
+            return Err(PipelineError::QueryCamera {
+                path: q.path.clone(),
+                camera: q.camera.clone(),
+                have: loc.cameras().join(", "),
+            });
+        }
+    }
     if let Some(d) = median_distance_to_map(map, owned) {
         if d > OFF_MAP_WARNING {
             tracing::warn!(
@@ -455,15 +465,6 @@ pub fn evaluate(
     let mut tally = Tally::default();
     let mut unscored = 0;
     let mut candidates = Vec::new();
-    for q in owned {
-        if per_camera && !loc.index.by_camera.contains_key(&q.camera) {
-            return Err(PipelineError::QueryCamera {
-                path: q.path.clone(),
-                camera: q.camera.clone(),
-                have: loc.cameras().join(", "),
-            });
-        }
-    }
     fn query(q: &PosedImage, per_camera: bool) -> Query<'_> {
         Query {
             camera: per_camera.then_some(q.camera.as_str()),

@@ -417,7 +417,7 @@ pub fn build_map_summary(
     cameras.sort();
     cameras.dedup();
     Ok(format!(
-"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}{}), {} in {}",
+"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}{}){}, {} in {}",
         out.display(),
         meta.names.len(),
         cameras.len(),
@@ -443,6 +443,11 @@ pub fn build_map_summary(
                 super::views::describe(&meta.yaw_views_deg),
                 meta.yaw_views_deg.len()
             )
+        },
+        if meta.lenses.is_empty() {
+            String::new()
+        } else {
+            format!(", lenses: {}", super::views::describe_lenses(&meta.lenses))
         },
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())

@@ -238,6 +238,19 @@ pub fn lens_mismatch(
     })
 }
 
+/// Each camera's lens in a few words (`c0 pinhole, c1 distorting (k1 -0.399, k2 0.189)`), for
+/// summaries.
+pub fn describe_lenses(lenses: &std::collections::BTreeMap<String, Distortion>) -> String {
+    lenses
+        .iter()
+        .map(|(c, d)| match lens_of(Some(d)) {
+            None => format!("{c} pinhole"),
+            Some(d) => format!("{c} distorting (k1 {:.3}, k2 {:.3})", d[0], d[1]),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `distortion` if it bends anything (a coefficient other than zero), else None: an all-zero
 /// lens is an ideal pinhole.
 pub fn lens_of(distortion: Option<&Distortion>) -> Option<&Distortion> {

@@ -57,29 +57,29 @@ fn malformed(i: usize) -> Image {
     m
 }
 
-fn value(status: &Status, key: &str) -> u64 {
+/// A diagnostics value as text; panics naming the key when the status has none.
+fn text_value<'a>(status: &'a Status, key: &str) -> &'a str {
     status
         .values
         .iter()
         .find(|kv| kv.key == key)
-        .map(|kv| kv.value.parse().unwrap())
+        .map(|kv| kv.value.as_str())
         .unwrap_or_else(|| panic!("no `{key}` in {status:?}"))
+}
+
+fn value(status: &Status, key: &str) -> u64 {
+    text_value(status, key).parse().unwrap()
 }
 
 /// A diagnostics value that is a number, such as a stamp in seconds or a distance in metres
 /// ("-": none yet, read as -inf).
 fn number_value(status: &Status, key: &str) -> f64 {
-    let kv = status
-        .values
-        .iter()
-        .find(|kv| kv.key == key)
-        .unwrap_or_else(|| panic!("no `{key}` in {status:?}"));
-    if kv.value == "-" {
+    let v = text_value(status, key);
+    if v == "-" {
         return f64::NEG_INFINITY;
     }
-    kv.value
-        .parse()
-        .unwrap_or_else(|e| panic!("`{key}` = {:?} is no number: {e}", kv.value))
+    v.parse()
+        .unwrap_or_else(|e| panic!("`{key}` = {v:?} is no number: {e}"))
 }
 
 fn run_tools(args: &[&str]) {
@@ -481,17 +481,7 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     .await;
     // The match quality of the camera's recent frames: its own map images, none withheld.
     assert!(value(&ok, "recent_matched_frames") >= 4, "{ok:?}");
-    let text = |k: &str| {
-        ok.values
-            .iter()
-            .find(|kv| kv.key == k)
-            .map(|kv| kv.value.clone())
-    };
-    assert_eq!(
-        text("recent_withheld_share").as_deref(),
-        Some("0.000"),
-        "{ok:?}"
-    );
+    assert_eq!(text_value(&ok, "recent_withheld_share"), "0.000", "{ok:?}");
     assert_eq!(value(&ok, "map_entries"), 8);
     for p in &seen {
         assert!(
@@ -721,16 +711,9 @@ async fn a_camera_whose_frames_are_all_withheld_warns_on_diagnostics() {
     .expect("no WARN `stopped matching the map` within 60 s");
     assert!(value(&warned, "frames_ambiguous") >= 10, "{warned:?}");
     assert_eq!(value(&warned, "frames_localized"), 0, "{warned:?}");
-    let text = |k: &str| {
-        warned
-            .values
-            .iter()
-            .find(|kv| kv.key == k)
-            .map(|kv| kv.value.clone())
-    };
     assert_eq!(
-        text("recent_withheld_share").as_deref(),
-        Some("1.000"),
+        text_value(&warned, "recent_withheld_share"),
+        "1.000",
         "{warned:?}"
     );
     assert!(
@@ -795,28 +778,16 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         ..Default::default()
     };
     let (stop, spinner) = h.spin();
-    let lens_of = |s: &Status| {
-        s.values
-            .iter()
-            .find(|kv| kv.key == "lens")
-            .map(|kv| kv.value.clone())
-            .unwrap_or_default()
-    };
     // Before any camera_info: nothing known, nothing to warn about.
     let s = wait_diag(&mut diags, 0, "the node's diagnostics", |_| true).await;
-    assert_eq!((s.level, lens_of(&s).as_str()), (0, "-"), "{s:?}");
+    assert_eq!((s.level, text_value(&s, "lens")), (0, "-"), "{s:?}");
     let cmu = vec![-0.399431, 0.188924, 0.000153, 0.000571, 0.0];
     let warned = publish_until(
         &info_pub,
         info(cmu, 100.0),
         &mut diags,
         "a WARN for another lens",
-        |s| {
-            s.level == 1
-                && s.values
-                    .iter()
-                    .any(|kv| kv.key == "lens" && kv.value.starts_with("another than the map's"))
-        },
+        |s| s.level == 1 && text_value(s, "lens").starts_with("another than the map's"),
     )
     .await;
     assert!(
@@ -824,7 +795,7 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         "{warned:?}"
     );
     assert_eq!(
-        lens_of(&warned),
+        text_value(&warned, "lens"),
         "another than the map's (rays up to 21.7% further out)"
     );
     let s = publish_until(
@@ -832,11 +803,7 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         info(vec![0.0; 5], 100.0),
         &mut diags,
         "the map's lens",
-        |s| {
-            s.values
-                .iter()
-                .any(|kv| kv.key == "lens" && kv.value == "as the map's")
-        },
+        |s| text_value(s, "lens") == "as the map's",
     )
     .await;
     assert_eq!(s.level, 0, "{s:?}");
@@ -845,11 +812,7 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         info(vec![0.0; 5], 0.0),
         &mut diags,
         "an unusable camera_info",
-        |s| {
-            s.values
-                .iter()
-                .any(|kv| kv.key == "lens" && kv.value.starts_with("cannot compare: K gives fx 0"))
-        },
+        |s| text_value(s, "lens").starts_with("cannot compare: K gives fx 0"),
     )
     .await;
     assert_eq!(s.level, 0, "{s:?}");

@@ -383,8 +383,8 @@ fn cache_name(bag: &Bag, o: &BagOptions) -> Result<String, BagError> {
     Ok(format!("{stem}-{:016x}", h.finish()))
 }
 
-/// The fields [`lens::lens`] reads; None when K or P has the wrong length.
-fn camera_info(m: r2r::sensor_msgs::msg::CameraInfo) -> Option<CameraInfo> {
+/// The fields [`lens::lens`] reads; None when K or P has the wrong length. Also the node's.
+pub(crate) fn camera_info(m: r2r::sensor_msgs::msg::CameraInfo) -> Option<CameraInfo> {
     Some(CameraInfo {
         width: m.width,
         height: m.height,

@@ -221,11 +221,7 @@ pub fn lens_mismatch(
     }
     let describe = |d: &Distortion| match lens_of(Some(d)) {
         None => "a pinhole (no distortion)".to_string(),
-        Some(d) if d[4] != 0.0 => format!(
-            "a distorting lens (k1 {:.3}, k2 {:.3}, k3 {:.3})",
-            d[0], d[1], d[4]
-        ),
-        Some(d) => format!("a distorting lens (k1 {:.3}, k2 {:.3})", d[0], d[1]),
+        Some(d) => format!("a distorting lens ({})", coefficients(d)),
     };
     LensCompare::Other(LensMismatch {
         shift,
@@ -245,10 +241,21 @@ pub fn describe_lenses(lenses: &std::collections::BTreeMap<String, Distortion>) 
         .iter()
         .map(|(c, d)| match lens_of(Some(d)) {
             None => format!("{c} pinhole"),
-            Some(d) => format!("{c} distorting (k1 {:.3}, k2 {:.3})", d[0], d[1]),
+            Some(d) => format!("{c} distorting ({})", coefficients(d)),
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A lens's radial coefficients as the messages quote them: `k1 -0.399, k2 0.189` (and k3 when
+/// it is not 0).
+fn coefficients(d: &Distortion) -> String {
+    let k3 = if d[4] != 0.0 {
+        format!(", k3 {:.3}", d[4])
+    } else {
+        String::new()
+    };
+    format!("k1 {:.3}, k2 {:.3}{k3}", d[0], d[1])
 }
 
 /// `distortion` if it bends anything (a coefficient other than zero), else None: an all-zero

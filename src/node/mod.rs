@@ -295,15 +295,15 @@ fn diagnostics(
         };
         if s.lens_logged.as_deref() != Some(lens.as_str()) {
             let info_topic = &cam.info_topic;
-            match &lens_warning {
-                Some(w) => tracing::warn!("{}: per {info_topic}, its {w}", cam.topic),
-                None if lens.starts_with("cannot") => {
+            match (&lens_warning, &s.lens) {
+                (Some(w), _) => tracing::warn!("{}: per {info_topic}, its {w}", cam.topic),
+                (None, Some(Err(_))) => {
                     tracing::warn!("{}: per {info_topic}, the lens {lens}", cam.topic)
                 }
-                None if lens != "-" => {
+                (None, Some(Ok(_))) => {
                     tracing::info!("{}: per {info_topic}, lens {lens}", cam.topic)
                 }
-                None => {}
+                (None, None) => {}
             }
             s.lens_logged = Some(lens.clone());
         }
@@ -528,36 +528,15 @@ fn subscribe_camera_info(
         let shared = shared.clone();
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                let lens = crate::bag::lens::lens(&camera_info(&m), rectified)
+                let lens = crate::bag::frames::camera_info(m)
+                    .ok_or_else(|| "K has not 9 values or P not 12".to_string())
+                    .and_then(|info| crate::bag::lens::lens(&info, rectified))
                     .map(|(k, d)| (k, d, rectified));
                 lock(&shared).stats[i].lens = Some(lens);
             }
         });
     }
     Ok(())
-}
-
-/// The fields of a sensor_msgs/CameraInfo that `bag::lens::lens` reads.
-fn camera_info(m: &r2r::sensor_msgs::msg::CameraInfo) -> crate::bag::lens::CameraInfo {
-    let fixed = |v: &[f64], out: &mut [f64]| {
-        for (o, x) in out.iter_mut().zip(v) {
-            *o = *x;
-        }
-    };
-    let (mut k, mut p) = ([0.0; 9], [0.0; 12]);
-    fixed(&m.k, &mut k);
-    fixed(&m.p, &mut p);
-    crate::bag::lens::CameraInfo {
-        width: m.width,
-        height: m.height,
-        distortion_model: m.distortion_model.clone(),
-        d: m.d.clone(),
-        k,
-        p,
-        binning_x: m.binning_x,
-        binning_y: m.binning_y,
-        roi: [m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height],
-    }
 }
 
 /// Subscribes `prior_topic` (when set): its latest position centres the geo-gate.

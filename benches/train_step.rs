@@ -103,21 +103,21 @@ fn main() {
     let _ = writeln!(stdin, "quit");
     let _ = peer.wait();
     let (o, t) = (median(ours), median(theirs));
-    let (plain, augmented) = loader_samples_per_second(h as u32, w as u32, batch as usize);
+    let [plain, augmented, palette] = loader_samples_per_second(h as u32, w as u32, batch as usize);
     println!("one training step, {size}, batch {batch}, CD, CPU, {threads} threads (peer {torch_version}), {blocks} alternating blocks of {reps}");
     println!("| path | median ms | vs PyTorch |\n|---|---|---|");
     println!("| ours (Trainer::step) | {o:.0} | {:.2}x |", o / t);
     println!("| PyTorch eager | {t:.0} | 1.00x |");
     println!(
-        "data loader, one thread: {plain:.1} triplets/s plain, {augmented:.1} with --augment (each with its real-domain image); the step consumes {:.1} triplets/s",
+        "data loader, one thread: {plain:.1} triplets/s plain, {augmented:.1} with --augment, {palette:.1} with --augment --augment-palette (each with its real-domain image); the step consumes {:.1} triplets/s",
         batch as f64 / (o / 1e3)
     );
 }
 
-/// Triplets per second one loader thread makes (decode, resize, flip, normalise), without and
-/// with augmentation (alternating blocks of steps), from a small generated Virtual KITTI 2
-/// (828x250, as the shipped model's data) and KITTI set.
-fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> (f64, f64) {
+/// Triplets per second one loader thread makes (decode, resize, flip, normalise): plain, with
+/// augmentation, and with augmentation and palette remapping (interleaved blocks of steps), from
+/// a small generated Virtual KITTI 2 (828x250, as the shipped model's data) and KITTI set.
+fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 3] {
     use dasgil::synth::{kitti, vkitti2};
     use dasgil::train::loader::{make_batch, BatchSpec, TrainingData};
     let dir = tempfile::tempdir().unwrap();
@@ -150,25 +150,29 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> (f64, f64) {
         &dir.path().join("ki"),
     )
     .unwrap();
-    let spec = |augment| BatchSpec {
+    let spec = |(augment, augment_palette)| BatchSpec {
         seed: 1,
         batch,
         window: 5,
         height: h,
         width: w,
         augment,
+        augment_palette,
     };
-    let (mut secs, mut steps) = ([0.0f64; 2], 0u64);
+    let (mut secs, mut steps) = ([0.0f64; 3], 0u64);
     for block in 0..4u64 {
-        for (k, augment) in [false, true].into_iter().enumerate() {
+        for (k, mode) in [(false, false), (true, false), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
             let t = Instant::now();
             for s in 0..2 {
-                std::hint::black_box(make_batch(&data, &spec(augment), block * 2 + s).unwrap());
+                std::hint::black_box(make_batch(&data, &spec(mode), block * 2 + s).unwrap());
             }
             secs[k] += t.elapsed().as_secs_f64();
         }
         steps += 2;
     }
     let rate = |s: f64| (steps as usize * batch) as f64 / s;
-    (rate(secs[0]), rate(secs[1]))
+    secs.map(rate)
 }

@@ -280,10 +280,11 @@ fn trains_checkpoints_and_resumes_exactly() {
 #[test]
 fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (full, split, plain) = (
+    let (full, split, plain, palette) = (
         dir.path().join("full"),
         dir.path().join("split"),
         dir.path().join("plain"),
+        dir.path().join("palette"),
     );
     let outs = concurrently(vec![
         train_cmd(
@@ -295,12 +296,19 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
             &["--augment", "--steps", "2", "--checkpoint-every", "2"],
         ),
         train_cmd(&plain, &["--steps", "1"]),
+        train_cmd(
+            &palette,
+            &["--augment", "--augment-palette", "--steps", "2"],
+        ),
     ]);
     for o in &outs {
         ok(o);
     }
     let cfg = std::fs::read_to_string(full.join("config.yaml")).unwrap();
     assert!(cfg.lines().any(|l| l == "augment: true"), "{cfg}");
+    assert!(cfg.lines().any(|l| l == "augment_palette: false"), "{cfg}");
+    let cfg = std::fs::read_to_string(palette.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "augment_palette: true"), "{cfg}");
     let cfg = std::fs::read_to_string(plain.join("config.yaml")).unwrap();
     assert!(cfg.lines().any(|l| l == "augment: false"), "{cfg}");
     // Same seed and draws: only the augmentation separates step 0 of the two runs.
@@ -322,6 +330,22 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     ]));
     assert!(resumed.contains("trained steps 2..4 of 4"), "{resumed}");
     assert_eq!(csv_rows(&split), rows, "resumed augmented run vs unbroken");
+    // The palette remapping reaches the batches of the same draws.
+    assert_ne!(
+        csv_rows(&palette)[1..3],
+        rows[1..3],
+        "the palette remapping did not reach the batches"
+    );
+    // Without --augment it is refused before anything is read.
+    let e = tools(&[
+        "train",
+        "--augment-palette",
+        "--out",
+        path_str(&dir.path().join("none")),
+    ]);
+    assert_eq!(e.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains("--augment"), "{msg}");
 }
 
 #[test]

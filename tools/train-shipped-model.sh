@@ -20,8 +20,9 @@
 # CANDIDATE names (the choice is validation's, not the newest).
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
 #
-# APPEARANCE: random (default), wide or fixed (synth vkitti2 --appearance); AUGMENT: 1 (default)
-# or 0 (train --augment); REAL: styled (default) or fixed (synth kitti --appearance).
+# APPEARANCE: random (default), wide or fixed (synth vkitti2 --appearance); AUGMENT: 1 (default,
+# train --augment), 2 (--augment --augment-palette) or 0 (none); REAL: styled (default) or fixed
+# (synth kitti --appearance).
 # INIT=FILE: a new run starts from these generator weights (train --init-generator), e.g. the
 # shipped model, to continue its training when its run's checkpoints are gone (a fresh clone);
 # the new run's steps start at 0 (its step N is the starting model's steps + N).
@@ -51,8 +52,9 @@ case "$APPEARANCE" in
 esac
 case "$AUGMENT" in
   1) EXTRA+=(--augment) ;;
+  2) EXTRA+=(--augment --augment-palette) ;;
   0) ;;
-  *) echo "AUGMENT: expected 1 or 0, found \`$AUGMENT\`" >&2; exit 2 ;;
+  *) echo "AUGMENT: expected 1, 2 or 0, found \`$AUGMENT\`" >&2; exit 2 ;;
 esac
 case "$REAL" in
   styled|fixed) ;;

@@ -18,6 +18,14 @@
 //! - Gaussian noise, sigma up to 0.04 (p 0.3), then the 8-bit image; Gaussian blur, sigma
 //!   0.3-1.5 px (p 0.2);
 //! - JPEG at quality 30-90 (p 0.3).
+//!
+//! With `augment_palette` (`train --augment-palette`), after the colour jitter and before grey,
+//! the palette is remapped (p 0.5), as another renderer or camera draws the same place in other
+//! colours and tones: a channel swap (p 0.2: one of the five other orders of R, G, B); a channel
+//! mix towards a random stochastic matrix (each output channel a random convex combination of
+//! the three, weight 0-0.7 against the identity); then a monotone tone curve per channel
+//! (piecewise linear through five knots with random slopes, black point up to 0.15, white point
+//! from 0.85). It draws nothing when off, so runs without it keep their batches.
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -35,8 +43,14 @@ pub fn key(seed: u64, step: u64, triplet: usize, part: usize) -> u64 {
 }
 
 /// Augments one labelled image in place: `rgb` (W x H), `depth` and `classes` (row-major H x W,
-/// geometry only).
-pub fn augment<T: Copy>(rgb: &mut RgbImage, depth: &mut [f32], classes: &mut [T], key: u64) {
+/// geometry only); `palette` adds the palette remapping (module docs).
+pub fn augment<T: Copy>(
+    rgb: &mut RgbImage,
+    depth: &mut [f32],
+    classes: &mut [T],
+    key: u64,
+    palette: bool,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     let (w, h) = rgb.dimensions();
     if rng.random_bool(0.5) {
@@ -99,6 +113,9 @@ pub fn augment<T: Copy>(rgb: &mut RgbImage, depth: &mut [f32], classes: &mut [T]
             }
         }
     }
+    if palette && rng.random_bool(0.5) {
+        remap_palette(&mut px, &mut rng);
+    }
     if rng.random_bool(0.1) {
         px.iter_mut().for_each(|c| *c = [lum(c); 3]);
     }
@@ -127,6 +144,56 @@ pub fn augment<T: Copy>(rgb: &mut RgbImage, depth: &mut [f32], classes: &mut [T]
         if let Some(img) = jpeg_round_trip(rgb, quality) {
             *rgb = img;
         }
+    }
+}
+
+/// The palette remapping of `augment_palette` (module docs): channel swap, channel mix, tone
+/// curves. Values stay in 0..1 for inputs in 0..1.
+fn remap_palette(px: &mut [[f32; 3]], rng: &mut ChaCha8Rng) {
+    // The five orders of (R, G, B) other than the identity.
+    const SWAPS: [[usize; 3]; 5] = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let swap = rng
+        .random_bool(0.2)
+        .then(|| SWAPS[rng.random_range(0..SWAPS.len())]);
+    // Mix: (1 - a) I + a R, R's rows random points of the simplex (normalised exponentials).
+    let a = rng.random_range(0.0..0.7f32);
+    let mut mix = [[0f32; 3]; 3];
+    for (i, row) in mix.iter_mut().enumerate() {
+        let w: [f32; 3] = std::array::from_fn(|_| -rng.random_range(f32::EPSILON..1.0f32).ln());
+        let sum: f32 = w.iter().sum();
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = a * w[j] / sum + if i == j { 1.0 - a } else { 0.0 };
+        }
+    }
+    // Tone curves: knots at 0, 1/4, ..., 1; random positive slopes, rescaled to end at 1, then
+    // mapped onto [black, white].
+    let curves: [[f32; 5]; 3] = std::array::from_fn(|_| {
+        let steps: [f32; 4] = std::array::from_fn(|_| rng.random_range(0.3..1.7f32));
+        let total: f32 = steps.iter().sum();
+        let black = rng.random_range(0.0..0.15f32);
+        let white = rng.random_range(0.85..1.0f32);
+        let mut knots = [black; 5];
+        let mut acc = 0.0;
+        for (k, s) in steps.iter().enumerate() {
+            acc += s / total;
+            knots[k + 1] = black + (white - black) * acc;
+        }
+        knots
+    });
+    let tone = |knots: &[f32; 5], v: f32| {
+        let x = v.clamp(0.0, 1.0) * 4.0;
+        let k = (x.floor() as usize).min(3);
+        knots[k] + (knots[k + 1] - knots[k]) * (x - k as f32)
+    };
+    for c in px.iter_mut() {
+        let src = match swap {
+            Some(o) => [c[o[0]], c[o[1]], c[o[2]]],
+            None => *c,
+        };
+        *c = std::array::from_fn(|i| {
+            let m = mix[i][0] * src[0] + mix[i][1] * src[1] + mix[i][2] * src[2];
+            tone(&curves[i], m)
+        });
     }
 }
 
@@ -212,7 +279,7 @@ mod tests {
         let (rgb, depth, classes) = sample(32, 16);
         let run = |k: u64| {
             let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
-            augment(&mut r, &mut d, &mut c, k);
+            augment(&mut r, &mut d, &mut c, k, false);
             (r, d, c)
         };
         assert_eq!(run(3), run(3));
@@ -231,6 +298,54 @@ mod tests {
         assert_ne!(key(1, 2, 0, 0), key(1, 2, 0, 1));
         assert_ne!(key(1, 2, 0, 0), key(1, 3, 0, 0));
         assert_ne!(key(1, 2, 0, 0), key(2, 2, 0, 0));
+    }
+
+    #[test]
+    fn the_palette_remapping_changes_colours_only_and_leaves_the_other_draws_alone() {
+        let (rgb, depth, classes) = sample(32, 16);
+        let run = |k: u64, palette: bool| {
+            let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
+            augment(&mut r, &mut d, &mut c, k, palette);
+            (r, d, c)
+        };
+        assert_eq!(run(5, true), run(5, true));
+        // The balance of red against blue over 60 augmentations of one image: the remapping
+        // spreads it much wider than the colour jitter alone.
+        let balance = |r: &RgbImage| {
+            let sum = |ch: usize| r.pixels().map(|p| p.0[ch] as f64 + 1.0).sum::<f64>();
+            (sum(0) / sum(2)).ln()
+        };
+        let spread = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
+        let (mut plain, mut remapped) = (Vec::new(), Vec::new());
+        for k in 0..60 {
+            let (r0, d0, c0) = run(k, false);
+            let (r1, d1, c1) = run(k, true);
+            // The geometry is drawn before the palette: labels are the same with and without.
+            assert_eq!((d0, c0), (d1, c1), "key {k}: the palette moved the labels");
+            plain.push(balance(&r0));
+            remapped.push(balance(&r1));
+        }
+        let (s0, s1) = (spread(&plain), spread(&remapped));
+        assert!(
+            s1 > 1.5 * s0,
+            "red/blue spread {s1:.3} with the palette, {s0:.3} without"
+        );
+        // Tone curves are monotone and stay in range; a swap permutes the channels.
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..50 {
+            let mut ramp: Vec<[f32; 3]> = (0..=20).map(|i| [i as f32 / 20.0; 3]).collect();
+            remap_palette(&mut ramp, &mut rng);
+            for w in ramp.windows(2) {
+                assert!(
+                    w[1].iter().zip(&w[0]).all(|(b, a)| *b >= a - 1e-6),
+                    "not monotone: {ramp:?}"
+                );
+            }
+            assert!(ramp.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct TrainConfig {
     /// (`train::augment`); false reproduces the paper. Older runs without the field: false.
     #[serde(default)]
     pub augment: bool,
+    /// With `augment`, also remap each augmented image's palette (channel swap and mix, tone
+    /// curves; `train::augment`). Not in the paper. Older runs without the field: false.
+    #[serde(default)]
+    pub augment_palette: bool,
     /// A new run starts from these generator weights (`train --init-generator`: a run's
     /// generator.safetensors, a shipped model, an imported authors' checkpoint) instead of the
     /// reference initialisation; the optimizer and the discriminator start fresh. Not in the
@@ -281,6 +285,13 @@ impl TrainConfig {
                 "positive_window",
                 "0 to 1000 frames",
                 self.positive_window.to_string(),
+            ));
+        }
+        if self.augment_palette && !self.augment {
+            return Err(err(
+                "augment_palette",
+                "false, or true with augment: true (--augment --augment-palette)",
+                "true with augment: false".into(),
             ));
         }
         if self.checkpoint_every == 0 {

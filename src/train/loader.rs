@@ -170,7 +170,7 @@ impl TrainingData {
         flip: bool,
         height: u32,
         width: u32,
-        augment: Option<u64>,
+        augment: Option<(u64, bool)>,
     ) -> Result<LabelledImage, LoadError> {
         let n = self.scenes[r.scene].variations[r.variation].1.len().max(1);
         let mut first_error = None;
@@ -222,14 +222,15 @@ impl TrainingData {
     }
 
     /// Decodes one labelled frame at the network size: RGB bicubic, depth and classes nearest;
-    /// then, with an augmentation key, augmented (`super::augment`).
+    /// then, with an augmentation key (and whether to remap the palette), augmented
+    /// (`super::augment`).
     pub fn labelled(
         &self,
         r: FrameRef,
         flip: bool,
         height: u32,
         width: u32,
-        augment: Option<u64>,
+        augment: Option<(u64, bool)>,
     ) -> Result<LabelledImage, LoadError> {
         let scene = &self.scenes[r.scene];
         let (_, frames, colors) = &scene.variations[r.variation];
@@ -241,8 +242,8 @@ impl TrainingData {
         let (sw, sh) = sample.depth_m.dimensions();
         let mut depth = resize_nearest(sample.depth_m.as_raw(), sw, sh, width, height, flip);
         let mut classes = resize_nearest(sample.classes.as_raw(), sw, sh, width, height, flip);
-        if let Some(key) = augment {
-            super::augment::augment(&mut rgb, &mut depth, &mut classes, key);
+        if let Some((key, palette)) = augment {
+            super::augment::augment(&mut rgb, &mut depth, &mut classes, key, palette);
         }
         Ok(LabelledImage {
             rgb: normalised(&rgb),
@@ -331,6 +332,8 @@ pub struct BatchSpec {
     pub width: u32,
     /// Augment each labelled image (`super::augment`).
     pub augment: bool,
+    /// With `augment`, also remap the palette (`augment_palette`).
+    pub augment_palette: bool,
 }
 
 /// Makes the batch of `step` (decoding every image; no tensors).
@@ -349,9 +352,12 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
             (d.negative, d.flip_negative),
         ];
         for (i, (r, flip)) in parts.into_iter().enumerate() {
-            let aug = spec
-                .augment
-                .then(|| super::augment::key(spec.seed, step, t, i));
+            let aug = spec.augment.then(|| {
+                (
+                    super::augment::key(spec.seed, step, t, i),
+                    spec.augment_palette,
+                )
+            });
             let img = data
                 .labelled_or_next(r, flip, spec.height, spec.width, aug)
                 .map_err(|e| format!("step {step}: {e}"))?;

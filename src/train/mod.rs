@@ -638,6 +638,7 @@ pub fn run(
         height: cfg.input_height as u32,
         width: cfg.input_width as u32,
         augment: cfg.augment,
+        augment_palette: cfg.augment_palette,
     };
     let mut loader = Loader::start(
         Arc::clone(&data),

@@ -31,6 +31,11 @@ pub(crate) struct TrainArgs {
     /// small zoom and rotation); not in the paper.
     #[arg(long)]
     augment: bool,
+    /// With --augment, also remap each augmented image's palette (channel swap and mix, a tone
+    /// curve per channel), as another renderer or camera colours the same place; not in the
+    /// paper.
+    #[arg(long, requires = "augment")]
+    augment_palette: bool,
     /// Epochs (1 to 100000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     epochs: Option<u64>,
@@ -142,6 +147,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if a.augment {
         cfg.augment = true;
     }
+    if a.augment_palette {
+        cfg.augment_palette = true;
+    }
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }
@@ -185,6 +193,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "discriminator" => "--dis".to_string(),
                 "adversarial" => "--no-adversarial".to_string(),
                 "augment" => "--augment".to_string(),
+                "augment_palette" => "--augment-palette".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "init_generator" => "--init-generator".to_string(),
                 "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {

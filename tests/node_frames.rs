@@ -745,10 +745,10 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         )
         .unwrap();
     let (w, h_px) = c0.img.dimensions();
-    let info = |d: Vec<f64>, f: f64| r2r::sensor_msgs::msg::CameraInfo {
+    let info = |model: &str, d: Vec<f64>, f: f64| r2r::sensor_msgs::msg::CameraInfo {
         width: w,
         height: h_px,
-        distortion_model: "plumb_bob".into(),
+        distortion_model: model.into(),
         d,
         k: vec![
             f,
@@ -784,7 +784,7 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
     let cmu = vec![-0.399431, 0.188924, 0.000153, 0.000571, 0.0];
     let warned = publish_until(
         &info_pub,
-        info(cmu, 100.0),
+        info("plumb_bob", cmu, 100.0),
         &mut diags,
         "a WARN for another lens",
         |s| s.level == 1 && text_value(s, "lens").starts_with("another than the map's"),
@@ -798,9 +798,22 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
         text_value(&warned, "lens"),
         "another than the map's (rays up to 21.7% further out)"
     );
+    // A fisheye (OpenCV's equidistant model, as ROS names it) is compared by its own model.
+    let fisheye = publish_until(
+        &info_pub,
+        info("equidistant", vec![-0.007, 0.043, -0.041, 0.008], 100.0),
+        &mut diags,
+        "a WARN for a fisheye",
+        |s| s.level == 1 && s.message.contains("fisheye"),
+    )
+    .await;
+    assert!(
+        fisheye.message.starts_with("frames taken through a fisheye lens (equidistant: k1 -0.007, k2 0.043, k3 -0.041, k4 0.008), map images through c0: a pinhole (no distortion)"),
+        "{fisheye:?}"
+    );
     let s = publish_until(
         &info_pub,
-        info(vec![0.0; 5], 100.0),
+        info("plumb_bob", vec![0.0; 5], 100.0),
         &mut diags,
         "the map's lens",
         |s| text_value(s, "lens") == "as the map's",
@@ -809,7 +822,7 @@ async fn a_camera_through_another_lens_than_the_map_s_warns_on_diagnostics() {
     assert_eq!(s.level, 0, "{s:?}");
     let s = publish_until(
         &info_pub,
-        info(vec![0.0; 5], 0.0),
+        info("plumb_bob", vec![0.0; 5], 0.0),
         &mut diags,
         "an unusable camera_info",
         |s| text_value(s, "lens").starts_with("cannot compare: K gives fx 0"),

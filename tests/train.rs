@@ -73,6 +73,12 @@ fn train(out: &Path, extra: &[&str]) -> Output {
         .expect("run dasgil-tools")
 }
 
+/// The stderr of a command that must fail with exit code 1 (a refused run).
+fn refused(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn csv_rows(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out.join("losses.csv"))
         .unwrap()
@@ -248,9 +254,13 @@ fn trains_checkpoints_and_resumes_exactly() {
     assert_eq!(csv_rows(&split), rows);
 
     // Changing the data or the model on resume is refused, naming the recorded and given value.
-    let e = tools(&["train", "--resume", path_str(&split), "--batch", "2"]);
-    assert_eq!(e.status.code(), Some(1));
-    let msg = String::from_utf8_lossy(&e.stderr);
+    let msg = refused(&tools(&[
+        "train",
+        "--resume",
+        path_str(&split),
+        "--batch",
+        "2",
+    ]));
     assert!(
         msg.contains("--batch cannot change when resuming")
             && msg.contains("the run has batch = 1, given 2"),
@@ -336,16 +346,42 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
         rows[1..3],
         "the palette remapping did not reach the batches"
     );
-    // Without --augment it is refused before anything is read.
-    let e = tools(&[
+    // Without augmentation it is refused before anything is written, from the flag or a file.
+    let none = dir.path().join("none");
+    let msg = refused(&tools(&[
         "train",
         "--augment-palette",
         "--out",
-        path_str(&dir.path().join("none")),
-    ]);
-    assert_eq!(e.status.code(), Some(2));
-    let msg = String::from_utf8_lossy(&e.stderr);
-    assert!(msg.contains("--augment"), "{msg}");
+        path_str(&none),
+    ]));
+    assert!(
+        msg.contains("--augment-palette is given without augmentation")
+            && msg.contains("give --augment too"),
+        "{msg}"
+    );
+    let yaml = dir.path().join("palette.yaml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/train.yaml")).unwrap();
+    std::fs::write(
+        &yaml,
+        shipped.replace("augment_palette: false", "augment_palette: true"),
+    )
+    .unwrap();
+    let msg = refused(&tools(&[
+        "train",
+        "--config",
+        path_str(&yaml),
+        "--out",
+        path_str(&none),
+    ]));
+    assert!(
+        msg.contains(&format!(
+            "{} sets augment_palette: true without augmentation",
+            yaml.display()
+        )),
+        "{msg}"
+    );
+    assert!(!none.exists(), "a refused run left {}", none.display());
 }
 
 #[test]

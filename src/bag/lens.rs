@@ -9,7 +9,7 @@
 //! rectified image).
 
 use crate::geom::Pinhole;
-use crate::map::views::Distortion;
+use crate::map::views::{Distortion, Lens};
 
 /// The fields of a CameraInfo message this needs (REP 104 names).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +58,50 @@ pub fn is_rectified(image_topic: &str, compressed: bool) -> bool {
 }
 
 /// The intrinsics (at the calibrated size) and the lens of images of `info`'s camera, as
-/// OpenCV's model (`plumb_bob`; `rational_polynomial` when its k4-k6 are 0), or why not.
+/// OpenCV's radial-tangential model (`plumb_bob`; `rational_polynomial` when its k4-k6 are 0),
+/// the one this code undistorts, or why not (a fisheye is refused here: [`camera_lens`] reads
+/// it, for comparing lenses).
 pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Distortion>), String> {
+    let (k, lens) = read_lens(
+        info,
+        rectified,
+        "plumb_bob (up to 5), rational_polynomial (up to 8, its k4-k6 zero), or none with D all \
+         zero",
+    )?;
+    match lens {
+        Lens::Brown(d) => Ok((k, d.iter().any(|&v| v != 0.0).then_some(d))),
+        Lens::Rational(d) => Err(format!(
+            "rational_polynomial k4-k6 {:?}: only OpenCV's k1, k2, p1, p2, k3 model is \
+             supported (expected them 0)",
+            &d[5..]
+        )),
+        Lens::Equidistant(_) => Err(format!(
+            "distortion_model `{}` (a fisheye): only OpenCV's k1, k2, p1, p2, k3 model \
+             (plumb_bob, or rational_polynomial with k4-k6 zero) is undistorted; rectify the \
+             images first (image_proc) and record the image_rect topic",
+            info.distortion_model
+        )),
+    }
+}
+
+/// The intrinsics (at the calibrated size) and the lens of images of `info`'s camera in any of
+/// the models ROS names (`plumb_bob`, `rational_polynomial`, `equidistant`; [`Lens`]), or why
+/// not; for comparing lenses (`map::views::lens_mismatch`).
+pub fn camera_lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Lens), String> {
+    read_lens(
+        info,
+        rectified,
+        "plumb_bob (up to 5), rational_polynomial (up to 8), equidistant (4; more only if zero), \
+         or none with D all zero",
+    )
+}
+
+/// [`camera_lens`], naming `expected` models when the model or D's length is not one of them.
+fn read_lens(
+    info: &CameraInfo,
+    rectified: bool,
+    expected: &str,
+) -> Result<(Pinhole, Lens), String> {
     if info.width == 0 || info.height == 0 {
         return Err(format!(
             "width x height {} x {}: expected the calibrated image size",
@@ -105,35 +147,40 @@ pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Disto
         cy,
     };
     if rectified {
-        return Ok((k, None));
+        return Ok((k, Lens::PINHOLE));
     }
     if info.d.iter().any(|v| !v.is_finite()) {
         return Err(format!("D {:?}: a value is not finite", info.d));
     }
+    // D padded with zeros to the model's length.
+    fn padded<const N: usize>(d: &[f64]) -> [f64; N] {
+        std::array::from_fn(|i| d.get(i).copied().unwrap_or(0.0))
+    }
     let model = info.distortion_model.as_str();
-    let extra = match model {
-        "plumb_bob" if info.d.len() <= 5 => &[][..],
-        "rational_polynomial" if info.d.len() <= 8 => info.d.get(5..).unwrap_or(&[]),
-        "" | "none" if info.d.iter().all(|&v| v == 0.0) => &[][..],
+    let lens = match model {
+        "plumb_bob" if info.d.len() <= 5 => Lens::Brown(padded(&info.d)),
+        "rational_polynomial" if info.d.len() <= 8 => {
+            let d: [f64; 8] = padded(&info.d);
+            if d[5..].iter().all(|&v| v == 0.0) {
+                Lens::Brown(padded(&d))
+            } else {
+                Lens::Rational(d)
+            }
+        }
+        // OpenCV's fisheye model (`fisheye` is what some drivers write for it); realsense-ros
+        // pads its D to 5 values with a zero.
+        "equidistant" | "fisheye" if info.d.iter().skip(4).all(|&v| v == 0.0) => {
+            Lens::Equidistant(padded(&info.d))
+        }
+        "" | "none" if info.d.iter().all(|&v| v == 0.0) => Lens::PINHOLE,
         _ => {
             return Err(format!(
-                "distortion_model `{model}` with {} coefficients: expected plumb_bob (up to 5), \
-                 rational_polynomial (up to 8, its k4-k6 zero), or none with D all zero",
+                "distortion_model `{model}` with {} coefficients: expected {expected}",
                 info.d.len()
             ))
         }
     };
-    if extra.iter().any(|&v| v != 0.0) {
-        return Err(format!(
-            "rational_polynomial k4-k6 {extra:?}: only OpenCV's k1, k2, p1, p2, k3 model is \
-             supported (expected them 0)"
-        ));
-    }
-    let mut d: Distortion = [0.0; 5];
-    for (slot, v) in d.iter_mut().zip(&info.d) {
-        *slot = *v;
-    }
-    Ok((k, d.iter().any(|&v| v != 0.0).then_some(d)))
+    Ok((k, lens))
 }
 
 #[cfg(test)]
@@ -226,6 +273,11 @@ mod tests {
         assert!(why(&|i| i.k[1] = 0.5).contains("K[1] (skew) 0.5"));
         assert!(why(&|i| i.distortion_model = "equidistant".into()).contains("`equidistant`"));
         assert!(why(&|i| {
+            i.distortion_model = "equidistant".into();
+            i.d = vec![-0.007, 0.043, -0.041, 0.008];
+        })
+        .contains("`equidistant` (a fisheye)"));
+        assert!(why(&|i| {
             i.distortion_model = "rational_polynomial".into();
             i.d = vec![-0.2, 0.05, 0.0, 0.0, 0.01, 0.3, 0.0, 0.0];
         })
@@ -235,5 +287,51 @@ mod tests {
         let mut i = info();
         i.roi = [0, 0, 640, 480];
         assert!(lens(&i, false).is_ok());
+    }
+
+    #[test]
+    fn camera_lens_reads_fisheye_and_rational_lenses_too() {
+        let mut i = info();
+        assert_eq!(
+            camera_lens(&i, false).unwrap().1,
+            Lens::Brown([-0.29, 0.08, 0.0004, -0.0002, -0.01])
+        );
+        i.distortion_model = "equidistant".into();
+        i.d = vec![-0.007, 0.043, -0.041, 0.008];
+        assert_eq!(
+            camera_lens(&i, false).unwrap().1,
+            Lens::Equidistant([-0.007, 0.043, -0.041, 0.008])
+        );
+        // All zero: still a fisheye; rectified: a pinhole.
+        i.d = vec![0.0; 4];
+        assert_eq!(
+            camera_lens(&i, false).unwrap().1,
+            Lens::Equidistant([0.0; 4])
+        );
+        assert_eq!(camera_lens(&i, true).unwrap().1, Lens::PINHOLE);
+        i.distortion_model = "rational_polynomial".into();
+        i.d = vec![-0.2, 0.05, 0.0, 0.0, 0.01, 0.3, 0.0, 0.0];
+        assert_eq!(
+            camera_lens(&i, false).unwrap().1,
+            Lens::Rational([-0.2, 0.05, 0.0, 0.0, 0.01, 0.3, 0.0, 0.0])
+        );
+        // As realsense-ros publishes a fisheye: D padded to 5 with a zero.
+        i.distortion_model = "equidistant".into();
+        i.d = vec![-0.007, 0.043, -0.041, 0.008, 0.0];
+        assert_eq!(
+            camera_lens(&i, false).unwrap().1,
+            Lens::Equidistant([-0.007, 0.043, -0.041, 0.008])
+        );
+        i.d = vec![-0.007, 0.043, -0.041, 0.008, 0.1];
+        assert!(camera_lens(&i, false)
+            .unwrap_err()
+            .contains("`equidistant` with 5 coefficients: expected plumb_bob"));
+        // Unknown models: camera_lens names the fisheye among those it reads, lens (which
+        // undistorts) does not.
+        i.distortion_model = "kannala_brandt".into();
+        assert!(camera_lens(&i, false)
+            .unwrap_err()
+            .contains("equidistant (4;"));
+        assert!(!lens(&i, false).unwrap_err().contains("equidistant"));
     }
 }

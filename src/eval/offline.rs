@@ -353,7 +353,7 @@ pub fn lens_warnings(
     queries: &[PosedImage],
     per_camera: bool,
 ) -> Vec<String> {
-    use crate::map::views::{lens_mismatch, LensCompare};
+    use crate::map::views::{lens_mismatch, Lens, LensCompare};
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     let mut unknown = Vec::new();
@@ -370,7 +370,7 @@ pub fn lens_warnings(
             rectified,
             &q.camera,
             k,
-            q.distortion.as_ref(),
+            &Lens::Brown(q.distortion.unwrap_or([0.0; 5])),
             rectified,
             per_camera,
         ) {

@@ -96,33 +96,119 @@ pub fn view_from_cam(yaw_deg: f64) -> Matrix3<f64> {
 /// `plumb_bob`'s order) on normalised coordinates (so the same at any image size).
 pub type Distortion = [f64; 5];
 
+/// A lens as a camera's calibration gives it, for comparing lenses ([`lens_shift`]): OpenCV's
+/// three models as ROS CameraInfo names them (REP 104, `sensor_msgs/distortion_models`). Only
+/// [`Lens::Brown`] is undistorted and rectified here (`build-map --rectify`, `replay --rectify`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lens {
+    /// `plumb_bob`, and `rational_polynomial` with k4-k6 zero: [`Distortion`].
+    Brown(Distortion),
+    /// `rational_polynomial`: k1, k2, p1, p2, k3, k4, k5, k6; radial factor
+    /// (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6).
+    Rational([f64; 8]),
+    /// `equidistant` (OpenCV's fisheye model): k1-k4; a ray at angle theta from the optical axis
+    /// (r = tan theta) lands at radius theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 +
+    /// k4 theta^8). With all k zero it is still a fisheye (radius theta), not a pinhole.
+    Equidistant([f64; 4]),
+}
+
+impl Lens {
+    /// An ideal pinhole (no distortion).
+    pub const PINHOLE: Lens = Lens::Brown([0.0; 5]);
+
+    /// The radial factor g at r^2 = `r2` (normalised, undistorted): a ray at r lands at g r.
+    fn radial(&self, r2: f64) -> f64 {
+        match self {
+            Lens::Brown(d) => radial(d, r2),
+            Lens::Rational(d) => {
+                let [k1, k2, _, _, k3, k4, k5, k6] = *d;
+                (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+            }
+            Lens::Equidistant([k1, k2, k3, k4]) => {
+                if r2 < 1e-12 {
+                    return 1.0;
+                }
+                let r = r2.sqrt();
+                let t = r.atan();
+                let t2 = t * t;
+                t * (1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) / r
+            }
+        }
+    }
+
+    /// The r^2 where the lens stops keeping the order of rays (r g(r) no longer grows), if any
+    /// before r^2 = 1e4 ([`fold_r2`] for Brown's model; a 1% grid for the others).
+    fn fold_r2(&self) -> Option<f64> {
+        if let Lens::Brown(d) = self {
+            return fold_r2(d);
+        }
+        let out = |s: f64| s.sqrt() * self.radial(s);
+        let (mut s, mut last) = (1e-6, out(1e-6));
+        while s <= 1e4 {
+            let v = out(s * 1.01);
+            if !(v.is_finite() && v > last) {
+                return Some(s);
+            }
+            (s, last) = (s * 1.01, v);
+        }
+        None
+    }
+
+    /// The lens in words, as messages quote it: `a pinhole (no distortion)`, `a distorting lens
+    /// (k1 -0.399, k2 0.189)`, `a fisheye lens (equidistant: k1 ...)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Lens::Brown(d) => match lens_of(Some(d)) {
+                None => "a pinhole (no distortion)".to_string(),
+                Some(d) => format!("a distorting lens ({})", coefficients(d)),
+            },
+            Lens::Rational(d) => format!(
+                "a distorting lens (rational_polynomial: {}, k4 {:.3}, k5 {:.3}, k6 {:.3})",
+                coefficients(&[d[0], d[1], d[2], d[3], d[4]]),
+                d[5],
+                d[6],
+                d[7]
+            ),
+            Lens::Equidistant([k1, k2, k3, k4]) => format!(
+                "a fisheye lens (equidistant: k1 {k1:.3}, k2 {k2:.3}, k3 {k3:.3}, k4 {k4:.3})"
+            ),
+        }
+    }
+}
+
 /// How much further out one lens puts a ray than the other, at most over the image: the largest
-/// ratio of their radial factors g = 1 + k1 r^2 + k2 r^4 + k3 r^6, less 1, for r from the
-/// centre to the corner of `k` farthest from (cx, cy), within the field where both lenses keep
-/// the order of rays (before [`fold_r2`]); tangential terms, a thousandth at most in real
-/// lenses, are left out. 0 for the same lens; about 0.21 for an Extended CMU-Seasons camera
-/// against a pinhole (the lens draws the pinhole's corner 17% nearer the centre).
-pub fn corner_shift(k: &Pinhole, a: &Distortion, b: &Distortion) -> f64 {
+/// ratio of their radial factors g (for Brown's model 1 + k1 r^2 + k2 r^4 + k3 r^6; [`Lens`]
+/// for the others), less 1, for r from the centre to the corner of `k` farthest from (cx, cy)
+/// (at the calibration's focal length), within the field where both lenses keep the order of
+/// rays (before [`fold_r2`]); tangential terms, a thousandth at most in real lenses, are left
+/// out. 0 for the same lens; about 0.21 for an Extended CMU-Seasons camera against a pinhole
+/// (the lens draws the pinhole's corner 17% nearer the centre).
+pub fn lens_shift(k: &Pinhole, a: &Lens, b: &Lens) -> f64 {
     let corner = [(0.0, 0.0), (k.width as f64, 0.0), (0.0, k.height as f64)]
         .into_iter()
         .chain([(k.width as f64, k.height as f64)])
         .map(|(u, v)| ((u - k.cx) / k.fx).powi(2) + ((v - k.cy) / k.fy).powi(2))
         .fold(0.0, f64::max);
-    let field = [fold_r2(a), fold_r2(b)]
+    let field = [a.fold_r2(), b.fold_r2()]
         .into_iter()
         .flatten()
         .fold(corner, f64::min);
     (0..=32)
         .map(|i| {
             let r2 = field * i as f64 / 32.0;
-            let (ga, gb) = (radial(a, r2), radial(b, r2));
+            let (ga, gb) = (a.radial(r2), b.radial(r2));
             (ga / gb).max(gb / ga) - 1.0
         })
         .fold(0.0, f64::max)
 }
 
+/// [`lens_shift`] of two lenses of OpenCV's radial-tangential model.
+pub fn corner_shift(k: &Pinhole, a: &Distortion, b: &Distortion) -> f64 {
+    lens_shift(k, &Lens::Brown(*a), &Lens::Brown(*b))
+}
+
 /// A camera's frames are said to come through another lens than the map's images when
-/// [`corner_shift`] to every map camera they are compared with is over this. Not measured: the
+/// [`lens_shift`] to every map camera they are compared with is over this. Not measured: the
 /// one case measured (maps/models/MODEL_CARD.md, "Lenses") is a shift of 0.21, a pinhole map
 /// searched with frames through the Extended CMU-Seasons lenses losing 8.8 points, with the
 /// truth inside the priors' 95% ellipsoid for 82% of them (1.9 points the other way round).
@@ -143,7 +229,7 @@ pub enum LensCompare {
 /// How a camera's lens differs from the map's ([`lens_mismatch`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LensMismatch {
-    /// The smallest [`corner_shift`] to a map camera compared with.
+    /// The smallest [`lens_shift`] to a map camera compared with.
     pub shift: f64,
     /// The camera's lens as its frames are encoded, in words.
     pub frames: String,
@@ -151,6 +237,8 @@ pub struct LensMismatch {
     pub map: Vec<String>,
     /// Whether the map's images were rectified (and the frames are not).
     map_rectified: bool,
+    /// Whether the frames' lens is one this code rectifies (OpenCV's radial-tangential model).
+    frames_rectifiable: bool,
 }
 
 impl LensMismatch {
@@ -173,6 +261,10 @@ impl LensMismatch {
     pub fn explain(&self) -> String {
         let advice = if self.map_rectified {
             "subscribe the rectified images (image_proc's image_rect topic)"
+        } else if !self.frames_rectifiable {
+            "rectify the frames with image_proc and subscribe its image_rect topic, and build \
+             the map from rectified images (build-map --rectify, or a recording of the \
+             image_rect topic)"
         } else {
             "build the map from images of this camera, or rectify both (build-map --rectify, \
              and the image_rect topic)"
@@ -181,7 +273,7 @@ impl LensMismatch {
     }
 }
 
-/// Whether frames of `camera` (intrinsics `k`, lens `distortion`; `rectified`: the frames are
+/// Whether frames of `camera` (intrinsics `k`, lens `lens`; `rectified`: the frames are
 /// rectified images, a pinhole whatever the lens) are encoded through another lens than the
 /// map's images (`lenses`: `MapMeta::lenses`; `map_rectified`: every map image was rectified,
 /// a pinhole, whatever it recorded). Compared with the map camera of the same name when
@@ -191,46 +283,42 @@ pub fn lens_mismatch(
     map_rectified: bool,
     camera: &str,
     k: &Pinhole,
-    distortion: Option<&Distortion>,
+    lens: &Lens,
     rectified: bool,
     per_camera: bool,
 ) -> LensCompare {
-    let pinhole = [0.0; 5];
-    let theirs: Vec<(String, Distortion)> = if map_rectified {
-        vec![("rectified".to_string(), pinhole)]
+    let theirs: Vec<(String, Lens)> = if map_rectified {
+        vec![("rectified".to_string(), Lens::PINHOLE)]
     } else if per_camera {
         match lenses.get(camera) {
-            Some(d) => vec![(camera.to_string(), *d)],
+            Some(d) => vec![(camera.to_string(), Lens::Brown(*d))],
             None => return LensCompare::Unknown,
         }
     } else if lenses.is_empty() {
         return LensCompare::Unknown;
     } else {
-        lenses.iter().map(|(c, d)| (c.clone(), *d)).collect()
+        lenses
+            .iter()
+            .map(|(c, d)| (c.clone(), Lens::Brown(*d)))
+            .collect()
     };
-    let mine = match distortion {
-        Some(d) if !rectified => *d,
-        _ => pinhole,
-    };
+    let mine = if rectified { Lens::PINHOLE } else { *lens };
     let shift = theirs
         .iter()
-        .map(|(_, d)| corner_shift(k, &mine, d))
+        .map(|(_, d)| lens_shift(k, &mine, d))
         .fold(f64::INFINITY, f64::min);
     if shift <= LENS_WARNING_SHIFT {
         return LensCompare::Same;
     }
-    let describe = |d: &Distortion| match lens_of(Some(d)) {
-        None => "a pinhole (no distortion)".to_string(),
-        Some(d) => format!("a distorting lens ({})", coefficients(d)),
-    };
     LensCompare::Other(LensMismatch {
         shift,
-        frames: describe(&mine),
+        frames: mine.describe(),
         map: theirs
             .iter()
-            .map(|(c, d)| format!("{c}: {}", describe(d)))
+            .map(|(c, d)| format!("{c}: {}", d.describe()))
             .collect(),
         map_rectified,
+        frames_rectifiable: matches!(mine, Lens::Brown(_)),
     })
 }
 
@@ -586,6 +674,72 @@ mod tests {
     }
 
     #[test]
+    fn fisheye_and_rational_lenses_are_compared_by_their_own_radial_factors() {
+        // By hand: a ray at theta 0.5 rad (r = tan 0.5) through an equidistant lens with
+        // k1 0.1 lands at 0.5 (1 + 0.1 * 0.25) = 0.5125.
+        let fish = Lens::Equidistant([0.1, 0.0, 0.0, 0.0]);
+        let r = 0.5f64.tan();
+        assert!((fish.radial(r * r) * r - 0.5125).abs() < 1e-12);
+        assert!((fish.radial(0.0) - 1.0).abs() < 1e-12);
+        // The rational model with k4-k6 zero is Brown's; its denominator divides.
+        let rational =
+            |k4: f64| Lens::Rational([LENS[0], LENS[1], 0.0, 0.0, LENS[4], k4, 0.0, 0.0]);
+        assert_eq!(rational(0.0).radial(0.3), Lens::Brown(LENS).radial(0.3));
+        assert!((rational(0.5).radial(0.3) - radial(&LENS, 0.3) / 1.15).abs() < 1e-12);
+        // Every coefficient in its place: at r^2 0.5, (1 + 0.05 + 0.0025 + 0.0005) /
+        // (1 + 0.15 + 0.01 + 0.0025).
+        let all = Lens::Rational([0.1, 0.01, 0.0, 0.0, 0.004, 0.3, 0.04, 0.02]);
+        assert!((all.radial(0.5) - 1.053 / 1.1625).abs() < 1e-12);
+        // A strong fisheye barrel stops keeping the order of rays where d(theta_d)/d(theta) =
+        // 1 - 1.5 theta^2 = 0: theta = 0.816, r^2 = tan^2 = 1.0 (the 1% grid: within 1%).
+        let folding = Lens::Equidistant([-0.5, 0.0, 0.0, 0.0]);
+        let f = folding.fold_r2().unwrap();
+        let expected = (1.5f64).recip().sqrt().tan().powi(2);
+        assert!((f / expected - 1.0).abs() < 0.011, "{f} {expected}");
+        // A rational lens whose denominator reaches zero folds before it.
+        let pole = Lens::Rational([0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0]);
+        assert!(pole.fold_r2().is_some_and(|f| f < 1.0));
+        // A fisheye camera (848 x 800, f 286, as wide-angle tracking cameras) against a pinhole
+        // map: far beyond the warning; against itself: the same.
+        let k = Pinhole {
+            width: 848,
+            height: 800,
+            fx: 286.0,
+            fy: 286.0,
+            cx: 424.0,
+            cy: 400.0,
+        };
+        let t265 = Lens::Equidistant([-0.007, 0.043, -0.041, 0.008]);
+        assert!(t265.fold_r2().is_none());
+        let shift = lens_shift(&k, &t265, &Lens::PINHOLE);
+        assert!(shift > 0.5, "{shift}");
+        assert_eq!(lens_shift(&k, &t265, &t265), 0.0);
+        let pin = std::collections::BTreeMap::from([("c0".to_string(), [0.0; 5])]);
+        let LensCompare::Other(m) = lens_mismatch(&pin, false, "c0", &k, &t265, false, true) else {
+            panic!("a fisheye on a pinhole map");
+        };
+        assert!(
+            m.describe().starts_with(
+                "taken through a fisheye lens (equidistant: k1 -0.007, k2 0.043, k3 -0.041, \
+                 k4 0.008), map images through c0: a pinhole (no distortion)"
+            ),
+            "{}",
+            m.describe()
+        );
+        // build-map --rectify cannot undistort a fisheye: the advice is image_proc's.
+        assert!(
+            m.explain().contains("rectify the frames with image_proc"),
+            "{}",
+            m.explain()
+        );
+        // Rectified, the same camera's frames are a pinhole's.
+        assert_eq!(
+            lens_mismatch(&pin, false, "c0", &k, &t265, true, true),
+            LensCompare::Same
+        );
+    }
+
+    #[test]
     fn a_lens_is_compared_with_the_map_camera_searched_and_unknown_without_a_record() {
         let k = camera();
         let lenses = |l: &[(&str, Distortion)]| -> std::collections::BTreeMap<String, Distortion> {
@@ -600,32 +754,38 @@ mod tests {
             false,
             "c0",
             &k,
-            Some(&LENS),
+            &Lens::Brown(LENS),
             false,
             true
         )));
         assert_eq!(
-            lens_mismatch(&both, false, "c0", &k, Some(&LENS), false, false),
+            lens_mismatch(&both, false, "c0", &k, &Lens::Brown(LENS), false, false),
             LensCompare::Same
         );
         // A camera without a record, or a map with none: unknown, whatever the lens.
         let only_c1 = lenses(&[("c1", LENS)]);
         assert_eq!(
-            lens_mismatch(&only_c1, false, "c0", &k, Some(&LENS), false, true),
+            lens_mismatch(&only_c1, false, "c0", &k, &Lens::Brown(LENS), false, true),
             LensCompare::Unknown
         );
         assert_eq!(
-            lens_mismatch(&lenses(&[]), false, "c0", &k, None, false, false),
+            lens_mismatch(&lenses(&[]), false, "c0", &k, &Lens::PINHOLE, false, false),
             LensCompare::Unknown
         );
         // Rectified frames are pinholes; a rectified map's images are, recorded or not.
         assert_eq!(
-            lens_mismatch(&both, false, "c0", &k, Some(&LENS), true, true),
+            lens_mismatch(&both, false, "c0", &k, &Lens::Brown(LENS), true, true),
             LensCompare::Same
         );
-        let LensCompare::Other(m) =
-            lens_mismatch(&lenses(&[]), true, "c0", &k, Some(&LENS), false, true)
-        else {
+        let LensCompare::Other(m) = lens_mismatch(
+            &lenses(&[]),
+            true,
+            "c0",
+            &k,
+            &Lens::Brown(LENS),
+            false,
+            true,
+        ) else {
             panic!("raw frames through a lens on a rectified map");
         };
         assert!(
@@ -634,7 +794,7 @@ mod tests {
                 && m.explain().contains("subscribe the rectified images")
         );
         assert_eq!(
-            lens_mismatch(&lenses(&[]), true, "c0", &k, None, false, true),
+            lens_mismatch(&lenses(&[]), true, "c0", &k, &Lens::PINHOLE, false, true),
             LensCompare::Same
         );
     }

@@ -91,12 +91,9 @@ struct CameraStats {
     lens_logged: Option<String>,
 }
 
-/// A camera's lens from its camera_info: intrinsics, distortion, rectified frames.
-type CameraLens = (
-    crate::geom::Pinhole,
-    Option<crate::map::views::Distortion>,
-    bool,
-);
+/// A camera's lens from its camera_info (any model ROS names: `bag::lens::camera_lens`):
+/// intrinsics, lens, rectified frames.
+type CameraLens = (crate::geom::Pinhole, crate::map::views::Lens, bool);
 
 /// Match quality over a camera's recent matched frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -271,12 +268,12 @@ fn diagnostics(
         let (lens, lens_warning) = match &s.lens {
             None => ("-".to_string(), None),
             Some(Err(why)) => (format!("cannot compare: {why}"), None),
-            Some(Ok((k, d, rectified))) => match crate::map::views::lens_mismatch(
+            Some(Ok((k, l, rectified))) => match crate::map::views::lens_mismatch(
                 &map.lenses,
                 map.rectified,
                 cam.id.as_deref().unwrap_or_default(),
                 k,
-                d.as_ref(),
+                l,
                 *rectified,
                 cam.id.is_some(),
             ) {
@@ -530,8 +527,8 @@ fn subscribe_camera_info(
             while let Some(m) = sub.next().await {
                 let lens = crate::bag::frames::camera_info(m)
                     .ok_or_else(|| "K has not 9 values or P not 12".to_string())
-                    .and_then(|info| crate::bag::lens::lens(&info, rectified))
-                    .map(|(k, d)| (k, d, rectified));
+                    .and_then(|info| crate::bag::lens::camera_lens(&info, rectified))
+                    .map(|(k, l)| (k, l, rectified));
                 lock(&shared).stats[i].lens = Some(lens);
             }
         });

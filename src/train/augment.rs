@@ -267,6 +267,9 @@ fn warp<T: Copy>(
 mod tests {
     use super::*;
 
+    /// [`without_the_palette_the_images_are_those_augmented_before_it_came`]'s checksum.
+    const PINNED: u64 = 0x094c_a059_5c33_8cee;
+
     fn sample(w: u32, h: u32) -> (RgbImage, Vec<f32>, Vec<u8>) {
         let rgb = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7) as u8, (y * 11) as u8, 90]));
         let depth = (0..w * h).map(|i| 1.0 + (i % w) as f32 * 0.5).collect();
@@ -346,6 +349,28 @@ mod tests {
             }
             assert!(ramp.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
         }
+    }
+
+    #[test]
+    fn without_the_palette_the_images_are_those_augmented_before_it_came() {
+        // FNV-1a over the augmented images and depths of keys 0..24, pinned when the palette
+        // came (2026-12-04; the path without it was not changed): runs recorded before it,
+        // resumed, get the same batches.
+        let (rgb, depth, classes) = sample(32, 16);
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for k in 0..24 {
+            let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
+            augment(&mut r, &mut d, &mut c, k, false);
+            let bytes = r
+                .as_raw()
+                .iter()
+                .copied()
+                .chain(d.iter().flat_map(|v| v.to_le_bytes()));
+            for b in bytes {
+                h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        assert_eq!(h, PINNED, "{h:#x}");
     }
 
     #[test]

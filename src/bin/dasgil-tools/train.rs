@@ -34,7 +34,7 @@ pub(crate) struct TrainArgs {
     /// With --augment, also remap each augmented image's palette (channel swap and mix, a tone
     /// curve per channel), as another renderer or camera colours the same place; not in the
     /// paper.
-    #[arg(long, requires = "augment")]
+    #[arg(long)]
     augment_palette: bool,
     /// Epochs (1 to 100000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -149,6 +149,16 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     }
     if a.augment_palette {
         cfg.augment_palette = true;
+    }
+    if cfg.augment_palette && !cfg.augment {
+        let from = match (&a.config, a.augment_palette) {
+            (Some(p), false) => format!("{} sets augment_palette: true", p.display()),
+            _ => "--augment-palette is given".to_string(),
+        };
+        anyhow::bail!(
+            "{from} without augmentation: the palette is remapped only in augmented images; \
+             give --augment too (or augment: true)"
+        );
     }
     if let Some(v) = a.epochs {
         cfg.epochs = v;

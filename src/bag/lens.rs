@@ -69,7 +69,7 @@ pub fn lens(info: &CameraInfo, rectified: bool) -> Result<(Pinhole, Option<Disto
          zero",
     )?;
     match lens {
-        Lens::Brown(d) => Ok((k, d.iter().any(|&v| v != 0.0).then_some(d))),
+        Lens::Brown(d) => Ok((k, crate::map::views::lens_of(Some(&d)).copied())),
         Lens::Rational(d) => Err(format!(
             "rational_polynomial k4-k6 {:?}: only OpenCV's k1, k2, p1, p2, k3 model is \
              supported (expected them 0)",

@@ -202,11 +202,6 @@ pub fn lens_shift(k: &Pinhole, a: &Lens, b: &Lens) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// [`lens_shift`] of two lenses of OpenCV's radial-tangential model.
-pub fn corner_shift(k: &Pinhole, a: &Distortion, b: &Distortion) -> f64 {
-    lens_shift(k, &Lens::Brown(*a), &Lens::Brown(*b))
-}
-
 /// A camera's frames are said to come through another lens than the map's images when
 /// [`lens_shift`] to every map camera they are compared with is over this. Not measured: the
 /// one case measured (maps/models/MODEL_CARD.md, "Lenses") is a shift of 0.21, a pinhole map
@@ -641,6 +636,9 @@ mod tests {
 
     #[test]
     fn the_corner_shift_is_how_much_further_out_one_lens_puts_the_outermost_corner() {
+        let corner_shift = |k: &Pinhole, a: &Distortion, b: &Distortion| {
+            lens_shift(k, &Lens::Brown(*a), &Lens::Brown(*b))
+        };
         let k = camera();
         // The corner farthest from (81, 58) is (0, 120) (LENS keeps the order of rays out to it,
         // its factor falling all the way); its ray through LENS by OpenCV's model, tangential

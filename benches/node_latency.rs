@@ -169,6 +169,10 @@ fn main() {
         "build-map",
         "--sequence",
         "cmu_slice",
+        // The peer (tools/python/peer_localizer.py) searches with L1, as the reference: the
+        // same work on both sides (the shipped model's own metric is cosine).
+        "--metric",
+        "l1",
         "--out",
         base.to_str().unwrap(),
     ]));

@@ -151,6 +151,7 @@ fn a_two_layer_descriptor_distance_is_the_sum_of_per_layer_mean_differences() {
             step: None,
             source: Some("test".into()),
             descriptor_layers: None,
+            metric: None,
         },
         &ckpt,
     )

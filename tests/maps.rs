@@ -241,7 +241,7 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         "grey frame: status {}, confidence {confidence:.4}, position trace {trace:.2}",
         l["status"]
     );
-    // Not a confident match (below CONFIDENT, 0.125 since 2026-12-03): withheld at the
+    // Not a confident match (below CONFIDENT, 0.25 since 2026-12-04): withheld at the
     // default min_confidence or not, its prior makes room for a wrong match, wider than a map
     // image's own (trace 3 x POSITION_CALIBRATION: the floor on each axis).
     use dasgil::localize::prior::{CONFIDENT, POSITION_CALIBRATION};
@@ -1090,8 +1090,9 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 // The published place holds belief of its own (ground distance 0 first).
                 settled += usize::from(d.first() == Some(&0.0));
                 // The belief reaches beyond the floor: radius over
-                // sqrt(7.81 * POSITION_CALIBRATION), the floor's 95% radius.
-                let floor = (7.814_727_903 * dasgil::localize::prior::POSITION_CALIBRATION).sqrt();
+                // sqrt(7.81 * FILTER_POSITION_CALIBRATION), the filter's floor's 95% radius.
+                let floor =
+                    (7.814_727_903 * dasgil::localize::prior::FILTER_POSITION_CALIBRATION).sqrt();
                 spread += usize::from(v["radius_95"].as_f64().unwrap() > floor + 0.01);
             }
             assert!(settled >= 20 && spread >= 1, "{settled} {spread} of 24");
@@ -1758,4 +1759,84 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
         ),
         "{e}"
     );
+}
+
+/// The metric a checkpoint records (`dasgil.metric`, written by
+/// tools/python/set_descriptor_layers.py as tools/train-shipped-model.sh ships a model) is what
+/// build-map and evaluate search with when `--metric` is not given; `--metric` overrides it; the
+/// baselines keep the reference's L1.
+#[test]
+fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let cosine = dir.join("cosine.safetensors");
+    std::fs::copy(&f.ckpt, &cosine).unwrap();
+    let said = common::python_tool(
+        "set_descriptor_layers.py",
+        &[path_str(&cosine), "6", "--metric", "cosine"],
+    );
+    assert!(
+        said.contains("dasgil.metric (none: l1) -> cosine"),
+        "{said}"
+    );
+    let metric_of = |map: &Path| {
+        dasgil::map::file::MapFile::open(map)
+            .unwrap()
+            .meta
+            .metric
+            .clone()
+    };
+    let build = |ckpt: &Path, out: &Path, more: &[&str]| {
+        let mut a = Fixture::args_on(
+            &f.root,
+            "build-map",
+            &[
+                "--checkpoint",
+                path_str(ckpt),
+                "--out",
+                path_str(out),
+                "--device",
+                "cpu",
+            ],
+        );
+        a.extend_from_slice(more);
+        ok(&a);
+    };
+    let (recorded, told, plain) = (
+        dir.join("recorded.map.safetensors"),
+        dir.join("told.map.safetensors"),
+        dir.join("plain.map.safetensors"),
+    );
+    build(&cosine, &recorded, &[]);
+    build(&cosine, &told, &["--metric", "l1"]);
+    build(&f.ckpt, &plain, &[]);
+    assert_eq!(metric_of(&recorded), "cosine");
+    assert_eq!(metric_of(&told), "l1");
+    assert_eq!(
+        metric_of(&plain),
+        "l1",
+        "no metric recorded: the reference's"
+    );
+    // evaluate: the model with its metric, said in the report; raw pixels with L1.
+    for (name, more, want) in [
+        ("model", vec!["--checkpoint", path_str(&cosine)], "cosine"),
+        ("raw", vec!["--baseline", "raw-pixels"], "l1"),
+        (
+            "model-l2",
+            vec!["--checkpoint", path_str(&cosine), "--metric", "l2"],
+            "l2",
+        ),
+    ] {
+        let out = dir.join(format!("eval-{name}"));
+        let mut a = vec!["--out", path_str(&out), "--device", "cpu"];
+        a.extend(more);
+        let said = ok(&f.args("evaluate", &a));
+        assert!(said.contains(&format!("metric {want},")), "{name}: {said}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        for r in report["reports"].as_array().unwrap() {
+            assert_eq!(r["metric"], want, "{name}");
+        }
+    }
 }

@@ -122,6 +122,7 @@ fn save_checkpoint(vs: &nn::VarStore, cfg: ModelConfig, role: NetworkRole, path:
         step: None,
         source: None,
         descriptor_layers: None,
+        metric: None,
     };
     checkpoint::save(vs, &meta, path).unwrap();
 }

@@ -374,6 +374,7 @@ fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
         step: None,
         source: None,
         descriptor_layers: None,
+        metric: None,
     };
     checkpoint::save(&vs, &meta, &ckpt).unwrap();
     ckpt

@@ -4,8 +4,10 @@
 # docs/sequence-filter.md and docs/pose-prior.md:
 # - SPREAD_MASS (tools/python/fit_sequence_spread.py): the three fitting worlds on their own
 #   maps, cmu_slice as the check;
-# - OFF_MAP_LIKELIHOOD and OFF_MAP_CONFIDENCE (tools/python/fit_off_map.py): the same, plus
-#   each fitting world driven past the end of a map of the first part of its route
+# - OFF_MAP_LIKELIHOOD and OFF_MAP_CONFIDENCE (tools/python/fit_off_map.py): the same, the
+#   drive-protocol validation worlds (whose frames must keep their priors too; since
+#   2026-12-04), plus each fitting world driven past the end of a map of the first part of its
+#   route
 #   (config/partial-maps.yaml); checks: cmu_slice on a map of its first 20 places, of cmu_mini
 #   (its first 10) and of cmu_calibration (another world).
 # Every run is `dasgil-tools evaluate --filter sequence`; the scripts first check that they
@@ -45,6 +47,8 @@ run() { # FOLDER QUERIES [MAP]
 run cmu_calibration cmu_calibration
 run cmu_val_pastel cmu_val_pastel
 run cmu_val_ink cmu_val_ink
+run cmu_val_pastel_drive cmu_val_pastel_drive
+run cmu_val_ink_drive cmu_val_ink_drive
 run cmu_slice cmu_slice
 run cmu_calibration-past-first10 cmu_calibration cmu_calibration_first10
 run cmu_val_pastel-past-first15 cmu_val_pastel cmu_val_pastel_first15
@@ -57,5 +61,6 @@ echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
 echo
 python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
+  cmu_val_pastel_drive cmu_val_ink_drive \
   cmu_calibration-past-first10 cmu_val_pastel-past-first15 cmu_val_ink-past-first15 \
   --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map

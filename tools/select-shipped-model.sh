@@ -21,6 +21,10 @@
 # SHIP=1 in tools/train-shipped-model.sh then records in the shipped file (this script writes
 # them to RUN/selection/layers for it). The shipped model is scored with the layers its file
 # records; the untrained network with LAYERS, as the candidates.
+# METRIC: the descriptor metric every run here is scored with, candidates and both baselines
+# alike (default cosine: the shipped model's, chosen on these worlds on 2026-12-04 over the
+# reference's l1; MODEL_CARD.md); written to RUN/selection/metric for SHIP=1 to record. The
+# shipped model is scored with the metric its file records.
 #
 # Output: RUN/selection/{WORLD}-{CANDIDATE}/report.* and RUN/selection/selection.md. Scores
 # already computed are kept (delete a folder to redo it), so it resumes when run again.
@@ -42,6 +46,16 @@ WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
 LAYERS="${LAYERS:-6}"
 LAYERS_ID="e${LAYERS//,/}"
 LAYERS_ID="${LAYERS_ID//\*/x}"
+METRIC="${METRIC:-cosine}"
+case "$METRIC" in
+  l1 | l2 | cosine) ;;
+  *)
+    echo "select-shipped-model: METRIC: expected l1, l2 or cosine, found \`$METRIC\`" >&2
+    exit 2
+    ;;
+esac
+# Scores with another metric are never reused for these (l1's folders keep their old names).
+if [ "$METRIC" != l1 ]; then LAYERS_ID="$LAYERS_ID-$METRIC"; fi
 for w in $WORLDS; do
   case "$w" in
     cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive)
@@ -60,6 +74,7 @@ OUT="$RUN/selection"
 mkdir -p "$OUT"
 # The layers the candidates were scored with, for SHIP=1 to record in the shipped file.
 echo "$LAYERS" > "$OUT/layers.tmp" && mv "$OUT/layers.tmp" "$OUT/layers"
+echo "$METRIC" > "$OUT/metric.tmp" && mv "$OUT/metric.tmp" "$OUT/metric"
 # The shipped model's folder is named by its checksum, so a newly shipped model is scored anew.
 SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)"
 if [ -z "$SHIPPED" ]; then
@@ -67,12 +82,14 @@ if [ -z "$SHIPPED" ]; then
     exit 1
 fi
 SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
-runs=("$SHIPPED_ID:" "raw-pixels:--baseline raw-pixels"
-  "untrained-$LAYERS_ID:--baseline untrained --layers $LAYERS")
+RAW_ID="raw-pixels"
+if [ "$METRIC" != l1 ]; then RAW_ID="raw-pixels-$METRIC"; fi
+runs=("$SHIPPED_ID:" "$RAW_ID:--baseline raw-pixels --metric $METRIC"
+  "untrained-$LAYERS_ID:--baseline untrained --layers $LAYERS --metric $METRIC")
 for c in "$RUN"/candidates/step-*.safetensors; do
   [ -e "$c" ] || continue
   # Named by the layers too, so scores with other layers are never reused for these.
-  runs+=("$(basename "$c" .safetensors)-$LAYERS_ID:--checkpoint $c --layers $LAYERS")
+  runs+=("$(basename "$c" .safetensors)-$LAYERS_ID:--checkpoint $c --layers $LAYERS --metric $METRIC")
 done
 for world in $WORLDS; do
   for run in "${runs[@]}"; do

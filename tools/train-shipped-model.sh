@@ -11,7 +11,8 @@
 #   STEPS=1200 BATCH=4 SIZE=256x512 DEVICE=auto tools/train-shipped-model.sh
 #   SHIP=1 CANDIDATE=step-600 tools/train-shipped-model.sh   # copy the chosen candidate
 #   SHIP=1 CANDIDATE=step-600 LAYERS=6 ...   # and record its descriptor layers (default: those
-#                                            # tools/select-shipped-model.sh scored it with)
+#                                            # tools/select-shipped-model.sh scored it with;
+#                                            # METRIC=cosine likewise its metric)
 #
 # It stops cleanly on SIGTERM/Ctrl-C (a checkpoint is written) and resumes from the last
 # checkpoint (every 50 steps) when run again. Candidates for selection: the run's
@@ -193,7 +194,10 @@ if [ -z "$LAYERS" ]; then
   exit 2
 fi
 cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp"
-python "$ROOT/tools/python/set_descriptor_layers.py" "$MODEL.tmp" "$LAYERS"
+# The metric validation scored it with (METRIC, else RUN/selection/metric, else the
+# reference's l1), recorded beside the layers.
+METRIC="${METRIC:-$(cat "$RUN/selection/metric" 2>/dev/null || echo l1)}"
+python "$ROOT/tools/python/set_descriptor_layers.py" "$MODEL.tmp" "$LAYERS" --metric "$METRIC"
 mv "$MODEL.tmp" "$MODEL"
 cp "$RUN/loss_curves.png" "$ROOT/maps/models/loss_curves.png"
 cp "$RUN/predictions.png" "$ROOT/maps/models/predictions.png"

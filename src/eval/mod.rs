@@ -19,7 +19,8 @@ use crate::retrieval::Metric;
 use offline::Report;
 
 /// evaluate: builds the map(s) in `out` and scores the queries through the Localizer; both ways (with and without
-/// map-time adaptation) for a network. Returns the reports, primary first.
+/// map-time adaptation) for a network, with `metric` (None: the encoder's default, the one its
+/// checkpoint records, else L1). Returns the reports, primary first.
 #[allow(clippy::too_many_arguments)] // the command's options, one each
 pub fn run(
     choice: &ModelChoice,
@@ -27,7 +28,7 @@ pub fn run(
     device: tch::Device,
     src: &SourceImages,
     out: &Path,
-    metric: Metric,
+    metric: Option<Metric>,
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
@@ -98,7 +99,7 @@ fn run_in(
     device: tch::Device,
     src: &SourceImages,
     out: &Path,
-    metric: Metric,
+    metric: Option<Metric>,
     per_camera: bool,
     adapt_first: bool,
     photometric: Photometric,
@@ -116,6 +117,7 @@ fn run_in(
     let mut submission = None;
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
+        let metric = metric.unwrap_or(enc.default_metric());
         enc.set_photometric(photometric);
         enc.set_rectified(rectify);
         let map_path = out.join(format!(

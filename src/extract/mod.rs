@@ -20,6 +20,7 @@ use crate::map::file::{Adaptation, EncoderKind, EncoderMeta, Hasher64, MapError,
 use crate::model::checkpoint::{self, named_tensors};
 use crate::model::{DescriptorEncoder, DescriptorSpec, Generator, ModelConfig, WeightInit};
 use crate::progress::Progress;
+use crate::retrieval::Metric;
 
 /// The preprocessing every path uses, in words (stored in maps and compared).
 pub const NORMALISATION: &str =
@@ -218,6 +219,15 @@ pub struct MapEncoder {
     adapted: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
     /// The per-image photometric normalisation before the network (or the raw pixels).
     photometric: Photometric,
+    /// The metric a map of this encoder is searched with when none is asked for.
+    default_metric: Metric,
+}
+
+/// The metric a checkpoint's descriptors are searched with when none is asked for: the one it
+/// records (`dasgil.metric`, chosen on validation, as the shipped model's), else the
+/// reference's L1 (paper section IV, Extended CMU-Seasons).
+pub fn default_metric(meta: &crate::model::CheckpointMeta) -> Metric {
+    meta.metric.unwrap_or(Metric::L1)
 }
 
 impl MapEncoder {
@@ -231,12 +241,22 @@ impl MapEncoder {
     ) -> Result<Self, EncodeError> {
         let loaded = checkpoint::load_generator(path, device, None)?;
         let spec = layers.unwrap_or_else(|| default_spec(&loaded.meta));
-        Self::from_generator(
+        let metric = default_metric(&loaded.meta);
+        let mut enc = Self::from_generator(
             loaded.vs,
             loaded.net,
             spec,
             Some(path.display().to_string()),
-        )
+        )?;
+        enc.default_metric = metric;
+        Ok(enc)
+    }
+
+    /// The metric to search this encoder's maps with when none is asked for: the checkpoint's
+    /// (`default_metric`); L1 for the baselines (raw pixels, the untrained network), as the
+    /// reference scores them.
+    pub fn default_metric(&self) -> Metric {
+        self.default_metric
     }
 
     /// The paper's initialisation (seeded), never trained: a baseline.
@@ -301,6 +321,7 @@ impl MapEncoder {
             scale: Some(Tensor::from_slice(&scale).to_device(device)),
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
+            default_metric: Metric::L1,
         })
     }
 
@@ -324,6 +345,7 @@ impl MapEncoder {
             scale: None,
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
+            default_metric: Metric::L1,
         }
     }
 

@@ -150,10 +150,12 @@ pub const SPREAD_MASS: f64 = 0.73;
 /// "Between map images"). Geometry, not fitted.
 pub const BETWEEN_SPACING: f64 = 0.5;
 /// A frame whose single-frame confidence is at least this is sure of its own match, which the
-/// belief does not override (0.15: the value of the single-frame prior's CONFIDENT when this
-/// rule was chosen, with the fourth model; kept when CONFIDENT was refitted to 0.1, 0.075 and,
-/// for the shipped model's descriptor layer e6, 0.125).
-pub const SURE: f64 = 0.15;
+/// belief does not override. 0.5: chosen for the shipped model's cosine metric (2026-12-04),
+/// the best of 0.15, 0.25, 0.35, 0.5 and never (2) by the sum of `evaluate --filter sequence`
+/// (5 m, 10 deg) on cmu_calibration and the four validation worlds (469.6-470.8 points: one to
+/// three queries apart; docs/sequence-filter.md). Before, with L1: 0.15, the value of the
+/// single-frame prior's CONFIDENT when this rule was chosen (the fourth model).
+pub const SURE: f64 = 0.5;
 /// The published place is the one with the most belief within this distance (metres).
 pub const REGION_RADIUS: f64 = 10.0;
 /// Places this many times less likely than the best are not moved one by one (their belief
@@ -170,8 +172,10 @@ pub const SCALE_RANK: usize = 5;
 /// c. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py
 /// (docs/sequence-filter.md, "Off the map").
 pub const OFF_MAP_LIKELIHOOD: f64 = 1.0;
-/// The single-frame confidence over which the off-the-map likelihood falls by e (fitted).
-pub const OFF_MAP_CONFIDENCE: f64 = 0.1;
+/// The single-frame confidence over which the off-the-map likelihood falls by e (fitted: 0.2
+/// for the cosine metric, 2026-12-04, with the drive validation worlds among the fitting
+/// folders; 0.1 with L1).
+pub const OFF_MAP_CONFIDENCE: f64 = 0.2;
 /// Mean time (seconds) a vehicle stays on its map before it leaves it.
 pub const ON_MAP_TIME: f64 = 60.0;
 /// Mean time (seconds) a vehicle off its map stays off it.
@@ -1235,21 +1239,23 @@ mod tests {
         let jumps: Vec<usize> = (0..20).map(|i| (i * 45) % 200).collect();
         let mut f = SequenceFilter::new(&places);
         assert_eq!(f.off_map(), OFF_MAP_START);
-        // On the map, the frames follow the route and stand out (single-frame confidence
-        // 0.2): the vehicle stays on it.
-        let on = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.2);
+        // Single-frame confidences in units of OFF_MAP_CONFIDENCE (refitted with the metric):
+        // frames that stand out (twice it) and frames that stand out a little (0.6 of it).
+        let (stand_out, little) = (2.0 * OFF_MAP_CONFIDENCE, 0.6 * OFF_MAP_CONFIDENCE);
+        // On the map, the frames follow the route and stand out: the vehicle stays on it.
+        let on = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), stand_out);
         assert!(on[2..].iter().all(|&q| q < 0.05), "on the route: {on:?}");
-        // Frames that stand out a little (0.06, off the map e^-0.6 = 0.55 times as likely as
-        // at their best place) but match places no motion connects: off the map within a few
+        // Frames that stand out a little (off the map e^-0.6 = 0.55 times as likely as at
+        // their best place) but match places no motion connects: off the map within a few
         // frames, and it stays so.
-        let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, 0.06);
+        let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, little);
         let first = off.iter().position(|&q| q >= OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 5), "jumping: {off:?}");
         assert!(off[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{off:?}");
         // Back on the route: on the map again within a few frames (the fifth, 2 s, with
-        // OFF_MAP_LIKELIHOOD 1 and OFF_MAP_CONFIDENCE 0.1: a frame of confidence 0.2 is
-        // e^-2 = 0.14 times as likely off the map).
-        let back = off_map_along(&mut f, &places, &mut rng, 20.0, &path(120), 0.2);
+        // OFF_MAP_LIKELIHOOD 1: a frame that stands out is e^-2 = 0.14 times as likely off
+        // the map).
+        let back = off_map_along(&mut f, &places, &mut rng, 20.0, &path(120), stand_out);
         let first = back.iter().position(|&q| q < OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 4), "back: {back:?}");
         assert!(back[7..].iter().all(|&q| q < 0.05), "{back:?}");
@@ -1274,7 +1280,7 @@ mod tests {
         // Through the filter: a stop of 5 minutes on the map with odometry keeps the belief
         // (no reset) and leaves q at the stationary 0.25, under the threshold.
         let mut f = SequenceFilter::new(&places);
-        off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.2);
+        off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), stand_out);
         assert!(f.off_map() < 0.05);
         let still = Travel {
             displacement: 0.0,

@@ -45,6 +45,9 @@ pub struct CheckpointMeta {
     /// The descriptor layers chosen for this generator on validation (`dasgil.descriptor_layers`,
     /// e.g. `6`); absent: the paper's for its discriminator (`extract::default_spec`).
     pub descriptor_layers: Option<DescriptorSpec>,
+    /// The descriptor metric chosen for this generator on validation (`dasgil.metric`: `l1`,
+    /// `l2` or `cosine`); absent: the reference's L1 (`extract::default_metric`).
+    pub metric: Option<crate::retrieval::Metric>,
 }
 
 impl CheckpointMeta {
@@ -75,6 +78,9 @@ impl CheckpointMeta {
         }
         if let Some(l) = &self.descriptor_layers {
             m.insert("dasgil.descriptor_layers".into(), l.to_string());
+        }
+        if let Some(metric) = self.metric {
+            m.insert("dasgil.metric".into(), metric.name().into());
         }
         m
     }
@@ -333,6 +339,7 @@ pub fn read_meta(
             "dasgil.descriptor_layers",
             "encoder layers 1 to 8, each once, comma-separated, such as 6 or 5,6",
         )?,
+        metric: meta_field(file, path, "dasgil.metric", "l1, l2 or cosine")?,
     })
 }
 
@@ -493,6 +500,7 @@ mod tests {
             step: Some(1200),
             source: Some("trained here".into()),
             descriptor_layers: Some("6".parse().unwrap()),
+            metric: Some(crate::retrieval::Metric::Cosine),
         }
     }
 
@@ -555,6 +563,45 @@ mod tests {
                  each once, comma-separated, such as 6 or 5,6, found `4,4`",
                 path.display()
             )
+        );
+
+        // A metric this build does not know is refused naming the field and the value.
+        file.metadata
+            .insert("dasgil.descriptor_layers".into(), "6".into());
+        file.metadata
+            .insert("dasgil.metric".into(), "hamming".into());
+        tensor_io::write(&path, &tensors, &file.metadata).unwrap();
+        let e = load_generator(&path, Device::Cpu, None).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: metadata field `dasgil.metric`: expected l1, l2 or cosine, found `hamming`",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_recorded_metric_is_the_default_else_the_references_l1() {
+        use crate::retrieval::Metric;
+        for metric in [Some(Metric::L2), Some(Metric::Cosine), None] {
+            let m = CheckpointMeta { metric, ..meta() };
+            let (_dir, path, _) = saved(&m);
+            let loaded = load_generator(&path, Device::Cpu, None).unwrap().meta;
+            assert_eq!(loaded, m, "round trip of {metric:?}");
+            assert_eq!(
+                crate::extract::default_metric(&loaded),
+                metric.unwrap_or(Metric::L1)
+            );
+            // The encoder built from the file searches with it unless told otherwise.
+            let enc =
+                crate::extract::MapEncoder::from_checkpoint(&path, Device::Cpu, None).unwrap();
+            assert_eq!(enc.default_metric(), metric.unwrap_or(Metric::L1));
+        }
+        // The baselines search as the reference scores them.
+        assert_eq!(
+            crate::extract::MapEncoder::raw_pixels().default_metric(),
+            Metric::L1
         );
     }
 

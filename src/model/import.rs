@@ -132,8 +132,9 @@ pub fn import_pth(
     let (vs, network_name) = match meta.network {
         NetworkRole::Generator => {
             if opts.trained_with.is_some() && opts.trained_with != meta.discriminator {
-                // Layers recorded for the other discriminator's training are not this one's.
+                // The descriptor chosen for the other discriminator's training is not this one's.
                 meta.descriptor_layers = None;
+                meta.metric = None;
             }
             meta.discriminator = opts.trained_with;
             let (vs, _) = checkpoint::generator_from(&file, &meta, input, Device::Cpu)?;

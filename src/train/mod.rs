@@ -212,6 +212,7 @@ impl Trainer {
             // A trained generator's layers are chosen afterwards, on validation (the shipped
             // model's: tools/select-shipped-model.sh).
             descriptor_layers: None,
+            metric: None,
         }
     }
 

@@ -282,6 +282,7 @@ pub fn checkpoint(path: &Path, seed: i64) {
             step: None,
             source: Some("test".into()),
             descriptor_layers: None,
+            metric: None,
         },
         path,
     )

@@ -12,7 +12,7 @@ the median distance from a place to its nearest other place).
     python tools/python/fit_sequence_spread.py --fit OUT1 OUT2 OUT3 --check OUT4
 
 The prior's position block with the filter is F I + (R + B)^2 / 7.81 (I - u u^T) + H^2 / 7.81
-u u^T: F the floor of a single match (POSITION_CALIBRATION * SIGMA_POSITION^2), u the map's up, R
+u u^T: F the floor of a single match (FILTER_POSITION_CALIBRATION * SIGMA_POSITION^2), u the map's up, R
 the ground distance within which SPREAD_MASS of the belief lies (cumulated outwards, linearly
 between places, from 0 at 0), at least BETWEEN_SPACING times the map's spacing, B `beyond_end`,
 H the largest height difference of a place within the distance SPREAD_MASS gives.
@@ -39,7 +39,7 @@ from fit_prior import arguments, fail, json_lines, median, parse
 CHI2_3_95 = 7.814727903251178
 # SPREAD_MASS in src/localize/sequence.rs.
 SHIPPED = 0.73
-# POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.
+# FILTER_POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.
 FLOOR = 0.6 * 1.0 ** 2
 # BETWEEN_SPACING in src/localize/sequence.rs.
 BETWEEN_SPACING = 0.5

@@ -34,7 +34,7 @@ LIB = ["--lib"]
 # (id, file, find, replace, cargo test arguments, the test filter, what the bug is)
 MUTATIONS = [
     ("prior-calibration-dropped", "src/localize/prior.rs",
-     "SIGMA_POSITION.powi(2)) * POSITION_CALIBRATION",
+     "SIGMA_POSITION.powi(2)) * calibration",
      "SIGMA_POSITION.powi(2))",
      LIB, "localize::prior::tests::", "the position block without the fitted calibration factor"),
     ("prior-confidence-ratio", "src/localize/prior.rs",

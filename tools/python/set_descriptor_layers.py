@@ -1,10 +1,12 @@
-"""Records the descriptor layers chosen for a generator checkpoint on validation.
+"""Records the descriptor layers (and metric) chosen for a generator checkpoint on validation.
 
-    python tools/python/set_descriptor_layers.py MODEL.safetensors 6
+    python tools/python/set_descriptor_layers.py MODEL.safetensors 6 [--metric cosine]
 
 writes the checkpoint's metadata `dasgil.descriptor_layers` (encoder layers 1 to 8, each once,
 comma-separated: `6`, `5,6`), which `build-map`, `localize`, `evaluate` and the node then use
 when `--layers` is not given (without it: the paper's, e5 for a CD model, e5 + e6 for FD).
+`--metric` writes `dasgil.metric` (l1, l2 or cosine; `none` removes it), the metric they search
+with when `--metric` is not given (without it: the reference's l1).
 The tensors and every other metadata field are kept as they are, so maps built with the file
 before stay valid (a map records its own layers); `none` removes the field. A weight other
 than 1 is written `5*0.5`. The file is rewritten through a temporary file in its folder
@@ -21,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 FIELD = "dasgil.descriptor_layers"
+METRIC_FIELD = "dasgil.metric"
 
 
 def fail(message):
@@ -54,6 +57,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a generator checkpoint (.safetensors) written by dasgil-tools")
     ap.add_argument("layers", help="e.g. 6 or 5,6; `none` removes the field")
+    ap.add_argument("--metric", choices=["l1", "l2", "cosine", "none"],
+                    help="also record the metric (`none` removes it); default: left as it is")
     a = ap.parse_args()
     layers = None if a.layers == "none" else parse_layers(a.layers)
     if os.path.isdir(a.model):
@@ -77,6 +82,11 @@ def main():
         metadata.pop(FIELD, None)
     else:
         metadata[FIELD] = layers
+    metric_before = metadata.get(METRIC_FIELD, "(none: l1)")
+    if a.metric == "none":
+        metadata.pop(METRIC_FIELD, None)
+    elif a.metric is not None:
+        metadata[METRIC_FIELD] = a.metric
     folder = os.path.dirname(os.path.abspath(a.model))
     mode = os.stat(a.model).st_mode & 0o7777
     try:
@@ -103,6 +113,9 @@ def main():
     finally:
         os.close(dir_fd)
     print(f"{a.model}: {FIELD} {before} -> {layers or '(none: the paper default)'}")
+    if a.metric is not None:
+        print(f"{a.model}: {METRIC_FIELD} {metric_before} -> "
+              f"{a.metric if a.metric != 'none' else '(none: l1)'}")
 
 
 if __name__ == "__main__":

@@ -54,9 +54,10 @@ pub(crate) struct BuildMapArgs {
     #[arg(long, default_value_t = 100, requires = "compress",
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     shortlist: u64,
-    /// The map's default metric: l1 (the reference's), l2 or cosine.
-    #[arg(long, default_value = "l1")]
-    metric: dasgil::retrieval::Metric,
+    /// The map's metric: l1 (the reference's), l2 or cosine. Default: the one the checkpoint
+    /// records (the shipped model's: cosine, chosen on validation), else l1; l1 for baselines.
+    #[arg(long)]
+    metric: Option<dasgil::retrieval::Metric>,
     /// Yaw views: also encode each map image as its camera turned by these angles (degrees,
     /// each both ways, e.g. 3,6: four views), a homography of the image by its intrinsics; a
     /// query's distance to an entry is the smallest over the image and its views, so a query
@@ -84,6 +85,7 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
     )?;
     enc.set_photometric(a.photometric);
     enc.set_rectified(a.rectify);
+    let metric = a.metric.unwrap_or(enc.default_metric());
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.map.safetensors",
@@ -106,7 +108,7 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         &dasgil::map::BuildOptions {
             adapt: a.adapt,
             f16: a.f16,
-            metric: a.metric,
+            metric,
             // Both within ranges clap checked (at most 100000).
             compress: a.compress.map(|dims| (dims as usize, a.shortlist as usize)),
             yaw_views: a.yaw_views.clone().map(|v| v.0).unwrap_or_default(),

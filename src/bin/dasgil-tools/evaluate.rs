@@ -24,8 +24,11 @@ pub(crate) struct EvaluateArgs {
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value = "l1")]
-    metric: dasgil::retrieval::Metric,
+    /// The descriptor metric: l1 (the reference's), l2 or cosine. Default: the one the
+    /// checkpoint records (the shipped model's: cosine, chosen on validation), else l1; l1 for
+    /// the baselines.
+    #[arg(long)]
+    metric: Option<dasgil::retrieval::Metric>,
     /// Search every camera's entries (default: per camera, as the reference).
     #[arg(long)]
     shared: bool,
@@ -265,8 +268,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (layers {}, adaptation {}, photometric {}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
-            r.model, r.layers, r.adaptation, r.photometric,
+            "{} (layers {}, metric {}, adaptation {}, photometric {}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            r.model, r.layers, r.metric, r.adaptation, r.photometric,
             if r.rectified { ", rectified" } else { "" },
             if r.yaw_views == "none" { String::new() } else { format!(", yaw views {}", r.yaw_views) },
             r.all.queries, r.map_entries,

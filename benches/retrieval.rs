@@ -186,6 +186,8 @@ fn main() {
         }
         let (mut ours, mut ours16, mut ours200, mut cdist, mut faiss) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The shipped model's metric (cosine, 2026-12-04), as the node searches: top 200.
+        let (mut cos200, mut cos16) = (Vec::new(), Vec::new());
         let mut ask = |kind: &str, into: &mut Vec<f64>| {
             writeln!(stdin, "{kind} {reps}").unwrap();
             line.clear();
@@ -196,14 +198,16 @@ fn main() {
         for _ in 0..blocks {
             // Top 10 as the peers; top 200 as the Localizer asks since the pose prior's
             // confidence looks for a candidate beyond 7.5 m among 200 (localize::prior).
-            for (m, k, into) in [
-                (&map, 10, &mut ours),
-                (&map16, 10, &mut ours16),
-                (&map, 200, &mut ours200),
+            for (m, k, metric, into) in [
+                (&map, 10, Metric::L1, &mut ours),
+                (&map16, 10, Metric::L1, &mut ours16),
+                (&map, 200, Metric::L1, &mut ours200),
+                (&map, 200, Metric::Cosine, &mut cos200),
+                (&map16, 200, Metric::Cosine, &mut cos16),
             ] {
                 for i in 0..reps {
                     let t = Instant::now();
-                    std::hint::black_box(top_k(m, &queries[i % 64], k, Metric::L1, None));
+                    std::hint::black_box(top_k(m, &queries[i % 64], k, metric, None));
                     into.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
@@ -238,6 +242,16 @@ fn main() {
             "| {n} (ours, top 200) | {o200:.2} | {t:.2} | {f} | {:.2}x | - | {floor_ms:.2} ms | {:.2}x |",
             o200 / t,
             o200 / floor_ms
+        );
+        let (c200, c16) = (median(cos200), median(cos16));
+        println!(
+            "| {n} (ours, top 200, cosine) | {c200:.2} | - | - | - | - | {floor_ms:.2} ms | {:.2}x |",
+            c200 / floor_ms
+        );
+        println!(
+            "| {n} (ours f16, top 200, cosine) | {c16:.2} | - | - | - | - | {:.2} ms | {:.2}x |",
+            floor_ms / 2.0,
+            c16 / (floor_ms / 2.0)
         );
         eprintln!(
             "map of {n} entries ({} MiB) opened and verified in {open_ms:.0} ms",

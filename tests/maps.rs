@@ -1817,10 +1817,35 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         "l1",
         "no metric recorded: the reference's"
     );
+    // localize searches with the map's metric and says so; a map searched with another metric
+    // than its checkpoint records (a map built before the checkpoint recorded one) is warned
+    // about, naming both; one searched with the recorded metric is not.
+    let image = std::fs::read_dir(f.root.join("slice3/query"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for (map, want, warned) in [(&recorded, "cosine", false), (&told, "l1", true)] {
+        let out = common::run_tools_in(None, &localize_args(map, &[path_str(&image)]));
+        assert!(out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(&format!("values, metric {want};")), "{e}");
+        assert_eq!(
+            e.contains("is searched with the l1 metric, and its checkpoint records cosine"),
+            warned,
+            "{e}"
+        );
+    }
     // evaluate: the model with its metric, said in the report; raw pixels with L1.
     for (name, more, want) in [
         ("model", vec!["--checkpoint", path_str(&cosine)], "cosine"),
         ("raw", vec!["--baseline", "raw-pixels"], "l1"),
+        (
+            "untrained",
+            vec!["--baseline", "untrained", "--checkpoint", path_str(&cosine)],
+            "l1",
+        ),
         (
             "model-l2",
             vec!["--checkpoint", path_str(&cosine), "--metric", "l2"],

@@ -24,13 +24,21 @@ source "$ROOT/tools/env.sh"
 (cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
 TOOLS="$ROOT/target/release/dasgil-tools"
 OUT="${1:-$ROOT/build/sequence-fit}"
-mkdir -p "$OUT/maps"
 CK=()
 if [ -n "${CHECKPOINT:-}" ]; then CK=(--checkpoint "$CHECKPOINT"); fi
+# The maps are kept between runs under the model file's checksum: a model with other weights,
+# layers or metric (its metadata) gets maps of its own, never an older model's.
+MODEL_FILE="${CHECKPOINT:-${DASGIL_MODEL:-$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)}}"
+if [ ! -f "$MODEL_FILE" ]; then
+  echo "fit-sequence-constants: no model file (CHECKPOINT, DASGIL_MODEL or maps/models/dasgil-synth-*.safetensors): found \`$MODEL_FILE\`" >&2
+  exit 1
+fi
+MAPS="$OUT/maps-$(sha256sum "$MODEL_FILE" | cut -c1-8)"
+mkdir -p "$MAPS"
 map() { # NAME [--sequences FILE]: a map of the named sequence
-  [ -f "$OUT/maps/$1.map.safetensors" ] ||
-    "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu "${CK[@]}" --out "$OUT/maps/$1.map.safetensors" >"$OUT/maps/$1.log" 2>&1 ||
-    { echo "fit-sequence-constants: build-map $1 failed: $OUT/maps/$1.log" >&2; exit 1; }
+  [ -f "$MAPS/$1.map.safetensors" ] ||
+    "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu "${CK[@]}" --out "$MAPS/$1.map.safetensors" >"$MAPS/$1.log" 2>&1 ||
+    { echo "fit-sequence-constants: build-map $1 failed: $MAPS/$1.log" >&2; exit 1; }
 }
 for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20; do
   map "$m" --sequences "$ROOT/config/partial-maps.yaml"
@@ -39,7 +47,7 @@ map cmu_mini
 map cmu_calibration
 run() { # FOLDER QUERIES [MAP]
   local extra=()
-  [ -n "${3:-}" ] && extra=(--map "$OUT/maps/$3.map.safetensors")
+  [ -n "${3:-}" ] && extra=(--map "$MAPS/$3.map.safetensors")
   "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
   echo "$1: $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"

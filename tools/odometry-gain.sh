@@ -20,6 +20,12 @@ source "$ROOT/tools/env.sh"
 TOOLS="$ROOT/target/release/dasgil-tools"
 PY="$ROOT/.venv/bin/python"
 OUT="${1:-$ROOT/build/odometry-gain}"
+MODEL_FILE="${DASGIL_MODEL:-$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)}"
+if [ ! -f "$MODEL_FILE" ]; then
+  echo "odometry-gain: no model file (DASGIL_MODEL or maps/models/dasgil-synth-*.safetensors): found \`$MODEL_FILE\`" >&2
+  exit 1
+fi
+MODEL_ID="$(sha256sum "$MODEL_FILE" | cut -c1-8)"
 shift || true
 WORLDS=("$@")
 [ ${#WORLDS[@]} -gt 0 ] || WORLDS=(cmu_calibration cmu_val_pastel cmu_val_ink cmu_slice cmu_test_sepia)
@@ -40,7 +46,9 @@ PY
 echo "| world | single frames | inside 95% | filter | inside 95% | filter + odometry | inside 95% | filter steps moved by odometry |"
 echo "|---|---|---|---|---|---|---|---|"
 for w in "${WORLDS[@]}"; do
-  d="$OUT/$w"
+  # Named by the shipped model file's checksum: a model with other weights, layers or metric
+  # gets a map and runs of its own, never an older model's.
+  d="$OUT/$w-$MODEL_ID"
   mkdir -p "$d"
   map="$d/map.safetensors"
   [ -f "$map" ] || "$TOOLS" build-map --sequence "$w" --device cpu --out "$map" >"$d/build-map.log" 2>&1 ||

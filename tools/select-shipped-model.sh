@@ -116,13 +116,16 @@ for d in sorted(os.listdir(out)):
         continue
     name = d[len(world) + 1:]
     for r in json.load(open(path))["reports"]:
-        rows.setdefault((name, r["adaptation"]), {})[world] = r["all"]["accuracy"]["5m,10deg"]
-lines = ["| model | adaptation | " + " | ".join(worlds) + " | mean |",
-         "|---|---|" + "---|" * (len(worlds) + 1)]
-for (name, adapt), v in sorted(rows.items(), key=lambda kv: -sum(kv[1].values())):
+        # Folders scored with another metric (older runs of this script) stay in the table,
+        # said in their own column.
+        key = (name, r.get("metric", "l1"), r["adaptation"])
+        rows.setdefault(key, {})[world] = r["all"]["accuracy"]["5m,10deg"]
+lines = ["| model | metric | adaptation | " + " | ".join(worlds) + " | mean |",
+         "|---|---|---|" + "---|" * (len(worlds) + 1)]
+for (name, metric, adapt), v in sorted(rows.items(), key=lambda kv: -sum(kv[1].values())):
     cells = [f"{100 * v[w]:.1f}%" if w in v else "-" for w in worlds]
     mean = sum(v.values()) / len(v) if v else 0
-    lines.append(f"| {name} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
+    lines.append(f"| {name} | {metric} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
 text = "# Selection on the validation worlds, (5 m, 10 deg)\n\n" + "\n".join(lines) + "\n"
 open(os.path.join(out, "selection.md"), "w").write(text)
 print(text)

@@ -193,10 +193,21 @@ if [ -z "$LAYERS" ]; then
   echo "SHIP=1: which descriptor layers did validation score $CANDIDATE with? Run tools/select-shipped-model.sh $RUN first, or give LAYERS=6 (or 5 for the paper's)" >&2
   exit 2
 fi
-cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp"
 # The metric validation scored it with (METRIC, else RUN/selection/metric, else the
-# reference's l1), recorded beside the layers.
+# reference's l1: runs selected before select-shipped-model.sh wrote it), recorded beside the
+# layers.
+if [ -z "${METRIC:-}" ] && [ ! -f "$RUN/selection/metric" ]; then
+  echo "SHIP=1: $RUN/selection/metric is missing (selected before the metric was recorded): recording l1, the reference's; give METRIC=cosine to record another" >&2
+fi
 METRIC="${METRIC:-$(cat "$RUN/selection/metric" 2>/dev/null || echo l1)}"
+case "$METRIC" in
+  l1 | l2 | cosine) ;;
+  *)
+    echo "SHIP=1: METRIC: expected l1, l2 or cosine, found \`$METRIC\`" >&2
+    exit 2
+    ;;
+esac
+cp "$RUN/candidates/$CANDIDATE.safetensors" "$MODEL.tmp"
 python "$ROOT/tools/python/set_descriptor_layers.py" "$MODEL.tmp" "$LAYERS" --metric "$METRIC"
 mv "$MODEL.tmp" "$MODEL"
 cp "$RUN/loss_curves.png" "$ROOT/maps/models/loss_curves.png"

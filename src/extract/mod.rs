@@ -219,8 +219,8 @@ pub struct MapEncoder {
     adapted: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
     /// The per-image photometric normalisation before the network (or the raw pixels).
     photometric: Photometric,
-    /// The metric a map of this encoder is searched with when none is asked for.
-    default_metric: Metric,
+    /// The metric the encoder's checkpoint records (`dasgil.metric`), if any.
+    recorded_metric: Option<Metric>,
 }
 
 /// The metric a checkpoint's descriptors are searched with when none is asked for: the one it
@@ -241,14 +241,14 @@ impl MapEncoder {
     ) -> Result<Self, EncodeError> {
         let loaded = checkpoint::load_generator(path, device, None)?;
         let spec = layers.unwrap_or_else(|| default_spec(&loaded.meta));
-        let metric = default_metric(&loaded.meta);
+        let metric = loaded.meta.metric;
         let mut enc = Self::from_generator(
             loaded.vs,
             loaded.net,
             spec,
             Some(path.display().to_string()),
         )?;
-        enc.default_metric = metric;
+        enc.recorded_metric = metric;
         Ok(enc)
     }
 
@@ -256,7 +256,13 @@ impl MapEncoder {
     /// (`default_metric`); L1 for the baselines (raw pixels, the untrained network), as the
     /// reference scores them.
     pub fn default_metric(&self) -> Metric {
-        self.default_metric
+        self.recorded_metric.unwrap_or(Metric::L1)
+    }
+
+    /// The metric the checkpoint records (chosen on validation for it), None when it records
+    /// none (and for the baselines).
+    pub fn recorded_metric(&self) -> Option<Metric> {
+        self.recorded_metric
     }
 
     /// The paper's initialisation (seeded), never trained: a baseline.
@@ -321,7 +327,7 @@ impl MapEncoder {
             scale: Some(Tensor::from_slice(&scale).to_device(device)),
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
-            default_metric: Metric::L1,
+            recorded_metric: None,
         })
     }
 
@@ -345,7 +351,7 @@ impl MapEncoder {
             scale: None,
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
-            default_metric: Metric::L1,
+            recorded_metric: None,
         }
     }
 

@@ -346,6 +346,23 @@ pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, Pi
     }
 }
 
+/// What a search with another metric than the one the checkpoint records means: a map built
+/// before the checkpoint recorded it (the shipped model's, cosine since 2026-12-04, searched
+/// with L1 before), or `--metric` asked for another.
+pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric) -> String {
+    format!(
+        "map {} is searched with the {} metric, and its checkpoint records {} (the metric chosen \
+         for it on validation, for which the shipped pose prior's and sequence filter's \
+         constants were fitted, docs/pose-prior.md): its priors' covariance may not hold the \
+         truth as often as it says; rebuild the map (build-map without --metric) to search \
+         with {}",
+        map.path.display(),
+        searched.name(),
+        recorded.name(),
+        recorded.name()
+    )
+}
+
 impl Localizer {
     /// A Localizer over an opened map with an encoder made for it (the map's adapted statistics
     /// are applied here).
@@ -368,6 +385,9 @@ impl Localizer {
         };
         if !(1..=1000).contains(&options.top_k) {
             return Err(PipelineError::TopK(options.top_k));
+        }
+        if let Some(recorded) = encoder.recorded_metric().filter(|&m| m != metric) {
+            tracing::warn!("{}", metric_warning(&map, metric, recorded));
         }
         let index = MapIndex::new(&map);
         let places = sequence::Places::new(&map);

@@ -72,8 +72,8 @@ pub const POSITION_CALIBRATION: f64 = 2.0;
 /// radius of 4.0 m), while the filter holds the alternatives in the belief's reach.
 pub const FILTER_POSITION_CALIBRATION: f64 = 0.6;
 /// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
-/// match more than ALT_RADIUS away is withheld (9-22% of the matches on the fitting worlds with
-/// the shipped model's e6, 15-24% with e5; docs/pose-prior.md).
+/// match more than ALT_RADIUS away is withheld (5-12% of the matches on the fitting worlds with
+/// the shipped model's cosine metric, 9-22% with L1 and e6, 15-24% with e5; docs/pose-prior.md).
 pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.04;
 
 #[derive(Debug, Clone)]

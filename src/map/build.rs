@@ -417,7 +417,7 @@ pub fn build_map_summary(
     cameras.sort();
     cameras.dedup();
     Ok(format!(
-"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, encoder {} {} (adaptation: {}, photometric: {}{}{}){}, {} in {}",
+"map {}: {} images ({} camera{}: {}), {}-d descriptors ({}) of layers {}, metric {}, encoder {} {} (adaptation: {}, photometric: {}{}{}){}, {} in {}",
         out.display(),
         meta.names.len(),
         cameras.len(),
@@ -426,6 +426,7 @@ pub fn build_map_summary(
         enc.dim(),
         if opts.f16 { "f16" } else { "f32" },
         meta.encoder.layers_name(),
+        meta.metric,
         meta.encoder.kind,
         meta.encoder.model_fingerprint,
         meta.encoder.adaptation,

@@ -1077,7 +1077,7 @@ pub async fn run() -> Result<()> {
         }
     }
     tracing::info!(
-        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
+        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), metric {}, checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         loc.map.meta.encoder.adaptation,
@@ -1088,6 +1088,7 @@ pub async fn run() -> Result<()> {
             ""
         },
         crate::map::views::describe(&loc.map.meta.yaw_views_deg),
+        loc.metric.name(),
         checkpoint.display(),
         params.image_topics.0,
         params.transport,

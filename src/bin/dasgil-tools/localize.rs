@@ -62,13 +62,15 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "map {}: {} images, encoder {} (layers {}, {} values; adaptation {}, photometric {}{}, \
-         yaw views {}); queries are encoded the same way{}",
+        "map {}: {} images, encoder {} (layers {}, {} values, metric {}; adaptation {}, \
+         photometric {}{}, yaw views {}); queries are encoded the same way{}",
         a.map.display(),
         map.len(),
         map.meta.encoder.kind,
         map.meta.encoder.layers_name(),
         map.dim(),
+        a.metric
+            .map_or(map.meta.metric.clone(), |m| m.name().to_string()),
         map.meta.encoder.adaptation,
         map.meta.encoder.photometric_name(),
         if map.meta.encoder.rectified {

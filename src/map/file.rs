@@ -491,6 +491,8 @@ pub struct MapFile {
     bytes: AlignedBytes,
     /// name -> (dtype, shape, byte range in the file)
     index: BTreeMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+    /// Every row's squared norm, summed on the first cosine search.
+    squared_norms: std::sync::OnceLock<crate::retrieval::SquaredNorms>,
 }
 
 impl MapFile {
@@ -545,6 +547,7 @@ impl MapFile {
             meta,
             bytes,
             index,
+            squared_norms: std::sync::OnceLock::new(),
         };
         map.check_shapes()?;
         Ok(map)
@@ -680,6 +683,13 @@ impl MapFile {
             Dtype::F16 => Descriptors::F16(bytemuck::cast_slice(bytes)),
             _ => Descriptors::F32(bytemuck::cast_slice(bytes)),
         }
+    }
+
+    /// The squared norm of every row and view row, summed once (the first cosine search).
+    pub fn squared_norms(&self) -> &crate::retrieval::SquaredNorms {
+        self.squared_norms.get_or_init(|| {
+            crate::retrieval::SquaredNorms::of(&crate::retrieval::EntryRows::of(self), self.dim())
+        })
     }
 
     /// Yaw views per entry (0: none).

@@ -73,6 +73,7 @@ macro_rules! dispatch {
 dispatch!(l1, l1_kernel, l1_avx2);
 dispatch!(l2, l2_kernel, l2_avx2);
 dispatch!(cosine, cosine_kernel, cosine_avx2);
+dispatch!(dot, dot_kernel, dot_avx2);
 
 #[inline(always)]
 fn l1_kernel(a: &[f32], b: &[f32]) -> f32 {
@@ -103,29 +104,35 @@ fn l2_kernel(a: &[f32], b: &[f32]) -> f32 {
     (acc.iter().sum::<f32>() + tail).sqrt()
 }
 
+/// The dot product in 16 lanes, then the lanes' sum, then the tail: a cosine's three sums are
+/// each this (`cosine_kernel`), so a row's squared norm computed once (`SquaredNorms`) is the
+/// same number the fused sum gave.
 #[inline(always)]
-fn cosine_kernel(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
+    let mut ab = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
             ab[i] += x[i] * y[i];
-            aa[i] += x[i] * x[i];
-            bb[i] += y[i] * y[i];
         }
     }
-    let mut s = [
-        ab.iter().sum::<f32>(),
-        aa.iter().sum::<f32>(),
-        bb.iter().sum::<f32>(),
-    ];
+    let mut s = ab.iter().sum::<f32>();
     for (x, y) in ra.iter().zip(rb) {
-        s[0] += x * y;
-        s[1] += x * x;
-        s[2] += y * y;
+        s += x * y;
     }
-    1.0 - s[0] / (s[1].sqrt() * s[2].sqrt()).max(1e-20)
+    s
+}
+
+/// 1 - cos from the dot product and the squared norms of the query and the row.
+#[inline(always)]
+fn cosine_of(ab: f32, aa: f32, bb: f32) -> f32 {
+    1.0 - ab / (aa.sqrt() * bb.sqrt()).max(1e-20)
+}
+
+#[inline(always)]
+fn cosine_kernel(a: &[f32], b: &[f32]) -> f32 {
+    cosine_of(dot_kernel(a, b), dot_kernel(a, a), dot_kernel(b, b))
 }
 
 /// Distance between two descriptors under `metric`.
@@ -219,6 +226,77 @@ impl<'a> EntryRows<'a> {
             per_entry: 0,
         }
     }
+}
+
+/// The squared norm of every row of a map (and of its yaw views), computed once per opened
+/// map (`MapFile::squared_norms`) so that a cosine search reads each row once, as L1 does,
+/// instead of summing the row's squares again for every query. The same sums as the fused
+/// kernel: distances bit-identical to [`distance`]'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SquaredNorms {
+    pub base: Vec<f32>,
+    pub views: Vec<f32>,
+}
+
+impl SquaredNorms {
+    pub fn of(rows: &EntryRows, dim: usize) -> Self {
+        let of = |descs: &Descriptors| -> Vec<f32> {
+            let n = match descs {
+                Descriptors::F32(v) => v.len(),
+                Descriptors::F16(v) => v.len(),
+            } / dim.max(1);
+            (0..n)
+                .into_par_iter()
+                .map_init(Vec::new, |buf, i| {
+                    let row = row_f32(descs, dim, i, buf);
+                    dot(row, row)
+                })
+                .collect()
+        };
+        Self {
+            base: of(&rows.base),
+            views: rows.views.as_ref().map(of).unwrap_or_default(),
+        }
+    }
+}
+
+/// Row `i` as f32 (a float16 row converted exactly into `buf`).
+fn row_f32<'b>(descs: &'b Descriptors, dim: usize, i: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+    match descs {
+        Descriptors::F32(v) => &v[i * dim..(i + 1) * dim],
+        Descriptors::F16(v) => {
+            use half::slice::HalfFloatSliceExt;
+            buf.resize(dim, 0.0);
+            v[i * dim..(i + 1) * dim].convert_to_f32_slice(buf);
+            buf
+        }
+    }
+}
+
+/// As [`entry_distance`] under the cosine metric, with the rows' squared norms given and the
+/// query's (`query_sq`): one pass over each row.
+fn entry_cosine(
+    rows: &EntryRows,
+    norms: &SquaredNorms,
+    dim: usize,
+    query: &[f32],
+    query_sq: f32,
+    i: usize,
+    buf: &mut Vec<f32>,
+) -> f32 {
+    let row = row_f32(&rows.base, dim, i, buf);
+    let mut d = nan_far(cosine_of(dot(query, row), query_sq, norms.base[i]));
+    if let Some(views) = &rows.views {
+        for v in i * rows.per_entry..(i + 1) * rows.per_entry {
+            let row = row_f32(views, dim, v, buf);
+            d = d.min(nan_far(cosine_of(
+                dot(query, row),
+                query_sq,
+                norms.views[v],
+            )));
+        }
+    }
+    d
 }
 
 /// The distance from `query` to entry `i`: the smallest over its descriptor and its views.
@@ -320,13 +398,43 @@ pub fn top_k(
 ) -> Vec<Hit> {
     let dim = map.dim();
     assert_eq!(query.len(), dim, "query length");
-    let k = k.max(1);
     let entries = EntryRows::of(map);
+    // Cosine reads the rows' squared norms, summed once for the opened map.
+    let norms = (metric == Metric::Cosine).then(|| map.squared_norms());
+    scan_rows(
+        &entries,
+        norms,
+        dim,
+        map.len(),
+        query,
+        k,
+        metric,
+        candidates,
+    )
+}
+
+/// [`top_k`] over `len` entries' rows (`norms`: their squared norms, for a cosine search).
+#[allow(clippy::too_many_arguments)] // top_k's arguments, the map taken apart
+fn scan_rows(
+    entries: &EntryRows,
+    norms: Option<&SquaredNorms>,
+    dim: usize,
+    len: usize,
+    query: &[f32],
+    k: usize,
+    metric: Metric,
+    candidates: Option<&[usize]>,
+) -> Vec<Hit> {
+    let k = k.max(1);
+    let query_sq = dot(query, query);
     let scan = |rows: &mut dyn Iterator<Item = usize>| {
         let mut top = Vec::with_capacity(k + 1);
         let mut buf = Vec::new();
         for i in rows {
-            let distance = entry_distance(&entries, dim, metric, query, i, &mut buf);
+            let distance = match norms {
+                Some(n) => entry_cosine(entries, n, dim, query, query_sq, i, &mut buf),
+                None => entry_distance(entries, dim, metric, query, i, &mut buf),
+            };
             push_top(&mut top, k, Hit { index: i, distance });
         }
         top
@@ -336,9 +444,9 @@ pub fn top_k(
             .par_chunks(CHUNK)
             .map(|chunk| scan(&mut chunk.iter().copied()))
             .reduce(Vec::new, |a, b| merge(a, b, k)),
-        None => (0..map.len().div_ceil(CHUNK))
+        None => (0..len.div_ceil(CHUNK))
             .into_par_iter()
-            .map(|c| scan(&mut (c * CHUNK..((c + 1) * CHUNK).min(map.len()))))
+            .map(|c| scan(&mut (c * CHUNK..((c + 1) * CHUNK).min(len))))
             .reduce(Vec::new, |a, b| merge(a, b, k)),
     }
 }
@@ -447,6 +555,50 @@ mod tests {
         for metric in [Metric::L2, Metric::Cosine] {
             let got = row_distance(&descs, b.len(), metric, &a, 0, &mut Vec::new());
             assert_eq!(got.to_bits(), distance(metric, &a, &converted).to_bits());
+        }
+    }
+
+    /// The cosine search with the rows' squared norms summed once gives the hits and distances,
+    /// bit for bit, of computing every distance whole: f32 and float16 rows, yaw views, a
+    /// candidate subset, a zero row.
+    #[test]
+    fn cosine_with_precomputed_norms_equals_the_whole_distance_bit_for_bit() {
+        let (n, d, views) = (300usize, 70usize, 2usize);
+        let mut desc: Vec<f32> = (0..n * d)
+            .map(|i| ((i as f32 * 0.731).sin() + (i % 7) as f32 * 0.1) * 0.01)
+            .collect();
+        desc[5 * d..6 * d].fill(0.0);
+        let query: Vec<f32> = (0..d).map(|i| (i as f32 * 0.377).cos() * 0.01).collect();
+        // Views near the query, each off by its own amount and scale: they are the entries'
+        // best rows, so a view's norm counts.
+        let view_desc: Vec<f32> = (0..n * views * d)
+            .map(|i| {
+                let v = (i / d) as f32;
+                query[i % d] * (1.0 + 0.1 * v) + (i as f32 * 0.173).cos() * 1e-3 * (v % 7.0)
+            })
+            .collect();
+        let half: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let odd: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+        for rows in [
+            EntryRows::plain(Descriptors::F32(&desc)),
+            EntryRows::plain(Descriptors::F16(&half)),
+            EntryRows {
+                base: Descriptors::F32(&desc),
+                views: Some(Descriptors::F32(&view_desc)),
+                per_entry: views,
+            },
+        ] {
+            let norms = SquaredNorms::of(&rows, d);
+            assert_eq!(norms.base.len(), n);
+            for cands in [None, Some(&odd[..])] {
+                let fast = scan_rows(&rows, Some(&norms), d, n, &query, 20, Metric::Cosine, cands);
+                let whole = scan_rows(&rows, None, d, n, &query, 20, Metric::Cosine, cands);
+                let bits = |h: &[Hit]| -> Vec<(usize, u32)> {
+                    h.iter().map(|h| (h.index, h.distance.to_bits())).collect()
+                };
+                assert_eq!(bits(&fast), bits(&whole));
+                assert_eq!(fast.len(), 20);
+            }
         }
     }
 

@@ -1808,8 +1808,29 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         dir.join("plain.map.safetensors"),
     );
     build(&cosine, &recorded, &[]);
-    build(&cosine, &told, &["--metric", "l1"]);
     build(&f.ckpt, &plain, &[]);
+    // build-map says so when --metric departs from what the checkpoint records.
+    let told_args = Fixture::args_on(
+        &f.root,
+        "build-map",
+        &[
+            "--checkpoint",
+            path_str(&cosine),
+            "--out",
+            path_str(&told),
+            "--device",
+            "cpu",
+            "--metric",
+            "l1",
+        ],
+    );
+    let out = common::run_tools_in(None, &told_args);
+    assert!(out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("--metric l1: the checkpoint records cosine"),
+        "{e}"
+    );
     assert_eq!(metric_of(&recorded), "cosine");
     assert_eq!(metric_of(&told), "l1");
     assert_eq!(
@@ -1832,11 +1853,30 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains(&format!("values, metric {want};")), "{e}");
         assert_eq!(
-            e.contains("is searched with the l1 metric, and its checkpoint records cosine"),
+            e.contains(
+                "is searched with the l1 metric (the map's own), and its checkpoint records cosine"
+            ),
             warned,
             "{e}"
         );
+        assert_eq!(
+            e.contains("rebuild the map (build-map without --metric)"),
+            warned
+        );
     }
+    // Asked for at search time: the advice is to leave the metric unset, not to rebuild.
+    let out = common::run_tools_in(
+        None,
+        &localize_args(&recorded, &["--metric", "l1", path_str(&image)]),
+    );
+    assert!(out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("is searched with the l1 metric (as asked")
+            && e.contains("leave the metric unset (the map's own, cosine)"),
+        "{e}"
+    );
+    assert!(!e.contains("rebuild the map"), "{e}");
     // evaluate: the model with its metric, said in the report; raw pixels with L1.
     for (name, more, want) in [
         ("model", vec!["--checkpoint", path_str(&cosine)], "cosine"),

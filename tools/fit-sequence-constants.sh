@@ -28,9 +28,9 @@ CK=()
 if [ -n "${CHECKPOINT:-}" ]; then CK=(--checkpoint "$CHECKPOINT"); fi
 # The maps are kept between runs under the model file's checksum: a model with other weights,
 # layers or metric (its metadata) gets maps of its own, never an older model's.
-MODEL_FILE="${CHECKPOINT:-${DASGIL_MODEL:-$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)}}"
+MODEL_FILE="${CHECKPOINT:-${DASGIL_MODEL:-$ROOT/maps/models/dasgil-synth-cd-256x512.safetensors}}"
 if [ ! -f "$MODEL_FILE" ]; then
-  echo "fit-sequence-constants: no model file (CHECKPOINT, DASGIL_MODEL or maps/models/dasgil-synth-*.safetensors): found \`$MODEL_FILE\`" >&2
+  echo "fit-sequence-constants: no model file (CHECKPOINT, DASGIL_MODEL or the shipped maps/models/dasgil-synth-cd-256x512.safetensors): found \`$MODEL_FILE\`" >&2
   exit 1
 fi
 MAPS="$OUT/maps-$(sha256sum "$MODEL_FILE" | cut -c1-8)"

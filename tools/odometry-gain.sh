@@ -20,9 +20,9 @@ source "$ROOT/tools/env.sh"
 TOOLS="$ROOT/target/release/dasgil-tools"
 PY="$ROOT/.venv/bin/python"
 OUT="${1:-$ROOT/build/odometry-gain}"
-MODEL_FILE="${DASGIL_MODEL:-$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)}"
+MODEL_FILE="${DASGIL_MODEL:-$ROOT/maps/models/dasgil-synth-cd-256x512.safetensors}"
 if [ ! -f "$MODEL_FILE" ]; then
-  echo "odometry-gain: no model file (DASGIL_MODEL or maps/models/dasgil-synth-*.safetensors): found \`$MODEL_FILE\`" >&2
+  echo "odometry-gain: no model file (DASGIL_MODEL or the shipped maps/models/dasgil-synth-cd-256x512.safetensors): found \`$MODEL_FILE\`" >&2
   exit 1
 fi
 MODEL_ID="$(sha256sum "$MODEL_FILE" | cut -c1-8)"

@@ -34,7 +34,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=env.sh
 source "$ROOT/tools/env.sh"
 WORK="${DASGIL_WORK:-$ROOT/build/shipped-model}"
-RUN="${1:-$(ls -td "$WORK"/run-* 2>/dev/null | head -1)}"
+RUN="${1:-$(ls -td "$WORK"/run-* 2>/dev/null | head -1 || true)}"
 if [ -z "$RUN" ] || [ ! -d "$RUN" ]; then
   echo "no training run: give RUN (tools/train-shipped-model.sh's run folder)" >&2
   exit 2
@@ -76,7 +76,7 @@ mkdir -p "$OUT"
 echo "$LAYERS" > "$OUT/layers.tmp" && mv "$OUT/layers.tmp" "$OUT/layers"
 echo "$METRIC" > "$OUT/metric.tmp" && mv "$OUT/metric.tmp" "$OUT/metric"
 # The shipped model's folder is named by its checksum, so a newly shipped model is scored anew.
-SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1)"
+SHIPPED="$(ls "$ROOT"/maps/models/dasgil-synth-*.safetensors 2>/dev/null | head -1 || true)"
 if [ -z "$SHIPPED" ]; then
     echo "select-shipped-model: no shipped model in $ROOT/maps/models (dasgil-synth-*.safetensors); restore it with git checkout maps/models" >&2
     exit 1

@@ -348,14 +348,29 @@ pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, Pi
 
 /// What a search with another metric than the one the checkpoint records means: a map built
 /// before the checkpoint recorded it (the shipped model's, cosine since 2026-12-04, searched
-/// with L1 before), or `--metric` asked for another.
-pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric) -> String {
+/// with L1 before) or with `build-map --metric`, or (`asked`) a metric asked for at search
+/// time (`--metric`, the node's `metric` parameter).
+pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: bool) -> String {
+    let (how, fix) = if asked {
+        (
+            "as asked (--metric, or the node's `metric` parameter)".to_string(),
+            format!(
+                "leave the metric unset (the map's own, {}) to search",
+                map.meta.metric
+            ),
+        )
+    } else {
+        (
+            "the map's own".to_string(),
+            "rebuild the map (build-map without --metric) to search".to_string(),
+        )
+    };
     format!(
-        "map {} is searched with the {} metric, and its checkpoint records {} (the metric chosen \
-         for it on validation, for which the shipped pose prior's and sequence filter's \
-         constants were fitted, docs/pose-prior.md): its priors' covariance may not hold the \
-         truth as often as it says; rebuild the map (build-map without --metric) to search \
-         with {}",
+        "map {} is searched with the {} metric ({how}), and its checkpoint records {} (the \
+         metric chosen for it on validation, for which the shipped pose prior's and sequence \
+         filter's constants were fitted, docs/pose-prior.md): its priors' covariance is not \
+         calibrated for this metric (with l1 several times wider than the errors, another \
+         may be too narrow); {fix} with {}",
         map.path.display(),
         searched.name(),
         recorded.name(),
@@ -387,7 +402,12 @@ impl Localizer {
             return Err(PipelineError::TopK(options.top_k));
         }
         if let Some(recorded) = encoder.recorded_metric().filter(|&m| m != metric) {
-            tracing::warn!("{}", metric_warning(&map, metric, recorded));
+            let asked = options.metric.is_some();
+            tracing::warn!("{}", metric_warning(&map, metric, recorded, asked));
+        }
+        // A cosine search reads the rows' squared norms: summed now, not on the first frame.
+        if metric == Metric::Cosine && map.meta.compression.is_none() {
+            map.squared_norms();
         }
         let index = MapIndex::new(&map);
         let places = sequence::Places::new(&map);

@@ -687,9 +687,16 @@ impl MapFile {
 
     /// The squared norm of every row and view row, summed once (the first cosine search).
     pub fn squared_norms(&self) -> &crate::retrieval::SquaredNorms {
-        self.squared_norms.get_or_init(|| {
-            crate::retrieval::SquaredNorms::of(&crate::retrieval::EntryRows::of(self), self.dim())
-        })
+        if let Some(n) = self.squared_norms.get() {
+            return n;
+        }
+        // Summed in parallel outside the cell (get_or_init would hold it while rayon runs the
+        // sum, and a search waiting on the cell inside a rayon task could then deadlock):
+        // racing callers sum twice, one result is kept.
+        let n =
+            crate::retrieval::SquaredNorms::of(&crate::retrieval::EntryRows::of(self), self.dim());
+        let _ = self.squared_norms.set(n);
+        self.squared_norms.get().expect("set just above")
     }
 
     /// Yaw views per entry (0: none).

@@ -533,6 +533,7 @@ mod tests {
         assert_eq!(l1(&a, &b).to_bits(), l1_kernel(&a, &b).to_bits());
         assert_eq!(l2(&a, &b).to_bits(), l2_kernel(&a, &b).to_bits());
         assert_eq!(cosine(&a, &b).to_bits(), cosine_kernel(&a, &b).to_bits());
+        assert_eq!(dot(&a, &b).to_bits(), dot_kernel(&a, &b).to_bits());
     }
 
     #[test]
@@ -578,6 +579,7 @@ mod tests {
             })
             .collect();
         let half: Vec<half::f16> = desc.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let view_half: Vec<half::f16> = view_desc.iter().map(|&v| half::f16::from_f32(v)).collect();
         let odd: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
         for rows in [
             EntryRows::plain(Descriptors::F32(&desc)),
@@ -587,18 +589,67 @@ mod tests {
                 views: Some(Descriptors::F32(&view_desc)),
                 per_entry: views,
             },
+            EntryRows {
+                base: Descriptors::F16(&half),
+                views: Some(Descriptors::F16(&view_half)),
+                per_entry: views,
+            },
         ] {
             let norms = SquaredNorms::of(&rows, d);
             assert_eq!(norms.base.len(), n);
             for cands in [None, Some(&odd[..])] {
-                let fast = scan_rows(&rows, Some(&norms), d, n, &query, 20, Metric::Cosine, cands);
-                let whole = scan_rows(&rows, None, d, n, &query, 20, Metric::Cosine, cands);
+                // Every entry's distance (k = n), the zero row's included.
+                let fast = scan_rows(&rows, Some(&norms), d, n, &query, n, Metric::Cosine, cands);
+                let whole = scan_rows(&rows, None, d, n, &query, n, Metric::Cosine, cands);
                 let bits = |h: &[Hit]| -> Vec<(usize, u32)> {
                     h.iter().map(|h| (h.index, h.distance.to_bits())).collect()
                 };
                 assert_eq!(bits(&fast), bits(&whole));
-                assert_eq!(fast.len(), 20);
+                assert_eq!(fast.len(), cands.map_or(n, |c| c.len()));
             }
+        }
+    }
+
+    /// The kernel as it was before the norms were kept (three sums fused in one pass): the
+    /// cosine distance is still the same number, bit for bit, at every tail length.
+    #[test]
+    fn the_cosine_kernel_equals_the_fused_one_it_replaced_bit_for_bit() {
+        fn fused(a: &[f32], b: &[f32]) -> f32 {
+            let (mut ab, mut aa, mut bb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (x, y) in ca.zip(cb) {
+                for i in 0..LANES {
+                    ab[i] += x[i] * y[i];
+                    aa[i] += x[i] * x[i];
+                    bb[i] += y[i] * y[i];
+                }
+            }
+            let mut s = [
+                ab.iter().sum::<f32>(),
+                aa.iter().sum::<f32>(),
+                bb.iter().sum::<f32>(),
+            ];
+            for (x, y) in ra.iter().zip(rb) {
+                s[0] += x * y;
+                s[1] += x * x;
+                s[2] += y * y;
+            }
+            1.0 - s[0] / (s[1].sqrt() * s[2].sqrt()).max(1e-20)
+        }
+        for len in (0..=50).chain([2048, 8203]) {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 1e-2).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos() * 3e-3).collect();
+            assert_eq!(
+                cosine(&a, &b).to_bits(),
+                fused(&a, &b).to_bits(),
+                "length {len}"
+            );
+            assert_eq!(
+                cosine_of(dot(&a, &b), dot(&a, &a), dot(&b, &b)).to_bits(),
+                fused(&a, &b).to_bits(),
+                "length {len}"
+            );
         }
     }
 

@@ -284,19 +284,48 @@ fn entry_cosine(
     i: usize,
     buf: &mut Vec<f32>,
 ) -> f32 {
-    let row = row_f32(&rows.base, dim, i, buf);
-    let mut d = nan_far(cosine_of(dot(query, row), query_sq, norms.base[i]));
+    let mut d = nan_far(cosine_of(
+        row_dot(&rows.base, dim, query, i, buf),
+        query_sq,
+        norms.base[i],
+    ));
     if let Some(views) = &rows.views {
         for v in i * rows.per_entry..(i + 1) * rows.per_entry {
-            let row = row_f32(views, dim, v, buf);
             d = d.min(nan_far(cosine_of(
-                dot(query, row),
+                row_dot(views, dim, query, v, buf),
                 query_sq,
                 norms.views[v],
             )));
         }
     }
     d
+}
+
+/// The dot product of `query` and row `i`: a float16 row converted in registers when the CPU
+/// can (bit-identical to converting first: [`dot_f16_avx2`]).
+fn row_dot(descs: &Descriptors, dim: usize, query: &[f32], i: usize, buf: &mut Vec<f32>) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let (Descriptors::F16(v), true) = (descs, *HAS_F16C) {
+        // SAFETY: the CPU has AVX2 and F16C (checked once, HAS_F16C).
+        return unsafe { dot_f16_avx2(query, &v[i * dim..(i + 1) * dim]) };
+    }
+    dot(query, row_f32(descs, dim, i, buf))
+}
+
+/// The dot product of an f32 query and a float16 row, converting in registers (a cosine scan
+/// of an `--f16` map then reads half the bytes). The same 16 lanes and order of additions as
+/// `dot_kernel` on the converted row (a product, then a sum: no fused multiply-add), and the
+/// conversion is exact: bit-identical results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dot_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
+    // SAFETY: the caller's CPU has AVX2 and F16C, as this function's.
+    let (acc, n) = unsafe { f16_lanes::<true>(a, b) };
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in a[n..].iter().zip(&b[n..]) {
+        s += x * y.to_f32();
+    }
+    s
 }
 
 /// The distance from `query` to entry `i`: the smallest over its descriptor and its views.
@@ -336,6 +365,23 @@ static HAS_F16C: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn l1_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
+    // SAFETY: the caller's CPU has AVX2 and F16C, as this function's.
+    let (acc, n) = unsafe { f16_lanes::<false>(a, b) };
+    let tail: f32 = a[n..]
+        .iter()
+        .zip(&b[n..])
+        .map(|(x, y)| (x - y.to_f32()).abs())
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The 16 lanes of an f32 query against a float16 row, converted in registers, summed over the
+/// whole chunks: |q - h| (`DOT` false: `l1_kernel`'s terms) or q h (`DOT`: `dot_kernel`'s), a
+/// plain add per lane in the kernels' order. Returns the lanes and where the tail starts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn f16_lanes<const DOT: bool>(a: &[f32], b: &[half::f16]) -> ([f32; LANES], usize) {
     use std::arch::x86_64::*;
     assert_eq!(a.len(), b.len());
     let n = a.len() / LANES * LANES;
@@ -352,8 +398,13 @@ unsafe fn l1_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
                 _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(c + 8) as *const __m128i)),
             )
         };
-        lo = _mm256_add_ps(lo, _mm256_andnot_ps(sign, _mm256_sub_ps(q0, h0)));
-        hi = _mm256_add_ps(hi, _mm256_andnot_ps(sign, _mm256_sub_ps(q1, h1)));
+        if DOT {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(q0, h0));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(q1, h1));
+        } else {
+            lo = _mm256_add_ps(lo, _mm256_andnot_ps(sign, _mm256_sub_ps(q0, h0)));
+            hi = _mm256_add_ps(hi, _mm256_andnot_ps(sign, _mm256_sub_ps(q1, h1)));
+        }
         c += LANES;
     }
     let mut acc = [0f32; LANES];
@@ -362,12 +413,7 @@ unsafe fn l1_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
         _mm256_storeu_ps(acc.as_mut_ptr(), lo);
         _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
     }
-    let tail: f32 = a[n..]
-        .iter()
-        .zip(&b[n..])
-        .map(|(x, y)| (x - y.to_f32()).abs())
-        .sum();
-    acc.iter().sum::<f32>() + tail
+    (acc, n)
 }
 
 /// The map's search: the compressed one when the map was built with `--compress`
@@ -556,6 +602,13 @@ mod tests {
         for metric in [Metric::L2, Metric::Cosine] {
             let got = row_distance(&descs, b.len(), metric, &a, 0, &mut Vec::new());
             assert_eq!(got.to_bits(), distance(metric, &a, &converted).to_bits());
+        }
+        // The cosine scan's product with a float16 row, at every tail length.
+        for len in (0..=40).chain([b.len()]) {
+            let (q, h) = (&a[..len], &b[..len]);
+            let want = dot_kernel(q, &converted[..len]);
+            let got = row_dot(&Descriptors::F16(h), len, q, 0, &mut Vec::new());
+            assert_eq!(got.to_bits(), want.to_bits(), "length {len}");
         }
     }
 

@@ -223,13 +223,6 @@ pub struct MapEncoder {
     recorded_metric: Option<Metric>,
 }
 
-/// The metric a checkpoint's descriptors are searched with when none is asked for: the one it
-/// records (`dasgil.metric`, chosen on validation, as the shipped model's), else the
-/// reference's L1 (paper section IV, Extended CMU-Seasons).
-pub fn default_metric(meta: &crate::model::CheckpointMeta) -> Metric {
-    meta.metric.unwrap_or(Metric::L1)
-}
-
 impl MapEncoder {
     /// A trained (or imported) generator checkpoint; `layers` default to those it records
     /// (`dasgil.descriptor_layers`), else the paper's choice for the discriminator it was
@@ -252,9 +245,10 @@ impl MapEncoder {
         Ok(enc)
     }
 
-    /// The metric to search this encoder's maps with when none is asked for: the checkpoint's
-    /// (`default_metric`); L1 for the baselines (raw pixels, the untrained network), as the
-    /// reference scores them.
+    /// The metric to search this encoder's maps with when none is asked for: the one its
+    /// checkpoint records (`dasgil.metric`, chosen on validation, as the shipped model's), else
+    /// the reference's L1 (paper section IV, Extended CMU-Seasons); L1 for the baselines (raw
+    /// pixels, the untrained network), as the reference scores them.
     pub fn default_metric(&self) -> Metric {
         self.recorded_metric.unwrap_or(Metric::L1)
     }

@@ -346,6 +346,16 @@ pub fn checkpoint_for(map: &MapFile, given: Option<&Path>) -> Result<PathBuf, Pi
     }
 }
 
+/// What a checkpoint's recorded metric is ("[the checkpoint] records ..."), for the warnings about searching or building
+/// with another (`metric_warning`, `build-map --metric`).
+pub fn recorded_metric_reason(recorded: Metric) -> String {
+    format!(
+        "records {} (the metric chosen for it on validation, for which the shipped pose prior's \
+         and sequence filter's constants were fitted, docs/pose-prior.md)",
+        recorded.name()
+    )
+}
+
 /// What a search with another metric than the one the checkpoint records means: a map built
 /// before the checkpoint recorded it (the shipped model's, cosine since 2026-12-04, searched
 /// with L1 before) or with `build-map --metric`, or (`asked`) a metric asked for at search
@@ -366,14 +376,12 @@ pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: 
         )
     };
     format!(
-        "map {} is searched with the {} metric ({how}), and its checkpoint records {} (the \
-         metric chosen for it on validation, for which the shipped pose prior's and sequence \
-         filter's constants were fitted, docs/pose-prior.md): its priors' covariance is not \
-         calibrated for this metric (with l1 several times wider than the errors, another \
+        "map {} is searched with the {} metric ({how}), and its checkpoint {}: its priors' covariance is \
+         not calibrated for this metric (with l1 several times wider than the errors, another \
          may be too narrow); {fix} with {}",
         map.path.display(),
         searched.name(),
-        recorded.name(),
+        recorded_metric_reason(recorded),
         recorded.name()
     )
 }

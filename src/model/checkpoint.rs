@@ -46,7 +46,7 @@ pub struct CheckpointMeta {
     /// e.g. `6`); absent: the paper's for its discriminator (`extract::default_spec`).
     pub descriptor_layers: Option<DescriptorSpec>,
     /// The descriptor metric chosen for this generator on validation (`dasgil.metric`: `l1`,
-    /// `l2` or `cosine`); absent: the reference's L1 (`extract::default_metric`).
+    /// `l2` or `cosine`); absent: the reference's L1 (`extract::MapEncoder::default_metric`).
     pub metric: Option<crate::retrieval::Metric>,
 }
 
@@ -589,13 +589,10 @@ mod tests {
             let (_dir, path, _) = saved(&m);
             let loaded = load_generator(&path, Device::Cpu, None).unwrap().meta;
             assert_eq!(loaded, m, "round trip of {metric:?}");
-            assert_eq!(
-                crate::extract::default_metric(&loaded),
-                metric.unwrap_or(Metric::L1)
-            );
             // The encoder built from the file searches with it unless told otherwise.
             let enc =
                 crate::extract::MapEncoder::from_checkpoint(&path, Device::Cpu, None).unwrap();
+            assert_eq!(enc.recorded_metric(), metric);
             assert_eq!(enc.default_metric(), metric.unwrap_or(Metric::L1));
         }
         // The baselines search as the reference scores them.

@@ -181,24 +181,14 @@ pub(crate) fn row_distance(
     i: usize,
     buf: &mut Vec<f32>,
 ) -> f32 {
-    let d = match descs {
-        Descriptors::F32(v) => distance(metric, query, &v[i * dim..(i + 1) * dim]),
-        Descriptors::F16(v) => {
-            let row = &v[i * dim..(i + 1) * dim];
-            #[cfg(target_arch = "x86_64")]
-            if metric == Metric::L1 && *HAS_F16C {
-                // SAFETY: the CPU has AVX2 and F16C (checked once, HAS_F16C).
-                return nan_far(unsafe { l1_f16_avx2(query, row) });
-            }
-            // Exact conversion (8 wide with F16C), then the f32 kernel: the same distances as
-            // the fused L1 kernel above.
-            use half::slice::HalfFloatSliceExt;
-            buf.resize(dim, 0.0);
-            row.convert_to_f32_slice(buf);
-            distance(metric, query, buf)
-        }
-    };
-    nan_far(d)
+    #[cfg(target_arch = "x86_64")]
+    if let (Metric::L1, Descriptors::F16(v), true) = (metric, descs, *HAS_F16C) {
+        // SAFETY: the CPU has AVX2 and F16C (checked once, HAS_F16C).
+        return nan_far(unsafe { l1_f16_avx2(query, &v[i * dim..(i + 1) * dim]) });
+    }
+    // A float16 row converted exactly (8 wide with F16C), then the f32 kernel: the same
+    // distances as the fused L1 kernel above.
+    nan_far(distance(metric, query, row_f32(descs, dim, i, buf)))
 }
 
 /// A map's searchable rows: each entry's descriptor and, when the map has yaw views

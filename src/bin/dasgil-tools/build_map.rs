@@ -88,12 +88,10 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
     let metric = a.metric.unwrap_or(enc.default_metric());
     if let Some(recorded) = enc.recorded_metric().filter(|&m| m != metric) {
         tracing::warn!(
-            "--metric {}: the checkpoint records {} (chosen for it on validation, for which the \
-             shipped pose prior's and sequence filter's constants were fitted, \
-             docs/pose-prior.md): priors from this map will not be calibrated; leave --metric \
-             out to build with {}",
+            "--metric {}: the checkpoint {}: priors from this map will not be calibrated; leave --metric out \
+             to build with {}",
             metric.name(),
-            recorded.name(),
+            dasgil::localize::recorded_metric_reason(recorded),
             recorded.name()
         );
     }

@@ -6,7 +6,7 @@ mod common;
 use common::{path_str, read_tensors, torch_peer};
 use dasgil::model::losses::{
     depth_loss, lsgan_discriminator_loss, lsgan_generator_loss, paper_triplet_layers,
-    segmentation_loss, triplet_loss, TripletLayer,
+    segmentation_loss, triplet_loss, TripletDistance, TripletLayer,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -38,11 +38,13 @@ fn triplet_matches_hand_values() {
             layer: 3,
             margin: 1.0,
             weight: 25.0,
+            distance: TripletDistance::Mse,
         },
         TripletLayer {
             layer: 4,
             margin: 5.0,
             weight: 2.0,
+            distance: TripletDistance::Mse,
         },
     ];
     let t = triplet_loss(&a, &p, &n, &layers).unwrap();
@@ -63,10 +65,46 @@ fn triplet_matches_hand_values() {
         &[TripletLayer {
             layer: 9,
             margin: 1.0,
-            weight: 1.0
+            weight: 1.0,
+            distance: TripletDistance::Mse,
         }]
     )
     .is_err());
+}
+
+/// Cosine triplet by hand, a batch of two images with 2 features each (shape [2, 2, 1, 1]):
+/// image 0: A = (1, 0), A+ = (1, 0), B = (0, 1) -> 1 - cos: dp 0, dn 1;
+/// image 1: A = (0, 2), A+ = (3, 0), B = (0, 5) -> dp 1, dn 0.
+/// Means over the batch: dp 0.5, dn 0.5 (over the flattened batch instead: 1 - 1/sqrt(50)
+/// and 1 - 10/sqrt(130)). Layer 6 (m 0.25, w 4): max(0, 1 - 0.5 / 0.75) * 4 = 4/3. The
+/// distance ignores the features' scale: A+ times 7 gives the same term.
+#[test]
+fn cosine_triplet_matches_hand_values() {
+    let t = |v: [f32; 4]| Tensor::from_slice(&v).reshape([2, 2, 1, 1]);
+    let per_layer = |v: [f32; 4]| -> Vec<Tensor> { (0..8).map(|_| t(v)).collect() };
+    let a = per_layer([1.0, 0.0, 0.0, 2.0]);
+    let n = per_layer([0.0, 1.0, 0.0, 5.0]);
+    let spec = [TripletLayer {
+        layer: 6,
+        margin: 0.25,
+        weight: 4.0,
+        distance: TripletDistance::Cosine,
+    }];
+    for scale in [1.0f32, 7.0] {
+        let p = per_layer([scale, 0.0, 3.0 * scale, 0.0]);
+        let trip = triplet_loss(&a, &p, &n, &spec).unwrap();
+        close(scalar(&trip.per_layer[0].0), 0.5, "cosine dp");
+        close(scalar(&trip.per_layer[0].1), 0.5, "cosine dn");
+        close(scalar(&trip.total), 4.0 / 3.0, "cosine term");
+    }
+    // The paper's distance on the same features differs (it is not what was computed above).
+    let p = per_layer([1.0, 0.0, 3.0, 0.0]);
+    let mse = TripletLayer {
+        distance: TripletDistance::Mse,
+        ..spec[0]
+    };
+    let trip = triplet_loss(&a, &p, &n, &[mse]).unwrap();
+    close(scalar(&trip.per_layer[0].0), 13.0 / 4.0, "mse dp");
 }
 
 /// LSGAN by hand: D(real) = [1, 3] -> mean((x-1)^2) = 2; D(virtual) = [0, 2] -> mean(x^2) = 2,

@@ -1852,6 +1852,9 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         assert!(out.status.success());
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains(&format!("values, metric {want};")), "{e}");
+        let line: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        assert_eq!(line["metric"], want, "{line}");
         assert_eq!(
             e.contains(
                 "is searched with the l1 metric (the map's own), and its checkpoint records cosine"
@@ -1903,5 +1906,38 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         for r in report["reports"].as_array().unwrap() {
             assert_eq!(r["metric"], want, "{name}");
         }
+    }
+    // evaluate --map: the map's own metric, or the one --metric asks for (warned about, as
+    // localize's).
+    for (name, more, want, warned) in [
+        ("map-own", vec![], "cosine", false),
+        ("map-l1", vec!["--metric", "l1"], "l1", true),
+    ] {
+        let out = dir.join(format!("eval-{name}"));
+        let mut a = vec![
+            "--map",
+            path_str(&recorded),
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ];
+        a.extend(more);
+        let run = common::run_tools_in(None, &f.args("evaluate", &a));
+        let (said, e) = (
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr),
+        );
+        assert!(run.status.success(), "{name}: {said}{e}");
+        assert!(said.contains(&format!("metric {want},")), "{name}: {said}");
+        assert_eq!(
+            e.contains("leave the metric unset (the map's own, cosine)"),
+            warned,
+            "{name}: {e}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["reports"][0]["metric"], want, "{name}");
     }
 }

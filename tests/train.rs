@@ -384,6 +384,67 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     assert!(!none.exists(), "a refused run left {}", none.display());
 }
 
+/// `--triplet-distance cosine --triplet-margin M` reaches the loss (same seed and batches as
+/// the paper's run: the depth term equal, the triplet terms not), is recorded per layer in
+/// config.yaml (the paper's run records no distance), and a resume cannot change it.
+#[test]
+fn a_cosine_triplet_run_is_recorded_reaches_the_loss_and_cannot_change_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paper, cosine) = (dir.path().join("paper"), dir.path().join("cosine"));
+    let outs = concurrently(vec![
+        train_cmd(&paper, &["--steps", "1"]),
+        train_cmd(
+            &cosine,
+            &[
+                "--steps",
+                "1",
+                "--triplet-distance",
+                "cosine",
+                "--triplet-margin",
+                "0.1",
+            ],
+        ),
+    ]);
+    for o in &outs {
+        ok(o);
+    }
+    let cfg = std::fs::read_to_string(cosine.join("config.yaml")).unwrap();
+    assert_eq!(cfg.matches("distance: cosine").count(), 4, "{cfg}");
+    assert_eq!(cfg.matches("margin: 0.1").count(), 4, "{cfg}");
+    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
+    assert!(!paper_cfg.contains("distance"), "{paper_cfg}");
+    let (p, c) = (csv_rows(&paper), csv_rows(&cosine));
+    assert_eq!(column(&p, "depth_anchor"), column(&c, "depth_anchor"));
+    assert_ne!(
+        column(&p, "triplet_e6"),
+        column(&c, "triplet_e6"),
+        "the cosine distance did not reach the triplet term"
+    );
+    let msg = refused(&tools(&[
+        "train",
+        "--resume",
+        path_str(&cosine),
+        "--triplet-distance",
+        "mse",
+        "--steps",
+        "2",
+    ]));
+    assert!(
+        msg.contains("--triplet-distance or --triplet-margin cannot change when resuming"),
+        "{msg}"
+    );
+    let bad = tools(&[
+        "train",
+        "--triplet-distance",
+        "cos",
+        "--out",
+        path_str(&dir.path().join("bad")),
+    ]);
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("expected mse or cosine"), "{msg}");
+}
+
 #[test]
 fn a_run_started_from_a_generator_begins_with_its_weights() {
     let dir = tempfile::tempdir().unwrap();

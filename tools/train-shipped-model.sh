@@ -29,6 +29,9 @@
 # the new run's steps start at 0 (its step N is the starting model's steps + N).
 # SEED (default 7; give another with INIT, so the continued run does not draw the same batches
 # again).
+# TRIPLET: mse (default, the paper's) or cosine (train --triplet-distance cosine
+# --triplet-margin TRIPLET_MARGIN, default 0.1: the triplet terms measure what a cosine map
+# searches with; not in the paper).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -60,6 +63,12 @@ esac
 case "$REAL" in
   styled|fixed) ;;
   *) echo "REAL: expected styled or fixed, found \`$REAL\`" >&2; exit 2 ;;
+esac
+TRIPLET="${TRIPLET:-mse}"
+case "$TRIPLET" in
+  mse) ;;
+  cosine) EXTRA+=(--triplet-distance cosine --triplet-margin "${TRIPLET_MARGIN:-0.1}") ;;
+  *) echo "TRIPLET: expected mse or cosine, found \`$TRIPLET\`" >&2; exit 2 ;;
 esac
 case "$VARIANT" in
   "") ;;
@@ -134,6 +143,7 @@ case "$VARIANT" in
   no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE-aug$AUGMENT-$REAL" ;;
   *) RUN="$ROOT/build/ablation-$VARIANT-aug$AUGMENT-$REAL" ;;
 esac
+if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos${TRIPLET_MARGIN:-0.1}"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

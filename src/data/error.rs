@@ -105,16 +105,35 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+    // The format comes from the content only (PNG and JPEG both say what they are in their
+    // first bytes): a file whose name says .jpg but whose content is not one is described as
+    // what it is, not through a decoder's complaint about it.
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    decode_checked(reader, &bytes)
+}
+
+/// An image file's width and height from its header (format from its content, as
+/// [`decode_image`]): content that is no PNG or JPEG is described as what it is.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32), String> {
+    // Not ImageReader::open: it takes the format from the name when the content says nothing.
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
-        // The content says nothing: the extension names the format the decoder then checks.
-        if let Ok(format) = image::ImageFormat::from_path(path) {
-            reader.set_format(format);
-        }
+        let mut head = Vec::with_capacity(64);
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|f| f.take(64).read_to_end(&mut head))
+            .map_err(|e| e.to_string())?;
+        return Err(format!(
+            "not an image this tool reads (PNG or JPEG): {}",
+            describe_content(&head)
+        ));
     }
-    decode_checked(reader, &bytes)
+    reader.into_dimensions().map_err(|e| e.to_string())
 }
 
 /// Why `bytes` is a cut-off JPEG or PNG, if it is one. A JPEG decoder fills what is missing with
@@ -208,6 +227,12 @@ fn decode_checked<R: std::io::BufRead + std::io::Seek>(
     reader: image::ImageReader<R>,
     bytes: &[u8],
 ) -> Result<image::DynamicImage, String> {
+    if reader.format().is_none() {
+        return Err(format!(
+            "not an image this tool reads (PNG or JPEG): {}",
+            describe_content(bytes)
+        ));
+    }
     let decoded = decode_limited(reader);
     match (&decoded, truncation(bytes)) {
         (Err(e), _) if e.starts_with("image is larger") => decoded,
@@ -224,9 +249,6 @@ fn decode_limited<R: std::io::BufRead + std::io::Seek>(
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
     reader.limits(limits);
-    if reader.format().is_none() {
-        return Err("not an image this tool reads (PNG or JPEG; the content is neither)".into());
-    }
     reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => format!(
             "image is larger than this tool accepts (at most {MAX_IMAGE_SIDE} pixels a side and \
@@ -235,6 +257,34 @@ fn decode_limited<R: std::io::BufRead + std::io::Seek>(
         ),
         other => other.to_string(),
     })
+}
+
+/// What content that is neither PNG nor JPEG starts with, for an error message: empty, text
+/// (its first line, up to 40 characters) or its first 8 bytes in hex.
+fn describe_content(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "the file is empty".into();
+    }
+    let head = &bytes[..bytes.len().min(64)];
+    // A character cut by the 64-byte window still reads as text.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    match text {
+        Some(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => {
+            let line: String = text.lines().next().unwrap_or("").chars().take(40).collect();
+            format!("the content is text, starting `{}`", line.trim_end())
+        }
+        _ => {
+            let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!(
+                "the content is neither, starting with bytes {} (a PNG starts 89 50 4e 47, a JPEG ff d8)",
+                hex.join(" ")
+            )
+        }
+    }
 }
 
 /// Samples read, and the bad ones that were skipped (with why).
@@ -311,5 +361,41 @@ mod truncation_tests {
             None,
             "not a JPEG or PNG: the decoder says"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Content that is neither PNG nor JPEG is described as what it is, whatever the file's
+    /// name, and never through a decoder's complaint.
+    #[test]
+    fn content_that_is_no_image_is_said_to_be_text_empty_or_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_text = format!("{}é and more", "x".repeat(62));
+        for (name, bytes, says) in [
+            (
+                "notes.jpg",
+                b"hello world\nsecond line".to_vec(),
+                "not an image this tool reads (PNG or JPEG): the content is text, starting `hello world`",
+            ),
+            ("empty.png", vec![], "the file is empty"),
+            (
+                "blob.png",
+                vec![0x00, 0x01, 0xfe, 0x7f, 0x10, 0x20, 0x30, 0x40, 0x50],
+                "starting with bytes 00 01 fe 7f 10 20 30 40 (a PNG starts 89 50 4e 47",
+            ),
+            // The 64-byte window cuts the two-byte é: still text.
+            ("cut.jpg", long_text.into_bytes(), "the content is text, starting `xxxx"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let e = decode_image(&path).unwrap_err();
+            assert!(e.contains(says), "{name}: {e}");
+            assert!(!e.contains("Format error"), "{name}: {e}");
+            assert_eq!(decode_image_bytes(&bytes).unwrap_err(), e, "{name}");
+            assert_eq!(image_dimensions(&path).unwrap_err(), e, "{name}");
+        }
     }
 }

@@ -552,6 +552,33 @@ pub fn source(
             seq.open(Some(n), &root)
         }
         (None, Some(f), Some(r)) => {
+            // The root itself first: a root that is not there is said to be so, not through
+            // the first file the format reads in it.
+            let what = match f {
+                "cmu" => Some("an Extended CMU-Seasons data set root (intrinsics.txt, sliceN/)"),
+                "kitti" => Some("a KITTI odometry data set root (sequences/, poses/)"),
+                "robotcar" => {
+                    Some("one RobotCar traversal's folder (stereo.timestamps, gps/, stereo/)")
+                }
+                "vkitti2" => Some("a Virtual KITTI 2 RGB root (SceneXX folders)"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                if !r.exists() {
+                    return Err(crate::data::DataError::missing(
+                        r,
+                        format!("the --root folder, {what}"),
+                    )
+                    .into());
+                }
+                if !r.is_dir() {
+                    return Err(crate::data::DataError::layout(
+                        r,
+                        format!("is a file; expected the --root folder, {what}"),
+                    )
+                    .into());
+                }
+            }
             let seq = Sequence {
                 format: f.to_string(),
                 root: r.to_path_buf(),

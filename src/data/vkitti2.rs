@@ -504,10 +504,11 @@ fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation
             let index: u32 = num
                 .parse()
                 .map_err(|_| DataError::layout(&rgb, "expected a file name rgb_%05d.jpg"))?;
-            let (w, h) = image::image_dimensions(&rgb).map_err(|e| DataError::Image {
-                path: rgb.clone(),
-                message: e.to_string(),
-            })?;
+            let (w, h) =
+                super::error::image_dimensions(&rgb).map_err(|message| DataError::Image {
+                    path: rgb.clone(),
+                    message,
+                })?;
             let frame_intr = row_for(&intrinsics, &intr_path, index, camera)?.map(|k| Pinhole {
                 width: w,
                 height: h,

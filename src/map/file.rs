@@ -591,6 +591,12 @@ impl MapFile {
             }
         }
         want("descriptors", &[Dtype::F32, Dtype::F16], n)?;
+        let shape = &self.index["descriptors"].1;
+        if shape.len() != 2 || shape[1] == 0 {
+            return Err(fmt(format!(
+                "tensor `descriptors`: expected [{n}, D] with D of at least 1 (one row of D values per entry), found {shape:?}"
+            )));
+        }
         let views = self.meta.yaw_views_deg.len();
         if let Some(bad) = self
             .meta
@@ -799,6 +805,44 @@ mod tests {
         let path = dir.join(name);
         write_map(&path, &tensors, &mut meta)?;
         MapFile::open(&path)
+    }
+
+    /// Descriptors that are not one row of at least one value per entry are refused when the
+    /// map is opened, naming the tensor, the shape expected and the one found (a search over
+    /// rows of no values would otherwise divide by nothing).
+    #[test]
+    fn descriptors_of_no_values_or_not_rows_are_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3;
+        let poses: Vec<f64> = (0..n)
+            .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+            .collect();
+        for (name, shape, values, says) in [
+            ("none.map", vec![n, 0], vec![], "found [3, 0]"),
+            ("flat.map", vec![n], vec![1.0f32; 3], "found [3]"),
+            (
+                "cube.map",
+                vec![n, 2, 2],
+                vec![1.0f32; 12],
+                "found [3, 2, 2]",
+            ),
+        ] {
+            let tensors = vec![
+                RawTensor::new("descriptors", Dtype::F32, shape, &values),
+                RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
+                RawTensor::new("timestamps_us", Dtype::I64, vec![n], &[-1i64; 3]),
+            ];
+            let path = dir.path().join(name);
+            let mut meta = MapMeta::by_hand(n, "test");
+            write_map(&path, &tensors, &mut meta).unwrap();
+            let e = MapFile::open(&path).err().expect(name).to_string();
+            assert!(
+                e.contains(name)
+                    && e.contains("tensor `descriptors`: expected [3, D] with D of at least 1")
+                    && e.contains(says),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,38 @@ pub fn lsgan_generator_loss(d_virtual: &Tensor) -> Tensor {
     (d_virtual - 1.0).square().mean(Kind::Float) * 0.5
 }
 
+/// How a triplet term measures the distance between two images' features at one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TripletDistance {
+    /// The paper's (eq. 4): the mean squared difference over the whole batch's features.
+    #[default]
+    Mse,
+    /// Not in the paper: 1 - cos between each image's flattened features, averaged over the
+    /// batch; in [0, 2] whatever the features' scale, the distance a cosine map searches with.
+    Cosine,
+}
+
+impl TripletDistance {
+    /// True for the paper's distance (a config omits the field then).
+    pub fn is_paper(&self) -> bool {
+        *self == TripletDistance::Mse
+    }
+}
+
+impl std::str::FromStr for TripletDistance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mse" => Ok(Self::Mse),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(format!(
+                "unknown triplet distance `{other}`: expected mse or cosine"
+            )),
+        }
+    }
+}
+
 /// One layer's term of the multi-scale triplet loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +90,9 @@ pub struct TripletLayer {
     pub margin: f64,
     /// Weight w_l.
     pub weight: f64,
+    /// dp and dn's distance: `mse` (the paper's; the default, omitted) or `cosine`.
+    #[serde(default, skip_serializing_if = "TripletDistance::is_paper")]
+    pub distance: TripletDistance,
 }
 
 /// The reference defaults: layers 3..6, margin 1.0, weight 25 (`--trip_layer_index 3 4 5 6`,
@@ -68,6 +103,7 @@ pub fn paper_triplet_layers() -> Vec<TripletLayer> {
             layer,
             margin: 1.0,
             weight: 25.0,
+            distance: TripletDistance::Mse,
         })
         .collect()
 }
@@ -81,8 +117,18 @@ pub struct TripletTerms {
     pub per_layer: Vec<(Tensor, Tensor, Tensor)>,
 }
 
+/// Mean over the batch of 1 - cos(x_i, y_i), x_i and y_i image i's features flattened (an
+/// all-zero image counts as orthogonal to everything: cos 0, PyTorch's eps 1e-8).
+fn cosine_distance(x: &Tensor, y: &Tensor) -> Result<Tensor, ModelError> {
+    let b = x.size().first().copied().unwrap_or(1);
+    let cos = Tensor::f_cosine_similarity(&x.f_reshape([b, -1])?, &y.f_reshape([b, -1])?, 1, 1e-8)?;
+    Ok((-cos + 1.0).mean(Kind::Float))
+}
+
 /// Multi-scale triplet loss (eqs. 4-5): for each layer l, dp = MSE(f_l(A), f_l(A+)),
-/// dn = MSE(f_l(A), f_l(B)), term = w_l max(0, 1 - dn / (m_l + dp)).
+/// dn = MSE(f_l(A), f_l(B)), term = w_l max(0, 1 - dn / (m_l + dp)). With
+/// [`TripletDistance::Cosine`] dp and dn are the batch's mean of 1 - cos between an image's
+/// flattened features and its partner's (the term unchanged).
 pub fn triplet_loss(
     anchor: &[Tensor],
     positive: &[Tensor],
@@ -98,8 +144,13 @@ pub fn triplet_loss(
             (Some(a), Some(p), Some(n)) => (a, p, n),
             _ => return Err(ModelError::Layer { layer: spec.layer }),
         };
-        let dp = a.f_mse_loss(p, Reduction::Mean)?;
-        let dn = a.f_mse_loss(n, Reduction::Mean)?;
+        let (dp, dn) = match spec.distance {
+            TripletDistance::Mse => (
+                a.f_mse_loss(p, Reduction::Mean)?,
+                a.f_mse_loss(n, Reduction::Mean)?,
+            ),
+            TripletDistance::Cosine => (cosine_distance(a, p)?, cosine_distance(a, n)?),
+        };
         let term = ((-(&dn / (&dp + spec.margin))) + 1.0).clamp_min(0.0) * spec.weight;
         total = Some(match total {
             None => term.shallow_clone(),

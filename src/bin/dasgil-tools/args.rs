@@ -152,6 +152,12 @@ pub(crate) fn parse_positive_seconds(s: &str) -> Result<f64, String> {
     parse_number_where(s.trim(), ok, "seconds, more than 0")
 }
 
+/// A triplet margin: a finite number more than 0.
+pub(crate) fn parse_positive_margin(s: &str) -> Result<f64, String> {
+    let ok = |v: f64| v.is_finite() && v > 0.0;
+    parse_number_where(s.trim(), ok, "a number more than 0")
+}
+
 /// Candidates per query: 1 to 1000.
 pub(crate) fn parse_top_k(s: &str) -> Result<usize, String> {
     s.parse::<usize>()

@@ -18,15 +18,17 @@ pub(crate) struct EvaluateArgs {
     model: ModelArgs,
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
     /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
-    /// adaptation and metric; one report.
-    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "metric", "photometric", "yaw_views"])]
+    /// adaptation and metric (--metric searches it with another, as localize --metric); one
+    /// report.
+    #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "photometric", "yaw_views"])]
     map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
     #[arg(long)]
     out: PathBuf,
     /// The descriptor metric: l1 (the reference's), l2 or cosine. Default: the one the
     /// checkpoint records (the shipped model's: cosine, chosen on validation), else l1; l1 for
-    /// the baselines.
+    /// the baselines. With --map: the map's own, unless given (warned about when it is not the
+    /// one the map's checkpoint records).
     #[arg(long)]
     metric: Option<dasgil::retrieval::Metric>,
     /// Search every camera's entries (default: per camera, as the reference).
@@ -220,6 +222,9 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         off_map_threshold: a
             .off_map_threshold
             .unwrap_or(dasgil::localize::Options::default().off_map_threshold),
+        // A prebuilt map is searched with its own metric unless --metric asks for another;
+        // without --map the metric reaches `eval::run` below.
+        metric: a.map.as_ref().and(a.metric),
         ..Default::default()
     };
     let reports = if let Some(map) = &a.map {

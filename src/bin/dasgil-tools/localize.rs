@@ -39,7 +39,7 @@ pub(crate) struct LocalizeArgs {
     /// would not publish them); 0 to 1, default the node's.
     #[arg(long, default_value_t = dasgil::localize::Options::default().min_confidence, value_parser = parse_unit)]
     min_confidence: f64,
-    /// One JSON object per line instead of text.
+    /// One JSON object per line instead of text (with `metric`, the one its distances are in).
     #[arg(long)]
     json: bool,
     /// Images to localize.
@@ -141,7 +141,10 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             failed += 1;
         }
         if a.json {
-            println!("{}", serde_json::to_string(&r)?);
+            // The metric the distances are in, on every line (a line is read on its own).
+            let mut v = serde_json::to_value(r)?;
+            v["metric"] = loc.metric.name().into();
+            println!("{}", serde_json::to_string(&v)?);
             continue;
         }
         println!("{}", r.image);

@@ -36,6 +36,15 @@ pub(crate) struct TrainArgs {
     /// paper.
     #[arg(long)]
     augment_palette: bool,
+    /// The triplet terms' distance between two images' features: mse (the paper's) or cosine
+    /// (1 - cos of the flattened features, what a cosine map searches with; not in the paper).
+    /// Applies to every triplet layer of the configuration.
+    #[arg(long, value_parser = parse_triplet_distance)]
+    triplet_distance: Option<dasgil::model::losses::TripletDistance>,
+    /// The triplet terms' margin m (every layer; the paper's 1 suits mse; with cosine, whose
+    /// distances lie in [0, 2], about 0.1).
+    #[arg(long, value_parser = parse_positive_margin, allow_negative_numbers = true)]
+    triplet_margin: Option<f64>,
     /// Epochs (1 to 100000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     epochs: Option<u64>,
@@ -77,6 +86,10 @@ pub(crate) struct TrainArgs {
     /// --checkpoint-every and --threads may change; other flags must repeat the run's values).
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+fn parse_triplet_distance(s: &str) -> Result<dasgil::model::losses::TripletDistance, String> {
+    s.parse()
 }
 
 pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
@@ -160,6 +173,14 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
              give --augment too (or augment: true)"
         );
     }
+    for t in &mut cfg.triplet {
+        if let Some(d) = a.triplet_distance {
+            t.distance = d;
+        }
+        if let Some(m) = a.triplet_margin {
+            t.margin = m;
+        }
+    }
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }
@@ -206,6 +227,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "augment_palette" => "--augment-palette".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "init_generator" => "--init-generator".to_string(),
+                "triplet" => "--triplet-distance or --triplet-margin".to_string(),
                 "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
                     format!("--{}", c.field.replace('_', "-"))
                 }

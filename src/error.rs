@@ -92,6 +92,8 @@ pub enum PipelineError {
     NoTimestamp { path: PathBuf },
     #[error("--out {}: is a file; expected a folder for the report", path.display())]
     OutIsFile { path: PathBuf },
+    #[error("--out {}: is inside {}, a folder of the data set's images; expected a folder outside its image folders, so reports never mix with the images", out.display(), images.display())]
+    OutInsideImages { out: PathBuf, images: PathBuf },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]
     QueryCamera {
         path: PathBuf,

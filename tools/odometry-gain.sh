@@ -26,6 +26,10 @@ if [ ! -f "$MODEL_FILE" ]; then
   exit 1
 fi
 MODEL_ID="$(sha256sum "$MODEL_FILE" | cut -c1-8)"
+[ -x "$TOOLS" ] || { echo "odometry-gain: no $TOOLS: build it first (cargo build --release)" >&2; exit 1; }
+# The binary's checksum too: a changed filter or prior reruns everything, never reuses a report
+# an older build wrote.
+TOOLS_ID="$(sha256sum "$TOOLS" | cut -c1-8)"
 shift || true
 WORLDS=("$@")
 [ ${#WORLDS[@]} -gt 0 ] || WORLDS=(cmu_calibration cmu_val_pastel cmu_val_ink cmu_slice cmu_test_sepia)
@@ -46,9 +50,9 @@ PY
 echo "| world | single frames | inside 95% | filter | inside 95% | filter + odometry | inside 95% | filter steps moved by odometry |"
 echo "|---|---|---|---|---|---|---|---|"
 for w in "${WORLDS[@]}"; do
-  # Named by the shipped model file's checksum: a model with other weights, layers or metric
-  # gets a map and runs of its own, never an older model's.
-  d="$OUT/$w-$MODEL_ID"
+  # Named by the model file's and the binary's checksums: a model with other weights, layers
+  # or metric, or another build, gets a map and runs of its own, never an older one's.
+  d="$OUT/$w-$MODEL_ID-$TOOLS_ID"
   mkdir -p "$d"
   map="$d/map.safetensors"
   [ -f "$map" ] || "$TOOLS" build-map --sequence "$w" --device cpu --out "$map" >"$d/build-map.log" 2>&1 ||

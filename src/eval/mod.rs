@@ -189,6 +189,29 @@ pub fn run_on_map(
     before.clean_up_after(out, result)
 }
 
+/// `path` made absolute with its links resolved as far as it exists (the rest appended as
+/// given), so a folder not made yet compares with canonical paths.
+fn absolute_through_links(path: &Path) -> std::path::PathBuf {
+    let mut rest = Vec::new();
+    let mut p = path.to_path_buf();
+    loop {
+        if let Ok(c) = p.canonicalize() {
+            return rest.iter().rev().fold(c, |acc, part| acc.join(part));
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                p = if parent.as_os_str().is_empty() {
+                    Path::new(".").to_path_buf()
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// The checks both ways of evaluate make before any work.
 fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     if src.queries.is_empty() {
@@ -200,6 +223,23 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
         return Err(PipelineError::OutIsFile {
             path: out.to_path_buf(),
         });
+    }
+    let folders: std::collections::BTreeSet<&Path> = src
+        .database
+        .iter()
+        .chain(&src.queries)
+        .filter_map(|i| i.path.parent())
+        .collect();
+    let out_abs = absolute_through_links(out);
+    for f in folders {
+        if let Ok(images) = f.canonicalize() {
+            if out_abs.starts_with(&images) {
+                return Err(PipelineError::OutInsideImages {
+                    out: out.to_path_buf(),
+                    images,
+                });
+            }
+        }
     }
     std::fs::create_dir_all(out)
         .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;

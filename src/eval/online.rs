@@ -484,6 +484,11 @@ fn ellipse(x: f64, y: f64, cov: &Matrix3<f64>) -> Vec<(f64, f64)> {
 /// right: within (5 m, 10 deg)).
 const MAX_RIGHT_ELLIPSES: usize = 40;
 
+/// A prior within (5 m, 10 deg) of the truth (false without one).
+fn is_right(f: &FrameResult) -> bool {
+    f.position_error.is_some_and(|e| e <= 5.0) && f.rotation_error.is_some_and(|e| e <= 10.0)
+}
+
 /// route.png: the route from above, and query / matched map image pairs below it.
 pub fn route_png(
     path: &Path,
@@ -593,10 +598,7 @@ pub fn route_png(
         // Right: within (5 m, 10 deg), as every summary counts; wrong: scored and not; frames
         // without a true pose are neither (a grey cross, no ellipse).
         let scored = |f: &FrameResult| f.position_error.is_some();
-        let right = |f: &FrameResult| {
-            f.position_error.is_some_and(|e| e <= 5.0)
-                && f.rotation_error.is_some_and(|e| e <= 10.0)
-        };
+        let right = is_right;
         let outline = |r: &Received| {
             let cov = crate::localize::prior::position_block(&r.covariance);
             let (px, py) = xy(&r.pose);
@@ -643,20 +645,15 @@ pub fn route_png(
             priors
                 .iter()
                 .filter(|(f, _)| wrong(f))
-                .map(|(_, r)| PathElement::new(outline(r), red.mix(0.7).stroke_width(2))),
+                // Thin: a wrong prior's ellipse is wide when the prior is honest, and a few of
+                // them would hide the route; the red line to its truth says where it went.
+                .map(|(_, r)| PathElement::new(outline(r), red.mix(0.45).stroke_width(1))),
         )?;
         if text && priors.iter().any(|(f, _)| wrong(f)) {
             a.label("95% ellipse of each wrong prior; a red line joins it to its truth")
                 .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], red.mix(0.7).stroke_width(2))
+                    PathElement::new([(x, y), (x + 16, y)], red.mix(0.45).stroke_width(1))
                 });
-        }
-        let a = chart.draw_series(db.iter().map(|&(x, y)| {
-            Rectangle::new([(x - 0.6, y - 0.6), (x + 0.6, y + 0.6)], grey.filled())
-        }))?;
-        if text {
-            a.label("map images (database poses)")
-                .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 6, y + 3)], grey.filled()));
         }
         let a = chart.draw_series(
             truth
@@ -666,6 +663,19 @@ pub fn route_png(
         if text {
             a.label("queries: true pose")
                 .legend(move |(x, y)| Circle::new((x + 3, y), 3, green.filled()));
+        }
+        // Hollow and over the queries' dots, so both stay visible where they meet.
+        let a = chart.draw_series(db.iter().map(|&(x, y)| {
+            Rectangle::new(
+                [(x - 0.6, y - 0.6), (x + 0.6, y + 0.6)],
+                grey.stroke_width(2),
+            )
+        }))?;
+        if text {
+            a.label("map images (database poses)")
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 3), (x + 6, y + 3)], grey.stroke_width(2))
+                });
         }
         let a = chart.draw_series(priors.iter().map(|(f, r)| {
             let c = match (right(f), scored(f)) {
@@ -716,10 +726,13 @@ pub fn route_png(
     let mut cells = Vec::new();
     for cond in s.by_condition.keys() {
         for right in [true, false] {
+            // Right as the plot above and every summary count it: within (5 m, 10 deg).
             let Some(f) = s.frames.iter().find(|f| {
                 &f.condition == cond
                     && f.matched.is_some()
-                    && f.position_error.is_some_and(|e| (e <= 5.0) == right)
+                    && f.position_error.is_some()
+                    && f.rotation_error.is_some()
+                    && is_right(f) == right
             }) else {
                 continue;
             };
@@ -732,17 +745,14 @@ pub fn route_png(
             let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
                 continue;
             };
-            let verdict = if right {
-                "within (5 m, 10 deg)"
-            } else {
-                "WRONG"
-            };
+            let verdict = if right { "right" } else { "WRONG" };
             cells.push((format!("query {} ({cond})", short(&f.name)), qi));
             cells.push((
                 format!(
-                    "map {}: {verdict}, {:.1} m from the truth",
+                    "map {}: {verdict}, {:.1} m, {:.0} deg from the truth",
                     short(f.matched.as_deref().unwrap_or("?")),
                     f.position_error.unwrap_or(f64::NAN),
+                    f.rotation_error.unwrap_or(f64::NAN),
                 ),
                 mi,
             ));
@@ -754,7 +764,8 @@ pub fn route_png(
     if !rows.is_empty() {
         parts.push(plot::sheet_image(
             path,
-            "replayed query frames, each beside the map image its prior came from",
+            "replayed query frames, each beside the map image its prior came from (right: within \
+             (5 m, 10 deg) of the truth)",
             &rows,
             330,
         )?);

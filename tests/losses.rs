@@ -107,6 +107,32 @@ fn cosine_triplet_matches_hand_values() {
     close(scalar(&trip.per_layer[0].0), 13.0 / 4.0, "mse dp");
 }
 
+/// The cosine distance of an all-zero feature map (a dead layer) is 1 with finite gradients:
+/// no NaN reaches the weights.
+#[test]
+fn cosine_triplet_of_zero_features_has_finite_gradients() {
+    let a: Vec<Tensor> = (0..8)
+        .map(|_| Tensor::zeros([2, 2, 1, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true))
+        .collect();
+    let p: Vec<Tensor> = (0..8)
+        .map(|_| Tensor::from_slice(&[1.0f32, 0.0, 0.0, 2.0]).reshape([2, 2, 1, 1]))
+        .collect();
+    let n: Vec<Tensor> = (0..8)
+        .map(|_| Tensor::from_slice(&[0.0f32, 1.0, 3.0, 0.0]).reshape([2, 2, 1, 1]))
+        .collect();
+    let spec = [TripletLayer {
+        layer: 6,
+        margin: 0.1,
+        weight: 1.0,
+        distance: TripletDistance::Cosine,
+    }];
+    let trip = triplet_loss(&a, &p, &n, &spec).unwrap();
+    close(scalar(&trip.per_layer[0].0), 1.0, "dp of a zero anchor");
+    trip.total.backward();
+    let g = a[5].grad();
+    assert!(g.isfinite().all().int64_value(&[]) == 1, "gradient {g:?}");
+}
+
 /// LSGAN by hand: D(real) = [1, 3] -> mean((x-1)^2) = 2; D(virtual) = [0, 2] -> mean(x^2) = 2,
 /// mean((x-1)^2) = 1. D loss = 0.5 (2 + 2) = 2, G loss = 0.5 * 1 = 0.5.
 #[test]

@@ -66,8 +66,19 @@ case "$REAL" in
 esac
 TRIPLET="${TRIPLET:-mse}"
 case "$TRIPLET" in
-  mse) ;;
-  cosine) EXTRA+=(--triplet-distance cosine --triplet-margin "${TRIPLET_MARGIN:-0.1}") ;;
+  mse)
+    if [ -n "${TRIPLET_MARGIN:-}" ]; then
+      echo "TRIPLET_MARGIN applies to TRIPLET=cosine (the paper's mse keeps its margin 1): add TRIPLET=cosine or drop it" >&2
+      exit 2
+    fi ;;
+  cosine)
+    TRIPLET_MARGIN="${TRIPLET_MARGIN:-0.1}"
+    # A number, since it also names the run's folder.
+    if ! [[ "$TRIPLET_MARGIN" =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ "$TRIPLET_MARGIN" =~ ^0+(\.0+)?$ ]]; then
+      echo "TRIPLET_MARGIN: expected a number more than 0 such as 0.1, found \`$TRIPLET_MARGIN\`" >&2
+      exit 2
+    fi
+    EXTRA+=(--triplet-distance cosine --triplet-margin "$TRIPLET_MARGIN") ;;
   *) echo "TRIPLET: expected mse or cosine, found \`$TRIPLET\`" >&2; exit 2 ;;
 esac
 case "$VARIANT" in
@@ -143,7 +154,7 @@ case "$VARIANT" in
   no-adversarial) RUN="$ROOT/build/ablation-no-adversarial-$APPEARANCE-aug$AUGMENT-$REAL" ;;
   *) RUN="$ROOT/build/ablation-$VARIANT-aug$AUGMENT-$REAL" ;;
 esac
-if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos${TRIPLET_MARGIN:-0.1}"; fi
+if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos$TRIPLET_MARGIN"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

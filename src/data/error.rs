@@ -122,16 +122,16 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32), String> {
     let reader = image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        let mut head = Vec::with_capacity(64);
-        use std::io::Read;
-        std::fs::File::open(path)
-            .and_then(|f| f.take(64).read_to_end(&mut head))
+    if !matches!(
+        reader.format(),
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    ) {
+        // Said as decode_image says it (the whole file read: it is not one this tool reads).
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
             .map_err(|e| e.to_string())?;
-        return Err(format!(
-            "not an image this tool reads (PNG or JPEG): {}",
-            describe_content(&head)
-        ));
+        return decode_checked(reader, &bytes).map(|i| (i.width(), i.height()));
     }
     reader.into_dimensions().map_err(|e| e.to_string())
 }
@@ -227,11 +227,27 @@ fn decode_checked<R: std::io::BufRead + std::io::Seek>(
     reader: image::ImageReader<R>,
     bytes: &[u8],
 ) -> Result<image::DynamicImage, String> {
-    if reader.format().is_none() {
-        return Err(format!(
-            "not an image this tool reads (PNG or JPEG): {}",
-            describe_content(bytes)
-        ));
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        Some(other) => {
+            return Err(format!(
+                "a {} image; this tool reads PNG or JPEG: convert it",
+                other
+                    .extensions_str()
+                    .first()
+                    .unwrap_or(&"?")
+                    .to_uppercase()
+            ))
+        }
+        // A JPEG or PNG cut off within its first bytes is still a cut-off file.
+        None => {
+            return Err(truncation(bytes).unwrap_or_else(|| {
+                format!(
+                    "not an image this tool reads (PNG or JPEG): {}",
+                    describe_content(bytes)
+                )
+            }))
+        }
     }
     let decoded = decode_limited(reader);
     match (&decoded, truncation(bytes)) {
@@ -263,7 +279,15 @@ fn decode_limited<R: std::io::BufRead + std::io::Seek>(
 /// (its first line, up to 40 characters) or its first 8 bytes in hex.
 fn describe_content(bytes: &[u8]) -> String {
     if bytes.is_empty() {
-        return "the file is empty".into();
+        return "the content is empty".into();
+    }
+    const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    if bytes.len() < PNG_SIGNATURE.len() && PNG_SIGNATURE.starts_with(bytes) {
+        return format!(
+            "a PNG cut off within its 8-byte signature ({} bytes); the file was cut off (an \
+             interrupted download or copy?)",
+            bytes.len()
+        );
     }
     let head = &bytes[..bytes.len().min(64)];
     // A character cut by the 64-byte window still reads as text.
@@ -280,7 +304,7 @@ fn describe_content(bytes: &[u8]) -> String {
         _ => {
             let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
             format!(
-                "the content is neither, starting with bytes {} (a PNG starts 89 50 4e 47, a JPEG ff d8)",
+                "the content is neither, starting with bytes {} (a PNG starts 89 50 4e 47, a JPEG ff d8 ff)",
                 hex.join(" ")
             )
         }
@@ -380,7 +404,10 @@ mod tests {
                 b"hello world\nsecond line".to_vec(),
                 "not an image this tool reads (PNG or JPEG): the content is text, starting `hello world`",
             ),
-            ("empty.png", vec![], "the file is empty"),
+            ("empty.png", vec![], "the content is empty"),
+            ("two.jpg", vec![0xff, 0xd8], "truncated JPEG: no end-of-image marker (FF D9) (2 bytes)"),
+            ("sig.png", vec![0x89, b'P', b'N'], "a PNG cut off within its 8-byte signature (3 bytes)"),
+            ("anim.jpg", b"GIF89a\x01\x00\x01\x00".to_vec(), "a GIF image; this tool reads PNG or JPEG: convert it"),
             (
                 "blob.png",
                 vec![0x00, 0x01, 0xfe, 0x7f, 0x10, 0x20, 0x30, 0x40, 0x50],
@@ -393,7 +420,7 @@ mod tests {
             std::fs::write(&path, &bytes).unwrap();
             let e = decode_image(&path).unwrap_err();
             assert!(e.contains(says), "{name}: {e}");
-            assert!(!e.contains("Format error"), "{name}: {e}");
+            assert!(!e.contains("Format error") && !e.contains("neither, starting with bytes ff d8"), "{name}: {e}");
             assert_eq!(decode_image_bytes(&bytes).unwrap_err(), e, "{name}");
             assert_eq!(image_dimensions(&path).unwrap_err(), e, "{name}");
         }

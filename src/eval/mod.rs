@@ -189,27 +189,32 @@ pub fn run_on_map(
     before.clean_up_after(out, result)
 }
 
-/// `path` made absolute with its links resolved as far as it exists (the rest appended as
-/// given), so a folder not made yet compares with canonical paths.
+/// `path` made absolute, its links resolved as far as it exists and `.`/`..` taken component
+/// by component after them (`x/..` is the parent of where `x` leads, as the file system reads
+/// it), so a folder not made yet compares with canonical paths.
 fn absolute_through_links(path: &Path) -> std::path::PathBuf {
-    let mut rest = Vec::new();
-    let mut p = path.to_path_buf();
-    loop {
-        if let Ok(c) = p.canonicalize() {
-            return rest.iter().rev().fold(c, |acc, part| acc.join(part));
-        }
-        match (p.parent(), p.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                p = if parent.as_os_str().is_empty() {
-                    Path::new(".").to_path_buf()
-                } else {
-                    parent.to_path_buf()
-                };
+    use std::path::Component;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = std::path::PathBuf::new();
+    for part in abs.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
             }
-            _ => return path.to_path_buf(),
+            other => out.push(other),
+        }
+        if let Ok(real) = out.canonicalize() {
+            out = real;
         }
     }
+    out
 }
 
 /// The checks both ways of evaluate make before any work.
@@ -423,6 +428,31 @@ mod tests {
 
     /// Every submission line, read back, gives C = -R^T t at the prior's camera centre and R^T
     /// as the prior's world_from_cam rotation (a line holding world_from_cam itself fails).
+    /// The --out guard's path: links resolved where the path exists, `..` after a folder not
+    /// made yet still climbs out of it.
+    #[test]
+    fn an_out_path_is_compared_as_the_file_system_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(real.join("data/query")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("link")).unwrap();
+        for (given, want) in [
+            ("data/query/tmp/../report", "data/query/report"),
+            ("link/query/tmp/../report", "data/query/report"),
+            ("link/query/./new", "data/query/new"),
+            ("link/..", ""),
+            ("data/query/../../elsewhere", "elsewhere"),
+        ] {
+            let got = absolute_through_links(&real.join(given));
+            let want = if want.is_empty() {
+                real.clone()
+            } else {
+                real.join(want)
+            };
+            assert_eq!(got, want, "{given}");
+        }
+    }
+
     #[test]
     fn submission_lines_hold_cam_from_world_whose_centre_is_the_prior() {
         let centre = Vector3::new(12.5, -40.25, 3.0);

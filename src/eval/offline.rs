@@ -48,6 +48,10 @@ pub struct QueryResult {
     /// The longest semi-axis of the prior's 95% position ellipsoid (m).
     #[serde(default)]
     pub radius_95: f64,
+    /// Squared Mahalanobis distance of the true orientation under the prior's rotation block
+    /// (inside its 95% bound when <= 7.81; `prior::rotation_mahalanobis2`). Older results: None.
+    #[serde(default)]
+    pub rotation_mahalanobis2: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -71,6 +75,10 @@ pub struct Scores {
     /// The median of the 95% ellipsoids' longest semi-axes (m).
     #[serde(default)]
     pub median_radius_95: f64,
+    /// The true orientation inside the prior's 95% rotation bound (its rotation block, 3
+    /// degrees of freedom: docs/pose-prior.md). Older reports: 0.
+    #[serde(default)]
+    pub rotation_inside_95: f64,
 }
 
 pub fn threshold_name(t: (f64, f64)) -> String {
@@ -110,6 +118,10 @@ pub fn score(results: &[&QueryResult]) -> Scores {
                 .is_some_and(|m| m <= crate::localize::prior::CHI2_3_95)
         }),
         median_radius_95: radii.get(radii.len() / 2).copied().unwrap_or(f64::NAN),
+        rotation_inside_95: share(&|r| {
+            r.rotation_mahalanobis2
+                .is_some_and(|m| m <= crate::localize::prior::CHI2_3_95)
+        }),
     }
 }
 
@@ -588,6 +600,11 @@ pub fn evaluate(
                 &truth.translation.vector,
             ),
             radius_95: crate::localize::prior::radius_95(&answer.prior.covariance),
+            rotation_mahalanobis2: crate::localize::prior::rotation_mahalanobis2(
+                &answer.prior.covariance,
+                &best,
+                &truth,
+            ),
         });
         let ranked: Vec<(Pose, f64)> = hits
             .iter()
@@ -721,7 +738,7 @@ pub fn markdown(reports: &[&Report]) -> String {
                 continue;
             }
         }
-        s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m | in 95% ellipsoid % | median 95% radius m |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m | in 95% ellipsoid % | median 95% radius m | orientation in 95% bound % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
         if let Some((p, sc)) = r
             .published
@@ -756,13 +773,14 @@ pub fn markdown(reports: &[&Report]) -> String {
                 .collect();
             let rn: Vec<String> = RECALL_N.iter().map(|n| pct(sc.recall_at_n[n])).collect();
             s.push_str(&format!(
-                "| {name} | {} | {} | {} | {:.1} | {} | {:.1} |\n",
+                "| {name} | {} | {} | {} | {:.1} | {} | {:.1} | {} |\n",
                 sc.queries,
                 acc.join(" | "),
                 rn.join(" | "),
                 sc.median_position_error,
                 pct(sc.inside_95_ellipsoid),
-                sc.median_radius_95
+                sc.median_radius_95,
+                pct(sc.rotation_inside_95)
             ));
         }
         s.push('\n');
@@ -1047,6 +1065,8 @@ mod tests {
             published: true,
             mahalanobis2: Some(position_error * position_error),
             radius_95: position_error * 2.0,
+            // As the position's: rotation_error^2 (so 1.9^2 and 1^2 within 7.81, 4^2 not).
+            rotation_mahalanobis2: Some(rotation_error * rotation_error),
         }
     }
 
@@ -1097,5 +1117,15 @@ mod tests {
         assert_eq!(s.median_radius_95, 10.0, "median 95% radius");
         // Mahalanobis^2 = error^2 here: only 0.2^2 is within 7.81 (4^2 = 16 is not).
         assert_eq!(s.inside_95_ellipsoid, 1.0 / 5.0, "inside the 95% ellipsoid");
+        let inside_rotation = rs
+            .iter()
+            .filter(|r| r.rotation_error.powi(2) <= 7.81)
+            .count();
+        assert_eq!(
+            s.rotation_inside_95,
+            inside_rotation as f64 / 5.0,
+            "orientation inside its 95% bound"
+        );
+        assert!(inside_rotation > 0 && inside_rotation < 5);
     }
 }

@@ -559,6 +559,30 @@ pub fn route_png(
         .max(10.0)
         * 1.08;
     let half_y = half * h as f64 / w as f64;
+    // The legend goes in the corner with the fewest points under it (a box of 45% x 40% of
+    // the chart), so it hides as little of the route as it can.
+    let legend_at = {
+        let under = |right: bool, top: bool| {
+            all.iter()
+                .filter(|&&(x, y)| {
+                    let fx = (x - (cx - half)) / (2.0 * half);
+                    let fy = (y - (cy - half_y)) / (2.0 * half_y);
+                    (if right { fx > 0.55 } else { fx < 0.45 })
+                        && (if top { fy > 0.6 } else { fy < 0.4 })
+                })
+                .count()
+        };
+        [
+            (SeriesLabelPosition::UpperLeft, under(false, true)),
+            (SeriesLabelPosition::UpperRight, under(true, true)),
+            (SeriesLabelPosition::LowerLeft, under(false, false)),
+            (SeriesLabelPosition::LowerRight, under(true, false)),
+        ]
+        .into_iter()
+        .min_by_key(|(_, n)| *n)
+        .map(|(p, _)| p)
+        .unwrap_or(SeriesLabelPosition::UpperLeft)
+    };
     let draw = |buf: &mut Vec<u8>| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -706,7 +730,7 @@ pub fn route_png(
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(legend_at)
                 .draw()?;
         }
         root.present()?;
@@ -745,11 +769,11 @@ pub fn route_png(
             let (Ok(qi), Ok(mi)) = (q.load_rgb(src.decode), m.load_rgb(src.decode)) else {
                 continue;
             };
-            let verdict = if right { "right" } else { "WRONG" };
+            let verdict = if right { "correct" } else { "WRONG" };
             cells.push((format!("query {} ({cond})", short(&f.name)), qi));
             cells.push((
                 format!(
-                    "map {}: {verdict}, {:.1} m, {:.0} deg from the truth",
+                    "map {}: {verdict}, {:.2} m, {:.1} deg off",
                     short(f.matched.as_deref().unwrap_or("?")),
                     f.position_error.unwrap_or(f64::NAN),
                     f.rotation_error.unwrap_or(f64::NAN),
@@ -764,8 +788,8 @@ pub fn route_png(
     if !rows.is_empty() {
         parts.push(plot::sheet_image(
             path,
-            "replayed query frames, each beside the map image its prior came from (right: within \
-             (5 m, 10 deg) of the truth)",
+            "replayed query frames, each beside the map image its prior came from, and how far \
+             that is from the truth (correct: within (5 m, 10 deg))",
             &rows,
             330,
         )?);

@@ -279,6 +279,22 @@ pub fn mahalanobis2(cov: &[f64; 36], mean: &Vector3<f64>, truth: &Vector3<f64>) 
         .map(|inv| (d.transpose() * inv * d)[(0, 0)])
 }
 
+/// The squared Mahalanobis distance of the true orientation from the prior's under the
+/// rotation block of `cov`: the rotation vector log(R_prior^T R_truth) mapped to the world
+/// frame, as the block's candidates' are; None when the block is singular.
+pub fn rotation_mahalanobis2(cov: &[f64; 36], prior: &Pose, truth: &Pose) -> Option<f64> {
+    let w = prior.rotation * (prior.rotation.inverse() * truth.rotation).scaled_axis();
+    let mut block = Matrix3::zeros();
+    for r in 0..3 {
+        for c in 0..3 {
+            block[(r, c)] = cov[(r + 3) * 6 + c + 3];
+        }
+    }
+    block
+        .try_inverse()
+        .map(|inv| (w.transpose() * inv * w)[(0, 0)])
+}
+
 fn skew(v: &Vector3<f64>) -> Matrix3<f64> {
     Matrix3::new(0.0, -v.z, v.y, v.z, 0.0, -v.x, -v.y, v.x, 0.0)
 }
@@ -623,6 +639,27 @@ mod tests {
         let m = mahalanobis2(&cov, &Vector3::zeros(), &Vector3::new(2.0, 1.0, 3.0)).unwrap();
         close(m, 3.0, "1 + 1 + 1");
         assert!(mahalanobis2(&[0.0; 36], &Vector3::zeros(), &Vector3::x()).is_none());
+        // The rotation block: (2 deg)^2 on each axis; a truth turned 4 degrees about the
+        // world's z from a prior facing anywhere is 2 sigma off: 4 whatever the prior's own
+        // orientation (the block is in the world frame).
+        let mut cov = [0.0; 36];
+        for i in 3..6 {
+            cov[i * 6 + i] = 2f64.to_radians().powi(2);
+        }
+        for facing in [0.0f64, 1.0, 2.5] {
+            let prior = Pose::from_parts(
+                nalgebra::Translation3::new(1.0, 2.0, 3.0),
+                nalgebra::UnitQuaternion::from_euler_angles(0.3, -0.2, facing),
+            );
+            let truth = Pose::from_parts(
+                prior.translation,
+                nalgebra::UnitQuaternion::from_axis_angle(&Vector3::z_axis(), 4f64.to_radians())
+                    * prior.rotation,
+            );
+            let m = rotation_mahalanobis2(&cov, &prior, &truth).unwrap();
+            assert!((m - 4.0).abs() < 1e-9, "{facing}: {m}");
+        }
+        assert!(rotation_mahalanobis2(&[0.0; 36], &Pose::identity(), &Pose::identity()).is_none());
     }
 
     #[test]

@@ -345,6 +345,12 @@ mod tests {
         assert_eq!(c.batch, 8);
         assert_eq!((c.input_height, c.input_width), (256, 1024));
         assert_eq!(c.triplet, crate::model::losses::paper_triplet_layers());
+        // The paper's distance is written as no field at all, and a run recorded before the
+        // field existed (no `distance`) reads as the paper's.
+        assert!(!serde_yaml::to_string(&c).unwrap().contains("distance"));
+        let old: crate::model::losses::TripletLayer =
+            serde_json::from_str(r#"{"layer": 6, "margin": 1.0, "weight": 25.0}"#).unwrap();
+        assert_eq!(old.distance, crate::model::losses::TripletDistance::Mse);
         assert_eq!(c.discriminator, DiscriminatorKind::Cascade);
         // It needs only the data roots to be valid.
         let mut c = c;

@@ -36,13 +36,13 @@ pub(crate) struct TrainArgs {
     /// paper.
     #[arg(long)]
     augment_palette: bool,
-    /// The triplet terms' distance between two images' features: mse (the paper's) or cosine
-    /// (1 - cos of the flattened features, what a cosine map searches with; not in the paper).
-    /// Applies to every triplet layer of the configuration.
+    /// The triplet terms' distance between two images' features: mse (the default, the
+    /// paper's) or cosine (1 - cos of the flattened features, what a cosine map searches with;
+    /// not in the paper; give --triplet-margin too). Applies to every triplet layer.
     #[arg(long, value_parser = parse_triplet_distance)]
     triplet_distance: Option<dasgil::model::losses::TripletDistance>,
-    /// The triplet terms' margin m (every layer; the paper's 1 suits mse; with cosine, whose
-    /// distances lie in [0, 2], about 0.1).
+    /// The triplet terms' margin m, every layer (default: the configuration's, the paper's 1,
+    /// which suits mse; with cosine, whose distances lie in [0, 2], about 0.1).
     #[arg(long, value_parser = parse_positive_margin, allow_negative_numbers = true)]
     triplet_margin: Option<f64>,
     /// Epochs (1 to 100000).
@@ -173,6 +173,21 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
              give --augment too (or augment: true)"
         );
     }
+    if a.triplet_distance == Some(dasgil::model::losses::TripletDistance::Cosine)
+        && a.triplet_margin.is_none()
+        && cfg.triplet.iter().any(|t| t.margin >= 1.0)
+    {
+        eprintln!(
+            "note: --triplet-distance cosine keeps the configured margins ({}); cosine distances \
+             lie in [0, 2], so with a margin of 1 or more almost every triplet stays within it: \
+             give --triplet-margin (about 0.1) unless that is what you want",
+            cfg.triplet
+                .iter()
+                .map(|t| t.margin.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for t in &mut cfg.triplet {
         if let Some(d) = a.triplet_distance {
             t.distance = d;
@@ -227,7 +242,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "augment_palette" => "--augment-palette".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "init_generator" => "--init-generator".to_string(),
-                "triplet" => "--triplet-distance or --triplet-margin".to_string(),
+                "triplet" if a.triplet_distance.is_some() || a.triplet_margin.is_some() => {
+                    "--triplet-distance or --triplet-margin".to_string()
+                }
                 "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
                     format!("--{}", c.field.replace('_', "-"))
                 }

@@ -1863,8 +1863,13 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
             "{e}"
         );
         assert_eq!(
-            e.contains("rebuild the map (build-map without --metric)"),
+            e.contains("rebuild the map (build-map without --metric;"),
             warned
+        );
+        assert_eq!(
+            e.contains("give --metric cosine (the node: its `metric` parameter)"),
+            warned,
+            "{e}"
         );
     }
     // Asked for at search time: the advice is to leave the metric unset, not to rebuild.

@@ -361,7 +361,13 @@ pub fn recorded_metric_reason(recorded: Metric) -> String {
 /// with L1 before) or with `build-map --metric`, or (`asked`) a metric asked for at search
 /// time (`--metric`, the node's `metric` parameter).
 pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: bool) -> String {
-    let (how, fix) = if asked {
+    // A map's descriptors do not depend on the metric: asking for the recorded one at search
+    // time is as good as rebuilding the map.
+    let ask = format!(
+        "give --metric {} (the node: its `metric` parameter)",
+        recorded.name()
+    );
+    let (how, fix) = if asked && map.meta.metric == recorded.name() {
         (
             "as asked (--metric, or the node's `metric` parameter)".to_string(),
             format!(
@@ -369,10 +375,18 @@ pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: 
                 map.meta.metric
             ),
         )
+    } else if asked {
+        (
+            "as asked (--metric, or the node's `metric` parameter)".to_string(),
+            format!("{ask} to search"),
+        )
     } else {
         (
             "the map's own".to_string(),
-            "rebuild the map (build-map without --metric) to search".to_string(),
+            format!(
+                "{ask}, or rebuild the map (build-map without --metric; the descriptors are \
+                 the same either way), to search"
+            ),
         )
     };
     format!(

@@ -263,6 +263,10 @@ fn build_reopen_localize_and_refuse_what_does_not_fit() {
         path_str(&db[0]),
     ]);
     assert!(out.contains("prior: t ["), "{out}");
+    assert!(
+        out.contains(&format!("{}: localized\n", db[0].display())),
+        "{out}"
+    );
 
     // Another model, or other layers: refused, saying what differs.
     let e = err(&[

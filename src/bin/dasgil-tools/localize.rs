@@ -147,7 +147,8 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&v)?);
             continue;
         }
-        println!("{}", r.image);
+        // The status first, as --json gives it: localized, ambiguous, rejected, no_candidates.
+        println!("{}: {}", r.image, r.status);
         for c in &r.candidates {
             println!(
                 "  {:>2}. {} ({}) distance {:.5}  t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]",

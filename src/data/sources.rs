@@ -564,12 +564,23 @@ pub fn source(
                 _ => None,
             };
             if let Some(what) = what {
-                if !r.exists() {
-                    return Err(crate::data::DataError::missing(
-                        r,
-                        format!("the --root folder, {what}"),
-                    )
-                    .into());
+                match std::fs::metadata(r) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(crate::data::DataError::missing(
+                            r,
+                            format!("the --root folder, {what}"),
+                        )
+                        .into());
+                    }
+                    // Not readable (permissions, a broken mount): said as the system says it.
+                    Err(e) => {
+                        return Err(crate::data::DataError::layout(
+                            r,
+                            format!("cannot read the --root folder ({e}); expected {what}"),
+                        )
+                        .into());
+                    }
+                    Ok(_) => {}
                 }
                 if !r.is_dir() {
                     return Err(crate::data::DataError::layout(

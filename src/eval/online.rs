@@ -589,10 +589,26 @@ pub fn route_png(
         let mut b = ChartBuilder::on(&root);
         b.margin(14);
         if text {
+            // Why frames have no prior, when the node said (its /diagnostics counts).
+            let why = match s.node_outcomes {
+                Some(o) if s.frames_without_prior > 0 => {
+                    let mut parts = vec![format!("{} withheld", o.withheld)];
+                    if o.off_the_map > 0 {
+                        parts[0] += &format!(", {} off the map", o.off_the_map);
+                    }
+                    for (n, what) in [(o.skipped, "skipped"), (o.rejected, "rejected")] {
+                        if n > 0 {
+                            parts.push(format!("{n} {what}"));
+                        }
+                    }
+                    format!(" ({})", parts.join("; "))
+                }
+                _ => String::new(),
+            };
             b.caption(
                 format!(
-                    "{} pose priors for {} replayed frames: {:.1}% of them within (5 m, 10 deg), \
-                     median {:.2} m, truth inside the 95% ellipsoid {:.1}%",
+                    "{} priors for {} frames{why}: {:.1}% within (5 m, 10 deg), median {:.2} m, \
+                     truth in the 95% ellipsoid {:.1}%",
                     s.all.priors,
                     s.frames_sent,
                     100.0 * s.all.within_5m_10deg,

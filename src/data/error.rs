@@ -126,12 +126,8 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32), String> {
         reader.format(),
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
     ) {
-        // Said as decode_image says it (the whole file read: it is not one this tool reads).
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?;
-        return decode_checked(reader, &bytes).map(|i| (i.width(), i.height()));
+        // Said as decode_image says it (which refuses it before decoding anything).
+        return decode_image(path).map(|i| (i.width(), i.height()));
     }
     reader.into_dimensions().map_err(|e| e.to_string())
 }

@@ -580,14 +580,14 @@ pub fn source(
                         )
                         .into());
                     }
+                    Ok(m) if !m.is_dir() => {
+                        return Err(crate::data::DataError::layout(
+                            r,
+                            format!("is a file; expected the --root folder, {what}"),
+                        )
+                        .into());
+                    }
                     Ok(_) => {}
-                }
-                if !r.is_dir() {
-                    return Err(crate::data::DataError::layout(
-                        r,
-                        format!("is a file; expected the --root folder, {what}"),
-                    )
-                    .into());
                 }
             }
             let seq = Sequence {

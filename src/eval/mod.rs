@@ -426,8 +426,6 @@ mod tests {
     use super::*;
     use nalgebra::{Quaternion, Translation3, UnitQuaternion, Vector3};
 
-    /// Every submission line, read back, gives C = -R^T t at the prior's camera centre and R^T
-    /// as the prior's world_from_cam rotation (a line holding world_from_cam itself fails).
     /// The --out guard's path: links resolved where the path exists, `..` after a folder not
     /// made yet still climbs out of it.
     #[test]
@@ -453,6 +451,8 @@ mod tests {
         }
     }
 
+    /// Every submission line, read back, gives C = -R^T t at the prior's camera centre and R^T
+    /// as the prior's world_from_cam rotation (a line holding world_from_cam itself fails).
     #[test]
     fn submission_lines_hold_cam_from_world_whose_centre_is_the_prior() {
         let centre = Vector3::new(12.5, -40.25, 3.0);

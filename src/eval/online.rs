@@ -638,7 +638,6 @@ pub fn route_png(
         // Right: within (5 m, 10 deg), as every summary counts; wrong: scored and not; frames
         // without a true pose are neither (a grey cross, no ellipse).
         let scored = |f: &FrameResult| f.position_error.is_some();
-        let right = is_right;
         let outline = |r: &Received| {
             let cov = crate::localize::prior::position_block(&r.covariance);
             let (px, py) = xy(&r.pose);
@@ -657,7 +656,7 @@ pub fn route_png(
         // frames alternate); every wrong prior's on top, stronger.
         let rights: Vec<&Received> = priors
             .iter()
-            .filter(|(f, _)| right(f))
+            .filter(|(f, _)| is_right(f))
             .map(|(_, r)| *r)
             .collect();
         let drawn = rights.len().min(MAX_RIGHT_ELLIPSES);
@@ -680,7 +679,7 @@ pub fn route_png(
                 PathElement::new([(x, y), (x + 16, y)], blue.mix(0.35).stroke_width(1))
             });
         }
-        let wrong = |f: &FrameResult| scored(f) && !right(f);
+        let wrong = |f: &FrameResult| scored(f) && !is_right(f);
         let a = chart.draw_series(
             priors
                 .iter()
@@ -718,7 +717,7 @@ pub fn route_png(
                 });
         }
         let a = chart.draw_series(priors.iter().map(|(f, r)| {
-            let c = match (right(f), scored(f)) {
+            let c = match (is_right(f), scored(f)) {
                 (true, _) => blue,
                 (false, true) => red,
                 (false, false) => grey,

@@ -256,6 +256,11 @@ pub fn position_block(cov: &[f64; 36]) -> Matrix3<f64> {
     Matrix3::from_fn(|r, c| cov[r * 6 + c])
 }
 
+/// The rotation block (roll, pitch, yaw rows and columns) of a row-major 6x6 covariance.
+pub fn rotation_block(cov: &[f64; 36]) -> Matrix3<f64> {
+    Matrix3::from_fn(|r, c| cov[(r + 3) * 6 + c + 3])
+}
+
 /// chi-square 95% quantile, 3 degrees of freedom: the 95% position ellipsoid is
 /// (t - mean)^T Sigma^-1 (t - mean) <= CHI2_3_95.
 pub const CHI2_3_95: f64 = 7.814727903251178;
@@ -284,13 +289,7 @@ pub fn mahalanobis2(cov: &[f64; 36], mean: &Vector3<f64>, truth: &Vector3<f64>) 
 /// frame, as the block's candidates' are; None when the block is singular.
 pub fn rotation_mahalanobis2(cov: &[f64; 36], prior: &Pose, truth: &Pose) -> Option<f64> {
     let w = prior.rotation * (prior.rotation.inverse() * truth.rotation).scaled_axis();
-    let mut block = Matrix3::zeros();
-    for r in 0..3 {
-        for c in 0..3 {
-            block[(r, c)] = cov[(r + 3) * 6 + c + 3];
-        }
-    }
-    block
+    rotation_block(cov)
         .try_inverse()
         .map(|inv| (w.transpose() * inv * w)[(0, 0)])
 }
@@ -307,13 +306,7 @@ pub fn to_base(prior: &PosePrior, base_from_cam: &Pose) -> PosePrior {
     let world_from_base = prior.pose * base_from_cam.inverse();
     let v = world_from_base.translation.vector - prior.pose.translation.vector;
     let s = skew(&v);
-    let mut sr = Matrix3::zeros();
-    for r in 0..3 {
-        for c in 0..3 {
-            sr[(r, c)] = prior.covariance[(r + 3) * 6 + c + 3];
-        }
-    }
-    let extra = s * sr * s.transpose();
+    let extra = s * rotation_block(&prior.covariance) * s.transpose();
     let mut cov = prior.covariance;
     for r in 0..3 {
         for c in 0..3 {

@@ -1950,3 +1950,85 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
         assert_eq!(report["reports"][0]["metric"], want, "{name}");
     }
 }
+
+/// At a bend the prior's yaw is as unsure as the map's images say: a database image whose
+/// neighbours face 45 degrees away gets (half of 45 degrees)^2 / 7.81 more yaw variance than
+/// one on the straight (docs/pose-prior.md, "Between map images"), through `localize --json`.
+#[test]
+fn a_prior_at_a_bend_widens_its_yaw_by_half_the_turn() {
+    let f = fixture();
+    let dir = f._dir.path();
+    // The database's six places on an L: three heading +x, one at 45 degrees, two heading +y
+    // (camera c1 looking the other way at each); z up, the cameras level.
+    let places = [
+        (0.0, 0.0, 0.0),
+        (5.0, 0.0, 0.0),
+        (10.0, 0.0, 0.0),
+        (14.0, 2.0, 45.0),
+        (16.0, 6.0, 90.0),
+        (16.0, 11.0, 90.0),
+    ];
+    let gt = f
+        .root
+        .join("slice3/ground-truth-database-images-slice3.txt");
+    let text = std::fs::read_to_string(&gt).unwrap();
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let name = line.split_whitespace().next().unwrap();
+        let place: usize = name[4..9].parse().unwrap();
+        let (x, y, heading) = places[place];
+        let h = f64::to_radians(heading + if name.contains("_c1_") { 180.0 } else { 0.0 });
+        // world_from_cam: x right, y down, z forward (the optical frame).
+        let r = nalgebra::Matrix3::from_columns(&[
+            nalgebra::Vector3::new(h.sin(), -h.cos(), 0.0),
+            nalgebra::Vector3::new(0.0, 0.0, -1.0),
+            nalgebra::Vector3::new(h.cos(), h.sin(), 0.0),
+        ]);
+        let cam_from_world = nalgebra::UnitQuaternion::from_matrix(&r).inverse();
+        let q = cam_from_world.quaternion();
+        lines.push(format!("{name} {} {} {} {} {x} {y} 2", q.w, q.i, q.j, q.k));
+    }
+    assert_eq!(lines.len(), 12, "{text}");
+    std::fs::write(&gt, lines.join("\n") + "\n").unwrap();
+    let map = dir.join("bend.map.safetensors");
+    ok(&f.build_map(&map, &[]));
+    let db = f.root.join("slice3/database");
+    let yaw_variance = |place: usize| -> f64 {
+        let name = std::fs::read_dir(&db)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with(&format!("img_{place:05}_c0_"))
+            })
+            .unwrap();
+        let out = ok(&[
+            "localize",
+            "--map",
+            path_str(&map),
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--device",
+            "cpu",
+            "--json",
+            path_str(&name),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(v["status"], "localized", "{v}");
+        let top = v["candidates"][0]["name"].as_str().unwrap();
+        assert!(name.ends_with(top), "{top} is not {}", name.display());
+        v["prior"]["covariance"][35].as_f64().unwrap()
+    };
+    let floor = dasgil::localize::prior::SIGMA_ROTATION.powi(2);
+    let half_turn = f64::to_radians(22.5).powi(2) / dasgil::localize::prior::CHI2_3_95;
+    let close = |got: f64, want: f64, what: &str| {
+        assert!(
+            (got - want).abs() < 1e-6 * want,
+            "{what}: yaw variance {got}, want {want}"
+        );
+    };
+    close(yaw_variance(1), floor, "on the straight");
+    close(yaw_variance(2), floor + half_turn, "before the bend");
+    close(yaw_variance(3), floor + half_turn, "at the bend");
+    close(yaw_variance(5), floor, "after the bend");
+}

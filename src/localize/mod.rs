@@ -11,8 +11,9 @@
 //!    a single-channel frame is used only for a grey or a Bayer map; anything else is rejected;
 //! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
 //! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
-//! 4. the prior from the top-K ([`prior`]), withheld as ambiguous when its confidence is below
-//!    `min_confidence`, moved to base_link when an extrinsic is given;
+//! 4. the prior from the top-K ([`prior`]; its yaw widened at a bend of the map by half the turn
+//!    to the chosen image's neighbours, [`prior::between_rotation`]), withheld as ambiguous when
+//!    its confidence is below `min_confidence`, moved to base_link when an extrinsic is given;
 //! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
 //!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 
@@ -638,6 +639,20 @@ impl Localizer {
                 }
             }
             belief_profile = profile;
+        }
+        // The truth's orientation lies between the chosen image's and its neighbours'
+        // (prior::between_rotation): at a bend the image's own heading is tens of degrees off.
+        let floor = prior::between_rotation_of_row(
+            &self.index,
+            |r| self.map.pose(r),
+            self.map.meta.cameras.get(hits[0].index).map(String::as_str),
+            hits[0].index,
+            self.places.spacing,
+        );
+        for r in 0..3 {
+            for c in 0..3 {
+                prior.covariance[(r + 3) * 6 + c + 3] += floor[(r, c)];
+            }
         }
         let mut candidates: Vec<Pose> = hits
             .iter()

@@ -21,11 +21,14 @@
 //! - the weight of that room: a = WRONG_SCALE * max(0, 1 - c / CONFIDENT): a match at
 //!   confidence CONFIDENT or above is trusted as a match; below it, the prior widens linearly
 //!   towards the candidates' spread;
-//! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r, position and
-//!   rotation uncorrelated.
+//! - between map images: N_r = v v^T / CHI2_3_95, v half the rotation vector to the prior's map
+//!   image's most turned neighbouring image ([`between_rotation`]; added by the Localizer, which
+//!   has the map): a query between images at a bend is turned from both;
+//! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r + N_r,
+//!   position and rotation uncorrelated.
 //!
 //! With the sequence filter (a confidence given: the posterior mass), the prior is the chosen
-//! row's with the floors only (A_t = s_t^2 I, A_r = s_r^2 I, a = 0): the caller adds the
+//! row's with the floors only (A_t = s_t^2 I, A_r = s_r^2 I, a = 0; N_r): the caller adds the
 //! belief's reach (sequence::SPREAD_MASS), which holds the alternatives.
 //!
 //! The constants were fitted (tools/python/fit_prior.py) on three worlds (cmu_calibration in
@@ -259,6 +262,57 @@ pub fn position_block(cov: &[f64; 36]) -> Matrix3<f64> {
 /// The rotation block (roll, pitch, yaw rows and columns) of a row-major 6x6 covariance.
 pub fn rotation_block(cov: &[f64; 36]) -> Matrix3<f64> {
     Matrix3::from_fn(|r, c| cov[(r + 3) * 6 + c + 3])
+}
+
+/// The share of the turn to a neighbouring map image of the same camera that a query's
+/// orientation may have beyond the published image's: a query lies between the map's images, up
+/// to halfway to the next (for its position, `sequence::BETWEEN_SPACING`; geometry, not fitted).
+pub const BETWEEN_ROTATION: f64 = 0.5;
+/// The neighbouring images of a published one: those of the same camera whose centres lie within
+/// this many times the map's spacing (`sequence::Places::spacing`, the median distance between
+/// its places) of its centre: the next image on each side, not the one after.
+pub const NEIGHBOUR_SPACINGS: f64 = 1.5;
+/// A neighbour turned further than this (radians, 90 degrees) from the published image looks
+/// another way (the other direction of a road, a second traversal the other way round): a query
+/// is not between them.
+pub const NEIGHBOUR_MAX_TURN: f64 = std::f64::consts::FRAC_PI_2;
+
+/// The rotation floor between map images: v v^T / CHI2_3_95 with v = BETWEEN_ROTATION times
+/// the world-frame rotation vector log(R_image^T R_n) of the most turned neighbour n (at most
+/// NEIGHBOUR_MAX_TURN), so that a query turned halfway to it lies on the 95% bound of this
+/// term alone. On a straight road (the neighbours facing as the image does) it adds nothing; at
+/// a bend, where consecutive images face tens of degrees apart, it widens the yaw. The most
+/// turned one, not a sum: at a bend the neighbours turn about the same axis (the map's up),
+/// and the larger turn's bound holds the smaller's.
+pub fn between_rotation(image: &Pose, neighbours: impl Iterator<Item = Pose>) -> Matrix3<f64> {
+    let mut most = Vector3::zeros();
+    for n in neighbours {
+        let (_, rv) = offsets(image, &n);
+        if rv.norm() <= NEIGHBOUR_MAX_TURN && rv.norm() > most.norm() {
+            most = rv;
+        }
+    }
+    let v = most * BETWEEN_ROTATION;
+    v * v.transpose() / CHI2_3_95
+}
+
+/// [`between_rotation`] of map row `row` (pose `pose_of(row)`, camera `camera`: None for a map
+/// without camera ids) among the rows `index` finds of the same camera within
+/// NEIGHBOUR_SPACINGS times `spacing` metres of it.
+pub fn between_rotation_of_row(
+    index: &crate::retrieval::MapIndex,
+    pose_of: impl Fn(usize) -> Pose,
+    camera: Option<&str>,
+    row: usize,
+    spacing: f64,
+) -> Matrix3<f64> {
+    let pose = pose_of(row);
+    let t = pose.translation.vector;
+    let radius = NEIGHBOUR_SPACINGS * spacing;
+    let near = index
+        .candidates(camera, Some(([t.x, t.y, t.z], radius)))
+        .unwrap_or_default();
+    between_rotation(&pose, near.into_iter().filter(|&r| r != row).map(pose_of))
 }
 
 /// chi-square 95% quantile, 3 degrees of freedom: the 95% position ellipsoid is
@@ -598,6 +652,73 @@ mod tests {
         close(prior.covariance[0], POSITION_CALIBRATION, "xx");
         close(prior.covariance[35], 0.035 * 0.035, "yaw");
         assert!(prior_from_ranked(&[], 5).is_none());
+    }
+
+    /// On a straight road the neighbouring images face as the image does: nothing added. At a
+    /// bend the most turned neighbour's half turn lies on the 95% bound; one turned round (the
+    /// road's other direction) does not count, nor does another camera's image.
+    #[test]
+    fn a_bend_widens_the_yaw_by_half_the_turn_to_the_neighbours() {
+        let straight = between_rotation(
+            &at(5.0, 0.0, 0.0),
+            [at(0.0, 0.0, 0.0), at(10.0, 0.0, 0.0)].into_iter(),
+        );
+        assert_eq!(straight, Matrix3::zeros());
+        let turn = std::f64::consts::FRAC_PI_4;
+        let bend = between_rotation(
+            &at(14.0, 2.0, turn),
+            [
+                at(10.0, 0.0, 0.0),
+                at(16.0, 6.0, 2.0 * turn),
+                at(15.0, 3.0, turn + std::f64::consts::PI),
+            ]
+            .into_iter(),
+        );
+        close(bend[(2, 2)], (0.5 * turn).powi(2) / CHI2_3_95, "yaw");
+        close(bend[(0, 0)], 0.0, "roll");
+        close(bend[(1, 1)], 0.0, "pitch");
+        // A query turned halfway to the neighbour: squared Mahalanobis distance 7.81 (the 95%
+        // bound) under this term alone.
+        let mut cov = [0.0; 36];
+        for r in 0..3 {
+            for c in 0..3 {
+                cov[(r + 3) * 6 + c + 3] = bend[(r, c)] + if r == c { 1e-12 } else { 0.0 };
+            }
+        }
+        let m = rotation_mahalanobis2(&cov, &at(14.0, 2.0, turn), &at(14.0, 2.0, 1.5 * turn));
+        assert!((m.unwrap() - CHI2_3_95).abs() < 1e-6, "{m:?}");
+        // Through the map's rows: the bend's image and its neighbours of camera c0 within 1.5
+        // spacings; c1's image beside it (turned the other way) and c0's far ones do not count.
+        let rows = [
+            ("c0", at(0.0, 0.0, 0.0)),
+            ("c0", at(5.0, 0.0, 0.0)),
+            ("c0", at(10.0, 0.0, 0.0)),
+            ("c0", at(14.0, 2.0, turn)),
+            ("c1", at(14.0, 2.5, -turn)),
+            ("c0", at(16.0, 6.0, 2.0 * turn)),
+            ("c0", at(16.0, 30.0, -2.0 * turn)),
+        ];
+        let cameras: Vec<String> = rows.iter().map(|(c, _)| c.to_string()).collect();
+        let index = crate::retrieval::MapIndex::from_parts(
+            &cameras,
+            rows.iter().map(|(_, p)| {
+                let t = p.translation.vector;
+                [t.x, t.y, t.z]
+            }),
+        );
+        let pose_of = |r: usize| rows[r].1;
+        let of = |r: usize| between_rotation_of_row(&index, pose_of, Some("c0"), r, 4.5);
+        close(
+            of(3)[(2, 2)],
+            (0.5 * turn).powi(2) / CHI2_3_95,
+            "the bend's yaw",
+        );
+        close(
+            of(2)[(2, 2)],
+            (0.5 * turn).powi(2) / CHI2_3_95,
+            "before the bend",
+        );
+        assert_eq!(of(1), Matrix3::zeros(), "on the straight");
     }
 
     #[test]

@@ -1948,6 +1948,18 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();
         assert_eq!(report["reports"][0]["metric"], want, "{name}");
+        // The warning outlives the terminal: report.json's notes and report.md say it too.
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        for (file, text) in [
+            ("report.json", report["notes"].to_string()),
+            ("report.md", md),
+        ] {
+            assert_eq!(
+                text.contains("not calibrated for this metric"),
+                warned,
+                "{name}, {file}: {text}"
+            );
+        }
     }
 }
 
@@ -2002,17 +2014,10 @@ fn a_prior_at_a_bend_widens_its_yaw_by_half_the_turn() {
                 n.starts_with(&format!("img_{place:05}_c0_"))
             })
             .unwrap();
-        let out = ok(&[
-            "localize",
-            "--map",
-            path_str(&map),
-            "--checkpoint",
-            path_str(&f.ckpt),
-            "--device",
-            "cpu",
-            "--json",
-            path_str(&name),
-        ]);
+        let out = ok(&localize_args(
+            &map,
+            &["--checkpoint", path_str(&f.ckpt), path_str(&name)],
+        ));
         let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!(v["status"], "localized", "{v}");
         let top = v["candidates"][0]["name"].as_str().unwrap();

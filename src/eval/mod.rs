@@ -115,6 +115,7 @@ fn run_in(
         _ => vec![adapt_first, !adapt_first],
     };
     let mut submission = None;
+    let mut warnings: Vec<String> = Vec::new();
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
         let metric = metric.unwrap_or(enc.default_metric());
@@ -147,6 +148,11 @@ fn run_in(
                 ..options.clone()
             },
         )?;
+        for w in &loc.warnings {
+            if !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
         let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
         if submission.is_none() {
             submission = Some(sub);
@@ -157,7 +163,7 @@ fn run_in(
             break; // no ground truth: one submission, nothing to compare
         }
     }
-    write_outputs(out, src, reports, submission)
+    write_outputs(out, src, &warnings, reports, submission)
 }
 
 /// evaluate --map: scores the queries against a prebuilt map (the deployed f16 or compressed
@@ -185,7 +191,7 @@ pub fn run_on_map(
     prepare_out(src, out)?;
     let labels = offline::condition_labels(src);
     let result = offline::evaluate(&loc, src, &labels, per_camera, &name)
-        .and_then(|(report, sub)| write_outputs(out, src, vec![report], Some(sub)));
+        .and_then(|(report, sub)| write_outputs(out, src, &loc.warnings, vec![report], Some(sub)));
     before.clean_up_after(out, result)
 }
 
@@ -263,6 +269,7 @@ fn submission_entries(sub: &[offline::Localized]) -> Vec<(String, crate::geom::P
 fn write_outputs(
     out: &Path,
     src: &SourceImages,
+    warnings: &[String],
     reports: Vec<Report>,
     submission: Option<Vec<offline::Localized>>,
 ) -> Result<Vec<Report>, PipelineError> {
@@ -276,12 +283,14 @@ fn write_outputs(
     let refs: Vec<&Report> = reports.iter().collect();
     // What was scored (the sequence, format, root and slice), what the data set and the scoring
     // said about it (`notes`: images left out, a RobotCar traversal without vo/vo.csv, ...),
-    // then the reports.
+    // and what the Localizer warned about (a metric the covariance was not fitted for), then
+    // the reports.
+    let notes: Vec<&String> = src.notes.iter().chain(warnings).collect();
     let write_json = || {
         crate::atomic::write_atomic(
             &out.join("report.json"),
             serde_json::to_string_pretty(
-                &serde_json::json!({ "source": src.source, "notes": src.notes, "reports": reports }),
+                &serde_json::json!({ "source": src.source, "notes": notes, "reports": reports }),
             )
             .unwrap_or_default()
             .as_bytes(),
@@ -290,11 +299,17 @@ fn write_outputs(
     if reports.iter().all(|r| r.all.queries == 0) {
         // No ground truth (a benchmark's test slice): the submission is the result.
         write_json()?;
-        crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
+        crate::atomic::write_atomic(
+            &out.join("report.md"),
+            offline::markdown(&refs, &notes).as_bytes(),
+        )?;
         return Ok(reports);
     }
     write_json()?;
-    crate::atomic::write_atomic(&out.join("report.md"), offline::markdown(&refs).as_bytes())?;
+    crate::atomic::write_atomic(
+        &out.join("report.md"),
+        offline::markdown(&refs, &notes).as_bytes(),
+    )?;
     for r in &reports {
         let mut lines = String::new();
         for c in &r.candidates {

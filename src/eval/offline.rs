@@ -693,8 +693,12 @@ fn pct(v: f64) -> String {
 }
 
 /// report.md: the tables a person reads.
-pub fn markdown(reports: &[&Report]) -> String {
+pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
     let mut s = String::from("# Localization report\n\n");
+    // What the data set, the scoring and the Localizer said about the run, before the figures.
+    for n in notes {
+        s.push_str(&format!("Note: {n}\n\n"));
+    }
     for r in reports {
         s.push_str(&format!(
             "## {} (layers: {}, {} values; adaptation: {}, photometric: {}{}, yaw views: {}, metric: {}, {} map images, {} queries)\n\n",

@@ -333,6 +333,9 @@ pub struct Localizer {
     pub options: Options,
     /// The map's places, the sequence filter's states.
     pub places: sequence::Places,
+    /// What was warned about when it was made (a metric the covariance was not fitted for),
+    /// for reports that outlive the terminal (`evaluate`'s report.json and report.md).
+    pub warnings: Vec<String>,
 }
 
 /// The checkpoint to encode with: the given one, else the map's own when it exists, else the
@@ -424,9 +427,12 @@ impl Localizer {
         if !(1..=1000).contains(&options.top_k) {
             return Err(PipelineError::TopK(options.top_k));
         }
+        let mut warnings = Vec::new();
         if let Some(recorded) = encoder.recorded_metric().filter(|&m| m != metric) {
             let asked = options.metric.is_some();
-            tracing::warn!("{}", metric_warning(&map, metric, recorded, asked));
+            let warning = metric_warning(&map, metric, recorded, asked);
+            tracing::warn!("{warning}");
+            warnings.push(warning);
         }
         // A cosine search reads the rows' squared norms: summed now, not on the first frame.
         if metric == Metric::Cosine && map.meta.compression.is_none() {
@@ -441,6 +447,7 @@ impl Localizer {
             metric,
             options,
             places,
+            warnings,
         })
     }
 

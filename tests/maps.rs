@@ -1965,9 +1965,10 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
 
 /// At a bend the prior's yaw is as unsure as the map's images say: a database image whose
 /// neighbours face 45 degrees away gets (half of 45 degrees)^2 / 7.81 more yaw variance than
-/// one on the straight (docs/pose-prior.md, "Between map images"), through `localize --json`.
+/// one on the straight, and a frame between images turns towards the neighbour it matches
+/// best (docs/pose-prior.md, "Between map images"), through `localize --json`.
 #[test]
-fn a_prior_at_a_bend_widens_its_yaw_by_half_the_turn() {
+fn a_prior_at_a_bend_widens_its_yaw_and_turns_towards_the_better_neighbour() {
     let f = fixture();
     let dir = f._dir.path();
     // The database's six places on an L: three heading +x, one at 45 degrees, two heading +y
@@ -2036,4 +2037,81 @@ fn a_prior_at_a_bend_widens_its_yaw_by_half_the_turn() {
     close(yaw_variance(2), floor + half_turn, "before the bend");
     close(yaw_variance(3), floor + half_turn, "at the bend");
     close(yaw_variance(5), floor, "after the bend");
+
+    // A frame that is not a map image (the bend's image, brighter): its prior keeps the
+    // chosen image's position and turns its orientation towards the neighbouring image it
+    // matches best, by 0.5 (d_1 / d_n)^2 of the turn (prior::bend_share).
+    let bend = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("img_00003_c0_")
+        })
+        .unwrap();
+    let mut img = image::open(&bend).unwrap().to_rgb8();
+    img.pixels_mut()
+        .for_each(|p| p.0 = p.0.map(|v| v.saturating_add(12)));
+    let frame = dir.join("bend-brighter.png");
+    img.save(&frame).unwrap();
+    let out = ok(&localize_args(
+        &map,
+        &[
+            "--checkpoint",
+            path_str(&f.ckpt),
+            "--top-k",
+            "12",
+            path_str(&frame),
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["status"], "localized", "{v}");
+    let place_of =
+        |c: &serde_json::Value| -> usize { c["name"].as_str().unwrap()[4..9].parse().unwrap() };
+    let cands: Vec<&serde_json::Value> = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().contains("_c0_"))
+        .collect();
+    let a = place_of(cands[0]);
+    assert!(
+        (2..=4).contains(&a),
+        "the bend's frame found place {a}: {v}"
+    );
+    // The distances as the Localizer has them (f32; JSON gives their shortest decimal form).
+    let distance = |c: &serde_json::Value| c["distance"].as_f64().unwrap() as f32 as f64;
+    let d1 = distance(cands[0]);
+    // The neighbours on this L are the places before and after (within 1.5 spacings).
+    let n = cands
+        .iter()
+        .filter(|c| place_of(c).abs_diff(a) == 1)
+        .min_by(|x, y| distance(x).total_cmp(&distance(y)))
+        .unwrap();
+    let dn = distance(n);
+    let share = (0.5 * (d1 / dn).powi(2)).min(0.5);
+    let (ha, hn) = (places[a].2, places[place_of(n)].2);
+    assert!(d1 > 0.0 && ha != hn, "a turn to take: {v}");
+    let q: Vec<f64> = (0..4)
+        .map(|i| v["prior"]["q_wxyz"][i].as_f64().unwrap())
+        .collect();
+    let r = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+        q[0], q[1], q[2], q[3],
+    ));
+    let forward = r * nalgebra::Vector3::z();
+    let heading = forward.y.atan2(forward.x).to_degrees();
+    let want = ha + share * (hn - ha);
+    assert!(
+        (heading - want).abs() < 1e-6,
+        "heading {heading}, want {want} ({share} of the turn from {ha} to {hn}): {v}"
+    );
+    let t: Vec<f64> = (0..3)
+        .map(|i| v["prior"]["t"][i].as_f64().unwrap())
+        .collect();
+    assert!(
+        (t[0] - places[a].0).abs() < 1e-9 && (t[1] - places[a].1).abs() < 1e-9,
+        "the position is the image's: {t:?}, place {a}"
+    );
 }

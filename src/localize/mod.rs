@@ -647,14 +647,35 @@ impl Localizer {
             }
             belief_profile = profile;
         }
-        // The truth's orientation lies between the chosen image's and its neighbours'
-        // (prior::between_rotation): at a bend the image's own heading is tens of degrees off.
-        let floor = prior::between_rotation_of_row(
+        // At a bend the prior turns towards the neighbouring image the frame matches best
+        // (prior::bend_share), and the truth's orientation lies between the chosen image's and
+        // its neighbours' (prior::between_rotation): the image's own heading is tens of degrees
+        // off there.
+        let chosen = hits[0];
+        let neighbours = prior::neighbour_rows(
             &self.index,
             |r| self.map.pose(r),
-            self.map.meta.cameras.get(hits[0].index).map(String::as_str),
-            hits[0].index,
+            self.map.meta.cameras.get(chosen.index).map(String::as_str),
+            chosen.index,
+            self.map.len(),
             self.places.spacing,
+        );
+        let image = self.map.pose(chosen.index);
+        let best_neighbour = hits
+            .iter()
+            .filter(|h| h.distance.is_finite() && neighbours.contains(&h.index))
+            .min_by(|a, b| a.distance.total_cmp(&b.distance));
+        let turned = best_neighbour.map_or(nalgebra::Vector3::zeros(), |n| {
+            let share = prior::bend_share(chosen.distance as f64, n.distance as f64);
+            prior::world_turn(&image, &self.map.pose(n.index)) * share
+        });
+        if turned != nalgebra::Vector3::zeros() {
+            prior.pose = prior::turned_by(&image, &turned);
+        }
+        let floor = prior::between_rotation(
+            &image,
+            neighbours.iter().map(|&r| self.map.pose(r)),
+            &turned,
         );
         for r in 0..3 {
             for c in 0..3 {

@@ -1,5 +1,6 @@
-//! The pose prior published for a query: the pose of the best map image, with a 6x6
-//! covariance (x y z roll pitch yaw, world frame, metres and radians) and a confidence, from the
+//! The pose prior published for a query: the pose of the best map image (its orientation
+//! turned at a bend), with a 6x6 covariance (x y z roll pitch yaw, world frame, metres and
+//! radians) and a confidence, from the
 //! retrieved map images (docs/pose-prior.md says the same, with the measurements behind it).
 //!
 //! With the ranked hits (pose t_k, R_k; descriptor distance d_k; best first):
@@ -21,9 +22,12 @@
 //! - the weight of that room: a = WRONG_SCALE * max(0, 1 - c / CONFIDENT): a match at
 //!   confidence CONFIDENT or above is trusted as a match; below it, the prior widens linearly
 //!   towards the candidates' spread;
-//! - between map images: N_r = v v^T / CHI2_3_95, v half the rotation vector to the prior's map
-//!   image's most turned neighbouring image ([`between_rotation`]; added by the Localizer, which
-//!   has the map): a query between images at a bend is turned from both;
+//! - between map images: N_r = v v^T / CHI2_3_95, v the largest turn from the prior's
+//!   orientation to halfway towards a neighbouring image of its map image
+//!   ([`between_rotation`], [`neighbour_rows`]; added by the Localizer, which has the map): a
+//!   query between images at a bend is turned from both. At a bend the Localizer also turns the
+//!   prior's orientation towards the neighbouring image the frame matches best, by
+//!   [`bend_share`] of the turn;
 //! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r + N_r,
 //!   position and rotation uncorrelated.
 //!
@@ -268,51 +272,103 @@ pub fn rotation_block(cov: &[f64; 36]) -> Matrix3<f64> {
 /// orientation may have beyond the published image's: a query lies between the map's images, up
 /// to halfway to the next (for its position, `sequence::BETWEEN_SPACING`; geometry, not fitted).
 pub const BETWEEN_ROTATION: f64 = 0.5;
-/// The neighbouring images of a published one: those of the same camera whose centres lie within
-/// this many times the map's spacing (`sequence::Places::spacing`, the median distance between
-/// its places) of its centre: the next image on each side, not the one after.
+/// The neighbouring images of a published one are the images of the same camera just before and
+/// after it in the map's order (the data set's: time for recordings, RobotCar and KITTI, the
+/// image index for Extended CMU-Seasons), when their centres lie within this many times the
+/// map's spacing (`sequence::Places::spacing`, the median distance between its places) of its
+/// centre: the next images along its own road, not another road's that crosses it, nor the
+/// first image of another traversal.
 pub const NEIGHBOUR_SPACINGS: f64 = 1.5;
 /// A neighbour turned further than this (radians, 90 degrees) from the published image looks
-/// another way (the other direction of a road, a second traversal the other way round): a query
-/// is not between them.
+/// another way (a vehicle turning round): a query is not between them.
 pub const NEIGHBOUR_MAX_TURN: f64 = std::f64::consts::FRAC_PI_2;
 
-/// The rotation floor between map images: v v^T / CHI2_3_95 with v = BETWEEN_ROTATION times
-/// the world-frame rotation vector log(R_image^T R_n) of the most turned neighbour n (at most
-/// NEIGHBOUR_MAX_TURN), so that a query turned halfway to it lies on the 95% bound of this
-/// term alone. On a straight road (the neighbours facing as the image does) it adds nothing; at
-/// a bend, where consecutive images face tens of degrees apart, it widens the yaw. The most
-/// turned one, not a sum: at a bend the neighbours turn about the same axis (the map's up),
-/// and the larger turn's bound holds the smaller's.
-pub fn between_rotation(image: &Pose, neighbours: impl Iterator<Item = Pose>) -> Matrix3<f64> {
-    let mut most = Vector3::zeros();
+/// The rotation floor between map images, about a prior whose orientation is the image's turned
+/// by the world-frame rotation vector `turned` ([`turned_by`]; zero when not turned):
+/// v v^T / CHI2_3_95 with v the largest of BETWEEN_ROTATION r_n - `turned` over the neighbours n
+/// (r_n = [`world_turn`] from the image to n) and of -`turned` (the image's own orientation), so
+/// that a query turned from the image halfway to any neighbour lies on or inside the 95% bound
+/// of this term alone (exact when the turns share an axis, as at a bend, about the map's up). On
+/// a straight road (the neighbours facing as the image does) it adds nothing; at a bend, where
+/// consecutive images face tens of degrees apart, it widens the yaw.
+pub fn between_rotation(
+    image: &Pose,
+    neighbours: impl Iterator<Item = Pose>,
+    turned: &Vector3<f64>,
+) -> Matrix3<f64> {
+    let mut v = -turned;
     for n in neighbours {
-        let (_, rv) = offsets(image, &n);
-        if rv.norm() <= NEIGHBOUR_MAX_TURN && rv.norm() > most.norm() {
-            most = rv;
+        let w = world_turn(image, &n) * BETWEEN_ROTATION - turned;
+        if w.norm() > v.norm() {
+            v = w;
         }
     }
-    let v = most * BETWEEN_ROTATION;
     v * v.transpose() / CHI2_3_95
 }
 
-/// [`between_rotation`] of map row `row` (pose `pose_of(row)`, camera `camera`: None for a map
-/// without camera ids) among the rows `index` finds of the same camera within
-/// NEIGHBOUR_SPACINGS times `spacing` metres of it.
-pub fn between_rotation_of_row(
+/// The neighbouring images of map row `row` ([`NEIGHBOUR_SPACINGS`]): the rows of `camera` (None
+/// or unknown: a map without camera ids, all of its `len` rows) just before and after it in the
+/// map's order, within NEIGHBOUR_SPACINGS times `spacing` metres of it and turned at most
+/// NEIGHBOUR_MAX_TURN from it. A binary search: the cost does not grow with the map.
+pub fn neighbour_rows(
     index: &crate::retrieval::MapIndex,
     pose_of: impl Fn(usize) -> Pose,
     camera: Option<&str>,
     row: usize,
+    len: usize,
     spacing: f64,
-) -> Matrix3<f64> {
+) -> Vec<usize> {
+    let (before, after) = match camera.and_then(|c| index.by_camera.get(c)) {
+        Some(rows) => match rows.binary_search(&row) {
+            Ok(i) => (i.checked_sub(1).map(|j| rows[j]), rows.get(i + 1).copied()),
+            Err(_) => (None, None),
+        },
+        None => (row.checked_sub(1), Some(row + 1).filter(|&r| r < len)),
+    };
     let pose = pose_of(row);
-    let t = pose.translation.vector;
     let radius = NEIGHBOUR_SPACINGS * spacing;
-    let near = index
-        .candidates(camera, Some(([t.x, t.y, t.z], radius)))
-        .unwrap_or_default();
-    between_rotation(&pose, near.into_iter().filter(|&r| r != row).map(pose_of))
+    [before, after]
+        .into_iter()
+        .flatten()
+        .filter(|&r| {
+            let n = pose_of(r);
+            (n.translation.vector - pose.translation.vector).norm() <= radius
+                && world_turn(&pose, &n).norm() <= NEIGHBOUR_MAX_TURN
+        })
+        .collect()
+}
+
+/// The exponent of the share of the turn towards the neighbouring image the frame matches
+/// best ([`bend_share`]). Chosen on the validation worlds (2026-12-05) among 0 (always
+/// halfway), 1, 2 and 4 by the mean (5 m, 10 deg) of cmu_calibration and the four validation
+/// worlds, single frame and filter (docs/pose-prior.md, "Between map images").
+pub const BEND_EXPONENT: f64 = 2.0;
+
+/// The share of the turn from the chosen map image (descriptor distance `d1`) towards a
+/// neighbouring one (`dn`) that the prior's orientation takes: BETWEEN_ROTATION (d1 / dn)^
+/// BEND_EXPONENT, at most BETWEEN_ROTATION (halfway: beyond, the neighbour would be the nearer
+/// image). 0 when the frame is the chosen image (d1 = 0) or a distance is not finite or
+/// positive: the orientation stays the image's.
+pub fn bend_share(d1: f64, dn: f64) -> f64 {
+    if !(d1.is_finite() && dn.is_finite() && d1 > 0.0 && dn > 0.0) {
+        return 0.0;
+    }
+    (BETWEEN_ROTATION * (d1 / dn).powf(BEND_EXPONENT)).min(BETWEEN_ROTATION)
+}
+
+/// The world-frame rotation vector that turns `from`'s orientation into `to`'s:
+/// R_to = exp([r]) R_from.
+pub fn world_turn(from: &Pose, to: &Pose) -> Vector3<f64> {
+    offsets(from, to).1
+}
+
+/// `image`'s pose with its orientation turned by the world-frame rotation vector `turn`
+/// (exp([turn]) R_image); the position is the image's.
+pub fn turned_by(image: &Pose, turn: &Vector3<f64>) -> Pose {
+    Pose::from_parts(
+        image.translation,
+        nalgebra::UnitQuaternion::from_scaled_axis(*turn) * image.rotation,
+    )
 }
 
 /// chi-square 95% quantile, 3 degrees of freedom: the 95% position ellipsoid is
@@ -659,36 +715,55 @@ mod tests {
     /// road's other direction) does not count, nor does another camera's image.
     #[test]
     fn a_bend_widens_the_yaw_by_half_the_turn_to_the_neighbours() {
+        let none = Vector3::zeros();
         let straight = between_rotation(
             &at(5.0, 0.0, 0.0),
             [at(0.0, 0.0, 0.0), at(10.0, 0.0, 0.0)].into_iter(),
+            &none,
         );
         assert_eq!(straight, Matrix3::zeros());
         let turn = std::f64::consts::FRAC_PI_4;
-        let bend = between_rotation(
-            &at(14.0, 2.0, turn),
-            [
-                at(10.0, 0.0, 0.0),
-                at(16.0, 6.0, 2.0 * turn),
-                at(15.0, 3.0, turn + std::f64::consts::PI),
-            ]
-            .into_iter(),
-        );
+        let sides = [at(10.0, 0.0, 0.0), at(16.0, 6.0, 2.0 * turn)];
+        let bend = between_rotation(&at(14.0, 2.0, turn), sides.into_iter(), &none);
         close(bend[(2, 2)], (0.5 * turn).powi(2) / CHI2_3_95, "yaw");
         close(bend[(0, 0)], 0.0, "roll");
         close(bend[(1, 1)], 0.0, "pitch");
         // A query turned halfway to the neighbour: squared Mahalanobis distance 7.81 (the 95%
         // bound) under this term alone.
-        let mut cov = [0.0; 36];
-        for r in 0..3 {
-            for c in 0..3 {
-                cov[(r + 3) * 6 + c + 3] = bend[(r, c)] + if r == c { 1e-12 } else { 0.0 };
+        let bound = |m: &Matrix3<f64>| {
+            let mut cov = [0.0; 36];
+            for r in 0..3 {
+                for c in 0..3 {
+                    cov[(r + 3) * 6 + c + 3] = m[(r, c)] + if r == c { 1e-12 } else { 0.0 };
+                }
             }
-        }
-        let m = rotation_mahalanobis2(&cov, &at(14.0, 2.0, turn), &at(14.0, 2.0, 1.5 * turn));
+            cov
+        };
+        let m = rotation_mahalanobis2(
+            &bound(&bend),
+            &at(14.0, 2.0, turn),
+            &at(14.0, 2.0, 1.5 * turn),
+        );
         assert!((m.unwrap() - CHI2_3_95).abs() < 1e-6, "{m:?}");
-        // Through the map's rows: the bend's image and its neighbours of camera c0 within 1.5
-        // spacings; c1's image beside it (turned the other way) and c0's far ones do not count.
+        // The prior turned a quarter of the way to the second: the halfway point to the first
+        // is then 0.5 + 0.25 of the turn away, and lies on the bound.
+        let turned = Vector3::z() * (0.25 * turn);
+        let wider = between_rotation(&at(14.0, 2.0, turn), sides.into_iter(), &turned);
+        close(
+            wider[(2, 2)],
+            (0.75 * turn).powi(2) / CHI2_3_95,
+            "turned yaw",
+        );
+        let m = rotation_mahalanobis2(
+            &bound(&wider),
+            &at(14.0, 2.0, 1.25 * turn),
+            &at(14.0, 2.0, 0.5 * turn),
+        );
+        assert!((m.unwrap() - CHI2_3_95).abs() < 1e-6, "{m:?}");
+        // Through the map's rows: the images of c0 just before and after in the map's order,
+        // within 1.5 spacings, turned at most 90 degrees. Not c1's image beside the bend, nor
+        // c0's image of a road crossing there later in the map (row 8), nor a far one (row 6),
+        // nor one turned round (row 7 after row 6).
         let rows = [
             ("c0", at(0.0, 0.0, 0.0)),
             ("c0", at(5.0, 0.0, 0.0)),
@@ -696,7 +771,9 @@ mod tests {
             ("c0", at(14.0, 2.0, turn)),
             ("c1", at(14.0, 2.5, -turn)),
             ("c0", at(16.0, 6.0, 2.0 * turn)),
-            ("c0", at(16.0, 30.0, -2.0 * turn)),
+            ("c0", at(16.0, 30.0, 2.0 * turn)),
+            ("c0", at(16.0, 33.0, -2.0 * turn)),
+            ("c0", at(14.5, 2.5, 0.5 * turn)),
         ];
         let cameras: Vec<String> = rows.iter().map(|(c, _)| c.to_string()).collect();
         let index = crate::retrieval::MapIndex::from_parts(
@@ -707,7 +784,20 @@ mod tests {
             }),
         );
         let pose_of = |r: usize| rows[r].1;
-        let of = |r: usize| between_rotation_of_row(&index, pose_of, Some("c0"), r, 4.5);
+        let near = |r: usize| neighbour_rows(&index, pose_of, Some("c0"), r, rows.len(), 4.5);
+        let of = |r: usize| between_rotation(&pose_of(r), near(r).into_iter().map(pose_of), &none);
+        assert_eq!(near(3), vec![2, 5], "c0's images beside the bend's");
+        assert_eq!(near(5), vec![3], "the next is far");
+        assert!(near(6).is_empty(), "far, then turned round");
+        assert!(
+            near(8).is_empty(),
+            "the crossing road's image is last in the map"
+        );
+        // A map without camera ids: its rows' order.
+        assert_eq!(
+            neighbour_rows(&index, pose_of, None, 1, rows.len(), 4.5),
+            vec![0, 2]
+        );
         close(
             of(3)[(2, 2)],
             (0.5 * turn).powi(2) / CHI2_3_95,
@@ -719,6 +809,58 @@ mod tests {
             "before the bend",
         );
         assert_eq!(of(1), Matrix3::zeros(), "on the straight");
+    }
+
+    /// The prior turns towards the neighbour the frame matches best: halfway when it matches
+    /// as well as the chosen image, less as it matches worse, not at all for the image itself.
+    #[test]
+    fn the_prior_turns_towards_the_better_matching_neighbour_at_a_bend() {
+        close(bend_share(0.2, 0.2), BETWEEN_ROTATION, "as close");
+        close(
+            bend_share(0.2, 0.4),
+            BETWEEN_ROTATION * 0.5f64.powf(BEND_EXPONENT),
+            "twice as far",
+        );
+        close(
+            bend_share(0.4, 0.2),
+            BETWEEN_ROTATION,
+            "closer (under the filter): halfway",
+        );
+        for (d1, dn) in [
+            (0.0, 0.3),
+            (0.2, 0.0),
+            (f64::NAN, 0.3),
+            (0.2, f64::INFINITY),
+        ] {
+            assert_eq!(bend_share(d1, dn), 0.0, "{d1} {dn}");
+        }
+        let image = at(14.0, 2.0, 0.8);
+        let turned = turned_by(&image, &(world_turn(&image, &at(16.0, 6.0, 1.6)) * 0.25));
+        assert_eq!(
+            turned.translation, image.translation,
+            "the position is the image's"
+        );
+        let (roll, pitch, yaw) = turned.rotation.euler_angles();
+        close(yaw, 1.0, "a quarter of the turn");
+        assert!(roll.abs() < 1e-12 && pitch.abs() < 1e-12);
+        // Cameras that do not share an axis (optical frames, pitched): the whole turn reaches
+        // the other's orientation exactly, so the frame and the order are right.
+        let cam = |yaw: f64, pitch: f64| {
+            Pose::from_parts(
+                Translation3::new(1.0, 2.0, 3.0),
+                UnitQuaternion::from_euler_angles(0.0, 0.0, yaw)
+                    * UnitQuaternion::from_euler_angles(-1.4, pitch, 0.2),
+            )
+        };
+        let (a, b) = (cam(0.3, 0.1), cam(1.1, -0.2));
+        let whole = turned_by(&a, &world_turn(&a, &b));
+        assert!(whole.rotation.angle_to(&b.rotation) < 1e-12);
+        assert!(
+            turned_by(&a, &Vector3::zeros())
+                .rotation
+                .angle_to(&a.rotation)
+                < 1e-12
+        );
     }
 
     #[test]

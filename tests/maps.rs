@@ -868,6 +868,17 @@ fn evaluate_scores_a_model_and_both_baselines() {
         args.extend(extra);
         let said = ok(&args);
         assert!(said.contains("24 queries, 12 map images"), "{said}");
+        // The summary gives the published priors' coverage of position and orientation, as
+        // report.json's published scores have them.
+        let line = said
+            .lines()
+            .find(|l| l.contains("published by the node"))
+            .unwrap_or_else(|| panic!("no published line: {said}"));
+        assert!(
+            line.contains("truth inside the 95% ellipsoid")
+                && line.contains("orientation inside its 95% bound"),
+            "{line}"
+        );
         // The maps it scored are named where it says what it wrote, and are there.
         let maps: &[&str] = if name == "raw" {
             &["map-none.safetensors"]

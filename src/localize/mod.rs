@@ -373,7 +373,7 @@ pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: 
     );
     let (how, fix) = if asked && map.meta.metric == recorded.name() {
         (
-            "as asked (--metric, or the node's `metric` parameter)".to_string(),
+            "as asked: --metric, or the node's `metric` parameter".to_string(),
             format!(
                 "leave the metric unset (the map's own, {}) to search",
                 map.meta.metric
@@ -381,7 +381,7 @@ pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: 
         )
     } else if asked {
         (
-            "as asked (--metric, or the node's `metric` parameter)".to_string(),
+            "as asked: --metric, or the node's `metric` parameter".to_string(),
             format!("{ask} to search"),
         )
     } else {
@@ -395,8 +395,8 @@ pub fn metric_warning(map: &MapFile, searched: Metric, recorded: Metric, asked: 
     };
     format!(
         "map {} is searched with the {} metric ({how}), and its checkpoint {}: its priors' covariance is \
-         not calibrated for this metric (with l1 several times wider than the errors, another \
-         may be too narrow); {fix} with {}",
+         not calibrated for this metric (with l1, single-frame priors are many times wider than \
+         their errors; another metric may make them too narrow); {fix} with {}",
         map.path.display(),
         searched.name(),
         recorded_metric_reason(recorded),

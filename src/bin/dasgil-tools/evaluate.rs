@@ -288,11 +288,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 .as_ref()
                 .map(|s| {
                     format!(
-                        "(5 m, 10 deg) of those {:.1}%, median error {:.1} m, truth inside the 95% ellipsoid {:.1}%, median 95% radius {:.1} m",
+                        "(5 m, 10 deg) of those {:.1}%, median error {:.1} m, truth inside the 95% ellipsoid {:.1}%, median 95% radius {:.1} m, orientation inside its 95% bound {:.1}%",
                         100.0 * s.accuracy[&threshold_name((5.0, 10.0))],
                         s.median_position_error,
                         100.0 * s.inside_95_ellipsoid,
-                        s.median_radius_95
+                        s.median_radius_95,
+                        100.0 * s.rotation_inside_95
                     )
                 })
                 .unwrap_or_else(|| "nothing published".into());

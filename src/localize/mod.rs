@@ -11,9 +11,11 @@
 //!    a single-channel frame is used only for a grey or a Bayer map; anything else is rejected;
 //! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
 //! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
-//! 4. the prior from the top-K ([`prior`]; its yaw widened at a bend of the map by half the turn
-//!    to the chosen image's neighbours, [`prior::between_rotation`]), withheld as ambiguous when
-//!    its confidence is below `min_confidence`, moved to base_link when an extrinsic is given;
+//! 4. the prior from the top-K ([`prior`]; at a bend of the map its orientation turned towards
+//!    the neighbouring image the frame matches best, [`prior::bend_share`], and its yaw bound
+//!    widened to halfway to the neighbours, [`prior::between_rotation`]), withheld as ambiguous
+//!    when its confidence is below `min_confidence`, moved to base_link when an extrinsic is
+//!    given;
 //! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
 //!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 

@@ -357,13 +357,13 @@ pub fn bend_share(d1: f64, dn: f64) -> f64 {
 }
 
 /// The world-frame rotation vector that turns `from`'s orientation into `to`'s:
-/// R_to = exp([r]) R_from.
+/// `R_to = exp([r]x) R_from`.
 pub fn world_turn(from: &Pose, to: &Pose) -> Vector3<f64> {
     offsets(from, to).1
 }
 
 /// `image`'s pose with its orientation turned by the world-frame rotation vector `turn`
-/// (exp([turn]) R_image); the position is the image's.
+/// (`exp([turn]x) R_image`); the position is the image's.
 pub fn turned_by(image: &Pose, turn: &Vector3<f64>) -> Pose {
     Pose::from_parts(
         image.translation,

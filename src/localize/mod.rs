@@ -642,11 +642,7 @@ impl Localizer {
             spread: s, profile, ..
         }) = filtered
         {
-            for r in 0..3 {
-                for c in 0..3 {
-                    prior.covariance[r * 6 + c] += s[(r, c)];
-                }
-            }
+            prior::add_to_position_block(&mut prior.covariance, &s);
             belief_profile = profile;
         }
         // At a bend the prior turns towards the neighbouring image the frame matches best
@@ -662,7 +658,8 @@ impl Localizer {
             self.map.len(),
             self.places.spacing,
         );
-        let image = self.map.pose(chosen.index);
+        // The chosen image's pose: the prior's before it turns (pose_prior gives hits[0]'s).
+        let image = prior.pose;
         let best_neighbour = hits
             .iter()
             .filter(|h| h.distance.is_finite() && neighbours.contains(&h.index))
@@ -679,11 +676,7 @@ impl Localizer {
             neighbours.iter().map(|&r| self.map.pose(r)),
             &turned,
         );
-        for r in 0..3 {
-            for c in 0..3 {
-                prior.covariance[(r + 3) * 6 + c + 3] += floor[(r, c)];
-            }
-        }
+        prior::add_to_rotation_block(&mut prior.covariance, &floor);
         let mut candidates: Vec<Pose> = hits
             .iter()
             .take(k)

@@ -268,6 +268,25 @@ pub fn rotation_block(cov: &[f64; 36]) -> Matrix3<f64> {
     Matrix3::from_fn(|r, c| cov[(r + 3) * 6 + c + 3])
 }
 
+/// Adds `m` to the position block (x, y, z rows and columns) of a row-major 6x6 covariance.
+pub fn add_to_position_block(cov: &mut [f64; 36], m: &Matrix3<f64>) {
+    add_to_block(cov, 0, m);
+}
+
+/// Adds `m` to the rotation block (roll, pitch, yaw rows and columns) of a row-major 6x6
+/// covariance.
+pub fn add_to_rotation_block(cov: &mut [f64; 36], m: &Matrix3<f64>) {
+    add_to_block(cov, 3, m);
+}
+
+fn add_to_block(cov: &mut [f64; 36], first: usize, m: &Matrix3<f64>) {
+    for r in 0..3 {
+        for c in 0..3 {
+            cov[(r + first) * 6 + c + first] += m[(r, c)];
+        }
+    }
+}
+
 /// The share of the turn to a neighbouring map image of the same camera that a query's
 /// orientation may have beyond the published image's: a query lies between the map's images, up
 /// to halfway to the next (for its position, `sequence::BETWEEN_SPACING`; geometry, not fitted).
@@ -418,11 +437,7 @@ pub fn to_base(prior: &PosePrior, base_from_cam: &Pose) -> PosePrior {
     let s = skew(&v);
     let extra = s * rotation_block(&prior.covariance) * s.transpose();
     let mut cov = prior.covariance;
-    for r in 0..3 {
-        for c in 0..3 {
-            cov[r * 6 + c] += extra[(r, c)];
-        }
-    }
+    add_to_position_block(&mut cov, &extra);
     PosePrior {
         pose: world_from_base,
         covariance: cov,
@@ -732,11 +747,7 @@ mod tests {
         // bound) under this term alone.
         let bound = |m: &Matrix3<f64>| {
             let mut cov = [0.0; 36];
-            for r in 0..3 {
-                for c in 0..3 {
-                    cov[(r + 3) * 6 + c + 3] = m[(r, c)] + if r == c { 1e-12 } else { 0.0 };
-                }
-            }
+            add_to_rotation_block(&mut cov, &(m + Matrix3::identity() * 1e-12));
             cov
         };
         let m = rotation_mahalanobis2(

@@ -625,6 +625,10 @@ pub fn evaluate(
             "confidence": r.confidence,
             "radius_95": r.radius_95,
             "mahalanobis2": r.mahalanobis2,
+            "rotation_residual": crate::localize::prior::rotation_residual(&best, &truth).as_slice(),
+            "rotation_block": crate::localize::prior::rotation_block(&answer.prior.covariance)
+                .transpose()
+                .as_slice(),
             "belief_profile": answer.belief_profile,
             "off_map": answer.off_map,
             "frame_confidence": answer.frame_confidence,

@@ -234,6 +234,7 @@ TEST_WORLDS = (
     "cmu_test_sepia",
     "cmu_test_drive",
     "cmu_test_sepia_drive",
+    "cmu_test_drive_lens",
 )
 # Fewer published priors than this in a --fit world make a fit that says little.
 FEW_PRIORS = 100

@@ -48,7 +48,7 @@ MUTATIONS = [
     ("prior-rotation-floor-dropped", "src/localize/prior.rs",
      "let sr = ar / wsum + Matrix3::identity() * SIGMA_ROTATION.powi(2) + br * (a / n);",
      "let sr = ar / wsum + br * (a / n);",
-     LIB, "localize::prior::tests::", "no 2 deg floor on the rotation block"),
+     LIB, "localize::prior::tests::", "no floor on the rotation block"),
     ("prior-extrinsic-inverted", "src/localize/prior.rs",
      "let world_from_base = prior.pose * base_from_cam.inverse();",
      "let world_from_base = prior.pose * base_from_cam;",

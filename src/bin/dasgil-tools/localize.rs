@@ -156,12 +156,16 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             );
         }
         if let Some(p) = &r.prior {
-            let sd: Vec<String> = (0..6)
-                .map(|i| format!("{:.2}", p.covariance[i * 7].sqrt()))
+            // Standard deviations for people: metres, and degrees for the rotation (the
+            // covariance itself, in --json and on the topic, is in radians as ROS has it).
+            let sd = |i: usize| p.covariance[i * 7].sqrt();
+            let metres: Vec<String> = (0..3).map(|i| format!("{:.2}", sd(i))).collect();
+            let degrees: Vec<String> = (3..6)
+                .map(|i| format!("{:.1}", sd(i).to_degrees()))
                 .collect();
             println!(
-                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd (x y z m, roll pitch yaw rad) [{}]  confidence {:.3}",
-                p.t[0], p.t[1], p.t[2], p.q_wxyz[0], p.q_wxyz[1], p.q_wxyz[2], p.q_wxyz[3], sd.join(", "), p.confidence
+                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd x y z [{}] m, roll pitch yaw [{}] deg  confidence {:.3}",
+                p.t[0], p.t[1], p.t[2], p.q_wxyz[0], p.q_wxyz[1], p.q_wxyz[2], p.q_wxyz[3], metres.join(", "), degrees.join(", "), p.confidence
             );
         }
         if let Some(why) = &r.reason {

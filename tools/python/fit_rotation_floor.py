@@ -1,0 +1,243 @@
+"""Fits and checks the pose prior's rotation floor, SIGMA_ROTATION in src/localize/prior.rs
+(docs/pose-prior.md, "The orientation's coverage"), from `dasgil-tools evaluate` outputs: each
+evaluate folder's candidates-none.jsonl (or -adabn, `--adaptation`) holds, per scored query, `rotation_residual` (the
+rotation from the prior's orientation to the true one, a rotation vector in radians in the
+map's world frame) and `rotation_block` (the published covariance's 3x3 rotation block,
+row-major, rad^2) with whether the node would publish it.
+
+    python tools/python/fit_rotation_floor.py --fit OUT1 OUT2 ... [--check OUT9 ...] [--verify]
+
+The floor enters the rotation block as SIGMA_ROTATION^2 I, added to the candidates' spread
+and the bend's term (single frames) or to the bend's term alone (`--filter sequence`), so the
+block with another floor s is the block plus (s^2 - SHIPPED^2) I, exactly. Folders of the same
+world (its `source.sequence` in report.json: single-frame and filter runs) are pooled as that
+world. First it recomputes evaluate's squared Mahalanobis distances (report.json's
+`rotation_mahalanobis2`) from the two fields and stops if a query differs. Then, for every floor
+of a grid (0.5 to 8 degrees by 0.25), it computes per world the share of published priors whose
+true orientation lies inside the rotation block's 95% bound (squared Mahalanobis distance
+<= 7.81, 3 degrees of freedom).
+
+The target is chosen first, on the --fit worlds alone, as tools/python/fit_prior.py does: the
+lowest of 95%, 95.5%, ... 99.5% at which the smallest floor covering that share of the other
+worlds' published priors together still covers the world left out at 95% or more, for each
+world in turn. Then the floor is the smallest covering the target on every --fit world
+together. It prints the tables (shipped and fitted) for the --fit and --check worlds and the
+leave-one-out checks.
+
+numpy only. Camera poses (no base_link).
+"""
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+
+from fit_prior import TEST_WORLDS, fail, json_lines, scored_world
+
+CHI2_3_95 = 7.814727903251178
+# SIGMA_ROTATION in src/localize/prior.rs, in degrees.
+SHIPPED_DEG = 2.25
+GRID_DEG = [0.5 + 0.25 * i for i in range(31)]
+TARGETS = [95.0 + 0.5 * i for i in range(10)]
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        fail(f"{path}: cannot read ({e.strerror})")
+    except ValueError as e:
+        fail(f"{path}: not JSON ({e})")
+
+
+def field(q, key, where, shape):
+    """The numeric field `key` of a candidates line as an array of `shape`; fails naming it."""
+    if key not in q:
+        fail(
+            f"{where}: no `{key}` (written by dasgil-tools evaluate since 2026-12-05: "
+            "evaluate again with this version)"
+        )
+    try:
+        a = np.asarray(q[key], dtype=float)
+    except (TypeError, ValueError):
+        fail(f"{where}: `{key}`: expected numbers, found {q[key]!r}")
+    if a.size != int(np.prod(shape)) or not np.all(np.isfinite(a)):
+        fail(f"{where}: `{key}`: expected {int(np.prod(shape))} finite numbers, found {q[key]!r}")
+    return a.reshape(shape)
+
+
+class World:
+    """The published priors of one world: residuals (n, 3) and rotation blocks (n, 3, 3)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.residuals = []
+        self.blocks = []
+        self.folders = []
+
+    def finish(self):
+        self.r = np.array(self.residuals).reshape(-1, 3)
+        self.b = np.array(self.blocks).reshape(-1, 3, 3)
+
+    def m2(self, floor_deg):
+        extra = math.radians(floor_deg) ** 2 - math.radians(SHIPPED_DEG) ** 2
+        b = self.b + extra * np.eye(3)
+        x = np.linalg.solve(b, self.r[..., None])[..., 0]
+        return np.einsum("ni,ni->n", self.r, x)
+
+    def inside(self, floor_deg):
+        """Share (%) of the published priors inside their 95% rotation bound."""
+        if len(self.r) == 0:
+            return float("nan")
+        return 100.0 * float(np.mean(self.m2(floor_deg) <= CHI2_3_95))
+
+    def bound_deg(self, floor_deg):
+        """Median 95% bound (degrees): the largest semi-axis of the bound."""
+        extra = math.radians(floor_deg) ** 2 - math.radians(SHIPPED_DEG) ** 2
+        largest = np.linalg.eigvalsh(self.b + extra * np.eye(3))[:, -1]
+        return math.degrees(float(np.median(np.sqrt(CHI2_3_95 * largest))))
+
+    def median_error_deg(self):
+        return math.degrees(float(np.median(np.linalg.norm(self.r, axis=1))))
+
+
+def read_folder(folder, worlds, adaptation):
+    """Adds the published priors of an evaluate folder to its world's (the report's
+    source.sequence, else its root's folder name, else this folder's); returns how many
+    queries' Mahalanobis distances were reproduced."""
+    report = load_json(os.path.join(folder, "report.json"))
+    try:
+        rep = next(r for r in report["reports"] if r.get("adaptation") == adaptation)
+        expected = {(q["camera"], q["name"]): q.get("rotation_mahalanobis2") for q in rep["queries"]}
+    except StopIteration:
+        fail(f"{folder}/report.json: no report with adaptation {adaptation} (--adaptation)")
+    except (KeyError, TypeError):
+        fail(f"{folder}/report.json: not an evaluate report (reports[].queries)")
+    source = report.get("source") if isinstance(report.get("source"), dict) else {}
+    name = source.get("sequence") or os.path.basename(os.path.normpath(source.get("root") or "")) \
+        or os.path.basename(os.path.normpath(folder))
+    world = worlds.setdefault(name, World(name))
+    world.folders.append(f"{os.path.basename(os.path.normpath(folder))} ({rep.get('filter', '?')})")
+    checked = 0
+    path = os.path.join(folder, f"candidates-{adaptation}.jsonl")
+    if not os.path.isfile(path):
+        fail(f"{path}: no such file (give `dasgil-tools evaluate --out` folders)")
+    for where, q in json_lines(path, "rotation_residual and rotation_block"):
+        r = field(q, "rotation_residual", where, (3,))
+        b = field(q, "rotation_block", where, (3, 3))
+        want = expected.get((q.get("camera"), q.get("name")))
+        try:
+            got = float(r @ np.linalg.solve(b, r))
+        except np.linalg.LinAlgError:
+            fail(f"{where}: `rotation_block` is singular: {q['rotation_block']!r}")
+        if want is not None and abs(got - want) > 1e-6 * max(1.0, abs(want)):
+            fail(
+                f"{where}: rotation_mahalanobis2 recomputed {got:.9g}, report.json says "
+                f"{want:.9g}: the fields and the report disagree"
+            )
+        checked += want is not None
+        if q.get("published", True):
+            world.residuals.append(r)
+            world.blocks.append(b)
+    if checked == 0:
+        fail(f"{path}: no query matches one of {folder}/report.json's (camera, name): not the "
+             "same evaluate run")
+    return checked
+
+
+def smallest_floor(worlds, target):
+    """The smallest grid floor covering `target` % of the worlds' published priors together."""
+    for floor in GRID_DEG:
+        m2 = np.concatenate([w.m2(floor) for w in worlds])
+        if 100.0 * np.mean(m2 <= CHI2_3_95) >= target:
+            return floor
+    return None
+
+
+def table(title, worlds, fit_names, floor):
+    print(f"\n{title}\n")
+    print("| world | runs | published | orientation inside 95% bound | median 95% bound | median error |")
+    print("|---|---|---|---|---|---|")
+    for w in worlds:
+        role = " (fit)" if w.name in fit_names else ""
+        print(
+            f"| {w.name}{role} | {', '.join(w.folders)} | {len(w.r)} | {w.inside(floor):.1f}% | "
+            f"{w.bound_deg(floor):.1f} deg | {w.median_error_deg():.1f} deg |"
+        )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fit", nargs="+", required=True, help="evaluate --out folders to fit on")
+    ap.add_argument("--check", nargs="*", default=[], help="evaluate --out folders to check on")
+    ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
+                    help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
+    ap.add_argument("--verify", action="store_true",
+                    help="only check that this script reproduces evaluate's numbers and print "
+                         "the shipped floor's table (no fit)")
+    args = ap.parse_args()
+    for p in [] if args.verify else args.fit:  # --verify fits nothing
+        test = sorted((scored_world(p) | {os.path.basename(os.path.normpath(p))}) & set(TEST_WORLDS))
+        if test:
+            ap.error(f"--fit {p}: scores the test world {test[0]}, whose figures are reported, "
+                     "never fitted on (docs/testing.md); give it with --check instead")
+    fit, check = {}, {}
+    checked = sum(read_folder(folder, fit, args.adaptation) for folder in args.fit)
+    checked += sum(read_folder(folder, check, args.adaptation) for folder in args.check)
+    for name in set(fit) & set(check):
+        fail(f"world {name} is given to both --fit and --check")
+    for w in list(fit.values()) + list(check.values()):
+        w.finish()
+        if len(w.r) == 0:
+            fail(f"world {w.name}: no published prior in {', '.join(w.folders)}")
+    fits = list(fit.values())
+    every = fits + list(check.values())
+    if args.verify:
+        table(f"The shipped floor SIGMA_ROTATION {SHIPPED_DEG} deg:", every, fit, SHIPPED_DEG)
+        n = sum(len(w.r) for w in every)
+        print(f"\nverified: evaluate's rotation Mahalanobis distances of {checked} queries "
+              f"reproduced ({n} published priors)")
+        return
+    if len(fits) < 2:
+        fail("--fit needs folders of at least two worlds (one is left out in turn)")
+    table(f"The shipped floor SIGMA_ROTATION {SHIPPED_DEG} deg:", every, fit, SHIPPED_DEG)
+    chosen = None
+    for target in TARGETS:
+        held = []
+        for w in fits:
+            floor = smallest_floor([o for o in fits if o is not w], target)
+            held.append((w, floor, None if floor is None else w.inside(floor)))
+        if all(f is not None and inside >= 95.0 for _, f, inside in held):
+            chosen = (target, held)
+            break
+    if chosen is None:
+        fail("no coverage target up to 99.5% keeps every world left out of the fit at 95%: the "
+             "--fit worlds disagree too much to calibrate on")
+    target, held = chosen
+    floor = smallest_floor(fits, target)
+    print(
+        f"\nCoverage target {target}% (the lowest at which a fit on the other --fit worlds holds "
+        "each one left out at 95%)"
+    )
+    table(
+        f"Fitted: SIGMA_ROTATION {floor} deg ({math.radians(floor):.4f} rad; the smallest grid "
+        f"floor holding the truth for {target}% of the --fit worlds' published priors together):",
+        every,
+        fit,
+        floor,
+    )
+    print(f"\nLeave one world out: fitted on the others at {target}%, scored on it")
+    for w, f, inside in held:
+        print(f"- {w.name}: SIGMA_ROTATION {f} deg: inside {inside:.1f}%, median 95% bound {w.bound_deg(f):.1f} deg")
+    print(
+        "\nTo use the fitted value: set SIGMA_ROTATION in src/localize/prior.rs (radians; and "
+        "SHIPPED_DEG here), rebuild, and check with `dasgil-tools evaluate` on worlds not used "
+        "for fitting."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -442,7 +442,7 @@ fn skew(v: &Vector3<f64>) -> Matrix3<f64> {
 
 /// The prior of base_link from the camera's: world_from_base = world_from_cam * cam_from_base.
 /// The rotation block is unchanged (one rigid body); the position block gains the lever arm's
-/// share of the rotation uncertainty: S Sigma_r S^T with S = [v]x, v = the world-frame offset
+/// share of the rotation uncertainty: S Sigma_r S^T with S = `[v]x`, v = the world-frame offset
 /// from the camera to base_link.
 pub fn to_base(prior: &PosePrior, base_from_cam: &Pose) -> PosePrior {
     let world_from_base = prior.pose * base_from_cam.inverse();

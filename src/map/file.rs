@@ -6,7 +6,7 @@
 //! - `poses` [N, 7] F64: `world_from_cam` of each image as tx ty tz qw qx qy qz (the camera
 //!   centre in world coordinates and the camera-to-world rotation; camera axes x right, y down,
 //!   z forward);
-//! - `timestamps_us` [N] I64 (-1 where unknown);
+//! - `timestamps_us` `[N]` I64 (-1 where unknown);
 //! - `adapted.<bn>.running_mean` / `.running_var` F32: the encoder's BatchNorm statistics
 //!   re-estimated on this map's images (map-time adaptation), when used;
 //! - `view_descriptors` [N * V, D] (the dtype of `descriptors`): each image's V yaw views

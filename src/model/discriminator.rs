@@ -227,7 +227,7 @@ impl CascadeDiscriminator {
         }
     }
 
-    /// Features e1..e8 -> scores [B].
+    /// Features e1..e8 -> scores `[B]`.
     pub fn forward(&self, features: &[Tensor]) -> Tensor {
         let mut x = features[0].shallow_clone(); // [B, d, H/2, W/2]
         for (i, block) in self.blocks.iter().enumerate() {
@@ -265,7 +265,7 @@ impl Discriminator {
         }
     }
 
-    /// Real/virtual scores for features e1..e8 (FD: [B, 1], CD: [B]).
+    /// Real/virtual scores for features e1..e8 (FD: `[B, 1]`, CD: `[B]`).
     pub fn forward_t(&self, features: &[Tensor], train: bool) -> Result<Tensor, ModelError> {
         if features.len() != ENCODER_LAYERS {
             return Err(ModelError::FeatureCount {

@@ -19,7 +19,7 @@ use super::ModelError;
 pub struct GeneratorOutput {
     /// Encoder features e1..e8 ("multi-scale features"), each [B, C_l, H/2^l, W/2^l].
     pub features: Vec<Tensor>,
-    /// Depth side outputs, coarse to fine: [B,1,H/8,W/8], [B,1,H/4,W/4], [B,1,H/2,W/2], [B,1,H,W].
+    /// Depth side outputs, coarse to fine: `[B,1,H/8,W/8]`, `[B,1,H/4,W/4]`, `[B,1,H/2,W/2]`, `[B,1,H,W]`.
     pub depth: Vec<Tensor>,
     /// Segmentation logits [B, num_classes, H, W] (before softmax).
     pub seg: Tensor,

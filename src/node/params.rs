@@ -131,13 +131,13 @@ pub struct NodeParams {
     pub frame_id: String,
     /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images within gate_radius of its latest position are searched
     pub prior_topic: String,
-    /// Search radius around the latest prior_topic position [m]
+    /// Search radius around the latest prior_topic position (m)
     pub gate_radius: Number,
     /// Seconds since the last prior_topic message was received (wall clock; its header stamp is not used) after which it no longer gates and the whole map is searched until a new one arrives; 0: it gates until replaced
     pub prior_timeout: Number,
     /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw" (quaternion w last): the pose of the camera's OPTICAL frame (x right, y down, z forward; the *_optical_frame of REP 103) in base_link, not the camera body frame (x forward); when set, the published pose is base_link's, otherwise the camera's
     pub base_from_camera: StringList,
-    /// Most frames localized per second and camera [Hz]; 0: as many as the model keeps up with
+    /// Most frames localized per second and camera (Hz); 0: as many as the model keeps up with
     pub max_rate: Number,
     /// Matches below this confidence (with filter sequence, the default: the posterior mass within 10 m of the published place; with filter none: 1 - d1/d_alt, d_alt the best match over 7.5 m away; 0..1) publish no prior and are counted as ambiguous
     pub min_confidence: Number,

@@ -5,7 +5,7 @@
 //! the rendered stereo camera's pose composed with the RobotCar SDK's extrinsics, so that the
 //! reader (`data::robotcar`) gets the camera pose back. `vo/vo.csv` holds the drive's visual
 //! odometry at the stereo rate ([`VO_RATE`]): the true relative poses of the vehicle frame
-//! with a per-traversal scale error and yaw drift ([`vo_rows`]), as a real VO drifts.
+//! with a per-traversal scale error and yaw drift (`vo_rows`), as a real VO drifts.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

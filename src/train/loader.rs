@@ -274,7 +274,7 @@ impl TrainingData {
 pub struct HostBatch {
     pub step: u64,
     pub draws: Vec<TripletDraw>,
-    /// A, A+, B: each [B,3,H,W] RGB, [B,1,H,W] depth, [B,H,W] classes.
+    /// A, A+, B: each `[B,3,H,W]` RGB, `[B,1,H,W]` depth, `[B,H,W]` classes.
     pub rgb: [Vec<f32>; 3],
     pub depth: [Vec<f32>; 3],
     pub classes: [Vec<i64>; 3],
@@ -380,7 +380,7 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
     })
 }
 
-/// Background batch makers for steps `start..end`, read in order with [`Loader::next`].
+/// Background batch makers for steps `start..end`, read in order with `Loader::next`.
 pub struct Loader {
     receivers: Vec<Receiver<Result<HostBatch, String>>>,
     handles: Vec<JoinHandle<()>>,

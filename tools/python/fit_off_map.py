@@ -41,7 +41,7 @@ from fit_prior import arguments, fail, json_lines, parse
 
 CHI2_3_95 = 7.814727903251178
 # OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE in src/localize/sequence.rs.
-SHIPPED = (1.0, 0.2)
+SHIPPED = (1.5, 0.15)
 # ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS there (not fitted).
 ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS = 60.0, 20.0, 0.2, 1e-3
 GRID = [(a, b) for a in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)

@@ -629,6 +629,7 @@ pub fn evaluate(
             "rotation_block": crate::localize::prior::rotation_block(&answer.prior.covariance)
                 .transpose()
                 .as_slice(),
+            "rotation_floor": crate::localize::prior::SIGMA_ROTATION,
             "belief_profile": answer.belief_profile,
             "off_map": answer.off_map,
             "frame_confidence": answer.frame_confidence,

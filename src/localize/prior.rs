@@ -38,9 +38,9 @@
 //! The constants were fitted (tools/python/fit_prior.py) on three worlds (cmu_calibration in
 //! our renderer's look, cmu_val_pastel and cmu_val_ink in the two reserved looks), per camera,
 //! the shipped model's cosine metric, top_k 5, no filter, camera poses, at the lowest coverage
-//! target (98.5%) at which a fit on two of them still puts the true position inside the 95%
-//! position ellipsoid for 95% of the published priors of the third, each in turn (95.1-100%;
-//! the eighth model with e6, 2026-12-04). Under the filter the floor's factor is
+//! target (97.5%) at which a fit on two of them still puts the true position inside the 95%
+//! position ellipsoid for 95% of the published priors of the third, each in turn (95.5-99.6%;
+//! the ninth model, 2026-12-05). Under the filter the floor's factor is
 //! FILTER_POSITION_CALIBRATION. The test worlds are not used (docs/pose-prior.md, the table).
 
 use nalgebra::{Matrix3, Vector3};
@@ -83,12 +83,12 @@ pub const POSITION_CALIBRATION: f64 = 1.5;
 /// The factor on the position floor under the sequence filter (a confidence given), whose
 /// `SPREAD_MASS` was fitted with it: 0.6, POSITION_CALIBRATION's value with the L1 metric.
 /// Apart since the cosine metric (2026-12-04): its distance ratios leave the single match's
-/// own spread at the floor, which the single-frame fit makes up for with 2.0 (a floor 95%
-/// radius of 4.0 m), while the filter holds the alternatives in the belief's reach.
+/// own spread at the floor, which the single-frame fit makes up for with 1.5 (a floor 95%
+/// radius of 3.4 m; 2.0 for the eighth model), while the filter holds the alternatives in the belief's reach.
 pub const FILTER_POSITION_CALIBRATION: f64 = 0.6;
 /// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
-/// match more than ALT_RADIUS away is withheld (5-12% of the matches on the fitting worlds with
-/// the shipped model's cosine metric, 9-22% with L1 and e6, 15-24% with e5; docs/pose-prior.md).
+/// match more than ALT_RADIUS away is withheld (4-11% of the matches on the fitting worlds with
+/// the ninth model, 5-12% with the eighth's cosine metric, 9-22% with L1 and e6, 15-24% with e5; docs/pose-prior.md).
 pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.04;
 
 #[derive(Debug, Clone)]

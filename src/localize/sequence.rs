@@ -142,7 +142,7 @@ pub const UNIFORM_SHARE: f64 = 0.01;
 /// a refit with the floor gives 0.6 (95.2-96.2% on the fitting worlds), which narrows the
 /// ellipsoid of a spread belief to pay for the floor's cover of a settled one, and held the
 /// truth for 78.3% of cmu_test_sepia's priors (88.3% before the floor): the floor only widens
-/// (docs/sequence-filter.md, "Between map images").
+/// (docs/sequence-filter.md, "Between map images"). The ninth model's fit: 0.72 (kept).
 pub const SPREAD_MASS: f64 = 0.73;
 /// The ground reach R is at least this share of the map's spacing ([`Places::spacing`]): a
 /// query lies between the map's images, up to half their spacing from the nearest one, and a
@@ -172,9 +172,10 @@ pub const SCALE_RANK: usize = 5;
 /// c. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py
 /// (docs/sequence-filter.md, "Off the map").
 pub const OFF_MAP_LIKELIHOOD: f64 = 1.5;
-/// The single-frame confidence over which the off-the-map likelihood falls by e (fitted: 0.2
-/// for the cosine metric, 2026-12-04, with the drive validation worlds among the fitting
-/// folders; 0.1 with L1).
+/// The single-frame confidence over which the off-the-map likelihood falls by e (fitted with
+/// [`OFF_MAP_LIKELIHOOD`]: 1.5 and 0.15 for the ninth model, 2026-12-05; 1 and 0.2 for the
+/// eighth with the cosine metric, the drive validation worlds among the fitting folders since
+/// then; 1 and 0.1 with L1).
 pub const OFF_MAP_CONFIDENCE: f64 = 0.15;
 /// Mean time (seconds) a vehicle stays on its map before it leaves it.
 pub const ON_MAP_TIME: f64 = 60.0;
@@ -1251,16 +1252,18 @@ mod tests {
             "on the route: {on:?}"
         );
         assert!(on[4..].iter().all(|&q| q < 0.05), "on the route: {on:?}");
-        // Frames that stand out a little (off the map e^-0.6 = 0.55 times as likely as at
+        // Frames that stand out a little (off the map 1.5 e^-0.6 = 0.82 times as likely as at
         // their best place) but match places no motion connects: off the map within a few
         // frames, and it stays so.
         let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, little);
         let first = off.iter().position(|&q| q >= OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 5), "jumping: {off:?}");
         assert!(off[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{off:?}");
-        // Back on the route: on the map again within a few frames (a frame that stands out is
-        // OFF_MAP_LIKELIHOOD e^-2 times as likely off the map: the seventh frame, 3 s, with
-        // the ninth model's (1.5, 0.15); the fifth, 2 s, with (1, 0.2) before).
+        // Back on the route: on the map again within a few frames. A frame that stands out
+        // (twice OFF_MAP_CONFIDENCE) is OFF_MAP_LIKELIHOOD e^-2 times as likely off the map:
+        // 0.2 with the ninth model's (1.5, 0.15), at confidence 0.3 here, back by the seventh
+        // frame (3 s); 0.14 with (1, 0.2) before, at 0.4, by the fifth. At one confidence the
+        // two pairs weigh alike at 0.24; above it the newer pair takes the vehicle back sooner.
         let back = off_map_along(&mut f, &places, &mut rng, 20.0, &path(120), stand_out);
         let first = back.iter().position(|&q| q < OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 6), "back: {back:?}");

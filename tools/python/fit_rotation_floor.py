@@ -9,19 +9,22 @@ row-major, rad^2) with whether the node would publish it.
 
 The floor enters the rotation block as SIGMA_ROTATION^2 I, added to the candidates' spread
 and the bend's term (single frames) or to the bend's term alone (`--filter sequence`), so the
-block with another floor s is the block plus (s^2 - SHIPPED^2) I, exactly. Folders of the same
-world (its `source.sequence` in report.json: single-frame and filter runs) are pooled as that
-world. First it recomputes evaluate's squared Mahalanobis distances (report.json's
+block with another floor s is the block plus (s^2 - f^2) I exactly, f the floor it was
+published with (each line's `rotation_floor`, radians). Folders of the same world (its
+`source.sequence` in report.json, else its root's name and slice: single-frame and filter runs)
+are pooled as that world. First it recomputes evaluate's squared Mahalanobis distances (report.json's
 `rotation_mahalanobis2`) from the two fields and stops if a query differs. Then, for every floor
 of a grid (0.5 to 8 degrees by 0.25), it computes per world the share of published priors whose
 true orientation lies inside the rotation block's 95% bound (squared Mahalanobis distance
 <= 7.81, 3 degrees of freedom).
 
-The target is chosen first, on the --fit worlds alone, as tools/python/fit_prior.py does: the
-lowest of 95%, 95.5%, ... 99.5% at which the smallest floor covering that share of the other
-worlds' published priors together still covers the world left out at 95% or more, for each
-world in turn. Then the floor is the smallest covering the target on every --fit world
-together. It prints the tables (shipped and fitted) for the --fit and --check worlds and the
+The target is chosen first, on the --fit worlds alone, by leave-one-out as
+tools/python/fit_prior.py chooses its own: the lowest of 95%, 95.5%, ... 99.5% at which the
+smallest floor covering that share of the other worlds' published priors together (pooled,
+not each world) still covers the world left out at 95% or more, for each world in turn. Then
+the floor is the smallest covering the target on the --fit worlds' published priors together.
+Worlds whose queries face exactly as their map images are covered at any floor: the worlds
+with heading noise (the drive protocol's) decide it. It prints the tables (shipped and fitted) for the --fit and --check worlds and the
 leave-one-out checks.
 
 numpy only. Camera poses (no base_link).
@@ -70,22 +73,29 @@ def field(q, key, where, shape):
 
 
 class World:
-    """The published priors of one world: residuals (n, 3) and rotation blocks (n, 3, 3)."""
+    """The published priors of one world: residuals (n, 3), rotation blocks (n, 3, 3) and the
+    floor (radians) each block was published with."""
 
     def __init__(self, name):
         self.name = name
         self.residuals = []
         self.blocks = []
+        self.floors = []
         self.folders = []
 
     def finish(self):
         self.r = np.array(self.residuals).reshape(-1, 3)
         self.b = np.array(self.blocks).reshape(-1, 3, 3)
+        self.f = np.array(self.floors).reshape(-1)
+
+    def shifted(self, floor_deg):
+        """The blocks with another floor: each block minus its own floor's s^2 I plus the new
+        one's (positive definite: the rest of a block is positive semi-definite)."""
+        extra = math.radians(floor_deg) ** 2 - self.f ** 2
+        return self.b + extra[:, None, None] * np.eye(3)
 
     def m2(self, floor_deg):
-        extra = math.radians(floor_deg) ** 2 - math.radians(SHIPPED_DEG) ** 2
-        b = self.b + extra * np.eye(3)
-        x = np.linalg.solve(b, self.r[..., None])[..., 0]
+        x = np.linalg.solve(self.shifted(floor_deg), self.r[..., None])[..., 0]
         return np.einsum("ni,ni->n", self.r, x)
 
     def inside(self, floor_deg):
@@ -96,12 +106,25 @@ class World:
 
     def bound_deg(self, floor_deg):
         """Median 95% bound (degrees): the largest semi-axis of the bound."""
-        extra = math.radians(floor_deg) ** 2 - math.radians(SHIPPED_DEG) ** 2
-        largest = np.linalg.eigvalsh(self.b + extra * np.eye(3))[:, -1]
+        largest = np.linalg.eigvalsh(self.shifted(floor_deg))[:, -1]
         return math.degrees(float(np.median(np.sqrt(CHI2_3_95 * largest))))
 
     def median_error_deg(self):
         return math.degrees(float(np.median(np.linalg.norm(self.r, axis=1))))
+
+
+def world_name(report, folder):
+    """The world an evaluate report scored: its source's sequence, else its root folder's name
+    with the slice (Extended CMU-Seasons slices of one root are different worlds), else the
+    output folder's name (older reports without a source)."""
+    source = report.get("source") if isinstance(report.get("source"), dict) else {}
+    if source.get("sequence"):
+        return str(source["sequence"])
+    root = (source.get("root") or "").rstrip("/")
+    if root:
+        name = os.path.basename(root)
+        return f"{name} slice {source['slice']}" if source.get("slice") is not None else name
+    return os.path.basename(os.path.normpath(os.path.abspath(folder)))
 
 
 def read_folder(folder, worlds, adaptation):
@@ -110,15 +133,14 @@ def read_folder(folder, worlds, adaptation):
     queries' Mahalanobis distances were reproduced."""
     report = load_json(os.path.join(folder, "report.json"))
     try:
-        rep = next(r for r in report["reports"] if r.get("adaptation") == adaptation)
+        rep = next(r for r in report["reports"]
+                   if isinstance(r, dict) and r.get("adaptation") == adaptation)
         expected = {(q["camera"], q["name"]): q.get("rotation_mahalanobis2") for q in rep["queries"]}
     except StopIteration:
         fail(f"{folder}/report.json: no report with adaptation {adaptation} (--adaptation)")
     except (KeyError, TypeError):
         fail(f"{folder}/report.json: not an evaluate report (reports[].queries)")
-    source = report.get("source") if isinstance(report.get("source"), dict) else {}
-    name = source.get("sequence") or os.path.basename(os.path.normpath(source.get("root") or "")) \
-        or os.path.basename(os.path.normpath(folder))
+    name = world_name(report, folder)
     world = worlds.setdefault(name, World(name))
     world.folders.append(f"{os.path.basename(os.path.normpath(folder))} ({rep.get('filter', '?')})")
     checked = 0
@@ -128,6 +150,9 @@ def read_folder(folder, worlds, adaptation):
     for where, q in json_lines(path, "rotation_residual and rotation_block"):
         r = field(q, "rotation_residual", where, (3,))
         b = field(q, "rotation_block", where, (3, 3))
+        floor = float(field(q, "rotation_floor", where, (1,))[0])
+        if not 0.0 < floor < 1.0:
+            fail(f"{where}: `rotation_floor`: expected radians between 0 and 1, found {floor!r}")
         want = expected.get((q.get("camera"), q.get("name")))
         try:
             got = float(r @ np.linalg.solve(b, r))
@@ -142,6 +167,7 @@ def read_folder(folder, worlds, adaptation):
         if q.get("published", True):
             world.residuals.append(r)
             world.blocks.append(b)
+            world.floors.append(floor)
     if checked == 0:
         fail(f"{path}: no query matches one of {folder}/report.json's (camera, name): not the "
              "same evaluate run")
@@ -179,8 +205,15 @@ def main():
                     help="only check that this script reproduces evaluate's numbers and print "
                          "the shipped floor's table (no fit)")
     args = ap.parse_args()
+    folders = [os.path.realpath(p) for p in args.fit + args.check]
+    if len(set(folders)) != len(folders):
+        ap.error("a folder is given twice (in --fit and --check, or twice in one): each run once")
     for p in [] if args.verify else args.fit:  # --verify fits nothing
-        test = sorted((scored_world(p) | {os.path.basename(os.path.normpath(p))}) & set(TEST_WORLDS))
+        scored = scored_world(p)
+        if not scored:
+            ap.error(f"--fit {p}: its report.json does not say which world it scored (`source`); "
+                     "run `dasgil-tools evaluate ... --out` again to fit on it")
+        test = sorted((scored | {os.path.basename(os.path.normpath(p))}) & set(TEST_WORLDS))
         if test:
             ap.error(f"--fit {p}: scores the test world {test[0]}, whose figures are reported, "
                      "never fitted on (docs/testing.md); give it with --check instead")
@@ -214,8 +247,9 @@ def main():
             chosen = (target, held)
             break
     if chosen is None:
-        fail("no coverage target up to 99.5% keeps every world left out of the fit at 95%: the "
-             "--fit worlds disagree too much to calibrate on")
+        fail(f"no coverage target up to 99.5% keeps every world left out of the fit at 95% with a "
+             f"floor of at most {GRID_DEG[-1]} degrees (the grid's end): the --fit worlds "
+             "disagree too much to calibrate on, or need a wider floor than the grid has")
     target, held = chosen
     floor = smallest_floor(fits, target)
     print(

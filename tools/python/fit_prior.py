@@ -255,12 +255,10 @@ def scored_world(folder):
         source.get("root") or ""))) if n}
 
 
-def parse(ap):
-    """The arguments, checked; the worlds' names (folder names) and their table marks."""
-    a = ap.parse_args()
-    if not 0.0 <= a.min_confidence <= 1.0:
-        ap.error(f"--min-confidence: expected 0 to 1, found {a.min_confidence}")
-    for p in [] if a.verify else a.fit:  # --verify fits nothing
+def check_folders(ap, a):
+    """Refuses (exit 2) a --fit folder that does not say which world it scored or that scored a
+    test world (--verify fits nothing, so it takes them), and a folder given twice."""
+    for p in [] if a.verify else a.fit:
         scored = scored_world(p)
         if not scored:
             ap.error(f"--fit {p}: its report.json does not say which world it scored (`source`); "
@@ -272,6 +270,14 @@ def parse(ap):
     folders = [os.path.realpath(p) for p in a.fit + a.check]
     if len(set(folders)) != len(folders):
         ap.error("a folder is given twice (in --fit and --check, or twice in one): each world once")
+
+
+def parse(ap):
+    """The arguments, checked; the worlds' names (folder names) and their table marks."""
+    a = ap.parse_args()
+    if not 0.0 <= a.min_confidence <= 1.0:
+        ap.error(f"--min-confidence: expected 0 to 1, found {a.min_confidence}")
+    check_folders(ap, a)
     name = lambda p: os.path.basename(os.path.normpath(p))
     return a, [name(p) for p in a.fit + a.check], {name(p): " (fit)" for p in a.fit}
 

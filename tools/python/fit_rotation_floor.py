@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from fit_prior import TEST_WORLDS, fail, json_lines, scored_world
+from fit_prior import check_folders, fail, json_lines
 
 CHI2_3_95 = 7.814727903251178
 # SIGMA_ROTATION in src/localize/prior.rs, in degrees.
@@ -205,18 +205,7 @@ def main():
                     help="only check that this script reproduces evaluate's numbers and print "
                          "the shipped floor's table (no fit)")
     args = ap.parse_args()
-    folders = [os.path.realpath(p) for p in args.fit + args.check]
-    if len(set(folders)) != len(folders):
-        ap.error("a folder is given twice (in --fit and --check, or twice in one): each run once")
-    for p in [] if args.verify else args.fit:  # --verify fits nothing
-        scored = scored_world(p)
-        if not scored:
-            ap.error(f"--fit {p}: its report.json does not say which world it scored (`source`); "
-                     "run `dasgil-tools evaluate ... --out` again to fit on it")
-        test = sorted((scored | {os.path.basename(os.path.normpath(p))}) & set(TEST_WORLDS))
-        if test:
-            ap.error(f"--fit {p}: scores the test world {test[0]}, whose figures are reported, "
-                     "never fitted on (docs/testing.md); give it with --check instead")
+    check_folders(ap, args)
     fit, check = {}, {}
     checked = sum(read_folder(folder, fit, args.adaptation) for folder in args.fit)
     checked += sum(read_folder(folder, check, args.adaptation) for folder in args.check)

@@ -983,21 +983,19 @@ fn evaluate_scores_a_model_and_both_baselines() {
             assert!(!v["candidates"].as_array().unwrap().is_empty(), "{l}");
             // The rotation residual (world-frame rotation vector, radians) is as long as the
             // rotation error report.json gives (degrees), and the block is symmetric.
-            let r: Vec<f64> = v["rotation_residual"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let numbers = |key: &str| -> Vec<f64> {
+                v[key]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{key}: {l}"))
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            };
+            let r = numbers("rotation_residual");
             let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt().to_degrees();
             let want = q["rotation_error"].as_f64().unwrap();
             assert!((norm - want).abs() < 1e-6, "{norm} {want}: {l}");
-            let b: Vec<f64> = v["rotation_block"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let b = numbers("rotation_block");
             assert_eq!(b.len(), 9, "{l}");
             assert!(
                 (b[1] - b[3]).abs() < 1e-15 && (b[2] - b[6]).abs() < 1e-15,

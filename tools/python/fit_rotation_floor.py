@@ -37,9 +37,8 @@ import os
 
 import numpy as np
 
-from fit_prior import check_folders, fail, json_lines
+from fit_prior import CHI2_3_95, check_folders, fail, json_lines
 
-CHI2_3_95 = 7.814727903251178
 # SIGMA_ROTATION in src/localize/prior.rs, in degrees.
 SHIPPED_DEG = 2.5
 GRID_DEG = [0.5 + 0.25 * i for i in range(31)]
@@ -99,9 +98,8 @@ class World:
         return np.einsum("ni,ni->n", self.r, x)
 
     def inside(self, floor_deg):
-        """Share (%) of the published priors inside their 95% rotation bound."""
-        if len(self.r) == 0:
-            return float("nan")
+        """Share (%) of the published priors inside their 95% rotation bound (main refuses a
+        world without one)."""
         return 100.0 * float(np.mean(self.m2(floor_deg) <= CHI2_3_95))
 
     def bound_deg(self, floor_deg):

@@ -35,6 +35,12 @@ fn localize_args<'a>(map: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// `localize --json --device cpu --map MAP --camera CAMERA IMAGE`: an image whose name does not
+/// say its camera (one made from a map image), searched among that camera's map images.
+fn localize_json_as(map: &Path, camera: &str, image: &Path) -> String {
+    ok(&localize_args(map, &["--camera", camera, path_str(image)]))
+}
+
 /// `localize --json --device cpu --map MAP IMAGES...`: one JSON line per image.
 fn localize_json<'a>(map: &'a Path, images: impl Iterator<Item = &'a Path>) -> String {
     let mut args = localize_args(map, &[]);
@@ -419,8 +425,7 @@ fn a_map_built_with_autocontrast_says_so_and_its_queries_follow_it() {
     // localize takes no --photometric: the query is encoded the way its map was built.
     let first = |map: &Path| -> (String, f64) {
         let l: serde_json::Value =
-            serde_json::from_str(localize_json(map, std::iter::once(dim.as_path())).trim())
-                .unwrap();
+            serde_json::from_str(localize_json_as(map, &db[4].camera, &dim).trim()).unwrap();
         let c0 = &l["candidates"][0];
         (
             c0["name"].as_str().unwrap().to_string(),
@@ -550,6 +555,49 @@ fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searche
     // Searching every camera's images, it gets c0's candidates.
     let l: serde_json::Value = serde_json::from_str(ok(&args(&["--shared"])).trim()).unwrap();
     assert_eq!(l["candidates"][0]["camera"], "c0", "{l}");
+    assert_eq!(l["camera"], serde_json::Value::Null, "{l}");
+    // A map of both cameras. An image whose name does not say its camera is refused, not
+    // searched against every camera's images unasked; --camera says which; a --camera that
+    // contradicts the name is refused.
+    let both = dir.join("both.map.safetensors");
+    ok(&f.build_map(&both, &[]));
+    let unnamed = dir.join(format!(
+        "front.{}",
+        c1.extension().unwrap().to_string_lossy()
+    ));
+    std::fs::copy(&c1, &unnamed).unwrap();
+    let on_both = |more: &[&str], image: &Path| -> (Option<i32>, serde_json::Value) {
+        let mut a = localize_args(&both, more);
+        a.push(path_str(image));
+        let out = tools(&a);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}")),
+        )
+    };
+    let (code, l) = on_both(&[], &unnamed);
+    assert_eq!((code, &l["status"]), (Some(1), &"rejected".into()), "{l}");
+    let why = l["reason"].as_str().unwrap();
+    assert!(
+        why.contains("does not say which camera took it") && why.contains("(c0, c1)"),
+        "{why}"
+    );
+    let (code, l) = on_both(&["--camera", "c1"], &unnamed);
+    assert_eq!((code, &l["status"]), (Some(0), &"localized".into()), "{l}");
+    assert_eq!(l["camera"], "c1", "{l}");
+    let cams = l["candidates"].as_array().unwrap();
+    assert!(cams.iter().all(|c| c["camera"] == "c1"), "{l}");
+    let (code, l) = on_both(&["--camera", "c0"], &c1);
+    assert_eq!((code, &l["status"]), (Some(1), &"rejected".into()), "{l}");
+    let why = l["reason"].as_str().unwrap();
+    assert!(
+        why.contains("its name says camera `c1` and --camera says `c0`"),
+        "{why}"
+    );
+    // Its own name's camera: searched there, and said.
+    let (code, l) = on_both(&[], &c1);
+    assert_eq!((code, &l["camera"]), (Some(0), &"c1".into()), "{l}");
     // evaluate --map with the slice's c0 and c1 queries: refused before any query is encoded
     // (no progress shown) or any warning about the others, nothing written.
     let out = dir.join("eval-c0-map");
@@ -713,7 +761,7 @@ fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
     turned.save(&query).unwrap();
     let best = |map: &Path| -> (String, f64) {
         let l: serde_json::Value =
-            serde_json::from_str(&localize_json(map, std::iter::once(query.as_path()))).unwrap();
+            serde_json::from_str(&localize_json_as(map, &db[5].camera, &query)).unwrap();
         let c0 = &l["candidates"][0];
         (
             c0["name"].as_str().unwrap().to_string(),
@@ -1174,6 +1222,50 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 &["--verify", "--fit", path_str(&seq)],
             );
             assert!(said.contains("verified"), "{said}");
+            // Evaluating again into a folder of an earlier run (both adaptations) with one of
+            // its maps: what this run does not write again (the other adaptation's candidates
+            // and map) is removed, so the folder holds one run; the map given stays.
+            let reused = dir.join("eval-reused");
+            std::fs::create_dir(&reused).unwrap();
+            for e in std::fs::read_dir(&out).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), reused.join(e.file_name())).unwrap();
+            }
+            assert!(reused.join("candidates-adabn.jsonl").exists());
+            std::fs::write(reused.join("notes.txt"), "mine").unwrap();
+            let log = tools(&f.args(
+                "evaluate",
+                &[
+                    "--out",
+                    path_str(&reused),
+                    "--device",
+                    "cpu",
+                    "--map",
+                    path_str(&reused.join("map-none.safetensors")),
+                ],
+            ));
+            let said = String::from_utf8_lossy(&log.stderr);
+            assert!(log.status.success(), "{said}");
+            assert!(
+                said.contains("removed what an earlier run wrote")
+                    && said.contains("candidates-adabn.jsonl")
+                    && said.contains("map-adabn.safetensors"),
+                "{said}"
+            );
+            for gone in ["candidates-adabn.jsonl", "map-adabn.safetensors"] {
+                assert!(
+                    !reused.join(gone).exists(),
+                    "{gone} left from the earlier run"
+                );
+            }
+            for kept in [
+                "map-none.safetensors",
+                "candidates-none.jsonl",
+                "report.json",
+                "notes.txt",
+            ] {
+                assert!(reused.join(kept).exists(), "{kept} removed");
+            }
         }
     }
 }
@@ -2122,6 +2214,8 @@ fn a_prior_at_a_bend_widens_its_yaw_and_turns_towards_the_better_neighbour() {
     let out = ok(&localize_args(
         &map,
         &[
+            "--camera",
+            "c0",
             "--checkpoint",
             path_str(&f.ckpt),
             "--top-k",

@@ -52,23 +52,92 @@ pub fn run(
         yaw_views,
         options,
     );
-    before.clean_up_after(out, result)
+    before.clean_up_after(out, result, &[])
 }
 
 /// What --out held before a run: a failed run removes what it added (the maps it built, a
-/// half-written report), and the folder itself when it made it; what was there stays.
+/// half-written report), and the folder itself when it made it; what was there stays. A run
+/// that succeeds removes what an earlier run into the same folder wrote under evaluate's own
+/// names and this run did not write again (candidates of an adaptation not run this time,
+/// a camera's trajectories, the plots of a run with ground truth after one without), so the
+/// folder never mixes two runs; an input (`--map`) stays.
 struct OutState {
     existed: bool,
     entries: std::collections::BTreeSet<std::path::PathBuf>,
+    /// evaluate's outputs already there: path, inode and modification time (a file this run
+    /// writes is replaced by a rename: another inode).
+    outputs: Vec<(std::path::PathBuf, Option<(u64, std::time::SystemTime)>)>,
+}
+
+/// Whether `name` is one of the files evaluate writes into --out.
+fn is_evaluate_output(name: &str) -> bool {
+    let between = |prefix: &str, suffix: &str| {
+        name.len() > prefix.len() + suffix.len()
+            && name.starts_with(prefix)
+            && name.ends_with(suffix)
+    };
+    matches!(
+        name,
+        "report.json"
+            | "report.md"
+            | "submission.txt"
+            | "recall_curves.png"
+            | "matches.png"
+            | "map-none.safetensors"
+            | "map-adabn.safetensors"
+    ) || between("candidates-", ".jsonl")
+        || between("priors-", ".tum")
+        || between("truth-", ".tum")
+}
+
+fn file_identity(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?))
 }
 
 impl OutState {
     fn of(out: &Path) -> Self {
+        let entries: std::collections::BTreeSet<std::path::PathBuf> = std::fs::read_dir(out)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let outputs = entries
+            .iter()
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(is_evaluate_output)
+            })
+            .map(|p| (p.clone(), file_identity(p)))
+            .collect();
         Self {
             existed: out.exists(),
-            entries: std::fs::read_dir(out)
-                .map(|d| d.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default(),
+            entries,
+            outputs,
+        }
+    }
+
+    /// After a run that succeeded: removes the earlier run's outputs this run did not write
+    /// again (`inputs` stay) and says which.
+    fn remove_stale(&self, inputs: &[&Path]) {
+        let inputs: Vec<std::path::PathBuf> = inputs
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        let mut removed = Vec::new();
+        for (path, before) in &self.outputs {
+            let rewritten = file_identity(path) != *before;
+            let input = path.canonicalize().is_ok_and(|c| inputs.contains(&c));
+            if !rewritten && !input && std::fs::remove_file(path).is_ok() {
+                removed.push(path.file_name().unwrap_or_default().to_string_lossy());
+            }
+        }
+        if !removed.is_empty() {
+            tracing::warn!(
+                "removed what an earlier run wrote into this folder and this one did not: {}",
+                removed.join(", ")
+            );
         }
     }
 
@@ -76,7 +145,11 @@ impl OutState {
         &self,
         out: &Path,
         result: Result<T, PipelineError>,
+        inputs: &[&Path],
     ) -> Result<T, PipelineError> {
+        if result.is_ok() {
+            self.remove_stale(inputs);
+        }
         if result.is_err() && out.is_dir() {
             if !self.existed {
                 let _ = std::fs::remove_dir_all(out);
@@ -192,7 +265,7 @@ pub fn run_on_map(
     let labels = offline::condition_labels(src);
     let result = offline::evaluate(&loc, src, &labels, per_camera, &name)
         .and_then(|(report, sub)| write_outputs(out, src, &loc.warnings, vec![report], Some(sub)));
-    before.clean_up_after(out, result)
+    before.clean_up_after(out, result, &[map])
 }
 
 /// `path` made absolute, its links resolved as far as it exists and `.`/`..` taken component

@@ -634,6 +634,7 @@ pub fn evaluate(
             "off_map": answer.off_map,
             "frame_confidence": answer.frame_confidence,
             "evidence": answer.evidence,
+            "mean_likelihood": answer.mean_likelihood,
             "beyond_end": answer.beyond_end,
             "timestamp_us": q.timestamp_us,
             "map_distance": loc.places.nearest_distance({

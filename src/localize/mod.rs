@@ -149,6 +149,8 @@ pub struct Answer {
     pub off_map: Option<f64>,
     /// With `filter: sequence`: [`sequence::Step::evidence`].
     pub evidence: Option<f64>,
+    /// With `filter: sequence`: [`sequence::Step::mean_likelihood`].
+    pub mean_likelihood: Option<f64>,
     /// With `filter: sequence`: [`sequence::Step::beyond_end`] (metres; 0 away from a map's
     /// end); None without the filter.
     pub beyond_end: Option<f64>,
@@ -171,6 +173,7 @@ struct Filtered {
     profile: Vec<sequence::BeliefAt>,
     off_map: f64,
     evidence: Option<f64>,
+    mean_likelihood: f64,
     beyond_end: f64,
 }
 
@@ -618,6 +621,7 @@ impl Localizer {
             profile: step.profile,
             off_map: step.off_map,
             evidence: step.evidence,
+            mean_likelihood: step.mean_likelihood,
             beyond_end: step.beyond_end,
         };
         self.answer(hits, query, Some(filtered))
@@ -635,9 +639,15 @@ impl Localizer {
             .as_ref()
             .map_or(prior.confidence, |f| f.frame_confidence);
         let mut belief_profile = Vec::new();
-        let (off_map, evidence, beyond_end) = filtered.as_ref().map_or((None, None, None), |f| {
-            (Some(f.off_map), f.evidence, Some(f.beyond_end))
-        });
+        let (off_map, evidence, mean_likelihood, beyond_end) =
+            filtered.as_ref().map_or((None, None, None, None), |f| {
+                (
+                    Some(f.off_map),
+                    f.evidence,
+                    Some(f.mean_likelihood),
+                    Some(f.beyond_end),
+                )
+            });
         if let Some(Filtered {
             spread: s, profile, ..
         }) = filtered
@@ -696,6 +706,7 @@ impl Localizer {
             belief_profile,
             off_map,
             evidence,
+            mean_likelihood,
             beyond_end,
             off_the_map: off_map_withheld(off_map, self.options.off_map_threshold),
         };

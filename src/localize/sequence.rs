@@ -363,6 +363,10 @@ pub struct Step {
     /// belief times the frame's likelihood (1 at the best match); None when the belief had
     /// nothing to predict from (the first frame, or after a reset).
     pub evidence: Option<f64>,
+    /// How well an arbitrary place explains this frame: its likelihood averaged over all
+    /// places (1 at the best match; the places without a row among the hits at the last
+    /// hit's).
+    pub mean_likelihood: f64,
     /// How far (metres) the truth may lie from the published place beyond the end of a road on
     /// the map: the distance driven since the published place reached the end plus the
     /// published place's distance back from it (0 away from an end, and at an end before the
@@ -709,6 +713,7 @@ impl SequenceFilter {
         }
         // The normalizer is the evidence: the predicted (normalized) belief times the
         // likelihoods, summed.
+        let mean_likelihood = lik.iter().sum::<f64>() / lik.len().max(1) as f64;
         let total = normalize(&mut self.belief);
         // On the map or off it: how well the motion's prediction explains the frame against
         // how well "off the map" does. A uniform belief predicts nothing: not a test.
@@ -849,6 +854,7 @@ impl SequenceFilter {
             relocalized,
             off_map: self.off,
             evidence,
+            mean_likelihood,
             beyond_end,
         })
     }
@@ -1393,6 +1399,15 @@ mod tests {
         assert_eq!(s.place, 0);
         let (e, e_far) = ((-1.0f64).exp(), (-0.01f64).exp());
         let total = 2.0 + e_far + e;
+        // The mean likelihood over the 30 places: 1, 1, e^-0.01, e^-1 and the last hit's e^-19
+        // for the other 26 (place last - 1's own hit is that last hit).
+        let mean = (total + 26.0 * (-19.0f64).exp()) / 30.0;
+        // (1e-8: the distances are f32, 1.01 among them.)
+        assert!(
+            (s.mean_likelihood - mean).abs() < 1e-8,
+            "{} {mean}",
+            s.mean_likelihood
+        );
         // Ground distances along y only (x is up): 0, 5, 100, 145 m; heights 0, 0.5, 10, 14.5.
         let want = [
             (0.0, 0.0, 1.0),

@@ -171,8 +171,20 @@ pub enum ConfigError {
     },
 }
 
+/// The 1-based line of a top-level `field:` in a YAML config's text (where an error about
+/// the field points), if the file sets it.
+pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
 impl TrainConfig {
-    /// Reads and checks a YAML config file.
+    /// Reads a YAML config file (its syntax and field names; the values are checked by
+    /// [`Self::validate`] once flags have had their say).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -332,6 +344,14 @@ mod tests {
     fn shipped() -> TrainConfig {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/train.yaml");
         TrainConfig::read(&path).unwrap()
+    }
+
+    #[test]
+    fn a_fields_line_is_that_of_its_top_level_key() {
+        let text = "# batch: 2 in a comment\nbatch_norm: 1\ntriplet:\n  - batch: 3\nbatch : 4\n";
+        assert_eq!(line_of_field(text, "batch"), Some(5));
+        assert_eq!(line_of_field(text, "triplet"), Some(3));
+        assert_eq!(line_of_field(text, "epochs"), None);
     }
 
     #[test]

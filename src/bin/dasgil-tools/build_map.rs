@@ -74,6 +74,10 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
              uses no network: drop --adapt (or use --baseline untrained)"
         );
     }
+    // Before a synthetic sequence is rendered: the map may not replace the file naming it.
+    if let (Some(out), Some(sequences)) = (&a.out, &a.source.sequences) {
+        dasgil::atomic::refuse_overwriting_inputs(("--out", out), &[("--sequences", sequences)])?;
+    }
     let src = match a.bag.options() {
         Some(o) => open_bag(&o?)?,
         None => a.source.open()?,

@@ -9,11 +9,17 @@ use dasgil::model::checkpoint;
 
 #[derive(clap::Args)]
 pub(crate) struct EmbedArgs {
+    /// A generator checkpoint (.safetensors from `train` or `import-checkpoint`).
     #[arg(long)]
     pub(crate) checkpoint: PathBuf,
+    /// The image (PNG or JPEG), resized (bicubic) to the checkpoint's input size as build-map
+    /// resizes map images.
     #[arg(long)]
     pub(crate) image: PathBuf,
-    /// Output safetensors file.
+    /// Output safetensors file (its folder must exist): float32 tensors, each [1, C, H, W] at
+    /// the network's input size: encoder features e1..e8, the depth outputs depth_0..depth_3
+    /// (coarse to full size, metres as trained: Virtual KITTI 2 depth / 100) and the
+    /// segmentation logits seg (15 classes).
     #[arg(long)]
     pub(crate) output: PathBuf,
     /// cpu, cuda, cuda:N or auto (CUDA when available).
@@ -32,6 +38,24 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
         ("--output", &output),
         &[("--checkpoint", &ckpt), ("--image", &image)],
     )?;
+    // A missing folder is a typo more often than a wish: refused (as build-map's --out),
+    // before the network runs, not created wherever the path points.
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "--output {}: cannot write into {}: the folder does not exist (create it, or \
+                 choose another --output)",
+                output.display(),
+                dir.display()
+            );
+        }
+    }
+    if output.is_dir() {
+        anyhow::bail!(
+            "--output {}: is a folder; expected a file path such as image.embedding.safetensors",
+            output.display()
+        );
+    }
     let loaded = checkpoint::load_generator(&ckpt, device, None)?;
     let cfg = loaded.meta.config;
     let img = preprocess::load_rgb(&image)?;
@@ -57,12 +81,12 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     dasgil::tensor_io::write(&output, &named, &Default::default())
         .with_context(|| format!("writing the embedding of {}", image.display()))?;
     println!(
-        "embedded {} ({}x{} -> {}x{}) with {}: {} tensors -> {}",
+        "embedded {} ({}x{} -> {}x{}, height x width) with {}: {} tensors -> {}",
         image.display(),
-        img.width(),
         img.height(),
-        cfg.input_width,
+        img.width(),
         cfg.input_height,
+        cfg.input_width,
         ckpt.display(),
         named.len(),
         output.display()

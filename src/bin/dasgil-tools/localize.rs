@@ -26,7 +26,8 @@ pub(crate) struct LocalizeArgs {
     /// Search every camera's entries (default: only the query's camera, as the reference).
     #[arg(long)]
     shared: bool,
-    /// Camera of the images when their names do not say (CMU names do).
+    /// Camera of the images when their names do not say (CMU names do; one that says another
+    /// camera is refused). Needed on a map of several cameras, unless --shared.
     #[arg(long)]
     camera: Option<String>,
     /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).
@@ -190,6 +191,9 @@ pub(crate) struct Localized {
     pub(crate) status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
+    /// The camera whose map images were searched (the image's, from its name or --camera);
+    /// null with --shared (every camera's) or when the image was rejected before a search.
+    pub(crate) camera: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) candidates: Vec<Candidate>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -243,35 +247,63 @@ pub(crate) fn localize(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let named = opts
-                .camera
-                .clone()
-                .or_else(|| ImageName::parse(&name).map(|n| n.camera));
+            let said = ImageName::parse(&name).map(|n| n.camera);
+            let reject = |reason: String| Localized {
+                image: path.display().to_string(),
+                status: "rejected",
+                reason: Some(reason),
+                camera: None,
+                candidates: Vec::new(),
+                prior: None,
+            };
+            let mut have: Vec<&String> = loc.index.by_camera.keys().collect();
+            have.sort();
+            let have = have
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            // --camera is for images whose names do not say; a name that says another camera
+            // is a mistake in one of the two, not a choice. And per camera (the default), a map
+            // of several cameras needs to know the image's: searching them all unasked would
+            // answer another question than the one asked. Either is said after the image is
+            // read: a file that cannot be is said so first.
+            let mut problem = None;
+            if let (Some(given), Some(s)) = (&opts.camera, &said) {
+                if given != s {
+                    problem = Some(format!(
+                        "its name says camera `{s}` and --camera says `{given}`; drop --camera \
+                         (names that say their camera need none) or rename the file"
+                    ));
+                }
+            }
+            let named = opts.camera.clone().or(said);
+            if named.is_none() && !opts.shared && loc.index.by_camera.len() > 1 {
+                problem = Some(format!(
+                    "its name does not say which camera took it (Extended CMU-Seasons names \
+                     such as img_00001_c0_1303398475046031us.jpg do) and the map has images of \
+                     several cameras ({have}): give --camera to say which, or --shared to \
+                     search every camera's images"
+                ));
+            }
             // Per camera (the default), the image's camera must be one the map has, as
             // `evaluate` and the node require (a --camera the map lacks was refused before).
             if let Some(c) = named
                 .as_ref()
                 .filter(|c| !opts.shared && !loc.index.by_camera.contains_key(*c))
             {
-                let mut have: Vec<&String> = loc.index.by_camera.keys().collect();
-                have.sort();
-                return Localized {
-                    image: path.display().to_string(),
-                    status: "rejected",
-                    reason: Some(format!(
-                        "its name says camera `{c}`, which the map does not have (cameras: {}); \
-                         give --camera to say which camera took it, or --shared to search every \
-                         camera's images",
-                        have.iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    candidates: Vec::new(),
-                    prior: None,
-                };
+                return reject(format!(
+                    "its name says camera `{c}`, which the map does not have (cameras: {have}); \
+                     give --camera to say which camera took it, or --shared to search every \
+                     camera's images"
+                ));
             }
-            let camera = named.filter(|_| !opts.shared);
+            // A map of one camera: that camera's images are every image searched.
+            let camera = named.filter(|_| !opts.shared).or_else(|| {
+                (!opts.shared && loc.index.by_camera.len() == 1)
+                    .then(|| loc.index.by_camera.keys().next().cloned())
+                    .flatten()
+            });
             let outcome = loc.localize(
                 &Frame::File(path),
                 &Query {
@@ -280,6 +312,11 @@ pub(crate) fn localize(
                     base_from_cam: None,
                 },
             );
+            if let Some(why) = problem {
+                if !matches!(outcome, Outcome::Rejected(_)) {
+                    return reject(why);
+                }
+            }
             let (status, reason) = match &outcome {
                 Outcome::Prior(_) => ("localized", None),
                 Outcome::Ambiguous(a) => (
@@ -297,6 +334,7 @@ pub(crate) fn localize(
                 image: path.display().to_string(),
                 status,
                 reason,
+                camera: camera.clone(),
                 candidates: answer
                     .map(|a| {
                         a.hits

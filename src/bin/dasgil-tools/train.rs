@@ -261,6 +261,40 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
             );
         }
     }
+    // Checked here, before anything is made, against where the values came from: the
+    // --config file and the line of the field there (the flags are checked when parsed), or
+    // the resumed run's recorded config.yaml, or the built-in config/train.yaml.
+    let origin = match (&a.config, &a.resume) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(dir)) => dir.join("config.yaml").display().to_string(),
+        (None, None) => "the built-in config/train.yaml and the flags".to_string(),
+    };
+    if let Err(e) = cfg.validate(&origin) {
+        if let (train::config::ConfigError::Field { field, .. }, Some(p)) = (&e, &a.config) {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            if let Some(line) = field
+                .split('/')
+                .find_map(|f| train::config::line_of_field(&text, f))
+            {
+                if let train::config::ConfigError::Field {
+                    field,
+                    expected,
+                    found,
+                    ..
+                } = e
+                {
+                    return Err(train::config::ConfigError::Field {
+                        origin: format!("{}:{line}", p.display()),
+                        field,
+                        expected,
+                        found,
+                    }
+                    .into());
+                }
+            }
+        }
+        return Err(e.into());
+    }
     if cfg.epochs > 100_000 {
         anyhow::bail!("--epochs: expected 1 to 100000, found {}", cfg.epochs);
     }

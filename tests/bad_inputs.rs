@@ -447,6 +447,17 @@ fn make_fixtures(d: &Path) {
         cfg.replace("lr_generator: 0.002", "lr_generator: -0.1"),
     )
     .unwrap();
+    std::fs::write(
+        d.join("train-fd.yaml"),
+        cfg.replace("discriminator: CD", "discriminator: FD"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("train-fd-batch1.yaml"),
+        cfg.replace("discriminator: CD", "discriminator: FD")
+            .replace("batch: 8", "batch: 1"),
+    )
+    .unwrap();
     for run in ["run", "run-corrupt"] {
         ok(&[
             "train",

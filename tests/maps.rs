@@ -556,6 +556,11 @@ fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searche
     let l: serde_json::Value = serde_json::from_str(ok(&args(&["--shared"])).trim()).unwrap();
     assert_eq!(l["candidates"][0]["camera"], "c0", "{l}");
     assert_eq!(l["camera"], serde_json::Value::Null, "{l}");
+    // --camera says which of the map's cameras took an image whose name says another (a rig
+    // named otherwise): searched there.
+    let l: serde_json::Value = serde_json::from_str(ok(&args(&["--camera", "c0"])).trim()).unwrap();
+    assert_eq!(l["camera"], "c0", "{l}");
+    assert_eq!(l["candidates"][0]["camera"], "c0", "{l}");
     // A map of both cameras. An image whose name does not say its camera is refused, not
     // searched against every camera's images unasked; --camera says which; a --camera that
     // contradicts the name is refused.
@@ -590,6 +595,8 @@ fn an_image_of_a_camera_the_map_lacks_is_rejected_unless_every_camera_is_searche
     assert!(cams.iter().all(|c| c["camera"] == "c1"), "{l}");
     let (code, l) = on_both(&["--camera", "c0"], &c1);
     assert_eq!((code, &l["status"]), (Some(1), &"rejected".into()), "{l}");
+    assert_eq!(l["camera"], serde_json::Value::Null, "{l}");
+    assert!(l["candidates"].is_null(), "not searched: {l}");
     let why = l["reason"].as_str().unwrap();
     assert!(
         why.contains("its name says camera `c1` and --camera says `c0`"),

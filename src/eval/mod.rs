@@ -60,7 +60,8 @@ pub fn run(
 /// that succeeds removes what an earlier run into the same folder wrote under evaluate's own
 /// names and this run did not write again (candidates of an adaptation not run this time,
 /// a camera's trajectories, the plots of a run with ground truth after one without), so the
-/// folder never mixes two runs; an input (`--map`) stays.
+/// folder of a run that succeeded holds that run only; an input (`--map`) stays. (A run that
+/// fails removes what it added and leaves the earlier run's files.)
 struct OutState {
     existed: bool,
     entries: std::collections::BTreeSet<std::path::PathBuf>,
@@ -129,8 +130,15 @@ impl OutState {
         for (path, before) in &self.outputs {
             let rewritten = file_identity(path) != *before;
             let input = path.canonicalize().is_ok_and(|c| inputs.contains(&c));
-            if !rewritten && !input && std::fs::remove_file(path).is_ok() {
-                removed.push(path.file_name().unwrap_or_default().to_string_lossy());
+            if !rewritten && !input {
+                match std::fs::remove_file(path) {
+                    Ok(()) => removed.push(path.file_name().unwrap_or_default().to_string_lossy()),
+                    Err(e) => tracing::warn!(
+                        "{}: an earlier run's output this run did not write again could not be \
+                         removed ({e}); it is not this run's",
+                        path.display()
+                    ),
+                }
             }
         }
         if !removed.is_empty() {

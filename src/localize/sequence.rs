@@ -711,9 +711,9 @@ impl SequenceFilter {
         for (b, l) in self.belief.iter_mut().zip(&lik) {
             *b *= l;
         }
+        let mean_likelihood = lik.iter().sum::<f64>() / lik.len().max(1) as f64;
         // The normalizer is the evidence: the predicted (normalized) belief times the
         // likelihoods, summed.
-        let mean_likelihood = lik.iter().sum::<f64>() / lik.len().max(1) as f64;
         let total = normalize(&mut self.belief);
         // On the map or off it: how well the motion's prediction explains the frame against
         // how well "off the map" does. A uniform belief predicts nothing: not a test.

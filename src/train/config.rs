@@ -306,6 +306,20 @@ impl TrainConfig {
                 "true with augment: false".into(),
             ));
         }
+        if self.adversarial && self.discriminator == DiscriminatorKind::Flatten && self.batch < 2 {
+            return Err(err(
+                "batch",
+                "at least 2 with the FD discriminator (its BatchNorm1d needs two samples)",
+                self.batch.to_string(),
+            ));
+        }
+        if self.kitti.is_none() {
+            return Err(err(
+                "kitti",
+                "a folder of real-domain (KITTI) images (--kitti DIR)",
+                "none".into(),
+            ));
+        }
         if self.checkpoint_every == 0 {
             return Err(err("checkpoint_every", "at least 1", "0".into()));
         }
@@ -375,6 +389,9 @@ mod tests {
         // It needs only the data roots to be valid.
         let mut c = c;
         c.vkitti = vec!["/data/vkitti2".into()];
+        let e = c.validate("config/train.yaml").unwrap_err().to_string();
+        assert!(e.contains("field `kitti`"), "{e}");
+        c.kitti = Some("/data/kitti".into());
         c.validate("config/train.yaml").unwrap();
         assert_eq!(c.lr_at(2e-3, 49), 2e-3);
         assert_eq!(c.lr_at(2e-3, 50), 1e-3);

@@ -555,18 +555,9 @@ pub fn run(
 ) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let origin = out.join("config.yaml").display().to_string();
+    // (dasgil-tools train checks it first, naming the --config file's line.)
     cfg.validate(&origin)?;
     fix_threads(&mut cfg);
-    if cfg.adversarial && cfg.discriminator == DiscriminatorKind::Flatten && cfg.batch < 2 {
-        return Err(config::ConfigError::Field {
-            origin,
-            field: "batch",
-            expected: "at least 2 with the FD discriminator (its BatchNorm1d needs two samples)"
-                .into(),
-            found: cfg.batch.to_string(),
-        }
-        .into());
-    }
     check_memory(&cfg)?;
     let roots: Vec<Vkitti2Roots> = cfg
         .vkitti

@@ -16,10 +16,10 @@ pub(crate) struct EmbedArgs {
     /// resizes map images.
     #[arg(long)]
     pub(crate) image: PathBuf,
-    /// Output safetensors file (its folder must exist): float32 tensors, each [1, C, H, W] at
-    /// the network's input size: encoder features e1..e8, the depth outputs depth_0..depth_3
-    /// (coarse to full size, metres as trained: Virtual KITTI 2 depth / 100) and the
-    /// segmentation logits seg (15 classes).
+    /// Output safetensors file (its folder must exist): float32 tensors [1, C, H, W], each at
+    /// its own resolution for an input of the network's size: encoder features e1..e8 (e8 the
+    /// coarsest), the depth outputs depth_0..depth_3 (coarse to full size, metres as trained:
+    /// Virtual KITTI 2 depth / 100) and the segmentation logits seg (15 classes, full size).
     #[arg(long)]
     pub(crate) output: PathBuf,
     /// cpu, cuda, cuda:N or auto (CUDA when available).
@@ -50,7 +50,7 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
             );
         }
     }
-    if output.is_dir() {
+    if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
         anyhow::bail!(
             "--output {}: is a folder; expected a file path such as image.embedding.safetensors",
             output.display()

@@ -27,8 +27,8 @@ pub(crate) struct LocalizeArgs {
     #[arg(long)]
     shared: bool,
     /// Camera of the images when their names do not say (CMU names do; one that says another
-    /// camera is refused). Needed on a map of several cameras, unless --shared.
-    #[arg(long)]
+    /// camera the map has is refused). Needed on a map of several cameras, unless --shared.
+    #[arg(long, conflicts_with = "shared")]
     camera: Option<String>,
     /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).
     #[arg(long, requires = "radius", allow_hyphen_values = true, value_parser = parse_point)]
@@ -191,8 +191,8 @@ pub(crate) struct Localized {
     pub(crate) status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
-    /// The camera whose map images were searched (the image's, from its name or --camera);
-    /// null with --shared (every camera's) or when the image was rejected before a search.
+    /// The camera whose map images were searched (the image's, from its name or --camera, or
+    /// the map's one camera); null with --shared (every camera's) or for a rejected image.
     pub(crate) camera: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) candidates: Vec<Candidate>,
@@ -263,14 +263,15 @@ pub(crate) fn localize(
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            // --camera is for images whose names do not say; a name that says another camera
-            // is a mistake in one of the two, not a choice. And per camera (the default), a map
-            // of several cameras needs to know the image's: searching them all unasked would
-            // answer another question than the one asked. Either is said after the image is
-            // read: a file that cannot be is said so first.
+            // --camera is for images whose names do not say, or say a camera the map lacks
+            // (another rig's names): then it says which of the map's cameras took the image. A
+            // --camera that contradicts a name whose camera the map has is a mistake in one of
+            // the two. And per camera (the default), a map of several cameras needs to know the
+            // image's: searching them all unasked would answer another question than the one
+            // asked.
             let mut problem = None;
             if let (Some(given), Some(s)) = (&opts.camera, &said) {
-                if given != s {
+                if given != s && loc.index.by_camera.contains_key(s) {
                     problem = Some(format!(
                         "its name says camera `{s}` and --camera says `{given}`; drop --camera \
                          (names that say their camera need none) or rename the file"
@@ -286,6 +287,15 @@ pub(crate) fn localize(
                      search every camera's images"
                 ));
             }
+            // Either is said once the file is read (a file that cannot be is said so first, by
+            // the localization below), without encoding it.
+            if let Some(why) = problem {
+                if dasgil::localize::decode_frame(&Frame::File(path), map.meta.image_decoding())
+                    .is_ok()
+                {
+                    return reject(why);
+                }
+            }
             // Per camera (the default), the image's camera must be one the map has, as
             // `evaluate` and the node require (a --camera the map lacks was refused before).
             if let Some(c) = named
@@ -294,8 +304,8 @@ pub(crate) fn localize(
             {
                 return reject(format!(
                     "its name says camera `{c}`, which the map does not have (cameras: {have}); \
-                     give --camera to say which camera took it, or --shared to search every \
-                     camera's images"
+                     give --camera to say which of the map's cameras took it, or --shared to \
+                     search every camera's images"
                 ));
             }
             // A map of one camera: that camera's images are every image searched.
@@ -312,11 +322,8 @@ pub(crate) fn localize(
                     base_from_cam: None,
                 },
             );
-            if let Some(why) = problem {
-                if !matches!(outcome, Outcome::Rejected(_)) {
-                    return reject(why);
-                }
-            }
+            // The camera searched: none for an image rejected before a search.
+            let searched = camera.filter(|_| !matches!(outcome, Outcome::Rejected(_)));
             let (status, reason) = match &outcome {
                 Outcome::Prior(_) => ("localized", None),
                 Outcome::Ambiguous(a) => (
@@ -334,7 +341,7 @@ pub(crate) fn localize(
                 image: path.display().to_string(),
                 status,
                 reason,
-                camera: camera.clone(),
+                camera: searched,
                 candidates: answer
                     .map(|a| {
                         a.hits

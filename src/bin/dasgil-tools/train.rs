@@ -63,16 +63,18 @@ pub(crate) struct TrainArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, value_parser = dasgil::toolchain::device_syntax)]
     device: Option<String>,
-    /// Checkpoint every N steps (and at every epoch's end).
-    #[arg(long)]
+    /// Checkpoint every N steps (at least 1; and at every epoch's end).
+    #[arg(long, value_parser = parse_at_least_one, allow_negative_numbers = true)]
     checkpoint_every: Option<u64>,
+    /// Seed of the initialisation, the batches and their augmentation (default: the
+    /// configuration's); the same seed gives the same run, byte for byte.
     #[arg(long)]
     seed: Option<u64>,
     /// libtorch CPU threads (default: one per core). Recorded in the run; a resume keeps the
     /// run's count unless given (a resume with another count is not bit-identical to an
     /// unbroken run).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    threads: Option<u64>,
     /// Start a new run from these generator weights instead of the reference initialisation
     /// (fine-tuning): a run's generator.safetensors, a shipped model (maps/models/) or an
     /// imported authors' checkpoint, of the same network (every tensor's name and shape must
@@ -222,7 +224,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
         cfg.seed = v;
     }
     if let Some(v) = a.threads {
-        cfg.threads = v;
+        cfg.threads = v as usize;
     }
     if a.init_generator.is_some() {
         cfg.init_generator = a.init_generator.clone();
@@ -270,27 +272,33 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
         (None, None) => "the built-in config/train.yaml and the flags".to_string(),
     };
     if let Err(e) = cfg.validate(&origin) {
-        if let (train::config::ConfigError::Field { field, .. }, Some(p)) = (&e, &a.config) {
+        // The line of the field in the --config file, when the value found is the one written
+        // there (not one a flag gave); a nested field (triplet.margin) points at its section.
+        if let (
+            train::config::ConfigError::Field {
+                field,
+                expected,
+                found,
+                ..
+            },
+            Some(p),
+        ) = (&e, &a.config)
+        {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            if let Some(line) = field
-                .split('/')
-                .find_map(|f| train::config::line_of_field(&text, f))
-            {
-                if let train::config::ConfigError::Field {
+            let line = field.split(['/', '.']).find_map(|f| {
+                let n = train::config::line_of_field(&text, f)?;
+                let written = text.lines().nth(n - 1)?.split_once(':')?.1;
+                let written = written.split(" #").next().unwrap_or("").trim();
+                (field.contains('.') || written == found).then_some(n)
+            });
+            if let Some(line) = line {
+                return Err(train::config::ConfigError::Field {
+                    origin: format!("{}:{line}", p.display()),
                     field,
-                    expected,
-                    found,
-                    ..
-                } = e
-                {
-                    return Err(train::config::ConfigError::Field {
-                        origin: format!("{}:{line}", p.display()),
-                        field,
-                        expected,
-                        found,
-                    }
-                    .into());
+                    expected: expected.clone(),
+                    found: found.clone(),
                 }
+                .into());
             }
         }
         return Err(e.into());

@@ -437,6 +437,21 @@ fn make_fixtures(d: &Path) {
         "# mine\nmine:\n  format: cmu\n  root: cmu\n  slice: 2\ntheirs:\n  format: png\n  root: cmu\n",
     )
     .unwrap();
+    for (file, field) in [
+        ("sequences-bad-condition.yaml", "conditions: [snow, snw]"),
+        (
+            "sequences-bad-style.yaml",
+            "conditions: [snow]\n    style: training",
+        ),
+    ] {
+        std::fs::write(
+            d.join(file),
+            format!(
+                "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    {field}\n    width: 64\n    height: 48\n"
+            ),
+        )
+        .unwrap();
+    }
     std::fs::write(
         d.join("sequences-bad-lens.yaml"),
         "# mine\nmine:\n  format: cmu\n  root: cmu-lens\n  slice: 2\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n    lens: fisheye\n",

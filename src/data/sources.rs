@@ -20,11 +20,16 @@ pub struct Generate {
     pub seed: u64,
     pub places: usize,
     pub spacing: f64,
+    #[serde(deserialize_with = "known_conditions")]
     pub conditions: Vec<String>,
     pub width: u32,
     pub height: u32,
     /// A reserved style (`synth cmu --style`), for validation worlds, or the test style.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_style"
+    )]
     pub style: Option<String>,
     /// `synth cmu --query-lateral` (metres, -5 to 5; 0: none).
     #[serde(
@@ -43,6 +48,33 @@ pub struct Generate {
     /// `synth cmu --lens` (pinhole or cmu; default pinhole).
     #[serde(default, skip_serializing_if = "crate::synth::cmu::Lens::is_pinhole")]
     pub lens: crate::synth::cmu::Lens,
+}
+
+/// `generate: conditions:` refused there (with its line) when one is not a condition `synth
+/// cmu --conditions` knows: before anything is rendered.
+fn known_conditions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use crate::synth::condition::Condition;
+    let v = Vec::<String>::deserialize(d)?;
+    match v.iter().find(|c| Condition::season(c).is_none()) {
+        None => Ok(v),
+        Some(c) => Err(serde::de::Error::custom(format!(
+            "field `conditions`: expected conditions among {}, found `{c}`",
+            Condition::SEASONS.join(", ")
+        ))),
+    }
+}
+
+/// `generate: style:` refused there (with its line) when it is not a reserved style.
+fn known_style<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use crate::synth::style::{Style, NAMED};
+    let v = Option::<String>::deserialize(d)?;
+    match &v {
+        Some(name) if Style::reserved(name).is_none() => Err(serde::de::Error::custom(format!(
+            "field `style`: expected one of {}, found `{name}`",
+            NAMED.join(", ")
+        ))),
+        _ => Ok(v),
+    }
 }
 
 fn is_zero(v: &f64) -> bool {

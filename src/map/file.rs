@@ -443,6 +443,13 @@ impl AlignedBytes {
             .map_err(|_| fmt(format!("{len} bytes: too short for a map")))?;
         let n = u64::from_le_bytes(head);
         if n > 100 << 20 || 8 + n > len {
+            // An image given for a map (the commonest mix-up) is named as one.
+            if let Ok(f) = image::guess_format(&head) {
+                return Err(fmt(format!(
+                    "a {} image ({len} bytes), not a map",
+                    format!("{f:?}").to_uppercase()
+                )));
+            }
             return Err(fmt(format!(
                 "header length {n} does not fit the file's {len} bytes (is this a map?)"
             )));

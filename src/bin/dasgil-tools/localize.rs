@@ -240,6 +240,14 @@ pub(crate) fn localize(
     opts: &LocalizeOptions,
 ) -> Vec<Localized> {
     let map = &loc.map;
+    // The map's cameras, for the reasons below (a BTreeMap: in order).
+    let have = loc
+        .index
+        .by_camera
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     images
         .iter()
         .map(|path| {
@@ -256,13 +264,6 @@ pub(crate) fn localize(
                 candidates: Vec::new(),
                 prior: None,
             };
-            let mut have: Vec<&String> = loc.index.by_camera.keys().collect();
-            have.sort();
-            let have = have
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
             // --camera is for images whose names do not say, or say a camera the map lacks
             // (another rig's names): then it says which of the map's cameras took the image. A
             // --camera that contradicts a name whose camera the map has is a mistake in one of

@@ -158,8 +158,12 @@ fn make_fixtures(d: &Path) {
     let bytes = std::fs::read(&gen).unwrap();
     std::fs::write(d.join("trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
 
-    image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([x as u8 * 4, y as u8 * 8, 90]))
+    // At least 1/8 of the authors' 1024x256 input in each direction (preprocess::MAX_UPSCALE).
+    image::RgbImage::from_fn(128, 64, |x, y| image::Rgb([x as u8 * 2, y as u8 * 4, 90]))
         .save(d.join("img.png"))
+        .unwrap();
+    image::RgbImage::from_fn(17, 5, |x, y| image::Rgb([x as u8 * 15, y as u8 * 50, 90]))
+        .save(d.join("tiny.png"))
         .unwrap();
     std::os::unix::fs::symlink(d.join("img.png"), d.join("img-symlink.png")).unwrap();
     std::fs::write(d.join("notimage.png"), b"not a picture").unwrap();
@@ -222,10 +226,11 @@ fn make_fixtures(d: &Path) {
         &p("cmu"),
         "--places",
         "2",
+        // gen.safetensors (the authors' 1024x256 input) encodes 128x32 and more.
         "--width",
-        "64",
+        "128",
         "--height",
-        "48",
+        "64",
         "--conditions",
         "snow",
     ]);

@@ -47,11 +47,13 @@ fn malformed(i: usize) -> Image {
         step: w * 3,
         data: vec![7; (w * h * 3) as usize],
     };
-    match i % 5 {
+    match i % 6 {
         0 => m.data.truncate(m.data.len() - 7),
         1 => m.encoding = "yuv422_weird".into(),
         2 => (m.width, m.height, m.step, m.data) = (0, 0, 0, Vec::new()),
         3 => m.step = 10,
+        // Well formed, but too small to match (preprocess::MAX_UPSCALE).
+        4 => (m.width, m.height, m.step, m.data) = (17, 5, 51, vec![7; 255]),
         _ => (m.width, m.height) = (100_000, 100_000),
     }
     m
@@ -883,6 +885,20 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         e.contains("parameter `top_k`: expected 1 to 1000, found 0"),
         "{e}"
     );
+    // A misspelt name in a params file: warned once, with the file and the likely name.
+    let typo = p(
+        "typo.yaml",
+        "dasgil_localizer:\n  ros__parameters:\n    map: /nonexistent.safetensors\n    min_confidance: 0.2\n",
+    );
+    let e = node_error(&["--ros-args", "--params-file", &typo]);
+    assert!(
+        e.contains(&format!(
+            "--params-file {typo}: unknown parameter `min_confidance` (did you mean \
+             `min_confidence`?); it is ignored"
+        )),
+        "{e}"
+    );
+    assert_eq!(e.matches("min_confidance").count(), 1, "warned once: {e}");
     let e = node_error(&[
         "--ros-args",
         "-p",
@@ -923,7 +939,15 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         "topk:=3",
     ]);
     assert!(!e.contains("parameter `diagnostics_period`"), "{e}");
-    assert!(e.contains("unknown parameter `topk`"), "{e}");
+    assert!(
+        e.contains("unknown parameter `topk` (did you mean `top_k`?); it is ignored"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("unknown parameter").count(),
+        1,
+        "warned once: {e}"
+    );
     assert!(
         e.contains("parameter `map` = /nonexistent.safetensors"),
         "{e}"

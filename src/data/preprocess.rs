@@ -22,8 +22,59 @@ pub enum PreprocessError {
         width: u32,
         height: u32,
     },
+    #[error(
+        "image is {width}x{height} pixels, too small to match: the network sees {input_width}x\
+         {input_height} and enlarges an image at most {MAX_UPSCALE} times in each direction, so \
+         an image needs at least {}x{} (a thumbnail, a region of interest or a test frame is \
+         not a camera image)",
+        min_side(*input_width, MAX_UPSCALE),
+        min_side(*input_height, MAX_UPSCALE)
+    )]
+    TooSmall {
+        width: u32,
+        height: u32,
+        input_width: u32,
+        input_height: u32,
+    },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+/// The most an image is enlarged, in either direction, to the network's input size: a
+/// smaller image holds too little of the scene to match (a 17x5 frame stretched to 512x256 is
+/// a few blurred colours, which match some map image at a confidence that says nothing), so
+/// it is refused with [`PreprocessError::TooSmall`] rather than encoded.
+pub const MAX_UPSCALE: u32 = 8;
+
+fn min_side(input: u32, upscale: u32) -> u32 {
+    input.div_ceil(upscale)
+}
+
+/// Refuses an image of `width` x `height` pixels that is empty, or that reaches an input of
+/// `input_width` x `input_height` only by enlarging it more than [`MAX_UPSCALE`] times in a
+/// direction.
+pub fn check_size(
+    width: u32,
+    height: u32,
+    input_width: u32,
+    input_height: u32,
+) -> Result<(), PreprocessError> {
+    if width == 0 || height == 0 {
+        return Err(PreprocessError::Empty {
+            what: "given for preprocessing".into(),
+            width,
+            height,
+        });
+    }
+    if width < min_side(input_width, MAX_UPSCALE) || height < min_side(input_height, MAX_UPSCALE) {
+        return Err(PreprocessError::TooSmall {
+            width,
+            height,
+            input_width,
+            input_height,
+        });
+    }
+    Ok(())
 }
 
 /// Opens any image file the `image` crate reads and converts it to 8-bit RGB.
@@ -176,13 +227,7 @@ pub fn to_network_batch(
     let plane = (height * width) as usize;
     let mut data = vec![0f32; images.len() * 3 * plane];
     for (img, out) in images.iter().zip(data.chunks_mut(3 * plane)) {
-        if img.width() == 0 || img.height() == 0 {
-            return Err(PreprocessError::Empty {
-                what: "given for preprocessing".into(),
-                width: img.width(),
-                height: img.height(),
-            });
-        }
+        check_size(img.width(), img.height(), width as u32, height as u32)?;
         let resized = resize_bicubic(img, width as u32, height as u32);
         normalise_into(&resized, out);
     }
@@ -281,6 +326,37 @@ mod tests {
             e.contains("none or autocontrast") && e.contains("`histeq`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn refuses_images_too_small_to_match() {
+        // 512x256 input: at least 64x32.
+        assert!(check_size(64, 32, 512, 256).is_ok());
+        assert!(
+            check_size(1, 1, 8, 8).is_ok(),
+            "a 1x1 image for an 8x8 input: 8 times"
+        );
+        let e = check_size(17, 5, 512, 256).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "image is 17x5 pixels, too small to match: the network sees 512x256 and enlarges an \
+             image at most 8 times in each direction, so an image needs at least 64x32 (a \
+             thumbnail, a region of interest or a test frame is not a camera image)"
+        );
+        assert!(check_size(63, 400, 512, 256).is_err());
+        assert!(check_size(640, 31, 512, 256).is_err());
+        // Rounded up: a 1024-wide input needs 128, a 1000-wide one 125.
+        assert!(check_size(124, 40, 1000, 256).is_err());
+        assert!(check_size(125, 32, 1000, 256).is_ok());
+        assert!(matches!(
+            check_size(0, 10, 512, 256),
+            Err(PreprocessError::Empty { .. })
+        ));
+        let tiny = RgbImage::new(17, 5);
+        assert!(matches!(
+            to_network_input(&tiny, 256, 512),
+            Err(PreprocessError::TooSmall { .. })
+        ));
     }
 
     #[test]

@@ -134,13 +134,7 @@ pub struct Preparer {
 impl Preparer {
     pub fn prepare(&self, img: &RgbImage) -> Result<Vec<f32>, EncodeError> {
         let (h, w) = (self.height, self.width);
-        if img.width() == 0 || img.height() == 0 {
-            return Err(EncodeError::Other(format!(
-                "image is empty ({}x{})",
-                img.width(),
-                img.height()
-            )));
-        }
+        preprocess::check_size(img.width(), img.height(), w as u32, h as u32)?;
         if !self.raw {
             let mut resized = preprocess::resize_bicubic(img, w as u32, h as u32);
             self.photometric.apply(&mut resized);
@@ -678,7 +672,7 @@ impl MapEncoder {
                     let img = load(p, decode, rectify)?;
                     make(p, img)?
                         .iter()
-                        .map(|v| preparer.prepare(v))
+                        .map(|v| preparer.prepare(v).map_err(|e| named(p, e)))
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .collect::<Result<_, _>>()?;
@@ -727,8 +721,17 @@ impl MapEncoder {
             .par_iter()
             .map(|&i| {
                 let img = load(&images[i], decode, rectify)?;
-                preparer.prepare(&img)
+                preparer.prepare(&img).map_err(|e| named(&images[i], e))
             })
             .collect()
+    }
+}
+
+/// A preprocessing error, with the image file it came from (an image too small for the
+/// network says which one).
+fn named(p: &PosedImage, e: EncodeError) -> EncodeError {
+    match e {
+        EncodeError::Preprocess(e) => EncodeError::Other(format!("{}: {e}", p.path.display())),
+        e => e,
     }
 }

@@ -497,7 +497,11 @@ impl Localizer {
     /// Encodes one blank frame, so the first real frame does not pay for libtorch's first-call
     /// set-up (allocations, kernel selection: hundreds of milliseconds on a CPU).
     pub fn warm_up(&self) {
-        let blank = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
+        let (w, h) = (
+            self.encoder.meta.input_width.max(1) as u32,
+            self.encoder.meta.input_height.max(1) as u32,
+        );
+        let blank = RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
         if let Ok(p) = self.encoder.prepare(&blank) {
             let _ = self.encoder.encode(&[p]);
         }
@@ -562,7 +566,8 @@ impl Localizer {
                 .unwrap_or_default();
             return Outcome::NoCandidates(match query.near {
                 Some((p, r)) => format!(
-                    "no map image{of_camera} within {r} m of the prior ({:.1}, {:.1}, {:.1})",
+                    "no map image{of_camera} within {r} m of the gating position ({:.1}, \
+                     {:.1}, {:.1}) (localize --near, or the node's prior on prior_topic)",
                     p[0], p[1], p[2]
                 ),
                 None => format!("the map has no image{of_camera}"),

@@ -949,18 +949,19 @@ pub async fn run() -> Result<()> {
     let ctx = r2r::Context::create().context("creating the ROS 2 context")?;
     let mut node = r2r::Node::create(ctx, "dasgil_localizer", "").context("creating the node")?;
     log::set_logger(node.logger());
-    for w in warnings {
+    for (_, w) in &warnings {
         tracing::warn!("{w}");
     }
     {
+        // Each unknown name once: one a params file holds was warned about with its file.
         let params = lock(&node.params);
         let known = known_params();
         for name in params.keys() {
-            if !known.contains(name) && !name.starts_with("qos_overrides") {
-                tracing::warn!(
-                    "unknown parameter `{name}` (known: {}); it is ignored",
-                    known.join(", ")
-                );
+            if !known.contains(name)
+                && !name.starts_with("qos_overrides")
+                && !warnings.iter().any(|(n, _)| n == name)
+            {
+                tracing::warn!("{}", params::unknown_param(name, &known));
             }
         }
     }

@@ -195,6 +195,23 @@ pub fn known_params() -> Vec<String> {
     names
 }
 
+/// The warning for a parameter name this node does not read: the nearest known name when one
+/// is a likely misspelling of it (at most two edits, or a third of its length), else the list.
+pub fn unknown_param(name: &str, known: &[String]) -> String {
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
+    match nearest {
+        Some((_, k)) => format!("unknown parameter `{name}` (did you mean `{k}`?); it is ignored"),
+        None => format!(
+            "unknown parameter `{name}` (known: {}); it is ignored",
+            known.join(", ")
+        ),
+    }
+}
+
 impl NodeParams {
     /// `checkpoint`, None when empty (the map's own, else the shipped model).
     pub fn checkpoint_path(&self) -> Option<std::path::PathBuf> {
@@ -404,8 +421,8 @@ impl NodeParams {
 /// Checks every `--params-file` on the command line before r2r reads it (r2r panics on a
 /// missing or malformed file): readable, valid YAML (with the line of a syntax error), the
 /// `<node>: ros__parameters:` shape, no empty `image_topics`. Returns warnings for unknown
-/// parameter names.
-pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
+/// parameter names, each with the name.
+pub fn check_params_files(args: &[String]) -> Result<Vec<(String, String)>> {
     let mut warnings = Vec::new();
     let known = known_params();
     let mut it = args.iter();
@@ -445,9 +462,9 @@ pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
             for (k, v) in params {
                 let k = k.as_str().unwrap_or("?");
                 if !known.iter().any(|n| n == k) && !k.starts_with("qos_overrides") {
-                    warnings.push(format!(
-                        "--params-file {path}: unknown parameter `{k}` (known: {}); it is ignored",
-                        known.join(", ")
+                    warnings.push((
+                        k.to_string(),
+                        format!("--params-file {path}: {}", unknown_param(k, &known)),
                     ));
                 }
                 if k == "image_topics" && v.as_sequence().is_some_and(|s| s.is_empty()) {
@@ -465,6 +482,21 @@ pub fn check_params_files(args: &[String]) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_parameter_names_the_likely_one_or_lists_them() {
+        let known = known_params();
+        assert_eq!(
+            unknown_param("topk", &known),
+            "unknown parameter `topk` (did you mean `top_k`?); it is ignored"
+        );
+        assert!(unknown_param("image_topic", &known).contains("did you mean `image_topics`?"));
+        let far = unknown_param("colour_balance", &known);
+        assert!(
+            far.contains("(known: ") && far.contains("min_confidence"),
+            "{far}"
+        );
+    }
 
     #[test]
     fn extrinsics_parse_and_refuse() {

@@ -25,8 +25,10 @@ First it replays the shipped constants and stops if a frame's q or published fla
 evaluate's. Then, over a grid, it keeps the constants under which the map's own queries keep
 their priors (at least --keep of the shown queries published on every --fit folder) with the
 largest share of the queries beyond the map withheld or covered (not published, or the truth
-inside the 95% ellipsoid) over the --fit folders together, and prints the tables (shipped and
-fitted) for the --fit and --check folders.
+inside the 95% ellipsoid) over the --fit folders together, and of those equally safe the ones
+that publish the most right priors (within 5 m and 10 degrees, from report.json's
+`position_error` and `rotation_error`) on the shown queries, and prints the tables (shipped
+and fitted) for the --fit and --check folders, with the right priors published and withheld.
 
 numpy only.
 """
@@ -65,6 +67,16 @@ def load(folder, shown):
         fail(f"{report}: {unscored} queries without ground truth went through the filter but "
              "have no line in candidates-none.jsonl: the replay needs every query (use data "
              "with ground truth for every query)")
+    try:
+        with open(report) as f:
+            scored = json.load(f)["reports"][0]["queries"]
+        right = {}
+        for r in scored:
+            e, a = r["position_error"], r["rotation_error"]
+            right[r["name"]] = e is not None and a is not None and e <= 5.0 and a <= 10.0
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        fail(f"{report}: expected each query's `name`, `position_error` and `rotation_error` "
+             f"under reports[0].queries ({err!r})")
     frames = []
     for n, (where, q) in enumerate(json_lines(path, "`timestamp_us`, `evidence`, `off_map`, ...")):
         if q.get("filter") == "sequence" and "off_map" not in q:
@@ -87,13 +99,17 @@ def load(folder, shown):
             d = q["map_distance"]
             d = math.inf if d is None else float(d)
             m2 = q["mahalanobis2"]
+            name = q["name"]
         except (KeyError, ValueError, TypeError) as err:
             fail(f"{where}: expected `timestamp_us`, `evidence`, `frame_confidence`, `off_map`, "
                  f"`confidence`, `published`, `map_distance` and `mahalanobis2` (an evaluate of "
                  f"this version): {err!r}")
         inside = m2 is not None and float(m2) <= CHI2_3_95
+        if name not in right:
+            fail(f"{where}: query `{name}` is not among {report}'s queries (files of two runs?)")
         frames.append(dict(order=(t, n), t=t * 1e-6, evidence=e, confidence=c, off=off, mass=conf,
-                           published=published, shown=d <= shown, inside=inside, where=where))
+                           published=published, shown=d <= shown, inside=inside,
+                           right=right[name], where=where))
     if not frames:
         fail(f"{path}: no queries (an evaluate run without ground truth?)")
     frames.sort(key=lambda f: f["order"])
@@ -140,6 +156,8 @@ def scores(frames, constants, min_confidence, threshold):
     return dict(
         shown=len(shown),
         kept=len(kept) / len(shown) if shown else None,
+        right=sum(f["right"] for f in kept),
+        right_withheld=sum(1 for f, p in shown if f["right"] and not p),
         inside=sum(f["inside"] for f in kept) / len(kept) if kept else None,
         beyond=len(beyond),
         withheld=sum(1 for _, p in beyond if not p),
@@ -155,21 +173,24 @@ def fit(worlds, min_confidence, threshold, keep):
             continue
         beyond = sum(x["beyond"] for x in s)
         safe = sum(x["safe"] for x in s) / beyond if beyond else 0.0
-        if best is None or safe > best[0]:
-            best = (safe, constants)
+        right = sum(x["right"] for x in s)
+        # The safest; of those equally safe, the one that publishes the most right priors.
+        if best is None or (safe, right) > (best[0], best[1]):
+            best = (safe, right, constants)
     return best
 
 
 def table(names, worlds, constants, min_confidence, threshold, marks):
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"
-    print("| folder | shown queries | published | inside 95% ellipsoid | beyond the map | "
-          "withheld | withheld or covered |")
-    print("|---|---|---|---|---|---|---|")
+    print("| folder | shown queries | published | inside 95% ellipsoid | right priors published "
+          "(withheld) | beyond the map | withheld | withheld or covered |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, w in zip(names, worlds):
         s = scores(w, constants, min_confidence, threshold)
         safe = s["safe"] / s["beyond"] if s["beyond"] else None
         print(f"| {name}{marks.get(name, '')} | {s['shown']} | {pct(s['kept'])} | "
-              f"{pct(s['inside'])} | {s['beyond']} | {s['withheld']} | {pct(safe)} |")
+              f"{pct(s['inside'])} | {s['right']} ({s['right_withheld']}) | {s['beyond']} | "
+              f"{s['withheld']} | {pct(safe)} |")
 
 
 def main():
@@ -204,14 +225,15 @@ def main():
     if best is None:
         fail(f"no constants of the grid keep {100 * a.keep:.0f}% of the shown queries' priors on "
              "every --fit folder")
-    safe, constants = best
+    safe, right, constants = best
     if len(a.fit) < 3:
         print(f"note: fitted on {len(a.fit)} folder(s); the shipped constants were fitted on six "
               "(three worlds, each on its own map and on a map of part of its route): a fit on "
               "few queries is a poor reason to change src/localize/sequence.rs\n")
     print(f"\nFitted: (OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE) {constants}: {100 * safe:.1f}% of "
           f"the --fit folders' queries beyond the map withheld or covered, keeping "
-          f"{100 * a.keep:.0f}% of the shown queries' priors on each:\n")
+          f"{100 * a.keep:.0f}% of the shown queries' priors on each; {right} right priors "
+          f"published on their shown queries:\n")
     if constants[0] in (GRID[0][0], GRID[-1][0]) or constants[1] in (GRID[0][1], GRID[-1][1]):
         print("note: the fit is at the edge of the grid; the best value may lie beyond it\n")
     table(names, worlds, constants, a.min_confidence, w, marks)

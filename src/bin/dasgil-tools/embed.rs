@@ -59,8 +59,9 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     let loaded = checkpoint::load_generator(&ckpt, device, None)?;
     let cfg = loaded.meta.config;
     let img = preprocess::load_rgb(&image)?;
-    let xs =
-        preprocess::to_network_input(&img, cfg.input_height, cfg.input_width)?.to_device(device);
+    let xs = preprocess::to_network_input(&img, cfg.input_height, cfg.input_width)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?
+        .to_device(device);
     let out = tch::no_grad(|| loaded.net.forward_t(&xs, false))?;
     let named = out.into_named();
     for (name, t) in &named {

@@ -62,9 +62,18 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             );
         }
     }
+    // The frame every pose below is in (world_from_cam: the camera optical frame, REP 103's
+    // x right, y down, z forward, in the map's world frame).
+    let world = match &map.meta.source.bag {
+        Some(b) => format!("`{}`", b.world_frame),
+        None => format!("the {} data set's world frame", map.meta.source.format),
+    };
     eprintln!(
         "map {}: {} images, encoder {} (layers {}, {} values, metric {}; adaptation {}, \
-         photometric {}{}, yaw views {}); queries are encoded the same way{}",
+         photometric {}{}, yaw views {}); queries are encoded the same way{}; poses below are \
+         world_from_cam (camera optical frame: x right, y down, z forward) in {world}, metres; \
+         sd: the prior's standard deviations (--json: its covariance, row-major 6x6 over x y z \
+         roll pitch yaw, m^2 and rad^2)",
         a.map.display(),
         map.len(),
         map.meta.encoder.kind,

@@ -94,6 +94,12 @@ pub enum PipelineError {
     OutIsFile { path: PathBuf },
     #[error("--out {}: is inside {}, a folder of the data set's images; expected a folder outside its image folders, so reports never mix with the images", out.display(), images.display())]
     OutInsideImages { out: PathBuf, images: PathBuf },
+    #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder of its own (e.g. {}), so reports never mix with the data set's files", out.display(), folder.display(), images.display(), folder.join("evaluation").display())]
+    OutInDataSet {
+        out: PathBuf,
+        folder: PathBuf,
+        images: PathBuf,
+    },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]
     QueryCamera {
         path: PathBuf,

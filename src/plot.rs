@@ -172,6 +172,14 @@ fn draw_panel(
     }
     // A log axis only pays (and only gets tick labels) over a wide range.
     let log = p.log_y && y1 / y0 > 20.0;
+    let legend_at = quietest_corner(&p.series.iter().map(pts).collect::<Vec<_>>(), |x, y| {
+        let fy = if log {
+            (y.ln() - y0.ln()) / (y1.ln() - y0.ln())
+        } else {
+            (y - y0) / (y1 - y0)
+        };
+        ((x - x0) / (x1 - x0), fy)
+    });
     let y_label: &dyn Fn(&f64) -> String = if log { &log_tick_label } else { &tick_label };
     macro_rules! finish {
         ($chart:expr) => {{
@@ -203,7 +211,7 @@ fn draw_panel(
                     .background_style(WHITE.mix(0.8))
                     .border_style(BLACK)
                     .label_font(("sans-serif", 12))
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(legend_at)
                     .draw()?;
             }
         }};
@@ -219,6 +227,43 @@ fn draw_panel(
         finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
     }
     Ok(())
+}
+
+/// The corner of a chart whose legend box (45% of the width, 30% of the height) would hide
+/// the least of the curves: each curve's segments sampled finely, `unit` mapping a point to
+/// the chart's [0, 1] x [0, 1]. Upper right when several tie (none hidden).
+fn quietest_corner(
+    curves: &[Vec<(f64, f64)>],
+    unit: impl Fn(f64, f64) -> (f64, f64),
+) -> SeriesLabelPosition {
+    let mut under = [0usize; 4];
+    let corners = [
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::LowerLeft,
+    ];
+    for c in curves {
+        for w in c.windows(2) {
+            for k in 0..16 {
+                let t = k as f64 / 16.0;
+                let (fx, fy) = unit(
+                    w[0].0 + t * (w[1].0 - w[0].0),
+                    w[0].1 + t * (w[1].1 - w[0].1),
+                );
+                let (right, left) = (fx > 0.55, fx < 0.45);
+                let (top, bottom) = (fy > 0.7, fy < 0.3);
+                for (i, hit) in [right && top, right && bottom, left && top, left && bottom]
+                    .into_iter()
+                    .enumerate()
+                {
+                    under[i] += hit as usize;
+                }
+            }
+        }
+    }
+    let best = (0..4).min_by_key(|&i| under[i]).unwrap_or(0);
+    corners[best].clone()
 }
 
 /// A tick's label: whole numbers without decimals (`200`, not `200.0`), others with up to
@@ -280,8 +325,23 @@ pub fn sheet_image(
 ) -> Result<RgbImage, PlotError> {
     let text = fonts();
     let caption_h = if text { 20 } else { 4 };
-    let title_h = if text { 30 } else { 4 };
     let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
+    // The title wraps at word boundaries to the sheet's width.
+    let title_lines = if text {
+        wrap(title, (cols * (cell_w + 6)).saturating_sub(10), |s| {
+            ("sans-serif", 18)
+                .into_font()
+                .box_size(s)
+                .map_or(0, |(w, _)| w)
+        })
+    } else {
+        Vec::new()
+    };
+    let title_h = if text {
+        22 * title_lines.len() as u32 + 8
+    } else {
+        4
+    };
     let cell_h = rows
         .iter()
         .flatten()
@@ -315,8 +375,10 @@ pub fn sheet_image(
         {
             let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
             let style = ("sans-serif", 18).into_font().color(&BLACK);
-            root.draw_text(title, &style, (8, 6))
-                .map_err(|e| draw_err(path, e))?;
+            for (i, line) in title_lines.iter().enumerate() {
+                root.draw_text(line, &style, (8, 6 + 22 * i as i32))
+                    .map_err(|e| draw_err(path, e))?;
+            }
             let small = ("sans-serif", 14).into_font().color(&BLACK);
             // A caption wider than its image (a recording's long frame names) would run into
             // the next one: it loses its middle instead.
@@ -333,6 +395,22 @@ pub fn sheet_image(
         sheet = RgbImage::from_raw(w, h, buf).ok_or_else(|| draw_err(path, "buffer"))?;
     }
     Ok(sheet)
+}
+
+/// `text` in lines of whole words no wider than `width` by `measure` (a word wider than that
+/// gets a line of its own).
+fn wrap(text: &str, width: u32, measure: impl Fn(&str) -> u32) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if measure(&format!("{line} {word}")) <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 /// `text` as it is when `fits` says so, else with its middle replaced by "..." (keeping as much
@@ -404,6 +482,37 @@ mod tick_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_goes_where_it_hides_least() {
+        let unit = |x: f64, y: f64| (x / 50.0, y / 100.0);
+        let corner = |c: &[Vec<(f64, f64)>]| format!("{:?}", quietest_corner(c, unit));
+        // A recall curve near 100% along the top: the legend goes below it.
+        let recall = vec![(5.0, 95.0), (10.0, 97.0), (50.0, 100.0)];
+        assert_eq!(corner(&[recall.clone()]), "LowerRight");
+        // A falling loss curve: high on the left, low on the right.
+        let loss = vec![(0.0, 100.0), (5.0, 20.0), (50.0, 5.0)];
+        assert_eq!(corner(&[loss]), "UpperRight");
+        // With a second curve low on the right: the lower left.
+        let low = vec![(25.0, 5.0), (50.0, 5.0)];
+        assert_eq!(corner(&[low, recall]), "LowerLeft");
+        assert_eq!(corner(&[]), "UpperRight");
+    }
+
+    #[test]
+    fn a_title_wraps_at_words() {
+        let chars = |s: &str| s.chars().count() as u32;
+        assert_eq!(
+            wrap("the quick brown fox jumps", 10, chars),
+            ["the quick", "brown fox", "jumps"]
+        );
+        assert_eq!(wrap("short", 10, chars), ["short"]);
+        assert_eq!(
+            wrap("averyveryverylongword x", 5, chars),
+            ["averyveryverylongword", "x"]
+        );
+        assert!(wrap("", 10, chars).is_empty());
+    }
 
     #[test]
     fn a_long_caption_loses_its_middle_and_keeps_both_ends() {

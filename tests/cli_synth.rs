@@ -85,8 +85,8 @@ fn synth_writes_each_format_with_a_preview_read_back_through_the_readers() {
             "{said}"
         );
         let sheet = image::open(&preview).unwrap();
-        // Cells are 320 px wide with 4 px gaps.
-        assert_eq!(sheet.width(), cols * 324 + 4, "{format}: {cols} columns");
+        // Cells are 320 px wide with 6 px gaps (plot::image_sheet: a title, a caption each).
+        assert_eq!(sheet.width(), cols * 326 + 6, "{format}: {cols} columns");
         assert!(sheet.height() > rows * 40, "{format}: {rows} rows");
     }
     // --lens cmu: intrinsics.txt gives each camera the real file's distortion (the format

@@ -323,11 +323,21 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
         .filter_map(|i| i.path.parent())
         .collect();
     let out_abs = absolute_through_links(out);
+    // The data set's own folder (its root, a slice's folder): not a place for reports either.
+    let root = Path::new(&src.source.root).canonicalize().ok();
     for f in folders {
         if let Ok(images) = f.canonicalize() {
             if out_abs.starts_with(&images) {
                 return Err(PipelineError::OutInsideImages {
                     out: out.to_path_buf(),
+                    images,
+                });
+            }
+            if root.as_ref().is_some_and(|r| out_abs.starts_with(r)) && images.starts_with(&out_abs)
+            {
+                return Err(PipelineError::OutInDataSet {
+                    out: out.to_path_buf(),
+                    folder: out_abs,
                     images,
                 });
             }

@@ -273,6 +273,19 @@ pub fn condition_labels(src: &SourceImages) -> BTreeMap<String, String> {
         .and_then(|p| p.parent())
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let mut labels = synthetic_conditions(&slice_dir);
+    for q in queries {
+        let name = image_name(q);
+        labels
+            .entry(name)
+            .or_insert_with(|| date_label(q.timestamp_us));
+    }
+    labels
+}
+
+/// A synthetic slice's `query-conditions.txt` (image name -> condition); empty when the slice
+/// has none (real data).
+pub fn synthetic_conditions(slice_dir: &Path) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     if let Ok(text) = std::fs::read_to_string(slice_dir.join(crate::synth::cmu::QUERY_CONDITIONS)) {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -280,12 +293,6 @@ pub fn condition_labels(src: &SourceImages) -> BTreeMap<String, String> {
                 labels.insert(name.to_string(), cond.trim().to_string());
             }
         }
-    }
-    for q in queries {
-        let name = image_name(q);
-        labels
-            .entry(name)
-            .or_insert_with(|| date_label(q.timestamp_us));
     }
     labels
 }

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use image::imageops::{overlay, resize, FilterType};
 use image::{Rgb, RgbImage};
 
-use super::{save_png_rgb, SynthError};
+use super::SynthError;
 use crate::data::vkitti2::{Sample, CLASSES};
 
 /// Thumbnail width of each cell.
@@ -33,13 +32,6 @@ pub fn colour_depth(z: f32) -> Rgb<u8> {
     Rgb([c[0], c[1], c[2]])
 }
 
-fn thumb(img: &RgbImage) -> RgbImage {
-    let h = (img.height() as f64 * CELL_W as f64 / img.width() as f64)
-        .round()
-        .max(1.0) as u32;
-    resize(img, CELL_W, h, FilterType::Triangle)
-}
-
 /// One row per sample: RGB, depth, segmentation.
 pub fn vkitti2_row(s: &Sample) -> Vec<RgbImage> {
     let (w, h) = s.rgb.dimensions();
@@ -50,31 +42,25 @@ pub fn vkitti2_row(s: &Sample) -> Vec<RgbImage> {
     vec![s.rgb.clone(), depth, seg]
 }
 
-/// Lays rows of images out as a grid of thumbnails and writes it.
-pub fn contact_sheet(rows: &[Vec<RgbImage>], path: &Path) -> Result<(), SynthError> {
-    let thumbs: Vec<Vec<RgbImage>> = rows.iter().map(|r| r.iter().map(thumb).collect()).collect();
-    let cols = thumbs.iter().map(Vec::len).max().unwrap_or(0) as u32;
-    let row_h: Vec<u32> = thumbs
-        .iter()
-        .map(|r| r.iter().map(|t| t.height()).max().unwrap_or(0))
-        .collect();
-    let gap = 4;
-    let width = cols * (CELL_W + gap) + gap;
-    let height = row_h.iter().map(|h| h + gap).sum::<u32>() + gap;
-    let mut sheet = RgbImage::from_pixel(width.max(1), height.max(1), Rgb([32, 32, 32]));
-    let mut y = gap;
-    for (r, row) in thumbs.iter().enumerate() {
-        for (c, t) in row.iter().enumerate() {
-            overlay(
-                &mut sheet,
-                t,
-                (gap + c as u32 * (CELL_W + gap)) as i64,
-                y as i64,
-            );
-        }
-        y += row_h[r] + gap;
-    }
-    save_png_rgb(path, &sheet)
+/// Lays rows of captioned images out as a grid of thumbnails (CELL_W wide) under a title and
+/// writes it.
+pub fn contact_sheet(
+    title: &str,
+    rows: &[Vec<(String, RgbImage)>],
+    path: &Path,
+) -> Result<(), SynthError> {
+    crate::plot::image_sheet(path, title, rows, CELL_W).map_err(|e| match e {
+        crate::plot::PlotError::Io(e) => SynthError::Io(e),
+        crate::plot::PlotError::Draw { path, message } => SynthError::Encode { path, message },
+    })
+}
+
+/// The file name of an image, for a caption.
+fn file_name(p: &crate::data::PosedImage) -> String {
+    p.path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Virtual KITTI 2: for the first scene, one row per variation (frame 0, Camera_0).
@@ -89,12 +75,28 @@ pub fn vkitti2(
         Layout::Dasgil => Vkitti2Roots::dasgil(out),
     };
     let ds = Vkitti2::open(&roots).map_err(read_err)?;
+    let scene = &ds.scenes[0];
     let mut rows = Vec::new();
-    for var in &ds.scenes[0].variations {
+    for var in &scene.variations {
         let frame = &var.frames[0];
-        rows.push(vkitti2_row(&ds.load(frame, &var.colors).map_err(read_err)?));
+        let row = vkitti2_row(&ds.load(frame, &var.colors).map_err(read_err)?);
+        let what = ["rgb", "depth", "classes"];
+        rows.push(
+            row.into_iter()
+                .zip(what)
+                .map(|(im, w)| (format!("{}: {w}", var.name), im))
+                .collect(),
+        );
     }
-    contact_sheet(&rows, path)
+    contact_sheet(
+        &format!(
+            "Virtual KITTI 2 (synthetic), {} frame 0, Camera_0: each variation's image, depth \
+             (near yellow, far blue, 1-200 m log) and classes",
+            scene.name
+        ),
+        &rows,
+        path,
+    )
 }
 
 /// KITTI odometry: up to 4 frames of each sequence per row.
@@ -107,9 +109,18 @@ pub fn kitti(out: &Path, sequences: usize, path: &Path) -> Result<(), SynthError
             "image_2",
         )
         .map_err(read_err)?;
-        rows.push(evenly(&seq.images, crate::data::Decode::Rgb)?);
+        rows.push(
+            evenly(&seq.images, crate::data::Decode::Rgb)?
+                .into_iter()
+                .map(|(p, im)| (format!("{s:02}/image_2/{}", file_name(p)), im))
+                .collect(),
+        );
     }
-    contact_sheet(&rows, path)
+    contact_sheet(
+        "KITTI odometry (synthetic, the unlabelled real domain): frames spread over each sequence",
+        &rows,
+        path,
+    )
 }
 
 /// CMU slice: per place (up to 4), the database image of c0 then the same place in each query
@@ -126,15 +137,28 @@ pub fn cmu(out: &Path, slice: u32, places: usize, path: &Path) -> Result<(), Syn
         .into_iter()
         .filter(|p| p.camera == "c0")
         .collect();
+    let slice_dir = out.join(format!("slice{slice}"));
+    let conditions = crate::eval::offline::synthetic_conditions(&slice_dir);
     let mut rows = Vec::new();
     for i in (0..db.len()).step_by((places / 4).max(1)).take(4) {
-        let mut row = vec![db[i].load_rgb(crate::data::Decode::Rgb).map_err(read_err)?];
+        let load =
+            |p: &crate::data::PosedImage| p.load_rgb(crate::data::Decode::Rgb).map_err(read_err);
+        let mut row = vec![(format!("place {i}: database"), load(&db[i])?)];
         for q in queries.iter().skip(i).step_by(places.max(1)) {
-            row.push(q.load_rgb(crate::data::Decode::Rgb).map_err(read_err)?);
+            let name = file_name(q);
+            let condition = conditions.get(&name).cloned().unwrap_or(name);
+            row.push((format!("place {i}: query, {condition}"), load(q)?));
         }
         rows.push(row);
     }
-    contact_sheet(&rows, path)
+    contact_sheet(
+        &format!(
+            "Extended CMU-Seasons slice {slice} (synthetic), camera c0: per place, the database \
+             image and the same place in each query condition"
+        ),
+        &rows,
+        path,
+    )
 }
 
 /// RobotCar: 4 frames of each traversal (demosaiced), one row per traversal.
@@ -146,22 +170,31 @@ pub fn robotcar(out: &Path, traversals: usize, path: &Path) -> Result<(), SynthE
             "stereo/centre",
         )
         .map_err(read_err)?;
-        rows.push(evenly(&tr.images, tr.decode())?);
+        let name = super::robotcar::traversal_name(t);
+        rows.push(
+            evenly(&tr.images, tr.decode())?
+                .into_iter()
+                .map(|(p, im)| (format!("{name}: {}", file_name(p)), im))
+                .collect(),
+        );
     }
-    contact_sheet(&rows, path)
+    contact_sheet(
+        "Oxford RobotCar (synthetic), stereo/centre demosaiced: frames spread over each traversal",
+        &rows,
+        path,
+    )
 }
 
 /// Up to 4 images spread evenly over a sequence, decoded.
 fn evenly(
     images: &[crate::data::PosedImage],
     decode: crate::data::Decode,
-) -> Result<Vec<RgbImage>, SynthError> {
+) -> Result<Vec<(&crate::data::PosedImage, RgbImage)>, SynthError> {
     let k = images.len().min(4);
     (0..k)
         .map(|i| {
-            images[i * images.len() / k]
-                .load_rgb(decode)
-                .map_err(read_err)
+            let p = &images[i * images.len() / k];
+            Ok((p, p.load_rgb(decode).map_err(read_err)?))
         })
         .collect()
 }

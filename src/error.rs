@@ -94,11 +94,13 @@ pub enum PipelineError {
     OutIsFile { path: PathBuf },
     #[error("--out {}: is inside {}, a folder of the data set's images; expected a folder outside its image folders, so reports never mix with the images", out.display(), images.display())]
     OutInsideImages { out: PathBuf, images: PathBuf },
-    #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder of its own (e.g. {}), so reports never mix with the data set's files", out.display(), folder.display(), images.display(), folder.join("evaluation").display())]
+    #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder outside the data set (e.g. {}), so reports never mix with its files", out.display(), folder.display(), images.display(), beside.display())]
     OutInDataSet {
         out: PathBuf,
         folder: PathBuf,
         images: PathBuf,
+        /// A suggestion: a folder beside the data set's root.
+        beside: PathBuf,
     },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]
     QueryCamera {

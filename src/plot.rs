@@ -244,13 +244,13 @@ fn quietest_corner(
         SeriesLabelPosition::LowerLeft,
     ];
     for c in curves {
-        for w in c.windows(2) {
-            for k in 0..16 {
+        // Each segment at 17 points, ends included (a lone point is a segment to itself).
+        let segments = c.windows(2).map(|w| (w[0], w[1]));
+        let lone = (c.len() == 1).then(|| (c[0], c[0]));
+        for (a, b) in segments.chain(lone) {
+            for k in 0..=16 {
                 let t = k as f64 / 16.0;
-                let (fx, fy) = unit(
-                    w[0].0 + t * (w[1].0 - w[0].0),
-                    w[0].1 + t * (w[1].1 - w[0].1),
-                );
+                let (fx, fy) = unit(a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
                 let (right, left) = (fx > 0.55, fx < 0.45);
                 let (top, bottom) = (fy > 0.7, fy < 0.3);
                 for (i, hit) in [right && top, right && bottom, left && top, left && bottom]
@@ -489,7 +489,7 @@ mod tests {
         let corner = |c: &[Vec<(f64, f64)>]| format!("{:?}", quietest_corner(c, unit));
         // A recall curve near 100% along the top: the legend goes below it.
         let recall = vec![(5.0, 95.0), (10.0, 97.0), (50.0, 100.0)];
-        assert_eq!(corner(&[recall.clone()]), "LowerRight");
+        assert_eq!(corner(std::slice::from_ref(&recall)), "LowerRight");
         // A falling loss curve: high on the left, low on the right.
         let loss = vec![(0.0, 100.0), (5.0, 20.0), (50.0, 5.0)];
         assert_eq!(corner(&[loss]), "UpperRight");
@@ -497,6 +497,8 @@ mod tests {
         let low = vec![(25.0, 5.0), (50.0, 5.0)];
         assert_eq!(corner(&[low, recall]), "LowerLeft");
         assert_eq!(corner(&[]), "UpperRight");
+        // A single point counts too: one in the upper right sends the legend elsewhere.
+        assert_ne!(corner(&[vec![(45.0, 95.0)]]), "UpperRight");
     }
 
     #[test]

@@ -279,6 +279,14 @@ fn make_fixtures(d: &Path) {
         &files("cmu/slice2/database", "jpg")[0],
         &d.join("trunc.jpg"),
     );
+    // A data set with one database image far too small for the network (a thumbnail).
+    copy("cmu", "cmu-tiny");
+    image::RgbImage::from_fn(17, 5, |x, y| image::Rgb([x as u8 * 15, y as u8 * 50, 90]))
+        .save_with_format(
+            &files("cmu-tiny/slice2/database", "jpg")[1],
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
     // A map of another place: the slice's database moved 1 km east (the camera centres of its
     // ground truth), so the slice's own queries lie a kilometre from every map image.
     copy("cmu", "cmu-far");

@@ -470,6 +470,19 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     })
     .await;
     assert!(value(&settled, "frames_received") >= 51, "{settled:?}");
+    // A well-formed frame too small to match, on its own: rejected, not localized.
+    let (rejected, localized) = (
+        value(&settled, "frames_rejected"),
+        value(&settled, "frames_localized"),
+    );
+    let mut tiny = malformed(4);
+    tiny.header.stamp = stamp(60_000);
+    cam0.publish(&tiny).unwrap();
+    let after = wait_diag(&mut diags, 0, "the tiny frame rejected", |s| {
+        value(s, "frames_rejected") == rejected + 1
+    })
+    .await;
+    assert_eq!(value(&after, "frames_localized"), localized, "{after:?}");
     // Good frames again: localized, and the status returns to OK.
     for k in 0..3 {
         cam0.publish(&raw(&c0, 3000 + k, "cam0")).unwrap();

@@ -9,10 +9,11 @@
 #   2026-12-04), plus each fitting world driven past the end of a map of the first part of its
 #   route
 #   (config/partial-maps.yaml); checks: cmu_slice on a map of its first 20 places, of cmu_mini
-#   (its first 10) and of cmu_calibration (another world).
+#   (its first 10) and of cmu_calibration (another world), and cmu_calibration's queries on
+#   maps of its route 4 and 8 times as long (120 and 240 places: "Map size").
 # Every run is `dasgil-tools evaluate --filter sequence`; the scripts first check that they
-# reproduce evaluate's numbers. About 2 minutes on 2 cores (nothing else running; the partial
-# worlds are rendered on first use).
+# reproduce evaluate's numbers. About 3 minutes on 2 cores (nothing else running), 6 the first
+# time (the partial and longer worlds are rendered, and their maps built, on first use).
 #
 #   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
 #   CHECKPOINT=FILE tools/fit-sequence-constants.sh   # another generator checkpoint
@@ -40,7 +41,8 @@ map() { # NAME [--sequences FILE]: a map of the named sequence
     "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu "${CK[@]}" --out "$MAPS/$1.map.safetensors" >"$MAPS/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: build-map $1 failed: $MAPS/$1.log" >&2; exit 1; }
 }
-for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20; do
+for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20 \
+  cmu_calibration_x120 cmu_calibration_x240; do
   map "$m" --sequences "$ROOT/config/partial-maps.yaml"
 done
 map cmu_mini
@@ -64,6 +66,9 @@ run cmu_val_ink-past-first15 cmu_val_ink cmu_val_ink_first15
 run cmu_slice-past-first20 cmu_slice cmu_slice_first20
 run cmu_slice-past-cmu_mini cmu_slice cmu_mini
 run cmu_slice-on-cmu_calibration-map cmu_slice cmu_calibration
+# Larger maps of the same route (docs/sequence-filter.md, "Map size"): checks, not fitted.
+run cmu_calibration-on-x120 cmu_calibration cmu_calibration_x120
+run cmu_calibration-on-x240 cmu_calibration cmu_calibration_x240
 cd "$OUT"
 echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
@@ -71,4 +76,5 @@ echo
 python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
   cmu_val_pastel_drive cmu_val_ink_drive \
   cmu_calibration-past-first10 cmu_val_pastel-past-first15 cmu_val_ink-past-first15 \
-  --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map
+  --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map \
+  cmu_calibration-on-x120 cmu_calibration-on-x240

@@ -345,9 +345,9 @@ mod tests {
         );
         assert!(check_size(63, 400, 512, 256).is_err());
         assert!(check_size(640, 31, 512, 256).is_err());
-        // Rounded up: a 1024-wide input needs 128, a 1000-wide one 125.
-        assert!(check_size(124, 40, 1000, 256).is_err());
-        assert!(check_size(125, 32, 1000, 256).is_ok());
+        // Rounded up: a 1001-wide input needs 126 (125 would be enlarged 8.008 times).
+        assert!(check_size(125, 40, 1001, 256).is_err());
+        assert!(check_size(126, 32, 1001, 256).is_ok());
         assert!(matches!(
             check_size(0, 10, 512, 256),
             Err(PreprocessError::Empty { .. })

@@ -333,12 +333,19 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
                     images,
                 });
             }
-            if root.as_ref().is_some_and(|r| out_abs.starts_with(r)) && images.starts_with(&out_abs)
+            if let Some(r) = root
+                .as_ref()
+                .filter(|r| out_abs.starts_with(r) && images.starts_with(&out_abs))
             {
+                let name = r.file_name().map(|n| n.to_string_lossy().into_owned());
                 return Err(PipelineError::OutInDataSet {
                     out: out.to_path_buf(),
                     folder: out_abs,
                     images,
+                    beside: r.with_file_name(format!(
+                        "{}-evaluation",
+                        name.unwrap_or_else(|| "data".into())
+                    )),
                 });
             }
         }

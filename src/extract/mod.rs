@@ -383,6 +383,15 @@ impl MapEncoder {
         }
     }
 
+    /// A mid-grey image of the encoder's input size (the node's warm-up frame).
+    pub fn blank_input(&self) -> RgbImage {
+        RgbImage::from_pixel(
+            self.meta.input_width.max(1) as u32,
+            self.meta.input_height.max(1) as u32,
+            image::Rgb([128, 128, 128]),
+        )
+    }
+
     /// One image -> the encoder's input values.
     pub fn prepare(&self, img: &RgbImage) -> Result<Vec<f32>, EncodeError> {
         self.preparer().prepare(img)
@@ -733,5 +742,26 @@ fn named(p: &PosedImage, e: EncodeError) -> EncodeError {
     match e {
         EncodeError::Preprocess(e) => EncodeError::Other(format!("{}: {e}", p.path.display())),
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DiscriminatorKind, ModelConfig};
+
+    #[test]
+    fn the_warm_up_frame_is_one_every_encoder_takes() {
+        let spec = DescriptorSpec::paper(DiscriminatorKind::Cascade);
+        let mut encoders = vec![MapEncoder::raw_pixels()];
+        for (h, w) in [(256, 512), (256, 1024)] {
+            let cfg = ModelConfig::paper().with_input_size(h, w).unwrap();
+            encoders.push(MapEncoder::untrained(cfg, Device::Cpu, spec.clone()).unwrap());
+        }
+        for e in &encoders {
+            let blank = e.blank_input();
+            let prepared = e.prepare(&blank).unwrap();
+            assert_eq!(e.encode(&[prepared]).unwrap().len(), e.dim());
+        }
     }
 }

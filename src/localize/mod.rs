@@ -497,13 +497,13 @@ impl Localizer {
     /// Encodes one blank frame, so the first real frame does not pay for libtorch's first-call
     /// set-up (allocations, kernel selection: hundreds of milliseconds on a CPU).
     pub fn warm_up(&self) {
-        let (w, h) = (
-            self.encoder.meta.input_width.max(1) as u32,
-            self.encoder.meta.input_height.max(1) as u32,
-        );
-        let blank = RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
-        if let Ok(p) = self.encoder.prepare(&blank) {
-            let _ = self.encoder.encode(&[p]);
+        let warmed = self
+            .encoder
+            .prepare(&self.encoder.blank_input())
+            .and_then(|p| self.encoder.encode(&[p]));
+        if let Err(e) = warmed {
+            // Not fatal (a real frame will say what is wrong), but not silent either.
+            tracing::warn!("warming up the encoder on a blank frame failed: {e}");
         }
     }
 
@@ -567,7 +567,7 @@ impl Localizer {
             return Outcome::NoCandidates(match query.near {
                 Some((p, r)) => format!(
                     "no map image{of_camera} within {r} m of the gating position ({:.1}, \
-                     {:.1}, {:.1}) (localize --near, or the node's prior on prior_topic)",
+                     {:.1}, {:.1})",
                     p[0], p[1], p[2]
                 ),
                 None => format!("the map has no image{of_camera}"),

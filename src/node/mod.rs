@@ -959,7 +959,9 @@ pub async fn run() -> Result<()> {
         for name in params.keys() {
             if !known.contains(name)
                 && !name.starts_with("qos_overrides")
-                && !warnings.iter().any(|(n, _)| n == name)
+                && !warnings
+                    .iter()
+                    .any(|(n, _)| n == name || name.starts_with(&format!("{n}.")))
             {
                 tracing::warn!("{}", params::unknown_param(name, &known));
             }

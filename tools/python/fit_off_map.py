@@ -39,9 +39,8 @@ import os
 
 import numpy as np
 
-from fit_prior import arguments, fail, json_lines, parse
+from fit_prior import CHI2_3_95, arguments, fail, json_lines, parse
 
-CHI2_3_95 = 7.814727903251178
 # OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE in src/localize/sequence.rs.
 SHIPPED = (1.5, 0.15)
 # ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS there (not fitted).

@@ -34,9 +34,8 @@ import os
 
 import numpy as np
 
-from fit_prior import arguments, fail, json_lines, median, parse
+from fit_prior import CHI2_3_95, arguments, fail, json_lines, median, parse
 
-CHI2_3_95 = 7.814727903251178
 # SPREAD_MASS in src/localize/sequence.rs.
 SHIPPED = 0.73
 # FILTER_POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs.

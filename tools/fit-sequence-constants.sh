@@ -4,15 +4,19 @@
 # docs/sequence-filter.md and docs/pose-prior.md:
 # - SPREAD_MASS (tools/python/fit_sequence_spread.py): the three fitting worlds on their own
 #   maps, cmu_slice as the check;
-# - OFF_MAP_LIKELIHOOD and OFF_MAP_CONFIDENCE (tools/python/fit_off_map.py): the same, the
+# - OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER (tools/python/fit_off_map.py): the same, the
 #   drive-protocol validation worlds (whose frames must keep their priors too; since
 #   2026-12-04), plus each fitting world driven past the end of a map of the first part of its
 #   route
-#   (config/partial-maps.yaml); checks: cmu_slice on a map of its first 20 places, of cmu_mini
-#   (its first 10) and of cmu_calibration (another world), and cmu_calibration's queries on
-#   maps of its route 4 and 8 times as long (120 and 240 places: "Map size").
+#   (config/partial-maps.yaml), and (since session 56, "Map size") cmu_calibration's queries
+#   on maps of its route 4 and 8 times as long (120 and 240 places), the 240-place route's
+#   queries past the end of the 120-place map, cmu_val_pastel's on a map of its route 4 times
+#   as long (120) and the 120-place route's past a 60-place map; checks: cmu_slice on a map of
+#   its first 20 places, of cmu_mini (its first 10), of cmu_calibration (another world) and of
+#   its route 4 times as long (160 places), the 160-place route's queries past an 80-place
+#   map, and cmu_val_ink's likewise (120 places; past 60).
 # Every run is `dasgil-tools evaluate --filter sequence`; the scripts first check that they
-# reproduce evaluate's numbers. About 3 minutes on 2 cores (nothing else running), 6 the first
+# reproduce evaluate's numbers. About 4 minutes on 2 cores (nothing else running), 8 the first
 # time (the partial and longer worlds are rendered, and their maps built, on first use).
 #
 #   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
@@ -42,14 +46,16 @@ map() { # NAME [--sequences FILE]: a map of the named sequence
     { echo "fit-sequence-constants: build-map $1 failed: $MAPS/$1.log" >&2; exit 1; }
 }
 for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20 \
-  cmu_calibration_x120 cmu_calibration_x240; do
+  cmu_calibration_x120 cmu_calibration_x240 cmu_slice_x80 cmu_slice_x160 cmu_val_ink_x60 \
+  cmu_val_ink_x120 cmu_val_pastel_x60 cmu_val_pastel_x120; do
   map "$m" --sequences "$ROOT/config/partial-maps.yaml"
 done
 map cmu_mini
 map cmu_calibration
-run() { # FOLDER QUERIES [MAP]
+run() { # FOLDER QUERIES [MAP] (QUERIES of config/partial-maps.yaml when it names one there)
   local extra=()
   [ -n "${3:-}" ] && extra=(--map "$MAPS/$3.map.safetensors")
+  grep -q "^$2:" "$ROOT/config/partial-maps.yaml" && extra+=(--sequences "$ROOT/config/partial-maps.yaml")
   "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
   echo "$1: $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"
@@ -66,9 +72,17 @@ run cmu_val_ink-past-first15 cmu_val_ink cmu_val_ink_first15
 run cmu_slice-past-first20 cmu_slice cmu_slice_first20
 run cmu_slice-past-cmu_mini cmu_slice cmu_mini
 run cmu_slice-on-cmu_calibration-map cmu_slice cmu_calibration
-# Larger maps of the same route (docs/sequence-filter.md, "Map size"): checks, not fitted.
+# Larger maps (docs/sequence-filter.md, "Map size"): cmu_calibration's and cmu_val_pastel's
+# routes fitted on, cmu_slice's (a test world's) and cmu_val_ink's checks.
 run cmu_calibration-on-x120 cmu_calibration cmu_calibration_x120
 run cmu_calibration-on-x240 cmu_calibration cmu_calibration_x240
+run cmu_calibration_x240-past-x120 cmu_calibration_x240 cmu_calibration_x120
+run cmu_slice-on-x160 cmu_slice cmu_slice_x160
+run cmu_slice_x160-past-x80 cmu_slice_x160 cmu_slice_x80
+run cmu_val_pastel-on-x120 cmu_val_pastel cmu_val_pastel_x120
+run cmu_val_pastel_x120-past-x60 cmu_val_pastel_x120 cmu_val_pastel_x60
+run cmu_val_ink-on-x120 cmu_val_ink cmu_val_ink_x120
+run cmu_val_ink_x120-past-x60 cmu_val_ink_x120 cmu_val_ink_x60
 cd "$OUT"
 echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
@@ -76,5 +90,7 @@ echo
 python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
   cmu_val_pastel_drive cmu_val_ink_drive \
   cmu_calibration-past-first10 cmu_val_pastel-past-first15 cmu_val_ink-past-first15 \
+  cmu_calibration-on-x120 cmu_calibration-on-x240 cmu_calibration_x240-past-x120 \
+  cmu_val_pastel-on-x120 cmu_val_pastel_x120-past-x60 \
   --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map \
-  cmu_calibration-on-x120 cmu_calibration-on-x240
+  cmu_slice-on-x160 cmu_slice_x160-past-x80 cmu_val_ink-on-x120 cmu_val_ink_x120-past-x60

@@ -60,8 +60,10 @@
 //!   q L_off / (q L_off + (1 - q) E), E = sum_j p(j) L(j) the motion's predicted belief times
 //!   the frame's likelihoods (how well the
 //!   places the motion predicts explain it; not counted right after a reset, when nothing is
-//!   predicted) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`]) with c the
-//!   frame's single-frame confidence. So a vehicle stays on the map while its frames follow a
+//!   predicted) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`])
+//!   (U / [`OFF_MAP_USUAL`])^[`OFF_MAP_USUAL_POWER`] with c the frame's single-frame
+//!   confidence and U its likelihood averaged over the map's places (both fall as the map
+//!   grows; [`off_map_likelihood`]). So a vehicle stays on the map while its frames follow a
 //!   path on it and stand out from the map's other places; q at least [`OFF_MAP_WITHHOLD`]
 //!   (the node's `off_map_threshold`) withholds the prior. Starts (and resets) at
 //!   [`OFF_MAP_START`].
@@ -167,16 +169,31 @@ pub const REGION_CANDIDATES: usize = 64;
 pub const HITS: usize = 50;
 /// The likelihood scale is the distance from the best hit to this one (1-based rank).
 pub const SCALE_RANK: usize = 5;
-/// The likelihood of a frame under "off the map" at single-frame confidence 0, relative to its
-/// best place's (1); it falls as exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence
-/// c. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py
-/// (docs/sequence-filter.md, "Off the map").
+/// The likelihood of a frame under "off the map" at single-frame confidence 0 and mean
+/// likelihood [`OFF_MAP_USUAL`], relative to its best place's (1); it falls as
+/// exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence c and grows as
+/// (U / [`OFF_MAP_USUAL`])^[`OFF_MAP_USUAL_POWER`] with its mean likelihood U over the map's
+/// places. Fitted with them by tools/python/fit_off_map.py (docs/sequence-filter.md, "Off the
+/// map" and "Map size").
 pub const OFF_MAP_LIKELIHOOD: f64 = 1.5;
 /// The single-frame confidence over which the off-the-map likelihood falls by e (fitted with
 /// [`OFF_MAP_LIKELIHOOD`]: 1.5 and 0.15 for the ninth model, 2026-12-05; 1 and 0.2 for the
 /// eighth with the cosine metric, the drive validation worlds among the fitting folders since
 /// then; 1 and 0.1 with L1).
 pub const OFF_MAP_CONFIDENCE: f64 = 0.15;
+/// The power of the frame's mean likelihood U (its likelihood averaged over the map's places)
+/// in the off-the-map likelihood: 0, so U plays no part. Both U and the confidence c fall as a
+/// map grows (more places, more near-alike ones, more at the likelihood's floor), and on a
+/// 240-place map of cmu_calibration's route c alone makes 96 of its 240 frames look off the
+/// map against 31 on its own 30-place map, all of them on it. Weighing by U keeps more of
+/// them, but the powers the fit chose with maps of 120 and 240 places among its folders (1.5
+/// with 4 and 0.1) published wrong priors past the end of a large map of a route it had not
+/// seen (88% withheld or covered, against 100% with 0): not adopted (docs/sequence-filter.md,
+/// "Map size"). Kept as a fitted constant of the form so a refit can weigh it.
+pub const OFF_MAP_USUAL_POWER: f64 = 0.0;
+/// The mean likelihood at which the factor of [`OFF_MAP_USUAL_POWER`] is 1 (about a frame's U
+/// on the 30-place fitting maps).
+pub const OFF_MAP_USUAL: f64 = 0.25;
 /// Mean time (seconds) a vehicle stays on its map before it leaves it.
 pub const ON_MAP_TIME: f64 = 60.0;
 /// Mean time (seconds) a vehicle off its map stays off it.
@@ -719,7 +736,7 @@ impl SequenceFilter {
         // how well "off the map" does. A uniform belief predicts nothing: not a test.
         let evidence = (!self.uniform).then_some(total).filter(|e| e.is_finite());
         if let Some(e) = evidence {
-            let off = self.off * off_map_likelihood(confidence);
+            let off = self.off * off_map_likelihood(confidence, mean_likelihood);
             let on = (1.0 - self.off) * e;
             if off + on > 0.0 {
                 self.off = off / (off + on);
@@ -1025,16 +1042,26 @@ pub fn off_map_after(q: f64, dt: f64) -> f64 {
 }
 
 /// A frame's likelihood off the map (relative to its best place's 1), from its single-frame
-/// confidence: a frame that matches no place better than the places elsewhere (confidence
-/// near 0) is what a camera off the map sees.
-pub fn off_map_likelihood(confidence: f64) -> f64 {
+/// confidence and its mean likelihood over the map's places: a frame that matches no place
+/// better than the places elsewhere (confidence near 0) is what a camera off the map sees,
+/// unless the map has so many places that most explain it badly (a low mean likelihood: on a
+/// large map a frame on it stands out less, and off it is no likelier).
+pub fn off_map_likelihood(confidence: f64, mean_likelihood: f64) -> f64 {
     // Not finite: NaN says nothing (0, the likeliest off the map); +inf stands out (1).
     let c = if confidence.is_nan() {
         0.0
     } else {
         confidence.clamp(0.0, 1.0)
     };
-    OFF_MAP_LIKELIHOOD * (-c / OFF_MAP_CONFIDENCE).exp()
+    // The mean of likelihoods in (0, 1]; NaN or out of range: the usual value (factor 1).
+    let u = if mean_likelihood.is_finite() && mean_likelihood > 0.0 {
+        mean_likelihood.min(1.0)
+    } else {
+        OFF_MAP_USUAL
+    };
+    OFF_MAP_LIKELIHOOD
+        * (-c / OFF_MAP_CONFIDENCE).exp()
+        * (u / OFF_MAP_USUAL).powf(OFF_MAP_USUAL_POWER)
 }
 
 /// Scales `v` to sum to 1 (uniform when its sum is not positive and finite); returns the sum
@@ -1229,12 +1256,30 @@ mod tests {
             .enumerate()
             .map(|(i, &p)| {
                 f.predict(places, t0 + 0.5 * i as f64, None);
-                let s = f.observe(places, &hits(places, p, 0, 0.0, rng), confidence, |r| {
-                    r % 2 == 0
-                });
+                // Confidence 0: no place stands out, and the hits say so (every place about as
+                // near as the best: what a camera off the map sees).
+                let h = if confidence > 0.0 {
+                    hits(places, p, 0, 0.0, rng)
+                } else {
+                    flat_hits(places, rng)
+                };
+                let s = f.observe(places, &h, confidence, |r| r % 2 == 0);
                 s.unwrap().off_map
             })
             .collect()
+    }
+
+    /// Hits of a frame no place explains better than the others (camera 0).
+    fn flat_hits(places: &Places, rng: &mut Draws) -> Vec<Hit> {
+        let mut v: Vec<Hit> = (0..places.len())
+            .map(|p| Hit {
+                index: 2 * p,
+                distance: (1.0 + 0.02 * rng.random::<f64>()) as f32,
+            })
+            .collect();
+        v.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        v.truncate(HITS);
+        v
     }
 
     #[test]
@@ -1274,16 +1319,28 @@ mod tests {
         let first = back.iter().position(|&q| q < OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 6), "back: {back:?}");
         assert!(back[9..].iter().all(|&q| q < 0.05), "{back:?}");
-        // Frames along the route that stand out from no place (confidence 0: what a camera off
-        // the map sees) count towards off the map too.
+        // Frames that stand out from no place (confidence 0, every place about as near: what a
+        // camera off the map sees) count towards off the map too.
         let mut f = SequenceFilter::new(&places);
         let flat = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.0);
         assert!(flat[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{flat:?}");
         // By hand: the likelihood off the map at confidence 0 and at OFF_MAP_CONFIDENCE.
-        assert_eq!(off_map_likelihood(0.0), OFF_MAP_LIKELIHOOD);
-        let at = off_map_likelihood(OFF_MAP_CONFIDENCE);
+        // ... at the usual mean likelihood; a frame that an average place explains twice as
+        // well is 2^OFF_MAP_USUAL_POWER times as likely off the map; a mean likelihood that
+        // is not one (NaN, 0, negative) counts as the usual one.
+        let u = OFF_MAP_USUAL;
+        assert_eq!(off_map_likelihood(0.0, u), OFF_MAP_LIKELIHOOD);
+        let at = off_map_likelihood(OFF_MAP_CONFIDENCE, u);
         assert!((at * 1f64.exp() - OFF_MAP_LIKELIHOOD).abs() < 1e-12, "{at}");
-        assert_eq!(off_map_likelihood(f64::NAN), OFF_MAP_LIKELIHOOD);
+        assert_eq!(off_map_likelihood(f64::NAN, u), OFF_MAP_LIKELIHOOD);
+        let twice = off_map_likelihood(0.0, 2.0 * u);
+        assert!(
+            (twice - OFF_MAP_LIKELIHOOD * 2f64.powf(OFF_MAP_USUAL_POWER)).abs() < 1e-12,
+            "{twice}"
+        );
+        for bad in [f64::NAN, 0.0, -1.0] {
+            assert_eq!(off_map_likelihood(0.0, bad), OFF_MAP_LIKELIHOOD);
+        }
         // The transition, by hand: 0.25 is where it settles; over 0.5 s from 0.001 it moves by
         // (0.25 - 0.001) (1 - e^(-0.5 / 15)); a stop of 5 minutes (with odometry, no reset)
         // ends at 0.25, never past it.

@@ -173,8 +173,8 @@ pub const SCALE_RANK: usize = 5;
 /// likelihood [`OFF_MAP_USUAL`], relative to its best place's (1); it falls as
 /// exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence c and grows as
 /// (U / [`OFF_MAP_USUAL`])^[`OFF_MAP_USUAL_POWER`] with its mean likelihood U over the map's
-/// places. Fitted with them by tools/python/fit_off_map.py (docs/sequence-filter.md, "Off the
-/// map" and "Map size").
+/// places. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py; the power was
+/// tried and left at 0 (docs/sequence-filter.md, "Off the map" and "Map size").
 pub const OFF_MAP_LIKELIHOOD: f64 = 1.5;
 /// The single-frame confidence over which the off-the-map likelihood falls by e (fitted with
 /// [`OFF_MAP_LIKELIHOOD`]: 1.5 and 0.15 for the ninth model, 2026-12-05; 1 and 0.2 for the
@@ -1042,26 +1042,29 @@ pub fn off_map_after(q: f64, dt: f64) -> f64 {
 }
 
 /// A frame's likelihood off the map (relative to its best place's 1), from its single-frame
-/// confidence and its mean likelihood over the map's places: a frame that matches no place
-/// better than the places elsewhere (confidence near 0) is what a camera off the map sees,
-/// unless the map has so many places that most explain it badly (a low mean likelihood: on a
-/// large map a frame on it stands out less, and off it is no likelier).
+/// confidence (a frame that matches no place better than the places elsewhere, confidence
+/// near 0, is what a camera off the map sees) and its mean likelihood over the map's places
+/// (weighed by [`OFF_MAP_USUAL_POWER`]: 0 shipped, so it plays no part; see there).
 pub fn off_map_likelihood(confidence: f64, mean_likelihood: f64) -> f64 {
+    off_map_likelihood_with(confidence, mean_likelihood, OFF_MAP_USUAL_POWER)
+}
+
+/// [`off_map_likelihood`] with the mean likelihood's power given.
+fn off_map_likelihood_with(confidence: f64, mean_likelihood: f64, power: f64) -> f64 {
     // Not finite: NaN says nothing (0, the likeliest off the map); +inf stands out (1).
     let c = if confidence.is_nan() {
         0.0
     } else {
         confidence.clamp(0.0, 1.0)
     };
-    // The mean of likelihoods in (0, 1]; NaN or out of range: the usual value (factor 1).
+    // A mean of likelihoods lies in (0, 1]: above 1 is clamped to 1; NaN, 0 or below counts as
+    // the usual value (factor 1).
     let u = if mean_likelihood.is_finite() && mean_likelihood > 0.0 {
         mean_likelihood.min(1.0)
     } else {
         OFF_MAP_USUAL
     };
-    OFF_MAP_LIKELIHOOD
-        * (-c / OFF_MAP_CONFIDENCE).exp()
-        * (u / OFF_MAP_USUAL).powf(OFF_MAP_USUAL_POWER)
+    OFF_MAP_LIKELIHOOD * (-c / OFF_MAP_CONFIDENCE).exp() * (u / OFF_MAP_USUAL).powf(power)
 }
 
 /// Scales `v` to sum to 1 (uniform when its sum is not positive and finite); returns the sum
@@ -1325,21 +1328,24 @@ mod tests {
         let flat = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.0);
         assert!(flat[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{flat:?}");
         // By hand: the likelihood off the map at confidence 0 and at OFF_MAP_CONFIDENCE.
-        // ... at the usual mean likelihood; a frame that an average place explains twice as
-        // well is 2^OFF_MAP_USUAL_POWER times as likely off the map; a mean likelihood that
-        // is not one (NaN, 0, negative) counts as the usual one.
+        // ... at the usual mean likelihood (the shipped power 0: at any).
         let u = OFF_MAP_USUAL;
         assert_eq!(off_map_likelihood(0.0, u), OFF_MAP_LIKELIHOOD);
         let at = off_map_likelihood(OFF_MAP_CONFIDENCE, u);
         assert!((at * 1f64.exp() - OFF_MAP_LIKELIHOOD).abs() < 1e-12, "{at}");
         assert_eq!(off_map_likelihood(f64::NAN, u), OFF_MAP_LIKELIHOOD);
-        let twice = off_map_likelihood(0.0, 2.0 * u);
-        assert!(
-            (twice - OFF_MAP_LIKELIHOOD * 2f64.powf(OFF_MAP_USUAL_POWER)).abs() < 1e-12,
-            "{twice}"
+        assert_eq!(
+            off_map_likelihood(0.3, 0.05),
+            off_map_likelihood_with(0.3, 0.05, OFF_MAP_USUAL_POWER)
         );
-        for bad in [f64::NAN, 0.0, -1.0] {
-            assert_eq!(off_map_likelihood(0.0, bad), OFF_MAP_LIKELIHOOD);
+        // With a power (1.5, as a refit chose): a frame an average place explains twice as
+        // well is 2^1.5 times as likely off the map; a mean likelihood above 1 counts as 1, and
+        // one that is not a mean of likelihoods (NaN, 0, negative) as the usual one.
+        let with = |u: f64| off_map_likelihood_with(0.0, u, 1.5);
+        assert!((with(2.0 * u) - OFF_MAP_LIKELIHOOD * 2f64.powf(1.5)).abs() < 1e-12);
+        assert_eq!(with(7.0), with(1.0));
+        for bad in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            assert_eq!(with(bad), OFF_MAP_LIKELIHOOD, "{bad}");
         }
         // The transition, by hand: 0.25 is where it settles; over 0.5 s from 0.001 it moves by
         // (0.25 - 0.001) (1 - e^(-0.5 / 15)); a stop of 5 minutes (with odometry, no reset)

@@ -135,7 +135,10 @@ def replay(frames, constants, min_confidence, threshold):
         if f["evidence"] is None:
             q = OFF_MAP_START
         else:
-            usual = (f["usual"] / USUAL) ** g_off if g_off else 1.0
+            # As src/localize/sequence.rs: U clamped to 1; not finite or not above 0: USUAL.
+            u = f["usual"]
+            u = min(u, 1.0) if math.isfinite(u) and u > 0.0 else USUAL
+            usual = (u / USUAL) ** g_off if g_off else 1.0
             off = q * a_off * math.exp(-max(f["confidence"], 0.0) / b_off) * usual
             on = (1.0 - q) * f["evidence"]
             if off + on > 0.0:
@@ -248,6 +251,15 @@ def main():
             constants[2] == edges[2][-1]:
         print("note: the fit is at the edge of the grid; the best value may lie beyond it\n")
     table(names, worlds, constants, a.min_confidence, w, marks)
+    # A fit that is less safe past a map's end on a check folder than the shipped constants
+    # is one to look at, not to adopt (session 56's, docs/sequence-filter.md "Map size").
+    for name, frames in zip(names[len(a.fit):], worlds[len(a.fit):]):
+        old_s = scores(frames, SHIPPED, a.min_confidence, w)
+        new_s = scores(frames, constants, a.min_confidence, w)
+        if new_s["beyond"] and new_s["safe"] < old_s["safe"]:
+            print(f"\nnote: check folder {name}: the fitted constants withhold or cover "
+                  f"{new_s['safe']} of its {new_s['beyond']} queries beyond the map, the "
+                  f"shipped ones {old_s['safe']}: a check the fit fails")
     print("\nTo use fitted values: set OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER in "
           "src/localize/sequence.rs (and SHIPPED here), rebuild, and check with `dasgil-tools "
           "evaluate --filter sequence` on worlds not used for fitting.")

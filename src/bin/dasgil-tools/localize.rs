@@ -249,14 +249,8 @@ pub(crate) fn localize(
     opts: &LocalizeOptions,
 ) -> Vec<Localized> {
     let map = &loc.map;
-    // The map's cameras, for the reasons below (a BTreeMap: in order).
-    let have = loc
-        .index
-        .by_camera
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
+    // The map's cameras, for the reasons below.
+    let have = loc.cameras().join(", ");
     images
         .iter()
         .map(|path| {

@@ -155,6 +155,9 @@ fn make_fixtures(d: &Path) {
         t[0].0 = "foo".into();
         m.clear();
     });
+    rewrite(&gen, &d.join("noconfig.safetensors"), |_, m| {
+        m.remove("dasgil.config");
+    });
     let bytes = std::fs::read(&gen).unwrap();
     std::fs::write(d.join("trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
 

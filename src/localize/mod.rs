@@ -703,6 +703,7 @@ impl Localizer {
                 *c *= bc.inverse();
             }
         }
+        prior::tidy_covariance(&mut prior.covariance);
         let answer = Answer {
             frame_confidence,
             prior,

@@ -266,6 +266,37 @@ fn prior_with_confidence(
     })
 }
 
+/// Entries of a covariance smaller than this share of its largest diagonal entry are rounding,
+/// not correlation: a rotation vector between two images that face the same way comes out of
+/// the logarithm as 1e-17 rather than 0, and its outer product as 1e-34.
+pub const TIDY_RELATIVE: f64 = 1e-12;
+
+/// The covariance as published: symmetric (the mean of an entry and its mirror) and with the
+/// entries below TIDY_RELATIVE of the largest diagonal entry set to 0, so that a reader (the
+/// JSON, a ROS message, a downstream filter) sees exact zeros where the prior has no
+/// correlation. Entries that are not finite are left as they are.
+pub fn tidy_covariance(cov: &mut [f64; 36]) {
+    let scale = (0..6)
+        .map(|i| cov[i * 7].abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    for r in 0..6 {
+        for c in r..6 {
+            let (a, b) = (cov[r * 6 + c], cov[c * 6 + r]);
+            let mut m = if a.is_finite() && b.is_finite() {
+                0.5 * (a + b)
+            } else {
+                continue;
+            };
+            if m.abs() <= TIDY_RELATIVE * scale {
+                m = 0.0;
+            }
+            cov[r * 6 + c] = m;
+            cov[c * 6 + r] = m;
+        }
+    }
+}
+
 /// The 3x3 position block of a row-major 6x6 covariance.
 pub fn position_block(cov: &[f64; 36]) -> Matrix3<f64> {
     Matrix3::from_fn(|r, c| cov[r * 6 + c])
@@ -486,6 +517,39 @@ mod tests {
     //! (docs/pose-prior.md), not by calling the code under test another way.
     use super::*;
     use nalgebra::{Translation3, UnitQuaternion};
+
+    #[test]
+    fn tidy_covariance_zeroes_rounding_and_keeps_correlation() {
+        let mut cov = [0.0; 36];
+        for i in 0..6 {
+            cov[i * 7] = if i < 3 { 4.0 } else { 0.0019 };
+        }
+        cov[1] = 0.5; // x-y correlation, real
+        cov[6] = 0.5;
+        cov[4 * 6 + 3] = 9.8e-35; // roll-pitch rounding
+        cov[3 * 6 + 4] = 9.8e-35;
+        cov[5 * 6 + 3] = 3e-13; // below 1e-12 of the largest diagonal (4): rounding
+        cov[3 * 6 + 5] = 5e-13;
+        cov[2] = 1e-3; // above: kept, and made symmetric
+        cov[12] = 3e-3;
+        tidy_covariance(&mut cov);
+        assert_eq!(cov[1], 0.5);
+        assert_eq!(cov[6], 0.5);
+        assert_eq!(cov[4 * 6 + 3], 0.0);
+        assert_eq!(cov[3 * 6 + 4], 0.0);
+        assert_eq!(cov[5 * 6 + 3], 0.0);
+        assert_eq!(cov[3 * 6 + 5], 0.0);
+        assert_eq!(cov[2], 2e-3);
+        assert_eq!(cov[12], 2e-3);
+        for i in 0..6 {
+            assert_eq!(cov[i * 7], if i < 3 { 4.0 } else { 0.0019 });
+        }
+        // A non-finite entry is left as it is.
+        cov[7] = f64::NAN;
+        tidy_covariance(&mut cov);
+        assert!(cov[7].is_nan());
+        assert_eq!(cov[0], 4.0);
+    }
 
     fn at(x: f64, y: f64, yaw: f64) -> Pose {
         Pose::from_parts(

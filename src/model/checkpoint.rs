@@ -301,7 +301,22 @@ pub fn read_meta(
                 found: json.clone(),
             })?
         }
-        None => infer_config(file, path, network)?,
+        None => {
+            let config = infer_config(file, path, network)?;
+            if network == NetworkRole::Generator && input_size.is_none() {
+                // The authors' weights carry no input size; the paper's is the only safe guess,
+                // and a wrong one changes every descriptor without an error: say it.
+                tracing::warn!(
+                    "{}: no `dasgil.config` in its metadata: its input is taken as the paper's \
+                     {}x{} (height x width); for a model trained at another size, import its \
+                     .pth with `dasgil-tools import-checkpoint --input-size HxW`",
+                    path.display(),
+                    config.input_height,
+                    config.input_width
+                );
+            }
+            config
+        }
     };
     let config = match input_size {
         Some((h, w)) => config

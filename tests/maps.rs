@@ -1517,6 +1517,110 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
     assert!(!out.join("recall_curves.png").exists());
 }
 
+/// `evaluate --gate-radius` searches each query only near its true position (moved by
+/// --gate-error), as the node's `prior_topic` gates the search: a gate around the truth keeps
+/// every published prior within its radius; a gate that holds no map image publishes nothing and
+/// says so, while the submission keeps the whole map's answer; a gate wider than the world
+/// changes nothing; the same seed draws the same gates.
+#[test]
+fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let evaluate = |name: &str, more: &[&str]| -> (PathBuf, String, serde_json::Value) {
+        let out = dir.join(name);
+        let mut rest = vec![
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+            "--baseline",
+            "raw-pixels",
+        ];
+        rest.extend_from_slice(more);
+        let said = ok(&f.args("evaluate", &rest));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        (out, said, report["reports"][0].clone())
+    };
+    let submission = |out: &Path| std::fs::read_to_string(out.join("submission.txt")).unwrap();
+    let errors = |r: &serde_json::Value, published_only: bool| -> Vec<f64> {
+        r["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| !published_only || q["published"].as_bool().unwrap())
+            .map(|q| q["position_error"].as_f64().unwrap())
+            .collect()
+    };
+    let (plain, _, ungated) = evaluate("plain", &[]);
+    assert!(ungated.get("gate").is_none());
+    assert_eq!(ungated["all"]["queries"], 24);
+    // Raw pixels on this world put some queries more than 3 m from their truth: the gate below
+    // has something to correct.
+    assert!(
+        errors(&ungated, false).iter().any(|&e| e > 3.0),
+        "{:?}",
+        errors(&ungated, false)
+    );
+
+    let (wide, said, r) = evaluate("wide", &["--gate-radius", "100000"]);
+    assert_eq!(submission(&wide), submission(&plain));
+    assert_eq!(r["all"], ungated["all"]);
+    assert_eq!(r["gate"]["radius"], 100000.0);
+    assert_eq!(r["gate"]["empty"], 0);
+    assert!(said.contains("gate: each scored query searched only within 100000 m of its true position moved by a horizontal error of 0 m per axis (seed 0)"), "{said}");
+
+    let (_, _, r) = evaluate("tight", &["--gate-radius", "3"]);
+    let tight = errors(&r, true);
+    let empty = r["gate"]["empty"].as_u64().unwrap();
+    assert_eq!(r["published"]["outcomes"]["no_candidates"], empty);
+    assert!(tight.len() + empty as usize <= 24 && !tight.is_empty());
+    assert!(tight.iter().all(|&e| e <= 3.0 + 1e-9), "{tight:?}");
+
+    // Gates 1 m wide, kilometres off: none holds a map image. Nothing is published, every
+    // query is counted, and the submission is the whole map's.
+    let (off, said, r) = evaluate(
+        "off",
+        &[
+            "--gate-radius",
+            "1",
+            "--gate-error",
+            "1000",
+            "--gate-seed",
+            "7",
+        ],
+    );
+    assert_eq!(r["gate"]["empty"], 24);
+    assert_eq!(r["published"]["outcomes"]["no_candidates"], 24);
+    assert_eq!(r["published"]["outcomes"]["localized"], 0);
+    assert_eq!(submission(&off), submission(&plain));
+    assert_eq!(r["all"], ungated["all"]);
+    assert!(
+        said.contains("24 of 24 had no map image there: nothing published"),
+        "{said}"
+    );
+    assert!(std::fs::read_to_string(off.join("report.md"))
+        .unwrap()
+        .contains("Gate: each scored query searched only within 1 m"));
+
+    // A gate 4 m wide around positions 3 m off: the seed decides which queries keep a map
+    // image; the same seed, the same gates.
+    let noisy = [
+        "--gate-radius",
+        "4",
+        "--gate-error",
+        "3",
+        "--gate-seed",
+        "5",
+    ];
+    let (a, _, ra) = evaluate("noisy-a", &noisy);
+    let (b, _, rb) = evaluate("noisy-b", &noisy);
+    assert_eq!(submission(&a), submission(&b));
+    assert_eq!(ra["gate"], rb["gate"]);
+    assert_eq!(ra["queries"], rb["queries"]);
+}
+
 #[test]
 fn an_image_listed_twice_is_one_map_entry_and_with_two_poses_is_refused() {
     let f = fixture();

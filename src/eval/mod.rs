@@ -35,6 +35,7 @@ pub fn run(
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
+    gate: Option<offline::Gate>,
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
     prepare_out(src, out)?;
@@ -51,6 +52,7 @@ pub fn run(
         rectify,
         yaw_views,
         options,
+        gate,
     );
     before.clean_up_after(out, result, &[])
 }
@@ -187,6 +189,7 @@ fn run_in(
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
+    gate: Option<offline::Gate>,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
     let mut reports = Vec::new();
@@ -234,7 +237,7 @@ fn run_in(
                 warnings.push(w.clone());
             }
         }
-        let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name)?;
+        let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)?;
         if submission.is_none() {
             submission = Some(sub);
         }
@@ -250,6 +253,7 @@ fn run_in(
 /// evaluate --map: scores the queries against a prebuilt map (the deployed f16 or compressed
 /// one, say) through the Localizer, encoding with the map's own checkpoint (or `checkpoint`)
 /// and adaptation, at the map's metric. One report.
+#[allow(clippy::too_many_arguments)] // run's options, one each
 pub fn run_on_map(
     map: &Path,
     checkpoint: Option<&Path>,
@@ -258,6 +262,7 @@ pub fn run_on_map(
     out: &Path,
     per_camera: bool,
     options: &crate::localize::Options,
+    gate: Option<offline::Gate>,
 ) -> Result<Vec<Report>, PipelineError> {
     // The map is opened (and checked) before the output folder is made.
     let (loc, used) = Localizer::load(map, checkpoint, device, options.clone())?;
@@ -271,7 +276,7 @@ pub fn run_on_map(
     let before = OutState::of(out);
     prepare_out(src, out)?;
     let labels = offline::condition_labels(src);
-    let result = offline::evaluate(&loc, src, &labels, per_camera, &name)
+    let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)
         .and_then(|(report, sub)| write_outputs(out, src, &loc.warnings, vec![report], Some(sub)));
     before.clean_up_after(out, result, &[map])
 }

@@ -172,6 +172,9 @@ pub struct Report {
     /// lens than the map's images, or that the map recorded none. Absent: nothing to say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lenses: Vec<String>,
+    /// `evaluate --gate-radius`: the gate every scored query was searched in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
     pub queries: Vec<QueryResult>,
     /// Per scored query: its true position and its first QUALITY_HITS candidates (descriptor
     /// distance, position) and, with the sequence filter, the belief about the published place
@@ -238,6 +241,60 @@ pub struct Published {
     pub outcomes: Tally,
     /// None when the node would publish nothing.
     pub scores: Option<Scores>,
+}
+
+/// `evaluate --gate-radius`: each scored query is searched only among the map images within
+/// `radius` of a gating position, its true camera centre moved by a horizontal error (the map's
+/// ground plane, perpendicular to its up) of `error` metres standard deviation per axis: what
+/// the node does with a position prior on its `prior_topic` (`gate_radius`), e.g. a GNSS fix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// Metres.
+    pub radius: f64,
+    /// Metres, the standard deviation of each horizontal axis of the gating position's error.
+    pub error: f64,
+    /// The seed of the errors' draw (one draw per scored query, in the list's order).
+    pub seed: u64,
+    /// Scored queries whose gate held no map image (of their camera): nothing published, as
+    /// the node publishes nothing then; their line in submission.txt and the `all` scores come
+    /// from a search of the whole map.
+    #[serde(default)]
+    pub empty: u64,
+}
+
+impl Gate {
+    /// The gating position of each query (None for a query without ground truth: searched
+    /// ungated), `up` the map's up direction.
+    pub fn centres(
+        &self,
+        queries: &[PosedImage],
+        up: &nalgebra::Vector3<f64>,
+    ) -> Vec<Option<[f64; 3]>> {
+        use rand::{Rng, SeedableRng};
+        let up = if up.norm() > 0.0 {
+            up.normalize()
+        } else {
+            nalgebra::Vector3::z()
+        };
+        let other = if up.x.abs() < 0.9 {
+            nalgebra::Vector3::x()
+        } else {
+            nalgebra::Vector3::y()
+        };
+        let u1 = up.cross(&other).normalize();
+        let u2 = up.cross(&u1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+        queries
+            .iter()
+            .map(|q| {
+                let truth = q.world_from_cam?.translation.vector;
+                let a: f64 = rng.sample(rand_distr::StandardNormal);
+                let b: f64 = rng.sample(rand_distr::StandardNormal);
+                let c = truth + (u1 * a + u2 * b) * self.error;
+                Some([c.x, c.y, c.z])
+            })
+            .collect()
+    }
 }
 
 impl<'de> Deserialize<'de> for Tally {
@@ -428,6 +485,7 @@ pub fn evaluate(
     labels: &BTreeMap<String, String>,
     per_camera: bool,
     model: &str,
+    gate: Option<Gate>,
 ) -> Result<(Report, Vec<Localized>), PipelineError> {
     if src.queries.is_empty() {
         return Err(PipelineError::NoQueries {
@@ -484,21 +542,29 @@ pub fn evaluate(
     let mut tally = Tally::default();
     let mut unscored = 0;
     let mut candidates = Vec::new();
-    fn query(q: &PosedImage, per_camera: bool) -> Query<'_> {
+    let centres = gate.map(|g| g.centres(owned, &loc.places.up));
+    let near = |i: usize| -> Option<([f64; 3], f64)> {
+        let g = gate?;
+        centres.as_ref()?[i].map(|c| (c, g.radius))
+    };
+    let query = |i: usize, gated: bool| -> Query<'_> {
         Query {
-            camera: per_camera.then_some(q.camera.as_str()),
+            camera: per_camera.then_some(owned[i].camera.as_str()),
+            near: if gated { near(i) } else { None },
             ..Default::default()
         }
-    }
+    };
     let want = RECALL_N[RECALL_N.len() - 1];
+    // A gate that holds no map image publishes nothing (the node's outcome, counted); the
+    // submission line and the `all` scores take the whole map's answer instead.
+    let ungated = |i: usize, o: &Outcome| -> Option<Outcome> {
+        (matches!(o, Outcome::NoCandidates(_)) && near(i).is_some())
+            .then(|| loc.localize_descriptor(&desc[i * dim..(i + 1) * dim], &query(i, false), want))
+    };
     let mut sequence = None;
     let outcomes: Vec<Outcome> = match loc.options.filter {
-        Filter::None => owned
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                loc.localize_descriptor(&desc[i * dim..(i + 1) * dim], &query(q, per_camera), want)
-            })
+        Filter::None => (0..owned.len())
+            .map(|i| loc.localize_descriptor(&desc[i * dim..(i + 1) * dim], &query(i, true), want))
             .collect(),
         Filter::Sequence => {
             // Every camera's queries in time order (ties in list order) through one filter.
@@ -525,7 +591,7 @@ pub fn evaluate(
                 let outcome = loc.localize_in_sequence(
                     &mut filter,
                     &desc[i * dim..(i + 1) * dim],
-                    &query(&owned[i], per_camera),
+                    &query(i, true),
                     time,
                     travel,
                     want,
@@ -555,8 +621,16 @@ pub fn evaluate(
             out.into_iter().map(|o| o.expect("every query")).collect()
         }
     };
-    for (q, outcome) in owned.iter().zip(outcomes) {
-        let Some(answer) = outcome.answer() else {
+    let fallbacks: Vec<Option<Outcome>> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| ungated(i, o))
+        .collect();
+    for ((q, outcome), fallback) in owned.iter().zip(outcomes).zip(fallbacks) {
+        let Some(answer) = outcome
+            .answer()
+            .or_else(|| fallback.as_ref().and_then(Outcome::answer))
+        else {
             return Err(PipelineError::NoPrior {
                 path: q.path.clone(),
                 why: match &outcome {
@@ -687,6 +761,10 @@ pub fn evaluate(
         }),
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
+        gate: gate.map(|g| Gate {
+            empty: tally.no_candidates,
+            ..g
+        }),
         queries: results,
         candidates,
     };
@@ -703,6 +781,17 @@ fn views_none() -> String {
 
 fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
+}
+
+/// What `evaluate --gate-radius` did, in words (report.md and the summary).
+pub fn gate_line(g: &Gate, scored: usize) -> String {
+    format!(
+        "each scored query searched only within {} m of its true position moved by a horizontal \
+         error of {} m per axis (seed {}), as the node's `prior_topic` gates with `gate_radius`; \
+         {} of {} had no map image there: nothing published for them (their `all` figures come \
+         from the whole map)",
+        g.radius, g.error, g.seed, g.empty, scored
+    )
 }
 
 /// report.md: the tables a person reads.
@@ -738,6 +827,9 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
         }
         for l in &r.lenses {
             s.push_str(&format!("Lens: {l}\n\n"));
+        }
+        if let Some(g) = &r.gate {
+            s.push_str(&format!("Gate: {}.\n\n", gate_line(g, r.all.queries)));
         }
         if r.unscored > 0 {
             s.push_str(&format!(

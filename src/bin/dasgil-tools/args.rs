@@ -229,6 +229,11 @@ pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r > 0.0, "metres > 0")
 }
 
+/// `evaluate --gate-error`: metres >= 0.
+pub(crate) fn parse_gate_error(s: &str) -> Result<f64, String> {
+    parse_number_where(s, |r| r.is_finite() && r >= 0.0, "metres >= 0")
+}
+
 /// The flags of the other sources, which a recording and its own flags cannot be used with.
 const NOT_BAG: [&str; 6] = [
     "sequence",

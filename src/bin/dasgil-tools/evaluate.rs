@@ -74,6 +74,20 @@ pub(crate) struct EvaluateArgs {
     /// alone, as without odometry.
     #[arg(long, conflicts_with = "odometry_topic")]
     no_odometry: bool,
+    /// Search each query only among the map images within this many metres (> 0) of a gating
+    /// position, its true position moved by --gate-error: what the node does with a position
+    /// prior on its `prior_topic` (`gate_radius`), e.g. a GNSS fix. A query whose gate holds no
+    /// map image gets no prior (counted; its submission line comes from the whole map).
+    /// Queries without ground truth are searched ungated.
+    #[arg(long, value_name = "METRES", value_parser = parse_radius, allow_hyphen_values = true)]
+    gate_radius: Option<f64>,
+    /// With --gate-radius: the gating position's error, metres (>= 0), the standard deviation
+    /// of each horizontal axis (the map's ground plane), drawn per query.
+    #[arg(long, value_name = "METRES", requires = "gate_radius", default_value_t = 0.0, value_parser = parse_gate_error, allow_hyphen_values = true)]
+    gate_error: f64,
+    /// With --gate-radius: the seed of the gating positions' errors.
+    #[arg(long, requires = "gate_radius", default_value_t = 0)]
+    gate_seed: u64,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -227,6 +241,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         metric: a.map.as_ref().and(a.metric),
         ..Default::default()
     };
+    let gate = a.gate_radius.map(|radius| dasgil::eval::offline::Gate {
+        radius,
+        error: a.gate_error,
+        seed: a.gate_seed,
+        empty: 0,
+    });
     let reports = if let Some(map) = &a.map {
         dasgil::eval::run_on_map(
             map,
@@ -236,6 +256,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             &a.out,
             !a.shared,
             &options,
+            gate,
         )
         .map_err(map_flag_error)?
     } else {
@@ -252,6 +273,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             a.rectify,
             a.yaw_views.as_ref().map_or(&[][..], |v| &v.0[..]),
             &options,
+            gate,
         )?
     };
     if reports.iter().all(|r| r.all.queries == 0) {
@@ -312,6 +334,12 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 } else {
                     String::new()
                 }
+            );
+        }
+        if let Some(g) = &r.gate {
+            println!(
+                "    gate: {}",
+                dasgil::eval::offline::gate_line(g, r.all.queries)
             );
         }
         if let Some(seq) = &r.sequence {

@@ -1573,9 +1573,34 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
 
     let (_, _, r) = evaluate("tight", &["--gate-radius", "3"]);
     let tight = errors(&r, true);
-    let empty = r["gate"]["empty"].as_u64().unwrap();
-    assert_eq!(r["published"]["outcomes"]["no_candidates"], empty);
-    assert!(tight.len() + empty as usize <= 24 && !tight.is_empty());
+    // The gates with no map image of the query's camera within 3 m, from the data set's poses.
+    let poses = |file: &str| -> Vec<(String, [f64; 3])> {
+        std::fs::read_to_string(f.root.join("slice3").join(file))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Vec<&str> = l.split_whitespace().collect();
+                let camera = if v[0].contains("_c0_") { "c0" } else { "c1" };
+                let c = |i: usize| v[i].parse::<f64>().unwrap();
+                (camera.to_string(), [c(5), c(6), c(7)])
+            })
+            .collect()
+    };
+    let database = poses("ground-truth-database-images-slice3.txt");
+    let expected_empty = poses("camera-poses/slice3-queries.txt")
+        .iter()
+        .filter(|(cam, q)| {
+            !database.iter().any(|(c, d)| {
+                c == cam && (0..3).map(|i| (q[i] - d[i]).powi(2)).sum::<f64>().sqrt() <= 3.0
+            })
+        })
+        .count();
+    assert_eq!(r["gate"]["empty"], expected_empty as u64);
+    assert_eq!(
+        r["published"]["outcomes"]["no_candidates"],
+        expected_empty as u64
+    );
+    assert!(!tight.is_empty());
     assert!(tight.iter().all(|&e| e <= 3.0 + 1e-9), "{tight:?}");
 
     // Gates 1 m wide, kilometres off: none holds a map image. Nothing is published, every
@@ -1619,6 +1644,45 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert_eq!(submission(&a), submission(&b));
     assert_eq!(ra["gate"], rb["gate"]);
     assert_eq!(ra["queries"], rb["queries"]);
+    let (_, _, rc) = evaluate(
+        "noisy-c",
+        &[
+            "--gate-radius",
+            "4",
+            "--gate-error",
+            "3",
+            "--gate-seed",
+            "6",
+        ],
+    );
+    assert!(
+        rc["queries"] != ra["queries"] || rc["gate"]["empty"] != ra["gate"]["empty"],
+        "another seed drew the same gates"
+    );
+
+    // Under the sequence filter a frame with an empty gate leaves the filter as it was (the
+    // node's way); its row is the whole map's single-frame answer, marked for the fit scripts.
+    let (seq, said, r) = evaluate(
+        "off-sequence",
+        &[
+            "--filter",
+            "sequence",
+            "--gate-radius",
+            "1",
+            "--gate-error",
+            "1000",
+        ],
+    );
+    assert_eq!(r["gate"]["empty"], 24, "{said}");
+    assert_eq!(r["published"]["outcomes"]["localized"], 0);
+    assert_eq!(r["all"], ungated["all"]);
+    let rows = std::fs::read_to_string(seq.join("candidates-none.jsonl")).unwrap();
+    assert_eq!(rows.lines().count(), 24);
+    for l in rows.lines() {
+        let row: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(row["gate_empty"], true, "{l}");
+        assert_eq!(row["published"], false, "{l}");
+    }
 }
 
 #[test]

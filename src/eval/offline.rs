@@ -255,9 +255,10 @@ pub struct Gate {
     pub error: f64,
     /// The seed of the errors' draw (one draw per scored query, in the list's order).
     pub seed: u64,
-    /// Scored queries whose gate held no map image (of their camera): nothing published, as
-    /// the node publishes nothing then; their line in submission.txt and the `all` scores come
-    /// from a search of the whole map.
+    /// Scored queries whose gate held no map image (of their camera; of any camera with
+    /// `--shared`): nothing published, as the node publishes nothing then; their line in
+    /// submission.txt, their `all` scores and their row in candidates-*.jsonl (`gate_empty`:
+    /// true) come from a single-frame search of the whole map, with `--filter sequence` too.
     #[serde(default)]
     pub empty: u64,
 }
@@ -543,6 +544,16 @@ pub fn evaluate(
     let mut unscored = 0;
     let mut candidates = Vec::new();
     let centres = gate.map(|g| g.centres(owned, &loc.places.up));
+    if gate.is_some() {
+        let ungated = owned.iter().filter(|q| q.world_from_cam.is_none()).count();
+        if ungated > 0 {
+            tracing::warn!(
+                "--gate-radius: {ungated} of the {} listed queries have no ground truth to draw \
+                 a gate around: they are searched in the whole map",
+                owned.len()
+            );
+        }
+    }
     let near = |i: usize| -> Option<([f64; 3], f64)> {
         let g = gate?;
         centres.as_ref()?[i].map(|c| (c, g.radius))
@@ -627,6 +638,7 @@ pub fn evaluate(
         .map(|(i, o)| ungated(i, o))
         .collect();
     for ((q, outcome), fallback) in owned.iter().zip(outcomes).zip(fallbacks) {
+        let gate_empty = outcome.answer().is_none() && fallback.is_some();
         let Some(answer) = outcome
             .answer()
             .or_else(|| fallback.as_ref().and_then(Outcome::answer))
@@ -723,6 +735,7 @@ pub fn evaluate(
                 [t.x, t.y, t.z]
             }),
             "published": r.published,
+            "gate_empty": gate_empty,
             "up": loc.places.up.as_slice(),
             "map_spacing": loc.places.spacing,
         }));
@@ -789,7 +802,7 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
         "each scored query searched only within {} m of its true position moved by a horizontal \
          error of {} m per axis (seed {}), as the node's `prior_topic` gates with `gate_radius`; \
          {} of {} had no map image there: nothing published for them (their `all` figures come \
-         from the whole map)",
+         from a single-frame search of the whole map)",
         g.radius, g.error, g.seed, g.empty, scored
     )
 }

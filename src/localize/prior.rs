@@ -266,29 +266,27 @@ fn prior_with_confidence(
     })
 }
 
-/// Entries of a covariance smaller than this share of its largest diagonal entry are rounding,
-/// not correlation: a rotation vector between two images that face the same way comes out of
-/// the logarithm as 1e-17 rather than 0, and its outer product as 1e-34.
+/// An off-diagonal entry smaller than this share of the geometric mean of its two variances
+/// (|c_rc| <= TIDY_RELATIVE sqrt(c_rr c_cc): a correlation coefficient of 1e-12) is rounding, not
+/// correlation: a rotation vector between two images that face the same way comes out of the
+/// logarithm as 1e-17 rather than 0, and its outer product as 1e-34.
 pub const TIDY_RELATIVE: f64 = 1e-12;
 
 /// The covariance as published: symmetric (the mean of an entry and its mirror) and with the
-/// entries below TIDY_RELATIVE of the largest diagonal entry set to 0, so that a reader (the
+/// off-diagonal entries whose correlation is below TIDY_RELATIVE set to 0, so that a reader (the
 /// JSON, a ROS message, a downstream filter) sees exact zeros where the prior has no
-/// correlation. Entries that are not finite are left as they are.
+/// correlation. The diagonal is never changed (a variance, however small against another, is
+/// not rounding), and entries that are not finite are left as they are.
 pub fn tidy_covariance(cov: &mut [f64; 36]) {
-    let scale = (0..6)
-        .map(|i| cov[i * 7].abs())
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
     for r in 0..6 {
-        for c in r..6 {
+        for c in r + 1..6 {
             let (a, b) = (cov[r * 6 + c], cov[c * 6 + r]);
-            let mut m = if a.is_finite() && b.is_finite() {
-                0.5 * (a + b)
-            } else {
+            if !(a.is_finite() && b.is_finite()) {
                 continue;
-            };
-            if m.abs() <= TIDY_RELATIVE * scale {
+            }
+            let mut m = 0.5 * (a + b);
+            let scale = (cov[r * 7] * cov[c * 7]).abs().sqrt();
+            if scale.is_finite() && m.abs() <= TIDY_RELATIVE * scale {
                 m = 0.0;
             }
             cov[r * 6 + c] = m;
@@ -528,9 +526,13 @@ mod tests {
         cov[6] = 0.5;
         cov[4 * 6 + 3] = 9.8e-35; // roll-pitch rounding
         cov[3 * 6 + 4] = 9.8e-35;
-        cov[5 * 6 + 3] = 3e-13; // below 1e-12 of the largest diagonal (4): rounding
-        cov[3 * 6 + 5] = 5e-13;
-        cov[2] = 1e-3; // above: kept, and made symmetric
+        // Below 1e-12 of sqrt(0.0019 * 0.0019) = 0.0019: rounding.
+        cov[5 * 6 + 3] = 1e-15;
+        cov[3 * 6 + 5] = 2e-15;
+        // Above (1e-12 of sqrt(4 * 0.0019) = 8.7e-14): kept, made symmetric.
+        cov[5] = 3e-13;
+        cov[30] = 5e-13;
+        cov[2] = 1e-3;
         cov[12] = 3e-3;
         tidy_covariance(&mut cov);
         assert_eq!(cov[1], 0.5);
@@ -539,16 +541,23 @@ mod tests {
         assert_eq!(cov[3 * 6 + 4], 0.0);
         assert_eq!(cov[5 * 6 + 3], 0.0);
         assert_eq!(cov[3 * 6 + 5], 0.0);
+        assert_eq!(cov[5], 4e-13);
+        assert_eq!(cov[30], 4e-13);
         assert_eq!(cov[2], 2e-3);
         assert_eq!(cov[12], 2e-3);
         for i in 0..6 {
             assert_eq!(cov[i * 7], if i < 3 { 4.0 } else { 0.0019 });
         }
+        // A position spread of thousands of kilometres leaves the rotation variances alone.
+        cov[0] = 1e13;
+        tidy_covariance(&mut cov);
+        assert_eq!(cov[3 * 7], 0.0019);
+        assert_eq!(cov[5 * 7], 0.0019);
         // A non-finite entry is left as it is.
         cov[7] = f64::NAN;
         tidy_covariance(&mut cov);
         assert!(cov[7].is_nan());
-        assert_eq!(cov[0], 4.0);
+        assert_eq!(cov[0], 1e13);
     }
 
     fn at(x: f64, y: f64, yaw: f64) -> Pose {

@@ -124,7 +124,13 @@ pub fn import_pth(
         .remove("dasgil.upcast")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let mut meta = checkpoint::read_meta(&file, input, opts.input_size)?;
+    // The authors' files carry no input size: the paper's unless --input-size says otherwise
+    // (the summary line says which; read_meta's warning is for loading such a file, not this).
+    let paper = crate::model::config::ModelConfig::paper();
+    let input_size = opts
+        .input_size
+        .unwrap_or((paper.input_height, paper.input_width));
+    let mut meta = checkpoint::read_meta(&file, input, Some(input_size))?;
     meta.epoch = opts.epoch.or_else(|| epoch_from_file_name(input));
     meta.source = input
         .file_name()

@@ -84,6 +84,10 @@ def load(folder, shown):
              f"under reports[0].queries ({err!r})")
     frames = []
     for n, (where, q) in enumerate(json_lines(path, "`timestamp_us`, `evidence`, `off_map`, ...")):
+        if q.get("gate_empty"):
+            fail(f"{where}: field `gate_empty` is true: evaluate --gate-radius found no map image "
+                 "in this query's gate, so its row is a single-frame search of the whole map, not "
+                 "a step of the filter; fit on a run without --gate-radius")
         if q.get("filter") == "sequence" and "off_map" not in q:
             fail(f"{where}: no field `off_map`: made by a dasgil-tools older than the off-the-map "
                  "test; run evaluate --filter sequence again")

@@ -67,6 +67,10 @@ def load(folder):
         fail(f"{path}: missing; run `dasgil-tools evaluate --filter sequence ... --out {folder}`")
     queries = []
     for where, q in json_lines(path, "`truth`, `candidates` and `belief_profile`"):
+        if q.get("gate_empty"):
+            fail(f"{where}: field `gate_empty` is true: evaluate --gate-radius found no map image "
+                 "in this query's gate, so its row is a single-frame search of the whole map, not "
+                 "a step of the filter; fit on a run without --gate-radius")
         if q.get("filter") != "sequence":
             fail(f"{where}: field `filter`: expected \"sequence\", found {q.get('filter')!r} "
                  "(run evaluate with --filter sequence)")

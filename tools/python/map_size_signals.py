@@ -130,6 +130,12 @@ def main():
     db, meta = load_map(args.map)
     if meta["metric"] != "cosine":
         sys.exit(f"map_size_signals: {args.map}: metric {meta['metric']}; this script searches with cosine")
+    enc = meta["encoder"]
+    if (enc.get("adaptation", "none") != "none" or enc.get("rectified") or meta.get("yaw_views_deg")
+            or "autocontrast" in str(enc.get("normalisation", ""))):
+        sys.exit(f"map_size_signals: {args.map}: built with adaptation, rectification, "
+                 "photometric normalisation or yaw views; the queries' map is built without them: "
+                 "give a map built with build-map's defaults")
     with tempfile.TemporaryDirectory() as tmp:
         qpath = os.path.join(tmp, "queries.map.safetensors")
         query_map(args.tools, args.root, args.slice, meta, qpath)
@@ -150,9 +156,9 @@ def main():
             idx = np.where((dcam == cam) & (rank[cam] < size))[0]
             k = max(1, int(round((len(idx) / m0[cam]) ** (1 / 3))))
             d = 1.0 - dd[idx] @ qd[i]
-            shown = np.min(np.linalg.norm(dp[idx] - qp[i], axis=1)) < RIGHT
+            shown = np.min(np.linalg.norm(dp[idx] - qp[i], axis=1)) <= RIGHT
             best = idx[np.argmin(d)]
-            right = np.linalg.norm(dp[best] - qp[i]) < RIGHT
+            right = np.linalg.norm(dp[best] - qp[i]) <= RIGHT
             rows.append((shown, right) + signals(d, dp[idx], k))
         own = []
         for cam in set(meta["cameras"]):
@@ -166,6 +172,9 @@ def main():
         for col, name in ((2, "c"), (3, "c_rank"), (4, "z")):
             v = np.array([r[col] for r in rows])
             if name not in thresholds:
+                if not right.any():
+                    sys.exit(f"map_size_signals: no query is right on the map of {size} places: "
+                             "no threshold to carry; start --places with a larger map")
                 thresholds[name] = np.quantile(v[right], 0.1)
             th = thresholds[name]
             kept = lambda m: f"{(v[m] >= th).mean():.0%}" if m.any() else "-"

@@ -229,6 +229,15 @@ pub(crate) fn parse_radius(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r > 0.0, "metres > 0")
 }
 
+/// `evaluate --gate-radius`: metres > 0, at most 1e6 (the node's `gate_radius` bound).
+pub(crate) fn parse_gate_radius(s: &str) -> Result<f64, String> {
+    parse_number_where(
+        s,
+        |r| r.is_finite() && r > 0.0 && r <= 1e6,
+        "metres > 0 and at most 1e6",
+    )
+}
+
 /// `evaluate --gate-error`: metres >= 0.
 pub(crate) fn parse_gate_error(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r >= 0.0, "metres >= 0")

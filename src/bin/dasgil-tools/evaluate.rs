@@ -74,19 +74,26 @@ pub(crate) struct EvaluateArgs {
     /// alone, as without odometry.
     #[arg(long, conflicts_with = "odometry_topic")]
     no_odometry: bool,
-    /// Search each query only among the map images within this many metres (> 0) of a gating
-    /// position, its true position moved by --gate-error: what the node does with a position
-    /// prior on its `prior_topic` (`gate_radius`), e.g. a GNSS fix. A query whose gate holds no
-    /// map image gets no prior (counted; its submission line comes from the whole map).
-    /// Queries without ground truth are searched ungated.
-    #[arg(long, value_name = "METRES", value_parser = parse_radius, allow_hyphen_values = true)]
+    /// Search each query only among the map images within this many metres (> 0, at most 1e6;
+    /// a distance in 3-D, as the node's `gate_radius`) of a gating position, its true position
+    /// moved by --gate-error: what the node does with a position prior on its `prior_topic`,
+    /// e.g. a GNSS fix. A query whose gate holds no map image gets no prior (counted; its
+    /// submission line comes from a single-frame search of the whole map). Queries without
+    /// ground truth are searched ungated (said).
+    #[arg(long, value_name = "METRES", value_parser = parse_gate_radius, allow_hyphen_values = true)]
     gate_radius: Option<f64>,
     /// With --gate-radius: the gating position's error, metres (>= 0), the standard deviation
-    /// of each horizontal axis (the map's ground plane), drawn per query.
+    /// of each horizontal axis (the map's ground plane), drawn for each query independently
+    /// (a GNSS error drifts slowly: consecutive frames share most of it, which this does not).
     #[arg(long, value_name = "METRES", requires = "gate_radius", default_value_t = 0.0, value_parser = parse_gate_error, allow_hyphen_values = true)]
     gate_error: f64,
     /// With --gate-radius: the seed of the gating positions' errors.
-    #[arg(long, requires = "gate_radius", default_value_t = 0)]
+    #[arg(
+        long,
+        requires = "gate_radius",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
     gate_seed: u64,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).

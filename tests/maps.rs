@@ -1569,7 +1569,14 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert_eq!(r["all"], ungated["all"]);
     assert_eq!(r["gate"]["radius"], 100000.0);
     assert_eq!(r["gate"]["empty"], 0);
-    assert!(said.contains("gate: each scored query searched only within 100000 m of its true position moved by a horizontal error of 0 m per axis (seed 0)"), "{said}");
+    assert!(
+        said.contains(
+            "gate: each scored query searched only within 100000 m of its true position, as the \
+             node's `prior_topic` gates with `gate_radius`: the gates held a median 6 map images \
+             of the 6 searched without one; no gate of the 24 was empty"
+        ),
+        "{said}"
+    );
 
     let (_, _, r) = evaluate("tight", &["--gate-radius", "3"]);
     let tight = errors(&r, true);
@@ -1602,6 +1609,10 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     );
     assert!(!tight.is_empty());
     assert!(tight.iter().all(|&e| e <= 3.0 + 1e-9), "{tight:?}");
+    // A 3 m gate holds the one or two places of this world nearest the truth, of 6.
+    let held = r["gate"]["median_held"].as_f64().unwrap();
+    assert!((1.0..=2.0).contains(&held), "{}", r["gate"]);
+    assert_eq!(r["gate"]["median_searched_ungated"], 6.0);
 
     // Gates 1 m wide, kilometres off: none holds a map image. Nothing is published, every
     // query is counted, and the submission is the whole map's.
@@ -1622,9 +1633,14 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert_eq!(submission(&off), submission(&plain));
     assert_eq!(r["all"], ungated["all"]);
     assert!(
-        said.contains("24 of 24 had no map image there: nothing published"),
+        said.contains("24 of the 24 gates held no map image: nothing published for them"),
         "{said}"
     );
+    assert!(
+        said.contains("24 with no map image in their gate"),
+        "{said}"
+    );
+    assert_eq!(r["gate"]["median_held"], 0.0);
     assert!(std::fs::read_to_string(off.join("report.md"))
         .unwrap()
         .contains("Gate: each scored query searched only within 1 m"));

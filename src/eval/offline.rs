@@ -261,6 +261,13 @@ pub struct Gate {
     /// true) come from a single-frame search of the whole map, with `--filter sequence` too.
     #[serde(default)]
     pub empty: u64,
+    /// The median number of map images (of the query's camera; of any with `--shared`) the
+    /// scored queries' gates held, and of the whole map searched without a gate: how much the
+    /// gate narrowed the search.
+    #[serde(default)]
+    pub median_held: f64,
+    #[serde(default)]
+    pub median_searched_ungated: f64,
 }
 
 impl Gate {
@@ -747,6 +754,15 @@ pub fn evaluate(
         }
         groups.into_iter().map(|(k, v)| (k, score(&v))).collect()
     };
+    if gate.is_some() && 2 * tally.no_candidates > results.len() as u64 {
+        tracing::warn!(
+            "--gate-radius: {} of the {} gates held no map image (a gate narrower than its \
+             error, or a map that does not show where the queries are): nothing is published \
+             for them, and the `all` figures are mostly those of a search of the whole map",
+            tally.no_candidates,
+            results.len()
+        );
+    }
     let report = Report {
         lenses,
         model: model.to_string(),
@@ -774,9 +790,30 @@ pub fn evaluate(
         }),
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
-        gate: gate.map(|g| Gate {
-            empty: tally.no_candidates,
-            ..g
+        gate: gate.map(|g| {
+            let counts = |gated: bool| -> f64 {
+                let mut n: Vec<usize> = (0..owned.len())
+                    .filter(|&i| near(i).is_some())
+                    .map(|i| {
+                        let q = query(i, gated);
+                        loc.index
+                            .candidates(q.camera, q.near)
+                            .map_or(map.len(), |c| c.len())
+                    })
+                    .collect();
+                n.sort_unstable();
+                match n.len() {
+                    0 => 0.0,
+                    k if k % 2 == 1 => n[k / 2] as f64,
+                    k => 0.5 * (n[k / 2 - 1] + n[k / 2]) as f64,
+                }
+            };
+            Gate {
+                empty: tally.no_candidates,
+                median_held: counts(true),
+                median_searched_ungated: counts(false),
+                ..g
+            }
         }),
         queries: results,
         candidates,
@@ -798,12 +835,28 @@ fn pct(v: f64) -> String {
 
 /// What `evaluate --gate-radius` did, in words (report.md and the summary).
 pub fn gate_line(g: &Gate, scored: usize) -> String {
+    let around = if g.error > 0.0 {
+        format!(
+            "its true position moved by a horizontal error of {} m per axis (seed {})",
+            g.error, g.seed
+        )
+    } else {
+        "its true position".into()
+    };
+    let empty = if g.empty == 0 {
+        format!("no gate of the {scored} was empty")
+    } else {
+        format!(
+            "{} of the {scored} gates held no map image: nothing published for them, and their \
+             `all` figures and submission lines come from a single-frame search of the whole map",
+            g.empty
+        )
+    };
     format!(
-        "each scored query searched only within {} m of its true position moved by a horizontal \
-         error of {} m per axis (seed {}), as the node's `prior_topic` gates with `gate_radius`; \
-         {} of {} had no map image there: nothing published for them (their `all` figures come \
-         from a single-frame search of the whole map)",
-        g.radius, g.error, g.seed, g.empty, scored
+        "each scored query searched only within {} m of {around}, as the node's `prior_topic` \
+         gates with `gate_radius`: the gates held a median {} map images of the {} searched \
+         without one; {empty}",
+        g.radius, g.median_held, g.median_searched_ungated
     )
 }
 

@@ -238,6 +238,13 @@ pub(crate) fn parse_gate_radius(s: &str) -> Result<f64, String> {
     )
 }
 
+/// A seed: an integer from 0 to 2^64 - 1.
+pub(crate) fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("expected an integer from 0 to {}, found `{s}`", u64::MAX))
+}
+
 /// `evaluate --gate-error`: metres >= 0.
 pub(crate) fn parse_gate_error(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r >= 0.0, "metres >= 0")

@@ -92,7 +92,8 @@ pub(crate) struct EvaluateArgs {
         long,
         requires = "gate_radius",
         default_value_t = 0,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = parse_seed
     )]
     gate_seed: u64,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
@@ -253,6 +254,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         error: a.gate_error,
         seed: a.gate_seed,
         empty: 0,
+        median_held: 0.0,
+        median_searched_ungated: 0.0,
     });
     let reports = if let Some(map) = &a.map {
         dasgil::eval::run_on_map(
@@ -326,8 +329,13 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                     )
                 })
                 .unwrap_or_else(|| "nothing published".into());
+            let gated_out = if r.gate.is_some() {
+                format!(", {} with no map image in their gate", t.no_candidates)
+            } else {
+                String::new()
+            };
             println!(
-                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}); {of_those}",
+                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}{gated_out}); {of_those}",
                 p.min_confidence,
                 p.off_map_threshold
                     .map(|t| format!(", off_map_threshold {t}"))

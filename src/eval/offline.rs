@@ -552,10 +552,10 @@ pub fn evaluate(
     let mut candidates = Vec::new();
     let centres = gate.map(|g| g.centres(owned, &loc.places.up));
     if gate.is_some() {
-        let ungated = owned.iter().filter(|q| q.world_from_cam.is_none()).count();
-        if ungated > 0 {
+        let without_truth = owned.iter().filter(|q| q.world_from_cam.is_none()).count();
+        if without_truth > 0 {
             tracing::warn!(
-                "--gate-radius: {ungated} of the {} listed queries have no ground truth to draw \
+                "--gate-radius: {without_truth} of the {} listed queries have no ground truth to draw \
                  a gate around: they are searched in the whole map",
                 owned.len()
             );
@@ -965,7 +965,7 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
 
 /// recall_curves.png: recall@D of the top-1 and recall@N at 25 m, one series per report.
 pub fn recall_curves(path: &Path, reports: &[&Report]) -> Result<(), PipelineError> {
-    let label = |r: &Report| format!("{} ({})", r.model, r.adaptation);
+    let label = |r: &Report| format!("{} ({})", r.model, run_settings(r));
     let by_d: Vec<Series> = reports
         .iter()
         .map(|r| Series {
@@ -1027,6 +1027,19 @@ fn merge_identical(series: Vec<Series>) -> Vec<Series> {
     out
 }
 
+/// How a report's figures were made, for the pictures' labels: the adaptation, and the filter
+/// and the gate when they were used ("adaptation none, filter sequence, gate 50 m").
+fn run_settings(r: &Report) -> String {
+    let mut s = format!("adaptation {}", r.adaptation);
+    if r.filter != "none" {
+        s.push_str(&format!(", filter {}", r.filter));
+    }
+    if let Some(g) = &r.gate {
+        s.push_str(&format!(", gate {} m", g.radius));
+    }
+    s
+}
+
 /// matches.png: query / top-1 map image pairs, the first right and wrong ones of each condition.
 pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(), PipelineError> {
     let db: BTreeMap<String, &PosedImage> =
@@ -1066,7 +1079,12 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
             ),
             (
                 format!(
-                    "top-1: {verdict} {:.1} m / {:.0} deg from the truth, conf {:.2}, {}",
+                    "{}: {verdict} {:.1} m / {:.0} deg off, conf {:.2}, {}",
+                    if report.filter == "none" {
+                        "top-1"
+                    } else {
+                        "prior"
+                    },
                     r.position_error,
                     r.rotation_error,
                     r.confidence,
@@ -1079,8 +1097,14 @@ pub fn match_sheet(path: &Path, report: &Report, src: &SourceImages) -> Result<(
     plot::image_sheet(
         path,
         &format!(
-            "{} ({}): query and its top-1 map image",
-            report.model, report.adaptation
+            "{} ({}): query and {}",
+            report.model,
+            run_settings(report),
+            if report.filter == "none" {
+                "its top-1 map image"
+            } else {
+                "the map image of its prior (the filter's choice)"
+            }
         ),
         &rows,
         420,

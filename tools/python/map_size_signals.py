@@ -30,38 +30,27 @@ P places are its first P rows of each camera (the synthetic worlds' order along 
     python tools/python/map_size_signals.py --root ~/.cache/dasgil/cmu_calibration_x240 \
         --slice 3 --map MAP_OF_THAT_SLICE --places 30,120,240
 
-numpy only.
+numpy and safetensors (tools/setup.sh installs both).
 """
 
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
+from safetensors import safe_open
 
 ALT_RADIUS = 7.5
 RIGHT = 5.0
-DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I8": np.int8}
 
 
 def load_map(path):
     """The map's tensors (numpy) and its `dasgil.map` metadata."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        base = 8 + n
-        tensors = {}
-        for name, v in header.items():
-            if name == "__metadata__":
-                continue
-            a, b = v["data_offsets"]
-            f.seek(base + a)
-            tensors[name] = np.frombuffer(f.read(b - a), dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
-    return tensors, json.loads(header["__metadata__"]["dasgil.map"])
+    with safe_open(path, "np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["dasgil.map"])
 
 
 def unit(d):

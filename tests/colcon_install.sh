@@ -53,7 +53,7 @@ import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
 params = cfg["dasgil_localizer"]["ros__parameters"]
 assert set(params) == {"map", "checkpoint", "image_topics", "camera_ids", "transport", "metric", "top_k", "frame_id",
-                       "prior_topic", "gate_radius", "base_from_camera", "max_rate", "min_confidence", "device",
+                       "prior_topic", "gate_radius", "gate_sigmas", "base_from_camera", "max_rate", "min_confidence", "device",
                        "diagnostics_period", "frame_timeout", "prior_timeout", "filter", "odometry_topic",
                        "off_map_threshold"}, params
 PY

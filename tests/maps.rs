@@ -1013,6 +1013,23 @@ fn evaluate_scores_a_model_and_both_baselines() {
         if reaching > 0 {
             assert_eq!(published["scores"]["queries"].as_u64(), Some(reaching));
         }
+        // The correct priors per query (replay's "correct priors per frame sent"): the published
+        // queries within (5 m, 10 deg) over all of them, a withheld one a miss.
+        let correct = queries
+            .iter()
+            .filter(|q| {
+                q["published"].as_bool() == Some(true)
+                    && q["position_error"].as_f64().unwrap() <= 5.0
+                    && q["rotation_error"].as_f64().unwrap() <= 10.0
+            })
+            .count();
+        assert!(
+            line.contains(&format!(
+                "correct priors per query {correct} of 24 ({:.1}%;",
+                100.0 * correct as f64 / 24.0
+            )),
+            "{line}"
+        );
         // Coverage: the share of queries whose truth lies inside the prior's 95% ellipsoid is
         // the share with squared Mahalanobis distance <= 7.81. candidates-none.jsonl has every
         // query's true position and the candidates its prior depends on, and
@@ -1521,7 +1538,8 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
 /// --gate-error), as the node's `prior_topic` gates the search: a gate around the truth keeps
 /// every published prior within its radius; a gate that holds no map image publishes nothing and
 /// says so, while the submission keeps the whole map's answer; a gate wider than the world
-/// changes nothing; the same seed draws the same gates.
+/// changes nothing; the same seed draws the same gates; a gate narrower than its error widens
+/// to --gate-sigmas standard deviations of it, as the node widens `gate_radius`.
 #[test]
 fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     let f = fixture();
@@ -1572,8 +1590,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert!(
         said.contains(
             "gate: each scored query searched only within 100000 m of its true position, as the \
-             node's `prior_topic` gates with `gate_radius`: the gates held a median 6 map images \
-             of the 6 searched without one; no gate of the 24 was empty"
+             node's `prior_topic` gates: the gates held a median 6 map images of the 6 searched \
+             without one; no gate of the 24 was empty"
         ),
         "{said}"
     );
@@ -1614,8 +1632,9 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert!((1.0..=2.0).contains(&held), "{}", r["gate"]);
     assert_eq!(r["gate"]["median_searched_ungated"], 6.0);
 
-    // Gates 1 m wide, kilometres off: none holds a map image. Nothing is published, every
-    // query is counted, and the submission is the whole map's.
+    // Gates 1 m wide, kilometres off (a node given priors without a covariance: --gate-sigmas
+    // 0): none holds a map image. Nothing is published, every query is counted, and the
+    // submission is the whole map's.
     let (off, said, r) = evaluate(
         "off",
         &[
@@ -1625,8 +1644,11 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
             "1000",
             "--gate-seed",
             "7",
+            "--gate-sigmas",
+            "0",
         ],
     );
+    assert_eq!(r["gate"]["searched_radius"], 1.0);
     assert_eq!(r["gate"]["empty"], 24);
     assert_eq!(r["published"]["outcomes"]["no_candidates"], 24);
     assert_eq!(r["published"]["outcomes"]["localized"], 0);
@@ -1644,9 +1666,36 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert!(std::fs::read_to_string(off.join("report.md"))
         .unwrap()
         .contains("Gate: each scored query searched only within 1 m"));
+    // The same priors with their covariance (the default --gate-sigmas 4, the node's
+    // gate_sigmas): the gate widens to 4 standard deviations of the error, 4000 m, and holds
+    // the whole world again.
+    let (widened, said, r) = evaluate(
+        "widened",
+        &[
+            "--gate-radius",
+            "1",
+            "--gate-error",
+            "1000",
+            "--gate-seed",
+            "7",
+        ],
+    );
+    assert_eq!(r["gate"]["sigmas"], 4.0);
+    assert_eq!(r["gate"]["searched_radius"], 4000.0);
+    assert_eq!(r["gate"]["empty"], 0);
+    assert_eq!(r["published"]["outcomes"]["no_candidates"], 0);
+    assert_eq!(submission(&widened), submission(&plain));
+    assert!(
+        said.contains(
+            "searched only within 4000 m of its true position moved by a horizontal error of \
+             1000 m per axis (seed 7) (--gate-radius 1 m widened to 4 standard deviations of \
+             that error"
+        ),
+        "{said}"
+    );
 
-    // A gate 4 m wide around positions 3 m off: the seed decides which queries keep a map
-    // image; the same seed, the same gates.
+    // A gate 4 m wide around positions 3 m off (not widened): the seed decides which queries
+    // keep a map image; the same seed, the same gates.
     let noisy = [
         "--gate-radius",
         "4",
@@ -1654,6 +1703,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
         "3",
         "--gate-seed",
         "5",
+        "--gate-sigmas",
+        "0",
     ];
     let (a, _, ra) = evaluate("noisy-a", &noisy);
     let (b, _, rb) = evaluate("noisy-b", &noisy);
@@ -1669,6 +1720,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
             "3",
             "--gate-seed",
             "6",
+            "--gate-sigmas",
+            "0",
         ],
     );
     assert!(
@@ -1687,6 +1740,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
             "1",
             "--gate-error",
             "1000",
+            "--gate-sigmas",
+            "0",
         ],
     );
     assert_eq!(r["gate"]["empty"], 24, "{said}");

@@ -930,6 +930,7 @@ fn bad_parameters_stop_the_node_with_the_file_line_and_value() {
         ("min_confidence:=2", "parameter `min_confidence`: expected 0 to 1, found 2"),
         ("max_rate:=-1.0", "parameter `max_rate`: expected 0 (no limit) to 1000 Hz, found -1"),
         ("gate_radius:=0", "parameter `gate_radius`: expected metres > 0"),
+        ("gate_sigmas:=-1.0", "parameter `gate_sigmas`: expected standard deviations from 0 (gate_radius alone) to 100, found -1"),
         ("base_from_camera:=[1 2 3]", "parameter `base_from_camera` entry 0"),
         ("top_k:=many", "parameter `top_k`"),
         ("frame_timeout:=-1.0", "parameter `frame_timeout`: expected 0 (never) to 86400 seconds, found -1"),
@@ -1771,8 +1772,9 @@ fn replay_stops_on_sigterm_while_waiting_for_a_node() {
 
 /// `prior_topic` gating as a robot feeds it: a best-effort publisher is heard (the node
 /// subscribes best effort), a position far from every map image leaves nothing to match (counted
-/// as no_candidates), a prior in `odom` is ignored, and a prior older than `prior_timeout` stops
-/// gating.
+/// as no_candidates), a prior in `odom` is ignored, a prior older than `prior_timeout` stops
+/// gating, and a prior whose covariance says it is that far off widens the gate to
+/// `gate_sigmas` of its standard deviation (a covariance that is none, NaN, does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     let dir = tempfile::tempdir().unwrap();
@@ -1864,6 +1866,48 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         let p = wait_prior(&mut priors, 600 + k, &mut seen).await;
         assert!(same_position(&p, &c0.pose), "{p:?}");
     }
+    // The same far position with its covariance: 10 km standard deviation along x and y. The
+    // gate widens to gate_sigmas (default 4) of it, 40 km, which holds the map: frames localize
+    // while the prior is fresh, and /diagnostics says the gate's radius.
+    let mut uncertain = far("map");
+    uncertain.pose.covariance = vec![0.0; 36];
+    uncertain.pose.covariance[0] = 1e8;
+    uncertain.pose.covariance[7] = 1e8;
+    for k in 0..3 {
+        gate_reliable.publish(&uncertain).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cam.publish(&raw(&c0, 700 + k, "cam0")).unwrap();
+        let p = wait_prior(&mut priors, 700 + k, &mut seen).await;
+        assert!(same_position(&p, &c0.pose), "{p:?}");
+    }
+    let s = wait_diag(&mut diags, 0, "the widened gate's radius", |s| {
+        text_value(s, "prior_gate_radius_m") == "40000.0"
+    })
+    .await;
+    let no_candidates = value(&s, "frames_no_candidates");
+    // A covariance with NaN in it says nothing: the gate is gate_radius (5 m) again, far from
+    // every map image.
+    let mut broken = far("map");
+    broken.pose.covariance = vec![0.0; 36];
+    broken.pose.covariance[0] = f64::NAN;
+    let gated = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut sec = 800;
+        loop {
+            gate_reliable.publish(&broken).unwrap();
+            cam.publish(&raw(&c0, sec, "cam0")).unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let d = diags.next().await.unwrap();
+            if d.status.first().is_some_and(|s| {
+                value(s, "frames_no_candidates") > no_candidates
+                    && text_value(s, "prior_gate_radius_m") == "5.0"
+            }) {
+                return;
+            }
+            sec += 1;
+        }
+    })
+    .await;
+    assert!(gated.is_ok(), "a NaN covariance widened the gate");
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");

@@ -121,7 +121,7 @@ for _ in $(seq 10); do
   sleep 1
 done
 [ -n "$params" ] || fail "ros2 param list"
-for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius \
+for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius gate_sigmas \
   base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic \
   off_map_threshold; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"

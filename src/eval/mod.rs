@@ -35,7 +35,7 @@ pub fn run(
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
-    gate: Option<offline::Gate>,
+    gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
     prepare_out(src, out)?;
@@ -189,7 +189,7 @@ fn run_in(
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
-    gate: Option<offline::Gate>,
+    gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
     let mut reports = Vec::new();
@@ -262,7 +262,7 @@ pub fn run_on_map(
     out: &Path,
     per_camera: bool,
     options: &crate::localize::Options,
-    gate: Option<offline::Gate>,
+    gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
     // The map is opened (and checked) before the output folder is made.
     let (loc, used) = Localizer::load(map, checkpoint, device, options.clone())?;

@@ -243,18 +243,56 @@ pub struct Published {
     pub scores: Option<Scores>,
 }
 
+impl Published {
+    /// The published priors within (5 m, 10 deg): over every scored query (a withheld one counts
+    /// as a miss) it is what `replay` calls the correct priors per frame sent.
+    pub fn correct(&self) -> usize {
+        self.scores.as_ref().map_or(0, |s| {
+            (s.accuracy[&threshold_name((5.0, 10.0))] * s.queries as f64).round() as usize
+        })
+    }
+}
+
 /// `evaluate --gate-radius`: each scored query is searched only among the map images within
-/// `radius` of a gating position, its true camera centre moved by a horizontal error (the map's
+/// a radius of a gating position, its true camera centre moved by a horizontal error (the map's
 /// ground plane, perpendicular to its up) of `error` metres standard deviation per axis: what
-/// the node does with a position prior on its `prior_topic` (`gate_radius`), e.g. a GNSS fix.
+/// the node does with a position prior on its `prior_topic` (`gate_radius`, `gate_sigmas`),
+/// e.g. a GNSS fix whose covariance says that error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Gate {
-    /// Metres.
+pub struct GateSettings {
+    /// Metres: the least radius (`--gate-radius`, the node's `gate_radius`).
     pub radius: f64,
     /// Metres, the standard deviation of each horizontal axis of the gating position's error.
     pub error: f64,
     /// The seed of the errors' draw (one draw per scored query, in the list's order).
     pub seed: u64,
+    /// `--gate-sigmas` (the node's `gate_sigmas`): the gate widens to this many standard
+    /// deviations of the gating position's error. Reports before 2026-12-05: 0 (no widening).
+    #[serde(default)]
+    pub sigmas: f64,
+}
+
+impl GateSettings {
+    /// The radius of every gate (metres): `radius` widened as the node widens `gate_radius` for
+    /// a prior whose covariance gives `error` per horizontal axis (its largest standard
+    /// deviation; an error of 0 is a prior without one).
+    pub fn searched_radius(&self) -> f64 {
+        crate::localize::gate::gate_radius(
+            self.radius,
+            self.sigmas,
+            (self.error > 0.0).then_some(self.error),
+        )
+    }
+}
+
+/// What `evaluate --gate-radius` did (report.json `gate`: the settings, then the results).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    #[serde(flatten)]
+    pub settings: GateSettings,
+    /// Metres: [`GateSettings::searched_radius`]. Older reports: 0 (it was `radius`).
+    #[serde(default)]
+    pub searched_radius: f64,
     /// Scored queries whose gate held no map image (of their camera; of any camera with
     /// `--shared`): nothing published, as the node publishes nothing then; their line in
     /// submission.txt, their `all` scores and their row in candidates-*.jsonl (`gate_empty`:
@@ -270,7 +308,7 @@ pub struct Gate {
     pub median_searched_ungated: f64,
 }
 
-impl Gate {
+impl GateSettings {
     /// The gating position of each query (None for a query without ground truth: searched
     /// ungated), `up` the map's up direction.
     pub fn centres(
@@ -493,7 +531,7 @@ pub fn evaluate(
     labels: &BTreeMap<String, String>,
     per_camera: bool,
     model: &str,
-    gate: Option<Gate>,
+    gate: Option<GateSettings>,
 ) -> Result<(Report, Vec<Localized>), PipelineError> {
     if src.queries.is_empty() {
         return Err(PipelineError::NoQueries {
@@ -562,8 +600,8 @@ pub fn evaluate(
         }
     }
     let near = |i: usize| -> Option<([f64; 3], f64)> {
-        let g = gate?;
-        centres.as_ref()?[i].map(|c| (c, g.radius))
+        let r = gate?.searched_radius();
+        centres.as_ref()?[i].map(|c| (c, r))
     };
     let query = |i: usize, gated: bool| -> Query<'_> {
         Query {
@@ -791,28 +829,34 @@ pub fn evaluate(
         by_condition: group(&|r| r.condition.clone()),
         by_camera: group(&|r| r.camera.clone()),
         gate: gate.map(|g| {
-            let counts = |gated: bool| -> f64 {
+            // The median (sorted[len / 2], as the other medians here) of the map images each
+            // gated query's gate held, and of those it would search without one.
+            let median = |size: &dyn Fn(usize) -> usize| -> f64 {
                 let mut n: Vec<usize> = (0..owned.len())
                     .filter(|&i| near(i).is_some())
-                    .map(|i| {
-                        let q = query(i, gated);
-                        loc.index
-                            .candidates(q.camera, q.near)
-                            .map_or(map.len(), |c| c.len())
-                    })
+                    .map(size)
                     .collect();
                 n.sort_unstable();
-                match n.len() {
-                    0 => 0.0,
-                    k if k % 2 == 1 => n[k / 2] as f64,
-                    k => 0.5 * (n[k / 2 - 1] + n[k / 2]) as f64,
-                }
+                n.get(n.len() / 2).map_or(0.0, |&k| k as f64)
+            };
+            let held = |i: usize| {
+                let q = query(i, true);
+                loc.index
+                    .candidates(q.camera, q.near)
+                    .map_or(map.len(), |c| c.len())
+            };
+            let ungated = |i: usize| {
+                query(i, false)
+                    .camera
+                    .and_then(|c| loc.index.by_camera.get(c))
+                    .map_or(map.len(), Vec::len)
             };
             Gate {
+                settings: g,
+                searched_radius: g.searched_radius(),
                 empty: tally.no_candidates,
-                median_held: counts(true),
-                median_searched_ungated: counts(false),
-                ..g
+                median_held: median(&held),
+                median_searched_ungated: median(&ungated),
             }
         }),
         queries: results,
@@ -835,13 +879,24 @@ fn pct(v: f64) -> String {
 
 /// What `evaluate --gate-radius` did, in words (report.md and the summary).
 pub fn gate_line(g: &Gate, scored: usize) -> String {
-    let around = if g.error > 0.0 {
+    let s = &g.settings;
+    let around = if s.error > 0.0 {
         format!(
             "its true position moved by a horizontal error of {} m per axis (seed {})",
-            g.error, g.seed
+            s.error, s.seed
         )
     } else {
         "its true position".into()
+    };
+    let widened = if g.searched_radius > s.radius {
+        format!(
+            " (--gate-radius {} m widened to {} standard deviations of that error, as the node \
+             widens `gate_radius` by `gate_sigmas` for a prior whose covariance gives it; \
+             --gate-sigmas 0 keeps {} m)",
+            s.radius, s.sigmas, s.radius
+        )
+    } else {
+        String::new()
     };
     let empty = if g.empty == 0 {
         format!("no gate of the {scored} was empty")
@@ -853,10 +908,10 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
         )
     };
     format!(
-        "each scored query searched only within {} m of {around}, as the node's `prior_topic` \
-         gates with `gate_radius`: the gates held a median {} map images of the {} searched \
-         without one; {empty}",
-        g.radius, g.median_held, g.median_searched_ungated
+        "each scored query searched only within {} m of {around}{widened}, as the node's \
+         `prior_topic` gates: the gates held a median {} map images of the {} searched without \
+         one; {empty}",
+        g.searched_radius, g.median_held, g.median_searched_ungated
     )
 }
 
@@ -924,12 +979,21 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
                 match p.off_map_threshold {
                     Some(t) => format!(
                         "published by the node (min_confidence {}, off_map_threshold {t}: {} \
-                         withheld as ambiguous, {} of them off the map)",
-                        p.min_confidence, p.outcomes.ambiguous, p.outcomes.off_the_map
+                         withheld as ambiguous, {} of them off the map; correct priors per \
+                         query {} of {})",
+                        p.min_confidence,
+                        p.outcomes.ambiguous,
+                        p.outcomes.off_the_map,
+                        p.correct(),
+                        p.outcomes.total()
                     ),
                     None => format!(
-                        "published by the node (min_confidence {}: {} withheld as ambiguous)",
-                        p.min_confidence, p.outcomes.ambiguous
+                        "published by the node (min_confidence {}: {} withheld as ambiguous; \
+                         correct priors per query {} of {})",
+                        p.min_confidence,
+                        p.outcomes.ambiguous,
+                        p.correct(),
+                        p.outcomes.total()
                     ),
                 },
                 sc,
@@ -1035,7 +1099,7 @@ fn run_settings(r: &Report) -> String {
         s.push_str(&format!(", filter {}", r.filter));
     }
     if let Some(g) = &r.gate {
-        s.push_str(&format!(", gate {} m", g.radius));
+        s.push_str(&format!(", gate {} m", g.searched_radius));
     }
     s
 }

@@ -19,6 +19,7 @@
 //! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
 //!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 
+pub mod gate;
 pub mod odometry;
 pub mod prior;
 pub mod sequence;

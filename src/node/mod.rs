@@ -154,8 +154,9 @@ struct Pending {
 struct Shared {
     slots: Vec<Option<Pending>>,
     stats: Vec<CameraStats>,
-    /// Latest position from `prior_topic`, and when it arrived.
-    gate_center: Option<([f64; 3], Instant)>,
+    /// Latest position from `prior_topic`, the gate's radius it sets (`gate_radius` widened
+    /// by its covariance, [`crate::localize::gate`]), and when it arrived.
+    gate_center: Option<([f64; 3], f64, Instant)>,
     /// When the subscriptions were made.
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
@@ -224,12 +225,13 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
-    let (started, timeout, filter_counts, filter_name, beyond_end) = (
+    let (started, timeout, filter_counts, filter_name, beyond_end, gate) = (
         shared.started,
         shared.frame_timeout,
         shared.filter_counts,
         shared.filter,
         shared.filter_beyond_end,
+        shared.gate_center.map(|(_, r, _)| r),
     );
     let odometry = shared
         .odometry
@@ -374,6 +376,12 @@ fn diagnostics(
                 kv("frames_ambiguous", s.ambiguous.to_string()),
                 kv("frames_off_map", s.off_map.to_string()),
                 kv("frames_no_candidates", s.no_candidates.to_string()),
+                // The radius of the gate the latest prior_topic position set (metres; "-": none
+                // received).
+                kv(
+                    "prior_gate_radius_m",
+                    gate.map_or("-".into(), |r| format!("{r:.1}")),
+                ),
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
                 kv("frames_throttled", s.throttled.to_string()),
@@ -536,14 +544,17 @@ fn subscribe_camera_info(
     Ok(())
 }
 
-/// Subscribes `prior_topic` (when set): its latest position centres the geo-gate.
-/// `prior_topic`: the latest position gates the search. Subscribed best effort, which matches
-/// reliable and best-effort publishers alike. A prior in another frame than `frame_id` (odom,
-/// say) is not map coordinates: it is ignored, and the log says so (once per frame name).
+/// Subscribes `prior_topic` (when set): its latest position centres the geo-gate, of radius
+/// `gate_radius` widened to `gate_sigmas` standard deviations of the message's position
+/// covariance. Subscribed best effort, which matches reliable and best-effort publishers alike.
+/// A prior in another frame than `frame_id` (odom, say) is not map coordinates: it is ignored,
+/// and the log says so (once per frame name). A covariance that is not one (NaN, asymmetric,
+/// negative) is not used (the gate is `gate_radius`), and the log says so once.
 fn subscribe_prior(
     node: &mut r2r::Node,
     topic: &str,
     frame_id: &str,
+    (gate_radius, gate_sigmas): (f64, f64),
     shared: &Arc<Mutex<Shared>>,
 ) -> Result<()> {
     if topic.is_empty() {
@@ -554,6 +565,7 @@ fn subscribe_prior(
     let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
     tokio::spawn(async move {
         let mut warned = std::collections::BTreeSet::new();
+        let mut warned_covariance = false;
         while let Some(m) = sub.next().await {
             if m.header.frame_id != frame_id {
                 if warned.insert(m.header.frame_id.clone()) {
@@ -567,9 +579,27 @@ fn subscribe_prior(
                 continue;
             }
             let p = &m.pose.pose.position;
-            if p.x.is_finite() && p.y.is_finite() && p.z.is_finite() {
-                lock(&shared).gate_center = Some(([p.x, p.y, p.z], Instant::now()));
+            if !(p.x.is_finite() && p.y.is_finite() && p.z.is_finite()) {
+                continue;
             }
+            use crate::localize::gate::{self, Spread};
+            let cov: [f64; 36] = m.pose.covariance.as_slice().try_into().unwrap_or([0.0; 36]);
+            let sigma = match gate::position_spread(&cov) {
+                Spread::Sigma(s) => Some(s),
+                Spread::Unknown => None,
+                Spread::Invalid(why) => {
+                    if !warned_covariance {
+                        warned_covariance = true;
+                        tracing::warn!(
+                            "prior_topic {topic}: {why}: the gate stays at gate_radius \
+                             ({gate_radius} m) for such priors (said once)"
+                        );
+                    }
+                    None
+                }
+            };
+            let radius = gate::gate_radius(gate_radius, gate_sigmas, sigma);
+            lock(&shared).gate_center = Some(([p.x, p.y, p.z], radius, Instant::now()));
         }
     });
     Ok(())
@@ -631,7 +661,6 @@ fn spawn_worker(
     localizer: Arc<Mutex<Localizer>>,
     pubs: Publishers,
     frame_id: String,
-    gate_radius: f64,
     prior_timeout: Option<Duration>,
 ) {
     // The vehicle's sequence filter (`filter: sequence`): frames are localized one at a time.
@@ -655,11 +684,11 @@ fn spawn_worker(
                     // A prior older than prior_timeout no longer gates: the whole map is
                     // searched until a new one arrives.
                     let gate = match sh.gate_center {
-                        Some((c, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
+                        Some((c, r, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
                             expired_logged = false;
-                            Some(c)
+                            Some((c, r))
                         }
-                        Some((_, at)) => {
+                        Some((_, _, at)) => {
                             if !expired_logged {
                                 tracing::info!(
                                     "the last prior_topic position is {:.1} s old (prior_timeout \
@@ -704,7 +733,7 @@ fn spawn_worker(
                         &pending.msg.frame(),
                         &Query {
                             camera: cam.id.as_deref(),
-                            near: gate.map(|c| (c, gate_radius)),
+                            near: gate,
                             base_from_cam: cam.base_from_cam.as_ref(),
                         },
                         time,
@@ -1123,7 +1152,13 @@ pub async fn run() -> Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
     subscribe_camera_info(&mut node, &params, &cameras, &shared)?;
-    subscribe_prior(&mut node, &params.prior_topic, &params.frame_id, &shared)?;
+    subscribe_prior(
+        &mut node,
+        &params.prior_topic,
+        &params.frame_id,
+        (params.gate_radius.0, params.gate_sigmas.0),
+        &shared,
+    )?;
     subscribe_odometry(&mut node, &odometry_topic, &shared)?;
     let pubs = Publishers {
         prior: node.create_publisher::<PriorMsg>("pose_prior", QosProfile::default())?,
@@ -1138,7 +1173,6 @@ pub async fn run() -> Result<()> {
         localizer.clone(),
         pubs,
         params.frame_id.clone(),
-        params.gate_radius.0,
         (params.prior_timeout.0 > 0.0).then(|| Duration::from_secs_f64(params.prior_timeout.0)),
     );
     let mut drain_reload_calls = serve_reload(

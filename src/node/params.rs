@@ -131,8 +131,10 @@ pub struct NodeParams {
     pub frame_id: String,
     /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images within gate_radius of its latest position are searched
     pub prior_topic: String,
-    /// Search radius around the latest prior_topic position (m)
+    /// Least search radius around the latest prior_topic position (m); the gate widens to gate_sigmas times the prior's largest position standard deviation (from its covariance) when that is more
     pub gate_radius: Number,
+    /// The gate's radius in standard deviations of the prior_topic position's covariance (its largest, from the position block); 4 holds 99.9% of a Gaussian error; 0: gate_radius alone (a covariance of zeros or -1 first means no estimate: gate_radius)
+    pub gate_sigmas: Number,
     /// Seconds since the last prior_topic message was received (wall clock; its header stamp is not used) after which it no longer gates and the whole map is searched until a new one arrives; 0: it gates until replaced
     pub prior_timeout: Number,
     /// Optional base_link-from-camera extrinsic per camera, parallel to image_topics, each "x y z qx qy qz qw" (quaternion w last): the pose of the camera's OPTICAL frame (x right, y down, z forward; the *_optical_frame of REP 103) in base_link, not the camera body frame (x forward); when set, the published pose is base_link's, otherwise the camera's
@@ -168,6 +170,7 @@ impl Default for NodeParams {
             frame_id: "map".into(),
             prior_topic: String::new(),
             gate_radius: Number(50.0),
+            gate_sigmas: Number(crate::localize::gate::GATE_SIGMAS),
             prior_timeout: Number(5.0),
             base_from_camera: StringList::default(),
             max_rate: Number(0.0),
@@ -391,8 +394,15 @@ impl NodeParams {
             );
         }
         let r = p.gate_radius.0;
-        if !(r.is_finite() && r > 0.0 && r <= 1e6) {
+        if !(r.is_finite() && r > 0.0 && r <= crate::localize::gate::MAX_GATE_RADIUS) {
             bail!("parameter `gate_radius`: expected metres > 0 and at most 1e6, found {r}");
+        }
+        let k = p.gate_sigmas.0;
+        if !(k.is_finite() && (0.0..=100.0).contains(&k)) {
+            bail!(
+                "parameter `gate_sigmas`: expected standard deviations from 0 (gate_radius alone) \
+                 to 100, found {k}"
+            );
         }
         let m = p.max_rate.0;
         if !(m.is_finite() && (0.0..=1000.0).contains(&m)) {
@@ -514,7 +524,7 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 21, "{known:?}");
+        assert_eq!(known.len(), 22, "{known:?}");
         for name in [
             "map",
             "top_k",
@@ -555,6 +565,9 @@ mod tests {
         assert_eq!(p["filter"].as_str(), Some(d.filter.as_str()));
         assert_eq!(d.off_map_threshold.0, o.off_map_threshold);
         assert_eq!(p["off_map_threshold"].as_f64(), Some(o.off_map_threshold));
+        // evaluate --gate-sigmas defaults to the node's gate_sigmas.
+        assert_eq!(d.gate_sigmas.0, crate::localize::gate::GATE_SIGMAS);
+        assert_eq!(p["gate_sigmas"].as_f64(), Some(d.gate_sigmas.0));
     }
 
     #[test]

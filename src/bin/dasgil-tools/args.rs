@@ -245,6 +245,15 @@ pub(crate) fn parse_seed(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("expected an integer from 0 to {}, found `{s}`", u64::MAX))
 }
 
+/// `evaluate --gate-sigmas`: 0 to 100, as the node's `gate_sigmas`.
+pub(crate) fn parse_gate_sigmas(s: &str) -> Result<f64, String> {
+    parse_number_where(
+        s,
+        |k| k.is_finite() && (0.0..=100.0).contains(&k),
+        "standard deviations from 0 (--gate-radius alone) to 100",
+    )
+}
+
 /// `evaluate --gate-error`: metres >= 0.
 pub(crate) fn parse_gate_error(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r >= 0.0, "metres >= 0")

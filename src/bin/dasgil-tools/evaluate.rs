@@ -75,9 +75,9 @@ pub(crate) struct EvaluateArgs {
     #[arg(long, conflicts_with = "odometry_topic")]
     no_odometry: bool,
     /// Search each query only among the map images within this many metres (> 0, at most 1e6;
-    /// a distance in 3-D, as the node's `gate_radius`) of a gating position, its true position
-    /// moved by --gate-error: what the node does with a position prior on its `prior_topic`,
-    /// e.g. a GNSS fix. A query whose gate holds no map image gets no prior (counted; its
+    /// a distance in 3-D, as the node's `gate_radius`; widened by --gate-sigmas) of a gating
+    /// position, its true position moved by --gate-error: what the node does with a position
+    /// prior on its `prior_topic`, e.g. a GNSS fix. A query whose gate holds no map image gets no prior (counted; its
     /// submission line comes from a single-frame search of the whole map). Queries without
     /// ground truth are searched ungated (said).
     #[arg(long, value_name = "METRES", value_parser = parse_gate_radius, allow_hyphen_values = true)]
@@ -96,6 +96,19 @@ pub(crate) struct EvaluateArgs {
         value_parser = parse_seed
     )]
     gate_seed: u64,
+    /// With --gate-radius: widen the gate to this many standard deviations of --gate-error
+    /// when that is more than --gate-radius, as the node widens `gate_radius` by `gate_sigmas`
+    /// for a prior whose covariance gives its error (default the node's, 4; 0: --gate-radius
+    /// alone, as a node given priors without a covariance).
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "gate_radius",
+        default_value_t = dasgil::localize::gate::GATE_SIGMAS,
+        value_parser = parse_gate_sigmas,
+        allow_hyphen_values = true
+    )]
+    gate_sigmas: f64,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -249,14 +262,14 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         metric: a.map.as_ref().and(a.metric),
         ..Default::default()
     };
-    let gate = a.gate_radius.map(|radius| dasgil::eval::offline::Gate {
-        radius,
-        error: a.gate_error,
-        seed: a.gate_seed,
-        empty: 0,
-        median_held: 0.0,
-        median_searched_ungated: 0.0,
-    });
+    let gate = a
+        .gate_radius
+        .map(|radius| dasgil::eval::offline::GateSettings {
+            radius,
+            error: a.gate_error,
+            seed: a.gate_seed,
+            sigmas: a.gate_sigmas,
+        });
     let reports = if let Some(map) = &a.map {
         dasgil::eval::run_on_map(
             map,
@@ -335,7 +348,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 String::new()
             };
             println!(
-                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}{gated_out}); {of_those}",
+                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}{gated_out}); {of_those}; correct priors per query {} of {} ({:.1}%; a query without a prior counts as a miss, as in replay's correct priors per frame sent)",
                 p.min_confidence,
                 p.off_map_threshold
                     .map(|t| format!(", off_map_threshold {t}"))
@@ -348,7 +361,10 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                     format!(", {} of them off the map", t.off_the_map)
                 } else {
                     String::new()
-                }
+                },
+                p.correct(),
+                t.total(),
+                100.0 * p.correct() as f64 / t.total().max(1) as f64
             );
         }
         if let Some(g) = &r.gate {

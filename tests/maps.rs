@@ -1667,8 +1667,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
         .unwrap()
         .contains("Gate: each scored query searched only within 1 m"));
     // The same priors with their covariance (the default --gate-sigmas 4, the node's
-    // gate_sigmas): the gate widens to 4 standard deviations of the error, 4000 m, and holds
-    // the whole world again.
+    // gate_sigmas): the gate is sqrt(1 + 4000^2) m across, 1 m along up (the world's cameras
+    // are all at one height), and holds the whole world again.
     let (widened, said, r) = evaluate(
         "widened",
         &[
@@ -1681,15 +1681,17 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
         ],
     );
     assert_eq!(r["gate"]["sigmas"], 4.0);
-    assert_eq!(r["gate"]["searched_radius"], 4000.0);
+    let across = r["gate"]["searched_radius"].as_f64().unwrap();
+    assert!((across - 1f64.hypot(4000.0)).abs() < 1e-9, "{across}");
     assert_eq!(r["gate"]["empty"], 0);
     assert_eq!(r["published"]["outcomes"]["no_candidates"], 0);
     assert_eq!(submission(&widened), submission(&plain));
     assert!(
         said.contains(
-            "searched only within 4000 m of its true position moved by a horizontal error of \
-             1000 m per axis (seed 7) (--gate-radius 1 m widened to 4 standard deviations of \
-             that error"
+            "searched only in a gate 4000.0 m across and 1 m along up (--gate-radius and 4 \
+             standard deviations of the error in quadrature"
+        ) && said.contains(
+            "around its true position moved by a horizontal error of 1000 m per axis (seed 7)"
         ),
         "{said}"
     );
@@ -1754,6 +1756,27 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
         assert_eq!(row["gate_empty"], true, "{l}");
         assert_eq!(row["published"], false, "{l}");
     }
+
+    // Along up the gate stays --gate-radius whatever the error across: with every map image
+    // 0.5 m above the queries' height, a 0.4 m gate holds none of them (a sphere as wide as
+    // the gate's widest axis would hold them all), a 0.6 m one holds some.
+    let list = f
+        .root
+        .join("slice3/ground-truth-database-images-slice3.txt");
+    let raised: String = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Vec<String> = l.split(' ').map(str::to_string).collect();
+            v[7] = format!("{}", v[7].parse::<f64>().unwrap() + 0.5);
+            v.join(" ") + "\n"
+        })
+        .collect();
+    std::fs::write(&list, raised).unwrap();
+    let (_, said, r) = evaluate("below", &["--gate-radius", "0.4", "--gate-error", "10"]);
+    assert_eq!(r["gate"]["empty"], 24, "{said}");
+    let (_, said, r) = evaluate("reaches", &["--gate-radius", "0.6", "--gate-error", "10"]);
+    assert!(r["gate"]["empty"].as_u64().unwrap() < 24, "{said}");
 }
 
 #[test]

@@ -1773,8 +1773,9 @@ fn replay_stops_on_sigterm_while_waiting_for_a_node() {
 /// `prior_topic` gating as a robot feeds it: a best-effort publisher is heard (the node
 /// subscribes best effort), a position far from every map image leaves nothing to match (counted
 /// as no_candidates), a prior in `odom` is ignored, a prior older than `prior_timeout` stops
-/// gating, and a prior whose covariance says it is that far off widens the gate to
-/// `gate_sigmas` of its standard deviation (a covariance that is none, NaN, does not).
+/// gating, and a prior's covariance shapes the gate: `gate_sigmas` of its standard deviations
+/// along each axis (an ellipsoid), none for an infinite variance, the sphere of `gate_radius`
+/// for a covariance that is none (NaN, counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     let dir = tempfile::tempdir().unwrap();
@@ -1866,13 +1867,26 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         let p = wait_prior(&mut priors, 600 + k, &mut seen).await;
         assert!(same_position(&p, &c0.pose), "{p:?}");
     }
-    // The same far position with its covariance: 10 km standard deviation along x and y. The
-    // gate widens to gate_sigmas (default 4) of it, 40 km, which holds the map: frames localize
-    // while the prior is fresh, and /diagnostics says the gate's radius.
-    let mut uncertain = far("map");
-    uncertain.pose.covariance = vec![0.0; 36];
-    uncertain.pose.covariance[0] = 1e8;
-    uncertain.pose.covariance[7] = 1e8;
+    // The same far position with its covariance, 10 km standard deviation along each axis:
+    // the gate adds gate_sigmas (default 4) of it to gate_radius, 40 km, which holds the map;
+    // /diagnostics says so, and frames localize while the prior is fresh.
+    let with_covariance = |diagonal: [f64; 3]| {
+        let mut p = far("map");
+        p.pose.covariance = vec![0.0; 36];
+        for (i, v) in diagonal.into_iter().enumerate() {
+            p.pose.covariance[i * 7] = v;
+        }
+        p
+    };
+    let uncertain = with_covariance([1e8, 1e8, 1e8]);
+    publish_until(
+        &gate_reliable,
+        uncertain.clone(),
+        &mut diags,
+        "a 40 km gate",
+        |s| text_value(s, "prior_gate_m") == "40000.0",
+    )
+    .await;
     for k in 0..3 {
         gate_reliable.publish(&uncertain).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1880,34 +1894,61 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         let p = wait_prior(&mut priors, 700 + k, &mut seen).await;
         assert!(same_position(&p, &c0.pose), "{p:?}");
     }
-    let s = wait_diag(&mut diags, 0, "the widened gate's radius", |s| {
-        text_value(s, "prior_gate_radius_m") == "40000.0"
-    })
-    .await;
-    let no_candidates = value(&s, "frames_no_candidates");
-    // A covariance with NaN in it says nothing: the gate is gate_radius (5 m) again, far from
-    // every map image.
-    let mut broken = far("map");
-    broken.pose.covariance = vec![0.0; 36];
-    broken.pose.covariance[0] = f64::NAN;
-    let gated = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut sec = 800;
-        loop {
-            gate_reliable.publish(&broken).unwrap();
-            cam.publish(&raw(&c0, sec, "cam0")).unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let d = diags.next().await.unwrap();
-            if d.status.first().is_some_and(|s| {
-                value(s, "frames_no_candidates") > no_candidates
-                    && text_value(s, "prior_gate_radius_m") == "5.0"
-            }) {
-                return;
+    // Unsure along x only: the gate is 40 km along x and gate_radius (5 m) along y and z, an
+    // ellipsoid, not a sphere as wide as its widest axis: the map, 10 km off along y, is not
+    // in it.
+    // Each frame sent just after the prior that should gate it out (4 tries).
+    let gates_frames_out = |prior: Prior, sec: i32| {
+        let (cam, gate_reliable, c0) = (&cam, &gate_reliable, &c0);
+        async move {
+            for k in 0..4 {
+                gate_reliable.publish(&prior).unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                cam.publish(&raw(c0, sec + k, "cam0")).unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            sec += 1;
         }
+    };
+    let s = wait_diag(&mut diags, 0, "the counts before", |_| true).await;
+    let before = value(&s, "frames_no_candidates");
+    gates_frames_out(with_covariance([1e8, 0.0, 0.0]), 800).await;
+    let s = wait_diag(
+        &mut diags,
+        0,
+        "frames outside a gate long along x only",
+        |s| value(s, "frames_no_candidates") > before && text_value(s, "prior_gate_m") == "40000.0",
+    )
+    .await;
+    let before = value(&s, "frames_no_candidates");
+    // An infinite variance: the prior does not know where it is, and gates nothing.
+    let lost = with_covariance([f64::INFINITY, 1.0, 1.0]);
+    publish_until(&gate_reliable, lost.clone(), &mut diags, "no gate", |s| {
+        text_value(s, "prior_gate_m") == "none"
     })
     .await;
-    assert!(gated.is_ok(), "a NaN covariance widened the gate");
+    for k in 0..3 {
+        gate_reliable.publish(&lost).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cam.publish(&raw(&c0, 900 + k, "cam0")).unwrap();
+        let p = wait_prior(&mut priors, 900 + k, &mut seen).await;
+        assert!(same_position(&p, &c0.pose), "{p:?}");
+    }
+    // A covariance with NaN in it is none: counted, and the gate is the sphere of gate_radius
+    // (5 m) as for a prior without one, far from every map image.
+    let mut broken = with_covariance([1e8, 1e8, 1e8]);
+    broken.pose.covariance[1] = f64::NAN;
+    gates_frames_out(broken, 1000).await;
+    wait_diag(
+        &mut diags,
+        0,
+        "a NaN covariance counted, the 5 m gate",
+        |s| {
+            value(s, "frames_no_candidates") > before
+                && text_value(s, "prior_gate_m") == "5.0"
+                && value(s, "prior_covariance_invalid") >= 1
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");

@@ -253,35 +253,51 @@ impl Published {
     }
 }
 
-/// `evaluate --gate-radius`: each scored query is searched only among the map images within
-/// a radius of a gating position, its true camera centre moved by a horizontal error (the map's
+/// `evaluate --gate-radius`: each scored query is searched only among the map images in a gate
+/// around a gating position, its true camera centre moved by a horizontal error (the map's
 /// ground plane, perpendicular to its up) of `error` metres standard deviation per axis: what
 /// the node does with a position prior on its `prior_topic` (`gate_radius`, `gate_sigmas`),
-/// e.g. a GNSS fix whose covariance says that error.
+/// e.g. a GNSS fix whose covariance says that error. The gate is the node's for such a prior
+/// ([`crate::localize::gate::Gate::around`]): `radius` along up, sqrt(radius^2 + (sigmas
+/// error)^2) across.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GateSettings {
-    /// Metres: the least radius (`--gate-radius`, the node's `gate_radius`).
+    /// Metres: `--gate-radius`, the node's `gate_radius`.
     pub radius: f64,
     /// Metres, the standard deviation of each horizontal axis of the gating position's error.
     pub error: f64,
     /// The seed of the errors' draw (one draw per scored query, in the list's order).
     pub seed: u64,
-    /// `--gate-sigmas` (the node's `gate_sigmas`): the gate widens to this many standard
-    /// deviations of the gating position's error. Reports before 2026-12-05: 0 (no widening).
+    /// `--gate-sigmas` (the node's `gate_sigmas`): the standard deviations of the gating
+    /// position's error the gate adds to `radius` in quadrature. Reports before 2026-12-05: 0
+    /// (the sphere of `radius`).
     #[serde(default)]
     pub sigmas: f64,
 }
 
 impl GateSettings {
-    /// The radius of every gate (metres): `radius` widened as the node widens `gate_radius` for
-    /// a prior whose covariance gives `error` per horizontal axis (its largest standard
-    /// deviation; an error of 0 is a prior without one).
+    /// The gate's semi-axis across (metres), in the map's ground plane: sqrt(radius^2 +
+    /// (sigmas error)^2); along up it is `radius`.
     pub fn searched_radius(&self) -> f64 {
-        crate::localize::gate::gate_radius(
-            self.radius,
-            self.sigmas,
-            (self.error > 0.0).then_some(self.error),
-        )
+        self.radius.hypot(self.sigmas * self.error)
+    }
+
+    /// The gate around a gating position, for a map whose up is `up`: the node's gate for a
+    /// prior whose covariance is `error`^2 along each horizontal axis and 0 along up. None:
+    /// wider than [`crate::localize::gate::MAX_GATE_RADIUS`] (the CLI refuses such settings).
+    pub fn gate(
+        &self,
+        centre: [f64; 3],
+        up: &nalgebra::Vector3<f64>,
+    ) -> Option<crate::localize::gate::Gate> {
+        let u = if up.norm() > 0.0 {
+            up.normalize()
+        } else {
+            nalgebra::Vector3::z()
+        };
+        let horizontal = nalgebra::Matrix3::identity() - u * u.transpose();
+        let cov = horizontal * (self.error * self.error);
+        crate::localize::gate::Gate::around(centre, self.radius, self.sigmas, Some(&cov))
     }
 }
 
@@ -290,7 +306,8 @@ impl GateSettings {
 pub struct Gate {
     #[serde(flatten)]
     pub settings: GateSettings,
-    /// Metres: [`GateSettings::searched_radius`]. Older reports: 0 (it was `radius`).
+    /// Metres: [`GateSettings::searched_radius`], the gate's semi-axis across (along up:
+    /// `radius`). Older reports: 0 (their gate was the sphere of `radius`).
     #[serde(default)]
     pub searched_radius: f64,
     /// Scored queries whose gate held no map image (of their camera; of any camera with
@@ -599,9 +616,10 @@ pub fn evaluate(
             );
         }
     }
-    let near = |i: usize| -> Option<([f64; 3], f64)> {
-        let r = gate?.searched_radius();
-        centres.as_ref()?[i].map(|c| (c, r))
+    let up = loc.places.up;
+    let near = |i: usize| -> Option<crate::localize::gate::Gate> {
+        let g = gate?;
+        centres.as_ref()?[i].and_then(|c| g.gate(c, &up))
     };
     let query = |i: usize, gated: bool| -> Query<'_> {
         Query {
@@ -842,7 +860,7 @@ pub fn evaluate(
             let held = |i: usize| {
                 let q = query(i, true);
                 loc.index
-                    .candidates(q.camera, q.near)
+                    .candidates(q.camera, q.near.as_ref())
                     .map_or(map.len(), |c| c.len())
             };
             let ungated = |i: usize| {
@@ -888,15 +906,21 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
     } else {
         "its true position".into()
     };
-    let widened = if g.searched_radius > s.radius {
+    // Older reports have no searched radius: their gate was the sphere of `radius`.
+    let across = if g.searched_radius > 0.0 {
+        g.searched_radius
+    } else {
+        s.radius
+    };
+    let within = if across > s.radius {
         format!(
-            " (--gate-radius {} m widened to {} standard deviations of that error, as the node \
-             widens `gate_radius` by `gate_sigmas` for a prior whose covariance gives it; \
-             --gate-sigmas 0 keeps {} m)",
+            "in a gate {across:.1} m across and {} m along up (--gate-radius and {} standard \
+             deviations of the error in quadrature, the node's gate for a prior whose covariance \
+             gives that error; --gate-sigmas 0: the sphere of {} m) around",
             s.radius, s.sigmas, s.radius
         )
     } else {
-        String::new()
+        format!("within {} m of", s.radius)
     };
     let empty = if g.empty == 0 {
         format!("no gate of the {scored} was empty")
@@ -908,10 +932,9 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
         )
     };
     format!(
-        "each scored query searched only within {} m of {around}{widened}, as the node's \
-         `prior_topic` gates: the gates held a median {} map images of the {} searched without \
-         one; {empty}",
-        g.searched_radius, g.median_held, g.median_searched_ungated
+        "each scored query searched only {within} {around}, as the node's `prior_topic` gates: \
+         the gates held a median {} map images of the {} searched without one; {empty}",
+        g.median_held, g.median_searched_ungated
     )
 }
 
@@ -1099,7 +1122,10 @@ fn run_settings(r: &Report) -> String {
         s.push_str(&format!(", filter {}", r.filter));
     }
     if let Some(g) = &r.gate {
-        s.push_str(&format!(", gate {} m", g.searched_radius));
+        s.push_str(&format!(", gate {} m", g.settings.radius));
+        if g.settings.error > 0.0 {
+            s.push_str(&format!(", error {} m", g.settings.error));
+        }
     }
     s
 }

@@ -1,75 +1,180 @@
 //! The search gate around a position prior: the node's `prior_topic` (`gate_radius`,
-//! `gate_sigmas`) and `evaluate --gate-radius` (`--gate-sigmas`) size it alike.
+//! `gate_sigmas`) and `evaluate --gate-radius` (`--gate-sigmas`) build it alike.
 //!
-//! A gate searches only the map images within a radius of the prior's position. It must hold
-//! the truth: a gate narrower than the prior's error leaves the right place out and lets a wrong
-//! one match with full confidence (docs/sequence-filter.md, "Map size"). So the radius is at
-//! least `gate_radius` and grows with the prior's own covariance to `gate_sigmas` times its
-//! largest position standard deviation.
+//! A gate searches only the map images near the prior's position. It must hold the truth: a
+//! gate narrower than the prior's error leaves the right place out and lets a wrong one match
+//! with full confidence (docs/sequence-filter.md, "Map size"). So the gate is an ellipsoid
+//! that adds, along each of its axes, `gate_radius` (the map's spacing, heights that are not
+//! the prior source's, an error the source does not state) and `gate_sigmas` standard
+//! deviations of the prior's own covariance in quadrature:
+//!
+//!   d^T (r^2 I + k^2 Sigma)^-1 d <= 1,   d = map image position - prior position,
+//!
+//! r = `gate_radius`, k = `gate_sigmas`, Sigma the prior's position covariance (m^2). Its semi-axes are
+//! sqrt(r^2 + k^2 lambda_i) along Sigma's eigenvectors: a prior without a covariance gates
+//! with the sphere of radius r; a GNSS fix of 2 m horizontally and an unknown height gates a
+//! few metres across and far up and down, not a sphere as wide as its height's error.
 
-use nalgebra::Matrix3;
+use nalgebra::{Matrix3, Vector3};
 
-/// The default `gate_sigmas`: a sphere of 4 standard deviations of the prior's largest position
-/// spread holds 99.89% of a 3-D Gaussian error (chi-square, 3 degrees of freedom, 16), and
-/// 99.97% of a horizontal one (2 degrees of freedom).
+/// The default `gate_sigmas`: an ellipsoid of 4 standard deviations holds 99.89% of a 3-D
+/// Gaussian error (chi-square, 3 degrees of freedom, 16), and 99.97% of a horizontal one (2
+/// degrees of freedom).
 pub const GATE_SIGMAS: f64 = 4.0;
 
-/// The most `gate_radius` and `evaluate --gate-radius` take, metres.
+/// The most `gate_radius` and `evaluate --gate-radius` take, metres; a gate whose longest
+/// semi-axis would be longer gates nothing (the whole map is searched).
 pub const MAX_GATE_RADIUS: f64 = 1e6;
 
-/// What a prior's position covariance says about its error.
+/// What a prior's position covariance says.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Spread {
-    /// The largest standard deviation of the position (metres): the square root of the largest
-    /// eigenvalue of the covariance's position block.
-    Sigma(f64),
-    /// No estimate given: a position block of zeros (many drivers publish zeros), or -1 as the
-    /// first entry (the sensor_msgs convention for "no estimate").
+pub enum PositionCovariance {
+    /// The position block (m^2), symmetric and positive semi-definite.
+    Known(Matrix3<f64>),
+    /// No estimate given: a position block of zeros (many drivers publish zeros), or -1 as
+    /// the first entry (the sensor_msgs convention for "no estimate").
     Unknown,
+    /// An infinite variance: the prior does not know where it is (gate nothing).
+    Unbounded,
     /// Not a covariance: the reason, for the log.
     Invalid(String),
 }
 
-/// The spread of a `geometry_msgs/PoseWithCovariance` covariance (row-major 6x6, x y z and
-/// the rotation about x y z; m^2 in its position block).
-pub fn position_spread(cov: &[f64; 36]) -> Spread {
-    let p: Matrix3<f64> = super::prior::position_block(cov);
+/// The position block of a `geometry_msgs/PoseWithCovariance` covariance (row-major 6x6, x y
+/// z and the rotation about x y z; m^2 in its position block), checked.
+pub fn position_covariance(cov: &[f64]) -> PositionCovariance {
+    use PositionCovariance::*;
+    if cov.len() != 36 {
+        return Invalid(format!(
+            "its covariance has {} entries, expected 36",
+            cov.len()
+        ));
+    }
+    let p = Matrix3::from_fn(|r, c| cov[r * 6 + c]);
     if cov[0] == -1.0 || p.iter().all(|&v| v == 0.0) {
-        return Spread::Unknown;
+        return Unknown;
     }
-    if let Some(v) = p.iter().find(|v| !v.is_finite()) {
-        return Spread::Invalid(format!("its position covariance has an entry {v}"));
+    if let Some(v) = p.iter().find(|v| v.is_nan()) {
+        return Invalid(format!("its position covariance has an entry {v}"));
     }
-    let asym = (p - p.transpose()).abs().max();
+    if p.iter().any(|v| v.is_infinite()) {
+        return if (0..3).any(|i| p[(i, i)] == f64::INFINITY) {
+            Unbounded
+        } else {
+            Invalid(
+                "its position covariance has an infinite entry off its diagonal or below 0".into(),
+            )
+        };
+    }
+    // Scaled to its largest entry, so that nothing overflows on the way.
     let scale = p.abs().max();
-    if asym > 1e-6 * scale {
-        return Spread::Invalid(format!(
-            "its position covariance is not symmetric (entries differ by {asym:e} m^2)"
+    let s = p / scale;
+    let asym = (s - s.transpose()).abs().max();
+    if asym > 1e-6 {
+        return Invalid(format!(
+            "its position covariance is not symmetric (entries differ by {:e} m^2)",
+            asym * scale
         ));
     }
-    let eig = (0.5 * (p + p.transpose())).symmetric_eigenvalues();
-    let (lo, hi) = (eig.min(), eig.max());
-    if lo < -1e-9 * scale.max(f64::MIN_POSITIVE) || hi <= 0.0 {
-        return Spread::Invalid(format!(
-            "its position covariance is not positive semi-definite (eigenvalues {lo:e} to {hi:e} m^2)"
+    let eig = (0.5 * (s + s.transpose())).symmetric_eigenvalues();
+    if eig.min() < -1e-9 {
+        return Invalid(format!(
+            "its position covariance is not positive semi-definite (eigenvalues {:e} to {:e} m^2)",
+            eig.min() * scale,
+            eig.max() * scale
         ));
     }
-    Spread::Sigma(hi.sqrt())
+    Known(0.5 * (p + p.transpose()))
 }
 
-/// The gate's radius (metres): `floor`, widened to `sigmas` standard deviations of the prior's
-/// largest position spread when it gives one (`sigma`, metres); `sigmas` 0 leaves it at `floor`.
-/// Never more than [`MAX_GATE_RADIUS`] unless `floor` is.
-pub fn gate_radius(floor: f64, sigmas: f64, sigma: Option<f64>) -> f64 {
-    match sigma {
-        Some(s) if sigmas > 0.0 && s.is_finite() => floor.max((sigmas * s).min(MAX_GATE_RADIUS)),
-        _ => floor,
+/// A search gate: the map images within it may match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// The gating position (the map's frame, metres).
+    pub centre: [f64; 3],
+    /// (r^2 I + k^2 Sigma)^-1 (m^-2); None: the sphere of radius `reach`.
+    shape: Option<Matrix3<f64>>,
+    /// The longest semi-axis (metres): the sphere that holds the gate.
+    pub reach: f64,
+    /// The shortest semi-axis (metres).
+    pub narrowest: f64,
+}
+
+impl Gate {
+    /// The sphere of `radius` metres around `centre`.
+    pub fn sphere(centre: [f64; 3], radius: f64) -> Gate {
+        Gate {
+            centre,
+            shape: None,
+            reach: radius,
+            narrowest: radius,
+        }
+    }
+
+    /// The gate around a prior at `centre`: `radius` (> 0) and `sigmas` standard deviations
+    /// of `covariance` (m^2; None: the sphere) in quadrature along each axis. None: a
+    /// semi-axis longer than [`MAX_GATE_RADIUS`] (or not finite): the prior gates nothing.
+    pub fn around(
+        centre: [f64; 3],
+        radius: f64,
+        sigmas: f64,
+        covariance: Option<&Matrix3<f64>>,
+    ) -> Option<Gate> {
+        let cov = match covariance {
+            Some(c) if sigmas > 0.0 && c.iter().any(|&v| v != 0.0) => c,
+            _ => return (radius <= MAX_GATE_RADIUS).then(|| Gate::sphere(centre, radius)),
+        };
+        let m = Matrix3::identity() * (radius * radius) + cov * (sigmas * sigmas);
+        if !m.iter().all(|v| v.is_finite()) {
+            return None;
+        }
+        let scale = m.abs().max();
+        let e = (m / scale).symmetric_eigen();
+        let axes2 = e.eigenvalues.map(|l| l.max(0.0) * scale);
+        let (lo, hi) = (axes2.min(), axes2.max());
+        if !(hi.is_finite() && hi <= MAX_GATE_RADIUS * MAX_GATE_RADIUS) || lo <= 0.0 {
+            return None;
+        }
+        let v = e.eigenvectors;
+        let inv = v * Matrix3::from_diagonal(&axes2.map(|a| 1.0 / a)) * v.transpose();
+        Some(Gate {
+            centre,
+            shape: Some(inv),
+            reach: hi.sqrt(),
+            narrowest: lo.sqrt(),
+        })
+    }
+
+    /// Whether a map image at `p` is in the gate.
+    pub fn contains(&self, p: [f64; 3]) -> bool {
+        let d = Vector3::new(
+            p[0] - self.centre[0],
+            p[1] - self.centre[1],
+            p[2] - self.centre[2],
+        );
+        match &self.shape {
+            None => d.norm_squared() <= self.reach * self.reach,
+            Some(a) => (d.transpose() * a * d)[0] <= 1.0 + 1e-12,
+        }
+    }
+
+    /// Its size in words: "within 5.0 m", or "within 2.1-4000.0 m (an ellipsoid)".
+    pub fn describe(&self) -> String {
+        if self.reach - self.narrowest <= 0.05 {
+            format!("within {:.1} m", self.reach)
+        } else {
+            format!(
+                "within {:.1}-{:.1} m (an ellipsoid: gate_radius and the prior's covariance)",
+                self.narrowest, self.reach
+            )
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use PositionCovariance::*;
 
     fn cov(p: [[f64; 3]; 3]) -> [f64; 36] {
         let mut c = [0.0; 36];
@@ -85,40 +190,107 @@ mod tests {
         c
     }
 
-    #[test]
-    fn the_largest_position_spread_sizes_the_gate() {
-        // 10 m along x and y, 1 m up: sigma 10.
-        let c = cov([[100.0, 0.0, 0.0], [0.0, 100.0, 0.0], [0.0, 0.0, 1.0]]);
-        assert_eq!(position_spread(&c), Spread::Sigma(10.0));
-        assert_eq!(gate_radius(30.0, GATE_SIGMAS, Some(10.0)), 40.0);
-        // A narrow prior keeps the floor; sigmas 0 never widens.
-        assert_eq!(gate_radius(30.0, GATE_SIGMAS, Some(2.0)), 30.0);
-        assert_eq!(gate_radius(30.0, 0.0, Some(100.0)), 30.0);
-        assert_eq!(gate_radius(30.0, GATE_SIGMAS, None), 30.0);
-        assert_eq!(gate_radius(30.0, GATE_SIGMAS, Some(1e12)), MAX_GATE_RADIUS);
-        // Correlated x and y: the eigenvalues of [[50, 40], [40, 50]] are 90 and 10.
-        let c = cov([[50.0, 40.0, 0.0], [40.0, 50.0, 0.0], [0.0, 0.0, 4.0]]);
-        match position_spread(&c) {
-            Spread::Sigma(s) => assert!((s - 90f64.sqrt()).abs() < 1e-9, "{s}"),
+    fn known(c: &[f64; 36]) -> Matrix3<f64> {
+        match position_covariance(c) {
+            Known(m) => m,
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn zeros_and_minus_one_say_nothing_and_broken_covariances_are_named() {
-        assert_eq!(position_spread(&[0.0; 36]), Spread::Unknown);
+    fn the_gate_adds_the_radius_and_the_prior_s_spread_in_quadrature_per_axis() {
+        // 10 m along x and y, 1 m up; gate_radius 30, 4 sigmas: 50 m across, 30.3 m up.
+        let c = known(&cov([
+            [100.0, 0.0, 0.0],
+            [0.0, 100.0, 0.0],
+            [0.0, 0.0, 1.0],
+        ]));
+        let g = Gate::around([0.0; 3], 30.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert!((g.reach - 50.0).abs() < 1e-9, "{g:?}");
+        assert!((g.narrowest - 916f64.sqrt()).abs() < 1e-9, "{g:?}");
+        assert!(g.contains([49.9, 0.0, 0.0]) && !g.contains([50.1, 0.0, 0.0]));
+        assert!(g.contains([0.0, -49.9, 0.0]) && !g.contains([0.0, 0.0, 30.5]));
+        assert!(g.contains([0.0, 0.0, 30.2]));
+        // A GNSS fix: 2 m across, its height unknown (1e6 m^2): a few metres across, far up.
+        let c = known(&cov([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 1e6]]));
+        let g = Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert!((g.narrowest - 89f64.sqrt()).abs() < 1e-9, "{g:?}");
+        assert!(g.contains([0.0, 0.0, 3000.0]) && !g.contains([10.0, 0.0, 0.0]));
+        // Correlated x and y: eigenvalues 90 and 10 along (1, 1) and (1, -1).
+        let c = known(&cov([
+            [50.0, 40.0, 0.0],
+            [40.0, 50.0, 0.0],
+            [0.0, 0.0, 4.0],
+        ]));
+        let g = Gate::around([1.0, 2.0, 3.0], 1.0, 1.0, Some(&c)).unwrap();
+        assert!((g.reach - 91f64.sqrt()).abs() < 1e-9, "{g:?}");
+        let along = |t: f64, u: [f64; 2]| [1.0 + t * u[0], 2.0 + t * u[1], 3.0];
+        let (diag, anti) = (
+            [0.5f64.sqrt(), 0.5f64.sqrt()],
+            [0.5f64.sqrt(), -(0.5f64.sqrt())],
+        );
+        assert!(g.contains(along(9.5, diag)) && !g.contains(along(9.6, diag)));
+        assert!(g.contains(along(3.3, anti)) && !g.contains(along(3.4, anti)));
+        // Without a covariance, or with sigmas 0: the sphere of gate_radius, exactly.
+        for g in [
+            Gate::around([0.0; 3], 3.0, GATE_SIGMAS, None).unwrap(),
+            Gate::around([0.0; 3], 3.0, 0.0, Some(&c)).unwrap(),
+        ] {
+            assert_eq!(g, Gate::sphere([0.0; 3], 3.0));
+            assert!(g.contains([3.0, 0.0, 0.0]) && !g.contains([3.0 + 1e-9, 0.0, 0.0]));
+            assert_eq!(g.describe(), "within 3.0 m");
+        }
+        // Wider than 1e6 m: no gate.
+        let c = known(&cov([[1e12, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]));
+        assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
+    }
+
+    #[test]
+    fn zeros_and_minus_one_say_nothing_infinity_is_unbounded_and_broken_ones_are_named() {
+        assert_eq!(position_covariance(&[0.0; 36]), Unknown);
         let mut c = [0.0; 36];
         c[0] = -1.0;
-        assert_eq!(position_spread(&c), Spread::Unknown);
-        let c = cov([[f64::NAN, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
-        assert!(matches!(position_spread(&c), Spread::Invalid(m) if m.contains("NaN")));
-        let c = cov([[1.0, 5.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
-        assert!(matches!(position_spread(&c), Spread::Invalid(m) if m.contains("not symmetric")));
-        let c = cov([[-4.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
-        assert!(
-            matches!(position_spread(&c), Spread::Invalid(m) if m.contains("not positive semi-definite"))
-        );
+        assert_eq!(position_covariance(&c), Unknown);
         // Only the rotation block set: no position estimate.
-        assert_eq!(position_spread(&cov([[0.0; 3]; 3])), Spread::Unknown);
+        assert_eq!(position_covariance(&cov([[0.0; 3]; 3])), Unknown);
+        let c = cov([[f64::INFINITY, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        assert_eq!(position_covariance(&c), Unbounded);
+        // Near f64::MAX: nothing overflows; the gate is too wide to gate.
+        let c = known(&cov([
+            [1e308, 0.0, 0.0],
+            [0.0, 1e308, 0.0],
+            [0.0, 0.0, 1.0],
+        ]));
+        assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
+        // Rank-deficient (horizontal only, as evaluate's drawn errors): known, and the gate is
+        // gate_radius along up.
+        let c = known(&cov([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]]));
+        let g = Gate::around([0.0; 3], 2.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert!((g.narrowest - 2.0).abs() < 1e-9 && (g.reach - 148f64.sqrt()).abs() < 1e-9);
+        for (m, want) in [
+            (
+                cov([[f64::NAN, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+                "NaN",
+            ),
+            (
+                cov([[1.0, 5.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+                "not symmetric",
+            ),
+            (
+                cov([[-4.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+                "not positive semi-definite",
+            ),
+            (
+                cov([[1.0, f64::INFINITY, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+                "infinite entry",
+            ),
+        ] {
+            assert!(
+                matches!(position_covariance(&m), Invalid(ref s) if s.contains(want)),
+                "{want}: {:?}",
+                position_covariance(&m)
+            );
+        }
+        assert!(matches!(position_covariance(&[1.0; 9]), Invalid(s) if s.contains("9 entries")));
     }
 }

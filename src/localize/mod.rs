@@ -121,8 +121,8 @@ impl std::str::FromStr for Filter {
 pub struct Query<'a> {
     /// The map camera the frame is from (None: all map images).
     pub camera: Option<&'a str>,
-    /// Geo-gating: only map images within the radius (metres) of this position.
-    pub near: Option<([f64; 3], f64)>,
+    /// Geo-gating: only map images inside this gate ([`gate`]).
+    pub near: Option<gate::Gate>,
     /// base_link from camera: the prior is then base_link's.
     pub base_from_cam: Option<&'a Pose>,
 }
@@ -559,17 +559,19 @@ impl Localizer {
     /// A descriptor (made by this Localizer's encoder) -> outcome; retrieves at least `want`
     /// hits (the prior uses the first `top_k`).
     pub fn localize_descriptor(&self, desc: &[f32], query: &Query, want: usize) -> Outcome {
-        let cands = self.index.candidates(query.camera, query.near);
+        let cands = self.index.candidates(query.camera, query.near.as_ref());
         if cands.as_ref().is_some_and(|c| c.is_empty()) {
             let of_camera = query
                 .camera
                 .map(|c| format!(" of camera {c}"))
                 .unwrap_or_default();
-            return Outcome::NoCandidates(match query.near {
-                Some((p, r)) => format!(
-                    "no map image{of_camera} within {r} m of the gating position ({:.1}, \
-                     {:.1}, {:.1})",
-                    p[0], p[1], p[2]
+            return Outcome::NoCandidates(match &query.near {
+                Some(g) => format!(
+                    "no map image{of_camera} {} of the gating position ({:.1}, {:.1}, {:.1})",
+                    g.describe(),
+                    g.centre[0],
+                    g.centre[1],
+                    g.centre[2]
                 ),
                 None => format!("the map has no image{of_camera}"),
             });
@@ -602,10 +604,9 @@ impl Localizer {
         let of_camera = query.camera.and_then(|c| self.index.by_camera.get(c));
         let may_match = |r: usize| {
             of_camera.is_none_or(|rows| rows.binary_search(&r).is_ok())
-                && query.near.is_none_or(|(p, radius)| {
+                && query.near.is_none_or(|g| {
                     let t = self.map.pose(r).translation.vector;
-                    let d = [t.x - p[0], t.y - p[1], t.z - p[2]];
-                    (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() <= radius
+                    g.contains([t.x, t.y, t.z])
                 })
         };
         // The filter sees HITS hits whatever the caller retrieves (the node's top_k, evaluate's

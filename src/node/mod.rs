@@ -154,9 +154,14 @@ struct Pending {
 struct Shared {
     slots: Vec<Option<Pending>>,
     stats: Vec<CameraStats>,
-    /// Latest position from `prior_topic`, the gate's radius it sets (`gate_radius` widened
-    /// by its covariance, [`crate::localize::gate`]), and when it arrived.
-    gate_center: Option<([f64; 3], f64, Instant)>,
+    /// The gate the latest `prior_topic` message sets (`gate_radius` and `gate_sigmas` of its
+    /// covariance, [`crate::localize::gate`]; None: a covariance too wide to gate), and when it
+    /// arrived.
+    gate_center: Option<(Option<crate::localize::gate::Gate>, Instant)>,
+    /// `prior_timeout`: a prior older than this no longer gates (None: never expires).
+    prior_timeout: Option<Duration>,
+    /// `prior_topic` messages whose covariance was not one (NaN, asymmetric, negative).
+    prior_covariance_invalid: u64,
     /// When the subscriptions were made.
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
@@ -225,14 +230,22 @@ fn diagnostics(
         value: v,
     };
     let mut status = Vec::new();
-    let (started, timeout, filter_counts, filter_name, beyond_end, gate) = (
+    let (started, timeout, filter_counts, filter_name, beyond_end) = (
         shared.started,
         shared.frame_timeout,
         shared.filter_counts,
         shared.filter,
         shared.filter_beyond_end,
-        shared.gate_center.map(|(_, r, _)| r),
     );
+    // The gate frames are searched in now: its longest semi-axis in metres; "none": the latest
+    // prior's covariance is too wide to gate; "-": no prior, or it expired (prior_timeout).
+    let gate = match shared.gate_center {
+        Some((g, at)) if shared.prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
+            g.map_or("none".to_string(), |g| format!("{:.1}", g.reach))
+        }
+        _ => "-".to_string(),
+    };
+    let covariance_invalid = shared.prior_covariance_invalid;
     let odometry = shared
         .odometry
         .as_ref()
@@ -376,12 +389,8 @@ fn diagnostics(
                 kv("frames_ambiguous", s.ambiguous.to_string()),
                 kv("frames_off_map", s.off_map.to_string()),
                 kv("frames_no_candidates", s.no_candidates.to_string()),
-                // The radius of the gate the latest prior_topic position set (metres; "-": none
-                // received).
-                kv(
-                    "prior_gate_radius_m",
-                    gate.map_or("-".into(), |r| format!("{r:.1}")),
-                ),
+                kv("prior_gate_m", gate.clone()),
+                kv("prior_covariance_invalid", covariance_invalid.to_string()),
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
                 kv("frames_throttled", s.throttled.to_string()),
@@ -544,12 +553,15 @@ fn subscribe_camera_info(
     Ok(())
 }
 
-/// Subscribes `prior_topic` (when set): its latest position centres the geo-gate, of radius
-/// `gate_radius` widened to `gate_sigmas` standard deviations of the message's position
-/// covariance. Subscribed best effort, which matches reliable and best-effort publishers alike.
-/// A prior in another frame than `frame_id` (odom, say) is not map coordinates: it is ignored,
-/// and the log says so (once per frame name). A covariance that is not one (NaN, asymmetric,
-/// negative) is not used (the gate is `gate_radius`), and the log says so once.
+/// Subscribes `prior_topic` (when set): its latest position centres the geo-gate, the
+/// ellipsoid of `gate_radius` and `gate_sigmas` standard deviations of the message's position
+/// covariance in quadrature per axis ([`crate::localize::gate`]); an infinite variance, or a
+/// gate wider than 1e6 m, gates nothing. Subscribed best effort, which matches reliable and
+/// best-effort publishers alike. A prior in another frame than `frame_id` (odom, say) is not
+/// map coordinates: it is ignored, and the log says so (once per frame name). A covariance
+/// that is not one (NaN, asymmetric, negative) is not used (the gate is the sphere of
+/// `gate_radius`, as for a prior without one): counted (/diagnostics
+/// `prior_covariance_invalid`) and said once in the log.
 fn subscribe_prior(
     node: &mut r2r::Node,
     topic: &str,
@@ -582,24 +594,29 @@ fn subscribe_prior(
             if !(p.x.is_finite() && p.y.is_finite() && p.z.is_finite()) {
                 continue;
             }
-            use crate::localize::gate::{self, Spread};
-            let cov: [f64; 36] = m.pose.covariance.as_slice().try_into().unwrap_or([0.0; 36]);
-            let sigma = match gate::position_spread(&cov) {
-                Spread::Sigma(s) => Some(s),
-                Spread::Unknown => None,
-                Spread::Invalid(why) => {
+            use crate::localize::gate::{Gate, PositionCovariance as C};
+            let centre = [p.x, p.y, p.z];
+            let mut invalid = false;
+            let gate = match crate::localize::gate::position_covariance(&m.pose.covariance) {
+                C::Known(c) => Gate::around(centre, gate_radius, gate_sigmas, Some(&c)),
+                C::Unknown => Gate::around(centre, gate_radius, gate_sigmas, None),
+                C::Unbounded => None,
+                C::Invalid(why) => {
+                    invalid = true;
                     if !warned_covariance {
                         warned_covariance = true;
                         tracing::warn!(
-                            "prior_topic {topic}: {why}: the gate stays at gate_radius \
-                             ({gate_radius} m) for such priors (said once)"
+                            "prior_topic {topic}: {why}: such priors gate with the sphere of \
+                             gate_radius ({gate_radius} m), as priors without a covariance \
+                             (said once; counted in /diagnostics prior_covariance_invalid)"
                         );
                     }
-                    None
+                    Gate::around(centre, gate_radius, gate_sigmas, None)
                 }
             };
-            let radius = gate::gate_radius(gate_radius, gate_sigmas, sigma);
-            lock(&shared).gate_center = Some(([p.x, p.y, p.z], radius, Instant::now()));
+            let mut sh = lock(&shared);
+            sh.gate_center = Some((gate, Instant::now()));
+            sh.prior_covariance_invalid += u64::from(invalid);
         }
     });
     Ok(())
@@ -684,11 +701,11 @@ fn spawn_worker(
                     // A prior older than prior_timeout no longer gates: the whole map is
                     // searched until a new one arrives.
                     let gate = match sh.gate_center {
-                        Some((c, r, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
+                        Some((g, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
                             expired_logged = false;
-                            Some((c, r))
+                            g
                         }
-                        Some((_, _, at)) => {
+                        Some((_, at)) => {
                             if !expired_logged {
                                 tracing::info!(
                                     "the last prior_topic position is {:.1} s old (prior_timeout \
@@ -1140,6 +1157,9 @@ pub async fn run() -> Result<()> {
         slots: cameras.iter().map(|_| None).collect(),
         stats: vec![CameraStats::default(); cameras.len()],
         gate_center: None,
+        prior_timeout: (params.prior_timeout.0 > 0.0)
+            .then(|| Duration::from_secs_f64(params.prior_timeout.0)),
+        prior_covariance_invalid: 0,
         started: Instant::now(),
         frame_timeout: (params.frame_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),

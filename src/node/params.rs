@@ -131,9 +131,9 @@ pub struct NodeParams {
     pub frame_id: String,
     /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images within gate_radius of its latest position are searched
     pub prior_topic: String,
-    /// Least search radius around the latest prior_topic position (m); the gate widens to gate_sigmas times the prior's largest position standard deviation (from its covariance) when that is more
+    /// Search radius around the latest prior_topic position (m) for a prior without a covariance; with one, each axis of the gate is sqrt(gate_radius^2 + (gate_sigmas sigma)^2), sigma the prior's standard deviation along it
     pub gate_radius: Number,
-    /// The gate's radius in standard deviations of the prior_topic position's covariance (its largest, from the position block); 4 holds 99.9% of a Gaussian error; 0: gate_radius alone (a covariance of zeros or -1 first means no estimate: gate_radius)
+    /// Standard deviations of the prior_topic message's position covariance the gate adds to gate_radius in quadrature per axis (4 holds 99.9% of a Gaussian error); 0: the sphere of gate_radius; a covariance of zeros or -1 first is no estimate (the sphere), an infinite variance or a gate wider than 1e6 m gates nothing
     pub gate_sigmas: Number,
     /// Seconds since the last prior_topic message was received (wall clock; its header stamp is not used) after which it no longer gates and the whole map is searched until a new one arrives; 0: it gates until replaced
     pub prior_timeout: Number,
@@ -565,8 +565,7 @@ mod tests {
         assert_eq!(p["filter"].as_str(), Some(d.filter.as_str()));
         assert_eq!(d.off_map_threshold.0, o.off_map_threshold);
         assert_eq!(p["off_map_threshold"].as_f64(), Some(o.off_map_threshold));
-        // evaluate --gate-sigmas defaults to the node's gate_sigmas.
-        assert_eq!(d.gate_sigmas.0, crate::localize::gate::GATE_SIGMAS);
+        // The shipped file's gate_sigmas is the node's default (evaluate --gate-sigmas's too).
         assert_eq!(p["gate_sigmas"].as_f64(), Some(d.gate_sigmas.0));
     }
 

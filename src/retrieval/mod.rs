@@ -495,6 +495,8 @@ pub struct MapIndex {
     /// hundreds at one spot), so identical centres share an item; `places[item]` are its rows.
     tree: kiddo::KdTree<f64, 3>,
     places: Vec<Vec<usize>>,
+    /// `centres[item]`: the camera centre of `places[item]`.
+    centres: Vec<[f64; 3]>,
 }
 
 impl MapIndex {
@@ -513,6 +515,7 @@ impl MapIndex {
         let mut by_camera: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
         let mut tree: kiddo::KdTree<f64, 3> = kiddo::KdTree::new();
         let mut places: Vec<Vec<usize>> = Vec::new();
+        let mut place_centres: Vec<[f64; 3]> = Vec::new();
         let mut seen: std::collections::HashMap<[u64; 3], usize> = Default::default();
         for (i, (cam, c)) in cameras.iter().zip(centres).enumerate() {
             by_camera.entry(cam.clone()).or_default().push(i);
@@ -521,6 +524,7 @@ impl MapIndex {
             let item = *seen.entry(key).or_insert_with(|| {
                 tree.add(&c, places.len() as u64);
                 places.push(Vec::new());
+                place_centres.push(c);
                 places.len() - 1
             });
             places[item].push(i);
@@ -529,23 +533,26 @@ impl MapIndex {
             by_camera,
             tree,
             places,
+            centres: place_centres,
         }
     }
 
-    /// Candidate rows: of `camera` (None: all), within `radius` metres of `near` (None: any).
+    /// Candidate rows: of `camera` (None: all), inside the gate `near` (None: any).
     pub fn candidates(
         &self,
         camera: Option<&str>,
-        near: Option<([f64; 3], f64)>,
+        near: Option<&crate::localize::gate::Gate>,
     ) -> Option<Vec<usize>> {
         let of_camera = camera.and_then(|c| self.by_camera.get(c));
         match near {
             None => of_camera.cloned(),
-            Some((p, r)) => {
+            Some(g) => {
+                // The sphere that holds the gate, then the gate itself.
                 let mut rows: Vec<usize> = self
                     .tree
-                    .within_unsorted::<kiddo::SquaredEuclidean>(&p, r * r)
+                    .within_unsorted::<kiddo::SquaredEuclidean>(&g.centre, g.reach * g.reach)
                     .into_iter()
+                    .filter(|n| g.contains(self.centres[n.item as usize]))
                     .flat_map(|n| self.places[n.item as usize].iter().copied())
                     .collect();
                 rows.sort_unstable();
@@ -561,6 +568,7 @@ impl MapIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::localize::gate::Gate;
 
     #[test]
     fn the_runtime_dispatched_kernels_equal_the_baseline_ones_bit_for_bit() {
@@ -727,19 +735,26 @@ mod tests {
             .collect();
         let index = MapIndex::from_parts(&cameras, centres.into_iter());
         let near = index
-            .candidates(None, Some(([0.0, 0.0, 0.0], 5.0)))
+            .candidates(None, Some(&Gate::sphere([0.0, 0.0, 0.0], 5.0)))
             .unwrap();
         assert_eq!(near.len(), 1001, "1000 at the origin and the one 4 m away");
         assert!(near.windows(2).all(|w| w[0] < w[1]), "sorted rows");
         assert!(!near.contains(&1000), "the image 30 m away is outside 5 m");
         let c1 = index
-            .candidates(Some("c1"), Some(([0.0, 0.0, 0.0], 5.0)))
+            .candidates(Some("c1"), Some(&Gate::sphere([0.0, 0.0, 0.0], 5.0)))
             .unwrap();
         assert_eq!(c1.len(), 501);
         assert_eq!(
-            index.candidates(None, Some(([30.0, 0.0, 0.0], 1.0))),
+            index.candidates(None, Some(&Gate::sphere([30.0, 0.0, 0.0], 1.0))),
             Some(vec![1000])
         );
+        // An ellipsoid 1 m across and 30.02 m long along x (a prior unsure along x only): the
+        // images at the origin and 30 m along x, not the one 4 m along y.
+        let along_x = nalgebra::Matrix3::from_diagonal(&nalgebra::Vector3::new(900.0, 0.0, 0.0));
+        let g = Gate::around([0.0; 3], 1.0, 1.0, Some(&along_x)).unwrap();
+        let rows = index.candidates(None, Some(&g)).unwrap();
+        assert_eq!(rows.len(), 1001);
+        assert!(rows.contains(&1000) && !rows.contains(&1001));
     }
 
     #[test]

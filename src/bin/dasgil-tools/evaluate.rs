@@ -75,7 +75,7 @@ pub(crate) struct EvaluateArgs {
     #[arg(long, conflicts_with = "odometry_topic")]
     no_odometry: bool,
     /// Search each query only among the map images within this many metres (> 0, at most 1e6;
-    /// a distance in 3-D, as the node's `gate_radius`; widened by --gate-sigmas) of a gating
+    /// a distance in 3-D, as the node's `gate_radius`; widened across by --gate-sigmas) of a gating
     /// position, its true position moved by --gate-error: what the node does with a position
     /// prior on its `prior_topic`, e.g. a GNSS fix. A query whose gate holds no map image gets no prior (counted; its
     /// submission line comes from a single-frame search of the whole map). Queries without
@@ -96,10 +96,10 @@ pub(crate) struct EvaluateArgs {
         value_parser = parse_seed
     )]
     gate_seed: u64,
-    /// With --gate-radius: widen the gate to this many standard deviations of --gate-error
-    /// when that is more than --gate-radius, as the node widens `gate_radius` by `gate_sigmas`
-    /// for a prior whose covariance gives its error (default the node's, 4; 0: --gate-radius
-    /// alone, as a node given priors without a covariance).
+    /// With --gate-radius: the gate adds this many standard deviations of --gate-error to
+    /// --gate-radius in quadrature across (sqrt(R^2 + (K S)^2); along up R), as the node's
+    /// gate adds `gate_sigmas` of a prior's covariance to `gate_radius` (default the node's,
+    /// 4; 0: the sphere of --gate-radius, as a node given priors without a covariance).
     #[arg(
         long,
         value_name = "K",
@@ -270,6 +270,19 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             seed: a.gate_seed,
             sigmas: a.gate_sigmas,
         });
+    if let Some(g) = &gate {
+        let across = g.searched_radius();
+        if across > dasgil::localize::gate::MAX_GATE_RADIUS {
+            anyhow::bail!(
+                "--gate-radius {} with --gate-error {} and --gate-sigmas {}: a gate {across:.0} m \
+                 across, expected at most 1e6 m (a prior that far off gates nothing: leave out \
+                 --gate-radius to search the whole map)",
+                g.radius,
+                g.error,
+                g.sigmas
+            );
+        }
+    }
     let reports = if let Some(map) = &a.map {
         dasgil::eval::run_on_map(
             map,

@@ -49,7 +49,10 @@ pub(crate) struct LocalizeArgs {
 }
 
 pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
-    let near = a.near.zip(a.radius);
+    let near = a
+        .near
+        .zip(a.radius)
+        .map(|(c, r)| dasgil::localize::gate::Gate::sphere(c, r));
     let map = crate::args::open_map(&a.map)?;
     // Queries are encoded with the map's layers; another --layers could never match it.
     if let Some(given) = &a.model.layers {
@@ -233,7 +236,7 @@ pub(crate) struct LocalizeOptions {
     pub(crate) shared: bool,
     /// The camera of the images when their names do not say (CMU names do).
     pub(crate) camera: Option<String>,
-    pub(crate) near: Option<([f64; 3], f64)>,
+    pub(crate) near: Option<dasgil::localize::gate::Gate>,
 }
 
 fn pose_parts(p: &dasgil::geom::Pose) -> ([f64; 3], [f64; 4]) {

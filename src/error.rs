@@ -90,6 +90,8 @@ pub enum PipelineError {
     NoQueries { root: String },
     #[error("{}: no timestamp: the sequence filter orders queries by time (use --filter none, or a data set whose query names or lists give timestamps)", path.display())]
     NoTimestamp { path: PathBuf },
+    #[error("{}: no timestamp: --gate-drift draws each query's gate error from the one before it in time (leave out --gate-drift, or use a data set whose query names or lists give timestamps)", path.display())]
+    GateDriftTimestamp { path: PathBuf },
     #[error("--out {}: is a file; expected a folder for the report", path.display())]
     OutIsFile { path: PathBuf },
     #[error("--out {}: is inside {}, a folder of the data set's images; expected a folder outside its image folders, so reports never mix with the images", out.display(), images.display())]

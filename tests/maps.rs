@@ -1590,8 +1590,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert!(
         said.contains(
             "gate: each scored query searched only within 100000 m of its true position, as the \
-             node's `prior_topic` gates: the gates held a median 6 map images of the 6 searched \
-             without one; no gate of the 24 was empty"
+             node's `prior_topic` gates: a gate held a median of 6 map images that the query may \
+             match (6 without a gate); no gate of the 24 was empty"
         ),
         "{said}"
     );
@@ -1688,8 +1688,8 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     assert_eq!(submission(&widened), submission(&plain));
     assert!(
         said.contains(
-            "searched only in a gate 4000.0 m across and 1 m along up (--gate-radius and 4 \
-             standard deviations of the error in quadrature"
+            "searched only in a gate reaching 4000.0 m horizontally and 1 m along up \
+             (--gate-radius and 4 standard deviations of the error in quadrature"
         ) && said.contains(
             "around its true position moved by a horizontal error of 1000 m per axis (seed 7)"
         ),

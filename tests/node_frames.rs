@@ -1915,13 +1915,23 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     let s = wait_diag(
         &mut diags,
         0,
-        "frames outside a gate long along x only",
-        |s| value(s, "frames_no_candidates") > before && text_value(s, "prior_gate_m") == "40000.0",
+        "frames outside a gate long along x only, warned",
+        // /diagnostics warns (the node logs it too) while frames find nothing in the gate.
+        |s| {
+            value(s, "frames_no_candidates") > before
+                && text_value(s, "prior_gate_m") == "40000.0"
+                && text_value(s, "prior_gate_narrowest_m") == "5.0"
+                && s.level == 1
+                && s.message.contains(
+                    "found no map image to match and got no prior; last: no map image of \
+                     camera c0 within 5.0-40000.0 m",
+                )
+        },
     )
     .await;
     let before = value(&s, "frames_no_candidates");
     // An infinite variance: the prior does not know where it is, and gates nothing.
-    let lost = with_covariance([f64::INFINITY, 1.0, 1.0]);
+    let lost = with_covariance([f64::INFINITY; 3]);
     publish_until(&gate_reliable, lost.clone(), &mut diags, "no gate", |s| {
         text_value(s, "prior_gate_m") == "none"
     })
@@ -1952,6 +1962,20 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    // A prior_topic that is no topic name stops the node, naming the parameter and its value.
+    let e = node_error(&[
+        "--ros-args",
+        "-p",
+        &format!("map:={}", map.display()),
+        "-p",
+        "device:=cpu",
+        "-p",
+        "prior_topic:=gnss prior",
+    ]);
+    assert!(
+        e.contains("parameter `prior_topic`: cannot subscribe `gnss prior`"),
+        "{e}"
+    );
 }
 
 /// `replay --rectify` publishes rectified frames, as image_proc's `image_rect` topics carry

@@ -266,8 +266,15 @@ pub struct GateSettings {
     pub radius: f64,
     /// Metres, the standard deviation of each horizontal axis of the gating position's error.
     pub error: f64,
-    /// The seed of the errors' draw (one draw per scored query, in the list's order).
+    /// The seed of the errors' draw (one draw per scored query, in the list's order; with
+    /// `drift`, in time order).
     pub seed: u64,
+    /// `--gate-drift` (seconds): the errors' correlation time, a first-order Gauss-Markov
+    /// process over the queries in time order (a GNSS error drifts: consecutive frames share
+    /// most of it; the cameras of one capture all of it); 0: drawn for each query
+    /// independently. Reports before 2026-12-05: 0.
+    #[serde(default)]
+    pub drift: f64,
     /// `--gate-sigmas` (the node's `gate_sigmas`): the standard deviations of the gating
     /// position's error the gate adds to `radius` in quadrature. Reports before 2026-12-05: 0
     /// (the sphere of `radius`).
@@ -327,7 +334,10 @@ pub struct Gate {
 
 impl GateSettings {
     /// The gating position of each query (None for a query without ground truth: searched
-    /// ungated), `up` the map's up direction.
+    /// ungated), `up` the map's up direction. With `drift` every query has a timestamp (the
+    /// caller checks): the error of a query `dt` seconds after the one before it in time is
+    /// a e_prev + sqrt(1 - a^2) n, a = exp(-dt / drift), n a fresh draw, so each error has the
+    /// same spread, `error` per horizontal axis.
     pub fn centres(
         &self,
         queries: &[PosedImage],
@@ -347,16 +357,38 @@ impl GateSettings {
         let u1 = up.cross(&other).normalize();
         let u2 = up.cross(&u1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-        queries
-            .iter()
-            .map(|q| {
-                let truth = q.world_from_cam?.translation.vector;
-                let a: f64 = rng.sample(rand_distr::StandardNormal);
-                let b: f64 = rng.sample(rand_distr::StandardNormal);
-                let c = truth + (u1 * a + u2 * b) * self.error;
-                Some([c.x, c.y, c.z])
-            })
-            .collect()
+        // The order errors are drawn in: the list's; with drift, time's (ties in list order).
+        let mut order: Vec<usize> = (0..queries.len()).collect();
+        if self.drift > 0.0 {
+            order.sort_by_key(|&i| queries[i].timestamp_us.unwrap_or(i64::MIN));
+        }
+        let mut out = vec![None; queries.len()];
+        // The previous error (in standard deviations) and its time, with drift.
+        let mut previous: Option<(i64, [f64; 2])> = None;
+        for i in order {
+            let q = &queries[i];
+            let Some(pose) = &q.world_from_cam else {
+                continue;
+            };
+            let n: [f64; 2] = [
+                rng.sample(rand_distr::StandardNormal),
+                rng.sample(rand_distr::StandardNormal),
+            ];
+            let e = match (self.drift > 0.0, previous, q.timestamp_us) {
+                (true, Some((t0, e0)), Some(t)) => {
+                    let a = (-((t - t0) as f64 * 1e-6) / self.drift).exp();
+                    let b = (1.0 - a * a).max(0.0).sqrt();
+                    [a * e0[0] + b * n[0], a * e0[1] + b * n[1]]
+                }
+                _ => n,
+            };
+            if let Some(t) = q.timestamp_us {
+                previous = Some((t, e));
+            }
+            let c = pose.translation.vector + (u1 * e[0] + u2 * e[1]) * self.error;
+            out[i] = Some([c.x, c.y, c.z]);
+        }
+        out
     }
 }
 
@@ -587,6 +619,13 @@ pub fn evaluate(
     if loc.options.filter == Filter::Sequence {
         if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
             return Err(PipelineError::NoTimestamp {
+                path: q.path.clone(),
+            });
+        }
+    }
+    if gate.is_some_and(|g| g.drift > 0.0) {
+        if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
+            return Err(PipelineError::GateDriftTimestamp {
                 path: q.path.clone(),
             });
         }
@@ -899,8 +938,13 @@ fn pct(v: f64) -> String {
 pub fn gate_line(g: &Gate, scored: usize) -> String {
     let s = &g.settings;
     let around = if s.error > 0.0 {
+        let drift = if s.drift > 0.0 {
+            format!(", drifting with a correlation time of {} s", s.drift)
+        } else {
+            String::new()
+        };
         format!(
-            "its true position moved by a horizontal error of {} m per axis (seed {})",
+            "its true position moved by a horizontal error of {} m per axis{drift} (seed {})",
             s.error, s.seed
         )
     } else {
@@ -914,9 +958,9 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
     };
     let within = if across > s.radius {
         format!(
-            "in a gate {across:.1} m across and {} m along up (--gate-radius and {} standard \
-             deviations of the error in quadrature, the node's gate for a prior whose covariance \
-             gives that error; --gate-sigmas 0: the sphere of {} m) around",
+            "in a gate reaching {across:.1} m horizontally and {} m along up (--gate-radius and \
+             {} standard deviations of the error in quadrature, the node's gate for a prior whose \
+             covariance gives that error; --gate-sigmas 0: the sphere of {} m) around",
             s.radius, s.sigmas, s.radius
         )
     } else {
@@ -933,7 +977,8 @@ pub fn gate_line(g: &Gate, scored: usize) -> String {
     };
     format!(
         "each scored query searched only {within} {around}, as the node's `prior_topic` gates: \
-         the gates held a median {} map images of the {} searched without one; {empty}",
+         a gate held a median of {} map images that the query may match ({} without a gate); \
+         {empty}",
         g.median_held, g.median_searched_ungated
     )
 }
@@ -1242,6 +1287,97 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 mod tests {
     use super::*;
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    /// `--gate-drift`: errors drawn in time order, each from the one before it; the cameras of
+    /// one capture share theirs; a long correlation time keeps one error, a short one draws
+    /// them independently, and each has the spread `error` whatever the correlation time.
+    #[test]
+    fn gate_errors_drift_in_time_order_with_the_same_spread() {
+        let query = |i: usize, t: i64| PosedImage {
+            path: format!("q{i}.jpg").into(),
+            camera: format!("c{}", i % 2),
+            timestamp_us: Some(t),
+            world_from_cam: Some(Pose::identity()),
+            intrinsics: None,
+            distortion: None,
+        };
+        // 2000 captures 1 s apart, two cameras each (queries 2k and 2k + 1), listed out of
+        // time order; pos[i]: where query i is listed.
+        let listed: Vec<usize> = (0..4000).map(|j| (j * 7919) % 4000).collect();
+        let queries: Vec<PosedImage> = listed
+            .iter()
+            .map(|&i| query(i, (i / 2) as i64 * 1_000_000))
+            .collect();
+        let mut pos = vec![0; 4000];
+        for (j, &i) in listed.iter().enumerate() {
+            pos[i] = j;
+        }
+        let up = Vector3::z();
+        let gate = |drift: f64| GateSettings {
+            radius: 10.0,
+            error: 5.0,
+            seed: 3,
+            sigmas: 0.0,
+            drift,
+        };
+        let xy = |c: &Option<[f64; 3]>| {
+            let c = c.unwrap();
+            assert!(c[2].abs() < 1e-12, "horizontal only: {c:?}");
+            [c[0], c[1]]
+        };
+        let spread = |cs: &[Option<[f64; 3]>]| {
+            let v: Vec<f64> = cs.iter().flat_map(&xy).collect();
+            (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
+        };
+        for drift in [0.0, 0.001, 10.0] {
+            let cs = gate(drift).centres(&queries, &up);
+            let s = spread(&cs);
+            assert!((s - 5.0).abs() < 0.35, "drift {drift}: spread {s}");
+        }
+        // A capture's two cameras share its error.
+        let pairs_equal =
+            |cs: &[Option<[f64; 3]>]| (0..2000).all(|k| cs[pos[2 * k]] == cs[pos[2 * k + 1]]);
+        let drifting = gate(10.0).centres(&queries, &up);
+        assert!(pairs_equal(&drifting));
+        assert!(!pairs_equal(&gate(0.0).centres(&queries, &up)));
+        // Consecutive captures 1 s apart: correlated by exp(-1/10) = 0.905 with drift 10 s,
+        // about 0 with drift 1 ms.
+        let corr = |cs: &[Option<[f64; 3]>]| {
+            let (mut num, mut den) = (0.0, 0.0);
+            for k in 0..1999 {
+                let (a, b) = (xy(&cs[pos[2 * k]]), xy(&cs[pos[2 * k + 2]]));
+                num += a[0] * b[0] + a[1] * b[1];
+                den += a[0] * a[0] + a[1] * a[1];
+            }
+            num / den
+        };
+        assert!(
+            (corr(&drifting) - (-0.1f64).exp()).abs() < 0.03,
+            "{}",
+            corr(&drifting)
+        );
+        assert!(corr(&gate(0.001).centres(&queries, &up)).abs() < 0.06);
+        // A correlation time far beyond the drive: one error for all.
+        let one = gate(1e12).centres(&queries, &up);
+        assert!(one.iter().all(|c| (xy(c)[0] - xy(&one[0])[0]).abs() < 1e-3));
+        // Without drift, the list order's independent draws as before: the same seed, the same
+        // centres; a query without ground truth gets none and takes no draw.
+        assert_eq!(
+            gate(0.0).centres(&queries, &up),
+            gate(0.0).centres(&queries, &up)
+        );
+        let mut some = queries[..3].to_vec();
+        some[1].world_from_cam = None;
+        let cs = gate(0.0).centres(&some, &up);
+        assert_eq!(cs[1], None);
+        assert_eq!(cs[2], gate(0.0).centres(&queries[..2], &up)[1]);
+        // Without drift the draws follow the list, not time: the list's first query keeps its
+        // draw when the others are left out.
+        assert_eq!(
+            gate(0.0).centres(&queries[..1], &up)[0],
+            gate(0.0).centres(&queries, &up)[0]
+        );
+    }
 
     /// A RobotCar traversal's or a recording's queries are labelled by their UTC date; KITTI's
     /// clock from the sequence start by day.

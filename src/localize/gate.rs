@@ -22,20 +22,21 @@ use nalgebra::{Matrix3, Vector3};
 /// degrees of freedom).
 pub const GATE_SIGMAS: f64 = 4.0;
 
-/// The most `gate_radius` and `evaluate --gate-radius` take, metres; a gate whose longest
-/// semi-axis would be longer gates nothing (the whole map is searched).
+/// The most `gate_radius` and `evaluate --gate-radius` take, metres, and the longest semi-axis
+/// of a gate: a longer one (an infinite variance along it, say) is cut to this, and a gate
+/// this long along every axis gates nothing (the whole map is searched).
 pub const MAX_GATE_RADIUS: f64 = 1e6;
 
 /// What a prior's position covariance says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PositionCovariance {
-    /// The position block (m^2), symmetric and positive semi-definite.
+    /// The position block (m^2), symmetric and positive semi-definite; a variance may be
+    /// +infinity (the prior does not know that coordinate: a GNSS fix without its height),
+    /// its row and column then 0 off the diagonal.
     Known(Matrix3<f64>),
     /// No estimate given: a position block of zeros (many drivers publish zeros), or -1 as
     /// the first entry (the sensor_msgs convention for "no estimate").
     Unknown,
-    /// An infinite variance: the prior does not know where it is (gate nothing).
-    Unbounded,
     /// Not a covariance: the reason, for the log.
     Invalid(String),
 }
@@ -50,21 +51,35 @@ pub fn position_covariance(cov: &[f64]) -> PositionCovariance {
             cov.len()
         ));
     }
-    let p = Matrix3::from_fn(|r, c| cov[r * 6 + c]);
+    let mut p = Matrix3::from_fn(|r, c| cov[r * 6 + c]);
     if cov[0] == -1.0 || p.iter().all(|&v| v == 0.0) {
         return Unknown;
     }
     if let Some(v) = p.iter().find(|v| v.is_nan()) {
         return Invalid(format!("its position covariance has an entry {v}"));
     }
+    // An infinite variance: that coordinate is unknown, its correlations meaningless. The
+    // rest is checked as a covariance of its own.
+    let unknown: Vec<usize> = (0..3).filter(|&i| p[(i, i)] == f64::INFINITY).collect();
+    for &i in &unknown {
+        for j in 0..3 {
+            p[(i, j)] = 0.0;
+            p[(j, i)] = 0.0;
+        }
+    }
     if p.iter().any(|v| v.is_infinite()) {
-        return if (0..3).any(|i| p[(i, i)] == f64::INFINITY) {
-            Unbounded
-        } else {
-            Invalid(
-                "its position covariance has an infinite entry off its diagonal or below 0".into(),
-            )
-        };
+        return Invalid(
+            "its position covariance has an infinite entry off its diagonal or below 0".into(),
+        );
+    }
+    let known = |mut p: Matrix3<f64>| {
+        for &i in &unknown {
+            p[(i, i)] = f64::INFINITY;
+        }
+        Known(p)
+    };
+    if p.iter().all(|&v| v == 0.0) {
+        return known(p);
     }
     // Scaled to its largest entry, so that nothing overflows on the way.
     let scale = p.abs().max();
@@ -84,7 +99,7 @@ pub fn position_covariance(cov: &[f64]) -> PositionCovariance {
             eig.max() * scale
         ));
     }
-    Known(0.5 * (p + p.transpose()))
+    known(0.5 * (s + s.transpose()) * scale)
 }
 
 /// A search gate: the map images within it may match.
@@ -112,8 +127,9 @@ impl Gate {
     }
 
     /// The gate around a prior at `centre`: `radius` (> 0) and `sigmas` standard deviations
-    /// of `covariance` (m^2; None: the sphere) in quadrature along each axis. None: a
-    /// semi-axis longer than [`MAX_GATE_RADIUS`] (or not finite): the prior gates nothing.
+    /// of `covariance` (m^2, as [`position_covariance`] gives it; None: the sphere) in
+    /// quadrature along each axis, each semi-axis at most [`MAX_GATE_RADIUS`]. None: every
+    /// semi-axis that long, or a sphere wider: the prior gates nothing.
     pub fn around(
         centre: [f64; 3],
         radius: f64,
@@ -124,15 +140,23 @@ impl Gate {
             Some(c) if sigmas > 0.0 && c.iter().any(|&v| v != 0.0) => c,
             _ => return (radius <= MAX_GATE_RADIUS).then(|| Gate::sphere(centre, radius)),
         };
-        let m = Matrix3::identity() * (radius * radius) + cov * (sigmas * sigmas);
-        if !m.iter().all(|v| v.is_finite()) {
-            return None;
-        }
+        // Each entry cut to what a semi-axis of MAX_GATE_RADIUS needs (an infinite variance
+        // included), so nothing overflows; the semi-axes then lie between radius and the cap.
+        let cap2 = MAX_GATE_RADIUS * MAX_GATE_RADIUS;
+        let r2 = radius * radius;
+        let m = Matrix3::from_fn(|i, j| {
+            let v = (cov[(i, j)] * (sigmas * sigmas)).clamp(-cap2, cap2);
+            if i == j {
+                (r2 + v).min(cap2)
+            } else {
+                v
+            }
+        });
         let scale = m.abs().max();
         let e = (m / scale).symmetric_eigen();
-        let axes2 = e.eigenvalues.map(|l| l.max(0.0) * scale);
+        let axes2 = e.eigenvalues.map(|l| (l * scale).clamp(r2.min(cap2), cap2));
         let (lo, hi) = (axes2.min(), axes2.max());
-        if !(hi.is_finite() && hi <= MAX_GATE_RADIUS * MAX_GATE_RADIUS) || lo <= 0.0 {
+        if lo >= cap2 {
             return None;
         }
         let v = e.eigenvectors;
@@ -240,28 +264,50 @@ mod tests {
             assert!(g.contains([3.0, 0.0, 0.0]) && !g.contains([3.0 + 1e-9, 0.0, 0.0]));
             assert_eq!(g.describe(), "within 3.0 m");
         }
-        // Wider than 1e6 m: no gate.
-        let c = known(&cov([[1e12, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]));
+        // Wider than 1e6 m along x: cut to 1e6 m there, 5 m across the others; along every
+        // axis: no gate.
+        let c = known(&cov([[1e12, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]));
+        let g = Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert_eq!((g.reach, g.narrowest), (MAX_GATE_RADIUS, 5.0));
+        assert!(g.contains([9e5, 0.0, 0.0]) && !g.contains([0.0, 6.0, 0.0]));
+        let c = known(&cov([[1e12, 0.0, 0.0], [0.0, 1e12, 0.0], [0.0, 0.0, 1e12]]));
         assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
     }
 
     #[test]
-    fn zeros_and_minus_one_say_nothing_infinity_is_unbounded_and_broken_ones_are_named() {
+    fn zeros_and_minus_one_say_nothing_an_infinite_variance_opens_its_axis() {
         assert_eq!(position_covariance(&[0.0; 36]), Unknown);
         let mut c = [0.0; 36];
         c[0] = -1.0;
         assert_eq!(position_covariance(&c), Unknown);
         // Only the rotation block set: no position estimate.
         assert_eq!(position_covariance(&cov([[0.0; 3]; 3])), Unknown);
-        let c = cov([[f64::INFINITY, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
-        assert_eq!(position_covariance(&c), Unbounded);
-        // Near f64::MAX: nothing overflows; the gate is too wide to gate.
+        // A GNSS fix without its height: 3 m across, an infinite variance up (its correlations
+        // with it dropped). The gate is sqrt(5^2 + 12^2) = 13 m across and open up and down.
+        let c = known(&cov([
+            [9.0, 0.0, 7.0],
+            [0.0, 9.0, 0.0],
+            [7.0, 0.0, f64::INFINITY],
+        ]));
+        assert_eq!((c[(0, 2)], c[(2, 0)], c[(2, 2)]), (0.0, 0.0, f64::INFINITY));
+        let g = Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert!(
+            (g.narrowest - 13.0).abs() < 1e-9 && g.reach == MAX_GATE_RADIUS,
+            "{g:?}"
+        );
+        assert!(g.contains([12.9, 0.0, 1e4]) && !g.contains([13.1, 0.0, 0.0]));
+        // Unknown everywhere: no gate.
+        let inf = f64::INFINITY;
+        let c = known(&cov([[inf, 0.0, 0.0], [0.0, inf, 0.0], [0.0, 0.0, inf]]));
+        assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
+        // Near f64::MAX: nothing overflows; cut to 1e6 m along x and y.
         let c = known(&cov([
             [1e308, 0.0, 0.0],
             [0.0, 1e308, 0.0],
             [0.0, 0.0, 1.0],
         ]));
-        assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
+        let g = Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)).unwrap();
+        assert!((g.narrowest - 41f64.sqrt()).abs() < 1e-9 && g.reach == MAX_GATE_RADIUS);
         // Rank-deficient (horizontal only, as evaluate's drawn errors): known, and the gate is
         // gate_radius along up.
         let c = known(&cov([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]]));

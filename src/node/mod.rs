@@ -60,6 +60,15 @@ struct CameraStats {
     off_map: u64,
     /// No map image to match (geo-gating).
     no_candidates: u64,
+    /// Why the last frame without candidates had none.
+    last_no_candidates: Option<String>,
+    /// Whether a run of frames without candidates has been logged (reset by a frame that
+    /// matches the map).
+    no_candidates_logged: bool,
+    /// `no_candidates` and `localized + ambiguous` at the last diagnostics message: frames
+    /// without candidates and none matched since means WARN.
+    no_candidates_reported: u64,
+    matched_reported: u64,
     /// Replaced by a newer frame of the same camera before the worker got to them.
     replaced: u64,
     /// Over `max_rate`.
@@ -237,13 +246,15 @@ fn diagnostics(
         shared.filter,
         shared.filter_beyond_end,
     );
-    // The gate frames are searched in now: its longest semi-axis in metres; "none": the latest
-    // prior's covariance is too wide to gate; "-": no prior, or it expired (prior_timeout).
-    let gate = match shared.gate_center {
-        Some((g, at)) if shared.prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
-            g.map_or("none".to_string(), |g| format!("{:.1}", g.reach))
-        }
-        _ => "-".to_string(),
+    // The gate frames are searched in now: its longest (and shortest) semi-axis in metres;
+    // "none": the latest prior's covariance is too wide to gate; "-": no prior, or it expired
+    // (prior_timeout).
+    let (gate, gate_narrowest) = match shared.gate_center {
+        Some((g, at)) if shared.prior_timeout.is_none_or(|t| at.elapsed() <= t) => g
+            .map_or(("none".to_string(), "none".to_string()), |g| {
+                (format!("{:.1}", g.reach), format!("{:.1}", g.narrowest))
+            }),
+        _ => ("-".to_string(), "-".to_string()),
     };
     let covariance_invalid = shared.prior_covariance_invalid;
     let odometry = shared
@@ -253,6 +264,10 @@ fn diagnostics(
     for (cam, s) in cameras.iter().zip(shared.stats.iter_mut()) {
         let new_rejections = s.rejected - s.rejected_reported;
         s.rejected_reported = s.rejected;
+        let new_no_candidates = s.no_candidates - s.no_candidates_reported;
+        s.no_candidates_reported = s.no_candidates;
+        let new_matched = (s.localized + s.ambiguous) - s.matched_reported;
+        s.matched_reported = s.localized + s.ambiguous;
         let silent = s.last_arrival.unwrap_or(started).elapsed();
         let silence = timeout.filter(|t| silent >= *t).map(|_| {
             if s.received == 0 {
@@ -329,6 +344,17 @@ fn diagnostics(
                     s.last_error.as_deref().unwrap_or("?")
                 ),
             )
+        } else if new_no_candidates > 0 && new_matched == 0 {
+            (
+                LEVEL_WARN,
+                format!(
+                    "{new_no_candidates} frame(s) since the last report found no map image to \
+                     match and got no prior; last: {}. With prior_topic: is its position in \
+                     frame_id's coordinates and near the map, and is the gate (gate_radius, the \
+                     prior's covariance times gate_sigmas) as wide as its error?",
+                    s.last_no_candidates.as_deref().unwrap_or("?")
+                ),
+            )
         } else if let Some(p) = filter_counts
             .map(|c| c.2)
             .filter(|&p| crate::localize::off_map_withheld(Some(p), off_map_threshold))
@@ -390,6 +416,8 @@ fn diagnostics(
                 kv("frames_off_map", s.off_map.to_string()),
                 kv("frames_no_candidates", s.no_candidates.to_string()),
                 kv("prior_gate_m", gate.clone()),
+                // Its shortest semi-axis: the horizontal one of a GNSS fix without its height.
+                kv("prior_gate_narrowest_m", gate_narrowest.clone()),
                 kv("prior_covariance_invalid", covariance_invalid.to_string()),
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
@@ -480,16 +508,19 @@ fn subscribe_cameras(
     let min_gap =
         (params.max_rate.0 > 0.0).then(|| Duration::from_secs_f64(1.0 / params.max_rate.0));
     for (i, cam) in cameras.iter().enumerate() {
-        let stream: futures::stream::BoxStream<'static, Incoming> =
-            if params.transport == "compressed" {
-                node.subscribe::<localizer::CompressedMsg>(&cam.topic, QosProfile::sensor_data())?
+        let stream: futures::stream::BoxStream<'static, Incoming> = if params.transport
+            == "compressed"
+        {
+            node.subscribe::<localizer::CompressedMsg>(&cam.topic, QosProfile::sensor_data())
+                    .with_context(|| format!("parameter `image_topics`: cannot subscribe `{}` (a valid ROS 2 topic name?)", cam.topic))?
                     .map(Incoming::Compressed)
                     .boxed()
-            } else {
-                node.subscribe::<localizer::ImageMsg>(&cam.topic, QosProfile::sensor_data())?
+        } else {
+            node.subscribe::<localizer::ImageMsg>(&cam.topic, QosProfile::sensor_data())
+                    .with_context(|| format!("parameter `image_topics`: cannot subscribe `{}` (a valid ROS 2 topic name?)", cam.topic))?
                     .map(Incoming::Raw)
                     .boxed()
-            };
+        };
         let (shared, wake) = (shared.clone(), wake.clone());
         tokio::spawn(async move {
             let mut stream = stream;
@@ -572,7 +603,9 @@ fn subscribe_prior(
     if topic.is_empty() {
         return Ok(());
     }
-    let mut sub = node.subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())?;
+    let mut sub = node
+        .subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())
+        .with_context(|| format!("parameter `prior_topic`: cannot subscribe `{topic}` (a valid ROS 2 topic name, such as /gnss/pose?)"))?;
     let shared = shared.clone();
     let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
     tokio::spawn(async move {
@@ -600,7 +633,6 @@ fn subscribe_prior(
             let gate = match crate::localize::gate::position_covariance(&m.pose.covariance) {
                 C::Known(c) => Gate::around(centre, gate_radius, gate_sigmas, Some(&c)),
                 C::Unknown => Gate::around(centre, gate_radius, gate_sigmas, None),
-                C::Unbounded => None,
                 C::Invalid(why) => {
                     invalid = true;
                     if !warned_covariance {
@@ -636,7 +668,8 @@ fn subscribe_odometry(
         return Ok(());
     }
     let mut sub =
-        node.subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())?;
+        node.subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())
+            .with_context(|| format!("parameter `odometry_topic`: cannot subscribe `{topic}` (a valid ROS 2 topic name, such as /odom?)"))?;
     let shared = shared.clone();
     let topic = topic.to_string();
     tokio::spawn(async move {
@@ -818,6 +851,7 @@ fn spawn_worker(
                 let bad = match result {
                     Ok(Outcome::Prior(a)) => {
                         s.localized += 1;
+                        s.no_candidates_logged = false;
                         s.matched(a.frame_confidence, false);
                         s.latencies.push_back(ms);
                         if s.latencies.len() > LATENCY_WINDOW {
@@ -827,6 +861,7 @@ fn spawn_worker(
                     }
                     Ok(Outcome::Ambiguous(a)) => {
                         s.ambiguous += 1;
+                        s.no_candidates_logged = false;
                         s.off_map += u64::from(a.off_the_map);
                         s.matched(a.frame_confidence, true);
                         tracing::debug!(
@@ -838,7 +873,16 @@ fn spawn_worker(
                     }
                     Ok(Outcome::NoCandidates(why)) => {
                         s.no_candidates += 1;
-                        tracing::debug!("{}: {why}: no prior", cameras[i].topic);
+                        // Once per run of such frames: the gate (or the map) leaves nothing.
+                        if !s.no_candidates_logged {
+                            tracing::warn!(
+                                "{}: {why}: no prior (said again after a frame of this camera \
+                                 matches the map; counted in /diagnostics frames_no_candidates)",
+                                cameras[i].topic
+                            );
+                            s.no_candidates_logged = true;
+                        }
+                        s.last_no_candidates = Some(why);
                         None
                     }
                     Ok(Outcome::Rejected(e)) => Some(e),

@@ -133,7 +133,7 @@ pub struct NodeParams {
     pub prior_topic: String,
     /// Search radius around the latest prior_topic position (m) for a prior without a covariance; with one, each axis of the gate is sqrt(gate_radius^2 + (gate_sigmas sigma)^2), sigma the prior's standard deviation along it
     pub gate_radius: Number,
-    /// Standard deviations of the prior_topic message's position covariance the gate adds to gate_radius in quadrature per axis (4 holds 99.9% of a Gaussian error); 0: the sphere of gate_radius; a covariance of zeros or -1 first is no estimate (the sphere), an infinite variance or a gate wider than 1e6 m gates nothing
+    /// Standard deviations of the prior_topic message's position covariance the gate adds to gate_radius in quadrature per axis (4 holds 99.9% of a Gaussian error); 0: the sphere of gate_radius; a covariance of zeros or -1 first is no estimate (the sphere); an infinite variance (e.g. a GNSS fix's unknown height) opens the gate along its axis (cut at 1e6 m), along every axis it gates nothing
     pub gate_sigmas: Number,
     /// Seconds since the last prior_topic message was received (wall clock; its header stamp is not used) after which it no longer gates and the whole map is searched until a new one arrives; 0: it gates until replaced
     pub prior_timeout: Number,

@@ -254,6 +254,11 @@ pub(crate) fn parse_gate_sigmas(s: &str) -> Result<f64, String> {
     )
 }
 
+/// `evaluate --gate-drift`: seconds > 0.
+pub(crate) fn parse_gate_drift(s: &str) -> Result<f64, String> {
+    parse_number_where(s, |t| t.is_finite() && t > 0.0, "seconds > 0")
+}
+
 /// `evaluate --gate-error`: metres >= 0.
 pub(crate) fn parse_gate_error(s: &str) -> Result<f64, String> {
     parse_number_where(s, |r| r.is_finite() && r >= 0.0, "metres >= 0")

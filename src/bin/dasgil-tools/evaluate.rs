@@ -84,7 +84,7 @@ pub(crate) struct EvaluateArgs {
     gate_radius: Option<f64>,
     /// With --gate-radius: the gating position's error, metres (>= 0), the standard deviation
     /// of each horizontal axis (the map's ground plane), drawn for each query independently
-    /// (a GNSS error drifts slowly: consecutive frames share most of it, which this does not).
+    /// unless --gate-drift is given.
     #[arg(long, value_name = "METRES", requires = "gate_radius", default_value_t = 0.0, value_parser = parse_gate_error, allow_hyphen_values = true)]
     gate_error: f64,
     /// With --gate-radius: the seed of the gating positions' errors.
@@ -109,6 +109,18 @@ pub(crate) struct EvaluateArgs {
         allow_hyphen_values = true
     )]
     gate_sigmas: f64,
+    /// With --gate-radius: the gating position's error drifts, with this correlation time in
+    /// seconds (> 0), as a GNSS error does: each query's error is drawn from the one before it
+    /// in time (the queries' timestamps), the cameras of one capture sharing it. Left out: drawn
+    /// for each query independently.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        requires = "gate_radius",
+        value_parser = parse_gate_drift,
+        allow_hyphen_values = true
+    )]
+    gate_drift: Option<f64>,
     /// Not an evaluate option (build-map's): named here so a user who gives it learns how to
     /// score a compressed map, instead of clap's nearest spelling (`--cameras`).
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -269,13 +281,14 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             error: a.gate_error,
             seed: a.gate_seed,
             sigmas: a.gate_sigmas,
+            drift: a.gate_drift.unwrap_or(0.0),
         });
     if let Some(g) = &gate {
         let across = g.searched_radius();
         if across > dasgil::localize::gate::MAX_GATE_RADIUS {
             anyhow::bail!(
-                "--gate-radius {} with --gate-error {} and --gate-sigmas {}: a gate {across:.0} m \
-                 across, expected at most 1e6 m (a prior that far off gates nothing: leave out \
+                "--gate-radius {} with --gate-error {} and --gate-sigmas {}: a gate reaching \
+                 {across:.3} m horizontally, expected at most 1e6 m (a prior that far off gates nothing: leave out \
                  --gate-radius to search the whole map)",
                 g.radius,
                 g.error,

@@ -624,7 +624,11 @@ pub fn evaluate(
         }
     }
     if gate.is_some_and(|g| g.drift > 0.0) {
-        if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
+        // Queries without ground truth are searched ungated: they need no time.
+        if let Some(q) = owned
+            .iter()
+            .find(|q| q.world_from_cam.is_some() && q.timestamp_us.is_none())
+        {
             return Err(PipelineError::GateDriftTimestamp {
                 path: q.path.clone(),
             });
@@ -1168,8 +1172,15 @@ fn run_settings(r: &Report) -> String {
     }
     if let Some(g) = &r.gate {
         s.push_str(&format!(", gate {} m", g.settings.radius));
-        if g.settings.error > 0.0 {
-            s.push_str(&format!(", error {} m", g.settings.error));
+        let g = &g.settings;
+        if g.error > 0.0 {
+            s.push_str(&format!(", error {} m", g.error));
+            if g.sigmas > 0.0 {
+                s.push_str(&format!(", {} sigmas", g.sigmas));
+            }
+            if g.drift > 0.0 {
+                s.push_str(&format!(", drift {} s", g.drift));
+            }
         }
     }
     s
@@ -1360,12 +1371,18 @@ mod tests {
         // A correlation time far beyond the drive: one error for all.
         let one = gate(1e12).centres(&queries, &up);
         assert!(one.iter().all(|c| (xy(c)[0] - xy(&one[0])[0]).abs() < 1e-3));
-        // Without drift, the list order's independent draws as before: the same seed, the same
-        // centres; a query without ground truth gets none and takes no draw.
-        assert_eq!(
-            gate(0.0).centres(&queries, &up),
-            gate(0.0).centres(&queries, &up)
-        );
+        // Without drift, the list order's independent draws, two per query with ground truth,
+        // as before --gate-drift: the truth moved along the plane's two axes (z up: u1 = up x
+        // x = y, u2 = up x u1 = -x); a query without ground truth gets none and takes no draw.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for c in gate(0.0).centres(&queries, &up) {
+            let a: f64 = rng.sample(rand_distr::StandardNormal);
+            let b: f64 = rng.sample(rand_distr::StandardNormal);
+            let want = [-b * 5.0, a * 5.0];
+            let got = xy(&c);
+            assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12);
+        }
         let mut some = queries[..3].to_vec();
         some[1].world_from_cam = None;
         let cs = gate(0.0).centres(&some, &up);

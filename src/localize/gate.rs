@@ -55,17 +55,18 @@ pub fn position_covariance(cov: &[f64]) -> PositionCovariance {
     if cov[0] == -1.0 || p.iter().all(|&v| v == 0.0) {
         return Unknown;
     }
-    if let Some(v) = p.iter().find(|v| v.is_nan()) {
-        return Invalid(format!("its position covariance has an entry {v}"));
-    }
-    // An infinite variance: that coordinate is unknown, its correlations meaningless. The
-    // rest is checked as a covariance of its own.
+    // An infinite variance: that coordinate is unknown, its correlations meaningless (NaN
+    // where a rotation multiplied the infinity by 0). The rest is checked as a covariance of
+    // its own.
     let unknown: Vec<usize> = (0..3).filter(|&i| p[(i, i)] == f64::INFINITY).collect();
     for &i in &unknown {
         for j in 0..3 {
             p[(i, j)] = 0.0;
             p[(j, i)] = 0.0;
         }
+    }
+    if let Some(v) = p.iter().find(|v| v.is_nan()) {
+        return Invalid(format!("its position covariance has an entry {v}"));
     }
     if p.iter().any(|v| v.is_infinite()) {
         return Invalid(
@@ -97,6 +98,36 @@ pub fn position_covariance(cov: &[f64]) -> PositionCovariance {
             "its position covariance is not positive semi-definite (eigenvalues {:e} to {:e} m^2)",
             eig.min() * scale,
             eig.max() * scale
+        ));
+    }
+    // Each correlation at most 1 (what a check relative to the largest entry misses next to
+    // a huge variance).
+    for i in 0..3 {
+        for j in 0..i {
+            let bound = (p[(i, i)].max(0.0) * p[(j, j)].max(0.0)).sqrt();
+            let c = 0.5 * (p[(i, j)] + p[(j, i)]);
+            if c.abs() > bound * (1.0 + 1e-6) + 1e-12 {
+                return Invalid(format!(
+                    "its position covariance is not positive semi-definite (entry ({i}, {j}) \
+                     {c:e} m^2 exceeds sqrt(variance {i} x variance {j}) = {bound:e} m^2)"
+                ));
+            }
+        }
+    }
+    // And as a whole, scale-free: the correlation matrix of the axes with a variance.
+    let d = Vector3::from_fn(|i, _| p[(i, i)]);
+    let corr = Matrix3::from_fn(|i, j| {
+        if d[i] > 0.0 && d[j] > 0.0 {
+            0.5 * (p[(i, j)] + p[(j, i)]) / (d[i].sqrt() * d[j].sqrt())
+        } else {
+            f64::from(u8::from(i == j))
+        }
+    });
+    let lo = corr.symmetric_eigenvalues().min();
+    if lo < -1e-9 {
+        return Invalid(format!(
+            "its position covariance is not positive semi-definite (its correlation matrix has \
+             an eigenvalue {lo:e})"
         ));
     }
     known(0.5 * (s + s.transpose()) * scale)
@@ -140,26 +171,54 @@ impl Gate {
             Some(c) if sigmas > 0.0 && c.iter().any(|&v| v != 0.0) => c,
             _ => return (radius <= MAX_GATE_RADIUS).then(|| Gate::sphere(centre, radius)),
         };
-        // Each entry cut to what a semi-axis of MAX_GATE_RADIUS needs (an infinite variance
-        // included), so nothing overflows; the semi-axes then lie between radius and the cap.
+        // The whole covariance scaled, never entry by entry (that would bend the ellipsoid);
+        // an infinite variance (its row and column 0) becomes the largest, so its axis is an
+        // exact eigenvector and reaches the cap. Semi-axes: sqrt(r^2 + k^2 lambda), between r
+        // and the cap.
         let cap2 = MAX_GATE_RADIUS * MAX_GATE_RADIUS;
         let r2 = radius * radius;
-        let m = Matrix3::from_fn(|i, j| {
-            let v = (cov[(i, j)] * (sigmas * sigmas)).clamp(-cap2, cap2);
-            if i == j {
-                (r2 + v).min(cap2)
+        let k2 = sigmas * sigmas;
+        let mut sig = *cov;
+        let open: Vec<usize> = (0..3).filter(|&i| sig[(i, i)] == f64::INFINITY).collect();
+        let finite_max = sig
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        // Beyond what reaches the cap, and at least the finite part's largest entry.
+        let big = (4.0 * cap2 / k2).max(4.0 * finite_max).min(f64::MAX / 16.0);
+        for &i in &open {
+            for j in 0..3 {
+                sig[(i, j)] = 0.0;
+                sig[(j, i)] = 0.0;
+            }
+            sig[(i, i)] = big;
+        }
+        if !sig.iter().all(|v| v.is_finite()) {
+            return None;
+        }
+        let scale = sig.abs().max();
+        let (values, vectors) = if scale > 0.0 {
+            let e = (sig / scale).symmetric_eigen();
+            (e.eigenvalues.map(|l| l * scale), e.eigenvectors)
+        } else {
+            (Vector3::zeros(), Matrix3::identity())
+        };
+        let axes2 = values.map(|l| {
+            if !open.is_empty() && l >= 0.5 * big {
+                return cap2;
+            }
+            let a = r2 + k2 * l;
+            if a.is_nan() {
+                cap2
             } else {
-                v
+                a.clamp(r2.min(cap2), cap2)
             }
         });
-        let scale = m.abs().max();
-        let e = (m / scale).symmetric_eigen();
-        let axes2 = e.eigenvalues.map(|l| (l * scale).clamp(r2.min(cap2), cap2));
         let (lo, hi) = (axes2.min(), axes2.max());
         if lo >= cap2 {
             return None;
         }
-        let v = e.eigenvectors;
+        let v = vectors;
         let inv = v * Matrix3::from_diagonal(&axes2.map(|a| 1.0 / a)) * v.transpose();
         Some(Gate {
             centre,
@@ -300,6 +359,29 @@ mod tests {
         let inf = f64::INFINITY;
         let c = known(&cov([[inf, 0.0, 0.0], [0.0, inf, 0.0], [0.0, 0.0, inf]]));
         assert_eq!(Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&c)), None);
+        // A huge height variance in a map tilted 0.01 rad from the fix's frame: the gate is the
+        // same ellipsoid turned, 9.4 m across (sqrt(5^2 + 8^2)) along the tilted x, not bent.
+        let (c_, s_) = (0.01f64.cos(), 0.01f64.sin());
+        let rot = Matrix3::new(c_, 0.0, s_, 0.0, 1.0, 0.0, -s_, 0.0, c_);
+        let tilted = rot * Matrix3::from_diagonal(&Vector3::new(4.0, 4.0, 1e12)) * rot.transpose();
+        let mut m = [0.0; 36];
+        for r in 0..3 {
+            for k in 0..3 {
+                m[r * 6 + k] = tilted[(r, k)];
+            }
+        }
+        let g = Gate::around([0.0; 3], 5.0, GATE_SIGMAS, Some(&known(&m))).unwrap();
+        assert!((g.narrowest - 89f64.sqrt()).abs() < 1e-3, "{g:?}");
+        let x = rot * Vector3::new(1.0, 0.0, 0.0);
+        let at = |t: f64| [t * x[0], t * x[1], t * x[2]];
+        assert!(g.contains(at(9.4)) && !g.contains(at(9.5)), "{g:?}");
+        assert!(g.contains([0.0, 9.4, 0.0]) && !g.contains([0.0, 9.5, 0.0]));
+        // A rotation of an infinite height variance multiplies it by 0 (NaN) off its diagonal:
+        // that row is dropped, not the prior.
+        let mut c = cov([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, f64::INFINITY]]);
+        c[2] = f64::NAN;
+        c[12] = f64::NAN;
+        assert!(matches!(position_covariance(&c), Known(_)));
         // Near f64::MAX: nothing overflows; cut to 1e6 m along x and y.
         let c = known(&cov([
             [1e308, 0.0, 0.0],
@@ -329,6 +411,16 @@ mod tests {
             (
                 cov([[1.0, f64::INFINITY, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
                 "infinite entry",
+            ),
+            // Indefinite, though small next to a huge variance (-96 against 1e12).
+            (
+                cov([[4.0, 100.0, 0.0], [100.0, 4.0, 0.0], [0.0, 0.0, 1e12]]),
+                "exceeds sqrt(variance 1 x variance 0)",
+            ),
+            // Every correlation below 1, yet indefinite as a whole (-1.5 m^2 next to 1e12).
+            (
+                cov([[1.0, 0.9, 0.9e6], [0.9, 1.0, -0.9e6], [0.9e6, -0.9e6, 1e12]]),
+                "correlation matrix has an eigenvalue",
             ),
         ] {
             assert!(

@@ -129,7 +129,7 @@ pub struct NodeParams {
     pub top_k: i64,
     /// frame_id of pose_prior and pose_candidates (the map's world frame)
     pub frame_id: String,
-    /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images within gate_radius of its latest position are searched
+    /// Optional geometry_msgs/PoseWithCovarianceStamped input; when set, only map images in the gate around its latest position are searched (gate_radius, gate_sigmas)
     pub prior_topic: String,
     /// Search radius around the latest prior_topic position (m) for a prior without a covariance; with one, each axis of the gate is sqrt(gate_radius^2 + (gate_sigmas sigma)^2), sigma the prior's standard deviation along it
     pub gate_radius: Number,

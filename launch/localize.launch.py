@@ -6,6 +6,7 @@
         camera_ids:=c0,c1 transport:=compressed log_level:=warn
     ros2 launch dasgil localize.launch.py map:=... filter:=sequence odometry_topic:=/odom
     ros2 launch dasgil localize.launch.py map:=... off_map_threshold:=1
+    ros2 launch dasgil localize.launch.py map:=... prior_topic:=/gnss/pose gate_radius:=10 gate_sigmas:=4
 """
 import os
 
@@ -34,19 +35,22 @@ def _node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
-    for name in ("transport", "filter", "odometry_topic"):
+    for name in ("transport", "filter", "odometry_topic", "prior_topic"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
-    # A number (the node checks its range and names the parameter).
-    value = LaunchConfiguration("off_map_threshold").perform(context)
-    if value:
-        try:
-            overrides["off_map_threshold"] = float(value)
-        except ValueError:
-            raise RuntimeError(
-                f"launch argument off_map_threshold: expected a number from 0 to 1 (1: never), found {value!r}"
-            ) from None
+    # Numbers (the node checks their ranges and names the parameter).
+    for name, expected in (
+        ("off_map_threshold", "a number from 0 to 1 (1: never)"),
+        ("gate_radius", "metres > 0"),
+        ("gate_sigmas", "standard deviations from 0 to 100"),
+    ):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            try:
+                overrides[name] = float(value)
+            except ValueError:
+                raise RuntimeError(f"launch argument {name}: expected {expected}, found {value!r}") from None
     if overrides:
         params.append(overrides)
     return [
@@ -78,6 +82,19 @@ def generate_launch_description():
                 "off_map_threshold",
                 default_value="",
                 description="with filter sequence: withhold priors while the probability of being off the map is at least this (1: never); overrides the YAML",
+            ),
+            DeclareLaunchArgument(
+                "prior_topic",
+                default_value="",
+                description="geometry_msgs/PoseWithCovarianceStamped in the map frame (e.g. GNSS) that gates the search; overrides the YAML",
+            ),
+            DeclareLaunchArgument(
+                "gate_radius", default_value="", description="the gate's radius for a prior without a covariance (m); overrides the YAML"
+            ),
+            DeclareLaunchArgument(
+                "gate_sigmas",
+                default_value="",
+                description="standard deviations of the prior's covariance the gate adds to gate_radius; overrides the YAML",
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
             OpaqueFunction(function=_node),

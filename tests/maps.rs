@@ -1635,19 +1635,15 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     // Gates 1 m wide, kilometres off (a node given priors without a covariance: --gate-sigmas
     // 0): none holds a map image. Nothing is published, every query is counted, and the
     // submission is the whole map's.
-    let (off, said, r) = evaluate(
-        "off",
-        &[
-            "--gate-radius",
-            "1",
-            "--gate-error",
-            "1000",
-            "--gate-seed",
-            "7",
-            "--gate-sigmas",
-            "0",
-        ],
-    );
+    let far_off = [
+        "--gate-radius",
+        "1",
+        "--gate-error",
+        "1000",
+        "--gate-seed",
+        "7",
+    ];
+    let (off, said, r) = evaluate("off", &[&far_off[..], &["--gate-sigmas", "0"]].concat());
     assert_eq!(r["gate"]["searched_radius"], 1.0);
     assert_eq!(r["gate"]["empty"], 24);
     assert_eq!(r["published"]["outcomes"]["no_candidates"], 24);
@@ -1669,17 +1665,7 @@ fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     // The same priors with their covariance (the default --gate-sigmas 4, the node's
     // gate_sigmas): the gate is sqrt(1 + 4000^2) m across, 1 m along up (the world's cameras
     // are all at one height), and holds the whole world again.
-    let (widened, said, r) = evaluate(
-        "widened",
-        &[
-            "--gate-radius",
-            "1",
-            "--gate-error",
-            "1000",
-            "--gate-seed",
-            "7",
-        ],
-    );
+    let (widened, said, r) = evaluate("widened", &far_off);
     assert_eq!(r["gate"]["sigmas"], 4.0);
     let across = r["gate"]["searched_radius"].as_f64().unwrap();
     assert!((across - 1f64.hypot(4000.0)).abs() < 1e-9, "{across}");

@@ -1770,6 +1770,26 @@ fn replay_stops_on_sigterm_while_waiting_for_a_node() {
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
 }
 
+/// Three frames of `probe`, each sent just after `prior` on `gate`, stamped from `sec` on: each
+/// localized at the probe's own pose (the prior does not keep it from the map).
+async fn localizes_under(
+    gate: &r2r::Publisher<Prior>,
+    prior: &Prior,
+    cam: &r2r::Publisher<Image>,
+    probe: &Probe,
+    sec: i32,
+    priors: &mut (impl futures::Stream<Item = Prior> + Unpin),
+    seen: &mut Vec<Prior>,
+) {
+    for k in 0..3 {
+        gate.publish(prior).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cam.publish(&raw(probe, sec + k, "cam0")).unwrap();
+        let p = wait_prior(priors, sec + k, seen).await;
+        assert!(same_position(&p, &probe.pose), "{p:?}");
+    }
+}
+
 /// `prior_topic` gating as a robot feeds it: a best-effort publisher is heard (the node
 /// subscribes best effort), a position far from every map image leaves nothing to match (counted
 /// as no_candidates), a prior in `odom` is ignored, a prior older than `prior_timeout` stops
@@ -1860,13 +1880,16 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     let p = wait_prior(&mut priors, 500, &mut seen).await;
     assert!(same_position(&p, &c0.pose), "{p:?}");
     // A prior in odom (reliable publisher) is not map coordinates: ignored, frames localize.
-    for k in 0..3 {
-        gate_reliable.publish(&far("odom")).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        cam.publish(&raw(&c0, 600 + k, "cam0")).unwrap();
-        let p = wait_prior(&mut priors, 600 + k, &mut seen).await;
-        assert!(same_position(&p, &c0.pose), "{p:?}");
-    }
+    localizes_under(
+        &gate_reliable,
+        &far("odom"),
+        &cam,
+        &c0,
+        600,
+        &mut priors,
+        &mut seen,
+    )
+    .await;
     // The same far position with its covariance, 10 km standard deviation along each axis:
     // the gate adds gate_sigmas (default 4) of it to gate_radius, 40 km, which holds the map;
     // /diagnostics says so, and frames localize while the prior is fresh.
@@ -1878,25 +1901,6 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         }
         p
     };
-    let uncertain = with_covariance([1e8, 1e8, 1e8]);
-    publish_until(
-        &gate_reliable,
-        uncertain.clone(),
-        &mut diags,
-        "a 40 km gate",
-        |s| text_value(s, "prior_gate_m") == "40000.0",
-    )
-    .await;
-    for k in 0..3 {
-        gate_reliable.publish(&uncertain).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        cam.publish(&raw(&c0, 700 + k, "cam0")).unwrap();
-        let p = wait_prior(&mut priors, 700 + k, &mut seen).await;
-        assert!(same_position(&p, &c0.pose), "{p:?}");
-    }
-    // Unsure along x only: the gate is 40 km along x and gate_radius (5 m) along y and z, an
-    // ellipsoid, not a sphere as wide as its widest axis: the map, 10 km off along y, is not
-    // in it.
     // Each frame sent just after the prior that should gate it out (4 tries).
     let gates_frames_out = |prior: Prior, sec: i32| {
         let (cam, gate_reliable, c0) = (&cam, &gate_reliable, &c0);
@@ -1909,6 +1913,28 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
             }
         }
     };
+    let uncertain = with_covariance([1e8, 1e8, 1e8]);
+    publish_until(
+        &gate_reliable,
+        uncertain.clone(),
+        &mut diags,
+        "a 40 km gate",
+        |s| text_value(s, "prior_gate_m") == "40000.0",
+    )
+    .await;
+    localizes_under(
+        &gate_reliable,
+        &uncertain,
+        &cam,
+        &c0,
+        700,
+        &mut priors,
+        &mut seen,
+    )
+    .await;
+    // Unsure along x only: the gate is 40 km along x and gate_radius (5 m) along y and z, an
+    // ellipsoid, not a sphere as wide as its widest axis: the map, 10 km off along y, is not
+    // in it.
     let s = wait_diag(&mut diags, 0, "the counts before", |_| true).await;
     let before = value(&s, "frames_no_candidates");
     gates_frames_out(with_covariance([1e8, 0.0, 0.0]), 800).await;
@@ -1936,13 +1962,16 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         text_value(s, "prior_gate_m") == "none"
     })
     .await;
-    for k in 0..3 {
-        gate_reliable.publish(&lost).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        cam.publish(&raw(&c0, 900 + k, "cam0")).unwrap();
-        let p = wait_prior(&mut priors, 900 + k, &mut seen).await;
-        assert!(same_position(&p, &c0.pose), "{p:?}");
-    }
+    localizes_under(
+        &gate_reliable,
+        &lost,
+        &cam,
+        &c0,
+        900,
+        &mut priors,
+        &mut seen,
+    )
+    .await;
     // A covariance with NaN in it is none: counted, and the gate is the sphere of gate_radius
     // (5 m) as for a prior without one, far from every map image.
     let mut broken = with_covariance([1e8, 1e8, 1e8]);

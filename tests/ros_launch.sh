@@ -103,7 +103,7 @@ set -m
 # running 30 s after SIGINT", no shutdown line in its log).
 env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
   camera_ids:=c0 transport:=compressed filter:=sequence odometry_topic:=/ros_launch_test/odom \
-  off_map_threshold:=0.6 log_level:=warn \
+  off_map_threshold:=0.6 prior_topic:=/ros_launch_test/gnss gate_radius:=12 gate_sigmas:=3 log_level:=warn \
   >"$OUT/launch.log" 2>&1 &
 LAUNCH=$!
 set +m
@@ -134,6 +134,10 @@ got="$(timeout 60 ros2 param get /dasgil_localizer odometry_topic)"
 grep -q "/ros_launch_test/odom" <<<"$got" || fail "param get odometry_topic (launch arg): $got"
 got="$(timeout 60 ros2 param get /dasgil_localizer off_map_threshold)"
 grep -q "0.6" <<<"$got" || fail "param get off_map_threshold (launch arg): $got"
+for pv in "prior_topic /ros_launch_test/gnss" "gate_radius 12" "gate_sigmas 3"; do
+  got="$(timeout 60 ros2 param get /dasgil_localizer "${pv%% *}")"
+  grep -q "${pv#* }" <<<"$got" || fail "param get ${pv%% *} (launch arg): $got"
+done
 set_out="$(timeout 60 ros2 param set /dasgil_localizer top_k 3 2>&1 || true)"
 grep -q "read-only while the node runs" <<<"$set_out" || fail "param set was not refused: $set_out"
 timeout 60 ros2 topic echo --once /pose_prior >"$OUT/echo.log" 2>&1 &

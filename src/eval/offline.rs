@@ -659,11 +659,15 @@ pub fn evaluate(
             );
         }
     }
-    let up = loc.places.up;
-    let near = |i: usize| -> Option<crate::localize::gate::Gate> {
-        let g = gate?;
-        centres.as_ref()?[i].and_then(|c| g.gate(c, &up))
+    // Each query's gate, made once (the search, the fallback and the gate's report use it).
+    let gates: Vec<Option<crate::localize::gate::Gate>> = match (gate, &centres) {
+        (Some(g), Some(cs)) => cs
+            .iter()
+            .map(|c| c.and_then(|c| g.gate(c, &loc.places.up)))
+            .collect(),
+        _ => vec![None; owned.len()],
     };
+    let near = |i: usize| gates[i];
     let query = |i: usize, gated: bool| -> Query<'_> {
         Query {
             camera: per_camera.then_some(owned[i].camera.as_str()),

@@ -189,6 +189,21 @@ struct Shared {
     odometry_frames: u64,
 }
 
+impl Shared {
+    /// Whether a prior that arrived at `at` still gates (`prior_timeout`).
+    fn prior_fresh(&self, at: Instant) -> bool {
+        self.prior_timeout.is_none_or(|t| at.elapsed() <= t)
+    }
+}
+
+/// The error of a subscription a parameter named: its value is no topic name r2r takes.
+fn cannot_subscribe(param: &str, topic: &str, example: &str) -> String {
+    format!(
+        "parameter `{param}`: cannot subscribe `{topic}` (a valid ROS 2 topic name, such as \
+         {example}?)"
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -250,7 +265,7 @@ fn diagnostics(
     // "none": the latest prior's covariance is too wide to gate; "-": no prior, or it expired
     // (prior_timeout).
     let (gate, gate_narrowest) = match shared.gate_center {
-        Some((g, at)) if shared.prior_timeout.is_none_or(|t| at.elapsed() <= t) => g
+        Some((g, at)) if shared.prior_fresh(at) => g
             .map_or(("none".to_string(), "none".to_string()), |g| {
                 (format!("{:.1}", g.reach), format!("{:.1}", g.narrowest))
             }),
@@ -512,14 +527,14 @@ fn subscribe_cameras(
             == "compressed"
         {
             node.subscribe::<localizer::CompressedMsg>(&cam.topic, QosProfile::sensor_data())
-                    .with_context(|| format!("parameter `image_topics`: cannot subscribe `{}` (a valid ROS 2 topic name?)", cam.topic))?
-                    .map(Incoming::Compressed)
-                    .boxed()
+                .with_context(|| cannot_subscribe("image_topics", &cam.topic, "/camera/image_raw"))?
+                .map(Incoming::Compressed)
+                .boxed()
         } else {
             node.subscribe::<localizer::ImageMsg>(&cam.topic, QosProfile::sensor_data())
-                    .with_context(|| format!("parameter `image_topics`: cannot subscribe `{}` (a valid ROS 2 topic name?)", cam.topic))?
-                    .map(Incoming::Raw)
-                    .boxed()
+                .with_context(|| cannot_subscribe("image_topics", &cam.topic, "/camera/image_raw"))?
+                .map(Incoming::Raw)
+                .boxed()
         };
         let (shared, wake) = (shared.clone(), wake.clone());
         tokio::spawn(async move {
@@ -586,8 +601,8 @@ fn subscribe_camera_info(
 
 /// Subscribes `prior_topic` (when set): its latest position centres the geo-gate, the
 /// ellipsoid of `gate_radius` and `gate_sigmas` standard deviations of the message's position
-/// covariance in quadrature per axis ([`crate::localize::gate`]); an infinite variance, or a
-/// gate wider than 1e6 m, gates nothing. Subscribed best effort, which matches reliable and
+/// covariance in quadrature per axis ([`crate::localize::gate`]); an infinite variance opens
+/// the gate along its axis (cut at 1e6 m), along every axis it gates nothing. Subscribed best effort, which matches reliable and
 /// best-effort publishers alike. A prior in another frame than `frame_id` (odom, say) is not
 /// map coordinates: it is ignored, and the log says so (once per frame name). A covariance
 /// that is not one (NaN, asymmetric, negative) is not used (the gate is the sphere of
@@ -605,7 +620,7 @@ fn subscribe_prior(
     }
     let mut sub = node
         .subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())
-        .with_context(|| format!("parameter `prior_topic`: cannot subscribe `{topic}` (a valid ROS 2 topic name, such as /gnss/pose?)"))?;
+        .with_context(|| cannot_subscribe("prior_topic", topic, "/gnss/pose"))?;
     let shared = shared.clone();
     let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
     tokio::spawn(async move {
@@ -630,9 +645,9 @@ fn subscribe_prior(
             use crate::localize::gate::{Gate, PositionCovariance as C};
             let centre = [p.x, p.y, p.z];
             let mut invalid = false;
-            let gate = match crate::localize::gate::position_covariance(&m.pose.covariance) {
-                C::Known(c) => Gate::around(centre, gate_radius, gate_sigmas, Some(&c)),
-                C::Unknown => Gate::around(centre, gate_radius, gate_sigmas, None),
+            let cov = match crate::localize::gate::position_covariance(&m.pose.covariance) {
+                C::Known(c) => Some(c),
+                C::Unknown => None,
                 C::Invalid(why) => {
                     invalid = true;
                     if !warned_covariance {
@@ -643,9 +658,10 @@ fn subscribe_prior(
                              (said once; counted in /diagnostics prior_covariance_invalid)"
                         );
                     }
-                    Gate::around(centre, gate_radius, gate_sigmas, None)
+                    None
                 }
             };
+            let gate = Gate::around(centre, gate_radius, gate_sigmas, cov.as_ref());
             let mut sh = lock(&shared);
             sh.gate_center = Some((gate, Instant::now()));
             sh.prior_covariance_invalid += u64::from(invalid);
@@ -667,9 +683,9 @@ fn subscribe_odometry(
     if topic.is_empty() {
         return Ok(());
     }
-    let mut sub =
-        node.subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())
-            .with_context(|| format!("parameter `odometry_topic`: cannot subscribe `{topic}` (a valid ROS 2 topic name, such as /odom?)"))?;
+    let mut sub = node
+        .subscribe::<r2r::nav_msgs::msg::Odometry>(topic, QosProfile::default().best_effort())
+        .with_context(|| cannot_subscribe("odometry_topic", topic, "/odom"))?;
     let shared = shared.clone();
     let topic = topic.to_string();
     tokio::spawn(async move {
@@ -703,7 +719,6 @@ struct Publishers {
 
 /// The worker: takes the oldest waiting frame (each camera's newest), localizes it off the
 /// executor and publishes; loops until no frame waits, then sleeps until woken.
-#[allow(clippy::too_many_arguments)] // the worker's inputs, one each
 fn spawn_worker(
     cameras: Arc<Vec<Camera>>,
     shared: Arc<Mutex<Shared>>,
@@ -711,7 +726,6 @@ fn spawn_worker(
     localizer: Arc<Mutex<Localizer>>,
     pubs: Publishers,
     frame_id: String,
-    prior_timeout: Option<Duration>,
 ) {
     // The vehicle's sequence filter (`filter: sequence`): frames are localized one at a time.
     let sequence = Arc::new(Mutex::new(crate::localize::Sequence::default()));
@@ -734,7 +748,7 @@ fn spawn_worker(
                     // A prior older than prior_timeout no longer gates: the whole map is
                     // searched until a new one arrives.
                     let gate = match sh.gate_center {
-                        Some((g, at)) if prior_timeout.is_none_or(|t| at.elapsed() <= t) => {
+                        Some((g, at)) if sh.prior_fresh(at) => {
                             expired_logged = false;
                             g
                         }
@@ -744,7 +758,7 @@ fn spawn_worker(
                                     "the last prior_topic position is {:.1} s old (prior_timeout \
                                      {:.1} s): searching the whole map until a new one arrives",
                                     at.elapsed().as_secs_f64(),
-                                    prior_timeout.map_or(0.0, |t| t.as_secs_f64())
+                                    sh.prior_timeout.map_or(0.0, |t| t.as_secs_f64())
                                 );
                                 expired_logged = true;
                             }
@@ -1237,7 +1251,6 @@ pub async fn run() -> Result<()> {
         localizer.clone(),
         pubs,
         params.frame_id.clone(),
-        (params.prior_timeout.0 > 0.0).then(|| Duration::from_secs_f64(params.prior_timeout.0)),
     );
     let mut drain_reload_calls = serve_reload(
         &mut node,

@@ -181,6 +181,16 @@ fn draw_panel(
         ((x - x0) / (x1 - x0), fy)
     });
     let y_label: &dyn Fn(&f64) -> String = if log { &log_tick_label } else { &tick_label };
+    // The legend's font: 12 px, smaller (down to 7) where the longest name would not fit the
+    // plot's width at 12 (about 0.45 em a character; the line sample and padding ~40 px).
+    let longest = p
+        .series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let plot_width = f64::from(area.dim_in_pixel().0) - 56.0 - 24.0;
+    let legend_font = ((plot_width - 40.0) / (0.45 * longest.max(1) as f64)).clamp(7.0, 12.0);
     macro_rules! finish {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -210,7 +220,7 @@ fn draw_panel(
                     .configure_series_labels()
                     .background_style(WHITE.mix(0.8))
                     .border_style(BLACK)
-                    .label_font(("sans-serif", 12))
+                    .label_font(("sans-serif", legend_font))
                     .position(legend_at)
                     .draw()?;
             }

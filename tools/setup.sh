@@ -78,6 +78,15 @@ WHY="pip could not install the pinned packages; check the PyPI registry is reach
 REQ_HASH="$(sha256sum "$ROOT/tools/requirements.txt" | cut -d' ' -f1)"
 STAMP="$VENV/.dasgil-requirements.sha256"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
+  # torch and its CUDA libraries take ~5 GB in the venv plus the downloaded wheels while pip
+  # unpacks them; the first cargo build adds ~3 GB under target/. Say so before pip fills the
+  # disk half-way (CI once died here with "[Errno 28] No space left on device").
+  STEP="free disk space for .venv"
+  NEED_GB=8
+  FREE_KB="$(df -Pk "$VENV" | awk 'NR == 2 { print $4 }')"
+  WHY="the file system holding $VENV has $(awk -v k="$FREE_KB" 'BEGIN { printf "%.1f", k / 1048576 }') GB free, expected at least $NEED_GB GB (torch's wheels and the first build); free some space or put the clone on a larger disk"
+  (( FREE_KB >= NEED_GB * 1048576 ))
+  STEP="python packages (tools/requirements.txt)"
   say "installing Python packages (ROS 2 Jazzy wheels, torch 2.11.0; a few minutes on first run)"
   with_heartbeat "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     --no-input -r "$ROOT/tools/requirements.txt"

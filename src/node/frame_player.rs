@@ -520,7 +520,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             if t0.elapsed() > opts.wait {
                 bail!(
                     "the node subscribed to the images but nothing publishes {prior_topic} \
-                     within {:.0} s (--prior-topic, the node's remapping)",
+                     within {:.0} s (--pose-prior-topic, the node's remapping)",
                     opts.wait.as_secs_f64()
                 );
             }

@@ -68,8 +68,14 @@ pub(crate) struct ReplayArgs {
     /// lens (an image_rect topic of a recording, a pinhole data set) is sent as it is.
     #[arg(long)]
     rectify: bool,
-    /// The node's pose prior topic.
-    #[arg(long, default_value = "/pose_prior")]
+    /// The node's output, where its pose priors come back (the node publishes `pose_prior`
+    /// in its namespace); not the node's `prior_topic` parameter, which is an input (a GNSS
+    /// or odometry position that gates its search). `--prior-topic` is the old name.
+    #[arg(
+        long = "pose-prior-topic",
+        alias = "prior-topic",
+        default_value = "/pose_prior"
+    )]
     prior_topic: String,
     /// The frame_id the priors must carry.
     #[arg(long, default_value = "map")]

@@ -27,6 +27,7 @@ type Compressed = r2r::sensor_msgs::msg::CompressedImage;
 type Prior = r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
 type Diag = r2r::diagnostic_msgs::msg::DiagnosticArray;
 type Status = r2r::diagnostic_msgs::msg::DiagnosticStatus;
+type Marker = r2r::visualization_msgs::msg::Marker;
 
 fn stamp(sec: i32) -> r2r::builtin_interfaces::msg::Time {
     r2r::builtin_interfaces::msg::Time { sec, nanosec: 0 }
@@ -274,6 +275,30 @@ async fn publish_until<T: r2r::WrappedTypesupport + 'static>(
     })
     .await
     .unwrap_or_else(|_| panic!("diagnostics never showed: {what}"))
+}
+
+/// Publishes `prior` until the node's `prior_gate` marker (the gate RViz draws) satisfies `f`.
+async fn gate_marker_until(
+    publisher: &r2r::Publisher<Prior>,
+    prior: &Prior,
+    gates: &mut (impl futures::Stream<Item = Marker> + Unpin),
+    what: &str,
+    f: impl Fn(&Marker) -> bool,
+) -> Marker {
+    use futures::FutureExt;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            publisher.publish(prior).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while let Some(Some(m)) = gates.next().now_or_never() {
+                if f(&m) {
+                    return m;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("prior_gate never showed: {what}"))
 }
 
 /// A client of the node's `~/reload_map` (namespace `ns`) and what tells when the service is
@@ -1841,6 +1866,10 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     let mut priors = node
         .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
         .unwrap();
+    // As RViz subscribes a Marker display (reliable, volatile).
+    let mut gates = node
+        .subscribe::<Marker>(&format!("{ns}/prior_gate"), QosProfile::default())
+        .unwrap();
     let (stop, spinner) = h.spin();
     let far = |frame: &str| {
         let mut p = Prior::default();
@@ -1922,6 +1951,29 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         |s| text_value(s, "prior_gate_m") == "40000.0",
     )
     .await;
+    // RViz sees the same gate: a sphere 2 x 40 km across at the prior, in the map frame, gone
+    // from the display when the prior stops gating (its lifetime: prior_timeout, 1.5 s).
+    let across = 2.0 * (25.0f64 + 16.0 * 1e8).sqrt();
+    let m = gate_marker_until(&gate_reliable, &uncertain, &mut gates, "40 km", |m| {
+        m.action == 0 && (m.scale.x - across).abs() < 1e-6
+    })
+    .await;
+    assert_eq!(
+        (
+            m.header.frame_id.as_str(),
+            m.type_,
+            m.lifetime.sec,
+            m.lifetime.nanosec
+        ),
+        ("map", 2, 1, 500_000_000),
+        "{m:?}"
+    );
+    assert!(
+        (m.scale.y - across).abs() < 1e-6 && (m.scale.z - across).abs() < 1e-6,
+        "{m:?}"
+    );
+    assert_eq!((m.pose.position.x, m.pose.position.y), (1e4, 1e4), "{m:?}");
+    assert!(m.color.a > 0.0 && m.color.a < 1.0, "{m:?}");
     localizes_under(
         &gate_reliable,
         &uncertain,
@@ -1956,10 +2008,37 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
     )
     .await;
     let before = value(&s, "frames_no_candidates");
+    // RViz draws that ellipsoid: 80 km along the map's x, 10 m across the other two axes.
+    let long_x = with_covariance([1e8, 0.0, 0.0]);
+    let m = gate_marker_until(&gate_reliable, &long_x, &mut gates, "long along x", |m| {
+        let mut s = [m.scale.x, m.scale.y, m.scale.z];
+        s.sort_by(f64::total_cmp);
+        (s[0] - 10.0).abs() < 1e-6 && (s[1] - 10.0).abs() < 1e-6 && (s[2] - across).abs() < 1e-6
+    })
+    .await;
+    let o = &m.pose.orientation;
+    let q =
+        nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(o.w, o.x, o.y, o.z));
+    let longest = [m.scale.x, m.scale.y, m.scale.z]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    let along = q * nalgebra::Vector3::ith(longest, 1.0);
+    assert!(
+        along.x.abs() > 1.0 - 1e-9,
+        "the long axis points along {along:?}: {m:?}"
+    );
     // An infinite variance: the prior does not know where it is, and gates nothing.
     let lost = with_covariance([f64::INFINITY; 3]);
     publish_until(&gate_reliable, lost.clone(), &mut diags, "no gate", |s| {
         text_value(s, "prior_gate_m") == "none"
+    })
+    .await;
+    // ... and RViz's gate is deleted (action DELETE).
+    gate_marker_until(&gate_reliable, &lost, &mut gates, "deleted", |m| {
+        m.action == 2 && m.ns == "prior_gate" && m.id == 0
     })
     .await;
     localizes_under(
@@ -2099,7 +2178,7 @@ async fn replay_rectify_publishes_rectified_frames_for_a_rectified_map() {
             &format!("{ns}/{topic}"),
             "--camera-ids",
             "c0",
-            "--prior-topic",
+            "--pose-prior-topic",
             &format!("{ns}/pose_prior"),
             // 0.5 Hz: the node's one-frame slot per camera is never overwritten while the
             // untrained network encodes on a loaded machine.

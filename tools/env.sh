@@ -33,7 +33,7 @@ export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 _dasgil_prepend AMENT_PREFIX_PATH "$_dasgil_venv"
 _dasgil_prepend CMAKE_PREFIX_PATH "$_dasgil_venv"
 # Only the message packages the project uses get Rust bindings (keeps r2r's build short).
-export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;builtin_interfaces;rcl_interfaces;action_msgs;unique_identifier_msgs;rosgraph_msgs;diagnostic_msgs;std_srvs;nav_msgs;service_msgs;type_description_interfaces;tf2_msgs"
+export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;builtin_interfaces;rcl_interfaces;action_msgs;unique_identifier_msgs;rosgraph_msgs;diagnostic_msgs;visualization_msgs;std_srvs;nav_msgs;service_msgs;type_description_interfaces;tf2_msgs"
 # tch: build against the venv's torch==2.11.0.
 export LIBTORCH_USE_PYTORCH=1
 _dasgil_prepend PATH "$_dasgil_venv/bin"

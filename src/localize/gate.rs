@@ -15,7 +15,7 @@
 //! with the sphere of radius r; a GNSS fix of 2 m horizontally and an unknown height gates a
 //! few metres across and far up and down, not a sphere as wide as its height's error.
 
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
 
 /// The default `gate_sigmas`: an ellipsoid of 4 standard deviations holds 99.89% of a 3-D
 /// Gaussian error (chi-square, 3 degrees of freedom, 16), and 99.97% of a horizontal one (2
@@ -241,6 +241,33 @@ impl Gate {
         }
     }
 
+    /// Its semi-axes (metres) and the rotation whose columns are their directions in the
+    /// map's frame (right-handed): the ellipsoid RViz draws for a visualization_msgs/Marker
+    /// SPHERE of scale 2 x semi-axes and that orientation (the node's `prior_gate`). A sphere:
+    /// three equal semi-axes and the identity.
+    pub fn ellipsoid(&self) -> ([f64; 3], UnitQuaternion<f64>) {
+        let Some(a) = &self.shape else {
+            return ([self.reach; 3], UnitQuaternion::identity());
+        };
+        // shape = V diag(1 / axis^2) V^T: the same eigenvectors, the inverse eigenvalues.
+        let scale = a.abs().max();
+        let e = (a / scale).symmetric_eigen();
+        let mut v = e.eigenvectors;
+        if v.determinant() < 0.0 {
+            v.set_column(2, &(-v.column(2)));
+        }
+        let axes = [0, 1, 2].map(|i| {
+            let l = e.eigenvalues[i] * scale;
+            if l > 0.0 {
+                (1.0 / l.sqrt()).clamp(self.narrowest, self.reach)
+            } else {
+                self.reach
+            }
+        });
+        let r = Rotation3::from_matrix_unchecked(v);
+        (axes, UnitQuaternion::from_rotation_matrix(&r))
+    }
+
     /// Its size in words: "within 5.0 m", or "within 2.1-4000.0 m (an ellipsoid)".
     pub fn describe(&self) -> String {
         if self.reach - self.narrowest <= 0.05 {
@@ -278,6 +305,31 @@ mod tests {
             Known(m) => m,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_ellipsoid_drawn_is_the_gate() {
+        // Tilted: 10 m along (1, 1, 0)/sqrt2, 2 m along (1, -1, 0)/sqrt2, nothing up; radius 3,
+        // 2 sigmas: semi-axes sqrt(9 + 400) = 20.2, sqrt(9 + 16) = 5, 3.
+        let (a, b) = (50.0 + 2.0, 50.0 - 2.0);
+        let c = known(&cov([[a, b, 0.0], [b, a, 0.0], [0.0, 0.0, 0.0]]));
+        let g = Gate::around([1.0, 2.0, 3.0], 3.0, 2.0, Some(&c)).unwrap();
+        let (axes, q) = g.ellipsoid();
+        let mut sorted = axes;
+        sorted.sort_by(f64::total_cmp);
+        for (got, want) in sorted.iter().zip([3.0, 5.0, 409f64.sqrt()]) {
+            assert!((got - want).abs() < 1e-9, "{axes:?}");
+        }
+        assert!((q.to_rotation_matrix().matrix().determinant() - 1.0).abs() < 1e-12);
+        // A point at the end of each drawn semi-axis lies on the gate's surface.
+        for i in 0..3 {
+            let d = q * Vector3::ith(i, axes[i]);
+            let on = [1.0 + d.x, 2.0 + d.y, 3.0 + d.z];
+            let past = [1.0 + 1.01 * d.x, 2.0 + 1.01 * d.y, 3.0 + 1.01 * d.z];
+            assert!(g.contains(on) && !g.contains(past), "axis {i}: {d:?}");
+        }
+        let (axes, q) = Gate::sphere([0.0; 3], 7.0).ellipsoid();
+        assert_eq!((axes, q), ([7.0; 3], UnitQuaternion::identity()));
     }
 
     #[test]

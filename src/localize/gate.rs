@@ -309,24 +309,59 @@ mod tests {
 
     #[test]
     fn the_ellipsoid_drawn_is_the_gate() {
-        // Tilted: 10 m along (1, 1, 0)/sqrt2, 2 m along (1, -1, 0)/sqrt2, nothing up; radius 3,
-        // 2 sigmas: semi-axes sqrt(9 + 400) = 20.2, sqrt(9 + 16) = 5, 3.
-        let (a, b) = (50.0 + 2.0, 50.0 - 2.0);
-        let c = known(&cov([[a, b, 0.0], [b, a, 0.0], [0.0, 0.0, 0.0]]));
-        let g = Gate::around([1.0, 2.0, 3.0], 3.0, 2.0, Some(&c)).unwrap();
-        let (axes, q) = g.ellipsoid();
-        let mut sorted = axes;
-        sorted.sort_by(f64::total_cmp);
-        for (got, want) in sorted.iter().zip([3.0, 5.0, 409f64.sqrt()]) {
-            assert!((got - want).abs() < 1e-9, "{axes:?}");
+        // A covariance along generic axes (a rotation of 0.7 rad about (1, 2, 3)): 10 m, 2 m
+        // and 1 m; radius 3, 2 sigmas: semi-axes sqrt(9 + 400), sqrt(9 + 16) = 5, sqrt(9 + 4).
+        let r = Rotation3::from_axis_angle(
+            &nalgebra::Unit::new_normalize(Vector3::new(1.0, 2.0, 3.0)),
+            0.7,
+        );
+        let sigma = r.matrix()
+            * Matrix3::from_diagonal(&Vector3::new(100.0, 4.0, 1.0))
+            * r.matrix().transpose();
+        let mut rows = [[0.0; 3]; 3];
+        for (i, row) in rows.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = sigma[(i, j)];
+            }
         }
+        let centre = [1.0, 2.0, 3.0];
+        let g = Gate::around(centre, 3.0, 2.0, Some(&known(&cov(rows)))).unwrap();
+        let (axes, q) = g.ellipsoid();
         assert!((q.to_rotation_matrix().matrix().determinant() - 1.0).abs() < 1e-12);
-        // A point at the end of each drawn semi-axis lies on the gate's surface.
+        // Each drawn axis has the length and (up to sign) the direction of the covariance's.
+        let want = [409f64.sqrt(), 5.0, 13f64.sqrt()];
         for i in 0..3 {
-            let d = q * Vector3::ith(i, axes[i]);
-            let on = [1.0 + d.x, 2.0 + d.y, 3.0 + d.z];
-            let past = [1.0 + 1.01 * d.x, 2.0 + 1.01 * d.y, 3.0 + 1.01 * d.z];
-            assert!(g.contains(on) && !g.contains(past), "axis {i}: {d:?}");
+            let j = (0..3)
+                .min_by(|&a, &b| {
+                    (axes[i] - want[a])
+                        .abs()
+                        .total_cmp(&(axes[i] - want[b]).abs())
+                })
+                .unwrap();
+            assert!((axes[i] - want[j]).abs() < 1e-9, "{axes:?}");
+            let drawn = q * Vector3::ith(i, 1.0);
+            assert!(
+                drawn.dot(&r.matrix().column(j)).abs() > 1.0 - 1e-9,
+                "axis {i}: {drawn:?}"
+            );
+        }
+        // Points inside the drawn ellipsoid are in the gate, points outside are not.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 50.0 - 25.0
+        };
+        for _ in 0..2000 {
+            let d = Vector3::new(next(), next(), next());
+            let local = q.inverse() * d;
+            let norm = (0..3).map(|i| (local[i] / axes[i]).powi(2)).sum::<f64>();
+            if (norm - 1.0).abs() < 1e-6 {
+                continue;
+            }
+            let p = [centre[0] + d.x, centre[1] + d.y, centre[2] + d.z];
+            assert_eq!(g.contains(p), norm < 1.0, "{d:?}: {norm}");
         }
         let (axes, q) = Gate::sphere([0.0; 3], 7.0).ellipsoid();
         assert_eq!((axes, q), ([7.0; 3], UnitQuaternion::identity()));

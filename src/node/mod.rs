@@ -172,6 +172,10 @@ struct Shared {
     prior_timeout: Option<Duration>,
     /// `prior_topic` messages whose covariance was not one (NaN, asymmetric, negative).
     prior_covariance_invalid: u64,
+    /// Whether `prior_gate`'s latest marker draws a gate (an ADD not yet deleted): the
+    /// diagnostics tick deletes it once the prior expires, so that an RViz joining later is
+    /// not handed a stale gate by the transient-local topic.
+    gate_marker_shown: bool,
     /// When the subscriptions were made.
     started: Instant,
     /// `frame_timeout`: a camera without a frame this long is a WARN (None: never).
@@ -614,16 +618,17 @@ fn subscribe_camera_info(
 /// so RViz shows the latest one when it subscribes late): a SPHERE marker scaled to the
 /// ellipsoid's diameters, oriented along its axes, in `frame_id`, its lifetime
 /// `prior_timeout` (RViz drops it when the prior stops gating); a prior too uncertain to gate
-/// deletes it.
+/// deletes it, and so does the diagnostics tick once the prior is older than `prior_timeout`.
+/// Returns that publisher (None: no `prior_topic`).
 fn subscribe_prior(
     node: &mut r2r::Node,
     topic: &str,
     frame_id: &str,
     (gate_radius, gate_sigmas): (f64, f64),
     shared: &Arc<Mutex<Shared>>,
-) -> Result<()> {
+) -> Result<Option<r2r::Publisher<MarkerMsg>>> {
     if topic.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut sub = node
         .subscribe::<PriorMsg>(topic, QosProfile::default().best_effort())
@@ -634,6 +639,7 @@ fn subscribe_prior(
     )?;
     let shared = shared.clone();
     let (topic, frame_id) = (topic.to_string(), frame_id.to_string());
+    let returned = marker_pub.clone();
     tokio::spawn(async move {
         let mut warned = std::collections::BTreeSet::new();
         let mut warned_covariance = false;
@@ -677,6 +683,7 @@ fn subscribe_prior(
                 let mut sh = lock(&shared);
                 sh.gate_center = Some((gate, Instant::now()));
                 sh.prior_covariance_invalid += u64::from(invalid);
+                sh.gate_marker_shown = gate.is_some();
                 sh.prior_timeout
             };
             let marker = gate_marker(gate.as_ref(), m.header, lifetime);
@@ -685,7 +692,7 @@ fn subscribe_prior(
             }
         }
     });
-    Ok(())
+    Ok(Some(returned))
 }
 
 /// The `prior_gate` marker of a gate (None: a DELETE of the last one, the prior gates
@@ -701,13 +708,13 @@ fn gate_marker(
         header,
         ns: "prior_gate".into(),
         id: 0,
-        type_: 2,
-        action: 2,
+        type_: MarkerMsg::SPHERE as i32,
+        action: MarkerMsg::DELETE as i32,
         ..Default::default()
     };
     let Some(g) = gate else { return m };
     let (axes, q) = g.ellipsoid();
-    m.action = 0;
+    m.action = MarkerMsg::ADD as i32;
     m.pose = ros_pose(&crate::geom::Pose::from_parts(
         nalgebra::Translation3::new(g.centre[0], g.centre[1], g.centre[2]),
         q,
@@ -1280,6 +1287,7 @@ pub async fn run() -> Result<()> {
         prior_timeout: (params.prior_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.prior_timeout.0)),
         prior_covariance_invalid: 0,
+        gate_marker_shown: false,
         started: Instant::now(),
         frame_timeout: (params.frame_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.frame_timeout.0)),
@@ -1292,7 +1300,7 @@ pub async fn run() -> Result<()> {
     let wake = Arc::new(tokio::sync::Notify::new());
     subscribe_cameras(&mut node, &params, &cameras, &shared, &wake)?;
     subscribe_camera_info(&mut node, &params, &cameras, &shared)?;
-    subscribe_prior(
+    let gate_pub = subscribe_prior(
         &mut node,
         &params.prior_topic,
         &params.frame_id,
@@ -1329,6 +1337,7 @@ pub async fn run() -> Result<()> {
     let node_name = node.name()?;
     let min_confidence = params.min_confidence.0;
     let off_map_threshold = params.off_map_threshold.0;
+    let gate_frame = params.frame_id.clone();
     tokio::spawn(async move {
         while timer.tick().await.is_ok() {
             let now = clock
@@ -1337,6 +1346,25 @@ pub async fn run() -> Result<()> {
                 .and_then(|mut c| c.get_now().ok())
                 .unwrap_or_default();
             let now = r2r::Clock::to_builtin_time(&now);
+            // A gate whose prior expired is deleted from prior_gate (once).
+            let expired = {
+                let mut sh = lock(&shared);
+                let stale = sh.gate_marker_shown
+                    && sh.gate_center.is_some_and(|(_, at)| !sh.prior_fresh(at));
+                if stale {
+                    sh.gate_marker_shown = false;
+                }
+                stale
+            };
+            if let (true, Some(p)) = (expired, &gate_pub) {
+                let header = r2r::std_msgs::msg::Header {
+                    stamp: now.clone(),
+                    frame_id: gate_frame.clone(),
+                };
+                if let Err(e) = p.publish(&gate_marker(None, header, None)) {
+                    tracing::debug!("prior_gate: cannot publish: {e}");
+                }
+            }
             let msg = diagnostics(
                 &mut lock(&shared),
                 &cameras,

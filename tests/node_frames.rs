@@ -2326,3 +2326,128 @@ async fn replay_rectify_publishes_rectified_frames_for_a_rectified_map() {
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
 }
+
+/// `replay` pointed at the node's input instead of its output (`--pose-prior-topic` set to the
+/// topic the node's `prior_topic` reads, a GNSS position far from the map): no frame gets a
+/// prior, and replay fails saying both why: the messages it heard carry no frame's stamp (an
+/// input topic?), and the node found no map image in its gate (/diagnostics
+/// frames_no_candidates); the old flag name still works, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_listening_to_the_node_s_input_fails_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
+    synth(&slice, "4");
+    build_map(&slice, None, &map);
+    let mut h = Harness::start(
+        "replay_input",
+        &map,
+        &[
+            "-p".into(),
+            "image_topics:=[cam0/image_raw]".into(),
+            "-p".into(),
+            "camera_ids:=[c0]".into(),
+            "-p".into(),
+            "prior_topic:=gnss".into(),
+            "-p".into(),
+            "gate_radius:=5.0".into(),
+        ],
+    );
+    let ns = h.ns.clone();
+    let gnss = h
+        .node
+        .as_mut()
+        .unwrap()
+        .create_publisher::<Prior>(&format!("{ns}/gnss"), QosProfile::default())
+        .unwrap();
+    let mut diags = h
+        .node
+        .as_mut()
+        .unwrap()
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    // A GNSS fix 10 km from every map image, at 5 Hz, stamped as a receiver would (its own
+    // clock: no frame's stamp).
+    let publishing = Arc::new(AtomicBool::new(true));
+    let go_on = publishing.clone();
+    let feeder = tokio::spawn(async move {
+        let mut k = 0;
+        while go_on.load(Ordering::Relaxed) {
+            let mut p = Prior::default();
+            p.header.frame_id = "map".into();
+            p.header.stamp.sec = 7_000 + k;
+            p.pose.pose.position.x = 1e4;
+            p.pose.pose.position.y = 1e4;
+            p.pose.pose.orientation.w = 1.0;
+            gnss.publish(&p).unwrap();
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // The node gates with the fix before the first frame is sent.
+    wait_diag(&mut diags, 0, "the 5 m gate of the fix", |s| {
+        text_value(s, "prior_gate_m") == "5.0"
+    })
+    .await;
+    drop(diags);
+    let (s, out) = (
+        slice.display().to_string(),
+        dir.path().join("out").display().to_string(),
+    );
+    let topic = format!("{ns}/gnss");
+    let camera = format!("{ns}/cam0/image_raw");
+    let diags = format!("{ns}/diagnostics");
+    let result = tokio::task::spawn_blocking(move || {
+        common::run_tools_in(
+            None,
+            &[
+                "replay",
+                "--format",
+                "cmu",
+                "--root",
+                &s,
+                "--slice",
+                "2",
+                "--topics",
+                &camera,
+                "--camera-ids",
+                "c0",
+                "--prior-topic",
+                &topic,
+                "--diagnostics-topic",
+                &diags,
+                "--rate",
+                "1",
+                "--limit",
+                "3",
+                "--wait",
+                "60",
+                "--out",
+                &out,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    publishing.store(false, Ordering::Relaxed);
+    feeder.await.unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(!result.status.success(), "{text}");
+    for want in [
+        "--prior-topic is the old name of --pose-prior-topic",
+        "no pose prior came back from the node for 3 frames",
+        "carried the stamp of no frame sent: is it the node's output (`pose_prior`",
+        // How many of the 3 depends on when the node heard its first fix (waited for below).
+        "the node found no map image in the gate of its prior_topic position for ",
+        " with no map image in the gate of its prior_topic position (/diagnostics)",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}

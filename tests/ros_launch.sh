@@ -78,8 +78,9 @@ assert s["stamps"] == "data", s.get("stamps")
 # The node's own account of the frames it did not answer (/diagnostics): withheld, skipped as
 # stale or rejected; the rest of the frames without a prior were lost in transport.
 o = s["node_outcomes"]
-assert set(o) == {"withheld", "off_the_map", "skipped", "rejected"}, o
-assert o["off_the_map"] <= o["withheld"] and o["rejected"] == 0, o
+assert set(o) == {"withheld", "off_the_map", "skipped", "rejected", "no_candidates", "received"}, o
+assert o["off_the_map"] <= o["withheld"] and o["rejected"] == 0 and o["no_candidates"] == 0, o
+assert s["all"]["priors"] <= o["received"] <= s["frames_sent"], (o, s["frames_sent"])
 assert o["withheld"] + o["skipped"] <= s["frames_without_prior"], (o, s["frames_without_prior"])
 st = {(f["camera"], f["name"].split("_")[1]): f["stamp_ns"] for f in s["frames"]}
 c0 = sorted(v for (c, _), v in st.items() if c == "c0")
@@ -113,15 +114,20 @@ for _ in $(seq 300); do
   kill -0 "$LAUNCH" 2>/dev/null || fail "ros2 launch exited"
   sleep 0.2
 done
+# Prints the output of the first of $1 tries of a command that succeeds, a second apart (what
+# the ROS 2 graph shows can take a moment to be discovered); fails if none does.
+first_success() {
+  local tries="$1" out
+  shift
+  for _ in $(seq "$tries"); do
+    out="$("$@" 2>&1)" && { printf '%s\n' "$out"; return 0; }
+    sleep 1
+  done
+  return 1
+}
 # The node is in `ros2 node list`; its parameter services can take a moment more to be
 # discovered ("Node not found"): a few tries.
-params=""
-for _ in $(seq 10); do
-  params="$(timeout 60 ros2 param list /dasgil_localizer 2>&1)" && break
-  params=""
-  sleep 1
-done
-[ -n "$params" ] || fail "ros2 param list"
+params="$(first_success 10 timeout 60 ros2 param list /dasgil_localizer)" || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius gate_sigmas \
   base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic \
   off_map_threshold; do
@@ -171,12 +177,8 @@ if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn sti
 timeout 60 ros2 topic pub --once -w 1 /ros_launch_test/gnss geometry_msgs/msg/PoseWithCovarianceStamped \
   "{header: {frame_id: map}, pose: {pose: {position: {x: 5000.0, y: -300.0, z: 1.5}, orientation: {w: 1.0}}}}" \
   >"$OUT/gnss.log" 2>&1 || fail "ros2 topic pub $(cat "$OUT/gnss.log")"
-gate=""
-for _ in $(seq 5); do
-  gate="$(timeout 20 ros2 topic echo --once /prior_gate visualization_msgs/msg/Marker 2>&1)" && break
-  gate=""
-  sleep 1
-done
+gate="$(first_success 5 timeout 20 ros2 topic echo --once /prior_gate visualization_msgs/msg/Marker)" ||
+  fail "ros2 topic echo --once /prior_gate"
 python - "$gate" <<'PY' || fail "prior_gate: $gate"
 import sys, yaml
 m = yaml.safe_load(sys.argv[1].split("\n---")[0])

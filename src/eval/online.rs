@@ -123,14 +123,21 @@ pub fn status_value<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str
 
 /// The node's count of frames it withheld (`frames_ambiguous`: below `min_confidence` or off
 /// the map), of those off the map (`frames_off_map`), skipped as stale (`frames_dropped`: a
-/// newer frame of the camera came first, or `max_rate`) and rejected (`frames_rejected`), over
-/// a replay.
+/// newer frame of the camera came first, or `max_rate`), rejected (`frames_rejected`) and
+/// left without a map image to match (`frames_no_candidates`: none in the gate around its
+/// `prior_topic` position), over a replay.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeOutcomes {
     pub withheld: u64,
     pub off_the_map: u64,
     pub skipped: u64,
     pub rejected: u64,
+    /// 0 from a node that does not report it.
+    #[serde(default)]
+    pub no_candidates: u64,
+    /// Frames the node received (`frames_received`; None: a node that does not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
 }
 
 impl NodeOutcomes {
@@ -151,11 +158,20 @@ impl NodeOutcomes {
             ) else {
                 continue;
             };
+            let first = total.is_none();
             let t = total.get_or_insert_with(NodeOutcomes::default);
             t.withheld += w;
             t.off_the_map += o;
             t.skipped += s;
             t.rejected += r;
+            t.no_candidates += get("frames_no_candidates").unwrap_or(0);
+            // Summed over the cameras; unknown if any camera does not say.
+            let received = get("frames_received");
+            t.received = if first {
+                received
+            } else {
+                t.received.zip(received).map(|(a, b)| a + b)
+            };
         }
         total
     }
@@ -168,13 +184,17 @@ impl NodeOutcomes {
                 if b.withheld <= after.withheld
                     && b.off_the_map <= after.off_the_map
                     && b.skipped <= after.skipped
-                    && b.rejected <= after.rejected =>
+                    && b.rejected <= after.rejected
+                    && b.no_candidates <= after.no_candidates
+                    && b.received.unwrap_or(0) <= after.received.unwrap_or(0) =>
             {
                 NodeOutcomes {
                     withheld: after.withheld - b.withheld,
                     off_the_map: after.off_the_map - b.off_the_map,
                     skipped: after.skipped - b.skipped,
                     rejected: after.rejected - b.rejected,
+                    no_candidates: after.no_candidates - b.no_candidates,
+                    received: after.received.map(|a| a - b.received.unwrap_or(0)),
                 }
             }
             _ => after,
@@ -367,12 +387,31 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         s.frames_sent, s.priors_received, s.frames_without_prior, s.unknown_stamps
     );
     if let Some(o) = &s.node_outcomes {
+        let gated = if o.no_candidates > 0 {
+            format!(
+                ", {} with no map image in the gate of its prior_topic position",
+                o.no_candidates
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             t,
             "the node: {} frame(s) withheld ({} of them off the map), {} skipped as stale, {} \
-             rejected (/diagnostics)",
+             rejected{gated} (/diagnostics)",
             o.withheld, o.off_the_map, o.skipped, o.rejected
         );
+        if let Some(r) = o.received.filter(|&r| r < s.frames_sent as u64) {
+            let _ = writeln!(
+                t,
+                "the node received {r} of the {} frames sent: the others were lost on the way \
+                 (raw images over ~512 KiB do not pass Fast DDS's default shared memory: \
+                 FASTRTPS_DEFAULT_PROFILES_FILE with the dasgil package's \
+                 config/fastdds-large-images.xml for the node, or --transport compressed; \
+                 README, \"Troubleshooting\")",
+                s.frames_sent
+            );
+        }
     }
     let _ = writeln!(
         t,
@@ -596,7 +635,11 @@ pub fn route_png(
                     if o.off_the_map > 0 {
                         parts[0] += &format!(", {} off the map", o.off_the_map);
                     }
-                    for (n, what) in [(o.skipped, "skipped"), (o.rejected, "rejected")] {
+                    for (n, what) in [
+                        (o.skipped, "skipped"),
+                        (o.rejected, "rejected"),
+                        (o.no_candidates, "outside the gate"),
+                    ] {
                         if n > 0 {
                             parts.push(format!("{n} {what}"));
                         }
@@ -858,6 +901,45 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_says_when_frames_were_lost_before_the_node_or_gated_out() {
+        let summary = |received: Option<u64>, no_candidates: u64| ReplaySummary {
+            frames_sent: 40,
+            priors_received: 9,
+            frames_without_prior: 31,
+            unknown_stamps: 0,
+            wrong_frame_id: 0,
+            latency_p50_ms: 1.0,
+            latency_p99_ms: 2.0,
+            all: tally(&[]),
+            by_condition: Default::default(),
+            by_camera: Default::default(),
+            frames: vec![],
+            node_filter: None,
+            stamps: None,
+            node_outcomes: Some(NodeOutcomes {
+                received,
+                no_candidates,
+                ..Default::default()
+            }),
+        };
+        let text = summary_text(&summary(Some(9), 0));
+        assert!(
+            text.contains("the node received 9 of the 40 frames sent: the others were lost")
+                && text.contains("fastdds-large-images.xml"),
+            "{text}"
+        );
+        assert!(!text.contains("in the gate"), "{text}");
+        let text = summary_text(&summary(Some(40), 31));
+        assert!(!text.contains("the node received"), "{text}");
+        assert!(
+            text.contains("0 rejected, 31 with no map image in the gate of its prior_topic"),
+            "{text}"
+        );
+        // A node that does not count what it received: nothing said.
+        assert!(!summary_text(&summary(None, 0)).contains("the node received"));
+    }
+
+    #[test]
     fn the_node_outcomes_sum_the_cameras_and_count_only_the_replay() {
         let cam = |w: u64, o: u64, s: u64, r: u64| -> Vec<(String, String)> {
             [
@@ -865,6 +947,8 @@ mod tests {
                 ("frames_off_map", o),
                 ("frames_dropped", s),
                 ("frames_rejected", r),
+                ("frames_no_candidates", w + r),
+                ("frames_received", 10 * w),
             ]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -880,15 +964,34 @@ mod tests {
                 withheld: 7,
                 off_the_map: 2,
                 skipped: 6,
-                rejected: 1
+                rejected: 1,
+                no_candidates: 8,
+                received: Some(70)
             }
         );
         let before = NodeOutcomes::from_diagnostics([cam(1, 1, 0, 0)].iter().map(Vec::as_slice));
         let d = NodeOutcomes::during(before, after);
         assert_eq!(
-            (d.withheld, d.off_the_map, d.skipped, d.rejected),
-            (6, 1, 6, 1)
+            (
+                d.withheld,
+                d.off_the_map,
+                d.skipped,
+                d.rejected,
+                d.no_candidates,
+                d.received
+            ),
+            (6, 1, 6, 1, 7, Some(60))
         );
+        // An older node without frames_no_candidates and frames_received: 0 and unknown.
+        let old: Vec<(String, String)> = cam(1, 0, 0, 0)
+            .into_iter()
+            .filter(|(k, _)| k != "frames_no_candidates" && k != "frames_received")
+            .collect();
+        let o = NodeOutcomes::from_diagnostics([old.clone()].iter().map(Vec::as_slice)).unwrap();
+        assert_eq!((o.withheld, o.no_candidates, o.received), (1, 0, None));
+        // One camera that does not say how many it received: the sum is unknown.
+        let o = NodeOutcomes::from_diagnostics([cam(1, 0, 0, 0), old].iter().map(Vec::as_slice));
+        assert_eq!(o.unwrap().received, None);
         // A count that went down (the node restarted): the counts after alone.
         let before = NodeOutcomes::from_diagnostics([cam(9, 0, 0, 0)].iter().map(Vec::as_slice));
         assert_eq!(NodeOutcomes::during(before, after), after);

@@ -43,6 +43,8 @@ pub struct ReplayOptions {
     /// `image_rect` maps to P); compressed, a rectified frame is sent as PNG.
     pub rectify: bool,
     pub prior_topic: String,
+    /// The node's diagnostics topic (`/diagnostics` unless remapped).
+    pub diagnostics_topic: String,
     /// How long to wait for the node to subscribe.
     pub wait: Duration,
     /// At most this many frames per camera.
@@ -429,10 +431,18 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
     });
     // The node's /diagnostics (every `diagnostics_period`, 1 s by default): which filter it
     // runs, and the sequence filter's relocalizations and resets during the replay.
-    let mut diag_sub = node.subscribe::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
-        "/diagnostics",
-        QosProfile::default(),
-    )?;
+    let mut diag_sub = node
+        .subscribe::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
+            &opts.diagnostics_topic,
+            QosProfile::default(),
+        )
+        .with_context(|| {
+            format!(
+                "--diagnostics-topic: cannot subscribe `{}` (a valid ROS 2 topic name, such as \
+                 /diagnostics?)",
+                opts.diagnostics_topic
+            )
+        })?;
     let diags: Arc<Mutex<DiagSeen>> = Arc::default();
     let diag_sink = diags.clone();
     std::thread::spawn(move || {

@@ -679,14 +679,13 @@ fn subscribe_prior(
                 }
             };
             let gate = Gate::around(centre, gate_radius, gate_sigmas, cov.as_ref());
-            let lifetime = {
-                let mut sh = lock(&shared);
-                sh.gate_center = Some((gate, Instant::now()));
-                sh.prior_covariance_invalid += u64::from(invalid);
-                sh.gate_marker_shown = gate.is_some();
-                sh.prior_timeout
-            };
-            let marker = gate_marker(gate.as_ref(), m.header, lifetime);
+            let mut sh = lock(&shared);
+            sh.gate_center = Some((gate, Instant::now()));
+            sh.prior_covariance_invalid += u64::from(invalid);
+            sh.gate_marker_shown = gate.is_some();
+            // Published under the lock, so that the diagnostics tick's DELETE of an expired
+            // gate cannot land after this newer gate.
+            let marker = gate_marker(gate.as_ref(), m.header, sh.prior_timeout);
             if let Err(e) = marker_pub.publish(&marker) {
                 tracing::debug!("prior_gate: cannot publish: {e}");
             }
@@ -703,7 +702,6 @@ fn gate_marker(
     header: r2r::std_msgs::msg::Header,
     lifetime: Option<Duration>,
 ) -> MarkerMsg {
-    // visualization_msgs/Marker: type SPHERE 2, action ADD 0, DELETE 2.
     let mut m = MarkerMsg {
         header,
         ns: "prior_gate".into(),
@@ -1346,23 +1344,20 @@ pub async fn run() -> Result<()> {
                 .and_then(|mut c| c.get_now().ok())
                 .unwrap_or_default();
             let now = r2r::Clock::to_builtin_time(&now);
-            // A gate whose prior expired is deleted from prior_gate (once).
-            let expired = {
+            // A gate whose prior expired is deleted from prior_gate (once; under the lock,
+            // as the prior subscription publishes its gates).
+            if let Some(p) = &gate_pub {
                 let mut sh = lock(&shared);
-                let stale = sh.gate_marker_shown
-                    && sh.gate_center.is_some_and(|(_, at)| !sh.prior_fresh(at));
-                if stale {
+                if sh.gate_marker_shown && sh.gate_center.is_some_and(|(_, at)| !sh.prior_fresh(at))
+                {
                     sh.gate_marker_shown = false;
-                }
-                stale
-            };
-            if let (true, Some(p)) = (expired, &gate_pub) {
-                let header = r2r::std_msgs::msg::Header {
-                    stamp: now.clone(),
-                    frame_id: gate_frame.clone(),
-                };
-                if let Err(e) = p.publish(&gate_marker(None, header, None)) {
-                    tracing::debug!("prior_gate: cannot publish: {e}");
+                    let header = r2r::std_msgs::msg::Header {
+                        stamp: now.clone(),
+                        frame_id: gate_frame.clone(),
+                    };
+                    if let Err(e) = p.publish(&gate_marker(None, header, None)) {
+                        tracing::debug!("prior_gate: cannot publish: {e}");
+                    }
                 }
             }
             let msg = diagnostics(

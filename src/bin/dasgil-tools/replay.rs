@@ -77,6 +77,10 @@ pub(crate) struct ReplayArgs {
         default_value = "/pose_prior"
     )]
     prior_topic: String,
+    /// The node's diagnostics, where replay reads what the node did with the frames it did
+    /// not answer (withheld, skipped, rejected, outside the gate) and its filter's counts.
+    #[arg(long, default_value = "/diagnostics")]
+    diagnostics_topic: String,
     /// The frame_id the priors must carry.
     #[arg(long, default_value = "map")]
     frame_id: String,
@@ -97,6 +101,12 @@ pub(crate) struct ReplayArgs {
 #[cfg(feature = "ros")]
 pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     use dasgil::eval::online;
+    if std::env::args().any(|x| x == "--prior-topic" || x.starts_with("--prior-topic=")) {
+        tracing::warn!(
+            "--prior-topic is the old name of --pose-prior-topic (the node's output, its \
+             pose_prior); the node's prior_topic parameter is an input"
+        );
+    }
     if a.topics.len() != a.camera_ids.len() {
         anyhow::bail!(
             "--topics and --camera-ids: expected one camera per topic, found {} topics and {} camera ids",
@@ -195,6 +205,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
             compressed: a.transport == Transport::Compressed,
             rectify: a.rectify,
             prior_topic: a.prior_topic.clone(),
+            diagnostics_topic: a.diagnostics_topic.clone(),
             wait: std::time::Duration::from_secs_f64(a.wait),
             limit: a.limit,
             duration: a
@@ -243,10 +254,28 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
             a.out.display()
         );
     }
-    if summary.priors_received == 0 {
+    if summary.frames_without_prior == summary.frames_sent {
+        let mut why = Vec::new();
+        if summary.unknown_stamps > 0 {
+            why.push(format!(
+                "{} message(s) on {} carried the stamp of no frame sent: is it the node's \
+                 output (`pose_prior`, or where it is remapped)? The node's `prior_topic` is an \
+                 input (a GNSS or odometry position), not its priors",
+                summary.unknown_stamps, a.prior_topic
+            ));
+        }
+        if let Some(o) = summary.node_outcomes.filter(|o| o.no_candidates > 0) {
+            why.push(format!(
+                "the node found no map image in the gate of its prior_topic position for {} \
+                 frame(s) (/diagnostics prior_gate_m; is that position in the map's frame and \
+                 near the route?)",
+                o.no_candidates
+            ));
+        }
         anyhow::bail!(
-            "no pose prior came back from the node for {} frames",
-            summary.frames_sent
+            "no pose prior came back from the node for {} frames{}",
+            summary.frames_sent,
+            why.iter().map(|w| format!("; {w}")).collect::<String>()
         );
     }
     Ok(())

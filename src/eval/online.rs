@@ -186,7 +186,7 @@ impl NodeOutcomes {
                     && b.skipped <= after.skipped
                     && b.rejected <= after.rejected
                     && b.no_candidates <= after.no_candidates
-                    && b.received.unwrap_or(0) <= after.received.unwrap_or(0) =>
+                    && b.received.zip(after.received).is_none_or(|(b, a)| b <= a) =>
             {
                 NodeOutcomes {
                     withheld: after.withheld - b.withheld,
@@ -194,10 +194,15 @@ impl NodeOutcomes {
                     skipped: after.skipped - b.skipped,
                     rejected: after.rejected - b.rejected,
                     no_candidates: after.no_candidates - b.no_candidates,
-                    received: after.received.map(|a| a - b.received.unwrap_or(0)),
+                    received: b.received.zip(after.received).map(|(b, a)| a - b),
                 }
             }
-            _ => after,
+            // The node restarted (or reloaded its map): what it received since is not what
+            // was sent during the replay.
+            _ => NodeOutcomes {
+                received: None,
+                ..after
+            },
         }
     }
 }
@@ -404,8 +409,9 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         if let Some(r) = o.received.filter(|&r| r < s.frames_sent as u64) {
             let _ = writeln!(
                 t,
-                "the node received {r} of the {} frames sent: the others were lost on the way \
-                 (raw images over ~512 KiB do not pass Fast DDS's default shared memory: \
+                "the node received {r} of the {} frames sent: the others were lost before it \
+                 took them (on the way, or in its subscription's queue; e.g. raw images over \
+                 ~512 KiB do not pass Fast DDS's default shared memory: \
                  FASTRTPS_DEFAULT_PROFILES_FILE with the dasgil package's \
                  config/fastdds-large-images.xml for the node, or --transport compressed; \
                  README, \"Troubleshooting\")",
@@ -992,9 +998,17 @@ mod tests {
         // One camera that does not say how many it received: the sum is unknown.
         let o = NodeOutcomes::from_diagnostics([cam(1, 0, 0, 0), old].iter().map(Vec::as_slice));
         assert_eq!(o.unwrap().received, None);
-        // A count that went down (the node restarted): the counts after alone.
+        // A count that went down (the node restarted): the counts after alone, and what it
+        // received unknown.
         let before = NodeOutcomes::from_diagnostics([cam(9, 0, 0, 0)].iter().map(Vec::as_slice));
-        assert_eq!(NodeOutcomes::during(before, after), after);
+        let d = NodeOutcomes::during(before, after);
+        assert_eq!((d.withheld, d.received), (after.withheld, None));
+        // Counts before without frames_received, after with it: the others still subtract.
+        let mut before =
+            NodeOutcomes::from_diagnostics([cam(1, 1, 0, 0)].iter().map(Vec::as_slice));
+        before.as_mut().unwrap().received = None;
+        let d = NodeOutcomes::during(before, after);
+        assert_eq!((d.withheld, d.received), (6, None));
         assert_eq!(NodeOutcomes::from_diagnostics(std::iter::empty()), None);
     }
 }

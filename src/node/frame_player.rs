@@ -604,11 +604,19 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             }
         }
         progress.finish();
-        // Let the last priors arrive: until all came back, or 3 s without a new one.
+        // Let the last priors arrive: until all came back, or 3 s without a new one. Only
+        // priors that name a frame sent count (a topic that is not the node's output, a GNSS
+        // fix say, must not end the wait before the node has answered).
+        let sent_stamps: std::collections::HashSet<i64> = sent.iter().map(|s| s.stamp_ns).collect();
         let mut count = 0;
         let mut quiet = Instant::now();
         loop {
-            let n = received.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let n = received
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|r| sent_stamps.contains(&r.stamp_ns))
+                .count();
             if n >= sent.len()
                 || quiet.elapsed() > Duration::from_secs(3)
                 || (stopped() && quiet.elapsed() > Duration::from_millis(500))

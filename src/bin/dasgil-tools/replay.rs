@@ -101,7 +101,9 @@ pub(crate) struct ReplayArgs {
 #[cfg(feature = "ros")]
 pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     use dasgil::eval::online;
-    if std::env::args().any(|x| x == "--prior-topic" || x.starts_with("--prior-topic=")) {
+    if std::env::args_os()
+        .any(|x| x == "--prior-topic" || x.as_encoded_bytes().starts_with(b"--prior-topic="))
+    {
         tracing::warn!(
             "--prior-topic is the old name of --pose-prior-topic (the node's output, its \
              pose_prior); the node's prior_topic parameter is an input"
@@ -264,13 +266,22 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
                 summary.unknown_stamps, a.prior_topic
             ));
         }
-        if let Some(o) = summary.node_outcomes.filter(|o| o.no_candidates > 0) {
-            why.push(format!(
-                "the node found no map image in the gate of its prior_topic position for {} \
-                 frame(s) (/diagnostics prior_gate_m; is that position in the map's frame and \
-                 near the route?)",
-                o.no_candidates
-            ));
+        if let Some(o) = summary.node_outcomes {
+            if o.no_candidates > 0 {
+                why.push(format!(
+                    "the node found no map image in the gate of its prior_topic position for \
+                     {} frame(s) (/diagnostics prior_gate_m; is that position in the map's \
+                     frame and near the route?)",
+                    o.no_candidates
+                ));
+            }
+            if o.withheld + o.skipped + o.rejected > 0 {
+                why.push(format!(
+                    "the node withheld {} frame(s) ({} off the map), skipped {} as stale and \
+                     rejected {} (/diagnostics)",
+                    o.withheld, o.off_the_map, o.skipped, o.rejected
+                ));
+            }
         }
         anyhow::bail!(
             "no pose prior came back from the node for {} frames{}",

@@ -20,6 +20,8 @@ cleanup() {
     sleep 2
     kill -KILL -- "-$LAUNCH" 2>/dev/null || true
   fi
+  # `ros2 param|topic` started a ros2 daemon for this domain: stop it, never leave it behind.
+  if command -v ros2 >/dev/null; then timeout 20 ros2 daemon stop >/dev/null 2>&1 || true; fi
   rm -rf "$OUT"
 }
 trap cleanup EXIT

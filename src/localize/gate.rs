@@ -144,6 +144,10 @@ pub struct Gate {
     pub reach: f64,
     /// The shortest semi-axis (metres).
     pub narrowest: f64,
+    /// The semi-axes (metres) along the columns of `axes_rotation`: what [`Gate::ellipsoid`]
+    /// draws, kept from the decomposition that built `shape`.
+    axes: [f64; 3],
+    axes_rotation: UnitQuaternion<f64>,
 }
 
 impl Gate {
@@ -154,6 +158,8 @@ impl Gate {
             shape: None,
             reach: radius,
             narrowest: radius,
+            axes: [radius; 3],
+            axes_rotation: UnitQuaternion::identity(),
         }
     }
 
@@ -218,13 +224,21 @@ impl Gate {
         if lo >= cap2 {
             return None;
         }
-        let v = vectors;
+        // Right-handed, so that the eigenvectors are a rotation (one column's sign is free).
+        let mut v = vectors;
+        if v.determinant() < 0.0 {
+            v.set_column(2, &(-v.column(2)));
+        }
         let inv = v * Matrix3::from_diagonal(&axes2.map(|a| 1.0 / a)) * v.transpose();
         Some(Gate {
             centre,
             shape: Some(inv),
             reach: hi.sqrt(),
             narrowest: lo.sqrt(),
+            axes: [0, 1, 2].map(|i| axes2[i].sqrt()),
+            axes_rotation: UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix_unchecked(
+                v,
+            )),
         })
     }
 
@@ -246,26 +260,7 @@ impl Gate {
     /// SPHERE of scale 2 x semi-axes and that orientation (the node's `prior_gate`). A sphere:
     /// three equal semi-axes and the identity.
     pub fn ellipsoid(&self) -> ([f64; 3], UnitQuaternion<f64>) {
-        let Some(a) = &self.shape else {
-            return ([self.reach; 3], UnitQuaternion::identity());
-        };
-        // shape = V diag(1 / axis^2) V^T: the same eigenvectors, the inverse eigenvalues.
-        let scale = a.abs().max();
-        let e = (a / scale).symmetric_eigen();
-        let mut v = e.eigenvectors;
-        if v.determinant() < 0.0 {
-            v.set_column(2, &(-v.column(2)));
-        }
-        let axes = [0, 1, 2].map(|i| {
-            let l = e.eigenvalues[i] * scale;
-            if l > 0.0 {
-                (1.0 / l.sqrt()).clamp(self.narrowest, self.reach)
-            } else {
-                self.reach
-            }
-        });
-        let r = Rotation3::from_matrix_unchecked(v);
-        (axes, UnitQuaternion::from_rotation_matrix(&r))
+        (self.axes, self.axes_rotation)
     }
 
     /// Its size in words: "within 5.0 m", or "within 2.1-4000.0 m (an ellipsoid)".

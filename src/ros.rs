@@ -22,3 +22,51 @@ pub fn rmw_implementation_identifier() -> Option<String> {
             .into_owned(),
     )
 }
+
+/// `name` (a topic as a parameter gives it) resolved as rcl resolves it for a node `node_name`
+/// in `namespace`, before remapping: absolute names stay, `~/x` is under the node's own name,
+/// others under its namespace (ROS 2 design, "Topic and Service name mapping to DDS").
+pub fn resolve_name(namespace: &str, node_name: &str, name: &str) -> String {
+    let ns = namespace.trim_end_matches('/');
+    if name.starts_with('/') {
+        name.to_string()
+    } else if let Some(rest) = name.strip_prefix('~') {
+        format!(
+            "{ns}/{node_name}{}",
+            if rest.is_empty() { "" } else { rest }
+        )
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+/// A node's fully qualified name from its namespace and name (`/ns/name`, `/name`).
+pub fn fully_qualified(namespace: &str, node_name: &str) -> String {
+    format!("{}/{node_name}", namespace.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fully_qualified, resolve_name};
+
+    #[test]
+    fn names_resolve_in_the_node_s_namespace() {
+        assert_eq!(
+            resolve_name("/", "loc", "/cam0/image_raw"),
+            "/cam0/image_raw"
+        );
+        assert_eq!(
+            resolve_name("/", "loc", "cam0/image_raw"),
+            "/cam0/image_raw"
+        );
+        assert_eq!(
+            resolve_name("/robot", "loc", "cam0/image_raw"),
+            "/robot/cam0/image_raw"
+        );
+        assert_eq!(resolve_name("/robot/", "loc", "/cam0"), "/cam0");
+        assert_eq!(resolve_name("/robot", "loc", "~/image"), "/robot/loc/image");
+        assert_eq!(resolve_name("/", "loc", "~/image"), "/loc/image");
+        assert_eq!(fully_qualified("/", "loc"), "/loc");
+        assert_eq!(fully_qualified("/robot", "loc"), "/robot/loc");
+    }
+}

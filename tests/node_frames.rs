@@ -1935,6 +1935,12 @@ async fn prior_gating_hears_best_effort_ignores_other_frames_and_expires() {
         &mut seen,
     )
     .await;
+    // ... and /diagnostics counts it, with why.
+    wait_diag(&mut diags, 0, "the prior in odom counted as ignored", |s| {
+        value(s, "priors_ignored") >= 1
+            && text_value(s, "prior_ignored_reason").contains("a prior in frame `odom` is ignored")
+    })
+    .await;
     // The same far position with its covariance, 10 km standard deviation along each axis:
     // the gate adds gate_sigmas (default 4) of it to gate_radius, 40 km, which holds the map;
     // /diagnostics says so, and frames localize while the prior is fresh.
@@ -2450,4 +2456,127 @@ async fn replay_listening_to_the_node_s_input_fails_and_says_why() {
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+}
+
+/// Two nodes on one /diagnostics, both hearing the replay's camera: `replay` reports the
+/// counts of the node whose priors it scores (the one publishing `--pose-prior-topic`), even
+/// when that node's image topic is remapped away from its parameter, never the other's. Node
+/// A localizes every frame (`min_confidence` 0); node B, subscribed to the replay's topic by
+/// its parameter, withholds every frame (`min_confidence` 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_counts_the_node_it_scores_among_two_on_one_diagnostics_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, map) = (dir.path().join("cmu"), dir.path().join("map.safetensors"));
+    synth(&slice, "4");
+    build_map(&slice, None, &map);
+    let shared = format!("/two_nodes_{}", std::process::id());
+    let (camera, diag_topic) = (
+        format!("{shared}/cam0/image_raw"),
+        format!("{shared}/diagnostics"),
+    );
+    let args = |topic: &str, min_confidence: &str, remap: Option<String>| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-p".into(),
+            format!("image_topics:=[{topic}]"),
+            "-p".into(),
+            "camera_ids:=[c0]".into(),
+            "-p".into(),
+            format!("min_confidence:={min_confidence}"),
+            // Before the harness's own /diagnostics rule: the first matching rule wins.
+            "-r".into(),
+            format!("/diagnostics:={diag_topic}"),
+        ]
+        .to_vec();
+        if let Some(r) = remap {
+            a.extend(["-r".to_string(), r]);
+        }
+        a
+    };
+    let a = Harness::start(
+        "two_nodes_a",
+        &map,
+        &args(
+            "cam_param/image_raw",
+            "0.0",
+            Some(format!("cam_param/image_raw:={camera}")),
+        ),
+    );
+    let mut b = Harness::start("two_nodes_b", &map, &args(&camera, "1.0", None));
+    let b_name = format!("{}/dasgil_localizer", b.ns);
+    let mut diags = b
+        .node
+        .as_mut()
+        .unwrap()
+        .subscribe::<Diag>(&diag_topic, QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = b.spin();
+    let (s, out) = (
+        slice.display().to_string(),
+        dir.path().join("out").display().to_string(),
+    );
+    let (prior_topic, cam, dt) = (
+        format!("{}/pose_prior", a.ns),
+        camera.clone(),
+        diag_topic.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        common::run_tools_in(
+            None,
+            &[
+                "replay",
+                "--format",
+                "cmu",
+                "--root",
+                &s,
+                "--slice",
+                "2",
+                "--topics",
+                &cam,
+                "--camera-ids",
+                "c0",
+                "--pose-prior-topic",
+                &prior_topic,
+                "--diagnostics-topic",
+                &dt,
+                "--rate",
+                "0.5",
+                "--limit",
+                "3",
+                "--wait",
+                "60",
+                "--out",
+                &out,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(result.status.success(), "{text}");
+    // Node B withheld the frames it heard: the test can tell the two nodes' counts apart.
+    wait_diag(&mut diags, 0, "node B withholding frames", |st| {
+        st.values
+            .iter()
+            .any(|kv| kv.key == "node" && kv.value == b_name)
+            && value(st, "frames_ambiguous") >= 1
+    })
+    .await;
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out").join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let o = &summary["node_outcomes"];
+    assert_eq!(
+        o["withheld"], 0,
+        "node B's withheld frames counted:\n{text}\n{o}"
+    );
+    let received = o["received"].as_u64().unwrap_or_else(|| panic!("{o}"));
+    assert!((1..=3).contains(&received), "{o}");
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    drop(a);
 }

@@ -201,6 +201,69 @@ struct DiagSeen {
     counts: Option<(u64, u64)>,
     /// The node's withheld, off-the-map, skipped and rejected frames, all cameras.
     outcomes: Option<NodeOutcomes>,
+    /// Names of dasgil statuses seen for topics the replay does not publish (another node's
+    /// cameras, or a node listening elsewhere).
+    elsewhere: std::collections::BTreeSet<String>,
+    /// The nodes publishing the replay's `--pose-prior-topic` (empty until known).
+    nodes: Vec<String>,
+    /// Whether a dasgil node among `nodes` has been heard (its statuses name it).
+    named: bool,
+}
+
+/// Whether a dasgil node's status is about one of `topics`, the replay's (as `--topics` gives
+/// them, resolved in the root namespace as the replay's own node does): by its `image_topic`
+/// (the topic resolved in the node's namespace), or, from a node that does not report it, by
+/// its name (`NODE: TOPIC`, TOPIC as its `image_topics` parameter gives it).
+fn status_is_for(name: &str, kv: &[(String, String)], topics: &[String]) -> bool {
+    let topic = match status_value(kv, "image_topic") {
+        Some(t) => t,
+        None => match name.rsplit_once(": ") {
+            Some((_, t)) => t,
+            None => return false,
+        },
+    };
+    let t = topic.trim_start_matches('/');
+    !t.is_empty() && topics.iter().any(|r| r.trim_start_matches('/') == t)
+}
+
+/// Of one /diagnostics message's dasgil statuses (name, key-value pairs), those of the
+/// replay's node and cameras, and whether they are the node's by name: every dasgil node
+/// publishes its own message on /diagnostics, and another node's counts (other cameras, other
+/// frames) must not stand for this replay's.
+/// `nodes`: the fully qualified names of the nodes publishing the replay's
+/// `--pose-prior-topic`. The statuses of a dasgil node among them (each status says its
+/// `node`): those of its cameras on `topics`, or, when none is (its image topics remapped),
+/// all of them. Otherwise (`--pose-prior-topic` names a topic no dasgil node publishes, such
+/// as the node's GNSS input; a node that does not say its name): any node's cameras on
+/// `topics`.
+fn statuses_for<'a>(
+    statuses: &'a [(String, Vec<(String, String)>)],
+    nodes: &[String],
+    topics: &[String],
+) -> (Vec<&'a [(String, String)]>, bool) {
+    let dasgil = || {
+        statuses
+            .iter()
+            .filter(|(_, kv)| filter_counts(&[kv.as_slice()]).is_some())
+    };
+    let named: Vec<&(String, Vec<(String, String)>)> = dasgil()
+        .filter(|(_, kv)| status_value(kv, "node").is_some_and(|n| nodes.iter().any(|m| m == n)))
+        .collect();
+    let on_topics = |of: Vec<&'a (String, Vec<(String, String)>)>| -> Vec<&'a [(String, String)]> {
+        of.into_iter()
+            .filter(|(name, kv)| status_is_for(name, kv, topics))
+            .map(|(_, kv)| kv.as_slice())
+            .collect()
+    };
+    if named.is_empty() {
+        return (on_topics(dasgil().collect()), false);
+    }
+    let on = on_topics(named.clone());
+    if on.is_empty() {
+        (named.iter().map(|(_, kv)| kv.as_slice()).collect(), true)
+    } else {
+        (on, true)
+    }
 }
 
 /// The node's filter and its counts, as one status reports them.
@@ -209,7 +272,7 @@ type FilterReport = (String, Option<(u64, u64)>);
 /// The filter name and counts of the first of a /diagnostics message's statuses (each its
 /// key-value pairs) that has them (a dasgil node's), or
 /// None when no status has the keys.
-fn filter_counts(statuses: &[Vec<(String, String)>]) -> Option<FilterReport> {
+fn filter_counts(statuses: &[&[(String, String)]]) -> Option<FilterReport> {
     statuses.iter().find_map(|kv| {
         let get = |k: &str| status_value(kv, k);
         let (f, r, s) = (
@@ -445,26 +508,40 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         })?;
     let diags: Arc<Mutex<DiagSeen>> = Arc::default();
     let diag_sink = diags.clone();
+    let diag_topics = opts.topics.clone();
     std::thread::spawn(move || {
         futures::executor::block_on(async {
             while let Some(m) = diag_sub.next().await {
-                // Each status's key-value pairs, read for the filter and for the outcomes.
-                let statuses: Vec<Vec<(String, String)>> = m
+                // Each status's name and key-value pairs, read for the filter and for the
+                // outcomes of the replay's cameras.
+                let all: Vec<(String, Vec<(String, String)>)> = m
                     .status
                     .iter()
                     .map(|st| {
-                        st.values
+                        let kv = st
+                            .values
                             .iter()
-                            .map(|kv| (kv.key.clone(), kv.value.clone()))
-                            .collect()
+                            .map(|kv| (kv.key.clone(), kv.value.clone()));
+                        (st.name.clone(), kv.collect())
                     })
                     .collect();
-                if let Some((filter, counts)) = filter_counts(&statuses) {
-                    let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
+                let mut d = diag_sink.lock().unwrap_or_else(|e| e.into_inner());
+                let (ours, named) = statuses_for(&all, &d.nodes, &diag_topics);
+                // Once the node has been heard by its name, only its statuses count (another
+                // node on the same cameras would alternate with it).
+                d.named |= named;
+                let ours = if d.named && !named { Vec::new() } else { ours };
+                if let Some((filter, counts)) = filter_counts(&ours) {
                     d.messages += 1;
                     d.filter = filter;
                     d.counts = counts;
-                    d.outcomes = NodeOutcomes::from_diagnostics(statuses.iter().map(Vec::as_slice));
+                    d.outcomes = NodeOutcomes::from_diagnostics(ours.into_iter());
+                } else {
+                    for (name, kv) in &all {
+                        if d.elsewhere.len() < 8 && filter_counts(&[kv.as_slice()]).is_some() {
+                            d.elsewhere.insert(name.clone());
+                        }
+                    }
                 }
             }
         })
@@ -488,12 +565,17 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             std::thread::yield_now();
         }
     });
-    let prior_publishers = || {
-        node.lock()
+    // The fully qualified names of the nodes publishing the priors.
+    let prior_publishers = || -> Vec<String> {
+        let infos = node
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_publishers_info_by_topic(&prior_topic, false)
-            .map(|v| v.len())
-            .unwrap_or(0)
+            .unwrap_or_default();
+        infos
+            .iter()
+            .map(|i| crate::ros::fully_qualified(&i.node_namespace, &i.node_name))
+            .collect()
     };
     let result = (|| {
         // The node subscribes once it has loaded its model and map.
@@ -523,7 +605,8 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         // A prior published before our subscription has matched the node's publisher is lost
         // (volatile QoS): wait until the graph shows that publisher, then a little more for
         // the match itself (a fixed 500 ms once lost the first of 5 priors under CI load).
-        while prior_publishers() == 0 {
+        let mut nodes = prior_publishers();
+        while nodes.is_empty() {
             if stopped() {
                 bail!("interrupted while waiting for the node's {prior_topic}: no frame was sent");
             }
@@ -535,6 +618,15 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+            nodes = prior_publishers();
+        }
+        {
+            // From now on only the statuses of the node(s) publishing the priors count.
+            let mut d = diags.lock().unwrap_or_else(|e| e.into_inner());
+            *d = DiagSeen {
+                nodes,
+                ..DiagSeen::default()
+            };
         }
         std::thread::sleep(Duration::from_millis(300));
         // The filter counts before the first frame (a node that runs a while already has some).
@@ -634,6 +726,17 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         let n = diags.lock().unwrap_or_else(|e| e.into_inner()).messages;
         wait_diag(&diags, n + 1, 2 * diag_wait, &stopped);
         let d = diags.lock().unwrap_or_else(|e| e.into_inner());
+        if d.messages == 0 && !d.elsewhere.is_empty() {
+            let names: Vec<&str> = d.elsewhere.iter().map(String::as_str).collect();
+            tracing::warn!(
+                "{} carried a dasgil node's statuses only for topics this replay does not \
+                 publish ({}): is the node's image_topics parameter (or its remapping) the \
+                 --topics given here, {}?",
+                opts.diagnostics_topic,
+                names.join(", "),
+                opts.topics.join(", ")
+            );
+        }
         let node_filter =
             (d.messages > 0).then(|| NodeFilter::from_counts(&d.filter, before, d.counts));
         let node_outcomes = d
@@ -657,7 +760,82 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
 
 #[cfg(test)]
 mod tests {
-    use super::DataClock;
+    use super::{statuses_for, DataClock};
+    use crate::eval::online::NodeOutcomes;
+
+    #[test]
+    fn only_the_replays_cameras_count_among_the_diagnostics() {
+        // A dasgil status: its node and resolved topic (None: a node that does not say).
+        let cam = |node: Option<&str>, topic: &str, received: u64| {
+            let mut kv: Vec<(String, String)> = [
+                ("filter", "sequence"),
+                ("filter_relocalizations", "0"),
+                ("filter_resets", "0"),
+                ("frames_ambiguous", "1"),
+                ("frames_off_map", "0"),
+                ("frames_dropped", "0"),
+                ("frames_rejected", "0"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            kv.push(("frames_received".into(), received.to_string()));
+            if let Some(n) = node {
+                kv.push(("node".into(), n.into()));
+                kv.push(("image_topic".into(), topic.into()));
+            }
+            let short = node.map_or("dasgil_localizer", |n| n.rsplit('/').next().unwrap());
+            (format!("{short}: {topic}"), kv)
+        };
+        let (front, rear) = (
+            Some("/front/dasgil_localizer"),
+            Some("/rear/dasgil_localizer"),
+        );
+        let statuses = vec![
+            cam(front, "/front/cam0/image_raw", 10),
+            cam(front, "/front/cam1/image_raw", 20),
+            // A second node in another namespace, its topic relative: /rear/cam0/image_raw.
+            cam(rear, "/rear/cam0/image_raw", 40),
+            // An older node (no `node`, `image_topic`): its name says the topic.
+            cam(None, "/cam0/image_raw", 80),
+            // Another driver's status on /diagnostics.
+            ("camera_driver: /front/cam0/image_raw".to_string(), vec![]),
+        ];
+        let names = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let received = |nodes: &[&str], topics: &[&str]| {
+            let (ours, named) = statuses_for(&statuses, &names(nodes), &names(topics));
+            let o = NodeOutcomes::from_diagnostics(ours.into_iter());
+            (o.and_then(|o| o.received), named)
+        };
+        // Before the node is known: the cameras on the replay's topics, any node.
+        assert_eq!(received(&[], &["/front/cam1/image_raw"]), (Some(20), false));
+        let both = ["/front/cam0/image_raw", "front/cam1/image_raw"];
+        assert_eq!(received(&[], &both), (Some(30), false));
+        assert_eq!(received(&[], &["/rear/cam0/image_raw"]), (Some(40), false));
+        assert_eq!(received(&[], &["/cam0/image_raw"]), (Some(80), false));
+        // A topic that only ends like one is another topic.
+        assert_eq!(received(&[], &["/cam0"]), (None, false));
+        assert_eq!(received(&[], &["/x/front/cam0/image_raw"]), (None, false));
+        // The node publishing the priors: its cameras on the topics, never another node's.
+        let fr = ["/front/dasgil_localizer"];
+        assert_eq!(received(&fr, &["/front/cam0/image_raw"]), (Some(10), true));
+        // (its topics remapped away from its parameter: all of that node's cameras)
+        assert_eq!(
+            received(&fr, &["/rear/cam0/image_raw"]),
+            (Some(10 + 20), true)
+        );
+        assert_eq!(received(&fr, &["/remapped/image"]), (Some(10 + 20), true));
+        let re = ["/rear/dasgil_localizer"];
+        assert_eq!(received(&re, &["/remapped/image"]), (Some(40), true));
+        // Priors heard from a node that is no dasgil node (a GNSS driver's topic): any dasgil
+        // node's cameras on the topics.
+        let gnss = ["/gnss_driver"];
+        assert_eq!(
+            received(&gnss, &["/rear/cam0/image_raw"]),
+            (Some(40), false)
+        );
+        assert_eq!(received(&gnss, &["/remapped/image"]), (None, false));
+    }
 
     #[test]
     fn data_stamps_keep_the_data_time_differences_and_name_each_frame() {

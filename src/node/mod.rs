@@ -149,6 +149,8 @@ impl CameraStats {
 /// One camera: where its frames come from and what it is in the map.
 struct Camera {
     topic: String,
+    /// `topic` resolved in the node's namespace (before remapping), for /diagnostics.
+    resolved_topic: String,
     id: Option<String>,
     base_from_cam: Option<crate::geom::Pose>,
     /// Its `camera_info` topic (image_transport's convention).
@@ -172,6 +174,10 @@ struct Shared {
     prior_timeout: Option<Duration>,
     /// `prior_topic` messages whose covariance was not one (NaN, asymmetric, negative).
     prior_covariance_invalid: u64,
+    /// `prior_topic` messages not used at all (another frame than `frame_id`, a position that
+    /// is no number), and why the last one was not.
+    priors_ignored: u64,
+    prior_ignored_why: Option<String>,
     /// Whether `prior_gate`'s latest marker draws a gate (an ADD not yet deleted): the
     /// diagnostics tick deletes it once the prior expires, so that an RViz joining later is
     /// not handed a stale gate by the transient-local topic.
@@ -249,6 +255,7 @@ fn diagnostics(
     cameras: &[Camera],
     map: &MapInfo,
     node_name: &str,
+    node_fqn: &str,
     min_confidence: f64,
     off_map_threshold: f64,
     now: r2r::builtin_interfaces::msg::Time,
@@ -277,6 +284,13 @@ fn diagnostics(
         _ => ("-".to_string(), "-".to_string()),
     };
     let covariance_invalid = shared.prior_covariance_invalid;
+    let (priors_ignored, prior_ignored_why) = (
+        shared.priors_ignored,
+        shared
+            .prior_ignored_why
+            .clone()
+            .unwrap_or_else(|| "-".into()),
+    );
     let odometry = shared
         .odometry
         .as_ref()
@@ -429,6 +443,9 @@ fn diagnostics(
             message,
             hardware_id: cam.id.clone().unwrap_or_default(),
             values: vec![
+                // Which node and camera the counts are of (replay keeps its own node's).
+                kv("node", node_fqn.to_string()),
+                kv("image_topic", cam.resolved_topic.clone()),
                 kv("frames_received", s.received.to_string()),
                 kv("frames_localized", s.localized.to_string()),
                 kv("frames_rejected", s.rejected.to_string()),
@@ -439,6 +456,8 @@ fn diagnostics(
                 // Its shortest semi-axis: the horizontal one of a GNSS fix without its height.
                 kv("prior_gate_narrowest_m", gate_narrowest.clone()),
                 kv("prior_covariance_invalid", covariance_invalid.to_string()),
+                kv("priors_ignored", priors_ignored.to_string()),
+                kv("prior_ignored_reason", prior_ignored_why.clone()),
                 kv("frames_dropped", (s.replaced + s.throttled).to_string()),
                 kv("frames_replaced", s.replaced.to_string()),
                 kv("frames_throttled", s.throttled.to_string()),
@@ -609,7 +628,9 @@ fn subscribe_camera_info(
 /// covariance in quadrature per axis ([`crate::localize::gate`]); an infinite variance opens
 /// the gate along its axis (cut at 1e6 m), along every axis it gates nothing. Subscribed best effort, which matches reliable and
 /// best-effort publishers alike. A prior in another frame than `frame_id` (odom, say) is not
-/// map coordinates: it is ignored, and the log says so (once per frame name). A covariance
+/// map coordinates: it is ignored, and the log says so (once per frame name); so is a position
+/// that is no number; both are counted (/diagnostics `priors_ignored`, the last one's reason
+/// `prior_ignored_reason`). A covariance
 /// that is not one (NaN, asymmetric, negative) is not used (the gate is the sphere of
 /// `gate_radius`, as for a prior without one): counted (/diagnostics
 /// `prior_covariance_invalid`) and said once in the log.
@@ -644,19 +665,38 @@ fn subscribe_prior(
         let mut warned = std::collections::BTreeSet::new();
         let mut warned_covariance = false;
         while let Some(m) = sub.next().await {
-            if m.header.frame_id != frame_id {
-                if warned.insert(m.header.frame_id.clone()) {
+            let p = &m.pose.pose.position;
+            let ignored = if m.header.frame_id != frame_id {
+                Some(format!(
+                    "a prior in frame `{}` is ignored: the search gate needs positions in \
+                     `{frame_id}` (publish the map-frame estimate, e.g. robot_localization's \
+                     map-frame output)",
+                    m.header.frame_id
+                ))
+            } else if !(p.x.is_finite() && p.y.is_finite() && p.z.is_finite()) {
+                Some(format!(
+                    "a prior whose position is no number ({}, {}, {}) is ignored",
+                    p.x, p.y, p.z
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = ignored {
+                // Once per frame name (and once for positions that are no number).
+                let key = if m.header.frame_id != frame_id {
+                    m.header.frame_id.clone()
+                } else {
+                    "\0position".to_string()
+                };
+                if warned.insert(key) {
                     tracing::warn!(
-                        "prior_topic {topic}: a prior in frame `{}` is ignored: the search gate \
-                         needs positions in `{frame_id}` (publish the map-frame estimate, e.g. \
-                         robot_localization's map-frame output)",
-                        m.header.frame_id
+                        "prior_topic {topic}: {why} (said once; counted in /diagnostics \
+                         priors_ignored)"
                     );
                 }
-                continue;
-            }
-            let p = &m.pose.pose.position;
-            if !(p.x.is_finite() && p.y.is_finite() && p.z.is_finite()) {
+                let mut sh = lock(&shared);
+                sh.priors_ignored += 1;
+                sh.prior_ignored_why = Some(why);
                 continue;
             }
             use crate::localize::gate::{Gate, PositionCovariance as C};
@@ -1171,6 +1211,7 @@ pub async fn run() -> Result<()> {
         _ = int.recv() => interrupted_while_loading(&params.map),
         _ = term.recv() => interrupted_while_loading(&params.map),
     };
+    let (node_namespace, node_name) = (node.namespace()?, node.name()?);
     let cameras: Vec<Camera> = params
         .image_topics
         .0
@@ -1178,6 +1219,7 @@ pub async fn run() -> Result<()> {
         .enumerate()
         .map(|(i, topic)| Camera {
             topic: topic.clone(),
+            resolved_topic: crate::ros::resolve_name(&node_namespace, &node_name, topic),
             info_topic: crate::bag::lens::camera_info_topic(
                 topic,
                 params.transport == "compressed",
@@ -1285,6 +1327,8 @@ pub async fn run() -> Result<()> {
         prior_timeout: (params.prior_timeout.0 > 0.0)
             .then(|| Duration::from_secs_f64(params.prior_timeout.0)),
         prior_covariance_invalid: 0,
+        priors_ignored: 0,
+        prior_ignored_why: None,
         gate_marker_shown: false,
         started: Instant::now(),
         frame_timeout: (params.frame_timeout.0 > 0.0)
@@ -1333,6 +1377,7 @@ pub async fn run() -> Result<()> {
     let mut timer = node.create_wall_timer(Duration::from_secs_f64(params.diagnostics_period.0))?;
     let clock = node.get_ros_clock();
     let node_name = node.name()?;
+    let node_fqn = node.fully_qualified_name()?;
     let min_confidence = params.min_confidence.0;
     let off_map_threshold = params.off_map_threshold.0;
     let gate_frame = params.frame_id.clone();
@@ -1365,6 +1410,7 @@ pub async fn run() -> Result<()> {
                 &cameras,
                 &lock(&info),
                 &node_name,
+                &node_fqn,
                 min_confidence,
                 off_map_threshold,
                 now,

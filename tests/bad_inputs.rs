@@ -349,6 +349,32 @@ fn make_fixtures(d: &Path) {
     );
     to_bag("bag-trimmed", &["--trim-poses", "0.2"]);
     to_bag("bag-bare", &["--no-camera-info"]);
+    // Compressed with zstd per message and per file (`ros2 bag record --compression-mode`);
+    // one message-compressed file alone (read without its metadata.yaml, at another path so
+    // that the frames cache of its folder is not reused); a recording of metadata version 3
+    // (Eloquent), whose files are listed with the folder's name in front; an empty file and
+    // one of random bytes named .mcap.
+    to_bag("bag-zmsg", &["--compression", "message"]);
+    to_bag("bag-zfile", &["--compression", "file"]);
+    std::fs::copy(d.join("bag-zmsg/bag-zmsg.mcap"), d.join("zmsg-alone.mcap")).unwrap();
+    copy("bag", "bag-v3");
+    let meta = d.join("bag-v3/metadata.yaml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(
+        text.contains("  - bag.mcap\n") && text.contains("version: 9"),
+        "{text}"
+    );
+    std::fs::write(
+        &meta,
+        text.replace("  - bag.mcap\n", "  - bag-v3/bag.mcap\n")
+            .replace("version: 9", "version: 3"),
+    )
+    .unwrap();
+    std::fs::write(d.join("bag-empty.mcap"), b"").unwrap();
+    let junk: Vec<u8> = (0..1000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(d.join("bag-junk.mcap"), junk).unwrap();
     cut(&d.join("bag/bag.mcap"), &d.join("bag-trunc.mcap"));
     cut(&d.join("bag-odom/bag-odom.db3"), &d.join("bag-trunc.db3"));
     copy("bag", "bag-badmeta");

@@ -323,6 +323,7 @@ fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
                 Err(BagError::NoTf {
                     path: bag.path.clone(),
                     poses: list(&|ty| POSE_TYPES.contains(&ty)),
+                    tf_elsewhere: list(&|ty| ty == TF_MESSAGE),
                 })
             } else {
                 Ok(())
@@ -455,6 +456,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     let mut seen: Vec<Seen> = Vec::new();
     let mut counts: Vec<Counts> = o.image_topics.iter().map(|_| Counts::default()).collect();
     let mut bad_poses = 0u64;
+    let mut unreadable_poses = 0u64;
     let mut first_bad: Option<String> = None;
     let pose_type = o
         .pose_topic
@@ -583,7 +585,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                     }
                 }
                 Err(e) => {
-                    bad_poses += 1;
+                    unreadable_poses += 1;
                     first_bad.get_or_insert_with(|| deser(&r, TF_MESSAGE, e));
                 }
             }
@@ -616,7 +618,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                 }
             }
             Err(e) => {
-                bad_poses += 1;
+                unreadable_poses += 1;
                 first_bad.get_or_insert_with(|| deser(&r, ty, e));
             }
         }
@@ -989,6 +991,12 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             if tree.conflicts == 1 { "" } else { "s" }
         ));
     }
+    if unreadable_poses > 0 {
+        notes.push(format!(
+            "{unreadable_poses} pose or transform message{} could not be read (skipped)",
+            if unreadable_poses == 1 { "" } else { "s" }
+        ));
+    }
     if let Some(b) = first_bad {
         notes.push(format!("first message that could not be read: {b}"));
     }
@@ -1055,8 +1063,11 @@ fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
         Some(p) => format!("the poses of {p}"),
         None => "TF".to_string(),
     };
-    say(c.before, format!("before the start of {span}"));
-    say(c.after, format!("after the end of {span}"));
+    // Said once, after the last of the two.
+    let never = " (a pose is never extrapolated)";
+    let before_never = if c.after == 0 { never } else { "" };
+    say(c.before, format!("before the start of {span}{before_never}"));
+    say(c.after, format!("after the end of {span}{never}"));
     say(
         c.gap,
         format!("across a gap of more than {} s in {span}", o.max_gap_s),
@@ -1078,10 +1089,7 @@ fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
         if skipped.is_empty() {
             String::new()
         } else {
-            format!(
-                "; skipped {} (a pose is never extrapolated)",
-                skipped.join(", ")
-            )
+            format!("; skipped {}", skipped.join(", "))
         },
         if c.zero_stamp > 0 {
             format!(

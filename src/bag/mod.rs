@@ -50,8 +50,8 @@ pub enum BagError {
     Storage { path: PathBuf, found: String },
     #[error(
         "{path}: compression_format `{format}`, compression_mode `{mode}`: expected none, or zstd \
-         per MESSAGE; decompress the recording first (ros2 bag decompress, or zstd -d on each file \
-         and remove the compression lines of metadata.yaml)"
+         per MESSAGE or per FILE (the compressions rosbag2 writes); convert the recording to an \
+         uncompressed one with the tool that wrote it"
     )]
     Compressed {
         path: PathBuf,
@@ -96,9 +96,17 @@ pub enum BagError {
     },
     #[error(
         "{path}: no /tf or /tf_static (tf2_msgs/msg/TFMessage) to pose the frames with; record \
-         them, or give --pose-topic (pose topics in the recording: {poses})"
+         them, or give --pose-topic (pose topics in the recording: {poses}){}",
+        if tf_elsewhere == "none" { String::new() } else {
+            format!("; TF under other names ({tf_elsewhere}) is not read: a namespaced robot's \
+                     /ROBOT/tf needs remapping to /tf when recording or playing it back")
+        }
     )]
-    NoTf { path: PathBuf, poses: String },
+    NoTf {
+        path: PathBuf,
+        poses: String,
+        tf_elsewhere: String,
+    },
     #[error(
         "--pose-topic {topic}: header.frame_id `{found}`, expected the --world-frame/--truth-frame `{world}`"
     )]

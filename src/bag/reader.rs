@@ -6,7 +6,11 @@
 //! `relative_file_paths`, `topics_with_message_count`, `compression_format`/`_mode`); the
 //! sqlite3 plugin's tables `topics(id, name, type, serialization_format, ...)` and
 //! `messages(id, topic_id, timestamp, data)`; MCAP channels with `ros2msg` schemas named like
-//! `sensor_msgs/msg/Image` and `cdr` message encoding.
+//! `sensor_msgs/msg/Image` and `cdr` message encoding. Compression: zstd per message
+//! (`compression_mode: MESSAGE`; also recognised by the zstd frame magic in a file read
+//! without its metadata.yaml) or per file (`FILE`: `NAME.mcap.zstd`, decompressed into a
+//! temporary folder on first read). Metadata versions 1-3 (Dashing, Eloquent) list the files
+//! with the recording folder's name in front; later versions relative to it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,6 +42,18 @@ impl Storage {
             _ => None,
         }
     }
+}
+
+/// The zstd frame magic number (RFC 8878, 3.1.1), little-endian: what a compressed message or
+/// file starts with. CDR data starts with its encapsulation header, whose first byte is 0.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// A recording compressed per file: its files decompressed into a temporary folder (removed
+/// when the last clone of the `Bag` is dropped).
+#[derive(Debug)]
+struct Decompressed {
+    _dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
 }
 
 /// A topic of the recording.
@@ -75,6 +91,10 @@ pub struct Bag {
     pub notes: Vec<String>,
     /// Per-message zstd compression (`compression_mode: MESSAGE`).
     message_zstd: bool,
+    /// Compressed per file (`compression_mode: FILE`): `files` are the `.zstd` files, read
+    /// through their decompressed copies (made on first read).
+    file_zstd: bool,
+    decompressed: std::sync::Arc<std::sync::OnceLock<Result<Decompressed, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +104,9 @@ struct MetadataFile {
 
 #[derive(Deserialize)]
 struct Metadata {
+    /// 1-3 list `relative_file_paths` with the folder's name in front (rosbag2 before Foxy).
+    #[serde(default)]
+    version: u32,
     storage_identifier: String,
     #[serde(default)]
     relative_file_paths: Vec<String>,
@@ -135,7 +158,7 @@ impl Bag {
             )
         })?;
         let mut notes = Vec::new();
-        let (storage, files, listed, message_zstd) = if meta.is_dir() {
+        let (storage, files, listed, (message_zstd, file_zstd)) = if meta.is_dir() {
             let yaml = path.join("metadata.yaml");
             if yaml.is_file() {
                 let text = std::fs::read_to_string(&yaml).map_err(|e| io(&yaml, e))?;
@@ -156,12 +179,13 @@ impl Bag {
                         })
                     }
                 };
-                let message_zstd = match (
+                let zstd = match (
                     m.compression_format.as_str(),
                     m.compression_mode.to_ascii_uppercase().as_str(),
                 ) {
-                    ("", _) | (_, "NONE") | (_, "") => false,
-                    ("zstd", "MESSAGE") => true,
+                    ("", _) | (_, "NONE") | (_, "") => (false, false),
+                    ("zstd", "MESSAGE") => (true, false),
+                    ("zstd", "FILE") => (false, true),
                     (format, mode) => {
                         return Err(BagError::Compressed {
                             path: yaml,
@@ -170,8 +194,18 @@ impl Bag {
                         })
                     }
                 };
-                let files: Vec<PathBuf> =
-                    m.relative_file_paths.iter().map(|f| path.join(f)).collect();
+                let files: Vec<PathBuf> = m
+                    .relative_file_paths
+                    .iter()
+                    .map(|f| {
+                        // Versions 1-3 wrote `<folder>/<file>`: the file is in this folder
+                        // (whatever it is called now).
+                        match Path::new(f).file_name() {
+                            Some(name) if (1..=3).contains(&m.version) => path.join(name),
+                            _ => path.join(f),
+                        }
+                    })
+                    .collect();
                 if files.is_empty() {
                     return Err(BagError::Metadata {
                         path: yaml,
@@ -197,7 +231,7 @@ impl Bag {
                         count: Some(t.message_count),
                     })
                     .collect();
-                (storage, files, Some(listed), message_zstd)
+                (storage, files, Some(listed), zstd)
             } else {
                 // A recording that was not closed (the recorder killed) has no metadata.yaml:
                 // its data files are read directly.
@@ -226,17 +260,26 @@ impl Bag {
                     files.len(),
                     if files.len() == 1 { "" } else { "s" }
                 ));
-                (storage, files, None, false)
+                (storage, files, None, (false, false))
             }
         } else {
             let storage = Storage::of_file(path).ok_or_else(|| {
+                let zstd = path.extension().is_some_and(|e| e == "zstd");
                 io(
                     path,
-                    "not a rosbag2 recording: expected a recording folder (with metadata.yaml), \
-                     a .mcap or a .db3 file",
+                    format!(
+                        "not a rosbag2 recording: expected a recording folder (with \
+                         metadata.yaml), a .mcap or a .db3 file{}",
+                        if zstd {
+                            "; a file of a recording compressed per file is read through its \
+                             folder (whose metadata.yaml says so), or decompress it (zstd -d)"
+                        } else {
+                            ""
+                        }
+                    ),
                 )
             })?;
-            (storage, vec![path.to_path_buf()], None, false)
+            (storage, vec![path.to_path_buf()], None, (false, false))
         };
         let mut bag = Bag {
             path: path.to_path_buf(),
@@ -245,6 +288,8 @@ impl Bag {
             topics: Vec::new(),
             notes,
             message_zstd,
+            file_zstd,
+            decompressed: Default::default(),
         };
         bag.topics = match listed {
             Some(t) if !t.is_empty() => t,
@@ -273,10 +318,62 @@ impl Bag {
         self.topics.iter().find(|t| t.name == name)
     }
 
+    /// The files to read: `files`, or for a recording compressed per file their decompressed
+    /// copies (decompressed on the first call, into a temporary folder under `TMPDIR`).
+    fn data_files(&self) -> Result<Vec<PathBuf>, BagError> {
+        if !self.file_zstd {
+            return Ok(self.files.clone());
+        }
+        let made = self.decompressed.get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("dasgil-bag-")
+                .tempdir()
+                .map_err(|e| format!("cannot make a temporary folder to decompress into: {e}"))?;
+            let mut files = Vec::new();
+            for f in &self.files {
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().trim_end_matches(".zstd").to_string())
+                    .unwrap_or_default();
+                let out = dir.path().join(&name);
+                let decode = || -> std::io::Result<u64> {
+                    let mut from = std::fs::File::open(f)?;
+                    let mut magic = [0u8; 4];
+                    std::io::Read::read_exact(&mut from, &mut magic)?;
+                    if magic != ZSTD_MAGIC {
+                        return Err(std::io::Error::other(
+                            "not zstd-compressed (metadata.yaml says compression_mode FILE)",
+                        ));
+                    }
+                    std::io::Seek::rewind(&mut from)?;
+                    let mut to = std::io::BufWriter::new(std::fs::File::create(&out)?);
+                    let mut decoder = zstd::stream::read::Decoder::new(from)?;
+                    let n = std::io::copy(&mut decoder, &mut to)?;
+                    std::io::Write::flush(&mut to)?;
+                    Ok(n)
+                };
+                decode().map_err(|e| {
+                    format!(
+                        "{}: cannot decompress it into {}: {e} (a recording compressed per \
+                         file is decompressed before reading; TMPDIR chooses where)",
+                        f.display(),
+                        out.display()
+                    )
+                })?;
+                files.push(out);
+            }
+            Ok(Decompressed { _dir: dir, files })
+        });
+        match made {
+            Ok(d) => Ok(d.files.clone()),
+            Err(why) => Err(io(&self.path, why)),
+        }
+    }
+
     /// The topics the files declare (MCAP channels, sqlite3 `topics` rows).
     fn read_topics(&self) -> Result<Vec<Topic>, BagError> {
         let mut out: BTreeMap<String, Topic> = BTreeMap::new();
-        for f in &self.files {
+        for f in &self.data_files()? {
             match self.storage {
                 Storage::Sqlite3 => {
                     let db = open_sqlite(f)?;
@@ -314,7 +411,14 @@ impl Bag {
                             )
                             .map_err(|e| mcap_error(f, e))?;
                             for m in stream {
-                                let Ok(m) = m else { break };
+                                let m = match m {
+                                    Ok(m) => m,
+                                    // Nothing readable at all: not an MCAP file (an empty or
+                                    // corrupt one), which is no recording without topics.
+                                    Err(e) if seen.is_empty() => return Err(mcap_error(f, e)),
+                                    // A recording cut short: the channels before the cut.
+                                    Err(_) => break,
+                                };
                                 seen.entry(m.channel.id)
                                     .or_insert_with(|| channel_topic(&m.channel));
                             }
@@ -361,7 +465,9 @@ impl Bag {
             let counter = counters.entry(topic.to_string()).or_insert(0);
             let index = *counter;
             *counter += 1;
-            let data = if self.message_zstd {
+            // Compressed per message: said by metadata.yaml, or (a file read without it) by
+            // the zstd magic, which no CDR message starts with.
+            let data = if self.message_zstd || data.starts_with(&ZSTD_MAGIC) {
                 scratch = zstd::decode_all(data).map_err(|e| BagError::Open {
                     path: file.to_path_buf(),
                     why: format!("topic {topic}, message {index}: zstd: {e}"),
@@ -377,7 +483,7 @@ impl Bag {
                 data,
             })
         };
-        for file in &self.files {
+        for file in &self.data_files()? {
             match self.storage {
                 Storage::Sqlite3 => {
                     let db = open_sqlite(file)?;
@@ -475,11 +581,33 @@ fn channel_topic(c: &mcap::Channel<'_>) -> (String, String, String) {
     )
 }
 
+/// An MCAP file mapped into memory; one that does not start with the MCAP magic (an empty
+/// file, another format named .mcap, a zstd-compressed one) is refused, naming what it found.
 fn map_file(f: &Path) -> Result<memmap2::Mmap, BagError> {
     let file = std::fs::File::open(f).map_err(|e| io(f, e))?;
     // SAFETY: the recording is only read; a writer truncating it meanwhile is the one case a
     // map can fault on, as with any reader of a file being rewritten.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(f, e))
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(f, e))?;
+    const MAGIC: &[u8] = b"\x89MCAP0\r\n";
+    if !map.starts_with(MAGIC) {
+        let found = if map.is_empty() {
+            "an empty file".to_string()
+        } else if map.starts_with(&ZSTD_MAGIC) {
+            "a zstd-compressed file (decompress it with `zstd -d`, or read its recording's \
+             folder, whose metadata.yaml says compression_mode FILE)"
+                .to_string()
+        } else {
+            let head: Vec<String> = map.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("bytes {}", head.join(" "))
+        };
+        return Err(BagError::Mcap {
+            path: f.to_path_buf(),
+            message: format!(
+                "expected the MCAP magic `89 4d 43 41 50 30 0d 0a` first, found {found}"
+            ),
+        });
+    }
+    Ok(map)
 }
 
 fn open_sqlite(f: &Path) -> Result<rusqlite::Connection, BagError> {

@@ -40,7 +40,7 @@ import sys
 import numpy as np
 
 try:
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 except ImportError:  # pragma: no cover
     sys.exit("world_to_bag.py: the rosbags package is missing; run tools/setup.sh")
@@ -184,6 +184,9 @@ def main():
                     help="record no /<camera>/camera_info (a recording without intrinsics)")
     ap.add_argument("--trim-poses", type=float, default=0.0, metavar="S",
                     help="record no pose in the first and last S seconds (frames outside the span)")
+    ap.add_argument("--compression", choices=["none", "message", "file"], default="none",
+                    help="zstd per message or per file, as `ros2 bag record --compression-mode "
+                         "message|file --compression-format zstd` writes it")
     a = ap.parse_args()
 
     from PIL import Image  # noqa: imported late: only this script needs it
@@ -316,7 +319,11 @@ def main():
     plugin = StoragePlugin.MCAP if a.storage == "mcap" else StoragePlugin.SQLITE3
     if os.path.exists(a.out):
         sys.exit(f"{a.out}: exists; the recording is written to a new folder")
-    with Writer(a.out, version=9, storage_plugin=plugin) as w:
+    writer = Writer(a.out, version=9, storage_plugin=plugin)
+    if a.compression != "none":
+        mode = {"message": CompressionMode.MESSAGE, "file": CompressionMode.FILE}
+        writer.set_compression(mode[a.compression], CompressionFormat.ZSTD)
+    with writer as w:
         image_conn = {}
         for cam in cameras:
             if a.transport == "raw":

@@ -30,11 +30,11 @@ pub fn resolve_name(namespace: &str, node_name: &str, name: &str) -> String {
     let ns = namespace.trim_end_matches('/');
     if name.starts_with('/') {
         name.to_string()
-    } else if let Some(rest) = name.strip_prefix('~') {
-        format!(
-            "{ns}/{node_name}{}",
-            if rest.is_empty() { "" } else { rest }
-        )
+    } else if name == "~" || name.starts_with("~/") {
+        format!("{ns}/{node_name}{}", &name[1..])
+    } else if name.starts_with('~') {
+        // Not a valid name (rcl refuses it): left as given.
+        name.to_string()
     } else {
         format!("{ns}/{name}")
     }
@@ -66,6 +66,8 @@ mod tests {
         assert_eq!(resolve_name("/robot/", "loc", "/cam0"), "/cam0");
         assert_eq!(resolve_name("/robot", "loc", "~/image"), "/robot/loc/image");
         assert_eq!(resolve_name("/", "loc", "~/image"), "/loc/image");
+        assert_eq!(resolve_name("/robot", "loc", "~"), "/robot/loc");
+        assert_eq!(resolve_name("/robot", "loc", "~image"), "~image");
         assert_eq!(fully_qualified("/", "loc"), "/loc");
         assert_eq!(fully_qualified("/robot", "loc"), "/robot/loc");
     }

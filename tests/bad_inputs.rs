@@ -357,6 +357,8 @@ fn make_fixtures(d: &Path) {
     to_bag("bag-zmsg", &["--compression", "message"]);
     to_bag("bag-zfile", &["--compression", "file"]);
     std::fs::copy(d.join("bag-zmsg/bag-zmsg.mcap"), d.join("zmsg-alone.mcap")).unwrap();
+    copy("bag-zfile", "bag-zfile-open");
+    std::fs::remove_file(d.join("bag-zfile-open/metadata.yaml")).unwrap();
     copy("bag", "bag-v3");
     let meta = d.join("bag-v3/metadata.yaml");
     let text = std::fs::read_to_string(&meta).unwrap();

@@ -1066,7 +1066,10 @@ fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
     // Said once, after the last of the two.
     let never = " (a pose is never extrapolated)";
     let before_never = if c.after == 0 { never } else { "" };
-    say(c.before, format!("before the start of {span}{before_never}"));
+    say(
+        c.before,
+        format!("before the start of {span}{before_never}"),
+    );
     say(c.after, format!("after the end of {span}{never}"));
     say(
         c.gap,

@@ -235,9 +235,35 @@ impl Bag {
             } else {
                 // A recording that was not closed (the recorder killed) has no metadata.yaml:
                 // its data files are read directly.
-                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                let all: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| io(path, e))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                // Files compressed per file need metadata.yaml to be read with the rest (a
+                // recorder killed while compressing per file leaves its closed splits so).
+                let zstd: Vec<String> = all
+                    .iter()
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default();
+                        n.ends_with(".mcap.zstd") || n.ends_with(".db3.zstd")
+                    })
+                    .map(|p| p.display().to_string())
+                    .collect();
+                if !zstd.is_empty() {
+                    return Err(io(
+                        path,
+                        format!(
+                            "no metadata.yaml, and zstd-compressed files ({}): decompress them \
+                             (zstd -d) so that every file of the recording is read",
+                            zstd.join(", ")
+                        ),
+                    ));
+                }
+                let mut files: Vec<PathBuf> = all
+                    .into_iter()
                     .filter(|p| Storage::of_file(p).is_some())
                     .collect();
                 files.sort();
@@ -320,9 +346,9 @@ impl Bag {
 
     /// The files to read: `files`, or for a recording compressed per file their decompressed
     /// copies (decompressed on the first call, into a temporary folder under `TMPDIR`).
-    fn data_files(&self) -> Result<Vec<PathBuf>, BagError> {
+    fn data_files(&self) -> Result<Vec<(PathBuf, PathBuf)>, BagError> {
         if !self.file_zstd {
-            return Ok(self.files.clone());
+            return Ok(self.files.iter().map(|f| (f.clone(), f.clone())).collect());
         }
         let made = self.decompressed.get_or_init(|| {
             let dir = tempfile::Builder::new()
@@ -365,7 +391,13 @@ impl Bag {
             Ok(Decompressed { _dir: dir, files })
         });
         match made {
-            Ok(d) => Ok(d.files.clone()),
+            // Each read from its copy, named as the recording's file in what is said.
+            Ok(d) => Ok(d
+                .files
+                .iter()
+                .cloned()
+                .zip(self.files.iter().cloned())
+                .collect()),
             Err(why) => Err(io(&self.path, why)),
         }
     }
@@ -373,7 +405,7 @@ impl Bag {
     /// The topics the files declare (MCAP channels, sqlite3 `topics` rows).
     fn read_topics(&self) -> Result<Vec<Topic>, BagError> {
         let mut out: BTreeMap<String, Topic> = BTreeMap::new();
-        for f in &self.data_files()? {
+        for (f, _) in &self.data_files()? {
             match self.storage {
                 Storage::Sqlite3 => {
                     let db = open_sqlite(f)?;
@@ -483,7 +515,7 @@ impl Bag {
                 data,
             })
         };
-        for file in &self.data_files()? {
+        for (file, said) in &self.data_files()? {
             match self.storage {
                 Storage::Sqlite3 => {
                     let db = open_sqlite(file)?;
@@ -491,12 +523,12 @@ impl Bag {
                     {
                         let mut st = db
                             .prepare("SELECT id, name FROM topics")
-                            .map_err(|e| sqlite(file, e))?;
+                            .map_err(|e| sqlite(said, e))?;
                         let rows = st
                             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-                            .map_err(|e| sqlite(file, e))?;
+                            .map_err(|e| sqlite(said, e))?;
                         for r in rows {
-                            let (id, name) = r.map_err(|e| sqlite(file, e))?;
+                            let (id, name) = r.map_err(|e| sqlite(said, e))?;
                             if topics.contains(&name.as_str()) {
                                 ids.insert(id, name);
                             }
@@ -515,14 +547,14 @@ impl Bag {
                             "SELECT topic_id, timestamp, data FROM messages \
                              WHERE topic_id IN ({list}) ORDER BY timestamp, id"
                         ))
-                        .map_err(|e| sqlite(file, e))?;
-                    let mut rows = st.query([]).map_err(|e| sqlite(file, e))?;
-                    while let Some(r) = rows.next().map_err(|e| sqlite(file, e))? {
-                        let id: i64 = r.get(0).map_err(|e| sqlite(file, e))?;
-                        let stamp: i64 = r.get(1).map_err(|e| sqlite(file, e))?;
-                        let data = r.get_ref(2).map_err(|e| sqlite(file, e))?;
-                        let data = data.as_blob().map_err(|e| sqlite(file, e.into()))?;
-                        deliver(&ids[&id], stamp, data, file)?;
+                        .map_err(|e| sqlite(said, e))?;
+                    let mut rows = st.query([]).map_err(|e| sqlite(said, e))?;
+                    while let Some(r) = rows.next().map_err(|e| sqlite(said, e))? {
+                        let id: i64 = r.get(0).map_err(|e| sqlite(said, e))?;
+                        let stamp: i64 = r.get(1).map_err(|e| sqlite(said, e))?;
+                        let data = r.get_ref(2).map_err(|e| sqlite(said, e))?;
+                        let data = data.as_blob().map_err(|e| sqlite(said, e.into()))?;
+                        deliver(&ids[&id], stamp, data, said)?;
                     }
                 }
                 Storage::Mcap => {
@@ -531,18 +563,18 @@ impl Bag {
                         &map,
                         mcap::read::Options::IgnoreEndMagic.into(),
                     )
-                    .map_err(|e| mcap_error(file, e))?;
+                    .map_err(|e| mcap_error(said, e))?;
                     for (read, m) in stream.enumerate() {
                         let m = match m {
                             Ok(m) => m,
                             Err(e) => {
                                 if read == 0 {
-                                    return Err(mcap_error(file, e));
+                                    return Err(mcap_error(said, e));
                                 }
                                 notes.push(format!(
                                     "{}: the file ends inside a record after {read} messages \
                                      (a recording cut short?): {e}; the messages before it are used",
-                                    file.display()
+                                    said.display()
                                 ));
                                 break;
                             }
@@ -550,7 +582,7 @@ impl Bag {
                         if m.channel.message_encoding != "cdr" {
                             if topics.contains(&m.channel.topic.as_str()) {
                                 return Err(BagError::Serialization {
-                                    path: file.clone(),
+                                    path: said.clone(),
                                     topic: m.channel.topic.clone(),
                                     found: m.channel.message_encoding.clone(),
                                 });
@@ -561,7 +593,7 @@ impl Bag {
                             continue;
                         }
                         let t = i64::try_from(m.log_time).unwrap_or(i64::MAX);
-                        deliver(&m.channel.topic, t, &m.data, file)?;
+                        deliver(&m.channel.topic, t, &m.data, said)?;
                     }
                 }
             }

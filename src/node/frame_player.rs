@@ -630,7 +630,16 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         }
         std::thread::sleep(Duration::from_millis(300));
         // The filter counts before the first frame (a node that runs a while already has some).
+        // From the node by name when it is a dasgil node (it says so within a diagnostics
+        // period): another node's message coming first must not give the before-counts.
         wait_diag(&diags, 0, diag_wait, &stopped);
+        let t_named = Instant::now();
+        while !diags.lock().unwrap_or_else(|e| e.into_inner()).named
+            && t_named.elapsed() < diag_wait
+            && !stopped()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (before, outcomes_before) = {
             let d = diags.lock().unwrap_or_else(|e| e.into_inner());
             (d.counts, d.outcomes)

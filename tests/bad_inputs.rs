@@ -358,6 +358,13 @@ fn make_fixtures(d: &Path) {
     to_bag("bag-zfile", &["--compression", "file"]);
     std::fs::copy(d.join("bag-zmsg/bag-zmsg.mcap"), d.join("zmsg-alone.mcap")).unwrap();
     copy("bag-zfile", "bag-zfile-open");
+    // A file-compressed recording whose file was cut short (a full disk): 90% of it, which
+    // leaves no whole zstd block of this small recording (a longer one keeps what precedes
+    // the cut: reader.rs's unit test).
+    copy("bag-zfile", "bag-zfile-cut");
+    let z = d.join("bag-zfile-cut/bag-zfile.mcap.zstd");
+    let bytes = std::fs::read(&z).unwrap();
+    std::fs::write(&z, &bytes[..bytes.len() * 9 / 10]).unwrap();
     std::fs::remove_file(d.join("bag-zfile-open/metadata.yaml")).unwrap();
     copy("bag", "bag-v3");
     let meta = d.join("bag-v3/metadata.yaml");

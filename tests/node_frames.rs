@@ -383,6 +383,57 @@ async fn first_prior(
 /// generator under a lock (the tests of this file run in parallel and share libtorch's global
 /// generator). Unseeded, one draw in about seven (2 of 15 measured) let the blind camera's noise
 /// frames stand out a little from the five places (median confidence 0.06), and its test failed.
+/// `dasgil-tools replay` on the cmu slice `slice` (its slice 2, camera c0 on `camera`), the
+/// node's /diagnostics on `diagnostics`, 3 frames at `rate` Hz, `extra` arguments after; run
+/// off the async runtime. Its output, and stdout and stderr as one text.
+async fn replay_slice(
+    slice: &Path,
+    camera: &str,
+    diagnostics: &str,
+    rate: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (std::process::Output, String) {
+    let mut args: Vec<String> = [
+        "replay",
+        "--format",
+        "cmu",
+        "--root",
+        &slice.display().to_string(),
+        "--slice",
+        "2",
+        "--topics",
+        camera,
+        "--camera-ids",
+        "c0",
+        "--diagnostics-topic",
+        diagnostics,
+        "--rate",
+        rate,
+        "--limit",
+        "3",
+        "--wait",
+        "60",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let result = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run_tools_in(None, &args)
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    (result, text)
+}
+
 fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
     static DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let cfg = ModelConfig::paper().with_input_size(256, 256).unwrap();
@@ -2396,52 +2447,14 @@ async fn replay_listening_to_the_node_s_input_fails_and_says_why() {
     })
     .await;
     drop(diags);
-    let (s, out) = (
-        slice.display().to_string(),
-        dir.path().join("out").display().to_string(),
-    );
     let topic = format!("{ns}/gnss");
     let camera = format!("{ns}/cam0/image_raw");
     let diags = format!("{ns}/diagnostics");
-    let result = tokio::task::spawn_blocking(move || {
-        common::run_tools_in(
-            None,
-            &[
-                "replay",
-                "--format",
-                "cmu",
-                "--root",
-                &s,
-                "--slice",
-                "2",
-                "--topics",
-                &camera,
-                "--camera-ids",
-                "c0",
-                "--prior-topic",
-                &topic,
-                "--diagnostics-topic",
-                &diags,
-                "--rate",
-                "1",
-                "--limit",
-                "3",
-                "--wait",
-                "60",
-                "--out",
-                &out,
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let out = dir.path().join("out");
+    let extra = ["--prior-topic", topic.as_str()];
+    let (result, text) = replay_slice(&slice, &camera, &diags, "1", &out, &extra).await;
     publishing.store(false, Ordering::Relaxed);
     feeder.await.unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
     assert!(!result.status.success(), "{text}");
     for want in [
         "--prior-topic is the old name of --pose-prior-topic",
@@ -2510,52 +2523,10 @@ async fn replay_counts_the_node_it_scores_among_two_on_one_diagnostics_topic() {
         .subscribe::<Diag>(&diag_topic, QosProfile::default())
         .unwrap();
     let (stop, spinner) = b.spin();
-    let (s, out) = (
-        slice.display().to_string(),
-        dir.path().join("out").display().to_string(),
-    );
-    let (prior_topic, cam, dt) = (
-        format!("{}/pose_prior", a.ns),
-        camera.clone(),
-        diag_topic.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || {
-        common::run_tools_in(
-            None,
-            &[
-                "replay",
-                "--format",
-                "cmu",
-                "--root",
-                &s,
-                "--slice",
-                "2",
-                "--topics",
-                &cam,
-                "--camera-ids",
-                "c0",
-                "--pose-prior-topic",
-                &prior_topic,
-                "--diagnostics-topic",
-                &dt,
-                "--rate",
-                "0.5",
-                "--limit",
-                "3",
-                "--wait",
-                "60",
-                "--out",
-                &out,
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let prior_topic = format!("{}/pose_prior", a.ns);
+    let extra = ["--pose-prior-topic", prior_topic.as_str()];
+    let out = dir.path().join("out");
+    let (result, text) = replay_slice(&slice, &camera, &diag_topic, "0.5", &out, &extra).await;
     assert!(result.status.success(), "{text}");
     // Node B withheld the frames it heard: the test can tell the two nodes' counts apart.
     wait_diag(&mut diags, 0, "node B withholding frames", |st| {

@@ -48,12 +48,89 @@ impl Storage {
 /// file starts with. CDR data starts with its encapsulation header, whose first byte is 0.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
+/// The most a compressed message may decompress to (1 GiB: an 8K 16-bit RGBA frame is 265 MB).
+const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+
 /// A recording compressed per file: its files decompressed into a temporary folder (removed
 /// when the last clone of the `Bag` is dropped).
 #[derive(Debug)]
 struct Decompressed {
     _dir: tempfile::TempDir,
     files: Vec<PathBuf>,
+    /// Said of the files while decompressing them (one cut short).
+    notes: Vec<String>,
+}
+
+/// The temporary folders of decompressed copies: `dasgil-bag-<pid>-<random>` in TMPDIR.
+const COPY_PREFIX: &str = "dasgil-bag-";
+
+/// One zstd-compressed message into `out`, refusing one that decompresses to more than `cap`
+/// bytes (no message of a camera comes near [`MAX_MESSAGE_BYTES`]; a corrupt or hostile one
+/// could otherwise take all memory).
+fn unzstd_message(data: &[u8], cap: u64, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, cap + 1), out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > cap {
+        return Err(format!(
+            "decompresses to more than {cap} bytes ({} MiB): expected one message",
+            cap >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// A zstd-compressed file into `to`: the bytes written, and the error that stopped it when
+/// its data ends inside a frame after some output (a file cut short keeps what it holds
+/// before the cut; the storage reader then reads its whole messages). An error before any
+/// output is returned.
+fn unzstd_file(
+    from: impl std::io::Read,
+    to: &mut impl std::io::Write,
+) -> std::io::Result<(u64, Option<std::io::Error>)> {
+    let mut decoder = zstd::stream::read::Decoder::new(from)?;
+    let mut buf = vec![0u8; 32 << 10];
+    let mut n = 0u64;
+    loop {
+        match std::io::Read::read(&mut decoder, &mut buf) {
+            Ok(0) => return Ok((n, None)),
+            Ok(k) => {
+                to.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if n > 0 => return Ok((n, Some(e))),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes the decompressed copies of runs that ended without removing them (Ctrl-C, a kill):
+/// the folders of [`COPY_PREFIX`] whose process is no longer running. Best effort.
+fn remove_stale_copies() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(COPY_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || pid == std::process::id() as libc::pid_t {
+            continue;
+        }
+        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A topic of the recording.
@@ -351,18 +428,20 @@ impl Bag {
             return Ok(self.files.iter().map(|f| (f.clone(), f.clone())).collect());
         }
         let made = self.decompressed.get_or_init(|| {
+            remove_stale_copies();
             let dir = tempfile::Builder::new()
-                .prefix("dasgil-bag-")
+                .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
                 .tempdir()
                 .map_err(|e| format!("cannot make a temporary folder to decompress into: {e}"))?;
             let mut files = Vec::new();
+            let mut notes = Vec::new();
             for f in &self.files {
                 let name = f
                     .file_name()
                     .map(|n| n.to_string_lossy().trim_end_matches(".zstd").to_string())
                     .unwrap_or_default();
                 let out = dir.path().join(&name);
-                let decode = || -> std::io::Result<u64> {
+                let mut decode = || -> std::io::Result<u64> {
                     let mut from = std::fs::File::open(f)?;
                     let mut magic = [0u8; 4];
                     std::io::Read::read_exact(&mut from, &mut magic)?;
@@ -373,8 +452,14 @@ impl Bag {
                     }
                     std::io::Seek::rewind(&mut from)?;
                     let mut to = std::io::BufWriter::new(std::fs::File::create(&out)?);
-                    let mut decoder = zstd::stream::read::Decoder::new(from)?;
-                    let n = std::io::copy(&mut decoder, &mut to)?;
+                    let (n, cut) = unzstd_file(from, &mut to)?;
+                    if let Some(e) = cut {
+                        notes.push(format!(
+                            "{}: its zstd data ends after {n} bytes decompressed ({e}; a file \
+                             cut short?): what it holds before is read",
+                            f.display()
+                        ));
+                    }
                     std::io::Write::flush(&mut to)?;
                     Ok(n)
                 };
@@ -388,7 +473,11 @@ impl Bag {
                 })?;
                 files.push(out);
             }
-            Ok(Decompressed { _dir: dir, files })
+            Ok(Decompressed {
+                _dir: dir,
+                files,
+                notes,
+            })
         });
         match made {
             // Each read from its copy, named as the recording's file in what is said.
@@ -500,9 +589,11 @@ impl Bag {
             // Compressed per message: said by metadata.yaml, or (a file read without it) by
             // the zstd magic, which no CDR message starts with.
             let data = if self.message_zstd || data.starts_with(&ZSTD_MAGIC) {
-                scratch = zstd::decode_all(data).map_err(|e| BagError::Open {
-                    path: file.to_path_buf(),
-                    why: format!("topic {topic}, message {index}: zstd: {e}"),
+                unzstd_message(data, MAX_MESSAGE_BYTES, &mut scratch).map_err(|why| {
+                    BagError::Open {
+                        path: file.to_path_buf(),
+                        why: format!("topic {topic}, message {index}: zstd: {why}"),
+                    }
                 })?;
                 &scratch[..]
             } else {
@@ -515,7 +606,11 @@ impl Bag {
                 data,
             })
         };
-        for (file, said) in &self.data_files()? {
+        let files = self.data_files()?;
+        if let Some(Ok(d)) = self.decompressed.get() {
+            notes.extend(d.notes.iter().cloned());
+        }
+        for (file, said) in &files {
             match self.storage {
                 Storage::Sqlite3 => {
                     let db = open_sqlite(file)?;
@@ -665,5 +760,60 @@ fn mcap_error(f: &Path, e: mcap::McapError) -> BagError {
     BagError::Mcap {
         path: f.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{remove_stale_copies, unzstd_file, unzstd_message, COPY_PREFIX};
+
+    #[test]
+    fn a_file_cut_short_keeps_what_precedes_the_cut() {
+        // 600 KB that compress (several 128 KiB blocks), cut at 90% of the compressed bytes.
+        let data: Vec<u8> = (0..600_000u32)
+            .map(|i| ((i / 7) % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        let mut out = Vec::new();
+        let (n, cut) = unzstd_file(&z[..], &mut out).unwrap();
+        assert!(cut.is_none() && n == 600_000 && out == data);
+        let mut out = Vec::new();
+        let (n, cut) = unzstd_file(&z[..z.len() * 9 / 10], &mut out).unwrap();
+        assert!(cut.is_some(), "a cut file said nothing");
+        assert!(n >= 128 << 10 && n < 600_000, "{n} bytes kept");
+        assert_eq!(out, data[..n as usize]);
+    }
+
+    #[test]
+    fn a_message_is_decompressed_up_to_its_cap() {
+        let data = vec![7u8; 5000];
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        let mut out = Vec::new();
+        unzstd_message(&z, 5000, &mut out).unwrap();
+        assert_eq!(out, data);
+        let e = unzstd_message(&z, 4999, &mut out).unwrap_err();
+        assert!(e.contains("decompresses to more than 4999 bytes"), "{e}");
+        assert!(unzstd_message(&z[..z.len() / 2], 5000, &mut out).is_err());
+    }
+
+    #[test]
+    fn copies_of_runs_that_ended_are_removed_and_running_ones_kept() {
+        // A process that has ended: its pid names a stale copy.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let tmp = std::env::temp_dir();
+        let stale = tmp.join(format!("{COPY_PREFIX}{dead}-test{}", std::process::id()));
+        let ours = tmp.join(format!("{COPY_PREFIX}{}-test", std::process::id()));
+        let parent = tmp.join(format!("{COPY_PREFIX}1-test{}", std::process::id()));
+        for d in [&stale, &ours, &parent] {
+            std::fs::create_dir_all(d.join("inner")).unwrap();
+        }
+        remove_stale_copies();
+        assert!(!stale.exists(), "{}", stale.display());
+        assert!(ours.exists() && parent.exists());
+        for d in [&ours, &parent] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 }

@@ -210,6 +210,10 @@ struct DiagSeen {
     named: bool,
 }
 
+/// What rmw names a node it has not yet heard the name of (`_NODE_NAME_UNKNOWN_`,
+/// `_NODE_NAMESPACE_UNKNOWN_`).
+const UNKNOWN_NODE: &str = "_UNKNOWN_";
+
 /// Whether a dasgil node's status is about one of `topics`, the replay's (as `--topics` gives
 /// them, resolved in the root namespace as the replay's own node does): by its `image_topic`
 /// (the topic resolved in the node's namespace), or, from a node that does not report it, by
@@ -620,6 +624,17 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             std::thread::sleep(Duration::from_millis(50));
             nodes = prior_publishers();
         }
+        // DDS can show a publisher before the name of its node (rmw's `_NODE_NAME_UNKNOWN_`,
+        // seen under load): wait a little for the names, then keep those known.
+        let t_names = Instant::now();
+        while nodes.iter().any(|n| n.contains(UNKNOWN_NODE))
+            && t_names.elapsed() < Duration::from_secs(3)
+            && !stopped()
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            nodes = prior_publishers();
+        }
+        nodes.retain(|n| !n.contains(UNKNOWN_NODE));
         {
             // From now on only the statuses of the node(s) publishing the priors count.
             let mut d = diags.lock().unwrap_or_else(|e| e.into_inner());

@@ -355,6 +355,8 @@ fn make_fixtures(d: &Path) {
     // (Eloquent), whose files are listed with the folder's name in front; an empty file and
     // one of random bytes named .mcap.
     to_bag("bag-zmsg", &["--compression", "message"]);
+    // A namespaced robot's TF (/robot1/tf, /robot1/tf_static).
+    to_bag("bag-ns", &["--tf-topic", "/robot1/tf"]);
     to_bag("bag-zfile", &["--compression", "file"]);
     std::fs::copy(d.join("bag-zmsg/bag-zmsg.mcap"), d.join("zmsg-alone.mcap")).unwrap();
     copy("bag-zfile", "bag-zfile-open");

@@ -54,6 +54,9 @@ pub struct BagOptions {
     /// Poses from this topic (`nav_msgs/Odometry`, `geometry_msgs/PoseStamped` or
     /// `PoseWithCovarianceStamped`) instead of TF.
     pub pose_topic: Option<String>,
+    /// The TF topic (`/tf`; a namespaced robot's `/ROBOT/tf`); its static transforms are on
+    /// the same name with `_static` after it, as tf2 names them.
+    pub tf_topic: String,
     /// With `pose_topic`: the camera (optical frame) in the pose topic's body frame, per image
     /// topic or one for all; identity when empty.
     pub base_from_camera: Vec<Pose>,
@@ -315,13 +318,15 @@ fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
     match &o.pose_topic {
         Some(p) => expect_topic(bag, "--pose-topic", p, &POSE_TYPES, POSE_TYPES.join(", ")),
         None => {
-            let tf: Vec<&str> = ["/tf", "/tf_static"]
+            let tf_static = format!("{}_static", o.tf_topic);
+            let tf: Vec<&str> = [o.tf_topic.as_str(), tf_static.as_str()]
                 .into_iter()
                 .filter(|t| bag.topic(t).is_some_and(|x| x.ty == TF_MESSAGE))
                 .collect();
             if tf.is_empty() {
                 Err(BagError::NoTf {
                     path: bag.path.clone(),
+                    tf: o.tf_topic.clone(),
                     poses: list(&|ty| POSE_TYPES.contains(&ty)),
                     tf_elsewhere: list(&|ty| ty == TF_MESSAGE),
                 })
@@ -357,6 +362,10 @@ fn cache_name(bag: &Bag, o: &BagOptions) -> Result<String, BagError> {
     o.camera_info_topics.hash(&mut h);
     o.world_frame.hash(&mut h);
     o.pose_topic.hash(&mut h);
+    // Only when given, so that extractions made before the option stay valid.
+    if o.tf_topic != "/tf" {
+        o.tf_topic.hash(&mut h);
+    }
     for p in &o.base_from_camera {
         let t = p.translation.vector;
         let q = p.rotation.coords;
@@ -490,9 +499,10 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     // and the first message that could not be read.
     let mut infos: std::collections::BTreeMap<String, (CameraInfo, u64)> = Default::default();
     let mut info_errors: std::collections::BTreeMap<String, String> = Default::default();
+    let tf_static = format!("{}_static", o.tf_topic);
     match &o.pose_topic {
         Some(p) => topics.push(p),
-        None => topics.extend(["/tf", "/tf_static"]),
+        None => topics.extend([o.tf_topic.as_str(), tf_static.as_str()]),
     }
     let world = frame_id(&o.world_frame).to_string();
     let started = std::time::Instant::now();
@@ -568,7 +578,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             }
             return Ok(());
         }
-        if r.topic == "/tf" || r.topic == "/tf_static" {
+        if r.topic == o.tf_topic || r.topic == tf_static {
             match r2r::tf2_msgs::msg::TFMessage::from_serialized_bytes(r.data) {
                 Ok(m) => {
                     for t in m.transforms {
@@ -578,7 +588,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                                 &t.child_frame_id,
                                 stamp_ns(&t.header.stamp),
                                 p,
-                                r.topic == "/tf_static",
+                                r.topic == tf_static,
                             ),
                             None => bad_poses += 1,
                         }

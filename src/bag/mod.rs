@@ -95,15 +95,16 @@ pub enum BagError {
         expected: String,
     },
     #[error(
-        "{path}: no /tf or /tf_static (tf2_msgs/msg/TFMessage) to pose the frames with; record \
+        "{path}: no {tf} or {tf}_static (tf2_msgs/msg/TFMessage) to pose the frames with; record \
          them, or give --pose-topic (pose topics in the recording: {poses}){}",
         if tf_elsewhere == "none" { String::new() } else {
-            format!("; TF under other names ({tf_elsewhere}) is not read: a namespaced robot's \
-                     /ROBOT/tf needs remapping to /tf when recording or playing it back")
+            format!("; TF topics in the recording: {tf_elsewhere} (a namespaced robot's: give \
+                     --tf-topic /ROBOT/tf)")
         }
     )]
     NoTf {
         path: PathBuf,
+        tf: String,
         poses: String,
         tf_elsewhere: String,
     },
@@ -117,7 +118,7 @@ pub enum BagError {
     },
     #[error(
         "{path}: TF has no chain from the world frame `{world}` to `{frame}` (header.frame_id of \
-         {topic}); frames in /tf and /tf_static: {known}. Record the transforms that connect them \
+         {topic}); frames in TF: {known}. Record the transforms that connect them \
          (REP 105: map -> odom -> base_link -> the camera's optical frame), choose another \
          --world-frame/--truth-frame, or give --pose-topic"
     )]

@@ -184,6 +184,9 @@ def main():
                     help="record no /<camera>/camera_info (a recording without intrinsics)")
     ap.add_argument("--trim-poses", type=float, default=0.0, metavar="S",
                     help="record no pose in the first and last S seconds (frames outside the span)")
+    ap.add_argument("--tf-topic", default="/tf",
+                    help="the TF topic (a namespaced robot's /ROBOT/tf); static transforms on "
+                         "TOPIC_static")
     ap.add_argument("--compression", choices=["none", "message", "file"], default="none",
                     help="zstd per message or per file, as `ros2 bag record --compression-mode "
                          "message|file --compression-format zstd` writes it")
@@ -335,8 +338,9 @@ def main():
                                            typestore=ts) for cam in lenses if cam in cameras}
         msgs = []  # (ns, conn, bytes)
         if a.poses == "tf":
-            tf = w.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=ts)
-            tf_static = w.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=ts)
+            tf = w.add_connection(a.tf_topic, "tf2_msgs/msg/TFMessage", typestore=ts)
+            tf_static = w.add_connection(a.tf_topic + "_static", "tf2_msgs/msg/TFMessage",
+                                         typestore=ts)
             statics = [TransformStamped(header=header(times[0], "map"), child_frame_id="odom",
                                         transform=transform(np.eye(4)))]
             for cam in cameras:

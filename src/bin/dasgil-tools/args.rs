@@ -315,6 +315,17 @@ pub(crate) struct BagArgs {
         conflicts_with_all = NOT_BAG
     )]
     world_frame: String,
+    /// The recording's TF topic (a namespaced robot's /ROBOT/tf); its static transforms are
+    /// read from the same name with _static after it.
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        default_value = "/tf",
+        requires = "bag",
+        conflicts_with_all = NOT_BAG,
+        conflicts_with = "pose_topic"
+    )]
+    tf_topic: String,
     /// Poses from this topic instead of /tf: nav_msgs/Odometry, geometry_msgs/PoseStamped or
     /// PoseWithCovarianceStamped, with header.frame_id the world frame.
     #[arg(
@@ -363,6 +374,7 @@ impl BagArgs {
                 camera_info_topics: self.camera_info_topics.clone(),
                 world_frame: self.world_frame.clone(),
                 pose_topic: self.pose_topic.clone(),
+                tf_topic: self.tf_topic.clone(),
                 base_from_camera: self.base_from_camera.clone(),
                 every: usize::try_from(self.every).unwrap_or(usize::MAX),
                 min_distance: self.min_distance,

@@ -266,6 +266,16 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
             format!("{} given", o.base_from_camera.len()),
         ));
     }
+    if let Some(base) = o.tf_topic.strip_suffix("_static") {
+        return Err(bad(
+            "--tf-topic",
+            &format!(
+                "the TF topic, whose static transforms are read from it with _static after \
+                 it (here {base})"
+            ),
+            o.tf_topic.clone(),
+        ));
+    }
     if o.base_from_camera.len() > 1 && o.base_from_camera.len() != o.image_topics.len() {
         return Err(bad(
             "--base-from-camera",
@@ -274,6 +284,53 @@ fn check_options(o: &BagOptions) -> Result<(), BagError> {
         ));
     }
     Ok(())
+}
+
+/// With `--pose-topic`, the poses are the body's (an Odometry's child_frame_id): each image's
+/// frame must be that body, or `--base-from-camera` says where the camera is on it. Refused
+/// (the map would be posed at the body, silently): images in another frame than the
+/// Odometry's child_frame_id with no `--base-from-camera`; one `--base-from-camera` for image
+/// topics in different frames (one camera's mounting cannot be both's).
+fn check_mounting(
+    pose_topic: &str,
+    body: Option<&str>,
+    seen: &[Seen],
+    o: &BagOptions,
+) -> Result<(), BagError> {
+    let mut frames: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); o.image_topics.len()];
+    for s in seen {
+        frames[s.topic].insert(s.frame_id.as_str());
+    }
+    let all: BTreeSet<&str> = frames.iter().flatten().copied().collect();
+    let list = |f: &BTreeSet<&str>| {
+        f.iter()
+            .map(|x| format!("`{x}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (o.base_from_camera.len(), body) {
+        (0, Some(body)) if all.iter().any(|f| *f != body) => Err(BagError::Option {
+            field: "--base-from-camera".into(),
+            expected: format!(
+                "the camera's optical frame in `{body}` (the child_frame_id of {pose_topic}), \
+                 once per --image-topic: the images are in {}, not `{body}`, and without it \
+                 the map would be posed at `{body}` (if they coincide, give \"0 0 0 0 0 0 1\")",
+                list(&all)
+            ),
+            found: "none".into(),
+        }),
+        (1, _) if o.image_topics.len() > 1 && all.len() > 1 => Err(BagError::Option {
+            field: "--base-from-camera".into(),
+            expected: format!(
+                "one per --image-topic ({}): their images are in different frames ({}), and \
+                 one mounting cannot be both cameras'",
+                o.image_topics.len(),
+                list(&all)
+            ),
+            found: "1".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `topic` (given as `option`) is in the recording with one of `types` (`expected` says them):
@@ -324,11 +381,24 @@ fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
                 .filter(|t| bag.topic(t).is_some_and(|x| x.ty == TF_MESSAGE))
                 .collect();
             if tf.is_empty() {
+                let poses = list(&|ty| POSE_TYPES.contains(&ty));
+                let hint = match list(&|ty| ty == TF_MESSAGE).as_str() {
+                    "none" => format!(
+                        "record them, or give --pose-topic (pose topics in the recording: {poses})"
+                    ),
+                    tf if bag.topic("/tf").is_some_and(|x| x.ty == TF_MESSAGE) => format!(
+                        "the recording has /tf: drop --tf-topic (TF topics in the recording: {tf})"
+                    ),
+                    tf => format!(
+                        "TF topics in the recording: {tf}: give --tf-topic with the one that is \
+                         not _static (a namespaced robot's /ROBOT/tf), or poses from a topic \
+                         with --pose-topic (pose topics in the recording: {poses})"
+                    ),
+                };
                 Err(BagError::NoTf {
                     path: bag.path.clone(),
                     tf: o.tf_topic.clone(),
-                    poses: list(&|ty| POSE_TYPES.contains(&ty)),
-                    tf_elsewhere: list(&|ty| ty == TF_MESSAGE),
+                    hint,
                 })
             } else {
                 Ok(())
@@ -516,6 +586,8 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         )
     };
     let mut pose_frame_error: Option<BagError> = None;
+    // The body frame an Odometry pose topic poses (its first child_frame_id).
+    let mut body_frame: Option<String> = None;
     let read_notes = bag.read(&topics, |r| {
         if let Some(ti) = o.image_topics.iter().position(|t| t == r.topic) {
             let c = &mut counts[ti];
@@ -605,7 +677,12 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         let ty = pose_type.as_deref().unwrap_or_default();
         let parsed = match ty {
             "nav_msgs/msg/Odometry" => r2r::nav_msgs::msg::Odometry::from_serialized_bytes(r.data)
-                .map(|m| (m.header, m.pose.pose)),
+                .map(|m| {
+                    if body_frame.is_none() && !m.child_frame_id.is_empty() {
+                        body_frame = Some(frame_id(&m.child_frame_id).to_string());
+                    }
+                    (m.header, m.pose.pose)
+                }),
             "geometry_msgs/msg/PoseStamped" => {
                 r2r::geometry_msgs::msg::PoseStamped::from_serialized_bytes(r.data)
                     .map(|m| (m.header, m.pose))
@@ -637,6 +714,9 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     notes.extend(read_notes);
     if let Some(e) = pose_frame_error {
         return Err(e.into());
+    }
+    if let Some(p) = &o.pose_topic {
+        check_mounting(p, body_frame.as_deref(), &seen, o)?;
     }
     tree.finish();
     trajectory.finish();

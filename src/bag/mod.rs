@@ -95,18 +95,13 @@ pub enum BagError {
         expected: String,
     },
     #[error(
-        "{path}: no {tf} or {tf}_static (tf2_msgs/msg/TFMessage) to pose the frames with; record \
-         them, or give --pose-topic (pose topics in the recording: {poses}){}",
-        if tf_elsewhere == "none" { String::new() } else {
-            format!("; TF topics in the recording: {tf_elsewhere} (a namespaced robot's: give \
-                     --tf-topic /ROBOT/tf)")
-        }
+        "{path}: no {tf} or {tf}_static (tf2_msgs/msg/TFMessage) to pose the frames with; {hint}"
     )]
     NoTf {
         path: PathBuf,
         tf: String,
-        poses: String,
-        tf_elsewhere: String,
+        /// What to do: the recording's TF topics first, then its pose topics.
+        hint: String,
     },
     #[error(
         "--pose-topic {topic}: header.frame_id `{found}`, expected the --world-frame/--truth-frame `{world}`"

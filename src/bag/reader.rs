@@ -334,7 +334,7 @@ impl Bag {
                         path,
                         format!(
                             "no metadata.yaml, and zstd-compressed files ({}): decompress them \
-                             (zstd -d) so that every file of the recording is read",
+                             in place (zstd -d --rm) so that every file of the recording is read",
                             zstd.join(", ")
                         ),
                     ));
@@ -368,6 +368,7 @@ impl Bag {
         } else {
             let storage = Storage::of_file(path).ok_or_else(|| {
                 let zstd = path.extension().is_some_and(|e| e == "zstd");
+                let yaml = path.file_name().is_some_and(|n| n == "metadata.yaml");
                 io(
                     path,
                     format!(
@@ -376,6 +377,8 @@ impl Bag {
                         if zstd {
                             "; a file of a recording compressed per file is read through its \
                              folder (whose metadata.yaml says so), or decompress it (zstd -d)"
+                        } else if yaml {
+                            "; give the folder that holds this metadata.yaml"
                         } else {
                             ""
                         }
@@ -613,7 +616,14 @@ impl Bag {
         for (file, said) in &files {
             match self.storage {
                 Storage::Sqlite3 => {
-                    let db = open_sqlite(file)?;
+                    // Named as the recording's file (not a decompressed copy) when unreadable.
+                    let db = open_sqlite(file).map_err(|e| match e {
+                        BagError::Sqlite { message, .. } => BagError::Sqlite {
+                            path: said.clone(),
+                            message,
+                        },
+                        other => other,
+                    })?;
                     let mut ids: HashMap<i64, String> = HashMap::new();
                     {
                         let mut st = db

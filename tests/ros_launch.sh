@@ -125,6 +125,8 @@ first_success() {
     out="$("$@" 2>&1)" && { printf '%s\n' "$out"; return 0; }
     sleep 1
   done
+  # What the last try said (exit 124: its timeout), for the failure message.
+  printf 'last try: %s\n' "${out:-nothing}"
   return 1
 }
 # The node is in `ros2 node list`; its parameter services can take a moment more to be
@@ -175,12 +177,21 @@ if grep -q "dasgil node ready" "$OUT/launch.log"; then fail "log_level:=warn sti
 # The search gate as RViz sees it (after the replays: this prior, far from the map, gates them
 # out): a prior without a covariance, `ros2 topic pub` to prior_topic, gives on prior_gate a
 # Marker SPHERE of gate_radius:=12 (24 m across) at its position, in the map frame. Echoed
-# after it was published: transient local, as RViz's late Marker display gets it.
-timeout 60 ros2 topic pub --once -w 1 /ros_launch_test/gnss geometry_msgs/msg/PoseWithCovarianceStamped \
+# while published: transient local, as RViz's late Marker display gets it.
+# Published at 2 Hz while echoed: the node's prior_timeout (5 s) would otherwise expire the gate
+# (a DELETE) before a CLI slowed by load subscribes. The echo asks for transient local and
+# reliable itself: its "best available" QoS falls back to volatile when it has not yet
+# discovered the publisher's, and then never hears the latest marker.
+timeout 120 ros2 topic pub -r 2 /ros_launch_test/gnss geometry_msgs/msg/PoseWithCovarianceStamped \
   "{header: {frame_id: map}, pose: {pose: {position: {x: 5000.0, y: -300.0, z: 1.5}, orientation: {w: 1.0}}}}" \
-  >"$OUT/gnss.log" 2>&1 || fail "ros2 topic pub $(cat "$OUT/gnss.log")"
-gate="$(first_success 5 timeout 20 ros2 topic echo --once /prior_gate visualization_msgs/msg/Marker)" ||
-  fail "ros2 topic echo --once /prior_gate"
+  >"$OUT/gnss.log" 2>&1 &
+GNSS=$!
+# 60 s a try: under load the CLI alone can take tens of seconds to start and discover.
+gate="$(first_success 3 timeout 60 ros2 topic echo --once --qos-durability transient_local \
+  --qos-reliability reliable /prior_gate visualization_msgs/msg/Marker)" ||
+  fail "ros2 topic echo --once /prior_gate: $gate (pub: $(cat "$OUT/gnss.log"))"
+kill "$GNSS" 2>/dev/null || true
+wait "$GNSS" 2>/dev/null || true
 python - "$gate" <<'PY' || fail "prior_gate: $gate"
 import sys, yaml
 m = yaml.safe_load(sys.argv[1].split("\n---")[0])

@@ -288,10 +288,16 @@ fn filter_counts(statuses: &[&[(String, String)]]) -> Option<FilterReport> {
     })
 }
 
-/// Waits up to `limit` (or until interrupted) for a /diagnostics message after the `after`-th.
-fn wait_diag(seen: &Mutex<DiagSeen>, after: u64, limit: Duration, stopped: &dyn Fn() -> bool) {
+/// Waits up to `limit` (or until interrupted) until what /diagnostics said satisfies `done`
+/// (e.g. a message after the n-th).
+fn wait_diag(
+    seen: &Mutex<DiagSeen>,
+    done: impl Fn(&DiagSeen) -> bool,
+    limit: Duration,
+    stopped: &dyn Fn() -> bool,
+) {
     let t0 = Instant::now();
-    while seen.lock().unwrap_or_else(|e| e.into_inner()).messages <= after
+    while !done(&seen.lock().unwrap_or_else(|e| e.into_inner()))
         && t0.elapsed() < limit
         && !stopped()
     {
@@ -647,14 +653,8 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         // The filter counts before the first frame (a node that runs a while already has some).
         // From the node by name when it is a dasgil node (it says so within a diagnostics
         // period): another node's message coming first must not give the before-counts.
-        wait_diag(&diags, 0, diag_wait, &stopped);
-        let t_named = Instant::now();
-        while !diags.lock().unwrap_or_else(|e| e.into_inner()).named
-            && t_named.elapsed() < diag_wait
-            && !stopped()
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_diag(&diags, |d| d.messages > 0, diag_wait, &stopped);
+        wait_diag(&diags, |d| d.named, diag_wait, &stopped);
         let (before, outcomes_before) = {
             let d = diags.lock().unwrap_or_else(|e| e.into_inner());
             (d.counts, d.outcomes)
@@ -748,7 +748,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         // And after the last prior: the second /diagnostics message from now (the first may
         // have left the node between its last prior and that frame's count).
         let n = diags.lock().unwrap_or_else(|e| e.into_inner()).messages;
-        wait_diag(&diags, n + 1, 2 * diag_wait, &stopped);
+        wait_diag(&diags, |d| d.messages > n + 1, 2 * diag_wait, &stopped);
         let d = diags.lock().unwrap_or_else(|e| e.into_inner());
         if d.messages == 0 && !d.elsewhere.is_empty() {
             let names: Vec<&str> = d.elsewhere.iter().map(String::as_str).collect();

@@ -68,6 +68,13 @@ pub struct BagOptions {
     pub max_gap_s: f64,
 }
 
+impl BagOptions {
+    /// The static transforms' topic beside `tf_topic` (tf2's naming: `/tf` -> `/tf_static`).
+    pub fn tf_static_topic(&self) -> String {
+        format!("{}_static", self.tf_topic)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FrameEntry {
     name: String,
@@ -297,11 +304,7 @@ fn check_mounting(
     seen: &[Seen],
     o: &BagOptions,
 ) -> Result<(), BagError> {
-    let mut frames: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); o.image_topics.len()];
-    for s in seen {
-        frames[s.topic].insert(s.frame_id.as_str());
-    }
-    let all: BTreeSet<&str> = frames.iter().flatten().copied().collect();
+    let all: BTreeSet<&str> = seen.iter().map(|s| s.frame_id.as_str()).collect();
     let list = |f: &BTreeSet<&str>| {
         f.iter()
             .map(|x| format!("`{x}`"))
@@ -375,7 +378,7 @@ fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
     match &o.pose_topic {
         Some(p) => expect_topic(bag, "--pose-topic", p, &POSE_TYPES, POSE_TYPES.join(", ")),
         None => {
-            let tf_static = format!("{}_static", o.tf_topic);
+            let tf_static = o.tf_static_topic();
             let tf: Vec<&str> = [o.tf_topic.as_str(), tf_static.as_str()]
                 .into_iter()
                 .filter(|t| bag.topic(t).is_some_and(|x| x.ty == TF_MESSAGE))
@@ -569,7 +572,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     // and the first message that could not be read.
     let mut infos: std::collections::BTreeMap<String, (CameraInfo, u64)> = Default::default();
     let mut info_errors: std::collections::BTreeMap<String, String> = Default::default();
-    let tf_static = format!("{}_static", o.tf_topic);
+    let tf_static = o.tf_static_topic();
     match &o.pose_topic {
         Some(p) => topics.push(p),
         None => topics.extend([o.tf_topic.as_str(), tf_static.as_str()]),

@@ -152,6 +152,7 @@ fn a_two_layer_descriptor_distance_is_the_sum_of_per_layer_mean_differences() {
             source: Some("test".into()),
             descriptor_layers: None,
             metric: None,
+            photometric: None,
         },
         &ckpt,
     )

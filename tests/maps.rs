@@ -2373,6 +2373,96 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
     }
 }
 
+/// A checkpoint trained on normalised images (`train --photometric autocontrast`, metadata
+/// `dasgil.photometric`) builds maps that normalise the same way, and evaluate scores it so,
+/// unless --photometric says otherwise (then build-map warns, naming both).
+#[test]
+fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherwise() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let trained = dir.join("trained-autocontrast.safetensors");
+    let mut file = dasgil::tensor_io::read(&f.ckpt).unwrap();
+    file.metadata
+        .insert("dasgil.photometric".into(), "autocontrast".into());
+    let tensors: Vec<(String, tch::Tensor)> = file
+        .tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.tensor))
+        .collect();
+    dasgil::tensor_io::write(&trained, &tensors, &file.metadata).unwrap();
+    let photometric_of = |map: &Path| {
+        dasgil::map::file::MapFile::open(map)
+            .unwrap()
+            .meta
+            .encoder
+            .photometric_name()
+    };
+    let build = |ckpt: &Path, out: &Path, more: &[&str]| {
+        let mut a = Fixture::args_on(
+            &f.root,
+            "build-map",
+            &[
+                "--checkpoint",
+                path_str(ckpt),
+                "--out",
+                path_str(out),
+                "--device",
+                "cpu",
+            ],
+        );
+        a.extend_from_slice(more);
+        let out = common::run_tools_in(None, &a);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (followed, told, plain) = (
+        dir.join("followed.map.safetensors"),
+        dir.join("told.map.safetensors"),
+        dir.join("plain.map.safetensors"),
+    );
+    let quiet = build(&trained, &followed, &[]);
+    assert!(!quiet.contains("--photometric"), "{quiet}");
+    assert_eq!(photometric_of(&followed), "autocontrast");
+    let warned = build(&trained, &told, &["--photometric", "none"]);
+    assert!(
+        warned.contains(
+            "--photometric none: the checkpoint was trained on images normalised with autocontrast"
+        ),
+        "{warned}"
+    );
+    assert_eq!(photometric_of(&told), "none");
+    build(&f.ckpt, &plain, &[]);
+    assert_eq!(photometric_of(&plain), "none", "nothing recorded: none");
+    // The followed map equals one built with --photometric autocontrast from the same weights.
+    let asked = dir.join("asked.map.safetensors");
+    build(&f.ckpt, &asked, &["--photometric", "autocontrast"]);
+    let descriptors = |map: &Path| {
+        let m = dasgil::map::file::MapFile::open(map).unwrap();
+        m.bytes("descriptors").unwrap().2.to_vec()
+    };
+    assert_eq!(descriptors(&followed), descriptors(&asked));
+    // evaluate follows the checkpoint too, and says so in its report.
+    let out = dir.join("eval");
+    let args = Fixture::args_on(
+        &f.root,
+        "evaluate",
+        &[
+            "--checkpoint",
+            path_str(&trained),
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ],
+    );
+    ok(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for r in report["reports"].as_array().unwrap() {
+        assert_eq!(r["photometric"], "autocontrast", "{r}");
+    }
+}
+
 /// At a bend the prior's yaw is as unsure as the map's images say: a database image whose
 /// neighbours face 45 degrees away gets (half of 45 degrees)^2 / 7.81 more yaw variance than
 /// one on the straight, and a frame between images turns towards the neighbour it matches

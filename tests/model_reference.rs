@@ -123,6 +123,7 @@ fn save_checkpoint(vs: &nn::VarStore, cfg: ModelConfig, role: NetworkRole, path:
         source: None,
         descriptor_layers: None,
         metric: None,
+        photometric: None,
     };
     checkpoint::save(vs, &meta, path).unwrap();
 }

@@ -453,6 +453,7 @@ fn test_checkpoint(dir: &Path) -> std::path::PathBuf {
         source: None,
         descriptor_layers: None,
         metric: None,
+        photometric: None,
     };
     checkpoint::save(&vs, &meta, &ckpt).unwrap();
     ckpt

@@ -384,6 +384,63 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     assert!(!none.exists(), "a refused run left {}", none.display());
 }
 
+/// `--photometric autocontrast` normalises every training image (same seed and draws as the
+/// paper's run: the losses of step 0 differ), is recorded in config.yaml (the paper's run
+/// writes no field, as runs before it) and in the generator checkpoint (`dasgil.photometric`,
+/// which build-map follows), and a resume cannot change it.
+#[test]
+fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume() {
+    use dasgil::data::preprocess::Photometric;
+    let dir = tempfile::tempdir().unwrap();
+    let (paper, stretched) = (dir.path().join("paper"), dir.path().join("stretched"));
+    let outs = concurrently(vec![
+        train_cmd(&paper, &["--steps", "1"]),
+        train_cmd(
+            &stretched,
+            &["--steps", "1", "--photometric", "autocontrast"],
+        ),
+    ]);
+    for o in &outs {
+        ok(o);
+    }
+    let cfg = std::fs::read_to_string(stretched.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "photometric: autocontrast"), "{cfg}");
+    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
+    assert!(!paper_cfg.contains("photometric"), "{paper_cfg}");
+    let (p, c) = (csv_rows(&paper), csv_rows(&stretched));
+    assert_ne!(
+        column(&p, "depth_anchor"),
+        column(&c, "depth_anchor"),
+        "the normalisation did not reach the batches"
+    );
+    let trained_with = |run: &Path| {
+        dasgil::model::checkpoint::load_generator(
+            &run.join("generator.safetensors"),
+            tch::Device::Cpu,
+            None,
+        )
+        .unwrap()
+        .meta
+        .photometric
+    };
+    assert_eq!(trained_with(&stretched), Some(Photometric::Autocontrast));
+    assert_eq!(trained_with(&paper), None);
+    let msg = refused(&tools(&[
+        "train",
+        "--resume",
+        path_str(&stretched),
+        "--photometric",
+        "none",
+        "--steps",
+        "2",
+    ]));
+    assert!(
+        msg.contains("--photometric cannot change when resuming")
+            && msg.contains("photometric = autocontrast, given none"),
+        "{msg}"
+    );
+}
+
 /// `--triplet-distance cosine --triplet-margin M` reaches the loss (same seed and batches as
 /// the paper's run: the depth term equal, the triplet terms not), is recorded per layer in
 /// config.yaml (the paper's run records no distance), and a resume cannot change it.

@@ -32,6 +32,9 @@
 # TRIPLET: mse (default, the paper's) or cosine (train --triplet-distance cosine
 # --triplet-margin TRIPLET_MARGIN, default 0.1: the triplet terms measure what a cosine map
 # searches with; not in the paper).
+# PHOTOMETRIC: none (default, the paper's) or autocontrast (train --photometric autocontrast:
+# every training image stretched per channel before the network, as build-map --photometric
+# does; recorded in the checkpoints, so maps built with a candidate follow it).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -86,6 +89,12 @@ case "$VARIANT" in
   fixed-appearance) APPEARANCE=fixed ;;
   no-adversarial) EXTRA+=(--no-adversarial) ;;
   *) echo "VARIANT: expected fixed-appearance, no-adversarial or nothing, found \`$VARIANT\`" >&2; exit 2 ;;
+esac
+PHOTOMETRIC="${PHOTOMETRIC:-none}"
+case "$PHOTOMETRIC" in
+  none) ;;
+  autocontrast) EXTRA+=(--photometric autocontrast) ;;
+  *) echo "PHOTOMETRIC: expected none or autocontrast, found \`$PHOTOMETRIC\`" >&2; exit 2 ;;
 esac
 STEPS="${STEPS:-1200}"
 SEED="${SEED:-7}"
@@ -155,6 +164,7 @@ case "$VARIANT" in
   *) RUN="$ROOT/build/ablation-$VARIANT-aug$AUGMENT-$REAL" ;;
 esac
 if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos$TRIPLET_MARGIN"; fi
+if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

@@ -104,7 +104,8 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
 /// A photometric normalisation applied to each image on its own, after the resize and before
 /// the network's fixed normalisation: what a map was built with is stored in it (as part of
 /// its preprocessing description), and queries follow the map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Photometric {
     /// The image as the camera gave it (the paper's and the reference code's behaviour).
     #[default]
@@ -127,6 +128,11 @@ impl Photometric {
             Self::None => "none",
             Self::Autocontrast => "autocontrast",
         }
+    }
+
+    /// Whether this is [`Photometric::None`] (serde's `skip_serializing_if`).
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
     }
 
     /// Every mode, for messages and parsing.

@@ -31,7 +31,7 @@ pub fn run(
     metric: Option<Metric>,
     per_camera: bool,
     adapt_first: bool,
-    photometric: Photometric,
+    photometric: Option<Photometric>,
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
@@ -185,7 +185,7 @@ fn run_in(
     metric: Option<Metric>,
     per_camera: bool,
     adapt_first: bool,
-    photometric: Photometric,
+    photometric: Option<Photometric>,
     rectify: bool,
     yaw_views: &[f64],
     options: &crate::localize::Options,
@@ -203,7 +203,18 @@ fn run_in(
     for adapt in ways {
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
         let metric = metric.unwrap_or(enc.default_metric());
-        enc.set_photometric(photometric);
+        // None: the checkpoint's own (what it was trained with), none for the baselines.
+        if let Some(p) = photometric {
+            let trained = enc.trained_photometric().filter(|&t| t != p);
+            if let Some(trained) = trained.filter(|_| adapt == adapt_first) {
+                tracing::warn!(
+                    "--photometric {p}: the checkpoint was trained on images normalised with \
+                     {trained} (`train --photometric`); leave --photometric out to evaluate \
+                     with {trained}"
+                );
+            }
+            enc.set_photometric(p);
+        }
         enc.set_rectified(rectify);
         let map_path = out.join(format!(
             "map-{}.safetensors",

@@ -215,12 +215,15 @@ pub struct MapEncoder {
     photometric: Photometric,
     /// The metric the encoder's checkpoint records (`dasgil.metric`), if any.
     recorded_metric: Option<Metric>,
+    /// The photometric normalisation the checkpoint was trained with (`dasgil.photometric`).
+    trained_photometric: Option<Photometric>,
 }
 
 impl MapEncoder {
     /// A trained (or imported) generator checkpoint; `layers` default to those it records
     /// (`dasgil.descriptor_layers`), else the paper's choice for the discriminator it was
-    /// trained with (FD: e5+e6, CD: e5): `default_spec`.
+    /// trained with (FD: e5+e6, CD: e5): `default_spec`. The photometric normalisation is the
+    /// one it was trained with (`dasgil.photometric`), else none.
     pub fn from_checkpoint(
         path: &Path,
         device: Device,
@@ -229,6 +232,7 @@ impl MapEncoder {
         let loaded = checkpoint::load_generator(path, device, None)?;
         let spec = layers.unwrap_or_else(|| default_spec(&loaded.meta));
         let metric = loaded.meta.metric;
+        let photometric = loaded.meta.photometric;
         let mut enc = Self::from_generator(
             loaded.vs,
             loaded.net,
@@ -236,6 +240,12 @@ impl MapEncoder {
             Some(path.display().to_string()),
         )?;
         enc.recorded_metric = metric;
+        // What the network was trained to see (`train --photometric`); `set_photometric`
+        // overrides it.
+        enc.trained_photometric = photometric;
+        if let Some(p) = photometric {
+            enc.set_photometric(p);
+        }
         Ok(enc)
     }
 
@@ -251,6 +261,12 @@ impl MapEncoder {
     /// none (and for the baselines).
     pub fn recorded_metric(&self) -> Option<Metric> {
         self.recorded_metric
+    }
+
+    /// The photometric normalisation the checkpoint was trained with (`train --photometric`),
+    /// None when it records none (the paper's way, and the baselines).
+    pub fn trained_photometric(&self) -> Option<Photometric> {
+        self.trained_photometric
     }
 
     /// The paper's initialisation (seeded), never trained: a baseline.
@@ -316,6 +332,7 @@ impl MapEncoder {
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
             recorded_metric: None,
+            trained_photometric: None,
         })
     }
 
@@ -340,6 +357,7 @@ impl MapEncoder {
             adapted: BTreeMap::new(),
             photometric: Photometric::None,
             recorded_metric: None,
+            trained_photometric: None,
         }
     }
 

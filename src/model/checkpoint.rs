@@ -48,6 +48,10 @@ pub struct CheckpointMeta {
     /// The descriptor metric chosen for this generator on validation (`dasgil.metric`: `l1`,
     /// `l2` or `cosine`); absent: the reference's L1 (`extract::MapEncoder::default_metric`).
     pub metric: Option<crate::retrieval::Metric>,
+    /// The per-image photometric normalisation the generator was trained with
+    /// (`dasgil.photometric`, `train --photometric`): maps built with it apply the same unless
+    /// told otherwise. Absent: none (the paper's).
+    pub photometric: Option<crate::data::preprocess::Photometric>,
 }
 
 impl CheckpointMeta {
@@ -81,6 +85,9 @@ impl CheckpointMeta {
         }
         if let Some(metric) = self.metric {
             m.insert("dasgil.metric".into(), metric.name().into());
+        }
+        if let Some(p) = self.photometric {
+            m.insert("dasgil.photometric".into(), p.name().into());
         }
         m
     }
@@ -355,6 +362,7 @@ pub fn read_meta(
             "encoder layers 1 to 8, each once, comma-separated, such as 6 or 5,6",
         )?,
         metric: meta_field(file, path, "dasgil.metric", "l1, l2 or cosine")?,
+        photometric: meta_field(file, path, "dasgil.photometric", "none or autocontrast")?,
     })
 }
 
@@ -516,6 +524,7 @@ mod tests {
             source: Some("trained here".into()),
             descriptor_layers: Some("6".parse().unwrap()),
             metric: Some(crate::retrieval::Metric::Cosine),
+            photometric: Some(crate::data::preprocess::Photometric::Autocontrast),
         }
     }
 
@@ -591,6 +600,20 @@ mod tests {
             e.to_string(),
             format!(
                 "{}: metadata field `dasgil.metric`: expected l1, l2 or cosine, found `hamming`",
+                path.display()
+            )
+        );
+
+        // So is a photometric normalisation this build does not know.
+        file.metadata.insert("dasgil.metric".into(), "cosine".into());
+        file.metadata
+            .insert("dasgil.photometric".into(), "equalize".into());
+        tensor_io::write(&path, &tensors, &file.metadata).unwrap();
+        let e = load_generator(&path, Device::Cpu, None).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: metadata field `dasgil.photometric`: expected none or autocontrast, found `equalize`",
                 path.display()
             )
         );

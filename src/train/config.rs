@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::preprocess::Photometric;
 use crate::data::vkitti2::Layout;
 use crate::model::config::ModelConfig;
 use crate::model::losses::TripletLayer;
@@ -74,6 +75,12 @@ pub struct TrainConfig {
     /// curves; `train::augment`). Not in the paper. Older runs without the field: false.
     #[serde(default)]
     pub augment_palette: bool,
+    /// Per-image photometric normalisation of every training image (labelled and real-domain)
+    /// after augmentation, as `build-map --photometric` applies it at inference; recorded in
+    /// the generator checkpoints (`dasgil.photometric`), so maps built with them follow it.
+    /// Not in the paper. Older runs without the field: none (left out of config.yaml then).
+    #[serde(default, skip_serializing_if = "Photometric::is_none")]
+    pub photometric: Photometric,
     /// A new run starts from these generator weights (`train --init-generator`: a run's
     /// generator.safetensors, a shipped model, an imported authors' checkpoint) instead of the
     /// reference initialisation; the optimizer and the discriminator start fresh. Not in the

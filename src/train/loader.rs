@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::sampler::{FrameRef, SamplingSpace, SceneSpace, TripletDraw};
 use crate::data::vkitti2::{ColorTable, Frame, Vkitti2, Vkitti2Roots};
+use crate::data::preprocess::Photometric;
 use crate::data::{kitti, preprocess, DataError};
 
 /// One scene's camera-0 frames per variation (same count in each), with colour tables.
@@ -171,6 +172,7 @@ impl TrainingData {
         height: u32,
         width: u32,
         augment: Option<(u64, bool)>,
+        photometric: Photometric,
     ) -> Result<LabelledImage, LoadError> {
         let n = self.scenes[r.scene].variations[r.variation].1.len().max(1);
         let mut first_error = None;
@@ -183,7 +185,7 @@ impl TrainingData {
                 frame: frame as usize,
                 ..r
             };
-            match self.labelled(at, flip, height, width, augment) {
+            match self.labelled(at, flip, height, width, augment, photometric) {
                 Ok(img) => return Ok(img),
                 Err(e) => {
                     self.note_skipped(&e);
@@ -201,11 +203,12 @@ impl TrainingData {
         flip: bool,
         height: u32,
         width: u32,
+        photometric: Photometric,
     ) -> Result<Vec<f32>, LoadError> {
         let n = self.real.len().max(1);
         let mut first_error = None;
         for k in 0..n {
-            match self.real((index + k) % n, flip, height, width) {
+            match self.real((index + k) % n, flip, height, width, photometric) {
                 Ok(img) => return Ok(img),
                 Err(e) => {
                     self.note_skipped(&e);
@@ -223,7 +226,8 @@ impl TrainingData {
 
     /// Decodes one labelled frame at the network size: RGB bicubic, depth and classes nearest;
     /// then, with an augmentation key (and whether to remap the palette), augmented
-    /// (`super::augment`).
+    /// (`super::augment`); then normalised per image (`photometric`, as inference does after
+    /// the resize: the augmentation stands for what the camera and the world did).
     pub fn labelled(
         &self,
         r: FrameRef,
@@ -231,6 +235,7 @@ impl TrainingData {
         height: u32,
         width: u32,
         augment: Option<(u64, bool)>,
+        photometric: Photometric,
     ) -> Result<LabelledImage, LoadError> {
         let scene = &self.scenes[r.scene];
         let (_, frames, colors) = &scene.variations[r.variation];
@@ -245,6 +250,7 @@ impl TrainingData {
         if let Some((key, palette)) = augment {
             super::augment::augment(&mut rgb, &mut depth, &mut classes, key, palette);
         }
+        photometric.apply(&mut rgb);
         Ok(LabelledImage {
             rgb: normalised(&rgb),
             depth,
@@ -252,13 +258,15 @@ impl TrainingData {
         })
     }
 
-    /// Decodes one real-domain image at the network size.
+    /// Decodes one real-domain image at the network size, normalised per image
+    /// (`photometric`).
     pub fn real(
         &self,
         index: usize,
         flip: bool,
         height: u32,
         width: u32,
+        photometric: Photometric,
     ) -> Result<Vec<f32>, LoadError> {
         let img =
             preprocess::load_rgb(&self.real[index]).map_err(|e| LoadError::Other(e.to_string()))?;
@@ -266,6 +274,7 @@ impl TrainingData {
         if flip {
             imageops::flip_horizontal_in_place(&mut rgb);
         }
+        photometric.apply(&mut rgb);
         Ok(normalised(&rgb))
     }
 }
@@ -334,6 +343,8 @@ pub struct BatchSpec {
     pub augment: bool,
     /// With `augment`, also remap the palette (`augment_palette`).
     pub augment_palette: bool,
+    /// Per-image normalisation of every image, labelled (after augmentation) and real.
+    pub photometric: Photometric,
 }
 
 /// Makes the batch of `step` (decoding every image; no tensors).
@@ -359,14 +370,14 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
                 )
             });
             let img = data
-                .labelled_or_next(r, flip, spec.height, spec.width, aug)
+                .labelled_or_next(r, flip, spec.height, spec.width, aug, spec.photometric)
                 .map_err(|e| format!("step {step}: {e}"))?;
             rgb[i].extend_from_slice(&img.rgb);
             depth[i].extend_from_slice(&img.depth);
             classes[i].extend_from_slice(&img.classes);
         }
         real.extend(
-            data.real_or_next(d.real, d.flip_real, spec.height, spec.width)
+            data.real_or_next(d.real, d.flip_real, spec.height, spec.width, spec.photometric)
                 .map_err(|e| format!("step {step}: {e}"))?,
         );
     }

@@ -213,6 +213,8 @@ impl Trainer {
             // model's: tools/select-shipped-model.sh).
             descriptor_layers: None,
             metric: None,
+            // What the network was trained to see; none is the paper's (not written).
+            photometric: Some(self.cfg.photometric).filter(|p| !p.is_none()),
         }
     }
 
@@ -631,6 +633,7 @@ pub fn run(
         width: cfg.input_width as u32,
         augment: cfg.augment,
         augment_palette: cfg.augment_palette,
+        photometric: cfg.photometric,
     };
     let mut loader = Loader::start(
         Arc::clone(&data),

@@ -37,7 +37,7 @@ impl ValidationSample {
             variation,
             frame,
         };
-        let image = data.labelled_or_next(r, false, spec.height, spec.width, None)?;
+        let image = data.labelled_or_next(r, false, spec.height, spec.width, None, spec.photometric)?;
         Ok(Self {
             name: format!(
                 "{} {} frame {}",

@@ -283,6 +283,7 @@ pub fn checkpoint(path: &Path, seed: i64) {
             source: Some("test".into()),
             descriptor_layers: None,
             metric: None,
+            photometric: None,
         },
         path,
     )

@@ -26,8 +26,9 @@ pub(crate) struct BuildMapArgs {
     /// Per-image photometric normalisation before encoding, stored in the map (queries follow
     /// it): none, or autocontrast (each colour channel stretched so its 1% and 99% quantiles
     /// become 0 and 255, which undoes a global exposure, contrast or colour-cast change).
-    #[arg(long, default_value = "none", value_parser = photometric_parser())]
-    photometric: dasgil::data::preprocess::Photometric,
+    /// Default: what the checkpoint was trained with (`train --photometric`), else none.
+    #[arg(long, value_parser = photometric_parser())]
+    photometric: Option<dasgil::data::preprocess::Photometric>,
     /// Rectify each image with its camera's intrinsics and lens before encoding (what an ideal
     /// pinhole with the same intrinsics and size would have taken; stored in the map, and
     /// evaluate's queries follow it), as the paper's authors did with Extended CMU-Seasons
@@ -87,7 +88,16 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         a.model.layers.clone(),
         a.model.device()?,
     )?;
-    enc.set_photometric(a.photometric);
+    if let Some(p) = a.photometric {
+        if let Some(trained) = enc.trained_photometric().filter(|&t| t != p) {
+            tracing::warn!(
+                "--photometric {p}: the checkpoint was trained on images normalised with {trained} \
+                 (`train --photometric`), so it will see images unlike its training ones; leave \
+                 --photometric out to build with {trained}"
+            );
+        }
+        enc.set_photometric(p);
+    }
     enc.set_rectified(a.rectify);
     let metric = a.metric.unwrap_or(enc.default_metric());
     if let Some(recorded) = enc.recorded_metric().filter(|&m| m != metric) {

@@ -39,9 +39,10 @@ pub(crate) struct EvaluateArgs {
     #[arg(long)]
     adapt: bool,
     /// Per-image photometric normalisation of map and query images before encoding (as
-    /// build-map --photometric). Not with --map: queries follow the map's mode.
-    #[arg(long, default_value = "none", value_parser = photometric_parser())]
-    photometric: dasgil::data::preprocess::Photometric,
+    /// build-map --photometric; default: what the checkpoint was trained with, else none).
+    /// Not with --map: queries follow the map's mode.
+    #[arg(long, value_parser = photometric_parser())]
+    photometric: Option<dasgil::data::preprocess::Photometric>,
     /// Rectify map and query images with their intrinsics and lens before encoding (as
     /// build-map --rectify). Not with --map: queries follow the map.
     #[arg(long)]

@@ -36,6 +36,12 @@ pub(crate) struct TrainArgs {
     /// paper.
     #[arg(long)]
     augment_palette: bool,
+    /// Per-image photometric normalisation of every training image (labelled, after
+    /// augmentation, and real-domain) before the network: none (the paper's) or autocontrast
+    /// (build-map --photometric). Recorded in the checkpoints (`dasgil.photometric`), so
+    /// build-map and evaluate apply it to map and query images unless told otherwise.
+    #[arg(long, value_parser = photometric_parser())]
+    photometric: Option<dasgil::data::preprocess::Photometric>,
     /// The triplet terms' distance between two images' features: mse (the default, the
     /// paper's) or cosine (1 - cos of the flattened features, what a cosine map searches with;
     /// not in the paper; give --triplet-margin too). Applies to every triplet layer.
@@ -165,6 +171,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if a.augment_palette {
         cfg.augment_palette = true;
     }
+    if let Some(p) = a.photometric {
+        cfg.photometric = p;
+    }
     if cfg.augment_palette && !cfg.augment {
         let from = match (&a.config, a.augment_palette) {
             (Some(p), false) => format!("{} sets augment_palette: true", p.display()),
@@ -242,6 +251,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "adversarial" => "--no-adversarial".to_string(),
                 "augment" => "--augment".to_string(),
                 "augment_palette" => "--augment-palette".to_string(),
+                "photometric" => "--photometric".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "init_generator" => "--init-generator".to_string(),
                 "triplet" if a.triplet_distance.is_some() || a.triplet_margin.is_some() => {

@@ -2441,7 +2441,57 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
         m.bytes("descriptors").unwrap().2.to_vec()
     };
     assert_eq!(descriptors(&followed), descriptors(&asked));
-    // evaluate follows the checkpoint too, and says so in its report.
+    // localize with the map built with none warns that the network sees unlike images.
+    let image = std::fs::read_dir(f.root.join("slice3/query"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let located = common::run_tools_in(
+        None,
+        &localize_args(&told, &[path_str(&image)]),
+    );
+    assert!(located.status.success(), "{located:?}");
+    let e = String::from_utf8_lossy(&located.stderr);
+    assert!(
+        e.contains("was built with --photometric none, and its checkpoint was trained on images normalised with autocontrast"),
+        "{e}"
+    );
+    let located = common::run_tools_in(
+        None,
+        &localize_args(&followed, &[path_str(&image)]),
+    );
+    assert!(
+        !String::from_utf8_lossy(&located.stderr).contains("--photometric"),
+        "{located:?}"
+    );
+    // embed prepares the image the same way.
+    let embed = |ckpt: &Path, name: &str, more: &[&str]| {
+        let out = dir.join(name);
+        let mut a = vec![
+            "embed",
+            "--checkpoint",
+            path_str(ckpt),
+            "--image",
+            path_str(&image),
+            "--output",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ];
+        a.extend_from_slice(more);
+        let said = ok(&a);
+        let e6 = dasgil::tensor_io::read(&out).unwrap().tensors["e6"].tensor.shallow_clone();
+        (said, e6)
+    };
+    let (said, followed_e6) = embed(&trained, "followed.emb", &[]);
+    assert!(said.contains("photometric autocontrast"), "{said}");
+    let (_, asked_e6) = embed(&f.ckpt, "asked.emb", &["--photometric", "autocontrast"]);
+    let (_, plain_e6) = embed(&trained, "plain.emb", &["--photometric", "none"]);
+    assert!(followed_e6.equal(&asked_e6));
+    assert!(!followed_e6.equal(&plain_e6));
+    // evaluate follows the checkpoint too, and says so in its report; told otherwise, it warns.
     let out = dir.join("eval");
     let args = Fixture::args_on(
         &f.root,
@@ -2461,6 +2511,30 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
     for r in report["reports"].as_array().unwrap() {
         assert_eq!(r["photometric"], "autocontrast", "{r}");
     }
+    let out = dir.join("eval-none");
+    let args = Fixture::args_on(
+        &f.root,
+        "evaluate",
+        &[
+            "--checkpoint",
+            path_str(&trained),
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+            "--photometric",
+            "none",
+        ],
+    );
+    let told = common::run_tools_in(None, &args);
+    assert!(told.status.success(), "{told:?}");
+    let e = String::from_utf8_lossy(&told.stderr);
+    assert_eq!(
+        e.matches("--photometric none: the checkpoint was trained on images normalised with autocontrast")
+            .count(),
+        1,
+        "{e}"
+    );
 }
 
 /// At a bend the prior's yaw is as unsure as the map's images say: a database image whose

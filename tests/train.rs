@@ -425,6 +425,33 @@ fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume()
     };
     assert_eq!(trained_with(&stretched), Some(Photometric::Autocontrast));
     assert_eq!(trained_with(&paper), None);
+    // A run started from those weights goes on normalising unless told otherwise.
+    let (on, told) = (dir.path().join("on"), dir.path().join("told"));
+    let init = stretched.join("generator.safetensors");
+    let outs = concurrently(vec![
+        train_cmd(&on, &["--steps", "1", "--init-generator", path_str(&init)]),
+        train_cmd(
+            &told,
+            &[
+                "--steps",
+                "1",
+                "--init-generator",
+                path_str(&init),
+                "--photometric",
+                "none",
+            ],
+        ),
+    ]);
+    let note = String::from_utf8_lossy(&outs[0].stderr).into_owned();
+    assert!(
+        note.contains("was trained with --photometric autocontrast: this run trains with it too"),
+        "{note}"
+    );
+    for o in &outs {
+        ok(o);
+    }
+    assert_eq!(trained_with(&on), Some(Photometric::Autocontrast));
+    assert_eq!(trained_with(&told), None);
     let msg = refused(&tools(&[
         "train",
         "--resume",

@@ -118,7 +118,9 @@ for d in sorted(os.listdir(out)):
     for r in json.load(open(path))["reports"]:
         # Folders scored with another metric (older runs of this script) stay in the table,
         # said in their own column.
-        key = (name, r.get("metric", "l1"), r["adaptation"])
+        # A candidate trained on normalised images (train --photometric) is scored with it.
+        shown = name if r.get("photometric", "none") == "none" else f"{name} ({r['photometric']})"
+        key = (shown, r.get("metric", "l1"), r["adaptation"])
         rows.setdefault(key, {})[world] = r["all"]["accuracy"]["5m,10deg"]
 lines = ["| model | metric | adaptation | " + " | ".join(worlds) + " | mean |",
          "|---|---|---|" + "---|" * (len(worlds) + 1)]

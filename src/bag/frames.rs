@@ -758,6 +758,22 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
                     }
                     .into());
                 }
+                if tree.fixed_between(&world, &s.frame_id) {
+                    let (frame, topic) = (&s.frame_id, &o.image_topics[s.topic]);
+                    return Err(BagError::WorldOnRobot {
+                        path: bag.path.clone(),
+                        world: world.clone(),
+                        how: if world == *frame {
+                            format!("it is the images' own frame (header.frame_id of {topic})")
+                        } else {
+                            format!(
+                                "TF links it to `{frame}` (header.frame_id of {topic}) through \
+                                 static transforms only"
+                            )
+                        },
+                    }
+                    .into());
+                }
                 tree.lookup(&world, &s.frame_id, s.stamp_ns, max_gap_ns)
             }
         };

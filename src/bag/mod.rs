@@ -124,6 +124,17 @@ pub enum BagError {
         topic: String,
         known: String,
     },
+    #[error(
+        "{path}: the world frame `{world}` moves with the camera: {how}, so every image would \
+         be posed at one place. Give the frame the robot moves in as --world-frame/--truth-frame \
+         (REP 105: map, or odom), or give --pose-topic"
+    )]
+    WorldOnRobot {
+        path: PathBuf,
+        world: String,
+        /// How: linked to the images' frame by static transforms only, or that frame itself.
+        how: String,
+    },
     #[error("{path}: the image topics hold raw mosaics of different Bayer patterns, or mosaics and other frames: build one map per camera")]
     MixedMosaics { path: PathBuf },
     #[error("{path}: no frame could be used: {why}")]

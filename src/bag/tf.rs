@@ -186,6 +186,25 @@ impl TfTree {
         self.up(a).iter().any(|f| up_b.contains(f))
     }
 
+    /// Whether `a` and `b` are one frame or linked only through static transforms
+    /// (`/tf_static`): then the one never moves in the other. False when they are not connected.
+    pub fn fixed_between(&self, a: &str, b: &str) -> bool {
+        let (a, b) = (frame_id(a), frame_id(b));
+        let (up_a, up_b) = (self.up(a), self.up(b));
+        let Some(common) = up_a.iter().position(|f| up_b.contains(f)) else {
+            return false;
+        };
+        let k = up_b.iter().position(|f| f == &up_a[common]).expect("common");
+        up_a[..common]
+            .iter()
+            .chain(&up_b[..k])
+            .all(|child| {
+                let l = &self.links[child];
+                // A link on both topics is contradictory TF, not a fixed mounting: not judged.
+                l.fixed.is_some() && l.samples.is_empty()
+            })
+    }
+
     /// `ancestor_from_frame` at `t`, composing the links from `frame` up to `ancestor`.
     fn chain(&self, path: &[String], t: i64, max_gap_ns: i64) -> Result<Pose, Miss> {
         let mut pose = Pose::identity();
@@ -256,6 +275,18 @@ mod tests {
         let want = base * pose(0.5, 0.0, 0.0);
         assert!((p.translation.vector - want.translation.vector).norm() < 1e-9);
         assert!(p.rotation.angle_to(&want.rotation) < 1e-9);
+        // The camera moves in map and odom, not in base_link (static all the way), nor in
+        // itself; an unknown frame is not fixed to anything.
+        assert!(!tf.fixed_between("map", "cam"));
+        assert!(!tf.fixed_between("odom", "/cam"));
+        assert!(tf.fixed_between("base_link", "cam"));
+        assert!(tf.fixed_between("cam", "/base_link"));
+        assert!(tf.fixed_between("cam", "cam"));
+        assert!(!tf.fixed_between("cam", "elsewhere"));
+        // odom -> base_link also on /tf_static (a misconfigured publisher): not called fixed.
+        let mut both = tf.clone();
+        both.add("odom", "base_link", 0, pose(0.0, 0.0, 0.0), true);
+        assert!(!both.fixed_between("odom", "cam"));
         // The inverse lookup is the inverse pose.
         let q = tf
             .lookup("cam", "map", 1_000_000_000, 1_000_000_000_000)

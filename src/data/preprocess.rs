@@ -230,11 +230,23 @@ pub fn to_network_batch(
     height: i64,
     width: i64,
 ) -> Result<Tensor, PreprocessError> {
+    to_network_batch_with(images, height, width, Photometric::None)
+}
+
+/// [`to_network_batch`] with a photometric normalisation of each image after its resize (as
+/// build-map encodes and `train --photometric` trains).
+pub fn to_network_batch_with(
+    images: &[&RgbImage],
+    height: i64,
+    width: i64,
+    photometric: Photometric,
+) -> Result<Tensor, PreprocessError> {
     let plane = (height * width) as usize;
     let mut data = vec![0f32; images.len() * 3 * plane];
     for (img, out) in images.iter().zip(data.chunks_mut(3 * plane)) {
         check_size(img.width(), img.height(), width as u32, height as u32)?;
-        let resized = resize_bicubic(img, width as u32, height as u32);
+        let mut resized = resize_bicubic(img, width as u32, height as u32);
+        photometric.apply(&mut resized);
         normalise_into(&resized, out);
     }
     Ok(Tensor::f_from_slice(&data)?

@@ -242,7 +242,7 @@ impl MapEncoder {
         enc.recorded_metric = metric;
         // What the network was trained to see (`train --photometric`); `set_photometric`
         // overrides it.
-        enc.trained_photometric = photometric;
+        enc.trained_photometric = photometric.filter(|p| !p.is_none());
         if let Some(p) = photometric {
             enc.set_photometric(p);
         }
@@ -261,6 +261,11 @@ impl MapEncoder {
     /// none (and for the baselines).
     pub fn recorded_metric(&self) -> Option<Metric> {
         self.recorded_metric
+    }
+
+    /// The photometric normalisation images get before encoding (the map's once `use_map` ran).
+    pub fn photometric(&self) -> Photometric {
+        self.photometric
     }
 
     /// The photometric normalisation the checkpoint was trained with (`train --photometric`),

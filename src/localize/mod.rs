@@ -440,6 +440,21 @@ impl Localizer {
             tracing::warn!("{warning}");
             warnings.push(warning);
         }
+        if let Some(trained) = encoder
+            .trained_photometric()
+            .filter(|&t| t != encoder.photometric())
+        {
+            let warning = format!(
+                "map {} was built with --photometric {}, and its checkpoint was trained on images \
+                 normalised with {trained} (`train --photometric`): queries follow the map, so the \
+                 network sees images unlike its training ones; rebuild the map without \
+                 --photometric to use {trained}",
+                map.path.display(),
+                encoder.photometric()
+            );
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
         // A cosine search reads the rows' squared norms: summed now, not on the first frame.
         if metric == Metric::Cosine && map.meta.compression.is_none() {
             map.squared_norms();

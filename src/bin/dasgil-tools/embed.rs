@@ -12,10 +12,15 @@ pub(crate) struct EmbedArgs {
     /// A generator checkpoint (.safetensors from `train` or `import-checkpoint`).
     #[arg(long)]
     pub(crate) checkpoint: PathBuf,
-    /// The image (PNG or JPEG), resized (bicubic) to the checkpoint's input size as build-map
-    /// resizes map images.
+    /// The image (PNG or JPEG), resized (bicubic) to the checkpoint's input size and normalised
+    /// (--photometric) as build-map prepares map images.
     #[arg(long)]
     pub(crate) image: PathBuf,
+    /// Per-image photometric normalisation after the resize (as build-map --photometric):
+    /// none or autocontrast. Default: what the checkpoint was trained with (`train
+    /// --photometric`, its `dasgil.photometric`), else none.
+    #[arg(long, value_parser = super::args::photometric_parser())]
+    pub(crate) photometric: Option<preprocess::Photometric>,
     /// Output safetensors file (its folder must exist): float32 tensors [1, C, H, W], each at
     /// its own resolution for an input of the network's size: encoder features e1..e8 (e8 the
     /// coarsest), the depth outputs depth_0..depth_3 (coarse to full size, metres as trained:
@@ -59,7 +64,11 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     let loaded = checkpoint::load_generator(&ckpt, device, None)?;
     let cfg = loaded.meta.config;
     let img = preprocess::load_rgb(&image)?;
-    let xs = preprocess::to_network_input(&img, cfg.input_height, cfg.input_width)
+    let photometric = a
+        .photometric
+        .or(loaded.meta.photometric)
+        .unwrap_or_default();
+    let xs = preprocess::to_network_batch_with(&[&img], cfg.input_height, cfg.input_width, photometric)
         .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?
         .to_device(device);
     let out = tch::no_grad(|| loaded.net.forward_t(&xs, false))?;
@@ -82,7 +91,7 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     dasgil::tensor_io::write(&output, &named, &Default::default())
         .with_context(|| format!("writing the embedding of {}", image.display()))?;
     println!(
-        "embedded {} ({}x{} -> {}x{}, height x width) with {}: {} tensors -> {}",
+        "embedded {} ({}x{} -> {}x{}, height x width, photometric {photometric}) with {}: {} tensors -> {}",
         image.display(),
         img.height(),
         img.width(),

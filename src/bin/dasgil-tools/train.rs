@@ -243,6 +243,24 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if let Some(p) = cfg.init_generator.take() {
         cfg.init_generator = Some(std::fs::canonicalize(&p).unwrap_or(p));
     }
+    // Weights trained on normalised images go on seeing them unless --photometric says
+    // otherwise (their checkpoints would otherwise record none, and maps built with them stop
+    // normalising). A file that cannot be read is reported when the trainer loads it.
+    if let (false, None, Some(init)) = (resume, a.photometric, &cfg.init_generator) {
+        let trained = dasgil::tensor_io::read(init).ok().and_then(|f| {
+            f.metadata
+                .get("dasgil.photometric")
+                .and_then(|v| v.parse::<dasgil::data::preprocess::Photometric>().ok())
+        });
+        if let Some(p) = trained.filter(|p| !p.is_none() && cfg.photometric.is_none()) {
+            eprintln!(
+                "note: --init-generator {} was trained with --photometric {p}: this run trains \
+                 with it too (give --photometric none to train on plain images)",
+                init.display()
+            );
+            cfg.photometric = p;
+        }
+    }
     if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
         if let Some(c) = r.fixed_differences(&cfg).first() {
             let flag = match c.field.as_str() {

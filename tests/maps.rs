@@ -91,14 +91,24 @@ impl Fixture {
         self.build_map_on(&self.root, out, rest)
     }
 
-    /// [`Self::build_map`] on another slice 3 (`root`).
-    fn build_map_on<'a>(&'a self, root: &'a Path, out: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+    /// [`Self::build_map`] with another checkpoint.
+    fn build_map_with<'a>(&'a self, ckpt: &'a Path, out: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+        Self::build_map_of(&self.root, ckpt, out, rest)
+    }
+
+    /// `build-map` on slice 3 of `root` with `ckpt` on the CPU into `out`, then REST.
+    fn build_map_of<'a>(
+        root: &'a Path,
+        ckpt: &'a Path,
+        out: &'a Path,
+        rest: &[&'a str],
+    ) -> Vec<&'a str> {
         let mut a = Self::args_on(
             root,
             "build-map",
             &[
                 "--checkpoint",
-                path_str(&self.ckpt),
+                path_str(ckpt),
                 "--out",
                 path_str(out),
                 "--device",
@@ -107,6 +117,11 @@ impl Fixture {
         );
         a.extend_from_slice(rest);
         a
+    }
+
+    /// [`Self::build_map`] on another slice 3 (`root`).
+    fn build_map_on<'a>(&'a self, root: &'a Path, out: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+        Self::build_map_of(root, &self.ckpt, out, rest)
     }
 }
 
@@ -2201,20 +2216,7 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
             .clone()
     };
     let build = |ckpt: &Path, out: &Path, more: &[&str]| {
-        let mut a = Fixture::args_on(
-            &f.root,
-            "build-map",
-            &[
-                "--checkpoint",
-                path_str(ckpt),
-                "--out",
-                path_str(out),
-                "--device",
-                "cpu",
-            ],
-        );
-        a.extend_from_slice(more);
-        ok(&a);
+        ok(&f.build_map_with(ckpt, out, more));
     };
     let (recorded, told, plain) = (
         dir.join("recorded.map.safetensors"),
@@ -2224,21 +2226,7 @@ fn a_checkpoints_recorded_metric_is_the_default_of_build_map_and_evaluate() {
     build(&cosine, &recorded, &[]);
     build(&f.ckpt, &plain, &[]);
     // build-map says so when --metric departs from what the checkpoint records.
-    let told_args = Fixture::args_on(
-        &f.root,
-        "build-map",
-        &[
-            "--checkpoint",
-            path_str(&cosine),
-            "--out",
-            path_str(&told),
-            "--device",
-            "cpu",
-            "--metric",
-            "l1",
-        ],
-    );
-    let out = common::run_tools_in(None, &told_args);
+    let out = common::run_tools_in(None, &f.build_map_with(&cosine, &told, &["--metric", "l1"]));
     assert!(out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -2398,20 +2386,7 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
             .photometric_name()
     };
     let build = |ckpt: &Path, out: &Path, more: &[&str]| {
-        let mut a = Fixture::args_on(
-            &f.root,
-            "build-map",
-            &[
-                "--checkpoint",
-                path_str(ckpt),
-                "--out",
-                path_str(out),
-                "--device",
-                "cpu",
-            ],
-        );
-        a.extend_from_slice(more);
-        let out = common::run_tools_in(None, &a);
+        let out = common::run_tools_in(None, &f.build_map_with(ckpt, out, more));
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -2492,41 +2467,31 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
     assert!(followed_e6.equal(&asked_e6));
     assert!(!followed_e6.equal(&plain_e6));
     // evaluate follows the checkpoint too, and says so in its report; told otherwise, it warns.
+    let evaluate = |out: &Path, more: &[&str]| {
+        let mut a = Fixture::args_on(
+            &f.root,
+            "evaluate",
+            &[
+                "--checkpoint",
+                path_str(&trained),
+                "--out",
+                path_str(out),
+                "--device",
+                "cpu",
+            ],
+        );
+        a.extend_from_slice(more);
+        common::run_tools_in(None, &a)
+    };
     let out = dir.join("eval");
-    let args = Fixture::args_on(
-        &f.root,
-        "evaluate",
-        &[
-            "--checkpoint",
-            path_str(&trained),
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-        ],
-    );
-    ok(&args);
+    let followed = evaluate(&out, &[]);
+    assert!(followed.status.success(), "{followed:?}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     for r in report["reports"].as_array().unwrap() {
         assert_eq!(r["photometric"], "autocontrast", "{r}");
     }
-    let out = dir.join("eval-none");
-    let args = Fixture::args_on(
-        &f.root,
-        "evaluate",
-        &[
-            "--checkpoint",
-            path_str(&trained),
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-            "--photometric",
-            "none",
-        ],
-    );
-    let told = common::run_tools_in(None, &args);
+    let told = evaluate(&dir.join("eval-none"), &["--photometric", "none"]);
     assert!(told.status.success(), "{told:?}");
     let e = String::from_utf8_lossy(&told.stderr);
     assert_eq!(

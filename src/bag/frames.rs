@@ -376,7 +376,13 @@ fn check_topics(bag: &Bag, o: &BagOptions) -> Result<(), BagError> {
         expect_topic(bag, "--camera-info-topic", t, &[CAMERA_INFO], expected)?;
     }
     match &o.pose_topic {
-        Some(p) => expect_topic(bag, "--pose-topic", p, &POSE_TYPES, POSE_TYPES.join(", ")),
+        Some(p) => expect_topic(
+            bag,
+            "--pose-topic/--truth-topic",
+            p,
+            &POSE_TYPES,
+            POSE_TYPES.join(", "),
+        ),
         None => {
             let tf_static = o.tf_static_topic();
             let tf: Vec<&str> = [o.tf_topic.as_str(), tf_static.as_str()]

@@ -104,7 +104,7 @@ pub enum BagError {
         hint: String,
     },
     #[error(
-        "--pose-topic {topic}: header.frame_id `{found}`, expected the --world-frame/--truth-frame `{world}`"
+        "--pose-topic/--truth-topic {topic}: header.frame_id `{found}`, expected the --world-frame/--truth-frame `{world}`"
     )]
     PoseFrame {
         topic: String,

@@ -103,7 +103,8 @@ fn main() {
     let _ = writeln!(stdin, "quit");
     let _ = peer.wait();
     let (o, t) = (median(ours), median(theirs));
-    let [plain, augmented, palette, stretched] = loader_samples_per_second(h as u32, w as u32, batch as usize);
+    let [plain, augmented, palette, stretched] =
+        loader_samples_per_second(h as u32, w as u32, batch as usize);
     println!("one training step, {size}, batch {batch}, CD, CPU, {threads} threads (peer {torch_version}), {blocks} alternating blocks of {reps}");
     println!("| path | median ms | vs PyTorch |\n|---|---|---|");
     println!("| ours (Trainer::step) | {o:.0} | {:.2}x |", o / t);
@@ -170,8 +171,8 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
             (true, true, Plain),
             (true, false, Autocontrast),
         ]
-            .into_iter()
-            .enumerate()
+        .into_iter()
+        .enumerate()
         {
             let t = Instant::now();
             for s in 0..2 {

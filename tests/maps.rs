@@ -92,7 +92,12 @@ impl Fixture {
     }
 
     /// [`Self::build_map`] with another checkpoint.
-    fn build_map_with<'a>(&'a self, ckpt: &'a Path, out: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+    fn build_map_with<'a>(
+        &'a self,
+        ckpt: &'a Path,
+        out: &'a Path,
+        rest: &[&'a str],
+    ) -> Vec<&'a str> {
         Self::build_map_of(&self.root, ckpt, out, rest)
     }
 
@@ -2423,20 +2428,14 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
         .unwrap()
         .unwrap()
         .path();
-    let located = common::run_tools_in(
-        None,
-        &localize_args(&told, &[path_str(&image)]),
-    );
+    let located = common::run_tools_in(None, &localize_args(&told, &[path_str(&image)]));
     assert!(located.status.success(), "{located:?}");
     let e = String::from_utf8_lossy(&located.stderr);
     assert!(
         e.contains("was built with --photometric none, and its checkpoint was trained on images normalised with autocontrast"),
         "{e}"
     );
-    let located = common::run_tools_in(
-        None,
-        &localize_args(&followed, &[path_str(&image)]),
-    );
+    let located = common::run_tools_in(None, &localize_args(&followed, &[path_str(&image)]));
     assert!(
         !String::from_utf8_lossy(&located.stderr).contains("--photometric"),
         "{located:?}"
@@ -2457,7 +2456,9 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
         ];
         a.extend_from_slice(more);
         let said = ok(&a);
-        let e6 = dasgil::tensor_io::read(&out).unwrap().tensors["e6"].tensor.shallow_clone();
+        let e6 = dasgil::tensor_io::read(&out).unwrap().tensors["e6"]
+            .tensor
+            .shallow_clone();
         (said, e6)
     };
     let (said, followed_e6) = embed(&trained, "followed.emb", &[]);
@@ -2495,8 +2496,10 @@ fn a_checkpoint_trained_with_autocontrast_builds_maps_with_it_unless_told_otherw
     assert!(told.status.success(), "{told:?}");
     let e = String::from_utf8_lossy(&told.stderr);
     assert_eq!(
-        e.matches("--photometric none: the checkpoint was trained on images normalised with autocontrast")
-            .count(),
+        e.matches(
+            "--photometric none: the checkpoint was trained on images normalised with autocontrast"
+        )
+        .count(),
         1,
         "{e}"
     );

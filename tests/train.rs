@@ -404,7 +404,10 @@ fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume()
         ok(o);
     }
     let cfg = std::fs::read_to_string(stretched.join("config.yaml")).unwrap();
-    assert!(cfg.lines().any(|l| l == "photometric: autocontrast"), "{cfg}");
+    assert!(
+        cfg.lines().any(|l| l == "photometric: autocontrast"),
+        "{cfg}"
+    );
     let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
     assert!(!paper_cfg.contains("photometric"), "{paper_cfg}");
     let (p, c) = (csv_rows(&paper), csv_rows(&stretched));

@@ -181,28 +181,34 @@ impl TfTree {
 
     /// Whether `a` and `b` are in one tree.
     pub fn connected(&self, a: &str, b: &str) -> bool {
-        let (a, b) = (frame_id(a), frame_id(b));
-        let up_b = self.up(b);
-        self.up(a).iter().any(|f| up_b.contains(f))
+        self.links_to_common(a, b).is_some()
+    }
+
+    /// The links (named by their child frames) from `a` and from `b` up to their nearest
+    /// common ancestor, each in order from the frame up; None when they are in different trees.
+    fn links_to_common(&self, a: &str, b: &str) -> Option<(Vec<String>, Vec<String>)> {
+        let (mut up_a, mut up_b) = (self.up(frame_id(a)), self.up(frame_id(b)));
+        let common = up_a.iter().position(|f| up_b.contains(f))?;
+        let k = up_b
+            .iter()
+            .position(|f| f == &up_a[common])
+            .expect("common");
+        up_a.truncate(common);
+        up_b.truncate(k);
+        Some((up_a, up_b))
     }
 
     /// Whether `a` and `b` are one frame or linked only through static transforms
     /// (`/tf_static`): then the one never moves in the other. False when they are not connected.
     pub fn fixed_between(&self, a: &str, b: &str) -> bool {
-        let (a, b) = (frame_id(a), frame_id(b));
-        let (up_a, up_b) = (self.up(a), self.up(b));
-        let Some(common) = up_a.iter().position(|f| up_b.contains(f)) else {
+        let Some((from_a, from_b)) = self.links_to_common(a, b) else {
             return false;
         };
-        let k = up_b.iter().position(|f| f == &up_a[common]).expect("common");
-        up_a[..common]
-            .iter()
-            .chain(&up_b[..k])
-            .all(|child| {
-                let l = &self.links[child];
-                // A link on both topics is contradictory TF, not a fixed mounting: not judged.
-                l.fixed.is_some() && l.samples.is_empty()
-            })
+        from_a.iter().chain(&from_b).all(|child| {
+            let l = &self.links[child];
+            // A link on both topics is contradictory TF, not a fixed mounting: not judged.
+            l.fixed.is_some() && l.samples.is_empty()
+        })
     }
 
     /// `ancestor_from_frame` at `t`, composing the links from `frame` up to `ancestor`.
@@ -227,16 +233,11 @@ impl TfTree {
         t: i64,
         max_gap_ns: i64,
     ) -> Result<Pose, Miss> {
-        let (target, source) = (frame_id(target), frame_id(source));
-        let up_s = self.up(source);
-        let up_t = self.up(target);
-        let Some(common) = up_s.iter().position(|f| up_t.contains(f)) else {
-            return Err(Miss::Unconnected);
-        };
-        let ancestor = &up_s[common];
-        let k = up_t.iter().position(|f| f == ancestor).expect("common");
-        let ancestor_from_source = self.chain(&up_s[..common], t, max_gap_ns)?;
-        let ancestor_from_target = self.chain(&up_t[..k], t, max_gap_ns)?;
+        let (from_source, from_target) = self
+            .links_to_common(source, target)
+            .ok_or(Miss::Unconnected)?;
+        let ancestor_from_source = self.chain(&from_source, t, max_gap_ns)?;
+        let ancestor_from_target = self.chain(&from_target, t, max_gap_ns)?;
         Ok(ancestor_from_target.inverse() * ancestor_from_source)
     }
 }

@@ -205,13 +205,12 @@ fn run_in(
         let metric = metric.unwrap_or(enc.default_metric());
         // None: the checkpoint's own (what it was trained with), none for the baselines.
         if let Some(p) = photometric {
-            let trained = enc.trained_photometric().filter(|&t| t != p);
-            if let Some(trained) = trained.filter(|_| adapt == adapt_first) {
-                tracing::warn!(
-                    "--photometric {p}: the checkpoint was trained on images normalised with \
-                     {trained} (`train --photometric`); leave --photometric out to evaluate \
-                     with {trained}"
-                );
+            // Said once, with the first of the two ways.
+            if let Some(warning) = enc
+                .photometric_departure(p)
+                .filter(|_| adapt == adapt_first)
+            {
+                tracing::warn!("{warning}");
             }
             enc.set_photometric(p);
         }

@@ -274,6 +274,20 @@ impl MapEncoder {
         self.trained_photometric
     }
 
+    /// The warning for `--photometric asked` when it departs from the normalisation the
+    /// checkpoint was trained with (build-map and evaluate say it).
+    pub fn photometric_departure(&self, asked: Photometric) -> Option<String> {
+        self.trained_photometric
+            .filter(|&t| t != asked)
+            .map(|trained| {
+                format!(
+                    "--photometric {asked}: the checkpoint was trained on images normalised with \
+                     {trained} (`train --photometric`), so it will see images unlike its training \
+                     ones; leave --photometric out to use {trained}"
+                )
+            })
+    }
+
     /// The paper's initialisation (seeded), never trained: a baseline.
     pub fn untrained(
         cfg: ModelConfig,

@@ -605,7 +605,8 @@ mod tests {
         );
 
         // So is a photometric normalisation this build does not know.
-        file.metadata.insert("dasgil.metric".into(), "cosine".into());
+        file.metadata
+            .insert("dasgil.metric".into(), "cosine".into());
         file.metadata
             .insert("dasgil.photometric".into(), "equalize".into());
         tensor_io::write(&path, &tensors, &file.metadata).unwrap();

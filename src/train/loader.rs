@@ -15,8 +15,8 @@ use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
 use super::sampler::{FrameRef, SamplingSpace, SceneSpace, TripletDraw};
-use crate::data::vkitti2::{ColorTable, Frame, Vkitti2, Vkitti2Roots};
 use crate::data::preprocess::Photometric;
+use crate::data::vkitti2::{ColorTable, Frame, Vkitti2, Vkitti2Roots};
 use crate::data::{kitti, preprocess, DataError};
 
 /// One scene's camera-0 frames per variation (same count in each), with colour tables.
@@ -377,8 +377,14 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
             classes[i].extend_from_slice(&img.classes);
         }
         real.extend(
-            data.real_or_next(d.real, d.flip_real, spec.height, spec.width, spec.photometric)
-                .map_err(|e| format!("step {step}: {e}"))?,
+            data.real_or_next(
+                d.real,
+                d.flip_real,
+                spec.height,
+                spec.width,
+                spec.photometric,
+            )
+            .map_err(|e| format!("step {step}: {e}"))?,
         );
     }
     Ok(HostBatch {

@@ -37,7 +37,8 @@ impl ValidationSample {
             variation,
             frame,
         };
-        let image = data.labelled_or_next(r, false, spec.height, spec.width, None, spec.photometric)?;
+        let image =
+            data.labelled_or_next(r, false, spec.height, spec.width, None, spec.photometric)?;
         Ok(Self {
             name: format!(
                 "{} {} frame {}",

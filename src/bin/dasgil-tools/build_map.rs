@@ -89,12 +89,8 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         a.model.device()?,
     )?;
     if let Some(p) = a.photometric {
-        if let Some(trained) = enc.trained_photometric().filter(|&t| t != p) {
-            tracing::warn!(
-                "--photometric {p}: the checkpoint was trained on images normalised with {trained} \
-                 (`train --photometric`), so it will see images unlike its training ones; leave \
-                 --photometric out to build with {trained}"
-            );
+        if let Some(warning) = enc.photometric_departure(p) {
+            tracing::warn!("{warning}");
         }
         enc.set_photometric(p);
     }

@@ -68,9 +68,10 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
         .photometric
         .or(loaded.meta.photometric)
         .unwrap_or_default();
-    let xs = preprocess::to_network_batch_with(&[&img], cfg.input_height, cfg.input_width, photometric)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?
-        .to_device(device);
+    let xs =
+        preprocess::to_network_batch_with(&[&img], cfg.input_height, cfg.input_width, photometric)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?
+            .to_device(device);
     let out = tch::no_grad(|| loaded.net.forward_t(&xs, false))?;
     let named = out.into_named();
     for (name, t) in &named {

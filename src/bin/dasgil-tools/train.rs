@@ -247,11 +247,10 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     // otherwise (their checkpoints would otherwise record none, and maps built with them stop
     // normalising). A file that cannot be read is reported when the trainer loads it.
     if let (false, None, Some(init)) = (resume, a.photometric, &cfg.init_generator) {
-        let trained = dasgil::tensor_io::read(init).ok().and_then(|f| {
-            f.metadata
-                .get("dasgil.photometric")
-                .and_then(|v| v.parse::<dasgil::data::preprocess::Photometric>().ok())
-        });
+        let trained = dasgil::tensor_io::read(init)
+            .ok()
+            .and_then(|f| dasgil::model::checkpoint::read_meta(&f, init, None).ok())
+            .and_then(|m| m.photometric);
         if let Some(p) = trained.filter(|p| !p.is_none() && cfg.photometric.is_none()) {
             eprintln!(
                 "note: --init-generator {} was trained with --photometric {p}: this run trains \

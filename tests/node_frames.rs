@@ -1451,7 +1451,8 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
 /// confidence, not the posterior: camera c0 drives past the map's images and keeps the belief
 /// (and so the posterior mass of every frame) up, while camera c1 sees noise. c1's frames are
 /// published (the posterior says where the vehicle is), yet /diagnostics WARNs that c1 has
-/// stopped matching the map, and not c0.
+/// stopped matching the map, and not c0; its `filter_camera_weight` says the filter no longer
+/// listens to c1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_belief() {
     let dir = tempfile::tempdir().unwrap();
@@ -1558,6 +1559,11 @@ async fn a_blind_camera_warns_under_the_sequence_filter_while_another_keeps_the_
         median(&c0)
     );
     assert!(median(&c1) < 0.04 && median(&c0) > 0.5, "{c0:?} {c1:?}");
+    // The filter has stopped listening to the blind camera (docs/sequence-filter.md, "A
+    // camera that shows nothing"): the seeing one has the full say.
+    let say = |s: &Status| number_value(s, "filter_camera_weight");
+    assert_eq!(say(&c0), 1.0, "{c0:?}");
+    assert!(say(&c1) < 0.5, "{c1:?}");
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");

@@ -672,6 +672,7 @@ pub fn evaluate(
         Query {
             camera: per_camera.then_some(owned[i].camera.as_str()),
             near: if gated { near(i) } else { None },
+            source: owned[i].camera.as_str(),
             ..Default::default()
         }
     };
@@ -839,6 +840,7 @@ pub fn evaluate(
             "evidence": answer.evidence,
             "mean_likelihood": answer.mean_likelihood,
             "beyond_end": answer.beyond_end,
+            "camera_weight": answer.camera_weight,
             "timestamp_us": q.timestamp_us,
             "map_distance": loc.places.nearest_distance({
                 let t = truth.translation.vector;

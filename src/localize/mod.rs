@@ -125,6 +125,10 @@ pub struct Query<'a> {
     pub near: Option<gate::Gate>,
     /// base_link from camera: the prior is then base_link's.
     pub base_from_cam: Option<&'a Pose>,
+    /// Which of the vehicle's cameras took the frame, searched in the map or not (the node:
+    /// its image topic; `evaluate`: the query's camera): the sequence filter weighs each
+    /// camera's frames by its trust in that camera. Empty: the one camera there is.
+    pub source: &'a str,
 }
 
 /// A prior and what it came from.
@@ -158,6 +162,9 @@ pub struct Answer {
     /// Withheld because the filter believes the vehicle is off the map (`off_map` at least
     /// `Options::off_map_threshold`).
     pub off_the_map: bool,
+    /// With `filter: sequence`: the say the frame's camera had in the belief
+    /// ([`sequence::Step::camera_weight`]); None without the filter.
+    pub camera_weight: Option<f64>,
 }
 
 /// What the sequence filter adds to a frame's prior.
@@ -176,6 +183,7 @@ struct Filtered {
     evidence: Option<f64>,
     mean_likelihood: f64,
     beyond_end: f64,
+    camera_weight: f64,
 }
 
 /// What one frame gave.
@@ -627,8 +635,13 @@ impl Localizer {
         // The filter sees HITS hits whatever the caller retrieves (the node's top_k, evaluate's
         // recall@20), so the node and evaluate compute the same thing.
         let observed = &answer.hits[..answer.hits.len().min(sequence::HITS)];
-        let Some(step) = filter.observe(&self.places, observed, answer.frame_confidence, may_match)
-        else {
+        let Some(step) = filter.observe_from(
+            &self.places,
+            observed,
+            answer.frame_confidence,
+            query.source,
+            may_match,
+        ) else {
             return single;
         };
         let mut hits = vec![Hit {
@@ -645,6 +658,7 @@ impl Localizer {
             evidence: step.evidence,
             mean_likelihood: step.mean_likelihood,
             beyond_end: step.beyond_end,
+            camera_weight: step.camera_weight,
         };
         self.answer(hits, query, Some(filtered))
     }
@@ -661,6 +675,7 @@ impl Localizer {
             .as_ref()
             .map_or(prior.confidence, |f| f.frame_confidence);
         let mut belief_profile = Vec::new();
+        let camera_weight = filtered.as_ref().map(|f| f.camera_weight);
         let (off_map, evidence, mean_likelihood, beyond_end) =
             filtered.as_ref().map_or((None, None, None, None), |f| {
                 (
@@ -732,6 +747,7 @@ impl Localizer {
             mean_likelihood,
             beyond_end,
             off_the_map: off_map_withheld(off_map, self.options.off_map_threshold),
+            camera_weight,
         };
         if answer.off_the_map || withheld(answer.prior.confidence, self.options.min_confidence) {
             Outcome::Ambiguous(answer)

@@ -33,10 +33,16 @@
 //!   among them, scale = d_K - d_1 with K = [`SCALE_RANK`] (the K-th best is e times less
 //!   likely than the best: the scale follows the frame, not a constant fitted to one world);
 //!   places with no row among the hits get the likelihood of the last hit.
+//! - Cameras: each camera has a trust, the probability that its frames show the vehicle's
+//!   place rather than nothing of it (a covered or blinded camera), switched with
+//!   [`CAMERA_SWITCH`] per frame and weighed by each frame's evidence against the off-the-map
+//!   likelihood; a frame's say is its camera's trust over the most trusted other camera's
+//!   (1 with one camera), and its likelihood is mixed with the off-the-map one by that say
+//!   ([`SequenceFilter::camera_weight`]).
 //! - Output: the place with the most posterior mass within [`REGION_RADIUS`] (a belief spread
 //!   over neighbouring places outweighs one aliased place far away); in that region the frame's
 //!   own best match when it lies there with at least [`OWN_SHARE`] of the region's highest
-//!   posterior (or, wherever it lies, when the frame is sure of it:
+//!   posterior (or, wherever it lies, when the frame is sure of it: its camera's say times its
 //!   single-frame confidence at least [`SURE`]), else the place of
 //!   highest posterior; the frame's best-matching row there (any row of that camera at that
 //!   place when none was among the hits).
@@ -218,6 +224,15 @@ pub const SPEED_GAP: f64 = 0.05;
 pub const LEAVE_CAPTURES: u32 = 3;
 /// A prior is withheld while the probability of being off the map is at least this.
 pub const OFF_MAP_WITHHOLD: f64 = 0.5;
+/// The chance per frame of a camera that it changes between showing the vehicle's place and
+/// showing nothing of it (a lens cap, a blinding sun, a wall, a scene the map does not hold):
+/// the two states of [`SequenceFilter`]'s camera trust, switched as the motion models are
+/// ([`SPEED_SWITCH`]).
+pub const CAMERA_SWITCH: f64 = 0.05;
+/// A camera not heard for this long (seconds, frame stamps) is left out when the others'
+/// trust is compared with the best (a camera whose driver stopped does not keep a broken
+/// one distrusted).
+pub const CAMERA_SILENCE: f64 = 10.0;
 
 /// The map's places: rows grouped by camera centre.
 pub struct Places {
@@ -377,8 +392,9 @@ pub struct Step {
     /// The probability that the vehicle is off the map after this frame.
     pub off_map: f64,
     /// How well the motion's prediction explained this frame: sum over places of the predicted
-    /// belief times the frame's likelihood (1 at the best match); None when the belief had
-    /// nothing to predict from (the first frame, or after a reset).
+    /// belief times the frame's own likelihood (1 at the best match; before its camera's say
+    /// mixes it); None when the belief had nothing to predict from (the first frame, or after
+    /// a reset).
     pub evidence: Option<f64>,
     /// How well an arbitrary place explains this frame: its likelihood averaged over all
     /// places (1 at the best match; the places without a row among the hits at the last
@@ -389,6 +405,19 @@ pub struct Step {
     /// published place's distance back from it (0 away from an end, and at an end before the
     /// vehicle moved on); the spread's ground radius includes it (the module comment).
     pub beyond_end: f64,
+    /// The say this frame's camera had (0-1; [`SequenceFilter::camera_weight`]): 1 for the
+    /// most trusted camera, less for one whose frames the belief has stopped explaining.
+    pub camera_weight: f64,
+}
+
+/// One camera's trust ([`SequenceFilter::camera_weight`]).
+#[derive(Debug, Clone)]
+struct CameraTrust {
+    id: String,
+    /// The probability that its frames show the vehicle's place.
+    trust: f64,
+    /// When it was last heard (seconds; the filter's clock).
+    heard: f64,
 }
 
 /// The vehicle at the end of a road on the map: the end place, the published place's speed
@@ -443,6 +472,9 @@ pub struct SequenceFilter {
     pub relocalizations: u64,
     /// Belief resets after a long gap so far.
     pub resets: u64,
+    /// Each camera's trust: the probability that its frames show the vehicle's place
+    /// (`observe_from`), and when it was last heard (seconds).
+    cameras: Vec<CameraTrust>,
     /// Predictions (captures after the first, the cameras of one capture counted once) that
     /// moved the belief by the odometry's travel.
     pub odometry_moves: u64,
@@ -469,6 +501,7 @@ impl SequenceFilter {
             relocalizations: 0,
             resets: 0,
             odometry_moves: 0,
+            cameras: Vec::new(),
         }
     }
 
@@ -555,7 +588,7 @@ impl SequenceFilter {
                 return;
             }
             let w = self.odometry_weights[1];
-            let m1 = switched(w, 2);
+            let m1 = switched(w, 2, SPEED_SWITCH);
             self.belief = ring
                 .iter()
                 .zip(&along)
@@ -580,7 +613,7 @@ impl SequenceFilter {
         let mut m = [0.0; 3];
         for (k, mk) in m.iter_mut().enumerate().take(used) {
             let w = self.weights[k];
-            *mk = switched(w, used);
+            *mk = switched(w, used, SPEED_SWITCH);
         }
         self.belief = (0..slow.len())
             .map(|j| m[0] * slow[j] + m[1] * fast[j] + moving.get(j).map_or(0.0, |b| m[2] * b))
@@ -688,9 +721,7 @@ impl SequenceFilter {
         };
     }
 
-    /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
-    /// returns the place and row to publish. `camera_rows` are the rows the frame may match
-    /// (its camera's), used when the chosen place has no row among the hits.
+    /// [`Self::observe_from`] for a frame of the one camera there is.
     pub fn observe(
         &mut self,
         places: &Places,
@@ -698,7 +729,22 @@ impl SequenceFilter {
         confidence: f64,
         may_match: impl Fn(usize) -> bool,
     ) -> Option<Step> {
-        let sure = confidence >= SURE;
+        self.observe_from(places, hits, confidence, "", may_match)
+    }
+
+    /// Weighs the belief by one frame's hits (rows of the frame's camera, best first) and
+    /// returns the place and row to publish. `may_match` says which rows the frame may match
+    /// (its camera's), used when the chosen place has no row among the hits. `camera` names
+    /// the frame's camera: a camera whose frames the belief stops explaining while another's
+    /// do loses its say ([`Self::camera_weight`]).
+    pub fn observe_from(
+        &mut self,
+        places: &Places,
+        hits: &[Hit],
+        confidence: f64,
+        camera: &str,
+        may_match: impl Fn(usize) -> bool,
+    ) -> Option<Step> {
         let d1 = hits.first()?.distance as f64;
         let last = hits.last()?.distance as f64;
         // A frame whose distances are not finite says nothing: the belief is left as it was.
@@ -717,6 +763,19 @@ impl SequenceFilter {
                 best_row[p] = Some((h.index, h.distance));
             }
         }
+        let mean_likelihood = lik.iter().sum::<f64>() / lik.len().max(1) as f64;
+        // How likely the frame is if it shows no place of the map: the vehicle off the map,
+        // or its camera showing nothing (the same for every place).
+        let shows_none = off_map_likelihood(confidence, mean_likelihood);
+        // A frame of a camera the filter trusts less than another says that much less: its
+        // likelihood is mixed with that of a frame that shows nothing, for the belief, the
+        // motion models and the off-the-map test alike.
+        let (weight, evidence) = self.camera_weight(camera, &lik, shows_none);
+        if weight < 1.0 {
+            lik.iter_mut()
+                .for_each(|l| *l = weight * *l + (1.0 - weight) * shows_none);
+        }
+        let sure = weight * confidence >= SURE;
         if let Some(predicted) = self.components.take() {
             let [a, b, c] = &predicted;
             if self.by_odometry {
@@ -728,15 +787,14 @@ impl SequenceFilter {
         for (b, l) in self.belief.iter_mut().zip(&lik) {
             *b *= l;
         }
-        let mean_likelihood = lik.iter().sum::<f64>() / lik.len().max(1) as f64;
-        // The normalizer is the evidence: the predicted (normalized) belief times the
-        // likelihoods, summed.
+        // The normalizer is the evidence of the likelihoods as the camera's say mixed them:
+        // the predicted (normalized) belief times them, summed (w E + (1 - w) N; E, that of
+        // the frame's own likelihoods, is `evidence`).
         let total = normalize(&mut self.belief);
         // On the map or off it: how well the motion's prediction explains the frame against
         // how well "off the map" does. A uniform belief predicts nothing: not a test.
-        let evidence = (!self.uniform).then_some(total).filter(|e| e.is_finite());
-        if let Some(e) = evidence {
-            let off = self.off * off_map_likelihood(confidence, mean_likelihood);
+        if let Some(e) = (!self.uniform).then_some(total).filter(|e| e.is_finite()) {
+            let off = self.off * shows_none;
             let on = (1.0 - self.off) * e;
             if off + on > 0.0 {
                 self.off = off / (off + on);
@@ -792,7 +850,8 @@ impl SequenceFilter {
             .unwrap_or(centre);
         let in_region = places.distance(own, centre) <= REGION_RADIUS
             && self.belief[own] >= OWN_SHARE * self.belief[highest];
-        // A frame sure of itself (`sure`: its single-frame confidence at least SURE) is
+        // A frame sure of itself (`sure`: its camera's say times its single-frame confidence
+        // at least SURE) is
         // not overridden: a belief that lags behind a vehicle faster than the motion allows
         // follows it.
         let place = if (in_region || sure) && can_show(own) {
@@ -873,7 +932,82 @@ impl SequenceFilter {
             evidence,
             mean_likelihood,
             beyond_end,
+            camera_weight: weight,
         })
+    }
+
+    /// The say of a frame of `camera` (0-1), whose likelihood over the places is `lik`, and
+    /// the belief's evidence for it (None while the belief is uniform); the camera's trust is
+    /// updated by the frame. Each camera has two states, showing the
+    /// vehicle's place or showing nothing of it, switched with [`CAMERA_SWITCH`] per frame;
+    /// its trust is the probability of the first. A frame weighs them by how well the belief
+    /// predicted it (the predicted belief times `lik`, summed: the evidence) against how well
+    /// a frame that shows nothing is explained (`shows_none`, the off-the-map likelihood at
+    /// its confidence, the same for every place): a
+    /// camera whose frames keep falling where the belief is not loses trust, one whose
+    /// frames the belief explains regains it. The say is the camera's trust over the highest
+    /// of the cameras heard within [`CAMERA_SILENCE`]: with one camera (or when all disagree
+    /// with the belief alike, as after a kidnapping) every frame has its full say, as before
+    /// cameras were told apart; a blind camera beside a seeing one loses it (down to about
+    /// 0.05, the switching's floor). A uniform belief predicts nothing and leaves the trust as
+    /// the switching makes it. A camera heard for the first time starts with the most trusted
+    /// other camera's trust.
+    fn camera_weight(&mut self, camera: &str, lik: &[f64], shows_none: f64) -> (f64, Option<f64>) {
+        let now = self.last_time.unwrap_or(f64::NAN);
+        // The other cameras heard lately, their trust as it stands for this frame (switched,
+        // as this camera's is: two cameras that see alike have the same say).
+        let heard = |c: &CameraTrust| (now - c.heard).abs() <= CAMERA_SILENCE;
+        let others = |cams: &[CameraTrust], at: Option<usize>| {
+            cams.iter()
+                .enumerate()
+                .filter(|&(i, c)| Some(i) != at && heard(c))
+                .fold(0.0f64, |m, (_, c)| {
+                    m.max(switched(c.trust, 2, CAMERA_SWITCH))
+                })
+        };
+        let at = match self.cameras.iter().position(|c| c.id == camera) {
+            Some(i) => i,
+            None => {
+                // A camera heard for the first time is trusted as the most trusted other one
+                // (as a working camera when none is): its first frames have the full say.
+                let best = self
+                    .cameras
+                    .iter()
+                    .filter(|c| heard(c))
+                    .map(|c| c.trust)
+                    .reduce(f64::max);
+                self.cameras.push(CameraTrust {
+                    id: camera.to_string(),
+                    trust: best.unwrap_or(1.0 - CAMERA_SWITCH),
+                    heard: now,
+                });
+                self.cameras.len() - 1
+            }
+        };
+        let prior = switched(self.cameras[at].trust, 2, CAMERA_SWITCH);
+        let best_other = others(&self.cameras, Some(at));
+        let weight = if prior >= best_other {
+            1.0
+        } else {
+            prior / best_other
+        };
+        let mut trust = prior;
+        // How well the belief predicted the frame (a uniform belief predicts nothing).
+        let evidence = (!self.uniform)
+            .then(|| self.belief.iter().zip(lik).map(|(b, l)| b * l).sum::<f64>())
+            .filter(|e| e.is_finite());
+        if let Some(e) = evidence {
+            // Whether the vehicle is on the map or not: a vehicle off it makes every camera's
+            // frames fall where the belief is not, and every camera loses trust alike.
+            let (shows, blind) = (prior * e, (1.0 - prior) * shows_none);
+            if shows + blind > 0.0 && (shows + blind).is_finite() {
+                trust = shows / (shows + blind);
+            }
+        }
+        let c = &mut self.cameras[at];
+        c.trust = trust;
+        c.heard = now;
+        (weight, evidence)
     }
 
     /// Follows the published `place`: its running speed and velocity (forgotten at a
@@ -969,10 +1103,11 @@ impl SequenceFilter {
     }
 }
 
-/// A motion model's weight mixed for the next prediction: mostly its own, a share
-/// [`SPEED_SWITCH`] spread from the `models - 1` others (the vehicle may change regime).
-fn switched(w: f64, models: usize) -> f64 {
-    (1.0 - SPEED_SWITCH) * w + SPEED_SWITCH * (1.0 - w) / (models - 1) as f64
+/// A state's weight mixed for the next step: mostly its own, a share `switch` spread from the
+/// `models - 1` others (the vehicle may change regime: [`SPEED_SWITCH`]; a camera may stop or
+/// start showing the place: [`CAMERA_SWITCH`]).
+fn switched(w: f64, models: usize, switch: f64) -> f64 {
+    (1.0 - switch) * w + switch * (1.0 - w) / (models - 1) as f64
 }
 
 /// Each motion model's weight times its prediction's evidence (the frame's likelihood `lik`
@@ -1223,7 +1358,9 @@ mod tests {
         for &(t, truth, cam) in frames {
             let h = hits(places, truth, cam, alias, &mut rng);
             f.predict(places, t, None);
-            let s = f.observe(places, &h, 0.0, |r| r % 2 == cam).unwrap();
+            let s = f
+                .observe_from(places, &h, 0.0, ["c0", "c1"][cam], |r| r % 2 == cam)
+                .unwrap();
             assert_eq!(s.row % 2, cam, "a row of another camera was published");
             // Never a jump beyond what the speed bound allows (3 sigma of the motion, the
             // places' size) without a relocalization or a reset reported.
@@ -1680,11 +1817,18 @@ mod tests {
             r % 2 == 0
         });
         f.predict(&places, t + 0.5, None);
+        // (Camera 0's frames are the one camera of `observe`; camera 1 is heard for the first
+        // time, with camera 0's trust.)
         let s = f
-            .observe(&places, &hits(&places, 130, 1, 0.0, &mut rng), 0.9, |r| {
-                r % 2 == 1
-            })
+            .observe_from(
+                &places,
+                &hits(&places, 130, 1, 0.0, &mut rng),
+                0.9,
+                "c1",
+                |r| r % 2 == 1,
+            )
             .unwrap();
+        assert_eq!(s.camera_weight, 1.0);
         assert_eq!(s.place, 130);
         assert!(s.relocalized);
         assert!(f.velocity.is_none(), "{:?}", f.velocity);
@@ -1964,9 +2108,13 @@ mod tests {
         (t, truth, cam, c): (f64, usize, usize, f64),
     ) -> Step {
         f.predict(places, t, None);
-        f.observe(places, &hits(places, truth, cam, 0.0, rng), c, |r| {
-            r % 2 == cam
-        })
+        f.observe_from(
+            places,
+            &hits(places, truth, cam, 0.0, rng),
+            c,
+            ["c0", "c1"][cam],
+            |r| r % 2 == cam,
+        )
         .unwrap()
     }
 
@@ -2096,5 +2244,88 @@ mod tests {
         assert_eq!(s.place, 19);
         // 6 m driven, with odometry's drift (ODOMETRY_DRIFT) on top.
         assert!((s.beyond_end - 7.2).abs() < 1e-9, "{}", s.beyond_end);
+    }
+
+    /// A second camera that shows nothing of the map while camera 0 drives on (a lens cap: the
+    /// same frame again and again; noise: each frame's best rows at a random place), at
+    /// confidence 0: the filter keeps following camera 0 as it does with camera 0 alone, keeps
+    /// the vehicle on the map, and the blind camera loses its say. Both cameras' frames get
+    /// the vehicle's place. (Before cameras were told apart, each blind frame took the
+    /// vehicle off the map: `evaluate --filter sequence` withheld most priors of both.)
+    #[test]
+    fn a_blind_camera_beside_a_seeing_one_loses_its_say() {
+        let places = route(60, false);
+        for noise in [false, true] {
+            let mut rng = Draws::seed_from_u64(31);
+            let cap = hits(&places, 45, 1, 0.0, &mut rng);
+            let (mut f, mut alone) = (SequenceFilter::new(&places), SequenceFilter::new(&places));
+            for i in 0..30 {
+                let (t, truth) = (0.5 * i as f64, 5 + i);
+                let seen = hits(&places, truth, 0, 0.0, &mut rng);
+                let blind = if noise {
+                    let at = rng.random_range(0..places.len());
+                    hits(&places, at, 1, 0.0, &mut rng)
+                } else {
+                    cap.clone()
+                };
+                alone.predict(&places, t, None);
+                let a = alone.observe(&places, &seen, 0.3, |r| r % 2 == 0).unwrap();
+                f.predict(&places, t, None);
+                let front = f
+                    .observe_from(&places, &seen, 0.3, "front", |r| r % 2 == 0)
+                    .unwrap();
+                f.predict(&places, t, None);
+                let rear = f
+                    .observe_from(&places, &blind, 0.0, "rear", |r| r % 2 == 1)
+                    .unwrap();
+                let what = format!(
+                    "noise {noise}, frame {i}, truth {truth}: places {} {}, off the map {:.3} \
+                     {:.3}, say {:.3} {:.3}",
+                    front.place,
+                    rear.place,
+                    front.off_map,
+                    rear.off_map,
+                    front.camera_weight,
+                    rear.camera_weight
+                );
+                assert_eq!(front.camera_weight, 1.0, "{what}");
+                if i < 6 {
+                    continue;
+                }
+                assert_eq!(a.place, truth, "camera 0 alone, {what}");
+                assert_eq!(front.place, truth, "{what}");
+                assert!((rear.place as i64 - truth as i64).abs() <= 1, "{what}");
+                for s in [&front, &rear] {
+                    assert!(s.off_map < OFF_MAP_WITHHOLD, "{what}");
+                }
+                if i >= 8 {
+                    assert!(rear.camera_weight < 0.1, "{what}");
+                }
+            }
+        }
+    }
+
+    /// Two cameras that see alike keep their say, and kidnapped together they are found
+    /// again as fast as frames of one camera are: the say is a camera's trust against the
+    /// other's, and both lose it alike.
+    #[test]
+    fn two_seeing_cameras_keep_their_say_and_are_found_after_a_kidnapping() {
+        let places = route(200, false);
+        let mut frames: Vec<(f64, usize, usize)> = Vec::new();
+        for i in 0..40 {
+            let truth = if i < 20 { 10 + i } else { 150 + i };
+            frames.push((0.5 * i as f64, truth, 0));
+            frames.push((0.5 * i as f64, truth, 1));
+        }
+        let (good, _, steps, _) = run(&places, &frames, 0.1, 9);
+        assert!(good > 0.9, "{good}");
+        // A frame that matches an aliased place costs its camera a little trust, no more.
+        let says: Vec<f64> = steps[..40].iter().map(|s| s.camera_weight).collect();
+        let mean = says.iter().sum::<f64>() / says.len() as f64;
+        assert!(says.iter().all(|&w| w > 0.75) && mean > 0.93, "{says:?}");
+        let back = (40..80)
+            .find(|&k| (steps[k].place as i64 - (150 + k as i64 / 2)).abs() <= 1)
+            .unwrap();
+        assert!(back <= 45, "found again at frame {back} (kidnapped at 40)");
     }
 }

@@ -99,6 +99,9 @@ struct CameraStats {
     lens: Option<Result<CameraLens, String>>,
     /// The `lens` value last logged.
     lens_logged: Option<String>,
+    /// Under `filter: sequence`, the say the camera's last matched frame had in the belief
+    /// (`localize::Answer::camera_weight`: 1 for the most trusted camera).
+    filter_weight: Option<f64>,
 }
 
 /// A camera's lens from its camera_info (any model ROS names: `bag::lens::camera_lens`):
@@ -488,6 +491,10 @@ fn diagnostics(
                 kv(
                     "filter_off_map",
                     filter_counts.map_or("-".into(), |c| format!("{:.3}", c.2)),
+                ),
+                kv(
+                    "filter_camera_weight",
+                    s.filter_weight.map_or("-".into(), |w| format!("{w:.3}")),
                 ),
                 kv(
                     "filter_beyond_end_m",
@@ -906,6 +913,7 @@ fn spawn_worker(
                             camera: cam.id.as_deref(),
                             near: gate,
                             base_from_cam: cam.base_from_cam.as_ref(),
+                            source: &cam.resolved_topic,
                         },
                         time,
                         travelled,
@@ -968,6 +976,14 @@ fn spawn_worker(
                 if map_id.is_some() && map_id != s.quality_map {
                     s.recent.clear();
                     s.quality_map = map_id;
+                }
+                if let Some(w) = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| o.answer())
+                    .and_then(|a| a.camera_weight)
+                {
+                    s.filter_weight = Some(w);
                 }
                 let bad = match result {
                     Ok(Outcome::Prior(a)) => {
@@ -1101,10 +1117,12 @@ fn serve_reload(
                     *lock(&localizer) = loc;
                     *lock(&map_info_slot) = info;
                     // The sequence filter starts again on the new map: what it said about the
-                    // old one (off the map, past its end, its counts) is not reported for it.
+                    // old one (off the map, past its end, its counts, its cameras' say) is not
+                    // reported for it.
                     let mut sh = lock(&shared);
                     sh.filter_counts = None;
                     sh.filter_beyond_end = None;
+                    sh.stats.iter_mut().for_each(|s| s.filter_weight = None);
                     drop(sh);
                     tracing::info!("{message}");
                     r2r::std_srvs::srv::Trigger::Response {

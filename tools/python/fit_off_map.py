@@ -5,7 +5,8 @@ OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER in src/localize/sequence.rs; docs/seq
 part of the route (`--map` of a shorter sequence of the same world), so that some queries lie
 where the map does not reach. Each folder's candidates-none.jsonl holds, per query: its stamp
 (`timestamp_us`), the distance from its true position to the nearest map place (`map_distance`,
-metres), the motion's `evidence` (null right after a reset), the frame's single-frame
+metres), the motion's `evidence` (null right after a reset), the say of the frame's camera
+(`camera_weight`, docs/sequence-filter.md "Cameras"), the frame's single-frame
 confidence (`frame_confidence`), the filter's probability of being off the map (`off_map`),
 the prior's `confidence` (the posterior mass about the published place), whether it was
 `published` and its squared Mahalanobis distance (`mahalanobis2`).
@@ -18,10 +19,13 @@ probability q of being off the map does not change the belief over the places, s
 replays q exactly for other constants: per frame in time order, q -> q + (0.25 - q)
 (1 - exp(-dt (1/60 + 1/20))) over the time dt since the last capture (a vehicle that leaves the
 map at rate 1/60 s and comes back at rate 1/20 s), then
-q -> q L / (q L + (1 - q) E) with E the frame's evidence and L = OFF_MAP_LIKELIHOOD
-exp(-c / OFF_MAP_CONFIDENCE) (U / OFF_MAP_USUAL)^OFF_MAP_USUAL_POWER, c the frame's confidence
-and U its `mean_likelihood` (how well an average place explains it); back to 0.2 after a
-reset. A prior is
+q -> q L / (q L + (1 - q) (w E + (1 - w) L)) with E the frame's evidence, w its camera's say
+and L = OFF_MAP_LIKELIHOOD exp(-c / OFF_MAP_CONFIDENCE) (U / OFF_MAP_USUAL)^OFF_MAP_USUAL_POWER,
+c the frame's confidence and U its `mean_likelihood` (how well an average place explains it);
+back to 0.2 after a reset. The say is replayed as evaluate recorded it: exact for the shipped
+constants, an approximation for others (a camera's trust, from which its say comes, weighs
+the same L), which only frames of a camera the filter trusted less than another have (w < 1;
+one camera: always 1). A prior is
 published when q is below --off-map-threshold (0.5, the node's) and its confidence is at least
 --min-confidence.
 First it replays the shipped constants and stops if a frame's q or published flag differs from
@@ -110,6 +114,8 @@ def load(folder, shown):
             m2 = q["mahalanobis2"]
             name = q["name"]
             usual = float(q["mean_likelihood"])
+            w = q.get("camera_weight")
+            w = 1.0 if w is None else float(w)
         except (KeyError, ValueError, TypeError) as err:
             fail(f"{where}: expected `timestamp_us`, `evidence`, `frame_confidence`, `off_map`, "
                  f"`confidence`, `published`, `map_distance`, `mahalanobis2` and "
@@ -119,7 +125,7 @@ def load(folder, shown):
             fail(f"{where}: query `{name}` is not among {report}'s queries (files of two runs?)")
         frames.append(dict(order=(t, n), t=t * 1e-6, evidence=e, confidence=c, off=off, mass=conf,
                            published=published, shown=d <= shown, inside=inside,
-                           right=right[name], usual=usual, where=where))
+                           right=right[name], usual=usual, weight=w, where=where))
     if not frames:
         fail(f"{path}: no queries (an evaluate run without ground truth?)")
     frames.sort(key=lambda f: f["order"])
@@ -143,8 +149,10 @@ def replay(frames, constants, min_confidence, threshold):
             u = f["usual"]
             u = min(u, 1.0) if math.isfinite(u) and u > 0.0 else USUAL
             usual = (u / USUAL) ** g_off if g_off else 1.0
-            off = q * a_off * math.exp(-max(f["confidence"], 0.0) / b_off) * usual
-            on = (1.0 - q) * f["evidence"]
+            shows_none = a_off * math.exp(-max(f["confidence"], 0.0) / b_off) * usual
+            off = q * shows_none
+            w = f["weight"]
+            on = (1.0 - q) * (w * f["evidence"] + (1.0 - w) * shows_none)
             if off + on > 0.0:
                 q = off / (off + on)
         off_the_map = threshold < 1.0 and q >= threshold

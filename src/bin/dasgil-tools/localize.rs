@@ -326,7 +326,7 @@ pub(crate) fn localize(
                 &Query {
                     camera: camera.as_deref(),
                     near: opts.near,
-                    base_from_cam: None,
+                    ..Default::default()
                 },
             );
             // The camera searched: none for an image rejected before a search.

@@ -994,7 +994,7 @@ impl SequenceFilter {
         let mut trust = prior;
         // How well the belief predicted the frame (a uniform belief predicts nothing).
         let evidence = (!self.uniform)
-            .then(|| self.belief.iter().zip(lik).map(|(b, l)| b * l).sum::<f64>())
+            .then(|| evidence_of(&self.belief, lik))
             .filter(|e| e.is_finite());
         if let Some(e) = evidence {
             // Whether the vehicle is on the map or not: a vehicle off it makes every camera's
@@ -1116,17 +1116,18 @@ fn switched(w: f64, models: usize, switch: f64) -> f64 {
 fn reweigh<const N: usize>(weights: &mut [f64; N], predictions: [&Vec<f64>; N], lik: &[f64]) {
     let mut e = [0.0; N];
     for k in 0..N {
-        e[k] = weights[k]
-            * predictions[k]
-                .iter()
-                .zip(lik)
-                .map(|(a, l)| a * l)
-                .sum::<f64>();
+        e[k] = weights[k] * evidence_of(predictions[k], lik);
     }
     let total: f64 = e.iter().sum();
     if total > 0.0 && total.is_finite() {
         *weights = e.map(|x| x / total);
     }
+}
+
+/// How well a predicted belief explains a frame: the belief times the frame's likelihoods,
+/// summed (an empty prediction explains nothing).
+fn evidence_of(predicted: &[f64], lik: &[f64]) -> f64 {
+    predicted.iter().zip(lik).map(|(p, l)| p * l).sum()
 }
 
 /// One place's belief seen from the published place: evaluate writes these as

@@ -961,12 +961,8 @@ fn spawn_worker(
                 if filter_counts.is_some() {
                     sh.filter_counts = filter_counts;
                 }
-                if let Some(b) = result
-                    .as_ref()
-                    .ok()
-                    .and_then(|o| o.answer())
-                    .and_then(|a| a.beyond_end)
-                {
+                let answer = result.as_ref().ok().and_then(|o| o.answer());
+                if let Some(b) = answer.and_then(|a| a.beyond_end) {
                     sh.filter_beyond_end = Some(b);
                 }
                 if by_odometry {
@@ -977,12 +973,7 @@ fn spawn_worker(
                     s.recent.clear();
                     s.quality_map = map_id;
                 }
-                if let Some(w) = result
-                    .as_ref()
-                    .ok()
-                    .and_then(|o| o.answer())
-                    .and_then(|a| a.camera_weight)
-                {
+                if let Some(w) = answer.and_then(|a| a.camera_weight) {
                     s.filter_weight = Some(w);
                 }
                 let bad = match result {

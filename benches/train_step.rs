@@ -156,6 +156,7 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
         seed: 1,
         batch,
         window: 5,
+        hard_negatives: 0.0,
         height: h,
         width: w,
         augment,

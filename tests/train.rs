@@ -384,6 +384,100 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     assert!(!none.exists(), "a refused run left {}", none.display());
 }
 
+/// `--hard-negatives` (or `hard_negatives:` in a --config file) draws the negatives from the
+/// anchor's scene outside its positive window: the batches change (the tiny world's 6 frames
+/// need a window of 1 to have such frames), the share is recorded in config.yaml (a run
+/// without it writes no field, as runs before it), a resume cannot change it, and a share
+/// outside 0 to 1 is refused naming the flag or the file's field.
+#[test]
+fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
+    let window = dir.path().join("window1.yaml");
+    let one = shipped.replace("positive_window: 5", "positive_window: 1");
+    assert_ne!(
+        one, shipped,
+        "config/train.yaml no longer says positive_window: 5"
+    );
+    std::fs::write(&window, one).unwrap();
+    let (paper, hard) = (dir.path().join("paper"), dir.path().join("hard"));
+    let outs = concurrently(vec![
+        train_cmd(&paper, &["--config", path_str(&window), "--steps", "1"]),
+        train_cmd(
+            &hard,
+            &[
+                "--config",
+                path_str(&window),
+                "--steps",
+                "1",
+                "--hard-negatives",
+                "1",
+            ],
+        ),
+    ]);
+    for o in &outs {
+        ok(o);
+    }
+    let cfg = std::fs::read_to_string(hard.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "hard_negatives: 1.0"), "{cfg}");
+    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
+    assert!(!paper_cfg.contains("hard_negatives"), "{paper_cfg}");
+    let (p, h) = (csv_rows(&paper), csv_rows(&hard));
+    assert_ne!(
+        column(&p, "depth_negative"),
+        column(&h, "depth_negative"),
+        "the hard negatives did not reach the batches"
+    );
+    let msg = refused(&tools(&[
+        "train",
+        "--resume",
+        path_str(&hard),
+        "--hard-negatives",
+        "0.5",
+        "--steps",
+        "2",
+    ]));
+    assert!(
+        msg.contains("--hard-negatives cannot change when resuming")
+            && msg.contains("hard_negatives = 1.0, given 0.5"),
+        "{msg}"
+    );
+    // A run without the field (as every run before the option) has 0.
+    let msg = refused(&tools(&[
+        "train",
+        "--resume",
+        path_str(&paper),
+        "--hard-negatives",
+        "0.5",
+        "--steps",
+        "2",
+    ]));
+    assert!(msg.contains("hard_negatives = 0.0, given 0.5"), "{msg}");
+    let none = dir.path().join("none");
+    // A flag's value is a usage error (exit 2, as clap reports every bad flag).
+    let flag = tools(&["train", "--hard-negatives", "1.5", "--out", path_str(&none)]);
+    let msg = String::from_utf8_lossy(&flag.stderr);
+    assert_eq!(flag.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("expected a share from 0 to 1 (e.g. 0.5), found `1.5`"),
+        "{msg}"
+    );
+    let bad = dir.path().join("bad.yaml");
+    let two = shipped.replace("hard_negatives: 0.0", "hard_negatives: 2.0");
+    assert_ne!(
+        two, shipped,
+        "config/train.yaml no longer says hard_negatives: 0.0"
+    );
+    std::fs::write(&bad, two).unwrap();
+    let msg = refused(&train(&none, &["--config", path_str(&bad)]));
+    assert!(
+        msg.contains(&bad.display().to_string())
+            && msg.contains("field `hard_negatives`: expected a share from 0 to 1, found 2"),
+        "{msg}"
+    );
+    assert!(!none.exists(), "a refused run left {}", none.display());
+}
+
 /// `--photometric autocontrast` normalises every training image (same seed and draws as the
 /// paper's run: the losses of step 0 differ), is recorded in config.yaml (the paper's run
 /// writes no field, as runs before it) and in the generator checkpoint (`dasgil.photometric`,

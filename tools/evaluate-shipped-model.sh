@@ -12,7 +12,11 @@
 #                   and in the test look;
 #   cmu_test_drive_lens  cmu_test_drive drawn through the real Extended CMU-Seasons cameras' barrel
 #                   distortion (synth cmu --lens cmu; tools/evaluate-lens.sh crosses it with
-#                   cmu_test_drive's map and queries).
+#                   cmu_test_drive's map and queries);
+#   cmu_test_sepia_hard  the hard drive protocol (queries about 2 m to the left, turned by
+#                   sigma 6 degrees, a low sun among the conditions) in the test look, where the
+#                   model's lead over raw pixels shrinks (MODEL_CARD.md, "The hard drive
+#                   protocol").
 # Each world: the shipped model one frame at a time (both adaptations) and through the sequence
 # filter (`--filter sequence`), raw pixels, the untrained network; the baselines at evaluate's
 # default for them (the reference's l1) and with the shipped model's metric, cosine
@@ -30,7 +34,7 @@ TOOLS="$ROOT/target/release/dasgil-tools"
 OUT="$ROOT/maps/models/evaluation"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-WORLDS="${WORLDS:-cmu_slice cmu_test_sepia cmu_test_drive cmu_test_sepia_drive cmu_test_drive_lens}"
+WORLDS="${WORLDS:-cmu_slice cmu_test_sepia cmu_test_drive cmu_test_sepia_drive cmu_test_drive_lens cmu_test_sepia_hard}"
 for world in $WORLDS; do
   for run in shipped:"" shipped-sequence:"--filter sequence" raw-pixels:"--baseline raw-pixels" \
     untrained:"--baseline untrained" raw-pixels-cosine:"--baseline raw-pixels --metric cosine" \

@@ -4,8 +4,8 @@
 # in styles no training world uses (cmu_val_pastel, cmu_val_ink; config/sequences.yaml), with
 # and without map-time adaptation, and writes the table that chooses the shipped model, its
 # training length and the default adaptation (maps/models/MODEL_CARD.md, "How it was chosen").
-# The test worlds (cmu_slice, cmu_test_sepia, cmu_test_drive, cmu_test_sepia_drive) and the
-# calibration world (cmu_calibration) are
+# The test worlds (cmu_slice, cmu_test_sepia, cmu_test_drive, cmu_test_sepia_drive,
+# cmu_test_drive_lens, cmu_test_sepia_hard) and the calibration world (cmu_calibration) are
 # not used here, and WORLDS refuses the test worlds: figures on them are reported, never chosen
 # on (docs/testing.md).
 #
@@ -58,8 +58,8 @@ esac
 if [ "$METRIC" != l1 ]; then LAYERS_ID="$LAYERS_ID-$METRIC"; fi
 for w in $WORLDS; do
   case "$w" in
-    cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive)
-      echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink, cmu_val_pastel_drive, cmu_val_ink_drive)" >&2
+    cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive | cmu_test_drive_lens | cmu_test_sepia_hard)
+      echo "select-shipped-model: WORLDS names $w, a test world (config/sequences.yaml): its figures are reported, never chosen on; give validation worlds (cmu_val_pastel, cmu_val_ink, cmu_val_pastel_drive, cmu_val_ink_drive, cmu_val_pastel_hard, cmu_val_ink_hard)" >&2
       exit 2
       ;;
   esac

@@ -35,6 +35,9 @@
 # PHOTOMETRIC: none (default, the paper's) or autocontrast (train --photometric autocontrast:
 # every training image stretched per channel before the network, as build-map --photometric
 # does; recorded in the checkpoints, so maps built with a candidate follow it).
+# HARD_NEGATIVES: 0 (default, the paper's random negatives) or a share up to 1 (train
+# --hard-negatives: that share of the negatives is another place of the anchor's street, more
+# than the positive window away; not in the paper).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -96,6 +99,14 @@ case "$PHOTOMETRIC" in
   autocontrast) EXTRA+=(--photometric autocontrast) ;;
   *) echo "PHOTOMETRIC: expected none or autocontrast, found \`$PHOTOMETRIC\`" >&2; exit 2 ;;
 esac
+HARD_NEGATIVES="${HARD_NEGATIVES:-0}"
+if ! [[ "$HARD_NEGATIVES" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
+  echo "HARD_NEGATIVES: expected a share from 0 to 1 such as 0.5, found \`$HARD_NEGATIVES\`" >&2
+  exit 2
+fi
+# One spelling per share (1, 1.0 and 1.00 are one run folder).
+HARD_NEGATIVES="$(printf '%g' "$HARD_NEGATIVES")"
+if [ "$HARD_NEGATIVES" != 0 ]; then EXTRA+=(--hard-negatives "$HARD_NEGATIVES"); fi
 STEPS="${STEPS:-1200}"
 SEED="${SEED:-7}"
 INIT="${INIT:-}"
@@ -165,6 +176,7 @@ case "$VARIANT" in
 esac
 if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos$TRIPLET_MARGIN"; fi
 if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
+if [ "$HARD_NEGATIVES" != 0 ]; then RUN="$RUN-hardneg$HARD_NEGATIVES"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

@@ -87,6 +87,16 @@ pub struct TrainConfig {
     /// paper. Older runs without the field: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_generator: Option<PathBuf>,
+    /// The share of triplets (0 to 1) whose negative is drawn from the anchor's scene, any
+    /// variation, more than `positive_window` frames away: another place of the same street
+    /// (`train::sampler`). Not in the paper (0: its random negatives). Older runs without the
+    /// field: 0 (left out of config.yaml then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hard_negatives: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Fields a resume may change: how long, where and how often, none of what is computed.
@@ -128,7 +138,13 @@ impl TrainConfig {
             }
         }
         let to_map = |c: &TrainConfig| match serde_yaml::to_value(c) {
-            Ok(serde_yaml::Value::Mapping(m)) => m,
+            Ok(serde_yaml::Value::Mapping(mut m)) => {
+                // Left out when 0 (as runs before the field wrote it): compared, and named in
+                // a refusal, as the 0 it is.
+                m.entry("hard_negatives".into())
+                    .or_insert_with(|| serde_yaml::Value::from(0.0));
+                m
+            }
             _ => serde_yaml::Mapping::new(),
         };
         let (ma, mb) = (to_map(&a), to_map(&b));
@@ -304,6 +320,13 @@ impl TrainConfig {
                 "positive_window",
                 "0 to 1000 frames",
                 self.positive_window.to_string(),
+            ));
+        }
+        if !(self.hard_negatives.is_finite() && (0.0..=1.0).contains(&self.hard_negatives)) {
+            return Err(err(
+                "hard_negatives",
+                "a share from 0 to 1",
+                self.hard_negatives.to_string(),
             ));
         }
         if self.augment_palette && !self.augment {

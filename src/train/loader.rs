@@ -337,6 +337,8 @@ pub struct BatchSpec {
     pub seed: u64,
     pub batch: usize,
     pub window: usize,
+    /// The share of negatives drawn from the anchor's scene (`sampler`, `hard_negatives`).
+    pub hard_negatives: f64,
     pub height: u32,
     pub width: u32,
     /// Augment each labelled image (`super::augment`).
@@ -349,9 +351,13 @@ pub struct BatchSpec {
 
 /// Makes the batch of `step` (decoding every image; no tensors).
 pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<HostBatch, String> {
-    let draws = data
-        .space
-        .draw_step(spec.seed, step, spec.batch, spec.window);
+    let draws = data.space.draw_step(
+        spec.seed,
+        step,
+        spec.batch,
+        spec.window,
+        spec.hard_negatives,
+    );
     let mut rgb: [Vec<f32>; 3] = Default::default();
     let mut depth: [Vec<f32>; 3] = Default::default();
     let mut classes: [Vec<i64>; 3] = Default::default();

@@ -629,6 +629,7 @@ pub fn run(
         seed: cfg.seed,
         batch: cfg.batch,
         window: cfg.positive_window,
+        hard_negatives: cfg.hard_negatives,
         height: cfg.input_height as u32,
         width: cfg.input_width as u32,
         augment: cfg.augment,

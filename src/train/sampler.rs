@@ -2,7 +2,11 @@
 //! - anchor A: a random scene, a random variation, a random frame i;
 //! - positive A+: the same scene, ANOTHER variation, a frame within `window` frames of i, never
 //!   the camera rotation opposite the anchor's (a left-rotated rig with a right-rotated one);
-//! - negative B: a random scene, variation and frame, drawn independently;
+//! - negative B: a random scene, variation and frame, drawn independently; with
+//!   `hard_negatives` h > 0 (not in the paper; `train --hard-negatives`), a share h of the
+//!   negatives is drawn instead from the anchor's scene, any variation, more than `window`
+//!   frames from the anchor: a nearby place of the same street that is not the anchor's, which a
+//!   random negative (mostly another scene) seldom is;
 //! - one horizontal flip shared by A and A+, its own for B; a real-domain image with its own
 //!   flip.
 //!
@@ -114,11 +118,22 @@ impl SamplingSpace {
             .sum()
     }
 
-    /// The `batch` draws of step `step` under `seed`.
-    pub fn draw_step(&self, seed: u64, step: u64, batch: usize, window: usize) -> Vec<TripletDraw> {
+    /// The `batch` draws of step `step` under `seed`, a share `hard_negatives` (0 to 1) of
+    /// them with a negative from the anchor's scene (module doc). With 0 the draws are the
+    /// reference's, and no extra number is drawn, so a run is the same as before the option.
+    pub fn draw_step(
+        &self,
+        seed: u64,
+        step: u64,
+        batch: usize,
+        window: usize,
+        hard_negatives: f64,
+    ) -> Vec<TripletDraw> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(step);
-        (0..batch).map(|_| self.draw(&mut rng, window)).collect()
+        (0..batch)
+            .map(|_| self.draw(&mut rng, window, hard_negatives))
+            .collect()
     }
 
     fn random_frame(&self, rng: &mut ChaCha8Rng) -> FrameRef {
@@ -131,7 +146,32 @@ impl SamplingSpace {
         }
     }
 
-    fn draw(&self, rng: &mut ChaCha8Rng, window: usize) -> TripletDraw {
+    /// A frame of `anchor`'s scene more than `window` frames from it, any variation; None when
+    /// the scene is too short to have one.
+    fn nearby_other_place(
+        &self,
+        rng: &mut ChaCha8Rng,
+        anchor: FrameRef,
+        window: usize,
+    ) -> Option<FrameRef> {
+        let s = &self.scenes[anchor.scene];
+        // Frames before the anchor's window, then after it.
+        let before = anchor.frame.saturating_sub(window);
+        let after = (anchor.frame + window + 1).min(s.frames);
+        let count = before + (s.frames - after);
+        if count == 0 {
+            return None;
+        }
+        let k = rng.random_range(0..count);
+        let frame = if k < before { k } else { after + (k - before) };
+        Some(FrameRef {
+            scene: anchor.scene,
+            variation: rng.random_range(0..s.variations.len()),
+            frame,
+        })
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng, window: usize, hard_negatives: f64) -> TripletDraw {
         let anchor = self.random_frame(rng);
         let scene = &self.scenes[anchor.scene];
         let a_name = &scene.variations[anchor.variation];
@@ -148,7 +188,12 @@ impl SamplingSpace {
             frame: rng.random_range(lo..=hi),
         };
         let flip_pair = rng.random_bool(0.5);
-        let negative = self.random_frame(rng);
+        let hard = hard_negatives > 0.0 && rng.random_bool(hard_negatives.min(1.0));
+        let negative = match hard.then(|| self.nearby_other_place(rng, anchor, window)) {
+            Some(Some(frame)) => frame,
+            // Not drawn hard, or the scene has no frame outside the window: the reference's.
+            _ => self.random_frame(rng),
+        };
         let flip_negative = rng.random_bool(0.5);
         let real = rng.random_range(0..self.real_images);
         let flip_real = rng.random_bool(0.5);
@@ -208,7 +253,7 @@ mod tests {
         let mut negative_scenes = [0usize; 2];
         let mut draws = 0;
         for step in 0..400 {
-            for d in sp.draw_step(11, step, 8, 5) {
+            for d in sp.draw_step(11, step, 8, 5, 0.0) {
                 draws += 1;
                 let (a, p, n) = (d.anchor, d.positive, d.negative);
                 assert_eq!(a.scene, p.scene);
@@ -236,9 +281,102 @@ mod tests {
     #[test]
     fn a_step_is_the_same_whenever_it_is_drawn_and_differs_between_steps_and_seeds() {
         let sp = space();
-        assert_eq!(sp.draw_step(3, 17, 4, 5), sp.draw_step(3, 17, 4, 5));
-        assert_ne!(sp.draw_step(3, 17, 4, 5), sp.draw_step(3, 18, 4, 5));
-        assert_ne!(sp.draw_step(3, 17, 4, 5), sp.draw_step(4, 17, 4, 5));
+        assert_eq!(
+            sp.draw_step(3, 17, 4, 5, 0.0),
+            sp.draw_step(3, 17, 4, 5, 0.0)
+        );
+        assert_ne!(
+            sp.draw_step(3, 17, 4, 5, 0.0),
+            sp.draw_step(3, 18, 4, 5, 0.0)
+        );
+        assert_ne!(
+            sp.draw_step(3, 17, 4, 5, 0.0),
+            sp.draw_step(4, 17, 4, 5, 0.0)
+        );
+    }
+
+    /// Without hard negatives a step draws what the reference sampler drew before the option
+    /// existed, number for number (the draws of step 17 under seed 3, printed by the sampler of
+    /// commit fb9d4fa), so runs of the paper's recipe resume and repeat as they did.
+    #[test]
+    fn without_hard_negatives_the_draws_are_those_before_the_option() {
+        let f = |scene, variation, frame| FrameRef {
+            scene,
+            variation,
+            frame,
+        };
+        let t = |anchor, positive, negative, flip_pair, real| TripletDraw {
+            anchor,
+            positive,
+            negative,
+            flip_pair,
+            flip_negative: false,
+            real,
+            flip_real: true,
+        };
+        assert_eq!(
+            space().draw_step(3, 17, 4, 5, 0.0),
+            vec![
+                t(f(0, 4, 21), f(0, 0, 19), f(0, 5, 18), true, 1),
+                t(f(1, 0, 1), f(1, 2, 0), f(1, 6, 2), false, 3),
+                t(f(0, 6, 24), f(0, 8, 26), f(1, 3, 1), true, 2),
+                t(f(1, 8, 0), f(1, 1, 1), f(0, 8, 25), true, 5),
+            ]
+        );
+    }
+
+    /// `--hard-negatives`: the share drawn from the anchor's scene outside its positive window
+    /// (any variation); a scene too short to have such a frame keeps the random negative.
+    #[test]
+    fn hard_negatives_are_other_places_of_the_anchor_s_scene() {
+        let sp = space();
+        let (mut long_scene, mut variations) = (0, std::collections::BTreeSet::new());
+        let mut short_scene_negatives = [0usize; 2];
+        for step in 0..200 {
+            let all = sp.draw_step(5, step, 8, 5, 1.0);
+            let none = sp.draw_step(5, step, 8, 5, 0.0);
+            // The anchor and positive are drawn as without the option (only the first triplet
+            // of a step is the same throughout: the hard draw takes numbers from the stream).
+            assert_eq!(
+                (all[0].anchor, all[0].positive),
+                (none[0].anchor, none[0].positive)
+            );
+            for d in all {
+                let (a, n) = (d.anchor, d.negative);
+                if a.scene == 0 {
+                    long_scene += 1;
+                    assert_eq!(n.scene, 0, "{d:?}");
+                    assert!(a.frame.abs_diff(n.frame) > 5, "{d:?}");
+                    assert!(n.frame < 30);
+                    variations.insert(n.variation);
+                } else {
+                    // Scene 1 has 3 frames, all within the window: the random negative.
+                    short_scene_negatives[n.scene] += 1;
+                }
+            }
+        }
+        assert!(long_scene > 500, "{long_scene}");
+        assert_eq!(variations.len(), VARIATIONS.len());
+        assert!(
+            short_scene_negatives.iter().all(|&c| c > 200),
+            "{short_scene_negatives:?}"
+        );
+        // A share of one half: about half of scene 0's negatives are nearby other places.
+        let (mut near, mut total) = (0, 0);
+        for step in 0..400 {
+            for d in sp.draw_step(5, step, 8, 5, 0.5) {
+                if d.anchor.scene == 0 {
+                    total += 1;
+                    near += (d.negative.scene == 0 && d.anchor.frame.abs_diff(d.negative.frame) > 5)
+                        as usize;
+                }
+            }
+        }
+        // Half hard; a random negative lies in scene 0 half the time, and then outside the
+        // window for 600 of the 900 (anchor, negative) frame pairs of 30 frames.
+        let expected = 0.5 + 0.5 * 0.5 * (600.0 / 900.0);
+        let share = near as f64 / total as f64;
+        assert!((share - expected).abs() < 0.06, "{near}/{total}");
     }
 
     #[test]

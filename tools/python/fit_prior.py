@@ -235,6 +235,7 @@ TEST_WORLDS = (
     "cmu_test_drive",
     "cmu_test_sepia_drive",
     "cmu_test_drive_lens",
+    "cmu_test_sepia_hard",
 )
 # Fewer published priors than this in a --fit world make a fit that says little.
 FEW_PRIORS = 100

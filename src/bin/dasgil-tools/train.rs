@@ -51,6 +51,12 @@ pub(crate) struct TrainArgs {
     /// which suits mse; with cosine, whose distances lie in [0, 2], about 0.1).
     #[arg(long, value_parser = parse_positive_margin, allow_negative_numbers = true)]
     triplet_margin: Option<f64>,
+    /// The share of triplets (0 to 1) whose negative comes from the anchor's scene, any
+    /// variation, more than positive_window frames away: another place of the same street,
+    /// where random negatives (the paper's; 0, the default) are mostly other scenes. Not in
+    /// the paper.
+    #[arg(long, value_parser = parse_share, allow_negative_numbers = true)]
+    hard_negatives: Option<f64>,
     /// Epochs (1 to 100000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     epochs: Option<u64>,
@@ -94,6 +100,15 @@ pub(crate) struct TrainArgs {
     /// --checkpoint-every and --threads may change; other flags must repeat the run's values).
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a share from 0 to 1 (e.g. 0.5), found `{s}`"
+        )),
+    }
 }
 
 fn parse_triplet_distance(s: &str) -> Result<dasgil::model::losses::TripletDistance, String> {
@@ -173,6 +188,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     }
     if let Some(p) = a.photometric {
         cfg.photometric = p;
+    }
+    if let Some(h) = a.hard_negatives {
+        cfg.hard_negatives = h;
     }
     if cfg.augment_palette && !cfg.augment {
         let from = match (&a.config, a.augment_palette) {
@@ -269,6 +287,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "augment" => "--augment".to_string(),
                 "augment_palette" => "--augment-palette".to_string(),
                 "photometric" => "--photometric".to_string(),
+                "hard_negatives" => "--hard-negatives".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),
                 "init_generator" => "--init-generator".to_string(),
                 "triplet" if a.triplet_distance.is_some() || a.triplet_margin.is_some() => {

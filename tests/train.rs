@@ -79,6 +79,15 @@ fn refused(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The stderr of `train --resume RUN FLAGS...`, which must be refused.
+fn refused_resume(run: &Path, flags: &[&str]) -> String {
+    let args: Vec<&str> = ["train", "--resume", path_str(run)]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    refused(&tools(&args))
+}
+
 fn csv_rows(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out.join("losses.csv"))
         .unwrap()
@@ -93,6 +102,23 @@ fn column(rows: &[String], name: &str) -> Vec<f64> {
         .iter()
         .map(|r| r.split(',').nth(i).unwrap().parse().unwrap())
         .collect()
+}
+
+/// One step of the paper's run in `paper` and of the same run with `variant_flags` in
+/// `variant`, side by side (both after `base`); returns their config.yaml texts.
+fn paper_and_variant(
+    paper: &Path,
+    variant: &Path,
+    base: &[&str],
+    variant_flags: &[&str],
+) -> (String, String) {
+    let with: Vec<&str> = base.iter().chain(variant_flags).copied().collect();
+    let outs = concurrently(vec![train_cmd(paper, base), train_cmd(variant, &with)]);
+    for o in &outs {
+        ok(o);
+    }
+    let read = |run: &Path| std::fs::read_to_string(run.join("config.yaml")).unwrap();
+    (read(paper), read(variant))
 }
 
 fn train_cmd(out: &Path, extra: &[&str]) -> Command {
@@ -254,13 +280,7 @@ fn trains_checkpoints_and_resumes_exactly() {
     assert_eq!(csv_rows(&split), rows);
 
     // Changing the data or the model on resume is refused, naming the recorded and given value.
-    let msg = refused(&tools(&[
-        "train",
-        "--resume",
-        path_str(&split),
-        "--batch",
-        "2",
-    ]));
+    let msg = refused_resume(&split, &["--batch", "2"]);
     assert!(
         msg.contains("--batch cannot change when resuming")
             && msg.contains("the run has batch = 1, given 2"),
@@ -392,35 +412,26 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
 #[test]
 fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
-    let window = dir.path().join("window1.yaml");
-    let one = shipped.replace("positive_window: 5", "positive_window: 1");
-    assert_ne!(
-        one, shipped,
-        "config/train.yaml no longer says positive_window: 5"
-    );
-    std::fs::write(&window, one).unwrap();
+    // config/train.yaml with one line changed, written to NAME.
+    let edited = |name: &str, from: &str, to: &str| {
+        let shipped = std::fs::read_to_string(common::root().join("config/train.yaml")).unwrap();
+        assert!(
+            shipped.contains(from),
+            "config/train.yaml no longer says {from}"
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, shipped.replace(from, to)).unwrap();
+        path
+    };
+    let window = edited("window1.yaml", "positive_window: 5", "positive_window: 1");
     let (paper, hard) = (dir.path().join("paper"), dir.path().join("hard"));
-    let outs = concurrently(vec![
-        train_cmd(&paper, &["--config", path_str(&window), "--steps", "1"]),
-        train_cmd(
-            &hard,
-            &[
-                "--config",
-                path_str(&window),
-                "--steps",
-                "1",
-                "--hard-negatives",
-                "1",
-            ],
-        ),
-    ]);
-    for o in &outs {
-        ok(o);
-    }
-    let cfg = std::fs::read_to_string(hard.join("config.yaml")).unwrap();
+    let (paper_cfg, cfg) = paper_and_variant(
+        &paper,
+        &hard,
+        &["--config", path_str(&window), "--steps", "1"],
+        &["--hard-negatives", "1"],
+    );
     assert!(cfg.lines().any(|l| l == "hard_negatives: 1.0"), "{cfg}");
-    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
     assert!(!paper_cfg.contains("hard_negatives"), "{paper_cfg}");
     let (p, h) = (csv_rows(&paper), csv_rows(&hard));
     assert_ne!(
@@ -428,30 +439,14 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
         column(&h, "depth_negative"),
         "the hard negatives did not reach the batches"
     );
-    let msg = refused(&tools(&[
-        "train",
-        "--resume",
-        path_str(&hard),
-        "--hard-negatives",
-        "0.5",
-        "--steps",
-        "2",
-    ]));
+    let msg = refused_resume(&hard, &["--hard-negatives", "0.5", "--steps", "2"]);
     assert!(
         msg.contains("--hard-negatives cannot change when resuming")
             && msg.contains("hard_negatives = 1.0, given 0.5"),
         "{msg}"
     );
     // A run without the field (as every run before the option) has 0.
-    let msg = refused(&tools(&[
-        "train",
-        "--resume",
-        path_str(&paper),
-        "--hard-negatives",
-        "0.5",
-        "--steps",
-        "2",
-    ]));
+    let msg = refused_resume(&paper, &["--hard-negatives", "0.5", "--steps", "2"]);
     assert!(msg.contains("hard_negatives = 0.0, given 0.5"), "{msg}");
     let none = dir.path().join("none");
     // A flag's value is a usage error (exit 2, as clap reports every bad flag).
@@ -462,13 +457,7 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
         msg.contains("expected a share from 0 to 1 (e.g. 0.5), found `1.5`"),
         "{msg}"
     );
-    let bad = dir.path().join("bad.yaml");
-    let two = shipped.replace("hard_negatives: 0.0", "hard_negatives: 2.0");
-    assert_ne!(
-        two, shipped,
-        "config/train.yaml no longer says hard_negatives: 0.0"
-    );
-    std::fs::write(&bad, two).unwrap();
+    let bad = edited("bad.yaml", "hard_negatives: 0.0", "hard_negatives: 2.0");
     let msg = refused(&train(&none, &["--config", path_str(&bad)]));
     assert!(
         msg.contains(&bad.display().to_string())
@@ -487,22 +476,16 @@ fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume()
     use dasgil::data::preprocess::Photometric;
     let dir = tempfile::tempdir().unwrap();
     let (paper, stretched) = (dir.path().join("paper"), dir.path().join("stretched"));
-    let outs = concurrently(vec![
-        train_cmd(&paper, &["--steps", "1"]),
-        train_cmd(
-            &stretched,
-            &["--steps", "1", "--photometric", "autocontrast"],
-        ),
-    ]);
-    for o in &outs {
-        ok(o);
-    }
-    let cfg = std::fs::read_to_string(stretched.join("config.yaml")).unwrap();
+    let (paper_cfg, cfg) = paper_and_variant(
+        &paper,
+        &stretched,
+        &["--steps", "1"],
+        &["--photometric", "autocontrast"],
+    );
     assert!(
         cfg.lines().any(|l| l == "photometric: autocontrast"),
         "{cfg}"
     );
-    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
     assert!(!paper_cfg.contains("photometric"), "{paper_cfg}");
     let (p, c) = (csv_rows(&paper), csv_rows(&stretched));
     assert_ne!(
@@ -549,15 +532,7 @@ fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume()
     }
     assert_eq!(trained_with(&on), Some(Photometric::Autocontrast));
     assert_eq!(trained_with(&told), None);
-    let msg = refused(&tools(&[
-        "train",
-        "--resume",
-        path_str(&stretched),
-        "--photometric",
-        "none",
-        "--steps",
-        "2",
-    ]));
+    let msg = refused_resume(&stretched, &["--photometric", "none", "--steps", "2"]);
     assert!(
         msg.contains("--photometric cannot change when resuming")
             && msg.contains("photometric = autocontrast, given none"),
@@ -572,27 +547,14 @@ fn a_photometric_run_is_recorded_in_its_checkpoint_and_cannot_change_on_resume()
 fn a_cosine_triplet_run_is_recorded_reaches_the_loss_and_cannot_change_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (paper, cosine) = (dir.path().join("paper"), dir.path().join("cosine"));
-    let outs = concurrently(vec![
-        train_cmd(&paper, &["--steps", "1"]),
-        train_cmd(
-            &cosine,
-            &[
-                "--steps",
-                "1",
-                "--triplet-distance",
-                "cosine",
-                "--triplet-margin",
-                "0.1",
-            ],
-        ),
-    ]);
-    for o in &outs {
-        ok(o);
-    }
-    let cfg = std::fs::read_to_string(cosine.join("config.yaml")).unwrap();
+    let (paper_cfg, cfg) = paper_and_variant(
+        &paper,
+        &cosine,
+        &["--steps", "1"],
+        &["--triplet-distance", "cosine", "--triplet-margin", "0.1"],
+    );
     assert_eq!(cfg.matches("distance: cosine").count(), 4, "{cfg}");
     assert_eq!(cfg.matches("margin: 0.1").count(), 4, "{cfg}");
-    let paper_cfg = std::fs::read_to_string(paper.join("config.yaml")).unwrap();
     assert!(!paper_cfg.contains("distance"), "{paper_cfg}");
     let (p, c) = (csv_rows(&paper), csv_rows(&cosine));
     assert_eq!(column(&p, "depth_anchor"), column(&c, "depth_anchor"));
@@ -601,15 +563,7 @@ fn a_cosine_triplet_run_is_recorded_reaches_the_loss_and_cannot_change_on_resume
         column(&c, "triplet_e6"),
         "the cosine distance did not reach the triplet term"
     );
-    let msg = refused(&tools(&[
-        "train",
-        "--resume",
-        path_str(&cosine),
-        "--triplet-distance",
-        "mse",
-        "--steps",
-        "2",
-    ]));
+    let msg = refused_resume(&cosine, &["--triplet-distance", "mse", "--steps", "2"]);
     assert!(
         msg.contains("--triplet-distance or --triplet-margin cannot change when resuming"),
         "{msg}"

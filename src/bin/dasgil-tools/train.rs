@@ -102,13 +102,10 @@ pub(crate) struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
+/// A share of triplets: a number from 0 to 1.
 fn parse_share(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "expected a share from 0 to 1 (e.g. 0.5), found `{s}`"
-        )),
-    }
+    let ok = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+    parse_number_where(s.trim(), ok, "a share from 0 to 1 (e.g. 0.5)")
 }
 
 fn parse_triplet_distance(s: &str) -> Result<dasgil::model::losses::TripletDistance, String> {

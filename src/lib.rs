@@ -27,6 +27,7 @@ pub mod synth;
 pub mod tensor_io;
 pub mod toolchain;
 pub mod train;
+pub mod yaml;
 
 #[cfg(feature = "ros")]
 pub mod node;

@@ -457,11 +457,30 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
         msg.contains("expected a share from 0 to 1 (e.g. 0.5), found `1.5`"),
         "{msg}"
     );
+    // A file's value is refused naming the file and its line: a number written as YAML
+    // writes it (2.0, shown as Rust shows it, 2), and a value of the wrong type.
     let bad = edited("bad.yaml", "hard_negatives: 0.0", "hard_negatives: 2.0");
+    let line = std::fs::read_to_string(&bad)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("hard_negatives:"))
+        .unwrap()
+        + 1;
     let msg = refused(&train(&none, &["--config", path_str(&bad)]));
     assert!(
-        msg.contains(&bad.display().to_string())
-            && msg.contains("field `hard_negatives`: expected a share from 0 to 1, found 2"),
+        msg.contains(&format!(
+            "{}:{line}: field `hard_negatives`: expected a share from 0 to 1, found 2",
+            bad.display()
+        )),
+        "{msg}"
+    );
+    let typo = edited("typo.yaml", "hard_negatives: 0.0", "hard_negatives: half");
+    let msg = refused(&train(&none, &["--config", path_str(&typo)]));
+    assert!(
+        msg.contains(&format!(
+            "{}:{line}: field `hard_negatives`: expected a number, found the text \"half\"",
+            typo.display()
+        )),
         "{msg}"
     );
     assert!(!none.exists(), "a refused run left {}", none.display());

@@ -169,7 +169,7 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
     serde_yaml::from_str(&text).map_err(|e| PipelineError::SequencesFile {
         origin,
         line: e.location().map(|l| l.line()),
-        message: e.to_string(),
+        message: crate::yaml::explain(&e),
     })
 }
 

@@ -205,6 +205,52 @@ pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The 1-based line where a config file's text writes the value an error about `field` found
+/// (`found`, as the error shows it), if the file writes it there; `None` when the value came
+/// from elsewhere (a flag) or cannot be placed. `field` is a top-level field (`batch`), a key
+/// within a list section (`triplet.margin`: the first entry of the section that writes that
+/// key with that value, or the section's line), or two fields shown as one (`input_height/
+/// input_width`, found `HxW`: the first's line). Numbers compare by value, so `2.0` written is
+/// the `2` found.
+pub fn line_of_value(text: &str, field: &str, found: &str) -> Option<usize> {
+    let written_at = |n: usize, key: &str| -> Option<String> {
+        let line = text.lines().nth(n - 1)?;
+        let after = &line[line.find(&format!("{key}:"))? + key.len() + 1..];
+        let value = after.split(" #").next()?;
+        Some(value.split([',', '}']).next()?.trim().to_string())
+    };
+    if let Some((first, second)) = field.split_once('/') {
+        let a = written_at(line_of_field(text, first)?, first)?;
+        let b = written_at(line_of_field(text, second)?, second)?;
+        return (format!("{a}x{b}") == found).then(|| line_of_field(text, first))?;
+    }
+    if let Some((section, key)) = field.split_once('.') {
+        let start = line_of_field(text, section)?;
+        let entry = text
+            .lines()
+            .enumerate()
+            .skip(start)
+            .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '\t', '-', '#']))
+            .map(|(i, _)| i + 1)
+            .find(|&n| written_at(n, key).is_some_and(|w| same_value(&w, found)));
+        return entry.or(Some(start));
+    }
+    let n = line_of_field(text, field)?;
+    same_value(&written_at(n, field)?, found).then_some(n)
+}
+
+/// A value as a YAML file writes it and as an error shows it (Rust's formatting) are the same:
+/// the same text, or the same number (`2.0` and `2`, `.nan` and `NaN`, `1e-3` and `0.001`).
+fn same_value(written: &str, found: &str) -> bool {
+    if written == found {
+        return true;
+    }
+    match (serde_yaml::from_str::<f64>(written), found.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a == b || (a.is_nan() && b.is_nan()),
+        _ => false,
+    }
+}
+
 impl TrainConfig {
     /// Reads a YAML config file (its syntax and field names; the values are checked by
     /// [`Self::validate`] once flags have had their say).
@@ -216,7 +262,7 @@ impl TrainConfig {
         let cfg: Self = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             line: e.location().map(|l| l.line()),
-            message: e.to_string(),
+            message: crate::yaml::explain(&e),
         })?;
         Ok(cfg)
     }
@@ -396,6 +442,35 @@ mod tests {
         assert_eq!(line_of_field(text, "batch"), Some(5));
         assert_eq!(line_of_field(text, "triplet"), Some(3));
         assert_eq!(line_of_field(text, "epochs"), None);
+    }
+
+    #[test]
+    fn an_errors_line_is_where_the_file_writes_the_value_found() {
+        let text = "batch: 2\nhard_negatives: 2.0 # too much\nlr_gamma: .nan\ninput_height: 256\n\
+                    input_width: 100\ntriplet:\n  - {layer: 3, margin: 1.0}\n\n  - {layer: 4, margin: -1.0}\n\
+                    epochs: 3\n";
+        assert_eq!(line_of_value(text, "hard_negatives", "2"), Some(2));
+        assert_eq!(
+            line_of_value(text, "hard_negatives", "0.5"),
+            None,
+            "a flag's value"
+        );
+        assert_eq!(line_of_value(text, "lr_gamma", "NaN"), Some(3));
+        assert_eq!(line_of_value(text, "batch", "2"), Some(1));
+        assert_eq!(
+            line_of_value(text, "input_height/input_width", "256x100"),
+            Some(4)
+        );
+        assert_eq!(
+            line_of_value(text, "input_height/input_width", "256x512"),
+            None
+        );
+        assert_eq!(line_of_value(text, "triplet.margin", "-1"), Some(9));
+        assert_eq!(line_of_value(text, "triplet.layer", "3"), Some(7));
+        // A value no entry writes (a flag's) points at the section.
+        assert_eq!(line_of_value(text, "triplet.margin", "0.1"), Some(6));
+        assert_eq!(line_of_value(text, "epochs", "3"), Some(10));
+        assert_eq!(line_of_value(text, "seed", "3"), None);
     }
 
     #[test]

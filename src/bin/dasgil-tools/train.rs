@@ -316,7 +316,8 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     };
     if let Err(e) = cfg.validate(&origin) {
         // The line of the field in the --config file, when the value found is the one written
-        // there (not one a flag gave); a nested field (triplet.margin) points at its section.
+        // there (not one a flag gave); a nested field (triplet.margin) points at the entry that
+        // writes it, or its section.
         if let (
             train::config::ConfigError::Field {
                 field,
@@ -328,12 +329,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
         ) = (&e, &a.config)
         {
             let text = std::fs::read_to_string(p).unwrap_or_default();
-            let line = field.split(['/', '.']).find_map(|f| {
-                let n = train::config::line_of_field(&text, f)?;
-                let written = text.lines().nth(n - 1)?.split_once(':')?.1;
-                let written = written.split(" #").next().unwrap_or("").trim();
-                (field.contains('.') || written == found).then_some(n)
-            });
+            let line = train::config::line_of_value(&text, field, found);
             if let Some(line) = line {
                 return Err(train::config::ConfigError::Field {
                     origin: format!("{}:{line}", p.display()),

@@ -1030,6 +1030,13 @@ fn evaluate_scores_a_model_and_both_baselines() {
             published["outcomes"]["ambiguous"].as_u64(),
             Some(24 - reaching)
         );
+        assert!(
+            line.contains(&format!(
+                "; {} withheld below min_confidence",
+                24 - reaching
+            )),
+            "{line}"
+        );
         if reaching > 0 {
             assert_eq!(published["scores"]["queries"].as_u64(), Some(reaching));
         }
@@ -1191,7 +1198,7 @@ fn evaluate_scores_a_model_and_both_baselines() {
             // listed query in submission.txt, the filter and its counts in the report, and at
             // least the single-frame accuracy on this easy slice.
             let seq = dir.join("eval-sequence");
-            ok(&f.args(
+            let said = ok(&f.args(
                 "evaluate",
                 &[
                     "--out",
@@ -1218,6 +1225,20 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 "report.md of the single-frame run"
             );
             assert!(r3["sequence"]["relocalizations"].as_u64().is_some(), "{r3}");
+            // Why priors were withheld, as report.json counts them: off the map (the filter's
+            // test), the rest below min_confidence.
+            let o = &r3["published"]["outcomes"];
+            let (withheld, off) = (
+                o["ambiguous"].as_u64().unwrap(),
+                o["off_the_map"].as_u64().unwrap(),
+            );
+            assert!(
+                said.contains(&format!(
+                    "; {withheld} withheld: {off} as off the map, {} below min_confidence",
+                    withheld - off
+                )),
+                "{said}"
+            );
             let acc = |r: &serde_json::Value| r["all"]["accuracy"]["5m,10deg"].as_f64().unwrap();
             assert!(
                 acc(r3) >= acc(&reports[0]),

@@ -944,6 +944,20 @@ fn pct(v: f64) -> String {
     format!("{:.1}", v * 100.0)
 }
 
+/// Why priors were withheld, in words: `withheld` frames (the tally's `ambiguous`), of which
+/// `off_map` as off the map (the filter's `off_map_threshold`) and the rest below
+/// `min_confidence`; `filter` says whether the off-the-map test ran.
+pub fn withheld_words(withheld: u64, off_map: u64, filter: bool) -> String {
+    if filter {
+        format!(
+            "{withheld} withheld: {off_map} as off the map, {} below min_confidence",
+            withheld.saturating_sub(off_map)
+        )
+    } else {
+        format!("{withheld} withheld below min_confidence")
+    }
+}
+
 /// What `evaluate --gate-radius` did, in words (report.md and the summary).
 pub fn gate_line(g: &Gate, scored: usize) -> String {
     let s = &g.settings;
@@ -1056,20 +1070,18 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
             rows.push((
                 match p.off_map_threshold {
                     Some(t) => format!(
-                        "published by the node (min_confidence {}, off_map_threshold {t}: {} \
-                         withheld as ambiguous, {} of them off the map; correct priors per \
-                         query {} of {})",
+                        "published by the node (min_confidence {}, off_map_threshold {t}: {}; \
+                         correct priors per query {} of {})",
                         p.min_confidence,
-                        p.outcomes.ambiguous,
-                        p.outcomes.off_the_map,
+                        withheld_words(p.outcomes.ambiguous, p.outcomes.off_the_map, true),
                         p.correct(),
                         p.outcomes.total()
                     ),
                     None => format!(
-                        "published by the node (min_confidence {}: {} withheld as ambiguous; \
-                         correct priors per query {} of {})",
+                        "published by the node (min_confidence {}: {}; correct priors per \
+                         query {} of {})",
                         p.min_confidence,
-                        p.outcomes.ambiguous,
+                        withheld_words(p.outcomes.ambiguous, 0, false),
                         p.correct(),
                         p.outcomes.total()
                     ),

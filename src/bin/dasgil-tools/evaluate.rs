@@ -375,7 +375,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 String::new()
             };
             println!(
-                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {} withheld as ambiguous{}{gated_out}); {of_those}; correct priors per query {} of {} ({:.1}%; a query without a prior counts as a miss, as in replay's correct priors per frame sent)",
+                "    published by the node at min_confidence {}{}: {} of {} ({:.1}%; {}{gated_out}); {of_those}; correct priors per query {} of {} ({:.1}%; a query without a prior counts as a miss, as in replay's correct priors per frame sent)",
                 p.min_confidence,
                 p.off_map_threshold
                     .map(|t| format!(", off_map_threshold {t}"))
@@ -383,12 +383,11 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 t.localized,
                 t.total(),
                 100.0 * t.localized as f64 / t.total().max(1) as f64,
-                t.ambiguous,
-                if r.filter == "sequence" {
-                    format!(", {} of them off the map", t.off_the_map)
-                } else {
-                    String::new()
-                },
+                dasgil::eval::offline::withheld_words(
+                    t.ambiguous,
+                    t.off_the_map,
+                    r.filter == "sequence"
+                ),
                 p.correct(),
                 t.total(),
                 100.0 * p.correct() as f64 / t.total().max(1) as f64

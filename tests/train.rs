@@ -406,9 +406,10 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
 
 /// `--hard-negatives` (or `hard_negatives:` in a --config file) draws the negatives from the
 /// anchor's scene outside its positive window: the batches change (the tiny world's 6 frames
-/// need a window of 1 to have such frames), the share is recorded in config.yaml (a run
-/// without it writes no field, as runs before it), a resume cannot change it, and a share
-/// outside 0 to 1 is refused naming the flag or the file's field.
+/// need a window of 1, `--positive-window 1`, to have such frames), the share is recorded in
+/// config.yaml (a run without it writes no field, as runs before it), a resume cannot change
+/// it nor the window, and a share outside 0 to 1 is refused naming the flag or the file's
+/// field.
 #[test]
 fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -423,16 +424,18 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
         std::fs::write(&path, shipped.replace(from, to)).unwrap();
         path
     };
-    let window = edited("window1.yaml", "positive_window: 5", "positive_window: 1");
     let (paper, hard) = (dir.path().join("paper"), dir.path().join("hard"));
     let (paper_cfg, cfg) = paper_and_variant(
         &paper,
         &hard,
-        &["--config", path_str(&window), "--steps", "1"],
+        &["--positive-window", "1", "--steps", "1"],
         &["--hard-negatives", "1"],
     );
     assert!(cfg.lines().any(|l| l == "hard_negatives: 1.0"), "{cfg}");
     assert!(!paper_cfg.contains("hard_negatives"), "{paper_cfg}");
+    for c in [&paper_cfg, &cfg] {
+        assert!(c.lines().any(|l| l == "positive_window: 1"), "{c}");
+    }
     let (p, h) = (csv_rows(&paper), csv_rows(&hard));
     assert_ne!(
         column(&p, "depth_negative"),
@@ -448,6 +451,12 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     // A run without the field (as every run before the option) has 0.
     let msg = refused_resume(&paper, &["--hard-negatives", "0.5", "--steps", "2"]);
     assert!(msg.contains("hard_negatives = 0.0, given 0.5"), "{msg}");
+    let msg = refused_resume(&paper, &["--positive-window", "3", "--steps", "2"]);
+    assert!(
+        msg.contains("--positive-window cannot change when resuming")
+            && msg.contains("positive_window = 1, given 3"),
+        "{msg}"
+    );
     let none = dir.path().join("none");
     // A flag's value is a usage error (exit 2, as clap reports every bad flag).
     let flag = tools(&["train", "--hard-negatives", "1.5", "--out", path_str(&none)]);
@@ -455,6 +464,19 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     assert_eq!(flag.status.code(), Some(2), "{msg}");
     assert!(
         msg.contains("expected a share from 0 to 1 (e.g. 0.5), found `1.5`"),
+        "{msg}"
+    );
+    let flag = tools(&[
+        "train",
+        "--positive-window",
+        "1001",
+        "--out",
+        path_str(&none),
+    ]);
+    let msg = String::from_utf8_lossy(&flag.stderr);
+    assert_eq!(flag.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("--positive-window") && msg.contains("1001 is not in 0..=1000"),
         "{msg}"
     );
     // A file's value is refused naming the file and its line: a number written as YAML

@@ -38,6 +38,8 @@
 # HARD_NEGATIVES: 0 (default, the paper's random negatives) or a share up to 1 (train
 # --hard-negatives: that share of the negatives is another place of the anchor's street, more
 # than the positive window away; not in the paper).
+# POSITIVE_WINDOW: frames (1 m apart) within which a triplet's positive lies (train
+# --positive-window; default 5, the paper's; hard negatives lie beyond it).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -107,6 +109,14 @@ fi
 # One spelling per share (1, 1.0 and 1.00 are one run folder).
 HARD_NEGATIVES="$(printf '%g' "$HARD_NEGATIVES")"
 if [ "$HARD_NEGATIVES" != 0 ]; then EXTRA+=(--hard-negatives "$HARD_NEGATIVES"); fi
+POSITIVE_WINDOW="${POSITIVE_WINDOW:-5}"
+if ! [[ "$POSITIVE_WINDOW" =~ ^[0-9]+$ ]] || [ "$POSITIVE_WINDOW" -gt 1000 ]; then
+  echo "POSITIVE_WINDOW: expected 0 to 1000 frames, found \`$POSITIVE_WINDOW\`" >&2
+  exit 2
+fi
+# One spelling per window (05 is 5).
+POSITIVE_WINDOW="$((10#$POSITIVE_WINDOW))"
+if [ "$POSITIVE_WINDOW" != 5 ]; then EXTRA+=(--positive-window "$POSITIVE_WINDOW"); fi
 STEPS="${STEPS:-1200}"
 SEED="${SEED:-7}"
 INIT="${INIT:-}"
@@ -177,6 +187,7 @@ esac
 if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos$TRIPLET_MARGIN"; fi
 if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
 if [ "$HARD_NEGATIVES" != 0 ]; then RUN="$RUN-hardneg$HARD_NEGATIVES"; fi
+if [ "$POSITIVE_WINDOW" != 5 ]; then RUN="$RUN-window$POSITIVE_WINDOW"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

@@ -57,6 +57,11 @@ pub(crate) struct TrainArgs {
     /// the paper.
     #[arg(long, value_parser = parse_share, allow_negative_numbers = true)]
     hard_negatives: Option<f64>,
+    /// The positive P of a triplet is a frame of the anchor's place in another look within
+    /// this many frames of it (0 to 1000; default: the configuration's, the paper's 5; the
+    /// shipped worlds' frames are 1 m apart). Hard negatives lie beyond it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    positive_window: Option<u64>,
     /// Epochs (1 to 100000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     epochs: Option<u64>,
@@ -189,6 +194,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if let Some(h) = a.hard_negatives {
         cfg.hard_negatives = h;
     }
+    if let Some(w) = a.positive_window {
+        cfg.positive_window = w as usize;
+    }
     if cfg.augment_palette && !cfg.augment {
         let from = match (&a.config, a.augment_palette) {
             (Some(p), false) => format!("{} sets augment_palette: true", p.display()),
@@ -290,7 +298,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "triplet" if a.triplet_distance.is_some() || a.triplet_margin.is_some() => {
                     "--triplet-distance or --triplet-margin".to_string()
                 }
-                "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" => {
+                "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" | "positive_window" => {
                     format!("--{}", c.field.replace('_', "-"))
                 }
                 other => format!("--config field `{other}`"),

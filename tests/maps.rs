@@ -2082,6 +2082,31 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
         "{e}"
     );
     assert!(!third.exists() && map.exists() && root.join(".dasgil-synth.json").is_file());
+    // A recipe that cannot be rendered is refused as such with a render already there (an
+    // infinite spacing is not "close" to the render's 5), not compared with it nor used.
+    for (edit, says) in [
+        ("spacing: .inf", "spacing (--spacing): expected metres"),
+        ("spacing: 0", "spacing (--spacing): expected metres"),
+        (
+            "places: 0",
+            "places (--places): expected 1 or more, found 0",
+        ),
+    ] {
+        let field = edit.split(':').next().unwrap();
+        let text = recipe("    query_lateral: 1.0\n");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{field}:")))
+            .unwrap()
+            .to_string();
+        std::fs::write(&file, text.replace(&line, &format!("    {edit}"))).unwrap();
+        let e = err(&build(path_str(&third)).each_ref().map(String::as_str));
+        assert!(
+            e.contains("sequence mine: its `generate:` recipe cannot render") && e.contains(says),
+            "{edit}: {e}"
+        );
+        assert!(!third.exists());
+    }
 }
 
 /// `build-map --rectify` on a slice drawn through the real Extended CMU-Seasons lenses (synth cmu

@@ -320,6 +320,9 @@ impl Sequence {
         };
         if let (Some(g), "cmu") = (&self.generate, self.format.as_str()) {
             let slice = self.slice.unwrap_or(2);
+            // A recipe that cannot be rendered is refused as such, whether or not an older
+            // render is there (which it would otherwise be compared with, and found edited).
+            check_recipe(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
             if !root.exists() {
                 tracing::info!(sequence = name, root = %root.display(), "rendering the synthetic sequence (first use)");
                 render_cmu(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
@@ -473,9 +476,16 @@ fn rendered_recipe(root: &Path) -> Option<(Generate, Option<u32>)> {
 }
 
 /// The same recipe, numbers compared to 1e-9 (relative): the marker's JSON numbers may read
-/// back one unit in the last place away from what was written.
+/// back one unit in the last place away from what was written. A number that is not finite
+/// is the same only as itself (an infinity is not "close" to every number).
 fn same_recipe(a: &Generate, b: &Generate) -> bool {
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300);
+    let close = |x: f64, y: f64| {
+        if x.is_finite() && y.is_finite() {
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300)
+        } else {
+            x == y
+        }
+    };
     a.seed == b.seed
         && a.places == b.places
         && close(a.spacing, b.spacing)
@@ -502,10 +512,9 @@ fn recipe_error(name: &str, root: &Path, e: PipelineError) -> PipelineError {
     }
 }
 
-/// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done;
-/// the options are checked before the staging folder is made, and a failed render removes it).
-fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
-    let opts = |out: PathBuf| crate::synth::cmu::Options {
+/// The `synth cmu` options a recipe renders with, into `out`.
+fn recipe_options(out: PathBuf, slice: u32, g: &Generate) -> crate::synth::cmu::Options {
+    crate::synth::cmu::Options {
         out,
         seed: g.seed,
         slice,
@@ -518,14 +527,25 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         query_lateral: g.query_lateral,
         query_yaw_noise: g.query_yaw_noise,
         lens: g.lens,
-    };
-    crate::synth::cmu::check(&opts(root.to_path_buf()))?;
+    }
+}
+
+/// Whether a recipe can be rendered: `synth cmu`'s option checks and the slice number.
+fn check_recipe(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
+    crate::synth::cmu::check(&recipe_options(root.to_path_buf(), slice, g))?;
     if slice > 1000 {
         return Err(crate::synth::SynthError::Options(format!(
             "slice: expected 0 to 1000, found {slice}"
         ))
         .into());
     }
+    Ok(())
+}
+
+/// Renders a synthetic CMU slice into `root` (staged beside it, moved into place when done;
+/// the options are checked before the staging folder is made, and a failed render removes it).
+fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError> {
+    check_recipe(root, slice, g)?;
     // The command line's limits on sizes and counts, and disk and memory for the render.
     crate::synth::check_plan(
         &crate::synth::Plan {
@@ -546,13 +566,14 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         Err(e) => return Err(e.into()),
     };
     // Whatever fails from here on, the staging folder (ours) goes.
-    let rendered = crate::synth::cmu::generate(&opts(staging.clone())).and_then(|_| {
-        crate::synth::output::finish_unless_present(
-            &staging,
-            root,
-            serde_json::json!({"dataset": "cmu", "generate": g, "slice": slice}),
-        )
-    });
+    let rendered = crate::synth::cmu::generate(&recipe_options(staging.clone(), slice, g))
+        .and_then(|_| {
+            crate::synth::output::finish_unless_present(
+                &staging,
+                root,
+                serde_json::json!({"dataset": "cmu", "generate": g, "slice": slice}),
+            )
+        });
     if rendered.is_err() && staging.exists() {
         let _ = std::fs::remove_dir_all(&staging);
     }

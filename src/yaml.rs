@@ -2,13 +2,22 @@
 //! a `--sequences` file) is read with serde, whose type errors speak Rust ("invalid type:
 //! string \"abc\", expected f64 at line 29 column 15"); [`explain`] says the same as the rest
 //! of the project's errors do: the field, what was expected and what was found ("field
-//! `lr_generator`: expected a number, found \"abc\""). The caller puts the file and the line
-//! (`serde_yaml::Error::location`) in front, so the location serde appends is left out.
+//! `lr_generator`: expected a number, found the text \"abc\""). The caller puts the file and
+//! the line (`serde_yaml::Error::location`) in front, so the location serde appends at the
+//! end is left out (a syntax error's message keeps the locations libyaml writes within it).
 
 /// The message of a YAML (de)serialization error, without serde's trailing location, a type or
 /// value mismatch worded as "field `F`: expected E, found V"; other errors (unknown or missing
 /// fields, syntax) keep serde's wording, which already names what it found.
 pub fn explain(e: &serde_yaml::Error) -> String {
+    explain_with(e, |_| None)
+}
+
+/// As [`explain`], with what a field accepts in the caller's words (`expected("batch")`:
+/// "1 to 64") instead of its type's ("a whole number, 0 or more"), where it has them. The
+/// field is named as in the file, list positions left out (`triplet[0].margin` is
+/// `triplet.margin`).
+pub fn explain_with(e: &serde_yaml::Error, expected: impl Fn(&str) -> Option<String>) -> String {
     let mut message = e.to_string();
     if let Some(at) = e.location() {
         let suffix = format!(" at line {} column {}", at.line(), at.column());
@@ -16,37 +25,52 @@ pub fn explain(e: &serde_yaml::Error) -> String {
             message = rest.to_string();
         }
     }
-    mismatch(&message).unwrap_or(message)
+    mismatch(&message, &expected).unwrap_or(message)
 }
 
-/// "path: invalid type: X, expected T" (or "invalid value: ...") in the project's words.
-fn mismatch(message: &str) -> Option<String> {
-    let (path, kind, rest) = ["invalid type: ", "invalid value: ", "invalid length "]
-        .iter()
-        .find_map(|kind| {
-            let at = message.find(kind)?;
-            Some((
-                message[..at].trim_end().trim_end_matches(':'),
-                *kind,
-                &message[at + kind.len()..],
-            ))
-        })?;
-    let (found, expected) = rest.rsplit_once(", expected ")?;
-    let found = if kind == "invalid length " {
-        format!("a list of {found}")
-    } else {
-        found_words(found)
+/// "path: invalid type: X, expected T" (or "invalid value: ...", "invalid length N, ...",
+/// "unknown variant `V`, ...") in the project's words.
+fn mismatch(message: &str, expected: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    // The earliest of the kinds: a value quoted in the message cannot be taken for one.
+    let (at, kind) = [
+        "invalid type: ",
+        "invalid value: ",
+        "invalid length ",
+        "unknown variant ",
+    ]
+    .iter()
+    .filter_map(|kind| message.find(kind).map(|at| (at, *kind)))
+    .min()?;
+    let path = message[..at].trim_end().trim_end_matches(':');
+    let (found, wanted) = message[at + kind.len()..].rsplit_once(", expected ")?;
+    let found = match kind {
+        "invalid length " => format!("a list of {found}"),
+        "unknown variant " => found.to_string(),
+        _ => found_words(found),
     };
+    let field = unindexed(path);
+    let wanted = expected(&field).unwrap_or_else(|| expected_words(wanted));
     let field = if path.is_empty() {
         String::new()
     } else {
-        format!("field `{path}`: ")
+        format!("field `{field}`: ")
     };
-    Some(format!(
-        "{field}expected {}, found {}",
-        expected_words(expected),
-        found
-    ))
+    Some(format!("{field}expected {wanted}, found {found}"))
+}
+
+/// A serde path without its list positions: `triplet[0].margin` -> `triplet.margin`.
+fn unindexed(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// serde's name of the type a field holds, as a user would write it.
@@ -60,7 +84,7 @@ fn expected_words(expected: &str) -> String {
         "a sequence" => "a list".into(),
         e if e.starts_with("struct ") || e == "a map" => "a mapping (`key: value` lines)".into(),
         e if e.starts_with("an array of length ") => {
-            format!("a list of {}", &e["an array of length ".len()..])
+            format!("a list of {} values", &e["an array of length ".len()..])
         }
         e => e.into(),
     }
@@ -68,6 +92,11 @@ fn expected_words(expected: &str) -> String {
 
 /// serde's description of the value a file holds, as the file writes it.
 fn found_words(found: &str) -> String {
+    // A whole number too large for any integer type: serde says which it tried.
+    let found = found
+        .strip_suffix(" as u128")
+        .or_else(|| found.strip_suffix(" as i128"))
+        .unwrap_or(found);
     let quoted = |prefix: &str| {
         found
             .strip_prefix(prefix)
@@ -103,9 +132,17 @@ mod tests {
     }
 
     #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    enum Kind {
+        FD,
+        CD,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct File {
+        kind: Option<Kind>,
         rate: Option<f64>,
         batch: Option<usize>,
         on: Option<bool>,
@@ -141,18 +178,41 @@ mod tests {
         );
         assert_eq!(
             error_of("betas: [0.5]\n").1,
-            "field `betas`: expected a list of 2, found a list of 1"
+            "field `betas`: expected a list of 2 values, found a list of 1"
         );
         assert_eq!(
             error_of("layers:\n  - {margin: big}\n"),
             (
                 Some(2),
-                "field `layers[0].margin`: expected a number, found the text \"big\"".into()
+                "field `layers.margin`: expected a number, found the text \"big\"".into()
             )
         );
         assert_eq!(
             error_of("rate: [1, 2]\n").1,
             "field `rate`: expected a number, found a list"
+        );
+        assert_eq!(
+            error_of("batch: 99999999999999999999999\n").1,
+            "field `batch`: expected a whole number, 0 or more, found 99999999999999999999999"
+        );
+        assert_eq!(
+            error_of("kind: XD\n").1,
+            "field `kind`: expected `FD` or `CD`, found `XD`"
+        );
+    }
+
+    #[test]
+    fn the_callers_words_for_a_field_replace_its_types() {
+        let words = |field: &str| (field == "layers.margin").then(|| "more than 0".to_string());
+        let e = serde_yaml::from_str::<File>("layers:\n  - {margin: big}\n").unwrap_err();
+        assert_eq!(
+            explain_with(&e, words),
+            "field `layers.margin`: expected more than 0, found the text \"big\""
+        );
+        let e = serde_yaml::from_str::<File>("rate: big\n").unwrap_err();
+        assert_eq!(
+            explain_with(&e, words),
+            "field `rate`: expected a number, found the text \"big\""
         );
     }
 

@@ -520,6 +520,36 @@ fn make_fixtures(d: &Path) {
         cfg.replace("discriminator: CD", "discriminator: FD"),
     )
     .unwrap();
+    // One value written wrong per file: a number in another YAML spelling (2.0 for the 2
+    // shown), text where a number is, a value out of range, a misspelt choice.
+    for (file, from, to) in [
+        (
+            "train-share.yaml",
+            "hard_negatives: 0.0",
+            "hard_negatives: 2.0",
+        ),
+        ("train-batch-text.yaml", "batch: 8", "batch: eight"),
+        ("train-batch-negative.yaml", "batch: 8", "batch: -1"),
+        ("train-width.yaml", "input_width: 1024", "input_width: 1000"),
+        (
+            "train-betas.yaml",
+            "betas_generator: [0.9, 0.999]",
+            "betas_generator: [0.9, 1.0]",
+        ),
+        ("train-dis.yaml", "discriminator: CD", "discriminator: XD"),
+        ("train-device.yaml", "device: auto", "device: gpu"),
+    ] {
+        assert!(
+            cfg.contains(from),
+            "config/train.yaml no longer says {from}"
+        );
+        std::fs::write(d.join(file), cfg.replace(from, to)).unwrap();
+    }
+    std::fs::write(
+        d.join("sequences-no-places.yaml"),
+        "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    seed: 1\n    places: 0\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n",
+    )
+    .unwrap();
     std::fs::write(
         d.join("train-fd-batch1.yaml"),
         cfg.replace("discriminator: CD", "discriminator: FD")

@@ -736,7 +736,10 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{e}");
     assert!(
-        e.contains("invalid value '5' for '--compress <DIMS>': 5 is not in 16..=4096"),
+        e.contains(
+            "invalid value '5' for '--compress <DIMS>': expected a whole number from 16 to 4096, \
+             found `5`"
+        ),
         "{e}"
     );
     assert!(!dir.join("x.safetensors").exists());
@@ -1232,12 +1235,14 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 o["ambiguous"].as_u64().unwrap(),
                 o["off_the_map"].as_u64().unwrap(),
             );
+            let why = format!(
+                "{withheld} withheld: {off} as off the map, {} below min_confidence",
+                withheld - off
+            );
+            assert!(said.contains(&format!("; {why}")), "{said}");
             assert!(
-                said.contains(&format!(
-                    "; {withheld} withheld: {off} as off the map, {} below min_confidence",
-                    withheld - off
-                )),
-                "{said}"
+                md.contains(&format!("off_map_threshold 0.5: {why};")),
+                "{md}"
             );
             let acc = |r: &serde_json::Value| r["all"]["accuracy"]["5m,10deg"].as_f64().unwrap();
             assert!(

@@ -2554,6 +2554,14 @@ async fn replay_counts_the_node_it_scores_among_two_on_one_diagnostics_topic() {
     );
     let received = o["received"].as_u64().unwrap_or_else(|| panic!("{o}"));
     assert!((1..=3).contains(&received), "{o}");
+    // The summary says so in words, as summary.json counts.
+    assert!(
+        text.contains(&format!(
+            "the node: 0 frame(s) withheld; {} skipped as stale, {} rejected",
+            o["skipped"], o["rejected"]
+        )),
+        "{text}"
+    );
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     drop(a);

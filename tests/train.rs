@@ -466,19 +466,18 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
         msg.contains("expected a share from 0 to 1 (e.g. 0.5), found `1.5`"),
         "{msg}"
     );
-    let flag = tools(&[
-        "train",
-        "--positive-window",
-        "1001",
-        "--out",
-        path_str(&none),
-    ]);
-    let msg = String::from_utf8_lossy(&flag.stderr);
-    assert_eq!(flag.status.code(), Some(2), "{msg}");
-    assert!(
-        msg.contains("--positive-window") && msg.contains("1001 is not in 0..=1000"),
-        "{msg}"
-    );
+    for bad in ["1001", "-1", "2.5", "abc"] {
+        let flag = tools(&["train", "--positive-window", bad, "--out", path_str(&none)]);
+        let msg = String::from_utf8_lossy(&flag.stderr);
+        assert_eq!(flag.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "invalid value '{bad}' for '--positive-window <POSITIVE_WINDOW>': expected a \
+                 whole number from 0 to 1000, found `{bad}`"
+            )),
+            "{msg}"
+        );
+    }
     // A file's value is refused naming the file and its line: a number written as YAML
     // writes it (2.0, shown as Rust shows it, 2), and a value of the wrong type.
     let bad = edited("bad.yaml", "hard_negatives: 0.0", "hard_negatives: 2.0");
@@ -500,7 +499,8 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     let msg = refused(&train(&none, &["--config", path_str(&typo)]));
     assert!(
         msg.contains(&format!(
-            "{}:{line}: field `hard_negatives`: expected a number, found the text \"half\"",
+            "{}:{line}: field `hard_negatives`: expected a share from 0 to 1, found the text \
+             \"half\"",
             typo.display()
         )),
         "{msg}"

@@ -243,7 +243,7 @@ impl Bag {
                     serde_yaml::from_str(&text).map_err(|e| BagError::Metadata {
                         path: yaml.clone(),
                         line: e.location().map(|l| l.line()),
-                        message: e.to_string(),
+                        message: crate::yaml::explain(&e),
                     })?;
                 let m = m.rosbag2_bagfile_information;
                 let storage = match m.storage_identifier.as_str() {

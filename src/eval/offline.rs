@@ -1315,6 +1315,18 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withheld_priors_are_split_by_why() {
+        assert_eq!(
+            withheld_words(12, 3, true),
+            "12 withheld: 3 as off the map, 9 below min_confidence"
+        );
+        assert_eq!(
+            withheld_words(5, 0, false),
+            "5 withheld below min_confidence"
+        );
+    }
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
 
     /// `--gate-drift`: errors drawn in time order, each from the one before it; the cameras of

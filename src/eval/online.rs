@@ -400,11 +400,20 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         } else {
             String::new()
         };
+        // Why, as evaluate says it: off the map (the filter's test) or below min_confidence.
+        let why = match (o.withheld, o.off_the_map) {
+            (0, _) => String::new(),
+            (_, 0) => " (below min_confidence)".to_string(),
+            (w, off) => format!(
+                " ({off} as off the map, {} below min_confidence)",
+                w.saturating_sub(off)
+            ),
+        };
         let _ = writeln!(
             t,
-            "the node: {} frame(s) withheld ({} of them off the map), {} skipped as stale, {} \
-             rejected{gated} (/diagnostics)",
-            o.withheld, o.off_the_map, o.skipped, o.rejected
+            "the node: {} frame(s) withheld{why}; {} skipped as stale, {} rejected{gated} \
+             (/diagnostics)",
+            o.withheld, o.skipped, o.rejected
         );
         if let Some(r) = o.received.filter(|&r| r < s.frames_sent as u64) {
             let _ = writeln!(

@@ -9,7 +9,7 @@ pub const MAX_INPUT_SIDE: i64 = 4096;
 
 /// Number of stride-2 encoder layers (e1..e8); input sides must be multiples of 2^8.
 pub const ENCODER_LAYERS: usize = 8;
-const SIDE_MULTIPLE: i64 = 1 << ENCODER_LAYERS;
+pub const SIDE_MULTIPLE: i64 = 1 << ENCODER_LAYERS;
 
 /// Shapes of the DASGIL generator and discriminators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,11 +44,16 @@ pub struct InputSizeError {
     pub width: i64,
 }
 
+/// One side of the network's input: a positive multiple of [`SIDE_MULTIPLE`] up to
+/// [`MAX_INPUT_SIDE`].
+pub fn input_side_ok(v: i64) -> bool {
+    v > 0 && v % SIDE_MULTIPLE == 0 && v <= MAX_INPUT_SIDE
+}
+
 /// Whether the network takes `height` x `width` images: positive multiples of 256 up to
 /// [`MAX_INPUT_SIDE`].
 pub fn check_input_size(height: i64, width: i64) -> Result<(), InputSizeError> {
-    let ok = |v: i64| v > 0 && v % SIDE_MULTIPLE == 0 && v <= MAX_INPUT_SIDE;
-    if ok(height) && ok(width) {
+    if input_side_ok(height) && input_side_ok(width) {
         Ok(())
     } else {
         Err(InputSizeError { height, width })

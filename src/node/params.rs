@@ -447,10 +447,11 @@ pub fn check_params_files(args: &[String]) -> Result<Vec<(String, String)>> {
             .with_context(|| format!("--params-file {path}: cannot read it"))?;
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "--params-file {path}{}: not valid YAML: {e}",
+                "--params-file {path}{}: not valid YAML: {}",
                 e.location()
                     .map(|l| format!(":{}", l.line()))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                crate::yaml::explain(&e)
             )
         })?;
         let Some(nodes) = doc.as_mapping() else {

@@ -194,6 +194,38 @@ pub enum ConfigError {
     },
 }
 
+/// What a config field accepts, in words: the one source of [`TrainConfig::validate`]'s
+/// messages and of a file's value of the wrong type (`batch: eight`: "expected 1 to 64"
+/// rather than the type's "a whole number"). `triplet.F` is a field of every triplet entry.
+pub fn expected_of(field: &str) -> Option<String> {
+    Some(match field {
+        "input_height" | "input_width" => format!(
+            "a multiple of {} up to {} (the network's input; e.g. 256 by 512 or 1024)",
+            crate::model::config::SIDE_MULTIPLE,
+            crate::model::config::MAX_INPUT_SIDE
+        ),
+        "batch" => format!("1 to {MAX_BATCH}"),
+        "epochs" | "lr_step_epochs" | "checkpoint_every" => "at least 1".into(),
+        "steps_per_epoch" | "max_steps" => "at least 1 or null".into(),
+        "lr_generator" | "lr_discriminator" | "lr_gamma" | "triplet.margin" => {
+            "a finite number > 0".into()
+        }
+        "lambda_depth" | "lambda_seg" | "lambda_adversarial" | "triplet.weight" => {
+            "a finite number >= 0".into()
+        }
+        "betas_generator" | "betas_discriminator" => "two numbers in [0, 1)".into(),
+        "triplet.layer" => "1 to 8".into(),
+        "positive_window" => "0 to 1000 frames".into(),
+        "hard_negatives" => "a share from 0 to 1".into(),
+        "threads" => "0 (one per core) to 1024".into(),
+        "loader_threads" => "1 to 32".into(),
+        "prefetch" => "1 to 64".into(),
+        "device" => "cpu, cuda, cuda:N or auto".into(),
+        "seed" => "a whole number, 0 or more".into(),
+        _ => return None,
+    })
+}
+
 /// The 1-based line of a top-level `field:` in a YAML config's text (where an error about
 /// the field points), if the file sets it.
 pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
@@ -207,23 +239,24 @@ pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
 
 /// The 1-based line where a config file's text writes the value an error about `field` found
 /// (`found`, as the error shows it), if the file writes it there; `None` when the value came
-/// from elsewhere (a flag) or cannot be placed. `field` is a top-level field (`batch`), a key
-/// within a list section (`triplet.margin`: the first entry of the section that writes that
-/// key with that value, or the section's line), or two fields shown as one (`input_height/
-/// input_width`, found `HxW`: the first's line). Numbers compare by value, so `2.0` written is
-/// the `2` found.
+/// from elsewhere (a flag) or cannot be placed. `field` is a top-level field (`batch`) or a key
+/// of a list section's entries (`triplet.margin`: the first entry, not a comment, that writes
+/// that key with that value, or the section's line). Numbers compare by value, so `2.0`
+/// written is the `2` found.
 pub fn line_of_value(text: &str, field: &str, found: &str) -> Option<usize> {
-    let written_at = |n: usize, key: &str| -> Option<String> {
+    // The value after `key:` on line n, up to a comment; within a `{...}` entry, up to the
+    // next key or the entry's end.
+    let written_at = |n: usize, key: &str, in_entry: bool| -> Option<String> {
         let line = text.lines().nth(n - 1)?;
         let after = &line[line.find(&format!("{key}:"))? + key.len() + 1..];
         let value = after.split(" #").next()?;
-        Some(value.split([',', '}']).next()?.trim().to_string())
+        let value = if in_entry {
+            value.split([',', '}']).next()?
+        } else {
+            value
+        };
+        Some(value.trim().to_string())
     };
-    if let Some((first, second)) = field.split_once('/') {
-        let a = written_at(line_of_field(text, first)?, first)?;
-        let b = written_at(line_of_field(text, second)?, second)?;
-        return (format!("{a}x{b}") == found).then(|| line_of_field(text, first))?;
-    }
     if let Some((section, key)) = field.split_once('.') {
         let start = line_of_field(text, section)?;
         let entry = text
@@ -231,12 +264,13 @@ pub fn line_of_value(text: &str, field: &str, found: &str) -> Option<usize> {
             .enumerate()
             .skip(start)
             .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '\t', '-', '#']))
+            .filter(|(_, l)| !l.trim_start().starts_with('#'))
             .map(|(i, _)| i + 1)
-            .find(|&n| written_at(n, key).is_some_and(|w| same_value(&w, found)));
+            .find(|&n| written_at(n, key, true).is_some_and(|w| same_value(&w, found)));
         return entry.or(Some(start));
     }
     let n = line_of_field(text, field)?;
-    same_value(&written_at(n, field)?, found).then_some(n)
+    same_value(&written_at(n, field, false)?, found).then_some(n)
 }
 
 /// A value as a YAML file writes it and as an error shows it (Rust's formatting) are the same:
@@ -262,7 +296,7 @@ impl TrainConfig {
         let cfg: Self = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             line: e.location().map(|l| l.line()),
-            message: crate::yaml::explain(&e),
+            message: crate::yaml::explain_with(&e, expected_of),
         })?;
         Ok(cfg)
     }
@@ -283,6 +317,7 @@ impl TrainConfig {
             expected: expected.to_string(),
             found,
         };
+        let ex = |field: &str| expected_of(field).unwrap_or_else(|| "a valid value".into());
         if self.vkitti.is_empty() {
             return Err(err(
                 "vkitti",
@@ -290,44 +325,39 @@ impl TrainConfig {
                 "none".into(),
             ));
         }
-        if crate::model::config::check_input_size(self.input_height, self.input_width).is_err() {
-            return Err(err(
-                "input_height/input_width",
-                &format!(
-                    "multiples of 256 up to {} (e.g. 256x1024, 256x512)",
-                    crate::model::config::MAX_INPUT_SIDE
-                ),
-                format!("{}x{}", self.input_height, self.input_width),
-            ));
+        // Each side on its own, so that the error names the field (and its line) at fault.
+        for (field, side) in [
+            ("input_height", self.input_height),
+            ("input_width", self.input_width),
+        ] {
+            if !crate::model::config::input_side_ok(side) {
+                return Err(err(field, &ex(field), side.to_string()));
+            }
         }
         if !(1..=MAX_BATCH).contains(&self.batch) {
-            return Err(err(
-                "batch",
-                &format!("1 to {MAX_BATCH}"),
-                self.batch.to_string(),
-            ));
+            return Err(err("batch", &ex("batch"), self.batch.to_string()));
         }
         if self.epochs == 0 {
-            return Err(err("epochs", "at least 1", "0".into()));
+            return Err(err("epochs", &ex("epochs"), "0".into()));
         }
         if self.steps_per_epoch == Some(0) {
-            return Err(err("steps_per_epoch", "at least 1 or null", "0".into()));
+            return Err(err("steps_per_epoch", &ex("steps_per_epoch"), "0".into()));
         }
         if self.max_steps == Some(0) {
-            return Err(err("max_steps", "at least 1 or null", "0".into()));
+            return Err(err("max_steps", &ex("max_steps"), "0".into()));
         }
         let positive = |field: &'static str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(err(field, "a finite number > 0", v.to_string()))
+                Err(err(field, &ex(field), v.to_string()))
             }
         };
         let non_negative = |field: &'static str, v: f64| {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(err(field, "a finite number >= 0", v.to_string()))
+                Err(err(field, &ex(field), v.to_string()))
             }
         };
         positive("lr_generator", self.lr_generator)?;
@@ -341,11 +371,11 @@ impl TrainConfig {
             ("betas_discriminator", self.betas_discriminator),
         ] {
             if !b.iter().all(|v| v.is_finite() && (0.0..1.0).contains(v)) {
-                return Err(err(field, "two numbers in [0, 1)", format!("{b:?}")));
+                return Err(err(field, &ex(field), format!("{b:?}")));
             }
         }
         if self.lr_step_epochs == 0 {
-            return Err(err("lr_step_epochs", "at least 1", "0".into()));
+            return Err(err("lr_step_epochs", &ex("lr_step_epochs"), "0".into()));
         }
         if self.triplet.is_empty() {
             return Err(err(
@@ -356,7 +386,11 @@ impl TrainConfig {
         }
         for t in &self.triplet {
             if !(1..=8).contains(&t.layer) {
-                return Err(err("triplet.layer", "1 to 8", t.layer.to_string()));
+                return Err(err(
+                    "triplet.layer",
+                    &ex("triplet.layer"),
+                    t.layer.to_string(),
+                ));
             }
             positive("triplet.margin", t.margin)?;
             non_negative("triplet.weight", t.weight)?;
@@ -364,14 +398,14 @@ impl TrainConfig {
         if self.positive_window > 1000 {
             return Err(err(
                 "positive_window",
-                "0 to 1000 frames",
+                &ex("positive_window"),
                 self.positive_window.to_string(),
             ));
         }
         if !(self.hard_negatives.is_finite() && (0.0..=1.0).contains(&self.hard_negatives)) {
             return Err(err(
                 "hard_negatives",
-                "a share from 0 to 1",
+                &ex("hard_negatives"),
                 self.hard_negatives.to_string(),
             ));
         }
@@ -397,27 +431,36 @@ impl TrainConfig {
             ));
         }
         if self.checkpoint_every == 0 {
-            return Err(err("checkpoint_every", "at least 1", "0".into()));
+            return Err(err("checkpoint_every", &ex("checkpoint_every"), "0".into()));
         }
         if self.threads > 1024 {
-            return Err(err(
-                "threads",
-                "0 (one per core) to 1024",
-                self.threads.to_string(),
-            ));
+            return Err(err("threads", &ex("threads"), self.threads.to_string()));
         }
         if !(1..=32).contains(&self.loader_threads) {
             return Err(err(
                 "loader_threads",
-                "1 to 32",
+                &ex("loader_threads"),
                 self.loader_threads.to_string(),
             ));
         }
         if !(1..=64).contains(&self.prefetch) {
-            return Err(err("prefetch", "1 to 64", self.prefetch.to_string()));
+            return Err(err("prefetch", &ex("prefetch"), self.prefetch.to_string()));
         }
-        crate::toolchain::parse_device(&self.device, "device")
-            .map_err(|e| err("device", "cpu, cuda, cuda:N or auto", e))?;
+        if crate::toolchain::device_syntax(&self.device).is_err() {
+            return Err(err("device", &ex("device"), self.device.clone()));
+        }
+        // Spelt right, but not a device libtorch sees here.
+        crate::toolchain::parse_device(&self.device, "device").map_err(|e| {
+            err(
+                "device",
+                "a device libtorch sees on this machine (`dasgil-tools info`)",
+                format!(
+                    "{} ({})",
+                    self.device,
+                    e.split_once(", but ").map_or(e.as_str(), |(_, why)| why)
+                ),
+            )
+        })?;
         Ok(())
     }
 
@@ -447,8 +490,8 @@ mod tests {
     #[test]
     fn an_errors_line_is_where_the_file_writes_the_value_found() {
         let text = "batch: 2\nhard_negatives: 2.0 # too much\nlr_gamma: .nan\ninput_height: 256\n\
-                    input_width: 100\ntriplet:\n  - {layer: 3, margin: 1.0}\n\n  - {layer: 4, margin: -1.0}\n\
-                    epochs: 3\n";
+                    input_width: 100\ntriplet:\n  # - {layer: 4, margin: -1.0}\n  - {layer: 3, margin: 1.0}\n\n  \
+                    - {layer: 4, margin: -1.0}\nepochs: 3\nbetas_generator: [0.9, 1.0]\n";
         assert_eq!(line_of_value(text, "hard_negatives", "2"), Some(2));
         assert_eq!(
             line_of_value(text, "hard_negatives", "0.5"),
@@ -457,19 +500,17 @@ mod tests {
         );
         assert_eq!(line_of_value(text, "lr_gamma", "NaN"), Some(3));
         assert_eq!(line_of_value(text, "batch", "2"), Some(1));
-        assert_eq!(
-            line_of_value(text, "input_height/input_width", "256x100"),
-            Some(4)
-        );
-        assert_eq!(
-            line_of_value(text, "input_height/input_width", "256x512"),
-            None
-        );
-        assert_eq!(line_of_value(text, "triplet.margin", "-1"), Some(9));
-        assert_eq!(line_of_value(text, "triplet.layer", "3"), Some(7));
-        // A value no entry writes (a flag's) points at the section.
+        assert_eq!(line_of_value(text, "input_width", "100"), Some(5));
+        // The entry that writes the value, not a commented-out one above it.
+        assert_eq!(line_of_value(text, "triplet.margin", "-1"), Some(10));
+        assert_eq!(line_of_value(text, "triplet.layer", "3"), Some(8));
+        // A value no entry writes as the error shows it points at the section.
         assert_eq!(line_of_value(text, "triplet.margin", "0.1"), Some(6));
-        assert_eq!(line_of_value(text, "epochs", "3"), Some(10));
+        assert_eq!(line_of_value(text, "epochs", "3"), Some(11));
+        assert_eq!(
+            line_of_value(text, "betas_generator", "[0.9, 1.0]"),
+            Some(12)
+        );
         assert_eq!(line_of_value(text, "seed", "3"), None);
     }
 

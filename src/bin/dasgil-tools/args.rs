@@ -127,6 +127,21 @@ pub(crate) fn parse_at_least_one(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A whole number from `lo` to `hi` (a flag's value parser: `whole_in(1, 64)`), else "expected
+/// a whole number from lo to hi, found `s`" (a minus sign, a fraction and text alike).
+pub(crate) fn whole_in<T>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        s.trim()
+            .parse::<T>()
+            .ok()
+            .filter(|v| *v >= lo && *v <= hi)
+            .ok_or_else(|| format!("expected a whole number from {lo} to {hi}, found `{s}`"))
+    }
+}
+
 /// A number `ok` accepts, else "expected {expected}, found `s`": the one shape of every
 /// numeric flag's value parser here.
 pub(crate) fn parse_number_where(

@@ -49,11 +49,12 @@ pub(crate) struct BuildMapArgs {
     /// The compressed search mode for large maps: also store int8 codes of a DIMS-value random
     /// projection of each descriptor; queries scan the codes and re-rank a shortlist exactly
     /// (16 to 4096; e.g. 256).
-    #[arg(long, value_name = "DIMS", value_parser = clap::value_parser!(u64).range(16..=4096))]
+    #[arg(long, value_name = "DIMS", value_parser = whole_in(16u64, 4096),
+          allow_negative_numbers = true)]
     compress: Option<u64>,
     /// Rows re-ranked exactly per query in the compressed mode (1 to 100000).
     #[arg(long, default_value_t = 100, requires = "compress",
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+          value_parser = whole_in(1u64, 100_000), allow_negative_numbers = true)]
     shortlist: u64,
     /// The map's metric: l1 (the reference's), l2 or cosine. Default: the one the checkpoint
     /// records (the shipped model's: cosine, chosen on validation), else l1; l1 for baselines.

@@ -370,7 +370,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 })
                 .unwrap_or_else(|| "nothing published".into());
             let gated_out = if r.gate.is_some() {
-                format!(", {} with no map image in their gate", t.no_candidates)
+                format!("; {} with no map image in their gate", t.no_candidates)
             } else {
                 String::new()
             };

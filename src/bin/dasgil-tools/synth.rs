@@ -6,6 +6,8 @@ use anyhow::Result;
 
 use clap::Subcommand;
 
+use super::args::whole_in;
+
 type SynthResult<T> = Result<T, dasgil::synth::SynthError>;
 /// Renders a data set into the given folder.
 type Generate = Box<dyn FnOnce(&std::path::Path) -> SynthResult<dasgil::synth::Summary>>;
@@ -73,7 +75,8 @@ pub(crate) enum SynthFormat {
         #[command(flatten)]
         common: SynthCommon,
         /// Slice number, 0 to 1000.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        #[arg(long, default_value_t = 2, value_parser = whole_in(0u32, 1000),
+              allow_negative_numbers = true)]
         slice: u32,
         /// Database places along the route (two cameras each), 1 to 100000.
         #[arg(long, default_value_t = 20)]

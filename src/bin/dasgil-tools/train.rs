@@ -60,10 +60,10 @@ pub(crate) struct TrainArgs {
     /// The positive P of a triplet is a frame of the anchor's place in another look within
     /// this many frames of it (0 to 1000; default: the configuration's, the paper's 5; the
     /// shipped worlds' frames are 1 m apart). Hard negatives lie beyond it.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(long, value_parser = whole_in(0u64, 1000), allow_negative_numbers = true)]
     positive_window: Option<u64>,
     /// Epochs (1 to 100000).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, value_parser = whole_in(1u64, 100_000), allow_negative_numbers = true)]
     epochs: Option<u64>,
     /// Steps per epoch (default: anchor frames / batch).
     #[arg(long, value_parser = parse_at_least_one, allow_negative_numbers = true)]
@@ -72,7 +72,8 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_parser = parse_at_least_one, allow_negative_numbers = true)]
     steps: Option<u64>,
     /// Triplets per step (1 to 64).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=dasgil::train::config::MAX_BATCH as u64))]
+    #[arg(long, value_parser = whole_in(1u64, dasgil::train::config::MAX_BATCH as u64),
+          allow_negative_numbers = true)]
     batch: Option<u64>,
     /// Network input HxW, multiples of 256 up to 4096 (e.g. 256x1024, 256x512).
     #[arg(long, value_parser = parse_input_size)]
@@ -90,7 +91,7 @@ pub(crate) struct TrainArgs {
     /// libtorch CPU threads (default: one per core). Recorded in the run; a resume keeps the
     /// run's count unless given (a resume with another count is not bit-identical to an
     /// unbroken run).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    #[arg(long, value_parser = whole_in(0u64, 1024), allow_negative_numbers = true)]
     threads: Option<u64>,
     /// Start a new run from these generator weights instead of the reference initialisation
     /// (fine-tuning): a run's generator.safetensors, a shipped model (maps/models/) or an

@@ -546,6 +546,11 @@ fn make_fixtures(d: &Path) {
         std::fs::write(d.join(file), cfg.replace(from, to)).unwrap();
     }
     std::fs::write(
+        d.join("sequences-bad-camera.yaml"),
+        "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  cameras: [c0, c9]\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n",
+    )
+    .unwrap();
+    std::fs::write(
         d.join("sequences-no-places.yaml"),
         "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    seed: 1\n    places: 0\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n",
     )

@@ -981,6 +981,15 @@ fn evaluate_scores_a_model_and_both_baselines() {
             assert!(said.contains(m) && out.join(m).is_file(), "{m}: {said}");
         }
         assert_eq!(said.contains("map-adabn"), name != "raw", "{said}");
+        // Which report is which, and which one the node's (default) map gives.
+        assert_eq!(
+            said.contains(
+                "two reports, one per map-time adaptation: none first (written as \
+                 submission.txt), then adabn"
+            ),
+            name != "raw",
+            "{said}"
+        );
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();

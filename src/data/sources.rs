@@ -323,6 +323,29 @@ impl Sequence {
             // A recipe that cannot be rendered is refused as such, whether or not an older
             // render is there (which it would otherwise be compared with, and found edited).
             check_recipe(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
+            // A camera the render will not have is refused before minutes of rendering.
+            let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
+            if let Some(missing) = self
+                .cameras
+                .iter()
+                .flatten()
+                .find(|c| !rendered.contains(&c.as_str()))
+            {
+                return Err(PipelineError::Cameras {
+                    given: self
+                        .cameras
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    message: format!(
+                        "sequence {name} renders cameras {} (its `generate:` recipe), not \
+                         `{missing}`",
+                        rendered.join(", ")
+                    ),
+                });
+            }
             if !root.exists() {
                 tracing::info!(sequence = name, root = %root.display(), "rendering the synthetic sequence (first use)");
                 render_cmu(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;

@@ -201,6 +201,11 @@ fn run_in(
     let mut submission = None;
     let mut warnings: Vec<String> = Vec::new();
     for adapt in ways {
+        // The progress bars that follow (the map, then the queries) are this adaptation's.
+        tracing::info!(
+            "adaptation {}: building the map, then localizing the queries",
+            if adapt { "adabn" } else { "none" }
+        );
         let (mut enc, name) = make_encoder(choice, layers.clone(), device)?;
         let metric = metric.unwrap_or(enc.default_metric());
         // None: the checkpoint's own (what it was trained with), none for the baselines.

@@ -335,6 +335,14 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if let [first, second] = &reports[..] {
+        println!(
+            "two reports, one per map-time adaptation: {} first (written as submission.txt), then \
+             {}; the node localizes as the report of the adaptation its map was built with \
+             (build-map: none unless --adapt)",
+            first.adaptation, second.adaptation
+        );
+    }
     for r in &reports {
         let acc = |t| 100.0 * r.all.accuracy[&threshold_name(t)];
         if r.unscored > 0 {

@@ -384,7 +384,15 @@ impl TrainConfig {
                 "none".into(),
             ));
         }
-        for t in &self.triplet {
+        for (i, t) in self.triplet.iter().enumerate() {
+            // A layer listed twice would weigh its term twice (that is what `weight` is for).
+            if self.triplet[..i].iter().any(|u| u.layer == t.layer) {
+                return Err(err(
+                    "triplet.layer",
+                    "each layer at most once (the paper's: 3, 4, 5, 6; `weight` weighs one)",
+                    format!("layer {} twice", t.layer),
+                ));
+            }
             if !(1..=8).contains(&t.layer) {
                 return Err(err(
                     "triplet.layer",
@@ -539,6 +547,14 @@ mod tests {
         assert!(e.contains("field `kitti`"), "{e}");
         c.kitti = Some("/data/kitti".into());
         c.validate("config/train.yaml").unwrap();
+        let mut twice = c.clone();
+        twice.triplet[1].layer = twice.triplet[0].layer;
+        let e = twice.validate("t.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("field `triplet.layer`: expected each layer at most once")
+                && e.contains("found layer 3 twice"),
+            "{e}"
+        );
         assert_eq!(c.lr_at(2e-3, 49), 2e-3);
         assert_eq!(c.lr_at(2e-3, 50), 1e-3);
     }

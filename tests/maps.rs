@@ -2096,31 +2096,52 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
         "{e}"
     );
     assert!(!third.exists() && map.exists() && root.join(".dasgil-synth.json").is_file());
-    // A recipe that cannot be rendered is refused as such with a render already there (an
-    // infinite spacing is not "close" to the render's 5), not compared with it nor used.
+    // A recipe that cannot be rendered is refused with a render already there (an infinite
+    // spacing was once "close" to the render's 5 and scored it), at the field's line.
     for (edit, says) in [
-        ("spacing: .inf", "spacing (--spacing): expected metres"),
-        ("spacing: 0", "spacing (--spacing): expected metres"),
         (
-            "places: 0",
-            "places (--places): expected 1 or more, found 0",
+            "spacing: .inf",
+            "field `spacing`: expected metres, more than 0 and at most 1000",
         ),
+        (
+            "spacing: 0",
+            "field `spacing`: expected metres, more than 0 and at most 1000",
+        ),
+        ("places: 0", "field `places`: expected 1 or more, found 0"),
     ] {
         let field = edit.split(':').next().unwrap();
         let text = recipe("    query_lateral: 1.0\n");
-        let line = text
+        let n = text
             .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{field}:")))
-            .unwrap()
-            .to_string();
+            .position(|l| l.trim_start().starts_with(&format!("{field}:")))
+            .unwrap();
+        let line = text.lines().nth(n).unwrap().to_string();
         std::fs::write(&file, text.replace(&line, &format!("    {edit}"))).unwrap();
         let e = err(&build(path_str(&third)).each_ref().map(String::as_str));
         assert!(
-            e.contains("sequence mine: its `generate:` recipe cannot render") && e.contains(says),
+            e.contains(&format!(
+                "{}:{}: mine.generate: {says}",
+                file.display(),
+                n + 1
+            )),
             "{edit}: {e}"
         );
         assert!(!third.exists());
     }
+    // Checked when resolving too (what a file's fields cannot say alone): with the render
+    // there, a recipe too small to render is refused as such, not compared with it.
+    std::fs::write(
+        &file,
+        recipe("    query_lateral: 1.0\n").replace("width: 64", "width: 8"),
+    )
+    .unwrap();
+    let e = err(&build(path_str(&third)).each_ref().map(String::as_str));
+    assert!(
+        e.contains("sequence mine: its `generate:` recipe cannot render")
+            && e.contains("expected 16 pixels or more each, found 8x48"),
+        "{e}"
+    );
+    assert!(!third.exists());
 }
 
 /// `build-map --rectify` on a slice drawn through the real Extended CMU-Seasons lenses (synth cmu

@@ -18,7 +18,9 @@ pub const SEQUENCES_YAML: &str = include_str!("../../config/sequences.yaml");
 #[serde(deny_unknown_fields)]
 pub struct Generate {
     pub seed: u64,
+    #[serde(deserialize_with = "places_at_least_one")]
     pub places: usize,
+    #[serde(deserialize_with = "spacing_in_range")]
     pub spacing: f64,
     #[serde(deserialize_with = "known_conditions")]
     pub conditions: Vec<String>,
@@ -48,6 +50,31 @@ pub struct Generate {
     /// `synth cmu --lens` (pinhole or cmu; default pinhole).
     #[serde(default, skip_serializing_if = "crate::synth::cmu::Lens::is_pinhole")]
     pub lens: crate::synth::cmu::Lens,
+}
+
+/// `generate: places:` refused there (with its line) when 0, as `synth cmu --places` is.
+fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = usize::deserialize(d)?;
+    if v >= 1 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(
+            "field `places`: expected 1 or more, found 0",
+        ))
+    }
+}
+
+/// `generate: spacing:` refused there (with its line) outside what `synth cmu --spacing` takes.
+fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use crate::synth::cmu::{spacing_ok, SPACING};
+    let v = f64::deserialize(d)?;
+    if spacing_ok(v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "field `spacing`: expected {SPACING}, found {v}"
+        )))
+    }
 }
 
 /// `generate: conditions:` refused there (with its line) when one is not a condition `synth
@@ -166,11 +193,33 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
             "config/sequences.yaml".to_string(),
         ),
     };
-    serde_yaml::from_str(&text).map_err(|e| PipelineError::SequencesFile {
-        origin,
-        line: e.location().map(|l| l.line()),
-        message: crate::yaml::explain(&e),
+    serde_yaml::from_str(&text).map_err(|e| {
+        let message = crate::yaml::explain(&e);
+        PipelineError::SequencesFile {
+            origin,
+            line: e
+                .location()
+                .map(|l| field_line(&text, l.line(), &message).unwrap_or(l.line())),
+            message,
+        }
     })
+}
+
+/// The line of the field an error names ("... field `places`: ..."), at or after `line`
+/// where serde places it: a check of a recipe's value (a range, a known name) is told where
+/// its mapping starts, not where the field is.
+fn field_line(text: &str, line: usize, message: &str) -> Option<usize> {
+    let field = message.split("field `").nth(1)?.split('`').next()?;
+    let key = field.rsplit('.').next()?;
+    let start = line.checked_sub(1)?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let base = indent(text.lines().nth(start)?);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(i, l)| *i == start || l.trim().is_empty() || indent(l) >= base)
+        .find(|(_, l)| l.trim_start().starts_with(&format!("{key}:")))
+        .map(|(i, _)| i + 1)
 }
 
 /// The images of a data set: database (the map) and queries with ground truth where known.

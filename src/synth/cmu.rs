@@ -128,6 +128,14 @@ pub const QUERY_LATERAL: &str = "metres, -5 to 5";
 /// What `--query-yaw-noise` (and `query_yaw_noise`) takes.
 pub const QUERY_YAW_NOISE: &str = "degrees, 0 to 30";
 
+/// What `--spacing` (and a recipe's `spacing`) takes.
+pub const SPACING: &str = "metres, more than 0 and at most 1000";
+
+/// Whether a spacing between places is one [`SPACING`] allows.
+pub fn spacing_ok(v: f64) -> bool {
+    v.is_finite() && v > 0.0 && v <= 1000.0
+}
+
 /// Whether a query lateral offset is one [`QUERY_LATERAL`] allows.
 pub fn query_lateral_ok(v: f64) -> bool {
     v.is_finite() && v.abs() <= 5.0
@@ -223,9 +231,9 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
             "places (--places): expected 1 or more, found 0".into(),
         ));
     }
-    if !(opts.spacing.is_finite() && opts.spacing > 0.0 && opts.spacing <= 1000.0) {
+    if !spacing_ok(opts.spacing) {
         return Err(SynthError::Options(format!(
-            "spacing (--spacing): expected metres, more than 0 and at most 1000, found {}",
+            "spacing (--spacing): expected {SPACING}, found {}",
             opts.spacing
         )));
     }

@@ -409,6 +409,6 @@ fn parse_query_yaw_noise(s: &str) -> Result<f64, String> {
 
 /// `synth cmu --spacing`: metres, more than 0 and at most 1000.
 fn parse_spacing(s: &str) -> Result<f64, String> {
-    let ok = |v: f64| v.is_finite() && v > 0.0 && v <= 1000.0;
-    super::args::parse_number_where(s.trim(), ok, "metres, more than 0 and at most 1000")
+    use dasgil::synth::cmu::{spacing_ok, SPACING};
+    super::args::parse_number_where(s.trim(), spacing_ok, SPACING)
 }

@@ -490,20 +490,25 @@ fn make_fixtures(d: &Path) {
         "# mine\nmine:\n  format: cmu\n  root: cmu\n  slice: 2\ntheirs:\n  format: png\n  root: cmu\n",
     )
     .unwrap();
-    for (file, field) in [
-        ("sequences-bad-condition.yaml", "conditions: [snow, snw]"),
+    // A recipe of a tiny world, one thing written wrong per file.
+    let recipe = "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    \
+                  seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    \
+                  height: 48\n";
+    for (file, from, to) in [
+        ("sequences-bad-condition.yaml", "[snow]", "[snow, snw]"),
         (
             "sequences-bad-style.yaml",
-            "conditions: [snow]\n    style: training",
+            "[snow]\n",
+            "[snow]\n    style: training\n",
         ),
+        (
+            "sequences-bad-camera.yaml",
+            "slice: 2\n",
+            "slice: 2\n  cameras: [c0, c9]\n",
+        ),
+        ("sequences-no-places.yaml", "places: 2", "places: 0"),
     ] {
-        std::fs::write(
-            d.join(file),
-            format!(
-                "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    {field}\n    width: 64\n    height: 48\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(d.join(file), recipe.replacen(from, to, 1)).unwrap();
     }
     std::fs::write(
         d.join("sequences-bad-lens.yaml"),
@@ -545,16 +550,6 @@ fn make_fixtures(d: &Path) {
         );
         std::fs::write(d.join(file), cfg.replace(from, to)).unwrap();
     }
-    std::fs::write(
-        d.join("sequences-bad-camera.yaml"),
-        "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  cameras: [c0, c9]\n  generate:\n    seed: 1\n    places: 2\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("sequences-no-places.yaml"),
-        "# mine\nmine:\n  format: cmu\n  root: cmu-recipe\n  slice: 2\n  generate:\n    seed: 1\n    places: 0\n    spacing: 5.0\n    conditions: [snow]\n    width: 64\n    height: 48\n",
-    )
-    .unwrap();
     std::fs::write(
         d.join("train-fd-batch1.yaml"),
         cfg.replace("discriminator: CD", "discriminator: FD")

@@ -52,29 +52,37 @@ pub struct Generate {
     pub lens: crate::synth::cmu::Lens,
 }
 
-/// `generate: places:` refused there (with its line) when 0, as `synth cmu --places` is.
-fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let v = usize::deserialize(d)?;
-    if v >= 1 {
-        Ok(v)
-    } else {
-        Err(serde::de::Error::custom(
-            "field `places`: expected 1 or more, found 0",
-        ))
-    }
-}
-
-/// `generate: spacing:` refused there (with its line) outside what `synth cmu --spacing` takes.
-fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    use crate::synth::cmu::{spacing_ok, SPACING};
-    let v = f64::deserialize(d)?;
-    if spacing_ok(v) {
+/// A recipe's value read as `T` and refused there (with its line) unless `ok`: "field `F`:
+/// expected E, found V", as the command line refuses the same value.
+fn checked<'de, D, T>(
+    d: D,
+    field: &str,
+    ok: impl Fn(&T) -> bool,
+    expected: &str,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + std::fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if ok(&v) {
         Ok(v)
     } else {
         Err(serde::de::Error::custom(format!(
-            "field `spacing`: expected {SPACING}, found {v}"
+            "field `{field}`: expected {expected}, found {v}"
         )))
     }
+}
+
+/// `generate: places:` refused there when 0, as `synth cmu --places` is.
+fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    checked(d, "places", |&v| v >= 1, "1 or more")
+}
+
+/// `generate: spacing:` refused there outside what `synth cmu --spacing` takes.
+fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use crate::synth::cmu::{spacing_ok, SPACING};
+    checked(d, "spacing", |&v| spacing_ok(v), SPACING)
 }
 
 /// `generate: conditions:` refused there (with its line) when one is not a condition `synth
@@ -108,31 +116,22 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
-/// `generate: query_lateral:` refused there (with its line) outside -5 to 5 metres, as the
-/// command line's `--query-lateral` is.
+/// `generate: query_lateral:` refused there outside -5 to 5 metres, as the command line's
+/// `--query-lateral` is.
 fn query_lateral_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     use crate::synth::cmu::{query_lateral_ok, QUERY_LATERAL};
-    let v = f64::deserialize(d)?;
-    if query_lateral_ok(v) {
-        Ok(v)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "field `query_lateral`: expected {QUERY_LATERAL}, found {v}"
-        )))
-    }
+    checked(d, "query_lateral", |&v| query_lateral_ok(v), QUERY_LATERAL)
 }
 
-/// `generate: query_yaw_noise:` refused there (with its line) outside 0 to 30 degrees.
+/// `generate: query_yaw_noise:` refused there outside 0 to 30 degrees.
 fn query_yaw_noise_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     use crate::synth::cmu::{query_yaw_noise_ok, QUERY_YAW_NOISE};
-    let v = f64::deserialize(d)?;
-    if query_yaw_noise_ok(v) {
-        Ok(v)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "field `query_yaw_noise`: expected {QUERY_YAW_NOISE}, found {v}"
-        )))
-    }
+    checked(
+        d,
+        "query_yaw_noise",
+        |&v| query_yaw_noise_ok(v),
+        QUERY_YAW_NOISE,
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2107,7 +2107,7 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
             "spacing: 0",
             "field `spacing`: expected metres, more than 0 and at most 1000",
         ),
-        ("places: 0", "field `places`: expected 1 or more, found 0"),
+        ("places: 0", "field `places`: expected 1 to 100000, found 0"),
     ] {
         let field = edit.split(':').next().unwrap();
         let text = recipe("    query_lateral: 1.0\n");

@@ -74,9 +74,9 @@ where
     }
 }
 
-/// `generate: places:` refused there when 0, as `synth cmu --places` is.
+/// `generate: places:` refused there outside 1 to 100000, as `synth cmu --places` is.
 fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    checked(d, "places", |&v| v >= 1, "1 or more")
+    checked(d, "places", |&v| (1..=100_000).contains(&v), "1 to 100000")
 }
 
 /// `generate: spacing:` refused there outside what `synth cmu --spacing` takes.
@@ -204,20 +204,23 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
     })
 }
 
-/// The line of the field an error names ("... field `places`: ..."), at or after `line`
-/// where serde places it: a check of a recipe's value (a range, a known name) is told where
-/// its mapping starts, not where the field is.
+/// The line of the field an error names ("... field `places`: ..."), among the keys of the
+/// mapping whose first key serde reports (`line`): a check of a recipe's value (a range, a
+/// known name) is told where its mapping starts, not where the field is. Comments and blank
+/// lines are passed over; the mapping ends at a line indented less than its keys. None when
+/// the field is not found there (the reported line is kept).
 fn field_line(text: &str, line: usize, message: &str) -> Option<usize> {
     let field = message.split("field `").nth(1)?.split('`').next()?;
-    let key = field.rsplit('.').next()?;
+    let key = format!("{}:", field.rsplit('.').next()?);
     let start = line.checked_sub(1)?;
     let indent = |l: &str| l.len() - l.trim_start().len();
     let base = indent(text.lines().nth(start)?);
     text.lines()
         .enumerate()
         .skip(start)
-        .take_while(|(i, l)| *i == start || l.trim().is_empty() || indent(l) >= base)
-        .find(|(_, l)| l.trim_start().starts_with(&format!("{key}:")))
+        .filter(|(_, l)| !(l.trim().is_empty() || l.trim_start().starts_with('#')))
+        .take_while(|(_, l)| indent(l) >= base)
+        .find(|(_, l)| indent(l) == base && l.trim_start().starts_with(&key))
         .map(|(i, _)| i + 1)
 }
 
@@ -725,5 +728,24 @@ pub fn source(
         }
         (Some(_), _, _) => Err(PipelineError::BothSources),
         _ => Err(PipelineError::NoSource),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipe_error_points_at_its_fields_line_within_its_mapping() {
+        let text = "a:\n  format: cmu\n  generate:\n    seed: 1\n# a comment\n\n    places: 0\n\
+                    b: {format: png, root: x}\nc:\n  format: cmu\n";
+        let says = |f: &str| format!("a.generate: field `{f}`: expected 1 to 100000, found 0");
+        // From the mapping's first key, past a comment and a blank line.
+        assert_eq!(field_line(text, 4, &says("places")), Some(7));
+        // Not another mapping's key of the same name (c's format), nor a deeper one.
+        assert_eq!(field_line(text, 8, "b: field `format`: expected cmu"), None);
+        assert_eq!(field_line(text, 2, "a: field `seed`: expected"), None);
+        assert_eq!(field_line(text, 2, "a: field `format`: expected"), Some(2));
+        assert_eq!(field_line(text, 0, &says("places")), None);
     }
 }

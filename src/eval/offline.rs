@@ -948,13 +948,24 @@ fn pct(v: f64) -> String {
 /// `off_map` as off the map (the filter's `off_map_threshold`) and the rest below
 /// `min_confidence`; `filter` says whether the off-the-map test ran.
 pub fn withheld_words(withheld: u64, off_map: u64, filter: bool) -> String {
+    let why = withheld_reasons(withheld, off_map, filter);
+    if filter {
+        format!("{withheld} withheld: {why}")
+    } else {
+        format!("{withheld} withheld {why}")
+    }
+}
+
+/// The reasons of [`withheld_words`] alone ("3 as off the map, 9 below min_confidence", or
+/// "below min_confidence" without the off-the-map test), as replay's summary says them too.
+pub fn withheld_reasons(withheld: u64, off_map: u64, filter: bool) -> String {
     if filter {
         format!(
-            "{withheld} withheld: {off_map} as off the map, {} below min_confidence",
+            "{off_map} as off the map, {} below min_confidence",
             withheld.saturating_sub(off_map)
         )
     } else {
-        format!("{withheld} withheld below min_confidence")
+        "below min_confidence".to_string()
     }
 }
 
@@ -1315,6 +1326,7 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nalgebra::{Translation3, UnitQuaternion, Vector3};
 
     #[test]
     fn withheld_priors_are_split_by_why() {
@@ -1326,8 +1338,13 @@ mod tests {
             withheld_words(5, 0, false),
             "5 withheld below min_confidence"
         );
+        // The reasons alone, as replay's summary puts them in parentheses.
+        assert_eq!(
+            withheld_reasons(12, 3, true),
+            "3 as off the map, 9 below min_confidence"
+        );
+        assert_eq!(withheld_reasons(5, 0, false), "below min_confidence");
     }
-    use nalgebra::{Translation3, UnitQuaternion, Vector3};
 
     /// `--gate-drift`: errors drawn in time order, each from the one before it; the cameras of
     /// one capture share theirs; a long correlation time keeps one error, a short one draws

@@ -401,12 +401,11 @@ pub fn summary_text(s: &ReplaySummary) -> String {
             String::new()
         };
         // Why, as evaluate says it: off the map (the filter's test) or below min_confidence.
-        let why = match (o.withheld, o.off_the_map) {
-            (0, _) => String::new(),
-            (_, 0) => " (below min_confidence)".to_string(),
-            (w, off) => format!(
-                " ({off} as off the map, {} below min_confidence)",
-                w.saturating_sub(off)
+        let why = match o.withheld {
+            0 => String::new(),
+            w => format!(
+                " ({})",
+                crate::eval::offline::withheld_reasons(w, o.off_the_map, o.off_the_map > 0)
             ),
         };
         let _ = writeln!(

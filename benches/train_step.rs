@@ -133,6 +133,7 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
         cameras: 1,
         layout: dasgil::data::vkitti2::Layout::Official,
         appearance: Default::default(),
+        lateral: 0.0,
     })
     .unwrap();
     kitti::generate(&kitti::Options {

@@ -27,6 +27,7 @@ fn vk_opts(out: &Path, seed: u64) -> vkitti2::Options {
         cameras: 2,
         layout: Layout::Official,
         appearance: Default::default(),
+        lateral: 0.0,
     }
 }
 

@@ -40,6 +40,9 @@
 # than the positive window away; not in the paper).
 # POSITIVE_WINDOW: frames (1 m apart) within which a triplet's positive lies (train
 # --positive-window; default 5, the paper's; hard negatives lie beyond it).
+# LATERAL: metres, 0 (default, Virtual KITTI 2's one line) to 2.5: each scene's variation of the
+# labelled worlds drives up to this far beside its lane (synth vkitti2 --lateral; the worlds and
+# the run get a folder of their own), so positives see a place from two spots on the road.
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -117,6 +120,13 @@ fi
 # One spelling per window (05 is 5).
 POSITIVE_WINDOW="$((10#$POSITIVE_WINDOW))"
 if [ "$POSITIVE_WINDOW" != 5 ]; then EXTRA+=(--positive-window "$POSITIVE_WINDOW"); fi
+LATERAL="${LATERAL:-0}"
+if ! [[ "$LATERAL" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v v="$LATERAL" 'BEGIN { exit !(v <= 2.5) }'; then
+  echo "LATERAL: expected metres from 0 to 2.5 such as 2, found \`$LATERAL\`" >&2
+  exit 2
+fi
+# One spelling per offset (2, 2.0 and 02 are one folder).
+LATERAL="$(printf '%g' "$LATERAL")"
 STEPS="${STEPS:-1200}"
 SEED="${SEED:-7}"
 INIT="${INIT:-}"
@@ -156,17 +166,19 @@ render() {
 # KITTI 2 aspect ratio at two thirds of its size. Appearances: see synth vkitti2 --help. Random
 # appearance draws a style per scene and variation, so it renders more scenes (more styles).
 VKITTI=vkitti2
+LATERAL_ARGS=()
+if [ "$LATERAL" != 0 ]; then LATERAL_ARGS=(--lateral "$LATERAL"); fi
 case "$APPEARANCE" in
   wide) VKITTI=vkitti2-wide
-    render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 \
-      --appearance wide ;;
+    set -- --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 --appearance wide ;;
   # -lens: since 2026-12-03 the random appearance draws a lens per scene and variation too;
   # a folder rendered before (vkitti2-random, pinhole only) is not reused.
   random) VKITTI=vkitti2-random-lens
-    render "$VKITTI" vkitti2 --seed 1001 --scenes 16 --frames 12 --width 828 --height 250 \
-      --appearance random ;;
-  *) render "$VKITTI" vkitti2 --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 ;;
+    set -- --seed 1001 --scenes 16 --frames 12 --width 828 --height 250 --appearance random ;;
+  *) set -- --seed 1001 --scenes 8 --frames 20 --width 828 --height 250 ;;
 esac
+if [ "$LATERAL" != 0 ]; then VKITTI="$VKITTI-lateral$LATERAL"; fi
+render "$VKITTI" vkitti2 "$@" "${LATERAL_ARGS[@]}"
 # The real domain: KITTI-layout sequences (other textures, sensor noise, blur, tone curve); styled:
 # each sequence in its own "real" style and camera, a look no labelled world has.
 KITTI=kitti
@@ -188,6 +200,7 @@ if [ "$TRIPLET" = cosine ]; then RUN="$RUN-tripcos$TRIPLET_MARGIN"; fi
 if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
 if [ "$HARD_NEGATIVES" != 0 ]; then RUN="$RUN-hardneg$HARD_NEGATIVES"; fi
 if [ "$POSITIVE_WINDOW" != 5 ]; then RUN="$RUN-window$POSITIVE_WINDOW"; fi
+if [ "$LATERAL" != 0 ]; then RUN="$RUN-lateral$LATERAL"; fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

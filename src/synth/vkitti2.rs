@@ -61,6 +61,21 @@ pub struct Options {
     pub layout: Layout,
     /// Fixed (Virtual KITTI 2's look) or wide (a season drawn per scene and variation).
     pub appearance: Appearance,
+    /// The most a variation's drive lies beside the scene's lane, in metres ([`LATERAL`]): 0,
+    /// Virtual KITTI 2's (every variation on one line); more, each scene and variation draws
+    /// its own sideways offset in [-lateral, lateral], the same for all its frames, so that a
+    /// positive pair sees one place from two spots on the road, as a query driven in another
+    /// lane sees a map image.
+    pub lateral: f64,
+}
+
+/// What `synth vkitti2 --lateral` takes.
+pub const LATERAL: &str = "metres, 0 to 2.5";
+
+/// Whether a largest sideways offset is one [`LATERAL`] allows (2.5 m keeps the camera on the
+/// road: the drive's lane is 1.9 m right of a road centre whose half width is 4.8 m or more).
+pub fn lateral_ok(v: f64) -> bool {
+    v.is_finite() && (0.0..=2.5).contains(&v)
 }
 
 pub fn scene_name(i: usize) -> String {
@@ -118,6 +133,8 @@ pub struct Rig {
     pub pitch: f64,
     /// Multiplier of the focal length (field of view).
     pub focal: f64,
+    /// Metres to the left (positive) of the scene's lane, the same for every frame.
+    pub lateral: f64,
     /// The lens: OpenCV's k1, k2, p1, p2, k3 (all zero: an ideal pinhole, as Virtual KITTI 2's
     /// own images). The intrinsics file stays a pinhole's, as the real data set's has no
     /// distortion fields; depth and classes are drawn through the same lens, so every modality
@@ -131,6 +148,7 @@ impl Default for Rig {
             height: CAMERA_HEIGHT,
             pitch: 0.0,
             focal: 1.0,
+            lateral: 0.0,
             lens: [0.0; 5],
         }
     }
@@ -164,7 +182,11 @@ pub fn frame_pose_with(
     variation: &str,
     rig: &Rig,
 ) -> Pose {
-    let (p, h) = on_route(&spec.world, spec.start + frame as f64 * FRAME_STEP, 0.0);
+    let (p, h) = on_route(
+        &spec.world,
+        spec.start + frame as f64 * FRAME_STEP,
+        rig.lateral,
+    );
     let mut cam0 = camera_pose(p, h, variation_yaw(variation), rig.height);
     if rig.pitch != 0.0 {
         // Camera x points right and y down: a positive rotation about x turns the optical axis
@@ -196,9 +218,19 @@ pub struct Look {
 }
 
 pub fn variation_look(opts: &Options, scene: usize, variation: &str) -> Look {
-    let cond = Condition::vkitti2(variation).expect("known variation");
     let v = VARIATIONS.iter().position(|&x| x == variation).unwrap_or(0);
     let key = |salt: i64| super::noise::hash(&[opts.seed as i64, scene as i64, v as i64, salt]);
+    let mut look = appearance_look(opts, variation, key);
+    if opts.lateral > 0.0 {
+        // Its own draw, so that --lateral moves the camera and nothing else of the look.
+        let u = super::noise::unit(key(0x1A7E));
+        look.rig.lateral = opts.lateral * (2.0 * u - 1.0);
+    }
+    look
+}
+
+fn appearance_look(opts: &Options, variation: &str, key: impl Fn(i64) -> u64) -> Look {
+    let cond = Condition::vkitti2(variation).expect("known variation");
     match opts.appearance {
         Appearance::Fixed => Look {
             condition: cond,
@@ -223,6 +255,7 @@ pub fn variation_look(opts: &Options, scene: usize, variation: &str) -> Look {
                 height: 1.2 + 1.0 * d(3) as f64,
                 pitch: (-8.0 + 12.0 * d(4) as f64).to_radians(),
                 focal: 0.75 + 0.55 * d(5) as f64,
+                lateral: 0.0,
                 lens: random_lens(|i| d(i) as f64),
             };
             Look {
@@ -264,6 +297,12 @@ pub fn generate(opts: &Options) -> Result<Summary, SynthError> {
         return Err(SynthError::Options(
             "--scenes and --frames must be at least 1, --width/--height at least 16".into(),
         ));
+    }
+    if !lateral_ok(opts.lateral) {
+        return Err(SynthError::Options(format!(
+            "--lateral: expected {LATERAL}, found {}",
+            opts.lateral
+        )));
     }
     let specs: Vec<SceneSpec> = (0..opts.scenes)
         .map(|i| scene_spec_with(opts.seed, i, opts.appearance))
@@ -437,6 +476,7 @@ mod tests {
             height: 2.0,
             pitch: 5f64.to_radians(),
             focal: 1.2,
+            lateral: 0.0,
             lens: [0.0; 5],
         };
         let flat = frame_pose(&spec, 0, 0, "clone");
@@ -465,6 +505,7 @@ mod tests {
             cameras: 1,
             layout: Layout::Official,
             appearance: Appearance::Random,
+            lateral: 0.0,
         };
         let spec = scene_spec_with(opts.seed, 0, opts.appearance);
         let cam = intrinsics(96, 32);
@@ -494,5 +535,74 @@ mod tests {
             }
         }
         assert!(styled >= 6, "{styled} of 10 variations styled");
+    }
+
+    #[test]
+    fn lateral_moves_each_variation_sideways_by_its_own_draw_and_changes_nothing_else() {
+        let opts = |lateral| Options {
+            out: PathBuf::new(),
+            seed: 5,
+            scenes: 4,
+            frames: 3,
+            width: 96,
+            height: 32,
+            cameras: 2,
+            layout: Layout::Official,
+            appearance: Appearance::Random,
+            lateral,
+        };
+        let (still, moved) = (opts(0.0), opts(2.0));
+        let mut offsets = Vec::new();
+        for scene in 0..still.scenes {
+            let spec = scene_spec_with(still.seed, scene, still.appearance);
+            for var in VARIATIONS {
+                let (a, b) = (
+                    variation_look(&still, scene, var),
+                    variation_look(&moved, scene, var),
+                );
+                assert_eq!(a.condition, b.condition, "{var}: the light");
+                assert_eq!(a.sensor, b.sensor, "{var}: the sensor");
+                assert_eq!(a.rig.lateral, 0.0);
+                assert_eq!(
+                    Rig {
+                        lateral: 0.0,
+                        ..b.rig
+                    },
+                    a.rig,
+                    "{var}: the rig"
+                );
+                let d = b.rig.lateral;
+                assert!(d.abs() <= 2.0, "{var}: {d} m");
+                offsets.push(d);
+                for f in 0..still.frames {
+                    for c in 0..2 {
+                        let (p, q) = (
+                            frame_pose_with(&spec, f, c, var, &a.rig),
+                            frame_pose_with(&spec, f, c, var, &b.rig),
+                        );
+                        assert_eq!(p.rotation, q.rotation);
+                        // Sideways: along the route's left normal, which is horizontal and
+                        // square to the direction driven.
+                        let (_, h) = on_route(&spec.world, spec.start + f as f64 * FRAME_STEP, 0.0);
+                        let left = nalgebra::Vector3::new(-h.sin(), h.cos(), 0.0);
+                        let shift = q.translation.vector - p.translation.vector;
+                        assert!(
+                            (shift - left * d).norm() < 1e-9,
+                            "{var} frame {f}: {shift:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // Both sides and about the whole range, each variation its own.
+        let (lo, hi) = offsets
+            .iter()
+            .fold((0f64, 0f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        assert!(lo < -1.0 && hi > 1.0, "offsets span {lo}..{hi}");
+        let mut distinct = offsets.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert_eq!(distinct.len(), offsets.len());
+        assert!(!lateral_ok(2.6) && !lateral_ok(-0.1) && !lateral_ok(f64::NAN) && lateral_ok(0.0));
     }
 }

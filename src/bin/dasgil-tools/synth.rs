@@ -47,6 +47,13 @@ pub(crate) enum SynthFormat {
         /// building and tree sizes), the place's geometry fixed across variations.
         #[arg(long, default_value = "fixed", value_parser = parse_appearance)]
         appearance: dasgil::synth::condition::Appearance,
+        /// The most each scene's variation drives beside its lane, metres, 0 to 2.5 (0:
+        /// Virtual KITTI 2's one line for all ten). Each scene and variation draws its own
+        /// offset to the left or right, the same for every frame, so that a positive pair sees
+        /// one place from two spots on the road, as a robot in another lane than the mapping
+        /// drive sees its map.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_lateral, allow_negative_numbers = true)]
+        lateral: f64,
     },
     /// KITTI odometry layout, the "real" domain (sensor noise, blur, vignetting, tone curve).
     Kitti {
@@ -195,6 +202,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
             cameras,
             dasgil_layout,
             appearance,
+            lateral,
         } => {
             let layout = if dasgil_layout {
                 Layout::Dasgil
@@ -223,6 +231,7 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
                         cameras,
                         layout,
                         appearance,
+                        lateral,
                     })
                 }),
                 preview: Box::new(move |out, p| preview::vkitti2(out, layout, p)),
@@ -393,6 +402,12 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// `synth vkitti2 --lateral`: metres, 0 to 2.5.
+fn parse_lateral(s: &str) -> Result<f64, String> {
+    use dasgil::synth::vkitti2::{lateral_ok, LATERAL};
+    super::args::parse_number_where(s.trim(), lateral_ok, LATERAL)
 }
 
 /// `synth cmu --query-lateral`: metres, -5 to 5.

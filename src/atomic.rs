@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// An I/O failure with the path it concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {path}: {source}")]
+#[error("{action} {path}: {}", crate::error::io_words(source))]
 pub struct PathIoError {
     pub action: &'static str,
     pub path: PathBuf,

@@ -125,3 +125,51 @@ impl From<crate::bag::BagError> for PipelineError {
         PipelineError::Bag(Box::new(e))
     }
 }
+
+/// An I/O error in the words of the rest of the project's errors: "no such file or folder"
+/// rather than std's "No such file or directory (os error 2)"; a kind without words of its own
+/// keeps the system's message, less the "(os error N)" code.
+pub fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    // An error made with words of its own (ours or a library's) keeps them.
+    if e.raw_os_error().is_none() {
+        return e.to_string();
+    }
+    match e.kind() {
+        K::NotFound => "no such file or folder".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::IsADirectory => "is a folder, not a file".into(),
+        K::NotADirectory => "a part of the path is a file, not a folder".into(),
+        K::AlreadyExists => "already exists".into(),
+        K::StorageFull => "no space left on the disk".into(),
+        K::ReadOnlyFilesystem => "the file system is read-only".into(),
+        _ => {
+            let text = e.to_string();
+            match text.rfind(" (os error ") {
+                Some(at) if text.ends_with(')') => text[..at].to_string(),
+                _ => text,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_words;
+    use std::io::Error;
+
+    #[test]
+    fn io_errors_are_worded_without_the_os_code() {
+        let missing = std::fs::read("/nonexistent/dasgil/file").unwrap_err();
+        assert_eq!(io_words(&missing), "no such file or folder");
+        let folder = std::fs::read(std::env::temp_dir()).unwrap_err();
+        assert_eq!(io_words(&folder), "is a folder, not a file");
+        let busy = Error::from_raw_os_error(16);
+        assert!(!io_words(&busy).contains("os error"), "{}", io_words(&busy));
+        assert!(!io_words(&busy).is_empty());
+        let custom = Error::other("disk on fire");
+        assert_eq!(io_words(&custom), "disk on fire");
+        let ours = Error::new(std::io::ErrorKind::NotFound, "the folder does not exist");
+        assert_eq!(io_words(&ours), "the folder does not exist");
+    }
+}

@@ -507,6 +507,12 @@ fn make_fixtures(d: &Path) {
             "slice: 2\n  cameras: [c0, c9]\n",
         ),
         ("sequences-no-places.yaml", "places: 2", "places: 0"),
+        ("sequences-negative-places.yaml", "places: 2", "places: -3"),
+        (
+            "sequences-twice-snow.yaml",
+            "[snow]",
+            "[snow, foliage, snow]",
+        ),
     ] {
         std::fs::write(d.join(file), recipe.replacen(from, to, 1)).unwrap();
     }
@@ -543,6 +549,14 @@ fn make_fixtures(d: &Path) {
         ),
         ("train-dis.yaml", "discriminator: CD", "discriminator: XD"),
         ("train-device.yaml", "device: auto", "device: gpu"),
+        ("train-gamma.yaml", "lr_gamma: 0.5", "lr_gamma: 1.5"),
+        (
+            "train-batch-twice.yaml",
+            "batch: 8\n",
+            "batch: 8\nbatch: 4\n",
+        ),
+        ("train-no-batch.yaml", "batch: 8\n", ""),
+        ("train-layer-twice.yaml", "{layer: 5,", "{layer: 3,"),
     ] {
         assert!(
             cfg.contains(from),

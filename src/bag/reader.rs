@@ -229,8 +229,9 @@ impl Bag {
             io(
                 path,
                 format!(
-                    "{e}; --bag expects a rosbag2 recording: a folder with metadata.yaml, or one \
-                     .mcap or .db3 file"
+                    "{}; --bag expects a rosbag2 recording: a folder with metadata.yaml, or one \
+                     .mcap or .db3 file",
+                    crate::error::io_words(&e)
                 ),
             )
         })?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {}", crate::error::io_words(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -96,7 +96,9 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// Decodes an image file (format from its content) within [`MAX_IMAGE_SIDE`] and
 /// [`MAX_IMAGE_BYTES`]; the error is a message for the caller to put next to the path.
 pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| crate::error::io_words(&e))?
+        .len();
     if len > MAX_IMAGE_BYTES {
         return Err(format!(
             "image file of {} MiB is larger than this tool accepts (at most {} MiB)",
@@ -104,7 +106,7 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
             MAX_IMAGE_BYTES >> 20
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| crate::error::io_words(&e))?;
     // The format comes from the content only (PNG and JPEG both say what they are in their
     // first bytes): a file whose name says .jpg but whose content is not one is described as
     // what it is, not through a decoder's complaint about it.
@@ -118,7 +120,7 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage, String> {
 /// [`decode_image`]): content that is no PNG or JPEG is described as what it is.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32), String> {
     // Not ImageReader::open: it takes the format from the name when the content says nothing.
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| crate::error::io_words(&e))?;
     let reader = image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;

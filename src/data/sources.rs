@@ -74,9 +74,31 @@ where
     }
 }
 
-/// `generate: places:` refused there outside 1 to 100000, as `synth cmu --places` is.
+/// What a recipe's `places` takes, as `synth cmu --places`.
+fn places_expected() -> String {
+    format!("1 to {}", crate::synth::MAX_COUNT)
+}
+
+/// What a recipe's field (`NAME.generate.FIELD`, as serde names it) takes where its range check
+/// says it, so that a value of the wrong type ("places: -3", "spacing: far") is told the same
+/// range as one out of it, not its Rust type's.
+fn recipe_expected(field: &str) -> Option<String> {
+    use crate::synth::cmu::{QUERY_LATERAL, QUERY_YAW_NOISE, SPACING};
+    let (_, name) = field.rsplit_once(".generate.")?;
+    Some(match name {
+        "places" => places_expected(),
+        "spacing" => SPACING.into(),
+        "query_lateral" => QUERY_LATERAL.into(),
+        "query_yaw_noise" => QUERY_YAW_NOISE.into(),
+        _ => return None,
+    })
+}
+
+/// `generate: places:` refused there outside 1 to [`crate::synth::MAX_COUNT`], as `synth cmu
+/// --places` is.
 fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    checked(d, "places", |&v| (1..=100_000).contains(&v), "1 to 100000")
+    let ok = |&v: &usize| (1..=crate::synth::MAX_COUNT).contains(&(v as u64));
+    checked(d, "places", ok, &places_expected())
 }
 
 /// `generate: spacing:` refused there outside what `synth cmu --spacing` takes.
@@ -90,12 +112,18 @@ fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Er
 fn known_conditions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     use crate::synth::condition::Condition;
     let v = Vec::<String>::deserialize(d)?;
-    match v.iter().find(|c| Condition::season(c).is_none()) {
-        None => Ok(v),
-        Some(c) => Err(serde::de::Error::custom(format!(
+    if let Some(c) = v.iter().find(|c| Condition::season(c).is_none()) {
+        return Err(serde::de::Error::custom(format!(
             "field `conditions`: expected conditions among {}, found `{c}`",
             Condition::SEASONS.join(", ")
+        )));
+    }
+    // A condition twice would render the same traversal twice and count its queries twice.
+    match v.iter().enumerate().find(|(i, c)| v[..*i].contains(c)) {
+        Some((_, c)) => Err(serde::de::Error::custom(format!(
+            "field `conditions`: expected each condition once, found `{c}` twice"
         ))),
+        None => Ok(v),
     }
 }
 
@@ -193,7 +221,7 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
         ),
     };
     serde_yaml::from_str(&text).map_err(|e| {
-        let message = crate::yaml::explain(&e);
+        let message = crate::yaml::explain_with(&e, recipe_expected);
         PipelineError::SequencesFile {
             origin,
             line: e
@@ -376,20 +404,10 @@ impl Sequence {
             check_recipe(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
             // A camera the render will not have is refused before minutes of rendering.
             let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
-            if let Some(missing) = self
-                .cameras
-                .iter()
-                .flatten()
-                .find(|c| !rendered.contains(&c.as_str()))
-            {
+            let given = self.cameras.as_deref().unwrap_or_default();
+            if let Some(missing) = given.iter().find(|c| !rendered.contains(&c.as_str())) {
                 return Err(PipelineError::Cameras {
-                    given: self
-                        .cameras
-                        .iter()
-                        .flatten()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    given: given.join(","),
                     message: format!(
                         "sequence {name} renders cameras {} (its `generate:` recipe), not \
                          `{missing}`",
@@ -627,7 +645,7 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
             width: g.width,
             height: g.height,
             counts: &[
-                ("places", g.places as u64, 100_000),
+                ("places", g.places as u64, crate::synth::MAX_COUNT),
                 ("conditions (count)", g.conditions.len() as u64, 16),
             ],
         },

@@ -18,7 +18,7 @@ const CONVERTER: &str = include_str!("../../tools/python/pth_to_safetensors.py")
 pub enum ImportError {
     #[error("{0}: no such file")]
     Missing(PathBuf),
-    #[error("cannot run the Python interpreter `{python}` ({source}); run tools/setup.sh and source tools/env.sh, or set DASGIL_PYTHON to a Python with torch and safetensors")]
+    #[error("cannot run the Python interpreter `{python}` ({}); run tools/setup.sh and source tools/env.sh, or set DASGIL_PYTHON to a Python with torch and safetensors", crate::error::io_words(source))]
     Python {
         python: PathBuf,
         source: std::io::Error,

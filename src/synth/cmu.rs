@@ -258,11 +258,16 @@ pub fn check(opts: &Options) -> Result<(), SynthError> {
             opts.query_yaw_noise
         )));
     }
-    for c in &opts.conditions {
+    for (i, c) in opts.conditions.iter().enumerate() {
         if Condition::season(c).is_none() {
             return Err(SynthError::Options(format!(
                 "conditions (--conditions): unknown condition `{c}`; expected one of {}",
                 Condition::SEASONS.join(", ")
+            )));
+        }
+        if opts.conditions[..i].contains(c) {
+            return Err(SynthError::Options(format!(
+                "conditions (--conditions): expected each condition once, found `{c}` twice"
             )));
         }
     }

@@ -116,6 +116,10 @@ pub fn run_parallel<T: Sync>(
 
 /// Largest image side `synth` renders.
 pub const MAX_SIDE: u32 = 8192;
+/// Largest frame, place or image count `synth` renders per scene, sequence or traversal (the
+/// flags and a sequences file's recipe alike: a typo such as --frames 1000000000 is refused up
+/// front).
+pub const MAX_COUNT: u64 = 100_000;
 pub use output::MARKER;
 
 /// What a `synth` command is about to make, checked before anything is rendered.

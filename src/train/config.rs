@@ -174,7 +174,10 @@ impl TrainConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the training config {path}: {source}")]
+    #[error(
+        "cannot read the training config {path}: {}",
+        crate::error::io_words(source)
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -207,9 +210,9 @@ pub fn expected_of(field: &str) -> Option<String> {
         "batch" => format!("1 to {MAX_BATCH}"),
         "epochs" | "lr_step_epochs" | "checkpoint_every" => "at least 1".into(),
         "steps_per_epoch" | "max_steps" => "at least 1 or null".into(),
-        "lr_generator" | "lr_discriminator" | "lr_gamma" | "triplet.margin" => {
-            "a finite number > 0".into()
-        }
+        "lr_generator" | "lr_discriminator" | "triplet.margin" => "a finite number > 0".into(),
+        // StepLR's decay: above 1 the rates would grow without bound every lr_step_epochs.
+        "lr_gamma" => "more than 0 and at most 1 (the rates' decay per lr_step_epochs)".into(),
         "lambda_depth" | "lambda_seg" | "lambda_adversarial" | "triplet.weight" => {
             "a finite number >= 0".into()
         }
@@ -259,6 +262,11 @@ pub fn line_of_value(text: &str, field: &str, found: &str) -> Option<usize> {
     };
     if let Some((section, key)) = field.split_once('.') {
         let start = line_of_field(text, section)?;
+        // "layer 3 twice" (a value listed twice) is at the second entry that writes it.
+        let (found, nth) = match found.strip_suffix(" twice") {
+            Some(v) => (v.strip_prefix(&format!("{key} ")).unwrap_or(v), 1),
+            None => (found, 0),
+        };
         let entry = text
             .lines()
             .enumerate()
@@ -266,11 +274,43 @@ pub fn line_of_value(text: &str, field: &str, found: &str) -> Option<usize> {
             .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '\t', '-', '#']))
             .filter(|(_, l)| !l.trim_start().starts_with('#'))
             .map(|(i, _)| i + 1)
-            .find(|&n| written_at(n, key, true).is_some_and(|w| same_value(&w, found)));
+            .filter(|&n| written_at(n, key, true).is_some_and(|w| same_value(&w, found)))
+            .nth(nth);
         return entry.or(Some(start));
     }
     let n = line_of_field(text, field)?;
     same_value(&written_at(n, field, false)?, found).then_some(n)
+}
+
+/// serde's errors about the mapping as a whole, which it places where the mapping starts (the
+/// file's first key): a field given twice is placed at its second line; a missing field has no
+/// line of its own, so none is given, and the message says where to find every field.
+fn whole_file_errors(text: &str, line: Option<usize>, message: String) -> (Option<usize>, String) {
+    let field = |kind: &str| {
+        let rest = message.strip_prefix(kind)?.strip_prefix('`')?;
+        rest.split_once('`').map(|(f, _)| f.to_string())
+    };
+    if let Some(f) = field("duplicate field ") {
+        let second = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+            .nth(1)
+            .map(|(i, _)| i + 1);
+        let message = format!("{message}: expected each field once");
+        return (second.or(line), message);
+    }
+    if field("missing field ").is_some() {
+        let message = format!(
+            "{message}: expected every field (config/train.yaml in dasgil's source writes them \
+             all, each with its comment)"
+        );
+        return (None, message);
+    }
+    (line, message)
 }
 
 /// A value as a YAML file writes it and as an error shows it (Rust's formatting) are the same:
@@ -293,10 +333,15 @@ impl TrainConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Self = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            line: e.location().map(|l| l.line()),
-            message: crate::yaml::explain_with(&e, expected_of),
+        let cfg: Self = serde_yaml::from_str(&text).map_err(|e| {
+            let message = crate::yaml::explain_with(&e, expected_of);
+            let line = e.location().map(|l| l.line());
+            let (line, message) = whole_file_errors(&text, line, message);
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }
         })?;
         Ok(cfg)
     }
@@ -362,7 +407,9 @@ impl TrainConfig {
         };
         positive("lr_generator", self.lr_generator)?;
         positive("lr_discriminator", self.lr_discriminator)?;
-        positive("lr_gamma", self.lr_gamma)?;
+        if !(self.lr_gamma > 0.0 && self.lr_gamma <= 1.0) {
+            return Err(err("lr_gamma", &ex("lr_gamma"), self.lr_gamma.to_string()));
+        }
         non_negative("lambda_depth", self.lambda_depth)?;
         non_negative("lambda_seg", self.lambda_seg)?;
         non_negative("lambda_adversarial", self.lambda_adversarial)?;
@@ -512,6 +559,15 @@ mod tests {
         // The entry that writes the value, not a commented-out one above it.
         assert_eq!(line_of_value(text, "triplet.margin", "-1"), Some(10));
         assert_eq!(line_of_value(text, "triplet.layer", "3"), Some(8));
+        // A layer listed twice: the second entry that lists it.
+        let twice = text.replace(
+            "layer: 4, margin: -1.0}\nepochs",
+            "layer: 3, margin: -1.0}\nepochs",
+        );
+        assert_eq!(
+            line_of_value(&twice, "triplet.layer", "layer 3 twice"),
+            Some(10)
+        );
         // A value no entry writes as the error shows it points at the section.
         assert_eq!(line_of_value(text, "triplet.margin", "0.1"), Some(6));
         assert_eq!(line_of_value(text, "epochs", "3"), Some(11));

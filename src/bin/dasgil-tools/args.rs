@@ -214,7 +214,7 @@ pub(crate) fn map_flag(path: &std::path::Path) -> Result<()> {
         Ok(m) if m.is_file() => return Ok(()),
         Ok(m) if m.is_dir() => "is a folder".to_string(),
         Ok(_) => "is not a regular file".to_string(),
-        Err(e) => format!("cannot open it: {e}"),
+        Err(e) => format!("cannot open it: {}", dasgil::error::io_words(&e)),
     };
     anyhow::bail!("--map {}: {what}; {MAP_EXPECTED}", path.display())
 }

@@ -172,7 +172,7 @@ pub(crate) struct SynthCommon {
 }
 
 /// Largest counts `synth` accepts (a typo such as --frames 1000000000 is refused up front).
-pub(crate) const MAX_FRAMES: u64 = 100_000;
+pub(crate) const MAX_FRAMES: u64 = dasgil::synth::MAX_COUNT;
 
 pub(crate) const MAX_SCENES: u64 = 1_000;
 

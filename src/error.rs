@@ -139,7 +139,7 @@ pub fn io_words(e: &std::io::Error) -> String {
         K::NotFound => "no such file or folder".into(),
         K::PermissionDenied => "permission denied".into(),
         K::IsADirectory => "is a folder, not a file".into(),
-        K::NotADirectory => "a part of the path is a file, not a folder".into(),
+        K::NotADirectory => "the path or a folder in it is a file, not a folder".into(),
         K::AlreadyExists => "already exists".into(),
         K::StorageFull => "no space left on the disk".into(),
         K::ReadOnlyFilesystem => "the file system is read-only".into(),

@@ -28,6 +28,26 @@ pub fn explain_with(e: &serde_yaml::Error, expected: impl Fn(&str) -> Option<Str
     mismatch(&message, &expected).unwrap_or(message)
 }
 
+/// As [`explain_with`], for an error in `text`: a line the error is at that holds a tab (YAML
+/// indents with spaces only; libyaml says "found character that cannot start any token") is
+/// named as the cause.
+pub fn explain_in(
+    text: &str,
+    e: &serde_yaml::Error,
+    expected: impl Fn(&str) -> Option<String>,
+) -> String {
+    let message = explain_with(e, expected);
+    let tab = e
+        .location()
+        .and_then(|l| text.lines().nth(l.line().checked_sub(1)?))
+        .is_some_and(|l| l.contains('\t'));
+    if tab {
+        format!("{message} (the line holds a tab: YAML indents with spaces only)")
+    } else {
+        message
+    }
+}
+
 /// "path: invalid type: X, expected T" (or "invalid value: ...", "invalid length N, ...",
 /// "unknown variant `V`, ...") in the project's words.
 fn mismatch(message: &str, expected: &impl Fn(&str) -> Option<String>) -> Option<String> {
@@ -214,6 +234,21 @@ mod tests {
             explain_with(&e, words),
             "field `rate`: expected a number, found the text \"big\""
         );
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_named() {
+        let text = "a: 1\n\tb: 2\n";
+        let e = serde_yaml::from_str::<serde_yaml::Value>(text).unwrap_err();
+        assert!(
+            explain_in(text, &e, |_| None)
+                .ends_with("(the line holds a tab: YAML indents with spaces only)"),
+            "{}",
+            explain_in(text, &e, |_| None)
+        );
+        let text = "a: [1\nb: 2\n";
+        let e = serde_yaml::from_str::<serde_yaml::Value>(text).unwrap_err();
+        assert!(!explain_in(text, &e, |_| None).contains("tab"));
     }
 
     #[test]

@@ -508,6 +508,19 @@ fn make_fixtures(d: &Path) {
         ),
         ("sequences-no-places.yaml", "places: 2", "places: 0"),
         ("sequences-negative-places.yaml", "places: 2", "places: -3"),
+        ("sequences-no-conditions.yaml", "[snow]", "[]"),
+        ("sequences-narrow.yaml", "width: 64", "width: 8"),
+        (
+            "sequences-twice.yaml",
+            "# mine\n",
+            "# mine\nmine:\n  format: cmu\n  root: cmu-other\n\n",
+        ),
+        (
+            "sequences-places-twice.yaml",
+            "height: 48\n",
+            "height: 48\n    places: 3\n",
+        ),
+        ("sequences-tab.yaml", "    seed: 1\n", "\tseed: 1\n"),
         (
             "sequences-twice-snow.yaml",
             "[snow]",

@@ -2054,12 +2054,25 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
             && e.contains("field `query_lateral`: expected metres, -5 to 5, found NaN"),
         "{e}"
     );
-    // Checked when rendering: named by the sequence, nothing staged beside the root.
+    // An image side the command line refuses: at its line too.
     std::fs::write(&file, recipe("").replace("width: 64", "width: 8")).unwrap();
     let e = err(&build(path_str(&map)).each_ref().map(String::as_str));
     assert!(
+        e.contains(&format!("{}:11:", file.display()))
+            && e.contains("field `width`: expected 16 to 8192 pixels, found 8"),
+        "{e}"
+    );
+    // Checked when rendering (the disk a render needs): named by the sequence, nothing
+    // staged beside the root.
+    let huge = recipe("")
+        .replace("width: 64", "width: 8192")
+        .replace("height: 48", "height: 8192")
+        .replace("places: 2", "places: 100000");
+    std::fs::write(&file, huge).unwrap();
+    let e = err(&build(path_str(&map)).each_ref().map(String::as_str));
+    assert!(
         e.contains("sequence mine: its `generate:` recipe cannot render")
-            && e.contains("expected 16 pixels or more each, found 8x48"),
+            && e.contains("need up to"),
         "{e}"
     );
     assert!(left_beside().is_empty(), "{:?}", left_beside());
@@ -2128,17 +2141,17 @@ fn a_sequence_recipe_is_checked_before_rendering_and_a_changed_one_is_refused() 
         );
         assert!(!third.exists());
     }
-    // Checked when resolving too (what a file's fields cannot say alone): with the render
-    // there, a recipe too small to render is refused as such, not compared with it.
+    // Checked when resolving too (what the recipe's fields cannot say alone): with the render
+    // there, a recipe for a slice synth cmu cannot write is refused as such, not compared.
     std::fs::write(
         &file,
-        recipe("    query_lateral: 1.0\n").replace("width: 64", "width: 8"),
+        recipe("    query_lateral: 1.0\n").replace("slice: 2", "slice: 5000"),
     )
     .unwrap();
     let e = err(&build(path_str(&third)).each_ref().map(String::as_str));
     assert!(
         e.contains("sequence mine: its `generate:` recipe cannot render")
-            && e.contains("expected 16 pixels or more each, found 8x48"),
+            && e.contains("slice: expected 0 to 1000, found 5000"),
         "{e}"
     );
     assert!(!third.exists());

@@ -31,6 +31,51 @@ fn vk_opts(out: &Path, seed: u64) -> vkitti2::Options {
     }
 }
 
+/// `--lateral`: the extrinsic.txt the reader reads and the depth the network learns from both
+/// come from the camera moved sideways, each variation its own offset (left of the lane).
+#[test]
+fn vkitti2_lateral_moves_the_written_poses_and_the_rendered_frames_alike() {
+    let (still, moved) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = |out: &Path, lateral| vkitti2::Options {
+        frames: 1,
+        lateral,
+        appearance: dasgil::synth::condition::Appearance::Random,
+        ..vk_opts(out, 21)
+    };
+    vkitti2::generate(&opts(still.path(), 0.0)).unwrap();
+    vkitti2::generate(&opts(moved.path(), 2.0)).unwrap();
+    let read = |root: &Path| Vkitti2::open(&Vkitti2Roots::official(root)).unwrap();
+    let (a, b) = (read(still.path()), read(moved.path()));
+    let mut shifts = Vec::new();
+    for (va, vb) in a.scenes[0].variations.iter().zip(&b.scenes[0].variations) {
+        for (fa, fb) in va.frames.iter().zip(&vb.frames) {
+            let (pa, pb) = (
+                fa.cam_from_world.unwrap().inverse(),
+                fb.cam_from_world.unwrap().inverse(),
+            );
+            // Moved, not turned, raised or lowered.
+            let shift = pb.translation.vector - pa.translation.vector;
+            assert!(shift.z.abs() < 1e-9, "{}: height kept", va.name);
+            assert!(
+                (pa.rotation.angle_to(&pb.rotation)) < 1e-9,
+                "{}: heading kept",
+                va.name
+            );
+            assert!(shift.norm() <= 2.0 + 1e-9, "{}: {shift:?}", va.name);
+            if fa.camera == 0 {
+                shifts.push(shift.norm());
+                let (da, db) = (
+                    a.load(fa, &va.colors).unwrap().depth_m,
+                    b.load(fb, &vb.colors).unwrap().depth_m,
+                );
+                // The rendered view moved with the written pose.
+                assert_eq!(shift.norm() > 0.05, da != db, "{}: depth vs pose", va.name);
+            }
+        }
+    }
+    assert!(shifts.iter().any(|&d| d > 1.0), "{shifts:?}");
+}
+
 #[test]
 fn vkitti2_official_and_authors_layouts_read_back_with_their_poses() {
     let dir = tempfile::tempdir().unwrap();

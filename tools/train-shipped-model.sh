@@ -41,7 +41,7 @@
 # POSITIVE_WINDOW: frames (1 m apart) within which a triplet's positive lies (train
 # --positive-window; default 5, the paper's; hard negatives lie beyond it).
 # LATERAL: metres, 0 (default, Virtual KITTI 2's one line) to 2.5: each scene's variation of the
-# labelled worlds drives up to this far beside its lane (synth vkitti2 --lateral; the worlds and
+# labelled worlds drives up to this far left of its lane (synth vkitti2 --lateral; the worlds and
 # the run get a folder of their own), so positives see a place from two spots on the road.
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:

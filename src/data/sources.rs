@@ -24,7 +24,9 @@ pub struct Generate {
     pub spacing: f64,
     #[serde(deserialize_with = "known_conditions")]
     pub conditions: Vec<String>,
+    #[serde(deserialize_with = "width_in_range")]
     pub width: u32,
+    #[serde(deserialize_with = "height_in_range")]
     pub height: u32,
     /// A reserved style (`synth cmu --style`), for validation worlds, or the test style.
     #[serde(
@@ -87,6 +89,7 @@ fn recipe_expected(field: &str) -> Option<String> {
     let (_, name) = field.rsplit_once(".generate.")?;
     Some(match name {
         "places" => places_expected(),
+        "width" | "height" => side_expected(),
         "spacing" => SPACING.into(),
         "query_lateral" => QUERY_LATERAL.into(),
         "query_yaw_noise" => QUERY_YAW_NOISE.into(),
@@ -101,6 +104,28 @@ fn places_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, 
     checked(d, "places", ok, &places_expected())
 }
 
+/// The most query traversals a recipe's `conditions` renders.
+const MAX_CONDITIONS: usize = 16;
+
+/// What a recipe's `width` and `height` take, as `synth cmu --width/--height`.
+fn side_expected() -> String {
+    format!("16 to {} pixels", crate::synth::MAX_SIDE)
+}
+
+fn side_ok(v: &u32) -> bool {
+    (16..=crate::synth::MAX_SIDE).contains(v)
+}
+
+/// `generate: width:` refused there (with its line) outside [`side_expected`].
+fn width_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    checked(d, "width", side_ok, &side_expected())
+}
+
+/// `generate: height:` refused there (with its line) outside [`side_expected`].
+fn height_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    checked(d, "height", side_ok, &side_expected())
+}
+
 /// `generate: spacing:` refused there outside what `synth cmu --spacing` takes.
 fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     use crate::synth::cmu::{spacing_ok, SPACING};
@@ -112,6 +137,12 @@ fn spacing_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Er
 fn known_conditions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     use crate::synth::condition::Condition;
     let v = Vec::<String>::deserialize(d)?;
+    if !(1..=MAX_CONDITIONS).contains(&v.len()) {
+        return Err(serde::de::Error::custom(format!(
+            "field `conditions`: expected 1 to {MAX_CONDITIONS} conditions, found {}",
+            v.len()
+        )));
+    }
     if let Some(c) = v.iter().find(|c| Condition::season(c).is_none()) {
         return Err(serde::de::Error::custom(format!(
             "field `conditions`: expected conditions among {}, found `{c}`",
@@ -220,16 +251,58 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
             "config/sequences.yaml".to_string(),
         ),
     };
-    serde_yaml::from_str(&text).map_err(|e| {
-        let message = crate::yaml::explain_with(&e, recipe_expected);
+    let parsed: BTreeMap<String, Sequence> = serde_yaml::from_str(&text).map_err(|e| {
+        let message = one_path_style(&crate::yaml::explain_in(&text, &e, recipe_expected));
         PipelineError::SequencesFile {
-            origin,
+            origin: origin.clone(),
             line: e
                 .location()
                 .map(|l| field_line(&text, l.line(), &message).unwrap_or(l.line())),
             message,
         }
-    })
+    })?;
+    // serde keeps the last of two sequences of one name without a word: refused, at the second.
+    if let Some((name, line)) = twice_defined(&text) {
+        return Err(PipelineError::SequencesFile {
+            origin,
+            line: Some(line),
+            message: format!("sequence `{name}` is defined twice; expected each name once"),
+        });
+    }
+    Ok(parsed)
+}
+
+/// The first top-level key of a YAML file's text written a second time, with that line.
+fn twice_defined(text: &str) -> Option<(String, usize)> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, l) in text.lines().enumerate() {
+        if l.starts_with([' ', '\t', '#', '-']) || l.starts_with("...") {
+            continue;
+        }
+        let Some((key, _)) = l.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(['"', '\'']).to_string();
+        if !key.is_empty() && !seen.insert(key.clone()) {
+            return Some((key, i + 1));
+        }
+    }
+    None
+}
+
+/// "field `a.generate.places`: ..." (serde's path, for a type error) said as the range checks
+/// say theirs: "a.generate: field `places`: ...".
+fn one_path_style(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("field `") else {
+        return message.to_string();
+    };
+    let Some((path, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    match path.rsplit_once('.') {
+        Some((parent, field)) => format!("{parent}: field `{field}`{tail}"),
+        None => message.to_string(),
+    }
 }
 
 /// The line of the field an error names ("... field `places`: ..."), among the keys of the
@@ -240,6 +313,8 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
 fn field_line(text: &str, line: usize, message: &str) -> Option<usize> {
     let field = message.split("field `").nth(1)?.split('`').next()?;
     let key = format!("{}:", field.rsplit('.').next()?);
+    // A field written twice is at its second line.
+    let nth = usize::from(message.contains("duplicate field `"));
     let start = line.checked_sub(1)?;
     let indent = |l: &str| l.len() - l.trim_start().len();
     let base = indent(text.lines().nth(start)?);
@@ -248,7 +323,8 @@ fn field_line(text: &str, line: usize, message: &str) -> Option<usize> {
         .skip(start)
         .filter(|(_, l)| !(l.trim().is_empty() || l.trim_start().starts_with('#')))
         .take_while(|(_, l)| indent(l) >= base)
-        .find(|(_, l)| indent(l) == base && l.trim_start().starts_with(&key))
+        .filter(|(_, l)| indent(l) == base && l.trim_start().starts_with(&key))
+        .nth(nth)
         .map(|(i, _)| i + 1)
 }
 
@@ -646,7 +722,11 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
             height: g.height,
             counts: &[
                 ("places", g.places as u64, crate::synth::MAX_COUNT),
-                ("conditions (count)", g.conditions.len() as u64, 16),
+                (
+                    "conditions (count)",
+                    g.conditions.len() as u64,
+                    MAX_CONDITIONS as u64,
+                ),
             ],
         },
         root,
@@ -765,5 +845,40 @@ mod tests {
         assert_eq!(field_line(text, 2, "a: field `seed`: expected"), None);
         assert_eq!(field_line(text, 2, "a: field `format`: expected"), Some(2));
         assert_eq!(field_line(text, 0, &says("places")), None);
+        // A field written twice: its second line.
+        let twice = "a:\n  format: cmu\n  root: x\n  format: kitti\n";
+        assert_eq!(field_line(twice, 2, "a: duplicate field `format`"), Some(4));
+    }
+
+    #[test]
+    fn a_sequence_defined_twice_is_found_at_its_second_definition() {
+        let text = "# a: in a comment\na:\n  root: a\nb: {format: cmu}\n\n'a':\n  root: b\n";
+        assert_eq!(twice_defined(text), Some(("a".into(), 6)));
+        assert_eq!(twice_defined("a:\n  a: 1\nb:\n  a: 2\n"), None);
+        let path = std::env::temp_dir().join(format!("dasgil-twice-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            "x:\n  format: cmu\n  root: one\nx:\n  format: cmu\n  root: two\n",
+        )
+        .unwrap();
+        let e = sequences(Some(&path)).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            e.ends_with(":4: sequence `x` is defined twice; expected each name once"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_type_error_names_its_field_as_a_range_check_does() {
+        assert_eq!(
+            one_path_style("field `a.generate.places`: expected 1 to 100000, found -3"),
+            "a.generate: field `places`: expected 1 to 100000, found -3"
+        );
+        assert_eq!(
+            one_path_style("field `batch`: expected"),
+            "field `batch`: expected"
+        );
+        assert_eq!(one_path_style("unknown field `x`"), "unknown field `x`");
     }
 }

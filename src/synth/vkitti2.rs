@@ -63,17 +63,20 @@ pub struct Options {
     pub appearance: Appearance,
     /// The most a variation's drive lies beside the scene's lane, in metres ([`LATERAL`]): 0,
     /// Virtual KITTI 2's (every variation on one line); more, each scene and variation draws
-    /// its own sideways offset in [-lateral, lateral], the same for all its frames, so that a
-    /// positive pair sees one place from two spots on the road, as a query driven in another
-    /// lane sees a map image.
+    /// its own offset in [0, lateral] to the left of the lane, the same for all its frames, so
+    /// that a positive pair sees one place from two spots on the road (up to `lateral` apart),
+    /// as a query driven in another lane sees a map image.
     pub lateral: f64,
 }
 
 /// What `synth vkitti2 --lateral` takes.
 pub const LATERAL: &str = "metres, 0 to 2.5";
 
-/// Whether a largest sideways offset is one [`LATERAL`] allows (2.5 m keeps the camera on the
-/// road: the drive's lane is 1.9 m right of a road centre whose half width is 4.8 m or more).
+/// Whether a largest sideways offset is one [`LATERAL`] allows. The offset goes left, towards
+/// the centre line: the drive's lane is 1.9 m right of it, so at 2.5 m camera 0 is 0.6 m left
+/// of the centre, clear of the oncoming lane's traffic (whose near side is 1 m or more left of
+/// it); to the right, the parking strip starts 2.9 m from the centre, where a camera would
+/// end up inside parked cars.
 pub fn lateral_ok(v: f64) -> bool {
     v.is_finite() && (0.0..=2.5).contains(&v)
 }
@@ -223,8 +226,7 @@ pub fn variation_look(opts: &Options, scene: usize, variation: &str) -> Look {
     let mut look = appearance_look(opts, variation, key);
     if opts.lateral > 0.0 {
         // Its own draw, so that --lateral moves the camera and nothing else of the look.
-        let u = super::noise::unit(key(0x1A7E));
-        look.rig.lateral = opts.lateral * (2.0 * u - 1.0);
+        look.rig.lateral = opts.lateral * super::noise::unit(key(0x1A7E));
     }
     look
 }
@@ -572,7 +574,10 @@ mod tests {
                     "{var}: the rig"
                 );
                 let d = b.rig.lateral;
-                assert!(d.abs() <= 2.0, "{var}: {d} m");
+                assert!(
+                    (0.0..=2.0).contains(&d),
+                    "{var}: {d} m, left of the lane only"
+                );
                 offsets.push(d);
                 for f in 0..still.frames {
                     for c in 0..2 {
@@ -594,11 +599,11 @@ mod tests {
                 }
             }
         }
-        // Both sides and about the whole range, each variation its own.
+        // About the whole range, each variation its own.
         let (lo, hi) = offsets
             .iter()
-            .fold((0f64, 0f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
-        assert!(lo < -1.0 && hi > 1.0, "offsets span {lo}..{hi}");
+            .fold((2f64, 0f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        assert!(lo < 0.5 && hi > 1.5, "offsets span {lo}..{hi}");
         let mut distinct = offsets.clone();
         distinct.sort_by(f64::total_cmp);
         distinct.dedup();

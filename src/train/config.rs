@@ -334,7 +334,7 @@ impl TrainConfig {
             source,
         })?;
         let cfg: Self = serde_yaml::from_str(&text).map_err(|e| {
-            let message = crate::yaml::explain_with(&e, expected_of);
+            let message = crate::yaml::explain_in(&text, &e, expected_of);
             let line = e.location().map(|l| l.line());
             let (line, message) = whole_file_errors(&text, line, message);
             ConfigError::Parse {
@@ -540,6 +540,20 @@ mod tests {
         assert_eq!(line_of_field(text, "batch"), Some(5));
         assert_eq!(line_of_field(text, "triplet"), Some(3));
         assert_eq!(line_of_field(text, "epochs"), None);
+    }
+
+    #[test]
+    fn a_field_twice_is_at_its_second_line_and_a_missing_one_at_none() {
+        let text = "batch_size: 1\nbatch: 2\n  batch: 9\n# batch: 3\nepochs: 1\nbatch : 4\n";
+        let (line, message) =
+            whole_file_errors(text, Some(1), "duplicate field `batch`".to_string());
+        assert_eq!(line, Some(6));
+        assert_eq!(message, "duplicate field `batch`: expected each field once");
+        let (line, message) = whole_file_errors(text, Some(1), "missing field `seed`".into());
+        assert_eq!(line, None);
+        assert!(message.starts_with("missing field `seed`: expected every field"));
+        let other = whole_file_errors(text, Some(3), "unknown field `x`".into());
+        assert_eq!(other, (Some(3), "unknown field `x`".to_string()));
     }
 
     #[test]

@@ -464,11 +464,29 @@ pub fn latest_checkpoint(out: &Path) -> Result<(PathBuf, TrainState), TrainError
         path: path.to_path_buf(),
         message,
     };
+    // The folder itself first: a missing folder or a file is said as such, not as the inner
+    // checkpoints/latest it lacks.
+    let expects = "--resume expects the --out folder of an earlier run";
+    match std::fs::metadata(out) {
+        Err(e) => {
+            return Err(err(
+                out,
+                format!("{}; {expects}", crate::error::io_words(&e)),
+            ))
+        }
+        Ok(m) if !m.is_dir() => return Err(err(out, format!("is a file; {expects}"))),
+        Ok(_) => {}
+    }
     let name = std::fs::read_to_string(&latest).map_err(|e| {
-        err(
-            &latest,
-            format!("cannot read it ({e}); --resume expects the --out folder of an earlier run"),
-        )
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "missing: no checkpoint was written there (one is written every \
+                 --checkpoint-every steps)"
+                    .to_string()
+            }
+            _ => format!("cannot read it ({})", crate::error::io_words(&e)),
+        };
+        err(&latest, format!("{why}; {expects}"))
     })?;
     let name = name.trim();
     if !name.starts_with("step-") || name.contains('/') {

@@ -21,10 +21,10 @@ pub(crate) enum SynthFormat {
         #[command(flatten)]
         common: SynthCommon,
         /// Scenes, 1 to 1000 (each its own procedural world).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = whole_in(1usize, MAX_SCENES as usize), allow_negative_numbers = true)]
         scenes: usize,
         /// Frames per scene and variation (1 to 100000).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = whole_in(1usize, MAX_FRAMES as usize), allow_negative_numbers = true)]
         frames: usize,
         /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1242)]
@@ -33,7 +33,7 @@ pub(crate) enum SynthFormat {
         #[arg(long, default_value_t = 375)]
         height: u32,
         /// 1 (Camera_0) or 2 (stereo, Camera_1 0.53 m to the right).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = whole_in(1u8, 2), allow_negative_numbers = true)]
         cameras: u8,
         /// Write the authors' repackaged layout (vkitti_2.0.3_{rgb,depth,classSegmentation,textgt}
         /// roots, class-index segmentation) instead of the official one.
@@ -49,9 +49,9 @@ pub(crate) enum SynthFormat {
         appearance: dasgil::synth::condition::Appearance,
         /// The most each scene's variation drives beside its lane, metres, 0 to 2.5 (0:
         /// Virtual KITTI 2's one line for all ten). Each scene and variation draws its own
-        /// offset to the left or right, the same for every frame, so that a positive pair sees
-        /// one place from two spots on the road, as a robot in another lane than the mapping
-        /// drive sees its map.
+        /// offset to the left of the lane (towards the centre line, clear of parked cars), the
+        /// same for every frame, so that a positive pair sees one place from two spots on the
+        /// road, as a robot in another lane than the mapping drive sees its map.
         #[arg(long, default_value_t = 0.0, value_parser = parse_lateral, allow_negative_numbers = true)]
         lateral: f64,
     },
@@ -60,10 +60,10 @@ pub(crate) enum SynthFormat {
         #[command(flatten)]
         common: SynthCommon,
         /// Sequences, 1 to 100.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = whole_in(1usize, 100), allow_negative_numbers = true)]
         sequences: usize,
         /// Frames per sequence, 1 to 100000.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = whole_in(1usize, MAX_FRAMES as usize), allow_negative_numbers = true)]
         frames: usize,
         /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1241)]
@@ -86,7 +86,7 @@ pub(crate) enum SynthFormat {
               allow_negative_numbers = true)]
         slice: u32,
         /// Database places along the route (two cameras each), 1 to 100000.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = whole_in(1usize, MAX_FRAMES as usize), allow_negative_numbers = true)]
         places: usize,
         /// Metres between places, more than 0 and at most 1000.
         #[arg(long, default_value_t = 4.0, value_parser = parse_spacing, allow_negative_numbers = true)]
@@ -135,10 +135,10 @@ pub(crate) enum SynthFormat {
         #[command(flatten)]
         common: SynthCommon,
         /// Traversals, 1 to 100.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = whole_in(1usize, 100), allow_negative_numbers = true)]
         traversals: usize,
         /// Images per traversal, evenly along the loop, 1 to 100000.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 40, value_parser = whole_in(1usize, MAX_FRAMES as usize), allow_negative_numbers = true)]
         frames: usize,
         /// Image width in pixels, 16 to 8192.
         #[arg(long, default_value_t = 1280)]

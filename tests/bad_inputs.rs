@@ -507,6 +507,7 @@ fn make_fixtures(d: &Path) {
             "slice: 2\n  cameras: [c0, c9]\n",
         ),
         ("sequences-no-places.yaml", "places: 2", "places: 0"),
+        ("sequences-good.yaml", "", ""),
         ("sequences-negative-places.yaml", "places: 2", "places: -3"),
         ("sequences-no-conditions.yaml", "[snow]", "[]"),
         ("sequences-narrow.yaml", "width: 64", "width: 8"),

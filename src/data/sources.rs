@@ -269,6 +269,31 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
             message: format!("sequence `{name}` is defined twice; expected each name once"),
         });
     }
+    // A camera a generated world will not have: said at the file's `cameras:` line (the flag's
+    // `--cameras` is checked when the sequence is resolved).
+    let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
+    for (name, seq) in &parsed {
+        let (Some(_), "cmu", Some(given)) = (&seq.generate, seq.format.as_str(), &seq.cameras)
+        else {
+            continue;
+        };
+        if let Some(missing) = given.iter().find(|c| !rendered.contains(&c.as_str())) {
+            let message = format!(
+                "{name}: field `cameras`: expected cameras among {} (what its `generate:` recipe \
+                 renders), found `{missing}`",
+                rendered.join(", ")
+            );
+            let start = text
+                .lines()
+                .position(|l| l.split_once(':').is_some_and(|(k, _)| k.trim() == name))
+                .map(|i| i + 2);
+            return Err(PipelineError::SequencesFile {
+                origin,
+                line: start.and_then(|l| field_line(&text, l, &message)),
+                message,
+            });
+        }
+    }
     Ok(parsed)
 }
 

@@ -131,6 +131,10 @@ impl From<crate::bag::BagError> for PipelineError {
 /// keeps the system's message, less the "(os error N)" code.
 pub fn io_words(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
+    // std's read_to_string on bytes that are not text.
+    if e.kind() == K::InvalidData && e.to_string().contains("valid UTF-8") {
+        return "not text (UTF-8); expected a text file".into();
+    }
     // An error made with words of its own (ours or a library's) keeps them.
     if e.raw_os_error().is_none() {
         return e.to_string();
@@ -167,6 +171,11 @@ mod tests {
         let busy = Error::from_raw_os_error(16);
         assert!(!io_words(&busy).contains("os error"), "{}", io_words(&busy));
         assert!(!io_words(&busy).is_empty());
+        let path = std::env::temp_dir().join(format!("dasgil-binary-{}", std::process::id()));
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        let binary = std::fs::read_to_string(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(io_words(&binary), "not text (UTF-8); expected a text file");
         let custom = Error::other("disk on fire");
         assert_eq!(io_words(&custom), "disk on fire");
         let ours = Error::new(std::io::ErrorKind::NotFound, "the folder does not exist");

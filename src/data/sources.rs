@@ -271,17 +271,15 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
     }
     // A camera a generated world will not have: said at the file's `cameras:` line (the flag's
     // `--cameras` is checked when the sequence is resolved).
-    let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
     for (name, seq) in &parsed {
         let (Some(_), "cmu", Some(given)) = (&seq.generate, seq.format.as_str(), &seq.cameras)
         else {
             continue;
         };
-        if let Some(missing) = given.iter().find(|c| !rendered.contains(&c.as_str())) {
+        if let Some((missing, rendered)) = unrendered_camera(given) {
             let message = format!(
-                "{name}: field `cameras`: expected cameras among {} (what its `generate:` recipe \
-                 renders), found `{missing}`",
-                rendered.join(", ")
+                "{name}: field `cameras`: expected cameras among {rendered} (what its \
+                 `generate:` recipe renders), found `{missing}`"
             );
             let start = text
                 .lines()
@@ -295,6 +293,14 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
         }
     }
     Ok(parsed)
+}
+
+/// The first of `given` that a generated world (`synth cmu`) does not render, with the cameras
+/// it does ("c0, c1"): a sequences file's `cameras:` and a `--cameras` flag are told alike.
+fn unrendered_camera(given: &[String]) -> Option<(&str, String)> {
+    let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
+    let missing = given.iter().find(|c| !rendered.contains(&c.as_str()))?;
+    Some((missing.as_str(), rendered.join(", ")))
 }
 
 /// The first top-level key of a YAML file's text written a second time, with that line.
@@ -504,15 +510,13 @@ impl Sequence {
             // render is there (which it would otherwise be compared with, and found edited).
             check_recipe(&root, slice, g).map_err(|e| recipe_error(name, &root, e))?;
             // A camera the render will not have is refused before minutes of rendering.
-            let rendered: Vec<&str> = crate::synth::cmu::CAMERAS.iter().map(|c| c.0).collect();
             let given = self.cameras.as_deref().unwrap_or_default();
-            if let Some(missing) = given.iter().find(|c| !rendered.contains(&c.as_str())) {
+            if let Some((missing, rendered)) = unrendered_camera(given) {
                 return Err(PipelineError::Cameras {
                     given: given.join(","),
                     message: format!(
-                        "sequence {name} renders cameras {} (its `generate:` recipe), not \
-                         `{missing}`",
-                        rendered.join(", ")
+                        "sequence {name} renders cameras {rendered} (its `generate:` recipe), \
+                         not `{missing}`"
                     ),
                 });
             }

@@ -232,12 +232,18 @@ pub fn expected_of(field: &str) -> Option<String> {
 /// The 1-based line of a top-level `field:` in a YAML config's text (where an error about
 /// the field points), if the file sets it.
 pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    lines_of_field(text, field).next()
+}
+
+/// Every 1-based line that writes a top-level `field:` (a field written twice has two).
+fn lines_of_field<'a>(text: &'a str, field: &'a str) -> impl Iterator<Item = usize> + 'a {
     text.lines()
-        .position(|l| {
+        .enumerate()
+        .filter(move |(_, l)| {
             l.strip_prefix(field)
                 .is_some_and(|rest| rest.trim_start().starts_with(':'))
         })
-        .map(|i| i + 1)
+        .map(|(i, _)| i + 1)
 }
 
 /// The 1-based line where a config file's text writes the value an error about `field` found
@@ -291,15 +297,7 @@ fn whole_file_errors(text: &str, line: Option<usize>, message: String) -> (Optio
         rest.split_once('`').map(|(f, _)| f.to_string())
     };
     if let Some(f) = field("duplicate field ") {
-        let second = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| {
-                l.strip_prefix(f.as_str())
-                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
-            })
-            .nth(1)
-            .map(|(i, _)| i + 1);
+        let second = lines_of_field(text, &f).nth(1);
         let message = format!("{message}: expected each field once");
         return (second.or(line), message);
     }

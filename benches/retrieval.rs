@@ -4,7 +4,10 @@
 //! `METRIC_L1` (faiss-cpu), timed in alternating blocks; and the scan's memory-bandwidth floor
 //! (map bytes / measured read bandwidth). Ours also on the same map stored as float16
 //! (`build-map --f16`), which halves the bytes the scan reads (the peers search the f32 data), and
-//! ours for the top 200 (what the Localizer retrieves for the pose prior's confidence).
+//! ours for the top 200 (what the Localizer retrieves for the pose prior's confidence); and the
+//! float16 map again with build-map's default yaw views (±3,±6 deg: four more rows per entry,
+//! which every query also scans; maps of up to 10k entries) against the same map without them,
+//! cosine top 200.
 //!
 //!     tools/setup.sh --bench    # once: faiss-cpu for the second peer
 //!     source tools/env.sh && cargo bench --bench retrieval
@@ -67,8 +70,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Writes one random map of `n` entries twice: descriptors as f32 to `path`, and the same
-/// values as float16 (`build-map --f16`) to `path16`.
-fn make_maps(path: &std::path::Path, path16: &std::path::Path, n: usize) {
+/// values as float16 (`build-map --f16`) to `path16`; with `views`, the float16 map again with
+/// build-map's default yaw views (four view rows per entry, random values) at that path.
+fn make_maps(
+    path: &std::path::Path,
+    path16: &std::path::Path,
+    views: Option<&std::path::Path>,
+    n: usize,
+) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
     let desc: Vec<f32> = (0..n * DIM).map(|_| rng.random::<f32>()).collect();
     write_bench_map(
@@ -83,19 +92,51 @@ fn make_maps(path: &std::path::Path, path16: &std::path::Path, n: usize) {
         n,
         RawTensor::new("descriptors", Dtype::F16, vec![n, DIM], &halves),
     );
+    if let Some(views) = views {
+        let yaws = dasgil::map::views::default_yaw_views();
+        let rows = n * yaws.len();
+        let view_halves: Vec<half::f16> = (0..rows * DIM)
+            .map(|_| half::f16::from_f32(rng.random::<f32>()))
+            .collect();
+        write_bench_map_with(
+            views,
+            n,
+            vec![
+                RawTensor::new("descriptors", Dtype::F16, vec![n, DIM], &halves),
+                RawTensor::new(
+                    "view_descriptors",
+                    Dtype::F16,
+                    vec![rows, DIM],
+                    &view_halves,
+                ),
+            ],
+            yaws,
+        );
+    }
 }
 
 fn write_bench_map(path: &std::path::Path, n: usize, descriptors: RawTensor) {
+    write_bench_map_with(path, n, vec![descriptors], Vec::new())
+}
+
+/// A bench map of these descriptor tensors (and view rows, with their yaws).
+fn write_bench_map_with(
+    path: &std::path::Path,
+    n: usize,
+    descriptors: Vec<RawTensor>,
+    yaw_views_deg: Vec<f64>,
+) {
     let poses: Vec<f64> = (0..n)
         .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
         .collect();
     let times: Vec<i64> = vec![-1; n];
-    let tensors = vec![
-        descriptors,
+    let mut tensors = descriptors;
+    tensors.extend([
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
-    ];
+    ]);
     let mut meta = MapMeta::by_hand(n, "random");
+    meta.yaw_views_deg = yaw_views_deg;
     meta.encoder.input_width = 1024;
     meta.encoder.layers = vec![(5, 1.0), (6, 1.0)];
     write_map(path, &tensors, &mut meta).unwrap();
@@ -149,8 +190,12 @@ fn main() {
         let path = dir.path().join(format!("map{n}.safetensors"));
         // The same map stored as float16 (`build-map --f16`): half the bytes to scan.
         let path16 = dir.path().join(format!("map{n}-f16.safetensors"));
-        make_maps(&path, &path16, n);
+        // And with build-map's default yaw views, as float16, up to 10k entries (the view
+        // rows of a 10k map are 1.6 GB as float16; of a 100k map, 16 GB).
+        let pathv = (n <= 10_000).then(|| dir.path().join(format!("map{n}-f16-views.safetensors")));
+        make_maps(&path, &path16, pathv.as_deref(), n);
         let map16 = MapFile::open(&path16).unwrap();
+        let mapv = pathv.map(|p| MapFile::open(&p).unwrap());
         let t_open = Instant::now();
         let map = MapFile::open(&path).unwrap();
         let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
@@ -187,7 +232,7 @@ fn main() {
         let (mut ours, mut ours16, mut ours200, mut cdist, mut faiss) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The shipped model's metric (cosine, 2026-12-04), as the node searches: top 200.
-        let (mut cos200, mut cos16) = (Vec::new(), Vec::new());
+        let (mut cos200, mut cos16, mut cosv) = (Vec::new(), Vec::new(), Vec::new());
         let mut ask = |kind: &str, into: &mut Vec<f64>| {
             writeln!(stdin, "{kind} {reps}").unwrap();
             line.clear();
@@ -209,6 +254,13 @@ fn main() {
                     let t = Instant::now();
                     std::hint::black_box(top_k(m, &queries[i % 64], k, metric, None));
                     into.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            if let Some(mapv) = &mapv {
+                for i in 0..reps {
+                    let t = Instant::now();
+                    std::hint::black_box(top_k(mapv, &queries[i % 64], 200, Metric::Cosine, None));
+                    cosv.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
             ask("cdist", &mut cdist);
@@ -253,6 +305,15 @@ fn main() {
             floor_ms / 2.0,
             c16 / (floor_ms / 2.0)
         );
+        if mapv.is_some() {
+            let cv = median(cosv);
+            println!(
+                "| {n} (ours f16 with yaw views ±3,±6, top 200, cosine) | {cv:.2} | - | - | - | - | {:.2} ms | {:.2}x (views / none {:.2}x) |",
+                floor_ms * 2.5,
+                cv / (floor_ms * 2.5),
+                cv / c16
+            );
+        }
         eprintln!(
             "map of {n} entries ({} MiB) opened and verified in {open_ms:.0} ms",
             (n * DIM * 4) >> 20

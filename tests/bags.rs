@@ -338,7 +338,8 @@ fn a_map_from_a_recording_holds_the_folders_places_and_scores_its_queries_the_sa
 
 /// Yaw views need intrinsics: a recording gives them in each camera's camera_info (K, D; as a
 /// driver publishes it beside the image topic), and its views are the folder's (which takes them
-/// from intrinsics.txt); a recording without camera_info is refused, naming where they come from.
+/// from intrinsics.txt); a recording without camera_info is refused, naming where they come from,
+/// and built without views when they were not asked for (build-map's default).
 #[test]
 fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
     let w = world();
@@ -446,6 +447,31 @@ fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
         "{err}"
     );
     assert!(!d("bare.map").exists());
+    // Without --yaw-views (build-map's default views where there are intrinsics): the map is
+    // built without views, and the summary says why, quoting the recording's reason.
+    let (bare_bag, out) = (d("bare"), d("bare-default.map"));
+    let mut args = vec!["build-map"];
+    args.extend_from_slice(&two_cameras("--bag", &bare_bag, topics, &[])[1..]);
+    args.extend([
+        "--checkpoint",
+        path_str(&w.ckpt),
+        "--out",
+        path_str(&out),
+        "--device",
+        "cpu",
+    ]);
+    let plain = tools_in(&w.data, &args);
+    let said = String::from_utf8_lossy(&plain.stdout).to_string()
+        + &String::from_utf8_lossy(&plain.stderr);
+    assert!(plain.status.success(), "{said}");
+    assert!(
+        said.contains("no yaw views: the default views (±3,±6 deg) turn each map image")
+            && said.contains("no /c0/camera_info"),
+        "{said}"
+    );
+    assert!(map_meta(&d("bare-default.map"))
+        .get("yaw_views_deg")
+        .is_none());
 }
 
 #[test]

@@ -412,7 +412,7 @@ fn a_map_built_with_autocontrast_says_so_and_its_queries_follow_it() {
     assert!(ok(&f.build_map(&plain, &[])).contains("photometric: none"));
     let said = ok(&f.build_map(&stretched, &["--photometric", "autocontrast"]));
     assert!(
-        said.contains("(adaptation: none, photometric: autocontrast)"),
+        said.contains("(adaptation: none, photometric: autocontrast, yaw views: ±3,±6 deg"),
         "{said}"
     );
     let encoder_of = |map: &Path| {
@@ -656,12 +656,31 @@ fn a_compressed_map_finds_each_database_image_first_and_names_its_mode() {
     let f = fixture();
     let dir = f._dir.path();
     let map = dir.join("compressed.map.safetensors");
-    let said = ok(&f.build_map(&map, &["--compress", "32", "--shortlist", "4"]));
-    // 12 rows of 4096 values: the 32 x 4096 projection (512 KiB) outweighs the descriptors
-    // (192 KiB), and the summary says so.
+    let said = ok(&f.build_map(
+        &map,
+        &[
+            "--compress",
+            "32",
+            "--shortlist",
+            "4",
+            "--yaw-views",
+            "none",
+        ],
+    ));
+    // 12 rows of 4096 values (no views): the 32 x 4096 projection (512 KiB) outweighs the
+    // descriptors (192 KiB), and the summary says so.
     assert!(
         said.contains("compressed search: 32 projected values, shortlist 4")
             && said.contains("compression pays off for maps with many more images than 32"),
+        "{said}"
+    );
+    // With the default views (±3,±6) the rows are 12 x 5 (960 KiB): more than the projection.
+    let viewed = dir.join("compressed-views.map.safetensors");
+    let said = ok(&f.build_map(&viewed, &["--compress", "32", "--shortlist", "4"]));
+    assert!(
+        said.contains(
+            "compressed search: 32 projected values, shortlist 4; the projection adds 512.0 KiB"
+        ) && !said.contains("pays off"),
         "{said}"
     );
     let m = dasgil::map::file::MapFile::open(&map).unwrap();
@@ -758,7 +777,7 @@ fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
         dir.join("plain.map.safetensors"),
     );
     ok(&f.build_map(&with, &["--yaw-views", "4,8"]));
-    ok(&f.build_map(&plain, &[]));
+    ok(&f.build_map(&plain, &["--yaw-views", "none"]));
     let (m, p) = (
         dasgil::map::file::MapFile::open(&with).unwrap(),
         dasgil::map::file::MapFile::open(&plain).unwrap(),
@@ -901,6 +920,24 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
             "{said}"
         );
         let m = dasgil::map::file::MapFile::open(&map).unwrap();
+        // The default yaw views (±3,±6) where the reader gives intrinsics (KITTI's calib.txt);
+        // RobotCar's gives none: a map without views, and the summary says why.
+        if args[1] == "kitti" {
+            assert_eq!(m.meta.yaw_views_deg, vec![3.0, -3.0, 6.0, -6.0]);
+            assert!(
+                said.contains("yaw views: ±3,±6 deg, 4 more descriptors per image"),
+                "{said}"
+            );
+        } else {
+            assert!(m.meta.yaw_views_deg.is_empty() && m.bytes("view_descriptors").is_none());
+            assert!(
+                said.contains(
+                    "no yaw views: the default views (±3,±6 deg) turn each map image about its \
+                     camera, which needs the camera's intrinsics; the source gives none for"
+                ) && said.contains("as --yaw-views none does"),
+                "{said}"
+            );
+        }
         for (i, p) in reader_poses.iter().enumerate() {
             let want = p.world_from_cam.unwrap();
             let got = m.pose(i);
@@ -1000,7 +1037,7 @@ fn evaluate_scores_a_model_and_both_baselines() {
         assert_eq!(report["source"]["root"], path_str(&f.root));
         assert!(reports
             .iter()
-            .all(|r| r["photometric"] == "none" && r["yaw_views"] == "none"));
+            .all(|r| r["photometric"] == "none" && r["yaw_views"] == "±3,±6 deg"));
         // A network is reported with and without map-time adaptation; raw pixels once.
         assert_eq!(reports.len(), if name == "raw" { 1 } else { 2 }, "{name}");
         let all = &reports[0]["all"];
@@ -2184,7 +2221,8 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
     let (rect, said) = build(&lens, "lens-rectified.map.safetensors", &["--rectify"]);
     assert!(
         said.contains(
-            "photometric: none, rectified), lenses: c0 distorting (k1 -0.399, k2 0.189), c1 \
+            "photometric: none, rectified, yaw views: ±3,±6 deg, 4 more descriptors per image), \
+             lenses: c0 distorting (k1 -0.399, k2 0.189), c1 \
              distorting (k1 -0.397, k2 0.182), "
         ),
         "{said}"
@@ -2271,7 +2309,10 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
     assert!(report(&out)["reports"][0].get("lenses").is_none());
     let out = dir.join("eval-rectified");
     let (said, warned) = evaluate("lens-rectified.map.safetensors", &out);
-    assert!(said.contains("photometric none, rectified)"), "{said}");
+    assert!(
+        said.contains("photometric none, rectified, yaw views ±3,±6 deg)"),
+        "{said}"
+    );
     assert!(!warned.contains("one puts rays"), "{warned}");
     assert_eq!(report(&out)["reports"][0]["rectified"], true);
     // --rectify needs intrinsics: a folder of images gives none.

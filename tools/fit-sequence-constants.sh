@@ -21,6 +21,10 @@
 #
 #   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
 #   CHECKPOINT=FILE tools/fit-sequence-constants.sh   # another generator checkpoint
+#   VIEWS=none tools/fit-sequence-constants.sh   # maps without yaw views, as the constants
+#                                                # in the code were fitted (before 2026-12-06)
+# VIEWS: the maps' yaw views (build-map/evaluate --yaw-views; default 3,6, their default since
+# 2026-12-06); the kept maps are keyed by it too.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
@@ -38,11 +42,18 @@ if [ ! -f "$MODEL_FILE" ]; then
   echo "fit-sequence-constants: no model file (CHECKPOINT, DASGIL_MODEL or the shipped maps/models/dasgil-synth-cd-256x512.safetensors): found \`$MODEL_FILE\`" >&2
   exit 1
 fi
+VIEWS="${VIEWS:-3,6}"
+if [ "$VIEWS" != none ] && ! [[ "$VIEWS" =~ ^[0-9.]+(,[0-9.]+)*$ ]]; then
+  echo "fit-sequence-constants: VIEWS: expected angles such as 3,6 or none, found \`$VIEWS\`" >&2
+  exit 2
+fi
 MAPS="$OUT/maps-$(sha256sum "$MODEL_FILE" | cut -c1-8)"
+# Maps without views keep the folder they always had.
+if [ "$VIEWS" != none ]; then MAPS="$MAPS-views${VIEWS//,/-}"; fi
 mkdir -p "$MAPS"
 map() { # NAME [--sequences FILE]: a map of the named sequence
   [ -f "$MAPS/$1.map.safetensors" ] ||
-    "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu "${CK[@]}" --out "$MAPS/$1.map.safetensors" >"$MAPS/$1.log" 2>&1 ||
+    "$TOOLS" build-map "${@:2}" --sequence "$1" --device cpu --yaw-views "$VIEWS" "${CK[@]}" --out "$MAPS/$1.map.safetensors" >"$MAPS/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: build-map $1 failed: $MAPS/$1.log" >&2; exit 1; }
 }
 for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_slice_first20 \
@@ -54,7 +65,8 @@ map cmu_mini
 map cmu_calibration
 run() { # FOLDER QUERIES [MAP] (QUERIES of config/partial-maps.yaml when it names one there)
   local extra=()
-  [ -n "${3:-}" ] && extra=(--map "$MAPS/$3.map.safetensors")
+  # With --map the map's own views; otherwise evaluate builds its maps with VIEWS.
+  if [ -n "${3:-}" ]; then extra=(--map "$MAPS/$3.map.safetensors"); else extra=(--yaw-views "$VIEWS"); fi
   grep -q "^$2:" "$ROOT/config/partial-maps.yaml" && extra+=(--sequences "$ROOT/config/partial-maps.yaml")
   "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }

@@ -25,6 +25,10 @@
 # alike (default cosine: the shipped model's, chosen on these worlds on 2026-12-04 over the
 # reference's l1; MODEL_CARD.md); written to RUN/selection/metric for SHIP=1 to record. The
 # shipped model is scored with the metric its file records.
+# VIEWS: the maps' yaw views (evaluate --yaw-views; default 3,6, evaluate's own default since
+# 2026-12-06, chosen on these worlds: MODEL_CARD.md, "Yaw views by default"); none scores
+# without views, as every run of this script did before (those folders keep their names; a
+# folder scored with views is named with them, so the two are never mixed).
 #
 # Output: RUN/selection/{WORLD}-{CANDIDATE}/report.* and RUN/selection/selection.md. Scores
 # already computed are kept (delete a folder to redo it), so it resumes when run again.
@@ -56,6 +60,14 @@ case "$METRIC" in
 esac
 # Scores with another metric are never reused for these (l1's folders keep their old names).
 if [ "$METRIC" != l1 ]; then LAYERS_ID="$LAYERS_ID-$METRIC"; fi
+VIEWS="${VIEWS:-3,6}"
+# Checked here (evaluate would refuse it too, after the baselines were named).
+if [ "$VIEWS" != none ] && ! [[ "$VIEWS" =~ ^[0-9.]+(,[0-9.]+)*$ ]]; then
+  echo "select-shipped-model: VIEWS: expected angles such as 3,6 or none, found \`$VIEWS\`" >&2
+  exit 2
+fi
+VIEWS_ID=""
+if [ "$VIEWS" != none ]; then VIEWS_ID="-views${VIEWS//,/-}"; fi
 for w in $WORLDS; do
   case "$w" in
     cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive | cmu_test_drive_lens | cmu_test_sepia_hard)
@@ -81,15 +93,16 @@ if [ -z "$SHIPPED" ]; then
     echo "select-shipped-model: no shipped model in $ROOT/maps/models (dasgil-synth-*.safetensors); restore it with git checkout maps/models" >&2
     exit 1
 fi
-SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)"
+SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)$VIEWS_ID"
 RAW_ID="raw-pixels"
 if [ "$METRIC" != l1 ]; then RAW_ID="raw-pixels-$METRIC"; fi
+RAW_ID="$RAW_ID$VIEWS_ID"
 runs=("$SHIPPED_ID:" "$RAW_ID:--baseline raw-pixels --metric $METRIC"
-  "untrained-$LAYERS_ID:--baseline untrained --layers $LAYERS --metric $METRIC")
+  "untrained-$LAYERS_ID$VIEWS_ID:--baseline untrained --layers $LAYERS --metric $METRIC")
 for c in "$RUN"/candidates/step-*.safetensors; do
   [ -e "$c" ] || continue
   # Named by the layers too, so scores with other layers are never reused for these.
-  runs+=("$(basename "$c" .safetensors)-$LAYERS_ID:--checkpoint $c --layers $LAYERS --metric $METRIC")
+  runs+=("$(basename "$c" .safetensors)-$LAYERS_ID$VIEWS_ID:--checkpoint $c --layers $LAYERS --metric $METRIC")
 done
 for world in $WORLDS; do
   for run in "${runs[@]}"; do
@@ -99,7 +112,7 @@ for world in $WORLDS; do
     rm -rf "$dest.partial"
     echo "== $world: $name"
     # shellcheck disable=SC2086
-    "$TOOLS" evaluate --sequence "$world" --device cpu --out "$dest.partial" ${run#*:}
+    "$TOOLS" evaluate --sequence "$world" --device cpu --out "$dest.partial" --yaw-views "$VIEWS" ${run#*:}
     mv "$dest.partial" "$dest"
   done
 done

@@ -33,7 +33,7 @@ pub fn run(
     adapt_first: bool,
     photometric: Option<Photometric>,
     rectify: bool,
-    yaw_views: &[f64],
+    yaw_views: Option<&[f64]>,
     options: &crate::localize::Options,
     gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
@@ -187,7 +187,7 @@ fn run_in(
     adapt_first: bool,
     photometric: Option<Photometric>,
     rectify: bool,
-    yaw_views: &[f64],
+    yaw_views: Option<&[f64]>,
     options: &crate::localize::Options,
     gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
@@ -224,18 +224,22 @@ fn run_in(
             "map-{}.safetensors",
             if adapt { "adabn" } else { "none" }
         ));
-        crate::map::build_map(
-            &mut enc,
-            src,
-            &map_path,
-            &BuildOptions {
-                adapt,
-                f16: false,
-                metric,
-                compress: None,
-                yaw_views: yaw_views.to_vec(),
-            },
-        )?;
+        // `yaw_views` None: the default views, where every map image has intrinsics.
+        let opts = BuildOptions {
+            adapt,
+            f16: false,
+            metric,
+            compress: None,
+            yaw_views: yaw_views.map_or_else(crate::map::views::default_yaw_views, <[f64]>::to_vec),
+            yaw_views_by_default: yaw_views.is_none(),
+        };
+        if let Some(note) = crate::map::default_views_dropped(src, &opts) {
+            if !warnings.contains(&note) {
+                tracing::warn!("{note}");
+                warnings.push(note);
+            }
+        }
+        crate::map::build_map(&mut enc, src, &map_path, &opts)?;
         // Queries go through the same Localizer as localize and the node: the map, as
         // opened, with the node's defaults.
         let map = std::sync::Arc::new(MapFile::open(&map_path)?);

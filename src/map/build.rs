@@ -23,6 +23,29 @@ pub struct BuildOptions {
     /// Yaw views per entry, degrees, positive turned left (`views::parse_yaw_views`); empty:
     /// none, the reference's map.
     pub yaw_views: Vec<f64>,
+    /// The views are the default (`views::default_yaw_views`), not asked for: a source without
+    /// intrinsics for every database image gets a map without views (and [`default_views_dropped`]
+    /// says why) instead of the error an asked-for `--yaw-views` gets.
+    pub yaw_views_by_default: bool,
+}
+
+/// Why a map built with the default yaw views has none: some database image has no intrinsics
+/// (None: the views are kept, or were not the default).
+pub fn default_views_dropped(src: &SourceImages, opts: &BuildOptions) -> Option<String> {
+    if !opts.yaw_views_by_default || opts.yaw_views.is_empty() {
+        return None;
+    }
+    let (db, _) = deduplicated(&src.database).ok()?;
+    match missing_intrinsics(src, db.iter(), "", "", "")? {
+        PipelineError::NoIntrinsics { what, .. } => Some(format!(
+            "no yaw views: the default views ({}) turn each map image about its camera, which \
+             needs the camera's intrinsics; {what} (the map searches each image as it is, as \
+             --yaw-views none does; a robot off the mapping line or turned from it is found \
+             less often: maps/models/MODEL_CARD.md, \"Yaw views by default\")",
+            super::views::describe(&opts.yaw_views)
+        )),
+        _ => None,
+    }
 }
 
 /// Seed of the compressed mode's projection.
@@ -214,8 +237,13 @@ pub fn build_map(
         };
         return Err(PipelineError::Unposed { examples, hint });
     }
+    // The default views only where every image has intrinsics (said by the caller).
+    let yaw_views = match default_views_dropped(src, opts) {
+        Some(_) => Vec::new(),
+        None => opts.yaw_views.clone(),
+    };
     // The options that need each image's intrinsics.
-    let needs_intrinsics = match (!opts.yaw_views.is_empty(), encoder.meta.rectified) {
+    let needs_intrinsics = match (!yaw_views.is_empty(), encoder.meta.rectified) {
         (true, false) => Some(("--yaw-views", "turns each map image about its camera")),
         (false, true) => Some((
             "--rectify",
@@ -237,13 +265,13 @@ pub fn build_map(
         encoder.adapt(&subset)?;
     }
     let progress = crate::progress::Progress::new("build-map", "images", db.len() as u64, 0);
-    let (desc, view_desc) = if opts.yaw_views.is_empty() {
+    let (desc, view_desc) = if yaw_views.is_empty() {
         (
             encoder.encode_images(db, src.decode, Some(&progress))?,
             Vec::new(),
         )
     } else {
-        encoder.encode_images_and_views(db, src.decode, &opts.yaw_views, Some(&progress))?
+        encoder.encode_images_and_views(db, src.decode, &yaw_views, Some(&progress))?
     };
     progress.finish();
     let n = db.len();
@@ -272,7 +300,7 @@ pub fn build_map(
         RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
         RawTensor::new("timestamps_us", Dtype::I64, vec![n], &times),
     ];
-    if !opts.yaw_views.is_empty() {
+    if !yaw_views.is_empty() {
         tensors.push(rows("view_descriptors", &view_desc));
     }
     let compression = opts.compress.map(|(dims, shortlist)| {
@@ -299,7 +327,7 @@ pub fn build_map(
         payload_checksum: String::new(),
         compression,
         decoding: recorded_decoding(src)?,
-        yaw_views_deg: opts.yaw_views.clone(),
+        yaw_views_deg: yaw_views,
         lenses: lenses(db),
     };
     file::write_map(out, &tensors, &mut meta)?;
@@ -453,6 +481,9 @@ pub fn build_map_summary(
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())
     ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()
+        + &default_views_dropped(src, opts)
+            .map(|n| format!("\n{n}"))
+            .unwrap_or_default()
         + &if dropped > 0 {
             format!(
                 "\ndropped {dropped} duplicate {} (an image listed again with the same pose, \

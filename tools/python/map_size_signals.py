@@ -79,7 +79,7 @@ def query_map(tools, root, slice_, meta, out):
     layers = ",".join(str(layer) for layer, _ in meta["encoder"]["layers"])
     cmd = [tools, "build-map", "--format", "cmu", "--root", world, "--slice", str(slice_),
            "--checkpoint", meta["encoder"]["checkpoint"], "--layers", layers,
-           "--metric", meta["metric"], "--device", "cpu", "--out", out]
+           "--metric", meta["metric"], "--yaw-views", "none", "--device", "cpu", "--out", out]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -124,7 +124,7 @@ def main():
             or "autocontrast" in str(enc.get("normalisation", ""))):
         sys.exit(f"map_size_signals: {args.map}: built with adaptation, rectification, "
                  "photometric normalisation or yaw views; the queries' map is built without them: "
-                 "give a map built with build-map's defaults")
+                 "give a map built with build-map's defaults and --yaw-views none")
     with tempfile.TemporaryDirectory() as tmp:
         qpath = os.path.join(tmp, "queries.map.safetensors")
         query_map(args.tools, args.root, args.slice, meta, qpath)

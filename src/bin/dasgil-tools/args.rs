@@ -97,7 +97,7 @@ pub(crate) fn photometric_parser(
         .map(|s| s.parse::<Photometric>().unwrap_or_default())
 }
 
-/// `--yaw-views 3,6`: the signed yaws of the views (`dasgil::map::views::parse_yaw_views`); one
+/// `--yaw-views 3,6` (or `none`): the signed yaws of the views (`dasgil::map::views::parse_yaw_views`); one
 /// value to clap (a bare `Vec` would be taken for a repeated option).
 #[derive(Debug, Clone)]
 pub(crate) struct YawViews(pub Vec<f64>);
@@ -311,7 +311,7 @@ pub(crate) struct BagArgs {
     )]
     bag_camera_ids: Vec<String>,
     /// The sensor_msgs/CameraInfo topic of each --image-topic, in order (the intrinsics
-    /// --yaw-views and --rectify need). Default: the one beside each image topic, as image_transport names
+    /// the yaw views, build-map's default, and --rectify need). Default: the one beside each image topic, as image_transport names
     /// it (/cam/image_raw -> /cam/camera_info).
     #[arg(
         long = "camera-info-topic",

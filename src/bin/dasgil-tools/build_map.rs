@@ -63,9 +63,12 @@ pub(crate) struct BuildMapArgs {
     /// Yaw views: also encode each map image as its camera turned by these angles (degrees,
     /// each both ways, e.g. 3,6: four views), a homography of the image by its intrinsics; a
     /// query's distance to an entry is the smallest over the image and its views, so a query
-    /// turned a few degrees from the map image still finds it (docs/map-format.md). Each view
-    /// costs the map one more descriptor per entry (size and search time). Default: none.
-    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_negative_numbers = true)]
+    /// taken aside of the mapping line or turned a few degrees from the map image still finds
+    /// it (docs/map-format.md). Each view costs the map one more descriptor per entry (size and
+    /// search time). Default: 3,6 where every map image has intrinsics (chosen on the
+    /// validation worlds: maps/models/MODEL_CARD.md, "Yaw views by default"), none otherwise
+    /// (said after the summary); none: the reference's map, one descriptor per image.
+    #[arg(long, value_name = "DEGREES|none", value_parser = parse_yaw_views, allow_negative_numbers = true)]
     yaw_views: Option<YawViews>,
 }
 
@@ -131,7 +134,11 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
             metric,
             // Both within ranges clap checked (at most 100000).
             compress: a.compress.map(|dims| (dims as usize, a.shortlist as usize)),
-            yaw_views: a.yaw_views.clone().map(|v| v.0).unwrap_or_default(),
+            yaw_views: a
+                .yaw_views
+                .clone()
+                .map_or_else(dasgil::map::views::default_yaw_views, |v| v.0),
+            yaw_views_by_default: a.yaw_views.is_none(),
         },
     )?;
     println!("{line}");

@@ -47,9 +47,10 @@ pub(crate) struct EvaluateArgs {
     /// build-map --rectify). Not with --map: queries follow the map.
     #[arg(long)]
     rectify: bool,
-    /// Yaw views of every map image (as build-map --yaw-views, e.g. 3,6). Not with --map: a
-    /// map's views are fixed when it is built, and its queries search them.
-    #[arg(long, value_name = "DEGREES", value_parser = parse_yaw_views, allow_negative_numbers = true)]
+    /// Yaw views of every map image (as build-map --yaw-views: 3,6 by default where every map
+    /// image has intrinsics; none: the reference's map). Not with --map: a map's views are
+    /// fixed when it is built, and its queries search them.
+    #[arg(long, value_name = "DEGREES|none", value_parser = parse_yaw_views, allow_negative_numbers = true)]
     yaw_views: Option<YawViews>,
     /// The node's `min_confidence` to report what it would publish at (0 to 1; default the
     /// node's): withheld frames are counted in the report's `published` block.
@@ -321,7 +322,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             a.adapt,
             a.photometric,
             a.rectify,
-            a.yaw_views.as_ref().map_or(&[][..], |v| &v.0[..]),
+            a.yaw_views.as_ref().map(|v| &v.0[..]),
             &options,
             gate,
         )?

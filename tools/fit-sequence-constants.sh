@@ -4,10 +4,10 @@
 # docs/sequence-filter.md and docs/pose-prior.md:
 # - SPREAD_MASS (tools/python/fit_sequence_spread.py): the three fitting worlds on their own
 #   maps, cmu_slice as the check;
-# - OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER (tools/python/fit_off_map.py): the same, the
-#   drive-protocol validation worlds (whose frames must keep their priors too; since
-#   2026-12-04), plus each fitting world driven past the end of a map of the first part of its
-#   route
+# - OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER (tools/python/fit_off_map.py):
+#   the same, the drive-protocol validation worlds (whose frames must keep their priors too;
+#   since 2026-12-04) and, with views, the hard-drive ones (since 2026-12-06), plus each
+#   fitting world driven past the end of a map of the first part of its route
 #   (config/partial-maps.yaml), and (since session 56, "Map size") cmu_calibration's queries
 #   on maps of its route 4 and 8 times as long (120 and 240 places), the 240-place route's
 #   queries past the end of the 120-place map, cmu_val_pastel's on a map of its route 4 times
@@ -21,8 +21,9 @@
 #
 #   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
 #   CHECKPOINT=FILE tools/fit-sequence-constants.sh   # another generator checkpoint
-#   VIEWS=none tools/fit-sequence-constants.sh   # maps without yaw views, as the constants
-#                                                # in the code were fitted (before 2026-12-06)
+#   VIEWS=none tools/fit-sequence-constants.sh   # maps without yaw views and without the
+#                                                # hard-drive worlds, as the fits before
+#                                                # 2026-12-06 were made
 # VIEWS: the maps' yaw views (build-map/evaluate --yaw-views; default 3,6, their default since
 # 2026-12-06); the kept maps are keyed by it too.
 set -euo pipefail
@@ -77,6 +78,11 @@ run cmu_val_pastel cmu_val_pastel
 run cmu_val_ink cmu_val_ink
 run cmu_val_pastel_drive cmu_val_pastel_drive
 run cmu_val_ink_drive cmu_val_ink_drive
+# The hard-drive validation worlds fit the off-the-map triple with the views (2026-12-06); the
+# fits without views (VIEWS=none) were made without them.
+HARD=()
+if [ "$VIEWS" != none ]; then HARD=(cmu_val_pastel_hard cmu_val_ink_hard); fi
+for h in "${HARD[@]}"; do run "$h" "$h"; done
 run cmu_slice cmu_slice
 run cmu_calibration-past-first10 cmu_calibration cmu_calibration_first10
 run cmu_val_pastel-past-first15 cmu_val_pastel cmu_val_pastel_first15
@@ -100,7 +106,7 @@ echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
 echo
 python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
-  cmu_val_pastel_drive cmu_val_ink_drive \
+  cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}" \
   cmu_calibration-past-first10 cmu_val_pastel-past-first15 cmu_val_ink-past-first15 \
   cmu_calibration-on-x120 cmu_calibration-on-x240 cmu_calibration_x240-past-x120 \
   cmu_val_pastel-on-x120 cmu_val_pastel_x120-past-x60 \

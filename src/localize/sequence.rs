@@ -179,24 +179,29 @@ pub const SCALE_RANK: usize = 5;
 /// likelihood [`OFF_MAP_USUAL`], relative to its best place's (1); it falls as
 /// exp(-c / [`OFF_MAP_CONFIDENCE`]) with the frame's confidence c and grows as
 /// (U / [`OFF_MAP_USUAL`])^[`OFF_MAP_USUAL_POWER`] with its mean likelihood U over the map's
-/// places. Fitted with [`OFF_MAP_CONFIDENCE`] by tools/python/fit_off_map.py; the power was
-/// tried and left at 0 (docs/sequence-filter.md, "Off the map" and "Map size").
-pub const OFF_MAP_LIKELIHOOD: f64 = 1.5;
+/// places. Fitted with [`OFF_MAP_CONFIDENCE`] and [`OFF_MAP_USUAL_POWER`] by
+/// tools/python/fit_off_map.py (docs/sequence-filter.md, "Off the map", "Map size" and "With
+/// yaw views").
+pub const OFF_MAP_LIKELIHOOD: f64 = 3.0;
 /// The single-frame confidence over which the off-the-map likelihood falls by e (fitted with
-/// [`OFF_MAP_LIKELIHOOD`]: 1.5 and 0.15 for the ninth model, 2026-12-05; 1 and 0.2 for the
+/// [`OFF_MAP_LIKELIHOOD`] and [`OFF_MAP_USUAL_POWER`]: 3, 0.1 and 1 for the ninth model with
+/// the default yaw views, 2026-12-06, the hard-drive validation worlds among the fitting
+/// folders; 1.5, 0.15 and 0 for it without views, 2026-12-05; 1 and 0.2 for the
 /// eighth with the cosine metric, the drive validation worlds among the fitting folders since
 /// then; 1 and 0.1 with L1).
-pub const OFF_MAP_CONFIDENCE: f64 = 0.15;
+pub const OFF_MAP_CONFIDENCE: f64 = 0.1;
 /// The power of the frame's mean likelihood U (its likelihood averaged over the map's places)
-/// in the off-the-map likelihood: 0, so U plays no part. Both U and the confidence c fall as a
-/// map grows (more places, more near-alike ones, more at the likelihood's floor), and on a
-/// 240-place map of cmu_calibration's route c alone makes 96 of its 240 frames look off the
-/// map against 31 on its own 30-place map, all of them on it. Weighing by U keeps more of
+/// in the off-the-map likelihood: 1 since 2026-12-06 (maps with yaw views, the hard-drive
+/// validation worlds among the fitting folders; every check folder past a map's end stays
+/// withheld or covered). Before, 0. Both U and the confidence c fall as a map grows (more
+/// places, more near-alike ones, more at the likelihood's floor), and on a 240-place map of
+/// cmu_calibration's route c alone made 96 of its 240 frames look off the map against 31 on
+/// its own 30-place map, all of them on it (session 56, power 0). Weighing by U keeps more of
 /// them, but the powers the fit chose with maps of 120 and 240 places among its folders (1.5
 /// with 4 and 0.1) published wrong priors past the end of a large map of a route it had not
-/// seen (88% withheld or covered, against 100% with 0): not adopted (docs/sequence-filter.md,
-/// "Map size"). Kept as a fitted constant of the form so a refit can weigh it.
-pub const OFF_MAP_USUAL_POWER: f64 = 0.0;
+/// seen (88% withheld or covered, against 100% with 0): not adopted then (docs/sequence-filter.md,
+/// "Map size").
+pub const OFF_MAP_USUAL_POWER: f64 = 1.0;
 /// The mean likelihood at which the factor of [`OFF_MAP_USUAL_POWER`] is 1 (about a frame's U
 /// on the 30-place fitting maps).
 pub const OFF_MAP_USUAL: f64 = 0.25;
@@ -1180,7 +1185,7 @@ pub fn off_map_after(q: f64, dt: f64) -> f64 {
 /// A frame's likelihood off the map (relative to its best place's 1), from its single-frame
 /// confidence (a frame that matches no place better than the places elsewhere, confidence
 /// near 0, is what a camera off the map sees) and its mean likelihood over the map's places
-/// (weighed by [`OFF_MAP_USUAL_POWER`]: 0 shipped, so it plays no part; see there).
+/// (weighed by [`OFF_MAP_USUAL_POWER`]; see there).
 pub fn off_map_likelihood(confidence: f64, mean_likelihood: f64) -> f64 {
     off_map_likelihood_with(confidence, mean_likelihood, OFF_MAP_USUAL_POWER)
 }
@@ -1437,25 +1442,25 @@ mod tests {
         let (stand_out, little) = (2.0 * OFF_MAP_CONFIDENCE, 0.6 * OFF_MAP_CONFIDENCE);
         // On the map, the frames follow the route and stand out: the vehicle stays on it, and
         // within a few frames it is sure of that (each such frame is OFF_MAP_LIKELIHOOD e^-2,
-        // 0.2 with 1.5, times as likely off the map as at its best place).
+        // 0.41 with 3, times (U / OFF_MAP_USUAL)^OFF_MAP_USUAL_POWER, as likely off the map as
+        // at its best place).
         let on = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), stand_out);
         assert!(
             on.iter().all(|&q| q < OFF_MAP_WITHHOLD),
             "on the route: {on:?}"
         );
         assert!(on[4..].iter().all(|&q| q < 0.05), "on the route: {on:?}");
-        // Frames that stand out a little (off the map 1.5 e^-0.6 = 0.82 times as likely as at
-        // their best place) but match places no motion connects: off the map within a few
-        // frames, and it stays so.
+        // Frames that stand out a little (off the map 3 e^-0.6 = 1.6 times as likely as at
+        // their best place, times the U factor) but match places no motion connects: off the
+        // map within a few frames, and it stays so.
         let off = off_map_along(&mut f, &places, &mut rng, 10.0, &jumps, little);
         let first = off.iter().position(|&q| q >= OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 5), "jumping: {off:?}");
         assert!(off[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{off:?}");
         // Back on the route: on the map again within a few frames. A frame that stands out
-        // (twice OFF_MAP_CONFIDENCE) is OFF_MAP_LIKELIHOOD e^-2 times as likely off the map:
-        // 0.2 with the ninth model's (1.5, 0.15), at confidence 0.3 here, back by the seventh
-        // frame (3 s); 0.14 with (1, 0.2) before, at 0.4, by the fifth. At one confidence the
-        // two pairs weigh alike at 0.24; above it the newer pair takes the vehicle back sooner.
+        // (twice OFF_MAP_CONFIDENCE) is OFF_MAP_LIKELIHOOD e^-2 times the U factor as likely
+        // off the map (with (3, 0.1, 1), at confidence 0.2 here; (1.5, 0.15, 0) at 0.3 before,
+        // back by the seventh frame).
         let back = off_map_along(&mut f, &places, &mut rng, 20.0, &path(120), stand_out);
         let first = back.iter().position(|&q| q < OFF_MAP_WITHHOLD);
         assert!(first.is_some_and(|i| i <= 6), "back: {back:?}");
@@ -1465,16 +1470,20 @@ mod tests {
         let mut f = SequenceFilter::new(&places);
         let flat = off_map_along(&mut f, &places, &mut rng, 0.0, &path(10), 0.0);
         assert!(flat[5..].iter().all(|&q| q >= OFF_MAP_WITHHOLD), "{flat:?}");
-        // By hand: the likelihood off the map at confidence 0 and at OFF_MAP_CONFIDENCE.
-        // ... at the usual mean likelihood (the shipped power 0: at any).
+        // By hand: the likelihood off the map at confidence 0 and at OFF_MAP_CONFIDENCE, at the
+        // usual mean likelihood (where the U factor is 1 whatever the power).
         let u = OFF_MAP_USUAL;
         assert_eq!(off_map_likelihood(0.0, u), OFF_MAP_LIKELIHOOD);
         let at = off_map_likelihood(OFF_MAP_CONFIDENCE, u);
         assert!((at * 1f64.exp() - OFF_MAP_LIKELIHOOD).abs() < 1e-12, "{at}");
         assert_eq!(off_map_likelihood(f64::NAN, u), OFF_MAP_LIKELIHOOD);
-        assert_eq!(
-            off_map_likelihood(0.3, 0.05),
-            off_map_likelihood_with(0.3, 0.05, OFF_MAP_USUAL_POWER)
+        // The shipped power: a frame an average place explains half as well as usual is half
+        // as likely off the map (power 1).
+        assert!(
+            (off_map_likelihood(0.0, u / 2.0)
+                - OFF_MAP_LIKELIHOOD * 0.5f64.powf(OFF_MAP_USUAL_POWER))
+            .abs()
+                < 1e-12
         );
         // With a power (1.5, as a refit chose): a frame an average place explains twice as
         // well is 2^1.5 times as likely off the map; a mean likelihood above 1 counts as 1, and

@@ -36,13 +36,18 @@ pub fn default_views_dropped(src: &SourceImages, opts: &BuildOptions) -> Option<
         return None;
     }
     let (db, _) = deduplicated(&src.database).ok()?;
+    let without = db.iter().filter(|p| p.intrinsics.is_none()).count();
     match missing_intrinsics(src, db.iter(), "", "", "")? {
-        PipelineError::NoIntrinsics { what, .. } => Some(format!(
+        PipelineError::NoIntrinsics { what, hint, .. } => Some(format!(
             "no yaw views: the default views ({}) turn each map image about its camera, which \
-             needs the camera's intrinsics; {what} (the map searches each image as it is, as \
-             --yaw-views none does; a robot off the mapping line or turned from it is found \
-             less often: maps/models/MODEL_CARD.md, \"Yaw views by default\")",
-            super::views::describe(&opts.yaw_views)
+             needs the camera's intrinsics, and {without} of the {} map images {} none: {what} \
+             ({hint}). The map searches each image as it is, as --yaw-views none does: a robot \
+             off the mapping line or turned from it is found less often (the six validation \
+             worlds' mean within (5 m, 10 deg): 78.2% without views, 85.2% with them: \
+             maps/models/MODEL_CARD.md, \"Yaw views by default\")",
+            super::views::describe(&opts.yaw_views),
+            db.len(),
+            if without == 1 { "has" } else { "have" }
         )),
         _ => None,
     }

@@ -51,6 +51,11 @@ pub fn parse_yaw_views(s: &str) -> Result<Vec<f64>, String> {
     let mut angles: Vec<f64> = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
+        if part == "none" {
+            return Err(format!(
+                "`none` (no views) stands alone; found it among angles in `{s}`"
+            ));
+        }
         let a: f64 = part.parse().map_err(|_| {
             format!(
                 "expected angles in degrees separated by commas (e.g. 3,6) or none, found `{part}` in `{s}`"
@@ -962,7 +967,7 @@ mod tests {
             ("25", "at most 20"),
             ("nan", "more than 0"),
             ("3,x", "found `x`"),
-            ("none,3", "found `none`"),
+            ("none,3", "`none` (no views) stands alone"),
             ("", "found ``"),
             ("3,3", "given twice"),
             ("1,2,3,4,5", "at most 4 angles"),

@@ -49,7 +49,7 @@ import numpy as np
 from fit_prior import CHI2_3_95, arguments, fail, json_lines, parse
 
 # OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE, OFF_MAP_USUAL_POWER in src/localize/sequence.rs.
-SHIPPED = (1.5, 0.15, 0.0)
+SHIPPED = (3.0, 0.1, 1.0)
 # OFF_MAP_USUAL there: the mean likelihood U at which the usual-match factor is 1.
 USUAL = 0.25
 # ON_MAP_TIME, OFF_MAP_TIME, OFF_MAP_START, SIMULTANEOUS there (not fitted).

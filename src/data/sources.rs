@@ -281,10 +281,10 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
                 "{name}: field `cameras`: expected cameras among {rendered} (what its \
                  `generate:` recipe renders), found `{missing}`"
             );
-            let start = text
-                .lines()
-                .position(|l| l.split_once(':').is_some_and(|(k, _)| k.trim() == name))
-                .map(|i| i + 2);
+            // The field's line among the keys under the sequence's own (top-level) line.
+            let start = top_level_keys(&text)
+                .find(|(k, _)| k == name)
+                .map(|(_, line)| line + 1);
             return Err(PipelineError::SequencesFile {
                 origin,
                 line: start.and_then(|l| field_line(&text, l, &message)),
@@ -303,22 +303,22 @@ fn unrendered_camera(given: &[String]) -> Option<(&str, String)> {
     Some((missing.as_str(), rendered.join(", ")))
 }
 
+/// The top-level keys of a YAML file's text (unquoted), each with its line (1-based).
+fn top_level_keys(text: &str) -> impl Iterator<Item = (String, usize)> + '_ {
+    text.lines().enumerate().filter_map(|(i, l)| {
+        if l.starts_with([' ', '\t', '#', '-']) || l.starts_with("...") {
+            return None;
+        }
+        let (key, _) = l.split_once(':')?;
+        let key = key.trim().trim_matches(['"', '\'']).to_string();
+        (!key.is_empty()).then_some((key, i + 1))
+    })
+}
+
 /// The first top-level key of a YAML file's text written a second time, with that line.
 fn twice_defined(text: &str) -> Option<(String, usize)> {
     let mut seen = std::collections::BTreeSet::new();
-    for (i, l) in text.lines().enumerate() {
-        if l.starts_with([' ', '\t', '#', '-']) || l.starts_with("...") {
-            continue;
-        }
-        let Some((key, _)) = l.split_once(':') else {
-            continue;
-        };
-        let key = key.trim().trim_matches(['"', '\'']).to_string();
-        if !key.is_empty() && !seen.insert(key.clone()) {
-            return Some((key, i + 1));
-        }
-    }
-    None
+    top_level_keys(text).find(|(key, _)| !seen.insert(key.clone()))
 }
 
 /// "field `a.generate.places`: ..." (serde's path, for a type error) said as the range checks

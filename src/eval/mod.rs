@@ -233,13 +233,13 @@ fn run_in(
             yaw_views: yaw_views.map_or_else(crate::map::views::default_yaw_views, <[f64]>::to_vec),
             yaw_views_by_default: yaw_views.is_none(),
         };
-        if let Some(note) = crate::map::default_views_dropped(src, &opts) {
+        let built = crate::map::build_map(&mut enc, src, &map_path, &opts)?;
+        if let Some(note) = built.note {
             if !warnings.contains(&note) {
                 tracing::warn!("{note}");
                 warnings.push(note);
             }
         }
-        crate::map::build_map(&mut enc, src, &map_path, &opts)?;
         // Queries go through the same Localizer as localize and the node: the map, as
         // opened, with the node's defaults.
         let map = std::sync::Arc::new(MapFile::open(&map_path)?);

@@ -24,18 +24,28 @@ pub struct BuildOptions {
     /// none, the reference's map.
     pub yaw_views: Vec<f64>,
     /// The views are the default (`views::default_yaw_views`), not asked for: a source without
-    /// intrinsics for every database image gets a map without views (and [`default_views_dropped`]
-    /// says why) instead of the error an asked-for `--yaw-views` gets.
+    /// intrinsics for every database image gets a map without views (and [`Built::note`] says
+    /// why) instead of the error an asked-for `--yaw-views` gets.
     pub yaw_views_by_default: bool,
 }
 
-/// Why a map built with the default yaw views has none: some database image has no intrinsics
-/// (None: the views are kept, or were not the default).
-pub fn default_views_dropped(src: &SourceImages, opts: &BuildOptions) -> Option<String> {
+/// What [`build_map`] wrote: the map's metadata, and why it has no yaw views when the default
+/// ones were dropped (for the caller to say: build-map's summary, evaluate's warnings).
+pub struct Built {
+    pub meta: MapMeta,
+    pub note: Option<String>,
+}
+
+/// Why a map built with the default yaw views has none: some of the (deduplicated) database
+/// images `db` have no intrinsics (None: the views are kept, or were not the default).
+fn default_views_dropped(
+    src: &SourceImages,
+    db: &[PosedImage],
+    opts: &BuildOptions,
+) -> Option<String> {
     if !opts.yaw_views_by_default || opts.yaw_views.is_empty() {
         return None;
     }
-    let (db, _) = deduplicated(&src.database).ok()?;
     let without = db.iter().filter(|p| p.intrinsics.is_none()).count();
     match missing_intrinsics(src, db.iter(), "", "", "")? {
         PipelineError::NoIntrinsics { what, hint, .. } => Some(format!(
@@ -205,13 +215,14 @@ pub fn deduplicated(db: &[PosedImage]) -> Result<(Vec<PosedImage>, usize), Pipel
     Ok((kept, dropped))
 }
 
-/// Encodes `src.database` into a map written to `out`.
+/// Encodes `src.database` into a map written to `out`; the default yaw views only where every
+/// image has intrinsics (otherwise none, and [`Built::note`] says why).
 pub fn build_map(
     encoder: &mut MapEncoder,
     src: &SourceImages,
     out: &Path,
     opts: &BuildOptions,
-) -> Result<MapMeta, PipelineError> {
+) -> Result<Built, PipelineError> {
     if let Some((dims, _)) = opts.compress {
         if dims >= encoder.dim() {
             return Err(PipelineError::CompressWide {
@@ -243,7 +254,8 @@ pub fn build_map(
         return Err(PipelineError::Unposed { examples, hint });
     }
     // The default views only where every image has intrinsics (said by the caller).
-    let yaw_views = match default_views_dropped(src, opts) {
+    let note = default_views_dropped(src, db, opts);
+    let yaw_views = match note {
         Some(_) => Vec::new(),
         None => opts.yaw_views.clone(),
     };
@@ -336,7 +348,7 @@ pub fn build_map(
         lenses: lenses(db),
     };
     file::write_map(out, &tensors, &mut meta)?;
-    Ok(meta)
+    Ok(Built { meta, note })
 }
 
 /// Each camera's lens (`MapMeta::lenses`): that of its first image with intrinsics (no
@@ -444,7 +456,7 @@ pub fn build_map_summary(
     check_writable(out)?;
     let (_, dropped) = deduplicated(&src.database)?;
     let started = std::time::Instant::now();
-    let meta = build_map(enc, src, out, opts)?;
+    let Built { meta, note } = build_map(enc, src, out, opts)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     let mut cameras = meta.cameras.clone();
     cameras.sort();
@@ -486,9 +498,7 @@ pub fn build_map_summary(
         crate::resources::human_bytes(bytes),
         crate::progress::format_secs(started.elapsed().as_secs_f64())
     ) + &src.notes.iter().map(|n| format!("\n{n}")).collect::<String>()
-        + &default_views_dropped(src, opts)
-            .map(|n| format!("\n{n}"))
-            .unwrap_or_default()
+        + &note.map(|n| format!("\n{n}")).unwrap_or_default()
         + &if dropped > 0 {
             format!(
                 "\ndropped {dropped} duplicate {} (an image listed again with the same pose, \

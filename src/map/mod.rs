@@ -6,7 +6,5 @@ pub mod build;
 pub mod file;
 pub mod views;
 
-pub use build::{
-    build_map, build_map_summary, default_views_dropped, image_name, BuildOptions, PROJECTION_SEED,
-};
+pub use build::{build_map, build_map_summary, image_name, BuildOptions, Built, PROJECTION_SEED};
 pub use file::{MapError, MapFile, MapMeta};

@@ -819,6 +819,53 @@ fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
     };
     let (name, d_views) = best(&with);
     assert_eq!(name, db[5].path.file_name().unwrap().to_str().unwrap());
+    // The prior takes the orientation of the view that matched (8 degrees right of the
+    // image's: the turned query's own), at the image's position; without views, the image's.
+    let prior = |map: &Path| -> (serde_json::Value, nalgebra::UnitQuaternion<f64>) {
+        let l: serde_json::Value =
+            serde_json::from_str(&localize_json_as(map, &db[5].camera, &query)).unwrap();
+        let q = l["prior"]["q_wxyz"].as_array().unwrap();
+        let q: Vec<f64> = q.iter().map(|v| v.as_f64().unwrap()).collect();
+        let q = nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+            q[0], q[1], q[2], q[3],
+        ));
+        (l["prior"].clone(), q)
+    };
+    let (with_views, q_views) = prior(&with);
+    let (without, _) = prior(&plain);
+    assert_eq!(with_views["view_yaw_deg"], -8.0, "{with_views}");
+    // Without views the turned query matches another image, whose own orientation it gets.
+    assert!(without["view_yaw_deg"].is_null(), "{without}");
+    let image = db[5].world_from_cam.unwrap();
+    let t: Vec<f64> = with_views["t"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        (nalgebra::Vector3::from_row_slice(&t) - image.translation.vector).norm() < 1e-3,
+        "{with_views}"
+    );
+    let image_rotation = image.rotation;
+    assert!(
+        (q_views.angle_to(&image_rotation).to_degrees() - 8.0).abs() < 0.5,
+        "{with_views}"
+    );
+    // Turned right: the prior's optical axis towards the image's +x.
+    let axis = image_rotation.inverse() * (q_views * nalgebra::Vector3::z());
+    assert!(axis.x > 0.1, "{axis}");
+    let said = ok(&[
+        "localize",
+        "--map",
+        path_str(&with),
+        "--camera",
+        &db[5].camera,
+        "--device",
+        "cpu",
+        path_str(&query),
+    ]);
+    assert!(said.contains("(its image's view turned -8 deg)"), "{said}");
     let (_, d_plain) = best(&plain);
     assert!(
         d_views < 1e-6 && d_plain > 100.0 * d_views && d_plain > 1e-5,
@@ -1126,6 +1173,7 @@ fn evaluate_scores_a_model_and_both_baselines() {
         );
         let lines = std::fs::read_to_string(out.join(&file)).unwrap();
         assert_eq!(lines.lines().count(), 24);
+        let mut unsure = 0;
         for (l, q) in lines.lines().zip(queries) {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             assert_eq!(v["name"], q["name"], "{l}");
@@ -1152,7 +1200,22 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 (b[1] - b[3]).abs() < 1e-15 && (b[2] - b[6]).abs() < 1e-15,
                 "{l}"
             );
+            // The block holds the rotation floor, grown for a frame unsure of itself (these
+            // are single frames: the frame's confidence is the prior's).
+            let c = v["frame_confidence"].as_f64().unwrap();
+            assert_eq!(v["frame_confidence"], v["confidence"], "{l}");
+            let floor = dasgil::localize::prior::SIGMA_ROTATION.powi(2)
+                + dasgil::localize::prior::rotation_unsure_floor(c);
+            let m = nalgebra::Matrix3::from_row_slice(&b);
+            let smallest = m.symmetric_eigenvalues().min();
+            assert!(
+                smallest >= floor * (1.0 - 1e-9),
+                "{smallest} < {floor}: {l}"
+            );
+            unsure += usize::from(dasgil::localize::prior::rotation_unsure_floor(c) > 0.0);
         }
+        // Some of these frames are unsure of themselves (the floor grew for them).
+        assert!(unsure >= 1, "no frame below CONFIDENT");
         // tools/python/fit_rotation_floor.py recomputes every query's rotation Mahalanobis
         // distance from the two fields (the Python formula is the Rust one).
         let said = common::python_tool(
@@ -1323,6 +1386,11 @@ fn evaluate_scores_a_model_and_both_baselines() {
                 let floor =
                     (7.814_727_903 * dasgil::localize::prior::FILTER_POSITION_CALIBRATION).sqrt();
                 spread += usize::from(v["radius_95"].as_f64().unwrap() > floor + 0.01);
+                // Never inside the floor for this frame's own confidence (wider below
+                // CONFIDENT: prior::filter_floor).
+                let c = v["frame_confidence"].as_f64().unwrap();
+                let least = (7.814_727_903 * dasgil::localize::prior::filter_floor(c)).sqrt();
+                assert!(v["radius_95"].as_f64().unwrap() >= least - 1e-6, "{l}");
             }
             assert!(settled >= 20 && spread >= 1, "{settled} {spread} of 24");
             let said = common::python_tool(

@@ -4,6 +4,9 @@
 # docs/sequence-filter.md and docs/pose-prior.md:
 # - SPREAD_MASS (tools/python/fit_sequence_spread.py): the three fitting worlds on their own
 #   maps, cmu_slice as the check;
+# - FILTER_UNSURE_CALIBRATION (the same script, --unsure; since 2026-12-06): the fitting worlds,
+#   the drive-protocol validation worlds and, with views, the hard-drive ones, cmu_slice as the
+#   check;
 # - OFF_MAP_LIKELIHOOD, OFF_MAP_CONFIDENCE and OFF_MAP_USUAL_POWER (tools/python/fit_off_map.py):
 #   the same, the drive-protocol validation worlds (whose frames must keep their priors too;
 #   since 2026-12-04) and, with views, the hard-drive ones (since 2026-12-06), plus each
@@ -104,6 +107,9 @@ run cmu_val_ink_x120-past-x60 cmu_val_ink_x120 cmu_val_ink_x60
 cd "$OUT"
 echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
+echo
+python "$ROOT/tools/python/fit_sequence_spread.py" --unsure --fit cmu_calibration cmu_val_pastel cmu_val_ink \
+  cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}" --check cmu_slice
 echo
 python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink \
   cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}" \

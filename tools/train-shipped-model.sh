@@ -43,6 +43,10 @@
 # LATERAL: metres, 0 (default, Virtual KITTI 2's one line) to 2.5: each scene's variation of the
 # labelled worlds drives up to this far left of its lane (synth vkitti2 --lateral; the worlds and
 # the run get a folder of their own), so positives see a place from two spots on the road.
+# LR_SCALE: a factor on both Adam learning rates (default 1: config/train.yaml's, the paper's
+# 2e-3 and 1e-3); e.g. 0.1 to fine-tune from INIT without the paper's step size shaking the
+# starting model (the run trains with a copy of config/train.yaml, train-lr<F>.yaml in
+# DASGIL_WORK, and gets a folder of its own).
 #
 # Ablations (maps/models/MODEL_CARD.md), each into build/ablation-..., nothing shipped:
 #   VARIANT=fixed-appearance: the same run on Virtual KITTI 2's fixed look (synth vkitti2
@@ -120,6 +124,13 @@ fi
 # One spelling per window (05 is 5).
 POSITIVE_WINDOW="$((10#$POSITIVE_WINDOW))"
 if [ "$POSITIVE_WINDOW" != 5 ]; then EXTRA+=(--positive-window "$POSITIVE_WINDOW"); fi
+LR_SCALE="${LR_SCALE:-1}"
+if ! [[ "$LR_SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || ! awk -v v="$LR_SCALE" 'BEGIN { exit !(v > 0 && v <= 10) }'; then
+  echo "LR_SCALE: expected a factor more than 0 and at most 10 such as 0.1, found \`$LR_SCALE\`" >&2
+  exit 2
+fi
+# One spelling per factor (0.1 and .10 are one run folder).
+LR_SCALE="$(printf '%g' "$LR_SCALE")"
 LATERAL="${LATERAL:-0}"
 if ! [[ "$LATERAL" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v v="$LATERAL" 'BEGIN { exit !(v <= 2.5) }'; then
   echo "LATERAL: expected metres from 0 to 2.5 such as 2, found \`$LATERAL\`" >&2
@@ -201,6 +212,23 @@ if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
 if [ "$HARD_NEGATIVES" != 0 ]; then RUN="$RUN-hardneg$HARD_NEGATIVES"; fi
 if [ "$POSITIVE_WINDOW" != 5 ]; then RUN="$RUN-window$POSITIVE_WINDOW"; fi
 if [ "$LATERAL" != 0 ]; then RUN="$RUN-lateral$LATERAL"; fi
+if [ "$LR_SCALE" != 1 ]; then
+  RUN="$RUN-lr$LR_SCALE"
+  # config/train.yaml with both learning rates scaled (written once, then moved into place).
+  LR_CONFIG="$WORK/train-lr$LR_SCALE.yaml"
+  if [ ! -f "$LR_CONFIG" ]; then
+    g="$(awk -v f="$LR_SCALE" '/^lr_generator:/ { printf "%.6g", $2 * f }' "$ROOT/config/train.yaml")"
+    d="$(awk -v f="$LR_SCALE" '/^lr_discriminator:/ { printf "%.6g", $2 * f }' "$ROOT/config/train.yaml")"
+    if [ -z "$g" ] || [ -z "$d" ]; then
+      echo "LR_SCALE: config/train.yaml has no lr_generator or lr_discriminator line" >&2
+      exit 2
+    fi
+    sed -e "s/^lr_generator: .*/lr_generator: $g/" -e "s/^lr_discriminator: .*/lr_discriminator: $d/" \
+      "$ROOT/config/train.yaml" >"$LR_CONFIG.tmp"
+    mv "$LR_CONFIG.tmp" "$LR_CONFIG"
+  fi
+  EXTRA+=(--config "$LR_CONFIG")
+fi
 if [ "$SEED" != 7 ]; then RUN="$RUN-seed$SEED"; fi
 if [ -n "$INIT" ]; then
   # Named by the starting weights' checksum, so another starting file never resumes this run.

@@ -834,6 +834,7 @@ pub fn evaluate(
                 .transpose()
                 .as_slice(),
             "rotation_floor": crate::localize::prior::SIGMA_ROTATION,
+            "rotation_unsure": crate::localize::prior::ROTATION_UNSURE_CALIBRATION,
             "belief_profile": answer.belief_profile,
             "off_map": answer.off_map,
             "frame_confidence": answer.frame_confidence,
@@ -841,6 +842,7 @@ pub fn evaluate(
             "mean_likelihood": answer.mean_likelihood,
             "beyond_end": answer.beyond_end,
             "camera_weight": answer.camera_weight,
+            "view_yaw_deg": answer.view_yaw_deg,
             "timestamp_us": q.timestamp_us,
             "map_distance": loc.places.nearest_distance({
                 let t = truth.translation.vector;

@@ -165,6 +165,11 @@ pub struct Answer {
     /// With `filter: sequence`: the say the frame's camera had in the belief
     /// ([`sequence::Step::camera_weight`]); None without the filter.
     pub camera_weight: Option<f64>,
+    /// On a map with yaw views: the angle (degrees, positive turned left) of the chosen map
+    /// image's view that matched the frame better than the image itself, whose orientation the
+    /// prior took ([`prior::viewed_from`]); None when the image itself matched best or the map
+    /// has no views.
+    pub view_yaw_deg: Option<f64>,
 }
 
 /// What the sequence filter adds to a frame's prior.
@@ -602,7 +607,7 @@ impl Localizer {
         let k = self.options.top_k;
         let want = want.max(k).max(prior::QUALITY_HITS);
         let hits = search(&self.map, desc, want, self.metric, cands.as_deref());
-        self.answer(hits, query, None)
+        self.answer(hits, desc, query, None)
     }
 
     /// One frame of a sequence (`filter: sequence`): the frame's own search, then the filter's
@@ -660,12 +665,18 @@ impl Localizer {
             beyond_end: step.beyond_end,
             camera_weight: step.camera_weight,
         };
-        self.answer(hits, query, Some(filtered))
+        self.answer(hits, desc, query, Some(filtered))
     }
 
     /// The outcome from ranked hits (the first is the prior's pose), with what the sequence
     /// filter adds when it chose them.
-    fn answer(&self, hits: Vec<Hit>, query: &Query, filtered: Option<Filtered>) -> Outcome {
+    fn answer(
+        &self,
+        hits: Vec<Hit>,
+        desc: &[f32],
+        query: &Query,
+        filtered: Option<Filtered>,
+    ) -> Outcome {
         let k = self.options.top_k;
         let Some(mut prior) = pose_prior(&self.map, &hits, k, filtered.as_ref().map(|f| f.mass))
         else {
@@ -689,7 +700,12 @@ impl Localizer {
             spread: s, profile, ..
         }) = filtered
         {
-            prior::add_to_position_block(&mut prior.covariance, &s);
+            // The belief's reach, and the floor's growth for a frame unsure of itself
+            // (prior::filter_floor): the place is the belief's, the offset from its image the
+            // frame's.
+            let unsure =
+                nalgebra::Matrix3::identity() * prior::filter_unsure_floor(frame_confidence);
+            prior::add_to_position_block(&mut prior.covariance, &(s + unsure));
             belief_profile = profile;
         }
         // At a bend the prior turns towards the neighbouring image the frame matches best
@@ -715,15 +731,33 @@ impl Localizer {
             let share = prior::bend_share(chosen.distance as f64, n.distance as f64);
             prior::world_turn(&image, &self.map.pose(n.index)) * share
         });
-        if turned != nalgebra::Vector3::zeros() {
-            prior.pose = prior::turned_by(&image, &turned);
-        }
+        // A map with yaw views: when one of the chosen image's views matches the frame better
+        // than the image itself, the frame's camera is turned from the image's by about that
+        // view's angle, and the prior's orientation is the view's (its position the image's:
+        // a view is the same camera turned). Not at a bend (the bend's turn at least half the
+        // map's smallest view angle: prior::view_applies), where a view turned towards the
+        // neighbour and the bend's turn would count the same turn twice and the bend's bound
+        // (between_rotation) is centred on the bend's turn alone.
+        let view_yaw_deg =
+            crate::retrieval::nearest_view(&self.map, self.metric, desc, chosen.index)
+                .and_then(|k| self.map.meta.yaw_views_deg.get(k).copied())
+                .filter(|_| prior::view_applies(&turned, &self.map.meta.yaw_views_deg));
+        let viewed = view_yaw_deg.map_or(image, |y| prior::viewed_from(&image, y));
+        // The view's turn (in the camera's frame) and a small bend's (in the world's) compose.
+        prior.pose = if turned != nalgebra::Vector3::zeros() {
+            prior::turned_by(&viewed, &turned)
+        } else {
+            viewed
+        };
         let floor = prior::between_rotation(
             &image,
             neighbours.iter().map(|&r| self.map.pose(r)),
             &turned,
         );
-        prior::add_to_rotation_block(&mut prior.covariance, &floor);
+        // The rotation floor's growth for a frame unsure of itself (single frames: its own
+        // confidence; the filter: the frame's, not the posterior mass).
+        let unsure = nalgebra::Matrix3::identity() * prior::rotation_unsure_floor(frame_confidence);
+        prior::add_to_rotation_block(&mut prior.covariance, &(floor + unsure));
         let mut candidates: Vec<Pose> = hits
             .iter()
             .take(k)
@@ -748,6 +782,7 @@ impl Localizer {
             beyond_end,
             off_the_map: off_map_withheld(off_map, self.options.off_map_threshold),
             camera_weight,
+            view_yaw_deg,
         };
         if answer.off_the_map || withheld(answer.prior.confidence, self.options.min_confidence) {
             Outcome::Ambiguous(answer)

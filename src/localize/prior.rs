@@ -60,6 +60,17 @@ pub const SIGMA_POSITION: f64 = 1.0;
 /// 96.2-100%; the drive worlds' queries turned by a 3 degree heading noise were 92.4-95.7%
 /// inside at the 2 degrees before). docs/pose-prior.md, "The rotation floor".
 pub const SIGMA_ROTATION: f64 = 0.043_63;
+/// How much the rotation floor's square grows for a frame unsure of itself: the floor is
+/// SIGMA_ROTATION^2 (1 + ROTATION_UNSURE_CALIBRATION max(0, 1 - c / CONFIDENT)) per axis, c the
+/// frame's own single-frame confidence ([`rotation_unsure_floor`]; single frames and the
+/// sequence filter alike). A query turned from its map image (a vehicle's heading in another
+/// lane, a driver's weave) resembles it less. Fitted (tools/python/fit_rotation_floor.py
+/// --unsure, SIGMA_ROTATION kept) on the six validation worlds, single frames and the filter
+/// pooled, with the default yaw views and the view's orientation: the smallest value at which
+/// each holds the true orientation inside the 95% bound for 95% of its published priors where
+/// some value can (cmu_val_ink_hard cannot: 91.1% at 3.5; 2026-12-06, session 67;
+/// docs/pose-prior.md, "The rotation floor").
+pub const ROTATION_UNSURE_CALIBRATION: f64 = 3.5;
 /// Metres from the best match beyond which a map image is another place (the confidence's
 /// alternative): one and a half times the 5 m spacing of the synthetic slices' places, and
 /// beyond the 5 m of the coarsest Extended CMU-Seasons threshold.
@@ -86,6 +97,18 @@ pub const POSITION_CALIBRATION: f64 = 1.5;
 /// own spread at the floor, which the single-frame fit makes up for with 1.5 (a floor 95%
 /// radius of 3.4 m; 2.0 for the eighth model), while the filter holds the alternatives in the belief's reach.
 pub const FILTER_POSITION_CALIBRATION: f64 = 0.6;
+/// How much the floor under the sequence filter grows for a frame unsure of itself: the floor
+/// is (FILTER_POSITION_CALIBRATION + FILTER_UNSURE_CALIBRATION max(0, 1 - c / CONFIDENT))
+/// SIGMA_POSITION^2 per axis, c the frame's own single-frame confidence ([`filter_floor`]).
+/// The belief holds which place; the floor, how far from that place's image the camera may be,
+/// and a frame that resembles its best image less (a query beside the mapped road, in another
+/// lane, between two images) leaves that wider. Fitted (tools/python/fit_sequence_spread.py
+/// --unsure, `SPREAD_MASS` kept) on cmu_calibration and the six validation worlds, the two
+/// hard-drive ones among them, with the default yaw views: the smallest value at which each
+/// holds the truth inside the 95% ellipsoid for 95% of its published priors where a wider
+/// floor can reach its misses at all (2026-12-06, session 67; docs/sequence-filter.md,
+/// "A floor for frames unsure of themselves").
+pub const FILTER_UNSURE_CALIBRATION: f64 = 1.5;
 /// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
 /// match more than ALT_RADIUS away is withheld (4-11% of the matches on the fitting worlds with
 /// the ninth model, 5-12% with the eighth's cosine metric, 9-22% with L1 and e6, 15-24% with e5; docs/pose-prior.md).
@@ -184,6 +207,37 @@ pub fn hits_used(ranked: &[(Pose, f64)], top_k: usize) -> usize {
 /// The weight of the candidates' spread at `confidence`.
 pub fn wrong_weight(confidence: f64) -> f64 {
     WRONG_SCALE * (1.0 - confidence / CONFIDENT).max(0.0)
+}
+
+/// The position floor (metres squared per axis) of a prior under the sequence filter, for a
+/// frame whose own single-frame confidence is `frame_confidence` (not finite: 0):
+/// (FILTER_POSITION_CALIBRATION + FILTER_UNSURE_CALIBRATION max(0, 1 - c / CONFIDENT))
+/// SIGMA_POSITION^2. The first term is in the prior [`pose_prior`] gives with a mass; the
+/// caller adds the rest ([`filter_unsure_floor`]) with the belief's reach.
+pub fn filter_floor(frame_confidence: f64) -> f64 {
+    FILTER_POSITION_CALIBRATION * SIGMA_POSITION.powi(2) + filter_unsure_floor(frame_confidence)
+}
+
+/// The part of [`filter_floor`] that grows as the frame's own confidence falls below CONFIDENT.
+pub fn filter_unsure_floor(frame_confidence: f64) -> f64 {
+    FILTER_UNSURE_CALIBRATION * SIGMA_POSITION.powi(2) * unsure_share(frame_confidence)
+}
+
+/// What the rotation floor gains (radians squared per axis) for a frame whose own
+/// single-frame confidence is `frame_confidence`: ROTATION_UNSURE_CALIBRATION SIGMA_ROTATION^2
+/// max(0, 1 - c / CONFIDENT); the caller adds it to the rotation block.
+pub fn rotation_unsure_floor(frame_confidence: f64) -> f64 {
+    ROTATION_UNSURE_CALIBRATION * SIGMA_ROTATION.powi(2) * unsure_share(frame_confidence)
+}
+
+/// max(0, 1 - c / CONFIDENT), c clamped to [0, 1] (not finite: 0).
+fn unsure_share(frame_confidence: f64) -> f64 {
+    let c = if frame_confidence.is_finite() {
+        frame_confidence.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (1.0 - c / CONFIDENT).max(0.0)
 }
 
 /// Translation and world-frame rotation-vector offsets of `pk` from `p1`.
@@ -416,6 +470,33 @@ pub fn bend_share(d1: f64, dn: f64) -> f64 {
 /// `R_to = exp([r]x) R_from`.
 pub fn world_turn(from: &Pose, to: &Pose) -> Vector3<f64> {
     offsets(from, to).1
+}
+
+/// The pose of a map image's yaw view (`build-map --yaw-views`): the image's camera turned left
+/// by `yaw_deg` degrees about its own y axis (right for a negative angle;
+/// crate::map::views::view_from_cam), at the image's position.
+pub fn viewed_from(image: &Pose, yaw_deg: f64) -> Pose {
+    // world_from_view = world_from_cam cam_from_view, cam_from_view the transpose of
+    // views::view_from_cam (whose rows are the view's axes in the camera's frame).
+    let cam_from_view = nalgebra::Rotation3::from_matrix_unchecked(
+        crate::map::views::view_from_cam(yaw_deg).transpose(),
+    );
+    Pose::from_parts(
+        image.translation,
+        image.rotation * nalgebra::UnitQuaternion::from_rotation_matrix(&cam_from_view),
+    )
+}
+
+/// Whether a yaw view's orientation is used for a prior whose bend turn is `turned` (radians,
+/// world frame; [`bend_share`]) on a map with views of `yaw_views_deg`: only where the bend's
+/// turn is smaller than half the map's smallest view angle (a straight road: the bend's turn is
+/// rounding there). At a bend the bend's turn governs, as without views.
+pub fn view_applies(turned: &Vector3<f64>, yaw_views_deg: &[f64]) -> bool {
+    let smallest = yaw_views_deg
+        .iter()
+        .map(|y| y.abs())
+        .fold(f64::INFINITY, f64::min);
+    smallest.is_finite() && turned.norm().to_degrees() < 0.5 * smallest
 }
 
 /// `image`'s pose with its orientation turned by the world-frame rotation vector `turn`
@@ -771,6 +852,82 @@ mod tests {
             prior.covariance[0],
             POSITION_CALIBRATION + WRONG_SCALE * mean_square,
             "xx",
+        );
+    }
+
+    #[test]
+    fn a_view_turns_the_image_about_its_own_y_axis_at_its_position() {
+        // A camera at (1, 2, 3) looking along the world's x (its z), y down the world's -z.
+        let r = nalgebra::Rotation3::from_matrix_unchecked(Matrix3::new(
+            0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0,
+        ));
+        let image = Pose::from_parts(
+            nalgebra::Translation3::new(1.0, 2.0, 3.0),
+            nalgebra::UnitQuaternion::from_rotation_matrix(&r),
+        );
+        for yaw in [6.0f64, -3.0] {
+            let v = viewed_from(&image, yaw);
+            assert_eq!(v.translation, image.translation);
+            // Turned left (towards the camera's -x, the world's +y here) for a positive angle.
+            let forward = v.rotation * Vector3::z();
+            let (s, c) = yaw.to_radians().sin_cos();
+            assert!(
+                (forward - Vector3::new(c, s, 0.0)).norm() < 1e-12,
+                "{yaw}: {forward}"
+            );
+            // The camera's y (down) is unchanged by a yaw.
+            assert!((v.rotation * Vector3::y() - image.rotation * Vector3::y()).norm() < 1e-12);
+            let turn = world_turn(&image, &v);
+            assert!((turn.norm() - yaw.abs().to_radians()).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn a_view_is_used_on_a_straight_road_not_at_a_bend() {
+        let views = [3.0, -3.0, 6.0, -6.0];
+        let yaw = |deg: f64| Vector3::new(0.0, 0.0, deg.to_radians());
+        assert!(view_applies(&Vector3::zeros(), &views));
+        assert!(view_applies(&yaw(1e-15), &views));
+        assert!(view_applies(&yaw(1.4), &views));
+        assert!(!view_applies(&yaw(1.5), &views));
+        assert!(!view_applies(&yaw(-20.0), &views));
+        assert!(!view_applies(&Vector3::zeros(), &[]));
+    }
+
+    #[test]
+    fn the_filter_floor_grows_as_the_frame_is_less_sure_of_itself() {
+        let base = FILTER_POSITION_CALIBRATION * SIGMA_POSITION.powi(2);
+        // A frame sure of itself (at CONFIDENT or above) keeps the floor the prior has.
+        for c in [CONFIDENT, 0.5, 1.0, 7.0] {
+            close(filter_floor(c), base, "sure");
+            close(filter_unsure_floor(c), 0.0, "sure, the added part");
+        }
+        // Linear below CONFIDENT, the whole FILTER_UNSURE_CALIBRATION at 0 (and below 0, and
+        // for a confidence that is not finite).
+        close(
+            filter_floor(0.5 * CONFIDENT),
+            base + 0.5 * FILTER_UNSURE_CALIBRATION * SIGMA_POSITION.powi(2),
+            "half",
+        );
+        for c in [0.0, -1.0, f64::NAN, f64::NEG_INFINITY] {
+            close(
+                filter_floor(c),
+                base + FILTER_UNSURE_CALIBRATION * SIGMA_POSITION.powi(2),
+                "unsure",
+            );
+        }
+        assert!(filter_floor(0.05) > filter_floor(0.1));
+        // The rotation floor's growth, alike.
+        close(rotation_unsure_floor(0.3), 0.0, "rotation, sure");
+        close(
+            rotation_unsure_floor(f64::NAN),
+            ROTATION_UNSURE_CALIBRATION * SIGMA_ROTATION.powi(2),
+            "rotation, unsure",
+        );
+        close(
+            rotation_unsure_floor(0.25 * CONFIDENT),
+            0.75 * ROTATION_UNSURE_CALIBRATION * SIGMA_ROTATION.powi(2),
+            "rotation, a quarter sure",
         );
     }
 

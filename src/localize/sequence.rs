@@ -46,7 +46,8 @@
 //!   single-frame confidence at least [`SURE`]), else the place of
 //!   highest posterior; the frame's best-matching row there (any row of that camera at that
 //!   place when none was among the hits).
-//! - Position covariance: the floor of a single match plus R^2 / 7.81 (I - u u^T) + H^2 / 7.81
+//! - Position covariance: the floor of a single match (wider for a frame unsure of itself:
+//!   crate::localize::prior::filter_floor) plus R^2 / 7.81 (I - u u^T) + H^2 / 7.81
 //!   u u^T, u the map's up (7.81 the 95% point of chi-square with 3 degrees of freedom): R the
 //!   ground distance (perpendicular to u) from the published place within which
 //!   [`SPREAD_MASS`] of the belief lies (the places that hold belief of their own, cumulated

@@ -43,15 +43,16 @@ pub fn default_yaw_views() -> Vec<f64> {
 
 /// Parses `--yaw-views`: comma-separated angles in degrees, each in (0, 20], at most four
 /// distinct; each becomes two views (left and right). Returns the signed yaws in the order the
-/// map stores its views: +a1, -a1, +a2, -a2, ...; `none`: no views (empty).
+/// map stores its views, the angles ascending whatever order they were given in (`6,3` builds
+/// the same map as `3,6`): +a1, -a1, +a2, -a2, ...; `none` (any case): no views (empty).
 pub fn parse_yaw_views(s: &str) -> Result<Vec<f64>, String> {
-    if s.trim() == "none" {
+    if s.trim().eq_ignore_ascii_case("none") {
         return Ok(Vec::new());
     }
     let mut angles: Vec<f64> = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
-        if part == "none" {
+        if part.eq_ignore_ascii_case("none") {
             return Err(format!(
                 "`none` (no views) stands alone; found it among angles in `{s}`"
             ));
@@ -79,6 +80,7 @@ pub fn parse_yaw_views(s: &str) -> Result<Vec<f64>, String> {
             angles.len()
         ));
     }
+    angles.sort_by(f64::total_cmp);
     Ok(angles.iter().flat_map(|&a| [a, -a]).collect())
 }
 
@@ -959,6 +961,13 @@ mod tests {
         assert_eq!(describe(&parse_yaw_views("3, 6").unwrap()), "±3,±6 deg");
         assert_eq!(describe(&[]), "none");
         assert_eq!(parse_yaw_views("none").unwrap(), Vec::<f64>::new());
+        assert_eq!(parse_yaw_views(" NONE ").unwrap(), Vec::<f64>::new());
+        // Ascending whatever the order given: the same angles make the same map.
+        assert_eq!(
+            parse_yaw_views("6,3").unwrap(),
+            parse_yaw_views("3,6").unwrap()
+        );
+        assert_eq!(describe(&parse_yaw_views("6, 3").unwrap()), "±3,±6 deg");
         assert_eq!(default_yaw_views(), parse_yaw_views("3,6").unwrap());
         assert_eq!(describe(&[3.0, -6.0]), "+3,-6 deg");
         for (bad, says) in [
@@ -968,6 +977,7 @@ mod tests {
             ("nan", "more than 0"),
             ("3,x", "found `x`"),
             ("none,3", "`none` (no views) stands alone"),
+            ("3,None", "`none` (no views) stands alone"),
             ("", "found ``"),
             ("3,3", "given twice"),
             ("1,2,3,4,5", "at most 4 angles"),

@@ -336,6 +336,29 @@ pub(crate) fn entry_distance(
     d
 }
 
+/// Which of entry `i`'s yaw views lies nearest `query`, when one is nearer than the entry's own
+/// descriptor (the image as it was taken): its index among the map's views (the map's
+/// `yaw_views_deg` order), else None (a map without views, or the image itself nearest; a tie
+/// goes to the image). The views are the image's camera turned by those angles
+/// (docs/map-format.md), so the nearest one says how far the query's camera is turned from it.
+pub fn nearest_view(map: &MapFile, metric: Metric, query: &[f32], i: usize) -> Option<usize> {
+    let rows = EntryRows::of(map);
+    let views = rows.views.as_ref()?;
+    if i >= map.len() || query.len() != map.dim() {
+        return None;
+    }
+    let (dim, mut buf) = (map.dim(), Vec::new());
+    let mut best = row_distance(&rows.base, dim, metric, query, i, &mut buf);
+    let mut which = None;
+    for (k, v) in (i * rows.per_entry..(i + 1) * rows.per_entry).enumerate() {
+        let d = row_distance(views, dim, metric, query, v, &mut buf);
+        if d < best {
+            (best, which) = (d, Some(k));
+        }
+    }
+    which
+}
+
 fn nan_far(d: f32) -> f32 {
     if d.is_nan() {
         f32::INFINITY

@@ -27,6 +27,13 @@ Worlds whose queries face exactly as their map images are covered at any floor: 
 with heading noise (the drive protocol's) decide it. It prints the tables (shipped and fitted) for the --fit and --check worlds and the
 leave-one-out checks.
 
+With --unsure it fits ROTATION_UNSURE_CALIBRATION instead (SIGMA_ROTATION kept): the
+floor's square grows by that factor times max(0, 1 - c / CONFIDENT) for a frame whose own
+single-frame confidence c (`frame_confidence`) is low, as the position floor under the filter
+does (docs/pose-prior.md): the smallest value of a grid (0 to 8 by 0.5) at which every --fit
+world holds 95% of its published orientations inside their bound, leaving out of the choice a
+world that no value brings to 95%; then the same tables and leave-one-out checks.
+
 numpy only. Camera poses (no base_link).
 """
 
@@ -42,6 +49,11 @@ from fit_prior import CHI2_3_95, check_folders, fail, json_lines
 # SIGMA_ROTATION in src/localize/prior.rs, in degrees.
 SHIPPED_DEG = 2.5
 GRID_DEG = [0.5 + 0.25 * i for i in range(31)]
+# ROTATION_UNSURE_CALIBRATION and CONFIDENT there: the floor's square grows by this factor times
+# max(0, 1 - c / CONFIDENT) for a frame of single-frame confidence c.
+SHIPPED_UNSURE = 3.5
+CONFIDENT = 0.2
+UNSURE_GRID = [0.5 * i for i in range(17)]
 TARGETS = [95.0 + 0.5 * i for i in range(10)]
 
 
@@ -80,31 +92,37 @@ class World:
         self.residuals = []
         self.blocks = []
         self.floors = []
+        self.unsure = []
         self.folders = []
 
     def finish(self):
         self.r = np.array(self.residuals).reshape(-1, 3)
         self.b = np.array(self.blocks).reshape(-1, 3, 3)
         self.f = np.array(self.floors).reshape(-1)
+        # Per prior: (the factor it was published with, max(0, 1 - c / CONFIDENT)).
+        self.u = np.array(self.unsure).reshape(-1, 2)
 
-    def shifted(self, floor_deg):
-        """The blocks with another floor: each block minus its own floor's s^2 I plus the new
-        one's (positive definite: the rest of a block is positive semi-definite)."""
-        extra = math.radians(floor_deg) ** 2 - self.f ** 2
+    def shifted(self, floor_deg, unsure=SHIPPED_UNSURE):
+        """The blocks with another floor: each block minus its own floor's s^2 (1 + k u) I plus
+        the new one's (positive definite: the rest of a block is positive semi-definite); u =
+        max(0, 1 - c / CONFIDENT) of the prior's frame, k the unsure factor."""
+        k, u = self.u[:, 0], self.u[:, 1]
+        extra = (math.radians(floor_deg) ** 2 * (1.0 + unsure * u)
+                 - self.f ** 2 * (1.0 + k * u))
         return self.b + extra[:, None, None] * np.eye(3)
 
-    def m2(self, floor_deg):
-        x = np.linalg.solve(self.shifted(floor_deg), self.r[..., None])[..., 0]
+    def m2(self, floor_deg, unsure=SHIPPED_UNSURE):
+        x = np.linalg.solve(self.shifted(floor_deg, unsure), self.r[..., None])[..., 0]
         return np.einsum("ni,ni->n", self.r, x)
 
-    def inside(self, floor_deg):
+    def inside(self, floor_deg, unsure=SHIPPED_UNSURE):
         """Share (%) of the published priors inside their 95% rotation bound (main refuses a
         world without one)."""
-        return 100.0 * float(np.mean(self.m2(floor_deg) <= CHI2_3_95))
+        return 100.0 * float(np.mean(self.m2(floor_deg, unsure) <= CHI2_3_95))
 
-    def bound_deg(self, floor_deg):
+    def bound_deg(self, floor_deg, unsure=SHIPPED_UNSURE):
         """Median 95% bound (degrees): the largest semi-axis of the bound."""
-        largest = np.linalg.eigvalsh(self.shifted(floor_deg))[:, -1]
+        largest = np.linalg.eigvalsh(self.shifted(floor_deg, unsure))[:, -1]
         return math.degrees(float(np.median(np.sqrt(CHI2_3_95 * largest))))
 
     def median_error_deg(self):
@@ -162,14 +180,43 @@ def read_folder(folder, worlds, adaptation):
                 f"{want:.9g}: the fields and the report disagree"
             )
         checked += want is not None
+        # The unsure factor it was published with (0 before it existed, 2026-12-06) and the
+        # frame's own confidence (a line without one counts as sure: its floor is s^2 alone).
+        unsure = float(field(q, "rotation_unsure", where, (1,))[0]) if "rotation_unsure" in q else 0.0
+        if not 0.0 <= unsure <= 100.0:
+            fail(f"{where}: `rotation_unsure`: expected a factor from 0 to 100, found {unsure!r}")
+        c = float(field(q, "frame_confidence", where, (1,))[0]) if "frame_confidence" in q else 1.0
+        u = max(0.0, 1.0 - min(max(c, 0.0), 1.0) / CONFIDENT)
+        # The block holds its floor: what remains without it is positive semi-definite.
+        rest = np.linalg.eigvalsh(b - floor ** 2 * (1.0 + unsure * u) * np.eye(3))[0]
+        if rest < -1e-9 * max(1.0, floor ** 2):
+            fail(f"{where}: `rotation_block` holds less than its floor {floor!r} rad with "
+                 f"`rotation_unsure` {unsure!r} at `frame_confidence` {c!r} (smallest eigenvalue "
+                 f"of the rest {rest:.3g}): the fields disagree, or this script and "
+                 "src/localize/prior.rs do")
         if q.get("published", True):
             world.residuals.append(r)
             world.blocks.append(b)
             world.floors.append(floor)
+            world.unsure.append((unsure, u))
     if checked == 0:
         fail(f"{path}: no query matches one of {folder}/report.json's (camera, name): not the "
              "same evaluate run")
     return checked
+
+
+def fit_unsure(worlds):
+    """The smallest ROTATION_UNSURE_CALIBRATION of the grid at which every world that some value
+    of the grid brings to 95% holds the truth inside the 95% bound for 95% of its published
+    priors (SIGMA_ROTATION as shipped); a world no value brings there does not choose. None when
+    no world chooses."""
+    choosing = [w for w in worlds if w.inside(SHIPPED_DEG, UNSURE_GRID[-1]) >= 95.0]
+    if not choosing:
+        return None
+    for k in UNSURE_GRID:
+        if all(w.inside(SHIPPED_DEG, k) >= 95.0 for w in choosing):
+            return k
+    return UNSURE_GRID[-1]
 
 
 def smallest_floor(worlds, target):
@@ -181,15 +228,16 @@ def smallest_floor(worlds, target):
     return None
 
 
-def table(title, worlds, fit_names, floor):
+def table(title, worlds, fit_names, floor, unsure=SHIPPED_UNSURE):
     print(f"\n{title}\n")
     print("| world | runs | published | orientation inside 95% bound | median 95% bound | median error |")
     print("|---|---|---|---|---|---|")
     for w in worlds:
         role = " (fit)" if w.name in fit_names else ""
         print(
-            f"| {w.name}{role} | {', '.join(w.folders)} | {len(w.r)} | {w.inside(floor):.1f}% | "
-            f"{w.bound_deg(floor):.1f} deg | {w.median_error_deg():.1f} deg |"
+            f"| {w.name}{role} | {', '.join(w.folders)} | {len(w.r)} | "
+            f"{w.inside(floor, unsure):.1f}% | {w.bound_deg(floor, unsure):.1f} deg | "
+            f"{w.median_error_deg():.1f} deg |"
         )
 
 
@@ -199,6 +247,9 @@ def main():
     ap.add_argument("--check", nargs="*", default=[], help="evaluate --out folders to check on")
     ap.add_argument("--adaptation", default="none", choices=["none", "adabn"],
                     help="the map's way: candidates-none.jsonl or candidates-adabn.jsonl")
+    ap.add_argument("--unsure", action="store_true",
+                    help="fit ROTATION_UNSURE_CALIBRATION (SIGMA_ROTATION kept) instead of "
+                         "SIGMA_ROTATION")
     ap.add_argument("--verify", action="store_true",
                     help="only check that this script reproduces evaluate's numbers and print "
                          "the shipped floor's table (no fit)")
@@ -216,6 +267,12 @@ def main():
     fits = list(fit.values())
     every = fits + list(check.values())
     if args.verify:
+        for w in every:
+            published = {float(k) for k in w.u[:, 0]}
+            if published and published != {SHIPPED_UNSURE}:
+                fail(f"world {w.name}: published with ROTATION_UNSURE_CALIBRATION "
+                     f"{sorted(published)}, this script's SHIPPED_UNSURE is {SHIPPED_UNSURE}: "
+                     "set it to src/localize/prior.rs's")
         table(f"The shipped floor SIGMA_ROTATION {SHIPPED_DEG} deg:", every, fit, SHIPPED_DEG)
         n = sum(len(w.r) for w in every)
         print(f"\nverified: evaluate's rotation Mahalanobis distances of {checked} queries "
@@ -223,7 +280,30 @@ def main():
         return
     if len(fits) < 2:
         fail("--fit needs folders of at least two worlds (one is left out in turn)")
-    table(f"The shipped floor SIGMA_ROTATION {SHIPPED_DEG} deg:", every, fit, SHIPPED_DEG)
+    table(f"The shipped floor SIGMA_ROTATION {SHIPPED_DEG} deg, ROTATION_UNSURE_CALIBRATION "
+          f"{SHIPPED_UNSURE}:", every, fit, SHIPPED_DEG)
+    if args.unsure:
+        k = fit_unsure(fits)
+        if k is None:
+            fail(f"no --fit world holds 95% of its orientations at any ROTATION_UNSURE_CALIBRATION "
+                 f"up to {UNSURE_GRID[-1]}: nothing to fit on")
+        beyond = [w.name for w in fits if w.inside(SHIPPED_DEG, UNSURE_GRID[-1]) < 95.0]
+        table(f"Fitted: ROTATION_UNSURE_CALIBRATION {k} (the smallest of 0 to {UNSURE_GRID[-1]} at "
+              "which every --fit world that some value brings to 95% holds 95%; not choosing: "
+              f"{', '.join(beyond) or 'none'}):", every, fit, SHIPPED_DEG, k)
+        print("\nLeave one world out: fitted on the others, scored on it")
+        for w in fits:
+            kk = fit_unsure([o for o in fits if o is not w])
+            if kk is None:
+                print(f"- {w.name}: no fit on the others")
+                continue
+            print(f"- {w.name}: ROTATION_UNSURE_CALIBRATION {kk}: inside "
+                  f"{w.inside(SHIPPED_DEG, kk):.1f}%, median 95% bound "
+                  f"{w.bound_deg(SHIPPED_DEG, kk):.1f} deg")
+        print("\nTo use the fitted value: set ROTATION_UNSURE_CALIBRATION in src/localize/prior.rs "
+              "(and SHIPPED_UNSURE here), rebuild, and check with `dasgil-tools evaluate` on "
+              "worlds not used for fitting.")
+        return
     chosen = None
     for target in TARGETS:
         held = []

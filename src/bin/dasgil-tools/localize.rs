@@ -176,8 +176,13 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             let degrees: Vec<String> = (3..6)
                 .map(|i| format!("{:.1}", sd(i).to_degrees()))
                 .collect();
+            // Which yaw view of the first candidate's image matched, when one did.
+            let view = p
+                .view_yaw_deg
+                .map(|y| format!("  (its image's view turned {y:+} deg)"))
+                .unwrap_or_default();
             println!(
-                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd x y z [{}] m, roll pitch yaw [{}] deg  confidence {:.3}",
+                "  prior: t [{:.2}, {:.2}, {:.2}]  q_wxyz [{:.4}, {:.4}, {:.4}, {:.4}]  sd x y z [{}] m, roll pitch yaw [{}] deg  confidence {:.3}{view}",
                 p.t[0], p.t[1], p.t[2], p.q_wxyz[0], p.q_wxyz[1], p.q_wxyz[2], p.q_wxyz[3], metres.join(", "), degrees.join(", "), p.confidence
             );
         }
@@ -228,6 +233,10 @@ pub(crate) struct Prior {
     pub(crate) q_wxyz: [f64; 4],
     pub(crate) covariance: Vec<f64>,
     pub(crate) confidence: f64,
+    /// On a map with yaw views: the angle (degrees, positive turned left) of the first
+    /// candidate's view that matched better than its image, whose orientation the prior took;
+    /// null when the image itself matched best or the map has no views.
+    pub(crate) view_yaw_deg: Option<f64>,
 }
 
 /// Where `localize` searches (the Localizer's own settings are in its `Options`).
@@ -376,6 +385,7 @@ pub(crate) fn localize(
                         q_wxyz: q,
                         covariance: a.prior.covariance.to_vec(),
                         confidence: a.prior.confidence,
+                        view_yaw_deg: a.view_yaw_deg,
                     }
                 }),
             }

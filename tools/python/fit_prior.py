@@ -38,6 +38,15 @@ SHIPPED = (1.5, 6.0, 0.2)
 TAU = 0.05
 SIGMA_POSITION = 1.0
 ALT_RADIUS = 7.5
+
+
+def unsure_share(confidence):
+    """max(0, 1 - c / CONFIDENT), c clamped to [0, 1] (not finite: 0), CONFIDENT the shipped one
+    (src/localize/prior.rs unsure_share): how far a frame is below being sure of itself, by
+    which the filter's position floor and the rotation floor grow (fit_sequence_spread.py,
+    fit_rotation_floor.py)."""
+    c = min(max(confidence, 0.0), 1.0) if np.isfinite(confidence) else 0.0
+    return max(0.0, 1.0 - c / SHIPPED[2])
 SPREAD_HITS = 10
 PLACE_SPACING = 2.5
 

@@ -44,15 +44,14 @@ import os
 
 import numpy as np
 
-from fit_prior import CHI2_3_95, check_folders, fail, json_lines
+from fit_prior import CHI2_3_95, check_folders, fail, json_lines, unsure_share
 
 # SIGMA_ROTATION in src/localize/prior.rs, in degrees.
 SHIPPED_DEG = 2.5
 GRID_DEG = [0.5 + 0.25 * i for i in range(31)]
-# ROTATION_UNSURE_CALIBRATION and CONFIDENT there: the floor's square grows by this factor times
-# max(0, 1 - c / CONFIDENT) for a frame of single-frame confidence c.
+# ROTATION_UNSURE_CALIBRATION there: the floor's square grows by this factor times
+# max(0, 1 - c / CONFIDENT) (fit_prior.unsure_share) for a frame of single-frame confidence c.
 SHIPPED_UNSURE = 3.5
-CONFIDENT = 0.2
 UNSURE_GRID = [0.5 * i for i in range(17)]
 TARGETS = [95.0 + 0.5 * i for i in range(10)]
 
@@ -186,7 +185,7 @@ def read_folder(folder, worlds, adaptation):
         if not 0.0 <= unsure <= 100.0:
             fail(f"{where}: `rotation_unsure`: expected a factor from 0 to 100, found {unsure!r}")
         c = float(field(q, "frame_confidence", where, (1,))[0]) if "frame_confidence" in q else 1.0
-        u = max(0.0, 1.0 - min(max(c, 0.0), 1.0) / CONFIDENT)
+        u = unsure_share(c)
         # The block holds its floor: what remains without it is positive semi-definite.
         rest = np.linalg.eigvalsh(b - floor ** 2 * (1.0 + unsure * u) * np.eye(3))[0]
         if rest < -1e-9 * max(1.0, floor ** 2):

@@ -47,15 +47,14 @@ import os
 
 import numpy as np
 
-from fit_prior import CHI2_3_95, arguments, fail, json_lines, median, parse
+from fit_prior import CHI2_3_95, arguments, fail, json_lines, median, parse, unsure_share
 
 # SPREAD_MASS in src/localize/sequence.rs.
 SHIPPED = 0.73
 # FILTER_POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs (SIGMA_POSITION 1 m).
 FLOOR = 0.6 * 1.0 ** 2
-# FILTER_UNSURE_CALIBRATION * SIGMA_POSITION^2 and CONFIDENT there.
+# FILTER_UNSURE_CALIBRATION * SIGMA_POSITION^2 there (CONFIDENT: fit_prior.unsure_share).
 UNSURE = 1.5
-CONFIDENT = 0.2
 UNSURE_GRID = [0.25 * i for i in range(21)]
 # BETWEEN_SPACING in src/localize/sequence.rs.
 BETWEEN_SPACING = 0.5
@@ -124,8 +123,7 @@ def floor_of(frame_confidence, unsure=None):
     """The floor F (m^2 per axis) for a frame of this single-frame confidence, as
     src/localize/prior.rs filter_floor (a confidence that is not finite counts as 0)."""
     unsure = UNSURE if unsure is None else unsure
-    c = min(max(frame_confidence, 0.0), 1.0) if np.isfinite(frame_confidence) else 0.0
-    return FLOOR + unsure * max(0.0, 1.0 - c / CONFIDENT)
+    return FLOOR + unsure * unsure_share(frame_confidence)
 
 
 def reach(profile, beyond_spacing, share):
@@ -191,8 +189,9 @@ def check_reproduction(path, queries):
     if off:
         fail(f"{path}: {off} of {len(queries)} queries differ from what evaluate computed (95% "
              "radius or Mahalanobis distance): this script and src/localize/sequence.rs disagree, "
-             "or SHIPPED, FLOOR, UNSURE and CONFIDENT here are not the binary's SPREAD_MASS, "
-             "FILTER_POSITION_CALIBRATION, FILTER_UNSURE_CALIBRATION and CONFIDENT")
+             "or SHIPPED, FLOOR and UNSURE here and fit_prior.py's CONFIDENT are not the "
+             "binary's SPREAD_MASS, FILTER_POSITION_CALIBRATION, FILTER_UNSURE_CALIBRATION "
+             "and CONFIDENT")
 
 
 def fit(worlds, target=TARGET):

@@ -245,6 +245,92 @@ fn queries_beyond_the_map_are_mostly_withheld_or_covered() {
     );
 }
 
+#[test]
+fn a_start_in_a_world_the_map_does_not_show_is_withheld_from_the_first_frame() {
+    // The map: a small world of another slice and seed (its places hundreds of metres from
+    // cmu_mini's); the queries: cmu_mini's two traversals, each starting after a reset.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let data = tmp.join("dasgil-data");
+    let world = tmp.join("start-elsewhere-world");
+    let map = tmp.join("start-elsewhere.map.safetensors");
+    let out = tmp.join("start-elsewhere-eval");
+    let _ = std::fs::remove_dir_all(&out);
+    #[rustfmt::skip]
+    tools(&data, &["synth", "cmu", "--out", path_str(&world), "--force", "--seed", "4242",
+        "--slice", "7", "--places", "8", "--spacing", "5", "--conditions", "snow",
+        "--width", "512", "--height", "384"]);
+    #[rustfmt::skip]
+    tools(&data, &["build-map", "--format", "cmu", "--root", path_str(&world), "--slice", "7",
+        "--device", "cpu", "--out", path_str(&map)]);
+    #[rustfmt::skip]
+    tools(&data, &["evaluate", "--sequence", "cmu_mini", "--map", path_str(&map),
+        "--filter", "sequence", "--device", "cpu", "--out", path_str(&out)]);
+    let frames: Vec<serde_json::Value> = std::fs::read_to_string(out.join("candidates-none.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 40);
+    // Right after a start or a reset the belief is uniform: the first frame weighs "off the
+    // map" against how well an average place explains it, so it is withheld unless it stands
+    // out from the map's places: with one camera's say, q = 0.2 r / (0.2 r + 0.8), r = L_off /
+    // U = 3 e^(-c / 0.1) / 0.25, at least 0.5 for c up to 0.1 ln 3 (docs/sequence-filter.md,
+    // "Off the map"). Before, such a first frame was published with the filter's floors.
+    let firsts: Vec<&serde_json::Value> =
+        frames.iter().filter(|f| f["evidence"].is_null()).collect();
+    assert!(!firsts.is_empty(), "no first frame after a reset");
+    // The confidence below which q reaches the threshold: c = OFF_MAP_CONFIDENCE ln(L / U0
+    // * START / (1 - START) * (1 - W) / W), with the U factor's power 1 (0.1 ln 3 now).
+    use dasgil::localize::sequence as seq;
+    assert_eq!(
+        seq::OFF_MAP_USUAL_POWER,
+        1.0,
+        "the edge below assumes power 1"
+    );
+    let edge = seq::OFF_MAP_CONFIDENCE
+        * (seq::OFF_MAP_LIKELIHOOD / seq::OFF_MAP_USUAL * seq::OFF_MAP_START
+            / (1.0 - seq::OFF_MAP_START)
+            * (1.0 - seq::OFF_MAP_WITHHOLD)
+            / seq::OFF_MAP_WITHHOLD)
+            .ln();
+    let mut unsure = 0;
+    for f in &firsts {
+        let c = f["frame_confidence"].as_f64().unwrap();
+        if (c - edge).abs() < 1e-3 {
+            continue;
+        }
+        unsure += usize::from(c < edge);
+        let q = f["off_map"].as_f64().unwrap();
+        assert_eq!(f["camera_weight"].as_f64(), Some(1.0), "{f}");
+        assert_eq!(q >= seq::OFF_MAP_WITHHOLD, c < edge, "{f}");
+        if c < edge {
+            assert_eq!(f["published"], false, "{f}");
+        }
+    }
+    assert!(
+        unsure >= 1,
+        "every first frame stands out here ({firsts:?}): pick a world where one does not"
+    );
+    // Hundreds of metres off, nearly all withheld; the Python replay of the off-the-map test
+    // (tools/python/fit_off_map.py) reproduces every frame's probability and flag.
+    let published = frames.iter().filter(|f| f["published"] == true).count();
+    assert!(published <= 2, "{published} of 40 published");
+    let said = common::python_tool("fit_off_map.py", &["--verify", "--fit", path_str(&out)]);
+    assert!(said.contains("verified"), "{said}");
+    // With nothing published (a threshold of 0 withholds every frame) report.md still says
+    // what was withheld and why, in the published row, with no scores.
+    let none = tmp.join("start-elsewhere-eval-none");
+    let _ = std::fs::remove_dir_all(&none);
+    #[rustfmt::skip]
+    tools(&data, &["evaluate", "--sequence", "cmu_mini", "--map", path_str(&map),
+        "--filter", "sequence", "--off-map-threshold", "0", "--device", "cpu",
+        "--out", path_str(&none)]);
+    let md = std::fs::read_to_string(none.join("report.md")).unwrap();
+    let row = "| published by the node (min_confidence 0.04, off_map_threshold 0: 40 withheld: \
+               40 as off the map, 0 below min_confidence; correct priors per query 0 of 40) | 0 | -";
+    assert!(md.contains(row), "{md}");
+}
+
 /// Share of triplets with d(anchor, positive) < d(anchor, negative) under `enc`: anchors are
 /// `clone` frames, positives the same frame under fog, morning, overcast, rain and sunset,
 /// negatives that weather 6 frames (6 m) away and in the other scene's world.

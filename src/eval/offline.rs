@@ -1074,12 +1074,9 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
             }
         }
         s.push_str("| queries | n | (0.25 m, 2°) % | (0.5 m, 5°) % | (5 m, 10°) % | R@1 25 m % | R@5 % | R@10 % | R@20 % | median error m | in 95% ellipsoid % | median 95% radius m | orientation in 95% bound % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        let mut rows: Vec<(String, &Scores)> = vec![("all".into(), &r.all)];
-        if let Some((p, sc)) = r
-            .published
-            .as_ref()
-            .and_then(|p| p.scores.as_ref().map(|s| (p, s)))
-        {
+        let mut rows: Vec<(String, Option<&Scores>)> = vec![("all".into(), Some(&r.all))];
+        // The published row also when nothing was published (its reasons; no scores).
+        if let Some((p, sc)) = r.published.as_ref().map(|p| (p, p.scores.as_ref())) {
             rows.push((
                 match p.off_map_threshold {
                     Some(t) => format!(
@@ -1105,10 +1102,18 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
         rows.extend(
             r.by_condition
                 .iter()
-                .map(|(k, v)| (format!("condition {k}"), v)),
+                .map(|(k, v)| (format!("condition {k}"), Some(v))),
         );
-        rows.extend(r.by_camera.iter().map(|(k, v)| (format!("camera {k}"), v)));
+        rows.extend(
+            r.by_camera
+                .iter()
+                .map(|(k, v)| (format!("camera {k}"), Some(v))),
+        );
         for (name, sc) in rows {
+            let Some(sc) = sc else {
+                s.push_str(&format!("| {name} | 0 |{}\n", " - |".repeat(11)));
+                continue;
+            };
             let acc: Vec<String> = CMU_THRESHOLDS
                 .iter()
                 .map(|t| pct(sc.accuracy[&threshold_name(*t)]))

@@ -678,8 +678,11 @@ impl Localizer {
         filtered: Option<Filtered>,
     ) -> Outcome {
         let k = self.options.top_k;
-        let Some(mut prior) = pose_prior(&self.map, &hits, k, filtered.as_ref().map(|f| f.mass))
-        else {
+        let pick = filtered.as_ref().map(|f| prior::FilterPick {
+            mass: f.mass,
+            frame_confidence: f.frame_confidence,
+        });
+        let Some(mut prior) = pose_prior(&self.map, &hits, k, pick) else {
             return Outcome::NoCandidates("the map has no entries".into());
         };
         let frame_confidence = filtered
@@ -700,12 +703,8 @@ impl Localizer {
             spread: s, profile, ..
         }) = filtered
         {
-            // The belief's reach, and the floor's growth for a frame unsure of itself
-            // (prior::filter_floor): the place is the belief's, the offset from its image the
-            // frame's.
-            let unsure =
-                nalgebra::Matrix3::identity() * prior::filter_unsure_floor(frame_confidence);
-            prior::add_to_position_block(&mut prior.covariance, &(s + unsure));
+            // The belief's reach on the floor (prior::filter_floor, in the prior).
+            prior::add_to_position_block(&mut prior.covariance, &s);
             belief_profile = profile;
         }
         // At a bend the prior turns towards the neighbouring image the frame matches best

@@ -31,17 +31,19 @@
 //! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r + N_r,
 //!   position and rotation uncorrelated.
 //!
-//! With the sequence filter (a confidence given: the posterior mass), the prior is the chosen
-//! row's with the floors only (A_t = s_t^2 I, A_r = s_r^2 I, a = 0; N_r): the caller adds the
-//! belief's reach (sequence::SPREAD_MASS), which holds the alternatives.
+//! With the sequence filter ([`FilterPick`]: the posterior mass as the confidence, and the
+//! frame's own single-frame confidence c), the prior is the chosen row's with the floors only
+//! (position [`filter_floor`] (c) I, A_r = s_r^2 I, a = 0; N_r): the caller adds the belief's
+//! reach (sequence::SPREAD_MASS), which holds the alternatives.
 //!
 //! The constants were fitted (tools/python/fit_prior.py) on three worlds (cmu_calibration in
 //! our renderer's look, cmu_val_pastel and cmu_val_ink in the two reserved looks), per camera,
 //! the shipped model's cosine metric, top_k 5, no filter, camera poses, at the lowest coverage
 //! target (97.5%) at which a fit on two of them still puts the true position inside the 95%
 //! position ellipsoid for 95% of the published priors of the third, each in turn (95.5-99.6%;
-//! the ninth model, 2026-12-05). Under the filter the floor's factor is
-//! FILTER_POSITION_CALIBRATION. The test worlds are not used (docs/pose-prior.md, the table).
+//! the ninth model, 2026-12-05). Under the filter the position floor is [`filter_floor`]
+//! (FILTER_POSITION_CALIBRATION, growing by FILTER_UNSURE_CALIBRATION for a frame unsure of
+//! itself). The test worlds are not used (docs/pose-prior.md, the table).
 
 use nalgebra::{Matrix3, Vector3};
 
@@ -124,21 +126,31 @@ pub struct PosePrior {
     pub confidence: f64,
 }
 
+/// What the sequence filter gives the prior of the row it chose (the first hit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilterPick {
+    /// The posterior mass about the published place: the prior's confidence.
+    pub mass: f64,
+    /// The frame's own single-frame confidence: the position floor ([`filter_floor`]).
+    pub frame_confidence: f64,
+}
+
 /// The prior from `hits` (best first, at least one) of `map`; the match's own spread from the
-/// first `top_k`. `confidence`: the confidence to use instead of the hits' own (the sequence
-/// filter's posterior mass, whose spread the caller adds).
+/// first `top_k`. `filter`: the sequence filter chose the first hit; its prior is that row's
+/// pose with the filter's floors and the posterior mass as its confidence (the caller adds the
+/// belief's reach).
 pub fn pose_prior(
     map: &MapFile,
     hits: &[Hit],
     top_k: usize,
-    confidence: Option<f64>,
+    filter: Option<FilterPick>,
 ) -> Option<PosePrior> {
     let ranked: Vec<(Pose, f64)> = hits
         .iter()
         .take(QUALITY_HITS.max(top_k))
         .map(|h| (map.pose(h.index), h.distance as f64))
         .collect();
-    prior_with_confidence(&ranked, top_k, confidence)
+    prior_with_confidence(&ranked, top_k, filter)
 }
 
 /// The confidence of ranked candidates (poses and descriptor distances, best first).
@@ -204,23 +216,21 @@ pub fn hits_used(ranked: &[(Pose, f64)], top_k: usize) -> usize {
     top_k.min(considered.len()).max(far).max(last_place)
 }
 
-/// The weight of the candidates' spread at `confidence`.
+/// The weight of the candidates' spread at `confidence` (in [0, 1], as [`confidence`] gives
+/// it): WRONG_SCALE max(0, 1 - c / CONFIDENT).
 pub fn wrong_weight(confidence: f64) -> f64 {
-    WRONG_SCALE * (1.0 - confidence / CONFIDENT).max(0.0)
+    WRONG_SCALE * unsure_share(confidence)
 }
 
 /// The position floor (metres squared per axis) of a prior under the sequence filter, for a
 /// frame whose own single-frame confidence is `frame_confidence` (not finite: 0):
 /// (FILTER_POSITION_CALIBRATION + FILTER_UNSURE_CALIBRATION max(0, 1 - c / CONFIDENT))
-/// SIGMA_POSITION^2. The first term is in the prior [`pose_prior`] gives with a mass; the
-/// caller adds the rest ([`filter_unsure_floor`]) with the belief's reach.
+/// SIGMA_POSITION^2: the belief says which place, this how far from that place's image the
+/// camera may be. The prior [`pose_prior`] gives for the filter's pick has it; the caller adds
+/// the belief's reach.
 pub fn filter_floor(frame_confidence: f64) -> f64 {
-    FILTER_POSITION_CALIBRATION * SIGMA_POSITION.powi(2) + filter_unsure_floor(frame_confidence)
-}
-
-/// The part of [`filter_floor`] that grows as the frame's own confidence falls below CONFIDENT.
-pub fn filter_unsure_floor(frame_confidence: f64) -> f64 {
-    FILTER_UNSURE_CALIBRATION * SIGMA_POSITION.powi(2) * unsure_share(frame_confidence)
+    (FILTER_POSITION_CALIBRATION + FILTER_UNSURE_CALIBRATION * unsure_share(frame_confidence))
+        * SIGMA_POSITION.powi(2)
 }
 
 /// What the rotation floor gains (radians squared per axis) for a frame whose own
@@ -230,7 +240,7 @@ pub fn rotation_unsure_floor(frame_confidence: f64) -> f64 {
     ROTATION_UNSURE_CALIBRATION * SIGMA_ROTATION.powi(2) * unsure_share(frame_confidence)
 }
 
-/// max(0, 1 - c / CONFIDENT), c clamped to [0, 1] (not finite: 0).
+/// max(0, 1 - c / CONFIDENT), c clamped to [0, 1] (not finite: 0, unsure).
 fn unsure_share(frame_confidence: f64) -> f64 {
     let c = if frame_confidence.is_finite() {
         frame_confidence.clamp(0.0, 1.0)
@@ -255,18 +265,18 @@ pub fn prior_from_ranked(ranked: &[(Pose, f64)], top_k: usize) -> Option<PosePri
 fn prior_with_confidence(
     ranked: &[(Pose, f64)],
     top_k: usize,
-    given: Option<f64>,
+    filter: Option<FilterPick>,
 ) -> Option<PosePrior> {
     let (p1, d1) = ranked.first()?;
     let p1 = *p1;
     let d1 = d1.max(1e-12);
-    let confidence = match given {
-        Some(c) if c.is_finite() => c.clamp(0.0, 1.0),
+    let confidence = match filter {
+        Some(f) if f.mass.is_finite() => f.mass.clamp(0.0, 1.0),
         Some(_) => 0.0,
         None => confidence(ranked),
     };
-    // With a given confidence (the sequence filter): the chosen row alone, the floors.
-    let own = if given.is_some() { 1 } else { top_k.max(1) };
+    // Chosen by the sequence filter: the chosen row alone, the floors.
+    let own = if filter.is_some() { 1 } else { top_k.max(1) };
     let (mut at, mut ar, mut wsum) = (Matrix3::zeros(), Matrix3::zeros(), 0.0);
     for (pk, dk) in ranked.iter().take(own) {
         // Distances below the best's (rounding) count as the best's; a non-finite one not.
@@ -281,7 +291,7 @@ fn prior_with_confidence(
         wsum += w;
     }
     let wsum = wsum.max(1e-300);
-    let spread = if given.is_some() {
+    let spread = if filter.is_some() {
         Vec::new()
     } else {
         distinct_places(ranked)
@@ -293,18 +303,20 @@ fn prior_with_confidence(
         br += rv * rv.transpose();
     }
     let n = spread.len().max(1) as f64;
-    let a = if given.is_some() {
+    let a = if filter.is_some() {
         0.0
     } else {
         wrong_weight(confidence)
     };
-    let calibration = if given.is_some() {
-        FILTER_POSITION_CALIBRATION
-    } else {
-        POSITION_CALIBRATION
+    let st = match filter {
+        // The chosen row has no spread of its own (`at` is 0) and no room for a wrong match:
+        // the belief's reach, which the caller adds, holds the alternatives.
+        Some(f) => Matrix3::identity() * filter_floor(f.frame_confidence),
+        None => {
+            (at / wsum + Matrix3::identity() * SIGMA_POSITION.powi(2)) * POSITION_CALIBRATION
+                + bt * (a / n)
+        }
     };
-    let st =
-        (at / wsum + Matrix3::identity() * SIGMA_POSITION.powi(2)) * calibration + bt * (a / n);
     let sr = ar / wsum + Matrix3::identity() * SIGMA_ROTATION.powi(2) + br * (a / n);
     let mut cov = [0.0; 36];
     for r in 0..3 {
@@ -900,7 +912,6 @@ mod tests {
         // A frame sure of itself (at CONFIDENT or above) keeps the floor the prior has.
         for c in [CONFIDENT, 0.5, 1.0, 7.0] {
             close(filter_floor(c), base, "sure");
-            close(filter_unsure_floor(c), 0.0, "sure, the added part");
         }
         // Linear below CONFIDENT, the whole FILTER_UNSURE_CALIBRATION at 0 (and below 0, and
         // for a confidence that is not finite).
@@ -941,22 +952,32 @@ mod tests {
             (at(30.0, 0.0, 0.0), 1.0),
             (at(60.0, 0.0, 0.0), 1.1),
         ];
-        let p = prior_with_confidence(&ranked, 5, Some(0.01)).unwrap();
+        let pick = |mass, frame_confidence| {
+            prior_with_confidence(
+                &ranked,
+                5,
+                Some(FilterPick {
+                    mass,
+                    frame_confidence,
+                }),
+            )
+            .unwrap()
+        };
+        // A frame sure of itself: the filter's floor; one unsure of itself: the floor grown by
+        // FILTER_UNSURE_CALIBRATION (filter_floor).
+        let p = pick(0.01, CONFIDENT);
         close(p.confidence, 0.01, "mass");
         close(p.covariance[0], FILTER_POSITION_CALIBRATION, "xx");
         close(p.covariance[35], SIGMA_ROTATION.powi(2), "yaw");
-        assert_eq!(
-            prior_with_confidence(&ranked, 5, Some(f64::NAN))
-                .unwrap()
-                .confidence,
-            0.0
+        let unsure = pick(0.01, 0.0);
+        close(
+            unsure.covariance[14],
+            FILTER_POSITION_CALIBRATION + FILTER_UNSURE_CALIBRATION,
+            "zz, unsure",
         );
-        assert_eq!(
-            prior_with_confidence(&ranked, 5, Some(7.0))
-                .unwrap()
-                .confidence,
-            1.0
-        );
+        close(unsure.covariance[35], SIGMA_ROTATION.powi(2), "yaw, unsure");
+        assert_eq!(pick(f64::NAN, 1.0).confidence, 0.0);
+        assert_eq!(pick(7.0, 1.0).confidence, 1.0);
     }
 
     #[test]

@@ -66,8 +66,8 @@
 //!   and comes back at rate 1 / [`OFF_MAP_TIME`] ([`off_map_after`]); a frame weighs it as
 //!   q L_off / (q L_off + (1 - q) E), E = sum_j p(j) L(j) the motion's predicted belief times
 //!   the frame's likelihoods (how well the
-//!   places the motion predicts explain it; not counted right after a reset, when nothing is
-//!   predicted) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`])
+//!   places the motion predicts explain it; right after a start or a reset, when the belief is
+//!   uniform, U below: how well an average place does) and L_off = [`OFF_MAP_LIKELIHOOD`] exp(-c / [`OFF_MAP_CONFIDENCE`])
 //!   (U / [`OFF_MAP_USUAL`])^[`OFF_MAP_USUAL_POWER`] with c the frame's single-frame
 //!   confidence and U its likelihood averaged over the map's places (both fall as the map
 //!   grows; [`off_map_likelihood`]). So a vehicle stays on the map while its frames follow a
@@ -798,10 +798,14 @@ impl SequenceFilter {
         // the frame's own likelihoods, is `evidence`).
         let total = normalize(&mut self.belief);
         // On the map or off it: how well the motion's prediction explains the frame against
-        // how well "off the map" does. A uniform belief predicts nothing: not a test.
-        if let Some(e) = (!self.uniform).then_some(total).filter(|e| e.is_finite()) {
+        // how well "off the map" does. Right after a start or a reset the prediction is the
+        // uniform belief, and `total` how well an average place explains the frame (U, mixed
+        // by the camera's say as the likelihoods are): the frame stays on the map only as far
+        // as it stands out from the map's places (a first frame that does not is withheld,
+        // not published with the floors wherever it matched).
+        if total.is_finite() {
             let off = self.off * shows_none;
-            let on = (1.0 - self.off) * e;
+            let on = (1.0 - self.off) * total;
             if off + on > 0.0 {
                 self.off = off / (off + on);
             }
@@ -1514,16 +1518,38 @@ mod tests {
         };
         f.predict(&places, 9.5 + 300.0, Some(still));
         assert!((f.off_map() - 0.25).abs() < 1e-3, "{}", f.off_map());
-        // A long gap without odometry resets the belief: q starts again at OFF_MAP_START and
-        // the first frame after it does not weigh it (nothing predicted).
+        // A long gap without odometry resets the belief: q starts again at OFF_MAP_START, and
+        // the first frame after it weighs q against how well an average place explains it
+        // (the uniform belief predicts nothing better): L_off / U = 3 e^(-c / 0.1) / 0.25, 12
+        // at c = 0, so a frame that stands out from no place takes the vehicle off the map
+        // at once (0.2 * 12 / (0.2 * 12 + 0.8) = 0.75)...
         f.predict(&places, 2000.0, None);
         assert_eq!(f.off_map(), OFF_MAP_START);
-        let s = f
-            .observe(&places, &hits(&places, 50, 0, 0.0, &mut rng), 0.0, |r| {
-                r % 2 == 0
-            })
-            .unwrap();
-        assert_eq!((s.evidence, s.off_map), (None, OFF_MAP_START));
+        let mut first = |f: &mut SequenceFilter, confidence: f64| {
+            let s = f
+                .observe(
+                    &places,
+                    &hits(&places, 50, 0, 0.0, &mut rng),
+                    confidence,
+                    |r| r % 2 == 0,
+                )
+                .unwrap();
+            assert_eq!(s.evidence, None, "nothing predicted after a reset");
+            let ratio = off_map_likelihood(confidence, s.mean_likelihood) / s.mean_likelihood;
+            let q = OFF_MAP_START * ratio / (OFF_MAP_START * ratio + 1.0 - OFF_MAP_START);
+            assert!((s.off_map - q).abs() < 1e-12, "{} against {q}", s.off_map);
+            s.off_map
+        };
+        let none = first(&mut f, 0.0);
+        assert!(none > OFF_MAP_WITHHOLD, "{none}");
+        // ... and one that stands out (twice OFF_MAP_CONFIDENCE: 12 e^-2 = 1.6 times as likely
+        // off the map as on it, q 0.29) or stands out clearly (0.5: q 0.02) stays on it.
+        f.reset();
+        let some = first(&mut f, stand_out);
+        assert!(some < OFF_MAP_WITHHOLD && some > OFF_MAP_START, "{some}");
+        f.reset();
+        let clear = first(&mut f, 0.5);
+        assert!(clear < 0.05, "{clear}");
     }
 
     #[test]

@@ -22,7 +22,8 @@ map at rate 1/60 s and comes back at rate 1/20 s), then
 q -> q L / (q L + (1 - q) (w E + (1 - w) L)) with E the frame's evidence, w its camera's say
 and L = OFF_MAP_LIKELIHOOD exp(-c / OFF_MAP_CONFIDENCE) (U / OFF_MAP_USUAL)^OFF_MAP_USUAL_POWER,
 c the frame's confidence and U its `mean_likelihood` (how well an average place explains it);
-back to 0.2 after a reset. The say is replayed as evaluate recorded it: exact for the shipped
+back to 0.2 after a reset, where the first frame's E is U (a uniform belief predicts nothing
+better). The say is replayed as evaluate recorded it: exact for the shipped
 constants, an approximation for others (a camera's trust, from which its say comes, weighs
 the same L), which only frames of a camera the filter trusted less than another have (w < 1;
 one camera: always 1). A prior is
@@ -142,19 +143,21 @@ def replay(frames, constants, min_confidence, threshold):
             leave, back = 1.0 / ON_MAP_TIME, 1.0 / OFF_MAP_TIME
             q = q + (leave / (leave + back) - q) * (1.0 - math.exp(-dt * (leave + back)))
         last = f["t"]
-        if f["evidence"] is None:
-            q = OFF_MAP_START
-        else:
-            # As src/localize/sequence.rs: U clamped to 1; not finite or not above 0: USUAL.
-            u = f["usual"]
-            u = min(u, 1.0) if math.isfinite(u) and u > 0.0 else USUAL
-            usual = (u / USUAL) ** g_off if g_off else 1.0
-            shows_none = a_off * math.exp(-max(f["confidence"], 0.0) / b_off) * usual
-            off = q * shows_none
-            w = f["weight"]
-            on = (1.0 - q) * (w * f["evidence"] + (1.0 - w) * shows_none)
-            if off + on > 0.0:
-                q = off / (off + on)
+        # Right after a reset (no evidence: nothing predicted) q starts again, and the frame
+        # weighs it against its mean likelihood U (what a uniform belief predicts).
+        evidence = f["evidence"]
+        if evidence is None:
+            q, evidence = OFF_MAP_START, f["usual"]
+        # As src/localize/sequence.rs: U clamped to 1; not finite or not above 0: USUAL.
+        u = f["usual"]
+        u = min(u, 1.0) if math.isfinite(u) and u > 0.0 else USUAL
+        usual = (u / USUAL) ** g_off if g_off else 1.0
+        shows_none = a_off * math.exp(-max(f["confidence"], 0.0) / b_off) * usual
+        off = q * shows_none
+        w = f["weight"]
+        on = (1.0 - q) * (w * evidence + (1.0 - w) * shows_none)
+        if math.isfinite(on) and off + on > 0.0:
+            q = off / (off + on)
         off_the_map = threshold < 1.0 and q >= threshold
         out.append((q, not off_the_map and f["mass"] >= min_confidence))
     return out

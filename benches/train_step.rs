@@ -103,23 +103,24 @@ fn main() {
     let _ = writeln!(stdin, "quit");
     let _ = peer.wait();
     let (o, t) = (median(ours), median(theirs));
-    let [plain, augmented, palette, stretched] =
+    let [plain, augmented, palette, stretched, turned] =
         loader_samples_per_second(h as u32, w as u32, batch as usize);
     println!("one training step, {size}, batch {batch}, CD, CPU, {threads} threads (peer {torch_version}), {blocks} alternating blocks of {reps}");
     println!("| path | median ms | vs PyTorch |\n|---|---|---|");
     println!("| ours (Trainer::step) | {o:.0} | {:.2}x |", o / t);
     println!("| PyTorch eager | {t:.0} | 1.00x |");
     println!(
-        "data loader, one thread: {plain:.1} triplets/s plain, {augmented:.1} with --augment, {palette:.1} with --augment --augment-palette, {stretched:.1} with --augment --photometric autocontrast (each with its real-domain image); the step consumes {:.1} triplets/s",
+        "data loader, one thread: {plain:.1} triplets/s plain, {augmented:.1} with --augment, {palette:.1} with --augment --augment-palette, {stretched:.1} with --augment --photometric autocontrast, {turned:.1} with --augment --augment-yaw 8 (each with its real-domain image); the step consumes {:.1} triplets/s",
         batch as f64 / (o / 1e3)
     );
 }
 
 /// Triplets per second one loader thread makes (decode, resize, flip, normalise): plain, with
-/// augmentation, with augmentation and palette remapping, and with augmentation and the per-image
-/// autocontrast (interleaved blocks of steps), from
+/// augmentation, with augmentation and palette remapping, with augmentation and the per-image
+/// autocontrast, and with augmentation and the camera turned up to 8 degrees (interleaved blocks
+/// of steps), from
 /// a small generated Virtual KITTI 2 (828x250, as the shipped model's data) and KITTI set.
-fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
+fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 5] {
     use dasgil::synth::{kitti, vkitti2};
     use dasgil::train::loader::{make_batch, BatchSpec, TrainingData};
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +154,7 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
         &dir.path().join("ki"),
     )
     .unwrap();
-    let spec = |(augment, augment_palette, photometric)| BatchSpec {
+    let spec = |(augment, augment_palette, photometric, augment_yaw_deg)| BatchSpec {
         seed: 1,
         batch,
         window: 5,
@@ -162,16 +163,18 @@ fn loader_samples_per_second(h: u32, w: u32, batch: usize) -> [f64; 4] {
         width: w,
         augment,
         augment_palette,
+        augment_yaw_deg,
         photometric,
     };
-    let (mut secs, mut steps) = ([0.0f64; 4], 0u64);
+    let (mut secs, mut steps) = ([0.0f64; 5], 0u64);
     for block in 0..4u64 {
         use dasgil::data::preprocess::Photometric::{Autocontrast, None as Plain};
         for (k, mode) in [
-            (false, false, Plain),
-            (true, false, Plain),
-            (true, true, Plain),
-            (true, false, Autocontrast),
+            (false, false, Plain, 0.0),
+            (true, false, Plain, 0.0),
+            (true, true, Plain, 0.0),
+            (true, false, Autocontrast, 0.0),
+            (true, false, Plain, 8.0),
         ]
         .into_iter()
         .enumerate()

@@ -553,6 +553,11 @@ fn make_fixtures(d: &Path) {
             "hard_negatives: 0.0",
             "hard_negatives: 2.0",
         ),
+        (
+            "train-yaw.yaml",
+            "augment_yaw_deg: 0.0",
+            "augment_yaw_deg: 30",
+        ),
         ("train-batch-text.yaml", "batch: 8", "batch: eight"),
         ("train-batch-negative.yaml", "batch: 8", "batch: -1"),
         ("train-width.yaml", "input_width: 1024", "input_width: 1000"),

@@ -310,11 +310,12 @@ fn trains_checkpoints_and_resumes_exactly() {
 #[test]
 fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (full, split, plain, palette) = (
+    let (full, split, plain, palette, turned) = (
         dir.path().join("full"),
         dir.path().join("split"),
         dir.path().join("plain"),
         dir.path().join("palette"),
+        dir.path().join("turned"),
     );
     let outs = concurrently(vec![
         train_cmd(
@@ -329,6 +330,10 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
         train_cmd(
             &palette,
             &["--augment", "--augment-palette", "--steps", "2"],
+        ),
+        train_cmd(
+            &turned,
+            &["--augment", "--augment-yaw", "10", "--steps", "2"],
         ),
     ]);
     for o in &outs {
@@ -366,8 +371,52 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
         rows[1..3],
         "the palette remapping did not reach the batches"
     );
-    // Without augmentation it is refused before anything is written, from the flag or a file.
+    // The turn is recorded (a run without it writes no field), reaches the batches of the same
+    // draws, and a resume cannot change it.
+    let cfg = std::fs::read_to_string(turned.join("config.yaml")).unwrap();
+    assert!(cfg.lines().any(|l| l == "augment_yaw_deg: 10.0"), "{cfg}");
+    assert!(
+        !std::fs::read_to_string(full.join("config.yaml"))
+            .unwrap()
+            .contains("augment_yaw_deg"),
+        "a run without the turn records it"
+    );
+    assert_ne!(
+        csv_rows(&turned)[1..3],
+        rows[1..3],
+        "the turn did not reach the batches"
+    );
+    let msg = refused_resume(&split, &["--augment", "--augment-yaw", "5", "--steps", "5"]);
+    assert!(
+        msg.contains("--augment-yaw") && msg.contains("augment_yaw_deg"),
+        "{msg}"
+    );
+    // Without augmentation it is refused before anything is written, from the flag or a file;
+    // an angle out of range by the flag's parser.
     let none = dir.path().join("none");
+    let msg = refused(&tools(&[
+        "train",
+        "--augment-yaw",
+        "8",
+        "--out",
+        path_str(&none),
+    ]));
+    assert!(
+        msg.contains("--augment-yaw is given without augmentation")
+            && msg.contains("give --augment too"),
+        "{msg}"
+    );
+    let e = tools(&[
+        "train",
+        "--augment",
+        "--augment-yaw",
+        "25",
+        "--out",
+        path_str(&none),
+    ]);
+    assert_eq!(e.status.code(), Some(2), "{e:?}");
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains("degrees from 0 to 20"), "{msg}");
     let msg = refused(&tools(&[
         "train",
         "--augment-palette",

@@ -43,6 +43,10 @@
 # LATERAL: metres, 0 (default, Virtual KITTI 2's one line) to 2.5: each scene's variation of the
 # labelled worlds drives up to this far left of its lane (synth vkitti2 --lateral; the worlds and
 # the run get a folder of their own), so positives see a place from two spots on the road.
+# AUGMENT_YAW: degrees, 0 (default) to 20: with AUGMENT, half the augmented images are turned
+# about the camera's vertical axis by a yaw within +-AUGMENT_YAW (train --augment-yaw; the
+# homography of build-map's yaw views), so positives see a place from two headings; the run gets
+# a folder of its own.
 # LR_SCALE: a factor on both Adam learning rates (default 1: config/train.yaml's, the paper's
 # 2e-3 and 1e-3); e.g. 0.1 to fine-tune from INIT without the paper's step size shaking the
 # starting model (the run trains with a copy of config/train.yaml, train-lr<F>.yaml in
@@ -124,6 +128,20 @@ fi
 # One spelling per window (05 is 5).
 POSITIVE_WINDOW="$((10#$POSITIVE_WINDOW))"
 if [ "$POSITIVE_WINDOW" != 5 ]; then EXTRA+=(--positive-window "$POSITIVE_WINDOW"); fi
+AUGMENT_YAW="${AUGMENT_YAW:-0}"
+if ! [[ "$AUGMENT_YAW" =~ ^[0-9]*\.?[0-9]+$ ]] || ! awk -v v="$AUGMENT_YAW" 'BEGIN { exit !(v >= 0 && v <= 20) }'; then
+  echo "AUGMENT_YAW: expected degrees from 0 to 20 such as 8, found \`$AUGMENT_YAW\`" >&2
+  exit 2
+fi
+# One spelling per angle (8, 8.0 and 08 are one run folder).
+AUGMENT_YAW="$(awk -v v="$AUGMENT_YAW" 'BEGIN { printf "%g", v }')"
+if [ "$AUGMENT_YAW" != 0 ]; then
+  if [ "$AUGMENT" = 0 ]; then
+    echo "AUGMENT_YAW turns the camera in augmented images: give AUGMENT=1 or 2 with it" >&2
+    exit 2
+  fi
+  EXTRA+=(--augment-yaw "$AUGMENT_YAW")
+fi
 LR_SCALE="${LR_SCALE:-1}"
 if ! [[ "$LR_SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || ! awk -v v="$LR_SCALE" 'BEGIN { exit !(v > 0 && v <= 10) }'; then
   echo "LR_SCALE: expected a factor more than 0 and at most 10 such as 0.1, found \`$LR_SCALE\`" >&2
@@ -212,6 +230,7 @@ if [ "$PHOTOMETRIC" != none ]; then RUN="$RUN-$PHOTOMETRIC"; fi
 if [ "$HARD_NEGATIVES" != 0 ]; then RUN="$RUN-hardneg$HARD_NEGATIVES"; fi
 if [ "$POSITIVE_WINDOW" != 5 ]; then RUN="$RUN-window$POSITIVE_WINDOW"; fi
 if [ "$LATERAL" != 0 ]; then RUN="$RUN-lateral$LATERAL"; fi
+if [ "$AUGMENT_YAW" != 0 ]; then RUN="$RUN-yaw$AUGMENT_YAW"; fi
 if [ "$LR_SCALE" != 1 ]; then
   RUN="$RUN-lr$LR_SCALE"
   # config/train.yaml with both learning rates scaled (written once, then moved into place).

@@ -737,10 +737,11 @@ impl Localizer {
         // map's smallest view angle: prior::view_applies), where a view turned towards the
         // neighbour and the bend's turn would count the same turn twice and the bend's bound
         // (between_rotation) is centred on the bend's turn alone.
-        let view_yaw_deg =
-            crate::retrieval::nearest_view(&self.map, self.metric, desc, chosen.index)
-                .and_then(|k| self.map.meta.yaw_views_deg.get(k).copied())
-                .filter(|_| prior::view_applies(&turned, &self.map.meta.yaw_views_deg));
+        // (The cheap test first: the views' distances are computed only where they count.)
+        let view_yaw_deg = prior::view_applies(&turned, &self.map.meta.yaw_views_deg)
+            .then(|| crate::retrieval::nearest_view(&self.map, self.metric, desc, chosen.index))
+            .flatten()
+            .and_then(|k| self.map.meta.yaw_views_deg.get(k).copied());
         let viewed = view_yaw_deg.map_or(image, |y| prior::viewed_from(&image, y));
         // The view's turn (in the camera's frame) and a small bend's (in the world's) compose.
         prior.pose = if turned != nalgebra::Vector3::zeros() {

@@ -26,10 +26,26 @@
 //! the three, weight 0-0.7 against the identity); then a monotone tone curve per channel
 //! (piecewise linear through five knots with random slopes, black point up to 0.15, white point
 //! from 0.85). It draws nothing when off, so runs without it keep their batches.
+//!
+//! With `augment_yaw_deg` (`train --augment-yaw DEG`), first of all (p 0.5) the camera is turned
+//! about its vertical axis by a yaw drawn uniformly within +-DEG, as a vehicle passing the same
+//! place a little turned sees it: the pure-rotation homography of the frame's intrinsics, the
+//! same as build-map's yaw views (`crate::map::views`; RGB bilinear, black where the image
+//! shows nothing); depth and classes by the same rays, nearest, edge-clamped where the image
+//! shows nothing, depth as the point's z in the turned camera (the source's z over the turned
+//! ray's z; the far plane, 655.35 m, stays the far plane). The anchor and its positive are turned independently, so a positive pair differs
+//! by up to 2 DEG of heading. Its draws come from a stream of their own: runs without it keep
+//! their batches.
 
 use image::{Rgb, RgbImage};
+use nalgebra::Vector3;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::geom::Pinhole;
+
+/// Depth of Virtual KITTI 2's far plane in metres (`data::vkitti2::FAR_VALUE` / 100).
+const FAR_M: f32 = crate::data::vkitti2::FAR_VALUE as f32 / 100.0;
 
 /// Draws of one image: a function of the run's seed, the step, the triplet and the part
 /// (0 anchor, 1 positive, 2 negative).
@@ -42,15 +58,37 @@ pub fn key(seed: u64, step: u64, triplet: usize, part: usize) -> u64 {
     h
 }
 
-/// Augments one labelled image in place: `rgb` (W x H), `depth` and `classes` (row-major H x W,
-/// geometry only); `palette` adds the palette remapping (module docs).
+/// What one image's augmentation draws from (module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draws {
+    /// The image's [`key`].
+    pub key: u64,
+    /// Remap the palette too (`augment_palette`).
+    pub palette: bool,
+    /// Turn the camera by up to this many degrees about its vertical axis (`augment_yaw_deg`;
+    /// 0: never). Needs the frame's intrinsics.
+    pub yaw_deg: f64,
+}
+
+/// Augments one labelled image in place: `rgb` (W x H), `depth` (metres along the optical
+/// axis) and `classes` (row-major H x W, geometry only); `camera`: the image's intrinsics (any
+/// size, scaled to the image's; needed when `draws.yaw_deg` > 0, the turn is skipped without).
 pub fn augment<T: Copy>(
     rgb: &mut RgbImage,
     depth: &mut [f32],
     classes: &mut [T],
-    key: u64,
-    palette: bool,
+    draws: &Draws,
+    camera: Option<&Pinhole>,
 ) {
+    if draws.yaw_deg > 0.0 {
+        // A stream of its own: the other draws are those of a run without the turn.
+        let mut rng = ChaCha8Rng::seed_from_u64(draws.key ^ 0x7A3D_11E5_0B0A_F00D);
+        if let (true, Some(k)) = (rng.random_bool(0.5), camera) {
+            let yaw = rng.random_range(-draws.yaw_deg..=draws.yaw_deg);
+            turn(rgb, depth, classes, k, yaw);
+        }
+    }
+    let (key, palette) = (draws.key, draws.palette);
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     let (w, h) = rgb.dimensions();
     if rng.random_bool(0.5) {
@@ -216,6 +254,50 @@ fn jpeg_round_trip(rgb: &RgbImage, quality: u8) -> Option<RgbImage> {
     )
 }
 
+/// The image as the camera turned left by `yaw_deg` about its vertical axis would have seen it
+/// (module docs): RGB by [`crate::map::views::yaw_view`]; depth and classes by the same rays,
+/// nearest, edge-clamped where the image shows nothing; depth the point's z in the turned camera.
+pub fn turn<T: Copy>(
+    rgb: &mut RgbImage,
+    depth: &mut [f32],
+    classes: &mut [T],
+    camera: &Pinhole,
+    yaw_deg: f64,
+) {
+    let (w, h) = rgb.dimensions();
+    let k = if (camera.width, camera.height) == (w, h) {
+        *camera
+    } else {
+        camera.scaled(w, h)
+    };
+    *rgb = crate::map::views::yaw_view(rgb, &k, None, yaw_deg);
+    let cam_from_view = crate::map::views::view_from_cam(yaw_deg).transpose();
+    let (old_depth, old_classes) = (depth.to_vec(), classes.to_vec());
+    let (wm, hm) = ((w - 1) as f64, (h - 1) as f64);
+    for v in 0..h {
+        for u in 0..w {
+            // The view pixel's ray (z = 1) in the image's frame: the source pixel is its
+            // projection, and a point at the source's depth z lies at z / r.z in the view.
+            let r = cam_from_view
+                * Vector3::new((u as f64 - k.cx) / k.fx, (v as f64 - k.cy) / k.fy, 1.0);
+            if r.z <= 1e-6 {
+                continue;
+            }
+            let su = (k.fx * r.x / r.z + k.cx).round().clamp(0.0, wm) as usize;
+            let sv = (k.fy * r.y / r.z + k.cy).round().clamp(0.0, hm) as usize;
+            let (i, src) = ((v * w + u) as usize, sv * w as usize + su);
+            // The far plane (Virtual KITTI 2's 65535, "at or beyond") stays the far plane.
+            let z = old_depth[src];
+            depth[i] = if z >= FAR_M {
+                z
+            } else {
+                ((z as f64 / r.z) as f32).min(FAR_M)
+            };
+            classes[i] = old_classes[src];
+        }
+    }
+}
+
 /// Zoom about the centre by `zoom`, rotate by `angle`, shift by `shift` pixels: each output pixel
 /// reads the source point that maps onto it (edges clamped). RGB bilinear; depth and classes
 /// nearest, by the same map.
@@ -270,6 +352,14 @@ mod tests {
     /// [`without_the_palette_the_images_are_those_augmented_before_it_came`]'s checksum.
     const PINNED: u64 = 0x094c_a059_5c33_8cee;
 
+    fn plain(key: u64, palette: bool) -> Draws {
+        Draws {
+            key,
+            palette,
+            yaw_deg: 0.0,
+        }
+    }
+
     fn sample(w: u32, h: u32) -> (RgbImage, Vec<f32>, Vec<u8>) {
         let rgb = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7) as u8, (y * 11) as u8, 90]));
         let depth = (0..w * h).map(|i| 1.0 + (i % w) as f32 * 0.5).collect();
@@ -282,7 +372,7 @@ mod tests {
         let (rgb, depth, classes) = sample(32, 16);
         let run = |k: u64| {
             let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
-            augment(&mut r, &mut d, &mut c, k, false);
+            augment(&mut r, &mut d, &mut c, &plain(k, false), None);
             (r, d, c)
         };
         assert_eq!(run(3), run(3));
@@ -308,7 +398,7 @@ mod tests {
         let (rgb, depth, classes) = sample(32, 16);
         let run = |k: u64, palette: bool| {
             let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
-            augment(&mut r, &mut d, &mut c, k, palette);
+            augment(&mut r, &mut d, &mut c, &plain(k, palette), None);
             (r, d, c)
         };
         assert_eq!(run(5, true), run(5, true));
@@ -360,7 +450,7 @@ mod tests {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         for k in 0..24 {
             let (mut r, mut d, mut c) = (rgb.clone(), depth.clone(), classes.clone());
-            augment(&mut r, &mut d, &mut c, k, false);
+            augment(&mut r, &mut d, &mut c, &plain(k, false), None);
             let bytes = r
                 .as_raw()
                 .iter()
@@ -371,6 +461,97 @@ mod tests {
             }
         }
         assert_eq!(h, PINNED, "{h:#x}");
+    }
+
+    fn camera(w: u32, h: u32) -> Pinhole {
+        Pinhole {
+            width: w,
+            height: h,
+            fx: 0.6 * w as f64,
+            fy: 0.6 * w as f64,
+            cx: (w as f64 - 1.0) / 2.0 + 1.5,
+            cy: (h as f64 - 1.0) / 2.0 - 0.5,
+        }
+    }
+
+    /// z of the plane n . X = 1 (camera coordinates) on pixel (u, v)'s ray.
+    fn plane_depth(k: &Pinhole, n: &Vector3<f64>, u: f64, v: f64) -> f64 {
+        1.0 / n.dot(&Vector3::new((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0))
+    }
+
+    #[test]
+    fn a_turn_is_the_map_views_homography_and_moves_depth_into_the_turned_camera() {
+        // A slanted plane seen by a camera; turned by 7 degrees, every pixel's depth must be
+        // the plane's z in the turned camera (its normal turned by view_from_cam), to within
+        // what nearest sampling moves (half a pixel of the plane's depth gradient).
+        let (w, h) = (96u32, 48u32);
+        let k = camera(w, h);
+        let n = Vector3::new(0.02, -0.01, 0.1);
+        let mut depth: Vec<f32> = (0..w * h)
+            .map(|i| plane_depth(&k, &n, (i % w) as f64, (i / w) as f64) as f32)
+            .collect();
+        let rgb = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 5) as u8, (y * 3) as u8, 40]));
+        let mut turned = rgb.clone();
+        let mut classes: Vec<u8> = (0..w * h).map(|i| ((i % w) / 10) as u8).collect();
+        let yaw = 7.0;
+        turn(&mut turned, &mut depth, &mut classes, &k, yaw);
+        assert_eq!(turned, crate::map::views::yaw_view(&rgb, &k, None, yaw));
+        let n_view = crate::map::views::view_from_cam(yaw) * n;
+        let mut checked = 0;
+        for v in 2..h - 2 {
+            // The columns the source shows (a turn left brings new scene in on the left).
+            for u in 24..w - 2 {
+                let want = plane_depth(&k, &n_view, u as f64, v as f64);
+                let got = depth[(v * w + u) as usize] as f64;
+                assert!(
+                    (got - want).abs() <= 0.01 * want,
+                    "({u}, {v}): depth {got}, the plane's {want}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 2000);
+        // The scene moved right: the left columns show what the source's left edge showed.
+        assert!(classes[..w as usize].iter().take(10).all(|c| *c == 0));
+        // The far plane stays the far plane; nearer depth never passes it.
+        let (mut r1, mut d1, mut c1) = sample(64, 32);
+        d1.iter_mut()
+            .enumerate()
+            .for_each(|(i, d)| *d = if i < 64 * 8 { FAR_M } else { FAR_M - 1.0 });
+        turn(&mut r1, &mut d1, &mut c1, &camera(64, 32), 8.0);
+        assert!(d1[..64 * 4].iter().all(|d| *d == FAR_M));
+        assert!(d1.iter().all(|d| *d <= FAR_M));
+        // No turn: nothing moves.
+        let (mut r0, mut d0, mut c0) = sample(32, 16);
+        let before = (r0.clone(), d0.clone(), c0.clone());
+        turn(&mut r0, &mut d0, &mut c0, &camera(64, 32), 0.0);
+        assert_eq!((r0, d0, c0), before);
+    }
+
+    #[test]
+    fn the_turn_draws_from_a_stream_of_its_own() {
+        // With the turn, each image is either the one augmented without it (turn not drawn)
+        // or a turned one; about half are turned; without intrinsics nothing is turned.
+        let (rgb, depth, classes) = sample(48, 24);
+        let k = camera(96, 48);
+        let run = |d: &Draws, cam: Option<&Pinhole>| {
+            let (mut r, mut dd, mut c) = (rgb.clone(), depth.clone(), classes.clone());
+            augment(&mut r, &mut dd, &mut c, d, cam);
+            (r, dd, c)
+        };
+        let mut turned = 0;
+        for key in 0..40 {
+            let base = run(&plain(key, false), Some(&k));
+            let yawed = Draws {
+                yaw_deg: 8.0,
+                ..plain(key, false)
+            };
+            assert_eq!(run(&yawed, None), base, "key {key}: no intrinsics, no turn");
+            let out = run(&yawed, Some(&k));
+            assert_eq!(out, run(&yawed, Some(&k)), "key {key}: not repeatable");
+            turned += (out != base) as usize;
+        }
+        assert!((10..=30).contains(&turned), "{turned} of 40 turned");
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub struct TrainConfig {
     /// curves; `train::augment`). Not in the paper. Older runs without the field: false.
     #[serde(default)]
     pub augment_palette: bool,
+    /// With `augment`, turn each augmented image's camera (p 0.5) by a yaw drawn within +- this
+    /// many degrees about its vertical axis, with the frame's intrinsics (`train::augment`;
+    /// 0: never). Not in the paper. Older runs without the field: 0 (left out of config.yaml
+    /// then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub augment_yaw_deg: f64,
     /// Per-image photometric normalisation of every training image (labelled and real-domain)
     /// after augmentation, as `build-map --photometric` applies it at inference; recorded in
     /// the generator checkpoints (`dasgil.photometric`), so maps built with them follow it.
@@ -141,8 +147,10 @@ impl TrainConfig {
             Ok(serde_yaml::Value::Mapping(mut m)) => {
                 // Left out when 0 (as runs before the field wrote it): compared, and named in
                 // a refusal, as the 0 it is.
-                m.entry("hard_negatives".into())
-                    .or_insert_with(|| serde_yaml::Value::from(0.0));
+                for field in ["hard_negatives", "augment_yaw_deg"] {
+                    m.entry(field.into())
+                        .or_insert_with(|| serde_yaml::Value::from(0.0));
+                }
                 m
             }
             _ => serde_yaml::Mapping::new(),
@@ -220,6 +228,10 @@ pub fn expected_of(field: &str) -> Option<String> {
         "triplet.layer" => "1 to 8".into(),
         "positive_window" => "0 to 1000 frames".into(),
         "hard_negatives" => "a share from 0 to 1".into(),
+        "augment_yaw_deg" => format!(
+            "0 to {} degrees (0: no turn; more than 0 needs augment: true)",
+            crate::map::views::MAX_YAW_DEG
+        ),
         "threads" => "0 (one per core) to 1024".into(),
         "loader_threads" => "1 to 32".into(),
         "prefetch" => "1 to 64".into(),
@@ -460,6 +472,21 @@ impl TrainConfig {
                 "hard_negatives",
                 &ex("hard_negatives"),
                 self.hard_negatives.to_string(),
+            ));
+        }
+        let yaw = self.augment_yaw_deg;
+        if !(yaw.is_finite() && (0.0..=crate::map::views::MAX_YAW_DEG).contains(&yaw)) {
+            return Err(err(
+                "augment_yaw_deg",
+                &ex("augment_yaw_deg"),
+                yaw.to_string(),
+            ));
+        }
+        if yaw > 0.0 && !self.augment {
+            return Err(err(
+                "augment_yaw_deg",
+                "0, or more with augment: true (--augment --augment-yaw DEG)",
+                format!("{yaw} with augment: false"),
             ));
         }
         if self.augment_palette && !self.augment {

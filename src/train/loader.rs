@@ -18,6 +18,7 @@ use super::sampler::{FrameRef, SamplingSpace, SceneSpace, TripletDraw};
 use crate::data::preprocess::Photometric;
 use crate::data::vkitti2::{ColorTable, Frame, Vkitti2, Vkitti2Roots};
 use crate::data::{kitti, preprocess, DataError};
+use crate::geom::Pinhole;
 
 /// One scene's camera-0 frames per variation (same count in each), with colour tables.
 #[derive(Debug, Clone)]
@@ -27,6 +28,11 @@ pub struct SceneFrames {
     pub dataset: usize,
     pub variations: Vec<(String, Vec<Frame>, ColorTable)>,
 }
+
+/// Where a frame's intrinsics come from, for the messages of `--augment-yaw` without them.
+pub const NEEDS_INTRINSICS: &str = ": Virtual KITTI 2's official layout has them in \
+    SceneXX/<variation>/intrinsic.txt (the DASGIL repackaged layout, --dasgil-layout, has none); \
+    train without --augment-yaw on such data";
 
 /// Everything the loader reads from.
 #[derive(Debug)]
@@ -171,7 +177,7 @@ impl TrainingData {
         flip: bool,
         height: u32,
         width: u32,
-        augment: Option<(u64, bool)>,
+        augment: Option<super::augment::Draws>,
         photometric: Photometric,
     ) -> Result<LabelledImage, LoadError> {
         let n = self.scenes[r.scene].variations[r.variation].1.len().max(1);
@@ -219,14 +225,26 @@ impl TrainingData {
         Err(first_error.unwrap_or_else(|| LoadError::Other("no real images".into())))
     }
 
+    /// The first frame (its RGB file) without intrinsics, if any: the variations of a root
+    /// without Virtual KITTI 2's `intrinsic.txt` (and every variation of the DASGIL
+    /// repackaged layout, which has no text ground truth).
+    pub fn frame_without_intrinsics(&self) -> Option<&Path> {
+        self.scenes
+            .iter()
+            .flat_map(|s| &s.variations)
+            .flat_map(|(_, frames, _)| frames)
+            .find(|f| f.intrinsics.is_none())
+            .map(|f| f.rgb.as_path())
+    }
+
     /// The frame a reference points at.
     pub fn frame(&self, r: FrameRef) -> &Frame {
         &self.scenes[r.scene].variations[r.variation].1[r.frame]
     }
 
     /// Decodes one labelled frame at the network size: RGB bicubic, depth and classes nearest;
-    /// then, with an augmentation key (and whether to remap the palette), augmented
-    /// (`super::augment`); then normalised per image (`photometric`, as inference does after
+    /// then, with augmentation draws, augmented (`super::augment`; a turn uses the frame's
+    /// intrinsics at the network size, mirrored with the image); then normalised per image (`photometric`, as inference does after
     /// the resize: the augmentation stands for what the camera and the world did).
     pub fn labelled(
         &self,
@@ -234,7 +252,7 @@ impl TrainingData {
         flip: bool,
         height: u32,
         width: u32,
-        augment: Option<(u64, bool)>,
+        augment: Option<super::augment::Draws>,
         photometric: Photometric,
     ) -> Result<LabelledImage, LoadError> {
         let scene = &self.scenes[r.scene];
@@ -247,8 +265,23 @@ impl TrainingData {
         let (sw, sh) = sample.depth_m.dimensions();
         let mut depth = resize_nearest(sample.depth_m.as_raw(), sw, sh, width, height, flip);
         let mut classes = resize_nearest(sample.classes.as_raw(), sw, sh, width, height, flip);
-        if let Some((key, palette)) = augment {
-            super::augment::augment(&mut rgb, &mut depth, &mut classes, key, palette);
+        if let Some(draws) = augment {
+            // The turn needs the camera, at the network size and mirrored with the image.
+            let frame = &frames[r.frame];
+            let camera = match (draws.yaw_deg > 0.0, frame.intrinsics) {
+                (false, _) => None,
+                (true, Some(k)) => Some(network_camera(&k, width, height, flip)),
+                // `train` refuses such data before its first step (frame_without_intrinsics).
+                (true, None) => {
+                    return Err(LoadError::Other(format!(
+                        "{}: augment_yaw_deg {} needs the frame's intrinsics{}",
+                        frame.rgb.display(),
+                        draws.yaw_deg,
+                        NEEDS_INTRINSICS
+                    )))
+                }
+            };
+            super::augment::augment(&mut rgb, &mut depth, &mut classes, &draws, camera.as_ref());
         }
         photometric.apply(&mut rgb);
         Ok(LabelledImage {
@@ -277,6 +310,16 @@ impl TrainingData {
         photometric.apply(&mut rgb);
         Ok(normalised(&rgb))
     }
+}
+
+/// A frame's intrinsics at the network size, mirrored (about the pixel centres) when the image
+/// was flipped.
+pub fn network_camera(k: &Pinhole, width: u32, height: u32, flip: bool) -> Pinhole {
+    let mut k = k.scaled(width, height);
+    if flip {
+        k.cx = (width - 1) as f64 - k.cx;
+    }
+    k
 }
 
 /// A batch in host memory, as the workers make it.
@@ -345,6 +388,8 @@ pub struct BatchSpec {
     pub augment: bool,
     /// With `augment`, also remap the palette (`augment_palette`).
     pub augment_palette: bool,
+    /// With `augment`, turn the camera by up to this many degrees (`augment_yaw_deg`; 0: never).
+    pub augment_yaw_deg: f64,
     /// Per-image normalisation of every image, labelled (after augmentation) and real.
     pub photometric: Photometric,
 }
@@ -369,11 +414,10 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
             (d.negative, d.flip_negative),
         ];
         for (i, (r, flip)) in parts.into_iter().enumerate() {
-            let aug = spec.augment.then(|| {
-                (
-                    super::augment::key(spec.seed, step, t, i),
-                    spec.augment_palette,
-                )
+            let aug = spec.augment.then(|| super::augment::Draws {
+                key: super::augment::key(spec.seed, step, t, i),
+                palette: spec.augment_palette,
+                yaw_deg: spec.augment_yaw_deg,
             });
             let img = data
                 .labelled_or_next(r, flip, spec.height, spec.width, aug, spec.photometric)
@@ -476,7 +520,44 @@ impl Drop for Loader {
 
 #[cfg(test)]
 mod tests {
-    use super::resize_nearest;
+    use super::{network_camera, resize_nearest};
+    use crate::geom::Pinhole;
+    use image::{imageops, Rgb, RgbImage};
+
+    #[test]
+    fn a_flipped_image_turned_is_the_image_turned_the_other_way_flipped() {
+        // The camera of a flipped image must be mirrored, or a turn of it moves the scene
+        // about the wrong centre: with an off-centre principal point, turning the flipped
+        // image by +a is the flip of the image turned by -a only with the mirrored camera.
+        let (w, h) = (64u32, 32u32);
+        let k = Pinhole {
+            width: 2 * w,
+            height: 2 * h,
+            fx: 80.0,
+            fy: 80.0,
+            cx: 40.0,
+            cy: 30.0,
+        };
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 4) as u8, (y * 8) as u8, (x ^ y) as u8])
+        });
+        let depth: Vec<f32> = (0..w * h).map(|i| 5.0 + (i % w) as f32).collect();
+        let classes: Vec<u8> = (0..w * h).map(|i| (i % w) as u8).collect();
+        let turned = |img: &RgbImage, cam: &Pinhole, yaw: f64| {
+            let (mut r, mut d, mut c) = (img.clone(), depth.clone(), classes.clone());
+            crate::train::augment::turn(&mut r, &mut d, &mut c, cam, yaw);
+            r
+        };
+        let flipped = imageops::flip_horizontal(&img);
+        let mut want = turned(&img, &network_camera(&k, w, h, false), -6.0);
+        imageops::flip_horizontal_in_place(&mut want);
+        assert_eq!(turned(&flipped, &network_camera(&k, w, h, true), 6.0), want);
+        assert_ne!(
+            turned(&flipped, &network_camera(&k, w, h, false), 6.0),
+            want,
+            "the unmirrored camera should not do"
+        );
+    }
 
     #[test]
     fn nearest_copies_values_as_pytorch_picks_them_and_mirrors() {

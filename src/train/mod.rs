@@ -597,6 +597,18 @@ pub fn run(
             found: "none".into(),
         })?;
     let data = Arc::new(TrainingData::open(&roots, &kitti)?);
+    if cfg.augment_yaw_deg > 0.0 {
+        if let Some(frame) = data.frame_without_intrinsics() {
+            return Err(loader::LoadError::Other(format!(
+                "augment_yaw_deg {} turns each camera with its frame's intrinsics, and {} has \
+                 none{}",
+                cfg.augment_yaw_deg,
+                frame.display(),
+                loader::NEEDS_INTRINSICS
+            ))
+            .into());
+        }
+    }
     let steps_per_epoch = cfg
         .steps_per_epoch
         .unwrap_or((data.space.anchors() / cfg.batch).max(1) as u64);
@@ -652,6 +664,7 @@ pub fn run(
         width: cfg.input_width as u32,
         augment: cfg.augment,
         augment_palette: cfg.augment_palette,
+        augment_yaw_deg: cfg.augment_yaw_deg,
         photometric: cfg.photometric,
     };
     let mut loader = Loader::start(

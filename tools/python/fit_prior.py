@@ -47,6 +47,23 @@ def unsure_share(confidence):
     fit_rotation_floor.py)."""
     c = min(max(confidence, 0.0), 1.0) if np.isfinite(confidence) else 0.0
     return max(0.0, 1.0 - c / SHIPPED[2])
+
+
+def smallest_holding(grid, worlds, holds):
+    """The smallest value of `grid` (ascending) at which every world that some value of the grid
+    brings to its target holds it (`holds(world, value)`); a world that no value brings there
+    does not choose (its misses lie further off than any value reaches). None when no world
+    chooses. The rule of both unsure calibrations (fit_rotation_floor.py, fit_sequence_spread.py);
+    each says what holding is."""
+    choosing = [w for w in worlds if holds(w, grid[-1])]
+    if not choosing:
+        return None
+    for v in grid:
+        if all(holds(w, v) for w in choosing):
+            return v
+    return grid[-1]
+
+
 SPREAD_HITS = 10
 PLACE_SPACING = 2.5
 

@@ -44,7 +44,8 @@ import os
 
 import numpy as np
 
-from fit_prior import CHI2_3_95, check_folders, fail, json_lines, unsure_share
+from fit_prior import (CHI2_3_95, check_folders, fail, json_lines, smallest_holding,
+                       unsure_share)
 
 # SIGMA_ROTATION in src/localize/prior.rs, in degrees.
 SHIPPED_DEG = 2.5
@@ -208,14 +209,8 @@ def fit_unsure(worlds):
     """The smallest ROTATION_UNSURE_CALIBRATION of the grid at which every world that some value
     of the grid brings to 95% holds the truth inside the 95% bound for 95% of its published
     priors (SIGMA_ROTATION as shipped); a world no value brings there does not choose. None when
-    no world chooses."""
-    choosing = [w for w in worlds if w.inside(SHIPPED_DEG, UNSURE_GRID[-1]) >= 95.0]
-    if not choosing:
-        return None
-    for k in UNSURE_GRID:
-        if all(w.inside(SHIPPED_DEG, k) >= 95.0 for w in choosing):
-            return k
-    return UNSURE_GRID[-1]
+    no world chooses (fit_prior.smallest_holding)."""
+    return smallest_holding(UNSURE_GRID, worlds, lambda w, k: w.inside(SHIPPED_DEG, k) >= 95.0)
 
 
 def smallest_floor(worlds, target):

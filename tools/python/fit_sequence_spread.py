@@ -50,7 +50,8 @@ import os
 
 import numpy as np
 
-from fit_prior import CHI2_3_95, arguments, fail, json_lines, median, parse, unsure_share
+from fit_prior import (CHI2_3_95, arguments, fail, json_lines, median, parse, smallest_holding,
+                       unsure_share)
 
 # SPREAD_MASS in src/localize/sequence.rs.
 SHIPPED = 0.73
@@ -227,14 +228,8 @@ def fit_unsure(worlds):
     of the grid brings to TARGET holds (`holds`: one prior's tolerance) the truth for TARGET of
     its published priors (SPREAD_MASS as shipped). A world that no value brings there (its
     misses lie further off than any floor reaches: runs on a wrong stretch of road) does not
-    choose; None when no world chooses."""
-    choosing = [w for w in worlds if holds(w, UNSURE_GRID[-1])]
-    if not choosing:
-        return None
-    for u in UNSURE_GRID:
-        if all(holds(w, u) for w in choosing):
-            return u
-    return UNSURE_GRID[-1]
+    choose; None when no world chooses (fit_prior.smallest_holding)."""
+    return smallest_holding(UNSURE_GRID, worlds, holds)
 
 
 # Coverage targets tried, lowest first (as tools/python/fit_prior.py's).

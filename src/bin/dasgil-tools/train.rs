@@ -36,6 +36,12 @@ pub(crate) struct TrainArgs {
     /// paper.
     #[arg(long)]
     augment_palette: bool,
+    /// With --augment, turn each augmented image's camera (half of them) by a yaw drawn within
+    /// +-DEG about its vertical axis, with the frame's intrinsics (the homography of build-map's
+    /// yaw views; depth and classes follow), as a vehicle passing a place a little turned sees
+    /// it. 0 to 20; not in the paper.
+    #[arg(long, value_name = "DEG", value_parser = parse_yaw_deg, allow_negative_numbers = true)]
+    augment_yaw: Option<f64>,
     /// Per-image photometric normalisation of every training image (labelled, after
     /// augmentation, and real-domain) before the network: none (the paper's) or autocontrast
     /// (build-map --photometric). Recorded in the checkpoints (`dasgil.photometric`), so
@@ -114,6 +120,12 @@ fn parse_share(s: &str) -> Result<f64, String> {
     parse_number_where(s.trim(), ok, "a share from 0 to 1 (e.g. 0.5)")
 }
 
+fn parse_yaw_deg(s: &str) -> Result<f64, String> {
+    let max = dasgil::map::views::MAX_YAW_DEG;
+    let ok = |v: f64| v.is_finite() && (0.0..=max).contains(&v);
+    parse_number_where(s.trim(), ok, &format!("degrees from 0 to {max} (e.g. 8)"))
+}
+
 fn parse_triplet_distance(s: &str) -> Result<dasgil::model::losses::TripletDistance, String> {
     s.parse()
 }
@@ -189,6 +201,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if a.augment_palette {
         cfg.augment_palette = true;
     }
+    if let Some(y) = a.augment_yaw {
+        cfg.augment_yaw_deg = y;
+    }
     if let Some(p) = a.photometric {
         cfg.photometric = p;
     }
@@ -197,6 +212,22 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     }
     if let Some(w) = a.positive_window {
         cfg.positive_window = w as usize;
+    }
+    // (An angle out of range is the configuration's check to name, below.)
+    let yaw_in_range = cfg.augment_yaw_deg <= dasgil::map::views::MAX_YAW_DEG;
+    if cfg.augment_yaw_deg > 0.0 && yaw_in_range && !cfg.augment {
+        let from = match (&a.config, a.augment_yaw) {
+            (Some(p), None) => format!(
+                "{} sets augment_yaw_deg: {}",
+                p.display(),
+                cfg.augment_yaw_deg
+            ),
+            _ => "--augment-yaw is given".to_string(),
+        };
+        anyhow::bail!(
+            "{from} without augmentation: the camera is turned only in augmented images; \
+             give --augment too (or augment: true)"
+        );
     }
     if cfg.augment_palette && !cfg.augment {
         let from = match (&a.config, a.augment_palette) {
@@ -292,6 +323,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 "adversarial" => "--no-adversarial".to_string(),
                 "augment" => "--augment".to_string(),
                 "augment_palette" => "--augment-palette".to_string(),
+                "augment_yaw_deg" => "--augment-yaw".to_string(),
                 "photometric" => "--photometric".to_string(),
                 "hard_negatives" => "--hard-negatives".to_string(),
                 "vkitti_layout" => "--dasgil-layout".to_string(),

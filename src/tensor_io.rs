@@ -164,13 +164,84 @@ pub fn write(
     } else {
         Some(metadata.clone())
     };
-    let bytes =
-        safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info).map_err(|e| {
-            TensorFileError::Format {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
-    write_atomic(path, &bytes)?;
+    let format = |message: String| TensorFileError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info)
+        .map_err(|e| format(e.to_string()))?;
+    write_atomic(path, &canonical_header(bytes).map_err(format)?)?;
     Ok(())
+}
+
+/// The safetensors bytes with the header's JSON keys in sorted order: the crate writes the
+/// metadata in a HashMap's order, which differs from process to process, so the same tensors
+/// and metadata would give other bytes each time (a run's checkpoints must be the same bytes
+/// for the same seed). The data and its offsets are unchanged; the header is padded with
+/// spaces to 8 bytes, as the format has it.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("shorter than its header length")?;
+    let header = bytes.get(8..8 + n).ok_or("shorter than its header")?;
+    // Objects as sorted maps (inserted in sorted order: also sorted if serde_json's map type
+    // keeps insertion order).
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let m: BTreeMap<String, serde_json::Value> =
+                    m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(m).expect("a map of JSON values")
+            }
+            other => other,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string(&sorted(value)).map_err(|e| e.to_string())?;
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_tensors_and_metadata_are_the_same_bytes_every_time() {
+        // Each HashMap iterates in its own order: before the header was sorted, files written
+        // from maps of a dozen keys differed from one write to the next.
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = vec![
+            (
+                "b.weight".to_string(),
+                Tensor::from_slice(&[1.0f32, 2.0, 3.0]),
+            ),
+            ("a.bias".to_string(), Tensor::from_slice(&[7i64, 8])),
+        ];
+        let mut first: Option<Vec<u8>> = None;
+        for i in 0..6 {
+            let metadata: HashMap<String, String> = (0..12)
+                .map(|k| (format!("dasgil.key{k}"), format!("value {k}")))
+                .collect();
+            let path = dir.path().join(format!("{i}.safetensors"));
+            write(&path, &tensors, &metadata).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            assert_eq!(n % 8, 0, "header of {n} bytes not padded to 8");
+            let back = read(&path).unwrap();
+            assert_eq!(back.metadata, metadata);
+            assert_eq!(back.tensors.len(), 2);
+            match &first {
+                None => first = Some(bytes),
+                Some(f) => assert_eq!(&bytes, f, "write {i} differs from the first"),
+            }
+        }
+    }
 }

@@ -450,6 +450,15 @@ fn make_fixtures(d: &Path) {
         lines[row] = fields.join(" ");
         std::fs::write(&f, lines.join("\n") + "\n").unwrap();
     }
+    // Virtual KITTI 2 intrinsics with a focal length of 0 on the second row (a placeholder).
+    copy("vk", "vk-fx0");
+    let f = d.join("vk-fx0/Scene01/fog/intrinsic.txt");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut fields: Vec<String> = lines[2].split(' ').map(String::from).collect();
+    fields[2] = "0".into();
+    lines[2] = fields.join(" ");
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
     // The repackaged layout with class 255 ("void") in every segmentation map.
     ok(&[
         "synth",

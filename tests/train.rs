@@ -121,11 +121,10 @@ fn paper_and_variant(
     (read(paper), read(variant))
 }
 
-fn train_cmd(out: &Path, extra: &[&str]) -> Command {
+/// The data and the fixed settings every run of this file trains with.
+fn run_args() -> [&'static str; 12] {
     let (vk, ki) = data();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"));
-    c.args([
-        "train",
+    [
         "--vkitti",
         path_str(vk),
         "--kitti",
@@ -138,11 +137,16 @@ fn train_cmd(out: &Path, extra: &[&str]) -> Command {
         "cpu",
         "--seed",
         "5",
-        "--out",
-        path_str(out),
-    ])
-    .args(extra)
-    .env("RUST_LOG", "warn");
+    ]
+}
+
+fn train_cmd(out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"));
+    c.arg("train")
+        .args(run_args())
+        .args(["--out", path_str(out)])
+        .args(extra)
+        .env("RUST_LOG", "warn");
     c
 }
 
@@ -365,6 +369,17 @@ fn augmented_training_is_recorded_changes_the_batches_and_resumes_exactly() {
     ]));
     assert!(resumed.contains("trained steps 2..4 of 4"), "{resumed}");
     assert_eq!(csv_rows(&split), rows, "resumed augmented run vs unbroken");
+    // The same seed gives the same bytes, the checkpoint files too (their metadata was once
+    // written in a HashMap's order, different in every process).
+    for file in [
+        "generator.safetensors",
+        "checkpoints/step-00000004/generator.safetensors",
+    ] {
+        assert!(
+            std::fs::read(full.join(file)).unwrap() == std::fs::read(split.join(file)).unwrap(),
+            "{file}: the resumed run's bytes differ from the unbroken run's"
+        );
+    }
     // The palette remapping reaches the batches of the same draws.
     assert_ne!(
         csv_rows(&palette)[1..3],
@@ -504,6 +519,20 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     assert!(
         msg.contains("--positive-window cannot change when resuming")
             && msg.contains("positive_window = 1, given 3"),
+        "{msg}"
+    );
+    // From a --config file, the refusal names the file's field too (not only a flag the user
+    // never typed).
+    let half = edited("half.yaml", "hard_negatives: 0.0", "hard_negatives: 0.5");
+    let mut args = vec!["--config", path_str(&half)];
+    args.extend(run_args());
+    args.extend(["--positive-window", "1", "--steps", "2"]);
+    let msg = refused_resume(&hard, &args);
+    assert!(
+        msg.contains(&format!(
+            "--hard-negatives (or `hard_negatives` in {}) cannot change when resuming",
+            half.display()
+        )),
         "{msg}"
     );
     let none = dir.path().join("none");

@@ -426,6 +426,25 @@ const EXTRINSIC_NAMES: [&str; 16] = [
     "0", "0", "1",
 ];
 
+/// An intrinsic.txt row is a camera: focal lengths in pixels above 0, a finite principal point.
+fn check_intrinsic(line: &Line, v: &[f64; 4]) -> Result<(), DataError> {
+    for (i, name) in ["K[0,0]", "K[1,1]"].into_iter().enumerate() {
+        if !(v[i].is_finite() && v[i] > 0.0) {
+            return Err(line.field_error(
+                name,
+                "a focal length in pixels, more than 0",
+                &v[i].to_string(),
+            ));
+        }
+    }
+    for (i, name) in [(2, "K[0,2]"), (3, "K[1,2]")] {
+        if !v[i].is_finite() {
+            return Err(line.field_error(name, "a finite number of pixels", &v[i].to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// An extrinsic.txt row is a rigid transform: a rotation block and a last row of 0 0 0 1.
 fn check_extrinsic(line: &Line, v: &[f64; 16]) -> Result<(), DataError> {
     line.expect_rotation(
@@ -456,7 +475,7 @@ fn open_official_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation
             &intr_path,
             INTRINSIC_HEADER,
             &["K[0,0]", "K[1,1]", "K[0,2]", "K[1,2]"],
-            |_, _| Ok(()),
+            check_intrinsic,
         )?)
     } else {
         None

@@ -36,10 +36,11 @@ pub(crate) struct TrainArgs {
     /// paper.
     #[arg(long)]
     augment_palette: bool,
-    /// With --augment, turn each augmented image's camera (half of them) by a yaw drawn within
-    /// +-DEG about its vertical axis, with the frame's intrinsics (the homography of build-map's
-    /// yaw views; depth and classes follow), as a vehicle passing a place a little turned sees
-    /// it. 0 to 20; not in the paper.
+    /// With --augment, turn the camera of each augmented image, with probability 0.5, about its
+    /// vertical axis by a yaw drawn uniformly within +-DEG (degrees, 0 to 20; default 0: never),
+    /// with the frame's intrinsics (Virtual KITTI 2's official intrinsic.txt; not in the
+    /// --dasgil-layout), the homography of build-map's yaw views (depth and classes follow), as
+    /// a vehicle passing a place a little turned sees it. Not in the paper.
     #[arg(long, value_name = "DEG", value_parser = parse_yaw_deg, allow_negative_numbers = true)]
     augment_yaw: Option<f64>,
     /// Per-image photometric normalisation of every training image (labelled, after
@@ -335,6 +336,13 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                     format!("--{}", c.field.replace('_', "-"))
                 }
                 other => format!("--config field `{other}`"),
+            };
+            // With a --config file the value may come from the file, not the flag.
+            let flag = match &a.config {
+                Some(p) if flag.starts_with("--") && !flag.starts_with("--config") => {
+                    format!("{flag} (or `{}` in {})", c.field, p.display())
+                }
+                _ => flag,
             };
             anyhow::bail!(
                 "{flag} cannot change when resuming {}: the run has {} = {}, given {}; a resumed \

@@ -214,31 +214,35 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if let Some(w) = a.positive_window {
         cfg.positive_window = w as usize;
     }
+    // An option that acts only in augmented images, set without --augment: refused naming
+    // the flag, or the --config file when the file set it.
+    let without_augment = |flag: &str, from_flag: bool, field: String, what: &str| {
+        let from = match (&a.config, from_flag) {
+            (Some(p), false) => format!("{} sets {field}", p.display()),
+            _ => format!("{flag} is given"),
+        };
+        anyhow::anyhow!(
+            "{from} without augmentation: {what} only in augmented images; give --augment too \
+             (or augment: true)"
+        )
+    };
     // (An angle out of range is the configuration's check to name, below.)
     let yaw_in_range = cfg.augment_yaw_deg <= dasgil::map::views::MAX_YAW_DEG;
     if cfg.augment_yaw_deg > 0.0 && yaw_in_range && !cfg.augment {
-        let from = match (&a.config, a.augment_yaw) {
-            (Some(p), None) => format!(
-                "{} sets augment_yaw_deg: {}",
-                p.display(),
-                cfg.augment_yaw_deg
-            ),
-            _ => "--augment-yaw is given".to_string(),
-        };
-        anyhow::bail!(
-            "{from} without augmentation: the camera is turned only in augmented images; \
-             give --augment too (or augment: true)"
-        );
+        return Err(without_augment(
+            "--augment-yaw",
+            a.augment_yaw.is_some(),
+            format!("augment_yaw_deg: {}", cfg.augment_yaw_deg),
+            "the camera is turned",
+        ));
     }
     if cfg.augment_palette && !cfg.augment {
-        let from = match (&a.config, a.augment_palette) {
-            (Some(p), false) => format!("{} sets augment_palette: true", p.display()),
-            _ => "--augment-palette is given".to_string(),
-        };
-        anyhow::bail!(
-            "{from} without augmentation: the palette is remapped only in augmented images; \
-             give --augment too (or augment: true)"
-        );
+        return Err(without_augment(
+            "--augment-palette",
+            a.augment_palette,
+            "augment_palette: true".into(),
+            "the palette is remapped",
+        ));
     }
     if a.triplet_distance == Some(dasgil::model::losses::TripletDistance::Cosine)
         && a.triplet_margin.is_none()

@@ -198,9 +198,17 @@ fn trains_checkpoints_and_resumes_exactly() {
         "generator.safetensors",
         "loss_curves.png",
         "predictions.png",
+        "batch.png",
     ] {
         assert!(full.join(f).is_file(), "{f}");
     }
+    assert!(
+        stdout.contains(&format!(
+            "first batch as the network receives it: {}",
+            full.join("batch.png").display()
+        )),
+        "{stdout}"
+    );
     let latest = std::fs::read_to_string(full.join("checkpoints/latest")).unwrap();
     assert_eq!(latest.trim(), "step-00000008");
     for f in [
@@ -278,7 +286,8 @@ fn trains_checkpoints_and_resumes_exactly() {
         "8",
     ]));
     assert!(
-        again.contains("nothing to train: the run is already at step 8 of 8"),
+        again.contains("nothing to train: the run is already at step 8 of 8")
+            && !again.contains("first batch"),
         "{again}"
     );
     assert_eq!(csv_rows(&split), rows);

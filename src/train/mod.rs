@@ -3,8 +3,9 @@
 //! LSGAN generator term, then the feature discriminator on E(real) against E(virtual).
 //!
 //! A run lives in one folder: `config.yaml` (resolved), `losses.csv` (every term, every step),
-//! `loss_curves.png`, `predictions.png`, `generator.safetensors` (the latest generator, ready
-//! for `embed`, `build-map` and the node) and `checkpoints/` (everything a resume needs:
+//! `loss_curves.png`, `predictions.png`, `batch.png` (the first batch of the latest start, as
+//! the network receives it), `generator.safetensors` (the latest generator, ready for `embed`,
+//! `build-map` and the node) and `checkpoints/` (everything a resume needs:
 //! both networks, both optimizers' moments, the step and the config; the batch of a step is a
 //! pure function of the seed and the step, so no other random state exists).
 
@@ -108,6 +109,9 @@ pub struct Summary {
     pub device: String,
     /// Unreadable training images met (path, why), each replaced by the next readable frame.
     pub skipped: Vec<(String, String)>,
+    /// batch.png, the first batch of this invocation as the network receives it (none when
+    /// nothing was trained).
+    pub batch_picture: Option<PathBuf>,
 }
 
 /// The columns of losses.csv after `step,epoch,lr_generator,lr_discriminator`.
@@ -684,9 +688,16 @@ pub fn run(
     let mut last = Vec::new();
     let mut outcome = Outcome::Finished;
     let val = report::ValidationSample::pick(&data, &spec)?;
+    let mut batch_picture = None;
     while let Some(host) = loader.next_batch() {
         let host = host.map_err(TrainError::Loader)?;
         let step = host.step;
+        if step == first_step {
+            let png = out.join("batch.png");
+            report::write_batch(&png, &data, &spec, &host)?;
+            tracing::info!(picture = %png.display(), "the first batch as the network receives it");
+            batch_picture = Some(png);
+        }
         let epoch = step / steps_per_epoch;
         let _span = tracing::info_span!("train", epoch, step).entered();
         let (lr_g, lr_d) = (
@@ -741,5 +752,6 @@ pub fn run(
         out: out.to_path_buf(),
         device: format!("{:?}", trainer.device),
         skipped: data.skipped(),
+        batch_picture,
     })
 }

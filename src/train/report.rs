@@ -1,14 +1,16 @@
-//! What a person looks at during and after training: the loss curves (from losses.csv) and the
-//! predictions of the current generator on one fixed sample, next to its ground truth.
+//! What a person looks at during and after training: the loss curves (from losses.csv), the
+//! predictions of the current generator on one fixed sample, next to its ground truth, and the
+//! first batch of a run as the network receives it (batch.png: what augmentation does).
 
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
 use tch::{Kind, Tensor};
 
-use super::loader::{BatchSpec, LabelledImage, TrainingData};
+use super::loader::{BatchSpec, HostBatch, LabelledImage, TrainingData};
 use super::sampler::FrameRef;
 use super::{TrainConfig, TrainError, Trainer};
+use crate::data::preprocess::Photometric;
 use crate::data::vkitti2::CLASSES;
 use crate::plot::{self, Panel, Series};
 use crate::synth::preview::colour_depth;
@@ -82,6 +84,112 @@ pub fn write_pictures(
 ) -> Result<(), TrainError> {
     loss_curves(&out.join("losses.csv"), &out.join("loss_curves.png"), cfg)?;
     predictions(&out.join("predictions.png"), trainer, val)
+}
+
+/// Up to this many triplets of a batch are drawn in batch.png.
+const BATCH_ROWS: usize = 4;
+
+/// How one drawn frame is named in batch.png: scene, variation, frame, flip.
+fn frame_name(data: &TrainingData, r: FrameRef, flip: bool) -> String {
+    let s = &data.scenes[r.scene];
+    format!(
+        "{} {} {}{}",
+        s.name,
+        s.variations[r.variation].0,
+        data.frame(r).index,
+        if flip { " flipped" } else { "" }
+    )
+}
+
+/// The rows of batch.png: per triplet (at most [`BATCH_ROWS`]), the anchor with its depth and
+/// classes, the positive, the negative and the real-domain image, each as the network receives
+/// it (augmented, normalised per image, then shown back in 8 bits).
+pub fn batch_rows(
+    data: &TrainingData,
+    spec: &BatchSpec,
+    host: &HostBatch,
+) -> Vec<Vec<(String, RgbImage)>> {
+    let (w, h) = (spec.width, spec.height);
+    let plane = (w * h) as usize;
+    let rgb = |part: usize, t: usize| {
+        denormalise(&host.rgb[part][t * 3 * plane..(t + 1) * 3 * plane], w, h)
+    };
+    host.draws
+        .iter()
+        .take(BATCH_ROWS)
+        .enumerate()
+        .map(|(t, d)| {
+            let labels = t * plane..(t + 1) * plane;
+            let real = data.real[d.real]
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            vec![
+                (
+                    format!("anchor: {}", frame_name(data, d.anchor, d.flip_pair)),
+                    rgb(0, t),
+                ),
+                (
+                    "its depth".to_string(),
+                    depth_image(&host.depth[0][labels.clone()], w, h),
+                ),
+                (
+                    "its classes".to_string(),
+                    class_image(&host.classes[0][labels], w, h),
+                ),
+                (
+                    format!("positive: {}", frame_name(data, d.positive, d.flip_pair)),
+                    rgb(1, t),
+                ),
+                (
+                    format!(
+                        "negative: {}",
+                        frame_name(data, d.negative, d.flip_negative)
+                    ),
+                    rgb(2, t),
+                ),
+                (
+                    format!("real: {real}{}", if d.flip_real { " flipped" } else { "" }),
+                    denormalise(&host.real[t * 3 * plane..(t + 1) * 3 * plane], w, h),
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// What batch.png's title says of the batch's making.
+pub fn batch_title(spec: &BatchSpec, step: u64) -> String {
+    let mut made = if spec.augment {
+        let mut s = "augmented".to_string();
+        if spec.augment_palette {
+            s.push_str(", palette remapped");
+        }
+        if spec.augment_yaw_deg > 0.0 {
+            s.push_str(&format!(", turned up to {} deg", spec.augment_yaw_deg));
+        }
+        s
+    } else {
+        "not augmented".to_string()
+    };
+    if spec.photometric != Photometric::None {
+        made.push_str(&format!(", photometric {}", spec.photometric));
+    }
+    format!("step {step}: the batch as the network receives it ({made})")
+}
+
+/// batch.png: [`batch_rows`] under [`batch_title`].
+pub fn write_batch(
+    png: &Path,
+    data: &TrainingData,
+    spec: &BatchSpec,
+    host: &HostBatch,
+) -> Result<(), TrainError> {
+    plot::image_sheet(
+        png,
+        &batch_title(spec, host.step),
+        &batch_rows(data, spec, host),
+        320,
+    )?;
+    Ok(())
 }
 
 /// Reads losses.csv; returns the header and rows.
@@ -242,4 +350,112 @@ fn predictions(png: &Path, trainer: &Trainer, val: &ValidationSample) -> Result<
         400,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{kitti, vkitti2};
+    use crate::train::loader::make_batch;
+
+    #[test]
+    fn batch_png_shows_each_triplet_as_the_loader_makes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        vkitti2::generate(&vkitti2::Options {
+            out: dir.path().join("vk"),
+            seed: 3,
+            scenes: 1,
+            frames: 6,
+            width: 160,
+            height: 64,
+            cameras: 1,
+            layout: crate::data::vkitti2::Layout::Official,
+            appearance: Default::default(),
+            lateral: 0.0,
+        })
+        .unwrap();
+        kitti::generate(&kitti::Options {
+            out: dir.path().join("ki"),
+            seed: 4,
+            sequences: 1,
+            frames: 3,
+            width: 160,
+            height: 64,
+            styled: false,
+        })
+        .unwrap();
+        let data = TrainingData::open(
+            &[crate::data::vkitti2::Vkitti2Roots::official(
+                &dir.path().join("vk"),
+            )],
+            &dir.path().join("ki"),
+        )
+        .unwrap();
+        let spec = BatchSpec {
+            seed: 7,
+            batch: 5,
+            window: 3,
+            hard_negatives: 0.0,
+            height: 32,
+            width: 80,
+            augment: true,
+            augment_palette: false,
+            augment_yaw_deg: 8.0,
+            photometric: Photometric::None,
+        };
+        let host = make_batch(&data, &spec, 11).unwrap();
+        let rows = batch_rows(&data, &spec, &host);
+        // At most four triplets, six pictures each.
+        assert_eq!(rows.len(), BATCH_ROWS);
+        assert!(rows.iter().all(|r| r.len() == 6));
+        // Each cell is its own triplet's image, made again here frame by frame (a slip of one
+        // triplet's offset in the batch shows another triplet's image).
+        for (t, (row, d)) in rows.iter().zip(&host.draws).enumerate() {
+            let parts = [
+                (d.anchor, d.flip_pair, 0usize),
+                (d.positive, d.flip_pair, 3),
+                (d.negative, d.flip_negative, 4),
+            ];
+            for (i, (r, flip, col)) in parts.into_iter().enumerate() {
+                let aug = super::super::augment::Draws {
+                    key: super::super::augment::key(spec.seed, host.step, t, i),
+                    palette: false,
+                    yaw_deg: 8.0,
+                };
+                let img = data
+                    .labelled_or_next(r, flip, 32, 80, Some(aug), spec.photometric)
+                    .unwrap();
+                assert_eq!(
+                    row[col].1,
+                    denormalise(&img.rgb, 80, 32),
+                    "triplet {t} part {i}"
+                );
+                assert!(
+                    row[col].0.contains(&frame_name(&data, r, flip)),
+                    "{}",
+                    row[col].0
+                );
+                if i == 0 {
+                    assert_eq!(
+                        row[1].1,
+                        depth_image(&img.depth, 80, 32),
+                        "triplet {t} depth"
+                    );
+                    assert_eq!(row[2].1, class_image(&img.classes, 80, 32), "triplet {t}");
+                }
+            }
+            let real = data
+                .real_or_next(d.real, d.flip_real, 32, 80, spec.photometric)
+                .unwrap();
+            assert_eq!(row[5].1, denormalise(&real, 80, 32), "triplet {t} real");
+        }
+        assert_eq!(
+            batch_title(&spec, 11),
+            "step 11: the batch as the network receives it (augmented, turned up to 8 deg)"
+        );
+        let png = dir.path().join("batch.png");
+        write_batch(&png, &data, &spec, &host).unwrap();
+        let (w, h) = image::image_dimensions(&png).unwrap();
+        assert!(w > 6 * 320 && h > 4 * 128, "{w}x{h}");
+    }
 }

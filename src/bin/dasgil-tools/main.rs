@@ -48,7 +48,7 @@ enum Command {
     Embed(Box<embed::EmbedArgs>),
     /// Train DASGIL on Virtual KITTI 2 (+ KITTI images as the unlabelled real domain).
     ///
-    /// Writes OUT/config.yaml, losses.csv, loss_curves.png, predictions.png,
+    /// Writes OUT/config.yaml, losses.csv, loss_curves.png, predictions.png, batch.png,
     /// generator.safetensors and checkpoints/ (resume with --resume OUT). Ctrl-C or SIGTERM
     /// writes a checkpoint and exits 0.
     Train(Box<TrainArgs>),

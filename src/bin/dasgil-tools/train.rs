@@ -474,6 +474,9 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
         s.out.join("loss_curves.png").display(),
         s.out.join("predictions.png").display()
     );
+    if let Some(png) = &s.batch_picture {
+        println!("first batch as the network receives it: {}", png.display());
+    }
     if s.outcome == train::Outcome::Interrupted {
         println!(
             "continue with: dasgil-tools train --resume {}",

@@ -530,8 +530,8 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
             && msg.contains("positive_window = 1, given 3"),
         "{msg}"
     );
-    // From a --config file, the refusal names the file's field too (not only a flag the user
-    // never typed).
+    // From a --config file, the refusal names the file's field (not a flag the user never
+    // typed); a flag typed beside the file wins over it, and the refusal names the flag.
     let half = edited("half.yaml", "hard_negatives: 0.0", "hard_negatives: 0.5");
     let mut args = vec!["--config", path_str(&half)];
     args.extend(run_args());
@@ -539,9 +539,16 @@ fn hard_negatives_reach_the_batches_are_recorded_and_cannot_change_on_resume() {
     let msg = refused_resume(&hard, &args);
     assert!(
         msg.contains(&format!(
-            "--hard-negatives (or `hard_negatives` in {}) cannot change when resuming",
+            "`hard_negatives` in {} cannot change when resuming",
             half.display()
-        )),
+        )) && msg.contains("hard_negatives = 1.0, given 0.5"),
+        "{msg}"
+    );
+    args.extend(["--hard-negatives", "0.25"]);
+    let msg = refused_resume(&hard, &args);
+    assert!(
+        msg.contains("--hard-negatives cannot change when resuming")
+            && msg.contains("hard_negatives = 1.0, given 0.25"),
         "{msg}"
     );
     let none = dir.path().join("none");

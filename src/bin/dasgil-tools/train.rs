@@ -322,30 +322,34 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     }
     if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
         if let Some(c) = r.fixed_differences(&cfg).first() {
-            let flag = match c.field.as_str() {
-                "input_height" | "input_width" => "--size".to_string(),
-                "discriminator" => "--dis".to_string(),
-                "adversarial" => "--no-adversarial".to_string(),
-                "augment" => "--augment".to_string(),
-                "augment_palette" => "--augment-palette".to_string(),
-                "augment_yaw_deg" => "--augment-yaw".to_string(),
-                "photometric" => "--photometric".to_string(),
-                "hard_negatives" => "--hard-negatives".to_string(),
-                "vkitti_layout" => "--dasgil-layout".to_string(),
-                "init_generator" => "--init-generator".to_string(),
-                "triplet" if a.triplet_distance.is_some() || a.triplet_margin.is_some() => {
-                    "--triplet-distance or --triplet-margin".to_string()
-                }
-                "vkitti" | "kitti" | "batch" | "seed" | "steps_per_epoch" | "positive_window" => {
-                    format!("--{}", c.field.replace('_', "-"))
-                }
-                other => format!("--config field `{other}`"),
+            // The flag that sets the field, and whether it was typed.
+            let (flag, typed) = match c.field.as_str() {
+                "input_height" | "input_width" => ("--size".to_string(), a.size.is_some()),
+                "discriminator" => ("--dis".to_string(), a.dis.is_some()),
+                "adversarial" => ("--no-adversarial".to_string(), a.no_adversarial),
+                "augment" => ("--augment".to_string(), a.augment),
+                "augment_palette" => ("--augment-palette".to_string(), a.augment_palette),
+                "augment_yaw_deg" => ("--augment-yaw".to_string(), a.augment_yaw.is_some()),
+                "photometric" => ("--photometric".to_string(), a.photometric.is_some()),
+                "hard_negatives" => ("--hard-negatives".to_string(), a.hard_negatives.is_some()),
+                "vkitti_layout" => ("--dasgil-layout".to_string(), a.dasgil_layout),
+                "init_generator" => ("--init-generator".to_string(), a.init_generator.is_some()),
+                "triplet" => (
+                    "--triplet-distance or --triplet-margin".to_string(),
+                    a.triplet_distance.is_some() || a.triplet_margin.is_some(),
+                ),
+                "vkitti" => ("--vkitti".to_string(), !a.vkitti.is_empty()),
+                "kitti" => ("--kitti".to_string(), a.kitti.is_some()),
+                "batch" => ("--batch".to_string(), a.batch.is_some()),
+                "seed" => ("--seed".to_string(), a.seed.is_some()),
+                "steps_per_epoch" => ("--steps-per-epoch".to_string(), a.steps_per_epoch.is_some()),
+                "positive_window" => ("--positive-window".to_string(), a.positive_window.is_some()),
+                other => (format!("--config field `{other}`"), false),
             };
-            // With a --config file the value may come from the file, not the flag.
+            // A flag typed on the command line wins over the --config file; otherwise the
+            // file's field made the difference.
             let flag = match &a.config {
-                Some(p) if flag.starts_with("--") && !flag.starts_with("--config") => {
-                    format!("{flag} (or `{}` in {})", c.field, p.display())
-                }
+                Some(p) if !typed => format!("`{}` in {}", c.field, p.display()),
                 _ => flag,
             };
             anyhow::bail!(

@@ -41,6 +41,8 @@ pub struct TrainingData {
     datasets: Vec<Vkitti2>,
     pub scenes: Vec<SceneFrames>,
     pub real: Vec<PathBuf>,
+    /// The folder `real` was gathered from (`--kitti`).
+    pub real_root: PathBuf,
     pub space: SamplingSpace,
     /// Files that could not be read, with why: each is replaced by the next readable frame of
     /// its scene and variation (or the next real image), the same way every time, so a bad file
@@ -60,6 +62,9 @@ pub enum LoadError {
 
 /// A decoded labelled image at the network size.
 pub struct LabelledImage {
+    /// The frame decoded (the one asked for, or the readable frame that stood in for it:
+    /// [`TrainingData::labelled_or_next`]).
+    pub frame: FrameRef,
     /// Normalised CHW RGB.
     pub rgb: Vec<f32>,
     /// Depth in metres, HW.
@@ -145,6 +150,7 @@ impl TrainingData {
             datasets,
             scenes,
             real,
+            real_root: kitti_root.to_path_buf(),
             space,
             skipped: Default::default(),
         })
@@ -202,7 +208,8 @@ impl TrainingData {
         Err(first_error.unwrap_or_else(|| LoadError::Other("no frames".into())))
     }
 
-    /// `real` of `index`, or of the next readable real image.
+    /// `real` of `index`, or of the next readable real image; with the index of the image
+    /// decoded.
     pub fn real_or_next(
         &self,
         index: usize,
@@ -210,12 +217,13 @@ impl TrainingData {
         height: u32,
         width: u32,
         photometric: Photometric,
-    ) -> Result<Vec<f32>, LoadError> {
+    ) -> Result<(usize, Vec<f32>), LoadError> {
         let n = self.real.len().max(1);
         let mut first_error = None;
         for k in 0..n {
-            match self.real((index + k) % n, flip, height, width, photometric) {
-                Ok(img) => return Ok(img),
+            let at = (index + k) % n;
+            match self.real(at, flip, height, width, photometric) {
+                Ok(img) => return Ok((at, img)),
                 Err(e) => {
                     self.note_skipped(&e);
                     first_error.get_or_insert(e);
@@ -285,6 +293,7 @@ impl TrainingData {
         }
         photometric.apply(&mut rgb);
         Ok(LabelledImage {
+            frame: r,
             rgb: normalised(&rgb),
             depth,
             classes: classes.into_iter().map(i64::from).collect(),
@@ -326,6 +335,10 @@ pub fn network_camera(k: &Pinhole, width: u32, height: u32, flip: bool) -> Pinho
 pub struct HostBatch {
     pub step: u64,
     pub draws: Vec<TripletDraw>,
+    /// Per triplet, the frames decoded for A, A+ and B (a readable frame stands in for an
+    /// unreadable one drawn), and the real image's index.
+    pub shown: Vec<[FrameRef; 3]>,
+    pub real_shown: Vec<usize>,
     /// A, A+, B: each `[B,3,H,W]` RGB, `[B,1,H,W]` depth, `[B,H,W]` classes.
     pub rgb: [Vec<f32>; 3],
     pub depth: [Vec<f32>; 3],
@@ -407,7 +420,9 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
     let mut depth: [Vec<f32>; 3] = Default::default();
     let mut classes: [Vec<i64>; 3] = Default::default();
     let mut real = Vec::new();
+    let (mut shown, mut real_shown) = (Vec::new(), Vec::new());
     for (t, d) in draws.iter().enumerate() {
+        let mut frames = [d.anchor; 3];
         let parts = [
             (d.anchor, d.flip_pair),
             (d.positive, d.flip_pair),
@@ -422,24 +437,29 @@ pub fn make_batch(data: &TrainingData, spec: &BatchSpec, step: u64) -> Result<Ho
             let img = data
                 .labelled_or_next(r, flip, spec.height, spec.width, aug, spec.photometric)
                 .map_err(|e| format!("step {step}: {e}"))?;
+            frames[i] = img.frame;
             rgb[i].extend_from_slice(&img.rgb);
             depth[i].extend_from_slice(&img.depth);
             classes[i].extend_from_slice(&img.classes);
         }
-        real.extend(
-            data.real_or_next(
+        let (at, img) = data
+            .real_or_next(
                 d.real,
                 d.flip_real,
                 spec.height,
                 spec.width,
                 spec.photometric,
             )
-            .map_err(|e| format!("step {step}: {e}"))?,
-        );
+            .map_err(|e| format!("step {step}: {e}"))?;
+        real.extend(img);
+        shown.push(frames);
+        real_shown.push(at);
     }
     Ok(HostBatch {
         step,
         draws,
+        shown,
+        real_shown,
         rgb,
         depth,
         classes,

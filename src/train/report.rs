@@ -1,6 +1,7 @@
 //! What a person looks at during and after training: the loss curves (from losses.csv), the
 //! predictions of the current generator on one fixed sample, next to its ground truth, and the
-//! first batch of a run as the network receives it (batch.png: what augmentation does).
+//! first batch of the latest start as the network receives it (batch.png: what augmentation
+//! does).
 
 use std::path::Path;
 
@@ -42,12 +43,7 @@ impl ValidationSample {
         let image =
             data.labelled_or_next(r, false, spec.height, spec.width, None, spec.photometric)?;
         Ok(Self {
-            name: format!(
-                "{} {} frame {}",
-                s.name,
-                s.variations[variation].0,
-                data.frame(r).index
-            ),
+            name: frame_name(data, image.frame, false),
             image,
             height: spec.height,
             width: spec.width,
@@ -59,7 +55,12 @@ fn denormalise(chw: &[f32], w: u32, h: u32) -> RgbImage {
     let plane = (w * h) as usize;
     RgbImage::from_fn(w, h, |x, y| {
         let i = (y * w + x) as usize;
-        let c = |k: usize| ((chw[k * plane + i] * 0.5 + 0.5) * 255.0).clamp(0.0, 255.0) as u8;
+        // Rounded: (v / 255 - 0.5) / 0.5 comes back a hair under v for some v.
+        let c = |k: usize| {
+            ((chw[k * plane + i] * 0.5 + 0.5) * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        };
         Rgb([c(0), c(1), c(2)])
     })
 }
@@ -89,11 +90,11 @@ pub fn write_pictures(
 /// Up to this many triplets of a batch are drawn in batch.png.
 const BATCH_ROWS: usize = 4;
 
-/// How one drawn frame is named in batch.png: scene, variation, frame, flip.
+/// How a frame is named in batch.png and predictions.png: scene, variation, frame, flip.
 fn frame_name(data: &TrainingData, r: FrameRef, flip: bool) -> String {
     let s = &data.scenes[r.scene];
     format!(
-        "{} {} {}{}",
+        "{} {} frame {}{}",
         s.name,
         s.variations[r.variation].0,
         data.frame(r).index,
@@ -101,9 +102,21 @@ fn frame_name(data: &TrainingData, r: FrameRef, flip: bool) -> String {
     )
 }
 
+/// A batch.png caption: the frame shown, and the frame drawn when an unreadable one was
+/// replaced by it.
+fn shown_name(data: &TrainingData, drawn: FrameRef, shown: FrameRef, flip: bool) -> String {
+    let name = frame_name(data, shown, flip);
+    if drawn == shown {
+        name
+    } else {
+        format!("{name} (for unreadable frame {})", data.frame(drawn).index)
+    }
+}
+
 /// The rows of batch.png: per triplet (at most [`BATCH_ROWS`]), the anchor with its depth and
-/// classes, the positive, the negative and the real-domain image, each as the network receives
-/// it (augmented, normalised per image, then shown back in 8 bits).
+/// classes, the positive, the negative (labelled images: augmented when the run augments) and
+/// the real-domain image (never augmented), each as the network receives it (normalised per
+/// image, shown back in 8 bits).
 pub fn batch_rows(
     data: &TrainingData,
     spec: &BatchSpec,
@@ -111,22 +124,25 @@ pub fn batch_rows(
 ) -> Vec<Vec<(String, RgbImage)>> {
     let (w, h) = (spec.width, spec.height);
     let plane = (w * h) as usize;
-    let rgb = |part: usize, t: usize| {
-        denormalise(&host.rgb[part][t * 3 * plane..(t + 1) * 3 * plane], w, h)
-    };
+    let rgb = |chw: &[f32], t: usize| denormalise(&chw[t * 3 * plane..(t + 1) * 3 * plane], w, h);
     host.draws
         .iter()
         .take(BATCH_ROWS)
         .enumerate()
         .map(|(t, d)| {
             let labels = t * plane..(t + 1) * plane;
-            let real = data.real[d.real]
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let [a, p, n] = host.shown[t];
+            let at = host.real_shown[t];
+            let path = &data.real[at];
+            let real = path.strip_prefix(&data.real_root).unwrap_or(path).display();
+            let mut real = format!("real: {real}{}", if d.flip_real { " flipped" } else { "" });
+            if at != d.real {
+                real.push_str(" (for an unreadable one)");
+            }
             vec![
                 (
-                    format!("anchor: {}", frame_name(data, d.anchor, d.flip_pair)),
-                    rgb(0, t),
+                    format!("anchor: {}", shown_name(data, d.anchor, a, d.flip_pair)),
+                    rgb(&host.rgb[0], t),
                 ),
                 (
                     "its depth".to_string(),
@@ -137,41 +153,43 @@ pub fn batch_rows(
                     class_image(&host.classes[0][labels], w, h),
                 ),
                 (
-                    format!("positive: {}", frame_name(data, d.positive, d.flip_pair)),
-                    rgb(1, t),
+                    format!("positive: {}", shown_name(data, d.positive, p, d.flip_pair)),
+                    rgb(&host.rgb[1], t),
                 ),
                 (
                     format!(
                         "negative: {}",
-                        frame_name(data, d.negative, d.flip_negative)
+                        shown_name(data, d.negative, n, d.flip_negative)
                     ),
-                    rgb(2, t),
+                    rgb(&host.rgb[2], t),
                 ),
-                (
-                    format!("real: {real}{}", if d.flip_real { " flipped" } else { "" }),
-                    denormalise(&host.real[t * 3 * plane..(t + 1) * 3 * plane], w, h),
-                ),
+                (real, rgb(&host.real, t)),
             ]
         })
         .collect()
 }
 
-/// What batch.png's title says of the batch's making.
+/// What batch.png's title says of the batch's making. Every augmentation is drawn per image,
+/// so an image may show none of them.
 pub fn batch_title(spec: &BatchSpec, step: u64) -> String {
     let mut made = if spec.augment {
-        let mut s = "augmented".to_string();
+        let mut s = "labelled images augmented at random, each image on its own".to_string();
         if spec.augment_palette {
-            s.push_str(", palette remapped");
+            s.push_str(", palette remapped with p 0.5");
         }
         if spec.augment_yaw_deg > 0.0 {
-            s.push_str(&format!(", turned up to {} deg", spec.augment_yaw_deg));
+            s.push_str(&format!(
+                ", camera turned with p 0.5 within +-{} deg",
+                spec.augment_yaw_deg
+            ));
         }
+        s.push_str("; real-domain images not augmented");
         s
     } else {
         "not augmented".to_string()
     };
     if spec.photometric != Photometric::None {
-        made.push_str(&format!(", photometric {}", spec.photometric));
+        made.push_str(&format!("; every image normalised: {}", spec.photometric));
     }
     format!("step {step}: the batch as the network receives it ({made})")
 }
@@ -405,18 +423,34 @@ mod tests {
         };
         let host = make_batch(&data, &spec, 11).unwrap();
         let rows = batch_rows(&data, &spec, &host);
-        // At most four triplets, six pictures each.
+        // At most four triplets, six pictures each; these draws show flipped and unflipped
+        // pairs both.
         assert_eq!(rows.len(), BATCH_ROWS);
         assert!(rows.iter().all(|r| r.len() == 6));
+        let flips: Vec<bool> = host.draws[..BATCH_ROWS]
+            .iter()
+            .map(|d| d.flip_pair)
+            .collect();
+        assert!(flips.contains(&true) && flips.contains(&false), "{flips:?}");
+        // A caption written out here, not by the code under test.
+        let caption = |role: &str, r: FrameRef, flip: bool| {
+            let s = &data.scenes[r.scene];
+            let (name, frames, _) = &s.variations[r.variation];
+            let flipped = if flip { " flipped" } else { "" };
+            format!(
+                "{role}: {} {name} frame {}{flipped}",
+                s.name, frames[r.frame].index
+            )
+        };
         // Each cell is its own triplet's image, made again here frame by frame (a slip of one
         // triplet's offset in the batch shows another triplet's image).
         for (t, (row, d)) in rows.iter().zip(&host.draws).enumerate() {
             let parts = [
-                (d.anchor, d.flip_pair, 0usize),
-                (d.positive, d.flip_pair, 3),
-                (d.negative, d.flip_negative, 4),
+                ("anchor", d.anchor, d.flip_pair, 0usize),
+                ("positive", d.positive, d.flip_pair, 3),
+                ("negative", d.negative, d.flip_negative, 4),
             ];
-            for (i, (r, flip, col)) in parts.into_iter().enumerate() {
+            for (i, (role, r, flip, col)) in parts.into_iter().enumerate() {
                 let aug = super::super::augment::Draws {
                     key: super::super::augment::key(spec.seed, host.step, t, i),
                     palette: false,
@@ -428,13 +462,9 @@ mod tests {
                 assert_eq!(
                     row[col].1,
                     denormalise(&img.rgb, 80, 32),
-                    "triplet {t} part {i}"
+                    "triplet {t} {role}"
                 );
-                assert!(
-                    row[col].0.contains(&frame_name(&data, r, flip)),
-                    "{}",
-                    row[col].0
-                );
+                assert_eq!(row[col].0, caption(role, r, flip));
                 if i == 0 {
                     assert_eq!(
                         row[1].1,
@@ -444,14 +474,50 @@ mod tests {
                     assert_eq!(row[2].1, class_image(&img.classes, 80, 32), "triplet {t}");
                 }
             }
-            let real = data
+            let (_, real) = data
                 .real_or_next(d.real, d.flip_real, 32, 80, spec.photometric)
                 .unwrap();
             assert_eq!(row[5].1, denormalise(&real, 80, 32), "triplet {t} real");
+            // Named below the --kitti folder (sequence and file: file names repeat).
+            let rel = data.real[d.real]
+                .strip_prefix(dir.path().join("ki"))
+                .unwrap();
+            assert!(rel.components().count() > 1, "{}", rel.display());
+            let flipped = if d.flip_real { " flipped" } else { "" };
+            assert_eq!(row[5].0, format!("real: {}{flipped}", rel.display()));
         }
+        // An unreadable frame drawn: the picture shows the frame that stood in for it, and says
+        // so.
+        let a = host.draws[0].anchor;
+        std::fs::write(&data.frame(a).rgb, b"not an image").unwrap();
+        let again = make_batch(&data, &spec, 11).unwrap();
+        let shown = again.shown[0][0];
+        assert_ne!(shown, a);
+        let rows = batch_rows(&data, &spec, &again);
+        assert_eq!(
+            rows[0][0].0,
+            format!(
+                "{} (for unreadable frame {})",
+                caption("anchor", shown, host.draws[0].flip_pair),
+                data.frame(a).index
+            )
+        );
         assert_eq!(
             batch_title(&spec, 11),
-            "step 11: the batch as the network receives it (augmented, turned up to 8 deg)"
+            "step 11: the batch as the network receives it (labelled images augmented at \
+             random, each image on its own, camera turned with p 0.5 within +-8 deg; \
+             real-domain images not augmented)"
+        );
+        let plain = BatchSpec {
+            augment: false,
+            augment_yaw_deg: 0.0,
+            photometric: Photometric::Autocontrast,
+            ..spec
+        };
+        assert_eq!(
+            batch_title(&plain, 0),
+            "step 0: the batch as the network receives it (not augmented; every image \
+             normalised: autocontrast)"
         );
         let png = dir.path().join("batch.png");
         write_batch(&png, &data, &spec, &host).unwrap();

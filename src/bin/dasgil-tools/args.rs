@@ -8,10 +8,12 @@ use anyhow::{Context, Result};
 #[derive(clap::Args)]
 pub(crate) struct SourceArgs {
     /// A named sequence of config/sequences.yaml (cmu_slice: a synthetic Extended CMU-Seasons
-    /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil).
+    /// slice, rendered on first use under $DASGIL_DATA or ~/.cache/dasgil). Not with --format
+    /// or --root: a named sequence has its own layout and folder.
     #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequence: Option<String>,
     /// Another sequences file instead of the built-in config/sequences.yaml (with --sequence).
+    /// Not with --format or --root, which name an ad hoc data set instead.
     #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequences: Option<PathBuf>,
     /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
@@ -295,7 +297,8 @@ pub(crate) struct BagArgs {
     /// A rosbag2 recording: its folder (with metadata.yaml), or one .mcap or .db3 file. Frames of
     /// --image-topic are posed by TF (--world-frame -> the image's header.frame_id, the camera's
     /// optical frame) or by --pose-topic, and written once to $DASGIL_DATA/bags/ (default
-    /// ~/.cache/dasgil/bags/).
+    /// ~/.cache/dasgil/bags/). Not with --sequence, --sequences, --format, --root, --slice or
+    /// --cameras: the recording is the source, its cameras picked by --image-topic.
     #[arg(long, value_name = "PATH", conflicts_with_all = NOT_BAG, requires = "image_topics")]
     pub(crate) bag: Option<PathBuf>,
     /// A sensor_msgs/Image or CompressedImage topic of the recording (repeat for more cameras).
@@ -342,7 +345,8 @@ pub(crate) struct BagArgs {
     )]
     tf_topic: String,
     /// Poses from this topic instead of /tf: nav_msgs/Odometry, geometry_msgs/PoseStamped or
-    /// PoseWithCovarianceStamped, with header.frame_id the world frame.
+    /// PoseWithCovarianceStamped, with header.frame_id the world frame. Not with --tf-topic:
+    /// the poses come from one or the other.
     #[arg(
         long,
         value_name = "TOPIC",

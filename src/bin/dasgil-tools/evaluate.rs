@@ -19,7 +19,8 @@ pub(crate) struct EvaluateArgs {
     /// Score this prebuilt map (e.g. the deployed --f16 or --compress one) instead of building
     /// maps from the sequence's database: encoded with the map's checkpoint (or --checkpoint),
     /// adaptation and metric (--metric searches it with another, as localize --metric); one
-    /// report.
+    /// report. Not with --baseline, --layers, --adapt, --photometric or --yaw-views: the map
+    /// fixed them when it was built.
     #[arg(long, conflicts_with_all = ["baseline", "layers", "adapt", "photometric", "yaw_views"])]
     map: Option<PathBuf>,
     /// Output folder: report.json, report.md, submission.txt, candidates-{none,adabn}.jsonl (each query's first 20 candidates and true position, for fitting the prior: tools/python/fit_prior.py), recall_curves.png, matches.png.
@@ -73,7 +74,7 @@ pub(crate) struct EvaluateArgs {
     odometry_topic: Option<String>,
     /// With --filter sequence on a RobotCar traversal scored against --map: leave its visual
     /// odometry (vo/vo.csv, read by default) unread, so the filter moves by its speed bounds
-    /// alone, as without odometry.
+    /// alone, as without odometry. Not with --odometry-topic, which reads a recording's.
     #[arg(long, conflicts_with = "odometry_topic")]
     no_odometry: bool,
     /// Search each query only among the map images within this many metres (> 0, at most 1e6;

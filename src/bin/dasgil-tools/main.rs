@@ -2,7 +2,7 @@
 //! where they are defined, and its run function); `args` holds the flags several commands share.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod args;
 mod build_map;
@@ -14,6 +14,7 @@ mod localize;
 mod replay;
 mod synth;
 mod train;
+mod usage;
 
 use build_map::{run_build_map, BuildMapArgs};
 use evaluate::{run_evaluate, EvaluateArgs};
@@ -81,7 +82,8 @@ fn main() {
         std::env::set_var("MKL_CBWR", "AUTO");
     }
     init_tracing();
-    let cli = Cli::parse();
+    // A usage error says why where the flags' help knows (usage.rs).
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage::explain(e, &Cli::command()).exit());
     #[cfg(feature = "ros")]
     let replay = matches!(cli.command, Command::Replay(_));
     #[cfg(not(feature = "ros"))]

@@ -103,10 +103,12 @@ pub(crate) struct TrainArgs {
     /// Start a new run from these generator weights instead of the reference initialisation
     /// (fine-tuning): a run's generator.safetensors, a shipped model (maps/models/) or an
     /// imported authors' checkpoint, of the same network (every tensor's name and shape must
-    /// match). The optimizer and the discriminator start fresh; recorded in config.yaml.
+    /// match). The optimizer and the discriminator start fresh; recorded in config.yaml. Not
+    /// with --resume: a resumed run continues from its own checkpoint.
     #[arg(long, conflicts_with = "resume")]
     init_generator: Option<PathBuf>,
-    /// Output folder of a new run (must be empty or new).
+    /// Output folder of a new run (must be empty or new). Not with --resume, which continues
+    /// a run in its own folder.
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// Continue the run in this folder from its latest checkpoint (--epochs, --steps, --device,

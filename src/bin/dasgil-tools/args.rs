@@ -24,7 +24,8 @@ pub(crate) struct SourceArgs {
     #[arg(long, requires = "format")]
     pub(crate) root: Option<PathBuf>,
     /// The CMU slice, or the KITTI odometry sequence number (with --format; a --sequence has
-    /// its own). KITTI without it: the root's only sequence (several are refused).
+    /// its own). KITTI without it: the root's only sequence (several are refused). Not with
+    /// --sequence: a named sequence has its own slice.
     #[arg(long, conflicts_with = "sequence")]
     pub(crate) slice: Option<u32>,
     /// Cameras to use, comma-separated (cmu: c0,c1).

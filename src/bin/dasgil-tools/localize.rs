@@ -28,6 +28,7 @@ pub(crate) struct LocalizeArgs {
     shared: bool,
     /// Camera of the images when their names do not say (CMU names do; one that says another
     /// camera the map has is refused). Needed on a map of several cameras, unless --shared.
+    /// Not with --shared, which searches every camera's entries.
     #[arg(long, conflicts_with = "shared")]
     camera: Option<String>,
     /// Geo-gating: only entries within --radius metres of this X,Y,Z (map frame).

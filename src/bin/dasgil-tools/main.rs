@@ -165,4 +165,101 @@ mod tests {
         }
         cmd.debug_assert();
     }
+
+    /// Every pair of flags that cannot be used together has a reason in the help of one of
+    /// them (or of the flag one goes with), which a usage error shows as a tip (usage.rs).
+    #[test]
+    fn every_conflict_has_a_reason() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let Some(la) = a.get_long() else { continue };
+                for c in cmd.get_arg_conflicts_with(a) {
+                    let Some(lc) = c.get_long() else { continue };
+                    if super::usage::conflict_tip(cmd, la, lc).is_none() {
+                        missing.push(format!("{path}: --{la} / --{lc}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "dasgil-tools", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "no \"Not with\" reason:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    /// What a usage error says, through clap's own parsing (as `main` does).
+    fn usage_error(args: &[&str]) -> String {
+        use clap::CommandFactory;
+        let err = super::Cli::command()
+            .try_get_matches_from(args)
+            .expect_err("a usage error");
+        super::usage::explain(err, &super::Cli::command()).to_string()
+    }
+
+    #[test]
+    fn usage_errors_give_the_reason_once_whatever_the_order_or_program_name() {
+        let map = ["--sequence", "s", "--out", "o", "--map", "m"];
+        let views = ["--yaw-views", "3"];
+        let want = "tip: --yaw-views: Not with --map: a map's views are fixed when it is built";
+        for name in ["dasgil-tools", "/tmp/dt"] {
+            for args in [
+                [&map[..], &views[..]].concat(),
+                [&views[..], &map[..]].concat(),
+            ] {
+                let mut argv = vec![name, "evaluate"];
+                argv.extend(args);
+                let e = usage_error(&argv);
+                assert!(e.contains(want), "{argv:?}: {e}");
+                assert_eq!(e.matches("tip:").count(), 1, "{e}");
+            }
+        }
+        // A flag given twice is not a conflict to explain.
+        let e = usage_error(&[
+            "d",
+            "evaluate",
+            "--out",
+            "o",
+            "--photometric",
+            "none",
+            "--photometric",
+            "none",
+        ]);
+        assert!(
+            e.contains("cannot be used multiple times") && !e.contains("tip:"),
+            "{e}"
+        );
+        // A bag-only flag with another source: the reason is --bag's.
+        let e = usage_error(&[
+            "d",
+            "build-map",
+            "--out",
+            "o",
+            "--sequence",
+            "s",
+            "--every",
+            "2",
+        ]);
+        assert!(
+            e.contains("tip: --every goes with --bag; --bag: Not with --sequence"),
+            "{e}"
+        );
+        // An unknown flag: the flags with it as a whole part of their name, then clap's guess.
+        let e = usage_error(&["d", "evaluate", "--out", "o", "--odometry", "x"]);
+        assert!(
+            e.contains("'--odometry-topic'") && e.contains("'--no-odometry'"),
+            "{e}"
+        );
+        let e = usage_error(&["d", "synth", "cmu", "--out", "o", "--lateral", "2"]);
+        assert!(
+            e.contains("tip: a similar argument exists: '--query-lateral'"),
+            "{e}"
+        );
+    }
 }

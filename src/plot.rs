@@ -180,7 +180,19 @@ fn draw_panel(
         };
         ((x - x0) / (x1 - x0), fy)
     });
-    let y_label: &dyn Fn(&f64) -> String = if log { &log_tick_label } else { &tick_label };
+    // Labels as fine as the axis's span needs, so neighbours differ (a loss between 2.67 and
+    // 2.72 is not labelled 2.71, 2.71, 2.71); whole-number x (steps, epochs) only at whole
+    // ticks.
+    let y_linear = move |v: &f64| span_tick_label(*v, y1 - y0);
+    let y_label: &dyn Fn(&f64) -> String = if log { &log_tick_label } else { &y_linear };
+    let x_whole = !all.is_empty() && all.iter().all(|(x, _)| x.fract() == 0.0);
+    let x_linear = move |v: &f64| {
+        if x_whole && (v - v.round()).abs() > 1e-9 * v.abs().max(1.0) {
+            String::new()
+        } else {
+            span_tick_label(*v, x1 - x0)
+        }
+    };
     // The legend's font: 12 px, smaller (down to 7) where the longest name would not fit the
     // plot's width at 12 (about 0.45 em a character; the line sample and padding ~40 px).
     let longest = p
@@ -200,7 +212,7 @@ fn draw_panel(
                 mesh.x_desc(p.x_label)
                     .y_desc(p.y_label)
                     .label_style(("sans-serif", 12))
-                    .x_label_formatter(&tick_label)
+                    .x_label_formatter(&x_linear)
                     .y_label_formatter(y_label);
             } else {
                 mesh.disable_x_axis().disable_y_axis();
@@ -295,6 +307,28 @@ pub fn tick_label(v: &f64) -> String {
         } else {
             s
         }
+    }
+}
+
+/// [`tick_label`] with at least as many decimals as ticks about a tenth of `span` apart need
+/// (plotters puts about ten on an axis) to differ from each other.
+pub fn span_tick_label(v: f64, span: f64) -> String {
+    let a = v.abs();
+    if !(span.is_finite() && span > 0.0) || a < 1e-12 || !(1e-3..1e7).contains(&a) {
+        return tick_label(&v);
+    }
+    let needed = (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize;
+    let own = if v.fract() == 0.0 {
+        0
+    } else {
+        (2 - a.log10().floor() as i32).clamp(0, 6) as usize
+    };
+    let digits = needed.max(own);
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -486,6 +520,18 @@ mod tick_tests {
         assert_eq!(tick_label(&1.5e-6), "1.50e-6");
         assert_eq!(tick_label(&2.5e7), "2.50e7");
         assert_eq!(tick_label(&0.001), "0.001");
+        // On a narrow span, neighbouring ticks differ; on a wide one, as tick_label.
+        let ticks: Vec<String> = (0..6)
+            .map(|i| span_tick_label(2.67 + 0.01 * i as f64, 0.05))
+            .collect();
+        assert_eq!(ticks, ["2.67", "2.68", "2.69", "2.7", "2.71", "2.72"]);
+        let ticks: Vec<String> = (0..5)
+            .map(|i| span_tick_label(2.670 + 0.005 * i as f64, 0.02))
+            .collect();
+        assert_eq!(ticks, ["2.67", "2.675", "2.68", "2.685", "2.69"]);
+        assert_eq!(span_tick_label(1234.7, 5000.0), "1235");
+        assert_eq!(span_tick_label(200.0, 1000.0), "200");
+        assert_eq!(span_tick_label(0.25, 1.0), "0.25");
     }
 }
 

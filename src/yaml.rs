@@ -25,7 +25,34 @@ pub fn explain_with(e: &serde_yaml::Error, expected: impl Fn(&str) -> Option<Str
             message = rest.to_string();
         }
     }
-    mismatch(&message, &expected).unwrap_or(message)
+    mismatch(&message, &expected).unwrap_or_else(|| with_nearest_field(message))
+}
+
+/// serde's "unknown field `lamda_seg`, expected one of `a`, `b`, ..." with the nearest
+/// expected name said first, when one is near (a typo: 2 edits or fewer).
+fn with_nearest_field(message: String) -> String {
+    let Some(at) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[at + "unknown field `".len()..];
+    let Some((name, rest)) = rest.split_once('`') else {
+        return message;
+    };
+    let nearest = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match nearest {
+        Some((_, k)) => message.replacen(
+            &format!("unknown field `{name}`,"),
+            &format!("unknown field `{name}` (did you mean `{k}`?),"),
+            1,
+        ),
+        None => message,
+    }
 }
 
 /// As [`explain_with`], for an error in `text`: a line the error is at that holds a tab (YAML
@@ -46,6 +73,20 @@ pub fn explain_in(
     } else {
         message
     }
+}
+
+/// The line to name for `e`: where libyaml found the error, or, for a key without its `:`
+/// ("could not find expected ':' ... while scanning a simple key at line N"), the key's line N
+/// (libyaml notices the missing colon only on the line after it).
+pub fn error_line(e: &serde_yaml::Error) -> Option<usize> {
+    let message = e.to_string();
+    let key = "while scanning a simple key at line ";
+    let simple_key = message.find(key).and_then(|at| {
+        let rest = &message[at + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    simple_key.or_else(|| e.location().map(|l| l.line()))
 }
 
 /// "path: invalid type: X, expected T" (or "invalid value: ...", "invalid length N, ...",
@@ -176,6 +217,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_field_near_a_known_one_says_which() {
+        let e = serde_yaml::from_str::<File>("rat: 0.5\n").unwrap_err();
+        let m = explain(&e);
+        assert!(
+            m.starts_with("unknown field `rat` (did you mean `rate`?), expected"),
+            "{m}"
+        );
+        let e = serde_yaml::from_str::<File>("velocity: 0.5\n").unwrap_err();
+        assert!(!explain(&e).contains("did you mean"), "{}", explain(&e));
+    }
+
+    #[test]
+    fn a_key_without_its_colon_is_named_at_its_own_line() {
+        // libyaml notices the missing ':' of line 2 on line 3.
+        let e = serde_yaml::from_str::<File>("rate: 0.5\nbatch 4\non: true\n").unwrap_err();
+        assert_eq!(e.location().map(|l| l.line()), Some(3), "{e}");
+        assert_eq!(error_line(&e), Some(2));
+        let e = serde_yaml::from_str::<File>("rate: [1\n").unwrap_err();
+        assert_eq!(error_line(&e), e.location().map(|l| l.line()));
+    }
+
+    #[test]
     fn type_and_value_errors_name_the_field_what_was_expected_and_found() {
         assert_eq!(
             error_of("batch: 2\nrate: 2e-3x\n"),
@@ -253,9 +316,9 @@ mod tests {
 
     #[test]
     fn other_errors_keep_their_wording_without_the_location() {
-        let (line, m) = error_of("batch: 2\nrat: 1\n");
+        let (line, m) = error_of("batch: 2\nvelocity: 1\n");
         assert_eq!(line, Some(2));
-        assert!(m.starts_with("unknown field `rat`, expected one of"), "{m}");
+        assert!(m.starts_with("unknown field `velocity`, expected one of"), "{m}");
         assert!(!m.contains("at line"), "{m}");
         let (_, m) = error_of("batch: [\n");
         assert!(!m.is_empty(), "{m}");

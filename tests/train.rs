@@ -962,3 +962,110 @@ fn sigterm_writes_a_checkpoint_and_exits_zero() {
     // The rows written match the checkpoint (resume continues from there).
     assert_eq!(csv_rows(&out).len() as u64, step + 1);
 }
+
+/// A run started with data paths relative to the working folder records them absolute and
+/// resumes from any folder; a run that recorded them relative (before they were recorded
+/// absolute) is refused from elsewhere with the reason, and resumes when the same data is given
+/// by its path from there.
+#[test]
+fn a_run_with_relative_data_paths_resumes_from_another_folder() {
+    let (vk, ki) = data();
+    let base = vk.parent().unwrap();
+    let (vk_name, ki_name) = (
+        vk.file_name().unwrap().to_str().unwrap(),
+        ki.file_name().unwrap().to_str().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let in_folder = |cwd: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+            .current_dir(cwd)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output_limited()
+            .expect("run dasgil-tools")
+    };
+    ok(&in_folder(
+        base,
+        &[
+            "train",
+            "--vkitti",
+            vk_name,
+            "--kitti",
+            ki_name,
+            "--size",
+            "256x256",
+            "--batch",
+            "1",
+            "--seed",
+            "5",
+            "--steps",
+            "1",
+            "--out",
+            path_str(&run),
+        ],
+    ));
+    let cfg = std::fs::read_to_string(run.join("config.yaml")).unwrap();
+    let vk_abs = std::fs::canonicalize(vk).unwrap();
+    assert!(
+        cfg.contains(&format!("- {}", vk_abs.display())),
+        "data paths not recorded absolute:\n{cfg}"
+    );
+    // From another folder: resumes.
+    let out = ok(&in_folder(
+        dir.path(),
+        &["train", "--resume", "run", "--steps", "2"],
+    ));
+    assert!(out.contains("trained steps 1..2 of 2"), "{out}");
+    // A run that recorded relative paths (as runs did before): refused from elsewhere, saying
+    // why and what to do.
+    let state = run.join("checkpoints/step-00000002/state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let ki_abs = std::fs::canonicalize(ki).unwrap();
+    let old = text
+        .replace(
+            &format!("\"{}\"", vk_abs.display()),
+            &format!("\"{vk_name}\""),
+        )
+        .replace(
+            &format!("\"{}\"", ki_abs.display()),
+            &format!("\"{ki_name}\""),
+        );
+    assert_ne!(old, text, "state.json holds the paths: {text}");
+    std::fs::write(&state, old).unwrap();
+    let refused = in_folder(dir.path(), &["train", "--resume", "run", "--steps", "3"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains(&format!(
+            "records --vkitti `{vk_name}`, a path relative to the folder the run was started in"
+        )) && msg.contains("resume from that folder, or give --vkitti"),
+        "{msg}"
+    );
+    // The same data by its path from here: accepted, and recorded absolute.
+    let out = ok(&in_folder(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            "run",
+            "--steps",
+            "3",
+            "--vkitti",
+            path_str(vk),
+            "--kitti",
+            path_str(ki),
+        ],
+    ));
+    assert!(out.contains("trained steps 2..3 of 3"), "{out}");
+    // Other data is still another run's: refused, the lists written plainly.
+    let msg = refused_resume(&run, &["--vkitti", path_str(ki), "--steps", "4"]);
+    assert!(
+        msg.contains(&format!(
+            "the run has vkitti = {}, given {}",
+            vk_abs.display(),
+            std::fs::canonicalize(ki).unwrap().display()
+        )),
+        "{msg}"
+    );
+}

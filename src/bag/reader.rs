@@ -243,7 +243,7 @@ impl Bag {
                 let m: MetadataFile =
                     serde_yaml::from_str(&text).map_err(|e| BagError::Metadata {
                         path: yaml.clone(),
-                        line: e.location().map(|l| l.line()),
+                        line: crate::yaml::error_line(&e),
                         message: crate::yaml::explain(&e),
                     })?;
                 let m = m.rosbag2_bagfile_information;

@@ -255,9 +255,7 @@ pub fn sequences(file: Option<&Path>) -> Result<BTreeMap<String, Sequence>, Pipe
         let message = one_path_style(&crate::yaml::explain_in(&text, &e, recipe_expected));
         PipelineError::SequencesFile {
             origin: origin.clone(),
-            line: e
-                .location()
-                .map(|l| field_line(&text, l.line(), &message).unwrap_or(l.line())),
+            line: crate::yaml::error_line(&e).map(|l| field_line(&text, l, &message).unwrap_or(l)),
             message,
         }
     })?;

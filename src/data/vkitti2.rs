@@ -222,6 +222,48 @@ fn check_variation_name(path: &Path, name: &str) -> Result<(), DataError> {
     }
 }
 
+/// A root in the other layout, or a KITTI odometry set, said as such (not as an unknown
+/// variation or a missing folder several levels down).
+fn sniff_layout(roots: &Vkitti2Roots) -> Result<(), DataError> {
+    match roots.layout {
+        Layout::Official => {
+            let root = &roots.rgb;
+            if root.join("vkitti_2.0.3_rgb").is_dir() {
+                return Err(DataError::layout(
+                    root,
+                    "holds vkitti_2.0.3_rgb/: the authors' repackaged layout, not the official \
+                     one; read it as such (train --dasgil-layout, or vkitti_layout: dasgil)",
+                ));
+            }
+            if root.join("dataset/sequences").is_dir() {
+                return Err(DataError::layout(
+                    root,
+                    "holds dataset/sequences/: a KITTI odometry set, not Virtual KITTI 2 (as \
+                     training's real domain it goes to --kitti)",
+                ));
+            }
+        }
+        Layout::Dasgil => {
+            let base = roots.rgb.parent().unwrap_or(Path::new("."));
+            let scenes = std::fs::read_dir(base)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("Scene"))
+                })
+                .unwrap_or(false);
+            if !roots.rgb.is_dir() && scenes {
+                return Err(DataError::layout(
+                    base,
+                    "holds SceneXX/ folders but no vkitti_2.0.3_rgb/: the official layout, not \
+                     the authors' repackaged one; read it as such (without --dasgil-layout, or \
+                     vkitti_layout: official)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn require_dir(path: &Path, what: &str) -> Result<(), DataError> {
     if path.is_dir() {
         Ok(())
@@ -232,6 +274,7 @@ fn require_dir(path: &Path, what: &str) -> Result<(), DataError> {
 
 impl Vkitti2 {
     pub fn open(roots: &Vkitti2Roots) -> Result<Self, DataError> {
+        sniff_layout(roots)?;
         require_dir(&roots.rgb, "the Virtual KITTI 2 RGB root (SceneXX folders)")?;
         require_dir(&roots.depth, "the Virtual KITTI 2 depth root")?;
         require_dir(&roots.seg, "the Virtual KITTI 2 classSegmentation root")?;

@@ -448,8 +448,8 @@ pub fn check_params_files(args: &[String]) -> Result<Vec<(String, String)>> {
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "--params-file {path}{}: not valid YAML: {}",
-                e.location()
-                    .map(|l| format!(":{}", l.line()))
+                crate::yaml::error_line(&e)
+                    .map(|l| format!(":{l}"))
                     .unwrap_or_default(),
                 crate::yaml::explain(&e)
             )

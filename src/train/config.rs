@@ -143,6 +143,22 @@ impl TrainConfig {
                 canonical(std::slice::from_mut(k));
             }
         }
+        // A run recorded before paths were recorded absolute has them relative to the folder
+        // it started in: a given path that ends with the recorded one is the same data, given
+        // from another folder.
+        let same_data = |recorded: &mut PathBuf, given: &PathBuf| {
+            if recorded.is_relative() && !recorded.exists() && given.ends_with(&*recorded) {
+                *recorded = given.clone();
+            }
+        };
+        if a.vkitti.len() == b.vkitti.len() {
+            for (r, g) in a.vkitti.iter_mut().zip(&b.vkitti) {
+                same_data(r, g);
+            }
+        }
+        if let (Some(r), Some(g)) = (a.kitti.as_mut(), b.kitti.as_ref()) {
+            same_data(r, g);
+        }
         let to_map = |c: &TrainConfig| match serde_yaml::to_value(c) {
             Ok(serde_yaml::Value::Mapping(mut m)) => {
                 // Left out when 0 (as runs before the field wrote it): compared, and named in
@@ -156,10 +172,22 @@ impl TrainConfig {
             _ => serde_yaml::Mapping::new(),
         };
         let (ma, mb) = (to_map(&a), to_map(&b));
-        let text = |v: Option<&serde_yaml::Value>| {
-            v.and_then(|v| serde_yaml::to_string(v).ok())
+        let text = |v: Option<&serde_yaml::Value>| match v {
+            // A list as `a, b` (not YAML's `- a - b`).
+            Some(serde_yaml::Value::Sequence(items)) => items
+                .iter()
+                .map(|i| match i {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .map(|s| s.trim().replace('\n', " "))
+                        .unwrap_or_default(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => v
+                .and_then(|v| serde_yaml::to_string(v).ok())
                 .map(|s| s.trim().replace('\n', " "))
-                .unwrap_or_else(|| "none".into())
+                .unwrap_or_else(|| "none".into()),
         };
         let mut out = Vec::new();
         // Both sides' keys: a field left out when empty (init_generator) may be on one only.
@@ -345,7 +373,7 @@ impl TrainConfig {
         })?;
         let cfg: Self = serde_yaml::from_str(&text).map_err(|e| {
             let message = crate::yaml::explain_in(&text, &e, expected_of);
-            let line = e.location().map(|l| l.line());
+            let line = crate::yaml::error_line(&e);
             let (line, message) = whole_file_errors(&text, line, message);
             ConfigError::Parse {
                 path: path.to_path_buf(),

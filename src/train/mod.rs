@@ -717,7 +717,7 @@ pub fn run(
             .map_err(|e| PathIoError::new("cannot write", &csv_path, e))?;
         tracing::debug!(loss = row[0], "step done");
         last = columns.iter().cloned().zip(row.iter().copied()).collect();
-        progress.inc(1);
+        // The message first: the bar draws on `inc`, with this step's losses.
         progress.set_message(format!(
             "G {:.3} depth {:.3} seg {:.3} trip {:.3} D {:.3}",
             row[0],
@@ -726,6 +726,7 @@ pub fn run(
             row[7],
             row[row.len() - 3]
         ));
+        progress.inc(1);
         let done = trainer.step;
         let epoch_end = done % steps_per_epoch == 0;
         let stop = interrupt.load(Ordering::SeqCst);

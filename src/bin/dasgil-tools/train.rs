@@ -300,11 +300,47 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     if a.init_generator.is_some() {
         cfg.init_generator = a.init_generator.clone();
     }
-    // Recorded absolute (from the flag or a --config file), so the run says which file it
-    // started from wherever it is read.
-    if let Some(p) = cfg.init_generator.take() {
-        cfg.init_generator = Some(std::fs::canonicalize(&p).unwrap_or(p));
+    // A run recorded before data paths were recorded absolute has them relative to the folder
+    // it was started in: resumed from elsewhere, say so (rather than "missing").
+    if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
+        let data = cfg.vkitti.iter().map(|p| ("--vkitti", p));
+        let lost = data
+            .chain(cfg.kitti.iter().map(|p| ("--kitti", p)))
+            .find(|(flag, p)| {
+                let recorded = if *flag == "--vkitti" {
+                    r.vkitti.contains(p)
+                } else {
+                    r.kitti.as_ref() == Some(*p)
+                };
+                recorded && p.is_relative() && !p.exists()
+            });
+        if let Some((flag, p)) = lost {
+            let here = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| ".".into());
+            anyhow::bail!(
+                "{} records {flag} `{}`, a path relative to the folder the run was started in, \
+                 and there is no `{}` in {here}: resume from that folder, or give {flag} with \
+                 the same data's path from here (recorded absolute from then on)",
+                dir.display(),
+                p.display(),
+                p.display()
+            );
+        }
     }
+    // Recorded absolute (from the flags or a --config file), so the run resumes from any
+    // folder and says which data and weights it started from wherever it is read.
+    let absolute = |p: PathBuf| {
+        std::fs::canonicalize(&p)
+            .or_else(|_| std::path::absolute(&p))
+            .unwrap_or(p)
+    };
+    cfg.vkitti = std::mem::take(&mut cfg.vkitti)
+        .into_iter()
+        .map(absolute)
+        .collect();
+    cfg.kitti = cfg.kitti.take().map(absolute);
+    cfg.init_generator = cfg.init_generator.take().map(absolute);
     // Weights trained on normalised images go on seeing them unless --photometric says
     // otherwise (their checkpoints would otherwise record none, and maps built with them stop
     // normalising). A file that cannot be read is reported when the trainer loads it.

@@ -318,7 +318,10 @@ mod tests {
     fn other_errors_keep_their_wording_without_the_location() {
         let (line, m) = error_of("batch: 2\nvelocity: 1\n");
         assert_eq!(line, Some(2));
-        assert!(m.starts_with("unknown field `velocity`, expected one of"), "{m}");
+        assert!(
+            m.starts_with("unknown field `velocity`, expected one of"),
+            "{m}"
+        );
         assert!(!m.contains("at line"), "{m}");
         let (_, m) = error_of("batch: [\n");
         assert!(!m.is_empty(), "{m}");

@@ -31,7 +31,7 @@
 //! about its vertical axis by a yaw drawn uniformly within +-DEG, as a vehicle passing the same
 //! place a little turned sees it: the pure-rotation homography of the frame's intrinsics, the
 //! same as build-map's yaw views (`crate::map::views`; RGB bilinear, black where the image
-//! shows nothing); depth and classes by the same rays, nearest, edge-clamped where the image
+//! shows nothing, until the colour changes after it tint that black too); depth and classes by the same rays, nearest, edge-clamped where the image
 //! shows nothing, depth as the point's z in the turned camera (the source's z over the turned
 //! ray's z; the far plane, 655.35 m, stays the far plane). The anchor and its positive are turned independently, so a positive pair differs
 //! by up to 2 DEG of heading. Its draws come from a stream of their own: runs without it keep

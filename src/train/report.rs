@@ -134,7 +134,7 @@ pub fn batch_rows(
             let [a, p, n] = host.shown[t];
             let at = host.real_shown[t];
             let path = &data.real[at];
-            let real = path.strip_prefix(&data.real_root).unwrap_or(path).display();
+            let real = tail(path.strip_prefix(&data.real_root).unwrap_or(path));
             let mut real = format!("real: {real}{}", if d.flip_real { " flipped" } else { "" });
             if at != d.real {
                 real.push_str(" (for an unreadable one)");
@@ -167,6 +167,31 @@ pub fn batch_rows(
             ]
         })
         .collect()
+}
+
+/// A path's last components, as many as fit in about 28 characters (at least the file name),
+/// after `.../` when any were left out: the end (sequence, camera, file) is what tells images
+/// apart, so a caption cut for width loses the start.
+fn tail(path: &Path) -> String {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let mut kept = 0;
+    let mut len = 0;
+    for p in parts.iter().rev() {
+        if kept > 0 && len + 1 + p.chars().count() > 28 {
+            break;
+        }
+        len += p.chars().count() + usize::from(kept > 0);
+        kept += 1;
+    }
+    let shown = parts[parts.len() - kept..].join("/");
+    if kept < parts.len() {
+        format!(".../{shown}")
+    } else {
+        shown
+    }
 }
 
 /// What batch.png's title says of the batch's making. Every augmentation is drawn per image,
@@ -363,7 +388,10 @@ fn predictions(png: &Path, trainer: &Trainer, val: &ValidationSample) -> Result<
     ];
     plot::image_sheet(
         png,
-        &format!("step {}: {}", trainer.step, val.name),
+        &format!(
+            "after {} steps: {} (depth near yellow, far blue, 1-200 m log, sky black)",
+            trainer.step, val.name
+        ),
         &rows,
         400,
     )?;
@@ -484,7 +512,7 @@ mod tests {
                 .unwrap();
             assert!(rel.components().count() > 1, "{}", rel.display());
             let flipped = if d.flip_real { " flipped" } else { "" };
-            assert_eq!(row[5].0, format!("real: {}{flipped}", rel.display()));
+            assert_eq!(row[5].0, format!("real: {}{flipped}", tail(rel)));
         }
         // An unreadable frame drawn: the picture shows the frame that stood in for it, and says
         // so.
@@ -502,6 +530,14 @@ mod tests {
                 data.frame(a).index
             )
         );
+        // The end of a long path is kept: sequence, camera, file.
+        assert_eq!(
+            tail(Path::new("dataset/sequences/00/image_2/000000.png")),
+            ".../00/image_2/000000.png"
+        );
+        assert_eq!(tail(Path::new("a/b.png")), "a/b.png");
+        let long = "x".repeat(40) + ".png";
+        assert_eq!(tail(Path::new(&format!("d/{long}"))), format!(".../{long}"));
         assert_eq!(
             batch_title(&spec, 11),
             "step 11: the batch as the network receives it (labelled images augmented at \

@@ -314,11 +314,14 @@ pub fn tick_label(v: &f64) -> String {
 /// (plotters puts about ten on an axis) to differ from each other.
 pub fn span_tick_label(v: f64, span: f64) -> String {
     let a = v.abs();
-    if !(span.is_finite() && span > 0.0) || a < 1e-12 || !(1e-3..1e7).contains(&a) {
+    // One format for the whole axis: fixed decimals wherever a tenth of the span needs six or
+    // fewer (an axis from 0 to 0.001 reads 0.0002, not 2.00e-4 beside 0.001).
+    let needed = (-(span / 10.0).log10()).ceil().max(0.0);
+    if !(span.is_finite() && span > 0.0) || a < 1e-12 || a >= 1e7 || needed > 6.0 {
         return tick_label(&v);
     }
-    let needed = (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize;
-    let own = if v.fract() == 0.0 {
+    let needed = needed as usize;
+    let own = if v.fract() == 0.0 || a < 1e-3 {
         0
     } else {
         (2 - a.log10().floor() as i32).clamp(0, 6) as usize
@@ -532,6 +535,15 @@ mod tick_tests {
         assert_eq!(span_tick_label(1234.7, 5000.0), "1235");
         assert_eq!(span_tick_label(200.0, 1000.0), "200");
         assert_eq!(span_tick_label(0.25, 1.0), "0.25");
+        // An axis from 0 to 0.001 (an all-zero loss): fixed decimals throughout.
+        let ticks: Vec<String> = (0..=5)
+            .map(|i| span_tick_label(0.0002 * i as f64, 0.001))
+            .collect();
+        assert_eq!(
+            ticks,
+            ["0", "0.0002", "0.0004", "0.0006", "0.0008", "0.001"]
+        );
+        assert_eq!(span_tick_label(-0.5, 2.0), "-0.5");
     }
 }
 

@@ -29,7 +29,8 @@ pub fn explain_with(e: &serde_yaml::Error, expected: impl Fn(&str) -> Option<Str
 }
 
 /// serde's "unknown field `lamda_seg`, expected one of `a`, `b`, ..." with the nearest
-/// expected name said first, when one is near (a typo: 2 edits or fewer).
+/// expected name said first, when one is near (a typo: at most a third of the name's letters,
+/// and at least one, edited; `step` is not near `seed`).
 fn with_nearest_field(message: String) -> String {
     let Some(at) = message.find("unknown field `") else {
         return message;
@@ -43,7 +44,7 @@ fn with_nearest_field(message: String) -> String {
         .skip(1)
         .step_by(2)
         .map(|k| (strsim::levenshtein(name, k), k))
-        .filter(|(d, _)| *d <= 2)
+        .filter(|(d, _)| *d <= (name.chars().count() / 3).max(1))
         .min();
     match nearest {
         Some((_, k)) => message.replacen(
@@ -224,8 +225,10 @@ mod tests {
             m.starts_with("unknown field `rat` (did you mean `rate`?), expected"),
             "{m}"
         );
-        let e = serde_yaml::from_str::<File>("velocity: 0.5\n").unwrap_err();
-        assert!(!explain(&e).contains("did you mean"), "{}", explain(&e));
+        for far in ["velocity: 0.5\n", "bat: 1\n"] {
+            let e = serde_yaml::from_str::<File>(far).unwrap_err();
+            assert!(!explain(&e).contains("did you mean"), "{}", explain(&e));
+        }
     }
 
     #[test]

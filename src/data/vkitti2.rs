@@ -228,35 +228,57 @@ fn sniff_layout(roots: &Vkitti2Roots) -> Result<(), DataError> {
     match roots.layout {
         Layout::Official => {
             let root = &roots.rgb;
+            let scene_dirs = std::fs::read_dir(root)
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        e.file_name().to_string_lossy().starts_with("Scene") && e.path().is_dir()
+                    })
+                })
+                .unwrap_or(false);
+            if scene_dirs {
+                return Ok(());
+            }
             if root.join("vkitti_2.0.3_rgb").is_dir() {
                 return Err(DataError::layout(
                     root,
                     "holds vkitti_2.0.3_rgb/: the authors' repackaged layout, not the official \
-                     one; read it as such (train --dasgil-layout, or vkitti_layout: dasgil)",
+                     one; read it as such (train --dasgil-layout, or vkitti_layout: dasgil in a \
+                     training config)",
                 ));
             }
-            if root.join("dataset/sequences").is_dir() {
+            if root.join("dataset/sequences").is_dir() || root.join("sequences").is_dir() {
                 return Err(DataError::layout(
                     root,
-                    "holds dataset/sequences/: a KITTI odometry set, not Virtual KITTI 2 (as \
+                    "holds the sequences/ of a KITTI odometry set, not Virtual KITTI 2 (as \
                      training's real domain it goes to --kitti)",
                 ));
             }
         }
         Layout::Dasgil => {
             let base = roots.rgb.parent().unwrap_or(Path::new("."));
+            if base
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vkitti_2.0.3_"))
+            {
+                return Err(DataError::layout(
+                    base,
+                    "is one of the repackaged layout's folders: give the folder that holds \
+                     vkitti_2.0.3_rgb/, _depth/ and _classSegmentation/",
+                ));
+            }
             let scenes = std::fs::read_dir(base)
                 .map(|d| {
-                    d.flatten()
-                        .any(|e| e.file_name().to_string_lossy().starts_with("Scene"))
+                    d.flatten().any(|e| {
+                        e.file_name().to_string_lossy().starts_with("Scene") && e.path().is_dir()
+                    })
                 })
                 .unwrap_or(false);
             if !roots.rgb.is_dir() && scenes {
                 return Err(DataError::layout(
                     base,
                     "holds SceneXX/ folders but no vkitti_2.0.3_rgb/: the official layout, not \
-                     the authors' repackaged one; read it as such (without --dasgil-layout, or \
-                     vkitti_layout: official)",
+                     the authors' repackaged one; read it as such (train without \
+                     --dasgil-layout, or vkitti_layout: official in a training config)",
                 ));
             }
         }
@@ -619,7 +641,10 @@ fn open_dasgil_variation(roots: &Vkitti2Roots, rel: &Path) -> Result<Variation, 
         .zip(seg)
         .enumerate()
         .map(|(i, ((rgb, depth), seg))| {
-            let camera = if rgb.to_string_lossy().contains("Camera_1") {
+            // From the folders below the root only (a `Camera_10` or `Camera_1_old` above
+            // the data is no camera).
+            let below = rgb.strip_prefix(&roots.rgb).unwrap_or(&rgb);
+            let camera = if below.components().any(|c| c.as_os_str() == "Camera_1") {
                 1
             } else {
                 0

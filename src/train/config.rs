@@ -147,7 +147,21 @@ impl TrainConfig {
         // it started in: a given path that ends with the recorded one is the same data, given
         // from another folder.
         let same_data = |recorded: &mut PathBuf, given: &PathBuf| {
-            if recorded.is_relative() && !recorded.exists() && given.ends_with(&*recorded) {
+            // `./vk` and `../data/vk` end as `vk` and `data/vk` do.
+            let parts: Vec<_> = recorded.components().collect();
+            let from = parts
+                .iter()
+                .rposition(|c| matches!(c, std::path::Component::ParentDir))
+                .map_or(0, |i| i + 1);
+            let tail: PathBuf = parts[from..]
+                .iter()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
+            if recorded.is_relative()
+                && !recorded.exists()
+                && !tail.as_os_str().is_empty()
+                && given.ends_with(&tail)
+            {
                 *recorded = given.clone();
             }
         };

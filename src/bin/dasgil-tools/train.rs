@@ -304,43 +304,50 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     // it was started in: resumed from elsewhere, say so (rather than "missing").
     if let (Some(dir), Some(r)) = (&a.resume, &recorded) {
         let data = cfg.vkitti.iter().map(|p| ("--vkitti", p));
-        let lost = data
+        let lost: Vec<(&str, &PathBuf)> = data
             .chain(cfg.kitti.iter().map(|p| ("--kitti", p)))
-            .find(|(flag, p)| {
+            .filter(|(flag, p)| {
                 let recorded = if *flag == "--vkitti" {
                     r.vkitti.contains(p)
                 } else {
                     r.kitti.as_ref() == Some(*p)
                 };
                 recorded && p.is_relative() && !p.exists()
-            });
-        if let Some((flag, p)) = lost {
+            })
+            .collect();
+        if !lost.is_empty() {
             let here = std::env::current_dir()
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|_| ".".into());
+            let named: Vec<String> = lost
+                .iter()
+                .map(|(flag, p)| format!("{flag} `{}`", p.display()))
+                .collect();
+            let mut flags: Vec<&str> = lost.iter().map(|(f, _)| *f).collect();
+            flags.dedup();
             anyhow::bail!(
-                "{} records {flag} `{}`, a path relative to the folder the run was started in, \
-                 and there is no `{}` in {here}: resume from that folder, or give {flag} with \
-                 the same data's path from here (recorded absolute from then on)",
+                "{} records {}: relative to the folder the run was started in, and not found \
+                 from {here}: resume from that folder, or give {} with the same data's paths \
+                 from here (every root, in the recorded order; recorded absolute from then on)",
                 dir.display(),
-                p.display(),
-                p.display()
+                named.join(" and "),
+                flags.join(" and ")
             );
         }
     }
     // Recorded absolute (from the flags or a --config file), so the run resumes from any
-    // folder and says which data and weights it started from wherever it is read.
-    let absolute = |p: PathBuf| {
-        std::fs::canonicalize(&p)
-            .or_else(|_| std::path::absolute(&p))
-            .unwrap_or(p)
-    };
+    // folder: data roots as given, made absolute (a symbolic link stays the link, so data
+    // moved behind it is still the run's), the starting weights as the file they are.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     cfg.vkitti = std::mem::take(&mut cfg.vkitti)
         .into_iter()
         .map(absolute)
         .collect();
     cfg.kitti = cfg.kitti.take().map(absolute);
-    cfg.init_generator = cfg.init_generator.take().map(absolute);
+    cfg.init_generator = cfg
+        .init_generator
+        .take()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     // Weights trained on normalised images go on seeing them unless --photometric says
     // otherwise (their checkpoints would otherwise record none, and maps built with them stop
     // normalising). A file that cannot be read is reported when the trainer loads it.

@@ -317,7 +317,7 @@ pub fn span_tick_label(v: f64, span: f64) -> String {
     // One format for the whole axis: fixed decimals wherever a tenth of the span needs six or
     // fewer (an axis from 0 to 0.001 reads 0.0002, not 2.00e-4 beside 0.001).
     let needed = (-(span / 10.0).log10()).ceil().max(0.0);
-    if !(span.is_finite() && span > 0.0) || a < 1e-12 || a >= 1e7 || needed > 6.0 {
+    if !(span.is_finite() && span > 0.0 && (1e-12..1e7).contains(&a)) || needed > 6.0 {
         return tick_label(&v);
     }
     let needed = needed as usize;

@@ -114,6 +114,10 @@ pub enum PipelineError {
     NoPrior { path: PathBuf, why: String },
     #[error("{}: metric: {message}", path.display())]
     MapMetric { path: PathBuf, message: String },
+    #[error("map {}: cannot centre its descriptors (centring: running): {why}", path.display())]
+    Centring { path: PathBuf, why: String },
+    #[error("{}: no timestamp: centring (--centring running) follows each camera's frames in time order (use --centring none, or a data set whose query names or lists give timestamps)", path.display())]
+    CentringTimestamp { path: PathBuf },
     #[error("top_k: expected 1 to 1000, found {0}")]
     TopK(usize),
     #[error("no --checkpoint given and the shipped model {} was not found (looked in: {tried}); pass --checkpoint FILE or set DASGIL_MODEL", crate::extract::choice::SHIPPED_MODEL)]

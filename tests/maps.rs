@@ -1717,6 +1717,54 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
 /// says so, while the submission keeps the whole map's answer; a gate wider than the world
 /// changes nothing; the same seed draws the same gates; a gate narrower than its error widens
 /// to --gate-sigmas standard deviations of it, as the node widens `gate_radius`.
+/// `evaluate --centring running` reaches the Localizer: the report and the summary say so, and
+/// every query's distance to its first hit is that of the centred descriptors (not the plain
+/// run's); the ranking metric is cosine as asked.
+#[test]
+fn evaluate_centres_descriptors_when_asked() {
+    let f = fixture();
+    let dir = f._dir.path();
+    let evaluate = |name: &str, more: &[&str]| -> (String, serde_json::Value) {
+        let out = dir.join(name);
+        let mut rest = vec![
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+            "--baseline",
+            "raw-pixels",
+            "--metric",
+            "cosine",
+        ];
+        rest.extend_from_slice(more);
+        let said = ok(&f.args("evaluate", &rest));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        (said, report["reports"][0].clone())
+    };
+    let distances = |r: &serde_json::Value| -> Vec<f64> {
+        r["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["distance"].as_f64().unwrap())
+            .collect()
+    };
+    let (said, plain) = evaluate("plain", &[]);
+    assert_eq!(plain["centring"], "none");
+    assert!(!said.contains("centring"), "{said}");
+    let (said, centred) = evaluate("centred", &["--centring", "running"]);
+    assert_eq!(centred["centring"], "running");
+    assert!(said.contains("centring running"), "{said}");
+    assert_eq!(centred["all"]["queries"], plain["all"]["queries"]);
+    let (a, b) = (distances(&plain), distances(&centred));
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() > 1e-6),
+        "plain {a:?}\ncentred {b:?}"
+    );
+}
+
 #[test]
 fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     let f = fixture();

@@ -1447,6 +1447,84 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     );
 }
 
+/// `centring: running` through the node (with `metric: cosine`): a drive past the map's own
+/// images, twice, each frame localized at its image's pose; on a map searched with L1 (the
+/// test checkpoint's, which records no metric) the node stops naming the map and the fix; a
+/// bad value stops it naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centring_through_the_node_localizes_a_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, map) = five_places(dir.path());
+    let args: Vec<String> = [
+        "-p",
+        "image_topics:=[cam0/image_raw]",
+        "-p",
+        "camera_ids:=[c0]",
+        "-p",
+        "filter:=none",
+        "-p",
+        "metric:=cosine",
+        "-p",
+        "centring:=running",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut h = Harness::start("centring", &map, &args);
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam = node
+        .create_publisher::<Image>(&format!("{ns}/cam0/image_raw"), QosProfile::sensor_data())
+        .unwrap();
+    let mut priors = node
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    let mut seen = Vec::new();
+    let first = probe(&slice, 0, "c0");
+    let mut sec = 100;
+    let p = first_prior(&mut priors, &mut seen, &mut sec, |sec| {
+        cam.publish(&raw(&first, sec, "cam0")).unwrap()
+    })
+    .await;
+    assert!(same_position(&p, &first.pose), "{p:?}");
+    for lap in 0..2 {
+        for place in 1..5 {
+            let frame = probe(&slice, place, "c0");
+            sec += 1;
+            cam.publish(&raw(&frame, sec, "cam0")).unwrap();
+            let p = wait_prior(&mut priors, sec, &mut seen).await;
+            assert!(
+                same_position(&p, &frame.pose),
+                "lap {lap}, place {place}: prior at {:?}, image at {:?}",
+                p.pose.pose.position,
+                frame.pose.translation.vector
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    let map_arg = format!("map:={}", map.display());
+    let e = node_error(&["--ros-args", "-p", &map_arg, "-p", "centring:=running"]);
+    assert!(
+        e.contains(
+            "cannot centre its descriptors (centring: running): it is searched with the l1 metric"
+        ) && e.contains("`metric: cosine`"),
+        "{e}"
+    );
+    let e = node_error(&[
+        "--ros-args",
+        "-p",
+        "map:=/x.safetensors",
+        "-p",
+        "centring:=mean",
+    ]);
+    assert!(
+        e.contains("parameter `centring`: expected none or running, found `mean`"),
+        "{e}"
+    );
+}
+
 /// Under `filter: sequence` the match-quality alarm reads each frame's own single-frame
 /// confidence, not the posterior: camera c0 drives past the map's images and keeps the belief
 /// (and so the posterior mass of every frame) up, while camera c1 sees noise. c1's frames are

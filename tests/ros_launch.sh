@@ -133,7 +133,7 @@ first_success() {
 # discovered ("Node not found"): a few tries.
 params="$(first_success 10 timeout 60 ros2 param list /dasgil_localizer)" || fail "ros2 param list"
 for p in map checkpoint image_topics camera_ids transport metric top_k frame_id prior_topic gate_radius gate_sigmas \
-  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic \
+  base_from_camera max_rate min_confidence device diagnostics_period frame_timeout prior_timeout filter odometry_topic centring \
   off_map_threshold; do
   grep -qE "^ +$p$" <<<"$params" || fail "ros2 param list has no $p: $params"
 done

@@ -162,6 +162,10 @@ pub struct Report {
     /// `none` (each query on its own) or `sequence` (the Bayes filter over the map's places).
     #[serde(default = "filter_none")]
     pub filter: String,
+    /// `none`, or `running`: descriptors centred by the map's mean and each camera's recent
+    /// frames' (`--centring`, `localize::centring`).
+    #[serde(default = "filter_none")]
+    pub centring: String,
     /// The sequence filter's relocalizations (a jump beyond the motion's reach) and resets (a
     /// gap long enough to start again), with `filter: sequence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -623,6 +627,13 @@ pub fn evaluate(
             });
         }
     }
+    if loc.centre.is_some() {
+        if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
+            return Err(PipelineError::CentringTimestamp {
+                path: q.path.clone(),
+            });
+        }
+    }
     if gate.is_some_and(|g| g.drift > 0.0) {
         // Queries without ground truth are searched ungated: they need no time.
         if let Some(q) = owned
@@ -643,6 +654,20 @@ pub fn evaluate(
         .encode_images(owned, map.meta.image_decoding(), Some(&progress))?;
     progress.finish();
     let dim = loc.encoder.dim();
+    let mut desc = desc;
+    if loc.centre.is_some() {
+        let mut times = Vec::with_capacity(owned.len());
+        for q in owned {
+            let t = q
+                .timestamp_us
+                .ok_or_else(|| PipelineError::CentringTimestamp {
+                    path: q.path.clone(),
+                })?;
+            times.push(t as f64 * 1e-6);
+        }
+        let sources: Vec<&str> = owned.iter().map(|q| q.camera.as_str()).collect();
+        loc.centre_descriptors(&mut desc, &sources, &times);
+    }
     let mut results = Vec::with_capacity(owned.len());
     let mut submission = Vec::with_capacity(owned.len());
     let mut tally = Tally::default();
@@ -884,6 +909,7 @@ pub fn evaluate(
         all: score(&results.iter().collect::<Vec<_>>()),
         unscored,
         filter: loc.options.filter.name().into(),
+        centring: loc.options.centring.name().into(),
         sequence,
         published: Some(Published {
             min_confidence: loc.options.min_confidence,
@@ -1205,6 +1231,9 @@ fn run_settings(r: &Report) -> String {
     let mut s = format!("adaptation {}", r.adaptation);
     if r.filter != "none" {
         s.push_str(&format!(", filter {}", r.filter));
+    }
+    if r.centring != "none" {
+        s.push_str(&format!(", centring {}", r.centring));
     }
     if let Some(g) = &r.gate {
         s.push_str(&format!(", gate {} m", g.settings.radius));

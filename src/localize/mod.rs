@@ -10,6 +10,8 @@
 //!    images did (`MapMeta::decoding`): a raw Bayer frame is demosaiced with its stated pattern,
 //!    a single-channel frame is used only for a grey or a Bayer map; anything else is rejected;
 //! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
+//!    with `centring: running` ([`centring`]), the descriptor minus the mean of the camera's
+//!    recent frames, searched among the map's rows minus the map's mean;
 //! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
 //! 4. the prior from the top-K ([`prior`]; at a bend of the map its orientation turned towards
 //!    the neighbouring image the frame matches best, [`prior::bend_share`], and its yaw bound
@@ -19,6 +21,7 @@
 //! 5. with `filter: sequence`, the frames of every camera go through one Bayes filter over the
 //!    map's places ([`sequence`]) first: the prior is made from the place the filter believes in.
 
+pub mod centring;
 pub mod gate;
 pub mod odometry;
 pub mod prior;
@@ -72,6 +75,9 @@ pub struct Options {
     /// ([`sequence::Step::off_map`]) is at least this is withheld (counted as ambiguous, and
     /// as off the map); 1: never withheld for it.
     pub off_map_threshold: f64,
+    /// Descriptor centring ([`centring`]): none, or the map and each camera's queries by
+    /// their own means.
+    pub centring: centring::Centring,
 }
 
 impl Default for Options {
@@ -82,6 +88,7 @@ impl Default for Options {
             min_confidence: prior::DEFAULT_MIN_CONFIDENCE,
             filter: Filter::None,
             off_map_threshold: sequence::OFF_MAP_WITHHOLD,
+            centring: centring::Centring::None,
         }
     }
 }
@@ -319,10 +326,12 @@ pub fn decode_frame(frame: &Frame, map: Decode) -> Result<RgbImage, String> {
     to_map_rgb(pixels, map)
 }
 
-/// One vehicle's sequence filter, made anew for each map (a reload starts it again).
+/// One vehicle's state across frames, made anew for each map (a reload starts it again): its
+/// sequence filter and its cameras' centring windows.
 #[derive(Default)]
 pub struct Sequence {
     state: Option<(Arc<MapFile>, sequence::SequenceFilter)>,
+    centring: Option<(Arc<MapFile>, centring::QueryCentring)>,
 }
 
 impl Sequence {
@@ -355,6 +364,8 @@ pub struct Localizer {
     /// What was warned about when it was made (a metric the covariance was not fitted for),
     /// for reports that outlive the terminal (`evaluate`'s report.json and report.md).
     pub warnings: Vec<String>,
+    /// With `centring: running`: the map's mean (already taken from its rows).
+    pub centre: Option<centring::MapCentre>,
 }
 
 /// The checkpoint to encode with: the given one, else the map's own when it exists, else the
@@ -468,11 +479,43 @@ impl Localizer {
             tracing::warn!("{warning}");
             warnings.push(warning);
         }
+        let index = MapIndex::new(&map);
+        let mut map = map;
+        let centre = match options.centring {
+            centring::Centring::None => None,
+            centring::Centring::Running => {
+                if metric != Metric::Cosine {
+                    return Err(PipelineError::Centring {
+                        path: map.path.clone(),
+                        why: format!(
+                            "it is searched with the {} metric, and centred descriptors are \
+                             compared by their directions: search it with --metric cosine (the \
+                             node: `metric: cosine`)",
+                            metric.name()
+                        ),
+                    });
+                }
+                if map.meta.compression.is_some() {
+                    return Err(PipelineError::Centring {
+                        path: map.path.clone(),
+                        why: "it is compressed (build-map --compress), and its codes are of the \
+                              rows before centring: use a map built without --compress"
+                            .into(),
+                    });
+                }
+                let centre = centring::MapCentre::of(&map);
+                if let Some(c) = &centre {
+                    // The opened map is the caller's too (the node's reload keeps the old one
+                    // until the new Localizer is made): centred in a copy when it is shared.
+                    Arc::make_mut(&mut map).centre_rows(&c.mean);
+                }
+                centre
+            }
+        };
         // A cosine search reads the rows' squared norms: summed now, not on the first frame.
         if metric == Metric::Cosine && map.meta.compression.is_none() {
             map.squared_norms();
         }
-        let index = MapIndex::new(&map);
         let places = sequence::Places::new(&map);
         Ok(Self {
             encoder,
@@ -482,6 +525,7 @@ impl Localizer {
             options,
             places,
             warnings,
+            centre,
         })
     }
 
@@ -554,13 +598,30 @@ impl Localizer {
         time: f64,
         travel: Option<sequence::Travel>,
     ) -> Outcome {
-        if self.options.filter == Filter::None {
+        if self.options.filter == Filter::None && self.centre.is_none() {
             return self.localize(frame, query);
         }
         let desc = match self.describe(frame) {
             Ok(d) => d,
             Err(e) => return Outcome::Rejected(e),
         };
+        let desc = match &self.centre {
+            Some(centre) => {
+                let fresh = sequence
+                    .centring
+                    .as_ref()
+                    .is_none_or(|(map, _)| !Arc::ptr_eq(map, &self.map));
+                if fresh {
+                    sequence.centring = Some((self.map.clone(), Default::default()));
+                }
+                let (_, windows) = sequence.centring.as_mut().expect("just set");
+                windows.centre(centre, query.source, time, &desc)
+            }
+            None => desc,
+        };
+        if self.options.filter == Filter::None {
+            return self.localize_descriptor(&desc, query, self.options.top_k);
+        }
         let fresh = sequence
             .state
             .as_ref()
@@ -576,10 +637,36 @@ impl Localizer {
         self.localize_in_sequence(filter, &desc, query, time, travel, self.options.top_k)
     }
 
-    /// Frame -> outcome.
+    /// Descriptors of frames (row-major, one row per frame) centred as the node centres them
+    /// ([`centring`]), each with its camera (`sources`) and stamp (`times`, seconds), taken in
+    /// time order (ties in list order); unchanged without centring.
+    pub fn centre_descriptors(&self, desc: &mut [f32], sources: &[&str], times: &[f64]) {
+        let Some(centre) = &self.centre else {
+            return;
+        };
+        let dim = self.encoder.dim();
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        order.sort_by(|&a, &b| times[a].total_cmp(&times[b]));
+        let mut windows = centring::QueryCentring::default();
+        for i in order {
+            let row = &mut desc[i * dim..(i + 1) * dim];
+            let c = windows.centre(centre, sources[i], times[i], row);
+            row.copy_from_slice(&c);
+        }
+    }
+
+    /// Frame -> outcome (on its own: with centring, as a camera's first frame).
     pub fn localize(&self, frame: &Frame, query: &Query) -> Outcome {
         match self.describe(frame) {
-            Ok(desc) => self.localize_descriptor(&desc, query, self.options.top_k),
+            Ok(desc) => {
+                let desc = match &self.centre {
+                    Some(c) => {
+                        centring::QueryCentring::default().centre(c, query.source, 0.0, &desc)
+                    }
+                    None => desc,
+                };
+                self.localize_descriptor(&desc, query, self.options.top_k)
+            }
             Err(e) => Outcome::Rejected(e),
         }
     }

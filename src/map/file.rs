@@ -422,6 +422,7 @@ pub fn write_map(path: &Path, tensors: &[RawTensor], meta: &mut MapMeta) -> Resu
 }
 
 /// A file's bytes in memory, 8-byte aligned (f64 and i64 tensors are read in place).
+#[derive(Clone)]
 struct AlignedBytes {
     words: Vec<u64>,
     len: usize,
@@ -492,6 +493,7 @@ impl std::ops::Deref for AlignedBytes {
 /// An opened (read into memory, verified) map. Read, not memory-mapped: a map file replaced or
 /// truncated in place while the node runs (`cp new.map map`) would otherwise kill it with a bus
 /// error; the node keeps the map it loaded until `~/reload_map`.
+#[derive(Clone)]
 pub struct MapFile {
     pub path: PathBuf,
     pub meta: MapMeta,
@@ -710,6 +712,48 @@ impl MapFile {
             crate::retrieval::SquaredNorms::of(&crate::retrieval::EntryRows::of(self), self.dim());
         let _ = self.squared_norms.set(n);
         self.squared_norms.get().expect("set just above")
+    }
+
+    /// Descriptor centring's map side (`localize::centring`): every row (images and yaw
+    /// views) becomes `r / |r| - mean`, in memory (the file is not changed), stored in the
+    /// rows' own type. `mean` has the descriptor's length.
+    pub fn centre_rows(&mut self, mean: &[f32]) {
+        let dim = self.dim();
+        assert_eq!(mean.len(), dim, "a mean of the descriptor's length");
+        for name in ["descriptors", "view_descriptors"] {
+            let Some((dt, _, range)) = self.index.get(name).cloned() else {
+                continue;
+            };
+            let len = self.bytes.len;
+            let all: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut self.bytes.words)[..len];
+            let bytes = &mut all[range];
+            let centre = |row: &[f32]| -> Vec<f32> {
+                crate::localize::centring::unit(row)
+                    .iter()
+                    .zip(mean)
+                    .map(|(x, m)| x - m)
+                    .collect()
+            };
+            match dt {
+                Dtype::F16 => {
+                    let rows: &mut [half::f16] = bytemuck::cast_slice_mut(bytes);
+                    for r in rows.chunks_mut(dim.max(1)) {
+                        let f: Vec<f32> = r.iter().map(|x| x.to_f32()).collect();
+                        for (x, c) in r.iter_mut().zip(centre(&f)) {
+                            *x = half::f16::from_f32(c);
+                        }
+                    }
+                }
+                _ => {
+                    let rows: &mut [f32] = bytemuck::cast_slice_mut(bytes);
+                    for r in rows.chunks_mut(dim.max(1)) {
+                        let c = centre(r);
+                        r.copy_from_slice(&c);
+                    }
+                }
+            }
+        }
+        self.squared_norms = std::sync::OnceLock::new();
     }
 
     /// Yaw views per entry (0: none).

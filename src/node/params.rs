@@ -155,6 +155,8 @@ pub struct NodeParams {
     pub off_map_threshold: Number,
     /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place (the direction comes from the filter's own velocity: odometry's frame is not the map's); stamps must share the cameras' clock; empty: no odometry
     pub odometry_topic: String,
+    /// none (default): descriptors compared as encoded; running: the map's rows minus the map's mean, each frame minus the mean of its camera's last 30 frames (a frame joins them only when it differs from the newest one, so a stopped robot does not centre its place away), which takes away what a season's or a camera's look shares across places (docs/pose-prior.md, "Descriptor centring"); needs the cosine metric and an uncompressed map
+    pub centring: String,
 }
 
 impl Default for NodeParams {
@@ -183,6 +185,7 @@ impl Default for NodeParams {
             filter: crate::localize::Filter::Sequence.name().into(),
             off_map_threshold: Number(crate::localize::Options::default().off_map_threshold),
             odometry_topic: String::new(),
+            centring: crate::localize::centring::Centring::None.name().into(),
         }
     }
 }
@@ -240,6 +243,10 @@ impl NodeParams {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("parameter `filter`: {e}"))?,
             off_map_threshold: self.off_map_threshold.0,
+            centring: self
+                .centring
+                .parse()
+                .map_err(|e| anyhow::anyhow!("parameter `centring`: {e}"))?,
         })
     }
 }
@@ -525,9 +532,10 @@ mod tests {
     #[test]
     fn known_parameters_are_the_declared_fields_and_the_shipped_file_has_each_once() {
         let known = known_params();
-        assert_eq!(known.len(), 22, "{known:?}");
+        assert_eq!(known.len(), 23, "{known:?}");
         for name in [
             "map",
+            "centring",
             "top_k",
             "min_confidence",
             "diagnostics_period",

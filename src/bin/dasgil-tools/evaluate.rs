@@ -62,6 +62,13 @@ pub(crate) struct EvaluateArgs {
     /// `filter: sequence` runs (docs/sequence-filter.md). Needs query timestamps.
     #[arg(long, default_value = "none")]
     filter: dasgil::localize::Filter,
+    /// none: descriptors compared as encoded (the reference's retrieval); running: the map's
+    /// rows minus the map's mean, each query minus the mean of its camera's last 30 frames
+    /// (the map's mean standing in at the start), which takes away what a whole condition
+    /// shares (docs/pose-prior.md, "Descriptor centring"). Needs the cosine metric, an
+    /// uncompressed map and query timestamps.
+    #[arg(long, default_value = "none")]
+    centring: dasgil::localize::centring::Centring,
     /// With --filter sequence, the node's `off_map_threshold`: a query whose probability of
     /// being off the map is at least this is withheld (0 to 1; 1: never; default the node's,
     /// 0.5).
@@ -269,6 +276,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
+        centring: a.centring,
         off_map_threshold: a
             .off_map_threshold
             .unwrap_or(dasgil::localize::Options::default().off_map_threshold),
@@ -355,8 +363,9 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (layers {}, metric {}, adaptation {}, photometric {}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            "{} (layers {}, metric {}, adaptation {}, photometric {}{}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
             r.model, r.layers, r.metric, r.adaptation, r.photometric,
+            if r.centring == "none" { String::new() } else { format!(", centring {}", r.centring) },
             if r.rectified { ", rectified" } else { "" },
             if r.yaw_views == "none" { String::new() } else { format!(", yaw views {}", r.yaw_views) },
             r.all.queries, r.map_entries,

@@ -6,6 +6,7 @@
         camera_ids:=c0,c1 transport:=compressed log_level:=warn
     ros2 launch dasgil localize.launch.py map:=... filter:=sequence odometry_topic:=/odom
     ros2 launch dasgil localize.launch.py map:=... off_map_threshold:=1
+    ros2 launch dasgil localize.launch.py map:=... centring:=running
     ros2 launch dasgil localize.launch.py map:=... prior_topic:=/gnss/pose gate_radius:=10 gate_sigmas:=4
 """
 import os
@@ -35,7 +36,7 @@ def _node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
-    for name in ("transport", "filter", "odometry_topic", "prior_topic"):
+    for name in ("transport", "filter", "odometry_topic", "prior_topic", "centring"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
@@ -78,6 +79,11 @@ def generate_launch_description():
             DeclareLaunchArgument("transport", default_value="", description="raw or compressed; overrides the YAML"),
             DeclareLaunchArgument("filter", default_value="", description="none or sequence; overrides the YAML"),
             DeclareLaunchArgument("odometry_topic", default_value="", description="nav_msgs/Odometry topic for filter sequence; overrides the YAML"),
+            DeclareLaunchArgument(
+                "centring",
+                default_value="",
+                description="none or running (descriptors centred by the map's and each camera's recent frames' means; needs metric cosine); overrides the YAML",
+            ),
             DeclareLaunchArgument(
                 "off_map_threshold",
                 default_value="",

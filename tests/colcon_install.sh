@@ -55,6 +55,6 @@ params = cfg["dasgil_localizer"]["ros__parameters"]
 assert set(params) == {"map", "checkpoint", "image_topics", "camera_ids", "transport", "metric", "top_k", "frame_id",
                        "prior_topic", "gate_radius", "gate_sigmas", "base_from_camera", "max_rate", "min_confidence", "device",
                        "diagnostics_period", "frame_timeout", "prior_timeout", "filter", "odometry_topic",
-                       "off_map_threshold"}, params
+                       "off_map_threshold", "centring"}, params
 PY
 echo "colcon install test: ok ($PREFIX)"

@@ -1711,12 +1711,6 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
     assert!(!out.join("recall_curves.png").exists());
 }
 
-/// `evaluate --gate-radius` searches each query only near its true position (moved by
-/// --gate-error), as the node's `prior_topic` gates the search: a gate around the truth keeps
-/// every published prior within its radius; a gate that holds no map image publishes nothing and
-/// says so, while the submission keeps the whole map's answer; a gate wider than the world
-/// changes nothing; the same seed draws the same gates; a gate narrower than its error widens
-/// to --gate-sigmas standard deviations of it, as the node widens `gate_radius`.
 /// `evaluate --centring running` reaches the Localizer: the report and the summary say so, and
 /// every query's distance to its first hit is that of the centred descriptors (not the plain
 /// run's); the ranking metric is cosine as asked.
@@ -1765,6 +1759,12 @@ fn evaluate_centres_descriptors_when_asked() {
     );
 }
 
+/// `evaluate --gate-radius` searches each query only near its true position (moved by
+/// --gate-error), as the node's `prior_topic` gates the search: a gate around the truth keeps
+/// every published prior within its radius; a gate that holds no map image publishes nothing and
+/// says so, while the submission keeps the whole map's answer; a gate wider than the world
+/// changes nothing; the same seed draws the same gates; a gate narrower than its error widens
+/// to --gate-sigmas standard deviations of it, as the node widens `gate_radius`.
 #[test]
 fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     let f = fixture();

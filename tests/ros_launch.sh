@@ -4,7 +4,7 @@
 #   1. tools/demo.sh on the small slice cmu_mini: colcon install tree, build-map with the shipped
 #      model, `ros2 launch dasgil localize.launch.py` with two cameras, the queries replayed at
 #      camera rate over ROS 2, the priors scored; its summary and PNG are checked;
-#   2. `ros2 launch` again (compressed transport): `ros2 param list/describe/get/set` see the
+#   2. `ros2 launch` again (compressed transport, centring:=running): `ros2 param list/describe/get/set` see the
 #      declared parameters, `ros2 topic echo` shows a prior in the map frame, `log_level:=warn`
 #      silences the info lines, a prior on prior_topic shows its gate on prior_gate, a launch
 #      argument that is no number is refused, and SIGINT stops everything cleanly within 2 s.
@@ -107,8 +107,8 @@ set -m
 # running 30 s after SIGINT", no shutdown line in its log).
 env --default-signal=INT ros2 launch dasgil localize.launch.py map:="$MAP" image_topics:=/ros_launch_test/cam0/compressed \
   camera_ids:=c0 transport:=compressed filter:=sequence odometry_topic:=/ros_launch_test/odom \
-  off_map_threshold:=0.6 prior_topic:=/ros_launch_test/gnss gate_radius:=12 gate_sigmas:=3 log_level:=warn \
-  >"$OUT/launch.log" 2>&1 &
+  off_map_threshold:=0.6 prior_topic:=/ros_launch_test/gnss gate_radius:=12 gate_sigmas:=3 centring:=running \
+  log_level:=warn >"$OUT/launch.log" 2>&1 &
 LAUNCH=$!
 set +m
 for _ in $(seq 300); do
@@ -145,6 +145,8 @@ got="$(timeout 60 ros2 param get /dasgil_localizer odometry_topic)"
 grep -q "/ros_launch_test/odom" <<<"$got" || fail "param get odometry_topic (launch arg): $got"
 got="$(timeout 60 ros2 param get /dasgil_localizer off_map_threshold)"
 grep -q "0.6" <<<"$got" || fail "param get off_map_threshold (launch arg): $got"
+got="$(timeout 60 ros2 param get /dasgil_localizer centring)"
+grep -q "running" <<<"$got" || fail "param get centring (launch arg): $got"
 for pv in "prior_topic /ros_launch_test/gnss" "gate_radius 12" "gate_sigmas 3"; do
   got="$(timeout 60 ros2 param get /dasgil_localizer "${pv%% *}")"
   grep -q "${pv#* }" <<<"$got" || fail "param get ${pv%% *} (launch arg): $got"

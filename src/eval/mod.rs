@@ -220,6 +220,25 @@ fn run_in(
             enc.set_photometric(p);
         }
         enc.set_rectified(rectify);
+        // Centring's needs are refused before the map is encoded (Localizer::new and the
+        // evaluation would refuse them after).
+        if options.centring == crate::localize::centring::Centring::Running {
+            if metric != Metric::Cosine {
+                return Err(PipelineError::Centring {
+                    path: out.join("map-*.safetensors"),
+                    why: format!(
+                        "it would be searched with the {} metric, and centred descriptors are \
+                         compared by their directions: give --metric cosine",
+                        metric.name()
+                    ),
+                });
+            }
+            if let Some(q) = src.queries.iter().find(|q| q.timestamp_us.is_none()) {
+                return Err(PipelineError::CentringTimestamp {
+                    path: q.path.clone(),
+                });
+            }
+        }
         let map_path = out.join(format!(
             "map-{}.safetensors",
             if adapt { "adabn" } else { "none" }

@@ -13,21 +13,26 @@
 //!   descriptors of the last [`WINDOW`] frames of the same camera, this one included, with m
 //!   standing in for the frames not seen yet: w = (sum of the n frames + (WINDOW - n) m) /
 //!   WINDOW. The first frame of a camera is thus centred almost as a map image is.
-//! - A frame joins its camera's window only when its unit descriptor lies at least
-//!   [`GATE_SHARE`] of the window's usual step (the median cosine distance between
-//!   consecutive frames in it) from the newest one: a stopped robot's frames would otherwise
-//!   fill the window with one place, and centre that place away. The step is the queries' own
-//!   (a look that draws every place alike makes all their distances small, the map's steps
-//!   would then shut every frame out); the first two frames join as they come.
+//! - A frame joins its camera's window only when its unit descriptor lies far enough (cosine
+//!   distance) from the newest one there: at least [`GATE_SHARE`] of the window's usual step
+//!   (the median distance between consecutive frames in it: the queries' own scale, as a look
+//!   that draws every place alike makes all their distances small) and at least
+//!   [`FLOOR_SHARE`] of the map's (the median distance between consecutive images of one
+//!   camera). A stopped robot's frames, or a fast camera's at a walking pace, would otherwise
+//!   fill the window with one place and centre that place away; the floor also holds for a
+//!   robot that starts parked (its first frames have no steps of their own to compare with).
+//!   A look that makes the queries' steps smaller than the floor lets few frames join: the
+//!   map's mean then stands in for the rest, which is centring by the map alone.
 //! - Frames older than [`MAX_AGE_S`] seconds leave the window, and a stamp earlier than the
-//!   newest in it (a recording played again) empties it: a traversal on another day starts
-//!   again from m.
+//!   camera's previous frame (a recording played again) empties it: a traversal on another
+//!   day starts again from m.
+//! - A descriptor of zero length (nothing to compare) is searched as it is and never joins.
 //!
 //! Searched with the cosine metric only (the centred rows are no longer unit vectors; cosine
 //! compares their directions). A compressed map is refused (its codes are of the rows before
 //! centring).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::map::file::{Descriptors, MapFile};
 
@@ -38,6 +43,8 @@ pub const WINDOW: usize = 30;
 pub const MAX_AGE_S: f64 = 600.0;
 /// The gate a frame must pass to join the window, as a share of the window's median step.
 pub const GATE_SHARE: f64 = 0.25;
+/// The gate's floor, as a share of the map's median step between consecutive images.
+pub const FLOOR_SHARE: f64 = 0.1;
 
 /// Whether descriptors are centred ([`self`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,16 +109,19 @@ fn row(descs: &Descriptors, dim: usize, i: usize) -> Vec<f32> {
     }
 }
 
-/// The map's side of the centring: its mean unit descriptor.
+/// The map's side of the centring: its mean unit descriptor and the gate's floor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapCentre {
     pub mean: Vec<f32>,
+    /// A frame joins its camera's window only when it lies at least this far (1 - cos) from
+    /// the newest frame there: [`FLOOR_SHARE`] of the map's median step.
+    pub floor: f64,
 }
 
 impl MapCentre {
-    /// Of a map's rows as stored (before [`MapFile::centre_rows`]). None for a map without
-    /// images.
-    pub fn of(map: &MapFile) -> Option<Self> {
+    /// Of a map's rows as stored (before [`MapFile::centre_rows`]); `by_camera`: each camera's
+    /// rows in map order. None for a map without images.
+    pub fn of(map: &MapFile, by_camera: &BTreeMap<String, Vec<usize>>) -> Option<Self> {
         let (n, dim) = (map.len(), map.dim());
         if n == 0 || dim == 0 {
             return None;
@@ -124,15 +134,31 @@ impl MapCentre {
             }
         }
         let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        Some(Self { mean })
+        let mut steps: Vec<f64> = Vec::new();
+        for rows in by_camera.values() {
+            for pair in rows.windows(2) {
+                steps.push(unit_distance(
+                    &unit(&row(&descs, dim, pair[0])),
+                    &unit(&row(&descs, dim, pair[1])),
+                ));
+            }
+        }
+        steps.sort_by(f64::total_cmp);
+        let median = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
+        Some(Self {
+            mean,
+            floor: FLOOR_SHARE * median.max(0.0),
+        })
     }
 }
 
 /// One camera's recent frames (stamp in seconds, unit descriptor, distance from the frame
-/// before it in the window), oldest first.
+/// before it in the window), oldest first, and the stamp of its last frame seen (joined or
+/// not).
 #[derive(Debug, Default, Clone)]
 struct Window {
     frames: VecDeque<(f64, Vec<f32>, f64)>,
+    last_seen: Option<f64>,
 }
 
 impl Window {
@@ -166,10 +192,14 @@ impl QueryCentring {
     /// window when it passes the gate.
     pub fn centre(&mut self, map: &MapCentre, source: &str, time: f64, desc: &[f32]) -> Vec<f32> {
         let u = unit(desc);
+        if u.iter().all(|x| *x == 0.0) {
+            return desc.to_vec();
+        }
         let window = self.windows.entry(source.to_string()).or_default();
-        if window.frames.back().is_some_and(|(t, _, _)| *t > time) {
+        if window.last_seen.is_some_and(|t| t > time) {
             window.frames.clear();
         }
+        window.last_seen = Some(time);
         while window
             .frames
             .front()
@@ -198,9 +228,12 @@ impl QueryCentring {
             .frames
             .back()
             .map_or(0.0, |(_, last, _)| unit_distance(&u, last));
-        let joins = window
-            .usual_step()
-            .is_none_or(|usual| step >= GATE_SHARE * usual);
+        let joins = window.frames.is_empty()
+            || (step >= map.floor
+                && step > 0.0
+                && window
+                    .usual_step()
+                    .is_none_or(|usual| step >= GATE_SHARE * usual));
         if joins {
             window.frames.push_back((time, u, step));
             if window.frames.len() > WINDOW - 1 {
@@ -216,7 +249,7 @@ mod tests {
     use super::*;
 
     fn centre(mean: Vec<f32>) -> MapCentre {
-        MapCentre { mean }
+        MapCentre { mean, floor: 0.0 }
     }
 
     #[test]
@@ -319,10 +352,12 @@ mod tests {
     }
 
     /// Through the Localizer: a map of 40 places in one look (each place its own pattern plus
-    /// that look's shared part), queries of the same places in another look (the shared part
-    /// changed and much larger), driven twice. Compared as encoded most queries find the wrong
-    /// place, the one whose own pattern leans most towards the new look; centred, every query
-    /// of the second lap (a full window) finds its own. A metric other than cosine and a compressed map are refused,
+    /// that look's shared part, larger than the pattern), queries of the same places in
+    /// another look, driven twice. Compared as encoded most queries find the wrong place, the
+    /// one whose own pattern leans most towards the new look; centred, every query of the
+    /// second lap (a full window) finds its own, whether centred as evaluate does (all frames
+    /// at once, in time order) or as the node does (frame by frame in its `Sequence`); a
+    /// reloaded map starts the node's windows again. A metric other than cosine is refused,
     /// naming the map.
     #[test]
     fn centring_finds_places_across_a_change_of_look_that_plain_retrieval_misses() {
@@ -345,7 +380,7 @@ mod tests {
             (state >> 11) as f32 / (1u64 << 52) as f32 - 1.0
         };
         let places: Vec<Vec<f32>> = (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect();
-        let summer: Vec<f32> = (0..dim).map(|_| 3.0 * next()).collect();
+        let summer: Vec<f32> = (0..dim).map(|_| 60.0 * next()).collect();
         let winter: Vec<f32> = (0..dim).map(|_| 60.0 * next()).collect();
         let look =
             |p: &[f32], l: &[f32]| -> Vec<f32> { p.iter().zip(l).map(|(a, b)| a + b).collect() };
@@ -399,6 +434,20 @@ mod tests {
         let times: Vec<f64> = (0..2 * n).map(|i| i as f64).collect();
         centred.centre_descriptors(&mut q, &vec!["c0"; 2 * n], &times);
         let centred_right = right(&centred, &q);
+        // The node's path gives the same descriptors, frame by frame.
+        let mut node = crate::localize::Sequence::default();
+        for (i, t) in times.iter().enumerate() {
+            let d = queries[i * dim..(i + 1) * dim].to_vec();
+            let c = centred.centre_frame(&mut node, "c0", *t, d);
+            assert_eq!(c, q[i * dim..(i + 1) * dim], "frame {i}");
+        }
+        // A reloaded map (a new Localizer) starts the windows again: its first frame is
+        // centred as a first frame, not as the 81st.
+        let reloaded = open(Centring::Running).unwrap();
+        let d = queries[..dim].to_vec();
+        let again = reloaded.centre_frame(&mut node, "c0", 200.0, d.clone());
+        let first = reloaded.centre_frame(&mut Default::default(), "c0", 200.0, d);
+        assert_eq!(again, first);
         assert!(
             plain_right <= n / 4 && centred_right == n,
             "right places of {n}: as encoded {plain_right}, centred {centred_right}"
@@ -429,6 +478,28 @@ mod tests {
             e.contains("looks.map") && e.contains("l1 metric") && e.contains("--metric cosine"),
             "{e}"
         );
+    }
+
+    /// A robot that starts parked: its first frame joins, the same view again (sensor noise
+    /// only, far below the map's steps) does not, however long it waits; once it drives, its
+    /// frames join. A zero descriptor is searched as it is and never joins.
+    #[test]
+    fn a_robot_that_starts_parked_keeps_its_place() {
+        let map = MapCentre {
+            mean: vec![0.0; 3],
+            floor: 0.01,
+        };
+        let mut q = QueryCentring::default();
+        for i in 0..200 {
+            let noise = 1e-3 * (i % 3) as f32;
+            q.centre(&map, "c0", i as f64 * 0.1, &[1.0, noise, 0.0]);
+        }
+        assert_eq!(q.frames("c0"), 1);
+        q.centre(&map, "c0", 20.0, &[0.0, 1.0, 0.0]);
+        q.centre(&map, "c0", 20.5, &[0.0, 0.0, 1.0]);
+        assert_eq!(q.frames("c0"), 3);
+        assert_eq!(q.centre(&map, "c0", 21.0, &[0.0; 3]), vec![0.0; 3]);
+        assert_eq!(q.frames("c0"), 3);
     }
 
     #[test]

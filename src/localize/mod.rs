@@ -503,11 +503,26 @@ impl Localizer {
                             .into(),
                     });
                 }
-                let centre = centring::MapCentre::of(&map);
+                let centre = centring::MapCentre::of(&map, &index.by_camera);
                 if let Some(c) = &centre {
-                    // The opened map is the caller's too (the node's reload keeps the old one
-                    // until the new Localizer is made): centred in a copy when it is shared.
+                    // Every caller hands over a map it has just opened (Localizer::load, evaluate,
+                    // the node's reload): centred in place. A map still held elsewhere is centred
+                    // in a copy (said: a large map then takes twice its memory for a moment).
+                    if Arc::get_mut(&mut map).is_none() {
+                        tracing::warn!(
+                            "map {}: centring a copy (the opened map is shared)",
+                            map.path.display()
+                        );
+                    }
                     Arc::make_mut(&mut map).centre_rows(&c.mean);
+                    tracing::info!(
+                        "centring: running: map {} centred by the mean of its {} images; each \
+                         camera's frames by the mean of its last {} (docs/pose-prior.md, \
+                         \"Descriptor centring\")",
+                        map.path.display(),
+                        map.len(),
+                        centring::WINDOW
+                    );
                 }
                 centre
             }
@@ -605,20 +620,7 @@ impl Localizer {
             Ok(d) => d,
             Err(e) => return Outcome::Rejected(e),
         };
-        let desc = match &self.centre {
-            Some(centre) => {
-                let fresh = sequence
-                    .centring
-                    .as_ref()
-                    .is_none_or(|(map, _)| !Arc::ptr_eq(map, &self.map));
-                if fresh {
-                    sequence.centring = Some((self.map.clone(), Default::default()));
-                }
-                let (_, windows) = sequence.centring.as_mut().expect("just set");
-                windows.centre(centre, query.source, time, &desc)
-            }
-            None => desc,
-        };
+        let desc = self.centre_frame(sequence, query.source, time, desc);
         if self.options.filter == Filter::None {
             return self.localize_descriptor(&desc, query, self.options.top_k);
         }
@@ -635,6 +637,29 @@ impl Localizer {
         let (_, filter) = sequence.state.as_mut().expect("just set");
         let travel = if fresh { None } else { travel };
         self.localize_in_sequence(filter, &desc, query, time, travel, self.options.top_k)
+    }
+
+    /// A frame's descriptor centred by its camera's (`source`'s) window in `sequence` (the
+    /// node's path; a new map starts every window again); unchanged without centring.
+    pub fn centre_frame(
+        &self,
+        sequence: &mut Sequence,
+        source: &str,
+        time: f64,
+        desc: Vec<f32>,
+    ) -> Vec<f32> {
+        let Some(centre) = &self.centre else {
+            return desc;
+        };
+        let fresh = sequence
+            .centring
+            .as_ref()
+            .is_none_or(|(map, _)| !Arc::ptr_eq(map, &self.map));
+        if fresh {
+            sequence.centring = Some((self.map.clone(), Default::default()));
+        }
+        let (_, windows) = sequence.centring.as_mut().expect("just set");
+        windows.centre(centre, source, time, &desc)
     }
 
     /// Descriptors of frames (row-major, one row per frame) centred as the node centres them

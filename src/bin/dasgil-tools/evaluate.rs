@@ -65,8 +65,8 @@ pub(crate) struct EvaluateArgs {
     /// none: descriptors compared as encoded (the reference's retrieval); running: the map's
     /// rows minus the map's mean, each query minus the mean of its camera's last 30 frames
     /// (the map's mean standing in at the start), which takes away what a whole condition
-    /// shares (docs/pose-prior.md, "Descriptor centring"). Needs the cosine metric, an
-    /// uncompressed map and query timestamps.
+    /// shares (docs/pose-prior.md, "Descriptor centring"). Needs the cosine metric, a map not
+    /// built with --compress and query timestamps.
     #[arg(long, default_value = "none")]
     centring: dasgil::localize::centring::Centring,
     /// With --filter sequence, the node's `off_map_threshold`: a query whose probability of

@@ -1711,31 +1711,39 @@ fn evaluate_writes_the_submission_for_every_listed_query_with_partial_or_no_grou
     assert!(!out.join("recall_curves.png").exists());
 }
 
+/// `evaluate --baseline raw-pixels --out DIR/NAME` on the fixture with `more` flags: the output
+/// folder, what it said and its first report.
+fn evaluate_raw_pixels(
+    f: &Fixture,
+    name: &str,
+    more: &[&str],
+) -> (PathBuf, String, serde_json::Value) {
+    let out = f._dir.path().join(name);
+    let mut rest = vec![
+        "--out",
+        path_str(&out),
+        "--device",
+        "cpu",
+        "--baseline",
+        "raw-pixels",
+    ];
+    rest.extend_from_slice(more);
+    let said = ok(&f.args("evaluate", &rest));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    (out, said, report["reports"][0].clone())
+}
+
 /// `evaluate --centring running` reaches the Localizer: the report and the summary say so, and
 /// every query's distance to its first hit is that of the centred descriptors (not the plain
 /// run's); the ranking metric is cosine as asked.
 #[test]
 fn evaluate_centres_descriptors_when_asked() {
     let f = fixture();
-    let dir = f._dir.path();
     let evaluate = |name: &str, more: &[&str]| -> (String, serde_json::Value) {
-        let out = dir.join(name);
-        let mut rest = vec![
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-            "--baseline",
-            "raw-pixels",
-            "--metric",
-            "cosine",
-        ];
-        rest.extend_from_slice(more);
-        let said = ok(&f.args("evaluate", &rest));
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
-                .unwrap();
-        (said, report["reports"][0].clone())
+        let (_, said, report) =
+            evaluate_raw_pixels(&f, name, &[&["--metric", "cosine"], more].concat());
+        (said, report)
     };
     let distances = |r: &serde_json::Value| -> Vec<f64> {
         r["queries"]
@@ -1768,24 +1776,7 @@ fn evaluate_centres_descriptors_when_asked() {
 #[test]
 fn evaluate_gates_each_query_around_its_true_position_as_the_node_does() {
     let f = fixture();
-    let dir = f._dir.path();
-    let evaluate = |name: &str, more: &[&str]| -> (PathBuf, String, serde_json::Value) {
-        let out = dir.join(name);
-        let mut rest = vec![
-            "--out",
-            path_str(&out),
-            "--device",
-            "cpu",
-            "--baseline",
-            "raw-pixels",
-        ];
-        rest.extend_from_slice(more);
-        let said = ok(&f.args("evaluate", &rest));
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
-                .unwrap();
-        (out, said, report["reports"][0].clone())
-    };
+    let evaluate = |name: &str, more: &[&str]| evaluate_raw_pixels(&f, name, more);
     let submission = |out: &Path| std::fs::read_to_string(out.join("submission.txt")).unwrap();
     let errors = |r: &serde_json::Value, published_only: bool| -> Vec<f64> {
         r["queries"]

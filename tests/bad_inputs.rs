@@ -252,6 +252,24 @@ fn make_fixtures(d: &Path) {
         "--device",
         "cpu",
     ]);
+    // The same map compressed (build-map --compress): what centring refuses.
+    ok(&[
+        "build-map",
+        "--format",
+        "cmu",
+        "--root",
+        &p("cmu"),
+        "--slice",
+        "2",
+        "--checkpoint",
+        &p("gen.safetensors"),
+        "--compress",
+        "16",
+        "--out",
+        &p("map-compressed.safetensors"),
+        "--device",
+        "cpu",
+    ]);
     let bytes = std::fs::read(d.join("map.safetensors")).unwrap();
     std::fs::write(d.join("map-trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     // Cut-off images: a JPEG of the slice, and a copy of the slice with one database image cut.

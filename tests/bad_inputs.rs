@@ -237,39 +237,31 @@ fn make_fixtures(d: &Path) {
         "--conditions",
         "snow",
     ]);
-    ok(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        &p("cmu"),
-        "--slice",
-        "2",
-        "--checkpoint",
-        &p("gen.safetensors"),
-        "--out",
-        &p("map.safetensors"),
-        "--device",
-        "cpu",
-    ]);
-    // The same map compressed (build-map --compress): what centring refuses.
-    ok(&[
-        "build-map",
-        "--format",
-        "cmu",
-        "--root",
-        &p("cmu"),
-        "--slice",
-        "2",
-        "--checkpoint",
-        &p("gen.safetensors"),
-        "--compress",
-        "16",
-        "--out",
-        &p("map-compressed.safetensors"),
-        "--device",
-        "cpu",
-    ]);
+    // The slice's map, and the same map compressed (build-map --compress: what centring
+    // refuses).
+    for (map, more) in [
+        ("map.safetensors", &[][..]),
+        ("map-compressed.safetensors", &["--compress", "16"][..]),
+    ] {
+        let (root, ckpt, out) = (p("cmu"), p("gen.safetensors"), p(map));
+        let mut args = vec![
+            "build-map",
+            "--format",
+            "cmu",
+            "--root",
+            &root,
+            "--slice",
+            "2",
+            "--checkpoint",
+            &ckpt,
+            "--out",
+            &out,
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(more);
+        ok(&args);
+    }
     let bytes = std::fs::read(d.join("map.safetensors")).unwrap();
     std::fs::write(d.join("map-trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     // Cut-off images: a JPEG of the slice, and a copy of the slice with one database image cut.

@@ -627,13 +627,22 @@ pub fn evaluate(
             });
         }
     }
-    if loc.centre.is_some() {
-        if let Some(q) = owned.iter().find(|q| q.timestamp_us.is_none()) {
-            return Err(PipelineError::CentringTimestamp {
-                path: q.path.clone(),
-            });
-        }
-    }
+    // Centring follows each camera's frames in time order: every query's stamp, in seconds.
+    let centring_times = match loc.centre {
+        Some(_) => Some(
+            owned
+                .iter()
+                .map(|q| {
+                    q.timestamp_us.map(|t| t as f64 * 1e-6).ok_or_else(|| {
+                        PipelineError::CentringTimestamp {
+                            path: q.path.clone(),
+                        }
+                    })
+                })
+                .collect::<Result<Vec<f64>, _>>()?,
+        ),
+        None => None,
+    };
     if gate.is_some_and(|g| g.drift > 0.0) {
         // Queries without ground truth are searched ungated: they need no time.
         if let Some(q) = owned
@@ -655,18 +664,9 @@ pub fn evaluate(
     progress.finish();
     let dim = loc.encoder.dim();
     let mut desc = desc;
-    if loc.centre.is_some() {
-        let mut times = Vec::with_capacity(owned.len());
-        for q in owned {
-            let t = q
-                .timestamp_us
-                .ok_or_else(|| PipelineError::CentringTimestamp {
-                    path: q.path.clone(),
-                })?;
-            times.push(t as f64 * 1e-6);
-        }
+    if let Some(times) = &centring_times {
         let sources: Vec<&str> = owned.iter().map(|q| q.camera.as_str()).collect();
-        loc.centre_descriptors(&mut desc, &sources, &times);
+        loc.centre_descriptors(&mut desc, &sources, times);
     }
     let mut results = Vec::with_capacity(owned.len());
     let mut submission = Vec::with_capacity(owned.len());

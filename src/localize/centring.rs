@@ -34,7 +34,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::map::file::{Descriptors, MapFile};
+use crate::map::file::MapFile;
+use crate::retrieval::row_f32;
 
 /// Frames per camera whose mean is taken from a query (this one included); chosen on the
 /// validation worlds (10, 20, 30 and 60 tried: MODEL_CARD.md).
@@ -99,16 +100,6 @@ fn unit_distance(a: &[f32], b: &[f32]) -> f64 {
         .sum::<f64>()
 }
 
-fn row(descs: &Descriptors, dim: usize, i: usize) -> Vec<f32> {
-    match descs {
-        Descriptors::F32(v) => v[i * dim..(i + 1) * dim].to_vec(),
-        Descriptors::F16(v) => v[i * dim..(i + 1) * dim]
-            .iter()
-            .map(|x| x.to_f32())
-            .collect(),
-    }
-}
-
 /// The map's side of the centring: its mean unit descriptor and the gate's floor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapCentre {
@@ -120,29 +111,32 @@ pub struct MapCentre {
 
 impl MapCentre {
     /// Of a map's rows as stored (before [`MapFile::centre_rows`]); `by_camera`: each camera's
-    /// rows in map order. None for a map without images.
+    /// rows in map order (every row in one camera's list). None for a map without images.
+    /// One pass: each row is made a unit vector once, for the mean and the step from the
+    /// camera's row before it.
     pub fn of(map: &MapFile, by_camera: &BTreeMap<String, Vec<usize>>) -> Option<Self> {
         let (n, dim) = (map.len(), map.dim());
         if n == 0 || dim == 0 {
             return None;
         }
         let descs = map.descriptors();
+        let mut buf = Vec::new();
         let mut mean = vec![0f64; dim];
-        for i in 0..n {
-            for (m, x) in mean.iter_mut().zip(unit(&row(&descs, dim, i))) {
-                *m += x as f64;
+        let mut steps: Vec<f64> = Vec::new();
+        for rows in by_camera.values() {
+            let mut before: Option<Vec<f32>> = None;
+            for &i in rows {
+                let u = unit(row_f32(&descs, dim, i, &mut buf));
+                for (m, x) in mean.iter_mut().zip(&u) {
+                    *m += *x as f64;
+                }
+                if let Some(b) = &before {
+                    steps.push(unit_distance(b, &u));
+                }
+                before = Some(u);
             }
         }
         let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        let mut steps: Vec<f64> = Vec::new();
-        for rows in by_camera.values() {
-            for pair in rows.windows(2) {
-                steps.push(unit_distance(
-                    &unit(&row(&descs, dim, pair[0])),
-                    &unit(&row(&descs, dim, pair[1])),
-                ));
-            }
-        }
         steps.sort_by(f64::total_cmp);
         let median = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
         Some(Self {

@@ -251,7 +251,12 @@ impl SquaredNorms {
 }
 
 /// Row `i` as f32 (a float16 row converted exactly into `buf`).
-fn row_f32<'b>(descs: &'b Descriptors, dim: usize, i: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+pub(crate) fn row_f32<'b>(
+    descs: &'b Descriptors,
+    dim: usize,
+    i: usize,
+    buf: &'b mut Vec<f32>,
+) -> &'b [f32] {
     match descs {
         Descriptors::F32(v) => &v[i * dim..(i + 1) * dim],
         Descriptors::F16(v) => {

@@ -6,7 +6,7 @@
         camera_ids:=c0,c1 transport:=compressed log_level:=warn
     ros2 launch dasgil localize.launch.py map:=... filter:=sequence odometry_topic:=/odom
     ros2 launch dasgil localize.launch.py map:=... off_map_threshold:=1
-    ros2 launch dasgil localize.launch.py map:=... centring:=running
+    ros2 launch dasgil localize.launch.py map:=... centring:=none
     ros2 launch dasgil localize.launch.py map:=... prior_topic:=/gnss/pose gate_radius:=10 gate_sigmas:=4
 """
 import os
@@ -82,7 +82,7 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "centring",
                 default_value="",
-                description="none or running (descriptors centred by the map's and each camera's recent frames' means; needs metric cosine); overrides the YAML",
+                description="auto, running or none (descriptors centred by the map's and each camera's recent frames' means; running needs metric cosine, auto centres where the map allows it); overrides the YAML",
             ),
             DeclareLaunchArgument(
                 "off_map_threshold",

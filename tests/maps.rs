@@ -1736,7 +1736,8 @@ fn evaluate_raw_pixels(
 
 /// `evaluate --centring running` reaches the Localizer: the report and the summary say so, and
 /// every query's distance to its first hit is that of the centred descriptors (not the plain
-/// run's); the ranking metric is cosine as asked.
+/// run's); the ranking metric is cosine as asked. The default (auto) is running with cosine and
+/// none with l1.
 #[test]
 fn evaluate_centres_descriptors_when_asked() {
     let f = fixture();
@@ -1753,7 +1754,7 @@ fn evaluate_centres_descriptors_when_asked() {
             .map(|q| q["distance"].as_f64().unwrap())
             .collect()
     };
-    let (said, plain) = evaluate("plain", &[]);
+    let (said, plain) = evaluate("plain", &["--centring", "none"]);
     assert_eq!(plain["centring"], "none");
     assert!(!said.contains("centring"), "{said}");
     let (said, centred) = evaluate("centred", &["--centring", "running"]);
@@ -1765,6 +1766,16 @@ fn evaluate_centres_descriptors_when_asked() {
         a.iter().zip(&b).all(|(x, y)| (x - y).abs() > 1e-6),
         "plain {a:?}\ncentred {b:?}"
     );
+    // The default, auto, centres where it can (cosine, stamped queries): the centred run's
+    // distances exactly.
+    let (said, auto) = evaluate("auto", &[]);
+    assert_eq!(auto["centring"], "running");
+    assert!(said.contains("centring running"), "{said}");
+    assert_eq!(distances(&auto), b);
+    // ... and searches as encoded where it cannot (raw pixels' own metric, l1), saying none.
+    let (_, said, l1) = evaluate_raw_pixels(&f, "auto-l1", &[]);
+    assert_eq!(l1["centring"], "none");
+    assert!(!said.contains("centring running"), "{said}");
 }
 
 /// `evaluate --gate-radius` searches each query only near its true position (moved by
@@ -3018,4 +3029,94 @@ fn the_rotation_floor_fit_finds_the_floor_known_priors_need() {
         e.contains("candidates-none.jsonl:7: rotation_mahalanobis2 recomputed"),
         "{e}"
     );
+}
+
+/// `--centring auto` (evaluate's default) searches queries without timestamps as encoded and
+/// says so in the report's notes, while `--centring running` refuses them naming an image: a
+/// KITTI drive without its times.txt, scored against a cosine map of itself.
+#[test]
+fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 3);
+    let ki = dir.path().join("kitti");
+    ok(&[
+        "synth",
+        "kitti",
+        "--out",
+        path_str(&ki),
+        "--sequences",
+        "1",
+        "--frames",
+        "5",
+        "--width",
+        "128",
+        "--height",
+        "96",
+    ]);
+    let root = ki.join("dataset");
+    std::fs::remove_file(root.join("sequences/00/times.txt")).unwrap();
+    let map = dir.path().join("kitti.map.safetensors");
+    let source = ["--format", "kitti", "--root", path_str(&root)];
+    let build = [
+        &["build-map"][..],
+        &source,
+        &[
+            "--checkpoint",
+            path_str(&ckpt),
+            "--metric",
+            "cosine",
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&map),
+        ],
+    ]
+    .concat();
+    ok(&build);
+    let evaluate = |out: &Path, more: &[&str]| -> Vec<String> {
+        [
+            &["evaluate"][..],
+            &source,
+            &[
+                "--map",
+                path_str(&map),
+                "--device",
+                "cpu",
+                "--out",
+                path_str(out),
+            ],
+            more,
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let out = dir.path().join("auto");
+    let args = evaluate(&out, &[]);
+    let said = tools(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(said.status.success(), "{said:?}");
+    let stderr = String::from_utf8_lossy(&said.stderr);
+    assert!(
+        stderr.contains("descriptors not centred (--centring auto): query")
+            && stderr.contains("000000.png has no timestamp"),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reports"][0]["centring"], "none", "{report}");
+    assert!(
+        report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("has no timestamp")),
+        "{report}"
+    );
+    let out = dir.path().join("running");
+    let args = evaluate(&out, &["--centring", "running"]);
+    let e = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.contains("000000.png"), "{e}");
+    assert!(!out.exists());
 }

@@ -1520,7 +1520,7 @@ async fn centring_through_the_node_localizes_a_drive() {
         "centring:=mean",
     ]);
     assert!(
-        e.contains("parameter `centring`: expected none or running, found `mean`"),
+        e.contains("parameter `centring`: expected auto, running or none, found `mean`"),
         "{e}"
     );
 }

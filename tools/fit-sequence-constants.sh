@@ -27,8 +27,16 @@
 #   VIEWS=none tools/fit-sequence-constants.sh   # maps without yaw views and without the
 #                                                # hard-drive worlds, as the fits before
 #                                                # 2026-12-06 were made
+#   CENTRING=none tools/fit-sequence-constants.sh   # every evaluate with --centring none, as the
+#                                                   # fits before session 72 were made (default
+#                                                   # OUT: build/sequence-fit-none)
 # VIEWS: the maps' yaw views (build-map/evaluate --yaw-views; default 3,6, their default since
-# 2026-12-06); the kept maps are keyed by it too.
+# 2026-12-06); the kept maps are keyed by it too. CENTRING: evaluate's --centring (auto, running
+# or none; default auto, evaluate's default since session 72: running with the shipped model's
+# cosine metric); the maps do not depend on it (centring happens when a map is loaded).
+# Since session 72 it also refits the single-frame prior (tools/python/fit_prior.py on the three
+# fitting worlds) and the rotation floor (tools/python/fit_rotation_floor.py, and --unsure on the
+# validation worlds), cmu_slice the check (docs/pose-prior.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/tools/setup.sh" >/dev/null
@@ -36,7 +44,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/env.sh"
 (cd "$ROOT" && cargo build --release --quiet --bin dasgil-tools)
 TOOLS="$ROOT/target/release/dasgil-tools"
-OUT="${1:-$ROOT/build/sequence-fit}"
+CENTRING="${CENTRING:-auto}"
+case "$CENTRING" in
+  auto | running) OUT="${1:-$ROOT/build/sequence-fit}" ;;
+  none) OUT="${1:-$ROOT/build/sequence-fit-none}" ;;
+  *)
+    echo "fit-sequence-constants: CENTRING: expected auto, running or none, found \`$CENTRING\`" >&2
+    exit 2
+    ;;
+esac
 CK=()
 if [ -n "${CHECKPOINT:-}" ]; then CK=(--checkpoint "$CHECKPOINT"); fi
 # The maps are kept between runs under the model file's checksum: a model with other weights,
@@ -72,7 +88,7 @@ run() { # FOLDER QUERIES [MAP] (QUERIES of config/partial-maps.yaml when it name
   # With --map the map's own views; otherwise evaluate builds its maps with VIEWS.
   if [ -n "${3:-}" ]; then extra=(--map "$MAPS/$3.map.safetensors"); else extra=(--yaw-views "$VIEWS"); fi
   grep -q "^$2:" "$ROOT/config/partial-maps.yaml" && extra+=(--sequences "$ROOT/config/partial-maps.yaml")
-  "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
+  "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
   echo "$1: $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"
 }
@@ -104,6 +120,14 @@ run cmu_val_pastel-on-x120 cmu_val_pastel cmu_val_pastel_x120
 run cmu_val_pastel_x120-past-x60 cmu_val_pastel_x120 cmu_val_pastel_x60
 run cmu_val_ink-on-x120 cmu_val_ink cmu_val_ink_x120
 run cmu_val_ink_x120-past-x60 cmu_val_ink_x120 cmu_val_ink_x60
+# Single frames (no filter) for the single-frame prior and the rotation floor.
+single() { # WORLD
+  "$TOOLS" evaluate --sequence "$1" --yaw-views "$VIEWS" --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1-single" >"$OUT/$1-single.log" 2>&1 ||
+    { echo "fit-sequence-constants: evaluate $1 (single frames) failed: $OUT/$1-single.log" >&2; exit 1; }
+}
+for w in cmu_calibration cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}" cmu_slice; do
+  single "$w"
+done
 cd "$OUT"
 echo
 python "$ROOT/tools/python/fit_sequence_spread.py" --fit cmu_calibration cmu_val_pastel cmu_val_ink --check cmu_slice
@@ -118,3 +142,14 @@ python "$ROOT/tools/python/fit_off_map.py" --fit cmu_calibration cmu_val_pastel 
   cmu_val_pastel-on-x120 cmu_val_pastel_x120-past-x60 \
   --check cmu_slice cmu_slice-past-first20 cmu_slice-past-cmu_mini cmu_slice-on-cmu_calibration-map \
   cmu_slice-on-x160 cmu_slice_x160-past-x80 cmu_val_ink-on-x120 cmu_val_ink_x120-past-x60
+echo
+python "$ROOT/tools/python/fit_prior.py" --fit cmu_calibration-single cmu_val_pastel-single \
+  cmu_val_ink-single --check cmu_slice-single
+echo
+# Single frames and the filter pooled per world.
+python "$ROOT/tools/python/fit_rotation_floor.py" --fit cmu_calibration{,-single} cmu_val_pastel{,-single} \
+  cmu_val_ink{,-single} cmu_val_pastel_drive{,-single} cmu_val_ink_drive{,-single} --check cmu_slice{,-single}
+echo
+UNSURE=()
+for w in cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}"; do UNSURE+=("$w" "$w-single"); done
+python "$ROOT/tools/python/fit_rotation_floor.py" --unsure --fit "${UNSURE[@]}" --check cmu_slice{,-single}

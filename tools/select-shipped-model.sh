@@ -29,6 +29,11 @@
 # 2026-12-06, chosen on these worlds: MODEL_CARD.md, "Yaw views by default"); none scores
 # without views, as every run of this script did before (those folders keep their names; a
 # folder scored with views is named with them, so the two are never mixed).
+# CENTRING: evaluate's --centring for every run here (auto, running or none; default auto,
+# evaluate's own default since session 72: the candidates and the baselines are scored as the
+# product searches; MODEL_CARD.md, "Descriptor centring by default"); none scores as every run
+# of this script did before (those folders keep their names; a folder scored with centring is
+# named with `-centred`, so the two are never mixed).
 #
 # Output: RUN/selection/{WORLD}-{CANDIDATE}/report.* and RUN/selection/selection.md. Scores
 # already computed are kept (delete a folder to redo it), so it resumes when run again.
@@ -68,6 +73,15 @@ if [ "$VIEWS" != none ] && ! [[ "$VIEWS" =~ ^[0-9.]+(,[0-9.]+)*$ ]]; then
 fi
 VIEWS_ID=""
 if [ "$VIEWS" != none ]; then VIEWS_ID="-views${VIEWS//,/-}"; fi
+CENTRING="${CENTRING:-auto}"
+case "$CENTRING" in
+  auto | running) VIEWS_ID="$VIEWS_ID-centred" ;;
+  none) ;;
+  *)
+    echo "select-shipped-model: CENTRING: expected auto, running or none, found \`$CENTRING\`" >&2
+    exit 2
+    ;;
+esac
 for w in $WORLDS; do
   case "$w" in
     cmu_slice | cmu_test_sepia | cmu_test_drive | cmu_test_sepia_drive | cmu_test_drive_lens | cmu_test_sepia_hard)
@@ -112,7 +126,7 @@ for world in $WORLDS; do
     rm -rf "$dest.partial"
     echo "== $world: $name"
     # shellcheck disable=SC2086
-    "$TOOLS" evaluate --sequence "$world" --device cpu --out "$dest.partial" --yaw-views "$VIEWS" ${run#*:}
+    "$TOOLS" evaluate --sequence "$world" --device cpu --out "$dest.partial" --yaw-views "$VIEWS" --centring "$CENTRING" ${run#*:}
     mv "$dest.partial" "$dest"
   done
 done

@@ -162,9 +162,10 @@ pub struct Report {
     /// `none` (each query on its own) or `sequence` (the Bayes filter over the map's places).
     #[serde(default = "filter_none")]
     pub filter: String,
-    /// `none`, or `running`: descriptors centred by the map's mean and each camera's recent
-    /// frames' (`--centring`, `localize::centring`).
-    #[serde(default = "filter_none")]
+    /// What was done: `none` (as encoded), or `running`: descriptors centred by the map's mean
+    /// and each camera's recent frames' (`--centring running`, or `auto` where it could be;
+    /// `localize::centring`). Reports written before it existed read `none`.
+    #[serde(default = "centring_none")]
     pub centring: String,
     /// The sequence filter's relocalizations (a jump beyond the motion's reach) and resets (a
     /// gap long enough to start again), with `filter: sequence`.
@@ -201,6 +202,10 @@ pub fn odometry_line(o: &OdometryUse) -> String {
          out of stamp order), {} filter step(s) moved by it",
         o.topic, o.taken, o.messages, o.left_out, o.dropped, o.out_of_order, o.steps_moved
     )
+}
+
+fn centring_none() -> String {
+    crate::localize::centring::Centring::None.name().into()
 }
 
 fn filter_none() -> String {
@@ -909,7 +914,7 @@ pub fn evaluate(
         all: score(&results.iter().collect::<Vec<_>>()),
         unscored,
         filter: loc.options.filter.name().into(),
-        centring: loc.options.centring.name().into(),
+        centring: loc.centring_used().name().into(),
         sequence,
         published: Some(Published {
             min_confidence: loc.options.min_confidence,

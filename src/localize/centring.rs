@@ -3,8 +3,8 @@
 //! each side's own mean is taken away, so that what every image of one condition shares (the
 //! season's look, the light, another renderer's or camera's way of drawing) does not count as
 //! likeness between places. Chosen on the validation worlds (maps/models/MODEL_CARD.md,
-//! "Descriptor centring"); off by default until the filter's and the prior's constants are
-//! checked with it.
+//! "Descriptor centring"); the default (`auto`: running wherever it can be) since session 72,
+//! when the filter's and the prior's constants were checked with it (docs/pose-prior.md).
 //!
 //! - Map: every row r (each image's descriptor and its yaw views) becomes r/|r| - m, where m is
 //!   the mean of the map images' unit descriptors (images only, not views); done once, in
@@ -51,10 +51,15 @@ pub const FLOOR_SHARE: f64 = 0.1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Centring {
     /// Compared as encoded (the paper's retrieval).
-    #[default]
     None,
-    /// The map by its mean, each camera's queries by the mean of their recent frames.
+    /// The map by its mean, each camera's queries by the mean of their recent frames; a map
+    /// or queries that cannot be centred are refused.
     Running,
+    /// The default (since session 72): `running` where the map and the queries allow it (the
+    /// cosine metric, a map not built with --compress, at least one image; `evaluate`: query
+    /// timestamps), else `none`, said in the log and in evaluate's report.
+    #[default]
+    Auto,
 }
 
 impl Centring {
@@ -62,6 +67,7 @@ impl Centring {
         match self {
             Centring::None => "none",
             Centring::Running => "running",
+            Centring::Auto => "auto",
         }
     }
 }
@@ -72,7 +78,8 @@ impl std::str::FromStr for Centring {
         match s {
             "none" => Ok(Centring::None),
             "running" => Ok(Centring::Running),
-            _ => Err(format!("expected none or running, found `{s}`")),
+            "auto" => Ok(Centring::Auto),
+            _ => Err(format!("expected auto, running or none, found `{s}`")),
         }
     }
 }
@@ -498,12 +505,13 @@ mod tests {
 
     #[test]
     fn names_parse_and_print() {
-        for c in [Centring::None, Centring::Running] {
+        for c in [Centring::None, Centring::Running, Centring::Auto] {
             assert_eq!(c.name().parse::<Centring>(), Ok(c));
         }
+        assert_eq!(Centring::default(), Centring::Auto);
         assert_eq!(
             "mean".parse::<Centring>(),
-            Err("expected none or running, found `mean`".to_string())
+            Err("expected auto, running or none, found `mean`".to_string())
         );
     }
 }

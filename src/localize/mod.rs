@@ -10,8 +10,9 @@
 //!    images did (`MapMeta::decoding`): a raw Bayer frame is demosaiced with its stated pattern,
 //!    a single-channel frame is used only for a grey or a Bayer map; anything else is rejected;
 //! 2. encode with the map's encoder (the map's checkpoint, layers, size and adapted statistics);
-//!    with `centring: running` ([`centring`]), the descriptor minus the mean of the camera's
-//!    recent frames, searched among the map's rows minus the map's mean;
+//!    centred ([`centring`]; `running`, or `auto`, the default, where the map allows it): the
+//!    descriptor minus the mean of the camera's recent frames, searched among the map's rows
+//!    minus the map's mean;
 //! 3. retrieve the top-K map images (exact or compressed search, per camera, geo-gated);
 //! 4. the prior from the top-K ([`prior`]; at a bend of the map its orientation turned towards
 //!    the neighbouring image the frame matches best, [`prior::bend_share`], and its yaw bound
@@ -75,8 +76,8 @@ pub struct Options {
     /// ([`sequence::Step::off_map`]) is at least this is withheld (counted as ambiguous, and
     /// as off the map); 1: never withheld for it.
     pub off_map_threshold: f64,
-    /// Descriptor centring ([`centring`]): none, or the map and each camera's queries by
-    /// their own means.
+    /// Descriptor centring ([`centring`]): none, the map and each camera's queries by their
+    /// own means (running), or running where the map allows it (auto, the default).
     pub centring: centring::Centring,
 }
 
@@ -88,7 +89,7 @@ impl Default for Options {
             min_confidence: prior::DEFAULT_MIN_CONFIDENCE,
             filter: Filter::None,
             off_map_threshold: sequence::OFF_MAP_WITHHOLD,
-            centring: centring::Centring::None,
+            centring: centring::Centring::Auto,
         }
     }
 }
@@ -364,7 +365,8 @@ pub struct Localizer {
     /// What was warned about when it was made (a metric the covariance was not fitted for),
     /// for reports that outlive the terminal (`evaluate`'s report.json and report.md).
     pub warnings: Vec<String>,
-    /// With `centring: running`: the map's mean (already taken from its rows).
+    /// With `centring: running` (or `auto` where the map allows it): the map's mean (already
+    /// taken from its rows). None: searched as encoded.
     pub centre: Option<centring::MapCentre>,
 }
 
@@ -481,28 +483,38 @@ impl Localizer {
         }
         let index = MapIndex::new(&map);
         let mut map = map;
-        let centre = match options.centring {
-            centring::Centring::None => None,
-            centring::Centring::Running => {
-                if metric != Metric::Cosine {
-                    return Err(PipelineError::Centring {
-                        path: map.path.clone(),
-                        why: format!(
-                            "it is searched with the {} metric, and centred descriptors are \
-                             compared by their directions: search it with --metric cosine (the \
-                             node: `metric: cosine`)",
-                            metric.name()
-                        ),
-                    });
-                }
-                if map.meta.compression.is_some() {
-                    return Err(PipelineError::Centring {
-                        path: map.path.clone(),
-                        why: "it is compressed (build-map --compress), and its codes are of the \
-                              rows before centring: use a map built without --compress"
-                            .into(),
-                    });
-                }
+        // `auto`: running where the map allows it, else none (said why).
+        let why_not = if metric != Metric::Cosine {
+            Some(format!(
+                "it is searched with the {} metric, and centred descriptors are compared by \
+                 their directions: search it with --metric cosine (the node: `metric: cosine`)",
+                metric.name()
+            ))
+        } else if map.meta.compression.is_some() {
+            Some(
+                "it is compressed (build-map --compress), and its codes are of the rows before \
+                 centring: use a map built without --compress"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        let centre = match (options.centring, why_not) {
+            (centring::Centring::None, _) => None,
+            (centring::Centring::Running, Some(why)) => {
+                return Err(PipelineError::Centring {
+                    path: map.path.clone(),
+                    why,
+                });
+            }
+            (centring::Centring::Auto, Some(why)) => {
+                tracing::info!(
+                    "centring: auto: map {} is searched as encoded (not centred): {why}",
+                    map.path.display()
+                );
+                None
+            }
+            (centring::Centring::Running | centring::Centring::Auto, None) => {
                 let centre = centring::MapCentre::of(&map, &index.by_camera);
                 if let Some(c) = &centre {
                     // Every caller hands over a map it has just opened (Localizer::load, evaluate,
@@ -516,9 +528,10 @@ impl Localizer {
                     }
                     Arc::make_mut(&mut map).centre_rows(&c.mean);
                     tracing::info!(
-                        "centring: running: map {} centred by the mean of its {} images; each \
+                        "centring: {}: map {} centred by the mean of its {} images; each \
                          camera's frames by the mean of its last {} (docs/pose-prior.md, \
                          \"Descriptor centring\")",
+                        options.centring.name(),
                         map.path.display(),
                         map.len(),
                         centring::WINDOW
@@ -637,6 +650,16 @@ impl Localizer {
         let (_, filter) = sequence.state.as_mut().expect("just set");
         let travel = if fresh { None } else { travel };
         self.localize_in_sequence(filter, &desc, query, time, travel, self.options.top_k)
+    }
+
+    /// What this Localizer does: `running` when it centres (asked, or `auto` where the map
+    /// allows it), else `none`.
+    pub fn centring_used(&self) -> centring::Centring {
+        if self.centre.is_some() {
+            centring::Centring::Running
+        } else {
+            centring::Centring::None
+        }
     }
 
     /// A frame's descriptor centred by its camera's (`source`'s) window in `sequence` (the

@@ -155,7 +155,7 @@ pub struct NodeParams {
     pub off_map_threshold: Number,
     /// Optional nav_msgs/Odometry topic (e.g. /odom): with filter sequence, the distance the robot travelled between two frames (from the odometry's positions at the frames' stamps) replaces the 15 m/s speed bound, so a stopped or slow robot keeps its place (the direction comes from the filter's own velocity: odometry's frame is not the map's); stamps must share the cameras' clock; empty: no odometry
     pub odometry_topic: String,
-    /// none (default): descriptors compared as encoded; running: the map's rows minus the map's mean, each frame minus the mean of its camera's last 30 frames (a frame joins them only when the view has changed, so a stopped robot does not centre its place away), which takes away what a season's or a camera's look shares across places (docs/pose-prior.md, "Descriptor centring"); needs metric cosine, a map not built with --compress, and frame stamps in capture order
+    /// auto (default): running where the map allows it (metric cosine, a map not built with --compress), else none, said in the log at start; running: the map's rows minus the map's mean, each frame minus the mean of its camera's last 30 frames (a frame joins them only when the view has changed, so a stopped robot does not centre its place away), which takes away what a season's or a camera's look shares across places (docs/pose-prior.md, "Descriptor centring"), and a map it cannot centre stops the node; none: descriptors compared as encoded (the paper's retrieval); frame stamps must follow capture order
     pub centring: String,
 }
 
@@ -185,7 +185,7 @@ impl Default for NodeParams {
             filter: crate::localize::Filter::Sequence.name().into(),
             off_map_threshold: Number(crate::localize::Options::default().off_map_threshold),
             odometry_topic: String::new(),
-            centring: crate::localize::centring::Centring::None.name().into(),
+            centring: crate::localize::centring::Centring::Auto.name().into(),
         }
     }
 }

@@ -62,12 +62,13 @@ pub(crate) struct EvaluateArgs {
     /// `filter: sequence` runs (docs/sequence-filter.md). Needs query timestamps.
     #[arg(long, default_value = "none")]
     filter: dasgil::localize::Filter,
-    /// none: descriptors compared as encoded (the reference's retrieval); running: the map's
-    /// rows minus the map's mean, each query minus the mean of its camera's last 30 frames
-    /// (the map's mean standing in at the start), which takes away what a whole condition
-    /// shares (docs/pose-prior.md, "Descriptor centring"). Needs the cosine metric, a map not
-    /// built with --compress and query timestamps.
-    #[arg(long, default_value = "none")]
+    /// running: the map's rows minus the map's mean, each query minus the mean of its
+    /// camera's last 30 frames (the map's mean standing in at the start), which takes away what
+    /// a whole condition shares (docs/pose-prior.md, "Descriptor centring"); needs the cosine
+    /// metric, a map not built with --compress and query timestamps, and refuses without
+    /// them. auto (default): running where those hold, else none (said in the log and the
+    /// report). none: descriptors compared as encoded (the reference's retrieval).
+    #[arg(long, default_value = "auto")]
     centring: dasgil::localize::centring::Centring,
     /// With --filter sequence, the node's `off_map_threshold`: a query whose probability of
     /// being off the map is at least this is withheld (0 to 1; 1: never; default the node's,
@@ -269,6 +270,20 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             }
         }
     }
+    // `--centring auto` (the default) centres queries in their time order: without stamps,
+    // they are searched as encoded (said; `--centring running` refuses them).
+    let mut centring = a.centring;
+    if centring == dasgil::localize::centring::Centring::Auto {
+        if let Some(q) = src.queries.iter().find(|q| q.timestamp_us.is_none()) {
+            src.notes.push(format!(
+                "descriptors not centred (--centring auto): query {} has no timestamp, and \
+                 centring follows each camera's queries in time order (docs/pose-prior.md, \
+                 \"Descriptor centring\"); --centring none turns this note off",
+                q.path.display()
+            ));
+            centring = dasgil::localize::centring::Centring::None;
+        }
+    }
     // What scoring against the map added (the data set's own notes are said when it opens).
     for note in &src.notes[notes_before..] {
         eprintln!("evaluate: {note}");
@@ -276,7 +291,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
-        centring: a.centring,
+        centring,
         off_map_threshold: a
             .off_map_threshold
             .unwrap_or(dasgil::localize::Options::default().off_map_threshold),

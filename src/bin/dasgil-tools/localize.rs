@@ -137,6 +137,8 @@ pub(crate) fn run_localize(a: LocalizeArgs) -> Result<()> {
             metric: a.metric,
             top_k: a.top_k,
             min_confidence: a.min_confidence,
+            // Single images have no camera's recent frames to be centred by.
+            centring: dasgil::localize::centring::Centring::None,
             ..Default::default()
         },
     )?;

@@ -82,7 +82,7 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "centring",
                 default_value="",
-                description="auto, running or none (descriptors centred by the map's and each camera's recent frames' means; running needs metric cosine, auto centres where the map allows it); overrides the YAML",
+                description="auto, running or none (descriptors centred by the map's and each camera's recent frames' means; running needs metric cosine and a map not built with --compress, auto centres where the map allows it); overrides the YAML",
             ),
             DeclareLaunchArgument(
                 "off_map_threshold",

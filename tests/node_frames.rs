@@ -599,7 +599,12 @@ async fn two_cameras_bad_frame_burst_recovery_and_reload() {
     std::fs::rename(&rebuilt, &map).unwrap();
     let r = call_reload(&reload).await;
     assert!(r.success, "{}", r.message);
-    assert!(r.message.contains("12 entries"), "{}", r.message);
+    // The test checkpoint records no metric: an l1 map, which centring: auto leaves as encoded.
+    assert!(
+        r.message.contains("12 entries; centring none"),
+        "{}",
+        r.message
+    );
     wait_diag(&mut diags, 0, "the reloaded map's size", |s| {
         value(s, "map_entries") == 12
     })
@@ -1447,10 +1452,11 @@ async fn sequence_filter_through_the_node_follows_a_drive() {
     );
 }
 
-/// `centring: running` through the node (with `metric: cosine`): a drive past the map's own
-/// images, twice, each frame localized at its image's pose; on a map searched with L1 (the
-/// test checkpoint's, which records no metric) the node stops naming the map and the fix; a
-/// bad value stops it naming the parameter.
+/// Centring through the node at its default (`auto`, with `metric: cosine`: running, as its
+/// start-up line says): a drive past the map's own images, twice, each frame localized at its
+/// image's pose; on a map searched with L1 (the test checkpoint's, which records no metric)
+/// `centring: running` stops the node naming the map and the fix; a bad value stops it naming
+/// the parameter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn centring_through_the_node_localizes_a_drive() {
     let dir = tempfile::tempdir().unwrap();
@@ -1464,12 +1470,11 @@ async fn centring_through_the_node_localizes_a_drive() {
         "filter:=none",
         "-p",
         "metric:=cosine",
-        "-p",
-        "centring:=running",
     ]
     .map(String::from)
     .to_vec();
-    let mut h = Harness::start("centring", &map, &args);
+    let log = dir.path().join("node.log");
+    let mut h = Harness::start_logged("centring", &map, &args, &log);
     let ns = h.ns.clone();
     let node = h.node.as_mut().unwrap();
     let cam = node
@@ -1504,6 +1509,11 @@ async fn centring_through_the_node_localizes_a_drive() {
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("centring: auto: map") && said.contains("centred by the mean of its"),
+        "{said}"
+    );
     let map_arg = format!("map:={}", map.display());
     let e = node_error(&["--ros-args", "-p", &map_arg, "-p", "centring:=running"]);
     assert!(

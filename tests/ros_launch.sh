@@ -92,8 +92,8 @@ assert all(st[("c1", i)] - st[("c0", i)] == 1 for (c, i) in st if c == "c0" and 
 PY
 grep -q "process has finished cleanly" "$OUT/demo/node.log" || fail "the demo's node did not stop cleanly"
 # The node says how the map's images were encoded (queries follow the map).
-grep -qE "dasgil node ready: map .* entries; adaptation none, photometric none, yaw views ±3,±6 deg\)" "$OUT/demo/node.log" ||
-  fail "the node's ready line does not name the map's adaptation, photometric mode and yaw views"
+grep -qE "dasgil node ready: map .* entries; adaptation none, photometric none, yaw views ±3,±6 deg\), metric cosine, centring running," "$OUT/demo/node.log" ||
+  fail "the node's ready line does not name the map's adaptation, photometric mode and yaw views, and the default centring (auto: running on the shipped model's cosine map)"
 
 # 2. ros2 launch, param, topic, log level, SIGINT.
 set +u

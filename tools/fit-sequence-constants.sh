@@ -18,9 +18,11 @@
 #   its first 20 places, of cmu_mini (its first 10), of cmu_calibration (another world) and of
 #   its route 4 times as long (160 places), the 160-place route's queries past an 80-place
 #   map, and cmu_val_ink's likewise (120 places; past 60).
-# Every run is `dasgil-tools evaluate --filter sequence`; the scripts first check that they
-# reproduce evaluate's numbers. About 4 minutes on 2 cores (nothing else running), 8 the first
-# time (the partial and longer worlds are rendered, and their maps built, on first use).
+# Every run is `dasgil-tools evaluate --filter sequence`, and (since session 72) the fitting
+# worlds, the validation worlds and cmu_slice also one frame at a time (folders `*-single`) for
+# the single-frame prior and the rotation floor; the scripts first check that they reproduce
+# evaluate's numbers. About 12 minutes on 2 cores (nothing else running), 20 the first time (the
+# partial and longer worlds are rendered, and their maps built, on first use).
 #
 #   tools/fit-sequence-constants.sh [OUT]      # default OUT: build/sequence-fit
 #   CHECKPOINT=FILE tools/fit-sequence-constants.sh   # another generator checkpoint
@@ -67,7 +69,8 @@ if [ "$VIEWS" != none ] && ! [[ "$VIEWS" =~ ^[0-9.]+(,[0-9.]+)*$ ]]; then
   echo "fit-sequence-constants: VIEWS: expected angles such as 3,6 or none, found \`$VIEWS\`" >&2
   exit 2
 fi
-MAPS="$OUT/maps-$(sha256sum "$MODEL_FILE" | cut -c1-8)"
+# Kept beside the default OUT whatever OUT and CENTRING are (the maps do not depend on them).
+MAPS="$ROOT/build/sequence-fit/maps-$(sha256sum "$MODEL_FILE" | cut -c1-8)"
 # Maps without views keep the folder they always had.
 if [ "$VIEWS" != none ]; then MAPS="$MAPS-views${VIEWS//,/-}"; fi
 mkdir -p "$MAPS"
@@ -90,7 +93,10 @@ run() { # FOLDER QUERIES [MAP] (QUERIES of config/partial-maps.yaml when it name
   grep -q "^$2:" "$ROOT/config/partial-maps.yaml" && extra+=(--sequences "$ROOT/config/partial-maps.yaml")
   "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
-  echo "$1: $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"
+  # What centring did (auto: running, or none where the map cannot be centred).
+  local centring
+  centring="$(grep -o '"centring": *"[a-z]*"' "$OUT/$1/report.json" | head -1 | sed 's/.*"\([a-z]*\)"$/\1/')"
+  echo "$1 (centring ${centring:-none}): $(grep -m1 'published by the node' "$OUT/$1.log" | sed 's/^ *//')"
 }
 run cmu_calibration cmu_calibration
 run cmu_val_pastel cmu_val_pastel

@@ -75,7 +75,10 @@ VIEWS_ID=""
 if [ "$VIEWS" != none ]; then VIEWS_ID="-views${VIEWS//,/-}"; fi
 CENTRING="${CENTRING:-auto}"
 case "$CENTRING" in
-  auto | running) VIEWS_ID="$VIEWS_ID-centred" ;;
+  # auto centres with the cosine metric only (the shipped model records cosine and is centred
+  # either way; the table's rows say which runs were).
+  auto) if [ "$METRIC" = cosine ]; then VIEWS_ID="$VIEWS_ID-centred"; fi ;;
+  running) VIEWS_ID="$VIEWS_ID-centred" ;;
   none) ;;
   *)
     echo "select-shipped-model: CENTRING: expected auto, running or none, found \`$CENTRING\`" >&2
@@ -147,14 +150,14 @@ for d in sorted(os.listdir(out)):
         # said in their own column.
         # A candidate trained on normalised images (train --photometric) is scored with it.
         shown = name if r.get("photometric", "none") == "none" else f"{name} ({r['photometric']})"
-        key = (shown, r.get("metric", "l1"), r["adaptation"])
+        key = (shown, r.get("metric", "l1"), r.get("centring", "none"), r["adaptation"])
         rows.setdefault(key, {})[world] = r["all"]["accuracy"]["5m,10deg"]
-lines = ["| model | metric | adaptation | " + " | ".join(worlds) + " | mean |",
-         "|---|---|---|" + "---|" * (len(worlds) + 1)]
-for (name, metric, adapt), v in sorted(rows.items(), key=lambda kv: -sum(kv[1].values())):
+lines = ["| model | metric | centring | adaptation | " + " | ".join(worlds) + " | mean |",
+         "|---|---|---|---|" + "---|" * (len(worlds) + 1)]
+for (name, metric, centring, adapt), v in sorted(rows.items(), key=lambda kv: -sum(kv[1].values())):
     cells = [f"{100 * v[w]:.1f}%" if w in v else "-" for w in worlds]
     mean = sum(v.values()) / len(v) if v else 0
-    lines.append(f"| {name} | {metric} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
+    lines.append(f"| {name} | {metric} | {centring} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
 text = "# Selection on the validation worlds, (5 m, 10 deg)\n\n" + "\n".join(lines) + "\n"
 open(os.path.join(out, "selection.md"), "w").write(text)
 print(text)

@@ -1072,6 +1072,15 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
             r.map_entries,
             r.all.queries
         ));
+        s.push_str(&format!(
+            "Centring: {} (docs/pose-prior.md, \"Descriptor centring\").\n\n",
+            if r.centring == "running" {
+                "running (the map's rows minus their mean, each camera's queries minus the mean \
+                 of its recent ones)"
+            } else {
+                "none (descriptors compared as encoded)"
+            }
+        ));
         match &r.sequence {
             Some(c) => s.push_str(&format!(
                 "Filter: sequence (the queries in time order through the Bayes filter over the \

@@ -463,18 +463,36 @@ mod tests {
         assert_eq!(on_disk, &desc[..]);
         assert_ne!(on_disk, c, "the Localizer's rows are centred");
 
-        let e = Localizer::new(
-            MapEncoder::raw_pixels(),
-            Arc::new(MapFile::open(&path).unwrap()),
-            Options {
-                centring: Centring::Running,
-                metric: Some(Metric::L1),
-                ..Default::default()
-            },
-        )
-        .err()
-        .expect("l1 refused")
-        .to_string();
+        // auto (the default): the same as running on this cosine map ...
+        let auto = open(Centring::Auto).unwrap();
+        assert_eq!(auto.centring_used(), Centring::Running);
+        assert_eq!(auto.centre, centred.centre);
+        let mut a = queries.clone();
+        auto.centre_descriptors(&mut a, &vec!["c0"; 2 * n], &times);
+        assert_eq!(a, q);
+        assert_eq!(plain.centring_used(), Centring::None);
+        // ... and as encoded when searched with l1, which running refuses.
+        let with_l1 = |centring| {
+            Localizer::new(
+                MapEncoder::raw_pixels(),
+                Arc::new(MapFile::open(&path).unwrap()),
+                Options {
+                    centring,
+                    metric: Some(Metric::L1),
+                    ..Default::default()
+                },
+            )
+        };
+        let auto_l1 = with_l1(Centring::Auto).unwrap();
+        assert_eq!(auto_l1.centring_used(), Centring::None);
+        let (crate::map::file::Descriptors::F32(rows), _) = (auto_l1.map.descriptors(), ()) else {
+            panic!("an f32 map");
+        };
+        assert_eq!(rows, &desc[..], "not centred");
+        let e = with_l1(Centring::Running)
+            .err()
+            .expect("l1 refused")
+            .to_string();
         assert!(
             e.contains("looks.map") && e.contains("l1 metric") && e.contains("--metric cosine"),
             "{e}"

@@ -108,9 +108,11 @@ pub const FILTER_POSITION_CALIBRATION: f64 = 0.6;
 /// --unsure, `SPREAD_MASS` kept) on cmu_calibration and the six validation worlds, the two
 /// hard-drive ones among them, with the default yaw views: the smallest value at which each
 /// holds the truth inside the 95% ellipsoid for 95% of its published priors where a wider
-/// floor can reach its misses at all (2026-12-06, session 67; docs/sequence-filter.md,
-/// "A floor for frames unsure of themselves").
-pub const FILTER_UNSURE_CALIBRATION: f64 = 1.5;
+/// floor can reach its misses at all (2026-12-06, session 67: 1.5; docs/sequence-filter.md,
+/// "A floor for frames unsure of themselves"). Refitted with descriptor centring, the default
+/// since session 72: 2.0 (with 1.5 cmu_val_pastel_hard held the truth for 94.3% of its 174
+/// published priors; docs/pose-prior.md, "The default (session 72)").
+pub const FILTER_UNSURE_CALIBRATION: f64 = 2.0;
 /// The node's and the CLI's default `min_confidence`: a match less than 4% closer than the best
 /// match more than ALT_RADIUS away is withheld (4-11% of the matches on the fitting worlds with
 /// the ninth model, 5-12% with the eighth's cosine metric, 9-22% with L1 and e6, 15-24% with e5; docs/pose-prior.md).

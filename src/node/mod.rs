@@ -1104,7 +1104,12 @@ fn serve_reload(
             let response = match loaded {
                 Ok(Ok(loc)) => {
                     let info = map_info(&loc);
-                    let message = format!("reloaded {} ({} entries)", info.path, info.entries);
+                    let message = format!(
+                        "reloaded {} ({} entries; centring {})",
+                        info.path,
+                        info.entries,
+                        loc.centring_used().name()
+                    );
                     *lock(&localizer) = loc;
                     *lock(&map_info_slot) = info;
                     // The sequence filter starts again on the new map: what it said about the
@@ -1302,7 +1307,7 @@ pub async fn run() -> Result<()> {
         }
     }
     tracing::info!(
-        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), metric {}, checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
+        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), metric {}, centring {}, checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         loc.map.meta.encoder.adaptation,
@@ -1314,6 +1319,7 @@ pub async fn run() -> Result<()> {
         },
         crate::map::views::describe(&loc.map.meta.yaw_views_deg),
         loc.metric.name(),
+        loc.centring_used().name(),
         checkpoint.display(),
         params.image_topics.0,
         params.transport,

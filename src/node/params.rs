@@ -576,6 +576,10 @@ mod tests {
         assert_eq!(p["off_map_threshold"].as_f64(), Some(o.off_map_threshold));
         // The shipped file's gate_sigmas is the node's default (evaluate --gate-sigmas's too).
         assert_eq!(p["gate_sigmas"].as_f64(), Some(d.gate_sigmas.0));
+        // Centring: auto everywhere (the node, the file, the Localizer, evaluate's default).
+        assert_eq!(d.centring, o.centring.name());
+        assert_eq!(o.centring, crate::localize::centring::Centring::Auto);
+        assert_eq!(p["centring"].as_str(), Some(d.centring.as_str()));
     }
 
     #[test]

@@ -58,7 +58,7 @@ SHIPPED = 0.73
 # FILTER_POSITION_CALIBRATION * SIGMA_POSITION^2 in src/localize/prior.rs (SIGMA_POSITION 1 m).
 FLOOR = 0.6 * 1.0 ** 2
 # FILTER_UNSURE_CALIBRATION * SIGMA_POSITION^2 there (CONFIDENT: fit_prior.unsure_share).
-UNSURE = 1.5
+UNSURE = 2.0
 UNSURE_GRID = [0.25 * i for i in range(21)]
 # BETWEEN_SPACING in src/localize/sequence.rs.
 BETWEEN_SPACING = 0.5

@@ -277,7 +277,7 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         if let Some(q) = src.queries.iter().find(|q| q.timestamp_us.is_none()) {
             src.notes.push(format!(
                 "descriptors not centred (--centring auto): query {} has no timestamp, and \
-                 centring follows each camera's queries in time order (docs/pose-prior.md, \
+                 centring would follow each camera's queries in time order (docs/pose-prior.md, \
                  \"Descriptor centring\"); --centring none turns this note off",
                 q.path.display()
             ));

@@ -904,16 +904,9 @@ fn a_map_with_yaw_views_finds_a_turned_query_at_its_image() {
         .contains("yaw views: ±4 deg"));
 }
 
-/// The README's "With real data" map commands for RobotCar and KITTI, on generated traversals in
-/// those layouts: each map row holds the camera pose the reader gives (RobotCar: through the
-/// SDK's extrinsics; KITTI: cam0's pose moved to image_2).
-#[test]
-fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("gen.safetensors");
-    checkpoint(&ckpt, 3);
-    let trav = common::synth_robotcar(dir.path(), 6);
-    let ki = dir.path().join("kitti");
+/// `synth kitti` into DIR/kitti: one odometry sequence (00) of 5 frames, 128 x 96.
+fn synth_kitti(dir: &Path) -> PathBuf {
+    let ki = dir.join("kitti");
     ok(&[
         "synth",
         "kitti",
@@ -928,6 +921,19 @@ fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
         "--height",
         "96",
     ]);
+    ki
+}
+
+/// The README's "With real data" map commands for RobotCar and KITTI, on generated traversals in
+/// those layouts: each map row holds the camera pose the reader gives (RobotCar: through the
+/// SDK's extrinsics; KITTI: cam0's pose moved to image_2).
+#[test]
+fn build_map_reads_robotcar_and_kitti_layouts_with_camera_poses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("gen.safetensors");
+    checkpoint(&ckpt, 3);
+    let trav = common::synth_robotcar(dir.path(), 6);
+    let ki = synth_kitti(dir.path());
     for (args, reader_poses) in [
         (
             vec![
@@ -3039,21 +3045,7 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("gen.safetensors");
     checkpoint(&ckpt, 3);
-    let ki = dir.path().join("kitti");
-    ok(&[
-        "synth",
-        "kitti",
-        "--out",
-        path_str(&ki),
-        "--sequences",
-        "1",
-        "--frames",
-        "5",
-        "--width",
-        "128",
-        "--height",
-        "96",
-    ]);
+    let ki = synth_kitti(dir.path());
     let root = ki.join("dataset");
     std::fs::remove_file(root.join("sequences/00/times.txt")).unwrap();
     let map = dir.path().join("kitti.map.safetensors");

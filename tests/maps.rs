@@ -1778,6 +1778,19 @@ fn evaluate_centres_descriptors_when_asked() {
     assert_eq!(auto["centring"], "running");
     assert!(said.contains("centring running"), "{said}");
     assert_eq!(distances(&auto), b);
+    // report.md says what was done.
+    let md =
+        |name: &str| std::fs::read_to_string(f._dir.path().join(name).join("report.md")).unwrap();
+    assert!(
+        md("auto").contains("Centring: running (the map's rows"),
+        "{}",
+        md("auto")
+    );
+    assert!(
+        md("plain").contains("Centring: none (descriptors compared as encoded)"),
+        "{}",
+        md("plain")
+    );
     // ... and searches as encoded where it cannot (raw pixels' own metric, l1), saying none.
     let (_, said, l1) = evaluate_raw_pixels(&f, "auto-l1", &[]);
     assert_eq!(l1["centring"], "none");

@@ -55,6 +55,7 @@ case "$CENTRING" in
     exit 2
     ;;
 esac
+mkdir -p "$OUT"
 CK=()
 if [ -n "${CHECKPOINT:-}" ]; then CK=(--checkpoint "$CHECKPOINT"); fi
 # The maps are kept between runs under the model file's checksum: a model with other weights,

@@ -111,6 +111,9 @@ if [ -z "$SHIPPED" ]; then
     exit 1
 fi
 SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)$VIEWS_ID"
+# The shipped model is searched with the cosine metric it records, which auto centres whatever
+# METRIC is: its folder says so.
+if [ "$CENTRING" != none ] && [[ "$SHIPPED_ID" != *-centred ]]; then SHIPPED_ID="$SHIPPED_ID-centred"; fi
 RAW_ID="raw-pixels"
 if [ "$METRIC" != l1 ]; then RAW_ID="raw-pixels-$METRIC"; fi
 RAW_ID="$RAW_ID$VIEWS_ID"

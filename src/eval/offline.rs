@@ -1073,7 +1073,7 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
             r.all.queries
         ));
         s.push_str(&format!(
-            "Centring: {} (docs/pose-prior.md, \"Descriptor centring\").\n\n",
+            "Centring: {}; docs/pose-prior.md, \"Descriptor centring\".\n\n",
             if r.centring == "running" {
                 "running (the map's rows minus their mean, each camera's queries minus the mean \
                  of its recent ones)"

@@ -3079,28 +3079,14 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     ]
     .concat();
     ok(&build);
-    let evaluate = |out: &Path, more: &[&str]| -> Vec<String> {
-        [
-            &["evaluate"][..],
-            &source,
-            &[
-                "--map",
-                path_str(&map),
-                "--device",
-                "cpu",
-                "--out",
-                path_str(out),
-            ],
-            more,
-        ]
-        .concat()
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let evaluate = [
+        &["evaluate"][..],
+        &source,
+        &["--map", path_str(&map), "--device", "cpu", "--out"],
+    ]
+    .concat();
     let out = dir.path().join("auto");
-    let args = evaluate(&out, &[]);
-    let said = tools(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let said = tools(&[&evaluate[..], &[path_str(&out)]].concat());
     assert!(said.status.success(), "{said:?}");
     let stderr = String::from_utf8_lossy(&said.stderr);
     assert!(
@@ -3120,8 +3106,7 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
         "{report}"
     );
     let out = dir.path().join("running");
-    let args = evaluate(&out, &["--centring", "running"]);
-    let e = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = err(&[&evaluate[..], &[path_str(&out), "--centring", "running"]].concat());
     assert!(e.contains("000000.png"), "{e}");
     assert!(!out.exists());
 }

@@ -87,12 +87,13 @@ for m in cmu_calibration_first10 cmu_val_pastel_first15 cmu_val_ink_first15 cmu_
 done
 map cmu_mini
 map cmu_calibration
+# FILTER=none run ...: single frames (default: the sequence filter).
 run() { # FOLDER QUERIES [MAP] (QUERIES of config/partial-maps.yaml when it names one there)
   local extra=()
   # With --map the map's own views; otherwise evaluate builds its maps with VIEWS.
   if [ -n "${3:-}" ]; then extra=(--map "$MAPS/$3.map.safetensors"); else extra=(--yaw-views "$VIEWS"); fi
   grep -q "^$2:" "$ROOT/config/partial-maps.yaml" && extra+=(--sequences "$ROOT/config/partial-maps.yaml")
-  "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter sequence --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
+  "$TOOLS" evaluate --sequence "$2" "${extra[@]}" --filter "${FILTER:-sequence}" --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1" >"$OUT/$1.log" 2>&1 ||
     { echo "fit-sequence-constants: evaluate $1 failed: $OUT/$1.log" >&2; exit 1; }
   # What centring did (auto: running, or none where the map cannot be centred).
   local centring
@@ -128,12 +129,8 @@ run cmu_val_pastel_x120-past-x60 cmu_val_pastel_x120 cmu_val_pastel_x60
 run cmu_val_ink-on-x120 cmu_val_ink cmu_val_ink_x120
 run cmu_val_ink_x120-past-x60 cmu_val_ink_x120 cmu_val_ink_x60
 # Single frames (no filter) for the single-frame prior and the rotation floor.
-single() { # WORLD
-  "$TOOLS" evaluate --sequence "$1" --yaw-views "$VIEWS" --centring "$CENTRING" --device cpu "${CK[@]}" --out "$OUT/$1-single" >"$OUT/$1-single.log" 2>&1 ||
-    { echo "fit-sequence-constants: evaluate $1 (single frames) failed: $OUT/$1-single.log" >&2; exit 1; }
-}
 for w in cmu_calibration cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive "${HARD[@]}" cmu_slice; do
-  single "$w"
+  FILTER=none run "$w-single" "$w"
 done
 cd "$OUT"
 echo

@@ -74,11 +74,17 @@ fi
 VIEWS_ID=""
 if [ "$VIEWS" != none ]; then VIEWS_ID="-views${VIEWS//,/-}"; fi
 CENTRING="${CENTRING:-auto}"
+# Folder suffixes: CENTRED_ID for the runs searched with METRIC (auto centres cosine only),
+# SHIPPED_CENTRED_ID for the shipped model, searched with the cosine it records (the table's
+# rows say which runs were centred).
+CENTRED_ID=""
+SHIPPED_CENTRED_ID=""
 case "$CENTRING" in
-  # auto centres with the cosine metric only (the shipped model records cosine and is centred
-  # either way; the table's rows say which runs were).
-  auto) if [ "$METRIC" = cosine ]; then VIEWS_ID="$VIEWS_ID-centred"; fi ;;
-  running) VIEWS_ID="$VIEWS_ID-centred" ;;
+  auto)
+    SHIPPED_CENTRED_ID="-centred"
+    if [ "$METRIC" = cosine ]; then CENTRED_ID="-centred"; fi
+    ;;
+  running) CENTRED_ID="-centred" SHIPPED_CENTRED_ID="-centred" ;;
   none) ;;
   *)
     echo "select-shipped-model: CENTRING: expected auto, running or none, found \`$CENTRING\`" >&2
@@ -110,10 +116,9 @@ if [ -z "$SHIPPED" ]; then
     echo "select-shipped-model: no shipped model in $ROOT/maps/models (dasgil-synth-*.safetensors); restore it with git checkout maps/models" >&2
     exit 1
 fi
-SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)$VIEWS_ID"
-# The shipped model is searched with the cosine metric it records, which auto centres whatever
-# METRIC is: its folder says so.
-if [ "$CENTRING" != none ] && [[ "$SHIPPED_ID" != *-centred ]]; then SHIPPED_ID="$SHIPPED_ID-centred"; fi
+SHIPPED_ID="shipped-$(sha256sum "$SHIPPED" | cut -c1-8)$VIEWS_ID$SHIPPED_CENTRED_ID"
+# Every other run's folder: the views and the centring.
+VIEWS_ID="$VIEWS_ID$CENTRED_ID"
 RAW_ID="raw-pixels"
 if [ "$METRIC" != l1 ]; then RAW_ID="raw-pixels-$METRIC"; fi
 RAW_ID="$RAW_ID$VIEWS_ID"

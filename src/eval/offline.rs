@@ -160,12 +160,12 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
     /// `none` (each query on its own) or `sequence` (the Bayes filter over the map's places).
-    #[serde(default = "filter_none")]
+    #[serde(default = "none")]
     pub filter: String,
     /// What was done: `none` (as encoded), or `running`: descriptors centred by the map's mean
     /// and each camera's recent frames' (`--centring running`, or `auto` where it could be;
     /// `localize::centring`). Reports written before it existed read `none`.
-    #[serde(default = "centring_none")]
+    #[serde(default = "none")]
     pub centring: String,
     /// The sequence filter's relocalizations (a jump beyond the motion's reach) and resets (a
     /// gap long enough to start again), with `filter: sequence`.
@@ -204,11 +204,8 @@ pub fn odometry_line(o: &OdometryUse) -> String {
     )
 }
 
-fn centring_none() -> String {
-    crate::localize::centring::Centring::None.name().into()
-}
-
-fn filter_none() -> String {
+/// The serde default of `filter` and `centring` in reports written before they existed.
+fn none() -> String {
     "none".into()
 }
 

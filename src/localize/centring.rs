@@ -418,16 +418,19 @@ mod tests {
                 })
                 .count()
         };
-        let open = |centring| {
+        // The map searched with its own metric (cosine), or with `metric` when given.
+        let open_with = |centring, metric| {
             Localizer::new(
                 MapEncoder::raw_pixels(),
                 Arc::new(MapFile::open(&path).unwrap()),
                 Options {
                     centring,
+                    metric,
                     ..Default::default()
                 },
             )
         };
+        let open = |centring| open_with(centring, None);
         let plain = open(Centring::None).unwrap();
         let plain_right = right(&plain, &queries);
         let centred = open(Centring::Running).unwrap();
@@ -472,24 +475,13 @@ mod tests {
         assert_eq!(a, q);
         assert_eq!(plain.centring_used(), Centring::None);
         // ... and as encoded when searched with l1, which running refuses.
-        let with_l1 = |centring| {
-            Localizer::new(
-                MapEncoder::raw_pixels(),
-                Arc::new(MapFile::open(&path).unwrap()),
-                Options {
-                    centring,
-                    metric: Some(Metric::L1),
-                    ..Default::default()
-                },
-            )
-        };
-        let auto_l1 = with_l1(Centring::Auto).unwrap();
+        let auto_l1 = open_with(Centring::Auto, Some(Metric::L1)).unwrap();
         assert_eq!(auto_l1.centring_used(), Centring::None);
-        let (crate::map::file::Descriptors::F32(rows), _) = (auto_l1.map.descriptors(), ()) else {
+        let crate::map::file::Descriptors::F32(rows) = auto_l1.map.descriptors() else {
             panic!("an f32 map");
         };
         assert_eq!(rows, &desc[..], "not centred");
-        let e = with_l1(Centring::Running)
+        let e = open_with(Centring::Running, Some(Metric::L1))
             .err()
             .expect("l1 refused")
             .to_string();

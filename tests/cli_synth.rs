@@ -237,3 +237,57 @@ fn wide_appearance_changes_the_look_of_every_variation_but_not_the_poses() {
     assert!(rigs.len() >= 9, "each variation its own rig: {rigs:?}");
     // A bad --appearance is in the bad-input corpus (tests/bad_inputs.txt).
 }
+
+/// `--force` replaces an earlier synth output as a whole and says what it replaced; another
+/// kind of data set is warned about (a user's slip of --out should not pass unseen).
+#[test]
+fn force_says_which_earlier_data_set_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("world");
+    let out_s = out.to_str().unwrap();
+    let small = ["--width", "32", "--height", "32"];
+    let kitti = tools(
+        &[
+            &["synth", "kitti", "--out", out_s, "--frames", "2"][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert!(kitti.status.success(), "{kitti:?}");
+    let again = tools(
+        &[
+            &["synth", "kitti", "--out", out_s, "--frames", "3", "--force"][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert!(again.status.success(), "{again:?}");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.contains("; replaced the earlier synth kitti data set (2 images)"),
+        "{said}"
+    );
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("now replaced by"));
+    let cmu = tools(
+        &[
+            &["synth", "cmu", "--out", out_s, "--places", "2", "--force"][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert!(cmu.status.success(), "{cmu:?}");
+    let said = String::from_utf8_lossy(&cmu.stdout);
+    assert!(
+        said.contains("; replaced the earlier synth kitti data set (3 images)"),
+        "{said}"
+    );
+    let warned = String::from_utf8_lossy(&cmu.stderr);
+    assert!(
+        warned.contains("held a synth kitti data set (3 images), now replaced by this cmu one"),
+        "{warned}"
+    );
+    assert!(
+        !out.join("dataset").exists(),
+        "the KITTI layout is gone as a whole"
+    );
+}

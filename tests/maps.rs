@@ -3060,7 +3060,9 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     checkpoint(&ckpt, 3);
     let ki = synth_kitti(dir.path());
     let root = ki.join("dataset");
-    std::fs::remove_file(root.join("sequences/00/times.txt")).unwrap();
+    let times = root.join("sequences/00/times.txt");
+    let stamps = std::fs::read(&times).unwrap();
+    std::fs::remove_file(&times).unwrap();
     let map = dir.path().join("kitti.map.safetensors");
     let source = ["--format", "kitti", "--root", path_str(&root)];
     let build = [
@@ -3108,5 +3110,67 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     let out = dir.path().join("running");
     let e = err(&[&evaluate[..], &[path_str(&out), "--centring", "running"]].concat());
     assert!(e.contains("000000.png"), "{e}");
+    assert!(!out.exists());
+    // A library caller of run_on_map at the default options gets the same fallback (the
+    // command adds nothing of its own).
+    let src =
+        dasgil::data::sources::source(None, None, Some("kitti"), Some(&root), None, None).unwrap();
+    let src = dasgil::eval::map_queries(src, &map).unwrap();
+    let out = dir.path().join("library");
+    let reports = dasgil::eval::run_on_map(
+        &map,
+        None,
+        tch::Device::Cpu,
+        &src,
+        &out,
+        true,
+        &dasgil::localize::Options::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(reports[0].centring, "none");
+    let written = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(written.contains("has no timestamp"), "{written}");
+    // A compressed cosine map is searched as encoded under auto, said in the log and the report.
+    let compressed = dir.path().join("kitti-compressed.map.safetensors");
+    let build = [
+        &build[..build.len() - 1],
+        &[
+            path_str(&compressed),
+            "--compress",
+            "16",
+            "--yaw-views",
+            "none",
+        ],
+    ]
+    .concat();
+    ok(&build);
+    std::fs::write(&times, stamps).unwrap();
+    let out = dir.path().join("compressed");
+    let evaluate = [
+        &["evaluate"][..],
+        &source,
+        &["--map", path_str(&compressed), "--device", "cpu", "--out"],
+    ]
+    .concat();
+    // The INFO line that says why.
+    let said = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args([&evaluate[..], &[path_str(&out)]].concat())
+        .env("RUST_LOG", "info")
+        .output_limited()
+        .unwrap();
+    assert!(said.status.success(), "{said:?}");
+    let stderr = String::from_utf8_lossy(&said.stderr);
+    assert!(
+        stderr.contains("is searched as encoded (not centred): it is compressed")
+            && !stderr.contains("no timestamp"),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reports"][0]["centring"], "none", "{report}");
+    let out = dir.path().join("compressed-running");
+    let e = err(&[&evaluate[..], &[path_str(&out), "--centring", "running"]].concat());
+    assert!(e.contains("it is compressed"), "{e}");
     assert!(!out.exists());
 }

@@ -304,7 +304,11 @@ fn trains_checkpoints_and_resumes_exactly() {
     let before = std::fs::read(split.join("losses.csv")).unwrap();
     let e = train(&split, &["--steps", "1"]);
     assert_eq!(e.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&e.stderr).contains("folder is not empty"));
+    let said = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        said.contains("folder is not empty: it holds a training run; continue it with --resume"),
+        "{said}"
+    );
     assert_eq!(std::fs::read(split.join("losses.csv")).unwrap(), before);
 
     // A corrupt checkpoint is refused naming the file.

@@ -18,6 +18,35 @@ use crate::model::DescriptorSpec;
 use crate::retrieval::Metric;
 use offline::Report;
 
+/// `centring: auto` in evaluate: each camera's queries are centred in their time order, so a
+/// set with a query that has no timestamp is searched as encoded, with a note naming it (the
+/// default's fallback, here so that every caller of [`run`] and [`run_on_map`] gets it;
+/// `running` refuses such queries). Returns the options to search with and the note.
+pub fn centring_for_queries(
+    src: &SourceImages,
+    options: &crate::localize::Options,
+) -> (crate::localize::Options, Option<String>) {
+    use crate::localize::centring::Centring;
+    if options.centring != Centring::Auto {
+        return (options.clone(), None);
+    }
+    match src.queries.iter().find(|q| q.timestamp_us.is_none()) {
+        Some(q) => (
+            crate::localize::Options {
+                centring: Centring::None,
+                ..options.clone()
+            },
+            Some(format!(
+                "descriptors not centred (--centring auto): query {} has no timestamp, and \
+                 centring would follow each camera's queries in time order (docs/pose-prior.md, \
+                 \"Descriptor centring\"); --centring none turns this note off",
+                q.path.display()
+            )),
+        ),
+        None => (options.clone(), None),
+    }
+}
+
 /// evaluate: builds the map(s) in `out` and scores the queries through the Localizer; both ways (with and without
 /// map-time adaptation) for a network, with `metric` (None: the encoder's default, the one its
 /// checkpoint records, else L1). Returns the reports, primary first.
@@ -192,6 +221,8 @@ fn run_in(
     gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
+    let (options, centring_note) = centring_for_queries(src, options);
+    let options = &options;
     let mut reports = Vec::new();
     // Raw pixels have no statistics to adapt; a network is evaluated both ways.
     let ways: Vec<bool> = match choice {
@@ -200,6 +231,10 @@ fn run_in(
     };
     let mut submission = None;
     let mut warnings: Vec<String> = Vec::new();
+    if let Some(note) = centring_note {
+        tracing::warn!("{note}");
+        warnings.push(note);
+    }
     for adapt in ways {
         // The progress bars that follow (the map, then the queries) are this adaptation's.
         tracing::info!(
@@ -303,7 +338,8 @@ pub fn run_on_map(
     gate: Option<offline::GateSettings>,
 ) -> Result<Vec<Report>, PipelineError> {
     // The map is opened (and checked) before the output folder is made.
-    let (loc, used) = Localizer::load(map, checkpoint, device, options.clone())?;
+    let (options, centring_note) = centring_for_queries(src, options);
+    let (loc, used) = Localizer::load(map, checkpoint, device, options)?;
     let name = match loc.map.meta.encoder.kind {
         crate::map::file::EncoderKind::RawPixels => "raw-pixels".to_string(),
         crate::map::file::EncoderKind::Dasgil => used
@@ -314,8 +350,13 @@ pub fn run_on_map(
     let before = OutState::of(out);
     prepare_out(src, out)?;
     let labels = offline::condition_labels(src);
+    let mut warnings = loc.warnings.clone();
+    if let Some(note) = centring_note {
+        tracing::warn!("{note}");
+        warnings.insert(0, note);
+    }
     let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)
-        .and_then(|(report, sub)| write_outputs(out, src, &loc.warnings, vec![report], Some(sub)));
+        .and_then(|(report, sub)| write_outputs(out, src, &warnings, vec![report], Some(sub)));
     before.clean_up_after(out, result, &[map])
 }
 

@@ -64,6 +64,20 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     Ok(staging)
 }
 
+/// The kind (`dataset`, e.g. `kitti`) and image count of the complete synth data set in
+/// `out`, from its marker; None when there is none (or its marker is unreadable).
+pub fn earlier(out: &Path) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(out.join(MARKER)).ok()?;
+    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        marker["dataset"]
+            .as_str()
+            .unwrap_or("(unnamed)")
+            .to_string(),
+        marker["images"].as_u64().unwrap_or(0),
+    ))
+}
+
 /// Whether `out` holds a complete synth data set (its marker is written last).
 pub fn is_complete(out: &Path) -> bool {
     out.join(MARKER).is_file()

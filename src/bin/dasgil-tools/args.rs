@@ -190,7 +190,12 @@ pub(crate) fn parse_unit(s: &str) -> Result<f64, String> {
 }
 
 /// A new run's (or data set's) output folder must be new or empty: nothing is mixed or lost.
-pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
+/// `resumable`: whether the folder holds a run `--resume` can continue (only then is it
+/// suggested).
+pub(crate) fn refuse_non_empty(
+    out: &std::path::Path,
+    resumable: impl FnOnce(&std::path::Path) -> bool,
+) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
             anyhow::bail!("{}: exists and is not a folder", out.display());
@@ -198,8 +203,16 @@ pub(crate) fn refuse_non_empty(out: &std::path::Path) -> Result<()> {
         let mut entries =
             std::fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))?;
         if entries.next().is_some() {
+            if resumable(out) {
+                anyhow::bail!(
+                    "{0}: folder is not empty: it holds a training run; continue it with \
+                     --resume {0}, or choose a new or empty folder",
+                    out.display()
+                );
+            }
             anyhow::bail!(
-                "{}: folder is not empty; choose a new or empty folder (or --resume it)",
+                "{}: folder is not empty and holds no training run to resume; choose a new or \
+                 empty folder (nothing in it was changed)",
                 out.display()
             );
         }

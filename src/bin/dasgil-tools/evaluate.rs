@@ -270,20 +270,6 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             }
         }
     }
-    // `--centring auto` (the default) centres queries in their time order: without stamps,
-    // they are searched as encoded (said; `--centring running` refuses them).
-    let mut centring = a.centring;
-    if centring == dasgil::localize::centring::Centring::Auto {
-        if let Some(q) = src.queries.iter().find(|q| q.timestamp_us.is_none()) {
-            src.notes.push(format!(
-                "descriptors not centred (--centring auto): query {} has no timestamp, and \
-                 centring would follow each camera's queries in time order (docs/pose-prior.md, \
-                 \"Descriptor centring\"); --centring none turns this note off",
-                q.path.display()
-            ));
-            centring = dasgil::localize::centring::Centring::None;
-        }
-    }
     // What scoring against the map added (the data set's own notes are said when it opens).
     for note in &src.notes[notes_before..] {
         eprintln!("evaluate: {note}");
@@ -291,7 +277,8 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
     let options = dasgil::localize::Options {
         min_confidence: a.min_confidence,
         filter: a.filter,
-        centring,
+        // `auto` leaves queries without stamps uncentred (eval::centring_for_queries).
+        centring: a.centring,
         off_map_threshold: a
             .off_map_threshold
             .unwrap_or(dasgil::localize::Options::default().off_map_threshold),

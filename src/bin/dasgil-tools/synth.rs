@@ -375,6 +375,8 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         }
     }
     let staging = output::staging(&out, job.common.force)?;
+    // What --force replaces, said with the result (another kind of data set said loudest).
+    let replaced = output::earlier(&out);
     let summary = match (job.generate)(&staging) {
         Ok(s) => s,
         Err(e) => {
@@ -391,12 +393,24 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     if let Some(p) = &preview_path {
         (job.preview)(&out, p)?;
     }
+    let replaced = replaced.map(|(dataset, images)| {
+        if dataset != job.name {
+            tracing::warn!(
+                "--force: --out {} held a synth {dataset} data set ({images} images), now \
+                 replaced by this {} one",
+                out.display(),
+                job.name
+            );
+        }
+        format!("; replaced the earlier synth {dataset} data set ({images} images)")
+    });
     println!(
-        "wrote {} images ({} files) to {} in {:.1} s{}",
+        "wrote {} images ({} files) to {} in {:.1} s{}{}",
         summary.images,
         summary.files,
         out.display(),
         started.elapsed().as_secs_f64(),
+        replaced.unwrap_or_default(),
         preview_path
             .map(|p| format!("; preview {}", p.display()))
             .unwrap_or_default()

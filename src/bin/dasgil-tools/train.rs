@@ -152,7 +152,7 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 .out
                 .clone()
                 .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
-            refuse_non_empty(&out)?;
+            refuse_non_empty(&out, |dir| train::latest_checkpoint(dir).is_ok())?;
             (None, out)
         }
     };

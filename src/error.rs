@@ -114,9 +114,9 @@ pub enum PipelineError {
     NoPrior { path: PathBuf, why: String },
     #[error("{}: metric: {message}", path.display())]
     MapMetric { path: PathBuf, message: String },
-    #[error("map {}: cannot centre its descriptors (centring: running): {why}", path.display())]
+    #[error("map {}: cannot centre its descriptors (centring: running): {why}; or search it as encoded with --centring none (the node: `centring: none`)", path.display())]
     Centring { path: PathBuf, why: String },
-    #[error("{}: no timestamp: centring (--centring running, or auto on a map it centres) follows each camera's frames in time order (use --centring none, or a data set whose query names or lists give timestamps; under auto, evaluate (eval::run, eval::run_on_map) searches such queries uncentred)", path.display())]
+    #[error("{}: no timestamp: centring (--centring running) follows each camera's frames in time order (use --centring none, or a data set whose query names or lists give timestamps; --centring auto searches such queries uncentred)", path.display())]
     CentringTimestamp { path: PathBuf },
     #[error("top_k: expected 1 to 1000, found {0}")]
     TopK(usize),

@@ -239,55 +239,117 @@ fn wide_appearance_changes_the_look_of_every_variation_but_not_the_poses() {
 }
 
 /// `--force` replaces an earlier synth output as a whole and says what it replaced; another
-/// kind of data set is warned about (a user's slip of --out should not pass unseen).
+/// kind of data set is warned about before the render (a slip of --out should not pass unseen);
+/// what the user added to the folder, a broken marker and a non-PNG --preview are refused.
 #[test]
-fn force_says_which_earlier_data_set_it_replaced() {
+fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("world");
     let out_s = out.to_str().unwrap();
-    let small = ["--width", "32", "--height", "32"];
-    let kitti = tools(
-        &[
-            &["synth", "kitti", "--out", out_s, "--frames", "2"][..],
-            &small,
-        ]
-        .concat(),
-    );
-    assert!(kitti.status.success(), "{kitti:?}");
-    let again = tools(
-        &[
-            &["synth", "kitti", "--out", out_s, "--frames", "3", "--force"][..],
-            &small,
-        ]
-        .concat(),
-    );
-    assert!(again.status.success(), "{again:?}");
-    let said = String::from_utf8_lossy(&again.stdout);
+    let synth_in = |cwd: &std::path::Path, out: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+            .current_dir(cwd)
+            .args(
+                ["synth"]
+                    .iter()
+                    .chain(args)
+                    .chain(&["--out", out, "--width", "32", "--height", "32"]),
+            )
+            .env("RUST_LOG", "info")
+            .output_limited()
+            .expect("run dasgil-tools")
+    };
+    let synth = |args: &[&str]| {
+        let said = synth_in(dir.path(), out_s, args);
+        (
+            said.status.code(),
+            String::from_utf8_lossy(&said.stdout).into_owned(),
+            String::from_utf8_lossy(&said.stderr).into_owned(),
+        )
+    };
+    assert_eq!(synth(&["kitti", "--frames", "2"]).0, Some(0));
+    let (code, said, warned) = synth(&["kitti", "--frames", "3", "--force"]);
+    assert_eq!(code, Some(0), "{warned}");
     assert!(
         said.contains("; replaced the earlier synth kitti data set (2 images)"),
         "{said}"
     );
-    assert!(!String::from_utf8_lossy(&again.stderr).contains("now replaced by"));
-    let cmu = tools(
-        &[
-            &["synth", "cmu", "--out", out_s, "--places", "2", "--force"][..],
-            &small,
-        ]
-        .concat(),
+    assert!(!warned.contains("holds an earlier"), "{warned}");
+    // What the user put there is never replaced with it.
+    std::fs::write(out.join("my_notes.txt"), "mine").unwrap();
+    let (code, _, refused) = synth(&["kitti", "--frames", "2", "--force"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        refused.contains(
+            "holds an earlier synth data set and also my_notes.txt that synth did not write"
+        ) && refused.contains("(nothing was changed)"),
+        "{refused}"
     );
-    assert!(cmu.status.success(), "{cmu:?}");
-    let said = String::from_utf8_lossy(&cmu.stdout);
+    std::fs::remove_file(out.join("my_notes.txt")).unwrap();
+    std::fs::write(out.join("dataset/sequences/report.md"), "mine").unwrap();
+    let (code, _, refused) = synth(&["kitti", "--frames", "2", "--force"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        refused.contains("1 files inside its folders that synth did not write"),
+        "{refused}"
+    );
+    std::fs::remove_file(out.join("dataset/sequences/report.md")).unwrap();
+    // Another kind: warned before the render, named after it.
+    let (code, said, warned) = synth(&["cmu", "--places", "2", "--force"]);
+    assert_eq!(code, Some(0), "{warned}");
     assert!(
         said.contains("; replaced the earlier synth kitti data set (3 images)"),
         "{said}"
     );
-    let warned = String::from_utf8_lossy(&cmu.stderr);
     assert!(
-        warned.contains("held a synth kitti data set (3 images), now replaced by this cmu one"),
+        warned.contains(
+            "holds an earlier synth kitti data set (3 images); it is replaced by this synth cmu \
+             data set when the render completes"
+        ),
         "{warned}"
     );
     assert!(
         !out.join("dataset").exists(),
         "the KITTI layout is gone as a whole"
     );
+    // A marker that is not one is not a synth output: nothing is replaced.
+    std::fs::write(out.join(".dasgil-synth.json"), "{not json").unwrap();
+    let (code, _, refused) = synth(&["kitti", "--frames", "2", "--force"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        refused.contains("is not a synth output (its .dasgil-synth.json is not a synth marker"),
+        "{refused}"
+    );
+    // --out . renders into the current folder (by its own name); a staging folder that an
+    // interrupted run left beside it is removed and said.
+    let here = dir.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    let stale = dir.path().join(".here.partial-999999999-0");
+    std::fs::create_dir(&stale).unwrap();
+    let done = synth_in(&here, ".", &["kitti", "--frames", "2"]);
+    assert!(done.status.success(), "{done:?}");
+    assert!(here.join("dataset/sequences").is_dir() && !stale.exists());
+    assert!(String::from_utf8_lossy(&done.stderr).contains("left by an interrupted run"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only world and here beside each other"
+    );
+    // --preview onto a file that is not a picture is refused.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    let refused = synth_in(
+        dir.path(),
+        dir.path().join("fresh").to_str().unwrap(),
+        &[
+            "kitti",
+            "--frames",
+            "2",
+            "--preview",
+            notes.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exists and is not a PNG picture"));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
 }

@@ -1762,7 +1762,7 @@ fn evaluate_centres_descriptors_when_asked() {
     };
     let (said, plain) = evaluate("plain", &["--centring", "none"]);
     assert_eq!(plain["centring"], "none");
-    assert!(!said.contains("centring"), "{said}");
+    assert!(said.contains("centring none"), "{said}");
     let (said, centred) = evaluate("centred", &["--centring", "running"]);
     assert_eq!(centred["centring"], "running");
     assert!(said.contains("centring running"), "{said}");
@@ -2464,7 +2464,7 @@ fn a_rectified_map_of_a_distorting_camera_encodes_what_a_pinhole_would_see() {
     let out = dir.join("eval-rectified");
     let (said, warned) = evaluate("lens-rectified.map.safetensors", &out);
     assert!(
-        said.contains("photometric none, rectified, yaw views ±3,±6 deg)"),
+        said.contains("photometric none, centring none, rectified, yaw views ±3,±6 deg)"),
         "{said}"
     );
     assert!(!warned.contains("one puts rays"), "{warned}");
@@ -3099,14 +3099,19 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["reports"][0]["centring"], "none", "{report}");
-    assert!(
-        report["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n.as_str().unwrap().contains("has no timestamp")),
-        "{report}"
-    );
+    for said in [
+        "has no timestamp",
+        "times.txt: missing: the images of odometry sequence 00",
+    ] {
+        assert!(
+            report["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n.as_str().unwrap().contains(said)),
+            "{said}: {report}"
+        );
+    }
     let out = dir.path().join("running");
     let e = err(&[&evaluate[..], &[path_str(&out), "--centring", "running"]].concat());
     assert!(e.contains("000000.png"), "{e}");
@@ -3169,8 +3174,21 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["reports"][0]["centring"], "none", "{report}");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("is searched as encoded (not centred): it is compressed"),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains(", centring none"),
+        "{said:?}"
+    );
     let out = dir.path().join("compressed-running");
     let e = err(&[&evaluate[..], &[path_str(&out), "--centring", "running"]].concat());
-    assert!(e.contains("it is compressed"), "{e}");
+    assert!(
+        e.contains("it is compressed") && e.contains("--centring none"),
+        "{e}"
+    );
     assert!(!out.exists());
 }

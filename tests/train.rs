@@ -310,6 +310,21 @@ fn trains_checkpoints_and_resumes_exactly() {
         "{said}"
     );
     assert_eq!(std::fs::read(split.join("losses.csv")).unwrap(), before);
+    // A run --resume could not continue is named as one, with the reason, and not suggested.
+    let latest = split.join("checkpoints/latest");
+    let pointer = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, "nowhere").unwrap();
+    let e = train(&split, &["--steps", "1"]);
+    assert_eq!(e.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        said.contains("it holds a training run that cannot be resumed (")
+            && said.contains("found `nowhere`")
+            && !said.contains("continue it with"),
+        "{said}"
+    );
+    std::fs::write(&latest, pointer).unwrap();
+    assert_eq!(std::fs::read(split.join("losses.csv")).unwrap(), before);
 
     // A corrupt checkpoint is refused naming the file.
     let ck = split.join("checkpoints/step-00000008/generator.safetensors");

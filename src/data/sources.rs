@@ -584,12 +584,27 @@ impl Sequence {
                 let seq = format!("{slice:02}");
                 let s = crate::data::kitti::OdometrySequence::open(root, &seq, &cam)?;
                 source.slice = Some(slice);
+                // Said, so that what needs stamps (centring, the sequence filter) can be traced
+                // to the file.
+                let times = root.join("sequences").join(&seq).join("times.txt");
+                let notes: Vec<String> = if times.exists() {
+                    Vec::new()
+                } else {
+                    vec![format!(
+                        "{}: missing: the images of odometry sequence {seq} have no timestamps \
+                         (descriptor centring and --filter sequence follow frames in time order)",
+                        times.display()
+                    )]
+                };
+                for note in &notes {
+                    tracing::info!("{note}");
+                }
                 Ok(SourceImages {
                     database: s.images,
                     queries: Vec::new(),
                     source,
                     decode: Decode::Rgb,
-                    notes: Vec::new(),
+                    notes,
                     odometry: None,
                 })
             }
@@ -660,8 +675,7 @@ impl Sequence {
 /// 2026-12-03 have none). None: no recipe, or one this version cannot read (a folder `synth
 /// cmu` wrote by hand, a marker with fields unknown here): not checked.
 fn rendered_recipe(root: &Path) -> Option<(Generate, Option<u32>)> {
-    let text = std::fs::read_to_string(root.join(crate::synth::output::MARKER)).ok()?;
-    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let marker = crate::synth::output::read_marker(root)?;
     let recipe = serde_json::from_value(marker.get("generate")?.clone()).ok()?;
     let slice = marker
         .get("slice")

@@ -18,6 +18,11 @@ use crate::model::DescriptorSpec;
 use crate::retrieval::Metric;
 use offline::Report;
 
+/// The first query without a timestamp.
+fn first_unstamped(src: &SourceImages) -> Option<&crate::data::sequence::PosedImage> {
+    src.queries.iter().find(|q| q.timestamp_us.is_none())
+}
+
 /// `centring: auto` in evaluate: each camera's queries are centred in their time order, so a
 /// set with a query that has no timestamp is searched as encoded, with a note naming it (the
 /// default's fallback, here so that every caller of [`run`] and [`run_on_map`] gets it;
@@ -30,7 +35,7 @@ pub fn centring_for_queries(
     if options.centring != Centring::Auto {
         return (options.clone(), None);
     }
-    match src.queries.iter().find(|q| q.timestamp_us.is_none()) {
+    match first_unstamped(src) {
         Some(q) => (
             crate::localize::Options {
                 centring: Centring::None,
@@ -222,6 +227,9 @@ fn run_in(
 ) -> Result<Vec<Report>, PipelineError> {
     let labels = offline::condition_labels(src);
     let (options, centring_note) = centring_for_queries(src, options);
+    if let Some(note) = &centring_note {
+        tracing::warn!("{note}");
+    }
     let options = &options;
     let mut reports = Vec::new();
     // Raw pixels have no statistics to adapt; a network is evaluated both ways.
@@ -231,10 +239,7 @@ fn run_in(
     };
     let mut submission = None;
     let mut warnings: Vec<String> = Vec::new();
-    if let Some(note) = centring_note {
-        tracing::warn!("{note}");
-        warnings.push(note);
-    }
+    warnings.extend(centring_note);
     for adapt in ways {
         // The progress bars that follow (the map, then the queries) are this adaptation's.
         tracing::info!(
@@ -268,7 +273,7 @@ fn run_in(
                     ),
                 });
             }
-            if let Some(q) = src.queries.iter().find(|q| q.timestamp_us.is_none()) {
+            if let Some(q) = first_unstamped(src) {
                 return Err(PipelineError::CentringTimestamp {
                     path: q.path.clone(),
                 });
@@ -339,6 +344,9 @@ pub fn run_on_map(
 ) -> Result<Vec<Report>, PipelineError> {
     // The map is opened (and checked) before the output folder is made.
     let (options, centring_note) = centring_for_queries(src, options);
+    if let Some(note) = &centring_note {
+        tracing::warn!("{note}");
+    }
     let (loc, used) = Localizer::load(map, checkpoint, device, options)?;
     let name = match loc.map.meta.encoder.kind {
         crate::map::file::EncoderKind::RawPixels => "raw-pixels".to_string(),
@@ -352,7 +360,6 @@ pub fn run_on_map(
     let labels = offline::condition_labels(src);
     let mut warnings = loc.warnings.clone();
     if let Some(note) = centring_note {
-        tracing::warn!("{note}");
         warnings.insert(0, note);
     }
     let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)

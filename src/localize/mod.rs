@@ -508,10 +508,13 @@ impl Localizer {
                 });
             }
             (centring::Centring::Auto, Some(why)) => {
-                tracing::info!(
+                let note = format!(
                     "centring: auto: map {} is searched as encoded (not centred): {why}",
                     map.path.display()
                 );
+                tracing::info!("{note}");
+                // evaluate's report says it too (its notes).
+                warnings.push(note);
                 None
             }
             (centring::Centring::Running | centring::Centring::Auto, None) => {

@@ -11,7 +11,132 @@ use crate::atomic::{write_atomic, PathIoError};
 /// File name of the marker a complete synth output holds (written last).
 pub const MARKER: &str = ".dasgil-synth.json";
 
-/// Checks that `out` may receive a new data set and creates the staging folder beside it.
+/// The marker's format tag.
+const FORMAT: &str = "dasgil-synth/1";
+
+/// `out` as the file system names it: absolute, links and `.`/`..` resolved as far as it
+/// exists (`--out .` is the current folder by its own name, so it can be renamed into place,
+/// and `--force` through a link replaces what the link points at).
+pub fn resolved(out: &Path) -> PathBuf {
+    if let Ok(p) = out.canonicalize() {
+        return p;
+    }
+    let absolute = || std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    match (out.parent(), out.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            parent
+                .canonicalize()
+                .map(|p| p.join(name))
+                .unwrap_or_else(|_| absolute())
+        }
+        _ => absolute(),
+    }
+}
+
+/// The top-level names in `dir` (the marker left out) and the number of files below it.
+fn contents(dir: &Path) -> Result<(Vec<String>, u64), PathIoError> {
+    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>, PathIoError> {
+        std::fs::read_dir(d)
+            .and_then(|entries| entries.collect())
+            .map_err(|e| PathIoError::new("cannot list", d, e))
+    };
+    let mut names: Vec<String> = list(dir)?
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != MARKER)
+        .collect();
+    names.sort();
+    let mut files = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in list(&d)? {
+            let kind = entry
+                .file_type()
+                .map_err(|e| PathIoError::new("cannot read", &entry.path(), e))?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if !(d == dir && entry.file_name() == MARKER) {
+                files += 1;
+            }
+        }
+    }
+    Ok((names, files))
+}
+
+/// What `--force` would lose besides the earlier data set: top-level entries its marker does
+/// not list, or more files than it wrote. None when there is nothing else (or the marker,
+/// from before these were recorded, cannot tell).
+fn added_since(out: &Path, marker: &serde_json::Value) -> Result<Option<String>, PathIoError> {
+    let (Some(listed), Some(written)) = (marker["entries"].as_array(), marker["files"].as_u64())
+    else {
+        return Ok(None);
+    };
+    let listed: Vec<&str> = listed.iter().filter_map(|v| v.as_str()).collect();
+    let (names, files) = contents(out)?;
+    let extra: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !listed.contains(n))
+        .collect();
+    Ok(if !extra.is_empty() {
+        let more = extra.len().saturating_sub(5);
+        Some(format!(
+            "{}{} that synth did not write",
+            extra[..extra.len().min(5)].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ))
+    } else if files > written {
+        Some(format!(
+            "{} files inside its folders that synth did not write ({files} files where it \
+             wrote {written})",
+            files - written
+        ))
+    } else {
+        None
+    })
+}
+
+/// Staging folders (`.NAME.partial-PID-N`, and `...-old`) beside `out` left by runs whose
+/// process is gone (interrupted, killed): removed, and said.
+fn remove_stale_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 0)
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && std::fs::remove_dir_all(entry.path()).is_ok() {
+            tracing::info!(
+                "removed {}: a staging folder left by an interrupted run (process {pid})",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// Checks that `out` may receive a new data set and creates the staging folder beside it
+/// (`out` as [`resolved`] gives it, so that its parent is where it lives); staging folders
+/// that interrupted runs left there are removed first.
 pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     if out.exists() {
         if !out.is_dir() {
@@ -25,21 +150,39 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
             .next()
             .is_none();
         if !empty {
-            match (force, out.join(MARKER).is_file()) {
-                (true, true) => {}
-                (false, true) => {
+            let marker = read_marker(out).filter(|m| m["format"] == FORMAT);
+            match (force, marker) {
+                (true, Some(m)) => {
+                    if let Some(added) = added_since(out, &m)? {
+                        return Err(SynthError::Options(format!(
+                            "--out {}: holds an earlier synth data set and also {added}; \
+                             --force replaces the folder as a whole: move what you want to \
+                             keep out of it, then run again (nothing was changed)",
+                            out.display()
+                        )));
+                    }
+                }
+                (false, Some(_)) => {
                     return Err(SynthError::Options(format!(
                         "--out {}: holds an earlier synth data set; add --force to replace it \
                          as a whole, or choose a new folder",
                         out.display()
                     )))
                 }
-                (_, false) => {
+                (_, None) => {
+                    let why = if out.join(MARKER).exists() {
+                        format!(
+                            " (its {MARKER} is not a synth marker: expected JSON with format \
+                             {FORMAT})"
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(SynthError::Options(format!(
-                        "--out {}: folder is not empty and is not a synth output; choose a new \
-                         or empty folder (nothing in it was changed)",
+                        "--out {}: folder is not empty and is not a synth output{why}; choose \
+                         a new or empty folder (nothing in it was changed)",
                         out.display()
-                    )))
+                    )));
                 }
             }
         }
@@ -54,6 +197,7 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     };
     std::fs::create_dir_all(&parent)
         .map_err(|e| PathIoError::new("cannot create folder", &parent, e))?;
+    remove_stale_staging(&parent, &name);
     // Unique per process and call: two renders of one data set never share a staging folder.
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -64,18 +208,34 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     Ok(staging)
 }
 
-/// The kind (`dataset`, e.g. `kitti`) and image count of the complete synth data set in
-/// `out`, from its marker; None when there is none (or its marker is unreadable).
-pub fn earlier(out: &Path) -> Option<(String, u64)> {
+/// The marker of the complete output in `out`, parsed; None when there is none or it cannot
+/// be read as JSON.
+pub fn read_marker(out: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(out.join(MARKER)).ok()?;
-    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some((
-        marker["dataset"]
-            .as_str()
-            .unwrap_or("(unnamed)")
-            .to_string(),
-        marker["images"].as_u64().unwrap_or(0),
-    ))
+    serde_json::from_str(&text).ok()
+}
+
+/// What `out` holds, in words, for a `--force` that replaces it: "synth kitti data set (3
+/// images)", "rosbag2 frames output"; with the kind (`dataset`) when the marker names one.
+/// None when `out` holds no complete output.
+pub fn earlier(out: &Path) -> Option<(String, Option<String>)> {
+    if !is_complete(out) {
+        return None;
+    }
+    let marker = read_marker(out)?;
+    let kind = marker["dataset"].as_str().map(str::to_string);
+    let images = marker["images"]
+        .as_u64()
+        .map(|n| format!(" ({n} images)"))
+        .unwrap_or_default();
+    let words = match &kind {
+        Some(k) if ["vkitti2", "kitti", "cmu", "robotcar"].contains(&k.as_str()) => {
+            format!("synth {k} data set{images}")
+        }
+        Some(k) => format!("{k} output{images}"),
+        None => format!("output{images}"),
+    };
+    Some((words, kind))
 }
 
 /// Whether `out` holds a complete synth data set (its marker is written last).
@@ -105,7 +265,11 @@ pub fn finish_unless_present(
 
 /// Writes the marker (plus the format tag) that says `staging` holds a complete data set.
 fn write_marker(staging: &Path, mut marker: serde_json::Value) -> Result<(), SynthError> {
-    marker["format"] = "dasgil-synth/1".into();
+    marker["format"] = FORMAT.into();
+    // What --force may replace later without losing anything else (added_since).
+    let (entries, files) = contents(staging)?;
+    marker["entries"] = entries.into();
+    marker["files"] = files.into();
     write_atomic(
         &staging.join(MARKER),
         serde_json::to_string_pretty(&marker)

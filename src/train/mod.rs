@@ -481,6 +481,13 @@ pub fn latest_checkpoint(out: &Path) -> Result<(PathBuf, TrainState), TrainError
         Ok(m) if !m.is_dir() => return Err(err(out, format!("is a file; {expects}"))),
         Ok(_) => {}
     }
+    // A folder that never held a run (no config.yaml, no checkpoints/) is said as such.
+    if !out.join("config.yaml").exists() && !out.join("checkpoints").exists() {
+        return Err(err(
+            out,
+            format!("holds no training run (no config.yaml, no checkpoints/); {expects}"),
+        ));
+    }
     let name = std::fs::read_to_string(&latest).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => {

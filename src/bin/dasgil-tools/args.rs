@@ -189,32 +189,38 @@ pub(crate) fn parse_unit(s: &str) -> Result<f64, String> {
     parse_number_where(s, |v| (0.0..=1.0).contains(&v), "a number from 0 to 1")
 }
 
-/// A new run's (or data set's) output folder must be new or empty: nothing is mixed or lost.
-/// `resumable`: whether the folder holds a run `--resume` can continue (only then is it
-/// suggested).
+/// A new training run's output folder must be new or empty: nothing is mixed or lost.
+/// `run_there`: None when the folder holds no training run, else whether `--resume` could
+/// continue it (Err: why not); only a resumable run gets `--resume` suggested.
 pub(crate) fn refuse_non_empty(
     out: &std::path::Path,
-    resumable: impl FnOnce(&std::path::Path) -> bool,
+    run_there: impl FnOnce(&std::path::Path) -> Option<std::result::Result<(), String>>,
 ) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
-            anyhow::bail!("{}: exists and is not a folder", out.display());
+            anyhow::bail!("--out {}: exists and is not a folder", out.display());
         }
         let mut entries =
             std::fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))?;
         if entries.next().is_some() {
-            if resumable(out) {
-                anyhow::bail!(
-                    "{0}: folder is not empty: it holds a training run; continue it with \
-                     --resume {0}, or choose a new or empty folder",
+            match run_there(out) {
+                Some(Ok(())) => anyhow::bail!(
+                    "--out {0}: folder is not empty: it holds a training run; continue it with \
+                     --resume {0} (in place of --out), or choose a new or empty folder",
                     out.display()
-                );
+                ),
+                Some(Err(why)) => anyhow::bail!(
+                    "--out {}: folder is not empty: it holds a training run that cannot be \
+                     resumed ({why}); choose a new or empty folder, or remove this one to start \
+                     again (nothing in it was changed)",
+                    out.display()
+                ),
+                None => anyhow::bail!(
+                    "--out {}: folder is not empty and holds no training run; choose a new or \
+                     empty folder (nothing in it was changed)",
+                    out.display()
+                ),
             }
-            anyhow::bail!(
-                "{}: folder is not empty and holds no training run to resume; choose a new or \
-                 empty folder (nothing in it was changed)",
-                out.display()
-            );
         }
     }
     Ok(())

@@ -354,7 +354,8 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     use dasgil::synth::{check_plan, output, Plan};
     let started = std::time::Instant::now();
     let job = synth_job(format)?;
-    let out = job.common.out.clone();
+    // Absolute, links resolved: `--out .` and a link to an earlier output work as they read.
+    let out = output::resolved(&job.common.out);
     check_plan(
         &Plan {
             images: job.images,
@@ -364,8 +365,23 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         },
         &out,
     )?;
-    let preview_path = job.common.preview.clone();
+    let preview_path = job.common.preview.as_deref().map(output::resolved);
     if let Some(p) = &preview_path {
+        // A picture replaces only a picture (a slip of --preview onto a data file is refused).
+        if p.exists() {
+            let png = std::fs::File::open(p).ok().and_then(|mut f| {
+                let mut magic = [0u8; 8];
+                std::io::Read::read_exact(&mut f, &mut magic).ok()?;
+                Some(magic == *b"\x89PNG\r\n\x1a\n")
+            });
+            if png != Some(true) {
+                anyhow::bail!(
+                    "--preview {}: exists and is not a PNG picture; choose another path \
+                     (nothing was changed)",
+                    p.display()
+                );
+            }
+        }
         if p.starts_with(&out) {
             anyhow::bail!(
                 "--preview {} is inside --out {}: put the picture outside the data set",
@@ -375,8 +391,19 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         }
     }
     let staging = output::staging(&out, job.common.force)?;
-    // What --force replaces, said with the result (another kind of data set said loudest).
-    let replaced = output::earlier(&out);
+    // What --force replaces: another kind of data set is warned about before any work (an
+    // interrupt then still keeps it); the summary line names it.
+    let replaced = output::earlier(&out).map(|(words, kind)| {
+        if kind.as_deref() != Some(job.name) {
+            tracing::warn!(
+                "--force: --out {} holds an earlier {words}; it is replaced by this synth {} \
+                 data set when the render completes (interrupt now to keep it)",
+                out.display(),
+                job.name
+            );
+        }
+        words
+    });
     let summary = match (job.generate)(&staging) {
         Ok(s) => s,
         Err(e) => {
@@ -393,17 +420,7 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     if let Some(p) = &preview_path {
         (job.preview)(&out, p)?;
     }
-    let replaced = replaced.map(|(dataset, images)| {
-        if dataset != job.name {
-            tracing::warn!(
-                "--force: --out {} held a synth {dataset} data set ({images} images), now \
-                 replaced by this {} one",
-                out.display(),
-                job.name
-            );
-        }
-        format!("; replaced the earlier synth {dataset} data set ({images} images)")
-    });
+    let replaced = replaced.map(|words| format!("; replaced the earlier {words}"));
     println!(
         "wrote {} images ({} files) to {} in {:.1} s{}{}",
         summary.images,

@@ -152,7 +152,15 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 .out
                 .clone()
                 .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
-            refuse_non_empty(&out, |dir| train::latest_checkpoint(dir).is_ok())?;
+            // A run: its config.yaml or checkpoints/ (written when it starts and every
+            // --checkpoint-every steps).
+            refuse_non_empty(&out, |dir| {
+                (dir.join("config.yaml").exists() || dir.join("checkpoints").exists()).then(|| {
+                    train::latest_checkpoint(dir)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })?;
             (None, out)
         }
     };

@@ -290,7 +290,7 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
     let (code, _, refused) = synth(&["kitti", "--frames", "2", "--force"]);
     assert_eq!(code, Some(1));
     assert!(
-        refused.contains("1 files inside its folders that synth did not write"),
+        refused.contains("and also 1 file that synth did not write"),
         "{refused}"
     );
     std::fs::remove_file(out.join("dataset/sequences/report.md")).unwrap();
@@ -320,20 +320,68 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
         refused.contains("is not a synth output (its .dasgil-synth.json is not a synth marker"),
         "{refused}"
     );
-    // --out . renders into the current folder (by its own name); a staging folder that an
-    // interrupted run left beside it is removed and said.
+    // --out . renders into the current folder (by its own name, said); staging folders that
+    // interrupted runs left beside it are removed and said: a dead process's, one whose lock
+    // nobody holds; a live process's without a lock (this test's) and names not of staging
+    // folders are kept.
     let here = dir.path().join("here");
     std::fs::create_dir(&here).unwrap();
-    let stale = dir.path().join(".here.partial-999999999-0");
-    std::fs::create_dir(&stale).unwrap();
+    let beside = |n: &str| dir.path().join(n);
+    let me = std::process::id();
+    for n in [
+        ".here.partial-999999999-0".to_string(),
+        format!(".here.partial-{me}-7"),
+        format!(".here.partial-{me}-8"),
+        ".here.partial-12-x".to_string(),
+    ] {
+        std::fs::create_dir(beside(&n)).unwrap();
+    }
+    std::fs::write(
+        beside(&format!(".here.partial-{me}-8/.dasgil-staging.lock")),
+        "",
+    )
+    .unwrap();
     let done = synth_in(&here, ".", &["kitti", "--frames", "2"]);
     assert!(done.status.success(), "{done:?}");
-    assert!(here.join("dataset/sequences").is_dir() && !stale.exists());
-    assert!(String::from_utf8_lossy(&done.stderr).contains("left by an interrupted run"));
+    assert!(here.join("dataset/sequences").is_dir());
+    assert!(
+        !here.join(".dasgil-staging.lock").exists(),
+        "the lock is the staging folder's"
+    );
+    assert!(!beside(".here.partial-999999999-0").exists());
+    assert!(!beside(&format!(".here.partial-{me}-8")).exists());
+    assert!(beside(&format!(".here.partial-{me}-7")).exists());
+    assert!(beside(".here.partial-12-x").exists());
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(said.contains("`cd .` to see the new one"), "{said}");
     assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
+        String::from_utf8_lossy(&done.stderr)
+            .matches("left by an interrupted run")
+            .count(),
         2,
-        "only world and here beside each other"
+        "{done:?}"
+    );
+    // An earlier output that an interrupted --force moved aside comes back when the folder is
+    // missing (and a run without --force then refuses to replace it).
+    std::fs::rename(&here, beside(".here.partial-999999998-0-old")).unwrap();
+    let refused = synth_in(
+        dir.path(),
+        here.to_str().unwrap(),
+        &["kitti", "--frames", "2"],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("put back from"),
+        "{refused:?}"
+    );
+    assert!(here.join("dataset/sequences").is_dir());
+    // A link to nothing is refused before any work.
+    std::os::unix::fs::symlink(dir.path().join("gone"), beside("dangling")).unwrap();
+    let refused = synth_in(dir.path(), "dangling", &["kitti", "--frames", "2"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a link to a folder that does not exist"),
+        "{refused:?}"
     );
     // --preview onto a file that is not a picture is refused.
     let notes = dir.path().join("notes.txt");

@@ -3175,9 +3175,9 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["reports"][0]["centring"], "none", "{report}");
     assert!(
-        report["notes"]
-            .to_string()
-            .contains("is searched as encoded (not centred): it is compressed"),
+        report["notes"].to_string().contains(
+            "descriptors not centred (centring auto), the map cannot be: it is compressed"
+        ),
         "{report}"
     );
     assert!(

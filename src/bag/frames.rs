@@ -856,7 +856,13 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     if crate::synth::output::is_complete(dir) {
         return reuse(dir);
     }
-    let mut guard = Staging(crate::synth::output::staging(dir, false)?, false);
+    let staged = match crate::synth::output::staging(dir, false) {
+        Ok(s) => s,
+        // Another command finished extracting them since the check above: use its copy.
+        Err(_) if crate::synth::output::is_complete(dir) => return reuse(dir),
+        Err(e) => return Err(e.into()),
+    };
+    let mut guard = Staging(staged, false);
     let staging = guard.0.clone();
     let mut wanted: std::collections::HashMap<(usize, u64), usize> = Default::default();
     for (k, &(i, _)) in keep.iter().enumerate() {

@@ -362,8 +362,9 @@ pub struct Localizer {
     pub options: Options,
     /// The map's places, the sequence filter's states.
     pub places: sequence::Places,
-    /// What was warned about when it was made (a metric the covariance was not fitted for),
-    /// for reports that outlive the terminal (`evaluate`'s report.json and report.md).
+    /// What was warned about when it was made (a metric the covariance was not fitted for, a
+    /// cosine map that `auto` could not centre), for reports that outlive the terminal
+    /// (`evaluate`'s report.json and report.md).
     pub warnings: Vec<String>,
     /// With `centring: running` (or `auto` where the map allows it): the map's mean (already
     /// taken from its rows). None: searched as encoded.
@@ -508,13 +509,17 @@ impl Localizer {
                 });
             }
             (centring::Centring::Auto, Some(why)) => {
-                let note = format!(
+                tracing::info!(
                     "centring: auto: map {} is searched as encoded (not centred): {why}",
                     map.path.display()
                 );
-                tracing::info!("{note}");
-                // evaluate's report says it too (its notes).
-                warnings.push(note);
+                // A cosine map that cannot be centred (compressed): evaluate's report says why
+                // too (an l1 map's reason is its metric, which the report states).
+                if metric == Metric::Cosine {
+                    warnings.push(format!(
+                        "descriptors not centred (centring auto), the map cannot be: {why}"
+                    ));
+                }
                 None
             }
             (centring::Centring::Running | centring::Centring::Auto, None) => {

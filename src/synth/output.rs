@@ -13,6 +13,10 @@ pub const MARKER: &str = ".dasgil-synth.json";
 
 /// The marker's format tag.
 const FORMAT: &str = "dasgil-synth/1";
+/// A staging folder's lock file: held (flock) by the process that renders into it.
+const LOCK: &str = ".dasgil-staging.lock";
+/// Top-level names a marker lists (more: only the file count).
+const MAX_LISTED: usize = 1000;
 
 /// `out` as the file system names it: absolute, links and `.`/`..` resolved as far as it
 /// exists (`--out .` is the current folder by its own name, so it can be renamed into place,
@@ -72,63 +76,119 @@ fn contents(dir: &Path) -> Result<(Vec<String>, u64), PathIoError> {
 /// not list, or more files than it wrote. None when there is nothing else (or the marker,
 /// from before these were recorded, cannot tell).
 fn added_since(out: &Path, marker: &serde_json::Value) -> Result<Option<String>, PathIoError> {
-    let (Some(listed), Some(written)) = (marker["entries"].as_array(), marker["files"].as_u64())
-    else {
+    let Some(written) = marker["files"].as_u64() else {
         return Ok(None);
     };
-    let listed: Vec<&str> = listed.iter().filter_map(|v| v.as_str()).collect();
     let (names, files) = contents(out)?;
-    let extra: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| !listed.contains(n))
-        .collect();
-    Ok(if !extra.is_empty() {
-        let more = extra.len().saturating_sub(5);
-        Some(format!(
-            "{}{} that synth did not write",
-            extra[..extra.len().min(5)].join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        ))
-    } else if files > written {
-        Some(format!(
-            "{} files inside its folders that synth did not write ({files} files where it \
-             wrote {written})",
-            files - written
-        ))
-    } else {
-        None
-    })
+    if let Some(listed) = marker["entries"].as_array() {
+        let listed: std::collections::HashSet<&str> =
+            listed.iter().filter_map(|v| v.as_str()).collect();
+        let extra: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !listed.contains(n))
+            .collect();
+        if !extra.is_empty() {
+            let more = extra.len().saturating_sub(5);
+            return Ok(Some(format!(
+                "{}{} that synth did not write",
+                extra[..extra.len().min(5)].join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )));
+        }
+    }
+    Ok((files > written).then(|| {
+        let n = files - written;
+        format!(
+            "{n} file{} that synth did not write ({files} files where it wrote {written})",
+            if n == 1 { "" } else { "s" }
+        )
+    }))
 }
 
-/// Staging folders (`.NAME.partial-PID-N`, and `...-old`) beside `out` left by runs whose
-/// process is gone (interrupted, killed): removed, and said.
-fn remove_stale_staging(parent: &Path, name: &str) {
+/// Locks `staging`'s lock file for as long as this process lives (the handle is kept in a
+/// process-wide list): [`remove_stale_staging`] then leaves the folder alone, on any host
+/// that shares the folder.
+fn hold_staging_lock(staging: &Path) -> Result<(), PathIoError> {
+    use std::os::fd::AsRawFd;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let path = staging.join(LOCK);
+    let file =
+        std::fs::File::create(&path).map_err(|e| PathIoError::new("cannot create", &path, e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(PathIoError::new(
+            "cannot lock",
+            &path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+    Ok(())
+}
+
+/// Whether a staging folder was left by a run that is gone: its lock file can be locked (no
+/// process holds it); without one (a run stopped before making it, or the `-old` folder of
+/// an interrupted replace), whether the process of the name's PID is gone on this host.
+fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
+    use std::os::fd::AsRawFd;
+    match std::fs::File::open(dir.join(LOCK)) {
+        Ok(f) => {
+            // SAFETY: flock on a descriptor this function owns; dropping it releases the lock.
+            let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            locked == 0
+        }
+        Err(_) => {
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0;
+            !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+    }
+}
+
+/// Staging folders beside `out` (`.NAME.partial-PID-N`, and `...-old` for an earlier output
+/// moved aside) left by runs that are gone ([`abandoned`]): removed, and said. An earlier
+/// output moved aside whose replacement never arrived (`out` missing) is put back instead.
+fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
     let prefix = format!(".{name}.partial-");
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file
+        // PID-N or PID-N-old, digits only.
+        let Some(parts) = file
             .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<libc::pid_t>().ok())
-            .filter(|&p| p > 0)
+            .map(|r| r.split('-').collect::<Vec<_>>())
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone && std::fs::remove_dir_all(entry.path()).is_ok() {
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let aside = parts.len() == 3 && parts[2] == "old";
+        if !((parts.len() == 2 || aside) && digits(parts[0]) && digits(parts[1])) {
+            continue;
+        }
+        let Some(pid) = parts[0].parse::<libc::pid_t>().ok().filter(|&p| p > 0) else {
+            continue;
+        };
+        let dir = entry.path();
+        if !abandoned(&dir, pid) {
+            continue;
+        }
+        if aside && !out.exists() && std::fs::rename(&dir, out).is_ok() {
+            tracing::warn!(
+                "{}: put back from {}, where an interrupted --force had moved it aside",
+                out.display(),
+                dir.display()
+            );
+        } else if std::fs::remove_dir_all(&dir).is_ok() {
             tracing::info!(
                 "removed {}: a staging folder left by an interrupted run (process {pid})",
-                entry.path().display()
+                dir.display()
             );
         }
     }
@@ -138,6 +198,26 @@ fn remove_stale_staging(parent: &Path, name: &str) {
 /// (`out` as [`resolved`] gives it, so that its parent is where it lives); staging folders
 /// that interrupted runs left there are removed first.
 pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "synth".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // First, so that an earlier output put back is checked like any other.
+    remove_stale_staging(&parent, &name, out);
+    if !out.exists() && std::fs::symlink_metadata(out).is_ok() {
+        return Err(SynthError::Options(format!(
+            "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
+             another --out",
+            out.display(),
+            std::fs::read_link(out)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default()
+        )));
+    }
     if out.exists() {
         if !out.is_dir() {
             return Err(SynthError::Options(format!(
@@ -187,17 +267,8 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
             }
         }
     }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "synth".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     std::fs::create_dir_all(&parent)
         .map_err(|e| PathIoError::new("cannot create folder", &parent, e))?;
-    remove_stale_staging(&parent, &name);
     // Unique per process and call: two renders of one data set never share a staging folder.
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -205,6 +276,7 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging)
         .map_err(|e| PathIoError::new("cannot create folder", &staging, e))?;
+    hold_staging_lock(&staging)?;
     Ok(staging)
 }
 
@@ -266,9 +338,21 @@ pub fn finish_unless_present(
 /// Writes the marker (plus the format tag) that says `staging` holds a complete data set.
 fn write_marker(staging: &Path, mut marker: serde_json::Value) -> Result<(), SynthError> {
     marker["format"] = FORMAT.into();
-    // What --force may replace later without losing anything else (added_since).
+    // The lock was the staging folder's, not the data set's (this process keeps holding it,
+    // unlinked, until it exits).
+    let lock = staging.join(LOCK);
+    match std::fs::remove_file(&lock) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(PathIoError::new("cannot remove", &lock, e).into())
+        }
+        _ => {}
+    }
+    // What --force may replace later without losing anything else (added_since); the names
+    // only when they are few (a bag's frames lie side by side: the count says enough).
     let (entries, files) = contents(staging)?;
-    marker["entries"] = entries.into();
+    if entries.len() <= MAX_LISTED {
+        marker["entries"] = entries.into();
+    }
     marker["files"] = files.into();
     write_atomic(
         &staging.join(MARKER),

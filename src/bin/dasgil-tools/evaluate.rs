@@ -365,9 +365,9 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
             );
         }
         println!(
-            "{} (layers {}, metric {}, adaptation {}, photometric {}{}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
+            "{} (layers {}, metric {}, adaptation {}, photometric {}, centring {}{}{}): {} queries, {} map images; (0.25 m, 2 deg) {:.1}%, (0.5 m, 5 deg) {:.1}%, (5 m, 10 deg) {:.1}%; recall@1 (25 m) {:.1}%; median error {:.1} m",
             r.model, r.layers, r.metric, r.adaptation, r.photometric,
-            format!(", centring {}", r.centring),
+            r.centring,
             if r.rectified { ", rectified" } else { "" },
             if r.yaw_views == "none" { String::new() } else { format!(", yaw views {}", r.yaw_views) },
             r.all.queries, r.map_entries,

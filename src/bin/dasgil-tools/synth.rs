@@ -356,6 +356,8 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     let job = synth_job(format)?;
     // Absolute, links resolved: `--out .` and a link to an earlier output work as they read.
     let out = output::resolved(&job.common.out);
+    // Whether this command runs inside the folder it replaces (`--out .`).
+    let stands_in = out.is_dir() && std::env::current_dir().is_ok_and(|d| d.starts_with(&out));
     check_plan(
         &Plan {
             images: job.images,
@@ -420,14 +422,20 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     if let Some(p) = &preview_path {
         (job.preview)(&out, p)?;
     }
-    let replaced = replaced.map(|words| format!("; replaced the earlier {words}"));
+    let mut replaced = replaced
+        .map(|words| format!("; replaced the earlier {words}"))
+        .unwrap_or_default();
+    // A shell standing in the folder replaced still sees the old, removed one.
+    if stands_in {
+        replaced.push_str(" (the folder was replaced under this shell: `cd .` to see the new one)");
+    }
     println!(
         "wrote {} images ({} files) to {} in {:.1} s{}{}",
         summary.images,
         summary.files,
         out.display(),
         started.elapsed().as_secs_f64(),
-        replaced.unwrap_or_default(),
+        replaced,
         preview_path
             .map(|p| format!("; preview {}", p.display()))
             .unwrap_or_default()

@@ -169,6 +169,8 @@ fn make_fixtures(d: &Path) {
         .save(d.join("tiny.png"))
         .unwrap();
     std::os::unix::fs::symlink(d.join("img.png"), d.join("img-symlink.png")).unwrap();
+    // A link to a folder that is not there (an output must not remove or follow it).
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
     std::fs::write(d.join("notimage.png"), b"not a picture").unwrap();
     std::fs::write(d.join("notimage.txt"), b"not a picture").unwrap();
     huge_png(&d.join("huge.png"));

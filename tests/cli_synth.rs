@@ -290,7 +290,7 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
     let (code, _, refused) = synth(&["kitti", "--frames", "2", "--force"]);
     assert_eq!(code, Some(1));
     assert!(
-        refused.contains("and also 1 file that synth did not write"),
+        refused.contains("and also dataset/sequences/report.md that synth did not write"),
         "{refused}"
     );
     std::fs::remove_file(out.join("dataset/sequences/report.md")).unwrap();
@@ -321,26 +321,28 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
         "{refused}"
     );
     // --out . renders into the current folder (by its own name, said); staging folders that
-    // interrupted runs left beside it are removed and said: a dead process's, one whose lock
-    // nobody holds; a live process's without a lock (this test's) and names not of staging
-    // folders are kept.
+    // interrupted runs left beside it (their lock held by nobody, or without one a dead
+    // process's) are removed and said; a live process's and names not of staging folders are
+    // kept.
     let here = dir.path().join("here");
     std::fs::create_dir(&here).unwrap();
     let beside = |n: &str| dir.path().join(n);
     let me = std::process::id();
     for n in [
         ".here.partial-999999999-0".to_string(),
+        ".here.partial-999999997-0".to_string(),
         format!(".here.partial-{me}-7"),
         format!(".here.partial-{me}-8"),
         ".here.partial-12-x".to_string(),
     ] {
         std::fs::create_dir(beside(&n)).unwrap();
     }
-    std::fs::write(
-        beside(&format!(".here.partial-{me}-8/.dasgil-staging.lock")),
-        "",
-    )
-    .unwrap();
+    for n in [
+        format!(".here.partial-{me}-8"),
+        ".here.partial-999999999-0".into(),
+    ] {
+        std::fs::write(beside(&n).join(".dasgil-staging.lock"), "").unwrap();
+    }
     let done = synth_in(&here, ".", &["kitti", "--frames", "2"]);
     assert!(done.status.success(), "{done:?}");
     assert!(here.join("dataset/sequences").is_dir());
@@ -349,6 +351,7 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
         "the lock is the staging folder's"
     );
     assert!(!beside(".here.partial-999999999-0").exists());
+    assert!(!beside(".here.partial-999999997-0").exists());
     assert!(!beside(&format!(".here.partial-{me}-8")).exists());
     assert!(beside(&format!(".here.partial-{me}-7")).exists());
     assert!(beside(".here.partial-12-x").exists());
@@ -358,7 +361,7 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
         String::from_utf8_lossy(&done.stderr)
             .matches("left by an interrupted run")
             .count(),
-        2,
+        3,
         "{done:?}"
     );
     // An earlier output that an interrupted --force moved aside comes back when the folder is
@@ -400,4 +403,61 @@ fn force_says_which_earlier_data_set_it_replaced_and_never_takes_the_users_files
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("exists and is not a PNG picture"));
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+}
+
+/// Ctrl-C (SIGINT) while rendering removes the partial render and says so; --out is untouched.
+#[test]
+fn an_interrupted_render_removes_its_staging_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big");
+    let child = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args([
+            "synth", "vkitti2", "--scenes", "2", "--frames", "40", "--width", "256",
+        ])
+        .args(["--height", "128", "--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".big.partial-"))
+    };
+    let t0 = std::time::Instant::now();
+    while !staging() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(staging(), "the render never started");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: a signal to the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr);
+    if done.status.success() {
+        // It finished before the signal arrived (a fast machine): nothing to check.
+        assert!(out.is_dir());
+        return;
+    }
+    assert_eq!(done.status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("synth: interrupted: the partial render"),
+        "{said}"
+    );
+    assert!(!out.exists(), "{said}");
+    if staging() {
+        // A last write raced the removal: the next run into the same folder removes it.
+        let again = Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+            .args([
+                "synth", "kitti", "--frames", "1", "--width", "32", "--height", "32",
+            ])
+            .args(["--out", out.to_str().unwrap()])
+            .output_limited()
+            .unwrap();
+        assert!(again.status.success(), "{again:?}");
+    }
+    assert!(!staging(), "{said}");
 }

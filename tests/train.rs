@@ -318,7 +318,7 @@ fn trains_checkpoints_and_resumes_exactly() {
     assert_eq!(e.status.code(), Some(1));
     let said = String::from_utf8_lossy(&e.stderr);
     assert!(
-        said.contains("it holds a training run that cannot be resumed (")
+        said.contains("it holds a training run that --resume cannot continue;")
             && said.contains("found `nowhere`")
             && !said.contains("continue it with"),
         "{said}"

@@ -15,8 +15,8 @@ pub const MARKER: &str = ".dasgil-synth.json";
 const FORMAT: &str = "dasgil-synth/1";
 /// A staging folder's lock file: held (flock) by the process that renders into it.
 const LOCK: &str = ".dasgil-staging.lock";
-/// Top-level names a marker lists (more: only the file count).
-const MAX_LISTED: usize = 1000;
+/// The files a complete output holds, one relative path a line (what `--force` may replace).
+const MANIFEST: &str = ".dasgil-synth-files.txt";
 
 /// `out` as the file system names it: absolute, links and `.`/`..` resolved as far as it
 /// exists (`--out .` is the current folder by its own name, so it can be renamed into place,
@@ -42,72 +42,58 @@ pub fn resolved(out: &Path) -> PathBuf {
     }
 }
 
-/// The top-level names in `dir` (the marker left out) and the number of files below it.
-fn contents(dir: &Path) -> Result<(Vec<String>, u64), PathIoError> {
-    let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>, PathIoError> {
-        std::fs::read_dir(d)
-            .and_then(|entries| entries.collect())
-            .map_err(|e| PathIoError::new("cannot list", d, e))
-    };
-    let mut names: Vec<String> = list(dir)?
-        .iter()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != MARKER)
-        .collect();
-    names.sort();
-    let mut files = 0u64;
+/// Every file below `dir` (links counted as files, not followed), as a sorted list of paths
+/// relative to it; the marker, its manifest and the lock left out.
+fn contents(dir: &Path) -> Result<Vec<String>, PathIoError> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in list(&d)? {
+        let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&d)
+            .and_then(|entries| entries.collect())
+            .map_err(|e| PathIoError::new("cannot list", &d, e))?;
+        for entry in entries {
             let kind = entry
                 .file_type()
                 .map_err(|e| PathIoError::new("cannot read", &entry.path(), e))?;
+            let path = entry.path();
             if kind.is_dir() {
-                stack.push(entry.path());
-            } else if !(d == dir && entry.file_name() == MARKER) {
-                files += 1;
+                stack.push(path);
+            } else if !(d == dir
+                && [MARKER, MANIFEST, LOCK].contains(&&*entry.file_name().to_string_lossy()))
+            {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                files.push(rel.to_string_lossy().into_owned());
             }
         }
     }
-    Ok((names, files))
+    files.sort();
+    Ok(files)
 }
 
-/// What `--force` would lose besides the earlier data set: top-level entries its marker does
-/// not list, or more files than it wrote. None when there is nothing else (or the marker,
-/// from before these were recorded, cannot tell).
-fn added_since(out: &Path, marker: &serde_json::Value) -> Result<Option<String>, PathIoError> {
-    let Some(written) = marker["files"].as_u64() else {
+/// What `--force` would lose besides the earlier data set: files its manifest does not list,
+/// named. None when there are none (or the output, from before manifests, cannot tell).
+fn added_since(out: &Path) -> Result<Option<String>, PathIoError> {
+    let Ok(listed) = std::fs::read_to_string(out.join(MANIFEST)) else {
         return Ok(None);
     };
-    let (names, files) = contents(out)?;
-    if let Some(listed) = marker["entries"].as_array() {
-        let listed: std::collections::HashSet<&str> =
-            listed.iter().filter_map(|v| v.as_str()).collect();
-        let extra: Vec<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| !listed.contains(n))
-            .collect();
-        if !extra.is_empty() {
-            let more = extra.len().saturating_sub(5);
-            return Ok(Some(format!(
-                "{}{} that synth did not write",
-                extra[..extra.len().min(5)].join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            )));
-        }
+    let listed: std::collections::HashSet<&str> = listed.lines().collect();
+    let extra: Vec<String> = contents(out)?
+        .into_iter()
+        .filter(|f| !listed.contains(f.as_str()))
+        .collect();
+    if extra.is_empty() {
+        return Ok(None);
     }
-    Ok((files > written).then(|| {
-        let n = files - written;
-        format!(
-            "{n} file{} that synth did not write ({files} files where it wrote {written})",
-            if n == 1 { "" } else { "s" }
-        )
-    }))
+    let more = extra.len().saturating_sub(5);
+    Ok(Some(format!(
+        "{}{} that synth did not write",
+        extra[..extra.len().min(5)].join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
 }
 
 /// Locks `staging`'s lock file for as long as this process lives (the handle is kept in a
@@ -131,9 +117,10 @@ fn hold_staging_lock(staging: &Path) -> Result<(), PathIoError> {
     Ok(())
 }
 
-/// Whether a staging folder was left by a run that is gone: its lock file can be locked (no
-/// process holds it); without one (a run stopped before making it, or the `-old` folder of
-/// an interrupted replace), whether the process of the name's PID is gone on this host.
+/// Whether a staging folder was left by a run that is gone: its lock file exists and can be
+/// locked (no process holds it, on any host that shares the folder); without a lock file (a
+/// run stopped before making it, an interrupted run's last write, or the `-old` folder of an
+/// interrupted replace) when the process of the name's PID is gone on this host.
 fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
     use std::os::fd::AsRawFd;
     match std::fs::File::open(dir.join(LOCK)) {
@@ -176,7 +163,8 @@ fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
             continue;
         };
         let dir = entry.path();
-        if !abandoned(&dir, pid) {
+        // Folders only (a link of that name is not ours).
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) || !abandoned(&dir, pid) {
             continue;
         }
         if aside && !out.exists() && std::fs::rename(&dir, out).is_ok() {
@@ -194,20 +182,9 @@ fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
     }
 }
 
-/// Checks that `out` may receive a new data set and creates the staging folder beside it
-/// (`out` as [`resolved`] gives it, so that its parent is where it lives); staging folders
-/// that interrupted runs left there are removed first.
-pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "synth".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // First, so that an earlier output put back is checked like any other.
-    remove_stale_staging(&parent, &name, out);
+/// Whether `out` may receive a new data set: new, empty, or (with `force`) an earlier synth
+/// output that holds nothing synth did not write.
+fn check_out(out: &Path, force: bool) -> Result<(), SynthError> {
     if !out.exists() && std::fs::symlink_metadata(out).is_ok() {
         return Err(SynthError::Options(format!(
             "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
@@ -232,8 +209,8 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
         if !empty {
             let marker = read_marker(out).filter(|m| m["format"] == FORMAT);
             match (force, marker) {
-                (true, Some(m)) => {
-                    if let Some(added) = added_since(out, &m)? {
+                (true, Some(_)) => {
+                    if let Some(added) = added_since(out)? {
                         return Err(SynthError::Options(format!(
                             "--out {}: holds an earlier synth data set and also {added}; \
                              --force replaces the folder as a whole: move what you want to \
@@ -267,6 +244,24 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Checks that `out` may receive a new data set and creates the staging folder beside it
+/// (`out` as [`resolved`] gives it, so that its parent is where it lives); staging folders
+/// that interrupted runs left there are removed first.
+pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "synth".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // First, so that an earlier output put back is checked like any other.
+    remove_stale_staging(&parent, &name, out);
+    check_out(out, force)?;
     std::fs::create_dir_all(&parent)
         .map_err(|e| PathIoError::new("cannot create folder", &parent, e))?;
     // Unique per process and call: two renders of one data set never share a staging folder.
@@ -347,13 +342,12 @@ fn write_marker(staging: &Path, mut marker: serde_json::Value) -> Result<(), Syn
         }
         _ => {}
     }
-    // What --force may replace later without losing anything else (added_since); the names
-    // only when they are few (a bag's frames lie side by side: the count says enough).
-    let (entries, files) = contents(staging)?;
-    if entries.len() <= MAX_LISTED {
-        marker["entries"] = entries.into();
-    }
-    marker["files"] = files.into();
+    // What --force may replace later without losing anything else (added_since).
+    let files = contents(staging)?;
+    marker["files"] = files.len().into();
+    let mut listing = files.join("\n");
+    listing.push('\n');
+    write_atomic(&staging.join(MANIFEST), listing.as_bytes())?;
     write_atomic(
         &staging.join(MARKER),
         serde_json::to_string_pretty(&marker)
@@ -364,9 +358,26 @@ fn write_marker(staging: &Path, mut marker: serde_json::Value) -> Result<(), Syn
 }
 
 /// Marks the data set in `staging` complete (`marker` plus the format tag) and moves it to
-/// `out`, replacing what [`staging`] allowed.
-pub fn finish(staging: &Path, out: &Path, marker: serde_json::Value) -> Result<(), SynthError> {
+/// `out`, replacing what [`staging`] allowed (checked again first).
+pub fn finish(
+    staging: &Path,
+    out: &Path,
+    marker: serde_json::Value,
+    force: bool,
+) -> Result<(), SynthError> {
     write_marker(staging, marker)?;
+    // What [`staging`] allowed may have changed while rendering (a file put into --out):
+    // checked again, and on refusal the new data set is kept under a name of its own.
+    if let Err(e) = check_out(out, force) {
+        let kept = PathBuf::from(format!("{}.new-{}", out.display(), std::process::id()));
+        return Err(match std::fs::rename(staging, &kept) {
+            Ok(()) => SynthError::Options(format!(
+                "{e} (it changed while rendering); the new data set is complete in {}",
+                kept.display()
+            )),
+            Err(_) => e,
+        });
+    }
     let old = PathBuf::from(format!("{}-old", staging.display()));
     if out.exists() {
         std::fs::rename(out, &old).map_err(|e| PathIoError::new("cannot move aside", out, e))?;
@@ -378,4 +389,45 @@ pub fn finish(staging: &Path, out: &Path, marker: serde_json::Value) -> Result<(
             .map_err(|e| PathIoError::new("cannot remove the replaced data set", &old, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file put into --out while the render ran is kept, and so is the render (beside it).
+    #[test]
+    fn a_file_put_into_out_while_rendering_keeps_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let staged = staging(&out, false).unwrap();
+        assert!(staged.join(LOCK).is_file());
+        std::fs::write(staged.join("a.png"), "x").unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let e = finish(
+            &staged,
+            &out,
+            serde_json::json!({"dataset": "kitti"}),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        let kept = dir.path().join(format!("out.new-{}", std::process::id()));
+        assert!(
+            e.contains("(it changed while rendering); the new data set is complete in")
+                && e.contains(&kept.display().to_string()),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(kept.join("a.png").is_file() && kept.join(MARKER).is_file());
+        assert!(!kept.join(LOCK).exists() && !staged.exists());
+        assert_eq!(
+            std::fs::read_to_string(kept.join(MANIFEST)).unwrap(),
+            "a.png\n"
+        );
+    }
 }

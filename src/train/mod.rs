@@ -481,11 +481,19 @@ pub fn latest_checkpoint(out: &Path) -> Result<(PathBuf, TrainState), TrainError
         Ok(m) if !m.is_dir() => return Err(err(out, format!("is a file; {expects}"))),
         Ok(_) => {}
     }
-    // A folder that never held a run (no config.yaml, no checkpoints/) is said as such.
-    if !out.join("config.yaml").exists() && !out.join("checkpoints").exists() {
+    // No checkpoints/: a run stopped before its first one, or no run at all, said as such.
+    if !out.join("checkpoints").exists() {
+        let started = out.join("config.yaml").exists() && out.join("losses.csv").exists();
         return Err(err(
             out,
-            format!("holds no training run (no config.yaml, no checkpoints/); {expects}"),
+            if started {
+                "holds a run stopped before its first checkpoint (one is written every \
+                 --checkpoint-every steps): nothing to resume; start it again with --out in a \
+                 new or empty folder"
+                    .to_string()
+            } else {
+                format!("holds no training run (no checkpoints/); {expects}")
+            },
         ));
     }
     let name = std::fs::read_to_string(&latest).map_err(|e| {

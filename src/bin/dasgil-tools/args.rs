@@ -196,6 +196,16 @@ pub(crate) fn refuse_non_empty(
     out: &std::path::Path,
     run_there: impl FnOnce(&std::path::Path) -> Option<std::result::Result<(), String>>,
 ) -> Result<()> {
+    if !out.exists() && std::fs::symlink_metadata(out).is_ok() {
+        anyhow::bail!(
+            "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
+             another --out (nothing was changed)",
+            out.display(),
+            std::fs::read_link(out)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default()
+        );
+    }
     if out.exists() {
         if !out.is_dir() {
             anyhow::bail!("--out {}: exists and is not a folder", out.display());
@@ -210,9 +220,9 @@ pub(crate) fn refuse_non_empty(
                     out.display()
                 ),
                 Some(Err(why)) => anyhow::bail!(
-                    "--out {}: folder is not empty: it holds a training run that cannot be \
-                     resumed ({why}); choose a new or empty folder, or remove this one to start \
-                     again (nothing in it was changed)",
+                    "--out {}: folder is not empty: it holds a training run that --resume \
+                     cannot continue; choose a new or empty folder, or remove this one to start \
+                     again (nothing in it was changed). Why it cannot be resumed: {why}",
                     out.display()
                 ),
                 None => anyhow::bail!(

@@ -368,6 +368,7 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         &out,
     )?;
     let preview_path = job.common.preview.as_deref().map(output::resolved);
+    let preview_replaces = preview_path.as_ref().is_some_and(|p| p.exists());
     if let Some(p) = &preview_path {
         // A picture replaces only a picture (a slip of --preview onto a data file is refused).
         if p.exists() {
@@ -393,6 +394,33 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         }
     }
     let staging = output::staging(&out, job.common.force)?;
+    // Ctrl-C or SIGTERM while rendering: the partial render goes, said (what --out held
+    // before is untouched until the render completes).
+    {
+        let staging = staging.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                // The render goes on writing meanwhile: removed until it stays gone (what a
+                // last write may still leave has no lock and is removed by the next run).
+                eprintln!(
+                    "synth: interrupted: the partial render {} is removed; --out is as it was",
+                    staging.display()
+                );
+                for _ in 0..20 {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    if !staging.exists() {
+                        break;
+                    }
+                }
+                // SAFETY: ends the process at once, so the render writes nothing more.
+                unsafe { libc::_exit(128 + sig) };
+            }
+        });
+    }
     // What --force replaces: another kind of data set is warned about before any work (an
     // interrupt then still keeps it); the summary line names it.
     let replaced = output::earlier(&out).map(|(words, kind)| {
@@ -418,7 +446,7 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         "images": summary.images,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    output::finish(&staging, &out, marker)?;
+    output::finish(&staging, &out, marker, job.common.force)?;
     if let Some(p) = &preview_path {
         (job.preview)(&out, p)?;
     }
@@ -437,7 +465,15 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         started.elapsed().as_secs_f64(),
         replaced,
         preview_path
-            .map(|p| format!("; preview {}", p.display()))
+            .map(|p| format!(
+                "; preview {}{}",
+                p.display(),
+                if preview_replaces {
+                    " (replaced the earlier picture)"
+                } else {
+                    ""
+                }
+            ))
             .unwrap_or_default()
     );
     Ok(())

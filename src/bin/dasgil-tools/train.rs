@@ -152,10 +152,11 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
                 .out
                 .clone()
                 .context("--out DIR is required for a new run (or --resume DIR to continue one)")?;
-            // A run: its config.yaml or checkpoints/ (written when it starts and every
-            // --checkpoint-every steps).
+            // A run: its checkpoints/ (every --checkpoint-every steps), or the config.yaml
+            // and losses.csv it writes when it starts (a config file alone is not a run).
             refuse_non_empty(&out, |dir| {
-                (dir.join("config.yaml").exists() || dir.join("checkpoints").exists()).then(|| {
+                let started = dir.join("config.yaml").exists() && dir.join("losses.csv").exists();
+                (started || dir.join("checkpoints").exists()).then(|| {
                     train::latest_checkpoint(dir)
                         .map(|_| ())
                         .map_err(|e| e.to_string())
@@ -457,7 +458,8 @@ pub(crate) fn run_train(a: TrainArgs) -> Result<()> {
     }
     // A new run that fails before its first checkpoint leaves nothing behind: the folder it
     // made is removed, a folder that was empty is emptied again.
-    let existed = out.exists();
+    // (A link counts as there: the folder it names is never removed through it.)
+    let existed = std::fs::symlink_metadata(&out).is_ok();
     let was_empty = existed
         && std::fs::read_dir(&out)
             .map(|mut d| d.next().is_none())

@@ -437,7 +437,7 @@ fn an_interrupted_render_removes_its_staging_folder() {
     );
     let done = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&done.stderr);
-    if done.status.success() {
+    if done.status.success() || said.contains("the data set was already complete") {
         // It finished before the signal arrived (a fast machine): nothing to check.
         assert!(out.is_dir());
         return;

@@ -72,9 +72,28 @@ fn contents(dir: &Path) -> Result<Vec<String>, PathIoError> {
 
 /// What `--force` would lose besides the earlier data set: files its manifest does not list,
 /// named. None when there are none (or the output, from before manifests, cannot tell).
-fn added_since(out: &Path) -> Result<Option<String>, PathIoError> {
+fn added_since(out: &Path, marker: &serde_json::Value) -> Result<Option<String>, PathIoError> {
     let Ok(listed) = std::fs::read_to_string(out.join(MANIFEST)) else {
-        return Ok(None);
+        // Outputs of 2026-12-07's first versions record a file count (and top-level names)
+        // in the marker instead.
+        let Some(written) = marker["files"].as_u64() else {
+            return Ok(None);
+        };
+        let files = contents(out)?;
+        let top: Vec<&str> = marker["entries"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let unlisted = files
+            .iter()
+            .filter(|f| !top.is_empty() && !top.iter().any(|t| f.split('/').next() == Some(*t)))
+            .count();
+        return Ok((files.len() as u64 > written || unlisted > 0).then(|| {
+            format!(
+                "{} files where it wrote {written} (files synth did not write)",
+                files.len()
+            )
+        }));
     };
     let listed: std::collections::HashSet<&str> = listed.lines().collect();
     let extra: Vec<String> = contents(out)?
@@ -209,8 +228,8 @@ fn check_out(out: &Path, force: bool) -> Result<(), SynthError> {
         if !empty {
             let marker = read_marker(out).filter(|m| m["format"] == FORMAT);
             match (force, marker) {
-                (true, Some(_)) => {
-                    if let Some(added) = added_since(out)? {
+                (true, Some(m)) => {
+                    if let Some(added) = added_since(out, &m)? {
                         return Err(SynthError::Options(format!(
                             "--out {}: holds an earlier synth data set and also {added}; \
                              --force replaces the folder as a whole: move what you want to \
@@ -369,14 +388,32 @@ pub fn finish(
     // What [`staging`] allowed may have changed while rendering (a file put into --out):
     // checked again, and on refusal the new data set is kept under a name of its own.
     if let Err(e) = check_out(out, force) {
-        let kept = PathBuf::from(format!("{}.new-{}", out.display(), std::process::id()));
-        return Err(match std::fs::rename(staging, &kept) {
-            Ok(()) => SynthError::Options(format!(
+        // OUT.new-PID, or -2, -3, ... when that is taken (a name of its own, never a staging
+        // name, so no later run removes it).
+        let pid = std::process::id();
+        let kept = (1..100).find_map(|n| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(if n == 1 {
+                format!(".new-{pid}")
+            } else {
+                format!(".new-{pid}-{n}")
+            });
+            let kept = PathBuf::from(name);
+            (!kept.exists() && std::fs::rename(staging, &kept).is_ok()).then_some(kept)
+        });
+        return Err(SynthError::Options(match kept {
+            Some(kept) => format!(
                 "{e} (it changed while rendering); the new data set is complete in {}",
                 kept.display()
-            )),
-            Err(_) => e,
-        });
+            ),
+            None => format!(
+                "{e} (it changed while rendering); the new data set is complete in {} (it \
+                 could not be renamed: move it before running synth into {} again, which \
+                 removes it)",
+                staging.display(),
+                out.display()
+            ),
+        }));
     }
     let old = PathBuf::from(format!("{}-old", staging.display()));
     if out.exists() {
@@ -429,5 +466,22 @@ mod tests {
             std::fs::read_to_string(kept.join(MANIFEST)).unwrap(),
             "a.png\n"
         );
+    }
+
+    /// An output of the first versions (a file count and names in the marker, no manifest)
+    /// keeps --force from taking a file the user added.
+    #[test]
+    fn an_output_without_manifest_is_checked_by_its_markers_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("a.png"), "x").unwrap();
+        let marker = serde_json::json!({"format": FORMAT, "files": 1, "entries": ["a.png"]});
+        std::fs::write(out.join(MARKER), marker.to_string()).unwrap();
+        let staged = staging(&out, true).unwrap();
+        std::fs::remove_dir_all(staged).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let e = staging(&out, true).unwrap_err().to_string();
+        assert!(e.contains("2 files where it wrote 1"), "{e}");
     }
 }

@@ -350,8 +350,16 @@ pub(crate) fn synth_job(format: SynthFormat) -> Result<SynthJob> {
     })
 }
 
+/// Where a render stands, for the Ctrl-C handler.
+enum Render {
+    NotStarted,
+    Into(std::path::PathBuf),
+    Done,
+}
+
 pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     use dasgil::synth::{check_plan, output, Plan};
+    use std::io::Write;
     let started = std::time::Instant::now();
     let job = synth_job(format)?;
     // Absolute, links resolved: `--out .` and a link to an earlier output work as they read.
@@ -393,34 +401,55 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
             );
         }
     }
-    let staging = output::staging(&out, job.common.force)?;
-    // Ctrl-C or SIGTERM while rendering: the partial render goes, said (what --out held
-    // before is untouched until the render completes).
+    // Ctrl-C or SIGTERM: while rendering, the partial render goes (what --out held before is
+    // untouched until the render completes); during the swap into place the handler waits for
+    // it; after it, it says the data set is complete. Registered before the staging folder
+    // exists, so no signal finds the default action (which would leave the folder).
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Render::NotStarted));
     {
-        let staging = staging.clone();
+        let state = std::sync::Arc::clone(&state);
+        let out = out.clone();
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
         ])?;
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                // The render goes on writing meanwhile: removed until it stays gone (what a
-                // last write may still leave has no lock and is removed by the next run).
-                eprintln!(
-                    "synth: interrupted: the partial render {} is removed; --out is as it was",
-                    staging.display()
-                );
-                for _ in 0..20 {
-                    let _ = std::fs::remove_dir_all(&staging);
-                    if !staging.exists() {
-                        break;
+                let said = match &*state.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Render::NotStarted => "before rendering: nothing was written".to_string(),
+                    Render::Into(staging) => {
+                        // The render goes on writing meanwhile: removed until it stays gone
+                        // (what a last write may still leave has no lock and is removed by
+                        // the next run into the same folder).
+                        for _ in 0..20 {
+                            let _ = std::fs::remove_dir_all(staging);
+                            if !staging.exists() {
+                                break;
+                            }
+                        }
+                        format!(
+                            "the partial render {} was removed; --out is as it was",
+                            staging.display()
+                        )
                     }
-                }
+                    Render::Done => format!(
+                        "the data set was already complete in {} (a --preview may be missing)",
+                        out.display()
+                    ),
+                };
+                // Said without panicking when stderr is gone (a pipe closed by the same Ctrl-C).
+                let _ = writeln!(std::io::stderr(), "synth: interrupted: {said}");
                 // SAFETY: ends the process at once, so the render writes nothing more.
                 unsafe { libc::_exit(128 + sig) };
             }
         });
     }
+    let staging = {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let staging = output::staging(&out, job.common.force)?;
+        *st = Render::Into(staging.clone());
+        staging
+    };
     // What --force replaces: another kind of data set is warned about before any work (an
     // interrupt then still keeps it); the summary line names it.
     let replaced = output::earlier(&out).map(|(words, kind)| {
@@ -437,7 +466,9 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     let summary = match (job.generate)(&staging) {
         Ok(s) => s,
         Err(e) => {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::fs::remove_dir_all(&staging);
+            *st = Render::NotStarted;
             return Err(e.into());
         }
     };
@@ -446,7 +477,12 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         "images": summary.images,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    output::finish(&staging, &out, marker, job.common.force)?;
+    {
+        // The swap into place is not interrupted halfway (the handler waits for this lock).
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        output::finish(&staging, &out, marker, job.common.force)?;
+        *st = Render::Done;
+    }
     if let Some(p) = &preview_path {
         (job.preview)(&out, p)?;
     }

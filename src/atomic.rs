@@ -69,6 +69,18 @@ pub fn refuse_overwriting_inputs(
     Ok(())
 }
 
+/// When `--out` names a link to nothing (a folder that does not exist): the refusal, naming
+/// the link's target (an output neither follows nor removes it).
+pub fn dangling_out(out: &Path) -> Option<String> {
+    let link = std::fs::read_link(out).ok().filter(|_| !out.exists())?;
+    Some(format!(
+        "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
+         another --out (nothing was changed)",
+        out.display(),
+        link.display()
+    ))
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same folder + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PathIoError> {
     write_atomic_with(path, |w| w.write_all(bytes))

@@ -115,17 +115,22 @@ fn added_since(out: &Path, marker: &serde_json::Value) -> Result<Option<String>,
     )))
 }
 
+/// Takes an exclusive flock on `file` without waiting; false when another process holds it.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor the caller owns; closing it releases the lock.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 /// Locks `staging`'s lock file for as long as this process lives (the handle is kept in a
 /// process-wide list): [`remove_stale_staging`] then leaves the folder alone, on any host
 /// that shares the folder.
 fn hold_staging_lock(staging: &Path) -> Result<(), PathIoError> {
-    use std::os::fd::AsRawFd;
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     let path = staging.join(LOCK);
     let file =
         std::fs::File::create(&path).map_err(|e| PathIoError::new("cannot create", &path, e))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if !try_lock(&file) {
         return Err(PathIoError::new(
             "cannot lock",
             &path,
@@ -141,13 +146,8 @@ fn hold_staging_lock(staging: &Path) -> Result<(), PathIoError> {
 /// run stopped before making it, an interrupted run's last write, or the `-old` folder of an
 /// interrupted replace) when the process of the name's PID is gone on this host.
 fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
-    use std::os::fd::AsRawFd;
     match std::fs::File::open(dir.join(LOCK)) {
-        Ok(f) => {
-            // SAFETY: flock on a descriptor this function owns; dropping it releases the lock.
-            let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            locked == 0
-        }
+        Ok(f) => try_lock(&f),
         Err(_) => {
             // SAFETY: kill with signal 0 only asks whether the process exists.
             let alive = unsafe { libc::kill(pid, 0) } == 0;
@@ -204,15 +204,8 @@ fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
 /// Whether `out` may receive a new data set: new, empty, or (with `force`) an earlier synth
 /// output that holds nothing synth did not write.
 fn check_out(out: &Path, force: bool) -> Result<(), SynthError> {
-    if !out.exists() && std::fs::symlink_metadata(out).is_ok() {
-        return Err(SynthError::Options(format!(
-            "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
-             another --out",
-            out.display(),
-            std::fs::read_link(out)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default()
-        )));
+    if let Some(refusal) = crate::atomic::dangling_out(out) {
+        return Err(SynthError::Options(refusal));
     }
     if out.exists() {
         if !out.is_dir() {
@@ -305,9 +298,6 @@ pub fn read_marker(out: &Path) -> Option<serde_json::Value> {
 /// images)", "rosbag2 frames output"; with the kind (`dataset`) when the marker names one.
 /// None when `out` holds no complete output.
 pub fn earlier(out: &Path) -> Option<(String, Option<String>)> {
-    if !is_complete(out) {
-        return None;
-    }
     let marker = read_marker(out)?;
     let kind = marker["dataset"].as_str().map(str::to_string);
     let images = marker["images"]

@@ -196,15 +196,8 @@ pub(crate) fn refuse_non_empty(
     out: &std::path::Path,
     run_there: impl FnOnce(&std::path::Path) -> Option<std::result::Result<(), String>>,
 ) -> Result<()> {
-    if !out.exists() && std::fs::symlink_metadata(out).is_ok() {
-        anyhow::bail!(
-            "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
-             another --out (nothing was changed)",
-            out.display(),
-            std::fs::read_link(out)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default()
-        );
+    if let Some(refusal) = dasgil::atomic::dangling_out(out) {
+        anyhow::bail!(refusal);
     }
     if out.exists() {
         if !out.is_dir() {

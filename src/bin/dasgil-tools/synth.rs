@@ -381,11 +381,11 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         // A picture replaces only a picture (a slip of --preview onto a data file is refused).
         if p.exists() {
             let png = std::fs::File::open(p).ok().and_then(|mut f| {
-                let mut magic = [0u8; 8];
-                std::io::Read::read_exact(&mut f, &mut magic).ok()?;
-                Some(magic == *b"\x89PNG\r\n\x1a\n")
+                let mut head = [0u8; 16];
+                std::io::Read::read_exact(&mut f, &mut head).ok()?;
+                image::guess_format(&head).ok()
             });
-            if png != Some(true) {
+            if png != Some(image::ImageFormat::Png) {
                 anyhow::bail!(
                     "--preview {}: exists and is not a PNG picture; choose another path \
                      (nothing was changed)",

@@ -69,13 +69,46 @@ pub fn refuse_overwriting_inputs(
     Ok(())
 }
 
-/// When `--out` names a link to nothing (a folder that does not exist): the refusal, naming
-/// the link's target (an output neither follows nor removes it).
-pub fn dangling_out(out: &Path) -> Option<String> {
-    let link = std::fs::read_link(out).ok().filter(|_| !out.exists())?;
+/// When `--out` cannot become a folder: a link that leads nowhere (to a folder that does not
+/// exist, or round a loop of links; an output neither follows nor removes it), or a path
+/// through something that is not a folder (`--out notes.txt/run`). The refusal, naming what
+/// is in the way; None when `--out` is usable as far as its path goes.
+pub fn unusable_out(out: &Path) -> Option<String> {
+    // The nearest part of the path that exists must be a folder to hold the rest.
+    let existing = out
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::symlink_metadata(a).is_ok());
+    if let Some(blocker) = existing.filter(|a| !a.is_dir()) {
+        return Some(format!(
+            "--out {}: {} is not a folder, so nothing can be made inside it; choose another \
+             --out (nothing was changed)",
+            out.display(),
+            blocker.display()
+        ));
+    }
+    let link = std::fs::read_link(out).ok()?;
+    let (what, fix) = match std::fs::metadata(out) {
+        Ok(_) => return None,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => (
+            "a link that leads round a loop of links",
+            "point it at a folder",
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ("a link to a folder that does not exist", "make that folder")
+        }
+        Err(e) => {
+            return Some(format!(
+                "--out {}: a link ({}) that cannot be followed: {e}; choose another --out \
+                 (nothing was changed)",
+                out.display(),
+                link.display()
+            ))
+        }
+    };
     Some(format!(
-        "--out {}: a link to a folder that does not exist ({}); make that folder or choose \
-         another --out (nothing was changed)",
+        "--out {}: {what} ({}); {fix} or choose another --out (nothing was changed)",
         out.display(),
         link.display()
     ))

@@ -171,6 +171,9 @@ fn make_fixtures(d: &Path) {
     std::os::unix::fs::symlink(d.join("img.png"), d.join("img-symlink.png")).unwrap();
     // A link to a folder that is not there (an output must not remove or follow it).
     std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    // Two links that point at each other (a loop, never followed to its end).
+    std::os::unix::fs::symlink(d.join("loop-b"), d.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink(d.join("loop-a"), d.join("loop-b")).unwrap();
     std::fs::write(d.join("notimage.png"), b"not a picture").unwrap();
     std::fs::write(d.join("notimage.txt"), b"not a picture").unwrap();
     huge_png(&d.join("huge.png"));

@@ -398,6 +398,11 @@ pub fn check_writable(out: &Path) -> Result<(), PipelineError> {
             // The probe's own temporary name is no business of the user's: say why, plainly.
             let why = if dir.is_dir() {
                 std::io::Error::new(e.kind(), format!("{} (choose another --out)", e.kind()))
+            } else if dir.exists() {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "it is not a folder (choose another --out)",
+                )
             } else {
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,

@@ -204,7 +204,7 @@ fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
 /// Whether `out` may receive a new data set: new, empty, or (with `force`) an earlier synth
 /// output that holds nothing synth did not write.
 fn check_out(out: &Path, force: bool) -> Result<(), SynthError> {
-    if let Some(refusal) = crate::atomic::dangling_out(out) {
+    if let Some(refusal) = crate::atomic::unusable_out(out) {
         return Err(SynthError::Options(refusal));
     }
     if out.exists() {

@@ -196,7 +196,7 @@ pub(crate) fn refuse_non_empty(
     out: &std::path::Path,
     run_there: impl FnOnce(&std::path::Path) -> Option<std::result::Result<(), String>>,
 ) -> Result<()> {
-    if let Some(refusal) = dasgil::atomic::dangling_out(out) {
+    if let Some(refusal) = dasgil::atomic::unusable_out(out) {
         anyhow::bail!(refusal);
     }
     if out.exists() {
@@ -218,11 +218,24 @@ pub(crate) fn refuse_non_empty(
                      again (nothing in it was changed). Why it cannot be resumed: {why}",
                     out.display()
                 ),
-                None => anyhow::bail!(
-                    "--out {}: folder is not empty and holds no training run; choose a new or \
-                     empty folder (nothing in it was changed)",
-                    out.display()
-                ),
+                None => {
+                    // A data set given as --out by mistake: say what it is and where it goes.
+                    let holds = match dasgil::synth::output::earlier(out) {
+                        Some((words, Some(kind))) if kind == "vkitti2" => {
+                            format!(" but a {words}, an input training reads with --vkitti")
+                        }
+                        Some((words, Some(kind))) if kind == "kitti" => {
+                            format!(" but a {words}, an input training reads with --kitti")
+                        }
+                        Some((words, _)) => format!(" but a {words}"),
+                        None => String::new(),
+                    };
+                    anyhow::bail!(
+                        "--out {}: folder is not empty and holds no training run{holds}; choose \
+                         a new or empty folder (nothing in it was changed)",
+                        out.display()
+                    )
+                }
             }
         }
     }

@@ -47,9 +47,13 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     // before the network runs, not created wherever the path points.
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
+            let why = if dir.exists() {
+                "it is not a folder (choose another --output)"
+            } else {
+                "the folder does not exist (create it, or choose another --output)"
+            };
             anyhow::bail!(
-                "--output {}: cannot write into {}: the folder does not exist (create it, or \
-                 choose another --output)",
+                "--output {}: cannot write into {}: {why}",
                 output.display(),
                 dir.display()
             );

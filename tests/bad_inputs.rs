@@ -825,6 +825,29 @@ fn every_bad_input_gets_a_clear_error_and_changes_nothing() {
     let mut found = found.into_inner().unwrap();
     found.sort();
     let mut failures: Vec<String> = found.into_iter().map(|(_, f)| f).collect();
+    // A warning that explains every figure of an evaluate run (queries off the map) is in its
+    // report too, for whoever reads report.md and not the terminal.
+    let off_map: Vec<&Case> = cases
+        .iter()
+        .filter(|c| {
+            c.exit == 0 && c.args[0] == "evaluate" && c.fragment.contains("does not show where")
+        })
+        .collect();
+    assert!(
+        !off_map.is_empty(),
+        "no evaluate case with queries off the map"
+    );
+    for c in off_map {
+        let report = outs.join(format!("case{}/out/report.md", c.line));
+        match std::fs::read_to_string(&report) {
+            Ok(md) if md.contains("this map does not show where they were taken") => {}
+            Ok(md) => failures.push(format!(
+                "line {}: report.md lacks the off-the-map warning:\n{md}",
+                c.line
+            )),
+            Err(e) => failures.push(format!("line {}: {}: {e}", c.line, report.display())),
+        }
+    }
     let after = snapshot(&d);
     for (path, bytes) in &before {
         match after.get(path) {

@@ -575,6 +575,50 @@ fn a_query_recording_is_scored_against_its_recorded_truth_and_written_as_tum() {
     assert!(printed.contains("32 queries, 16 map images"), "{printed}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d("ev-bag/report.json")).unwrap()).unwrap();
+    assert_eq!(
+        map_meta(&map)["source"]["bag"]["camera_ids"],
+        serde_json::json!(["c0", "c1"])
+    );
+    assert!(
+        !r["notes"].to_string().contains("crossed"),
+        "{}",
+        r["notes"]
+    );
+    // The same recording with its camera ids given the other way round: each camera searches
+    // the other's map images. Said in the log and the report's notes, naming both.
+    let crossed = tools_in(
+        &w.data,
+        &[
+            "evaluate",
+            "--bag",
+            path_str(&q),
+            "--image-topic",
+            "/c0/image_raw",
+            "--image-topic",
+            "/c1/image_raw",
+            "--camera-id",
+            "c1",
+            "--camera-id",
+            "c0",
+            "--map",
+            path_str(&map),
+            "--truth-frame",
+            "map",
+            "--device",
+            "cpu",
+            "--out",
+            path_str(&d("ev-crossed")),
+        ],
+    );
+    let said = String::from_utf8_lossy(&crossed.stderr);
+    assert_eq!(crossed.status.code(), Some(0), "{said}");
+    let want = "camera `c1`'s frames are in `c0_optical_frame`, the frame of the map's camera `c0`";
+    assert!(
+        said.contains(want) && said.contains("/c0/image_raw as c0, /c1/image_raw as c1"),
+        "{said}"
+    );
+    let notes = std::fs::read_to_string(d("ev-crossed/report.md")).unwrap();
+    assert!(notes.contains(want), "{notes}");
     let all = &r["reports"][0]["all"];
     let (recall, acc) = (
         all["recall_at_n"]["1"].as_f64().unwrap(),

@@ -1310,6 +1310,103 @@ fn five_places(dir: &Path) -> (PathBuf, PathBuf) {
     (slice, map)
 }
 
+/// A map built from a recording knows each camera's optical frame: a node whose `camera_ids`
+/// are in another order than build-map's `--camera-id` (c0's frames searched among c1's map
+/// images) says so in its log, once, naming both cameras; the camera in its own frame does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slice, bag, map) = (
+        dir.path().join("cmu"),
+        dir.path().join("drive"),
+        dir.path().join("map.safetensors"),
+    );
+    synth(&slice, "4");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    common::python_tool(
+        "world_to_bag.py",
+        &[
+            "--root",
+            &path(&slice),
+            "--slice",
+            "2",
+            "--out",
+            &path(&bag),
+        ],
+    );
+    run_tools(&[
+        "build-map",
+        "--bag",
+        &path(&bag),
+        "--image-topic",
+        "/c0/image_raw",
+        "--image-topic",
+        "/c1/image_raw",
+        "--camera-id",
+        "c0",
+        "--camera-id",
+        "c1",
+        "--baseline",
+        "raw-pixels",
+        "--device",
+        "cpu",
+        "--out",
+        &path(&map),
+    ]);
+    let args: Vec<String> = [
+        "-p",
+        "image_topics:=[cam0/image_raw,cam1/image_raw]",
+        "-p",
+        "camera_ids:=[c1,c0]",
+    ]
+    .map(String::from)
+    .to_vec();
+    let log = dir.path().join("node.log");
+    let mut h = Harness::start_logged("crossed", &map, &args, &log);
+    let ns = h.ns.clone();
+    let node = h.node.as_mut().unwrap();
+    let cam0 = node
+        .create_publisher::<Image>(&format!("{ns}/cam0/image_raw"), QosProfile::sensor_data())
+        .unwrap();
+    let mut priors = node
+        .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
+        .unwrap();
+    let (stop, spinner) = h.spin();
+    let frame = probe(&slice, 1, "c0");
+    let want = "cam0/image_raw: camera `c1`'s frames are in `c0_optical_frame`, the frame of the \
+                map's camera `c0` (the map's `c1` is in `c1_optical_frame`)";
+    let mut sec = 100;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        sec += 1;
+        cam0.publish(&raw(&frame, sec, "c0_optical_frame")).unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(500), priors.next()).await;
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains(want) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning for the crossed camera in 60 s:\n{said}"
+        );
+    }
+    // More frames of the same camera and frame: said once.
+    for _ in 0..3 {
+        sec += 1;
+        cam0.publish(&raw(&frame, sec, "c0_optical_frame")).unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(500), priors.next()).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().unwrap();
+    assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(said.matches(want).count(), 1, "{said}");
+    assert!(
+        said.contains("/c0/image_raw as c0, /c1/image_raw as c1"),
+        "{said}"
+    );
+}
+
 /// `filter: sequence` through the node: a drive past the map's own images (one a second,
 /// camera c0), each localized at its own pose by the filter's chosen place, with a covariance
 /// no tighter than the single frame's; then on past the map's end (its last image again and

@@ -1150,6 +1150,9 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             .collect(),
         world_frame: world,
         pose_topic: o.pose_topic.clone(),
+        camera_ids: (0..o.image_topics.len())
+            .map(|i| o.camera_ids.get(i).unwrap_or(&o.image_topics[i]).clone())
+            .collect(),
     };
     let extracted = Extracted {
         bag: meta,

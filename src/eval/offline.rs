@@ -578,8 +578,38 @@ pub fn lens_warnings(
     out
 }
 
+/// What the map and the queries say about each other before any is searched, for the log and
+/// the report's notes: queries whose truth lies off the map, and (recordings, each camera
+/// searched among its own map images) a camera whose frames are another camera's in the map.
+pub fn source_warnings(map: &MapFile, src: &SourceImages, per_camera: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = median_distance_to_map(map, &src.queries) {
+        if d > OFF_MAP_WARNING {
+            out.push(format!(
+                "the queries' true positions lie a median {d:.1} m from the nearest map image: \
+                 this map does not show where they were taken (another place's map, or another \
+                 world frame?); every figure is of queries off the map"
+            ));
+        }
+    }
+    if let (true, Some(m), Some(q)) = (per_camera, &map.meta.source.bag, &src.source.bag) {
+        for id in &q.camera_ids {
+            for frame in q.frames_of(id).unwrap_or_default() {
+                out.extend(m.crossed(id, frame));
+            }
+        }
+    }
+    out
+}
+
 /// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
 /// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
+///
+/// A `loc` that centres descriptors (`Centring::Running`, or `Auto` where the map allows it)
+/// needs every query's timestamp ([`PipelineError::CentringTimestamp`] otherwise): its map rows
+/// are centred when it is made, so the fallback of `Auto` for unstamped queries happens before
+/// that, in [`super::centring_for_queries`] (which [`super::run`] and [`super::run_on_map`]
+/// call); make `loc` with the options it returns.
 pub fn evaluate(
     loc: &Localizer,
     src: &SourceImages,
@@ -605,14 +635,8 @@ pub fn evaluate(
             });
         }
     }
-    if let Some(d) = median_distance_to_map(map, owned) {
-        if d > OFF_MAP_WARNING {
-            tracing::warn!(
-                "the queries' true positions lie a median {d:.1} m from the nearest map image: \
-                 this map does not show where they were taken (another place's map, or another \
-                 world frame?); every figure below is of queries off the map"
-            );
-        }
+    for w in source_warnings(map, src, per_camera) {
+        tracing::warn!("{w}");
     }
     let lenses = lens_warnings(&map.meta, owned, per_camera);
     for w in &lenses {

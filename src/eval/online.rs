@@ -383,9 +383,39 @@ fn pct(x: f64) -> String {
     format!("{:5.1}%", 100.0 * x)
 }
 
+/// Priors whose median orientation lies this far (degrees) from the truth are taken for poses
+/// of another frame than the camera's: a node with `base_from_camera` publishes base_link
+/// (REP 103: z up, x forward), about 120 degrees from the optical frame (z forward, y down).
+pub const ORIENTATION_MISMATCH_DEG: f64 = 60.0;
+
+/// When the received priors face about another way than the truth for most frames (their
+/// median rotation error above [`ORIENTATION_MISMATCH_DEG`]): the likely reason, said in the
+/// summary. replay scores poses of the camera's optical frame (the truth it has); a node that
+/// publishes base_link cannot be scored by it.
+pub fn orientation_mismatch(s: &ReplaySummary) -> Option<String> {
+    let mut rot: Vec<f64> = s.frames.iter().filter_map(|f| f.rotation_error).collect();
+    if rot.len() < 3 {
+        return None;
+    }
+    rot.sort_by(f64::total_cmp);
+    let median = percentile(&rot, 0.5);
+    (median > ORIENTATION_MISMATCH_DEG).then(|| {
+        format!(
+            "the priors' orientations lie a median {median:.0} degrees from the truth's: \
+             replay scores the camera's optical frame (z forward, y down), so a node publishing \
+             base_link (its parameter `base_from_camera` set) scores as wrong here; run it \
+             without base_from_camera to score it, or check the data set's poses are \
+             world_from_cam"
+        )
+    })
+}
+
 /// The summary a user reads.
 pub fn summary_text(s: &ReplaySummary) -> String {
     let mut t = String::new();
+    if let Some(note) = orientation_mismatch(s) {
+        let _ = writeln!(t, "warning: {note}");
+    }
     let _ = writeln!(
         t,
         "frames sent {}, priors received {} ({} frames without a prior, {} unknown stamps)",
@@ -414,7 +444,10 @@ pub fn summary_text(s: &ReplaySummary) -> String {
              (/diagnostics)",
             o.withheld, o.skipped, o.rejected
         );
-        if let Some(r) = o.received.filter(|&r| r < s.frames_sent as u64) {
+        // The node's count comes with its /diagnostics, which can lag the last frames (a
+        // replay stopped early): a prior came back for at least as many as were received.
+        let received = o.received.map(|r| r.max(s.priors_received as u64));
+        if let Some(r) = received.filter(|&r| r < s.frames_sent as u64) {
             let _ = writeln!(
                 t,
                 "the node received {r} of the {} frames sent: the others were lost before it \
@@ -445,17 +478,35 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         "95% radius"
     );
     let row = |t: &mut String, name: &str, x: &Tally| {
+        // No prior, no figure (a dash, not NaN).
+        let (median, inside, radius) = if x.priors == 0 {
+            ("-".to_string(), "-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{:.2} m", x.median_position_error),
+                pct(x.inside_95_ellipsoid),
+                format!("{:.1} m", x.median_radius_95),
+            )
+        };
         let _ = writeln!(
             t,
-            "{:<12} {:>7} {:>7} {:>13} {:>9} {:>11.2} m {:>12} {:>10.1} m",
+            "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12} {:>12}",
             name,
             x.frames,
             x.priors,
-            pct(x.within_5m_10deg),
-            pct(x.within_25m),
-            x.median_position_error,
-            pct(x.inside_95_ellipsoid),
-            x.median_radius_95
+            if x.priors == 0 {
+                "-".into()
+            } else {
+                pct(x.within_5m_10deg)
+            },
+            if x.priors == 0 {
+                "-".into()
+            } else {
+                pct(x.within_25m)
+            },
+            median,
+            inside,
+            radius
         );
     };
     for (c, x) in &s.by_condition {
@@ -951,6 +1002,87 @@ mod tests {
         );
         // A node that does not count what it received: nothing said.
         assert!(!summary_text(&summary(None, 0)).contains("the node received"));
+        // A count that lags the priors (its last /diagnostics before the last frames): the
+        // priors that came back were received.
+        let text = summary_text(&summary(Some(5), 0));
+        assert!(
+            text.contains("the node received 9 of the 40 frames"),
+            "{text}"
+        );
+        let mut all_back = summary(Some(30), 0);
+        all_back.priors_received = 40;
+        assert!(!summary_text(&all_back).contains("the node received"));
+        // No prior: dashes in the table, never NaN.
+        assert!(!text.contains("NaN"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("all ") && l.trim_end().ends_with("-            -")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn priors_of_base_link_scored_against_the_camera_are_said_to_be_so() {
+        use nalgebra::{Translation3, UnitQuaternion};
+        // A camera optical frame (z forward, y down) looking along the world's x, and
+        // base_link (x forward, z up) 1.5 m behind and 1 m under it: REP 103's optical
+        // rotation (x, y, z, w) = (-0.5, 0.5, -0.5, 0.5) from base_link's axes.
+        let optical =
+            UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(0.5, -0.5, 0.5, -0.5));
+        let base_from_cam = Pose::from_parts(Translation3::new(1.5, 0.0, 1.0), optical);
+        let frames = |published_base: bool| -> Vec<FrameResult> {
+            (0..6)
+                .map(|i| {
+                    let truth =
+                        Pose::from_parts(Translation3::new(i as f64 * 2.0, 0.0, 1.0), optical);
+                    let prior = if published_base {
+                        truth * base_from_cam.inverse()
+                    } else {
+                        truth
+                    };
+                    FrameResult {
+                        name: format!("f{i}"),
+                        camera: "c0".into(),
+                        condition: "sunny".into(),
+                        stamp_ns: i,
+                        latency_ms: Some(1.0),
+                        position_error: Some(
+                            (truth.translation.vector - prior.translation.vector).norm(),
+                        ),
+                        rotation_error: Some(rotation_error_deg(&truth, &prior)),
+                        mahalanobis2: None,
+                        radius_95: None,
+                        matched: None,
+                    }
+                })
+                .collect()
+        };
+        let summary = |frames: Vec<FrameResult>| ReplaySummary {
+            frames_sent: frames.len(),
+            priors_received: frames.len(),
+            frames_without_prior: 0,
+            unknown_stamps: 0,
+            wrong_frame_id: 0,
+            latency_p50_ms: 1.0,
+            latency_p99_ms: 1.0,
+            all: tally(&frames.iter().collect::<Vec<_>>()),
+            by_condition: Default::default(),
+            by_camera: Default::default(),
+            frames,
+            node_filter: None,
+            stamps: None,
+            node_outcomes: None,
+        };
+        let text = summary_text(&summary(frames(true)));
+        assert!(
+            text.starts_with("warning: the priors' orientations lie a median 120 degrees")
+                && text.contains("base_from_camera"),
+            "{text}"
+        );
+        assert!(orientation_mismatch(&summary(frames(false))).is_none());
+        // Too few frames to tell: nothing said.
+        let few: Vec<FrameResult> = frames(true).into_iter().take(2).collect();
+        assert!(orientation_mismatch(&summary(few)).is_none());
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //!   prior's orientation towards the neighbouring image the frame matches best, by
 //!   [`bend_share`] of the turn;
 //! - position block POSITION_CALIBRATION * A_t + a B_t, rotation block A_r + a B_r + N_r,
-//!   position and rotation uncorrelated.
+//!   position and rotation uncorrelated (for the camera; base_link's prior, [`to_base`],
+//!   correlates them through the lever arm).
 //!
 //! With the sequence filter ([`FilterPick`]: the posterior mass as the confidence, and the
 //! frame's own single-frame confidence c), the prior is the chosen row's with the floors only
@@ -566,16 +567,27 @@ fn skew(v: &Vector3<f64>) -> Matrix3<f64> {
 }
 
 /// The prior of base_link from the camera's: world_from_base = world_from_cam * cam_from_base.
-/// The rotation block is unchanged (one rigid body); the position block gains the lever arm's
-/// share of the rotation uncertainty: S Sigma_r S^T with S = `[v]x`, v = the world-frame offset
-/// from the camera to base_link.
+/// To first order, a turn r of the camera (about the world's axes, as the rotation block is)
+/// turns base_link by the same r and moves it by r x v = -`[v]x` r, v = the world-frame offset
+/// from the camera to base_link: the covariance becomes J Sigma J^T with J = [[I, -[v]x], [0,
+/// I]]. The rotation block is unchanged (one rigid body); the position block gains the lever
+/// arm's share of the rotation uncertainty ([v]x Sigma_r [v]x^T), and position and rotation
+/// become correlated (-[v]x Sigma_r): a yaw to the left moves a base_link behind the camera to
+/// the right.
 pub fn to_base(prior: &PosePrior, base_from_cam: &Pose) -> PosePrior {
     let world_from_base = prior.pose * base_from_cam.inverse();
     let v = world_from_base.translation.vector - prior.pose.translation.vector;
-    let s = skew(&v);
-    let extra = s * rotation_block(&prior.covariance) * s.transpose();
-    let mut cov = prior.covariance;
-    add_to_position_block(&mut cov, &extra);
+    let mut j = nalgebra::Matrix6::<f64>::identity();
+    j.fixed_view_mut::<3, 3>(0, 3).copy_from(&-skew(&v));
+    let sigma = nalgebra::Matrix6::from_row_slice(&prior.covariance);
+    let moved = j * sigma * j.transpose();
+    let mut cov = [0.0; 36];
+    for r in 0..6 {
+        for c in 0..6 {
+            // Symmetric to the last bit (the product is, up to rounding).
+            cov[r * 6 + c] = 0.5 * (moved[(r, c)] + moved[(c, r)]);
+        }
+    }
     PosePrior {
         pose: world_from_base,
         covariance: cov,
@@ -1224,5 +1236,92 @@ mod tests {
         close(b.covariance[14], 1.04, "zz");
         assert_eq!(b.covariance[35], 0.01);
         assert_eq!(b.confidence, 0.3);
+    }
+
+    /// base_link's pose as a function of a small change of the camera's: a shift e (world
+    /// frame) and a turn r (about the world's axes, the rotation block's convention); returned
+    /// as base_link's shift and turn against its unperturbed pose.
+    fn base_change(cam: &Pose, bc: &Pose, e: &Vector3<f64>, r: &Vector3<f64>) -> [f64; 6] {
+        let base0 = cam * bc.inverse();
+        let turned = Pose::from_parts(
+            Translation3::from(cam.translation.vector + e),
+            UnitQuaternion::from_scaled_axis(*r) * cam.rotation,
+        );
+        let base = turned * bc.inverse();
+        let dt = base.translation.vector - base0.translation.vector;
+        let dr = (base.rotation * base0.rotation.inverse()).scaled_axis();
+        [dt.x, dt.y, dt.z, dr.x, dr.y, dr.z]
+    }
+
+    #[test]
+    fn base_prior_is_the_camera_prior_carried_through_the_extrinsic_to_first_order() {
+        // A full covariance (correlated position and rotation), a camera turned and tilted, an
+        // extrinsic with a lever arm on every axis and a rotation (optical frame to base_link).
+        let l = nalgebra::Matrix6::<f64>::from_fn(|r, c| {
+            if r == c {
+                [1.2, 0.8, 0.3, 0.05, 0.02, 0.08][r]
+            } else if r > c {
+                0.01 * (r as f64 - c as f64)
+            } else {
+                0.0
+            }
+        });
+        let sigma = l * l.transpose();
+        let mut cov = [0.0; 36];
+        for r in 0..6 {
+            for c in 0..6 {
+                cov[r * 6 + c] = sigma[(r, c)];
+            }
+        }
+        let cam = Pose::from_parts(
+            Translation3::new(10.0, -4.0, 1.5),
+            UnitQuaternion::from_euler_angles(0.1, -0.2, 0.7),
+        );
+        let bc = Pose::from_parts(
+            Translation3::new(0.3, -1.4, 1.9),
+            UnitQuaternion::from_euler_angles(-1.5, 0.05, -1.6),
+        );
+        let prior = PosePrior {
+            pose: cam,
+            covariance: cov,
+            confidence: 0.5,
+        };
+        let b = to_base(&prior, &bc);
+        // The Jacobian of base_link's change by the camera's, by central differences.
+        let h = 1e-6;
+        let mut j = nalgebra::Matrix6::<f64>::zeros();
+        for k in 0..6 {
+            let mut d = [0.0; 6];
+            d[k] = h;
+            let plus = base_change(
+                &cam,
+                &bc,
+                &Vector3::new(d[0], d[1], d[2]),
+                &Vector3::new(d[3], d[4], d[5]),
+            );
+            let minus = base_change(
+                &cam,
+                &bc,
+                &Vector3::new(-d[0], -d[1], -d[2]),
+                &Vector3::new(-d[3], -d[4], -d[5]),
+            );
+            for i in 0..6 {
+                j[(i, k)] = (plus[i] - minus[i]) / (2.0 * h);
+            }
+        }
+        let want = j * sigma * j.transpose();
+        for r in 0..6 {
+            for c in 0..6 {
+                let got = b.covariance[r * 6 + c];
+                assert!(
+                    (got - want[(r, c)]).abs() < 1e-6,
+                    "({r}, {c}): {got} against {}",
+                    want[(r, c)]
+                );
+                assert_eq!(got, b.covariance[c * 6 + r], "symmetric ({r}, {c})");
+            }
+        }
+        // Position and rotation are correlated through the lever arm.
+        assert!(b.covariance[5].abs() > 1e-3, "{}", b.covariance[5]);
     }
 }

@@ -219,13 +219,56 @@ pub struct BagSourceMeta {
     /// `mcap` or `sqlite3`.
     pub storage: String,
     pub image_topics: Vec<String>,
-    /// The `header.frame_id` of each image topic's frames (the camera optical frames).
+    /// The `header.frame_id` of each image topic's frames (the camera optical frames; several
+    /// joined by `|`).
     pub camera_frames: Vec<String>,
+    /// The camera id of each image topic (`--camera-id`, else the topic); empty in maps built
+    /// before 2026-12-07.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub camera_ids: Vec<String>,
     /// The frame the poses are in (`--world-frame`, e.g. `map`).
     pub world_frame: String,
     /// Poses from this topic instead of TF (`--pose-topic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pose_topic: Option<String>,
+}
+
+impl BagSourceMeta {
+    /// The `header.frame_id`s of camera `id`'s frames in the recording; None when it has no
+    /// such camera (or the record predates `camera_ids`).
+    pub fn frames_of(&self, id: &str) -> Option<Vec<&str>> {
+        let i = self.camera_ids.iter().position(|c| c == id)?;
+        Some(self.camera_frames.get(i)?.split('|').collect())
+    }
+
+    /// When camera `id`'s frames, in `frame`, are another camera's in this recording and not
+    /// `id`'s own: the camera ids given in another order than when the recording was read
+    /// (each frame is searched among its own camera's map images, so a crossed camera finds
+    /// no place). The warning, naming both cameras and the map's pairs of topic and id.
+    pub fn crossed(&self, id: &str, frame: &str) -> Option<String> {
+        let own = self.frames_of(id)?;
+        if own.contains(&frame) {
+            return None;
+        }
+        let other = self
+            .camera_ids
+            .iter()
+            .find(|c| *c != id && self.frames_of(c).is_some_and(|f| f.contains(&frame)))?;
+        let pairs: Vec<String> = self
+            .image_topics
+            .iter()
+            .zip(&self.camera_ids)
+            .map(|(t, c)| format!("{t} as {c}"))
+            .collect();
+        Some(format!(
+            "camera `{id}`'s frames are in `{frame}`, the frame of the map's camera `{other}` \
+             (the map's `{id}` is in `{}`): are the camera ids in another order than when the \
+             map was built ({})? Each frame is searched among its own camera's map images, so \
+             a crossed camera finds the wrong places",
+            own.join("|"),
+            pairs.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -664,6 +707,23 @@ impl MapFile {
                 self.index["poses"].1
             )));
         }
+        // Every prior is one of these poses (or made from them): a pose that is no number, or a
+        // rotation of zero length, would reach the node's messages as NaN.
+        let (_, _, bytes) = self
+            .bytes("poses")
+            .ok_or_else(|| fmt("tensor `poses` is missing".into()))?;
+        let v: &[f64] = bytemuck::cast_slice(bytes);
+        for (i, r) in v.chunks_exact(7).enumerate() {
+            let q = (r[3] * r[3] + r[4] * r[4] + r[5] * r[5] + r[6] * r[6]).sqrt();
+            if !r.iter().all(|x| x.is_finite()) || q < 1e-6 {
+                return Err(fmt(format!(
+                    "tensor `poses` row {i} ({}): expected a position and a rotation \
+                     quaternion (tx ty tz qw qx qy qz, finite, the quaternion not zero), found \
+                     {r:?}",
+                    self.meta.names.get(i).map(String::as_str).unwrap_or("?")
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -896,6 +956,57 @@ mod tests {
         }
     }
 
+    /// A pose that is no number, or whose rotation is of zero length, is refused when the map
+    /// is opened (it would reach the node's messages as NaN), naming the row.
+    #[test]
+    fn poses_that_are_no_number_or_no_rotation_are_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3;
+        let good: Vec<f64> = (0..n)
+            .flat_map(|i| [i as f64, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+            .collect();
+        for (name, row, value) in [
+            ("nan.map", 1usize, f64::NAN),
+            ("inf.map", 2, f64::INFINITY),
+            ("zero-rotation.map", 1, 0.0),
+            ("fine.map", 0, 2.0),
+        ] {
+            let mut poses = good.clone();
+            if name == "zero-rotation.map" {
+                poses[row * 7 + 3] = 0.0;
+            } else if name == "fine.map" {
+                // A quaternion that is not of unit length still names a rotation.
+                poses[row * 7 + 3] = value;
+            } else {
+                poses[row * 7 + 1] = value;
+            }
+            let tensors = vec![
+                RawTensor::new("descriptors", Dtype::F32, vec![n, 2], &[1.0f32; 6]),
+                RawTensor::new("poses", Dtype::F64, vec![n, 7], &poses),
+                RawTensor::new("timestamps_us", Dtype::I64, vec![n], &[-1i64; 3]),
+            ];
+            let path = dir.path().join(name);
+            let mut meta = MapMeta::by_hand(n, "test");
+            write_map(&path, &tensors, &mut meta).unwrap();
+            match MapFile::open(&path) {
+                Ok(m) if name == "fine.map" => {
+                    assert!(m.pose(0).rotation.angle() < 1e-12);
+                }
+                Ok(_) => panic!("{name}: opened"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        name != "fine.map"
+                            && e.contains(name)
+                            && e.contains(&format!("tensor `poses` row {row} ("))
+                            && e.contains("the quaternion not zero"),
+                        "{name}: {e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_entry_is_as_near_as_its_nearest_view_and_a_malformed_view_tensor_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -986,6 +1097,42 @@ mod tests {
                 .to_string();
             assert!(e.contains(says), "{name}: {e}");
         }
+    }
+
+    #[test]
+    fn a_camera_in_another_cameras_frame_is_said_to_be_crossed() {
+        let bag = BagSourceMeta {
+            path: "drive".into(),
+            storage: "mcap".into(),
+            image_topics: vec!["/front/image".into(), "/rear/image".into()],
+            camera_frames: vec!["front_optical".into(), "rear_optical|rear_optical_2".into()],
+            world_frame: "map".into(),
+            pose_topic: None,
+            camera_ids: vec!["front".into(), "rear".into()],
+        };
+        assert_eq!(
+            bag.frames_of("rear"),
+            Some(vec!["rear_optical", "rear_optical_2"])
+        );
+        // Its own frame, a frame no camera of the map had, a camera the map lacks: nothing.
+        assert!(bag.crossed("front", "front_optical").is_none());
+        assert!(bag.crossed("rear", "rear_optical_2").is_none());
+        assert!(bag.crossed("front", "left_optical").is_none());
+        assert!(bag.crossed("left", "rear_optical").is_none());
+        let w = bag.crossed("front", "rear_optical_2").unwrap();
+        assert!(
+            w.starts_with(
+                "camera `front`'s frames are in `rear_optical_2`, the frame of the map's camera \
+                 `rear` (the map's `front` is in `front_optical`)"
+            ) && w.contains("(/front/image as front, /rear/image as rear)"),
+            "{w}"
+        );
+        // A map from before camera ids were recorded cannot tell.
+        let old = BagSourceMeta {
+            camera_ids: vec![],
+            ..bag
+        };
+        assert!(old.crossed("front", "rear_optical").is_none());
     }
 
     #[test]

@@ -843,6 +843,9 @@ fn spawn_worker(
 ) {
     // The vehicle's sequence filter (`filter: sequence`): frames are localized one at a time.
     let sequence = Arc::new(Mutex::new(crate::localize::Sequence::default()));
+    // (map, camera, header.frame_id) seen: a camera whose frames are another camera's in the
+    // map (camera_ids in another order than build-map's --camera-id) is said once per map.
+    let frames_seen: Arc<Mutex<std::collections::HashSet<(usize, usize, String)>>> = Arc::default();
     tokio::spawn(async move {
         let mut expired_logged = false;
         loop {
@@ -884,6 +887,7 @@ fn spawn_worker(
                 };
                 let Some(pending) = pending else { break };
                 let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
+                let seen = frames_seen.clone();
                 let odo_shared = shared.clone();
                 let stamp = pending.msg.header().stamp.clone();
                 // The sequence filter's clock: the frame's stamp; a camera that stamps nothing
@@ -901,6 +905,14 @@ fn spawn_worker(
                     let loc = lock(&loc);
                     // Which map answered: a reload starts the camera's match-quality window anew.
                     let map_id = Arc::as_ptr(&loc.map) as usize;
+                    if let (Some(id), Some(bag)) = (cam.id.as_deref(), &loc.map.meta.source.bag) {
+                        let frame = &pending.msg.header().frame_id;
+                        if lock(&seen).insert((map_id, i, frame.clone())) {
+                            if let Some(w) = bag.crossed(id, frame) {
+                                tracing::warn!("{}: {w}", cam.topic);
+                            }
+                        }
+                    }
                     let mut seq = lock(&seq);
                     // The odometry's motion since the filter's last frame.
                     let travelled = seq

@@ -96,6 +96,8 @@ pub enum PipelineError {
     OutIsFile { path: PathBuf },
     #[error("--out {}: is inside {}, a folder of the data set's images; expected a folder outside its image folders, so reports never mix with the images", out.display(), images.display())]
     OutInsideImages { out: PathBuf, images: PathBuf },
+    #[error("--out {}: is inside the recording {} (--bag); expected a folder outside it, so reports never mix with the recording's files", out.display(), bag.display())]
+    OutInsideRecording { out: PathBuf, bag: PathBuf },
     #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder outside the data set (e.g. {}), so reports never mix with its files", out.display(), folder.display(), images.display(), beside.display())]
     OutInDataSet {
         out: PathBuf,

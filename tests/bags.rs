@@ -518,8 +518,17 @@ fn frames_outside_the_recorded_poses_are_skipped_and_counted_and_thinning_keeps_
     args.extend(["--out", path_str(&again)]);
     let s2 = ok_in(&w.data, &args);
     assert!(
-        s2.contains("reused from") && s2.contains("4 frames kept"),
+        s2.contains("reused from")
+            && s2.contains("4 frames kept")
+            && s2.contains("when they were extracted, bag read: ")
+            && !s2.contains("replaced the map"),
         "{s2}"
+    );
+    // The same --out again: the earlier map is replaced, and that is said.
+    let s3 = ok_in(&w.data, &args);
+    assert!(
+        s3.contains(&format!("replaced the map that was at {}", again.display())),
+        "{s3}"
     );
     // Thinning: every 2nd posed frame, and frames at least 7 m apart (places are 4 m apart).
     for (flag, value, kept) in [("--every", "2", 2), ("--min-distance", "7", 2)] {

@@ -657,7 +657,9 @@ fn compressed_camera_node(
     synth(&slice, "4");
     build_map(&slice, Some(&ckpt), &map);
     let c0 = probe(&slice, 3, "c0");
-    let mut h = Harness::start(
+    // The node's log beside the map (node.log).
+    let log = dir.path().join("node.log");
+    let mut h = Harness::start_logged(
         name,
         &map,
         &[
@@ -670,6 +672,7 @@ fn compressed_camera_node(
             "-p".into(),
             extra.into(),
         ],
+        &log,
     );
     let ns = h.ns.clone();
     let cam = h
@@ -822,6 +825,10 @@ async fn a_camera_whose_frames_are_all_withheld_warns_on_diagnostics() {
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
+    // The node's log says it too, once for the state (not at every /diagnostics message).
+    let said = std::fs::read_to_string(_dir.path().join("node.log")).unwrap();
+    let line = "cam0/image_raw/compressed: stopped matching the map";
+    assert_eq!(said.matches(line).count(), 1, "{said}");
 }
 
 /// A camera whose camera_info gives another lens than the map's images were taken through

@@ -181,6 +181,12 @@ fn reuse(dir: &Path) -> Result<Extracted, PipelineError> {
             dir.display()
         ),
     })?;
+    // The earlier run's timing is of that run: said as such.
+    for n in &mut x.notes {
+        if n.starts_with("bag read: ") {
+            *n = format!("when they were extracted, {n}");
+        }
+    }
     x.notes.insert(
         0,
         format!("frames extracted before, reused from {}", dir.display()),
@@ -1141,7 +1147,11 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .into());
     }
     let meta = BagSourceMeta {
-        path: bag.path.display().to_string(),
+        // Absolute: the map outlives the folder it was built in.
+        path: std::path::absolute(&bag.path)
+            .unwrap_or_else(|_| bag.path.clone())
+            .display()
+            .to_string(),
         storage: bag.storage.name().into(),
         image_topics: o.image_topics.clone(),
         camera_frames: counts

@@ -761,9 +761,22 @@ fn open_sqlite(f: &Path) -> Result<rusqlite::Connection, BagError> {
 }
 
 fn sqlite(f: &Path, e: rusqlite::Error) -> BagError {
+    // SQLite's words for a file that ends early or was damaged: what the user may have done.
+    let damaged = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    );
     BagError::Sqlite {
         path: f.to_path_buf(),
-        message: e.to_string(),
+        message: if damaged {
+            format!(
+                "{e} (a recording cut short, e.g. copied before `ros2 bag record` stopped, or \
+                 damaged; a sqlite3 file cannot be read in part: record again, or try `sqlite3 \
+                 FILE .recover`)"
+            )
+        } else {
+            e.to_string()
+        },
     }
 }
 

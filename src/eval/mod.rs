@@ -420,6 +420,22 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
         .filter_map(|i| i.path.parent())
         .collect();
     let out_abs = absolute_through_links(out);
+    // A recording's folder (its frames are extracted elsewhere, so the check below does not
+    // see it).
+    if let Some(bag) = src
+        .source
+        .bag
+        .as_ref()
+        .and_then(|b| Path::new(&b.path).canonicalize().ok())
+        .filter(|b| b.is_dir())
+    {
+        if out_abs.starts_with(&bag) {
+            return Err(PipelineError::OutInsideRecording {
+                out: out.to_path_buf(),
+                bag,
+            });
+        }
+    }
     // The data set's own folder (its root, a slice's folder): not a place for reports either.
     let root = Path::new(&src.source.root).canonicalize().ok();
     for f in folders {

@@ -426,6 +426,14 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
             let mut have: Vec<&str> = src.queries.iter().map(|q| q.camera.as_str()).collect();
             have.sort_unstable();
             have.dedup();
+            if src.source.bag.is_some() {
+                bail!(
+                    "--camera-ids: the recording has no frames of camera `{c}` (its cameras: {}; \
+                     a recording's camera is its image topic unless --camera-id names it, once \
+                     per --image-topic)",
+                    have.join(", ")
+                );
+            }
             bail!(
                 "--camera-ids: the sequence has no query images of camera `{c}` (it has: {})",
                 have.join(", ")

@@ -97,6 +97,9 @@ struct CameraStats {
     /// frames are rectified), or why they cannot be read; None: no camera_info yet. Compared
     /// with the current map's lenses at each /diagnostics message (`lens`).
     lens: Option<Result<CameraLens, String>>,
+    /// The match state last logged (off the map, stopped matching, past the map's end), so
+    /// that the log says when a camera enters and leaves one, not only /diagnostics.
+    state_logged: Option<&'static str>,
     /// The `lens` value last logged.
     lens_logged: Option<String>,
     /// Under `filter: sequence`, the say the camera's last matched frame had in the belief
@@ -438,6 +441,21 @@ fn diagnostics(
         } else {
             (LEVEL_OK, "localizing".to_string())
         };
+        let state = [
+            "off the map",
+            "stopped matching the map",
+            "past the map's end",
+        ]
+        .into_iter()
+        .find(|k| level == LEVEL_WARN && message.starts_with(k));
+        if state != s.state_logged {
+            match (state, s.state_logged) {
+                (Some(_), _) => tracing::warn!("{}: {message}", cam.topic),
+                (None, Some(was)) => tracing::info!("{}: no longer {was}", cam.topic),
+                (None, None) => {}
+            }
+            s.state_logged = state;
+        }
         let mut lat: Vec<f64> = s.latencies.iter().copied().collect();
         lat.sort_by(f64::total_cmp);
         status.push(DiagnosticStatus {

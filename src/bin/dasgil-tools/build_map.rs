@@ -124,6 +124,8 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
                 .unwrap_or_else(|| "map".into())
         ))
     });
+    // An earlier map at --out is replaced (only a map: anything else is refused): said.
+    let replaces = out.is_file();
     let line = dasgil::map::build_map_summary(
         &mut enc,
         &src,
@@ -142,5 +144,8 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         },
     )?;
     println!("{line}");
+    if replaces {
+        println!("replaced the map that was at {}", out.display());
+    }
     Ok(())
 }

@@ -69,18 +69,22 @@ pub fn refuse_overwriting_inputs(
     Ok(())
 }
 
+/// The nearest part of `path`'s folders that exists, when it is not a folder (a file, or a link
+/// that leads nowhere): nothing can be made below it.
+pub fn blocked_by(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::symlink_metadata(a).is_ok())
+        .filter(|a| !a.is_dir())
+}
+
 /// When `--out` cannot become a folder: a link that leads nowhere (to a folder that does not
 /// exist, or round a loop of links; an output neither follows nor removes it), or a path
 /// through something that is not a folder (`--out notes.txt/run`). The refusal, naming what
 /// is in the way; None when `--out` is usable as far as its path goes.
 pub fn unusable_out(out: &Path) -> Option<String> {
-    // The nearest part of the path that exists must be a folder to hold the rest.
-    let existing = out
-        .ancestors()
-        .skip(1)
-        .filter(|a| !a.as_os_str().is_empty())
-        .find(|a| std::fs::symlink_metadata(a).is_ok());
-    if let Some(blocker) = existing.filter(|a| !a.is_dir()) {
+    if let Some(blocker) = blocked_by(out) {
         return Some(format!(
             "--out {}: {} is not a folder, so nothing can be made inside it; choose another \
              --out (nothing was changed)",

@@ -829,6 +829,7 @@ async fn a_camera_whose_frames_are_all_withheld_warns_on_diagnostics() {
     let said = std::fs::read_to_string(_dir.path().join("node.log")).unwrap();
     let line = "cam0/image_raw/compressed: stopped matching the map";
     assert_eq!(said.matches(line).count(), 1, "{said}");
+    assert!(!said.contains("no longer stopped matching"), "{said}");
 }
 
 /// A camera whose camera_info gives another lens than the map's images were taken through

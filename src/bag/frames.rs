@@ -127,11 +127,15 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
     let dir = crate::data::sources::data_dir()
         .join("bags")
         .join(cache_name(&bag, o)?);
-    let extracted = if crate::synth::output::is_complete(&dir) {
+    let mut extracted = if crate::synth::output::is_complete(&dir) {
         reuse(&dir)?
     } else {
         extract(&bag, o, &dir)?
     };
+    // The recording and its cameras as given now: an extraction reused from an earlier run
+    // (or version) may name the recording relative to another folder, or not its cameras.
+    extracted.bag.path = absolute_path(&bag.path);
+    extracted.bag.camera_ids = camera_ids(o);
     let database = extracted
         .frames
         .iter()
@@ -167,6 +171,22 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
         notes: extracted.notes,
         odometry: None,
     })
+}
+
+/// A recording's path as the map records it: absolute (the map outlives the folder it was
+/// built in).
+fn absolute_path(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Each image topic's camera id: its `--camera-id`, else the topic.
+fn camera_ids(o: &BagOptions) -> Vec<String> {
+    (0..o.image_topics.len())
+        .map(|i| o.camera_ids.get(i).unwrap_or(&o.image_topics[i]).clone())
+        .collect()
 }
 
 /// The frames an earlier extraction (this process's or another's) left in `dir`.
@@ -1147,11 +1167,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         .into());
     }
     let meta = BagSourceMeta {
-        // Absolute: the map outlives the folder it was built in.
-        path: std::path::absolute(&bag.path)
-            .unwrap_or_else(|_| bag.path.clone())
-            .display()
-            .to_string(),
+        path: absolute_path(&bag.path),
         storage: bag.storage.name().into(),
         image_topics: o.image_topics.clone(),
         camera_frames: counts
@@ -1160,9 +1176,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
             .collect(),
         world_frame: world,
         pose_topic: o.pose_topic.clone(),
-        camera_ids: (0..o.image_topics.len())
-            .map(|i| o.camera_ids.get(i).unwrap_or(&o.image_topics[i]).clone())
-            .collect(),
+        camera_ids: camera_ids(o),
     };
     let extracted = Extracted {
         bag: meta,

@@ -762,20 +762,17 @@ fn open_sqlite(f: &Path) -> Result<rusqlite::Connection, BagError> {
 
 fn sqlite(f: &Path, e: rusqlite::Error) -> BagError {
     // SQLite's words for a file that ends early or was damaged: what the user may have done.
-    let damaged = matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-    );
+    let cut = "a recording cut short, e.g. copied before `ros2 bag record` stopped, or \
+               damaged; a sqlite3 file cannot be read in part: record again, or try `sqlite3 \
+               FILE .recover | sqlite3 NEW.db3`";
     BagError::Sqlite {
         path: f.to_path_buf(),
-        message: if damaged {
-            format!(
-                "{e} (a recording cut short, e.g. copied before `ros2 bag record` stopped, or \
-                 damaged; a sqlite3 file cannot be read in part: record again, or try `sqlite3 \
-                 FILE .recover`)"
-            )
-        } else {
-            e.to_string()
+        message: match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => format!("{e} ({cut})"),
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                format!("{e} (another kind of file named .db3, or {cut})")
+            }
+            _ => e.to_string(),
         },
     }
 }

@@ -445,8 +445,9 @@ pub fn summary_text(s: &ReplaySummary) -> String {
             o.withheld, o.skipped, o.rejected
         );
         // The node's count comes with its /diagnostics, which can lag the last frames (a
-        // replay stopped early): a prior came back for at least as many as were received.
-        let received = o.received.map(|r| r.max(s.priors_received as u64));
+        // replay stopped early): every sent frame a prior came back for was received.
+        let answered = s.frames_sent.saturating_sub(s.frames_without_prior) as u64;
+        let received = o.received.map(|r| r.max(answered));
         if let Some(r) = received.filter(|&r| r < s.frames_sent as u64) {
             let _ = writeln!(
                 t,
@@ -460,11 +461,15 @@ pub fn summary_text(s: &ReplaySummary) -> String {
             );
         }
     }
-    let _ = writeln!(
-        t,
-        "image-to-prior latency: p50 {:.1} ms, p99 {:.1} ms",
-        s.latency_p50_ms, s.latency_p99_ms
-    );
+    if s.latency_p50_ms.is_finite() {
+        let _ = writeln!(
+            t,
+            "image-to-prior latency: p50 {:.1} ms, p99 {:.1} ms",
+            s.latency_p50_ms, s.latency_p99_ms
+        );
+    } else {
+        let _ = writeln!(t, "image-to-prior latency: - (no prior came back)");
+    }
     let _ = writeln!(
         t,
         "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12} {:>12}",
@@ -1010,9 +1015,26 @@ mod tests {
             "{text}"
         );
         let mut all_back = summary(Some(30), 0);
-        all_back.priors_received = 40;
+        all_back.frames_without_prior = 0;
         assert!(!summary_text(&all_back).contains("the node received"));
+        // Priors of other frames (unknown stamps) are no sign that frames arrived.
+        let mut strangers = summary(Some(5), 0);
+        strangers.priors_received = 40;
+        strangers.unknown_stamps = 31;
+        assert!(
+            summary_text(&strangers).contains("the node received 9 of the 40 frames"),
+            "{}",
+            summary_text(&strangers)
+        );
         // No prior: dashes in the table, never NaN.
+        let mut none_back = summary(Some(40), 0);
+        none_back.latency_p50_ms = f64::NAN;
+        none_back.latency_p99_ms = f64::NAN;
+        let text = summary_text(&none_back);
+        assert!(
+            text.contains("image-to-prior latency: - (no prior came back)"),
+            "{text}"
+        );
         assert!(!text.contains("NaN"), "{text}");
         assert!(
             text.lines()

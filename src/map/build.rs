@@ -398,10 +398,10 @@ pub fn check_writable(out: &Path) -> Result<(), PipelineError> {
             // The probe's own temporary name is no business of the user's: say why, plainly.
             let why = if dir.is_dir() {
                 std::io::Error::new(e.kind(), format!("{} (choose another --out)", e.kind()))
-            } else if dir.exists() {
+            } else if let Some(file) = crate::atomic::blocked_by(out) {
                 std::io::Error::new(
                     std::io::ErrorKind::NotADirectory,
-                    "it is not a folder (choose another --out)",
+                    format!("{} is not a folder (choose another --out)", file.display()),
                 )
             } else {
                 std::io::Error::new(

@@ -374,6 +374,60 @@ fn diagnostics(
             }
             s.lens_logged = Some(lens.clone());
         }
+        // The camera's match state (off the map, stopped matching, past the map's end), from
+        // its own conditions: /diagnostics shows it unless a louder message (silence,
+        // rejections, an empty gate) takes its place; the log says when it begins and ends.
+        let state: Option<(&'static str, String)> = if let Some(p) = filter_counts
+            .map(|c| c.2)
+            .filter(|&p| crate::localize::off_map_withheld(Some(p), off_map_threshold))
+        {
+            Some((
+                "off the map",
+                format!(
+                    "off the map: the sequence filter gives {p:.2} to the vehicle being where \
+                     the map does not reach (its frames neither follow a path on the map nor \
+                     stand out from its other places); priors are withheld until they do"
+                ),
+            ))
+        } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
+            Some((
+                "stopped matching the map",
+                format!(
+                    "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
+                     ambiguous, median single-frame confidence {:.3} (min_confidence {}): the camera sees \
+                     another place, weather or look than the map's, or its view is blocked",
+                    100.0 * q.withheld,
+                    q.frames,
+                    q.median_confidence,
+                    min_confidence
+                ),
+            ))
+        } else if let Some(b) =
+            beyond_end.filter(|&b| b > crate::localize::sequence::REGION_RADIUS && s.received > 0)
+        {
+            Some((
+                "past the map's end",
+                format!(
+                    "past the map's end: the vehicle reached the end of a road on the map and \
+                     may have driven on; the truth may lie up to {b:.0} m from the published \
+                     place, and the priors' 95% ellipsoids are widened by that until it turns \
+                     back (a map that covers the route gives tight priors again; without \
+                     odometry_topic a vehicle parked at the end looks the same and keeps \
+                     growing)"
+                ),
+            ))
+        } else {
+            None
+        };
+        let kind = state.as_ref().map(|(k, _)| *k);
+        if kind != s.state_logged {
+            match (&state, s.state_logged) {
+                (Some((_, m)), _) => tracing::warn!("{}: {m}", cam.topic),
+                (None, Some(was)) => tracing::info!("{}: no longer {was}", cam.topic),
+                (None, None) => {}
+            }
+            s.state_logged = kind;
+        }
         let (level, message) = if let Some(m) = silence {
             (LEVEL_WARN, m)
         } else if s.last_bad || new_rejections > 0 {
@@ -395,45 +449,8 @@ fn diagnostics(
                     s.last_no_candidates.as_deref().unwrap_or("?")
                 ),
             )
-        } else if let Some(p) = filter_counts
-            .map(|c| c.2)
-            .filter(|&p| crate::localize::off_map_withheld(Some(p), off_map_threshold))
-        {
-            (
-                LEVEL_WARN,
-                format!(
-                    "off the map: the sequence filter gives {p:.2} to the vehicle being where \
-                     the map does not reach (its frames neither follow a path on the map nor \
-                     stand out from its other places); priors are withheld until they do"
-                ),
-            )
-        } else if let Some(q) = quality.filter(|q| q.stopped_matching()) {
-            (
-                LEVEL_WARN,
-                format!(
-                    "stopped matching the map: {:.0}% of the last {} matched frames withheld as \
-                     ambiguous, median single-frame confidence {:.3} (min_confidence {}): the camera sees \
-                     another place, weather or look than the map's, or its view is blocked",
-                    100.0 * q.withheld,
-                    q.frames,
-                    q.median_confidence,
-                    min_confidence
-                ),
-            )
-        } else if let Some(b) =
-            beyond_end.filter(|&b| b > crate::localize::sequence::REGION_RADIUS && s.received > 0)
-        {
-            (
-                LEVEL_WARN,
-                format!(
-                    "past the map's end: the vehicle reached the end of a road on the map and \
-                     may have driven on; the truth may lie up to {b:.0} m from the published \
-                     place, and the priors' 95% ellipsoids are widened by that until it turns \
-                     back (a map that covers the route gives tight priors again; without \
-                     odometry_topic a vehicle parked at the end looks the same and keeps \
-                     growing)"
-                ),
-            )
+        } else if let Some((_, m)) = &state {
+            (LEVEL_WARN, m.clone())
         } else if let Some(w) = lens_warning {
             (LEVEL_WARN, w)
         } else if s.received == 0 {
@@ -441,21 +458,6 @@ fn diagnostics(
         } else {
             (LEVEL_OK, "localizing".to_string())
         };
-        let state = [
-            "off the map",
-            "stopped matching the map",
-            "past the map's end",
-        ]
-        .into_iter()
-        .find(|k| level == LEVEL_WARN && message.starts_with(k));
-        if state != s.state_logged {
-            match (state, s.state_logged) {
-                (Some(_), _) => tracing::warn!("{}: {message}", cam.topic),
-                (None, Some(was)) => tracing::info!("{}: no longer {was}", cam.topic),
-                (None, None) => {}
-            }
-            s.state_logged = state;
-        }
         let mut lat: Vec<f64> = s.latencies.iter().copied().collect();
         lat.sort_by(f64::total_cmp);
         status.push(DiagnosticStatus {

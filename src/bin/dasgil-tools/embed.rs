@@ -47,10 +47,12 @@ pub(crate) fn run_embed(a: EmbedArgs) -> Result<()> {
     // before the network runs, not created wherever the path points.
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            let why = if dir.exists() {
-                "it is not a folder (choose another --output)"
-            } else {
-                "the folder does not exist (create it, or choose another --output)"
+            let why = match dasgil::atomic::blocked_by(&output) {
+                Some(file) => format!(
+                    "{} is not a folder (choose another --output)",
+                    file.display()
+                ),
+                None => "the folder does not exist (create it, or choose another --output)".into(),
             };
             anyhow::bail!(
                 "--output {}: cannot write into {}: {why}",

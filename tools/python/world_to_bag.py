@@ -35,6 +35,7 @@ Stamps more than 5 s apart are separate drives (the query conditions): no pose b
 """
 import argparse
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -321,110 +322,125 @@ def main():
 
     plugin = StoragePlugin.MCAP if a.storage == "mcap" else StoragePlugin.SQLITE3
     if os.path.exists(a.out):
-        sys.exit(f"{a.out}: exists; the recording is written to a new folder")
-    writer = Writer(a.out, version=9, storage_plugin=plugin)
-    if a.compression != "none":
-        mode = {"message": CompressionMode.MESSAGE, "file": CompressionMode.FILE}
-        writer.set_compression(mode[a.compression], CompressionFormat.ZSTD)
-    with writer as w:
-        image_conn = {}
-        for cam in cameras:
-            if a.transport == "raw":
-                image_conn[cam] = w.add_connection(f"/{cam}/image_raw", "sensor_msgs/msg/Image", typestore=ts)
-            else:
-                image_conn[cam] = w.add_connection(
-                    f"/{cam}/image_raw/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
-        info_conn = {cam: w.add_connection(f"/{cam}/camera_info", "sensor_msgs/msg/CameraInfo",
-                                           typestore=ts) for cam in lenses if cam in cameras}
-        msgs = []  # (ns, conn, bytes)
-        if a.poses == "tf":
-            tf = w.add_connection(a.tf_topic, "tf2_msgs/msg/TFMessage", typestore=ts)
-            tf_static = w.add_connection(a.tf_topic + "_static", "tf2_msgs/msg/TFMessage",
-                                         typestore=ts)
-            statics = [TransformStamped(header=header(times[0], "map"), child_frame_id="odom",
-                                        transform=transform(np.eye(4)))]
+        sys.exit(f"{a.out}: exists; give --out a folder that does not exist yet (a recording "
+                 "is written into a new folder, never into an existing one)")
+    try:
+        writer = Writer(a.out, version=9, storage_plugin=plugin)
+        if a.compression != "none":
+            mode = {"message": CompressionMode.MESSAGE, "file": CompressionMode.FILE}
+            writer.set_compression(mode[a.compression], CompressionFormat.ZSTD)
+        with writer as w:
+            image_conn = {}
             for cam in cameras:
-                statics.append(TransformStamped(header=header(times[0], "base_link"),
-                                                child_frame_id=f"{cam}_optical_frame",
-                                                transform=transform(mount[cam])))
-            msgs.append((times[0], tf_static, ts.serialize_cdr(TFMessage(transforms=statics),
-                                                                 TFMessage.__msgtype__)))
-            for ns in times:
-                m = TFMessage(transforms=[TransformStamped(header=header(ns, "odom"),
-                                                           child_frame_id="base_link",
-                                                           transform=transform(interp(ns)))])
-                msgs.append((ns, tf, ts.serialize_cdr(m, TFMessage.__msgtype__)))
-        else:
-            kind = {"odometry": ("/odom", "nav_msgs/msg/Odometry"),
-                    "pose-stamped": ("/pose", "geometry_msgs/msg/PoseStamped"),
-                    "pose-with-covariance": ("/pose", "geometry_msgs/msg/PoseWithCovarianceStamped")}[a.poses]
-            conn = w.add_connection(kind[0], kind[1], typestore=ts)
-            Msg = T[kind[1]]
-            PoseWithCovariance = T["geometry_msgs/msg/PoseWithCovariance"]
-            cov = np.zeros(36)
-            for ns in times:
-                p = pose(interp(ns))
-                if a.poses == "odometry":
-                    Twist = T["geometry_msgs/msg/Twist"]
-                    TwistWithCovariance = T["geometry_msgs/msg/TwistWithCovariance"]
-                    m = Msg(header=header(ns, "map"), child_frame_id="base_link",
-                            pose=PoseWithCovariance(pose=p, covariance=cov),
-                            twist=TwistWithCovariance(twist=Twist(linear=Vector3(x=0, y=0, z=0),
-                                                                  angular=Vector3(x=0, y=0, z=0)),
-                                                      covariance=cov))
-                elif a.poses == "pose-stamped":
-                    m = Msg(header=header(ns, "map"), pose=p)
+                if a.transport == "raw":
+                    image_conn[cam] = w.add_connection(f"/{cam}/image_raw", "sensor_msgs/msg/Image", typestore=ts)
                 else:
-                    m = Msg(header=header(ns, "map"), pose=PoseWithCovariance(pose=p, covariance=cov))
-                msgs.append((ns, conn, ts.serialize_cdr(m, kind[1])))
-            for cam in cameras:
-                b = mount[cam]
-                qw, qx, qy, qz = mat_to_quat(b[:3, :3])
-                print(f"--base-from-camera for {cam}: \"{b[0, 3]:.6f} {b[1, 3]:.6f} {b[2, 3]:.6f} "
-                      f"{qx:.9f} {qy:.9f} {qz:.9f} {qw:.9f}\"")
-        if a.wheel_odometry:
-            msgs.extend(wheel_odometry(a, ts, w, times, interp, header, pose))
-        Image_ = T["sensor_msgs/msg/Image"]
-        Compressed = T["sensor_msgs/msg/CompressedImage"]
-        CameraInfo = T["sensor_msgs/msg/CameraInfo"]
-        RegionOfInterest = T["sensor_msgs/msg/RegionOfInterest"]
-
-        def camera_info(h, cam):
-            width, height, fx, fy, cx, cy, k1, k2, p1, p2 = lenses[cam]
-            k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
-            p = np.array([fx, 0, cx + 0.5, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
-            m = CameraInfo(header=h, height=height, width=width, distortion_model="plumb_bob",
-                           d=np.array([k1, k2, p1, p2, 0.0], dtype=np.float64), k=k,
-                           r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,
-                           roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
-                                                do_rectify=False))
-            return ts.serialize_cdr(m, CameraInfo.__msgtype__)
-
-        for stamp, cam, name, _ in frames:
-            path = os.path.join(slice_dir, a.part, name)
-            h = header(stamp, f"{cam}_optical_frame")
-            if a.transport == "raw":
-                rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
-                m = Image_(header=h, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
-                           is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))
-                data = ts.serialize_cdr(m, Image_.__msgtype__)
+                    image_conn[cam] = w.add_connection(
+                        f"/{cam}/image_raw/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
+            info_conn = {cam: w.add_connection(f"/{cam}/camera_info", "sensor_msgs/msg/CameraInfo",
+                                               typestore=ts) for cam in lenses if cam in cameras}
+            msgs = []  # (ns, conn, bytes)
+            if a.poses == "tf":
+                tf = w.add_connection(a.tf_topic, "tf2_msgs/msg/TFMessage", typestore=ts)
+                tf_static = w.add_connection(a.tf_topic + "_static", "tf2_msgs/msg/TFMessage",
+                                             typestore=ts)
+                statics = [TransformStamped(header=header(times[0], "map"), child_frame_id="odom",
+                                            transform=transform(np.eye(4)))]
+                for cam in cameras:
+                    statics.append(TransformStamped(header=header(times[0], "base_link"),
+                                                    child_frame_id=f"{cam}_optical_frame",
+                                                    transform=transform(mount[cam])))
+                msgs.append((times[0], tf_static, ts.serialize_cdr(TFMessage(transforms=statics),
+                                                                     TFMessage.__msgtype__)))
+                for ns in times:
+                    m = TFMessage(transforms=[TransformStamped(header=header(ns, "odom"),
+                                                               child_frame_id="base_link",
+                                                               transform=transform(interp(ns)))])
+                    msgs.append((ns, tf, ts.serialize_cdr(m, TFMessage.__msgtype__)))
             else:
-                with open(path, "rb") as f:
-                    jpeg = np.frombuffer(f.read(), dtype=np.uint8)
-                m = Compressed(header=h, format="rgb8; jpeg compressed rgb8", data=jpeg)
-                data = ts.serialize_cdr(m, Compressed.__msgtype__)
-            # Recorded a little after the exposure, as a driver's frames arrive.
-            msgs.append((stamp + 20_000_000, image_conn[cam], data))
-            if cam in info_conn:
-                msgs.append((stamp + 20_000_000, info_conn[cam], camera_info(h, cam)))
-        msgs.sort(key=lambda m: m[0])
-        for ns, conn, data in msgs:
-            w.write(conn, ns, data)
+                kind = {"odometry": ("/odom", "nav_msgs/msg/Odometry"),
+                        "pose-stamped": ("/pose", "geometry_msgs/msg/PoseStamped"),
+                        "pose-with-covariance": ("/pose", "geometry_msgs/msg/PoseWithCovarianceStamped")}[a.poses]
+                conn = w.add_connection(kind[0], kind[1], typestore=ts)
+                Msg = T[kind[1]]
+                PoseWithCovariance = T["geometry_msgs/msg/PoseWithCovariance"]
+                cov = np.zeros(36)
+                for ns in times:
+                    p = pose(interp(ns))
+                    if a.poses == "odometry":
+                        Twist = T["geometry_msgs/msg/Twist"]
+                        TwistWithCovariance = T["geometry_msgs/msg/TwistWithCovariance"]
+                        m = Msg(header=header(ns, "map"), child_frame_id="base_link",
+                                pose=PoseWithCovariance(pose=p, covariance=cov),
+                                twist=TwistWithCovariance(twist=Twist(linear=Vector3(x=0, y=0, z=0),
+                                                                      angular=Vector3(x=0, y=0, z=0)),
+                                                          covariance=cov))
+                    elif a.poses == "pose-stamped":
+                        m = Msg(header=header(ns, "map"), pose=p)
+                    else:
+                        m = Msg(header=header(ns, "map"), pose=PoseWithCovariance(pose=p, covariance=cov))
+                    msgs.append((ns, conn, ts.serialize_cdr(m, kind[1])))
+                for cam in cameras:
+                    b = mount[cam]
+                    qw, qx, qy, qz = mat_to_quat(b[:3, :3])
+                    print(f"--base-from-camera for {cam}: \"{b[0, 3]:.6f} {b[1, 3]:.6f} {b[2, 3]:.6f} "
+                          f"{qx:.9f} {qy:.9f} {qz:.9f} {qw:.9f}\"")
+            if a.wheel_odometry:
+                msgs.extend(wheel_odometry(a, ts, w, times, interp, header, pose))
+            Image_ = T["sensor_msgs/msg/Image"]
+            Compressed = T["sensor_msgs/msg/CompressedImage"]
+            CameraInfo = T["sensor_msgs/msg/CameraInfo"]
+            RegionOfInterest = T["sensor_msgs/msg/RegionOfInterest"]
+
+            def camera_info(h, cam):
+                width, height, fx, fy, cx, cy, k1, k2, p1, p2 = lenses[cam]
+                k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
+                p = np.array([fx, 0, cx + 0.5, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
+                m = CameraInfo(header=h, height=height, width=width, distortion_model="plumb_bob",
+                               d=np.array([k1, k2, p1, p2, 0.0], dtype=np.float64), k=k,
+                               r=np.eye(3, dtype=np.float64).reshape(-1), p=p, binning_x=0, binning_y=0,
+                               roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
+                                                    do_rectify=False))
+                return ts.serialize_cdr(m, CameraInfo.__msgtype__)
+
+            for stamp, cam, name, _ in frames:
+                path = os.path.join(slice_dir, a.part, name)
+                h = header(stamp, f"{cam}_optical_frame")
+                if a.transport == "raw":
+                    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
+                    m = Image_(header=h, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
+                               is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))
+                    data = ts.serialize_cdr(m, Image_.__msgtype__)
+                else:
+                    with open(path, "rb") as f:
+                        jpeg = np.frombuffer(f.read(), dtype=np.uint8)
+                    m = Compressed(header=h, format="rgb8; jpeg compressed rgb8", data=jpeg)
+                    data = ts.serialize_cdr(m, Compressed.__msgtype__)
+                # Recorded a little after the exposure, as a driver's frames arrive.
+                msgs.append((stamp + 20_000_000, image_conn[cam], data))
+                if cam in info_conn:
+                    msgs.append((stamp + 20_000_000, info_conn[cam], camera_info(h, cam)))
+            msgs.sort(key=lambda m: m[0])
+            for ns, conn, data in msgs:
+                w.write(conn, ns, data)
+    except BaseException as e:
+        # Interrupted (Ctrl-C) or failed: no half-written recording is left to be read as one.
+        shutil.rmtree(a.out, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt):
+            print(f"world_to_bag.py: interrupted; {a.out} removed (no recording was written)",
+                  file=sys.stderr)
+            sys.exit(130)
+        raise
     odometry = f", wheel odometry on {a.wheel_odometry}" if a.wheel_odometry else ""
     odometry += "" if info_conn else ", no camera_info"
-    print(f"{a.out}: {len(frames)} frames of {','.join(cameras)} ({a.transport}, {a.storage}, "
-          f"poses by {a.poses}{odometry})")
+    compressed = f", zstd per {a.compression}" if a.compression != "none" else ""
+    print(f"{a.out}: {len(frames)} frames of {','.join(cameras)} ({a.transport}, {a.storage}"
+          f"{compressed}, poses by {a.poses}{odometry})")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("world_to_bag.py: interrupted (no recording was written)", file=sys.stderr)
+        sys.exit(130)

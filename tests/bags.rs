@@ -414,6 +414,19 @@ fn a_recordings_camera_info_gives_yaw_views_and_one_without_it_is_refused() {
             && said.contains("/c1/image_raw/compressed: intrinsics from /c0/camera_info"),
         "{said}"
     );
+    // c0's calibration for c1's frames is said (a swapped pair would be the same words), c0's
+    // for c0's is not.
+    assert!(
+        said.contains(
+            "/c1/image_raw/compressed: /c0/camera_info calibrates `c0_optical_frame`, but the \
+             frames are in `c1_optical_frame`: another camera's calibration?"
+        ) && !said.contains("/c0/image_raw/compressed: /c0/camera_info calibrates"),
+        "{said}"
+    );
+    assert!(
+        !summary.contains("another camera's calibration"),
+        "{summary}"
+    );
     // Each view is the folder's (other intrinsics would turn the image about another centre,
     // by another angle).
     let (from_bag, from_folder) = (map_views(&d("db.map")), map_views(&d("folder.map")));

@@ -604,6 +604,9 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     // and the first message that could not be read.
     let mut infos: std::collections::BTreeMap<String, (CameraInfo, u64)> = Default::default();
     let mut info_errors: std::collections::BTreeMap<String, String> = Default::default();
+    // Per camera_info topic: the header.frame_id of its first message (the camera it
+    // calibrates), checked against the frames it is used for.
+    let mut info_frames: std::collections::BTreeMap<String, String> = Default::default();
     let tf_static = o.tf_static_topic();
     match &o.pose_topic {
         Some(p) => topics.push(p),
@@ -657,26 +660,31 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         }
         if recorded_infos.contains(r.topic) {
             match r2r::sensor_msgs::msg::CameraInfo::from_serialized_bytes(r.data) {
-                Ok(m) => match camera_info(m) {
-                    Some(info) => match infos.get_mut(r.topic) {
-                        Some((first, _)) if first.k[0] == 0.0 && info.k[0] != 0.0 => {
-                            *first = info;
-                        }
-                        Some((first, changed)) => {
-                            if *first != info {
-                                *changed += 1;
+                Ok(m) => {
+                    info_frames
+                        .entry(r.topic.to_string())
+                        .or_insert_with(|| m.header.frame_id.clone());
+                    match camera_info(m) {
+                        Some(info) => match infos.get_mut(r.topic) {
+                            Some((first, _)) if first.k[0] == 0.0 && info.k[0] != 0.0 => {
+                                *first = info;
                             }
-                        }
+                            Some((first, changed)) => {
+                                if *first != info {
+                                    *changed += 1;
+                                }
+                            }
+                            None => {
+                                infos.insert(r.topic.to_string(), (info, 0));
+                            }
+                        },
                         None => {
-                            infos.insert(r.topic.to_string(), (info, 0));
+                            info_errors.entry(r.topic.to_string()).or_insert_with(|| {
+                                format!("message {}: K has not 9 values or P not 12", r.index)
+                            });
                         }
-                    },
-                    None => {
-                        info_errors.entry(r.topic.to_string()).or_insert_with(|| {
-                            format!("message {}: K has not 9 values or P not 12", r.index)
-                        });
                     }
-                },
+                }
                 Err(e) => {
                     info_errors
                         .entry(r.topic.to_string())
@@ -1098,6 +1106,19 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
         };
         match found {
             Ok((k, d, changed)) => {
+                let calibrated = info_frames.get(info_topic).map_or("", String::as_str);
+                let seen = &counts[ti].frames;
+                if !calibrated.is_empty() && !seen.is_empty() && !seen.contains(calibrated) {
+                    let warning = format!(
+                        "{topic}: {info_topic} calibrates `{calibrated}`, but the frames are in \
+                         `{}`: another camera's calibration? (--camera-info-topic names one per \
+                         --image-topic, in the same order; fine when the cameras share one \
+                         calibration)",
+                        seen.iter().cloned().collect::<Vec<_>>().join("|")
+                    );
+                    tracing::warn!("{warning}");
+                    notes.push(warning);
+                }
                 notes.push(format!(
                     "{topic}: intrinsics from {info_topic} ({}){}",
                     if rectified {

@@ -127,15 +127,16 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
     let dir = crate::data::sources::data_dir()
         .join("bags")
         .join(cache_name(&bag, o)?);
-    let mut extracted = if crate::synth::output::is_complete(&dir) {
-        reuse(&dir)?
+    let extracted = if crate::synth::output::is_complete(&dir) {
+        let mut reused = reuse(&dir)?;
+        // The recording and its cameras as given now: an extraction of an earlier run (or
+        // version) may name the recording relative to another folder, or not its cameras.
+        reused.bag.path = absolute_path(&bag.path);
+        reused.bag.camera_ids = camera_ids(o);
+        reused
     } else {
         extract(&bag, o, &dir)?
     };
-    // The recording and its cameras as given now: an extraction reused from an earlier run
-    // (or version) may name the recording relative to another folder, or not its cameras.
-    extracted.bag.path = absolute_path(&bag.path);
-    extracted.bag.camera_ids = camera_ids(o);
     let database = extracted
         .frames
         .iter()

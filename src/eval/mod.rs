@@ -315,12 +315,12 @@ fn run_in(
                 warnings.push(w.clone());
             }
         }
-        for w in offline::source_warnings(&loc.map, src, per_camera) {
+        let (report, sub, said) = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)?;
+        for w in said {
             if !warnings.contains(&w) {
                 warnings.push(w);
             }
         }
-        let (report, sub) = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)?;
         if submission.is_none() {
             submission = Some(sub);
         }
@@ -367,9 +367,12 @@ pub fn run_on_map(
     if let Some(note) = centring_note {
         warnings.insert(0, note);
     }
-    warnings.extend(offline::source_warnings(&loc.map, src, per_camera));
-    let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate)
-        .and_then(|(report, sub)| write_outputs(out, src, &warnings, vec![report], Some(sub)));
+    let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate).and_then(
+        |(report, sub, said)| {
+            warnings.extend(said);
+            write_outputs(out, src, &warnings, vec![report], Some(sub))
+        },
+    );
     before.clean_up_after(out, result, &[map])
 }
 

@@ -578,9 +578,10 @@ pub fn lens_warnings(
     out
 }
 
-/// What the map and the queries say about each other before any is searched, for the log and
-/// the report's notes: queries whose truth lies off the map, and (recordings, each camera
-/// searched among its own map images) a camera whose frames are another camera's in the map.
+/// What the map and the queries say about each other before any is searched (logged and
+/// returned by [`evaluate`] for the report's notes): queries whose truth lies off the map, and
+/// (recordings, each camera searched among its own map images) a camera whose frames are
+/// another camera's in the map.
 pub fn source_warnings(map: &MapFile, src: &SourceImages, per_camera: bool) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(d) = median_distance_to_map(map, &src.queries) {
@@ -604,6 +605,8 @@ pub fn source_warnings(map: &MapFile, src: &SourceImages, per_camera: bool) -> V
 
 /// Runs every listed query through `loc` (its map built from `src.database`): each gets a line in
 /// the submission; those with ground truth are scored, the others counted (`Report::unscored`).
+/// Also returns what it warned about the map and the queries ([`source_warnings`]), for the
+/// report's notes.
 ///
 /// A `loc` that centres descriptors (`Centring::Running`, or `Auto` where the map allows it)
 /// needs every query's timestamp ([`PipelineError::CentringTimestamp`] otherwise): its map rows
@@ -617,7 +620,7 @@ pub fn evaluate(
     per_camera: bool,
     model: &str,
     gate: Option<GateSettings>,
-) -> Result<(Report, Vec<Localized>), PipelineError> {
+) -> Result<(Report, Vec<Localized>, Vec<String>), PipelineError> {
     if src.queries.is_empty() {
         return Err(PipelineError::NoQueries {
             root: src.source.root.clone(),
@@ -635,7 +638,8 @@ pub fn evaluate(
             });
         }
     }
-    for w in source_warnings(map, src, per_camera) {
+    let warnings = source_warnings(map, src, per_camera);
+    for w in &warnings {
         tracing::warn!("{w}");
     }
     let lenses = lens_warnings(&map.meta, owned, per_camera);
@@ -983,7 +987,7 @@ pub fn evaluate(
         queries: results,
         candidates,
     };
-    Ok((report, submission))
+    Ok((report, submission, warnings))
 }
 
 fn photometric_none() -> String {

@@ -484,34 +484,27 @@ pub fn summary_text(s: &ReplaySummary) -> String {
     );
     let row = |t: &mut String, name: &str, x: &Tally| {
         // No prior, no figure (a dash, not NaN).
-        let (median, inside, radius) = if x.priors == 0 {
-            ("-".to_string(), "-".to_string(), "-".to_string())
+        let [within, near, median, inside, radius] = if x.priors == 0 {
+            [
+                "-".to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]
         } else {
-            (
+            [
+                pct(x.within_5m_10deg),
+                pct(x.within_25m),
                 format!("{:.2} m", x.median_position_error),
                 pct(x.inside_95_ellipsoid),
                 format!("{:.1} m", x.median_radius_95),
-            )
+            ]
         };
         let _ = writeln!(
             t,
             "{:<12} {:>7} {:>7} {:>13} {:>9} {:>13} {:>12} {:>12}",
-            name,
-            x.frames,
-            x.priors,
-            if x.priors == 0 {
-                "-".into()
-            } else {
-                pct(x.within_5m_10deg)
-            },
-            if x.priors == 0 {
-                "-".into()
-            } else {
-                pct(x.within_25m)
-            },
-            median,
-            inside,
-            radius
+            name, x.frames, x.priors, within, near, median, inside, radius
         );
     };
     for (c, x) in &s.by_condition {

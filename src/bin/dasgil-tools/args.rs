@@ -221,13 +221,20 @@ pub(crate) fn refuse_non_empty(
                 None => {
                     // A data set given as --out by mistake: say what it is and where it goes.
                     let holds = match dasgil::synth::output::earlier(out) {
-                        Some((words, Some(kind))) if kind == "vkitti2" => {
-                            format!(" but a {words}, an input training reads with --vkitti")
+                        Some((words, kind)) => {
+                            // The training input flag that reads such a data set, if any.
+                            let flag = match kind.as_deref() {
+                                Some("vkitti2") => Some("--vkitti"),
+                                Some("kitti") => Some("--kitti"),
+                                _ => None,
+                            };
+                            match flag {
+                                Some(f) => {
+                                    format!(" but a {words}, an input training reads with {f}")
+                                }
+                                None => format!(" but a {words}"),
+                            }
                         }
-                        Some((words, Some(kind))) if kind == "kitti" => {
-                            format!(" but a {words}, an input training reads with --kitti")
-                        }
-                        Some((words, _)) => format!(" but a {words}"),
                         None => String::new(),
                     };
                     anyhow::bail!(

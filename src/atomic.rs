@@ -118,6 +118,119 @@ pub fn unusable_out(out: &Path) -> Option<String> {
     ))
 }
 
+/// The temporary files and staging folders this process is writing, removed by the handler
+/// of [`remove_unfinished_on_interrupt`] when Ctrl-C or SIGTERM ends the command.
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A temporary file or staging folder being written: listed for the interrupt handler while
+/// this lives. Whatever is at the path when a signal arrives is removed (a folder renamed into
+/// place before then is no longer there).
+#[derive(Debug)]
+pub struct Unfinished(PathBuf);
+
+impl Unfinished {
+    /// Lists `path` before it is made (a signal in between finds nothing there to remove).
+    pub fn new(path: &Path) -> Self {
+        unfinished().push(path.to_path_buf());
+        Self(path.to_path_buf())
+    }
+
+    /// Runs `make` (which makes a file or folder and returns it with its path) with the list
+    /// held, then lists the path: no signal is handled between the making and the listing.
+    /// `make` must not list anything itself.
+    pub fn made<T>(make: impl FnOnce() -> io::Result<(T, PathBuf)>) -> io::Result<(T, Self)> {
+        let mut list = unfinished();
+        let (made, path) = make()?;
+        list.push(path.clone());
+        Ok((made, Self(path)))
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut list = unfinished();
+        if let Some(i) = list.iter().rposition(|p| p == &self.0) {
+            list.swap_remove(i);
+        }
+    }
+}
+
+/// `std::fs::rename` while Ctrl-C's handler cannot be removing what is listed: a listed
+/// staging folder renamed into place is then either removed whole before the rename (which
+/// then fails) or not touched (no handler opens it, then deletes through it at its new place).
+pub fn rename_into_place(from: &Path, to: &Path) -> io::Result<()> {
+    let _held = unfinished();
+    std::fs::rename(from, to)
+}
+
+/// For commands without a Ctrl-C handler of their own (build-map, evaluate, localize, embed,
+/// import-checkpoint): SIGINT or SIGTERM removes the [`Unfinished`] temporary files and staging
+/// folders (a rename into place in progress finishes first), says so, and ends the process by
+/// the signal (a shell's `$?`: 130 for Ctrl-C, 143 for SIGTERM); a second signal ends it at
+/// once. Outputs already renamed into place stay; what an output path held before its new
+/// file was complete is untouched.
+pub fn remove_unfinished_on_interrupt(command: &'static str) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        // A second Ctrl-C ends the process at once, whatever this handler is waiting for.
+        // SAFETY: restores the default disposition of two signals.
+        unsafe {
+            libc::signal(SIGINT, libc::SIG_DFL);
+            libc::signal(SIGTERM, libc::SIG_DFL);
+        }
+        // Held to the end: no rename into place starts after this.
+        let list = unfinished();
+        let mut removed = Vec::new();
+        for p in list.iter() {
+            let Ok(meta) = std::fs::symlink_metadata(p) else {
+                continue;
+            };
+            // Other threads may still write into a staging folder: removed until it stays gone.
+            for _ in 0..20 {
+                let _ = if meta.is_dir() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+                if std::fs::symlink_metadata(p).is_err() {
+                    removed.push(p.display().to_string());
+                    break;
+                }
+            }
+        }
+        let name = if sig == SIGINT { "Ctrl-C" } else { "SIGTERM" };
+        let said = if removed.is_empty() {
+            format!("{command}: interrupted ({name}); no file was being written")
+        } else {
+            format!(
+                "{command}: interrupted ({name}); removed what was being written: {}; outputs \
+                 already in place stay",
+                removed.join(", ")
+            )
+        };
+        // Said without panicking when stderr is gone (a pipe closed by the same Ctrl-C).
+        let _ = writeln!(io::stderr(), "{said}");
+        // Ended by the signal itself (its default action, as before any handler): a shell
+        // running a loop of commands stops at Ctrl-C, as it does for a program that does not
+        // catch it (`$?` is 128 + the signal: 130, 143). Not by exit handlers, which other
+        // threads (libtorch's) may be using.
+        // SAFETY: the disposition is the default (above); raise only sends the signal.
+        unsafe {
+            libc::raise(sig);
+            libc::_exit(128 + sig)
+        };
+    });
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same folder + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PathIoError> {
     write_atomic_with(path, |w| w.write_all(bytes))
@@ -133,11 +246,15 @@ where
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| PathIoError::new("cannot create folder", &dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".dasgil-tmp-")
-        .permissions(new_file_permissions())
-        .tempfile_in(&dir)
-        .map_err(|e| PathIoError::new("cannot create a temporary file in", &dir, e))?;
+    let (tmp, _listed) = Unfinished::made(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix(".dasgil-tmp-")
+            .permissions(new_file_permissions())
+            .tempfile_in(&dir)?;
+        let path = tmp.path().to_path_buf();
+        Ok((tmp, path))
+    })
+    .map_err(|e| PathIoError::new("cannot create a temporary file in", &dir, e))?;
     {
         let mut w = io::BufWriter::new(tmp.as_file());
         fill(&mut w).map_err(|e| PathIoError::new("cannot write", path, e))?;
@@ -147,8 +264,11 @@ where
     tmp.as_file()
         .sync_all()
         .map_err(|e| PathIoError::new("cannot sync", path, e))?;
+    // Not while the interrupt handler removes what is unfinished.
+    let held = unfinished();
     tmp.persist(path)
         .map_err(|e| PathIoError::new("cannot rename into place", path, e.error))?;
+    drop(held);
     Ok(())
 }
 

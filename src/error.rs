@@ -106,6 +106,14 @@ pub enum PipelineError {
         /// A suggestion: a folder beside the data set's root.
         beside: PathBuf,
     },
+    #[error("--out {}: is inside {}, the data set's folder of its image folder {}, whose files its reader reads (a report there, e.g. submission.txt under camera-poses/, would be read back as the data set's own); expected a folder outside it (e.g. {})", out.display(), folder.display(), images.display(), beside.display())]
+    OutInsideDataSetFolder {
+        out: PathBuf,
+        folder: PathBuf,
+        images: PathBuf,
+        /// A suggestion: a folder beside the data set's root.
+        beside: PathBuf,
+    },
     #[error("query {} is from camera `{camera}`, which the map does not have (cameras: {have})", path.display())]
     QueryCamera {
         path: PathBuf,

@@ -514,10 +514,20 @@ fn frames_outside_the_recorded_poses_are_skipped_and_counted_and_thinning_keeps_
         "--device",
         "cpu",
     ];
+    // An extraction interrupted earlier with other options (its own cache folder) left its
+    // staging folder: this run removes it, not one whose process still runs (this test's).
+    let cache = w.data.join("bags");
+    let stale = cache.join(".bag-other-options.partial-999999999-0");
+    let live = cache.join(format!(".bag-running.partial-{}-0", std::process::id()));
+    for d in [&stale, &live] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("000001.png"), b"half-written").unwrap();
+    }
     let out = w.dir.join("trimmed.map");
     let mut args = base.to_vec();
     args.extend(["--out", path_str(&out)]);
     let s = ok_in(&w.data, &args);
+    assert!(!stale.exists() && live.exists(), "{s}");
     assert!(
         s.contains(
             "8 messages, 4 frames kept; skipped 2 before the start of TF, 2 after the end of TF"
@@ -957,4 +967,88 @@ fn a_recordings_odometry_moves_the_sequence_filter_as_in_the_node() {
         h > 100,
         "matches.png is {h} pixels high: no map image found"
     );
+}
+
+/// Ctrl-C during `build-map --bag` ends it with 130 and says so; the frames' staging folder (when
+/// the signal comes while frames are extracted) is removed, and no map is written.
+#[test]
+fn an_interrupted_build_map_leaves_no_half_written_frames_or_map() {
+    let w = world();
+    let bag = w.dir.join("drive");
+    world_to_bag(&[
+        "--root",
+        path_str(&w.root),
+        "--slice",
+        "3",
+        "--out",
+        path_str(&bag),
+    ]);
+    let out = w.dir.join("drive.map");
+    let args = two_cameras(
+        "build-map",
+        &bag,
+        ["/c0/image_raw", "/c1/image_raw"],
+        &[
+            "--checkpoint",
+            path_str(&w.ckpt),
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+        ],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(&args)
+        .env("DASGIL_DATA", &w.data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cache = w.data.join("bags");
+    let staging = || {
+        std::fs::read_dir(&cache).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        })
+    };
+    // As soon as the extraction starts (or, on a fast machine, while the frames are encoded).
+    let t0 = std::time::Instant::now();
+    while !staging() && !cache.is_dir() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    while !staging() && t0.elapsed().as_millis() < 300 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let extracting = staging();
+    // SAFETY: a signal to the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr);
+    if done.status.success() {
+        // It finished before the signal arrived (a fast machine): nothing to check.
+        assert!(out.is_file(), "{said}");
+        return;
+    }
+    // Ended by the signal, as a program without a handler is (a shell's `$?`: 130).
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done.status),
+        Some(libc::SIGINT),
+        "{said}"
+    );
+    assert!(said.contains("build-map: interrupted (Ctrl-C)"), "{said}");
+    assert!(
+        said.contains("removed what was being written: ")
+            && said.contains("outputs already in place stay")
+            // Unless the extraction finished between the look and the signal.
+            || !extracting
+            || said.contains("no file was being written"),
+        "{said}"
+    );
+    assert!(!staging(), "{said}");
+    assert!(!out.exists(), "{said}");
+    // What stays in the cache is only a complete extraction, reused by the next run.
+    let s = ok_in(&w.data, &args);
+    assert!(s.contains("frames kept"), "{s}");
 }

@@ -3192,3 +3192,79 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     );
     assert!(!out.exists());
 }
+
+/// Ctrl-C while evaluate runs into the folder of an earlier run: it ends with 130, saying what
+/// it removed, and the folder holds the earlier run as it was, byte for byte (the maps are
+/// written under hidden names and renamed beside the reports at the end).
+#[test]
+fn an_interrupted_evaluate_leaves_the_earlier_run_as_it_was() {
+    let f = fixture();
+    let out = f._dir.path().join("eval");
+    let args = f.args(
+        "evaluate",
+        &[
+            "--out",
+            path_str(&out),
+            "--device",
+            "cpu",
+            "--checkpoint",
+            path_str(&f.ckpt),
+        ],
+    );
+    ok(&args);
+    let before: std::collections::BTreeMap<_, _> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    assert!(before.contains_key(std::ffi::OsStr::new("map-none.safetensors")));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dasgil-tools"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = || {
+        std::fs::read_dir(&out).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(".map-") && n.contains(".partial-")
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !partial() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let writing = partial();
+    // SAFETY: a signal to the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr);
+    if done.status.success() {
+        // It finished before the signal arrived (a fast machine): nothing to check.
+        return;
+    }
+    // Ended by the signal, as a program without a handler is (a shell's `$?`: 130).
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done.status),
+        Some(libc::SIGINT),
+        "{said}"
+    );
+    assert!(said.contains("evaluate: interrupted (Ctrl-C)"), "{said}");
+    if writing {
+        assert!(said.contains(".partial-"), "{said}");
+    }
+    let after: std::collections::BTreeMap<_, _> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    assert!(
+        after == before,
+        "the folder changed: {:?} -> {:?}\n{said}",
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+}

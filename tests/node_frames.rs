@@ -1379,6 +1379,9 @@ async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_cros
     let mut priors = node
         .subscribe::<Prior>(&format!("{ns}/pose_prior"), QosProfile::default())
         .unwrap();
+    let mut diags = node
+        .subscribe::<Diag>(&format!("{ns}/diagnostics"), QosProfile::default())
+        .unwrap();
     let (stop, spinner) = h.spin();
     let frame = probe(&slice, 1, "c0");
     let want = "cam0/image_raw: camera `c1`'s frames are in `c0_optical_frame`, the frame of the \
@@ -1404,11 +1407,43 @@ async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_cros
         cam0.publish(&raw(&frame, sec, "c0_optical_frame")).unwrap();
         let _ = tokio::time::timeout(Duration::from_millis(500), priors.next()).await;
     }
+    // The frames' own look says it too, for any map (not only a recording's, whose frames
+    // name their camera): every 5th frame is also searched among every camera's images, and
+    // once 24 checks are in, c0's images are nearest all of them. Frames of the map's other
+    // places, each a few times; its own look, not the frame_id, decides.
+    let want_look = "cam0/image_raw: its frames look like map camera c0's images, not c1's";
+    let frames: Vec<Probe> = (0..4).map(|k| probe(&slice, k, "c0")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut k = 0;
+    loop {
+        sec += 1;
+        k += 1;
+        cam0.publish(&raw(&frames[k % frames.len()], sec, "cam0"))
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(500), priors.next()).await;
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains(want_look) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning for the crossed camera's look in 120 s ({k} frames):\n{said}"
+        );
+    }
+    // Not before the window is full: 24 checks, one every 5 frames (a few of them made on the
+    // frames above).
+    assert!(k >= 5 * 20, "warned after {k} frames");
+    // (The stream keeps older messages, of fewer checks: the full window's is waited for.)
+    wait_diag(&mut diags, 0, "map_camera_nearest c0 24/24 for cam0", |s| {
+        text_value(s, "map_camera_nearest") == "c0 24/24"
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     assert!(h.child.try_wait().unwrap().is_none(), "dasgil_node exited");
     let said = std::fs::read_to_string(&log).unwrap();
     assert_eq!(said.matches(want).count(), 1, "{said}");
+    assert_eq!(said.matches(want_look).count(), 1, "{said}");
     assert!(
         said.contains("/c0/image_raw as c0, /c1/image_raw as c1"),
         "{said}"

@@ -124,9 +124,11 @@ pub fn open(o: &BagOptions) -> Result<SourceImages, PipelineError> {
     check_options(o)?;
     let bag = Bag::open(&o.bag)?;
     check_topics(&bag, o)?;
-    let dir = crate::data::sources::data_dir()
-        .join("bags")
-        .join(cache_name(&bag, o)?);
+    let cache = crate::data::sources::data_dir().join("bags");
+    // Half-written extractions of interrupted runs, whatever their options (each options set
+    // has its own folder, so a rerun with the same ones is not what removes them).
+    crate::synth::output::remove_stale_staging_in(&cache);
+    let dir = cache.join(cache_name(&bag, o)?);
     let extracted = if crate::synth::output::is_complete(&dir) {
         let mut reused = reuse(&dir)?;
         // The recording and its cameras as given now: an extraction of an earlier run (or
@@ -215,9 +217,40 @@ fn reuse(dir: &Path) -> Result<Extracted, PipelineError> {
     Ok(x)
 }
 
+/// Why no frame was kept, from the extraction's notes: one per line, a recording cut short
+/// (whose topics then hold no message after the cut) said first, the read's timing left out.
+fn no_frames_why(notes: &[String]) -> String {
+    let mut lines: Vec<&str> = notes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.starts_with("bag read: "))
+        .collect();
+    if lines.is_empty() {
+        return "the read found nothing to say of its topics".into();
+    }
+    // Stable: the cut notes first, in the order met.
+    lines.sort_by_key(|n| !n.contains("cut short"));
+    let cut = lines.first().is_some_and(|n| n.contains("cut short"));
+    format!(
+        "{}\n  - {}",
+        if cut {
+            "the recording looks cut short (first below): if nothing usable comes before the \
+             cut, that is why; what the read found"
+        } else {
+            "what the read found"
+        },
+        lines.join("\n  - ")
+    )
+}
+
 /// Removes a staging folder unless the extraction finished (an error or a panic leaves no
-/// half-written copy behind).
-struct Staging(PathBuf, bool);
+/// half-written copy behind; Ctrl-C's handler removes it too: [`crate::atomic::Unfinished`]).
+struct Staging(
+    PathBuf,
+    bool,
+    // Held for its Drop.
+    #[allow(dead_code)] crate::atomic::Unfinished,
+);
 
 impl Drop for Staging {
     fn drop(&mut self) {
@@ -891,13 +924,13 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     if crate::synth::output::is_complete(dir) {
         return reuse(dir);
     }
-    let staged = match crate::synth::output::staging(dir, false) {
+    let (staged, listed) = match crate::synth::output::staging(dir, false) {
         Ok(s) => s,
         // Another command finished extracting them since the check above: use its copy.
         Err(_) if crate::synth::output::is_complete(dir) => return reuse(dir),
         Err(e) => return Err(e.into()),
     };
-    let mut guard = Staging(staged, false);
+    let mut guard = Staging(staged, false, listed);
     let staging = guard.0.clone();
     let mut wanted: std::collections::HashMap<(usize, u64), usize> = Default::default();
     for (k, &(i, _)) in keep.iter().enumerate() {
@@ -1184,7 +1217,7 @@ fn extract(bag: &Bag, o: &BagOptions, dir: &Path) -> Result<Extracted, PipelineE
     if frames.is_empty() {
         return Err(BagError::NoFrames {
             path: bag.path.clone(),
-            why: notes.join("; "),
+            why: no_frames_why(&notes),
         }
         .into());
     }
@@ -1243,7 +1276,10 @@ fn summary_line(topic: &str, c: &Counts, o: &BagOptions, bag: &Path) -> String {
     say(c.after, format!("after the end of {span}{never}"));
     say(
         c.gap,
-        format!("across a gap of more than {} s in {span}", o.max_gap_s),
+        format!(
+            "across a gap of more than {} s in {span} (--max-pose-gap)",
+            o.max_gap_s
+        ),
     );
     say(c.duplicate, "with a stamp seen before".into());
     say(c.thinned, "thinned (--every/--min-distance)".into());
@@ -1309,4 +1345,39 @@ where
     .map_err(|e| {
         crate::atomic::PathIoError::new("cannot write", path, std::io::Error::other(e)).into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_frames_why;
+
+    #[test]
+    fn a_recording_cut_short_is_said_first_and_each_finding_on_its_own_line() {
+        let notes: Vec<String> = [
+            "/c0/image_raw (frame -): 0 messages, 0 frames kept",
+            "/c0/image_raw: no intrinsics: /c0/camera_info is recorded with no message",
+            "rec/rec.mcap.zstd: the file ends inside a record after 3 messages (a recording cut \
+             short?): the messages before it are used",
+            "bag read: 0 image messages in 0.0 s",
+        ]
+        .map(String::from)
+        .to_vec();
+        let why = no_frames_why(&notes);
+        let lines: Vec<&str> = why.lines().collect();
+        assert!(
+            lines[0].starts_with("the recording looks cut short (first below)"),
+            "{why}"
+        );
+        assert!(lines[1].contains("ends inside a record"), "{why}");
+        assert!(lines[2].starts_with("  - /c0/image_raw (frame -)"), "{why}");
+        assert_eq!(lines.len(), 4, "the read's timing is left out: {why}");
+        // Without a cut, the findings in their order.
+        let why = no_frames_why(&notes[..2]);
+        assert!(
+            why.starts_with("what the read found\n  - /c0/image_raw (frame -)"),
+            "{why}"
+        );
+        // Only the timing: no empty list.
+        assert!(!no_frames_why(&notes[3..]).contains("  - "));
+    }
 }

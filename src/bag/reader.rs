@@ -55,6 +55,8 @@ const MAX_MESSAGE_BYTES: u64 = 1 << 30;
 /// when the last clone of the `Bag` is dropped).
 #[derive(Debug)]
 struct Decompressed {
+    // Declared first, so it is dropped first: unlisted before the folder goes.
+    _listed: crate::atomic::Unfinished,
     _dir: tempfile::TempDir,
     files: Vec<PathBuf>,
     /// Said of the files while decompressing them (one cut short).
@@ -433,10 +435,15 @@ impl Bag {
         }
         let made = self.decompressed.get_or_init(|| {
             remove_stale_copies();
-            let dir = tempfile::Builder::new()
-                .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
-                .tempdir()
-                .map_err(|e| format!("cannot make a temporary folder to decompress into: {e}"))?;
+            // Listed as it is made: Ctrl-C's handler removes it while files are decompressed.
+            let (dir, listed) = crate::atomic::Unfinished::made(|| {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
+                    .tempdir()?;
+                let path = dir.path().to_path_buf();
+                Ok((dir, path))
+            })
+            .map_err(|e| format!("cannot make a temporary folder to decompress into: {e}"))?;
             let mut files = Vec::new();
             let mut notes = Vec::new();
             for f in &self.files {
@@ -478,6 +485,7 @@ impl Bag {
                 files.push(out);
             }
             Ok(Decompressed {
+                _listed: listed,
                 _dir: dir,
                 files,
                 notes,

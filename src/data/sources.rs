@@ -772,7 +772,8 @@ fn render_cmu(root: &Path, slice: u32, g: &Generate) -> Result<(), PipelineError
         },
         root,
     )?;
-    let staging = match crate::synth::output::staging(root, false) {
+    // Listed for Ctrl-C's handler while it lives.
+    let (staging, _listed) = match crate::synth::output::staging(root, false) {
         Ok(s) => s,
         // Another command finished rendering it since `resolve` looked: use that one.
         Err(_) if crate::synth::output::is_complete(root) => return Ok(()),

@@ -240,6 +240,17 @@ fn run_in(
     let mut submission = None;
     let mut warnings: Vec<String> = Vec::new();
     warnings.extend(centring_note);
+    // The maps are written under hidden names and renamed beside the reports when every way
+    // has been scored: a run interrupted or failing before then (the encoding and the
+    // scoring, nearly all of its time) leaves an earlier run's files as they were (Ctrl-C
+    // removes the hidden maps: atomic::Unfinished; a killed run's are removed by the next run
+    // into the folder); one stopped while the reports are written (a second or two) can leave
+    // this run's maps beside an earlier run's plots.
+    let mut staged_maps: Vec<(
+        std::path::PathBuf,
+        std::path::PathBuf,
+        crate::atomic::Unfinished,
+    )> = Vec::new();
     for adapt in ways {
         // The progress bars that follow (the map, then the queries) are this adaptation's.
         tracing::info!(
@@ -292,7 +303,16 @@ fn run_in(
             yaw_views: yaw_views.map_or_else(crate::map::views::default_yaw_views, <[f64]>::to_vec),
             yaw_views_by_default: yaw_views.is_none(),
         };
-        let built = crate::map::build_map(&mut enc, src, &map_path, &opts)?;
+        let staged = out.join(format!(
+            ".{}.partial-{}",
+            map_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let listed = crate::atomic::Unfinished::new(&staged);
+        let built = crate::map::build_map(&mut enc, src, &staged, &opts)?;
         if let Some(note) = built.note {
             if !warnings.contains(&note) {
                 tracing::warn!("{note}");
@@ -300,8 +320,11 @@ fn run_in(
             }
         }
         // Queries go through the same Localizer as localize and the node: the map, as
-        // opened, with the node's defaults.
-        let map = std::sync::Arc::new(MapFile::open(&map_path)?);
+        // opened, with the node's defaults (named by the path it will have).
+        let mut opened = MapFile::open(&staged)?;
+        opened.path = map_path.clone();
+        staged_maps.push((staged, map_path, listed));
+        let map = std::sync::Arc::new(opened);
         let loc = Localizer::new(
             enc,
             map,
@@ -329,6 +352,11 @@ fn run_in(
         if scored == 0 {
             break; // no ground truth: one submission, nothing to compare
         }
+    }
+    for (staged, map_path, _listed) in &staged_maps {
+        crate::atomic::rename_into_place(staged, map_path).map_err(|e| {
+            crate::atomic::PathIoError::new("cannot rename into place", map_path, e)
+        })?;
     }
     write_outputs(out, src, &warnings, reports, submission)
 }
@@ -411,6 +439,43 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
             root: src.source.root.clone(),
         });
     }
+    refuse_out_in_source(src, out)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
+    remove_abandoned_maps(out);
+    Ok(())
+}
+
+/// The hidden maps (`.map-none.safetensors.partial-PID`) of runs into `out` that were killed
+/// (no Ctrl-C handler ran: SIGKILL, out of memory): removed, and said.
+fn remove_abandoned_maps(out: &Path) {
+    for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".map-")
+            .and_then(|n| n.rsplit_once(".safetensors.partial-"))
+            .and_then(|(_, pid)| pid.parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 0)
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && e.path().is_file() && std::fs::remove_file(e.path()).is_ok() {
+            tracing::info!(
+                "removed {}: the unfinished map of a run that was killed (process {pid})",
+                e.path().display()
+            );
+        }
+    }
+}
+
+/// An output folder (`evaluate --out`, `replay --out`) that is a file, inside the recording or
+/// the data set the images come from (an image folder, the folder holding one, or a folder
+/// holding the image folders): refused, so reports never mix with the input's files or are
+/// read back as part of it.
+pub fn refuse_out_in_source(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     if out.is_file() {
         return Err(PipelineError::OutIsFile {
             path: out.to_path_buf(),
@@ -441,33 +506,49 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     }
     // The data set's own folder (its root, a slice's folder): not a place for reports either.
     let root = Path::new(&src.source.root).canonicalize().ok();
-    for f in folders {
-        if let Ok(images) = f.canonicalize() {
-            if out_abs.starts_with(&images) {
-                return Err(PipelineError::OutInsideImages {
+    let beside = |r: &Path| {
+        let name = r.file_name().map(|n| n.to_string_lossy().into_owned());
+        r.with_file_name(format!(
+            "{}-evaluation",
+            name.unwrap_or_else(|| "data".into())
+        ))
+    };
+    let folders: Vec<std::path::PathBuf> = folders
+        .into_iter()
+        .filter_map(|f| f.canonicalize().ok())
+        .collect();
+    // The most telling refusal first: inside an image folder, whichever folder comes first.
+    if let Some(images) = folders.iter().find(|i| out_abs.starts_with(i)) {
+        return Err(PipelineError::OutInsideImages {
+            out: out.to_path_buf(),
+            images: images.clone(),
+        });
+    }
+    for images in folders {
+        if let Some(r) = root
+            .as_ref()
+            .filter(|r| out_abs.starts_with(r) && images.starts_with(&out_abs))
+        {
+            return Err(PipelineError::OutInDataSet {
+                out: out.to_path_buf(),
+                folder: out_abs,
+                images,
+                beside: beside(r),
+            });
+        }
+        // Inside the folder that holds an image folder (a slice's folder, whose camera-poses/
+        // the reader reads every file of; a KITTI sequence's folder).
+        if let (Some(r), Some(folder)) = (root.as_ref(), images.parent()) {
+            if folder.starts_with(r) && out_abs.starts_with(folder) {
+                return Err(PipelineError::OutInsideDataSetFolder {
                     out: out.to_path_buf(),
-                    images,
-                });
-            }
-            if let Some(r) = root
-                .as_ref()
-                .filter(|r| out_abs.starts_with(r) && images.starts_with(&out_abs))
-            {
-                let name = r.file_name().map(|n| n.to_string_lossy().into_owned());
-                return Err(PipelineError::OutInDataSet {
-                    out: out.to_path_buf(),
-                    folder: out_abs,
-                    images,
-                    beside: r.with_file_name(format!(
-                        "{}-evaluation",
-                        name.unwrap_or_else(|| "data".into())
-                    )),
+                    folder: folder.to_path_buf(),
+                    images: images.clone(),
+                    beside: beside(r),
                 });
             }
         }
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
     Ok(())
 }
 

@@ -1195,9 +1195,61 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
                 pct(sc.rotation_inside_95)
             ));
         }
-        s.push('\n');
+        s.push_str(if r.published.is_some() {
+            "\nEvery row but \"published by the node\" scores each query's prior whether the node \
+             would publish it or withhold it."
+        } else {
+            "\nEvery row scores each query's prior."
+        });
+        // How far a share of n priors can read from 95% when the ellipsoids are right.
+        let (n, which) = match r.published.as_ref().and_then(|p| p.scores.as_ref()) {
+            Some(p) => (p.queries, "published priors"),
+            None => (r.all.queries, "priors"),
+        };
+        if let Some((lo, hi)) = coverage_band(n) {
+            s.push_str(&format!(
+                " With {n} {which}, ellipsoids that hold the truth 95% of the time read between \
+                 {:.1}% and {:.1}% in 95 of 100 such runs: a share in that band is no evidence \
+                 against them.",
+                100.0 * lo,
+                100.0 * hi
+            ));
+        }
+        s.push_str("\n\n");
     }
     s
+}
+
+/// The central 95% range of the share k/n when each of n priors holds the truth with
+/// probability 0.95 (binomial quantiles at 2.5% and 97.5%); None for n = 0.
+pub fn coverage_band(n: usize) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let p: f64 = 0.95;
+    // ln k! for k = 0..=n.
+    let mut ln_fact = vec![0.0f64; n + 1];
+    for k in 1..=n {
+        ln_fact[k] = ln_fact[k - 1] + (k as f64).ln();
+    }
+    let pmf = |k: usize| {
+        (ln_fact[n] - ln_fact[k] - ln_fact[n - k]
+            + k as f64 * p.ln()
+            + (n - k) as f64 * (1.0 - p).ln())
+        .exp()
+    };
+    let (mut cdf, mut lo, mut hi) = (0.0, None, n);
+    for k in 0..=n {
+        cdf += pmf(k);
+        if lo.is_none() && cdf >= 0.025 {
+            lo = Some(k);
+        }
+        if cdf >= 0.975 {
+            hi = k;
+            break;
+        }
+    }
+    Some((lo.unwrap_or(0) as f64 / n as f64, hi as f64 / n as f64))
 }
 
 /// recall_curves.png: recall@D of the top-1 and recall@N at 25 m, one series per report.
@@ -1402,6 +1454,23 @@ pub fn tum(poses: &[(i64, Pose)]) -> String {
 mod tests {
     use super::*;
     use nalgebra::{Translation3, UnitQuaternion, Vector3};
+
+    #[test]
+    fn the_coverage_band_is_the_binomials_central_95_percent() {
+        // Binomial(n, 0.95) quantiles at 2.5% and 97.5% (Python's math.comb, summed).
+        for (n, lo, hi) in [
+            (1, 0, 1),
+            (20, 17, 20),
+            (41, 36, 41),
+            (240, 221, 234),
+            (1000, 936, 963),
+        ] {
+            let (a, b) = coverage_band(n).unwrap();
+            assert_eq!((a * n as f64).round() as usize, lo, "n {n}");
+            assert_eq!((b * n as f64).round() as usize, hi, "n {n}");
+        }
+        assert_eq!(coverage_band(0), None);
+    }
 
     #[test]
     fn withheld_priors_are_split_by_why() {

@@ -63,9 +63,17 @@ pub struct FrameResult {
     /// The longest semi-axis of the prior's 95% position ellipsoid (m).
     #[serde(default)]
     pub radius_95: Option<f64>,
-    /// The map image whose pose the prior is (when it is one of the map's).
+    /// The map image whose pose the prior is (when it is one of the map's, or one of its yaw
+    /// views: the same position, turned by at most [`VIEW_MATCH_DEG`]).
     pub matched: Option<String>,
+    /// The map's camera of that image.
+    #[serde(default)]
+    pub matched_camera: Option<String>,
 }
+
+/// A prior at a map image's position turned by at most this from its orientation is that
+/// image's (a yaw view, build-map --yaw-views, turns it by a few degrees).
+pub const VIEW_MATCH_DEG: f64 = 25.0;
 
 /// Shares and counts over a set of frames.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -114,6 +122,12 @@ pub struct ReplaySummary {
     /// camera's counts, the last minus those before the first frame; None: no diagnostics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_outcomes: Option<NodeOutcomes>,
+    /// Ctrl-C or SIGTERM stopped the replay: its last frames may still have been on their way.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The cameras of the map given (`--map`; empty without one).
+    #[serde(default)]
+    pub map_cameras: Vec<String>,
 }
 
 /// The value of `key` among one diagnostic status's key-value pairs.
@@ -297,10 +311,16 @@ pub fn score(
 ) -> ReplaySummary {
     let by_stamp: BTreeMap<i64, &Received> = received.iter().map(|r| (r.stamp_ns, r)).collect();
     let sent_stamps: std::collections::BTreeSet<i64> = sent.iter().map(|s| s.stamp_ns).collect();
-    let map_poses: Vec<(Pose, String)> = map
+    let map_poses: Vec<(Pose, String, String)> = map
         .map(|m| {
             (0..m.len())
-                .map(|i| (m.pose(i), m.meta.names.get(i).cloned().unwrap_or_default()))
+                .map(|i| {
+                    (
+                        m.pose(i),
+                        m.meta.names.get(i).cloned().unwrap_or_default(),
+                        m.meta.cameras.get(i).cloned().unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -322,6 +342,7 @@ pub fn score(
             mahalanobis2: None,
             radius_95: None,
             matched: None,
+            matched_camera: None,
         };
         if let Some(r) = by_stamp.get(&s.stamp_ns) {
             fr.latency_ms = Some((r.received_ns - s.sent_ns) as f64 / 1e6);
@@ -336,13 +357,21 @@ pub fn score(
                 );
                 fr.radius_95 = Some(crate::localize::prior::radius_95(&r.covariance));
             }
-            fr.matched = map_poses
+            // At the prior's position, the map image (or yaw view) turned least from it (the
+            // cameras of one capture may share a position).
+            if let Some((_, n, c)) = map_poses
                 .iter()
-                .find(|(p, _)| {
+                .filter(|(p, _, _)| {
                     (p.translation.vector - r.pose.translation.vector).norm() < 1e-6
-                        && rotation_error_deg(p, &r.pose) < 1e-4
                 })
-                .map(|(_, n)| n.clone());
+                .map(|e| (rotation_error_deg(&e.0, &r.pose), e))
+                .filter(|(turn, _)| *turn < VIEW_MATCH_DEG)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, e)| e)
+            {
+                fr.matched = Some(n.clone());
+                fr.matched_camera = Some(c.clone());
+            }
         }
         frames.push(fr);
     }
@@ -376,6 +405,13 @@ pub fn score(
         node_filter: None,
         stamps: None,
         node_outcomes: None,
+        interrupted: false,
+        map_cameras: map
+            .map(|m| {
+                let set: std::collections::BTreeSet<&String> = m.meta.cameras.iter().collect();
+                set.into_iter().cloned().collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -404,16 +440,71 @@ pub fn orientation_mismatch(s: &ReplaySummary) -> Option<String> {
             "the priors' orientations lie a median {median:.0} degrees from the truth's: \
              replay scores the camera's optical frame (z forward, y down), so a node publishing \
              base_link (its parameter `base_from_camera` set) scores as wrong here; run it \
-             without base_from_camera to score it, or check the data set's poses are \
-             world_from_cam"
+             without base_from_camera to score it, check the node's `camera_ids` name its \
+             topics in the order these frames are played (give replay --map to have it \
+             checked), or check the data set's poses are world_from_cam"
         )
     })
+}
+
+/// Cameras whose frames got their priors mostly from another camera's map images (at least
+/// 3 priors matched to map images, more than half of them another camera's), when the frames'
+/// camera ids are the map's: the node's `camera_ids` name its topics in another order than
+/// the frames are played (or than build-map's cameras). One warning per such camera.
+pub fn crossed_cameras(s: &ReplaySummary) -> Vec<String> {
+    // The map's cameras (those the priors matched, for a summary without them).
+    let map_cameras: std::collections::BTreeSet<&str> = s
+        .map_cameras
+        .iter()
+        .map(String::as_str)
+        .chain(s.frames.iter().filter_map(|f| f.matched_camera.as_deref()))
+        .collect();
+    let mut by_camera: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for f in &s.frames {
+        if let Some(m) = f.matched_camera.as_deref() {
+            *by_camera
+                .entry(f.camera.as_str())
+                .or_default()
+                .entry(m)
+                .or_default() += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (camera, got) in by_camera {
+        if !map_cameras.contains(camera) {
+            continue; // the frames' ids are not the map's (a recording's topics): not comparable
+        }
+        let total: usize = got.values().sum();
+        let own = got.get(camera).copied().unwrap_or(0);
+        let Some((other, n)) = got
+            .iter()
+            .filter(|(c, _)| **c != camera)
+            .max_by_key(|(_, n)| **n)
+        else {
+            continue;
+        };
+        if total >= 3 && 2 * (total - own) > total {
+            out.push(format!(
+                "camera {camera}'s frames got priors from map images of camera {other} ({n} of \
+                 {total} matched to map images; {own} of its own): the node's `camera_ids` name \
+                 its topics in another order than these frames are played (--topics and \
+                 --camera-ids), or than the map's cameras were built (build-map --camera-id); \
+                 each prior is then another camera's pose, turned by the angle between the two"
+            ));
+        }
+    }
+    out
 }
 
 /// The summary a user reads.
 pub fn summary_text(s: &ReplaySummary) -> String {
     let mut t = String::new();
-    if let Some(note) = orientation_mismatch(s) {
+    let crossed = crossed_cameras(s);
+    for note in &crossed {
+        let _ = writeln!(t, "warning: {note}");
+    }
+    // Crossed cameras turn every prior too: said once, by its cause.
+    if let Some(note) = orientation_mismatch(s).filter(|_| crossed.is_empty()) {
         let _ = writeln!(t, "warning: {note}");
     }
     let _ = writeln!(
@@ -448,7 +539,15 @@ pub fn summary_text(s: &ReplaySummary) -> String {
         // replay stopped early): every sent frame a prior came back for was received.
         let answered = s.frames_sent.saturating_sub(s.frames_without_prior) as u64;
         let received = o.received.map(|r| r.max(answered));
-        if let Some(r) = received.filter(|&r| r < s.frames_sent as u64) {
+        if let Some(r) = received.filter(|&r| r < s.frames_sent as u64 && s.interrupted) {
+            let _ = writeln!(
+                t,
+                "the node had received {r} of the {} frames sent when the replay was \
+                 interrupted (the last ones may still have been on their way, or its \
+                 /diagnostics had not counted them yet)",
+                s.frames_sent
+            );
+        } else if let Some(r) = received.filter(|&r| r < s.frames_sent as u64) {
             let _ = writeln!(
                 t,
                 "the node received {r} of the {} frames sent: the others were lost before it \
@@ -809,19 +908,6 @@ pub fn route_png(
             a.label("queries: true pose")
                 .legend(move |(x, y)| Circle::new((x + 3, y), 3, green.filled()));
         }
-        // Hollow and over the queries' dots, so both stay visible where they meet.
-        let a = chart.draw_series(db.iter().map(|&(x, y)| {
-            Rectangle::new(
-                [(x - 0.6, y - 0.6), (x + 0.6, y + 0.6)],
-                grey.stroke_width(2),
-            )
-        }))?;
-        if text {
-            a.label("map images (database poses)")
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 3), (x + 6, y + 3)], grey.stroke_width(2))
-                });
-        }
         let a = chart.draw_series(priors.iter().map(|(f, r)| {
             let c = match (is_right(f), scored(f)) {
                 (true, _) => blue,
@@ -833,6 +919,19 @@ pub fn route_png(
         if text {
             a.label("published prior (blue: within (5 m, 10 deg), red: not)")
                 .legend(move |(x, y)| Cross::new((x + 3, y), 5, blue.stroke_width(2)));
+        }
+        // Hollow squares a little larger than a prior's cross, drawn after the priors and the
+        // queries' dots: a prior lies on a map image's pose, and both must stay visible there.
+        let square = move |(x, y): (f64, f64)| {
+            EmptyElement::at((x, y)) + Rectangle::new([(-7, -7), (7, 7)], grey.stroke_width(1))
+        };
+        let a = chart.draw_series(db.iter().map(|&p| square(p)))?;
+        if text {
+            a.label("map images (database poses)")
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x + 3, y))
+                        + Rectangle::new([(-5, -5), (5, 5)], grey.stroke_width(1))
+                });
         }
         // Wrong priors: a line from the truth to the prior.
         for (f, r) in &priors {
@@ -984,6 +1083,8 @@ mod tests {
                 no_candidates,
                 ..Default::default()
             }),
+            interrupted: false,
+            map_cameras: vec![],
         };
         let text = summary_text(&summary(Some(9), 0));
         assert!(
@@ -992,6 +1093,16 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("in the gate"), "{text}");
+        // Stopped by Ctrl-C: the last frames may have been on their way, no transport blamed.
+        let mut stopped = summary(Some(9), 0);
+        stopped.interrupted = true;
+        let text = summary_text(&stopped);
+        assert!(
+            text.contains(
+                "the node had received 9 of the 40 frames sent when the replay was interrupted"
+            ) && !text.contains("Fast DDS"),
+            "{text}"
+        );
         let text = summary_text(&summary(Some(40), 31));
         assert!(!text.contains("the node received"), "{text}");
         assert!(
@@ -1068,6 +1179,7 @@ mod tests {
                         mahalanobis2: None,
                         radius_95: None,
                         matched: None,
+                        matched_camera: None,
                     }
                 })
                 .collect()
@@ -1087,6 +1199,8 @@ mod tests {
             node_filter: None,
             stamps: None,
             node_outcomes: None,
+            interrupted: false,
+            map_cameras: vec![],
         };
         let text = summary_text(&summary(frames(true)));
         assert!(
@@ -1098,6 +1212,94 @@ mod tests {
         // Too few frames to tell: nothing said.
         let few: Vec<FrameResult> = frames(true).into_iter().take(2).collect();
         assert!(orientation_mismatch(&summary(few)).is_none());
+    }
+
+    #[test]
+    fn frames_answered_from_another_cameras_map_images_are_said_to_be_crossed() {
+        // (frame camera, matched map camera) per prior.
+        let summary = |pairs: &[(&str, Option<&str>)]| {
+            let frames: Vec<FrameResult> = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (cam, matched))| FrameResult {
+                    name: format!("f{i}"),
+                    camera: cam.to_string(),
+                    condition: "sunny".into(),
+                    stamp_ns: i as i64,
+                    latency_ms: Some(1.0),
+                    position_error: Some(1.0),
+                    rotation_error: Some(60.0),
+                    mahalanobis2: None,
+                    radius_95: None,
+                    matched: matched.map(|m| format!("img_{i}_{m}")),
+                    matched_camera: matched.map(str::to_string),
+                })
+                .collect();
+            ReplaySummary {
+                frames_sent: frames.len(),
+                priors_received: frames.len(),
+                frames_without_prior: 0,
+                unknown_stamps: 0,
+                wrong_frame_id: 0,
+                latency_p50_ms: 1.0,
+                latency_p99_ms: 1.0,
+                all: tally(&frames.iter().collect::<Vec<_>>()),
+                by_condition: Default::default(),
+                by_camera: Default::default(),
+                frames,
+                node_filter: None,
+                stamps: None,
+                node_outcomes: None,
+                interrupted: false,
+                map_cameras: vec!["c0".into(), "c1".into()],
+            }
+        };
+        // Swapped: c0's frames answered by c1's images and the other way round.
+        let swapped = summary(&[
+            ("c0", Some("c1")),
+            ("c1", Some("c0")),
+            ("c0", Some("c1")),
+            ("c1", Some("c0")),
+            ("c0", Some("c1")),
+            ("c1", Some("c0")),
+            ("c0", Some("c0")),
+        ]);
+        let said = crossed_cameras(&swapped);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0]
+                .starts_with("camera c0's frames got priors from map images of camera c1 (3 of 4")
+                && said[0].contains("`camera_ids`"),
+            "{said:?}"
+        );
+        // Said instead of the orientation warning, which it explains.
+        let text = summary_text(&swapped);
+        assert!(text.contains("camera c1's frames got priors"), "{text}");
+        assert!(!text.contains("base_from_camera"), "{text}");
+        // One camera played, named as the map's other one: every prior from c1's images.
+        let said = crossed_cameras(&summary(&[("c0", Some("c1")); 4]));
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0]
+            .starts_with("camera c0's frames got priors from map images of camera c1 (4 of 4"));
+        // Each camera on its own images, or too few matched, or ids the map does not use (a
+        // recording's topics): nothing said.
+        for pairs in [
+            vec![
+                ("c0", Some("c0")),
+                ("c1", Some("c1")),
+                ("c0", Some("c0")),
+                ("c0", Some("c1")),
+            ],
+            vec![
+                ("c0", Some("c1")),
+                ("c0", Some("c1")),
+                ("c0", None),
+                ("c0", None),
+            ],
+            vec![("/cam0/image_raw", Some("c1")); 5],
+        ] {
+            assert!(crossed_cameras(&summary(&pairs)).is_empty(), "{pairs:?}");
+        }
     }
 
     #[test]

@@ -369,6 +369,9 @@ pub struct Localizer {
     /// With `centring: running` (or `auto` where the map allows it): the map's mean (already
     /// taken from its rows). None: searched as encoded.
     pub centre: Option<centring::MapCentre>,
+    /// Different for every Localizer made in this process: the node tells a reloaded map from
+    /// the one before by it (an address could be reused).
+    pub generation: u64,
 }
 
 /// The checkpoint to encode with: the given one, else the map's own when it exists, else the
@@ -553,6 +556,7 @@ impl Localizer {
             map.squared_norms();
         }
         let places = sequence::Places::new(&map);
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
             encoder,
             map,
@@ -562,6 +566,7 @@ impl Localizer {
             places,
             warnings,
             centre,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -634,17 +639,66 @@ impl Localizer {
         time: f64,
         travel: Option<sequence::Travel>,
     ) -> Outcome {
-        if self.options.filter == Filter::None && self.centre.is_none() {
-            return self.localize(frame, query);
+        self.localize_at_checked(sequence, frame, query, time, travel, false)
+            .0
+    }
+
+    /// [`Self::localize_at`], and with `check_camera` the camera of the map image nearest the
+    /// frame's descriptor among every camera's images ([`Self::nearest_camera`]; None for a
+    /// map of one camera or a frame that could not be described): the node's check that its
+    /// `camera_ids` name each topic's camera.
+    pub fn localize_at_checked(
+        &self,
+        sequence: &mut Sequence,
+        frame: &Frame,
+        query: &Query,
+        time: f64,
+        travel: Option<sequence::Travel>,
+        check_camera: bool,
+    ) -> (Outcome, Option<String>) {
+        if self.options.filter == Filter::None && self.centre.is_none() && !check_camera {
+            return (self.localize(frame, query), None);
         }
         let desc = match self.describe(frame) {
             Ok(d) => d,
-            Err(e) => return Outcome::Rejected(e),
+            Err(e) => return (Outcome::Rejected(e), None),
         };
+        // (Without centring this is the descriptor `localize` searches with.)
         let desc = self.centre_frame(sequence, query.source, time, desc);
+        let nearest = check_camera.then(|| self.nearest_camera(&desc)).flatten();
         if self.options.filter == Filter::None {
-            return self.localize_descriptor(&desc, query, self.options.top_k);
+            return (
+                self.localize_descriptor(&desc, query, self.options.top_k),
+                nearest,
+            );
         }
+        (
+            self.localize_at_in_sequence(sequence, &desc, query, time, travel),
+            nearest,
+        )
+    }
+
+    /// The camera of the map image whose descriptor is nearest `desc` among all cameras' images
+    /// (no gate); None when the map has one camera.
+    pub fn nearest_camera(&self, desc: &[f32]) -> Option<String> {
+        if self.index.by_camera.len() < 2 {
+            return None;
+        }
+        let hit = search(&self.map, desc, 1, self.metric, None)
+            .into_iter()
+            .next()?;
+        self.map.meta.cameras.get(hit.index).cloned()
+    }
+
+    /// The filter's step for a described frame (the map's filter made anew for a new map).
+    fn localize_at_in_sequence(
+        &self,
+        sequence: &mut Sequence,
+        desc: &[f32],
+        query: &Query,
+        time: f64,
+        travel: Option<sequence::Travel>,
+    ) -> Outcome {
         let fresh = sequence
             .state
             .as_ref()
@@ -657,7 +711,7 @@ impl Localizer {
         }
         let (_, filter) = sequence.state.as_mut().expect("just set");
         let travel = if fresh { None } else { travel };
-        self.localize_in_sequence(filter, &desc, query, time, travel, self.options.top_k)
+        self.localize_in_sequence(filter, desc, query, time, travel, self.options.top_k)
     }
 
     /// What this Localizer does: `running` when it centres (asked, or `auto` where the map

@@ -38,6 +38,17 @@ const LATENCY_WINDOW: usize = 1000;
 /// Matched frames (published or withheld) per camera that /diagnostics' match-quality figures
 /// cover.
 const QUALITY_WINDOW: usize = 30;
+/// Every this many frames of a camera, the node also finds which map camera's image is
+/// nearest the frame among all cameras' ([`Localizer::nearest_camera`]): a check that
+/// `camera_ids` name each topic's camera in the map.
+const CAMERA_CHECK_EVERY: u64 = 5;
+/// The checks a camera's verdict is made from (the last ones, after a map is loaded).
+const CAMERA_CHECK_WINDOW: usize = 24;
+/// Crossed: another map camera is nearest in at least this many of the window's checks, and
+/// the camera `camera_ids` names in at most [`CAMERA_CHECK_OWN`] (cameras whose views overlap,
+/// a stereo pair, share their matches and stay far from it).
+const CAMERA_CHECK_OTHER: usize = 18;
+const CAMERA_CHECK_OWN: usize = 1;
 /// A camera whose last QUALITY_WINDOW matched frames (at least QUALITY_MIN_FRAMES of them) were
 /// withheld this often, or whose median single-frame confidence (the frames' own, whatever the
 /// filter: with `filter: sequence` another camera can keep the posterior up) is below the
@@ -105,6 +116,37 @@ struct CameraStats {
     /// Under `filter: sequence`, the say the camera's last matched frame had in the belief
     /// (`localize::Answer::camera_weight`: 1 for the most trusted camera).
     filter_weight: Option<f64>,
+    /// The map camera nearest each of the last [`CAMERA_CHECK_WINDOW`] checked frames (on a map
+    /// of several cameras), and the map they were checked against.
+    camera_checks: VecDeque<String>,
+    camera_checks_map: Option<usize>,
+    /// Whether crossed camera ids were logged for this map.
+    crossed_logged: bool,
+}
+
+/// The map camera nearest most of a camera's checked frames, and how many of them, out of
+/// how many.
+fn camera_check_summary(checks: &VecDeque<String>) -> Option<(&str, usize, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for c in checks {
+        *counts.entry(c.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(c, n)| (c, n, checks.len()))
+}
+
+/// With a full window: the other map camera a camera's frames look like, when
+/// [`CAMERA_CHECK_OTHER`] of them or more are nearest it and at most [`CAMERA_CHECK_OWN`] are
+/// nearest the camera's own (`own`).
+fn crossed_camera<'a>(checks: &'a VecDeque<String>, own: &str) -> Option<(&'a str, usize)> {
+    if checks.len() < CAMERA_CHECK_WINDOW {
+        return None;
+    }
+    let own_n = checks.iter().filter(|c| c.as_str() == own).count();
+    let (best, n, _) = camera_check_summary(checks)?;
+    (best != own && n >= CAMERA_CHECK_OTHER && own_n <= CAMERA_CHECK_OWN).then_some((best, n))
 }
 
 /// A camera's lens from its camera_info (any model ROS names: `bag::lens::camera_lens`):
@@ -513,6 +555,11 @@ fn diagnostics(
                     filter_counts.map_or("-".into(), |c| format!("{:.3}", c.2)),
                 ),
                 kv(
+                    "map_camera_nearest",
+                    camera_check_summary(&s.camera_checks)
+                        .map_or("-".into(), |(c, n, of)| format!("{c} {n}/{of}")),
+                ),
+                kv(
                     "filter_camera_weight",
                     s.filter_weight.map_or("-".into(), |w| format!("{w:.3}")),
                 ),
@@ -863,11 +910,16 @@ fn spawn_worker(
 ) {
     // The vehicle's sequence filter (`filter: sequence`): frames are localized one at a time.
     let sequence = Arc::new(Mutex::new(crate::localize::Sequence::default()));
-    // (map, camera, header.frame_id) seen: a camera whose frames are another camera's in the
-    // map (camera_ids in another order than build-map's --camera-id) is said once per map.
-    let frames_seen: Arc<Mutex<std::collections::HashSet<(usize, usize, String)>>> = Arc::default();
+    // (camera, header.frame_id) pairs seen with the map answering now: a camera whose frames
+    // are another camera's in the map (camera_ids in another order than build-map's
+    // --camera-id) is said once per map; emptied when another map answers, so a reloaded map
+    // is checked again.
+    type FramesSeen = (usize, std::collections::HashSet<(usize, String)>);
+    let frames_seen: Arc<Mutex<FramesSeen>> = Arc::default();
     tokio::spawn(async move {
         let mut expired_logged = false;
+        // Per camera: frames taken, for the nearest-camera check every CAMERA_CHECK_EVERY.
+        let mut taken = vec![0u64; cameras.len()];
         loop {
             wake.notified().await;
             loop {
@@ -906,6 +958,8 @@ fn spawn_worker(
                     (i, p, gate)
                 };
                 let Some(pending) = pending else { break };
+                let check_camera = taken[i] % CAMERA_CHECK_EVERY == 0;
+                taken[i] += 1;
                 let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
                 let seen = frames_seen.clone();
                 let odo_shared = shared.clone();
@@ -924,10 +978,15 @@ fn spawn_worker(
                     let cam = &cams[i];
                     let loc = lock(&loc);
                     // Which map answered: a reload starts the camera's match-quality window anew.
-                    let map_id = Arc::as_ptr(&loc.map) as usize;
+                    let map_id = loc.generation as usize;
                     if let (Some(id), Some(bag)) = (cam.id.as_deref(), &loc.map.meta.source.bag) {
                         let frame = &pending.msg.header().frame_id;
-                        if lock(&seen).insert((map_id, i, frame.clone())) {
+                        let mut seen = lock(&seen);
+                        // Another map answering: a reload.
+                        if seen.0 != map_id {
+                            *seen = (map_id, Default::default());
+                        }
+                        if seen.1.insert((i, frame.clone())) {
                             if let Some(w) = bag.crossed(id, frame) {
                                 tracing::warn!("{}: {w}", cam.topic);
                             }
@@ -938,7 +997,7 @@ fn spawn_worker(
                     let travelled = seq
                         .last_time(&loc.map)
                         .and_then(|t0| lock(&odo_shared).odometry.as_ref()?.travelled(t0, time));
-                    let outcome = loc.localize_at(
+                    let (outcome, nearest) = loc.localize_at_checked(
                         &mut seq,
                         &pending.msg.frame(),
                         &Query {
@@ -949,6 +1008,7 @@ fn spawn_worker(
                         },
                         time,
                         travelled,
+                        check_camera && cam.id.is_some(),
                     );
                     let outcome = match outcome {
                         Outcome::Rejected(e) => {
@@ -957,12 +1017,12 @@ fn spawn_worker(
                         other => other,
                     };
                     let moved_by_odometry = travelled.is_some() && outcome.answer().is_some();
-                    (outcome, map_id, seq.counts(), moved_by_odometry)
+                    (outcome, map_id, seq.counts(), moved_by_odometry, nearest)
                 })
                 .await;
-                let (result, map_id, filter_counts, by_odometry) = match result {
-                    Ok((o, id, counts, odo)) => (Ok(o), Some(id), counts, odo),
-                    Err(e) => (Err(e), None, None, false),
+                let (result, map_id, filter_counts, by_odometry, nearest) = match result {
+                    Ok((o, id, counts, odo, near)) => (Ok(o), Some(id), counts, odo, near),
+                    Err(e) => (Err(e), None, None, false, None),
                 };
                 if let Ok(Outcome::Prior(answer)) = &result {
                     let header = r2r::std_msgs::msg::Header {
@@ -1007,6 +1067,43 @@ fn spawn_worker(
                 }
                 if let Some(w) = answer.and_then(|a| a.camera_weight) {
                     s.filter_weight = Some(w);
+                }
+                if map_id.is_some() && map_id != s.camera_checks_map {
+                    s.camera_checks.clear();
+                    s.camera_checks_map = map_id;
+                    s.crossed_logged = false;
+                }
+                if let Some(near) = nearest {
+                    s.camera_checks.push_back(near);
+                    if s.camera_checks.len() > CAMERA_CHECK_WINDOW {
+                        s.camera_checks.pop_front();
+                    }
+                    let own = cameras[i].id.as_deref().unwrap_or_default();
+                    if let Some((other, n)) = crossed_camera(&s.camera_checks, own) {
+                        if !s.crossed_logged {
+                            tracing::warn!(
+                                "{}: its frames look like map camera {other}'s images, not \
+                                 {own}'s ({n} of the last {} checked frames nearest camera \
+                                 {other}'s images among every camera's): `camera_ids` may name \
+                                 the topics in another order than the map's cameras (its \
+                                 priors are then {own}'s poses of another view, turned by the \
+                                 angle between the cameras); /diagnostics \
+                                 `map_camera_nearest`",
+                                cameras[i].topic,
+                                s.camera_checks.len()
+                            );
+                            s.crossed_logged = true;
+                        }
+                    } else if s.crossed_logged
+                        && s.camera_checks.len() >= CAMERA_CHECK_WINDOW
+                        && camera_check_summary(&s.camera_checks).is_some_and(|(c, _, _)| c == own)
+                    {
+                        tracing::info!(
+                            "{}: its frames look like map camera {own}'s images again",
+                            cameras[i].topic
+                        );
+                        s.crossed_logged = false;
+                    }
                 }
                 let bad = match result {
                     Ok(Outcome::Prior(a)) => {
@@ -1491,6 +1588,32 @@ pub async fn run() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crossed_camera_ids_are_told_from_cameras_whose_views_overlap() {
+        let window = |own: usize, other: usize, third: usize| -> VecDeque<String> {
+            std::iter::repeat_n("c0", own)
+                .chain(std::iter::repeat_n("c1", other))
+                .chain(std::iter::repeat_n("c2", third))
+                .map(String::from)
+                .collect()
+        };
+        // c0's frames (as camera_ids says) nearest c1's images: crossed.
+        assert_eq!(crossed_camera(&window(0, 24, 0), "c0"), Some(("c1", 24)));
+        assert_eq!(crossed_camera(&window(1, 18, 5), "c0"), Some(("c1", 18)));
+        // A stereo pair shares its matches; its own camera wins now and then: not crossed.
+        assert_eq!(crossed_camera(&window(2, 22, 0), "c0"), None);
+        assert_eq!(crossed_camera(&window(12, 12, 0), "c0"), None);
+        // Nearest its own, or spread over two others, or too few checks yet: not crossed.
+        assert_eq!(crossed_camera(&window(24, 0, 0), "c0"), None);
+        assert_eq!(crossed_camera(&window(0, 12, 12), "c0"), None);
+        assert_eq!(crossed_camera(&window(0, 23, 0), "c0"), None);
+        assert_eq!(
+            camera_check_summary(&window(3, 20, 1)),
+            Some(("c1", 20, 24))
+        );
+        assert_eq!(camera_check_summary(&VecDeque::new()), None);
+    }
 
     #[test]
     fn a_camera_that_stops_matching_is_told_apart_from_one_that_matches() {

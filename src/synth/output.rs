@@ -160,19 +160,40 @@ fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
 /// moved aside) left by runs that are gone ([`abandoned`]): removed, and said. An earlier
 /// output moved aside whose replacement never arrived (`out` missing) is put back instead.
 fn remove_stale_staging(parent: &Path, name: &str, out: &Path) {
-    let prefix = format!(".{name}.partial-");
+    sweep_staging(parent, Some((name, out)));
+}
+
+/// The staging folders of every output in a folder of cached outputs (`$DASGIL_DATA`, its
+/// `bags/`) left by runs that are gone, whatever options named them: removed, and said, like
+/// [`remove_stale_staging`] does for one output. A run interrupted with options that are not
+/// used again would otherwise leave its half-written copy there for good.
+pub fn remove_stale_staging_in(cache: &Path) {
+    sweep_staging(cache, None);
+}
+
+/// `only`: the one output (its name and path) whose staging folders to look at; None: all.
+fn sweep_staging(parent: &Path, only: Option<(&str, &Path)>) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        // PID-N or PID-N-old, digits only.
-        let Some(parts) = file
-            .strip_prefix(&prefix)
-            .map(|r| r.split('-').collect::<Vec<_>>())
+        // .NAME.partial-PID-N or .NAME.partial-PID-N-old, digits only.
+        let Some((name, rest)) = file
+            .strip_prefix('.')
+            .and_then(|f| f.rsplit_once(".partial-"))
         else {
             continue;
         };
+        if name.is_empty() || only.is_some_and(|(n, _)| n != name) {
+            continue;
+        }
+        let out = match only {
+            Some((_, out)) => out.to_path_buf(),
+            None => parent.join(name),
+        };
+        let out = out.as_path();
+        let parts = rest.split('-').collect::<Vec<_>>();
         let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
         let aside = parts.len() == 3 && parts[2] == "old";
         if !((parts.len() == 2 || aside) && digits(parts[0]) && digits(parts[1])) {
@@ -262,7 +283,10 @@ fn check_out(out: &Path, force: bool) -> Result<(), SynthError> {
 /// Checks that `out` may receive a new data set and creates the staging folder beside it
 /// (`out` as [`resolved`] gives it, so that its parent is where it lives); staging folders
 /// that interrupted runs left there are removed first.
-pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
+pub fn staging(
+    out: &Path,
+    force: bool,
+) -> Result<(PathBuf, crate::atomic::Unfinished), SynthError> {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -281,10 +305,13 @@ pub fn staging(out: &Path, force: bool) -> Result<PathBuf, SynthError> {
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let staging = parent.join(format!(".{name}.partial-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
+    // Listed as it is made: Ctrl-C's handler (atomic::remove_unfinished_on_interrupt) removes
+    // it, whenever the signal comes.
+    let listed = crate::atomic::Unfinished::new(&staging);
     std::fs::create_dir(&staging)
         .map_err(|e| PathIoError::new("cannot create folder", &staging, e))?;
     hold_staging_lock(&staging)?;
-    Ok(staging)
+    Ok((staging, listed))
 }
 
 /// The marker of the complete output in `out`, parsed; None when there is none or it cannot
@@ -329,7 +356,7 @@ pub fn finish_unless_present(
 ) -> Result<(), SynthError> {
     write_marker(staging, marker)?;
     // rename(2) onto a non-empty folder fails: whoever renames first wins, atomically.
-    match std::fs::rename(staging, out) {
+    match crate::atomic::rename_into_place(staging, out) {
         Ok(()) => Ok(()),
         Err(_) if out.join(MARKER).is_file() => {
             let _ = std::fs::remove_dir_all(staging);
@@ -409,7 +436,7 @@ pub fn finish(
     if out.exists() {
         std::fs::rename(out, &old).map_err(|e| PathIoError::new("cannot move aside", out, e))?;
     }
-    std::fs::rename(staging, out)
+    crate::atomic::rename_into_place(staging, out)
         .map_err(|e| PathIoError::new("cannot move into place", out, e))?;
     if old.exists() {
         std::fs::remove_dir_all(&old)
@@ -428,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let staged = staging(&out, false).unwrap();
+        let (staged, _listed) = staging(&out, false).unwrap();
         assert!(staged.join(LOCK).is_file());
         std::fs::write(staged.join("a.png"), "x").unwrap();
         std::fs::write(out.join("notes.txt"), "mine").unwrap();
@@ -468,7 +495,7 @@ mod tests {
         std::fs::write(out.join("a.png"), "x").unwrap();
         let marker = serde_json::json!({"format": FORMAT, "files": 1, "entries": ["a.png"]});
         std::fs::write(out.join(MARKER), marker.to_string()).unwrap();
-        let staged = staging(&out, true).unwrap();
+        let (staged, _listed) = staging(&out, true).unwrap();
         std::fs::remove_dir_all(staged).unwrap();
         std::fs::write(out.join("notes.txt"), "mine").unwrap();
         let e = staging(&out, true).unwrap_err().to_string();

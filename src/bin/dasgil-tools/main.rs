@@ -1,7 +1,7 @@
 //! `dasgil-tools`: the command-line side of DASGIL. One file per command (its flags, checked
 //! where they are defined, and its run function); `args` holds the flags several commands share.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod args;
@@ -120,6 +120,20 @@ fn init_tracing() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Synth, train and replay handle Ctrl-C themselves; the others remove what they were
+    // writing when it comes.
+    let handled_here = match &cli.command {
+        Command::BuildMap(_) => Some("build-map"),
+        Command::Localize(_) => Some("localize"),
+        Command::Evaluate(_) => Some("evaluate"),
+        Command::Embed(_) => Some("embed"),
+        Command::ImportCheckpoint(_) => Some("import-checkpoint"),
+        _ => None,
+    };
+    if let Some(command) = handled_here {
+        dasgil::atomic::remove_unfinished_on_interrupt(command)
+            .context("installing the Ctrl-C handler")?;
+    }
     match cli.command {
         Command::Synth { format } => run_synth(format)?,
         Command::Train(args) => run_train(*args)?,

@@ -41,10 +41,12 @@ pub(crate) struct ReplayArgs {
     /// The map the node runs (names the map image each prior came from in route.png).
     #[arg(long)]
     map: Option<PathBuf>,
-    /// Camera topics, comma-separated, parallel to --camera-ids.
+    /// Camera topics, comma-separated or the flag repeated (`--topics /c0/image_raw --topics
+    /// /c1/image_raw`), parallel to --camera-ids.
     #[arg(long, value_delimiter = ',', default_value = "/camera/image_raw")]
     topics: Vec<String>,
-    /// The query camera played on each topic, comma-separated, parallel to --topics.
+    /// The query camera played on each topic, comma-separated or the flag repeated, parallel to
+    /// --topics.
     #[arg(long, value_delimiter = ',', default_value = "c0")]
     camera_ids: Vec<String>,
     /// Frames per second and camera (default 10; with --bag, the recording's rate: the median
@@ -136,6 +138,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
         }
         None => a.source.open()?,
     };
+    dasgil::eval::refuse_out_in_source(&src, &a.out)?;
     let rate = match (a.rate, a.bag.bag.is_some()) {
         (Some(r), _) => r,
         (None, true) => recorded_rate(&src.queries)?,
@@ -228,6 +231,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     let mut summary = online::score(&src, &labels, map.as_ref(), sent, received, &a.frame_id);
     summary.node_filter = played.node_filter.clone();
     summary.node_outcomes = played.node_outcomes;
+    summary.interrupted = played.interrupted;
     summary.stamps = Some(
         match played.stamps {
             Stamps::Data => "data",

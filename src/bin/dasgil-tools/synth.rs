@@ -81,7 +81,11 @@ pub(crate) enum SynthFormat {
     Cmu {
         #[command(flatten)]
         common: SynthCommon,
-        /// Slice number, 0 to 1000.
+        /// Slice number, 0 to 1000: which stretch of the loop the slice drives, in the loop's
+        /// coordinates (another slice: another place, hundreds of metres away). Another --seed
+        /// redraws the buildings and looks over nearly the same coordinates (metres to tens of
+        /// metres apart): a map of one seed scores the other's queries as near its own places,
+        /// so for a world "somewhere else" change the slice.
         #[arg(long, default_value_t = 2, value_parser = whole_in(0u32, 1000),
               allow_negative_numbers = true)]
         slice: u32,
@@ -446,10 +450,13 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     }
     let staging = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let staging = output::staging(&out, job.common.force)?;
+        // (Also listed for atomic's interrupt handler, which synth does not install: its own
+        // handler above removes it.)
+        let (staging, listed) = output::staging(&out, job.common.force)?;
         *st = Render::Into(staging.clone());
-        staging
+        (staging, listed)
     };
+    let (staging, _listed) = staging;
     // What --force replaces: another kind of data set is warned about before any work (an
     // interrupt then still keeps it); the summary line names it.
     let replaced = output::earlier(&out).map(|(words, kind)| {

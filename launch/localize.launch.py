@@ -31,11 +31,15 @@ def _node(context):
     image_topic = LaunchConfiguration("image_topic").perform(context)
     if image_topic:
         overrides["image_topics"] = [image_topic]
-    # Comma-separated lists (a launch argument is a string).
+    # Comma-separated lists (a launch argument is a string); a YAML-style list in brackets
+    # (`camera_ids:=[c0,c1]`, `['c0', 'c1']`) is read as the same list.
     for name in ("image_topics", "camera_ids"):
-        value = LaunchConfiguration(name).perform(context)
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
         if value:
-            overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
+            items = [v.strip().strip("'\"").strip() for v in value.split(",")]
+            overrides[name] = [v for v in items if v]
     for name in ("transport", "filter", "odometry_topic", "prior_topic", "centring"):
         value = LaunchConfiguration(name).perform(context)
         if value:

@@ -167,6 +167,16 @@ pub fn rename_into_place(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)
 }
 
+/// Several renames as one step for Ctrl-C's handler (it waits until all are done): e.g. a
+/// run's outputs moved from its staging folder into the output folder together.
+pub fn rename_all_into_place(moves: &[(PathBuf, PathBuf)]) -> Result<(), PathIoError> {
+    let _held = unfinished();
+    for (from, to) in moves {
+        std::fs::rename(from, to).map_err(|e| PathIoError::new("cannot move into place", to, e))?;
+    }
+    Ok(())
+}
+
 /// For commands without a Ctrl-C handler of their own (build-map, evaluate, localize, embed,
 /// import-checkpoint): SIGINT or SIGTERM removes the [`Unfinished`] temporary files and staging
 /// folders (a rename into place in progress finishes first), says so, and ends the process by

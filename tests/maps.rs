@@ -3193,9 +3193,9 @@ fn centring_auto_leaves_queries_without_timestamps_uncentred_and_says_so() {
     assert!(!out.exists());
 }
 
-/// Ctrl-C while evaluate runs into the folder of an earlier run: it ends with 130, saying what
-/// it removed, and the folder holds the earlier run as it was, byte for byte (the maps are
-/// written under hidden names and renamed beside the reports at the end).
+/// Ctrl-C while evaluate runs into the folder of an earlier run: it ends by the signal, saying
+/// what it removed, and the folder holds the earlier run as it was, byte for byte (a run's
+/// outputs are written into a hidden folder and moved into --out together at the end).
 #[test]
 fn an_interrupted_evaluate_leaves_the_earlier_run_as_it_was() {
     let f = fixture();
@@ -3224,10 +3224,11 @@ fn an_interrupted_evaluate_leaves_the_earlier_run_as_it_was() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Signalled once this run's first map is written (in its hidden folder).
     let partial = || {
         std::fs::read_dir(&out).unwrap().flatten().any(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with(".map-") && n.contains(".partial-")
+            n.starts_with(".evaluate.partial-") && e.path().join("map-none.safetensors").is_file()
         })
     };
     let t0 = std::time::Instant::now();

@@ -1408,8 +1408,8 @@ async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_cros
         let _ = tokio::time::timeout(Duration::from_millis(500), priors.next()).await;
     }
     // The frames' own look says it too, for any map (not only a recording's, whose frames
-    // name their camera): every 5th frame is also searched among every camera's images, and
-    // once 24 checks are in, c0's images are nearest all of them. Frames of the map's other
+    // name their camera): frames are also searched among every camera's images (each of the
+    // first 24, then every 5th), and once 24 checks are in, c0's images are nearest all. Frames of the map's other
     // places, each a few times; its own look, not the frame_id, decides.
     let want_look = "cam0/image_raw: its frames look like map camera c0's images, not c1's";
     let frames: Vec<Probe> = (0..4).map(|k| probe(&slice, k, "c0")).collect();
@@ -1430,9 +1430,9 @@ async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_cros
             "no warning for the crossed camera's look in 120 s ({k} frames):\n{said}"
         );
     }
-    // Not before the window is full: 24 checks, one every 5 frames (a few of them made on the
-    // frames above).
-    assert!(k >= 5 * 20, "warned after {k} frames");
+    // Not before the window is full: 24 checks, every frame of the camera's first 24 (some of
+    // them the frames above), then every 5th.
+    assert!(k >= 24 - 10, "warned after {k} frames");
     // (The stream keeps older messages, of fewer checks: the full window's is waited for.)
     wait_diag(&mut diags, 0, "map_camera_nearest c0 24/24 for cam0", |s| {
         text_value(s, "map_camera_nearest") == "c0 24/24"

@@ -73,22 +73,68 @@ pub fn run(
 ) -> Result<Vec<Report>, PipelineError> {
     let before = OutState::of(out);
     prepare_out(src, out)?;
-    let result = run_in(
-        choice,
-        layers,
-        device,
-        src,
-        out,
-        metric,
-        per_camera,
-        adapt_first,
-        photometric,
-        rectify,
-        yaw_views,
-        options,
-        gate,
-    );
+    let result = Staged::new(out).and_then(|staged| {
+        let reports = run_in(
+            choice,
+            layers,
+            device,
+            src,
+            &staged.dir,
+            out,
+            metric,
+            per_camera,
+            adapt_first,
+            photometric,
+            rectify,
+            yaw_views,
+            options,
+            gate,
+        )?;
+        staged.finish(out)?;
+        Ok(reports)
+    });
     before.clean_up_after(out, result, &[])
+}
+
+/// A run's outputs are written into a hidden folder inside --out (`.evaluate.partial-PID`)
+/// and moved into --out together when every one is written (one step for Ctrl-C's handler):
+/// a run stopped or failing before then leaves what --out held as it was, and Ctrl-C
+/// removes the hidden folder (a killed run's is removed by the next run into --out).
+struct Staged {
+    dir: std::path::PathBuf,
+    _listed: crate::atomic::Unfinished,
+}
+
+impl Staged {
+    fn new(out: &Path) -> Result<Self, PipelineError> {
+        let dir = out.join(format!(".evaluate.partial-{}", std::process::id()));
+        let listed = crate::atomic::Unfinished::new(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir)
+            .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", &dir, e))?;
+        Ok(Self {
+            dir,
+            _listed: listed,
+        })
+    }
+
+    /// Moves every output into `out` (replacing an earlier run's of the same name).
+    fn finish(&self, out: &Path) -> Result<(), PipelineError> {
+        let moves: Vec<(std::path::PathBuf, std::path::PathBuf)> = std::fs::read_dir(&self.dir)
+            .map_err(|e| crate::atomic::PathIoError::new("cannot list", &self.dir, e))?
+            .flatten()
+            .map(|e| (e.path(), out.join(e.file_name())))
+            .collect();
+        crate::atomic::rename_all_into_place(&moves)?;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Empty after `finish`; what a failed run wrote otherwise.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What --out held before a run: a failed run removes what it added (the maps it built, a
@@ -216,6 +262,9 @@ fn run_in(
     device: tch::Device,
     src: &SourceImages,
     out: &Path,
+    // Where the outputs go when the run is done (`out` is its staging folder): the maps are
+    // named by it.
+    final_out: &Path,
     metric: Option<Metric>,
     per_camera: bool,
     adapt_first: bool,
@@ -240,17 +289,6 @@ fn run_in(
     let mut submission = None;
     let mut warnings: Vec<String> = Vec::new();
     warnings.extend(centring_note);
-    // The maps are written under hidden names and renamed beside the reports when every way
-    // has been scored: a run interrupted or failing before then (the encoding and the
-    // scoring, nearly all of its time) leaves an earlier run's files as they were (Ctrl-C
-    // removes the hidden maps: atomic::Unfinished; a killed run's are removed by the next run
-    // into the folder); one stopped while the reports are written (a second or two) can leave
-    // this run's maps beside an earlier run's plots.
-    let mut staged_maps: Vec<(
-        std::path::PathBuf,
-        std::path::PathBuf,
-        crate::atomic::Unfinished,
-    )> = Vec::new();
     for adapt in ways {
         // The progress bars that follow (the map, then the queries) are this adaptation's.
         tracing::info!(
@@ -276,7 +314,7 @@ fn run_in(
         if options.centring == crate::localize::centring::Centring::Running {
             if metric != Metric::Cosine {
                 return Err(PipelineError::Centring {
-                    path: out.join("map-*.safetensors"),
+                    path: final_out.join("map-*.safetensors"),
                     why: format!(
                         "it would be searched with the {} metric, and centred descriptors are \
                          compared by their directions: give --metric cosine",
@@ -303,16 +341,7 @@ fn run_in(
             yaw_views: yaw_views.map_or_else(crate::map::views::default_yaw_views, <[f64]>::to_vec),
             yaw_views_by_default: yaw_views.is_none(),
         };
-        let staged = out.join(format!(
-            ".{}.partial-{}",
-            map_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let listed = crate::atomic::Unfinished::new(&staged);
-        let built = crate::map::build_map(&mut enc, src, &staged, &opts)?;
+        let built = crate::map::build_map(&mut enc, src, &map_path, &opts)?;
         if let Some(note) = built.note {
             if !warnings.contains(&note) {
                 tracing::warn!("{note}");
@@ -321,9 +350,10 @@ fn run_in(
         }
         // Queries go through the same Localizer as localize and the node: the map, as
         // opened, with the node's defaults (named by the path it will have).
-        let mut opened = MapFile::open(&staged)?;
-        opened.path = map_path.clone();
-        staged_maps.push((staged, map_path, listed));
+        let mut opened = MapFile::open(&map_path)?;
+        if let Some(name) = map_path.file_name() {
+            opened.path = final_out.join(name);
+        }
         let map = std::sync::Arc::new(opened);
         let loc = Localizer::new(
             enc,
@@ -352,11 +382,6 @@ fn run_in(
         if scored == 0 {
             break; // no ground truth: one submission, nothing to compare
         }
-    }
-    for (staged, map_path, _listed) in &staged_maps {
-        crate::atomic::rename_into_place(staged, map_path).map_err(|e| {
-            crate::atomic::PathIoError::new("cannot rename into place", map_path, e)
-        })?;
     }
     write_outputs(out, src, &warnings, reports, submission)
 }
@@ -398,7 +423,10 @@ pub fn run_on_map(
     let result = offline::evaluate(&loc, src, &labels, per_camera, &name, gate).and_then(
         |(report, sub, said)| {
             warnings.extend(said);
-            write_outputs(out, src, &warnings, vec![report], Some(sub))
+            let staged = Staged::new(out)?;
+            let reports = write_outputs(&staged.dir, src, &warnings, vec![report], Some(sub))?;
+            staged.finish(out)?;
+            Ok(reports)
         },
     );
     before.clean_up_after(out, result, &[map])
@@ -446,15 +474,14 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// The hidden maps (`.map-none.safetensors.partial-PID`) of runs into `out` that were killed
-/// (no Ctrl-C handler ran: SIGKILL, out of memory): removed, and said.
+/// The staging folders (`.evaluate.partial-PID`, [`Staged`]) of runs into `out` that were
+/// killed (no Ctrl-C handler ran: SIGKILL, out of memory): removed, and said.
 fn remove_abandoned_maps(out: &Path) {
     for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
-            .strip_prefix(".map-")
-            .and_then(|n| n.rsplit_once(".safetensors.partial-"))
-            .and_then(|(_, pid)| pid.parse::<libc::pid_t>().ok())
+            .strip_prefix(".evaluate.partial-")
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
             .filter(|&p| p > 0)
         else {
             continue;
@@ -462,9 +489,10 @@ fn remove_abandoned_maps(out: &Path) {
         // SAFETY: kill with signal 0 only asks whether the process exists.
         let gone = unsafe { libc::kill(pid, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone && e.path().is_file() && std::fs::remove_file(e.path()).is_ok() {
+        let folder = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir());
+        if gone && folder && std::fs::remove_dir_all(e.path()).is_ok() {
             tracing::info!(
-                "removed {}: the unfinished map of a run that was killed (process {pid})",
+                "removed {}: what a run that was killed (process {pid}) had written",
                 e.path().display()
             );
         }

@@ -128,6 +128,10 @@ pub struct ReplaySummary {
     /// The cameras of the map given (`--map`; empty without one).
     #[serde(default)]
     pub map_cameras: Vec<String>,
+    /// The node's cameras whose frames look like another map camera's images, in words (its
+    /// /diagnostics `map_camera_nearest`; `frame_player::node_crossed`).
+    #[serde(default)]
+    pub node_crossed: Vec<String>,
 }
 
 /// The value of `key` among one diagnostic status's key-value pairs.
@@ -412,6 +416,7 @@ pub fn score(
                 set.into_iter().cloned().collect()
             })
             .unwrap_or_default(),
+        node_crossed: Vec::new(),
     }
 }
 
@@ -499,7 +504,13 @@ pub fn crossed_cameras(s: &ReplaySummary) -> Vec<String> {
 /// The summary a user reads.
 pub fn summary_text(s: &ReplaySummary) -> String {
     let mut t = String::new();
-    let crossed = crossed_cameras(s);
+    // The node's own check first (it holds with no prior back: every frame withheld); the
+    // priors' map images when it has none.
+    let crossed = if s.node_crossed.is_empty() {
+        crossed_cameras(s)
+    } else {
+        s.node_crossed.clone()
+    };
     for note in &crossed {
         let _ = writeln!(t, "warning: {note}");
     }
@@ -1085,6 +1096,7 @@ mod tests {
             }),
             interrupted: false,
             map_cameras: vec![],
+            node_crossed: vec![],
         };
         let text = summary_text(&summary(Some(9), 0));
         assert!(
@@ -1184,7 +1196,22 @@ mod tests {
                 })
                 .collect()
         };
-        let summary = |frames: Vec<FrameResult>| ReplaySummary {
+        let summary = |frames: Vec<FrameResult>| summary_of(frames, &[]);
+        let text = summary_text(&summary(frames(true)));
+        assert!(
+            text.starts_with("warning: the priors' orientations lie a median 120 degrees")
+                && text.contains("base_from_camera"),
+            "{text}"
+        );
+        assert!(orientation_mismatch(&summary(frames(false))).is_none());
+        // Too few frames to tell: nothing said.
+        let few: Vec<FrameResult> = frames(true).into_iter().take(2).collect();
+        assert!(orientation_mismatch(&summary(few)).is_none());
+    }
+
+    /// A replay's summary of `frames`, every one sent and answered, on a map of `map_cameras`.
+    fn summary_of(frames: Vec<FrameResult>, map_cameras: &[&str]) -> ReplaySummary {
+        ReplaySummary {
             frames_sent: frames.len(),
             priors_received: frames.len(),
             frames_without_prior: 0,
@@ -1200,18 +1227,9 @@ mod tests {
             stamps: None,
             node_outcomes: None,
             interrupted: false,
-            map_cameras: vec![],
-        };
-        let text = summary_text(&summary(frames(true)));
-        assert!(
-            text.starts_with("warning: the priors' orientations lie a median 120 degrees")
-                && text.contains("base_from_camera"),
-            "{text}"
-        );
-        assert!(orientation_mismatch(&summary(frames(false))).is_none());
-        // Too few frames to tell: nothing said.
-        let few: Vec<FrameResult> = frames(true).into_iter().take(2).collect();
-        assert!(orientation_mismatch(&summary(few)).is_none());
+            map_cameras: map_cameras.iter().map(|c| c.to_string()).collect(),
+            node_crossed: vec![],
+        }
     }
 
     #[test]
@@ -1235,24 +1253,7 @@ mod tests {
                     matched_camera: matched.map(str::to_string),
                 })
                 .collect();
-            ReplaySummary {
-                frames_sent: frames.len(),
-                priors_received: frames.len(),
-                frames_without_prior: 0,
-                unknown_stamps: 0,
-                wrong_frame_id: 0,
-                latency_p50_ms: 1.0,
-                latency_p99_ms: 1.0,
-                all: tally(&frames.iter().collect::<Vec<_>>()),
-                by_condition: Default::default(),
-                by_camera: Default::default(),
-                frames,
-                node_filter: None,
-                stamps: None,
-                node_outcomes: None,
-                interrupted: false,
-                map_cameras: vec!["c0".into(), "c1".into()],
-            }
+            summary_of(frames, &["c0", "c1"])
         };
         // Swapped: c0's frames answered by c1's images and the other way round.
         let swapped = summary(&[

@@ -190,6 +190,40 @@ pub struct Played {
     pub node_outcomes: Option<NodeOutcomes>,
     /// What the frames' stamps said.
     pub stamps: Stamps,
+    /// The node's cameras whose frames look like another map camera's images
+    /// (`map_camera_nearest` against `camera_id`), in words.
+    pub node_crossed: Vec<String>,
+}
+
+/// From a node's statuses: each camera whose checked frames are mostly nearest another map
+/// camera's images (`map_camera_nearest` `c0 n/m` with n > m/2 and m >= 4, and not its
+/// `camera_id`), said with its topic.
+pub fn node_crossed(statuses: &[&[(String, String)]]) -> Vec<String> {
+    let mut out = Vec::new();
+    for kv in statuses {
+        let (Some(id), Some(near)) = (
+            status_value(kv, "camera_id"),
+            status_value(kv, "map_camera_nearest"),
+        ) else {
+            continue;
+        };
+        let Some((cam, n, m)) = near.split_once(' ').and_then(|(c, f)| {
+            let (n, m) = f.split_once('/')?;
+            Some((c, n.parse::<usize>().ok()?, m.parse::<usize>().ok()?))
+        }) else {
+            continue;
+        };
+        if id != "-" && cam != id && m >= 4 && 2 * n > m {
+            out.push(format!(
+                "the node searches {} as map camera {id}, but its frames look like map camera \
+                 {cam}'s images ({n} of its last {m} checked frames; /diagnostics \
+                 map_camera_nearest): the node's `camera_ids` may name its topics in another \
+                 order than the map's cameras",
+                status_value(kv, "image_topic").unwrap_or("a topic")
+            ));
+        }
+    }
+    out
 }
 
 /// What /diagnostics said last: messages with a dasgil node's status, its `filter`, and the
@@ -206,6 +240,8 @@ struct DiagSeen {
     elsewhere: std::collections::BTreeSet<String>,
     /// The nodes publishing the replay's `--pose-prior-topic` (empty until known).
     nodes: Vec<String>,
+    /// [`node_crossed`] of the last message.
+    crossed: Vec<String>,
     /// Whether a dasgil node among `nodes` has been heard (its statuses name it).
     named: bool,
 }
@@ -553,6 +589,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
                     d.messages += 1;
                     d.filter = filter;
                     d.counts = counts;
+                    d.crossed = node_crossed(&ours);
                     d.outcomes = NodeOutcomes::from_diagnostics(ours.into_iter());
                 } else {
                     for (name, kv) in &all {
@@ -774,11 +811,11 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         let node_outcomes = d
             .outcomes
             .map(|after| NodeOutcomes::during(outcomes_before, after));
-        Ok((sent, node_filter, node_outcomes))
+        Ok((sent, node_filter, node_outcomes, d.crossed.clone()))
     })();
     stop.store(true, Ordering::Relaxed);
     let _ = spinner.join();
-    let (sent, node_filter, node_outcomes) = result?;
+    let (sent, node_filter, node_outcomes, node_crossed) = result?;
     let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(Played {
         sent,
@@ -787,6 +824,7 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
         node_filter,
         node_outcomes,
         stamps,
+        node_crossed,
     })
 }
 
@@ -794,6 +832,40 @@ pub fn replay(src: &SourceImages, opts: &ReplayOptions) -> Result<Played> {
 mod tests {
     use super::{statuses_for, DataClock};
     use crate::eval::online::NodeOutcomes;
+
+    #[test]
+    fn a_node_camera_whose_frames_look_like_another_map_cameras_is_named() {
+        let status = |id: &str, near: &str| -> Vec<(String, String)> {
+            [
+                ("image_topic", "/cam0/image_raw"),
+                ("camera_id", id),
+                ("map_camera_nearest", near),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec()
+        };
+        let crossed = status("c1", "c0 4/4");
+        let said = super::node_crossed(&[crossed.as_slice()]);
+        assert_eq!(said.len(), 1);
+        assert!(
+            said[0].starts_with("the node searches /cam0/image_raw as map camera c1, but its frames look like map camera c0's images (4 of its last 4"),
+            "{said:?}"
+        );
+        // Its own camera, too few checks, a split, no camera id, no checks yet: nothing.
+        for (id, near) in [
+            ("c1", "c1 24/24"),
+            ("c1", "c0 3/3"),
+            ("c1", "c0 12/24"),
+            ("-", "c0 24/24"),
+            ("c1", "-"),
+        ] {
+            let s = status(id, near);
+            assert!(
+                super::node_crossed(&[s.as_slice()]).is_empty(),
+                "{id} {near}"
+            );
+        }
+    }
 
     #[test]
     fn only_the_replays_cameras_count_among_the_diagnostics() {

@@ -38,9 +38,9 @@ const LATENCY_WINDOW: usize = 1000;
 /// Matched frames (published or withheld) per camera that /diagnostics' match-quality figures
 /// cover.
 const QUALITY_WINDOW: usize = 30;
-/// Every this many frames of a camera, the node also finds which map camera's image is
-/// nearest the frame among all cameras' ([`Localizer::nearest_camera`]): a check that
-/// `camera_ids` name each topic's camera in the map.
+/// Every this many frames of a camera (every frame of its first [`CAMERA_CHECK_WINDOW`]), the
+/// node also finds which map camera's image is nearest the frame among all cameras'
+/// ([`Localizer::nearest_camera`]): a check that `camera_ids` name each topic's camera.
 const CAMERA_CHECK_EVERY: u64 = 5;
 /// The checks a camera's verdict is made from (the last ones, after a map is loaded).
 const CAMERA_CHECK_WINDOW: usize = 24;
@@ -511,6 +511,7 @@ fn diagnostics(
                 // Which node and camera the counts are of (replay keeps its own node's).
                 kv("node", node_fqn.to_string()),
                 kv("image_topic", cam.resolved_topic.clone()),
+                kv("camera_id", cam.id.clone().unwrap_or_else(|| "-".into())),
                 kv("frames_received", s.received.to_string()),
                 kv("frames_localized", s.localized.to_string()),
                 kv("frames_rejected", s.rejected.to_string()),
@@ -958,7 +959,10 @@ fn spawn_worker(
                     (i, p, gate)
                 };
                 let Some(pending) = pending else { break };
-                let check_camera = taken[i] % CAMERA_CHECK_EVERY == 0;
+                // Every frame until the window is full (a crossing is said within seconds),
+                // then every CAMERA_CHECK_EVERY-th.
+                let check_camera =
+                    taken[i] < CAMERA_CHECK_WINDOW as u64 || taken[i] % CAMERA_CHECK_EVERY == 0;
                 taken[i] += 1;
                 let (loc, cams, seq) = (localizer.clone(), cameras.clone(), sequence.clone());
                 let seen = frames_seen.clone();
@@ -1436,7 +1440,7 @@ pub async fn run() -> Result<()> {
         }
     }
     tracing::info!(
-        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), metric {}, centring {}, checkpoint {}, topics {:?} ({}), device {device:?}, filter {}{}",
+        "dasgil node ready: map {} ({} entries; adaptation {}, photometric {}{}, yaw views {}), metric {}, centring {}, checkpoint {}, topics [{}] ({}), device {device:?}, filter {}{}",
         params.map,
         loc.map.len(),
         loc.map.meta.encoder.adaptation,
@@ -1450,7 +1454,18 @@ pub async fn run() -> Result<()> {
         loc.metric.name(),
         loc.centring_used().name(),
         checkpoint.display(),
-        params.image_topics.0,
+        // Each topic with the map camera it is searched as (`camera_ids`).
+        params
+            .image_topics
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match params.camera_ids.0.get(i) {
+                Some(id) => format!("{t} as map camera {id}"),
+                None => t.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         params.transport,
         params.filter,
         if odometry_topic.is_empty() {

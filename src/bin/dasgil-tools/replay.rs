@@ -232,6 +232,7 @@ pub(crate) fn run_replay(a: ReplayArgs) -> Result<()> {
     summary.node_filter = played.node_filter.clone();
     summary.node_outcomes = played.node_outcomes;
     summary.interrupted = played.interrupted;
+    summary.node_crossed = played.node_crossed.clone();
     summary.stamps = Some(
         match played.stamps {
             Stamps::Data => "data",

@@ -98,7 +98,7 @@ pub enum PipelineError {
     OutInsideImages { out: PathBuf, images: PathBuf },
     #[error("--out {}: is inside the recording {} (--bag); expected a folder outside it, so reports never mix with the recording's files", out.display(), bag.display())]
     OutInsideRecording { out: PathBuf, bag: PathBuf },
-    #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder outside the data set (e.g. {}), so reports never mix with its files", out.display(), folder.display(), images.display(), beside.display())]
+    #[error("--out {}: is the data set's folder {}, which holds its image folder {}; expected a folder that holds none of the data set's image folders, best outside the data set (e.g. {}), so reports never mix with its files", out.display(), folder.display(), images.display(), beside.display())]
     OutInDataSet {
         out: PathBuf,
         folder: PathBuf,

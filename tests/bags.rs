@@ -1019,25 +1019,11 @@ fn an_interrupted_build_map_leaves_no_half_written_frames_or_map() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let extracting = staging();
-    // SAFETY: a signal to the child this test spawned.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let done = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&done.stderr);
-    if done.status.success() {
+    let Some(said) = common::interrupt(child, "build-map") else {
         // It finished before the signal arrived (a fast machine): nothing to check.
-        assert!(out.is_file(), "{said}");
+        assert!(out.is_file());
         return;
-    }
-    // Ended by the signal, as a program without a handler is (a shell's `$?`: 130).
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&done.status),
-        Some(libc::SIGINT),
-        "{said}"
-    );
-    assert!(said.contains("build-map: interrupted (Ctrl-C)"), "{said}");
+    };
     assert!(
         said.contains("removed what was being written: ")
             && said.contains("outputs already in place stay")

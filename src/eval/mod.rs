@@ -470,13 +470,13 @@ fn prepare_out(src: &SourceImages, out: &Path) -> Result<(), PipelineError> {
     refuse_out_in_source(src, out)?;
     std::fs::create_dir_all(out)
         .map_err(|e| crate::atomic::PathIoError::new("cannot create folder", out, e))?;
-    remove_abandoned_maps(out);
+    remove_abandoned_staging(out);
     Ok(())
 }
 
 /// The staging folders (`.evaluate.partial-PID`, [`Staged`]) of runs into `out` that were
 /// killed (no Ctrl-C handler ran: SIGKILL, out of memory): removed, and said.
-fn remove_abandoned_maps(out: &Path) {
+fn remove_abandoned_staging(out: &Path) {
     for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
@@ -486,11 +486,13 @@ fn remove_abandoned_maps(out: &Path) {
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        // Folders only (a link of that name is not ours); gone as synth's staging folders are
+        // (no lock file here: its process no longer runs).
         let folder = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir());
-        if gone && folder && std::fs::remove_dir_all(e.path()).is_ok() {
+        if folder
+            && crate::synth::output::abandoned(&e.path(), pid)
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
             tracing::info!(
                 "removed {}: what a run that was killed (process {pid}) had written",
                 e.path().display()

@@ -102,7 +102,8 @@ struct CameraStats {
     /// The last QUALITY_WINDOW matched frames: (the frame's own single-frame confidence,
     /// withheld).
     recent: VecDeque<(f64, bool)>,
-    /// The map (its address) those frames were matched against.
+    /// The map (its Localizer's generation) those frames and `camera_checks` were matched
+    /// against.
     quality_map: Option<usize>,
     /// The camera's intrinsics and lens as its latest camera_info gives them (and whether its
     /// frames are rectified), or why they cannot be read; None: no camera_info yet. Compared
@@ -117,9 +118,8 @@ struct CameraStats {
     /// (`localize::Answer::camera_weight`: 1 for the most trusted camera).
     filter_weight: Option<f64>,
     /// The map camera nearest each of the last [`CAMERA_CHECK_WINDOW`] checked frames (on a map
-    /// of several cameras), and the map they were checked against.
+    /// of several cameras; against `quality_map`, like `recent`).
     camera_checks: VecDeque<String>,
-    camera_checks_map: Option<usize>,
     /// Whether crossed camera ids were logged for this map.
     crossed_logged: bool,
 }
@@ -1065,17 +1065,15 @@ fn spawn_worker(
                     sh.odometry_frames += 1;
                 }
                 let s = &mut sh.stats[i];
+                // A reload starts the camera's windows anew.
                 if map_id.is_some() && map_id != s.quality_map {
                     s.recent.clear();
+                    s.camera_checks.clear();
+                    s.crossed_logged = false;
                     s.quality_map = map_id;
                 }
                 if let Some(w) = answer.and_then(|a| a.camera_weight) {
                     s.filter_weight = Some(w);
-                }
-                if map_id.is_some() && map_id != s.camera_checks_map {
-                    s.camera_checks.clear();
-                    s.camera_checks_map = map_id;
-                    s.crossed_logged = false;
                 }
                 if let Some(near) = nearest {
                     s.camera_checks.push_back(near);

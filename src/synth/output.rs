@@ -145,7 +145,7 @@ fn hold_staging_lock(staging: &Path) -> Result<(), PathIoError> {
 /// locked (no process holds it, on any host that shares the folder); without a lock file (a
 /// run stopped before making it, an interrupted run's last write, or the `-old` folder of an
 /// interrupted replace) when the process of the name's PID is gone on this host.
-fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
+pub(crate) fn abandoned(dir: &Path, pid: libc::pid_t) -> bool {
     match std::fs::File::open(dir.join(LOCK)) {
         Ok(f) => try_lock(&f),
         Err(_) => {

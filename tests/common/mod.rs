@@ -289,3 +289,30 @@ pub fn checkpoint(path: &Path, seed: i64) {
     )
     .unwrap();
 }
+
+/// Sends SIGINT (Ctrl-C) to `child`, a dasgil-tools run with stderr piped, and waits for it.
+/// None when it had finished, successfully, before the signal arrived (a fast machine);
+/// otherwise checks that it ended by the signal, as a program without a handler does (a
+/// shell's `$?`: 130), saying `COMMAND: interrupted (Ctrl-C)`, and returns what it said.
+pub fn interrupt(child: std::process::Child, command: &str) -> Option<String> {
+    // SAFETY: a signal to the child the caller spawned.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr).into_owned();
+    if done.status.success() {
+        return None;
+    }
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done.status),
+        Some(libc::SIGINT),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{command}: interrupted (Ctrl-C)")),
+        "{said}"
+    );
+    Some(said)
+}

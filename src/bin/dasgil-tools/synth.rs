@@ -448,15 +448,14 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
             }
         });
     }
-    let staging = {
+    // (Also listed for atomic's interrupt handler, which synth does not install: its own
+    // handler above removes it.)
+    let (staging, _listed) = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        // (Also listed for atomic's interrupt handler, which synth does not install: its own
-        // handler above removes it.)
         let (staging, listed) = output::staging(&out, job.common.force)?;
         *st = Render::Into(staging.clone());
         (staging, listed)
     };
-    let (staging, _listed) = staging;
     // What --force replaces: another kind of data set is warned about before any work (an
     // interrupt then still keeps it); the summary line names it.
     let replaced = output::earlier(&out).map(|(words, kind)| {

@@ -7,7 +7,8 @@
 //! ours for the top 200 (what the Localizer retrieves for the pose prior's confidence); and the
 //! float16 map again with build-map's default yaw views (±3,±6 deg: four more rows per entry,
 //! which every query also scans; maps of up to 10k entries) against the same map without them,
-//! cosine top 200.
+//! cosine top 200; on that map, the node's per-frame search on a map of two cameras (one
+//! camera's entries, top 200) against its camera check (every camera's entries, top 1).
 //!
 //!     tools/setup.sh --bench    # once: faiss-cpu for the second peer
 //!     source tools/env.sh && cargo bench --bench retrieval
@@ -233,6 +234,11 @@ fn main() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The shipped model's metric (cosine, 2026-12-04), as the node searches: top 200.
         let (mut cos200, mut cos16, mut cosv) = (Vec::new(), Vec::new(), Vec::new());
+        // The node on a map of two cameras (entries alternating): each frame searched among
+        // its camera's entries (top 200), and the camera check (`Localizer::nearest_camera`:
+        // every camera's entries, top 1) on each of a camera's first 24 frames, then every 5th.
+        let one_camera: Vec<usize> = (0..n).step_by(2).collect();
+        let (mut own, mut check) = (Vec::new(), Vec::new());
         let mut ask = |kind: &str, into: &mut Vec<f64>| {
             writeln!(stdin, "{kind} {reps}").unwrap();
             line.clear();
@@ -261,6 +267,15 @@ fn main() {
                     let t = Instant::now();
                     std::hint::black_box(top_k(mapv, &queries[i % 64], 200, Metric::Cosine, None));
                     cosv.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                for i in 0..reps {
+                    let q = &queries[i % 64];
+                    let t = Instant::now();
+                    std::hint::black_box(top_k(mapv, q, 200, Metric::Cosine, Some(&one_camera)));
+                    own.push(t.elapsed().as_secs_f64() * 1e3);
+                    let t = Instant::now();
+                    std::hint::black_box(top_k(mapv, q, 1, Metric::Cosine, None));
+                    check.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
             ask("cdist", &mut cdist);
@@ -312,6 +327,15 @@ fn main() {
                 floor_ms * 2.5,
                 cv / (floor_ms * 2.5),
                 cv / c16
+            );
+            let (o, c) = (median(own), median(check));
+            println!(
+                "| {n} (the node's search, f16 views: one camera of two, top 200, cosine) | {o:.2} | - | - | - | - | - | - |"
+            );
+            println!(
+                "| {n} (its camera check: every camera, top 1) | {c:.2} | - | - | - | - | - | check / search {:.2}x; per frame after a camera's first 24 (every 5th checked) +{:.0}% |",
+                c / o,
+                100.0 * c / 5.0 / o
             );
         }
         eprintln!(

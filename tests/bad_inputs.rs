@@ -403,6 +403,17 @@ fn make_fixtures(d: &Path) {
     std::fs::write(d.join("bag-junk.mcap"), junk).unwrap();
     cut(&d.join("bag/bag.mcap"), &d.join("bag-trunc.mcap"));
     cut(&d.join("bag-odom/bag-odom.db3"), &d.join("bag-trunc.db3"));
+    // A recording killed between two records: every record whole up to the Data End record
+    // (opcode 0x0f; each record is an opcode, a u64 LE length and that many bytes), no
+    // summary, no footer.
+    let bytes = std::fs::read(d.join("bag/bag.mcap")).unwrap();
+    let mut at = 8;
+    while bytes[at] != 0x0f {
+        at += 9 + u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+    }
+    std::fs::write(d.join("bag-nofooter.mcap"), &bytes[..at]).unwrap();
+    std::fs::write(d.join("bag-empty.db3"), b"").unwrap();
+    std::fs::write(d.join("bag-five.mcap"), b"abcde").unwrap();
     copy("bag", "bag-badmeta");
     let meta = d.join("bag-badmeta/metadata.yaml");
     let text = std::fs::read_to_string(&meta).unwrap();

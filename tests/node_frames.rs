@@ -1434,9 +1434,20 @@ async fn a_camera_whose_frames_are_another_cameras_in_the_map_is_said_to_be_cros
     // them the frames above), then every 5th.
     assert!(k >= 24 - 10, "warned after {k} frames");
     // (The stream keeps older messages, of fewer checks: the full window's is waited for.)
-    wait_diag(&mut diags, 0, "map_camera_nearest c0 24/24 for cam0", |s| {
-        text_value(s, "map_camera_nearest") == "c0 24/24"
-    })
+    // /diagnostics says it as the camera's message (not "stopped matching the map", which its
+    // withheld frames would otherwise bring).
+    wait_diag(
+        &mut diags,
+        0,
+        "map_camera_nearest c0 24/24 for cam0, WARN naming the crossing",
+        |s| {
+            text_value(s, "map_camera_nearest") == "c0 24/24"
+                && s.level == 1
+                && s.message.starts_with(
+                    "its frames look like map camera c0's images, not c1's (24 of the last 24",
+                )
+        },
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();

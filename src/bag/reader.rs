@@ -678,7 +678,9 @@ impl Bag {
                         mcap::read::Options::IgnoreEndMagic.into(),
                     )
                     .map_err(|e| mcap_error(said, e))?;
-                    for (read, m) in stream.enumerate() {
+                    let mut read = 0usize;
+                    let mut ended_inside = false;
+                    for m in stream {
                         let m = match m {
                             Ok(m) => m,
                             Err(e) => {
@@ -690,9 +692,11 @@ impl Bag {
                                      (a recording cut short?): {e}; the messages before it are used",
                                     said.display()
                                 ));
+                                ended_inside = true;
                                 break;
                             }
                         };
+                        read += 1;
                         if m.channel.message_encoding != "cdr" {
                             if topics.contains(&m.channel.topic.as_str()) {
                                 return Err(BagError::Serialization {
@@ -708,6 +712,16 @@ impl Bag {
                         }
                         let t = i64::try_from(m.log_time).unwrap_or(i64::MAX);
                         deliver(&m.channel.topic, t, &m.data, said)?;
+                    }
+                    // Cut between records: every record read whole, but no footer (MCAP ends
+                    // with the magic after its footer).
+                    if !ended_inside && !map.ends_with(MCAP_MAGIC) {
+                        notes.push(format!(
+                            "{}: the file has no MCAP footer at its end (a recording cut short: \
+                             `ros2 bag record` killed, or the file copied while it recorded); its \
+                             {read} messages up to the end are used",
+                            said.display()
+                        ));
                     }
                 }
             }
@@ -727,6 +741,9 @@ fn channel_topic(c: &mcap::Channel<'_>) -> (String, String, String) {
     )
 }
 
+/// The bytes an MCAP file starts and ends with.
+const MCAP_MAGIC: &[u8] = b"\x89MCAP0\r\n";
+
 /// An MCAP file mapped into memory; one that does not start with the MCAP magic (an empty
 /// file, another format named .mcap, a zstd-compressed one) is refused, naming what it found.
 fn map_file(f: &Path) -> Result<memmap2::Mmap, BagError> {
@@ -734,8 +751,7 @@ fn map_file(f: &Path) -> Result<memmap2::Mmap, BagError> {
     // SAFETY: the recording is only read; a writer truncating it meanwhile is the one case a
     // map can fault on, as with any reader of a file being rewritten.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(f, e))?;
-    const MAGIC: &[u8] = b"\x89MCAP0\r\n";
-    if !map.starts_with(MAGIC) {
+    if !map.starts_with(MCAP_MAGIC) {
         let found = if map.is_empty() {
             "an empty file".to_string()
         } else if map.starts_with(&ZSTD_MAGIC) {
@@ -744,7 +760,11 @@ fn map_file(f: &Path) -> Result<memmap2::Mmap, BagError> {
                 .to_string()
         } else {
             let head: Vec<String> = map.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            format!("bytes {}", head.join(" "))
+            if map.len() < MCAP_MAGIC.len() {
+                format!("a file of only {} bytes, {}", map.len(), head.join(" "))
+            } else {
+                format!("bytes {}", head.join(" "))
+            }
         };
         return Err(BagError::Mcap {
             path: f.to_path_buf(),
@@ -763,8 +783,41 @@ fn open_sqlite(f: &Path) -> Result<rusqlite::Connection, BagError> {
     )
     .map_err(|e| sqlite(f, e))?;
     // A file that is not a database is only found out at the first query.
-    db.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()
+        })
         .map_err(|e| sqlite(f, e))?;
+    // rosbag2's sqlite3 storage keeps its topics and messages in these two tables.
+    let missing: Vec<&str> = ["topics", "messages"]
+        .into_iter()
+        .filter(|t| !tables.iter().any(|n| n == t))
+        .collect();
+    if !missing.is_empty() {
+        let found = if tables.is_empty() {
+            match std::fs::metadata(f).map(|m| m.len()) {
+                Ok(0) => "an empty file (0 bytes: a recording that was never written to, or a \
+                          copy that failed)"
+                    .to_string(),
+                _ => "a database without tables".to_string(),
+            }
+        } else {
+            format!("a database of tables {}", tables.join(", "))
+        };
+        return Err(BagError::Sqlite {
+            path: f.to_path_buf(),
+            message: format!(
+                "expected rosbag2's tables `topics` and `messages`, found {found} (no table {})",
+                missing
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        });
+    }
     Ok(db)
 }
 

@@ -124,6 +124,10 @@ struct CameraStats {
     crossed_logged: bool,
 }
 
+/// The match state of a camera whose frames look like another map camera's images
+/// ([`crossed_camera`]).
+const CROSSED: &str = "crossed camera ids";
+
 /// The map camera nearest most of a camera's checked frames, and how many of them, out of
 /// how many.
 fn camera_check_summary(checks: &VecDeque<String>) -> Option<(&str, usize, usize)> {
@@ -419,7 +423,24 @@ fn diagnostics(
         // The camera's match state (off the map, stopped matching, past the map's end), from
         // its own conditions: /diagnostics shows it unless a louder message (silence,
         // rejections, an empty gate) takes its place; the log says when it begins and ends.
-        let state: Option<(&'static str, String)> = if let Some(p) = filter_counts
+        // Crossed camera ids come first: they explain the others (the camera's frames are
+        // searched among another camera's images, so they match poorly and the filter may
+        // believe the vehicle off the map). The frame callback logs when they begin and end.
+        let own = cam.id.as_deref().unwrap_or_default();
+        let state: Option<(&'static str, String)> = if let Some((other, n)) =
+            crossed_camera(&s.camera_checks, own)
+        {
+            Some((
+                CROSSED,
+                format!(
+                    "its frames look like map camera {other}'s images, not {own}'s ({n} of the \
+                     last {} checked frames nearest camera {other}'s images among every \
+                     camera's): `camera_ids` may name the topics in another order than the \
+                     map's cameras; its priors are then {own}'s poses of another view",
+                    s.camera_checks.len()
+                ),
+            ))
+        } else if let Some(p) = filter_counts
             .map(|c| c.2)
             .filter(|&p| crate::localize::off_map_withheld(Some(p), off_map_threshold))
         {
@@ -464,6 +485,8 @@ fn diagnostics(
         let kind = state.as_ref().map(|(k, _)| *k);
         if kind != s.state_logged {
             match (&state, s.state_logged) {
+                // Crossed ids are logged by the frame callback, as they are found.
+                (Some((CROSSED, _)), _) | (None, Some(CROSSED)) => {}
                 (Some((_, m)), _) => tracing::warn!("{}: {m}", cam.topic),
                 (None, Some(was)) => tracing::info!("{}: no longer {was}", cam.topic),
                 (None, None) => {}

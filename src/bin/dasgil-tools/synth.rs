@@ -419,7 +419,27 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
         ])?;
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let said = match &*state.lock().unwrap_or_else(|e| e.into_inner()) {
+                // A second Ctrl-C ends the process at once, whatever this handler waits for.
+                // SAFETY: restores the default disposition of two signals.
+                unsafe {
+                    libc::signal(signal_hook::consts::SIGINT, libc::SIG_DFL);
+                    libc::signal(signal_hook::consts::SIGTERM, libc::SIG_DFL);
+                }
+                let guard = match state.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "synth: interrupted: waiting for the data set's move into {} to \
+                             finish (a second Ctrl-C ends at once and may leave --out half \
+                             replaced)",
+                            out.display()
+                        );
+                        state.lock().unwrap_or_else(|e| e.into_inner())
+                    }
+                };
+                let said = match &*guard {
                     Render::NotStarted => "before rendering: nothing was written".to_string(),
                     Render::Into(staging) => {
                         // The render goes on writing meanwhile: removed until it stays gone
@@ -443,8 +463,14 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
                 };
                 // Said without panicking when stderr is gone (a pipe closed by the same Ctrl-C).
                 let _ = writeln!(std::io::stderr(), "synth: interrupted: {said}");
-                // SAFETY: ends the process at once, so the render writes nothing more.
-                unsafe { libc::_exit(128 + sig) };
+                // Ended by the signal itself (its default action, restored above), at once, so
+                // the render writes nothing more and a shell running a loop of commands stops
+                // (`$?` 130 or 143), as atomic::remove_unfinished_on_interrupt does.
+                // SAFETY: the disposition is the default; raise only sends the signal.
+                unsafe {
+                    libc::raise(sig);
+                    libc::_exit(128 + sig)
+                };
             }
         });
     }

@@ -106,6 +106,13 @@ pub enum PipelineError {
         /// A suggestion: a folder beside the data set's root.
         beside: PathBuf,
     },
+    #[error("--out {}: is inside {}, the data set's folder, whose files its reader reads (gps/, vo/, camera-poses/, poses/ ...); expected a folder outside it (e.g. {}), so reports never mix with the data set's files", out.display(), root.display(), beside.display())]
+    OutInsideDataSetRoot {
+        out: PathBuf,
+        root: PathBuf,
+        /// A suggestion: a folder beside the data set's root.
+        beside: PathBuf,
+    },
     #[error("--out {}: is inside {}, the data set's folder of its image folder {}, whose files its reader reads (a report there, e.g. submission.txt under camera-poses/, would be read back as the data set's own); expected a folder outside it (e.g. {})", out.display(), folder.display(), images.display(), beside.display())]
     OutInsideDataSetFolder {
         out: PathBuf,

@@ -1475,6 +1475,151 @@ fn evaluate_scores_a_model_and_both_baselines() {
             }
         }
     }
+    // tools/python/paired_selection.py (the shipped model's selection rule) pairs the runs
+    // query by query: the model as the shipped one, the baselines as candidates, in one world
+    // named `w` (selection folders are WORLD-NAME).
+    let sel = dir.join("selection");
+    std::fs::create_dir(&sel).unwrap();
+    for name in ["model", "raw", "untrained"] {
+        std::os::unix::fs::symlink(
+            dir.join(format!("eval-{name}")),
+            sel.join(format!("w-{name}")),
+        )
+        .unwrap();
+    }
+    let right = |name: &str| -> std::collections::BTreeMap<String, bool> {
+        let r: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("eval-{name}/report.json"))).unwrap(),
+        )
+        .unwrap();
+        let none = r["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["adaptation"] == "none")
+            .unwrap();
+        none["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                (
+                    q["name"].as_str().unwrap().to_string(),
+                    q["position_error"].as_f64().unwrap() <= 5.0
+                        && q["rotation_error"].as_f64().unwrap() <= 10.0,
+                )
+            })
+            .collect()
+    };
+    let table = common::python_tool(
+        "paired_selection.py",
+        &[path_str(&sel), "model", "w", "--", "raw", "untrained"],
+    );
+    let model = right("model");
+    for name in ["raw", "untrained"] {
+        let other = right(name);
+        let wins = model.iter().filter(|(q, &m)| other[*q] && !m).count();
+        let losses = model.iter().filter(|(q, &m)| m && !other[*q]).count();
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row for {name}: {table}"));
+        assert!(
+            row.starts_with(&format!("| {name} | {wins} / {losses} |")),
+            "{row}"
+        );
+        // One world is not the rule's six: no verdict.
+        assert!(row.ends_with("| n/a |"), "{row}");
+    }
+    // A folder that is not an evaluate output is named.
+    std::fs::create_dir(sel.join("w-empty")).unwrap();
+    let refused = std::process::Command::new(common::python())
+        .arg(common::root().join("tools/python/paired_selection.py"))
+        .args([path_str(&sel), "model", "w", "--", "empty"])
+        .output_limited()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("w-empty: no report.json"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // The rule itself, on made-up reports of the six validation worlds (20 captures of two
+    // cameras each; the shipped model right on the first 10): a candidate right on the first
+    // 13 (3 captures won per world, 18 / 0, p = 2 * 2^-18 times 2 candidates) passes; one right
+    // on captures 1 to 11 (2 won and 1 lost per world: 12 / 6, p = 0.238 * 2) does not, nor
+    // does one right on the first 7 (18 lost: as far beyond chance, the other way).
+    let made = dir.join("made");
+    let worlds = [
+        "cmu_val_pastel",
+        "cmu_val_ink",
+        "cmu_val_pastel_drive",
+        "cmu_val_ink_drive",
+        "cmu_val_pastel_hard",
+        "cmu_val_ink_hard",
+    ];
+    let report = |right: &dyn Fn(usize) -> bool| -> String {
+        let queries: Vec<serde_json::Value> = (0..20)
+            .flat_map(|t| (0..2).map(move |c| (t, c)))
+            .map(|(t, c)| {
+                let e = if right(t) { 1.0 } else { 50.0 };
+                serde_json::json!({
+                    "name": format!("img_{t:05}_c{c}_{t}us.jpg"),
+                    "camera": format!("c{c}"),
+                    "position_error": e,
+                    "rotation_error": e,
+                })
+            })
+            .collect();
+        serde_json::json!({"reports": [{"adaptation": "none", "queries": queries}]}).to_string()
+    };
+    let runs: [(&str, &dyn Fn(usize) -> bool); 4] = [
+        ("ship", &|t| t < 10),
+        ("better", &|t| t < 13),
+        ("noise", &|t| t < 12 && t != 0),
+        ("worse", &|t| t < 7),
+    ];
+    for w in worlds {
+        for (name, right) in runs {
+            let f = made.join(format!("{w}-{name}"));
+            std::fs::create_dir_all(&f).unwrap();
+            std::fs::write(f.join("report.json"), report(right)).unwrap();
+        }
+    }
+    let table = |candidates: &[&str]| {
+        let mut args = vec![path_str(&made), "ship"];
+        args.extend(worlds);
+        args.push("--");
+        args.extend(candidates);
+        common::python_tool("paired_selection.py", &args)
+    };
+    let row = |t: &str, n: &str| {
+        t.lines()
+            .find(|l| l.starts_with(&format!("| {n} |")))
+            .unwrap_or_else(|| panic!("{t}"))
+            .to_string()
+    };
+    let t = table(&["better", "noise"]);
+    assert!(
+        row(&t, "better").ends_with("| 65.0% (50.0%) | 18 / 0 | 0.000 | passes |"),
+        "{t}"
+    );
+    assert!(
+        row(&t, "noise").ends_with("| 55.0% (50.0%) | 12 / 6 | 0.476 | does not pass |"),
+        "{t}"
+    );
+    let t = table(&["worse"]);
+    assert!(
+        row(&t, "worse").ends_with("| 35.0% (50.0%) | 0 / 18 | 0.000 | does not pass |"),
+        "{t}"
+    );
+    // No world given: the usage, exit 2.
+    let usage = std::process::Command::new(common::python())
+        .arg(common::root().join("tools/python/paired_selection.py"))
+        .args([path_str(&sel), "model", "--", "raw"])
+        .output_limited()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 /// `localize --json` with the map evaluate built gives, for every query of the slice, the pose

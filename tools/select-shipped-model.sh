@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Scores the candidates of a training run (tools/train-shipped-model.sh keeps one every 300
 # steps in RUN/candidates/), the model shipped now and both baselines on the validation worlds
-# in styles no training world uses (cmu_val_pastel, cmu_val_ink; config/sequences.yaml), with
-# and without map-time adaptation, and writes the table that chooses the shipped model, its
-# training length and the default adaptation (maps/models/MODEL_CARD.md, "How it was chosen").
+# in styles no training world uses (cmu_val_pastel, cmu_val_ink and their drive and hard-drive
+# worlds; config/sequences.yaml), with and without map-time adaptation, and writes the table
+# that chooses the shipped model, its training length and the default adaptation, with each
+# candidate paired with the shipped model query by query (maps/models/MODEL_CARD.md, "The rule:
+# the six validation worlds, paired").
 # The test worlds (cmu_slice, cmu_test_sepia, cmu_test_drive, cmu_test_sepia_drive,
 # cmu_test_drive_lens, cmu_test_sepia_hard) and the calibration world (cmu_calibration) are
 # not used here, and WORLDS refuses the test worlds: figures on them are reported, never chosen
@@ -12,9 +14,16 @@
 #   tools/select-shipped-model.sh [RUN]      # default: the newest run under build/shipped-model
 #   WORLDS="cmu_val_pastel" tools/select-shipped-model.sh RUN
 #   LAYERS=5 tools/select-shipped-model.sh RUN   # score the candidates with other descriptor layers
-#   WORLDS="cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive" \
-#     tools/select-shipped-model.sh RUN   # also the drive-protocol validation worlds (queries
-#                                         # 0.65-1 m to the left, turned; reported, not yet the rule)
+#   WORLDS="cmu_val_pastel cmu_val_ink" tools/select-shipped-model.sh RUN   # the rule pair of
+#                                         # sessions before 76 only
+#
+# The rule (since session 76; MODEL_CARD.md, "The rule: the six validation worlds, paired"): a
+# candidate replaces the shipped model when, with no adaptation, its mean (5 m, 10 deg) over the
+# six validation worlds (default WORLDS: the two single-frame worlds, their drive-protocol worlds
+# and their hard-drive worlds) is higher than the shipped model's, it wins more captures (the
+# cameras of one time) than it loses, and an exact sign test over the won and lost captures
+# (all six worlds together), times the number of candidates, gives p < 0.05
+# (tools/python/paired_selection.py; its table ends selection.md).
 #
 # LAYERS: the descriptor layers the candidates are scored with (default 6: the shipped model's,
 # chosen on these worlds on 2026-12-03 over the paper's 5 for a CD model; MODEL_CARD.md), which
@@ -51,7 +60,9 @@ fi
 if ! ls "$RUN"/candidates/step-*.safetensors >/dev/null 2>&1; then
   echo "note: $RUN has no candidates yet; scoring the shipped model and the baselines only" >&2
 fi
-WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink}"
+# The six validation worlds (the rule's, since session 76: MODEL_CARD.md, "The rule: the six
+# validation worlds, paired").
+WORLDS="${WORLDS:-cmu_val_pastel cmu_val_ink cmu_val_pastel_drive cmu_val_ink_drive cmu_val_pastel_hard cmu_val_ink_hard}"
 LAYERS="${LAYERS:-6}"
 LAYERS_ID="e${LAYERS//,/}"
 LAYERS_ID="${LAYERS_ID//\*/x}"
@@ -167,6 +178,27 @@ for (name, metric, centring, adapt), v in sorted(rows.items(), key=lambda kv: -s
     mean = sum(v.values()) / len(v) if v else 0
     lines.append(f"| {name} | {metric} | {centring} | {adapt} | " + " | ".join(cells) + f" | {100 * mean:.1f}% |")
 text = "# Selection on the validation worlds, (5 m, 10 deg)\n\n" + "\n".join(lines) + "\n"
-open(os.path.join(out, "selection.md"), "w").write(text)
+open(os.path.join(out, "selection.md.tmp"), "w").write(text)
 print(text)
 PY
+# The candidates scored on every world, paired with the shipped model query by query.
+paired=()
+for c in "$RUN"/candidates/step-*.safetensors; do
+  [ -e "$c" ] || continue
+  name="$(basename "$c" .safetensors)-$LAYERS_ID$VIEWS_ID"
+  all=1
+  for w in $WORLDS; do [ -f "$OUT/$w-$name/report.json" ] || all=0; done
+  if [ "$all" = 1 ]; then paired+=("$name"); fi
+done
+if [ "${#paired[@]}" -gt 0 ]; then
+  # shellcheck disable=SC2086
+  if python3 "$ROOT/tools/python/paired_selection.py" "$OUT" "$SHIPPED_ID" $WORLDS -- "${paired[@]}" \
+    > "$OUT/paired.md.tmp"; then
+    { echo; cat "$OUT/paired.md.tmp"; } | tee -a "$OUT/selection.md.tmp"
+  else
+    echo "select-shipped-model: the paired comparison failed (above); selection.md has the table without it" >&2
+    printf '\nThe paired comparison failed: run tools/python/paired_selection.py by hand.\n' >> "$OUT/selection.md.tmp"
+  fi
+  rm -f "$OUT/paired.md.tmp"
+fi
+mv "$OUT/selection.md.tmp" "$OUT/selection.md"

@@ -17,7 +17,7 @@
 # It stops cleanly on SIGTERM/Ctrl-C (a checkpoint is written) and resumes from the last
 # checkpoint (every 50 steps) when run again. Candidates for selection: the run's
 # candidates/step-N.safetensors (one per leg of EVERY steps), scored by
-# tools/select-shipped-model.sh on cmu_val_pastel and cmu_val_ink; SHIP=1 copies the one
+# tools/select-shipped-model.sh on the six validation worlds; SHIP=1 copies the one
 # CANDIDATE names (the choice is validation's, not the newest).
 # On a GPU, set SIZE=256x1024 BATCH=8 (the paper's) and STEPS as you like.
 #

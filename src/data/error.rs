@@ -19,12 +19,14 @@ pub enum DataError {
         expected: String,
         found: String,
     },
-    #[error("{path}:{line}: expected {expected} columns, found {found}")]
+    #[error("{path}:{line}: expected {expected} columns, found {found}{hint}")]
     Columns {
         path: PathBuf,
         line: usize,
         expected: String,
         found: usize,
+        /// What else the line says (a last line cut short), or empty.
+        hint: String,
     },
     #[error("{path}:{line}: field `{field}`: expected {expected}, found `{found}`")]
     Field {

@@ -85,9 +85,27 @@ impl OdometrySequence {
         let seq_dir = dataset.join("sequences").join(sequence);
         let img_dir = seq_dir.join(camera);
         if !img_dir.is_dir() {
+            // The cameras this sequence was downloaded with (the grey image_0/1 or the colour
+            // image_2/3 package).
+            let mut have: Vec<String> = std::fs::read_dir(&seq_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| ["image_0", "image_1", "image_2", "image_3"].contains(&n.as_str()))
+                .collect();
+            have.sort();
             return Err(DataError::missing(
                 &img_dir,
-                format!("the {camera} folder of odometry sequence {sequence}"),
+                format!(
+                    "the {camera} folder of odometry sequence {sequence}{}",
+                    if have.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it has {}: give --cameras {}", have.join(", "), have[0])
+                    }
+                ),
             ));
         }
         let files = images_in(&img_dir)?;

@@ -303,6 +303,8 @@ pub struct Traversal {
     pub images: Vec<PosedImage>,
     /// The first and last INS timestamps (µs).
     pub ins_span: (i64, i64),
+    /// PNG files in the camera's folder that `<camera>.timestamps` does not list (not read).
+    pub unlisted: usize,
 }
 
 impl Traversal {
@@ -320,16 +322,63 @@ impl Traversal {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             below.sort();
+            // Another slip: a folder inside the traversal (its stereo/centre, its gps/).
+            let above = dir.canonicalize().ok().and_then(|d| {
+                d.ancestors()
+                    .skip(1)
+                    .find(|a| a.join(format!("{base}.timestamps")).is_file())
+                    .map(Path::to_path_buf)
+            });
+            // Or a camera this traversal was not downloaded with: the ones it has.
+            let mut here: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let cam = name.strip_suffix(".timestamps")?.to_string();
+                    (e.path().is_file()
+                        && CAMERAS.iter().any(|c| c.split('/').next() == Some(&cam)))
+                    .then(|| {
+                        CAMERAS
+                            .iter()
+                            .filter(|c| {
+                                c.split('/').next() == Some(cam.as_str()) && dir.join(c).is_dir()
+                            })
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .flatten()
+                .collect();
+            here.sort();
+            let hint = if let Some(a) = above.filter(|_| !dir.join(camera).is_dir()) {
+                format!(
+                    "; {} is inside the traversal {}: give --root {}",
+                    dir.display(),
+                    a.display(),
+                    a.display()
+                )
+            } else if dir.join(camera).is_dir() {
+                format!(
+                    "; the {camera}/ images are here, but {base}.timestamps, which lists them \
+                     with their chunks, is not (it comes with the traversal's download)"
+                )
+            } else if !here.is_empty() {
+                format!(
+                    "; this traversal has no {camera} images, but has {} (--cameras)",
+                    here.join(", ")
+                )
+            } else if !below.is_empty() {
+                format!("; traversals in this folder: {}", below.join(", "))
+            } else {
+                String::new()
+            };
             return Err(DataError::missing(
                 &ts_path,
                 format!(
                     "the {base}.timestamps of a RobotCar traversal: --root is one traversal's \
-                     folder (with {base}.timestamps, gps/ins.csv and {camera}/){}",
-                    if below.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; traversals in this folder: {}", below.join(", "))
-                    }
+                     folder (with {base}.timestamps, gps/ins.csv and {camera}/){hint}"
                 ),
             ));
         }
@@ -391,6 +440,18 @@ impl Traversal {
                 ),
             ));
         }
+        // Images on disk that the list leaves out are not read: counted, for a note.
+        let listed: std::collections::HashSet<String> =
+            stamps.iter().map(|ts| format!("{ts}.png")).collect();
+        let unlisted = std::fs::read_dir(&img_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.ends_with(".png") && !listed.contains(&n)
+            })
+            .count();
         let ins_span = (ins[0].timestamp_us, ins[ins.len() - 1].timestamp_us);
         let images = stamps
             .into_iter()
@@ -408,6 +469,7 @@ impl Traversal {
             camera: camera.to_string(),
             images,
             ins_span,
+            unlisted,
         })
     }
 

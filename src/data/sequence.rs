@@ -98,6 +98,69 @@ pub fn decode_file(path: &std::path::Path, decode: Decode) -> Result<RgbImage, D
     Ok(match decode {
         Decode::Rgb => img.to_rgb8(),
         Decode::Grey => image::DynamicImage::ImageLuma8(img.to_luma8()).to_rgb8(),
-        Decode::Bayer(pattern) => super::robotcar::demosaic(&img.to_luma8(), pattern),
+        Decode::Bayer(pattern) => match already_colour(&img) {
+            Some(rgb) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        "{}: a colour image where a raw Bayer mosaic (one 8-bit channel, \
+                         RobotCar's stereo and mono images as recorded) was expected: images \
+                         already demosaiced (e.g. by the RobotCar SDK's image.py) are read as \
+                         they are, not demosaiced again (said once)",
+                        path.display()
+                    )
+                });
+                rgb
+            }
+            None => super::robotcar::demosaic(&img.to_luma8(), pattern),
+        },
     })
+}
+
+/// An image in colour (a channel differs from another somewhere) as RGB; None for a
+/// single-channel image or one whose channels are all equal (a mosaic saved as RGB).
+fn already_colour(img: &image::DynamicImage) -> Option<RgbImage> {
+    if !img.color().has_color() {
+        return None;
+    }
+    let rgb = img.to_rgb8();
+    rgb.pixels()
+        .any(|p| p[0] != p[1] || p[1] != p[2])
+        .then_some(rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::robotcar::{demosaic, BayerPattern};
+
+    /// A RobotCar image already demosaiced (colour) is read as it is; a mosaic, whether saved
+    /// with one channel or as RGB with three equal ones, is demosaiced.
+    #[test]
+    fn a_colour_image_is_not_demosaiced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = BayerPattern::Gbrg;
+        let colour = RgbImage::from_fn(8, 6, |x, y| {
+            image::Rgb([(30 * x) as u8, 200, (40 * y) as u8])
+        });
+        let mosaic = image::GrayImage::from_fn(8, 6, |x, y| {
+            image::Luma([colour.get_pixel(x, y)[pattern.channel(x, y)]])
+        });
+        let (c, m, m3) = (
+            dir.path().join("colour.png"),
+            dir.path().join("mosaic.png"),
+            dir.path().join("mosaic-rgb.png"),
+        );
+        colour.save(&c).unwrap();
+        mosaic.save(&m).unwrap();
+        image::DynamicImage::ImageLuma8(mosaic.clone())
+            .to_rgb8()
+            .save(&m3)
+            .unwrap();
+        let decode = Decode::Bayer(pattern);
+        assert_eq!(decode_file(&c, decode).unwrap(), colour);
+        let want = demosaic(&mosaic, pattern);
+        assert_eq!(decode_file(&m, decode).unwrap(), want);
+        assert_eq!(decode_file(&m3, decode).unwrap(), want);
+    }
 }

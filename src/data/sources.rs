@@ -445,6 +445,25 @@ fn kitti_sequences(root: &Path) -> Result<Vec<u32>, PipelineError> {
             root.parent()
                 .map(|p| format!("; give --root {} (the folder that holds it)", p.display()))
                 .unwrap_or_default()
+        } else if let Some((seq, above)) = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .zip(root.parent())
+            .filter(|(_, p)| p.file_name().is_some_and(|n| n == "sequences"))
+            .and_then(|(n, p)| Some((n.parse::<u32>().ok()?, p.parent()?)))
+        {
+            // One sequence's folder (sequences/00): the root is two levels up.
+            format!(
+                "; {} is one sequence's folder: give --root {} --slice {seq}",
+                root.display(),
+                if above.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    above
+                }
+                .display()
+            )
         } else {
             String::new()
         };
@@ -587,7 +606,7 @@ impl Sequence {
                 // Said, so that what needs stamps (centring, the sequence filter) can be traced
                 // to the file.
                 let times = root.join("sequences").join(&seq).join("times.txt");
-                let notes: Vec<String> = if times.exists() {
+                let mut notes: Vec<String> = if times.exists() {
                     Vec::new()
                 } else {
                     vec![format!(
@@ -596,6 +615,27 @@ impl Sequence {
                         times.display()
                     )]
                 };
+                // poses/NN.txt is cam0's: another camera's images are posed by its offset
+                // from calib.txt, which is then needed.
+                let calib = root.join("sequences").join(&seq).join("calib.txt");
+                if cam != "image_0"
+                    && !calib.exists()
+                    && s.images.iter().any(|p| p.world_from_cam.is_some())
+                {
+                    // The offsets in KITTI's published calibrations.
+                    let offset = match cam.as_str() {
+                        "image_1" => "54 cm",
+                        "image_2" => "6 cm",
+                        _ => "48 cm",
+                    };
+                    notes.push(format!(
+                        "{}: missing: {cam}'s images are posed as cam0's (poses/{seq}.txt), \
+                         without the camera's offset from cam0 that its P{} line gives (about \
+                         {offset} in KITTI's calibrations), and have no intrinsics (no yaw views)",
+                        calib.display(),
+                        cam.trim_start_matches("image_")
+                    ));
+                }
                 for note in &notes {
                     tracing::info!("{note}");
                 }
@@ -652,6 +692,30 @@ impl Sequence {
                         root.join("gps/ins.csv").display(),
                     ));
                     tracing::warn!("{}", notes[0]);
+                }
+                if cam.starts_with("mono_") {
+                    // The SDK undistorts these with its camera models (models/, a download of
+                    // its own); the map takes the frames as recorded.
+                    let note = format!(
+                        "{cam}: the images are used as recorded (demosaiced, not undistorted: \
+                         the RobotCar SDK's camera models are not read), so the map's images are \
+                         the raw fisheye views; give the node the same camera's raw frames, \
+                         not rectified ones"
+                    );
+                    tracing::info!("{note}");
+                    notes.push(note);
+                }
+                if t.unlisted > 0 {
+                    let base = cam.split('/').next().unwrap_or(&cam);
+                    let note = format!(
+                        "{} PNG file(s) in {} are not listed in {} and are not read (only the \
+                         images the timestamps file lists are; a line deleted by hand?)",
+                        t.unlisted,
+                        root.join(&cam).display(),
+                        root.join(format!("{base}.timestamps")).display()
+                    );
+                    tracing::warn!("{note}");
+                    notes.push(note);
                 }
                 Ok(SourceImages {
                     database: t

@@ -24,6 +24,9 @@ pub struct Line<'a> {
     pub number: usize,
     pub raw: &'a str,
     pub fields: Vec<&'a str>,
+    /// Whether it is the file's last line and no newline ends it (where a file cut short
+    /// ends; a file written whole ends its last line).
+    pub cut_off: bool,
 }
 
 impl TextFile {
@@ -32,6 +35,11 @@ impl TextFile {
             return Err(DataError::missing(path, "a text file"));
         }
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        // A UTF-8 byte-order mark (what Excel and Notepad put first) is no part of the header.
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             text,
@@ -45,6 +53,12 @@ impl TextFile {
         sep: Option<char>,
         comment: Option<char>,
     ) -> impl Iterator<Item = Line<'_>> {
+        // The final line, when something other than blanks follows the last newline.
+        let last = (!self.text.ends_with('\n'))
+            .then(|| self.text.lines().enumerate().last())
+            .flatten()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, _)| i);
         self.text.lines().enumerate().filter_map(move |(i, raw)| {
             let trimmed = raw.trim_end_matches('\r');
             if trimmed.trim().is_empty()
@@ -61,6 +75,7 @@ impl TextFile {
                 number: i + 1,
                 raw: trimmed,
                 fields,
+                cut_off: Some(i) == last,
             })
         })
     }
@@ -74,6 +89,21 @@ impl TextFile {
             .unwrap_or("")
             .trim_end_matches('\r');
         let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.text.trim().is_empty() {
+            return Err(DataError::layout(
+                &self.path,
+                format!(
+                    "empty ({} bytes{}): expected the header `{expected}` and rows below it (a \
+                     copy or download that failed?)",
+                    std::fs::metadata(&self.path).map_or(self.text.len() as u64, |m| m.len()),
+                    if self.text.is_empty() {
+                        ""
+                    } else {
+                        " of blanks"
+                    }
+                ),
+            ));
+        }
         if norm(first) != norm(expected) {
             return Err(DataError::Header {
                 path: self.path.clone(),
@@ -94,6 +124,14 @@ impl Line<'_> {
                 line: self.number,
                 expected: n.to_string(),
                 found: self.fields.len(),
+                hint: if self.cut_off && self.fields.len() < n {
+                    " (the file's last line, with no newline after it: the file looks cut \
+                     short, e.g. a copy or download that stopped; copy it again, or delete that \
+                     line)"
+                        .into()
+                } else {
+                    String::new()
+                },
             });
         }
         Ok(())
@@ -222,6 +260,73 @@ pub fn images_recursive(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What files copied by hand carry: a byte-order mark (read past), an empty file and a
+    /// last line cut short (each said as such).
+    #[test]
+    fn a_byte_order_mark_is_read_past_and_empty_or_cut_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ins.csv");
+        std::fs::write(&path, "\u{feff}timestamp,a\r\n1,2\r\n").unwrap();
+        let f = TextFile::read(&path).unwrap();
+        f.expect_header("timestamp,a").unwrap();
+        let rows: Vec<Vec<&str>> = f.lines(Some(','), None).map(|l| l.fields).collect();
+        assert_eq!(rows, vec![vec!["timestamp", "a"], vec!["1", "2"]]);
+
+        std::fs::write(&path, "").unwrap();
+        let e = TextFile::read(&path)
+            .unwrap()
+            .expect_header("timestamp,a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ins.csv") && e.contains("empty (0 bytes): expected the header"),
+            "{e}"
+        );
+
+        std::fs::write(&path, "1 2 3\n4 5 6\n7 8").unwrap();
+        let f = TextFile::read(&path).unwrap();
+        let errs: Vec<String> = f
+            .lines(None, None)
+            .filter_map(|l| l.expect_columns(3).err())
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("ins.csv:3: expected 3 columns, found 2 (the file's last line, with no newline after it: the file looks cut short"), "{}", errs[0]);
+        // Blanks after the last newline: the line before them ended as written.
+        std::fs::write(&path, "1 2 3\n4 5\n  ").unwrap();
+        let f = TextFile::read(&path).unwrap();
+        let e = f
+            .lines(None, None)
+            .nth(1)
+            .unwrap()
+            .expect_columns(3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
+        // A short line that is not the last, or a last line that ends as written: no such
+        // guess.
+        std::fs::write(&path, "1 2\n4 5 6\n").unwrap();
+        let f = TextFile::read(&path).unwrap();
+        let e = f
+            .lines(None, None)
+            .next()
+            .unwrap()
+            .expect_columns(3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
+        std::fs::write(&path, "1 2 3\n4 5\n").unwrap();
+        let f = TextFile::read(&path).unwrap();
+        let e = f
+            .lines(None, None)
+            .nth(1)
+            .unwrap()
+            .expect_columns(3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
+    }
 
     #[test]
     fn errors_name_file_line_field_expected_and_found() {

@@ -125,7 +125,21 @@ impl Staged {
             .flatten()
             .map(|e| (e.path(), out.join(e.file_name())))
             .collect();
+        // An earlier run's outputs of the same names are replaced: said (others stay).
+        let mut replaced: Vec<String> = moves
+            .iter()
+            .filter(|(_, to)| to.exists())
+            .filter_map(|(_, to)| Some(to.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        replaced.sort();
         crate::atomic::rename_all_into_place(&moves)?;
+        if !replaced.is_empty() {
+            tracing::info!(
+                "replaced an earlier run's {} in {}",
+                replaced.join(", "),
+                out.display()
+            );
+        }
         Ok(())
     }
 }
@@ -579,6 +593,18 @@ pub fn refuse_out_in_source(src: &SourceImages, out: &Path) -> Result<(), Pipeli
             }
         }
     }
+    // Anywhere else inside the data set's folder (a RobotCar traversal's gps/ or vo/, a KITTI
+    // root's poses/): its reader reads files there too.
+    if let Some(r) = root
+        .as_ref()
+        .filter(|r| r.is_dir() && out_abs.starts_with(r))
+    {
+        return Err(PipelineError::OutInsideDataSetRoot {
+            out: out.to_path_buf(),
+            root: r.clone(),
+            beside: beside(r),
+        });
+    }
     Ok(())
 }
 
@@ -755,6 +781,45 @@ pub fn map_queries(mut src: SourceImages, map: &Path) -> Result<SourceImages, Pi
                 "matches.png shows no map images: {} names images of {} that are not there",
                 map.display(),
                 root.display()
+            ));
+        }
+        // The map's own images as queries (the drive the map was built from): each finds
+        // itself, so the scores say nothing of localizing another drive.
+        let own: std::collections::HashSet<std::path::PathBuf> = src
+            .database
+            .iter()
+            .filter_map(|p| p.path.canonicalize().ok())
+            .collect();
+        let same = src
+            .queries
+            .iter()
+            .filter(|q| q.path.canonicalize().is_ok_and(|c| own.contains(&c)))
+            .count();
+        if same > 0 {
+            src.notes.push(format!(
+                "{same} of the {} queries are images of {} itself (it was built from {}): they \
+                 find themselves, so their scores are the map checked against its own images, \
+                 not localization; evaluate another drive of the same place (another RobotCar \
+                 traversal, another recording) against it",
+                src.queries.len(),
+                map.display(),
+                s.root
+            ));
+        }
+        // KITTI's odometry sequences are separate drives, each in its own frame (its first
+        // pose at the origin): one sequence's poses mean nothing in another's map.
+        if s.format == "kitti"
+            && src.source.format == "kitti"
+            && s.slice.is_some()
+            && src.source.slice.is_some()
+            && s.slice != src.source.slice
+        {
+            src.notes.push(format!(
+                "the map is of KITTI sequence {:02} and the queries are sequence {:02}: each \
+                 KITTI odometry sequence is another drive in its own frame (its first pose at \
+                 the origin), so the errors compare positions in two unrelated frames",
+                s.slice.unwrap_or_default(),
+                src.source.slice.unwrap_or_default()
             ));
         }
     }

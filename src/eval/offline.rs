@@ -1202,9 +1202,9 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
             "\nEvery row scores each query's prior."
         });
         // How far a share of n priors can read from 95% when the ellipsoids are right.
-        let (n, which) = match r.published.as_ref().and_then(|p| p.scores.as_ref()) {
-            Some(p) => (p.queries, "published priors"),
-            None => (r.all.queries, "priors"),
+        let (n, which, inside) = match r.published.as_ref().and_then(|p| p.scores.as_ref()) {
+            Some(p) => (p.queries, "published priors", p.inside_95_ellipsoid),
+            None => (r.all.queries, "priors", r.all.inside_95_ellipsoid),
         };
         if let Some((lo, hi)) = coverage_band(n) {
             s.push_str(&format!(
@@ -1214,10 +1214,36 @@ pub fn markdown(reports: &[&Report], notes: &[&String]) -> String {
                 100.0 * lo,
                 100.0 * hi
             ));
+            if let Some(w) = coverage_verdict(inside, n) {
+                s.push_str(&format!(" **{w}**"));
+            }
         }
         s.push_str("\n\n");
     }
     s
+}
+
+/// What a share `inside` of `n` priors' 95% ellipsoids holding the truth says when it lies
+/// outside [`coverage_band`]; None inside it.
+pub fn coverage_verdict(inside: f64, n: usize) -> Option<String> {
+    let (lo, hi) = coverage_band(n)?;
+    // Shares are k/n: compared in whole priors, so rounding never moves one across the band.
+    let k = (inside * n as f64).round();
+    if k < (lo * n as f64).round() {
+        Some(format!(
+            "{:.1}% is below that band: on this world the ellipsoids are too tight (the prior's \
+             constants were fitted on other worlds; docs/pose-prior.md): a filter fusing these \
+             priors would trust wrong ones",
+            100.0 * inside
+        ))
+    } else if k > (hi * n as f64).round() {
+        Some(format!(
+            "{:.1}% is above that band: on this world the ellipsoids are wider than they need be",
+            100.0 * inside
+        ))
+    } else {
+        None
+    }
 }
 
 /// The central 95% range of the share k/n when each of n priors holds the truth with
@@ -1470,6 +1496,13 @@ mod tests {
             assert_eq!((b * n as f64).round() as usize, hi, "n {n}");
         }
         assert_eq!(coverage_band(0), None);
+        // 240 priors: 221 to 234 inside is the band.
+        assert!(coverage_verdict(220.0 / 240.0, 240)
+            .is_some_and(|w| w.starts_with("91.7% is below that band")));
+        assert_eq!(coverage_verdict(221.0 / 240.0, 240), None);
+        assert_eq!(coverage_verdict(234.0 / 240.0, 240), None);
+        assert!(coverage_verdict(235.0 / 240.0, 240)
+            .is_some_and(|w| w.starts_with("97.9% is above that band")));
     }
 
     #[test]

@@ -903,6 +903,18 @@ impl Localizer {
             // The belief's reach on the floor (prior::filter_floor, in the prior).
             prior::add_to_position_block(&mut prior.covariance, &s);
             belief_profile = profile;
+        } else {
+            // A map sparser than the fitted floor knows: the floor grows with its spacing.
+            // On the ground plane: a query lies between map images along the road, not above
+            // them.
+            let sparse = prior::sparse_map_floor(self.places.spacing);
+            if sparse > 0.0 {
+                let up = self.places.up;
+                prior::add_to_position_block(
+                    &mut prior.covariance,
+                    &((nalgebra::Matrix3::identity() - up * up.transpose()) * sparse),
+                );
+            }
         }
         // At a bend the prior turns towards the neighbouring image the frame matches best
         // (prior::bend_share), and the truth's orientation lies between the chosen image's and

@@ -94,6 +94,25 @@ pub const CONFIDENT: f64 = 0.2;
 pub const WRONG_SCALE: f64 = 6.0;
 /// The factor on the match's own position spread, floor included (fitted: 1.5).
 pub const POSITION_CALIBRATION: f64 = 1.5;
+/// The map spacing (metres; the median distance between its places) up to which the
+/// single-frame floor SIGMA_POSITION holds as fitted: the fitting worlds' maps are 2.5 m (drive)
+/// and 5 m apart, and a RobotCar world 6 m apart held the truth for 94-100% (README, "With real
+/// data"). Beyond it the floor grows in proportion ([`sparse_map_floor`]).
+pub const SPARSE_SPACING: f64 = 6.0;
+
+/// What a single-frame prior's position block gains per ground axis (m^2; the Localizer adds it
+/// in the map's ground plane) on a map sparser than
+/// [`SPARSE_SPACING`]: a query between two map images lies up to half their spacing from the
+/// nearer, so the floor's sigma grows as spacing / SPARSE_SPACING, and the block's floor
+/// (POSITION_CALIBRATION SIGMA_POSITION^2) by the square of that less one; 0 on denser maps.
+/// (Under the sequence filter the belief's reach has its own floor of half the spacing.)
+pub fn sparse_map_floor(spacing: f64) -> f64 {
+    let f = spacing / SPARSE_SPACING;
+    if !f.is_finite() || f <= 1.0 {
+        return 0.0;
+    }
+    POSITION_CALIBRATION * SIGMA_POSITION.powi(2) * (f * f - 1.0)
+}
 /// The factor on the position floor under the sequence filter (a confidence given), whose
 /// `SPREAD_MASS` was fitted with it: 0.6, POSITION_CALIBRATION's value with the L1 metric.
 /// Apart since the cosine metric (2026-12-04): its distance ratios leave the single match's
@@ -745,6 +764,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fitted floor on maps up to 6 m apart; beyond, its sigma in proportion.
+    #[test]
+    fn a_sparse_map_widens_the_single_frame_floor_in_proportion() {
+        for s in [0.0, 1.0, 2.5, 5.0, 6.0, f64::NAN] {
+            assert_eq!(sparse_map_floor(s), 0.0, "{s}");
+        }
+        // 12 m: sigma doubled, the floor's square (1.5 m^2) four times: 4.5 m^2 more.
+        assert!((sparse_map_floor(12.0) - 4.5).abs() < 1e-12);
+        assert!(sparse_map_floor(6.6) > 0.0 && sparse_map_floor(6.6) < sparse_map_floor(9.0));
     }
 
     #[test]

@@ -485,7 +485,13 @@ fn diagnostics(
         let kind = state.as_ref().map(|(k, _)| *k);
         if kind != s.state_logged {
             match (&state, s.state_logged) {
-                // Crossed ids are logged by the frame callback, as they are found.
+                // Crossed ids are logged by the frame callback, as they are found; a state
+                // logged before them is closed, as they explain it.
+                (Some((CROSSED, _)), Some(was)) if was != CROSSED => tracing::info!(
+                    "{}: no longer {was}: its frames look like another map camera's images \
+                     (crossed camera ids, logged above)",
+                    cam.topic
+                ),
                 (Some((CROSSED, _)), _) | (None, Some(CROSSED)) => {}
                 (Some((_, m)), _) => tracing::warn!("{}: {m}", cam.topic),
                 (None, Some(was)) => tracing::info!("{}: no longer {was}", cam.topic),

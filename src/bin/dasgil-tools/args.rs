@@ -17,7 +17,8 @@ pub(crate) struct SourceArgs {
     #[arg(long, conflicts_with_all = ["format", "root"])]
     pub(crate) sequences: Option<PathBuf>,
     /// Ad hoc: the data set's layout, cmu, robotcar, kitti or vkitti2 (with --root).
-    #[arg(long, requires = "root")]
+    #[arg(long, requires = "root",
+          value_parser = clap::builder::PossibleValuesParser::new(dasgil::data::sources::FORMATS))]
     pub(crate) format: Option<String>,
     /// The data set's folder (with --format): an Extended CMU-Seasons or KITTI dataset root, a
     /// Virtual KITTI 2 root, or one RobotCar traversal's folder.
@@ -35,6 +36,28 @@ pub(crate) struct SourceArgs {
 
 impl SourceArgs {
     pub(crate) fn open(&self) -> Result<dasgil::data::sources::SourceImages> {
+        // A layout without slices: --slice would be ignored (a command-line refusal, exit 2).
+        if let (Some(f @ ("robotcar" | "vkitti2")), Some(n)) = (self.format.as_deref(), self.slice)
+        {
+            clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--slice {n}: a {} has no slices (--slice picks an Extended CMU-Seasons \
+                     slice or a KITTI odometry sequence): drop it{}\n",
+                    if f == "robotcar" {
+                        "RobotCar traversal"
+                    } else {
+                        "Virtual KITTI 2 root"
+                    },
+                    if f == "robotcar" {
+                        "; --root names the traversal, --cameras its camera"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .exit();
+        }
         Ok(dasgil::data::sources::source(
             self.sequence.as_deref(),
             self.sequences.as_deref(),

@@ -87,6 +87,51 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         Some(o) => open_bag(&o?)?,
         None => a.source.open()?,
     };
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}.map.safetensors",
+            a.source
+                .sequence
+                .clone()
+                .or(a.source.format.clone())
+                .or(a
+                    .bag
+                    .bag
+                    .as_ref()
+                    .and_then(|b| { b.file_stem().map(|s| s.to_string_lossy().into_owned()) }))
+                .unwrap_or_else(|| "map".into())
+        ))
+    });
+    // Not among the images it reads (a folder reader lists every file of an image folder).
+    // (--out onto an image itself is said as such when the map is written.)
+    let onto_an_image = out.canonicalize().is_ok_and(|o| {
+        src.database
+            .iter()
+            .any(|i| i.path.canonicalize().is_ok_and(|p| p == o))
+    });
+    if let Some(parent) = std::path::absolute(&out)
+        .ok()
+        .filter(|_| !onto_an_image)
+        .and_then(|o| o.parent().and_then(|p| p.canonicalize().ok()))
+    {
+        let folders: std::collections::BTreeSet<&std::path::Path> = src
+            .database
+            .iter()
+            .filter_map(|i| i.path.parent())
+            .collect();
+        if let Some(images) = folders
+            .into_iter()
+            .filter_map(|f| f.canonicalize().ok())
+            .find(|f| parent.starts_with(f))
+        {
+            anyhow::bail!(
+                "--out {}: is inside {}, a folder of the data set's images; expected a path \
+                 outside its image folders, so the map never mixes with the images",
+                out.display(),
+                images.display()
+            );
+        }
+    }
     let (mut enc, _) = dasgil::extract::choice::make_encoder(
         &a.model.choice()?,
         a.model.layers.clone(),
@@ -109,21 +154,6 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
             recorded.name()
         );
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "{}.map.safetensors",
-            a.source
-                .sequence
-                .clone()
-                .or(a.source.format.clone())
-                .or(a
-                    .bag
-                    .bag
-                    .as_ref()
-                    .and_then(|b| { b.file_stem().map(|s| s.to_string_lossy().into_owned()) }))
-                .unwrap_or_else(|| "map".into())
-        ))
-    });
     // An earlier map at --out is replaced (only a map: anything else is refused): said.
     let replaces = out.is_file();
     let line = dasgil::map::build_map_summary(

@@ -247,10 +247,14 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
         // One drive (a RobotCar traversal, a KITTI sequence, Virtual KITTI 2) has no queries of
         // its own: scored against another drive's map, its images are the queries.
         eprintln!(
-            "evaluate: the {} images of {} are the queries (a {} data set has no queries of its \
-             own; the map is the database)",
+            "evaluate: the {} images of {}{} are the queries (a {} data set has no queries of \
+             its own; the map is the database)",
             src.database.len(),
             src.source.root,
+            match (src.source.format.as_str(), src.source.slice) {
+                ("kitti", Some(n)) => format!(" (odometry sequence {n:02})"),
+                _ => String::new(),
+            },
             src.source.format
         );
         src = dasgil::eval::map_queries(src, map).map_err(map_flag_error)?;
@@ -413,6 +417,15 @@ pub(crate) fn run_evaluate(a: EvaluateArgs) -> Result<()> {
                 t.total(),
                 100.0 * p.correct() as f64 / t.total().max(1) as f64
             );
+        }
+        // Coverage of the published priors (all priors where none are withheld) outside the
+        // band a right calibration reads in: said here as well as in report.md.
+        let (n, inside) = match r.published.as_ref().and_then(|p| p.scores.as_ref()) {
+            Some(s) => (s.queries, s.inside_95_ellipsoid),
+            None => (r.all.queries, r.all.inside_95_ellipsoid),
+        };
+        if let Some(w) = dasgil::eval::offline::coverage_verdict(inside, n) {
+            println!("    truth inside the 95% ellipsoid: {w} (report.md)");
         }
         if let Some(g) = &r.gate {
             println!(

@@ -410,8 +410,11 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     // it; after it, it says the data set is complete. Registered before the staging folder
     // exists, so no signal finds the default action (which would leave the folder).
     let state = std::sync::Arc::new(std::sync::Mutex::new(Render::NotStarted));
+    // Set while the render moves into place (the lock is held then, and briefly at other times).
+    let moving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let state = std::sync::Arc::clone(&state);
+        let moving = std::sync::Arc::clone(&moving);
         let out = out.clone();
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
@@ -429,13 +432,15 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
                     Ok(g) => g,
                     Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
                     Err(std::sync::TryLockError::WouldBlock) => {
-                        let _ = writeln!(
-                            std::io::stderr(),
-                            "synth: interrupted: waiting for the data set's move into {} to \
-                             finish (a second Ctrl-C ends at once and may leave --out half \
-                             replaced)",
-                            out.display()
-                        );
+                        if moving.load(std::sync::atomic::Ordering::SeqCst) {
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "synth: interrupted: waiting for the data set's move into {} \
+                                 to finish (a second Ctrl-C ends at once and may leave --out \
+                                 half replaced)",
+                                out.display()
+                            );
+                        }
                         state.lock().unwrap_or_else(|e| e.into_inner())
                     }
                 };
@@ -512,7 +517,10 @@ pub(crate) fn run_synth(format: SynthFormat) -> Result<()> {
     {
         // The swap into place is not interrupted halfway (the handler waits for this lock).
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        output::finish(&staging, &out, marker, job.common.force)?;
+        moving.store(true, std::sync::atomic::Ordering::SeqCst);
+        let finished = output::finish(&staging, &out, marker, job.common.force);
+        moving.store(false, std::sync::atomic::Ordering::SeqCst);
+        finished?;
         *st = Render::Done;
     }
     if let Some(p) = &preview_path {

@@ -293,39 +293,28 @@ mod tests {
             .collect();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].contains("ins.csv:3: expected 3 columns, found 2 (the file's last line, with no newline after it: the file looks cut short"), "{}", errs[0]);
-        // Blanks after the last newline: the line before them ended as written.
-        std::fs::write(&path, "1 2 3\n4 5\n  ").unwrap();
-        let f = TextFile::read(&path).unwrap();
-        let e = f
-            .lines(None, None)
-            .nth(1)
-            .unwrap()
-            .expect_columns(3)
-            .unwrap_err()
-            .to_string();
-        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
-        // A short line that is not the last, or a last line that ends as written: no such
-        // guess.
-        std::fs::write(&path, "1 2\n4 5 6\n").unwrap();
-        let f = TextFile::read(&path).unwrap();
-        let e = f
-            .lines(None, None)
-            .next()
-            .unwrap()
-            .expect_columns(3)
-            .unwrap_err()
-            .to_string();
-        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
-        std::fs::write(&path, "1 2 3\n4 5\n").unwrap();
-        let f = TextFile::read(&path).unwrap();
-        let e = f
-            .lines(None, None)
-            .nth(1)
-            .unwrap()
-            .expect_columns(3)
-            .unwrap_err()
-            .to_string();
-        assert!(e.ends_with("expected 3 columns, found 2"), "{e}");
+        // The error of line `nth` (0-based among non-empty lines) of a file of `text`.
+        let error_of = |text: &str, nth: usize| {
+            std::fs::write(&path, text).unwrap();
+            TextFile::read(&path)
+                .unwrap()
+                .lines(None, None)
+                .nth(nth)
+                .unwrap()
+                .expect_columns(3)
+                .unwrap_err()
+                .to_string()
+        };
+        // No such guess for: blanks after the last newline (the line before them ended as
+        // written), a short line that is not the last, a last line that ends as written.
+        for (text, nth) in [
+            ("1 2 3\n4 5\n  ", 1),
+            ("1 2\n4 5 6\n", 0),
+            ("1 2 3\n4 5\n", 1),
+        ] {
+            let e = error_of(text, nth);
+            assert!(e.ends_with("expected 3 columns, found 2"), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -329,27 +329,15 @@ impl Traversal {
                     .find(|a| a.join(format!("{base}.timestamps")).is_file())
                     .map(Path::to_path_buf)
             });
-            // Or a camera this traversal was not downloaded with: the ones it has.
-            let mut here: Vec<String> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let cam = name.strip_suffix(".timestamps")?.to_string();
-                    (e.path().is_file()
-                        && CAMERAS.iter().any(|c| c.split('/').next() == Some(&cam)))
-                    .then(|| {
-                        CAMERAS
-                            .iter()
-                            .filter(|c| {
-                                c.split('/').next() == Some(cam.as_str()) && dir.join(c).is_dir()
-                            })
-                            .map(|c| c.to_string())
-                            .collect::<Vec<_>>()
-                    })
+            // Or a camera this traversal was not downloaded with: the ones it has (a camera's
+            // folder with its <base>.timestamps).
+            let mut here: Vec<String> = CAMERAS
+                .iter()
+                .filter(|c| {
+                    let b = c.split('/').next().unwrap_or(c);
+                    dir.join(format!("{b}.timestamps")).is_file() && dir.join(c).is_dir()
                 })
-                .flatten()
+                .map(|c| c.to_string())
                 .collect();
             here.sort();
             let hint = if let Some(a) = above.filter(|_| !dir.join(camera).is_dir()) {

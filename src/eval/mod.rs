@@ -515,6 +515,18 @@ fn remove_abandoned_staging(out: &Path) {
     }
 }
 
+/// The folders `images` lie in, each once, links resolved (those that exist).
+pub fn image_folders<'a>(
+    images: impl IntoIterator<Item = &'a crate::data::PosedImage>,
+) -> Vec<std::path::PathBuf> {
+    let folders: std::collections::BTreeSet<&Path> =
+        images.into_iter().filter_map(|i| i.path.parent()).collect();
+    folders
+        .into_iter()
+        .filter_map(|f| f.canonicalize().ok())
+        .collect()
+}
+
 /// An output folder (`evaluate --out`, `replay --out`) that is a file, inside the recording or
 /// the data set the images come from (an image folder, the folder holding one, or a folder
 /// holding the image folders): refused, so reports never mix with the input's files or are
@@ -525,12 +537,6 @@ pub fn refuse_out_in_source(src: &SourceImages, out: &Path) -> Result<(), Pipeli
             path: out.to_path_buf(),
         });
     }
-    let folders: std::collections::BTreeSet<&Path> = src
-        .database
-        .iter()
-        .chain(&src.queries)
-        .filter_map(|i| i.path.parent())
-        .collect();
     let out_abs = absolute_through_links(out);
     // A recording's folder (its frames are extracted elsewhere, so the check below does not
     // see it).
@@ -557,10 +563,7 @@ pub fn refuse_out_in_source(src: &SourceImages, out: &Path) -> Result<(), Pipeli
             name.unwrap_or_else(|| "data".into())
         ))
     };
-    let folders: Vec<std::path::PathBuf> = folders
-        .into_iter()
-        .filter_map(|f| f.canonicalize().ok())
-        .collect();
+    let folders = image_folders(src.database.iter().chain(&src.queries));
     // The most telling refusal first: inside an image folder, whichever folder comes first.
     if let Some(images) = folders.iter().find(|i| out_abs.starts_with(i)) {
         return Err(PipelineError::OutInsideImages {

@@ -61,10 +61,10 @@ def right(folder):
     out = {}
     try:
         for q in none[0].get("queries", []):
-            right = q["position_error"] <= 5.0 and q["rotation_error"] <= 10.0
+            ok = q["position_error"] <= 5.0 and q["rotation_error"] <= 10.0
             # The capture: the name without its camera id (c0 and c1 of one time).
             capture = q["name"].replace(q["camera"], "", 1) if q.get("camera") else q["name"]
-            out[q["name"]] = (right, capture)
+            out[q["name"]] = (ok, capture)
     except (KeyError, TypeError) as e:
         fail(f"{path}: a query without {e} (not evaluate's report.json?)")
     if not out:
@@ -114,11 +114,12 @@ def main(argv):
             x = right(folder)
             if set(x) != set(base[w]):
                 fail(f"{folder}: its queries are not the shipped model's on {w}")
-            win = sum(1 for q in x if x[q][0] and not base[w][q][0])
-            loss = sum(1 for q in x if base[w][q][0] and not x[q][0])
-            for q in x:
-                key = (w, x[q][1])
-                captures[key] = captures.get(key, 0) + int(x[q][0]) - int(base[w][q][0])
+            win = loss = 0
+            for q, (got, capture) in x.items():
+                was = base[w][q][0]
+                win += got and not was
+                loss += was and not got
+                captures[(w, capture)] = captures.get((w, capture), 0) + int(got) - int(was)
             means.append(
                 (
                     sum(v[0] for v in x.values()) / len(x),

@@ -103,33 +103,28 @@ pub(crate) fn run_build_map(a: BuildMapArgs) -> Result<()> {
         ))
     });
     // Not among the images it reads (a folder reader lists every file of an image folder).
-    // (--out onto an image itself is said as such when the map is written.)
-    let onto_an_image = out.canonicalize().is_ok_and(|o| {
-        src.database
-            .iter()
-            .any(|i| i.path.canonicalize().is_ok_and(|p| p == o))
-    });
     if let Some(parent) = std::path::absolute(&out)
         .ok()
-        .filter(|_| !onto_an_image)
         .and_then(|o| o.parent().and_then(|p| p.canonicalize().ok()))
     {
-        let folders: std::collections::BTreeSet<&std::path::Path> = src
-            .database
-            .iter()
-            .filter_map(|i| i.path.parent())
-            .collect();
-        if let Some(images) = folders
+        if let Some(images) = dasgil::eval::image_folders(&src.database)
             .into_iter()
-            .filter_map(|f| f.canonicalize().ok())
             .find(|f| parent.starts_with(f))
         {
-            anyhow::bail!(
-                "--out {}: is inside {}, a folder of the data set's images; expected a path \
-                 outside its image folders, so the map never mixes with the images",
-                out.display(),
-                images.display()
-            );
+            // --out onto an image itself is said as such when the map is written.
+            let onto_an_image = out.canonicalize().is_ok_and(|o| {
+                src.database
+                    .iter()
+                    .any(|i| i.path.canonicalize().is_ok_and(|p| p == o))
+            });
+            if !onto_an_image {
+                anyhow::bail!(
+                    "--out {}: is inside {}, a folder of the data set's images; expected a path \
+                     outside its image folders, so the map never mixes with the images",
+                    out.display(),
+                    images.display()
+                );
+            }
         }
     }
     let (mut enc, _) = dasgil::extract::choice::make_encoder(
